@@ -1,0 +1,214 @@
+//! Raw input to validated events: JSONL lines and CSV records become `Event`s, and every
+//! row that cannot is reported with its line, field and reason. One bad row never fails the
+//! rest (`shared/spec/events.md`, "Bad input").
+
+pub mod raw;
+pub mod validate;
+
+use raw::{F, Raw, RawError, Scalar};
+use std::borrow::Cow;
+use std::io::Read;
+use tenure_core::event::{Event, EventKind};
+use tenure_core::money::Currency;
+use tenure_core::time::{DAY, Timestamp};
+pub use validate::FieldError;
+
+/// What validation needs to know beyond the row itself.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Currency of amounts that name none.
+    pub default_currency: Currency,
+    /// Longest accepted line (bytes), as Segment's 32 KB per event.
+    pub max_line_bytes: usize,
+    /// The receiving instant, for the future-skew rule; `None` disables the rule (replay).
+    pub now: Option<Timestamp>,
+    pub max_future_skew_micros: i64,
+    /// Inclusive CSAT scale.
+    pub csat_scale: (u8, u8),
+}
+
+impl IngestConfig {
+    /// The defaults of events.md with the caller's clock reading.
+    pub fn defaults(now: Option<Timestamp>) -> IngestConfig {
+        IngestConfig {
+            default_currency: Currency::USD,
+            max_line_bytes: 64 * 1024,
+            now,
+            max_future_skew_micros: DAY,
+            csat_scale: (1, 10),
+        }
+    }
+}
+
+/// A rejected row: where, which field, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// 1-based line number (or array index for HTTP batches).
+    pub line: u64,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{}: {}: {}", self.line, field, self.reason),
+            None => write!(f, "{}: {}", self.line, self.reason),
+        }
+    }
+}
+
+/// Parses one JSONL line (without its newline). `default_kind` applies when the row has no
+/// `type` (an import with `--type`).
+pub fn parse_json_line(line: &str, default_kind: Option<EventKind>, cfg: &IngestConfig) -> Result<Event, FieldError> {
+    if line.len() > cfg.max_line_bytes {
+        return Err(FieldError::row(format!("line is {} bytes, over the limit of {}", line.len(), cfg.max_line_bytes)));
+    }
+    let raw = raw::from_json(line).map_err(|e| match e {
+        RawError::NotAnObject => FieldError::row("expected a JSON object"),
+        RawError::Duplicate(f) => FieldError { field: Some(f), reason: "field appears twice".into() },
+        RawError::Json(m) => FieldError::row(format!("malformed JSON: {m}")),
+    })?;
+    validate::build(&raw, default_kind, cfg)
+}
+
+/// Parses a block of JSONL text whose first line is `first_line` (1-based). Blank lines are
+/// skipped. Returns accepted events with their line numbers, in order, and the rejections.
+pub fn parse_jsonl_block(
+    text: &str,
+    first_line: u64,
+    default_kind: Option<EventKind>,
+    cfg: &IngestConfig,
+) -> (Vec<(u64, Event)>, Vec<Rejection>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let n = first_line + i as u64;
+        match parse_json_line(line, default_kind, cfg) {
+            Ok(e) => ok.push((n, e)),
+            Err(e) => bad.push(Rejection { line: n, field: e.field, reason: e.reason }),
+        }
+    }
+    (ok, bad)
+}
+
+/// The event type a file holds, from its name: `subscriptions.csv`, `usage.jsonl`,
+/// `survey_responses.csv`... Singular and plural spellings are both understood.
+pub fn kind_from_file_name(name: &str) -> Option<EventKind> {
+    let stem = name.rsplit(['/', '\\']).next()?.split('.').next()?.to_ascii_lowercase().replace('-', "_");
+    if let Some(k) = EventKind::parse(&stem) {
+        return Some(k);
+    }
+    let singular = match stem.as_str() {
+        "usage_events" | "usages" => "usage",
+        "web_visits" => "web_visit",
+        "surveys_sent" => "survey_sent",
+        "survey_responses" | "responses" => "survey_response",
+        "emails" => "email",
+        "costs" => "cost",
+        s => s.strip_suffix('s').unwrap_or(s),
+    };
+    EventKind::parse(singular)
+}
+
+/// Errors that stop a whole CSV file (its header is unusable); row errors are [`Rejection`]s.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("cannot read the CSV header: {0}")]
+    Header(String),
+    #[error("the CSV header has no column that Tenure knows (first columns: {0})")]
+    NoKnownColumns(String),
+    #[error("reading CSV: {0}")]
+    Io(String),
+}
+
+/// Column of a CSV header: a known field, an account attribute, or ignored.
+#[derive(Clone, Debug)]
+enum Col {
+    Field(F),
+    Attribute(String),
+    Ignored,
+}
+
+/// A CSV file read row by row into events; header = field names, `attributes.KEY` columns
+/// become account attributes.
+pub struct CsvEvents<R: Read> {
+    reader: csv::Reader<R>,
+    cols: Vec<Col>,
+    default_kind: Option<EventKind>,
+    record: csv::StringRecord,
+}
+
+impl<R: Read> CsvEvents<R> {
+    pub fn new(input: R, default_kind: Option<EventKind>) -> Result<CsvEvents<R>, CsvError> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(input);
+        let headers = reader.headers().map_err(|e| CsvError::Header(e.to_string()))?.clone();
+        let cols: Vec<Col> = headers
+            .iter()
+            .map(|h| {
+                let h = h.trim().trim_start_matches('\u{feff}');
+                if let Some(a) = h.strip_prefix("attributes.") {
+                    Col::Attribute(a.to_string())
+                } else {
+                    F::lookup(h).map(Col::Field).unwrap_or(Col::Ignored)
+                }
+            })
+            .collect();
+        if cols.iter().all(|c| matches!(c, Col::Ignored)) {
+            let first: Vec<&str> = headers.iter().take(5).collect();
+            return Err(CsvError::NoKnownColumns(first.join(",")));
+        }
+        Ok(CsvEvents { reader, cols, default_kind, record: csv::StringRecord::new() })
+    }
+
+    /// The next row: `None` at the end; `Some((line, Ok(event) | Err(rejection)))` otherwise.
+    pub fn next_row(&mut self, cfg: &IngestConfig) -> Option<(u64, Result<Event, Rejection>)> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => None,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    return Some((line, Err(Rejection { line, field: None, reason: format!("read error: {e}") })));
+                }
+                Some((line, Err(Rejection { line, field: None, reason: format!("malformed CSV: {e}") })))
+            }
+            Ok(true) => {
+                let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+                if self.record.iter().all(|c| c.trim().is_empty()) {
+                    return self.next_row(cfg);
+                }
+                let bytes: usize = self.record.as_slice().len();
+                if bytes > cfg.max_line_bytes {
+                    let reason = format!("row is {bytes} bytes, over the limit of {}", cfg.max_line_bytes);
+                    return Some((line, Err(Rejection { line, field: None, reason })));
+                }
+                if self.record.len() > self.cols.len() {
+                    let reason = format!("row has {} cells but the header has {}", self.record.len(), self.cols.len());
+                    return Some((line, Err(Rejection { line, field: None, reason })));
+                }
+                let mut raw = Raw { from_text: true, ..Raw::default() };
+                let mut attrs = Vec::new();
+                for (col, cell) in self.cols.iter().zip(self.record.iter()) {
+                    match col {
+                        Col::Field(f) => raw.vals[*f as usize] = Some(Scalar::Str(Cow::Borrowed(cell))),
+                        Col::Attribute(a) => attrs.push((Cow::Borrowed(a.as_str()), Scalar::Str(Cow::Borrowed(cell)))),
+                        Col::Ignored => {}
+                    }
+                }
+                if !attrs.is_empty() {
+                    raw.attributes = Some(attrs);
+                }
+                let res = validate::build(&raw, self.default_kind, cfg)
+                    .map_err(|e| Rejection { line, field: e.field, reason: e.reason });
+                Some((line, res))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

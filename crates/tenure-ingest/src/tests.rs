@@ -1,0 +1,129 @@
+//! Table tests: rows in, accepted events or rejections out (every bad-input example of
+//! events.md among them).
+
+use super::*;
+use expect_test::{Expect, expect};
+use tenure_core::event::*;
+
+fn cfg() -> IngestConfig {
+    IngestConfig::defaults(Some(Timestamp::parse("2024-06-01T00:00:00Z").unwrap()))
+}
+
+/// Renders each line's outcome: `ok KIND` or `LINE: FIELD: REASON`.
+fn check(input: &str, expect: Expect) {
+    let (ok, bad) = parse_jsonl_block(input.trim_start_matches('\n'), 1, None, &cfg());
+    let mut lines: Vec<(u64, String)> = ok.iter().map(|(n, e)| (*n, format!("{n}: ok {}", e.kind().as_str()))).collect();
+    lines.extend(bad.iter().map(|r| (r.line, r.to_string())));
+    lines.sort();
+    let out: Vec<String> = lines.into_iter().map(|(_, s)| s).collect();
+    expect.assert_eq(&(out.join("\n") + "\n"));
+}
+
+#[test]
+fn bad_input_of_the_contract_is_rejected_with_reasons() {
+    check(
+        r#"
+{"type":"usage","timestamp":"2024-03-01T10:00:00Z","account_id":"a","user_id":"u","event":"login"}
+{"type":"usage","timestamp":"2024-03-01T10:00:00Z","account_id":"a",
+{"timestamp":"2024-03-01","account_id":"a"}
+{"type":"purchase","timestamp":"2024-03-01","account_id":"a"}
+{"type":"ticket","timestamp":"2024-03-01","ticket_id":"t","status":"opened"}
+{"type":"ticket","timestamp":"March 1st","account_id":"a","ticket_id":"t","status":"opened"}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"x","quantity":-2}
+{"type":"invoice","timestamp":"2024-03-01","account_id":"a","invoice_id":"i","amount":"-10.00","status":"paid"}
+{"type":"survey_response","timestamp":"2024-03-01","account_id":"a","survey":"nps","score":11}
+{"type":"ticket","timestamp":"2024-03-01","account_id":"a","ticket_id":"t","status":"escalated"}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"x","quantity":"lots"}
+{"type":"account","timestamp":"2024-03-01","account_id":42}
+{"type":"milestone","timestamp":"2030-01-01","account_id":"a","name":"first_value"}
+[1,2,3]
+{"type":"invoice","timestamp":"2024-03-01","account_id":"a","invoice_id":"i","amount":"10.001","status":"paid"}
+{"type":"subscription","timestamp":"2024-03-01","account_id":"a","subscription_id":"s","amount":"10","status":"active","interval":"fortnight"}
+{"type":"account","timestamp":"2024-03-01","account_id":"a","attributes":{"region":{"nested":1}}}
+{"type":"contact","timestamp":"2024-03-01","account_id":"a","contact_id":"c","role":"ceo"}
+{"type":"survey_response","timestamp":"2024-03-01","account_id":"a","survey":"success","score":"great"}
+{"type":"account","timestamp":"2024-03-01","account_id":"","name":"x"}
+{"type":"cost","timestamp":"2024-03-01","category":"retention","amount":"100","period_start":"2024-03-01","period_end":"2024-04-01"}
+{"type":"account","timestamp":"2024-03-01","account_id":"a","account_id":"b"}
+"#,
+        expect![[r#"
+            1: ok usage
+            2: malformed JSON: EOF while parsing a value at line 1 column 68
+            3: type: missing required field
+            4: type: unknown type "purchase" (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost)
+            5: account_id: missing required field
+            6: timestamp: not an RFC 3339 timestamp or YYYY-MM-DD date: "March 1st"
+            7: quantity: must not be negative, got -2
+            8: amount: must not be negative, got -10.00
+            9: score: 11 is out of range 0..=10
+            10: status: unknown value "escalated" (expected opened | closed | reopened)
+            11: quantity: expected a number, got "lots"
+            12: account_id: expected a string, got a number
+            13: timestamp: 2030-01-01T00:00:00Z is 2040.0 days in the future (beyond the allowed skew of 1 day)
+            14: expected a JSON object
+            15: amount: "10.001" has more decimal places than USD allows
+            16: interval: unknown interval "fortnight" (expected month | quarter | year | N months as "6m")
+            17: attributes: attribute values must be strings, numbers or booleans
+            18: role: unknown value "ceo" (expected champion | executive_sponsor | admin | decision_maker | influencer | end_user | other)
+            19: score: unknown value "great" (expected positive | neutral | negative)
+            20: account_id: must not be empty
+            21: ok cost
+            22: account_id: field appears twice
+        "#]],
+    );
+}
+
+#[test]
+fn oversized_lines_are_rejected() {
+    let mut cfg = cfg();
+    cfg.max_line_bytes = 100;
+    let line = format!(r#"{{"type":"milestone","timestamp":"2024-03-01","account_id":"a","name":"{}"}}"#, "x".repeat(100));
+    let err = parse_json_line(&line, None, &cfg).unwrap_err();
+    assert_eq!(err.reason, "line is 172 bytes, over the limit of 100");
+}
+
+#[test]
+fn fields_are_read_exactly() {
+    let line = r#"{"type":"subscription","timestamp":"2024-03-01T09:30:00+02:00","account_id":"acme","message_id":"m1","subscription_id":"s1","plan":"pro","quantity":25,"amount":1200.5,"currency":"eur","interval":"year","status":"active","term_start":"2024-03-01","term_end":"2025-03-01","extra":{"ignored":true}}"#;
+    let e = parse_json_line(line, None, &cfg()).unwrap();
+    assert_eq!(e.ts.to_string(), "2024-03-01T07:30:00Z");
+    assert_eq!(e.message_id.as_deref(), Some("m1"));
+    let EventBody::Subscription(s) = e.body else { panic!("not a subscription") };
+    assert_eq!((s.quantity, s.amount.minor, s.amount.currency.as_str(), s.interval_months), (25, 120_050, "EUR", 12));
+    assert_eq!(s.kind, LineKind::Product);
+    assert_eq!(s.term_end.unwrap().date_string(), "2025-03-01");
+}
+
+#[test]
+fn csv_rows_use_header_names_and_file_types() {
+    let text = "account_id,timestamp,name,attributes.region,attributes.segment\nacme,2024-01-01,Acme,emea,smb\n,2024-01-01,NoId,na,\nbeta,2024-01-02,\"Beta, Inc\",na,\n";
+    let mut rows = CsvEvents::new(text.as_bytes(), kind_from_file_name("accounts.csv")).unwrap();
+    let mut out = Vec::new();
+    while let Some((line, r)) = rows.next_row(&cfg()) {
+        out.push(match r {
+            Ok(e) => format!("{line}: {:?}", e.body),
+            Err(r) => r.to_string(),
+        });
+    }
+    expect![[r#"
+        2: Account { name: Some("Acme"), attributes: [("region", Str("emea")), ("segment", Str("smb"))] }
+        3: account_id: missing required field
+        4: Account { name: Some("Beta, Inc"), attributes: [("region", Str("na"))] }"#]]
+    .assert_eq(&out.join("\n"));
+    assert!(CsvEvents::new("foo,bar\n1,2\n".as_bytes(), None).is_err());
+}
+
+#[test]
+fn file_names_name_types() {
+    for (name, kind) in [
+        ("accounts.jsonl", Some(EventKind::Account)),
+        ("./x/subscriptions.csv", Some(EventKind::Subscription)),
+        ("usage.csv", Some(EventKind::Usage)),
+        ("survey_responses.csv", Some(EventKind::SurveyResponse)),
+        ("web-visits.csv", Some(EventKind::WebVisit)),
+        ("success_objectives.csv", Some(EventKind::SuccessObjective)),
+        ("events.jsonl", None),
+    ] {
+        assert_eq!(kind_from_file_name(name), kind, "{name}");
+    }
+}

@@ -1,0 +1,320 @@
+//! The KPI catalogue (`shared/spec/kpis.md` §1) as pure functions of a [`Ledger`], a period
+//! and an optional cut. Rates whose denominator is zero are `None` (reported as null),
+//! never 0 or NaN. Money stays in integer minor units of the base currency.
+
+mod cohort;
+mod segment;
+mod stats;
+
+pub use cohort::{CohortMetric, CohortRow, CohortTable, cohorts};
+pub use segment::By;
+pub use stats::wilson;
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use tenure_core::event::CostCategory;
+use tenure_core::time::Period;
+use tenure_ledger::{AccountLedger, Ledger, MovementKind, RenewalOutcome};
+
+/// Settings of the catalogue that are business choices.
+#[derive(Clone, Debug)]
+pub struct KpiConfig {
+    /// Gross margin for CLTV, as a fraction (1.0 = revenue).
+    pub gross_margin: f64,
+}
+
+/// One reported value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// Base-currency minor units.
+    Money(i64),
+    /// Base-currency minor units, or undefined.
+    MaybeMoney(Option<i64>),
+    /// A fraction (0.2 = 20%), or undefined.
+    Rate(Option<f64>),
+    Count(i64),
+    /// A plain number (ratio, months), or undefined.
+    Number(Option<f64>),
+    /// A 95% interval of a rate, or undefined.
+    Interval(Option<(f64, f64)>),
+}
+
+/// KPI id -> value, in catalogue order.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Kpis(pub Vec<(&'static str, Value)>);
+
+impl Kpis {
+    pub fn get(&self, id: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| *k == id).map(|(_, v)| v)
+    }
+}
+
+/// One line of a report: a period, the segment when cut (`Some(None)` = attribute unset).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub period: Period,
+    pub segment: Option<Option<String>>,
+    pub kpis: Kpis,
+}
+
+/// Per-segment sums from which every KPI is derived.
+#[derive(Clone, Debug, Default)]
+struct Acc {
+    mrr_start: i64,
+    mrr_end: i64,
+    new: i64,
+    expansion: i64,
+    contraction: i64,
+    churn: i64,
+    reactivation: i64,
+    upsell: i64,
+    cross_sell: i64,
+    // Accounts that were customers at the start: their movements (NRR) and capped end (GRR).
+    cohort_expansion: i64,
+    cohort_contraction: i64,
+    cohort_churn: i64,
+    cohort_kept: i64,
+    customers_start: i64,
+    customers_end: i64,
+    customers_new: i64,
+    customers_reactivated: i64,
+    customers_churned: i64,
+    customers_retained: i64,
+    customers_new_and_churned: i64,
+    seats_end: i64,
+    renewals_due: i64,
+    renewals_won: i64,
+    renewals_lost: i64,
+    renewals_open: i64,
+    arr_due: i64,
+    arr_won_gross: i64,
+    arr_won_net: i64,
+}
+
+impl Acc {
+    fn add(&mut self, o: &Acc) {
+        macro_rules! sum { ($($f:ident),*) => { $(self.$f += o.$f;)* } }
+        sum!(
+            mrr_start, mrr_end, new, expansion, contraction, churn, reactivation, upsell, cross_sell,
+            cohort_expansion, cohort_contraction, cohort_churn, cohort_kept, customers_start, customers_end,
+            customers_new, customers_reactivated, customers_churned, customers_retained,
+            customers_new_and_churned, seats_end, renewals_due, renewals_won, renewals_lost, renewals_open,
+            arr_due, arr_won_gross, arr_won_net
+        );
+    }
+
+    fn account(&mut self, a: &AccountLedger, p: Period) {
+        let s = a.state_before(p.start);
+        let e = a.state_before(p.end);
+        let (mrr_s, cust_s) = s.map_or((0, false), |s| (s.mrr, s.customer));
+        let (mrr_e, cust_e) = e.map_or((0, false), |s| (s.mrr, s.customer));
+        self.mrr_start += mrr_s;
+        self.mrr_end += mrr_e;
+        self.customers_start += cust_s as i64;
+        self.customers_end += cust_e as i64;
+        self.seats_end += e.map_or(0, |s| s.seats as i64);
+        let (mut had_new, mut had_react, mut had_churn) = (false, false, false);
+        for m in a.movements_in(p.start, p.end) {
+            match m.kind {
+                MovementKind::New => {
+                    self.new += m.amount;
+                    had_new = true;
+                }
+                MovementKind::Reactivation => {
+                    self.reactivation += m.amount;
+                    had_react = true;
+                }
+                MovementKind::Expansion => {
+                    self.expansion += m.amount;
+                    self.upsell += m.upsell;
+                    self.cross_sell += m.cross_sell;
+                    if cust_s {
+                        self.cohort_expansion += m.amount;
+                    }
+                }
+                MovementKind::Contraction => {
+                    self.contraction += m.amount;
+                    if cust_s {
+                        self.cohort_contraction += m.amount;
+                    }
+                }
+                MovementKind::Churn => {
+                    self.churn += m.amount;
+                    had_churn = true;
+                    if cust_s {
+                        self.cohort_churn += m.amount;
+                    }
+                }
+            }
+        }
+        self.customers_new += had_new as i64;
+        self.customers_reactivated += (had_react && !cust_s) as i64;
+        self.customers_churned += (had_churn && cust_s) as i64;
+        self.customers_new_and_churned += (had_churn && !cust_s) as i64;
+        if cust_s {
+            self.customers_retained += cust_e as i64;
+            self.cohort_kept += mrr_e.min(mrr_s);
+        }
+        for r in a.renewals.iter().filter(|r| p.contains(r.due)) {
+            self.renewals_due += 1;
+            self.arr_due += r.arr_due;
+            match r.outcome {
+                RenewalOutcome::Won { arr, .. } => {
+                    self.renewals_won += 1;
+                    self.arr_won_gross += arr.min(r.arr_due);
+                    self.arr_won_net += arr;
+                }
+                RenewalOutcome::Lost { .. } => self.renewals_lost += 1,
+                RenewalOutcome::Open => self.renewals_open += 1,
+            }
+        }
+    }
+}
+
+fn ratio(num: f64, den: f64) -> Option<f64> {
+    if den == 0.0 { None } else { Some(num / den) }
+}
+
+/// Costs of a category falling in the period, pro rata by overlap.
+fn cost_in(ledger: &Ledger, category: CostCategory, p: Period) -> i64 {
+    ledger
+        .costs
+        .iter()
+        .filter(|c| c.category == category)
+        .map(|c| {
+            let (s, e) = (c.start.max(p.start), c.end.min(p.end));
+            if e <= s {
+                return 0;
+            }
+            let part = (e.0 - s.0) as i128;
+            let whole = (c.end.0 - c.start.0) as i128;
+            tenure_core::money::div_round(c.amount as i128 * part, whole) as i64
+        })
+        .sum()
+}
+
+/// The monthly equivalent of a rate measured over the period (`1-(1-c)^(1/months)`).
+fn monthly(rate: f64, p: Period) -> f64 {
+    let months = p.whole_months().map_or(p.days() / (365.25 / 12.0), |m| m as f64);
+    if (months - 1.0).abs() < 1e-12 { rate } else { 1.0 - (1.0 - rate).powf(1.0 / months) }
+}
+
+fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpis {
+    use Value::*;
+    let f = |x: i64| x as f64;
+    let logo_churn = ratio(f(a.customers_churned), f(a.customers_start));
+    let arpa = if a.customers_end == 0 { None } else { Some(tenure_core::money::div_round(a.mrr_end as i128, a.customers_end as i128) as i64) };
+    let arpu = if a.seats_end == 0 { None } else { Some(tenure_core::money::div_round(a.mrr_end as i128, a.seats_end as i128) as i64) };
+    let monthly_churn = logo_churn.map(|c| monthly(c, p));
+    let cltv = match (arpa, monthly_churn) {
+        (Some(arpa), Some(c)) if c > 0.0 => Some((arpa as f64 * cfg.gross_margin / c).round() as i64),
+        _ => None,
+    };
+    let nrr_num = a.mrr_start + a.cohort_expansion - a.cohort_contraction - a.cohort_churn;
+    let grr = ratio(f(a.cohort_kept), f(a.mrr_start));
+    let ci = |x: i64, n: i64| Interval(wilson(x as u64, n as u64));
+    let (crc, cac, retention_cost, acquisition_cost) = match costs {
+        Some((ret, acq)) => {
+            let crc = ratio(f(ret), f(a.customers_start)).map(|x| x.round() as i64);
+            let cac = ratio(f(acq), f(a.customers_new)).map(|x| x.round() as i64);
+            (crc, cac, Some(ret), Some(acq))
+        }
+        None => (None, None, None, None),
+    };
+    Kpis(vec![
+        ("mrr_start", Money(a.mrr_start)),
+        ("mrr_end", Money(a.mrr_end)),
+        ("arr_end", Money(12 * a.mrr_end)),
+        ("mrr_new", Money(a.new)),
+        ("mrr_expansion", Money(a.expansion)),
+        ("mrr_contraction", Money(a.contraction)),
+        ("mrr_churn", Money(a.churn)),
+        ("mrr_reactivation", Money(a.reactivation)),
+        ("mrr_net_change", Money(a.mrr_end - a.mrr_start)),
+        ("recurring_revenue_rate", Rate(ratio(f(a.mrr_end), f(a.mrr_start)))),
+        ("nrr", Rate(ratio(f(nrr_num), f(a.mrr_start)))),
+        ("grr", Rate(grr)),
+        ("renewed_arr_rate", Rate(grr)),
+        ("logo_churn_rate", Rate(logo_churn)),
+        ("logo_churn_rate_ci95", ci(a.customers_churned, a.customers_start)),
+        ("revenue_churn_rate", Rate(ratio(f(a.churn + a.contraction), f(a.mrr_start)))),
+        ("net_revenue_churn_rate", Rate(ratio(f(a.churn + a.contraction - a.expansion - a.reactivation), f(a.mrr_start)))),
+        ("customer_retention_rate", Rate(ratio(f(a.customers_retained), f(a.customers_start)))),
+        ("customer_retention_rate_ci95", ci(a.customers_retained, a.customers_start)),
+        ("customers_start", Count(a.customers_start)),
+        ("customers_end", Count(a.customers_end)),
+        ("customers_new", Count(a.customers_new)),
+        ("customers_reactivated", Count(a.customers_reactivated)),
+        ("customers_churned", Count(a.customers_churned)),
+        ("customers_new_and_churned", Count(a.customers_new_and_churned)),
+        ("contract_renewal_rate", Rate(ratio(f(a.renewals_won), f(a.renewals_due)))),
+        ("contract_renewal_rate_ci95", ci(a.renewals_won, a.renewals_due)),
+        ("renewals_due", Count(a.renewals_due)),
+        ("renewals_won", Count(a.renewals_won)),
+        ("renewals_lost", Count(a.renewals_lost)),
+        ("renewals_open", Count(a.renewals_open)),
+        ("arr_due", Money(a.arr_due)),
+        ("renewal_revenue_rate", Rate(ratio(f(a.arr_won_gross), f(a.arr_due)))),
+        ("net_renewal_rate", Rate(ratio(f(a.arr_won_net), f(a.arr_due)))),
+        ("arpa", MaybeMoney(arpa)),
+        ("arpu", MaybeMoney(arpu)),
+        ("seats_end", Count(a.seats_end)),
+        ("expansion_net", Money(a.mrr_end - a.mrr_start - a.new)),
+        ("upsell", Money(a.upsell)),
+        ("cross_sell", Money(a.cross_sell)),
+        ("monthly_logo_churn_rate", Rate(monthly_churn)),
+        ("avg_lifetime_months", Number(monthly_churn.and_then(|c| ratio(1.0, c)))),
+        ("cltv", MaybeMoney(cltv)),
+        ("quick_ratio", Number(ratio(f(a.new + a.expansion + a.reactivation), f(a.contraction + a.churn)))),
+        ("retention_cost", MaybeMoney(retention_cost)),
+        ("acquisition_cost", MaybeMoney(acquisition_cost)),
+        ("crc", MaybeMoney(crc)),
+        ("cac", MaybeMoney(cac)),
+        ("crc_to_cac", Number(match (crc, cac) {
+            (Some(r), Some(c)) => ratio(f(r), f(c)),
+            _ => None,
+        })),
+    ])
+}
+
+/// The revenue KPIs for each period, whole or cut `by` an account attribute. Rows come
+/// period by period, segments in ascending order (unset last). Company-level costs (CRC,
+/// CAC) are not attributable to a segment and are null in cut rows.
+pub fn revenue(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiConfig) -> Vec<Row> {
+    type Map = FxHashMap<(usize, Option<String>), Acc>;
+    let merged: Map = ledger
+        .accounts
+        .par_iter()
+        .fold(Map::default, |mut map, a| {
+            for (i, p) in periods.iter().enumerate() {
+                let key = by.map(|b| b.segment(a, *p)).unwrap_or(None);
+                map.entry((i, key)).or_default().account(a, *p);
+            }
+            map
+        })
+        .reduce(Map::default, |mut x, y| {
+            for (k, v) in y {
+                x.entry(k).or_default().add(&v);
+            }
+            x
+        });
+    let mut keys: Vec<(usize, Option<String>)> = merged.keys().cloned().collect();
+    // Unset segment last.
+    keys.sort_by(|a, b| (a.0, a.1.is_none(), &a.1).cmp(&(b.0, b.1.is_none(), &b.1)));
+    let mut rows = Vec::new();
+    for (i, p) in periods.iter().enumerate() {
+        let costs = Some((cost_in(ledger, CostCategory::Retention, *p), cost_in(ledger, CostCategory::Acquisition, *p)));
+        if by.is_none() {
+            let acc = merged.get(&(i, None)).cloned().unwrap_or_default();
+            rows.push(Row { period: *p, segment: None, kpis: finish(&acc, *p, costs, cfg) });
+            continue;
+        }
+        for k in keys.iter().filter(|k| k.0 == i) {
+            rows.push(Row { period: *p, segment: Some(k.1.clone()), kpis: finish(&merged[k], *p, None, cfg) });
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests;

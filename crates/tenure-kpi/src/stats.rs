@@ -1,0 +1,36 @@
+//! Small statistics for reported rates.
+
+/// The 95% Wilson score interval of `x` successes in `n` trials; `None` when `n` is 0.
+pub fn wilson(x: u64, n: u64) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let (x, n) = (x as f64, n as f64);
+    let p = x / n;
+    let z2 = z * z;
+    let den = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / den;
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / den;
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wilson_matches_statsmodels() {
+        // statsmodels.stats.proportion.proportion_confint(24, 1200, method="wilson")
+        let (lo, hi) = super::wilson(24, 1200).unwrap();
+        assert!((lo - 0.013_476_268_672_128).abs() < 1e-9, "{lo}");
+        assert!((hi - 0.029_587_091_906_497).abs() < 1e-9, "{hi}");
+        // proportion_confint(90, 100, method="wilson")
+        // 16 of 18: (0.672002348698212, 0.9689804773543876)
+        let (lo, hi) = super::wilson(16, 18).unwrap();
+        assert!((lo - 0.672_002_348_698_212).abs() < 1e-9 && (hi - 0.968_980_477_354_388).abs() < 1e-9);
+        let (lo, hi) = super::wilson(90, 100).unwrap();
+        assert!((lo - 0.825_634_338_495_087).abs() < 1e-9, "{lo}");
+        assert!((hi - 0.944_770_862_939_325).abs() < 1e-9, "{hi}");
+        assert_eq!(super::wilson(0, 0), None);
+        assert_eq!(super::wilson(0, 10).unwrap().0, 0.0);
+    }
+}

@@ -1,0 +1,351 @@
+//! The fold of one account: subscription states -> line values -> account steps ->
+//! grouped, classified movements; terms -> renewals.
+
+use crate::config::{ChurnRecognition, PauseMode, RevenueConfig};
+use crate::*;
+use tenure_core::event::{LineKind, SubStatus};
+use tenure_core::money::{Currency, FxTable, div_round};
+use tenure_core::time::DAY;
+
+pub(crate) fn missing_rate(c: Currency, fx: &FxTable) -> Diagnostic {
+    Diagnostic(format!("no exchange rate from {c} to {}: amounts in {c} were taken as {}", fx.base, fx.base))
+}
+
+/// What one line contributes from a point in time on.
+#[derive(Clone, Debug)]
+struct LineVal {
+    /// Native minor units per month.
+    native: i64,
+    currency: Currency,
+    /// Keeps the account a customer even at 0 MRR (free plan kept, paused as contraction).
+    keeps_customer: bool,
+    seats: u64,
+    product: Arc<str>,
+    plan: Option<Arc<str>>,
+    involuntary: bool,
+}
+
+fn line_mrr(s: &Subscription) -> i64 {
+    div_round(s.amount.minor as i128, s.interval_months.max(1) as i128) as i64
+}
+
+fn eval(s: &Subscription, cfg: &RevenueConfig, product: &Arc<str>, plan: &Option<Arc<str>>) -> LineVal {
+    let mrr = line_mrr(s);
+    let live = |native: i64| LineVal {
+        native,
+        currency: s.amount.currency,
+        keeps_customer: native > 0 || !cfg.free_is_churn,
+        seats: if s.kind == LineKind::Product && native > 0 { s.quantity } else { 0 },
+        product: product.clone(),
+        plan: plan.clone(),
+        involuntary: false,
+    };
+    let zero = |keeps: bool| LineVal { keeps_customer: keeps, seats: 0, ..live(0) };
+    match s.status {
+        SubStatus::Active | SubStatus::PastDue => {
+            if cfg.churn_recognition == ChurnRecognition::Scheduled && s.cancel_at.is_some() {
+                zero(false)
+            } else {
+                live(mrr)
+            }
+        }
+        SubStatus::Paused => match cfg.pause {
+            PauseMode::Keep => live(mrr),
+            PauseMode::Contraction => zero(true),
+            PauseMode::Churn => zero(false),
+        },
+        SubStatus::Trialing | SubStatus::Canceled => zero(false),
+    }
+}
+
+/// Change points of one line: (ts, order, value). `order` keeps log order within a timestamp.
+fn line_points(
+    states: &[(Timestamp, usize, &Subscription)],
+    cfg: &RevenueConfig,
+    as_of: Timestamp,
+    renewals: &mut Vec<Renewal>,
+    scheduled: &mut Vec<(Timestamp, Timestamp)>,
+) -> Vec<(Timestamp, usize, LineVal)> {
+    let mut out: Vec<(Timestamp, usize, LineVal)> = Vec::new();
+    let mut past_due_since: Option<Timestamp> = None;
+    let mut prev_val: Option<LineVal> = None;
+    // The open term: (term_start, term_end) and the index of its renewal record.
+    let mut open_term: Option<(Option<Timestamp>, Timestamp, usize)> = None;
+    for (i, &(ts, order, s)) in states.iter().enumerate() {
+        let next_ts = states.get(i + 1).map_or(Timestamp::MAX, |n| n.0);
+        let product: Arc<str> = Arc::from(s.product.as_deref().unwrap_or("(default)"));
+        let plan: Option<Arc<str>> = s.plan.as_deref().map(Arc::from);
+        let mut val = eval(s, cfg, &product, &plan);
+
+        // Renewals: a new term starting settles the open one as won; a cancellation as lost.
+        let live = matches!(s.status, SubStatus::Active | SubStatus::PastDue | SubStatus::Paused);
+        if let Some((term_start, _, idx)) = open_term {
+            let new_term = live && s.term_start.is_some() && s.term_start != term_start;
+            if new_term {
+                renewals[idx].outcome = RenewalOutcome::Won { at: ts, arr: 0 };
+                open_term = None;
+            } else if s.status == SubStatus::Canceled {
+                renewals[idx].outcome = RenewalOutcome::Lost { at: ts };
+                open_term = None;
+            }
+        }
+
+        // Churn at term end: the cancelled line keeps its value until the term runs out.
+        let mut deferred_end: Option<Timestamp> = None;
+        let prev_term_end = if i > 0 { states[i - 1].2.term_end } else { None };
+        if s.status == SubStatus::Canceled
+            && cfg.churn_recognition == ChurnRecognition::TermEnd
+            && let (Some(prev), Some(te)) = (&prev_val, prev_term_end)
+            && te > ts
+        {
+            val = prev.clone();
+            deferred_end = Some(te);
+        }
+
+        if s.status == SubStatus::PastDue {
+            past_due_since.get_or_insert(ts);
+        } else {
+            past_due_since = None;
+        }
+        prev_val = Some(val.clone());
+        out.push((ts, order, val.clone()));
+
+        // Open (or refresh) the term this state names.
+        if live && let Some(te) = s.term_end {
+            let arr_due = 12 * line_mrr(s);
+            match open_term {
+                Some((_, end, idx)) if end == te => renewals[idx].arr_due = arr_due,
+                // A term already settled (lost, then the line was updated) is not due again.
+                _ if renewals.iter().any(|r| r.subscription_id == s.subscription_id && r.due == te) => {}
+                _ => {
+                    renewals.push(Renewal {
+                        subscription_id: s.subscription_id.clone(),
+                        due: te,
+                        arr_due,
+                        outcome: RenewalOutcome::Open,
+                    });
+                    open_term = Some((s.term_start, te, renewals.len() - 1));
+                }
+            }
+        }
+        // Derived points that happen before the next event of the line, if known by as_of.
+        let mut derived: Option<(Timestamp, bool)> = None;
+        if let Some(te) = deferred_end {
+            derived = Some((te, false));
+        }
+        if let (Some(since), Some(days)) = (past_due_since, cfg.past_due_churn_days) {
+            let at = since.add_days(days as i64).max(ts);
+            if derived.is_none_or(|(d, _)| at < d) {
+                derived = Some((at, true));
+            }
+        }
+        if let Some(c) = s.cancel_at
+            && matches!(s.status, SubStatus::Active | SubStatus::PastDue)
+        {
+            if !scheduled.iter().any(|x| x.1 == c) {
+                scheduled.push((ts, c));
+            }
+            if cfg.churn_recognition != ChurnRecognition::Scheduled {
+                let at = c.max(ts);
+                if derived.is_none_or(|(d, _)| at < d) {
+                    derived = Some((at, false));
+                }
+            }
+        }
+        if let Some((at, involuntary)) = derived
+            && at < next_ts
+            && at <= as_of
+        {
+            let mut z = eval(&Subscription { status: SubStatus::Canceled, ..s.clone() }, cfg, &product, &plan);
+            z.involuntary = involuntary;
+            out.push((at, order, z));
+            if let Some((_, _, idx)) = open_term.take() {
+                renewals[idx].outcome = RenewalOutcome::Lost { at };
+            }
+        }
+
+    }
+    out
+}
+
+/// Account state while walking change points.
+#[derive(Clone, Debug, Default)]
+struct Walk {
+    mrr: i64,
+    customer: bool,
+    seats: u64,
+    plan: Option<Arc<str>>,
+    /// Products with positive base MRR, for upsell vs cross-sell.
+    products: Vec<(Arc<str>, i64)>,
+    /// Products of every live line, paid or not: resuming a paused product is not a cross-sell.
+    held: Vec<Arc<str>>,
+    involuntary: bool,
+}
+
+pub(crate) fn fold_account(raw: RawAccount, cfg: &RevenueConfig, as_of: Timestamp) -> (AccountLedger, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut subs: Vec<(Timestamp, usize, &Subscription)> =
+        raw.subs.iter().enumerate().filter(|(_, (ts, _))| *ts <= as_of).map(|(i, (ts, s))| (*ts, i, s)).collect();
+    subs.sort_by(|a, b| (a.2.subscription_id.as_str(), a.0, a.1).cmp(&(b.2.subscription_id.as_str(), b.0, b.1)));
+
+    let mut renewals = Vec::new();
+    let mut scheduled = Vec::new();
+    // (ts, order, line index, value)
+    let mut points: Vec<(Timestamp, usize, usize, LineVal)> = Vec::new();
+    let mut line_count = 0;
+    for line in subs.chunk_by(|a, b| a.2.subscription_id == b.2.subscription_id) {
+        for (ts, order, v) in line_points(line, cfg, as_of, &mut renewals, &mut scheduled) {
+            points.push((ts, order, line_count, v));
+        }
+        line_count += 1;
+    }
+    points.sort_by_key(|p| (p.0, p.1));
+
+    // Walk the points, one account state per distinct timestamp.
+    let mut lines: Vec<Option<(LineVal, i64)>> = vec![None; line_count];
+    let mut raw_steps: Vec<(Timestamp, Walk)> = Vec::new();
+    let mut i = 0;
+    while i < points.len() {
+        let ts = points[i].0;
+        let mut involuntary = false;
+        while i < points.len() && points[i].0 == ts {
+            let (_, _, li, ref v) = points[i];
+            let old = lines[li].take();
+            let base = base_value(old.as_ref(), v, ts, &cfg.fx, &mut diags);
+            involuntary |= v.involuntary && old.as_ref().is_some_and(|(_, b)| *b > 0);
+            lines[li] = Some((v.clone(), base));
+            i += 1;
+        }
+        let mut w = Walk { involuntary, ..Walk::default() };
+        let mut best: Option<(i64, &Option<Arc<str>>)> = None;
+        for (v, base) in lines.iter().flatten() {
+            w.mrr += base;
+            w.customer |= *base > 0 || v.keeps_customer;
+            w.seats += v.seats;
+            if (*base > 0 || v.keeps_customer) && !w.held.contains(&v.product) {
+                w.held.push(v.product.clone());
+            }
+            if *base > 0 {
+                match w.products.iter_mut().find(|(p, _)| *p == v.product) {
+                    Some((_, m)) => *m += base,
+                    None => w.products.push((v.product.clone(), *base)),
+                }
+                if best.is_none_or(|(b, _)| *base > b) {
+                    best = Some((*base, &v.plan));
+                }
+            }
+        }
+        w.plan = best.and_then(|(_, p)| p.clone());
+        raw_steps.push((ts, w));
+    }
+
+    // Group changes within the window and classify each group once.
+    let mut steps = Vec::new();
+    let mut movements = Vec::new();
+    let mut prev = Walk::default();
+    let mut ever_customer = false;
+    let mut last_churn: Option<Timestamp> = None;
+    let mut g = 0;
+    while g < raw_steps.len() {
+        let start = raw_steps[g].0;
+        let mut end = g;
+        let mut involuntary = raw_steps[g].1.involuntary;
+        while end + 1 < raw_steps.len() && raw_steps[end + 1].0.0 - start.0 <= cfg.grouping_window_secs * 1_000_000 {
+            end += 1;
+            involuntary |= raw_steps[end].1.involuntary;
+        }
+        let after = raw_steps[end].1.clone();
+        g = end + 1;
+        let mv = |kind, amount| Movement { ts: start, kind, amount, upsell: 0, cross_sell: 0, involuntary: false };
+        match (prev.customer, after.customer) {
+            (false, true) => {
+                let returning = ever_customer
+                    && cfg.reactivation_window_days.is_none_or(|d| last_churn.is_some_and(|c| start.0 - c.0 <= d as i64 * DAY));
+                movements.push(mv(if returning { MovementKind::Reactivation } else { MovementKind::New }, after.mrr));
+                ever_customer = true;
+            }
+            (true, false) => {
+                movements.push(Movement { involuntary, ..mv(MovementKind::Churn, prev.mrr) });
+                last_churn = Some(start);
+            }
+            (true, true) if after.mrr > prev.mrr => {
+                let expansion = after.mrr - prev.mrr;
+                let new_products: i64 = after
+                    .products
+                    .iter()
+                    .filter(|(p, _)| !prev.held.contains(p))
+                    .map(|(_, m)| *m)
+                    .sum();
+                let cross_sell = new_products.min(expansion);
+                movements.push(Movement { upsell: expansion - cross_sell, cross_sell, ..mv(MovementKind::Expansion, expansion) });
+            }
+            (true, true) if after.mrr < prev.mrr => {
+                movements.push(Movement { involuntary, ..mv(MovementKind::Contraction, prev.mrr - after.mrr) })
+            }
+            _ => {}
+        }
+        let changed = after.mrr != prev.mrr || after.customer != prev.customer || after.seats != prev.seats || after.plan != prev.plan;
+        if changed {
+            steps.push(Step { ts: start, mrr: after.mrr, seats: after.seats, customer: after.customer, plan: after.plan.clone() });
+        }
+        prev = after;
+    }
+
+    // A renewal won is worth the line's ARR right after the follow-on term started.
+    for r in renewals.iter_mut() {
+        if let RenewalOutcome::Won { at, arr } = &mut r.outcome {
+            let line = subs.iter().filter(|s| s.2.subscription_id == r.subscription_id && s.0 <= *at).last();
+            if let Some((ts, _, s)) = line {
+                let native = 12 * line_mrr(s);
+                *arr = cfg.fx.convert(native, s.amount.currency, *ts).unwrap_or(native);
+            }
+        }
+        if let Some((ts, _, s)) = subs.iter().filter(|s| s.2.subscription_id == r.subscription_id && s.0 < r.due).last() {
+            r.arr_due = cfg.fx.convert(r.arr_due, s.amount.currency, *ts).unwrap_or(r.arr_due);
+        }
+    }
+    renewals.sort_by(|a, b| (a.due, &a.subscription_id).cmp(&(b.due, &b.subscription_id)));
+
+    let mut attributes = raw.attributes;
+    attributes.retain(|(ts, _, _)| *ts <= as_of);
+    attributes.sort_by_key(|(ts, _, _)| *ts);
+    let mut invoices: Vec<Invoice> = raw
+        .invoices
+        .into_iter()
+        .filter(|(ts, ..)| *ts <= as_of)
+        .map(|(ts, invoice_id, amount, status)| Invoice {
+            ts,
+            invoice_id,
+            amount: cfg.fx.convert(amount.minor, amount.currency, ts).unwrap_or(amount.minor),
+            status,
+        })
+        .collect();
+    invoices.sort_by_key(|i| i.ts);
+    scheduled.sort();
+    let name = raw.name.filter(|(ts, _)| *ts <= as_of).map(|(_, n)| n);
+    (
+        AccountLedger { id: raw.id, name, attributes, steps, movements, renewals, invoices, cancellations_scheduled: scheduled },
+        diags,
+    )
+}
+
+/// The base-currency MRR of a line after a change. Only the line's own change is converted
+/// (at the rate of its date), so exchange rates moving never create movements; a line that
+/// stops is exactly 0, whatever rates did meanwhile.
+fn base_value(old: Option<&(LineVal, i64)>, new: &LineVal, ts: Timestamp, fx: &FxTable, diags: &mut Vec<Diagnostic>) -> i64 {
+    let mut convert = |v: i64, c: Currency| {
+        fx.convert(v, c, ts).unwrap_or_else(|| {
+            diags.push(missing_rate(c, fx));
+            v
+        })
+    };
+    if new.native == 0 {
+        return 0;
+    }
+    match old {
+        Some((o, base)) if o.native > 0 && o.currency == new.currency && *base > 0 => {
+            (base + convert(new.native - o.native, new.currency)).max(0)
+        }
+        _ => convert(new.native, new.currency),
+    }
+}

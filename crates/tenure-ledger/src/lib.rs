@@ -1,0 +1,287 @@
+//! Per-account folds of the event log: the MRR timeline, its movements and renewals.
+//!
+//! The ledger is derived state: [`LedgerBuilder`] takes events in log order and
+//! [`LedgerBuilder::finish`] folds each account independently (in parallel) with the
+//! business's [`RevenueConfig`] and an explicit `as_of`; events after `as_of` are not known.
+//! No IO, no clock.
+
+pub mod config;
+mod fold;
+
+pub use config::{ChurnRecognition, PauseMode, Preset, RevenueConfig};
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use tenure_core::event::{AttrValue, Event, EventBody, Subscription};
+use tenure_core::event::{CostCategory, InvoiceStatus};
+use tenure_core::money::Money;
+use tenure_core::time::Timestamp;
+
+/// A classified change of an account's MRR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MovementKind {
+    New,
+    Expansion,
+    Contraction,
+    Churn,
+    Reactivation,
+}
+
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::New => "new",
+            MovementKind::Expansion => "expansion",
+            MovementKind::Contraction => "contraction",
+            MovementKind::Churn => "churn",
+            MovementKind::Reactivation => "reactivation",
+        }
+    }
+}
+
+/// One movement: `amount` is the magnitude in base-currency minor units (always >= 0);
+/// the MRR moved by +amount for new/expansion/reactivation and -amount otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Movement {
+    pub ts: Timestamp,
+    pub kind: MovementKind,
+    pub amount: i64,
+    /// For expansions: the part from more of a product already held, and from a new one.
+    pub upsell: i64,
+    pub cross_sell: i64,
+    /// Churn forced by the past-due rule rather than chosen by the customer.
+    pub involuntary: bool,
+}
+
+impl Movement {
+    /// The signed change of MRR.
+    pub fn delta(&self) -> i64 {
+        match self.kind {
+            MovementKind::New | MovementKind::Expansion | MovementKind::Reactivation => self.amount,
+            MovementKind::Contraction | MovementKind::Churn => -self.amount,
+        }
+    }
+}
+
+/// The account's state from `ts` on (until the next step).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub ts: Timestamp,
+    /// Base-currency minor units.
+    pub mrr: i64,
+    /// Licensed seats on paid product lines.
+    pub seats: u64,
+    pub customer: bool,
+    /// The plan of the account's largest line.
+    pub plan: Option<Arc<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RenewalOutcome {
+    /// A follow-on term started at `at`, worth `arr` (base minor units).
+    Won { at: Timestamp, arr: i64 },
+    Lost { at: Timestamp },
+    Open,
+}
+
+/// A contract term end: a renewal due date and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    pub subscription_id: String,
+    pub due: Timestamp,
+    /// ARR of the line in the term that ends (base minor units).
+    pub arr_due: i64,
+    pub outcome: RenewalOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invoice {
+    pub ts: Timestamp,
+    pub invoice_id: String,
+    pub amount: i64,
+    pub status: InvoiceStatus,
+}
+
+/// One account's folded revenue history.
+#[derive(Clone, Debug, Default)]
+pub struct AccountLedger {
+    pub id: String,
+    pub name: Option<String>,
+    /// Attribute upserts in time order: (ts, key, value).
+    pub attributes: Vec<(Timestamp, String, AttrValue)>,
+    /// MRR timeline, ascending; before the first step the account had nothing.
+    pub steps: Vec<Step>,
+    pub movements: Vec<Movement>,
+    pub renewals: Vec<Renewal>,
+    pub invoices: Vec<Invoice>,
+    /// Cancellations scheduled (notice given), for CS signals: (when given, effective at).
+    pub cancellations_scheduled: Vec<(Timestamp, Timestamp)>,
+}
+
+impl AccountLedger {
+    /// The state just before `t`: changes at exactly `t` belong to the period starting at `t`.
+    pub fn state_before(&self, t: Timestamp) -> Option<&Step> {
+        let i = self.steps.partition_point(|s| s.ts < t);
+        if i == 0 { None } else { Some(&self.steps[i - 1]) }
+    }
+
+    pub fn mrr_before(&self, t: Timestamp) -> i64 {
+        self.state_before(t).map_or(0, |s| s.mrr)
+    }
+
+    pub fn customer_before(&self, t: Timestamp) -> bool {
+        self.state_before(t).is_some_and(|s| s.customer)
+    }
+
+    /// Movements with `start <= ts < end`.
+    pub fn movements_in(&self, start: Timestamp, end: Timestamp) -> &[Movement] {
+        let a = self.movements.partition_point(|m| m.ts < start);
+        let b = self.movements.partition_point(|m| m.ts < end);
+        &self.movements[a..b]
+    }
+
+    /// The latest value of an attribute set before `t`, else its earliest value (an account
+    /// described after the fact still belongs to a segment).
+    pub fn attribute_at(&self, key: &str, t: Timestamp) -> Option<&AttrValue> {
+        let mut first = None;
+        let mut latest = None;
+        for (ts, k, v) in &self.attributes {
+            if k != key {
+                continue;
+            }
+            if first.is_none() {
+                first = Some(v);
+            }
+            if *ts < t {
+                latest = Some(v);
+            }
+        }
+        latest.or(first)
+    }
+
+    /// When the account first became a paying customer.
+    pub fn first_paid(&self) -> Option<Timestamp> {
+        self.movements.iter().find(|m| m.kind == MovementKind::New).map(|m| m.ts)
+    }
+}
+
+/// A company-level cost (no account), converted to base currency at its period start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CostEntry {
+    pub category: CostCategory,
+    pub amount: i64,
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// Something the fold noticed that a person should know (missing FX rate, ...).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic(pub String);
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Sorted by account id.
+    pub accounts: Vec<AccountLedger>,
+    pub costs: Vec<CostEntry>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub as_of: Timestamp,
+}
+
+impl Ledger {
+    pub fn account(&self, id: &str) -> Option<&AccountLedger> {
+        self.accounts.binary_search_by(|a| a.id.as_str().cmp(id)).ok().map(|i| &self.accounts[i])
+    }
+}
+
+/// Raw per-account inputs in log order.
+#[derive(Debug, Default)]
+struct RawAccount {
+    id: String,
+    name: Option<(Timestamp, String)>,
+    attributes: Vec<(Timestamp, String, AttrValue)>,
+    subs: Vec<(Timestamp, Subscription)>,
+    invoices: Vec<(Timestamp, String, Money, InvoiceStatus)>,
+}
+
+/// Collects events (any order of arrival; log order breaks timestamp ties) for a fold.
+#[derive(Debug, Default)]
+pub struct LedgerBuilder {
+    index: FxHashMap<String, usize>,
+    raw: Vec<RawAccount>,
+    costs: Vec<(Timestamp, CostCategory, Money, Timestamp, Timestamp)>,
+}
+
+impl LedgerBuilder {
+    pub fn new() -> LedgerBuilder {
+        LedgerBuilder::default()
+    }
+
+    fn slot(&mut self, id: &str) -> &mut RawAccount {
+        let i = match self.index.get(id) {
+            Some(i) => *i,
+            None => {
+                self.raw.push(RawAccount { id: id.to_string(), ..RawAccount::default() });
+                self.index.insert(id.to_string(), self.raw.len() - 1);
+                self.raw.len() - 1
+            }
+        };
+        &mut self.raw[i]
+    }
+
+    /// Takes one event. Any event naming an unknown account creates it; kinds the revenue
+    /// fold does not read only do that.
+    pub fn push(&mut self, e: Event) {
+        let Event { ts, account, body, .. } = e;
+        let Some(account) = account else {
+            if let EventBody::Cost { category, amount, period_start, period_end } = body {
+                self.costs.push((ts, category, amount, period_start, period_end));
+            }
+            return;
+        };
+        let slot = self.slot(&account);
+        match body {
+            EventBody::Account { name, attributes } => {
+                if let Some(n) = name
+                    && slot.name.as_ref().is_none_or(|(t, _)| *t <= ts)
+                {
+                    slot.name = Some((ts, n));
+                }
+                slot.attributes.extend(attributes.into_iter().map(|(k, v)| (ts, k, v)));
+            }
+            EventBody::Subscription(s) => slot.subs.push((ts, s)),
+            EventBody::Invoice { invoice_id, amount, status, .. } => slot.invoices.push((ts, invoice_id, amount, status)),
+            _ => {}
+        }
+    }
+
+    pub fn accounts(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Folds every account (in parallel) as known at `as_of`.
+    pub fn finish(self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
+        let mut results: Vec<(AccountLedger, Vec<Diagnostic>)> =
+            self.raw.into_par_iter().map(|raw| fold::fold_account(raw, cfg, as_of)).collect();
+        results.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let mut diagnostics: Vec<Diagnostic> = results.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
+        let accounts = results.into_iter().map(|(a, _)| a).collect();
+        let mut costs = Vec::new();
+        for (ts, category, amount, start, end) in self.costs {
+            if ts > as_of {
+                continue;
+            }
+            let converted = cfg.fx.convert(amount.minor, amount.currency, start).unwrap_or_else(|| {
+                diagnostics.push(fold::missing_rate(amount.currency, &cfg.fx));
+                amount.minor
+            });
+            costs.push(CostEntry { category, amount: converted, start, end });
+        }
+        diagnostics.sort();
+        diagnostics.dedup();
+        Ledger { accounts, costs, diagnostics, as_of }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,337 @@
+//! Fixture tests of the fold: a compact event script in, the ledger rendered as text out.
+
+use super::*;
+use expect_test::{Expect, expect};
+use tenure_core::event::{LineKind, SubStatus};
+use tenure_core::money::{Currency, FxTable};
+
+/// Script lines: `DATE[THH:MM] ACCOUNT sub ID key=value...` (keys: amount, status, interval
+/// in months, qty, product, plan, term_start, term_end, cancel_at, cur) or
+/// `DATE ACCOUNT attr key=value`.
+pub(crate) fn events(script: &str) -> Vec<Event> {
+    let mut out = Vec::new();
+    for line in script.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let mut it = line.split_whitespace();
+        let when = it.next().unwrap();
+        let ts = Timestamp::parse(&if when.len() == 10 { when.to_string() } else { format!("{when}:00Z") }).unwrap();
+        let account = it.next().unwrap().to_string();
+        let what = it.next().unwrap();
+        let kv: Vec<(&str, &str)> = it.map(|t| t.split_once('=').unwrap()).collect();
+        let get = |k: &str| kv.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let body = match what {
+            "attr" => EventBody::Account {
+                name: None,
+                attributes: kv.iter().map(|(k, v)| (k.to_string(), AttrValue::Str(v.to_string()))).collect(),
+            },
+            "sub" => {
+                let currency = Currency::parse(get("cur").unwrap_or("USD")).unwrap();
+                let minor = tenure_core::money::parse_minor(get("amount").unwrap_or("0"), currency).unwrap();
+                EventBody::Subscription(Subscription {
+                    subscription_id: kv.iter().find(|(k, _)| *k == "id").map(|(_, v)| v.to_string()).unwrap_or("s1".into()),
+                    product: get("product").map(str::to_string),
+                    plan: get("plan").map(str::to_string),
+                    kind: LineKind::Product,
+                    quantity: get("qty").map_or(1, |q| q.parse().unwrap()),
+                    amount: Money { minor, currency },
+                    interval_months: get("interval").map_or(1, |q| q.parse().unwrap()),
+                    status: SubStatus::parse(get("status").unwrap_or("active")).unwrap(),
+                    term_start: get("term_start").map(|t| Timestamp::parse(t).unwrap()),
+                    term_end: get("term_end").map(|t| Timestamp::parse(t).unwrap()),
+                    cancel_reason: None,
+                    cancel_at: get("cancel_at").map(|t| Timestamp::parse(t).unwrap()),
+                })
+            }
+            other => panic!("unknown fixture verb {other}"),
+        };
+        out.push(Event { ts, account: Some(account), message_id: None, body });
+    }
+    out
+}
+
+pub(crate) fn build(script: &str, cfg: &RevenueConfig, as_of: &str) -> Ledger {
+    let mut b = LedgerBuilder::new();
+    for e in events(script) {
+        b.push(e);
+    }
+    b.finish(cfg, Timestamp::parse(as_of).unwrap())
+}
+
+fn money(m: i64) -> String {
+    tenure_core::money::format_minor(m, Currency::USD)
+}
+
+pub(crate) fn render(l: &Ledger) -> String {
+    let mut s = String::new();
+    for a in &l.accounts {
+        s += &format!("{}\n", a.id);
+        for m in &a.movements {
+            s += &format!("  {} {} {}", m.ts, m.kind.as_str(), money(m.amount));
+            if m.kind == MovementKind::Expansion {
+                s += &format!(" (upsell {} cross-sell {})", money(m.upsell), money(m.cross_sell));
+            }
+            if m.involuntary {
+                s += " involuntary";
+            }
+            s += "\n";
+        }
+        for st in &a.steps {
+            s += &format!("  = {} mrr {} seats {} customer {}\n", st.ts, money(st.mrr), st.seats, st.customer);
+        }
+        for r in &a.renewals {
+            let outcome = match &r.outcome {
+                RenewalOutcome::Won { at, arr } => format!("won {} arr {}", at.date_string(), money(*arr)),
+                RenewalOutcome::Lost { at } => format!("lost {}", at.date_string()),
+                RenewalOutcome::Open => "open".to_string(),
+            };
+            s += &format!("  renewal {} due {} arr {} {outcome}\n", r.subscription_id, r.due.date_string(), money(r.arr_due));
+        }
+    }
+    for d in &l.diagnostics {
+        s += &format!("! {}\n", d.0);
+    }
+    s
+}
+
+fn check(script: &str, cfg: &RevenueConfig, expect: Expect) {
+    expect.assert_eq(&render(&build(script, cfg, "2030-01-01")));
+}
+
+fn tenure() -> RevenueConfig {
+    RevenueConfig::preset(Preset::Tenure, FxTable::new(Currency::USD))
+}
+
+#[test]
+fn the_five_movements() {
+    check(
+        r#"
+        2024-01-01 a sub id=s1 amount=100 qty=10 product=core
+        2024-02-01 a sub id=s1 amount=150 qty=15 product=core
+        2024-02-15 a sub id=s2 amount=50 product=addon
+        2024-03-01 a sub id=s1 amount=120 qty=12 product=core
+        2024-04-01 a sub id=s1 status=canceled
+        2024-04-01 a sub id=s2 status=canceled
+        2024-06-01 a sub id=s3 amount=1200 interval=12 product=core
+        "#,
+        &tenure(),
+        expect![[r#"
+            a
+              2024-01-01T00:00:00Z new 100.00
+              2024-02-01T00:00:00Z expansion 50.00 (upsell 50.00 cross-sell 0.00)
+              2024-02-15T00:00:00Z expansion 50.00 (upsell 0.00 cross-sell 50.00)
+              2024-03-01T00:00:00Z contraction 30.00
+              2024-04-01T00:00:00Z churn 170.00
+              2024-06-01T00:00:00Z reactivation 100.00
+              = 2024-01-01T00:00:00Z mrr 100.00 seats 10 customer true
+              = 2024-02-01T00:00:00Z mrr 150.00 seats 15 customer true
+              = 2024-02-15T00:00:00Z mrr 200.00 seats 16 customer true
+              = 2024-03-01T00:00:00Z mrr 170.00 seats 13 customer true
+              = 2024-04-01T00:00:00Z mrr 0.00 seats 0 customer false
+              = 2024-06-01T00:00:00Z mrr 100.00 seats 1 customer true
+        "#]],
+    );
+}
+
+#[test]
+fn changes_within_the_grouping_window_are_one_movement() {
+    let script = r#"
+        2024-01-01T10:00 a sub id=s1 amount=100
+        2024-01-01T10:30 a sub id=s1 amount=300
+        2024-05-01T09:00 a sub id=s1 amount=200
+        2024-05-01T09:10 a sub id=s1 status=canceled
+        "#;
+    check(
+        script,
+        &tenure(),
+        expect![[r#"
+            a
+              2024-01-01T10:00:00Z new 300.00
+              2024-05-01T09:00:00Z churn 300.00
+              = 2024-01-01T10:00:00Z mrr 300.00 seats 1 customer true
+              = 2024-05-01T09:00:00Z mrr 0.00 seats 0 customer false
+        "#]],
+    );
+    // Without grouping each change stands alone.
+    check(
+        script,
+        &RevenueConfig { grouping_window_secs: 0, ..tenure() },
+        expect![[r#"
+            a
+              2024-01-01T10:00:00Z new 100.00
+              2024-01-01T10:30:00Z expansion 200.00 (upsell 200.00 cross-sell 0.00)
+              2024-05-01T09:00:00Z contraction 100.00
+              2024-05-01T09:10:00Z churn 200.00
+              = 2024-01-01T10:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-01-01T10:30:00Z mrr 300.00 seats 1 customer true
+              = 2024-05-01T09:00:00Z mrr 200.00 seats 1 customer true
+              = 2024-05-01T09:10:00Z mrr 0.00 seats 0 customer false
+        "#]],
+    );
+}
+
+#[test]
+fn trials_past_due_pauses_and_free_plans() {
+    let script = r#"
+        2024-01-01 a sub amount=90 interval=3 status=trialing
+        2024-01-15 a sub amount=90 interval=3
+        2024-03-01 a sub amount=90 interval=3 status=past_due
+        2024-03-10 a sub amount=90 interval=3 status=past_due
+        2024-05-01 a sub amount=90 interval=3
+        2024-06-01 a sub amount=90 interval=3 status=paused
+        2024-07-01 a sub amount=90 interval=3
+        2024-08-01 a sub amount=0 interval=3
+        "#;
+    check(
+        script,
+        &tenure(),
+        expect![[r#"
+            a
+              2024-01-15T00:00:00Z new 30.00
+              2024-03-31T00:00:00Z churn 30.00 involuntary
+              2024-05-01T00:00:00Z reactivation 30.00
+              2024-06-01T00:00:00Z contraction 30.00
+              2024-07-01T00:00:00Z expansion 30.00 (upsell 30.00 cross-sell 0.00)
+              2024-08-01T00:00:00Z churn 30.00
+              = 2024-01-15T00:00:00Z mrr 30.00 seats 1 customer true
+              = 2024-03-31T00:00:00Z mrr 0.00 seats 0 customer false
+              = 2024-05-01T00:00:00Z mrr 30.00 seats 1 customer true
+              = 2024-06-01T00:00:00Z mrr 0.00 seats 0 customer true
+              = 2024-07-01T00:00:00Z mrr 30.00 seats 1 customer true
+              = 2024-08-01T00:00:00Z mrr 0.00 seats 0 customer false
+        "#]],
+    );
+    // ChartMogul: past due stays in MRR, pauses keep MRR, a free plan stays a customer.
+    check(
+        script,
+        &RevenueConfig::preset(Preset::ChartMogul, FxTable::new(Currency::USD)),
+        expect![[r#"
+            a
+              2024-01-15T00:00:00Z new 30.00
+              2024-08-01T00:00:00Z contraction 30.00
+              = 2024-01-15T00:00:00Z mrr 30.00 seats 1 customer true
+              = 2024-08-01T00:00:00Z mrr 0.00 seats 0 customer true
+        "#]],
+    );
+}
+
+#[test]
+fn reactivation_window_and_churn_recognition() {
+    let script = r#"
+        2023-01-01 a sub id=s1 amount=1200 interval=12 term_start=2023-01-01 term_end=2024-01-01
+        2023-10-01 a sub id=s1 amount=1200 interval=12 term_start=2023-01-01 term_end=2024-01-01 cancel_at=2024-01-01
+        2024-09-01 a sub id=s2 amount=50
+        "#;
+    check(
+        script,
+        &RevenueConfig { reactivation_window_days: Some(90), ..tenure() },
+        expect![[r#"
+            a
+              2023-01-01T00:00:00Z new 100.00
+              2024-01-01T00:00:00Z churn 100.00
+              2024-09-01T00:00:00Z new 50.00
+              = 2023-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-01-01T00:00:00Z mrr 0.00 seats 0 customer false
+              = 2024-09-01T00:00:00Z mrr 50.00 seats 1 customer true
+              renewal s1 due 2024-01-01 arr 1200.00 lost 2024-01-01
+        "#]],
+    );
+    check(
+        script,
+        &RevenueConfig { churn_recognition: ChurnRecognition::Scheduled, ..tenure() },
+        expect![[r#"
+            a
+              2023-01-01T00:00:00Z new 100.00
+              2023-10-01T00:00:00Z churn 100.00
+              2024-09-01T00:00:00Z reactivation 50.00
+              = 2023-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2023-10-01T00:00:00Z mrr 0.00 seats 0 customer false
+              = 2024-09-01T00:00:00Z mrr 50.00 seats 1 customer true
+              renewal s1 due 2024-01-01 arr 1200.00 Open
+        "#]],
+    );
+    // Term-end recognition: cancelling mid-term keeps the MRR to the term's end.
+    check(
+        r#"
+        2023-01-01 a sub amount=1200 interval=12 term_start=2023-01-01 term_end=2024-01-01
+        2023-06-15 a sub status=canceled
+        "#,
+        &RevenueConfig { churn_recognition: ChurnRecognition::TermEnd, ..tenure() },
+        expect![[r#"
+            a
+              2023-01-01T00:00:00Z new 100.00
+              2024-01-01T00:00:00Z churn 100.00
+              = 2023-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-01-01T00:00:00Z mrr 0.00 seats 0 customer false
+              renewal s1 due 2024-01-01 arr 1200.00 lost 2023-06-15
+        "#]],
+    );
+}
+
+#[test]
+fn renewals_won_lost_and_open() {
+    check(
+        r#"
+        2023-01-01 a sub id=s1 amount=1200 interval=12 term_start=2023-01-01 term_end=2024-01-01
+        2023-12-20 a sub id=s1 amount=2400 interval=12 term_start=2024-01-01 term_end=2025-01-01
+        2023-02-01 b sub id=s2 amount=600 interval=12 term_start=2023-02-01 term_end=2024-02-01
+        2024-02-01 b sub id=s2 status=canceled
+        2023-03-01 c sub id=s3 amount=600 interval=12 term_start=2023-03-01 term_end=2024-03-01
+        "#,
+        &tenure(),
+        expect![[r#"
+            a
+              2023-01-01T00:00:00Z new 100.00
+              2023-12-20T00:00:00Z expansion 100.00 (upsell 100.00 cross-sell 0.00)
+              = 2023-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2023-12-20T00:00:00Z mrr 200.00 seats 1 customer true
+              renewal s1 due 2024-01-01 arr 1200.00 won 2023-12-20 arr 2400.00
+              renewal s1 due 2025-01-01 arr 2400.00 open
+            b
+              2023-02-01T00:00:00Z new 50.00
+              2024-02-01T00:00:00Z churn 50.00
+              = 2023-02-01T00:00:00Z mrr 50.00 seats 1 customer true
+              = 2024-02-01T00:00:00Z mrr 0.00 seats 0 customer false
+              renewal s2 due 2024-02-01 arr 600.00 lost 2024-02-01
+            c
+              2023-03-01T00:00:00Z new 50.00
+              = 2023-03-01T00:00:00Z mrr 50.00 seats 1 customer true
+              renewal s3 due 2024-03-01 arr 600.00 open
+        "#]],
+    );
+}
+
+#[test]
+fn exchange_rates_never_create_movements() {
+    let eur = Currency::parse("EUR").unwrap();
+    let mut fx = FxTable::new(Currency::USD);
+    fx.add(eur, Timestamp::parse("2024-01-01").unwrap(), "1.10").unwrap();
+    fx.add(eur, Timestamp::parse("2024-03-01").unwrap(), "1.50").unwrap();
+    check(
+        r#"
+        2024-01-01 a sub amount=100 qty=10 cur=EUR
+        2024-04-01 a sub amount=120 qty=12 cur=EUR
+        2024-06-01 a sub status=canceled cur=EUR
+        2024-01-01 b sub amount=10 cur=GBP
+        "#,
+        &RevenueConfig { fx, ..tenure() },
+        expect![[r#"
+            a
+              2024-01-01T00:00:00Z new 110.00
+              2024-04-01T00:00:00Z expansion 30.00 (upsell 30.00 cross-sell 0.00)
+              2024-06-01T00:00:00Z churn 140.00
+              = 2024-01-01T00:00:00Z mrr 110.00 seats 10 customer true
+              = 2024-04-01T00:00:00Z mrr 140.00 seats 12 customer true
+              = 2024-06-01T00:00:00Z mrr 0.00 seats 0 customer false
+            b
+              2024-01-01T00:00:00Z new 10.00
+              = 2024-01-01T00:00:00Z mrr 10.00 seats 1 customer true
+            ! no exchange rate from GBP to USD: amounts in GBP were taken as USD
+        "#]],
+    );
+}
+
+#[test]
+fn events_after_as_of_are_unknown() {
+    let l = build("2024-01-01 a sub amount=10\n2024-03-01 a sub status=canceled", &tenure(), "2024-02-01");
+    assert_eq!(l.accounts[0].movements.len(), 1);
+    assert_eq!(l.accounts[0].mrr_before(Timestamp::parse("2024-06-01").unwrap()), 1000);
+}
