@@ -145,11 +145,17 @@ fn line_points(
             if !scheduled.iter().any(|x| x.1 == c) {
                 scheduled.push((ts, c));
             }
+            let at = c.max(ts);
             if cfg.churn_recognition != ChurnRecognition::Scheduled {
-                let at = c.max(ts);
                 if derived.is_none_or(|(d, _)| at < d) {
                     derived = Some((at, false));
                 }
+            } else if at < next_ts
+                && at <= as_of
+                && let Some((_, _, idx)) = open_term.take()
+            {
+                // Revenue left at the notice; the contract itself ends when the notice runs out.
+                renewals[idx].outcome = RenewalOutcome::Lost { at };
             }
         }
         if let Some((at, involuntary)) = derived

@@ -245,7 +245,7 @@ fn reactivation_window_and_churn_recognition() {
               = 2023-01-01T00:00:00Z mrr 100.00 seats 1 customer true
               = 2023-10-01T00:00:00Z mrr 0.00 seats 0 customer false
               = 2024-09-01T00:00:00Z mrr 50.00 seats 1 customer true
-              renewal s1 due 2024-01-01 arr 1200.00 Open
+              renewal s1 due 2024-01-01 arr 1200.00 lost 2024-01-01
         "#]],
     );
     // Term-end recognition: cancelling mid-term keeps the MRR to the term's end.
