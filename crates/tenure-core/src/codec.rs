@@ -223,7 +223,8 @@ fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
             kind: en(LineKind::from_index(r.u8()?))?,
             quantity: r.u64()?,
             amount: r.money()?,
-            interval_months: u32::try_from(r.u64()?).map_err(|_| CodecError::Invalid("interval"))?,
+            interval_months: u32::try_from(r.u64()?)
+                .map_err(|_| CodecError::Invalid("interval"))?,
             status: en(SubStatus::from_index(r.u8()?))?,
             term_start: r.opt_ts()?,
             term_end: r.opt_ts()?,
@@ -293,9 +294,10 @@ fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
             strategic_importance: r.opt_enum()?,
             author: r.opt_string()?,
         },
-        EventKind::ChangeRequest => {
-            EventBody::ChangeRequest { request_id: r.string()?, status: en(RequestStatus::from_index(r.u8()?))? }
-        }
+        EventKind::ChangeRequest => EventBody::ChangeRequest {
+            request_id: r.string()?,
+            status: en(RequestStatus::from_index(r.u8()?))?,
+        },
         EventKind::Cost => EventBody::Cost {
             category: en(CostCategory::from_index(r.u8()?))?,
             amount: r.money()?,
@@ -408,7 +410,8 @@ impl<'a> Reader<'a> {
     fn money(&mut self) -> R<Money> {
         let minor = self.i64()?;
         let c = self.take(3)?;
-        let currency = Currency::from_bytes([c[0], c[1], c[2]]).ok_or(CodecError::Invalid("currency"))?;
+        let currency =
+            Currency::from_bytes([c[0], c[1], c[2]]).ok_or(CodecError::Invalid("currency"))?;
         Ok(Money { minor, currency })
     }
 }

@@ -16,7 +16,11 @@ impl Currency {
         if b.len() != 3 || !b.iter().all(u8::is_ascii_alphabetic) {
             return None;
         }
-        Some(Currency([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase(), b[2].to_ascii_uppercase()]))
+        Some(Currency([
+            b[0].to_ascii_uppercase(),
+            b[1].to_ascii_uppercase(),
+            b[2].to_ascii_uppercase(),
+        ]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -35,8 +39,8 @@ impl Currency {
     /// Digits after the decimal point in the currency's minor unit (ISO 4217).
     pub fn exponent(&self) -> u32 {
         match &self.0 {
-            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG" | b"RWF" | b"UGX"
-            | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
+            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG"
+            | b"RWF" | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
             b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
             b"CLF" | b"UYW" => 4,
             _ => 2,
@@ -131,7 +135,12 @@ impl FxTable {
     }
 
     /// Adds a rate (`"1.0825"` base units per one `currency` unit) effective from `from`.
-    pub fn add(&mut self, currency: Currency, from: Timestamp, rate: &str) -> Result<(), MoneyError> {
+    pub fn add(
+        &mut self,
+        currency: Currency,
+        from: Timestamp,
+        rate: &str,
+    ) -> Result<(), MoneyError> {
         let scaled = parse_rate(rate)?;
         let entry = match self.rates.iter_mut().position(|(c, _)| *c == currency) {
             Some(i) => &mut self.rates[i].1,
@@ -186,12 +195,19 @@ pub fn div_round(num: i128, den: i128) -> i128 {
 fn parse_rate(s: &str) -> Result<i128, MoneyError> {
     let t = s.trim();
     let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    if int.is_empty() || !int.bytes().all(|c| c.is_ascii_digit()) || !frac.bytes().all(|c| c.is_ascii_digit()) || frac.len() > 9 {
+    if int.is_empty()
+        || !int.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
+        || frac.len() > 9
+    {
         return Err(MoneyError::Syntax(s.to_string()));
     }
     let mut v: i128 = 0;
     for c in int.bytes().chain(frac.bytes()).chain(std::iter::repeat_n(b'0', 9 - frac.len())) {
-        v = v.checked_mul(10).and_then(|v| v.checked_add((c - b'0') as i128)).ok_or_else(|| MoneyError::Range(s.to_string()))?;
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add((c - b'0') as i128))
+            .ok_or_else(|| MoneyError::Range(s.to_string()))?;
     }
     if v == 0 {
         return Err(MoneyError::Range(s.to_string()));

@@ -112,8 +112,8 @@ impl Timestamp {
             return Err(err());
         }
         let y = digits(&b[0..4]).ok_or_else(err)? as i64;
-        let mo = digits(&b[5..7]).ok_or_else(err)? as u32;
-        let d = digits(&b[8..10]).ok_or_else(err)? as u32;
+        let mo = digits(&b[5..7]).ok_or_else(err)?;
+        let d = digits(&b[8..10]).ok_or_else(err)?;
         let date = Timestamp::from_ymd(y, mo, d).ok_or_else(|| TimeError::Range(s.to_string()))?;
         if b.len() == 10 {
             return Ok(date);
@@ -183,7 +183,13 @@ impl fmt::Display for Timestamp {
         let tod = self.0.rem_euclid(DAY);
         let secs = tod / MICROS;
         let frac = tod % MICROS;
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )?;
         if frac != 0 {
             write!(f, ".{frac:06}")?;
         }

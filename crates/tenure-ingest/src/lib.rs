@@ -60,13 +60,23 @@ impl std::fmt::Display for Rejection {
 
 /// Parses one JSONL line (without its newline). `default_kind` applies when the row has no
 /// `type` (an import with `--type`).
-pub fn parse_json_line(line: &str, default_kind: Option<EventKind>, cfg: &IngestConfig) -> Result<Event, FieldError> {
+pub fn parse_json_line(
+    line: &str,
+    default_kind: Option<EventKind>,
+    cfg: &IngestConfig,
+) -> Result<Event, FieldError> {
     if line.len() > cfg.max_line_bytes {
-        return Err(FieldError::row(format!("line is {} bytes, over the limit of {}", line.len(), cfg.max_line_bytes)));
+        return Err(FieldError::row(format!(
+            "line is {} bytes, over the limit of {}",
+            line.len(),
+            cfg.max_line_bytes
+        )));
     }
     let raw = raw::from_json(line).map_err(|e| match e {
         RawError::NotAnObject => FieldError::row("expected a JSON object"),
-        RawError::Duplicate(f) => FieldError { field: Some(f), reason: "field appears twice".into() },
+        RawError::Duplicate(f) => {
+            FieldError { field: Some(f), reason: "field appears twice".into() }
+        }
         RawError::Json(m) => FieldError::row(format!("malformed JSON: {m}")),
     })?;
     validate::build(&raw, default_kind, cfg)
@@ -99,7 +109,8 @@ pub fn parse_jsonl_block(
 /// The event type a file holds, from its name: `subscriptions.csv`, `usage.jsonl`,
 /// `survey_responses.csv`... Singular and plural spellings are both understood.
 pub fn kind_from_file_name(name: &str) -> Option<EventKind> {
-    let stem = name.rsplit(['/', '\\']).next()?.split('.').next()?.to_ascii_lowercase().replace('-', "_");
+    let stem =
+        name.rsplit(['/', '\\']).next()?.split('.').next()?.to_ascii_lowercase().replace('-', "_");
     if let Some(k) = EventKind::parse(&stem) {
         return Some(k);
     }
@@ -145,7 +156,8 @@ pub struct CsvEvents<R: Read> {
 
 impl<R: Read> CsvEvents<R> {
     pub fn new(input: R, default_kind: Option<EventKind>) -> Result<CsvEvents<R>, CsvError> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(input);
+        let mut reader =
+            csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(input);
         let headers = reader.headers().map_err(|e| CsvError::Header(e.to_string()))?.clone();
         let cols: Vec<Col> = headers
             .iter()
@@ -172,9 +184,15 @@ impl<R: Read> CsvEvents<R> {
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 if let csv::ErrorKind::Io(_) = e.kind() {
-                    return Some((line, Err(Rejection { line, field: None, reason: format!("read error: {e}") })));
+                    return Some((
+                        line,
+                        Err(Rejection { line, field: None, reason: format!("read error: {e}") }),
+                    ));
                 }
-                Some((line, Err(Rejection { line, field: None, reason: format!("malformed CSV: {e}") })))
+                Some((
+                    line,
+                    Err(Rejection { line, field: None, reason: format!("malformed CSV: {e}") }),
+                ))
             }
             Ok(true) => {
                 let line = self.record.position().map(|p| p.line()).unwrap_or(0);
@@ -183,27 +201,38 @@ impl<R: Read> CsvEvents<R> {
                 }
                 let bytes: usize = self.record.as_slice().len();
                 if bytes > cfg.max_line_bytes {
-                    let reason = format!("row is {bytes} bytes, over the limit of {}", cfg.max_line_bytes);
+                    let reason =
+                        format!("row is {bytes} bytes, over the limit of {}", cfg.max_line_bytes);
                     return Some((line, Err(Rejection { line, field: None, reason })));
                 }
                 if self.record.len() > self.cols.len() {
-                    let reason = format!("row has {} cells but the header has {}", self.record.len(), self.cols.len());
+                    let reason = format!(
+                        "row has {} cells but the header has {}",
+                        self.record.len(),
+                        self.cols.len()
+                    );
                     return Some((line, Err(Rejection { line, field: None, reason })));
                 }
                 let mut raw = Raw { from_text: true, ..Raw::default() };
                 let mut attrs = Vec::new();
                 for (col, cell) in self.cols.iter().zip(self.record.iter()) {
                     match col {
-                        Col::Field(f) => raw.vals[*f as usize] = Some(Scalar::Str(Cow::Borrowed(cell))),
-                        Col::Attribute(a) => attrs.push((Cow::Borrowed(a.as_str()), Scalar::Str(Cow::Borrowed(cell)))),
+                        Col::Field(f) => {
+                            raw.vals[*f as usize] = Some(Scalar::Str(Cow::Borrowed(cell)))
+                        }
+                        Col::Attribute(a) => attrs
+                            .push((Cow::Borrowed(a.as_str()), Scalar::Str(Cow::Borrowed(cell)))),
                         Col::Ignored => {}
                     }
                 }
                 if !attrs.is_empty() {
                     raw.attributes = Some(attrs);
                 }
-                let res = validate::build(&raw, self.default_kind, cfg)
-                    .map_err(|e| Rejection { line, field: e.field, reason: e.reason });
+                let res = validate::build(&raw, self.default_kind, cfg).map_err(|e| Rejection {
+                    line,
+                    field: e.field,
+                    reason: e.reason,
+                });
                 Some((line, res))
             }
         }

@@ -72,7 +72,12 @@ pub struct Raw<'a> {
 
 impl Default for Raw<'_> {
     fn default() -> Self {
-        Raw { vals: std::array::from_fn(|_| None), attributes: None, attributes_invalid: None, from_text: false }
+        Raw {
+            vals: std::array::from_fn(|_| None),
+            attributes: None,
+            attributes_invalid: None,
+            from_text: false,
+        }
     }
 }
 
@@ -151,7 +156,9 @@ impl<'de> Visitor<'de> for AttrsVisitor {
         let mut invalid = None;
         while let Some(k) = map.next_key::<Cow<'de, str>>()? {
             match map.next_value_seed(ScalarSeed)? {
-                Some(Scalar::Composite(_)) => invalid = Some("attribute values must be strings, numbers or booleans"),
+                Some(Scalar::Composite(_)) => {
+                    invalid = Some("attribute values must be strings, numbers or booleans")
+                }
                 Some(v) => out.push((k, v)),
                 None => {}
             }

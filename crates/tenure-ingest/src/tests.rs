@@ -12,7 +12,8 @@ fn cfg() -> IngestConfig {
 /// Renders each line's outcome: `ok KIND` or `LINE: FIELD: REASON`.
 fn check(input: &str, expect: Expect) {
     let (ok, bad) = parse_jsonl_block(input.trim_start_matches('\n'), 1, None, &cfg());
-    let mut lines: Vec<(u64, String)> = ok.iter().map(|(n, e)| (*n, format!("{n}: ok {}", e.kind().as_str()))).collect();
+    let mut lines: Vec<(u64, String)> =
+        ok.iter().map(|(n, e)| (*n, format!("{n}: ok {}", e.kind().as_str()))).collect();
     lines.extend(bad.iter().map(|r| (r.line, r.to_string())));
     lines.sort();
     let out: Vec<String> = lines.into_iter().map(|(_, s)| s).collect();
@@ -77,7 +78,10 @@ fn bad_input_of_the_contract_is_rejected_with_reasons() {
 fn oversized_lines_are_rejected() {
     let mut cfg = cfg();
     cfg.max_line_bytes = 100;
-    let line = format!(r#"{{"type":"milestone","timestamp":"2024-03-01","account_id":"a","name":"{}"}}"#, "x".repeat(100));
+    let line = format!(
+        r#"{{"type":"milestone","timestamp":"2024-03-01","account_id":"a","name":"{}"}}"#,
+        "x".repeat(100)
+    );
     let err = parse_json_line(&line, None, &cfg).unwrap_err();
     assert_eq!(err.reason, "line is 172 bytes, over the limit of 100");
 }
@@ -89,7 +93,10 @@ fn fields_are_read_exactly() {
     assert_eq!(e.ts.to_string(), "2024-03-01T07:30:00Z");
     assert_eq!(e.message_id.as_deref(), Some("m1"));
     let EventBody::Subscription(s) = e.body else { panic!("not a subscription") };
-    assert_eq!((s.quantity, s.amount.minor, s.amount.currency.as_str(), s.interval_months), (25, 120_050, "EUR", 12));
+    assert_eq!(
+        (s.quantity, s.amount.minor, s.amount.currency.as_str(), s.interval_months),
+        (25, 120_050, "EUR", 12)
+    );
     assert_eq!(s.kind, LineKind::Product);
     assert_eq!(s.term_end.unwrap().date_string(), "2025-03-01");
 }

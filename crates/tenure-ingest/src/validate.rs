@@ -40,7 +40,9 @@ impl<'a> V<'_, 'a> {
             None => Ok(None),
             Some(Scalar::Str(s)) if s.is_empty() && self.raw.from_text => Ok(None),
             Some(Scalar::Str(s)) => Ok(Some(s.as_ref())),
-            Some(other) => Err(FieldError::at(f, format!("expected a string, got {}", other.type_name()))),
+            Some(other) => {
+                Err(FieldError::at(f, format!("expected a string, got {}", other.type_name())))
+            }
         }
     }
     fn opt_id(&self, f: F) -> R<Option<String>> {
@@ -52,7 +54,10 @@ impl<'a> V<'_, 'a> {
                     return Err(FieldError::at(f, "must not be empty"));
                 }
                 if n > MAX_ID_CHARS {
-                    return Err(FieldError::at(f, format!("is {n} characters long, over the limit of {MAX_ID_CHARS}")));
+                    return Err(FieldError::at(
+                        f,
+                        format!("is {n} characters long, over the limit of {MAX_ID_CHARS}"),
+                    ));
                 }
                 Ok(Some(s.to_string()))
             }
@@ -69,16 +74,22 @@ impl<'a> V<'_, 'a> {
             s => Ok(s.map(str::to_string)),
         }
     }
-    fn opt_enum<T>(&self, f: F, parse: fn(&str) -> Option<T>, expected: fn() -> String) -> R<Option<T>> {
+    fn opt_enum<T>(
+        &self,
+        f: F,
+        parse: fn(&str) -> Option<T>,
+        expected: fn() -> String,
+    ) -> R<Option<T>> {
         match self.opt_str(f)? {
             None => Ok(None),
-            Some(s) => parse(s)
-                .map(Some)
-                .ok_or_else(|| FieldError::at(f, format!("unknown value {s:?} (expected {})", expected()))),
+            Some(s) => parse(s).map(Some).ok_or_else(|| {
+                FieldError::at(f, format!("unknown value {s:?} (expected {})", expected()))
+            }),
         }
     }
     fn enum_req<T>(&self, f: F, parse: fn(&str) -> Option<T>, expected: fn() -> String) -> R<T> {
-        self.opt_enum(f, parse, expected)?.ok_or_else(|| FieldError::at(f, "missing required field"))
+        self.opt_enum(f, parse, expected)?
+            .ok_or_else(|| FieldError::at(f, "missing required field"))
     }
     fn opt_ts(&self, f: F) -> R<Option<Timestamp>> {
         match self.opt_str(f)? {
@@ -104,8 +115,12 @@ impl<'a> V<'_, 'a> {
     fn opt_int(&self, f: F, lo: i64, hi: i64) -> R<Option<i64>> {
         match self.opt_number(f)? {
             None => Ok(None),
-            Some(x) if x.fract() != 0.0 => Err(FieldError::at(f, format!("must be a whole number, got {x}"))),
-            Some(x) if x < 0.0 && lo >= 0 => Err(FieldError::at(f, format!("must not be negative, got {x}"))),
+            Some(x) if x.fract() != 0.0 => {
+                Err(FieldError::at(f, format!("must be a whole number, got {x}")))
+            }
+            Some(x) if x < 0.0 && lo >= 0 => {
+                Err(FieldError::at(f, format!("must not be negative, got {x}")))
+            }
             Some(x) if x < lo as f64 || x > hi as f64 => {
                 Err(FieldError::at(f, format!("{x} is out of range {lo}..={hi}")))
             }
@@ -115,8 +130,9 @@ impl<'a> V<'_, 'a> {
     fn currency(&self) -> R<Currency> {
         match self.opt_str(F::Currency)? {
             None => Ok(self.cfg.default_currency),
-            Some(s) => Currency::parse(s)
-                .ok_or_else(|| FieldError::at(F::Currency, format!("{s:?} is not an ISO 4217 currency code"))),
+            Some(s) => Currency::parse(s).ok_or_else(|| {
+                FieldError::at(F::Currency, format!("{s:?} is not an ISO 4217 currency code"))
+            }),
         }
     }
     /// Money in major units, exact; negative amounts are refused.
@@ -130,9 +146,15 @@ impl<'a> V<'_, 'a> {
             // Rust prints the shortest decimal that reads back as the same float, which is
             // the text the producer wrote for any amount with a sane number of digits.
             Some(Scalar::Float(x)) => Cow::Owned(format!("{x}")),
-            Some(other) => return Err(FieldError::at(f, format!("expected a decimal amount, got {}", other.type_name()))),
+            Some(other) => {
+                return Err(FieldError::at(
+                    f,
+                    format!("expected a decimal amount, got {}", other.type_name()),
+                ));
+            }
         };
-        let minor = money::parse_minor(&text, currency).map_err(|e| FieldError::at(f, e.to_string()))?;
+        let minor =
+            money::parse_minor(&text, currency).map_err(|e| FieldError::at(f, e.to_string()))?;
         if minor < 0 {
             return Err(FieldError::at(f, format!("must not be negative, got {text}")));
         }
@@ -148,9 +170,19 @@ impl<'a> V<'_, 'a> {
             "month" | "monthly" => Some(1),
             "quarter" | "quarterly" => Some(3),
             "year" | "yearly" | "annual" => Some(12),
-            _ => s.strip_suffix('m').and_then(|n| n.parse::<u32>().ok()).filter(|n| (1..=120).contains(n)),
+            _ => s
+                .strip_suffix('m')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| (1..=120).contains(n)),
         };
-        months.ok_or_else(|| FieldError::at(f, format!("unknown interval {s:?} (expected month | quarter | year | N months as \"6m\")")))
+        months.ok_or_else(|| {
+            FieldError::at(
+                f,
+                format!(
+                    "unknown interval {s:?} (expected month | quarter | year | N months as \"6m\")"
+                ),
+            )
+        })
     }
 }
 
@@ -161,16 +193,24 @@ pub fn kind_of(raw: &Raw<'_>, default: Option<EventKind>) -> R<EventKind> {
         Some(Scalar::Str(s)) if s.is_empty() && raw.from_text => {
             default.ok_or_else(|| FieldError::at(F::Type, "missing required field"))
         }
-        Some(Scalar::Str(s)) => EventKind::parse(s)
-            .ok_or_else(|| FieldError::at(F::Type, format!("unknown type {s:?} (expected {})", EventKind::expected()))),
-        Some(other) => Err(FieldError::at(F::Type, format!("expected a string, got {}", other.type_name()))),
+        Some(Scalar::Str(s)) => EventKind::parse(s).ok_or_else(|| {
+            FieldError::at(
+                F::Type,
+                format!("unknown type {s:?} (expected {})", EventKind::expected()),
+            )
+        }),
+        Some(other) => {
+            Err(FieldError::at(F::Type, format!("expected a string, got {}", other.type_name())))
+        }
     }
 }
 
 pub fn build(raw: &Raw<'_>, default_kind: Option<EventKind>, cfg: &IngestConfig) -> R<Event> {
     let kind = kind_of(raw, default_kind)?;
     let v = V { raw, cfg };
-    let ts = v.opt_ts(F::Timestamp)?.ok_or_else(|| FieldError::at(F::Timestamp, "missing required field"))?;
+    let ts = v
+        .opt_ts(F::Timestamp)?
+        .ok_or_else(|| FieldError::at(F::Timestamp, "missing required field"))?;
     if let Some(now) = cfg.now {
         let limit = Timestamp(now.0.saturating_add(cfg.max_future_skew_micros));
         if ts > limit {
@@ -184,7 +224,8 @@ pub fn build(raw: &Raw<'_>, default_kind: Option<EventKind>, cfg: &IngestConfig)
             ));
         }
     }
-    let account = if kind == EventKind::Cost { v.opt_id(F::AccountId)? } else { Some(v.id(F::AccountId)?) };
+    let account =
+        if kind == EventKind::Cost { v.opt_id(F::AccountId)? } else { Some(v.id(F::AccountId)?) };
     let message_id = v.opt_id(F::MessageId)?;
     let body = body(&v, kind)?;
     Ok(Event { ts, account, message_id, body })
@@ -210,11 +251,17 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
             for (k, val) in v.raw.attributes.iter().flatten() {
                 let field = || Some(format!("attributes.{k}"));
                 if k.is_empty() || k.chars().count() > MAX_ID_CHARS {
-                    return Err(FieldError { field: field(), reason: "attribute names must be 1-256 characters".into() });
+                    return Err(FieldError {
+                        field: field(),
+                        reason: "attribute names must be 1-256 characters".into(),
+                    });
                 }
                 let val = match val {
                     Scalar::Str(s) if s.chars().count() > MAX_TEXT_CHARS => {
-                        return Err(FieldError { field: field(), reason: format!("longer than {MAX_TEXT_CHARS} characters") });
+                        return Err(FieldError {
+                            field: field(),
+                            reason: format!("longer than {MAX_TEXT_CHARS} characters"),
+                        });
                     }
                     Scalar::Str(s) if s.is_empty() && v.raw.from_text => continue,
                     Scalar::Str(s) => AttrValue::Str(s.to_string()),
@@ -222,7 +269,10 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                     Scalar::Float(x) => AttrValue::Num(format!("{x}")),
                     Scalar::Bool(b) => AttrValue::Bool(*b),
                     Scalar::Composite(_) => {
-                        return Err(FieldError { field: field(), reason: "must be a string, number or boolean".into() });
+                        return Err(FieldError {
+                            field: field(),
+                            reason: "must be a string, number or boolean".into(),
+                        });
                     }
                 };
                 attributes.push((k.to_string(), val));
@@ -257,7 +307,9 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                 subscription_id: v.id(F::SubscriptionId)?,
                 product: v.opt_id(F::Product)?,
                 plan: v.opt_id(F::Plan)?,
-                kind: v.opt_enum(F::Kind, LineKind::parse, LineKind::expected)?.unwrap_or(LineKind::Product),
+                kind: v
+                    .opt_enum(F::Kind, LineKind::parse, LineKind::expected)?
+                    .unwrap_or(LineKind::Product),
                 quantity: v.opt_int(F::Quantity, 0, i64::MAX)?.unwrap_or(1) as u64,
                 amount,
                 interval_months: v.interval()?,
@@ -278,7 +330,12 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
         EventKind::Usage => {
             let quantity = match v.opt_number(F::Quantity)? {
                 None => 1.0,
-                Some(q) if q < 0.0 => return Err(FieldError::at(F::Quantity, format!("must not be negative, got {q}"))),
+                Some(q) if q < 0.0 => {
+                    return Err(FieldError::at(
+                        F::Quantity,
+                        format!("must not be negative, got {q}"),
+                    ));
+                }
                 Some(q) => q,
             };
             let event = v.id(F::Event)?;
@@ -291,7 +348,9 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
             category: v.opt_enum(F::Category, TicketCategory::parse, TicketCategory::expected)?,
             severity: v.opt_enum(F::Severity, Severity::parse, Severity::expected)?,
             cost: v.opt_money(F::Cost)?,
-            csat: v.opt_int(F::Csat, v.cfg.csat_scale.0 as i64, v.cfg.csat_scale.1 as i64)?.map(|x| x as u8),
+            csat: v
+                .opt_int(F::Csat, v.cfg.csat_scale.0 as i64, v.cfg.csat_scale.1 as i64)?
+                .map(|x| x as u8),
         },
         EventKind::SurveySent => EventBody::SurveySent {
             survey: v.enum_req(F::Survey, SurveyKind::parse, SurveyKind::expected)?,
@@ -301,16 +360,26 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
             let survey = v.enum_req(F::Survey, SurveyKind::parse, SurveyKind::expected)?;
             let missing = || FieldError::at(F::Score, "missing required field");
             let score = match survey {
-                SurveyKind::Nps => SurveyScore::Nps(v.opt_int(F::Score, 0, 10)?.ok_or_else(missing)? as u8),
+                SurveyKind::Nps => {
+                    SurveyScore::Nps(v.opt_int(F::Score, 0, 10)?.ok_or_else(missing)? as u8)
+                }
                 SurveyKind::Csat => {
                     let (lo, hi) = v.cfg.csat_scale;
-                    SurveyScore::Csat(v.opt_int(F::Score, lo as i64, hi as i64)?.ok_or_else(missing)? as u8)
+                    SurveyScore::Csat(
+                        v.opt_int(F::Score, lo as i64, hi as i64)?.ok_or_else(missing)? as u8,
+                    )
                 }
                 SurveyKind::Success => SurveyScore::Success(
-                    v.opt_enum(F::Score, Sentiment::parse, Sentiment::expected)?.ok_or_else(missing)?,
+                    v.opt_enum(F::Score, Sentiment::parse, Sentiment::expected)?
+                        .ok_or_else(missing)?,
                 ),
             };
-            EventBody::SurveyResponse { survey, contact_id: v.opt_id(F::ContactId)?, score, comment: v.opt_text(F::Comment)? }
+            EventBody::SurveyResponse {
+                survey,
+                contact_id: v.opt_id(F::ContactId)?,
+                score,
+                comment: v.opt_text(F::Comment)?,
+            }
         }
         EventKind::Email => EventBody::Email {
             contact_id: v.opt_id(F::ContactId)?,
@@ -319,7 +388,9 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
         },
         EventKind::WebVisit => EventBody::WebVisit {
             contact_id: v.opt_id(F::ContactId)?,
-            section: v.opt_enum(F::Section, Section::parse, Section::expected)?.unwrap_or(Section::Other),
+            section: v
+                .opt_enum(F::Section, Section::parse, Section::expected)?
+                .unwrap_or(Section::Other),
             page: v.opt_text(F::Page)?,
         },
         EventKind::Touchpoint => EventBody::Touchpoint {
@@ -337,19 +408,33 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
             let relationship = v.opt_int(F::Relationship, 1, 5)?.map(|x| x as u8);
             let strategic_importance = v.opt_int(F::StrategicImportance, 1, 5)?.map(|x| x as u8);
             if relationship.is_none() && strategic_importance.is_none() {
-                return Err(FieldError::at(F::Relationship, "an assessment needs relationship or strategic_importance"));
+                return Err(FieldError::at(
+                    F::Relationship,
+                    "an assessment needs relationship or strategic_importance",
+                ));
             }
-            EventBody::Assessment { relationship, strategic_importance, author: v.opt_id(F::Author)? }
+            EventBody::Assessment {
+                relationship,
+                strategic_importance,
+                author: v.opt_id(F::Author)?,
+            }
         }
         EventKind::ChangeRequest => EventBody::ChangeRequest {
             request_id: v.id(F::RequestId)?,
             status: v.enum_req(F::Status, RequestStatus::parse, RequestStatus::expected)?,
         },
         EventKind::Cost => {
-            let start = v.opt_ts(F::PeriodStart)?.ok_or_else(|| FieldError::at(F::PeriodStart, "missing required field"))?;
-            let end = v.opt_ts(F::PeriodEnd)?.ok_or_else(|| FieldError::at(F::PeriodEnd, "missing required field"))?;
+            let start = v
+                .opt_ts(F::PeriodStart)?
+                .ok_or_else(|| FieldError::at(F::PeriodStart, "missing required field"))?;
+            let end = v
+                .opt_ts(F::PeriodEnd)?
+                .ok_or_else(|| FieldError::at(F::PeriodEnd, "missing required field"))?;
             if end <= start {
-                return Err(FieldError::at(F::PeriodEnd, format!("{end} is not after period_start {start}")));
+                return Err(FieldError::at(
+                    F::PeriodEnd,
+                    format!("{end} is not after period_start {start}"),
+                ));
             }
             EventBody::Cost {
                 category: v.enum_req(F::Category, CostCategory::parse, CostCategory::expected)?,

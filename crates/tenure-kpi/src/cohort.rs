@@ -35,9 +35,12 @@ pub struct CohortTable {
 pub fn cohorts(ledger: &Ledger, unit: PeriodUnit, metric: CohortMetric) -> CohortTable {
     let as_of = ledger.as_of;
     // cohort start -> (accounts, base mrr, per column: customers, mrr)
-    let mut map: std::collections::BTreeMap<Timestamp, (u64, i64, Vec<(u64, i64)>)> = Default::default();
+    type Cols = (u64, i64, Vec<(u64, i64)>);
+    let mut map: std::collections::BTreeMap<Timestamp, Cols> = Default::default();
     for a in &ledger.accounts {
-        let Some(first) = a.movements.iter().find(|m| m.kind == MovementKind::New) else { continue };
+        let Some(first) = a.movements.iter().find(|m| m.kind == MovementKind::New) else {
+            continue;
+        };
         let start = unit.floor(first.ts);
         let entry = map.entry(start).or_insert_with(|| (0, 0, Vec::new()));
         entry.0 += 1;

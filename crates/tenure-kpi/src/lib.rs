@@ -95,11 +95,34 @@ impl Acc {
     fn add(&mut self, o: &Acc) {
         macro_rules! sum { ($($f:ident),*) => { $(self.$f += o.$f;)* } }
         sum!(
-            mrr_start, mrr_end, new, expansion, contraction, churn, reactivation, upsell, cross_sell,
-            cohort_expansion, cohort_contraction, cohort_churn, cohort_kept, customers_start, customers_end,
-            customers_new, customers_reactivated, customers_churned, customers_retained,
-            customers_new_and_churned, seats_end, renewals_due, renewals_won, renewals_lost, renewals_open,
-            arr_due, arr_won_gross, arr_won_net
+            mrr_start,
+            mrr_end,
+            new,
+            expansion,
+            contraction,
+            churn,
+            reactivation,
+            upsell,
+            cross_sell,
+            cohort_expansion,
+            cohort_contraction,
+            cohort_churn,
+            cohort_kept,
+            customers_start,
+            customers_end,
+            customers_new,
+            customers_reactivated,
+            customers_churned,
+            customers_retained,
+            customers_new_and_churned,
+            seats_end,
+            renewals_due,
+            renewals_won,
+            renewals_lost,
+            renewals_open,
+            arr_due,
+            arr_won_gross,
+            arr_won_net
         );
     }
 
@@ -203,11 +226,21 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
     use Value::*;
     let f = |x: i64| x as f64;
     let logo_churn = ratio(f(a.customers_churned), f(a.customers_start));
-    let arpa = if a.customers_end == 0 { None } else { Some(tenure_core::money::div_round(a.mrr_end as i128, a.customers_end as i128) as i64) };
-    let arpu = if a.seats_end == 0 { None } else { Some(tenure_core::money::div_round(a.mrr_end as i128, a.seats_end as i128) as i64) };
+    let arpa = if a.customers_end == 0 {
+        None
+    } else {
+        Some(tenure_core::money::div_round(a.mrr_end as i128, a.customers_end as i128) as i64)
+    };
+    let arpu = if a.seats_end == 0 {
+        None
+    } else {
+        Some(tenure_core::money::div_round(a.mrr_end as i128, a.seats_end as i128) as i64)
+    };
     let monthly_churn = logo_churn.map(|c| monthly(c, p));
     let cltv = match (arpa, monthly_churn) {
-        (Some(arpa), Some(c)) if c > 0.0 => Some((arpa as f64 * cfg.gross_margin / c).round() as i64),
+        (Some(arpa), Some(c)) if c > 0.0 => {
+            Some((arpa as f64 * cfg.gross_margin / c).round() as i64)
+        }
         _ => None,
     };
     let nrr_num = a.mrr_start + a.cohort_expansion - a.cohort_contraction - a.cohort_churn;
@@ -238,7 +271,10 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
         ("logo_churn_rate", Rate(logo_churn)),
         ("logo_churn_rate_ci95", ci(a.customers_churned, a.customers_start)),
         ("revenue_churn_rate", Rate(ratio(f(a.churn + a.contraction), f(a.mrr_start)))),
-        ("net_revenue_churn_rate", Rate(ratio(f(a.churn + a.contraction - a.expansion - a.reactivation), f(a.mrr_start)))),
+        (
+            "net_revenue_churn_rate",
+            Rate(ratio(f(a.churn + a.contraction - a.expansion - a.reactivation), f(a.mrr_start))),
+        ),
         ("customer_retention_rate", Rate(ratio(f(a.customers_retained), f(a.customers_start)))),
         ("customer_retention_rate_ci95", ci(a.customers_retained, a.customers_start)),
         ("customers_start", Count(a.customers_start)),
@@ -265,15 +301,21 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
         ("monthly_logo_churn_rate", Rate(monthly_churn)),
         ("avg_lifetime_months", Number(monthly_churn.and_then(|c| ratio(1.0, c)))),
         ("cltv", MaybeMoney(cltv)),
-        ("quick_ratio", Number(ratio(f(a.new + a.expansion + a.reactivation), f(a.contraction + a.churn)))),
+        (
+            "quick_ratio",
+            Number(ratio(f(a.new + a.expansion + a.reactivation), f(a.contraction + a.churn))),
+        ),
         ("retention_cost", MaybeMoney(retention_cost)),
         ("acquisition_cost", MaybeMoney(acquisition_cost)),
         ("crc", MaybeMoney(crc)),
         ("cac", MaybeMoney(cac)),
-        ("crc_to_cac", Number(match (crc, cac) {
-            (Some(r), Some(c)) => ratio(f(r), f(c)),
-            _ => None,
-        })),
+        (
+            "crc_to_cac",
+            Number(match (crc, cac) {
+                (Some(r), Some(c)) => ratio(f(r), f(c)),
+                _ => None,
+            }),
+        ),
     ])
 }
 
@@ -303,14 +345,21 @@ pub fn revenue(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiCo
     keys.sort_by(|a, b| (a.0, a.1.is_none(), &a.1).cmp(&(b.0, b.1.is_none(), &b.1)));
     let mut rows = Vec::new();
     for (i, p) in periods.iter().enumerate() {
-        let costs = Some((cost_in(ledger, CostCategory::Retention, *p), cost_in(ledger, CostCategory::Acquisition, *p)));
+        let costs = Some((
+            cost_in(ledger, CostCategory::Retention, *p),
+            cost_in(ledger, CostCategory::Acquisition, *p),
+        ));
         if by.is_none() {
             let acc = merged.get(&(i, None)).cloned().unwrap_or_default();
             rows.push(Row { period: *p, segment: None, kpis: finish(&acc, *p, costs, cfg) });
             continue;
         }
         for k in keys.iter().filter(|k| k.0 == i) {
-            rows.push(Row { period: *p, segment: Some(k.1.clone()), kpis: finish(&merged[k], *p, None, cfg) });
+            rows.push(Row {
+                period: *p,
+                segment: Some(k.1.clone()),
+                kpis: finish(&merged[k], *p, None, cfg),
+            });
         }
     }
     rows

@@ -30,7 +30,10 @@ impl By {
         match self {
             By::Attribute(k) => a.attribute_at(k, p.end).map(|v| v.label()),
             By::Plan => {
-                let s = a.state_before(p.start).filter(|s| s.customer).or_else(|| a.state_before(p.end));
+                let s = a
+                    .state_before(p.start)
+                    .filter(|s| s.customer)
+                    .or_else(|| a.state_before(p.end));
                 s.and_then(|s| s.plan.as_deref().map(str::to_string))
             }
             By::TenureBand => {

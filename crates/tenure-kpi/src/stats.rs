@@ -26,7 +26,9 @@ mod tests {
         // proportion_confint(90, 100, method="wilson")
         // 16 of 18: (0.672002348698212, 0.9689804773543876)
         let (lo, hi) = super::wilson(16, 18).unwrap();
-        assert!((lo - 0.672_002_348_698_212).abs() < 1e-9 && (hi - 0.968_980_477_354_388).abs() < 1e-9);
+        assert!(
+            (lo - 0.672_002_348_698_212).abs() < 1e-9 && (hi - 0.968_980_477_354_388).abs() < 1e-9
+        );
         let (lo, hi) = super::wilson(90, 100).unwrap();
         assert!((lo - 0.825_634_338_495_087).abs() < 1e-9, "{lo}");
         assert!((hi - 0.944_770_862_939_325).abs() < 1e-9, "{hi}");

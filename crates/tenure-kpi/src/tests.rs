@@ -141,7 +141,8 @@ fn cohort_tables() {
         t.rows
             .iter()
             .map(|r| {
-                let v: Vec<String> = r.values.iter().map(|v| v.map_or("-".into(), |x| format!("{x:.2}"))).collect();
+                let v: Vec<String> =
+                    r.values.iter().map(|v| v.map_or("-".into(), |x| format!("{x:.2}"))).collect();
                 format!("{} n={} base={} | {}", r.label, r.accounts, r.base_mrr, v.join(" "))
             })
             .collect::<Vec<_>>()
@@ -161,7 +162,10 @@ use tenure_core::time::PeriodUnit;
 
 /// A random history: per account, a sequence of (day offset, line, amount cents, status).
 fn history() -> impl Strategy<Value = Vec<(u8, Vec<(u16, u8, u32, u8)>)>> {
-    prop::collection::vec((0u8..4, prop::collection::vec((0u16..400, 0u8..3, 0u32..50_000, 0u8..5), 0..12)), 1..25)
+    prop::collection::vec(
+        (0u8..4, prop::collection::vec((0u16..400, 0u8..3, 0u32..50_000, 0u8..5), 0..12)),
+        1..25,
+    )
 }
 
 proptest! {

@@ -75,7 +75,12 @@ impl RevenueConfig {
         };
         match p {
             Preset::Tenure => base,
-            Preset::ChartMogul => RevenueConfig { past_due_churn_days: None, free_is_churn: false, pause: PauseMode::Keep, ..base },
+            Preset::ChartMogul => RevenueConfig {
+                past_due_churn_days: None,
+                free_is_churn: false,
+                pause: PauseMode::Keep,
+                ..base
+            },
             Preset::Stripe => RevenueConfig {
                 past_due_churn_days: None,
                 grouping_window_secs: 0,

@@ -8,7 +8,10 @@ use tenure_core::money::{Currency, FxTable, div_round};
 use tenure_core::time::DAY;
 
 pub(crate) fn missing_rate(c: Currency, fx: &FxTable) -> Diagnostic {
-    Diagnostic(format!("no exchange rate from {c} to {}: amounts in {c} were taken as {}", fx.base, fx.base))
+    Diagnostic(format!(
+        "no exchange rate from {c} to {}: amounts in {c} were taken as {}",
+        fx.base, fx.base
+    ))
 }
 
 /// What one line contributes from a point in time on.
@@ -29,7 +32,12 @@ fn line_mrr(s: &Subscription) -> i64 {
     div_round(s.amount.minor as i128, s.interval_months.max(1) as i128) as i64
 }
 
-fn eval(s: &Subscription, cfg: &RevenueConfig, product: &Arc<str>, plan: &Option<Arc<str>>) -> LineVal {
+fn eval(
+    s: &Subscription,
+    cfg: &RevenueConfig,
+    product: &Arc<str>,
+    plan: &Option<Arc<str>>,
+) -> LineVal {
     let mrr = line_mrr(s);
     let live = |native: i64| LineVal {
         native,
@@ -116,7 +124,9 @@ fn line_points(
             match open_term {
                 Some((_, end, idx)) if end == te => renewals[idx].arr_due = arr_due,
                 // A term already settled (lost, then the line was updated) is not due again.
-                _ if renewals.iter().any(|r| r.subscription_id == s.subscription_id && r.due == te) => {}
+                _ if renewals
+                    .iter()
+                    .any(|r| r.subscription_id == s.subscription_id && r.due == te) => {}
                 _ => {
                     renewals.push(Renewal {
                         subscription_id: s.subscription_id.clone(),
@@ -162,14 +172,18 @@ fn line_points(
             && at < next_ts
             && at <= as_of
         {
-            let mut z = eval(&Subscription { status: SubStatus::Canceled, ..s.clone() }, cfg, &product, &plan);
+            let mut z = eval(
+                &Subscription { status: SubStatus::Canceled, ..s.clone() },
+                cfg,
+                &product,
+                &plan,
+            );
             z.involuntary = involuntary;
             out.push((at, order, z));
             if let Some((_, _, idx)) = open_term.take() {
                 renewals[idx].outcome = RenewalOutcome::Lost { at };
             }
         }
-
     }
     out
 }
@@ -188,11 +202,22 @@ struct Walk {
     involuntary: bool,
 }
 
-pub(crate) fn fold_account(raw: RawAccount, cfg: &RevenueConfig, as_of: Timestamp) -> (AccountLedger, Vec<Diagnostic>) {
+pub(crate) fn fold_account(
+    raw: RawAccount,
+    cfg: &RevenueConfig,
+    as_of: Timestamp,
+) -> (AccountLedger, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    let mut subs: Vec<(Timestamp, usize, &Subscription)> =
-        raw.subs.iter().enumerate().filter(|(_, (ts, _))| *ts <= as_of).map(|(i, (ts, s))| (*ts, i, s)).collect();
-    subs.sort_by(|a, b| (a.2.subscription_id.as_str(), a.0, a.1).cmp(&(b.2.subscription_id.as_str(), b.0, b.1)));
+    let mut subs: Vec<(Timestamp, usize, &Subscription)> = raw
+        .subs
+        .iter()
+        .enumerate()
+        .filter(|(_, (ts, _))| *ts <= as_of)
+        .map(|(i, (ts, s))| (*ts, i, s))
+        .collect();
+    subs.sort_by(|a, b| {
+        (a.2.subscription_id.as_str(), a.0, a.1).cmp(&(b.2.subscription_id.as_str(), b.0, b.1))
+    });
 
     let mut renewals = Vec::new();
     let mut scheduled = Vec::new();
@@ -256,18 +281,32 @@ pub(crate) fn fold_account(raw: RawAccount, cfg: &RevenueConfig, as_of: Timestam
         let start = raw_steps[g].0;
         let mut end = g;
         let mut involuntary = raw_steps[g].1.involuntary;
-        while end + 1 < raw_steps.len() && raw_steps[end + 1].0.0 - start.0 <= cfg.grouping_window_secs * 1_000_000 {
+        while end + 1 < raw_steps.len()
+            && raw_steps[end + 1].0.0 - start.0 <= cfg.grouping_window_secs * 1_000_000
+        {
             end += 1;
             involuntary |= raw_steps[end].1.involuntary;
         }
         let after = raw_steps[end].1.clone();
         g = end + 1;
-        let mv = |kind, amount| Movement { ts: start, kind, amount, upsell: 0, cross_sell: 0, involuntary: false };
+        let mv = |kind, amount| Movement {
+            ts: start,
+            kind,
+            amount,
+            upsell: 0,
+            cross_sell: 0,
+            involuntary: false,
+        };
         match (prev.customer, after.customer) {
             (false, true) => {
                 let returning = ever_customer
-                    && cfg.reactivation_window_days.is_none_or(|d| last_churn.is_some_and(|c| start.0 - c.0 <= d as i64 * DAY));
-                movements.push(mv(if returning { MovementKind::Reactivation } else { MovementKind::New }, after.mrr));
+                    && cfg.reactivation_window_days.is_none_or(|d| {
+                        last_churn.is_some_and(|c| start.0 - c.0 <= d as i64 * DAY)
+                    });
+                movements.push(mv(
+                    if returning { MovementKind::Reactivation } else { MovementKind::New },
+                    after.mrr,
+                ));
                 ever_customer = true;
             }
             (true, false) => {
@@ -283,16 +322,30 @@ pub(crate) fn fold_account(raw: RawAccount, cfg: &RevenueConfig, as_of: Timestam
                     .map(|(_, m)| *m)
                     .sum();
                 let cross_sell = new_products.min(expansion);
-                movements.push(Movement { upsell: expansion - cross_sell, cross_sell, ..mv(MovementKind::Expansion, expansion) });
+                movements.push(Movement {
+                    upsell: expansion - cross_sell,
+                    cross_sell,
+                    ..mv(MovementKind::Expansion, expansion)
+                });
             }
-            (true, true) if after.mrr < prev.mrr => {
-                movements.push(Movement { involuntary, ..mv(MovementKind::Contraction, prev.mrr - after.mrr) })
-            }
+            (true, true) if after.mrr < prev.mrr => movements.push(Movement {
+                involuntary,
+                ..mv(MovementKind::Contraction, prev.mrr - after.mrr)
+            }),
             _ => {}
         }
-        let changed = after.mrr != prev.mrr || after.customer != prev.customer || after.seats != prev.seats || after.plan != prev.plan;
+        let changed = after.mrr != prev.mrr
+            || after.customer != prev.customer
+            || after.seats != prev.seats
+            || after.plan != prev.plan;
         if changed {
-            steps.push(Step { ts: start, mrr: after.mrr, seats: after.seats, customer: after.customer, plan: after.plan.clone() });
+            steps.push(Step {
+                ts: start,
+                mrr: after.mrr,
+                seats: after.seats,
+                customer: after.customer,
+                plan: after.plan.clone(),
+            });
         }
         prev = after;
     }
@@ -300,13 +353,16 @@ pub(crate) fn fold_account(raw: RawAccount, cfg: &RevenueConfig, as_of: Timestam
     // A renewal won is worth the line's ARR right after the follow-on term started.
     for r in renewals.iter_mut() {
         if let RenewalOutcome::Won { at, arr } = &mut r.outcome {
-            let line = subs.iter().filter(|s| s.2.subscription_id == r.subscription_id && s.0 <= *at).last();
+            let line =
+                subs.iter().rfind(|s| s.2.subscription_id == r.subscription_id && s.0 <= *at);
             if let Some((ts, _, s)) = line {
                 let native = 12 * line_mrr(s);
                 *arr = cfg.fx.convert(native, s.amount.currency, *ts).unwrap_or(native);
             }
         }
-        if let Some((ts, _, s)) = subs.iter().filter(|s| s.2.subscription_id == r.subscription_id && s.0 < r.due).last() {
+        if let Some((ts, _, s)) =
+            subs.iter().rfind(|s| s.2.subscription_id == r.subscription_id && s.0 < r.due)
+        {
             r.arr_due = cfg.fx.convert(r.arr_due, s.amount.currency, *ts).unwrap_or(r.arr_due);
         }
     }
@@ -330,7 +386,16 @@ pub(crate) fn fold_account(raw: RawAccount, cfg: &RevenueConfig, as_of: Timestam
     scheduled.sort();
     let name = raw.name.filter(|(ts, _)| *ts <= as_of).map(|(_, n)| n);
     (
-        AccountLedger { id: raw.id, name, attributes, steps, movements, renewals, invoices, cancellations_scheduled: scheduled },
+        AccountLedger {
+            id: raw.id,
+            name,
+            attributes,
+            steps,
+            movements,
+            renewals,
+            invoices,
+            cancellations_scheduled: scheduled,
+        },
         diags,
     )
 }
@@ -338,7 +403,13 @@ pub(crate) fn fold_account(raw: RawAccount, cfg: &RevenueConfig, as_of: Timestam
 /// The base-currency MRR of a line after a change. Only the line's own change is converted
 /// (at the rate of its date), so exchange rates moving never create movements; a line that
 /// stops is exactly 0, whatever rates did meanwhile.
-fn base_value(old: Option<&(LineVal, i64)>, new: &LineVal, ts: Timestamp, fx: &FxTable, diags: &mut Vec<Diagnostic>) -> i64 {
+fn base_value(
+    old: Option<&(LineVal, i64)>,
+    new: &LineVal,
+    ts: Timestamp,
+    fx: &FxTable,
+    diags: &mut Vec<Diagnostic>,
+) -> i64 {
     let mut convert = |v: i64, c: Currency| {
         fx.convert(v, c, ts).unwrap_or_else(|| {
             diags.push(missing_rate(c, fx));

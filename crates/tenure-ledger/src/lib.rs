@@ -80,8 +80,13 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RenewalOutcome {
     /// A follow-on term started at `at`, worth `arr` (base minor units).
-    Won { at: Timestamp, arr: i64 },
-    Lost { at: Timestamp },
+    Won {
+        at: Timestamp,
+        arr: i64,
+    },
+    Lost {
+        at: Timestamp,
+    },
     Open,
 }
 
@@ -250,7 +255,9 @@ impl LedgerBuilder {
                 slot.attributes.extend(attributes.into_iter().map(|(k, v)| (ts, k, v)));
             }
             EventBody::Subscription(s) => slot.subs.push((ts, s)),
-            EventBody::Invoice { invoice_id, amount, status, .. } => slot.invoices.push((ts, invoice_id, amount, status)),
+            EventBody::Invoice { invoice_id, amount, status, .. } => {
+                slot.invoices.push((ts, invoice_id, amount, status))
+            }
             _ => {}
         }
     }
@@ -264,17 +271,19 @@ impl LedgerBuilder {
         let mut results: Vec<(AccountLedger, Vec<Diagnostic>)> =
             self.raw.into_par_iter().map(|raw| fold::fold_account(raw, cfg, as_of)).collect();
         results.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        let mut diagnostics: Vec<Diagnostic> = results.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
+        let mut diagnostics: Vec<Diagnostic> =
+            results.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
         let accounts = results.into_iter().map(|(a, _)| a).collect();
         let mut costs = Vec::new();
         for (ts, category, amount, start, end) in self.costs {
             if ts > as_of {
                 continue;
             }
-            let converted = cfg.fx.convert(amount.minor, amount.currency, start).unwrap_or_else(|| {
-                diagnostics.push(fold::missing_rate(amount.currency, &cfg.fx));
-                amount.minor
-            });
+            let converted =
+                cfg.fx.convert(amount.minor, amount.currency, start).unwrap_or_else(|| {
+                    diagnostics.push(fold::missing_rate(amount.currency, &cfg.fx));
+                    amount.minor
+                });
             costs.push(CostEntry { category, amount: converted, start, end });
         }
         diagnostics.sort();

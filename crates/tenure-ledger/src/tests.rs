@@ -13,7 +13,12 @@ pub(crate) fn events(script: &str) -> Vec<Event> {
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let mut it = line.split_whitespace();
         let when = it.next().unwrap();
-        let ts = Timestamp::parse(&if when.len() == 10 { when.to_string() } else { format!("{when}:00Z") }).unwrap();
+        let ts = Timestamp::parse(&if when.len() == 10 {
+            when.to_string()
+        } else {
+            format!("{when}:00Z")
+        })
+        .unwrap();
         let account = it.next().unwrap().to_string();
         let what = it.next().unwrap();
         let kv: Vec<(&str, &str)> = it.map(|t| t.split_once('=').unwrap()).collect();
@@ -21,13 +26,21 @@ pub(crate) fn events(script: &str) -> Vec<Event> {
         let body = match what {
             "attr" => EventBody::Account {
                 name: None,
-                attributes: kv.iter().map(|(k, v)| (k.to_string(), AttrValue::Str(v.to_string()))).collect(),
+                attributes: kv
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), AttrValue::Str(v.to_string())))
+                    .collect(),
             },
             "sub" => {
                 let currency = Currency::parse(get("cur").unwrap_or("USD")).unwrap();
-                let minor = tenure_core::money::parse_minor(get("amount").unwrap_or("0"), currency).unwrap();
+                let minor = tenure_core::money::parse_minor(get("amount").unwrap_or("0"), currency)
+                    .unwrap();
                 EventBody::Subscription(Subscription {
-                    subscription_id: kv.iter().find(|(k, _)| *k == "id").map(|(_, v)| v.to_string()).unwrap_or("s1".into()),
+                    subscription_id: kv
+                        .iter()
+                        .find(|(k, _)| *k == "id")
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or("s1".into()),
                     product: get("product").map(str::to_string),
                     plan: get("plan").map(str::to_string),
                     kind: LineKind::Product,
@@ -75,15 +88,28 @@ pub(crate) fn render(l: &Ledger) -> String {
             s += "\n";
         }
         for st in &a.steps {
-            s += &format!("  = {} mrr {} seats {} customer {}\n", st.ts, money(st.mrr), st.seats, st.customer);
+            s += &format!(
+                "  = {} mrr {} seats {} customer {}\n",
+                st.ts,
+                money(st.mrr),
+                st.seats,
+                st.customer
+            );
         }
         for r in &a.renewals {
             let outcome = match &r.outcome {
-                RenewalOutcome::Won { at, arr } => format!("won {} arr {}", at.date_string(), money(*arr)),
+                RenewalOutcome::Won { at, arr } => {
+                    format!("won {} arr {}", at.date_string(), money(*arr))
+                }
                 RenewalOutcome::Lost { at } => format!("lost {}", at.date_string()),
                 RenewalOutcome::Open => "open".to_string(),
             };
-            s += &format!("  renewal {} due {} arr {} {outcome}\n", r.subscription_id, r.due.date_string(), money(r.arr_due));
+            s += &format!(
+                "  renewal {} due {} arr {} {outcome}\n",
+                r.subscription_id,
+                r.due.date_string(),
+                money(r.arr_due)
+            );
         }
     }
     for d in &l.diagnostics {
@@ -331,7 +357,11 @@ fn exchange_rates_never_create_movements() {
 
 #[test]
 fn events_after_as_of_are_unknown() {
-    let l = build("2024-01-01 a sub amount=10\n2024-03-01 a sub status=canceled", &tenure(), "2024-02-01");
+    let l = build(
+        "2024-01-01 a sub amount=10\n2024-03-01 a sub status=canceled",
+        &tenure(),
+        "2024-02-01",
+    );
     assert_eq!(l.accounts[0].movements.len(), 1);
     assert_eq!(l.accounts[0].mrr_before(Timestamp::parse("2024-06-01").unwrap()), 1000);
 }

@@ -49,7 +49,12 @@ pub(crate) fn samples() -> Vec<Event> {
             period_start: Some(t),
             period_end: Some(t.add_months(1)),
         }),
-        ev(EventBody::Usage { user_id: "u1".into(), event: "login".into(), feature: None, quantity: 1.5 }),
+        ev(EventBody::Usage {
+            user_id: "u1".into(),
+            event: "login".into(),
+            feature: None,
+            quantity: 1.5,
+        }),
         ev(EventBody::Ticket {
             ticket_id: "t1".into(),
             status: TicketStatus::Reopened,
@@ -65,13 +70,38 @@ pub(crate) fn samples() -> Vec<Event> {
             score: SurveyScore::Success(Sentiment::Negative),
             comment: Some("<script>alert(1)</script>".into()),
         }),
-        ev(EventBody::SurveyResponse { survey: SurveyKind::Nps, contact_id: None, score: SurveyScore::Nps(0), comment: None }),
-        ev(EventBody::Email { contact_id: None, campaign: Some("q1".into()), action: EmailAction::Clicked }),
-        ev(EventBody::WebVisit { contact_id: Some("c2".into()), section: Section::Docs, page: Some("/api".into()) }),
-        ev(EventBody::Touchpoint { kind: "qbr".into(), sentiment: Some(Sentiment::Positive), note: None }),
+        ev(EventBody::SurveyResponse {
+            survey: SurveyKind::Nps,
+            contact_id: None,
+            score: SurveyScore::Nps(0),
+            comment: None,
+        }),
+        ev(EventBody::Email {
+            contact_id: None,
+            campaign: Some("q1".into()),
+            action: EmailAction::Clicked,
+        }),
+        ev(EventBody::WebVisit {
+            contact_id: Some("c2".into()),
+            section: Section::Docs,
+            page: Some("/api".into()),
+        }),
+        ev(EventBody::Touchpoint {
+            kind: "qbr".into(),
+            sentiment: Some(Sentiment::Positive),
+            note: None,
+        }),
         ev(EventBody::Milestone { name: "first_value".into() }),
-        ev(EventBody::SuccessObjective { objective_id: "o1".into(), status: ObjectiveStatus::Achieved, value: Some(usd(1)) }),
-        ev(EventBody::Assessment { relationship: Some(4), strategic_importance: None, author: Some("kim".into()) }),
+        ev(EventBody::SuccessObjective {
+            objective_id: "o1".into(),
+            status: ObjectiveStatus::Achieved,
+            value: Some(usd(1)),
+        }),
+        ev(EventBody::Assessment {
+            relationship: Some(4),
+            strategic_importance: None,
+            author: Some("kim".into()),
+        }),
         ev(EventBody::ChangeRequest { request_id: "r1".into(), status: RequestStatus::Done }),
     ];
     v.push(Event {

@@ -12,8 +12,20 @@ fn parses_dates_and_instants() {
         Timestamp::parse("2024-03-01").unwrap()
     );
     assert_eq!(Timestamp::parse("2024-03-01T00:00:00.5Z").unwrap().0 % MICROS, 500_000);
-    assert_eq!(Timestamp::parse("2024-02-29T23:59:59.123456Z").unwrap().to_string(), "2024-02-29T23:59:59.123456Z");
-    for bad in ["", "2024", "2024-13-01", "2023-02-29", "2024-03-01T25:00:00Z", "2024-03-01T10:00:00", "yesterday", "2024-03-01T10:00:00+0100"] {
+    assert_eq!(
+        Timestamp::parse("2024-02-29T23:59:59.123456Z").unwrap().to_string(),
+        "2024-02-29T23:59:59.123456Z"
+    );
+    for bad in [
+        "",
+        "2024",
+        "2024-13-01",
+        "2023-02-29",
+        "2024-03-01T25:00:00Z",
+        "2024-03-01T10:00:00",
+        "yesterday",
+        "2024-03-01T10:00:00+0100",
+    ] {
         assert!(Timestamp::parse(bad).is_err(), "{bad} should not parse");
     }
 }
@@ -33,7 +45,10 @@ fn periods() {
     assert!(Period::parse("2024-03..2024-01").is_err());
     assert_eq!(Timestamp::parse("2024-01-31").unwrap().add_months(1).date_string(), "2024-02-29");
     // 2024-03-06 is a Wednesday; its week starts on Monday 2024-03-04.
-    assert_eq!(PeriodUnit::Week.floor(Timestamp::parse("2024-03-06T10:00:00Z").unwrap()).date_string(), "2024-03-04");
+    assert_eq!(
+        PeriodUnit::Week.floor(Timestamp::parse("2024-03-06T10:00:00Z").unwrap()).date_string(),
+        "2024-03-04"
+    );
 }
 
 proptest! {

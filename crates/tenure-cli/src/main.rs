@@ -1,0 +1,534 @@
+//! The `tenure` binary: a thin shell over the library crates. It reads the clock and the
+//! environment, parses arguments, draws progress and maps errors to exit codes:
+//! 0 success, 1 internal error, 2 usage error, 3 some input rows were rejected.
+
+mod report;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use report::OutFormat;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use tenure_core::event::EventKind;
+use tenure_core::time::{Period, PeriodUnit, Timestamp};
+use tenure_engine::import::Format;
+use tenure_engine::{Config, Importer};
+use tenure_kpi::{By, CohortMetric};
+
+#[derive(Parser)]
+#[command(name = "tenure", version, about = "Customer-success intelligence: retention KPIs, health and churn, from your own data", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Data directory (created on first import) [env: TENURE_DATA; default ./tenure-data]
+    #[arg(long, short = 'd')]
+    data: Option<PathBuf>,
+    /// Configuration file [default: DATA/tenure.toml when present]
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Import events from JSONL or CSV files (one file per type for CSV; `-` reads stdin)
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Event type of rows that name none (default: from the file name, e.g. subscriptions.csv)
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Input format (default: from the file extension; jsonl for stdin)
+        #[arg(long, value_enum)]
+        format: Option<InFormat>,
+        /// Print `acked LINES` on stderr after each durable commit (for scripts and tests)
+        #[arg(long, hide = true)]
+        acks: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Revenue KPIs for a period, cut by an attribute, or as a series
+    Kpi {
+        #[command(flatten)]
+        data: DataArgs,
+        /// 2024 | 2024-Q1 | 2024-03 | 2024-03-15 | A..B (from the start of A to the start of B)
+        #[arg(long, short)]
+        period: String,
+        /// Split the period into a series: day | week | month | quarter | year
+        #[arg(long)]
+        every: Option<String>,
+        /// Cut by an account attribute (segment, region, csm, ...) or plan | tenure_band
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        /// Report as known at this instant (default: now); later events are ignored
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Cohort retention: accounts by the month or quarter they first paid
+    Cohorts {
+        #[command(flatten)]
+        data: DataArgs,
+        /// month | quarter | year
+        #[arg(long, default_value = "month")]
+        by: String,
+        #[arg(long, value_enum, default_value = "logo")]
+        metric: Metric,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Generate a synthetic SaaS company (every event type) with its ground truth
+    Gen(GenArgs),
+    /// Generate a sample company, import it and print its portfolio report
+    Demo {
+        /// Keep the data here (default: a fresh temporary directory)
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 24)]
+        months: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// What the log holds: records per event type
+    Status {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Args)]
+struct GenArgs {
+    #[arg(long, default_value_t = 1000)]
+    accounts: u64,
+    #[arg(long, default_value_t = 36)]
+    months: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+    /// Approximate number of usage events (default: natural density)
+    #[arg(long)]
+    usage_events: Option<u64>,
+    /// First month YYYY-MM (default: so that the history ends last month)
+    #[arg(long)]
+    start: Option<String>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: InFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Metric {
+    Logo,
+    Revenue,
+}
+
+/// A mistake in the command line (exit 2), as opposed to a failure (exit 1).
+#[derive(Debug)]
+struct Usage(String);
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Usage {}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    Usage(msg.into()).into()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(d.as_micros() as i64)
+}
+
+fn data_dir(d: &DataArgs) -> PathBuf {
+    d.data
+        .clone()
+        .or_else(|| std::env::var_os("TENURE_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("tenure-data"))
+}
+
+fn config(d: &DataArgs) -> Result<Config> {
+    Ok(tenure_engine::load_config(&data_dir(d), d.config.as_deref())?)
+}
+
+fn as_of(s: &Option<String>) -> Result<Timestamp> {
+    match s {
+        None => Ok(now()),
+        Some(s) => Timestamp::parse(s).map_err(|e| usage(format!("--as-of: {e}"))),
+    }
+}
+
+fn out(s: &str) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(s.as_bytes())?;
+    o.flush()?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Import { data, kind, format, acks, files } => {
+            let kind = match kind {
+                None => None,
+                Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
+                    usage(format!(
+                        "--type: unknown type {k:?} (expected {})",
+                        EventKind::expected()
+                    ))
+                })?),
+            };
+            let cfg = config(&data)?;
+            import(&data_dir(&data), &cfg, &files, kind, format, acks)
+        }
+        Cmd::Kpi { data, period, every, by, format, as_of: at } => {
+            let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
+            let periods = match &every {
+                None => vec![p],
+                Some(u) => p.split(PeriodUnit::parse(u).ok_or_else(|| {
+                    usage(format!(
+                        "--every: unknown unit {u:?} (expected day | week | month | quarter | year)"
+                    ))
+                })?),
+            };
+            let cfg = config(&data)?;
+            let dir = data_dir(&data);
+            if !dir.exists() {
+                bail!(usage(format!(
+                    "no data directory at {} (import some events first, or pass --data)",
+                    dir.display()
+                )));
+            }
+            let ledger = tenure_engine::ledger(&dir, &cfg, as_of(&at)?)?;
+            for d in &ledger.diagnostics {
+                eprintln!("warning: {}", d.0);
+            }
+            let by = by.as_deref().map(By::parse);
+            let rows = tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi);
+            let cur = cfg.revenue.fx.base;
+            match format {
+                OutFormat::Json => {
+                    out(&(report::kpis_json(&rows, cur, every.is_none() && by.is_none()) + "\n"))?
+                }
+                OutFormat::Csv => out(&report::kpis_csv(&rows, cur))?,
+                OutFormat::Table => {
+                    let unit = every.as_deref().and_then(PeriodUnit::parse);
+                    let labels: Vec<String> = rows
+                        .iter()
+                        .map(|r| {
+                            let pl = match unit {
+                                Some(u) => u.label(r.period.start),
+                                None => period.clone(),
+                            };
+                            match &r.segment {
+                                None => pl,
+                                Some(s) => {
+                                    let s = s.clone().unwrap_or_else(|| "(none)".into());
+                                    if every.is_some() { format!("{pl} {s}") } else { s }
+                                }
+                            }
+                        })
+                        .collect();
+                    out(&format!("{} in {cur}, as of {}\n", period, ledger.as_of))?;
+                    out(&report::kpis_table(&rows, cur, &labels))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cohorts { data, by, metric, format, as_of: at } => {
+            let unit = PeriodUnit::parse(&by).ok_or_else(|| {
+                usage(format!("--by: unknown unit {by:?} (expected month | quarter | year)"))
+            })?;
+            let cfg = config(&data)?;
+            let ledger = tenure_engine::ledger(&data_dir(&data), &cfg, as_of(&at)?)?;
+            let m = match metric {
+                Metric::Logo => CohortMetric::Logo,
+                Metric::Revenue => CohortMetric::Revenue,
+            };
+            let t = tenure_kpi::cohorts(&ledger, unit, m);
+            match format {
+                OutFormat::Json => out(&(report::cohorts_json(&t) + "\n"))?,
+                OutFormat::Csv => out(&report::cohorts_text(&t, true))?,
+                OutFormat::Table => out(&report::cohorts_text(&t, false))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Gen(g) => {
+            gen_company(&g)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo { data, accounts, months, seed } => demo(data, accounts, months, seed),
+        Cmd::Status { data } => {
+            let stats = tenure_engine::log_stats(&data_dir(&data))?;
+            if stats.is_empty() {
+                out("the log is empty\n")?;
+            }
+            for (lane, n) in stats {
+                out(&format!("{lane:<20} {n:>12}\n"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb =
+        if std::io::stderr().is_terminal() { ProgressBar::new(len) } else { ProgressBar::hidden() };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:20} [{bar:30}] {percent:>3}% {binary_bytes:>10}/{binary_total_bytes} {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn import(
+    data: &Path,
+    cfg: &Config,
+    files: &[PathBuf],
+    kind: Option<EventKind>,
+    format: Option<InFormat>,
+    acks: bool,
+) -> Result<ExitCode> {
+    let (mut importer, report) = Importer::open(data, cfg.ingest(Some(now())))
+        .with_context(|| format!("opening the log in {}", data.display()))?;
+    for t in &report.truncated {
+        eprintln!(
+            "recovered: dropped a torn tail of {} bytes at offset {} of {} ({}); it was never acknowledged",
+            t.bytes_dropped,
+            t.offset,
+            t.path.display(),
+            t.reason
+        );
+    }
+    let mut total_rejected = 0;
+    let started = Instant::now();
+    let mut total_events = 0;
+    for path in files {
+        let stdin = path.as_os_str() == "-";
+        let name = if stdin { "stdin".to_string() } else { path.display().to_string() };
+        let fmt = match format {
+            Some(InFormat::Csv) => Format::Csv,
+            Some(InFormat::Jsonl) => Format::Jsonl,
+            None if !stdin && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => {
+                Format::Csv
+            }
+            None => Format::Jsonl,
+        };
+        let file_kind =
+            kind.or_else(|| if stdin { None } else { tenure_ingest::kind_from_file_name(&name) });
+        // JSONL rows name their type; a file name only fills in rows that do not.
+        let t0 = Instant::now();
+        let len = if stdin {
+            0
+        } else {
+            std::fs::metadata(path)
+                .map(|m| m.len())
+                .with_context(|| format!("cannot read {name}"))?
+        };
+        let pb = bar(len, &name);
+        let mut on_reject = |r: &tenure_ingest::Rejection| {
+            pb.suspend(|| match &r.field {
+                Some(f) => eprintln!("{name}:{}: {f}: {}", r.line, r.reason),
+                None => eprintln!("{name}:{}: {}", r.line, r.reason),
+            });
+        };
+        let mut on_commit = |p: &tenure_engine::Progress| {
+            pb.set_position(p.bytes);
+            if acks {
+                eprintln!("acked {}", p.lines);
+            }
+        };
+        if fmt == Format::Csv && file_kind.is_none() {
+            pb.finish_and_clear();
+            bail!(usage(format!(
+                "{name}: cannot tell the event type from the file name; pass --type"
+            )));
+        }
+        let result = if stdin {
+            importer.import(std::io::stdin().lock(), fmt, file_kind, &mut on_reject, &mut on_commit)
+        } else {
+            let f = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+            importer.import(f, fmt, file_kind, &mut on_reject, &mut on_commit)
+        };
+        pb.finish_and_clear();
+        let s = result.with_context(|| format!("importing {name}"))?;
+        let p = &s.progress;
+        let secs = t0.elapsed().as_secs_f64();
+        let events = p.accepted + p.duplicates;
+        total_events += events;
+        eprintln!(
+            "{name}: {} stored, {} already present, {} rejected ({:.0} events/s)",
+            p.accepted,
+            p.duplicates,
+            p.rejected,
+            events as f64 / secs.max(1e-9)
+        );
+        total_rejected += p.rejected;
+    }
+    if files.len() > 1 {
+        eprintln!(
+            "total: {total_events} events in {:.2} s, {total_rejected} rejected",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if total_rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+fn gen_company(g: &GenArgs) -> Result<tenure_sim::Summary> {
+    let start = match &g.start {
+        Some(s) => {
+            let p = Period::parse(s).map_err(|e| usage(format!("--start: {e}")))?;
+            let (y, m, _) = p.start.ymd();
+            (y as i32, m)
+        }
+        None => {
+            // End the history with last month.
+            let t = PeriodUnit::Month.floor(now()).add_months(-(g.months as i64));
+            let (y, m, _) = t.ymd();
+            (y as i32, m)
+        }
+    };
+    let cfg = tenure_sim::SimConfig {
+        accounts: g.accounts,
+        months: g.months,
+        seed: g.seed,
+        start,
+        usage_events: g.usage_events,
+        format: match g.format {
+            InFormat::Jsonl => tenure_sim::OutputFormat::Jsonl,
+            InFormat::Csv => tenure_sim::OutputFormat::Csv,
+        },
+    };
+    let pb = if std::io::stderr().is_terminal() {
+        ProgressBar::new(g.accounts)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template("generating [{bar:30}] {pos}/{len} accounts {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let t0 = Instant::now();
+    let s = tenure_sim::generate(&cfg, &g.out, &|n| pb.set_position(n)).map_err(|e| match e {
+        tenure_sim::SimError::InvalidConfig(m) => usage(m),
+        other => anyhow::Error::from(other),
+    })?;
+    pb.finish_and_clear();
+    let total: u64 = s.events_by_type.values().sum();
+    eprintln!(
+        "generated {} accounts, {total} events in {:.1} s into {}",
+        s.accounts,
+        t0.elapsed().as_secs_f64(),
+        g.out.display()
+    );
+    for (k, n) in &s.events_by_type {
+        eprintln!("  {k:<18} {n:>10}");
+    }
+    Ok(s)
+}
+
+fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<ExitCode> {
+    let (dir, _tmp) = match data {
+        Some(d) => (d, None),
+        None => {
+            let t = std::env::temp_dir().join(format!("tenure-demo-{}", std::process::id()));
+            (t.clone(), Some(TempDir(t)))
+        }
+    };
+    let company = dir.join("company");
+    let summary = gen_company(&GenArgs {
+        accounts,
+        months,
+        seed,
+        out: company.clone(),
+        usage_events: None,
+        start: None,
+        format: InFormat::Jsonl,
+    })?;
+    let cfg = tenure_engine::load_config(&dir, None)?;
+    let files: Vec<PathBuf> = summary
+        .files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
+        .cloned()
+        .collect();
+    let code = import(&dir, &cfg, &files, None, None, false)?;
+    if code != ExitCode::SUCCESS {
+        eprintln!("warning: some generated rows were rejected");
+    }
+    let as_of = now();
+    let ledger = tenure_engine::ledger(&dir, &cfg, as_of)?;
+    let last_q = PeriodUnit::Quarter.floor(as_of).add_months(-3);
+    let period = tenure_core::time::Period::new(last_q, last_q.add_months(3));
+    let cur = cfg.revenue.fx.base;
+    let label = PeriodUnit::Quarter.label(last_q);
+    out(&format!(
+        "Portfolio report for the sample company ({accounts} accounts), {label}, in {cur}\n\n"
+    ))?;
+    let rows = tenure_kpi::revenue(&ledger, &[period], None, &cfg.kpi);
+    out(&report::kpis_table(&rows, cur, std::slice::from_ref(&label)))?;
+    out("\nBy segment:\n")?;
+    let by = By::parse("segment");
+    let seg = tenure_kpi::revenue(&ledger, &[period], Some(&by), &cfg.kpi);
+    let labels: Vec<String> = seg
+        .iter()
+        .map(|r| r.segment.clone().flatten().unwrap_or_else(|| "(none)".into()))
+        .collect();
+    out(&report::kpis_table(&seg, cur, &labels))?;
+    out(&format!(
+        "\nData in {}. Try:\n  tenure kpi --data {} --period {label} --by region\n  tenure cohorts --data {} --by quarter --metric revenue\n",
+        dir.display(),
+        dir.display(),
+        dir.display()
+    ))?;
+    if _tmp.is_some() {
+        out("(the demo data is removed on exit; pass --data DIR to keep it)\n")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the demo's scratch directory when the demo ends.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

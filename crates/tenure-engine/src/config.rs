@@ -1,0 +1,259 @@
+//! The configuration file (`tenure.toml` in the data directory, or `--config`): versioned
+//! serde types, validated and turned into each crate's plain settings.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tenure_core::money::{Currency, FxTable};
+use tenure_core::time::{MICROS, Timestamp};
+use tenure_ingest::IngestConfig;
+use tenure_kpi::KpiConfig;
+use tenure_ledger::{ChurnRecognition, PauseMode, Preset, RevenueConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Toml(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.to_string(), reason: reason.into() }
+}
+
+/// The file format (version 1). Every field is optional; defaults are the `tenure` preset.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub currency: CurrencySection,
+    #[serde(default)]
+    pub revenue: RevenueSection,
+    #[serde(default)]
+    pub kpi: KpiSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    /// Rates into the base currency: `[fx.EUR]` with `"2024-01-01" = "1.0825"` entries.
+    #[serde(default)]
+    pub fx: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurrencySection {
+    /// Reporting currency (default USD).
+    pub base: Option<String>,
+    /// Currency of amounts that name none (default: the base currency).
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevenueSection {
+    /// tenure | chartmogul | stripe | profitwell: a bundle of the settings below.
+    pub preset: Option<String>,
+    /// at_event | term_end | scheduled
+    pub churn_recognition: Option<String>,
+    /// Days past due before involuntary churn; 0 = never.
+    pub past_due_churn_days: Option<u32>,
+    /// Days after churn within which a return is a reactivation; absent = always.
+    pub reactivation_window_days: Option<u32>,
+    pub grouping_window_minutes: Option<u32>,
+    pub free_is_churn: Option<bool>,
+    /// contraction | churn | keep
+    pub pause: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpiSection {
+    /// Gross margin for CLTV, 0 < m <= 1 (default 1).
+    pub gross_margin: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    pub max_line_bytes: Option<usize>,
+    /// How far in the future an event may be stamped (hours, default 24).
+    pub max_future_skew_hours: Option<u32>,
+    /// Inclusive CSAT scale, default [1, 10].
+    pub csat_scale: Option<[u8; 2]>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub revenue: RevenueConfig,
+    pub kpi: KpiConfig,
+    pub default_currency: Currency,
+    pub max_line_bytes: usize,
+    pub max_future_skew_micros: i64,
+    pub csat_scale: (u8, u8),
+}
+
+impl Config {
+    pub fn defaults() -> Config {
+        Config::from_file(ConfigFile::default())
+            .unwrap_or_else(|_| unreachable!("the defaults are valid"))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        Config::from_file(file)
+    }
+
+    pub fn from_file(f: ConfigFile) -> Result<Config, ConfigError> {
+        if let Some(v) = f.version
+            && v != 1
+        {
+            return Err(invalid(
+                "version",
+                format!("unsupported version {v} (this build reads 1)"),
+            ));
+        }
+        let cur = |field: &str, s: &Option<String>, default: Currency| match s {
+            None => Ok(default),
+            Some(s) => Currency::parse(s)
+                .ok_or_else(|| invalid(field, format!("{s:?} is not an ISO 4217 code"))),
+        };
+        let base = cur("currency.base", &f.currency.base, Currency::USD)?;
+        let default_currency = cur("currency.default", &f.currency.default, base)?;
+        let mut fx = FxTable::new(base);
+        for (code, rates) in &f.fx {
+            let c = Currency::parse(code)
+                .ok_or_else(|| invalid(&format!("fx.{code}"), "not an ISO 4217 code"))?;
+            for (date, rate) in rates {
+                let field = format!("fx.{code}.{date}");
+                let from = Timestamp::parse(date).map_err(|e| invalid(&field, e.to_string()))?;
+                fx.add(c, from, rate).map_err(|e| invalid(&field, e.to_string()))?;
+            }
+        }
+        let r = &f.revenue;
+        let preset = match &r.preset {
+            None => Preset::Tenure,
+            Some(p) => Preset::parse(p).ok_or_else(|| {
+                invalid(
+                    "revenue.preset",
+                    format!(
+                        "unknown preset {p:?} (expected tenure | chartmogul | stripe | profitwell)"
+                    ),
+                )
+            })?,
+        };
+        let mut revenue = RevenueConfig::preset(preset, fx);
+        if let Some(s) = &r.churn_recognition {
+            revenue.churn_recognition = match s.as_str() {
+                "at_event" => ChurnRecognition::AtEvent,
+                "term_end" => ChurnRecognition::TermEnd,
+                "scheduled" => ChurnRecognition::Scheduled,
+                _ => {
+                    return Err(invalid(
+                        "revenue.churn_recognition",
+                        format!("unknown value {s:?} (expected at_event | term_end | scheduled)"),
+                    ));
+                }
+            };
+        }
+        if let Some(d) = r.past_due_churn_days {
+            revenue.past_due_churn_days = if d == 0 { None } else { Some(d) };
+        }
+        if r.reactivation_window_days.is_some() {
+            revenue.reactivation_window_days = r.reactivation_window_days;
+        }
+        if let Some(m) = r.grouping_window_minutes {
+            revenue.grouping_window_secs = m as i64 * 60;
+        }
+        if let Some(b) = r.free_is_churn {
+            revenue.free_is_churn = b;
+        }
+        if let Some(s) = &r.pause {
+            revenue.pause = match s.as_str() {
+                "contraction" => PauseMode::Contraction,
+                "churn" => PauseMode::Churn,
+                "keep" => PauseMode::Keep,
+                _ => {
+                    return Err(invalid(
+                        "revenue.pause",
+                        format!("unknown value {s:?} (expected contraction | churn | keep)"),
+                    ));
+                }
+            };
+        }
+        let gross_margin = f.kpi.gross_margin.unwrap_or(1.0);
+        if !(gross_margin > 0.0 && gross_margin <= 1.0) {
+            return Err(invalid("kpi.gross_margin", format!("{gross_margin} is not in (0, 1]")));
+        }
+        let csat = f.ingest.csat_scale.unwrap_or([1, 10]);
+        if csat[0] >= csat[1] {
+            return Err(invalid("ingest.csat_scale", "the low end must be below the high end"));
+        }
+        Ok(Config {
+            revenue,
+            kpi: KpiConfig { gross_margin },
+            default_currency,
+            max_line_bytes: f.ingest.max_line_bytes.unwrap_or(64 * 1024),
+            max_future_skew_micros: f.ingest.max_future_skew_hours.unwrap_or(24) as i64
+                * 3600
+                * MICROS,
+            csat_scale: (csat[0], csat[1]),
+        })
+    }
+
+    /// Validation settings for input received at `now`.
+    pub fn ingest(&self, now: Option<Timestamp>) -> IngestConfig {
+        IngestConfig {
+            default_currency: self.default_currency,
+            max_line_bytes: self.max_line_bytes,
+            now,
+            max_future_skew_micros: self.max_future_skew_micros,
+            csat_scale: self.csat_scale,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_validates() {
+        let c = Config::parse(
+            r#"
+            version = 1
+            [currency]
+            base = "eur"
+            [revenue]
+            preset = "chartmogul"
+            past_due_churn_days = 45
+            [fx.USD]
+            "2024-01-01" = "0.92"
+            [kpi]
+            gross_margin = 0.8
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.revenue.fx.base.as_str(), "EUR");
+        assert_eq!(c.default_currency.as_str(), "EUR");
+        assert_eq!(c.revenue.past_due_churn_days, Some(45));
+        assert!(!c.revenue.free_is_churn);
+        assert_eq!(
+            c.revenue.fx.convert(10_000, Currency::USD, Timestamp::parse("2024-06-01").unwrap()),
+            Some(9_200)
+        );
+        for (bad, msg) in [
+            ("[revenue]\npreset = \"baremetrics\"", "revenue.preset: unknown preset"),
+            ("[revenue]\npause = \"sleep\"", "revenue.pause: unknown value"),
+            ("[kpi]\ngross_margin = 1.5", "kpi.gross_margin: 1.5 is not in (0, 1]"),
+            ("[fx.EUR]\n\"2024-13-01\" = \"1\"", "fx.EUR.2024-13-01"),
+            ("[revenue]\nchurn_recognition = \"later\"", "revenue.churn_recognition"),
+            ("colour = 1", "unknown field"),
+            ("version = 2", "unsupported version 2"),
+        ] {
+            let e = Config::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(msg), "{bad}: {e}");
+        }
+    }
+}

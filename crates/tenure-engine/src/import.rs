@@ -1,0 +1,279 @@
+//! Import: read JSONL or CSV, validate rows in parallel, append to the log in input order,
+//! and acknowledge (report progress) only after each group commit is durable.
+
+use crate::{key, lane, log_dir};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use tenure_core::codec;
+use tenure_core::event::EventKind;
+use tenure_ingest::{CsvEvents, IngestConfig, Rejection};
+use tenure_log::{Log, LogError, LogOptions, RecoveryReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("reading the input: {0}")]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Csv(#[from] tenure_ingest::CsvError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// Counts after a durable commit: everything up to `lines` is acknowledged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes: u64,
+    /// Input lines processed and made durable (the last line number covered).
+    pub lines: u64,
+    /// Events stored by this import.
+    pub accepted: u64,
+    /// Events acknowledged but already in the log (same `message_id` or same content).
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FileSummary {
+    pub progress: Progress,
+    pub by_kind: BTreeMap<&'static str, u64>,
+}
+
+/// The single writer of a data directory's log.
+pub struct Importer {
+    log: Log,
+    cfg: IngestConfig,
+}
+
+impl std::fmt::Debug for Importer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer").finish_non_exhaustive()
+    }
+}
+
+/// Bytes read per group commit for JSONL.
+const BLOCK: usize = 8 << 20;
+/// Bytes per parallel parse task.
+const CHUNK: usize = 256 << 10;
+/// Rows per group commit for CSV.
+const CSV_BATCH: usize = 50_000;
+
+/// One encoded event of a chunk: kind, key and its byte range in the chunk buffer.
+struct Rec {
+    kind: EventKind,
+    key: u128,
+    start: usize,
+    end: usize,
+}
+
+struct Parsed {
+    recs: Vec<Rec>,
+    buf: Vec<u8>,
+    rejections: Vec<Rejection>,
+}
+
+impl Importer {
+    /// Opens (creating) the data directory's log; recovery of a torn tail is reported.
+    pub fn open(data: &Path, cfg: IngestConfig) -> Result<(Importer, RecoveryReport), ImportError> {
+        let (log, report) = Log::open(&log_dir(data), LogOptions::default())?;
+        Ok((Importer { log, cfg }, report))
+    }
+
+    pub fn import(
+        &mut self,
+        input: impl Read,
+        format: Format,
+        default_kind: Option<EventKind>,
+        on_reject: &mut dyn FnMut(&Rejection),
+        on_commit: &mut dyn FnMut(&Progress),
+    ) -> Result<FileSummary, ImportError> {
+        match format {
+            Format::Jsonl => self.import_jsonl(input, default_kind, on_reject, on_commit),
+            Format::Csv => self.import_csv(input, default_kind, on_reject, on_commit),
+        }
+    }
+
+    fn store(&mut self, p: &Parsed, sum: &mut FileSummary) -> Result<(), ImportError> {
+        for r in &p.recs {
+            if self.log.append(lane(r.kind), r.key, &p.buf[r.start..r.end])? {
+                sum.progress.accepted += 1;
+                *sum.by_kind.entry(r.kind.as_str()).or_default() += 1;
+            } else {
+                sum.progress.duplicates += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn import_jsonl(
+        &mut self,
+        mut input: impl Read,
+        default_kind: Option<EventKind>,
+        on_reject: &mut dyn FnMut(&Rejection),
+        on_commit: &mut dyn FnMut(&Progress),
+    ) -> Result<FileSummary, ImportError> {
+        let mut sum = FileSummary::default();
+        let mut block: Vec<u8> = Vec::with_capacity(BLOCK + CHUNK);
+        let mut next_line: u64 = 1;
+        // While discarding the rest of an oversized line, the line it started on.
+        let mut skipping: Option<u64> = None;
+        let max_line = self.cfg.max_line_bytes;
+        let mut eof = false;
+        while !eof {
+            // Fill the block.
+            while block.len() < BLOCK {
+                let old = block.len();
+                block.resize(old + (BLOCK - old).max(64 << 10), 0);
+                let n = input.read(&mut block[old..])?;
+                block.truncate(old + n);
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+            }
+            // Complete lines only, unless at the end of input.
+            let cut =
+                if eof { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
+            if cut == 0 {
+                // One line longer than a whole block: reject it and skip to its end.
+                if skipping.is_none() {
+                    skipping = Some(next_line);
+                }
+                sum.progress.bytes += block.len() as u64;
+                block.clear();
+                continue;
+            }
+            let mut body = &block[..cut];
+            if let Some(line) = skipping.take() {
+                let end = memchr::memchr(b'\n', body).map_or(body.len(), |i| i + 1);
+                let r = Rejection {
+                    line,
+                    field: None,
+                    reason: format!("line is over the limit of {max_line} bytes"),
+                };
+                on_reject(&r);
+                sum.progress.rejected += 1;
+                body = &body[end..];
+                next_line += 1;
+            }
+            // Split into chunks at line ends, numbering their first lines.
+            let mut chunks: Vec<(u64, &[u8])> = Vec::new();
+            let mut rest = body;
+            while !rest.is_empty() {
+                let mut end = rest.len().min(CHUNK);
+                if end < rest.len() {
+                    end = memchr::memchr(b'\n', &rest[end..]).map_or(rest.len(), |i| end + i + 1);
+                }
+                let (chunk, tail) = rest.split_at(end);
+                chunks.push((next_line, chunk));
+                next_line += memchr::memchr_iter(b'\n', chunk).count() as u64;
+                if eof && tail.is_empty() && !chunk.ends_with(b"\n") {
+                    next_line += 1;
+                }
+                rest = tail;
+            }
+            let cfg = &self.cfg;
+            let parsed: Vec<Parsed> = chunks
+                .par_iter()
+                .map(|(first, chunk)| parse_chunk(chunk, *first, default_kind, cfg))
+                .collect();
+            for p in &parsed {
+                for r in &p.rejections {
+                    on_reject(r);
+                }
+                sum.progress.rejected += p.rejections.len() as u64;
+                self.store(p, &mut sum)?;
+            }
+            self.log.commit()?;
+            sum.progress.bytes += cut as u64;
+            sum.progress.lines = next_line - 1;
+            on_commit(&sum.progress);
+            block.drain(..cut);
+        }
+        Ok(sum)
+    }
+
+    fn import_csv(
+        &mut self,
+        input: impl Read,
+        default_kind: Option<EventKind>,
+        on_reject: &mut dyn FnMut(&Rejection),
+        on_commit: &mut dyn FnMut(&Progress),
+    ) -> Result<FileSummary, ImportError> {
+        let mut sum = FileSummary::default();
+        let mut rows =
+            CsvEvents::new(std::io::BufReader::with_capacity(1 << 20, input), default_kind)?;
+        let mut done = false;
+        while !done {
+            let mut p = Parsed { recs: Vec::new(), buf: Vec::new(), rejections: Vec::new() };
+            let mut last = 0;
+            for _ in 0..CSV_BATCH {
+                let Some((line, row)) = rows.next_row(&self.cfg) else {
+                    done = true;
+                    break;
+                };
+                last = line;
+                match row {
+                    Ok(e) => push_event(&mut p, &e),
+                    Err(r) => p.rejections.push(r),
+                }
+            }
+            for r in &p.rejections {
+                on_reject(r);
+            }
+            sum.progress.rejected += p.rejections.len() as u64;
+            self.store(&p, &mut sum)?;
+            self.log.commit()?;
+            sum.progress.lines = sum.progress.lines.max(last);
+            on_commit(&sum.progress);
+        }
+        Ok(sum)
+    }
+}
+
+fn push_event(p: &mut Parsed, e: &tenure_core::event::Event) {
+    let start = p.buf.len();
+    codec::encode(e, &mut p.buf);
+    let end = p.buf.len();
+    p.recs.push(Rec { kind: e.kind(), key: key(e, &p.buf[start..end]), start, end });
+}
+
+fn parse_chunk(
+    chunk: &[u8],
+    first_line: u64,
+    default_kind: Option<EventKind>,
+    cfg: &IngestConfig,
+) -> Parsed {
+    let mut p = Parsed {
+        recs: Vec::with_capacity(chunk.len() / 128),
+        buf: Vec::with_capacity(chunk.len()),
+        rejections: Vec::new(),
+    };
+    for (i, line) in chunk.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let n = first_line + i as u64;
+        let Ok(text) = std::str::from_utf8(line) else {
+            p.rejections.push(Rejection {
+                line: n,
+                field: None,
+                reason: "line is not valid UTF-8".into(),
+            });
+            continue;
+        };
+        match tenure_ingest::parse_json_line(text, default_kind, cfg) {
+            Ok(e) => push_event(&mut p, &e),
+            Err(e) => p.rejections.push(Rejection { line: n, field: e.field, reason: e.reason }),
+        }
+    }
+    p
+}

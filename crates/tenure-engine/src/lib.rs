@@ -1,0 +1,134 @@
+//! The facade over a data directory: its configuration, importing files into the durable
+//! log, and folding the log into the ledger that reports read.
+//!
+//! Layout of a data directory: `log/` (the event log, the truth) and an optional
+//! `tenure.toml`. Everything else is derived and can be rebuilt by replay.
+
+pub mod config;
+pub mod import;
+
+pub use config::{Config, ConfigError};
+pub use import::{FileSummary, ImportError, Importer, Progress};
+
+use std::path::{Path, PathBuf};
+use tenure_core::codec;
+use tenure_core::event::{Event, EventKind};
+use tenure_core::time::Timestamp;
+use tenure_ledger::{Ledger, LedgerBuilder};
+use tenure_log::{LogError, LogReader, ScanError};
+
+/// The lane (log stream) an event kind is stored in: one per kind, so that a report reads
+/// only the kinds it needs (revenue never scans the billions of usage events).
+pub fn lane(kind: EventKind) -> &'static str {
+    kind.as_str()
+}
+
+/// The idempotency key: the `message_id` when given, else the event's whole content, so that
+/// importing a file twice stores each event once.
+pub fn key(e: &Event, encoded: &[u8]) -> u128 {
+    use xxhash_rust::xxh3::Xxh3;
+    let mut h = Xxh3::new();
+    match &e.message_id {
+        Some(m) => {
+            h.update(b"m\0");
+            h.update(m.as_bytes());
+        }
+        None => {
+            h.update(b"c\0");
+            h.update(encoded);
+        }
+    }
+    h.digest128()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Config { path: PathBuf, source: ConfigError },
+    #[error(
+        "a log record in lane {lane} does not decode ({reason}); this is a bug or a damaged log, please report it"
+    )]
+    Decode { lane: String, reason: String },
+}
+
+pub fn log_dir(data: &Path) -> PathBuf {
+    data.join("log")
+}
+
+/// Reads `tenure.toml` from the data directory, or `explicit` when given; defaults otherwise.
+pub fn load_config(data: &Path, explicit: Option<&Path>) -> Result<Config, EngineError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = data.join("tenure.toml");
+            if !p.exists() {
+                return Ok(Config::defaults());
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| EngineError::Io { path: path.clone(), source })?;
+    Config::parse(&text).map_err(|source| EngineError::Config { path, source })
+}
+
+/// Calls `f` with every event of the given kinds, lane by lane, in log order.
+pub fn replay(
+    data: &Path,
+    kinds: &[EventKind],
+    mut f: impl FnMut(Event),
+) -> Result<(), EngineError> {
+    let dir = log_dir(data);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let reader = LogReader::open(&dir)?;
+    for kind in kinds {
+        let lane = lane(*kind);
+        reader
+            .scan(lane, |_, payload| {
+                let e = codec::decode(payload).map_err(|e| EngineError::Decode {
+                    lane: lane.to_string(),
+                    reason: e.to_string(),
+                })?;
+                f(e);
+                Ok::<(), EngineError>(())
+            })
+            .map_err(|e| match e {
+                ScanError::Log(l) => EngineError::Log(l),
+                ScanError::Callback(c) => c,
+            })?;
+    }
+    Ok(())
+}
+
+/// The kinds the revenue ledger reads.
+pub const REVENUE_KINDS: &[EventKind] =
+    &[EventKind::Account, EventKind::Subscription, EventKind::Invoice, EventKind::Cost];
+
+/// Folds the log into the revenue ledger as known at `as_of`.
+pub fn ledger(data: &Path, cfg: &Config, as_of: Timestamp) -> Result<Ledger, EngineError> {
+    let mut b = LedgerBuilder::new();
+    replay(data, REVENUE_KINDS, |e| b.push(e))?;
+    Ok(b.finish(&cfg.revenue, as_of))
+}
+
+/// Record counts per lane.
+pub fn log_stats(data: &Path) -> Result<Vec<(String, u64)>, EngineError> {
+    let dir = log_dir(data);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let r = LogReader::open(&dir)?;
+    Ok(r.lanes()
+        .into_iter()
+        .map(|l| {
+            let n = r.lane_len(&l);
+            (l, n)
+        })
+        .collect())
+}
