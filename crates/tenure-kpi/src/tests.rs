@@ -161,7 +161,9 @@ fn cohort_tables() {
 use tenure_core::time::PeriodUnit;
 
 /// A random history: per account, a sequence of (day offset, line, amount cents, status).
-fn history() -> impl Strategy<Value = Vec<(u8, Vec<(u16, u8, u32, u8)>)>> {
+type History = Vec<(u8, Vec<(u16, u8, u32, u8)>)>;
+
+fn history() -> impl Strategy<Value = History> {
     prop::collection::vec(
         (0u8..4, prop::collection::vec((0u16..400, 0u8..3, 0u32..50_000, 0u8..5), 0..12)),
         1..25,

@@ -34,7 +34,11 @@ impl LogError {
         LogError::Io { path: path.into(), source }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         LogError::Corrupt { path: path.into(), offset, reason: reason.into() }
     }
 }

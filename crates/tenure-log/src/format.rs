@@ -154,7 +154,7 @@ pub(crate) fn parse_segment<E>(
                 if !tolerate_torn_tail {
                     return Err(ParseError::Corrupt {
                         offset: pos as u64,
-                        reason: format!("{fault} in a non-last segment"),
+                        reason: format!("{fault} (not at the end of the lane)"),
                     });
                 }
                 if let Some(valid) = find_valid_record(buf, pos + 1) {

@@ -82,7 +82,9 @@ mod reader;
 mod writer;
 
 pub use error::{LogError, ScanError};
-pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+pub use format::{
+    FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+};
 pub use reader::LogReader;
 pub use writer::{
     CommitStats, LaneStats, Log, LogOptions, LogStats, RecoveryReport, TruncatedTail,
