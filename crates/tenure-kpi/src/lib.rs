@@ -62,6 +62,10 @@ pub struct Row {
 struct Acc {
     mrr_start: i64,
     mrr_end: i64,
+    arr_start: i64,
+    arr_end: i64,
+    /// Start-of-period ARR still in place at the end, per account capped at its start.
+    arr_kept: i64,
     new: i64,
     expansion: i64,
     contraction: i64,
@@ -97,6 +101,9 @@ impl Acc {
         sum!(
             mrr_start,
             mrr_end,
+            arr_start,
+            arr_end,
+            arr_kept,
             new,
             expansion,
             contraction,
@@ -133,6 +140,12 @@ impl Acc {
         let (mrr_e, cust_e) = e.map_or((0, false), |s| (s.mrr, s.customer));
         self.mrr_start += mrr_s;
         self.mrr_end += mrr_e;
+        let (arr_s, arr_e) = (s.map_or(0, |s| s.arr), e.map_or(0, |s| s.arr));
+        self.arr_start += arr_s;
+        self.arr_end += arr_e;
+        if cust_s {
+            self.arr_kept += arr_e.min(arr_s);
+        }
         self.customers_start += cust_s as i64;
         self.customers_end += cust_e as i64;
         self.seats_end += e.map_or(0, |s| s.seats as i64);
@@ -257,7 +270,8 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
     Kpis(vec![
         ("mrr_start", Money(a.mrr_start)),
         ("mrr_end", Money(a.mrr_end)),
-        ("arr_end", Money(12 * a.mrr_end)),
+        ("arr_start", Money(a.arr_start)),
+        ("arr_end", Money(a.arr_end)),
         ("mrr_new", Money(a.new)),
         ("mrr_expansion", Money(a.expansion)),
         ("mrr_contraction", Money(a.contraction)),
@@ -267,7 +281,7 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
         ("recurring_revenue_rate", Rate(ratio(f(a.mrr_end), f(a.mrr_start)))),
         ("nrr", Rate(ratio(f(nrr_num), f(a.mrr_start)))),
         ("grr", Rate(grr)),
-        ("renewed_arr_rate", Rate(grr)),
+        ("renewed_arr_rate", Rate(ratio(f(a.arr_kept), f(a.arr_start)))),
         ("logo_churn_rate", Rate(logo_churn)),
         ("logo_churn_rate_ci95", ci(a.customers_churned, a.customers_start)),
         ("revenue_churn_rate", Rate(ratio(f(a.churn + a.contraction), f(a.mrr_start)))),

@@ -19,6 +19,9 @@ pub(crate) fn missing_rate(c: Currency, fx: &FxTable) -> Diagnostic {
 struct LineVal {
     /// Native minor units per month.
     native: i64,
+    /// Native minor units per year, computed from the price (not 12 x the rounded MRR), so
+    /// that an annual contract's ARR is its exact contract value.
+    native_arr: i64,
     currency: Currency,
     /// Keeps the account a customer even at 0 MRR (free plan kept, paused as contraction).
     keeps_customer: bool,
@@ -32,6 +35,10 @@ fn line_mrr(s: &Subscription) -> i64 {
     div_round(s.amount.minor as i128, s.interval_months.max(1) as i128) as i64
 }
 
+fn line_arr(s: &Subscription) -> i64 {
+    div_round(s.amount.minor as i128 * 12, s.interval_months.max(1) as i128) as i64
+}
+
 fn eval(
     s: &Subscription,
     cfg: &RevenueConfig,
@@ -41,6 +48,7 @@ fn eval(
     let mrr = line_mrr(s);
     let live = |native: i64| LineVal {
         native,
+        native_arr: if native > 0 { line_arr(s) } else { 0 },
         currency: s.amount.currency,
         keeps_customer: native > 0 || !cfg.free_is_churn,
         seats: if s.kind == LineKind::Product && native > 0 { s.quantity } else { 0 },
@@ -120,7 +128,7 @@ fn line_points(
 
         // Open (or refresh) the term this state names.
         if live && let Some(te) = s.term_end {
-            let arr_due = 12 * line_mrr(s);
+            let arr_due = line_arr(s);
             match open_term {
                 Some((_, end, idx)) if end == te => renewals[idx].arr_due = arr_due,
                 // A term already settled (lost, then the line was updated) is not due again.
@@ -192,6 +200,7 @@ fn line_points(
 #[derive(Clone, Debug, Default)]
 struct Walk {
     mrr: i64,
+    arr: i64,
     customer: bool,
     seats: u64,
     plan: Option<Arc<str>>,
@@ -233,7 +242,8 @@ pub(crate) fn fold_account(
     points.sort_by_key(|p| (p.0, p.1));
 
     // Walk the points, one account state per distinct timestamp.
-    let mut lines: Vec<Option<(LineVal, i64)>> = vec![None; line_count];
+    // Per line: its value, base-currency MRR and ARR.
+    let mut lines: Vec<Option<(LineVal, i64, i64)>> = vec![None; line_count];
     let mut raw_steps: Vec<(Timestamp, Walk)> = Vec::new();
     let mut i = 0;
     while i < points.len() {
@@ -242,15 +252,31 @@ pub(crate) fn fold_account(
         while i < points.len() && points[i].0 == ts {
             let (_, _, li, ref v) = points[i];
             let old = lines[li].take();
-            let base = base_value(old.as_ref(), v, ts, &cfg.fx, &mut diags);
-            involuntary |= v.involuntary && old.as_ref().is_some_and(|(_, b)| *b > 0);
-            lines[li] = Some((v.clone(), base));
+            let base = base_value(
+                old.as_ref().map(|(o, b, _)| (o.native, o.currency, *b)),
+                v.native,
+                v.currency,
+                ts,
+                &cfg.fx,
+                &mut diags,
+            );
+            let arr = base_value(
+                old.as_ref().map(|(o, _, a)| (o.native_arr, o.currency, *a)),
+                v.native_arr,
+                v.currency,
+                ts,
+                &cfg.fx,
+                &mut diags,
+            );
+            involuntary |= v.involuntary && old.as_ref().is_some_and(|(_, b, _)| *b > 0);
+            lines[li] = Some((v.clone(), base, arr));
             i += 1;
         }
         let mut w = Walk { involuntary, ..Walk::default() };
         let mut best: Option<(i64, &Option<Arc<str>>)> = None;
-        for (v, base) in lines.iter().flatten() {
+        for (v, base, arr) in lines.iter().flatten() {
             w.mrr += base;
+            w.arr += arr;
             w.customer |= *base > 0 || v.keeps_customer;
             w.seats += v.seats;
             if (*base > 0 || v.keeps_customer) && !w.held.contains(&v.product) {
@@ -335,6 +361,7 @@ pub(crate) fn fold_account(
             _ => {}
         }
         let changed = after.mrr != prev.mrr
+            || after.arr != prev.arr
             || after.customer != prev.customer
             || after.seats != prev.seats
             || after.plan != prev.plan;
@@ -342,6 +369,7 @@ pub(crate) fn fold_account(
             steps.push(Step {
                 ts: start,
                 mrr: after.mrr,
+                arr: after.arr,
                 seats: after.seats,
                 customer: after.customer,
                 plan: after.plan.clone(),
@@ -356,7 +384,7 @@ pub(crate) fn fold_account(
             let line =
                 subs.iter().rfind(|s| s.2.subscription_id == r.subscription_id && s.0 <= *at);
             if let Some((ts, _, s)) = line {
-                let native = 12 * line_mrr(s);
+                let native = line_arr(s);
                 *arr = cfg.fx.convert(native, s.amount.currency, *ts).unwrap_or(native);
             }
         }
@@ -404,8 +432,9 @@ pub(crate) fn fold_account(
 /// (at the rate of its date), so exchange rates moving never create movements; a line that
 /// stops is exactly 0, whatever rates did meanwhile.
 fn base_value(
-    old: Option<&(LineVal, i64)>,
-    new: &LineVal,
+    old: Option<(i64, Currency, i64)>,
+    native: i64,
+    currency: Currency,
     ts: Timestamp,
     fx: &FxTable,
     diags: &mut Vec<Diagnostic>,
@@ -416,13 +445,13 @@ fn base_value(
             v
         })
     };
-    if new.native == 0 {
+    if native == 0 {
         return 0;
     }
     match old {
-        Some((o, base)) if o.native > 0 && o.currency == new.currency && *base > 0 => {
-            (base + convert(new.native - o.native, new.currency)).max(0)
+        Some((o, oc, base)) if o > 0 && oc == currency && base > 0 => {
+            (base + convert(native - o, currency)).max(0)
         }
-        _ => convert(new.native, new.currency),
+        _ => convert(native, currency),
     }
 }

@@ -70,6 +70,9 @@ pub struct Step {
     pub ts: Timestamp,
     /// Base-currency minor units.
     pub mrr: i64,
+    /// Annualised from prices (exact for contracts billed in divisors of a year); base
+    /// minor units. Differs from 12 x `mrr` only by the rounding of MRR to the minor unit.
+    pub arr: i64,
     /// Licensed seats on paid product lines.
     pub seats: u64,
     pub customer: bool,

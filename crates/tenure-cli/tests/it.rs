@@ -1,0 +1,391 @@
+//! End-to-end tests of the `tenure` binary: files in, reports out, as a user runs it.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tenure"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run tenure")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text.trim_start()).unwrap();
+    p
+}
+
+fn import(data: &Path, files: &[PathBuf]) -> Output {
+    let mut args = vec!["import".to_string(), "--data".into(), data.display().to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    bin().args(&args).output().unwrap()
+}
+
+/// Writes JSONL lines to `dir/NAME.jsonl`, imports them into `dir/NAME`, returns that data dir.
+fn import_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let file = write(dir, &format!("{name}.jsonl"), &lines.join("\n"));
+    let data = dir.join(name);
+    let o = import(&data, &[file]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    data
+}
+
+fn kpi_json(data: &Path, period: &str, extra: &[&str]) -> Value {
+    let d = data.display().to_string();
+    let mut args =
+        vec!["kpi", "--data", &d, "--period", period, "--format", "json", "--as-of", "2030-01-01"];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "kpi failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn f(v: &Value, id: &str) -> f64 {
+    v["kpis"][id].as_f64().unwrap_or_else(|| panic!("{id} is {:?}", v["kpis"][id]))
+}
+
+fn sub_line(
+    ts: &str,
+    account: &str,
+    id: &str,
+    amount: &str,
+    interval: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"{{"type":"subscription","timestamp":"{ts}","account_id":"{account}","subscription_id":"{id}","amount":"{amount}","interval":"{interval}","status":"active"{extra}}}"#
+    )
+}
+
+#[test]
+fn recurring_revenue_rate_and_net_expansion_examples() {
+    let t = tempfile::tempdir().unwrap();
+    // RRR: start 100; added 50 (45 new customers, 5 expansion); lost 30 (25 churn, 5 downgrade); end 120.
+    let csv = "account_id,timestamp,subscription_id,amount,status,interval\n\
+        a,2024-01-01,a,50,active,month\nb,2024-01-01,b,25,active,month\nc,2024-01-01,c,25,active,month\n\
+        a,2024-02-05,a,55,active,month\nb,2024-02-06,b,20,active,month\nc,2024-02-07,c,,canceled,month\n\
+        d,2024-02-08,d,45,active,month\n";
+    let subs = write(t.path(), "subscriptions.csv", csv);
+    let data = t.path().join("data");
+    let o = import(&data, &[subs]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = kpi_json(&data, "2024-02", &[]);
+    assert_eq!(r["period"]["start"], "2024-02-01T00:00:00Z");
+    assert_eq!(r["period"]["end"], "2024-03-01T00:00:00Z");
+    assert_eq!(f(&r, "recurring_revenue_rate"), 1.2);
+    assert_eq!((f(&r, "mrr_start"), f(&r, "mrr_end")), (100.0, 120.0));
+    assert_eq!(
+        (f(&r, "mrr_new"), f(&r, "mrr_expansion"), f(&r, "mrr_churn"), f(&r, "mrr_contraction")),
+        (45.0, 5.0, 25.0, 5.0)
+    );
+
+    // Net expansion: 1.5m start, 1.8m end, 0.2m from new customers -> 0.1m.
+    let t2 = tempfile::tempdir().unwrap();
+    let mut lines = vec![];
+    for i in 0..15 {
+        lines.push(sub_line(
+            "2024-01-01",
+            &format!("old{i}"),
+            &format!("o{i}"),
+            "100000",
+            "month",
+            "",
+        ));
+    }
+    lines.push(sub_line("2024-04-15", "old0", "o0", "200000", "month", ""));
+    for i in 0..2 {
+        lines.push(sub_line(
+            "2024-05-01",
+            &format!("new{i}"),
+            &format!("n{i}"),
+            "100000",
+            "month",
+            "",
+        ));
+    }
+    let file = write(t2.path(), "subs.jsonl", &lines.join("\n"));
+    let data = t2.path().join("data");
+    assert!(import(&data, &[file]).status.success());
+    let r = kpi_json(&data, "2024-Q2", &[]);
+    assert_eq!(
+        (f(&r, "mrr_start"), f(&r, "mrr_end"), f(&r, "mrr_new")),
+        (1_500_000.0, 1_800_000.0, 200_000.0)
+    );
+    assert_eq!(f(&r, "expansion_net"), 100_000.0);
+    assert_eq!(f(&r, "arr_end"), 21_600_000.0);
+}
+
+#[test]
+fn churn_renewal_and_renewed_arr_examples() {
+    let t = tempfile::tempdir().unwrap();
+    let mut lines = vec![];
+    // 1,200 subscribers at the start of June, 24 leave in June -> 2%.
+    for i in 0..1200 {
+        lines.push(sub_line("2024-05-01", &format!("m{i}"), &format!("m{i}"), "10", "month", ""));
+        if i < 24 {
+            lines.push(format!(r#"{{"type":"subscription","timestamp":"2024-06-{:02}","account_id":"m{i}","subscription_id":"m{i}","status":"canceled"}}"#, 1 + i % 28));
+        }
+    }
+    let churn_data = import_lines(t.path(), "churn", &std::mem::take(&mut lines));
+    // Renewals: 100 annual contracts due in 2023-Q3, 90 renewed (a follow-on term starts).
+    for i in 0..100 {
+        let term = r#","term_start":"2022-08-01","term_end":"2023-08-01""#;
+        lines.push(sub_line(
+            "2022-08-01",
+            &format!("r{i}"),
+            &format!("r{i}"),
+            "1200",
+            "year",
+            term,
+        ));
+        if i < 90 {
+            let next = r#","term_start":"2023-08-01","term_end":"2024-08-01""#;
+            lines.push(sub_line(
+                "2023-07-20",
+                &format!("r{i}"),
+                &format!("r{i}"),
+                "1200",
+                "year",
+                next,
+            ));
+        } else {
+            lines.push(format!(r#"{{"type":"subscription","timestamp":"2023-08-01","account_id":"r{i}","subscription_id":"r{i}","status":"canceled"}}"#));
+        }
+    }
+    // 18 renewal opportunities in 2022-Q4, 16 won.
+    for i in 0..18 {
+        let term = r#","term_start":"2021-11-01","term_end":"2022-11-01""#;
+        lines.push(sub_line("2021-11-01", &format!("q{i}"), &format!("q{i}"), "600", "year", term));
+        if i < 16 {
+            let next = r#","term_start":"2022-11-01","term_end":"2023-11-01""#;
+            lines.push(sub_line(
+                "2022-11-01",
+                &format!("q{i}"),
+                &format!("q{i}"),
+                "600",
+                "year",
+                next,
+            ));
+        } else {
+            lines.push(format!(r#"{{"type":"subscription","timestamp":"2022-10-15","account_id":"q{i}","subscription_id":"q{i}","status":"canceled"}}"#));
+        }
+    }
+    let renewal_data = import_lines(t.path(), "renewals", &std::mem::take(&mut lines));
+    // Quarterly renewed ARR: ARR 1.5m at the start of 2025-Q2, 1.49m of it still there at the end.
+    for i in 0..15 {
+        lines.push(sub_line(
+            "2025-01-01",
+            &format!("big{i}"),
+            &format!("b{i}"),
+            "100000",
+            "year",
+            "",
+        ));
+    }
+    lines.push(sub_line("2025-05-01", "big0", "b0", "90000", "year", ""));
+    lines.push(sub_line("2025-05-02", "big1", "b1", "150000", "year", ""));
+    let arr_data = import_lines(t.path(), "arr", &lines);
+
+    let june = kpi_json(&churn_data, "2024-06", &[]);
+    assert_eq!(f(&june, "customers_start"), 1200.0);
+    assert_eq!(f(&june, "customers_churned"), 24.0);
+    assert_eq!(f(&june, "logo_churn_rate"), 0.02);
+    let ci = june["kpis"]["logo_churn_rate_ci95"].as_array().unwrap();
+    // statsmodels proportion_confint(24, 1200, method="wilson")
+    assert!((ci[0].as_f64().unwrap() - 0.013_476_268_672_128).abs() < 1e-9);
+    assert!((ci[1].as_f64().unwrap() - 0.029_587_091_906_497).abs() < 1e-9);
+
+    let q3 = kpi_json(&renewal_data, "2023-Q3", &[]);
+    assert_eq!(
+        (f(&q3, "renewals_due"), f(&q3, "renewals_won"), f(&q3, "renewals_lost")),
+        (100.0, 90.0, 10.0)
+    );
+    assert_eq!(f(&q3, "contract_renewal_rate"), 0.9);
+    let q4 = kpi_json(&renewal_data, "2022-Q4", &[]);
+    assert_eq!((f(&q4, "renewals_due"), f(&q4, "renewals_won")), (18.0, 16.0));
+    assert!((f(&q4, "contract_renewal_rate") - 0.8889).abs() < 5e-5);
+    assert_eq!(f(&q4, "contract_renewal_rate"), 16.0 / 18.0);
+
+    let q2 = kpi_json(&arr_data, "2025-Q2", &[]);
+    assert_eq!(f(&q2, "arr_start"), 1_500_000.0);
+    assert_eq!(f(&q2, "arr_end"), 1_490_000.0 + 50_000.0);
+    assert!((f(&q2, "renewed_arr_rate") - 0.9933).abs() < 5e-5);
+    assert_eq!(f(&q2, "renewed_arr_rate"), 1_490_000.0 / 1_500_000.0);
+}
+
+#[test]
+fn segment_cuts_and_series_are_lists_that_sum_to_the_total() {
+    let t = tempfile::tempdir().unwrap();
+    let accounts = "account_id,timestamp,name,attributes.region\na,2024-01-01,A,emea\nb,2024-01-01,B,na\nc,2024-01-01,C,emea\n";
+    let a = write(t.path(), "accounts.csv", accounts);
+    let lines = [
+        sub_line("2024-01-05", "a", "a", "100", "month", ""),
+        sub_line("2024-01-06", "b", "b", "200", "month", ""),
+        sub_line("2024-02-10", "c", "c", "300", "month", ""),
+        sub_line("2024-03-10", "a", "a", "150", "month", ""),
+        sub_line("2024-02-01", "z", "z", "50", "month", ""),
+    ];
+    let s = write(t.path(), "subscriptions.jsonl", &lines.join("\n"));
+    let data = t.path().join("data");
+    assert!(import(&data, &[a, s]).status.success());
+    let by = kpi_json(&data, "2024-Q1", &["--by", "region"]);
+    let rows = by.as_array().unwrap();
+    let segs: Vec<&Value> = rows.iter().map(|r| &r["segment"]).collect();
+    assert_eq!(segs, [&Value::from("emea"), &Value::from("na"), &Value::Null]);
+    assert_eq!(rows.iter().map(|r| f(r, "mrr_end")).sum::<f64>(), 700.0);
+    assert_eq!(f(&rows[0], "mrr_end"), 450.0);
+    let series = kpi_json(&data, "2024-01..2024-04", &["--every", "month"]);
+    let months: Vec<f64> = series.as_array().unwrap().iter().map(|r| f(r, "mrr_end")).collect();
+    assert_eq!(months, [300.0, 650.0, 700.0]);
+    // CSV: one line per period.
+    let d = data.display().to_string();
+    let o = run(&[
+        "kpi",
+        "--data",
+        &d,
+        "--period",
+        "2024-01..2024-04",
+        "--every",
+        "month",
+        "--format",
+        "csv",
+        "--as-of",
+        "2030-01-01",
+    ]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(text.lines().count(), 4);
+    assert!(text.starts_with("period_start,period_end,mrr_start,mrr_end,"));
+    // Cohorts by month.
+    let o = run(&[
+        "cohorts",
+        "--data",
+        &d,
+        "--by",
+        "month",
+        "--metric",
+        "logo",
+        "--format",
+        "json",
+        "--as-of",
+        "2024-06-01",
+    ]);
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(c["cohorts"][0]["cohort"], "2024-01");
+    assert_eq!(c["cohorts"][0]["accounts"], 2);
+}
+
+#[test]
+fn bad_rows_are_reported_and_good_rows_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let text = r#"
+{"type":"ticket","timestamp":"2024-03-01","account_id":"a","ticket_id":"t1","status":"opened"}
+{"type":"ticket","timestamp":"2024-03-01","account_id":"a","ticket_id":"t2","status":"lost"}
+not json
+{"type":"ticket","timestamp":"2024-03-02","account_id":"a","ticket_id":"t3","status":"closed","csat":9}
+"#;
+    let file = write(t.path(), "tickets.jsonl", text);
+    let data = t.path().join("data");
+    let o = import(&data, std::slice::from_ref(&file));
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let name = file.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{name}:2: status: unknown value \"lost\" (expected opened | closed | reopened)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{name}:3: malformed JSON")), "{err}");
+    assert!(err.contains("2 stored, 0 already present, 2 rejected"), "{err}");
+    // Re-import: nothing new, the same rejections.
+    let o = import(&data, &[file]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 stored, 2 already present, 2 rejected"));
+    let d = data.display().to_string();
+    let o = run(&["status", "--data", &d]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ticket"));
+    // Usage errors exit 2.
+    assert_eq!(run(&["kpi", "--data", &d, "--period", "2024-Q7"]).status.code(), Some(2));
+    assert_eq!(run(&["kpi", "--data", &d]).status.code(), Some(2));
+    assert_eq!(
+        run(&["import", "--data", &d, "--type", "purchase", "x.csv"]).status.code(),
+        Some(2)
+    );
+}
+
+/// Decodes the usage lane: user id -> how many times it is stored.
+fn stored_users(data: &Path) -> std::collections::HashMap<String, u32> {
+    let reader = tenure_log::LogReader::open(&data.join("log")).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for (_, payload) in reader.read_lane("usage").unwrap() {
+        let e = tenure_core::codec::decode(&payload).unwrap();
+        if let tenure_core::event::EventBody::Usage { user_id, .. } = e.body {
+            *seen.entry(user_id).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+#[test]
+fn kill_9_during_import_loses_no_acknowledged_event() {
+    let t = tempfile::tempdir().unwrap();
+    let n = 300_000;
+    let path = t.path().join("usage.jsonl");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for i in 0..n {
+        // Half the events carry a message_id; the others are identified by their content.
+        let mid = if i % 2 == 0 { format!(r#","message_id":"m{i}""#) } else { String::new() };
+        writeln!(w, r#"{{"type":"usage","timestamp":"2024-03-01T10:00:00Z","account_id":"acct-{}","user_id":"u{i}","event":"report_viewed"{mid}}}"#, i % 977).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let data = t.path().join("data");
+    let mut child = bin()
+        .args([
+            "import",
+            "--acks",
+            "--data",
+            &data.display().to_string(),
+            &path.display().to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = 0u64;
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked = n.parse().unwrap();
+            break;
+        }
+    }
+    // SIGKILL: no destructor, no flush, the process just stops mid-import.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        acked > 0 && acked < n,
+        "killed after {acked} of {n} lines were acknowledged; make the file larger"
+    );
+    let seen = stored_users(&data);
+    for i in 0..acked {
+        assert_eq!(
+            seen.get(&format!("u{i}")),
+            Some(&1),
+            "acknowledged line {} is missing or duplicated",
+            i + 1
+        );
+    }
+    assert!(seen.values().all(|c| *c == 1));
+    // Importing the same file again completes it: every event exactly once.
+    let o = import(&data, &[path]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seen = stored_users(&data);
+    assert_eq!(seen.len() as u64, n);
+    assert!(seen.values().all(|c| *c == 1));
+}

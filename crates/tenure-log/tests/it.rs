@@ -1,0 +1,625 @@
+//! Integration tests of the event log through its public API and real files:
+//! round trips, dedup, segment rolls, crash recovery, corruption, locking,
+//! concurrent reading and a model-based property test.
+
+use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use tenure_log::{
+    Log, LogError, LogOptions, LogReader, RECORD_HEADER_LEN, RecoveryReport, SEGMENT_HEADER_LEN,
+    ScanError,
+};
+
+type Records = Vec<(u128, Vec<u8>)>;
+
+fn open(dir: &Path) -> Log {
+    Log::open(dir, LogOptions::default()).expect("open log").0
+}
+
+fn open_small(dir: &Path, segment_bytes: u64) -> Log {
+    Log::open(dir, LogOptions { segment_bytes }).expect("open log").0
+}
+
+fn open_report(dir: &Path, segment_bytes: u64) -> (Log, RecoveryReport) {
+    Log::open(dir, LogOptions { segment_bytes }).expect("open log")
+}
+
+fn read(dir: &Path, lane: &str) -> Records {
+    LogReader::open(dir).expect("open reader").read_lane(lane).expect("scan lane")
+}
+
+fn segments(dir: &Path, lane: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(lane))
+        .expect("lane dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("event-{i}-{}", "x".repeat((i % 37) as usize)).into_bytes()
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) {
+    let mut f = OpenOptions::new().append(true).open(path).expect("open segment");
+    f.write_all(bytes).expect("append bytes");
+}
+
+fn flip_byte(path: &Path, offset: usize) {
+    let mut bytes = std::fs::read(path).expect("read segment");
+    bytes[offset] ^= 0x5a;
+    std::fs::write(path, bytes).expect("write segment");
+}
+
+fn encoded_record(key: u128, payload: &[u8]) -> Vec<u8> {
+    let mut covered = key.to_le_bytes().to_vec();
+    covered.extend_from_slice(payload);
+    let mut rec = (payload.len() as u32).to_le_bytes().to_vec();
+    rec.extend_from_slice(&crc32fast::hash(&covered).to_le_bytes());
+    rec.extend_from_slice(&covered);
+    rec
+}
+
+fn assert_corrupt(result: Result<impl std::fmt::Debug, LogError>, path: &Path, offset: u64) {
+    match result {
+        Err(LogError::Corrupt { path: p, offset: o, .. }) => {
+            assert_eq!((p.as_path(), o), (path, offset));
+        }
+        other => panic!("expected Corrupt at {}:{offset}, got {other:?}", path.display()),
+    }
+}
+
+#[test]
+fn round_trip_and_dedup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    {
+        let mut log = open(&dir);
+        assert!(log.append("subscription", 1, b"sub-1").unwrap());
+        assert!(log.append("usage", 2, b"use-2").unwrap());
+        assert!(log.append("usage", 3, b"").unwrap());
+        // Within a batch, in the same lane and across lanes.
+        assert!(!log.append("usage", 2, b"dup").unwrap());
+        assert!(!log.append("subscription", 3, b"dup").unwrap());
+        assert!(log.contains(2) && !log.contains(4));
+        let stats = log.commit().unwrap();
+        assert_eq!((stats.records, stats.lanes, stats.segments_created), (3, 2, 2));
+        // Across commits.
+        assert!(!log.append("invoice", 1, b"dup").unwrap());
+        assert!(log.append("subscription", 4, b"sub-4").unwrap());
+        log.commit().unwrap();
+        let stats = log.stats();
+        assert_eq!(stats.lanes["subscription"].records, 2);
+        assert_eq!(stats.lanes["usage"].records, 2);
+        assert_eq!(stats.lanes["usage"].segments, 1);
+        assert_eq!(
+            stats.lanes["usage"].bytes,
+            (SEGMENT_HEADER_LEN + 2 * RECORD_HEADER_LEN + 5) as u64
+        );
+        assert!(!stats.lanes.contains_key("invoice"));
+        assert_eq!(stats.keys, 4);
+    }
+    let (mut log, report) = Log::open(&dir, LogOptions::default()).unwrap();
+    assert!(report.truncated.is_empty());
+    assert_eq!((report.lanes, report.records, report.duplicate_keys), (2, 4, 0));
+    // After reopen.
+    for key in 1..=4 {
+        assert!(log.contains(key));
+        assert!(!log.append("usage", key, b"dup").unwrap());
+    }
+    assert!(log.append("usage", 5, b"use-5").unwrap());
+    log.commit().unwrap();
+    drop(log);
+
+    let reader = LogReader::open(&dir).unwrap();
+    assert_eq!(reader.lanes(), vec!["subscription".to_string(), "usage".to_string()]);
+    assert_eq!(reader.lane_len("usage"), 3);
+    assert_eq!(reader.lane_len("nope"), 0);
+    assert_eq!(
+        reader.read_lane("subscription").unwrap(),
+        vec![(1, b"sub-1".to_vec()), (4, b"sub-4".to_vec())]
+    );
+    assert_eq!(
+        reader.read_lane("usage").unwrap(),
+        vec![(2, b"use-2".to_vec()), (3, vec![]), (5, b"use-5".to_vec())]
+    );
+    let mut calls = 0;
+    reader
+        .scan("missing", |_, _| {
+            calls += 1;
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn uncommitted_records_are_dropped_with_the_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(tmp.path());
+        log.append("usage", 1, b"kept").unwrap();
+        log.commit().unwrap();
+        log.append("usage", 2, b"lost").unwrap();
+        assert_eq!(log.pending_records(), 1);
+    }
+    let log = open(tmp.path());
+    assert!(log.contains(1) && !log.contains(2));
+    drop(log);
+    assert_eq!(read(tmp.path(), "usage"), vec![(1, b"kept".to_vec())]);
+}
+
+#[test]
+fn segment_roll_keeps_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    let mut log = open_small(tmp.path(), 512);
+    for batch in 0..10u64 {
+        for i in batch * 50..batch * 50 + 50 {
+            assert!(log.append("usage", u128::from(i), &payload(i)).unwrap());
+            expected.push((u128::from(i), payload(i)));
+        }
+        log.commit().unwrap();
+    }
+    let stats = log.stats().lanes["usage"];
+    drop(log);
+    let files = segments(tmp.path(), "usage");
+    assert!(files.len() > 20, "only {} segments", files.len());
+    assert_eq!(stats.segments, files.len() as u64);
+    assert_eq!(stats.records, 500);
+    let mut base = 0u64;
+    for file in &files {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, format!("{base:020}.seg"));
+        let len = std::fs::metadata(file).unwrap().len();
+        assert!(len <= 512, "{name} is {len} bytes");
+        let mut count = 0;
+        let mut pos = SEGMENT_HEADER_LEN;
+        let bytes = std::fs::read(file).unwrap();
+        while pos < bytes.len() {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            pos += RECORD_HEADER_LEN + len;
+            count += 1;
+        }
+        base += count;
+    }
+    assert_eq!(base, 500);
+    assert_eq!(read(tmp.path(), "usage"), expected);
+    // Reopening continues in the last segment and keeps rolling.
+    let mut log = open_small(tmp.path(), 512);
+    for i in 500..600u64 {
+        log.append("usage", u128::from(i), &payload(i)).unwrap();
+        expected.push((u128::from(i), payload(i)));
+    }
+    log.commit().unwrap();
+    drop(log);
+    assert_eq!(read(tmp.path(), "usage"), expected);
+}
+
+#[test]
+fn oversized_record_gets_its_own_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open_small(tmp.path(), 100);
+    let big = vec![7u8; 300];
+    log.append("usage", 1, b"small").unwrap();
+    log.append("usage", 2, &big).unwrap();
+    log.append("usage", 3, b"small").unwrap();
+    let stats = log.commit().unwrap();
+    assert_eq!(stats.segments_created, 3);
+    drop(log);
+    assert_eq!(
+        read(tmp.path(), "usage"),
+        vec![(1, b"small".to_vec()), (2, big), (3, b"small".to_vec())]
+    );
+}
+
+/// Writes 20 committed records in lane "usage" and returns them.
+fn committed_fixture(dir: &Path, segment_bytes: u64) -> Records {
+    let mut log = open_small(dir, segment_bytes);
+    let mut expected = Vec::new();
+    for i in 0..20u64 {
+        log.append("usage", u128::from(i), &payload(i)).unwrap();
+        expected.push((u128::from(i), payload(i)));
+    }
+    log.append("other", 1000, b"other lane").unwrap();
+    log.commit().unwrap();
+    expected
+}
+
+fn torn_tail_case(tail: &[u8], reason_part: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut expected = committed_fixture(tmp.path(), 64 * 1024);
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    let good_len = std::fs::metadata(&seg).unwrap().len();
+    append_bytes(&seg, tail);
+
+    let (mut log, report) = Log::open(tmp.path(), LogOptions::default()).unwrap();
+    assert_eq!(report.truncated.len(), 1, "{report:?}");
+    let t = &report.truncated[0];
+    assert_eq!((t.lane.as_str(), t.path.as_path()), ("usage", seg.as_path()));
+    assert_eq!(
+        (t.offset, t.bytes_dropped, t.segment_removed),
+        (good_len, tail.len() as u64, false)
+    );
+    assert!(t.reason.contains(reason_part), "{}", t.reason);
+    assert_eq!(report.records, 21);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
+    assert_eq!(read(tmp.path(), "usage"), expected);
+
+    for i in 20..30u64 {
+        assert!(log.append("usage", u128::from(i), &payload(i)).unwrap());
+        expected.push((u128::from(i), payload(i)));
+    }
+    log.commit().unwrap();
+    drop(log);
+    let (_log, report) = Log::open(tmp.path(), LogOptions::default()).unwrap();
+    assert!(report.truncated.is_empty(), "{report:?}");
+    assert_eq!(read(tmp.path(), "usage"), expected);
+}
+
+#[test]
+fn torn_tail_garbage_is_truncated() {
+    torn_tail_case(
+        b"\x13\x00\x00\x00garbage that is not a record, long enough to hold its length",
+        "checksum",
+    );
+}
+
+#[test]
+fn torn_tail_half_record_is_truncated() {
+    let rec = encoded_record(99, b"half of this record reaches the disk");
+    torn_tail_case(&rec[..rec.len() / 2], "past end of file");
+}
+
+#[test]
+fn torn_tail_partial_header_is_truncated() {
+    let rec = encoded_record(99, b"payload");
+    torn_tail_case(&rec[..10], "incomplete record header");
+}
+
+#[test]
+fn torn_tail_of_zeros_is_truncated() {
+    torn_tail_case(&[0u8; 3000], "checksum");
+}
+
+#[test]
+fn torn_new_segment_header_is_removed() {
+    for torn in [&b""[..], &b"TNRSE"[..], &[0u8; 16][..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut expected = committed_fixture(tmp.path(), 256);
+        let before = segments(tmp.path(), "usage");
+        assert!(before.len() > 1);
+        // The crash happened right after the next segment was created.
+        let next = tmp.path().join("usage").join("00000000000000000020.seg");
+        std::fs::write(&next, torn).unwrap();
+
+        let (mut log, report) = open_report(tmp.path(), 256);
+        assert_eq!(report.truncated.len(), 1, "{report:?}");
+        assert!(report.truncated[0].segment_removed);
+        assert_eq!(report.truncated[0].path, next);
+        assert_eq!(report.truncated[0].bytes_dropped, torn.len() as u64);
+        assert_eq!(segments(tmp.path(), "usage"), before);
+        assert_eq!(read(tmp.path(), "usage"), expected);
+        for i in 20..40u64 {
+            log.append("usage", u128::from(i), &payload(i)).unwrap();
+            expected.push((u128::from(i), payload(i)));
+        }
+        log.commit().unwrap();
+        drop(log);
+        assert!(open_report(tmp.path(), 256).1.truncated.is_empty());
+        assert_eq!(read(tmp.path(), "usage"), expected);
+    }
+}
+
+#[test]
+fn lane_with_only_a_torn_segment_starts_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("usage")).unwrap();
+    std::fs::write(tmp.path().join("usage").join("00000000000000000000.seg"), b"").unwrap();
+    let (mut log, report) = Log::open(tmp.path(), LogOptions::default()).unwrap();
+    assert_eq!(report.truncated.len(), 1);
+    assert_eq!(log.lane_len("usage"), 0);
+    log.append("usage", 1, b"first").unwrap();
+    log.commit().unwrap();
+    drop(log);
+    assert_eq!(read(tmp.path(), "usage"), vec![(1, b"first".to_vec())]);
+}
+
+#[test]
+fn flipped_payload_byte_is_corrupt_for_writer_and_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 64 * 1024);
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    let reader = LogReader::open(tmp.path()).unwrap();
+    // Second record's payload.
+    let second = SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + payload(0).len();
+    flip_byte(&seg, second + RECORD_HEADER_LEN + 2);
+
+    assert_corrupt(Log::open(tmp.path(), LogOptions::default()), &seg, second as u64);
+    assert_corrupt(LogReader::open(tmp.path()), &seg, second as u64);
+    // A reader opened before the damage finds it while scanning.
+    let mut seen = 0;
+    match reader.scan("usage", |_, _| {
+        seen += 1;
+        Ok::<(), Infallible>(())
+    }) {
+        Err(ScanError::Log(LogError::Corrupt { path, offset, .. })) => {
+            assert_eq!((path, offset), (seg.clone(), second as u64));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(seen, 1);
+    // Other lanes stay readable.
+    assert_eq!(reader.read_lane("other").unwrap().len(), 1);
+}
+
+#[test]
+fn flipped_length_byte_is_corrupt_not_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 64 * 1024);
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    let len_before = std::fs::metadata(&seg).unwrap().len();
+    flip_byte(&seg, SEGMENT_HEADER_LEN + 2);
+    assert_corrupt(Log::open(tmp.path(), LogOptions::default()), &seg, SEGMENT_HEADER_LEN as u64);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len_before, "must not truncate");
+}
+
+#[test]
+fn corruption_in_non_last_segment_is_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 256);
+    let files = segments(tmp.path(), "usage");
+    assert!(files.len() >= 3);
+    // Even the last record of a non-last segment is not a torn tail.
+    let first = &files[0];
+    let len = std::fs::metadata(first).unwrap().len() as usize;
+    flip_byte(first, len - 1);
+    let reader = LogReader::open(tmp.path()).unwrap();
+    let err = reader.read_lane("usage").unwrap_err();
+    assert!(matches!(&err, LogError::Corrupt { path, .. } if path == first), "{err:?}");
+    match Log::open(tmp.path(), LogOptions::default()) {
+        Err(LogError::Corrupt { path, .. }) => assert_eq!(&path, first),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn truncated_non_last_segment_is_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 256);
+    let files = segments(tmp.path(), "usage");
+    let f = OpenOptions::new().write(true).open(&files[1]).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - 3).unwrap();
+    assert!(matches!(
+        Log::open(tmp.path(), LogOptions::default()),
+        Err(LogError::Corrupt { path, .. }) if path == files[1]
+    ));
+}
+
+#[test]
+fn missing_segment_is_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 256);
+    let files = segments(tmp.path(), "usage");
+    std::fs::remove_file(&files[1]).unwrap();
+    assert!(matches!(
+        Log::open(tmp.path(), LogOptions::default()),
+        Err(LogError::Corrupt { path, .. }) if path == files[2]
+    ));
+    assert!(matches!(
+        LogReader::open(tmp.path()).unwrap().read_lane("usage"),
+        Err(LogError::Corrupt { path, .. }) if path == files[2]
+    ));
+    std::fs::remove_file(&files[0]).unwrap();
+    assert!(matches!(LogReader::open(tmp.path()), Err(LogError::Corrupt { .. })));
+}
+
+#[test]
+fn unknown_format_version_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 64 * 1024);
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    std::fs::write(&seg, bytes).unwrap();
+    match Log::open(tmp.path(), LogOptions::default()) {
+        Err(LogError::UnsupportedVersion { path, version }) => {
+            assert_eq!((path, version), (seg.clone(), 2))
+        }
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    assert!(matches!(LogReader::open(tmp.path()), Err(LogError::UnsupportedVersion { .. })));
+}
+
+#[test]
+fn second_writer_is_locked_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(tmp.path());
+    match Log::open(tmp.path(), LogOptions::default()) {
+        Err(LogError::Locked { path }) => assert_eq!(path, tmp.path()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // Readers need no lock.
+    LogReader::open(tmp.path()).unwrap();
+    drop(log);
+    Log::open(tmp.path(), LogOptions::default()).unwrap();
+}
+
+#[test]
+fn invalid_input_is_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open(tmp.path());
+    for lane in ["", "Usage", "9lives", "a/b", "../x"] {
+        assert!(matches!(log.append(lane, 1, b"x"), Err(LogError::InvalidLane(l)) if l == lane));
+    }
+    let big = vec![0u8; tenure_log::MAX_PAYLOAD_LEN + 1];
+    assert!(matches!(log.append("usage", 1, &big), Err(LogError::RecordTooLarge { .. })));
+    // Rejected appends do not claim their key.
+    assert!(!log.contains(1));
+    assert!(log.append("usage", 1, b"x").unwrap());
+}
+
+#[test]
+fn reader_sees_committed_records_while_writer_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open(tmp.path());
+    assert!(LogReader::open(tmp.path()).unwrap().lanes().is_empty());
+    log.append("usage", 1, b"one").unwrap();
+    log.append("usage", 2, b"two").unwrap();
+    log.commit().unwrap();
+    let early = LogReader::open(tmp.path()).unwrap();
+    assert_eq!(early.lane_len("usage"), 2);
+
+    log.append("usage", 3, b"three").unwrap();
+    log.append("usage", 4, b"pending only").unwrap();
+    let mid = LogReader::open(tmp.path()).unwrap();
+    assert_eq!(mid.lane_len("usage"), 2, "pending records are invisible");
+    log.commit().unwrap();
+
+    // The earlier snapshots do not move; a new reader sees the commit.
+    assert_eq!(early.read_lane("usage").unwrap().len(), 2);
+    let now = LogReader::open(tmp.path()).unwrap();
+    assert_eq!(
+        now.read_lane("usage").unwrap().iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+
+    // A write in flight: only part of the next record has reached the file.
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    let rec = encoded_record(5, b"in flight");
+    append_bytes(&seg, &rec[..rec.len() - 3]);
+    let during = LogReader::open(tmp.path()).unwrap();
+    assert_eq!(during.lane_len("usage"), 4);
+    assert_eq!(during.read_lane("usage").unwrap().len(), 4);
+    // ... then the rest arrives.
+    append_bytes(&seg, &rec[rec.len() - 3..]);
+    assert_eq!(during.read_lane("usage").unwrap().len(), 4);
+    let after = LogReader::open(tmp.path()).unwrap();
+    assert_eq!(after.read_lane("usage").unwrap().last().unwrap(), &(5, b"in flight".to_vec()));
+}
+
+#[test]
+fn scan_propagates_callback_errors() {
+    #[derive(Debug, PartialEq)]
+    struct Bad(u128);
+    impl From<LogError> for Bad {
+        fn from(_: LogError) -> Self {
+            Bad(0)
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 256);
+    let reader = LogReader::open(tmp.path()).unwrap();
+    let mut seen = Vec::new();
+    let result = reader.scan("usage", |key, _| {
+        seen.push(key);
+        if key == 7 { Err(Bad(key)) } else { Ok(()) }
+    });
+    assert!(matches!(result, Err(ScanError::Callback(Bad(7)))));
+    assert_eq!(seen, (0..=7).collect::<Vec<_>>());
+    let flat: Result<(), Bad> = reader
+        .scan("usage", |k, _| if k == 3 { Err(Bad(3)) } else { Ok(()) })
+        .map_err(ScanError::flatten);
+    assert_eq!(flat, Err(Bad(3)));
+}
+
+#[test]
+fn reader_ignores_stray_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 64 * 1024);
+    std::fs::write(tmp.path().join("notes.txt"), b"hi").unwrap();
+    std::fs::create_dir(tmp.path().join("Not-A-Lane")).unwrap();
+    std::fs::write(tmp.path().join("usage").join("README"), b"hi").unwrap();
+    let reader = LogReader::open(tmp.path()).unwrap();
+    assert_eq!(reader.lanes(), vec!["other".to_string(), "usage".to_string()]);
+    assert_eq!(reader.read_lane("usage").unwrap().len(), 20);
+    assert_eq!(Log::open(tmp.path(), LogOptions::default()).unwrap().1.records, 21);
+    // But a file that claims to be a segment and is misnamed is not ignored.
+    std::fs::write(tmp.path().join("usage").join("7.seg"), b"").unwrap();
+    assert!(matches!(LogReader::open(tmp.path()), Err(LogError::Corrupt { .. })));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append { lane: usize, key: u128, payload: Vec<u8> },
+    Commit,
+    Reopen,
+}
+
+const LANES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0..LANES.len(), 0u128..40, proptest::collection::vec(any::<u8>(), 0..48))
+            .prop_map(|(lane, key, payload)| Op::Append { lane, key, payload }),
+        2 => Just(Op::Commit),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Against a model: first occurrence of a key wins, commit makes records
+    /// durable, reopening drops what was not committed.
+    #[test]
+    fn random_histories_round_trip(ops in proptest::collection::vec(op(), 1..120), segment_bytes in 40u64..400) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open_small(tmp.path(), segment_bytes);
+        let mut committed: BTreeMap<&str, Records> = BTreeMap::new();
+        let mut committed_keys = HashSet::new();
+        let mut pending: Vec<(&str, u128, Vec<u8>)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Append { lane, key, payload } => {
+                    let fresh = !committed_keys.contains(&key) && pending.iter().all(|p| p.1 != key);
+                    prop_assert_eq!(log.append(LANES[lane], key, &payload).unwrap(), fresh);
+                    if fresh {
+                        pending.push((LANES[lane], key, payload));
+                    }
+                }
+                Op::Commit => {
+                    log.commit().unwrap();
+                    for (lane, key, payload) in pending.drain(..) {
+                        committed_keys.insert(key);
+                        committed.entry(lane).or_default().push((key, payload));
+                    }
+                }
+                Op::Reopen => {
+                    drop(log);
+                    pending.clear();
+                    let (reopened, report) = Log::open(tmp.path(), LogOptions { segment_bytes }).unwrap();
+                    prop_assert!(report.truncated.is_empty());
+                    prop_assert_eq!(report.records, committed_keys.len() as u64);
+                    log = reopened;
+                }
+            }
+            for key in 0u128..40 {
+                let expect = committed_keys.contains(&key) || pending.iter().any(|p| p.1 == key);
+                prop_assert_eq!(log.contains(key), expect);
+            }
+        }
+        log.commit().unwrap();
+        for (lane, key, payload) in pending.drain(..) {
+            committed.entry(lane).or_default().push((key, payload));
+        }
+        let reader = LogReader::open(tmp.path()).unwrap();
+        for lane in LANES {
+            let want = committed.get(lane).cloned().unwrap_or_default();
+            prop_assert_eq!(reader.lane_len(lane), want.len() as u64);
+            prop_assert_eq!(reader.read_lane(lane).unwrap(), want.clone());
+            prop_assert_eq!(log.lane_len(lane), want.len() as u64);
+        }
+        let stats = log.stats();
+        let lanes_on_disk = reader.lanes();
+        prop_assert_eq!(lanes_on_disk, committed.keys().map(|s| s.to_string()).collect::<Vec<_>>());
+        prop_assert_eq!(stats.pending_records, 0);
+    }
+}
