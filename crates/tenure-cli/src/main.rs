@@ -86,6 +86,20 @@ enum Cmd {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Contracts due for renewal in a period (term ends) and their outcome
+    Renewals {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, short)]
+        period: String,
+        /// Only the undecided ones
+        #[arg(long)]
+        open: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Generate a synthetic SaaS company (every event type) with its ground truth
     Gen(GenArgs),
     /// Generate a sample company, import it and print its portfolio report
@@ -284,6 +298,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 OutFormat::Csv => out(&report::cohorts_text(&t, true))?,
                 OutFormat::Table => out(&report::cohorts_text(&t, false))?,
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Renewals { data, period, open, format, as_of: at } => {
+            let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
+            let cfg = config(&data)?;
+            let ledger = tenure_engine::ledger(&data_dir(&data), &cfg, as_of(&at)?)?;
+            let mut list: Vec<(&str, &tenure_ledger::Renewal)> = ledger
+                .accounts
+                .iter()
+                .flat_map(|a| a.renewals.iter().map(move |r| (a.id.as_str(), r)))
+                .filter(|(_, r)| p.contains(r.due) && (!open || r.outcome == tenure_ledger::RenewalOutcome::Open))
+                .collect();
+            list.sort_by_key(|(a, r)| (r.due, *a));
+            out(&report::renewals(&list, cfg.revenue.fx.base, format))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gen(g) => {

@@ -203,3 +203,52 @@ pub fn cohorts_text(t: &CohortTable, csv: bool) -> String {
     }
     out
 }
+
+/// The renewals due in a period, one per contract term.
+pub fn renewals(list: &[(&str, &tenure_ledger::Renewal)], cur: Currency, format: OutFormat) -> String {
+    use tenure_ledger::RenewalOutcome::*;
+    let fields = |r: &tenure_ledger::Renewal| match r.outcome {
+        Won { at, arr } => ("won", Some(at), Some(arr)),
+        Lost { at } => ("lost", Some(at), None),
+        Open => ("open", None, None),
+    };
+    match format {
+        OutFormat::Json => {
+            let rows: Vec<Json> = list
+                .iter()
+                .map(|(a, r)| {
+                    let (outcome, at, arr) = fields(r);
+                    json!({
+                        "account_id": a,
+                        "subscription_id": r.subscription_id,
+                        "due": r.due.to_string(),
+                        "arr_due": money_json(r.arr_due, cur),
+                        "outcome": outcome,
+                        "decided_at": at.map(|t| t.to_string()),
+                        "arr_renewed": arr.map(|m| money_json(m, cur)),
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+        }
+        OutFormat::Csv | OutFormat::Table => {
+            let sep = if format == OutFormat::Csv { "," } else { "  " };
+            let mut out = ["account_id", "subscription_id", "due", "arr_due", "outcome", "decided_at", "arr_renewed"].join(sep) + "\n";
+            for (a, r) in list {
+                let (outcome, at, arr) = fields(r);
+                let cells = [
+                    csv_cell(a),
+                    csv_cell(&r.subscription_id),
+                    r.due.date_string(),
+                    tenure_core::money::format_minor(r.arr_due, cur),
+                    outcome.to_string(),
+                    at.map(|t| t.date_string()).unwrap_or_default(),
+                    arr.map(|m| tenure_core::money::format_minor(m, cur)).unwrap_or_default(),
+                ];
+                out += &cells.join(sep);
+                out += "\n";
+            }
+            out
+        }
+    }
+}

@@ -205,6 +205,14 @@ fn churn_renewal_and_renewed_arr_examples() {
         (100.0, 90.0, 10.0)
     );
     assert_eq!(f(&q3, "contract_renewal_rate"), 0.9);
+    let d = renewal_data.display().to_string();
+    let o = run(&["renewals", "--data", &d, "--period", "2023-Q3", "--format", "json", "--as-of", "2030-01-01"]);
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 100);
+    assert_eq!(list.iter().filter(|r| r["outcome"] == "won").count(), 90);
+    assert_eq!(list[0]["due"], "2023-08-01T00:00:00Z");
+    assert_eq!(list[0]["arr_due"], 1200.0);
     let q4 = kpi_json(&renewal_data, "2022-Q4", &[]);
     assert_eq!((f(&q4, "renewals_due"), f(&q4, "renewals_won")), (18.0, 16.0));
     assert!((f(&q4, "contract_renewal_rate") - 0.8889).abs() < 5e-5);

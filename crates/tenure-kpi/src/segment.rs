@@ -13,6 +13,8 @@ pub enum By {
     Plan,
     /// Months since the account first paid, at the period start.
     TenureBand,
+    /// Each account on its own (per-account upsell, cross-sell, churn...).
+    Account,
 }
 
 impl By {
@@ -20,6 +22,7 @@ impl By {
         match s {
             "plan" => By::Plan,
             "tenure_band" | "tenure" => By::TenureBand,
+            "account" | "account_id" => By::Account,
             other => By::Attribute(other.strip_prefix("attributes.").unwrap_or(other).to_string()),
         }
     }
@@ -36,6 +39,7 @@ impl By {
                     .or_else(|| a.state_before(p.end));
                 s.and_then(|s| s.plan.as_deref().map(str::to_string))
             }
+            By::Account => Some(a.id.clone()),
             By::TenureBand => {
                 let first = a.first_paid()?;
                 if first >= p.start {
