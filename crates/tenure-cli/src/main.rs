@@ -308,7 +308,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .accounts
                 .iter()
                 .flat_map(|a| a.renewals.iter().map(move |r| (a.id.as_str(), r)))
-                .filter(|(_, r)| p.contains(r.due) && (!open || r.outcome == tenure_ledger::RenewalOutcome::Open))
+                .filter(|(_, r)| {
+                    p.contains(r.due) && (!open || r.outcome == tenure_ledger::RenewalOutcome::Open)
+                })
                 .collect();
             list.sort_by_key(|(a, r)| (r.due, *a));
             out(&report::renewals(&list, cfg.revenue.fx.base, format))?;

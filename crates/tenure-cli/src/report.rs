@@ -205,7 +205,11 @@ pub fn cohorts_text(t: &CohortTable, csv: bool) -> String {
 }
 
 /// The renewals due in a period, one per contract term.
-pub fn renewals(list: &[(&str, &tenure_ledger::Renewal)], cur: Currency, format: OutFormat) -> String {
+pub fn renewals(
+    list: &[(&str, &tenure_ledger::Renewal)],
+    cur: Currency,
+    format: OutFormat,
+) -> String {
     use tenure_ledger::RenewalOutcome::*;
     let fields = |r: &tenure_ledger::Renewal| match r.outcome {
         Won { at, arr } => ("won", Some(at), Some(arr)),
@@ -233,7 +237,17 @@ pub fn renewals(list: &[(&str, &tenure_ledger::Renewal)], cur: Currency, format:
         }
         OutFormat::Csv | OutFormat::Table => {
             let sep = if format == OutFormat::Csv { "," } else { "  " };
-            let mut out = ["account_id", "subscription_id", "due", "arr_due", "outcome", "decided_at", "arr_renewed"].join(sep) + "\n";
+            let mut out = [
+                "account_id",
+                "subscription_id",
+                "due",
+                "arr_due",
+                "outcome",
+                "decided_at",
+                "arr_renewed",
+            ]
+            .join(sep)
+                + "\n";
             for (a, r) in list {
                 let (outcome, at, arr) = fields(r);
                 let cells = [

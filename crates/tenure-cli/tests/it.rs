@@ -206,7 +206,17 @@ fn churn_renewal_and_renewed_arr_examples() {
     );
     assert_eq!(f(&q3, "contract_renewal_rate"), 0.9);
     let d = renewal_data.display().to_string();
-    let o = run(&["renewals", "--data", &d, "--period", "2023-Q3", "--format", "json", "--as-of", "2030-01-01"]);
+    let o = run(&[
+        "renewals",
+        "--data",
+        &d,
+        "--period",
+        "2023-Q3",
+        "--format",
+        "json",
+        "--as-of",
+        "2030-01-01",
+    ]);
     let list: Value = serde_json::from_slice(&o.stdout).unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 100);

@@ -223,14 +223,23 @@ mod tests {
         let text = include_str!("../../../config/tenure.example.toml");
         let c = Config::parse(text).unwrap();
         let d = Config::defaults();
-        assert_eq!(format!("{:?}", c.revenue.churn_recognition), format!("{:?}", d.revenue.churn_recognition));
+        assert_eq!(
+            format!("{:?}", c.revenue.churn_recognition),
+            format!("{:?}", d.revenue.churn_recognition)
+        );
         assert_eq!(c.revenue.past_due_churn_days, d.revenue.past_due_churn_days);
         assert_eq!(c.revenue.grouping_window_secs, d.revenue.grouping_window_secs);
         assert_eq!(c.revenue.free_is_churn, d.revenue.free_is_churn);
         assert_eq!(c.revenue.pause, d.revenue.pause);
-        assert_eq!((c.max_line_bytes, c.max_future_skew_micros, c.csat_scale), (d.max_line_bytes, d.max_future_skew_micros, d.csat_scale));
+        assert_eq!(
+            (c.max_line_bytes, c.max_future_skew_micros, c.csat_scale),
+            (d.max_line_bytes, d.max_future_skew_micros, d.csat_scale)
+        );
         let eur = Currency::parse("EUR").unwrap();
-        assert_eq!(c.revenue.fx.convert(100, eur, Timestamp::parse("2024-01-01").unwrap()), Some(110));
+        assert_eq!(
+            c.revenue.fx.convert(100, eur, Timestamp::parse("2024-01-01").unwrap()),
+            Some(110)
+        );
     }
 
     #[test]

@@ -26,7 +26,13 @@ fn import_all(data: &Path, files: &[PathBuf], cfg: &Config) -> u64 {
     let mut stored = 0;
     for f in files {
         let s = imp
-            .import(std::fs::File::open(f).unwrap(), Format::Jsonl, None, &mut |r| panic!("{}: {r}", f.display()), &mut |_| {})
+            .import(
+                std::fs::File::open(f).unwrap(),
+                Format::Jsonl,
+                None,
+                &mut |r| panic!("{}: {r}", f.display()),
+                &mut |_| {},
+            )
             .unwrap();
         stored += s.progress.accepted;
     }
@@ -85,6 +91,10 @@ fn replay_reproduces_the_ledger_exactly() {
     // Every event type of the contract made it into its lane.
     let stats = tenure_engine::log_stats(&a).unwrap();
     for kind in EventKind::ALL {
-        assert!(stats.iter().any(|(lane, n)| lane == kind.as_str() && *n > 0), "no {} events", kind.as_str());
+        assert!(
+            stats.iter().any(|(lane, n)| lane == kind.as_str() && *n > 0),
+            "no {} events",
+            kind.as_str()
+        );
     }
 }
