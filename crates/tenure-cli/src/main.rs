@@ -405,12 +405,6 @@ fn import(
                 eprintln!("acked {}", p.lines);
             }
         };
-        if fmt == Format::Csv && file_kind.is_none() {
-            pb.finish_and_clear();
-            bail!(usage(format!(
-                "{name}: cannot tell the event type from the file name; pass --type"
-            )));
-        }
         let result = if stdin {
             importer.import(std::io::stdin().lock(), fmt, file_kind, &mut on_reject, &mut on_commit)
         } else {
@@ -418,7 +412,15 @@ fn import(
             importer.import(f, fmt, file_kind, &mut on_reject, &mut on_commit)
         };
         pb.finish_and_clear();
-        let s = result.with_context(|| format!("importing {name}"))?;
+        let s = match result {
+            // A file whose header says nothing we can read is rejected whole; the others go on.
+            Err(tenure_engine::ImportError::Csv(e)) => {
+                eprintln!("{name}: rejected: {e}");
+                total_rejected += 1;
+                continue;
+            }
+            r => r.with_context(|| format!("importing {name}"))?,
+        };
         let p = &s.progress;
         let secs = t0.elapsed().as_secs_f64();
         let events = p.accepted + p.duplicates;

@@ -407,3 +407,57 @@ fn kill_9_during_import_loses_no_acknowledged_event() {
     assert_eq!(seen.len() as u64, n);
     assert!(seen.values().all(|c| *c == 1));
 }
+
+#[test]
+fn generated_csv_and_jsonl_companies_give_the_same_report() {
+    let t = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for format in ["jsonl", "csv"] {
+        let out = t.path().join(format);
+        let o = run(&[
+            "gen",
+            "--accounts",
+            "120",
+            "--months",
+            "14",
+            "--seed",
+            "5",
+            "--start",
+            "2023-01",
+            "--format",
+            format,
+            "--out",
+            &out.display().to_string(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == format)
+                    && !p.display().to_string().contains("truth")
+            })
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 15, "{files:?}");
+        let data = t.path().join(format!("data-{format}"));
+        let o = import(&data, &files);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        reports.push(kpi_json(
+            &data,
+            "2023-01..2024-03",
+            &["--every", "quarter", "--by", "segment"],
+        ));
+    }
+    assert_eq!(reports[0], reports[1]);
+    let rows = reports[0].as_array().unwrap();
+    assert!(rows.iter().any(|r| f(r, "mrr_new") > 0.0));
+    assert!(rows.iter().any(|r| f(r, "mrr_churn") > 0.0));
+    // A file that is not events at all is rejected whole, and the import says so.
+    let o = import(&t.path().join("x"), &[t.path().join("csv").join("truth.csv")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("truth.csv: rejected: the CSV has no `type` column")
+    );
+}

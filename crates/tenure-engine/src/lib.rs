@@ -106,9 +106,10 @@ pub fn replay(
     Ok(())
 }
 
-/// The kinds the revenue ledger reads.
+/// The kinds the revenue ledger reads. Invoices are not among them: no revenue KPI reads
+/// them (MRR comes from subscription states), and they are the largest revenue lane.
 pub const REVENUE_KINDS: &[EventKind] =
-    &[EventKind::Account, EventKind::Subscription, EventKind::Invoice, EventKind::Cost];
+    &[EventKind::Account, EventKind::Subscription, EventKind::Cost];
 
 /// Folds the log into the revenue ledger as known at `as_of`.
 pub fn ledger(data: &Path, cfg: &Config, as_of: Timestamp) -> Result<Ledger, EngineError> {

@@ -135,6 +135,10 @@ pub enum CsvError {
     NoKnownColumns(String),
     #[error("reading CSV: {0}")]
     Io(String),
+    #[error(
+        "the CSV has no `type` column and its type is not known: name the file after its type (subscriptions.csv) or pass --type"
+    )]
+    NoType,
 }
 
 /// Column of a CSV header: a known field, an account attribute, or ignored.
@@ -173,6 +177,9 @@ impl<R: Read> CsvEvents<R> {
         if cols.iter().all(|c| matches!(c, Col::Ignored)) {
             let first: Vec<&str> = headers.iter().take(5).collect();
             return Err(CsvError::NoKnownColumns(first.join(",")));
+        }
+        if default_kind.is_none() && !cols.iter().any(|c| matches!(c, Col::Field(F::Type))) {
+            return Err(CsvError::NoType);
         }
         Ok(CsvEvents { reader, cols, default_kind, record: csv::StringRecord::new() })
     }

@@ -117,7 +117,15 @@ fn csv_rows_use_header_names_and_file_types() {
         3: account_id: missing required field
         4: Account { name: Some("Beta, Inc"), attributes: [("region", Str("na"))] }"#]]
     .assert_eq(&out.join("\n"));
-    assert!(CsvEvents::new("foo,bar\n1,2\n".as_bytes(), None).is_err());
+    assert!(matches!(
+        CsvEvents::new("foo,bar\n1,2\n".as_bytes(), None),
+        Err(CsvError::NoKnownColumns(_))
+    ));
+    assert!(matches!(
+        CsvEvents::new("account_id,timestamp\na,2024-01-01\n".as_bytes(), None),
+        Err(CsvError::NoType)
+    ));
+    assert!(CsvEvents::new("type,account_id,timestamp\n".as_bytes(), None).is_ok());
 }
 
 #[test]
