@@ -55,7 +55,11 @@ measure() {
     local t0 t1
     t0=$(date +%s.%N)
     set +e
-    /usr/bin/time -v -o "$W/time.$name" "$@" >"$out" 2>"$err"
+    if [ "$out" = - ]; then # keep stdout on our stderr (never reopen /dev/stderr: it truncates)
+        /usr/bin/time -v -o "$W/time.$name" "$@" 2>"$err" >&2
+    else
+        /usr/bin/time -v -o "$W/time.$name" "$@" >"$out" 2>"$err"
+    fi
     M_RC=$?
     set -e
     t1=$(date +%s.%N)
@@ -102,6 +106,8 @@ cat "$W/import.log" >&2
 if [ "$M_RC" -ne 0 ] && [ "$M_RC" -ne 3 ]; then say "import failed ($M_RC)"; exit 1; fi
 [ "$M_RC" -eq 0 ] || say "WARNING: import rejected some generated rows (exit 3)"
 IMPORT_S=$M_S IMPORT_RSS=$M_RSS
+IMPORT_CPU=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } /Percent of CPU/ { p = $2 }
+    END { printf "user %.1f s, sys %.1f s, CPU %s", u, s, p }' "$W/time.import")
 read -r EVENTS_TOTAL IMPORT_REPORTED_S < <(sed -n 's/^total: \([0-9]*\) events in \([0-9.]*\) s.*/\1 \2/p' "$W/import.log")
 read -r USAGE_STORED USAGE_RATE < <(sed -n 's/^.*usage\.jsonl: \([0-9]*\) stored.*(\([0-9.]*\) events\/s).*/\1 \2/p' "$W/import.log")
 IMPORT_RATE=$(awk -v n="$EVENTS_TOTAL" -v s="$IMPORT_S" 'BEGIN { printf "%.0f", n / s }')
@@ -137,19 +143,34 @@ KPI_QUARTER_S=$K_S KPI_QUARTER_RSS=$K_RSS
 kpi_runs kpi_default "$SERIES_PERIOD" --every month --config "$W/default.toml"
 KPI_DEFAULT_S=$K_S KPI_DEFAULT_RSS=$K_RSS
 
+# Where the KPI time goes: opening the log alone (`tenure status`), and the same report on a
+# log holding only the lanes the revenue ledger reads (accounts, subscriptions, costs).
+measure status /dev/null /dev/null "$T" status --data "$DATA"
+STATUS_S=$M_S STATUS_RSS=$M_RSS
+REV="$W/data-revenue"
+rm -rf "$REV"
+"$T" import --data "$REV" "$COMPANY"/accounts.jsonl "$COMPANY"/subscriptions.jsonl \
+    "$COMPANY"/costs.jsonl 2>/dev/null
+cp "$DATA/tenure.toml" "$REV/"
+DATA_FULL=$DATA DATA=$REV
+kpi_runs kpi_revenue_lanes "$SERIES_PERIOD" --every month
+KPI_REV_S=$K_S KPI_REV_RSS=$K_RSS
+DATA=$DATA_FULL
+rm -rf "$REV"
+
 # --- 6. DuckDB -------------------------------------------------------------------------------
 say "DuckDB: export subscriptions + accounts to Parquet (not timed in the comparison)"
 t0=$(date +%s.%N)
 "$PY" "${PEER[@]}" export --company "$COMPANY" --out "$W/parquet"
 EXPORT_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
 say "DuckDB: the same 12-month series from Parquet ($REPEAT runs)"
-measure duckdb_series /dev/stderr "$W/duckdb_series.err" \
+measure duckdb_series - "$W/duckdb_series.err" \
     "$PY" "${PEER[@]}" query --parquet "$W/parquet" --as-of "$AS_OF" \
     --first-month "$SERIES_FIRST" --months 12 --repeat "$REPEAT" --out "$W/duckdb_series.json"
 cat "$W/duckdb_series.err" >&2
 [ "$M_RC" -eq 0 ] || { say "duckdb query failed"; exit 1; }
 DUCK_SERIES_RSS=$M_RSS
-measure duckdb_quarter /dev/stderr "$W/duckdb_quarter.err" \
+measure duckdb_quarter - "$W/duckdb_quarter.err" \
     "$PY" "${PEER[@]}" query --parquet "$W/parquet" --as-of "$AS_OF" \
     --bounds "$QBOUNDS" --repeat "$REPEAT" --out "$W/duckdb_quarter.json"
 cat "$W/duckdb_quarter.err" >&2
@@ -187,6 +208,11 @@ DIRTY=0
     put import_s "$IMPORT_S"
     put import_reported_s "$IMPORT_REPORTED_S"
     put import_rss_kb "$IMPORT_RSS"
+    put import_cpu "$IMPORT_CPU"
+    put status_s "$STATUS_S"
+    put status_rss_kb "$STATUS_RSS"
+    put kpi_revenue_lanes_s "$KPI_REV_S"
+    put kpi_revenue_lanes_rss_kb "$KPI_REV_RSS"
     put import_events_per_s "$IMPORT_RATE"
     put usage_stored "$USAGE_STORED"
     put import_usage_events_per_s "$USAGE_RATE"
