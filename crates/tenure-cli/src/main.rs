@@ -406,7 +406,7 @@ fn import(
             }
         };
         let result = if stdin {
-            importer.import(std::io::stdin().lock(), fmt, file_kind, &mut on_reject, &mut on_commit)
+            importer.import(std::io::stdin(), fmt, file_kind, &mut on_reject, &mut on_commit)
         } else {
             let f = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
             importer.import(f, fmt, file_kind, &mut on_reject, &mut on_commit)

@@ -65,18 +65,21 @@ const CHUNK: usize = 256 << 10;
 /// Rows per group commit for CSV.
 const CSV_BATCH: usize = 50_000;
 
-/// One encoded event of a chunk: kind, key and its byte range in the chunk buffer.
-struct Rec {
-    kind: EventKind,
-    key: u128,
-    start: usize,
-    end: usize,
-}
-
+/// A chunk of input made ready for the writer: framed log records (kind and byte range
+/// in `buf`), in input order, and the chunk's rejections.
 struct Parsed {
-    recs: Vec<Rec>,
+    recs: Vec<(EventKind, usize, usize)>,
     buf: Vec<u8>,
     rejections: Vec<Rejection>,
+}
+
+/// One block of JSONL, parsed: the writer appends it and commits.
+struct Block {
+    parsed: Vec<Parsed>,
+    /// Rejection of an over-long line skipped before this block's lines.
+    skipped: Option<Rejection>,
+    bytes: u64,
+    last_line: u64,
 }
 
 impl Importer {
@@ -88,7 +91,7 @@ impl Importer {
 
     pub fn import(
         &mut self,
-        input: impl Read,
+        input: impl Read + Send,
         format: Format,
         default_kind: Option<EventKind>,
         on_reject: &mut dyn FnMut(&Rejection),
@@ -101,10 +104,10 @@ impl Importer {
     }
 
     fn store(&mut self, p: &Parsed, sum: &mut FileSummary) -> Result<(), ImportError> {
-        for r in &p.recs {
-            if self.log.append(lane(r.kind), r.key, &p.buf[r.start..r.end])? {
+        for &(kind, start, end) in &p.recs {
+            if self.log.append_framed(lane(kind), &p.buf[start..end])? {
                 sum.progress.accepted += 1;
-                *sum.by_kind.entry(r.kind.as_str()).or_default() += 1;
+                *sum.by_kind.entry(kind.as_str()).or_default() += 1;
             } else {
                 sum.progress.duplicates += 1;
             }
@@ -112,92 +115,41 @@ impl Importer {
         Ok(())
     }
 
+    /// Two stages: a reader thread reads blocks and parses them (in parallel, framing log
+    /// records off the writer's path) while this thread appends the previous block and
+    /// commits it. The channel holds one block, which bounds memory to about three blocks.
     fn import_jsonl(
         &mut self,
-        mut input: impl Read,
+        input: impl Read + Send,
         default_kind: Option<EventKind>,
         on_reject: &mut dyn FnMut(&Rejection),
         on_commit: &mut dyn FnMut(&Progress),
     ) -> Result<FileSummary, ImportError> {
         let mut sum = FileSummary::default();
-        let mut block: Vec<u8> = Vec::with_capacity(BLOCK + CHUNK);
-        let mut next_line: u64 = 1;
-        // While discarding the rest of an oversized line, the line it started on.
-        let mut skipping: Option<u64> = None;
-        let max_line = self.cfg.max_line_bytes;
-        let mut eof = false;
-        while !eof {
-            // Fill the block.
-            while block.len() < BLOCK {
-                let old = block.len();
-                block.resize(old + (BLOCK - old).max(64 << 10), 0);
-                let n = input.read(&mut block[old..])?;
-                block.truncate(old + n);
-                if n == 0 {
-                    eof = true;
-                    break;
-                }
-            }
-            // Complete lines only, unless at the end of input.
-            let cut =
-                if eof { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
-            if cut == 0 {
-                // One line longer than a whole block: reject it and skip to its end.
-                if skipping.is_none() {
-                    skipping = Some(next_line);
-                }
-                sum.progress.bytes += block.len() as u64;
-                block.clear();
-                continue;
-            }
-            let mut body = &block[..cut];
-            if let Some(line) = skipping.take() {
-                let end = memchr::memchr(b'\n', body).map_or(body.len(), |i| i + 1);
-                let r = Rejection {
-                    line,
-                    field: None,
-                    reason: format!("line is over the limit of {max_line} bytes"),
-                };
-                on_reject(&r);
-                sum.progress.rejected += 1;
-                body = &body[end..];
-                next_line += 1;
-            }
-            // Split into chunks at line ends, numbering their first lines.
-            let mut chunks: Vec<(u64, &[u8])> = Vec::new();
-            let mut rest = body;
-            while !rest.is_empty() {
-                let mut end = rest.len().min(CHUNK);
-                if end < rest.len() {
-                    end = memchr::memchr(b'\n', &rest[end..]).map_or(rest.len(), |i| end + i + 1);
-                }
-                let (chunk, tail) = rest.split_at(end);
-                chunks.push((next_line, chunk));
-                next_line += memchr::memchr_iter(b'\n', chunk).count() as u64;
-                if eof && tail.is_empty() && !chunk.ends_with(b"\n") {
-                    next_line += 1;
-                }
-                rest = tail;
-            }
-            let cfg = &self.cfg;
-            let parsed: Vec<Parsed> = chunks
-                .par_iter()
-                .map(|(first, chunk)| parse_chunk(chunk, *first, default_kind, cfg))
-                .collect();
-            for p in &parsed {
-                for r in &p.rejections {
+        let cfg = self.cfg.clone();
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Block, std::io::Error>>(1);
+            scope.spawn(move || read_blocks(input, default_kind, &cfg, &tx));
+            for block in rx {
+                let block = block?;
+                if let Some(r) = &block.skipped {
                     on_reject(r);
+                    sum.progress.rejected += 1;
                 }
-                sum.progress.rejected += p.rejections.len() as u64;
-                self.store(p, &mut sum)?;
+                for p in &block.parsed {
+                    for r in &p.rejections {
+                        on_reject(r);
+                    }
+                    sum.progress.rejected += p.rejections.len() as u64;
+                    self.store(p, &mut sum)?;
+                }
+                self.log.commit()?;
+                sum.progress.bytes += block.bytes;
+                sum.progress.lines = block.last_line;
+                on_commit(&sum.progress);
             }
-            self.log.commit()?;
-            sum.progress.bytes += cut as u64;
-            sum.progress.lines = next_line - 1;
-            on_commit(&sum.progress);
-            block.drain(..cut);
-        }
-        Ok(sum)
+            Ok(sum)
+        })
     }
 
     fn import_csv(
@@ -238,11 +190,111 @@ impl Importer {
     }
 }
 
+/// Frames one event as a log record at the end of the chunk buffer.
 fn push_event(p: &mut Parsed, e: &tenure_core::event::Event) {
-    let start = p.buf.len();
+    let start = tenure_log::begin_record(&mut p.buf);
     codec::encode(e, &mut p.buf);
-    let end = p.buf.len();
-    p.recs.push(Rec { kind: e.kind(), key: key(e, &p.buf[start..end]), start, end });
+    let k = key(e, &p.buf[start + tenure_log::RECORD_HEADER_LEN..]);
+    if tenure_log::finish_record(&mut p.buf, start, k) {
+        p.recs.push((e.kind(), start, p.buf.len()));
+    }
+}
+
+/// Reads the input in blocks of whole lines, parses each block in parallel chunks, and
+/// sends the blocks in order. Stops at the end of input, a read error, or a closed channel.
+fn read_blocks(
+    mut input: impl Read,
+    default_kind: Option<EventKind>,
+    cfg: &IngestConfig,
+    tx: &std::sync::mpsc::SyncSender<Result<Block, std::io::Error>>,
+) {
+    let mut block: Vec<u8> = Vec::with_capacity(BLOCK + CHUNK);
+    let mut next_line: u64 = 1;
+    // While discarding the rest of an over-long line: the line it started on.
+    let mut skipping: Option<u64> = None;
+    let mut skipped_bytes = 0u64;
+    let mut eof = false;
+    while !eof {
+        while block.len() < BLOCK {
+            let old = block.len();
+            block.resize(BLOCK, 0);
+            match input.read(&mut block[old..]) {
+                Ok(n) => {
+                    block.truncate(old + n);
+                    if n == 0 {
+                        eof = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => block.truncate(old),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        // Complete lines only, unless at the end of input.
+        let cut =
+            if eof { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
+        if cut == 0 {
+            if !eof {
+                // One line longer than a whole block: skip it, reject it once it ends.
+                skipping.get_or_insert(next_line);
+                skipped_bytes += block.len() as u64;
+                block.clear();
+            } else if let Some(line) = skipping.take() {
+                // The over-long line ran to the end of the input.
+                let reason = format!("line is over the limit of {} bytes", cfg.max_line_bytes);
+                let b = Block {
+                    parsed: Vec::new(),
+                    skipped: Some(Rejection { line, field: None, reason }),
+                    bytes: skipped_bytes,
+                    last_line: line,
+                };
+                let _ = tx.send(Ok(b));
+            }
+            continue;
+        }
+        let mut body = &block[..cut];
+        let mut skipped = None;
+        if let Some(line) = skipping.take() {
+            let end = memchr::memchr(b'\n', body).map_or(body.len(), |i| i + 1);
+            let reason = format!("line is over the limit of {} bytes", cfg.max_line_bytes);
+            skipped = Some(Rejection { line, field: None, reason });
+            body = &body[end..];
+            next_line += 1;
+        }
+        // Split into chunks at line ends, numbering their first lines.
+        let mut chunks: Vec<(u64, &[u8])> = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let mut end = rest.len().min(CHUNK);
+            if end < rest.len() {
+                end = memchr::memchr(b'\n', &rest[end..]).map_or(rest.len(), |i| end + i + 1);
+            }
+            let (chunk, tail) = rest.split_at(end);
+            chunks.push((next_line, chunk));
+            next_line += memchr::memchr_iter(b'\n', chunk).count() as u64;
+            if tail.is_empty() && !chunk.ends_with(b"\n") {
+                next_line += 1;
+            }
+            rest = tail;
+        }
+        let parsed = chunks
+            .par_iter()
+            .map(|(first, chunk)| parse_chunk(chunk, *first, default_kind, cfg))
+            .collect();
+        let b = Block {
+            parsed,
+            skipped,
+            bytes: cut as u64 + std::mem::take(&mut skipped_bytes),
+            last_line: next_line - 1,
+        };
+        if tx.send(Ok(b)).is_err() {
+            return;
+        }
+        block.drain(..cut);
+    }
 }
 
 fn parse_chunk(
@@ -252,8 +304,8 @@ fn parse_chunk(
     cfg: &IngestConfig,
 ) -> Parsed {
     let mut p = Parsed {
-        recs: Vec::with_capacity(chunk.len() / 128),
-        buf: Vec::with_capacity(chunk.len()),
+        recs: Vec::with_capacity(chunk.len() / 100),
+        buf: Vec::with_capacity(chunk.len() + chunk.len() / 4),
         rejections: Vec::new(),
     };
     for (i, line) in chunk.split(|&b| b == b'\n').enumerate() {

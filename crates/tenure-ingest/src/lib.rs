@@ -72,7 +72,8 @@ pub fn parse_json_line(
             cfg.max_line_bytes
         )));
     }
-    let raw = raw::from_json(line).map_err(|e| match e {
+    let mut raw = Raw::default();
+    raw::from_json(line, &mut raw).map_err(|e| match e {
         RawError::NotAnObject => FieldError::row("expected a JSON object"),
         RawError::Duplicate(f) => {
             FieldError { field: Some(f), reason: "field appears twice".into() }

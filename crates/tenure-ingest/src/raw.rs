@@ -208,14 +208,16 @@ pub enum RawError {
     Json(String),
 }
 
-struct RawVisitor;
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = Result<Raw<'de>, RawError>;
+/// Fills a caller's [`Raw`] in place: the struct is large (a slot per known field), and
+/// returning it by value through serde's layers would copy it several times per row.
+struct RawVisitor<'r, 'de>(&'r mut Raw<'de>);
+impl<'de> Visitor<'de> for RawVisitor<'_, 'de> {
+    type Value = Result<(), RawError>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut raw = Raw::default();
+        let raw = self.0;
         let mut dup = None;
         while let Some(k) = map.next_key::<Cow<'de, str>>()? {
             if k == "attributes" {
@@ -244,7 +246,7 @@ impl<'de> Visitor<'de> for RawVisitor {
         }
         Ok(match dup {
             Some(d) => Err(RawError::Duplicate(d)),
-            None => Ok(raw),
+            None => Ok(()),
         })
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -271,13 +273,13 @@ impl<'de> Visitor<'de> for RawVisitor {
     }
 }
 
-/// Reads one JSON object into a [`Raw`], borrowing strings from the input where possible.
-pub fn from_json(line: &str) -> Result<Raw<'_>, RawError> {
+/// Reads one JSON object into `raw` (which must be empty), borrowing strings from the
+/// input where possible.
+pub fn from_json<'a>(line: &'a str, raw: &mut Raw<'a>) -> Result<(), RawError> {
     let mut de = serde_json::Deserializer::from_str(line);
-    let raw = match de.deserialize_any(RawVisitor) {
+    match de.deserialize_any(RawVisitor(raw)) {
         Ok(r) => r?,
         Err(e) => return Err(RawError::Json(e.to_string())),
-    };
-    de.end().map_err(|e| RawError::Json(e.to_string()))?;
-    Ok(raw)
+    }
+    de.end().map_err(|e| RawError::Json(e.to_string()))
 }

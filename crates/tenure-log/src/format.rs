@@ -44,6 +44,30 @@ pub(crate) fn encode_record(buf: &mut Vec<u8>, key: u128, payload: &[u8]) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Starts a record whose payload the caller writes in place after the returned offset's
+/// header: `let at = begin_record(buf); encode(payload into buf); finish_record(buf, at, key)`.
+/// This lets callers frame records in parallel, away from the single writer.
+pub fn begin_record(buf: &mut Vec<u8>) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+    start
+}
+
+/// Completes a record begun at `start`: everything after its header is the payload.
+/// Returns `false` (and truncates the buffer back to `start`) when the payload is too large.
+pub fn finish_record(buf: &mut Vec<u8>, start: usize, key: u128) -> bool {
+    let len = buf.len() - start - RECORD_HEADER_LEN;
+    if len > MAX_PAYLOAD_LEN {
+        buf.truncate(start);
+        return false;
+    }
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start + CRC_START..start + RECORD_HEADER_LEN].copy_from_slice(&key.to_le_bytes());
+    let crc = crc32fast::hash(&buf[start + CRC_START..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    true
+}
+
 /// Why a record at some offset is not valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RecordFault {

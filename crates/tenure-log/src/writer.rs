@@ -174,8 +174,17 @@ impl LaneWriter {
     }
 
     #[inline]
-    fn push(&mut self, key: u128, payload: &[u8], segment_bytes: u64) {
-        let rec_len = (RECORD_HEADER_LEN + payload.len()) as u64;
+    fn push_framed(&mut self, record: &[u8], segment_bytes: u64) {
+        self.plan_roll(record.len() as u64, segment_bytes);
+        self.pending.extend_from_slice(record);
+        self.proj_seg_len += record.len() as u64;
+        self.proj_seg_records += 1;
+        self.pending_records += 1;
+    }
+
+    /// Starts a new segment in the plan when `rec_len` more bytes would overflow this one.
+    #[inline]
+    fn plan_roll(&mut self, rec_len: u64, segment_bytes: u64) {
         if self.proj_seg_records > 0 && self.proj_seg_len + rec_len > segment_bytes {
             self.splits.push(Split {
                 at: self.pending.len(),
@@ -184,8 +193,13 @@ impl LaneWriter {
             self.proj_seg_len = SEGMENT_HEADER_LEN as u64;
             self.proj_seg_records = 0;
         }
+    }
+
+    #[inline]
+    fn push(&mut self, key: u128, payload: &[u8], segment_bytes: u64) {
+        self.plan_roll((RECORD_HEADER_LEN + payload.len()) as u64, segment_bytes);
         format::encode_record(&mut self.pending, key, payload);
-        self.proj_seg_len += rec_len;
+        self.proj_seg_len += (RECORD_HEADER_LEN + payload.len()) as u64;
         self.proj_seg_records += 1;
         self.pending_records += 1;
     }
@@ -331,27 +345,53 @@ impl Log {
     /// `key` is already stored or pending in any lane. Not durable until
     /// [`commit`](Log::commit).
     pub fn append(&mut self, lane: &str, key: u128, payload: &[u8]) -> Result<bool, LogError> {
-        if self.poisoned {
-            return Err(LogError::Poisoned);
-        }
         if payload.len() > MAX_PAYLOAD_LEN {
             return Err(LogError::RecordTooLarge { len: payload.len(), max: MAX_PAYLOAD_LEN });
         }
-        let known_lane = self.lanes.contains_key(lane);
-        if !known_lane && !format::is_valid_lane(lane) {
+        let segment_bytes = self.opts.segment_bytes;
+        match self.admit(lane, key)? {
+            Some(writer) => writer.push(key, payload, segment_bytes),
+            None => return Ok(false),
+        }
+        self.pending_records += 1;
+        Ok(true)
+    }
+
+    /// The lane's writer if `key` is new (and now claimed), `None` for a duplicate.
+    fn admit(&mut self, lane: &str, key: u128) -> Result<Option<&mut LaneWriter>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        let known = self.lanes.contains_key(lane);
+        if !known && !format::is_valid_lane(lane) {
             return Err(LogError::InvalidLane(lane.to_owned()));
         }
         if !self.keys.insert(key) {
-            return Ok(false);
+            return Ok(None);
         }
-        let writer = match self.lanes.get_mut(lane) {
-            Some(writer) => writer,
-            None => self
-                .lanes
-                .entry(lane.to_owned())
-                .or_insert_with(|| LaneWriter::new(self.dir.join(lane))),
+        // Look the lane up by `&str` on the hot path; allocate its name only once.
+        if !known {
+            self.lanes.insert(lane.to_owned(), LaneWriter::new(self.dir.join(lane)));
+        }
+        Ok(self.lanes.get_mut(lane))
+    }
+
+    /// Appends a record framed by [`crate::begin_record`] / [`crate::finish_record`]
+    /// (framing and checksumming can then run in parallel, off the writer). Same
+    /// deduplication as [`Log::append`]; the framing is trusted, not re-verified.
+    pub fn append_framed(&mut self, lane: &str, record: &[u8]) -> Result<bool, LogError> {
+        let len = record.len().saturating_sub(RECORD_HEADER_LEN);
+        let (Some(key_bytes), true) = (record.get(8..RECORD_HEADER_LEN), len <= MAX_PAYLOAD_LEN)
+        else {
+            return Err(LogError::RecordTooLarge { len, max: MAX_PAYLOAD_LEN });
         };
-        writer.push(key, payload, self.opts.segment_bytes);
+        let key = u128::from_le_bytes(key_bytes.try_into().unwrap_or([0; 16]));
+        debug_assert!(format::decode_record(record, 0).is_ok(), "a badly framed record");
+        let segment_bytes = self.opts.segment_bytes;
+        match self.admit(lane, key)? {
+            Some(writer) => writer.push_framed(record, segment_bytes),
+            None => return Ok(false),
+        }
         self.pending_records += 1;
         Ok(true)
     }

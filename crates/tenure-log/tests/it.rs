@@ -623,3 +623,26 @@ proptest! {
         prop_assert_eq!(stats.pending_records, 0);
     }
 }
+
+#[test]
+fn framed_records_append_like_plain_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let mut buf = Vec::new();
+    let mut ranges = Vec::new();
+    for (key, payload) in [(1u128, &b"alpha"[..]), (2, b"beta"), (1, b"alpha again")] {
+        let at = tenure_log::begin_record(&mut buf);
+        buf.extend_from_slice(payload);
+        assert!(tenure_log::finish_record(&mut buf, at, key));
+        ranges.push(at..buf.len());
+    }
+    let stored: Vec<bool> =
+        ranges.iter().map(|r| log.append_framed("usage", &buf[r.clone()]).unwrap()).collect();
+    assert_eq!(stored, [true, true, false]);
+    assert!(!log.append("usage", 2, b"plain duplicate").unwrap());
+    log.commit().unwrap();
+    drop(log);
+    let reader = LogReader::open(dir.path()).unwrap();
+    let got = reader.read_lane("usage").unwrap();
+    assert_eq!(got, vec![(1, b"alpha".to_vec()), (2, b"beta".to_vec())]);
+}
