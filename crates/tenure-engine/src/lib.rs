@@ -10,6 +10,7 @@ pub mod import;
 pub use config::{Config, ConfigError};
 pub use import::{FileSummary, ImportError, Importer, Progress};
 
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use tenure_core::codec;
 use tenure_core::event::{Event, EventKind};
@@ -86,24 +87,43 @@ pub fn replay(
     if !dir.exists() {
         return Ok(());
     }
-    let reader = LogReader::open(&dir)?;
-    for kind in kinds {
-        let lane = lane(*kind);
-        reader
-            .scan(lane, |_, payload| {
-                let e = codec::decode(payload).map_err(|e| EngineError::Decode {
-                    lane: lane.to_string(),
-                    reason: e.to_string(),
-                })?;
-                f(e);
-                Ok::<(), EngineError>(())
-            })
-            .map_err(|e| match e {
-                ScanError::Log(l) => EngineError::Log(l),
-                ScanError::Callback(c) => c,
-            })?;
+    let lanes: Vec<&str> = kinds.iter().map(|k| lane(*k)).collect();
+    let reader = LogReader::open_lanes(&dir, &lanes)?;
+    // Lanes decode independently, so they decode in parallel; `f` still sees them one
+    // after the other, each in log order.
+    let decoded: Vec<Result<Vec<Event>, EngineError>> =
+        lanes.par_iter().map(|lane| decode_lane(&reader, lane)).collect();
+    for events in decoded {
+        events?.into_iter().for_each(&mut f);
     }
     Ok(())
+}
+
+fn decode_lane(reader: &LogReader, lane: &str) -> Result<Vec<Event>, EngineError> {
+    let mut out = Vec::with_capacity(usize::try_from(reader.lane_len(lane)).unwrap_or(0));
+    scan_events(reader, lane, |e| out.push(e))?;
+    Ok(out)
+}
+
+/// Decodes every record of a lane, in log order.
+fn scan_events(
+    reader: &LogReader,
+    lane: &str,
+    mut f: impl FnMut(Event),
+) -> Result<(), EngineError> {
+    reader
+        .scan(lane, |_, payload| {
+            let e = codec::decode(payload).map_err(|e| EngineError::Decode {
+                lane: lane.to_string(),
+                reason: e.to_string(),
+            })?;
+            f(e);
+            Ok::<(), EngineError>(())
+        })
+        .map_err(|e| match e {
+            ScanError::Log(l) => EngineError::Log(l),
+            ScanError::Callback(c) => c,
+        })
 }
 
 /// The kinds the revenue ledger reads. Invoices are not among them: no revenue KPI reads
@@ -113,9 +133,42 @@ pub const REVENUE_KINDS: &[EventKind] =
 
 /// Folds the log into the revenue ledger as known at `as_of`.
 pub fn ledger(data: &Path, cfg: &Config, as_of: Timestamp) -> Result<Ledger, EngineError> {
-    let mut b = LedgerBuilder::new();
-    replay(data, REVENUE_KINDS, |e| b.push(e))?;
-    Ok(b.finish(&cfg.revenue, as_of))
+    ledger_with(data, cfg, as_of, true)
+}
+
+/// As [`ledger`]; without `attributes` the account lane is not read (names and attributes
+/// stay empty), which a report that cuts by no attribute does not need.
+pub fn ledger_with(
+    data: &Path,
+    cfg: &Config,
+    as_of: Timestamp,
+    attributes: bool,
+) -> Result<Ledger, EngineError> {
+    let dir = log_dir(data);
+    if !dir.exists() {
+        return Ok(LedgerBuilder::new().finish(&cfg.revenue, as_of));
+    }
+    let lanes: Vec<&str> = REVENUE_KINDS
+        .iter()
+        .filter(|k| attributes || **k != EventKind::Account)
+        .map(|k| lane(*k))
+        .collect();
+    let reader = LogReader::open_lanes(&dir, &lanes)?;
+    // One builder per lane, in parallel, merged in lane order: the same ledger as one
+    // builder fed lane after lane, without holding the decoded events twice.
+    let builders: Vec<Result<LedgerBuilder, EngineError>> = lanes
+        .par_iter()
+        .map(|lane| {
+            let mut b = LedgerBuilder::new();
+            scan_events(&reader, lane, |e| b.push(e))?;
+            Ok(b)
+        })
+        .collect();
+    let mut all = LedgerBuilder::new();
+    for b in builders {
+        all.merge(b?);
+    }
+    Ok(all.finish(&cfg.revenue, as_of))
 }
 
 /// Record counts per lane.

@@ -87,10 +87,19 @@ fn line_points(
     let mut prev_val: Option<LineVal> = None;
     // The open term: (term_start, term_end) and the index of its renewal record.
     let mut open_term: Option<(Option<Timestamp>, Timestamp, usize)> = None;
+    let mut product: Option<Arc<str>> = None;
+    let mut plan: Option<Arc<str>> = None;
     for (i, &(ts, order, s)) in states.iter().enumerate() {
         let next_ts = states.get(i + 1).map_or(Timestamp::MAX, |n| n.0);
-        let product: Arc<str> = Arc::from(s.product.as_deref().unwrap_or("(default)"));
-        let plan: Option<Arc<str>> = s.plan.as_deref().map(Arc::from);
+        // Lines rarely change product or plan: share the previous state's names.
+        let product_name = s.product.as_deref().unwrap_or("(default)");
+        if product.as_deref() != Some(product_name) {
+            product = Some(Arc::from(product_name));
+        }
+        if plan.as_deref() != s.plan.as_deref() {
+            plan = s.plan.as_deref().map(Arc::from);
+        }
+        let product = product.clone().unwrap_or_else(|| Arc::from(product_name));
         let mut val = eval(s, cfg, &product, &plan);
 
         // Renewals: a new term starting settles the open one as won; a cancellation as lost.

@@ -269,6 +269,24 @@ impl LedgerBuilder {
         self.raw.len()
     }
 
+    /// Takes everything `other` collected, as if its events had been pushed after ours.
+    /// Builders fed from different lanes (one per event kind) merge into the same result
+    /// as one builder fed with every lane, which lets lanes be read in parallel.
+    pub fn merge(&mut self, other: LedgerBuilder) {
+        for raw in other.raw {
+            let slot = self.slot(&raw.id);
+            if let Some((ts, name)) = raw.name
+                && slot.name.as_ref().is_none_or(|(t, _)| *t <= ts)
+            {
+                slot.name = Some((ts, name));
+            }
+            slot.attributes.extend(raw.attributes);
+            slot.subs.extend(raw.subs);
+            slot.invoices.extend(raw.invoices);
+        }
+        self.costs.extend(other.costs);
+    }
+
     /// Folds every account (in parallel) as known at `as_of`.
     pub fn finish(self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
         let mut results: Vec<(AccountLedger, Vec<Diagnostic>)> =

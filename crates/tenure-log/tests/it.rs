@@ -646,3 +646,23 @@ fn framed_records_append_like_plain_ones() {
     let got = reader.read_lane("usage").unwrap();
     assert_eq!(got, vec![(1, b"alpha".to_vec()), (2, b"beta".to_vec())]);
 }
+
+#[test]
+fn a_reader_of_some_lanes_sees_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    log.append("usage", 1, b"u").unwrap();
+    log.append("usage", 3, b"v").unwrap();
+    log.append("subscription", 2, b"s").unwrap();
+    log.commit().unwrap();
+    drop(log);
+    // Corrupt the usage lane's first record: a reader that does not ask for it is not affected.
+    let seg = std::fs::read_dir(dir.path().join("usage")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let r = LogReader::open_lanes(dir.path(), &["subscription"]).unwrap();
+    assert_eq!(r.lanes(), vec!["subscription".to_string()]);
+    assert_eq!(r.read_lane("subscription").unwrap(), vec![(2, b"s".to_vec())]);
+    assert!(LogReader::open(dir.path()).is_err());
+}
