@@ -256,6 +256,12 @@ fn segment_cuts_and_series_are_lists_that_sum_to_the_total() {
     assert_eq!(segs, [&Value::from("emea"), &Value::from("na"), &Value::Null]);
     assert_eq!(rows.iter().map(|r| f(r, "mrr_end")).sum::<f64>(), 700.0);
     assert_eq!(f(&rows[0], "mrr_end"), 450.0);
+    // One row per account: per-account expansion.
+    let per_account = kpi_json(&data, "2024-Q1", &["--by", "account"]);
+    let rows = per_account.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["segment"], "a");
+    assert_eq!((f(&rows[0], "mrr_new"), f(&rows[0], "upsell")), (100.0, 50.0));
     let series = kpi_json(&data, "2024-01..2024-04", &["--every", "month"]);
     let months: Vec<f64> = series.as_array().unwrap().iter().map(|r| f(r, "mrr_end")).collect();
     assert_eq!(months, [300.0, 650.0, 700.0]);
@@ -326,6 +332,17 @@ not json
     let d = data.display().to_string();
     let o = run(&["status", "--data", &d]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("ticket"));
+    // Standard input, with the type given on the command line.
+    let mut child = bin()
+        .args(["import", "--data", &d, "--type", "milestone", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{\"timestamp\":\"2024-03-05\",\"account_id\":\"a\",\"name\":\"first_value\"}\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stdin: 1 stored"));
     // Usage errors exit 2.
     assert_eq!(run(&["kpi", "--data", &d, "--period", "2024-Q7"]).status.code(), Some(2));
     assert_eq!(run(&["kpi", "--data", &d]).status.code(), Some(2));
