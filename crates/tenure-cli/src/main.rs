@@ -551,14 +551,16 @@ fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<
         .map(|r| r.segment.clone().flatten().unwrap_or_else(|| "(none)".into()))
         .collect();
     out(&report::kpis_table(&seg, cur, &labels))?;
-    out(&format!(
-        "\nData in {}. Try:\n  tenure kpi --data {} --period {label} --by region\n  tenure cohorts --data {} --by quarter --metric revenue\n",
-        dir.display(),
-        dir.display(),
-        dir.display()
-    ))?;
     if _tmp.is_some() {
-        out("(the demo data is removed on exit; pass --data DIR to keep it)\n")?;
+        out("\nThe demo data was temporary. Keep it and explore:\n  tenure demo --data ./demo\n")?;
+        out(&format!(
+            "  tenure kpi --data ./demo --period {label} --by region\n  tenure cohorts --data ./demo --by quarter --metric revenue\n"
+        ))?;
+    } else {
+        let d = dir.display();
+        out(&format!(
+            "\nData in {d}. Try:\n  tenure kpi --data {d} --period {label} --by region\n  tenure cohorts --data {d} --by quarter --metric revenue\n"
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -339,7 +339,14 @@ not json
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"{\"timestamp\":\"2024-03-05\",\"account_id\":\"a\",\"name\":\"first_value\"}\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"{\"timestamp\":\"2024-03-05\",\"account_id\":\"a\",\"name\":\"first_value\"}\n",
+        )
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("stdin: 1 stored"));
