@@ -1,37 +1,13 @@
 //! Calendar arithmetic on UTC seconds since the Unix epoch.
 //!
-//! Hand-written (Howard Hinnant's civil-date algorithms) because the generator only needs
-//! a handful of operations and must never read the clock: all times derive from the
-//! configured start month.
+//! Seconds (not `tenure_core::Timestamp` microseconds) because the generator writes
+//! whole-second text on its hot path; the civil calendar itself is `tenure_core::time`'s.
+//! The generator never reads the clock: all times derive from the configured start month.
 
 pub const HOUR: i64 = 3_600;
 pub const DAY: i64 = 86_400;
 
-/// Days since 1970-01-01 for a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Inverse of [`days_from_civil`].
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use tenure_core::time::{civil_from_days, days_from_civil};
 
 /// Timestamp of 00:00 UTC on the first day of month `(year, month) + add`.
 pub fn month_start(year: i32, month: u32, add: i64) -> i64 {
