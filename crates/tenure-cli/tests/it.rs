@@ -48,6 +48,33 @@ fn f(v: &Value, id: &str) -> f64 {
     v["kpis"][id].as_f64().unwrap_or_else(|| panic!("{id} is {:?}", v["kpis"][id]))
 }
 
+/// `n` annual contracts `PREFIX{i}` with terms `[start, due)` then `[due, next)`: the first
+/// `won` renew at `renewed_at` (a follow-on term starts), the others cancel at `lost_at`.
+fn contracts(
+    prefix: &str,
+    n: usize,
+    won: usize,
+    [start, due, next]: [&str; 3],
+    renewed_at: &str,
+    lost_at: &str,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}{i}");
+        let term = format!(r#","term_start":"{start}","term_end":"{due}""#);
+        lines.push(sub_line(start, &id, &id, "1200", "year", &term));
+        if i < won {
+            let next = format!(r#","term_start":"{due}","term_end":"{next}""#);
+            lines.push(sub_line(renewed_at, &id, &id, "1200", "year", &next));
+        } else {
+            lines.push(format!(
+                r#"{{"type":"subscription","timestamp":"{lost_at}","account_id":"{id}","subscription_id":"{id}","status":"canceled"}}"#
+            ));
+        }
+    }
+    lines
+}
+
 fn sub_line(
     ts: &str,
     account: &str,
@@ -131,49 +158,24 @@ fn churn_renewal_and_renewed_arr_examples() {
         }
     }
     let churn_data = import_lines(t.path(), "churn", &std::mem::take(&mut lines));
-    // Renewals: 100 annual contracts due in 2023-Q3, 90 renewed (a follow-on term starts).
-    for i in 0..100 {
-        let term = r#","term_start":"2022-08-01","term_end":"2023-08-01""#;
-        lines.push(sub_line(
-            "2022-08-01",
-            &format!("r{i}"),
-            &format!("r{i}"),
-            "1200",
-            "year",
-            term,
-        ));
-        if i < 90 {
-            let next = r#","term_start":"2023-08-01","term_end":"2024-08-01""#;
-            lines.push(sub_line(
-                "2023-07-20",
-                &format!("r{i}"),
-                &format!("r{i}"),
-                "1200",
-                "year",
-                next,
-            ));
-        } else {
-            lines.push(format!(r#"{{"type":"subscription","timestamp":"2023-08-01","account_id":"r{i}","subscription_id":"r{i}","status":"canceled"}}"#));
-        }
-    }
+    // Renewals: 100 annual contracts due in 2023-Q3, 90 renewed (a follow-on term starts);
     // 18 renewal opportunities in 2022-Q4, 16 won.
-    for i in 0..18 {
-        let term = r#","term_start":"2021-11-01","term_end":"2022-11-01""#;
-        lines.push(sub_line("2021-11-01", &format!("q{i}"), &format!("q{i}"), "600", "year", term));
-        if i < 16 {
-            let next = r#","term_start":"2022-11-01","term_end":"2023-11-01""#;
-            lines.push(sub_line(
-                "2022-11-01",
-                &format!("q{i}"),
-                &format!("q{i}"),
-                "600",
-                "year",
-                next,
-            ));
-        } else {
-            lines.push(format!(r#"{{"type":"subscription","timestamp":"2022-10-15","account_id":"q{i}","subscription_id":"q{i}","status":"canceled"}}"#));
-        }
-    }
+    lines.extend(contracts(
+        "r",
+        100,
+        90,
+        ["2022-08-01", "2023-08-01", "2024-08-01"],
+        "2023-07-20",
+        "2023-08-01",
+    ));
+    lines.extend(contracts(
+        "q",
+        18,
+        16,
+        ["2021-11-01", "2022-11-01", "2023-11-01"],
+        "2022-11-01",
+        "2022-10-15",
+    ));
     let renewal_data = import_lines(t.path(), "renewals", &std::mem::take(&mut lines));
     // Quarterly renewed ARR: ARR 1.5m at the start of 2025-Q2, 1.49m of it still there at the end.
     for i in 0..15 {
