@@ -200,6 +200,18 @@ fn data_dir(d: &DataArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("tenure-data"))
 }
 
+/// The data directory of a report, which must exist (a typo should not read as "no data").
+fn existing_data_dir(d: &DataArgs) -> Result<PathBuf> {
+    let dir = data_dir(d);
+    if !dir.exists() {
+        bail!(usage(format!(
+            "no data directory at {} (import some events first, or pass --data)",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
 fn config(d: &DataArgs) -> Result<Config> {
     Ok(tenure_engine::load_config(&data_dir(d), d.config.as_deref())?)
 }
@@ -244,13 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })?),
             };
             let cfg = config(&data)?;
-            let dir = data_dir(&data);
-            if !dir.exists() {
-                bail!(usage(format!(
-                    "no data directory at {} (import some events first, or pass --data)",
-                    dir.display()
-                )));
-            }
+            let dir = existing_data_dir(&data)?;
             let by = by.as_deref().map(By::parse);
             let attributes = matches!(by, Some(By::Attribute(_)));
             let ledger = tenure_engine::ledger_with(&dir, &cfg, as_of(&at)?, attributes)?;
@@ -293,14 +299,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 usage(format!("--by: unknown unit {by:?} (expected month | quarter | year)"))
             })?;
             let cfg = config(&data)?;
-            let ledger = tenure_engine::ledger_with(&data_dir(&data), &cfg, as_of(&at)?, false)?;
+            let ledger =
+                tenure_engine::ledger_with(&existing_data_dir(&data)?, &cfg, as_of(&at)?, false)?;
             let m = match metric {
                 Metric::Logo => CohortMetric::Logo,
                 Metric::Revenue => CohortMetric::Revenue,
             };
             let t = tenure_kpi::cohorts(&ledger, unit, m);
             match format {
-                OutFormat::Json => out(&(report::cohorts_json(&t) + "\n"))?,
+                OutFormat::Json => out(&(report::cohorts_json(&t, cfg.revenue.fx.base) + "\n"))?,
                 OutFormat::Csv => out(&report::cohorts_text(&t, true))?,
                 OutFormat::Table => out(&report::cohorts_text(&t, false))?,
             }
@@ -309,7 +316,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Renewals { data, period, open, format, as_of: at } => {
             let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
             let cfg = config(&data)?;
-            let ledger = tenure_engine::ledger_with(&data_dir(&data), &cfg, as_of(&at)?, false)?;
+            let ledger =
+                tenure_engine::ledger_with(&existing_data_dir(&data)?, &cfg, as_of(&at)?, false)?;
             let mut list: Vec<(&str, &tenure_ledger::Renewal)> = ledger
                 .accounts
                 .iter()

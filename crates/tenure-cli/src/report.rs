@@ -153,7 +153,7 @@ pub fn kpis_table(rows: &[Row], cur: Currency, labels: &[String]) -> String {
     out
 }
 
-pub fn cohorts_json(t: &CohortTable) -> String {
+pub fn cohorts_json(t: &CohortTable, cur: Currency) -> String {
     let rows: Vec<Json> = t
         .rows
         .iter()
@@ -162,7 +162,7 @@ pub fn cohorts_json(t: &CohortTable) -> String {
                 "cohort": r.label,
                 "start": r.start.to_string(),
                 "accounts": r.accounts,
-                "base_mrr": r.base_mrr as f64 / 100.0,
+                "base_mrr": money_json(r.base_mrr, cur),
                 "retention": r.values.iter().map(|v| v.map_or(Json::Null, |x| json!(x))).collect::<Vec<_>>(),
             })
         })

@@ -3,6 +3,16 @@
 use crate::time::Timestamp;
 use std::fmt;
 
+/// The ISO 4217 codes (list one, current and recently replaced, and funds codes).
+const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV \
+BRL BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD \
+EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR ISK \
+JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP \
+MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD \
+RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD \
+TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR \
+XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL";
+
 /// An ISO 4217 code (three upper-case ASCII letters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Currency([u8; 3]);
@@ -10,17 +20,18 @@ pub struct Currency([u8; 3]);
 impl Currency {
     pub const USD: Currency = Currency(*b"USD");
 
-    /// Accepts three ASCII letters in either case.
+    /// Accepts an ISO 4217 code in either case.
     pub fn parse(s: &str) -> Option<Currency> {
         let b = s.as_bytes();
         if b.len() != 3 || !b.iter().all(u8::is_ascii_alphabetic) {
             return None;
         }
-        Some(Currency([
+        let c = Currency([
             b[0].to_ascii_uppercase(),
             b[1].to_ascii_uppercase(),
             b[2].to_ascii_uppercase(),
-        ]))
+        ]);
+        ISO_4217.split(' ').any(|code| code.as_bytes() == c.0).then_some(c)
     }
 
     pub fn as_str(&self) -> &str {
@@ -234,6 +245,9 @@ mod tests {
             assert!(parse_minor(bad, usd).is_err(), "{bad}");
         }
         assert_eq!(format_minor(123_456, usd), "1234.56");
+        assert_eq!(Currency::parse("eur").map(|c| c.to_string()), Some("EUR".to_string()));
+        assert_eq!(Currency::parse("XYZ"), None);
+        assert_eq!(Currency::parse("US"), None);
         assert_eq!(format_minor(-5, usd), "-0.05");
     }
 

@@ -65,6 +65,8 @@ pub fn parse_json_line(
     default_kind: Option<EventKind>,
     cfg: &IngestConfig,
 ) -> Result<Event, FieldError> {
+    // A byte-order mark (some editors write one) is not part of the first object.
+    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
     if line.len() > cfg.max_line_bytes {
         return Err(FieldError::row(format!(
             "line is {} bytes, over the limit of {}",
@@ -150,10 +152,100 @@ enum Col {
     Ignored,
 }
 
+/// The CSV input as the csv crate reads it: CRLF line ends turned into LF, and the offsets
+/// of line ends remembered, so that a row's line number is counted here. (The csv crate's
+/// own count skips blank lines and is one short on CRLF files, and a rejection must name
+/// the right line.)
+pub struct LineCounted<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Offset in the output of `buf[0]`.
+    buf_start: u64,
+    /// A CR ended the last chunk read: whether it starts a CRLF is known with the next one.
+    held_cr: bool,
+    /// Offsets of the line ends not yet passed by a row start, and how many were passed.
+    newlines: std::collections::VecDeque<u64>,
+    passed: u64,
+}
+
+impl<R> LineCounted<R> {
+    fn new(inner: R) -> LineCounted<R> {
+        LineCounted {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            buf_start: 0,
+            held_cr: false,
+            newlines: Default::default(),
+            passed: 0,
+        }
+    }
+
+    /// The 1-based line of the byte at `offset` (offsets only ever move forward).
+    fn line_at(&mut self, offset: u64) -> u64 {
+        while self.newlines.front().is_some_and(|&p| p < offset) {
+            self.newlines.pop_front();
+            self.passed += 1;
+        }
+        // The csv crate places a row after blank lines at the first of them.
+        let mut at = offset;
+        while self.newlines.front() == Some(&at) {
+            self.newlines.pop_front();
+            self.passed += 1;
+            at += 1;
+        }
+        self.passed + 1
+    }
+
+    fn push(&mut self, b: u8) {
+        if b == b'\n' {
+            self.newlines.push_back(self.buf_start + self.buf.len() as u64);
+        }
+        self.buf.push(b);
+    }
+}
+
+impl<R: Read> Read for LineCounted<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.inner.read(&mut chunk)?;
+            self.buf_start += self.buf.len() as u64;
+            self.buf.clear();
+            self.pos = 0;
+            if n == 0 {
+                if std::mem::take(&mut self.held_cr) {
+                    self.push(b'\r');
+                    continue;
+                }
+                return Ok(0);
+            }
+            let mut bytes = &chunk[..n];
+            if std::mem::take(&mut self.held_cr) && bytes[0] != b'\n' {
+                self.push(b'\r');
+            }
+            if bytes.last() == Some(&b'\r') {
+                self.held_cr = true;
+                bytes = &bytes[..bytes.len() - 1];
+            }
+            for (i, &b) in bytes.iter().enumerate() {
+                if b != b'\r' || bytes.get(i + 1) != Some(&b'\n') {
+                    self.push(b);
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// A CSV file read row by row into events; header = field names, `attributes.KEY` columns
 /// become account attributes.
 pub struct CsvEvents<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineCounted<R>>,
     cols: Vec<Col>,
     default_kind: Option<EventKind>,
     record: csv::StringRecord,
@@ -161,8 +253,10 @@ pub struct CsvEvents<R: Read> {
 
 impl<R: Read> CsvEvents<R> {
     pub fn new(input: R, default_kind: Option<EventKind>) -> Result<CsvEvents<R>, CsvError> {
-        let mut reader =
-            csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(input);
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .from_reader(LineCounted::new(input));
         let headers = reader.headers().map_err(|e| CsvError::Header(e.to_string()))?.clone();
         let cols: Vec<Col> = headers
             .iter()
@@ -190,7 +284,7 @@ impl<R: Read> CsvEvents<R> {
         match self.reader.read_record(&mut self.record) {
             Ok(false) => None,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map_or(0, |p| self.reader.get_mut().line_at(p.byte()));
                 if let csv::ErrorKind::Io(_) = e.kind() {
                     return Some((
                         line,
@@ -203,7 +297,8 @@ impl<R: Read> CsvEvents<R> {
                 ))
             }
             Ok(true) => {
-                let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+                let line =
+                    self.record.position().map_or(0, |p| self.reader.get_mut().line_at(p.byte()));
                 if self.record.iter().all(|c| c.trim().is_empty()) {
                     return self.next_row(cfg);
                 }

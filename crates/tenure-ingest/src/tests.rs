@@ -142,3 +142,48 @@ fn file_names_name_types() {
         assert_eq!(kind_from_file_name(name), kind, "{name}");
     }
 }
+
+#[test]
+fn crlf_csv_rows_name_their_lines_and_a_jsonl_bom_is_ignored() {
+    let text = "account_id,timestamp,subscription_id,amount,status\r\na,2024-01-01,s1,x1,active\r\nb,2024-01-01,s2,\"1\r\n0\",active\r\n\r\nc,2024-01-01,s3,x3,active\r";
+    let mut rows = CsvEvents::new(text.as_bytes(), Some(EventKind::Subscription)).unwrap();
+    let mut out = Vec::new();
+    while let Some((line, r)) = rows.next_row(&cfg()) {
+        out.push(match r {
+            Ok(_) => format!("{line}: ok"),
+            Err(r) => r.to_string(),
+        });
+    }
+    expect![[r#"
+        2: amount: not a decimal amount: "x1"
+        3: amount: not a decimal amount: "1\n0"
+        6: amount: not a decimal amount: "x3""#]]
+    .assert_eq(&out.join("\n"));
+    let bom = "\u{feff}{\"type\":\"milestone\",\"timestamp\":\"2024-03-01\",\"account_id\":\"a\",\"name\":\"x\"}";
+    assert!(parse_json_line(bom, None, &cfg()).is_ok());
+}
+
+#[test]
+fn amounts_beyond_exactness_or_limits_are_refused() {
+    let line = |amount: &str, cur: &str| {
+        format!(
+            r#"{{"type":"invoice","timestamp":"2024-03-01","account_id":"a","invoice_id":"i","amount":{amount},"currency":"{cur}","status":"paid"}}"#
+        )
+    };
+    let reason = |l: String| parse_json_line(&l, None, &cfg()).err().map(|e| e.reason);
+    assert_eq!(
+        reason(line("12345678901234567.89", "USD")).unwrap(),
+        "12345678901234568 is too large to be exact as a JSON number; send it as a string"
+    );
+    assert_eq!(
+        reason(line("\"200000000000\"", "USD")).unwrap(),
+        "200000000000 is over the limit of 100000000000.00 USD"
+    );
+    assert_eq!(reason(line("1200.5", "XYZ")).unwrap(), "\"XYZ\" is not an ISO 4217 currency code");
+    assert_eq!(reason(line("1200.5", "usd")), None);
+    let q = r#"{"type":"subscription","timestamp":"2024-03-01","account_id":"a","subscription_id":"s","amount":"1","status":"active","quantity":9000000000000000000}"#;
+    assert_eq!(
+        parse_json_line(q, None, &cfg()).unwrap_err().reason,
+        "9000000000000000000 is out of range 0..=1000000000"
+    );
+}

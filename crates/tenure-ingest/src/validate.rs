@@ -28,6 +28,9 @@ type R<T> = Result<T, FieldError>;
 /// The longest id or name we store; longer values are a sign of a mapping mistake.
 const MAX_ID_CHARS: usize = 256;
 const MAX_TEXT_CHARS: usize = 10_000;
+/// Bounds that keep every sum of amounts and seats far from overflowing.
+const MAX_AMOUNT_MINOR: i64 = 10_000_000_000_000;
+const MAX_QUANTITY: i64 = 1_000_000_000;
 
 struct V<'r, 'a> {
     raw: &'r Raw<'a>,
@@ -145,7 +148,18 @@ impl<'a> V<'_, 'a> {
             Some(Scalar::Int(i)) => Cow::Owned(i.to_string()),
             // Rust prints the shortest decimal that reads back as the same float, which is
             // the text the producer wrote for any amount with a sane number of digits.
-            Some(Scalar::Float(x)) => Cow::Owned(format!("{x}")),
+            Some(Scalar::Float(x)) => {
+                // Past 2^53 minor units a JSON number cannot carry every digit exactly.
+                if x.abs() * 10f64.powi(currency.exponent() as i32) >= 9_007_199_254_740_992.0 {
+                    return Err(FieldError::at(
+                        f,
+                        format!(
+                            "{x} is too large to be exact as a JSON number; send it as a string"
+                        ),
+                    ));
+                }
+                Cow::Owned(format!("{x}"))
+            }
             Some(other) => {
                 return Err(FieldError::at(
                     f,
@@ -157,6 +171,10 @@ impl<'a> V<'_, 'a> {
             money::parse_minor(&text, currency).map_err(|e| FieldError::at(f, e.to_string()))?;
         if minor < 0 {
             return Err(FieldError::at(f, format!("must not be negative, got {text}")));
+        }
+        if minor > MAX_AMOUNT_MINOR {
+            let max = money::format_minor(MAX_AMOUNT_MINOR, currency);
+            return Err(FieldError::at(f, format!("{text} is over the limit of {max} {currency}")));
         }
         Ok(Some(Money { minor, currency }))
     }
@@ -310,7 +328,7 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                 kind: v
                     .opt_enum(F::Kind, LineKind::parse, LineKind::expected)?
                     .unwrap_or(LineKind::Product),
-                quantity: v.opt_int(F::Quantity, 0, i64::MAX)?.unwrap_or(1) as u64,
+                quantity: v.opt_int(F::Quantity, 0, MAX_QUANTITY)?.unwrap_or(1) as u64,
                 amount,
                 interval_months: v.interval()?,
                 status,

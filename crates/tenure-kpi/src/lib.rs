@@ -74,15 +74,15 @@ struct Acc {
     upsell: i64,
     cross_sell: i64,
     // Accounts that were customers at the start: their movements (NRR) and capped end (GRR).
-    cohort_expansion: i64,
-    cohort_contraction: i64,
-    cohort_churn: i64,
+    /// MRR at the end of the accounts that were customers at the start (NRR).
+    cohort_end: i64,
     cohort_kept: i64,
     customers_start: i64,
     customers_end: i64,
     customers_new: i64,
     customers_reactivated: i64,
     customers_churned: i64,
+    customers_churned_and_returned: i64,
     customers_retained: i64,
     customers_new_and_churned: i64,
     seats_end: i64,
@@ -97,7 +97,7 @@ struct Acc {
 
 impl Acc {
     fn add(&mut self, o: &Acc) {
-        macro_rules! sum { ($($f:ident),*) => { $(self.$f += o.$f;)* } }
+        macro_rules! sum { ($($f:ident),*) => { $(self.$f = self.$f.saturating_add(o.$f);)* } }
         sum!(
             mrr_start,
             mrr_end,
@@ -111,15 +111,14 @@ impl Acc {
             reactivation,
             upsell,
             cross_sell,
-            cohort_expansion,
-            cohort_contraction,
-            cohort_churn,
+            cohort_end,
             cohort_kept,
             customers_start,
             customers_end,
             customers_new,
             customers_reactivated,
             customers_churned,
+            customers_churned_and_returned,
             customers_retained,
             customers_new_and_churned,
             seats_end,
@@ -138,67 +137,66 @@ impl Acc {
         let e = a.state_before(p.end);
         let (mrr_s, cust_s) = s.map_or((0, false), |s| (s.mrr, s.customer));
         let (mrr_e, cust_e) = e.map_or((0, false), |s| (s.mrr, s.customer));
-        self.mrr_start += mrr_s;
-        self.mrr_end += mrr_e;
+        self.mrr_start = self.mrr_start.saturating_add(mrr_s);
+        self.mrr_end = self.mrr_end.saturating_add(mrr_e);
         let (arr_s, arr_e) = (s.map_or(0, |s| s.arr), e.map_or(0, |s| s.arr));
-        self.arr_start += arr_s;
-        self.arr_end += arr_e;
+        self.arr_start = self.arr_start.saturating_add(arr_s);
+        self.arr_end = self.arr_end.saturating_add(arr_e);
         if cust_s {
-            self.arr_kept += arr_e.min(arr_s);
+            self.arr_kept = self.arr_kept.saturating_add(arr_e.min(arr_s));
         }
-        self.customers_start += cust_s as i64;
-        self.customers_end += cust_e as i64;
-        self.seats_end += e.map_or(0, |s| s.seats as i64);
+        self.customers_start = self.customers_start.saturating_add(cust_s as i64);
+        self.customers_end = self.customers_end.saturating_add(cust_e as i64);
+        self.seats_end = self.seats_end.saturating_add(e.map_or(0, |s| s.seats as i64));
         let (mut had_new, mut had_react, mut had_churn) = (false, false, false);
         for m in a.movements_in(p.start, p.end) {
             match m.kind {
                 MovementKind::New => {
-                    self.new += m.amount;
+                    self.new = self.new.saturating_add(m.amount);
                     had_new = true;
                 }
                 MovementKind::Reactivation => {
-                    self.reactivation += m.amount;
+                    self.reactivation = self.reactivation.saturating_add(m.amount);
                     had_react = true;
                 }
                 MovementKind::Expansion => {
-                    self.expansion += m.amount;
-                    self.upsell += m.upsell;
-                    self.cross_sell += m.cross_sell;
-                    if cust_s {
-                        self.cohort_expansion += m.amount;
-                    }
+                    self.expansion = self.expansion.saturating_add(m.amount);
+                    self.upsell = self.upsell.saturating_add(m.upsell);
+                    self.cross_sell = self.cross_sell.saturating_add(m.cross_sell);
                 }
                 MovementKind::Contraction => {
-                    self.contraction += m.amount;
-                    if cust_s {
-                        self.cohort_contraction += m.amount;
-                    }
+                    self.contraction = self.contraction.saturating_add(m.amount);
                 }
                 MovementKind::Churn => {
-                    self.churn += m.amount;
+                    self.churn = self.churn.saturating_add(m.amount);
                     had_churn = true;
-                    if cust_s {
-                        self.cohort_churn += m.amount;
-                    }
                 }
             }
         }
-        self.customers_new += had_new as i64;
-        self.customers_reactivated += (had_react && !cust_s) as i64;
-        self.customers_churned += (had_churn && cust_s) as i64;
-        self.customers_new_and_churned += (had_churn && !cust_s) as i64;
+        self.customers_new = self.customers_new.saturating_add(had_new as i64);
+        self.customers_reactivated =
+            self.customers_reactivated.saturating_add((had_react && !cust_s) as i64);
+        // Customers at the start no longer customers at the end are lost; those that churned
+        // and came back within the period are counted apart, so churn + retention = 1.
+        self.customers_churned = self.customers_churned.saturating_add((cust_s && !cust_e) as i64);
+        self.customers_churned_and_returned = self
+            .customers_churned_and_returned
+            .saturating_add((cust_s && cust_e && had_churn) as i64);
+        self.customers_new_and_churned =
+            self.customers_new_and_churned.saturating_add((had_churn && !cust_s) as i64);
         if cust_s {
-            self.customers_retained += cust_e as i64;
-            self.cohort_kept += mrr_e.min(mrr_s);
+            self.customers_retained = self.customers_retained.saturating_add(cust_e as i64);
+            self.cohort_kept = self.cohort_kept.saturating_add(mrr_e.min(mrr_s));
+            self.cohort_end = self.cohort_end.saturating_add(mrr_e);
         }
         for r in a.renewals.iter().filter(|r| p.contains(r.due)) {
-            self.renewals_due += 1;
-            self.arr_due += r.arr_due;
+            self.renewals_due = self.renewals_due.saturating_add(1);
+            self.arr_due = self.arr_due.saturating_add(r.arr_due);
             match r.outcome {
                 RenewalOutcome::Won { arr, .. } => {
-                    self.renewals_won += 1;
-                    self.arr_won_gross += arr.min(r.arr_due);
-                    self.arr_won_net += arr;
+                    self.renewals_won = self.renewals_won.saturating_add(1);
+                    self.arr_won_gross = self.arr_won_gross.saturating_add(arr.min(r.arr_due));
+                    self.arr_won_net = self.arr_won_net.saturating_add(arr);
                 }
                 RenewalOutcome::Lost { .. } => self.renewals_lost += 1,
                 RenewalOutcome::Open => self.renewals_open += 1,
@@ -256,7 +254,6 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
         }
         _ => None,
     };
-    let nrr_num = a.mrr_start + a.cohort_expansion - a.cohort_contraction - a.cohort_churn;
     let grr = ratio(f(a.cohort_kept), f(a.mrr_start));
     let ci = |x: i64, n: i64| Interval(wilson(x as u64, n as u64));
     let (crc, cac, retention_cost, acquisition_cost) = match costs {
@@ -279,7 +276,7 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
         ("mrr_reactivation", Money(a.reactivation)),
         ("mrr_net_change", Money(a.mrr_end - a.mrr_start)),
         ("recurring_revenue_rate", Rate(ratio(f(a.mrr_end), f(a.mrr_start)))),
-        ("nrr", Rate(ratio(f(nrr_num), f(a.mrr_start)))),
+        ("nrr", Rate(ratio(f(a.cohort_end), f(a.mrr_start)))),
         ("grr", Rate(grr)),
         ("renewed_arr_rate", Rate(ratio(f(a.arr_kept), f(a.arr_start)))),
         ("logo_churn_rate", Rate(logo_churn)),
@@ -296,6 +293,7 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
         ("customers_new", Count(a.customers_new)),
         ("customers_reactivated", Count(a.customers_reactivated)),
         ("customers_churned", Count(a.customers_churned)),
+        ("customers_churned_and_returned", Count(a.customers_churned_and_returned)),
         ("customers_new_and_churned", Count(a.customers_new_and_churned)),
         ("contract_renewal_rate", Rate(ratio(f(a.renewals_won), f(a.renewals_due)))),
         ("contract_renewal_rate_ci95", ci(a.renewals_won, a.renewals_due)),

@@ -112,6 +112,29 @@ fn logo_churn_example() {
 }
 
 #[test]
+fn a_customer_who_churns_and_returns_within_the_period() {
+    // Start 100; cancelled, back at 300, down to 50, all in February.
+    let ev = vec![
+        sub("2024-01-01", "a", "a", 10_000, SubStatus::Active),
+        sub("2024-02-05", "a", "a", 0, SubStatus::Canceled),
+        sub("2024-02-10", "a", "a", 30_000, SubStatus::Active),
+        sub("2024-02-20", "a", "a", 5_000, SubStatus::Active),
+        sub("2024-01-01", "b", "b", 10_000, SubStatus::Active),
+        sub("2024-02-15", "b", "b", 0, SubStatus::Canceled),
+    ];
+    let rows = revenue(&ledger(ev), &[Period::parse("2024-02").unwrap()], None, &cfg());
+    let k = &rows[0].kpis;
+    // NRR = end MRR of the start customers / their start MRR = 50 / 200; never below GRR.
+    assert_eq!(get(k, "nrr"), Value::Rate(Some(0.25)));
+    assert_eq!(get(k, "grr"), Value::Rate(Some(0.25)));
+    // a is still a customer at the end: retained, not churned, but counted as returned.
+    assert_eq!(get(k, "customers_churned"), Value::Count(1));
+    assert_eq!(get(k, "customers_churned_and_returned"), Value::Count(1));
+    assert_eq!(get(k, "logo_churn_rate"), Value::Rate(Some(0.5)));
+    assert_eq!(get(k, "customer_retention_rate"), Value::Rate(Some(0.5)));
+}
+
+#[test]
 fn undefined_rates_are_null() {
     let rows = revenue(&ledger(vec![]), &[Period::parse("2024-06").unwrap()], None, &cfg());
     let k = &rows[0].kpis;
@@ -210,7 +233,14 @@ proptest! {
                     - money(k, "mrr_contraction") - money(k, "mrr_churn")
             );
             prop_assert_eq!(money(k, "mrr_expansion"), money(k, "upsell") + money(k, "cross_sell"));
-            if let Some(Value::Rate(Some(g))) = k.get("grr") { prop_assert!(*g <= 1.0 + 1e-12); }
+            if let Some(Value::Rate(Some(g))) = k.get("grr") {
+                prop_assert!(*g <= 1.0 + 1e-12);
+                let Some(Value::Rate(Some(n))) = k.get("nrr") else { panic!("nrr undefined where grr is not") };
+                prop_assert!(*n >= *g - 1e-12, "nrr {} below grr {}", n, g);
+            }
+            if let (Some(Value::Rate(Some(c))), Some(Value::Rate(Some(r)))) = (k.get("logo_churn_rate"), k.get("customer_retention_rate")) {
+                prop_assert!((c + r - 1.0).abs() < 1e-12);
+            }
         }
         for t in &total {
             for id in ["mrr_start", "mrr_end", "mrr_new", "mrr_expansion", "mrr_contraction", "mrr_churn", "mrr_reactivation"] {

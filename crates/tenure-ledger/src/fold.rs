@@ -23,7 +23,8 @@ struct LineVal {
     /// that an annual contract's ARR is its exact contract value.
     native_arr: i64,
     currency: Currency,
-    /// Keeps the account a customer even at 0 MRR (free plan kept, paused as contraction).
+    /// Keeps an account that has paid a customer even at 0 MRR (a free plan when free plans
+    /// are not churn, a pause counted as contraction).
     keeps_customer: bool,
     seats: u64,
     product: Arc<str>,
@@ -36,7 +37,9 @@ fn line_mrr(s: &Subscription) -> i64 {
 }
 
 fn line_arr(s: &Subscription) -> i64 {
-    div_round(s.amount.minor as i128 * 12, s.interval_months.max(1) as i128) as i64
+    // Validation bounds amounts far below this, but never let a product wrap.
+    i64::try_from(div_round(s.amount.minor as i128 * 12, s.interval_months.max(1) as i128))
+        .unwrap_or(i64::MAX)
 }
 
 fn eval(
@@ -84,9 +87,13 @@ fn line_points(
 ) -> Vec<(Timestamp, usize, LineVal)> {
     let mut out: Vec<(Timestamp, usize, LineVal)> = Vec::new();
     let mut past_due_since: Option<Timestamp> = None;
-    let mut prev_val: Option<LineVal> = None;
-    // The open term: (term_start, term_end) and the index of its renewal record.
-    let mut open_term: Option<(Option<Timestamp>, Timestamp, usize)> = None;
+    // The value and term end of the line's last live state (for churn at term end).
+    let mut live_val: Option<LineVal> = None;
+    let mut live_term_end: Option<Timestamp> = None;
+    // The open term: its due date and the index of its renewal record.
+    let mut open_term: Option<(Timestamp, usize)> = None;
+    // A renewal lost only because the line went unpaid: paying again reopens it.
+    let mut provisional: Option<usize> = None;
     let mut product: Option<Arc<str>> = None;
     let mut plan: Option<Arc<str>> = None;
     for (i, &(ts, order, s)) in states.iter().enumerate() {
@@ -102,10 +109,19 @@ fn line_points(
         let product = product.clone().unwrap_or_else(|| Arc::from(product_name));
         let mut val = eval(s, cfg, &product, &plan);
 
-        // Renewals: a new term starting settles the open one as won; a cancellation as lost.
+        // Renewals: a follow-on term (ending later than the one due, or starting at or after
+        // its end) settles the open one as won; a cancellation settles it as lost.
         let live = matches!(s.status, SubStatus::Active | SubStatus::PastDue | SubStatus::Paused);
-        if let Some((term_start, _, idx)) = open_term {
-            let new_term = live && s.term_start.is_some() && s.term_start != term_start;
+        if let Some(idx) = provisional.take()
+            && live
+        {
+            renewals[idx].outcome = RenewalOutcome::Open;
+            open_term = Some((renewals[idx].due, idx));
+        }
+        if let Some((due, idx)) = open_term {
+            let new_term = live
+                && (s.term_end.is_some_and(|e| e > due)
+                    || s.term_start.is_some_and(|st| st >= due));
             if new_term {
                 renewals[idx].outcome = RenewalOutcome::Won { at: ts, arr: 0 };
                 open_term = None;
@@ -115,16 +131,20 @@ fn line_points(
             }
         }
 
-        // Churn at term end: the cancelled line keeps its value until the term runs out.
+        // Churn at term end: a line cancelled mid-term keeps its value until the term runs
+        // out, however often the cancellation is sent again.
         let mut deferred_end: Option<Timestamp> = None;
-        let prev_term_end = if i > 0 { states[i - 1].2.term_end } else { None };
         if s.status == SubStatus::Canceled
             && cfg.churn_recognition == ChurnRecognition::TermEnd
-            && let (Some(prev), Some(te)) = (&prev_val, prev_term_end)
+            && let (Some(lv), Some(te)) = (&live_val, live_term_end)
             && te > ts
         {
-            val = prev.clone();
+            val = lv.clone();
             deferred_end = Some(te);
+        }
+        if live {
+            live_val = Some(val.clone());
+            live_term_end = s.term_end;
         }
 
         if s.status == SubStatus::PastDue {
@@ -132,26 +152,30 @@ fn line_points(
         } else {
             past_due_since = None;
         }
-        prev_val = Some(val.clone());
-        out.push((ts, order, val.clone()));
+        out.push((ts, order, val));
 
         // Open (or refresh) the term this state names.
         if live && let Some(te) = s.term_end {
             let arr_due = line_arr(s);
             match open_term {
-                Some((_, end, idx)) if end == te => renewals[idx].arr_due = arr_due,
-                // A term already settled (lost, then the line was updated) is not due again.
-                _ if renewals
+                Some((due, idx)) => {
+                    // The same term, or an amendment that moved its end earlier.
+                    renewals[idx].due = due.min(te);
+                    renewals[idx].arr_due = arr_due;
+                    open_term = Some((due.min(te), idx));
+                }
+                // A term already settled (say lost, then the line was updated) is not due again.
+                None if renewals
                     .iter()
                     .any(|r| r.subscription_id == s.subscription_id && r.due == te) => {}
-                _ => {
+                None => {
                     renewals.push(Renewal {
                         subscription_id: s.subscription_id.clone(),
                         due: te,
                         arr_due,
                         outcome: RenewalOutcome::Open,
                     });
-                    open_term = Some((s.term_start, te, renewals.len() - 1));
+                    open_term = Some((te, renewals.len() - 1));
                 }
             }
         }
@@ -179,7 +203,7 @@ fn line_points(
                 }
             } else if at < next_ts
                 && at <= as_of
-                && let Some((_, _, idx)) = open_term.take()
+                && let Some((_, idx)) = open_term.take()
             {
                 // Revenue left at the notice; the contract itself ends when the notice runs out.
                 renewals[idx].outcome = RenewalOutcome::Lost { at };
@@ -197,8 +221,11 @@ fn line_points(
             );
             z.involuntary = involuntary;
             out.push((at, order, z));
-            if let Some((_, _, idx)) = open_term.take() {
+            if let Some((_, idx)) = open_term.take() {
                 renewals[idx].outcome = RenewalOutcome::Lost { at };
+                if involuntary {
+                    provisional = Some(idx);
+                }
             }
         }
     }
@@ -250,10 +277,12 @@ pub(crate) fn fold_account(
     }
     points.sort_by_key(|p| (p.0, p.1));
 
-    // Walk the points, one account state per distinct timestamp.
-    // Per line: its value, base-currency MRR and ARR.
-    let mut lines: Vec<Option<(LineVal, i64, i64)>> = vec![None; line_count];
+    // Walk the points, one account state per distinct timestamp. Per line: its value, its
+    // base-currency MRR and ARR, and the date whose exchange rate it is converted at.
+    let mut lines: Vec<Option<(LineVal, i64, i64, Timestamp)>> = vec![None; line_count];
     let mut raw_steps: Vec<(Timestamp, Walk)> = Vec::new();
+    // Free or paused lines keep an account a customer only once it has paid.
+    let mut ever_paid = false;
     let mut i = 0;
     while i < points.len() {
         let ts = points[i].0;
@@ -261,32 +290,34 @@ pub(crate) fn fold_account(
         while i < points.len() && points[i].0 == ts {
             let (_, _, li, ref v) = points[i];
             let old = lines[li].take();
-            let base = base_value(
-                old.as_ref().map(|(o, b, _)| (o.native, o.currency, *b)),
-                v.native,
-                v.currency,
-                ts,
-                &cfg.fx,
-                &mut diags,
-            );
-            let arr = base_value(
-                old.as_ref().map(|(o, _, a)| (o.native_arr, o.currency, *a)),
-                v.native_arr,
-                v.currency,
-                ts,
-                &cfg.fx,
-                &mut diags,
-            );
-            involuntary |= v.involuntary && old.as_ref().is_some_and(|(_, b, _)| *b > 0);
-            lines[li] = Some((v.clone(), base, arr));
+            // A line is converted at the rate of the date it started paying (in this
+            // currency): its price changes convert at that same rate, so exchange rates
+            // moving never create movements, and the value is always its price x one rate.
+            let rate_date = match &old {
+                Some((o, _, _, d)) if o.native > 0 && o.currency == v.currency => *d,
+                _ => ts,
+            };
+            let mut convert = |native: i64| {
+                if native == 0 {
+                    return 0;
+                }
+                cfg.fx.convert(native, v.currency, rate_date).unwrap_or_else(|| {
+                    diags.push(missing_rate(v.currency, &cfg.fx));
+                    native
+                })
+            };
+            let (base, arr) = (convert(v.native), convert(v.native_arr));
+            involuntary |= v.involuntary && old.as_ref().is_some_and(|(_, b, _, _)| *b > 0);
+            lines[li] = Some((v.clone(), base, arr, rate_date));
             i += 1;
         }
         let mut w = Walk { involuntary, ..Walk::default() };
         let mut best: Option<(i64, &Option<Arc<str>>)> = None;
-        for (v, base, arr) in lines.iter().flatten() {
+        let mut kept = false;
+        for (v, base, arr, _) in lines.iter().flatten() {
             w.mrr += base;
             w.arr += arr;
-            w.customer |= *base > 0 || v.keeps_customer;
+            kept |= v.keeps_customer;
             w.seats += v.seats;
             if (*base > 0 || v.keeps_customer) && !w.held.contains(&v.product) {
                 w.held.push(v.product.clone());
@@ -301,6 +332,8 @@ pub(crate) fn fold_account(
                 }
             }
         }
+        ever_paid |= w.mrr > 0;
+        w.customer = w.mrr > 0 || (kept && ever_paid);
         w.plan = best.and_then(|(_, p)| p.clone());
         raw_steps.push((ts, w));
     }
@@ -316,8 +349,11 @@ pub(crate) fn fold_account(
         let start = raw_steps[g].0;
         let mut end = g;
         let mut involuntary = raw_steps[g].1.involuntary;
+        // Groups never cross a UTC day boundary, so the MRR reported at any day (and so at
+        // any period boundary) is exactly what it was at that instant.
         while end + 1 < raw_steps.len()
             && raw_steps[end + 1].0.0 - start.0 <= cfg.grouping_window_secs * 1_000_000
+            && raw_steps[end + 1].0.day() == start.day()
         {
             end += 1;
             involuntary |= raw_steps[end].1.involuntary;
@@ -435,32 +471,4 @@ pub(crate) fn fold_account(
         },
         diags,
     )
-}
-
-/// The base-currency MRR of a line after a change. Only the line's own change is converted
-/// (at the rate of its date), so exchange rates moving never create movements; a line that
-/// stops is exactly 0, whatever rates did meanwhile.
-fn base_value(
-    old: Option<(i64, Currency, i64)>,
-    native: i64,
-    currency: Currency,
-    ts: Timestamp,
-    fx: &FxTable,
-    diags: &mut Vec<Diagnostic>,
-) -> i64 {
-    let mut convert = |v: i64, c: Currency| {
-        fx.convert(v, c, ts).unwrap_or_else(|| {
-            diags.push(missing_rate(c, fx));
-            v
-        })
-    };
-    if native == 0 {
-        return 0;
-    }
-    match old {
-        Some((o, oc, base)) if o > 0 && oc == currency && base > 0 => {
-            (base + convert(native - o, currency)).max(0)
-        }
-        _ => convert(native, currency),
-    }
 }

@@ -342,10 +342,10 @@ fn exchange_rates_never_create_movements() {
         expect![[r#"
             a
               2024-01-01T00:00:00Z new 110.00
-              2024-04-01T00:00:00Z expansion 30.00 (upsell 30.00 cross-sell 0.00)
-              2024-06-01T00:00:00Z churn 140.00
+              2024-04-01T00:00:00Z expansion 22.00 (upsell 22.00 cross-sell 0.00)
+              2024-06-01T00:00:00Z churn 132.00
               = 2024-01-01T00:00:00Z mrr 110.00 seats 10 customer true
-              = 2024-04-01T00:00:00Z mrr 140.00 seats 12 customer true
+              = 2024-04-01T00:00:00Z mrr 132.00 seats 12 customer true
               = 2024-06-01T00:00:00Z mrr 0.00 seats 0 customer false
             b
               2024-01-01T00:00:00Z new 10.00
@@ -364,4 +364,136 @@ fn events_after_as_of_are_unknown() {
     );
     assert_eq!(l.accounts[0].movements.len(), 1);
     assert_eq!(l.accounts[0].mrr_before(Timestamp::parse("2024-06-01").unwrap()), 1000);
+}
+
+#[test]
+fn renewal_outcomes_follow_terms_not_field_changes() {
+    check(
+        r#"
+        # A term_start that appears mid-term is not a new term: the cancellation loses it.
+        2024-01-01 a sub id=s1 amount=1200 interval=12 term_end=2025-01-01
+        2024-03-01 a sub id=s1 amount=2400 interval=12 qty=2 term_start=2024-01-01 term_end=2025-01-01
+        2024-12-01 a sub id=s1 status=canceled
+        # Only term_end is sent: a later one is the follow-on term.
+        2024-01-01 b sub id=s2 amount=1200 interval=12 term_end=2025-01-01
+        2024-12-20 b sub id=s2 amount=1200 interval=12 term_end=2026-01-01
+        # Unpaid past the auto-churn, then paid and renewed: won, not lost.
+        2024-01-01 c sub id=s3 amount=300 interval=3 term_start=2024-01-01 term_end=2024-04-01
+        2024-02-01 c sub id=s3 amount=300 interval=3 status=past_due term_start=2024-01-01 term_end=2024-04-01
+        2024-03-15 c sub id=s3 amount=300 interval=3 term_start=2024-01-01 term_end=2024-04-01
+        2024-04-01 c sub id=s3 amount=300 interval=3 term_start=2024-04-01 term_end=2024-07-01
+        "#,
+        &tenure(),
+        expect![[r#"
+            a
+              2024-01-01T00:00:00Z new 100.00
+              2024-03-01T00:00:00Z expansion 100.00 (upsell 100.00 cross-sell 0.00)
+              2024-12-01T00:00:00Z churn 200.00
+              = 2024-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-03-01T00:00:00Z mrr 200.00 seats 2 customer true
+              = 2024-12-01T00:00:00Z mrr 0.00 seats 0 customer false
+              renewal s1 due 2025-01-01 arr 2400.00 lost 2024-12-01
+            b
+              2024-01-01T00:00:00Z new 100.00
+              = 2024-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              renewal s2 due 2025-01-01 arr 1200.00 won 2024-12-20 arr 1200.00
+              renewal s2 due 2026-01-01 arr 1200.00 open
+            c
+              2024-01-01T00:00:00Z new 100.00
+              2024-03-02T00:00:00Z churn 100.00 involuntary
+              2024-03-15T00:00:00Z reactivation 100.00
+              = 2024-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-03-02T00:00:00Z mrr 0.00 seats 0 customer false
+              = 2024-03-15T00:00:00Z mrr 100.00 seats 1 customer true
+              renewal s3 due 2024-04-01 arr 1200.00 won 2024-04-01 arr 1200.00
+              renewal s3 due 2024-07-01 arr 1200.00 open
+        "#]],
+    );
+}
+
+#[test]
+fn term_end_recognition_survives_a_repeated_cancellation() {
+    check(
+        r#"
+        2024-01-01 a sub amount=1200 interval=12 term_start=2024-01-01 term_end=2025-01-01
+        2024-06-15 a sub status=canceled
+        2024-06-20 a sub status=canceled
+        "#,
+        &RevenueConfig { churn_recognition: ChurnRecognition::TermEnd, ..tenure() },
+        expect![[r#"
+            a
+              2024-01-01T00:00:00Z new 100.00
+              2025-01-01T00:00:00Z churn 100.00
+              = 2024-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2025-01-01T00:00:00Z mrr 0.00 seats 0 customer false
+              renewal s1 due 2025-01-01 arr 1200.00 lost 2024-06-15
+        "#]],
+    );
+}
+
+#[test]
+fn a_line_keeps_the_exchange_rate_it_started_at() {
+    let eur = Currency::parse("EUR").unwrap();
+    let mut fx = FxTable::new(Currency::USD);
+    fx.add(eur, Timestamp::parse("2024-01-01").unwrap(), "0.5").unwrap();
+    fx.add(eur, Timestamp::parse("2024-03-01").unwrap(), "2.0").unwrap();
+    // A price cut after the rate rose: still worth its price at the line's rate, never 0.
+    check(
+        r#"
+        2024-01-01 a sub amount=100 cur=EUR
+        2024-04-01 a sub amount=10 cur=EUR
+        2024-06-01 a sub status=canceled cur=EUR
+        2024-05-01 b sub amount=100 cur=EUR
+        "#,
+        &RevenueConfig { fx, ..tenure() },
+        expect![[r#"
+            a
+              2024-01-01T00:00:00Z new 50.00
+              2024-04-01T00:00:00Z contraction 45.00
+              2024-06-01T00:00:00Z churn 5.00
+              = 2024-01-01T00:00:00Z mrr 50.00 seats 1 customer true
+              = 2024-04-01T00:00:00Z mrr 5.00 seats 1 customer true
+              = 2024-06-01T00:00:00Z mrr 0.00 seats 0 customer false
+            b
+              2024-05-01T00:00:00Z new 200.00
+              = 2024-05-01T00:00:00Z mrr 200.00 seats 1 customer true
+        "#]],
+    );
+}
+
+#[test]
+fn grouping_never_crosses_a_day_boundary() {
+    check(
+        r#"
+        2024-01-31T23:30 a sub amount=100
+        2024-02-01T00:10 a sub amount=200
+        "#,
+        &tenure(),
+        expect![[r#"
+            a
+              2024-01-31T23:30:00Z new 100.00
+              2024-02-01T00:10:00Z expansion 100.00 (upsell 100.00 cross-sell 0.00)
+              = 2024-01-31T23:30:00Z mrr 100.00 seats 1 customer true
+              = 2024-02-01T00:10:00Z mrr 200.00 seats 1 customer true
+        "#]],
+    );
+}
+
+#[test]
+fn a_free_signup_is_not_a_customer_until_it_pays() {
+    check(
+        r#"
+        2024-01-01 f sub plan=free amount=0
+        2024-03-10 f sub plan=pro amount=100
+        2024-05-01 f sub plan=free amount=0
+        "#,
+        &RevenueConfig { free_is_churn: false, ..tenure() },
+        expect![[r#"
+            f
+              2024-03-10T00:00:00Z new 100.00
+              2024-05-01T00:00:00Z contraction 100.00
+              = 2024-03-10T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-05-01T00:00:00Z mrr 0.00 seats 0 customer true
+        "#]],
+    );
 }
