@@ -1,8 +1,9 @@
 //! Import: read JSONL or CSV, validate rows in parallel, append to the log in input order,
 //! and acknowledge (report progress) only after each group commit is durable.
 
-use crate::{key, lane, log_dir};
+use crate::{key, lane, log_dir, nth_key};
 use rayon::prelude::*;
+use rustc_hash::FxHashSet;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -68,7 +69,8 @@ const CSV_BATCH: usize = 50_000;
 /// A chunk of input made ready for the writer: framed log records (kind and byte range
 /// in `buf`), in input order, and the chunk's rejections.
 struct Parsed {
-    recs: Vec<(EventKind, usize, usize)>,
+    /// Kind, byte range, and whether the key is the content's (no `message_id`).
+    recs: Vec<(EventKind, usize, usize, bool)>,
     buf: Vec<u8>,
     rejections: Vec<Rejection>,
 }
@@ -103,9 +105,32 @@ impl Importer {
         }
     }
 
-    fn store(&mut self, p: &Parsed, sum: &mut FileSummary) -> Result<(), ImportError> {
-        for &(kind, start, end) in &p.recs {
-            if self.log.append_framed(lane(kind), &p.buf[start..end])? {
+    /// Appends a parsed chunk. `seen` holds the content keys this input has produced so far:
+    /// a repeat of identical content is the next occurrence, re-keyed with [`nth_key`].
+    fn store(
+        &mut self,
+        p: &Parsed,
+        seen: &mut FxHashSet<u128>,
+        sum: &mut FileSummary,
+    ) -> Result<(), ImportError> {
+        let mut rekeyed = Vec::new();
+        for &(kind, start, end, by_content) in &p.recs {
+            let mut record = &p.buf[start..end];
+            if by_content {
+                let first = record_key(record);
+                let mut n = 0;
+                while !seen.insert(nth_key(first, n)) {
+                    n += 1;
+                }
+                if n > 0 {
+                    rekeyed.clear();
+                    let at = tenure_log::begin_record(&mut rekeyed);
+                    rekeyed.extend_from_slice(&record[tenure_log::RECORD_HEADER_LEN..]);
+                    tenure_log::finish_record(&mut rekeyed, at, nth_key(first, n));
+                    record = &rekeyed;
+                }
+            }
+            if self.log.append_framed(lane(kind), record)? {
                 sum.progress.accepted += 1;
                 *sum.by_kind.entry(kind.as_str()).or_default() += 1;
             } else {
@@ -126,6 +151,7 @@ impl Importer {
         on_commit: &mut dyn FnMut(&Progress),
     ) -> Result<FileSummary, ImportError> {
         let mut sum = FileSummary::default();
+        let mut seen = FxHashSet::default();
         let cfg = self.cfg.clone();
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Block, std::io::Error>>(1);
@@ -141,7 +167,7 @@ impl Importer {
                         on_reject(r);
                     }
                     sum.progress.rejected += p.rejections.len() as u64;
-                    self.store(p, &mut sum)?;
+                    self.store(p, &mut seen, &mut sum)?;
                 }
                 self.log.commit()?;
                 sum.progress.bytes += block.bytes;
@@ -160,6 +186,7 @@ impl Importer {
         on_commit: &mut dyn FnMut(&Progress),
     ) -> Result<FileSummary, ImportError> {
         let mut sum = FileSummary::default();
+        let mut seen = FxHashSet::default();
         let mut rows =
             CsvEvents::new(std::io::BufReader::with_capacity(1 << 20, input), default_kind)?;
         let mut done = false;
@@ -181,7 +208,7 @@ impl Importer {
                 on_reject(r);
             }
             sum.progress.rejected += p.rejections.len() as u64;
-            self.store(&p, &mut sum)?;
+            self.store(&p, &mut seen, &mut sum)?;
             self.log.commit()?;
             sum.progress.lines = sum.progress.lines.max(last);
             on_commit(&sum.progress);
@@ -191,12 +218,17 @@ impl Importer {
 }
 
 /// Frames one event as a log record at the end of the chunk buffer.
+/// The key in a framed record's header.
+fn record_key(record: &[u8]) -> u128 {
+    u128::from_le_bytes(record[8..tenure_log::RECORD_HEADER_LEN].try_into().unwrap_or([0; 16]))
+}
+
 fn push_event(p: &mut Parsed, e: &tenure_core::event::Event) {
     let start = tenure_log::begin_record(&mut p.buf);
     codec::encode(e, &mut p.buf);
     let k = key(e, &p.buf[start + tenure_log::RECORD_HEADER_LEN..]);
     if tenure_log::finish_record(&mut p.buf, start, k) {
-        p.recs.push((e.kind(), start, p.buf.len()));
+        p.recs.push((e.kind(), start, p.buf.len(), e.message_id.is_none()));
     }
 }
 

@@ -25,7 +25,8 @@ pub fn lane(kind: EventKind) -> &'static str {
 }
 
 /// The idempotency key: the `message_id` when given, else the event's whole content, so that
-/// importing a file twice stores each event once.
+/// importing a file twice stores each event once. Identical events without a `message_id`
+/// within one input are told apart by their order: see [`nth_key`].
 pub fn key(e: &Event, encoded: &[u8]) -> u128 {
     use xxhash_rust::xxh3::Xxh3;
     let mut h = Xxh3::new();
@@ -40,6 +41,19 @@ pub fn key(e: &Event, encoded: &[u8]) -> u128 {
         }
     }
     h.digest128()
+}
+
+/// The key of the `n`-th (from 0) occurrence of an event without `message_id` in one input:
+/// two identical usage events in the same second are two events, and re-importing the
+/// input maps each occurrence to the same key again.
+pub fn nth_key(first: u128, n: u32) -> u128 {
+    if n == 0 {
+        return first;
+    }
+    let mut b = [0u8; 20];
+    b[..16].copy_from_slice(&first.to_le_bytes());
+    b[16..].copy_from_slice(&n.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_128(&b)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -51,3 +51,29 @@ fn line_numbers_survive_blocks_and_an_over_long_line() {
     assert!(commits.len() > 2 && commits.windows(2).all(|w| w[0] < w[1]), "{commits:?}");
     assert_eq!(s.progress.bytes, text.len() as u64);
 }
+
+#[test]
+fn identical_events_without_message_id_are_counted_and_reimports_are_idempotent() {
+    let t = tempfile::tempdir().unwrap();
+    let click = r#"{"type":"usage","timestamp":"2024-03-01T10:00:00Z","account_id":"a","user_id":"u1","event":"click"}"#;
+    let other = r#"{"type":"usage","timestamp":"2024-03-01T10:00:01Z","account_id":"a","user_id":"u1","event":"click"}"#;
+    let tagged = r#"{"type":"usage","timestamp":"2024-03-01T10:00:00Z","account_id":"a","user_id":"u1","event":"click","message_id":"m1"}"#;
+    let text = [click, click, other, click, tagged, tagged].join("\n");
+    let import = |text: &str| {
+        let (mut imp, _) = Importer::open(t.path(), Config::defaults().ingest(None)).unwrap();
+        let s = imp
+            .import(text.as_bytes(), Format::Jsonl, None, &mut |r| panic!("{r}"), &mut |_| {})
+            .unwrap();
+        (s.progress.accepted, s.progress.duplicates)
+    };
+    // Three identical clicks are three clicks; a repeated message_id is one event.
+    assert_eq!(import(&text), (5, 1));
+    assert_eq!(import(&text), (0, 6));
+    // Another file with one of those clicks: it is the same event as the first.
+    assert_eq!(import(click), (0, 1));
+    // ... and a file with four: the fourth is new.
+    assert_eq!(import(&[click, click, click, click].join("\n")), (1, 3));
+    let mut n = 0;
+    tenure_engine::replay(t.path(), &[tenure_core::event::EventKind::Usage], |_| n += 1).unwrap();
+    assert_eq!(n, 6);
+}
