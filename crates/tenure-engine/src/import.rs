@@ -105,31 +105,9 @@ impl Importer {
         }
     }
 
-    /// Appends a parsed chunk. `seen` holds the content keys this input has produced so far:
-    /// a repeat of identical content is the next occurrence, re-keyed with [`nth_key`].
-    fn store(
-        &mut self,
-        p: &Parsed,
-        seen: &mut FxHashSet<u128>,
-        sum: &mut FileSummary,
-    ) -> Result<(), ImportError> {
-        let mut rekeyed = Vec::new();
-        for &(kind, start, end, by_content) in &p.recs {
-            let mut record = &p.buf[start..end];
-            if by_content {
-                let first = record_key(record);
-                let mut n = 0;
-                while !seen.insert(nth_key(first, n)) {
-                    n += 1;
-                }
-                if n > 0 {
-                    rekeyed.clear();
-                    let at = tenure_log::begin_record(&mut rekeyed);
-                    rekeyed.extend_from_slice(&record[tenure_log::RECORD_HEADER_LEN..]);
-                    tenure_log::finish_record(&mut rekeyed, at, nth_key(first, n));
-                    record = &rekeyed;
-                }
-            }
+    fn store(&mut self, p: &Parsed, sum: &mut FileSummary) -> Result<(), ImportError> {
+        for &(kind, start, end, _) in &p.recs {
+            let record = &p.buf[start..end];
             if self.log.append_framed(lane(kind), record)? {
                 sum.progress.accepted += 1;
                 *sum.by_kind.entry(kind.as_str()).or_default() += 1;
@@ -151,7 +129,6 @@ impl Importer {
         on_commit: &mut dyn FnMut(&Progress),
     ) -> Result<FileSummary, ImportError> {
         let mut sum = FileSummary::default();
-        let mut seen = FxHashSet::default();
         let cfg = self.cfg.clone();
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Block, std::io::Error>>(1);
@@ -167,7 +144,7 @@ impl Importer {
                         on_reject(r);
                     }
                     sum.progress.rejected += p.rejections.len() as u64;
-                    self.store(p, &mut seen, &mut sum)?;
+                    self.store(p, &mut sum)?;
                 }
                 self.log.commit()?;
                 sum.progress.bytes += block.bytes;
@@ -208,7 +185,8 @@ impl Importer {
                 on_reject(r);
             }
             sum.progress.rejected += p.rejections.len() as u64;
-            self.store(&p, &mut seen, &mut sum)?;
+            occurrences(&mut p, &mut seen);
+            self.store(&p, &mut sum)?;
             self.log.commit()?;
             sum.progress.lines = sum.progress.lines.max(last);
             on_commit(&sum.progress);
@@ -218,6 +196,28 @@ impl Importer {
 }
 
 /// Frames one event as a log record at the end of the chunk buffer.
+/// Numbers repeated content: `seen` holds the content keys this input has produced so far,
+/// and a repeat of identical content is its next occurrence, re-keyed with [`nth_key`].
+/// Runs in input order, on the reader's side of the pipeline. `seen` keeps 64 bits of each
+/// key: a collision only numbers an event as a repeat, which is deterministic (the same
+/// input gets the same keys again), so nothing is lost and re-imports stay idempotent.
+fn occurrences(p: &mut Parsed, seen: &mut FxHashSet<u64>) {
+    for &(_, start, end, by_content) in &p.recs {
+        if !by_content {
+            continue;
+        }
+        let record = &mut p.buf[start..end];
+        let first = record_key(record);
+        let mut n = 0;
+        while !seen.insert(nth_key(first, n) as u64) {
+            n += 1;
+        }
+        if n > 0 {
+            tenure_log::set_record_key(record, nth_key(first, n));
+        }
+    }
+}
+
 /// The key in a framed record's header.
 fn record_key(record: &[u8]) -> u128 {
     u128::from_le_bytes(record[8..tenure_log::RECORD_HEADER_LEN].try_into().unwrap_or([0; 16]))
@@ -245,6 +245,7 @@ fn read_blocks(
     // While discarding the rest of an over-long line: the line it started on.
     let mut skipping: Option<u64> = None;
     let mut skipped_bytes = 0u64;
+    let mut seen = FxHashSet::default();
     let mut eof = false;
     while !eof {
         while block.len() < BLOCK {
@@ -312,10 +313,13 @@ fn read_blocks(
             }
             rest = tail;
         }
-        let parsed = chunks
+        let mut parsed: Vec<Parsed> = chunks
             .par_iter()
             .map(|(first, chunk)| parse_chunk(chunk, *first, default_kind, cfg))
             .collect();
+        for p in &mut parsed {
+            occurrences(p, &mut seen);
+        }
         let b = Block {
             parsed,
             skipped,

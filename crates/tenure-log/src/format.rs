@@ -68,6 +68,17 @@ pub fn finish_record(buf: &mut Vec<u8>, start: usize, key: u128) -> bool {
     true
 }
 
+/// Gives a framed record (exactly one, as [`finish_record`] left it) another key, and
+/// checksums it again.
+pub fn set_record_key(record: &mut [u8], key: u128) {
+    if record.len() < RECORD_HEADER_LEN {
+        return;
+    }
+    record[CRC_START..RECORD_HEADER_LEN].copy_from_slice(&key.to_le_bytes());
+    let crc = crc32fast::hash(&record[CRC_START..]);
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Why a record at some offset is not valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RecordFault {

@@ -84,7 +84,7 @@ mod writer;
 pub use error::{LogError, ScanError};
 pub use format::{
     FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
-    begin_record, finish_record,
+    begin_record, finish_record, set_record_key,
 };
 pub use reader::LogReader;
 pub use writer::{
