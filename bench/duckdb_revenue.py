@@ -126,15 +126,13 @@ SELECT strftime(p_start, '%Y-%m-%dT%H:%M:%SZ') AS period_start,
        CAST(sum(contr) AS BIGINT) AS mrr_contraction,
        CAST(sum(churn) AS BIGINT) AS mrr_churn,
        CAST(sum(react) AS BIGINT) AS mrr_reactivation,
-       CAST(sum(CASE WHEN cust_s THEN exp ELSE 0 END) AS BIGINT) AS cohort_exp,
-       CAST(sum(CASE WHEN cust_s THEN contr ELSE 0 END) AS BIGINT) AS cohort_contr,
-       CAST(sum(CASE WHEN cust_s THEN churn ELSE 0 END) AS BIGINT) AS cohort_churn,
+       CAST(sum(CASE WHEN cust_s THEN mrr_e ELSE 0 END) AS BIGINT) AS cohort_end,
        CAST(sum(CASE WHEN cust_s THEN least(mrr_s, mrr_e) ELSE 0 END) AS BIGINT) AS cohort_kept,
        count_if(cust_s) AS customers_start,
        count_if(mrr_e > 0) AS customers_end,
        count_if(had_new) AS customers_new,
        count_if(had_react AND NOT cust_s) AS customers_reactivated,
-       count_if(had_churn AND cust_s) AS customers_churned,
+       count_if(cust_s AND NOT mrr_e > 0) AS customers_churned,
        count_if(cust_s AND mrr_e > 0) AS customers_retained
 FROM joined
 GROUP BY p_start
@@ -159,8 +157,8 @@ def finish(r):
     for k in ("mrr_start", "mrr_end", "mrr_new", "mrr_expansion", "mrr_contraction",
               "mrr_churn", "mrr_reactivation"):
         out[k] = r[k] / 100
-    nrr_num = ms + r["cohort_exp"] - r["cohort_contr"] - r["cohort_churn"]
-    out["nrr"] = ratio(nrr_num, ms)
+    # NRR: end MRR of the accounts that were customers at the start (docs/kpis.md).
+    out["nrr"] = ratio(r["cohort_end"], ms)
     out["grr"] = ratio(r["cohort_kept"], ms)
     for k in ("customers_start", "customers_end", "customers_new", "customers_reactivated",
               "customers_churned"):

@@ -370,6 +370,10 @@ fn import(
     format: Option<InFormat>,
     acks: bool,
 ) -> Result<ExitCode> {
+    // A mistyped file name is a usage error, found before anything is imported.
+    if let Some(missing) = files.iter().find(|p| p.as_os_str() != "-" && !p.is_file()) {
+        bail!(usage(format!("{}: no such file", missing.display())));
+    }
     let (mut importer, report) = Importer::open(data, cfg.ingest(Some(now())))
         .with_context(|| format!("opening the log in {}", data.display()))?;
     for t in &report.truncated {

@@ -359,6 +359,11 @@ not json
         run(&["import", "--data", &d, "--type", "purchase", "x.csv"]).status.code(),
         Some(2)
     );
+    let o = run(&["import", "--data", &d, "no-such-file.jsonl"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-file.jsonl: no such file"));
+    let o = run(&["cohorts", "--data", "/nonexistent/tenure"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// Decodes the usage lane: user id -> how many times it is stored.

@@ -189,13 +189,13 @@ impl Importer {
             self.store(&p, &mut sum)?;
             self.log.commit()?;
             sum.progress.lines = sum.progress.lines.max(last);
+            sum.progress.bytes = rows.bytes_read();
             on_commit(&sum.progress);
         }
         Ok(sum)
     }
 }
 
-/// Frames one event as a log record at the end of the chunk buffer.
 /// Numbers repeated content: `seen` holds the content keys this input has produced so far,
 /// and a repeat of identical content is its next occurrence, re-keyed with [`nth_key`].
 /// Runs in input order, on the reader's side of the pipeline. `seen` keeps 64 bits of each
@@ -223,6 +223,7 @@ fn record_key(record: &[u8]) -> u128 {
     u128::from_le_bytes(record[8..tenure_log::RECORD_HEADER_LEN].try_into().unwrap_or([0; 16]))
 }
 
+/// Frames one event as a log record at the end of the chunk buffer.
 fn push_event(p: &mut Parsed, e: &tenure_core::event::Event) {
     let start = tenure_log::begin_record(&mut p.buf);
     codec::encode(e, &mut p.buf);

@@ -279,6 +279,11 @@ impl<R: Read> CsvEvents<R> {
         Ok(CsvEvents { reader, cols, default_kind, record: csv::StringRecord::new() })
     }
 
+    /// Bytes of input consumed so far (line ends counted as one byte), for progress.
+    pub fn bytes_read(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
     /// The next row: `None` at the end; `Some((line, Ok(event) | Err(rejection)))` otherwise.
     pub fn next_row(&mut self, cfg: &IngestConfig) -> Option<(u64, Result<Event, Rejection>)> {
         match self.reader.read_record(&mut self.record) {
