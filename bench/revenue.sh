@@ -128,7 +128,7 @@ kpi_runs() { # NAME PERIOD [extra args...]: REPEAT timed runs; K_S median wall, 
     local ts=() rss=()
     for i in $(seq "$REPEAT"); do
         measure "$name" "$W/$name.json" "$W/$name.err" \
-            "$T" kpi --data "$DATA" --period "$period" --format json --as-of "$AS_OF" "$@"
+            "$T" kpi --data "$DATA" --period "$period" --format json --kpis revenue --as-of "$AS_OF" "$@"
         [ "$M_RC" -eq 0 ] || { cat "$W/$name.err" >&2; say "kpi failed ($M_RC)"; exit 1; }
         ts+=("$M_S") rss+=("$M_RSS")
     done

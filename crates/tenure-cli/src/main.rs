@@ -76,6 +76,9 @@ enum Cmd {
         /// Report as known at this instant (default: now); later events are ignored
         #[arg(long)]
         as_of: Option<String>,
+        /// Which KPIs: all of the catalogue, or the revenue ones only (reads less of the log)
+        #[arg(long, value_enum, default_value = "all")]
+        kpis: KpiSet,
     },
     /// Cohort retention: accounts by the month or quarter they first paid
     Cohorts {
@@ -150,6 +153,12 @@ struct GenArgs {
 enum InFormat {
     Jsonl,
     Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KpiSet {
+    All,
+    Revenue,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -245,7 +254,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = config(&data)?;
             import(&data_dir(&data), &cfg, &files, kind, format, acks)
         }
-        Cmd::Kpi { data, period, every, by, format, as_of: at } => {
+        Cmd::Kpi { data, period, every, by, format, as_of: at, kpis } => {
             let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
             let periods = match &every {
                 None => vec![p],
@@ -258,12 +267,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = config(&data)?;
             let dir = existing_data_dir(&data)?;
             let by = by.as_deref().map(By::parse);
-            let attributes = matches!(by, Some(By::Attribute(_)));
-            let ledger = tenure_engine::ledger_with(&dir, &cfg, as_of(&at)?, attributes)?;
+            let scope = tenure_engine::Scope {
+                attributes: matches!(by, Some(By::Attribute(_))),
+                cs: kpis == KpiSet::All,
+            };
+            let ledger = tenure_engine::ledger_with(&dir, &cfg, as_of(&at)?, scope)?;
             for d in &ledger.diagnostics {
                 eprintln!("warning: {}", d.0);
             }
-            let rows = tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi);
+            let rows = match kpis {
+                KpiSet::All => tenure_kpi::report(&ledger, &periods, by.as_ref(), &cfg.kpi),
+                KpiSet::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi),
+            };
             let cur = cfg.revenue.fx.base;
             match format {
                 OutFormat::Json => {
@@ -299,8 +314,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 usage(format!("--by: unknown unit {by:?} (expected month | quarter | year)"))
             })?;
             let cfg = config(&data)?;
-            let ledger =
-                tenure_engine::ledger_with(&existing_data_dir(&data)?, &cfg, as_of(&at)?, false)?;
+            let ledger = tenure_engine::ledger_with(
+                &existing_data_dir(&data)?,
+                &cfg,
+                as_of(&at)?,
+                tenure_engine::Scope::REVENUE,
+            )?;
             let m = match metric {
                 Metric::Logo => CohortMetric::Logo,
                 Metric::Revenue => CohortMetric::Revenue,
@@ -316,8 +335,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Renewals { data, period, open, format, as_of: at } => {
             let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
             let cfg = config(&data)?;
-            let ledger =
-                tenure_engine::ledger_with(&existing_data_dir(&data)?, &cfg, as_of(&at)?, false)?;
+            let ledger = tenure_engine::ledger_with(
+                &existing_data_dir(&data)?,
+                &cfg,
+                as_of(&at)?,
+                tenure_engine::Scope::REVENUE,
+            )?;
             let mut list: Vec<(&str, &tenure_ledger::Renewal)> = ledger
                 .accounts
                 .iter()
@@ -553,11 +576,11 @@ fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<
     out(&format!(
         "Portfolio report for the sample company ({accounts} accounts), {label}, in {cur}\n\n"
     ))?;
-    let rows = tenure_kpi::revenue(&ledger, &[period], None, &cfg.kpi);
+    let rows = tenure_kpi::report(&ledger, &[period], None, &cfg.kpi);
     out(&report::kpis_table(&rows, cur, std::slice::from_ref(&label)))?;
     out("\nBy segment:\n")?;
     let by = By::parse("segment");
-    let seg = tenure_kpi::revenue(&ledger, &[period], Some(&by), &cfg.kpi);
+    let seg = tenure_kpi::report(&ledger, &[period], Some(&by), &cfg.kpi);
     let labels: Vec<String> = seg
         .iter()
         .map(|r| r.segment.clone().flatten().unwrap_or_else(|| "(none)".into()))

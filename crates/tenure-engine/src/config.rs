@@ -70,6 +70,11 @@ pub struct RevenueSection {
 pub struct KpiSection {
     /// Gross margin for CLTV, 0 < m <= 1 (default 1).
     pub gross_margin: Option<f64>,
+    /// Lowest CSAT score counted as satisfied (default: the top two points of the scale).
+    pub csat_satisfied_min: Option<u8>,
+    /// Fee change year over year at or below which an account's fees are declining
+    /// (default -0.2, i.e. -20%).
+    pub fee_decline: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,9 +195,28 @@ impl Config {
         if csat[0] >= csat[1] {
             return Err(invalid("ingest.csat_scale", "the low end must be below the high end"));
         }
+        if let Some(m) = f.kpi.csat_satisfied_min
+            && !(csat[0]..=csat[1]).contains(&m)
+        {
+            return Err(invalid(
+                "kpi.csat_satisfied_min",
+                format!("{m} is outside the CSAT scale {}..={}", csat[0], csat[1]),
+            ));
+        }
+        let fee_decline = f.kpi.fee_decline.unwrap_or(-0.2);
+        if !(-1.0..=0.0).contains(&fee_decline) {
+            return Err(invalid("kpi.fee_decline", format!("{fee_decline} is not in [-1, 0]")));
+        }
         Ok(Config {
             revenue,
-            kpi: KpiConfig { gross_margin },
+            kpi: KpiConfig {
+                gross_margin,
+                csat_satisfied_min: f
+                    .kpi
+                    .csat_satisfied_min
+                    .unwrap_or(csat[1].saturating_sub(1).max(csat[0])),
+                fee_decline,
+            },
             default_currency,
             max_line_bytes: f.ingest.max_line_bytes.unwrap_or(64 * 1024),
             max_future_skew_micros: f.ingest.max_future_skew_hours.unwrap_or(24) as i64

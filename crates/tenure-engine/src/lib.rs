@@ -147,16 +147,44 @@ pub const REVENUE_KINDS: &[EventKind] =
 
 /// Folds the log into the revenue ledger as known at `as_of`.
 pub fn ledger(data: &Path, cfg: &Config, as_of: Timestamp) -> Result<Ledger, EngineError> {
-    ledger_with(data, cfg, as_of, true)
+    ledger_with(data, cfg, as_of, Scope::ALL)
 }
 
-/// As [`ledger`]; without `attributes` the account lane is not read (names and attributes
-/// stay empty), which a report that cuts by no attribute does not need.
+/// What a fold reads beyond subscriptions and costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// Account names and attributes (for cuts by attribute and account views).
+    pub attributes: bool,
+    /// The customer-success lanes and invoices (for the CS KPIs and account views).
+    pub cs: bool,
+}
+
+impl Scope {
+    pub const ALL: Scope = Scope { attributes: true, cs: true };
+    pub const REVENUE: Scope = Scope { attributes: false, cs: false };
+}
+
+/// The kinds the CS side of the ledger reads.
+pub const CS_KINDS: &[EventKind] = &[
+    EventKind::Contact,
+    EventKind::SurveySent,
+    EventKind::SurveyResponse,
+    EventKind::Ticket,
+    EventKind::Touchpoint,
+    EventKind::Milestone,
+    EventKind::SuccessObjective,
+    EventKind::Assessment,
+    EventKind::ChangeRequest,
+    EventKind::Invoice,
+];
+
+/// As [`ledger`], reading only the lanes `scope` asks for (a report that cuts by no
+/// attribute and shows no CS KPI reads three lanes of the log).
 pub fn ledger_with(
     data: &Path,
     cfg: &Config,
     as_of: Timestamp,
-    attributes: bool,
+    scope: Scope,
 ) -> Result<Ledger, EngineError> {
     let dir = log_dir(data);
     if !dir.exists() {
@@ -164,7 +192,8 @@ pub fn ledger_with(
     }
     let lanes: Vec<&str> = REVENUE_KINDS
         .iter()
-        .filter(|k| attributes || **k != EventKind::Account)
+        .filter(|k| scope.attributes || **k != EventKind::Account)
+        .chain(CS_KINDS.iter().filter(|_| scope.cs))
         .map(|k| lane(*k))
         .collect();
     let reader = LogReader::open_lanes(&dir, &lanes)?;

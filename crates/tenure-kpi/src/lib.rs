@@ -3,6 +3,7 @@
 //! never 0 or NaN. Money stays in integer minor units of the base currency.
 
 mod cohort;
+pub mod cs;
 mod segment;
 mod stats;
 
@@ -21,6 +22,17 @@ use tenure_ledger::{AccountLedger, Ledger, MovementKind, RenewalOutcome};
 pub struct KpiConfig {
     /// Gross margin for CLTV, as a fraction (1.0 = revenue).
     pub gross_margin: f64,
+    /// Lowest CSAT score that counts as satisfied (on the configured scale).
+    pub csat_satisfied_min: u8,
+    /// A fee change year over year at or below this fraction is a decline (-0.2 = -20%).
+    pub fee_decline: f64,
+}
+
+impl KpiConfig {
+    /// The catalogue's defaults: margin 1, CSAT 1-10 with 9-10 satisfied, fee decline -20%.
+    pub fn defaults() -> KpiConfig {
+        KpiConfig { gross_margin: 1.0, csat_satisfied_min: 9, fee_decline: -0.2 }
+    }
 }
 
 /// One reported value.
@@ -93,6 +105,7 @@ struct Acc {
     arr_due: i64,
     arr_won_gross: i64,
     arr_won_net: i64,
+    cs: cs::CsAcc,
 }
 
 impl Acc {
@@ -130,9 +143,11 @@ impl Acc {
             arr_won_gross,
             arr_won_net
         );
+        self.cs.add(&o.cs);
     }
 
-    fn account(&mut self, a: &AccountLedger, p: Period) {
+    fn account(&mut self, a: &AccountLedger, p: Period, cfg: &KpiConfig) {
+        self.cs.account(a, p, cfg);
         let s = a.state_before(p.start);
         let e = a.state_before(p.end);
         let (mrr_s, cust_s) = s.map_or((0, false), |s| (s.mrr, s.customer));
@@ -205,7 +220,7 @@ impl Acc {
     }
 }
 
-fn ratio(num: f64, den: f64) -> Option<f64> {
+pub(crate) fn ratio(num: f64, den: f64) -> Option<f64> {
     if den == 0.0 { None } else { Some(num / den) }
 }
 
@@ -233,7 +248,7 @@ fn monthly(rate: f64, p: Period) -> f64 {
     if (months - 1.0).abs() < 1e-12 { rate } else { 1.0 - (1.0 - rate).powf(1.0 / months) }
 }
 
-fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpis {
+fn finish(a: &Acc, p: Period, costs: Option<(i64, i64, i64)>, cfg: &KpiConfig, cs: bool) -> Kpis {
     use Value::*;
     let f = |x: i64| x as f64;
     let logo_churn = ratio(f(a.customers_churned), f(a.customers_start));
@@ -257,14 +272,14 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
     let grr = ratio(f(a.cohort_kept), f(a.mrr_start));
     let ci = |x: i64, n: i64| Interval(wilson(x as u64, n as u64));
     let (crc, cac, retention_cost, acquisition_cost) = match costs {
-        Some((ret, acq)) => {
+        Some((ret, acq, _)) => {
             let crc = ratio(f(ret), f(a.customers_start)).map(|x| x.round() as i64);
             let cac = ratio(f(acq), f(a.customers_new)).map(|x| x.round() as i64);
             (crc, cac, Some(ret), Some(acq))
         }
         None => (None, None, None, None),
     };
-    Kpis(vec![
+    let mut kpis = vec![
         ("mrr_start", Money(a.mrr_start)),
         ("mrr_end", Money(a.mrr_end)),
         ("arr_start", Money(a.arr_start)),
@@ -328,13 +343,33 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64)>, cfg: &KpiConfig) -> Kpi
                 _ => None,
             }),
         ),
-    ])
+    ];
+    if cs {
+        kpis.extend(a.cs.finish(costs.map(|c| c.2)));
+    }
+    Kpis(kpis)
 }
 
-/// The revenue KPIs for each period, whole or cut `by` an account attribute. Rows come
-/// period by period, segments in ascending order (unset last). Company-level costs (CRC,
-/// CAC) are not attributable to a segment and are null in cut rows.
+/// Every KPI of the catalogue (revenue and customer success) for each period, whole or cut
+/// `by` an account attribute. Rows come period by period, segments in ascending order (unset
+/// last). Company-level costs (CRC, CAC, service cost) are not attributable to a segment
+/// and are null in cut rows.
+pub fn report(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiConfig) -> Vec<Row> {
+    report_of(ledger, periods, by, cfg, true)
+}
+
+/// The revenue KPIs only (kpis.md §1), for a ledger folded without the CS lanes.
 pub fn revenue(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiConfig) -> Vec<Row> {
+    report_of(ledger, periods, by, cfg, false)
+}
+
+fn report_of(
+    ledger: &Ledger,
+    periods: &[Period],
+    by: Option<&By>,
+    cfg: &KpiConfig,
+    cs: bool,
+) -> Vec<Row> {
     type Map = FxHashMap<(usize, Option<String>), Acc>;
     let merged: Map = ledger
         .accounts
@@ -342,7 +377,7 @@ pub fn revenue(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiCo
         .fold(Map::default, |mut map, a| {
             for (i, p) in periods.iter().enumerate() {
                 let key = by.map(|b| b.segment(a, *p)).unwrap_or(None);
-                map.entry((i, key)).or_default().account(a, *p);
+                map.entry((i, key)).or_default().account(a, *p, cfg);
             }
             map
         })
@@ -360,17 +395,18 @@ pub fn revenue(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiCo
         let costs = Some((
             cost_in(ledger, CostCategory::Retention, *p),
             cost_in(ledger, CostCategory::Acquisition, *p),
+            cost_in(ledger, CostCategory::Service, *p),
         ));
         if by.is_none() {
             let acc = merged.get(&(i, None)).cloned().unwrap_or_default();
-            rows.push(Row { period: *p, segment: None, kpis: finish(&acc, *p, costs, cfg) });
+            rows.push(Row { period: *p, segment: None, kpis: finish(&acc, *p, costs, cfg, cs) });
             continue;
         }
         for k in keys.iter().filter(|k| k.0 == i) {
             rows.push(Row {
                 period: *p,
                 segment: Some(k.1.clone()),
-                kpis: finish(&merged[k], *p, None, cfg),
+                kpis: finish(&merged[k], *p, None, cfg, cs),
             });
         }
     }

@@ -9,7 +9,7 @@ use tenure_core::time::Timestamp;
 use tenure_ledger::{LedgerBuilder, Preset, RevenueConfig};
 
 fn cfg() -> KpiConfig {
-    KpiConfig { gross_margin: 1.0 }
+    KpiConfig::defaults()
 }
 
 fn rev() -> RevenueConfig {
@@ -63,7 +63,7 @@ fn recurring_revenue_rate_example() {
         sub("2024-02-08", "d", "d", 4_500, SubStatus::Active),
     ];
     ev.reverse(); // arrival order does not matter
-    let rows = revenue(&ledger(ev), &[Period::parse("2024-02").unwrap()], None, &cfg());
+    let rows = report(&ledger(ev), &[Period::parse("2024-02").unwrap()], None, &cfg());
     let k = &rows[0].kpis;
     assert_eq!(get(k, "mrr_start"), Value::Money(10_000));
     assert_eq!(get(k, "mrr_end"), Value::Money(12_000));
@@ -98,7 +98,7 @@ fn logo_churn_example() {
     // A customer who joins and leaves in June is not in the rate (reported apart).
     ev.push(sub("2024-06-02", "late", "late", 1_000, SubStatus::Active));
     ev.push(sub("2024-06-20", "late", "late", 0, SubStatus::Canceled));
-    let rows = revenue(&ledger(ev), &[Period::parse("2024-06").unwrap()], None, &cfg());
+    let rows = report(&ledger(ev), &[Period::parse("2024-06").unwrap()], None, &cfg());
     let k = &rows[0].kpis;
     assert_eq!(get(k, "logo_churn_rate"), Value::Rate(Some(0.02)));
     assert_eq!(get(k, "customers_churned"), Value::Count(24));
@@ -122,7 +122,7 @@ fn a_customer_who_churns_and_returns_within_the_period() {
         sub("2024-01-01", "b", "b", 10_000, SubStatus::Active),
         sub("2024-02-15", "b", "b", 0, SubStatus::Canceled),
     ];
-    let rows = revenue(&ledger(ev), &[Period::parse("2024-02").unwrap()], None, &cfg());
+    let rows = report(&ledger(ev), &[Period::parse("2024-02").unwrap()], None, &cfg());
     let k = &rows[0].kpis;
     // NRR = end MRR of the start customers / their start MRR = 50 / 200; never below GRR.
     assert_eq!(get(k, "nrr"), Value::Rate(Some(0.25)));
@@ -136,7 +136,7 @@ fn a_customer_who_churns_and_returns_within_the_period() {
 
 #[test]
 fn undefined_rates_are_null() {
-    let rows = revenue(&ledger(vec![]), &[Period::parse("2024-06").unwrap()], None, &cfg());
+    let rows = report(&ledger(vec![]), &[Period::parse("2024-06").unwrap()], None, &cfg());
     let k = &rows[0].kpis;
     for id in ["nrr", "grr", "logo_churn_rate", "recurring_revenue_rate", "contract_renewal_rate"] {
         assert_eq!(get(k, id), Value::Rate(None), "{id}");
@@ -222,8 +222,8 @@ proptest! {
         let l = b.finish(&rc, Timestamp::parse("2024-03-01").unwrap());
         let periods = Period::parse("2023-01..2024-03").unwrap().split(PeriodUnit::Month);
         let by = By::parse("region");
-        let total = revenue(&l, &periods, None, &cfg());
-        let cut = revenue(&l, &periods, Some(&by), &cfg());
+        let total = report(&l, &periods, None, &cfg());
+        let cut = report(&l, &periods, Some(&by), &cfg());
         let money = |k: &Kpis, id: &str| match k.get(id) { Some(Value::Money(m)) => *m, _ => panic!("{id}") };
         for row in total.iter().chain(cut.iter()) {
             let k = &row.kpis;

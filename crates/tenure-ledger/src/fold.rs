@@ -29,6 +29,8 @@ struct LineVal {
     seats: u64,
     product: Arc<str>,
     plan: Option<Arc<str>>,
+    /// A service line (success plan, extended support) rather than a product.
+    service: bool,
     involuntary: bool,
 }
 
@@ -55,6 +57,7 @@ fn eval(
         currency: s.amount.currency,
         keeps_customer: native > 0 || !cfg.free_is_churn,
         seats: if s.kind == LineKind::Product && native > 0 { s.quantity } else { 0 },
+        service: s.kind == LineKind::Service,
         product: product.clone(),
         plan: plan.clone(),
         involuntary: false,
@@ -237,6 +240,7 @@ fn line_points(
 struct Walk {
     mrr: i64,
     arr: i64,
+    service_mrr: i64,
     customer: bool,
     seats: u64,
     plan: Option<Arc<str>>,
@@ -251,6 +255,7 @@ pub(crate) fn fold_account(
     raw: RawAccount,
     cfg: &RevenueConfig,
     as_of: Timestamp,
+    moves: &[(Timestamp, String, String)],
 ) -> (AccountLedger, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut subs: Vec<(Timestamp, usize, &Subscription)> = raw
@@ -317,6 +322,9 @@ pub(crate) fn fold_account(
         for (v, base, arr, _) in lines.iter().flatten() {
             w.mrr += base;
             w.arr += arr;
+            if v.service {
+                w.service_mrr += base;
+            }
             kept |= v.keeps_customer;
             w.seats += v.seats;
             if (*base > 0 || v.keeps_customer) && !w.held.contains(&v.product) {
@@ -407,6 +415,7 @@ pub(crate) fn fold_account(
         }
         let changed = after.mrr != prev.mrr
             || after.arr != prev.arr
+            || after.service_mrr != prev.service_mrr
             || after.customer != prev.customer
             || after.seats != prev.seats
             || after.plan != prev.plan;
@@ -415,6 +424,7 @@ pub(crate) fn fold_account(
                 ts: start,
                 mrr: after.mrr,
                 arr: after.arr,
+                service_mrr: after.service_mrr,
                 seats: after.seats,
                 customer: after.customer,
                 plan: after.plan.clone(),
@@ -458,6 +468,13 @@ pub(crate) fn fold_account(
     invoices.sort_by_key(|i| i.ts);
     scheduled.sort();
     let name = raw.name.filter(|(ts, _)| *ts <= as_of).map(|(_, n)| n);
+    let first_subscription = subs.iter().map(|s| s.0).min();
+    let cs = crate::cs::fold(
+        raw.cs,
+        as_of,
+        |m, ts| cfg.fx.convert(m.minor, m.currency, ts).unwrap_or(m.minor),
+        moves,
+    );
     (
         AccountLedger {
             id: raw.id,
@@ -468,6 +485,8 @@ pub(crate) fn fold_account(
             renewals,
             invoices,
             cancellations_scheduled: scheduled,
+            first_subscription,
+            cs,
         },
         diags,
     )

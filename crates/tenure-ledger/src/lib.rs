@@ -6,9 +6,11 @@
 //! No IO, no clock.
 
 pub mod config;
+pub mod cs;
 mod fold;
 
 pub use config::{ChurnRecognition, PauseMode, Preset, RevenueConfig};
+pub use cs::CsLedger;
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -73,6 +75,8 @@ pub struct Step {
     /// Annualised from prices (exact for contracts billed in divisors of a year); base
     /// minor units. Differs from 12 x `mrr` only by the rounding of MRR to the minor unit.
     pub arr: i64,
+    /// The part of `mrr` from service lines (`kind: service`).
+    pub service_mrr: i64,
     /// Licensed seats on paid product lines.
     pub seats: u64,
     pub customer: bool,
@@ -125,6 +129,10 @@ pub struct AccountLedger {
     pub invoices: Vec<Invoice>,
     /// Cancellations scheduled (notice given), for CS signals: (when given, effective at).
     pub cancellations_scheduled: Vec<(Timestamp, Timestamp)>,
+    /// The first subscription event (a trial start, say): where time to value starts.
+    pub first_subscription: Option<Timestamp>,
+    /// Contacts, surveys, tickets, touchpoints, milestones, objectives, assessments.
+    pub cs: CsLedger,
 }
 
 impl AccountLedger {
@@ -166,6 +174,27 @@ impl AccountLedger {
             }
         }
         latest.or(first)
+    }
+
+    /// Whether the account was a customer at any time in `[start, end)`.
+    pub fn customer_during(&self, start: Timestamp, end: Timestamp) -> bool {
+        self.customer_before(start)
+            || self.steps.iter().any(|s| s.customer && start <= s.ts && s.ts < end)
+    }
+
+    /// The integral of service MRR over `[start, end)`, in base minor units (MRR x months).
+    pub fn service_revenue(&self, start: Timestamp, end: Timestamp) -> i64 {
+        let month = tenure_core::time::DAY as f64 * 365.25 / 12.0;
+        let mut total = 0.0;
+        let mut t = start;
+        let mut mrr = self.state_before(start).map_or(0, |s| s.service_mrr);
+        for s in self.steps.iter().filter(|s| start <= s.ts && s.ts < end) {
+            total += mrr as f64 * (s.ts.0 - t.0) as f64 / month;
+            t = s.ts;
+            mrr = s.service_mrr;
+        }
+        total += mrr as f64 * (end.0 - t.0) as f64 / month;
+        total.round() as i64
     }
 
     /// When the account first became a paying customer.
@@ -210,6 +239,7 @@ struct RawAccount {
     attributes: Vec<(Timestamp, String, AttrValue)>,
     subs: Vec<(Timestamp, Subscription)>,
     invoices: Vec<(Timestamp, String, Money, InvoiceStatus)>,
+    cs: cs::RawCs,
 }
 
 /// Collects events (any order of arrival; log order breaks timestamp ties) for a fold.
@@ -218,6 +248,8 @@ pub struct LedgerBuilder {
     index: FxHashMap<String, usize>,
     raw: Vec<RawAccount>,
     costs: Vec<(Timestamp, CostCategory, Money, Timestamp, Timestamp)>,
+    /// Every (ts, contact, account) a contact event names, to find contacts who moved.
+    contacts: Vec<(Timestamp, String, String)>,
 }
 
 impl LedgerBuilder {
@@ -247,6 +279,10 @@ impl LedgerBuilder {
             }
             return;
         };
+        let sighting = match &body {
+            EventBody::Contact { contact_id, .. } => Some(contact_id.clone()),
+            _ => None,
+        };
         let slot = self.slot(&account);
         match body {
             EventBody::Account { name, attributes } => {
@@ -261,7 +297,12 @@ impl LedgerBuilder {
             EventBody::Invoice { invoice_id, amount, status, .. } => {
                 slot.invoices.push((ts, invoice_id, amount, status))
             }
-            _ => {}
+            // High-volume activity is not folded here (the columnar store reads it).
+            EventBody::Usage { .. } | EventBody::Email { .. } | EventBody::WebVisit { .. } => {}
+            other => slot.cs.events.push((ts, other)),
+        }
+        if let Some(contact) = sighting {
+            self.contacts.push((ts, contact, account));
         }
     }
 
@@ -283,14 +324,26 @@ impl LedgerBuilder {
             slot.attributes.extend(raw.attributes);
             slot.subs.extend(raw.subs);
             slot.invoices.extend(raw.invoices);
+            slot.cs.events.extend(raw.cs.events);
         }
         self.costs.extend(other.costs);
+        self.contacts.extend(other.contacts);
     }
 
     /// Folds every account (in parallel) as known at `as_of`.
     pub fn finish(self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
-        let mut results: Vec<(AccountLedger, Vec<Diagnostic>)> =
-            self.raw.into_par_iter().map(|raw| fold::fold_account(raw, cfg, as_of)).collect();
+        let mut moves: FxHashMap<String, Vec<(Timestamp, String, String)>> = FxHashMap::default();
+        for (from, ts, contact, to) in cs::contact_moves(self.contacts) {
+            moves.entry(from).or_default().push((ts, contact, to));
+        }
+        let mut results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
+            .raw
+            .into_par_iter()
+            .map(|raw| {
+                let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
+                fold::fold_account(raw, cfg, as_of, m)
+            })
+            .collect();
         results.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let mut diagnostics: Vec<Diagnostic> =
             results.iter().flat_map(|(_, d)| d.iter().cloned()).collect();

@@ -1,0 +1,303 @@
+//! The customer-success side of an account: contacts and their departures, surveys,
+//! tickets, touchpoints, milestones, success objectives, assessments and change requests,
+//! folded from their events into time-ordered histories the KPIs read.
+
+use std::collections::BTreeMap;
+use tenure_core::event::{
+    ContactRole, ContactStatus, EventBody, ObjectiveStatus, RequestStatus, Sentiment, Severity,
+    SurveyKind, SurveyScore, TicketCategory, TicketStatus,
+};
+use tenure_core::time::Timestamp;
+
+/// One change of a contact, as an upsert: fields left out keep their value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactChange {
+    pub ts: Timestamp,
+    pub contact_id: String,
+    pub role: Option<ContactRole>,
+    pub status: Option<ContactStatus>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A contact's state at some instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub contact_id: String,
+    pub role: Option<ContactRole>,
+    pub active: bool,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// When the contact left (status `left`, or moved to another account).
+    pub left_at: Option<Timestamp>,
+}
+
+/// A contact leaving the account: status `left`, or showing up under another account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Departure {
+    pub ts: Timestamp,
+    pub contact_id: String,
+    pub role: Option<ContactRole>,
+    /// The account the contact moved to, when that is how they left.
+    pub moved_to: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    pub ts: Timestamp,
+    pub survey: SurveyKind,
+    pub contact_id: Option<String>,
+    pub score: SurveyScore,
+    pub comment: Option<String>,
+}
+
+/// A ticket's life, folded from its events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ticket {
+    pub ticket_id: String,
+    pub opened: Timestamp,
+    /// The last close, unless reopened after it.
+    pub closed: Option<Timestamp>,
+    pub reopened: u32,
+    /// The latest known category, severity, cost (base minor units) and CSAT.
+    pub category: Option<TicketCategory>,
+    pub severity: Option<Severity>,
+    pub cost: Option<i64>,
+    pub csat: Option<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objective {
+    pub objective_id: String,
+    pub created: Timestamp,
+    pub status: ObjectiveStatus,
+    pub status_at: Timestamp,
+    /// Value realised (base minor units), when reported.
+    pub value: Option<i64>,
+}
+
+/// Everything CS about one account, each list in time order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CsLedger {
+    pub contact_changes: Vec<ContactChange>,
+    pub departures: Vec<Departure>,
+    pub surveys_sent: Vec<(Timestamp, SurveyKind, Option<String>)>,
+    pub responses: Vec<Response>,
+    pub tickets: Vec<Ticket>,
+    pub touchpoints: Vec<(Timestamp, String, Option<Sentiment>)>,
+    pub milestones: Vec<(Timestamp, String)>,
+    pub objectives: Vec<Objective>,
+    /// (ts, relationship 1-5, strategic importance 1-5).
+    pub assessments: Vec<(Timestamp, Option<u8>, Option<u8>)>,
+    pub change_requests: Vec<(Timestamp, String, RequestStatus)>,
+}
+
+impl CsLedger {
+    /// The contacts as known just before `t`.
+    pub fn contacts_before(&self, t: Timestamp) -> Vec<Contact> {
+        let mut map: BTreeMap<&str, Contact> = BTreeMap::new();
+        for c in self.contact_changes.iter().take_while(|c| c.ts < t) {
+            let e = map.entry(&c.contact_id).or_insert_with(|| Contact {
+                contact_id: c.contact_id.clone(),
+                role: None,
+                active: true,
+                email: None,
+                name: None,
+                left_at: None,
+            });
+            if c.role.is_some() {
+                e.role = c.role;
+            }
+            if c.email.is_some() {
+                e.email.clone_from(&c.email);
+            }
+            if c.name.is_some() {
+                e.name.clone_from(&c.name);
+            }
+            match c.status {
+                Some(ContactStatus::Left) if e.active => {
+                    e.active = false;
+                    e.left_at = Some(c.ts);
+                }
+                Some(ContactStatus::Active) => {
+                    e.active = true;
+                    e.left_at = None;
+                }
+                _ => {}
+            }
+        }
+        for d in self.departures.iter().filter(|d| d.moved_to.is_some() && d.ts < t) {
+            if let Some(e) = map.get_mut(d.contact_id.as_str())
+                && e.active
+            {
+                e.active = false;
+                e.left_at = Some(d.ts);
+            }
+        }
+        map.into_values().collect()
+    }
+
+    /// Whether an active contact with this role exists just before `t`.
+    pub fn has_role_before(&self, role: ContactRole, t: Timestamp) -> bool {
+        self.contacts_before(t).iter().any(|c| c.active && c.role == Some(role))
+    }
+
+    /// The latest assessment made before `t`.
+    pub fn assessment_before(&self, t: Timestamp) -> Option<(Option<u8>, Option<u8>)> {
+        let mut rel = None;
+        let mut imp = None;
+        for (_, r, i) in self.assessments.iter().take_while(|a| a.0 < t) {
+            rel = r.or(rel);
+            imp = i.or(imp);
+        }
+        (rel.is_some() || imp.is_some()).then_some((rel, imp))
+    }
+
+    /// The first milestone of this name, if any.
+    pub fn milestone(&self, name: &str) -> Option<Timestamp> {
+        self.milestones.iter().find(|(_, n)| n == name).map(|(t, _)| *t)
+    }
+}
+
+/// CS events of one account in log order, before folding.
+#[derive(Debug, Default)]
+pub(crate) struct RawCs {
+    pub(crate) events: Vec<(Timestamp, EventBody)>,
+}
+
+/// Folds one account's CS events known at `as_of`. `convert` turns money into base minor
+/// units; `moves` are this account's contacts seen later under other accounts.
+pub(crate) fn fold(
+    raw: RawCs,
+    as_of: Timestamp,
+    mut convert: impl FnMut(tenure_core::money::Money, Timestamp) -> i64,
+    moves: &[(Timestamp, String, String)],
+) -> CsLedger {
+    let mut events: Vec<(Timestamp, EventBody)> =
+        raw.events.into_iter().filter(|(ts, _)| *ts <= as_of).collect();
+    // Stable: log order breaks ties.
+    events.sort_by_key(|(ts, _)| *ts);
+    let mut cs = CsLedger::default();
+    let mut tickets: BTreeMap<String, Ticket> = BTreeMap::new();
+    let mut objectives: BTreeMap<String, Objective> = BTreeMap::new();
+    let mut roles: BTreeMap<String, Option<ContactRole>> = BTreeMap::new();
+    for (ts, body) in events {
+        match body {
+            EventBody::Contact { contact_id, email, name, role, status } => {
+                let known = roles.entry(contact_id.clone()).or_insert(None);
+                if role.is_some() {
+                    *known = role;
+                }
+                if status == Some(ContactStatus::Left) {
+                    cs.departures.push(Departure {
+                        ts,
+                        contact_id: contact_id.clone(),
+                        role: *known,
+                        moved_to: None,
+                    });
+                }
+                cs.contact_changes.push(ContactChange {
+                    ts,
+                    contact_id,
+                    role,
+                    status,
+                    email,
+                    name,
+                });
+            }
+            EventBody::SurveySent { survey, contact_id } => {
+                cs.surveys_sent.push((ts, survey, contact_id))
+            }
+            EventBody::SurveyResponse { survey, contact_id, score, comment } => {
+                cs.responses.push(Response { ts, survey, contact_id, score, comment })
+            }
+            EventBody::Ticket { ticket_id, status, category, severity, cost, csat } => {
+                let t = tickets.entry(ticket_id.clone()).or_insert_with(|| Ticket {
+                    ticket_id,
+                    opened: ts,
+                    closed: None,
+                    reopened: 0,
+                    category: None,
+                    severity: None,
+                    cost: None,
+                    csat: None,
+                });
+                match status {
+                    TicketStatus::Closed => t.closed = Some(ts),
+                    TicketStatus::Reopened => {
+                        t.reopened += 1;
+                        t.closed = None;
+                    }
+                    TicketStatus::Opened => {}
+                }
+                t.category = category.or(t.category);
+                t.severity = severity.or(t.severity);
+                if let Some(c) = cost {
+                    t.cost = Some(convert(c, ts));
+                }
+                t.csat = csat.or(t.csat);
+            }
+            EventBody::Touchpoint { kind, sentiment, .. } => {
+                cs.touchpoints.push((ts, kind, sentiment))
+            }
+            EventBody::Milestone { name } => cs.milestones.push((ts, name)),
+            EventBody::SuccessObjective { objective_id, status, value } => {
+                let value = value.map(|v| convert(v, ts));
+                let o = objectives.entry(objective_id.clone()).or_insert_with(|| Objective {
+                    objective_id,
+                    created: ts,
+                    status,
+                    status_at: ts,
+                    value: None,
+                });
+                o.status = status;
+                o.status_at = ts;
+                o.value = value.or(o.value);
+            }
+            EventBody::Assessment { relationship, strategic_importance, .. } => {
+                cs.assessments.push((ts, relationship, strategic_importance))
+            }
+            EventBody::ChangeRequest { request_id, status } => {
+                cs.change_requests.push((ts, request_id, status))
+            }
+            _ => {}
+        }
+    }
+    for (ts, contact_id, to) in moves.iter().filter(|m| m.0 <= as_of) {
+        let role = roles.get(contact_id).copied().flatten();
+        cs.departures.push(Departure {
+            ts: *ts,
+            contact_id: contact_id.clone(),
+            role,
+            moved_to: Some(to.clone()),
+        });
+    }
+    cs.departures.sort_by_key(|d| d.ts);
+    cs.tickets = tickets.into_values().collect();
+    cs.tickets.sort_by_key(|t| t.opened);
+    cs.objectives = objectives.into_values().collect();
+    cs.objectives.sort_by_key(|o| o.created);
+    cs
+}
+
+/// Contacts that show up under a second account have left the first: (account left, when,
+/// contact, account joined), from `(ts, contact, account)` sightings in any order.
+pub(crate) fn contact_moves(
+    mut sightings: Vec<(Timestamp, String, String)>,
+) -> Vec<(String, Timestamp, String, String)> {
+    // By contact, then time; the sort is stable, so log order breaks ties.
+    sightings.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
+    let mut out = Vec::new();
+    for group in sightings.chunk_by(|a, b| a.1 == b.1) {
+        let mut current: Option<&str> = None;
+        for (ts, contact, account) in group {
+            if let Some(prev) = current
+                && prev != account
+            {
+                out.push((prev.to_string(), *ts, contact.clone(), account.clone()));
+            }
+            current = Some(account);
+        }
+    }
+    out
+}
