@@ -94,6 +94,34 @@ enum Cmd {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// NPS for a period; with --migration, how contacts and accounts moved between categories
+    Nps {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, short)]
+        period: String,
+        /// Show the promoter/passive/detractor migration matrices
+        #[arg(long)]
+        migration: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// One account: attributes, MRR history, renewals, contacts, surveys, tickets and its KPIs
+    Account {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The account id
+        id: String,
+        /// Period of the account's KPIs (default: the last 12 months)
+        #[arg(long, short)]
+        period: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Contracts due for renewal in a period (term ends) and their outcome
     Renewals {
         #[command(flatten)]
@@ -330,6 +358,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 OutFormat::Csv => out(&report::cohorts_text(&t, true))?,
                 OutFormat::Table => out(&report::cohorts_text(&t, false))?,
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Nps { data, period, migration, format, as_of: at } => {
+            let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
+            let cfg = config(&data)?;
+            let scope = tenure_engine::Scope { attributes: false, cs: true };
+            let ledger =
+                tenure_engine::ledger_with(&existing_data_dir(&data)?, &cfg, as_of(&at)?, scope)?;
+            let rows = tenure_kpi::report(&ledger, &[p], None, &cfg.kpi);
+            let m = migration.then(|| tenure_kpi::cs::nps_migration(&ledger, p));
+            out(&report::nps(&rows[0], m.as_ref(), format))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Account { data, id, period, format, as_of: at } => {
+            let cfg = config(&data)?;
+            let as_of = as_of(&at)?;
+            let p = match &period {
+                Some(p) => Period::parse(p).map_err(|e| usage(format!("--period: {e}")))?,
+                None => {
+                    let end = PeriodUnit::Day.advance(PeriodUnit::Day.floor(as_of), 1);
+                    Period::new(end.add_months(-12), end)
+                }
+            };
+            let mut ledger = tenure_engine::ledger(&existing_data_dir(&data)?, &cfg, as_of)?;
+            let Some(i) = ledger.accounts.iter().position(|a| a.id == id) else {
+                bail!(usage(format!("no account {id:?} in the data")));
+            };
+            // The account's own KPIs: the catalogue over a ledger of that account alone, cut
+            // by account so that company-level costs stay out.
+            let account = ledger.accounts.swap_remove(i);
+            ledger.accounts = vec![account];
+            let rows = tenure_kpi::report(&ledger, &[p], Some(&By::Account), &cfg.kpi);
+            out(&report::account(
+                &ledger.accounts[0],
+                &rows[0],
+                cfg.revenue.fx.base,
+                as_of,
+                format,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Renewals { data, period, open, format, as_of: at } => {

@@ -266,3 +266,265 @@ pub fn renewals(
         }
     }
 }
+
+/// NPS for a period, with the migration matrices when asked.
+pub fn nps(row: &Row, migration: Option<&tenure_kpi::cs::Migration>, format: OutFormat) -> String {
+    use tenure_kpi::cs::NpsCategory;
+    let cats = [NpsCategory::Detractor, NpsCategory::Passive, NpsCategory::Promoter];
+    let get = |id: &str| row.kpis.get(id).map_or(Json::Null, |v| value_json(v, Currency::USD));
+    match format {
+        OutFormat::Json => {
+            let mut o = Map::new();
+            o.insert(
+                "period".into(),
+                json!({"start": row.period.start.to_string(), "end": row.period.end.to_string()}),
+            );
+            for id in [
+                "nps",
+                "nps_se",
+                "nps_responses",
+                "nps_promoters",
+                "nps_passives",
+                "nps_detractors",
+            ] {
+                o.insert(id.into(), get(id));
+            }
+            if let Some(m) = migration {
+                let matrix = |x: &[[u64; 3]; 3]| {
+                    let mut from = Map::new();
+                    for a in cats {
+                        let mut to = Map::new();
+                        for b in cats {
+                            to.insert(b.as_str().into(), json!(x[a as usize][b as usize]));
+                        }
+                        from.insert(a.as_str().into(), Json::Object(to));
+                    }
+                    Json::Object(from)
+                };
+                o.insert("contacts".into(), matrix(&m.contacts));
+                o.insert("accounts".into(), matrix(&m.accounts));
+                o.insert(
+                    "detractor_conversion_rate".into(),
+                    m.detractor_conversion_rate().map_or(Json::Null, |x| json!(x)),
+                );
+                o.insert(
+                    "promoter_decay_rate".into(),
+                    m.promoter_decay_rate().map_or(Json::Null, |x| json!(x)),
+                );
+            }
+            serde_json::to_string_pretty(&Json::Object(o)).unwrap_or_default() + "\n"
+        }
+        OutFormat::Table | OutFormat::Csv => {
+            let text = |id: &str| {
+                row.kpis.get(id).map_or("n/a".to_string(), |v| value_text(v, Currency::USD))
+            };
+            let mut out = format!(
+                "NPS {} (standard error {}) from {} respondents: {} promoters, {} passives, {} detractors\n",
+                text("nps"),
+                text("nps_se"),
+                text("nps_responses"),
+                text("nps_promoters"),
+                text("nps_passives"),
+                text("nps_detractors")
+            );
+            if let Some(m) = migration {
+                for (what, x) in [("contacts", &m.contacts), ("accounts", &m.accounts)] {
+                    out += &format!(
+                        "\n{what:<12} {:>10} {:>10} {:>10}   (from the row to the column)\n",
+                        "detractor", "passive", "promoter"
+                    );
+                    for a in cats {
+                        out += &format!(
+                            "{:<12} {:>10} {:>10} {:>10}\n",
+                            a.as_str(),
+                            x[a as usize][0],
+                            x[a as usize][1],
+                            x[a as usize][2]
+                        );
+                    }
+                }
+                let pct = |x: Option<f64>| x.map_or("n/a".into(), |x| format!("{:.1}%", x * 100.0));
+                out += &format!(
+                    "\npromoter decay {} of promoters became passives or detractors; detractor conversion {}\n",
+                    pct(m.promoter_decay_rate()),
+                    pct(m.detractor_conversion_rate())
+                );
+            }
+            out
+        }
+    }
+}
+
+/// One account: attributes, revenue history, renewals, contacts, surveys, tickets,
+/// milestones, and its KPIs for a period.
+pub fn account(
+    a: &tenure_ledger::AccountLedger,
+    row: &Row,
+    cur: Currency,
+    as_of: tenure_core::time::Timestamp,
+    format: OutFormat,
+) -> String {
+    use tenure_ledger::RenewalOutcome;
+    let money = |m: i64| tenure_core::money::format_minor(m, cur);
+    let now = a.state_before(tenure_core::time::Timestamp(as_of.0.saturating_add(1)));
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    for (_, k, v) in &a.attributes {
+        match attrs.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.label(),
+            None => attrs.push((k.clone(), v.label())),
+        }
+    }
+    attrs.sort();
+    let contacts = a.cs.contacts_before(tenure_core::time::Timestamp(as_of.0.saturating_add(1)));
+    let outcome = |o: &RenewalOutcome| match o {
+        RenewalOutcome::Won { at, arr } => (format!("won {}", at.date_string()), Some(*arr)),
+        RenewalOutcome::Lost { at } => (format!("lost {}", at.date_string()), None),
+        RenewalOutcome::Open => ("open".to_string(), None),
+    };
+    if format == OutFormat::Json {
+        let j = json!({
+            "account_id": a.id,
+            "name": a.name,
+            "attributes": attrs.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Json>>(),
+            "mrr": money_json(now.map_or(0, |s| s.mrr), cur),
+            "arr": money_json(now.map_or(0, |s| s.arr), cur),
+            "customer": now.is_some_and(|s| s.customer),
+            "seats": now.map_or(0, |s| s.seats),
+            "plan": now.and_then(|s| s.plan.as_deref()),
+            "first_paid": a.first_paid().map(|t| t.to_string()),
+            "movements": a.movements.iter().map(|m| json!({
+                "at": m.ts.to_string(), "kind": m.kind.as_str(), "mrr": money_json(m.delta(), cur),
+                "upsell": money_json(m.upsell, cur), "cross_sell": money_json(m.cross_sell, cur), "involuntary": m.involuntary,
+            })).collect::<Vec<_>>(),
+            "renewals": a.renewals.iter().map(|r| {
+                let (o, arr) = outcome(&r.outcome);
+                json!({"subscription_id": r.subscription_id, "due": r.due.to_string(), "arr_due": money_json(r.arr_due, cur), "outcome": o, "arr_renewed": arr.map(|x| money_json(x, cur))})
+            }).collect::<Vec<_>>(),
+            "cancellations_scheduled": a.cancellations_scheduled.iter().map(|(given, at)| json!({"given": given.to_string(), "effective": at.to_string()})).collect::<Vec<_>>(),
+            "contacts": contacts.iter().map(|c| json!({
+                "contact_id": c.contact_id, "name": c.name, "email": c.email, "role": c.role.map(|r| r.as_str()),
+                "active": c.active, "left_at": c.left_at.map(|t| t.to_string()),
+            })).collect::<Vec<_>>(),
+            "departures": a.cs.departures.iter().map(|d| json!({"at": d.ts.to_string(), "contact_id": d.contact_id, "role": d.role.map(|r| r.as_str()), "moved_to": d.moved_to})).collect::<Vec<_>>(),
+            "nps_history": a.cs.responses.iter().filter_map(|r| match r.score {
+                tenure_core::event::SurveyScore::Nps(s) => Some(json!({"at": r.ts.to_string(), "contact_id": r.contact_id, "score": s, "comment": r.comment})),
+                _ => None,
+            }).collect::<Vec<_>>(),
+            "tickets": a.cs.tickets.iter().map(|t| json!({
+                "ticket_id": t.ticket_id, "opened": t.opened.to_string(), "closed": t.closed.map(|x| x.to_string()),
+                "category": t.category.map(|c| c.as_str()), "severity": t.severity.map(|c| c.as_str()), "csat": t.csat,
+            })).collect::<Vec<_>>(),
+            "milestones": a.cs.milestones.iter().map(|(t, n)| json!({"at": t.to_string(), "name": n})).collect::<Vec<_>>(),
+            "kpis": row_json(row, cur),
+        });
+        return serde_json::to_string_pretty(&j).unwrap_or_default() + "\n";
+    }
+    let mut out =
+        format!("{} {}\n", a.id, a.name.as_deref().map(|n| format!("({n})")).unwrap_or_default());
+    if !attrs.is_empty() {
+        out += &format!(
+            "  {}\n",
+            attrs.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    out += &format!(
+        "  MRR {} {cur} (ARR {}), {} seats, plan {}, {}\n",
+        money(now.map_or(0, |s| s.mrr)),
+        money(now.map_or(0, |s| s.arr)),
+        now.map_or(0, |s| s.seats),
+        now.and_then(|s| s.plan.as_deref()).unwrap_or("-"),
+        match (now.is_some_and(|s| s.customer), a.first_paid()) {
+            (true, Some(t)) => format!("customer since {}", t.date_string()),
+            (false, Some(_)) => "not a customer now".to_string(),
+            _ => "never paid".to_string(),
+        }
+    );
+    out += "\nMRR movements\n";
+    for m in &a.movements {
+        out += &format!(
+            "  {}  {:<12} {:>12}{}\n",
+            m.ts.date_string(),
+            m.kind.as_str(),
+            money(m.delta()),
+            if m.involuntary { "  (involuntary)" } else { "" }
+        );
+    }
+    if !a.renewals.is_empty() {
+        out += "\nRenewals\n";
+        for r in &a.renewals {
+            out += &format!(
+                "  {}  {}  ARR {}  {}\n",
+                r.due.date_string(),
+                r.subscription_id,
+                money(r.arr_due),
+                outcome(&r.outcome).0
+            );
+        }
+    }
+    for (given, at) in &a.cancellations_scheduled {
+        out += &format!(
+            "  cancellation scheduled on {} for {}\n",
+            given.date_string(),
+            at.date_string()
+        );
+    }
+    if !contacts.is_empty() {
+        out += "\nContacts\n";
+        for c in &contacts {
+            out += &format!(
+                "  {:<20} {:<18} {}\n",
+                c.name.as_deref().unwrap_or(&c.contact_id),
+                c.role.map_or("-", |r| r.as_str()),
+                match c.left_at {
+                    Some(t) if !c.active => format!("left {}", t.date_string()),
+                    _ => "active".to_string(),
+                }
+            );
+        }
+    }
+    let scores: Vec<String> =
+        a.cs.responses
+            .iter()
+            .filter_map(|r| match r.score {
+                tenure_core::event::SurveyScore::Nps(s) => {
+                    Some(format!("{} {}", r.ts.date_string(), s))
+                }
+                _ => None,
+            })
+            .collect();
+    if !scores.is_empty() {
+        out += &format!(
+            "\nNPS responses ({}): {}\n",
+            scores.len(),
+            scores.iter().rev().take(8).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    if !a.cs.tickets.is_empty() {
+        let open = a.cs.tickets.iter().filter(|t| t.closed.is_none()).count();
+        out += &format!("\nTickets: {} in all, {open} open; latest:\n", a.cs.tickets.len());
+        for t in a.cs.tickets.iter().rev().take(5) {
+            out += &format!(
+                "  {}  {:<10} {:<8} {:<8} {}\n",
+                t.opened.date_string(),
+                t.ticket_id,
+                t.category.map_or("-", |c| c.as_str()),
+                t.severity.map_or("-", |c| c.as_str()),
+                t.closed.map_or("open".to_string(), |c| format!("closed {}", c.date_string()))
+            );
+        }
+    }
+    if !a.cs.milestones.is_empty() {
+        out += &format!(
+            "\nMilestones: {}\n",
+            a.cs.milestones
+                .iter()
+                .map(|(t, n)| format!("{n} {}", t.date_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    out +=
+        &format!("\nKPIs, {}..{}\n", row.period.start.date_string(), row.period.end.date_string());
+    out += &kpis_table(std::slice::from_ref(row), cur, &["value".to_string()]);
+    out
+}

@@ -492,3 +492,87 @@ fn generated_csv_and_jsonl_companies_give_the_same_report() {
             .contains("truth.csv: rejected: the CSV has no `type` column")
     );
 }
+
+#[test]
+fn account_view_nps_and_the_full_catalogue_on_a_generated_company() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("co");
+    let o = run(&[
+        "gen",
+        "--accounts",
+        "80",
+        "--months",
+        "12",
+        "--seed",
+        "9",
+        "--start",
+        "2023-01",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(o.status.success());
+    let files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    let data = t.path().join("data");
+    assert!(import(&data, &files).status.success());
+    let d = data.display().to_string();
+    // Every KPI of the catalogue, revenue and customer success, in one report.
+    let k = kpi_json(&data, "2023-07..2024-01", &[]);
+    for id in [
+        "mrr_end",
+        "nps",
+        "nps_promoters",
+        "nps_passives",
+        "nps_detractors",
+        "csat",
+        "survey_response_rate",
+        "tickets",
+        "defect_share",
+        "engagement_rate",
+        "onboarding_completion_rate",
+        "time_to_value_days",
+        "success_plan_realization",
+        "contact_coverage_champion",
+        "key_contacts_departed",
+        "service_attach_rate",
+    ] {
+        assert!(k["kpis"].get(id).is_some(), "{id} missing");
+    }
+    assert!(f(&k, "tickets") > 0.0 && f(&k, "nps_responses") > 0.0);
+    let nps = f(&k, "nps");
+    assert!((-100.0..=100.0).contains(&nps));
+    // --kpis revenue leaves the CS ids out.
+    let r = kpi_json(&data, "2023-07..2024-01", &["--kpis", "revenue"]);
+    assert!(r["kpis"].get("nps").is_none() && r["kpis"].get("mrr_end").is_some());
+    assert_eq!(r["kpis"]["mrr_end"], k["kpis"]["mrr_end"]);
+    // NPS with its migration.
+    let o = run(&[
+        "nps",
+        "--data",
+        &d,
+        "--period",
+        "2023-07..2024-01",
+        "--migration",
+        "--format",
+        "json",
+        "--as-of",
+        "2030-01-01",
+    ]);
+    let n: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(n["nps"], k["kpis"]["nps"]);
+    assert!(n["contacts"]["promoter"]["detractor"].is_u64());
+    // One account's view.
+    let o =
+        run(&["account", "--data", &d, "acc-000001", "--format", "json", "--as-of", "2030-01-01"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(a["account_id"], "acc-000001");
+    assert!(!a["movements"].as_array().unwrap().is_empty());
+    assert!(!a["contacts"].as_array().unwrap().is_empty());
+    assert_eq!(a["kpis"]["segment"], "acc-000001");
+    let o = run(&["account", "--data", &d, "no-such-account"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -413,3 +413,79 @@ pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
     Some(s[lo] + (s[hi] - s[lo]) * (pos - lo as f64))
 }
+
+/// Moves between NPS categories, `[from][to]` indexed by [`NpsCategory`] (detractor,
+/// passive, promoter).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// Contacts whose latest response falls in the period and who answered before: the
+    /// category of the response before it, then of the latest.
+    pub contacts: [[u64; 3]; 3],
+    /// Accounts, by the mean of their contacts' latest scores before the period and at its
+    /// end (accounts with responses both times).
+    pub accounts: [[u64; 3]; 3],
+}
+
+impl Migration {
+    /// Detractors who became passives or promoters / detractors before (contacts).
+    pub fn detractor_conversion_rate(&self) -> Option<f64> {
+        let d = self.contacts[0];
+        ratio((d[1] + d[2]) as f64, d.iter().sum::<u64>() as f64)
+    }
+
+    /// Promoters who became passives or detractors / promoters before (contacts): the risk signal.
+    pub fn promoter_decay_rate(&self) -> Option<f64> {
+        let p = self.contacts[2];
+        ratio((p[0] + p[1]) as f64, p.iter().sum::<u64>() as f64)
+    }
+}
+
+fn mean_category(scores: &[u8]) -> Option<NpsCategory> {
+    if scores.is_empty() {
+        return None;
+    }
+    let mean = scores.iter().map(|s| *s as f64).sum::<f64>() / scores.len() as f64;
+    // Categories of a mean score: promoters from 9, passives from 7.
+    Some(if mean >= 9.0 {
+        NpsCategory::Promoter
+    } else if mean >= 7.0 {
+        NpsCategory::Passive
+    } else {
+        NpsCategory::Detractor
+    })
+}
+
+/// The NPS migration matrices for a period.
+pub fn nps_migration(ledger: &tenure_ledger::Ledger, p: Period) -> Migration {
+    let mut m = Migration::default();
+    for a in &ledger.accounts {
+        let nps: Vec<(&tenure_ledger::cs::Response, u8)> =
+            a.cs.responses
+                .iter()
+                .filter_map(|r| match r.score {
+                    SurveyScore::Nps(s) if r.ts < p.end => Some((r, s)),
+                    _ => None,
+                })
+                .collect();
+        let mut contacts: Vec<&str> =
+            nps.iter().filter_map(|(r, _)| r.contact_id.as_deref()).collect();
+        contacts.sort_unstable();
+        contacts.dedup();
+        for c in contacts {
+            let mine: Vec<&(&tenure_ledger::cs::Response, u8)> =
+                nps.iter().filter(|(r, _)| r.contact_id.as_deref() == Some(c)).collect();
+            if let [.., before, latest] = mine.as_slice()
+                && p.contains(latest.0.ts)
+            {
+                m.contacts[NpsCategory::of(before.1) as usize]
+                    [NpsCategory::of(latest.1) as usize] += 1;
+            }
+        }
+        let before = latest_nps(a, Timestamp::MIN, p.start);
+        let after = latest_nps(a, Timestamp::MIN, p.end);
+        if let (Some(x), Some(y)) = (mean_category(&before), mean_category(&after)) {
+            m.accounts[x as usize][y as usize] += 1;
+        }
+    }
+    m
+}

@@ -210,3 +210,39 @@ fn customer_success_kpis_match_the_hand_worked_values() {
     close("fee_trend_yoy", (1910.0 - 960.0) / 960.0);
     close("accounts_fee_decline", 1.0);
 }
+
+#[test]
+fn nps_migration_of_contacts_and_accounts() {
+    let text = r#"
+{"type":"survey_response","timestamp":"2023-10-01","account_id":"a","survey":"nps","contact_id":"a1","score":10}
+{"type":"survey_response","timestamp":"2024-02-01","account_id":"a","survey":"nps","contact_id":"a1","score":6}
+{"type":"survey_response","timestamp":"2023-10-01","account_id":"a","survey":"nps","contact_id":"a2","score":9}
+{"type":"survey_response","timestamp":"2024-02-01","account_id":"a","survey":"nps","contact_id":"a2","score":8}
+{"type":"survey_response","timestamp":"2023-11-01","account_id":"b","survey":"nps","contact_id":"b1","score":3}
+{"type":"survey_response","timestamp":"2023-12-01","account_id":"b","survey":"nps","contact_id":"b1","score":5}
+{"type":"survey_response","timestamp":"2024-03-01","account_id":"b","survey":"nps","contact_id":"b1","score":9}
+{"type":"survey_response","timestamp":"2024-03-01","account_id":"b","survey":"nps","contact_id":"b2","score":9}
+{"type":"survey_response","timestamp":"2023-11-01","account_id":"c","survey":"nps","contact_id":"c1","score":9}
+"#;
+    let (events, rejected) = parse_jsonl_block(text, 1, None, &IngestConfig::defaults(None));
+    assert!(rejected.is_empty());
+    let mut b = LedgerBuilder::new();
+    for (_, e) in events {
+        b.push(e);
+    }
+    let cfg = RevenueConfig::preset(
+        Preset::Tenure,
+        tenure_core::money::FxTable::new(tenure_core::money::Currency::USD),
+    );
+    let ledger = b.finish(&cfg, Timestamp::parse("2030-01-01").unwrap());
+    let m = tenure_kpi::cs::nps_migration(&ledger, Period::parse("2024-Q1").unwrap());
+    // Contacts [from][to] as [detractor, passive, promoter]: a1 promoter -> detractor,
+    // a2 promoter -> passive, b1 detractor (its answer before the latest) -> promoter; b2
+    // answered once, c1 not in Q1.
+    assert_eq!(m.contacts, [[0, 0, 1], [0, 0, 0], [1, 1, 0]]);
+    assert_eq!(m.promoter_decay_rate(), Some(1.0));
+    assert_eq!(m.detractor_conversion_rate(), Some(1.0));
+    // Accounts by mean of latest scores: a 9.5 -> 7.0 (promoter -> passive), b 5 -> 9
+    // (detractor -> promoter), c 9 -> 9 (promoter -> promoter).
+    assert_eq!(m.accounts, [[0, 0, 1], [0, 0, 0], [0, 1, 1]]);
+}
