@@ -122,6 +122,30 @@ enum Cmd {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Read-only SQL over the data: usage, usage_daily, web_visits, emails, accounts,
+    /// subscriptions, mrr_movements, renewals, contacts, survey_responses, tickets, ...
+    Sql {
+        #[command(flatten)]
+        data: DataArgs,
+        /// One SELECT statement
+        query: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Write every table to Parquet files, for a warehouse
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Output format (Parquet only, for now)
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: ExportFormat,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Contracts due for renewal in a period (term ends) and their outcome
     Renewals {
         #[command(flatten)]
@@ -184,6 +208,11 @@ enum InFormat {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Parquet,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum KpiSet {
     All,
     Revenue,
@@ -235,6 +264,35 @@ fn data_dir(d: &DataArgs) -> PathBuf {
         .clone()
         .or_else(|| std::env::var_os("TENURE_DATA").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("tenure-data"))
+}
+
+/// Brings the columnar tables up to date with the log; a failure there must not stop a
+/// report of the rest, so it is a warning.
+fn refresh_columnar(dir: &Path) {
+    match tenure_analytics::refresh(dir) {
+        Ok(s) if s.files > 0 => {
+            let n: u64 = s.events.values().sum();
+            eprintln!("columnar store: {n} new events materialised");
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the columnar store could not be refreshed: {e}"),
+    }
+}
+
+/// The ledger's tables for SQL and export.
+fn ledger_tables(
+    dir: &Path,
+    cfg: &Config,
+    as_of: Timestamp,
+) -> Result<Vec<tenure_analytics::SqlTable>> {
+    let ledger = tenure_engine::ledger(dir, cfg, as_of)?;
+    let mut subs = Vec::new();
+    tenure_engine::replay(dir, &[EventKind::Subscription], |e| {
+        if e.ts <= as_of {
+            subs.push(e)
+        }
+    })?;
+    Ok(tenure_analytics::ledger_tables(&ledger, cfg.revenue.fx.base, &subs)?)
 }
 
 /// The data directory of a report, which must exist (a typo should not read as "no data").
@@ -304,7 +362,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("warning: {}", d.0);
             }
             let rows = match kpis {
-                KpiSet::All => tenure_kpi::report(&ledger, &periods, by.as_ref(), &cfg.kpi),
+                KpiSet::All => {
+                    refresh_columnar(&dir);
+                    let advanced: Vec<String> = cfg
+                        .kpi
+                        .features
+                        .iter()
+                        .filter(|f| f.advanced)
+                        .map(|f| f.name.clone())
+                        .collect();
+                    let usage =
+                        tenure_analytics::usage_stats(&dir, &periods, &advanced, ledger.as_of)?;
+                    tenure_kpi::report_with_usage(&ledger, &periods, by.as_ref(), &cfg.kpi, &usage)
+                }
                 KpiSet::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi),
             };
             let cur = cfg.revenue.fx.base;
@@ -397,6 +467,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 as_of,
                 format,
             ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sql { data, query, format, as_of: at } => {
+            let dir = existing_data_dir(&data)?;
+            let cfg = config(&data)?;
+            refresh_columnar(&dir);
+            let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
+            let q = match tenure_analytics::run_sql(&dir, tables, &query) {
+                Ok(q) => q,
+                Err(tenure_analytics::QueryError::Invalid(m)) => bail!(usage(format!("SQL: {m}"))),
+                Err(e) => return Err(e.into()),
+            };
+            out(&report::batches(&q.batches, format)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Export { data, format: ExportFormat::Parquet, out: to, as_of: at } => {
+            let dir = existing_data_dir(&data)?;
+            let cfg = config(&data)?;
+            refresh_columnar(&dir);
+            let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
+            for (name, rows) in tenure_analytics::export_parquet(&dir, tables, &to)? {
+                eprintln!(
+                    "{:<18} {rows:>12} rows -> {}",
+                    name,
+                    to.join(format!("{name}.parquet")).display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Renewals { data, period, open, format, as_of: at } => {
@@ -548,6 +645,8 @@ fn import(
             started.elapsed().as_secs_f64()
         );
     }
+    drop(importer);
+    refresh_columnar(data);
     Ok(if total_rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 

@@ -575,4 +575,39 @@ fn account_view_nps_and_the_full_catalogue_on_a_generated_company() {
     assert_eq!(a["kpis"]["segment"], "acc-000001");
     let o = run(&["account", "--data", &d, "no-such-account"]);
     assert_eq!(o.status.code(), Some(2));
+    // Usage KPIs come from the columnar store, which SQL reads too.
+    assert!(f(&k, "mau") > 0.0);
+    let lu = f(&k, "license_utilization");
+    assert!(lu > 0.0 && lu < 5.0, "{lu}");
+    let o = run(&["sql", "--data", &d, "--format", "json", "SELECT count(*) AS n FROM usage"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(rows[0]["n"].as_u64().unwrap() > 0);
+    let o = run(&[
+        "sql",
+        "--data",
+        &d,
+        "--format",
+        "csv",
+        "SELECT kind, count(*) AS n FROM mrr_movements GROUP BY kind ORDER BY kind",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("kind,n\n"));
+    let o = run(&["sql", "--data", &d, "DROP TABLE usage"]);
+    assert_eq!(o.status.code(), Some(2));
+    let lake = t.path().join("lake");
+    let o =
+        run(&["export", "--data", &d, "--format", "parquet", "--out", &lake.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for table in [
+        "usage",
+        "usage_daily",
+        "accounts",
+        "subscriptions",
+        "mrr_movements",
+        "tickets",
+        "survey_responses",
+        "contacts",
+    ] {
+        assert!(lake.join(format!("{table}.parquet")).exists(), "{table}");
+    }
 }

@@ -37,6 +37,22 @@ pub struct ConfigFile {
     /// Rates into the base currency: `[fx.EUR]` with `"2024-01-01" = "1.0825"` entries.
     #[serde(default)]
     pub fx: BTreeMap<String, BTreeMap<String, String>>,
+    /// The feature catalogue: `[features.reports]` with `tier`, `released`, `plans`.
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSection {
+    /// basic (default) | advanced: advanced features make advanced users.
+    pub tier: Option<String>,
+    /// Release date: usage before it does not count towards adoption.
+    pub released: Option<String>,
+    /// Plans that include the feature (default: every plan); use on other plans is use
+    /// outside the subscription.
+    #[serde(default)]
+    pub plans: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +223,32 @@ impl Config {
         if !(-1.0..=0.0).contains(&fee_decline) {
             return Err(invalid("kpi.fee_decline", format!("{fee_decline} is not in [-1, 0]")));
         }
+        let mut features = Vec::new();
+        for (name, f) in &f.features {
+            let field = |k: &str| format!("features.{name}.{k}");
+            let advanced = match f.tier.as_deref() {
+                None | Some("basic") => false,
+                Some("advanced") => true,
+                Some(t) => {
+                    return Err(invalid(
+                        &field("tier"),
+                        format!("unknown tier {t:?} (expected basic | advanced)"),
+                    ));
+                }
+            };
+            let released = match &f.released {
+                None => None,
+                Some(d) => Some(
+                    Timestamp::parse(d).map_err(|e| invalid(&field("released"), e.to_string()))?,
+                ),
+            };
+            features.push(tenure_kpi::usage::Feature {
+                name: name.clone(),
+                advanced,
+                released,
+                plans: f.plans.clone(),
+            });
+        }
         Ok(Config {
             revenue,
             kpi: KpiConfig {
@@ -216,6 +258,7 @@ impl Config {
                     .csat_satisfied_min
                     .unwrap_or(csat[1].saturating_sub(1).max(csat[0])),
                 fee_decline,
+                features,
             },
             default_currency,
             max_line_bytes: f.ingest.max_line_bytes.unwrap_or(64 * 1024),

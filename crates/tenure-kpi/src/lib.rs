@@ -6,6 +6,7 @@ mod cohort;
 pub mod cs;
 mod segment;
 mod stats;
+pub mod usage;
 
 pub use cohort::{CohortMetric, CohortRow, CohortTable, cohorts};
 pub use segment::By;
@@ -13,6 +14,7 @@ pub use stats::wilson;
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use tenure_core::event::CostCategory;
 use tenure_core::time::Period;
 use tenure_ledger::{AccountLedger, Ledger, MovementKind, RenewalOutcome};
@@ -26,12 +28,19 @@ pub struct KpiConfig {
     pub csat_satisfied_min: u8,
     /// A fee change year over year at or below this fraction is a decline (-0.2 = -20%).
     pub fee_decline: f64,
+    /// The product's feature catalogue (tiers, releases, plans) for the adoption KPIs.
+    pub features: Vec<usage::Feature>,
 }
 
 impl KpiConfig {
     /// The catalogue's defaults: margin 1, CSAT 1-10 with 9-10 satisfied, fee decline -20%.
     pub fn defaults() -> KpiConfig {
-        KpiConfig { gross_margin: 1.0, csat_satisfied_min: 9, fee_decline: -0.2 }
+        KpiConfig {
+            gross_margin: 1.0,
+            csat_satisfied_min: 9,
+            fee_decline: -0.2,
+            features: Vec::new(),
+        }
     }
 }
 
@@ -53,11 +62,11 @@ pub enum Value {
 
 /// KPI id -> value, in catalogue order.
 #[derive(Clone, Debug, PartialEq, Default)]
-pub struct Kpis(pub Vec<(&'static str, Value)>);
+pub struct Kpis(pub Vec<(Cow<'static, str>, Value)>);
 
 impl Kpis {
     pub fn get(&self, id: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| *k == id).map(|(_, v)| v)
+        self.0.iter().find(|(k, _)| k == id).map(|(_, v)| v)
     }
 }
 
@@ -106,6 +115,7 @@ struct Acc {
     arr_won_gross: i64,
     arr_won_net: i64,
     cs: cs::CsAcc,
+    usage: usage::UsageAcc,
 }
 
 impl Acc {
@@ -144,10 +154,18 @@ impl Acc {
             arr_won_net
         );
         self.cs.add(&o.cs);
+        self.usage.add(&o.usage);
     }
 
-    fn account(&mut self, a: &AccountLedger, p: Period, cfg: &KpiConfig) {
+    fn account(
+        &mut self,
+        a: &AccountLedger,
+        p: Period,
+        cfg: &KpiConfig,
+        usage: Option<&usage::AccountUsage>,
+    ) {
         self.cs.account(a, p, cfg);
+        self.usage.account(a, p, usage, &cfg.features);
         let s = a.state_before(p.start);
         let e = a.state_before(p.end);
         let (mrr_s, cust_s) = s.map_or((0, false), |s| (s.mrr, s.customer));
@@ -248,7 +266,14 @@ fn monthly(rate: f64, p: Period) -> f64 {
     if (months - 1.0).abs() < 1e-12 { rate } else { 1.0 - (1.0 - rate).powf(1.0 / months) }
 }
 
-fn finish(a: &Acc, p: Period, costs: Option<(i64, i64, i64)>, cfg: &KpiConfig, cs: bool) -> Kpis {
+fn finish(
+    a: &Acc,
+    p: Period,
+    costs: Option<(i64, i64, i64)>,
+    cfg: &KpiConfig,
+    cs: bool,
+    usage: bool,
+) -> Kpis {
     use Value::*;
     let f = |x: i64| x as f64;
     let logo_churn = ratio(f(a.customers_churned), f(a.customers_start));
@@ -347,6 +372,11 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64, i64)>, cfg: &KpiConfig, c
     if cs {
         kpis.extend(a.cs.finish(costs.map(|c| c.2)));
     }
+    let mut kpis: Vec<(Cow<'static, str>, Value)> =
+        kpis.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect();
+    if usage {
+        kpis.extend(a.usage.finish(&cfg.features));
+    }
     Kpis(kpis)
 }
 
@@ -355,12 +385,24 @@ fn finish(a: &Acc, p: Period, costs: Option<(i64, i64, i64)>, cfg: &KpiConfig, c
 /// last). Company-level costs (CRC, CAC, service cost) are not attributable to a segment
 /// and are null in cut rows.
 pub fn report(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiConfig) -> Vec<Row> {
-    report_of(ledger, periods, by, cfg, true)
+    report_of(ledger, periods, by, cfg, true, None)
+}
+
+/// [`report`] with the usage and adoption KPIs, from per-account usage for each period
+/// (`usage[i]` belongs to `periods[i]`).
+pub fn report_with_usage(
+    ledger: &Ledger,
+    periods: &[Period],
+    by: Option<&By>,
+    cfg: &KpiConfig,
+    usage: &usage::Usage,
+) -> Vec<Row> {
+    report_of(ledger, periods, by, cfg, true, Some(usage))
 }
 
 /// The revenue KPIs only (kpis.md §1), for a ledger folded without the CS lanes.
 pub fn revenue(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiConfig) -> Vec<Row> {
-    report_of(ledger, periods, by, cfg, false)
+    report_of(ledger, periods, by, cfg, false, None)
 }
 
 fn report_of(
@@ -369,6 +411,7 @@ fn report_of(
     by: Option<&By>,
     cfg: &KpiConfig,
     cs: bool,
+    usage: Option<&usage::Usage>,
 ) -> Vec<Row> {
     type Map = FxHashMap<(usize, Option<String>), Acc>;
     let merged: Map = ledger
@@ -377,7 +420,12 @@ fn report_of(
         .fold(Map::default, |mut map, a| {
             for (i, p) in periods.iter().enumerate() {
                 let key = by.map(|b| b.segment(a, *p)).unwrap_or(None);
-                map.entry((i, key)).or_default().account(a, *p, cfg);
+                map.entry((i, key)).or_default().account(
+                    a,
+                    *p,
+                    cfg,
+                    usage.and_then(|u| u.get(i)?.get(&a.id)),
+                );
             }
             map
         })
@@ -399,14 +447,18 @@ fn report_of(
         ));
         if by.is_none() {
             let acc = merged.get(&(i, None)).cloned().unwrap_or_default();
-            rows.push(Row { period: *p, segment: None, kpis: finish(&acc, *p, costs, cfg, cs) });
+            rows.push(Row {
+                period: *p,
+                segment: None,
+                kpis: finish(&acc, *p, costs, cfg, cs, usage.is_some()),
+            });
             continue;
         }
         for k in keys.iter().filter(|k| k.0 == i) {
             rows.push(Row {
                 period: *p,
                 segment: Some(k.1.clone()),
-                kpis: finish(&merged[k], *p, None, cfg, cs),
+                kpis: finish(&merged[k], *p, None, cfg, cs, usage.is_some()),
             });
         }
     }

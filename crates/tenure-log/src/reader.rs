@@ -142,6 +142,50 @@ impl LogReader {
         Ok(())
     }
 
+    /// Calls `f(index, key, payload)` for the records of the lane from record `from` on, in
+    /// order: whole segments before `from` are not read (incremental consumers keep a
+    /// watermark and read only the tail).
+    pub fn scan_from<E>(
+        &self,
+        lane: &str,
+        from: u64,
+        mut f: impl FnMut(u64, u128, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ScanError<E>> {
+        let Some(snapshot) = self.lanes.get(lane) else { return Ok(()) };
+        let bases: Vec<u64> = snapshot
+            .sealed
+            .iter()
+            .map(|s| s.base)
+            .chain(snapshot.last.as_ref().map(|l| l.file.base))
+            .collect();
+        let mut buf = Vec::new();
+        for (i, seg) in snapshot.sealed.iter().enumerate() {
+            if bases.get(i + 1).is_some_and(|&next| next <= from) {
+                continue;
+            }
+            lane::read_segment(&seg.path, None, &mut buf)?;
+            let mut index = seg.base;
+            lane::parse(&seg.path, &buf, false, |key, payload| {
+                let r = if index >= from { f(index, key, payload) } else { Ok(()) };
+                index += 1;
+                r
+            })?;
+        }
+        let Some(last) = &snapshot.last else { return Ok(()) };
+        if last.valid_len == 0 || last.file.base + last.records <= from {
+            return Ok(());
+        }
+        let path = &last.file.path;
+        lane::read_segment(path, Some(last.valid_len), &mut buf)?;
+        let mut index = last.file.base;
+        lane::parse(path, &buf, false, |key, payload| {
+            let r = if index >= from { f(index, key, payload) } else { Ok(()) };
+            index += 1;
+            r
+        })?;
+        Ok(())
+    }
+
     /// Convenience: every record of `lane` as owned `(key, payload)` pairs.
     pub fn read_lane(&self, lane: &str) -> Result<Vec<(u128, Vec<u8>)>, LogError> {
         let mut out = Vec::with_capacity(usize::try_from(self.lane_len(lane)).unwrap_or(0));

@@ -666,3 +666,27 @@ fn a_reader_of_some_lanes_sees_only_those() {
     assert_eq!(r.read_lane("subscription").unwrap(), vec![(2, b"s".to_vec())]);
     assert!(LogReader::open(dir.path()).is_err());
 }
+
+#[test]
+fn scan_from_reads_the_tail_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogOptions { segment_bytes: 200 }).unwrap();
+    for k in 0..40u128 {
+        log.append("usage", k, format!("p{k}").as_bytes()).unwrap();
+    }
+    log.commit().unwrap();
+    drop(log);
+    let reader = LogReader::open(dir.path()).unwrap();
+    for from in [0u64, 1, 7, 17, 39, 40, 55] {
+        let mut seen = Vec::new();
+        reader
+            .scan_from("usage", from, |i, k, p| {
+                assert_eq!(p, format!("p{k}").as_bytes());
+                seen.push((i, k));
+                Ok::<(), Infallible>(())
+            })
+            .unwrap();
+        let want: Vec<(u64, u128)> = (from.min(40)..40).map(|i| (i, i as u128)).collect();
+        assert_eq!(seen, want, "from {from}");
+    }
+}

@@ -1,0 +1,52 @@
+//! Columnar tables of the high-volume events (usage, web visits, emails), their rollups and
+//! read-only SQL, on Apache DataFusion.
+//!
+//! The log stays the truth: [`refresh`] reads the part of the usage, web-visit and email
+//! lanes not yet materialized (a watermark per lane) and writes it as Parquet files, one per
+//! month of event time per refresh, with the per-account, per-day, per-user rollup of the
+//! same batch beside it (`usage_daily`). Rollups are DataFusion plans (SQL), so the same
+//! plans can run on a cluster later. Everything under `columnar/` can be deleted and rebuilt.
+
+mod sql;
+mod store;
+mod tables;
+mod usage;
+
+pub use sql::{Query, QueryError, SqlTable, export_parquet, run_sql};
+pub use store::{RefreshStats, refresh};
+pub use tables::ledger_tables;
+pub use usage::usage_stats;
+
+/// Arrow, as the query engine builds it, for callers that render results.
+pub use datafusion::arrow;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error(transparent)]
+    Log(#[from] tenure_log::LogError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("a log record does not decode ({0}); this is a bug or a damaged log, please report it")]
+    Decode(String),
+    #[error("query engine: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("query engine: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+}
+
+/// The columnar directory of a data directory.
+pub fn columnar_dir(data: &Path) -> PathBuf {
+    data.join("columnar")
+}
+
+/// A runtime for DataFusion's async plans; the rest of Tenure is synchronous.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, AnalyticsError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .build()
+        .map_err(|source| AnalyticsError::Io { path: PathBuf::from("<tokio runtime>"), source })
+}

@@ -1,0 +1,273 @@
+//! Materialising the high-volume lanes of the log as Parquet, incrementally, with rollups.
+
+use crate::{AnalyticsError, columnar_dir, runtime};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::prelude::SessionContext;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tenure_core::codec;
+use tenure_core::event::EventBody;
+use tenure_log::LogReader;
+
+/// The high-volume tables: name (= lane of the same event type) and columns.
+pub(crate) const TABLES: &[(&str, &str)] =
+    &[("usage", "usage"), ("web_visits", "web_visit"), ("emails", "email")];
+
+/// Records per materialised batch: bounds memory whatever the size of the tail.
+const BATCH: u64 = 2_000_000;
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+pub(crate) fn schema(table: &str) -> SchemaRef {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let mut fields = vec![s("account_id", false), Field::new("ts", ts_type(), false)];
+    match table {
+        "usage" => fields.extend([
+            s("user_id", false),
+            s("event", false),
+            s("feature", false),
+            Field::new("quantity", DataType::Float64, false),
+        ]),
+        "web_visits" => {
+            fields.extend([s("contact_id", true), s("section", false), s("page", true)])
+        }
+        _ => fields.extend([s("contact_id", true), s("campaign", true), s("action", false)]),
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Column builders of one table for one month.
+struct Builders {
+    account: StringBuilder,
+    ts: TimestampMicrosecondBuilder,
+    text: Vec<StringBuilder>,
+    quantity: Float64Builder,
+}
+
+impl Builders {
+    fn new(texts: usize) -> Builders {
+        Builders {
+            account: StringBuilder::new(),
+            ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            text: (0..texts).map(|_| StringBuilder::new()).collect(),
+            quantity: Float64Builder::new(),
+        }
+    }
+
+    fn finish(mut self, table: &str) -> Result<RecordBatch, AnalyticsError> {
+        let mut cols: Vec<ArrayRef> =
+            vec![Arc::new(self.account.finish()), Arc::new(self.ts.finish())];
+        for t in &mut self.text {
+            cols.push(Arc::new(t.finish()));
+        }
+        if table == "usage" {
+            cols.push(Arc::new(self.quantity.finish()));
+        }
+        Ok(RecordBatch::try_new(schema(table), cols)?)
+    }
+}
+
+/// What a refresh did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Events materialised, per table.
+    pub events: BTreeMap<String, u64>,
+    pub files: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AnalyticsError + '_ {
+    move |source| AnalyticsError::Io { path: path.to_path_buf(), source }
+}
+
+fn read_watermark(dir: &Path) -> Result<u64, AnalyticsError> {
+    let p = dir.join("WATERMARK");
+    match std::fs::read_to_string(&p) {
+        Ok(s) => Ok(s.trim().parse().unwrap_or(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io(&p)(e)),
+    }
+}
+
+/// Records how far a table is materialised: written aside, synced, then renamed over the
+/// old one, so the watermark never runs ahead of files on disk.
+fn write_watermark(dir: &Path, n: u64) -> Result<(), AnalyticsError> {
+    let tmp = dir.join("WATERMARK.tmp");
+    let f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    use std::io::Write;
+    (&f).write_all(n.to_string().as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, dir.join("WATERMARK")).map_err(io(dir))?;
+    Ok(())
+}
+
+/// The record range a file holds, from its name `YYYY-MM.FROM-TO.parquet`.
+fn file_range(name: &str) -> Option<(u64, u64)> {
+    let range = name.strip_suffix(".parquet")?.split('.').nth(1)?;
+    let (a, b) = range.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Removes files of records at or past the watermark: left by a refresh that stopped before
+/// moving the watermark, they are written again.
+fn remove_orphans(dir: &Path, watermark: u64) -> Result<(), AnalyticsError> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if file_range(&name).is_some_and(|(from, _)| from >= watermark) {
+            std::fs::remove_file(e.path()).map_err(io(&e.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), AnalyticsError> {
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(1 << 20)).build();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    w.write(batch)?;
+    let file = w.into_inner()?;
+    file.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}
+
+/// The per-account, per-day, per-user, per-feature rollup of a usage batch, as a DataFusion
+/// plan (distinct users over any window are counted from it, so it keeps the user).
+const USAGE_DAILY: &str = "SELECT account_id, date_trunc('day', ts) AS day, user_id, feature, \
+     count(*) AS events, sum(quantity) AS quantity \
+     FROM batch GROUP BY account_id, date_trunc('day', ts), user_id, feature";
+
+/// Brings the columnar tables up to date with the log. Cheap when nothing is new.
+pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
+    let mut stats = RefreshStats::default();
+    let log = data.join("log");
+    if !log.exists() {
+        return Ok(stats);
+    }
+    let lanes: Vec<&str> = TABLES.iter().map(|(_, l)| *l).collect();
+    let reader = LogReader::open_lanes(&log, &lanes)?;
+    let rt = runtime()?;
+    for (table, lane) in TABLES {
+        let dir = columnar_dir(data).join(table);
+        let total = reader.lane_len(lane);
+        let mut mark = read_watermark(&dir)?;
+        if mark >= total {
+            continue;
+        }
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        remove_orphans(&dir, mark)?;
+        if *table == "usage" {
+            let daily = columnar_dir(data).join("usage_daily");
+            std::fs::create_dir_all(&daily).map_err(io(&daily))?;
+            remove_orphans(&daily, mark)?;
+        }
+        while mark < total {
+            let to = (mark + BATCH).min(total);
+            let months = read_batch(&reader, table, lane, mark, to)?;
+            for (month, b) in months {
+                let batch = b.finish(table)?;
+                let name = format!("{month}.{mark}-{to}.parquet");
+                write_parquet(&dir.join(&name), &batch)?;
+                stats.files += 1;
+                *stats.events.entry(table.to_string()).or_default() += batch.num_rows() as u64;
+                if *table == "usage" {
+                    let rolled = rt.block_on(rollup(batch))?;
+                    write_parquet(&columnar_dir(data).join("usage_daily").join(&name), &rolled)?;
+                    stats.files += 1;
+                }
+            }
+            write_watermark(&dir, to)?;
+            mark = to;
+        }
+    }
+    Ok(stats)
+}
+
+async fn rollup(batch: RecordBatch) -> Result<RecordBatch, AnalyticsError> {
+    let ctx = SessionContext::new();
+    let schema = batch.schema();
+    ctx.register_table("batch", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+    let out = ctx.sql(USAGE_DAILY).await?.collect().await?;
+    let schema = out.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
+    Ok(datafusion::arrow::compute::concat_batches(&schema, &out)?)
+}
+
+/// Decodes records `[from, to)` of a lane into per-month column builders.
+fn read_batch(
+    reader: &LogReader,
+    table: &str,
+    lane: &str,
+    from: u64,
+    to: u64,
+) -> Result<BTreeMap<String, Builders>, AnalyticsError> {
+    let texts = schema(table).fields().len() - 2 - (table == "usage") as usize;
+    let mut months: BTreeMap<String, Builders> = BTreeMap::new();
+    let result = reader.scan_from(lane, from, |i, _, payload| {
+        if i >= to {
+            return Ok(());
+        }
+        let e = codec::decode(payload).map_err(|e| AnalyticsError::Decode(e.to_string()))?;
+        let (y, m, _) = e.ts.ymd();
+        let b = months.entry(format!("{y:04}-{m:02}")).or_insert_with(|| Builders::new(texts));
+        b.account.append_value(e.account.as_deref().unwrap_or(""));
+        b.ts.append_value(e.ts.0);
+        match e.body {
+            EventBody::Usage { user_id, event, feature, quantity } => {
+                b.text[0].append_value(&user_id);
+                b.text[2].append_value(feature.as_deref().unwrap_or(&event));
+                b.text[1].append_value(&event);
+                b.quantity.append_value(quantity);
+            }
+            EventBody::WebVisit { contact_id, section, page } => {
+                b.text[0].append_option(contact_id.as_deref());
+                b.text[1].append_value(section.as_str());
+                b.text[2].append_option(page.as_deref());
+            }
+            EventBody::Email { contact_id, campaign, action } => {
+                b.text[0].append_option(contact_id.as_deref());
+                b.text[1].append_option(campaign.as_deref());
+                b.text[2].append_value(action.as_str());
+            }
+            _ => {
+                return Err(AnalyticsError::Decode(format!(
+                    "a {} event in the {lane} lane",
+                    e.body.kind().as_str()
+                )));
+            }
+        }
+        Ok(())
+    });
+    result.map_err(|e| match e {
+        tenure_log::ScanError::Log(l) => AnalyticsError::Log(l),
+        tenure_log::ScanError::Callback(c) => c,
+    })?;
+    Ok(months)
+}
+
+/// The Parquet files of a table, for registering it.
+pub(crate) fn table_dir(data: &Path, table: &str) -> PathBuf {
+    columnar_dir(data).join(table)
+}
+
+/// The schema of `usage_daily` (what [`USAGE_DAILY`] produces), for an empty table.
+pub(crate) fn daily_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("day", ts_type(), true),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("feature", DataType::Utf8, false),
+        Field::new("events", DataType::Int64, false),
+        Field::new("quantity", DataType::Float64, true),
+    ]))
+}

@@ -1,0 +1,140 @@
+//! Per-account usage figures for report periods, as DataFusion queries over `usage_daily`.
+
+use crate::sql::session;
+use crate::{AnalyticsError, runtime};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
+use rustc_hash::FxHashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tenure_core::time::{DAY, Period, Timestamp};
+use tenure_kpi::usage::{AccountUsage, Usage};
+
+fn lit(t: Timestamp) -> String {
+    format!("TIMESTAMP '{t}'")
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A column as strings, whatever string layout the engine chose (Parquet reads give views).
+fn strings(batch: &RecordBatch, col: usize) -> Result<Vec<String>, AnalyticsError> {
+    let a = cast(batch.column(col), &DataType::Utf8)?;
+    let a = a.as_string::<i32>();
+    Ok((0..a.len()).map(|i| a.value(i).to_string()).collect())
+}
+
+fn ints(batch: &RecordBatch, col: usize) -> Result<Vec<u64>, AnalyticsError> {
+    let a = cast(batch.column(col), &DataType::Int64)?;
+    let a = a.as_primitive::<Int64Type>();
+    Ok((0..a.len()).map(|i| if a.is_null(i) { 0 } else { a.value(i).max(0) as u64 }).collect())
+}
+
+/// A list-of-strings column as vectors.
+fn string_lists(batch: &RecordBatch, col: usize) -> Result<Vec<Vec<String>>, AnalyticsError> {
+    let target = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+    let a = cast(batch.column(col), &target)?;
+    let lists = a.as_list::<i32>();
+    Ok((0..lists.len())
+        .map(|i| {
+            let v = lists.value(i);
+            let v = v.as_string::<i32>();
+            let mut out: Vec<String> =
+                (0..v.len()).filter(|j| !v.is_null(*j)).map(|j| v.value(j).to_string()).collect();
+            out.sort();
+            out
+        })
+        .collect())
+}
+
+/// The usage of every account for each period: windows of 30 and 7 days before the period
+/// end (and before `as_of`), events in the period and the one before, features ever used.
+pub fn usage_stats(
+    data: &Path,
+    periods: &[Period],
+    advanced: &[String],
+    as_of: Timestamp,
+) -> Result<Usage, AnalyticsError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let ctx = session(data, Vec::new()).await?;
+        let adv = if advanced.is_empty() {
+            "NULL".to_string()
+        } else {
+            advanced.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ")
+        };
+        let mut out = Vec::with_capacity(periods.len());
+        for p in periods {
+            let end = p.end.min(Timestamp(as_of.0.saturating_add(1)));
+            let (w30, w7) = (Timestamp(end.0 - 30 * DAY), Timestamp(end.0 - 7 * DAY));
+            let len = p.end.0 - p.start.0;
+            let prev = Timestamp(p.start.0 - len);
+            let mut map: FxHashMap<String, AccountUsage> = FxHashMap::default();
+            // Users are counted per account: a user id belongs to its account.
+            let windows = format!(
+                "SELECT account_id, count(DISTINCT user_id) AS mau, \
+                 count(DISTINCT CASE WHEN day >= {w7} THEN user_id END) AS wau, \
+                 CAST(count(DISTINCT concat(user_id, '|', CAST(day AS VARCHAR))) AS BIGINT) AS user_days, \
+                 count(DISTINCT CASE WHEN feature IN ({adv}) THEN user_id END) AS advanced_users, \
+                 array_agg(DISTINCT feature) AS features \
+                 FROM usage_daily WHERE day >= {w30} AND day < {end} GROUP BY account_id",
+                w7 = lit(w7),
+                w30 = lit(w30),
+                end = lit(end),
+            );
+            for b in ctx.sql(&windows).await?.collect().await? {
+                let ids = strings(&b, 0)?;
+                let (mau, wau, days, advu) = (ints(&b, 1)?, ints(&b, 2)?, ints(&b, 3)?, ints(&b, 4)?);
+                let features = string_lists(&b, 5)?;
+                for (i, (id, feats)) in ids.into_iter().zip(features).enumerate() {
+                    let u = map.entry(id).or_default();
+                    u.mau = mau[i];
+                    u.wau = wau[i];
+                    u.user_days = days[i];
+                    u.advanced_users = advu[i];
+                    u.features = feats;
+                }
+            }
+            let events = format!(
+                "SELECT account_id, \
+                 CAST(sum(CASE WHEN day >= {s} THEN events ELSE 0 END) AS BIGINT) AS now, \
+                 CAST(sum(CASE WHEN day < {s} THEN events ELSE 0 END) AS BIGINT) AS before \
+                 FROM usage_daily WHERE day >= {prev} AND day < {end} GROUP BY account_id",
+                s = lit(p.start),
+                prev = lit(prev),
+                end = lit(end),
+            );
+            for b in ctx.sql(&events).await?.collect().await? {
+                let ids = strings(&b, 0)?;
+                let (now, before) = (ints(&b, 1)?, ints(&b, 2)?);
+                for (i, id) in ids.into_iter().enumerate() {
+                    let u = map.entry(id).or_default();
+                    u.events = now[i];
+                    u.events_prev = before[i];
+                }
+            }
+            let ever = format!(
+                "SELECT account_id, feature, max(day) AS last FROM usage_daily WHERE day < {end} GROUP BY account_id, feature",
+                end = lit(end),
+            );
+            for b in ctx.sql(&ever).await?.collect().await? {
+                let (ids, feats) = (strings(&b, 0)?, strings(&b, 1)?);
+                let last = cast(b.column(2), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                let last = last.as_primitive::<TimestampMicrosecondType>();
+                for (i, (id, feat)) in ids.into_iter().zip(feats).enumerate() {
+                    map.entry(id).or_default().features_ever.push((feat, Timestamp(last.value(i))));
+                }
+            }
+            // Query results come in no particular order.
+            for u in map.values_mut() {
+                u.features_ever.sort();
+            }
+            out.push(map);
+        }
+        Ok(out)
+    })
+}

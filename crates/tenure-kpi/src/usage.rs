@@ -1,0 +1,168 @@
+//! Usage and adoption KPIs (kpis.md §2) from per-account figures the columnar store computes
+//! for each period; this module only combines them with the ledger (seats, plans, customers).
+
+use crate::{Value, ratio};
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+use tenure_core::time::{Period, Timestamp};
+use tenure_ledger::AccountLedger;
+
+/// One account's usage for one period (computed by `tenure-analytics`). "Active" means at
+/// least one usage event; the windows end at the period end.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountUsage {
+    /// Distinct users active in the 30 and 7 days before the period end.
+    pub mau: u64,
+    pub wau: u64,
+    /// Sum over the 30 days of each day's distinct active users.
+    pub user_days: u64,
+    /// Users active in the 30 days who used at least one advanced feature.
+    pub advanced_users: u64,
+    /// Distinct features used in the 30 days.
+    pub features: Vec<String>,
+    /// Every feature ever used before the period end, with the last day it was used.
+    pub features_ever: Vec<(String, Timestamp)>,
+    /// Usage events in the period and in the equally long period before it.
+    pub events: u64,
+    pub events_prev: u64,
+}
+
+/// Usage per account id, one map per period of a report.
+pub type Usage = Vec<FxHashMap<String, AccountUsage>>;
+
+/// A feature of the product, from the configuration's feature catalogue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Feature {
+    pub name: String,
+    pub advanced: bool,
+    /// Usage before the release does not count towards adoption.
+    pub released: Option<Timestamp>,
+    /// Plans that include the feature; empty = every plan.
+    pub plans: Vec<String>,
+}
+
+impl Feature {
+    fn available(&self, plan: Option<&str>) -> bool {
+        self.plans.is_empty() || plan.is_some_and(|p| self.plans.iter().any(|x| x == p))
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UsageAcc {
+    mau: u64,
+    wau: u64,
+    user_days: u64,
+    advanced_users: u64,
+    events: u64,
+    events_prev: u64,
+    /// Customers at the end: active users and seats (licence utilisation).
+    active_of_customers: u64,
+    seats: u64,
+    customers_end: u64,
+    depth_sum: f64,
+    depth_n: u64,
+    outside_plan: u64,
+    /// Per catalogued feature: customers at the end that used it since its release.
+    adopters: Vec<u64>,
+}
+
+impl UsageAcc {
+    pub(crate) fn add(&mut self, o: &UsageAcc) {
+        self.mau += o.mau;
+        self.wau += o.wau;
+        self.user_days += o.user_days;
+        self.advanced_users += o.advanced_users;
+        self.events += o.events;
+        self.events_prev += o.events_prev;
+        self.active_of_customers += o.active_of_customers;
+        self.seats += o.seats;
+        self.customers_end += o.customers_end;
+        self.depth_sum += o.depth_sum;
+        self.depth_n += o.depth_n;
+        self.outside_plan += o.outside_plan;
+        if self.adopters.len() < o.adopters.len() {
+            self.adopters.resize(o.adopters.len(), 0);
+        }
+        for (a, b) in self.adopters.iter_mut().zip(&o.adopters) {
+            *a += b;
+        }
+    }
+
+    pub(crate) fn account(
+        &mut self,
+        a: &AccountLedger,
+        p: Period,
+        u: Option<&AccountUsage>,
+        catalogue: &[Feature],
+    ) {
+        let end = a.state_before(p.end).filter(|s| s.customer);
+        if self.adopters.len() < catalogue.len() {
+            self.adopters.resize(catalogue.len(), 0);
+        }
+        if let Some(s) = end {
+            self.customers_end += 1;
+            self.seats += s.seats;
+        }
+        let Some(u) = u else { return };
+        self.mau += u.mau;
+        self.wau += u.wau;
+        self.user_days += u.user_days;
+        self.advanced_users += u.advanced_users;
+        self.events += u.events;
+        self.events_prev += u.events_prev;
+        let Some(s) = end else { return };
+        if s.seats > 0 {
+            self.active_of_customers += u.mau;
+        }
+        let plan = s.plan.as_deref();
+        let available: Vec<&Feature> = catalogue.iter().filter(|f| f.available(plan)).collect();
+        if !available.is_empty() {
+            let used = available.iter().filter(|f| u.features.contains(&f.name)).count();
+            self.depth_sum += used as f64 / available.len() as f64;
+            self.depth_n += 1;
+        }
+        let outside =
+            u.features.iter().any(|f| catalogue.iter().any(|c| &c.name == f && !c.available(plan)));
+        self.outside_plan += outside as u64;
+        for (i, f) in catalogue.iter().enumerate() {
+            let since = f.released.unwrap_or(Timestamp::MIN);
+            if u.features_ever.iter().any(|(name, last)| name == &f.name && *last >= since) {
+                self.adopters[i] += 1;
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self, catalogue: &[Feature]) -> Vec<(Cow<'static, str>, Value)> {
+        use Value::*;
+        let f = |x: u64| x as f64;
+        let dau = f(self.user_days) / 30.0;
+        let mut out: Vec<(Cow<'static, str>, Value)> = vec![
+            ("mau".into(), Count(self.mau as i64)),
+            ("wau".into(), Count(self.wau as i64)),
+            ("dau".into(), Number(Some(dau))),
+            ("stickiness".into(), Rate(ratio(dau, f(self.mau)))),
+            ("license_utilization".into(), Rate(ratio(f(self.active_of_customers), f(self.seats)))),
+            ("active_days_per_user".into(), Number(ratio(f(self.user_days), f(self.mau)))),
+            ("advanced_users_share".into(), Rate(ratio(f(self.advanced_users), f(self.mau)))),
+            (
+                "basic_users_share".into(),
+                Rate(ratio(f(self.mau - self.advanced_users.min(self.mau)), f(self.mau))),
+            ),
+            ("depth_of_usage".into(), Number(ratio(self.depth_sum, f(self.depth_n)))),
+            ("accounts_using_outside_plan".into(), Count(self.outside_plan as i64)),
+            ("usage_events".into(), Count(self.events as i64)),
+            (
+                "usage_events_change".into(),
+                Rate(ratio(self.events as f64 - self.events_prev as f64, f(self.events_prev))),
+            ),
+        ];
+        for (i, feat) in catalogue.iter().enumerate() {
+            let adopters = self.adopters.get(i).copied().unwrap_or(0);
+            out.push((
+                format!("feature_adoption.{}", feat.name).into(),
+                Rate(ratio(f(adopters), f(self.customers_end))),
+            ));
+        }
+        out
+    }
+}
