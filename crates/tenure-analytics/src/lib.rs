@@ -42,6 +42,24 @@ pub fn columnar_dir(data: &Path) -> PathBuf {
     data.join("columnar")
 }
 
+/// Serialises access to the columnar store between processes: a refresh holds the lock
+/// exclusively (two `tenure kpi` started together must not both write the same batch), queries
+/// hold it shared (they never see a refresh removing files they listed). The OS releases it
+/// when the returned file is dropped or the process dies.
+pub(crate) fn lock(data: &Path, exclusive: bool) -> Result<std::fs::File, AnalyticsError> {
+    let dir = columnar_dir(data);
+    let io = |source| AnalyticsError::Io { path: dir.join("LOCK"), source };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(io)?;
+    if exclusive { f.lock() } else { f.lock_shared() }.map_err(io)?;
+    Ok(f)
+}
+
 /// A runtime for DataFusion's async plans; the rest of Tenure is synchronous.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, AnalyticsError> {
     tokio::runtime::Builder::new_multi_thread()

@@ -52,7 +52,7 @@ pub(crate) async fn session(
     extra: Vec<SqlTable>,
 ) -> Result<SessionContext, AnalyticsError> {
     let ctx = SessionContext::new();
-    for name in TABLES.iter().map(|(t, _)| *t).chain(["usage_daily"]) {
+    for name in TABLES.iter().map(|(t, _)| *t).chain(["usage_daily", "usage_features"]) {
         let dir = table_dir(data, name);
         let has_files = std::fs::read_dir(&dir)
             .map(|mut d| {
@@ -63,10 +63,10 @@ pub(crate) async fn session(
             let path = format!("{}/", dir.display());
             ctx.register_parquet(name, &path, ParquetReadOptions::default()).await?;
         } else {
-            let schema = if name == "usage_daily" {
-                crate::store::daily_schema()
-            } else {
-                crate::store::schema(name)
+            let schema = match name {
+                "usage_daily" => crate::store::daily_schema(),
+                "usage_features" => crate::store::features_schema(),
+                _ => crate::store::schema(name),
             };
             ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
         }
@@ -84,6 +84,7 @@ pub(crate) async fn session(
 /// Runs one read-only statement: DDL (which could read files anywhere), DML and `SET`-style
 /// statements are refused, so SQL sees the data directory's tables and nothing else.
 pub fn run_sql(data: &Path, extra: Vec<SqlTable>, sql: &str) -> Result<Query, QueryError> {
+    let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
         let ctx = session(data, extra).await?;
@@ -108,9 +109,10 @@ pub fn export_parquet(
     let names: Vec<String> = TABLES
         .iter()
         .map(|(t, _)| t.to_string())
-        .chain(["usage_daily".to_string()])
+        .chain(["usage_daily".to_string(), "usage_features".to_string()])
         .chain(extra.iter().map(|t| t.name.clone()))
         .collect();
+    let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
         let ctx = session(data, extra).await?;

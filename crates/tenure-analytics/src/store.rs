@@ -6,10 +6,12 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
+use datafusion::execution::options::ParquetReadOptions;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,14 +119,33 @@ fn file_range(name: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// Removes files of records at or past the watermark: left by a refresh that stopped before
-/// moving the watermark, they are written again.
+/// The Parquet files of a directory with their month and record range, sorted.
+fn listing(dir: &Path) -> Vec<(String, u64, u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let (from, to) = file_range(&name)?;
+            Some((name.split('.').next()?.to_string(), from, to, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Removes files of records at or past the watermark (left by a refresh that stopped before
+/// moving the watermark; they are written again), and the inputs of a compaction that
+/// stopped after writing its output (a file whose range lies inside another's of the same
+/// month was merged into it: files of one month never overlap otherwise).
 fn remove_orphans(dir: &Path, watermark: u64) -> Result<(), AnalyticsError> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if file_range(&name).is_some_and(|(from, _)| from >= watermark) {
-            std::fs::remove_file(e.path()).map_err(io(&e.path()))?;
+    let files = listing(dir);
+    for (month, from, to, path) in &files {
+        let merged = files.iter().any(|(m, f, t, p)| {
+            m == month && p != path && f <= from && to <= t && (f, t) != (from, to)
+        });
+        if *from >= watermark || merged {
+            std::fs::remove_file(path).map_err(io(path))?;
         }
     }
     Ok(())
@@ -148,6 +169,9 @@ const USAGE_DAILY: &str = "SELECT account_id, date_trunc('day', ts) AS day, user
      count(*) AS events, sum(quantity) AS quantity \
      FROM batch GROUP BY account_id, date_trunc('day', ts), user_id, feature";
 
+/// A month with this many files (one per refresh batch) is compacted into one.
+const COMPACT_AT: usize = 8;
+
 /// Brings the columnar tables up to date with the log. Cheap when nothing is new.
 pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
     let mut stats = RefreshStats::default();
@@ -155,22 +179,25 @@ pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
     if !log.exists() {
         return Ok(stats);
     }
+    let _lock = crate::lock(data, true)?;
     let lanes: Vec<&str> = TABLES.iter().map(|(_, l)| *l).collect();
     let reader = LogReader::open_lanes(&log, &lanes)?;
     let rt = runtime()?;
+    let daily = columnar_dir(data).join("usage_daily");
     for (table, lane) in TABLES {
         let dir = columnar_dir(data).join(table);
         let total = reader.lane_len(lane);
         let mut mark = read_watermark(&dir)?;
-        if mark >= total {
-            continue;
-        }
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         remove_orphans(&dir, mark)?;
         if *table == "usage" {
-            let daily = columnar_dir(data).join("usage_daily");
-            std::fs::create_dir_all(&daily).map_err(io(&daily))?;
             remove_orphans(&daily, mark)?;
+        }
+        let mut touched = std::collections::BTreeSet::new();
+        if mark < total {
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            if *table == "usage" {
+                std::fs::create_dir_all(&daily).map_err(io(&daily))?;
+            }
         }
         while mark < total {
             let to = (mark + BATCH).min(total);
@@ -183,16 +210,123 @@ pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
                 *stats.events.entry(table.to_string()).or_default() += batch.num_rows() as u64;
                 if *table == "usage" {
                     let rolled = rt.block_on(rollup(batch))?;
-                    write_parquet(&columnar_dir(data).join("usage_daily").join(&name), &rolled)?;
+                    write_parquet(&daily.join(&name), &rolled)?;
                     stats.files += 1;
                 }
+                touched.insert(month);
             }
             write_watermark(&dir, to)?;
             mark = to;
         }
+        rt.block_on(compact(&dir, &touched, None))?;
+        if *table == "usage" {
+            rt.block_on(compact(&daily, &touched, Some(COMPACT_DAILY)))?;
+            rt.block_on(monthly_features(data))?;
+        }
     }
     Ok(stats)
 }
+
+/// Merges the files of a compacted `usage_daily` month: rows of the same account, day,
+/// user and feature from different batches become one.
+const COMPACT_DAILY: &str = "SELECT account_id, day, user_id, feature, \
+     CAST(sum(events) AS BIGINT) AS events, sum(quantity) AS quantity \
+     FROM t GROUP BY account_id, day, user_id, feature";
+
+/// Rewrites each touched month that has [`COMPACT_AT`] files or more as one file (through
+/// `plan` over table `t`, else as is), so that the file count stays small however many
+/// refreshes there were. The output is written before the inputs are removed; a crash in
+/// between leaves inputs that [`remove_orphans`] recognises.
+async fn compact(
+    dir: &Path,
+    touched: &std::collections::BTreeSet<String>,
+    plan: Option<&str>,
+) -> Result<(), AnalyticsError> {
+    let files = listing(dir);
+    for month in touched {
+        let inputs: Vec<&(String, u64, u64, PathBuf)> =
+            files.iter().filter(|f| &f.0 == month).collect();
+        if inputs.len() < COMPACT_AT {
+            continue;
+        }
+        let (from, to) = (inputs[0].1, inputs.iter().map(|f| f.2).max().unwrap_or(0));
+        let paths: Vec<String> = inputs.iter().map(|f| f.3.display().to_string()).collect();
+        let out = dir.join(format!("{month}.{from}-{to}.parquet"));
+        let ctx = writer_session();
+        let df = ctx.read_parquet(paths, ParquetReadOptions::default()).await?;
+        let df = match plan {
+            Some(q) => {
+                ctx.register_table("t", df.into_view())?;
+                ctx.sql(q).await?
+            }
+            None => df,
+        };
+        write_frame(df, &out).await?;
+        for f in inputs {
+            std::fs::remove_file(&f.3).map_err(io(&f.3))?;
+        }
+    }
+    Ok(())
+}
+
+/// A session for plans whose results are written back: strings stay `Utf8` (not the view
+/// type Parquet reads default to), so that every file of a table has one schema.
+fn writer_session() -> SessionContext {
+    let mut cfg = datafusion::prelude::SessionConfig::new();
+    cfg.options_mut().execution.parquet.schema_force_view_types = false;
+    SessionContext::new_with_config(cfg)
+}
+
+/// Writes a query result as one Parquet file: aside, synced, renamed.
+async fn write_frame(df: DataFrame, out: &Path) -> Result<(), AnalyticsError> {
+    let tmp = out.with_extension("parquet.tmp");
+    let options = DataFrameWriteOptions::new().with_single_file_output(true);
+    df.write_parquet(&tmp.display().to_string(), options, None).await?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, out).map_err(io(out))?;
+    Ok(())
+}
+
+/// The monthly feature rollup, `usage_features`: per account, month and feature the first
+/// and last day of use and the events, so that "used since" and whole-month event counts
+/// never scan the daily rows of past months. A month's file is rebuilt from its
+/// `usage_daily` files whenever they changed (its name carries the end of their range).
+async fn monthly_features(data: &Path) -> Result<(), AnalyticsError> {
+    let daily = listing(&columnar_dir(data).join("usage_daily"));
+    let dir = columnar_dir(data).join("usage_features");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let existing = listing(&dir);
+    let mut months: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (m, _, _, p) in &daily {
+        months.entry(m.as_str()).or_default().push(p.display().to_string());
+    }
+    for f in existing.iter().filter(|f| !months.contains_key(f.0.as_str())) {
+        std::fs::remove_file(&f.3).map_err(io(&f.3))?;
+    }
+    for (month, paths) in months {
+        let (from, to) = daily
+            .iter()
+            .filter(|f| f.0 == month)
+            .fold((u64::MAX, 0), |(a, b), f| (a.min(f.1), b.max(f.2)));
+        let current = |f: &&(String, u64, u64, PathBuf)| f.0 == month && (f.1, f.2) == (from, to);
+        if existing.iter().any(|f| current(&f)) {
+            continue;
+        }
+        let ctx = writer_session();
+        let df = ctx.read_parquet(paths, ParquetReadOptions::default()).await?;
+        ctx.register_table("t", df.into_view())?;
+        let df = ctx.sql(FEATURES).await?;
+        write_frame(df, &dir.join(format!("{month}.{from}-{to}.parquet"))).await?;
+        for f in existing.iter().filter(|f| f.0 == month && !current(f)) {
+            std::fs::remove_file(&f.3).map_err(io(&f.3))?;
+        }
+    }
+    Ok(())
+}
+
+const FEATURES: &str = "SELECT account_id, date_trunc('month', day) AS month, feature, \
+     min(day) AS first_day, max(day) AS last_day, CAST(sum(events) AS BIGINT) AS events \
+     FROM t GROUP BY account_id, date_trunc('month', day), feature";
 
 async fn rollup(batch: RecordBatch) -> Result<RecordBatch, AnalyticsError> {
     let ctx = SessionContext::new();
@@ -269,5 +403,17 @@ pub(crate) fn daily_schema() -> SchemaRef {
         Field::new("feature", DataType::Utf8, false),
         Field::new("events", DataType::Int64, false),
         Field::new("quantity", DataType::Float64, true),
+    ]))
+}
+
+/// The schema of `usage_features` (what [`FEATURES`] produces), for an empty table.
+pub(crate) fn features_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("month", ts_type(), true),
+        Field::new("feature", DataType::Utf8, false),
+        Field::new("first_day", ts_type(), true),
+        Field::new("last_day", ts_type(), true),
+        Field::new("events", DataType::Int64, true),
     ]))
 }

@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{
 use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::Arc;
-use tenure_core::time::{DAY, Period, Timestamp};
+use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_kpi::usage::{AccountUsage, Usage};
 
 fn lit(t: Timestamp) -> String {
@@ -51,14 +51,55 @@ fn string_lists(batch: &RecordBatch, col: usize) -> Result<Vec<Vec<String>>, Ana
         .collect())
 }
 
-/// The usage of every account for each period: windows of 30 and 7 days before the period
-/// end (and before `as_of`), events in the period and the one before, features ever used.
+/// Rows `(account_id, feature, last, events)` covering exactly the days of `[a, b)`: whole
+/// months from the monthly rollup, the days of partial months from the daily one.
+fn span(a: Timestamp, b: Timestamp, only: &str) -> String {
+    let daily = |x: Timestamp, y: Timestamp| {
+        format!(
+            "SELECT account_id, feature, day AS last, events FROM usage_daily \
+             WHERE day >= {} AND day < {}{only}",
+            lit(x),
+            lit(y)
+        )
+    };
+    let floor = |t: Timestamp| PeriodUnit::Month.floor(t);
+    if a == Timestamp::MIN {
+        // Everything before b: the months before b's, then b's own days.
+        return format!(
+            "SELECT account_id, feature, last_day AS last, events FROM usage_features \
+             WHERE month < {m}{only} UNION ALL {d}",
+            m = lit(floor(b)),
+            d = daily(floor(b), b)
+        );
+    }
+    // Whole months inside [a, b): from the first month start at or after a to the last at or
+    // before b.
+    let ma = if floor(a) == a { a } else { PeriodUnit::Month.advance(floor(a), 1) };
+    let mb = floor(b);
+    if ma >= mb {
+        return daily(a, b);
+    }
+    format!(
+        "SELECT account_id, feature, last_day AS last, events FROM usage_features \
+         WHERE month >= {} AND month < {}{only} UNION ALL {} UNION ALL {}",
+        lit(ma),
+        lit(mb),
+        daily(a, ma),
+        daily(mb, b)
+    )
+}
+
+/// The usage of every account (or of `account` alone) for each period: windows of 30 and 7
+/// days before the period end (and before `as_of`) and 30 days before its start, events in the
+/// period and the one before, features ever used, emails and web visits.
 pub fn usage_stats(
     data: &Path,
     periods: &[Period],
     advanced: &[String],
     as_of: Timestamp,
+    account: Option<&str>,
 ) -> Result<Usage, AnalyticsError> {
+    let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
         let ctx = session(data, Vec::new()).await?;
@@ -67,6 +108,7 @@ pub fn usage_stats(
         } else {
             advanced.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ")
         };
+        let only = account.map_or(String::new(), |a| format!(" AND account_id = {}", quote(a)));
         let mut out = Vec::with_capacity(periods.len());
         for p in periods {
             let end = p.end.min(Timestamp(as_of.0.saturating_add(1)));
@@ -81,7 +123,7 @@ pub fn usage_stats(
                  CAST(count(DISTINCT concat(user_id, '|', CAST(day AS VARCHAR))) AS BIGINT) AS user_days, \
                  count(DISTINCT CASE WHEN feature IN ({adv}) THEN user_id END) AS advanced_users, \
                  array_agg(DISTINCT feature) AS features \
-                 FROM usage_daily WHERE day >= {w30} AND day < {end} GROUP BY account_id",
+                 FROM usage_daily WHERE day >= {w30} AND day < {end}{only} GROUP BY account_id",
                 w7 = lit(w7),
                 w30 = lit(w30),
                 end = lit(end),
@@ -99,14 +141,14 @@ pub fn usage_stats(
                     u.features = feats;
                 }
             }
+            let start = p.start.min(end);
             let events = format!(
-                "SELECT account_id, \
-                 CAST(sum(CASE WHEN day >= {s} THEN events ELSE 0 END) AS BIGINT) AS now, \
-                 CAST(sum(CASE WHEN day < {s} THEN events ELSE 0 END) AS BIGINT) AS before \
-                 FROM usage_daily WHERE day >= {prev} AND day < {end} GROUP BY account_id",
-                s = lit(p.start),
-                prev = lit(prev),
-                end = lit(end),
+                "SELECT account_id, CAST(sum(now) AS BIGINT), CAST(sum(before) AS BIGINT) FROM \
+                 (SELECT account_id, events AS now, 0 AS before FROM ({now}) \
+                  UNION ALL SELECT account_id, 0 AS now, events AS before FROM ({before})) \
+                 GROUP BY account_id",
+                now = span(start, end, &only),
+                before = span(prev, start, &only),
             );
             for b in ctx.sql(&events).await?.collect().await? {
                 let ids = strings(&b, 0)?;
@@ -118,8 +160,8 @@ pub fn usage_stats(
                 }
             }
             let ever = format!(
-                "SELECT account_id, feature, max(day) AS last FROM usage_daily WHERE day < {end} GROUP BY account_id, feature",
-                end = lit(end),
+                "SELECT account_id, feature, max(last) FROM ({}) GROUP BY account_id, feature",
+                span(Timestamp::MIN, end, &only),
             );
             for b in ctx.sql(&ever).await?.collect().await? {
                 let (ids, feats) = (strings(&b, 0)?, strings(&b, 1)?);
@@ -127,6 +169,58 @@ pub fn usage_stats(
                 let last = last.as_primitive::<TimestampMicrosecondType>();
                 for (i, (id, feat)) in ids.into_iter().zip(feats).enumerate() {
                     map.entry(id).or_default().features_ever.push((feat, Timestamp(last.value(i))));
+                }
+            }
+            // The trend: users of the 30 days before the start (a period that has not started by
+            // `as_of` has none).
+            let before = format!(
+                "SELECT account_id, count(DISTINCT user_id) FROM usage_daily \
+                 WHERE day >= {from} AND day < {start}{only} GROUP BY account_id",
+                from = lit(Timestamp(start.0 - 30 * DAY)),
+                start = lit(start),
+            );
+            for b in ctx.sql(&before).await?.collect().await? {
+                let (ids, n) = (strings(&b, 0)?, ints(&b, 1)?);
+                for (i, id) in ids.into_iter().enumerate() {
+                    map.entry(id).or_default().mau_prev = n[i];
+                }
+            }
+            // An email is a contact and a campaign: sent in the period, opened (a click
+            // implies an open) by its end.
+            let emails = format!(
+                "WITH s AS (SELECT account_id, coalesce(contact_id, '') AS c, coalesce(campaign, '') AS k \
+                   FROM emails WHERE action = 'sent' AND ts >= {start} AND ts < {end}{only} GROUP BY 1, 2, 3), \
+                 r AS (SELECT account_id, coalesce(contact_id, '') AS c, coalesce(campaign, '') AS k, \
+                   max(CASE WHEN action = 'clicked' THEN 1 ELSE 0 END) AS clicked \
+                   FROM emails WHERE action <> 'sent' AND ts < {end}{only} GROUP BY 1, 2, 3) \
+                 SELECT s.account_id, count(*) AS sent, count(r.k) AS opened, \
+                   CAST(coalesce(sum(r.clicked), 0) AS BIGINT) AS clicked \
+                 FROM s LEFT JOIN r ON s.account_id = r.account_id AND s.c = r.c AND s.k = r.k \
+                 GROUP BY s.account_id",
+                start = lit(p.start),
+                end = lit(end),
+            );
+            for b in ctx.sql(&emails).await?.collect().await? {
+                let ids = strings(&b, 0)?;
+                let (sent, opened, clicked) = (ints(&b, 1)?, ints(&b, 2)?, ints(&b, 3)?);
+                for (i, id) in ids.into_iter().enumerate() {
+                    let u = map.entry(id).or_default();
+                    (u.emails_sent, u.emails_opened, u.emails_clicked) =
+                        (sent[i], opened[i], clicked[i]);
+                }
+            }
+            let visits = format!(
+                "SELECT account_id, count(CASE WHEN section = 'docs' THEN 1 END), \
+                 count(CASE WHEN section = 'website' THEN 1 END) FROM web_visits \
+                 WHERE ts >= {start} AND ts < {end}{only} GROUP BY account_id",
+                start = lit(p.start),
+                end = lit(end),
+            );
+            for b in ctx.sql(&visits).await?.collect().await? {
+                let (ids, docs, web) = (strings(&b, 0)?, ints(&b, 1)?, ints(&b, 2)?);
+                for (i, id) in ids.into_iter().enumerate() {
+                    let u = map.entry(id).or_default();
+                    (u.docs_visits, u.website_visits) = (docs[i], web[i]);
                 }
             }
             // Query results come in no particular order.

@@ -268,6 +268,11 @@ fn data_dir(d: &DataArgs) -> PathBuf {
 
 /// Brings the columnar tables up to date with the log; a failure there must not stop a
 /// report of the rest, so it is a warning.
+/// The advanced-tier features of the catalogue.
+fn advanced(cfg: &Config) -> Vec<String> {
+    cfg.kpi.features.iter().filter(|f| f.advanced).map(|f| f.name.clone()).collect()
+}
+
 fn refresh_columnar(dir: &Path) {
     match tenure_analytics::refresh(dir) {
         Ok(s) if s.files > 0 => {
@@ -364,15 +369,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rows = match kpis {
                 KpiSet::All => {
                     refresh_columnar(&dir);
-                    let advanced: Vec<String> = cfg
-                        .kpi
-                        .features
-                        .iter()
-                        .filter(|f| f.advanced)
-                        .map(|f| f.name.clone())
-                        .collect();
-                    let usage =
-                        tenure_analytics::usage_stats(&dir, &periods, &advanced, ledger.as_of)?;
+                    let usage = tenure_analytics::usage_stats(
+                        &dir,
+                        &periods,
+                        &advanced(&cfg),
+                        ledger.as_of,
+                        None,
+                    )?;
                     tenure_kpi::report_with_usage(&ledger, &periods, by.as_ref(), &cfg.kpi, &usage)
                 }
                 KpiSet::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi),
@@ -451,7 +454,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Period::new(end.add_months(-12), end)
                 }
             };
-            let mut ledger = tenure_engine::ledger(&existing_data_dir(&data)?, &cfg, as_of)?;
+            let dir = existing_data_dir(&data)?;
+            let mut ledger = tenure_engine::ledger(&dir, &cfg, as_of)?;
             let Some(i) = ledger.accounts.iter().position(|a| a.id == id) else {
                 bail!(usage(format!("no account {id:?} in the data")));
             };
@@ -459,10 +463,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // by account so that company-level costs stay out.
             let account = ledger.accounts.swap_remove(i);
             ledger.accounts = vec![account];
-            let rows = tenure_kpi::report(&ledger, &[p], Some(&By::Account), &cfg.kpi);
+            refresh_columnar(&dir);
+            // The usage trend: the twelve months up to the period end, then the period.
+            let month_end = PeriodUnit::Month.floor(Timestamp(p.end.0 - 1));
+            let month_end = PeriodUnit::Month.advance(month_end, 1);
+            let mut periods: Vec<Period> = (0..12)
+                .rev()
+                .map(|k| Period::new(month_end.add_months(-k - 1), month_end.add_months(-k)))
+                .collect();
+            periods.push(p);
+            let usage = tenure_analytics::usage_stats(
+                &dir,
+                &periods,
+                &advanced(&cfg),
+                ledger.as_of,
+                Some(&id),
+            )?;
+            let trend: Vec<report::UsageMonth> = periods[..12]
+                .iter()
+                .zip(&usage)
+                .map(|(m, u)| {
+                    let u = u.get(&id).cloned().unwrap_or_default();
+                    report::UsageMonth { month: *m, events: u.events, mau: u.mau }
+                })
+                .collect();
+            let rows = tenure_kpi::report_with_usage(
+                &ledger,
+                &[p],
+                Some(&By::Account),
+                &cfg.kpi,
+                &usage[12..],
+            );
             out(&report::account(
                 &ledger.accounts[0],
                 &rows[0],
+                &trend,
                 cfg.revenue.fx.base,
                 as_of,
                 format,

@@ -357,9 +357,25 @@ pub fn nps(row: &Row, migration: Option<&tenure_kpi::cs::Migration>, format: Out
 
 /// One account: attributes, revenue history, renewals, contacts, surveys, tickets,
 /// milestones, and its KPIs for a period.
+/// One month of an account's usage trend.
+pub struct UsageMonth {
+    pub month: tenure_core::time::Period,
+    pub events: u64,
+    /// Users active in the 30 days before the month end.
+    pub mau: u64,
+}
+
+impl UsageMonth {
+    fn label(&self) -> String {
+        let (y, m, _) = self.month.start.ymd();
+        format!("{y:04}-{m:02}")
+    }
+}
+
 pub fn account(
     a: &tenure_ledger::AccountLedger,
     row: &Row,
+    trend: &[UsageMonth],
     cur: Currency,
     as_of: tenure_core::time::Timestamp,
     format: OutFormat,
@@ -415,6 +431,7 @@ pub fn account(
                 "category": t.category.map(|c| c.as_str()), "severity": t.severity.map(|c| c.as_str()), "csat": t.csat,
             })).collect::<Vec<_>>(),
             "milestones": a.cs.milestones.iter().map(|(t, n)| json!({"at": t.to_string(), "name": n})).collect::<Vec<_>>(),
+            "usage_trend": trend.iter().map(|m| json!({"month": m.label(), "events": m.events, "mau": m.mau})).collect::<Vec<_>>(),
             "kpis": row_json(row, cur),
         });
         return serde_json::to_string_pretty(&j).unwrap_or_default() + "\n";
@@ -498,6 +515,12 @@ pub fn account(
             scores.len(),
             scores.iter().rev().take(8).cloned().collect::<Vec<_>>().join(", ")
         );
+    }
+    if trend.iter().any(|m| m.events > 0) {
+        out += "\nUsage (events, users active in the 30 days to the month end)\n";
+        for m in trend {
+            out += &format!("  {}  {:>10} {:>6}\n", m.label(), m.events, m.mau);
+        }
     }
     if !a.cs.tickets.is_empty() {
         let open = a.cs.tickets.iter().filter(|t| t.closed.is_none()).count();

@@ -80,6 +80,10 @@ pub(crate) struct CsAcc {
     touch_negative: i64,
     touch_rated: i64,
     service_customers: i64,
+    /// Customers with a service line at the start, and those of them paying more for
+    /// service at the end (a higher service level).
+    service_start: i64,
+    service_upgrades: i64,
     service_revenue: i64,
     cohort: i64,
     onboarded: i64,
@@ -143,6 +147,8 @@ impl CsAcc {
             touch_negative,
             touch_rated,
             service_customers,
+            service_start,
+            service_upgrades,
             service_revenue,
             cohort,
             onboarded,
@@ -245,6 +251,14 @@ impl CsAcc {
         self.service_customers +=
             (at_end && a.state_before(e).is_some_and(|st| st.service_mrr > 0)) as i64;
         self.service_revenue += a.service_revenue(s, e);
+        let service_at = |t: Timestamp| {
+            a.state_before(t).filter(|st| st.customer).map_or(0, |st| st.service_mrr)
+        };
+        let (before, after) = (service_at(s), service_at(e));
+        if before > 0 {
+            self.service_start += 1;
+            self.service_upgrades += (after > before) as i64;
+        }
 
         // Onboarding and value: the cohort of accounts that first paid in the period.
         if let Some(first) = a.first_paid().filter(|t| in_p(*t)) {
@@ -369,6 +383,7 @@ impl CsAcc {
             ("touchpoint_positive_share", share(self.touch_positive, self.touch_rated)),
             ("touchpoint_negative_share", share(self.touch_negative, self.touch_rated)),
             ("service_attach_rate", share(self.service_customers, self.customers_end)),
+            ("service_upgrade_rate", share(self.service_upgrades, self.service_start)),
             ("service_revenue", Money(self.service_revenue)),
             ("service_cost", MaybeMoney(service_cost)),
             ("service_margin", Rate(service_margin)),

@@ -395,7 +395,7 @@ pub fn report_with_usage(
     periods: &[Period],
     by: Option<&By>,
     cfg: &KpiConfig,
-    usage: &usage::Usage,
+    usage: &[FxHashMap<String, usage::AccountUsage>],
 ) -> Vec<Row> {
     report_of(ledger, periods, by, cfg, true, Some(usage))
 }
@@ -411,7 +411,7 @@ fn report_of(
     by: Option<&By>,
     cfg: &KpiConfig,
     cs: bool,
-    usage: Option<&usage::Usage>,
+    usage: Option<&[FxHashMap<String, usage::AccountUsage>]>,
 ) -> Vec<Row> {
     type Map = FxHashMap<(usize, Option<String>), Acc>;
     let merged: Map = ledger

@@ -25,6 +25,16 @@ pub struct AccountUsage {
     /// Usage events in the period and in the equally long period before it.
     pub events: u64,
     pub events_prev: u64,
+    /// Distinct users active in the 30 days before the period start (the usage trend).
+    pub mau_prev: u64,
+    /// Emails (a contact and a campaign) sent in the period, and those of them opened (or
+    /// clicked, which implies an open) and clicked by the period end.
+    pub emails_sent: u64,
+    pub emails_opened: u64,
+    pub emails_clicked: u64,
+    /// Visits to the documentation and to the website in the period.
+    pub docs_visits: u64,
+    pub website_visits: u64,
 }
 
 /// Usage per account id, one map per period of a report.
@@ -55,6 +65,14 @@ pub(crate) struct UsageAcc {
     advanced_users: u64,
     events: u64,
     events_prev: u64,
+    mau_prev: u64,
+    emails_sent: u64,
+    emails_opened: u64,
+    emails_clicked: u64,
+    docs_visits: u64,
+    website_visits: u64,
+    /// Customers at the end with at least one docs visit in the period.
+    docs_visitors: u64,
     /// Customers at the end: active users and seats (licence utilisation).
     active_of_customers: u64,
     seats: u64,
@@ -74,6 +92,13 @@ impl UsageAcc {
         self.advanced_users += o.advanced_users;
         self.events += o.events;
         self.events_prev += o.events_prev;
+        self.mau_prev += o.mau_prev;
+        self.emails_sent += o.emails_sent;
+        self.emails_opened += o.emails_opened;
+        self.emails_clicked += o.emails_clicked;
+        self.docs_visits += o.docs_visits;
+        self.website_visits += o.website_visits;
+        self.docs_visitors += o.docs_visitors;
         self.active_of_customers += o.active_of_customers;
         self.seats += o.seats;
         self.customers_end += o.customers_end;
@@ -110,7 +135,14 @@ impl UsageAcc {
         self.advanced_users += u.advanced_users;
         self.events += u.events;
         self.events_prev += u.events_prev;
+        self.mau_prev += u.mau_prev;
+        self.emails_sent += u.emails_sent;
+        self.emails_opened += u.emails_opened;
+        self.emails_clicked += u.emails_clicked;
+        self.docs_visits += u.docs_visits;
+        self.website_visits += u.website_visits;
         let Some(s) = end else { return };
+        self.docs_visitors += (u.docs_visits > 0) as u64;
         if s.seats > 0 {
             self.active_of_customers += u.mau;
         }
@@ -138,6 +170,7 @@ impl UsageAcc {
         let dau = f(self.user_days) / 30.0;
         let mut out: Vec<(Cow<'static, str>, Value)> = vec![
             ("mau".into(), Count(self.mau as i64)),
+            ("mau_change".into(), Rate(ratio(f(self.mau) - f(self.mau_prev), f(self.mau_prev)))),
             ("wau".into(), Count(self.wau as i64)),
             ("dau".into(), Number(Some(dau))),
             ("stickiness".into(), Rate(ratio(dau, f(self.mau)))),
@@ -154,6 +187,15 @@ impl UsageAcc {
             (
                 "usage_events_change".into(),
                 Rate(ratio(self.events as f64 - self.events_prev as f64, f(self.events_prev))),
+            ),
+            ("emails_sent".into(), Count(self.emails_sent as i64)),
+            ("email_open_rate".into(), Rate(ratio(f(self.emails_opened), f(self.emails_sent)))),
+            ("email_click_rate".into(), Rate(ratio(f(self.emails_clicked), f(self.emails_sent)))),
+            ("docs_visits".into(), Count(self.docs_visits as i64)),
+            ("website_visits".into(), Count(self.website_visits as i64)),
+            (
+                "docs_visitors_share".into(),
+                Rate(ratio(f(self.docs_visitors), f(self.customers_end))),
             ),
         ];
         for (i, feat) in catalogue.iter().enumerate() {

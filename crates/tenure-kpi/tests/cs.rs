@@ -246,3 +246,43 @@ fn nps_migration_of_contacts_and_accounts() {
     // (detractor -> promoter), c 9 -> 9 (promoter -> promoter).
     assert_eq!(m.accounts, [[0, 0, 1], [0, 0, 0], [0, 1, 1]]);
 }
+
+#[test]
+fn service_upgrades_among_customers_with_a_service_line_at_the_start() {
+    // x, y, z hold a 20/month service line from December; in Q1 x moves to 40, z down to 10,
+    // y stays; w buys its first service line in February (attach, not an upgrade).
+    let mut text = String::new();
+    for acc in ["x", "y", "z", "w"] {
+        text += &format!(
+            r#"{{"type":"subscription","timestamp":"2023-12-01","account_id":"{acc}","subscription_id":"{acc}1","amount":"100","status":"active"}}
+"#
+        );
+    }
+    for (acc, at, amount) in
+        [("x", "2023-12-01", 20), ("y", "2023-12-01", 20), ("z", "2023-12-01", 20)]
+            .into_iter()
+            .chain([("x", "2024-02-01", 40), ("z", "2024-02-01", 10), ("w", "2024-02-01", 30)])
+    {
+        text += &format!(
+            r#"{{"type":"subscription","timestamp":"{at}","account_id":"{acc}","subscription_id":"{acc}s","kind":"service","amount":"{amount}","status":"active"}}
+"#
+        );
+    }
+    let (events, rejected) = parse_jsonl_block(&text, 1, None, &IngestConfig::defaults(None));
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let mut b = LedgerBuilder::new();
+    for (_, e) in events {
+        b.push(e);
+    }
+    let cfg = RevenueConfig::preset(
+        Preset::Tenure,
+        tenure_core::money::FxTable::new(tenure_core::money::Currency::USD),
+    );
+    let ledger = b.finish(&cfg, Timestamp::parse("2030-01-01").unwrap());
+    let rows = report(&ledger, &[Period::parse("2024-Q1").unwrap()], None, &KpiConfig::defaults());
+    let k = &rows[0].kpis;
+    // 1 of the 3 with service at the start pays more for it at the end.
+    assert_eq!(k.get("service_upgrade_rate"), Some(&Value::Rate(Some(1.0 / 3.0))));
+    // All 4 customers hold a service line at the end.
+    assert_eq!(k.get("service_attach_rate"), Some(&Value::Rate(Some(1.0))));
+}

@@ -46,6 +46,12 @@ fn usage_kpis_match_the_hand_worked_values() {
             ],
             events: 2_000,
             events_prev: 1_000,
+            mau_prev: 40,
+            emails_sent: 10,
+            emails_opened: 4,
+            emails_clicked: 1,
+            docs_visits: 3,
+            website_visits: 2,
         },
     );
     usage.insert(
@@ -63,10 +69,18 @@ fn usage_kpis_match_the_hand_worked_values() {
             ],
             events: 1_000,
             events_prev: 1_000,
+            mau_prev: 45,
+            emails_sent: 10,
+            emails_opened: 6,
+            emails_clicked: 2,
+            docs_visits: 0,
+            website_visits: 5,
         },
     );
-    usage
-        .insert("c".to_string(), AccountUsage { mau: 5, user_days: 10, ..AccountUsage::default() });
+    usage.insert(
+        "c".to_string(),
+        AccountUsage { mau: 5, mau_prev: 5, user_days: 10, ..AccountUsage::default() },
+    );
     let kcfg = KpiConfig {
         features: vec![
             Feature { name: "dashboards".into(), advanced: false, released: None, plans: vec![] },
@@ -80,7 +94,7 @@ fn usage_kpis_match_the_hand_worked_values() {
         ..KpiConfig::defaults()
     };
     let rows =
-        report_with_usage(&ledger, &[Period::parse("2024-03").unwrap()], None, &kcfg, &vec![usage]);
+        report_with_usage(&ledger, &[Period::parse("2024-03").unwrap()], None, &kcfg, &[usage]);
     let k = &rows[0].kpis;
     let num = |id: &str| match k.get(id) {
         Some(Value::Number(Some(x)) | Value::Rate(Some(x))) => *x,
@@ -108,4 +122,14 @@ fn usage_kpis_match_the_hand_worked_values() {
     // Adoption among the 2 customers: dashboards both; reports (released Jan 1) only a.
     close("feature_adoption.dashboards", 1.0);
     close("feature_adoption.reports", 0.5);
+    // The trend: 85 users now, 40 + 45 + 5 = 90 in the 30 days before the start.
+    close("mau_change", 85.0 / 90.0 - 1.0);
+    // Emails: 4 + 6 of 20 opened, 1 + 2 clicked.
+    close("emails_sent", 20.0);
+    close("email_open_rate", 0.5);
+    close("email_click_rate", 0.15);
+    close("docs_visits", 3.0);
+    close("website_visits", 7.0);
+    // a visited the docs, b did not: 1 of the 2 customers.
+    close("docs_visitors_share", 0.5);
 }
