@@ -74,7 +74,7 @@ measure gen /dev/null "$T" gen --accounts "$ACCOUNTS" --months 36 --seed 7 --sta
 GEN_S=$M_S
 say "holding back usage events from $CUTOFF on"
 LC_ALL=C awk -v c="$CUTOFF" -v new="$CO/new-usage.jsonl" -v base="$CO/base-usage.jsonl" \
-    '{ if (substr($0, 31, 10) >= c) print > new; else print > base }' "$CO/usage.jsonl"
+    '{ if (substr($0, 30, 10) >= c) print > new; else print > base }' "$CO/usage.jsonl"
 rm "$CO/usage.jsonl"
 BASE_N=$(wc -l <"$CO/base-usage.jsonl")
 NEW_N=$(wc -l <"$CO/new-usage.jsonl")
@@ -84,7 +84,7 @@ mv "$CO/new-usage.jsonl" "$CO/later/"
 # --- Import -----------------------------------------------------------------------------------
 D="$W/data"
 say "tenure import (everything but the held-back usage)"
-measure import /dev/null "$T" import --data "$D" "$CO"/*.jsonl
+measure import /dev/null "$T" import --no-refresh --data "$D" "$CO"/*.jsonl
 IMPORT_S=$M_S IMPORT_RSS=$M_RSS
 EVENTS=$(sed -n 's/^total: \([0-9]*\) events.*/\1/p' "$W/import.err")
 USAGE_RATE=$(sed -n 's/^.*base-usage\.jsonl: \([0-9]*\) stored.*(\([0-9.]*\) events\/s).*/\2/p' "$W/import.err")
@@ -157,7 +157,7 @@ read -r N_CMP DIFF_COLD < <("$PY" bench/duckdb_usage.py compare --duckdb "$W/duc
 
 # --- 1% new events --------------------------------------------------------------------------
 say "import of the $NEW_N held-back events"
-measure import_new /dev/null "$T" import --data "$D" "$CO/later/new-usage.jsonl"
+measure import_new /dev/null "$T" import --no-refresh --data "$D" "$CO/later/new-usage.jsonl"
 INEW_S=$M_S INEW_RSS=$M_RSS
 measure kpi_inc "$W/kpi_inc.json" "$T" kpi --data "$D" --period "$PERIOD" --as-of "$END" --format json
 INC_S=$M_S INC_RSS=$M_RSS

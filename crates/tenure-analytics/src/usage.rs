@@ -4,12 +4,9 @@ use crate::sql::session;
 use crate::{AnalyticsError, runtime};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{
-    DataType, Field, Int64Type, TimeUnit, TimestampMicrosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use rustc_hash::FxHashMap;
 use std::path::Path;
-use std::sync::Arc;
 use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_kpi::usage::{AccountUsage, Usage};
 
@@ -32,23 +29,6 @@ fn ints(batch: &RecordBatch, col: usize) -> Result<Vec<u64>, AnalyticsError> {
     let a = cast(batch.column(col), &DataType::Int64)?;
     let a = a.as_primitive::<Int64Type>();
     Ok((0..a.len()).map(|i| if a.is_null(i) { 0 } else { a.value(i).max(0) as u64 }).collect())
-}
-
-/// A list-of-strings column as vectors.
-fn string_lists(batch: &RecordBatch, col: usize) -> Result<Vec<Vec<String>>, AnalyticsError> {
-    let target = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
-    let a = cast(batch.column(col), &target)?;
-    let lists = a.as_list::<i32>();
-    Ok((0..lists.len())
-        .map(|i| {
-            let v = lists.value(i);
-            let v = v.as_string::<i32>();
-            let mut out: Vec<String> =
-                (0..v.len()).filter(|j| !v.is_null(*j)).map(|j| v.value(j).to_string()).collect();
-            out.sort();
-            out
-        })
-        .collect())
 }
 
 /// Rows `(account_id, feature, last, events)` covering exactly the days of `[a, b)`: whole
@@ -116,14 +96,17 @@ pub fn usage_stats(
             let len = p.end.0 - p.start.0;
             let prev = Timestamp(p.start.0 - len);
             let mut map: FxHashMap<String, AccountUsage> = FxHashMap::default();
-            // Users are counted per account: a user id belongs to its account.
+            // Users are counted per account: a user id belongs to its account. Per user first
+            // (one distinct count, on a timestamp), then per account: far cheaper than
+            // several distinct counts side by side.
             let windows = format!(
-                "SELECT account_id, count(DISTINCT user_id) AS mau, \
-                 count(DISTINCT CASE WHEN day >= {w7} THEN user_id END) AS wau, \
-                 CAST(count(DISTINCT concat(user_id, '|', CAST(day AS VARCHAR))) AS BIGINT) AS user_days, \
-                 count(DISTINCT CASE WHEN feature IN ({adv}) THEN user_id END) AS advanced_users, \
-                 array_agg(DISTINCT feature) AS features \
-                 FROM usage_daily WHERE day >= {w30} AND day < {end}{only} GROUP BY account_id",
+                "SELECT account_id, count(*), \
+                 sum(CASE WHEN last >= {w7} THEN 1 ELSE 0 END), sum(days), sum(adv) FROM \
+                 (SELECT account_id, user_id, max(day) AS last, count(DISTINCT day) AS days, \
+                  max(CASE WHEN feature IN ({adv}) THEN 1 ELSE 0 END) AS adv \
+                  FROM usage_daily WHERE day >= {w30} AND day < {end}{only} \
+                  GROUP BY account_id, user_id) \
+                 GROUP BY account_id",
                 w7 = lit(w7),
                 w30 = lit(w30),
                 end = lit(end),
@@ -131,14 +114,21 @@ pub fn usage_stats(
             for b in ctx.sql(&windows).await?.collect().await? {
                 let ids = strings(&b, 0)?;
                 let (mau, wau, days, advu) = (ints(&b, 1)?, ints(&b, 2)?, ints(&b, 3)?, ints(&b, 4)?);
-                let features = string_lists(&b, 5)?;
-                for (i, (id, feats)) in ids.into_iter().zip(features).enumerate() {
+                for (i, id) in ids.into_iter().enumerate() {
                     let u = map.entry(id).or_default();
-                    u.mau = mau[i];
-                    u.wau = wau[i];
-                    u.user_days = days[i];
-                    u.advanced_users = advu[i];
-                    u.features = feats;
+                    (u.mau, u.wau, u.user_days, u.advanced_users) = (mau[i], wau[i], days[i], advu[i]);
+                }
+            }
+            let features = format!(
+                "SELECT account_id, feature FROM usage_daily \
+                 WHERE day >= {w30} AND day < {end}{only} GROUP BY account_id, feature",
+                w30 = lit(w30),
+                end = lit(end),
+            );
+            for b in ctx.sql(&features).await?.collect().await? {
+                let (ids, feats) = (strings(&b, 0)?, strings(&b, 1)?);
+                for (id, feat) in ids.into_iter().zip(feats) {
+                    map.entry(id).or_default().features.push(feat);
                 }
             }
             let start = p.start.min(end);
@@ -225,6 +215,7 @@ pub fn usage_stats(
             }
             // Query results come in no particular order.
             for u in map.values_mut() {
+                u.features.sort();
                 u.features_ever.sort();
             }
             out.push(map);

@@ -55,10 +55,14 @@ enum Cmd {
         /// Print `acked LINES` on stderr after each durable commit (for scripts and tests)
         #[arg(long, hide = true)]
         acks: bool,
+        /// Leave the columnar tables (usage, web visits, emails) to the next report or query
+        /// instead of bringing them up to date now
+        #[arg(long)]
+        no_refresh: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Revenue KPIs for a period, cut by an attribute, or as a series
+    /// KPIs for a period, cut by an attribute, or as a series
     Kpi {
         #[command(flatten)]
         data: DataArgs,
@@ -332,7 +336,7 @@ fn out(s: &str) -> Result<()> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Import { data, kind, format, acks, files } => {
+        Cmd::Import { data, kind, format, acks, no_refresh, files } => {
             let kind = match kind {
                 None => None,
                 Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
@@ -343,7 +347,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })?),
             };
             let cfg = config(&data)?;
-            import(&data_dir(&data), &cfg, &files, kind, format, acks)
+            import(&data_dir(&data), &cfg, &files, kind, format, acks, !no_refresh)
         }
         Cmd::Kpi { data, period, every, by, format, as_of: at, kpis } => {
             let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
@@ -591,6 +595,7 @@ fn import(
     kind: Option<EventKind>,
     format: Option<InFormat>,
     acks: bool,
+    refresh: bool,
 ) -> Result<ExitCode> {
     // A mistyped file name is a usage error, found before anything is imported.
     if let Some(missing) = files.iter().find(|p| p.as_os_str() != "-" && !p.is_file()) {
@@ -681,7 +686,9 @@ fn import(
         );
     }
     drop(importer);
-    refresh_columnar(data);
+    if refresh {
+        refresh_columnar(data);
+    }
     Ok(if total_rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
@@ -764,7 +771,7 @@ fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<
         .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
         .cloned()
         .collect();
-    let code = import(&dir, &cfg, &files, None, None, false)?;
+    let code = import(&dir, &cfg, &files, None, None, false, true)?;
     if code != ExitCode::SUCCESS {
         eprintln!("warning: some generated rows were rejected");
     }
