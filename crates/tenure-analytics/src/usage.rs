@@ -96,15 +96,17 @@ pub fn usage_stats(
             let len = p.end.0 - p.start.0;
             let prev = Timestamp(p.start.0 - len);
             let mut map: FxHashMap<String, AccountUsage> = FxHashMap::default();
-            // Users are counted per account: a user id belongs to its account. Per user first
-            // (one distinct count, on a timestamp), then per account: far cheaper than
-            // several distinct counts side by side.
+            // Users are counted per account: a user id belongs to its account. Days per user
+            // first, then users, then accounts: plain groupings, no distinct counts (which
+            // the engine runs row by row).
             let windows = format!(
                 "SELECT account_id, count(*), \
                  sum(CASE WHEN last >= {w7} THEN 1 ELSE 0 END), sum(days), sum(adv) FROM \
-                 (SELECT account_id, user_id, max(day) AS last, count(DISTINCT day) AS days, \
-                  max(CASE WHEN feature IN ({adv}) THEN 1 ELSE 0 END) AS adv \
-                  FROM usage_daily WHERE day >= {w30} AND day < {end}{only} \
+                 (SELECT account_id, user_id, max(day) AS last, count(*) AS days, max(adv) AS adv \
+                  FROM (SELECT account_id, user_id, day, \
+                        max(CASE WHEN feature IN ({adv}) THEN 1 ELSE 0 END) AS adv \
+                        FROM usage_daily WHERE day >= {w30} AND day < {end}{only} \
+                        GROUP BY account_id, user_id, day) \
                   GROUP BY account_id, user_id) \
                  GROUP BY account_id",
                 w7 = lit(w7),
@@ -164,8 +166,9 @@ pub fn usage_stats(
             // The trend: users of the 30 days before the start (a period that has not started by
             // `as_of` has none).
             let before = format!(
-                "SELECT account_id, count(DISTINCT user_id) FROM usage_daily \
-                 WHERE day >= {from} AND day < {start}{only} GROUP BY account_id",
+                "SELECT account_id, count(*) FROM (SELECT account_id, user_id FROM usage_daily \
+                 WHERE day >= {from} AND day < {start}{only} GROUP BY account_id, user_id) \
+                 GROUP BY account_id",
                 from = lit(Timestamp(start.0 - 30 * DAY)),
                 start = lit(start),
             );

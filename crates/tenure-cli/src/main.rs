@@ -80,7 +80,8 @@ enum Cmd {
         /// Report as known at this instant (default: now); later events are ignored
         #[arg(long)]
         as_of: Option<String>,
-        /// Which KPIs: all of the catalogue, or the revenue ones only (reads less of the log)
+        /// Which KPIs: all of the catalogue, the revenue ones, or the usage and adoption ones
+        /// (the last two read less of the log)
         #[arg(long, value_enum, default_value = "all")]
         kpis: KpiSet,
     },
@@ -220,6 +221,7 @@ enum ExportFormat {
 enum KpiSet {
     All,
     Revenue,
+    Usage,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -371,7 +373,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("warning: {}", d.0);
             }
             let rows = match kpis {
-                KpiSet::All => {
+                KpiSet::All | KpiSet::Usage => {
                     refresh_columnar(&dir);
                     let usage = tenure_analytics::usage_stats(
                         &dir,
@@ -380,7 +382,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         ledger.as_of,
                         None,
                     )?;
-                    tenure_kpi::report_with_usage(&ledger, &periods, by.as_ref(), &cfg.kpi, &usage)
+                    if kpis == KpiSet::All {
+                        tenure_kpi::report_with_usage(
+                            &ledger,
+                            &periods,
+                            by.as_ref(),
+                            &cfg.kpi,
+                            &usage,
+                        )
+                    } else {
+                        tenure_kpi::usage_only(&ledger, &periods, by.as_ref(), &cfg.kpi, &usage)
+                    }
                 }
                 KpiSet::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi),
             };

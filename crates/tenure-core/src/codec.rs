@@ -216,7 +216,7 @@ fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
             role: r.opt_enum()?.map(|i| en(ContactRole::from_index(i))).transpose()?,
             status: r.opt_enum()?.map(|i| en(ContactStatus::from_index(i))).transpose()?,
         },
-        EventKind::Subscription => EventBody::Subscription(Subscription {
+        EventKind::Subscription => EventBody::Subscription(Box::new(Subscription {
             subscription_id: r.string()?,
             product: r.opt_string()?,
             plan: r.opt_string()?,
@@ -230,7 +230,7 @@ fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
             term_end: r.opt_ts()?,
             cancel_reason: r.opt_string()?,
             cancel_at: r.opt_ts()?,
-        }),
+        })),
         EventKind::Invoice => EventBody::Invoice {
             invoice_id: r.string()?,
             amount: r.money()?,

@@ -158,7 +158,7 @@ pub enum EventBody {
         role: Option<ContactRole>,
         status: Option<ContactStatus>,
     },
-    Subscription(Subscription),
+    Subscription(Box<Subscription>),
     Invoice {
         invoice_id: String,
         amount: Money,

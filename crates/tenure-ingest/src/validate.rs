@@ -321,7 +321,7 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
             {
                 return Err(FieldError::at(F::TermEnd, format!("{e} is not after term_start {s}")));
             }
-            EventBody::Subscription(Subscription {
+            EventBody::Subscription(Box::new(Subscription {
                 subscription_id: v.id(F::SubscriptionId)?,
                 product: v.opt_id(F::Product)?,
                 plan: v.opt_id(F::Plan)?,
@@ -336,7 +336,7 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                 term_end,
                 cancel_reason: v.opt_text(F::CancelReason)?,
                 cancel_at: v.opt_ts(F::CancelAt)?,
-            })
+            }))
         }
         EventKind::Invoice => EventBody::Invoice {
             invoice_id: v.id(F::InvoiceId)?,

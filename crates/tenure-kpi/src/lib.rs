@@ -271,9 +271,10 @@ fn finish(
     p: Period,
     costs: Option<(i64, i64, i64)>,
     cfg: &KpiConfig,
-    cs: bool,
+    set: Set,
     usage: bool,
 ) -> Kpis {
+    let cs = set.cs;
     use Value::*;
     let f = |x: i64| x as f64;
     let logo_churn = ratio(f(a.customers_churned), f(a.customers_start));
@@ -372,6 +373,9 @@ fn finish(
     if cs {
         kpis.extend(a.cs.finish(costs.map(|c| c.2)));
     }
+    if !set.revenue {
+        kpis.clear();
+    }
     let mut kpis: Vec<(Cow<'static, str>, Value)> =
         kpis.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect();
     if usage {
@@ -385,7 +389,7 @@ fn finish(
 /// last). Company-level costs (CRC, CAC, service cost) are not attributable to a segment
 /// and are null in cut rows.
 pub fn report(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiConfig) -> Vec<Row> {
-    report_of(ledger, periods, by, cfg, true, None)
+    report_of(ledger, periods, by, cfg, Set { revenue: true, cs: true }, None)
 }
 
 /// [`report`] with the usage and adoption KPIs, from per-account usage for each period
@@ -397,12 +401,30 @@ pub fn report_with_usage(
     cfg: &KpiConfig,
     usage: &[FxHashMap<String, usage::AccountUsage>],
 ) -> Vec<Row> {
-    report_of(ledger, periods, by, cfg, true, Some(usage))
+    report_of(ledger, periods, by, cfg, Set { revenue: true, cs: true }, Some(usage))
+}
+
+/// The usage and adoption KPIs alone (customers, seats and plans from a revenue ledger).
+pub fn usage_only(
+    ledger: &Ledger,
+    periods: &[Period],
+    by: Option<&By>,
+    cfg: &KpiConfig,
+    usage: &[FxHashMap<String, usage::AccountUsage>],
+) -> Vec<Row> {
+    report_of(ledger, periods, by, cfg, Set { revenue: false, cs: false }, Some(usage))
+}
+
+/// Which KPI families a report holds (usage ones come with usage figures).
+#[derive(Clone, Copy)]
+struct Set {
+    revenue: bool,
+    cs: bool,
 }
 
 /// The revenue KPIs only (kpis.md §1), for a ledger folded without the CS lanes.
 pub fn revenue(ledger: &Ledger, periods: &[Period], by: Option<&By>, cfg: &KpiConfig) -> Vec<Row> {
-    report_of(ledger, periods, by, cfg, false, None)
+    report_of(ledger, periods, by, cfg, Set { revenue: true, cs: false }, None)
 }
 
 fn report_of(
@@ -410,7 +432,7 @@ fn report_of(
     periods: &[Period],
     by: Option<&By>,
     cfg: &KpiConfig,
-    cs: bool,
+    set: Set,
     usage: Option<&[FxHashMap<String, usage::AccountUsage>]>,
 ) -> Vec<Row> {
     type Map = FxHashMap<(usize, Option<String>), Acc>;
@@ -450,7 +472,7 @@ fn report_of(
             rows.push(Row {
                 period: *p,
                 segment: None,
-                kpis: finish(&acc, *p, costs, cfg, cs, usage.is_some()),
+                kpis: finish(&acc, *p, costs, cfg, set, usage.is_some()),
             });
             continue;
         }
@@ -458,7 +480,7 @@ fn report_of(
             rows.push(Row {
                 period: *p,
                 segment: Some(k.1.clone()),
-                kpis: finish(&merged[k], *p, None, cfg, cs, usage.is_some()),
+                kpis: finish(&merged[k], *p, None, cfg, set, usage.is_some()),
             });
         }
     }

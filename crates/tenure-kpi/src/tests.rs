@@ -21,7 +21,7 @@ fn sub(ts: &str, account: &str, id: &str, mrr_minor: i64, status: SubStatus) -> 
         ts: Timestamp::parse(ts).unwrap(),
         account: Some(account.to_string()),
         message_id: None,
-        body: EventBody::Subscription(Subscription {
+        body: EventBody::Subscription(Box::new(Subscription {
             subscription_id: id.to_string(),
             product: None,
             plan: Some("pro".into()),
@@ -34,7 +34,7 @@ fn sub(ts: &str, account: &str, id: &str, mrr_minor: i64, status: SubStatus) -> 
             term_end: None,
             cancel_reason: None,
             cancel_at: None,
-        }),
+        })),
     }
 }
 

@@ -293,7 +293,7 @@ impl LedgerBuilder {
                 }
                 slot.attributes.extend(attributes.into_iter().map(|(k, v)| (ts, k, v)));
             }
-            EventBody::Subscription(s) => slot.subs.push((ts, s)),
+            EventBody::Subscription(s) => slot.subs.push((ts, *s)),
             EventBody::Invoice { invoice_id, amount, status, .. } => {
                 slot.invoices.push((ts, invoice_id, amount, status))
             }
@@ -321,10 +321,19 @@ impl LedgerBuilder {
             {
                 slot.name = Some((ts, name));
             }
-            slot.attributes.extend(raw.attributes);
-            slot.subs.extend(raw.subs);
-            slot.invoices.extend(raw.invoices);
-            slot.cs.events.extend(raw.cs.events);
+            // Move rather than copy when this side holds nothing yet (the common case:
+            // one lane per builder).
+            fn take<T>(into: &mut Vec<T>, from: Vec<T>) {
+                if into.is_empty() {
+                    *into = from;
+                } else {
+                    into.extend(from);
+                }
+            }
+            take(&mut slot.attributes, raw.attributes);
+            take(&mut slot.subs, raw.subs);
+            take(&mut slot.invoices, raw.invoices);
+            take(&mut slot.cs.events, raw.cs.events);
         }
         self.costs.extend(other.costs);
         self.contacts.extend(other.contacts);

@@ -35,7 +35,7 @@ pub(crate) fn events(script: &str) -> Vec<Event> {
                 let currency = Currency::parse(get("cur").unwrap_or("USD")).unwrap();
                 let minor = tenure_core::money::parse_minor(get("amount").unwrap_or("0"), currency)
                     .unwrap();
-                EventBody::Subscription(Subscription {
+                EventBody::Subscription(Box::new(Subscription {
                     subscription_id: kv
                         .iter()
                         .find(|(k, _)| *k == "id")
@@ -52,7 +52,7 @@ pub(crate) fn events(script: &str) -> Vec<Event> {
                     term_end: get("term_end").map(|t| Timestamp::parse(t).unwrap()),
                     cancel_reason: None,
                     cancel_at: get("cancel_at").map(|t| Timestamp::parse(t).unwrap()),
-                })
+                }))
             }
             other => panic!("unknown fixture verb {other}"),
         };

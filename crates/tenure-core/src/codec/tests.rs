@@ -28,7 +28,7 @@ pub(crate) fn samples() -> Vec<Event> {
             role: Some(ContactRole::Champion),
             status: Some(ContactStatus::Left),
         }),
-        ev(EventBody::Subscription(Subscription {
+        ev(EventBody::Subscription(Box::new(Subscription {
             subscription_id: "s1".into(),
             product: Some("platform".into()),
             plan: None,
@@ -41,7 +41,7 @@ pub(crate) fn samples() -> Vec<Event> {
             term_end: None,
             cancel_reason: Some("price".into()),
             cancel_at: Some(t.add_days(30)),
-        })),
+        }))),
         ev(EventBody::Invoice {
             invoice_id: "i1".into(),
             amount: usd(99),

@@ -1,0 +1,180 @@
+//! The BG/NBD model of repeat purchases in a non-contractual setting and the Gamma-Gamma
+//! model of spend per transaction (Fader, Hardie & Lee 2005: "Counting your customers the
+//! easy way", and "RFM and CLV: using iso-value curves for customer base analysis").
+//!
+//! Per customer: `x` repeat transactions (frequency), the time of the last one `t_x`
+//! (recency), the length of observation `T`, all from the first transaction.
+
+use crate::StatsError;
+use crate::optim::maximize;
+use crate::special::{hyp2f1, ln_gamma};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+    pub log_likelihood: f64,
+}
+
+fn check(x: &[f64], t_x: &[f64], t: &[f64]) -> Result<(), StatsError> {
+    if x.len() != t_x.len() || x.len() != t.len() {
+        return Err(StatsError::Shape("frequency, recency and T differ in length".into()));
+    }
+    if x.is_empty() {
+        return Err(StatsError::Empty("no customers".into()));
+    }
+    for i in 0..x.len() {
+        if !(x[i] >= 0.0 && t_x[i] >= 0.0 && t[i] > 0.0 && t_x[i] <= t[i]) {
+            return Err(StatsError::Invalid(format!(
+                "row {}: need frequency >= 0, 0 <= recency <= T and T > 0",
+                i + 1
+            )));
+        }
+        if x[i] == 0.0 && t_x[i] != 0.0 {
+            return Err(StatsError::Invalid(format!(
+                "row {}: a customer without repeat transactions has recency 0",
+                i + 1
+            )));
+        }
+    }
+    if !x.iter().any(|v| *v > 0.0) {
+        return Err(StatsError::Invalid(
+            "no repeat transactions: the model is not identified".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sum of the individual log-likelihoods (2005, eq. 6).
+pub fn bgnbd_log_likelihood(p: [f64; 4], x: &[f64], t_x: &[f64], t: &[f64]) -> f64 {
+    let [r, alpha, a, b] = p;
+    let (lg_r, lg_ab, lg_b) = (ln_gamma(r), ln_gamma(a + b), ln_gamma(b));
+    let mut ll = 0.0;
+    for i in 0..x.len() {
+        let xi = x[i];
+        let a1 = ln_gamma(r + xi) - lg_r + r * alpha.ln();
+        let a2 = lg_ab + ln_gamma(b + xi) - lg_b - ln_gamma(a + b + xi);
+        let a3 = -(r + xi) * (alpha + t[i]).ln();
+        let li = if xi > 0.0 {
+            let a4 = a.ln() - (b + xi - 1.0).ln() - (r + xi) * (alpha + t_x[i]).ln();
+            let m = a3.max(a4);
+            m + ((a3 - m).exp() + (a4 - m).exp()).ln()
+        } else {
+            a3
+        };
+        ll += a1 + a2 + li;
+    }
+    ll
+}
+
+/// Fits r, α, a, b by maximum likelihood.
+pub fn fit(x: &[f64], t_x: &[f64], t: &[f64]) -> Result<BgNbd, StatsError> {
+    check(x, t_x, t)?;
+    let f = |p: &[f64]| {
+        bgnbd_log_likelihood([p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp()], x, t_x, t)
+    };
+    let p = maximize(&f, &[0.0, 0.0, 0.0, 0.0]);
+    let p = [p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp()];
+    Ok(BgNbd {
+        r: p[0],
+        alpha: p[1],
+        a: p[2],
+        b: p[3],
+        log_likelihood: bgnbd_log_likelihood(p, x, t_x, t),
+    })
+}
+
+impl BgNbd {
+    /// Expected repeat transactions of a new customer in `(0, t]` (eq. 7).
+    pub fn expected_purchases(&self, t: f64) -> f64 {
+        let (r, al, a, b) = (self.r, self.alpha, self.a, self.b);
+        (a + b - 1.0) / (a - 1.0)
+            * (1.0 - (al / (al + t)).powf(r) * hyp2f1(r, b, a + b - 1.0, t / (al + t)))
+    }
+
+    /// Probability that a customer with history (x, t_x, T) is still active.
+    pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        if x == 0.0 {
+            return 1.0;
+        }
+        let (r, al, a, b) = (self.r, self.alpha, self.a, self.b);
+        1.0 / (1.0 + a / (b + x - 1.0) * ((al + t) / (al + t_x)).powf(r + x))
+    }
+
+    /// Expected transactions in the next `horizon` periods of a customer with history
+    /// (x, t_x, T) (eq. 10).
+    pub fn conditional_expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        let (r, al, a, b) = (self.r, self.alpha, self.a, self.b);
+        let z = horizon / (al + t + horizon);
+        let lead = (a + b + x - 1.0) / (a - 1.0);
+        let bracket = 1.0
+            - ((al + t) / (al + t + horizon)).powf(r + x)
+                * hyp2f1(r + x, b + x, a + b + x - 1.0, z);
+        let den = if x > 0.0 {
+            1.0 + a / (b + x - 1.0) * ((al + t) / (al + t_x)).powf(r + x)
+        } else {
+            1.0
+        };
+        lead * bracket / den
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GammaGamma {
+    pub p: f64,
+    pub q: f64,
+    pub gamma: f64,
+    pub log_likelihood: f64,
+}
+
+/// Gamma-Gamma log-likelihood over customers with `x > 0` repeat transactions of mean value
+/// `m` (the constant terms in `x` and `m` included, as lifetimes does).
+pub fn gamma_gamma_log_likelihood(pq: [f64; 3], x: &[f64], m: &[f64]) -> f64 {
+    let [p, q, g] = pq;
+    let lg_q = ln_gamma(q);
+    let mut ll = 0.0;
+    for i in 0..x.len() {
+        let (xi, mi) = (x[i], m[i]);
+        ll += ln_gamma(p * xi + q) - ln_gamma(p * xi) - lg_q
+            + q * g.ln()
+            + (p * xi - 1.0) * mi.ln()
+            + p * xi * xi.ln()
+            - (p * xi + q) * (g + xi * mi).ln();
+    }
+    ll
+}
+
+/// Fits p, q, γ on the customers with at least one repeat transaction and positive spend.
+pub fn fit_gamma_gamma(x: &[f64], m: &[f64]) -> Result<GammaGamma, StatsError> {
+    if x.len() != m.len() {
+        return Err(StatsError::Shape("frequency and monetary value differ in length".into()));
+    }
+    if let Some(i) = (0..x.len())
+        .find(|i| x[*i] > 0.0 && m[*i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+    {
+        return Err(StatsError::Invalid(format!("row {}: monetary value must be positive", i + 1)));
+    }
+    let keep: Vec<usize> = (0..x.len()).filter(|i| x[*i] > 0.0).collect();
+    if keep.len() < 2 {
+        return Err(StatsError::Empty("fewer than two customers with repeat transactions".into()));
+    }
+    let (x, m): (Vec<f64>, Vec<f64>) = keep.iter().map(|i| (x[*i], m[*i])).unzip();
+    let f = |v: &[f64]| gamma_gamma_log_likelihood([v[0].exp(), v[1].exp(), v[2].exp()], &x, &m);
+    let v = maximize(&f, &[0.0, 0.0, 0.0]);
+    let v = [v[0].exp(), v[1].exp(), v[2].exp()];
+    Ok(GammaGamma {
+        p: v[0],
+        q: v[1],
+        gamma: v[2],
+        log_likelihood: gamma_gamma_log_likelihood(v, &x, &m),
+    })
+}
+
+impl GammaGamma {
+    /// Expected mean transaction value of a customer with `x` repeat transactions averaging `m`.
+    pub fn expected_average_value(&self, x: f64, m: f64) -> f64 {
+        (self.gamma + m * x) * self.p / (self.p * x + self.q - 1.0)
+    }
+}
