@@ -3,6 +3,7 @@
 //! 0 success, 1 internal error, 2 usage error, 3 some input rows were rejected.
 
 mod report;
+mod stats;
 
 /// The folds and the importer allocate many small strings on several threads, where
 /// mimalloc is markedly faster than the system allocator.
@@ -178,6 +179,12 @@ enum Cmd {
         months: u32,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+    /// Statistics on any CSV: survival curves, Cox regression, lifetime-value models, logistic
+    /// regression (JSON by default)
+    Stats {
+        #[command(subcommand)]
+        cmd: stats::StatsCmd,
     },
     /// What the log holds: records per event type
     Status {
@@ -573,6 +580,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo { data, accounts, months, seed } => demo(data, accounts, months, seed),
+        Cmd::Stats { cmd } => stats::run(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Status { data } => {
             let stats = tenure_engine::log_stats(&data_dir(&data))?;
             if stats.is_empty() {

@@ -1,0 +1,487 @@
+//! `tenure stats`: the statistics library on any CSV, the way lifelines or lifetimes are
+//! used from a notebook. Reads columns, fits, prints JSON (or a short table).
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Map, Value as Json, json};
+use std::path::{Path, PathBuf};
+use tenure_stats::StatsError;
+use tenure_stats::cox::{CoxInput, Ties};
+use tenure_stats::km::CiMethod;
+
+#[derive(Subcommand)]
+pub enum StatsCmd {
+    /// Kaplan-Meier survival curves (per group), median with its CI, survival at given times
+    Km {
+        #[command(flatten)]
+        io: Io,
+        #[command(flatten)]
+        surv: Surv,
+        /// Column naming the group of each row (one curve per group)
+        #[arg(long)]
+        group: Option<String>,
+        /// Times at which to report the survival (default: every distinct time)
+        #[arg(long, value_delimiter = ',')]
+        at: Vec<f64>,
+        /// Pointwise confidence intervals: loglog | log | plain
+        #[arg(long, default_value = "loglog")]
+        ci: String,
+        /// Also report the restricted mean survival time up to this time
+        #[arg(long)]
+        tau: Option<f64>,
+    },
+    /// Log-rank test of equal survival across the groups of a column
+    Logrank {
+        #[command(flatten)]
+        io: Io,
+        #[command(flatten)]
+        surv: Surv,
+        #[arg(long)]
+        group: String,
+    },
+    /// Cox proportional hazards regression
+    Cox {
+        #[command(flatten)]
+        io: Io,
+        #[command(flatten)]
+        surv: Surv,
+        /// Covariate columns (text columns become indicator columns, first level left out)
+        #[arg(long, value_delimiter = ',', required = true)]
+        covariates: Vec<String>,
+        #[arg(long, value_enum, default_value = "efron")]
+        ties: TiesArg,
+        /// Columns whose combinations define strata (a baseline hazard each)
+        #[arg(long, value_delimiter = ',')]
+        strata: Vec<String>,
+        /// L2 penalty on standardised coefficients, per observation (as lifelines' penalizer)
+        #[arg(long, default_value_t = 0.0)]
+        l2: f64,
+    },
+    /// Shifted-beta-geometric retention model of a cohort's survivor counts
+    Sbg {
+        /// Customers still active at the start of each period: N0,N1,N2,...
+        #[arg(long, value_delimiter = ',', required = true)]
+        survivors: Vec<f64>,
+        /// Periods to project beyond the data
+        #[arg(long, default_value_t = 0)]
+        project: usize,
+        /// Discount rate per period for DEL and DERL
+        #[arg(long, default_value_t = 0.1)]
+        discount: f64,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+    /// BG/NBD model of repeat purchases (frequency, recency, T per customer)
+    Bgnbd {
+        #[command(flatten)]
+        io: Io,
+        #[arg(long)]
+        frequency: String,
+        #[arg(long)]
+        recency: String,
+        #[arg(long)]
+        t: String,
+    },
+    /// Gamma-Gamma model of spend per transaction (customers with repeat purchases)
+    Gammagamma {
+        #[command(flatten)]
+        io: Io,
+        #[arg(long)]
+        frequency: String,
+        #[arg(long)]
+        monetary: String,
+    },
+    /// Logistic regression (Newton / IRLS) with standard errors
+    Logit {
+        #[command(flatten)]
+        io: Io,
+        /// 0/1, true/false or yes/no
+        #[arg(long)]
+        target: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        features: Vec<String>,
+        /// L2 penalty on the coefficients (not the intercept)
+        #[arg(long, default_value_t = 0.0)]
+        l2: f64,
+    },
+}
+
+#[derive(Args)]
+pub struct Io {
+    /// CSV file with a header row
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long, value_enum, default_value = "json")]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct Surv {
+    /// Column of durations (non-negative numbers)
+    #[arg(long)]
+    duration: String,
+    /// Column of event indicators: 1/0, true/false, yes/no (0 = censored)
+    #[arg(long)]
+    event: String,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TiesArg {
+    Efron,
+    Breslow,
+}
+
+/// A CSV held as text columns.
+struct Csv {
+    path: PathBuf,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+/// An input problem: the user's to fix (exit 2).
+fn bad(msg: String) -> anyhow::Error {
+    crate::usage(msg)
+}
+
+impl Csv {
+    fn read(path: &Path) -> Result<Csv> {
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let header = r.headers().map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let header: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+        let mut rows = Vec::new();
+        for rec in r.records() {
+            let rec = rec.map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            rows.push(rec.iter().map(|v| v.trim().to_string()).collect());
+        }
+        if rows.is_empty() {
+            return Err(bad(format!("{}: no data rows", path.display())));
+        }
+        Ok(Csv { path: path.to_path_buf(), header, rows })
+    }
+
+    fn index(&self, col: &str) -> Result<usize> {
+        self.header.iter().position(|h| h == col).ok_or_else(|| {
+            bad(format!(
+                "{}: no column {col:?} (columns: {})",
+                self.path.display(),
+                self.header.join(", ")
+            ))
+        })
+    }
+
+    /// A numeric column; the error names the line (header = line 1) and the value.
+    fn numbers(&self, col: &str) -> Result<Vec<f64>> {
+        let k = self.index(col)?;
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r[k].parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                    bad(format!(
+                        "{}:{}: column {col}: {:?} is not a number",
+                        self.path.display(),
+                        i + 2,
+                        r[k]
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn flags(&self, col: &str) -> Result<Vec<bool>> {
+        let k = self.index(col)?;
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r[k].to_ascii_lowercase().as_str() {
+                "1" | "1.0" | "true" | "yes" | "y" | "t" => Ok(true),
+                "0" | "0.0" | "false" | "no" | "n" | "f" => Ok(false),
+                v => Err(bad(format!(
+                    "{}:{}: column {col}: {v:?} is not 0/1, true/false or yes/no",
+                    self.path.display(),
+                    i + 2
+                ))),
+            })
+            .collect()
+    }
+
+    fn texts(&self, col: &str) -> Result<Vec<String>> {
+        let k = self.index(col)?;
+        Ok(self.rows.iter().map(|r| r[k].clone()).collect())
+    }
+
+    /// Design columns: numeric columns as they are; a column with any non-numeric value is
+    /// categorical and becomes one indicator per level but the first (sorted).
+    fn design(&self, cols: &[String]) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
+        let (mut names, mut out) = (Vec::new(), Vec::new());
+        for c in cols {
+            let k = self.index(c)?;
+            if self.rows.iter().all(|r| r[k].parse::<f64>().is_ok_and(|v| v.is_finite())) {
+                names.push(c.clone());
+                out.push(self.numbers(c)?);
+            } else {
+                let mut levels: Vec<&str> = self.rows.iter().map(|r| r[k].as_str()).collect();
+                levels.sort();
+                levels.dedup();
+                for level in levels.iter().skip(1) {
+                    names.push(format!("{c}={level}"));
+                    out.push(self.rows.iter().map(|r| (r[k] == *level) as u8 as f64).collect());
+                }
+            }
+        }
+        Ok((names, out))
+    }
+}
+
+/// Row-major matrix of design columns.
+fn rows_of(cols: &[Vec<f64>]) -> Vec<f64> {
+    let n = cols.first().map_or(0, |c| c.len());
+    (0..n).flat_map(|i| cols.iter().map(move |c| c[i])).collect()
+}
+
+/// Labels to group indices, in order of first appearance.
+fn group_index(labels: &[String]) -> (Vec<String>, Vec<usize>) {
+    let mut names: Vec<String> = Vec::new();
+    let idx = labels
+        .iter()
+        .map(|l| match names.iter().position(|n| n == l) {
+            Some(i) => i,
+            None => {
+                names.push(l.clone());
+                names.len() - 1
+            }
+        })
+        .collect();
+    (names, idx)
+}
+
+fn stats_err(e: StatsError) -> anyhow::Error {
+    bad(e.to_string())
+}
+
+fn num(x: f64) -> Json {
+    if x.is_finite() { json!(x) } else { Json::Null }
+}
+
+fn emit(v: &Json, format: Format) -> Result<()> {
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(v)? + "\n",
+        Format::Table => table(v, ""),
+    };
+    crate::out(&text)
+}
+
+/// A plain rendering of the JSON for a terminal: one `path  value` line per scalar.
+fn table(v: &Json, prefix: &str) -> String {
+    match v {
+        Json::Object(m) => m
+            .iter()
+            .map(|(k, x)| {
+                table(x, &if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") })
+            })
+            .collect(),
+        Json::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => {
+            format!(
+                "{prefix:<40} {}\n",
+                a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+            )
+        }
+        Json::Array(a) => {
+            a.iter().enumerate().map(|(i, x)| table(x, &format!("{prefix}[{i}]"))).collect()
+        }
+        x => format!("{prefix:<40} {x}\n"),
+    }
+}
+
+pub fn run(cmd: StatsCmd) -> Result<()> {
+    match cmd {
+        StatsCmd::Km { io, surv, group, at, ci, tau } => {
+            let csv = Csv::read(&io.input)?;
+            let method = CiMethod::parse(&ci)
+                .ok_or_else(|| bad(format!("--ci: {ci:?} (expected loglog, log or plain)")))?;
+            let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
+            let labels = match &group {
+                Some(g) => Some(csv.texts(g)?),
+                None => None,
+            };
+            let (names, idx) = labels.as_deref().map(group_index).unwrap_or_default();
+            let sets: Vec<(Json, Vec<usize>)> = if labels.is_some() {
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(g, n)| {
+                        (json!(n), (0..t.len()).filter(|i| idx[*i] == g).collect::<Vec<_>>())
+                    })
+                    .collect()
+            } else {
+                vec![(Json::Null, (0..t.len()).collect())]
+            };
+            let mut groups = Vec::new();
+            for (name, rows) in sets {
+                let tt: Vec<f64> = rows.iter().map(|i| t[*i]).collect();
+                let ee: Vec<bool> = rows.iter().map(|i| e[*i]).collect();
+                let km =
+                    tenure_stats::km::kaplan_meier(&tt, &ee, 0.05, method).map_err(stats_err)?;
+                let times: Vec<f64> =
+                    if at.is_empty() { km.rows.iter().map(|r| r.t).collect() } else { at.clone() };
+                let mc = km.median_ci();
+                let mut g = Map::new();
+                g.insert("name".into(), name);
+                g.insert("n".into(), json!(km.n));
+                g.insert("events".into(), json!(km.events));
+                g.insert("median".into(), km.median().map_or(Json::Null, num));
+                g.insert(
+                    "median_ci".into(),
+                    json!([mc[0].map_or(Json::Null, num), mc[1].map_or(Json::Null, num)]),
+                );
+                if let Some(tau) = tau {
+                    g.insert("restricted_mean".into(), num(km.restricted_mean(tau)));
+                }
+                g.insert(
+                    "at".into(),
+                    times
+                        .iter()
+                        .map(|x| {
+                            let c = km.ci_at(*x);
+                            json!({"t": num(*x), "survival": num(km.survival_at(*x)), "ci": [num(c[0]), num(c[1])]})
+                        })
+                        .collect(),
+                );
+                groups.push(Json::Object(g));
+            }
+            emit(&json!({ "groups": groups }), io.format)
+        }
+        StatsCmd::Logrank { io, surv, group } => {
+            let csv = Csv::read(&io.input)?;
+            let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
+            let (names, idx) = group_index(&csv.texts(&group)?);
+            let lr = tenure_stats::logrank::logrank(&t, &e, &idx).map_err(stats_err)?;
+            let per: Vec<Json> = names
+                .iter()
+                .enumerate()
+                .map(|(g, n)| json!({"name": n, "observed": lr.observed[g], "expected": num(lr.expected[g])}))
+                .collect();
+            emit(
+                &json!({"chi2": num(lr.chi2), "df": lr.df, "p": num(lr.p), "groups": per}),
+                io.format,
+            )
+        }
+        StatsCmd::Cox { io, surv, covariates, ties, strata, l2 } => {
+            let csv = Csv::read(&io.input)?;
+            let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
+            let (names, cols) = csv.design(&covariates)?;
+            let x = rows_of(&cols);
+            let strata_idx = if strata.is_empty() {
+                None
+            } else {
+                let parts: Vec<Vec<String>> =
+                    strata.iter().map(|s| csv.texts(s)).collect::<Result<_>>()?;
+                let keys: Vec<String> = (0..t.len())
+                    .map(|i| parts.iter().map(|p| p[i].as_str()).collect::<Vec<_>>().join("\u{1f}"))
+                    .collect();
+                Some(group_index(&keys).1)
+            };
+            let m = tenure_stats::cox::cox(&CoxInput {
+                durations: &t,
+                events: &e,
+                x: &x,
+                p: names.len(),
+                strata: strata_idx.as_deref(),
+                ties: match ties {
+                    TiesArg::Efron => Ties::Efron,
+                    TiesArg::Breslow => Ties::Breslow,
+                },
+                penalizer: l2,
+            })
+            .map_err(stats_err)?;
+            let coefs: Map<String, Json> = names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| {
+                    (
+                        n.clone(),
+                        json!({"coef": num(m.coef[k]), "se": num(m.se[k]), "z": num(m.z[k]), "p": num(m.p[k]),
+                               "hr": num(m.hr[k]), "hr_ci": [num(m.hr_ci[k][0]), num(m.hr_ci[k][1])]}),
+                    )
+                })
+                .collect();
+            let test = |t: tenure_stats::cox::Test| json!({"statistic": num(t.statistic), "df": t.df, "p": num(t.p)});
+            emit(
+                &json!({
+                    "coefficients": coefs,
+                    "log_likelihood": num(m.log_likelihood),
+                    "log_likelihood_null": num(m.log_likelihood_null),
+                    "lr_test": test(m.lr_test),
+                    "wald_test": test(m.wald_test),
+                    "score_test": test(m.score_test),
+                    "concordance": num(m.concordance),
+                    "n": t.len(),
+                    "events": e.iter().filter(|x| **x).count(),
+                }),
+                io.format,
+            )
+        }
+        StatsCmd::Sbg { survivors, project, discount, format } => {
+            let m = tenure_stats::sbg::fit(&survivors).map_err(stats_err)?;
+            let periods = survivors.len() - 1 + project;
+            let renewals = (survivors.len() - 1) as u32;
+            emit(
+                &json!({
+                    "alpha": num(m.alpha),
+                    "beta": num(m.beta),
+                    "log_likelihood": num(m.log_likelihood),
+                    "survival": m.survival(periods).into_iter().map(num).collect::<Vec<_>>(),
+                    "retention": m.retention(periods).into_iter().map(num).collect::<Vec<_>>(),
+                    "discount": discount,
+                    "del": num(m.del(discount)),
+                    "derl": num(m.derl(discount, renewals)),
+                    "derl_renewals": renewals,
+                }),
+                format,
+            )
+        }
+        StatsCmd::Bgnbd { io, frequency, recency, t } => {
+            let csv = Csv::read(&io.input)?;
+            let (x, tx, tt) = (csv.numbers(&frequency)?, csv.numbers(&recency)?, csv.numbers(&t)?);
+            let m = tenure_stats::bgnbd::fit(&x, &tx, &tt).map_err(stats_err)?;
+            emit(
+                &json!({"r": num(m.r), "alpha": num(m.alpha), "a": num(m.a), "b": num(m.b), "log_likelihood": num(m.log_likelihood)}),
+                io.format,
+            )
+        }
+        StatsCmd::Gammagamma { io, frequency, monetary } => {
+            let csv = Csv::read(&io.input)?;
+            let (x, m) = (csv.numbers(&frequency)?, csv.numbers(&monetary)?);
+            let g = tenure_stats::bgnbd::fit_gamma_gamma(&x, &m).map_err(stats_err)?;
+            emit(
+                &json!({"p": num(g.p), "q": num(g.q), "gamma": num(g.gamma), "log_likelihood": num(g.log_likelihood)}),
+                io.format,
+            )
+        }
+        StatsCmd::Logit { io, target, features, l2 } => {
+            let csv = Csv::read(&io.input)?;
+            let y = csv.flags(&target)?;
+            let (names, cols) = csv.design(&features)?;
+            let m = tenure_stats::logit::fit(&rows_of(&cols), names.len(), &y, l2)
+                .map_err(stats_err)?;
+            let coefs: Map<String, Json> = names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| (n.clone(), json!({"coef": num(m.coef[k]), "se": num(m.se[k])})))
+                .collect();
+            emit(
+                &json!({"coefficients": coefs, "intercept": num(m.intercept), "intercept_se": num(m.intercept_se), "log_likelihood": num(m.log_likelihood)}),
+                io.format,
+            )
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `tenure stats` as a data scientist runs it: CSV in, JSON out, figures as the peers give
+//! them (the same public data and figures as tenure-stats' tests), clear errors on bad input.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn data(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tenure-stats/tests/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn stats(args: &[&str]) -> (Option<i32>, Value, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure")).arg("stats").args(args).output().unwrap();
+    let json = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (o.status.code(), json, String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+fn close(got: &Value, want: f64, rel: f64) {
+    let g = got.as_f64().unwrap_or_else(|| panic!("{got} is not a number"));
+    assert!((g - want).abs() <= rel * want.abs(), "{g} vs {want}");
+}
+
+#[test]
+fn kaplan_meier_and_logrank_from_a_csv() {
+    let w = data("waltons.csv");
+    let (code, j, err) = stats(&[
+        "km",
+        "--input",
+        &w,
+        "--duration",
+        "T",
+        "--event",
+        "E",
+        "--group",
+        "group",
+        "--at",
+        "15,51",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let groups = j["groups"].as_array().unwrap();
+    let control = groups.iter().find(|g| g["name"] == "control").unwrap();
+    // lifelines: control S(15) = 0.99225, S(51) = 0.74141, median 58 [56, 60].
+    close(&control["at"][0]["survival"], 0.9922480620155038, 1e-12);
+    close(&control["at"][1]["survival"], 0.7414142999566914, 1e-12);
+    close(&control["at"][1]["ci"][0], 0.6560992297724799, 1e-9);
+    assert_eq!(control["median"], 58.0);
+    assert_eq!(control["median_ci"], serde_json::json!([56.0, 60.0]));
+    assert_eq!(control["n"], 129);
+    let (code, j, _) =
+        stats(&["logrank", "--input", &w, "--duration", "T", "--event", "E", "--group", "group"]);
+    assert_eq!(code, Some(0));
+    close(&j["chi2"], 122.24912557300615, 1e-10);
+    assert_eq!(j["df"], 1);
+}
+
+#[test]
+fn cox_with_categorical_covariates_and_strata() {
+    let r = data("rossi.csv");
+    let (code, j, err) = stats(&[
+        "cox",
+        "--input",
+        &r,
+        "--duration",
+        "week",
+        "--event",
+        "arrest",
+        "--covariates",
+        "fin,age,race,wexp,mar,paro,prio",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    close(&j["coefficients"]["prio"]["coef"], 0.09149707935112093, 1e-9);
+    close(&j["coefficients"]["fin"]["hr"], (-0.379422166871208f64).exp(), 1e-9);
+    close(&j["concordance"], 0.6403292470997135, 1e-12);
+    close(&j["lr_test"]["statistic"], 33.26594580156939, 1e-9);
+    let (code, j, _) = stats(&[
+        "cox",
+        "--input",
+        &r,
+        "--duration",
+        "week",
+        "--event",
+        "arrest",
+        "--covariates",
+        "fin,age,race,mar,paro,prio",
+        "--strata",
+        "wexp",
+    ]);
+    assert_eq!(code, Some(0));
+    close(&j["log_likelihood"], -580.8857465137021, 1e-10);
+}
+
+#[test]
+fn lifetime_value_models() {
+    let (code, j, _) =
+        stats(&["sbg", "--survivors", "1000,631,468,382,326,289,262,241", "--project", "5"]);
+    assert_eq!(code, Some(0));
+    close(&j["alpha"], 0.7040773019438622, 1e-6);
+    close(&j["beta"], 1.1820430307075578, 1e-6);
+    assert_eq!(j["survival"].as_array().unwrap().len(), 13);
+    close(&j["del"], 3.694908420173891, 1e-6);
+    let c = data("cdnow.csv");
+    let (code, j, _) = stats(&[
+        "bgnbd",
+        "--input",
+        &c,
+        "--frequency",
+        "frequency",
+        "--recency",
+        "recency",
+        "--t",
+        "T",
+    ]);
+    assert_eq!(code, Some(0));
+    close(&j["r"], 0.24259292827982148, 1e-5);
+    close(&j["b"], 2.4257523826257374, 1e-5);
+    let (code, j, _) = stats(&[
+        "gammagamma",
+        "--input",
+        &c,
+        "--frequency",
+        "frequency",
+        "--monetary",
+        "monetary_value",
+    ]);
+    assert_eq!(code, Some(0));
+    close(&j["gamma"], 15.447748064943575, 1e-5);
+}
+
+#[test]
+fn logistic_regression_with_a_text_target() {
+    let t = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(data("rossi.csv")).unwrap();
+    // arrest as yes/no, and a categorical copy of race.
+    let mut out = String::from("arrest,fin,age,prio,race\n");
+    for line in src.lines().skip(1) {
+        let v: Vec<&str> = line.split(',').collect();
+        let y = if v[1] == "1" { "yes" } else { "no" };
+        let race = if v[4] == "1" { "black" } else { "other" };
+        out += &format!("{y},{},{},{},{race}\n", v[2], v[3], v[8]);
+    }
+    let f = t.path().join("r.csv");
+    std::fs::write(&f, out).unwrap();
+    let f = f.display().to_string();
+    let (code, j, err) =
+        stats(&["logit", "--input", &f, "--target", "arrest", "--features", "fin,age,prio"]);
+    assert_eq!(code, Some(0), "{err}");
+    close(&j["intercept"], 0.6564739254535106, 1e-8);
+    close(&j["coefficients"]["prio"]["se"], 0.03632072703842787, 1e-8);
+    let (code, j, _) =
+        stats(&["logit", "--input", &f, "--target", "arrest", "--features", "fin,race"]);
+    assert_eq!(code, Some(0));
+    assert!(j["coefficients"]["race=other"]["coef"].is_f64(), "{j}");
+}
+
+#[test]
+fn bad_input_is_named_and_never_a_panic() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("bad.csv");
+    std::fs::write(&f, "T,E,x\n5,1,1\nsoon,0,2\n7,1,3\n").unwrap();
+    let f = f.display().to_string();
+    let (code, _, err) = stats(&["km", "--input", &f, "--duration", "T", "--event", "E"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("bad.csv:3: column T: \"soon\" is not a number"), "{err}");
+    let (code, _, err) = stats(&["km", "--input", &f, "--duration", "days", "--event", "E"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no column \"days\""), "{err}");
+    let g = t.path().join("none.csv");
+    std::fs::write(&g, "T,E,x\n5,0,1\n6,0,2\n7,0,3\n").unwrap();
+    let g = g.display().to_string();
+    let (code, _, err) =
+        stats(&["cox", "--input", &g, "--duration", "T", "--event", "E", "--covariates", "x"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no events"), "{err}");
+    let h = t.path().join("const.csv");
+    std::fs::write(&h, "T,E,x\n5,1,1\n6,0,1\n7,1,1\n").unwrap();
+    let h = h.display().to_string();
+    let (code, _, err) =
+        stats(&["cox", "--input", &h, "--duration", "T", "--event", "E", "--covariates", "x"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("constant"), "{err}");
+}
