@@ -115,3 +115,63 @@ pub(crate) fn parse<E>(
         ParseError::Callback(e) => ScanError::Callback(e),
     })
 }
+
+/// The key index of a sealed segment: `<segment>.keys` beside it. Opening the writer needs
+/// every stored key (to refuse duplicates); reading the index instead of the segment makes
+/// that cost 16 bytes per record instead of the whole record and its checksum.
+///
+/// Layout: `TNRKEYS1`, the segment's length in bytes (u64 LE), its record count (u64 LE),
+/// the keys (u128 LE each, in record order), and a CRC-32 of everything before it. An index
+/// that does not match its segment's current length, or fails its checksum, is ignored (the
+/// segment is read and verified instead, and the index written again).
+pub(crate) fn keys_path(segment: &Path) -> PathBuf {
+    segment.with_extension("keys")
+}
+
+const KEYS_MAGIC: &[u8; 8] = b"TNRKEYS1";
+
+/// The keys of a sealed segment from its index, if the index is valid for `segment_len`.
+pub(crate) fn read_keys(segment: &Path, segment_len: u64) -> Option<Vec<u128>> {
+    let bytes = std::fs::read(keys_path(segment)).ok()?;
+    if bytes.len() < 28 || &bytes[..8] != KEYS_MAGIC {
+        return None;
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let len = u64::from_le_bytes(body[8..16].try_into().ok()?);
+    let count = u64::from_le_bytes(body[16..24].try_into().ok()?);
+    let keys = &body[24..];
+    if len != segment_len || keys.len() as u64 != count.checked_mul(16)? {
+        return None;
+    }
+    Some(
+        keys.chunks_exact(16)
+            .map(|k| u128::from_le_bytes(k.try_into().unwrap_or([0; 16])))
+            .collect(),
+    )
+}
+
+/// Writes a sealed segment's key index: aside, synced, renamed (a crash leaves either no
+/// index or a complete one).
+pub(crate) fn write_keys(segment: &Path, segment_len: u64, keys: &[u128]) -> Result<(), LogError> {
+    let path = keys_path(segment);
+    let tmp = path.with_extension("keys.tmp");
+    let mut bytes = Vec::with_capacity(28 + keys.len() * 16);
+    bytes.extend_from_slice(KEYS_MAGIC);
+    bytes.extend_from_slice(&segment_len.to_le_bytes());
+    bytes.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    for k in keys {
+        bytes.extend_from_slice(&k.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let io = |e| LogError::io(&tmp, e);
+    let f = File::create(&tmp).map_err(io)?;
+    use std::io::Write;
+    (&f).write_all(&bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
+    Ok(())
+}

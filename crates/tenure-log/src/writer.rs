@@ -50,6 +50,8 @@ pub struct RecoveryReport {
     /// Records whose key was already seen earlier. The writer never produces
     /// these, so a non-zero count means the files were written by something else.
     pub duplicate_keys: u64,
+    /// Sealed segments whose keys came from their key index (not read again).
+    pub indexed_segments: u64,
 }
 
 /// A torn tail removed from the last segment of a lane.
@@ -287,8 +289,9 @@ impl LaneWriter {
 
 impl Log {
     /// Opens or creates the log in `dir` (creating the directory), takes the
-    /// writer lock, verifies every record of every lane, truncates torn tails
-    /// and rebuilds the key index.
+    /// writer lock, verifies every record of the segments still open for writing (and of
+    /// sealed segments without a key index, writing one), truncates torn tails and
+    /// rebuilds the set of stored keys.
     pub fn open(dir: &Path, opts: LogOptions) -> Result<(Log, RecoveryReport), LogError> {
         create_log_dir(dir)?;
         let lock_path = dir.join(LOCK_FILE);
@@ -309,6 +312,17 @@ impl Log {
 
         let mut report = RecoveryReport::default();
         let mut keys = FxHashSet::default();
+        // Size the key set once from the key indexes: growing a table of 100 M keys by
+        // doubling holds the old and the new one at the same time.
+        let mut indexed = 0u64;
+        for name in lane::list_lanes(dir)? {
+            for seg in lane::list_segments(&dir.join(&name))? {
+                if let Ok(m) = std::fs::metadata(lane::keys_path(&seg.path)) {
+                    indexed += m.len().saturating_sub(28) / 16;
+                }
+            }
+        }
+        keys.reserve(usize::try_from(indexed).unwrap_or(0));
         let mut lanes = FxHashMap::default();
         let mut buf = Vec::new();
         for name in lane::list_lanes(dir)? {
@@ -498,14 +512,40 @@ fn recover_lane(
     for (i, seg) in segments.into_iter().enumerate() {
         let is_last = i + 1 == count;
         lane::check_base(&seg, writer.committed_records)?;
+        // A sealed segment (never written again) with a valid key index: its keys without
+        // reading it. It was verified whole when the index was written.
+        if !is_last {
+            let len = std::fs::metadata(&seg.path).map_err(|e| LogError::io(&seg.path, e))?.len();
+            if let Some(k) = lane::read_keys(&seg.path, len) {
+                keys.reserve(k.len());
+                for key in &k {
+                    if !keys.insert(*key) {
+                        report.duplicate_keys += 1;
+                    }
+                }
+                writer.committed_records += k.len() as u64;
+                writer.committed_bytes += len;
+                writer.segments += 1;
+                report.indexed_segments += 1;
+                continue;
+            }
+        }
         lane::read_segment(&seg.path, None, buf)?;
+        let mut seg_keys = Vec::new();
         let parsed = lane::parse(&seg.path, buf, is_last, |key, _| {
             if !keys.insert(key) {
                 report.duplicate_keys += 1;
             }
+            if !is_last {
+                seg_keys.push(key);
+            }
             Ok::<(), Infallible>(())
         })
         .map_err(LogError::from)?;
+        if !is_last && parsed.torn.is_none() {
+            // Best effort: without an index the next open reads the segment again.
+            let _ = lane::write_keys(&seg.path, buf.len() as u64, &seg_keys);
+        }
         let file_len = buf.len() as u64;
         let valid_len = parsed.valid_end as u64;
         if let Some(reason) = parsed.torn {

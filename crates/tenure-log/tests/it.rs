@@ -690,3 +690,45 @@ fn scan_from_reads_the_tail_only() {
         assert_eq!(seen, want, "from {from}");
     }
 }
+
+#[test]
+fn sealed_segments_get_a_key_index_that_replaces_reading_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = committed_fixture(tmp.path(), 200);
+    let segs = segments(tmp.path(), "usage");
+    assert!(segs.len() > 3, "{segs:?}");
+    // The first open reads every segment and indexes the sealed ones.
+    let (log, first) = open_report(tmp.path(), 200);
+    assert_eq!(first.indexed_segments, 0);
+    drop(log);
+    for s in &segs[..segs.len() - 1] {
+        assert!(s.with_extension("keys").exists(), "{s:?}");
+    }
+    assert!(!segs.last().unwrap().with_extension("keys").exists());
+    // The next one reads the indexes instead, with the same outcome.
+    let (mut log, second) = open_report(tmp.path(), 200);
+    assert_eq!(second.indexed_segments, segs.len() as u64 - 1);
+    assert_eq!((second.records, second.segments), (first.records, first.segments));
+    // Every stored key is still known: re-appending stores nothing.
+    for (k, p) in &expected {
+        assert!(!log.append("usage", *k, p).unwrap(), "key {k} accepted twice");
+    }
+    assert!(log.append("usage", 999, b"new").unwrap());
+    log.commit().unwrap();
+    drop(log);
+    // A damaged or stale index is ignored: the segment is read, verified and indexed again.
+    let keys = segs[0].with_extension("keys");
+    flip_byte(&keys, 30);
+    std::fs::write(segs[1].with_extension("keys"), b"TNRKEYS1 short").unwrap();
+    let (mut log, third) = open_report(tmp.path(), 200);
+    assert_eq!(third.indexed_segments, second.indexed_segments - 2);
+    for (k, p) in &expected {
+        assert!(!log.append("usage", *k, p).unwrap());
+    }
+    drop(log);
+    let (_, fourth) = open_report(tmp.path(), 200);
+    assert!(fourth.indexed_segments >= second.indexed_segments);
+    let mut all = expected.clone();
+    all.push((999, b"new".to_vec()));
+    assert_eq!(read(tmp.path(), "usage"), all);
+}
