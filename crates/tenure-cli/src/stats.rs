@@ -137,11 +137,29 @@ pub enum TiesArg {
     Breslow,
 }
 
-/// A CSV held as text columns.
+/// How a needed column is read.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Num,
+    Flag,
+    Text,
+}
+
+/// A column as read: numbers (NaN where a value is not one), flags or text, and the first
+/// value that did not parse (line, text).
+struct Col {
+    nums: Vec<f64>,
+    flags: Vec<bool>,
+    text: Vec<String>,
+    bad: Option<(usize, String)>,
+}
+
+/// The needed columns of a CSV, parsed while reading (a million-row file is never held as
+/// text).
 struct Csv {
     path: PathBuf,
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    /// By name and kind: a column may be asked for twice (a covariate and a stratum).
+    cols: std::collections::HashMap<(String, Kind), Col>,
 }
 
 /// An input problem: the user's to fix (exit 2).
@@ -149,93 +167,118 @@ fn bad(msg: String) -> anyhow::Error {
     crate::usage(msg)
 }
 
+fn flag(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "1.0" | "true" | "yes" | "y" | "t" => Some(true),
+        "0" | "0.0" | "false" | "no" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
 impl Csv {
-    fn read(path: &Path) -> Result<Csv> {
-        let mut r = csv::ReaderBuilder::new()
-            .flexible(false)
-            .from_path(path)
-            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        let header = r.headers().map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        let header: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
-        let mut rows = Vec::new();
-        for rec in r.records() {
-            let rec = rec.map_err(|e| bad(format!("{}: {e}", path.display())))?;
-            rows.push(rec.iter().map(|v| v.trim().to_string()).collect());
+    fn read(path: &Path, spec: &[(&str, Kind)]) -> Result<Csv> {
+        let fail = |e: csv::Error| bad(format!("{}: {e}", path.display()));
+        let mut r = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(fail)?;
+        let header: Vec<String> =
+            r.headers().map_err(fail)?.iter().map(|h| h.trim().to_string()).collect();
+        let mut wanted: Vec<(usize, String, Kind)> = Vec::new();
+        for (name, kind) in spec {
+            let k = header.iter().position(|h| h == name).ok_or_else(|| {
+                bad(format!(
+                    "{}: no column {name:?} (columns: {})",
+                    path.display(),
+                    header.join(", ")
+                ))
+            })?;
+            wanted.push((k, name.to_string(), *kind));
         }
-        if rows.is_empty() {
+        let mut cols: Vec<Col> = wanted
+            .iter()
+            .map(|_| Col { nums: Vec::new(), flags: Vec::new(), text: Vec::new(), bad: None })
+            .collect();
+        let mut rec = csv::StringRecord::new();
+        let mut line = 1;
+        while r.read_record(&mut rec).map_err(fail)? {
+            line += 1;
+            for ((k, _, kind), col) in wanted.iter().zip(cols.iter_mut()) {
+                let v = rec.get(*k).unwrap_or("").trim();
+                match kind {
+                    Kind::Num => {
+                        let x = v.parse::<f64>().ok().filter(|x| x.is_finite());
+                        if x.is_none() && col.bad.is_none() {
+                            col.bad = Some((line, v.to_string()));
+                        }
+                        col.nums.push(x.unwrap_or(f64::NAN));
+                    }
+                    Kind::Flag => {
+                        let x = flag(v);
+                        if x.is_none() && col.bad.is_none() {
+                            col.bad = Some((line, v.to_string()));
+                        }
+                        col.flags.push(x.unwrap_or(false));
+                    }
+                    Kind::Text => col.text.push(v.to_string()),
+                }
+            }
+        }
+        if line == 1 {
             return Err(bad(format!("{}: no data rows", path.display())));
         }
-        Ok(Csv { path: path.to_path_buf(), header, rows })
+        let cols = wanted.into_iter().map(|(_, n, kind)| (n, kind)).zip(cols).collect();
+        Ok(Csv { path: path.to_path_buf(), cols })
     }
 
-    fn index(&self, col: &str) -> Result<usize> {
-        self.header.iter().position(|h| h == col).ok_or_else(|| {
-            bad(format!(
-                "{}: no column {col:?} (columns: {})",
-                self.path.display(),
-                self.header.join(", ")
-            ))
-        })
+    fn col(&self, name: &str, kind: Kind) -> &Col {
+        // Every column asked for was checked when reading.
+        &self.cols[&(name.to_string(), kind)]
     }
 
     /// A numeric column; the error names the line (header = line 1) and the value.
-    fn numbers(&self, col: &str) -> Result<Vec<f64>> {
-        let k = self.index(col)?;
-        self.rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r[k].parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                    bad(format!(
-                        "{}:{}: column {col}: {:?} is not a number",
-                        self.path.display(),
-                        i + 2,
-                        r[k]
-                    ))
-                })
-            })
-            .collect()
+    fn numbers(&self, name: &str) -> Result<Vec<f64>> {
+        let c = self.col(name, Kind::Num);
+        match &c.bad {
+            Some((line, v)) => Err(bad(format!(
+                "{}:{line}: column {name}: {v:?} is not a number",
+                self.path.display()
+            ))),
+            None => Ok(c.nums.clone()),
+        }
     }
 
-    fn flags(&self, col: &str) -> Result<Vec<bool>> {
-        let k = self.index(col)?;
-        self.rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| match r[k].to_ascii_lowercase().as_str() {
-                "1" | "1.0" | "true" | "yes" | "y" | "t" => Ok(true),
-                "0" | "0.0" | "false" | "no" | "n" | "f" => Ok(false),
-                v => Err(bad(format!(
-                    "{}:{}: column {col}: {v:?} is not 0/1, true/false or yes/no",
-                    self.path.display(),
-                    i + 2
-                ))),
-            })
-            .collect()
+    fn flags(&self, name: &str) -> Result<Vec<bool>> {
+        let c = self.col(name, Kind::Flag);
+        match &c.bad {
+            Some((line, v)) => Err(bad(format!(
+                "{}:{line}: column {name}: {v:?} is not 0/1, true/false or yes/no",
+                self.path.display()
+            ))),
+            None => Ok(c.flags.clone()),
+        }
     }
 
-    fn texts(&self, col: &str) -> Result<Vec<String>> {
-        let k = self.index(col)?;
-        Ok(self.rows.iter().map(|r| r[k].clone()).collect())
+    fn texts(&self, name: &str) -> Vec<String> {
+        self.col(name, Kind::Text).text.clone()
     }
 
-    /// Design columns: numeric columns as they are; a column with any non-numeric value is
-    /// categorical and becomes one indicator per level but the first (sorted).
+    /// Design columns (read as numbers): numeric ones as they are; a column with any
+    /// non-numeric value is categorical (read again as text) and becomes one indicator per
+    /// level but the first (sorted).
     fn design(&self, cols: &[String]) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
         let (mut names, mut out) = (Vec::new(), Vec::new());
         for c in cols {
-            let k = self.index(c)?;
-            if self.rows.iter().all(|r| r[k].parse::<f64>().is_ok_and(|v| v.is_finite())) {
+            let col = self.col(c, Kind::Num);
+            if col.bad.is_none() {
                 names.push(c.clone());
-                out.push(self.numbers(c)?);
-            } else {
-                let mut levels: Vec<&str> = self.rows.iter().map(|r| r[k].as_str()).collect();
-                levels.sort();
-                levels.dedup();
-                for level in levels.iter().skip(1) {
-                    names.push(format!("{c}={level}"));
-                    out.push(self.rows.iter().map(|r| (r[k] == *level) as u8 as f64).collect());
-                }
+                out.push(col.nums.clone());
+                continue;
+            }
+            let text = Csv::read(&self.path, &[(c.as_str(), Kind::Text)])?.texts(c);
+            let mut levels: Vec<&str> = text.iter().map(|s| s.as_str()).collect();
+            levels.sort();
+            levels.dedup();
+            for level in levels.iter().skip(1) {
+                names.push(format!("{c}={level}"));
+                out.push(text.iter().map(|v| (v == level) as u8 as f64).collect());
             }
         }
         Ok((names, out))
@@ -305,14 +348,16 @@ fn table(v: &Json, prefix: &str) -> String {
 pub fn run(cmd: StatsCmd) -> Result<()> {
     match cmd {
         StatsCmd::Km { io, surv, group, at, ci, tau } => {
-            let csv = Csv::read(&io.input)?;
             let method = CiMethod::parse(&ci)
                 .ok_or_else(|| bad(format!("--ci: {ci:?} (expected loglog, log or plain)")))?;
+            let mut spec =
+                vec![(surv.duration.as_str(), Kind::Num), (surv.event.as_str(), Kind::Flag)];
+            if let Some(g) = &group {
+                spec.push((g.as_str(), Kind::Text));
+            }
+            let csv = Csv::read(&io.input, &spec)?;
             let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
-            let labels = match &group {
-                Some(g) => Some(csv.texts(g)?),
-                None => None,
-            };
+            let labels = group.as_deref().map(|g| csv.texts(g));
             let (names, idx) = labels.as_deref().map(group_index).unwrap_or_default();
             let sets: Vec<(Json, Vec<usize>)> = if labels.is_some() {
                 names
@@ -361,9 +406,14 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             emit(&json!({ "groups": groups }), io.format)
         }
         StatsCmd::Logrank { io, surv, group } => {
-            let csv = Csv::read(&io.input)?;
+            let spec = [
+                (surv.duration.as_str(), Kind::Num),
+                (surv.event.as_str(), Kind::Flag),
+                (group.as_str(), Kind::Text),
+            ];
+            let csv = Csv::read(&io.input, &spec)?;
             let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
-            let (names, idx) = group_index(&csv.texts(&group)?);
+            let (names, idx) = group_index(&csv.texts(&group));
             let lr = tenure_stats::logrank::logrank(&t, &e, &idx).map_err(stats_err)?;
             let per: Vec<Json> = names
                 .iter()
@@ -376,15 +426,18 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             )
         }
         StatsCmd::Cox { io, surv, covariates, ties, strata, l2 } => {
-            let csv = Csv::read(&io.input)?;
+            let mut spec =
+                vec![(surv.duration.as_str(), Kind::Num), (surv.event.as_str(), Kind::Flag)];
+            spec.extend(covariates.iter().map(|c| (c.as_str(), Kind::Num)));
+            spec.extend(strata.iter().map(|c| (c.as_str(), Kind::Text)));
+            let csv = Csv::read(&io.input, &spec)?;
             let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
             let (names, cols) = csv.design(&covariates)?;
             let x = rows_of(&cols);
             let strata_idx = if strata.is_empty() {
                 None
             } else {
-                let parts: Vec<Vec<String>> =
-                    strata.iter().map(|s| csv.texts(s)).collect::<Result<_>>()?;
+                let parts: Vec<Vec<String>> = strata.iter().map(|s| csv.texts(s)).collect();
                 let keys: Vec<String> = (0..t.len())
                     .map(|i| parts.iter().map(|p| p[i].as_str()).collect::<Vec<_>>().join("\u{1f}"))
                     .collect();
@@ -450,7 +503,12 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             )
         }
         StatsCmd::Bgnbd { io, frequency, recency, t } => {
-            let csv = Csv::read(&io.input)?;
+            let spec = [
+                (frequency.as_str(), Kind::Num),
+                (recency.as_str(), Kind::Num),
+                (t.as_str(), Kind::Num),
+            ];
+            let csv = Csv::read(&io.input, &spec)?;
             let (x, tx, tt) = (csv.numbers(&frequency)?, csv.numbers(&recency)?, csv.numbers(&t)?);
             let m = tenure_stats::bgnbd::fit(&x, &tx, &tt).map_err(stats_err)?;
             emit(
@@ -459,7 +517,10 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             )
         }
         StatsCmd::Gammagamma { io, frequency, monetary } => {
-            let csv = Csv::read(&io.input)?;
+            let csv = Csv::read(
+                &io.input,
+                &[(frequency.as_str(), Kind::Num), (monetary.as_str(), Kind::Num)],
+            )?;
             let (x, m) = (csv.numbers(&frequency)?, csv.numbers(&monetary)?);
             let g = tenure_stats::bgnbd::fit_gamma_gamma(&x, &m).map_err(stats_err)?;
             emit(
@@ -468,7 +529,9 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             )
         }
         StatsCmd::Logit { io, target, features, l2 } => {
-            let csv = Csv::read(&io.input)?;
+            let mut spec = vec![(target.as_str(), Kind::Flag)];
+            spec.extend(features.iter().map(|c| (c.as_str(), Kind::Num)));
+            let csv = Csv::read(&io.input, &spec)?;
             let y = csv.flags(&target)?;
             let (names, cols) = csv.design(&features)?;
             let m = tenure_stats::logit::fit(&rows_of(&cols), names.len(), &y, l2)

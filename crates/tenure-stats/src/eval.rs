@@ -18,12 +18,20 @@ pub fn concordance(
     if predicted.len() != n || events.len() != n {
         return Err(StatsError::Shape("durations, predictions and events differ in length".into()));
     }
-    // Ranks of the predictions for a Fenwick tree.
-    let mut vals: Vec<f64> = predicted.to_vec();
-    vals.sort_by(f64::total_cmp);
-    vals.dedup();
-    let rank = |v: f64| vals.partition_point(|u| *u < v);
-    let mut tree = vec![0u64; vals.len() + 1];
+    // Dense ranks of the predictions (equal values share a rank), for a Fenwick tree.
+    let mut by_pred: Vec<usize> = (0..n).collect();
+    by_pred.sort_unstable_by(|a, b| predicted[*a].total_cmp(&predicted[*b]));
+    let mut ranks = vec![0usize; n];
+    let mut distinct = 0;
+    for (k, &i) in by_pred.iter().enumerate() {
+        if k > 0 && predicted[i] != predicted[by_pred[k - 1]] {
+            distinct += 1;
+        }
+        ranks[i] = distinct;
+    }
+    let vals_len = if n == 0 { 0 } else { distinct + 1 };
+    let rank = |i: usize| ranks[i];
+    let mut tree = vec![0u64; vals_len + 1];
     let add = |tree: &mut Vec<u64>, i: usize| {
         let mut k = i + 1;
         while k < tree.len() {
@@ -54,13 +62,13 @@ pub fn concordance(
         // Censorings at t are later than the events at t.
         for &r in &idx[i..j] {
             if !events[r] {
-                add(&mut tree, rank(predicted[r]));
+                add(&mut tree, rank(r));
                 inserted += 1;
             }
         }
         for &r in &idx[i..j] {
             if events[r] {
-                let k = rank(predicted[r]);
+                let k = rank(r);
                 let below = prefix(&tree, k);
                 let at_or_below = prefix(&tree, k + 1);
                 pairs += inserted;
@@ -70,7 +78,7 @@ pub fn concordance(
         }
         for &r in &idx[i..j] {
             if events[r] {
-                add(&mut tree, rank(predicted[r]));
+                add(&mut tree, rank(r));
                 inserted += 1;
             }
         }

@@ -8,6 +8,66 @@ pub fn maximize(f: &dyn Fn(&[f64]) -> f64, start: &[f64]) -> Vec<f64> {
     newton(f, &x)
 }
 
+/// A Nelder-Mead search to start Newton from.
+pub fn nelder_mead_start(f: &dyn Fn(&[f64]) -> f64, start: &[f64]) -> Vec<f64> {
+    nelder_mead(f, start, 4000)
+}
+
+/// Newton's method given the value and the analytic gradient; the Hessian by central
+/// differences of the gradient; steps halved until the value does not fall.
+/// A function's value and gradient at a point.
+pub type ValueAndGradient<'a> = &'a dyn Fn(&[f64]) -> (f64, Vec<f64>);
+
+pub fn newton_with_gradient(g: ValueAndGradient<'_>, start: &[f64]) -> Vec<f64> {
+    let n = start.len();
+    let mut x = start.to_vec();
+    let (mut fx, mut gx) = g(&x);
+    for _ in 0..100 {
+        let mut hess = vec![0.0; n * n];
+        for j in 0..n {
+            let h = 1e-5 * x[j].abs().max(1.0);
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[j] += h;
+            down[j] -= h;
+            let (gu, gd) = (g(&up).1, g(&down).1);
+            for i in 0..n {
+                hess[i * n + j] = (gu[i] - gd[i]) / (2.0 * h);
+            }
+        }
+        // Symmetrise, negate: the information matrix.
+        let mut info = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                info[i * n + j] = -(hess[i * n + j] + hess[j * n + i]) / 2.0;
+            }
+        }
+        let step = match crate::linalg::cholesky(&info, n) {
+            Ok(l) => crate::linalg::cholesky_solve(&l, n, &gx),
+            // Not concave here: a gradient step instead.
+            Err(_) => gx.iter().map(|v| v * 1e-3).collect(),
+        };
+        let mut t = 1.0;
+        let mut moved = false;
+        while t > 1e-10 {
+            let y: Vec<f64> = x.iter().zip(&step).map(|(a, s)| a + t * s).collect();
+            let (fy, gy) = g(&y);
+            if fy.is_finite() && fy >= fx {
+                moved = fy > fx || t == 1.0;
+                x = y;
+                fx = fy;
+                gx = gy;
+                break;
+            }
+            t /= 2.0;
+        }
+        let size = step.iter().map(|s| (s * t).abs()).fold(0.0, f64::max);
+        if !moved || size < 1e-11 {
+            break;
+        }
+    }
+    x
+}
+
 fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, start: &[f64], iters: usize) -> Vec<f64> {
     let n = start.len();
     let g = |x: &[f64]| {
@@ -27,7 +87,8 @@ fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, start: &[f64], iters: usize) -> Vec<f6
     for _ in 0..iters {
         simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
         let (best, worst) = (simplex[0].1, simplex[n].1);
-        if (worst - best).abs() <= 1e-12 * (best.abs() + 1e-12) {
+        // Only a start for Newton's method, which then converges quadratically.
+        if (worst - best).abs() <= 1e-9 * (best.abs() + 1e-12) {
             break;
         }
         let centroid: Vec<f64> =
