@@ -479,6 +479,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                     "concordance": num(m.concordance),
                     "n": t.len(),
                     "events": e.iter().filter(|x| **x).count(),
+                    "iterations": m.iterations,
                 }),
                 io.format,
             )

@@ -90,6 +90,21 @@ pub fn bgnbd_log_likelihood(p: [f64; 4], x: &[f64], t_x: &[f64], t: &[f64]) -> f
 /// `(ln r, ln α, ln a, ln b)`; the digamma and log-gamma terms are computed once per
 /// distinct integral frequency.
 pub fn bgnbd_gradient(p: [f64; 4], x: &[f64], t_x: &[f64], t: &[f64]) -> (f64, [f64; 4]) {
+    // Chunks in parallel, summed in a fixed order (the same result on any number of threads).
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    let parts: Vec<(f64, [f64; 4])> = x
+        .par_chunks(CHUNK)
+        .zip(t_x.par_chunks(CHUNK))
+        .zip(t.par_chunks(CHUNK))
+        .map(|((x, t_x), t)| bgnbd_gradient_serial(p, x, t_x, t))
+        .collect();
+    parts.iter().fold((0.0, [0.0; 4]), |(ll, g), (l, h)| {
+        (ll + l, [g[0] + h[0], g[1] + h[1], g[2] + h[2], g[3] + h[3]])
+    })
+}
+
+fn bgnbd_gradient_serial(p: [f64; 4], x: &[f64], t_x: &[f64], t: &[f64]) -> (f64, [f64; 4]) {
     let [r, alpha, a, b] = p;
     let (lg_r, lg_ab, lg_b) = (ln_gamma(r), ln_gamma(a + b), ln_gamma(b));
     let (ps_r, ps_ab, ps_b) = (digamma(r), digamma(a + b), digamma(b));

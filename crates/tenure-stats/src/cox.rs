@@ -62,6 +62,7 @@ pub struct CoxModel {
 }
 
 /// Log partial likelihood, gradient and negative Hessian at `beta` (standardised scale).
+#[derive(Clone)]
 struct Eval {
     ll: f64,
     grad: Vec<f64>,
@@ -81,27 +82,55 @@ fn order(inp: &CoxInput<'_>) -> Vec<Vec<usize>> {
     groups
 }
 
-fn evaluate(inp: &CoxInput<'_>, xs: &[f64], groups: &[Vec<usize>], beta: &[f64]) -> Eval {
+/// The rows laid out in the order the likelihood walks them (stratum by stratum, longest
+/// time first), so that every pass reads memory front to back.
+struct Sorted {
+    d: Vec<f64>,
+    e: Vec<bool>,
+    x: Vec<f64>,
+    ranges: Vec<(usize, usize)>,
+}
+
+fn sorted(inp: &CoxInput<'_>, xs: &[f64], groups: &[Vec<usize>]) -> Sorted {
     let p = inp.p;
+    let n = inp.durations.len();
+    let (mut d, mut e, mut x) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n * p));
+    let mut ranges = Vec::new();
+    for g in groups {
+        let start = d.len();
+        for &r in g {
+            d.push(inp.durations[r]);
+            e.push(inp.events[r]);
+            x.extend_from_slice(&xs[r * p..(r + 1) * p]);
+        }
+        ranges.push((start, d.len()));
+    }
+    Sorted { d, e, x, ranges }
+}
+
+fn evaluate(inp: &CoxInput<'_>, rows: &Sorted, beta: &[f64]) -> Eval {
+    let p = inp.p;
+    let (ds, es, xs) = (&rows.d, &rows.e, &rows.x);
     let mut ll = 0.0;
     let mut grad = vec![0.0; p];
     let mut info = vec![0.0; p * p];
     let (mut s1, mut s2) = (vec![0.0; p], vec![0.0; p * p]);
     let (mut d1, mut d2) = (vec![0.0; p], vec![0.0; p * p]);
     let mut num = vec![0.0; p];
-    for g in groups {
+    for &(start, end) in &rows.ranges {
         let mut s0 = 0.0;
         s1.iter_mut().for_each(|v| *v = 0.0);
         s2.iter_mut().for_each(|v| *v = 0.0);
-        let mut i = 0;
-        while i < g.len() {
-            let t = inp.durations[g[i]];
+        let mut i = start;
+        while i < end {
+            let t = ds[i];
             let (mut d0, mut m) = (0.0, 0usize);
             d1.iter_mut().for_each(|v| *v = 0.0);
             d2.iter_mut().for_each(|v| *v = 0.0);
             // Everyone with this time joins the risk set; the deaths also form the tie set.
-            while i < g.len() && inp.durations[g[i]] == t {
-                let r = g[i];
+            while i < end && ds[i] == t {
+                let r = i;
                 let x = &xs[r * p..(r + 1) * p];
                 let eta: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
                 let w = eta.exp();
@@ -112,7 +141,7 @@ fn evaluate(inp: &CoxInput<'_>, xs: &[f64], groups: &[Vec<usize>], beta: &[f64])
                         s2[a * p + b] += w * x[a] * x[b];
                     }
                 }
-                if inp.events[r] {
+                if es[r] {
                     m += 1;
                     d0 += w;
                     ll += eta;
@@ -206,8 +235,9 @@ pub fn cox(inp: &CoxInput<'_>) -> Result<CoxModel, StatsError> {
     let groups = order(inp);
 
     let mut beta = vec![0.0; p];
-    let null = evaluate(inp, &xs, &groups, &beta);
-    let mut cur = evaluate(inp, &xs, &groups, &beta);
+    let rows = sorted(inp, &xs, &groups);
+    let null = evaluate(inp, &rows, &beta);
+    let mut cur = null.clone();
     let mut iterations = 0;
     for it in 1..=100 {
         iterations = it;
@@ -218,7 +248,7 @@ pub fn cox(inp: &CoxInput<'_>) -> Result<CoxModel, StatsError> {
         let mut next;
         loop {
             let cand: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b + scale * s).collect();
-            next = evaluate(inp, &xs, &groups, &cand);
+            next = evaluate(inp, &rows, &cand);
             if next.ll.is_finite() && next.ll >= cur.ll - 1e-12 * cur.ll.abs() || scale < 1e-8 {
                 beta = cand;
                 break;
