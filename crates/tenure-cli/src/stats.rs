@@ -91,6 +91,32 @@ pub enum StatsCmd {
         #[arg(long)]
         monetary: String,
     },
+    /// Gradient-boosted trees, cross-validated: out-of-fold AUC, PR AUC, log-loss, Brier
+    Gbm {
+        #[command(flatten)]
+        io: Io,
+        /// 0/1, true/false or yes/no
+        #[arg(long)]
+        target: String,
+        /// Feature columns (text columns are categorical; empty cells are missing)
+        #[arg(long, value_delimiter = ',', required = true)]
+        features: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Seed of the fold assignment
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// A column holding each row's fold (0..K-1) instead of a seeded assignment
+        #[arg(long)]
+        fold_column: Option<String>,
+        /// Boosting rounds
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        #[arg(long, default_value_t = 0.1)]
+        learning_rate: f64,
+        #[arg(long, default_value_t = 31)]
+        num_leaves: usize,
+    },
     /// Logistic regression (Newton / IRLS) with standard errors
     Logit {
         #[command(flatten)]
@@ -526,6 +552,100 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let g = tenure_stats::bgnbd::fit_gamma_gamma(&x, &m).map_err(stats_err)?;
             emit(
                 &json!({"p": num(g.p), "q": num(g.q), "gamma": num(g.gamma), "log_likelihood": num(g.log_likelihood)}),
+                io.format,
+            )
+        }
+        StatsCmd::Gbm {
+            io,
+            target,
+            features,
+            folds,
+            seed,
+            fold_column,
+            rounds,
+            learning_rate,
+            num_leaves,
+        } => {
+            use tenure_stats::gbm::{Column, Params};
+            let mut spec = vec![(target.as_str(), Kind::Flag)];
+            spec.extend(features.iter().map(|c| (c.as_str(), Kind::Num)));
+            if let Some(f) = &fold_column {
+                spec.push((f.as_str(), Kind::Num));
+            }
+            let csv = Csv::read(&io.input, &spec)?;
+            let y = csv.flags(&target)?;
+            let n = y.len();
+            // A column with a non-numeric value (other than an empty cell) is categorical.
+            let mut cols = Vec::new();
+            for f in &features {
+                let c = csv.col(f, Kind::Num);
+                let numeric = c.bad.as_ref().is_none_or(|_| {
+                    Csv::read(&io.input, &[(f.as_str(), Kind::Text)])
+                        .map(|t| {
+                            t.texts(f).iter().all(|v| v.is_empty() || v.parse::<f64>().is_ok())
+                        })
+                        .unwrap_or(false)
+                });
+                if numeric {
+                    cols.push(Column::Numeric(c.nums.clone()));
+                } else {
+                    let text = Csv::read(&io.input, &[(f.as_str(), Kind::Text)])?.texts(f);
+                    let mut levels: Vec<&str> =
+                        text.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
+                    levels.sort();
+                    levels.dedup();
+                    cols.push(Column::Categorical(
+                        text.iter()
+                            .map(|v| levels.binary_search(&v.as_str()).ok().map(|k| k as u32))
+                            .collect(),
+                    ));
+                }
+            }
+            let fold: Vec<usize> = match &fold_column {
+                Some(f) => csv.numbers(f)?.into_iter().map(|v| v as usize).collect(),
+                None => tenure_stats::eval::kfold(n, folds, seed),
+            };
+            let k = fold.iter().max().map_or(0, |m| m + 1);
+            if k < 2 {
+                return Err(bad("cross-validation needs at least two folds".into()));
+            }
+            let params = Params { rounds, learning_rate, num_leaves, ..Params::default() };
+            let take = |rows: &[usize]| -> Vec<Column> {
+                cols.iter()
+                    .map(|c| match c {
+                        Column::Numeric(v) => Column::Numeric(rows.iter().map(|i| v[*i]).collect()),
+                        Column::Categorical(v) => {
+                            Column::Categorical(rows.iter().map(|i| v[*i]).collect())
+                        }
+                    })
+                    .collect()
+            };
+            let mut oof = vec![0.0; n];
+            let mut per_fold = Vec::new();
+            for f in 0..k {
+                let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| fold[*i] == f);
+                let ytr: Vec<bool> = train.iter().map(|i| y[*i]).collect();
+                let model = tenure_stats::gbm::train(&take(&train), &ytr, None, &params)
+                    .map_err(stats_err)?;
+                let p = model.predict(&take(&test));
+                let yte: Vec<bool> = test.iter().map(|i| y[*i]).collect();
+                for (i, v) in test.iter().zip(&p) {
+                    oof[*i] = *v;
+                }
+                let auc = tenure_stats::eval::roc_auc(&yte, &p).map_err(stats_err)?;
+                per_fold.push(json!({"fold": f, "n": test.len(), "auc": auc.map_or(Json::Null, num), "trees": model.trees.len()}));
+            }
+            let m = |r: Result<Option<f64>, StatsError>| -> Result<Json> {
+                Ok(r.map_err(stats_err)?.map_or(Json::Null, num))
+            };
+            emit(
+                &json!({
+                    "auc": m(tenure_stats::eval::roc_auc(&y, &oof))?,
+                    "pr_auc": m(tenure_stats::eval::average_precision(&y, &oof))?,
+                    "log_loss": num(tenure_stats::eval::log_loss(&y, &oof).map_err(stats_err)?),
+                    "brier": num(tenure_stats::eval::brier(&y, &oof).map_err(stats_err)?),
+                    "folds": per_fold,
+                }),
                 io.format,
             )
         }

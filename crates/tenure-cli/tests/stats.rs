@@ -183,3 +183,45 @@ fn bad_input_is_named_and_never_a_panic() {
     assert_eq!(code, Some(2));
     assert!(err.contains("constant"), "{err}");
 }
+
+/// Out-of-fold ROC AUC of `tenure stats gbm` on a public churn table with the folds stored in
+/// it; LightGBM's on the same folds and defaults (bench/peers/gbm_figures.py) is `lightgbm`.
+fn gbm_auc(file: &str, target: &str, features: &str, lightgbm: f64) {
+    let f = data(file);
+    let (code, j, err) = stats(&[
+        "gbm",
+        "--input",
+        &f,
+        "--target",
+        target,
+        "--features",
+        features,
+        "--fold-column",
+        "fold",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let auc = j["auc"].as_f64().unwrap();
+    assert!(auc >= lightgbm - 0.005, "{file}: AUC {auc} vs LightGBM {lightgbm}");
+    assert_eq!(j["folds"].as_array().unwrap().len(), 5);
+    let ll = j["log_loss"].as_f64().unwrap();
+    assert!(ll > 0.0 && ll < 0.5, "{ll}");
+}
+
+#[test]
+fn gradient_boosting_reaches_lightgbm_on_two_churn_tables() {
+    gbm_auc(
+        "churn.csv",
+        "churned",
+        "product_data_storage,product_travel_expense,product_payroll,product_accounting,csat_score,\
+         articles_viewed,smartphone_notifications_viewed,marketing_emails_clicked,\
+         social_media_ads_viewed,minutes_customer_support,company_size,us_region,months_active",
+        0.9254141148671456,
+    );
+    gbm_auc(
+        "attrition.csv",
+        "left",
+        "satisfaction_level,last_evaluation,number_projects,average_montly_hours,\
+         time_spend_company,work_accident,promotion_last_5years,department,salary",
+        0.9855276936628371,
+    );
+}

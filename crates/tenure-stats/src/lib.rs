@@ -1,5 +1,6 @@
 //! Statistics for retention: survival (Kaplan-Meier, log-rank, Cox), lifetime value (sBG,
-//! BG/NBD, Gamma-Gamma), logistic regression and the evaluation of classifiers.
+//! BG/NBD, Gamma-Gamma), logistic regression, gradient-boosted trees and the evaluation of
+//! classifiers.
 //!
 //! Domain-free and pure: slices of numbers in, fitted models out; no IO, no clock, no
 //! randomness except from a seed given by the caller. Every estimator is checked against a
@@ -9,6 +10,7 @@
 pub mod bgnbd;
 pub mod cox;
 pub mod eval;
+pub mod gbm;
 pub mod km;
 mod linalg;
 pub mod logit;

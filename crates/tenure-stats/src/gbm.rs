@@ -1,0 +1,501 @@
+//! Gradient-boosted trees for binary classification, histogram-based (as LightGBM):
+//! features binned once (at most 255 bins; categorical features one bin per category),
+//! leaf-wise growth with histogram subtraction, missing values sent to whichever side gains
+//! more, categories split by sorting them on their gradient ratio, early stopping on a
+//! validation set, gain importance.
+
+use crate::StatsError;
+
+/// A feature column: numbers (NaN = missing) or category codes (`None` = missing).
+#[derive(Clone, Debug)]
+pub enum Column {
+    Numeric(Vec<f64>),
+    Categorical(Vec<Option<u32>>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub rounds: usize,
+    pub learning_rate: f64,
+    pub num_leaves: usize,
+    pub min_data_in_leaf: usize,
+    pub min_sum_hessian: f64,
+    pub lambda_l2: f64,
+    pub max_bins: usize,
+    /// Stop when the validation log-loss has not improved for this many rounds.
+    pub early_stopping: usize,
+}
+
+impl Default for Params {
+    /// LightGBM's defaults for binary classification.
+    fn default() -> Params {
+        Params {
+            rounds: 100,
+            learning_rate: 0.1,
+            num_leaves: 31,
+            min_data_in_leaf: 20,
+            min_sum_hessian: 1e-3,
+            lambda_l2: 0.0,
+            max_bins: 255,
+            early_stopping: 0,
+        }
+    }
+}
+
+/// How a feature's values map to bins.
+#[derive(Clone, Debug)]
+enum Binner {
+    /// Upper edges of the value bins (a value goes to the first bin whose edge is >= it);
+    /// bin `edges.len()` holds the missing values.
+    Numeric { edges: Vec<f64> },
+    /// Category code to bin; unseen and missing categories go to the last bin.
+    Categorical { bins: std::collections::HashMap<u32, u16>, n: usize },
+}
+
+impl Binner {
+    fn fit(col: &Column, max_bins: usize) -> Binner {
+        match col {
+            Column::Numeric(v) => {
+                let mut vals: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                vals.sort_by(f64::total_cmp);
+                let mut distinct: Vec<(f64, usize)> = Vec::new();
+                for x in vals.iter() {
+                    match distinct.last_mut() {
+                        Some((y, c)) if *y == *x => *c += 1,
+                        _ => distinct.push((*x, 1)),
+                    }
+                }
+                let bins = max_bins.saturating_sub(1).max(1);
+                let edges = if distinct.len() <= bins {
+                    // One bin per value; the edge halfway to the next value.
+                    distinct
+                        .windows(2)
+                        .map(|w| (w[0].0 + w[1].0) / 2.0)
+                        .chain(std::iter::once(f64::INFINITY))
+                        .collect()
+                } else {
+                    // Equal-frequency bins over the distinct values.
+                    let total = vals.len();
+                    let per = total as f64 / bins as f64;
+                    let mut edges = Vec::new();
+                    let mut seen = 0usize;
+                    for (i, (x, c)) in distinct.iter().enumerate() {
+                        seen += c;
+                        if seen as f64 >= per * (edges.len() + 1) as f64 && i + 1 < distinct.len() {
+                            edges.push((x + distinct[i + 1].0) / 2.0);
+                        }
+                    }
+                    edges.push(f64::INFINITY);
+                    edges
+                };
+                Binner::Numeric { edges }
+            }
+            Column::Categorical(v) => {
+                let mut counts: std::collections::HashMap<u32, usize> = Default::default();
+                for c in v.iter().flatten() {
+                    *counts.entry(*c).or_default() += 1;
+                }
+                let mut by_count: Vec<(u32, usize)> = counts.into_iter().collect();
+                by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                by_count.truncate(max_bins.saturating_sub(1).max(1));
+                let n = by_count.len();
+                Binner::Categorical {
+                    bins: by_count
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (c, _))| (c, i as u16))
+                        .collect(),
+                    n,
+                }
+            }
+        }
+    }
+
+    /// Bins including the missing bin.
+    fn len(&self) -> usize {
+        match self {
+            Binner::Numeric { edges } => edges.len() + 1,
+            Binner::Categorical { n, .. } => n + 1,
+        }
+    }
+
+    fn missing(&self) -> u16 {
+        (self.len() - 1) as u16
+    }
+
+    fn bin(&self, col: &Column, i: usize) -> u16 {
+        match (self, col) {
+            (Binner::Numeric { edges }, Column::Numeric(v)) => {
+                let x = v[i];
+                if x.is_nan() { self.missing() } else { edges.partition_point(|e| *e < x) as u16 }
+            }
+            (Binner::Categorical { bins, .. }, Column::Categorical(v)) => {
+                v[i].and_then(|c| bins.get(&c).copied()).unwrap_or(self.missing())
+            }
+            _ => self.missing(),
+        }
+    }
+}
+
+/// A split: rows whose bin is in the left set go left.
+#[derive(Clone, Debug)]
+enum Rule {
+    /// Bins `<= threshold` go left; the missing bin goes left if `missing_left`.
+    Numeric { threshold: u16, missing_left: bool },
+    /// The listed bins go left (sorted).
+    Categorical { left: Vec<u16> },
+}
+
+#[derive(Clone, Debug)]
+enum Node {
+    Split { feature: usize, rule: Rule, left: usize, right: usize },
+    Leaf { value: f64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Tree {
+    nodes: Vec<Node>,
+}
+
+impl Tree {
+    fn predict_bins(&self, row: impl Fn(usize) -> u16, missing: &[u16]) -> f64 {
+        let mut k = 0;
+        loop {
+            match &self.nodes[k] {
+                Node::Leaf { value } => return *value,
+                Node::Split { feature, rule, left, right } => {
+                    let b = row(*feature);
+                    let go_left = match rule {
+                        Rule::Numeric { threshold, missing_left } => {
+                            if b == missing[*feature] {
+                                *missing_left
+                            } else {
+                                b <= *threshold
+                            }
+                        }
+                        Rule::Categorical { left } => left.binary_search(&b).is_ok(),
+                    };
+                    k = if go_left { *left } else { *right };
+                }
+            }
+        }
+    }
+}
+
+/// A fitted model.
+#[derive(Clone, Debug)]
+pub struct Gbm {
+    binners: Vec<Binner>,
+    init: f64,
+    pub trees: Vec<Tree>,
+    /// Total split gain per feature.
+    pub importance: Vec<f64>,
+    /// The validation log-loss after each round (when a validation set was given).
+    pub validation_loss: Vec<f64>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+struct Best {
+    gain: f64,
+    feature: usize,
+    rule: Rule,
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Bins of every row, column-major.
+fn bin_matrix(binners: &[Binner], cols: &[Column], n: usize) -> Vec<Vec<u16>> {
+    binners.iter().zip(cols).map(|(b, c)| (0..n).map(|i| b.bin(c, i)).collect()).collect()
+}
+
+fn check(cols: &[Column], y: &[bool]) -> Result<usize, StatsError> {
+    let n = y.len();
+    if n == 0 {
+        return Err(StatsError::Empty("no rows".into()));
+    }
+    for (j, c) in cols.iter().enumerate() {
+        let len = match c {
+            Column::Numeric(v) => v.len(),
+            Column::Categorical(v) => v.len(),
+        };
+        if len != n {
+            return Err(StatsError::Shape(format!(
+                "feature {} has {len} rows, the target {n}",
+                j + 1
+            )));
+        }
+    }
+    let pos = y.iter().filter(|v| **v).count();
+    if pos == 0 || pos == n {
+        return Err(StatsError::Invalid("the target has one class only".into()));
+    }
+    Ok(n)
+}
+
+/// Trains on `(cols, y)`; `valid` (columns, labels) drives early stopping.
+pub fn train(
+    cols: &[Column],
+    y: &[bool],
+    valid: Option<(&[Column], &[bool])>,
+    params: &Params,
+) -> Result<Gbm, StatsError> {
+    let n = check(cols, y)?;
+    let binners: Vec<Binner> = cols.iter().map(|c| Binner::fit(c, params.max_bins)).collect();
+    let missing: Vec<u16> = binners.iter().map(|b| b.missing()).collect();
+    let bins = bin_matrix(&binners, cols, n);
+    let pos = y.iter().filter(|v| **v).count() as f64;
+    let p0 = pos / n as f64;
+    let init = (p0 / (1.0 - p0)).ln();
+    let mut score = vec![init; n];
+    let vbins = valid.map(|(c, vy)| (bin_matrix(&binners, c, vy.len()), vy));
+    let mut vscore = vbins.as_ref().map(|(_, vy)| vec![init; vy.len()]);
+    let mut model = Gbm {
+        binners,
+        init,
+        trees: Vec::new(),
+        importance: vec![0.0; cols.len()],
+        validation_loss: Vec::new(),
+    };
+    let (mut best_loss, mut best_round) = (f64::INFINITY, 0);
+    let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
+    for round in 0..params.rounds {
+        for i in 0..n {
+            let p = sigmoid(score[i]);
+            g[i] = p - y[i] as u8 as f64;
+            h[i] = (p * (1.0 - p)).max(1e-16);
+        }
+        let tree = grow(&bins, &missing, &model.binners, &g, &h, params, &mut model.importance);
+        for (i, s) in score.iter_mut().enumerate() {
+            *s += tree.predict_bins(|f| bins[f][i], &missing);
+        }
+        if let (Some((vb, vy)), Some(vs)) = (&vbins, &mut vscore) {
+            let mut loss = 0.0;
+            for (i, s) in vs.iter_mut().enumerate() {
+                *s += tree.predict_bins(|f| vb[f][i], &missing);
+                let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
+                loss -= if vy[i] { p.ln() } else { (1.0 - p).ln() };
+            }
+            loss /= vy.len() as f64;
+            model.validation_loss.push(loss);
+            if loss < best_loss - 1e-12 {
+                best_loss = loss;
+                best_round = round + 1;
+            }
+        }
+        model.trees.push(tree);
+        if params.early_stopping > 0
+            && vbins.is_some()
+            && round + 1 >= best_round + params.early_stopping
+        {
+            model.trees.truncate(best_round);
+            break;
+        }
+    }
+    Ok(model)
+}
+
+/// Grows one tree leaf-wise: always split the leaf with the largest gain.
+fn grow(
+    bins: &[Vec<u16>],
+    missing: &[u16],
+    binners: &[Binner],
+    g: &[f64],
+    h: &[f64],
+    params: &Params,
+    importance: &mut [f64],
+) -> Tree {
+    let n = g.len();
+    let lambda = params.lambda_l2;
+    let hist = |rows: &[u32]| -> Vec<Vec<Bin>> {
+        binners
+            .iter()
+            .enumerate()
+            .map(|(f, b)| {
+                let mut hb = vec![Bin::default(); b.len()];
+                let col = &bins[f];
+                for &r in rows {
+                    let e = &mut hb[col[r as usize] as usize];
+                    e.g += g[r as usize];
+                    e.h += h[r as usize];
+                    e.n += 1;
+                }
+                hb
+            })
+            .collect()
+    };
+    struct Leaf {
+        node: usize,
+        rows: Vec<u32>,
+        hist: Vec<Vec<Bin>>,
+        best: Option<Best>,
+        g: f64,
+        h: f64,
+    }
+    let find = |hist: &[Vec<Bin>], gs: f64, hs: f64, count: usize| -> Option<Best> {
+        let parent = gs * gs / (hs + lambda);
+        let mut best: Option<Best> = None;
+        let ok =
+            |n: u32, h: f64| n as usize >= params.min_data_in_leaf && h >= params.min_sum_hessian;
+        for (f, hb) in hist.iter().enumerate() {
+            let miss = hb[missing[f] as usize];
+            let mut consider = |gain: f64, rule: Rule| {
+                if gain > 1e-12 && best.as_ref().is_none_or(|b| gain > b.gain) {
+                    best = Some(Best { gain, feature: f, rule });
+                }
+            };
+            match &binners[f] {
+                Binner::Numeric { .. } => {
+                    let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0u32);
+                    for (t, e) in hb.iter().enumerate().take(missing[f] as usize) {
+                        gl += e.g;
+                        hl += e.h;
+                        nl += e.n;
+                        for missing_left in [false, true] {
+                            if missing_left && miss.n == 0 {
+                                continue;
+                            }
+                            let (g1, h1, n1) = if missing_left {
+                                (gl + miss.g, hl + miss.h, nl + miss.n)
+                            } else {
+                                (gl, hl, nl)
+                            };
+                            let (g2, h2, n2) = (gs - g1, hs - h1, count as u32 - n1);
+                            if !ok(n1, h1) || !ok(n2, h2) {
+                                continue;
+                            }
+                            let gain = g1 * g1 / (h1 + lambda) + g2 * g2 / (h2 + lambda) - parent;
+                            consider(gain, Rule::Numeric { threshold: t as u16, missing_left });
+                        }
+                    }
+                }
+                Binner::Categorical { .. } => {
+                    // Categories sorted by their gradient ratio; the best prefix goes left.
+                    let mut cats: Vec<u16> =
+                        (0..hb.len() as u16).filter(|b| hb[*b as usize].n > 0).collect();
+                    cats.sort_by(|a, b| {
+                        let ra = hb[*a as usize].g / (hb[*a as usize].h + lambda + 1e-12);
+                        let rb = hb[*b as usize].g / (hb[*b as usize].h + lambda + 1e-12);
+                        ra.total_cmp(&rb)
+                    });
+                    let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0u32);
+                    for k in 0..cats.len().saturating_sub(1) {
+                        let e = hb[cats[k] as usize];
+                        gl += e.g;
+                        hl += e.h;
+                        nl += e.n;
+                        let (g2, h2, n2) = (gs - gl, hs - hl, count as u32 - nl);
+                        if !ok(nl, hl) || !ok(n2, h2) {
+                            continue;
+                        }
+                        let gain = gl * gl / (hl + lambda) + g2 * g2 / (h2 + lambda) - parent;
+                        let mut left = cats[..=k].to_vec();
+                        left.sort_unstable();
+                        consider(gain, Rule::Categorical { left });
+                    }
+                }
+            }
+        }
+        best
+    };
+    let all: Vec<u32> = (0..n as u32).collect();
+    let (g0, h0): (f64, f64) = (g.iter().sum(), h.iter().sum());
+    let h_all = hist(&all);
+    let best0 = find(&h_all, g0, h0, n);
+    let mut nodes = vec![Node::Leaf { value: 0.0 }];
+    let mut leaves = vec![Leaf { node: 0, rows: all, hist: h_all, best: best0, g: g0, h: h0 }];
+    while leaves.len() < params.num_leaves {
+        let Some(k) = (0..leaves.len()).filter(|k| leaves[*k].best.is_some()).max_by(|a, b| {
+            let (ga, gb) = (
+                leaves[*a].best.as_ref().map_or(0.0, |x| x.gain),
+                leaves[*b].best.as_ref().map_or(0.0, |x| x.gain),
+            );
+            ga.total_cmp(&gb)
+        }) else {
+            break;
+        };
+        let leaf = leaves.swap_remove(k);
+        let Some(best) = leaf.best else { break };
+        importance[best.feature] += best.gain;
+        let col = &bins[best.feature];
+        let goes_left = |r: u32| {
+            let b = col[r as usize];
+            match &best.rule {
+                Rule::Numeric { threshold, missing_left } => {
+                    if b == missing[best.feature] {
+                        *missing_left
+                    } else {
+                        b <= *threshold
+                    }
+                }
+                Rule::Categorical { left } => left.binary_search(&b).is_ok(),
+            }
+        };
+        let (lrows, rrows): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|r| goes_left(**r));
+        // Histogram subtraction: build the smaller child, derive the other.
+        let (small, small_is_left) =
+            if lrows.len() <= rrows.len() { (&lrows, true) } else { (&rrows, false) };
+        let hs = hist(small);
+        let hl: Vec<Vec<Bin>> = leaf
+            .hist
+            .iter()
+            .zip(&hs)
+            .map(|(p, s)| {
+                p.iter()
+                    .zip(s)
+                    .map(|(a, b)| Bin { g: a.g - b.g, h: a.h - b.h, n: a.n - b.n })
+                    .collect()
+            })
+            .collect();
+        let (left_hist, right_hist) = if small_is_left { (hs, hl) } else { (hl, hs) };
+        let sum = |rows: &[u32]| {
+            rows.iter().fold((0.0, 0.0), |(a, b), r| (a + g[*r as usize], b + h[*r as usize]))
+        };
+        let ((gl, hl_), (gr, hr)) = (sum(&lrows), sum(&rrows));
+        let (li, ri) = (nodes.len(), nodes.len() + 1);
+        nodes.push(Node::Leaf { value: 0.0 });
+        nodes.push(Node::Leaf { value: 0.0 });
+        nodes[leaf.node] =
+            Node::Split { feature: best.feature, rule: best.rule, left: li, right: ri };
+        let bl = find(&left_hist, gl, hl_, lrows.len());
+        let br = find(&right_hist, gr, hr, rrows.len());
+        leaves.push(Leaf { node: li, rows: lrows, hist: left_hist, best: bl, g: gl, h: hl_ });
+        leaves.push(Leaf { node: ri, rows: rrows, hist: right_hist, best: br, g: gr, h: hr });
+    }
+    for leaf in leaves {
+        nodes[leaf.node] = Node::Leaf { value: -leaf.g / (leaf.h + lambda) * params.learning_rate };
+    }
+    Tree { nodes }
+}
+
+impl Gbm {
+    /// Predicted probabilities for new rows (columns shaped as in training).
+    pub fn predict(&self, cols: &[Column]) -> Vec<f64> {
+        let n = match cols.first() {
+            Some(Column::Numeric(v)) => v.len(),
+            Some(Column::Categorical(v)) => v.len(),
+            None => 0,
+        };
+        let missing: Vec<u16> = self.binners.iter().map(|b| b.missing()).collect();
+        let bins = bin_matrix(&self.binners, cols, n);
+        (0..n)
+            .map(|i| {
+                sigmoid(
+                    self.init
+                        + self
+                            .trees
+                            .iter()
+                            .map(|t| t.predict_bins(|f| bins[f][i], &missing))
+                            .sum::<f64>(),
+                )
+            })
+            .collect()
+    }
+}
