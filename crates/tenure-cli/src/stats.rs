@@ -178,6 +178,8 @@ struct Col {
     flags: Vec<bool>,
     text: Vec<String>,
     bad: Option<(usize, String)>,
+    /// A non-empty value that is not a number (empty cells are only missing).
+    text_seen: bool,
 }
 
 /// The needed columns of a CSV, parsed while reading (a million-row file is never held as
@@ -220,7 +222,13 @@ impl Csv {
         }
         let mut cols: Vec<Col> = wanted
             .iter()
-            .map(|_| Col { nums: Vec::new(), flags: Vec::new(), text: Vec::new(), bad: None })
+            .map(|_| Col {
+                nums: Vec::new(),
+                flags: Vec::new(),
+                text: Vec::new(),
+                bad: None,
+                text_seen: false,
+            })
             .collect();
         let mut rec = csv::StringRecord::new();
         let mut line = 1;
@@ -234,6 +242,7 @@ impl Csv {
                         if x.is_none() && col.bad.is_none() {
                             col.bad = Some((line, v.to_string()));
                         }
+                        col.text_seen |= x.is_none() && !v.is_empty();
                         col.nums.push(x.unwrap_or(f64::NAN));
                     }
                     Kind::Flag => {
@@ -575,30 +584,36 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let csv = Csv::read(&io.input, &spec)?;
             let y = csv.flags(&target)?;
             let n = y.len();
-            // A column with a non-numeric value (other than an empty cell) is categorical.
+            // A column with a non-numeric value (other than an empty cell) is categorical;
+            // those are read again, together, as text.
+            let text_cols: Vec<&str> = features
+                .iter()
+                .filter(|f| csv.col(f, Kind::Num).text_seen)
+                .map(|f| f.as_str())
+                .collect();
+            let texts = if text_cols.is_empty() {
+                None
+            } else {
+                let spec: Vec<(&str, Kind)> = text_cols.iter().map(|c| (*c, Kind::Text)).collect();
+                Some(Csv::read(&io.input, &spec)?)
+            };
             let mut cols = Vec::new();
             for f in &features {
                 let c = csv.col(f, Kind::Num);
-                let numeric = c.bad.as_ref().is_none_or(|_| {
-                    Csv::read(&io.input, &[(f.as_str(), Kind::Text)])
-                        .map(|t| {
-                            t.texts(f).iter().all(|v| v.is_empty() || v.parse::<f64>().is_ok())
-                        })
-                        .unwrap_or(false)
-                });
-                if numeric {
-                    cols.push(Column::Numeric(c.nums.clone()));
-                } else {
-                    let text = Csv::read(&io.input, &[(f.as_str(), Kind::Text)])?.texts(f);
-                    let mut levels: Vec<&str> =
-                        text.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
-                    levels.sort();
-                    levels.dedup();
-                    cols.push(Column::Categorical(
-                        text.iter()
-                            .map(|v| levels.binary_search(&v.as_str()).ok().map(|k| k as u32))
-                            .collect(),
-                    ));
+                match (&texts, c.text_seen) {
+                    (Some(t), true) => {
+                        let text = t.texts(f);
+                        let mut levels: Vec<&str> =
+                            text.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
+                        levels.sort();
+                        levels.dedup();
+                        cols.push(Column::Categorical(
+                            text.iter()
+                                .map(|v| levels.binary_search(&v.as_str()).ok().map(|k| k as u32))
+                                .collect(),
+                        ));
+                    }
+                    _ => cols.push(Column::Numeric(c.nums.clone())),
                 }
             }
             let fold: Vec<usize> = match &fold_column {
@@ -622,11 +637,15 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             };
             let mut oof = vec![0.0; n];
             let mut per_fold = Vec::new();
+            let started = std::time::Instant::now();
+            let mut training = 0.0;
             for f in 0..k {
                 let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| fold[*i] == f);
                 let ytr: Vec<bool> = train.iter().map(|i| y[*i]).collect();
-                let model = tenure_stats::gbm::train(&take(&train), &ytr, None, &params)
-                    .map_err(stats_err)?;
+                let (xtr, t0) = (take(&train), std::time::Instant::now());
+                let model =
+                    tenure_stats::gbm::train(&xtr, &ytr, None, &params).map_err(stats_err)?;
+                training += t0.elapsed().as_secs_f64();
                 let p = model.predict(&take(&test));
                 let yte: Vec<bool> = test.iter().map(|i| y[*i]).collect();
                 for (i, v) in test.iter().zip(&p) {
@@ -645,6 +664,9 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                     "log_loss": num(tenure_stats::eval::log_loss(&y, &oof).map_err(stats_err)?),
                     "brier": num(tenure_stats::eval::brier(&y, &oof).map_err(stats_err)?),
                     "folds": per_fold,
+                    // Wall-clock seconds (informational): training alone, and the folds.
+                    "seconds_training": training,
+                    "seconds_total": started.elapsed().as_secs_f64(),
                 }),
                 io.format,
             )

@@ -267,14 +267,20 @@ pub fn train(
     let (mut best_loss, mut best_round) = (f64::INFINITY, 0);
     let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
     for round in 0..params.rounds {
-        for i in 0..n {
-            let p = sigmoid(score[i]);
-            g[i] = p - y[i] as u8 as f64;
-            h[i] = (p * (1.0 - p)).max(1e-16);
+        {
+            use rayon::prelude::*;
+            g.par_iter_mut().zip(h.par_iter_mut()).enumerate().for_each(|(i, (gi, hi))| {
+                let p = sigmoid(score[i]);
+                *gi = p - y[i] as u8 as f64;
+                *hi = (p * (1.0 - p)).max(1e-16);
+            });
         }
         let tree = grow(&bins, &missing, &model.binners, &g, &h, params, &mut model.importance);
-        for (i, s) in score.iter_mut().enumerate() {
-            *s += tree.predict_bins(|f| bins[f][i], &missing);
+        {
+            use rayon::prelude::*;
+            score.par_iter_mut().enumerate().for_each(|(i, s)| {
+                *s += tree.predict_bins(|f| bins[f][i], &missing);
+            });
         }
         if let (Some((vb, vy)), Some(vs)) = (&vbins, &mut vscore) {
             let mut loss = 0.0;
@@ -314,9 +320,11 @@ fn grow(
 ) -> Tree {
     let n = g.len();
     let lambda = params.lambda_l2;
+    // One histogram per feature, the features in parallel.
     let hist = |rows: &[u32]| -> Vec<Vec<Bin>> {
+        use rayon::prelude::*;
         binners
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(f, b)| {
                 let mut hb = vec![Bin::default(); b.len()];
