@@ -56,7 +56,11 @@ impl Binner {
     fn fit(col: &Column, max_bins: usize) -> Binner {
         match col {
             Column::Numeric(v) => {
-                let mut vals: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                // Bin edges from at most 200,000 values, evenly spaced in the column (as
+                // LightGBM's bin_construct_sample_cnt): quantiles need no more.
+                let step = v.len().div_ceil(200_000).max(1);
+                let mut vals: Vec<f64> =
+                    v.iter().step_by(step).copied().filter(|x| !x.is_nan()).collect();
                 vals.sort_by(f64::total_cmp);
                 let mut distinct: Vec<(f64, usize)> = Vec::new();
                 for x in vals.iter() {
@@ -213,7 +217,8 @@ fn sigmoid(x: f64) -> f64 {
 
 /// Bins of every row, column-major.
 fn bin_matrix(binners: &[Binner], cols: &[Column], n: usize) -> Vec<Vec<u16>> {
-    binners.iter().zip(cols).map(|(b, c)| (0..n).map(|i| b.bin(c, i)).collect()).collect()
+    use rayon::prelude::*;
+    binners.par_iter().zip(cols).map(|(b, c)| (0..n).map(|i| b.bin(c, i)).collect()).collect()
 }
 
 fn check(cols: &[Column], y: &[bool]) -> Result<usize, StatsError> {
@@ -248,7 +253,10 @@ pub fn train(
     params: &Params,
 ) -> Result<Gbm, StatsError> {
     let n = check(cols, y)?;
-    let binners: Vec<Binner> = cols.iter().map(|c| Binner::fit(c, params.max_bins)).collect();
+    let binners: Vec<Binner> = {
+        use rayon::prelude::*;
+        cols.par_iter().map(|c| Binner::fit(c, params.max_bins)).collect()
+    };
     let missing: Vec<u16> = binners.iter().map(|b| b.missing()).collect();
     let bins = bin_matrix(&binners, cols, n);
     let pos = y.iter().filter(|v| **v).count() as f64;
@@ -323,16 +331,18 @@ fn grow(
     // One histogram per feature, the features in parallel.
     let hist = |rows: &[u32]| -> Vec<Vec<Bin>> {
         use rayon::prelude::*;
+        // The leaf's gradients gathered once, read in order by every feature.
+        let gh: Vec<(f64, f64)> = rows.iter().map(|r| (g[*r as usize], h[*r as usize])).collect();
         binners
             .par_iter()
             .enumerate()
             .map(|(f, b)| {
                 let mut hb = vec![Bin::default(); b.len()];
                 let col = &bins[f];
-                for &r in rows {
+                for (&r, &(gi, hi)) in rows.iter().zip(&gh) {
                     let e = &mut hb[col[r as usize] as usize];
-                    e.g += g[r as usize];
-                    e.h += h[r as usize];
+                    e.g += gi;
+                    e.h += hi;
                     e.n += 1;
                 }
                 hb
