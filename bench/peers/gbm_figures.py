@@ -14,7 +14,7 @@ import sys
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 src, out = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(11)
@@ -39,5 +39,6 @@ for name, (df, target) in sets.items():
                                min_child_weight=1e-3, reg_lambda=0.0, max_bin=255, verbose=-1)
         m.fit(X[tr], y[tr])
         oof[te.values] = m.predict_proba(X[te])[:, 1]
-    fig[name] = {"auc": roc_auc_score(y, oof), "rows": len(df), "features": features, "target": target}
+    fig[name] = {"auc": roc_auc_score(y, oof), "log_loss": log_loss(y, oof), "brier": brier_score_loss(y, oof),
+                 "rows": len(df), "features": features, "target": target}
 print(json.dumps(fig, indent=1))

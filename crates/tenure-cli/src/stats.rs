@@ -116,6 +116,10 @@ pub enum StatsCmd {
         learning_rate: f64,
         #[arg(long, default_value_t = 31)]
         num_leaves: usize,
+        /// Also report each feature's gain importance and mean absolute contribution to the
+        /// log-odds (TreeSHAP) over the out-of-fold rows (slower on large data)
+        #[arg(long)]
+        explain: bool,
     },
     /// Logistic regression (Newton / IRLS) with standard errors
     Logit {
@@ -574,6 +578,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             rounds,
             learning_rate,
             num_leaves,
+            explain,
         } => {
             use tenure_stats::gbm::{Column, Params};
             let mut spec = vec![(target.as_str(), Kind::Flag)];
@@ -637,6 +642,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             };
             let mut oof = vec![0.0; n];
             let mut per_fold = Vec::new();
+            let (mut gain, mut contrib) = (vec![0.0; features.len()], vec![0.0; features.len()]);
             let started = std::time::Instant::now();
             let mut training = 0.0;
             for f in 0..k {
@@ -651,6 +657,16 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                 for (i, v) in test.iter().zip(&p) {
                     oof[*i] = *v;
                 }
+                if explain {
+                    for (a, b) in gain.iter_mut().zip(&model.importance) {
+                        *a += b;
+                    }
+                    for row in model.contributions(&take(&test)) {
+                        for (a, b) in contrib.iter_mut().zip(&row) {
+                            *a += b.abs() / n as f64;
+                        }
+                    }
+                }
                 let auc = tenure_stats::eval::roc_auc(&yte, &p).map_err(stats_err)?;
                 per_fold.push(json!({"fold": f, "n": test.len(), "auc": auc.map_or(Json::Null, num), "trees": model.trees.len()}));
             }
@@ -664,6 +680,16 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                     "log_loss": num(tenure_stats::eval::log_loss(&y, &oof).map_err(stats_err)?),
                     "brier": num(tenure_stats::eval::brier(&y, &oof).map_err(stats_err)?),
                     "folds": per_fold,
+                    "importance": if explain {
+                        features.iter().zip(&gain).map(|(f, g)| (f.clone(), num(*g / k as f64))).collect::<Map<String, Json>>().into()
+                    } else {
+                        Json::Null
+                    },
+                    "mean_abs_contribution": if explain {
+                        features.iter().zip(&contrib).map(|(f, c)| (f.clone(), num(*c))).collect::<Map<String, Json>>().into()
+                    } else {
+                        Json::Null
+                    },
                     // Wall-clock seconds (informational): training alone, and the folds.
                     "seconds_training": training,
                     "seconds_total": started.elapsed().as_secs_f64(),

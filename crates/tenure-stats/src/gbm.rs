@@ -159,9 +159,140 @@ enum Node {
 #[derive(Clone, Debug)]
 pub struct Tree {
     nodes: Vec<Node>,
+    /// Training rows that reached each node (TreeSHAP weighs the paths by it).
+    cover: Vec<f64>,
 }
 
 impl Tree {
+    fn goes_left(&self, k: usize, b: u16, missing: &[u16]) -> Option<(usize, usize, usize, bool)> {
+        match &self.nodes[k] {
+            Node::Leaf { .. } => None,
+            Node::Split { feature, rule, left, right } => {
+                let go_left = match rule {
+                    Rule::Numeric { threshold, missing_left } => {
+                        if b == missing[*feature] {
+                            *missing_left
+                        } else {
+                            b <= *threshold
+                        }
+                    }
+                    Rule::Categorical { left } => left.binary_search(&b).is_ok(),
+                };
+                Some((*feature, *left, *right, go_left))
+            }
+        }
+    }
+
+    /// The tree's mean output over the training rows.
+    fn expected(&self) -> f64 {
+        self.nodes
+            .iter()
+            .zip(&self.cover)
+            .filter_map(|(n, c)| match n {
+                Node::Leaf { value } => Some(value * c),
+                _ => None,
+            })
+            .sum::<f64>()
+            / self.cover[0]
+    }
+
+    /// Adds the exact Shapley values of this tree's output for one row (TreeSHAP, Lundberg,
+    /// Erion & Lee 2018, Algorithm 2) to `phi`.
+    fn shap(&self, row: &dyn Fn(usize) -> u16, missing: &[u16], phi: &mut [f64]) {
+        #[derive(Clone, Copy)]
+        struct El {
+            d: usize,
+            z: f64,
+            o: f64,
+            w: f64,
+        }
+        fn extend(m: &mut Vec<El>, pz: f64, po: f64, pi: usize) {
+            let l = m.len();
+            m.push(El { d: pi, z: pz, o: po, w: if l == 0 { 1.0 } else { 0.0 } });
+            for i in (0..l).rev() {
+                m[i + 1].w += po * m[i].w * (i + 1) as f64 / (l + 1) as f64;
+                m[i].w = pz * m[i].w * (l - i) as f64 / (l + 1) as f64;
+            }
+        }
+        fn unwind(m: &mut Vec<El>, i: usize) {
+            let l = m.len() - 1;
+            let mut n = m[l].w;
+            let (z, o) = (m[i].z, m[i].o);
+            for j in (0..l).rev() {
+                if o != 0.0 {
+                    let t = m[j].w;
+                    m[j].w = n * (l + 1) as f64 / ((j + 1) as f64 * o);
+                    n = t - m[j].w * z * (l - j) as f64 / (l + 1) as f64;
+                } else {
+                    m[j].w = m[j].w * (l + 1) as f64 / (z * (l - j) as f64);
+                }
+            }
+            for j in i..l {
+                m[j].d = m[j + 1].d;
+                m[j].z = m[j + 1].z;
+                m[j].o = m[j + 1].o;
+            }
+            m.pop();
+        }
+        fn unwound_sum(m: &[El], i: usize) -> f64 {
+            let l = m.len() - 1;
+            let (z, o) = (m[i].z, m[i].o);
+            let mut total = 0.0;
+            if o != 0.0 {
+                let mut n = m[l].w;
+                for j in (0..l).rev() {
+                    let t = n * (l + 1) as f64 / ((j + 1) as f64 * o);
+                    total += t;
+                    n = m[j].w - t * z * (l - j) as f64 / (l + 1) as f64;
+                }
+            } else {
+                for j in (0..l).rev() {
+                    total += m[j].w * (l + 1) as f64 / (z * (l - j) as f64);
+                }
+            }
+            total
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn recurse(
+            t: &Tree,
+            k: usize,
+            mut m: Vec<El>,
+            pz: f64,
+            po: f64,
+            pi: usize,
+            row: &dyn Fn(usize) -> u16,
+            missing: &[u16],
+            phi: &mut [f64],
+        ) {
+            extend(&mut m, pz, po, pi);
+            match &t.nodes[k] {
+                Node::Leaf { value } => {
+                    for i in 1..m.len() {
+                        let w = unwound_sum(&m, i);
+                        phi[m[i].d] += w * (m[i].o - m[i].z) * value;
+                    }
+                }
+                Node::Split { feature, .. } => {
+                    let f = *feature;
+                    let Some((_, left, right, go_left)) = t.goes_left(k, row(f), missing) else {
+                        return;
+                    };
+                    let (hot, cold) = if go_left { (left, right) } else { (right, left) };
+                    let (mut iz, mut io) = (1.0, 1.0);
+                    if let Some(p) = (1..m.len()).find(|p| m[*p].d == f) {
+                        iz = m[p].z;
+                        io = m[p].o;
+                        unwind(&mut m, p);
+                    }
+                    let c = t.cover[k];
+                    recurse(t, hot, m.clone(), iz * t.cover[hot] / c, io, f, row, missing, phi);
+                    recurse(t, cold, m, iz * t.cover[cold] / c, 0.0, f, row, missing, phi);
+                }
+            }
+        }
+        recurse(self, 0, Vec::new(), 1.0, 1.0, usize::MAX, row, missing, phi);
+    }
+
     fn predict_bins(&self, row: impl Fn(usize) -> u16, missing: &[u16]) -> f64 {
         let mut k = 0;
         loop {
@@ -428,6 +559,7 @@ fn grow(
     let h_all = hist(&all);
     let best0 = find(&h_all, g0, h0, n);
     let mut nodes = vec![Node::Leaf { value: 0.0 }];
+    let mut cover = vec![n as f64];
     let mut leaves = vec![Leaf { node: 0, rows: all, hist: h_all, best: best0, g: g0, h: h0 }];
     while leaves.len() < params.num_leaves {
         let Some(k) = (0..leaves.len()).filter(|k| leaves[*k].best.is_some()).max_by(|a, b| {
@@ -480,6 +612,8 @@ fn grow(
         let (li, ri) = (nodes.len(), nodes.len() + 1);
         nodes.push(Node::Leaf { value: 0.0 });
         nodes.push(Node::Leaf { value: 0.0 });
+        cover.push(lrows.len() as f64);
+        cover.push(rrows.len() as f64);
         nodes[leaf.node] =
             Node::Split { feature: best.feature, rule: best.rule, left: li, right: ri };
         let bl = find(&left_hist, gl, hl_, lrows.len());
@@ -490,12 +624,41 @@ fn grow(
     for leaf in leaves {
         nodes[leaf.node] = Node::Leaf { value: -leaf.g / (leaf.h + lambda) * params.learning_rate };
     }
-    Tree { nodes }
+    Tree { nodes, cover }
 }
 
 impl Gbm {
+    /// Per-row contributions to the log-odds: the exact Shapley values of each feature
+    /// (TreeSHAP, path-dependent), then the expected log-odds; a row's values sum to its
+    /// predicted log-odds.
+    pub fn contributions(&self, cols: &[Column]) -> Vec<Vec<f64>> {
+        let n = match cols.first() {
+            Some(Column::Numeric(v)) => v.len(),
+            Some(Column::Categorical(v)) => v.len(),
+            None => 0,
+        };
+        let missing: Vec<u16> = self.binners.iter().map(|b| b.missing()).collect();
+        let bins = bin_matrix(&self.binners, cols, n);
+        let base = self.init + self.trees.iter().map(|t| t.expected()).sum::<f64>();
+        (0..n)
+            .map(|i| {
+                let mut phi = vec![0.0; cols.len() + 1];
+                for t in &self.trees {
+                    t.shap(&|f| bins[f][i], &missing, &mut phi);
+                }
+                phi[cols.len()] = base;
+                phi
+            })
+            .collect()
+    }
+
     /// Predicted probabilities for new rows (columns shaped as in training).
     pub fn predict(&self, cols: &[Column]) -> Vec<f64> {
+        self.predict_raw(cols).into_iter().map(sigmoid).collect()
+    }
+
+    /// Raw scores (log-odds) of new rows.
+    pub fn predict_raw(&self, cols: &[Column]) -> Vec<f64> {
         let n = match cols.first() {
             Some(Column::Numeric(v)) => v.len(),
             Some(Column::Categorical(v)) => v.len(),
@@ -505,15 +668,83 @@ impl Gbm {
         let bins = bin_matrix(&self.binners, cols, n);
         (0..n)
             .map(|i| {
-                sigmoid(
-                    self.init
-                        + self
-                            .trees
-                            .iter()
-                            .map(|t| t.predict_bins(|f| bins[f][i], &missing))
-                            .sum::<f64>(),
-                )
+                self.init
+                    + self
+                        .trees
+                        .iter()
+                        .map(|t| t.predict_bins(|f| bins[f][i], &missing))
+                        .sum::<f64>()
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The path-dependent conditional expectation TreeSHAP explains: features in `known`
+    /// follow the row, the others average the children by cover.
+    fn value(t: &Tree, k: usize, row: &dyn Fn(usize) -> u16, missing: &[u16], known: u32) -> f64 {
+        match &t.nodes[k] {
+            Node::Leaf { value } => *value,
+            Node::Split { feature, left, right, .. } => {
+                if known & (1 << feature) != 0 {
+                    let (_, l, r, go_left) = t.goes_left(k, row(*feature), missing).unwrap();
+                    value(t, if go_left { l } else { r }, row, missing, known)
+                } else {
+                    (t.cover[*left] * value(t, *left, row, missing, known)
+                        + t.cover[*right] * value(t, *right, row, missing, known))
+                        / t.cover[k]
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tree_shap_equals_brute_force_shapley_values_and_sums_to_the_prediction() {
+        // Three features with interactions, a missing value and a category.
+        let n = 400;
+        let x0: Vec<f64> =
+            (0..n).map(|i| if i % 11 == 0 { f64::NAN } else { (i % 13) as f64 }).collect();
+        let x1: Vec<Option<u32>> = (0..n).map(|i| Some((i % 4) as u32)).collect();
+        let x2: Vec<f64> = (0..n).map(|i| ((i * 37) % 19) as f64).collect();
+        let y: Vec<bool> = (0..n)
+            .map(|i| (x0[i].is_nan() || x0[i] > 6.0) != (x1[i] == Some(2)) || x2[i] > 15.0)
+            .collect();
+        let cols = vec![Column::Numeric(x0), Column::Categorical(x1), Column::Numeric(x2)];
+        let params = Params { rounds: 5, num_leaves: 6, min_data_in_leaf: 5, ..Params::default() };
+        let m = train(&cols, &y, None, &params).unwrap();
+        let raw = m.predict_raw(&cols);
+        let phi = m.contributions(&cols);
+        let missing: Vec<u16> = m.binners.iter().map(|b| b.missing()).collect();
+        let bins = bin_matrix(&m.binners, &cols, n);
+        let fact = |k: u32| (1..=k).map(f64::from).product::<f64>();
+        for i in (0..n).step_by(7) {
+            let total: f64 = phi[i].iter().sum();
+            assert!((total - raw[i]).abs() < 1e-9, "row {i}: {total} vs {}", raw[i]);
+            let row = |f: usize| bins[f][i];
+            for f in 0..3u32 {
+                let mut want = 0.0;
+                for s in 0..8u32 {
+                    if s & (1 << f) != 0 {
+                        continue;
+                    }
+                    let size = s.count_ones();
+                    let w = fact(size) * fact(3 - size - 1) / fact(3);
+                    let gain: f64 = m
+                        .trees
+                        .iter()
+                        .map(|t| {
+                            value(t, 0, &row, &missing, s | (1 << f))
+                                - value(t, 0, &row, &missing, s)
+                        })
+                        .sum();
+                    want += w * gain;
+                }
+                let got = phi[i][f as usize];
+                assert!((got - want).abs() < 1e-9, "row {i} feature {f}: {got} vs {want}");
+            }
+        }
     }
 }
