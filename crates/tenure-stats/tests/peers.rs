@@ -171,6 +171,12 @@ fn cox_matches_lifelines_and_statsmodels_on_rossi() {
     close(m.log_likelihood, -658.7476594460858, 1e-12, "ll");
     close(m.lr_test.statistic, 33.26594580156939, 1e-9, "lr test");
     close(m.concordance, 0.6403292470997135, 1e-12, "concordance");
+    // R's coxph on the same data (Fox & Weisberg, "Cox proportional-hazards regression for
+    // survival data in R", 2018): likelihood ratio 33.27, Wald 32.11, score (log-rank) 33.53
+    // on 7 df.
+    assert!((m.wald_test.statistic - 32.11).abs() < 0.005, "{:?}", m.wald_test);
+    assert!((m.score_test.statistic - 33.53).abs() < 0.005, "{:?}", m.score_test);
+    assert_eq!((m.wald_test.df, m.score_test.df), (7, 7));
     // Baseline survival (at the covariate means) and one subject's prediction.
     let base = [(10.0, 0.9705575142862879), (30.0, 0.8779080602300714), (52.0, 0.7600486476815088)];
     let (times, surv) = &m.baseline[0];
@@ -407,4 +413,44 @@ fn bg_nbd_gradient_matches_finite_differences() {
         // Central differences of a sum of ~10^4 magnitude: about 1e-6 of noise.
         close(g[k], fd, 1e-5, &format!("d/dq{k}"));
     }
+}
+
+#[test]
+fn evaluation_tables_splits_and_intervals_worked_by_hand() {
+    // Ten rows, scores 1..10, positives at 10, 9, 7, 4.
+    let score: Vec<f64> = (1..=10).map(f64::from).collect();
+    let y: Vec<bool> = score.iter().map(|s| [10.0, 9.0, 7.0, 4.0].contains(s)).collect();
+    // Deciles of 2 rows, highest scores first: (10, 9) both positive = 1.0, lift 1.0 / 0.4.
+    let lift = eval::lift_table(&y, &score, 5).unwrap();
+    assert_eq!(lift.len(), 5);
+    assert_eq!((lift[0].n, lift[0].positive_rate), (2, 1.0));
+    close(lift[0].lift, 2.5, 1e-12, "top lift");
+    assert_eq!(lift[1].positive_rate, 0.5); // 8, 7
+    // Calibration of probabilities in two bins: [0, 0.5) and [0.5, 1].
+    let p = [0.1, 0.2, 0.3, 0.6, 0.8, 0.9];
+    let yp = [false, false, true, true, true, false];
+    let cal = eval::calibration_table(&yp, &p, 2).unwrap();
+    assert_eq!(cal.len(), 2);
+    close(cal[0].mean_score, 0.2, 1e-12, "bin 1 mean");
+    close(cal[0].positive_rate, 1.0 / 3.0, 1e-12, "bin 1 rate");
+    close(cal[1].mean_score, 2.3 / 3.0, 1e-12, "bin 2 mean");
+    // Platt scaling is the logistic regression of the labels on the scores.
+    let (a, b) = eval::platt(&y, &score).unwrap();
+    let direct = logit::fit(&score, 1, &y, 0.0).unwrap();
+    assert_eq!((a, b), (direct.coef[0], direct.intercept));
+    assert!(a > 0.0);
+    // Wilson 95% interval of 8 of 10 (statsmodels proportion_confint(8, 10, method="wilson")).
+    let w = eval::wilson(8, 10, 0.05).unwrap();
+    close(w[0], 0.49016247153664183, 1e-9, "wilson low");
+    close(w[1], 0.9433178485456247, 1e-9, "wilson high");
+    assert_eq!(eval::wilson(0, 0, 0.05), None);
+    // k-fold: every fold within one row of n/k, the same folds for the same seed.
+    let folds = eval::kfold(103, 5, 9);
+    for f in 0..5 {
+        let size = folds.iter().filter(|x| **x == f).count();
+        assert!((20..=21).contains(&size), "fold {f}: {size}");
+    }
+    assert_eq!(folds, eval::kfold(103, 5, 9));
+    assert_ne!(folds, eval::kfold(103, 5, 10));
+    assert_eq!(eval::time_split(&[1.0, 5.0, 3.0], 3.0), [false, true, true]);
 }
