@@ -271,6 +271,36 @@ pub fn fit_gamma_gamma(x: &[f64], m: &[f64]) -> Result<GammaGamma, StatsError> {
 }
 
 impl GammaGamma {
+    /// Customer lifetime value over `periods` future periods of `period_len` time units
+    /// (the unit of recency and T), each period's expected transactions (BG/NBD, given the
+    /// customer's history) times the expected transaction value (Gamma-Gamma, given the
+    /// customer's `x` and mean `m`), discounted at `discount` per period; as lifetimes'
+    /// `customer_lifetime_value`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn clv(
+        &self,
+        bg: &BgNbd,
+        x: f64,
+        t_x: f64,
+        t: f64,
+        m: f64,
+        periods: u32,
+        period_len: f64,
+        discount: f64,
+    ) -> f64 {
+        let value = self.expected_average_value(x, m);
+        let upto = |k: u32| {
+            if k == 0 {
+                0.0
+            } else {
+                bg.conditional_expected_purchases(k as f64 * period_len, x, t_x, t)
+            }
+        };
+        (1..=periods)
+            .map(|i| value * (upto(i) - upto(i - 1)) / (1.0 + discount).powi(i as i32))
+            .sum()
+    }
+
     /// Expected mean transaction value of a customer with `x` repeat transactions averaging `m`.
     pub fn expected_average_value(&self, x: f64, m: f64) -> f64 {
         (self.gamma + m * x) * self.p / (self.p * x + self.q - 1.0)

@@ -353,6 +353,9 @@ fn bg_nbd_and_gamma_gamma_match_lifetimes_and_the_2005_papers() {
     close(gg.q, 3.7445884609237634, 1e-5, "q");
     close(gg.gamma, 15.447748064943575, 1e-5, "gamma");
     close(gg.expected_average_value(2.0, 50.0), 47.329813684322005, 1e-5, "E[M | 2, 50]");
+    // lifetimes' customer_lifetime_value(bg, 2, 30.43, 38.86, 22.35, time=12,
+    // discount_rate=0.01, freq="W"): 12 months of 4.345 weeks.
+    close(gg.clv(&bg, 2.0, 30.43, 38.86, 22.35, 12, 4.345, 0.01), 36.278495763627944, 1e-5, "CLV");
 }
 
 #[test]
