@@ -4,8 +4,10 @@
 //! The log stays the truth: [`refresh`] reads the part of the usage, web-visit and email
 //! lanes not yet materialized (a watermark per lane) and writes it as Parquet files, one per
 //! month of event time per refresh, with the per-account, per-day, per-user rollup of the
-//! same batch beside it (`usage_daily`). Rollups are DataFusion plans (SQL), so the same
-//! plans can run on a cluster later. Everything under `columnar/` can be deleted and rebuilt.
+//! same batch beside it (`usage_daily`); a month with many files is compacted, and each
+//! changed month's per-account, per-feature rollup (`usage_features`) rebuilt. Rollups are
+//! DataFusion plans (SQL), so the same plans can run on a cluster later. Everything under
+//! `columnar/` can be deleted and rebuilt.
 
 mod sql;
 mod store;

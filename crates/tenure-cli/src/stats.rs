@@ -311,6 +311,13 @@ impl Csv {
                 out.push(col.nums.clone());
                 continue;
             }
+            if !col.text_seen {
+                let line = col.bad.as_ref().map_or(0, |b| b.0);
+                return Err(bad(format!(
+                    "{}:{line}: column {c}: empty value (this model takes no missing values)",
+                    self.path.display()
+                )));
+            }
             let text = Csv::read(&self.path, &[(c.as_str(), Kind::Text)])?.texts(c);
             let mut levels: Vec<&str> = text.iter().map(|s| s.as_str()).collect();
             levels.sort();

@@ -175,6 +175,13 @@ fn bad_input_is_named_and_never_a_panic() {
         stats(&["cox", "--input", &g, "--duration", "T", "--event", "E", "--covariates", "x"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("no events"), "{err}");
+    let m = t.path().join("gap.csv");
+    std::fs::write(&m, "T,E,x\n5,1,1\n6,0,\n7,1,3\n").unwrap();
+    let m = m.display().to_string();
+    let (code, _, err) =
+        stats(&["cox", "--input", &m, "--duration", "T", "--event", "E", "--covariates", "x"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("gap.csv:3: column x: empty value"), "{err}");
     let h = t.path().join("const.csv");
     std::fs::write(&h, "T,E,x\n5,1,1\n6,0,1\n7,1,1\n").unwrap();
     let h = h.display().to_string();
