@@ -472,7 +472,7 @@ fn grow(
     let n = g.len();
     let lambda = params.lambda_l2;
     // Histograms row by row over the row-major bins (each row's bins are one cache line),
-    // in fixed chunks of rows summed in order: the same result on any number of threads.
+    // in chunks of rows summed in order: the same result on any number of threads.
     let nf = binners.len();
     let mut offsets = vec![0usize; nf + 1];
     for (f, b) in binners.iter().enumerate() {
@@ -480,9 +480,11 @@ fn grow(
     }
     let hist = |rows: &[u32]| -> Vec<Vec<Bin>> {
         use rayon::prelude::*;
-        const CHUNK: usize = 1 << 14;
+        // At most 8 partial histograms (each is zeroed memory), never under 65,536 rows: the
+        // chunking depends on the rows only, not on the threads.
+        let chunk = rows.len().div_ceil(8).max(1 << 16);
         let parts: Vec<Vec<Bin>> = rows
-            .par_chunks(CHUNK)
+            .par_chunks(chunk)
             .map(|rs| {
                 let mut flat = vec![Bin::default(); offsets[nf]];
                 for &r in rs {
