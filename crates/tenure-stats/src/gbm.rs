@@ -414,6 +414,8 @@ pub fn train(
     };
     let (mut best_loss, mut best_round) = (f64::INFINITY, 0);
     let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
+    // Split gains per tree: the importance counts only the trees kept.
+    let mut per_tree_gain: Vec<Vec<f64>> = Vec::new();
     for round in 0..params.rounds {
         {
             use rayon::prelude::*;
@@ -423,8 +425,9 @@ pub fn train(
                 *hi = (p * (1.0 - p)).max(1e-16);
             });
         }
-        let tree =
-            grow(&bins, &row_bins, &missing, &model.binners, &g, &h, params, &mut model.importance);
+        let mut gains = vec![0.0; nf];
+        let tree = grow(&bins, &row_bins, &missing, &model.binners, &g, &h, params, &mut gains);
+        per_tree_gain.push(gains);
         {
             use rayon::prelude::*;
             score.par_iter_mut().enumerate().for_each(|(i, s)| {
@@ -452,6 +455,11 @@ pub fn train(
         {
             model.trees.truncate(best_round);
             break;
+        }
+    }
+    for gains in &per_tree_gain[..model.trees.len()] {
+        for (a, b) in model.importance.iter_mut().zip(gains) {
+            *a += b;
         }
     }
     Ok(model)
