@@ -804,11 +804,15 @@ fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<
     out(&format!(
         "Portfolio report for the sample company ({accounts} accounts), {label}, in {cur}\n\n"
     ))?;
-    let rows = tenure_kpi::report(&ledger, &[period], None, &cfg.kpi);
+    // The whole catalogue, usage and adoption included (the import refreshed the columnar
+    // store).
+    let usage =
+        tenure_analytics::usage_stats(&dir, &[period], &advanced(&cfg), ledger.as_of, None)?;
+    let rows = tenure_kpi::report_with_usage(&ledger, &[period], None, &cfg.kpi, &usage);
     out(&report::kpis_table(&rows, cur, std::slice::from_ref(&label)))?;
     out("\nBy segment:\n")?;
     let by = By::parse("segment");
-    let seg = tenure_kpi::report(&ledger, &[period], Some(&by), &cfg.kpi);
+    let seg = tenure_kpi::report_with_usage(&ledger, &[period], Some(&by), &cfg.kpi, &usage);
     let labels: Vec<String> = seg
         .iter()
         .map(|r| r.segment.clone().flatten().unwrap_or_else(|| "(none)".into()))
@@ -817,7 +821,7 @@ fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<
     if _tmp.is_some() {
         out("\nThe demo data was temporary. Keep it and explore:\n  tenure demo --data ./demo\n")?;
         out(&format!(
-            "  tenure kpi --data ./demo --period {label} --by region\n  tenure cohorts --data ./demo --by quarter --metric revenue\n"
+            "  tenure kpi --data ./demo --period {label} --by region\n  tenure cohorts --data ./demo --by quarter --metric revenue\n  tenure account --data ./demo acc-000001\n"
         ))?;
     } else {
         let d = dir.display();

@@ -691,3 +691,18 @@ fn many_small_imports_give_the_same_report_as_one() {
     assert_eq!(a, b);
     assert!(a.as_array().unwrap().iter().any(|r| f(r, "mau") > 0.0));
 }
+
+#[test]
+fn demo_prints_the_whole_catalogue() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("demo");
+    let o = run(&["demo", "--accounts", "60", "--months", "8", "--data", &d.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for id in ["mrr_end", "nrr", "nps", "tickets", "mau", "license_utilization", "email_open_rate"]
+    {
+        assert!(text.lines().any(|l| l.starts_with(&format!("{id} "))), "{id} missing:\n{text}");
+    }
+    // The data stays where asked, ready for the other commands.
+    assert!(d.join("log").is_dir() && d.join("columnar").is_dir());
+}
