@@ -498,8 +498,8 @@ fn grow(
                 for &r in rs {
                     let r = r as usize;
                     let (gi, hi) = (g[r], h[r]);
-                    for (f, &b) in row_bins[r * nf..(r + 1) * nf].iter().enumerate() {
-                        let e = &mut flat[offsets[f] + b as usize];
+                    for (&o, &b) in offsets.iter().zip(&row_bins[r * nf..(r + 1) * nf]) {
+                        let e = &mut flat[o + b as usize];
                         e.g += gi;
                         e.h += hi;
                         e.n += 1;
