@@ -629,9 +629,32 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                 }
             }
             let fold: Vec<usize> = match &fold_column {
-                Some(f) => csv.numbers(f)?.into_iter().map(|v| v as usize).collect(),
-                None => tenure_stats::eval::kfold(n, folds, seed),
+                Some(f) => {
+                    let v = csv.numbers(f)?;
+                    if let Some(i) =
+                        v.iter().position(|x| x.fract() != 0.0 || *x < 0.0 || *x >= 1000.0)
+                    {
+                        return Err(bad(format!(
+                            "{}:{}: column {f}: {} is not a fold number (0, 1, 2, ...)",
+                            io.input.display(),
+                            i + 2,
+                            v[i]
+                        )));
+                    }
+                    v.into_iter().map(|x| x as usize).collect()
+                }
+                None => {
+                    if folds < 2 || folds > n {
+                        return Err(bad(format!("--folds {folds}: between 2 and the {n} rows")));
+                    }
+                    tenure_stats::eval::kfold(n, folds, seed)
+                }
             };
+            // Fold numbers run 0..K without gaps: every fold has rows to test.
+            if let Some(f) = (0..fold.iter().max().map_or(0, |m| m + 1)).find(|f| !fold.contains(f))
+            {
+                return Err(bad(format!("fold {f} has no rows")));
+            }
             let k = fold.iter().max().map_or(0, |m| m + 1);
             if k < 2 {
                 return Err(bad("cross-validation needs at least two folds".into()));

@@ -182,6 +182,25 @@ fn bad_input_is_named_and_never_a_panic() {
         stats(&["cox", "--input", &m, "--duration", "T", "--event", "E", "--covariates", "x"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("gap.csv:3: column x: empty value"), "{err}");
+    let r = data("rossi.csv");
+    let (code, _, err) = stats(&[
+        "gbm",
+        "--input",
+        &r,
+        "--target",
+        "arrest",
+        "--features",
+        "age,prio",
+        "--fold-column",
+        "week",
+    ]);
+    // week runs to 52 with gaps: a fold without rows is named.
+    assert_eq!(code, Some(2));
+    assert!(err.contains("has no rows"), "{err}");
+    let (code, _, err) =
+        stats(&["gbm", "--input", &r, "--target", "arrest", "--features", "age", "--folds", "1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--folds 1"), "{err}");
     let h = t.path().join("const.csv");
     std::fs::write(&h, "T,E,x\n5,1,1\n6,0,1\n7,1,1\n").unwrap();
     let h = h.display().to_string();
