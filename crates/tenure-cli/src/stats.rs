@@ -101,6 +101,7 @@ pub enum StatsCmd {
         /// Feature columns (text columns are categorical; empty cells are missing)
         #[arg(long, value_delimiter = ',', required = true)]
         features: Vec<String>,
+        /// Cross-validation folds (rows assigned at random, seeded)
         #[arg(long, default_value_t = 5)]
         folds: usize,
         /// Seed of the fold assignment
@@ -112,8 +113,10 @@ pub enum StatsCmd {
         /// Boosting rounds
         #[arg(long, default_value_t = 100)]
         rounds: usize,
+        /// Shrinkage of each tree's output
         #[arg(long, default_value_t = 0.1)]
         learning_rate: f64,
+        /// Leaves per tree (grown best-first)
         #[arg(long, default_value_t = 31)]
         num_leaves: usize,
         /// Also report each feature's gain importance and mean absolute contribution to the
@@ -141,6 +144,7 @@ pub struct Io {
     /// CSV file with a header row
     #[arg(long)]
     input: PathBuf,
+    /// json, or table (one `path  value` line per figure)
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
 }
