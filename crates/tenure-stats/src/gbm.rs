@@ -486,7 +486,7 @@ fn grow(
     for (f, b) in binners.iter().enumerate() {
         offsets[f + 1] = offsets[f] + b.len();
     }
-    let hist = |rows: &[u32]| -> Vec<Vec<Bin>> {
+    let hist = |rows: &[u32]| -> Vec<Bin> {
         use rayon::prelude::*;
         // At most 8 partial histograms (each is zeroed memory), never under 65,536 rows: the
         // chunking depends on the rows only, not on the threads.
@@ -517,22 +517,26 @@ fn grow(
                 a.n += b.n;
             }
         }
-        (0..nf).map(|f| flat[offsets[f]..offsets[f + 1]].to_vec()).collect()
+        flat
     };
     struct Leaf {
         node: usize,
-        rows: Vec<u32>,
-        hist: Vec<Vec<Bin>>,
+        /// The leaf's rows: `order[start..end]`.
+        start: usize,
+        end: usize,
+        /// All features' bins, feature `f` at `offsets[f]..offsets[f + 1]`.
+        hist: Vec<Bin>,
         best: Option<Best>,
         g: f64,
         h: f64,
     }
-    let find = |hist: &[Vec<Bin>], gs: f64, hs: f64, count: usize| -> Option<Best> {
+    let find = |hist: &[Bin], gs: f64, hs: f64, count: usize| -> Option<Best> {
         let parent = gs * gs / (hs + lambda);
         let mut best: Option<Best> = None;
         let ok =
             |n: u32, h: f64| n as usize >= params.min_data_in_leaf && h >= params.min_sum_hessian;
-        for (f, hb) in hist.iter().enumerate() {
+        for f in 0..nf {
+            let hb = &hist[offsets[f]..offsets[f + 1]];
             let miss = hb[missing[f] as usize];
             let mut consider = |gain: f64, rule: Rule| {
                 if gain > 1e-12 && best.as_ref().is_none_or(|b| gain > b.gain) {
@@ -599,7 +603,10 @@ fn grow(
     let best0 = find(&h_all, g0, h0, n);
     let mut nodes = vec![Node::Leaf { value: 0.0 }];
     let mut cover = vec![n as f64];
-    let mut leaves = vec![Leaf { node: 0, rows: all, hist: h_all, best: best0, g: g0, h: h0 }];
+    // Every row once; a leaf is a range of it, split in place (no allocation per split).
+    let mut order = all;
+    let mut leaves =
+        vec![Leaf { node: 0, start: 0, end: n, hist: h_all, best: best0, g: g0, h: h0 }];
     while leaves.len() < params.num_leaves {
         let Some(k) = (0..leaves.len()).filter(|k| leaves[*k].best.is_some()).max_by(|a, b| {
             let (ga, gb) = (
@@ -627,38 +634,66 @@ fn grow(
                 Rule::Categorical { left } => left.binary_search(&b).is_ok(),
             }
         };
-        let (lrows, rrows): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|r| goes_left(**r));
+        // Stable in-place partition of the leaf's range: left rows first, in order.
+        let range = &mut order[leaf.start..leaf.end];
+        let mut right: Vec<u32> = Vec::new();
+        let mut w = 0;
+        for k in 0..range.len() {
+            let r = range[k];
+            if goes_left(r) {
+                range[w] = r;
+                w += 1;
+            } else {
+                right.push(r);
+            }
+        }
+        range[w..].copy_from_slice(&right);
+        let mid = leaf.start + w;
+        let (lrows, rrows) = (&order[leaf.start..mid], &order[mid..leaf.end]);
         // Histogram subtraction: build the smaller child, derive the other.
         let (small, small_is_left) =
-            if lrows.len() <= rrows.len() { (&lrows, true) } else { (&rrows, false) };
+            if lrows.len() <= rrows.len() { (lrows, true) } else { (rrows, false) };
         let hs = hist(small);
-        let hl: Vec<Vec<Bin>> = leaf
-            .hist
-            .iter()
-            .zip(&hs)
-            .map(|(p, s)| {
-                p.iter()
-                    .zip(s)
-                    .map(|(a, b)| Bin { g: a.g - b.g, h: a.h - b.h, n: a.n - b.n })
-                    .collect()
-            })
-            .collect();
+        // The parent's buffer becomes the larger child's: no new allocation.
+        let mut hl = leaf.hist;
+        for (a, b) in hl.iter_mut().zip(&hs) {
+            a.g -= b.g;
+            a.h -= b.h;
+            a.n -= b.n;
+        }
         let (left_hist, right_hist) = if small_is_left { (hs, hl) } else { (hl, hs) };
         let sum = |rows: &[u32]| {
             rows.iter().fold((0.0, 0.0), |(a, b), r| (a + g[*r as usize], b + h[*r as usize]))
         };
-        let ((gl, hl_), (gr, hr)) = (sum(&lrows), sum(&rrows));
+        let ((gl, hl_), (gr, hr)) = (sum(lrows), sum(rrows));
+        let (nl, nr) = (lrows.len(), rrows.len());
         let (li, ri) = (nodes.len(), nodes.len() + 1);
         nodes.push(Node::Leaf { value: 0.0 });
         nodes.push(Node::Leaf { value: 0.0 });
-        cover.push(lrows.len() as f64);
-        cover.push(rrows.len() as f64);
+        cover.push(nl as f64);
+        cover.push(nr as f64);
         nodes[leaf.node] =
             Node::Split { feature: best.feature, rule: best.rule, left: li, right: ri };
-        let bl = find(&left_hist, gl, hl_, lrows.len());
-        let br = find(&right_hist, gr, hr, rrows.len());
-        leaves.push(Leaf { node: li, rows: lrows, hist: left_hist, best: bl, g: gl, h: hl_ });
-        leaves.push(Leaf { node: ri, rows: rrows, hist: right_hist, best: br, g: gr, h: hr });
+        let bl = find(&left_hist, gl, hl_, nl);
+        let br = find(&right_hist, gr, hr, nr);
+        leaves.push(Leaf {
+            node: li,
+            start: leaf.start,
+            end: mid,
+            hist: left_hist,
+            best: bl,
+            g: gl,
+            h: hl_,
+        });
+        leaves.push(Leaf {
+            node: ri,
+            start: mid,
+            end: leaf.end,
+            hist: right_hist,
+            best: br,
+            g: gr,
+            h: hr,
+        });
     }
     for leaf in leaves {
         nodes[leaf.node] = Node::Leaf { value: -leaf.g / (leaf.h + lambda) * params.learning_rate };
