@@ -56,6 +56,10 @@ pub enum StatsCmd {
         /// L2 penalty on standardised coefficients, per observation (as lifelines' penalizer)
         #[arg(long, default_value_t = 0.0)]
         l2: f64,
+        /// Also give each row's predicted survival at these times (`predictions`, in input
+        /// order)
+        #[arg(long, value_delimiter = ',')]
+        predict_at: Vec<f64>,
     },
     /// Shifted-beta-geometric retention model of a cohort's survivor counts
     Sbg {
@@ -475,7 +479,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                 io.format,
             )
         }
-        StatsCmd::Cox { io, surv, covariates, ties, strata, l2 } => {
+        StatsCmd::Cox { io, surv, covariates, ties, strata, l2, predict_at } => {
             let mut spec =
                 vec![(surv.duration.as_str(), Kind::Num), (surv.event.as_str(), Kind::Flag)];
             spec.extend(covariates.iter().map(|c| (c.as_str(), Kind::Num)));
@@ -530,6 +534,20 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                     "n": t.len(),
                     "events": e.iter().filter(|x| **x).count(),
                     "iterations": m.iterations,
+                    "predictions": if predict_at.is_empty() {
+                        Json::Null
+                    } else {
+                        let p = names.len();
+                        (0..t.len())
+                            .map(|i| {
+                                let stratum = strata_idx.as_ref().map_or(0, |s| s[i]);
+                                predict_at
+                                    .iter()
+                                    .map(|at| num(m.predict_survival(&x[i * p..(i + 1) * p], stratum, *at)))
+                                    .collect::<Json>()
+                            })
+                            .collect::<Json>()
+                    },
                 }),
                 io.format,
             )

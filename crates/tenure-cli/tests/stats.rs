@@ -76,6 +76,27 @@ fn cox_with_categorical_covariates_and_strata() {
     close(&j["coefficients"]["fin"]["hr"], (-0.379422166871208f64).exp(), 1e-9);
     close(&j["concordance"], 0.6403292470997135, 1e-12);
     close(&j["lr_test"]["statistic"], 33.26594580156939, 1e-9);
+    assert!(j["predictions"].is_null());
+    let (code, j, _) = stats(&[
+        "cox",
+        "--input",
+        &r,
+        "--duration",
+        "week",
+        "--event",
+        "arrest",
+        "--covariates",
+        "fin,age,race,wexp,mar,paro,prio",
+        "--predict-at",
+        "10,30,52",
+    ]);
+    assert_eq!(code, Some(0));
+    // lifelines' predict_survival_function for the first row.
+    let p = &j["predictions"];
+    assert_eq!(p.as_array().unwrap().len(), 432);
+    close(&p[0][0], 0.9642225775148259, 1e-9);
+    close(&p[0][1], 0.8532125438609325, 1e-9);
+    close(&p[0][2], 0.715699317369515, 1e-9);
     let (code, j, _) = stats(&[
         "cox",
         "--input",
