@@ -1,18 +1,9 @@
 //! Small statistics for reported rates.
 
-/// The 95% Wilson score interval of `x` successes in `n` trials; `None` when `n` is 0.
+/// The 95% Wilson score interval of `x` successes in `n` trials; `None` when `n` is 0
+/// (`tenure_stats::eval::wilson` as a pair).
 pub fn wilson(x: u64, n: u64) -> Option<(f64, f64)> {
-    if n == 0 {
-        return None;
-    }
-    let z = 1.959_963_984_540_054_f64;
-    let (x, n) = (x as f64, n as f64);
-    let p = x / n;
-    let z2 = z * z;
-    let den = 1.0 + z2 / n;
-    let centre = (p + z2 / (2.0 * n)) / den;
-    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / den;
-    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+    tenure_stats::eval::wilson(x, n, 0.05).map(|[lo, hi]| (lo, hi))
 }
 
 #[cfg(test)]

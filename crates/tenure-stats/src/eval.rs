@@ -308,7 +308,11 @@ pub fn wilson(k: u64, n: u64, alpha: f64) -> Option<[f64; 2]> {
     let den = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / den;
     let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / den;
-    Some([(centre - half).max(0.0), (centre + half).min(1.0)])
+    // The bounds are exactly 0 with no successes and 1 with no failures; rounding would leave
+    // a few 1e-17 otherwise.
+    let lo = if k == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if k as f64 == n { 1.0 } else { (centre + half).min(1.0) };
+    Some([lo, hi])
 }
 
 /// Fold index of each row for k-fold cross-validation, rows shuffled by `seed`
