@@ -216,6 +216,17 @@ fn flag(v: &str) -> Option<bool> {
 }
 
 impl Csv {
+    /// The columns (of those read as numbers) holding text, read again as text, all in one
+    /// pass; `None` when there are none.
+    fn text_columns(&self, cols: &[String]) -> Result<Option<Csv>> {
+        let spec: Vec<(&str, Kind)> = cols
+            .iter()
+            .filter(|c| self.col(c, Kind::Num).text_seen)
+            .map(|c| (c.as_str(), Kind::Text))
+            .collect();
+        if spec.is_empty() { Ok(None) } else { Csv::read(&self.path, &spec).map(Some) }
+    }
+
     fn read(path: &Path, spec: &[(&str, Kind)]) -> Result<Csv> {
         let fail = |e: csv::Error| bad(format!("{}: {e}", path.display()));
         let mut r = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(fail)?;
@@ -312,6 +323,7 @@ impl Csv {
     /// level but the first (sorted).
     fn design(&self, cols: &[String]) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
         let (mut names, mut out) = (Vec::new(), Vec::new());
+        let texts = self.text_columns(cols)?;
         for c in cols {
             let col = self.col(c, Kind::Num);
             if col.bad.is_none() {
@@ -326,17 +338,25 @@ impl Csv {
                     self.path.display()
                 )));
             }
-            let text = Csv::read(&self.path, &[(c.as_str(), Kind::Text)])?.texts(c);
-            let mut levels: Vec<&str> = text.iter().map(|s| s.as_str()).collect();
-            levels.sort();
-            levels.dedup();
-            for level in levels.iter().skip(1) {
+            // text_seen: read again as text above.
+            let text = texts.as_ref().map(|t| t.texts(c)).unwrap_or_default();
+            for level in levels(&text, false).iter().skip(1) {
                 names.push(format!("{c}={level}"));
                 out.push(text.iter().map(|v| (v == level) as u8 as f64).collect());
             }
         }
         Ok((names, out))
     }
+}
+
+/// The distinct values of a text column, sorted (the empty one left out when it means
+/// missing).
+fn levels(text: &[String], skip_empty: bool) -> Vec<&str> {
+    let mut levels: Vec<&str> =
+        text.iter().map(|s| s.as_str()).filter(|s| !(skip_empty && s.is_empty())).collect();
+    levels.sort();
+    levels.dedup();
+    levels
 }
 
 /// Row-major matrix of design columns.
@@ -620,27 +640,14 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let n = y.len();
             // A column with a non-numeric value (other than an empty cell) is categorical;
             // those are read again, together, as text.
-            let text_cols: Vec<&str> = features
-                .iter()
-                .filter(|f| csv.col(f, Kind::Num).text_seen)
-                .map(|f| f.as_str())
-                .collect();
-            let texts = if text_cols.is_empty() {
-                None
-            } else {
-                let spec: Vec<(&str, Kind)> = text_cols.iter().map(|c| (*c, Kind::Text)).collect();
-                Some(Csv::read(&io.input, &spec)?)
-            };
+            let texts = csv.text_columns(&features)?;
             let mut cols = Vec::new();
             for f in &features {
                 let c = csv.col(f, Kind::Num);
                 match (&texts, c.text_seen) {
                     (Some(t), true) => {
                         let text = t.texts(f);
-                        let mut levels: Vec<&str> =
-                            text.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
-                        levels.sort();
-                        levels.dedup();
+                        let levels = levels(&text, true);
                         cols.push(Column::Categorical(
                             text.iter()
                                 .map(|v| levels.binary_search(&v.as_str()).ok().map(|k| k as u32))
