@@ -1,10 +1,9 @@
 //! The customer-success KPIs on a hand-made company whose every expected value was worked
 //! out by hand (the arithmetic is in the comments).
 
-use tenure_core::time::{Period, Timestamp};
-use tenure_ingest::{IngestConfig, parse_jsonl_block};
+mod common;
+use tenure_core::time::Period;
 use tenure_kpi::{KpiConfig, Value, report};
-use tenure_ledger::{LedgerBuilder, Preset, RevenueConfig};
 
 const EVENTS: &str = r#"
 {"type":"subscription","timestamp":"2023-06-01","account_id":"a","subscription_id":"a1","amount":"100","status":"active"}
@@ -113,17 +112,7 @@ fn invoices() -> String {
 #[test]
 fn customer_success_kpis_match_the_hand_worked_values() {
     let text = format!("{EVENTS}\n{}", invoices());
-    let (events, rejected) = parse_jsonl_block(&text, 1, None, &IngestConfig::defaults(None));
-    assert!(rejected.is_empty(), "{rejected:?}");
-    let mut b = LedgerBuilder::new();
-    for (_, e) in events {
-        b.push(e);
-    }
-    let cfg = RevenueConfig::preset(
-        Preset::Tenure,
-        tenure_core::money::FxTable::new(tenure_core::money::Currency::USD),
-    );
-    let ledger = b.finish(&cfg, Timestamp::parse("2030-01-01").unwrap());
+    let ledger = common::ledger(&text);
     let rows = report(&ledger, &[Period::parse("2024-Q1").unwrap()], None, &KpiConfig::defaults());
     let k = &rows[0].kpis;
     let num = |id: &str| match k.get(id) {
@@ -224,17 +213,7 @@ fn nps_migration_of_contacts_and_accounts() {
 {"type":"survey_response","timestamp":"2024-03-01","account_id":"b","survey":"nps","contact_id":"b2","score":9}
 {"type":"survey_response","timestamp":"2023-11-01","account_id":"c","survey":"nps","contact_id":"c1","score":9}
 "#;
-    let (events, rejected) = parse_jsonl_block(text, 1, None, &IngestConfig::defaults(None));
-    assert!(rejected.is_empty());
-    let mut b = LedgerBuilder::new();
-    for (_, e) in events {
-        b.push(e);
-    }
-    let cfg = RevenueConfig::preset(
-        Preset::Tenure,
-        tenure_core::money::FxTable::new(tenure_core::money::Currency::USD),
-    );
-    let ledger = b.finish(&cfg, Timestamp::parse("2030-01-01").unwrap());
+    let ledger = common::ledger(text);
     let m = tenure_kpi::cs::nps_migration(&ledger, Period::parse("2024-Q1").unwrap());
     // Contacts [from][to] as [detractor, passive, promoter]: a1 promoter -> detractor,
     // a2 promoter -> passive, b1 detractor (its answer before the latest) -> promoter; b2
@@ -268,17 +247,7 @@ fn service_upgrades_among_customers_with_a_service_line_at_the_start() {
 "#
         );
     }
-    let (events, rejected) = parse_jsonl_block(&text, 1, None, &IngestConfig::defaults(None));
-    assert!(rejected.is_empty(), "{rejected:?}");
-    let mut b = LedgerBuilder::new();
-    for (_, e) in events {
-        b.push(e);
-    }
-    let cfg = RevenueConfig::preset(
-        Preset::Tenure,
-        tenure_core::money::FxTable::new(tenure_core::money::Currency::USD),
-    );
-    let ledger = b.finish(&cfg, Timestamp::parse("2030-01-01").unwrap());
+    let ledger = common::ledger(&text);
     let rows = report(&ledger, &[Period::parse("2024-Q1").unwrap()], None, &KpiConfig::defaults());
     let k = &rows[0].kpis;
     // 1 of the 3 with service at the start pays more for it at the end.

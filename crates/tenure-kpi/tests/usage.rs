@@ -1,12 +1,11 @@
 //! The usage and adoption KPIs from per-account usage figures, worked out by hand;
 //! among them the catalogue's example: 100 seats, 80 active in the last month -> 80%.
 
+mod common;
 use rustc_hash::FxHashMap;
 use tenure_core::time::{Period, Timestamp};
-use tenure_ingest::{IngestConfig, parse_jsonl_block};
 use tenure_kpi::usage::{AccountUsage, Feature};
 use tenure_kpi::{KpiConfig, Value, report_with_usage};
-use tenure_ledger::{LedgerBuilder, Preset, RevenueConfig};
 
 const SUBS: &str = r#"
 {"type":"subscription","timestamp":"2024-01-01","account_id":"a","subscription_id":"a1","plan":"growth","quantity":60,"amount":"600","status":"active"}
@@ -17,17 +16,7 @@ const SUBS: &str = r#"
 
 #[test]
 fn usage_kpis_match_the_hand_worked_values() {
-    let (events, rejected) = parse_jsonl_block(SUBS, 1, None, &IngestConfig::defaults(None));
-    assert!(rejected.is_empty());
-    let mut b = LedgerBuilder::new();
-    for (_, e) in events {
-        b.push(e);
-    }
-    let cfg = RevenueConfig::preset(
-        Preset::Tenure,
-        tenure_core::money::FxTable::new(tenure_core::money::Currency::USD),
-    );
-    let ledger = b.finish(&cfg, Timestamp::parse("2030-01-01").unwrap());
+    let ledger = common::ledger(SUBS);
     let day = |d: &str| Timestamp::parse(d).unwrap();
     let mut usage = FxHashMap::default();
     // a: 50 of 60 seats active, 10 of them on an advanced feature; b: 30 of 40; c (churned)
