@@ -329,11 +329,13 @@ pub struct Gbm {
     pub validation_loss: Vec<f64>,
 }
 
+/// A histogram bin: sums of gradients and hessians. No row count: as LightGBM, counts are
+/// estimated from the hessians (`h * rows / sum of h` in the leaf), which saves a third of
+/// the work of building histograms; the children's true counts come from the partition.
 #[derive(Clone, Copy, Default)]
 struct Bin {
     g: f64,
     h: f64,
-    n: u32,
 }
 
 struct Best {
@@ -346,10 +348,11 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Bins of every row, column-major.
-fn bin_matrix(binners: &[Binner], cols: &[Column], n: usize) -> Vec<Vec<u16>> {
+/// Bins of every row, column-major. A bin fits a byte: at most 255 value bins and the
+/// missing bin (`max_bins` is clamped to 255).
+fn bin_matrix(binners: &[Binner], cols: &[Column], n: usize) -> Vec<Vec<u8>> {
     use rayon::prelude::*;
-    binners.par_iter().zip(cols).map(|(b, c)| (0..n).map(|i| b.bin(c, i)).collect()).collect()
+    binners.par_iter().zip(cols).map(|(b, c)| (0..n).map(|i| b.bin(c, i) as u8).collect()).collect()
 }
 
 fn check(cols: &[Column], y: &[bool]) -> Result<usize, StatsError> {
@@ -383,22 +386,23 @@ pub fn train(
     valid: Option<(&[Column], &[bool])>,
     params: &Params,
 ) -> Result<Gbm, StatsError> {
+    use rayon::prelude::*;
     let n = check(cols, y)?;
     let params = &Params { max_bins: params.max_bins.clamp(2, 255), ..params.clone() };
-    let binners: Vec<Binner> = {
-        use rayon::prelude::*;
-        cols.par_iter().map(|c| Binner::fit(c, params.max_bins)).collect()
-    };
+    let binners: Vec<Binner> = cols.par_iter().map(|c| Binner::fit(c, params.max_bins)).collect();
     let missing: Vec<u16> = binners.iter().map(|b| b.missing()).collect();
     let bins = bin_matrix(&binners, cols, n);
     // Row-major copy for histograms: a bin fits a byte (at most 255 value bins + missing).
     let nf = binners.len();
     let mut row_bins = vec![0u8; n * nf];
-    for (f, col) in bins.iter().enumerate() {
-        for (i, b) in col.iter().enumerate() {
-            row_bins[i * nf + f] = *b as u8;
+    row_bins.par_chunks_mut(nf.max(1) * 4096).enumerate().for_each(|(c, out)| {
+        for (k, row) in out.chunks_mut(nf.max(1)).enumerate() {
+            let i = c * 4096 + k;
+            for (f, v) in row.iter_mut().enumerate() {
+                *v = bins[f][i];
+            }
         }
-    }
+    });
     let pos = y.iter().filter(|v| **v).count() as f64;
     let p0 = pos / n as f64;
     let init = (p0 / (1.0 - p0)).ln();
@@ -413,35 +417,37 @@ pub fn train(
         validation_loss: Vec::new(),
     };
     let (mut best_loss, mut best_round) = (f64::INFINITY, 0);
-    let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
+    let mut gh = vec![[0.0; 2]; n];
+    let mut work = Work { order: Vec::new(), right: Vec::new(), pool: Vec::new() };
     // Split gains per tree: the importance counts only the trees kept.
     let mut per_tree_gain: Vec<Vec<f64>> = Vec::new();
     for round in 0..params.rounds {
-        {
-            use rayon::prelude::*;
-            g.par_iter_mut().zip(h.par_iter_mut()).enumerate().for_each(|(i, (gi, hi))| {
-                let p = sigmoid(score[i]);
-                *gi = p - y[i] as u8 as f64;
-                *hi = (p * (1.0 - p)).max(1e-16);
-            });
-        }
+        gh.par_iter_mut().zip(score.par_iter()).zip(y.par_iter()).for_each(|((e, s), yi)| {
+            let p = sigmoid(*s);
+            *e = [p - *yi as u8 as f64, (p * (1.0 - p)).max(1e-16)];
+        });
         let mut gains = vec![0.0; nf];
-        let tree = grow(&bins, &row_bins, &missing, &model.binners, &g, &h, params, &mut gains);
+        let (tree, leaves) =
+            grow(&bins, &row_bins, &missing, &model.binners, &gh, params, &mut gains, &mut work);
         per_tree_gain.push(gains);
-        {
-            use rayon::prelude::*;
-            score.par_iter_mut().enumerate().for_each(|(i, s)| {
-                *s += tree.predict_bins(|f| bins[f][i], &missing);
-            });
+        // Each leaf knows its rows: the training scores need no walk down the tree.
+        for (start, end, value) in leaves {
+            for &r in &work.order[start..end] {
+                score[r as usize] += value;
+            }
         }
         if let (Some((vb, vy)), Some(vs)) = (&vbins, &mut vscore) {
-            let mut loss = 0.0;
-            for (i, s) in vs.iter_mut().enumerate() {
-                *s += tree.predict_bins(|f| vb[f][i], &missing);
-                let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
-                loss -= if vy[i] { p.ln() } else { (1.0 - p).ln() };
-            }
-            loss /= vy.len() as f64;
+            let loss: f64 = vs
+                .par_iter_mut()
+                .zip(vy.par_iter())
+                .enumerate()
+                .map(|(i, (s, yi))| {
+                    *s += tree.predict_bins(|f| vb[f][i] as u16, &missing);
+                    let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
+                    if *yi { -p.ln() } else { -(1.0 - p).ln() }
+                })
+                .sum::<f64>()
+                / vy.len() as f64;
             model.validation_loss.push(loss);
             if loss < best_loss - 1e-12 {
                 best_loss = loss;
@@ -465,78 +471,107 @@ pub fn train(
     Ok(model)
 }
 
-/// Grows one tree leaf-wise: always split the leaf with the largest gain.
+/// One feature's histogram: a byte-sized bin indexes it without a bounds check.
+type FeatureHist = [Bin; 256];
+
+/// Buffers kept from tree to tree: no allocation (and no page zeroing by the OS) per split.
+struct Work {
+    /// Every row once; a leaf is a range of it, split in place.
+    order: Vec<u32>,
+    /// Right-hand rows while a range is partitioned.
+    right: Vec<u32>,
+    /// Histograms not in use.
+    pool: Vec<Vec<FeatureHist>>,
+}
+
+/// A zeroed histogram, from the pool when it has one.
+fn take(pool: &mut Vec<Vec<FeatureHist>>, nf: usize) -> Vec<FeatureHist> {
+    {
+        match pool.pop() {
+            Some(mut h) => {
+                h.iter_mut().for_each(|f| f.fill(Bin::default()));
+                h
+            }
+            None => vec![[Bin::default(); 256]; nf],
+        }
+    }
+}
+
+/// The histogram of `rows`: row by row over the row-major bins (each row's bins are
+/// contiguous), in at most 8 chunks of rows summed in order. The chunking depends on the
+/// number of rows only, so the sums (and the trees) are the same on any number of threads.
+fn histogram(
+    rows: &[u32],
+    row_bins: &[u8],
+    nf: usize,
+    gh: &[[f64; 2]],
+    pool: &mut Vec<Vec<FeatureHist>>,
+) -> Vec<FeatureHist> {
+    use rayon::prelude::*;
+    let chunk = rows.len().div_ceil(8).max(1 << 12);
+    let k = rows.len().div_ceil(chunk).max(1);
+    let mut parts: Vec<Vec<FeatureHist>> = (0..k).map(|_| take(pool, nf)).collect();
+    parts.par_iter_mut().zip(rows.par_chunks(chunk)).for_each(|(flat, rs)| {
+        for &r in rs {
+            let r = r as usize;
+            let [gi, hi] = gh[r];
+            for (fh, &b) in flat.iter_mut().zip(&row_bins[r * nf..(r + 1) * nf]) {
+                let e = &mut fh[b as usize];
+                e.g += gi;
+                e.h += hi;
+            }
+        }
+    });
+    let mut parts = parts.into_iter();
+    let mut flat = parts.next().expect("at least one part");
+    for p in parts {
+        for (a, b) in flat.iter_mut().zip(&p) {
+            for (a, b) in a.iter_mut().zip(b) {
+                a.g += b.g;
+                a.h += b.h;
+            }
+        }
+        pool.push(p);
+    }
+    flat
+}
+
+/// Grows one tree leaf-wise (always split the leaf with the largest gain). Returns the tree
+/// and each leaf's rows (a range of `work.order`) with its value.
 #[allow(clippy::too_many_arguments)]
 fn grow(
-    bins: &[Vec<u16>],
+    bins: &[Vec<u8>],
     row_bins: &[u8],
     missing: &[u16],
     binners: &[Binner],
-    g: &[f64],
-    h: &[f64],
+    gh: &[[f64; 2]],
     params: &Params,
     importance: &mut [f64],
-) -> Tree {
-    let n = g.len();
+    work: &mut Work,
+) -> (Tree, Vec<(usize, usize, f64)>) {
+    let n = gh.len();
     let lambda = params.lambda_l2;
-    // Histograms row by row over the row-major bins (each row's bins are one cache line),
-    // in chunks of rows summed in order: the same result on any number of threads.
     let nf = binners.len();
-    let mut offsets = vec![0usize; nf + 1];
-    for (f, b) in binners.iter().enumerate() {
-        offsets[f + 1] = offsets[f] + b.len();
-    }
-    let hist = |rows: &[u32]| -> Vec<Bin> {
-        use rayon::prelude::*;
-        // At most 8 partial histograms (each is zeroed memory), never under 65,536 rows: the
-        // chunking depends on the rows only, not on the threads.
-        let chunk = rows.len().div_ceil(8).max(1 << 16);
-        let parts: Vec<Vec<Bin>> = rows
-            .par_chunks(chunk)
-            .map(|rs| {
-                let mut flat = vec![Bin::default(); offsets[nf]];
-                for &r in rs {
-                    let r = r as usize;
-                    let (gi, hi) = (g[r], h[r]);
-                    for (&o, &b) in offsets.iter().zip(&row_bins[r * nf..(r + 1) * nf]) {
-                        let e = &mut flat[o + b as usize];
-                        e.g += gi;
-                        e.h += hi;
-                        e.n += 1;
-                    }
-                }
-                flat
-            })
-            .collect();
-        let mut parts = parts.into_iter();
-        let mut flat = parts.next().unwrap_or_else(|| vec![Bin::default(); offsets[nf]]);
-        for p in parts {
-            for (a, b) in flat.iter_mut().zip(&p) {
-                a.g += b.g;
-                a.h += b.h;
-                a.n += b.n;
-            }
-        }
-        flat
-    };
     struct Leaf {
         node: usize,
         /// The leaf's rows: `order[start..end]`.
         start: usize,
         end: usize,
-        /// All features' bins, feature `f` at `offsets[f]..offsets[f + 1]`.
-        hist: Vec<Bin>,
+        /// Every feature's histogram.
+        hist: Vec<FeatureHist>,
         best: Option<Best>,
         g: f64,
         h: f64,
     }
-    let find = |hist: &[Bin], gs: f64, hs: f64, count: usize| -> Option<Best> {
+    let find = |hist: &[FeatureHist], gs: f64, hs: f64, count: usize| -> Option<Best> {
         let parent = gs * gs / (hs + lambda);
         let mut best: Option<Best> = None;
+        let per_h = count as f64 / hs;
+        let est = |h: f64| (h * per_h).round().max(0.0) as u32;
         let ok =
             |n: u32, h: f64| n as usize >= params.min_data_in_leaf && h >= params.min_sum_hessian;
         for f in 0..nf {
-            let hb = &hist[offsets[f]..offsets[f + 1]];
+            let hb = &hist[f][..binners[f].len()];
             let miss = hb[missing[f] as usize];
             let mut consider = |gain: f64, rule: Rule| {
                 if gain > 1e-12 && best.as_ref().is_none_or(|b| gain > b.gain) {
@@ -545,20 +580,18 @@ fn grow(
             };
             match &binners[f] {
                 Binner::Numeric { .. } => {
-                    let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0u32);
+                    let (mut gl, mut hl) = (0.0, 0.0);
+                    let has_missing = est(miss.h) > 0;
                     for (t, e) in hb.iter().enumerate().take(missing[f] as usize) {
                         gl += e.g;
                         hl += e.h;
-                        nl += e.n;
                         for missing_left in [false, true] {
-                            if missing_left && miss.n == 0 {
+                            if missing_left && !has_missing {
                                 continue;
                             }
-                            let (g1, h1, n1) = if missing_left {
-                                (gl + miss.g, hl + miss.h, nl + miss.n)
-                            } else {
-                                (gl, hl, nl)
-                            };
+                            let (g1, h1) =
+                                if missing_left { (gl + miss.g, hl + miss.h) } else { (gl, hl) };
+                            let n1 = est(h1).min(count as u32);
                             let (g2, h2, n2) = (gs - g1, hs - h1, count as u32 - n1);
                             if !ok(n1, h1) || !ok(n2, h2) {
                                 continue;
@@ -571,18 +604,18 @@ fn grow(
                 Binner::Categorical { .. } => {
                     // Categories sorted by their gradient ratio; the best prefix goes left.
                     let mut cats: Vec<u16> =
-                        (0..hb.len() as u16).filter(|b| hb[*b as usize].n > 0).collect();
+                        (0..hb.len() as u16).filter(|b| est(hb[*b as usize].h) > 0).collect();
                     cats.sort_by(|a, b| {
                         let ra = hb[*a as usize].g / (hb[*a as usize].h + lambda + 1e-12);
                         let rb = hb[*b as usize].g / (hb[*b as usize].h + lambda + 1e-12);
                         ra.total_cmp(&rb)
                     });
-                    let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0u32);
+                    let (mut gl, mut hl) = (0.0, 0.0);
                     for k in 0..cats.len().saturating_sub(1) {
                         let e = hb[cats[k] as usize];
                         gl += e.g;
                         hl += e.h;
-                        nl += e.n;
+                        let nl = est(hl).min(count as u32);
                         let (g2, h2, n2) = (gs - gl, hs - hl, count as u32 - nl);
                         if !ok(nl, hl) || !ok(n2, h2) {
                             continue;
@@ -597,14 +630,22 @@ fn grow(
         }
         best
     };
-    let all: Vec<u32> = (0..n as u32).collect();
-    let (g0, h0): (f64, f64) = (g.iter().sum(), h.iter().sum());
-    let h_all = hist(&all);
+    // The sums of a histogram (any feature's bins hold every row once).
+    let totals = |hist: &[FeatureHist]| -> (f64, f64) {
+        hist.first()
+            .map_or((0.0, 0.0), |f| f.iter().fold((0.0, 0.0), |(a, b), e| (a + e.g, b + e.h)))
+    };
+    work.order.clear();
+    work.order.extend(0..n as u32);
+    let h_all = histogram(&work.order, row_bins, nf, gh, &mut work.pool);
+    let (g0, h0) = if nf == 0 {
+        gh.iter().fold((0.0, 0.0), |(a, b), e| (a + e[0], b + e[1]))
+    } else {
+        totals(&h_all)
+    };
     let best0 = find(&h_all, g0, h0, n);
     let mut nodes = vec![Node::Leaf { value: 0.0 }];
     let mut cover = vec![n as f64];
-    // Every row once; a leaf is a range of it, split in place (no allocation per split).
-    let mut order = all;
     let mut leaves =
         vec![Leaf { node: 0, start: 0, end: n, hist: h_all, best: best0, g: g0, h: h0 }];
     while leaves.len() < params.num_leaves {
@@ -621,9 +662,11 @@ fn grow(
         let Some(best) = leaf.best else { break };
         importance[best.feature] += best.gain;
         let col = &bins[best.feature];
-        let goes_left = |r: u32| {
-            let b = col[r as usize];
-            match &best.rule {
+        // Which bins go left, looked up per row instead of evaluating the rule.
+        let mut left_bin = [false; 256];
+        for (b, l) in left_bin.iter_mut().enumerate() {
+            let b = b as u16;
+            *l = match &best.rule {
                 Rule::Numeric { threshold, missing_left } => {
                     if b == missing[best.feature] {
                         *missing_left
@@ -632,41 +675,41 @@ fn grow(
                     }
                 }
                 Rule::Categorical { left } => left.binary_search(&b).is_ok(),
-            }
-        };
-        // Stable in-place partition of the leaf's range: left rows first, in order.
-        let range = &mut order[leaf.start..leaf.end];
-        let mut right: Vec<u32> = Vec::new();
-        let mut w = 0;
-        for k in 0..range.len() {
-            let r = range[k];
-            if goes_left(r) {
-                range[w] = r;
-                w += 1;
-            } else {
-                right.push(r);
-            }
+            };
         }
-        range[w..].copy_from_slice(&right);
+        // Stable in-place partition of the leaf's range: left rows first, in order (so a
+        // leaf's rows stay ascending and the histograms read memory forwards). Branch-free:
+        // each row is written to both sides and only one side's cursor moves.
+        let range = &mut work.order[leaf.start..leaf.end];
+        work.right.clear();
+        work.right.resize(range.len(), 0);
+        let (mut w, mut k) = (0, 0);
+        for i in 0..range.len() {
+            let r = range[i];
+            let l = left_bin[col[r as usize] as usize];
+            range[w] = r;
+            work.right[k] = r;
+            w += l as usize;
+            k += !l as usize;
+        }
+        range[w..].copy_from_slice(&work.right[..k]);
         let mid = leaf.start + w;
-        let (lrows, rrows) = (&order[leaf.start..mid], &order[mid..leaf.end]);
+        let (nl, nr) = (w, leaf.end - mid);
         // Histogram subtraction: build the smaller child, derive the other.
-        let (small, small_is_left) =
-            if lrows.len() <= rrows.len() { (lrows, true) } else { (rrows, false) };
-        let hs = hist(small);
+        let small_is_left = nl <= nr;
+        let small = if small_is_left { leaf.start..mid } else { mid..leaf.end };
+        let hs = histogram(&work.order[small], row_bins, nf, gh, &mut work.pool);
         // The parent's buffer becomes the larger child's: no new allocation.
         let mut hl = leaf.hist;
         for (a, b) in hl.iter_mut().zip(&hs) {
-            a.g -= b.g;
-            a.h -= b.h;
-            a.n -= b.n;
+            for (a, b) in a.iter_mut().zip(b) {
+                a.g -= b.g;
+                a.h -= b.h;
+            }
         }
         let (left_hist, right_hist) = if small_is_left { (hs, hl) } else { (hl, hs) };
-        let sum = |rows: &[u32]| {
-            rows.iter().fold((0.0, 0.0), |(a, b), r| (a + g[*r as usize], b + h[*r as usize]))
-        };
-        let ((gl, hl_), (gr, hr)) = (sum(lrows), sum(rrows));
-        let (nl, nr) = (lrows.len(), rrows.len());
+        let (gl, hl_) = totals(&left_hist);
+        let (gr, hr) = (leaf.g - gl, leaf.h - hl_);
         let (li, ri) = (nodes.len(), nodes.len() + 1);
         nodes.push(Node::Leaf { value: 0.0 });
         nodes.push(Node::Leaf { value: 0.0 });
@@ -695,10 +738,14 @@ fn grow(
             h: hr,
         });
     }
+    let mut out = Vec::with_capacity(leaves.len());
     for leaf in leaves {
-        nodes[leaf.node] = Node::Leaf { value: -leaf.g / (leaf.h + lambda) * params.learning_rate };
+        let value = -leaf.g / (leaf.h + lambda) * params.learning_rate;
+        nodes[leaf.node] = Node::Leaf { value };
+        out.push((leaf.start, leaf.end, value));
+        work.pool.push(leaf.hist);
     }
-    Tree { nodes, cover }
+    (Tree { nodes, cover }, out)
 }
 
 impl Gbm {
@@ -714,11 +761,13 @@ impl Gbm {
         let missing: Vec<u16> = self.binners.iter().map(|b| b.missing()).collect();
         let bins = bin_matrix(&self.binners, cols, n);
         let base = self.init + self.trees.iter().map(|t| t.expected()).sum::<f64>();
+        use rayon::prelude::*;
         (0..n)
+            .into_par_iter()
             .map(|i| {
                 let mut phi = vec![0.0; cols.len() + 1];
                 for t in &self.trees {
-                    t.shap(&|f| bins[f][i], &missing, &mut phi);
+                    t.shap(&|f| bins[f][i] as u16, &missing, &mut phi);
                 }
                 phi[cols.len()] = base;
                 phi
@@ -740,13 +789,15 @@ impl Gbm {
         };
         let missing: Vec<u16> = self.binners.iter().map(|b| b.missing()).collect();
         let bins = bin_matrix(&self.binners, cols, n);
+        use rayon::prelude::*;
         (0..n)
+            .into_par_iter()
             .map(|i| {
                 self.init
                     + self
                         .trees
                         .iter()
-                        .map(|t| t.predict_bins(|f| bins[f][i], &missing))
+                        .map(|t| t.predict_bins(|f| bins[f][i] as u16, &missing))
                         .sum::<f64>()
             })
             .collect()
@@ -797,7 +848,7 @@ mod tests {
         for i in (0..n).step_by(7) {
             let total: f64 = phi[i].iter().sum();
             assert!((total - raw[i]).abs() < 1e-9, "row {i}: {total} vs {}", raw[i]);
-            let row = |f: usize| bins[f][i];
+            let row = |f: usize| bins[f][i] as u16;
             for f in 0..3u32 {
                 let mut want = 0.0;
                 for s in 0..8u32 {
