@@ -215,6 +215,338 @@ fn flag(v: &str) -> Option<bool> {
     }
 }
 
+type Columns = std::collections::HashMap<(String, Kind), Col>;
+
+fn empty_col() -> Col {
+    Col { nums: Vec::new(), flags: Vec::new(), text: Vec::new(), bad: None, text_seen: false }
+}
+
+/// The position of each asked-for column in the header.
+fn locate(path: &Path, header: &[String], spec: &[(&str, Kind)]) -> Result<Vec<usize>> {
+    spec.iter()
+        .map(|(name, _)| {
+            header.iter().position(|h| h == name).ok_or_else(|| {
+                bad(format!(
+                    "{}: no column {name:?} (columns: {})",
+                    path.display(),
+                    header.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Adds one (trimmed) cell to a column; `line` is the file's line (the header is line 1).
+/// Text that is not UTF-8 is an error.
+fn push_cell(col: &mut Col, kind: Kind, v: &[u8], line: usize) -> Result<(), std::str::Utf8Error> {
+    match kind {
+        Kind::Num => {
+            let x = parse_number(v);
+            if x.is_none() && col.bad.is_none() {
+                col.bad = Some((line, std::str::from_utf8(v)?.to_string()));
+            }
+            col.text_seen |= x.is_none() && !v.is_empty();
+            col.nums.push(x.unwrap_or(f64::NAN));
+        }
+        Kind::Flag => {
+            let x = match v {
+                b"0" => Some(false),
+                b"1" => Some(true),
+                _ => flag(std::str::from_utf8(v)?),
+            };
+            if x.is_none() && col.bad.is_none() {
+                col.bad = Some((line, std::str::from_utf8(v)?.to_string()));
+            }
+            col.flags.push(x.unwrap_or(false));
+        }
+        Kind::Text => col.text.push(std::str::from_utf8(v)?.to_string()),
+    }
+    Ok(())
+}
+
+/// A finite number. Up to 15 digits with an optional sign and decimal point are read
+/// directly: the digits as an integer (exact below 2^53) divided by an exact power of ten
+/// is correctly rounded (Clinger's fast path), so the result equals the general parser's.
+fn parse_number(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] =
+        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        Some(b'+') => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let (mut m, mut nd, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
+    let mut fast = !digits.is_empty() && digits.len() <= 16;
+    for &c in digits {
+        if c.is_ascii_digit() {
+            m = m * 10 + u64::from(c - b'0');
+            nd += 1;
+            frac += dot as usize;
+        } else if c == b'.' && !dot {
+            dot = true;
+        } else {
+            fast = false;
+            break;
+        }
+    }
+    if fast && nd > 0 && nd <= 15 {
+        let x = m as f64 / POW10[frac];
+        return Some(if neg { -x } else { x });
+    }
+    std::str::from_utf8(b).ok()?.parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// Through the csv crate (quoted values may hold commas and newlines).
+fn read_quoted(path: &Path, spec: &[(&str, Kind)]) -> Result<Columns> {
+    let fail = |e: csv::Error| bad(format!("{}: {e}", path.display()));
+    let mut r = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(fail)?;
+    let header: Vec<String> =
+        r.headers().map_err(fail)?.iter().map(|h| h.trim().to_string()).collect();
+    let at = locate(path, &header, spec)?;
+    let mut cols: Vec<Col> = spec.iter().map(|_| empty_col()).collect();
+    let mut rec = csv::StringRecord::new();
+    let mut rows = 0;
+    while r.read_record(&mut rec).map_err(fail)? {
+        rows += 1;
+        let line = rec.position().map_or(rows + 1, |p| p.line() as usize);
+        for ((k, (_, kind)), col) in at.iter().zip(spec).zip(cols.iter_mut()) {
+            // A StringRecord is UTF-8 already.
+            let _ = push_cell(col, *kind, rec.get(*k).unwrap_or("").trim().as_bytes(), line);
+        }
+    }
+    if rows == 0 {
+        return Err(bad(format!("{}: no data rows", path.display())));
+    }
+    Ok(spec.iter().map(|(n, k)| (n.to_string(), *k)).zip(cols).collect())
+}
+
+/// Rows of a CSV without quotes, so one row per line and values split at commas. The file is
+/// read in blocks of whole lines (a few buffers, reused: no file-sized allocation) and each
+/// block is parsed on the thread pool while the next is read; the blocks are joined in order.
+/// Blank lines are skipped (as the csv crate does); a row with a different number of values
+/// than the header is an error naming its line. `None` when the file holds a quote (it needs
+/// the csv crate).
+fn read_plain(path: &Path, spec: &[(&str, Kind)]) -> Result<Option<Columns>> {
+    use std::io::Read;
+    const BLOCK: u64 = 4 << 20;
+    fn text<'a>(path: &Path, b: &'a [u8], line: usize) -> Result<&'a str> {
+        std::str::from_utf8(b)
+            .map_err(|_| bad(format!("{}:{line}: the line is not valid UTF-8", path.display())))
+    }
+    let io_err = |e: std::io::Error| bad(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    // The header: read until its newline.
+    let mut first = Vec::new();
+    let header_end = loop {
+        let start = first.len();
+        let n = (&mut file).take(BLOCK).read_to_end(&mut first).map_err(io_err)?;
+        if let Some(k) = memchr::memchr(b'\n', &first[start..]) {
+            break start + k;
+        }
+        if n == 0 {
+            break first.len();
+        }
+    };
+    if memchr::memchr(b'"', &first).is_some() {
+        return Ok(None);
+    }
+    let bom = if first.starts_with("\u{feff}".as_bytes()) { 3 } else { 0 };
+    let header_line = text(path, &first[bom..header_end], 1)?.trim_end_matches('\r');
+    let header: Vec<String> = header_line.split(',').map(|h| h.trim().to_string()).collect();
+    let at = locate(path, &header, spec)?;
+    // Which asked-for columns (indexes into `spec`) each value feeds.
+    let mut feeds: Vec<Vec<usize>> = vec![Vec::new(); header.len()];
+    for (j, k) in at.iter().enumerate() {
+        feeds[*k].push(j);
+    }
+    let shape = Shape { width: header.len(), last_needed: at.iter().copied().max().unwrap_or(0) };
+    let mut carry: Vec<u8> = first[(header_end + 1).min(first.len())..].to_vec();
+    // The parsers take blocks from a queue; this thread reads (mostly waiting on the copy
+    // from the OS) and recycles the buffers the parsers hand back.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..workers + 2 {
+        free_tx.send(Vec::with_capacity(BLOCK as usize + (64 << 10))).expect("receiver alive");
+    }
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<(usize, Vec<u8>)>();
+    let work_rx = std::sync::Mutex::new(work_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Part)>();
+    let mut blocks = 0;
+    let mut quoted = false;
+    let mut read_error = None;
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (free_tx, done_tx, shape, feeds, work_rx) =
+                (free_tx.clone(), done_tx.clone(), &shape, &feeds, &work_rx);
+            s.spawn(move || {
+                loop {
+                    let job =
+                        work_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+                    let Ok((i, buf)) = job else { break };
+                    let _ = done_tx.send((i, parse_block(&buf, shape, feeds, spec)));
+                    let _ = free_tx.send(buf);
+                }
+            });
+        }
+        let mut eof = false;
+        while !eof {
+            let mut buf = free_rx.recv().expect("a buffer comes back from every block");
+            buf.clear();
+            buf.append(&mut carry);
+            match (&mut file).take(BLOCK).read_to_end(&mut buf) {
+                Ok(0) => eof = true,
+                Ok(_) => {}
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+            if !eof {
+                // The block ends after its last newline; the rest starts the next one.
+                if let Some(k) = memchr::memrchr(b'\n', &buf) {
+                    carry.extend_from_slice(&buf[k + 1..]);
+                    buf.truncate(k + 1);
+                } else {
+                    std::mem::swap(&mut carry, &mut buf);
+                    free_tx.send(buf).expect("receiver alive");
+                    continue;
+                }
+            }
+            if memchr::memchr(b'"', &buf).is_some() {
+                quoted = true;
+                break;
+            }
+            work_tx.send((blocks, buf)).expect("the parsers run until the queue closes");
+            blocks += 1;
+        }
+        // Closing the queue ends the parsers.
+        drop(work_tx);
+    });
+    if let Some(e) = read_error {
+        return Err(io_err(e));
+    }
+    if quoted {
+        return Ok(None);
+    }
+    drop(done_tx);
+    let mut parts: Vec<(usize, Part)> = done_rx.into_iter().collect();
+    parts.sort_by_key(|(i, _)| *i);
+    // Sized once: no reallocation while the blocks are joined.
+    let total: usize = parts.iter().map(|(_, p)| p.rows).sum();
+    let mut cols: Vec<Col> = spec
+        .iter()
+        .map(|(_, kind)| {
+            let mut c = empty_col();
+            match kind {
+                Kind::Num => c.nums.reserve_exact(total),
+                Kind::Flag => c.flags.reserve_exact(total),
+                Kind::Text => c.text.reserve_exact(total),
+            }
+            c
+        })
+        .collect();
+    // The file line of each block's line 1 (the header is line 1 of the file).
+    let (mut first_line, mut rows) = (2, 0);
+    for (_, part) in parts {
+        if let Some((l, n)) = part.ragged {
+            return Err(bad(format!(
+                "{}:{}: {n} values, the header has {}",
+                path.display(),
+                first_line + l - 1,
+                header.len()
+            )));
+        }
+        if let Some(l) = part.utf8 {
+            text(path, &[0xff], first_line + l - 1)?;
+        }
+        for (c, mut p) in cols.iter_mut().zip(part.cols) {
+            if c.bad.is_none() {
+                c.bad = p.bad.take().map(|(l, v)| (first_line + l - 1, v));
+            }
+            c.text_seen |= p.text_seen;
+            c.nums.append(&mut p.nums);
+            c.flags.append(&mut p.flags);
+            c.text.append(&mut p.text);
+        }
+        rows += part.rows;
+        first_line += part.lines;
+    }
+    if rows == 0 {
+        return Err(bad(format!("{}: no data rows", path.display())));
+    }
+    Ok(Some(spec.iter().map(|(n, k)| (n.to_string(), *k)).zip(cols).collect()))
+}
+
+/// The header's width and the last value a row needs.
+struct Shape {
+    width: usize,
+    last_needed: usize,
+}
+
+/// The asked-for columns of one block of lines.
+struct Part {
+    cols: Vec<Col>,
+    rows: usize,
+    /// Lines in the block.
+    lines: usize,
+    /// The first line (in the block) with the wrong number of values, and that number.
+    ragged: Option<(usize, usize)>,
+    /// The first line (in the block) that is not UTF-8.
+    utf8: Option<usize>,
+}
+
+/// Commas in a line, counted in byte-sized lanes (128 bytes at a time cannot overflow a
+/// byte), which vectorises far better than a count per byte.
+fn count_commas(line: &[u8]) -> usize {
+    line.chunks(128).map(|c| c.iter().map(|b| u8::from(*b == b',')).sum::<u8>() as usize).sum()
+}
+
+/// Parses a block of whole lines (lines are counted from 1 within the block).
+fn parse_block(block: &[u8], shape: &Shape, feeds: &[Vec<usize>], spec: &[(&str, Kind)]) -> Part {
+    let block = block.strip_suffix(b"\n").unwrap_or(block);
+    let mut part = Part {
+        cols: spec.iter().map(|_| empty_col()).collect(),
+        rows: 0,
+        lines: 0,
+        ragged: None,
+        utf8: None,
+    };
+    let mut cells: Vec<&[u8]> = Vec::with_capacity(shape.last_needed + 1);
+    let mut rest = block;
+    loop {
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let (raw, more) = (&rest[..end], end < rest.len());
+        rest = &rest[(end + 1).min(rest.len())..];
+        part.lines += 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if !line.is_empty() {
+            // Counting the commas is one vectorised pass; only the values up to the last
+            // one needed are split out.
+            let values = count_commas(line) + 1;
+            if values != shape.width {
+                part.ragged.get_or_insert((part.lines, values));
+            } else {
+                cells.clear();
+                let n = shape.last_needed + 1;
+                cells.extend(line.splitn(n + 1, |b| *b == b',').take(n));
+                part.rows += 1;
+                for (cell, js) in cells.iter().zip(feeds) {
+                    for &j in js {
+                        let v = cell.trim_ascii();
+                        if push_cell(&mut part.cols[j], spec[j].1, v, part.lines).is_err() {
+                            part.utf8.get_or_insert(part.lines);
+                        }
+                    }
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    part
+}
+
 impl Csv {
     /// The columns (of those read as numbers) holding text, read again as text, all in one
     /// pass; `None` when there are none.
@@ -228,61 +560,12 @@ impl Csv {
     }
 
     fn read(path: &Path, spec: &[(&str, Kind)]) -> Result<Csv> {
-        let fail = |e: csv::Error| bad(format!("{}: {e}", path.display()));
-        let mut r = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(fail)?;
-        let header: Vec<String> =
-            r.headers().map_err(fail)?.iter().map(|h| h.trim().to_string()).collect();
-        let mut wanted: Vec<(usize, String, Kind)> = Vec::new();
-        for (name, kind) in spec {
-            let k = header.iter().position(|h| h == name).ok_or_else(|| {
-                bad(format!(
-                    "{}: no column {name:?} (columns: {})",
-                    path.display(),
-                    header.join(", ")
-                ))
-            })?;
-            wanted.push((k, name.to_string(), *kind));
-        }
-        let mut cols: Vec<Col> = wanted
-            .iter()
-            .map(|_| Col {
-                nums: Vec::new(),
-                flags: Vec::new(),
-                text: Vec::new(),
-                bad: None,
-                text_seen: false,
-            })
-            .collect();
-        let mut rec = csv::StringRecord::new();
-        let mut line = 1;
-        while r.read_record(&mut rec).map_err(fail)? {
-            line += 1;
-            for ((k, _, kind), col) in wanted.iter().zip(cols.iter_mut()) {
-                let v = rec.get(*k).unwrap_or("").trim();
-                match kind {
-                    Kind::Num => {
-                        let x = v.parse::<f64>().ok().filter(|x| x.is_finite());
-                        if x.is_none() && col.bad.is_none() {
-                            col.bad = Some((line, v.to_string()));
-                        }
-                        col.text_seen |= x.is_none() && !v.is_empty();
-                        col.nums.push(x.unwrap_or(f64::NAN));
-                    }
-                    Kind::Flag => {
-                        let x = flag(v);
-                        if x.is_none() && col.bad.is_none() {
-                            col.bad = Some((line, v.to_string()));
-                        }
-                        col.flags.push(x.unwrap_or(false));
-                    }
-                    Kind::Text => col.text.push(v.to_string()),
-                }
-            }
-        }
-        if line == 1 {
-            return Err(bad(format!("{}: no data rows", path.display())));
-        }
-        let cols = wanted.into_iter().map(|(_, n, kind)| (n, kind)).zip(cols).collect();
+        // A file without quotes has one row per line and no comma inside a value: its
+        // rows are parsed in parallel, a block of lines per task. Otherwise the csv crate.
+        let cols = match read_plain(path, spec)? {
+            Some(cols) => cols,
+            None => read_quoted(path, spec)?,
+        };
         Ok(Csv { path: path.to_path_buf(), cols })
     }
 
@@ -292,25 +575,25 @@ impl Csv {
     }
 
     /// A numeric column; the error names the line (header = line 1) and the value.
-    fn numbers(&self, name: &str) -> Result<Vec<f64>> {
+    fn numbers(&self, name: &str) -> Result<&[f64]> {
         let c = self.col(name, Kind::Num);
         match &c.bad {
             Some((line, v)) => Err(bad(format!(
                 "{}:{line}: column {name}: {v:?} is not a number",
                 self.path.display()
             ))),
-            None => Ok(c.nums.clone()),
+            None => Ok(&c.nums),
         }
     }
 
-    fn flags(&self, name: &str) -> Result<Vec<bool>> {
+    fn flags(&self, name: &str) -> Result<&[bool]> {
         let c = self.col(name, Kind::Flag);
         match &c.bad {
             Some((line, v)) => Err(bad(format!(
                 "{}:{line}: column {name}: {v:?} is not 0/1, true/false or yes/no",
                 self.path.display()
             ))),
-            None => Ok(c.flags.clone()),
+            None => Ok(&c.flags),
         }
     }
 
@@ -433,23 +716,24 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
             let labels = group.as_deref().map(|g| csv.texts(g));
             let (names, idx) = labels.as_deref().map(group_index).unwrap_or_default();
-            let sets: Vec<(Json, Vec<usize>)> = if labels.is_some() {
+            // Each group's durations and events (the whole columns when there is no group).
+            type Set = Option<(Vec<f64>, Vec<bool>)>;
+            let sets: Vec<(Json, Set)> = if labels.is_some() {
                 names
                     .iter()
                     .enumerate()
                     .map(|(g, n)| {
-                        (json!(n), (0..t.len()).filter(|i| idx[*i] == g).collect::<Vec<_>>())
+                        let rows = (0..t.len()).filter(|i| idx[*i] == g);
+                        (json!(n), Some(rows.map(|i| (t[i], e[i])).unzip()))
                     })
                     .collect()
             } else {
-                vec![(Json::Null, (0..t.len()).collect())]
+                vec![(Json::Null, None)]
             };
             let mut groups = Vec::new();
-            for (name, rows) in sets {
-                let tt: Vec<f64> = rows.iter().map(|i| t[*i]).collect();
-                let ee: Vec<bool> = rows.iter().map(|i| e[*i]).collect();
-                let km =
-                    tenure_stats::km::kaplan_meier(&tt, &ee, 0.05, method).map_err(stats_err)?;
+            for (name, set) in sets {
+                let (tt, ee) = set.as_ref().map_or((t, e), |(a, b)| (a.as_slice(), b.as_slice()));
+                let km = tenure_stats::km::kaplan_meier(tt, ee, 0.05, method).map_err(stats_err)?;
                 let times: Vec<f64> =
                     if at.is_empty() { km.rows.iter().map(|r| r.t).collect() } else { at.clone() };
                 let mc = km.median_ci();
@@ -488,7 +772,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let csv = Csv::read(&io.input, &spec)?;
             let (t, e) = (csv.numbers(&surv.duration)?, csv.flags(&surv.event)?);
             let (names, idx) = group_index(&csv.texts(&group));
-            let lr = tenure_stats::logrank::logrank(&t, &e, &idx).map_err(stats_err)?;
+            let lr = tenure_stats::logrank::logrank(t, e, &idx).map_err(stats_err)?;
             let per: Vec<Json> = names
                 .iter()
                 .enumerate()
@@ -518,8 +802,8 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                 Some(group_index(&keys).1)
             };
             let m = tenure_stats::cox::cox(&CoxInput {
-                durations: &t,
-                events: &e,
+                durations: t,
+                events: e,
                 x: &x,
                 p: names.len(),
                 strata: strata_idx.as_deref(),
@@ -599,7 +883,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             ];
             let csv = Csv::read(&io.input, &spec)?;
             let (x, tx, tt) = (csv.numbers(&frequency)?, csv.numbers(&recency)?, csv.numbers(&t)?);
-            let m = tenure_stats::bgnbd::fit(&x, &tx, &tt).map_err(stats_err)?;
+            let m = tenure_stats::bgnbd::fit(x, tx, tt).map_err(stats_err)?;
             emit(
                 &json!({"r": num(m.r), "alpha": num(m.alpha), "a": num(m.a), "b": num(m.b), "log_likelihood": num(m.log_likelihood)}),
                 io.format,
@@ -611,7 +895,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                 &[(frequency.as_str(), Kind::Num), (monetary.as_str(), Kind::Num)],
             )?;
             let (x, m) = (csv.numbers(&frequency)?, csv.numbers(&monetary)?);
-            let g = tenure_stats::bgnbd::fit_gamma_gamma(&x, &m).map_err(stats_err)?;
+            let g = tenure_stats::bgnbd::fit_gamma_gamma(x, m).map_err(stats_err)?;
             emit(
                 &json!({"p": num(g.p), "q": num(g.q), "gamma": num(g.gamma), "log_likelihood": num(g.log_likelihood)}),
                 io.format,
@@ -670,7 +954,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                             v[i]
                         )));
                     }
-                    v.into_iter().map(|x| x as usize).collect()
+                    v.iter().map(|x| *x as usize).collect()
                 }
                 None => {
                     if folds < 2 || folds > n {
@@ -734,10 +1018,10 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             };
             emit(
                 &json!({
-                    "auc": m(tenure_stats::eval::roc_auc(&y, &oof))?,
-                    "pr_auc": m(tenure_stats::eval::average_precision(&y, &oof))?,
-                    "log_loss": num(tenure_stats::eval::log_loss(&y, &oof).map_err(stats_err)?),
-                    "brier": num(tenure_stats::eval::brier(&y, &oof).map_err(stats_err)?),
+                    "auc": m(tenure_stats::eval::roc_auc(y, &oof))?,
+                    "pr_auc": m(tenure_stats::eval::average_precision(y, &oof))?,
+                    "log_loss": num(tenure_stats::eval::log_loss(y, &oof).map_err(stats_err)?),
+                    "brier": num(tenure_stats::eval::brier(y, &oof).map_err(stats_err)?),
                     "folds": per_fold,
                     "importance": if explain {
                         features.iter().zip(&gain).map(|(f, g)| (f.clone(), num(*g / k as f64))).collect::<Map<String, Json>>().into()
@@ -762,8 +1046,8 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let csv = Csv::read(&io.input, &spec)?;
             let y = csv.flags(&target)?;
             let (names, cols) = csv.design(&features)?;
-            let m = tenure_stats::logit::fit(&rows_of(&cols), names.len(), &y, l2)
-                .map_err(stats_err)?;
+            let m =
+                tenure_stats::logit::fit(&rows_of(&cols), names.len(), y, l2).map_err(stats_err)?;
             let coefs: Map<String, Json> = names
                 .iter()
                 .enumerate()
@@ -773,6 +1057,40 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                 &json!({"coefficients": coefs, "intercept": num(m.intercept), "intercept_se": num(m.intercept_se), "log_likelihood": num(m.log_likelihood)}),
                 io.format,
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fast number path gives the same bits as the standard parser.
+    #[test]
+    fn numbers_parse_as_the_standard_parser_does() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 15 + 1) as usize;
+            let mut s: String =
+                (0..digits).map(|k| char::from(b'0' + ((x >> (k * 4)) % 10) as u8)).collect();
+            let dot = (x >> 60) as usize % (digits + 2);
+            if dot <= digits {
+                s.insert(dot, '.');
+            }
+            if x & 1 == 1 {
+                s.insert(0, '-');
+            }
+            let want = s.parse::<f64>().ok().filter(|v| v.is_finite());
+            assert_eq!(
+                super::parse_number(s.as_bytes()).map(f64::to_bits),
+                want.map(f64::to_bits),
+                "{s}"
+            );
+        }
+        for s in ["", ".", "-", "1e3", "1.5E-2", "inf", "NaN", "0x10", "1..2", "+7", "12,5"] {
+            let want = s.parse::<f64>().ok().filter(|v| v.is_finite());
+            assert_eq!(super::parse_number(s.as_bytes()), want, "{s:?}");
         }
     }
 }

@@ -75,18 +75,28 @@ pub fn kaplan_meier(
             durations[i]
         )));
     }
-    let mut idx: Vec<usize> = (0..durations.len()).collect();
-    idx.sort_by(|a, b| durations[*a].total_cmp(&durations[*b]));
+    // One sort key per row: the bits of a non-negative float order as the float does (+0.0
+    // for -0.0), shifted to make room for a low bit that puts events before censorings.
+    let mut keys: Vec<u64> = durations
+        .iter()
+        .zip(events)
+        .map(|(d, e)| ((d + 0.0).to_bits() << 1) | u64::from(!*e))
+        .collect();
+    {
+        use rayon::prelude::*;
+        keys.par_sort_unstable();
+    }
     let z = normal_ppf(1.0 - alpha / 2.0);
     let mut rows = Vec::new();
     let mut at_risk = durations.len() as u64;
     let (mut s, mut gw) = (1.0f64, 0.0f64);
     let mut i = 0;
-    while i < idx.len() {
-        let t = durations[idx[i]];
+    while i < keys.len() {
+        let bits = keys[i] >> 1;
+        let t = f64::from_bits(bits);
         let (mut d, mut c) = (0u64, 0u64);
-        while i < idx.len() && durations[idx[i]] == t {
-            if events[idx[i]] {
+        while i < keys.len() && keys[i] >> 1 == bits {
+            if keys[i] & 1 == 0 {
                 d += 1
             } else {
                 c += 1
