@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicro
 use rustc_hash::FxHashMap;
 use std::path::Path;
 use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
-use tenure_kpi::usage::{AccountUsage, Usage};
+use tenure_kpi::usage::{AccountUsage, Usage, UsageMonth};
 
 fn lit(t: Timestamp) -> String {
     format!("TIMESTAMP '{t}'")
@@ -224,5 +224,65 @@ pub fn usage_stats(
             out.push(map);
         }
         Ok(out)
+    })
+}
+
+/// Every account's usage per calendar month before `as_of` (months in order): events,
+/// distinct users and days, the features used as bits of their index in `features` (at most
+/// 64; other features are counted in events only) and the last active day.
+pub fn usage_monthly(
+    data: &Path,
+    features: &[String],
+    as_of: Timestamp,
+) -> Result<FxHashMap<String, Vec<UsageMonth>>, AnalyticsError> {
+    let _lock = crate::lock(data, false)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let ctx = session(data, Vec::new()).await?;
+        let bit: FxHashMap<&str, u64> =
+            features.iter().take(64).enumerate().map(|(i, f)| (f.as_str(), 1u64 << i)).collect();
+        let end = lit(as_of);
+        let mut map: FxHashMap<String, std::collections::BTreeMap<i64, UsageMonth>> =
+            FxHashMap::default();
+        let micros = |b: &RecordBatch, c: usize| -> Result<Vec<i64>, AnalyticsError> {
+            let a = cast(b.column(c), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            let a = a.as_primitive::<TimestampMicrosecondType>();
+            Ok((0..a.len()).map(|i| a.value(i)).collect())
+        };
+        // Events, features and the last day per feature and month.
+        let q = format!(
+            "SELECT account_id, date_trunc('month', day) AS m, feature, CAST(sum(events) AS BIGINT), \
+             max(day) FROM usage_daily WHERE day < {end} GROUP BY 1, 2, 3"
+        );
+        for b in ctx.sql(&q).await?.collect().await? {
+            let (ids, feats) = (strings(&b, 0)?, strings(&b, 2)?);
+            let (months, events, last) = (micros(&b, 1)?, ints(&b, 3)?, micros(&b, 4)?);
+            for (i, id) in ids.into_iter().enumerate() {
+                let u = map.entry(id).or_default().entry(months[i]).or_insert_with(|| UsageMonth {
+                    month: Timestamp(months[i]),
+                    ..UsageMonth::default()
+                });
+                u.events += events[i];
+                u.features |= bit.get(feats[i].as_str()).copied().unwrap_or(0);
+                u.last_day = u.last_day.max(Timestamp(last[i]));
+            }
+        }
+        // Distinct users and days per month: plain groupings first (no distinct counts).
+        for (what, col) in [("users", "user_id"), ("days", "day")] {
+            let q = format!(
+                "SELECT account_id, m, count(*) FROM (SELECT account_id, \
+                 date_trunc('month', day) AS m, {col} FROM usage_daily WHERE day < {end} \
+                 GROUP BY 1, 2, 3) GROUP BY 1, 2"
+            );
+            for b in ctx.sql(&q).await?.collect().await? {
+                let (ids, months, n) = (strings(&b, 0)?, micros(&b, 1)?, ints(&b, 2)?);
+                for (i, id) in ids.into_iter().enumerate() {
+                    if let Some(u) = map.get_mut(&id).and_then(|m| m.get_mut(&months[i])) {
+                        if what == "users" { u.users = n[i] } else { u.days = n[i] }
+                    }
+                }
+            }
+        }
+        Ok(map.into_iter().map(|(k, v)| (k, v.into_values().collect())).collect())
     })
 }

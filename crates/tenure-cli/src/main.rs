@@ -2,6 +2,7 @@
 //! environment, parses arguments, draws progress and maps errors to exit codes:
 //! 0 success, 1 internal error, 2 usage error, 3 some input rows were rejected.
 
+mod health;
 mod report;
 mod stats;
 
@@ -165,6 +166,15 @@ enum Cmd {
         format: OutFormat,
         #[arg(long)]
         as_of: Option<String>,
+    },
+    /// Health score of every paying account (scorecards; `--account` for the breakdown)
+    Health(health::HealthArgs),
+    /// Churn probability, MRR at risk, expected loss and drivers per account
+    Risk(health::RiskArgs),
+    /// Train the churn model, or backtest it against the scorecards
+    Model {
+        #[command(subcommand)]
+        cmd: health::ModelCmd,
     },
     /// Generate a synthetic SaaS company (every event type) with its ground truth
     Gen(GenArgs),
@@ -581,6 +591,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Demo { data, accounts, months, seed } => demo(data, accounts, months, seed),
         Cmd::Stats { cmd } => stats::run(cmd).map(|()| ExitCode::SUCCESS),
+        Cmd::Health(a) => health::health(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Risk(a) => health::risk(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Model { cmd } => health::model(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Status { data } => {
             let stats = tenure_engine::log_stats(&data_dir(&data))?;
             if stats.is_empty() {

@@ -13,7 +13,7 @@ pub enum OutFormat {
 
 /// Money in major units as a JSON number: minor / 10^exp is correctly rounded, so it prints
 /// as the exact decimal.
-fn money_json(minor: i64, cur: Currency) -> Json {
+pub(crate) fn money_json(minor: i64, cur: Currency) -> Json {
     json!(minor as f64 / 10f64.powi(cur.exponent() as i32))
 }
 

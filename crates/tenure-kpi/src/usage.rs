@@ -40,6 +40,29 @@ pub struct AccountUsage {
 /// Usage per account id, one map per period of a report.
 pub type Usage = Vec<FxHashMap<String, AccountUsage>>;
 
+/// One account's usage in one calendar month (computed by `tenure-analytics`): the input of
+/// point-in-time health features, which read only the months before a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageMonth {
+    /// The first instant of the month.
+    pub month: Timestamp,
+    pub events: u64,
+    /// Distinct active users, and distinct days with any activity.
+    pub users: u64,
+    pub days: u64,
+    /// Features used, one bit per index of the feature list the table was built with.
+    pub features: u64,
+    /// The last day with activity.
+    pub last_day: Timestamp,
+}
+
+impl Feature {
+    /// Whether the feature is part of `plan` (every plan when the feature names none).
+    pub fn in_plan(&self, plan: Option<&str>) -> bool {
+        self.available(plan)
+    }
+}
+
 /// A feature of the product, from the configuration's feature catalogue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Feature {

@@ -64,6 +64,10 @@ pub struct Ticket {
     pub severity: Option<Severity>,
     pub cost: Option<i64>,
     pub csat: Option<u8>,
+    /// The first category and severity given, with when: what was known at an instant
+    /// (point-in-time features must not see a later reclassification).
+    pub category_first: Option<(Timestamp, TicketCategory)>,
+    pub severity_first: Option<(Timestamp, Severity)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -221,6 +225,8 @@ pub(crate) fn fold(
                     severity: None,
                     cost: None,
                     csat: None,
+                    category_first: None,
+                    severity_first: None,
                 });
                 match status {
                     TicketStatus::Closed => t.closed = Some(ts),
@@ -232,6 +238,12 @@ pub(crate) fn fold(
                 }
                 t.category = category.or(t.category);
                 t.severity = severity.or(t.severity);
+                if t.category_first.is_none() {
+                    t.category_first = category.map(|c| (ts, c));
+                }
+                if t.severity_first.is_none() {
+                    t.severity_first = severity.map(|s| (ts, s));
+                }
                 if let Some(c) = cost {
                     t.cost = Some(convert(c, ts));
                 }

@@ -174,6 +174,7 @@ fn line_points(
                 None => {
                     renewals.push(Renewal {
                         subscription_id: s.subscription_id.clone(),
+                        opened: ts,
                         due: te,
                         arr_due,
                         outcome: RenewalOutcome::Open,

@@ -101,6 +101,8 @@ pub enum RenewalOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Renewal {
     pub subscription_id: String,
+    /// When the term (and so this due date) became known: the event that opened it.
+    pub opened: Timestamp,
     pub due: Timestamp,
     /// ARR of the line in the term that ends (base minor units).
     pub arr_due: i64,

@@ -43,7 +43,7 @@ impl Default for Params {
 }
 
 /// How a feature's values map to bins.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Binner {
     /// Upper edges of the value bins (a value goes to the first bin whose edge is >= it);
     /// bin `edges.len()` holds the missing values.
@@ -142,7 +142,7 @@ impl Binner {
 }
 
 /// A split: rows whose bin is in the left set go left.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Rule {
     /// Bins `<= threshold` go left; the missing bin goes left if `missing_left`.
     Numeric { threshold: u16, missing_left: bool },
@@ -150,13 +150,13 @@ enum Rule {
     Categorical { left: Vec<u16> },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Node {
     Split { feature: usize, rule: Rule, left: usize, right: usize },
     Leaf { value: f64 },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Tree {
     nodes: Vec<Node>,
     /// Training rows that reached each node (TreeSHAP weighs the paths by it).
@@ -318,7 +318,7 @@ impl Tree {
 }
 
 /// A fitted model.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Gbm {
     binners: Vec<Binner>,
     init: f64,

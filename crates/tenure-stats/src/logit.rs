@@ -4,7 +4,7 @@
 use crate::StatsError;
 use crate::linalg::{cholesky, cholesky_solve, spd_inverse};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Logit {
     pub intercept: f64,
     pub intercept_se: f64,

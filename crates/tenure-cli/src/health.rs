@@ -1,0 +1,683 @@
+//! `tenure health`, `tenure risk` and `tenure model`: scorecards, churn probabilities and the
+//! model's backtest over a data directory (the computing is tenure-health's; this is IO).
+
+use crate::report::{OutFormat, money_json};
+use crate::{DataArgs, as_of, config, existing_data_dir, out, refresh_columnar, usage};
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value as Json, json};
+use std::path::{Path, PathBuf};
+use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
+use tenure_engine::Config;
+use tenure_health::backtest::{self, Metrics, Truth};
+use tenure_health::features::{self, Context, DEFS, Row};
+use tenure_health::scorecard::{Score, Scorecards};
+use tenure_health::{Model, UsageByAccount};
+use tenure_ledger::Ledger;
+
+#[derive(Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// One account's score, measure by measure, and its monthly history
+    #[arg(long)]
+    account: Option<String>,
+    /// Scorecards file [default: DATA/scorecards.toml when present, else the shipped ones]
+    #[arg(long)]
+    scorecards: Option<PathBuf>,
+    /// Print the shipped scorecards (a starting point for DATA/scorecards.toml) and exit
+    #[arg(long)]
+    print_default_scorecards: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutFormat,
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RiskArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The accounts with the largest expected loss (0 = all)
+    #[arg(long, default_value_t = 50)]
+    top: usize,
+    /// Churn within this horizon (used when no trained model is saved): 90d, 6m, ...
+    #[arg(long, default_value = "90d")]
+    horizon: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutFormat,
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ModelCmd {
+    /// Train the churn model on the whole history; saves DATA/models/churn.json (and a
+    /// dated copy)
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Churn within this horizon of each snapshot: 90d, 6m, ...
+        #[arg(long, default_value = "90d")]
+        horizon: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Train on the snapshots before FROM, test on the month starts FROM..TO: the model, a
+    /// logistic baseline and every scorecard on the same snapshots
+    Backtest {
+        #[command(flatten)]
+        data: DataArgs,
+        /// First test month, YYYY-MM (default: 12 months before the last month with outcomes)
+        #[arg(long)]
+        from: Option<String>,
+        /// Last test month, YYYY-MM (default: the last month whose horizon has ended)
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "90d")]
+        horizon: String,
+        /// Scorecards file [default: DATA/scorecards.toml when present, else the shipped ones]
+        #[arg(long)]
+        scorecards: Option<PathBuf>,
+        /// The generator's truth.csv, for the oracle AUC and the driver check [default:
+        /// DATA/company/truth.csv or DATA/truth.csv when present]
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+}
+
+/// A horizon in days: `90d`, `13w`, `3m` (a month counts 30 days) or a bare number of days.
+pub fn horizon_days(s: &str) -> Result<i64> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "d"),
+    };
+    let n: i64 =
+        num.parse().map_err(|_| usage(format!("--horizon {s:?}: expected e.g. 90d, 13w or 3m")))?;
+    let days = match unit {
+        "d" => n,
+        "w" => n * 7,
+        "m" => n * 30,
+        _ => bail!(usage(format!("--horizon {s:?}: the unit is d, w or m"))),
+    };
+    if days <= 0 {
+        bail!(usage(format!("--horizon {s:?}: must be positive")));
+    }
+    Ok(days)
+}
+
+struct Data {
+    dir: PathBuf,
+    cfg: Config,
+    ledger: Ledger,
+    usage: UsageByAccount,
+}
+
+impl Data {
+    fn load(d: &DataArgs, at: &Option<String>) -> Result<Data> {
+        let cfg = config(d)?;
+        let dir = existing_data_dir(d)?;
+        let as_of = as_of(at)?;
+        refresh_columnar(&dir);
+        let ledger = tenure_engine::ledger(&dir, &cfg, as_of)?;
+        let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
+        let usage = tenure_analytics::usage_monthly(&dir, &names, ledger.as_of)?;
+        Ok(Data { dir, cfg, ledger, usage })
+    }
+
+    fn ctx(&self) -> Context<'_> {
+        Context { catalogue: &self.cfg.kpi.features, segment_key: "segment" }
+    }
+}
+
+fn scorecards(dir: &Path, file: &Option<PathBuf>) -> Result<Scorecards> {
+    let path = file.clone().or_else(|| Some(dir.join("scorecards.toml")).filter(|p| p.is_file()));
+    match path {
+        None => Ok(Scorecards::default_set()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            Scorecards::parse(&text).map_err(|e| usage(format!("{}: {e}", p.display())))
+        }
+    }
+}
+
+fn num(x: Option<f64>) -> Json {
+    x.filter(|v| v.is_finite()).map_or(Json::Null, |v| json!(v))
+}
+
+fn fmt_opt(x: Option<f64>, digits: usize) -> String {
+    x.filter(|v| v.is_finite()).map_or("n/a".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The measures pulling a score down most (their shortfall from 100, weighted), in words.
+fn health_drivers(s: &Score, cards: &tenure_health::Scorecard, top: usize) -> Vec<String> {
+    let mut parts: Vec<(f64, String)> = s
+        .parts
+        .iter()
+        .zip(&cards.measures)
+        .filter_map(|(p, m)| {
+            let score = p.score?;
+            let short = p.weight * (100.0 - score);
+            let text = match p.value {
+                Some(v) => (DEFS[m.feature].describe)(v),
+                None => format!("{} unknown", m.name.replace('_', " ")),
+            };
+            (score < 70.0 && short > 0.0).then_some((short, text))
+        })
+        .collect();
+    parts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    parts.into_iter().take(top).map(|(_, t)| t).collect()
+}
+
+pub fn health(a: HealthArgs) -> Result<()> {
+    if a.print_default_scorecards {
+        return out(tenure_health::scorecard::DEFAULT);
+    }
+    let d = Data::load(&a.data, &a.as_of)?;
+    let cards = scorecards(&d.dir, &a.scorecards)?;
+    let ctx = d.ctx();
+    let t = d.ledger.as_of;
+    if let Some(id) = &a.account {
+        let Some(acc) = d.ledger.account(id) else {
+            bail!(usage(format!("no account {id:?} in the data")))
+        };
+        let u = d.usage.get(id).map_or(&[][..], |v| v.as_slice());
+        let Some(row) = features::snapshot(acc, u, t, &ctx) else {
+            bail!(usage(format!("{id} is not a paying customer at {t}")));
+        };
+        let Some(card) = cards.for_segment(row.segment.as_deref()) else {
+            bail!(usage(format!("no scorecard applies to segment {:?}", row.segment)));
+        };
+        let s = card.score(&row);
+        // Month-start history over the last 12 months, then now.
+        let now_m = PeriodUnit::Month.floor(t);
+        let history: Vec<(Timestamp, Option<f64>)> = (1..=12)
+            .rev()
+            .map(|k| now_m.add_months(-k + 1))
+            .filter(|m| *m < t)
+            .map(|m| (m, features::snapshot(acc, u, m, &ctx).and_then(|r| card.score(&r).value)))
+            .collect();
+        return out(&account_view(id, card, &s, &history, a.format));
+    }
+    let now = backtest::current(&d.ledger, &d.usage, t, &ctx);
+    let then_t = t.add_months(-3);
+    // (account, scorecard, score, change over 3 months, drivers)
+    type Line<'a> = (String, &'a str, Score, Option<f64>, Vec<String>);
+    let mut rows: Vec<Line<'_>> = Vec::new();
+    for (i, row) in now.account.iter().zip(&now.rows) {
+        let acc = &d.ledger.accounts[*i as usize];
+        let Some(card) = cards.for_segment(row.segment.as_deref()) else { continue };
+        let s = card.score(row);
+        let u = d.usage.get(&acc.id).map_or(&[][..], |v| v.as_slice());
+        let before = features::snapshot(acc, u, then_t, &ctx).and_then(|r| card.score(&r).value);
+        let trend = s.value.zip(before).map(|(a, b)| a - b);
+        let drivers = health_drivers(&s, card, 3);
+        rows.push((acc.id.clone(), card.name.as_str(), s, trend, drivers));
+    }
+    rows.sort_by(|a, b| {
+        a.2.value.unwrap_or(f64::MAX).total_cmp(&b.2.value.unwrap_or(f64::MAX)).then(a.0.cmp(&b.0))
+    });
+    match a.format {
+        OutFormat::Json => {
+            let list: Vec<Json> = rows
+                .iter()
+                .map(|(id, card, s, trend, drivers)| {
+                    json!({"account_id": id, "scorecard": card, "score": num(s.value), "colour": s.colour,
+                           "trend_3m": num(*trend), "drivers": drivers})
+                })
+                .collect();
+            let mut count = Map::new();
+            for c in ["red", "yellow", "green", "grey"] {
+                count.insert(c.into(), json!(rows.iter().filter(|r| r.2.colour == c).count()));
+            }
+            out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(
+                    &json!({"as_of": t.to_string(), "colours": count, "accounts": list})
+                )?
+            ))
+        }
+        OutFormat::Csv => {
+            let mut s = String::from("account_id,scorecard,score,colour,trend_3m,drivers\n");
+            for (id, card, sc, trend, drivers) in &rows {
+                s.push_str(&format!(
+                    "{},{},{},{},{},\"{}\"\n",
+                    csv_field(id),
+                    card,
+                    fmt_opt(sc.value, 1),
+                    sc.colour,
+                    fmt_opt(*trend, 1),
+                    drivers.join("; ").replace('"', "\"\"")
+                ));
+            }
+            out(&s)
+        }
+        OutFormat::Table => {
+            let mut s = format!("Health at {t} ({} paying accounts, worst first)\n\n", rows.len());
+            s.push_str(&format!(
+                "{:<24} {:<10} {:>6} {:<7} {:>7}  drivers\n",
+                "account", "scorecard", "score", "colour", "trend"
+            ));
+            for (id, card, sc, trend, drivers) in &rows {
+                s.push_str(&format!(
+                    "{:<24} {:<10} {:>6} {:<7} {:>7}  {}\n",
+                    id,
+                    card,
+                    fmt_opt(sc.value, 1),
+                    sc.colour,
+                    trend.map_or("n/a".into(), |v| format!("{v:+.1}")),
+                    drivers.join("; ")
+                ));
+            }
+            out(&s)
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn account_view(
+    id: &str,
+    card: &tenure_health::Scorecard,
+    s: &Score,
+    history: &[(Timestamp, Option<f64>)],
+    format: OutFormat,
+) -> String {
+    match format {
+        OutFormat::Json => {
+            let measures: Vec<Json> = s
+                .parts
+                .iter()
+                .zip(&card.measures)
+                .map(|(p, m)| {
+                    json!({"measure": p.measure, "feature": DEFS[m.feature].name, "value": num(p.value),
+                           "score": num(p.score), "weight": p.weight, "points": p.points})
+                })
+                .collect();
+            let hist: Vec<Json> = history
+                .iter()
+                .map(|(m, v)| json!({"month": PeriodUnit::Month.label(*m), "score": num(*v)}))
+                .collect();
+            let j = json!({"account_id": id, "scorecard": card.name, "score": num(s.value), "colour": s.colour,
+                           "measures": measures, "history": hist});
+            format!("{}\n", serde_json::to_string_pretty(&j).unwrap_or_default())
+        }
+        _ => {
+            let mut o = format!(
+                "{id}: {} ({}), scorecard {}\n\n{:<26} {:>12} {:>7} {:>7} {:>7}\n",
+                fmt_opt(s.value, 1),
+                s.colour,
+                card.name,
+                "measure",
+                "value",
+                "score",
+                "weight",
+                "points"
+            );
+            for p in &s.parts {
+                o.push_str(&format!(
+                    "{:<26} {:>12} {:>7} {:>6.1}% {:>7.1}\n",
+                    p.measure,
+                    fmt_opt(p.value, 2),
+                    fmt_opt(p.score, 0),
+                    p.weight * 100.0,
+                    p.points
+                ));
+            }
+            o.push_str("\nHistory (month start):\n");
+            for (m, v) in history {
+                o.push_str(&format!("  {} {:>6}\n", PeriodUnit::Month.label(*m), fmt_opt(*v, 1)));
+            }
+            o
+        }
+    }
+}
+
+fn models_dir(dir: &Path) -> PathBuf {
+    dir.join("models")
+}
+
+/// Trains on every month-start snapshot whose horizon has ended.
+fn train_all(d: &Data, horizon: i64) -> Result<Model> {
+    let first = d
+        .ledger
+        .accounts
+        .iter()
+        .filter_map(|a| a.first_paid())
+        .min()
+        .ok_or_else(|| usage("no paying account in the data"))?;
+    let at = backtest::months(first, Timestamp(d.ledger.as_of.0 - horizon * DAY));
+    let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, &d.ctx(), &|_| true);
+    let rows: Vec<&Row> = s.rows.iter().collect();
+    tenure_health::model::train(&rows, &s.label, &s.at, horizon).map_err(|e| usage(e.to_string()))
+}
+
+pub fn model(cmd: ModelCmd) -> Result<()> {
+    match cmd {
+        ModelCmd::Train { data, horizon, format, as_of: at } => {
+            let horizon = horizon_days(&horizon)?;
+            let d = Data::load(&data, &at)?;
+            let m = train_all(&d, horizon)?;
+            let dir = models_dir(&d.dir);
+            std::fs::create_dir_all(&dir)?;
+            let stamp = d.ledger.as_of.to_string().replace([':', '-'], "");
+            let dated = dir.join(format!("churn-{}.json", &stamp[..stamp.len().min(15)]));
+            let text = m.to_json();
+            write_atomic(&dated, &text)?;
+            write_atomic(&dir.join("churn.json"), &text)?;
+            let summary = json!({"model": dated.display().to_string(), "horizon_days": horizon,
+                "n_snapshots": m.n_snapshots, "n_churned": m.n_churned, "trees": m.gbm.trees.len(),
+                "first_snapshot": m.first_snapshot, "last_snapshot": m.last_snapshot});
+            match format {
+                OutFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(&summary)?)),
+                _ => out(&format!(
+                    "trained on {} snapshots ({} churned within {horizon} days), {} to {}; {} trees\nsaved {} (and models/churn.json)\n",
+                    m.n_snapshots,
+                    m.n_churned,
+                    m.first_snapshot,
+                    m.last_snapshot,
+                    m.gbm.trees.len(),
+                    dated.display()
+                )),
+            }
+        }
+        ModelCmd::Backtest {
+            data,
+            from,
+            to,
+            horizon,
+            scorecards: sc,
+            truth,
+            format,
+            as_of: at,
+        } => {
+            let horizon = horizon_days(&horizon)?;
+            let d = Data::load(&data, &at)?;
+            let cards = scorecards(&d.dir, &sc)?;
+            let month = |s: &str, what: &str| -> Result<Timestamp> {
+                Period::parse(s).map(|p| p.start).map_err(|e| usage(format!("{what}: {e}")))
+            };
+            let last = PeriodUnit::Month.floor(Timestamp(d.ledger.as_of.0 - horizon * DAY));
+            let to = match &to {
+                Some(s) => month(s, "--to")?,
+                None => last,
+            };
+            let from = match &from {
+                Some(s) => month(s, "--from")?,
+                None => to.add_months(-11),
+            };
+            if to < from {
+                bail!(usage("--to is before --from"));
+            }
+            let truth_path = truth.or_else(|| {
+                [d.dir.join("company/truth.csv"), d.dir.join("truth.csv")]
+                    .into_iter()
+                    .find(|p| p.is_file())
+            });
+            let truth = truth_path.as_deref().map(read_truth).transpose()?;
+            let r = backtest::backtest(
+                &d.ledger,
+                &d.usage,
+                &d.ctx(),
+                from,
+                to,
+                horizon,
+                &cards,
+                truth.as_ref(),
+            )
+            .map_err(|e| usage(e.to_string()))?;
+            let metrics_json = |m: &Metrics| {
+                json!({"auc": num(m.auc), "pr_auc": num(m.pr_auc), "brier": num(m.brier), "ece": num(m.ece),
+                       "lift_top_decile": num(m.lift_top_decile)})
+            };
+            let mut j = metrics_json(&r.model);
+            let o = j.as_object_mut().expect("an object");
+            o.insert("from".into(), json!(PeriodUnit::Month.label(from)));
+            o.insert("to".into(), json!(PeriodUnit::Month.label(to)));
+            o.insert("horizon_days".into(), json!(horizon));
+            o.insert("n_snapshots".into(), json!(r.n_snapshots));
+            o.insert("n_churned".into(), json!(r.n_churned));
+            o.insert("n_train".into(), json!(r.n_train));
+            o.insert("trees".into(), json!(r.trees));
+            o.insert("oracle_auc".into(), num(r.oracle_auc));
+            let share = r.oracle_auc.zip(r.model.auc).map(|(o, a)| (a - 0.5) / (o - 0.5));
+            o.insert("share_of_oracle".into(), num(share));
+            o.insert("baseline".into(), r.baseline.as_ref().map_or(Json::Null, metrics_json));
+            o.insert(
+                "scorecards".into(),
+                r.scorecards
+                    .iter()
+                    .map(|(n, m)| (n.clone(), metrics_json(m)))
+                    .collect::<Map<_, _>>()
+                    .into(),
+            );
+            o.insert(
+                "drivers".into(),
+                r.drivers.as_ref().map_or(Json::Null, |c| {
+                    let share =
+                        |k: usize| if c.n > 0 { json!(k as f64 / c.n as f64) } else { Json::Null };
+                    json!({"n": c.n, "top1_match": share(c.top1), "top3_match": share(c.top3)})
+                }),
+            );
+            o.insert(
+                "calibration".into(),
+                r.model.calibration.iter().map(|b| json!({"n": b.n, "predicted": b.mean_score, "observed": b.positive_rate})).collect(),
+            );
+            o.insert("roc".into(), r.model.roc.iter().map(|(x, y)| json!([x, y])).collect());
+            match format {
+                OutFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(&j)?)),
+                _ => out(&backtest_text(&j)),
+            }
+        }
+    }
+}
+
+fn backtest_text(j: &Json) -> String {
+    let f = |v: &Json| v.as_f64().map_or("n/a".into(), |x| format!("{x:.4}"));
+    let mut s = format!(
+        "Backtest {} .. {}, churn within {} days: {} test snapshots ({} churned), trained on {}\n\n",
+        j["from"].as_str().unwrap_or(""),
+        j["to"].as_str().unwrap_or(""),
+        j["horizon_days"],
+        j["n_snapshots"],
+        j["n_churned"],
+        j["n_train"]
+    );
+    s.push_str(&format!(
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "", "auc", "pr_auc", "brier", "ece", "lift@10%"
+    ));
+    let mut line = |name: &str, m: &Json| {
+        s.push_str(&format!(
+            "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            name,
+            f(&m["auc"]),
+            f(&m["pr_auc"]),
+            f(&m["brier"]),
+            f(&m["ece"]),
+            f(&m["lift_top_decile"])
+        ));
+    };
+    line("model", j);
+    if !j["baseline"].is_null() {
+        line("logistic baseline", &j["baseline"]);
+    }
+    if let Some(cards) = j["scorecards"].as_object() {
+        for (n, m) in cards {
+            line(&format!("scorecard {n}"), m);
+        }
+    }
+    if !j["oracle_auc"].is_null() {
+        s.push_str(&format!(
+            "\noracle AUC (the generator's true probabilities) {}; the model reaches {} of the way from 0.5\n",
+            f(&j["oracle_auc"]),
+            f(&j["share_of_oracle"])
+        ));
+    }
+    if !j["drivers"].is_null() {
+        s.push_str(&format!(
+            "drivers: for {} snapshots the generator made unhealthy, the first driver names its cause in {}, the top three in {}\n",
+            j["drivers"]["n"],
+            f(&j["drivers"]["top1_match"]),
+            f(&j["drivers"]["top3_match"])
+        ));
+    }
+    s
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// The generator's `truth.csv`: `account_id,month,health,churn_probability,churned,cause`.
+fn read_truth(path: &Path) -> Result<Truth> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut t = Truth::default();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
+        let bad = || {
+            usage(format!(
+                "{}:{}: expected account_id,month,health,churn_probability,churned,cause",
+                path.display(),
+                i + 2
+            ))
+        };
+        let (id, month, p, cause) = (
+            rec.get(0).ok_or_else(bad)?,
+            rec.get(1).ok_or_else(bad)?,
+            rec.get(3).ok_or_else(bad)?,
+            rec.get(5).ok_or_else(bad)?,
+        );
+        let m = Period::parse(month).map_err(|_| bad())?.start;
+        let p: f64 = p.parse().map_err(|_| bad())?;
+        t.months.insert((id.to_string(), m), (p, cause.to_string()));
+    }
+    Ok(t)
+}
+
+pub fn risk(a: RiskArgs) -> Result<()> {
+    let d = Data::load(&a.data, &a.as_of)?;
+    let saved = models_dir(&d.dir).join("churn.json");
+    let m = if saved.is_file() {
+        Model::from_json(&std::fs::read_to_string(&saved)?)
+            .map_err(|e| usage(format!("{}: {e}", saved.display())))?
+    } else {
+        let m = train_all(&d, horizon_days(&a.horizon)?)?;
+        eprintln!(
+            "no saved model: trained one on {} snapshots (`tenure model train` saves it)",
+            m.n_snapshots
+        );
+        m
+    };
+    let t = d.ledger.as_of;
+    let now = backtest::current(&d.ledger, &d.usage, t, &d.ctx());
+    let rows: Vec<&Row> = now.rows.iter().collect();
+    let explained = m.explain(&rows, 3);
+    let cur = d.cfg.revenue.fx.base;
+    struct R<'a> {
+        id: &'a str,
+        segment: Option<&'a str>,
+        p: f64,
+        mrr: i64,
+        loss: i64,
+        drivers: Vec<String>,
+    }
+    let mut list: Vec<R<'_>> = now
+        .account
+        .iter()
+        .zip(&now.rows)
+        .zip(explained)
+        .map(|((i, row), (p, ds))| R {
+            id: d.ledger.accounts[*i as usize].id.as_str(),
+            segment: row.segment.as_deref(),
+            p,
+            mrr: row.mrr,
+            loss: (row.mrr as f64 * p).round() as i64,
+            drivers: ds.into_iter().map(|d| d.text).collect(),
+        })
+        .collect();
+    list.sort_by(|a, b| b.loss.cmp(&a.loss).then(a.id.cmp(b.id)));
+    let total_mrr: i64 = list.iter().map(|r| r.mrr).sum();
+    let total_loss: i64 = list.iter().map(|r| r.loss).sum();
+    let mut by: std::collections::BTreeMap<&str, (usize, i64, i64)> = Default::default();
+    for r in &list {
+        let e = by.entry(r.segment.unwrap_or("(none)")).or_default();
+        e.0 += 1;
+        e.1 += r.mrr;
+        e.2 += r.loss;
+    }
+    let shown = if a.top == 0 { list.len() } else { a.top.min(list.len()) };
+    match a.format {
+        OutFormat::Json => {
+            let accounts: Vec<Json> = list[..shown]
+                .iter()
+                .map(|r| json!({"account_id": r.id, "segment": r.segment, "probability": r.p,
+                    "mrr": money_json(r.mrr, cur), "expected_loss": money_json(r.loss, cur), "drivers": r.drivers}))
+                .collect();
+            let segs: Vec<Json> = by
+                .iter()
+                .map(|(s, (n, mrr, loss))| json!({"segment": s, "accounts": n, "mrr": money_json(*mrr, cur), "expected_loss": money_json(*loss, cur)}))
+                .collect();
+            let j = json!({"as_of": t.to_string(), "horizon_days": m.horizon_days, "currency": cur.to_string(),
+                "accounts_scored": list.len(), "mrr": money_json(total_mrr, cur), "expected_loss": money_json(total_loss, cur),
+                "by_segment": segs, "accounts": accounts});
+            out(&format!("{}\n", serde_json::to_string_pretty(&j)?))
+        }
+        _ => {
+            let money = |m: i64| tenure_core::money::format_minor(m, cur);
+            let mut s = format!(
+                "Churn risk within {} days at {t}: expected loss {} of {} MRR across {} accounts\n\n",
+                m.horizon_days,
+                money(total_loss),
+                money(total_mrr),
+                list.len()
+            );
+            s.push_str(&format!(
+                "{:<24} {:>7} {:>12} {:>12}  drivers\n",
+                "account", "risk", "MRR", "exp. loss"
+            ));
+            for r in &list[..shown] {
+                s.push_str(&format!(
+                    "{:<24} {:>6.1}% {:>12} {:>12}  {}\n",
+                    r.id,
+                    r.p * 100.0,
+                    money(r.mrr),
+                    money(r.loss),
+                    r.drivers.join("; ")
+                ));
+            }
+            s.push_str("\nBy segment:\n");
+            for (seg, (n, mrr, loss)) in &by {
+                s.push_str(&format!(
+                    "  {seg:<14} {n:>6} accounts {:>14} MRR {:>12} expected loss\n",
+                    money(*mrr),
+                    money(*loss)
+                ));
+            }
+            out(&s)
+        }
+    }
+}
