@@ -666,7 +666,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
                     r.p * 100.0,
                     money(r.mrr),
                     money(r.loss),
-                    r.drivers.join("; ")
+                    if r.drivers.is_empty() { "-".into() } else { r.drivers.join("; ") }
                 ));
             }
             s.push_str("\nBy segment:\n");

@@ -47,7 +47,21 @@ impl Cause {
 pub struct Def {
     pub name: &'static str,
     pub cause: Cause,
+    /// Which side of the usual value is the risky one (`Neither` for size and context).
+    pub risky: Risky,
     pub describe: fn(f64) -> String,
+}
+
+/// The side of a feature's usual value where churn risk lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Risky {
+    Higher,
+    Lower,
+    /// A change: risky when negative (a decline), and more than usual.
+    Decline,
+    /// A change: risky when positive (a surge), and more than usual.
+    Rise,
+    Neither,
 }
 
 fn pct(x: f64) -> String {
@@ -56,6 +70,11 @@ fn pct(x: f64) -> String {
 
 fn days(x: f64) -> String {
     if x.round() == 1.0 { "1 day".into() } else { format!("{x:.0} days") }
+}
+
+/// `n thing` or `n things`.
+fn count(x: f64, thing: &str) -> String {
+    if x.round() == 1.0 { format!("1 {thing}") } else { format!("{x:.0} {thing}s") }
 }
 
 fn change(what: &str, x: f64, over: &str) -> String {
@@ -67,63 +86,64 @@ fn change(what: &str, x: f64, over: &str) -> String {
 }
 
 macro_rules! defs {
-    ($($id:ident = $name:literal, $cause:ident, $describe:expr;)*) => {
+    ($($id:ident = $name:literal, $cause:ident, $risky:ident, $describe:expr;)*) => {
         /// Indexes of the numeric features.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         #[repr(usize)]
         pub enum F { $($id,)* }
         /// Every numeric feature, in index order.
-        pub const DEFS: &[Def] = &[$(Def { name: $name, cause: Cause::$cause, describe: $describe },)*];
+        pub const DEFS: &[Def] =
+            &[$(Def { name: $name, cause: Cause::$cause, risky: Risky::$risky, describe: $describe },)*];
     };
 }
 
 defs! {
-    MRR = "mrr", Account, |x| format!("MRR {x:.0}");
-    SEATS = "seats", Account, |x| format!("{x:.0} seats");
-    TENURE = "tenure_months", Account, |x| format!("customer for {x:.0} months");
-    MRR_CHANGE = "mrr_change_90d", Price, |x| change("MRR", x, "90 days");
-    CONTRACTIONS = "contractions_180d", Price, |x| format!("{x:.0} contractions in 180 days");
-    EXPANSIONS = "expansions_180d", Account, |x| format!("{x:.0} expansions in 180 days");
-    FAILED_PAYMENTS = "failed_payments_90d", Price, |x| format!("{x:.0} failed payments in 90 days");
-    CANCEL_SCHEDULED = "cancellation_scheduled", Renewal, |x| {
+    MRR = "mrr", Account, Neither, |x| format!("MRR {x:.0}");
+    SEATS = "seats", Account, Neither, |x| count(x, "seat");
+    TENURE = "tenure_months", Account, Neither, |x| format!("customer for {x:.0} months");
+    MRR_CHANGE = "mrr_change_90d", Price, Decline, |x| change("MRR", x, "90 days");
+    CONTRACTIONS = "contractions_180d", Price, Higher, |x| format!("{} in 180 days", count(x, "contraction"));
+    EXPANSIONS = "expansions_180d", Account, Neither, |x| format!("{} in 180 days", count(x, "expansion"));
+    FAILED_PAYMENTS = "failed_payments_90d", Price, Higher, |x| format!("{} in 90 days", count(x, "failed payment"));
+    CANCEL_SCHEDULED = "cancellation_scheduled", Renewal, Higher, |x| {
         if x > 0.0 { "cancellation scheduled".into() } else { "no cancellation scheduled".into() }
     };
-    DAYS_TO_RENEWAL = "days_to_renewal", Account, |x| format!("renewal in {}", days(x));
-    MAU = "active_users", LowAdoption, |x| format!("{x:.0} active users last month");
-    UTILISATION = "licence_utilisation", LowAdoption, |x| format!("{} of seats active", pct(x));
-    MAU_CHANGE = "active_users_change_3m", LowAdoption, |x| change("active users", x, "3 months");
-    EVENTS_PER_USER = "events_per_user", LowAdoption, |x| format!("{x:.0} events per active user last month");
-    EVENTS_CHANGE = "usage_change_3m", LowAdoption, |x| change("usage", x, "3 months");
-    ACTIVE_DAYS = "active_days", LowAdoption, |x| format!("active on {x:.0} days last month");
-    DEPTH = "depth_of_usage", LowAdoption, |x| format!("{} of the plan's features used", pct(x));
-    DAYS_SINCE_USE = "days_since_last_use", LowAdoption, |x| format!("last used {} ago", days(x));
-    TICKETS = "tickets_90d", SupportPain, |x| format!("{x:.0} tickets in 90 days");
-    DEFECTS = "defect_tickets_90d", SupportPain, |x| format!("{x:.0} defect tickets in 90 days");
-    URGENT = "urgent_tickets_90d", SupportPain, |x| format!("{x:.0} high or urgent tickets in 90 days");
-    TICKET_SURGE = "ticket_change_90d", SupportPain, |x| {
+    DAYS_TO_RENEWAL = "days_to_renewal", Account, Neither, |x| format!("renewal in {}", days(x));
+    MAU = "active_users", LowAdoption, Lower, |x| format!("{} last month", count(x, "active user"));
+    UTILISATION = "licence_utilisation", LowAdoption, Lower, |x| format!("{} of seats active", pct(x));
+    MAU_CHANGE = "active_users_change_3m", LowAdoption, Decline, |x| change("active users", x, "3 months");
+    EVENTS_PER_USER = "events_per_user", LowAdoption, Lower, |x| format!("{x:.0} events per active user last month");
+    EVENTS_CHANGE = "usage_change_3m", LowAdoption, Decline, |x| change("usage", x, "3 months");
+    ACTIVE_DAYS = "active_days", LowAdoption, Lower, |x| format!("active on {x:.0} days last month");
+    DEPTH = "depth_of_usage", LowAdoption, Lower, |x| format!("{} of the plan's features used", pct(x));
+    DAYS_SINCE_USE = "days_since_last_use", LowAdoption, Higher, |x| format!("last used {} ago", days(x));
+    TICKETS = "tickets_90d", SupportPain, Higher, |x| format!("{} in 90 days", count(x, "ticket"));
+    DEFECTS = "defect_tickets_90d", SupportPain, Higher, |x| format!("{} in 90 days", count(x, "defect ticket"));
+    URGENT = "urgent_tickets_90d", SupportPain, Higher, |x| format!("{} in 90 days", count(x, "high or urgent ticket"));
+    TICKET_SURGE = "ticket_change_90d", SupportPain, Rise, |x| {
         if x >= 0.0 { format!("{x:.0} more tickets than the 90 days before") }
         else { format!("{:.0} fewer tickets than the 90 days before", -x) }
     };
-    NPS = "nps_last", Detractor, |x| {
+    NPS = "nps_last", Detractor, Lower, |x| {
         let c = if x <= 6.0 { "detractor" } else if x <= 8.0 { "passive" } else { "promoter" };
         format!("latest NPS answer {x:.0} ({c})")
     };
-    NPS_CHANGE = "nps_change", Detractor, |x| format!("NPS answer moved {x:+.0} points");
-    DETRACTORS = "detractor_answers_180d", Detractor, |x| format!("{x:.0} detractor answers in 180 days");
-    CSAT = "csat_180d", SupportPain, |x| format!("CSAT {x:.1} on average in 180 days");
-    DAYS_SINCE_RESPONSE = "days_since_survey_answer", Detractor, |x| format!("last survey answer {} ago", days(x));
-    TOUCHPOINTS = "touchpoints_90d", Account, |x| format!("{x:.0} touchpoints in 90 days");
-    NEGATIVE_TOUCHPOINTS = "negative_touchpoints_90d", Detractor, |x| format!("{x:.0} negative touchpoints in 90 days");
-    CHAMPION = "champion", ChampionLeft, |x| {
+    NPS_CHANGE = "nps_change", Detractor, Decline, |x| format!("NPS answer moved {x:+.0} points");
+    DETRACTORS = "detractor_answers_180d", Detractor, Higher, |x| format!("{} in 180 days", count(x, "detractor answer"));
+    CSAT = "csat_180d", SupportPain, Lower, |x| format!("CSAT {x:.1} on average in 180 days");
+    DAYS_SINCE_RESPONSE = "days_since_survey_answer", Detractor, Higher, |x| format!("last survey answer {} ago", days(x));
+    TOUCHPOINTS = "touchpoints_90d", Account, Neither, |x| format!("{} in 90 days", count(x, "touchpoint"));
+    NEGATIVE_TOUCHPOINTS = "negative_touchpoints_90d", Detractor, Higher, |x| format!("{} in 90 days", count(x, "negative touchpoint"));
+    CHAMPION = "champion", ChampionLeft, Lower, |x| {
         if x > 0.0 { "a champion in place".into() } else { "no champion".into() }
     };
-    CHAMPION_LEFT = "days_since_champion_left", ChampionLeft, |x| format!("champion left {} ago", days(x));
-    KEY_CONTACTS_LEFT = "key_contacts_left_90d", ChampionLeft, |x| format!("{x:.0} key contacts left in 90 days");
-    COVERAGE = "contact_coverage", ChampionLeft, |x| format!("{} of champion, decision maker and sponsor known", pct(x));
-    RELATIONSHIP = "csm_relationship", Account, |x| format!("CSM rates the relationship {x:.0}/5");
-    STRATEGIC = "strategic_importance", Account, |x| format!("strategic importance {x:.0}/5");
-    CHANGE_REQUESTS = "change_requests_180d", Account, |x| format!("{x:.0} change requests in 180 days");
+    CHAMPION_LEFT = "days_since_champion_left", ChampionLeft, Lower, |x| format!("champion left {} ago", days(x));
+    KEY_CONTACTS_LEFT = "key_contacts_left_90d", ChampionLeft, Higher, |x| format!("{} left in 90 days", count(x, "key contact"));
+    COVERAGE = "contact_coverage", ChampionLeft, Lower, |x| format!("{} of champion, decision maker and sponsor known", pct(x));
+    RELATIONSHIP = "csm_relationship", Account, Lower, |x| format!("CSM rates the relationship {x:.0}/5");
+    STRATEGIC = "strategic_importance", Account, Neither, |x| format!("strategic importance {x:.0}/5");
+    CHANGE_REQUESTS = "change_requests_180d", Account, Neither, |x| format!("{} in 180 days", count(x, "change request"));
 }
 
 /// Numeric features per row.

@@ -4,7 +4,7 @@
 //! regression baseline.
 
 use crate::HealthError;
-use crate::features::{self, CATEGORICAL, Cause, DEFS, N, Row};
+use crate::features::{self, CATEGORICAL, Cause, DEFS, N, Risky, Row};
 use serde::{Deserialize, Serialize};
 use tenure_core::time::Timestamp;
 use tenure_stats::gbm::{self, Column, Gbm, Params};
@@ -28,6 +28,9 @@ pub struct Model {
     pub gbm: Gbm,
     /// `P = σ(a × raw + b)`.
     pub platt: [f64; 2],
+    /// Each numeric feature's mean over the training snapshots (known values): a driver is
+    /// named only when its value is on the risky side of it.
+    pub means: Vec<f64>,
 }
 
 /// One reason behind a prediction.
@@ -139,7 +142,14 @@ pub fn train(
         let p = Params { rounds: 150, early_stopping: 0, ..params() };
         (gbm::train(&columns(&r, &levels), &yy, None, &p)?, [1.0, 0.0])
     };
+    let means = (0..N)
+        .map(|f| {
+            let v: Vec<f64> = rows.iter().map(|r| r.num[f]).filter(|x| x.is_finite()).collect();
+            if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+        })
+        .collect();
     Ok(Model {
+        means,
         format: FORMAT,
         horizon_days,
         first_snapshot: times[0].to_string(),
@@ -159,8 +169,9 @@ impl Model {
         raw.into_iter().map(|r| sigmoid(self.platt[0] * r + self.platt[1])).collect()
     }
 
-    /// Probabilities and, for each row, up to `top` drivers that raise the risk (largest
-    /// contribution first; contributions under 0.02 in log-odds are not named).
+    /// Probabilities and, for each row, up to `top` drivers that raise the risk: features a
+    /// CSM can act on, whose value is on the risky side of the training mean, largest
+    /// contribution first (contributions under 0.02 in log-odds are not named).
     pub fn explain(&self, rows: &[&Row], top: usize) -> Vec<(f64, Vec<Driver>)> {
         let cols = columns(rows, &self.levels);
         let phi = self.gbm.contributions(&cols);
@@ -171,9 +182,7 @@ impl Model {
                 // The calibration scales the log-odds by a: contributions scale alike.
                 let p = sigmoid(self.platt[0] * raw + self.platt[1]);
                 let mut idx: Vec<usize> = (0..c.len() - 1)
-                    .filter(|f| {
-                        c[*f] * self.platt[0] > 0.02 && *f < N && DEFS[*f].cause.actionable()
-                    })
+                    .filter(|f| c[*f] * self.platt[0] > 0.02 && self.risky(*f, row))
                     .collect();
                 idx.sort_by(|a, b| c[*b].total_cmp(&c[*a]));
                 let drivers = idx
@@ -184,6 +193,22 @@ impl Model {
                 (p, drivers)
             })
             .collect()
+    }
+
+    /// Whether feature `f` at value `v` is an actionable sign of risk.
+    fn risky(&self, f: usize, row: &Row) -> bool {
+        if f >= N || !DEFS[f].cause.actionable() || !row.num[f].is_finite() {
+            return false;
+        }
+        let v = row.num[f];
+        let mean = self.means.get(f).copied().unwrap_or(f64::NAN);
+        match DEFS[f].risky {
+            Risky::Higher => v > mean,
+            Risky::Lower => v < mean,
+            Risky::Decline => v < mean.min(0.0),
+            Risky::Rise => v > mean.max(0.0),
+            Risky::Neither => false,
+        }
     }
 
     pub fn to_json(&self) -> String {
