@@ -197,12 +197,12 @@ pub fn health(a: HealthArgs) -> Result<()> {
             bail!(usage(format!("no scorecard applies to segment {:?}", row.segment)));
         };
         let s = card.score(&row);
-        // Month-start history over the last 12 months, then now.
+        // The score at the last 12 month starts before t.
         let now_m = PeriodUnit::Month.floor(t);
-        let history: Vec<(Timestamp, Option<f64>)> = (1..=12)
+        let last = if now_m < t { now_m } else { now_m.add_months(-1) };
+        let history: Vec<(Timestamp, Option<f64>)> = (0..12)
             .rev()
-            .map(|k| now_m.add_months(-k + 1))
-            .filter(|m| *m < t)
+            .map(|k| last.add_months(-k))
             .map(|m| (m, features::snapshot(acc, u, m, &ctx).and_then(|r| card.score(&r).value)))
             .collect();
         return out(&account_view(id, card, &s, &history, a.format));

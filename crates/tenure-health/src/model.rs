@@ -29,7 +29,8 @@ pub struct Model {
     /// `P = σ(a × raw + b)`.
     pub platt: [f64; 2],
     /// Each numeric feature's mean over the training snapshots (known values): a driver is
-    /// named only when its value is on the risky side of it.
+    /// named only when its value is on the risky side of it (`NaN` when never known).
+    #[serde(with = "tenure_stats::floats")]
     pub means: Vec<f64>,
 }
 
@@ -78,14 +79,15 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Tree settings for churn data: a slower rate with early stopping, small leaves kept large
-/// enough to generalise.
+/// Tree settings for churn data: a slower rate with early stopping and small trees (churn
+/// signals interact little; on generated companies 7 leaves of at least 20 snapshots rank
+/// and calibrate better than LightGBM's 31 leaves or 15 leaves of 40).
 pub fn params() -> Params {
     Params {
         rounds: 400,
         learning_rate: 0.05,
-        num_leaves: 15,
-        min_data_in_leaf: 40,
+        num_leaves: 7,
+        min_data_in_leaf: 20,
         early_stopping: 30,
         ..Params::default()
     }

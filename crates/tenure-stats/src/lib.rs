@@ -34,3 +34,45 @@ pub enum StatsError {
     #[error("{0}")]
     Singular(String),
 }
+
+/// Lists of floats in serialised models: JSON has no infinity or NaN, so those travel as the
+/// strings `"inf"`, `"-inf"` and `"nan"` (`#[serde(with = "tenure_stats::floats")]`).
+pub mod floats {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for x in v {
+            match *x {
+                x if x.is_finite() => seq.serialize_element(&x)?,
+                x if x.is_nan() => seq.serialize_element("nan")?,
+                x if x > 0.0 => seq.serialize_element("inf")?,
+                _ => seq.serialize_element("-inf")?,
+            }
+        }
+        seq.end()
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Float {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Vec::<Float>::deserialize(d)?
+            .into_iter()
+            .map(|f| match f {
+                Float::Number(x) => Ok(x),
+                Float::Text(s) => match s.as_str() {
+                    "inf" => Ok(f64::INFINITY),
+                    "-inf" => Ok(f64::NEG_INFINITY),
+                    "nan" => Ok(f64::NAN),
+                    _ => Err(serde::de::Error::custom(format!("{s:?} is not a number"))),
+                },
+            })
+            .collect()
+    }
+}
