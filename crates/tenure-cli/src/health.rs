@@ -681,3 +681,173 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         }
     }
 }
+
+#[derive(Args)]
+pub struct SurvivalArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Group accounts by an attribute (segment, region, ...), `plan` or `cohort` (start year)
+    #[arg(long, default_value = "segment")]
+    by: String,
+    /// Days since the start at which to report retention
+    #[arg(long, value_delimiter = ',', default_value = "90,180,365,730")]
+    at: Vec<f64>,
+    /// Hazard ratios of the signals read this many days after each start (accounts still
+    /// customers then)
+    #[arg(long, default_value_t = 90)]
+    landmark: i64,
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutFormat,
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ClvArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Group accounts by `plan`, `cohort` (start year) or an attribute (segment, ...)
+    #[arg(long, default_value = "plan")]
+    by: String,
+    /// Annual discount rate of future revenue
+    #[arg(long, default_value_t = 0.10)]
+    discount: f64,
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutFormat,
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+pub fn survival(a: SurvivalArgs) -> Result<()> {
+    let d = Data::load(&a.data, &a.as_of)?;
+    let r = tenure_health::survival::survival(&d.ledger, &d.usage, &d.ctx(), &a.by, a.landmark)
+        .map_err(|e| usage(e.to_string()))?;
+    let curves: Vec<Json> = r
+        .curves
+        .iter()
+        .map(|c| {
+            let mc = c.km.median_ci();
+            json!({"group": c.group, "n": c.km.n, "churned": c.km.events,
+                "median_days": num(c.km.median()), "median_ci": [num(mc[0]), num(mc[1])],
+                "at": a.at.iter().map(|t| json!({"days": t, "retention": c.km.survival_at(*t), "ci": c.km.ci_at(*t)})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let logrank =
+        r.logrank.as_ref().map_or(Json::Null, |l| json!({"chi2": l.chi2, "df": l.df, "p": l.p}));
+    let hazards = r.hazards.as_ref().map_or(Json::Null, |h| {
+        let m = &h.model;
+        json!({"landmark_days": h.landmark_days, "n": h.n, "churned": h.events, "concordance": m.concordance,
+            "coefficients": h.names.iter().enumerate().map(|(i, n)| (n.clone(), json!({"hr": m.hr[i], "hr_ci": m.hr_ci[i], "p": m.p[i], "coef": m.coef[i]}))).collect::<Map<_, _>>()})
+    });
+    let j = json!({"by": a.by, "as_of": d.ledger.as_of.to_string(), "groups": curves, "logrank": logrank, "hazards": hazards});
+    match a.format {
+        OutFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(&j)?)),
+        _ => {
+            let mut s = format!(
+                "Retention of paying accounts by {} (Kaplan-Meier, days since the first payment)\n\n",
+                a.by
+            );
+            s.push_str(&format!("{:<16} {:>7} {:>8} {:>8}", "group", "n", "churned", "median"));
+            for t in &a.at {
+                s.push_str(&format!(" {:>9}", format!("S({t})")));
+            }
+            s.push('\n');
+            for c in &r.curves {
+                s.push_str(&format!(
+                    "{:<16} {:>7} {:>8} {:>8}",
+                    c.group,
+                    c.km.n,
+                    c.km.events,
+                    c.km.median().map_or("-".into(), |m| format!("{m:.0}"))
+                ));
+                for t in &a.at {
+                    s.push_str(&format!(" {:>8.1}%", 100.0 * c.km.survival_at(*t)));
+                }
+                s.push('\n');
+            }
+            if let Some(l) = &r.logrank {
+                s.push_str(&format!(
+                    "\nlog-rank test: chi2 {:.2}, df {}, p {:.3e}\n",
+                    l.chi2, l.df, l.p
+                ));
+            }
+            if let Some(h) = &r.hazards {
+                s.push_str(&format!(
+                    "\nCox hazard ratios of signals read {} days after the start ({} accounts, {} churned; concordance {:.3}):\n",
+                    h.landmark_days, h.n, h.events, h.model.concordance
+                ));
+                for (i, n) in h.names.iter().enumerate() {
+                    s.push_str(&format!(
+                        "  {:<28} HR {:>7.3}  95% CI [{:.3}, {:.3}]  p {:.2e}\n",
+                        n, h.model.hr[i], h.model.hr_ci[i][0], h.model.hr_ci[i][1], h.model.p[i]
+                    ));
+                }
+            }
+            out(&s)
+        }
+    }
+}
+
+pub fn clv(a: ClvArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&a.discount) {
+        bail!(usage("--discount: an annual rate in [0, 1)"));
+    }
+    let d = Data::load(&a.data, &a.as_of)?;
+    let cur = d.cfg.revenue.fx.base;
+    let v = tenure_health::survival::lifetime_value(&d.ledger, &a.by, a.discount)
+        .map_err(|e| usage(e.to_string()))?;
+    let minor = |x: f64| x.round() as i64;
+    match a.format {
+        OutFormat::Json => {
+            let groups: Vec<Json> = v
+                .iter()
+                .map(|g| {
+                    json!({"group": g.group, "accounts": g.accounts, "active": g.active, "arpa": money_json(minor(g.arpa), cur),
+                        "alpha": g.sbg.alpha, "beta": g.sbg.beta, "months_observed": g.months,
+                        "survival_12m": g.survival[0], "survival_24m": g.survival[1], "survival_36m": g.survival[2],
+                        "expected_lifetime_months": g.del_months, "cltv": money_json(minor(g.cltv), cur),
+                        "base_value": money_json(minor(g.base_value), cur)})
+                })
+                .collect();
+            let j = json!({"by": a.by, "discount": a.discount, "currency": cur.to_string(), "groups": groups});
+            out(&format!("{}\n", serde_json::to_string_pretty(&j)?))
+        }
+        _ => {
+            let money = |x: f64| tenure_core::money::format_minor(minor(x), cur);
+            let mut s = format!(
+                "Lifetime value by {} (sBG on monthly retention, {:.0}% annual discount, {cur})\n\n",
+                a.by,
+                a.discount * 100.0
+            );
+            s.push_str(&format!(
+                "{:<16} {:>7} {:>7} {:>10} {:>7} {:>7} {:>7} {:>9} {:>12} {:>14}\n",
+                "group",
+                "accts",
+                "active",
+                "ARPA",
+                "S(12)",
+                "S(24)",
+                "S(36)",
+                "lifetime",
+                "CLTV",
+                "base value"
+            ));
+            for g in &v {
+                s.push_str(&format!(
+                    "{:<16} {:>7} {:>7} {:>10} {:>6.1}% {:>6.1}% {:>6.1}% {:>8.1}m {:>12} {:>14}\n",
+                    g.group,
+                    g.accounts,
+                    g.active,
+                    money(g.arpa),
+                    g.survival[0] * 100.0,
+                    g.survival[1] * 100.0,
+                    g.survival[2] * 100.0,
+                    g.del_months,
+                    money(g.cltv),
+                    money(g.base_value)
+                ));
+            }
+            out(&s)
+        }
+    }
+}

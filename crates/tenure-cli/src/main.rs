@@ -171,6 +171,10 @@ enum Cmd {
     Health(health::HealthArgs),
     /// Churn probability, MRR at risk, expected loss and drivers per account
     Risk(health::RiskArgs),
+    /// Retention curves by group (Kaplan-Meier, log-rank) and Cox hazard ratios of signals
+    Survival(health::SurvivalArgs),
+    /// Projected lifetime (sBG) and CLTV by plan, start cohort or segment
+    Clv(health::ClvArgs),
     /// Train the churn model, or backtest it against the scorecards
     Model {
         #[command(subcommand)]
@@ -594,6 +598,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Health(a) => health::health(a).map(|()| ExitCode::SUCCESS),
         Cmd::Risk(a) => health::risk(a).map(|()| ExitCode::SUCCESS),
         Cmd::Model { cmd } => health::model(cmd).map(|()| ExitCode::SUCCESS),
+        Cmd::Survival(a) => health::survival(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Clv(a) => health::clv(a).map(|()| ExitCode::SUCCESS),
         Cmd::Status { data } => {
             let stats = tenure_engine::log_stats(&data_dir(&data))?;
             if stats.is_empty() {

@@ -174,6 +174,41 @@ fn risk_health_and_scorecards_configured_without_reimport() {
     assert!((points - one["score"].as_f64().unwrap()).abs() < 1e-9);
     assert_eq!(one["history"].as_array().unwrap().len(), 12);
 
+    // Retention by segment: three curves that differ (log-rank), and the hazard of churn
+    // falls with licence utilisation at the landmark.
+    let sv = ok_json(&[
+        "survival", "--data", &data, "--as-of", AS_OF, "--by", "segment", "--format", "json",
+    ]);
+    let groups = sv["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3, "{sv}");
+    let n: u64 = groups.iter().map(|g| g["n"].as_u64().unwrap()).sum();
+    assert!(n > 1000);
+    for g in groups {
+        let at: Vec<f64> =
+            g["at"].as_array().unwrap().iter().map(|p| p["retention"].as_f64().unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[1] <= w[0]) && at[0] <= 1.0, "{g}");
+    }
+    assert!(sv["logrank"]["p"].as_f64().unwrap() < 0.01, "{sv}");
+    assert_eq!(sv["logrank"]["df"], 2);
+    let hr = &sv["hazards"]["coefficients"]["licence_utilisation"];
+    assert!(hr["hr"].as_f64().unwrap() < 1.0 && hr["hr_ci"][1].as_f64().unwrap() < 1.0, "{hr}");
+    // Lifetime value by plan: the projected survival falls, the CLTV is ARPA x lifetime.
+    let clv =
+        ok_json(&["clv", "--data", &data, "--as-of", AS_OF, "--by", "plan", "--format", "json"]);
+    let plans = clv["groups"].as_array().unwrap();
+    assert_eq!(plans.len(), 3, "{clv}");
+    for g in plans {
+        let s = [&g["survival_12m"], &g["survival_24m"], &g["survival_36m"]]
+            .map(|v| v.as_f64().unwrap());
+        assert!(s[0] < 1.0 && s[1] < s[0] && s[2] < s[1] && s[2] > 0.0, "{g}");
+        let (arpa, life, cltv) = (
+            g["arpa"].as_f64().unwrap(),
+            g["expected_lifetime_months"].as_f64().unwrap(),
+            g["cltv"].as_f64().unwrap(),
+        );
+        assert!((cltv - arpa * life).abs() <= 0.01 * cltv.max(1.0), "{g}");
+    }
+
     // A new scorecards file takes effect at once; a bad one is named.
     std::fs::write(
         Path::new(&data).join("scorecards.toml"),
