@@ -351,7 +351,11 @@ fn models_dir(dir: &Path) -> PathBuf {
     dir.join("models")
 }
 
-/// Trains on every month-start snapshot whose horizon has ended.
+/// The most snapshots a model trains on (about 1 GB of features).
+const MAX_SNAPSHOTS: usize = 3_000_000;
+
+/// Trains on every month-start snapshot whose horizon has ended (of a sample of accounts
+/// when that is more than [`MAX_SNAPSHOTS`]).
 fn train_all(d: &Data, horizon: i64) -> Result<Model> {
     let first = d
         .ledger
@@ -361,7 +365,13 @@ fn train_all(d: &Data, horizon: i64) -> Result<Model> {
         .min()
         .ok_or_else(|| usage("no paying account in the data"))?;
     let at = backtest::months(first, Timestamp(d.ledger.as_of.0 - horizon * DAY));
-    let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, &d.ctx(), &|_| true);
+    // At most about MAX_SNAPSHOTS rows: a sample of accounts (by a hash of their index, so
+    // the same accounts every run), all their months.
+    let estimate = d.ledger.accounts.len() * at.len();
+    let per_mille = (MAX_SNAPSHOTS * 1000 / estimate.max(1)).clamp(1, 1000) as u64;
+    let keep =
+        move |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille;
+    let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, &d.ctx(), &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
     tenure_health::model::train(&rows, &s.label, &s.at, horizon).map_err(|e| usage(e.to_string()))
 }
@@ -461,7 +471,22 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
                 "scorecards".into(),
                 r.scorecards
                     .iter()
-                    .map(|(n, m)| (n.clone(), metrics_json(m)))
+                    .zip(&r.learned)
+                    .map(|((n, m), l)| {
+                        let mut c = metrics_json(m);
+                        let learned = l.as_ref().map_or(Json::Null, |(w, lm)| {
+                            let mut j = metrics_json(lm);
+                            j["weights"] = w
+                                .iter()
+                                .map(|(k, v)| (k.clone(), json!(v)))
+                                .collect::<Map<_, _>>()
+                                .into();
+                            j["auc_gain"] = num(lm.auc.zip(m.auc).map(|(a, b)| a - b));
+                            j
+                        });
+                        c["learned"] = learned;
+                        (n.clone(), c)
+                    })
                     .collect::<Map<_, _>>()
                     .into(),
             );
@@ -498,12 +523,12 @@ fn backtest_text(j: &Json) -> String {
         j["n_train"]
     );
     s.push_str(&format!(
-        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "{:<30} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
         "", "auc", "pr_auc", "brier", "ece", "lift@10%"
     ));
     let mut line = |name: &str, m: &Json| {
         s.push_str(&format!(
-            "{:<22} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            "{:<30} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
             name,
             f(&m["auc"]),
             f(&m["pr_auc"]),
@@ -519,6 +544,9 @@ fn backtest_text(j: &Json) -> String {
     if let Some(cards) = j["scorecards"].as_object() {
         for (n, m) in cards {
             line(&format!("scorecard {n}"), m);
+            if !m["learned"].is_null() {
+                line(&format!("  {n}, learned weights"), &m["learned"]);
+            }
         }
     }
     if !j["oracle_auc"].is_null() {
@@ -595,7 +623,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
     let t = d.ledger.as_of;
     let now = backtest::current(&d.ledger, &d.usage, t, &d.ctx());
     let rows: Vec<&Row> = now.rows.iter().collect();
-    let explained = m.explain(&rows, 3);
+    let probability = m.predict(&rows);
     let cur = d.cfg.revenue.fx.base;
     struct R<'a> {
         id: &'a str,
@@ -604,22 +632,30 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         mrr: i64,
         loss: i64,
         drivers: Vec<String>,
+        row: &'a Row,
     }
     let mut list: Vec<R<'_>> = now
         .account
         .iter()
         .zip(&now.rows)
-        .zip(explained)
-        .map(|((i, row), (p, ds))| R {
+        .zip(probability)
+        .map(|((i, row), p)| R {
             id: d.ledger.accounts[*i as usize].id.as_str(),
             segment: row.segment.as_deref(),
             p,
             mrr: row.mrr,
             loss: (row.mrr as f64 * p).round() as i64,
-            drivers: ds.into_iter().map(|d| d.text).collect(),
+            drivers: Vec::new(),
+            row,
         })
         .collect();
     list.sort_by(|a, b| b.loss.cmp(&a.loss).then(a.id.cmp(b.id)));
+    // Drivers (TreeSHAP, the costly part) only for the accounts listed.
+    let shown = if a.top == 0 { list.len() } else { a.top.min(list.len()) };
+    let top_rows: Vec<&Row> = list[..shown].iter().map(|r| r.row).collect();
+    for (r, (_, ds)) in list.iter_mut().zip(m.explain(&top_rows, 3)) {
+        r.drivers = ds.into_iter().map(|d| d.text).collect();
+    }
     let total_mrr: i64 = list.iter().map(|r| r.mrr).sum();
     let total_loss: i64 = list.iter().map(|r| r.loss).sum();
     let mut by: std::collections::BTreeMap<&str, (usize, i64, i64)> = Default::default();
@@ -629,7 +665,6 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         e.1 += r.mrr;
         e.2 += r.loss;
     }
-    let shown = if a.top == 0 { list.len() } else { a.top.min(list.len()) };
     match a.format {
         OutFormat::Json => {
             let accounts: Vec<Json> = list[..shown]

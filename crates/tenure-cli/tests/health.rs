@@ -97,6 +97,10 @@ fn model_and_scorecards_are_backtested_against_the_generators_truth() {
         for k in ["pr_auc", "brier", "ece", "lift_top_decile"] {
             assert!(c[k].is_number(), "{card}.{k}");
         }
+        // The learned weights: one per measure, tested on the same snapshots.
+        let l = &c["learned"];
+        assert!(l["auc"].is_number() && l["auc_gain"].is_number(), "{card}: {l}");
+        assert!(!l["weights"].as_object().unwrap().is_empty());
     }
     assert!(j["baseline"]["auc"].as_f64().unwrap() > 0.6);
     // The drivers name the generator's cause among the top three in most cases.

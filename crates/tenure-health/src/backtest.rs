@@ -212,10 +212,16 @@ pub struct DriverCheck {
     pub top3: usize,
 }
 
+/// A scorecard's learned weights (measure, weight) and their metrics.
+pub type Learned = (Vec<(String, f64)>, Metrics);
+
 pub struct Report {
     pub model: Metrics,
     pub baseline: Option<Metrics>,
     pub scorecards: Vec<(String, Metrics)>,
+    /// Per scorecard: its weights fitted on the training snapshots, and their metrics on the
+    /// test snapshots (`None` when no weights could be learned).
+    pub learned: Vec<Option<Learned>>,
     pub n_train: usize,
     pub n_snapshots: usize,
     pub n_churned: usize,
@@ -263,8 +269,7 @@ pub fn backtest(
     let p = m.predict(&te);
     let baseline =
         Baseline::train(&tr, &train.label).ok().map(|b| metrics(&test.label, &b.predict(&te)));
-    let mut scorecards = Vec::new();
-    for card in &cards.0 {
+    let card_metrics = |card: &crate::Scorecard| {
         // Risk = 100 - health; a missing score is the middle.
         let risk = |rows: &[&Row]| -> Vec<f64> {
             rows.iter().map(|r| (100.0 - card.score(r).value.unwrap_or(50.0)) / 100.0).collect()
@@ -280,7 +285,16 @@ pub fn backtest(
             }
             Err(_) => (mt.brier, mt.ece) = (None, None),
         }
-        scorecards.push((card.name.clone(), mt));
+        mt
+    };
+    let mut scorecards = Vec::new();
+    let mut learned = Vec::new();
+    for card in &cards.0 {
+        scorecards.push((card.name.clone(), card_metrics(card)));
+        learned.push(card.learn(&tr, &train.label).map(|l| {
+            let w = l.measures.iter().map(|m| (m.name.clone(), m.weight)).collect();
+            (w, card_metrics(&l))
+        }));
     }
     let name = |i: usize| ledger.accounts[test.account[i] as usize].id.as_str();
     let oracle_auc = truth.and_then(|t| {
@@ -304,6 +318,7 @@ pub fn backtest(
         model: metrics(&test.label, &p),
         baseline,
         scorecards,
+        learned,
         n_train: tr.len(),
         n_snapshots: te.len(),
         n_churned: test.label.iter().filter(|v| **v).count(),

@@ -129,6 +129,59 @@ impl Scorecard {
     }
 }
 
+impl Scorecard {
+    /// The same scorecard with weights fitted to history: a logistic regression of the
+    /// outcome on the measures' scores (a missing score takes the measure's mean), each
+    /// weight the part of the coefficient that lowers risk as the score rises (negative
+    /// coefficients become weights, positive ones 0), scaled to the card's total weight.
+    /// `None` when no measure lowers risk or the fit fails.
+    pub fn learn(&self, rows: &[&Row], churned: &[bool]) -> Option<Scorecard> {
+        let k = self.measures.len();
+        let scores: Vec<Vec<Option<f64>>> = rows
+            .iter()
+            .map(|r| {
+                self.measures
+                    .iter()
+                    .map(|m| {
+                        let v = r.num[m.feature];
+                        if v.is_finite() {
+                            Some(m.scale.score(v))
+                        } else {
+                            match m.missing.unwrap_or(self.missing) {
+                                Missing::Score(s) => Some(s),
+                                Missing::Redistribute => None,
+                            }
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let means: Vec<f64> = (0..k)
+            .map(|j| {
+                let known: Vec<f64> = scores.iter().filter_map(|s| s[j]).collect();
+                if known.is_empty() { 50.0 } else { known.iter().sum::<f64>() / known.len() as f64 }
+            })
+            .collect();
+        let x: Vec<f64> =
+            scores.iter().flat_map(|s| (0..k).map(|j| s[j].unwrap_or(means[j]) / 100.0)).collect();
+        let fit = tenure_stats::logit::fit(&x, k, churned, 1.0).ok()?;
+        let raw: Vec<f64> = fit.coef.iter().map(|c| (-c).max(0.0)).collect();
+        let sum: f64 = raw.iter().sum();
+        if sum <= 0.0 {
+            return None;
+        }
+        let total: f64 = self.measures.iter().map(|m| m.weight).sum();
+        let mut out = self.clone();
+        out.name = format!("{} (learned)", self.name);
+        for (m, w) in out.measures.iter_mut().zip(&raw) {
+            // Three decimals: weights to paste into a configuration file. A measure with
+            // no weight left keeps a trace so it stays valid.
+            m.weight = ((w / sum * total * 1000.0).round() / 1000.0).max(1e-3);
+        }
+        Some(out)
+    }
+}
+
 /// The configured scorecards, in order: an account is scored by the first that applies to it
 /// in `tenure health`; backtests score every account with each.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Health benchmark (issue 5): a generated company of ACCOUNTS accounts (default 1,000,000)
+# over MONTHS months (default 12) with USAGE usage events (default 30,000,000); the time and
+# peak memory of training the churn model (`tenure model train`), of scoring every account
+# with its probability (`tenure risk`) and with the scorecards (`tenure health`), and of the
+# backtest. The generation and import are set-up, not measured. RECORD=0 leaves
+# BENCHMARKS.md alone.
+set -euo pipefail
+ACCOUNTS=${1:-1000000}
+MONTHS=${2:-12}
+USAGE=${3:-30000000}
+RECORD=${RECORD:-1}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+W=bench-data/health
+cargo build --release -p tenure-cli
+T="$ROOT/target/release/tenure"
+say() { echo "[bench] $*" >&2; }
+# History 2025-11 .. 2026-10 for 12 months; the figures are as of 2026-11-01.
+START=$(python3 -c "import sys; m = 2026 * 12 + 10 - $MONTHS; print(f'{m // 12}-{m % 12 + 1:02d}')")
+AS_OF=2026-11-01T00:00:00Z
+if [ ! -f "$W/data/.ready-$ACCOUNTS-$MONTHS-$USAGE" ]; then
+    rm -rf "$W"
+    mkdir -p "$W"
+    say "generating $ACCOUNTS accounts from $START"
+    "$T" gen --accounts "$ACCOUNTS" --months "$MONTHS" --usage-events "$USAGE" --start "$START" --seed 5 --out "$W/company" 2>"$W/gen.log"
+    say "importing"
+    "$T" import --data "$W/data" "$W"/company/*.jsonl 2>"$W/import.log"
+    touch "$W/data/.ready-$ACCOUNTS-$MONTHS-$USAGE"
+fi
+EVENTS=$(awk '/^total:/ { print $2 }' "$W/import.log")
+measure() { # NAME CMD...: wall seconds and peak RSS (MiB) of CMD in "$W/NAME.time"
+    local name=$1
+    shift
+    /usr/bin/time -f "%e %M" -o "$W/$name.time" "$@" >"$W/$name.out" 2>"$W/$name.err"
+    read -r S KB <"$W/$name.time"
+    echo "$name $S $((KB / 1024))" >>"$W/measurements.txt"
+    say "$name: ${S} s, $((KB / 1024)) MiB"
+}
+: >"$W/measurements.txt"
+rm -rf "$W/data/models"
+measure train "$T" model train --data "$W/data" --as-of "$AS_OF" --format json
+measure risk "$T" risk --data "$W/data" --as-of "$AS_OF" --top 50 --format json
+measure health "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
+measure backtest "$T" model backtest --data "$W/data" --as-of "$AS_OF" --from 2026-05 --to 2026-07 --format json
+SECTION=$(python3 - "$W" "$ACCOUNTS" "$MONTHS" "$EVENTS" "$(git rev-parse --short HEAD)" "$(nproc)" <<'PY'
+import json, sys, datetime
+w, accounts, months, events, commit, cores = sys.argv[1:7]
+m = {l.split()[0]: (float(l.split()[1]), int(l.split()[2])) for l in open(f"{w}/measurements.txt")}
+train = json.load(open(f"{w}/train.out"))
+risk = json.load(open(f"{w}/risk.out"))
+bt = json.load(open(f"{w}/backtest.out"))
+health_rows = sum(1 for _ in open(f"{w}/health.out")) - 1
+print(f"\n## Health benchmark, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n")
+print(f"Command: `bash bench/health.sh {accounts} {months}`. {cores} cores; tenure at commit {commit}.")
+print(f"A generated company of {int(accounts):,} accounts over {months} months ({events} events imported);")
+print("each command is a new process that folds the log and reads the monthly usage first.\n")
+print("| command | what it did | wall time | peak RSS |")
+print("|---|---|---|---|")
+print(f"| `tenure model train` | {train['n_snapshots']:,} snapshots ({train['n_churned']:,} churned), {train['trees']} trees | {m['train'][0]:.1f} s | {m['train'][1]:,} MiB |")
+print(f"| `tenure risk --top 50` | probability and expected loss of {risk['accounts_scored']:,} accounts; drivers of 50 | {m['risk'][0]:.1f} s | {m['risk'][1]:,} MiB |")
+print(f"| `tenure health --format csv` | scorecard of {health_rows:,} accounts | {m['health'][0]:.1f} s | {m['health'][1]:,} MiB |")
+print(f"| `tenure model backtest` (3 test months) | trained on {bt['n_train']:,}, tested on {bt['n_snapshots']:,} snapshots; AUC {bt['auc']:.3f}, ECE {bt['ece']:.3f} | {m['backtest'][0]:.1f} s | {m['backtest'][1]:,} MiB |")
+PY
+)
+echo "$SECTION"
+if [ "$RECORD" = 1 ]; then
+    echo "$SECTION" >>BENCHMARKS.md
+fi
