@@ -144,3 +144,12 @@ fn features_at_t_see_nothing_of_the_events_after_t() {
         }
     }
 }
+
+/// docs/health.md names every feature (and so stays in step with the code).
+#[test]
+fn the_documentation_lists_every_feature() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/health.md")).unwrap();
+    for d in features::DEFS {
+        assert!(doc.contains(&format!("`{}`", d.name)), "docs/health.md does not name {}", d.name);
+    }
+}
