@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Health benchmark (issue 5): a generated company of ACCOUNTS accounts (default 1,000,000)
-# over MONTHS months (default 12) with USAGE usage events (default 30,000,000); the time and
+# over MONTHS months (default 12) with USAGE usage events (default 20,000,000); the time and
 # peak memory of training the churn model (`tenure model train`), of scoring every account
 # with its probability (`tenure risk`) and with the scorecards (`tenure health`), and of the
 # backtest. The generation and import are set-up, not measured. RECORD=0 leaves
@@ -8,7 +8,7 @@
 set -euo pipefail
 ACCOUNTS=${1:-1000000}
 MONTHS=${2:-12}
-USAGE=${3:-30000000}
+USAGE=${3:-20000000}
 RECORD=${RECORD:-1}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -23,9 +23,13 @@ if [ ! -f "$W/data/.ready-$ACCOUNTS-$MONTHS-$USAGE" ]; then
     rm -rf "$W"
     mkdir -p "$W"
     say "generating $ACCOUNTS accounts from $START"
-    "$T" gen --accounts "$ACCOUNTS" --months "$MONTHS" --usage-events "$USAGE" --start "$START" --seed 5 --out "$W/company" 2>"$W/gen.log"
+    # CSV is the smaller form; the files go once imported (the log holds the events).
+    "$T" gen --accounts "$ACCOUNTS" --months "$MONTHS" --usage-events "$USAGE" --start "$START" --seed 5 --format csv --out "$W/company" 2>"$W/gen.log"
     say "importing"
-    "$T" import --data "$W/data" "$W"/company/*.jsonl 2>"$W/import.log"
+    "$T" import --data "$W/data" $(ls "$W"/company/*.csv | grep -v truth) 2>"$W/import.log"
+    mkdir -p "$W/data/company"
+    mv "$W/company/truth.csv" "$W/data/company/truth.csv"
+    rm -rf "$W/company"
     touch "$W/data/.ready-$ACCOUNTS-$MONTHS-$USAGE"
 fi
 EVENTS=$(awk '/^total:/ { print $2 }' "$W/import.log")

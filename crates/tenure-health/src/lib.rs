@@ -10,6 +10,7 @@ pub mod backtest;
 pub mod features;
 pub mod model;
 pub mod scorecard;
+pub mod state;
 pub mod survival;
 
 pub use features::{Cause, Context, Row};

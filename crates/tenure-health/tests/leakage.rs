@@ -148,8 +148,44 @@ fn features_at_t_see_nothing_of_the_events_after_t() {
 /// docs/health.md names every feature (and so stays in step with the code).
 #[test]
 fn the_documentation_lists_every_feature() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/health.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/health.md"))
+        .unwrap();
     for d in features::DEFS {
         assert!(doc.contains(&format!("`{}`", d.name)), "docs/health.md does not name {}", d.name);
+    }
+}
+
+/// After new events, updating only the accounts they touched gives the state a full
+/// rebuild gives, and recomputes nothing else.
+#[test]
+fn an_update_recomputes_only_the_touched_accounts_and_matches_a_rebuild() {
+    use tenure_health::scorecard::Scorecards;
+    use tenure_health::state::HealthState;
+    let events = company();
+    let (june, t) =
+        (Timestamp::parse("2024-06-01").unwrap(), Timestamp::parse("2024-07-01").unwrap());
+    let catalogue: Vec<Feature> = Vec::new();
+    let ctx = Context { catalogue: &catalogue, segment_key: "segment" };
+    let cards = Scorecards::default_set();
+    let before: Vec<Event> = events.iter().filter(|e| e.ts < june).cloned().collect();
+    let mut state =
+        HealthState::build(&ledger(&before, t), &usage(&before, &catalogue), t, &ctx, &cards, None);
+    // June's events arrive.
+    let all: Vec<Event> = events.iter().filter(|e| e.ts < t).cloned().collect();
+    let (new, new_usage) = (ledger(&all, t), usage(&all, &catalogue));
+    let mut touched: Vec<&str> =
+        all.iter().filter(|e| e.ts >= june).filter_map(|e| e.account.as_deref()).collect();
+    touched.sort();
+    touched.dedup();
+    assert!(!touched.is_empty() && touched.len() < new.accounts.len(), "{} touched", touched.len());
+    let changed = state.update(&new, &new_usage, &touched, &ctx, &cards, None);
+    assert_eq!(state.recomputed, touched.len());
+    assert!(!changed.is_empty());
+    let rebuilt = HealthState::build(&new, &new_usage, t, &ctx, &cards, None);
+    assert_eq!(state.accounts.len(), rebuilt.accounts.len());
+    for (id, h) in &rebuilt.accounts {
+        let s = &state.accounts[id];
+        assert_eq!((s.score, s.colour, &s.scorecard), (h.score, h.colour, &h.scorecard), "{id}");
+        assert!(s.row.num.iter().zip(&h.row.num).all(|(a, b)| a.to_bits() == b.to_bits()), "{id}");
     }
 }
