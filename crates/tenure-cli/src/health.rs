@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_engine::Config;
 use tenure_health::backtest::{self, Metrics, Truth};
-use tenure_health::features::{self, Context, DEFS, Row};
+use tenure_health::features::{self, Context, DEFS, Outcome, Row};
 use tenure_health::scorecard::{Score, Scorecards};
 use tenure_health::{Model, UsageByAccount};
 use tenure_ledger::Ledger;
@@ -44,6 +44,10 @@ pub struct RiskArgs {
     /// Churn within this horizon (used when no trained model is saved): 90d, 6m, ...
     #[arg(long, default_value = "90d")]
     horizon: String,
+    /// What to predict when no trained model is saved: `churn`, or `renewal` (a contract
+    /// due within the horizon is lost; only accounts with one are listed)
+    #[arg(long, default_value = "churn")]
+    outcome: String,
     #[arg(long, value_enum, default_value = "table")]
     format: OutFormat,
     #[arg(long)]
@@ -60,6 +64,9 @@ pub enum ModelCmd {
         /// Churn within this horizon of each snapshot: 90d, 6m, ...
         #[arg(long, default_value = "90d")]
         horizon: String,
+        /// `churn`, or `renewal`: a contract due within the horizon is lost
+        #[arg(long, default_value = "churn")]
+        outcome: String,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
         #[arg(long)]
@@ -78,6 +85,9 @@ pub enum ModelCmd {
         to: Option<String>,
         #[arg(long, default_value = "90d")]
         horizon: String,
+        /// `churn`, or `renewal`: a contract due within the horizon is lost
+        #[arg(long, default_value = "churn")]
+        outcome: String,
         /// Scorecards file [default: DATA/scorecards.toml when present, else the shipped ones]
         #[arg(long)]
         scorecards: Option<PathBuf>,
@@ -90,6 +100,10 @@ pub enum ModelCmd {
         #[arg(long)]
         as_of: Option<String>,
     },
+}
+
+fn outcome(s: &str) -> Result<Outcome> {
+    Outcome::parse(s).ok_or_else(|| usage(format!("--outcome {s:?}: expected churn or renewal")))
 }
 
 /// A horizon in days: `90d`, `13w`, `3m` (a month counts 30 days) or a bare number of days.
@@ -356,7 +370,7 @@ const MAX_SNAPSHOTS: usize = 3_000_000;
 
 /// Trains on every month-start snapshot whose horizon has ended (of a sample of accounts
 /// when that is more than [`MAX_SNAPSHOTS`]).
-fn train_all(d: &Data, horizon: i64) -> Result<Model> {
+fn train_all(d: &Data, horizon: i64, outcome: Outcome) -> Result<Model> {
     let first = d
         .ledger
         .accounts
@@ -371,17 +385,19 @@ fn train_all(d: &Data, horizon: i64) -> Result<Model> {
     let per_mille = (MAX_SNAPSHOTS * 1000 / estimate.max(1)).clamp(1, 1000) as u64;
     let keep =
         move |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille;
-    let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, &d.ctx(), &keep);
+    let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, outcome, &d.ctx(), &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
-    tenure_health::model::train(&rows, &s.label, &s.at, horizon).map_err(|e| usage(e.to_string()))
+    tenure_health::model::train(&rows, &s.label, &s.at, horizon, outcome)
+        .map_err(|e| usage(e.to_string()))
 }
 
 pub fn model(cmd: ModelCmd) -> Result<()> {
     match cmd {
-        ModelCmd::Train { data, horizon, format, as_of: at } => {
+        ModelCmd::Train { data, horizon, outcome: o, format, as_of: at } => {
             let horizon = horizon_days(&horizon)?;
+            let o = outcome(&o)?;
             let d = Data::load(&data, &at)?;
-            let m = train_all(&d, horizon)?;
+            let m = train_all(&d, horizon, o)?;
             let dir = models_dir(&d.dir);
             std::fs::create_dir_all(&dir)?;
             let stamp = d.ledger.as_of.to_string().replace([':', '-'], "");
@@ -389,7 +405,7 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
             let text = m.to_json();
             write_atomic(&dated, &text)?;
             write_atomic(&dir.join("churn.json"), &text)?;
-            let summary = json!({"model": dated.display().to_string(), "horizon_days": horizon,
+            let summary = json!({"model": dated.display().to_string(), "outcome": o.as_str(), "horizon_days": horizon,
                 "n_snapshots": m.n_snapshots, "n_churned": m.n_churned, "trees": m.gbm.trees.len(),
                 "first_snapshot": m.first_snapshot, "last_snapshot": m.last_snapshot});
             match format {
@@ -410,12 +426,14 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
             from,
             to,
             horizon,
+            outcome: o,
             scorecards: sc,
             truth,
             format,
             as_of: at,
         } => {
             let horizon = horizon_days(&horizon)?;
+            let o = outcome(&o)?;
             let d = Data::load(&data, &at)?;
             let cards = scorecards(&d.dir, &sc)?;
             let month = |s: &str, what: &str| -> Result<Timestamp> {
@@ -446,6 +464,7 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
                 from,
                 to,
                 horizon,
+                o,
                 &cards,
                 truth.as_ref(),
             )
@@ -613,7 +632,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         Model::from_json(&std::fs::read_to_string(&saved)?)
             .map_err(|e| usage(format!("{}: {e}", saved.display())))?
     } else {
-        let m = train_all(&d, horizon_days(&a.horizon)?)?;
+        let m = train_all(&d, horizon_days(&a.horizon)?, outcome(&a.outcome)?)?;
         eprintln!(
             "no saved model: trained one on {} snapshots (`tenure model train` saves it)",
             m.n_snapshots
@@ -621,7 +640,16 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         m
     };
     let t = d.ledger.as_of;
-    let now = backtest::current(&d.ledger, &d.usage, t, &d.ctx());
+    let mut now = backtest::current(&d.ledger, &d.usage, t, &d.ctx());
+    if m.outcome == Outcome::RenewalLost {
+        // A renewal model speaks of contracts due within its horizon only.
+        let due = |r: &Row| r.get(features::F::DAYS_TO_RENEWAL) < m.horizon_days as f64;
+        let keep: Vec<bool> = now.rows.iter().map(due).collect();
+        let mut k = keep.iter();
+        now.rows.retain(|_| *k.next().expect("one flag per row"));
+        let mut k = keep.iter();
+        now.account.retain(|_| *k.next().expect("one flag per row"));
+    }
     let rows: Vec<&Row> = now.rows.iter().collect();
     let probability = m.predict(&rows);
     let cur = d.cfg.revenue.fx.base;
@@ -676,7 +704,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
                 .iter()
                 .map(|(s, (n, mrr, loss))| json!({"segment": s, "accounts": n, "mrr": money_json(*mrr, cur), "expected_loss": money_json(*loss, cur)}))
                 .collect();
-            let j = json!({"as_of": t.to_string(), "horizon_days": m.horizon_days, "currency": cur.to_string(),
+            let j = json!({"as_of": t.to_string(), "outcome": m.outcome.as_str(), "horizon_days": m.horizon_days, "currency": cur.to_string(),
                 "accounts_scored": list.len(), "mrr": money_json(total_mrr, cur), "expected_loss": money_json(total_loss, cur),
                 "by_segment": segs, "accounts": accounts});
             out(&format!("{}\n", serde_json::to_string_pretty(&j)?))

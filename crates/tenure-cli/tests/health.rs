@@ -106,6 +106,27 @@ fn model_and_scorecards_are_backtested_against_the_generators_truth() {
     // The drivers name the generator's cause among the top three in most cases.
     let d = &j["drivers"];
     assert!(d["n"].as_u64().unwrap() > 500 && d["top3_match"].as_f64().unwrap() > 0.5, "{d}");
+
+    // Renewal risk: only snapshots with a contract due within the horizon, fewer of them.
+    let r = ok_json(&[
+        "model",
+        "backtest",
+        "--data",
+        &data,
+        "--from",
+        "2023-10",
+        "--to",
+        "2024-09",
+        "--outcome",
+        "renewal",
+        "--as-of",
+        AS_OF,
+        "--format",
+        "json",
+    ]);
+    let (n, all) = (r["n_snapshots"].as_u64().unwrap(), j["n_snapshots"].as_u64().unwrap());
+    assert!(n > 100 && n < all / 3, "{n} renewal snapshots of {all}");
+    assert!(r["n_churned"].as_u64().unwrap() > 10 && r["auc"].as_f64().unwrap() > 0.6, "{r}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! train on snapshots whose outcome was known before the test period starts, test on the
 //! snapshots inside it.
 
-use crate::features::{self, Context, Row};
+use crate::features::{self, Context, Outcome, Row};
 use crate::model::{self, Baseline};
 use crate::scorecard::Scorecards;
 use crate::{HealthError, UsageByAccount};
@@ -38,12 +38,14 @@ pub fn months(from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
 }
 
 /// Snapshots of every paying account at each instant of `at` whose horizon has ended by
-/// the ledger's `as_of` (so each has its label). `keep(account index)` samples accounts.
+/// the ledger's `as_of`, with their `outcome` label (those without one are left out).
+/// `keep(account index)` samples accounts.
 pub fn labelled(
     ledger: &Ledger,
     usage: &UsageByAccount,
     at: &[Timestamp],
     horizon_days: i64,
+    outcome: Outcome,
     ctx: &Context<'_>,
     keep: &(dyn Fn(usize) -> bool + Sync),
 ) -> Snapshots {
@@ -58,8 +60,8 @@ pub fn labelled(
             let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
             at.iter()
                 .filter_map(|t| {
+                    let y = outcome.label(a, *t, Timestamp(t.0 + horizon_days * DAY))?;
                     let row = features::snapshot(a, u, *t, ctx)?;
-                    let y = features::churned(a, *t, Timestamp(t.0 + horizon_days * DAY));
                     Some((i as u32, *t, row, y))
                 })
                 .collect()
@@ -242,6 +244,7 @@ pub fn backtest(
     from: Timestamp,
     to: Timestamp,
     horizon_days: i64,
+    outcome: Outcome,
     cards: &Scorecards,
     truth: Option<&Truth>,
 ) -> Result<Report, HealthError> {
@@ -255,8 +258,8 @@ pub fn backtest(
     let test_at: Vec<Timestamp> = months(from, to);
     let all = |_: usize| true;
     // Training outcomes were all known by `from`: each horizon ended by then.
-    let train = labelled(ledger, usage, &train_at, horizon_days, ctx, &all);
-    let test = labelled(ledger, usage, &test_at, horizon_days, ctx, &all);
+    let train = labelled(ledger, usage, &train_at, horizon_days, outcome, ctx, &all);
+    let test = labelled(ledger, usage, &test_at, horizon_days, outcome, ctx, &all);
     if test.rows.is_empty() {
         return Err(HealthError::NotEnoughData(format!(
             "no snapshot from {from} to {to} whose {horizon_days}-day horizon ended by {}",
@@ -265,7 +268,7 @@ pub fn backtest(
     }
     let tr: Vec<&Row> = train.rows.iter().collect();
     let te: Vec<&Row> = test.rows.iter().collect();
-    let m = model::train(&tr, &train.label, &train.at, horizon_days)?;
+    let m = model::train(&tr, &train.label, &train.at, horizon_days, outcome)?;
     let p = m.predict(&te);
     let baseline =
         Baseline::train(&tr, &train.label).ok().map(|b| metrics(&test.label, &b.predict(&te)));

@@ -382,6 +382,55 @@ pub fn snapshot(
     Some(Row { num, plan: state.plan.as_deref().map(str::to_string), segment, mrr: state.mrr })
 }
 
+/// What a model predicts of a snapshot at `t`, over `[t, end)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The account churns (an MRR churn movement).
+    #[default]
+    Churn,
+    /// A contract term known at `t` and due in the window is not renewed. Only snapshots
+    /// with such a term, decided by `as_of`, are labelled.
+    RenewalLost,
+}
+
+impl Outcome {
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "churn" => Some(Outcome::Churn),
+            "renewal" | "renewal_lost" | "nonrenewal" => Some(Outcome::RenewalLost),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Churn => "churn",
+            Outcome::RenewalLost => "renewal_lost",
+        }
+    }
+
+    /// The label of a snapshot; `None` when it has none (no renewal due, or undecided).
+    pub fn label(self, a: &AccountLedger, t: Timestamp, end: Timestamp) -> Option<bool> {
+        match self {
+            Outcome::Churn => Some(churned(a, t, end)),
+            Outcome::RenewalLost => {
+                let decided: Vec<bool> = a
+                    .renewals
+                    .iter()
+                    .filter(|r| r.opened < t && r.due >= t && r.due < end)
+                    .filter_map(|r| match r.outcome {
+                        tenure_ledger::RenewalOutcome::Won { .. } => Some(false),
+                        tenure_ledger::RenewalOutcome::Lost { .. } => Some(true),
+                        tenure_ledger::RenewalOutcome::Open => None,
+                    })
+                    .collect();
+                (!decided.is_empty()).then(|| decided.iter().any(|l| *l))
+            }
+        }
+    }
+}
+
 /// Whether the account churned (an MRR churn movement) in `[t, end)`.
 pub fn churned(a: &AccountLedger, t: Timestamp, end: Timestamp) -> bool {
     a.movements_in(t, end).iter().any(|m| m.kind == MovementKind::Churn)

@@ -4,7 +4,7 @@
 //! regression baseline.
 
 use crate::HealthError;
-use crate::features::{self, CATEGORICAL, Cause, DEFS, N, Risky, Row};
+use crate::features::{CATEGORICAL, Cause, DEFS, N, Outcome, Risky, Row};
 use serde::{Deserialize, Serialize};
 use tenure_core::time::Timestamp;
 use tenure_stats::gbm::{self, Column, Gbm, Params};
@@ -16,7 +16,10 @@ pub const FORMAT: u32 = 1;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Model {
     pub format: u32,
-    /// Churn within this many days of a snapshot is what the model predicts.
+    /// What the model predicts (churn, or a lost renewal) within this many days of a
+    /// snapshot.
+    #[serde(default)]
+    pub outcome: Outcome,
     pub horizon_days: i64,
     /// The snapshots used: first and last instant (RFC 3339), count and churners.
     pub first_snapshot: String,
@@ -100,6 +103,7 @@ pub fn train(
     y: &[bool],
     at: &[Timestamp],
     horizon_days: i64,
+    outcome: Outcome,
 ) -> Result<Model, HealthError> {
     let n = rows.len();
     let churned = y.iter().filter(|v| **v).count();
@@ -152,6 +156,7 @@ pub fn train(
         .collect();
     Ok(Model {
         means,
+        outcome,
         format: FORMAT,
         horizon_days,
         first_snapshot: times[0].to_string(),
@@ -296,9 +301,4 @@ impl Baseline {
             })
             .collect()
     }
-}
-
-/// The feature index of a name, for callers naming features (scorecards).
-pub fn feature_index(name: &str) -> Option<usize> {
-    features::index(name)
 }
