@@ -41,6 +41,10 @@ pub struct RiskArgs {
     /// The accounts with the largest expected loss (0 = all)
     #[arg(long, default_value_t = 50)]
     top: usize,
+    /// An account is at risk from this probability on (for the share of accounts and the
+    /// MRR at risk)
+    #[arg(long, default_value_t = 0.2)]
+    at_risk: f64,
     /// Churn within this horizon (used when no trained model is saved): 90d, 6m, ...
     #[arg(long, default_value = "90d")]
     horizon: String,
@@ -207,7 +211,7 @@ pub fn health(a: HealthArgs) -> Result<()> {
         let Some(row) = features::snapshot(acc, u, t, &ctx) else {
             bail!(usage(format!("{id} is not a paying customer at {t}")));
         };
-        let Some(card) = cards.for_segment(row.segment.as_deref()) else {
+        let Some(card) = cards.for_row(&row) else {
             bail!(usage(format!("no scorecard applies to segment {:?}", row.segment)));
         };
         let s = card.score(&row);
@@ -228,7 +232,7 @@ pub fn health(a: HealthArgs) -> Result<()> {
     let mut rows: Vec<Line<'_>> = Vec::new();
     for (i, row) in now.account.iter().zip(&now.rows) {
         let acc = &d.ledger.accounts[*i as usize];
-        let Some(card) = cards.for_segment(row.segment.as_deref()) else { continue };
+        let Some(card) = cards.for_row(row) else { continue };
         let s = card.score(row);
         let u = d.usage.get(&acc.id).map_or(&[][..], |v| v.as_slice());
         let before = features::snapshot(acc, u, then_t, &ctx).and_then(|r| card.score(&r).value);
@@ -686,6 +690,10 @@ pub fn risk(a: RiskArgs) -> Result<()> {
     }
     let total_mrr: i64 = list.iter().map(|r| r.mrr).sum();
     let total_loss: i64 = list.iter().map(|r| r.loss).sum();
+    let risky: Vec<&R<'_>> = list.iter().filter(|r| r.p >= a.at_risk).collect();
+    let mrr_at_risk: i64 = risky.iter().map(|r| r.mrr).sum();
+    let share =
+        if list.is_empty() { Json::Null } else { json!(risky.len() as f64 / list.len() as f64) };
     let mut by: std::collections::BTreeMap<&str, (usize, i64, i64)> = Default::default();
     for r in &list {
         let e = by.entry(r.segment.unwrap_or("(none)")).or_default();
@@ -706,6 +714,8 @@ pub fn risk(a: RiskArgs) -> Result<()> {
                 .collect();
             let j = json!({"as_of": t.to_string(), "outcome": m.outcome.as_str(), "horizon_days": m.horizon_days, "currency": cur.to_string(),
                 "accounts_scored": list.len(), "mrr": money_json(total_mrr, cur), "expected_loss": money_json(total_loss, cur),
+                "at_risk_threshold": a.at_risk, "accounts_at_risk": risky.len(), "share_at_risk": share,
+                "mrr_at_risk": money_json(mrr_at_risk, cur),
                 "by_segment": segs, "accounts": accounts});
             out(&format!("{}\n", serde_json::to_string_pretty(&j)?))
         }
@@ -718,6 +728,12 @@ pub fn risk(a: RiskArgs) -> Result<()> {
                 money(total_mrr),
                 list.len()
             );
+            s.push_str(&format!(
+                "{} accounts at risk (probability >= {:.0}%) with {} MRR\n\n",
+                risky.len(),
+                a.at_risk * 100.0,
+                money(mrr_at_risk)
+            ));
             s.push_str(&format!(
                 "{:<24} {:>7} {:>12} {:>12}  drivers\n",
                 "account", "risk", "MRR", "exp. loss"

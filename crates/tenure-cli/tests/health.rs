@@ -158,6 +158,10 @@ fn risk_health_and_scorecards_configured_without_reimport() {
         last = loss;
         assert!(a["drivers"].as_array().unwrap().iter().all(Value::is_string));
     }
+    // At risk: probability 20% or more (the default); their MRR is part of the total.
+    let at_risk = r["accounts_at_risk"].as_u64().unwrap();
+    assert!(at_risk > 0 && at_risk < r["accounts_scored"].as_u64().unwrap(), "{r}");
+    assert!(r["mrr_at_risk"].as_f64().unwrap() < r["mrr"].as_f64().unwrap());
     let segs: f64 = r["by_segment"]
         .as_array()
         .unwrap()

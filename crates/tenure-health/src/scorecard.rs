@@ -52,6 +52,8 @@ pub struct Scorecard {
     pub description: String,
     /// Segments (attribute values) it applies to; empty = every account.
     pub segments: Vec<String>,
+    /// The lifecycle stage it applies to: months since the first payment in `[from, to)`.
+    pub tenure_months: Option<(f64, f64)>,
     pub measures: Vec<Measure>,
     pub missing: Missing,
     /// Scores below `red` are red, below `yellow` yellow, the rest green.
@@ -82,8 +84,12 @@ pub struct Score {
 }
 
 impl Scorecard {
-    pub fn applies_to(&self, segment: Option<&str>) -> bool {
-        self.segments.is_empty() || segment.is_some_and(|s| self.segments.iter().any(|x| x == s))
+    /// Whether it scores an account of this segment and tenure (months since the first
+    /// payment; unknown counts as 0).
+    pub fn applies_to(&self, segment: Option<&str>, tenure_months: f64) -> bool {
+        let t = if tenure_months.is_finite() { tenure_months } else { 0.0 };
+        (self.segments.is_empty() || segment.is_some_and(|s| self.segments.iter().any(|x| x == s)))
+            && self.tenure_months.is_none_or(|(a, b)| a <= t && t < b)
     }
 
     pub fn colour(&self, v: Option<f64>) -> &'static str {
@@ -188,8 +194,10 @@ impl Scorecard {
 pub struct Scorecards(pub Vec<Scorecard>);
 
 impl Scorecards {
-    pub fn for_segment(&self, segment: Option<&str>) -> Option<&Scorecard> {
-        self.0.iter().find(|c| c.applies_to(segment))
+    /// The first scorecard that applies to the account of `row`.
+    pub fn for_row(&self, row: &Row) -> Option<&Scorecard> {
+        let tenure = row.get(features::F::TENURE);
+        self.0.iter().find(|c| c.applies_to(row.segment.as_deref(), tenure))
     }
 
     pub fn get(&self, name: &str) -> Option<&Scorecard> {
@@ -265,10 +273,16 @@ impl Scorecards {
                     .map_err(|e| here(&e))?;
                 measures.push(Measure { name, feature, weight, scale, missing });
             }
+            if let Some([a, b]) = c.tenure_months
+                && !(a >= 0.0 && a < b)
+            {
+                return Err(at("tenure_months = [from, to) needs 0 <= from < to"));
+            }
             out.push(Scorecard {
                 name: c.name,
                 description: c.description.unwrap_or_default(),
                 segments: c.segments,
+                tenure_months: c.tenure_months.map(|[a, b]| (a, b)),
                 measures,
                 missing,
                 red,
@@ -311,6 +325,7 @@ struct CardDoc {
     description: Option<String>,
     #[serde(default)]
     segments: Vec<String>,
+    tenure_months: Option<[f64; 2]>,
     missing: Option<toml::Value>,
     red_below: Option<f64>,
     yellow_below: Option<f64>,
@@ -331,7 +346,8 @@ struct MeasureDoc {
 
 /// The shipped scorecards (also what `tenure health --print-default-config` prints).
 pub const DEFAULT: &str = r#"# Health scorecards. An account is scored by the first scorecard whose `segments`
-# include its segment (no `segments` = every account). A measure reads one feature and
+# include its segment (no `segments` = every account) and whose `tenure_months = [from,
+# to)` include the months since its first payment (none = every stage). A measure reads one feature and
 # scales it to 0-100 with `points` ([value, score] steps: the score of the last value at or
 # below the feature's) or `linear` ([value scoring 0, value scoring 100]); weights are
 # normalised. `missing` is "redistribute" (leave the measure out) or a score 0-100, per
@@ -520,7 +536,23 @@ mod tests {
               csm_relationship value=Some(5.0) score=Some(100.0) weight=0.2000 points=20.000
         "#]]
         .assert_eq(&render(&s));
-        assert!(c.applies_to(None) && c.applies_to(Some("x")));
+        assert!(c.applies_to(None, 0.0) && c.applies_to(Some("x"), 40.0));
+        // A scorecard for the first six months of smb accounts comes first.
+        let cards = Scorecards::parse(
+            "[[scorecard]]\nname = \"onboarding\"\nsegments = [\"smb\"]\ntenure_months = [0, 6]\n\
+             [[scorecard.measure]]\nfeature = \"active_days\"\nlinear = [0, 10]\n\
+             [[scorecard]]\nname = \"rest\"\n[[scorecard.measure]]\nfeature = \"seats\"\nlinear = [0, 10]\n",
+        )
+        .unwrap();
+        let at = |months: f64, segment: &str| {
+            let mut r = row(&[(F::TENURE, months)]);
+            r.segment = Some(segment.into());
+            cards.for_row(&r).unwrap().name.clone()
+        };
+        assert_eq!(
+            [at(2.0, "smb"), at(6.0, "smb"), at(2.0, "enterprise")],
+            ["onboarding", "rest", "rest"]
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn compute(
 ) -> Option<AccountHealth> {
     let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
     let row = features::snapshot(a, u, t, ctx)?;
-    let card = cards.for_segment(row.segment.as_deref());
+    let card = cards.for_row(&row);
     let score = card.map(|c| c.score(&row));
     let (probability, drivers) = match model {
         Some(m) => {
