@@ -180,6 +180,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: health::ModelCmd,
     },
+    /// Create, list or revoke API keys (a secret is shown once; only its hash is kept)
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// Run the service: the ingest API (acknowledged once durable) on --listen
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The largest request body, bytes
+        #[arg(long, default_value_t = 8 << 20)]
+        max_request_bytes: usize,
+    },
     /// Generate a synthetic SaaS company (every event type) with its ground truth
     Gen(GenArgs),
     /// Generate a sample company, import it and print its portfolio report
@@ -225,6 +240,31 @@ struct GenArgs {
     start: Option<String>,
     #[arg(long, value_enum, default_value = "jsonl")]
     format: InFormat,
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create a key and print its secret (once)
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// What it may do: ingest, read, admin (comma-separated)
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (ids, names, scopes; never secrets)
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke a key by its id
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        id: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -596,6 +636,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo { data, accounts, months, seed } => demo(data, accounts, months, seed),
         Cmd::Stats { cmd } => stats::run(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Health(a) => health::health(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Key { cmd } => key(cmd).map(|()| ExitCode::SUCCESS),
+        Cmd::Serve { data, listen, max_request_bytes } => {
+            let cfg = config(&data)?;
+            let dir = data_dir(&data);
+            let limits =
+                tenure_server::Limits { request_bytes: max_request_bytes, ..Default::default() };
+            tenure_server::run(
+                &dir,
+                &listen,
+                cfg.ingest(None),
+                limits,
+                std::sync::Arc::new(now),
+                |addr| {
+                    eprintln!("tenure: serving {} on http://{addr}", dir.display());
+                },
+            )
+            .map_err(|e| usage(e))?;
+            eprintln!("tenure: stopped; every acknowledged event is on disk");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Risk(a) => health::risk(a).map(|()| ExitCode::SUCCESS),
         Cmd::Model { cmd } => health::model(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Survival(a) => health::survival(a).map(|()| ExitCode::SUCCESS),
@@ -609,6 +669,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out(&format!("{lane:<20} {n:>12}\n"))?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn key(cmd: KeyCmd) -> Result<()> {
+    use tenure_server::keys::{Keys, Scope};
+    match cmd {
+        KeyCmd::Create { data, scope, name } => {
+            let dir = data_dir(&data);
+            let scopes = scope
+                .iter()
+                .map(|s| {
+                    Scope::parse(s.trim())
+                        .ok_or_else(|| usage(format!("--scope {s:?}: ingest, read or admin")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut keys = Keys::load(&dir)?;
+            let (k, secret) = keys.create(&name, &scopes, &now().to_string())?;
+            keys.save(&dir)?;
+            eprintln!("created key {} ({}); the secret is shown once:", k.id, scope.join(","));
+            out(&format!("{secret}\n"))
+        }
+        KeyCmd::List { data } => {
+            let keys = Keys::load(&data_dir(&data))?;
+            let mut s =
+                format!("{:<14} {:<20} {:<18} {:<8} created\n", "id", "name", "scopes", "status");
+            for k in &keys.keys {
+                let scopes: Vec<String> =
+                    k.scopes.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
+                s.push_str(&format!(
+                    "{:<14} {:<20} {:<18} {:<8} {}\n",
+                    k.id,
+                    k.name,
+                    scopes.join(","),
+                    if k.revoked { "revoked" } else { "active" },
+                    k.created
+                ));
+            }
+            out(&s)
+        }
+        KeyCmd::Revoke { data, id } => {
+            let dir = data_dir(&data);
+            let mut keys = Keys::load(&dir)?;
+            keys.revoke(&id).map_err(|e| usage(e.to_string()))?;
+            keys.save(&dir)?;
+            eprintln!("revoked key {id}");
+            Ok(())
         }
     }
 }

@@ -105,6 +105,40 @@ impl Importer {
         }
     }
 
+    /// Appends batches of validated events (one per request, say) and makes them durable
+    /// with one commit for all. Returns, per event of each batch, whether it was stored
+    /// (`false`: already in the log, or too large for a log record). An event without a
+    /// `message_id` is keyed by its content and its occurrence among identical events of
+    /// its own batch, so a batch sent twice is stored once.
+    pub fn append(
+        &mut self,
+        batches: &[Vec<tenure_core::event::Event>],
+    ) -> Result<Vec<Vec<bool>>, ImportError> {
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut p = Parsed { recs: Vec::new(), buf: Vec::new(), rejections: Vec::new() };
+            let mut framed = Vec::with_capacity(batch.len());
+            for e in batch {
+                let before = p.recs.len();
+                push_event(&mut p, e);
+                framed.push(p.recs.len() > before);
+            }
+            occurrences(&mut p, &mut FxHashSet::default());
+            let mut stored = Vec::with_capacity(batch.len());
+            let mut recs = p.recs.iter();
+            for ok in framed {
+                let Some(&(kind, start, end, _)) = ok.then(|| recs.next()).flatten() else {
+                    stored.push(false);
+                    continue;
+                };
+                stored.push(self.log.append_framed(lane(kind), &p.buf[start..end])?);
+            }
+            out.push(stored);
+        }
+        self.log.commit()?;
+        Ok(out)
+    }
+
     fn store(&mut self, p: &Parsed, sum: &mut FileSummary) -> Result<(), ImportError> {
         for &(kind, start, end, _) in &p.recs {
             let record = &p.buf[start..end];
