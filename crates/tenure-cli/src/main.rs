@@ -652,7 +652,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("tenure: serving {} on http://{addr}", dir.display());
                 },
             )
-            .map_err(|e| usage(e))?;
+            .map_err(usage)?;
             eprintln!("tenure: stopped; every acknowledged event is on disk");
             Ok(ExitCode::SUCCESS)
         }
