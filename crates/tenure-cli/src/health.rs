@@ -45,17 +45,31 @@ pub struct RiskArgs {
     /// MRR at risk)
     #[arg(long, default_value_t = 0.2)]
     at_risk: f64,
-    /// Churn within this horizon (used when no trained model is saved): 90d, 6m, ...
-    #[arg(long, default_value = "90d")]
-    horizon: String,
-    /// What to predict when no trained model is saved: `churn`, or `renewal` (a contract
-    /// due within the horizon is lost; only accounts with one are listed)
-    #[arg(long, default_value = "churn")]
-    outcome: String,
+    /// What to predict when no trained model is saved (with `renewal`, only accounts with
+    /// a contract due within the horizon are listed)
+    #[command(flatten)]
+    target: TargetArgs,
     #[arg(long, value_enum, default_value = "table")]
     format: OutFormat,
     #[arg(long)]
     as_of: Option<String>,
+}
+
+/// What a model predicts, and over how long.
+#[derive(Args)]
+pub struct TargetArgs {
+    /// Within this horizon of each snapshot: 90d, 13w, 6m, ...
+    #[arg(long, default_value = "90d")]
+    horizon: String,
+    /// `churn`, or `renewal`: a contract due within the horizon is lost
+    #[arg(long, default_value = "churn")]
+    outcome: String,
+}
+
+impl TargetArgs {
+    fn parse(&self) -> Result<(i64, Outcome)> {
+        Ok((horizon_days(&self.horizon)?, outcome(&self.outcome)?))
+    }
 }
 
 #[derive(Subcommand)]
@@ -65,12 +79,8 @@ pub enum ModelCmd {
     Train {
         #[command(flatten)]
         data: DataArgs,
-        /// Churn within this horizon of each snapshot: 90d, 6m, ...
-        #[arg(long, default_value = "90d")]
-        horizon: String,
-        /// `churn`, or `renewal`: a contract due within the horizon is lost
-        #[arg(long, default_value = "churn")]
-        outcome: String,
+        #[command(flatten)]
+        target: TargetArgs,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
         #[arg(long)]
@@ -87,11 +97,8 @@ pub enum ModelCmd {
         /// Last test month, YYYY-MM (default: the last month whose horizon has ended)
         #[arg(long)]
         to: Option<String>,
-        #[arg(long, default_value = "90d")]
-        horizon: String,
-        /// `churn`, or `renewal`: a contract due within the horizon is lost
-        #[arg(long, default_value = "churn")]
-        outcome: String,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Scorecards file [default: DATA/scorecards.toml when present, else the shipped ones]
         #[arg(long)]
         scorecards: Option<PathBuf>,
@@ -397,9 +404,8 @@ fn train_all(d: &Data, horizon: i64, outcome: Outcome) -> Result<Model> {
 
 pub fn model(cmd: ModelCmd) -> Result<()> {
     match cmd {
-        ModelCmd::Train { data, horizon, outcome: o, format, as_of: at } => {
-            let horizon = horizon_days(&horizon)?;
-            let o = outcome(&o)?;
+        ModelCmd::Train { data, target, format, as_of: at } => {
+            let (horizon, o) = target.parse()?;
             let d = Data::load(&data, &at)?;
             let m = train_all(&d, horizon, o)?;
             let dir = models_dir(&d.dir);
@@ -425,19 +431,8 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
                 )),
             }
         }
-        ModelCmd::Backtest {
-            data,
-            from,
-            to,
-            horizon,
-            outcome: o,
-            scorecards: sc,
-            truth,
-            format,
-            as_of: at,
-        } => {
-            let horizon = horizon_days(&horizon)?;
-            let o = outcome(&o)?;
+        ModelCmd::Backtest { data, from, to, target, scorecards: sc, truth, format, as_of: at } => {
+            let (horizon, o) = target.parse()?;
             let d = Data::load(&data, &at)?;
             let cards = scorecards(&d.dir, &sc)?;
             let month = |s: &str, what: &str| -> Result<Timestamp> {
@@ -636,7 +631,8 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         Model::from_json(&std::fs::read_to_string(&saved)?)
             .map_err(|e| usage(format!("{}: {e}", saved.display())))?
     } else {
-        let m = train_all(&d, horizon_days(&a.horizon)?, outcome(&a.outcome)?)?;
+        let (horizon, o) = a.target.parse()?;
+        let m = train_all(&d, horizon, o)?;
         eprintln!(
             "no saved model: trained one on {} snapshots (`tenure model train` saves it)",
             m.n_snapshots

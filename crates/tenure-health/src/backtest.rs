@@ -118,9 +118,8 @@ pub struct Metrics {
     pub roc: Vec<(f64, f64)>,
 }
 
-/// Expected calibration error over ten equal-width bins.
-pub fn ece(y: &[bool], p: &[f64]) -> Option<f64> {
-    let t = eval::calibration_table(y, p, 10).ok()?;
+/// Expected calibration error of a calibration table.
+pub fn ece(t: &[eval::Bin]) -> Option<f64> {
     let n: usize = t.iter().map(|b| b.n).sum();
     (n > 0).then(|| {
         t.iter().map(|b| b.n as f64 * (b.mean_score - b.positive_rate).abs()).sum::<f64>()
@@ -158,13 +157,14 @@ pub fn metrics(y: &[bool], p: &[f64]) -> Metrics {
         .ok()
         .and_then(|t| t.first().map(|b| b.lift))
         .filter(|l| l.is_finite());
+    let calibration = eval::calibration_table(y, p, 10).unwrap_or_default();
     Metrics {
         auc: eval::roc_auc(y, p).ok().flatten(),
         pr_auc: eval::average_precision(y, p).ok().flatten(),
         brier: eval::brier(y, p).ok(),
-        ece: ece(y, p),
+        ece: ece(&calibration),
         lift_top_decile: lift,
-        calibration: eval::calibration_table(y, p, 10).unwrap_or_default(),
+        calibration,
         roc: roc(y, p),
     }
 }
@@ -281,8 +281,7 @@ pub fn backtest(
         let mut mt = metrics(&test.label, &rte);
         match eval::platt(&train.label, &rtr) {
             Ok((a, b)) => {
-                let cal: Vec<f64> =
-                    rte.iter().map(|s| 1.0 / (1.0 + (-(a * s + b)).exp())).collect();
+                let cal: Vec<f64> = rte.iter().map(|s| model::sigmoid(a * s + b)).collect();
                 let c = metrics(&test.label, &cal);
                 (mt.brier, mt.ece, mt.calibration) = (c.brier, c.ece, c.calibration);
             }

@@ -159,11 +159,6 @@ pub fn index(name: &str) -> Option<usize> {
         .or_else(|| CATEGORICAL.iter().position(|c| *c == name).map(|i| N + i))
 }
 
-/// The name of a feature index.
-pub fn name(i: usize) -> &'static str {
-    if i < N { DEFS[i].name } else { CATEGORICAL[i - N] }
-}
-
 /// One account at one instant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {

@@ -78,7 +78,7 @@ fn levels_of(rows: &[&Row]) -> [Vec<String>; 2] {
     out
 }
 
-fn sigmoid(x: f64) -> f64 {
+pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 

@@ -101,16 +101,23 @@ impl Scorecard {
         }
     }
 
+    /// A measure's value in `row` and its 0-100 score under the missing-value rule
+    /// (`None`: missing and left out).
+    fn measure(&self, m: &Measure, row: &Row) -> (Option<f64>, Option<f64>) {
+        let v = row.num[m.feature];
+        let value = v.is_finite().then_some(v);
+        let score = match (value, m.missing.unwrap_or(self.missing)) {
+            (Some(v), _) => Some(m.scale.score(v)),
+            (None, Missing::Score(s)) => Some(s),
+            (None, Missing::Redistribute) => None,
+        };
+        (value, score)
+    }
+
     pub fn score(&self, row: &Row) -> Score {
         let mut parts: Vec<Part> = Vec::with_capacity(self.measures.len());
         for m in &self.measures {
-            let v = row.num[m.feature];
-            let value = v.is_finite().then_some(v);
-            let score = match (value, m.missing.unwrap_or(self.missing)) {
-                (Some(v), _) => Some(m.scale.score(v)),
-                (None, Missing::Score(s)) => Some(s),
-                (None, Missing::Redistribute) => None,
-            };
+            let (value, score) = self.measure(m, row);
             parts.push(Part { measure: m.name.clone(), value, score, weight: 0.0, points: 0.0 });
         }
         let total: f64 = self
@@ -145,22 +152,7 @@ impl Scorecard {
         let k = self.measures.len();
         let scores: Vec<Vec<Option<f64>>> = rows
             .iter()
-            .map(|r| {
-                self.measures
-                    .iter()
-                    .map(|m| {
-                        let v = r.num[m.feature];
-                        if v.is_finite() {
-                            Some(m.scale.score(v))
-                        } else {
-                            match m.missing.unwrap_or(self.missing) {
-                                Missing::Score(s) => Some(s),
-                                Missing::Redistribute => None,
-                            }
-                        }
-                    })
-                    .collect()
-            })
+            .map(|r| self.measures.iter().map(|m| self.measure(m, r).1).collect())
             .collect();
         let means: Vec<f64> = (0..k)
             .map(|j| {
