@@ -5,10 +5,11 @@
 //! requests wait instead of piling up in memory.
 
 pub mod keys;
+pub mod segment;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -162,6 +163,7 @@ pub struct Inner {
     pub ingest: IngestConfig,
     pub limits: Limits,
     pub clock: Clock,
+    pub segment: segment::SegmentConfig,
 }
 
 /// What every handler shares.
@@ -186,6 +188,7 @@ impl AppState {
             ingest,
             limits,
             clock,
+            segment: segment::SegmentConfig::default(),
         })))
     }
 }
@@ -290,13 +293,10 @@ async fn store(state: &AppState, events: Vec<Event>) -> Result<Vec<bool>, ApiErr
         .map_err(|e| ApiError::new("internal", format!("storing failed: {e}")))
 }
 
-async fn ingest(
-    State(state): State<AppState>,
-    h: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    authorise(&state, &h, Scope::Ingest)?;
-    let body = body.map_err(|e| {
+type BodyResult = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+fn body_bytes(state: &AppState, body: BodyResult) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 "payload_too_large",
@@ -305,19 +305,105 @@ async fn ingest(
         } else {
             ApiError::new("invalid_json", e.body_text())
         }
-    })?;
-    let cfg = IngestConfig { now: Some((state.0.clock)()), ..state.0.ingest.clone() };
-    let (events, rejected) = parse_events(&body, &cfg)?;
+    })
+}
+
+/// Stores the valid events of a request and answers with what happened to each: 400 when
+/// every event was rejected, else 200 with the counts and the rejections.
+async fn accept(
+    state: &AppState,
+    events: Vec<Event>,
+    rejected: Vec<Rejection>,
+    extra: Option<(&str, Value)>,
+) -> Result<Response, ApiError> {
     if events.is_empty() && !rejected.is_empty() {
         let mut e =
             ApiError::new("invalid_events", format!("all {} events were rejected", rejected.len()));
         e.rejected = rejected;
         return Err(e);
     }
-    let stored = store(&state, events).await?;
+    let stored = store(state, events).await?;
     let accepted = stored.iter().filter(|s| **s).count();
-    let body = json!({"accepted": accepted, "duplicates": stored.len() - accepted, "rejected": rejections_json(&rejected)});
+    let mut body = json!({"success": true, "accepted": accepted, "duplicates": stored.len() - accepted, "rejected": rejections_json(&rejected)});
+    if let Some((k, v)) = extra {
+        body[k] = v;
+    }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    h: HeaderMap,
+    body: BodyResult,
+) -> Result<Response, ApiError> {
+    authorise(&state, &h, Scope::Ingest)?;
+    let body = body_bytes(&state, body)?;
+    let cfg = IngestConfig { now: Some((state.0.clock)()), ..state.0.ingest.clone() };
+    let (events, rejected) = parse_events(&body, &cfg)?;
+    accept(&state, events, rejected, None).await
+}
+
+/// `POST /v1/{track,identify,group,page,screen,alias,batch}`: the Segment HTTP API.
+async fn segment_call(
+    State(state): State<AppState>,
+    UrlPath(call): UrlPath<String>,
+    h: HeaderMap,
+    body: BodyResult,
+) -> Result<Response, ApiError> {
+    const CALLS: &[&str] = &["track", "identify", "group", "page", "screen", "alias", "batch"];
+    if !CALLS.contains(&call.as_str()) {
+        return Err(ApiError::new("not_found", format!("no Segment call {call:?}")));
+    }
+    authorise(&state, &h, Scope::Ingest)?;
+    let body = body_bytes(&state, body)?;
+    let received = (state.0.clock)();
+    let root: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
+    let (messages, sent_at): (Vec<&Value>, Option<Timestamp>) = if call == "batch" {
+        let list = root.get("batch").and_then(Value::as_array).ok_or_else(|| {
+            let mut e = ApiError::new("invalid_events", "a batch call needs a \"batch\" array");
+            e.rejected =
+                vec![Rejection { line: 1, field: Some("batch".into()), reason: "missing".into() }];
+            e
+        })?;
+        let sent =
+            root.get("sentAt").and_then(Value::as_str).and_then(|s| Timestamp::parse(s).ok());
+        (list.iter().collect(), sent)
+    } else {
+        (vec![&root], None)
+    };
+    let cfg = IngestConfig { now: Some(received), ..state.0.ingest.clone() };
+    let (mut events, mut rejected, mut ignored) = (Vec::new(), Vec::new(), 0u64);
+    for (i, m) in messages.into_iter().enumerate() {
+        let line = i as u64 + 1;
+        let size = serde_json::to_vec(m).map_or(0, |v| v.len());
+        if size > segment::MAX_MESSAGE_BYTES {
+            rejected.push(Rejection {
+                line,
+                field: None,
+                reason: format!(
+                    "the message is {size} bytes, over Segment's limit of {}",
+                    segment::MAX_MESSAGE_BYTES
+                ),
+            });
+            continue;
+        }
+        match segment::map(&call, m, sent_at, received, &state.0.segment) {
+            Ok(segment::Mapped::Event(v)) => {
+                match tenure_ingest::parse_json_line(&v.to_string(), None, &cfg) {
+                    Ok(e) => events.push(e),
+                    Err(e) => rejected.push(Rejection { line, field: e.field, reason: e.reason }),
+                }
+            }
+            Ok(segment::Mapped::Ignored) => ignored += 1,
+            Err(e) => rejected.push(Rejection {
+                line,
+                field: Some(e.field).filter(|f| !f.is_empty()),
+                reason: e.reason,
+            }),
+        }
+    }
+    accept(&state, events, rejected, Some(("ignored", json!(ignored)))).await
 }
 
 async fn healthz() -> &'static str {
@@ -334,6 +420,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/events", post(ingest))
+        .route("/v1/{call}", post(segment_call))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -148,3 +148,157 @@ async fn over_a_real_socket() {
     server.await.unwrap().unwrap();
     assert_eq!(stored(f.dir.path()), 1);
 }
+
+/// A request to any path with any Authorization header.
+async fn post(s: &AppState, path: &str, auth: &str, body: &str) -> (StatusCode, Value) {
+    let r = Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", auth);
+    let resp = app(s.clone()).oneshot(r.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// HTTP Basic with the key as the user name and no password, as Segment's libraries send
+/// their write key.
+fn basic(key: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = format!("{key}:").into_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    format!("Basic {out}")
+}
+
+fn events_of(dir: &std::path::Path) -> Vec<tenure_core::event::Event> {
+    let mut out = Vec::new();
+    tenure_engine::replay(dir, tenure_core::event::EventKind::ALL, |e| out.push(e)).unwrap();
+    out
+}
+
+// The examples of the Segment spec (segment.com/docs/connections/spec: track, identify,
+// group, page), with a groupId added where the spec's example has none.
+const SEGMENT_GROUP: &str = r#"{
+  "anonymousId": "507f191e810c19729de860ea", "channel": "browser",
+  "context": {"ip": "8.8.8.8", "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_10_2) AppleWebKit/537.36"},
+  "groupId": "0e8c78ea9d97a7b8185e8632", "integrations": {"All": true, "Mixpanel": false, "Salesforce": true},
+  "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db", "receivedAt": "2015-02-23T22:28:55.387Z",
+  "sentAt": "2015-02-23T22:28:55.111Z", "timestamp": "2015-02-23T22:28:55.111Z",
+  "traits": {"name": "Initech", "industry": "Technology", "employees": 329, "plan": "enterprise", "total billed": 830},
+  "type": "group", "userId": "97980cfea0067", "version": "1.1"}"#;
+const SEGMENT_IDENTIFY: &str = r#"{
+  "anonymousId": "507f191e810c19729de860ea", "channel": "browser",
+  "context": {"ip": "8.8.8.8", "userAgent": "Mozilla/5.0", "groupId": "0e8c78ea9d97a7b8185e8632"},
+  "integrations": {"All": false, "Mixpanel": true, "Salesforce": true},
+  "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093dc", "receivedAt": "2015-02-23T22:28:55.387Z",
+  "sentAt": "2015-02-23T22:28:55.111Z", "timestamp": "2015-02-23T22:28:55.111Z",
+  "traits": {"name": "Peter Gibbons", "email": "peter@example.com", "plan": "premium", "logins": 5,
+    "address": {"street": "6th St", "city": "San Francisco", "state": "CA", "postalCode": "94103", "country": "USA"}},
+  "type": "identify", "userId": "97980cfea0067", "version": "1.1"}"#;
+const SEGMENT_TRACK: &str = r#"{
+  "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+  "context": {"library": {"name": "analytics.js", "version": "2.11.1"},
+    "page": {"path": "/academy/", "referrer": "", "search": "", "title": "Analytics Academy", "url": "https://segment.com/academy/"},
+    "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_0)", "ip": "108.0.78.21", "groupId": "0e8c78ea9d97a7b8185e8632"},
+  "event": "Course Clicked", "integrations": {}, "messageId": "ajs-f8ca1e4de5024d9430b3928bd8ac6b96",
+  "properties": {"title": "Intro to Analytics"}, "receivedAt": "2015-12-12T19:11:01.266Z",
+  "sentAt": "2015-12-12T19:11:01.169Z", "timestamp": "2015-12-12T19:11:01.249Z", "type": "track",
+  "userId": "AiUGstSDIg", "originalTimestamp": "2015-12-12T19:11:01.152Z"}"#;
+const SEGMENT_PAGE: &str = r#"{
+  "anonymousId": "507f191e810c19729de860ea", "channel": "browser",
+  "context": {"ip": "8.8.8.8", "userAgent": "Mozilla/5.0", "groupId": "0e8c78ea9d97a7b8185e8632"},
+  "integrations": {"All": true}, "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093dd", "name": "Home",
+  "properties": {"title": "Welcome | Initech", "url": "http://www.example.com"},
+  "receivedAt": "2015-02-23T22:28:55.387Z", "sentAt": "2015-02-23T22:28:55.111Z",
+  "timestamp": "2015-02-23T22:28:55.111Z", "type": "page", "userId": "97980cfea0067", "version": "1.1"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_spec_examples_are_accepted_and_mapped() {
+    use tenure_core::event::{AttrValue, EventBody};
+    let f = fixture();
+    let s = state(&f, Limits::default());
+    let auth = basic(&f.ingest);
+    for (path, body) in [
+        ("/v1/group", SEGMENT_GROUP),
+        ("/v1/identify", SEGMENT_IDENTIFY),
+        ("/v1/track", SEGMENT_TRACK),
+        ("/v1/page", SEGMENT_PAGE),
+    ] {
+        let (st, j) = post(&s, path, &auth, body).await;
+        assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{path}: {j}");
+        assert_eq!(j["success"], true);
+    }
+    let events = events_of(f.dir.path());
+    assert_eq!(events.len(), 4);
+    let now = Timestamp::parse("2026-06-01").unwrap();
+    for e in &events {
+        assert_eq!(e.account.as_deref(), Some("0e8c78ea9d97a7b8185e8632"));
+        match &e.body {
+            EventBody::Account { name, attributes } => {
+                assert_eq!(name.as_deref(), Some("Initech"));
+                assert!(attributes.contains(&("employees".into(), AttrValue::Num("329".into()))));
+                assert!(
+                    attributes.contains(&("total_billed".into(), AttrValue::Num("830".into())))
+                );
+                assert!(attributes.contains(&("plan".into(), AttrValue::Str("enterprise".into()))));
+                assert_eq!(e.ts, now, "sentAt = timestamp: no skew");
+            }
+            EventBody::Contact { contact_id, email, name, .. } => {
+                assert_eq!(contact_id, "97980cfea0067");
+                assert_eq!(email.as_deref(), Some("peter@example.com"));
+                assert_eq!(name.as_deref(), Some("Peter Gibbons"));
+            }
+            EventBody::Usage { user_id, event, .. } => {
+                assert_eq!((user_id.as_str(), event.as_str()), ("AiUGstSDIg", "Course Clicked"));
+                // receivedAt - (sentAt - originalTimestamp) = now - 17 ms.
+                assert_eq!(e.ts, Timestamp(now.0 - 17_000));
+                assert_eq!(e.message_id.as_deref(), Some("ajs-f8ca1e4de5024d9430b3928bd8ac6b96"));
+            }
+            EventBody::WebVisit { contact_id, page, .. } => {
+                assert_eq!(contact_id.as_deref(), Some("97980cfea0067"));
+                assert_eq!(page.as_deref(), Some("http://www.example.com"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // A batch with the same messages (a retry) and two bad ones: messageId deduplicates,
+    // the bad ones are rejected by index with the field and reason.
+    let batch = format!(
+        r#"{{"batch": [{SEGMENT_TRACK}, {SEGMENT_GROUP}, {{"type": "track", "userId": "u"}},
+            {{"type": "track", "event": "e", "userId": "u", "context": {{"groupId": "g"}}, "timestamp": "soon"}},
+            {{"type": "alias", "userId": "u", "previousId": "a"}}],
+            "sentAt": "2015-12-12T19:11:01.169Z"}}"#
+    );
+    let (st, j) = post(&s, "/v1/batch", &auth, &batch).await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    assert_eq!((j["accepted"].as_u64(), j["duplicates"].as_u64()), (Some(0), Some(2)), "{j}");
+    assert_eq!(j["ignored"], 1);
+    assert_eq!(j["rejected"][0]["index"], 2);
+    assert_eq!(j["rejected"][0]["field"], "context.groupId");
+    assert_eq!(j["rejected"][1]["index"], 3);
+    assert_eq!(j["rejected"][1]["field"], "timestamp");
+    // A Segment message over 32 KB is rejected; all-bad is a 400; Bearer works too.
+    let big = json!({"type": "track", "event": "e", "userId": "u", "context": {"groupId": "g"},
+        "properties": {"blob": "x".repeat(40_000)}});
+    let (st, j) = post(&s, "/v1/track", &format!("Bearer {}", f.ingest), &big.to_string()).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_events"))
+    );
+    assert!(j["rejected"][0]["reason"].as_str().unwrap().contains("32768"), "{j}");
+    // Auth: no key 401, a read key 403, an unknown call 404.
+    let (st, _) = post(&s, "/v1/track", "Basic Z3Vlc3M6", SEGMENT_TRACK).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = post(&s, "/v1/track", &basic(&f.read), SEGMENT_TRACK).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = post(&s, "/v1/nothing", &auth, SEGMENT_TRACK).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(events_of(f.dir.path()).len(), 4);
+}

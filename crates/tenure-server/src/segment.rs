@@ -1,0 +1,340 @@
+//! The Segment spec as an input: `track`, `identify`, `group`, `page`, `screen` and
+//! `batch` calls mapped to events of the input contract (events.md, "Segment
+//! compatibility"), so that Segment and RudderStack libraries can send to Tenure unchanged.
+//!
+//! The mapping builds a native event as JSON and hands it to the same validation as a line
+//! of a file, so a mapped event is accepted or rejected exactly as a native one would be.
+
+use serde_json::{Map, Value, json};
+use tenure_core::time::Timestamp;
+
+/// Segment's limit on one message (its HTTP API answers 400 above it).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// How calls find their account.
+#[derive(Clone, Debug)]
+pub struct SegmentConfig {
+    /// A trait (identify) or property (track, page) naming the account when a call has no
+    /// `context.groupId`.
+    pub account_trait: String,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> SegmentConfig {
+        SegmentConfig { account_trait: "account_id".to_string() }
+    }
+}
+
+/// What one Segment message becomes.
+#[derive(Debug, PartialEq)]
+pub enum Mapped {
+    /// A native event (JSON of the input contract), still to be validated.
+    Event(Value),
+    /// A call Tenure has no use for (`alias`): acknowledged, not stored.
+    Ignored,
+}
+
+/// Why a message could not be mapped: the field and the reason.
+#[derive(Debug, PartialEq)]
+pub struct MapError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn err(field: &str, reason: impl Into<String>) -> MapError {
+    MapError { field: field.to_string(), reason: reason.into() }
+}
+
+/// `createdAt` and `created_at` are the same trait to Segment; Tenure keeps snake case.
+pub fn snake_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = false;
+        } else {
+            out.push(if c == ' ' || c == '-' { '_' } else { c });
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        }
+    }
+    out
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn time(m: &Map<String, Value>, field: &str) -> Result<Option<Timestamp>, MapError> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Timestamp::parse(s)
+            .map(Some)
+            .map_err(|e| err(field, format!("unparsable timestamp {s:?}: {e}"))),
+        Some(_) => Err(err(field, "expected an ISO-8601 string")),
+    }
+}
+
+/// When the message happened, corrected for the sender's clock as Segment does:
+/// `receivedAt - (sentAt - timestamp)`. Without `sentAt` the client's timestamp is trusted;
+/// without any timestamp the message happened when it was received.
+fn corrected(
+    m: &Map<String, Value>,
+    batch_sent_at: Option<Timestamp>,
+    received: Timestamp,
+) -> Result<Timestamp, MapError> {
+    let original = match time(m, "originalTimestamp")? {
+        Some(t) => Some(t),
+        None => time(m, "timestamp")?,
+    };
+    let sent = time(m, "sentAt")?.or(batch_sent_at);
+    Ok(match (original, sent) {
+        (Some(t), Some(s)) => Timestamp(received.0 - (s.0 - t.0)),
+        (Some(t), None) => t,
+        (None, _) => received,
+    })
+}
+
+fn object<'a>(
+    m: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a Map<String, Value>>, MapError> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(_) => Err(err(field, "expected an object")),
+    }
+}
+
+/// Maps one message of call type `call` (the path's, or the message's `type` in a batch).
+pub fn map(
+    call: &str,
+    msg: &Value,
+    batch_sent_at: Option<Timestamp>,
+    received: Timestamp,
+    cfg: &SegmentConfig,
+) -> Result<Mapped, MapError> {
+    let Value::Object(m) = msg else {
+        return Err(err("", "a message is a JSON object"));
+    };
+    let call = match call {
+        "batch" => m.get("type").and_then(Value::as_str).ok_or_else(|| {
+            err("type", "a batch message needs a type (track, identify, group, page, screen)")
+        })?,
+        c => c,
+    };
+    let user = text(m.get("userId")).or_else(|| text(m.get("anonymousId")));
+    let context = object(m, "context")?;
+    let traits = object(m, "traits")?;
+    let properties = object(m, "properties")?;
+    let ts = corrected(m, batch_sent_at, received)?;
+    let group = context.and_then(|c| text(c.get("groupId")));
+    let account_from =
+        |o: Option<&Map<String, Value>>| o.and_then(|o| text(o.get(&cfg.account_trait)));
+    let mut out = Map::new();
+    out.insert("timestamp".into(), json!(ts.to_string()));
+    if let Some(id) = text(m.get("messageId")) {
+        out.insert("message_id".into(), json!(id));
+    }
+    let need_user =
+        || user.clone().ok_or_else(|| err("userId", "every call needs a userId or an anonymousId"));
+    let no_account = |what: &str| {
+        err(
+            "context.groupId",
+            format!(
+                "{what} needs an account: context.groupId or the {:?} {}",
+                cfg.account_trait,
+                if what == "identify" { "trait" } else { "property" }
+            ),
+        )
+    };
+    match call {
+        "group" => {
+            let id = text(m.get("groupId"))
+                .ok_or_else(|| err("groupId", "a group call needs a groupId"))?;
+            out.insert("type".into(), json!("account"));
+            out.insert("account_id".into(), json!(id));
+            let mut attrs = Map::new();
+            for (k, v) in traits.into_iter().flatten() {
+                let k = snake_case(k);
+                match (k.as_str(), v) {
+                    ("name", Value::String(s)) => {
+                        out.insert("name".into(), json!(s));
+                    }
+                    // Nested traits (address) and lists have no place among flat attributes.
+                    (_, Value::String(_) | Value::Number(_) | Value::Bool(_)) if k != "id" => {
+                        attrs.insert(k, v.clone());
+                    }
+                    _ => {}
+                }
+            }
+            out.insert("attributes".into(), Value::Object(attrs));
+        }
+        "identify" => {
+            let account = group
+                .or_else(|| account_from(traits))
+                .or_else(|| {
+                    traits
+                        .and_then(|t| object(t, "company").ok().flatten())
+                        .and_then(|c| text(c.get("id")))
+                })
+                .ok_or_else(|| no_account("identify"))?;
+            out.insert("type".into(), json!("contact"));
+            out.insert("account_id".into(), json!(account));
+            out.insert("contact_id".into(), json!(need_user()?));
+            for (k, v) in traits.into_iter().flatten() {
+                let k = snake_case(k);
+                if matches!(k.as_str(), "email" | "role" | "status") {
+                    out.insert(k, v.clone());
+                }
+            }
+            let name = traits.and_then(|t| text(t.get("name"))).or_else(|| {
+                let t = traits?;
+                let first = text(t.get("firstName").or(t.get("first_name")));
+                let last = text(t.get("lastName").or(t.get("last_name")));
+                match (first, last) {
+                    (Some(f), Some(l)) => Some(format!("{f} {l}")),
+                    (f, l) => f.or(l),
+                }
+            });
+            if let Some(n) = name {
+                out.insert("name".into(), json!(n));
+            }
+        }
+        "track" | "screen" => {
+            let account =
+                group.or_else(|| account_from(properties)).ok_or_else(|| no_account(call))?;
+            let event = if call == "track" {
+                text(m.get("event"))
+                    .ok_or_else(|| err("event", "a track call needs an event name"))?
+            } else {
+                "screen".to_string()
+            };
+            out.insert("type".into(), json!("usage"));
+            out.insert("account_id".into(), json!(account));
+            out.insert("user_id".into(), json!(need_user()?));
+            out.insert("event".into(), json!(event));
+            let feature = properties
+                .and_then(|p| text(p.get("feature")))
+                .or_else(|| if call == "screen" { text(m.get("name")) } else { None });
+            if let Some(f) = feature {
+                out.insert("feature".into(), json!(f));
+            }
+            if let Some(q) = properties.and_then(|p| p.get("quantity")) {
+                out.insert("quantity".into(), q.clone());
+            }
+        }
+        "page" => {
+            let account =
+                group.or_else(|| account_from(properties)).ok_or_else(|| no_account("page"))?;
+            out.insert("type".into(), json!("web_visit"));
+            out.insert("account_id".into(), json!(account));
+            out.insert("contact_id".into(), json!(need_user()?));
+            // A page in the documentation counts as a docs visit; anything else is website.
+            let section = properties
+                .and_then(|p| text(p.get("section")))
+                .or_else(|| text(m.get("category")))
+                .map(|s| s.to_lowercase())
+                .filter(|s| matches!(s.as_str(), "docs" | "website" | "other"))
+                .unwrap_or_else(|| "website".to_string());
+            out.insert("section".into(), json!(section));
+            let page = properties
+                .and_then(|p| text(p.get("path")).or_else(|| text(p.get("url"))))
+                .or_else(|| text(m.get("name")));
+            if let Some(p) = page {
+                out.insert("page".into(), json!(p));
+            }
+        }
+        "alias" => return Ok(Mapped::Ignored),
+        other => {
+            return Err(err(
+                "type",
+                format!("unknown call {other:?} (track, identify, group, page, screen, alias)"),
+            ));
+        }
+    }
+    Ok(Mapped::Event(Value::Object(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    #[test]
+    fn keys_become_snake_case() {
+        assert_eq!(snake_case("createdAt"), "created_at");
+        assert_eq!(snake_case("created_at"), "created_at");
+        assert_eq!(snake_case("planName2"), "plan_name2");
+        assert_eq!(snake_case("Employees"), "employees");
+    }
+
+    #[test]
+    fn timestamps_are_corrected_for_the_senders_clock() {
+        // The client's clock is 2 minutes fast: it sent at 12:02 (its time) an event of
+        // 12:00 (its time), received at 12:00:30 (ours): the event happened at 11:58:30.
+        let m = json!({"type": "track", "event": "x", "userId": "u", "context": {"groupId": "g"},
+            "timestamp": "2026-01-01T12:00:00Z", "sentAt": "2026-01-01T12:02:00Z"});
+        let Mapped::Event(e) =
+            map("track", &m, None, at("2026-01-01T12:00:30Z"), &SegmentConfig::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(e["timestamp"], at("2026-01-01T11:58:30Z").to_string());
+        // A batch's sentAt applies to its messages; originalTimestamp wins over timestamp.
+        let m = json!({"type": "track", "event": "x", "userId": "u", "context": {"groupId": "g"},
+            "originalTimestamp": "2026-01-01T12:00:00Z", "timestamp": "2020-01-01T00:00:00Z"});
+        let Mapped::Event(e) = map(
+            "batch",
+            &m,
+            Some(at("2026-01-01T12:00:10Z")),
+            at("2026-01-01T12:00:20Z"),
+            &SegmentConfig::default(),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(e["timestamp"], at("2026-01-01T12:00:10Z").to_string());
+        // No timestamp at all: when it was received.
+        let m = json!({"type": "track", "event": "x", "userId": "u", "context": {"groupId": "g"}});
+        let Mapped::Event(e) =
+            map("track", &m, None, at("2026-01-01T12:00:20Z"), &SegmentConfig::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(e["timestamp"], at("2026-01-01T12:00:20Z").to_string());
+    }
+
+    #[test]
+    fn calls_without_an_account_or_user_are_rejected_with_the_field() {
+        let cfg = SegmentConfig::default();
+        let now = at("2026-01-01");
+        let e = map("track", &json!({"event": "x", "userId": "u"}), None, now, &cfg).unwrap_err();
+        assert_eq!(e.field, "context.groupId");
+        let e = map("track", &json!({"event": "x", "context": {"groupId": "g"}}), None, now, &cfg)
+            .unwrap_err();
+        assert_eq!(e.field, "userId");
+        let e = map("group", &json!({"userId": "u"}), None, now, &cfg).unwrap_err();
+        assert_eq!(e.field, "groupId");
+        let e = map("batch", &json!({"userId": "u"}), None, now, &cfg).unwrap_err();
+        assert_eq!(e.field, "type");
+        // The configured property names the account when there is no groupId.
+        let m = json!({"event": "x", "userId": "u", "properties": {"account_id": "acme"}});
+        let Mapped::Event(e) = map("track", &m, None, now, &cfg).unwrap() else { panic!() };
+        assert_eq!(e["account_id"], "acme");
+        assert_eq!(
+            map("alias", &json!({"userId": "u"}), None, now, &cfg).unwrap(),
+            Mapped::Ignored
+        );
+    }
+}
