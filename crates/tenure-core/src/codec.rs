@@ -160,6 +160,23 @@ pub fn encode_body(b: &EventBody, out: &mut Vec<u8>) {
             put_i64(out, period_start.0);
             put_i64(out, period_end.0);
         }
+        EventBody::Alert { alert_id, rule, severity, message } => {
+            put_str(out, alert_id);
+            put_str(out, rule);
+            out.push(severity.index());
+            put_opt_str(out, message.as_deref());
+        }
+        EventBody::Task(t) => {
+            put_str(out, &t.task_id);
+            put_opt_enum(out, t.status.map(|s| s.index()));
+            for s in [&t.rule, &t.alert_id, &t.title, &t.owner] {
+                put_opt_str(out, s.as_deref());
+            }
+            put_opt_ts(out, t.due);
+            for s in [&t.note, &t.root_cause, &t.author] {
+                put_opt_str(out, s.as_deref());
+            }
+        }
     }
 }
 
@@ -304,6 +321,24 @@ fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
             period_start: Timestamp(r.i64()?),
             period_end: Timestamp(r.i64()?),
         },
+        EventKind::Alert => EventBody::Alert {
+            alert_id: r.string()?,
+            rule: r.string()?,
+            severity: en(Severity::from_index(r.u8()?))?,
+            message: r.opt_string()?,
+        },
+        EventKind::Task => EventBody::Task(Box::new(TaskChange {
+            task_id: r.string()?,
+            status: r.opt_enum()?.map(|i| en(TaskStatus::from_index(i))).transpose()?,
+            rule: r.opt_string()?,
+            alert_id: r.opt_string()?,
+            title: r.opt_string()?,
+            owner: r.opt_string()?,
+            due: r.opt_ts()?,
+            note: r.opt_string()?,
+            root_cause: r.opt_string()?,
+            author: r.opt_string()?,
+        })),
     })
 }
 

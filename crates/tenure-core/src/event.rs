@@ -49,6 +49,8 @@ str_enum!(
         Assessment = "assessment",
         ChangeRequest = "change_request",
         Cost = "cost",
+        Alert = "alert",
+        Task = "task",
     }
 );
 
@@ -80,6 +82,12 @@ str_enum!(EmailAction { Sent = "sent", Opened = "opened", Clicked = "clicked" })
 str_enum!(Section { Docs = "docs", Website = "website", Other = "other" });
 str_enum!(ObjectiveStatus { Planned = "planned", Achieved = "achieved", Missed = "missed" });
 str_enum!(RequestStatus { Opened = "opened", Done = "done", Rejected = "rejected" });
+str_enum!(TaskStatus {
+    Open = "open",
+    InProgress = "in_progress",
+    Done = "done",
+    Dismissed = "dismissed",
+});
 str_enum!(CostCategory { Retention = "retention", Acquisition = "acquisition", Service = "service" });
 
 /// A user-defined account attribute value. Numbers keep their source text so that a
@@ -230,6 +238,31 @@ pub enum EventBody {
         period_start: Timestamp,
         period_end: Timestamp,
     },
+    /// A rule fired for the account (the service's alerting records every alert).
+    Alert {
+        alert_id: String,
+        rule: String,
+        severity: Severity,
+        message: Option<String>,
+    },
+    Task(Box<TaskChange>),
+}
+
+/// A change to a CSM task: the fields given replace the task's, a note is appended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskChange {
+    pub task_id: String,
+    pub status: Option<TaskStatus>,
+    /// The alert rule (or playbook) the task came from, and the alert that opened it.
+    pub rule: Option<String>,
+    pub alert_id: Option<String>,
+    pub title: Option<String>,
+    pub owner: Option<String>,
+    pub due: Option<Timestamp>,
+    pub note: Option<String>,
+    /// Why the account was at risk, tagged when the task is resolved.
+    pub root_cause: Option<String>,
+    pub author: Option<String>,
 }
 
 impl EventBody {
@@ -251,6 +284,8 @@ impl EventBody {
             EventBody::Assessment { .. } => EventKind::Assessment,
             EventBody::ChangeRequest { .. } => EventKind::ChangeRequest,
             EventBody::Cost { .. } => EventKind::Cost,
+            EventBody::Alert { .. } => EventKind::Alert,
+            EventBody::Task(_) => EventKind::Task,
         }
     }
 }

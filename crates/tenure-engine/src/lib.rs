@@ -176,6 +176,8 @@ pub const CS_KINDS: &[EventKind] = &[
     EventKind::Assessment,
     EventKind::ChangeRequest,
     EventKind::Invoice,
+    EventKind::Alert,
+    EventKind::Task,
 ];
 
 /// As [`ledger`], reading only the lanes `scope` asks for (a report that cuts by no

@@ -35,7 +35,9 @@ fields! {
     Campaign = "campaign", Action = "action", Section = "section", Page = "page",
     Sentiment = "sentiment", Note = "note", ObjectiveId = "objective_id", Value = "value",
     Relationship = "relationship", StrategicImportance = "strategic_importance",
-    Author = "author", RequestId = "request_id",
+    Author = "author", RequestId = "request_id", AlertId = "alert_id", Rule = "rule",
+    Message = "message", TaskId = "task_id", Title = "title", Owner = "owner", Due = "due",
+    RootCause = "root_cause",
 }
 
 /// A JSON scalar, or the kind of a non-scalar (for the error message).

@@ -461,5 +461,23 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                 period_end: end,
             }
         }
+        EventKind::Alert => EventBody::Alert {
+            alert_id: v.id(F::AlertId)?,
+            rule: v.id(F::Rule)?,
+            severity: v.opt_enum(F::Severity, Severity::parse, Severity::expected)?.unwrap_or(Severity::Normal),
+            message: v.opt_text(F::Message)?,
+        },
+        EventKind::Task => EventBody::Task(Box::new(TaskChange {
+            task_id: v.id(F::TaskId)?,
+            status: v.opt_enum(F::Status, TaskStatus::parse, TaskStatus::expected)?,
+            rule: v.opt_id(F::Rule)?,
+            alert_id: v.opt_id(F::AlertId)?,
+            title: v.opt_text(F::Title)?,
+            owner: v.opt_id(F::Owner)?,
+            due: v.opt_ts(F::Due)?,
+            note: v.opt_text(F::Note)?,
+            root_cause: v.opt_id(F::RootCause)?,
+            author: v.opt_id(F::Author)?,
+        })),
     })
 }

@@ -4,7 +4,7 @@
 use crate::{KpiConfig, Value, ratio};
 use tenure_core::event::{
     ContactRole, InvoiceStatus, ObjectiveStatus, RequestStatus, Sentiment, SurveyKind, SurveyScore,
-    TicketCategory,
+    TaskStatus, TicketCategory,
 };
 use tenure_core::time::{Period, Timestamp};
 use tenure_ledger::AccountLedger;
@@ -57,8 +57,13 @@ pub fn latest_nps(a: &AccountLedger, start: Timestamp, end: Timestamp) -> Vec<u8
     anonymous
 }
 
+/// The rule (tenure-server's alert rules) whose tasks follow up detractor responses.
+pub const DETRACTOR_RULE: &str = "detractor";
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CsAcc {
+    detractor_responses: i64,
+    detractors_followed_up: i64,
     customers_during: i64,
     customers_end: i64,
     nps: [i64; 3],
@@ -129,6 +134,8 @@ impl CsAcc {
     pub(crate) fn add(&mut self, o: &CsAcc) {
         macro_rules! sum { ($($f:ident),*) => { $(self.$f = self.$f.saturating_add(o.$f);)* } }
         sum!(
+            detractor_responses,
+            detractors_followed_up,
             customers_during,
             customers_end,
             csat_responses,
@@ -201,7 +208,19 @@ impl CsAcc {
                     self.csat_satisfied += (x >= cfg.csat_satisfied_min) as i64;
                 }
                 SurveyScore::Success(sent) => self.success[sent as usize] += 1,
-                SurveyScore::Nps(_) => {}
+                SurveyScore::Nps(x) => {
+                    if NpsCategory::of(x) == NpsCategory::Detractor {
+                        // Followed up: a detractor task resolved (done, with a root cause)
+                        // at or after the response; one task may cover several responses.
+                        self.detractor_responses += 1;
+                        self.detractors_followed_up += cs.tasks.iter().any(|t| {
+                            t.rule.as_deref() == Some(DETRACTOR_RULE)
+                                && t.status == TaskStatus::Done
+                                && t.root_cause.is_some()
+                                && t.resolved.is_some_and(|at| at >= r.ts)
+                        }) as i64;
+                    }
+                }
             }
         }
         let sent = cs.surveys_sent.iter().filter(|x| in_p(x.0)).count() as i64;
@@ -356,8 +375,10 @@ impl CsAcc {
             ("success_positive", share(self.success[Sentiment::Positive as usize], success_n)),
             ("success_neutral", share(self.success[Sentiment::Neutral as usize], success_n)),
             ("success_negative", share(self.success[Sentiment::Negative as usize], success_n)),
-            // Follow-ups are task events (the alerts issue); until then the rate is undefined.
-            ("detractor_follow_up_rate", Rate(None)),
+            (
+                "detractor_follow_up_rate",
+                share(self.detractors_followed_up, self.detractor_responses),
+            ),
             ("tickets", Count(self.tickets)),
             ("tickets_per_account", Number(ratio(f(self.tickets), f(self.customers_during)))),
             (

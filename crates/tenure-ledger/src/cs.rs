@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use tenure_core::event::{
     ContactRole, ContactStatus, EventBody, ObjectiveStatus, RequestStatus, Sentiment, Severity,
-    SurveyKind, SurveyScore, TicketCategory, TicketStatus,
+    SurveyKind, SurveyScore, TaskStatus, TicketCategory, TicketStatus,
 };
 use tenure_core::time::Timestamp;
 
@@ -80,6 +80,37 @@ pub struct Objective {
     pub value: Option<i64>,
 }
 
+/// An alert raised for the account.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub ts: Timestamp,
+    pub alert_id: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub message: Option<String>,
+}
+
+/// A CSM task as its changes left it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub task_id: String,
+    pub opened: Timestamp,
+    pub rule: Option<String>,
+    pub alert_id: Option<String>,
+    pub title: Option<String>,
+    pub owner: Option<String>,
+    pub due: Option<Timestamp>,
+    pub status: TaskStatus,
+    pub status_at: Timestamp,
+    /// When it was last done or dismissed (`None` while open).
+    pub resolved: Option<Timestamp>,
+    pub root_cause: Option<String>,
+    /// (when, author, note).
+    pub notes: Vec<(Timestamp, Option<String>, String)>,
+    /// Alerts the task was opened or updated for.
+    pub alerts: u32,
+}
+
 /// Everything CS about one account, each list in time order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CsLedger {
@@ -94,6 +125,9 @@ pub struct CsLedger {
     /// (ts, relationship 1-5, strategic importance 1-5).
     pub assessments: Vec<(Timestamp, Option<u8>, Option<u8>)>,
     pub change_requests: Vec<(Timestamp, String, RequestStatus)>,
+    pub alerts: Vec<Alert>,
+    /// By opening time.
+    pub tasks: Vec<Task>,
 }
 
 impl CsLedger {
@@ -184,6 +218,7 @@ pub(crate) fn fold(
     let mut cs = CsLedger::default();
     let mut tickets: BTreeMap<String, Ticket> = BTreeMap::new();
     let mut objectives: BTreeMap<String, Objective> = BTreeMap::new();
+    let mut tasks: BTreeMap<String, Task> = BTreeMap::new();
     let mut roles: BTreeMap<String, Option<ContactRole>> = BTreeMap::new();
     for (ts, body) in events {
         match body {
@@ -272,6 +307,46 @@ pub(crate) fn fold(
             EventBody::ChangeRequest { request_id, status } => {
                 cs.change_requests.push((ts, request_id, status))
             }
+            EventBody::Alert { alert_id, rule, severity, message } => {
+                cs.alerts.push(Alert { ts, alert_id, rule, severity, message })
+            }
+            EventBody::Task(c) => {
+                let c = *c;
+                let t = tasks.entry(c.task_id.clone()).or_insert_with(|| Task {
+                    task_id: c.task_id.clone(),
+                    opened: ts,
+                    rule: None,
+                    alert_id: None,
+                    title: None,
+                    owner: None,
+                    due: None,
+                    status: TaskStatus::Open,
+                    status_at: ts,
+                    resolved: None,
+                    root_cause: None,
+                    notes: Vec::new(),
+                    alerts: 0,
+                });
+                if c.alert_id.is_some() && c.alert_id != t.alert_id {
+                    t.alerts += 1;
+                }
+                t.rule = c.rule.or(t.rule.take());
+                t.alert_id = c.alert_id.or(t.alert_id.take());
+                t.title = c.title.or(t.title.take());
+                t.owner = c.owner.or(t.owner.take());
+                t.due = c.due.or(t.due);
+                t.root_cause = c.root_cause.or(t.root_cause.take());
+                if let Some(s) = c.status
+                    && s != t.status
+                {
+                    t.status = s;
+                    t.status_at = ts;
+                    t.resolved = matches!(s, TaskStatus::Done | TaskStatus::Dismissed).then_some(ts);
+                }
+                if let Some(n) = c.note {
+                    t.notes.push((ts, c.author, n));
+                }
+            }
             _ => {}
         }
     }
@@ -289,6 +364,8 @@ pub(crate) fn fold(
     cs.tickets.sort_by_key(|t| t.opened);
     cs.objectives = objectives.into_values().collect();
     cs.objectives.sort_by_key(|o| o.created);
+    cs.tasks = tasks.into_values().collect();
+    cs.tasks.sort_by_key(|t| t.opened);
     cs
 }
 

@@ -103,6 +103,24 @@ pub(crate) fn samples() -> Vec<Event> {
             author: Some("kim".into()),
         }),
         ev(EventBody::ChangeRequest { request_id: "r1".into(), status: RequestStatus::Done }),
+        ev(EventBody::Alert {
+            alert_id: "al-1".into(),
+            rule: "detractor".into(),
+            severity: Severity::High,
+            message: Some("NPS 3 from kim".into()),
+        }),
+        ev(EventBody::Task(Box::new(TaskChange {
+            task_id: "k-1".into(),
+            status: Some(TaskStatus::Done),
+            rule: Some("detractor".into()),
+            alert_id: None,
+            title: Some("Call kim".into()),
+            owner: Some("sam".into()),
+            due: Some(t.add_days(3)),
+            note: Some("done".into()),
+            root_cause: Some("product_gap".into()),
+            author: None,
+        }))),
     ];
     v.push(Event {
         ts: Timestamp(-5),
