@@ -198,7 +198,7 @@ impl CsLedger {
 }
 
 /// CS events of one account in log order, before folding.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct RawCs {
     pub(crate) events: Vec<(Timestamp, EventBody)>,
 }

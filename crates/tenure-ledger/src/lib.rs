@@ -234,7 +234,7 @@ impl Ledger {
 }
 
 /// Raw per-account inputs in log order.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct RawAccount {
     id: String,
     name: Option<(Timestamp, String)>,
@@ -339,6 +339,40 @@ impl LedgerBuilder {
         }
         self.costs.extend(other.costs);
         self.contacts.extend(other.contacts);
+    }
+
+    /// The ids of every account seen, in arrival order.
+    pub fn account_ids(&self) -> impl Iterator<Item = &str> {
+        self.raw.iter().map(|r| r.id.as_str())
+    }
+
+    /// Folds one account as [`finish`](Self::finish) would, leaving the builder as it was:
+    /// a live service keeps the builder and re-folds the accounts new events touch.
+    pub fn fold_one(
+        &self,
+        id: &str,
+        cfg: &RevenueConfig,
+        as_of: Timestamp,
+    ) -> Option<(AccountLedger, Vec<Diagnostic>)> {
+        let raw = &self.raw[*self.index.get(id)?];
+        // This account's contacts, wherever they were seen: those seen later elsewhere moved.
+        let mine: rustc_hash::FxHashSet<&str> = self
+            .contacts
+            .iter()
+            .filter(|(_, _, a)| a == id)
+            .map(|(_, c, _)| c.as_str())
+            .collect();
+        let sightings: Vec<(Timestamp, String, String)> = if mine.is_empty() {
+            Vec::new()
+        } else {
+            self.contacts.iter().filter(|(_, c, _)| mine.contains(c.as_str())).cloned().collect()
+        };
+        let moves: Vec<(Timestamp, String, String)> = cs::contact_moves(sightings)
+            .into_iter()
+            .filter(|(from, ..)| from == id)
+            .map(|(_, ts, c, to)| (ts, c, to))
+            .collect();
+        Some(fold::fold_account(raw.clone(), cfg, as_of, &moves))
     }
 
     /// Folds every account (in parallel) as known at `as_of`.

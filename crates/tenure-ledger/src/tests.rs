@@ -497,3 +497,45 @@ fn a_free_signup_is_not_a_customer_until_it_pays() {
         "#]],
     );
 }
+
+#[test]
+fn folding_one_account_from_the_builder_equals_the_full_fold() {
+    use tenure_core::event::{ContactRole, ContactStatus};
+    let mut evs = events(
+        "2024-01-01 a sub id=a1 amount=100
+         2024-02-01 b sub id=b1 amount=50 term_end=2025-02-01
+         2024-03-01 a sub id=a1 amount=150
+         2024-04-01 b attr segment=smb",
+    );
+    let contact = |ts: &str, acct: &str, id: &str, role, status| Event {
+        ts: Timestamp::parse(ts).unwrap(),
+        account: Some(acct.into()),
+        message_id: None,
+        body: EventBody::Contact {
+            contact_id: id.into(),
+            email: None,
+            name: None,
+            role,
+            status,
+        },
+    };
+    // c1 is a's champion, then shows up under b (moved); c2 leaves b.
+    evs.push(contact("2024-01-05", "a", "c1", Some(ContactRole::Champion), None));
+    evs.push(contact("2024-05-01", "b", "c1", None, None));
+    evs.push(contact("2024-01-05", "b", "c2", Some(ContactRole::Admin), None));
+    evs.push(contact("2024-06-01", "b", "c2", None, Some(ContactStatus::Left)));
+    let cfg = tenure();
+    let as_of = Timestamp::parse("2024-12-01").unwrap();
+    let mut b = LedgerBuilder::new();
+    for e in evs {
+        b.push(e);
+    }
+    let ids: Vec<String> = b.account_ids().map(str::to_string).collect();
+    let one: Vec<String> =
+        ids.iter().map(|id| format!("{:?}", b.fold_one(id, &cfg, as_of).unwrap().0)).collect();
+    assert!(b.fold_one("nobody", &cfg, as_of).is_none());
+    let full = b.finish(&cfg, as_of);
+    let all: Vec<String> = full.accounts.iter().map(|a| format!("{a:?}")).collect();
+    assert_eq!(one, all);
+    assert_eq!(full.account("a").unwrap().cs.departures[0].moved_to.as_deref(), Some("b"));
+}
