@@ -17,7 +17,7 @@ mod usage;
 pub use sql::{Query, QueryError, SqlTable, export_parquet, run_sql};
 pub use store::{RefreshStats, refresh};
 pub use tables::ledger_tables;
-pub use usage::{usage_monthly, usage_stats};
+pub use usage::{DayRow, usage_days, usage_monthly, usage_stats};
 
 /// Arrow, as the query engine builds it, for callers that render results.
 pub use datafusion::arrow;

@@ -286,3 +286,37 @@ pub fn usage_monthly(
         Ok(map.into_iter().map(|(k, v)| (k, v.into_values().collect())).collect())
     })
 }
+
+/// One account's usage on one day by one user: (account, day number since the epoch,
+/// user, feature, events), for days `since <= day < as_of` (the service's live window).
+pub type DayRow = (String, i64, String, String, u64);
+
+/// The day-level usage rows of `[since, as_of)`: what a live service keeps in memory to
+/// update the current month's figures exactly as new events arrive.
+pub fn usage_days(
+    data: &Path,
+    since: Timestamp,
+    as_of: Timestamp,
+) -> Result<Vec<DayRow>, AnalyticsError> {
+    let _lock = crate::lock(data, false)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let ctx = session(data, Vec::new()).await?;
+        let q = format!(
+            "SELECT account_id, day, user_id, feature, CAST(sum(events) AS BIGINT) FROM usage_daily \
+             WHERE day >= {} AND day < {} GROUP BY 1, 2, 3, 4",
+            lit(since),
+            lit(as_of)
+        );
+        let mut out = Vec::new();
+        for b in ctx.sql(&q).await?.collect().await? {
+            let a = cast(b.column(1), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            let days = a.as_primitive::<TimestampMicrosecondType>();
+            let (ids, users, feats, n) = (strings(&b, 0)?, strings(&b, 2)?, strings(&b, 3)?, ints(&b, 4)?);
+            for (i, ((id, u), f)) in ids.into_iter().zip(users).zip(feats).enumerate() {
+                out.push((id, days.value(i).div_euclid(tenure_core::time::DAY), u, f, n[i]));
+            }
+        }
+        Ok(out)
+    })
+}
