@@ -640,18 +640,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Serve { data, listen, max_request_bytes } => {
             let cfg = config(&data)?;
             let dir = data_dir(&data);
-            let limits =
-                tenure_server::Limits { request_bytes: max_request_bytes, ..Default::default() };
-            tenure_server::run(
-                &dir,
-                &listen,
-                cfg.ingest(None),
-                limits,
-                std::sync::Arc::new(now),
-                |addr| {
-                    eprintln!("tenure: serving {} on http://{addr}", dir.display());
-                },
-            )
+            let file = data
+                .config
+                .clone()
+                .or_else(|| Some(dir.join("tenure.toml")).filter(|p| p.is_file()));
+            let service = match &file {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    tenure_server::ServiceConfig::parse(&text)
+                        .map_err(|e| usage(format!("{}: {e}", p.display())))?
+                }
+                None => tenure_server::ServiceConfig::default(),
+            };
+            let mut o = tenure_server::Options::new(std::sync::Arc::new(now));
+            o.ingest = cfg.ingest(None);
+            o.engine = cfg;
+            o.limits.request_bytes = max_request_bytes;
+            o.config = service;
+            tenure_server::run(&dir, &listen, o, |addr| {
+                eprintln!("tenure: serving {} on http://{addr}", dir.display());
+            })
             .map_err(usage)?;
             eprintln!("tenure: stopped; every acknowledged event is on disk");
             Ok(ExitCode::SUCCESS)

@@ -40,6 +40,12 @@ pub struct ConfigFile {
     /// The feature catalogue: `[features.reports]` with `tier`, `released`, `plans`.
     #[serde(default)]
     pub features: BTreeMap<String, FeatureSection>,
+    /// The service's sections (`tenure serve`: `[service]`, `[[rule]]`, `[[playbook]]`,
+    /// `[[notifier]]`), read and checked by tenure-server.
+    pub service: Option<toml::Value>,
+    pub rule: Option<toml::Value>,
+    pub playbook: Option<toml::Value>,
+    pub notifier: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -341,7 +341,8 @@ pub(crate) fn fold(
                 {
                     t.status = s;
                     t.status_at = ts;
-                    t.resolved = matches!(s, TaskStatus::Done | TaskStatus::Dismissed).then_some(ts);
+                    t.resolved =
+                        matches!(s, TaskStatus::Done | TaskStatus::Dismissed).then_some(ts);
                 }
                 if let Some(n) = c.note {
                     t.notes.push((ts, c.author, n));

@@ -245,7 +245,7 @@ struct RawAccount {
 }
 
 /// Collects events (any order of arrival; log order breaks timestamp ties) for a fold.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LedgerBuilder {
     index: FxHashMap<String, usize>,
     raw: Vec<RawAccount>,
@@ -356,12 +356,8 @@ impl LedgerBuilder {
     ) -> Option<(AccountLedger, Vec<Diagnostic>)> {
         let raw = &self.raw[*self.index.get(id)?];
         // This account's contacts, wherever they were seen: those seen later elsewhere moved.
-        let mine: rustc_hash::FxHashSet<&str> = self
-            .contacts
-            .iter()
-            .filter(|(_, _, a)| a == id)
-            .map(|(_, c, _)| c.as_str())
-            .collect();
+        let mine: rustc_hash::FxHashSet<&str> =
+            self.contacts.iter().filter(|(_, _, a)| a == id).map(|(_, c, _)| c.as_str()).collect();
         let sightings: Vec<(Timestamp, String, String)> = if mine.is_empty() {
             Vec::new()
         } else {

@@ -511,13 +511,7 @@ fn folding_one_account_from_the_builder_equals_the_full_fold() {
         ts: Timestamp::parse(ts).unwrap(),
         account: Some(acct.into()),
         message_id: None,
-        body: EventBody::Contact {
-            contact_id: id.into(),
-            email: None,
-            name: None,
-            role,
-            status,
-        },
+        body: EventBody::Contact { contact_id: id.into(), email: None, name: None, role, status },
     };
     // c1 is a's champion, then shows up under b (moved); c2 leaves b.
     evs.push(contact("2024-01-05", "a", "c1", Some(ContactRole::Champion), None));

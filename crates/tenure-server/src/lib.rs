@@ -3,8 +3,16 @@
 //! appends the waiting requests together and commits once (group commit) before any of
 //! them is answered. The channel to the writer is bounded: when the disk falls behind,
 //! requests wait instead of piling up in memory.
+//!
+//! Committed events then go to the applier thread, which folds them into the live state
+//! (`live`), runs the alert rules (`rules`), records alerts and tasks as events through the
+//! writer, and hands notifications to the dispatcher (`notify`), which never blocks it.
 
 pub mod keys;
+pub mod live;
+pub mod metrics;
+pub mod notify;
+pub mod rules;
 pub mod segment;
 
 use axum::Router;
@@ -14,10 +22,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keys::{Keys, Scope};
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tenure_core::event::Event;
+use tenure_core::event::{EventBody, TaskChange, TaskStatus};
 use tenure_core::time::Timestamp;
 use tenure_engine::Importer;
 use tenure_ingest::{IngestConfig, Rejection};
@@ -99,46 +112,123 @@ impl Default for Limits {
 
 type Reply = oneshot::Sender<Result<Vec<bool>, String>>;
 
+/// Events to store: a request's (answered once durable) or the service's own (alerts and
+/// tasks, answered by nobody).
+struct Job {
+    events: Vec<Event>,
+    reply: Option<Reply>,
+    received: Instant,
+}
+
+/// Stored events on their way to the applier.
+pub struct Committed {
+    pub events: Vec<Event>,
+    /// When the earliest request among them was received.
+    pub received: Instant,
+}
+
 /// The single writer of the data directory's log, on its own thread.
 pub struct Writer {
-    tx: mpsc::Sender<(Vec<Event>, Reply)>,
+    tx: mpsc::Sender<Job>,
+    internal: mpsc::UnboundedSender<Vec<Event>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the writer; it ends when every sender is gone, after its last commit.
-    pub fn start(mut importer: Importer, queue: usize) -> Writer {
-        let (tx, mut rx) = mpsc::channel::<(Vec<Event>, Reply)>(queue);
+    /// Starts the writer; stored events go on to `applied` when given. It ends when every
+    /// request sender is gone, after its last commit.
+    pub fn start(
+        mut importer: Importer,
+        queue: usize,
+        applied: Option<std::sync::mpsc::SyncSender<Committed>>,
+    ) -> Writer {
+        let (tx, mut rx) = mpsc::channel::<Job>(queue);
+        let (internal, mut internal_rx) = mpsc::unbounded_channel::<Vec<Event>>();
         let thread = std::thread::spawn(move || {
-            while let Some(first) = rx.blocking_recv() {
-                // Group commit: every request already waiting joins this commit.
-                let mut jobs = vec![first];
-                let mut n = jobs[0].0.len();
-                while n < 200_000 {
-                    match rx.try_recv() {
-                        Ok(j) => {
-                            n += j.0.len();
-                            jobs.push(j);
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+            rt.block_on(async move {
+                loop {
+                    // The service's own events first: they are few and already decided.
+                    let first = tokio::select! {
+                        biased;
+                        Some(events) = internal_rx.recv() => Job { events, reply: None, received: Instant::now() },
+                        j = rx.recv() => match j {
+                            Some(j) => j,
+                            None => break,
+                        },
+                    };
+                    // Group commit: every request already waiting joins this commit.
+                    let mut jobs = vec![first];
+                    let mut n = jobs[0].events.len();
+                    while n < 200_000 {
+                        match internal_rx.try_recv().map(|events| Job {
+                            events,
+                            reply: None,
+                            received: Instant::now(),
+                        }) {
+                            Ok(j) => {
+                                n += j.events.len();
+                                jobs.push(j);
+                                continue;
+                            }
+                            Err(_) => {}
                         }
-                        Err(_) => break,
+                        match rx.try_recv() {
+                            Ok(j) => {
+                                n += j.events.len();
+                                jobs.push(j);
+                            }
+                            Err(_) => break,
+                        }
                     }
+                    commit(&mut importer, jobs, applied.as_ref());
                 }
-                let (batches, replies): (Vec<Vec<Event>>, Vec<Reply>) = jobs.into_iter().unzip();
-                match importer.append(&batches) {
-                    Ok(stored) => {
-                        for (r, s) in replies.into_iter().zip(stored) {
-                            let _ = r.send(Ok(s));
-                        }
-                    }
-                    Err(e) => {
-                        for r in replies {
-                            let _ = r.send(Err(e.to_string()));
-                        }
-                    }
+                // The last alerts and tasks the applier raised.
+                let mut rest = Vec::new();
+                while let Ok(events) = internal_rx.try_recv() {
+                    rest.push(Job { events, reply: None, received: Instant::now() });
+                }
+                if !rest.is_empty() {
+                    commit(&mut importer, rest, None);
+                }
+            });
+        });
+        Writer { tx, internal, thread: Some(thread) }
+    }
+}
+
+fn commit(
+    importer: &mut Importer,
+    jobs: Vec<Job>,
+    applied: Option<&std::sync::mpsc::SyncSender<Committed>>,
+) {
+    let received = jobs.iter().map(|j| j.received).min().unwrap_or_else(Instant::now);
+    let (batches, replies): (Vec<Vec<Event>>, Vec<Option<Reply>>) =
+        jobs.into_iter().map(|j| (j.events, j.reply)).unzip();
+    match importer.append(&batches) {
+        Ok(stored) => {
+            for (r, s) in replies.into_iter().zip(&stored) {
+                if let Some(r) = r {
+                    let _ = r.send(Ok(s.clone()));
                 }
             }
-        });
-        Writer { tx, thread: Some(thread) }
+            if let Some(tx) = applied {
+                let events: Vec<Event> = batches
+                    .into_iter()
+                    .zip(stored)
+                    .flat_map(|(b, s)| b.into_iter().zip(s).filter(|(_, s)| *s).map(|(e, _)| e))
+                    .collect();
+                // Blocks when the applier is behind: backpressure reaches the requests.
+                if !events.is_empty() {
+                    let _ = tx.send(Committed { events, received });
+                }
+            }
+        }
+        Err(e) => {
+            for r in replies.into_iter().flatten() {
+                let _ = r.send(Err(e.to_string()));
+            }
+        }
     }
 }
 
@@ -156,10 +246,105 @@ impl Drop for Writer {
 /// The clock the service reads (injected, so tests are deterministic).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
+/// `[service]` of the configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Minutes between full re-evaluations of every account (health moves with time even
+    /// without events) [60].
+    #[serde(default = "default_refresh")]
+    pub refresh_minutes: u64,
+    /// The dashboard's address, for links in notifications.
+    pub public_url: Option<String>,
+    /// The trait or property naming the account of Segment calls without a groupId.
+    pub segment_account_trait: Option<String>,
+}
+
+fn default_refresh() -> u64 {
+    60
+}
+
+impl Default for ServiceSection {
+    fn default() -> ServiceSection {
+        ServiceSection { refresh_minutes: 60, public_url: None, segment_account_trait: None }
+    }
+}
+
+/// The service's sections of the configuration file (`tenure serve --config FILE`, by
+/// default DATA/tenure.toml): rules, playbooks, notifiers. The file's other sections are
+/// the engine's (tenure-engine checks them).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ServiceConfig {
+    #[serde(default)]
+    pub service: ServiceSection,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<rules::RuleConfig>,
+    #[serde(default, rename = "playbook")]
+    pub playbooks: Vec<rules::Playbook>,
+    #[serde(default, rename = "notifier")]
+    pub notifiers: Vec<notify::NotifierConfig>,
+}
+
+impl ServiceConfig {
+    pub fn parse(text: &str) -> Result<ServiceConfig, String> {
+        let c: ServiceConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        rules::Rules::from_config(&c.rules, c.playbooks.clone()).map_err(|e| e.to_string())?;
+        for n in &c.notifiers {
+            n.validate().map_err(|e| e.to_string())?;
+        }
+        Ok(c)
+    }
+}
+
+/// How to start the service.
+pub struct Options {
+    pub engine: tenure_engine::Config,
+    pub ingest: IngestConfig,
+    pub limits: Limits,
+    pub clock: Clock,
+    pub config: ServiceConfig,
+}
+
+impl Options {
+    /// Defaults, with `clock`.
+    pub fn new(clock: Clock) -> Options {
+        Options {
+            engine: tenure_engine::Config::defaults(),
+            ingest: IngestConfig::defaults(None),
+            limits: Limits::default(),
+            clock,
+            config: ServiceConfig::default(),
+        }
+    }
+}
+
+/// What the applier shares with the handlers.
+pub struct Core {
+    pub live: RwLock<live::Live>,
+    pub metrics: metrics::Metrics,
+    pub dispatcher: Option<notify::Dispatcher>,
+    pub clock: Clock,
+    pub public_url: Option<String>,
+}
+
+/// The applier thread, joined when the service stops (after the writer).
+struct Applier(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub struct Inner {
     pub data: PathBuf,
     pub keys: RwLock<Keys>,
-    pub writer: Writer,
+    // Dropped in this order: the writer commits what is waiting, then the applier ends.
+    writer: Writer,
+    _applier: Applier,
+    pub core: Arc<Core>,
     pub ingest: IngestConfig,
     pub limits: Limits,
     pub clock: Clock,
@@ -170,27 +355,262 @@ pub struct Inner {
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
 
+/// The data directory's scorecards (DATA/scorecards.toml, else the shipped ones) and saved
+/// churn model (DATA/models/churn.json), as `tenure health` and `tenure risk` read them.
+fn health_setup(
+    data: &Path,
+) -> Result<(tenure_health::scorecard::Scorecards, Option<tenure_health::Model>), String> {
+    let p = data.join("scorecards.toml");
+    let cards = if p.is_file() {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        tenure_health::scorecard::Scorecards::parse(&text)
+            .map_err(|e| format!("{}: {e}", p.display()))?
+    } else {
+        tenure_health::scorecard::Scorecards::default_set()
+    };
+    let m = data.join("models").join("churn.json");
+    let model = if m.is_file() {
+        let text = std::fs::read_to_string(&m).map_err(|e| format!("{}: {e}", m.display()))?;
+        Some(tenure_health::Model::from_json(&text).map_err(|e| format!("{}: {e}", m.display()))?)
+    } else {
+        None
+    };
+    Ok((cards, model))
+}
+
 impl AppState {
-    /// Opens the data directory's log (the service is then its only writer) and keys.
-    pub fn open(
-        data: &Path,
-        ingest: IngestConfig,
-        limits: Limits,
-        clock: Clock,
-    ) -> Result<AppState, String> {
+    /// Opens the data directory (the service is then its log's only writer): keys, the
+    /// live state replayed from the log, the writer and the applier. Call within a Tokio
+    /// runtime when notifiers are configured.
+    pub fn open(data: &Path, o: Options) -> Result<AppState, String> {
         let keys = Keys::load(data).map_err(|e| e.to_string())?;
-        let (importer, _) = Importer::open(data, ingest.clone()).map_err(|e| e.to_string())?;
-        let writer = Writer::start(importer, limits.queue);
+        let rules = rules::Rules::from_config(&o.config.rules, o.config.playbooks.clone())
+            .map_err(|e| e.to_string())?;
+        let (cards, model) = health_setup(data)?;
+        let now = (o.clock)();
+        let live = live::Live::load(data, o.engine, rules, cards, model, now)?;
+        let dispatcher = if o.config.notifiers.is_empty() {
+            None
+        } else {
+            let unix = o.clock.clone();
+            Some(
+                notify::Dispatcher::from_configs(
+                    &o.config.notifiers,
+                    data.join("dead-letter.jsonl"),
+                    Arc::new(move || unix().secs()),
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        };
+        let core = Arc::new(Core {
+            live: RwLock::new(live),
+            metrics: metrics::Metrics::default(),
+            dispatcher,
+            clock: o.clock.clone(),
+            public_url: o.config.service.public_url.clone(),
+        });
+        let (importer, _) = Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
+        let (applied_tx, applied_rx) = std::sync::mpsc::sync_channel::<Committed>(64);
+        let writer = Writer::start(importer, o.limits.queue, Some(applied_tx));
+        let refresh = Duration::from_secs(o.config.service.refresh_minutes.max(1) * 60);
+        let applier = {
+            let core = core.clone();
+            let internal = writer.internal.clone();
+            std::thread::spawn(move || apply_loop(&core, &applied_rx, &internal, refresh))
+        };
+        let mut seg = segment::SegmentConfig::default();
+        if let Some(t) = &o.config.service.segment_account_trait {
+            seg.account_trait = t.clone();
+        }
         Ok(AppState(Arc::new(Inner {
             data: data.to_path_buf(),
             keys: RwLock::new(keys),
             writer,
-            ingest,
-            limits,
-            clock,
-            segment: segment::SegmentConfig::default(),
+            _applier: Applier(Some(applier)),
+            core,
+            ingest: o.ingest,
+            limits: o.limits,
+            clock: o.clock,
+            segment: seg,
         })))
     }
+}
+
+/// The applier: folds committed events into the live state and raises what the rules
+/// fire; re-evaluates every account at start (nothing fires twice: the cooldowns come from
+/// the alerts in the log) and every `refresh`.
+fn apply_loop(
+    core: &Core,
+    rx: &std::sync::mpsc::Receiver<Committed>,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    refresh: Duration,
+) {
+    let mut pending: FxHashMap<(String, String), String> = FxHashMap::default();
+    let now = (core.clock)();
+    let fired = core.live.write().expect("live state").refresh(now);
+    raise(core, fired, now, None, internal, &mut pending);
+    let mut next = Instant::now() + refresh;
+    loop {
+        let wait = next.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(c) => {
+                let now = (core.clock)();
+                let fired = core.live.write().expect("live state").apply(&c.events, now);
+                raise(core, fired, now, Some(c.received), internal, &mut pending);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let now = (core.clock)();
+                let fired = core.live.write().expect("live state").refresh(now);
+                raise(core, fired, now, None, internal, &mut pending);
+                next = Instant::now() + refresh;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Structured logs: one JSON object per line on stderr. Never given keys or secrets.
+pub fn log(level: &str, msg: &str, fields: Value) {
+    let mut o = json!({"level": level, "msg": msg});
+    if let (Some(o), Value::Object(f)) = (o.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    o["ts"] = json!(Timestamp(secs).to_string());
+    eprintln!("{o}");
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(parts.join("\u{1f}").as_bytes()))
+}
+
+/// Records each firing as an alert event and a task (opened, or the open one updated),
+/// through the writer, and notifies.
+fn raise(
+    core: &Core,
+    fired: Vec<rules::Firing>,
+    now: Timestamp,
+    received: Option<Instant>,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    pending: &mut FxHashMap<(String, String), String>,
+) {
+    if fired.is_empty() {
+        return;
+    }
+    let live = core.live.read().expect("live state");
+    let mut events = Vec::with_capacity(2 * fired.len());
+    for f in fired {
+        let rule = &live.rules.rules[f.rule];
+        let stamp = now.0.to_string();
+        let id = short_hash(&[&f.account, &rule.id, &stamp, &f.message]);
+        let alert_id = format!("al_{id}");
+        events.push(Event {
+            ts: now,
+            account: Some(f.account.clone()),
+            message_id: Some(alert_id.clone()),
+            body: EventBody::Alert {
+                alert_id: alert_id.clone(),
+                rule: rule.id.clone(),
+                severity: rule.severity,
+                message: Some(f.message.clone()),
+            },
+        });
+        let a = live.ledger.account(&f.account);
+        let owner = a.and_then(|a| a.attribute_at("csm", now)).map(|v| v.label());
+        let is_open = |t: &tenure_ledger::cs::Task| {
+            matches!(t.status, TaskStatus::Open | TaskStatus::InProgress)
+        };
+        let key = (f.account.clone(), rule.id.clone());
+        // A task raised moments ago may not be folded yet: remember it until it is.
+        let open = pending
+            .get(&key)
+            .filter(|id| {
+                a.and_then(|a| a.cs.tasks.iter().find(|t| &&t.task_id == id)).is_none_or(is_open)
+            })
+            .cloned()
+            .or_else(|| {
+                a?.cs
+                    .tasks
+                    .iter()
+                    .rev()
+                    .find(|t| t.rule.as_deref() == Some(rule.id.as_str()) && is_open(t))
+                    .map(|t| t.task_id.clone())
+            });
+        let change = match open {
+            Some(task_id) => TaskChange {
+                task_id,
+                alert_id: Some(alert_id.clone()),
+                note: Some(format!("alerted again: {}", f.message)),
+                author: Some("tenure".into()),
+                ..TaskChange::default()
+            },
+            None => {
+                let (title, due_days, steps) = live.rules.task_template(rule);
+                let mut note = f.message.clone();
+                for (i, s) in steps.iter().enumerate() {
+                    note += &format!("\n{}. {s}", i + 1);
+                }
+                core.metrics.tasks_opened.fetch_add(1, Relaxed);
+                TaskChange {
+                    task_id: format!("tk_{id}"),
+                    status: Some(TaskStatus::Open),
+                    rule: Some(rule.id.clone()),
+                    alert_id: Some(alert_id.clone()),
+                    title: Some(title),
+                    owner: owner.clone(),
+                    due: Some(now.add_days(due_days)),
+                    note: Some(note),
+                    root_cause: None,
+                    author: Some("tenure".into()),
+                }
+            }
+        };
+        let task_id = change.task_id.clone();
+        pending.insert(key, task_id.clone());
+        events.push(Event {
+            ts: now,
+            account: Some(f.account.clone()),
+            message_id: Some(format!("{task_id}:{alert_id}")),
+            body: EventBody::Task(Box::new(change)),
+        });
+        if let Some(r) = received {
+            core.metrics.alert_latency.observe(r.elapsed());
+        }
+        *core
+            .metrics
+            .alerts
+            .lock()
+            .expect("metrics lock")
+            .entry((rule.id.clone(), rule.severity.as_str().to_string()))
+            .or_default() += 1;
+        log(
+            "info",
+            "alert",
+            json!({"alert_id": alert_id, "account_id": f.account, "rule": rule.id,
+                   "severity": rule.severity.as_str(), "task_id": task_id}),
+        );
+        if let Some(d) = &core.dispatcher {
+            d.send(notify::Notification {
+                alert_id,
+                account_id: f.account.clone(),
+                account_name: a.and_then(|a| a.name.clone()),
+                rule: rule.id.clone(),
+                severity: rule.severity.as_str().to_string(),
+                message: f.message,
+                owner,
+                task_id: Some(task_id),
+                ts: now.to_string(),
+                link: core
+                    .public_url
+                    .as_ref()
+                    .map(|u| format!("{}/accounts/{}", u.trim_end_matches('/'), f.account)),
+            });
+        }
+    }
+    drop(live);
+    let _ = internal.send(events);
 }
 
 /// The credentials of a request: `Authorization: Bearer KEY`, or Basic with the key as the
@@ -285,7 +705,7 @@ async fn store(state: &AppState, events: Vec<Event>) -> Result<Vec<bool>, ApiErr
         .0
         .writer
         .tx
-        .send((events, tx))
+        .send(Job { events, reply: Some(tx), received: Instant::now() })
         .await
         .map_err(|_| ApiError::new("unavailable", "the writer has stopped"))?;
     rx.await
@@ -317,13 +737,21 @@ async fn accept(
     extra: Option<(&str, Value)>,
 ) -> Result<Response, ApiError> {
     if events.is_empty() && !rejected.is_empty() {
+        state.0.core.metrics.events_rejected.fetch_add(rejected.len() as u64, Relaxed);
         let mut e =
             ApiError::new("invalid_events", format!("all {} events were rejected", rejected.len()));
         e.rejected = rejected;
         return Err(e);
     }
+    let started = Instant::now();
+    let m = &state.0.core.metrics;
+    m.requests.fetch_add(1, Relaxed);
+    m.events_rejected.fetch_add(rejected.len() as u64, Relaxed);
     let stored = store(state, events).await?;
+    m.ingest_latency.observe(started.elapsed());
     let accepted = stored.iter().filter(|s| **s).count();
+    m.events_accepted.fetch_add(accepted as u64, Relaxed);
+    m.events_duplicate.fetch_add((stored.len() - accepted) as u64, Relaxed);
     let mut body = json!({"success": true, "accepted": accepted, "duplicates": stored.len() - accepted, "rejected": rejections_json(&rejected)});
     if let Some((k, v)) = extra {
         body[k] = v;
@@ -441,17 +869,15 @@ pub async fn serve(
 pub fn run(
     data: &Path,
     listen: &str,
-    ingest: IngestConfig,
-    limits: Limits,
-    clock: Clock,
+    options: Options,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    let state = AppState::open(data, ingest, limits, clock)?;
     rt.block_on(async move {
+        let state = AppState::open(data, options)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tenure_core::time::Timestamp;
 use tenure_server::keys::{Keys, Scope};
-use tenure_server::{AppState, Limits, app};
+use tenure_server::{AppState, Limits, Options, app};
 use tower::ServiceExt;
 
 struct Fixture {
@@ -35,8 +35,9 @@ fn fixture() -> Fixture {
 
 fn state(f: &Fixture, limits: Limits) -> AppState {
     let clock = Arc::new(|| Timestamp::parse("2026-06-01").unwrap());
-    let ingest = tenure_ingest::IngestConfig::defaults(None);
-    AppState::open(f.dir.path(), ingest, limits, clock).unwrap()
+    let mut o = Options::new(clock);
+    o.limits = limits;
+    AppState::open(f.dir.path(), o).unwrap()
 }
 
 async fn call(s: &AppState, key: Option<&str>, body: &str) -> (StatusCode, Value) {

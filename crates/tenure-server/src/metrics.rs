@@ -1,0 +1,157 @@
+//! The service's counters and latency histograms, rendered in the Prometheus text format
+//! for `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, seconds.
+const BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A latency histogram (cumulative buckets when rendered).
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; 15],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = BUCKETS.iter().position(|b| s <= *b).unwrap_or(BUCKETS.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// The bucket bound at or under which a fraction `q` of observations fall (an upper
+    /// bound of the quantile); `None` with no observations.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let n: u64 = counts.iter().sum();
+        if n == 0 {
+            return None;
+        }
+        let want = (q * n as f64).ceil() as u64;
+        let mut acc = 0;
+        for (i, c) in counts.iter().enumerate() {
+            acc += c;
+            if acc >= want {
+                return Some(BUCKETS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut acc = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            acc += self.counts[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {acc}");
+        }
+        acc += self.counts[BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {acc}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {acc}");
+    }
+}
+
+/// Everything `/metrics` reports.
+#[derive(Default)]
+pub struct Metrics {
+    pub events_accepted: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub events_rejected: AtomicU64,
+    pub requests: AtomicU64,
+    /// Ingest requests: received to acknowledged (durable).
+    pub ingest_latency: Histogram,
+    /// Event received to alert raised.
+    pub alert_latency: Histogram,
+    /// Alerts raised, by (rule, severity).
+    pub alerts: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    pub tasks_opened: AtomicU64,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition; `extra` are gauges read at scrape time.
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            &mut out,
+            "tenure_events_accepted_total",
+            "Events stored.",
+            self.events_accepted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_events_duplicate_total",
+            "Events acknowledged but already stored (message_id or content).",
+            self.events_duplicate.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_events_rejected_total",
+            "Events rejected as invalid.",
+            self.events_rejected.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_ingest_requests_total",
+            "Ingest requests answered.",
+            self.requests.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_tasks_opened_total",
+            "Tasks opened by alerts.",
+            self.tasks_opened.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tenure_alerts_total Alerts raised.\n# TYPE tenure_alerts_total counter"
+        );
+        for ((rule, sev), n) in self.alerts.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "tenure_alerts_total{{rule=\"{rule}\",severity=\"{sev}\"}} {n}");
+        }
+        self.ingest_latency.render(
+            &mut out,
+            "tenure_ingest_latency_seconds",
+            "Ingest request received to acknowledged (durable).",
+        );
+        self.alert_latency.render(
+            &mut out,
+            "tenure_event_to_alert_seconds",
+            "Event received to alert raised.",
+        );
+        for (name, help, v) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_quantiles_are_bucket_bounds() {
+        let h = Histogram::default();
+        for ms in [1, 2, 3, 40, 2000] {
+            h.observe(Duration::from_millis(ms));
+        }
+        assert_eq!(h.quantile_bound(0.5), Some(0.005));
+        assert_eq!(h.quantile_bound(0.8), Some(0.05));
+        assert_eq!(h.quantile_bound(1.0), Some(2.5));
+        let mut s = String::new();
+        h.render(&mut s, "x", "y");
+        assert!(s.contains("x_bucket{le=\"0.001\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"0.05\"} 4\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 5\nx_sum 2.046\nx_count 5\n"), "{s}");
+    }
+}

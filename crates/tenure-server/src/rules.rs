@@ -1,0 +1,649 @@
+//! Alert rules and playbooks: which events (immediate rules) and account states (aggregate
+//! rules) raise an alert, how severe, how often, and the task each opens. Pure: rules read
+//! an event or an account's state at an instant given to them and return what fires; the
+//! service records alerts and tasks as events, and notifies.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tenure_core::event::{
+    ContactRole, Event, EventBody, InvoiceStatus, Severity, SurveyScore, TicketCategory,
+    TicketStatus,
+};
+use tenure_core::time::{DAY, Timestamp};
+use tenure_health::features::F;
+use tenure_health::state::AccountHealth;
+use tenure_ledger::AccountLedger;
+
+/// Every kind of rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    KeyContactLeft,
+    Detractor,
+    PromoterDropped,
+    UrgentTicket,
+    PaymentFailed,
+    CancellationScheduled,
+    UseOutsideSubscription,
+    UsageDrop,
+    TicketSurge,
+    HealthRed,
+    ChurnRisk,
+    RenewalLowUtilisation,
+    FeesDown,
+    NoSurveyResponse,
+    NoEngagement,
+}
+
+impl Kind {
+    pub const ALL: &[Kind] = &[
+        Kind::KeyContactLeft,
+        Kind::Detractor,
+        Kind::PromoterDropped,
+        Kind::UrgentTicket,
+        Kind::PaymentFailed,
+        Kind::CancellationScheduled,
+        Kind::UseOutsideSubscription,
+        Kind::UsageDrop,
+        Kind::TicketSurge,
+        Kind::HealthRed,
+        Kind::ChurnRisk,
+        Kind::RenewalLowUtilisation,
+        Kind::FeesDown,
+        Kind::NoSurveyResponse,
+        Kind::NoEngagement,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::KeyContactLeft => "key_contact_left",
+            Kind::Detractor => "detractor",
+            Kind::PromoterDropped => "promoter_dropped",
+            Kind::UrgentTicket => "urgent_ticket",
+            Kind::PaymentFailed => "payment_failed",
+            Kind::CancellationScheduled => "cancellation_scheduled",
+            Kind::UseOutsideSubscription => "use_outside_subscription",
+            Kind::UsageDrop => "usage_drop",
+            Kind::TicketSurge => "ticket_surge",
+            Kind::HealthRed => "health_red",
+            Kind::ChurnRisk => "churn_risk",
+            Kind::RenewalLowUtilisation => "renewal_low_utilisation",
+            Kind::FeesDown => "fees_down",
+            Kind::NoSurveyResponse => "no_survey_response",
+            Kind::NoEngagement => "no_engagement",
+        }
+    }
+
+    /// Fired by one event as it arrives (else re-evaluated on the account's state).
+    pub fn immediate(self) -> bool {
+        matches!(
+            self,
+            Kind::KeyContactLeft
+                | Kind::Detractor
+                | Kind::PromoterDropped
+                | Kind::UrgentTicket
+                | Kind::PaymentFailed
+                | Kind::CancellationScheduled
+                | Kind::UseOutsideSubscription
+        )
+    }
+
+    fn default_severity(self) -> Severity {
+        match self {
+            Kind::CancellationScheduled => Severity::Urgent,
+            Kind::KeyContactLeft
+            | Kind::Detractor
+            | Kind::UrgentTicket
+            | Kind::PaymentFailed
+            | Kind::TicketSurge
+            | Kind::ChurnRisk
+            | Kind::RenewalLowUtilisation
+            | Kind::HealthRed => Severity::High,
+            Kind::NoSurveyResponse | Kind::NoEngagement => Severity::Low,
+            _ => Severity::Normal,
+        }
+    }
+
+    /// Days before the same rule may alert again for the same account. Event rules alert on
+    /// every event (their task is updated, not duplicated); a state that persists would
+    /// otherwise alert on every change of the account.
+    fn default_cooldown_days(self) -> i64 {
+        match self {
+            Kind::UseOutsideSubscription => 7,
+            k if k.immediate() => 0,
+            _ => 30,
+        }
+    }
+
+    /// The title of the task an alert opens when no playbook gives one.
+    fn default_title(self) -> &'static str {
+        match self {
+            Kind::KeyContactLeft => "Re-establish the relationship: a key contact left",
+            Kind::Detractor => "Follow up the detractor and tag the root cause",
+            Kind::PromoterDropped => "Find out why a promoter's score fell",
+            Kind::UrgentTicket => "Check in on the urgent ticket",
+            Kind::PaymentFailed => "Help resolve the failed payment",
+            Kind::CancellationScheduled => "Save the account: cancellation scheduled",
+            Kind::UseOutsideSubscription => "Usage without a subscription: upsell or win back",
+            Kind::UsageDrop => "Investigate the drop in usage",
+            Kind::TicketSurge => "Review the surge of tickets",
+            Kind::HealthRed => "Health turned red: review the account",
+            Kind::ChurnRisk => "High churn risk: act on the drivers",
+            Kind::RenewalLowUtilisation => "Renewal soon with low licence utilisation",
+            Kind::FeesDown => "Fees down on last year: review the account",
+            Kind::NoSurveyResponse => "No survey answer for a long time: re-engage",
+            Kind::NoEngagement => "No touchpoint for a long time: schedule one",
+        }
+    }
+}
+
+/// One `[[rule]]` of the service configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub kind: Option<Kind>,
+    /// The rule's name in alerts and tasks [default: the kind].
+    pub id: Option<String>,
+    pub enabled: Option<bool>,
+    pub severity: Option<String>,
+    pub cooldown_days: Option<i64>,
+    /// The window, days (usage_drop 14, ticket_surge 7, renewal_low_utilisation 90,
+    /// no_survey_response 180, no_engagement 90).
+    pub days: Option<i64>,
+    /// usage_drop: the fall that alerts, a fraction [0.5].
+    pub drop: Option<f64>,
+    /// usage_drop: the fewest events in the earlier window to judge a drop [20].
+    pub min_events: Option<u64>,
+    /// ticket_surge: tickets opened within `days` that alert [5].
+    pub tickets: Option<u64>,
+    /// churn_risk: the probability that alerts [0.5].
+    pub probability: Option<f64>,
+    /// renewal_low_utilisation: utilisation under which it alerts [0.5].
+    pub utilisation: Option<f64>,
+    /// fees_down: the fall of paid fees, last 12 months on the 12 before, that alerts [0.1].
+    pub decline: Option<f64>,
+    /// key_contact_left: the roles that count [champion, executive_sponsor, decision_maker].
+    pub roles: Option<Vec<String>>,
+    /// urgent_ticket: the severities [urgent] and categories [defect] that alert.
+    pub severities: Option<Vec<String>>,
+    pub categories: Option<Vec<String>>,
+}
+
+/// A task template attached to rules.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Playbook {
+    pub name: String,
+    /// The rule ids it applies to.
+    pub rules: Vec<String>,
+    pub title: Option<String>,
+    /// Days from the alert to the task's due date [3].
+    pub due_days: Option<i64>,
+    /// Steps, written into the task as its first note.
+    #[serde(default)]
+    pub steps: Vec<String>,
+}
+
+/// A rule ready to evaluate.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub id: String,
+    pub kind: Kind,
+    pub severity: Severity,
+    pub cooldown_days: i64,
+    pub days: i64,
+    pub drop: f64,
+    pub min_events: u64,
+    pub tickets: u64,
+    pub probability: f64,
+    pub utilisation: f64,
+    pub decline: f64,
+    pub roles: Vec<ContactRole>,
+    pub severities: Vec<Severity>,
+    pub categories: Vec<TicketCategory>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("rule {rule:?}: {reason}")]
+pub struct RuleError {
+    pub rule: String,
+    pub reason: String,
+}
+
+impl Rule {
+    /// The rule of `kind` with every default.
+    pub fn default_of(kind: Kind) -> Rule {
+        Rule::from_config(&RuleConfig { kind: Some(kind), ..RuleConfig::default() })
+            .expect("defaults are valid")
+    }
+
+    pub fn from_config(c: &RuleConfig) -> Result<Rule, RuleError> {
+        let name = c.id.clone().or(c.kind.map(|k| k.as_str().to_string())).unwrap_or_default();
+        let bad = |reason: String| RuleError { rule: name.clone(), reason };
+        let kind = c.kind.ok_or_else(|| {
+            bad(format!(
+                "needs a kind ({})",
+                Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | ")
+            ))
+        })?;
+        fn list<T>(
+            v: &Option<Vec<String>>,
+            default: Vec<T>,
+            parse: fn(&str) -> Option<T>,
+            what: &str,
+            expected: fn() -> String,
+        ) -> Result<Vec<T>, String> {
+            match v {
+                None => Ok(default),
+                Some(v) => v
+                    .iter()
+                    .map(|s| {
+                        parse(s).ok_or_else(|| {
+                            format!("unknown {what} {s:?} (expected {})", expected())
+                        })
+                    })
+                    .collect(),
+            }
+        }
+        let severity = match &c.severity {
+            None => kind.default_severity(),
+            Some(s) => Severity::parse(s).ok_or_else(|| {
+                bad(format!("unknown severity {s:?} (expected {})", Severity::expected()))
+            })?,
+        };
+        let frac = |x: Option<f64>, d: f64, what: &str| -> Result<f64, RuleError> {
+            let v = x.unwrap_or(d);
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(bad(format!("{what} must be between 0 and 1, got {v}")))
+            }
+        };
+        let default_days = match kind {
+            Kind::UsageDrop => 14,
+            Kind::TicketSurge => 7,
+            Kind::NoSurveyResponse => 180,
+            _ => 90,
+        };
+        let days = c.days.unwrap_or(default_days);
+        if days <= 0 {
+            return Err(bad(format!("days must be positive, got {days}")));
+        }
+        let cooldown_days = c.cooldown_days.unwrap_or(kind.default_cooldown_days());
+        if cooldown_days < 0 {
+            return Err(bad(format!("cooldown_days must not be negative, got {cooldown_days}")));
+        }
+        Ok(Rule {
+            id: name.clone(),
+            kind,
+            severity,
+            cooldown_days,
+            days,
+            drop: frac(c.drop, 0.5, "drop")?,
+            min_events: c.min_events.unwrap_or(20),
+            tickets: c.tickets.unwrap_or(5),
+            probability: frac(c.probability, 0.5, "probability")?,
+            utilisation: frac(c.utilisation, 0.5, "utilisation")?,
+            decline: frac(c.decline, 0.1, "decline")?,
+            roles: list(
+                &c.roles,
+                vec![
+                    ContactRole::Champion,
+                    ContactRole::ExecutiveSponsor,
+                    ContactRole::DecisionMaker,
+                ],
+                ContactRole::parse,
+                "role",
+                ContactRole::expected,
+            )
+            .map_err(bad)?,
+            severities: list(
+                &c.severities,
+                vec![Severity::Urgent],
+                Severity::parse,
+                "severity",
+                Severity::expected,
+            )
+            .map_err(bad)?,
+            categories: list(
+                &c.categories,
+                vec![TicketCategory::Defect],
+                TicketCategory::parse,
+                "category",
+                TicketCategory::expected,
+            )
+            .map_err(bad)?,
+        })
+    }
+}
+
+/// The rules and playbooks in force.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+    pub playbooks: Vec<Playbook>,
+}
+
+impl Default for Rules {
+    /// Every kind with its defaults.
+    fn default() -> Rules {
+        Rules { rules: Kind::ALL.iter().map(|k| Rule::default_of(*k)).collect(), playbooks: vec![] }
+    }
+}
+
+impl Rules {
+    /// From the configuration's `[[rule]]` and `[[playbook]]` lists: with no rules listed,
+    /// every kind with its defaults; a rule listed replaces the default of its kind.
+    pub fn from_config(rules: &[RuleConfig], playbooks: Vec<Playbook>) -> Result<Rules, RuleError> {
+        let mut out: Vec<Rule> = Vec::new();
+        let listed: Vec<Rule> = rules.iter().map(Rule::from_config).collect::<Result<_, _>>()?;
+        let mut enabled = BTreeMap::new();
+        for (r, c) in listed.iter().zip(rules) {
+            enabled.insert(r.id.clone(), c.enabled.unwrap_or(true));
+        }
+        for k in Kind::ALL {
+            if !listed.iter().any(|r| r.kind == *k) {
+                out.push(Rule::default_of(*k));
+            }
+        }
+        for r in listed {
+            if out.iter().any(|o| o.id == r.id) {
+                return Err(RuleError { rule: r.id, reason: "listed twice".into() });
+            }
+            if enabled[&r.id] {
+                out.push(r);
+            }
+        }
+        for p in &playbooks {
+            for id in &p.rules {
+                if !out.iter().any(|r| &r.id == id) && !enabled.contains_key(id) {
+                    return Err(RuleError {
+                        rule: id.clone(),
+                        reason: format!("playbook {:?} names a rule that does not exist", p.name),
+                    });
+                }
+            }
+        }
+        Ok(Rules { rules: out, playbooks })
+    }
+
+    /// The task an alert of `rule` opens: title, due in days, steps.
+    pub fn task_template(&self, rule: &Rule) -> (String, i64, Vec<String>) {
+        match self.playbooks.iter().find(|p| p.rules.contains(&rule.id)) {
+            Some(p) => (
+                p.title.clone().unwrap_or_else(|| rule.kind.default_title().to_string()),
+                p.due_days.unwrap_or(3),
+                p.steps.clone(),
+            ),
+            None => (rule.kind.default_title().to_string(), 3, Vec::new()),
+        }
+    }
+}
+
+/// A rule that fired for an account.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Firing {
+    pub rule: usize,
+    pub account: String,
+    pub message: String,
+}
+
+fn role_of(a: Option<&AccountLedger>, contact: &str, t: Timestamp) -> Option<ContactRole> {
+    a?.cs.contacts_before(t).into_iter().find(|c| c.contact_id == contact)?.role
+}
+
+fn who(contact: &str, role: Option<ContactRole>) -> String {
+    match role {
+        Some(r) => format!("{} {contact}", r.as_str().replace('_', " ")),
+        None => format!("contact {contact}"),
+    }
+}
+
+/// The immediate rules `e` fires. `ledger` gives an account as folded before `e`;
+/// `moved_from` is the account a contact event's contact was last seen under, when another.
+pub fn immediate<'a>(
+    rules: &Rules,
+    e: &Event,
+    ledger: &dyn Fn(&str) -> Option<&'a AccountLedger>,
+    moved_from: Option<&str>,
+) -> Vec<Firing> {
+    let Some(account) = e.account.as_deref() else { return Vec::new() };
+    let before = ledger(account);
+    let mut out = Vec::new();
+    for (i, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.kind.immediate()) {
+        let fire =
+            |acct: &str, message: String| Firing { rule: i, account: acct.to_string(), message };
+        match (&e.body, r.kind) {
+            (EventBody::Contact { contact_id, role, status, .. }, Kind::KeyContactLeft) => {
+                if *status == Some(tenure_core::event::ContactStatus::Left) {
+                    let role = role.or(role_of(before, contact_id, e.ts));
+                    if role.is_some_and(|x| r.roles.contains(&x)) {
+                        out.push(fire(account, format!("{} left", who(contact_id, role))));
+                    }
+                }
+                if let Some(from) = moved_from {
+                    let role = role_of(ledger(from), contact_id, e.ts);
+                    if role.is_some_and(|x| r.roles.contains(&x)) {
+                        out.push(fire(
+                            from,
+                            format!("{} moved to account {account}", who(contact_id, role)),
+                        ));
+                    }
+                }
+            }
+            (
+                EventBody::SurveyResponse {
+                    score: SurveyScore::Nps(s), contact_id, comment, ..
+                },
+                k,
+            ) if k == Kind::Detractor || k == Kind::PromoterDropped => {
+                let by = contact_id.as_deref().map_or("an anonymous respondent".to_string(), |c| {
+                    who(c, role_of(before, c, e.ts))
+                });
+                let said = comment.as_deref().map_or(String::new(), |c| format!(": \"{c}\""));
+                if k == Kind::Detractor && *s <= 6 {
+                    out.push(fire(account, format!("NPS {s} (detractor) from {by}{said}")));
+                }
+                if k == Kind::PromoterDropped && *s <= 8 {
+                    let previous = contact_id.as_deref().and_then(|c| {
+                        before?.cs.responses.iter().rev().find_map(|p| match p.score {
+                            SurveyScore::Nps(x)
+                                if p.contact_id.as_deref() == Some(c) && p.ts <= e.ts =>
+                            {
+                                Some(x)
+                            }
+                            _ => None,
+                        })
+                    });
+                    if previous.is_some_and(|p| p >= 9) {
+                        let to = if *s <= 6 { "detractor" } else { "passive" };
+                        out.push(fire(
+                            account,
+                            format!(
+                                "{by} went from promoter ({}) to {to} ({s}){said}",
+                                previous.unwrap_or(0)
+                            ),
+                        ));
+                    }
+                }
+            }
+            (
+                EventBody::Ticket { ticket_id, status, category, severity, .. },
+                Kind::UrgentTicket,
+            ) if *status != TicketStatus::Closed => {
+                let hot_sev = severity.is_some_and(|s| r.severities.contains(&s));
+                let hot_cat = category.is_some_and(|c| r.categories.contains(&c));
+                if hot_sev || hot_cat {
+                    let what = [
+                        severity.filter(|_| hot_sev).map(|s| s.as_str()),
+                        category.filter(|_| hot_cat).map(|c| c.as_str()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                    out.push(fire(
+                        account,
+                        format!("{what} ticket {ticket_id} {}", status.as_str()),
+                    ));
+                }
+            }
+            (
+                EventBody::Invoice { invoice_id, status: InvoiceStatus::Failed, amount, .. },
+                Kind::PaymentFailed,
+            ) => {
+                out.push(fire(
+                    account,
+                    format!(
+                        "payment of invoice {invoice_id} failed ({} {})",
+                        tenure_core::money::format_minor(amount.minor, amount.currency),
+                        amount.currency.as_str()
+                    ),
+                ));
+            }
+            (EventBody::Subscription(s), Kind::CancellationScheduled) => {
+                if let Some(at) = s.cancel_at {
+                    let was = before.is_some_and(|a| {
+                        a.cancellations_scheduled.iter().any(|(_, eff)| *eff == at)
+                    });
+                    if !was {
+                        out.push(fire(
+                            account,
+                            format!(
+                                "cancellation of {} scheduled for {}{}",
+                                s.subscription_id,
+                                at.date_string(),
+                                s.cancel_reason
+                                    .as_deref()
+                                    .map_or(String::new(), |r| format!(" ({r})"))
+                            ),
+                        ));
+                    }
+                }
+            }
+            (EventBody::Usage { user_id, .. }, Kind::UseOutsideSubscription) => {
+                // Only accounts that have had a subscription: prospects are not alerted on.
+                if let Some(a) = before
+                    && !a.steps.is_empty()
+                    && !a.customer_before(Timestamp(e.ts.0 + 1))
+                {
+                    out.push(fire(
+                        account,
+                        format!("user {user_id} is using the product with no active subscription"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What aggregate rules read of one account.
+pub struct AccountState<'a> {
+    pub ledger: &'a AccountLedger,
+    /// The account's health now (`None` when it is not a paying customer).
+    pub health: Option<&'a AccountHealth>,
+    /// Usage events on days `[from, to)` (day numbers since the epoch).
+    pub events_between: &'a dyn Fn(i64, i64) -> u64,
+}
+
+fn paid_in(a: &AccountLedger, start: Timestamp, end: Timestamp) -> i64 {
+    a.invoices
+        .iter()
+        .filter(|i| i.status == InvoiceStatus::Paid && start <= i.ts && i.ts < end)
+        .map(|i| i.amount)
+        .sum()
+}
+
+/// The aggregate rules the account's state at `now` meets.
+pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Firing> {
+    let a = s.ledger;
+    let mut out = Vec::new();
+    // Aggregate rules watch paying customers only.
+    let Some(h) = s.health else { return out };
+    let today = now.day();
+    for (i, r) in rules.rules.iter().enumerate().filter(|(_, r)| !r.kind.immediate()) {
+        let ago = |d: i64| Timestamp(now.0 - d * DAY);
+        let message = match r.kind {
+            Kind::UsageDrop => {
+                let recent = (s.events_between)(today - r.days, today);
+                let prior = (s.events_between)(today - 2 * r.days, today - r.days);
+                (prior >= r.min_events && (recent as f64) <= (prior as f64) * (1.0 - r.drop)).then(
+                    || {
+                        format!(
+                            "usage down {:.0}% over {} days ({prior} to {recent} events)",
+                            100.0 * (prior - recent.min(prior)) as f64 / prior as f64,
+                            r.days
+                        )
+                    },
+                )
+            }
+            Kind::TicketSurge => {
+                let n =
+                    a.cs.tickets
+                        .iter()
+                        .filter(|t| t.opened >= ago(r.days) && t.opened <= now)
+                        .count() as u64;
+                (n >= r.tickets).then(|| format!("{n} tickets opened in {} days", r.days))
+            }
+            Kind::HealthRed => (h.colour == "red").then(|| {
+                format!(
+                    "health is red ({}){}",
+                    h.score.map_or("-".into(), |x| format!("{x:.0}")),
+                    h.scorecard.as_deref().map_or(String::new(), |c| format!(" on scorecard {c}"))
+                )
+            }),
+            Kind::ChurnRisk => h.probability.filter(|p| *p >= r.probability).map(|p| {
+                let why: Vec<&str> = h.drivers.iter().map(|d| d.text.as_str()).collect();
+                format!(
+                    "churn probability {:.0}%{}",
+                    p * 100.0,
+                    if why.is_empty() { String::new() } else { format!(": {}", why.join("; ")) }
+                )
+            }),
+            Kind::RenewalLowUtilisation => {
+                let days = h.row.get(F::DAYS_TO_RENEWAL);
+                let u = h.row.get(F::UTILISATION);
+                (days.is_finite()
+                    && days >= 0.0
+                    && days <= r.days as f64
+                    && u.is_finite()
+                    && u < r.utilisation)
+                    .then(|| {
+                        format!(
+                            "renewal in {days:.0} days with {:.0}% of licences in use",
+                            u * 100.0
+                        )
+                    })
+            }
+            Kind::FeesDown => {
+                let recent = paid_in(a, ago(365), now);
+                let prior = paid_in(a, ago(730), ago(365));
+                (prior > 0 && (prior - recent) as f64 >= r.decline * prior as f64).then(|| {
+                    format!(
+                        "fees paid down {:.0}% on the year before",
+                        100.0 * (prior - recent) as f64 / prior as f64
+                    )
+                })
+            }
+            Kind::NoSurveyResponse => {
+                let last = a.cs.responses.iter().filter(|x| x.ts <= now).map(|x| x.ts).max();
+                let asked = a.cs.surveys_sent.iter().any(|x| x.0 >= ago(r.days) && x.0 <= now);
+                let silent = last.is_none_or(|t| t < ago(r.days));
+                (asked && silent).then(|| format!("no survey answer in {} days", r.days))
+            }
+            Kind::NoEngagement => {
+                let last = a.cs.touchpoints.iter().filter(|x| x.0 <= now).map(|x| x.0).max();
+                let customer_long = a.first_paid().is_some_and(|t| t < ago(r.days));
+                (customer_long && last.is_none_or(|t| t < ago(r.days)))
+                    .then(|| format!("no touchpoint in {} days", r.days))
+            }
+            _ => None,
+        };
+        if let Some(message) = message {
+            out.push(Firing { rule: i, account: a.id.clone(), message });
+        }
+    }
+    out
+}
