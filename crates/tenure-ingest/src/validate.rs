@@ -464,7 +464,9 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
         EventKind::Alert => EventBody::Alert {
             alert_id: v.id(F::AlertId)?,
             rule: v.id(F::Rule)?,
-            severity: v.opt_enum(F::Severity, Severity::parse, Severity::expected)?.unwrap_or(Severity::Normal),
+            severity: v
+                .opt_enum(F::Severity, Severity::parse, Severity::expected)?
+                .unwrap_or(Severity::Normal),
             message: v.opt_text(F::Message)?,
         },
         EventKind::Task => EventBody::Task(Box::new(TaskChange {

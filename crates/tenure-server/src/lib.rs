@@ -8,6 +8,7 @@
 //! (`live`), runs the alert rules (`rules`), records alerts and tasks as events through the
 //! writer, and hands notifications to the dispatcher (`notify`), which never blocks it.
 
+pub mod api;
 pub mod keys;
 pub mod live;
 pub mod metrics;
@@ -20,7 +21,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+
 use keys::{Keys, Scope};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -58,6 +59,7 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("payload_too_large", 413),
     ("invalid_json", 400),
     ("invalid_events", 400),
+    ("invalid_request", 400),
     ("not_found", 404),
     ("unavailable", 503),
     ("internal", 500),
@@ -161,17 +163,10 @@ impl Writer {
                     let mut jobs = vec![first];
                     let mut n = jobs[0].events.len();
                     while n < 200_000 {
-                        match internal_rx.try_recv().map(|events| Job {
-                            events,
-                            reply: None,
-                            received: Instant::now(),
-                        }) {
-                            Ok(j) => {
-                                n += j.events.len();
-                                jobs.push(j);
-                                continue;
-                            }
-                            Err(_) => {}
+                        if let Ok(events) = internal_rx.try_recv() {
+                            n += events.len();
+                            jobs.push(Job { events, reply: None, received: Instant::now() });
+                            continue;
                         }
                         match rx.try_recv() {
                             Ok(j) => {
@@ -388,7 +383,14 @@ impl AppState {
             .map_err(|e| e.to_string())?;
         let (cards, model) = health_setup(data)?;
         let now = (o.clock)();
-        let live = live::Live::load(data, o.engine, rules, cards, model, now)?;
+        // On a thread of its own: the columnar store runs its own runtime, which cannot
+        // start inside the caller's.
+        let engine = o.engine.clone();
+        let live = std::thread::scope(|sc| {
+            sc.spawn(|| live::Live::load(data, engine, rules, cards, model, now))
+                .join()
+                .map_err(|_| "loading the live state panicked".to_string())
+        })??;
         let dispatcher = if o.config.notifiers.is_empty() {
             None
         } else {
@@ -759,7 +761,7 @@ async fn accept(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn ingest(
+pub(crate) async fn ingest(
     State(state): State<AppState>,
     h: HeaderMap,
     body: BodyResult,
@@ -772,7 +774,7 @@ async fn ingest(
 }
 
 /// `POST /v1/{track,identify,group,page,screen,alias,batch}`: the Segment HTTP API.
-async fn segment_call(
+pub(crate) async fn segment_call(
     State(state): State<AppState>,
     UrlPath(call): UrlPath<String>,
     h: HeaderMap,
@@ -834,8 +836,59 @@ async fn segment_call(
     accept(&state, events, rejected, Some(("ignored", json!(ignored)))).await
 }
 
-async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `/metrics`: the counters and histograms, and the log's size on disk.
+pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
+    fn size(p: &Path) -> u64 {
+        match std::fs::read_dir(p) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => size(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum(),
+            Err(_) => 0,
+        }
+    }
+    let log_bytes = size(&tenure_engine::log_dir(&state.0.data)) as f64;
+    let (accounts, open_tasks) = match state.0.core.live.read() {
+        Ok(l) => (
+            l.ledger.accounts.len() as f64,
+            l.ledger
+                .accounts
+                .iter()
+                .flat_map(|a| &a.cs.tasks)
+                .filter(|t| matches!(t.status, TaskStatus::Open | TaskStatus::InProgress))
+                .count() as f64,
+        ),
+        Err(_) => (f64::NAN, f64::NAN),
+    };
+    let mut extra = vec![
+        ("tenure_log_bytes", "Size of the event log on disk.", log_bytes),
+        ("tenure_accounts", "Accounts known.", accounts),
+        ("tenure_tasks_open", "Tasks open or in progress.", open_tasks),
+    ];
+    let stats = state.0.core.dispatcher.as_ref().map(|d| d.stats());
+    if let Some(st) = &stats {
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+        extra.push((
+            "tenure_notifications_delivered",
+            "Notifications delivered.",
+            g(&st.delivered),
+        ));
+        extra.push(("tenure_notifications_retries", "Notification retries.", g(&st.retries)));
+        extra.push((
+            "tenure_notifications_dead_lettered",
+            "Notifications given up on (in DATA/dead-letter.jsonl).",
+            g(&st.dead_lettered),
+        ));
+    }
+    let body = state.0.core.metrics.render(&extra);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -845,13 +898,11 @@ async fn not_found() -> ApiError {
 /// The service's routes.
 pub fn app(state: AppState) -> Router {
     let limit = state.0.limits.request_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/api/v1/events", post(ingest))
-        .route("/v1/{call}", post(segment_call))
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+    let mut router = Router::new();
+    for r in api::ROUTES {
+        router = router.route(r.path, api::handler(r));
+    }
+    router.fallback(not_found).layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.

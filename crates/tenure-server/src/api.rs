@@ -1,0 +1,708 @@
+//! The REST API under `/api/v1`: accounts (list and 360), KPIs, cohorts, alerts, tasks and
+//! scorecards, read from the live state; task changes are events, stored before the answer.
+//! [`ROUTES`] is the one list of endpoints: the router is built from it and so is the
+//! OpenAPI document, so the two cannot drift apart.
+
+use crate::keys::Scope;
+use crate::{ApiError, AppState, authorise, json_response, store};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get, patch, post};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use tenure_core::event::{TaskChange, TaskStatus};
+use tenure_core::time::{Period, PeriodUnit, Timestamp};
+use tenure_health::features::F;
+use tenure_ledger::AccountLedger;
+use tenure_ledger::cs::Task;
+use tenure_report::{OutFormat, money_json};
+
+/// One endpoint: method, path (axum syntax), the scope it needs (`None`: public), what it
+/// does, and its parameters `(name, in, description)`.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub scope: Option<Scope>,
+    pub summary: &'static str,
+    pub params: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const LIST: &[(&str, &str, &str)] = &[
+    ("q", "query", "Search in account ids and names"),
+    ("segment", "query", "Only this segment"),
+    ("csm", "query", "Only accounts of this CSM"),
+    ("colour", "query", "Only this health colour: red | yellow | green | grey"),
+    ("customer", "query", "true: paying customers only"),
+    ("min_risk", "query", "Only accounts whose churn probability is at least this"),
+    ("sort", "query", "name | health | risk | mrr | renewal [name]"),
+    ("order", "query", "asc | desc [by sort: risk and mrr desc, others asc]"),
+    ("limit", "query", "At most this many [50, max 1000]"),
+    ("offset", "query", "Skip this many"),
+];
+
+/// Every endpoint of the service.
+pub const ROUTES: &[Route] = &[
+    Route { method: "get", path: "/healthz", scope: None, summary: "Liveness: ok", params: &[] },
+    Route {
+        method: "get",
+        path: "/metrics",
+        scope: None,
+        summary: "Prometheus metrics: ingest, rejections, log size, alerts, latencies",
+        params: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/openapi.json",
+        scope: None,
+        summary: "This document",
+        params: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/events",
+        scope: Some(Scope::Ingest),
+        summary: "Ingest events (JSON array or JSON lines of the input contract); answered once durable",
+        params: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/{call}",
+        scope: Some(Scope::Ingest),
+        summary: "The Segment HTTP API: track, identify, group, page, screen, alias, batch",
+        params: &[("call", "path", "track | identify | group | page | screen | alias | batch")],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/accounts",
+        scope: Some(Scope::Read),
+        summary: "Accounts with health, risk and MRR: filter, sort, page",
+        params: LIST,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/accounts/{id}",
+        scope: Some(Scope::Read),
+        summary: "Account 360: revenue, renewals, contacts, CS history, health, risk and drivers, alerts, tasks",
+        params: &[("id", "path", "The account id")],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/kpis",
+        scope: Some(Scope::Read),
+        summary: "Revenue and CS KPIs for a period, optionally per sub-period and cut",
+        params: &[
+            ("period", "query", "START..END (dates or months) [the last 12 months]"),
+            ("every", "query", "day | week | month | quarter | year: one row per sub-period"),
+            ("by", "query", "Cut by an attribute (segment, csm, ...), plan or tenure_band"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/cohorts",
+        scope: Some(Scope::Read),
+        summary: "Cohort retention table",
+        params: &[
+            ("unit", "query", "month | quarter | year [month]"),
+            ("metric", "query", "logo | revenue [revenue]"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alerts",
+        scope: Some(Scope::Read),
+        summary: "Alerts, newest first",
+        params: &[
+            ("account", "query", "Only this account"),
+            ("rule", "query", "Only this rule"),
+            ("severity", "query", "Only this severity"),
+            ("limit", "query", "At most this many [100]"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/tasks",
+        scope: Some(Scope::Read),
+        summary: "Tasks, by due date",
+        params: &[
+            ("owner", "query", "Only this owner"),
+            (
+                "status",
+                "query",
+                "open | in_progress | done | dismissed | active (open or in progress)",
+            ),
+            ("account", "query", "Only this account"),
+            ("rule", "query", "Only this rule"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/tasks/{id}",
+        scope: Some(Scope::Read),
+        summary: "One task with its notes",
+        params: &[("id", "path", "The task id")],
+    },
+    Route {
+        method: "patch",
+        path: "/api/v1/tasks/{id}",
+        scope: Some(Scope::Read),
+        summary: "Assign, change status, comment, resolve with a root cause (body: status, owner, due, note, root_cause, author)",
+        params: &[("id", "path", "The task id")],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/scorecards",
+        scope: Some(Scope::Read),
+        summary: "The health scorecards in force",
+        params: &[],
+    },
+];
+
+/// The handler of a route of [`ROUTES`].
+pub fn handler(r: &Route) -> MethodRouter<AppState> {
+    match (r.method, r.path) {
+        ("get", "/healthz") => get(crate::healthz),
+        ("get", "/metrics") => get(crate::metrics_text),
+        ("get", "/api/v1/openapi.json") => get(openapi_json),
+        ("post", "/api/v1/events") => post(crate::ingest),
+        ("post", "/v1/{call}") => post(crate::segment_call),
+        ("get", "/api/v1/accounts") => get(accounts),
+        ("get", "/api/v1/accounts/{id}") => get(account),
+        ("get", "/api/v1/kpis") => get(kpis),
+        ("get", "/api/v1/cohorts") => get(cohorts),
+        ("get", "/api/v1/alerts") => get(alerts),
+        ("get", "/api/v1/tasks") => get(tasks),
+        ("get", "/api/v1/tasks/{id}") => get(task),
+        ("patch", "/api/v1/tasks/{id}") => patch(update_task),
+        ("get", "/api/v1/scorecards") => get(scorecards),
+        (m, p) => unreachable!("no handler for {m} {p}"),
+    }
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`] and the error table.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let params: Vec<Value> = r
+            .params
+            .iter()
+            .map(|(n, at, d)| {
+                json!({"name": n, "in": at, "required": *at == "path", "description": d,
+                       "schema": {"type": "string"}})
+            })
+            .collect();
+        let mut op = json!({
+            "summary": r.summary,
+            "parameters": params,
+            "responses": {"200": {"description": "OK"},
+                          "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+        });
+        if let Some(s) = r.scope {
+            op["security"] = json!([{"bearer": []}, {"basic": []}]);
+            op["x-scope"] = json!(format!("{s:?}").to_lowercase());
+        } else {
+            op["security"] = json!([]);
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    let codes: Vec<Value> =
+        crate::ERROR_CODES.iter().map(|(c, s)| json!({"code": c, "status": s})).collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Tenure", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Customer-success intelligence: ingest, accounts, KPIs, alerts and tasks."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key"},
+                "basic": {"type": "http", "scheme": "basic", "description": "An API key as the user name (Segment's write key)"}
+            },
+            "schemas": {"Error": {"type": "object", "properties": {
+                "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                "rejected": {"type": "array"}}}},
+            "x-error-codes": codes,
+        }
+    })
+}
+
+async fn openapi_json() -> Response {
+    json_response(StatusCode::OK, &openapi())
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new("invalid_request", message)
+}
+
+fn live_read(s: &AppState) -> Result<std::sync::RwLockReadGuard<'_, crate::live::Live>, ApiError> {
+    s.0.core.live.read().map_err(|_| ApiError::new("internal", "the live state is unavailable"))
+}
+
+fn num(x: f64) -> Value {
+    if x.is_finite() { json!(x) } else { Value::Null }
+}
+
+fn attr(a: &AccountLedger, key: &str, t: Timestamp) -> Option<String> {
+    a.attribute_at(key, t).map(|v| v.label())
+}
+
+fn next_renewal(a: &AccountLedger, t: Timestamp) -> Option<Timestamp> {
+    a.renewals
+        .iter()
+        .filter(|r| r.outcome == tenure_ledger::RenewalOutcome::Open && r.due >= t)
+        .map(|r| r.due)
+        .min()
+}
+
+/// One account as the list shows it.
+fn summary(live: &crate::live::Live, a: &AccountLedger) -> Value {
+    let t = live.t;
+    let cur = live.cfg.revenue.fx.base;
+    let now = a.state_before(Timestamp(t.0 + 1));
+    let h = live.health.accounts.get(&a.id);
+    json!({
+        "account_id": a.id,
+        "name": a.name,
+        "segment": attr(a, "segment", t),
+        "csm": attr(a, "csm", t),
+        "customer": now.is_some_and(|s| s.customer),
+        "mrr": money_json(now.map_or(0, |s| s.mrr), cur),
+        "renewal_date": next_renewal(a, t).map(|d| d.date_string()),
+        "health": h.map(|h| json!({"score": h.score, "colour": h.colour, "scorecard": h.scorecard})),
+        "risk": h.and_then(|h| h.probability),
+        "licence_utilisation": h.map_or(Value::Null, |h| num(h.row.get(F::UTILISATION))),
+        "nps": h.map_or(Value::Null, |h| num(h.row.get(F::NPS))),
+        "open_tasks": a.cs.tasks.iter().filter(|t| is_active(t)).count(),
+    })
+}
+
+fn is_active(t: &Task) -> bool {
+    matches!(t.status, TaskStatus::Open | TaskStatus::InProgress)
+}
+
+async fn accounts(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let t = live.t;
+    let f = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let parse_f64 = |k: &str| -> Result<Option<f64>, ApiError> {
+        f(k).map(|v| v.parse::<f64>().map_err(|_| bad(format!("{k}: not a number: {v:?}"))))
+            .transpose()
+    };
+    let min_risk = parse_f64("min_risk")?;
+    let q = f("q").map(str::to_lowercase);
+    let mut rows: Vec<&AccountLedger> = live
+        .ledger
+        .accounts
+        .iter()
+        .filter(|a| {
+            let h = live.health.accounts.get(&a.id);
+            q.as_ref().is_none_or(|q| {
+                a.id.to_lowercase().contains(q)
+                    || a.name.as_ref().is_some_and(|n| n.to_lowercase().contains(q))
+            }) && f("segment").is_none_or(|v| attr(a, "segment", t).as_deref() == Some(v))
+                && f("csm").is_none_or(|v| attr(a, "csm", t).as_deref() == Some(v))
+                && f("colour").is_none_or(|v| h.map_or("grey", |h| h.colour) == v)
+                && (f("customer") != Some("true") || a.customer_before(Timestamp(t.0 + 1)))
+                && min_risk.is_none_or(|m| h.and_then(|h| h.probability).is_some_and(|p| p >= m))
+        })
+        .collect();
+    let sort = f("sort").unwrap_or("name");
+    let key = |a: &AccountLedger| -> Option<f64> {
+        let h = live.health.accounts.get(&a.id);
+        match sort {
+            "health" => h.and_then(|h| h.score),
+            "risk" => h.and_then(|h| h.probability),
+            "mrr" => Some(a.mrr_before(Timestamp(t.0 + 1)) as f64),
+            "renewal" => next_renewal(a, t).map(|d| d.0 as f64),
+            _ => None,
+        }
+    };
+    let desc = match f("order") {
+        Some("asc") => false,
+        Some("desc") => true,
+        None => matches!(sort, "risk" | "mrr"),
+        Some(o) => return Err(bad(format!("order: {o:?} is not asc or desc"))),
+    };
+    match sort {
+        "name" => rows.sort_by(|a, b| {
+            let n =
+                |x: &AccountLedger| x.name.clone().unwrap_or_else(|| x.id.clone()).to_lowercase();
+            n(a).cmp(&n(b)).then(a.id.cmp(&b.id))
+        }),
+        "health" | "risk" | "mrr" | "renewal" => rows.sort_by(|a, b| {
+            // Unknown values last, whichever the order.
+            match (key(a), key(b)) {
+                (Some(x), Some(y)) => {
+                    let o = x.total_cmp(&y);
+                    if desc { o.reverse() } else { o }
+                }
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            }
+            .then(a.id.cmp(&b.id))
+        }),
+        other => {
+            return Err(bad(format!(
+                "sort: unknown {other:?} (name | health | risk | mrr | renewal)"
+            )));
+        }
+    }
+    if sort == "name" && desc {
+        rows.reverse();
+    }
+    let limit = match f("limit") {
+        None => 50,
+        Some(v) => {
+            v.parse::<usize>().map_err(|_| bad(format!("limit: not a count: {v:?}")))?.min(1000)
+        }
+    };
+    let offset = match f("offset") {
+        None => 0,
+        Some(v) => v.parse::<usize>().map_err(|_| bad(format!("offset: not a count: {v:?}")))?,
+    };
+    let total = rows.len();
+    let page: Vec<Value> =
+        rows.iter().skip(offset).take(limit).map(|a| summary(&live, a)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"as_of": t.to_string(), "total": total, "accounts": page}),
+    ))
+}
+
+fn task_json(account: &str, t: &Task) -> Value {
+    json!({
+        "task_id": t.task_id, "account_id": account, "rule": t.rule, "alert_id": t.alert_id,
+        "title": t.title, "owner": t.owner, "due": t.due.map(|d| d.to_string()),
+        "status": t.status.as_str(), "opened": t.opened.to_string(),
+        "resolved": t.resolved.map(|d| d.to_string()), "root_cause": t.root_cause,
+        "alerts": t.alerts,
+        "notes": t.notes.iter().map(|(ts, by, n)| json!({"at": ts.to_string(), "author": by, "note": n})).collect::<Vec<_>>(),
+    })
+}
+
+async fn account(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let a = live
+        .ledger
+        .account(&id)
+        .ok_or_else(|| ApiError::new("not_found", format!("no account {id:?}")))?;
+    let t = live.t;
+    let cur = live.cfg.revenue.fx.base;
+    // The account's KPIs over the last 12 months, and its monthly usage.
+    let one = tenure_ledger::Ledger {
+        accounts: vec![a.clone()],
+        costs: Vec::new(),
+        diagnostics: Vec::new(),
+        as_of: t,
+    };
+    let period = Period::new(t.add_months(-12), t);
+    let rows = tenure_kpi::report(&one, &[period], None, &live.cfg.kpi);
+    let trend: Vec<tenure_report::UsageMonth> = live
+        .usage
+        .get(&id)
+        .map(|months| {
+            months
+                .iter()
+                .filter(|u| u.month >= t.add_months(-12))
+                .map(|u| tenure_report::UsageMonth {
+                    month: Period::new(u.month, u.month.add_months(1)),
+                    events: u.events,
+                    mau: u.users,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = tenure_report::account(a, &rows[0], &trend, cur, t, OutFormat::Json);
+    let mut j: Value =
+        serde_json::from_str(&text).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    let hl = live.health.accounts.get(&id);
+    j["as_of"] = json!(t.to_string());
+    j["health"] = hl.map_or(
+        Value::Null,
+        |h| json!({"score": h.score, "colour": h.colour, "scorecard": h.scorecard}),
+    );
+    j["risk"] = hl.and_then(|h| h.probability).map_or(Value::Null, |p| {
+        json!({
+            "probability": p,
+            "drivers": hl.map(|h| h.drivers.iter().map(|d| json!({"feature": d.feature, "text": d.text, "contribution": d.contribution})).collect::<Vec<_>>()),
+        })
+    });
+    j["alerts"] = a
+        .cs
+        .alerts
+        .iter()
+        .rev()
+        .map(|x| json!({"alert_id": x.alert_id, "at": x.ts.to_string(), "rule": x.rule, "severity": x.severity.as_str(), "message": x.message}))
+        .collect();
+    j["tasks"] = a.cs.tasks.iter().map(|x| task_json(&id, x)).collect();
+    Ok(json_response(StatusCode::OK, &j))
+}
+
+async fn kpis(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let t = live.t;
+    let period = match p.get("period") {
+        Some(v) => Period::parse(v).map_err(|e| bad(format!("period: {e}")))?,
+        None => {
+            let end = PeriodUnit::Month.floor(t);
+            Period::new(end.add_months(-12), end)
+        }
+    };
+    let periods = match p.get("every") {
+        None => vec![period],
+        Some(u) => {
+            let unit =
+                PeriodUnit::parse(u).ok_or_else(|| bad(format!("every: unknown unit {u:?}")))?;
+            period.split(unit)
+        }
+    };
+    if periods.len() > 400 {
+        return Err(bad("more than 400 sub-periods"));
+    }
+    let by = p.get("by").map(|b| tenure_kpi::By::parse(b));
+    let rows = tenure_kpi::report(&live.ledger, &periods, by.as_ref(), &live.cfg.kpi);
+    let text = tenure_report::kpis_json(&rows, live.cfg.revenue.fx.base, false);
+    let j: Value =
+        serde_json::from_str(&text).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &j))
+}
+
+async fn cohorts(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let unit = match p.get("unit") {
+        None => PeriodUnit::Month,
+        Some(u) => PeriodUnit::parse(u).ok_or_else(|| bad(format!("unit: unknown {u:?}")))?,
+    };
+    let metric = match p.get("metric").map(String::as_str) {
+        None | Some("revenue") => tenure_kpi::CohortMetric::Revenue,
+        Some("logo") | Some("logos") => tenure_kpi::CohortMetric::Logo,
+        Some(m) => return Err(bad(format!("metric: unknown {m:?} (logo | revenue)"))),
+    };
+    let table = tenure_kpi::cohorts(&live.ledger, unit, metric);
+    let text = tenure_report::cohorts_json(&table, live.cfg.revenue.fx.base);
+    let j: Value =
+        serde_json::from_str(&text).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &j))
+}
+
+async fn alerts(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let f = |k: &str| p.get(k).map(String::as_str);
+    let limit = match f("limit") {
+        None => 100,
+        Some(v) => v.parse::<usize>().map_err(|_| bad(format!("limit: not a count: {v:?}")))?,
+    };
+    let mut list: Vec<(&AccountLedger, &tenure_ledger::cs::Alert)> = live
+        .ledger
+        .accounts
+        .iter()
+        .filter(|a| f("account").is_none_or(|x| a.id == x))
+        .flat_map(|a| a.cs.alerts.iter().map(move |x| (a, x)))
+        .filter(|(_, x)| f("rule").is_none_or(|r| x.rule == r))
+        .filter(|(_, x)| f("severity").is_none_or(|v| x.severity.as_str() == v))
+        .collect();
+    list.sort_by(|a, b| b.1.ts.cmp(&a.1.ts).then(a.1.alert_id.cmp(&b.1.alert_id)));
+    let out: Vec<Value> = list
+        .iter()
+        .take(limit)
+        .map(|(a, x)| {
+            json!({"alert_id": x.alert_id, "account_id": a.id, "account_name": a.name, "at": x.ts.to_string(),
+                   "rule": x.rule, "severity": x.severity.as_str(), "message": x.message,
+                   "owner": attr(a, "csm", live.t)})
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({"total": list.len(), "alerts": out})))
+}
+
+async fn tasks(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let f = |k: &str| p.get(k).map(String::as_str);
+    if let Some(st) = f("status")
+        && st != "active"
+        && TaskStatus::parse(st).is_none()
+    {
+        return Err(bad(format!("status: unknown {st:?} ({} | active)", TaskStatus::expected())));
+    }
+    let mut list: Vec<(&AccountLedger, &Task)> = live
+        .ledger
+        .accounts
+        .iter()
+        .filter(|a| f("account").is_none_or(|x| a.id == x))
+        .flat_map(|a| a.cs.tasks.iter().map(move |t| (a, t)))
+        .filter(|(_, t)| f("owner").is_none_or(|o| t.owner.as_deref() == Some(o)))
+        .filter(|(_, t)| f("rule").is_none_or(|r| t.rule.as_deref() == Some(r)))
+        .filter(|(_, t)| match f("status") {
+            None => true,
+            Some("active") => is_active(t),
+            Some(st) => t.status.as_str() == st,
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        (a.1.due.unwrap_or(Timestamp::MAX), &a.1.task_id)
+            .cmp(&(b.1.due.unwrap_or(Timestamp::MAX), &b.1.task_id))
+    });
+    let out: Vec<Value> = list.iter().map(|(a, t)| task_json(&a.id, t)).collect();
+    Ok(json_response(StatusCode::OK, &json!({"total": out.len(), "tasks": out})))
+}
+
+fn find_task<'a>(live: &'a crate::live::Live, id: &str) -> Option<(&'a AccountLedger, &'a Task)> {
+    live.ledger
+        .accounts
+        .iter()
+        .find_map(|a| a.cs.tasks.iter().find(|t| t.task_id == id).map(|t| (a, t)))
+}
+
+async fn task(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let (a, t) = find_task(&live, &id)
+        .ok_or_else(|| ApiError::new("not_found", format!("no task {id:?}")))?;
+    Ok(json_response(StatusCode::OK, &task_json(&a.id, t)))
+}
+
+/// A task change from a CSM: stored as a `task` event (durable before the answer); the
+/// answer shows the task with the change applied.
+async fn update_task(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let body: Map<String, Value> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
+    for k in body.keys() {
+        if !["status", "owner", "due", "note", "root_cause", "author"].contains(&k.as_str()) {
+            return Err(bad(format!(
+                "{k}: unknown field (status, owner, due, note, root_cause, author)"
+            )));
+        }
+    }
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+            Some(_) => Err(bad(format!("{k}: expected a non-empty string"))),
+        }
+    };
+    let status = text("status")?
+        .map(|v| {
+            TaskStatus::parse(&v)
+                .ok_or_else(|| bad(format!("status: unknown {v:?} ({})", TaskStatus::expected())))
+        })
+        .transpose()?;
+    let due = text("due")?
+        .map(|v| Timestamp::parse(&v).map_err(|e| bad(format!("due: {e}"))))
+        .transpose()?;
+    let change = TaskChange {
+        task_id: id.clone(),
+        status,
+        owner: text("owner")?,
+        due,
+        note: text("note")?,
+        root_cause: text("root_cause")?,
+        author: text("author")?,
+        ..TaskChange::default()
+    };
+    let now = (s.0.clock)();
+    let (account, mut view) = {
+        let live = live_read(&s)?;
+        let (a, t) = find_task(&live, &id)
+            .ok_or_else(|| ApiError::new("not_found", format!("no task {id:?}")))?;
+        (a.id.clone(), t.clone())
+    };
+    if change.status == Some(TaskStatus::Done)
+        && change.root_cause.is_none()
+        && view.root_cause.is_none()
+    {
+        return Err(bad("resolving a task (status done) needs a root_cause"));
+    }
+    // Through the input contract's validation, as any task event would be.
+    let mut line =
+        json!({"type": "task", "timestamp": now.to_string(), "account_id": account, "task_id": id});
+    for (k, v) in &body {
+        if !v.is_null() {
+            line[k] = v.clone();
+        }
+    }
+    let e = tenure_ingest::parse_json_line(&line.to_string(), None, &s.0.ingest)
+        .map_err(|e| bad(format!("{}: {}", e.field.unwrap_or_default(), e.reason)))?;
+    store(&s, vec![e]).await?;
+    // The same fold the ledger applies, on a copy, so the answer needs no wait.
+    if let Some(st) = change.status
+        && st != view.status
+    {
+        view.status = st;
+        view.status_at = now;
+        view.resolved = matches!(st, TaskStatus::Done | TaskStatus::Dismissed).then_some(now);
+    }
+    view.owner = change.owner.or(view.owner);
+    view.due = change.due.or(view.due);
+    view.root_cause = change.root_cause.or(view.root_cause);
+    if let Some(n) = change.note {
+        view.notes.push((now, change.author, n));
+    }
+    Ok(json_response(StatusCode::OK, &task_json(&account, &view)))
+}
+
+async fn scorecards(State(s): State<AppState>, h: HeaderMap) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let cards: Vec<Value> = live
+        .cards
+        .0
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "description": c.description, "segments": c.segments,
+                "tenure_months": c.tenure_months.map(|(a, b)| json!([num(a), num(b)])),
+                "red": c.red, "yellow": c.yellow,
+                "measures": c.measures.iter().map(|m| json!({
+                    "name": m.name, "feature": tenure_health::features::DEFS[m.feature].name, "weight": m.weight,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut colours: std::collections::BTreeMap<&str, usize> = Default::default();
+    for a in live.health.accounts.values() {
+        *colours.entry(a.colour).or_default() += 1;
+    }
+    Ok(json_response(StatusCode::OK, &json!({"scorecards": cards, "accounts_by_colour": colours})))
+}

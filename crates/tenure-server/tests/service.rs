@@ -1,0 +1,248 @@
+//! The service as CSMs and their tools use it: events in, alerts and tasks out, the REST API
+//! over the live state, the OpenAPI document in step with the routes, and a restart that
+//! raises nothing twice.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenure_core::time::Timestamp;
+use tenure_server::keys::{Keys, Scope};
+use tenure_server::{AppState, Options, app};
+use tower::ServiceExt;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    ingest: String,
+    read: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Keys::default();
+    let (_, ingest) = keys.create("pipeline", &[Scope::Ingest], "2026-01-01").unwrap();
+    let (_, read) = keys.create("csm", &[Scope::Read], "2026-01-01").unwrap();
+    keys.save(dir.path()).unwrap();
+    Fixture { dir, ingest, read }
+}
+
+fn open(f: &Fixture) -> AppState {
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    AppState::open(f.dir.path(), Options::new(clock)).unwrap()
+}
+
+async fn call(
+    s: &AppState,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut r =
+        Request::builder().method(method).uri(path).header("content-type", "application/json");
+    if let Some(k) = key {
+        r = r.header("authorization", format!("Bearer {k}"));
+    }
+    let resp = app(s.clone()).oneshot(r.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
+    )
+}
+
+/// Polls `path` until `done` holds (the applier works beside the request path), for at most
+/// five seconds.
+async fn until(s: &AppState, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let (_, j) = call(s, "GET", path, Some(key), "").await;
+        if done(&j) {
+            return j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting on {path}: {j}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn company() -> String {
+    [
+        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "acme", "name": "Acme <script>alert(1)</script>",
+               "attributes": {"segment": "mid", "csm": "sam"}}),
+        json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": "acme", "subscription_id": "s1",
+               "plan": "pro", "quantity": 10, "amount": "1000", "status": "active"}),
+        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "bolt", "name": "Bolt",
+               "attributes": {"segment": "smb", "csm": "kim"}}),
+        json!({"type": "subscription", "timestamp": "2026-05-01", "account_id": "bolt", "subscription_id": "s2",
+               "amount": "50", "status": "active"}),
+        json!({"type": "touchpoint", "timestamp": "2026-05-20", "account_id": "bolt", "kind": "call"}),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice() {
+    let f = fixture();
+    let s = open(&f);
+    let (st, j) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(5)), "{j}");
+    // acme has paid since January with no touchpoint: the aggregate rule no_engagement.
+    let j =
+        until(&s, &f.read, "/api/v1/alerts?account=acme", |j| j["total"].as_u64() >= Some(1)).await;
+    assert_eq!(j["alerts"][0]["rule"], "no_engagement", "{j}");
+    assert_eq!(j["alerts"][0]["owner"], "sam");
+    // An immediate rule: a detractor answer.
+    let nps = json!({"type": "survey_response", "timestamp": "2026-06-01T11:00:00Z", "account_id": "acme",
+                     "survey": "nps", "contact_id": "c1", "score": 3, "comment": "too slow"});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &nps.to_string()).await;
+    let j =
+        until(&s, &f.read, "/api/v1/tasks?account=acme&rule=detractor", |j| j["total"] == 1).await;
+    let task = &j["tasks"][0];
+    assert_eq!(task["status"], "open");
+    assert_eq!(task["owner"], "sam", "the account's CSM owns it");
+    assert!(task["notes"][0]["note"].as_str().unwrap().contains("NPS 3"), "{task}");
+    let id = task["task_id"].as_str().unwrap().to_string();
+    // A second detractor answer updates the open task instead of opening another.
+    let nps2 = json!({"type": "survey_response", "timestamp": "2026-06-01T11:30:00Z", "account_id": "acme",
+                      "survey": "nps", "contact_id": "c2", "score": 5});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &nps2.to_string()).await;
+    let j = until(&s, &f.read, &format!("/api/v1/tasks/{id}"), |j| j["alerts"] == 2).await;
+    assert_eq!(j["notes"].as_array().unwrap().len(), 2, "{j}");
+    let (_, j) =
+        call(&s, "GET", "/api/v1/tasks?account=acme&rule=detractor", Some(&f.read), "").await;
+    assert_eq!(j["total"], 1);
+    // Resolving needs a root cause; with one, the task is done and the change is an event.
+    let path = format!("/api/v1/tasks/{id}");
+    let (st, j) = call(&s, "PATCH", &path, Some(&f.read), r#"{"status": "done"}"#).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
+    let (st, _) = call(&s, "PATCH", &path, None, r#"{"status": "done"}"#).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, j) = call(&s, "PATCH", &path, Some(&f.read),
+        r#"{"status": "done", "root_cause": "performance", "note": "called <b>c1</b>", "author": "sam"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    assert_eq!(
+        (j["status"].as_str(), j["root_cause"].as_str()),
+        (Some("done"), Some("performance"))
+    );
+    until(&s, &f.read, &path, |j| j["status"] == "done").await;
+    // Both detractor answers are followed up: the KPI reads the task events.
+    let (_, j) =
+        call(&s, "GET", "/api/v1/kpis?period=2026-06-01..2026-07-01", Some(&f.read), "").await;
+    assert_eq!(j[0]["kpis"]["detractor_follow_up_rate"], 1.0, "{j}");
+    let (_, before) = call(&s, "GET", "/api/v1/alerts", Some(&f.read), "").await;
+    let n = before["total"].as_u64().unwrap();
+    assert!(n >= 3, "{before}");
+    // The metrics saw it all.
+    let (_, m) = call(&s, "GET", "/metrics", None, "").await;
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains("tenure_events_accepted_total 7"), "{m}");
+    assert!(m.contains("tenure_alerts_total{rule=\"detractor\",severity=\"high\"} 2"), "{m}");
+    // Restart: the state is replayed from the log; the aggregate rules are re-evaluated for
+    // every account, and the cooldowns (from the alerts in the log) hold them back.
+    drop(s);
+    let s = open(&f);
+    let touch = json!({"type": "usage", "timestamp": "2026-06-01T11:45:00Z", "account_id": "acme",
+                       "user_id": "u1", "event": "login"});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &touch.to_string()).await;
+    let (_, j) = call(&s, "GET", "/api/v1/tasks?status=done", Some(&f.read), "").await;
+    assert_eq!(j["total"], 1, "the resolved task survived the restart: {j}");
+    // The usage event has been applied once its day shows in the account view.
+    until(&s, &f.read, "/api/v1/accounts/acme", |j| j["health"].is_object()).await;
+    let (_, after) = call(&s, "GET", "/api/v1/alerts", Some(&f.read), "").await;
+    assert_eq!(after["total"].as_u64(), Some(n), "no alert raised twice: {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_filter_sort_and_the_account_360() {
+    let f = fixture();
+    let s = open(&f);
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    let j = until(&s, &f.read, "/api/v1/accounts?sort=mrr", |j| j["total"] == 2).await;
+    assert_eq!(j["accounts"][0]["account_id"], "acme", "highest MRR first: {j}");
+    assert_eq!(j["accounts"][0]["mrr"], 1000.0);
+    assert_eq!(j["accounts"][1]["mrr"], 50.0);
+    let (_, j) = call(&s, "GET", "/api/v1/accounts?sort=mrr&order=asc", Some(&f.read), "").await;
+    assert_eq!(j["accounts"][0]["account_id"], "bolt");
+    let (_, j) = call(&s, "GET", "/api/v1/accounts?segment=smb", Some(&f.read), "").await;
+    assert_eq!((j["total"].as_u64(), j["accounts"][0]["csm"].as_str()), (Some(1), Some("kim")));
+    let (_, j) = call(&s, "GET", "/api/v1/accounts?q=ACM", Some(&f.read), "").await;
+    assert_eq!(j["total"], 1);
+    let (st, j) = call(&s, "GET", "/api/v1/accounts?sort=vibes", Some(&f.read), "").await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let (st, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(j["name"], "Acme <script>alert(1)</script>", "JSON carries the text as it is");
+    assert_eq!(j["plan"], "pro");
+    assert_eq!(j["seats"], 10);
+    assert!(j["health"]["colour"].is_string(), "{j}");
+    assert!(j["tasks"].is_array() && j["alerts"].is_array());
+    let (st, j) = call(&s, "GET", "/api/v1/accounts/nobody", Some(&f.read), "").await;
+    assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (st, _) = call(&s, "GET", "/api/v1/accounts", Some(&f.ingest), "").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "an ingest key cannot read");
+    let (st, j) = call(&s, "GET", "/api/v1/cohorts?metric=logo", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    let (st, j) = call(
+        &s,
+        "GET",
+        "/api/v1/kpis?period=2026-01-01..2026-06-01&every=month&by=segment",
+        Some(&f.read),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    assert_eq!(j.as_array().unwrap().len(), 10, "5 months x 2 segments: {j}");
+    let (_, j) = call(&s, "GET", "/api/v1/scorecards", Some(&f.read), "").await;
+    assert!(!j["scorecards"].as_array().unwrap().is_empty());
+}
+
+/// Every operation of the OpenAPI document is served (a request without a key gets 401,
+/// not 404; public ones answer), and every route is documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_routes() {
+    let f = fixture();
+    let s = open(&f);
+    let (st, doc) = call(&s, "GET", "/api/v1/openapi.json", None, "").await;
+    assert_eq!(st, StatusCode::OK);
+    let mut ops = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, op) in methods.as_object().unwrap() {
+            ops += 1;
+            let concrete = path.replace("{id}", "x").replace("{call}", "track");
+            let (st, j) = call(&s, &method.to_uppercase(), &concrete, None, "{}").await;
+            let public = op["security"].as_array().unwrap().is_empty();
+            if public {
+                assert_eq!(st, StatusCode::OK, "{method} {path}: {j}");
+            } else {
+                assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {path}: {j}");
+            }
+        }
+    }
+    assert_eq!(ops, tenure_server::api::ROUTES.len());
+    // An undocumented path is a 404 with the stable code.
+    let (st, j) = call(&s, "GET", "/api/v1/nothing", None, "").await;
+    assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    // The error table is part of the document.
+    let codes: Vec<&str> = doc["components"]["x-error-codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    for (c, _) in tenure_server::ERROR_CODES {
+        assert!(codes.contains(c));
+    }
+}
