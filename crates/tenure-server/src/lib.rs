@@ -455,10 +455,24 @@ fn apply_loop(
     loop {
         let wait = next.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
-            Ok(c) => {
+            Ok(mut c) => {
+                // Everything already committed is applied together: re-scoring costs per
+                // account touched, not per event, so a backlog is caught up in one step.
+                while c.events.len() < 1_000_000 {
+                    match rx.try_recv() {
+                        Ok(more) => {
+                            c.events.extend(more.events);
+                            c.received = c.received.min(more.received);
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let now = (core.clock)();
-                let fired = core.live.write().expect("live state").apply(&c.events, now);
+                // Immediate rules first: their alerts do not wait for the re-scoring.
+                let (fired, touched) = core.live.write().expect("live state").take(&c.events, now);
                 raise(core, fired, now, Some(c.received), internal, &mut pending);
+                let fired = core.live.write().expect("live state").settle(touched, now);
+                raise(core, fired, now, None, internal, &mut pending);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let now = (core.clock)();

@@ -25,6 +25,13 @@ struct Day {
     features: u64,
 }
 
+/// The accounts some events touched (all of them, and those with new usage).
+#[derive(Default)]
+pub struct Touched {
+    all: FxHashSet<String>,
+    usage: FxHashSet<String>,
+}
+
 /// What the service knows, at `t`.
 pub struct Live {
     pub cfg: Config,
@@ -196,6 +203,15 @@ impl Live {
     /// before it; the accounts named are re-folded and re-scored, and aggregate rules are
     /// evaluated on them. Returns what fired and passed the cooldown.
     pub fn apply(&mut self, events: &[Event], now: Timestamp) -> Vec<Firing> {
+        let (mut fired, touched) = self.take(events, now);
+        fired.extend(self.settle(touched, now));
+        fired
+    }
+
+    /// The first half of [`apply`](Self::apply), cheap per event: records the events and
+    /// returns the immediate rules' firings (past their cooldown) and the accounts touched,
+    /// for [`settle`](Self::settle). Alerts on single events need not wait for re-scoring.
+    pub fn take(&mut self, events: &[Event], now: Timestamp) -> (Vec<Firing>, Touched) {
         let mut fired = Vec::new();
         let mut touched: FxHashSet<String> = FxHashSet::default();
         let mut usage_touched: FxHashSet<String> = FxHashSet::default();
@@ -235,6 +251,15 @@ impl Live {
             }
             touched.insert(account);
         }
+        let fired = self.pass_cooldown(fired, now);
+        (fired, Touched { all: touched, usage: usage_touched })
+    }
+
+    /// The second half of [`apply`](Self::apply): re-folds and re-scores the touched
+    /// accounts and returns the aggregate rules' firings past their cooldown.
+    pub fn settle(&mut self, touched: Touched, now: Timestamp) -> Vec<Firing> {
+        let Touched { all: touched, usage: usage_touched } = touched;
+        let mut fired = Vec::new();
         for id in &usage_touched {
             self.refresh_month(id);
         }
