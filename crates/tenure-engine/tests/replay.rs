@@ -93,9 +93,10 @@ fn replay_reproduces_the_ledger_exactly() {
     let k2 = tenure_kpi::report(&direct, &periods, None, &cfg.kpi);
     assert_eq!(k1, k2);
 
-    // Every event type of the contract made it into its lane.
+    // Every event type of the contract made it into its lane (but alerts and tasks: the
+    // service raises those, a company's history does not hold them).
     let stats = tenure_engine::log_stats(&a).unwrap();
-    for kind in EventKind::ALL {
+    for kind in EventKind::ALL.iter().filter(|k| !matches!(k, EventKind::Alert | EventKind::Task)) {
         assert!(
             stats.iter().any(|(lane, n)| lane == kind.as_str() && *n > 0),
             "no {} events",
