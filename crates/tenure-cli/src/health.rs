@@ -521,6 +521,10 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
                 r.model.calibration.iter().map(|b| json!({"n": b.n, "predicted": b.mean_score, "observed": b.positive_rate})).collect(),
             );
             o.insert("roc".into(), r.model.roc.iter().map(|(x, y)| json!([x, y])).collect());
+            // The dashboard's model page shows the latest backtest.
+            let dir = models_dir(&d.dir);
+            std::fs::create_dir_all(&dir)?;
+            write_atomic(&dir.join("backtest.json"), &serde_json::to_string_pretty(&j)?)?;
             match format {
                 OutFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(&j)?)),
                 _ => out(&backtest_text(&j)),

@@ -244,11 +244,11 @@ fn num(x: f64) -> Value {
     if x.is_finite() { json!(x) } else { Value::Null }
 }
 
-fn attr(a: &AccountLedger, key: &str, t: Timestamp) -> Option<String> {
+pub(crate) fn attr(a: &AccountLedger, key: &str, t: Timestamp) -> Option<String> {
     a.attribute_at(key, t).map(|v| v.label())
 }
 
-fn next_renewal(a: &AccountLedger, t: Timestamp) -> Option<Timestamp> {
+pub(crate) fn next_renewal(a: &AccountLedger, t: Timestamp) -> Option<Timestamp> {
     a.renewals
         .iter()
         .filter(|r| r.outcome == tenure_ledger::RenewalOutcome::Open && r.due >= t)
@@ -282,13 +282,11 @@ fn is_active(t: &Task) -> bool {
     matches!(t.status, TaskStatus::Open | TaskStatus::InProgress)
 }
 
-async fn accounts(
-    State(s): State<AppState>,
-    h: HeaderMap,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
-    let live = live_read(&s)?;
+/// The accounts a list asks for (filters and sort of the query), in order.
+pub(crate) fn select<'a>(
+    live: &'a crate::live::Live,
+    p: &HashMap<String, String>,
+) -> Result<Vec<&'a AccountLedger>, ApiError> {
     let t = live.t;
     let f = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let parse_f64 = |k: &str| -> Result<Option<f64>, ApiError> {
@@ -358,6 +356,19 @@ async fn accounts(
     if sort == "name" && desc {
         rows.reverse();
     }
+    Ok(rows)
+}
+
+async fn accounts(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = live_read(&s)?;
+    let t = live.t;
+    let rows = select(&live, &p)?;
+    let f = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let limit = match f("limit") {
         None => 50,
         Some(v) => {

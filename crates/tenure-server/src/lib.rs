@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 pub mod rules;
 pub mod segment;
+pub mod web;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -344,6 +345,7 @@ pub struct Inner {
     pub limits: Limits,
     pub clock: Clock,
     pub segment: segment::SegmentConfig,
+    pub sessions: web::Sessions,
 }
 
 /// What every handler shares.
@@ -434,6 +436,7 @@ impl AppState {
             limits: o.limits,
             clock: o.clock,
             segment: seg,
+            sessions: web::Sessions::default(),
         })))
     }
 }
@@ -916,7 +919,11 @@ pub fn app(state: AppState) -> Router {
     for r in api::ROUTES {
         router = router.route(r.path, api::handler(r));
     }
-    router.fallback(not_found).layer(DefaultBodyLimit::max(limit)).with_state(state)
+    router
+        .merge(web::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.

@@ -1,0 +1,321 @@
+//! The web dashboard, served by the same process: portfolio, accounts, account 360,
+//! cohorts and survival, the alerts and tasks inbox, and the model's backtest. Pages are
+//! rendered on the server as HTML with SVG charts: no script, no asset fetched, nothing to
+//! build. Users log in with an API key of the `read` scope and get a session cookie
+//! (HttpOnly, SameSite=Strict); every form that changes something carries the session's
+//! CSRF token; every user string is escaped by [`html::esc`].
+
+pub mod charts;
+pub mod html;
+mod pages;
+
+use crate::keys::Scope;
+use crate::{AppState, store};
+use axum::Form;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tenure_core::time::Timestamp;
+
+/// A logged-in user.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub key_id: String,
+    pub name: String,
+    pub csrf: String,
+    pub expires: Timestamp,
+}
+
+/// Sessions by token (in memory: a restart logs everyone out).
+#[derive(Default)]
+pub struct Sessions(Mutex<HashMap<String, Session>>);
+
+const COOKIE: &str = "tenure_session";
+const HOURS: i64 = 12;
+
+fn token() -> String {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the system's random source");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn cookie_of(h: &HeaderMap) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == COOKIE).then(|| v.to_string())
+        })
+}
+
+/// The session of a request whose key is still valid (a revoked key ends its sessions).
+fn session(s: &AppState, h: &HeaderMap) -> Option<Session> {
+    let t = cookie_of(h)?;
+    let now = (s.0.clock)();
+    let mut map = s.0.sessions.0.lock().ok()?;
+    let sess = map.get(&t)?.clone();
+    let keys = s.0.keys.read().ok()?;
+    let valid =
+        keys.keys.iter().any(|k| k.id == sess.key_id && !k.revoked && k.allows(Scope::Read));
+    if !valid || sess.expires < now {
+        map.remove(&t);
+        return None;
+    }
+    Some(sess)
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+    );
+    r
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    // Nothing from elsewhere, no script at all, no framing.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    r
+}
+
+async fn login_page() -> Response {
+    html(StatusCode::OK, html::login(None))
+}
+
+async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let secret = f.get("key").map(|k| k.trim()).unwrap_or("");
+    let found = s.0.keys.read().ok().and_then(|k| k.verify(secret).cloned());
+    let Some(key) = found.filter(|k| k.allows(Scope::Read)) else {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            html::login(Some("Unknown or revoked key, or one without the read scope.")),
+        );
+    };
+    let t = token();
+    let now = (s.0.clock)();
+    if let Ok(mut m) = s.0.sessions.0.lock() {
+        m.retain(|_, v| v.expires >= now);
+        m.insert(
+            t.clone(),
+            Session {
+                key_id: key.id,
+                name: key.name,
+                csrf: token(),
+                expires: Timestamp(now.0 + HOURS * 3600 * 1_000_000),
+            },
+        );
+    }
+    let mut r = redirect("/");
+    let c = format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", HOURS * 3600);
+    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c).expect("a valid cookie"));
+    r
+}
+
+fn csrf_ok(sess: &Session, f: &HashMap<String, String>) -> bool {
+    f.get("csrf").is_some_and(|c| {
+        c.len() == sess.csrf.len()
+            && c.bytes().zip(sess.csrf.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    })
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(sess) = session(&s, &h) {
+        if !csrf_ok(&sess, &f) {
+            return html(StatusCode::FORBIDDEN, "<p>Bad form token.</p>".into());
+        }
+        if let (Some(t), Ok(mut m)) = (cookie_of(&h), s.0.sessions.0.lock()) {
+            m.remove(&t);
+        }
+    }
+    let mut r = redirect("/login");
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("tenure_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// Renders a page for a logged-in user, or sends them to log in.
+async fn show(
+    s: AppState,
+    h: HeaderMap,
+    render: impl FnOnce(&AppState, &Session) -> Result<String, (StatusCode, String)>,
+) -> Response {
+    let Some(sess) = session(&s, &h) else { return redirect("/login") };
+    match render(&s, &sess) {
+        Ok(body) => html(StatusCode::OK, body),
+        Err((status, msg)) => html(
+            status,
+            html::page(
+                "Error",
+                "",
+                &sess.csrf,
+                &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), html::esc(&msg)),
+            ),
+        ),
+    }
+}
+
+async fn portfolio(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    show(s, h, |s, sess| pages::portfolio(s, sess, &p)).await
+}
+
+async fn accounts(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    show(s, h, |s, sess| pages::accounts(s, sess, &p)).await
+}
+
+async fn account(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    show(s, h, |s, sess| pages::account(s, sess, &id)).await
+}
+
+async fn cohorts(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    show(s, h, |s, sess| pages::cohorts(s, sess, &p)).await
+}
+
+async fn inbox(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    show(s, h, |s, sess| pages::inbox(s, sess, &p)).await
+}
+
+async fn model(State(s): State<AppState>, h: HeaderMap) -> Response {
+    show(s, h, pages::model).await
+}
+
+/// A task change from a form: assign, comment, change status, resolve with a root cause.
+/// Stored as a `task` event, then back to the page the form was on.
+async fn task_form(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(sess) = session(&s, &h) else { return redirect("/login") };
+    if !csrf_ok(&sess, &f) {
+        return html(
+            StatusCode::FORBIDDEN,
+            html::page(
+                "Forbidden",
+                "",
+                &sess.csrf,
+                "<h1>403</h1><p>The form's token is missing or stale: reload the page.</p>",
+            ),
+        );
+    }
+    let back = f
+        .get("return")
+        .filter(|r| r.starts_with('/') && !r.starts_with("//"))
+        .cloned()
+        .unwrap_or_else(|| "/inbox".into());
+    let account = {
+        let Ok(live) = s.0.core.live.read() else {
+            return html(StatusCode::SERVICE_UNAVAILABLE, "unavailable".into());
+        };
+        match live.ledger.accounts.iter().find(|a| a.cs.tasks.iter().any(|t| t.task_id == id)) {
+            Some(a) => a.id.clone(),
+            None => {
+                return html(
+                    StatusCode::NOT_FOUND,
+                    html::page("Not found", "", &sess.csrf, "<h1>404</h1><p>No such task.</p>"),
+                );
+            }
+        }
+    };
+    let now = (s.0.clock)();
+    let mut line = serde_json::json!({"type": "task", "timestamp": now.to_string(), "account_id": account, "task_id": id, "author": sess.name});
+    for k in ["status", "owner", "note", "root_cause", "due"] {
+        if let Some(v) = f.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            line[k] = serde_json::Value::String(v.to_string());
+        }
+    }
+    if line["status"] == "done" && line.get("root_cause").is_none() {
+        return html(
+            StatusCode::BAD_REQUEST,
+            html::page(
+                "Root cause needed",
+                "",
+                &sess.csrf,
+                &format!(
+                    "<h1>A root cause is needed</h1><p>Resolving a task tags why the account was at risk. <a href=\"{}\">Back</a></p>",
+                    html::esc(&back)
+                ),
+            ),
+        );
+    }
+    let e = match tenure_ingest::parse_json_line(&line.to_string(), None, &s.0.ingest) {
+        Ok(e) => e,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                html::page(
+                    "Invalid",
+                    "",
+                    &sess.csrf,
+                    &format!(
+                        "<h1>Invalid change</h1><p>{}: {}</p>",
+                        html::esc(&e.field.unwrap_or_default()),
+                        html::esc(&e.reason)
+                    ),
+                ),
+            );
+        }
+    };
+    match store(&s, vec![e]).await {
+        Ok(_) => {
+            // The applier folds it within moments; wait for it (bounded) so that the page
+            // the user goes back to shows the change.
+            for _ in 0..200 {
+                let done = s.0.core.live.read().is_ok_and(|l| {
+                    l.ledger.account(&account).is_some_and(|a| {
+                        a.cs.tasks.iter().any(|t| {
+                            t.task_id == id && t.status_at >= now
+                                || t.notes.last().is_some_and(|n| n.0 >= now)
+                        })
+                    })
+                });
+                if done {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            redirect(&back)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The dashboard's routes.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/", get(portfolio))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/accounts", get(accounts))
+        .route("/accounts/{id}", get(account))
+        .route("/cohorts", get(cohorts))
+        .route("/inbox", get(inbox))
+        .route("/inbox/tasks/{id}", post(task_form))
+        .route("/model", get(model))
+}

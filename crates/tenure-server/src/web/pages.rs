@@ -1,0 +1,1058 @@
+//! The dashboard's pages, each a function of the live state, the session and the query.
+
+use super::Session;
+use super::charts::{self, Line};
+use super::html::{self, esc, money, money_short, pct, pct1, url};
+use crate::AppState;
+use axum::http::StatusCode;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use tenure_core::event::TaskStatus;
+use tenure_core::time::{Period, PeriodUnit, Timestamp};
+use tenure_health::features::{Context, F};
+use tenure_kpi::{By, Value};
+use tenure_ledger::AccountLedger;
+
+type Page = Result<String, (StatusCode, String)>;
+
+fn unavailable<T>(_: T) -> (StatusCode, String) {
+    (StatusCode::SERVICE_UNAVAILABLE, "the live state is unavailable".into())
+}
+
+fn kpi(row: &tenure_kpi::Row, id: &str, exp: u32) -> Option<f64> {
+    match row.kpis.get(id)? {
+        Value::Money(m) | Value::MaybeMoney(Some(m)) => Some(*m as f64 / 10f64.powi(exp as i32)),
+        Value::Count(c) => Some(*c as f64),
+        Value::Rate(r) | Value::Number(r) => *r,
+        _ => None,
+    }
+}
+
+fn month_label(t: Timestamp) -> String {
+    let (y, m, _) = t.ymd();
+    format!("{y:04}-{m:02}")
+}
+
+/// A tile: label, value, and the change on the previous period.
+fn tile(out: &mut String, label: &str, value: String, change: Option<(f64, bool)>) {
+    let ch = match change {
+        Some((d, good_up)) if d.is_finite() && d != 0.0 => {
+            let good = (d > 0.0) == good_up;
+            format!(
+                "<small class=\"{}\">{}{}</small>",
+                if good { "up" } else { "down" },
+                if d > 0.0 { "▲ " } else { "▼ " },
+                esc(&format!("{:.1}", d.abs()))
+            )
+        }
+        Some(_) => "<small class=\"muted\">no change</small>".into(),
+        None => "<small class=\"muted\">&nbsp;</small>".into(),
+    };
+    let _ = write!(
+        out,
+        "<div class=\"tile\"><small>{}</small><b>{}</b>{ch}</div>",
+        esc(label),
+        esc(&value)
+    );
+}
+
+fn segments(live: &crate::live::Live) -> Vec<String> {
+    let mut s: Vec<String> = live
+        .ledger
+        .accounts
+        .iter()
+        .filter_map(|a| crate::api::attr(a, "segment", live.t))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    s.truncate(200);
+    s
+}
+
+fn select(name: &str, current: Option<&str>, options: &[(String, String)]) -> String {
+    let mut out = format!("<select name=\"{name}\">");
+    for (v, label) in options {
+        let _ = write!(
+            out,
+            "<option value=\"{}\"{}>{}</option>",
+            esc(v),
+            if current == Some(v.as_str()) { " selected" } else { "" },
+            esc(label)
+        );
+    }
+    out + "</select>"
+}
+
+pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let t = live.t;
+    let cur = live.cfg.revenue.fx.base;
+    let exp = cur.exponent();
+    let months: i64 =
+        p.get("months").and_then(|m| m.parse().ok()).filter(|m| (3..=60).contains(m)).unwrap_or(12);
+    let segment = p.get("segment").filter(|v| !v.is_empty()).cloned();
+    let end = PeriodUnit::Month.floor(t);
+    let periods = Period::new(end.add_months(-months), end).split(PeriodUnit::Month);
+    let by = segment.as_ref().map(|_| By::Attribute("segment".into()));
+    let all = tenure_kpi::report(&live.ledger, &periods, by.as_ref(), &live.cfg.kpi);
+    let rows: Vec<&tenure_kpi::Row> = all
+        .iter()
+        .filter(|r| {
+            segment.is_none() || r.segment.as_ref().and_then(|x| x.as_deref()) == segment.as_deref()
+        })
+        .collect();
+    let in_segment =
+        |a: &AccountLedger| segment.is_none() || crate::api::attr(a, "segment", t) == segment;
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>Portfolio</h1><form class=\"filters\" method=\"get\">{}{}<button>Show</button></form>",
+        select(
+            "months",
+            Some(&months.to_string()),
+            &[
+                ("6".into(), "Last 6 months".into()),
+                ("12".into(), "Last 12 months".into()),
+                ("24".into(), "Last 24 months".into())
+            ]
+        ),
+        select(
+            "segment",
+            Some(segment.as_deref().unwrap_or("")),
+            &std::iter::once((String::new(), "All segments".to_string()))
+                .chain(segments(&live).into_iter().map(|s| (s.clone(), s)))
+                .collect::<Vec<_>>()
+        )
+    );
+    // Risk and health now, over the accounts shown.
+    let mut at_risk = (0usize, 0usize, 0f64, 0f64, 0f64);
+    let (mut mau, mut seats) = (0f64, 0f64);
+    let mut colours: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_seg: BTreeMap<String, (usize, f64, f64, usize)> = BTreeMap::new();
+    for a in live.ledger.accounts.iter().filter(|a| in_segment(a)) {
+        let Some(h) = live.health.accounts.get(&a.id) else { continue };
+        *colours.entry(h.colour).or_default() += 1;
+        let mrr = h.row.mrr as f64 / 10f64.powi(exp as i32);
+        at_risk.1 += 1;
+        at_risk.4 += mrr;
+        let u = h.row.get(F::MAU);
+        let st = h.row.get(F::SEATS);
+        if u.is_finite() && st.is_finite() && st > 0.0 {
+            mau += u.min(st);
+            seats += st;
+        }
+        let seg = crate::api::attr(a, "segment", t).unwrap_or_else(|| "(none)".into());
+        let e = by_seg.entry(seg).or_default();
+        e.0 += 1;
+        e.1 += mrr;
+        if let Some(pr) = h.probability {
+            at_risk.3 += mrr * pr;
+            e.2 += mrr * pr;
+            if pr >= 0.5 {
+                at_risk.0 += 1;
+                at_risk.2 += mrr;
+                e.3 += 1;
+            }
+        } else if h.colour == "red" {
+            at_risk.0 += 1;
+            at_risk.2 += mrr;
+            e.3 += 1;
+        }
+    }
+    body.push_str("<div class=\"tiles\">");
+    let last = rows.last();
+    let prev = rows.len().checked_sub(2).map(|i| rows[i]);
+    let pair = |id: &str| (last.and_then(|r| kpi(r, id, exp)), prev.and_then(|r| kpi(r, id, exp)));
+    let change = |(a, b): (Option<f64>, Option<f64>), scale: f64, good_up: bool| {
+        a.zip(b).map(|(a, b)| ((a - b) * scale, good_up))
+    };
+    let m = pair("mrr_end");
+    tile(&mut body, "MRR", m.0.map_or("–".into(), money), change(m, 1.0, true));
+    let a = pair("arr_end");
+    tile(&mut body, "ARR", a.0.map_or("–".into(), money), change(a, 1.0, true));
+    for (id, label, good_up) in [
+        ("nrr", "NRR (month)", true),
+        ("grr", "GRR (month)", true),
+        ("logo_churn_rate", "Logo churn (month)", false),
+        ("contract_renewal_rate", "Renewal rate (month)", true),
+    ] {
+        let v = pair(id);
+        tile(&mut body, label, pct1(v.0), change(v, 100.0, good_up));
+    }
+    let n = pair("nps");
+    tile(
+        &mut body,
+        "NPS (month)",
+        n.0.map_or("–".into(), |x| format!("{x:.0}")),
+        change(n, 1.0, true),
+    );
+    tile(&mut body, "Licence utilisation", pct((seats > 0.0).then(|| mau / seats)), None);
+    tile(
+        &mut body,
+        "Accounts at risk",
+        pct((at_risk.1 > 0).then(|| at_risk.0 as f64 / at_risk.1 as f64)),
+        None,
+    );
+    tile(
+        &mut body,
+        "Revenue at risk (MRR)",
+        money(if live.model.is_some() { at_risk.3 } else { at_risk.2 }),
+        None,
+    );
+    body.push_str("</div>");
+    let labels: Vec<String> = rows.iter().map(|r| month_label(r.period.start)).collect();
+    let series = |id: &str, sign: f64| -> Vec<f64> {
+        rows.iter().map(|r| sign * kpi(r, id, exp).unwrap_or(0.0)).collect()
+    };
+    let movements = charts::stacked(
+        "MRR movements per month",
+        &labels,
+        &[
+            ("New", "#059669", series("mrr_new", 1.0)),
+            ("Expansion", "#2563eb", series("mrr_expansion", 1.0)),
+            ("Reactivation", "#7c3aed", series("mrr_reactivation", 1.0)),
+            ("Contraction", "#d97706", series("mrr_contraction", -1.0)),
+            ("Churn", "#dc2626", series("mrr_churn", -1.0)),
+        ],
+        money_short,
+    );
+    let rate = |id: &str| -> Vec<Option<f64>> { rows.iter().map(|r| kpi(r, id, exp)).collect() };
+    let nrr = charts::lines(
+        "NRR and GRR per month",
+        &labels,
+        &[
+            Line { name: "NRR", colour: "#2563eb", points: rate("nrr"), band: None },
+            Line { name: "GRR", colour: "#059669", points: rate("grr"), band: None },
+        ],
+        |v| format!("{:.0}%", 100.0 * v),
+    );
+    let health = charts::hbars(
+        "Health distribution",
+        &["green", "yellow", "red", "grey"]
+            .iter()
+            .map(|c| {
+                let col = match *c {
+                    "green" => "#059669",
+                    "yellow" => "#d97706",
+                    "red" => "#dc2626",
+                    _ => "#9ca3af",
+                };
+                (c.to_string(), *colours.get(c).unwrap_or(&0) as f64, col)
+            })
+            .collect::<Vec<_>>(),
+        |v| format!("{v:.0}"),
+    );
+    let _ = write!(
+        body,
+        "<div class=\"grid2\"><div class=\"card\"><h2>MRR movements</h2>{movements}</div><div class=\"card\"><h2>NRR and GRR</h2>{nrr}</div>\
+         <div class=\"card\"><h2>Health</h2>{health}</div><div class=\"card\"><h2>Risk by segment</h2><div class=\"scroll\"><table><thead><tr><th>Segment</th><th class=\"num\">Accounts</th><th class=\"num\">MRR</th><th class=\"num\">At risk</th><th class=\"num\">Expected MRR loss</th></tr></thead><tbody>"
+    );
+    for (seg, (n, mrr, loss, risky)) in &by_seg {
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/accounts?segment={}&amp;sort=risk\">{}</a></td><td class=\"num\">{n}</td><td class=\"num\">{}</td><td class=\"num\">{risky}</td><td class=\"num\">{}</td></tr>",
+            url(seg),
+            esc(seg),
+            money(*mrr),
+            if live.model.is_some() { money(*loss) } else { "–".into() }
+        );
+    }
+    body.push_str("</tbody></table></div></div></div>");
+    if live.model.is_none() {
+        body.push_str("<p class=\"muted\">No churn model is saved: risk here is the red health colour. Train one with <code>tenure model train</code>.</p>");
+    }
+    Ok(html::page("Portfolio", "/", &sess.csrf, &body))
+}
+
+pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let t = live.t;
+    let exp = live.cfg.revenue.fx.base.exponent();
+    let list = crate::api::select(&live, p).map_err(|e| (StatusCode::BAD_REQUEST, e.message))?;
+    let limit = 100;
+    let offset: usize = p.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>Accounts</h1><form class=\"filters\" method=\"get\"><input name=\"q\" placeholder=\"Search\" value=\"{}\">{}{}<input name=\"csm\" placeholder=\"CSM\" value=\"{}\"><input type=\"hidden\" name=\"sort\" value=\"{}\"><button>Filter</button></form>",
+        esc(get("q")),
+        select(
+            "segment",
+            Some(get("segment")),
+            &std::iter::once((String::new(), "All segments".to_string()))
+                .chain(segments(&live).into_iter().map(|s| (s.clone(), s)))
+                .collect::<Vec<_>>()
+        ),
+        select(
+            "colour",
+            Some(get("colour")),
+            &[
+                ("", "Any health"),
+                ("red", "Red"),
+                ("yellow", "Yellow"),
+                ("green", "Green"),
+                ("grey", "Not scored")
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+        ),
+        esc(get("csm")),
+        esc(get("sort"))
+    );
+    // Column headers sort; the other parameters are kept.
+    let keep: String = ["q", "segment", "colour", "csm"]
+        .iter()
+        .filter(|k| !get(k).is_empty())
+        .map(|k| format!("&amp;{k}={}", url(get(k))))
+        .collect();
+    let th = |key: &str, label: &str, num: bool| {
+        let on = get("sort") == key;
+        let order = if on && get("order") == "asc" {
+            "desc"
+        } else if on {
+            "asc"
+        } else {
+            ""
+        };
+        format!(
+            "<th{}><a href=\"/accounts?sort={key}{}{keep}\">{label}{}</a></th>",
+            if num { " class=\"num\"" } else { "" },
+            if order.is_empty() { String::new() } else { format!("&amp;order={order}") },
+            if on { " ↕" } else { "" }
+        )
+    };
+    let _ = write!(
+        body,
+        "<p class=\"muted\">{} accounts</p><div class=\"scroll\"><table><thead><tr>{}{}{}{}{}<th>CSM</th><th>Segment</th><th class=\"num\">Licences used</th><th class=\"num\">NPS</th><th class=\"num\">Open tasks</th></tr></thead><tbody>",
+        list.len(),
+        th("name", "Account", false),
+        th("health", "Health", true),
+        th("risk", "Churn risk", true),
+        th("mrr", "MRR", true),
+        th("renewal", "Renewal", false),
+    );
+    for a in list.iter().skip(offset).take(limit) {
+        let h = live.health.accounts.get(&a.id);
+        let mrr = a.mrr_before(Timestamp(t.0 + 1)) as f64 / 10f64.powi(exp as i32);
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/accounts/{}\">{}</a></td><td class=\"num\">{} {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            url(&a.id),
+            esc(a.name.as_deref().unwrap_or(&a.id)),
+            html::colour(h.map_or("grey", |h| h.colour)),
+            h.and_then(|h| h.score).map_or("–".into(), |x| format!("{x:.0}")),
+            pct(h.and_then(|h| h.probability)),
+            money(mrr),
+            crate::api::next_renewal(a, t).map_or("–".into(), |d| d.date_string()),
+            esc(&crate::api::attr(a, "csm", t).unwrap_or_default()),
+            esc(&crate::api::attr(a, "segment", t).unwrap_or_default()),
+            pct(h.map(|h| h.row.get(F::UTILISATION))),
+            h.map(|h| h.row.get(F::NPS))
+                .filter(|x| x.is_finite())
+                .map_or("–".into(), |x| format!("{x:.0}")),
+            a.cs.tasks
+                .iter()
+                .filter(|t| matches!(t.status, TaskStatus::Open | TaskStatus::InProgress))
+                .count()
+        );
+    }
+    body.push_str("</tbody></table></div><div class=\"pager\">");
+    let base: String = ["q", "segment", "colour", "csm", "sort", "order"]
+        .iter()
+        .filter(|k| !get(k).is_empty())
+        .map(|k| format!("&amp;{k}={}", url(get(k))))
+        .collect();
+    if offset > 0 {
+        let _ = write!(
+            body,
+            "<a href=\"/accounts?offset={}{base}\">← Previous</a>",
+            offset.saturating_sub(limit)
+        );
+    }
+    if offset + limit < list.len() {
+        let _ = write!(body, "<a href=\"/accounts?offset={}{base}\">Next →</a>", offset + limit);
+    }
+    body.push_str("</div>");
+    Ok(html::page("Accounts", "/accounts", &sess.csrf, &body))
+}
+
+/// A task's forms: assign, comment, resolve with a root cause.
+pub(crate) fn task_forms(task: &tenure_ledger::cs::Task, csrf: &str, back: &str) -> String {
+    let action = format!("/inbox/tasks/{}", url(&task.task_id));
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">",
+        esc(csrf),
+        esc(back)
+    );
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input name=\"owner\" placeholder=\"Owner\" value=\"{}\" size=\"10\"><button class=\"plain\">Assign</button></form> \
+         <form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input name=\"note\" placeholder=\"Comment\" size=\"18\"><button class=\"plain\">Comment</button></form> ",
+        esc(task.owner.as_deref().unwrap_or(""))
+    );
+    if matches!(task.status, TaskStatus::Open | TaskStatus::InProgress) {
+        let _ = write!(
+            out,
+            "<form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input type=\"hidden\" name=\"status\" value=\"done\">{}<input name=\"note\" placeholder=\"What was done\" size=\"14\"><button>Resolve</button></form>",
+            select(
+                "root_cause",
+                None,
+                &[
+                    "",
+                    "product_gap",
+                    "performance",
+                    "support",
+                    "price",
+                    "champion_left",
+                    "low_adoption",
+                    "budget",
+                    "competitor",
+                    "other"
+                ]
+                .iter()
+                .map(|c| (
+                    c.to_string(),
+                    if c.is_empty() { "Root cause…".to_string() } else { c.replace('_', " ") }
+                ))
+                .collect::<Vec<_>>()
+            )
+        );
+    }
+    out
+}
+
+fn severity_of(a: &AccountLedger, task: &tenure_ledger::cs::Task) -> &'static str {
+    task.alert_id
+        .as_ref()
+        .and_then(|id| a.cs.alerts.iter().find(|x| &x.alert_id == id))
+        .map_or("normal", |x| x.severity.as_str())
+}
+
+pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let a = live.ledger.account(id).ok_or((StatusCode::NOT_FOUND, format!("no account {id:?}")))?;
+    let t = live.t;
+    let cur = live.cfg.revenue.fx.base;
+    let exp = cur.exponent();
+    let major = |m: i64| m as f64 / 10f64.powi(exp as i32);
+    let h = live.health.accounts.get(id);
+    let now = a.state_before(Timestamp(t.0 + 1));
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>{}</h1><p class=\"muted\">{} · {} · CSM {}</p><div class=\"tiles\">",
+        esc(a.name.as_deref().unwrap_or(&a.id)),
+        esc(&a.id),
+        esc(&crate::api::attr(a, "segment", t).unwrap_or_else(|| "no segment".into())),
+        esc(&crate::api::attr(a, "csm", t).unwrap_or_else(|| "unassigned".into()))
+    );
+    tile(&mut body, "MRR", money(major(now.map_or(0, |s| s.mrr))), None);
+    tile(
+        &mut body,
+        "Renewal",
+        crate::api::next_renewal(a, t).map_or("–".into(), |d| d.date_string()),
+        None,
+    );
+    let _ = write!(
+        body,
+        "<div class=\"tile\"><small>Health</small><b>{} {}</b><small>{}</small></div>",
+        html::colour(h.map_or("grey", |h| h.colour)),
+        h.and_then(|h| h.score).map_or("–".into(), |x| format!("{x:.0}")),
+        esc(h.and_then(|h| h.scorecard.as_deref()).unwrap_or(""))
+    );
+    tile(&mut body, "Churn risk", pct(h.and_then(|h| h.probability)), None);
+    tile(&mut body, "Seats", now.map_or("–".into(), |s| s.seats.to_string()), None);
+    body.push_str("</div>");
+    if let Some(h) = h.filter(|h| !h.drivers.is_empty()) {
+        body.push_str("<h2>Why at risk</h2><ul>");
+        for d in &h.drivers {
+            let _ = write!(body, "<li>{}</li>", esc(&d.text));
+        }
+        body.push_str("</ul>");
+    }
+    // Monthly history: MRR, usage against seats, and the health score with its measures.
+    let end = PeriodUnit::Month.floor(t);
+    let starts: Vec<Timestamp> = (0..=12).rev().map(|k| end.add_months(-k)).collect();
+    let labels: Vec<String> = starts.iter().map(|m| month_label(*m)).collect();
+    let mrr: Vec<Option<f64>> = starts
+        .iter()
+        .map(|m| Some(major(a.mrr_before(m.add_months(1).min(Timestamp(t.0 + 1))))))
+        .collect();
+    let usage = live.usage.get(id).map_or(&[][..], |v| v.as_slice());
+    let users: Vec<Option<f64>> = starts
+        .iter()
+        .map(|m| Some(usage.iter().find(|u| u.month == *m).map_or(0.0, |u| u.users as f64)))
+        .collect();
+    let seats: Vec<Option<f64>> = starts
+        .iter()
+        .map(|m| a.state_before(m.add_months(1).min(Timestamp(t.0 + 1))).map(|s| s.seats as f64))
+        .collect();
+    let ctx = Context { catalogue: &live.cfg.kpi.features, segment_key: "segment" };
+    let mut score_hist = Vec::new();
+    let mut parts_hist: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    for (k, m) in starts.iter().enumerate() {
+        let at = if k + 1 == starts.len() { t } else { m.add_months(1) };
+        let row = tenure_health::features::snapshot(a, usage, at, &ctx);
+        let sc = row.as_ref().and_then(|r| live.cards.for_row(r).map(|c| c.score(r)));
+        score_hist.push(sc.as_ref().and_then(|s| s.value));
+        for part in sc.iter().flat_map(|s| &s.parts) {
+            parts_hist.entry(part.measure.clone()).or_insert_with(|| vec![None; starts.len()])[k] =
+                Some(part.points);
+        }
+    }
+    let mrr_chart = charts::lines(
+        "MRR by month",
+        &labels,
+        &[Line { name: "MRR", colour: "#2563eb", points: mrr, band: None }],
+        money_short,
+    );
+    let usage_chart = charts::lines(
+        "Active users and seats by month",
+        &labels,
+        &[
+            Line { name: "Active users", colour: "#059669", points: users, band: None },
+            Line { name: "Seats", colour: "#9ca3af", points: seats, band: None },
+        ],
+        |v| format!("{v:.0}"),
+    );
+    let palette =
+        ["#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#9ca3af"];
+    let part_names: Vec<String> = parts_hist.keys().cloned().collect();
+    let parts_series: Vec<(&str, &str, Vec<f64>)> = part_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.as_str(),
+                palette[i % palette.len()],
+                parts_hist[n].iter().map(|x| x.unwrap_or(0.0)).collect(),
+            )
+        })
+        .collect();
+    let health_chart = charts::lines(
+        "Health score by month",
+        &labels,
+        &[Line { name: "Score", colour: "#111827", points: score_hist, band: None }],
+        |v| format!("{v:.0}"),
+    );
+    let parts_chart =
+        charts::stacked("Points each measure adds to the score", &labels, &parts_series, |v| {
+            format!("{v:.0}")
+        });
+    let _ = write!(
+        body,
+        "<div class=\"grid2\"><div class=\"card\"><h2>MRR</h2>{mrr_chart}</div><div class=\"card\"><h2>Usage</h2>{usage_chart}</div>\
+         <div class=\"card\"><h2>Health history</h2>{health_chart}</div><div class=\"card\"><h2>Health by measure</h2>{parts_chart}</div></div>"
+    );
+    // Tasks.
+    let back = format!("/accounts/{}", url(id));
+    let open: Vec<&tenure_ledger::cs::Task> =
+        a.cs.tasks
+            .iter()
+            .filter(|t| matches!(t.status, TaskStatus::Open | TaskStatus::InProgress))
+            .collect();
+    let _ = write!(body, "<h2>Open tasks ({})</h2>", open.len());
+    if !open.is_empty() {
+        body.push_str("<div class=\"scroll\"><table><thead><tr><th>Task</th><th>Owner</th><th>Due</th><th>Latest note</th><th></th></tr></thead><tbody>");
+        for task in &open {
+            let _ = write!(
+                body,
+                "<tr><td class=\"sev-{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                severity_of(a, task),
+                esc(task.title.as_deref().unwrap_or(&task.task_id)),
+                esc(task.owner.as_deref().unwrap_or("–")),
+                task.due.map_or("–".into(), |d| d.date_string()),
+                esc(task.notes.last().map_or("", |n| n.2.as_str())),
+                task_forms(task, &sess.csrf, &back)
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    // Contacts.
+    let contacts = a.cs.contacts_before(Timestamp(t.0 + 1));
+    body.push_str("<h2>Contacts</h2><div class=\"scroll\"><table><thead><tr><th>Contact</th><th>Role</th><th>Email</th><th>Status</th></tr></thead><tbody>");
+    for c in &contacts {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(c.name.as_deref().unwrap_or(&c.contact_id)),
+            esc(&c.role.map_or("–".into(), |r| r.as_str().replace('_', " "))),
+            esc(c.email.as_deref().unwrap_or("")),
+            if c.active {
+                "active".to_string()
+            } else {
+                format!(
+                    "<b class=\"down\">left {}</b>",
+                    c.left_at.map_or(String::new(), |d| d.date_string())
+                )
+            }
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    // The timeline of everything that happened, newest first.
+    let mut ev: Vec<(Timestamp, String)> = Vec::new();
+    for m in &a.movements {
+        ev.push((m.ts, format!("MRR {} {}", m.kind.as_str(), money(major(m.delta())))));
+    }
+    for r in &a.renewals {
+        ev.push((
+            r.due,
+            format!(
+                "renewal of {} due ({})",
+                esc(&r.subscription_id),
+                match &r.outcome {
+                    tenure_ledger::RenewalOutcome::Won { .. } => "renewed",
+                    tenure_ledger::RenewalOutcome::Lost { .. } => "lost",
+                    tenure_ledger::RenewalOutcome::Open => "open",
+                }
+            ),
+        ));
+    }
+    for tk in &a.cs.tickets {
+        ev.push((
+            tk.opened,
+            format!(
+                "ticket {} opened{}{}",
+                esc(&tk.ticket_id),
+                tk.category.map_or(String::new(), |c| format!(" · {}", c.as_str())),
+                tk.severity.map_or(String::new(), |c| format!(" · {}", c.as_str()))
+            ),
+        ));
+    }
+    for r in &a.cs.responses {
+        let score = match &r.score {
+            tenure_core::event::SurveyScore::Nps(x) | tenure_core::event::SurveyScore::Csat(x) => {
+                x.to_string()
+            }
+            tenure_core::event::SurveyScore::Success(x) => x.as_str().to_string(),
+        };
+        ev.push((
+            r.ts,
+            format!(
+                "{} answer {score}{}{}",
+                r.survey.as_str().to_uppercase(),
+                r.contact_id.as_deref().map_or(String::new(), |c| format!(" from {}", esc(c))),
+                r.comment.as_deref().map_or(String::new(), |c| format!(": “{}”", esc(c)))
+            ),
+        ));
+    }
+    for c in &a.cs.contact_changes {
+        ev.push((
+            c.ts,
+            format!(
+                "contact {}{}{}",
+                esc(&c.contact_id),
+                c.role.map_or(String::new(), |r| format!(" · {}", r.as_str().replace('_', " "))),
+                c.status.map_or(String::new(), |s| format!(" · {}", s.as_str()))
+            ),
+        ));
+    }
+    for d in a.cs.departures.iter().filter(|d| d.moved_to.is_some()) {
+        ev.push((
+            d.ts,
+            format!(
+                "contact {} moved to {}",
+                esc(&d.contact_id),
+                esc(d.moved_to.as_deref().unwrap_or(""))
+            ),
+        ));
+    }
+    for tp in &a.cs.touchpoints {
+        ev.push((
+            tp.0,
+            format!(
+                "touchpoint {}{}",
+                esc(&tp.1),
+                tp.2.map_or(String::new(), |s| format!(" · {}", s.as_str()))
+            ),
+        ));
+    }
+    for al in &a.cs.alerts {
+        ev.push((
+            al.ts,
+            format!(
+                "<span class=\"sev-{}\">alert {}</span>{}",
+                al.severity.as_str(),
+                esc(&al.rule),
+                al.message.as_deref().map_or(String::new(), |m| format!(": {}", esc(m)))
+            ),
+        ));
+    }
+    for tk in &a.cs.tasks {
+        for (ts, by, note) in &tk.notes {
+            ev.push((
+                *ts,
+                format!(
+                    "task “{}” note{}: {}",
+                    esc(tk.title.as_deref().unwrap_or(&tk.task_id)),
+                    by.as_deref().map_or(String::new(), |b| format!(" by {}", esc(b))),
+                    esc(note)
+                ),
+            ));
+        }
+        if let Some(r) = tk.resolved {
+            ev.push((
+                r,
+                format!(
+                    "task “{}” {}{}",
+                    esc(tk.title.as_deref().unwrap_or(&tk.task_id)),
+                    tk.status.as_str(),
+                    tk.root_cause
+                        .as_deref()
+                        .map_or(String::new(), |c| format!(" · root cause {}", esc(c)))
+                ),
+            ));
+        }
+    }
+    ev.retain(|(ts, _)| *ts <= t);
+    ev.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let _ = write!(body, "<h2>Timeline</h2><ul class=\"timeline\">");
+    for (ts, text) in ev.iter().take(150) {
+        let _ = write!(body, "<li><time>{}</time>{text}</li>", ts.date_string());
+    }
+    if ev.len() > 150 {
+        let _ = write!(body, "<li class=\"muted\">and {} earlier</li>", ev.len() - 150);
+    }
+    body.push_str("</ul>");
+    Ok(html::page(a.name.as_deref().unwrap_or(&a.id), "/accounts", &sess.csrf, &body))
+}
+
+pub fn cohorts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let unit = match p.get("unit").map(String::as_str) {
+        Some("quarter") => PeriodUnit::Quarter,
+        _ => PeriodUnit::Month,
+    };
+    let by = p.get("by").filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "segment".into());
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>Cohorts and survival</h1><form class=\"filters\" method=\"get\">{}{}<button>Show</button></form>",
+        select(
+            "unit",
+            p.get("unit").map(String::as_str),
+            &[
+                ("month".into(), "Monthly cohorts".into()),
+                ("quarter".into(), "Quarterly cohorts".into())
+            ]
+        ),
+        select(
+            "by",
+            Some(&by),
+            &[
+                ("segment".into(), "Survival by segment".into()),
+                ("plan".into(), "by plan".into()),
+                ("cohort".into(), "by start year".into())
+            ]
+        )
+    );
+    for (metric, title) in [
+        (tenure_kpi::CohortMetric::Logo, "Logo retention"),
+        (tenure_kpi::CohortMetric::Revenue, "Revenue retention"),
+    ] {
+        let table = tenure_kpi::cohorts(&live.ledger, unit, metric);
+        let text = tenure_report::cohorts_json(&table, live.cfg.revenue.fx.base);
+        let j: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let rows_json = j["cohorts"].as_array().cloned().unwrap_or_default();
+        let rows_json: Vec<serde_json::Value> =
+            rows_json.into_iter().rev().take(24).rev().collect();
+        let width = rows_json
+            .iter()
+            .map(|r| r["retention"].as_array().map_or(0, Vec::len))
+            .max()
+            .unwrap_or(0)
+            .min(25);
+        let columns: Vec<String> = (0..width).map(|k| k.to_string()).collect();
+        let rows: Vec<(String, Vec<Option<f64>>)> = rows_json
+            .iter()
+            .map(|r| {
+                let cells = r["retention"]
+                    .as_array()
+                    .map(|v| v.iter().take(width).map(serde_json::Value::as_f64).collect())
+                    .unwrap_or_default();
+                (
+                    format!(
+                        "{} ({})",
+                        r["cohort"].as_str().unwrap_or(""),
+                        r["size"].as_u64().unwrap_or(0)
+                    ),
+                    cells,
+                )
+            })
+            .collect();
+        let _ = write!(
+            body,
+            "<div class=\"card\"><h2>{title}</h2><p class=\"muted\">Share of each cohort's {} still there after N {}s.</p>{}</div>",
+            if title.starts_with("Logo") { "accounts" } else { "starting MRR" },
+            if unit == PeriodUnit::Month { "month" } else { "quarter" },
+            charts::heatmap(&columns, &rows, |v| format!("{:.0}", 100.0 * v))
+        );
+    }
+    // Kaplan-Meier by group with 95% bands, on a monthly grid.
+    let life = tenure_health::survival::lifetimes(&live.ledger, &by);
+    let mut groups: BTreeMap<String, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+    for l in &life {
+        let g = groups.entry(l.group.clone()).or_default();
+        g.0.push(l.days);
+        g.1.push(l.churned);
+    }
+    let mut sizes: Vec<(String, usize)> =
+        groups.iter().map(|(k, v)| (k.clone(), v.0.len())).collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let max_days = life.iter().map(|l| l.days).fold(0.0, f64::max).min(36.0 * 30.44);
+    let months = (max_days / 30.44).ceil() as usize;
+    let labels: Vec<String> = (0..=months).map(|m| m.to_string()).collect();
+    let palette = ["#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"];
+    let mut lines = Vec::new();
+    for (i, (g, _)) in sizes.iter().take(6).enumerate() {
+        let (d, e) = &groups[g];
+        let Ok(km) = tenure_stats::km::kaplan_meier(d, e, 0.05, tenure_stats::km::CiMethod::LogLog)
+        else {
+            continue;
+        };
+        let at = |day: f64| -> (f64, [f64; 2]) {
+            let i = km.rows.partition_point(|r| r.t <= day);
+            if i == 0 { (1.0, [1.0, 1.0]) } else { (km.rows[i - 1].survival, km.rows[i - 1].ci) }
+        };
+        let pts: Vec<(f64, [f64; 2])> = (0..=months).map(|m| at(m as f64 * 30.44)).collect();
+        lines.push((g.clone(), palette[i], pts));
+    }
+    let series: Vec<Line<'_>> = lines
+        .iter()
+        .map(|(g, c, pts)| Line {
+            name: g,
+            colour: c,
+            points: pts.iter().map(|p| Some(p.0)).collect(),
+            band: Some(pts.iter().map(|p| Some((p.1[0], p.1[1]))).collect()),
+        })
+        .collect();
+    let _ = write!(
+        body,
+        "<div class=\"card\"><h2>Customers still paying, by months since they started ({})</h2>{}<p class=\"muted\">Kaplan-Meier estimates with 95% confidence bands (log-log).</p></div>",
+        esc(&by),
+        charts::lines("Survival curves", &labels, &series, |v| format!("{:.0}%", 100.0 * v))
+    );
+    Ok(html::page("Cohorts", "/cohorts", &sess.csrf, &body))
+}
+
+pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let status = if get("status").is_empty() { "active" } else { get("status") };
+    let mut owners: std::collections::BTreeSet<String> = Default::default();
+    let mut rows: Vec<(&AccountLedger, &tenure_ledger::cs::Task, &'static str)> = Vec::new();
+    for a in &live.ledger.accounts {
+        for task in &a.cs.tasks {
+            if let Some(o) = &task.owner {
+                owners.insert(o.clone());
+            }
+            let sev = severity_of(a, task);
+            let keep = (get("owner").is_empty() || task.owner.as_deref() == Some(get("owner")))
+                && (get("severity").is_empty() || sev == get("severity"))
+                && match status {
+                    "active" => matches!(task.status, TaskStatus::Open | TaskStatus::InProgress),
+                    "all" => true,
+                    st => task.status.as_str() == st,
+                };
+            if keep {
+                rows.push((a, task, sev));
+            }
+        }
+    }
+    let rank = |s: &str| match s {
+        "urgent" => 0,
+        "high" => 1,
+        "normal" => 2,
+        _ => 3,
+    };
+    rows.sort_by(|a, b| {
+        (rank(a.2), a.1.due).cmp(&(rank(b.2), b.1.due)).then(a.1.task_id.cmp(&b.1.task_id))
+    });
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>Alerts and tasks</h1><form class=\"filters\" method=\"get\">{}{}{}<button>Filter</button></form><p class=\"muted\">{} tasks</p>",
+        select(
+            "owner",
+            Some(get("owner")),
+            &std::iter::once((String::new(), "Every owner".into()))
+                .chain(owners.iter().map(|o| (o.clone(), o.clone())))
+                .collect::<Vec<_>>()
+        ),
+        select(
+            "severity",
+            Some(get("severity")),
+            &[
+                ("", "Any severity"),
+                ("urgent", "Urgent"),
+                ("high", "High"),
+                ("normal", "Normal"),
+                ("low", "Low")
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+        ),
+        select(
+            "status",
+            Some(status),
+            &[
+                ("active", "Open or in progress"),
+                ("open", "Open"),
+                ("in_progress", "In progress"),
+                ("done", "Done"),
+                ("dismissed", "Dismissed"),
+                ("all", "All")
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+        ),
+        rows.len()
+    );
+    let back = format!(
+        "/inbox?owner={}&severity={}&status={}",
+        url(get("owner")),
+        url(get("severity")),
+        url(status)
+    );
+    body.push_str("<div class=\"scroll\"><table><thead><tr><th>Severity</th><th>Account</th><th>Task</th><th>Owner</th><th>Due</th><th>Status</th><th>Latest note</th><th></th></tr></thead><tbody>");
+    for (a, task, sev) in rows.iter().take(500) {
+        let _ = write!(
+            body,
+            "<tr><td class=\"sev-{sev}\">{sev}</td><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            url(&a.id),
+            esc(a.name.as_deref().unwrap_or(&a.id)),
+            esc(task.title.as_deref().unwrap_or(&task.task_id)),
+            esc(task.owner.as_deref().unwrap_or("–")),
+            task.due.map_or("–".into(), |d| d.date_string()),
+            task.status.as_str(),
+            task.root_cause.as_deref().map_or(String::new(), |c| format!(" · {}", esc(c))),
+            esc(task.notes.last().map_or("", |n| n.2.as_str())),
+            task_forms(task, &sess.csrf, &back)
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    Ok(html::page("Alerts and tasks", "/inbox", &sess.csrf, &body))
+}
+
+pub fn model(s: &AppState, sess: &Session) -> Page {
+    let path = s.0.data.join("models").join("backtest.json");
+    let mut body = String::from("<h1>Model</h1>");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        body.push_str("<p>No backtest yet. Run <code>tenure model backtest</code>: it saves its report here.</p>");
+        return Ok(html::page("Model", "/model", &sess.csrf, &body));
+    };
+    let j: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", path.display())))?;
+    let m = &j;
+    let f = |v: &serde_json::Value| v.as_f64().map_or("–".into(), |x| format!("{x:.3}"));
+    let _ = write!(
+        body,
+        "<p class=\"muted\">Trained on snapshots whose outcome was known by {}, tested on {}..{}: {} snapshots, {} churned.</p><div class=\"tiles\">",
+        esc(j["from"].as_str().unwrap_or("?")),
+        esc(j["from"].as_str().unwrap_or("?")),
+        esc(j["to"].as_str().unwrap_or("?")),
+        m["n_snapshots"].as_u64().unwrap_or(0),
+        m["n_churned"].as_u64().unwrap_or(0)
+    );
+    for (k, label) in [
+        ("auc", "AUC"),
+        ("pr_auc", "PR AUC"),
+        ("brier", "Brier"),
+        ("ece", "Calibration error"),
+        ("lift_top_decile", "Lift, top decile"),
+    ] {
+        let _ = write!(
+            body,
+            "<div class=\"tile\"><small>{label}</small><b>{}</b><small>baseline {}</small></div>",
+            f(&m[k]),
+            f(&j["baseline"][k])
+        );
+    }
+    body.push_str("</div>");
+    let pts = |v: &serde_json::Value, x: &str, y: &str| -> Vec<(f64, f64)> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|p| Some((p[x].as_f64()?, p[y].as_f64()?))).collect())
+            .unwrap_or_default()
+    };
+    // ROC on a grid of false-positive rates (the curve's steps sampled).
+    let roc: Vec<(f64, f64)> = m["roc"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect())
+        .unwrap_or_default();
+    let grid: Vec<f64> = (0..=20).map(|k| k as f64 / 20.0).collect();
+    let tpr_at =
+        |fpr: f64| roc.iter().filter(|p| p.0 <= fpr + 1e-12).map(|p| p.1).fold(0.0, f64::max);
+    let roc_chart = charts::lines(
+        "ROC curve",
+        &grid.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>(),
+        &[
+            Line {
+                name: "Model",
+                colour: "#2563eb",
+                points: grid.iter().map(|g| Some(tpr_at(*g))).collect(),
+                band: None,
+            },
+            Line {
+                name: "Chance",
+                colour: "#9ca3af",
+                points: grid.iter().map(|g| Some(*g)).collect(),
+                band: None,
+            },
+        ],
+        |v| format!("{v:.1}"),
+    );
+    let cal = pts(&m["calibration"], "predicted", "observed");
+    let cal_chart = charts::lines(
+        "Calibration",
+        &cal.iter().map(|p| format!("{:.0}%", 100.0 * p.0)).collect::<Vec<_>>(),
+        &[
+            Line {
+                name: "Observed",
+                colour: "#2563eb",
+                points: cal.iter().map(|p| Some(p.1)).collect(),
+                band: None,
+            },
+            Line {
+                name: "Predicted",
+                colour: "#9ca3af",
+                points: cal.iter().map(|p| Some(p.0)).collect(),
+                band: None,
+            },
+        ],
+        |v| format!("{:.0}%", 100.0 * v),
+    );
+    body.push_str("<h2>Against the health scorecards (same test snapshots)</h2><div class=\"scroll\"><table><thead><tr><th>Predictor</th><th class=\"num\">AUC</th><th class=\"num\">Lift, top decile</th></tr></thead><tbody>");
+    let _ = write!(
+        body,
+        "<tr><td>Churn model</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+        f(&m["auc"]),
+        f(&m["lift_top_decile"])
+    );
+    let _ = write!(
+        body,
+        "<tr><td>Logistic baseline</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+        f(&j["baseline"]["auc"]),
+        f(&j["baseline"]["lift_top_decile"])
+    );
+    for (name, c) in j["scorecards"].as_object().into_iter().flatten() {
+        let _ = write!(
+            body,
+            "<tr><td>Scorecard {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(name),
+            f(&c["auc"]),
+            f(&c["lift_top_decile"])
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    let _ = write!(
+        body,
+        "<div class=\"grid2\"><div class=\"card\"><h2>ROC</h2>{roc_chart}<p class=\"muted\">True against false positive rate as the threshold falls.</p></div><div class=\"card\"><h2>Calibration</h2>{cal_chart}<p class=\"muted\">Observed churn in each band of predicted probability.</p></div></div>"
+    );
+    Ok(html::page("Model", "/model", &sess.csrf, &body))
+}

@@ -1,0 +1,159 @@
+//! The dashboard as a browser sees it: login with a read key and a session cookie
+//! (HttpOnly, SameSite=Strict), every page rendered, user strings escaped everywhere, and
+//! state-changing forms refused without the session's CSRF token.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenure_core::time::Timestamp;
+use tenure_server::keys::{Keys, Scope};
+use tenure_server::{AppState, Options, app};
+use tower::ServiceExt;
+
+const XSS: &str = "<script>alert(1)</script>";
+
+struct Browser {
+    s: AppState,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    async fn go(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: &str,
+    ) -> (StatusCode, Option<String>, String) {
+        let mut r = Request::builder().method(method).uri(path);
+        if method == "POST" {
+            r = r.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        if let Some(c) = &self.cookie {
+            r = r.header(header::COOKIE, c.clone());
+        }
+        let resp = app(self.s.clone())
+            .oneshot(r.body(Body::from(form.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let location =
+            resp.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
+        if let Some(c) = resp.headers().get(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+            self.cookie = Some(c.split(';').next().unwrap().to_string());
+        }
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, location, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(
+            |b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            },
+        )
+        .collect()
+}
+
+fn csrf_of(page: &str) -> String {
+    let i = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[i..i + 64].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Keys::default();
+    let (_, read) = keys.create("sam", &[Scope::Read], "2026-01-01").unwrap();
+    let (_, ingest) = keys.create("pipe", &[Scope::Ingest], "2026-01-01").unwrap();
+    keys.save(dir.path()).unwrap();
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    let s = AppState::open(dir.path(), Options::new(clock)).unwrap();
+    // A company whose every user string is a script.
+    let events: String = [
+        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "acme", "name": XSS, "attributes": {"segment": XSS, "csm": XSS}}),
+        json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": "acme", "subscription_id": "s1", "quantity": 5, "amount": "100", "status": "active"}),
+        json!({"type": "contact", "timestamp": "2026-01-02", "account_id": "acme", "contact_id": "c1", "name": XSS, "role": "champion"}),
+        json!({"type": "survey_response", "timestamp": "2026-06-01T10:00:00Z", "account_id": "acme", "survey": "nps", "contact_id": "c1", "score": 2, "comment": XSS}),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect();
+    let r = Request::post("/api/v1/events")
+        .header("authorization", format!("Bearer {ingest}"))
+        .body(Body::from(events))
+        .unwrap();
+    assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
+    let mut b = Browser { s: s.clone(), cookie: None };
+    // No session: every page sends to the login.
+    for p in ["/", "/accounts", "/accounts/acme", "/cohorts", "/inbox", "/model"] {
+        let (st, loc, _) = b.go("GET", p, "").await;
+        assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/login")), "{p}");
+    }
+    // A key without the read scope is refused; a read key logs in.
+    let (st, _, page) = b.go("POST", "/login", &format!("key={}", enc(&ingest))).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("read scope"));
+    let (st, loc, _) = b.go("POST", "/login", &format!("key={}", enc(&read))).await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/")));
+    assert!(b.cookie.is_some());
+    // The detractor's task exists once the applier has run.
+    let start = Instant::now();
+    let inbox = loop {
+        let (st, _, page) = b.go("GET", "/inbox", "").await;
+        assert_eq!(st, StatusCode::OK);
+        if page.contains("/inbox/tasks/") {
+            break page;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no task: {page}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    for p in [
+        "/",
+        "/accounts",
+        "/accounts/acme",
+        "/cohorts",
+        "/inbox",
+        "/model",
+        "/accounts?sort=risk&order=desc",
+    ] {
+        let (st, _, page) = b.go("GET", p, "").await;
+        assert_eq!(st, StatusCode::OK, "{p}: {page}");
+        assert!(!page.contains("<script"), "{p} let a script through: {page}");
+    }
+    let (_, _, page) = b.go("GET", "/accounts/acme", "").await;
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the name, escaped");
+    assert!(page.contains("“&lt;script&gt;"), "the survey comment, escaped");
+    // A form without the token is refused; with it, the task is resolved.
+    let i = inbox.find("/inbox/tasks/").unwrap();
+    let action = inbox[i..].split('"').next().unwrap().to_string();
+    let (st, _, _) = b
+        .go("POST", &action, &format!("status=done&root_cause=performance&note={}", enc(XSS)))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let csrf = csrf_of(&inbox);
+    let (st, _, page) = b.go("POST", &action, &format!("csrf={csrf}&status=done")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "resolving needs a root cause: {page}");
+    let (st, loc, _) = b
+        .go("POST", &action, &format!("csrf={csrf}&status=done&root_cause=performance&note={}&return=%2Finbox%3Fstatus%3Ddone", enc(XSS)))
+        .await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/inbox?status=done")));
+    let (_, _, page) = b.go("GET", "/inbox?status=done", "").await;
+    assert!(page.contains("performance") && page.contains("&lt;script&gt;"), "{page}");
+    assert!(!page.contains("<script"));
+    // Log out: the session is gone.
+    let (st, _, _) = b.go("POST", "/logout", &format!("csrf={csrf}")).await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (st, loc, _) = b.go("GET", "/", "").await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
+}
