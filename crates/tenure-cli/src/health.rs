@@ -113,6 +113,37 @@ pub enum ModelCmd {
     },
 }
 
+/// For `tenure demo`: trains and saves the churn model, then backtests it over the last
+/// months with outcomes (the dashboard's model page reads the saved report).
+pub fn demo_models(data: &Path) -> Result<()> {
+    let args = || crate::DataArgs { data: Some(data.to_path_buf()), config: None };
+    let target = || TargetArgs { horizon: "90d".into(), outcome: "churn".into() };
+    // A small demo may have too little history for either: the dashboard then says so.
+    if let Err(e) = model(ModelCmd::Train {
+        data: args(),
+        target: target(),
+        format: OutFormat::Table,
+        as_of: None,
+    }) {
+        eprintln!("no churn model: {e:#}");
+        return Ok(());
+    }
+    let r = model(ModelCmd::Backtest {
+        data: args(),
+        from: None,
+        to: None,
+        target: target(),
+        scorecards: None,
+        truth: None,
+        format: OutFormat::Table,
+        as_of: None,
+    });
+    if let Err(e) = r {
+        eprintln!("no backtest: {e:#}");
+    }
+    Ok(())
+}
+
 fn outcome(s: &str) -> Result<Outcome> {
     Outcome::parse(s).ok_or_else(|| usage(format!("--outcome {s:?}: expected churn or renewal")))
 }

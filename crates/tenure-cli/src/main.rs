@@ -197,7 +197,8 @@ enum Cmd {
     },
     /// Generate a synthetic SaaS company (every event type) with its ground truth
     Gen(GenArgs),
-    /// Generate a sample company, import it and print its portfolio report
+    /// Generate a sample company, import it, train the churn model, print its portfolio
+    /// report, then serve the dashboard (Ctrl-C stops; the data is removed unless --data)
     Demo {
         /// Keep the data here (default: a fresh temporary directory)
         #[arg(long)]
@@ -208,6 +209,12 @@ enum Cmd {
         months: u32,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Where the dashboard listens
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Print the report and stop: no model, no service
+        #[arg(long)]
+        no_serve: bool,
     },
     /// Statistics on any CSV: survival curves, Cox regression, lifetime-value models, logistic
     /// regression (JSON by default)
@@ -633,7 +640,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             gen_company(&g)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Demo { data, accounts, months, seed } => demo(data, accounts, months, seed),
+        Cmd::Demo { data, accounts, months, seed, listen, no_serve } => {
+            demo(data, accounts, months, seed, (!no_serve).then_some(listen))
+        }
         Cmd::Stats { cmd } => stats::run(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Health(a) => health::health(a).map(|()| ExitCode::SUCCESS),
         Cmd::Key { cmd } => key(cmd).map(|()| ExitCode::SUCCESS),
@@ -901,7 +910,13 @@ fn gen_company(g: &GenArgs) -> Result<tenure_sim::Summary> {
     Ok(s)
 }
 
-fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<ExitCode> {
+fn demo(
+    data: Option<PathBuf>,
+    accounts: u64,
+    months: u32,
+    seed: u64,
+    listen: Option<String>,
+) -> Result<ExitCode> {
     let (dir, _tmp) = match data {
         Some(d) => (d, None),
         None => {
@@ -953,6 +968,27 @@ fn demo(data: Option<PathBuf>, accounts: u64, months: u32, seed: u64) -> Result<
         .map(|r| r.segment.clone().flatten().unwrap_or_else(|| "(none)".into()))
         .collect();
     out(&report::kpis_table(&seg, cur, &labels))?;
+    if let Some(listen) = listen {
+        out("\nTraining the churn model and backtesting it:\n")?;
+        health::demo_models(&dir)?;
+        let mut keys = tenure_server::keys::Keys::load(&dir)?;
+        let today = now().date_string();
+        let (_, secret) = keys
+            .create("demo", &[tenure_server::keys::Scope::Read], &today)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        keys.save(&dir)?;
+        let mut o = tenure_server::Options::new(std::sync::Arc::new(now));
+        o.ingest = cfg.ingest(None);
+        o.engine = cfg;
+        tenure_server::run(&dir, &listen, o, |addr| {
+            eprintln!(
+                "\nThe dashboard: http://{addr}\nLog in with this read key: {secret}\n(Ctrl-C stops the demo{})",
+                if _tmp.is_some() { " and removes its data; --data DIR keeps it" } else { "" }
+            );
+        })
+        .map_err(|e| anyhow::anyhow!(e))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if _tmp.is_some() {
         out("\nThe demo data was temporary. Keep it and explore:\n  tenure demo --data ./demo\n")?;
         out(&format!(

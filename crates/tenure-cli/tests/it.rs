@@ -696,7 +696,16 @@ fn many_small_imports_give_the_same_report_as_one() {
 fn demo_prints_the_whole_catalogue() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("demo");
-    let o = run(&["demo", "--accounts", "60", "--months", "8", "--data", &d.display().to_string()]);
+    let o = run(&[
+        "demo",
+        "--accounts",
+        "60",
+        "--months",
+        "8",
+        "--no-serve",
+        "--data",
+        &d.display().to_string(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     for id in ["mrr_end", "nrr", "nps", "tickets", "mau", "license_utilization", "email_open_rate"]
