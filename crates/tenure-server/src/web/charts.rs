@@ -21,6 +21,40 @@ pub struct Line<'a> {
     pub band: Option<Vec<Option<(f64, f64)>>>,
 }
 
+/// An axis over `min..max` (0 always in it) in about four nice steps: (low, high, step).
+fn axis(min: f64, max: f64) -> (f64, f64, f64) {
+    let lo = min.min(0.0);
+    let hi = if max > lo { max } else { lo + 1.0 };
+    let raw = (hi - lo) / 4.0;
+    let p = 10f64.powf(raw.log10().floor());
+    let step =
+        [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * p).find(|s| *s >= raw).unwrap_or(10.0 * p);
+    ((lo / step).floor() * step, (hi / step).ceil() * step, step)
+}
+
+/// Horizontal grid lines and their labels, every `step` from `lo` to `hi`.
+fn grid(
+    out: &mut String,
+    (lo, hi, step): (f64, f64, f64),
+    y: impl Fn(f64) -> f64,
+    fmt: fn(f64) -> String,
+) {
+    let n = ((hi - lo) / step).round() as i64;
+    for k in 0..=n {
+        let v = lo + step * k as f64;
+        let v = if v.abs() < step * 1e-9 { 0.0 } else { v };
+        let _ = write!(
+            out,
+            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" class=\"grid\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"ax\">{}</text>",
+            W - RIGHT,
+            LEFT - 6.0,
+            y(v) + 4.0,
+            esc(&fmt(v)),
+            yy = y(v)
+        );
+    }
+}
+
 /// Rounds `max` up to a "nice" axis bound.
 fn nice(max: f64) -> f64 {
     if max <= 0.0 || !max.is_finite() {
@@ -89,24 +123,13 @@ pub fn lines(
     if hi == f64::MIN {
         hi = 1.0;
     }
-    let hi = nice(hi);
-    let lo = if lo < 0.0 { -nice(-lo) } else { 0.0 };
+    let ax = axis(lo, hi);
+    let (lo, hi) = (ax.0, ax.1);
     let n = labels.len().max(2);
     let x = |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (n - 1) as f64;
     let y = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (v - lo) / (hi - lo));
     open(&mut out, title);
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * k as f64 / 4.0;
-        let _ = write!(
-            out,
-            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"grid\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"ax\">{}</text>",
-            W - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            esc(&fmt(v)),
-            y = y(v)
-        );
-    }
+    grid(&mut out, ax, y, fmt);
     for s in series {
         if let Some(band) = &s.band {
             // The band as one polygon per unbroken run.
@@ -178,26 +201,14 @@ pub fn stacked(
             }
         }
     }
-    let hi = nice(up.iter().copied().fold(0.0, f64::max));
-    let min = down.iter().copied().fold(0.0, f64::min);
-    let lo = if min < 0.0 { -nice(-min) } else { 0.0 };
+    let ax = axis(down.iter().copied().fold(0.0, f64::min), up.iter().copied().fold(0.0, f64::max));
+    let (lo, hi) = (ax.0, ax.1);
     let y = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (v - lo) / (hi - lo));
     let slot = (W - LEFT - RIGHT) / n as f64;
     let x = |i: usize| LEFT + slot * (i as f64 + 0.5);
     let mut out = String::new();
     open(&mut out, title);
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * k as f64 / 4.0;
-        let _ = write!(
-            out,
-            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" class=\"grid\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"ax\">{}</text>",
-            W - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            esc(&fmt(v)),
-            yy = y(v)
-        );
-    }
+    grid(&mut out, ax, y, fmt);
     let bw = (slot * 0.7).max(1.0);
     for (i, label) in labels.iter().enumerate() {
         let (mut top, mut bottom) = (0.0, 0.0);
@@ -313,6 +324,9 @@ mod tests {
         assert_eq!(nice(7.3), 10.0);
         assert_eq!(nice(1234.0), 2000.0);
         assert_eq!(nice(0.42), 0.5);
+        assert_eq!(axis(-20_000.0, 50_000.0), (-20_000.0, 60_000.0, 20_000.0));
+        assert_eq!(axis(0.0, 1.03), (0.0, 1.5, 0.5));
+        assert_eq!(axis(0.0, 0.0), (0.0, 1.0, 0.25));
         let svg = lines(
             "<t>",
             &["<jan>".to_string(), "feb".to_string()],

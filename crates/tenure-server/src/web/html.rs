@@ -57,7 +57,7 @@ button{background:var(--accent);color:#fff;border-color:var(--accent);cursor:poi
 .filters{display:flex;flex-wrap:wrap;gap:8px;margin:8px 0 12px}.timeline{list-style:none;padding:0;margin:0}.timeline li{padding:6px 0;border-bottom:1px solid var(--line)}
 .timeline time{color:var(--muted);margin-right:8px;font-variant-numeric:tabular-nums}.heat td{text-align:center;font-size:12px}.heat th{font-size:12px}
 .login{max-width:380px;margin:10vh auto;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:20px}.login input{width:100%;margin:8px 0}
-.err{color:var(--red)}.pager{margin:10px 0;display:flex;gap:10px}
+tr.task td{border-bottom:none;padding-bottom:2px}tr.actions td{padding-top:0}.err{color:var(--red)}.pager{margin:10px 0;display:flex;gap:10px}
 @media (max-width:600px){main{padding:10px}th,td{padding:5px}h1{font-size:19px}}
 "#;
 
@@ -81,7 +81,7 @@ pub fn page(title: &str, active: &str, csrf: &str, body: &str) -> String {
         );
     }
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><link rel=\"icon\" href=\"data:,\">\
 <title>{} · Tenure</title><style>{STYLE}</style></head><body><header><span class=\"brand\">Tenure</span>{nav}\
 <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button class=\"plain\">Log out</button></form></header>\
 <main>{body}</main></body></html>",
@@ -93,7 +93,7 @@ pub fn page(title: &str, active: &str, csrf: &str, body: &str) -> String {
 /// The login page (no session yet).
 pub fn login(error: Option<&str>) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><link rel=\"icon\" href=\"data:,\">\
 <title>Log in · Tenure</title><style>{STYLE}</style></head><body><div class=\"login\"><h1>Tenure</h1>\
 <form method=\"post\" action=\"/login\"><label for=\"key\">API key (read scope)</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
 {}<button>Log in</button></form></div></body></html>",

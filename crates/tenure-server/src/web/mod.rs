@@ -229,12 +229,14 @@ async fn task_form(
         .filter(|r| r.starts_with('/') && !r.starts_with("//"))
         .cloned()
         .unwrap_or_else(|| "/inbox".into());
-    let account = {
+    let (account, before) = {
         let Ok(live) = s.0.core.live.read() else {
             return html(StatusCode::SERVICE_UNAVAILABLE, "unavailable".into());
         };
-        match live.ledger.accounts.iter().find(|a| a.cs.tasks.iter().any(|t| t.task_id == id)) {
-            Some(a) => a.id.clone(),
+        match live.ledger.accounts.iter().find_map(|a| {
+            a.cs.tasks.iter().find(|t| t.task_id == id).map(|t| (a.id.clone(), t.clone()))
+        }) {
+            Some(found) => found,
             None => {
                 return html(
                     StatusCode::NOT_FOUND,
@@ -288,12 +290,9 @@ async fn task_form(
             // the user goes back to shows the change.
             for _ in 0..200 {
                 let done = s.0.core.live.read().is_ok_and(|l| {
-                    l.ledger.account(&account).is_some_and(|a| {
-                        a.cs.tasks.iter().any(|t| {
-                            t.task_id == id && t.status_at >= now
-                                || t.notes.last().is_some_and(|n| n.0 >= now)
-                        })
-                    })
+                    l.ledger
+                        .account(&account)
+                        .is_some_and(|a| a.cs.tasks.iter().any(|t| t.task_id == id && *t != before))
                 });
                 if done {
                     break;

@@ -34,15 +34,18 @@ fn month_label(t: Timestamp) -> String {
 }
 
 /// A tile: label, value, and the change on the previous period.
-fn tile(out: &mut String, label: &str, value: String, change: Option<(f64, bool)>) {
+/// A change to show under a tile: the difference, whether up is good, its format.
+type Change = Option<(f64, bool, fn(f64) -> String)>;
+
+fn tile(out: &mut String, label: &str, value: String, change: Change) {
     let ch = match change {
-        Some((d, good_up)) if d.is_finite() && d != 0.0 => {
+        Some((d, good_up, fmt)) if d.is_finite() && d.abs() > 1e-9 => {
             let good = (d > 0.0) == good_up;
             format!(
-                "<small class=\"{}\">{}{}</small>",
+                "<small class=\"{}\">{}{} on the month before</small>",
                 if good { "up" } else { "down" },
                 if d > 0.0 { "▲ " } else { "▼ " },
-                esc(&format!("{:.1}", d.abs()))
+                esc(&fmt(d.abs()))
             )
         }
         Some(_) => "<small class=\"muted\">no change</small>".into(),
@@ -163,13 +166,15 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     let last = rows.last();
     let prev = rows.len().checked_sub(2).map(|i| rows[i]);
     let pair = |id: &str| (last.and_then(|r| kpi(r, id, exp)), prev.and_then(|r| kpi(r, id, exp)));
-    let change = |(a, b): (Option<f64>, Option<f64>), scale: f64, good_up: bool| {
-        a.zip(b).map(|(a, b)| ((a - b) * scale, good_up))
-    };
+    let points: fn(f64) -> String = |d| format!("{d:.1} pts");
+    let change =
+        |(a, b): (Option<f64>, Option<f64>), scale: f64, good_up: bool, f: fn(f64) -> String| {
+            a.zip(b).map(|(a, b)| ((a - b) * scale, good_up, f))
+        };
     let m = pair("mrr_end");
-    tile(&mut body, "MRR", m.0.map_or("–".into(), money), change(m, 1.0, true));
+    tile(&mut body, "MRR", m.0.map_or("–".into(), money), change(m, 1.0, true, money));
     let a = pair("arr_end");
-    tile(&mut body, "ARR", a.0.map_or("–".into(), money), change(a, 1.0, true));
+    tile(&mut body, "ARR", a.0.map_or("–".into(), money), change(a, 1.0, true, money));
     for (id, label, good_up) in [
         ("nrr", "NRR (month)", true),
         ("grr", "GRR (month)", true),
@@ -177,14 +182,14 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
         ("contract_renewal_rate", "Renewal rate (month)", true),
     ] {
         let v = pair(id);
-        tile(&mut body, label, pct1(v.0), change(v, 100.0, good_up));
+        tile(&mut body, label, pct1(v.0), change(v, 100.0, good_up, points));
     }
     let n = pair("nps");
     tile(
         &mut body,
         "NPS (month)",
         n.0.map_or("–".into(), |x| format!("{x:.0}")),
-        change(n, 1.0, true),
+        change(n, 1.0, true, points),
     );
     tile(&mut body, "Licence utilisation", pct((seats > 0.0).then(|| mau / seats)), None);
     tile(
@@ -195,7 +200,11 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     );
     tile(
         &mut body,
-        "Revenue at risk (MRR)",
+        if live.model.is_some() {
+            "Revenue at risk (expected MRR loss)"
+        } else {
+            "Revenue at risk (MRR, red)"
+        },
         money(if live.model.is_some() { at_risk.3 } else { at_risk.2 }),
         None,
     );
@@ -778,7 +787,7 @@ pub fn cohorts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
                     format!(
                         "{} ({})",
                         r["cohort"].as_str().unwrap_or(""),
-                        r["size"].as_u64().unwrap_or(0)
+                        r["accounts"].as_u64().unwrap_or(0)
                     ),
                     cells,
                 )
@@ -920,11 +929,11 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
         url(get("severity")),
         url(status)
     );
-    body.push_str("<div class=\"scroll\"><table><thead><tr><th>Severity</th><th>Account</th><th>Task</th><th>Owner</th><th>Due</th><th>Status</th><th>Latest note</th><th></th></tr></thead><tbody>");
+    body.push_str("<div class=\"scroll\"><table><thead><tr><th>Severity</th><th>Account</th><th>Task</th><th>Owner</th><th>Due</th><th>Status</th><th>Latest note</th></tr></thead><tbody>");
     for (a, task, sev) in rows.iter().take(500) {
         let _ = write!(
             body,
-            "<tr><td class=\"sev-{sev}\">{sev}</td><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"task\"><td class=\"sev-{sev}\">{sev}</td><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr><tr class=\"actions\"><td></td><td colspan=\"6\">{}</td></tr>",
             url(&a.id),
             esc(a.name.as_deref().unwrap_or(&a.id)),
             esc(task.title.as_deref().unwrap_or(&task.task_id)),
@@ -1005,7 +1014,7 @@ pub fn model(s: &AppState, sess: &Session) -> Page {
                 band: None,
             },
         ],
-        |v| format!("{v:.1}"),
+        |v| format!("{v:.2}"),
     );
     let cal = pts(&m["calibration"], "predicted", "observed");
     let cal_chart = charts::lines(

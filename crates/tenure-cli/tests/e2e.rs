@@ -1,0 +1,310 @@
+//! The dashboard in a real headless Chromium (driven through chromedriver's WebDriver API):
+//! `tenure demo` serves a generated company; the browser logs in, loads every page, clicks
+//! through to an account's 360 view, resolves a task with a root cause, and saves a
+//! screenshot of each step (target/e2e/). It fails on any browser console error and on any
+//! link that does not answer 200.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One HTTP/1.1 exchange (a new connection each time); the status and body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut c = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    c.write_all(req.as_bytes()).unwrap();
+    c.write_all(body.as_bytes()).unwrap();
+    // Read by Content-Length: chromedriver keeps the connection open whatever we ask.
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut len = None;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h == "\r\n" || h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse::<usize>().ok();
+        }
+    }
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body).unwrap();
+        }
+        None => {
+            r.read_to_end(&mut body).unwrap();
+        }
+    }
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+struct Driver {
+    addr: String,
+    session: String,
+    child: Child,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is missing: install Debian's chromium and chromium-driver (see README)");
+        let addr = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while TcpStream::connect(&addr).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]},
+            "goog:loggingPrefs": {"browser": "ALL"}
+        }}});
+        let (st, body) = http(
+            &addr,
+            "POST",
+            "/session",
+            &[("Content-Type", "application/json")],
+            &caps.to_string(),
+        );
+        assert_eq!(st, 200, "new session: {body}");
+        let j: Value = serde_json::from_str(&body).unwrap();
+        let session = j["value"]["sessionId"].as_str().unwrap().to_string();
+        Driver { addr, session, child }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        let p = format!("/session/{}{path}", self.session);
+        let (st, text) = http(
+            &self.addr,
+            method,
+            &p,
+            &[("Content-Type", "application/json")],
+            &body.to_string(),
+        );
+        let j: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(st, 200, "{method} {path}: {text}");
+        j["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", json!({"url": url}));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd("POST", "/element", json!({"using": "css selector", "value": css}));
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no {css}"))
+            .to_string()
+    }
+
+    fn click(&self, el: &str) {
+        self.cmd("POST", &format!("/element/{el}/click"), json!({}));
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.cmd("POST", "/execute/sync", json!({"script": js, "args": []}))
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", json!({})).as_str().unwrap_or("").to_string()
+    }
+
+    /// Saves a screenshot and fails on console errors since the last check.
+    fn check(&self, dir: &std::path::Path, name: &str) {
+        let png = self.cmd("GET", "/screenshot", json!({}));
+        let bytes = decode64(png.as_str().unwrap());
+        assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+        let logs = self.cmd("POST", "/se/log", json!({"type": "browser"}));
+        let errors: Vec<&Value> =
+            logs.as_array().into_iter().flatten().filter(|l| l["level"] == "SEVERE").collect();
+        assert!(errors.is_empty(), "{name}: console errors: {errors:?}");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = http(&self.addr, "DELETE", &format!("/session/{}", self.session), &[], "");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn decode64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    } as u32;
+    let b: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    for chunk in b.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= val(*c) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+struct Demo(Child);
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_demo_dashboard_in_a_real_browser() {
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["demo", "--accounts", "250", "--months", "24", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let demo = Demo(child);
+    let (mut base, mut key) = (String::new(), String::new());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(u) = line.trim().strip_prefix("The dashboard: ") {
+            base = u.to_string();
+        }
+        if let Some(k) = line.trim().strip_prefix("Log in with this read key: ") {
+            key = k.to_string();
+            break;
+        }
+        line.clear();
+    }
+    assert!(!base.is_empty() && !key.is_empty(), "the demo did not start");
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let d = Driver::start();
+    // Log in.
+    d.go(&format!("{base}/login"));
+    d.check(&shots, "01-login");
+    let input = d.find("input#key");
+    d.cmd("POST", &format!("/element/{input}/value"), json!({"text": key}));
+    d.click(&d.find("form button"));
+    assert_eq!(d.url(), format!("{base}/"));
+    // Every page loads without console errors; every link on it answers 200.
+    let cookie = d.cmd("GET", "/cookie/tenure_session", json!({}));
+    let cookie = format!("tenure_session={}", cookie["value"].as_str().unwrap());
+    let host = base.trim_start_matches("http://").to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, page) in
+        ["/", "/accounts", "/accounts?sort=risk", "/cohorts", "/inbox", "/model"].iter().enumerate()
+    {
+        d.go(&format!("{base}{page}"));
+        let h1 = d.script(
+            "return document.querySelector('h1') && document.querySelector('h1').textContent",
+        );
+        assert!(h1.as_str().is_some_and(|t| !t.is_empty()), "{page}: no heading");
+        d.check(
+            &shots,
+            &format!(
+                "{:02}-{}",
+                i + 2,
+                match page.trim_start_matches('/') {
+                    "" => "portfolio".to_string(),
+                    p => p.replace(['?', '=', '/', '&'], "-"),
+                }
+            ),
+        );
+        let links = d.script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))");
+        for l in links.as_array().unwrap() {
+            let l = l.as_str().unwrap().replace("&amp;", "&");
+            assert!(l.starts_with('/'), "{page}: a link leaves the site: {l}");
+            if seen.insert(l.clone()) {
+                let (st, _) = http(&host, "GET", &l, &[("Cookie", &cookie)], "");
+                assert_eq!(st, 200, "{page}: broken link {l}");
+            }
+        }
+    }
+    assert!(seen.len() > 20, "links checked: {}", seen.len());
+    // Click through to an account's 360 view.
+    d.go(&format!("{base}/accounts?sort=risk"));
+    let first = d.find("table tbody a[href^='/accounts/']");
+    d.click(&first);
+    assert!(d.url().starts_with(&format!("{base}/accounts/")), "{}", d.url());
+    let charts = d.script("return document.querySelectorAll('svg.chart').length");
+    assert!(charts.as_u64() >= Some(4), "the account view draws its charts: {charts}");
+    d.check(&shots, "08-account-360");
+    // Resolve the first open task from the inbox with a root cause.
+    d.go(&format!("{base}/inbox"));
+    let before = d
+        .script("return document.querySelectorAll('select[name=root_cause]').length")
+        .as_u64()
+        .unwrap();
+    assert!(before > 0, "the demo raised tasks");
+    let option = d.find("select[name=root_cause] option[value=performance]");
+    d.click(&option);
+    let form = d.script("return document.querySelector('select[name=root_cause]').form.querySelector('button').outerHTML");
+    assert!(form.as_str().unwrap().contains("Resolve"));
+    d.script("document.querySelector('select[name=root_cause]').form.querySelector('button').click(); return 1");
+    let start = Instant::now();
+    loop {
+        let after = d
+            .script("return document.querySelectorAll('select[name=root_cause]').length")
+            .as_u64()
+            .unwrap_or(before);
+        if after < before {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the task was not resolved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.check(&shots, "09-task-resolved");
+    d.go(&format!("{base}/inbox?status=done"));
+    let text = d.script("return document.body.textContent").as_str().unwrap().to_string();
+    assert!(text.contains("performance"), "the resolved task shows its root cause");
+    d.check(&shots, "10-done-tasks");
+    // A phone-sized window.
+    d.cmd("POST", "/window/rect", json!({"width": 390, "height": 844}));
+    d.go(&format!("{base}/accounts"));
+    d.check(&shots, "11-accounts-phone");
+    drop(d);
+    drop(demo);
+}
