@@ -5,7 +5,10 @@
 //! event-to-alert latency measured end to end (request sent to signed webhook received) and
 //! by the server's own histogram, and the server's memory as the load goes on.
 //!
-//! Usage: load TENURE_BIN [EVENTS] [BATCH] [CONNECTIONS] [SECONDS]
+//! Usage: load TENURE_BIN [EVENTS] [BATCH] [CONNECTIONS] [SECONDS] [RATE]
+//!
+//! RATE (events/s, all connections together) paces the senders; 0 sends as fast as the
+//! acknowledgements come (the sustained maximum). Latency is meant to be read at a set rate.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -83,6 +86,7 @@ fn main() {
         .clone();
     let arg = |i: usize, d: u64| args.get(i).map_or(d, |s| s.parse().expect("a number"));
     let (events, batch, conns, seconds) = (arg(2, 3_000_000), arg(3, 1000), arg(4, 4), arg(5, 120));
+    let offered = arg(6, 0);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
 
@@ -157,7 +161,8 @@ fn main() {
     let addr = line.trim().rsplit("http://").next().unwrap().to_string();
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     eprintln!(
-        "[load] server {pid} on {addr}; {events} events in batches of {batch} over {conns} connections"
+        "[load] server {pid} on {addr}; {events} events in batches of {batch} over {conns} connections{}",
+        if offered > 0 { format!(", paced at {offered} events/s") } else { String::new() }
     );
 
     // 1,000 paying accounts, so that usage lands on customers and their health is kept.
@@ -186,7 +191,19 @@ fn main() {
                 c.get_ref().set_nodelay(true).unwrap();
                 let mut lat = Vec::new();
                 let mut body = String::with_capacity(batch as usize * 200);
+                let mut sent = 0u64;
                 loop {
+                    // Paced: this connection's share of the offered rate.
+                    if offered > 0 {
+                        let due = start
+                            + Duration::from_secs_f64(
+                                sent as f64 * batch as f64 * conns as f64 / offered as f64,
+                            );
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    sent += 1;
                     let b = next.fetch_add(1, Relaxed);
                     if b >= batches || stop.load(Relaxed) || Instant::now() > deadline {
                         return lat;
@@ -248,10 +265,22 @@ fn main() {
     let peak = rss_kib(pid, "VmHWM:");
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = server.wait();
+    println!(
+        "offered load: {}",
+        if offered > 0 {
+            format!("paced at {offered} events/s")
+        } else {
+            "as fast as acknowledged".into()
+        }
+    );
     let rate = total as f64 / elapsed;
     println!(
-        "events acknowledged: {total} in {elapsed:.2} s = {rate:.0} events/s (target >= 100000: {})",
-        if rate >= 100_000.0 { "met" } else { "missed" }
+        "events acknowledged: {total} in {elapsed:.2} s = {rate:.0} events/s{}",
+        if offered > 0 {
+            " (the offered rate)".to_string()
+        } else {
+            format!(" (target >= 100000: {})", if rate >= 100_000.0 { "met" } else { "missed" })
+        }
     );
     println!(
         "batch round trip (sent to durable ack): p50 {:.1} ms, p99 {:.1} ms",

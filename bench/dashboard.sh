@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Dashboard benchmark (issue 7): a generated company of ACCOUNTS accounts (default 100,000)
+# over MONTHS months (12) with USAGE usage events (5,000,000), imported, its churn model
+# trained, served; then each page is fetched RUNS times (5) over loopback with a logged-in
+# session, and the median and worst server time per page are reported against the target
+# (< 200 ms). Generation, import and training are set-up, not measured. RECORD=0 leaves
+# BENCHMARKS.md alone.
+set -euo pipefail
+ACCOUNTS=${1:-100000}
+MONTHS=${2:-12}
+USAGE=${3:-5000000}
+RUNS=${RUNS:-5}
+RECORD=${RECORD:-1}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+W=bench-data/dashboard
+cargo build --release -p tenure-cli
+T="$ROOT/target/release/tenure"
+say() { echo "[bench] $*" >&2; }
+if [ ! -f "$W/data/.ready-$ACCOUNTS-$MONTHS-$USAGE" ]; then
+    rm -rf "$W"
+    mkdir -p "$W"
+    say "generating $ACCOUNTS accounts"
+    "$T" gen --accounts "$ACCOUNTS" --months "$MONTHS" --usage-events "$USAGE" --seed 11 --format csv --out "$W/company" 2>"$W/gen.log"
+    say "importing"
+    "$T" import --data "$W/data" $(ls "$W"/company/*.csv | grep -v truth) 2>"$W/import.log"
+    rm -rf "$W/company"
+    say "training"
+    "$T" model train --data "$W/data" >"$W/train.log" 2>&1
+    touch "$W/data/.ready-$ACCOUNTS-$MONTHS-$USAGE"
+fi
+rm -f "$W/data/keys.json"
+KEY=$("$T" key create --data "$W/data" --scope read --name bench)
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$T" serve --data "$W/data" --listen "127.0.0.1:$PORT" 2>"$W/serve.log" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true' EXIT
+say "loading the live state"
+START=$(date +%s.%N)
+until grep -q "serving" "$W/serve.log"; do sleep 0.2; done
+LOAD=$(python3 -c "print(f'{$(date +%s.%N) - $START:.1f}')")
+JAR="$W/cookies"
+curl -s -c "$JAR" -o /dev/null -d "key=$KEY" "http://127.0.0.1:$PORT/login"
+ACCOUNT=$(curl -s -b "$JAR" "http://127.0.0.1:$PORT/accounts?sort=risk" | grep -o 'href="/accounts/[^"?]*"' | head -1 | cut -d'"' -f2)
+OUT="pages of a $ACCOUNTS-account company (state loaded in ${LOAD} s), $RUNS fetches each, server time to last byte:"
+for P in / "/accounts" "/accounts?sort=risk" "$ACCOUNT" "/cohorts" "/inbox" "/model"; do
+    TIMES=$(for i in $(seq "$RUNS"); do curl -s -b "$JAR" -o /dev/null -w "%{time_total}\n" "http://127.0.0.1:$PORT$P"; done | sort -n)
+    MED=$(echo "$TIMES" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)] * 1000}')
+    MAX=$(echo "$TIMES" | tail -1 | awk '{print $1 * 1000}')
+    VERDICT=$(python3 -c "print('met' if $MAX < 200 else 'missed')")
+    OUT="$OUT
+  $(printf '%-28s median %7.1f ms  worst %7.1f ms  (target < 200 ms: %s)' "$P" "$MED" "$MAX" "$VERDICT")"
+done
+RSS=$(grep VmHWM /proc/$PID/status | awk '{print int($2 / 1024)}')
+OUT="$OUT
+  server peak memory: $RSS MiB"
+echo "$OUT"
+if [ "$RECORD" = 1 ]; then
+    {
+        echo
+        echo "## Dashboard benchmark, $(date -u '+%Y-%m-%d %H:%M')"
+        echo
+        echo "\`bash bench/dashboard.sh $ACCOUNTS $MONTHS $USAGE\` on $(nproc) cores:"
+        echo
+        echo '```'
+        echo "$OUT"
+        echo '```'
+    } >> BENCHMARKS.md
+fi
