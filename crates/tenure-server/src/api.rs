@@ -329,24 +329,28 @@ pub(crate) fn select<'a>(
         Some(o) => return Err(bad(format!("order: {o:?} is not asc or desc"))),
     };
     match sort {
-        "name" => rows.sort_by(|a, b| {
-            let n =
-                |x: &AccountLedger| x.name.clone().unwrap_or_else(|| x.id.clone()).to_lowercase();
-            n(a).cmp(&n(b)).then(a.id.cmp(&b.id))
+        // Keys computed once per account, not per comparison.
+        "name" => rows.sort_by_cached_key(|x| {
+            (x.name.as_deref().unwrap_or(&x.id).to_lowercase(), x.id.clone())
         }),
-        "health" | "risk" | "mrr" | "renewal" => rows.sort_by(|a, b| {
-            // Unknown values last, whichever the order.
-            match (key(a), key(b)) {
-                (Some(x), Some(y)) => {
-                    let o = x.total_cmp(&y);
-                    if desc { o.reverse() } else { o }
+        "health" | "risk" | "mrr" | "renewal" => {
+            let mut keyed: Vec<(Option<f64>, &AccountLedger)> =
+                rows.iter().map(|a| (key(a), *a)).collect();
+            keyed.sort_by(|(ka, a), (kb, b)| {
+                // Unknown values last, whichever the order.
+                match (*ka, *kb) {
+                    (Some(x), Some(y)) => {
+                        let o = x.total_cmp(&y);
+                        if desc { o.reverse() } else { o }
+                    }
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
                 }
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            }
-            .then(a.id.cmp(&b.id))
-        }),
+                .then(a.id.cmp(&b.id))
+            });
+            rows = keyed.into_iter().map(|(_, a)| a).collect();
+        }
         other => {
             return Err(bad(format!(
                 "sort: unknown {other:?} (name | health | risk | mrr | renewal)"
