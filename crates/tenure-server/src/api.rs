@@ -35,7 +35,11 @@ const LIST: &[(&str, &str, &str)] = &[
     ("colour", "query", "Only this health colour: red | yellow | green | grey"),
     ("customer", "query", "true: paying customers only"),
     ("min_risk", "query", "Only accounts whose churn probability is at least this"),
-    ("sort", "query", "name | health | risk | mrr | renewal [name]"),
+    (
+        "sort",
+        "query",
+        "name | health | risk | mrr | renewal | csm | segment | utilisation | nps [name]",
+    ),
     ("order", "query", "asc | desc [by sort: risk and mrr desc, others asc]"),
     ("limit", "query", "At most this many [50, max 1000]"),
     ("offset", "query", "Skip this many"),
@@ -319,6 +323,8 @@ pub(crate) fn select<'a>(
             "risk" => h.and_then(|h| h.probability),
             "mrr" => Some(a.mrr_before(Timestamp(t.0 + 1)) as f64),
             "renewal" => next_renewal(a, t).map(|d| d.0 as f64),
+            "utilisation" => h.map(|h| h.row.get(F::UTILISATION)).filter(|x| x.is_finite()),
+            "nps" => h.map(|h| h.row.get(F::NPS)).filter(|x| x.is_finite()),
             _ => None,
         }
     };
@@ -333,7 +339,12 @@ pub(crate) fn select<'a>(
         "name" => rows.sort_by_cached_key(|x| {
             (x.name.as_deref().unwrap_or(&x.id).to_lowercase(), x.id.clone())
         }),
-        "health" | "risk" | "mrr" | "renewal" => {
+        // Unset last.
+        "csm" | "segment" => rows.sort_by_cached_key(|x| {
+            let v = attr(x, sort, t).map(|v| v.to_lowercase());
+            (v.is_none(), v, x.id.clone())
+        }),
+        "health" | "risk" | "mrr" | "renewal" | "utilisation" | "nps" => {
             let mut keyed: Vec<(Option<f64>, &AccountLedger)> =
                 rows.iter().map(|a| (key(a), *a)).collect();
             keyed.sort_by(|(ka, a), (kb, b)| {
@@ -353,11 +364,11 @@ pub(crate) fn select<'a>(
         }
         other => {
             return Err(bad(format!(
-                "sort: unknown {other:?} (name | health | risk | mrr | renewal)"
+                "sort: unknown {other:?} (name | health | risk | mrr | renewal | csm | segment | utilisation | nps)"
             )));
         }
     }
-    if sort == "name" && desc {
+    if matches!(sort, "name" | "csm" | "segment") && desc {
         rows.reverse();
     }
     Ok(rows)

@@ -173,6 +173,11 @@ async fn accounts_filter_sort_and_the_account_360() {
     assert_eq!(j["accounts"][1]["mrr"], 50.0);
     let (_, j) = call(&s, "GET", "/api/v1/accounts?sort=mrr&order=asc", Some(&f.read), "").await;
     assert_eq!(j["accounts"][0]["account_id"], "bolt");
+    let (_, j) = call(&s, "GET", "/api/v1/accounts?sort=csm", Some(&f.read), "").await;
+    assert_eq!(j["accounts"][0]["csm"], "kim", "by CSM, a to z: {j}");
+    let (_, j) =
+        call(&s, "GET", "/api/v1/accounts?sort=segment&order=desc", Some(&f.read), "").await;
+    assert_eq!(j["accounts"][0]["segment"], "smb");
     let (_, j) = call(&s, "GET", "/api/v1/accounts?segment=smb", Some(&f.read), "").await;
     assert_eq!((j["total"].as_u64(), j["accounts"][0]["csm"].as_str()), (Some(1), Some("kim")));
     let (_, j) = call(&s, "GET", "/api/v1/accounts?q=ACM", Some(&f.read), "").await;

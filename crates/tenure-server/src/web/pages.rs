@@ -334,13 +334,17 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
     };
     let _ = write!(
         body,
-        "<p class=\"muted\">{} accounts</p><div class=\"scroll\"><table><thead><tr>{}{}{}{}{}<th>CSM</th><th>Segment</th><th class=\"num\">Licences used</th><th class=\"num\">NPS</th><th class=\"num\">Open tasks</th></tr></thead><tbody>",
+        "<p class=\"muted\">{} accounts</p><div class=\"scroll\"><table><thead><tr>{}{}{}{}{}{}{}{}{}<th class=\"num\">Open tasks</th></tr></thead><tbody>",
         list.len(),
         th("name", "Account", false),
         th("health", "Health", true),
         th("risk", "Churn risk", true),
         th("mrr", "MRR", true),
         th("renewal", "Renewal", false),
+        th("csm", "CSM", false),
+        th("segment", "Segment", false),
+        th("utilisation", "Licences used", true),
+        th("nps", "NPS", true),
     );
     for a in list.iter().skip(offset).take(limit) {
         let h = live.health.accounts.get(&a.id);
