@@ -321,7 +321,15 @@ pub struct Core {
     pub dispatcher: Option<notify::Dispatcher>,
     pub clock: Clock,
     pub public_url: Option<String>,
+    /// The dashboard's KPI rows of closed months, by (months, cut by segment, end).
+    pub kpi_cache: KpiCache,
 }
+
+/// KPI rows by (months, cut, end) with when and at which generation of the live state
+/// they were computed.
+pub type KpiCache = std::sync::Mutex<
+    std::collections::HashMap<(i64, bool, i64), (Instant, u64, Arc<Vec<tenure_kpi::Row>>)>,
+>;
 
 /// The applier thread, joined when the service stops (after the writer).
 struct Applier(Option<std::thread::JoinHandle<()>>);
@@ -412,6 +420,7 @@ impl AppState {
             dispatcher,
             clock: o.clock.clone(),
             public_url: o.config.service.public_url.clone(),
+            kpi_cache: KpiCache::default(),
         });
         let (importer, _) = Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
         let (applied_tx, applied_rx) = std::sync::mpsc::sync_channel::<Committed>(64);
@@ -454,6 +463,7 @@ fn apply_loop(
     let now = (core.clock)();
     let fired = core.live.write().expect("live state").refresh(now);
     raise(core, fired, now, None, internal, &mut pending);
+    web::warm(core);
     let mut next = Instant::now() + refresh;
     loop {
         let wait = next.saturating_duration_since(Instant::now());
@@ -476,11 +486,14 @@ fn apply_loop(
                 raise(core, fired, now, Some(c.received), internal, &mut pending);
                 let fired = core.live.write().expect("live state").settle(touched, now);
                 raise(core, fired, now, None, internal, &mut pending);
+                // Keeps the portfolio's default view computed (at most every few minutes).
+                web::warm(core);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let now = (core.clock)();
                 let fired = core.live.write().expect("live state").refresh(now);
                 raise(core, fired, now, None, internal, &mut pending);
+                web::warm(core);
                 next = Instant::now() + refresh;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,

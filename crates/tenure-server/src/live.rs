@@ -50,6 +50,8 @@ pub struct Live {
     contact_home: FxHashMap<String, (Timestamp, String)>,
     feature_bits: FxHashMap<String, u64>,
     pub t: Timestamp,
+    /// Bumped by every change: what was computed at the same generation is still exact.
+    pub generation: u64,
 }
 
 fn hash(s: &str) -> u64 {
@@ -114,6 +116,7 @@ impl Live {
             cards,
             model,
             t: now,
+            generation: 0,
         };
         for (account, day, user, feature, n) in rows {
             let bit = live.bit(&feature);
@@ -303,6 +306,7 @@ impl Live {
         }
         self.t = now;
         self.ledger.as_of = now;
+        self.generation += 1;
     }
 
     /// Re-folds and re-scores every account at `now` and evaluates the aggregate rules on

@@ -305,6 +305,13 @@ async fn task_form(
     }
 }
 
+/// Computes what the portfolio's default view needs ahead of the first visit.
+pub fn warm(core: &crate::Core) {
+    if let Ok(live) = core.live.read() {
+        pages::monthly_kpis(core, &live, 12, false);
+    }
+}
+
 /// The dashboard's routes.
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()

@@ -86,6 +86,37 @@ fn select(name: &str, current: Option<&str>, options: &[(String, String)]) -> St
     out + "</select>"
 }
 
+/// How long the KPI rows of closed months are reused once events have come since they were
+/// computed: closed months change only with late events.
+const KPI_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The KPI rows of the `months` full months before the current one, by segment when `cut`;
+/// computed once per few minutes (the portfolio's costly part at 100,000 accounts).
+pub(crate) fn monthly_kpis(
+    core: &crate::Core,
+    live: &crate::live::Live,
+    months: i64,
+    cut: bool,
+) -> std::sync::Arc<Vec<tenure_kpi::Row>> {
+    let end = PeriodUnit::Month.floor(live.t);
+    let key = (months, cut, end.0);
+    if let Ok(c) = core.kpi_cache.lock()
+        && let Some((at, generation, rows)) = c.get(&key)
+        && (*generation == live.generation || at.elapsed() < KPI_TTL)
+    {
+        return rows.clone();
+    }
+    let periods = Period::new(end.add_months(-months), end).split(PeriodUnit::Month);
+    let by = cut.then(|| By::Attribute("segment".into()));
+    let rows =
+        std::sync::Arc::new(tenure_kpi::report(&live.ledger, &periods, by.as_ref(), &live.cfg.kpi));
+    if let Ok(mut c) = core.kpi_cache.lock() {
+        c.retain(|_, (at, g, _)| *g == live.generation || at.elapsed() < KPI_TTL);
+        c.insert(key, (std::time::Instant::now(), live.generation, rows.clone()));
+    }
+    rows
+}
+
 pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
     let live = s.0.core.live.read().map_err(unavailable)?;
     let t = live.t;
@@ -94,10 +125,7 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     let months: i64 =
         p.get("months").and_then(|m| m.parse().ok()).filter(|m| (3..=60).contains(m)).unwrap_or(12);
     let segment = p.get("segment").filter(|v| !v.is_empty()).cloned();
-    let end = PeriodUnit::Month.floor(t);
-    let periods = Period::new(end.add_months(-months), end).split(PeriodUnit::Month);
-    let by = segment.as_ref().map(|_| By::Attribute("segment".into()));
-    let all = tenure_kpi::report(&live.ledger, &periods, by.as_ref(), &live.cfg.kpi);
+    let all = monthly_kpis(&s.0.core, &live, months, segment.is_some());
     let rows: Vec<&tenure_kpi::Row> = all
         .iter()
         .filter(|r| {
