@@ -252,6 +252,8 @@ pub struct LedgerBuilder {
     costs: Vec<(Timestamp, CostCategory, Money, Timestamp, Timestamp)>,
     /// Every (ts, contact, account) a contact event names, to find contacts who moved.
     contacts: Vec<(Timestamp, String, String)>,
+    /// Indexes into `contacts` by contact (for folding one account).
+    by_contact: FxHashMap<String, Vec<usize>>,
 }
 
 impl LedgerBuilder {
@@ -304,6 +306,7 @@ impl LedgerBuilder {
             other => slot.cs.events.push((ts, other)),
         }
         if let Some(contact) = sighting {
+            self.by_contact.entry(contact.clone()).or_default().push(self.contacts.len());
             self.contacts.push((ts, contact, account));
         }
     }
@@ -338,6 +341,10 @@ impl LedgerBuilder {
             take(&mut slot.cs.events, raw.cs.events);
         }
         self.costs.extend(other.costs);
+        let offset = self.contacts.len();
+        for (c, ix) in other.by_contact {
+            self.by_contact.entry(c).or_default().extend(ix.into_iter().map(|i| i + offset));
+        }
         self.contacts.extend(other.contacts);
     }
 
@@ -356,13 +363,25 @@ impl LedgerBuilder {
     ) -> Option<(AccountLedger, Vec<Diagnostic>)> {
         let raw = &self.raw[*self.index.get(id)?];
         // This account's contacts, wherever they were seen: those seen later elsewhere moved.
-        let mine: rustc_hash::FxHashSet<&str> =
-            self.contacts.iter().filter(|(_, _, a)| a == id).map(|(_, c, _)| c.as_str()).collect();
-        let sightings: Vec<(Timestamp, String, String)> = if mine.is_empty() {
-            Vec::new()
-        } else {
-            self.contacts.iter().filter(|(_, c, _)| mine.contains(c.as_str())).cloned().collect()
-        };
+        let mut mine: Vec<&str> = raw
+            .cs
+            .events
+            .iter()
+            .filter_map(|(_, b)| match b {
+                EventBody::Contact { contact_id, .. } => Some(contact_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        mine.sort_unstable();
+        mine.dedup();
+        let mut at: Vec<usize> = mine
+            .iter()
+            .flat_map(|c| self.by_contact.get(*c).into_iter().flatten().copied())
+            .collect();
+        // In arrival order, as the full fold sees them.
+        at.sort_unstable();
+        let sightings: Vec<(Timestamp, String, String)> =
+            at.into_iter().map(|i| self.contacts[i].clone()).collect();
         let moves: Vec<(Timestamp, String, String)> = cs::contact_moves(sightings)
             .into_iter()
             .filter(|(from, ..)| from == id)

@@ -497,6 +497,17 @@ async fn kpis(
         Some(u) => {
             let unit =
                 PeriodUnit::parse(u).ok_or_else(|| bad(format!("every: unknown unit {u:?}")))?;
+            // Counted before splitting: a long period by day would allocate first.
+            let days = match unit {
+                PeriodUnit::Day => 1.0,
+                PeriodUnit::Week => 7.0,
+                PeriodUnit::Month => 28.0,
+                PeriodUnit::Quarter => 90.0,
+                _ => 365.0,
+            };
+            if period.days() / days > 401.0 {
+                return Err(bad("more than 400 sub-periods"));
+            }
             period.split(unit)
         }
     };

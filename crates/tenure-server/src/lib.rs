@@ -133,7 +133,8 @@ pub struct Committed {
 /// The single writer of the data directory's log, on its own thread.
 pub struct Writer {
     tx: mpsc::Sender<Job>,
-    internal: mpsc::UnboundedSender<Vec<Event>>,
+    /// For the applier (taken at start): the writer ends once every clone is gone.
+    internal: Option<mpsc::UnboundedSender<Vec<Event>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -179,17 +180,16 @@ impl Writer {
                     }
                     commit(&mut importer, jobs, applied.as_ref());
                 }
-                // The last alerts and tasks the applier raised.
-                let mut rest = Vec::new();
-                while let Ok(events) = internal_rx.try_recv() {
-                    rest.push(Job { events, reply: None, received: Instant::now() });
-                }
-                if !rest.is_empty() {
-                    commit(&mut importer, rest, None);
+                // Requests are over. Closing the applier's channel lets it apply what is
+                // queued and stop; what it raises meanwhile is committed here until its
+                // sender is gone (the Writer's own clone was dropped first).
+                drop(applied);
+                while let Some(events) = internal_rx.recv().await {
+                    commit(&mut importer, vec![Job { events, reply: None, received: Instant::now() }], None);
                 }
             });
         });
-        Writer { tx, internal, thread: Some(thread) }
+        Writer { tx, internal: Some(internal), thread: Some(thread) }
     }
 }
 
@@ -233,6 +233,7 @@ impl Drop for Writer {
         // Closing the channel ends the thread once the waiting requests are committed.
         let (tx, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.tx, tx));
+        self.internal = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -254,6 +255,8 @@ pub struct ServiceSection {
     pub public_url: Option<String>,
     /// The trait or property naming the account of Segment calls without a groupId.
     pub segment_account_trait: Option<String>,
+    /// Immediate rules skip events older than this many days [7].
+    pub immediate_horizon_days: Option<i64>,
 }
 
 fn default_refresh() -> u64 {
@@ -262,7 +265,12 @@ fn default_refresh() -> u64 {
 
 impl Default for ServiceSection {
     fn default() -> ServiceSection {
-        ServiceSection { refresh_minutes: 60, public_url: None, segment_account_trait: None }
+        ServiceSection {
+            refresh_minutes: 60,
+            public_url: None,
+            segment_account_trait: None,
+            immediate_horizon_days: None,
+        }
     }
 }
 
@@ -318,7 +326,8 @@ impl Options {
 pub struct Core {
     pub live: RwLock<live::Live>,
     pub metrics: metrics::Metrics,
-    pub dispatcher: Option<notify::Dispatcher>,
+    /// Taken at shutdown, to let queued notifications go out.
+    pub dispatcher: std::sync::Mutex<Option<notify::Dispatcher>>,
     pub clock: Clock,
     pub public_url: Option<String>,
     /// The dashboard's KPI rows of closed months, by (months, cut by segment, end).
@@ -396,11 +405,14 @@ impl AppState {
         // On a thread of its own: the columnar store runs its own runtime, which cannot
         // start inside the caller's.
         let engine = o.engine.clone();
-        let live = std::thread::scope(|sc| {
+        let mut live = std::thread::scope(|sc| {
             sc.spawn(|| live::Live::load(data, engine, rules, cards, model, now))
                 .join()
                 .map_err(|_| "loading the live state panicked".to_string())
         })??;
+        if let Some(d) = o.config.service.immediate_horizon_days {
+            live.immediate_horizon_days = d.max(0);
+        }
         let dispatcher = if o.config.notifiers.is_empty() {
             None
         } else {
@@ -417,18 +429,18 @@ impl AppState {
         let core = Arc::new(Core {
             live: RwLock::new(live),
             metrics: metrics::Metrics::default(),
-            dispatcher,
+            dispatcher: std::sync::Mutex::new(dispatcher),
             clock: o.clock.clone(),
             public_url: o.config.service.public_url.clone(),
             kpi_cache: KpiCache::default(),
         });
         let (importer, _) = Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
         let (applied_tx, applied_rx) = std::sync::mpsc::sync_channel::<Committed>(64);
-        let writer = Writer::start(importer, o.limits.queue, Some(applied_tx));
+        let mut writer = Writer::start(importer, o.limits.queue, Some(applied_tx));
         let refresh = Duration::from_secs(o.config.service.refresh_minutes.max(1) * 60);
         let applier = {
             let core = core.clone();
-            let internal = writer.internal.clone();
+            let internal = writer.internal.take().expect("the applier's sender");
             std::thread::spawn(move || apply_loop(&core, &applied_rx, &internal, refresh))
         };
         let mut seg = segment::SegmentConfig::default();
@@ -623,7 +635,7 @@ fn raise(
             json!({"alert_id": alert_id, "account_id": f.account, "rule": rule.id,
                    "severity": rule.severity.as_str(), "task_id": task_id}),
         );
-        if let Some(d) = &core.dispatcher {
+        if let Some(d) = core.dispatcher.lock().expect("dispatcher lock").as_ref() {
             d.send(notify::Notification {
                 alert_id,
                 account_id: f.account.clone(),
@@ -902,7 +914,7 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
         ("tenure_accounts", "Accounts known.", accounts),
         ("tenure_tasks_open", "Tasks open or in progress.", open_tasks),
     ];
-    let stats = state.0.core.dispatcher.as_ref().map(|d| d.stats());
+    let stats = state.0.core.dispatcher.lock().ok().and_then(|d| d.as_ref().map(|d| d.stats()));
     if let Some(st) = &stats {
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
         extra.push((
@@ -984,6 +996,14 @@ pub fn run(
                 let _ = ctrl_c.await;
             }
         };
-        serve(listener, state, shutdown).await.map_err(|e| e.to_string())
+        let core = state.0.core.clone();
+        let served = serve(listener, state, shutdown).await.map_err(|e| e.to_string());
+        // The writer and the applier stop with the last handle on the state (the router
+        // held the others); then the notifications still queued get a bounded time.
+        let dispatcher = core.dispatcher.lock().ok().and_then(|mut d| d.take());
+        if let Some(d) = dispatcher {
+            d.shutdown(Duration::from_secs(10)).await;
+        }
+        served
     })
 }

@@ -25,11 +25,14 @@ struct Day {
     features: u64,
 }
 
-/// The accounts some events touched (all of them, and those with new usage).
+/// The accounts some events touched: by any event but the service's own alerts and tasks
+/// (`all`), by new usage, and by alerts and tasks only (`quiet`: re-folded, but not
+/// re-evaluated by the aggregate rules, which would otherwise answer their own alerts).
 #[derive(Default)]
 pub struct Touched {
     all: FxHashSet<String>,
     usage: FxHashSet<String>,
+    quiet: FxHashSet<String>,
 }
 
 /// What the service knows, at `t`.
@@ -52,6 +55,9 @@ pub struct Live {
     pub t: Timestamp,
     /// Bumped by every change: what was computed at the same generation is still exact.
     pub generation: u64,
+    /// Immediate rules skip events older than this many days (an import of history through
+    /// the API raises nothing).
+    pub immediate_horizon_days: i64,
 }
 
 fn hash(s: &str) -> u64 {
@@ -117,6 +123,7 @@ impl Live {
             model,
             t: now,
             generation: 0,
+            immediate_horizon_days: 7,
         };
         for (account, day, user, feature, n) in rows {
             let bit = live.bit(&feature);
@@ -218,6 +225,8 @@ impl Live {
         let mut fired = Vec::new();
         let mut touched: FxHashSet<String> = FxHashSet::default();
         let mut usage_touched: FxHashSet<String> = FxHashSet::default();
+        let mut quiet: FxHashSet<String> = FxHashSet::default();
+        let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
         self.advance(now);
         for e in events {
             let Some(account) = e.account.clone() else {
@@ -236,7 +245,9 @@ impl Live {
             };
             let ledger = &self.ledger;
             let lookup = |id: &str| ledger.account(id);
-            fired.extend(rules::immediate(&self.rules, e, &lookup, moved_from.as_deref()));
+            if e.ts >= horizon {
+                fired.extend(rules::immediate(&self.rules, e, &lookup, moved_from.as_deref()));
+            }
             if let Some(from) = moved_from {
                 touched.insert(from);
             }
@@ -252,22 +263,27 @@ impl Live {
             if !matches!(e.kind(), EventKind::Usage | EventKind::Email | EventKind::WebVisit) {
                 self.builder.push(e.clone());
             }
-            touched.insert(account);
+            if matches!(e.kind(), EventKind::Alert | EventKind::Task) {
+                quiet.insert(account);
+            } else {
+                touched.insert(account);
+            }
         }
         let fired = self.pass_cooldown(fired, now);
-        (fired, Touched { all: touched, usage: usage_touched })
+        (fired, Touched { all: touched, usage: usage_touched, quiet })
     }
 
     /// The second half of [`apply`](Self::apply): re-folds and re-scores the touched
     /// accounts and returns the aggregate rules' firings past their cooldown.
     pub fn settle(&mut self, touched: Touched, now: Timestamp) -> Vec<Firing> {
-        let Touched { all: touched, usage: usage_touched } = touched;
+        let Touched { all: touched, usage: usage_touched, quiet } = touched;
         let mut fired = Vec::new();
         for id in &usage_touched {
             self.refresh_month(id);
         }
-        let mut ids: Vec<&str> = touched.iter().map(String::as_str).collect();
+        let mut ids: Vec<&str> = touched.iter().chain(&quiet).map(String::as_str).collect();
         ids.sort_unstable();
+        ids.dedup();
         for id in &ids {
             if let Some((a, _)) = self.builder.fold_one(id, &self.cfg.revenue, now) {
                 match self.ledger.accounts.binary_search_by(|x| x.id.as_str().cmp(id)) {
@@ -279,7 +295,7 @@ impl Live {
         self.health.t = now;
         let ctx = Context { catalogue: &self.cfg.kpi.features, segment_key: "segment" };
         self.health.update(&self.ledger, &self.usage, &ids, &ctx, &self.cards, self.model.as_ref());
-        for id in &ids {
+        for id in ids.iter().filter(|id| touched.contains(**id)) {
             fired.extend(self.aggregate_for(id, now));
         }
         self.pass_cooldown(fired, now)

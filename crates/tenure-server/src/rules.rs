@@ -628,10 +628,21 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
                 })
             }
             Kind::NoSurveyResponse => {
+                // The oldest survey sent since the last answer has waited `days` or more.
                 let last = a.cs.responses.iter().filter(|x| x.ts <= now).map(|x| x.ts).max();
-                let asked = a.cs.surveys_sent.iter().any(|x| x.0 >= ago(r.days) && x.0 <= now);
-                let silent = last.is_none_or(|t| t < ago(r.days));
-                (asked && silent).then(|| format!("no survey answer in {} days", r.days))
+                let waiting =
+                    a.cs.surveys_sent
+                        .iter()
+                        .map(|x| x.0)
+                        .filter(|t| *t <= now && last.is_none_or(|l| *t > l))
+                        .min();
+                waiting.filter(|t| *t <= ago(r.days)).map(|t| {
+                    format!(
+                        "no survey answer since surveys were sent on {} ({} days or more)",
+                        t.date_string(),
+                        r.days
+                    )
+                })
             }
             Kind::NoEngagement => {
                 let last = a.cs.touchpoints.iter().filter(|x| x.0 <= now).map(|x| x.0).max();

@@ -251,3 +251,46 @@ async fn the_openapi_document_matches_the_routes() {
         assert!(codes.contains(c));
     }
 }
+
+/// An aggregate rule with no cooldown alerts once per change of the account, not again on
+/// its own alert; immediate rules skip history (events older than the horizon); a survey
+/// sent today is not "no answer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_do_not_answer_their_own_alerts_nor_history() {
+    let f = fixture();
+    // A clock that moves a millisecond at every reading: alerts raised at different
+    // instants are different events (a fixed clock would hide a loop behind deduplication).
+    let tick = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let base = Timestamp::parse("2026-06-01T12:00:00Z").unwrap();
+    let clock = Arc::new(move || {
+        Timestamp(base.0 + 1000 * tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    });
+    let mut o = Options::new(clock);
+    o.config = tenure_server::ServiceConfig::parse(
+        "[[rule]]\nkind = \"no_engagement\"\ncooldown_days = 0\n",
+    )
+    .unwrap();
+    let s = AppState::open(f.dir.path(), o).unwrap();
+    let old = json!({"type": "survey_response", "timestamp": "2026-04-01", "account_id": "bolt",
+                     "survey": "nps", "contact_id": "b1", "score": 1});
+    let sent = json!({"type": "survey_sent", "timestamp": "2026-06-01T11:00:00Z", "account_id": "bolt",
+                      "survey": "nps", "contact_id": "b2"});
+    let body = format!("{}{old}\n{sent}\n", company());
+    let (st, _) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &body).await;
+    assert_eq!(st, StatusCode::OK);
+    let path = "/api/v1/tasks?account=acme&rule=no_engagement";
+    until(&s, &f.read, path, |j| j["total"] == 1).await;
+    // The task's own events come back through the applier: still one alert, many times over.
+    for _ in 0..20 {
+        let (_, j) =
+            call(&s, "GET", "/api/v1/alerts?account=acme&rule=no_engagement", Some(&f.read), "")
+                .await;
+        assert_eq!(j["total"], 1, "{j}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, j) = call(&s, "GET", "/api/v1/alerts?account=bolt", Some(&f.read), "").await;
+    let rules: Vec<&str> =
+        j["alerts"].as_array().unwrap().iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert!(!rules.contains(&"detractor"), "a two-month-old answer raised an alert: {j}");
+    assert!(!rules.contains(&"no_survey_response"), "a survey sent an hour ago: {j}");
+}

@@ -120,7 +120,13 @@ async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>
         );
     }
     let mut r = redirect("/");
-    let c = format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", HOURS * 3600);
+    // Secure when the service is published over HTTPS (a reverse proxy in front).
+    let secure = s.0.core.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let c = format!(
+        "{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        HOURS * 3600,
+        if secure { "; Secure" } else { "" }
+    );
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c).expect("a valid cookie"));
     r
 }
@@ -226,7 +232,12 @@ async fn task_form(
     }
     let back = f
         .get("return")
-        .filter(|r| r.starts_with('/') && !r.starts_with("//"))
+        // A path of this site only: browsers read `/\\host` or `/<tab>/host` as another site.
+        .filter(|r| {
+            r.starts_with('/')
+                && !r.starts_with("//")
+                && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.?=&%~".contains(&b))
+        })
         .cloned()
         .unwrap_or_else(|| "/inbox".into());
     let (account, before) = {
