@@ -122,7 +122,8 @@ fn days(a: Timestamp, b: Timestamp) -> f64 {
     (b.0 - a.0) as f64 / tenure_core::time::DAY as f64
 }
 
-fn paid_in(a: &AccountLedger, start: Timestamp, end: Timestamp) -> i64 {
+/// Fees paid (invoices with status paid) in `[start, end)`, base minor units.
+pub fn paid_in(a: &AccountLedger, start: Timestamp, end: Timestamp) -> i64 {
     a.invoices
         .iter()
         .filter(|i| i.status == InvoiceStatus::Paid && start <= i.ts && i.ts < end)

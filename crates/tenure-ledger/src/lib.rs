@@ -348,6 +348,11 @@ impl LedgerBuilder {
         self.contacts.extend(other.contacts);
     }
 
+    /// Whether an event has named the account.
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
     /// The ids of every account seen, in arrival order.
     pub fn account_ids(&self) -> impl Iterator<Item = &str> {
         self.raw.iter().map(|r| r.id.as_str())

@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tenure_core::time::Timestamp;
 
 /// One HTTP/1.1 request on a kept-alive connection; the status and body.
 fn request(
@@ -37,10 +38,13 @@ fn request(
     read_response(c)
 }
 
-fn read_response(c: &mut BufReader<TcpStream>) -> (u16, String) {
-    let mut line = String::new();
-    c.read_line(&mut line).unwrap();
-    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+/// Reads one HTTP/1.1 message (request or response): its first line and its body (by
+/// Content-Length); `None` when the peer has closed the connection.
+fn read_message(c: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+    let mut first = String::new();
+    if c.read_line(&mut first).unwrap_or(0) == 0 {
+        return None;
+    }
     let mut len = 0;
     loop {
         let mut h = String::new();
@@ -56,6 +60,12 @@ fn read_response(c: &mut BufReader<TcpStream>) -> (u16, String) {
     }
     let mut body = vec![0; len];
     c.read_exact(&mut body).unwrap();
+    Some((first, body))
+}
+
+fn read_response(c: &mut BufReader<TcpStream>) -> (u16, String) {
+    let (line, body) = read_message(c).expect("a response");
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -101,26 +111,7 @@ fn main() {
                 let arrived = arrived.clone();
                 std::thread::spawn(move || {
                     let mut c = BufReader::new(conn);
-                    loop {
-                        let mut line = String::new();
-                        if c.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let mut len = 0;
-                        loop {
-                            let mut h = String::new();
-                            c.read_line(&mut h).unwrap();
-                            if h == "\r\n" || h.is_empty() {
-                                break;
-                            }
-                            if let Some((k, v)) = h.split_once(':')
-                                && k.eq_ignore_ascii_case("content-length")
-                            {
-                                len = v.trim().parse().unwrap();
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        c.read_exact(&mut body).unwrap();
+                    while let Some((_, body)) = read_message(&mut c) {
                         let now = Instant::now();
                         let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
                         if j["rule"] == "detractor" {
@@ -145,7 +136,10 @@ fn main() {
     std::fs::write(
         dir.path().join("tenure.toml"),
         format!(
-            "[service]\nrefresh_minutes = 600\n\n[[notifier]]\nname = \"bench\"\nkind = \"webhook\"\nurl = \"http://{hook_addr}/hook\"\nsecret = \"s\"\n"
+            // The seeded accounts have no touchpoints and thin usage: left on, these two
+            // rules would alert on all 1,000 at the first batch, and that storm would queue
+            // ahead of the alerts being timed in the one webhook lane.
+            "[service]\nrefresh_minutes = 600\n\n[[rule]]\nkind = \"health_red\"\nenabled = false\n\n[[rule]]\nkind = \"no_engagement\"\nenabled = false\n\n[[notifier]]\nname = \"bench\"\nkind = \"webhook\"\nurl = \"http://{hook_addr}/hook\"\nsecret = \"s\"\n"
         ),
     )
     .unwrap();
@@ -191,6 +185,16 @@ fn main() {
                 c.get_ref().set_nodelay(true).unwrap();
                 let mut lat = Vec::new();
                 let mut body = String::with_capacity(batch as usize * 200);
+                // Usage over the last 28 days; answers an hour old (immediate rules skip
+                // events older than a week).
+                let now = Timestamp(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .expect("a clock after 1970")
+                        .as_micros() as i64,
+                );
+                let days: Vec<String> = (1..=28).map(|d| now.add_days(-d).date_string()).collect();
+                let recent = Timestamp(now.0 - 3_600_000_000).to_string();
                 let mut sent = 0u64;
                 loop {
                     // Paced: this connection's share of the offered rate.
@@ -215,8 +219,8 @@ fn main() {
                         let n = b * batch + i;
                         let _ = writeln!(
                             body,
-                            "{{\"type\":\"usage\",\"timestamp\":\"2026-05-{:02}T10:00:00Z\",\"account_id\":\"a{}\",\"user_id\":\"u{}\",\"event\":\"report_viewed\",\"message_id\":\"m{n}\"}}",
-                            1 + n % 28,
+                            "{{\"type\":\"usage\",\"timestamp\":\"{}T10:00:00Z\",\"account_id\":\"a{}\",\"user_id\":\"u{}\",\"event\":\"report_viewed\",\"message_id\":\"m{n}\"}}",
+                            days[(n % 28) as usize],
                             n % accounts,
                             n % 17
                         );
@@ -225,7 +229,7 @@ fn main() {
                     if detractor {
                         let _ = writeln!(
                             body,
-                            "{{\"type\":\"survey_response\",\"timestamp\":\"2026-05-30T10:00:00Z\",\"account_id\":\"d{b}\",\"survey\":\"nps\",\"contact_id\":\"c{b}\",\"score\":2}}"
+                            "{{\"type\":\"survey_response\",\"timestamp\":\"{recent}\",\"account_id\":\"d{b}\",\"survey\":\"nps\",\"contact_id\":\"c{b}\",\"score\":2}}"
                         );
                         sent_at.lock().unwrap().insert(format!("d{b}"), t0);
                     }
@@ -296,6 +300,11 @@ fn main() {
         if p99 < 0.05 && alert_lat.len() == want { "met" } else { "missed" }
     );
     println!("server histogram tenure_event_to_alert_seconds: {}", server_alert.join(" | "));
+    let notes: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tenure_notifications") || l.starts_with("tenure_alerts_total{"))
+        .collect();
+    println!("server: {}", notes.join(" | "));
     println!("server memory: peak {} MiB; RSS by events acknowledged:", peak / 1024);
     let step = (rss.len() / 8).max(1);
     for (t, n, r) in rss.iter().step_by(step) {

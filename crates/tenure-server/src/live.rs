@@ -58,7 +58,12 @@ pub struct Live {
     /// Immediate rules skip events older than this many days (an import of history through
     /// the API raises nothing).
     pub immediate_horizon_days: i64,
+    /// When each account was last re-scored.
+    rescored: FxHashMap<String, Timestamp>,
 }
+
+/// How often an account with only new usage is re-scored, microseconds (a minute).
+const RESCORE_USAGE_EVERY: i64 = 60_000_000;
 
 fn hash(s: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(s.as_bytes())
@@ -124,6 +129,7 @@ impl Live {
             t: now,
             generation: 0,
             immediate_horizon_days: 7,
+            rescored: FxHashMap::default(),
         };
         for (account, day, user, feature, n) in rows {
             let bit = live.bit(&feature);
@@ -260,12 +266,18 @@ impl Live {
                 d.features |= bit;
                 usage_touched.insert(account.clone());
             }
-            if !matches!(e.kind(), EventKind::Usage | EventKind::Email | EventKind::WebVisit) {
+            // Activity does not change the ledger (but an account it names first exists).
+            let light =
+                matches!(e.kind(), EventKind::Usage | EventKind::Email | EventKind::WebVisit);
+            if !light || !self.builder.contains(&account) {
                 self.builder.push(e.clone());
+                if light {
+                    touched.insert(account.clone());
+                }
             }
             if matches!(e.kind(), EventKind::Alert | EventKind::Task) {
                 quiet.insert(account);
-            } else {
+            } else if !light {
                 touched.insert(account);
             }
         }
@@ -278,7 +290,17 @@ impl Live {
     pub fn settle(&mut self, touched: Touched, now: Timestamp) -> Vec<Firing> {
         let Touched { all: touched, usage: usage_touched, quiet } = touched;
         let mut fired = Vec::new();
-        for id in &usage_touched {
+        // Accounts with new usage only are re-scored at most once a minute: a stream of
+        // usage would otherwise re-score its accounts on every batch.
+        let due: Vec<String> = usage_touched
+            .iter()
+            .filter(|id| {
+                touched.contains(*id)
+                    || self.rescored.get(*id).is_none_or(|t| now.0 - t.0 >= RESCORE_USAGE_EVERY)
+            })
+            .cloned()
+            .collect();
+        for id in &due {
             self.refresh_month(id);
         }
         let mut ids: Vec<&str> = touched.iter().chain(&quiet).map(String::as_str).collect();
@@ -292,10 +314,25 @@ impl Live {
                 }
             }
         }
+        let mut scored: Vec<&str> =
+            ids.iter().copied().chain(due.iter().map(String::as_str)).collect();
+        scored.sort_unstable();
+        scored.dedup();
+        for id in &scored {
+            self.rescored.insert(id.to_string(), now);
+        }
         self.health.t = now;
         let ctx = Context { catalogue: &self.cfg.kpi.features, segment_key: "segment" };
-        self.health.update(&self.ledger, &self.usage, &ids, &ctx, &self.cards, self.model.as_ref());
-        for id in ids.iter().filter(|id| touched.contains(**id)) {
+        self.health.update(
+            &self.ledger,
+            &self.usage,
+            &scored,
+            &ctx,
+            &self.cards,
+            self.model.as_ref(),
+        );
+        let evaluate: FxHashSet<&str> = touched.iter().chain(&due).map(String::as_str).collect();
+        for id in scored.iter().filter(|id| evaluate.contains(**id)) {
             fired.extend(self.aggregate_for(id, now));
         }
         self.pass_cooldown(fired, now)

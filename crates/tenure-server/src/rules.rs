@@ -548,14 +548,6 @@ pub struct AccountState<'a> {
     pub events_between: &'a dyn Fn(i64, i64) -> u64,
 }
 
-fn paid_in(a: &AccountLedger, start: Timestamp, end: Timestamp) -> i64 {
-    a.invoices
-        .iter()
-        .filter(|i| i.status == InvoiceStatus::Paid && start <= i.ts && i.ts < end)
-        .map(|i| i.amount)
-        .sum()
-}
-
 /// The aggregate rules the account's state at `now` meets.
 pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Firing> {
     let a = s.ledger;
@@ -618,8 +610,8 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
                     })
             }
             Kind::FeesDown => {
-                let recent = paid_in(a, ago(365), now);
-                let prior = paid_in(a, ago(730), ago(365));
+                let recent = tenure_kpi::cs::paid_in(a, ago(365), now);
+                let prior = tenure_kpi::cs::paid_in(a, ago(730), ago(365));
                 (prior > 0 && (prior - recent) as f64 >= r.decline * prior as f64).then(|| {
                     format!(
                         "fees paid down {:.0}% on the year before",
