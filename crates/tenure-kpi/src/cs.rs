@@ -211,13 +211,17 @@ impl CsAcc {
                 SurveyScore::Success(sent) => self.success[sent as usize] += 1,
                 SurveyScore::Nps(x) => {
                     if NpsCategory::of(x) == NpsCategory::Detractor {
-                        // Followed up: a detractor task resolved (done, with a root cause)
-                        // at or after the response; one task may cover several responses.
+                        // Followed up: a detractor task that was open when the response
+                        // came, or opened within a week of it (the service opens or updates
+                        // one at once), then resolved done with a root cause. One task may
+                        // cover several responses; a task opened later is for another one.
                         self.detractor_responses += 1;
+                        let week = Timestamp(r.ts.0 + 7 * tenure_core::time::DAY);
                         self.detractors_followed_up += cs.tasks.iter().any(|t| {
                             t.rule.as_deref() == Some(DETRACTOR_RULE)
                                 && t.status == TaskStatus::Done
                                 && t.root_cause.is_some()
+                                && t.opened <= week
                                 && t.resolved.is_some_and(|at| at >= r.ts)
                         }) as i64;
                     }

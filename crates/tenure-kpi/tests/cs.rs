@@ -77,6 +77,8 @@ const EVENTS: &str = r#"
 {"type":"task","timestamp":"2024-01-20","account_id":"a","task_id":"k1","status":"done","root_cause":"product_gap","note":"called a1"}
 {"type":"task","timestamp":"2024-02-16","account_id":"a","task_id":"k2","rule":"detractor","status":"open"}
 {"type":"task","timestamp":"2024-02-20","account_id":"a","task_id":"k2","status":"done"}
+{"type":"task","timestamp":"2024-03-20","account_id":"a","task_id":"k3","rule":"detractor","status":"open"}
+{"type":"task","timestamp":"2024-03-21","account_id":"a","task_id":"k3","status":"done","root_cause":"price"}
 {"type":"change_request","timestamp":"2024-03-01","account_id":"b","request_id":"r2","status":"opened"}
 "#;
 
@@ -152,7 +154,8 @@ fn customer_success_kpis_match_the_hand_worked_values() {
     close("success_neutral", 0.0);
     close("success_negative", 0.5);
     // Detractor responses in Q1: a1's 6 (01-10) and the anonymous 3 (02-15). Task k1 was
-    // resolved with a root cause after the first; k2, after the second, has no root cause.
+    // resolved with a root cause after the first; k2, after the second, has no root cause;
+    // k3, opened five weeks after the second, is for something else.
     close("detractor_follow_up_rate", 0.5);
     // Tickets opened in Q1: t1 (defect, 100), t2 (how_to, 20), t3 (defect); in the 91 days
     // before: t0. Customers during Q1: a, b, c.

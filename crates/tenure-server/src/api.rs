@@ -477,13 +477,27 @@ async fn account(
     Ok(json_response(StatusCode::OK, &j))
 }
 
+/// Runs a computation over every account on a blocking thread (the async workers keep
+/// acknowledging events meanwhile).
+async fn blocking(
+    f: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::new("internal", "the computation failed")))
+}
+
 async fn kpis(
     State(s): State<AppState>,
     h: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     authorise(&s, &h, Scope::Read)?;
-    let live = live_read(&s)?;
+    blocking(move || kpis_of(&s, &p)).await
+}
+
+fn kpis_of(s: &AppState, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let live = live_read(s)?;
     let t = live.t;
     let period = match p.get("period") {
         Some(v) => Period::parse(v).map_err(|e| bad(format!("period: {e}")))?,
@@ -528,7 +542,11 @@ async fn cohorts(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     authorise(&s, &h, Scope::Read)?;
-    let live = live_read(&s)?;
+    blocking(move || cohorts_of(&s, &p)).await
+}
+
+fn cohorts_of(s: &AppState, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let live = live_read(s)?;
     let unit = match p.get("unit") {
         None => PeriodUnit::Month,
         Some(u) => PeriodUnit::parse(u).ok_or_else(|| bad(format!("unit: unknown {u:?}")))?,

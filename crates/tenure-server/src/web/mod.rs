@@ -165,10 +165,16 @@ type Params = Query<HashMap<String, String>>;
 async fn show(
     s: AppState,
     h: HeaderMap,
-    render: impl FnOnce(&AppState, &Session) -> Result<String, (StatusCode, String)>,
+    render: impl FnOnce(&AppState, &Session) -> Result<String, (StatusCode, String)> + Send + 'static,
 ) -> Response {
     let Some(sess) = session(&s, &h) else { return redirect("/login") };
-    match render(&s, &sess) {
+    // Pages compute over every account: on a blocking thread, so the async workers keep
+    // acknowledging events meanwhile.
+    let session = sess.clone();
+    let rendered = tokio::task::spawn_blocking(move || render(&s, &session))
+        .await
+        .unwrap_or_else(|_| Err((StatusCode::INTERNAL_SERVER_ERROR, "the page failed".into())));
+    match rendered {
         Ok(body) => html(StatusCode::OK, body),
         Err((status, msg)) => html(
             status,
@@ -183,11 +189,11 @@ async fn show(
 }
 
 async fn portfolio(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
-    show(s, h, |s, sess| pages::portfolio(s, sess, &p)).await
+    show(s, h, move |s, sess| pages::portfolio(s, sess, &p)).await
 }
 
 async fn accounts(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
-    show(s, h, |s, sess| pages::accounts(s, sess, &p)).await
+    show(s, h, move |s, sess| pages::accounts(s, sess, &p)).await
 }
 
 async fn account(
@@ -195,15 +201,15 @@ async fn account(
     h: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    show(s, h, |s, sess| pages::account(s, sess, &id)).await
+    show(s, h, move |s, sess| pages::account(s, sess, &id)).await
 }
 
 async fn cohorts(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
-    show(s, h, |s, sess| pages::cohorts(s, sess, &p)).await
+    show(s, h, move |s, sess| pages::cohorts(s, sess, &p)).await
 }
 
 async fn inbox(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
-    show(s, h, |s, sess| pages::inbox(s, sess, &p)).await
+    show(s, h, move |s, sess| pages::inbox(s, sess, &p)).await
 }
 
 async fn model(State(s): State<AppState>, h: HeaderMap) -> Response {
