@@ -474,7 +474,17 @@ fn apply_loop(
     let mut pending: FxHashMap<(String, String), String> = FxHashMap::default();
     let now = (core.clock)();
     let fired = core.live.write().expect("live state").refresh(now);
-    raise(core, fired, now, None, internal, &mut pending);
+    // What the first evaluation finds is recorded (alerts, tasks) but not notified: on a
+    // first start that is every at-risk account at once, a flood rather than news.
+    let n = fired.len();
+    raise(core, fired, now, None, internal, &mut pending, false);
+    if n > 0 {
+        log(
+            "info",
+            "the evaluation at start raised alerts without notifying",
+            json!({"alerts": n}),
+        );
+    }
     web::warm(core);
     let mut next = Instant::now() + refresh;
     loop {
@@ -495,16 +505,16 @@ fn apply_loop(
                 let now = (core.clock)();
                 // Immediate rules first: their alerts do not wait for the re-scoring.
                 let (fired, touched) = core.live.write().expect("live state").take(&c.events, now);
-                raise(core, fired, now, Some(c.received), internal, &mut pending);
+                raise(core, fired, now, Some(c.received), internal, &mut pending, true);
                 let fired = core.live.write().expect("live state").settle(touched, now);
-                raise(core, fired, now, None, internal, &mut pending);
+                raise(core, fired, now, None, internal, &mut pending, true);
                 // Keeps the portfolio's default view computed (at most every few minutes).
                 web::warm(core);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let now = (core.clock)();
                 let fired = core.live.write().expect("live state").refresh(now);
-                raise(core, fired, now, None, internal, &mut pending);
+                raise(core, fired, now, None, internal, &mut pending, true);
                 web::warm(core);
                 next = Instant::now() + refresh;
             }
@@ -539,6 +549,7 @@ fn raise(
     received: Option<Instant>,
     internal: &mpsc::UnboundedSender<Vec<Event>>,
     pending: &mut FxHashMap<(String, String), String>,
+    notify: bool,
 ) {
     if fired.is_empty() {
         return;
@@ -635,7 +646,9 @@ fn raise(
             json!({"alert_id": alert_id, "account_id": f.account, "rule": rule.id,
                    "severity": rule.severity.as_str(), "task_id": task_id}),
         );
-        if let Some(d) = core.dispatcher.lock().expect("dispatcher lock").as_ref() {
+        if let Some(d) =
+            core.dispatcher.lock().expect("dispatcher lock").as_ref().filter(|_| notify)
+        {
             d.send(notify::Notification {
                 alert_id,
                 account_id: f.account.clone(),

@@ -294,3 +294,69 @@ async fn rules_do_not_answer_their_own_alerts_nor_history() {
     assert!(!rules.contains(&"detractor"), "a two-month-old answer raised an alert: {j}");
     assert!(!rules.contains(&"no_survey_response"), "a survey sent an hour ago: {j}");
 }
+
+/// Notifications: an alert raised by an event reaches a webhook, signed; what the
+/// evaluation at start finds is recorded (alerts, tasks) but not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_notify_the_webhook_and_the_start_evaluation_does_not() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let f = fixture();
+    // The company is imported before the service starts: its state alerts at start.
+    {
+        let cfg = tenure_ingest::IngestConfig::defaults(None);
+        let events: Vec<_> = company()
+            .lines()
+            .map(|l| tenure_ingest::parse_json_line(l, None, &cfg).unwrap())
+            .collect();
+        let (mut imp, _) = tenure_engine::Importer::open(f.dir.path(), cfg).unwrap();
+        imp.append(&[events]).unwrap();
+    }
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hook.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+    std::thread::spawn(move || {
+        for conn in hook.incoming().flatten() {
+            let tx = tx.clone();
+            let mut c = BufReader::new(conn);
+            let (mut len, mut sig) = (0, String::new());
+            let mut line = String::new();
+            c.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                c.read_line(&mut h).unwrap();
+                if h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                let (k, v) = h.split_once(':').unwrap();
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+                if k.eq_ignore_ascii_case("x-tenure-signature") {
+                    sig = v.trim().to_string();
+                }
+            }
+            let mut body = vec![0; len];
+            c.read_exact(&mut body).unwrap();
+            let _ = c.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            let j: Value = serde_json::from_slice(&body).unwrap();
+            let _ = tx.send((j["rule"].as_str().unwrap_or("").to_string(), sig));
+        }
+    });
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    let mut o = Options::new(clock);
+    o.config = tenure_server::ServiceConfig::parse(&format!(
+        "[service]\nrefresh_minutes = 600\n\n[[notifier]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret = \"k\"\nbackoff_ms = 5\n"
+    ))
+    .unwrap();
+    let s = AppState::open(f.dir.path(), o).unwrap();
+    let nps = json!({"type": "survey_response", "timestamp": "2026-06-01T11:00:00Z", "account_id": "bolt",
+                     "survey": "nps", "contact_id": "b1", "score": 0});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &nps.to_string()).await;
+    let (rule, sig) = rx.recv_timeout(Duration::from_secs(5)).expect("a notification");
+    assert_eq!(rule, "detractor", "the first notification is the event's, not the start's");
+    assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64, "{sig}");
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "nothing else was sent");
+    // The start's alerts were recorded all the same, with their tasks.
+    let (_, j) = call(&s, "GET", "/api/v1/alerts?account=acme", Some(&f.read), "").await;
+    assert!(j["total"].as_u64() >= Some(1), "{j}");
+}
