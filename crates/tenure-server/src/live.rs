@@ -233,6 +233,7 @@ impl Live {
         let mut usage_touched: FxHashSet<String> = FxHashSet::default();
         let mut quiet: FxHashSet<String> = FxHashSet::default();
         let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
+        let mut batch = rules::Batch::default();
         self.advance(now);
         for e in events {
             let Some(account) = e.account.clone() else {
@@ -252,8 +253,15 @@ impl Live {
             let ledger = &self.ledger;
             let lookup = |id: &str| ledger.account(id);
             if e.ts >= horizon {
-                fired.extend(rules::immediate(&self.rules, e, &lookup, moved_from.as_deref()));
+                fired.extend(rules::immediate(
+                    &self.rules,
+                    e,
+                    &lookup,
+                    moved_from.as_deref(),
+                    &batch,
+                ));
             }
+            batch.note(e);
             if let Some(from) = moved_from {
                 touched.insert(from);
             }

@@ -392,6 +392,38 @@ fn role_of(a: Option<&AccountLedger>, contact: &str, t: Timestamp) -> Option<Con
     a?.cs.contacts_before(t).into_iter().find(|c| c.contact_id == contact)?.role
 }
 
+/// What the earlier events of the same batch said: the ledger the rules read is as it was
+/// before the batch, so a contact's role or NPS answer given earlier in it lives here.
+#[derive(Default)]
+pub struct Batch {
+    /// The latest NPS answer per (account, contact).
+    nps: rustc_hash::FxHashMap<(String, String), u8>,
+    /// The latest role per (account, contact).
+    roles: rustc_hash::FxHashMap<(String, String), ContactRole>,
+}
+
+impl Batch {
+    /// Takes note of an event, after the rules have seen it.
+    pub fn note(&mut self, e: &Event) {
+        let Some(account) = &e.account else { return };
+        match &e.body {
+            EventBody::SurveyResponse {
+                score: SurveyScore::Nps(s), contact_id: Some(c), ..
+            } => {
+                self.nps.insert((account.clone(), c.clone()), *s);
+            }
+            EventBody::Contact { contact_id, role: Some(r), .. } => {
+                self.roles.insert((account.clone(), contact_id.clone()), *r);
+            }
+            _ => {}
+        }
+    }
+
+    fn role(&self, account: &str, contact: &str) -> Option<ContactRole> {
+        self.roles.get(&(account.to_string(), contact.to_string())).copied()
+    }
+}
+
 fn who(contact: &str, role: Option<ContactRole>) -> String {
     match role {
         Some(r) => format!("{} {contact}", r.as_str().replace('_', " ")),
@@ -406,6 +438,7 @@ pub fn immediate<'a>(
     e: &Event,
     ledger: &dyn Fn(&str) -> Option<&'a AccountLedger>,
     moved_from: Option<&str>,
+    batch: &Batch,
 ) -> Vec<Firing> {
     let Some(account) = e.account.as_deref() else { return Vec::new() };
     let before = ledger(account);
@@ -416,13 +449,16 @@ pub fn immediate<'a>(
         match (&e.body, r.kind) {
             (EventBody::Contact { contact_id, role, status, .. }, Kind::KeyContactLeft) => {
                 if *status == Some(tenure_core::event::ContactStatus::Left) {
-                    let role = role.or(role_of(before, contact_id, e.ts));
+                    let role = role
+                        .or(batch.role(account, contact_id))
+                        .or(role_of(before, contact_id, e.ts));
                     if role.is_some_and(|x| r.roles.contains(&x)) {
                         out.push(fire(account, format!("{} left", who(contact_id, role))));
                     }
                 }
                 if let Some(from) = moved_from {
-                    let role = role_of(ledger(from), contact_id, e.ts);
+                    let role =
+                        batch.role(from, contact_id).or(role_of(ledger(from), contact_id, e.ts));
                     if role.is_some_and(|x| r.roles.contains(&x)) {
                         out.push(fire(
                             from,
@@ -446,6 +482,9 @@ pub fn immediate<'a>(
                 }
                 if k == Kind::PromoterDropped && *s <= 8 {
                     let previous = contact_id.as_deref().and_then(|c| {
+                        if let Some(x) = batch.nps.get(&(account.to_string(), c.to_string())) {
+                            return Some(*x);
+                        }
                         before?.cs.responses.iter().rev().find_map(|p| match p.score {
                             SurveyScore::Nps(x)
                                 if p.contact_id.as_deref() == Some(c) && p.ts <= e.ts =>

@@ -360,3 +360,29 @@ async fn events_notify_the_webhook_and_the_start_evaluation_does_not() {
     let (_, j) = call(&s, "GET", "/api/v1/alerts?account=acme", Some(&f.read), "").await;
     assert!(j["total"].as_u64() >= Some(1), "{j}");
 }
+
+/// Immediate rules read what earlier events of the same request said: a champion named
+/// and then gone, a promoter who then answers low.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immediate_rules_see_the_earlier_events_of_their_batch() {
+    let f = fixture();
+    let s = open(&f);
+    let body: String = [
+        json!({"type": "subscription", "timestamp": "2026-05-01", "account_id": "cc", "subscription_id": "s9", "amount": "10", "status": "active"}),
+        json!({"type": "contact", "timestamp": "2026-05-31T09:00:00Z", "account_id": "cc", "contact_id": "c1", "role": "champion"}),
+        json!({"type": "contact", "timestamp": "2026-05-31T10:00:00Z", "account_id": "cc", "contact_id": "c1", "status": "left"}),
+        json!({"type": "survey_response", "timestamp": "2026-05-31T09:00:00Z", "account_id": "cc", "survey": "nps", "contact_id": "c2", "score": 10}),
+        json!({"type": "survey_response", "timestamp": "2026-05-31T10:00:00Z", "account_id": "cc", "survey": "nps", "contact_id": "c2", "score": 7}),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect();
+    let (st, j) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &body).await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    let j =
+        until(&s, &f.read, "/api/v1/alerts?account=cc", |j| j["total"].as_u64() >= Some(2)).await;
+    let rules: Vec<&str> =
+        j["alerts"].as_array().unwrap().iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"key_contact_left"), "{j}");
+    assert!(rules.contains(&"promoter_dropped"), "{j}");
+}
