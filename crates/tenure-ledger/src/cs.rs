@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use tenure_core::event::{
     ContactRole, ContactStatus, EventBody, ObjectiveStatus, RequestStatus, Sentiment, Severity,
-    SurveyKind, SurveyScore, TaskStatus, TicketCategory, TicketStatus,
+    SurveyKind, SurveyScore, TaskChange, TaskStatus, TicketCategory, TicketStatus,
 };
 use tenure_core::time::Timestamp;
 
@@ -109,6 +109,55 @@ pub struct Task {
     pub notes: Vec<(Timestamp, Option<String>, String)>,
     /// Alerts the task was opened or updated for.
     pub alerts: u32,
+}
+
+impl Task {
+    /// A task opened at `ts`, before its first change is applied.
+    pub fn new(task_id: &str, ts: Timestamp) -> Task {
+        Task {
+            task_id: task_id.to_string(),
+            opened: ts,
+            rule: None,
+            alert_id: None,
+            title: None,
+            owner: None,
+            due: None,
+            status: TaskStatus::Open,
+            status_at: ts,
+            resolved: None,
+            root_cause: None,
+            notes: Vec::new(),
+            alerts: 0,
+        }
+    }
+
+    /// Applies a change at `ts`: the fields given replace the task's, a note is appended.
+    pub fn apply(&mut self, ts: Timestamp, c: TaskChange) {
+        if c.alert_id.is_some() && c.alert_id != self.alert_id {
+            self.alerts += 1;
+        }
+        self.rule = c.rule.or(self.rule.take());
+        self.alert_id = c.alert_id.or(self.alert_id.take());
+        self.title = c.title.or(self.title.take());
+        self.owner = c.owner.or(self.owner.take());
+        self.due = c.due.or(self.due);
+        self.root_cause = c.root_cause.or(self.root_cause.take());
+        if let Some(s) = c.status
+            && s != self.status
+        {
+            self.status = s;
+            self.status_at = ts;
+            self.resolved = matches!(s, TaskStatus::Done | TaskStatus::Dismissed).then_some(ts);
+        }
+        if let Some(n) = c.note {
+            self.notes.push((ts, c.author, n));
+        }
+    }
+
+    /// Open or in progress: someone still has to act.
+    pub fn is_active(&self) -> bool {
+        matches!(self.status, TaskStatus::Open | TaskStatus::InProgress)
+    }
 }
 
 /// Everything CS about one account, each list in time order.
@@ -311,42 +360,8 @@ pub(crate) fn fold(
                 cs.alerts.push(Alert { ts, alert_id, rule, severity, message })
             }
             EventBody::Task(c) => {
-                let c = *c;
-                let t = tasks.entry(c.task_id.clone()).or_insert_with(|| Task {
-                    task_id: c.task_id.clone(),
-                    opened: ts,
-                    rule: None,
-                    alert_id: None,
-                    title: None,
-                    owner: None,
-                    due: None,
-                    status: TaskStatus::Open,
-                    status_at: ts,
-                    resolved: None,
-                    root_cause: None,
-                    notes: Vec::new(),
-                    alerts: 0,
-                });
-                if c.alert_id.is_some() && c.alert_id != t.alert_id {
-                    t.alerts += 1;
-                }
-                t.rule = c.rule.or(t.rule.take());
-                t.alert_id = c.alert_id.or(t.alert_id.take());
-                t.title = c.title.or(t.title.take());
-                t.owner = c.owner.or(t.owner.take());
-                t.due = c.due.or(t.due);
-                t.root_cause = c.root_cause.or(t.root_cause.take());
-                if let Some(s) = c.status
-                    && s != t.status
-                {
-                    t.status = s;
-                    t.status_at = ts;
-                    t.resolved =
-                        matches!(s, TaskStatus::Done | TaskStatus::Dismissed).then_some(ts);
-                }
-                if let Some(n) = c.note {
-                    t.notes.push((ts, c.author, n));
-                }
+                let t = tasks.entry(c.task_id.clone()).or_insert_with(|| Task::new(&c.task_id, ts));
+                t.apply(ts, *c);
             }
             _ => {}
         }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get, patch, post};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use tenure_core::event::{TaskChange, TaskStatus};
+use tenure_core::event::TaskStatus;
 use tenure_core::time::{Period, PeriodUnit, Timestamp};
 use tenure_health::features::F;
 use tenure_ledger::AccountLedger;
@@ -278,12 +278,8 @@ fn summary(live: &crate::live::Live, a: &AccountLedger) -> Value {
         "risk": h.and_then(|h| h.probability),
         "licence_utilisation": h.map_or(Value::Null, |h| num(h.row.get(F::UTILISATION))),
         "nps": h.map_or(Value::Null, |h| num(h.row.get(F::NPS))),
-        "open_tasks": a.cs.tasks.iter().filter(|t| is_active(t)).count(),
+        "open_tasks": a.cs.tasks.iter().filter(|t| t.is_active()).count(),
     })
-}
-
-fn is_active(t: &Task) -> bool {
-    matches!(t.status, TaskStatus::Open | TaskStatus::InProgress)
 }
 
 /// The accounts a list asks for (filters and sort of the query), in order.
@@ -621,7 +617,7 @@ async fn tasks(
         .filter(|(_, t)| f("rule").is_none_or(|r| t.rule.as_deref() == Some(r)))
         .filter(|(_, t)| match f("status") {
             None => true,
-            Some("active") => is_active(t),
+            Some("active") => t.is_active(),
             Some(st) => t.status.as_str() == st,
         })
         .collect();
@@ -652,8 +648,48 @@ async fn task(
     Ok(json_response(StatusCode::OK, &task_json(&a.id, t)))
 }
 
-/// A task change from a CSM: stored as a `task` event (durable before the answer); the
-/// answer shows the task with the change applied.
+/// A task change from a person (`fields`: any of status, owner, due, note, root_cause,
+/// author): validated as a `task` event of the input contract, refused when it resolves
+/// without a root cause, and stored (durable when this returns). Returns the account and
+/// the task with the change applied, as the ledger will fold it.
+pub(crate) async fn change_task(
+    s: &AppState,
+    id: &str,
+    fields: &Map<String, Value>,
+) -> Result<(String, Task), ApiError> {
+    const FIELDS: &[&str] = &["status", "owner", "due", "note", "root_cause", "author"];
+    if let Some(k) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(format!("{k}: unknown field ({})", FIELDS.join(", "))));
+    }
+    let (account, mut view) = {
+        let live = live_read(s)?;
+        let (a, t) = find_task(&live, id)
+            .ok_or_else(|| ApiError::new("not_found", format!("no task {id:?}")))?;
+        (a.id.clone(), t.clone())
+    };
+    let now = (s.0.clock)();
+    let mut line =
+        json!({"type": "task", "timestamp": now.to_string(), "account_id": account, "task_id": id});
+    for (k, v) in fields.iter().filter(|(_, v)| !v.is_null()) {
+        line[k] = v.clone();
+    }
+    let e = tenure_ingest::parse_json_line(&line.to_string(), None, &s.0.ingest)
+        .map_err(|e| bad(format!("{}: {}", e.field.unwrap_or_default(), e.reason)))?;
+    let tenure_core::event::EventBody::Task(change) = e.body.clone() else {
+        unreachable!("a task line parses as a task")
+    };
+    if change.status == Some(TaskStatus::Done)
+        && change.root_cause.is_none()
+        && view.root_cause.is_none()
+    {
+        return Err(bad("resolving a task (status done) needs a root_cause"));
+    }
+    store(s, vec![e]).await?;
+    view.apply(now, *change);
+    Ok((account, view))
+}
+
+/// `PATCH /api/v1/tasks/{id}`: assign, comment, change status, resolve.
 async fn update_task(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -663,77 +699,7 @@ async fn update_task(
     authorise(&s, &h, Scope::Read)?;
     let body: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
-    for k in body.keys() {
-        if !["status", "owner", "due", "note", "root_cause", "author"].contains(&k.as_str()) {
-            return Err(bad(format!(
-                "{k}: unknown field (status, owner, due, note, root_cause, author)"
-            )));
-        }
-    }
-    let text = |k: &str| -> Result<Option<String>, ApiError> {
-        match body.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(v)) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
-            Some(_) => Err(bad(format!("{k}: expected a non-empty string"))),
-        }
-    };
-    let status = text("status")?
-        .map(|v| {
-            TaskStatus::parse(&v)
-                .ok_or_else(|| bad(format!("status: unknown {v:?} ({})", TaskStatus::expected())))
-        })
-        .transpose()?;
-    let due = text("due")?
-        .map(|v| Timestamp::parse(&v).map_err(|e| bad(format!("due: {e}"))))
-        .transpose()?;
-    let change = TaskChange {
-        task_id: id.clone(),
-        status,
-        owner: text("owner")?,
-        due,
-        note: text("note")?,
-        root_cause: text("root_cause")?,
-        author: text("author")?,
-        ..TaskChange::default()
-    };
-    let now = (s.0.clock)();
-    let (account, mut view) = {
-        let live = live_read(&s)?;
-        let (a, t) = find_task(&live, &id)
-            .ok_or_else(|| ApiError::new("not_found", format!("no task {id:?}")))?;
-        (a.id.clone(), t.clone())
-    };
-    if change.status == Some(TaskStatus::Done)
-        && change.root_cause.is_none()
-        && view.root_cause.is_none()
-    {
-        return Err(bad("resolving a task (status done) needs a root_cause"));
-    }
-    // Through the input contract's validation, as any task event would be.
-    let mut line =
-        json!({"type": "task", "timestamp": now.to_string(), "account_id": account, "task_id": id});
-    for (k, v) in &body {
-        if !v.is_null() {
-            line[k] = v.clone();
-        }
-    }
-    let e = tenure_ingest::parse_json_line(&line.to_string(), None, &s.0.ingest)
-        .map_err(|e| bad(format!("{}: {}", e.field.unwrap_or_default(), e.reason)))?;
-    store(&s, vec![e]).await?;
-    // The same fold the ledger applies, on a copy, so the answer needs no wait.
-    if let Some(st) = change.status
-        && st != view.status
-    {
-        view.status = st;
-        view.status_at = now;
-        view.resolved = matches!(st, TaskStatus::Done | TaskStatus::Dismissed).then_some(now);
-    }
-    view.owner = change.owner.or(view.owner);
-    view.due = change.due.or(view.due);
-    view.root_cause = change.root_cause.or(view.root_cause);
-    if let Some(n) = change.note {
-        view.notes.push((now, change.author, n));
-    }
+    let (account, view) = change_task(&s, &id, &body).await?;
     Ok(json_response(StatusCode::OK, &task_json(&account, &view)))
 }
 

@@ -1,6 +1,7 @@
 //! API keys: a secret shown once, stored only as its SHA-256 hash with its scopes, in
 //! `DATA/keys.json`; verification compares hashes in constant time.
 
+use crate::notify::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -61,10 +62,6 @@ pub enum KeyError {
 
 fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Equal without an early exit: the time does not depend on where they differ.

@@ -574,15 +574,14 @@ fn raise(
         });
         let a = live.ledger.account(&f.account);
         let owner = a.and_then(|a| a.attribute_at("csm", now)).map(|v| v.label());
-        let is_open = |t: &tenure_ledger::cs::Task| {
-            matches!(t.status, TaskStatus::Open | TaskStatus::InProgress)
-        };
+
         let key = (f.account.clone(), rule.id.clone());
         // A task raised moments ago may not be folded yet: remember it until it is.
         let open = pending
             .get(&key)
             .filter(|id| {
-                a.and_then(|a| a.cs.tasks.iter().find(|t| &&t.task_id == id)).is_none_or(is_open)
+                a.and_then(|a| a.cs.tasks.iter().find(|t| &&t.task_id == id))
+                    .is_none_or(|t| t.is_active())
             })
             .cloned()
             .or_else(|| {
@@ -590,7 +589,7 @@ fn raise(
                     .tasks
                     .iter()
                     .rev()
-                    .find(|t| t.rule.as_deref() == Some(rule.id.as_str()) && is_open(t))
+                    .find(|t| t.rule.as_deref() == Some(rule.id.as_str()) && t.is_active())
                     .map(|t| t.task_id.clone())
             });
         let change = match open {
@@ -913,12 +912,8 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     let (accounts, open_tasks) = match state.0.core.live.read() {
         Ok(l) => (
             l.ledger.accounts.len() as f64,
-            l.ledger
-                .accounts
-                .iter()
-                .flat_map(|a| &a.cs.tasks)
-                .filter(|t| matches!(t.status, TaskStatus::Open | TaskStatus::InProgress))
-                .count() as f64,
+            l.ledger.accounts.iter().flat_map(|a| &a.cs.tasks).filter(|t| t.is_active()).count()
+                as f64,
         ),
         Err(_) => (f64::NAN, f64::NAN),
     };

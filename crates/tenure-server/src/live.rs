@@ -114,7 +114,7 @@ impl Live {
             (UsageByAccount::default(), Vec::new())
         };
         let mut live = Live {
-            ledger: builder.clone_finish(&cfg, now),
+            ledger: builder.clone().finish(&cfg.revenue, now),
             builder,
             usage: UsageByAccount::default(),
             recent: FxHashMap::default(),
@@ -375,7 +375,7 @@ impl Live {
     /// to renewal).
     pub fn refresh(&mut self, now: Timestamp) -> Vec<Firing> {
         self.advance(now);
-        self.ledger = self.builder.clone_finish(&self.cfg, now);
+        self.ledger = self.builder.clone().finish(&self.cfg.revenue, now);
         let ids: Vec<String> = self.recent.keys().cloned().collect();
         for id in ids {
             self.refresh_month(&id);
@@ -402,16 +402,5 @@ impl Live {
             }
         }
         out
-    }
-}
-
-/// A builder folded without giving it up.
-trait CloneFinish {
-    fn clone_finish(&self, cfg: &Config, as_of: Timestamp) -> Ledger;
-}
-
-impl CloneFinish for LedgerBuilder {
-    fn clone_finish(&self, cfg: &Config, as_of: Timestamp) -> Ledger {
-        self.clone().finish(&cfg.revenue, as_of)
     }
 }

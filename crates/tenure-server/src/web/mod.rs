@@ -9,8 +9,8 @@ pub mod charts;
 pub mod html;
 mod pages;
 
+use crate::AppState;
 use crate::keys::Scope;
-use crate::{AppState, store};
 use axum::Form;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -39,7 +39,7 @@ const HOURS: i64 = 12;
 fn token() -> String {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).expect("the system's random source");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::notify::hex(&b)
 }
 
 fn cookie_of(h: &HeaderMap) -> Option<String> {
@@ -246,78 +246,41 @@ async fn task_form(
         })
         .cloned()
         .unwrap_or_else(|| "/inbox".into());
-    let (account, before) = {
-        let Ok(live) = s.0.core.live.read() else {
-            return html(StatusCode::SERVICE_UNAVAILABLE, "unavailable".into());
-        };
-        match live.ledger.accounts.iter().find_map(|a| {
-            a.cs.tasks.iter().find(|t| t.task_id == id).map(|t| (a.id.clone(), t.clone()))
-        }) {
-            Some(found) => found,
-            None => {
-                return html(
-                    StatusCode::NOT_FOUND,
-                    html::page("Not found", "", &sess.csrf, "<h1>404</h1><p>No such task.</p>"),
-                );
-            }
-        }
-    };
-    let now = (s.0.clock)();
-    let mut line = serde_json::json!({"type": "task", "timestamp": now.to_string(), "account_id": account, "task_id": id, "author": sess.name});
+    let mut fields = serde_json::Map::new();
+    fields.insert("author".into(), sess.name.clone().into());
     for k in ["status", "owner", "note", "root_cause", "due"] {
         if let Some(v) = f.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            line[k] = serde_json::Value::String(v.to_string());
+            fields.insert(k.into(), v.into());
         }
     }
-    if line["status"] == "done" && line.get("root_cause").is_none() {
-        return html(
-            StatusCode::BAD_REQUEST,
-            html::page(
-                "Root cause needed",
-                "",
-                &sess.csrf,
-                &format!(
-                    "<h1>A root cause is needed</h1><p>Resolving a task tags why the account was at risk. <a href=\"{}\">Back</a></p>",
-                    html::esc(&back)
-                ),
-            ),
-        );
-    }
-    let e = match tenure_ingest::parse_json_line(&line.to_string(), None, &s.0.ingest) {
-        Ok(e) => e,
-        Err(e) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                html::page(
-                    "Invalid",
-                    "",
-                    &sess.csrf,
-                    &format!(
-                        "<h1>Invalid change</h1><p>{}: {}</p>",
-                        html::esc(&e.field.unwrap_or_default()),
-                        html::esc(&e.reason)
-                    ),
-                ),
-            );
-        }
-    };
-    match store(&s, vec![e]).await {
-        Ok(_) => {
+    match crate::api::change_task(&s, &id, &fields).await {
+        Ok((account, view)) => {
             // The applier folds it within moments; wait for it (bounded) so that the page
             // the user goes back to shows the change.
             for _ in 0..200 {
-                let done = s.0.core.live.read().is_ok_and(|l| {
-                    l.ledger
-                        .account(&account)
-                        .is_some_and(|a| a.cs.tasks.iter().any(|t| t.task_id == id && *t != before))
+                let folded = s.0.core.live.read().is_ok_and(|l| {
+                    l.ledger.account(&account).is_some_and(|a| a.cs.tasks.contains(&view))
                 });
-                if done {
+                if folded {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             redirect(&back)
         }
+        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => html(
+            e.status,
+            html::page(
+                "Not changed",
+                "",
+                &sess.csrf,
+                &format!(
+                    "<h1>The task was not changed</h1><p>{}. <a href=\"{}\">Back</a></p>",
+                    html::esc(&e.message),
+                    html::esc(&back)
+                ),
+            ),
+        ),
         Err(e) => e.into_response(),
     }
 }

@@ -7,7 +7,6 @@ use crate::AppState;
 use axum::http::StatusCode;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use tenure_core::event::TaskStatus;
 use tenure_core::time::{Period, PeriodUnit, Timestamp};
 use tenure_health::features::{Context, F};
 use tenure_kpi::{By, Value};
@@ -72,15 +71,21 @@ fn segments(live: &crate::live::Live) -> Vec<String> {
     s
 }
 
-fn select(name: &str, current: Option<&str>, options: &[(String, String)]) -> String {
+/// A `<select>` of (value, label) options with `current` selected.
+fn select<V: AsRef<str>, L: AsRef<str>>(
+    name: &str,
+    current: Option<&str>,
+    options: &[(V, L)],
+) -> String {
     let mut out = format!("<select name=\"{name}\">");
     for (v, label) in options {
+        let v = v.as_ref();
         let _ = write!(
             out,
             "<option value=\"{}\"{}>{}</option>",
             esc(v),
-            if current == Some(v.as_str()) { " selected" } else { "" },
-            esc(label)
+            if current == Some(v) { " selected" } else { "" },
+            esc(label.as_ref())
         );
     }
     out + "</select>"
@@ -141,11 +146,7 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
         select(
             "months",
             Some(&months.to_string()),
-            &[
-                ("6".into(), "Last 6 months".into()),
-                ("12".into(), "Last 12 months".into()),
-                ("24".into(), "Last 24 months".into())
-            ]
+            &[("6", "Last 6 months"), ("12", "Last 12 months"), ("24", "Last 24 months")]
         ),
         select(
             "segment",
@@ -331,9 +332,6 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
                 ("green", "Green"),
                 ("grey", "Not scored")
             ]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect::<Vec<_>>()
         ),
         esc(get("csm")),
         esc(get("sort"))
@@ -393,10 +391,7 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
             h.map(|h| h.row.get(F::NPS))
                 .filter(|x| x.is_finite())
                 .map_or("–".into(), |x| format!("{x:.0}")),
-            a.cs.tasks
-                .iter()
-                .filter(|t| matches!(t.status, TaskStatus::Open | TaskStatus::InProgress))
-                .count()
+            a.cs.tasks.iter().filter(|t| t.is_active()).count()
         );
     }
     body.push_str("</tbody></table></div><div class=\"pager\">");
@@ -434,7 +429,7 @@ pub(crate) fn task_forms(task: &tenure_ledger::cs::Task, csrf: &str, back: &str)
          <form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input name=\"note\" placeholder=\"Comment\" size=\"18\"><button class=\"plain\">Comment</button></form> ",
         esc(task.owner.as_deref().unwrap_or(""))
     );
-    if matches!(task.status, TaskStatus::Open | TaskStatus::InProgress) {
+    if task.is_active() {
         let _ = write!(
             out,
             "<form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input type=\"hidden\" name=\"status\" value=\"done\">{}<input name=\"note\" placeholder=\"What was done\" size=\"14\"><button>Resolve</button></form>",
@@ -590,11 +585,7 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
     );
     // Tasks.
     let back = format!("/accounts/{}", url(id));
-    let open: Vec<&tenure_ledger::cs::Task> =
-        a.cs.tasks
-            .iter()
-            .filter(|t| matches!(t.status, TaskStatus::Open | TaskStatus::InProgress))
-            .collect();
+    let open: Vec<&tenure_ledger::cs::Task> = a.cs.tasks.iter().filter(|t| t.is_active()).collect();
     let _ = write!(body, "<h2>Open tasks ({})</h2>", open.len());
     if !open.is_empty() {
         body.push_str("<div class=\"scroll\"><table><thead><tr><th>Task</th><th>Owner</th><th>Due</th><th>Latest note</th><th></th></tr></thead><tbody>");
@@ -775,19 +766,12 @@ pub fn cohorts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
         select(
             "unit",
             p.get("unit").map(String::as_str),
-            &[
-                ("month".into(), "Monthly cohorts".into()),
-                ("quarter".into(), "Quarterly cohorts".into())
-            ]
+            &[("month", "Monthly cohorts"), ("quarter", "Quarterly cohorts")]
         ),
         select(
             "by",
             Some(&by),
-            &[
-                ("segment".into(), "Survival by segment".into()),
-                ("plan".into(), "by plan".into()),
-                ("cohort".into(), "by start year".into())
-            ]
+            &[("segment", "Survival by segment"), ("plan", "by plan"), ("cohort", "by start year")]
         )
     );
     for (metric, title) in [
@@ -895,7 +879,7 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
             let keep = (get("owner").is_empty() || task.owner.as_deref() == Some(get("owner")))
                 && (get("severity").is_empty() || sev == get("severity"))
                 && match status {
-                    "active" => matches!(task.status, TaskStatus::Open | TaskStatus::InProgress),
+                    "active" => task.is_active(),
                     "all" => true,
                     st => task.status.as_str() == st,
                 };
@@ -934,9 +918,6 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
                 ("normal", "Normal"),
                 ("low", "Low")
             ]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect::<Vec<_>>()
         ),
         select(
             "status",
@@ -949,9 +930,6 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
                 ("dismissed", "Dismissed"),
                 ("all", "All")
             ]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect::<Vec<_>>()
         ),
         rows.len()
     );
