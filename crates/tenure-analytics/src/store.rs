@@ -2,8 +2,10 @@
 
 use crate::{AnalyticsError, columnar_dir, runtime};
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, AsArray, Float64Builder, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
 };
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenure_core::codec;
 use tenure_core::event::EventBody;
+use tenure_core::time::{PeriodUnit, Timestamp};
 use tenure_log::LogReader;
 
 /// The high-volume tables: name (= lane of the same event type) and columns.
@@ -164,10 +167,58 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), AnalyticsError>
 }
 
 /// The per-account, per-day, per-user, per-feature rollup of a usage batch, as a DataFusion
-/// plan (distinct users over any window are counted from it, so it keeps the user).
-const USAGE_DAILY: &str = "SELECT account_id, date_trunc('day', ts) AS day, user_id, feature, \
-     count(*) AS events, sum(quantity) AS quantity \
-     FROM batch GROUP BY account_id, date_trunc('day', ts), user_id, feature";
+/// plan (distinct users over any window are counted from it, so it keeps the user). `day`
+/// and `month` are computed by [`with_day_and_month`], not with `date_trunc`: DataFusion
+/// truncates through nanosecond timestamps, which end in 1677 and 2262.
+const USAGE_DAILY: &str = "SELECT account_id, day, user_id, feature, \
+     count(*) AS events, sum(quantity) AS quantity, month \
+     FROM batch GROUP BY account_id, day, user_id, feature, month";
+
+/// The version of the columnar layout: a store written by another one is rebuilt from the
+/// log (it is derived), never read. 2: `usage_daily` has a `month` column.
+const FORMAT: &str = "2";
+
+/// The derived tables, removed when the layout changes.
+const DERIVED: &[&str] = &["usage", "usage_daily", "usage_features", "web_visits", "emails"];
+
+/// Removes a columnar store of another layout (under the exclusive lock), so that the
+/// refresh that follows rebuilds it from the log.
+fn check_format(data: &Path) -> Result<(), AnalyticsError> {
+    let dir = columnar_dir(data);
+    let path = dir.join("FORMAT");
+    let current = std::fs::read_to_string(&path).ok();
+    if current.as_deref().map(str::trim) == Some(FORMAT) {
+        return Ok(());
+    }
+    for t in DERIVED {
+        let d = dir.join(t);
+        if d.exists() {
+            std::fs::remove_dir_all(&d).map_err(io(&d))?;
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    std::fs::write(&path, FORMAT).map_err(io(&path))?;
+    Ok(())
+}
+
+/// The day and month (UTC, as instants) of every `ts` in our own calendar code: exact for
+/// every instant a `Timestamp` holds.
+fn with_day_and_month(batch: &RecordBatch) -> Result<RecordBatch, AnalyticsError> {
+    let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+    let floor = |unit: PeriodUnit| -> ArrayRef {
+        let v: TimestampMicrosecondArray =
+            ts.iter().map(|t| t.map(|t| unit.floor(Timestamp(t)).0)).collect();
+        Arc::new(v.with_timezone("UTC"))
+    };
+    let mut fields: Vec<Field> =
+        batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("day", ts_type(), false));
+    fields.push(Field::new("month", ts_type(), false));
+    let mut cols = batch.columns().to_vec();
+    cols.push(floor(PeriodUnit::Day));
+    cols.push(floor(PeriodUnit::Month));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
 
 /// A month with this many files (one per refresh batch) is compacted into one.
 const COMPACT_AT: usize = 8;
@@ -180,6 +231,7 @@ pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
         return Ok(stats);
     }
     let _lock = crate::lock(data, true)?;
+    check_format(data)?;
     let lanes: Vec<&str> = TABLES.iter().map(|(_, l)| *l).collect();
     let reader = LogReader::open_lanes(&log, &lanes)?;
     let rt = runtime()?;
@@ -230,8 +282,8 @@ pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
 /// Merges the files of a compacted `usage_daily` month: rows of the same account, day,
 /// user and feature from different batches become one.
 const COMPACT_DAILY: &str = "SELECT account_id, day, user_id, feature, \
-     CAST(sum(events) AS BIGINT) AS events, sum(quantity) AS quantity \
-     FROM t GROUP BY account_id, day, user_id, feature";
+     CAST(sum(events) AS BIGINT) AS events, sum(quantity) AS quantity, month \
+     FROM t GROUP BY account_id, day, user_id, feature, month";
 
 /// Rewrites each touched month that has [`COMPACT_AT`] files or more as one file (through
 /// `plan` over table `t`, else as is), so that the file count stays small however many
@@ -324,12 +376,13 @@ async fn monthly_features(data: &Path) -> Result<(), AnalyticsError> {
     Ok(())
 }
 
-const FEATURES: &str = "SELECT account_id, date_trunc('month', day) AS month, feature, \
+const FEATURES: &str = "SELECT account_id, month, feature, \
      min(day) AS first_day, max(day) AS last_day, CAST(sum(events) AS BIGINT) AS events \
-     FROM t GROUP BY account_id, date_trunc('month', day), feature";
+     FROM t GROUP BY account_id, month, feature";
 
 async fn rollup(batch: RecordBatch) -> Result<RecordBatch, AnalyticsError> {
     let ctx = SessionContext::new();
+    let batch = with_day_and_month(&batch)?;
     let schema = batch.schema();
     ctx.register_table("batch", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
     let out = ctx.sql(USAGE_DAILY).await?.collect().await?;
@@ -398,11 +451,12 @@ pub(crate) fn table_dir(data: &Path, table: &str) -> PathBuf {
 pub(crate) fn daily_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("account_id", DataType::Utf8, false),
-        Field::new("day", ts_type(), true),
+        Field::new("day", ts_type(), false),
         Field::new("user_id", DataType::Utf8, false),
         Field::new("feature", DataType::Utf8, false),
         Field::new("events", DataType::Int64, false),
         Field::new("quantity", DataType::Float64, true),
+        Field::new("month", ts_type(), false),
     ]))
 }
 
@@ -410,7 +464,7 @@ pub(crate) fn daily_schema() -> SchemaRef {
 pub(crate) fn features_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("account_id", DataType::Utf8, false),
-        Field::new("month", ts_type(), true),
+        Field::new("month", ts_type(), false),
         Field::new("feature", DataType::Utf8, false),
         Field::new("first_day", ts_type(), true),
         Field::new("last_day", ts_type(), true),

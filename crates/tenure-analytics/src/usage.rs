@@ -251,7 +251,7 @@ pub fn usage_monthly(
         };
         // Events, features and the last day per feature and month.
         let q = format!(
-            "SELECT account_id, date_trunc('month', day) AS m, feature, CAST(sum(events) AS BIGINT), \
+            "SELECT account_id, month AS m, feature, CAST(sum(events) AS BIGINT), \
              max(day) FROM usage_daily WHERE day < {end} GROUP BY 1, 2, 3"
         );
         for b in ctx.sql(&q).await?.collect().await? {
@@ -271,7 +271,7 @@ pub fn usage_monthly(
         for (what, col) in [("users", "user_id"), ("days", "day")] {
             let q = format!(
                 "SELECT account_id, m, count(*) FROM (SELECT account_id, \
-                 date_trunc('month', day) AS m, {col} FROM usage_daily WHERE day < {end} \
+                 month AS m, {col} FROM usage_daily WHERE day < {end} \
                  GROUP BY 1, 2, 3) GROUP BY 1, 2"
             );
             for b in ctx.sql(&q).await?.collect().await? {

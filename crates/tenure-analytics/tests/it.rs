@@ -142,6 +142,60 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     );
 }
 
+/// Issue 13, defect 1: a usage event before 1677-09-22 (or after 2262) in the log made every
+/// refresh fail (`date_trunc` through nanosecond timestamps), and with it `tenure serve`'s
+/// start and every usage report. Validation now refuses such events, but a log written by an
+/// earlier version may hold them: the refresh floors days and months in our own code.
+#[test]
+fn events_outside_nanosecond_timestamps_do_not_break_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = events();
+    v.push(usage("1600-01-01T10:00:00Z", "old", "u9", "reports"));
+    v.push(usage("2300-06-15T10:00:00Z", "new", "u9", "reports"));
+    append(dir.path(), &v);
+    let s = refresh(dir.path()).expect("the refresh succeeds");
+    assert_eq!(s.events.get("usage"), Some(&37));
+    let q = "SELECT account_id, CAST(month AS VARCHAR) AS month, CAST(day AS VARCHAR) AS day, \
+             CAST(sum(events) AS BIGINT) AS n FROM usage_daily WHERE account_id IN ('old', 'new') \
+             GROUP BY 1, 2, 3 ORDER BY 1";
+    let out = sql(dir.path(), q);
+    assert!(
+        out.contains("| new        | 2300-06-01T00:00:00Z | 2300-06-15T00:00:00Z | 1 |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| old        | 1600-01-01T00:00:00Z | 1600-01-01T00:00:00Z | 1 |"),
+        "{out}"
+    );
+    // The monthly figures the health model reads, and the KPI figures, still come out.
+    let monthly =
+        tenure_analytics::usage_monthly(dir.path(), &[], Timestamp::parse("2199-01-01").unwrap())
+            .unwrap();
+    assert_eq!(monthly["old"][0].month, Timestamp::parse("1600-01-01").unwrap());
+    assert_eq!(monthly["a"].len(), 2, "February and March");
+    let periods = [Period::parse("2024-03").unwrap()];
+    let as_of = Timestamp::parse("2030-01-01").unwrap();
+    let u = usage_stats(dir.path(), &periods, &[], as_of, None).unwrap();
+    assert_eq!(u[0]["a"].mau, 2);
+}
+
+/// A store of an earlier layout (no `FORMAT` file, or another one) is rebuilt from the log,
+/// never read: it is derived.
+#[test]
+fn a_store_of_another_layout_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    append(dir.path(), &events());
+    refresh(dir.path()).unwrap();
+    let q = "SELECT account_id, CAST(sum(events) AS BIGINT) AS n FROM usage_daily GROUP BY 1 ORDER BY 1";
+    let before = sql(dir.path(), q);
+    std::fs::write(dir.path().join("columnar/FORMAT"), "1").unwrap();
+    let s = refresh(dir.path()).unwrap();
+    assert_eq!(s.events.get("usage"), Some(&35), "everything materialised again");
+    assert_eq!(sql(dir.path(), q), before);
+    assert_eq!(std::fs::read_to_string(dir.path().join("columnar/FORMAT")).unwrap(), "2");
+    assert_eq!(refresh(dir.path()).unwrap().files, 0);
+}
+
 #[test]
 fn sql_is_read_only_and_errors_are_clear() {
     let t = tempfile::tempdir().unwrap();

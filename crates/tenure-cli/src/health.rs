@@ -181,7 +181,7 @@ impl Data {
         let cfg = config(d)?;
         let dir = existing_data_dir(d)?;
         let as_of = as_of(at)?;
-        refresh_columnar(&dir);
+        refresh_columnar(&dir)?;
         let ledger = tenure_engine::ledger(&dir, &cfg, as_of)?;
         let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
         let usage = tenure_analytics::usage_monthly(&dir, &names, ledger.as_of)?;

@@ -340,22 +340,23 @@ fn data_dir(d: &DataArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("tenure-data"))
 }
 
-/// Brings the columnar tables up to date with the log; a failure there must not stop a
-/// report of the rest, so it is a warning.
 /// The advanced-tier features of the catalogue.
 fn advanced(cfg: &Config) -> Vec<String> {
     cfg.kpi.features.iter().filter(|f| f.advanced).map(|f| f.name.clone()).collect()
 }
 
-fn refresh_columnar(dir: &Path) {
-    match tenure_analytics::refresh(dir) {
-        Ok(s) if s.files > 0 => {
-            let n: u64 = s.events.values().sum();
-            eprintln!("columnar store: {n} new events materialised");
-        }
-        Ok(_) => {}
-        Err(e) => eprintln!("warning: the columnar store could not be refreshed: {e}"),
+/// Brings the columnar store up to date before a report that reads it. A failure stops the
+/// report: its usage figures would silently leave out every event not yet materialised.
+fn refresh_columnar(dir: &Path) -> Result<()> {
+    let s = tenure_analytics::refresh(dir).context(
+        "the columnar store (usage, web visits, emails) could not be brought up to date, so \
+         usage figures would be incomplete",
+    )?;
+    if s.files > 0 {
+        let n: u64 = s.events.values().sum();
+        eprintln!("columnar store: {n} new events materialised");
     }
+    Ok(())
 }
 
 /// The ledger's tables for SQL and export.
@@ -442,7 +443,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let rows = match kpis {
                 KpiSet::All | KpiSet::Usage => {
-                    refresh_columnar(&dir);
+                    refresh_columnar(&dir)?;
                     let usage = tenure_analytics::usage_stats(
                         &dir,
                         &periods,
@@ -547,7 +548,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // by account so that company-level costs stay out.
             let account = ledger.accounts.swap_remove(i);
             ledger.accounts = vec![account];
-            refresh_columnar(&dir);
+            refresh_columnar(&dir)?;
             // The usage trend: the twelve months up to the period end, then the period.
             let month_end = PeriodUnit::Month.floor(Timestamp(p.end.0 - 1));
             let month_end = PeriodUnit::Month.advance(month_end, 1);
@@ -591,7 +592,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Sql { data, query, format, as_of: at } => {
             let dir = existing_data_dir(&data)?;
             let cfg = config(&data)?;
-            refresh_columnar(&dir);
+            refresh_columnar(&dir)?;
             let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
             let q = match tenure_analytics::run_sql(&dir, tables, &query) {
                 Ok(q) => q,
@@ -604,7 +605,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Export { data, format: ExportFormat::Parquet, out: to, as_of: at } => {
             let dir = existing_data_dir(&data)?;
             let cfg = config(&data)?;
-            refresh_columnar(&dir);
+            refresh_columnar(&dir)?;
             let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
             for (name, rows) in tenure_analytics::export_parquet(&dir, tables, &to)? {
                 eprintln!(
@@ -850,8 +851,10 @@ fn import(
         );
     }
     drop(importer);
-    if refresh {
-        refresh_columnar(data);
+    // The import itself is stored and acknowledged: a failed refresh is reported, and the
+    // next report tries again (and stops if it still fails).
+    if refresh && let Err(e) = refresh_columnar(data) {
+        eprintln!("warning: {e:#}");
     }
     Ok(if total_rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }

@@ -715,3 +715,39 @@ fn demo_prints_the_whole_catalogue() {
     // The data stays where asked, ready for the other commands.
     assert!(d.join("log").is_dir() && d.join("columnar").is_dir());
 }
+
+/// Issue 13, defect 1: `{"timestamp":"1600-01-01"...}` was accepted, then every columnar
+/// refresh failed and usage reports silently stopped counting. It is now refused with its
+/// reason, and the reports go on counting the rest.
+#[test]
+fn an_event_outside_the_supported_range_is_refused_and_usage_still_counts() {
+    let t = tempfile::tempdir().unwrap();
+    let text = r#"
+{"type":"usage","timestamp":"1600-01-01","account_id":"a","user_id":"u","event":"e"}
+{"type":"usage","timestamp":"2024-03-10T10:00:00Z","account_id":"a","user_id":"u1","event":"e"}
+{"type":"usage","timestamp":"2300-01-01","account_id":"a","user_id":"u","event":"e"}
+{"type":"usage","timestamp":"2024-03-11T10:00:00Z","account_id":"a","user_id":"u2","event":"e"}
+"#;
+    let file = write(t.path(), "usage.jsonl", text);
+    let data = t.path().join("data");
+    let o = import(&data, std::slice::from_ref(&file));
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let name = file.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{name}:1: timestamp: 1600-01-01T00:00:00Z is outside the supported range \
+             1900-01-01T00:00:00Z..2200-01-01T00:00:00Z"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{name}:3: timestamp: 2300-01-01T00:00:00Z is outside")),
+        "{err}"
+    );
+    assert!(err.contains("2 stored, 0 already present, 2 rejected"), "{err}");
+    let d = data.display().to_string();
+    let o = run(&["sql", "--data", &d, "--format", "csv", "SELECT count(*) AS n FROM usage"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().last(), Some("2"));
+}

@@ -1,4 +1,4 @@
-//! The event model: every type and field of the input contract (`shared/spec/events.md`).
+//! The event model: every type and field of the input contract (`docs/events.md`).
 //!
 //! Events here are already validated: ids are non-empty, money is exact, enums are closed.
 //! Fields that an upsert may leave out are `Option`s meaning "unchanged".

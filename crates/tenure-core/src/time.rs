@@ -24,7 +24,22 @@ pub enum TimeError {
     Period(String),
     #[error("empty period: {0:?} (its end is not after its start)")]
     EmptyPeriod(String),
+    #[error(
+        "{0} is outside the supported range 1900-01-01T00:00:00Z..2200-01-01T00:00:00Z \
+         (every store of Tenure, Parquet's nanosecond timestamps included, holds it)"
+    )]
+    OutOfBounds(Timestamp),
 }
+
+/// The earliest instant an event may carry: 1900-01-01T00:00:00Z.
+///
+/// Every layer below must hold every accepted instant: Arrow's and DataFusion's nanosecond
+/// timestamps end at 1677-09-21 and 2262-04-11, so the contract keeps well inside them
+/// (a subscription business has no events before 1900, and contract terms a century ahead
+/// are still representable).
+pub const EARLIEST: Timestamp = Timestamp(-2_208_988_800 * MICROS);
+/// The first instant past the supported range: 2200-01-01T00:00:00Z.
+pub const END_OF_RANGE: Timestamp = Timestamp(7_258_118_400 * MICROS);
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -70,6 +85,16 @@ impl Timestamp {
             return None;
         }
         Some(Timestamp(days_from_civil(y, m, d) * DAY))
+    }
+
+    /// `Ok` for an instant within [`EARLIEST`]..[`END_OF_RANGE`], the range every field of an
+    /// event must fall in.
+    pub fn check_range(self) -> Result<Timestamp, TimeError> {
+        if (EARLIEST..END_OF_RANGE).contains(&self) {
+            Ok(self)
+        } else {
+            Err(TimeError::OutOfBounds(self))
+        }
     }
 
     pub fn from_secs(secs: i64) -> Timestamp {

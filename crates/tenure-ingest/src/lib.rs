@@ -1,6 +1,6 @@
 //! Raw input to validated events: JSONL lines and CSV records become `Event`s, and every
 //! row that cannot is reported with its line, field and reason. One bad row never fails the
-//! rest (`shared/spec/events.md`, "Bad input").
+//! rest (`docs/events.md`, "Bad input").
 
 pub mod raw;
 pub mod validate;
@@ -82,6 +82,12 @@ pub fn parse_json_line(
         }
         RawError::Json(m) => FieldError::row(format!("malformed JSON: {m}")),
     })?;
+    if raw.has_tiny_float()
+        && let Some(key) = raw::underflowing_number(line)
+    {
+        let reason = "a number too small to be represented (it would be stored as 0)";
+        return Err(FieldError { field: Some(key), reason: reason.into() });
+    }
     validate::build(&raw, default_kind, cfg)
 }
 
@@ -269,6 +275,15 @@ impl<R: Read> CsvEvents<R> {
                 }
             })
             .collect();
+        // A column given twice would be read as the last one silently: refused, as a
+        // JSON field given twice is.
+        let names: Vec<&str> =
+            headers.iter().map(|h| h.trim().trim_start_matches('\u{feff}')).collect();
+        for (i, (col, name)) in cols.iter().zip(&names).enumerate() {
+            if !matches!(col, Col::Ignored) && names[..i].contains(name) {
+                return Err(CsvError::Header(format!("column {name:?} appears twice")));
+            }
+        }
         if cols.iter().all(|c| matches!(c, Col::Ignored)) {
             let first: Vec<&str> = headers.iter().take(5).collect();
             return Err(CsvError::NoKnownColumns(first.join(",")));

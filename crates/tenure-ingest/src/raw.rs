@@ -275,6 +275,49 @@ impl<'de> Visitor<'de> for RawVisitor<'_, 'de> {
     }
 }
 
+impl Raw<'_> {
+    /// Whether a number in the row read as zero or a subnormal float: only then can a value
+    /// have been lost to underflow, and only then is the text looked at again.
+    pub fn has_tiny_float(&self) -> bool {
+        let tiny = |s: &Scalar<'_>| matches!(s, Scalar::Float(x) if x.abs() < f64::MIN_POSITIVE);
+        self.vals.iter().flatten().any(tiny)
+            || self.attributes.iter().flatten().any(|(_, v)| tiny(v))
+    }
+}
+
+/// The key before the first number of a JSON text that underflows (`1e-400`: a non-zero
+/// number that a float holds only as 0 or a subnormal), if any. serde_json hands such a
+/// number over as 0.0, so the text itself is scanned (strings are skipped whole).
+pub fn underflowing_number(line: &str) -> Option<String> {
+    let b = line.as_bytes();
+    let (mut i, mut key) = (0, (0, 0));
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                key = (start, i.min(b.len()));
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                if crate::validate::underflows(&line[start..i]) {
+                    return Some(line[key.0..key.1].to_string());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// Reads one JSON object into `raw` (which must be empty), borrowing strings from the
 /// input where possible.
 pub fn from_json<'a>(line: &'a str, raw: &mut Raw<'a>) -> Result<(), RawError> {

@@ -187,3 +187,70 @@ fn amounts_beyond_exactness_or_limits_are_refused() {
         "9000000000000000000 is out of range 0..=1000000000"
     );
 }
+
+/// Issue 13, item 1: every field bounded to what every layer below can hold. Each of these
+/// was accepted before (the 1600 usage event then broke every columnar refresh).
+#[test]
+fn hostile_values_are_refused_with_the_field_and_reason() {
+    check(
+        r#"
+{"type":"usage","timestamp":"1600-01-01","account_id":"a","user_id":"u","event":"e"}
+{"type":"usage","timestamp":"1899-12-31T23:59:59Z","account_id":"a","user_id":"u","event":"e"}
+{"type":"usage","timestamp":"1900-01-01","account_id":"a","user_id":"u","event":"e"}
+{"type":"subscription","timestamp":"2024-03-01","account_id":"a","subscription_id":"s","amount":"1","status":"active","term_end":"2262-05-01"}
+{"type":"subscription","timestamp":"2024-03-01","account_id":"a","subscription_id":"s","amount":"1","status":"active","cancel_at":"9999-12-31"}
+{"type":"task","timestamp":"2024-03-01","account_id":"a","task_id":"t","due":"1000-01-01"}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a\u0000b","user_id":"u","event":"e"}
+{"type":"usage","timestamp":"2024-03-01","account_id":"   ","user_id":"u","event":"e"}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u\nv","event":"e"}
+{"type":"touchpoint","timestamp":"2024-03-01","account_id":"a","kind":"call","note":"two\nlines\tok"}
+{"type":"touchpoint","timestamp":"2024-03-01","account_id":"a","kind":"call","note":"nul\u0000"}
+{"type":"account","timestamp":"2024-03-01","account_id":"a","attributes":{"region":"EU","region":"US"}}
+{"type":"account","timestamp":"2024-03-01","account_id":"a","attributes":{" ":"x"}}
+{"type":"account","timestamp":"2024-03-01","account_id":"a","attributes":{"plan":"a\u0000"}}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"e","quantity":1e300}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"e","quantity":1e15}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"e","quantity":1e-400}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"e","quantity":"1e-400"}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"e","quantity":0.0}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"e","quantity":0e-999}
+{"type":"invoice","timestamp":"2024-03-01","account_id":"a","invoice_id":"i","amount":1e-400,"status":"paid"}
+{"type":"account","timestamp":"2024-03-01","account_id":"a","attributes":{"score":1e-320}}
+{"type":"usage","timestamp":"2024-03-01","account_id":"a","user_id":"u","event":"e","quantity":1e400}
+"#,
+        expect![[r#"
+            1: timestamp: 1600-01-01T00:00:00Z is outside the supported range 1900-01-01T00:00:00Z..2200-01-01T00:00:00Z (every store of Tenure, Parquet's nanosecond timestamps included, holds it)
+            2: timestamp: 1899-12-31T23:59:59Z is outside the supported range 1900-01-01T00:00:00Z..2200-01-01T00:00:00Z (every store of Tenure, Parquet's nanosecond timestamps included, holds it)
+            3: ok usage
+            4: term_end: 2262-05-01T00:00:00Z is outside the supported range 1900-01-01T00:00:00Z..2200-01-01T00:00:00Z (every store of Tenure, Parquet's nanosecond timestamps included, holds it)
+            5: cancel_at: 9999-12-31T00:00:00Z is outside the supported range 1900-01-01T00:00:00Z..2200-01-01T00:00:00Z (every store of Tenure, Parquet's nanosecond timestamps included, holds it)
+            6: due: 1000-01-01T00:00:00Z is outside the supported range 1900-01-01T00:00:00Z..2200-01-01T00:00:00Z (every store of Tenure, Parquet's nanosecond timestamps included, holds it)
+            7: account_id: must not contain a NUL character
+            8: account_id: must not be blank (only whitespace)
+            9: user_id: must not contain control characters (line breaks, tabs...)
+            10: ok touchpoint
+            11: note: must not contain a NUL character
+            12: attributes.region: attribute appears twice
+            13: attributes. : the name must not be blank (only whitespace)
+            14: attributes.plan: must not contain a NUL character
+            15: quantity: 1e300 is over the limit of 1e15 for one event
+            16: ok usage
+            17: quantity: a number too small to be represented (it would be stored as 0)
+            18: quantity: "1e-400" is too small to be represented (it would be stored as 0)
+            19: ok usage
+            20: ok usage
+            21: amount: a number too small to be represented (it would be stored as 0)
+            22: score: a number too small to be represented (it would be stored as 0)
+            23: malformed JSON: number out of range at line 1 column 100
+        "#]],
+    );
+}
+
+#[test]
+fn a_csv_column_given_twice_is_refused() {
+    let csv = "type,timestamp,account_id,user_id,event,account_id\nusage,2024-03-01,a,u,e,b\n";
+    let err = CsvEvents::new(csv.as_bytes(), None).err().expect("refused");
+    assert_eq!(err.to_string(), "cannot read the CSV header: column \"account_id\" appears twice");
+    let csv = "type,timestamp,account_id,attributes.x,attributes.x\naccount,2024-03-01,a,1,2\n";
+    assert!(CsvEvents::new(csv.as_bytes(), None).is_err());
+}

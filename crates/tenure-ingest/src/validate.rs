@@ -31,6 +31,37 @@ const MAX_TEXT_CHARS: usize = 10_000;
 /// Bounds that keep every sum of amounts and seats far from overflowing.
 const MAX_AMOUNT_MINOR: i64 = 10_000_000_000_000;
 const MAX_QUANTITY: i64 = 1_000_000_000;
+/// The largest usage quantity of one event: a billion events of it still sum to a finite,
+/// exact-enough float (1e24), and no metered unit comes near it in one event.
+const MAX_USAGE_QUANTITY: f64 = 1e15;
+
+/// Why an id cannot be stored as one, if it cannot: blank ids and control characters (NUL
+/// above all: C strings, CSV exports and terminals all break on them) are refused.
+fn id_problem(s: &str) -> Option<&'static str> {
+    if s.trim().is_empty() {
+        Some("must not be blank (only whitespace)")
+    } else if s.contains('\0') {
+        Some("must not contain a NUL character")
+    } else if s.chars().any(char::is_control) {
+        Some("must not contain control characters (line breaks, tabs...)")
+    } else {
+        None
+    }
+}
+
+/// Free text may hold line breaks and tabs, but never NUL.
+fn text_problem(s: &str) -> Option<&'static str> {
+    s.contains('\0').then_some("must not contain a NUL character")
+}
+
+/// A number written with a non-zero digit that reads as zero or a subnormal float: the
+/// value was lost to underflow (`1e-400` is not 0), so it is refused rather than stored.
+pub(crate) fn underflows(text: &str) -> bool {
+    let t = text.trim();
+    let mantissa = t.split(['e', 'E']).next().unwrap_or("");
+    let nonzero = mantissa.bytes().any(|c| (b'1'..=b'9').contains(&c));
+    nonzero && t.parse::<f64>().is_ok_and(|x| x.abs() < f64::MIN_POSITIVE)
+}
 
 struct V<'r, 'a> {
     raw: &'r Raw<'a>,
@@ -56,6 +87,9 @@ impl<'a> V<'_, 'a> {
                 if n == 0 {
                     return Err(FieldError::at(f, "must not be empty"));
                 }
+                if let Some(p) = id_problem(s) {
+                    return Err(FieldError::at(f, p));
+                }
                 if n > MAX_ID_CHARS {
                     return Err(FieldError::at(
                         f,
@@ -73,6 +107,9 @@ impl<'a> V<'_, 'a> {
         match self.opt_str(f)? {
             Some(s) if s.chars().count() > MAX_TEXT_CHARS => {
                 Err(FieldError::at(f, format!("longer than {MAX_TEXT_CHARS} characters")))
+            }
+            Some(s) if text_problem(s).is_some() => {
+                Err(FieldError::at(f, text_problem(s).unwrap_or_default()))
             }
             s => Ok(s.map(str::to_string)),
         }
@@ -97,7 +134,10 @@ impl<'a> V<'_, 'a> {
     fn opt_ts(&self, f: F) -> R<Option<Timestamp>> {
         match self.opt_str(f)? {
             None => Ok(None),
-            Some(s) => Timestamp::parse(s).map(Some).map_err(|e| FieldError::at(f, e.to_string())),
+            Some(s) => Timestamp::parse(s)
+                .and_then(Timestamp::check_range)
+                .map(Some)
+                .map_err(|e| FieldError::at(f, e.to_string())),
         }
     }
     /// A number, accepting numeric text in CSV rows and (for leniency) in JSON strings.
@@ -108,6 +148,10 @@ impl<'a> V<'_, 'a> {
             Some(Scalar::Int(i)) => Ok(Some(*i as f64)),
             Some(Scalar::Float(x)) => Ok(Some(*x)),
             Some(Scalar::Str(s)) if s.is_empty() && self.raw.from_text => Ok(None),
+            Some(Scalar::Str(s)) if underflows(s) => Err(FieldError::at(
+                f,
+                format!("{s:?} is too small to be represented (it would be stored as 0)"),
+            )),
             Some(Scalar::Str(s)) => match s.trim().parse::<f64>() {
                 Ok(x) if x.is_finite() => Ok(Some(x)),
                 _ => Err(bad(&format!("{s:?}"))),
@@ -274,7 +318,14 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                         reason: "attribute names must be 1-256 characters".into(),
                     });
                 }
+                if let Some(p) = id_problem(k) {
+                    return Err(FieldError { field: field(), reason: format!("the name {p}") });
+                }
                 let val = match val {
+                    Scalar::Str(s) if text_problem(s).is_some() => {
+                        let reason = text_problem(s).unwrap_or_default().to_string();
+                        return Err(FieldError { field: field(), reason });
+                    }
                     Scalar::Str(s) if s.chars().count() > MAX_TEXT_CHARS => {
                         return Err(FieldError {
                             field: field(),
@@ -295,8 +346,15 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                 };
                 attributes.push((k.to_string(), val));
             }
+            // A name given twice is refused, as a top-level field given twice is: which of
+            // the two values was meant cannot be known.
             attributes.sort();
-            attributes.dedup_by(|a, b| a.0 == b.0);
+            if let Some(w) = attributes.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(FieldError {
+                    field: Some(format!("attributes.{}", w[0].0)),
+                    reason: "attribute appears twice".into(),
+                });
+            }
             EventBody::Account { name: v.opt_text(F::Name)?, attributes }
         }
         EventKind::Contact => EventBody::Contact {
@@ -352,6 +410,12 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                     return Err(FieldError::at(
                         F::Quantity,
                         format!("must not be negative, got {q}"),
+                    ));
+                }
+                Some(q) if q > MAX_USAGE_QUANTITY => {
+                    return Err(FieldError::at(
+                        F::Quantity,
+                        format!("{q:e} is over the limit of {MAX_USAGE_QUANTITY:e} for one event"),
                     ));
                 }
                 Some(q) => q,

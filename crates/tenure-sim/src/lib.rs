@@ -1,6 +1,6 @@
 //! tenure-sim: a synthetic SaaS company with known ground truth.
 //!
-//! Generates the event files of the input contract (`/shared/spec/events.md`) for a
+//! Generates the event files of the input contract (`docs/events.md`) for a
 //! population of accounts whose latent health drives both churn and every observable
 //! signal (usage, tickets, NPS, contacts, ...), plus the ground truth (`truth.csv`,
 //! `truth_accounts.csv`) that later tests of KPIs, health scores and churn models check

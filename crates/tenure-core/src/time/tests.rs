@@ -31,6 +31,23 @@ fn parses_dates_and_instants() {
 }
 
 #[test]
+fn the_supported_range_is_1900_to_2200() {
+    // Independent of the constants: Unix time of 1900-01-01 and 2200-01-01 (`date -d`).
+    assert_eq!(EARLIEST, Timestamp::parse("1900-01-01").unwrap());
+    assert_eq!(EARLIEST.secs(), -2_208_988_800);
+    assert_eq!(END_OF_RANGE.secs(), 7_258_118_400);
+    assert!(Timestamp::parse("1900-01-01T00:00:00Z").unwrap().check_range().is_ok());
+    assert!(Timestamp::parse("2199-12-31T23:59:59.999999Z").unwrap().check_range().is_ok());
+    for out in ["1899-12-31T23:59:59.999999Z", "1600-01-01", "2200-01-01", "9999-12-31"] {
+        let t = Timestamp::parse(out).unwrap();
+        let e = t.check_range().unwrap_err().to_string();
+        assert!(e.starts_with(&t.to_string()) && e.contains("1900-01-01"), "{out}: {e}");
+    }
+    // Arrow's nanosecond timestamps (i64 ns since the epoch) hold the whole range.
+    assert!(EARLIEST.0.checked_mul(1000).is_some() && END_OF_RANGE.0.checked_mul(1000).is_some());
+}
+
+#[test]
 fn periods() {
     let q = Period::parse("2024-Q1").unwrap();
     assert_eq!(q.to_string(), "2024-01-01T00:00:00Z..2024-04-01T00:00:00Z");
