@@ -141,6 +141,9 @@ fn cut(path: &Path, len: usize) {
     f.set_len(len as u64).unwrap();
 }
 
+/// What a case does to its copy of the log.
+type Damage = Box<dyn Fn(&Path)>;
+
 /// What a path must do with a case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expect {
@@ -377,7 +380,7 @@ fn crash_and_corruption_matrix() {
     let in_last_group = last_records.iter().filter(|&&r| r >= group_start).count();
     assert_eq!(in_last_group as u64, PER_GROUP);
     let lp: &Path = &last.path;
-    let mut cases: Vec<(Case, Box<dyn Fn(&Path)>)> = Vec::new();
+    let mut cases: Vec<(Case, Damage)> = Vec::new();
     // Cases name files relative to the log directory: each runs in a copy of it.
     let rel = |p: &Path| p.strip_prefix(&base).unwrap().to_path_buf();
     let case = |name: String,

@@ -210,7 +210,7 @@ fn a_commit_record_must_match_the_records_it_covers() {
     // Claims three records where there are two.
     let mut group = Group::new(SEGMENT_HEADER_LEN);
     for pos in [SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 3] {
-        group.push(&buf[pos + 4..pos + 8].to_vec());
+        group.push(&buf[pos + 4..pos + 8]);
     }
     let at = buf.len();
     group.commit(3, KIND_COMMIT).encode_twice(&mut buf);
