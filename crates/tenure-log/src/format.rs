@@ -415,7 +415,27 @@ impl Walk {
 /// Commit records are checked against the records they claim to cover. Stops at the first
 /// invalid item.
 pub(crate) fn walk(buf: &[u8], base: u64) -> Result<Walk, HeaderFault> {
-    let version = check_header(buf)?;
+    match walk_with(buf, base, |_, _| Ok::<(), std::convert::Infallible>(())) {
+        Ok(w) => Ok(w),
+        Err(WalkStop::Header(h)) => Err(h),
+        Err(WalkStop::Callback(never)) => match never {},
+    }
+}
+
+/// Why [`walk_with`] stopped before the end.
+pub(crate) enum WalkStop<E> {
+    Header(HeaderFault),
+    Callback(E),
+}
+
+/// [`walk`], handing each valid record to `f` as it goes (so `f` may see records before a
+/// fault: only for segments where a fault is an error, never a tail to drop).
+fn walk_with<E>(
+    buf: &[u8],
+    base: u64,
+    mut f: impl FnMut(u128, &[u8]) -> Result<(), E>,
+) -> Result<Walk, WalkStop<E>> {
+    let version = check_header(buf).map_err(WalkStop::Header)?;
     let mut w = Walk {
         version,
         len: buf.len(),
@@ -431,7 +451,8 @@ pub(crate) fn walk(buf: &[u8], base: u64) -> Result<Walk, HeaderFault> {
     let mut pos = SEGMENT_HEADER_LEN;
     while pos < buf.len() {
         match decode_item(buf, pos, version) {
-            Ok((Item::Record { crc, .. }, next)) => {
+            Ok((Item::Record { key, payload, crc }, next)) => {
+                f(key, payload).map_err(WalkStop::Callback)?;
                 w.records += 1;
                 if version >= FORMAT_VERSION {
                     w.group.push(&crc);
@@ -584,19 +605,42 @@ pub(crate) enum ParseError<E> {
 }
 
 /// Judges a segment whose first record has the lane-wide index `base` and hands each
-/// record kept to `f`, in order (only once the whole segment is judged, so `f` never sees a
-/// record that is then dropped).
+/// record kept to `f`, in order. A sealed segment is read in one pass (on damage, the
+/// records before it have been handed out, and the error follows); a lane's last segment
+/// is judged whole first, so that `f` never sees a record of a tail that is dropped.
 pub(crate) fn parse_segment<E>(
     buf: &[u8],
     base: u64,
     mode: Mode,
     f: impl FnMut(u128, &[u8]) -> Result<(), E>,
 ) -> Result<SegmentParse, ParseError<E>> {
+    if mode == Mode::Sealed {
+        let w = match walk_with(buf, base, f) {
+            Ok(w) => w,
+            Err(WalkStop::Callback(e)) => return Err(ParseError::Callback(e)),
+            Err(WalkStop::Header(h)) => return Err(header_error(h, mode)),
+        };
+        return judge_walk(&w, mode);
+    }
     let parsed = judge(buf, base, mode)?;
     if parsed.valid_end > 0 {
         for_each_record(buf, parsed.valid_end, parsed.version, f).map_err(ParseError::Callback)?;
     }
     Ok(parsed)
+}
+
+fn header_error<E>(h: HeaderFault, mode: Mode) -> ParseError<E> {
+    match h {
+        HeaderFault::Torn(reason) => {
+            debug_assert_eq!(mode, Mode::Sealed);
+            ParseError::Corrupt {
+                offset: 0,
+                reason: format!("{reason} (not at the end of the lane)"),
+            }
+        }
+        HeaderFault::Bad { offset, reason } => ParseError::Corrupt { offset, reason },
+        HeaderFault::Unsupported(v) => ParseError::UnsupportedVersion(v),
+    }
 }
 
 /// The judgement of [`parse_segment`] without the callbacks.
@@ -612,16 +656,7 @@ pub(crate) fn judge<E>(buf: &[u8], base: u64, mode: Mode) -> Result<SegmentParse
                 tail: Some(tail),
             });
         }
-        Err(HeaderFault::Torn(reason)) => {
-            return Err(ParseError::Corrupt {
-                offset: 0,
-                reason: format!("{reason} (not at the end of the lane)"),
-            });
-        }
-        Err(HeaderFault::Bad { offset, reason }) => {
-            return Err(ParseError::Corrupt { offset, reason });
-        }
-        Err(HeaderFault::Unsupported(v)) => return Err(ParseError::UnsupportedVersion(v)),
+        Err(h) => return Err(header_error(h, mode)),
     };
     judge_walk(&w, mode)
 }

@@ -114,8 +114,8 @@ impl LogReader {
     /// so copy what must outlive the call.
     ///
     /// The first error of `f` stops the scan and is returned as
-    /// [`ScanError::Callback`]. On [`ScanError::Log`] the records of the segments before
-    /// the damaged one have already been passed to `f`.
+    /// [`ScanError::Callback`]. On [`ScanError::Log`] some records (those before the
+    /// damage) may already have been passed to `f`.
     pub fn scan<E>(
         &self,
         lane: &str,
