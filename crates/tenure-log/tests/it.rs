@@ -911,3 +911,27 @@ fn commits_leave_commit_records_and_rolls_seal_with_an_index() {
     }
     assert!(tenure_log::verify(tmp.path()).unwrap().is_clean());
 }
+
+#[test]
+fn verify_beside_a_running_writer_leaves_its_tail_alone_and_repair_waits_for_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open(tmp.path());
+    log.append("usage", 1, b"one").unwrap();
+    log.commit().unwrap();
+    // A commit being written: its records are there, its commit record not yet.
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    append_bytes(&seg, &encoded_record(2, b"in flight"));
+    let v = tenure_log::verify(tmp.path()).unwrap();
+    assert!(v.writer_running && v.is_clean(), "{v:?}");
+    assert!(matches!(tenure_log::repair(tmp.path(), false), Err(LogError::Locked { .. })));
+    drop(log);
+    // Without a writer the same tail is a torn tail, which the next open cuts off.
+    let v = tenure_log::verify(tmp.path()).unwrap();
+    assert!(!v.writer_running, "{v:?}");
+    assert_eq!(v.problems.len(), 1, "{v:?}");
+    assert_eq!(v.problems[0].kind, tenure_log::ProblemKind::TornTail);
+    assert_eq!(v.problems[0].path, seg);
+    let (_, report) = open_report(tmp.path(), 64 * 1024);
+    assert_eq!(report.dropped_records(), 1);
+    assert_eq!(read(tmp.path(), "usage"), vec![(1, b"one".to_vec())]);
+}

@@ -447,6 +447,21 @@ fn crash_and_corruption_matrix() {
             }),
         ));
     }
+    // A crash while the next segment was being created: empty, or zeros for its header.
+    for (what, content) in [("empty", &[][..]), ("zero-filled", &[0u8; SEGMENT_HEADER_LEN][..])] {
+        let next = rel(&lp.with_file_name(format!("{n:020}.seg")));
+        let content = content.to_vec();
+        cases.push((
+            case(
+                format!("{what} new last segment"),
+                n,
+                Expect::Recover,
+                Expect::Recover,
+                Some((next.clone(), 0, ProblemKind::TornTail)),
+            ),
+            Box::new(move |d: &Path| std::fs::write(d.join(&next), &content).unwrap()),
+        ));
+    }
     // A flipped byte in each region: (name, file, byte, where the refusal points).
     let first_rec = last_records[0];
     let mid_rec = last_records[last_records.len() / 2];
