@@ -70,3 +70,33 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, AnalyticsError> {
         .build()
         .map_err(|source| AnalyticsError::Io { path: PathBuf::from("<tokio runtime>"), source })
 }
+
+/// Removes the columnar tables (they are derived from the log and rebuilt by the next
+/// refresh), holding the store's lock: what `tenure repair` does once records left the log,
+/// since a table's watermark past the end of its lane would never catch up. Returns
+/// whether anything was removed.
+pub fn discard(data: &Path) -> Result<bool, AnalyticsError> {
+    let dir = columnar_dir(data);
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let _lock = lock(data, true)?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AnalyticsError::Io { path, source }
+    };
+    let mut removed = false;
+    for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let path = entry.map_err(io(&dir))?.path();
+        if path.file_name().is_some_and(|n| n == "LOCK") {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        } else {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+        removed = true;
+    }
+    Ok(removed)
+}

@@ -1,6 +1,7 @@
 //! The `tenure` binary: a thin shell over the library crates. It reads the clock and the
 //! environment, parses arguments, draws progress and maps errors to exit codes:
-//! 0 success, 1 internal error, 2 usage error, 3 some input rows were rejected.
+//! 0 success, 1 internal error, 2 usage error, 3 some input rows were rejected, 4 the event
+//! log is damaged (`verify` found something, or `repair` without `--yes` would change it).
 
 mod health;
 mod report;
@@ -227,7 +228,37 @@ enum Cmd {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Check the event log completely: every segment, record, commit record and key index,
+    /// and that no segment is missing. Prints each problem as `FILE: offset N: reason`;
+    /// exit 4 when it finds any
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: CheckFormat,
+    },
+    /// Repair a damaged event log (never done automatically). Without --yes it prints what it
+    /// would drop and changes nothing (exit 4 if there is anything to do); with --yes it does
+    /// it. Needs the log to itself: stop `tenure serve` and imports first
+    Repair {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Carry out the repair
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: CheckFormat,
+    },
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+}
+
+/// Exit status of `verify` (and of a `repair` dry run) when the log is damaged.
+const DAMAGED: u8 = 4;
 
 #[derive(Args)]
 struct GenArgs {
@@ -679,6 +710,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Model { cmd } => health::model(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Survival(a) => health::survival(a).map(|()| ExitCode::SUCCESS),
         Cmd::Clv(a) => health::clv(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Verify { data, format } => verify(&existing_data_dir(&data)?, format),
+        Cmd::Repair { data, yes, format } => repair(&existing_data_dir(&data)?, yes, format),
         Cmd::Status { data } => {
             let stats = tenure_engine::log_stats(&data_dir(&data))?;
             if stats.is_empty() {
@@ -768,14 +801,8 @@ fn import(
     }
     let (mut importer, report) = Importer::open(data, cfg.ingest(Some(now())))
         .with_context(|| format!("opening the log in {}", data.display()))?;
-    for t in &report.truncated {
-        eprintln!(
-            "recovered: dropped a torn tail of {} bytes at offset {} of {} ({}); it was never acknowledged",
-            t.bytes_dropped,
-            t.offset,
-            t.path.display(),
-            t.reason
-        );
+    for line in report.lines() {
+        eprintln!("log recovery: {line}");
     }
     let mut total_rejected = 0;
     let started = Instant::now();
@@ -1012,4 +1039,151 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// `tenure verify`: the log's full check; exit 4 when it finds anything.
+fn verify(data: &Path, format: CheckFormat) -> Result<ExitCode> {
+    let dir = tenure_engine::log_dir(data);
+    if !dir.exists() {
+        eprintln!("no event log in {} (nothing imported yet)", data.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = tenure_log::verify(&dir).with_context(|| format!("checking {}", dir.display()))?;
+    match format {
+        CheckFormat::Json => {
+            let problems: Vec<serde_json::Value> = r
+                .problems
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "kind": p.kind.as_str(),
+                        "lane": p.lane,
+                        "path": p.path.display().to_string(),
+                        "offset": p.offset,
+                        "reason": p.reason,
+                    })
+                })
+                .collect();
+            let v = serde_json::json!({
+                "clean": r.is_clean(),
+                "writer_running": r.writer_running,
+                "lanes": r.lanes,
+                "segments": r.segments,
+                "records": r.records,
+                "bytes": r.bytes,
+                "key_indexes": r.indexes,
+                "format_1_segments": r.legacy_segments,
+                "problems": problems,
+            });
+            out(&format!("{v}\n"))?;
+        }
+        CheckFormat::Text => {
+            let mut s = String::new();
+            for p in &r.problems {
+                s.push_str(&format!("{p}\n"));
+            }
+            out(&s)?;
+            if r.writer_running {
+                eprintln!(
+                    "a writer (server or import) is running: the tails it is writing were not judged"
+                );
+            }
+            eprintln!(
+                "checked {} lanes, {} segments, {} records, {} bytes, {} key indexes: {}",
+                r.lanes,
+                r.segments,
+                r.records,
+                r.bytes,
+                r.indexes,
+                match r.problems.len() {
+                    0 => "no problem".to_string(),
+                    1 => "1 problem (`tenure repair` says what it would do)".to_string(),
+                    n => format!("{n} problems (`tenure repair` says what it would do)"),
+                }
+            );
+        }
+    }
+    Ok(if r.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(DAMAGED) })
+}
+
+/// `tenure repair`: what the repair would do (exit 4 when there is anything), or, with
+/// `--yes`, doing it.
+fn repair(data: &Path, yes: bool, format: CheckFormat) -> Result<ExitCode> {
+    let dir = tenure_engine::log_dir(data);
+    if !dir.exists() {
+        eprintln!("no event log in {} (nothing imported yet)", data.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r =
+        tenure_log::repair(&dir, yes).with_context(|| format!("repairing {}", dir.display()))?;
+    // The columnar tables are derived by record position: once records left the log they
+    // are rebuilt from it.
+    let rebuilt = yes
+        && !r.lanes_losing_records().is_empty()
+        && tenure_analytics::discard(data).context("removing the columnar tables")?;
+    match format {
+        CheckFormat::Json => {
+            let actions: Vec<serde_json::Value> = r
+                .actions
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "kind": a.kind.as_str(),
+                        "lane": a.lane,
+                        "path": a.path.display().to_string(),
+                        "offset": a.offset,
+                        "bytes": a.bytes,
+                        "records_lost": a.records,
+                        "acknowledged_lost": a.acknowledged,
+                        "uncounted_lost": a.uncounted,
+                        "reason": a.reason,
+                    })
+                })
+                .collect();
+            let v = serde_json::json!({
+                "applied": r.applied,
+                "records_lost": r.records_lost(),
+                "acknowledged_lost": r.acknowledged_lost(),
+                "columnar_removed": rebuilt,
+                "actions": actions,
+            });
+            out(&format!("{v}\n"))?;
+        }
+        CheckFormat::Text => {
+            let mut s = String::new();
+            for a in &r.actions {
+                s.push_str(&format!("{a}\n"));
+            }
+            out(&s)?;
+            if r.is_empty() {
+                eprintln!("nothing to repair");
+            } else {
+                eprintln!(
+                    "{} {} readable records, {} of them possibly acknowledged{}",
+                    if yes { "repaired; lost" } else { "a repair would lose" },
+                    r.records_lost(),
+                    r.acknowledged_lost(),
+                    if r.actions.iter().any(|a| a.uncounted) {
+                        ", and more that cannot be counted"
+                    } else {
+                        ""
+                    }
+                );
+                if yes {
+                    eprintln!(
+                        "dropped bytes are in {}; importing the source files again restores dropped events",
+                        dir.join(tenure_log::DROPPED_DIR).display()
+                    );
+                    if rebuilt {
+                        eprintln!(
+                            "the columnar tables were removed; the next report rebuilds them"
+                        );
+                    }
+                } else {
+                    eprintln!("nothing changed; run again with --yes to repair");
+                }
+            }
+        }
+    }
+    Ok(if yes || r.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(DAMAGED) })
 }

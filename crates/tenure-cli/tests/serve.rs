@@ -35,8 +35,11 @@ fn acknowledged_events_survive_kill_9_of_the_server() {
         .unwrap();
     let mut line = String::new();
     let mut err = BufReader::new(server.stderr.take().unwrap());
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("serving"), "{line}");
+    // JSON log lines (the log's recovery at open) may come first.
+    while !line.contains("serving") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the server stopped before serving");
+    }
     // Keep reading the server's logs so that it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     let addr = line.trim().rsplit("http://").next().unwrap().to_string();

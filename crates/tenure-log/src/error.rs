@@ -17,7 +17,7 @@ pub enum LogError {
     Corrupt { path: PathBuf, offset: u64, reason: String },
     #[error("unsupported segment format version {version} in {path}")]
     UnsupportedVersion { path: PathBuf, version: u16 },
-    #[error("event log {path} is locked by another writer")]
+    #[error("event log {path} is in use: another process (a writer, or a repair) holds its LOCK")]
     Locked { path: PathBuf },
     #[error("invalid lane name {0:?}: must match [a-z][a-z0-9_]{{0,63}}")]
     InvalidLane(String),

@@ -4,18 +4,20 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{LogError, ScanError};
+use crate::format::Mode;
 use crate::lane::{self, SegmentFile};
 
 /// Read-only view of the log as of [`LogReader::open`].
 ///
-/// Opening lists every lane's segments and verifies the last segment of each
-/// lane to fix how far the snapshot reaches: records committed later are not
-/// seen (open a new reader for them). A partial or invalid record at the very
-/// end of a lane counts as an in-flight write and ends the lane; anything
-/// invalid before that is [`LogError::Corrupt`]. The reader takes no lock and
-/// never modifies files.
+/// Opening lists every lane's segments and verifies the last segment of each lane to fix
+/// how far the snapshot reaches: up to the last commit record of the lane's last segment
+/// (what a commit may have acknowledged); records committed later are not seen (open a new
+/// reader for them), nor records whose commit is still being written. Anything invalid
+/// before that is [`LogError::Corrupt`], and so is a missing segment, at open or at the scan
+/// that meets it. The reader takes no lock and never modifies files.
 #[derive(Debug, Clone)]
 pub struct LogReader {
     dir: PathBuf,
@@ -25,16 +27,23 @@ pub struct LogReader {
 #[derive(Debug, Clone)]
 struct LaneSnapshot {
     /// Segments before the last; the writer never changes them again.
-    sealed: Vec<SegmentFile>,
+    sealed: Vec<Sealed>,
     /// The last segment and how much of it belongs to the snapshot.
     last: Option<LastSegment>,
     records: u64,
 }
 
 #[derive(Debug, Clone)]
+struct Sealed {
+    file: SegmentFile,
+    /// Its record count, once a scan read it (or its key index).
+    records: OnceLock<u64>,
+}
+
+#[derive(Debug, Clone)]
 struct LastSegment {
     file: SegmentFile,
-    /// Bytes of valid records (header included) at open; 0 if the header was torn.
+    /// Bytes of the snapshot (header included) at open; 0 if the header was torn.
     valid_len: u64,
     records: u64,
 }
@@ -66,15 +75,19 @@ impl LogReader {
             if only.is_some_and(|only| !only.contains(&name.as_str())) {
                 continue;
             }
-            let mut sealed = lane::list_segments(&dir.join(&name))?;
-            let last = match sealed.pop() {
+            let mut segments = lane::list_checked(&dir.join(&name))?;
+            let last = match segments.pop() {
                 Some(file) => Some(snapshot_last(file, &mut buf)?),
                 None => None,
             };
-            if let Some(first) = sealed.first().or(last.as_ref().map(|l| &l.file)) {
+            if let Some(first) = segments.first().or(last.as_ref().map(|l| &l.file)) {
                 lane::check_base(first, 0)?;
             }
             let records = last.as_ref().map_or(0, |l| l.file.base + l.records);
+            let sealed = segments
+                .into_iter()
+                .map(|file| Sealed { file, records: OnceLock::new() })
+                .collect();
             lanes.insert(name, LaneSnapshot { sealed, last, records });
         }
         Ok(LogReader { dir: dir.to_path_buf(), lanes })
@@ -96,33 +109,64 @@ impl LogReader {
     }
 
     /// Calls `f(key, payload)` for every record of `lane` in the snapshot, in
-    /// append order, verifying each record's checksum. A missing lane yields no
-    /// calls. The payload slice borrows a segment buffer, so copy what must
-    /// outlive the call.
+    /// append order, verifying each record's checksum and each segment's place in the
+    /// lane. A missing lane yields no calls. The payload slice borrows a segment buffer,
+    /// so copy what must outlive the call.
     ///
     /// The first error of `f` stops the scan and is returned as
-    /// [`ScanError::Callback`]. On [`ScanError::Log`] some records may already
-    /// have been passed to `f`.
+    /// [`ScanError::Callback`]. On [`ScanError::Log`] some records (those before the
+    /// damage) may already have been passed to `f`.
     pub fn scan<E>(
         &self,
         lane: &str,
         mut f: impl FnMut(u128, &[u8]) -> Result<(), E>,
     ) -> Result<(), ScanError<E>> {
+        self.scan_from(lane, 0, |_, key, payload| f(key, payload))
+    }
+
+    /// Calls `f(index, key, payload)` for the records of the lane from record `from` on, in
+    /// order: whole segments before `from` are not read (incremental consumers keep a
+    /// watermark and read only the tail), but their place in the lane is still checked
+    /// (from their key index, or by reading them when they have none), so a missing
+    /// segment is an error here too.
+    pub fn scan_from<E>(
+        &self,
+        lane: &str,
+        from: u64,
+        mut f: impl FnMut(u64, u128, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ScanError<E>> {
         let Some(snapshot) = self.lanes.get(lane) else { return Ok(()) };
         let mut buf = Vec::new();
         let mut next_base = 0;
-        for seg in &snapshot.sealed {
-            lane::check_base(seg, next_base)?;
-            lane::read_segment(&seg.path, None, &mut buf)?;
-            next_base += lane::parse(&seg.path, &buf, false, &mut f)?.records;
+        for (i, seg) in snapshot.sealed.iter().enumerate() {
+            lane::check_base(&seg.file, next_base)?;
+            let path = &seg.file.path;
+            let next_start = snapshot
+                .sealed
+                .get(i + 1)
+                .map(|s| s.file.base)
+                .or(snapshot.last.as_ref().map(|l| l.file.base));
+            if next_start.is_some_and(|next| next <= from) {
+                next_base = seg.file.base + sealed_records(seg, &mut buf)?;
+                continue;
+            }
+            lane::read_listed_segment(path, None, &mut buf)?;
+            let mut index = seg.file.base;
+            let parsed = lane::parse(path, &buf, seg.file.base, Mode::Sealed, |key, payload| {
+                let r = if index >= from { f(index, key, payload) } else { Ok(()) };
+                index += 1;
+                r
+            })?;
+            let _ = seg.records.set(parsed.records);
+            next_base = seg.file.base + parsed.records;
         }
         let Some(last) = &snapshot.last else { return Ok(()) };
         lane::check_base(&last.file, next_base)?;
-        if last.valid_len == 0 {
+        if last.valid_len == 0 || last.file.base + last.records <= from {
             return Ok(());
         }
         let path = &last.file.path;
-        lane::read_segment(path, Some(last.valid_len), &mut buf)?;
+        lane::read_listed_segment(path, Some(last.valid_len), &mut buf)?;
         if buf.len() as u64 != last.valid_len {
             return Err(LogError::corrupt(
                 path,
@@ -133,56 +177,17 @@ impl LogReader {
         }
         // The snapshot's prefix was fully valid at open, so nothing in it may
         // be treated as a torn tail now.
-        let parsed = lane::parse(path, &buf, false, &mut f)?;
+        let mut index = last.file.base;
+        let parsed = lane::parse(path, &buf, last.file.base, Mode::Sealed, |key, payload| {
+            let r = if index >= from { f(index, key, payload) } else { Ok(()) };
+            index += 1;
+            r
+        })?;
         if parsed.records != last.records {
             let reason =
                 format!("segment holds {} records, expected {}", parsed.records, last.records);
             return Err(LogError::corrupt(path, last.valid_len, reason).into());
         }
-        Ok(())
-    }
-
-    /// Calls `f(index, key, payload)` for the records of the lane from record `from` on, in
-    /// order: whole segments before `from` are not read (incremental consumers keep a
-    /// watermark and read only the tail).
-    pub fn scan_from<E>(
-        &self,
-        lane: &str,
-        from: u64,
-        mut f: impl FnMut(u64, u128, &[u8]) -> Result<(), E>,
-    ) -> Result<(), ScanError<E>> {
-        let Some(snapshot) = self.lanes.get(lane) else { return Ok(()) };
-        let bases: Vec<u64> = snapshot
-            .sealed
-            .iter()
-            .map(|s| s.base)
-            .chain(snapshot.last.as_ref().map(|l| l.file.base))
-            .collect();
-        let mut buf = Vec::new();
-        for (i, seg) in snapshot.sealed.iter().enumerate() {
-            if bases.get(i + 1).is_some_and(|&next| next <= from) {
-                continue;
-            }
-            lane::read_segment(&seg.path, None, &mut buf)?;
-            let mut index = seg.base;
-            lane::parse(&seg.path, &buf, false, |key, payload| {
-                let r = if index >= from { f(index, key, payload) } else { Ok(()) };
-                index += 1;
-                r
-            })?;
-        }
-        let Some(last) = &snapshot.last else { return Ok(()) };
-        if last.valid_len == 0 || last.file.base + last.records <= from {
-            return Ok(());
-        }
-        let path = &last.file.path;
-        lane::read_segment(path, Some(last.valid_len), &mut buf)?;
-        let mut index = last.file.base;
-        lane::parse(path, &buf, false, |key, payload| {
-            let r = if index >= from { f(index, key, payload) } else { Ok(()) };
-            index += 1;
-            r
-        })?;
         Ok(())
     }
 
@@ -197,16 +202,38 @@ impl LogReader {
     }
 }
 
-/// Verifies a lane's last segment as it is now and records its valid prefix.
-fn snapshot_last(file: SegmentFile, buf: &mut Vec<u8>) -> Result<LastSegment, LogError> {
-    match lane::read_segment(&file.path, None, buf) {
-        Ok(()) => {}
-        // A recovering writer may have just removed a segment with a torn header.
-        Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(LastSegment { file, valid_len: 0, records: 0 });
-        }
-        Err(e) => return Err(e),
+/// The record count of a sealed segment without reading it when its key index says
+/// (a checked header for the segment's current length); otherwise by verifying it.
+fn sealed_records(seg: &Sealed, buf: &mut Vec<u8>) -> Result<u64, LogError> {
+    if let Some(n) = seg.records.get() {
+        return Ok(*n);
     }
-    let parsed = lane::parse(&file.path, buf, true, |_, _| Ok::<(), Infallible>(()))?;
+    let path = &seg.file.path;
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LogError::corrupt(
+                path,
+                0,
+                "segment missing: it was there when the reader opened the log",
+            ));
+        }
+        Err(e) => return Err(LogError::io(path, e)),
+    };
+    let records = match lane::read_index_header(path) {
+        Some((indexed_len, count)) if indexed_len == len => count,
+        _ => {
+            lane::read_listed_segment(path, None, buf)?;
+            lane::judge(path, buf, seg.file.base, Mode::Sealed)?.records
+        }
+    };
+    let _ = seg.records.set(records);
+    Ok(records)
+}
+
+/// Verifies a lane's last segment as it is now and records the prefix a snapshot holds.
+fn snapshot_last(file: SegmentFile, buf: &mut Vec<u8>) -> Result<LastSegment, LogError> {
+    lane::read_listed_segment(&file.path, None, buf)?;
+    let parsed = lane::judge(&file.path, buf, file.base, Mode::Last)?;
     Ok(LastSegment { file, valid_len: parsed.valid_end as u64, records: parsed.records })
 }

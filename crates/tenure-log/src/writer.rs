@@ -1,30 +1,34 @@
-//! The single writer: lock, recovery on open, key deduplication, buffered
-//! appends and group commit with fsync.
+//! The single writer: lock, recovery on open, key deduplication, buffered appends, and
+//! group commit: records and a commit record per lane, then one fsync per lane.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::LogError;
-use crate::format::{self, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::lane::{self, SegmentFile};
+use crate::format::{
+    self, COMMIT_RECORD_LEN, FORMAT_VERSION, Group, KIND_COMMIT, MAX_PAYLOAD_LEN, Mode,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
+use crate::lane::{self, IndexState, sync_dir};
+use crate::report::{Acknowledged, RebuiltIndex, RecoveryReport, TruncatedTail};
 
-/// Name of the lock file inside the log directory.
-const LOCK_FILE: &str = "LOCK";
 /// Pending buffers larger than this are shrunk after a commit so one huge
 /// batch does not pin its memory for the life of the writer.
 const RETAINED_PENDING_CAPACITY: usize = 16 * 1024 * 1024;
+/// What a commit adds to a lane's segment after its records: two copies of its commit record.
+const COMMIT_BYTES: u64 = 2 * COMMIT_RECORD_LEN as u64;
 
 /// Tuning of a [`Log`] writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogOptions {
-    /// Roll to a new segment before a record would make the active segment
-    /// larger than this many bytes. Default 64 MiB.
+    /// Roll to a new segment before a record (and the commit record after it) would make
+    /// the active segment larger than this many bytes. Default 64 MiB.
     pub segment_bytes: u64,
 }
 
@@ -32,40 +36,6 @@ impl Default for LogOptions {
     fn default() -> Self {
         LogOptions { segment_bytes: 64 * 1024 * 1024 }
     }
-}
-
-/// What recovery did when the writer opened the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Torn tails that were cut off (at most one per lane).
-    pub truncated: Vec<TruncatedTail>,
-    /// Lanes found.
-    pub lanes: usize,
-    /// Segments kept.
-    pub segments: u64,
-    /// Valid records found across all lanes.
-    pub records: u64,
-    /// Bytes of all kept segments, headers included.
-    pub bytes: u64,
-    /// Records whose key was already seen earlier. The writer never produces
-    /// these, so a non-zero count means the files were written by something else.
-    pub duplicate_keys: u64,
-    /// Sealed segments whose keys came from their key index (not read again).
-    pub indexed_segments: u64,
-}
-
-/// A torn tail removed from the last segment of a lane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TruncatedTail {
-    pub lane: String,
-    pub path: PathBuf,
-    /// Offset the file was truncated at (0 when the segment was removed).
-    pub offset: u64,
-    pub bytes_dropped: u64,
-    /// Why the first dropped byte could not start a valid record.
-    pub reason: String,
-    /// True when the whole segment file was removed because its header was torn.
-    pub segment_removed: bool,
 }
 
 /// What one [`Log::commit`] wrote.
@@ -126,10 +96,14 @@ impl fmt::Debug for Log {
     }
 }
 
-/// Segment currently appended to.
+/// Segment currently appended to, with what sealing it needs: its length, checksum and
+/// keys, kept as it is written so that a roll does not read it again.
 struct ActiveSegment {
     file: File,
     path: PathBuf,
+    len: u64,
+    crc: crc32fast::Hasher,
+    keys: Vec<u128>,
 }
 
 /// Where a commit must roll to a new segment inside a lane's pending buffer.
@@ -149,6 +123,8 @@ struct LaneWriter {
     segments: u64,
     /// Encoded pending records, written with one `write_all` per segment.
     pending: Vec<u8>,
+    /// Their keys, for the key index of the segment they land in.
+    pending_keys: Vec<u128>,
     pending_records: u64,
     splits: Vec<Split>,
     /// Size and record count the segment receiving the next append will have,
@@ -156,6 +132,9 @@ struct LaneWriter {
     /// only has to follow `splits`.
     proj_seg_len: u64,
     proj_seg_records: u64,
+    /// The records of that segment since its last commit record, pending ones included:
+    /// what the next commit record covers.
+    group: Group,
 }
 
 impl LaneWriter {
@@ -168,63 +147,83 @@ impl LaneWriter {
             committed_bytes: 0,
             segments: 0,
             pending: Vec::new(),
+            pending_keys: Vec::new(),
             pending_records: 0,
             splits: Vec::new(),
             proj_seg_len: SEGMENT_HEADER_LEN as u64,
             proj_seg_records: 0,
+            group: Group::new(SEGMENT_HEADER_LEN),
         }
     }
 
     #[inline]
-    fn push_framed(&mut self, record: &[u8], segment_bytes: u64) {
+    fn push_framed(&mut self, key: u128, record: &[u8], segment_bytes: u64) {
         self.plan_roll(record.len() as u64, segment_bytes);
         self.pending.extend_from_slice(record);
+        self.group.push(&record[4..8]);
+        self.pending_keys.push(key);
         self.proj_seg_len += record.len() as u64;
         self.proj_seg_records += 1;
         self.pending_records += 1;
     }
 
-    /// Starts a new segment in the plan when `rec_len` more bytes would overflow this one.
+    /// Starts a new segment in the plan when `rec_len` more bytes and the commit record
+    /// would overflow this one.
     #[inline]
     fn plan_roll(&mut self, rec_len: u64, segment_bytes: u64) {
-        if self.proj_seg_records > 0 && self.proj_seg_len + rec_len > segment_bytes {
+        if self.proj_seg_records > 0 && self.proj_seg_len + rec_len + COMMIT_BYTES > segment_bytes {
             self.splits.push(Split {
                 at: self.pending.len(),
                 base: self.committed_records + self.pending_records,
             });
             self.proj_seg_len = SEGMENT_HEADER_LEN as u64;
             self.proj_seg_records = 0;
+            self.group = Group::new(SEGMENT_HEADER_LEN);
         }
     }
 
     #[inline]
     fn push(&mut self, key: u128, payload: &[u8], segment_bytes: u64) {
-        self.plan_roll((RECORD_HEADER_LEN + payload.len()) as u64, segment_bytes);
+        let len = (RECORD_HEADER_LEN + payload.len()) as u64;
+        self.plan_roll(len, segment_bytes);
+        let start = self.pending.len();
         format::encode_record(&mut self.pending, key, payload);
-        self.proj_seg_len += (RECORD_HEADER_LEN + payload.len()) as u64;
+        self.group.push(&self.pending[start + 4..start + 8]);
+        self.pending_keys.push(key);
+        self.proj_seg_len += len;
         self.proj_seg_records += 1;
         self.pending_records += 1;
     }
 
-    /// Writes the pending records (rolling segments as planned) without the
-    /// final fsync, which the commit batches over all lanes.
+    /// Writes the pending records and the commit record after them (rolling segments as
+    /// planned) without the final fsync, which the commit batches over all lanes.
     fn write_pending(&mut self, log_dir: &Path, stats: &mut CommitStats) -> Result<(), LogError> {
+        let total = self.committed_records + self.pending_records;
+        // The commit record goes after the records, in the same write: the fsync that
+        // makes the records durable makes it durable too, and nothing is acknowledged
+        // before that fsync returned. Its second copy keeps it evidence if one is damaged.
+        self.group.commit(total, KIND_COMMIT).encode_twice(&mut self.pending);
         let mut pending = std::mem::take(&mut self.pending);
+        let mut keys = std::mem::take(&mut self.pending_keys);
         let splits = std::mem::take(&mut self.splits);
         if self.active.is_none() {
             self.create_segment(log_dir, self.committed_records, stats)?;
         }
-        let mut start = 0;
+        let (mut start, mut k) = (0, 0);
         for split in &splits {
-            self.write_active(&pending[start..split.at], stats)?;
+            let n = usize::try_from(split.base - self.committed_records).unwrap_or(keys.len());
+            self.write_active(&pending[start..split.at], &keys[k..n], stats)?;
             // The old segment must be complete on disk before the next one
             // exists, so that only a lane's last segment can be torn.
             self.sync_active()?;
-            self.create_segment(log_dir, split.base, stats)?;
-            start = split.at;
+            self.roll(log_dir, split.base, stats)?;
+            (start, k) = (split.at, n);
         }
-        self.write_active(&pending[start..], stats)?;
-        self.committed_records += self.pending_records;
+        self.write_active(&pending[start..], &keys[k..], stats)?;
+        self.committed_records = total;
+        self.proj_seg_len += COMMIT_BYTES;
+        self.group = Group::new(usize::try_from(self.proj_seg_len).unwrap_or(usize::MAX));
+        debug_assert_eq!(self.active.as_ref().map(|a| a.len), Some(self.proj_seg_len));
         stats.records += self.pending_records;
         stats.lanes += 1;
         self.pending_records = 0;
@@ -233,14 +232,24 @@ impl LaneWriter {
             pending.shrink_to(RETAINED_PENDING_CAPACITY);
         }
         self.pending = pending;
+        keys.clear();
+        self.pending_keys = keys;
         Ok(())
     }
 
-    fn write_active(&mut self, bytes: &[u8], stats: &mut CommitStats) -> Result<(), LogError> {
+    fn write_active(
+        &mut self,
+        bytes: &[u8],
+        keys: &[u128],
+        stats: &mut CommitStats,
+    ) -> Result<(), LogError> {
         let Some(active) = self.active.as_mut() else {
             return Err(LogError::io(&self.dir, std::io::Error::other("no active segment")));
         };
         active.file.write_all(bytes).map_err(|e| LogError::io(&active.path, e))?;
+        active.crc.update(bytes);
+        active.len += bytes.len() as u64;
+        active.keys.extend_from_slice(keys);
         self.committed_bytes += bytes.len() as u64;
         stats.bytes += bytes.len() as u64;
         Ok(())
@@ -250,6 +259,19 @@ impl LaneWriter {
         if let Some(active) = &self.active {
             // fdatasync also persists the file size, which is all appends change.
             active.file.sync_data().map_err(|e| LogError::io(&active.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (already synced) and starts the next one at `base`. The
+    /// sealed segment's key index is written only once the next segment exists: an index
+    /// beside a lane's last segment then means that its successor went missing.
+    fn roll(&mut self, log_dir: &Path, base: u64, stats: &mut CommitStats) -> Result<(), LogError> {
+        let sealed = self.active.take();
+        self.create_segment(log_dir, base, stats)?;
+        if let Some(s) = sealed {
+            // Best effort, unsynced: a missing or damaged index is rebuilt by the next open.
+            let _ = lane::write_index(&s.path, s.len, s.crc.finalize(), &s.keys, false);
         }
         Ok(())
     }
@@ -269,16 +291,25 @@ impl LaneWriter {
             sync_dir(log_dir)?;
             self.dir_exists = true;
         }
-        let path = self.dir.join(format::segment_file_name(base));
+        let path = lane::segment_path(&self.dir, base);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| LogError::io(&path, e))?;
-        file.write_all(&format::segment_header()).map_err(|e| LogError::io(&path, e))?;
+        let header = format::segment_header();
+        file.write_all(&header).map_err(|e| LogError::io(&path, e))?;
         file.sync_all().map_err(|e| LogError::io(&path, e))?;
         sync_dir(&self.dir)?;
-        self.active = Some(ActiveSegment { file, path });
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        self.active = Some(ActiveSegment {
+            file,
+            path,
+            len: SEGMENT_HEADER_LEN as u64,
+            crc,
+            keys: Vec::new(),
+        });
         self.segments += 1;
         self.committed_bytes += SEGMENT_HEADER_LEN as u64;
         stats.bytes += SEGMENT_HEADER_LEN as u64;
@@ -288,27 +319,15 @@ impl LaneWriter {
 }
 
 impl Log {
-    /// Opens or creates the log in `dir` (creating the directory), takes the
-    /// writer lock, verifies every record of the segments still open for writing (and of
-    /// sealed segments without a key index, writing one), truncates torn tails and
-    /// rebuilds the set of stored keys.
+    /// Opens or creates the log in `dir` (creating the directory), takes the writer lock,
+    /// verifies every record of the segments still open for writing (and of sealed segments
+    /// without a valid key index, writing one), cuts off tails that no commit record covers
+    /// (never acknowledged), and rebuilds the set of stored keys. What it did is in the
+    /// [`RecoveryReport`]; damage to anything that may have been acknowledged is refused with
+    /// [`LogError::Corrupt`].
     pub fn open(dir: &Path, opts: LogOptions) -> Result<(Log, RecoveryReport), LogError> {
         create_log_dir(dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| LogError::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LogError::Locked { path: dir.to_path_buf() });
-            }
-            Err(TryLockError::Error(e)) => return Err(LogError::io(&lock_path, e)),
-        }
+        let lock = lane::lock(dir, true)?;
 
         let mut report = RecoveryReport::default();
         let mut keys = FxHashSet::default();
@@ -318,7 +337,7 @@ impl Log {
         for name in lane::list_lanes(dir)? {
             for seg in lane::list_segments(&dir.join(&name))? {
                 if let Ok(m) = std::fs::metadata(lane::keys_path(&seg.path)) {
-                    indexed += m.len().saturating_sub(28) / 16;
+                    indexed += m.len().saturating_sub(36) / 16;
                 }
             }
         }
@@ -403,16 +422,16 @@ impl Log {
         debug_assert!(format::decode_record(record, 0).is_ok(), "a badly framed record");
         let segment_bytes = self.opts.segment_bytes;
         match self.admit(lane, key)? {
-            Some(writer) => writer.push_framed(record, segment_bytes),
+            Some(writer) => writer.push_framed(key, record, segment_bytes),
             None => return Ok(false),
         }
         self.pending_records += 1;
         Ok(true)
     }
 
-    /// Writes all pending records and fsyncs every touched segment file (and
-    /// directories for created segments and lanes) before returning. Only after
-    /// `Ok` may the caller acknowledge the records.
+    /// Writes all pending records, and after each lane's records its commit record, and
+    /// fsyncs every touched segment file (and directories for created segments and lanes)
+    /// before returning. Only after `Ok` may the caller acknowledge the records.
     ///
     /// On error the writer is poisoned: any prefix of the pending records may
     /// have reached the disk, and only reopening (recovery) tells which.
@@ -489,12 +508,18 @@ fn create_log_dir(dir: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| LogError::io(dir, e))
+/// Replaces a segment's content with a fresh (format 2) header, synced.
+fn fresh_header(path: &Path) -> Result<File, LogError> {
+    let io = |e| LogError::io(path, e);
+    let mut file = OpenOptions::new().write(true).open(path).map_err(io)?;
+    file.set_len(0).map_err(io)?;
+    file.write_all(&format::segment_header()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(file)
 }
 
-/// Verifies all segments of one lane, collects their keys and repairs a torn
-/// tail of the last segment.
+/// Verifies all segments of one lane, collects their keys, and cuts off the tail of the
+/// last segment that no commit record covers.
 fn recover_lane(
     log_dir: &Path,
     name: &str,
@@ -505,87 +530,144 @@ fn recover_lane(
     let mut writer = LaneWriter::new(log_dir.join(name));
     writer.dir_exists = true;
     let segments = lane::list_segments(&writer.dir)?;
-    let count = segments.len();
-    // The last segment kept so far, its valid length and record count: it
-    // becomes the active segment.
-    let mut last_kept: Option<(SegmentFile, u64, u64)> = None;
-    for (i, seg) in segments.into_iter().enumerate() {
-        let is_last = i + 1 == count;
-        lane::check_base(&seg, writer.committed_records)?;
+    let Some((last, sealed)) = segments.split_last() else { return Ok(writer) };
+    let mut seg_keys = Vec::new();
+    for seg in sealed {
+        lane::check_base(seg, writer.committed_records)?;
+        let len = std::fs::metadata(&seg.path).map_err(|e| LogError::io(&seg.path, e))?.len();
         // A sealed segment (never written again) with a valid key index: its keys without
-        // reading it. It was verified whole when the index was written.
-        if !is_last {
-            let len = std::fs::metadata(&seg.path).map_err(|e| LogError::io(&seg.path, e))?.len();
-            if let Some(k) = lane::read_keys(&seg.path, len) {
-                keys.reserve(k.len());
-                for key in &k {
+        // reading it. Readers verify its records when they read them, `verify` all of it.
+        let note = match lane::read_index(&seg.path) {
+            IndexState::Valid(ix) if ix.segment_len == len => {
+                keys.reserve(ix.keys.len());
+                for key in &ix.keys {
                     if !keys.insert(*key) {
                         report.duplicate_keys += 1;
                     }
                 }
-                writer.committed_records += k.len() as u64;
+                writer.committed_records += ix.keys.len() as u64;
                 writer.committed_bytes += len;
                 writer.segments += 1;
                 report.indexed_segments += 1;
                 continue;
             }
-        }
+            IndexState::Valid(ix) => {
+                Some(format!("is for a segment of {} bytes, the segment has {len}", ix.segment_len))
+            }
+            IndexState::Invalid(why) => Some(why),
+            IndexState::Missing => None,
+        };
         lane::read_segment(&seg.path, None, buf)?;
-        let mut seg_keys = Vec::new();
-        let parsed = lane::parse(&seg.path, buf, is_last, |key, _| {
-            if !keys.insert(key) {
-                report.duplicate_keys += 1;
-            }
-            if !is_last {
+        seg_keys.clear();
+        let parsed =
+            lane::parse(&seg.path, buf, writer.committed_records, Mode::Sealed, |key, _| {
+                if !keys.insert(key) {
+                    report.duplicate_keys += 1;
+                }
                 seg_keys.push(key);
-            }
-            Ok::<(), Infallible>(())
-        })
-        .map_err(LogError::from)?;
-        if !is_last && parsed.torn.is_none() {
-            // Best effort: without an index the next open reads the segment again.
-            let _ = lane::write_keys(&seg.path, buf.len() as u64, &seg_keys);
-        }
-        let file_len = buf.len() as u64;
-        let valid_len = parsed.valid_end as u64;
-        if let Some(reason) = parsed.torn {
-            let removed = valid_len == 0;
-            report.truncated.push(TruncatedTail {
-                lane: name.to_owned(),
-                path: seg.path.clone(),
-                offset: valid_len,
-                bytes_dropped: file_len - valid_len,
-                reason,
-                segment_removed: removed,
-            });
-            if removed {
-                // A segment whose header never reached the disk holds no
-                // records; the previous segment (if any) becomes active again
-                // and rolls on the next append.
-                std::fs::remove_file(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
-                sync_dir(&writer.dir)?;
-                continue;
-            }
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&seg.path)
-                .map_err(|e| LogError::io(&seg.path, e))?;
-            file.set_len(valid_len).map_err(|e| LogError::io(&seg.path, e))?;
-            file.sync_all().map_err(|e| LogError::io(&seg.path, e))?;
+                Ok::<(), Infallible>(())
+            })
+            .map_err(LogError::from)?;
+        // Best effort: without an index the next open reads the segment again.
+        if lane::write_index(&seg.path, len, crc32fast::hash(buf), &seg_keys, true).is_ok()
+            && let Some(reason) = note
+        {
+            report.rebuilt_indexes.push(RebuiltIndex { path: lane::keys_path(&seg.path), reason });
         }
         writer.committed_records += parsed.records;
-        writer.committed_bytes += valid_len;
+        writer.committed_bytes += len;
         writer.segments += 1;
-        last_kept = Some((seg, valid_len, parsed.records));
     }
-    if let Some((seg, len, records)) = last_kept {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&seg.path)
-            .map_err(|e| LogError::io(&seg.path, e))?;
-        writer.active = Some(ActiveSegment { file, path: seg.path });
-        writer.proj_seg_len = len;
-        writer.proj_seg_records = records;
+
+    lane::check_base(last, writer.committed_records)?;
+    if let Some((_, count)) = lane::read_index_header(&last.path) {
+        return Err(lane::missing_successor(last, count));
     }
+    lane::read_segment(&last.path, None, buf)?;
+    seg_keys.clear();
+    let parsed = lane::parse(&last.path, buf, writer.committed_records, Mode::Last, |key, _| {
+        if !keys.insert(key) {
+            report.duplicate_keys += 1;
+        }
+        seg_keys.push(key);
+        Ok::<(), Infallible>(())
+    })
+    .map_err(LogError::from)?;
+    let file_len = buf.len() as u64;
+    let mut valid_len = parsed.valid_end as u64;
+    let mut version = parsed.version;
+    if let Some(tail) = &parsed.tail {
+        report.truncated.push(TruncatedTail {
+            lane: name.to_owned(),
+            path: last.path.clone(),
+            offset: valid_len,
+            bytes_dropped: file_len - valid_len,
+            records_dropped: tail.records,
+            reason: tail.reason.clone(),
+            header_rewritten: tail.header,
+            acknowledged: if tail.header || parsed.version >= FORMAT_VERSION {
+                Acknowledged::No
+            } else {
+                Acknowledged::Unknown
+            },
+        });
+        if tail.header {
+            // A segment whose header never reached the disk holds no records.
+            drop(fresh_header(&last.path)?);
+            valid_len = SEGMENT_HEADER_LEN as u64;
+            version = FORMAT_VERSION;
+            buf.clear();
+            buf.extend_from_slice(&format::segment_header());
+        } else {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&last.path)
+                .map_err(|e| LogError::io(&last.path, e))?;
+            file.set_len(valid_len).map_err(|e| LogError::io(&last.path, e))?;
+            file.sync_all().map_err(|e| LogError::io(&last.path, e))?;
+        }
+    }
+    // An index beside the active segment can only be an older writer's leftover (format 1,
+    // or damaged): it must not be mistaken for a seal later.
+    if lane::read_index(&last.path) != IndexState::Missing {
+        lane::remove_index(&last.path)?;
+    }
+    writer.committed_records += parsed.records;
+    writer.segments += 1;
+    let valid = &buf[..usize::try_from(valid_len).unwrap_or(buf.len()).min(buf.len())];
+    if version < FORMAT_VERSION {
+        report.upgraded.push(last.path.clone());
+        if parsed.records == 0 {
+            // Nothing in it: it simply becomes a format-2 segment.
+            drop(fresh_header(&last.path)?);
+            valid_len = SEGMENT_HEADER_LEN as u64;
+        } else {
+            // Sealed as it is; appends go to a new format-2 segment, created first so that
+            // the index beside the old one never stands beside a lane's last segment.
+            writer.committed_bytes += valid_len;
+            let mut stats = CommitStats::default();
+            writer.create_segment(log_dir, writer.committed_records, &mut stats)?;
+            lane::write_index(&last.path, valid_len, crc32fast::hash(valid), &seg_keys, true)?;
+            return Ok(writer);
+        }
+    }
+    writer.committed_bytes += valid_len;
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&last.path)
+        .map_err(|e| LogError::io(&last.path, e))?;
+    let mut crc = crc32fast::Hasher::new();
+    let header = format::segment_header();
+    crc.update(if version < FORMAT_VERSION { &header[..] } else { valid });
+    writer.active = Some(ActiveSegment {
+        file,
+        path: last.path.clone(),
+        len: valid_len,
+        crc,
+        keys: std::mem::take(&mut seg_keys),
+    });
+    writer.proj_seg_len = valid_len;
+    writer.proj_seg_records = parsed.records;
+    writer.group = Group::new(usize::try_from(valid_len).unwrap_or(usize::MAX));
     Ok(writer)
 }

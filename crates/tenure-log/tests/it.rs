@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use tenure_log::{
-    Log, LogError, LogOptions, LogReader, RECORD_HEADER_LEN, RecoveryReport, SEGMENT_HEADER_LEN,
-    ScanError,
+    COMMIT_RECORD_LEN, Log, LogError, LogOptions, LogReader, RECORD_HEADER_LEN, RecoveryReport,
+    SEGMENT_HEADER_LEN, ScanError,
 };
 
 type Records = Vec<(u128, Vec<u8>)>;
@@ -98,9 +98,10 @@ fn round_trip_and_dedup() {
         assert_eq!(stats.lanes["subscription"].records, 2);
         assert_eq!(stats.lanes["usage"].records, 2);
         assert_eq!(stats.lanes["usage"].segments, 1);
+        // Both records, then the commit's record, twice.
         assert_eq!(
             stats.lanes["usage"].bytes,
-            (SEGMENT_HEADER_LEN + 2 * RECORD_HEADER_LEN + 5) as u64
+            (SEGMENT_HEADER_LEN + 2 * RECORD_HEADER_LEN + 5 + 2 * COMMIT_RECORD_LEN) as u64
         );
         assert!(!stats.lanes.contains_key("invoice"));
         assert_eq!(stats.keys, 4);
@@ -183,6 +184,10 @@ fn segment_roll_keeps_order() {
         let mut pos = SEGMENT_HEADER_LEN;
         let bytes = std::fs::read(file).unwrap();
         while pos < bytes.len() {
+            if &bytes[pos..pos + 4] == b"TNRC" {
+                pos += COMMIT_RECORD_LEN;
+                continue;
+            }
             let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
             pos += RECORD_HEADER_LEN + len;
             count += 1;
@@ -244,8 +249,8 @@ fn torn_tail_case(tail: &[u8], reason_part: &str) {
     let t = &report.truncated[0];
     assert_eq!((t.lane.as_str(), t.path.as_path()), ("usage", seg.as_path()));
     assert_eq!(
-        (t.offset, t.bytes_dropped, t.segment_removed),
-        (good_len, tail.len() as u64, false)
+        (t.offset, t.bytes_dropped, t.header_rewritten, t.acknowledged),
+        (good_len, tail.len() as u64, false, tenure_log::Acknowledged::No)
     );
     assert!(t.reason.contains(reason_part), "{}", t.reason);
     assert_eq!(report.records, 21);
@@ -289,7 +294,7 @@ fn torn_tail_of_zeros_is_truncated() {
 }
 
 #[test]
-fn torn_new_segment_header_is_removed() {
+fn torn_new_segment_header_is_rewritten() {
     for torn in [&b""[..], &b"TNRSE"[..], &[0u8; 16][..]] {
         let tmp = tempfile::tempdir().unwrap();
         let mut expected = committed_fixture(tmp.path(), 256);
@@ -301,10 +306,14 @@ fn torn_new_segment_header_is_removed() {
 
         let (mut log, report) = open_report(tmp.path(), 256);
         assert_eq!(report.truncated.len(), 1, "{report:?}");
-        assert!(report.truncated[0].segment_removed);
+        assert!(report.truncated[0].header_rewritten);
         assert_eq!(report.truncated[0].path, next);
         assert_eq!(report.truncated[0].bytes_dropped, torn.len() as u64);
-        assert_eq!(segments(tmp.path(), "usage"), before);
+        // It keeps its place, now with a whole header and no records.
+        let mut with_next = before.clone();
+        with_next.push(next.clone());
+        assert_eq!(segments(tmp.path(), "usage"), with_next);
+        assert_eq!(std::fs::metadata(&next).unwrap().len(), SEGMENT_HEADER_LEN as u64);
         assert_eq!(read(tmp.path(), "usage"), expected);
         for i in 20..40u64 {
             log.append("usage", u128::from(i), &payload(i)).unwrap();
@@ -383,6 +392,15 @@ fn corruption_in_non_last_segment_is_corrupt() {
     let reader = LogReader::open(tmp.path()).unwrap();
     let err = reader.read_lane("usage").unwrap_err();
     assert!(matches!(&err, LogError::Corrupt { path, .. } if path == first), "{err:?}");
+    let report = tenure_log::verify(tmp.path()).unwrap();
+    assert!(report.problems.iter().any(|p| &p.path == first), "{report:?}");
+    // The writer reads a sealed segment's key index, not the segment: it drops nothing
+    // and changes nothing there. Without the index it reads the segment, and refuses.
+    let (log, report) = Log::open(tmp.path(), LogOptions::default()).unwrap();
+    assert!(report.truncated.is_empty());
+    drop(log);
+    assert_eq!(std::fs::metadata(first).unwrap().len() as usize, len);
+    std::fs::remove_file(first.with_extension("keys")).unwrap();
     match Log::open(tmp.path(), LogOptions::default()) {
         Err(LogError::Corrupt { path, .. }) => assert_eq!(&path, first),
         other => panic!("expected Corrupt, got {other:?}"),
@@ -408,17 +426,21 @@ fn missing_segment_is_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
     committed_fixture(tmp.path(), 256);
     let files = segments(tmp.path(), "usage");
+    // The errors name the missing file.
     std::fs::remove_file(&files[1]).unwrap();
     assert!(matches!(
         Log::open(tmp.path(), LogOptions::default()),
-        Err(LogError::Corrupt { path, .. }) if path == files[2]
+        Err(LogError::Corrupt { path, .. }) if path == files[1]
     ));
     assert!(matches!(
         LogReader::open(tmp.path()).unwrap().read_lane("usage"),
-        Err(LogError::Corrupt { path, .. }) if path == files[2]
+        Err(LogError::Corrupt { path, .. }) if path == files[1]
     ));
     std::fs::remove_file(&files[0]).unwrap();
-    assert!(matches!(LogReader::open(tmp.path()), Err(LogError::Corrupt { .. })));
+    assert!(matches!(
+        LogReader::open(tmp.path()),
+        Err(LogError::Corrupt { path, .. }) if path == files[0]
+    ));
 }
 
 #[test]
@@ -427,11 +449,16 @@ fn unknown_format_version_is_refused() {
     committed_fixture(tmp.path(), 64 * 1024);
     let seg = segments(tmp.path(), "usage").pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    // A later format keeps the header checksum; without it this is a damaged header.
+    std::fs::write(&seg, &bytes).unwrap();
+    assert_corrupt(Log::open(tmp.path(), LogOptions::default()), &seg, 8);
+    let crc = crc32fast::hash(&bytes[..10]);
+    bytes[10..14].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&seg, bytes).unwrap();
     match Log::open(tmp.path(), LogOptions::default()) {
         Err(LogError::UnsupportedVersion { path, version }) => {
-            assert_eq!((path, version), (seg.clone(), 2))
+            assert_eq!((path, version), (seg.clone(), 3))
         }
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
@@ -498,11 +525,11 @@ fn reader_sees_committed_records_while_writer_appends() {
     let during = LogReader::open(tmp.path()).unwrap();
     assert_eq!(during.lane_len("usage"), 4);
     assert_eq!(during.read_lane("usage").unwrap().len(), 4);
-    // ... then the rest arrives.
+    // ... then the rest arrives, but no commit record yet: still not part of any snapshot.
     append_bytes(&seg, &rec[rec.len() - 3..]);
     assert_eq!(during.read_lane("usage").unwrap().len(), 4);
     let after = LogReader::open(tmp.path()).unwrap();
-    assert_eq!(after.read_lane("usage").unwrap().last().unwrap(), &(5, b"in flight".to_vec()));
+    assert_eq!(after.lane_len("usage"), 4);
 }
 
 #[test]
@@ -697,14 +724,14 @@ fn sealed_segments_get_a_key_index_that_replaces_reading_them() {
     let expected = committed_fixture(tmp.path(), 200);
     let segs = segments(tmp.path(), "usage");
     assert!(segs.len() > 3, "{segs:?}");
-    // The first open reads every segment and indexes the sealed ones.
-    let (log, first) = open_report(tmp.path(), 200);
-    assert_eq!(first.indexed_segments, 0);
-    drop(log);
+    // Sealing a segment wrote its index; the last segment has none.
     for s in &segs[..segs.len() - 1] {
         assert!(s.with_extension("keys").exists(), "{s:?}");
     }
     assert!(!segs.last().unwrap().with_extension("keys").exists());
+    let (log, first) = open_report(tmp.path(), 200);
+    assert_eq!(first.indexed_segments, segs.len() as u64 - 1);
+    drop(log);
     // The next one reads the indexes instead, with the same outcome.
     let (mut log, second) = open_report(tmp.path(), 200);
     assert_eq!(second.indexed_segments, segs.len() as u64 - 1);
@@ -720,8 +747,11 @@ fn sealed_segments_get_a_key_index_that_replaces_reading_them() {
     let keys = segs[0].with_extension("keys");
     flip_byte(&keys, 30);
     std::fs::write(segs[1].with_extension("keys"), b"TNRKEYS1 short").unwrap();
+    let sealed_now = segments(tmp.path(), "usage").len() as u64 - 1;
     let (mut log, third) = open_report(tmp.path(), 200);
-    assert_eq!(third.indexed_segments, second.indexed_segments - 2);
+    assert_eq!(third.indexed_segments, sealed_now - 2);
+    assert_eq!(third.rebuilt_indexes.len(), 2, "{third:?}");
+    assert_eq!(third.rebuilt_indexes[0].path, keys);
     for (k, p) in &expected {
         assert!(!log.append("usage", *k, p).unwrap());
     }
@@ -731,4 +761,177 @@ fn sealed_segments_get_a_key_index_that_replaces_reading_them() {
     let mut all = expected.clone();
     all.push((999, b"new".to_vec()));
     assert_eq!(read(tmp.path(), "usage"), all);
+}
+
+// Regression tests of issue 13's durability defects (each failed on the code before it).
+
+/// A damaged last record of a lane was cut off as a "torn tail" although its commit had
+/// returned: acknowledged data dropped with nothing but a line in a report.
+#[test]
+fn a_damaged_last_record_that_was_committed_is_refused_not_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = committed_fixture(tmp.path(), 64 * 1024);
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    let len_before = std::fs::metadata(&seg).unwrap().len();
+    // The last record's payload: the file's last bytes under the old format, and just
+    // before the commit record under the new one. Either way the record was committed.
+    let last_payload = payload(19);
+    let bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.windows(last_payload.len()).rposition(|w| w == last_payload.as_slice()).unwrap();
+    flip_byte(&seg, at + 3);
+    let record_start = (at - RECORD_HEADER_LEN) as u64;
+    assert_corrupt(Log::open(tmp.path(), LogOptions::default()), &seg, record_start);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len_before, "nothing may be cut off");
+    assert_corrupt(LogReader::open(tmp.path()), &seg, record_start);
+    // Put back, everything is there.
+    flip_byte(&seg, at + 3);
+    assert_eq!(read(tmp.path(), "usage"), expected);
+}
+
+/// `scan_from` skipped a missing segment that lay before `from` without the continuity
+/// check `scan` has, and returned the records after it as if nothing were missing.
+#[test]
+fn scan_from_refuses_a_missing_segment_before_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    committed_fixture(tmp.path(), 256);
+    let files = segments(tmp.path(), "usage");
+    assert!(files.len() >= 4, "{files:?}");
+    std::fs::remove_file(&files[1]).unwrap();
+    let reader = LogReader::open(tmp.path()).unwrap();
+    for from in [0, 15, 19] {
+        let result = reader.scan_from("usage", from, |_, _, _| Ok::<(), Infallible>(()));
+        match result {
+            Err(ScanError::Log(LogError::Corrupt { path, .. })) => {
+                assert_eq!(path, files[1], "the error names the missing file")
+            }
+            other => panic!("scan_from({from}) over a missing segment: {other:?}"),
+        }
+    }
+}
+
+/// A flipped byte in a sealed segment's header went unnoticed by every reader (the
+/// header's last six bytes were not checked).
+#[test]
+fn a_flipped_byte_anywhere_in_a_sealed_segment_header_is_refused() {
+    for at in 0..SEGMENT_HEADER_LEN {
+        let tmp = tempfile::tempdir().unwrap();
+        committed_fixture(tmp.path(), 256);
+        let files = segments(tmp.path(), "usage");
+        flip_byte(&files[0], at);
+        match LogReader::open(tmp.path()).unwrap().read_lane("usage") {
+            Err(LogError::Corrupt { path, .. }) => assert_eq!(path, files[0], "byte {at}"),
+            other => panic!("byte {at} of the header flipped: {other:?}"),
+        }
+    }
+}
+
+/// A format-1 segment, as the first version of the log wrote it: no header checksum, no
+/// commit records.
+fn legacy_segment(records: &[(u128, Vec<u8>)]) -> Vec<u8> {
+    let mut buf = b"TNRSEG01".to_vec();
+    buf.extend_from_slice(&1u16.to_le_bytes());
+    buf.extend_from_slice(&[0u8; 6]);
+    for (key, payload) in records {
+        buf.extend_from_slice(&encoded_record(*key, payload));
+    }
+    buf
+}
+
+#[test]
+fn format_1_logs_are_read_reported_and_continued_in_format_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lane = tmp.path().join("usage");
+    std::fs::create_dir_all(&lane).unwrap();
+    let recs: Records = (0..8u64).map(|i| (u128::from(i), payload(i))).collect();
+    let first = lane.join("00000000000000000000.seg");
+    let second = lane.join("00000000000000000005.seg");
+    std::fs::write(&first, legacy_segment(&recs[..5])).unwrap();
+    let mut last = legacy_segment(&recs[5..]);
+    let good = last.len() as u64;
+    last.extend_from_slice(&encoded_record(99, b"torn")[..10]);
+    std::fs::write(&second, &last).unwrap();
+    // Readers read it as it is.
+    assert_eq!(read(tmp.path(), "usage"), recs);
+    assert!(tenure_log::verify(tmp.path()).unwrap().problems.iter().any(|p| p.path == second));
+
+    let (mut log, report) = open_report(tmp.path(), 64 * 1024);
+    assert_eq!(report.truncated.len(), 1, "{report:?}");
+    let t = &report.truncated[0];
+    assert_eq!((t.offset, t.bytes_dropped), (good, 10));
+    assert_eq!(t.acknowledged, tenure_log::Acknowledged::Unknown, "format 1 cannot tell");
+    assert!(t.to_string().contains("cannot be told"), "{t}");
+    assert_eq!(report.upgraded, vec![second.clone()]);
+    assert!(report.lines().iter().any(|l| l.contains("format-1 segment")), "{report:?}");
+    // New records go to a format-2 segment after the old ones, which are sealed as they are.
+    let third = lane.join("00000000000000000008.seg");
+    assert!(third.exists() && second.with_extension("keys").exists());
+    for i in 8..12u64 {
+        log.append("usage", u128::from(i), &payload(i)).unwrap();
+    }
+    assert!(!log.append("usage", 3, b"an old key").unwrap());
+    log.commit().unwrap();
+    drop(log);
+    assert_eq!(&std::fs::read(&third).unwrap()[8..10], &2u16.to_le_bytes());
+    let (_, again) = open_report(tmp.path(), 64 * 1024);
+    assert!(again.is_clean(), "{again:?}");
+    let all: Records = (0..12u64).map(|i| (u128::from(i), payload(i))).collect();
+    assert_eq!(read(tmp.path(), "usage"), all);
+    let v = tenure_log::verify(tmp.path()).unwrap();
+    assert!(v.is_clean(), "{:?}", v.problems);
+    assert_eq!(v.legacy_segments, 2);
+}
+
+#[test]
+fn commits_leave_commit_records_and_rolls_seal_with_an_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open_small(tmp.path(), 400);
+    for batch in 0..6u64 {
+        for i in batch * 4..batch * 4 + 4 {
+            log.append("usage", u128::from(i), &payload(i)).unwrap();
+        }
+        log.commit().unwrap();
+    }
+    drop(log);
+    let files = segments(tmp.path(), "usage");
+    assert!(files.len() >= 3, "{files:?}");
+    let last = std::fs::read(files.last().unwrap()).unwrap();
+    // Every segment's size includes room for the commit record; the last ends with one,
+    // twice.
+    for f in &files {
+        assert!(std::fs::metadata(f).unwrap().len() <= 400, "{f:?}");
+    }
+    let n = last.len();
+    assert_eq!(&last[n - 2 * COMMIT_RECORD_LEN..n - 2 * COMMIT_RECORD_LEN + 4], b"TNRC");
+    assert_eq!(
+        last[n - 2 * COMMIT_RECORD_LEN..n - COMMIT_RECORD_LEN],
+        last[n - COMMIT_RECORD_LEN..]
+    );
+    for f in &files[..files.len() - 1] {
+        assert!(f.with_extension("keys").exists(), "{f:?} sealed without an index");
+    }
+    assert!(tenure_log::verify(tmp.path()).unwrap().is_clean());
+}
+
+#[test]
+fn verify_beside_a_running_writer_leaves_its_tail_alone_and_repair_waits_for_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open(tmp.path());
+    log.append("usage", 1, b"one").unwrap();
+    log.commit().unwrap();
+    // A commit being written: its records are there, its commit record not yet.
+    let seg = segments(tmp.path(), "usage").pop().unwrap();
+    append_bytes(&seg, &encoded_record(2, b"in flight"));
+    let v = tenure_log::verify(tmp.path()).unwrap();
+    assert!(v.writer_running && v.is_clean(), "{v:?}");
+    assert!(matches!(tenure_log::repair(tmp.path(), false), Err(LogError::Locked { .. })));
+    drop(log);
+    // Without a writer the same tail is a torn tail, which the next open cuts off.
+    let v = tenure_log::verify(tmp.path()).unwrap();
+    assert!(!v.writer_running, "{v:?}");
+    assert_eq!(v.problems.len(), 1, "{v:?}");
+    assert_eq!(v.problems[0].kind, tenure_log::ProblemKind::TornTail);
+    assert_eq!(v.problems[0].path, seg);
+    let (_, report) = open_report(tmp.path(), 64 * 1024);
+    assert_eq!(report.dropped_records(), 1);
+    assert_eq!(read(tmp.path(), "usage"), vec![(1, b"one".to_vec())]);
 }

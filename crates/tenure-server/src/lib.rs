@@ -434,7 +434,18 @@ impl AppState {
             public_url: o.config.service.public_url.clone(),
             kpi_cache: KpiCache::default(),
         });
-        let (importer, _) = Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
+        let (importer, recovery) =
+            Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
+        // What the log's recovery did (tails no commit covered cut off, indexes rebuilt) is
+        // logged and counted, never discarded.
+        core.metrics.log_recovered(recovery.dropped_bytes(), recovery.dropped_records());
+        log(
+            if recovery.is_clean() { "info" } else { "warn" },
+            "event log opened",
+            json!({"lanes": recovery.lanes, "records": recovery.records,
+                   "dropped_bytes": recovery.dropped_bytes(),
+                   "dropped_records": recovery.dropped_records(), "recovery": recovery.lines()}),
+        );
         let (applied_tx, applied_rx) = std::sync::mpsc::sync_channel::<Committed>(64);
         let mut writer = Writer::start(importer, o.limits.queue, Some(applied_tx));
         let refresh = Duration::from_secs(o.config.service.refresh_minutes.max(1) * 60);

@@ -72,9 +72,19 @@ pub struct Metrics {
     /// Alerts raised, by (rule, severity).
     pub alerts: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     pub tasks_opened: AtomicU64,
+    /// Bytes and complete records the event log's recovery cut off at start (tails that no
+    /// commit record covers: never acknowledged).
+    pub log_recovered_bytes: AtomicU64,
+    pub log_truncated_records: AtomicU64,
 }
 
 impl Metrics {
+    /// Counts what the event log's recovery dropped when the service opened it.
+    pub fn log_recovered(&self, bytes: u64, records: u64) {
+        self.log_recovered_bytes.fetch_add(bytes, Relaxed);
+        self.log_truncated_records.fetch_add(records, Relaxed);
+    }
+
     /// The Prometheus text exposition; `extra` are gauges read at scrape time.
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
@@ -110,6 +120,18 @@ impl Metrics {
             "tenure_tasks_opened_total",
             "Tasks opened by alerts.",
             self.tasks_opened.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_log_recovered_bytes_total",
+            "Bytes the event log's recovery cut off at start (never acknowledged).",
+            self.log_recovered_bytes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_log_truncated_records_total",
+            "Complete records the event log's recovery cut off at start (never acknowledged).",
+            self.log_truncated_records.load(Relaxed),
         );
         let _ = writeln!(
             out,
