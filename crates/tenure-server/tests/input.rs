@@ -1,15 +1,32 @@
-//! The Segment mapping under hostile messages (issue 13): generated calls, most of them
-//! malformed, never panic, and whatever is accepted passes the contract's validation and is
-//! an event every layer below can hold.
-//!
-//! A proptest harness run in CI with a bounded budget (`PROPTEST_CASES` raises it).
+//! The service's inputs: the Segment mapping under hostile messages (issue 13: generated
+//! calls, most of them malformed, never panic, and whatever is accepted passes the
+//! contract's validation and is an event every layer below can hold; a proptest harness run
+//! in CI with a bounded budget, `PROPTEST_CASES` raises it), and the example configuration.
 
 use proptest::prelude::*;
 use serde_json::Value;
 use tenure_core::event::Event;
 use tenure_core::time::{EARLIEST, END_OF_RANGE, Timestamp};
 use tenure_ingest::{IngestConfig, parse_json_line};
+use tenure_server::ServiceConfig;
 use tenure_server::segment::{self, Mapped, SegmentConfig};
+
+/// `config/tenure.example.toml` lists every section of the service; it must parse, its
+/// commented-out notifier included, and mean what it says.
+#[test]
+fn the_example_configuration_is_valid() {
+    let text = include_str!("../../../config/tenure.example.toml");
+    let c = ServiceConfig::parse(text).unwrap();
+    assert_eq!((c.rules.len(), c.playbooks.len(), c.notifiers.len()), (3, 1, 0));
+    assert_eq!(c.service.refresh_minutes, 60);
+    // The notifier block, uncommented (its trailing comments kept as TOML comments).
+    let (head, tail) = text.split_at(text.find("# [[notifier]]").unwrap());
+    let tail: String =
+        tail.lines().map(|l| l.strip_prefix("# ").unwrap_or(l).to_string() + "\n").collect();
+    let c = ServiceConfig::parse(&format!("{head}{tail}")).unwrap();
+    assert_eq!(c.notifiers.len(), 1);
+    assert_eq!(c.notifiers[0].name, "crm");
+}
 
 const KEYS: &[&str] = &[
     "type",
