@@ -13,9 +13,10 @@ pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod notify;
-pub mod rules;
 pub mod segment;
 pub mod web;
+
+pub use tenure_alerting::rules;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,7 +25,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use keys::{Keys, Scope};
-use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tenure_core::event::Event;
-use tenure_core::event::{EventBody, TaskChange, TaskStatus};
 use tenure_core::time::Timestamp;
 use tenure_engine::Importer;
 use tenure_ingest::{IngestConfig, Rejection};
@@ -406,7 +405,7 @@ impl AppState {
         // start inside the caller's.
         let engine = o.engine.clone();
         let mut live = std::thread::scope(|sc| {
-            sc.spawn(|| live::Live::load(data, engine, rules, cards, model, now))
+            sc.spawn(|| live::load(data, engine, rules, cards, model, now))
                 .join()
                 .map_err(|_| "loading the live state panicked".to_string())
         })??;
@@ -482,7 +481,7 @@ fn apply_loop(
     internal: &mpsc::UnboundedSender<Vec<Event>>,
     refresh: Duration,
 ) {
-    let mut pending: FxHashMap<(String, String), String> = FxHashMap::default();
+    let mut pending = tenure_alerting::Pending::default();
     let now = (core.clock)();
     let fired = core.live.write().expect("live state").refresh(now);
     // What the first evaluation finds is recorded (alerts, tasks) but not notified: on a
@@ -547,10 +546,6 @@ pub fn log(level: &str, msg: &str, fields: Value) {
     eprintln!("{o}");
 }
 
-fn short_hash(parts: &[&str]) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(parts.join("\u{1f}").as_bytes()))
-}
-
 /// Records each firing as an alert event and a task (opened, or the open one updated),
 /// through the writer, and notifies.
 fn raise(
@@ -559,89 +554,22 @@ fn raise(
     now: Timestamp,
     received: Option<Instant>,
     internal: &mpsc::UnboundedSender<Vec<Event>>,
-    pending: &mut FxHashMap<(String, String), String>,
+    pending: &mut tenure_alerting::Pending,
     notify: bool,
 ) {
     if fired.is_empty() {
         return;
     }
     let live = core.live.read().expect("live state");
-    let mut events = Vec::with_capacity(2 * fired.len());
-    for f in fired {
-        let rule = &live.rules.rules[f.rule];
-        let stamp = now.0.to_string();
-        let id = short_hash(&[&f.account, &rule.id, &stamp, &f.message]);
-        let alert_id = format!("al_{id}");
-        events.push(Event {
-            ts: now,
-            account: Some(f.account.clone()),
-            message_id: Some(alert_id.clone()),
-            body: EventBody::Alert {
-                alert_id: alert_id.clone(),
-                rule: rule.id.clone(),
-                severity: rule.severity,
-                message: Some(f.message.clone()),
-            },
-        });
-        let a = live.ledger.account(&f.account);
-        let owner = a.and_then(|a| a.attribute_at("csm", now)).map(|v| v.label());
-
-        let key = (f.account.clone(), rule.id.clone());
-        // A task raised moments ago may not be folded yet: remember it until it is.
-        let open = pending
-            .get(&key)
-            .filter(|id| {
-                a.and_then(|a| a.cs.tasks.iter().find(|t| &&t.task_id == id))
-                    .is_none_or(|t| t.is_active())
-            })
-            .cloned()
-            .or_else(|| {
-                a?.cs
-                    .tasks
-                    .iter()
-                    .rev()
-                    .find(|t| t.rule.as_deref() == Some(rule.id.as_str()) && t.is_active())
-                    .map(|t| t.task_id.clone())
-            });
-        let change = match open {
-            Some(task_id) => TaskChange {
-                task_id,
-                alert_id: Some(alert_id.clone()),
-                note: Some(format!("alerted again: {}", f.message)),
-                author: Some("tenure".into()),
-                ..TaskChange::default()
-            },
-            None => {
-                let (title, due_days, steps) = live.rules.task_template(rule);
-                let mut note = f.message.clone();
-                for (i, s) in steps.iter().enumerate() {
-                    note += &format!("\n{}. {s}", i + 1);
-                }
-                core.metrics.tasks_opened.fetch_add(1, Relaxed);
-                TaskChange {
-                    task_id: format!("tk_{id}"),
-                    status: Some(TaskStatus::Open),
-                    rule: Some(rule.id.clone()),
-                    alert_id: Some(alert_id.clone()),
-                    title: Some(title),
-                    owner: owner.clone(),
-                    due: Some(now.add_days(due_days)),
-                    note: Some(note),
-                    root_cause: None,
-                    author: Some("tenure".into()),
-                }
-            }
-        };
-        let task_id = change.task_id.clone();
-        pending.insert(key, task_id.clone());
-        events.push(Event {
-            ts: now,
-            account: Some(f.account.clone()),
-            message_id: Some(format!("{task_id}:{alert_id}")),
-            body: EventBody::Task(Box::new(change)),
-        });
-        if let Some(r) = received {
-            core.metrics.alert_latency.observe(r.elapsed());
+    let raised = tenure_alerting::raise(&live, fired, now, pending);
+    let mut events = Vec::with_capacity(2 * raised.len());
+    for r in raised {
+        let rule = &live.rules.rules[r.rule];
+        if r.opened {
+            core.metrics.tasks_opened.fetch_add(1, Relaxed);
+        }
+        if let Some(at) = received {
+            core.metrics.alert_latency.observe(at.elapsed());
         }
         *core
             .metrics
@@ -653,28 +581,30 @@ fn raise(
         log(
             "info",
             "alert",
-            json!({"alert_id": alert_id, "account_id": f.account, "rule": rule.id,
-                   "severity": rule.severity.as_str(), "task_id": task_id}),
+            json!({"alert_id": r.alert_id, "account_id": r.account_id, "rule": rule.id,
+                   "severity": rule.severity.as_str(), "task_id": r.task_id}),
         );
         if let Some(d) =
             core.dispatcher.lock().expect("dispatcher lock").as_ref().filter(|_| notify)
         {
             d.send(notify::Notification {
-                alert_id,
-                account_id: f.account.clone(),
-                account_name: a.and_then(|a| a.name.clone()),
+                alert_id: r.alert_id,
+                account_id: r.account_id.clone(),
+                account_name: r.account_name,
                 rule: rule.id.clone(),
                 severity: rule.severity.as_str().to_string(),
-                message: f.message,
-                owner,
-                task_id: Some(task_id),
+                message: r.message,
+                owner: r.owner,
+                task_id: Some(r.task_id),
                 ts: now.to_string(),
                 link: core
                     .public_url
                     .as_ref()
-                    .map(|u| format!("{}/accounts/{}", u.trim_end_matches('/'), f.account)),
+                    .map(|u| format!("{}/accounts/{}", u.trim_end_matches('/'), r.account_id)),
             });
         }
+        events.push(r.alert);
+        events.push(r.task);
     }
     drop(live);
     let _ = internal.send(events);

@@ -3,23 +3,29 @@
 //! so that a slow or failing receiver never holds up ingest.
 //!
 //! Rendering ([`Notifier::request`]) is pure so that payloads and signatures are tested
-//! without a network; delivery is a deliberately small HTTP/1.1 client (one POST per
-//! connection), which is all a webhook needs and keeps a full HTTP stack out of the build.
+//! without a network; delivery is one POST per connection through hyper's HTTP/1 client
+//! (already in the build as axum's), over a TCP or rustls connection opened here, so that
+//! connect and TLS failures keep their own errors.
 //! Secrets never leave this module except inside the signature header on the wire: they are
 //! not in `Debug` output, error messages or the dead-letter file. Slack webhook URLs carry
 //! their token in the path, so errors name only the host.
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tenure_core::event::Severity;
 use tenure_core::time::Timestamp;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -37,7 +43,8 @@ const DEAD_LETTER_CAPACITY: usize = 1024;
 /// How long shutdown waits, after its grace period, for the tasks to write what is left to
 /// the dead-letter file.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// A response head larger than this is not a webhook receiver's answer.
+/// A response head larger than this is not a webhook receiver's answer (hyper's limit on
+/// the status line and headers).
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// How much of an error response's body is kept for the error message.
 const MAX_ERROR_BODY: usize = 200;
@@ -478,6 +485,9 @@ fn parse_url(url: &str) -> Result<Target, DeliveryError> {
     if host.is_empty() {
         return Err(bad("no host"));
     }
+    if path.parse::<hyper::http::uri::PathAndQuery>().is_err() {
+        return Err(bad("the path is not a valid HTTP request target"));
+    }
     Ok(Target { tls, host: host.to_string(), port, authority: authority.to_string(), path })
 }
 
@@ -537,123 +547,91 @@ impl Target {
     }
 }
 
-struct ResponseHead {
-    status: u16,
-    retry_after: Option<u64>,
-    content_length: Option<usize>,
-    chunked: bool,
-    /// Body bytes read along with the head.
-    rest: Vec<u8>,
+/// A hyper error with its causes (its own text is only the kind: "connection closed before
+/// message completed"). A response hyper could not parse is a bad response; the rest is
+/// I/O. Neither names the URL.
+fn http_error(e: &hyper::Error) -> DeliveryError {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        DeliveryError::BadResponse(text)
+    } else {
+        DeliveryError::Io(text)
+    }
 }
 
-fn io_error(e: std::io::Error) -> DeliveryError {
-    DeliveryError::Io(e.to_string())
-}
-
-async fn send_and_read_head(
-    stream: &mut dyn Stream,
+/// The HTTP request for `request` on a connection of its own: origin-form target, `Host`
+/// as written in the URL, `Connection: close`; hyper adds the `Content-Length`.
+fn http_request(
     target: &Target,
     request: &Request,
-) -> Result<ResponseHead, DeliveryError> {
-    let mut out = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        target.path,
-        target.authority,
-        request.body.len()
-    );
+) -> Result<hyper::Request<Full<Bytes>>, DeliveryError> {
+    let mut r = hyper::Request::post(target.path.as_str())
+        .header(HOST, target.authority.as_str())
+        .header(CONNECTION, "close");
     for (k, v) in &request.headers {
         // A CR or LF would let a value inject headers; the notifiers never produce one, so
         // this only guards custom notifiers.
         if [k, v].iter().any(|s| s.contains(['\r', '\n'])) {
             return Err(DeliveryError::InvalidUrl(format!("header {k:?} contains a line break")));
         }
-        out.push_str(&format!("{k}: {v}\r\n"));
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| DeliveryError::InvalidUrl(format!("header name {k:?} is not valid")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| DeliveryError::InvalidUrl(format!("header {k:?} has an invalid value")))?;
+        r = r.header(name, value);
     }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&request.body);
-    stream.write_all(&bytes).await.map_err(io_error)?;
-    stream.flush().await.map_err(io_error)?;
+    r.body(Full::new(Bytes::from(request.body.clone())))
+        .map_err(|_| DeliveryError::InvalidUrl("not a valid HTTP request target".into()))
+}
 
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_RESPONSE_HEAD {
-            return Err(DeliveryError::BadResponse("response head too large".into()));
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) if buf.is_empty() => {
-                return Err(DeliveryError::Io("connection closed before a response".into()));
+/// A client connection's own future, which does the reading and writing for the requests
+/// and bodies on it: awaited beside them, so nothing outlives [`post`] (no spawned task).
+struct Driven<C> {
+    conn: Pin<Box<C>>,
+    done: bool,
+}
+
+impl<C: Future> Driven<C> {
+    /// Awaits `fut` while the connection makes progress.
+    async fn run<T>(&mut self, fut: impl Future<Output = T>) -> T {
+        let mut fut = std::pin::pin!(fut);
+        if !self.done {
+            tokio::select! {
+                biased;
+                t = &mut fut => return t,
+                // The connection ended (closed, or failed): `fut` now resolves on its own,
+                // with the connection's error when it was waiting on it.
+                _ = self.conn.as_mut() => self.done = true,
             }
-            Ok(0) => return Err(DeliveryError::BadResponse("truncated response head".into())),
-            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-            Err(e) => return Err(io_error(e)),
         }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end - 4]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-    let status = match status {
-        Some(s) if version.starts_with("HTTP/1.") && (100..1000).contains(&s) => s,
-        _ => return Err(DeliveryError::BadResponse("no HTTP/1.x status line".into())),
-    };
-    let mut retry_after = None;
-    let mut content_length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("retry-after") {
-            // The HTTP-date form is not honoured: the computed backoff applies instead.
-            retry_after = value.parse().ok();
-        } else if name.eq_ignore_ascii_case("content-length") {
-            content_length = value.parse().ok();
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        }
+        fut.await
     }
-    Ok(ResponseHead {
-        status,
-        retry_after,
-        content_length,
-        chunked,
-        rest: buf[head_end..].to_vec(),
-    })
 }
 
 /// The start of an error response's body, for the error message (Slack explains its
-/// errors there: `invalid_payload`, `channel_is_archived`).
-async fn read_error_body(stream: &mut dyn Stream, head: &mut ResponseHead) {
-    let want = head.content_length.unwrap_or(MAX_ERROR_BODY + 16).min(MAX_ERROR_BODY + 16);
-    let mut chunk = [0u8; 512];
-    while head.rest.len() < want {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(k) => head.rest.extend_from_slice(&chunk[..k]),
+/// errors there: `invalid_payload`, `channel_is_archived`); into `out` as it arrives, so
+/// that a timeout keeps what came.
+async fn read_error_body(mut body: Incoming, out: &mut Vec<u8>) {
+    while out.len() < MAX_ERROR_BODY + 16 {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data);
+                }
+            }
+            _ => break,
         }
     }
 }
 
-fn error_body_text(head: &ResponseHead) -> String {
-    let mut body: &[u8] = &head.rest;
-    if let Some(n) = head.content_length {
-        body = &body[..body.len().min(n)];
-    }
-    if head.chunked {
-        // Skip the first chunk's size line; the data of the first chunk is enough.
-        if let Some(i) = body.windows(2).position(|w| w == b"\r\n") {
-            body = &body[i + 2..];
-        }
-        if let Some(i) = body.windows(2).position(|w| w == b"\r\n") {
-            body = &body[..i];
-        }
-    }
+/// An error body as one short line: whitespace and control characters collapsed, at most
+/// [`MAX_ERROR_BODY`] characters.
+fn error_body_text(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut out = String::new();
     for word in text.split(|c: char| c.is_whitespace() || c.is_control()) {
@@ -676,24 +654,41 @@ fn error_body_text(head: &ResponseHead) -> String {
 /// body only shortens its excerpt.
 pub async fn post(request: &Request, timeout: Duration) -> Result<u16, DeliveryError> {
     let target = parse_url(&request.url)?;
+    let http = http_request(&target, request)?;
     let deadline = Instant::now() + timeout;
     let timed_out = || DeliveryError::Timeout(timeout.as_millis().try_into().unwrap_or(u64::MAX));
-    let (mut stream, mut head) = tokio::time::timeout_at(deadline, async {
-        let mut stream = connect(&target).await?;
-        let head = send_and_read_head(&mut *stream, &target, request).await?;
-        Ok::<_, DeliveryError>((stream, head))
+    let (response, mut conn) = tokio::time::timeout_at(deadline, async {
+        let stream = connect(&target).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            // Header names on the wire as the notifiers write them (Content-Type, …).
+            .title_case_headers(true)
+            .max_header_size(MAX_RESPONSE_HEAD)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| http_error(&e))?;
+        let mut conn = Driven { conn: Box::pin(conn), done: false };
+        let response = conn.run(sender.send_request(http)).await.map_err(|e| http_error(&e))?;
+        Ok::<_, DeliveryError>((response, conn))
     })
     .await
     .map_err(|_| timed_out())??;
-    if (200..300).contains(&head.status) {
-        return Ok(head.status);
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return Ok(status);
     }
-    let _ = tokio::time::timeout_at(deadline, read_error_body(&mut *stream, &mut head)).await;
-    Err(DeliveryError::Status {
-        status: head.status,
-        retry_after: head.retry_after,
-        body: error_body_text(&head),
-    })
+    // The HTTP-date form of Retry-After is not honoured: the computed backoff applies.
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let mut body = Vec::new();
+    let _ = tokio::time::timeout_at(
+        deadline,
+        conn.run(read_error_body(response.into_body(), &mut body)),
+    )
+    .await;
+    Err(DeliveryError::Status { status, retry_after, body: error_body_text(&body) })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1228,13 +1223,38 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port, t.authority.as_str()), ("::1", 9, "[::1]:9"));
         let t = parse_url("http://h?q=1").unwrap();
         assert_eq!(t.path, "/?q=1");
-        for bad in ["ftp://h/", "http://", "http://u:p@h/", "http://h:99999/", "http://h/a b"] {
+        // The last: '<' cannot be sent in a request target unencoded.
+        for bad in [
+            "ftp://h/",
+            "http://",
+            "http://u:p@h/",
+            "http://h:99999/",
+            "http://h/a b",
+            "http://h/a<b",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
         assert_eq!(
             redact_url("https://hooks.slack.com/services/T/B/X"),
             "https://hooks.slack.com/…"
         );
+    }
+
+    #[test]
+    fn requests_carry_host_and_close_and_refuse_injected_headers() {
+        let t = parse_url("http://[::1]:9/in?x=1").unwrap();
+        let mut r = Webhook::new("h", "http://[::1]:9/in?x=1", None).request(&sample(), 1);
+        let h = http_request(&t, &r).unwrap();
+        assert_eq!((h.method().as_str(), h.uri().to_string()), ("POST", "/in?x=1".to_string()));
+        assert_eq!(h.headers()["host"], "[::1]:9");
+        assert_eq!(h.headers()["connection"], "close");
+        assert_eq!(h.headers()["x-tenure-timestamp"], "1");
+        r.headers.push(("X-Note".into(), "a\r\nX-Evil: 1".into()));
+        let e = http_request(&t, &r).unwrap_err();
+        assert!(matches!(e, DeliveryError::InvalidUrl(_)) && e.to_string().contains("line break"));
+        r.headers.pop();
+        r.headers.push(("Bad Name".into(), "v".into()));
+        assert!(matches!(http_request(&t, &r), Err(DeliveryError::InvalidUrl(_))));
     }
 
     #[test]
@@ -1292,22 +1312,9 @@ mod tests {
 
     #[test]
     fn error_bodies_are_short_and_clean() {
-        let head = |rest: &[u8], content_length, chunked| ResponseHead {
-            status: 400,
-            retry_after: None,
-            content_length,
-            chunked,
-            rest: rest.to_vec(),
-        };
-        assert_eq!(
-            error_body_text(&head(b"invalid_payload\n", Some(15), false)),
-            "invalid_payload"
-        );
-        assert_eq!(
-            error_body_text(&head(b"f\r\nno_such_channel\r\n0\r\n\r\n", None, true)),
-            "no_such_channel"
-        );
+        assert_eq!(error_body_text(b"invalid_payload\n"), "invalid_payload");
+        assert_eq!(error_body_text(b" no such\r\n\tchannel "), "no such channel");
         let long = vec![b'x'; 1000];
-        assert_eq!(error_body_text(&head(&long, None, false)).chars().count(), MAX_ERROR_BODY + 1);
+        assert_eq!(error_body_text(&long).chars().count(), MAX_ERROR_BODY + 1);
     }
 }

@@ -429,3 +429,64 @@ async fn https_goes_through_tls() {
     let err = post(&bad, WAIT).await.unwrap_err();
     assert!(matches!(err, DeliveryError::InvalidUrl(_)) && !err.is_retryable(), "{err}");
 }
+
+/// A receiver answering every request with the same raw bytes, for responses the scripted
+/// one does not write.
+async fn raw_receiver(response: &[u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let response = response.to_vec();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            if read_request(&mut socket).await.is_some() {
+                let _ = socket.write_all(&response).await;
+                let _ = socket.shutdown().await;
+            }
+        }
+    });
+    base
+}
+
+async fn post_to(base: &str) -> Result<u16, DeliveryError> {
+    let request =
+        Webhook::new("h", format!("{base}/in"), None).request(&notification("al_9", "high"), NOW);
+    post(&request, WAIT).await
+}
+
+#[tokio::test]
+async fn error_bodies_are_decoded_and_retry_after_read() {
+    // A chunked error body: its text, not the chunk framing, is the error's.
+    let base = raw_receiver(
+        b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          f\r\nno_such_channel\r\n0\r\n\r\n",
+    )
+    .await;
+    let err = post_to(&base).await.unwrap_err();
+    assert_eq!(err.to_string(), "HTTP 400: no_such_channel");
+    assert!(!err.is_retryable());
+    // A 429's Retry-After (seconds) is the receiver's wish for the next attempt.
+    let base = raw_receiver(
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nslow",
+    )
+    .await;
+    let err = post_to(&base).await.unwrap_err();
+    assert_eq!(err.to_string(), "HTTP 429: slow");
+    assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    // A 2xx is delivered whatever its body.
+    let base = raw_receiver(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    assert_eq!(post_to(&base).await, Ok(204));
+}
+
+#[tokio::test]
+async fn a_response_that_is_not_http_or_too_large_is_a_bad_response() {
+    let mut huge = b"HTTP/1.1 200 OK\r\nX-Padding: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 20 * 1024));
+    huge.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+    for response in [&b"220 smtp.example ESMTP ready\r\n\r\n"[..], &huge] {
+        let base = raw_receiver(response).await;
+        let err = post_to(&base).await.unwrap_err();
+        assert!(matches!(err, DeliveryError::BadResponse(_)), "{err}");
+        assert!(err.is_retryable());
+    }
+}

@@ -1,7 +1,8 @@
 //! Alert rules and playbooks: which events (immediate rules) and account states (aggregate
 //! rules) raise an alert, how severe, how often, and the task each opens. Pure: rules read
-//! an event or an account's state at an instant given to them and return what fires; the
-//! service records alerts and tasks as events, and notifies.
+//! an event or an account's state at an instant given to them and return what fires;
+//! [`crate::raise`] turns that into alert and task events, which the service records and
+//! notifies.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -688,4 +689,90 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(toml_text: &str) -> Result<Rule, RuleError> {
+        Rule::from_config(&toml::from_str::<RuleConfig>(toml_text).expect("a rule table"))
+    }
+
+    #[test]
+    fn defaults_cover_every_kind_with_their_cooldowns() {
+        let r = Rules::default();
+        assert_eq!(r.rules.len(), Kind::ALL.len());
+        for x in &r.rules {
+            assert_eq!(x.id, x.kind.as_str());
+            let cooldown = match x.kind {
+                Kind::UseOutsideSubscription => 7,
+                k if k.immediate() => 0,
+                _ => 30,
+            };
+            assert_eq!(x.cooldown_days, cooldown, "{}", x.id);
+        }
+        assert_eq!(Kind::ALL.iter().filter(|k| k.immediate()).count(), 7);
+        let drop = Rule::default_of(Kind::UsageDrop);
+        assert_eq!((drop.days, drop.drop, drop.min_events), (14, 0.5, 20));
+        assert_eq!(Rule::default_of(Kind::NoSurveyResponse).days, 180);
+        assert_eq!(Rule::default_of(Kind::CancellationScheduled).severity, Severity::Urgent);
+    }
+
+    #[test]
+    fn invalid_rules_are_refused_with_the_rule_and_the_reason() {
+        let e = |t: &str| rule(t).unwrap_err().to_string();
+        assert!(e("id = \"x\"").starts_with("rule \"x\": needs a kind"), "{}", e("id = \"x\""));
+        assert!(e("kind = \"usage_drop\"\ndrop = 1.5").contains("drop must be between 0 and 1"));
+        assert!(e("kind = \"ticket_surge\"\ndays = 0").contains("days must be positive"));
+        assert!(e("kind = \"fees_down\"\ncooldown_days = -1").contains("must not be negative"));
+        assert!(e("kind = \"detractor\"\nseverity = \"dire\"").contains("unknown severity"));
+        assert!(e("kind = \"key_contact_left\"\nroles = [\"boss\"]").contains("unknown role"));
+        assert!(e("kind = \"urgent_ticket\"\ncategories = [\"bug\"]").contains("unknown category"));
+        let r = rule("kind = \"urgent_ticket\"\nid = \"hot\"\nseverities = [\"high\"]").unwrap();
+        assert_eq!((r.id.as_str(), r.severities.as_slice()), ("hot", &[Severity::High][..]));
+    }
+
+    #[test]
+    fn listed_rules_replace_their_kind_and_playbooks_must_name_rules() {
+        let parse = |t: &str| {
+            #[derive(Deserialize)]
+            struct Doc {
+                #[serde(default)]
+                rule: Vec<RuleConfig>,
+                #[serde(default)]
+                playbook: Vec<Playbook>,
+            }
+            let d: Doc = toml::from_str(t).unwrap();
+            Rules::from_config(&d.rule, d.playbook)
+        };
+        let r = parse("[[rule]]\nkind = \"usage_drop\"\ndays = 7\n[[rule]]\nkind = \"no_engagement\"\nenabled = false\n[[playbook]]\nname = \"p\"\nrules = [\"no_engagement\"]").unwrap();
+        assert_eq!(r.rules.len(), Kind::ALL.len() - 1, "the disabled rule is gone");
+        assert_eq!(r.rules.iter().filter(|x| x.kind == Kind::UsageDrop).count(), 1);
+        assert_eq!(r.rules.iter().find(|x| x.kind == Kind::UsageDrop).unwrap().days, 7);
+        let e =
+            parse("[[rule]]\nkind = \"detractor\"\n[[rule]]\nkind = \"detractor\"").unwrap_err();
+        assert_eq!(e.to_string(), "rule \"detractor\": listed twice");
+        let e = parse("[[playbook]]\nname = \"p\"\nrules = [\"nope\"]").unwrap_err();
+        assert!(e.to_string().contains("names a rule that does not exist"), "{e}");
+    }
+
+    #[test]
+    fn task_templates_come_from_the_playbook_else_the_kind() {
+        let p = Playbook {
+            name: "p".into(),
+            rules: vec!["detractor".into()],
+            title: None,
+            due_days: Some(1),
+            steps: vec!["Call".into()],
+        };
+        let r = Rules { playbooks: vec![p], ..Rules::default() };
+        let d = Rule::default_of(Kind::Detractor);
+        assert_eq!(
+            r.task_template(&d),
+            (Kind::Detractor.default_title().to_string(), 1, vec!["Call".to_string()])
+        );
+        let t = Rule::default_of(Kind::TicketSurge);
+        assert_eq!(r.task_template(&t), ("Review the surge of tickets".to_string(), 3, vec![]));
+    }
 }

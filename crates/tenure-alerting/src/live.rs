@@ -1,0 +1,439 @@
+//! The service's live state: the ledger, the usage of the recent days, every account's
+//! health, and the alert rules' memory (when each rule last alerted for each account), kept
+//! up to date as committed events arrive. It is a fold of the log like every other state:
+//! it starts from the log's history ([`History`], and the usage figures the caller loaded
+//! from the columnar store), and applying an event changes only the accounts it names.
+//! Pure: the caller reads the disk and the clock and passes what they gave.
+
+use crate::rules::{self, AccountState, Firing, Rules};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
+use tenure_core::event::{Event, EventBody, EventKind};
+use tenure_core::time::{DAY, PeriodUnit, Timestamp};
+use tenure_health::features::Context;
+use tenure_health::scorecard::Scorecards;
+use tenure_health::state::HealthState;
+use tenure_health::{Model, UsageByAccount};
+use tenure_kpi::KpiConfig;
+use tenure_kpi::usage::UsageMonth;
+use tenure_ledger::{Ledger, LedgerBuilder, RevenueConfig};
+
+/// The engine's settings the live state folds and scores with (of the configuration file).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub revenue: RevenueConfig,
+    pub kpi: KpiConfig,
+}
+
+/// One account's usage on one day by one user: (account, day number since the epoch, user,
+/// feature, events), as the columnar store's daily rollup gives them.
+pub type DayRow = (String, i64, String, String, u64);
+
+/// The usage the live state starts from, as loaded from the columnar store.
+#[derive(Clone, Debug, Default)]
+pub struct Usage {
+    /// Every account's usage per calendar month before the start (the current month is
+    /// rebuilt from `days`).
+    pub monthly: UsageByAccount,
+    /// The day-level rows from [`Live::window_start`] to the start.
+    pub days: Vec<DayRow>,
+}
+
+/// The log's history the live state starts from: its events pushed in log order. Usage,
+/// emails and web visits are not folded into the ledger (usage comes as [`Usage`]).
+#[derive(Default)]
+pub struct History {
+    builder: LedgerBuilder,
+    /// Where each contact was last seen.
+    contact_home: FxHashMap<String, (Timestamp, String)>,
+}
+
+impl History {
+    pub fn push(&mut self, e: Event) {
+        if light(e.kind()) {
+            return;
+        }
+        if let (EventBody::Contact { contact_id, .. }, Some(a)) = (&e.body, &e.account) {
+            let slot = self.contact_home.entry(contact_id.clone()).or_insert((e.ts, a.clone()));
+            if e.ts >= slot.0 {
+                *slot = (e.ts, a.clone());
+            }
+        }
+        self.builder.push(e);
+    }
+}
+
+/// Activity: kept by day, not folded into the ledger.
+fn light(k: EventKind) -> bool {
+    matches!(k, EventKind::Usage | EventKind::Email | EventKind::WebVisit)
+}
+
+/// One account's usage on one day.
+#[derive(Clone, Debug, Default)]
+struct Day {
+    events: u64,
+    users: FxHashSet<u64>,
+    features: u64,
+}
+
+/// The accounts some events touched: by any event but the service's own alerts and tasks
+/// (`all`), by new usage, and by alerts and tasks only (`quiet`: re-folded, but not
+/// re-evaluated by the aggregate rules, which would otherwise answer their own alerts).
+#[derive(Default)]
+pub struct Touched {
+    all: FxHashSet<String>,
+    usage: FxHashSet<String>,
+    quiet: FxHashSet<String>,
+}
+
+/// What the service knows, at `t`.
+pub struct Live {
+    pub cfg: Settings,
+    pub rules: Rules,
+    pub cards: Scorecards,
+    pub model: Option<Model>,
+    builder: LedgerBuilder,
+    pub ledger: Ledger,
+    pub usage: UsageByAccount,
+    /// Day-level usage of the current month and the usage rules' windows, per account.
+    recent: FxHashMap<String, BTreeMap<i64, Day>>,
+    pub health: HealthState,
+    /// When each (account, rule) last alerted.
+    last_alert: FxHashMap<(String, String), Timestamp>,
+    /// Where each contact was last seen (a contact seen elsewhere has moved).
+    contact_home: FxHashMap<String, (Timestamp, String)>,
+    feature_bits: FxHashMap<String, u64>,
+    pub t: Timestamp,
+    /// Bumped by every change: what was computed at the same generation is still exact.
+    pub generation: u64,
+    /// Immediate rules skip events older than this many days (an import of history through
+    /// the API raises nothing).
+    pub immediate_horizon_days: i64,
+    /// When each account was last re-scored.
+    rescored: FxHashMap<String, Timestamp>,
+}
+
+/// How often an account with only new usage is re-scored, microseconds (a minute).
+const RESCORE_USAGE_EVERY: i64 = 60_000_000;
+
+fn hash(s: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+}
+
+fn month_start(t: Timestamp) -> Timestamp {
+    PeriodUnit::Month.floor(t)
+}
+
+impl Live {
+    /// The state at `now` of the log's `history` and the `usage` loaded from the columnar
+    /// store (its days from [`window_start`](Self::window_start) on).
+    pub fn new(
+        history: History,
+        cfg: Settings,
+        rules: Rules,
+        cards: Scorecards,
+        model: Option<Model>,
+        usage: Usage,
+        now: Timestamp,
+    ) -> Live {
+        let History { builder, contact_home } = history;
+        let feature_bits = cfg
+            .kpi
+            .features
+            .iter()
+            .take(64)
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), 1u64 << i))
+            .collect();
+        let Usage { monthly: mut usage, days: rows } = usage;
+        let mut live = Live {
+            ledger: builder.clone().finish(&cfg.revenue, now),
+            builder,
+            usage: UsageByAccount::default(),
+            recent: FxHashMap::default(),
+            health: HealthState { t: now, accounts: FxHashMap::default(), recomputed: 0 },
+            last_alert: FxHashMap::default(),
+            contact_home,
+            feature_bits,
+            cfg,
+            rules,
+            cards,
+            model,
+            t: now,
+            generation: 0,
+            immediate_horizon_days: 7,
+            rescored: FxHashMap::default(),
+        };
+        for (account, day, user, feature, n) in rows {
+            let bit = live.bit(&feature);
+            let d = live.recent.entry(account).or_default().entry(day).or_default();
+            d.events += n;
+            d.users.insert(hash(&user));
+            d.features |= bit;
+        }
+        // The current month comes from the day-level rows (so that it can grow exactly).
+        let m = month_start(now);
+        for months in usage.values_mut() {
+            months.retain(|u| u.month < m);
+        }
+        live.usage = usage;
+        let ids: Vec<String> = live.recent.keys().cloned().collect();
+        for id in ids {
+            live.refresh_month(&id);
+        }
+        for a in &live.ledger.accounts {
+            for al in &a.cs.alerts {
+                let slot = live.last_alert.entry((a.id.clone(), al.rule.clone())).or_insert(al.ts);
+                *slot = (*slot).max(al.ts);
+            }
+        }
+        live.health = live.build_health(now);
+        live
+    }
+
+    /// The first day the usage rules and the current month need: where the day-level
+    /// usage given to [`new`](Self::new) starts.
+    pub fn window_start(rules: &Rules, now: Timestamp) -> Timestamp {
+        let longest = rules
+            .rules
+            .iter()
+            .filter(|r| r.kind == rules::Kind::UsageDrop)
+            .map(|r| 2 * r.days)
+            .max()
+            .unwrap_or(0);
+        month_start(now).min(Timestamp(now.0 - longest * DAY))
+    }
+
+    fn bit(&self, feature: &str) -> u64 {
+        self.feature_bits.get(feature).copied().unwrap_or(0)
+    }
+
+    fn ctx(&self) -> Context<'_> {
+        Context { catalogue: &self.cfg.kpi.features, segment_key: "segment" }
+    }
+
+    fn build_health(&self, t: Timestamp) -> HealthState {
+        HealthState::build(
+            &self.ledger,
+            &self.usage,
+            t,
+            &self.ctx(),
+            &self.cards,
+            self.model.as_ref(),
+        )
+    }
+
+    /// Rewrites the account's current-month usage from its days.
+    fn refresh_month(&mut self, id: &str) {
+        let m = month_start(self.t);
+        let Some(days) = self.recent.get(id) else { return };
+        let mut u = UsageMonth { month: m, ..UsageMonth::default() };
+        let mut users = FxHashSet::default();
+        for (day, d) in days.range(m.day()..) {
+            u.events += d.events;
+            u.days += 1;
+            u.features |= d.features;
+            u.last_day = Timestamp(day * DAY);
+            users.extend(d.users.iter().copied());
+        }
+        u.users = users.len() as u64;
+        let months = self.usage.entry(id.to_string()).or_default();
+        months.retain(|x| x.month < m);
+        if u.events > 0 {
+            months.push(u);
+        }
+    }
+
+    /// Usage events of an account on days `[from, to)`.
+    pub fn events_between(&self, id: &str, from: i64, to: i64) -> u64 {
+        self.recent.get(id).map_or(0, |d| d.range(from..to).map(|(_, x)| x.events).sum())
+    }
+
+    /// Takes committed events at `now`: immediate rules see each event against the state
+    /// before it; the accounts named are re-folded and re-scored, and aggregate rules are
+    /// evaluated on them. Returns what fired and passed the cooldown.
+    pub fn apply(&mut self, events: &[Event], now: Timestamp) -> Vec<Firing> {
+        let (mut fired, touched) = self.take(events, now);
+        fired.extend(self.settle(touched, now));
+        fired
+    }
+
+    /// The first half of [`apply`](Self::apply), cheap per event: records the events and
+    /// returns the immediate rules' firings (past their cooldown) and the accounts touched,
+    /// for [`settle`](Self::settle). Alerts on single events need not wait for re-scoring.
+    pub fn take(&mut self, events: &[Event], now: Timestamp) -> (Vec<Firing>, Touched) {
+        let mut fired = Vec::new();
+        let mut touched: FxHashSet<String> = FxHashSet::default();
+        let mut usage_touched: FxHashSet<String> = FxHashSet::default();
+        let mut quiet: FxHashSet<String> = FxHashSet::default();
+        let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
+        let mut batch = rules::Batch::default();
+        self.advance(now);
+        for e in events {
+            let Some(account) = e.account.clone() else {
+                self.builder.push(e.clone());
+                continue;
+            };
+            let moved_from = match &e.body {
+                EventBody::Contact { contact_id, .. } => {
+                    let prev = self.contact_home.get(contact_id).cloned();
+                    if prev.as_ref().is_none_or(|(ts, _)| e.ts >= *ts) {
+                        self.contact_home.insert(contact_id.clone(), (e.ts, account.clone()));
+                    }
+                    prev.filter(|(ts, a)| *a != account && e.ts >= *ts).map(|(_, a)| a)
+                }
+                _ => None,
+            };
+            let ledger = &self.ledger;
+            let lookup = |id: &str| ledger.account(id);
+            if e.ts >= horizon {
+                fired.extend(rules::immediate(
+                    &self.rules,
+                    e,
+                    &lookup,
+                    moved_from.as_deref(),
+                    &batch,
+                ));
+            }
+            batch.note(e);
+            if let Some(from) = moved_from {
+                touched.insert(from);
+            }
+            if let EventBody::Usage { user_id, event, feature, .. } = &e.body {
+                let bit = self.bit(feature.as_deref().unwrap_or(event));
+                let d =
+                    self.recent.entry(account.clone()).or_default().entry(e.ts.day()).or_default();
+                d.events += 1;
+                d.users.insert(hash(user_id));
+                d.features |= bit;
+                usage_touched.insert(account.clone());
+            }
+            // Activity does not change the ledger (but an account it names first exists).
+            let light = light(e.kind());
+            if !light || !self.builder.contains(&account) {
+                self.builder.push(e.clone());
+                if light {
+                    touched.insert(account.clone());
+                }
+            }
+            if matches!(e.kind(), EventKind::Alert | EventKind::Task) {
+                quiet.insert(account);
+            } else if !light {
+                touched.insert(account);
+            }
+        }
+        let fired = self.pass_cooldown(fired, now);
+        (fired, Touched { all: touched, usage: usage_touched, quiet })
+    }
+
+    /// The second half of [`apply`](Self::apply): re-folds and re-scores the touched
+    /// accounts and returns the aggregate rules' firings past their cooldown.
+    pub fn settle(&mut self, touched: Touched, now: Timestamp) -> Vec<Firing> {
+        let Touched { all: touched, usage: usage_touched, quiet } = touched;
+        let mut fired = Vec::new();
+        // Accounts with new usage only are re-scored at most once a minute: a stream of
+        // usage would otherwise re-score its accounts on every batch.
+        let due: Vec<String> = usage_touched
+            .iter()
+            .filter(|id| {
+                touched.contains(*id)
+                    || self.rescored.get(*id).is_none_or(|t| now.0 - t.0 >= RESCORE_USAGE_EVERY)
+            })
+            .cloned()
+            .collect();
+        for id in &due {
+            self.refresh_month(id);
+        }
+        let mut ids: Vec<&str> = touched.iter().chain(&quiet).map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in &ids {
+            if let Some((a, _)) = self.builder.fold_one(id, &self.cfg.revenue, now) {
+                match self.ledger.accounts.binary_search_by(|x| x.id.as_str().cmp(id)) {
+                    Ok(i) => self.ledger.accounts[i] = a,
+                    Err(i) => self.ledger.accounts.insert(i, a),
+                }
+            }
+        }
+        let mut scored: Vec<&str> =
+            ids.iter().copied().chain(due.iter().map(String::as_str)).collect();
+        scored.sort_unstable();
+        scored.dedup();
+        for id in &scored {
+            self.rescored.insert(id.to_string(), now);
+        }
+        self.health.t = now;
+        let ctx = Context { catalogue: &self.cfg.kpi.features, segment_key: "segment" };
+        self.health.update(
+            &self.ledger,
+            &self.usage,
+            &scored,
+            &ctx,
+            &self.cards,
+            self.model.as_ref(),
+        );
+        let evaluate: FxHashSet<&str> = touched.iter().chain(&due).map(String::as_str).collect();
+        for id in scored.iter().filter(|id| evaluate.contains(**id)) {
+            fired.extend(self.aggregate_for(id, now));
+        }
+        self.pass_cooldown(fired, now)
+    }
+
+    fn aggregate_for(&self, id: &str, now: Timestamp) -> Vec<Firing> {
+        let Some(a) = self.ledger.account(id) else { return Vec::new() };
+        let between = |from: i64, to: i64| self.events_between(id, from, to);
+        let state = AccountState {
+            ledger: a,
+            health: self.health.accounts.get(id),
+            events_between: &between,
+        };
+        rules::aggregate(&self.rules, &state, now)
+    }
+
+    /// Moves the state's clock: a new day drops usage days no rule needs any more.
+    fn advance(&mut self, now: Timestamp) {
+        if now.day() != self.t.day() {
+            let keep = Self::window_start(&self.rules, now).day();
+            for days in self.recent.values_mut() {
+                days.retain(|d, _| *d >= keep);
+            }
+        }
+        self.t = now;
+        self.ledger.as_of = now;
+        self.generation += 1;
+    }
+
+    /// Re-folds and re-scores every account at `now` and evaluates the aggregate rules on
+    /// all of them (features move with time even without events: days since last use, days
+    /// to renewal).
+    pub fn refresh(&mut self, now: Timestamp) -> Vec<Firing> {
+        self.advance(now);
+        self.ledger = self.builder.clone().finish(&self.cfg.revenue, now);
+        let ids: Vec<String> = self.recent.keys().cloned().collect();
+        for id in ids {
+            self.refresh_month(&id);
+        }
+        self.health = self.build_health(now);
+        let ids: Vec<String> = self.ledger.accounts.iter().map(|a| a.id.clone()).collect();
+        let fired = ids.iter().flat_map(|id| self.aggregate_for(id, now)).collect();
+        self.pass_cooldown(fired, now)
+    }
+
+    /// Keeps the firings whose (account, rule) is out of its cooldown, and remembers them.
+    fn pass_cooldown(&mut self, fired: Vec<Firing>, now: Timestamp) -> Vec<Firing> {
+        let mut out = Vec::new();
+        for f in fired {
+            let rule = &self.rules.rules[f.rule];
+            let key = (f.account.clone(), rule.id.clone());
+            let cooling = self
+                .last_alert
+                .get(&key)
+                .is_some_and(|t| rule.cooldown_days > 0 && now.0 - t.0 < rule.cooldown_days * DAY);
+            if !cooling {
+                self.last_alert.insert(key, now);
+                out.push(f);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,385 @@
+//! Scenario tests of the alerting core: each file of `tests/scenarios` is a configuration,
+//! a history and instants at which events arrive (or every account is re-evaluated); the
+//! alerts and tasks raised at each step, rendered as text, are the file's `== expect`
+//! section. The runner drives the live state as the service's applier does: `load`
+//! starts from the log's history and evaluates every account, `apply` takes a batch (the
+//! immediate rules, then the aggregate ones on the accounts touched), `refresh`
+//! re-evaluates every account, and what a step raised is applied back, as the service
+//! stores its own alerts and tasks. `UPDATE_EXPECT=1 cargo test -p tenure-alerting`
+//! rewrites the expect sections; each must then be checked against the rules by hand.
+//!
+//! A scenario file, sections in this order (`#` lines before the first are its comment):
+//!
+//! ```text
+//! == config          a tenure.toml: the engine's sections, [service], [[rule]], [[playbook]]
+//! == scorecards      a scorecards.toml (else the shipped scorecards)
+//! == model           a churn model file (else none)
+//! == only KIND...    every other kind of rule is disabled
+//! == load INSTANT    JSON lines: the log's history
+//! == apply INSTANT   JSON lines: a batch of committed events (any number of apply / refresh)
+//! == refresh INSTANT
+//! == expect
+//! ```
+
+use expect_test::expect_file;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tenure_alerting::{
+    DayRow, Firing, History, Kind, Live, Pending, Playbook, RuleConfig, Rules, Settings, Usage,
+    raise,
+};
+use tenure_core::event::{Event, EventBody};
+use tenure_core::time::{DAY, PeriodUnit, Timestamp};
+use tenure_health::scorecard::Scorecards;
+use tenure_health::{Model, UsageByAccount};
+use tenure_kpi::usage::UsageMonth;
+
+/// The service's sections of the configuration, as tenure-server reads them (notifiers
+/// aside).
+#[derive(Default, Deserialize)]
+struct ServiceConfig {
+    #[serde(default)]
+    service: ServiceSection,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RuleConfig>,
+    #[serde(default, rename = "playbook")]
+    playbooks: Vec<Playbook>,
+}
+
+#[derive(Default, Deserialize)]
+struct ServiceSection {
+    immediate_horizon_days: Option<i64>,
+}
+
+struct Section {
+    name: String,
+    arg: String,
+    body: String,
+}
+
+/// The sections of a scenario up to `== expect`, and the text they span.
+fn sections(text: &str) -> (String, Vec<Section>) {
+    let input = match text.find("\n== expect") {
+        Some(i) => &text[..=i],
+        None => text,
+    };
+    let mut out: Vec<Section> = Vec::new();
+    for line in input.lines() {
+        if let Some(h) = line.strip_prefix("== ") {
+            let (name, arg) = h.split_once(' ').unwrap_or((h, ""));
+            out.push(Section { name: name.into(), arg: arg.trim().into(), body: String::new() });
+        } else if let Some(s) = out.last_mut() {
+            s.body += line;
+            s.body += "\n";
+        } else {
+            assert!(
+                line.is_empty() || line.starts_with('#'),
+                "text before the first section: {line}"
+            );
+        }
+    }
+    let mut input = input.to_string();
+    if !input.ends_with('\n') {
+        input.push('\n');
+    }
+    (input, out)
+}
+
+fn instant(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap_or_else(|e| panic!("instant {s:?}: {e}"))
+}
+
+/// JSON lines to events, validated as the service validates a request.
+fn events(body: &str, now: Option<Timestamp>) -> Vec<Event> {
+    let cfg = tenure_ingest::IngestConfig::defaults(now);
+    body.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            tenure_ingest::parse_json_line(l, None, &cfg).unwrap_or_else(|e| panic!("{l}: {e:?}"))
+        })
+        .collect()
+}
+
+/// The usage figures the columnar store gives the service at `now`: every account's months
+/// before `now` and the day rows of `[since, now)`.
+fn usage(history: &[Event], features: &[String], since: Timestamp, now: Timestamp) -> Usage {
+    let bit = |f: &str| features.iter().take(64).position(|x| x == f).map_or(0, |i| 1u64 << i);
+    /// A month's figures with its distinct users and days.
+    type Month = (UsageMonth, FxHashSet<String>, FxHashSet<i64>);
+    let mut months: FxHashMap<String, BTreeMap<Timestamp, Month>> = FxHashMap::default();
+    let mut days: BTreeMap<(String, i64, String, String), u64> = BTreeMap::new();
+    for e in history {
+        let (EventBody::Usage { user_id, event, feature, .. }, Some(a)) = (&e.body, &e.account)
+        else {
+            continue;
+        };
+        let feature = feature.as_deref().unwrap_or(event);
+        let day = e.ts.day();
+        if day * DAY >= now.0 {
+            continue;
+        }
+        let m = PeriodUnit::Month.floor(e.ts);
+        let (u, users, ds) = months.entry(a.clone()).or_default().entry(m).or_insert_with(|| {
+            (
+                UsageMonth { month: m, ..UsageMonth::default() },
+                FxHashSet::default(),
+                FxHashSet::default(),
+            )
+        });
+        u.events += 1;
+        u.features |= bit(feature);
+        u.last_day = u.last_day.max(Timestamp(day * DAY));
+        users.insert(user_id.clone());
+        ds.insert(day);
+        if day * DAY >= since.0 {
+            *days.entry((a.clone(), day, user_id.clone(), feature.to_string())).or_default() += 1;
+        }
+    }
+    let monthly: UsageByAccount = months
+        .into_iter()
+        .map(|(a, ms)| {
+            let v = ms
+                .into_values()
+                .map(|(mut u, users, ds)| {
+                    u.users = users.len() as u64;
+                    u.days = ds.len() as u64;
+                    u
+                })
+                .collect();
+            (a, v)
+        })
+        .collect();
+    let days: Vec<DayRow> = days.into_iter().map(|((a, d, u, f), n)| (a, d, u, f, n)).collect();
+    Usage { monthly, days }
+}
+
+fn text(s: &Option<String>) -> String {
+    s.as_deref().map_or("-".into(), |s| format!("{s:?}"))
+}
+
+/// One raised alert and its task, as text.
+fn render(r: &tenure_alerting::Raised, live: &Live, now: Timestamp) -> String {
+    let rule = &live.rules.rules[r.rule];
+    assert_eq!((r.alert.ts, r.task.ts), (now, now), "alerts and tasks are dated at the instant");
+    assert_eq!(r.alert.message_id.as_deref(), Some(r.alert_id.as_str()));
+    assert_eq!(r.task.message_id, Some(format!("{}:{}", r.task_id, r.alert_id)));
+    let EventBody::Alert { alert_id, rule: rule_id, severity, message } = &r.alert.body else {
+        panic!("not an alert: {:?}", r.alert)
+    };
+    assert_eq!((alert_id, rule_id), (&r.alert_id, &rule.id));
+    let mut s = format!(
+        "  alert {alert_id} {} {rule_id} {}: {}\n",
+        r.account_id,
+        severity.as_str(),
+        text(message)
+    );
+    let EventBody::Task(t) = &r.task.body else { panic!("not a task: {:?}", r.task) };
+    assert_eq!(t.alert_id.as_deref(), Some(r.alert_id.as_str()));
+    assert_eq!(t.status.is_some(), r.opened, "a new task has a status, an update none");
+    s += &format!("  task {} {}", t.task_id, if r.opened { "opened" } else { "updated" });
+    if let Some(x) = t.status {
+        s += &format!(" status={}", x.as_str());
+    }
+    if let Some(x) = &t.rule {
+        s += &format!(" rule={x}");
+    }
+    if let Some(x) = &t.title {
+        s += &format!(" title={x:?}");
+    }
+    if r.opened {
+        s += &format!(" owner={}", t.owner.as_deref().unwrap_or("-"));
+    }
+    if let Some(x) = t.due {
+        s += &format!(" due={}", x.date_string());
+    }
+    if let Some(x) = &t.root_cause {
+        s += &format!(" root_cause={x}");
+    }
+    s += &format!(" author={} note={}\n", t.author.as_deref().unwrap_or("-"), text(&t.note));
+    s
+}
+
+/// Raises what fired and renders it; returns the events to store.
+fn record(
+    live: &Live,
+    fired: Vec<Firing>,
+    now: Timestamp,
+    pending: &mut Pending,
+    out: &mut String,
+) -> Vec<Event> {
+    let mut stored = Vec::new();
+    for r in raise(live, fired, now, pending) {
+        *out += &render(&r, live, now);
+        stored.push(r.alert);
+        stored.push(r.task);
+    }
+    stored
+}
+
+/// A batch through the live state as the applier takes it: immediate rules first, then the
+/// aggregate rules on the accounts touched.
+fn apply(
+    live: &mut Live,
+    batch: &[Event],
+    now: Timestamp,
+    pending: &mut Pending,
+    out: &mut String,
+) -> Vec<Event> {
+    let (fired, touched) = live.take(batch, now);
+    let mut stored = record(live, fired, now, pending, out);
+    let fired = live.settle(touched, now);
+    stored.extend(record(live, fired, now, pending, out));
+    stored
+}
+
+/// Runs one scenario: its input, then `== expect` and what each step raised.
+fn run(path: &Path) -> String {
+    let file = std::fs::read_to_string(path).unwrap();
+    let (input, sections) = sections(&file);
+    for s in &sections {
+        const KNOWN: &[&str] =
+            &["config", "scorecards", "model", "only", "load", "apply", "refresh"];
+        assert!(KNOWN.contains(&s.name.as_str()), "unknown section == {}", s.name);
+    }
+    let section = |name: &str| sections.iter().find(|s| s.name == name).map(|s| s.body.as_str());
+    let config = section("config").unwrap_or("");
+    let engine = tenure_engine::Config::parse(config).expect("the engine's sections");
+    let mut service: ServiceConfig = toml::from_str(config).expect("the service's sections");
+    if let Some(s) = sections.iter().find(|s| s.name == "only") {
+        let only: Vec<&str> = s.arg.split_whitespace().collect();
+        assert!(
+            only.iter().all(|o| Kind::ALL.iter().any(|k| k.as_str() == *o)),
+            "unknown kind in {only:?}"
+        );
+        for k in Kind::ALL {
+            if !only.contains(&k.as_str()) && !service.rules.iter().any(|r| r.kind == Some(*k)) {
+                service.rules.push(RuleConfig {
+                    kind: Some(*k),
+                    enabled: Some(false),
+                    ..RuleConfig::default()
+                });
+            }
+        }
+    }
+    let rules = Rules::from_config(&service.rules, service.playbooks).expect("valid rules");
+    let cards = match section("scorecards") {
+        Some(t) => Scorecards::parse(t).expect("valid scorecards"),
+        None => Scorecards::default_set(),
+    };
+    let model = section("model").map(|t| Model::from_json(t).expect("a valid model"));
+    let settings = Settings { revenue: engine.revenue, kpi: engine.kpi };
+    let features: Vec<String> = settings.kpi.features.iter().map(|f| f.name.clone()).collect();
+
+    let mut steps =
+        sections.iter().filter(|s| matches!(s.name.as_str(), "load" | "apply" | "refresh"));
+    let load = steps.next().filter(|s| s.name == "load").expect("a scenario starts with == load");
+    let now = instant(&load.arg);
+    let history = events(&load.body, None);
+    let used = usage(&history, &features, Live::window_start(&rules, now), now);
+    let mut log = History::default();
+    for e in history {
+        log.push(e);
+    }
+    let mut live = Live::new(log, settings, rules, cards, model, used, now);
+    if let Some(d) = service.service.immediate_horizon_days {
+        live.immediate_horizon_days = d.max(0);
+    }
+    let mut pending = Pending::default();
+    let mut out = String::new();
+    // The evaluation at start.
+    {
+        let mut s = String::new();
+        let fired = live.refresh(now);
+        let stored = record(&live, fired, now, &mut pending, &mut s);
+        finish(&mut live, &mut pending, format!("load {now}"), s, stored, now, &mut out);
+    }
+    for st in steps {
+        let now = instant(&st.arg);
+        let mut s = String::new();
+        let stored = match st.name.as_str() {
+            "apply" => {
+                let batch = events(&st.body, Some(now));
+                apply(&mut live, &batch, now, &mut pending, &mut s)
+            }
+            _ => {
+                assert!(st.body.trim().is_empty(), "refresh takes no events");
+                let fired = live.refresh(now);
+                record(&live, fired, now, &mut pending, &mut s)
+            }
+        };
+        finish(&mut live, &mut pending, format!("{} {now}", st.name), s, stored, now, &mut out);
+    }
+    format!("{input}== expect\n{out}")
+}
+
+/// Ends a step: what it raised is applied back, as the service stores its own alerts and
+/// tasks and applies them like any committed batch (the rules never answer their own
+/// alerts, so this settles at once); then the step's text.
+fn finish(
+    live: &mut Live,
+    pending: &mut Pending,
+    title: String,
+    mut s: String,
+    mut stored: Vec<Event>,
+    now: Timestamp,
+    out: &mut String,
+) {
+    let mut rounds = 0;
+    while !stored.is_empty() {
+        rounds += 1;
+        assert!(rounds <= 3, "{title}: alerts keep raising alerts");
+        let mut again = String::new();
+        stored = apply(live, &stored, now, pending, &mut again);
+        s += &if again.is_empty() {
+            "  (its alerts and tasks applied back: nothing raised)\n".to_string()
+        } else {
+            format!("  its alerts and tasks applied back raised:\n{again}")
+        };
+    }
+    *out += &title;
+    *out += if s.is_empty() { ": nothing raised\n" } else { ":\n" };
+    *out += &s;
+}
+
+#[test]
+fn scenarios() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty());
+    let mut failed = Vec::new();
+    for p in &paths {
+        // Each scenario runs even when another fails, so one run shows every difference.
+        if std::panic::catch_unwind(|| expect_file![p.clone()].assert_eq(&run(p))).is_err() {
+            failed.push(p.file_name().unwrap().to_string_lossy().to_string());
+        }
+    }
+    assert!(failed.is_empty(), "scenarios differ from their expect sections: {failed:?}");
+}
+
+/// Every kind of rule has a scenario in which it fires.
+#[test]
+fn every_kind_has_a_scenario() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let mut all = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        all += &std::fs::read_to_string(e.unwrap().path()).unwrap();
+    }
+    let expect: String =
+        all.split("== expect\n").skip(1).map(|s| s.split("\n== ").next().unwrap_or("")).collect();
+    for k in Kind::ALL {
+        assert!(
+            expect
+                .lines()
+                .any(|l| l.starts_with("  alert ") && l.contains(&format!(" {} ", k.as_str()))),
+            "no scenario raises {}",
+            k.as_str()
+        );
+    }
+}
