@@ -113,6 +113,46 @@ fn object<'a>(
     }
 }
 
+/// The write key a request carries in its body (Segment's writeKey authentication): the
+/// body's `writeKey`, or else the one every message of a batch that has one agrees on.
+/// `Ok(None)`: no key in the body. Never stored: the mapping copies no such field.
+pub fn write_key(root: &Value) -> Result<Option<String>, String> {
+    fn of(v: &Value) -> Result<Option<&str>, String> {
+        match v.get("writeKey") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+            Some(_) => Err("writeKey must be a non-empty string".to_string()),
+        }
+    }
+    if let Some(k) = of(root)? {
+        return Ok(Some(k.to_string()));
+    }
+    let mut found: Option<&str> = None;
+    for m in root.get("batch").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(k) = of(m)? {
+            if found.is_some_and(|f| f != k) {
+                return Err("the messages carry different write keys (one per request)".into());
+            }
+            found = Some(k);
+        }
+    }
+    Ok(found.map(str::to_string))
+}
+
+/// The `section` of a web visit from a page's section or category (`Docs`, `API
+/// Documentation`): `docs` when it names documentation, `other` when it says so, else
+/// `website`.
+pub fn section(label: &str) -> &'static str {
+    let l = label.trim().to_lowercase();
+    if l == "other" {
+        return "other";
+    }
+    let docs = l
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| matches!(w, "doc" | "docs" | "documentation"));
+    if docs { "docs" } else { "website" }
+}
+
 /// Maps one message of call type `call` (the path's, or the message's `type` in a batch).
 pub fn map(
     call: &str,
@@ -238,13 +278,12 @@ pub fn map(
             out.insert("account_id".into(), json!(account));
             out.insert("contact_id".into(), json!(need_user()?));
             // A page in the documentation counts as a docs visit; anything else is website.
-            let section = properties
-                .and_then(|p| text(p.get("section")))
-                .or_else(|| text(m.get("category")))
-                .map(|s| s.to_lowercase())
-                .filter(|s| matches!(s.as_str(), "docs" | "website" | "other"))
-                .unwrap_or_else(|| "website".to_string());
-            out.insert("section".into(), json!(section));
+            // analytics.js puts a page's category in `properties.category`, the server
+            // libraries at the top level.
+            let label = properties
+                .and_then(|p| text(p.get("section")).or_else(|| text(p.get("category"))))
+                .or_else(|| text(m.get("category")));
+            out.insert("section".into(), json!(label.as_deref().map_or("website", section)));
             let page = properties
                 .and_then(|p| text(p.get("path")).or_else(|| text(p.get("url"))))
                 .or_else(|| text(m.get("name")));
@@ -313,6 +352,45 @@ mod tests {
             panic!()
         };
         assert_eq!(e["timestamp"], at("2026-01-01T12:00:20Z").to_string());
+    }
+
+    #[test]
+    fn a_pages_category_names_its_section() {
+        let cfg = SegmentConfig::default();
+        let now = at("2026-01-01");
+        let page = |extra: Value| {
+            let mut m = json!({"userId": "u", "context": {"groupId": "g"}, "name": "Install"});
+            for (k, v) in extra.as_object().unwrap() {
+                m[k] = v.clone();
+            }
+            let Mapped::Event(e) = map("page", &m, None, now, &cfg).unwrap() else { panic!() };
+            e["section"].as_str().unwrap().to_string()
+        };
+        // analytics.js: page('Docs', 'Install') puts the category in properties.
+        assert_eq!(page(json!({"properties": {"category": "Docs"}})), "docs");
+        assert_eq!(page(json!({"properties": {"category": "API Documentation"}})), "docs");
+        assert_eq!(page(json!({"category": "docs"})), "docs");
+        assert_eq!(page(json!({"properties": {"category": "Pricing"}})), "website");
+        assert_eq!(page(json!({"properties": {"category": "Other"}})), "other");
+        assert_eq!(page(json!({})), "website");
+        // An explicit section wins over the category.
+        assert_eq!(
+            page(json!({"properties": {"section": "website", "category": "Docs"}})),
+            "website"
+        );
+        assert_eq!(section("Doctors"), "website", "a word, not a prefix");
+    }
+
+    #[test]
+    fn the_write_key_comes_from_the_body_or_the_batchs_messages() {
+        assert_eq!(write_key(&json!({"writeKey": "k"})), Ok(Some("k".into())));
+        assert_eq!(write_key(&json!({"batch": []})), Ok(None));
+        assert_eq!(
+            write_key(&json!({"batch": [{"writeKey": "k"}, {"type": "track"}, {"writeKey": "k"}]})),
+            Ok(Some("k".into()))
+        );
+        assert!(write_key(&json!({"batch": [{"writeKey": "k"}, {"writeKey": "j"}]})).is_err());
+        assert!(write_key(&json!({"writeKey": 5})).is_err());
     }
 
     #[test]
