@@ -975,11 +975,7 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
             "Notifications delivered.",
             g(&st.delivered),
         ));
-        extra.push((
-            "tenure_notifications_retries_total",
-            "Notification retries.",
-            g(&st.retries),
-        ));
+        extra.push(("tenure_notifications_retries_total", "Notification retries.", g(&st.retries)));
         extra.push((
             "tenure_notifications_dead_lettered_total",
             "Notifications given up on (in DATA/dead-letter.jsonl).",

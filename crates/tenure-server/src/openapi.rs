@@ -75,7 +75,9 @@ fn single_period_ok(s: &str) -> bool {
     let two = |i: usize| (b[i] - b'0') * 10 + (b[i + 1] - b'0');
     match b.len() {
         4 => d(0..4),
-        7 if b[4] == b'-' && matches!(b[5], b'Q' | b'q') => d(0..4) && (b'1'..=b'4').contains(&b[6]),
+        7 if b[4] == b'-' && matches!(b[5], b'Q' | b'q') => {
+            d(0..4) && (b'1'..=b'4').contains(&b[6])
+        }
         7 => d(0..4) && b[4] == b'-' && d(5..7) && (1..=12).contains(&two(5)),
         10 => {
             d(0..4)
@@ -393,46 +395,58 @@ fn components() -> Value {
     let nn = || json!({"type": ["number", "null"]});
     let health = json!({"type": ["object", "null"], "properties": {
         "score": nn(), "colour": {"type": "string", "enum": COLOURS}, "scorecard": ns()}});
-    json!({
-        "Error": {"type": "object", "required": ["error"], "properties": {
+    let mut m = Map::new();
+    m.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {
             "error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": error_codes()}, "message": s("string")}},
-            "rejected": {"type": "array", "items": sref("Rejection")}}},
-        "Rejection": {"type": "object", "required": ["index", "reason"], "properties": {
-            "index": {"type": "integer", "minimum": 0}, "field": ns(), "reason": s("string")}},
-        "IngestAnswer": {"type": "object", "required": ["success", "accepted", "duplicates", "rejected"], "properties": {
+            "rejected": {"type": "array", "items": sref("Rejection")}}}),
+    );
+    m.insert(
+        "Rejection".into(),
+        json!({"type": "object", "required": ["index", "reason"], "properties": {
+            "index": {"type": "integer", "minimum": 0}, "field": ns(), "reason": s("string")}}),
+    );
+    m.insert("IngestAnswer".into(), json!({"type": "object", "required": ["success", "accepted", "duplicates", "rejected"], "properties": {
             "success": {"const": true}, "accepted": {"type": "integer", "minimum": 0},
             "duplicates": {"type": "integer", "minimum": 0},
             "ignored": {"type": "integer", "minimum": 0, "description": "Segment calls Tenure has no use for (alias)"},
-            "rejected": {"type": "array", "items": sref("Rejection")}}},
-        "Id": {"type": "string", "minLength": 1, "maxLength": 256},
-        "Timestamp": {"type": "string", "description": "RFC 3339, or YYYY-MM-DD (midnight UTC)",
-            "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"},
-        "Money": {"description": "An amount in major units: a decimal string or a number, stored exactly",
-            "anyOf": [{"type": "string", "pattern": "^-?[0-9]{1,15}(\\.[0-9]{1,4})?$"}, {"type": "number"}]},
-        "Currency": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
-        "Event": event_schema(),
-        "Events": {"description": "A JSON array of events, or one event (JSON lines: application/x-ndjson)",
-            "anyOf": [{"type": "array", "items": sref("Event")}, sref("Event")]},
-        "SegmentBatch": {"type": "object", "required": ["batch"], "properties": {
+            "rejected": {"type": "array", "items": sref("Rejection")}}}));
+    m.insert("Id".into(), json!({"type": "string", "minLength": 1, "maxLength": 256}));
+    m.insert("Timestamp".into(), json!({"type": "string", "description": "RFC 3339, or YYYY-MM-DD (midnight UTC)",
+            "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"}));
+    m.insert("Money".into(), json!({"description": "An amount in major units: a decimal string or a number, stored exactly",
+            "anyOf": [{"type": "string", "pattern": "^-?[0-9]{1,15}(\\.[0-9]{1,4})?$"}, {"type": "number"}]}));
+    m.insert(
+        "Currency".into(),
+        json!({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"}),
+    );
+    m.insert("Event".into(), json!(event_schema()));
+    m.insert("Events".into(), json!({"description": "A JSON array of events, or one event (JSON lines: application/x-ndjson)",
+            "anyOf": [{"type": "array", "items": sref("Event")}, sref("Event")]}));
+    m.insert("SegmentBatch".into(), json!({"type": "object", "required": ["batch"], "properties": {
             "batch": {"type": "array", "items": segment_message(None)},
             "sentAt": sref("Timestamp"), "context": {"type": "object"}, "integrations": {"type": "object"},
-            "writeKey": {"type": "string", "minLength": 1}}},
-        "TaskChange": {"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
+            "writeKey": {"type": "string", "minLength": 1}}}));
+    m.insert("TaskChange".into(), json!({"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
             "status": {"type": ["string", "null"], "enum": [TaskStatus::Open.as_str(), TaskStatus::InProgress.as_str(), TaskStatus::Done.as_str(), TaskStatus::Dismissed.as_str(), null]},
             "owner": {"type": ["string", "null"], "minLength": 1, "maxLength": 256},
             "due": nullable(sref("Timestamp")),
             "note": {"type": ["string", "null"], "maxLength": 10000},
             "root_cause": {"type": ["string", "null"], "maxLength": 10000, "description": "Needed to resolve (status done)"},
-            "author": {"type": ["string", "null"], "minLength": 1, "maxLength": 256}}},
-        "AccountSummary": {"type": "object", "required": ["account_id", "customer", "mrr", "open_tasks"], "properties": {
+            "author": {"type": ["string", "null"], "minLength": 1, "maxLength": 256}}}));
+    m.insert("AccountSummary".into(), json!({"type": "object", "required": ["account_id", "customer", "mrr", "open_tasks"], "properties": {
             "account_id": s("string"), "name": ns(), "segment": ns(), "csm": ns(), "customer": s("boolean"),
             "mrr": s("number"), "renewal_date": ns(), "health": health.clone(), "risk": nn(),
-            "licence_utilisation": nn(), "nps": nn(), "open_tasks": {"type": "integer", "minimum": 0}}},
-        "AccountList": {"type": "object", "required": ["as_of", "total", "accounts"], "properties": {
+            "licence_utilisation": nn(), "nps": nn(), "open_tasks": {"type": "integer", "minimum": 0}}}));
+    m.insert(
+        "AccountList".into(),
+        json!({"type": "object", "required": ["as_of", "total", "accounts"], "properties": {
             "as_of": s("string"), "total": {"type": "integer", "minimum": 0},
-            "accounts": {"type": "array", "items": sref("AccountSummary")}}},
-        "Account": {"type": "object", "required": ["account_id", "mrr", "customer", "alerts", "tasks", "kpis"], "properties": {
+            "accounts": {"type": "array", "items": sref("AccountSummary")}}}),
+    );
+    m.insert("Account".into(), json!({"type": "object", "required": ["account_id", "mrr", "customer", "alerts", "tasks", "kpis"], "properties": {
             "account_id": s("string"), "name": ns(), "attributes": {"type": "object", "additionalProperties": s("string")},
             "mrr": s("number"), "arr": s("number"), "customer": s("boolean"), "seats": s("integer"), "plan": ns(),
             "first_paid": ns(), "movements": s("array"), "renewals": s("array"), "contacts": s("array"),
@@ -440,36 +454,36 @@ fn components() -> Value {
             "usage_trend": s("array"), "kpis": sref("KpiRow"), "as_of": s("string"),
             "health": health.clone(),
             "risk": {"type": ["object", "null"], "properties": {"probability": s("number"), "drivers": {"type": ["array", "null"]}}},
-            "alerts": {"type": "array", "items": {"type": "object"}}, "tasks": {"type": "array", "items": sref("Task")}}},
-        "KpiRow": {"type": "object", "required": ["period", "kpis"], "properties": {
+            "alerts": {"type": "array", "items": {"type": "object"}}, "tasks": {"type": "array", "items": sref("Task")}}}));
+    m.insert("KpiRow".into(), json!({"type": "object", "required": ["period", "kpis"], "properties": {
             "period": {"type": "object", "required": ["start", "end"], "properties": {"start": s("string"), "end": s("string")}},
             "segment": ns(),
             "kpis": {"type": "object", "additionalProperties": {"anyOf": [
-                {"type": ["number", "null"]}, {"type": "array", "items": s("number"), "minItems": 2, "maxItems": 2}]}}}},
-        "KpiRows": {"type": "array", "items": sref("KpiRow")},
-        "Cohorts": {"type": "object", "required": ["metric", "cohorts"], "properties": {
+                {"type": ["number", "null"]}, {"type": "array", "items": s("number"), "minItems": 2, "maxItems": 2}]}}}}));
+    m.insert("KpiRows".into(), json!({"type": "array", "items": sref("KpiRow")}));
+    m.insert("Cohorts".into(), json!({"type": "object", "required": ["metric", "cohorts"], "properties": {
             "metric": {"type": "string", "enum": ["logo", "revenue"]},
             "cohorts": {"type": "array", "items": {"type": "object", "properties": {
                 "cohort": s("string"), "start": s("string"), "accounts": s("integer"), "base_mrr": s("number"),
-                "retention": {"type": "array", "items": nn()}}}}}},
-        "Alert": {"type": "object", "required": ["alert_id", "account_id", "at", "rule", "severity"], "properties": {
+                "retention": {"type": "array", "items": nn()}}}}}}));
+    m.insert("Alert".into(), json!({"type": "object", "required": ["alert_id", "account_id", "at", "rule", "severity"], "properties": {
             "alert_id": s("string"), "account_id": s("string"), "account_name": ns(), "at": s("string"),
-            "rule": s("string"), "severity": {"type": "string", "enum": SEVERITIES}, "message": ns(), "owner": ns()}},
-        "AlertList": {"type": "object", "required": ["total", "alerts"], "properties": {
-            "total": {"type": "integer", "minimum": 0}, "alerts": {"type": "array", "items": sref("Alert")}}},
-        "Task": {"type": "object", "required": ["task_id", "account_id", "status", "opened", "notes"], "properties": {
+            "rule": s("string"), "severity": {"type": "string", "enum": SEVERITIES}, "message": ns(), "owner": ns()}}));
+    m.insert("AlertList".into(), json!({"type": "object", "required": ["total", "alerts"], "properties": {
+            "total": {"type": "integer", "minimum": 0}, "alerts": {"type": "array", "items": sref("Alert")}}}));
+    m.insert("Task".into(), json!({"type": "object", "required": ["task_id", "account_id", "status", "opened", "notes"], "properties": {
             "task_id": s("string"), "account_id": s("string"), "rule": ns(), "alert_id": ns(), "title": ns(),
             "owner": ns(), "due": ns(), "status": en(TaskStatus::ALL, TaskStatus::as_str), "opened": s("string"),
             "resolved": ns(), "root_cause": ns(), "alerts": {"type": "integer", "minimum": 0},
             "notes": {"type": "array", "items": {"type": "object", "required": ["at", "note"], "properties": {
-                "at": s("string"), "author": ns(), "note": s("string")}}}}},
-        "TaskList": {"type": "object", "required": ["total", "tasks"], "properties": {
-            "total": {"type": "integer", "minimum": 0}, "tasks": {"type": "array", "items": sref("Task")}}},
-        "Scorecards": {"type": "object", "required": ["scorecards", "accounts_by_colour"], "properties": {
+                "at": s("string"), "author": ns(), "note": s("string")}}}}}));
+    m.insert("TaskList".into(), json!({"type": "object", "required": ["total", "tasks"], "properties": {
+            "total": {"type": "integer", "minimum": 0}, "tasks": {"type": "array", "items": sref("Task")}}}));
+    m.insert("Scorecards".into(), json!({"type": "object", "required": ["scorecards", "accounts_by_colour"], "properties": {
             "scorecards": {"type": "array", "items": {"type": "object", "properties": {"name": s("string")}}},
-            "accounts_by_colour": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}},
-        "OpenApi": {"type": "object", "required": ["openapi", "paths"]},
-    })
+            "accounts_by_colour": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}}));
+    m.insert("OpenApi".into(), json!({"type": "object", "required": ["openapi", "paths"]}));
+    Value::Object(m)
 }
 
 fn error(description: &str) -> Value {
@@ -493,8 +507,12 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         .collect();
     let mut responses = Map::new();
     let ok = match (r.method, r.path) {
-        ("get", "/healthz") => json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}),
-        ("get", "/metrics") => json!({"description": "The Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ("get", "/healthz") => {
+            json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
+        ("get", "/metrics") => {
+            json!({"description": "The Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
         ("get", "/api/v1/openapi.json") => ok_json(sref("OpenApi")),
         ("post", "/api/v1/events") | ("post", "/v1/{call}") => ok_json(sref("IngestAnswer")),
         ("get", "/api/v1/accounts") => ok_json(sref("AccountList")),
@@ -540,7 +558,9 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
             if call.is_some() {
                 // Segment's writeKey authentication: the key in the body instead.
                 sec.push(json!({}));
-                op["description"] = json!("Authenticated by an Authorization header (Basic with the write key as user name, or Bearer) or, without one, by `writeKey` in the body. The key needs the ingest scope.");
+                op["description"] = json!(
+                    "Authenticated by an Authorization header (Basic with the write key as user name, or Bearer) or, without one, by `writeKey` in the body. The key needs the ingest scope."
+                );
             }
             op["security"] = json!(sec);
             op["x-scope"] = json!(format!("{s:?}").to_lowercase());
@@ -605,7 +625,12 @@ mod tests {
     fn every_parameter_is_typed_and_every_operation_documents_its_answer() {
         for r in ROUTES {
             for (n, _, _) in r.params {
-                assert!(param_type(r.path, n).is_some(), "{} {}: {n} has no type", r.method, r.path);
+                assert!(
+                    param_type(r.path, n).is_some(),
+                    "{} {}: {n} has no type",
+                    r.method,
+                    r.path
+                );
             }
         }
         let doc = document();
@@ -615,7 +640,10 @@ mod tests {
                 assert!(ok.get("content").is_some(), "{m} {path}: no schema for 200");
                 assert!(op["responses"]["default"]["content"].is_object(), "{m} {path}");
                 if m == "post" || m == "patch" {
-                    assert!(op["requestBody"]["content"]["application/json"]["schema"].is_object(), "{m} {path}");
+                    assert!(
+                        op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                        "{m} {path}"
+                    );
                 }
             }
         }
@@ -631,12 +659,32 @@ mod tests {
         assert!(Ty::Num { min: 0.0, max: 1.0 }.check("NaN").is_err());
         assert!(Ty::Num { min: 0.0, max: 1.0 }.check("inf").is_err());
         assert!(Ty::Enum(COLOURS).check("purple").is_err());
-        for p in ["2024", "2024-Q1", "2024-q4", "2024-03", "2024-03-15", "2024-01..2024-06", "2023..2024-02-01"] {
+        for p in [
+            "2024",
+            "2024-Q1",
+            "2024-q4",
+            "2024-03",
+            "2024-03-15",
+            "2024-01..2024-06",
+            "2023..2024-02-01",
+        ] {
             assert!(period_ok(p), "{p}");
             // What the grammar admits, the server parses (a reversed range aside).
             assert!(tenure_core::time::Period::parse(p).is_ok(), "{p}");
         }
-        for p in ["", "24", "2024-Q5", "2024-13", "2024-00", "2024-03-32", "2024..", "..2024", "2024-1", " 2024", "2024-03-1x"] {
+        for p in [
+            "",
+            "24",
+            "2024-Q5",
+            "2024-13",
+            "2024-00",
+            "2024-03-32",
+            "2024..",
+            "..2024",
+            "2024-1",
+            " 2024",
+            "2024-03-1x",
+        ] {
             assert!(!period_ok(p), "{p}");
         }
     }

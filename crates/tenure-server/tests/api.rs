@@ -431,14 +431,14 @@ async fn a_segment_write_key_in_the_body_authenticates_like_the_header() {
         v["writeKey"] = json!(key);
         v.to_string().into_bytes()
     };
-    let (st, _, j) = raw(&s, "POST", "/v1/track", &json_ct, with_key(&f.ingest, SEGMENT_TRACK)).await;
+    let (st, _, j) =
+        raw(&s, "POST", "/v1/track", &json_ct, with_key(&f.ingest, SEGMENT_TRACK)).await;
     assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
     // In a batch: at its root, or on its messages (all the same key).
     let batch = format!(r#"{{"batch": [{SEGMENT_GROUP}]}}"#);
     let (st, _, j) = raw(&s, "POST", "/v1/batch", &json_ct, with_key(&f.ingest, &batch)).await;
     assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
-    let in_messages =
-        json!({"batch": [serde_json::from_slice::<Value>(&with_key(&f.ingest, SEGMENT_PAGE)).unwrap()]});
+    let in_messages = json!({"batch": [serde_json::from_slice::<Value>(&with_key(&f.ingest, SEGMENT_PAGE)).unwrap()]});
     let (st, _, j) =
         raw(&s, "POST", "/v1/batch", &json_ct, in_messages.to_string().into_bytes()).await;
     assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
@@ -449,7 +449,8 @@ async fn a_segment_write_key_in_the_body_authenticates_like_the_header() {
         (f.revoked.as_str(), StatusCode::UNAUTHORIZED),
         ("bad\nkey", StatusCode::UNAUTHORIZED),
     ] {
-        let (st, _, j) = raw(&s, "POST", "/v1/identify", &json_ct, with_key(key, SEGMENT_IDENTIFY)).await;
+        let (st, _, j) =
+            raw(&s, "POST", "/v1/identify", &json_ct, with_key(key, SEGMENT_IDENTIFY)).await;
         assert_eq!(st, status, "{key}: {j}");
     }
     let (st, _, j) =
@@ -485,7 +486,8 @@ async fn authorization_schemes_are_case_insensitive() {
     .iter()
     .enumerate()
     {
-        let (st, j) = post(&s, "/api/v1/events", auth, &json!([ticket(i as u32)]).to_string()).await;
+        let (st, j) =
+            post(&s, "/api/v1/events", auth, &json!([ticket(i as u32)]).to_string()).await;
         assert_eq!(st, StatusCode::OK, "{auth}: {j}");
     }
     let (st, _) = post(&s, "/api/v1/events", &format!("Token {}", f.ingest), "[]").await;
@@ -508,23 +510,55 @@ async fn every_error_has_the_error_body_and_parameters_their_documented_types() 
     );
     assert_eq!(h["allow"], "POST");
     let (st, h, j) = raw(&s, "DELETE", "/api/v1/tasks/x", &[], vec![]).await;
-    assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
     let allow = h["allow"].to_str().unwrap();
     assert!(allow.contains("GET") && allow.contains("PATCH"), "{allow}");
-    let (st, _, j) = raw(&s, "GET", "/api/v1/accounts/%FF", &[("authorization", &read)], vec![]).await;
-    assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{j}");
+    let (st, _, j) =
+        raw(&s, "GET", "/api/v1/accounts/%FF", &[("authorization", &read)], vec![]).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
     let (st, _, j) = raw(&s, "GET", "/nothing/here", &[], vec![]).await;
     assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    for q in ["limit=5000", "limit=-1", "colour=purple", "min_risk=NaN", "min_risk=2", "sort=vibes", "customer=yes"] {
+    for q in [
+        "limit=5000",
+        "limit=-1",
+        "colour=purple",
+        "min_risk=NaN",
+        "min_risk=2",
+        "sort=vibes",
+        "customer=yes",
+    ] {
         let (st, _, j) =
-            raw(&s, "GET", &format!("/api/v1/accounts?{q}"), &[("authorization", &read)], vec![]).await;
-        assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{q}: {j}");
+            raw(&s, "GET", &format!("/api/v1/accounts?{q}"), &[("authorization", &read)], vec![])
+                .await;
+        assert_eq!(
+            (st, j["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{q}: {j}"
+        );
     }
-    for q in ["/api/v1/alerts?severity=awful", "/api/v1/tasks?status=finished", "/api/v1/kpis?period=last-year", "/api/v1/cohorts?unit=decade"] {
+    for q in [
+        "/api/v1/alerts?severity=awful",
+        "/api/v1/tasks?status=finished",
+        "/api/v1/kpis?period=last-year",
+        "/api/v1/cohorts?unit=decade",
+    ] {
         let (st, _, j) = raw(&s, "GET", q, &[("authorization", &read)], vec![]).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {j}");
     }
-    let (st, _, j) =
-        raw(&s, "GET", "/api/v1/accounts?limit=1000&colour=red&min_risk=0.5", &[("authorization", &read)], vec![]).await;
+    let (st, _, j) = raw(
+        &s,
+        "GET",
+        "/api/v1/accounts?limit=1000&colour=red&min_risk=0.5",
+        &[("authorization", &read)],
+        vec![],
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{j}");
 }

@@ -241,12 +241,25 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(ops, tenure_server::api::ROUTES.len() - 1 + calls);
     // Typed parameters, request bodies, and an answer schema for every status.
     let accounts = &doc["paths"]["/api/v1/accounts"]["get"];
-    let limit = accounts["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
-    assert_eq!((limit["schema"]["type"].as_str(), limit["schema"]["maximum"].as_i64()), (Some("integer"), Some(1000)));
-    assert_eq!(accounts["responses"]["200"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/AccountList");
-    assert_eq!(accounts["responses"]["401"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error");
+    let limit =
+        accounts["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(
+        (limit["schema"]["type"].as_str(), limit["schema"]["maximum"].as_i64()),
+        (Some("integer"), Some(1000))
+    );
+    assert_eq!(
+        accounts["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/AccountList"
+    );
+    assert_eq!(
+        accounts["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Error"
+    );
     let patch = &doc["paths"]["/api/v1/tasks/{id}"]["patch"];
-    assert_eq!(patch["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/TaskChange");
+    assert_eq!(
+        patch["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/TaskChange"
+    );
     assert!(doc["paths"]["/v1/batch"]["post"]["requestBody"].is_object());
     assert!(doc["components"]["schemas"]["Event"]["oneOf"].as_array().unwrap().len() >= 16);
     // An undocumented path is a 404 with the stable code.
