@@ -45,11 +45,14 @@ done
 BASE="http://$ADDR"
 echo "== tenure serve on $BASE"
 
+TENURE_ACCOUNT=$(curl -sf -H "Authorization: Bearer $KEY" "$BASE/api/v1/accounts?limit=1" |
+    "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["accounts"][0]["account_id"])')
+export TENURE_ACCOUNT
 echo "== schemathesis (every check) on $BASE/api/v1/openapi.json"
 status=0
 "$VENV/bin/schemathesis" --config-file "$ROOT/scripts/schemathesis.toml" run "$BASE/api/v1/openapi.json" \
     --checks all --header "Authorization: Bearer $KEY" \
-    --max-examples "$EXAMPLES" --seed 13 --no-color || status=1
+    --max-examples "$EXAMPLES" --seed "${SEED:-13}" --no-color || status=1
 
 echo "== Segment's Python SDK"
 "$VENV/bin/python" "$ROOT/scripts/segment_sdk.py" "$BASE" "$KEY" "$TENURE" "$WORK/data" || status=1

@@ -619,6 +619,9 @@ pub(crate) async fn change_task(
     if let Some(k) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(format!("{k}: unknown field ({})", FIELDS.join(", "))));
     }
+    if fields.values().all(Value::is_null) {
+        return Err(bad(format!("nothing to change: give at least one of {}", FIELDS.join(", "))));
+    }
     let (account, mut view) = {
         let live = live_read(s)?;
         let (a, t) = find_task(&live, id)
@@ -636,10 +639,8 @@ pub(crate) async fn change_task(
     let tenure_core::event::EventBody::Task(change) = e.body.clone() else {
         unreachable!("a task line parses as a task")
     };
-    if change.status == Some(TaskStatus::Done)
-        && change.root_cause.is_none()
-        && view.root_cause.is_none()
-    {
+    // In the same change, so that every resolution states its cause (as documented).
+    if change.status == Some(TaskStatus::Done) && change.root_cause.is_none() {
         return Err(bad("resolving a task (status done) needs a root_cause"));
     }
     store(s, vec![e]).await?;

@@ -744,6 +744,12 @@ fn parse_events(body: &[u8], cfg: &IngestConfig) -> Result<(Vec<Event>, Vec<Reje
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::new("invalid_json", "the body is not UTF-8"))?;
     let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ApiError::new(
+            "invalid_json",
+            "the body is empty: send a JSON array or JSON lines of events",
+        ));
+    }
     if trimmed.starts_with('[') {
         // Each element goes through the same validation as a line of a file (written back
         // as JSON text).
@@ -864,7 +870,10 @@ pub(crate) async fn segment_call(
     };
     if !header_auth {
         authorise_write_key(&state, &root)?;
+    } else if let Some(why) = segment::malformed_write_key(&root) {
+        return Err(ApiError::new("invalid_request", why));
     }
+    let mut shared = None;
     let (messages, sent_at): (Vec<&Value>, Option<Timestamp>) = if call == "batch" {
         let list = root.get("batch").and_then(Value::as_array).ok_or_else(|| {
             let mut e = ApiError::new("invalid_events", "a batch call needs a \"batch\" array");
@@ -872,8 +881,9 @@ pub(crate) async fn segment_call(
                 vec![Rejection { line: 1, field: Some("batch".into()), reason: "missing".into() }];
             e
         })?;
-        let sent =
-            root.get("sentAt").and_then(Value::as_str).and_then(|s| Timestamp::parse(s).ok());
+        let (sent, context) = segment::batch_envelope(&root)
+            .map_err(|e| ApiError::new("invalid_request", format!("{}: {}", e.field, e.reason)))?;
+        shared = context;
         (list.iter().collect(), sent)
     } else {
         (vec![&root], None)
@@ -894,6 +904,14 @@ pub(crate) async fn segment_call(
             });
             continue;
         }
+        let merged;
+        let m = match &shared {
+            Some(c) => {
+                merged = segment::with_context(m, c);
+                &merged
+            }
+            None => m,
+        };
         match segment::map(&call, m, sent_at, received, &state.0.segment) {
             Ok(segment::Mapped::Event(v)) => {
                 match tenure_ingest::parse_json_line(&v.to_string(), None, &cfg) {

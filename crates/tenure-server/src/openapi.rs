@@ -300,7 +300,7 @@ fn event_schema() -> Value {
             vec!["task_id"],
             json!({"task_id": id(), "status": en(TaskStatus::ALL, TaskStatus::as_str), "rule": id(),
                    "alert_id": id(), "title": text(), "owner": id(), "due": ts(), "note": text(),
-                   "root_cause": text(), "author": id()}),
+                   "root_cause": id(), "author": id()}),
         ),
     ];
     let branches: Vec<Value> = types
@@ -323,43 +323,60 @@ fn event_schema() -> Value {
 }
 
 /// A Segment message of call `call` (`None`: any, in a batch, where `type` says which).
+/// What the mapping checks is what the schema says: ids are non-empty strings or numbers,
+/// objects are objects, timestamps RFC 3339; `null` is the same as absent.
 fn segment_message(call: Option<&str>) -> Value {
-    let idish = json!({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 256}, {"type": "number"}]});
-    let obj = json!({"type": "object"});
+    let id = || json!({"anyOf": [{"type": "string", "minLength": 1}, {"type": "number"}, {"type": "null"}]});
+    let id_set = || json!({"anyOf": [{"type": "string", "minLength": 1}, {"type": "number"}]});
+    let obj = || json!({"type": ["object", "null"]});
+    let ts = || nullable(sref("Timestamp"));
     let mut p = json!({
-        "userId": idish, "anonymousId": idish, "messageId": {"type": "string", "minLength": 1, "maxLength": 256},
-        "timestamp": sref("Timestamp"), "originalTimestamp": sref("Timestamp"), "sentAt": sref("Timestamp"),
-        "context": {"type": "object", "properties": {"groupId": idish}},
-        "integrations": obj, "properties": obj, "traits": obj,
-        "writeKey": {"type": "string", "minLength": 1, "description": "The write key, when no Authorization header is sent"},
+        "userId": id(), "anonymousId": id(),
+        "messageId": {"type": ["string", "null"], "minLength": 1},
+        "timestamp": ts(), "originalTimestamp": ts(), "sentAt": ts(),
+        "context": {"type": ["object", "null"], "properties": {"groupId": id()}},
+        "integrations": obj(), "properties": obj(), "traits": obj(),
+        "writeKey": {"type": ["string", "null"], "minLength": 1, "description": "The write key, when no Authorization header is sent"},
     });
-    let who = json!({"anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}]});
-    let account = json!({"anyOf": [
-        {"required": ["context"], "properties": {"context": {"required": ["groupId"]}}},
-        {"required": ["properties"], "properties": {"properties": {"required": ["account_id"]}}},
-    ]});
+    let who = json!({"anyOf": [
+        {"required": ["userId"], "properties": {"userId": id_set()}},
+        {"required": ["anonymousId"], "properties": {"anonymousId": id_set()}}]});
+    let in_context = json!({"required": ["context"], "properties": {"context": {
+        "type": "object", "required": ["groupId"], "properties": {"groupId": id_set()}}}});
+    let in_object = |o: &str, key: &str| {
+        json!({"required": [o], "properties": {o: {"type": "object", "required": [key], "properties": {key: id_set()}}}})
+    };
     let mut all = vec![];
     let mut required = vec![];
     match call {
         Some("track") => {
-            p["event"] = json!({"type": "string", "minLength": 1, "maxLength": 256});
+            p["event"] = json!({"type": "string", "minLength": 1});
             required.push("event");
-            all.extend([who.clone(), account.clone()]);
+            all.push(who.clone());
+            all.push(json!({"anyOf": [in_context.clone(), in_object("properties", "account_id")]}));
         }
-        Some("page" | "screen") => {
-            p["name"] = json!({"type": "string"});
-            p["category"] = json!({"type": "string"});
-            all.extend([who.clone(), account.clone()]);
+        Some(c @ ("page" | "screen")) => {
+            p["name"] = json!({"type": ["string", "null"]});
+            if c == "page" {
+                p["category"] = json!({"type": ["string", "null"]});
+            }
+            all.push(who.clone());
+            all.push(json!({"anyOf": [in_context.clone(), in_object("properties", "account_id")]}));
         }
-        Some("identify") => all.push(who.clone()),
+        Some("identify") => {
+            all.push(who.clone());
+            all.push(json!({"anyOf": [in_context.clone(), in_object("traits", "account_id"),
+                {"required": ["traits"], "properties": {"traits": {"type": "object", "required": ["company"],
+                    "properties": {"company": {"type": "object", "required": ["id"], "properties": {"id": id_set()}}}}}}]}));
+        }
         Some("group") => {
-            p["groupId"] = idish.clone();
+            p["groupId"] = id_set();
             required.push("groupId");
         }
-        Some("alias") => p["previousId"] = idish.clone(),
+        Some("alias") => p["previousId"] = id(),
         _ => {}
     }
-    let mut s = json!({"type": "object", "properties": p, "maxProperties": 64});
+    let mut s = json!({"type": "object", "properties": p});
     if !required.is_empty() {
         s["required"] = json!(required);
     }
@@ -427,14 +444,25 @@ fn components() -> Value {
             "anyOf": [{"type": "array", "items": sref("Event")}, sref("Event")]}));
     m.insert("SegmentBatch".into(), json!({"type": "object", "required": ["batch"], "properties": {
             "batch": {"type": "array", "items": segment_message(None)},
-            "sentAt": sref("Timestamp"), "context": {"type": "object"}, "integrations": {"type": "object"},
-            "writeKey": {"type": "string", "minLength": 1}}}));
-    m.insert("TaskChange".into(), json!({"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
+            "sentAt": nullable(sref("Timestamp")),
+            "context": {"type": ["object", "null"], "description": "Shared by every call of the batch (a call's own keys win)"},
+            "integrations": {"type": ["object", "null"]},
+            "writeKey": {"type": ["string", "null"], "minLength": 1}}}));
+    let changes: Vec<Value> = ["status", "owner", "due", "note", "root_cause", "author"]
+        .iter()
+        .map(|f| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}}))
+        .collect();
+    m.insert("TaskChange".into(), json!({"type": "object", "additionalProperties": false,
+        "description": "At least one field that is not null; resolving (status done) needs a root_cause in the same change",
+        "anyOf": changes,
+        "if": {"required": ["status"], "properties": {"status": {"const": "done"}}},
+        "then": {"required": ["root_cause"], "properties": {"root_cause": {"type": "string", "minLength": 1}}},
+        "properties": {
             "status": {"type": ["string", "null"], "enum": [TaskStatus::Open.as_str(), TaskStatus::InProgress.as_str(), TaskStatus::Done.as_str(), TaskStatus::Dismissed.as_str(), null]},
             "owner": {"type": ["string", "null"], "minLength": 1, "maxLength": 256},
             "due": nullable(sref("Timestamp")),
             "note": {"type": ["string", "null"], "maxLength": 10000},
-            "root_cause": {"type": ["string", "null"], "maxLength": 10000, "description": "Needed to resolve (status done)"},
+            "root_cause": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "description": "Needed to resolve (status done)"},
             "author": {"type": ["string", "null"], "minLength": 1, "maxLength": 256}}}));
     m.insert("AccountSummary".into(), json!({"type": "object", "required": ["account_id", "customer", "mrr", "open_tasks"], "properties": {
             "account_id": s("string"), "name": ns(), "segment": ns(), "csm": ns(), "customer": s("boolean"),

@@ -72,6 +72,32 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// An id of the call itself (`userId`, `groupId`, ...): a non-empty string or a number, as
+/// Segment allows; `null` or absent is none; anything else is an error naming `name`.
+fn id_field(m: &Map<String, Value>, field: &str, name: &str) -> Result<Option<String>, MapError> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(err(name, "expected a non-empty string or a number")),
+    }
+}
+
+/// A text field of the call (`event`, `name`, `category`, `messageId`): a string (non-empty
+/// when `nonempty`), `null` or absent; anything else is an error.
+fn string_field(
+    m: &Map<String, Value>,
+    field: &str,
+    nonempty: bool,
+) -> Result<Option<String>, MapError> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !(nonempty && s.is_empty()) => Ok(Some(s.clone())),
+        Some(_) if nonempty => Err(err(field, "expected a non-empty string")),
+        Some(_) => Err(err(field, "expected a string")),
+    }
+}
+
 fn time(m: &Map<String, Value>, field: &str) -> Result<Option<Timestamp>, MapError> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
@@ -90,10 +116,10 @@ fn corrected(
     batch_sent_at: Option<Timestamp>,
     received: Timestamp,
 ) -> Result<Timestamp, MapError> {
-    let original = match time(m, "originalTimestamp")? {
-        Some(t) => Some(t),
-        None => time(m, "timestamp")?,
-    };
+    // Every timestamp given is checked, also those another one makes unused.
+    let original = time(m, "originalTimestamp")?;
+    let stamp = time(m, "timestamp")?;
+    let original = original.or(stamp);
     let sent = time(m, "sentAt")?.or(batch_sent_at);
     Ok(match (original, sent) {
         (Some(t), Some(s)) => Timestamp(received.0 - (s.0 - t.0)),
@@ -139,6 +165,47 @@ pub fn write_key(root: &Value) -> Result<Option<String>, String> {
     Ok(found.map(str::to_string))
 }
 
+/// What is wrong with the `writeKey`s of a body, if anything (each must be a non-empty
+/// string), whether or not they are the ones that authenticate it.
+pub fn malformed_write_key(root: &Value) -> Option<String> {
+    let bad = |v: &Value| !matches!(v.get("writeKey"), None | Some(Value::Null))
+        && !v.get("writeKey").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let messages = root.get("batch").and_then(Value::as_array);
+    (bad(root) || messages.into_iter().flatten().any(bad))
+        .then(|| "writeKey must be a non-empty string".to_string())
+}
+
+/// The envelope of a batch: its `sentAt` and the `context` its calls share (Segment applies
+/// a batch's context to every call in it). A malformed one is an error.
+pub fn batch_envelope(
+    root: &Value,
+) -> Result<(Option<Timestamp>, Option<Map<String, Value>>), MapError> {
+    let Value::Object(r) = root else { return Err(err("", "a batch is a JSON object")) };
+    object(r, "integrations")?;
+    let context = object(r, "context")?.cloned();
+    Ok((time(r, "sentAt")?, context))
+}
+
+/// `msg` with the batch's `shared` context under its own (the message's keys win).
+pub fn with_context(msg: &Value, shared: &Map<String, Value>) -> Value {
+    let mut m = msg.clone();
+    if let Some(o) = m.as_object_mut() {
+        match o.get_mut("context") {
+            Some(Value::Object(c)) => {
+                for (k, v) in shared {
+                    c.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            // A malformed context stays as it is, to be refused by the mapping.
+            Some(other) if !other.is_null() => {}
+            _ => {
+                o.insert("context".into(), Value::Object(shared.clone()));
+            }
+        }
+    }
+    m
+}
+
 /// The `section` of a web visit from a page's section or category (`Docs`, `API
 /// Documentation`): `docs` when it names documentation, `other` when it says so, else
 /// `website`.
@@ -170,17 +237,24 @@ pub fn map(
         })?,
         c => c,
     };
-    let user = text(m.get("userId")).or_else(|| text(m.get("anonymousId")));
+    let user_id = id_field(m, "userId", "userId")?;
+    let anonymous_id = id_field(m, "anonymousId", "anonymousId")?;
+    let user = user_id.or(anonymous_id);
     let context = object(m, "context")?;
     let traits = object(m, "traits")?;
     let properties = object(m, "properties")?;
+    object(m, "integrations")?;
+    let message_id = string_field(m, "messageId", true)?;
     let ts = corrected(m, batch_sent_at, received)?;
-    let group = context.and_then(|c| text(c.get("groupId")));
+    let group = match context {
+        Some(c) => id_field(c, "groupId", "context.groupId")?,
+        None => None,
+    };
     let account_from =
         |o: Option<&Map<String, Value>>| o.and_then(|o| text(o.get(&cfg.account_trait)));
     let mut out = Map::new();
     out.insert("timestamp".into(), json!(ts.to_string()));
-    if let Some(id) = text(m.get("messageId")) {
+    if let Some(id) = message_id {
         out.insert("message_id".into(), json!(id));
     }
     let need_user =
@@ -197,7 +271,7 @@ pub fn map(
     };
     match call {
         "group" => {
-            let id = text(m.get("groupId"))
+            let id = id_field(m, "groupId", "groupId")?
                 .ok_or_else(|| err("groupId", "a group call needs a groupId"))?;
             out.insert("type".into(), json!("account"));
             out.insert("account_id".into(), json!(id));
@@ -252,7 +326,7 @@ pub fn map(
             let account =
                 group.or_else(|| account_from(properties)).ok_or_else(|| no_account(call))?;
             let event = if call == "track" {
-                text(m.get("event"))
+                string_field(m, "event", true)?
                     .ok_or_else(|| err("event", "a track call needs an event name"))?
             } else {
                 "screen".to_string()
@@ -261,9 +335,10 @@ pub fn map(
             out.insert("account_id".into(), json!(account));
             out.insert("user_id".into(), json!(need_user()?));
             out.insert("event".into(), json!(event));
+            let name = if call == "screen" { string_field(m, "name", false)? } else { None };
             let feature = properties
                 .and_then(|p| text(p.get("feature")))
-                .or_else(|| if call == "screen" { text(m.get("name")) } else { None });
+                .or_else(|| if call == "screen" { name.filter(|n| !n.is_empty()) } else { None });
             if let Some(f) = feature {
                 out.insert("feature".into(), json!(f));
             }
@@ -280,18 +355,24 @@ pub fn map(
             // A page in the documentation counts as a docs visit; anything else is website.
             // analytics.js puts a page's category in `properties.category`, the server
             // libraries at the top level.
+            let name = string_field(m, "name", false)?.filter(|n| !n.is_empty());
+            let category = string_field(m, "category", false)?.filter(|c| !c.is_empty());
             let label = properties
                 .and_then(|p| text(p.get("section")).or_else(|| text(p.get("category"))))
-                .or_else(|| text(m.get("category")));
+                .or(category);
             out.insert("section".into(), json!(label.as_deref().map_or("website", section)));
             let page = properties
                 .and_then(|p| text(p.get("path")).or_else(|| text(p.get("url"))))
-                .or_else(|| text(m.get("name")));
+                .or(name);
             if let Some(p) = page {
                 out.insert("page".into(), json!(p));
             }
         }
-        "alias" => return Ok(Mapped::Ignored),
+        "alias" => {
+            // Not stored, but checked like the others: a malformed call is still refused.
+            id_field(m, "previousId", "previousId")?;
+            return Ok(Mapped::Ignored);
+        }
         other => {
             return Err(err(
                 "type",
