@@ -343,9 +343,7 @@ fn segment_message(call: Option<&str>) -> Value {
         {"required": ["anonymousId"], "properties": {"anonymousId": id_set()}}]});
     let in_context = json!({"required": ["context"], "properties": {"context": {
         "type": "object", "required": ["groupId"], "properties": {"groupId": id_set()}}}});
-    let in_object = |o: &str, key: &str| {
-        json!({"required": [o], "properties": {o: {"type": "object", "required": [key], "properties": {key: id_set()}}}})
-    };
+    let in_object = |o: &str, key: &str| json!({"required": [o], "properties": {o: {"type": "object", "required": [key], "properties": {key: id_set()}}}});
     let mut all = vec![];
     let mut required = vec![];
     match call {
@@ -431,8 +429,10 @@ fn components() -> Value {
             "ignored": {"type": "integer", "minimum": 0, "description": "Segment calls Tenure has no use for (alias)"},
             "rejected": {"type": "array", "items": sref("Rejection")}}}));
     m.insert("Id".into(), json!({"type": "string", "minLength": 1, "maxLength": 256}));
-    m.insert("Timestamp".into(), json!({"type": "string", "description": "RFC 3339, or YYYY-MM-DD (midnight UTC)",
-            "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"}));
+    // Real calendar days only (a pattern cannot tell leap years: 29 February, which is
+    // accepted in them, is left out), years 1900-2199.
+    m.insert("Timestamp".into(), json!({"type": "string", "description": "RFC 3339, or YYYY-MM-DD (midnight UTC); years 1900-2199 (29 February of leap years is accepted too)",
+            "pattern": "^(19|20|21)[0-9]{2}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"}));
     m.insert("Money".into(), json!({"description": "An amount in major units: a decimal string or a number, stored exactly",
             "anyOf": [{"type": "string", "pattern": "^-?[0-9]{1,15}(\\.[0-9]{1,4})?$"}, {"type": "number"}]}));
     m.insert(

@@ -168,8 +168,10 @@ pub fn write_key(root: &Value) -> Result<Option<String>, String> {
 /// What is wrong with the `writeKey`s of a body, if anything (each must be a non-empty
 /// string), whether or not they are the ones that authenticate it.
 pub fn malformed_write_key(root: &Value) -> Option<String> {
-    let bad = |v: &Value| !matches!(v.get("writeKey"), None | Some(Value::Null))
-        && !v.get("writeKey").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let bad = |v: &Value| {
+        !matches!(v.get("writeKey"), None | Some(Value::Null))
+            && !v.get("writeKey").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+    };
     let messages = root.get("batch").and_then(Value::as_array);
     (bad(root) || messages.into_iter().flatten().any(bad))
         .then(|| "writeKey must be a non-empty string".to_string())
@@ -460,6 +462,63 @@ mod tests {
             "website"
         );
         assert_eq!(section("Doctors"), "website", "a word, not a prefix");
+    }
+
+    #[test]
+    fn fields_are_typed_as_the_openapi_document_says_and_null_is_absent() {
+        let cfg = SegmentConfig::default();
+        let now = at("2026-01-01");
+        let base = json!({"event": "e", "userId": "u", "context": {"groupId": "g"}});
+        let with = |k: &str, v: Value| {
+            let mut m = base.clone();
+            m[k] = v;
+            map("track", &m, None, now, &cfg)
+        };
+        assert!(matches!(with("userId", json!(42)), Ok(Mapped::Event(e)) if e["user_id"] == "42"));
+        assert!(with("anonymousId", Value::Null).is_ok());
+        for (k, v, field) in [
+            ("userId", json!(true), "userId"),
+            ("userId", json!(""), "userId"),
+            ("anonymousId", json!({}), "anonymousId"),
+            ("messageId", json!(7), "messageId"),
+            ("event", json!(5), "event"),
+            ("integrations", json!([]), "integrations"),
+            ("context", json!({"groupId": [1]}), "context.groupId"),
+            // An unused timestamp is still checked.
+            ("timestamp", json!("soon"), "timestamp"),
+        ] {
+            let mut m = base.clone();
+            m["originalTimestamp"] = json!("2026-01-01T00:00:00Z");
+            m[k] = v;
+            let e = map("track", &m, None, now, &cfg).unwrap_err();
+            assert_eq!(e.field, field, "{k}: {e:?}");
+        }
+        let alias = json!({"userId": "u", "previousId": {"a": 1}});
+        assert_eq!(map("alias", &alias, None, now, &cfg).unwrap_err().field, "previousId");
+    }
+
+    #[test]
+    fn a_batchs_context_goes_to_its_calls_under_their_own() {
+        let shared = json!({"groupId": "g", "ip": "1.2.3.4"});
+        let shared = shared.as_object().unwrap();
+        let m = with_context(&json!({"type": "track", "context": {"groupId": "own"}}), shared);
+        assert_eq!(m["context"], json!({"groupId": "own", "ip": "1.2.3.4"}));
+        let m = with_context(&json!({"type": "track"}), shared);
+        assert_eq!(m["context"]["groupId"], "g");
+        let m = with_context(&json!({"type": "track", "context": 5}), shared);
+        assert_eq!(m["context"], 5, "left for the mapping to refuse");
+        let (sent, ctx) =
+            batch_envelope(&json!({"batch": [], "sentAt": "2026-01-01", "context": {"a": 1}}))
+                .unwrap();
+        assert_eq!((sent, ctx.map(|c| c.len())), (Some(at("2026-01-01")), Some(1)));
+        assert_eq!(batch_envelope(&json!({"sentAt": "later"})).unwrap_err().field, "sentAt");
+        assert_eq!(batch_envelope(&json!({"integrations": 1})).unwrap_err().field, "integrations");
+        assert_eq!(malformed_write_key(&json!({"writeKey": 5})).is_some(), true);
+        assert_eq!(malformed_write_key(&json!({"batch": [{"writeKey": ""}]})).is_some(), true);
+        assert_eq!(
+            malformed_write_key(&json!({"writeKey": null, "batch": [{"writeKey": "k"}]})),
+            None
+        );
     }
 
     #[test]

@@ -562,3 +562,38 @@ async fn every_error_has_the_error_body_and_parameters_their_documented_types() 
     .await;
     assert_eq!(st, StatusCode::OK, "{j}");
 }
+
+/// An empty ingest body is an error, not an acknowledged nothing; a batch's context reaches
+/// its calls (Segment's batch-level context), and its envelope is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_bodies_are_refused_and_a_batchs_context_is_shared() {
+    let f = fixture();
+    let s = state(&f, Limits::default());
+    let (st, j) = call(&s, Some(&f.ingest), "  \n").await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json")),
+        "{j}"
+    );
+    let auth = basic(&f.ingest);
+    let batch = json!({"context": {"groupId": "shared"}, "batch": [
+        {"type": "track", "event": "e", "userId": "u", "messageId": "b1"},
+        {"type": "track", "event": "e", "userId": "u", "messageId": "b2", "context": {"groupId": "own"}}]});
+    let (st, j) = post(&s, "/v1/batch", &auth, &batch.to_string()).await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(2)), "{j}");
+    let mut accounts: Vec<String> =
+        events_of(f.dir.path()).into_iter().filter_map(|e| e.account).collect();
+    accounts.sort();
+    assert_eq!(accounts, ["own", "shared"]);
+    let bad = json!({"sentAt": "yesterday", "batch": [{"type": "track", "event": "e", "userId": "u", "context": {"groupId": "g"}}]});
+    let (st, j) = post(&s, "/v1/batch", &auth, &bad.to_string()).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
+    let (st, j) =
+        post(&s, "/v1/batch", &auth, &json!({"writeKey": 5, "batch": []}).to_string()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a malformed writeKey beside a header: {j}");
+    assert_eq!(stored(f.dir.path()), 2);
+}

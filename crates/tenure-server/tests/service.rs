@@ -127,6 +127,15 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
     );
     let (st, _) = call(&s, "PATCH", &path, None, r#"{"status": "done"}"#).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // A change changes something.
+    for empty in ["{}", r#"{"due": null}"#] {
+        let (st, j) = call(&s, "PATCH", &path, Some(&f.read), empty).await;
+        assert_eq!(
+            (st, j["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{empty}: {j}"
+        );
+    }
     let (st, j) = call(&s, "PATCH", &path, Some(&f.read),
         r#"{"status": "done", "root_cause": "performance", "note": "called <b>c1</b>", "author": "sam"}"#).await;
     assert_eq!(st, StatusCode::OK, "{j}");
