@@ -881,10 +881,10 @@ pub(crate) async fn segment_call(
                 vec![Rejection { line: 1, field: Some("batch".into()), reason: "missing".into() }];
             e
         })?;
-        let (sent, context) = segment::batch_envelope(&root)
+        let envelope = segment::batch_envelope(&root)
             .map_err(|e| ApiError::new("invalid_request", format!("{}: {}", e.field, e.reason)))?;
-        shared = context;
-        (list.iter().collect(), sent)
+        shared = envelope.context;
+        (list.iter().collect(), envelope.sent_at)
     } else {
         (vec![&root], None)
     };

@@ -168,24 +168,30 @@ pub fn write_key(root: &Value) -> Result<Option<String>, String> {
 /// What is wrong with the `writeKey`s of a body, if anything (each must be a non-empty
 /// string), whether or not they are the ones that authenticate it.
 pub fn malformed_write_key(root: &Value) -> Option<String> {
-    let bad = |v: &Value| {
-        !matches!(v.get("writeKey"), None | Some(Value::Null))
-            && !v.get("writeKey").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+    let bad = |v: &Value| match v.get("writeKey") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(_) => true,
     };
     let messages = root.get("batch").and_then(Value::as_array);
     (bad(root) || messages.into_iter().flatten().any(bad))
         .then(|| "writeKey must be a non-empty string".to_string())
 }
 
-/// The envelope of a batch: its `sentAt` and the `context` its calls share (Segment applies
-/// a batch's context to every call in it). A malformed one is an error.
-pub fn batch_envelope(
-    root: &Value,
-) -> Result<(Option<Timestamp>, Option<Map<String, Value>>), MapError> {
+/// The envelope of a batch: what its calls share.
+#[derive(Debug, Default, PartialEq)]
+pub struct Envelope {
+    pub sent_at: Option<Timestamp>,
+    /// Segment applies a batch's context to every call in it.
+    pub context: Option<Map<String, Value>>,
+}
+
+/// The envelope of a batch; a malformed one is an error.
+pub fn batch_envelope(root: &Value) -> Result<Envelope, MapError> {
     let Value::Object(r) = root else { return Err(err("", "a batch is a JSON object")) };
     object(r, "integrations")?;
     let context = object(r, "context")?.cloned();
-    Ok((time(r, "sentAt")?, context))
+    Ok(Envelope { sent_at: time(r, "sentAt")?, context })
 }
 
 /// `msg` with the batch's `shared` context under its own (the message's keys win).
@@ -507,14 +513,13 @@ mod tests {
         assert_eq!(m["context"]["groupId"], "g");
         let m = with_context(&json!({"type": "track", "context": 5}), shared);
         assert_eq!(m["context"], 5, "left for the mapping to refuse");
-        let (sent, ctx) =
-            batch_envelope(&json!({"batch": [], "sentAt": "2026-01-01", "context": {"a": 1}}))
-                .unwrap();
-        assert_eq!((sent, ctx.map(|c| c.len())), (Some(at("2026-01-01")), Some(1)));
+        let e = batch_envelope(&json!({"batch": [], "sentAt": "2026-01-01", "context": {"a": 1}}))
+            .unwrap();
+        assert_eq!((e.sent_at, e.context.map(|c| c.len())), (Some(at("2026-01-01")), Some(1)));
         assert_eq!(batch_envelope(&json!({"sentAt": "later"})).unwrap_err().field, "sentAt");
         assert_eq!(batch_envelope(&json!({"integrations": 1})).unwrap_err().field, "integrations");
-        assert_eq!(malformed_write_key(&json!({"writeKey": 5})).is_some(), true);
-        assert_eq!(malformed_write_key(&json!({"batch": [{"writeKey": ""}]})).is_some(), true);
+        assert!(malformed_write_key(&json!({"writeKey": 5})).is_some());
+        assert!(malformed_write_key(&json!({"batch": [{"writeKey": ""}]})).is_some());
         assert_eq!(
             malformed_write_key(&json!({"writeKey": null, "batch": [{"writeKey": "k"}]})),
             None
