@@ -183,51 +183,9 @@ pub fn handler(r: &Route) -> MethodRouter<AppState> {
     }
 }
 
-/// The OpenAPI 3.1 document of [`ROUTES`] and the error table.
+/// The OpenAPI 3.1 document of [`ROUTES`] and the error table (built in `openapi.rs`).
 pub fn openapi() -> Value {
-    let mut paths = Map::new();
-    for r in ROUTES {
-        let params: Vec<Value> = r
-            .params
-            .iter()
-            .map(|(n, at, d)| {
-                json!({"name": n, "in": at, "required": *at == "path", "description": d,
-                       "schema": {"type": "string"}})
-            })
-            .collect();
-        let mut op = json!({
-            "summary": r.summary,
-            "parameters": params,
-            "responses": {"200": {"description": "OK"},
-                          "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
-        });
-        if let Some(s) = r.scope {
-            op["security"] = json!([{"bearer": []}, {"basic": []}]);
-            op["x-scope"] = json!(format!("{s:?}").to_lowercase());
-        } else {
-            op["security"] = json!([]);
-        }
-        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
-        entry[r.method] = op;
-    }
-    let codes: Vec<Value> =
-        crate::ERROR_CODES.iter().map(|(c, s)| json!({"code": c, "status": s})).collect();
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Tenure", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Customer-success intelligence: ingest, accounts, KPIs, alerts and tasks."},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key"},
-                "basic": {"type": "http", "scheme": "basic", "description": "An API key as the user name (Segment's write key)"}
-            },
-            "schemas": {"Error": {"type": "object", "properties": {
-                "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-                "rejected": {"type": "array"}}}},
-            "x-error-codes": codes,
-        }
-    })
+    crate::openapi::document()
 }
 
 async fn openapi_json() -> Response {
@@ -661,6 +619,9 @@ pub(crate) async fn change_task(
     if let Some(k) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(format!("{k}: unknown field ({})", FIELDS.join(", "))));
     }
+    if fields.values().all(Value::is_null) {
+        return Err(bad(format!("nothing to change: give at least one of {}", FIELDS.join(", "))));
+    }
     let (account, mut view) = {
         let live = live_read(s)?;
         let (a, t) = find_task(&live, id)
@@ -678,10 +639,8 @@ pub(crate) async fn change_task(
     let tenure_core::event::EventBody::Task(change) = e.body.clone() else {
         unreachable!("a task line parses as a task")
     };
-    if change.status == Some(TaskStatus::Done)
-        && change.root_cause.is_none()
-        && view.root_cause.is_none()
-    {
+    // In the same change, so that every resolution states its cause (as documented).
+    if change.status == Some(TaskStatus::Done) && change.root_cause.is_none() {
         return Err(bad("resolving a task (status done) needs a root_cause"));
     }
     store(s, vec![e]).await?;

@@ -9,10 +9,13 @@
 //! writer, and hands notifications to the dispatcher (`notify`), which never blocks it.
 
 pub mod api;
+pub mod decode;
+pub mod fallback;
 pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod segment;
 pub mod web;
 
@@ -63,6 +66,9 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("not_found", 404),
     ("unavailable", 503),
     ("internal", 500),
+    ("method_not_allowed", 405),
+    ("unsupported_media_type", 415),
+    ("invalid_encoding", 400),
 ];
 
 impl ApiError {
@@ -611,14 +617,19 @@ fn raise(
 }
 
 /// The credentials of a request: `Authorization: Bearer KEY`, or Basic with the key as the
-/// user name (how Segment's libraries send their write key).
+/// user name (how Segment's libraries send their write key). Scheme names are
+/// case-insensitive (RFC 9110: `bearer`, `BASIC` are the same schemes).
 fn credential(h: &HeaderMap) -> Option<String> {
-    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
-    if let Some(k) = v.strip_prefix("Bearer ") {
-        return Some(k.trim().to_string());
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = v.split_once([' ', '\t'])?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.to_string());
     }
-    let b = v.strip_prefix("Basic ")?;
-    let decoded = base64_decode(b.trim())?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(rest)?;
     let text = String::from_utf8(decoded).ok()?;
     Some(text.split(':').next().unwrap_or("").to_string())
 }
@@ -674,6 +685,12 @@ fn parse_events(body: &[u8], cfg: &IngestConfig) -> Result<(Vec<Event>, Vec<Reje
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::new("invalid_json", "the body is not UTF-8"))?;
     let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ApiError::new(
+            "invalid_json",
+            "the body is empty: send a JSON array or JSON lines of events",
+        ));
+    }
     if trimmed.starts_with('[') {
         // Each element goes through the same validation as a line of a file (written back
         // as JSON text).
@@ -779,11 +796,25 @@ pub(crate) async fn segment_call(
     if !CALLS.contains(&call.as_str()) {
         return Err(ApiError::new("not_found", format!("no Segment call {call:?}")));
     }
-    authorise(&state, &h, Scope::Ingest)?;
+    // An Authorization header decides; without one, Segment's writeKey in the body does.
+    let header_auth = h.contains_key(header::AUTHORIZATION);
+    if header_auth {
+        authorise(&state, &h, Scope::Ingest)?;
+    }
     let body = body_bytes(&state, body)?;
     let received = (state.0.clock)();
-    let root: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
+    let root: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        // Without a key, nothing about the body is told.
+        Err(_) if !header_auth => return Err(segment_key_missing()),
+        Err(e) => return Err(ApiError::new("invalid_json", format!("malformed JSON: {e}"))),
+    };
+    if !header_auth {
+        authorise_write_key(&state, &root)?;
+    } else if let Some(why) = segment::malformed_write_key(&root) {
+        return Err(ApiError::new("invalid_request", why));
+    }
+    let mut shared = None;
     let (messages, sent_at): (Vec<&Value>, Option<Timestamp>) = if call == "batch" {
         let list = root.get("batch").and_then(Value::as_array).ok_or_else(|| {
             let mut e = ApiError::new("invalid_events", "a batch call needs a \"batch\" array");
@@ -791,16 +822,30 @@ pub(crate) async fn segment_call(
                 vec![Rejection { line: 1, field: Some("batch".into()), reason: "missing".into() }];
             e
         })?;
-        let sent =
-            root.get("sentAt").and_then(Value::as_str).and_then(|s| Timestamp::parse(s).ok());
-        (list.iter().collect(), sent)
+        let envelope = segment::batch_envelope(&root)
+            .map_err(|e| ApiError::new("invalid_request", format!("{}: {}", e.field, e.reason)))?;
+        shared = envelope.context;
+        (list.iter().collect(), envelope.sent_at)
     } else {
         (vec![&root], None)
     };
     let cfg = IngestConfig { now: Some(received), ..state.0.ingest.clone() };
+    // A number too small for a double (`1e-400`) reaches us as 0.0: found in the text, it
+    // rejects the messages holding a zero float under the same key, rather than being
+    // stored as 0.
+    let underflow =
+        std::str::from_utf8(&body).ok().and_then(tenure_ingest::raw::underflowing_number);
     let (mut events, mut rejected, mut ignored) = (Vec::new(), Vec::new(), 0u64);
     for (i, m) in messages.into_iter().enumerate() {
         let line = i as u64 + 1;
+        if let Some(key) = underflow.as_deref().filter(|k| segment::tiny_float_under(m, k)) {
+            rejected.push(Rejection {
+                line,
+                field: Some(key.to_string()),
+                reason: "a number too small to be represented (it would be stored as 0)".into(),
+            });
+            continue;
+        }
         let size = serde_json::to_vec(m).map_or(0, |v| v.len());
         if size > segment::MAX_MESSAGE_BYTES {
             rejected.push(Rejection {
@@ -813,6 +858,14 @@ pub(crate) async fn segment_call(
             });
             continue;
         }
+        let merged;
+        let m = match &shared {
+            Some(c) => {
+                merged = segment::with_context(m, c);
+                &merged
+            }
+            None => m,
+        };
         match segment::map(&call, m, sent_at, received, &state.0.segment) {
             Ok(segment::Mapped::Event(v)) => {
                 match tenure_ingest::parse_json_line(&v.to_string(), None, &cfg) {
@@ -829,6 +882,28 @@ pub(crate) async fn segment_call(
         }
     }
     accept(&state, events, rejected, Some(("ignored", json!(ignored)))).await
+}
+
+fn segment_key_missing() -> ApiError {
+    ApiError::new(
+        "unauthorized",
+        "an API key is needed: Authorization (Bearer, or Basic with the write key as user name) or writeKey in the body",
+    )
+}
+
+/// Segment's writeKey authentication: the key in the body, checked exactly as the same key
+/// in an Authorization header would be (it goes through the same function).
+fn authorise_write_key(state: &AppState, root: &Value) -> Result<(), ApiError> {
+    let key = match segment::write_key(root) {
+        Ok(Some(k)) => k,
+        Ok(None) => return Err(segment_key_missing()),
+        Err(why) => return Err(ApiError::new("unauthorized", why)),
+    };
+    let mut h = HeaderMap::new();
+    let v = header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .map_err(|_| ApiError::new("unauthorized", "unknown or revoked API key"))?;
+    h.insert(header::AUTHORIZATION, v);
+    authorise(state, &h, Scope::Ingest)
 }
 
 pub(crate) async fn healthz() -> &'static str {
@@ -866,14 +941,15 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     let stats = state.0.core.dispatcher.lock().ok().and_then(|d| d.as_ref().map(|d| d.stats()));
     if let Some(st) = &stats {
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+        // Ever-growing: counters, named `_total` (see `Metrics::render`).
         extra.push((
-            "tenure_notifications_delivered",
+            "tenure_notifications_delivered_total",
             "Notifications delivered.",
             g(&st.delivered),
         ));
-        extra.push(("tenure_notifications_retries", "Notification retries.", g(&st.retries)));
+        extra.push(("tenure_notifications_retries_total", "Notification retries.", g(&st.retries)));
         extra.push((
-            "tenure_notifications_dead_lettered",
+            "tenure_notifications_dead_lettered_total",
             "Notifications given up on (in DATA/dead-letter.jsonl).",
             g(&st.dead_lettered),
         ));
@@ -891,12 +967,16 @@ pub fn app(state: AppState) -> Router {
     let limit = state.0.limits.request_bytes;
     let mut router = Router::new();
     for r in api::ROUTES {
-        router = router.route(r.path, api::handler(r));
+        // Parameters are checked against their documented types before the handler runs.
+        router = router.route(r.path, openapi::checked(r, api::handler(r)));
     }
     router
         .merge(web::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost last: decoding sees the request first; the error format sees every answer.
+        .layer(axum::middleware::from_fn_with_state(limit, decode::request_body))
+        .layer(axum::middleware::from_fn(fallback::error_bodies))
         .with_state(state)
 }
 

@@ -85,7 +85,9 @@ impl Metrics {
         self.log_truncated_records.fetch_add(records, Relaxed);
     }
 
-    /// The Prometheus text exposition; `extra` are gauges read at scrape time.
+    /// The Prometheus text exposition; `extra` are values read at scrape time: counters
+    /// when their name ends in `_total` (Prometheus' convention for what only grows),
+    /// gauges otherwise.
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -151,15 +153,78 @@ impl Metrics {
             "Event received to alert raised.",
         );
         for (name, help, v) in extra {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
         out
     }
 }
 
+/// What is wrong with a text exposition by Prometheus' conventions: every sample belongs to
+/// a family declared with `# HELP` and `# TYPE`; a counter's name ends in `_total`, and
+/// nothing else's does. Empty when all is well.
+pub fn lint(text: &str) -> Vec<String> {
+    let mut types: std::collections::HashMap<&str, &str> = Default::default();
+    let mut helped: std::collections::HashSet<&str> = Default::default();
+    let mut problems = Vec::new();
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        match (w.next(), w.next(), w.next(), w.next()) {
+            (Some("#"), Some("HELP"), Some(name), _) => {
+                helped.insert(name);
+            }
+            (Some("#"), Some("TYPE"), Some(name), Some(kind)) => {
+                if types.insert(name, kind).is_some() {
+                    problems.push(format!("{name}: declared twice"));
+                }
+                if !helped.contains(name) {
+                    problems.push(format!("{name}: no # HELP"));
+                }
+                if (kind == "counter") != name.ends_with("_total") {
+                    problems.push(format!(
+                        "{name}: a {kind}; counters, and only they, are named *_total"
+                    ));
+                }
+            }
+            (Some(sample), Some(_), ..) if !sample.starts_with('#') => {
+                let name = sample.split('{').next().unwrap_or(sample);
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| {
+                        name.strip_suffix(s).filter(|f| types.get(f) == Some(&"histogram"))
+                    })
+                    .unwrap_or(name);
+                if !types.contains_key(family) {
+                    problems.push(format!("{name}: a sample without # TYPE"));
+                }
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ever_growing_values_are_counters_named_total() {
+        let m = Metrics::default();
+        let text = m.render(&[
+            ("tenure_log_bytes", "Log size.", 10.0),
+            ("tenure_notifications_delivered_total", "Delivered.", 3.0),
+        ]);
+        assert_eq!(lint(&text), Vec::<String>::new(), "{text}");
+        assert!(
+            text.contains("# TYPE tenure_notifications_delivered_total counter\ntenure_notifications_delivered_total 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE tenure_log_bytes gauge\n"), "{text}");
+        // The lint catches the defect it is for.
+        let bad = "# HELP x_delivered d\n# TYPE x_delivered counter\nx_delivered 1\n# HELP y_total d\n# TYPE y_total gauge\ny_total 1\nz 1\n";
+        assert_eq!(lint(bad).len(), 3, "{:?}", lint(bad));
+    }
 
     #[test]
     fn histograms_are_cumulative_and_quantiles_are_bucket_bounds() {

@@ -303,3 +303,333 @@ async fn segment_spec_examples_are_accepted_and_mapped() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(events_of(f.dir.path()).len(), 4);
 }
+
+/// A request with any method, path, headers and body bytes; the answer's status, headers
+/// and JSON body.
+async fn raw(
+    s: &AppState,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut r = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let resp = app(s.clone()).oneshot(r.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = resp.status();
+    let h = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, h, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn zlib(b: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+/// Segment's libraries gzip their batches (analytics-python with gzip=True): every ingest
+/// route decodes gzip and deflate, with the body limit on the decoded size; an unknown
+/// coding is 415, a damaged stream 400, and none of them stores anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_are_decoded_with_the_limit_on_the_decoded_size() {
+    let f = fixture();
+    let s = state(&f, Limits { request_bytes: 64 << 10, ..Limits::default() });
+    let bearer = format!("Bearer {}", f.ingest);
+    let auth = bearer.as_str();
+    let events = json!([ticket(1), ticket(2)]).to_string();
+    let (st, _, j) = raw(
+        &s,
+        "POST",
+        "/api/v1/events",
+        &[("authorization", auth), ("content-encoding", "gzip")],
+        gzip(events.as_bytes()),
+    )
+    .await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(2)), "{j}");
+    let batch = format!(r#"{{"batch": [{SEGMENT_TRACK}], "sentAt": "2015-12-12T19:11:01.169Z"}}"#);
+    let (st, _, j) = raw(
+        &s,
+        "POST",
+        "/v1/batch",
+        &[("authorization", &basic(&f.ingest)), ("content-encoding", "deflate")],
+        zlib(batch.as_bytes()),
+    )
+    .await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
+    assert_eq!(stored(f.dir.path()), 3);
+    // A bomb: 3 KB on the wire, 4 MB decoded, over the 64 KiB limit: 413, not memory.
+    let mut bomb = b"[".to_vec();
+    bomb.extend(std::iter::repeat_n(b' ', 4 << 20));
+    bomb.extend(b"]");
+    let small = gzip(&bomb);
+    assert!(small.len() < 64 << 10);
+    let (st, _, j) = raw(
+        &s,
+        "POST",
+        "/api/v1/events",
+        &[("authorization", auth), ("content-encoding", "gzip")],
+        small,
+    )
+    .await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+        "{j}"
+    );
+    let (st, h, j) = raw(
+        &s,
+        "POST",
+        "/api/v1/events",
+        &[("authorization", auth), ("content-encoding", "br")],
+        events.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_media_type")),
+        "{j}"
+    );
+    assert_eq!(h["accept-encoding"], "gzip, deflate");
+    let mut damaged = gzip(events.as_bytes());
+    damaged.truncate(damaged.len() - 6);
+    let (st, _, j) = raw(
+        &s,
+        "POST",
+        "/v1/track",
+        &[("authorization", auth), ("content-encoding", "gzip")],
+        damaged,
+    )
+    .await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_encoding")),
+        "{j}"
+    );
+    assert_eq!(stored(f.dir.path()), 3);
+}
+
+/// Segment's writeKey authentication: the key in the body when no Authorization header is
+/// sent, with the same checks as the header; the key is not stored with the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_write_key_in_the_body_authenticates_like_the_header() {
+    let f = fixture();
+    let s = state(&f, Limits::default());
+    let json_ct = [("content-type", "application/json")];
+    let with_key = |key: &str, body: &str| {
+        let mut v: Value = serde_json::from_str(body).unwrap();
+        v["writeKey"] = json!(key);
+        v.to_string().into_bytes()
+    };
+    let (st, _, j) =
+        raw(&s, "POST", "/v1/track", &json_ct, with_key(&f.ingest, SEGMENT_TRACK)).await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
+    // In a batch: at its root, or on its messages (all the same key).
+    let batch = format!(r#"{{"batch": [{SEGMENT_GROUP}]}}"#);
+    let (st, _, j) = raw(&s, "POST", "/v1/batch", &json_ct, with_key(&f.ingest, &batch)).await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
+    let in_messages = json!({"batch": [serde_json::from_slice::<Value>(&with_key(&f.ingest, SEGMENT_PAGE)).unwrap()]});
+    let (st, _, j) =
+        raw(&s, "POST", "/v1/batch", &json_ct, in_messages.to_string().into_bytes()).await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
+    // The same checks as the header: a read key 403, unknown and revoked 401, none 401.
+    for (key, status) in [
+        (f.read.as_str(), StatusCode::FORBIDDEN),
+        ("tnr_guess", StatusCode::UNAUTHORIZED),
+        (f.revoked.as_str(), StatusCode::UNAUTHORIZED),
+        ("bad\nkey", StatusCode::UNAUTHORIZED),
+    ] {
+        let (st, _, j) =
+            raw(&s, "POST", "/v1/identify", &json_ct, with_key(key, SEGMENT_IDENTIFY)).await;
+        assert_eq!(st, status, "{key}: {j}");
+    }
+    let (st, _, j) =
+        raw(&s, "POST", "/v1/identify", &json_ct, SEGMENT_IDENTIFY.as_bytes().to_vec()).await;
+    assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    let (st, _, _) = raw(&s, "POST", "/v1/identify", &json_ct, b"{not json".to_vec()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "no key, nothing said about the body");
+    // A header decides when there is one: a wrong key in the body does not matter then.
+    let (st, _, j) = raw(
+        &s,
+        "POST",
+        "/v1/identify",
+        &[("authorization", &basic(&f.ingest))],
+        with_key("tnr_other", SEGMENT_IDENTIFY),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    assert_eq!(events_of(f.dir.path()).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_schemes_are_case_insensitive() {
+    let f = fixture();
+    let s = state(&f, Limits::default());
+    let basic_lower = basic(&f.ingest).replacen("Basic", "basic", 1);
+    for (i, auth) in [
+        format!("bearer {}", f.ingest),
+        format!("BEARER {}", f.ingest),
+        format!("Bearer   {}", f.ingest),
+        basic_lower,
+        basic(&f.ingest).replacen("Basic", "BASIC", 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (st, j) =
+            post(&s, "/api/v1/events", auth, &json!([ticket(i as u32)]).to_string()).await;
+        assert_eq!(st, StatusCode::OK, "{auth}: {j}");
+    }
+    let (st, _) = post(&s, "/api/v1/events", &format!("Token {}", f.ingest), "[]").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+/// Answers the router makes itself carry the error body too: 405 (with Allow), and the
+/// rejections of a path that is not UTF-8; parameters are checked against their documented
+/// types (a limit over the maximum, an unknown colour, a risk that is not a number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_has_the_error_body_and_parameters_their_documented_types() {
+    let f = fixture();
+    let s = state(&f, Limits::default());
+    let read = format!("Bearer {}", f.read);
+    let (st, h, j) = raw(&s, "GET", "/v1/track", &[], vec![]).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")),
+        "{j}"
+    );
+    assert_eq!(h["allow"], "POST");
+    let (st, h, j) = raw(&s, "DELETE", "/api/v1/tasks/x", &[], vec![]).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    let allow = h["allow"].to_str().unwrap();
+    assert!(allow.contains("GET") && allow.contains("PATCH"), "{allow}");
+    let (st, _, j) =
+        raw(&s, "GET", "/api/v1/accounts/%FF", &[("authorization", &read)], vec![]).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
+    let (st, _, j) = raw(&s, "GET", "/nothing/here", &[], vec![]).await;
+    assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    for q in [
+        "limit=5000",
+        "limit=-1",
+        "colour=purple",
+        "min_risk=NaN",
+        "min_risk=2",
+        "sort=vibes",
+        "customer=yes",
+    ] {
+        let (st, _, j) =
+            raw(&s, "GET", &format!("/api/v1/accounts?{q}"), &[("authorization", &read)], vec![])
+                .await;
+        assert_eq!(
+            (st, j["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{q}: {j}"
+        );
+    }
+    for q in [
+        "/api/v1/alerts?severity=awful",
+        "/api/v1/tasks?status=finished",
+        "/api/v1/kpis?period=last-year",
+        "/api/v1/cohorts?unit=decade",
+    ] {
+        let (st, _, j) = raw(&s, "GET", q, &[("authorization", &read)], vec![]).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {j}");
+    }
+    let (st, _, j) = raw(
+        &s,
+        "GET",
+        "/api/v1/accounts?limit=1000&colour=red&min_risk=0.5",
+        &[("authorization", &read)],
+        vec![],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+}
+
+/// An empty ingest body is an error, not an acknowledged nothing; a batch's context reaches
+/// its calls (Segment's batch-level context), and its envelope is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_bodies_are_refused_and_a_batchs_context_is_shared() {
+    let f = fixture();
+    let s = state(&f, Limits::default());
+    let (st, j) = call(&s, Some(&f.ingest), "  \n").await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json")),
+        "{j}"
+    );
+    let auth = basic(&f.ingest);
+    let batch = json!({"context": {"groupId": "shared"}, "batch": [
+        {"type": "track", "event": "e", "userId": "u", "messageId": "b1"},
+        {"type": "track", "event": "e", "userId": "u", "messageId": "b2", "context": {"groupId": "own"}}]});
+    let (st, j) = post(&s, "/v1/batch", &auth, &batch.to_string()).await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(2)), "{j}");
+    let mut accounts: Vec<String> =
+        events_of(f.dir.path()).into_iter().filter_map(|e| e.account).collect();
+    accounts.sort();
+    assert_eq!(accounts, ["own", "shared"]);
+    let bad = json!({"sentAt": "yesterday", "batch": [{"type": "track", "event": "e", "userId": "u", "context": {"groupId": "g"}}]});
+    let (st, j) = post(&s, "/v1/batch", &auth, &bad.to_string()).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
+    let (st, j) =
+        post(&s, "/v1/batch", &auth, &json!({"writeKey": 5, "batch": []}).to_string()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a malformed writeKey beside a header: {j}");
+    assert_eq!(stored(f.dir.path()), 2);
+}
+
+/// Issue 13, item 1, through the Segment API: a number too small for a double and a time
+/// the sender's clock correction moves out of the supported range are refused one by one
+/// with their field, never stored as 0 or as a year 1600 event.
+#[tokio::test]
+async fn segment_underflow_and_out_of_range_corrections_are_refused_per_message() {
+    let f = fixture();
+    let s = state(&f, Limits::default());
+    let body = r#"{"batch": [
+        {"type": "track", "userId": "u1", "event": "Exported", "context": {"groupId": "acme"},
+         "properties": {"quantity": 1e-400}, "timestamp": "2026-05-31T10:00:00Z"},
+        {"type": "track", "userId": "u1", "event": "Exported", "context": {"groupId": "acme"},
+         "properties": {"quantity": 0.0}, "timestamp": "2026-05-31T10:00:00Z", "messageId": "zero"},
+        {"type": "track", "userId": "u1", "event": "Exported", "context": {"groupId": "acme"},
+         "properties": {"quantity": 2}, "timestamp": "1950-01-01T00:00:00Z",
+         "sentAt": "2199-01-01T00:00:00Z"},
+        {"type": "track", "userId": "u1", "event": "Opened", "context": {"groupId": "acme"},
+         "timestamp": "2026-05-31T10:00:00Z", "messageId": "ok"}
+    ]}"#;
+    let (status, v) = post(&s, "/v1/batch", &basic(&f.ingest), body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let rejected = v["rejected"].as_array().unwrap();
+    // The 0.0 of the second message shares its key with the underflow: refused too, as
+    // the reason says; a request without an underflow keeps its zeros (checked below).
+    assert_eq!(v["accepted"], 1, "{v}");
+    assert_eq!(rejected.len(), 3, "{v}");
+    assert_eq!(rejected[0]["field"], "quantity");
+    assert!(rejected[0]["reason"].as_str().unwrap().contains("too small to be represented"));
+    let skew = &rejected[2];
+    assert_eq!(skew["field"], "timestamp", "{v}");
+    assert!(skew["reason"].as_str().unwrap().contains("outside the supported range"), "{v}");
+    let zero = r#"{"type": "track", "userId": "u1", "event": "Exported", "context": {"groupId": "acme"},
+        "properties": {"quantity": 0.0}, "timestamp": "2026-05-31T10:00:00Z", "messageId": "zero2"}"#;
+    let (status, v) = post(&s, "/v1/track", &basic(&f.ingest), zero).await;
+    assert_eq!((status, v["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+}

@@ -152,3 +152,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_clock_correction_out_of_the_supported_range_names_its_field() {
+    let received = Timestamp::parse("2026-06-01T10:00:00Z").unwrap();
+    let msg = serde_json::json!({"type": "track", "userId": "u", "event": "e",
+        "context": {"groupId": "acme"}, "originalTimestamp": "1950-01-01T00:00:00Z",
+        "sentAt": "2199-01-01T00:00:00Z"});
+    let e = segment::map("track", &msg, None, received, &SegmentConfig::default()).unwrap_err();
+    assert_eq!(e.field, "originalTimestamp");
+    assert!(e.reason.starts_with("corrected for the sender's clock"), "{}", e.reason);
+    assert!(e.reason.contains("outside the supported range"), "{}", e.reason);
+}

@@ -127,6 +127,15 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
     );
     let (st, _) = call(&s, "PATCH", &path, None, r#"{"status": "done"}"#).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // A change changes something.
+    for empty in ["{}", r#"{"due": null}"#] {
+        let (st, j) = call(&s, "PATCH", &path, Some(&f.read), empty).await;
+        assert_eq!(
+            (st, j["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{empty}: {j}"
+        );
+    }
     let (st, j) = call(&s, "PATCH", &path, Some(&f.read),
         r#"{"status": "done", "root_cause": "performance", "note": "called <b>c1</b>", "author": "sam"}"#).await;
     assert_eq!(st, StatusCode::OK, "{j}");
@@ -226,7 +235,7 @@ async fn the_openapi_document_matches_the_routes() {
     for (path, methods) in doc["paths"].as_object().unwrap() {
         for (method, op) in methods.as_object().unwrap() {
             ops += 1;
-            let concrete = path.replace("{id}", "x").replace("{call}", "track");
+            let concrete = path.replace("{id}", "x");
             let (st, j) = call(&s, &method.to_uppercase(), &concrete, None, "{}").await;
             let public = op["security"].as_array().unwrap().is_empty();
             if public {
@@ -236,7 +245,32 @@ async fn the_openapi_document_matches_the_routes() {
             }
         }
     }
-    assert_eq!(ops, tenure_server::api::ROUTES.len());
+    // One operation per route, the Segment route once per call.
+    let calls = tenure_server::openapi::CALLS.len();
+    assert_eq!(ops, tenure_server::api::ROUTES.len() - 1 + calls);
+    // Typed parameters, request bodies, and an answer schema for every status.
+    let accounts = &doc["paths"]["/api/v1/accounts"]["get"];
+    let limit =
+        accounts["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(
+        (limit["schema"]["type"].as_str(), limit["schema"]["maximum"].as_i64()),
+        (Some("integer"), Some(1000))
+    );
+    assert_eq!(
+        accounts["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/AccountList"
+    );
+    assert_eq!(
+        accounts["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Error"
+    );
+    let patch = &doc["paths"]["/api/v1/tasks/{id}"]["patch"];
+    assert_eq!(
+        patch["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/TaskChange"
+    );
+    assert!(doc["paths"]["/v1/batch"]["post"]["requestBody"].is_object());
+    assert!(doc["components"]["schemas"]["Event"]["oneOf"].as_array().unwrap().len() >= 16);
     // An undocumented path is a 404 with the stable code.
     let (st, j) = call(&s, "GET", "/api/v1/nothing", None, "").await;
     assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
@@ -356,6 +390,12 @@ async fn events_notify_the_webhook_and_the_start_evaluation_does_not() {
     assert_eq!(rule, "detractor", "the first notification is the event's, not the start's");
     assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64, "{sig}");
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "nothing else was sent");
+    // Delivered notifications are counted by a counter named as Prometheus expects.
+    let (_, m) = call(&s, "GET", "/metrics", None, "").await;
+    let m = m.as_str().unwrap().to_string();
+    assert_eq!(tenure_server::metrics::lint(&m), Vec::<String>::new(), "{m}");
+    assert!(m.contains("# TYPE tenure_notifications_delivered_total counter\n"), "{m}");
+    assert!(m.contains("# TYPE tenure_notifications_dead_lettered_total counter\n"), "{m}");
     // The start's alerts were recorded all the same, with their tasks.
     let (_, j) = call(&s, "GET", "/api/v1/alerts?account=acme", Some(&f.read), "").await;
     assert!(j["total"].as_u64() >= Some(1), "{j}");
