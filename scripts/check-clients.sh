@@ -14,7 +14,7 @@ EXAMPLES=${EXAMPLES:-25}
 VENV=${VENV:-$ROOT/target/clients-venv}
 TENURE=${TENURE:-$ROOT/target/debug/tenure}
 if [ ! -x "$TENURE" ]; then
-    cargo build -p tenure-cli --locked
+    cargo build --workspace --locked  # the whole workspace: a -p build resolves other features and rebuilds DataFusion
 fi
 if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -d "$VENV/lib" ] || ! "$VENV/bin/python" -c 'import segment.analytics' 2>/dev/null; then
     python3 -m venv "$VENV"
