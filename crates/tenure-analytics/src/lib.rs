@@ -14,7 +14,7 @@ mod store;
 mod tables;
 mod usage;
 
-pub use sql::{Query, QueryError, SqlTable, export_parquet, run_sql};
+pub use sql::{Query, QueryError, SqlLimits, SqlTable, export_parquet, run_sql};
 pub use store::{RefreshStats, refresh};
 pub use tables::ledger_tables;
 pub use usage::{DayRow, usage_days, usage_monthly, usage_stats};

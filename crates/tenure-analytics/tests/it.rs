@@ -63,7 +63,7 @@ fn events() -> Vec<Event> {
 }
 
 fn sql(data: &Path, q: &str) -> String {
-    let r = run_sql(data, Vec::new(), q).unwrap();
+    let r = run_sql(data, Vec::new(), q, Default::default()).unwrap();
     tenure_analytics::arrow::util::pretty::pretty_format_batches(&r.batches).unwrap().to_string()
 }
 
@@ -213,7 +213,7 @@ fn sql_is_read_only_and_errors_are_clear() {
         "SELECT * FROM '/etc/passwd'",
         "SELECT * FROM 'columnar/usage/WATERMARK'",
     ] {
-        match run_sql(t.path(), Vec::new(), bad) {
+        match run_sql(t.path(), Vec::new(), bad, Default::default()) {
             Err(QueryError::Invalid(m)) => assert!(!m.is_empty(), "{bad}"),
             other => panic!("{bad}: {other:?}"),
         }

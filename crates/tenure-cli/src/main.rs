@@ -1,7 +1,8 @@
 //! The `tenure` binary: a thin shell over the library crates. It reads the clock and the
 //! environment, parses arguments, draws progress and maps errors to exit codes:
 //! 0 success, 1 internal error, 2 usage error, 3 some input rows were rejected, 4 the event
-//! log is damaged (`verify` found something, or `repair` without `--yes` would change it).
+//! log is damaged (`verify` found something, or `repair` without `--yes` would change it),
+//! 5 a query hit its time or memory limit (`sql --timeout`, `--memory-limit`).
 
 mod health;
 mod report;
@@ -141,6 +142,13 @@ enum Cmd {
         format: OutFormat,
         #[arg(long)]
         as_of: Option<String>,
+        /// Stop the query after this long (exit 5): 90s, 10m, 1h, or seconds; 0 for no limit
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Memory for the query's sorts, aggregations and joins, which spill to disk past it;
+        /// a query that cannot fits fails (exit 5): 512MiB, 4GiB, or bytes; 0 for no limit
+        #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+        memory_limit: u64,
     },
     /// Write every table to Parquet files, for a warehouse
     Export {
@@ -286,9 +294,12 @@ enum KeyCmd {
     Create {
         #[command(flatten)]
         data: DataArgs,
-        /// What it may do: ingest, read, admin (comma-separated)
+        /// What it may do (comma-separated): ingest (send events), read (read everything, log in
+        /// to the dashboard), write (change tasks, recorded under the key's name), admin (all)
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
+        /// Who uses it (a person, a pipeline): shown in lists, and the author of the task
+        /// changes made with it [the key's id]
         #[arg(long, default_value = "")]
         name: String,
     },
@@ -343,6 +354,49 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
     Usage(msg.into()).into()
 }
 
+/// A limit the user set was reached (exit 5): not a failure of Tenure, nor a wrong command.
+#[derive(Debug)]
+struct LimitHit(String);
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for LimitHit {}
+
+/// `90s`, `10m`, `1h`, `500ms` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("{s:?}: a duration such as 90s, 10m, 1h"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (ms, s, m, h)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `512MiB`, `4GiB`, `2G`, `100k` or plain bytes (K, M, G are powers of 1024 here too).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: a size such as 512MiB or 4GiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches(['b', 'i']) {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (KiB, MiB, GiB, TiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -354,7 +408,13 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else if e.downcast_ref::<LimitHit>().is_some() {
+                ExitCode::from(5)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -620,14 +680,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Sql { data, query, format, as_of: at } => {
+        Cmd::Sql { data, query, format, as_of: at, timeout, memory_limit } => {
             let dir = existing_data_dir(&data)?;
             let cfg = config(&data)?;
             refresh_columnar(&dir)?;
             let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
-            let q = match tenure_analytics::run_sql(&dir, tables, &query) {
+            let limits = tenure_analytics::SqlLimits {
+                timeout: Some(timeout).filter(|t| !t.is_zero()),
+                memory: Some(usize::try_from(memory_limit).unwrap_or(usize::MAX))
+                    .filter(|m| *m > 0),
+            };
+            let q = match tenure_analytics::run_sql(&dir, tables, &query, limits) {
                 Ok(q) => q,
                 Err(tenure_analytics::QueryError::Invalid(m)) => bail!(usage(format!("SQL: {m}"))),
+                Err(e @ tenure_analytics::QueryError::Timeout(_)) => {
+                    bail!(LimitHit(format!("{e} (raise --timeout, or 0 for none)")))
+                }
+                Err(e @ tenure_analytics::QueryError::Memory { .. }) => {
+                    bail!(LimitHit(format!("{e} (raise --memory-limit, or 0 for none)")))
+                }
                 Err(e) => return Err(e.into()),
             };
             out(&report::batches(&q.batches, format)?)?;
@@ -733,8 +804,9 @@ fn key(cmd: KeyCmd) -> Result<()> {
             let scopes = scope
                 .iter()
                 .map(|s| {
-                    Scope::parse(s.trim())
-                        .ok_or_else(|| usage(format!("--scope {s:?}: ingest, read or admin")))
+                    Scope::parse(s.trim()).ok_or_else(|| {
+                        usage(format!("--scope {s:?}: ingest, read, write or admin"))
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut keys = Keys::load(&dir)?;
@@ -1004,7 +1076,11 @@ fn demo(
         let mut keys = tenure_server::keys::Keys::load(&dir)?;
         let today = now().date_string();
         let (_, secret) = keys
-            .create("demo", &[tenure_server::keys::Scope::Read], &today)
+            .create(
+                "demo",
+                &[tenure_server::keys::Scope::Read, tenure_server::keys::Scope::Write],
+                &today,
+            )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         keys.save(&dir)?;
         let mut o = tenure_server::Options::new(std::sync::Arc::new(now));
@@ -1012,7 +1088,7 @@ fn demo(
         o.engine = cfg;
         tenure_server::run(&dir, &listen, o, |addr| {
             eprintln!(
-                "\nThe dashboard: http://{addr}\nLog in with this read key: {secret}\n(Ctrl-C stops the demo{})",
+                "\nThe dashboard: http://{addr}\nLog in with this key (read and write): {secret}\n(Ctrl-C stops the demo{})",
                 if _tmp.is_some() { " and removes its data; --data DIR keeps it" } else { "" }
             );
         })

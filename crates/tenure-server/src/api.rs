@@ -47,7 +47,13 @@ const LIST: &[(&str, &str, &str)] = &[
 
 /// Every endpoint of the service.
 pub const ROUTES: &[Route] = &[
-    Route { method: "get", path: "/healthz", scope: None, summary: "Liveness: ok", params: &[] },
+    Route {
+        method: "get",
+        path: "/healthz",
+        scope: None,
+        summary: "ok while events can be stored; 503 with the reason while the event log cannot be written",
+        params: &[],
+    },
     Route {
         method: "get",
         path: "/metrics",
@@ -115,19 +121,20 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/alerts",
         scope: Some(Scope::Read),
-        summary: "Alerts, newest first",
+        summary: "Alerts, newest first, a page at a time",
         params: &[
             ("account", "query", "Only this account"),
             ("rule", "query", "Only this rule"),
             ("severity", "query", "Only this severity"),
-            ("limit", "query", "At most this many [100]"),
+            ("limit", "query", "At most this many [100, max 1000]"),
+            ("cursor", "query", "The page after this one: the next_cursor of the previous answer"),
         ],
     },
     Route {
         method: "get",
         path: "/api/v1/tasks",
         scope: Some(Scope::Read),
-        summary: "Tasks, by due date",
+        summary: "Tasks, by due date (those without one last), a page at a time",
         params: &[
             ("owner", "query", "Only this owner"),
             (
@@ -137,6 +144,8 @@ pub const ROUTES: &[Route] = &[
             ),
             ("account", "query", "Only this account"),
             ("rule", "query", "Only this rule"),
+            ("limit", "query", "At most this many [100, max 1000]"),
+            ("cursor", "query", "The page after this one: the next_cursor of the previous answer"),
         ],
     },
     Route {
@@ -149,8 +158,8 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "patch",
         path: "/api/v1/tasks/{id}",
-        scope: Some(Scope::Read),
-        summary: "Assign, change status, comment, resolve with a root cause (body: status, owner, due, note, root_cause, author)",
+        scope: Some(Scope::Write),
+        summary: "Assign, change status, comment, resolve with a root cause (body: status, owner, due, note, root_cause); recorded under the key's name",
         params: &[("id", "path", "The task id")],
     },
     Route {
@@ -484,6 +493,16 @@ fn kpis_of(s: &AppState, p: &HashMap<String, String>) -> Result<Response, ApiErr
     }
     let by = p.get("by").map(|b| tenure_kpi::By::parse(b));
     let rows = tenure_kpi::report(&live.ledger, &periods, by.as_ref(), &live.cfg.kpi);
+    let max = s.0.limits.max_kpi_rows;
+    if rows.len() > max {
+        return Err(ApiError::new(
+            "result_too_large",
+            format!(
+                "the answer would hold {} rows, over the limit of {max} ([service] max_kpi_rows): a shorter period, a coarser every, or a cut with fewer values",
+                rows.len()
+            ),
+        ));
+    }
     let text = tenure_report::kpis_json(&rows, live.cfg.revenue.fx.base, false);
     let j: Value =
         serde_json::from_str(&text).map_err(|e| ApiError::new("internal", e.to_string()))?;
@@ -517,6 +536,56 @@ fn cohorts_of(s: &AppState, p: &HashMap<String, String>) -> Result<Response, Api
     Ok(json_response(StatusCode::OK, &j))
 }
 
+/// Where a page of a list starts: the sort key of the last item of the page before (a
+/// time, then an id), so pages stay right while items come and go. Written as hex: the
+/// time as 8 bytes big-endian, then the id's bytes. Every string of that shape is a cursor
+/// (it names a place in the order, whether or not an item sits there).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor(pub i64, pub String);
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let mut b = self.0.to_be_bytes().to_vec();
+        b.extend_from_slice(self.1.as_bytes());
+        crate::notify::hex(&b)
+    }
+
+    pub fn parse(s: &str) -> Result<Cursor, String> {
+        let bad = || format!("{s:?} is not a cursor this service gave (next_cursor of a page)");
+        if s.len() < 16 || s.len() % 2 != 0 || s.len() > 16 + 2 * 1024 {
+            return Err(bad());
+        }
+        let bytes: Option<Vec<u8>> = (0..s.len())
+            .step_by(2)
+            .map(|i| {
+                let d = |c: u8| match c {
+                    b'0'..=b'9' => Some(c - b'0'),
+                    b'a'..=b'f' => Some(c - b'a' + 10),
+                    _ => None,
+                };
+                Some(d(s.as_bytes()[i])? << 4 | d(s.as_bytes()[i + 1])?)
+            })
+            .collect();
+        let bytes = bytes.ok_or_else(bad)?;
+        let (t, id) = bytes.split_at(8);
+        let t = i64::from_be_bytes(t.try_into().map_err(|_| bad())?);
+        Ok(Cursor(t, String::from_utf8_lossy(id).into_owned()))
+    }
+}
+
+/// A list's `limit` [100, at most 1000] and `cursor`.
+fn page(p: &HashMap<String, String>) -> Result<(usize, Option<Cursor>), ApiError> {
+    let limit = match p.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| bad(format!("limit: not a count: {v:?}")))?
+            .min(crate::openapi::MAX_LIMIT as usize),
+    };
+    let after = p.get("cursor").map(|c| Cursor::parse(c).map_err(|e| bad(format!("cursor: {e}"))));
+    Ok((limit, after.transpose()?))
+}
+
 async fn alerts(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -525,10 +594,7 @@ async fn alerts(
     authorise(&s, &h, Scope::Read)?;
     let live = live_read(&s)?;
     let f = |k: &str| p.get(k).map(String::as_str);
-    let limit = match f("limit") {
-        None => 100,
-        Some(v) => v.parse::<usize>().map_err(|_| bad(format!("limit: not a count: {v:?}")))?,
-    };
+    let (limit, after) = page(&p)?;
     let mut list: Vec<(&AccountLedger, &tenure_ledger::cs::Alert)> = live
         .ledger
         .accounts
@@ -539,16 +605,25 @@ async fn alerts(
         .filter(|(_, x)| f("severity").is_none_or(|v| x.severity.as_str() == v))
         .collect();
     list.sort_by(|a, b| b.1.ts.cmp(&a.1.ts).then(a.1.alert_id.cmp(&b.1.alert_id)));
-    let out: Vec<Value> = list
+    // Newest first: the key is the negated time, so "after" is "greater" for both lists.
+    let key = |x: &tenure_ledger::cs::Alert| Cursor(x.ts.0.saturating_neg(), x.alert_id.clone());
+    let start = after.map_or(0, |c| list.partition_point(|(_, x)| key(x) <= c));
+    let shown = &list[start..list.len().min(start + limit)];
+    let next = (start + shown.len() < list.len())
+        .then(|| shown.last().map(|(_, x)| key(x).encode()))
+        .flatten();
+    let out: Vec<Value> = shown
         .iter()
-        .take(limit)
         .map(|(a, x)| {
             json!({"alert_id": x.alert_id, "account_id": a.id, "account_name": a.name, "at": x.ts.to_string(),
                    "rule": x.rule, "severity": x.severity.as_str(), "message": x.message,
                    "owner": attr(a, "csm", live.t)})
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &json!({"total": list.len(), "alerts": out})))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"total": list.len(), "alerts": out, "next_cursor": next}),
+    ))
 }
 
 async fn tasks(
@@ -557,6 +632,7 @@ async fn tasks(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     authorise(&s, &h, Scope::Read)?;
+    let (limit, after) = page(&p)?;
     let live = live_read(&s)?;
     let f = |k: &str| p.get(k).map(String::as_str);
     if let Some(st) = f("status")
@@ -579,12 +655,18 @@ async fn tasks(
             Some(st) => t.status.as_str() == st,
         })
         .collect();
-    list.sort_by(|a, b| {
-        (a.1.due.unwrap_or(Timestamp::MAX), &a.1.task_id)
-            .cmp(&(b.1.due.unwrap_or(Timestamp::MAX), &b.1.task_id))
-    });
-    let out: Vec<Value> = list.iter().map(|(a, t)| task_json(&a.id, t)).collect();
-    Ok(json_response(StatusCode::OK, &json!({"total": out.len(), "tasks": out})))
+    let key = |t: &Task| Cursor(t.due.unwrap_or(Timestamp::MAX).0, t.task_id.clone());
+    list.sort_by_cached_key(|(_, t)| key(t));
+    let start = after.map_or(0, |c| list.partition_point(|(_, t)| key(t) <= c));
+    let shown = &list[start..list.len().min(start + limit)];
+    let next = (start + shown.len() < list.len())
+        .then(|| shown.last().map(|(_, t)| key(t).encode()))
+        .flatten();
+    let out: Vec<Value> = shown.iter().map(|(a, t)| task_json(&a.id, t)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"total": list.len(), "tasks": out, "next_cursor": next}),
+    ))
 }
 
 fn find_task<'a>(live: &'a crate::live::Live, id: &str) -> Option<(&'a AccountLedger, &'a Task)> {
@@ -606,16 +688,23 @@ async fn task(
     Ok(json_response(StatusCode::OK, &task_json(&a.id, t)))
 }
 
-/// A task change from a person (`fields`: any of status, owner, due, note, root_cause,
-/// author): validated as a `task` event of the input contract, refused when it resolves
-/// without a root cause, and stored (durable when this returns). Returns the account and
-/// the task with the change applied, as the ledger will fold it.
+/// A task change from a person (`fields`: any of status, owner, due, note, root_cause),
+/// made by `author` (the name of the authenticated key, never a field the client sets):
+/// validated as a `task` event of the input contract, refused when it resolves without a
+/// root cause, and stored (durable when this returns). Returns the account and the task
+/// with the change applied, as the ledger will fold it.
 pub(crate) async fn change_task(
     s: &AppState,
     id: &str,
     fields: &Map<String, Value>,
+    author: &str,
 ) -> Result<(String, Task), ApiError> {
-    const FIELDS: &[&str] = &["status", "owner", "due", "note", "root_cause", "author"];
+    const FIELDS: &[&str] = &["status", "owner", "due", "note", "root_cause"];
+    if fields.contains_key("author") {
+        return Err(bad(
+            "author: a change is recorded under the name of the API key that makes it; the field cannot be set",
+        ));
+    }
     if let Some(k) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(format!("{k}: unknown field ({})", FIELDS.join(", "))));
     }
@@ -634,6 +723,7 @@ pub(crate) async fn change_task(
     for (k, v) in fields.iter().filter(|(_, v)| !v.is_null()) {
         line[k] = v.clone();
     }
+    line["author"] = json!(author);
     let e = tenure_ingest::parse_json_line(&line.to_string(), None, &s.0.ingest)
         .map_err(|e| bad(format!("{}: {}", e.field.unwrap_or_default(), e.reason)))?;
     let tenure_core::event::EventBody::Task(change) = e.body.clone() else {
@@ -655,10 +745,10 @@ async fn update_task(
     UrlPath(id): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
+    let key = authorise(&s, &h, Scope::Write)?;
     let body: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
-    let (account, view) = change_task(&s, &id, &body).await?;
+    let (account, view) = change_task(&s, &id, &body, key.identity()).await?;
     Ok(json_response(StatusCode::OK, &task_json(&account, &view)))
 }
 

@@ -1,10 +1,14 @@
 //! API keys: a secret shown once, stored only as its SHA-256 hash with its scopes, in
-//! `DATA/keys.json`; verification compares hashes in constant time.
+//! `DATA/keys.json`; verification compares hashes in constant time. The running service
+//! reads the file again when it changes ([`KeyStore`]): `tenure key create` and `tenure key
+//! revoke` take effect within a second, without a restart.
 
 use crate::notify::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,8 +16,11 @@ use std::path::{Path, PathBuf};
 pub enum Scope {
     /// Send events.
     Ingest,
-    /// Read accounts, KPIs, alerts.
+    /// Read accounts, KPIs, alerts, tasks.
     Read,
+    /// Change tasks (assign, comment, change status, resolve), through the API or the
+    /// dashboard; the change is recorded under the key's name.
+    Write,
     /// Everything, key management included.
     Admin,
 }
@@ -23,6 +30,7 @@ impl Scope {
         match s {
             "ingest" => Some(Scope::Ingest),
             "read" => Some(Scope::Read),
+            "write" => Some(Scope::Write),
             "admin" => Some(Scope::Admin),
             _ => None,
         }
@@ -43,6 +51,12 @@ pub struct Key {
 }
 
 impl Key {
+    /// Who acts with this key: its name, or its id when it has none (the author of the task
+    /// changes made with it).
+    pub fn identity(&self) -> &str {
+        if self.name.trim().is_empty() { &self.id } else { &self.name }
+    }
+
     pub fn allows(&self, s: Scope) -> bool {
         !self.revoked && (self.scopes.contains(&s) || self.scopes.contains(&Scope::Admin))
     }
@@ -148,5 +162,112 @@ impl Keys {
             }
         }
         found
+    }
+}
+
+/// What identifies one version of the keys file: a rename gives a new inode, a write a new
+/// length or modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn stamp(p: &Path) -> Result<Option<Stamp>, std::io::Error> {
+    match std::fs::metadata(p) {
+        Ok(m) => {
+            #[cfg(unix)]
+            let ino = std::os::unix::fs::MetadataExt::ino(&m);
+            #[cfg(not(unix))]
+            let ino = 0;
+            Ok(Some(Stamp { ino, len: m.len(), modified: m.modified().ok() }))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+struct Cached {
+    keys: Arc<Keys>,
+    stamp: Option<Stamp>,
+    checked: Instant,
+    /// The version of the file that could not be read (reported once, not per request).
+    failed: Option<Option<Stamp>>,
+}
+
+/// The service's view of `DATA/keys.json`, read again when the file changes: at most
+/// [`KeyStore::RECHECK`] after a change, the next request sees it. A file that cannot be
+/// read or parsed leaves the keys as they were and is reported through `on_error` (the
+/// CLI writes the file whole and renames it, so only a hand edit gets there).
+pub struct KeyStore {
+    data: PathBuf,
+    cached: RwLock<Cached>,
+    on_error: Box<dyn Fn(&KeyError) + Send + Sync>,
+}
+
+impl KeyStore {
+    /// How long a check of the file holds.
+    pub const RECHECK: Duration = Duration::from_millis(250);
+
+    pub fn open(
+        data: &Path,
+        on_error: impl Fn(&KeyError) + Send + Sync + 'static,
+    ) -> Result<KeyStore, KeyError> {
+        let p = Keys::path(data);
+        let st = stamp(&p).map_err(|e| KeyError::Io(p.clone(), e))?;
+        let keys = Keys::load(data)?;
+        Ok(KeyStore {
+            data: data.to_path_buf(),
+            cached: RwLock::new(Cached {
+                keys: Arc::new(keys),
+                stamp: st,
+                checked: Instant::now(),
+                failed: None,
+            }),
+            on_error: Box::new(on_error),
+        })
+    }
+
+    /// The keys in force.
+    pub fn get(&self) -> Arc<Keys> {
+        let now = Instant::now();
+        if let Ok(c) = self.cached.read()
+            && now.duration_since(c.checked) < Self::RECHECK
+        {
+            return c.keys.clone();
+        }
+        let mut c = match self.cached.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if now.duration_since(c.checked) < Self::RECHECK {
+            return c.keys.clone();
+        }
+        c.checked = now;
+        let p = Keys::path(&self.data);
+        let loaded = stamp(&p)
+            .map_err(|e| KeyError::Io(p.clone(), e))
+            .and_then(|st| if st == c.stamp { Ok(None) } else { Ok(Some(st)) })
+            .and_then(|changed| match changed {
+                None => Ok(None),
+                Some(st) => Keys::load(&self.data).map(|k| Some((st, k))),
+            });
+        match loaded {
+            Ok(None) => {}
+            Ok(Some((st, keys))) => {
+                c.keys = Arc::new(keys);
+                c.stamp = st;
+                c.failed = None;
+            }
+            Err(e) => {
+                let st = stamp(&p).ok().flatten();
+                if c.failed != Some(st) {
+                    (self.on_error)(&e);
+                    c.failed = Some(st);
+                }
+            }
+        }
+        c.keys.clone()
     }
 }

@@ -76,6 +76,12 @@ pub struct Metrics {
     /// commit record covers: never acknowledged).
     pub log_recovered_bytes: AtomicU64,
     pub log_truncated_records: AtomicU64,
+    /// Requests whose body did not arrive within the body deadline.
+    pub timeouts: AtomicU64,
+    /// Requests refused because too many were in flight.
+    pub overloaded: AtomicU64,
+    /// Panics of the applier (each logged; the applier was restarted from the log).
+    pub applier_panics: AtomicU64,
 }
 
 impl Metrics {
@@ -134,6 +140,24 @@ impl Metrics {
             "tenure_log_truncated_records_total",
             "Complete records the event log's recovery cut off at start (never acknowledged).",
             self.log_truncated_records.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_request_timeouts_total",
+            "Requests whose body did not arrive within the body deadline (408).",
+            self.timeouts.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_requests_overloaded_total",
+            "Requests refused because too many were in flight (503 overloaded).",
+            self.overloaded.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_applier_panics_total",
+            "Panics of the applier; each is logged and the live state rebuilt from the log.",
+            self.applier_panics.load(Relaxed),
         );
         let _ = writeln!(
             out,

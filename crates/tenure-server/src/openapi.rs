@@ -36,6 +36,8 @@ pub enum Ty {
     Num { min: f64, max: f64 },
     /// A period: `2024`, `2024-Q1`, `2024-03`, `2024-03-15`, or `START..END` of those.
     Period,
+    /// A page's cursor, as `next_cursor` gave it ([`crate::api::Cursor`]).
+    Cursor,
 }
 
 const SORTS: &[&str] =
@@ -71,6 +73,7 @@ pub fn param_type(path: &str, name: &str) -> Option<Ty> {
         (_, "metric") => Ty::Enum(&["logo", "logos", "revenue"]),
         (_, "severity") => Ty::Enum(SEVERITIES),
         ("/api/v1/tasks", "status") => Ty::Enum(TASK_FILTER),
+        (_, "cursor") => Ty::Cursor,
         _ => return None,
     })
 }
@@ -127,6 +130,7 @@ impl Ty {
             Ty::Period => {
                 Err(format!("{v:?} is not a period (2024, 2024-Q1, 2024-03, 2024-03-15, A..B)"))
             }
+            Ty::Cursor => crate::api::Cursor::parse(v).map(|_| ()),
         }
     }
 
@@ -138,6 +142,8 @@ impl Ty {
             Ty::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
             Ty::Num { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
             Ty::Period => json!({"type": "string", "pattern": PERIOD_PATTERN}),
+            Ty::Cursor => json!({"type": "string", "pattern": "^[0-9a-f]{16}([0-9a-f]{2})*$",
+                "maxLength": 16 + 2 * 1024}),
         }
     }
 }
@@ -457,12 +463,12 @@ fn components() -> Value {
             "context": {"type": ["object", "null"], "description": "Shared by every call of the batch (a call's own keys win)"},
             "integrations": {"type": ["object", "null"]},
             "writeKey": {"type": ["string", "null"], "minLength": 1}}}));
-    let changes: Vec<Value> = ["status", "owner", "due", "note", "root_cause", "author"]
+    let changes: Vec<Value> = ["status", "owner", "due", "note", "root_cause"]
         .iter()
         .map(|f| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}}))
         .collect();
     m.insert("TaskChange".into(), json!({"type": "object", "additionalProperties": false,
-        "description": "At least one field that is not null; resolving (status done) needs a root_cause in the same change",
+        "description": "At least one field that is not null; resolving (status done) needs a root_cause in the same change. The change is recorded under the name of the key that makes it (there is no author field)",
         "anyOf": changes,
         "if": {"required": ["status"], "properties": {"status": {"const": "done"}}},
         "then": {"required": ["root_cause"], "properties": {"root_cause": {"type": "string", "minLength": 1}}},
@@ -471,8 +477,7 @@ fn components() -> Value {
             "owner": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN},
             "due": nullable(sref("Timestamp")),
             "note": {"type": ["string", "null"], "maxLength": 10000},
-            "root_cause": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN, "description": "Needed to resolve (status done)"},
-            "author": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN}}}));
+            "root_cause": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN, "description": "Needed to resolve (status done)"}}}));
     m.insert("AccountSummary".into(), json!({"type": "object", "required": ["account_id", "customer", "mrr", "open_tasks"], "properties": {
             "account_id": s("string"), "name": ns(), "segment": ns(), "csm": ns(), "customer": s("boolean"),
             "mrr": s("number"), "renewal_date": ns(), "health": health.clone(), "risk": nn(),
@@ -507,7 +512,8 @@ fn components() -> Value {
             "alert_id": s("string"), "account_id": s("string"), "account_name": ns(), "at": s("string"),
             "rule": s("string"), "severity": {"type": "string", "enum": SEVERITIES}, "message": ns(), "owner": ns()}}));
     m.insert("AlertList".into(), json!({"type": "object", "required": ["total", "alerts"], "properties": {
-            "total": {"type": "integer", "minimum": 0}, "alerts": {"type": "array", "items": sref("Alert")}}}));
+            "total": {"type": "integer", "minimum": 0}, "alerts": {"type": "array", "items": sref("Alert")},
+            "next_cursor": {"type": ["string", "null"], "description": "The next page: pass it as cursor; null on the last page"}}}));
     m.insert("Task".into(), json!({"type": "object", "required": ["task_id", "account_id", "status", "opened", "notes"], "properties": {
             "task_id": s("string"), "account_id": s("string"), "rule": ns(), "alert_id": ns(), "title": ns(),
             "owner": ns(), "due": ns(), "status": en(TaskStatus::ALL, TaskStatus::as_str), "opened": s("string"),
@@ -515,7 +521,8 @@ fn components() -> Value {
             "notes": {"type": "array", "items": {"type": "object", "required": ["at", "note"], "properties": {
                 "at": s("string"), "author": ns(), "note": s("string")}}}}}));
     m.insert("TaskList".into(), json!({"type": "object", "required": ["total", "tasks"], "properties": {
-            "total": {"type": "integer", "minimum": 0}, "tasks": {"type": "array", "items": sref("Task")}}}));
+            "total": {"type": "integer", "minimum": 0}, "tasks": {"type": "array", "items": sref("Task")},
+            "next_cursor": {"type": ["string", "null"], "description": "The next page: pass it as cursor; null on the last page"}}}));
     m.insert("Scorecards".into(), json!({"type": "object", "required": ["scorecards", "accounts_by_colour"], "properties": {
             "scorecards": {"type": "array", "items": {"type": "object", "properties": {"name": s("string")}}},
             "accounts_by_colour": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}}));
@@ -564,6 +571,10 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         _ => json!({"description": "OK"}),
     };
     responses.insert("200".into(), ok);
+    if r.path == "/healthz" {
+        responses.insert("503".into(), json!({"description": "Not ready: the event log cannot be written (a full disk, say), with the reason",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}));
+    }
     let body = matches!(r.method, "post" | "patch" | "put");
     if body || !params.is_empty() {
         responses.insert(

@@ -59,7 +59,7 @@ fn session(s: &AppState, h: &HeaderMap) -> Option<Session> {
     let now = (s.0.clock)();
     let mut map = s.0.sessions.0.lock().ok()?;
     let sess = map.get(&t)?.clone();
-    let keys = s.0.keys.read().ok()?;
+    let keys = s.0.keys.get();
     let valid =
         keys.keys.iter().any(|k| k.id == sess.key_id && !k.revoked && k.allows(Scope::Read));
     if !valid || sess.expires < now {
@@ -98,7 +98,7 @@ async fn login_page() -> Response {
 
 async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>) -> Response {
     let secret = f.get("key").map(|k| k.trim()).unwrap_or("");
-    let found = s.0.keys.read().ok().and_then(|k| k.verify(secret).cloned());
+    let found = s.0.keys.get().verify(secret).cloned();
     let Some(key) = found.filter(|k| k.allows(Scope::Read)) else {
         return html(
             StatusCode::UNAUTHORIZED,
@@ -112,8 +112,8 @@ async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>
         m.insert(
             t.clone(),
             Session {
+                name: key.identity().to_string(),
                 key_id: key.id,
-                name: key.name,
                 csrf: token(),
                 expires: Timestamp(now.0 + HOURS * 3600 * 1_000_000),
             },
@@ -246,14 +246,27 @@ async fn task_form(
         })
         .cloned()
         .unwrap_or_else(|| "/inbox".into());
+    // Changing needs the write scope, checked now (the key may have changed since login).
+    let can_write =
+        s.0.keys.get().keys.iter().any(|k| k.id == sess.key_id && k.allows(Scope::Write));
+    if !can_write {
+        return html(
+            StatusCode::FORBIDDEN,
+            html::page(
+                "Forbidden",
+                "",
+                &sess.csrf,
+                "<h1>403</h1><p>Your key can read but not change tasks: changing them needs a key with the write scope.</p>",
+            ),
+        );
+    }
     let mut fields = serde_json::Map::new();
-    fields.insert("author".into(), sess.name.clone().into());
     for k in ["status", "owner", "note", "root_cause", "due"] {
         if let Some(v) = f.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             fields.insert(k.into(), v.into());
         }
     }
-    match crate::api::change_task(&s, &id, &fields).await {
+    match crate::api::change_task(&s, &id, &fields, &sess.name).await {
         Ok((account, view)) => {
             // The applier folds it within moments; wait for it (bounded) so that the page
             // the user goes back to shows the change.

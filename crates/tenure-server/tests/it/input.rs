@@ -15,7 +15,7 @@ use tenure_server::segment::{self, Mapped, SegmentConfig};
 /// commented-out notifier included, and mean what it says.
 #[test]
 fn the_example_configuration_is_valid() {
-    let text = include_str!("../../../config/tenure.example.toml");
+    let text = include_str!("../../../../config/tenure.example.toml");
     let c = ServiceConfig::parse(text).unwrap();
     assert_eq!((c.rules.len(), c.playbooks.len(), c.notifiers.len()), (3, 1, 0));
     assert_eq!(c.service.refresh_minutes, 60);

@@ -2,88 +2,21 @@
 //! over the live state, the OpenAPI document in step with the routes, and a restart that
 //! raises nothing twice.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tenure_core::time::Timestamp;
-use tenure_server::keys::{Keys, Scope};
-use tenure_server::{AppState, Options, app};
-use tower::ServiceExt;
+use tenure_server::{AppState, Options};
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    ingest: String,
-    read: String,
-}
+use tenure_testkit::{Keyring as Fixture, call, company, until};
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let mut keys = Keys::default();
-    let (_, ingest) = keys.create("pipeline", &[Scope::Ingest], "2026-01-01").unwrap();
-    let (_, read) = keys.create("csm", &[Scope::Read], "2026-01-01").unwrap();
-    keys.save(dir.path()).unwrap();
-    Fixture { dir, ingest, read }
+    Fixture::new()
 }
 
 fn open(f: &Fixture) -> AppState {
-    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
-    AppState::open(f.dir.path(), Options::new(clock)).unwrap()
-}
-
-async fn call(
-    s: &AppState,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: &str,
-) -> (StatusCode, Value) {
-    let mut r =
-        Request::builder().method(method).uri(path).header("content-type", "application/json");
-    if let Some(k) = key {
-        r = r.header("authorization", format!("Bearer {k}"));
-    }
-    let resp = app(s.clone()).oneshot(r.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
-    )
-}
-
-/// Polls `path` until `done` holds (the applier works beside the request path), for at most
-/// five seconds.
-async fn until(s: &AppState, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let (_, j) = call(s, "GET", path, Some(key), "").await;
-        if done(&j) {
-            return j;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting on {path}: {j}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn company() -> String {
-    [
-        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "acme", "name": "Acme <script>alert(1)</script>",
-               "attributes": {"segment": "mid", "csm": "sam"}}),
-        json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": "acme", "subscription_id": "s1",
-               "plan": "pro", "quantity": 10, "amount": "1000", "status": "active"}),
-        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "bolt", "name": "Bolt",
-               "attributes": {"segment": "smb", "csm": "kim"}}),
-        json!({"type": "subscription", "timestamp": "2026-05-01", "account_id": "bolt", "subscription_id": "s2",
-               "amount": "50", "status": "active"}),
-        json!({"type": "touchpoint", "timestamp": "2026-05-20", "account_id": "bolt", "kind": "call"}),
-    ]
-    .iter()
-    .map(|v| v.to_string() + "\n")
-    .collect()
+    tenure_testkit::open(f.path(), "2026-06-01T12:00:00Z")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +52,23 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
     assert_eq!(j["total"], 1);
     // Resolving needs a root cause; with one, the task is done and the change is an event.
     let path = format!("/api/v1/tasks/{id}");
-    let (st, j) = call(&s, "PATCH", &path, Some(&f.read), r#"{"status": "done"}"#).await;
+    // Changing a task needs the write scope: a read key is refused.
+    let (st, j) = call(&s, "PATCH", &path, Some(&f.read), r#"{"note": "hi"}"#).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{j}"
+    );
+    // The author is whoever the key is: a field naming someone else is refused.
+    let (st, j) =
+        call(&s, "PATCH", &path, Some(&f.write), r#"{"note": "hi", "author": "the-ceo"}"#).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
+    assert!(j["error"]["message"].as_str().unwrap().starts_with("author"), "{j}");
+    let (st, j) = call(&s, "PATCH", &path, Some(&f.write), r#"{"status": "done"}"#).await;
     assert_eq!(
         (st, j["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_request")),
@@ -129,16 +78,28 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     // A change changes something.
     for empty in ["{}", r#"{"due": null}"#] {
-        let (st, j) = call(&s, "PATCH", &path, Some(&f.read), empty).await;
+        let (st, j) = call(&s, "PATCH", &path, Some(&f.write), empty).await;
         assert_eq!(
             (st, j["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_request")),
             "{empty}: {j}"
         );
     }
-    let (st, j) = call(&s, "PATCH", &path, Some(&f.read),
-        r#"{"status": "done", "root_cause": "performance", "note": "called <b>c1</b>", "author": "sam"}"#).await;
+    let (st, j) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(&f.write),
+        r#"{"status": "done", "root_cause": "performance", "note": "called <b>c1</b>"}"#,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{j}");
+    let note = j["notes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (note["note"].as_str(), note["author"].as_str()),
+        (Some("called <b>c1</b>"), Some("sam")),
+        "{j}"
+    );
     assert_eq!(
         (j["status"].as_str(), j["root_cause"].as_str()),
         (Some("done"), Some("performance"))

@@ -74,7 +74,8 @@ fn csrf_of(page: &str) -> String {
 async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut keys = Keys::default();
-    let (_, read) = keys.create("sam", &[Scope::Read], "2026-01-01").unwrap();
+    let (_, read) = keys.create("sam", &[Scope::Read, Scope::Write], "2026-01-01").unwrap();
+    let (_, viewer) = keys.create("viewer", &[Scope::Read], "2026-01-01").unwrap();
     let (_, ingest) = keys.create("pipe", &[Scope::Ingest], "2026-01-01").unwrap();
     keys.save(dir.path()).unwrap();
     let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
@@ -137,6 +138,19 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     // A form without the token is refused; with it, the task is resolved.
     let i = inbox.find("/inbox/tasks/").unwrap();
     let action = inbox[i..].split('"').next().unwrap().to_string();
+    // A key that can only read sees the inbox but cannot change a task.
+    let mut v = Browser { s: s.clone(), cookie: None };
+    v.go("POST", "/login", &format!("key={}", enc(&viewer))).await;
+    let (_, _, vinbox) = v.go("GET", "/inbox", "").await;
+    let (st, _, page) = v
+        .go(
+            "POST",
+            &action,
+            &format!("csrf={}&status=done&root_cause=performance", csrf_of(&vinbox)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("write scope"), "{page}");
     let (st, _, _) = b
         .go("POST", &action, &format!("status=done&root_cause=performance&note={}", enc(XSS)))
         .await;

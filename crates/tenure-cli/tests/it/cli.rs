@@ -751,3 +751,45 @@ fn an_event_outside_the_supported_range_is_refused_and_usage_still_counts() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().last(), Some("2"));
 }
+
+/// `tenure sql` stops a query past its time or memory limit with exit 5 and says which
+/// limit to raise; bad limits are usage errors (exit 2); within limits, it answers.
+#[test]
+fn sql_queries_are_stopped_past_their_time_and_memory_limits() {
+    let t = tempfile::tempdir().unwrap();
+    let line = r#"{"type":"usage","timestamp":"2024-03-10T10:00:00Z","account_id":"a","user_id":"u1","event":"e"}"#;
+    let file = write(t.path(), "usage.jsonl", line);
+    let data = t.path().join("data");
+    assert!(import(&data, &[file]).status.success());
+    let d = data.display().to_string();
+    // Billions of rows to count: far past a 200 ms limit.
+    let slow = "SELECT count(*) AS n FROM range(0, 100000000000)";
+    let o = run(&["sql", "--data", &d, "--timeout", "200ms", slow]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("time limit") && err.contains("--timeout"), "{err}");
+    // Ten million groups cannot be held in 1 MiB.
+    let big = "SELECT value AS k, count(*) AS n FROM range(0, 10000000) GROUP BY value ORDER BY n DESC LIMIT 1";
+    let o = run(&["sql", "--data", &d, "--memory-limit", "1MiB", big]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("memory") && err.contains("--memory-limit"), "{err}");
+    for bad in [["--timeout", "soon"], ["--memory-limit", "lots"], ["--memory-limit", "5XB"]] {
+        let o = run(&["sql", "--data", &d, bad[0], bad[1], "SELECT 1"]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = run(&[
+        "sql",
+        "--data",
+        &d,
+        "--format",
+        "csv",
+        "--timeout",
+        "1m",
+        "--memory-limit",
+        "256MiB",
+        "SELECT count(*) AS n FROM range(0, 1000)",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().last(), Some("1000"));
+}

@@ -1,21 +1,8 @@
 //! `tenure serve` as a process: events acknowledged over HTTP survive `kill -9` of the
 //! server in the middle of a stream of requests.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-
-fn post(addr: &str, key: &str, body: &str) -> std::io::Result<String> {
-    let mut c = TcpStream::connect(addr)?;
-    write!(
-        c,
-        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut resp = String::new();
-    c.read_to_string(&mut resp)?;
-    Ok(resp)
-}
 
 #[test]
 fn acknowledged_events_survive_kill_9_of_the_server() {
@@ -59,7 +46,7 @@ fn acknowledged_events_survive_kill_9_of_the_server() {
                         )
                     })
                     .collect();
-                match post(&addr, &key, &body.join("\n")) {
+                match tenure_testkit::wire::post_events(&addr, &key, &body.join("\n")) {
                     Ok(r) if r.starts_with("HTTP/1.1 200") && r.contains("\"accepted\":50") => {
                         acked += 50
                     }

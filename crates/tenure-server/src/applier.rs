@@ -1,0 +1,213 @@
+//! The applier thread: folds committed events into the live state, runs the alert rules
+//! and records what they raise (alerts, tasks) through the writer, and hands notifications
+//! to the dispatcher.
+
+use crate::{Committed, Core, live, log, notify, rules, web};
+use serde_json::json;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tenure_core::event::Event;
+use tenure_core::time::Timestamp;
+use tokio::sync::mpsc;
+
+/// The applier thread, joined when the service stops (after the writer).
+pub(crate) struct Applier(pub(crate) Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Rebuilds the live state from the log (after a panic left it half-changed).
+pub(crate) type Reload =
+    Box<dyn Fn(tenure_core::time::Timestamp) -> Result<live::Live, String> + Send>;
+
+/// A test's hook, called with each batch before it is applied (a panic in it stands for a
+/// bug in the folds).
+pub type Fault = std::sync::Arc<dyn Fn(&[Event]) + Send + Sync>;
+
+/// Runs the applier and restarts it when it panics: the panic is logged and counted, the
+/// live state rebuilt from the log (the truth; the batch that was being applied is in it),
+/// and the applier goes on with the next batch. Restarts are at least a second apart, so a
+/// panic on every batch cannot spin. Ends when the writer closes the channel.
+pub(crate) fn supervise(
+    core: &Core,
+    rx: &std::sync::mpsc::Receiver<Committed>,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    refresh: Duration,
+    reload: Reload,
+    fault: Option<Fault>,
+) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let mut last = None::<Instant>;
+    loop {
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            apply_loop(core, rx, internal, refresh, fault.as_ref())
+        }));
+        let Err(panic) = run else { return };
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        core.metrics.applier_panics.fetch_add(1, Relaxed);
+        log(
+            "error",
+            "the applier panicked: rebuilding the live state from the log and restarting it",
+            json!({"panic": why}),
+        );
+        if let Some(t) = last.filter(|t| t.elapsed() < Duration::from_secs(1)) {
+            std::thread::sleep(Duration::from_secs(1) - t.elapsed());
+        }
+        last = Some(Instant::now());
+        let now = (core.clock)();
+        let rebuilt = catch_unwind(AssertUnwindSafe(|| reload(now)))
+            .unwrap_or_else(|_| Err("rebuilding panicked too".into()));
+        let mut state = core.live.write().unwrap_or_else(|p| p.into_inner());
+        match rebuilt {
+            Ok(mut l) => {
+                l.immediate_horizon_days = state.immediate_horizon_days;
+                *state = l;
+            }
+            Err(e) => log(
+                "error",
+                "the live state could not be rebuilt: the applier goes on with it as it was",
+                json!({"error": e}),
+            ),
+        }
+        drop(state);
+        core.live.clear_poison();
+    }
+}
+
+/// The applier: folds committed events into the live state and raises what the rules
+/// fire; re-evaluates every account at start (nothing fires twice: the cooldowns come from
+/// the alerts in the log) and every `refresh`.
+fn apply_loop(
+    core: &Core,
+    rx: &std::sync::mpsc::Receiver<Committed>,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    refresh: Duration,
+    fault: Option<&Fault>,
+) {
+    let mut pending = tenure_alerting::Pending::default();
+    let now = (core.clock)();
+    let fired = core.live.write().expect("live state").refresh(now);
+    // What the first evaluation finds is recorded (alerts, tasks) but not notified: on a
+    // first start that is every at-risk account at once, a flood rather than news.
+    let n = fired.len();
+    raise(core, fired, now, None, internal, &mut pending, false);
+    if n > 0 {
+        log(
+            "info",
+            "the evaluation at start raised alerts without notifying",
+            json!({"alerts": n}),
+        );
+    }
+    web::warm(core);
+    let mut next = Instant::now() + refresh;
+    loop {
+        let wait = next.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(mut c) => {
+                // Everything already committed is applied together: re-scoring costs per
+                // account touched, not per event, so a backlog is caught up in one step.
+                while c.events.len() < 1_000_000 {
+                    match rx.try_recv() {
+                        Ok(more) => {
+                            c.events.extend(more.events);
+                            c.received = c.received.min(more.received);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Some(f) = fault {
+                    f(&c.events);
+                }
+                let now = (core.clock)();
+                // Immediate rules first: their alerts do not wait for the re-scoring.
+                let (fired, touched) = core.live.write().expect("live state").take(&c.events, now);
+                raise(core, fired, now, Some(c.received), internal, &mut pending, true);
+                let fired = core.live.write().expect("live state").settle(touched, now);
+                raise(core, fired, now, None, internal, &mut pending, true);
+                // Keeps the portfolio's default view computed (at most every few minutes).
+                web::warm(core);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let now = (core.clock)();
+                let fired = core.live.write().expect("live state").refresh(now);
+                raise(core, fired, now, None, internal, &mut pending, true);
+                web::warm(core);
+                next = Instant::now() + refresh;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Records each firing as an alert event and a task (opened, or the open one updated),
+/// through the writer, and notifies.
+fn raise(
+    core: &Core,
+    fired: Vec<rules::Firing>,
+    now: Timestamp,
+    received: Option<Instant>,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    pending: &mut tenure_alerting::Pending,
+    notify: bool,
+) {
+    if fired.is_empty() {
+        return;
+    }
+    let live = core.live.read().expect("live state");
+    let raised = tenure_alerting::raise(&live, fired, now, pending);
+    let mut events = Vec::with_capacity(2 * raised.len());
+    for r in raised {
+        let rule = &live.rules.rules[r.rule];
+        if r.opened {
+            core.metrics.tasks_opened.fetch_add(1, Relaxed);
+        }
+        if let Some(at) = received {
+            core.metrics.alert_latency.observe(at.elapsed());
+        }
+        *core
+            .metrics
+            .alerts
+            .lock()
+            .expect("metrics lock")
+            .entry((rule.id.clone(), rule.severity.as_str().to_string()))
+            .or_default() += 1;
+        log(
+            "info",
+            "alert",
+            json!({"alert_id": r.alert_id, "account_id": r.account_id, "rule": rule.id,
+                   "severity": rule.severity.as_str(), "task_id": r.task_id}),
+        );
+        if let Some(d) =
+            core.dispatcher.lock().expect("dispatcher lock").as_ref().filter(|_| notify)
+        {
+            d.send(notify::Notification {
+                alert_id: r.alert_id,
+                account_id: r.account_id.clone(),
+                account_name: r.account_name,
+                rule: rule.id.clone(),
+                severity: rule.severity.as_str().to_string(),
+                message: r.message,
+                owner: r.owner,
+                task_id: Some(r.task_id),
+                ts: now.to_string(),
+                link: core
+                    .public_url
+                    .as_ref()
+                    .map(|u| format!("{}/accounts/{}", u.trim_end_matches('/'), r.account_id)),
+            });
+        }
+        events.push(r.alert);
+        events.push(r.task);
+    }
+    drop(live);
+    let _ = internal.send(events);
+}

@@ -1,0 +1,92 @@
+//! Authentication: the credentials of a request (Bearer, Basic, Segment's writeKey) checked
+//! against the data directory's keys and the scope a route needs.
+
+use crate::keys::{Key, Scope};
+use crate::{ApiError, AppState, segment};
+use axum::http::{HeaderMap, header};
+use serde_json::Value;
+
+/// The credentials of a request: `Authorization: Bearer KEY`, or Basic with the key as the
+/// user name (how Segment's libraries send their write key). Scheme names are
+/// case-insensitive (RFC 9110: `bearer`, `BASIC` are the same schemes).
+fn credential(h: &HeaderMap) -> Option<String> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = v.split_once([' ', '\t'])?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.to_string());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(rest)?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split(':').next().unwrap_or("").to_string())
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= val(*c)? << (18 - 6 * i);
+        }
+        let take = chunk.len().saturating_sub(1);
+        for i in 0..take {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Checks the request's key has `scope`; the key is the request's identity (the author of
+/// what it changes).
+pub(crate) fn authorise(state: &AppState, h: &HeaderMap, scope: Scope) -> Result<Key, ApiError> {
+    let secret = credential(h).ok_or_else(|| {
+        ApiError::new("unauthorized", "an API key is needed (Authorization: Bearer KEY)")
+    })?;
+    let keys = state.0.keys.get();
+    let key = keys
+        .verify(&secret)
+        .ok_or_else(|| ApiError::new("unauthorized", "unknown or revoked API key"))?;
+    if !key.allows(scope) {
+        return Err(ApiError::new(
+            "forbidden",
+            format!("this key lacks the {scope:?} scope").to_lowercase(),
+        ));
+    }
+    Ok(key.clone())
+}
+
+pub(crate) fn segment_key_missing() -> ApiError {
+    ApiError::new(
+        "unauthorized",
+        "an API key is needed: Authorization (Bearer, or Basic with the write key as user name) or writeKey in the body",
+    )
+}
+
+/// Segment's writeKey authentication: the key in the body, checked exactly as the same key
+/// in an Authorization header would be (it goes through the same function).
+pub(crate) fn authorise_write_key(state: &AppState, root: &Value) -> Result<Key, ApiError> {
+    let key = match segment::write_key(root) {
+        Ok(Some(k)) => k,
+        Ok(None) => return Err(segment_key_missing()),
+        Err(why) => return Err(ApiError::new("unauthorized", why)),
+    };
+    let mut h = HeaderMap::new();
+    let v = header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .map_err(|_| ApiError::new("unauthorized", "unknown or revoked API key"))?;
+    h.insert(header::AUTHORIZATION, v);
+    authorise(state, &h, Scope::Ingest)
+}

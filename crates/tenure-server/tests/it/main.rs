@@ -1,0 +1,10 @@
+//! The service's integration tests, one binary (each links the whole engine, DataFusion
+//! included: one link instead of one per file).
+
+mod api;
+mod input;
+mod notify;
+mod ops;
+mod recovery;
+mod service;
+mod web;
