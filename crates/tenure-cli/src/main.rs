@@ -1088,7 +1088,7 @@ fn demo(
         o.engine = cfg;
         tenure_server::run(&dir, &listen, o, |addr| {
             eprintln!(
-                "\nThe dashboard: http://{addr}\nLog in with this key (read and write): {secret}\n(Ctrl-C stops the demo{})",
+                "\nThe dashboard: http://{addr}\nLog in with this key: {secret} (it reads and works tasks)\n(Ctrl-C stops the demo{})",
                 if _tmp.is_some() { " and removes its data; --data DIR keeps it" } else { "" }
             );
         })

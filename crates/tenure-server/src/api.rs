@@ -552,7 +552,7 @@ impl Cursor {
 
     pub fn parse(s: &str) -> Result<Cursor, String> {
         let bad = || format!("{s:?} is not a cursor this service gave (next_cursor of a page)");
-        if s.len() < 16 || s.len() % 2 != 0 || s.len() > 16 + 2 * 1024 {
+        if s.len() < 16 || !s.len().is_multiple_of(2) || s.len() > 16 + 2 * 1024 {
             return Err(bad());
         }
         let bytes: Option<Vec<u8>> = (0..s.len())

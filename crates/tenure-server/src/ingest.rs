@@ -17,12 +17,13 @@ use tenure_core::event::{Event, EventBody};
 use tenure_core::time::Timestamp;
 use tenure_ingest::{IngestConfig, Rejection};
 
+/// The valid events of a body, each with its line (or array index plus one), and the
+/// rejections.
+type Parsed = (Vec<(u64, Event)>, Vec<Rejection>);
+
 /// Parses a body of events: a JSON array, or JSON lines. Rejections count from 1 (the
 /// array index plus one, or the line).
-fn parse_events(
-    body: &[u8],
-    cfg: &IngestConfig,
-) -> Result<(Vec<(u64, Event)>, Vec<Rejection>), ApiError> {
+fn parse_events(body: &[u8], cfg: &IngestConfig) -> Result<Parsed, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::new("invalid_json", "the body is not UTF-8"))?;
     let trimmed = text.trim_start();

@@ -248,7 +248,7 @@ impl KeyStore {
         let p = Keys::path(&self.data);
         let loaded = stamp(&p)
             .map_err(|e| KeyError::Io(p.clone(), e))
-            .and_then(|st| if st == c.stamp { Ok(None) } else { Ok(Some(st)) })
+            .map(|st| if st == c.stamp { None } else { Some(st) })
             .and_then(|changed| match changed {
                 None => Ok(None),
                 Some(st) => Keys::load(&self.data).map(|k| Some((st, k))),

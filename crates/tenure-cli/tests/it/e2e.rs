@@ -213,8 +213,8 @@ fn the_demo_dashboard_in_a_real_browser() {
         if let Some(u) = line.trim().strip_prefix("The dashboard: ") {
             base = u.to_string();
         }
-        if let Some(k) = line.trim().strip_prefix("Log in with this read key: ") {
-            key = k.to_string();
+        if let Some(k) = line.trim().strip_prefix("Log in with this key: ") {
+            key = k.split_whitespace().next().unwrap_or("").to_string();
             break;
         }
         line.clear();
