@@ -294,7 +294,7 @@ fn stored(dir: &std::path::Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_makes_the_service_not_ready_and_it_recovers_once_there_is_room() {
     // A small filesystem of its own, so that filling it harms nothing else: a tmpfs, which
-    // needs root (CI runs as root; elsewhere the test says so and passes).
+    // needs root and the right to mount (CI has both; elsewhere the test says so and passes).
     if std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -310,7 +310,11 @@ async fn a_full_disk_makes_the_service_not_ready_and_it_recovers_once_there_is_r
         .arg(base.path())
         .status()
         .unwrap();
-    assert!(ok.success(), "mounting a tmpfs as root failed");
+    if !ok.success() {
+        // A container without CAP_SYS_ADMIN: root, but no mounts.
+        eprintln!("skipped: this machine does not let root mount a tmpfs");
+        return;
+    }
     let _mount = Tmpfs(base.path().to_path_buf());
     let data = base.path().join("data");
     let keys = Keyring::new();
