@@ -34,9 +34,21 @@ impl Coding {
 /// full pass over up to the body limit.
 const MAX_CODINGS: usize = 2;
 
-/// Bodies up to this size (compressed) are decoded on the async worker; larger ones on a
-/// blocking thread, so decoding megabytes never stalls other requests.
+/// Bodies up to this size are decoded (and parsed) on the async worker; larger ones on a
+/// blocking thread, so working through megabytes never stalls other requests.
 const INLINE_BYTES: usize = 64 << 10;
+
+/// Runs `f`, CPU work over a body of `len` bytes: inline when the body is small, on a
+/// blocking thread when it is large. `None` when the blocking task panicked.
+pub(crate) async fn off_worker<T: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if len <= INLINE_BYTES {
+        return Some(f());
+    }
+    tokio::task::spawn_blocking(f).await.ok()
+}
 
 /// The codings of the `Content-Encoding` headers, in the order they were applied
 /// (`identity` left out). An unknown or unreadable coding is the error's text.
@@ -134,12 +146,10 @@ pub async fn request_body(State(limit): State<usize>, req: Request, next: Next) 
     // An empty body is empty whatever its coding.
     let decoded = if bytes.is_empty() {
         Ok(Vec::new())
-    } else if bytes.len() <= INLINE_BYTES {
-        decode(&bytes, &codings, limit)
     } else {
-        tokio::task::spawn_blocking(move || decode(&bytes, &codings, limit))
+        off_worker(bytes.len(), move || decode(&bytes, &codings, limit))
             .await
-            .unwrap_or_else(|e| Err(DecodeError::Damaged("body", e.to_string())))
+            .unwrap_or_else(|| Err(DecodeError::Damaged("body", "decoding failed".into())))
     };
     let decoded = match decoded {
         Ok(d) => d,

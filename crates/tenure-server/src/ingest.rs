@@ -2,6 +2,7 @@
 //! API, each validating a request's events and storing the valid ones before answering.
 
 use crate::auth::{authorise, authorise_write_key, segment_key_missing};
+use crate::decode::off_worker;
 use crate::error::rejections_json;
 use crate::keys::{Key, Scope};
 use crate::writer::store;
@@ -107,7 +108,9 @@ pub(crate) async fn ingest(
     let key = authorise(&state, &h, Scope::Ingest)?;
     let body = body_bytes(&state, body)?;
     let cfg = IngestConfig { now: Some((state.0.clock)()), ..state.0.ingest.clone() };
-    let (parsed, mut rejected) = off_worker(body.len(), move || parse_events(&body, &cfg)).await?;
+    let (parsed, mut rejected) = off_worker(body.len(), move || parse_events(&body, &cfg))
+        .await
+        .unwrap_or_else(read_failed)?;
     let mut events = Vec::with_capacity(parsed.len());
     for (line, e) in parsed {
         match service_only(&e, &key) {
@@ -159,9 +162,15 @@ pub(crate) async fn segment_call(
     let body = body_bytes(&state, body)?;
     let (events, rejected, ignored) = {
         let state = state.clone();
-        off_worker(body.len(), move || segment_events(&state, &call, header_auth, &body)).await?
+        off_worker(body.len(), move || segment_events(&state, &call, header_auth, &body))
+            .await
+            .unwrap_or_else(read_failed)?
     };
     accept(&state, events, rejected, Some(("ignored", json!(ignored)))).await
+}
+
+fn read_failed<T>() -> Result<T, ApiError> {
+    Err(ApiError::new("internal", "reading the events failed"))
 }
 
 /// A Segment call's body, authenticated by its writeKey when no header did, mapped to
@@ -252,18 +261,4 @@ fn segment_events(
         }
     }
     Ok((events, rejected, ignored))
-}
-
-/// Runs `f` on a blocking thread when the body is large (parsing and validating megabytes
-/// would stall every other request on the worker), inline when it is small.
-async fn off_worker<T: Send + 'static>(
-    len: usize,
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    if len <= 64 << 10 {
-        return f();
-    }
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|_| Err(ApiError::new("internal", "reading the events failed")))
 }

@@ -151,6 +151,12 @@ impl Keys {
         Ok(())
     }
 
+    /// Whether the key with this id exists, is not revoked and has `scope` (a session's
+    /// key checked again on each request).
+    pub fn allows(&self, id: &str, scope: Scope) -> bool {
+        self.keys.iter().any(|k| k.id == id && k.allows(scope))
+    }
+
     /// The key with this secret, if any and not revoked.
     pub fn verify(&self, secret: &str) -> Option<&Key> {
         let h = hex(&hash(secret));

@@ -130,21 +130,24 @@ impl AppState {
             .map_err(|e| e.to_string())?;
         let (cards, model) = health_setup(data)?;
         let now = (o.clock)();
-        // On a thread of its own: the columnar store runs its own runtime, which cannot
-        // start inside the caller's.
-        let engine = o.engine.clone();
+        // The same load rebuilds the live state if the applier panics.
         let reload: applier::Reload = {
-            let (data, engine, rules, cards, model) =
-                (data.to_path_buf(), o.engine.clone(), rules.clone(), cards.clone(), model.clone());
+            let (data, engine) = (data.to_path_buf(), o.engine.clone());
             Box::new(move |now| {
                 live::load(&data, engine.clone(), rules.clone(), cards.clone(), model.clone(), now)
             })
         };
-        let mut live = std::thread::scope(|sc| {
-            sc.spawn(|| live::load(data, engine, rules, cards, model, now))
-                .join()
-                .map_err(|_| "loading the live state panicked".to_string())
-        })??;
+        // On a thread of its own: the columnar store runs its own runtime, which cannot
+        // start inside the caller's.
+        let (reload, live) = std::thread::scope(|sc| {
+            sc.spawn(move || {
+                let live = reload(now);
+                (reload, live)
+            })
+            .join()
+            .map_err(|_| "loading the live state panicked".to_string())
+        })?;
+        let mut live = live?;
         if let Some(d) = o.config.service.immediate_horizon_days {
             live.immediate_horizon_days = d.max(0);
         }

@@ -156,9 +156,4 @@ pub mod wire {
         );
         exchange(addr, raw.as_bytes())
     }
-
-    /// The status code of a raw answer (0 when there is none).
-    pub fn status(resp: &str) -> u16 {
-        resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
-    }
 }

@@ -59,10 +59,7 @@ fn session(s: &AppState, h: &HeaderMap) -> Option<Session> {
     let now = (s.0.clock)();
     let mut map = s.0.sessions.0.lock().ok()?;
     let sess = map.get(&t)?.clone();
-    let keys = s.0.keys.get();
-    let valid =
-        keys.keys.iter().any(|k| k.id == sess.key_id && !k.revoked && k.allows(Scope::Read));
-    if !valid || sess.expires < now {
+    if !s.0.keys.get().allows(&sess.key_id, Scope::Read) || sess.expires < now {
         map.remove(&t);
         return None;
     }
@@ -217,6 +214,14 @@ async fn model(State(s): State<AppState>, h: HeaderMap) -> Response {
 }
 
 /// A task change from a form: assign, comment, change status, resolve with a root cause.
+/// A 403 page saying why (`why` is our own text, not the user's).
+fn forbidden(sess: &Session, why: &str) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        html::page("Forbidden", "", &sess.csrf, &format!("<h1>403</h1><p>{why}</p>")),
+    )
+}
+
 /// Stored as a `task` event, then back to the page the form was on.
 async fn task_form(
     State(s): State<AppState>,
@@ -226,15 +231,7 @@ async fn task_form(
 ) -> Response {
     let Some(sess) = session(&s, &h) else { return redirect("/login") };
     if !csrf_ok(&sess, &f) {
-        return html(
-            StatusCode::FORBIDDEN,
-            html::page(
-                "Forbidden",
-                "",
-                &sess.csrf,
-                "<h1>403</h1><p>The form's token is missing or stale: reload the page.</p>",
-            ),
-        );
+        return forbidden(&sess, "The form's token is missing or stale: reload the page.");
     }
     let back = f
         .get("return")
@@ -247,17 +244,10 @@ async fn task_form(
         .cloned()
         .unwrap_or_else(|| "/inbox".into());
     // Changing needs the write scope, checked now (the key may have changed since login).
-    let can_write =
-        s.0.keys.get().keys.iter().any(|k| k.id == sess.key_id && k.allows(Scope::Write));
-    if !can_write {
-        return html(
-            StatusCode::FORBIDDEN,
-            html::page(
-                "Forbidden",
-                "",
-                &sess.csrf,
-                "<h1>403</h1><p>Your key can read but not change tasks: changing them needs a key with the write scope.</p>",
-            ),
+    if !s.0.keys.get().allows(&sess.key_id, Scope::Write) {
+        return forbidden(
+            &sess,
+            "Your key can read but not change tasks: changing them needs a key with the write scope.",
         );
     }
     let mut fields = serde_json::Map::new();

@@ -8,29 +8,18 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tenure_core::time::Timestamp;
-use tenure_server::keys::{Keys, Scope};
+use tenure_server::keys::Keys;
 use tenure_server::{AppState, Limits, Options, app};
 use tower::ServiceExt;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    ingest: String,
-    read: String,
-    revoked: String,
-}
+use tenure_testkit::Keyring as Fixture;
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let mut keys = Keys::default();
-    let (_, ingest) = keys.create("pipeline", &[Scope::Ingest], "2026-01-01").unwrap();
-    let (_, read) = keys.create("dashboard", &[Scope::Read], "2026-01-01").unwrap();
-    let (k, revoked) = keys.create("old", &[Scope::Ingest], "2026-01-01").unwrap();
-    keys.revoke(&k.id).unwrap();
-    keys.save(dir.path()).unwrap();
+    let f = Fixture::new();
     // The secret is not in the file, only its hash.
-    let text = std::fs::read_to_string(Keys::path(dir.path())).unwrap();
-    assert!(!text.contains(&ingest) && !text.contains(&read));
-    Fixture { dir, ingest, read, revoked }
+    let text = std::fs::read_to_string(Keys::path(f.path())).unwrap();
+    assert!(!text.contains(&f.ingest) && !text.contains(&f.read));
+    f
 }
 
 fn state(f: &Fixture, limits: Limits) -> AppState {

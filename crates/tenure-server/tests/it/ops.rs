@@ -404,6 +404,13 @@ async fn idle_connections_slow_headers_and_slow_bodies_are_cut_off() {
     let mut idle = TcpStream::connect(&addr).await.unwrap();
     assert_eq!(read_all(&mut idle).await, "");
     assert!((Duration::from_millis(900)..Duration::from_secs(5)).contains(&start.elapsed()));
+    // After an answer, a kept-alive connection that sends nothing more: the same deadline.
+    let start = Instant::now();
+    let mut kept = TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = read_all(&mut kept).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!((Duration::from_millis(900)..Duration::from_secs(5)).contains(&start.elapsed()));
     // Headers a byte at a time: the same deadline.
     let start = Instant::now();
     let mut slow = TcpStream::connect(&addr).await.unwrap();
