@@ -6,6 +6,7 @@
 
 mod health;
 mod report;
+mod sources;
 mod stats;
 
 /// The folds and the importer allocate many small strings on several threads, where
@@ -46,16 +47,23 @@ struct DataArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Import events from JSONL or CSV files (one file per type for CSV; `-` reads stdin)
+    /// Import events: Tenure's own JSONL or CSV (one file per type for CSV; `-` reads
+    /// stdin), Parquet, a Stripe export (`--from stripe DIR`), or any export through a
+    /// mapping (`--map hubspot-companies FILE`)
     Import {
         #[command(flatten)]
         data: DataArgs,
         /// Event type of rows that name none (default: from the file name, e.g. subscriptions.csv)
         #[arg(long = "type")]
         kind: Option<String>,
-        /// Input format (default: from the file extension; jsonl for stdin)
-        #[arg(long, value_enum)]
-        format: Option<InFormat>,
+        /// What the input is (default: from the file extension: .csv, .parquet, else jsonl).
+        /// `stripe`: files or folders of Stripe API objects (JSON) and Dashboard CSV exports
+        #[arg(long, visible_alias = "format", value_enum)]
+        from: Option<Source>,
+        /// Read the files through a mapping: a shipped one by name (see `tenure import
+        /// --map list`) or a mapping file (my-crm.toml); see docs/connectors.md
+        #[arg(long, value_name = "NAME|FILE", conflicts_with = "from")]
+        map: Option<String>,
         /// Print `acked LINES` on stderr after each durable commit (for scripts and tests)
         #[arg(long, hide = true)]
         acks: bool,
@@ -322,6 +330,19 @@ enum InFormat {
     Csv,
 }
 
+/// What `tenure import` reads.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Source {
+    /// Tenure's events, one JSON object per line
+    Jsonl,
+    /// Tenure's events as CSV, one file per type
+    Csv,
+    /// Tenure's events as Parquet columns (named as the contract's fields)
+    Parquet,
+    /// Stripe API objects (JSON) and Stripe Dashboard CSV exports
+    Stripe,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ExportFormat {
     Parquet,
@@ -498,7 +519,7 @@ fn out(s: &str) -> Result<()> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Import { data, kind, format, acks, no_refresh, files } => {
+        Cmd::Import { data, kind, from, map, acks, no_refresh, files } => {
             let kind = match kind {
                 None => None,
                 Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
@@ -509,7 +530,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })?),
             };
             let cfg = config(&data)?;
-            import(&data_dir(&data), &cfg, &files, kind, format, acks, !no_refresh)
+            import(&data_dir(&data), &cfg, &files, kind, from, map.as_deref(), acks, !no_refresh)
         }
         Cmd::Kpi { data, period, every, by, format, as_of: at, kpis } => {
             let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
@@ -858,17 +879,27 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+#[allow(clippy::too_many_arguments)]
 fn import(
     data: &Path,
     cfg: &Config,
     files: &[PathBuf],
     kind: Option<EventKind>,
-    format: Option<InFormat>,
+    from: Option<Source>,
+    map: Option<&str>,
     acks: bool,
     refresh: bool,
 ) -> Result<ExitCode> {
-    // A mistyped file name is a usage error, found before anything is imported.
-    if let Some(missing) = files.iter().find(|p| p.as_os_str() != "-" && !p.is_file()) {
+    let mapping = match map {
+        Some(m) => Some(sources::load_mapping(m)?),
+        None => None,
+    };
+    if from == Some(Source::Stripe) {
+        if let Some(missing) = files.iter().find(|p| !p.exists()) {
+            bail!(usage(format!("{}: no such file or folder", missing.display())));
+        }
+    } else if let Some(missing) = files.iter().find(|p| p.as_os_str() != "-" && !p.is_file()) {
+        // A mistyped file name is a usage error, found before anything is imported.
         bail!(usage(format!("{}: no such file", missing.display())));
     }
     let (mut importer, report) = Importer::open(data, cfg.ingest(Some(now())))
@@ -876,20 +907,30 @@ fn import(
     for line in report.lines() {
         eprintln!("log recovery: {line}");
     }
+    if from == Some(Source::Stripe) {
+        let code = sources::import_stripe(&mut importer, cfg, files, acks)?;
+        drop(importer);
+        if refresh && let Err(e) = refresh_columnar(data) {
+            eprintln!("warning: {e:#}");
+        }
+        return Ok(code);
+    }
     let mut total_rejected = 0;
     let started = Instant::now();
     let mut total_events = 0;
     for path in files {
         let stdin = path.as_os_str() == "-";
         let name = if stdin { "stdin".to_string() } else { path.display().to_string() };
-        let fmt = match format {
-            Some(InFormat::Csv) => Format::Csv,
-            Some(InFormat::Jsonl) => Format::Jsonl,
-            None if !stdin && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => {
-                Format::Csv
-            }
-            None => Format::Jsonl,
+        let ext = |e: &str| !stdin && path.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
+        let src = match from {
+            Some(s) => s,
+            None if ext("csv") => Source::Csv,
+            None if ext("parquet") => Source::Parquet,
+            None => Source::Jsonl,
         };
+        if stdin && src == Source::Parquet {
+            bail!(usage("Parquet cannot be read from stdin: name the file"));
+        }
         let file_kind =
             kind.or_else(|| if stdin { None } else { tenure_ingest::kind_from_file_name(&name) });
         // JSONL rows name their type; a file name only fills in rows that do not.
@@ -914,11 +955,40 @@ fn import(
                 eprintln!("acked {}", p.lines);
             }
         };
-        let result = if stdin {
-            importer.import(std::io::stdin(), fmt, file_kind, &mut on_reject, &mut on_commit)
-        } else {
-            let f = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
-            importer.import(f, fmt, file_kind, &mut on_reject, &mut on_commit)
+        let result = match (&mapping, src) {
+            (None, Source::Jsonl | Source::Csv) => {
+                let fmt = if src == Source::Csv { Format::Csv } else { Format::Jsonl };
+                if stdin {
+                    importer.import(
+                        std::io::stdin(),
+                        fmt,
+                        file_kind,
+                        &mut on_reject,
+                        &mut on_commit,
+                    )
+                } else {
+                    let f =
+                        std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+                    importer.import(f, fmt, file_kind, &mut on_reject, &mut on_commit)
+                }
+            }
+            _ => {
+                match sources::open_rows(path, src == Source::Parquet, mapping.as_ref(), file_kind)
+                {
+                    Ok(mut rows) => {
+                        if let Some(total) = rows.total() {
+                            pb.set_length(total);
+                        }
+                        importer.import_rows(&mut *rows, &mut on_reject, &mut on_commit)
+                    }
+                    Err(e) => {
+                        pb.finish_and_clear();
+                        eprintln!("{name}: rejected: {e:#}");
+                        total_rejected += 1;
+                        continue;
+                    }
+                }
+            }
         };
         pb.finish_and_clear();
         let s = match result {
@@ -1043,7 +1113,7 @@ fn demo(
         .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
         .cloned()
         .collect();
-    let code = import(&dir, &cfg, &files, None, None, false, true)?;
+    let code = import(&dir, &cfg, &files, None, None, None, false, true)?;
     if code != ExitCode::SUCCESS {
         eprintln!("warning: some generated rows were rejected");
     }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use tenure_core::codec;
 use tenure_core::event::EventKind;
-use tenure_ingest::{CsvEvents, IngestConfig, Rejection};
+use tenure_ingest::{CsvEvents, IngestConfig, Rejection, RowSource};
 use tenure_log::{Log, LogError, LogOptions, RecoveryReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -196,10 +196,22 @@ impl Importer {
         on_reject: &mut dyn FnMut(&Rejection),
         on_commit: &mut dyn FnMut(&Progress),
     ) -> Result<FileSummary, ImportError> {
-        let mut sum = FileSummary::default();
-        let mut seen = FxHashSet::default();
         let mut rows =
             CsvEvents::new(std::io::BufReader::with_capacity(1 << 20, input), default_kind)?;
+        self.import_rows(&mut rows, on_reject, on_commit)
+    }
+
+    /// Imports any row source (CSV, Parquet, a mapped export, converted Stripe objects):
+    /// rows are framed in input order and committed in batches; `Progress::bytes` is the
+    /// source's own position and `Progress::lines` the last row number made durable.
+    pub fn import_rows(
+        &mut self,
+        rows: &mut dyn RowSource,
+        on_reject: &mut dyn FnMut(&Rejection),
+        on_commit: &mut dyn FnMut(&Progress),
+    ) -> Result<FileSummary, ImportError> {
+        let mut sum = FileSummary::default();
+        let mut seen = FxHashSet::default();
         let mut done = false;
         while !done {
             let mut p = Parsed { recs: Vec::new(), buf: Vec::new(), rejections: Vec::new() };
@@ -223,7 +235,7 @@ impl Importer {
             self.store(&p, &mut sum)?;
             self.log.commit()?;
             sum.progress.lines = sum.progress.lines.max(last);
-            sum.progress.bytes = rows.bytes_read();
+            sum.progress.bytes = rows.position();
             on_commit(&sum.progress);
         }
         Ok(sum)

@@ -248,6 +248,30 @@ impl<R: Read> Read for LineCounted<R> {
     }
 }
 
+/// Any input read row by row into events: CSV files, Parquet files, mapped vendor exports,
+/// converted Stripe objects. The importer pulls rows, frames and commits them in batches.
+pub trait RowSource {
+    /// The next row: `None` at the end; `Some((line, Ok(event) | Err(rejection)))`
+    /// otherwise, where `line` is what a rejection names (a file line, a row number).
+    fn next_row(&mut self, cfg: &IngestConfig) -> Option<(u64, Result<Event, Rejection>)>;
+    /// How far the input is read, in the unit of its progress bar (bytes for text files).
+    fn position(&self) -> u64;
+    /// The position at the end, when the input counts in other units than its file's
+    /// bytes (rows of a Parquet file).
+    fn total(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl<R: Read> RowSource for CsvEvents<R> {
+    fn next_row(&mut self, cfg: &IngestConfig) -> Option<(u64, Result<Event, Rejection>)> {
+        CsvEvents::next_row(self, cfg)
+    }
+    fn position(&self) -> u64 {
+        self.bytes_read()
+    }
+}
+
 /// A CSV file read row by row into events; header = field names, `attributes.KEY` columns
 /// become account attributes.
 pub struct CsvEvents<R: Read> {
