@@ -64,6 +64,13 @@ enum Cmd {
         /// --map list`) or a mapping file (my-crm.toml); see docs/connectors.md
         #[arg(long, value_name = "NAME|FILE", conflicts_with = "from")]
         map: Option<String>,
+        /// Stripe: group customers into the account named by this metadata key (customers
+        /// without it are their own account, named by their Stripe id)
+        #[arg(long, value_name = "KEY")]
+        account_key: Option<String>,
+        /// Stripe: count metered (usage-based) prices in MRR
+        #[arg(long)]
+        metered_in_mrr: bool,
         /// Print `acked LINES` on stderr after each durable commit (for scripts and tests)
         #[arg(long, hide = true)]
         acks: bool,
@@ -292,8 +299,18 @@ struct GenArgs {
     /// First month YYYY-MM (default: so that the history ends last month)
     #[arg(long)]
     start: Option<String>,
+    /// jsonl | csv: Tenure's events; stripe: the billing history as Stripe API objects
+    /// under OUT/stripe/ (customers, subscriptions, invoices, credit notes, prices), the
+    /// other events as JSONL
     #[arg(long, value_enum, default_value = "jsonl")]
-    format: InFormat,
+    format: GenFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GenFormat {
+    Jsonl,
+    Csv,
+    Stripe,
 }
 
 #[derive(Subcommand)]
@@ -371,7 +388,7 @@ impl std::fmt::Display for Usage {
 }
 impl std::error::Error for Usage {}
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     Usage(msg.into()).into()
 }
 
@@ -519,7 +536,17 @@ fn out(s: &str) -> Result<()> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Import { data, kind, from, map, acks, no_refresh, files } => {
+        Cmd::Import {
+            data,
+            kind,
+            from,
+            map,
+            account_key,
+            metered_in_mrr,
+            acks,
+            no_refresh,
+            files,
+        } => {
             let kind = match kind {
                 None => None,
                 Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
@@ -530,7 +557,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })?),
             };
             let cfg = config(&data)?;
-            import(&data_dir(&data), &cfg, &files, kind, from, map.as_deref(), acks, !no_refresh)
+            let stripe = tenure_stripe::Options { account_key, metered_in_mrr };
+            let how =
+                ImportHow { kind, from, map: map.as_deref(), stripe, acks, refresh: !no_refresh };
+            import(&data_dir(&data), &cfg, &files, &how)
         }
         Cmd::Kpi { data, period, every, by, format, as_of: at, kpis } => {
             let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
@@ -865,7 +895,7 @@ fn key(cmd: KeyCmd) -> Result<()> {
     }
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let pb =
         if std::io::stderr().is_terminal() { ProgressBar::new(len) } else { ProgressBar::hidden() };
     pb.set_style(
@@ -879,17 +909,18 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-#[allow(clippy::too_many_arguments)]
-fn import(
-    data: &Path,
-    cfg: &Config,
-    files: &[PathBuf],
+/// What `tenure import` was asked to do with its files.
+struct ImportHow<'a> {
     kind: Option<EventKind>,
     from: Option<Source>,
-    map: Option<&str>,
+    map: Option<&'a str>,
+    stripe: tenure_stripe::Options,
     acks: bool,
     refresh: bool,
-) -> Result<ExitCode> {
+}
+
+fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> Result<ExitCode> {
+    let ImportHow { kind, from, map, acks, refresh, .. } = *how;
     let mapping = match map {
         Some(m) => Some(sources::load_mapping(m)?),
         None => None,
@@ -908,7 +939,7 @@ fn import(
         eprintln!("log recovery: {line}");
     }
     if from == Some(Source::Stripe) {
-        let code = sources::import_stripe(&mut importer, cfg, files, acks)?;
+        let code = sources::import_stripe(&mut importer, files, &how.stripe, acks)?;
         drop(importer);
         if refresh && let Err(e) = refresh_columnar(data) {
             eprintln!("warning: {e:#}");
@@ -1049,8 +1080,8 @@ fn gen_company(g: &GenArgs) -> Result<tenure_sim::Summary> {
         start,
         usage_events: g.usage_events,
         format: match g.format {
-            InFormat::Jsonl => tenure_sim::OutputFormat::Jsonl,
-            InFormat::Csv => tenure_sim::OutputFormat::Csv,
+            GenFormat::Jsonl | GenFormat::Stripe => tenure_sim::OutputFormat::Jsonl,
+            GenFormat::Csv => tenure_sim::OutputFormat::Csv,
         },
     };
     let pb = if std::io::stderr().is_terminal() {
@@ -1079,6 +1110,13 @@ fn gen_company(g: &GenArgs) -> Result<tenure_sim::Summary> {
     for (k, n) in &s.events_by_type {
         eprintln!("  {k:<18} {n:>10}");
     }
+    if g.format == GenFormat::Stripe {
+        let (y, m) = cfg.start;
+        let horizon = Timestamp::from_ymd(y as i64, m, 1)
+            .ok_or_else(|| usage("--start: not a month"))?
+            .add_months(g.months as i64);
+        return sources::gen_stripe(&g.out, s, horizon);
+    }
     Ok(s)
 }
 
@@ -1104,7 +1142,7 @@ fn demo(
         out: company.clone(),
         usage_events: None,
         start: None,
-        format: InFormat::Jsonl,
+        format: GenFormat::Jsonl,
     })?;
     let cfg = tenure_engine::load_config(&dir, None)?;
     let files: Vec<PathBuf> = summary
@@ -1113,7 +1151,15 @@ fn demo(
         .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
         .cloned()
         .collect();
-    let code = import(&dir, &cfg, &files, None, None, None, false, true)?;
+    let how = ImportHow {
+        kind: None,
+        from: None,
+        map: None,
+        stripe: Default::default(),
+        acks: false,
+        refresh: true,
+    };
+    let code = import(&dir, &cfg, &files, &how)?;
     if code != ExitCode::SUCCESS {
         eprintln!("warning: some generated rows were rejected");
     }

@@ -2,12 +2,13 @@
 //! exports read through a mapping, and Stripe exports. The conversions live in the library
 //! crates; this module opens files, reports rejections and progress.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 use tenure_core::event::EventKind;
-use tenure_engine::{Config, Importer};
-use tenure_ingest::RowSource;
+use tenure_engine::Importer;
+use tenure_ingest::{Rejection, RowSource};
 
 /// A mapping named on the command line (`--map`): shipped, or a file.
 pub struct Mapping;
@@ -30,13 +31,218 @@ pub fn open_rows(
     bail!("{}: mappings are not built yet", path.display())
 }
 
-/// Converts Stripe exports (files or folders) into events and imports them.
+/// The files of a Stripe export: named files, and the JSON and CSV files under named
+/// folders, in name order.
+fn stripe_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            let mut stack = vec![p.clone()];
+            while let Some(d) = stack.pop() {
+                for e in
+                    std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?
+                {
+                    let path = e?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(
+                            e.to_ascii_lowercase().as_str(),
+                            "json" | "jsonl" | "ndjson" | "csv"
+                        )
+                    }) {
+                        found.push(path);
+                    }
+                }
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Converted Stripe rows as a row source: each validated as any JSONL line is; a
+/// rejection's line is the row's number, which the caller maps back to its object.
+struct StripeRows<'a> {
+    rows: &'a [tenure_stripe::Row],
+    next: usize,
+}
+
+impl RowSource for StripeRows<'_> {
+    fn next_row(
+        &mut self,
+        cfg: &tenure_ingest::IngestConfig,
+    ) -> Option<(u64, Result<tenure_core::event::Event, Rejection>)> {
+        let row = self.rows.get(self.next)?;
+        self.next += 1;
+        let line = self.next as u64;
+        Some((
+            line,
+            tenure_ingest::parse_json_line(&row.json, None, cfg).map_err(|e| Rejection {
+                line,
+                field: e.field,
+                reason: e.reason,
+            }),
+        ))
+    }
+    fn position(&self) -> u64 {
+        self.next as u64
+    }
+    fn total(&self) -> Option<u64> {
+        Some(self.rows.len() as u64)
+    }
+}
+
+/// Converts Stripe exports (files or folders) into events and imports them: every object
+/// that cannot be used is reported with its file, line or index, id, field and reason.
 pub fn import_stripe(
     importer: &mut Importer,
-    cfg: &Config,
-    files: &[PathBuf],
+    paths: &[PathBuf],
+    opts: &tenure_stripe::Options,
     acks: bool,
 ) -> Result<ExitCode> {
-    let _ = (importer, cfg, files, acks);
-    bail!("Stripe import is not built yet")
+    let t0 = Instant::now();
+    let files = stripe_files(paths)?;
+    if files.is_empty() {
+        bail!(crate::usage("no .json, .jsonl or .csv files in the Stripe export"));
+    }
+    let mut export = tenure_stripe::Export::default();
+    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let pb = crate::bar(bytes, "reading the Stripe export");
+    for f in &files {
+        let name = f.display().to_string();
+        let data = std::fs::read(f).with_context(|| format!("cannot read {name}"))?;
+        pb.inc(data.len() as u64);
+        if data.starts_with(b"PAR1") {
+            eprintln!("{name}: rejected: a Parquet file is not a Stripe export");
+            export.problems.push(tenure_stripe::Problem {
+                origin: tenure_stripe::Origin { file: name.as_str().into(), line: 0, index: None },
+                id: None,
+                field: None,
+                reason: "a Parquet file, not a Stripe export".into(),
+            });
+            continue;
+        }
+        let Ok(text) = String::from_utf8(data) else {
+            export.problems.push(tenure_stripe::Problem {
+                origin: tenure_stripe::Origin { file: name.as_str().into(), line: 0, index: None },
+                id: None,
+                field: None,
+                reason: "not UTF-8 text".into(),
+            });
+            continue;
+        };
+        if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            export.add_csv(&name, &text);
+        } else {
+            export.add_json(&name, &text);
+        }
+    }
+    pb.finish_and_clear();
+    let objects = export.count();
+    let read_secs = t0.elapsed().as_secs_f64();
+    let converted = tenure_stripe::convert(&export, opts);
+    drop(export);
+    for p in &converted.problems {
+        eprintln!("{p}");
+    }
+    let rows = &converted.rows;
+    let pb = crate::bar(rows.len() as u64, "storing");
+    let mut source = StripeRows { rows, next: 0 };
+    let mut rejected = 0u64;
+    let mut on_reject = |r: &Rejection| {
+        rejected += 1;
+        let row = &rows[(r.line - 1) as usize];
+        pb.suspend(|| match &r.field {
+            Some(f) => eprintln!("{}: {}: {f}: {}", row.origin, row.id, r.reason),
+            None => eprintln!("{}: {}: {}", row.origin, row.id, r.reason),
+        });
+    };
+    let mut on_commit = |p: &tenure_engine::Progress| {
+        pb.set_position(p.bytes);
+        if acks {
+            eprintln!("acked {}", p.lines);
+        }
+    };
+    let sum = importer
+        .import_rows(&mut source, &mut on_reject, &mut on_commit)
+        .context("importing the Stripe export")?;
+    pb.finish_and_clear();
+    let p = &sum.progress;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "stripe: {objects} objects from {} files ({:.0} objects/s read), {} events: {} stored, {} already present, {} rejected; {} objects could not be used ({:.2} s)",
+        files.len(),
+        objects as f64 / read_secs.max(1e-9),
+        rows.len(),
+        p.accepted,
+        p.duplicates,
+        p.rejected,
+        converted.problems.len(),
+        secs,
+    );
+    for (what, n) in &converted.skipped {
+        eprintln!("  left out: {n} {what}");
+    }
+    let bad = rejected + converted.problems.len() as u64;
+    Ok(if bad > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// `tenure gen --format stripe`: the generated billing history (accounts, subscriptions,
+/// invoices) rewritten as Stripe objects under OUT/stripe/, the native files removed.
+pub fn gen_stripe(
+    out: &Path,
+    mut summary: tenure_sim::Summary,
+    horizon: tenure_core::time::Timestamp,
+) -> Result<tenure_sim::Summary> {
+    let cfg = tenure_ingest::IngestConfig::defaults(None);
+    let mut events = Vec::new();
+    let native = ["accounts.jsonl", "subscriptions.jsonl", "invoices.jsonl"];
+    for f in native {
+        let path = out.join(f);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (ok, bad) = tenure_ingest::parse_jsonl_block(&text, 1, None, &cfg);
+        if let Some(b) = bad.first() {
+            bail!("{}:{b}: the generated file does not parse", path.display());
+        }
+        events.extend(ok.into_iter().map(|(_, e)| e));
+    }
+    let objects = tenure_stripe::synth::write(&events, horizon.secs());
+    drop(events);
+    let dir = out.join("stripe");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = [
+        ("customers.jsonl", &objects.customers),
+        ("subscriptions.jsonl", &objects.subscriptions),
+        ("invoices.jsonl", &objects.invoices),
+        ("credit_notes.jsonl", &objects.credit_notes),
+        ("prices.jsonl", &objects.prices),
+    ];
+    for f in native {
+        let path = out.join(f);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        summary.files.retain(|p| p != &path);
+    }
+    for (name, lines) in files {
+        let path = dir.join(name);
+        let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("  stripe/{name:<20} {:>10} objects", lines.len());
+        summary.files.push(path);
+    }
+    eprintln!(
+        "import with: tenure import --from stripe {} --account-key {}",
+        dir.display(),
+        tenure_stripe::synth::ACCOUNT_KEY
+    );
+    Ok(summary)
 }

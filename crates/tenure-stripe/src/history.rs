@@ -1,0 +1,1001 @@
+//! A Stripe export's history as contract events. A subscription object says only how things
+//! are now, so each subscription item's revenue history is read from its invoice lines, as
+//! ChartMogul does: a cycle line gives the item's price, quantity and period; a proration
+//! line dates a mid-period change; a void cycle invoice or a gap in billing is a pause; the
+//! subscription object adds what invoices do not show (trial, scheduled cancellation, end,
+//! cancel reason). Every rule is in docs/connectors.md, "Stripe".
+
+use crate::load::{Export, Origin, Problem};
+use crate::objects::{Customer, Invoice, Line, Price, Subscription};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use tenure_core::money::{Currency, format_minor};
+use tenure_core::time::Timestamp;
+
+/// How an export is read.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Customers whose `metadata` has this key are grouped into the account it names
+    /// (several Stripe customers of one company); others are their own account.
+    pub account_key: Option<String>,
+    /// Count metered (usage-based) prices in MRR; by default they are not recurring revenue.
+    pub metered_in_mrr: bool,
+}
+
+/// One contract event, as a JSON line, and the object it came from.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub origin: Origin,
+    pub id: String,
+    pub json: String,
+}
+
+/// The events of an export, the objects that could not be used, and counts of what was
+/// left out on purpose (incomplete subscriptions, one-off lines, metered prices).
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub rows: Vec<Row>,
+    pub problems: Vec<Problem>,
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+/// The account a customer belongs to: the configured metadata key, else the customer id.
+pub fn account_of(c: &Customer, opts: &Options) -> String {
+    opts.account_key
+        .as_ref()
+        .and_then(|k| c.metadata.get(k))
+        .filter(|v| !v.trim().is_empty())
+        .cloned()
+        .unwrap_or_else(|| c.id.clone())
+}
+
+pub(crate) fn ts(secs: i64) -> String {
+    Timestamp::from_secs(secs).to_string()
+}
+
+/// Stripe amounts are in the currency's smallest unit, as Tenure's are.
+pub(crate) fn money(minor: i64, currency: &str) -> Option<(String, String)> {
+    let c = Currency::parse(currency)?;
+    Some((format_minor(minor, c), c.to_string()))
+}
+
+/// A price's interval in months, and the factor (numerator, denominator) that turns its
+/// amount into that interval's: week and day prices are normalised to a month.
+pub(crate) fn interval_of(interval: &str, count: u32) -> Option<(u32, i64, i64)> {
+    let count = count.max(1);
+    match interval {
+        "month" => Some((count, 1, 1)),
+        "year" => Some((12 * count, 1, 1)),
+        // 52 weeks and 365 days a year, as Stripe's own MRR does.
+        "week" => Some((1, 52, 12 * count as i64)),
+        "day" => Some((1, 365, 12 * count as i64)),
+        _ => None,
+    }
+}
+
+/// The interval of a line without price terms, from its period's length.
+fn interval_from_period(start: i64, end: i64) -> Option<u32> {
+    let days = (end - start) / 86_400;
+    match days {
+        28..=31 => Some(1),
+        89..=92 => Some(3),
+        181..=184 => Some(6),
+        365..=366 => Some(12),
+        _ => None,
+    }
+}
+
+fn div_round(a: i64, num: i64, den: i64) -> i64 {
+    let v = a as i128 * num as i128;
+    let d = den as i128;
+    ((v + d / 2).div_euclid(d)) as i64
+}
+
+/// What a subscription line is at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct State {
+    pub status: &'static str,
+    pub product: Option<String>,
+    pub plan: Option<String>,
+    pub service: bool,
+    pub quantity: u64,
+    /// Per interval, minor units, after recurring discounts.
+    pub amount: i64,
+    pub currency: String,
+    pub months: u32,
+    pub term: Option<(i64, i64)>,
+    pub cancel_at: Option<i64>,
+    pub cancel_reason: Option<String>,
+}
+
+impl State {
+    pub(crate) fn to_json(&self, at: i64, account: &str, item: &str) -> Option<Value> {
+        let (amount, currency) = money(self.amount, &self.currency)?;
+        let mut o = Map::new();
+        o.insert("type".into(), json!("subscription"));
+        o.insert("timestamp".into(), json!(ts(at)));
+        o.insert("account_id".into(), json!(account));
+        o.insert("message_id".into(), json!(format!("stripe:{item}:{at}")));
+        o.insert("subscription_id".into(), json!(item));
+        if let Some(p) = &self.product {
+            o.insert("product".into(), json!(p));
+        }
+        if let Some(p) = &self.plan {
+            o.insert("plan".into(), json!(p));
+        }
+        o.insert("kind".into(), json!(if self.service { "service" } else { "product" }));
+        o.insert("quantity".into(), json!(self.quantity));
+        o.insert("amount".into(), json!(amount));
+        o.insert("currency".into(), json!(currency));
+        let interval = match self.months {
+            1 => "month".to_string(),
+            3 => "quarter".to_string(),
+            12 => "year".to_string(),
+            n => format!("{n}m"),
+        };
+        o.insert("interval".into(), json!(interval));
+        o.insert("status".into(), json!(self.status));
+        if let Some((s, e)) = self.term {
+            o.insert("term_start".into(), json!(ts(s)));
+            o.insert("term_end".into(), json!(ts(e)));
+        }
+        if let Some(c) = self.cancel_at {
+            o.insert("cancel_at".into(), json!(ts(c)));
+        }
+        if let Some(r) = &self.cancel_reason {
+            o.insert("cancel_reason".into(), json!(r));
+        }
+        Some(Value::Object(o))
+    }
+}
+
+/// The cancel reason of a subscription: the customer's feedback when they gave one, else
+/// the comment, else Stripe's reason (`cancellation_requested`, `payment_failed`, ...).
+pub(crate) fn cancel_reason(s: &Subscription) -> Option<String> {
+    let d = s.cancellation_details.as_ref()?;
+    d.feedback
+        .clone()
+        .filter(|f| f != "other")
+        .or_else(|| d.comment.clone().filter(|c| !c.trim().is_empty()))
+        .or_else(|| d.reason.clone())
+        .or_else(|| d.feedback.clone())
+}
+
+/// A change to one line, in time order.
+#[derive(Clone, Debug)]
+enum Change {
+    /// A billed state (cycle line, proration, trial, the subscription's current items).
+    Set(State),
+    /// Only the status changes (past due, recovered, paused).
+    Status(&'static str),
+    /// Notice given: the line ends at this instant.
+    Schedule(i64),
+    /// The line stops producing revenue.
+    End(Option<String>),
+}
+
+/// Order of changes at the same instant: the billed state first, then what modifies it.
+fn rank(c: &Change) -> u8 {
+    match c {
+        Change::Set(_) => 0,
+        Change::Status(_) => 1,
+        Change::Schedule(_) => 2,
+        Change::End(_) => 3,
+    }
+}
+
+struct Ctx<'a> {
+    opts: &'a Options,
+    prices: FxHashMap<&'a str, &'a Price>,
+    item_price: FxHashMap<&'a str, &'a Price>,
+    item_sub: FxHashMap<&'a str, &'a str>,
+    subs: FxHashMap<&'a str, &'a Subscription>,
+    /// Discount or coupon id -> duration (once | repeating | forever).
+    durations: FxHashMap<String, String>,
+    accounts: FxHashMap<&'a str, String>,
+}
+
+impl<'a> Ctx<'a> {
+    fn account(&self, customer: &str) -> String {
+        self.accounts.get(customer).cloned().unwrap_or_else(|| customer.to_string())
+    }
+
+    fn price_of(&self, line: &'a Line, item: Option<&str>) -> Option<&'a Price> {
+        if let Some(p) = line.embedded_price() {
+            return Some(p);
+        }
+        if let Some(id) = line.price_id()
+            && let Some(p) = self.prices.get(id)
+        {
+            return Some(p);
+        }
+        item.and_then(|i| self.item_price.get(i).copied())
+    }
+
+    /// Whether a discount keeps applying after this invoice (`repeating`, `forever`, or
+    /// unknown): those lower MRR; a `once` discount does not.
+    fn recurring_discount(&self, id: Option<&str>) -> bool {
+        match id.and_then(|i| self.durations.get(i)) {
+            Some(d) => d != "once",
+            None => true,
+        }
+    }
+}
+
+/// A price's product, and whether it is a service line (price metadata `tenure_kind` =
+/// `service`).
+fn product_of(p: &Price) -> (Option<String>, bool) {
+    let service = p.metadata.get("tenure_kind").is_some_and(|k| k == "service");
+    (p.product.as_ref().map(|i| i.0.clone()), service)
+}
+
+fn plan_of(p: &Price) -> Option<String> {
+    p.nickname.clone().or_else(|| p.lookup_key.clone()).or_else(|| Some(p.id.clone()))
+}
+
+/// The facts one invoice line gives about its subscription item.
+struct Fact<'a> {
+    at: i64,
+    end: i64,
+    item: &'a str,
+    sub: Option<&'a str>,
+    kind: FactKind,
+    state: Option<State>,
+    /// Payment failed at, recovered at (paid).
+    failed: Option<(i64, Option<i64>)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FactKind {
+    Cycle,
+    Void,
+    ProrationUp,
+    ProrationDown,
+}
+
+/// Converts a whole export. Deterministic: the same export gives the same rows, whose
+/// `message_id`s make a second import change nothing.
+pub fn convert(ex: &Export, opts: &Options) -> Converted {
+    let mut out = Converted { problems: ex.problems.clone(), ..Converted::default() };
+    let mut ctx = Ctx {
+        opts,
+        prices: FxHashMap::default(),
+        item_price: FxHashMap::default(),
+        item_sub: FxHashMap::default(),
+        subs: FxHashMap::default(),
+        durations: FxHashMap::default(),
+        accounts: FxHashMap::default(),
+    };
+    for p in &ex.prices {
+        ctx.prices.insert(&p.id, p);
+    }
+    for c in &ex.coupons {
+        if let Some(d) = &c.duration {
+            ctx.durations.insert(c.id.clone(), d.clone());
+        }
+    }
+    let mut note_discount = |d: &crate::objects::Discount| {
+        if let Some(c) = d.coupon()
+            && let Some(dur) = &c.duration
+        {
+            ctx.durations.insert(d.id.clone(), dur.clone());
+        } else if let Some(cid) = d.coupon_id()
+            && let Some(dur) = ctx.durations.get(cid).cloned()
+        {
+            ctx.durations.insert(d.id.clone(), dur);
+        }
+    };
+    for d in &ex.discounts {
+        note_discount(d);
+    }
+    for (_, i) in &ex.invoices {
+        for d in &i.discounts {
+            if let crate::objects::DiscountRef::Discount(d) = d {
+                note_discount(d);
+            }
+        }
+    }
+    for (_, s) in &ex.subscriptions {
+        for d in &s.discounts {
+            if let crate::objects::DiscountRef::Discount(d) = d {
+                note_discount(d);
+            }
+        }
+    }
+    // Customers: accounts and their attributes.
+    let mut seen_customers = FxHashSet::default();
+    for (origin, c) in &ex.customers {
+        if !seen_customers.insert(c.id.as_str()) {
+            continue;
+        }
+        let account = account_of(c, opts);
+        ctx.accounts.insert(&c.id, account.clone());
+        if c.deleted {
+            *out.skipped.entry("deleted customers").or_default() += 1;
+            continue;
+        }
+        let mut o = Map::new();
+        o.insert("type".into(), json!("account"));
+        o.insert("timestamp".into(), json!(ts(c.created)));
+        o.insert("account_id".into(), json!(account));
+        o.insert("message_id".into(), json!(format!("stripe:{}", c.id)));
+        if let Some(n) = c.name.as_ref().or(c.description.as_ref()).filter(|n| !n.is_empty()) {
+            o.insert("name".into(), json!(n));
+        }
+        let mut attrs = Map::new();
+        attrs.insert("stripe_customer_id".into(), json!(c.id));
+        for (k, v) in &c.metadata {
+            attrs.insert(k.clone(), json!(v));
+        }
+        o.insert("attributes".into(), Value::Object(attrs));
+        out.rows.push(Row {
+            origin: origin.clone(),
+            id: c.id.clone(),
+            json: Value::Object(o).to_string(),
+        });
+    }
+    // Subscriptions and their current items.
+    let mut sub_origin: FxHashMap<&str, &Origin> = FxHashMap::default();
+    for (origin, s) in &ex.subscriptions {
+        ctx.subs.insert(&s.id, s);
+        sub_origin.insert(&s.id, origin);
+        for it in &s.items.data {
+            ctx.item_sub.insert(&it.id, &s.id);
+            if let Some(p) = it.price() {
+                ctx.item_price.insert(&it.id, p);
+                ctx.prices.entry(&p.id).or_insert(p);
+            }
+        }
+    }
+    let never_revenue =
+        |s: Option<&&Subscription>| s.is_some_and(|s| s.status.starts_with("incomplete"));
+    // Lines listed on their own join their invoice.
+    let mut extra: FxHashMap<&str, Vec<&Line>> = FxHashMap::default();
+    for (_, l) in &ex.lines {
+        if let Some(i) = &l.invoice {
+            extra.entry(i.0.as_str()).or_default().push(l);
+        }
+    }
+    let mut facts: Vec<Fact<'_>> = Vec::new();
+    let mut item_account: FxHashMap<&str, String> = FxHashMap::default();
+    let mut seen_invoices = FxHashSet::default();
+    for (origin, inv) in &ex.invoices {
+        if !seen_invoices.insert(inv.id.as_str()) {
+            continue;
+        }
+        let status = inv.status.as_deref().unwrap_or("draft");
+        if status == "draft" {
+            *out.skipped.entry("draft invoices").or_default() += 1;
+            continue;
+        }
+        if never_revenue(inv.subscription().and_then(|s| ctx.subs.get(s))) {
+            *out.skipped.entry("invoices of incomplete subscriptions").or_default() += 1;
+            continue;
+        }
+        let account = ctx.account(&inv.customer.0);
+        let mut lines: Vec<&Line> = inv.lines.data.iter().collect();
+        let listed: FxHashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+        if let Some(more) = extra.get(inv.id.as_str()) {
+            lines.extend(more.iter().filter(|l| !listed.contains(l.id.as_str())));
+        }
+        if inv.lines.has_more && !extra.contains_key(inv.id.as_str()) {
+            out.problems.push(Problem {
+                origin: origin.clone(),
+                id: Some(inv.id.clone()),
+                field: Some("lines".into()),
+                reason: "only the first page of lines is in the export (has_more); export the \
+                         invoice's line items too, or its other lines are missing"
+                    .into(),
+            });
+        }
+        let failed = failure(inv);
+        for line in lines {
+            match line_fact(&ctx, inv, line, status, failed) {
+                Ok(Some(f)) => {
+                    item_account.entry(f.item).or_insert_with(|| account.clone());
+                    facts.push(f);
+                }
+                Ok(None) => {
+                    *out.skipped.entry("one-off invoice lines (not recurring)").or_default() += 1
+                }
+                Err((field, reason)) if reason == "metered" => {
+                    let _ = field;
+                    *out.skipped
+                        .entry("metered lines (not MRR; [stripe] metered_in_mrr)")
+                        .or_default() += 1
+                }
+                Err((field, reason)) => out.problems.push(Problem {
+                    origin: origin.clone(),
+                    id: Some(if line.id.is_empty() {
+                        inv.id.clone()
+                    } else {
+                        format!("{} line {}", inv.id, line.id)
+                    }),
+                    field: Some(field.into()),
+                    reason,
+                }),
+            }
+        }
+        invoice_rows(inv, origin, &account, failed, &mut out.rows);
+    }
+    // Credit notes: refunds.
+    let invoices: FxHashMap<&str, &Invoice> =
+        ex.invoices.iter().map(|(_, i)| (i.id.as_str(), i)).collect();
+    for (origin, cn) in &ex.credit_notes {
+        if cn.status.as_deref() == Some("void") {
+            continue;
+        }
+        let inv = invoices.get(cn.invoice.0.as_str());
+        let customer =
+            cn.customer.as_ref().map(|c| c.0.as_str()).or(inv.map(|i| i.customer.0.as_str()));
+        let Some(customer) = customer else {
+            out.problems.push(Problem {
+                origin: origin.clone(),
+                id: Some(cn.id.clone()),
+                field: Some("customer".into()),
+                reason: "no customer, and its invoice is not in the export".into(),
+            });
+            continue;
+        };
+        let currency =
+            cn.currency.as_deref().or(inv.and_then(|i| i.currency.as_deref())).unwrap_or("usd");
+        let amount = cn.total_excluding_tax.or(cn.subtotal_excluding_tax).unwrap_or(cn.amount);
+        let Some((amount, currency)) = money(amount, currency) else {
+            out.problems.push(Problem {
+                origin: origin.clone(),
+                id: Some(cn.id.clone()),
+                field: Some("currency".into()),
+                reason: format!("unknown currency {currency:?}"),
+            });
+            continue;
+        };
+        let mut o = Map::new();
+        o.insert("type".into(), json!("invoice"));
+        o.insert("timestamp".into(), json!(ts(cn.created)));
+        o.insert("account_id".into(), json!(ctx.account(customer)));
+        o.insert("message_id".into(), json!(format!("stripe:{}", cn.id)));
+        o.insert("invoice_id".into(), json!(cn.invoice.0));
+        o.insert("amount".into(), json!(amount));
+        o.insert("currency".into(), json!(currency));
+        o.insert("status".into(), json!("refunded"));
+        if let Some(i) = inv
+            && let Some((s, e)) = invoice_period(i)
+        {
+            o.insert("period_start".into(), json!(ts(s)));
+            o.insert("period_end".into(), json!(ts(e)));
+        }
+        out.rows.push(Row {
+            origin: origin.clone(),
+            id: cn.id.clone(),
+            json: Value::Object(o).to_string(),
+        });
+    }
+    // Each item's timeline.
+    let mut by_item: BTreeMap<&str, Vec<Fact<'_>>> = BTreeMap::new();
+    for f in facts {
+        by_item.entry(f.item).or_default().push(f);
+    }
+    let mut done_items = FxHashSet::default();
+    for (item, mut fs) in by_item {
+        done_items.insert(item);
+        let sub_id = fs.iter().find_map(|f| f.sub).or(ctx.item_sub.get(item).copied());
+        let sub = sub_id.and_then(|s| ctx.subs.get(s)).copied();
+        let account = match sub.map(|s| ctx.account(&s.customer.0)) {
+            Some(a) => a,
+            None => item_account.get(item).cloned().unwrap_or_default(),
+        };
+        fs.sort_by_key(|f| (f.at, f.kind as u8));
+        let changes = item_changes(&ctx, item, sub, &fs);
+        let origin = sub_id.and_then(|s| sub_origin.get(s)).map(|o| (*o).clone());
+        emit(&changes, &account, item, origin, &mut out);
+    }
+    // Subscriptions with items no invoice mentions: their current state since they started.
+    for (origin, s) in &ex.subscriptions {
+        if s.status.starts_with("incomplete") {
+            *out.skipped.entry("incomplete subscriptions (never revenue)").or_default() += 1;
+            continue;
+        }
+        let account = ctx.account(&s.customer.0);
+        for it in &s.items.data {
+            if done_items.contains(it.id.as_str()) {
+                continue;
+            }
+            let Some(p) = it.price() else {
+                out.problems.push(Problem {
+                    origin: origin.clone(),
+                    id: Some(format!("{} item {}", s.id, it.id)),
+                    field: Some("items.price".into()),
+                    reason: "no price".into(),
+                });
+                continue;
+            };
+            match item_state(opts, p, it.quantity.unwrap_or(1), s) {
+                Ok(Some(state)) => {
+                    let mut changes = Vec::new();
+                    let start = s.start_date.unwrap_or(s.created);
+                    if let (Some(t0), Some(t1)) = (s.trial_start, s.trial_end) {
+                        changes
+                            .push((t0, Change::Set(State { status: "trialing", ..state.clone() })));
+                        changes.push((t1.max(start), Change::Set(state)));
+                    } else {
+                        changes.push((start, Change::Set(state)));
+                    }
+                    subscription_end(s, &mut changes);
+                    changes.sort_by_key(|(t, c)| (*t, rank(c)));
+                    emit(&changes, &account, &it.id, Some(origin.clone()), &mut out);
+                }
+                Ok(None) => {
+                    *out.skipped
+                        .entry("metered lines (not MRR; [stripe] metered_in_mrr)")
+                        .or_default() += 1
+                }
+                Err(reason) => out.problems.push(Problem {
+                    origin: origin.clone(),
+                    id: Some(format!("{} item {}", s.id, it.id)),
+                    field: Some("items.price".into()),
+                    reason,
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// When an invoice's payment failed, and when it was paid after all.
+fn failure(inv: &Invoice) -> Option<(i64, Option<i64>)> {
+    let status = inv.status.as_deref().unwrap_or("");
+    let at = inv.status_transitions.finalized_at.unwrap_or(inv.created);
+    let paid = inv.status_transitions.paid_at;
+    match status {
+        "paid" if inv.attempt_count > 1 => Some((at, paid.or(Some(at)))),
+        "open" | "uncollectible" | "void" if inv.attempt_count > 0 => Some((at, None)),
+        _ => None,
+    }
+}
+
+fn invoice_period(inv: &Invoice) -> Option<(i64, i64)> {
+    let s = inv.lines.data.iter().map(|l| l.period.start).min();
+    let e = inv.lines.data.iter().map(|l| l.period.end).max();
+    match (s, e) {
+        (Some(s), Some(e)) if e > s => Some((s, e)),
+        _ => match (inv.period_start, inv.period_end) {
+            (Some(s), Some(e)) if e > s => Some((s, e)),
+            _ => None,
+        },
+    }
+}
+
+/// An invoice's own events: paid, and failed when a payment attempt failed. $0 invoices
+/// (trials) are none.
+fn invoice_rows(
+    inv: &Invoice,
+    origin: &Origin,
+    account: &str,
+    failed: Option<(i64, Option<i64>)>,
+    rows: &mut Vec<Row>,
+) {
+    let amount = inv.total_excluding_tax.or(inv.subtotal).or(inv.total).unwrap_or(0);
+    if amount <= 0 {
+        return;
+    }
+    let Some((amount, currency)) = money(amount, inv.currency.as_deref().unwrap_or("usd")) else {
+        return;
+    };
+    let period = invoice_period(inv);
+    let mut push = |status: &str, at: i64| {
+        let mut o = Map::new();
+        o.insert("type".into(), json!("invoice"));
+        o.insert("timestamp".into(), json!(ts(at)));
+        o.insert("account_id".into(), json!(account));
+        o.insert("message_id".into(), json!(format!("stripe:{}:{status}", inv.id)));
+        o.insert("invoice_id".into(), json!(inv.id));
+        o.insert("amount".into(), json!(amount));
+        o.insert("currency".into(), json!(currency));
+        o.insert("status".into(), json!(status));
+        if let Some((s, e)) = period {
+            o.insert("period_start".into(), json!(ts(s)));
+            o.insert("period_end".into(), json!(ts(e)));
+        }
+        rows.push(Row {
+            origin: origin.clone(),
+            id: inv.id.clone(),
+            json: Value::Object(o).to_string(),
+        });
+    };
+    if let Some((at, _)) = failed {
+        push("failed", at);
+    }
+    if inv.status.as_deref() == Some("paid") {
+        let at = inv.status_transitions.paid_at.unwrap_or(inv.created);
+        push("paid", at);
+    }
+}
+
+/// The line's amount before tax: Stripe's `amount` includes inclusive taxes (never the
+/// exclusive ones, which are added on top).
+fn pre_tax(line: &Line) -> i64 {
+    if let Some(a) = line.amount_excluding_tax {
+        return a;
+    }
+    let inclusive: i64 = line
+        .taxes
+        .iter()
+        .filter(|t| t.tax_behavior.as_deref() == Some("inclusive"))
+        .map(|t| t.amount)
+        .chain(line.tax_amounts.iter().filter(|t| t.inclusive).map(|t| t.amount))
+        .sum();
+    line.amount - inclusive
+}
+
+/// The state a price and quantity give, or `None` for a metered price left out of MRR.
+pub(crate) fn item_state(
+    opts: &Options,
+    p: &Price,
+    qty: u64,
+    s: &Subscription,
+) -> Result<Option<State>, String> {
+    let Some(r) = p.recurring() else {
+        return Err(format!("price {} is not recurring", p.id));
+    };
+    if r.usage_type.as_deref() == Some("metered") && !opts.metered_in_mrr {
+        return Ok(None);
+    }
+    let (months, num, den) = interval_of(&r.interval, r.interval_count)
+        .ok_or_else(|| format!("price {}: unknown interval {:?}", p.id, r.interval))?;
+    let Some(unit) = p.unit() else {
+        return Err(format!(
+            "price {} has no unit amount (tiered): without invoices its amount is unknown",
+            p.id
+        ));
+    };
+    let currency = p.currency.clone().or(s.currency.clone()).unwrap_or_else(|| "usd".into());
+    let (product, service) = product_of(p);
+    Ok(Some(State {
+        status: "active",
+        product,
+        plan: plan_of(p),
+        service,
+        quantity: qty,
+        amount: div_round(unit.saturating_mul(qty as i64), num, den),
+        currency,
+        months,
+        term: None,
+        cancel_at: None,
+        cancel_reason: None,
+    }))
+}
+
+type LineError = (&'static str, String);
+
+/// What one invoice line says about its subscription item; `None` for a one-off line.
+fn line_fact<'a>(
+    ctx: &Ctx<'a>,
+    inv: &'a Invoice,
+    line: &'a Line,
+    status: &str,
+    failed: Option<(i64, Option<i64>)>,
+) -> Result<Option<Fact<'a>>, LineError> {
+    let Some(item) = line.subscription_item() else { return Ok(None) };
+    let sub = line.subscription().or(inv.subscription()).or(ctx.item_sub.get(item).copied());
+    let price = ctx.price_of(line, Some(item));
+    let proration = line.is_proration();
+    if line.period.end <= line.period.start && !proration {
+        return Err(("period", format!("empty period {}..{}", line.period.start, line.period.end)));
+    }
+    let recurring = price.and_then(|p| p.recurring());
+    if recurring.as_ref().is_some_and(|r| r.usage_type.as_deref() == Some("metered"))
+        && !ctx.opts.metered_in_mrr
+    {
+        return Err(("price", "metered".into()));
+    }
+    let (months, num, den) = match &recurring {
+        Some(r) => interval_of(&r.interval, r.interval_count).ok_or_else(|| {
+            ("price.recurring.interval", format!("unknown interval {:?}", r.interval))
+        })?,
+        None => match interval_from_period(line.period.start, line.period.end) {
+            Some(m) if !proration => (m, 1, 1),
+            _ => {
+                return Err((
+                    "price",
+                    "the line's price is not in the export and its period does not tell the \
+                     billing interval: export the prices (or expand `lines.data.price`)"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let currency = line
+        .currency
+        .clone()
+        .or(inv.currency.clone())
+        .or(price.and_then(|p| p.currency.clone()))
+        .unwrap_or_else(|| "usd".into());
+    if Currency::parse(&currency).is_none() {
+        return Err(("currency", format!("unknown currency {currency:?}")));
+    }
+    let qty = line.quantity.unwrap_or(1);
+    let gross = pre_tax(line);
+    let recurring_discount: i64 = line
+        .discount_amounts
+        .iter()
+        .filter(|d| ctx.recurring_discount(d.discount.as_ref().map(|i| i.0.as_str())))
+        .map(|d| d.amount)
+        .sum();
+    let (product, service) = match price {
+        Some(p) => product_of(p),
+        None => (
+            line.pricing
+                .as_ref()
+                .and_then(|p| p.price_details.as_ref())
+                .and_then(|d| d.product.as_ref())
+                .map(|p| p.0.clone()),
+            false,
+        ),
+    };
+    let plan = price.and_then(plan_of).or_else(|| line.price_id().map(str::to_string));
+    let full_amount = if proration {
+        if gross < 0 {
+            return Ok(Some(Fact {
+                at: line.period.start,
+                end: line.period.end,
+                item,
+                sub,
+                kind: FactKind::ProrationDown,
+                state: None,
+                failed: None,
+            }));
+        }
+        // The full-period price of the new terms: unit x quantity for a per-unit price,
+        // else the prorated amount scaled up to a whole interval.
+        let unit =
+            price.filter(|p| p.billing_scheme.as_deref() != Some("tiered")).and_then(|p| p.unit());
+        let full = match unit {
+            Some(u) => u.saturating_mul(qty as i64),
+            None => {
+                let t0 = Timestamp::from_secs(line.period.start);
+                let whole = t0.add_months(months as i64).secs() - line.period.start;
+                let part = (line.period.end - line.period.start).max(1);
+                div_round(gross, whole, part)
+            }
+        };
+        // Discounts apply in the same proportion as on the prorated line.
+        if gross > 0 { full - div_round(full, recurring_discount, gross) } else { full }
+    } else {
+        gross - recurring_discount
+    };
+    let amount = div_round(full_amount, num, den).max(0);
+    let trial = sub.and_then(|s| ctx.subs.get(s)).is_some_and(|s| {
+        gross == 0
+            && matches!((s.trial_start, s.trial_end), (Some(a), Some(b)) if line.period.start >= a && line.period.start < b)
+    });
+    let ended_within = sub
+        .and_then(|s| ctx.subs.get(s))
+        .and_then(|s| s.ended_at)
+        .is_some_and(|e| e > line.period.start && e <= line.period.end);
+    let kind = if proration {
+        FactKind::ProrationUp
+    } else if status == "void" && !ended_within {
+        FactKind::Void
+    } else {
+        FactKind::Cycle
+    };
+    let term = (months >= 12).then_some((line.period.start, line.period.end));
+    let state = State {
+        status: if trial { "trialing" } else { "active" },
+        product,
+        plan,
+        service,
+        quantity: qty,
+        amount,
+        currency,
+        months,
+        term,
+        cancel_at: None,
+        cancel_reason: None,
+    };
+    Ok(Some(Fact {
+        at: line.period.start,
+        end: line.period.end,
+        item,
+        sub,
+        kind,
+        state: Some(state),
+        failed: if kind == FactKind::Cycle { failed } else { None },
+    }))
+}
+
+/// The end of a subscription and the notice before it.
+fn subscription_end(s: &Subscription, changes: &mut Vec<(i64, Change)>) {
+    let reason = cancel_reason(s);
+    match s.ended_at {
+        Some(end) => {
+            if let Some(asked) = s.canceled_at
+                && asked < end
+            {
+                changes.push((asked, Change::Schedule(end)));
+            }
+            changes.push((end, Change::End(reason)));
+        }
+        None => {
+            let at = s.cancel_at.or(if s.cancel_at_period_end {
+                s.current_period_end
+                    .or_else(|| s.items.data.iter().filter_map(|i| i.current_period_end).max())
+            } else {
+                None
+            });
+            if let Some(at) = at {
+                let asked = s.canceled_at.unwrap_or(s.created).min(at);
+                changes.push((asked, Change::Schedule(at)));
+            }
+        }
+    }
+}
+
+/// The changes of one item, from its facts and its subscription.
+fn item_changes(
+    ctx: &Ctx<'_>,
+    item: &str,
+    sub: Option<&Subscription>,
+    fs: &[Fact<'_>],
+) -> Vec<(i64, Change)> {
+    let mut changes: Vec<(i64, Change)> = Vec::new();
+    if let Some(s) = sub
+        && let (Some(t0), Some(t1)) = (s.trial_start, s.trial_end)
+        && let Some(first) = fs.iter().find_map(|f| f.state.as_ref())
+        && fs.first().is_some_and(|f| f.at >= t0)
+    {
+        // A trial whose $0 invoice is missing still starts the line.
+        let _ = t1;
+        changes.push((t0, Change::Set(State { status: "trialing", ..first.clone() })));
+    }
+    let mut covered_to: Option<i64> = None;
+    let n = fs.len();
+    for (i, f) in fs.iter().enumerate() {
+        if let Some(end) = covered_to
+            && f.at > end
+            && matches!(f.kind, FactKind::Cycle)
+        {
+            // Nothing billed between two periods: collection was paused (drafts kept).
+            changes.push((end, Change::Status("paused")));
+        }
+        match f.kind {
+            FactKind::Cycle => {
+                if let Some(s) = &f.state {
+                    changes.push((f.at, Change::Set(s.clone())));
+                }
+                if let Some((at, recovered)) = f.failed {
+                    changes.push((at.max(f.at), Change::Status("past_due")));
+                    if let Some(r) = recovered {
+                        changes.push((r.max(f.at), Change::Status("active")));
+                    }
+                }
+                covered_to = Some(covered_to.map_or(f.end, |c| c.max(f.end)));
+            }
+            FactKind::Void => {
+                changes.push((f.at, Change::Status("paused")));
+                covered_to = Some(covered_to.map_or(f.end, |c| c.max(f.end)));
+            }
+            FactKind::ProrationUp => {
+                if let Some(s) = &f.state {
+                    changes.push((f.at, Change::Set(s.clone())));
+                }
+            }
+            FactKind::ProrationDown => {
+                // Credit for unused time with no new terms at that instant, and nothing
+                // billed later: the item was removed.
+                let replaced =
+                    fs.iter().any(|g| g.at >= f.at && !matches!(g.kind, FactKind::ProrationDown));
+                if !replaced && i + 1 == n {
+                    changes.push((f.at, Change::End(None)));
+                }
+            }
+        }
+    }
+    match sub {
+        Some(s) => {
+            let current = s.items.data.iter().any(|it| it.id == item);
+            if s.ended_at.is_some() || current {
+                subscription_end(s, &mut changes);
+            } else if let Some(end) = covered_to {
+                // No longer on the subscription: it ended with its last billed period.
+                if !changes.iter().any(|(_, c)| matches!(c, Change::End(_))) {
+                    changes.push((end, Change::End(None)));
+                }
+            }
+            if s.ended_at.is_none()
+                && let Some(pc) = &s.pause_collection
+                && pc.behavior.is_some()
+                && let Some(end) = covered_to
+                && !matches!(fs.last().map(|f| f.kind), Some(FactKind::Void))
+            {
+                changes.push((end, Change::Status("paused")));
+            }
+        }
+        None => {
+            let _ = ctx;
+        }
+    }
+    changes.sort_by_key(|(t, c)| (*t, rank(c)));
+    changes
+}
+
+/// Folds changes into states and writes one subscription event per instant at which the
+/// state differs from the one before.
+fn emit(
+    changes: &[(i64, Change)],
+    account: &str,
+    item: &str,
+    origin: Option<Origin>,
+    out: &mut Converted,
+) {
+    let origin = origin.unwrap_or(Origin { file: "invoices".into(), line: 0, index: None });
+    let mut cur: Option<State> = None;
+    let mut last: Option<State> = None;
+    let mut ended = false;
+    let mut i = 0;
+    while i < changes.len() {
+        let at = changes[i].0;
+        while i < changes.len() && changes[i].0 == at {
+            match &changes[i].1 {
+                Change::Set(s) => {
+                    // Notice given stays until the line ends; an annual line's term stays
+                    // through a mid-term change.
+                    let keep_notice = cur.as_ref().and_then(|c| c.cancel_at).filter(|&c| c > at);
+                    let inherited = cur.as_ref().and_then(|c| c.term).filter(|&(_, e)| e > at);
+                    let term = match (inherited, s.term) {
+                        // A mid-term change (proration) keeps the term it falls in.
+                        (Some(c), Some(n)) if c.1 == n.1 => Some(c),
+                        (Some(c), None) if s.months >= 12 => Some(c),
+                        (_, n) => n,
+                    };
+                    cur = Some(State { cancel_at: keep_notice, term, ..s.clone() });
+                    ended = false;
+                }
+                Change::Status(st) => {
+                    if let Some(c) = cur.as_mut()
+                        && !ended
+                    {
+                        c.status = st;
+                    }
+                }
+                Change::Schedule(t) => {
+                    if let Some(c) = cur.as_mut()
+                        && !ended
+                    {
+                        c.cancel_at = Some(*t);
+                    }
+                }
+                Change::End(reason) => {
+                    if let Some(c) = cur.as_mut()
+                        && !ended
+                    {
+                        c.status = "canceled";
+                        c.cancel_at = None;
+                        c.cancel_reason = reason.clone();
+                        ended = true;
+                    }
+                }
+            }
+            i += 1;
+        }
+        if let Some(c) = &cur
+            && last.as_ref() != Some(c)
+        {
+            match c.to_json(at, account, item) {
+                Some(v) => out.rows.push(Row {
+                    origin: origin.clone(),
+                    id: item.to_string(),
+                    json: v.to_string(),
+                }),
+                None => out.problems.push(Problem {
+                    origin: origin.clone(),
+                    id: Some(item.to_string()),
+                    field: Some("currency".into()),
+                    reason: format!("unknown currency {:?}", c.currency),
+                }),
+            }
+            last = Some(c.clone());
+        }
+    }
+}

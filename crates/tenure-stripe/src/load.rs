@@ -1,0 +1,237 @@
+//! Reading a Stripe export: files of API objects (list responses, arrays, one object per
+//! line, or single objects) sorted by their `object` type, each remembered with where it
+//! came from so that every rejection can name its file, line and object id.
+
+use crate::objects::{
+    Coupon, CreditNote, Customer, Discount, Event, Invoice, Line, Price, Subscription,
+};
+use rayon::prelude::*;
+use serde::Deserialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// Where an object came from: a file and a line (one object per line) or an index in the
+/// file's list (`data[3]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub line: u64,
+    pub index: Option<usize>,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}: data[{i}]", self.file),
+            None => write!(f, "{}:{}", self.file, self.line),
+        }
+    }
+}
+
+/// An object or row that cannot be used, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub origin: Origin,
+    /// The Stripe object id, when known.
+    pub id: Option<String>,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(id) = &self.id {
+            write!(f, ": {id}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Every object of an export, by type.
+#[derive(Debug, Default)]
+pub struct Export {
+    pub customers: Vec<(Origin, Customer)>,
+    pub subscriptions: Vec<(Origin, Subscription)>,
+    pub invoices: Vec<(Origin, Invoice)>,
+    /// Invoice lines listed on their own (an invoice's `lines` has more than one page).
+    pub lines: Vec<(Origin, Line)>,
+    pub credit_notes: Vec<(Origin, CreditNote)>,
+    pub prices: Vec<Price>,
+    pub discounts: Vec<Discount>,
+    pub coupons: Vec<Coupon>,
+    pub events: Vec<(Origin, Event)>,
+    pub problems: Vec<Problem>,
+    /// Objects of types Tenure does not use (`charge`, `payment_intent`, ...), by type.
+    pub ignored: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+struct Tag<'a> {
+    #[serde(borrow, default)]
+    object: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[allow(clippy::large_enum_variant)] // each value moves straight into its vector
+enum Parsed {
+    Customer(Customer),
+    Subscription(Subscription),
+    Invoice(Invoice),
+    Line(Line),
+    CreditNote(CreditNote),
+    Price(Price),
+    Discount(Discount),
+    Coupon(Coupon),
+    Event(Event),
+    Ignored(String),
+}
+
+fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// One object's text, typed by its `object` field.
+fn parse_object(text: &str) -> Result<Parsed, (Option<String>, String)> {
+    let tag: Tag<'_> =
+        serde_json::from_str(text).map_err(|e| (None, format!("malformed JSON: {e}")))?;
+    let id = tag.id.as_deref().map(str::to_string);
+    let Some(kind) = tag.object else {
+        return Err((id, "no `object` field: not a Stripe API object".into()));
+    };
+    let r = match &*kind {
+        "customer" => parse_typed(text).map(Parsed::Customer),
+        "subscription" => parse_typed(text).map(Parsed::Subscription),
+        "invoice" => parse_typed(text).map(Parsed::Invoice),
+        "line_item" => parse_typed(text).map(Parsed::Line),
+        "credit_note" => parse_typed(text).map(Parsed::CreditNote),
+        "price" | "plan" => parse_typed(text).map(Parsed::Price),
+        "discount" => parse_typed(text).map(Parsed::Discount),
+        "coupon" => parse_typed(text).map(Parsed::Coupon),
+        "event" => parse_typed(text).map(Parsed::Event),
+        other => Ok(Parsed::Ignored(other.to_string())),
+    };
+    r.map_err(|e| (id, format!("not a usable {kind}: {e}")))
+}
+
+impl Export {
+    /// Adds one file's objects. JSON only; CSV exports go through [`crate::dashboard`].
+    pub fn add_json(&mut self, file: &str, text: &str) {
+        let file: Arc<str> = Arc::from(file);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let body = text.trim_start();
+        let first_line = body.split('\n').next().unwrap_or("");
+        // One object (or one list page) per line, or one document.
+        let one_per_line = body.starts_with('{')
+            && serde_json::from_str::<serde::de::IgnoredAny>(first_line.trim_end()).is_ok();
+        if one_per_line {
+            // Lines in parallel: the big exports (invoices) are where the time goes.
+            let lines: Vec<(usize, &str)> =
+                text.split('\n').enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+            let parsed: Vec<_> =
+                lines.par_iter().map(|&(i, l)| (i, parse_line(l.trim_end_matches('\r')))).collect();
+            for (i, ps) in parsed {
+                for (index, p) in ps {
+                    let origin = Origin { file: file.clone(), line: i as u64 + 1, index };
+                    self.push(origin, p);
+                }
+            }
+            return;
+        }
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let origin = Origin { file, line: e.line() as u64, index: None };
+                self.problems.push(Problem {
+                    origin,
+                    id: None,
+                    field: None,
+                    reason: format!("malformed JSON: {e}"),
+                });
+                return;
+            }
+        };
+        let items: Vec<serde_json::Value> = match value {
+            serde_json::Value::Array(a) => a,
+            serde_json::Value::Object(mut o)
+                if o.get("object").and_then(|v| v.as_str()) == Some("list") =>
+            {
+                match o.remove("data") {
+                    Some(serde_json::Value::Array(a)) => a,
+                    _ => Vec::new(),
+                }
+            }
+            v @ serde_json::Value::Object(_) => vec![v],
+            _ => {
+                let origin = Origin { file, line: 1, index: None };
+                let reason =
+                    "expected Stripe objects: a list response, an array, or one object per line";
+                self.problems.push(Problem {
+                    origin,
+                    id: None,
+                    field: None,
+                    reason: reason.into(),
+                });
+                return;
+            }
+        };
+        let parsed: Vec<_> = items.par_iter().map(|v| parse_object(&v.to_string())).collect();
+        for (i, p) in parsed.into_iter().enumerate() {
+            let origin = Origin { file: file.clone(), line: 0, index: Some(i) };
+            self.push(origin, p);
+        }
+    }
+
+    fn push(&mut self, origin: Origin, p: Result<Parsed, (Option<String>, String)>) {
+        match p {
+            Ok(Parsed::Customer(c)) => self.customers.push((origin, c)),
+            Ok(Parsed::Subscription(s)) => self.subscriptions.push((origin, s)),
+            Ok(Parsed::Invoice(i)) => self.invoices.push((origin, i)),
+            Ok(Parsed::Line(l)) => self.lines.push((origin, l)),
+            Ok(Parsed::CreditNote(c)) => self.credit_notes.push((origin, c)),
+            Ok(Parsed::Price(p)) => self.prices.push(p),
+            Ok(Parsed::Discount(d)) => self.discounts.push(d),
+            Ok(Parsed::Coupon(c)) => self.coupons.push(c),
+            Ok(Parsed::Event(e)) => self.events.push((origin, e)),
+            Ok(Parsed::Ignored(kind)) => *self.ignored.entry(kind).or_default() += 1,
+            Err((id, reason)) => self.problems.push(Problem { origin, id, field: None, reason }),
+        }
+    }
+
+    /// How many objects were read, for the summary line.
+    pub fn count(&self) -> usize {
+        self.customers.len()
+            + self.subscriptions.len()
+            + self.invoices.len()
+            + self.lines.len()
+            + self.credit_notes.len()
+            + self.prices.len()
+            + self.discounts.len()
+            + self.coupons.len()
+            + self.events.len()
+    }
+}
+
+type ParseResult = Result<Parsed, (Option<String>, String)>;
+
+/// One line: an object, or a list page (`{"object":"list","data":[...]}`) of objects.
+fn parse_line(line: &str) -> Vec<(Option<usize>, ParseResult)> {
+    let is_list =
+        serde_json::from_str::<Tag<'_>>(line).is_ok_and(|t| t.object.as_deref() == Some("list"));
+    if !is_list {
+        return vec![(None, parse_object(line))];
+    }
+    match serde_json::from_str::<crate::objects::List<serde_json::Value>>(line) {
+        Ok(l) => l
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (Some(i), parse_object(&v.to_string())))
+            .collect(),
+        Err(e) => vec![(None, Err((None, format!("malformed list: {e}"))))],
+    }
+}
