@@ -83,6 +83,13 @@ pub const ROUTES: &[Route] = &[
         params: &[("call", "path", "track | identify | group | page | screen | alias | batch")],
     },
     Route {
+        method: "post",
+        path: "/webhooks/stripe",
+        scope: None,
+        summary: "Stripe webhook endpoint: verified by its Stripe-Signature header (the signing secret in [service] stripe_webhook_secret; 404 without one); customer, subscription, invoice, credit note and refund events become events, once per Stripe event id",
+        params: &[],
+    },
+    Route {
         method: "get",
         path: "/api/v1/accounts",
         scope: Some(Scope::Read),
@@ -179,6 +186,7 @@ pub fn handler(r: &Route) -> MethodRouter<AppState> {
         ("get", "/api/v1/openapi.json") => get(openapi_json),
         ("post", "/api/v1/events") => post(crate::ingest),
         ("post", "/v1/{call}") => post(crate::segment_call),
+        ("post", "/webhooks/stripe") => post(crate::ingest::stripe_webhook),
         ("get", "/api/v1/accounts") => get(accounts),
         ("get", "/api/v1/accounts/{id}") => get(account),
         ("get", "/api/v1/kpis") => get(kpis),

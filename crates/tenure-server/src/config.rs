@@ -93,6 +93,14 @@ pub struct ServiceSection {
     pub max_requests: Option<usize>,
     /// Rows an answer of `/api/v1/kpis` may hold (sub-periods times cuts) [20000].
     pub max_kpi_rows: Option<usize>,
+    /// The signing secret of the Stripe webhook endpoint (`whsec_...`); without it
+    /// `POST /webhooks/stripe` answers 404.
+    pub stripe_webhook_secret: Option<String>,
+    /// Seconds a Stripe signature's timestamp may be from now [300, Stripe's default].
+    pub stripe_tolerance_secs: Option<i64>,
+    /// Group Stripe customers into the account named by this metadata key, as
+    /// `tenure import --from stripe --account-key` does.
+    pub stripe_account_key: Option<String>,
 }
 
 fn default_refresh() -> u64 {
@@ -111,6 +119,9 @@ impl Default for ServiceSection {
             max_connections: None,
             max_requests: None,
             max_kpi_rows: None,
+            stripe_webhook_secret: None,
+            stripe_tolerance_secs: None,
+            stripe_account_key: None,
         }
     }
 }

@@ -39,6 +39,7 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("overloaded", 503),
     ("result_too_large", 400),
     ("request_timeout", 408),
+    ("invalid_signature", 400),
 ];
 
 impl ApiError {

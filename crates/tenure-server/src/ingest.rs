@@ -262,3 +262,54 @@ fn segment_events(
     }
     Ok((events, rejected, ignored))
 }
+
+/// The Stripe webhook's settings (`[service] stripe_*`).
+#[derive(Clone, Debug, Default)]
+pub struct StripeConfig {
+    pub secret: Option<String>,
+    pub tolerance_secs: i64,
+    pub options: tenure_stripe::Options,
+}
+
+/// `POST /webhooks/stripe`: the signature checked on the raw body, the event mapped to
+/// contract events keyed by its id, stored before the 200 (Stripe retries anything else).
+/// A type Tenure does not use is acknowledged with `ignored: true`.
+pub(crate) async fn stripe_webhook(
+    State(state): State<AppState>,
+    h: HeaderMap,
+    body: BodyResult,
+) -> Result<Response, ApiError> {
+    let Some(secret) = state.0.stripe.secret.clone() else {
+        return Err(ApiError::new(
+            "not_found",
+            "the Stripe webhook is not configured ([service] stripe_webhook_secret)",
+        ));
+    };
+    let body = body_bytes(&state, body)?;
+    let now = (state.0.clock)();
+    let sig = h.get("stripe-signature").and_then(|v| v.to_str().ok());
+    tenure_stripe::webhook::verify(sig, &body, &secret, now.secs(), state.0.stripe.tolerance_secs)
+        .map_err(|e| ApiError::new("invalid_signature", e.to_string()))?;
+    let ev: tenure_stripe::objects::Event = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new("invalid_json", format!("not a Stripe event: {e}")))?;
+    let mapped = tenure_stripe::webhook::map_event(&ev, &state.0.stripe.options)
+        .map_err(|e| ApiError::new("invalid_events", format!("{} ({}): {e}", ev.id, ev.kind)))?;
+    if mapped.ignored || mapped.events.is_empty() {
+        let body = json!({"success": true, "accepted": 0, "duplicates": 0, "rejected": [], "ignored": true});
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let cfg = IngestConfig { now: Some(now), ..state.0.ingest.clone() };
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, v) in mapped.events.iter().enumerate() {
+        match tenure_ingest::parse_json_line(&v.to_string(), None, &cfg) {
+            Ok(e) => events.push(e),
+            Err(e) => rejected.push(Rejection {
+                line: i as u64 + 1,
+                field: e.field,
+                reason: format!("{} ({}): {}", ev.id, ev.kind, e.reason),
+            }),
+        }
+    }
+    accept(&state, events, rejected, Some(("stripe_event", json!(ev.id)))).await
+}

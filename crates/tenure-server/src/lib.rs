@@ -16,7 +16,7 @@ mod conn;
 pub mod decode;
 pub mod error;
 pub mod fallback;
-mod ingest;
+pub mod ingest;
 pub mod keys;
 pub mod live;
 pub mod metrics;
@@ -81,6 +81,7 @@ pub struct Inner {
     pub limits: Limits,
     pub clock: Clock,
     pub segment: segment::SegmentConfig,
+    pub stripe: ingest::StripeConfig,
     pub sessions: web::Sessions,
     /// Permits for requests in flight (`limits.max_requests`).
     pub(crate) requests: Arc<tokio::sync::Semaphore>,
@@ -232,6 +233,18 @@ impl AppState {
             ingest: o.ingest,
             clock: o.clock,
             segment: seg,
+            stripe: ingest::StripeConfig {
+                secret: o.config.service.stripe_webhook_secret.clone().filter(|s| !s.is_empty()),
+                tolerance_secs: o
+                    .config
+                    .service
+                    .stripe_tolerance_secs
+                    .unwrap_or(tenure_stripe::webhook::DEFAULT_TOLERANCE_SECS),
+                options: tenure_stripe::Options {
+                    account_key: o.config.service.stripe_account_key.clone(),
+                    metered_in_mrr: false,
+                },
+            },
             sessions: web::Sessions::default(),
             requests: Arc::new(tokio::sync::Semaphore::new(limits.max_requests.max(1))),
             limits,

@@ -558,7 +558,9 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
             json!({"description": "The Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }
         ("get", "/api/v1/openapi.json") => ok_json(sref("OpenApi")),
-        ("post", "/api/v1/events") | ("post", "/v1/{call}") => ok_json(sref("IngestAnswer")),
+        ("post", "/api/v1/events") | ("post", "/v1/{call}") | ("post", "/webhooks/stripe") => {
+            ok_json(sref("IngestAnswer"))
+        }
         ("get", "/api/v1/accounts") => ok_json(sref("AccountList")),
         ("get", "/api/v1/accounts/{id}") => ok_json(sref("Account")),
         ("get", "/api/v1/kpis") => ok_json(sref("KpiRows")),
@@ -586,7 +588,7 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         responses.insert("401".into(), error("No key, or an unknown or revoked one"));
         responses.insert("403".into(), error("The key lacks the scope"));
     }
-    if r.params.iter().any(|(_, at, _)| *at == "path") {
+    if r.params.iter().any(|(_, at, _)| *at == "path") || r.path == "/webhooks/stripe" {
         responses.insert("404".into(), error("No such resource"));
     }
     if body {
@@ -616,6 +618,9 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         None => op["security"] = json!([]),
     }
     let request = match (r.method, call) {
+        ("post", _) if r.path == "/webhooks/stripe" => Some(
+            json!({"type": "object", "description": "A Stripe event object, as Stripe sends it"}),
+        ),
         ("post", Some("batch")) => Some(sref("SegmentBatch")),
         ("post", Some(c)) => Some(segment_message(Some(c))),
         ("post", None) => Some(sref("Events")),

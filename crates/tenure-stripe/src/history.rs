@@ -359,6 +359,7 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
     }
     let mut facts: Vec<Fact<'_>> = Vec::new();
     let mut item_account: FxHashMap<&str, String> = FxHashMap::default();
+    let mut metered_items: FxHashSet<&str> = FxHashSet::default();
     let mut seen_invoices = FxHashSet::default();
     for (origin, inv) in &ex.invoices {
         if !seen_invoices.insert(inv.id.as_str()) {
@@ -399,10 +400,12 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
                 Ok(None) => {
                     *out.skipped.entry("one-off invoice lines (not recurring)").or_default() += 1
                 }
-                Err((field, reason)) if reason == "metered" => {
-                    let _ = field;
+                Err((_, reason)) if reason == "metered" => {
+                    if let Some(i) = line.subscription_item() {
+                        metered_items.insert(i);
+                    }
                     *out.skipped
-                        .entry("metered lines (not MRR; [stripe] metered_in_mrr)")
+                        .entry("metered lines (usage-based, not MRR; see --metered-in-mrr)")
                         .or_default() += 1
                 }
                 Err((field, reason)) => out.problems.push(Problem {
@@ -476,7 +479,7 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
     for f in facts {
         by_item.entry(f.item).or_default().push(f);
     }
-    let mut done_items = FxHashSet::default();
+    let mut done_items = metered_items;
     for (item, mut fs) in by_item {
         done_items.insert(item);
         let sub_id = fs.iter().find_map(|f| f.sub).or(ctx.item_sub.get(item).copied());
@@ -527,7 +530,7 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
                 }
                 Ok(None) => {
                     *out.skipped
-                        .entry("metered lines (not MRR; [stripe] metered_in_mrr)")
+                        .entry("metered lines (usage-based, not MRR; see --metered-in-mrr)")
                         .or_default() += 1
                 }
                 Err(reason) => out.problems.push(Problem {
