@@ -7,4 +7,5 @@ mod notify;
 mod ops;
 mod recovery;
 mod service;
+mod stripe;
 mod web;
