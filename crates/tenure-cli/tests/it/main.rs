@@ -7,3 +7,4 @@ mod health;
 mod log;
 mod serve;
 mod stats;
+mod stripe;
