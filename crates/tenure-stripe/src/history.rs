@@ -54,9 +54,11 @@ pub(crate) fn ts(secs: i64) -> String {
     Timestamp::from_secs(secs).to_string()
 }
 
-/// Stripe amounts are in the currency's smallest unit, as Tenure's are.
+/// Stripe amounts are in the currency's smallest unit, as Tenure's are (ISO 4217), except
+/// ISK: Stripe keeps it two-decimal (100 = 1 króna) where ISO has no decimals.
 pub(crate) fn money(minor: i64, currency: &str) -> Option<(String, String)> {
     let c = Currency::parse(currency)?;
+    let minor = if c.to_string() == "ISK" { div_round(minor, 1, 100) } else { minor };
     Some((format_minor(minor, c), c.to_string()))
 }
 
@@ -905,6 +907,11 @@ fn item_changes(
                 if !changes.iter().any(|(_, c)| matches!(c, Change::End(_))) {
                     changes.push((end, Change::End(None)));
                 }
+            }
+            if s.ended_at.is_none() && s.status == "paused" {
+                // A trial that ended without a payment method.
+                let at = s.trial_end.or(covered_to).unwrap_or(s.created);
+                changes.push((at, Change::Status("paused")));
             }
             if s.ended_at.is_none()
                 && let Some(pc) = &s.pause_collection

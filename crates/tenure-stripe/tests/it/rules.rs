@@ -468,15 +468,26 @@ fn currencies_keep_their_own_minor_units() {
     l_eur["currency"] = json!("eur");
     let mut l_jpy = line("si_jpy", &jpy, 1, 5000, (day(1, 1), day(2, 1)), false);
     l_jpy["currency"] = json!("jpy");
+    let mut isk = price("price_isk", 990_000, "month", 1);
+    isk["currency"] = json!("isk");
+    let mut l_isk = line("si_isk", &isk, 1, 990_000, (day(1, 1), day(2, 1)), false);
+    l_isk["currency"] = json!("isk");
     let objs = vec![
-        sub("sub_1", "active", &[("si_eur", eur, 1), ("si_jpy", jpy, 1)], json!({})),
-        invoice("in_1", "paid", day(1, 1), vec![l_eur, l_jpy], json!({})),
+        sub(
+            "sub_1",
+            "active",
+            &[("si_eur", eur, 1), ("si_jpy", jpy, 1), ("si_isk", isk, 1)],
+            json!({}),
+        ),
+        invoice("in_1", "paid", day(1, 1), vec![l_eur, l_jpy, l_isk], json!({})),
     ];
     let c = run(&objs, &Options::default());
-    // 99.00 EUR (cents); 5000 JPY (a zero-decimal currency: Stripe's 5000 is ¥5000).
+    // 99.00 EUR (cents); 5000 JPY (a zero-decimal currency: Stripe's 5000 is ¥5000); ISK,
+    // two-decimal in Stripe's API: 990000 is 9,900 kr.
     let r = render(&c);
     assert!(r.contains("sub si_eur active 99.00 EUR/month"), "{r}");
     assert!(r.contains("sub si_jpy active 5000 JPY/month"), "{r}");
+    assert!(r.contains("sub si_isk active 9900 ISK/month"), "{r}");
 }
 
 #[test]
