@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real clients against a running `tenure serve` (issue 13): schemathesis over the OpenAPI
 # document with every check on (response schema conformance included), then Segment's
-# official Python SDK delivering with gzip=True and without. Builds the binary if needed,
+# official Python SDK delivering with gzip=True and without, and Stripe's official Node
+# library signing webhook deliveries (scripts/stripe_webhook.mjs). Builds the binary if needed,
 # generates and imports a small company, creates a key, starts the server on a free port,
 # and exits non-zero on any failure. Python packages go to a venv of their own
 # (target/clients-venv, or $VENV), pinned.
@@ -21,6 +22,11 @@ if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -d "$VENV/lib" ] || ! "$VENV/bin/pyt
     "$VENV/bin/pip" install -q 'schemathesis==4.32.5' 'segment-analytics-python==2.4.0'
 fi
 
+NODE_DIR=${NODE_DIR:-$ROOT/target/clients-node}
+if [ ! -d "$NODE_DIR/node_modules/stripe" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$NODE_DIR" 'stripe@17.7.0' >/dev/null
+fi
+
 WORK=$(mktemp -d)
 SERVER=
 cleanup() {
@@ -32,6 +38,8 @@ trap cleanup EXIT
 "$TENURE" gen --accounts 40 --months 12 --seed 13 --out "$WORK/sample" >/dev/null
 "$TENURE" import --data "$WORK/data" "$WORK/sample"/*.jsonl >/dev/null 2>&1
 KEY=$("$TENURE" key create --data "$WORK/data" --scope ingest,read,write --name clients 2>/dev/null)
+STRIPE_SECRET=whsec_check_clients_0123456789
+printf '[service]\nstripe_webhook_secret = "%s"\n' "$STRIPE_SECRET" > "$WORK/data/tenure.toml"
 "$TENURE" serve --data "$WORK/data" --listen 127.0.0.1:0 2>"$WORK/serve.log" &
 SERVER=$!
 ADDR=
@@ -60,6 +68,9 @@ status=0
 
 echo "== Segment's Python SDK"
 "$VENV/bin/python" "$ROOT/scripts/segment_sdk.py" "$BASE" "$KEY" "$TENURE" "$WORK/data" || status=1
+
+echo "== Stripe's Node library signing webhook deliveries"
+STRIPE_NODE_MODULES="$NODE_DIR/node_modules" node "$ROOT/scripts/stripe_webhook.mjs" "$BASE" "$STRIPE_SECRET" "$KEY" || status=1
 
 if ! kill -0 "$SERVER" 2>/dev/null; then
     echo "the server died:"; tail -20 "$WORK/serve.log"; status=1

@@ -87,7 +87,11 @@ pub const ROUTES: &[Route] = &[
         path: "/webhooks/stripe",
         scope: None,
         summary: "Stripe webhook endpoint: verified by its Stripe-Signature header (the signing secret in [service] stripe_webhook_secret; 404 without one); customer, subscription, invoice, credit note and refund events become events, once per Stripe event id",
-        params: &[],
+        params: &[(
+            "Stripe-Signature",
+            "header",
+            "t=TIMESTAMP,v1=HEX: HMAC-SHA256 of TIMESTAMP.BODY under the endpoint's signing secret, as Stripe sends it",
+        )],
     },
     Route {
         method: "get",

@@ -60,6 +60,7 @@ pub fn param_type(path: &str, name: &str) -> Option<Ty> {
     Some(match (path, name) {
         ("/v1/{call}", "call") => Ty::Enum(CALLS),
         (_, "id" | "q" | "segment" | "csm" | "account" | "rule" | "owner" | "by") => Ty::Text,
+        ("/webhooks/stripe", "Stripe-Signature") => Ty::Text,
         (_, "colour") => Ty::Enum(COLOURS),
         (_, "customer") => Ty::Enum(&["true", "false"]),
         (_, "min_risk") => Ty::Num { min: 0.0, max: 1.0 },
@@ -546,7 +547,7 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         .filter(|(n, _, _)| !(call.is_some() && *n == "call"))
         .map(|(n, at, d)| {
             let ty = param_type(r.path, n).unwrap_or(Ty::Text);
-            json!({"name": n, "in": at, "required": *at == "path", "description": d, "schema": ty.schema()})
+            json!({"name": n, "in": at, "required": matches!(*at, "path" | "header"), "description": d, "schema": ty.schema()})
         })
         .collect();
     let mut responses = Map::new();
