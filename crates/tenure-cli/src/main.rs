@@ -71,7 +71,7 @@ enum Cmd {
         /// instead of bringing them up to date now
         #[arg(long)]
         no_refresh: bool,
-        #[arg(required = true)]
+        /// Files to import (none with `--map list`)
         files: Vec<PathBuf>,
     },
     /// KPIs for a period, cut by an attribute, or as a series
@@ -520,6 +520,13 @@ fn out(s: &str) -> Result<()> {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Import { data, kind, from, map, acks, no_refresh, files } => {
+            if map.as_deref() == Some("list") {
+                sources::print_mappings()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if files.is_empty() {
+                bail!(usage("import: name the files to import (- reads standard input)"));
+            }
             let kind = match kind {
                 None => None,
                 Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
@@ -979,7 +986,15 @@ fn import(
                         if let Some(total) = rows.total() {
                             pb.set_length(total);
                         }
-                        importer.import_rows(&mut *rows, &mut on_reject, &mut on_commit)
+                        let r = importer.import_rows(&mut *rows, &mut on_reject, &mut on_commit);
+                        if rows.skipped() > 0 {
+                            pb.suspend(|| {
+                                let n = rows.skipped();
+                                let s = if n == 1 { "" } else { "s" };
+                                eprintln!("{name}: {n} row{s} skipped by the mapping's skip rules")
+                            });
+                        }
+                        r
                     }
                     Err(e) => {
                         pb.finish_and_clear();
