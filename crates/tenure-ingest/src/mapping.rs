@@ -20,7 +20,9 @@ use crate::raw::{F, Raw, Scalar};
 use crate::validate::{self, FieldError};
 use crate::{IngestConfig, LineCounted, Rejection, RowSource};
 use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone};
+use chrono::{
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Offset, SecondsFormat, TimeZone, Utc,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -253,7 +255,7 @@ struct RawField {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a name or a list of names")]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
@@ -324,7 +326,7 @@ impl Mapping {
             },
         };
         let offset = match input.utc_offset.take() {
-            None => FixedOffset::east_opt(0).expect("zero offset"),
+            None => Utc.fix(),
             Some(o) => parse_offset(o.get_ref()).map_err(|m| errs.at(o.span().start, m))?,
         };
 
@@ -476,7 +478,7 @@ impl Mapping {
 
 fn parse_offset(s: &str) -> Result<FixedOffset, String> {
     if matches!(s, "Z" | "z" | "UTC" | "utc") {
-        return Ok(FixedOffset::east_opt(0).expect("zero offset"));
+        return Ok(Utc.fix());
     }
     s.parse::<FixedOffset>()
         .map_err(|_| format!("utc_offset {s:?} is not an offset such as \"+02:00\" or \"-05:00\""))
@@ -538,6 +540,10 @@ fn field_maps(
                 return Err(
                     errs.at(at, format!("attribute name {a:?} is not 1-256 plain characters"))
                 );
+            }
+            if out.iter().any(|f: &FieldMap| f.target == target) {
+                // Quoted and dotted spellings of one attribute: which was meant is unknown.
+                return Err(errs.at(at, format!("{} is mapped twice", target.name())));
             }
             let fm = field_map(target, value, offset).map_err(|m| errs.at(at, m))?;
             check_values(&fm, kinds).map_err(|m| errs.at(at, m))?;

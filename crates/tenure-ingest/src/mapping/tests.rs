@@ -235,6 +235,24 @@ type = "Kind"
 "#,
         expect![[r#"my-crm.toml:4: the event type is the top-level `type`, not a field"#]],
     );
+    mapping_err(
+        r#"
+type = "account"
+[fields]
+account_id = "Id"
+"attributes.csm" = "Owner"
+attributes.csm = "Owner Name"
+"#,
+        expect![[r#"my-crm.toml:4: attributes.csm is mapped twice"#]],
+    );
+    mapping_err(
+        r#"
+type = "account"
+[fields]
+account_id = { from = 3 }
+"#,
+        expect![[r#"my-crm.toml:3: account_id: a name or a list of names"#]],
+    );
 }
 
 #[test]
