@@ -54,7 +54,7 @@ enum Cmd {
         #[command(flatten)]
         data: DataArgs,
         /// Event type of rows that name none (default: from the file name, e.g. subscriptions.csv)
-        #[arg(long = "type")]
+        #[arg(long = "type", conflicts_with = "map")]
         kind: Option<String>,
         /// What the input is (default: from the file extension: .csv, .parquet, else jsonl).
         /// `stripe`: files or folders of Stripe API objects (JSON) and Dashboard CSV exports

@@ -931,6 +931,10 @@ severity = { from = "Priority", default = "normal", map = { "P1" = "urgent", "P2
     );
     let o = run(&["import", "--data", &d, "--map", "hubspot-deals", &file]);
     assert_eq!(o.status.code(), Some(2));
+    // The mapping names the event type: --type beside it is a usage error.
+    let o =
+        run(&["import", "--data", &d, "--map", "hubspot-companies", "--type", "account", &file]);
+    assert_eq!(o.status.code(), Some(2));
 
     // The shipped mappings, one a line with what they read.
     let o = run(&["import", "--map", "list"]);
