@@ -60,7 +60,7 @@ pub fn open_rows(
     if parquet {
         bail!("{}: Parquet import is not built yet", path.display())
     }
-    bail!("{}: mappings are not built yet", path.display())
+    bail!("{}: read as rows, but neither Parquet nor through a mapping", path.display())
 }
 
 /// A file (or `-`, standard input) read through a mapping; the mapping names the event
