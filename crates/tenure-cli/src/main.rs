@@ -54,7 +54,7 @@ enum Cmd {
         #[command(flatten)]
         data: DataArgs,
         /// Event type of rows that name none (default: from the file name, e.g. subscriptions.csv)
-        #[arg(long = "type")]
+        #[arg(long = "type", conflicts_with = "map")]
         kind: Option<String>,
         /// What the input is (default: from the file extension: .csv, .parquet, else jsonl).
         /// `stripe`: files or folders of Stripe API objects (JSON) and Dashboard CSV exports
@@ -78,7 +78,7 @@ enum Cmd {
         /// instead of bringing them up to date now
         #[arg(long)]
         no_refresh: bool,
-        #[arg(required = true)]
+        /// Files to import (none with `--map list`)
         files: Vec<PathBuf>,
     },
     /// KPIs for a period, cut by an attribute, or as a series
@@ -547,6 +547,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_refresh,
             files,
         } => {
+            if map.as_deref() == Some("list") {
+                sources::print_mappings()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if files.is_empty() {
+                bail!(usage("import: name the files to import (- reads standard input)"));
+            }
             let kind = match kind {
                 None => None,
                 Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
@@ -1010,7 +1017,15 @@ fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> 
                         if let Some(total) = rows.total() {
                             pb.set_length(total);
                         }
-                        importer.import_rows(&mut *rows, &mut on_reject, &mut on_commit)
+                        let r = importer.import_rows(&mut *rows, &mut on_reject, &mut on_commit);
+                        if rows.skipped() > 0 {
+                            pb.suspend(|| {
+                                let n = rows.skipped();
+                                let s = if n == 1 { "" } else { "s" };
+                                eprintln!("{name}: {n} row{s} skipped by the mapping's skip rules")
+                            });
+                        }
+                        r
                     }
                     Err(e) => {
                         pb.finish_and_clear();

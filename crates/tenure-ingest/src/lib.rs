@@ -2,6 +2,7 @@
 //! row that cannot is reported with its line, field and reason. One bad row never fails the
 //! rest (`docs/events.md`, "Bad input").
 
+pub mod mapping;
 pub mod raw;
 pub mod validate;
 
@@ -260,6 +261,11 @@ pub trait RowSource {
     /// bytes (rows of a Parquet file).
     fn total(&self) -> Option<u64> {
         None
+    }
+    /// Rows read but deliberately turned into no event (a mapping's `[[skip]]` rules), for
+    /// the import's summary.
+    fn skipped(&self) -> u64 {
+        0
     }
 }
 

@@ -793,3 +793,161 @@ fn sql_queries_are_stopped_past_their_time_and_memory_limits() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().last(), Some("1000"));
 }
+
+/// A lane's stored events, one a line (`TIMESTAMP ACCOUNT BODY`), sorted.
+fn stored_events(data: &Path, lane: &str) -> Vec<String> {
+    let reader = tenure_log::LogReader::open(&data.join("log")).unwrap();
+    let mut out: Vec<String> = reader
+        .read_lane(lane)
+        .unwrap()
+        .into_iter()
+        .map(|(_, payload)| {
+            let e = tenure_core::codec::decode(&payload).unwrap();
+            format!("{} {} {:?}", e.ts, e.account.unwrap_or_default(), e.body)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn import_through_a_shipped_mapping_or_a_mapping_file() {
+    let t = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tenure-ingest/tests/fixtures/mappings/hubspot-companies.csv");
+    let file = fixtures.display().to_string();
+    let data = t.path().join("data");
+    let d = data.display().to_string();
+
+    let o = run(&["import", "--data", &d, "--map", "hubspot-companies", &file]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{file}:6: timestamp (column \"Create Date\"): cannot parse \"31/02/2024 10:00\" \
+             with formats %Y-%m-%d %H:%M or %Y-%m-%d %H:%M:%S or %Y-%m-%d"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:7: account_id (column \"Record ID\"): missing required field"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("4 stored, 0 already present, 2 rejected"), "{err}");
+    let accounts = stored_events(&data, "account");
+    assert_eq!(accounts.len(), 4, "{accounts:#?}");
+    assert_eq!(
+        accounts[0],
+        "2023-06-01T08:00:00Z 8836126340 Account { name: Some(\"Borealis Health\"), attributes: \
+         [(\"city\", Str(\"Toronto\")), (\"country\", Str(\"Canada\")), (\"csm\", Str(\"Sam Ortiz\")), \
+         (\"employees\", Str(\"1200\")), (\"industry\", Str(\"Hospital & Health Care\")), \
+         (\"lifecycle_stage\", Str(\"Customer\"))] }"
+    );
+    // The same export again stores nothing new.
+    let o = run(&["import", "--data", &d, "--map", "hubspot-companies", &file]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 stored, 4 already present, 2 rejected"));
+
+    // A mapping file of the user's own, named by a relative path: a helpdesk's CSV with
+    // semicolons, day-first local dates and its own priority and state names.
+    write(
+        t.path(),
+        "my.toml",
+        r#"
+type = "ticket"
+[input]
+delimiter = ";"
+utc_offset = "+01:00"
+[fields]
+account_id = "Customer"
+ticket_id = "Ticket #"
+timestamp = { from = "Opened", format = "%d/%m/%Y %H:%M" }
+status = { from = "State", map = { "Open" = "opened", "Waiting" = "opened", "Resolved" = "closed" } }
+severity = { from = "Priority", default = "normal", map = { "P1" = "urgent", "P2" = "high", "P4" = "low" } }
+"#,
+    );
+    write(
+        t.path(),
+        "helpdesk.csv",
+        "Ticket #;Customer;Opened;State;Priority\n\
+         T-1;8836126339;04/03/2024 09:15;Open;P1\n\
+         T-2;8836126340;05/03/2024 17:00;Resolved;P3\n",
+    );
+    let o = bin()
+        .current_dir(t.path())
+        .args(["import", "--data", &d, "--map", "./my.toml", "helpdesk.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stored_events(&data, "ticket"),
+        [
+            "2024-03-04T08:15:00Z 8836126339 Ticket { ticket_id: \"T-1\", status: Opened, \
+             category: None, severity: Some(Urgent), cost: None, csat: None }",
+            "2024-03-05T16:00:00Z 8836126340 Ticket { ticket_id: \"T-2\", status: Closed, \
+             category: None, severity: Some(Normal), cost: None, csat: None }",
+        ]
+    );
+
+    // An export lacking a mapped column is rejected whole (exit 3), and says which column.
+    write(
+        t.path(),
+        "other.csv",
+        "Ticket #;Client;Opened;State;Priority\nT-3;x;01/03/2024 10:00;Open;P1\n",
+    );
+    let o = bin()
+        .current_dir(t.path())
+        .args(["import", "--data", &d, "--map", "./my.toml", "other.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("other.csv: rejected: the CSV header has no column \"Customer\""),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A mistake in the mapping, or a mapping that does not exist, is a usage error (exit 2)
+    // naming the file and line; nothing is imported.
+    write(
+        t.path(),
+        "bad.toml",
+        "type = \"ticket\"\n[fields]\naccount_id = \"Customer\"\nseverty = \"Priority\"\n",
+    );
+    let o = bin()
+        .current_dir(t.path())
+        .args(["import", "--data", &d, "--map", "./bad.toml", "helpdesk.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("./bad.toml:4: unknown contract field \"severty\""),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&["import", "--data", &d, "--map", "hubspot-deals", &file]);
+    assert_eq!(o.status.code(), Some(2));
+    // The mapping names the event type: --type beside it is a usage error.
+    let o =
+        run(&["import", "--data", &d, "--map", "hubspot-companies", "--type", "account", &file]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // The shipped mappings, one a line with what they read.
+    let o = run(&["import", "--map", "list"]);
+    assert_eq!(o.status.code(), Some(0));
+    let list = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "hubspot-companies",
+        "hubspot-contacts",
+        "salesforce-accounts",
+        "salesforce-contacts",
+        "zendesk-tickets",
+        "delighted-responses",
+    ] {
+        assert!(list.lines().any(|l| l.starts_with(&format!("{name}  "))), "{name}: {list}");
+    }
+}
