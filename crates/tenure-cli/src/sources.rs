@@ -113,27 +113,39 @@ fn stripe_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 struct StripeRows<'a> {
     rows: &'a [tenure_stripe::Row],
     next: usize,
+    /// Rows validated ahead, in parallel, handed out in order.
+    ahead: std::collections::VecDeque<(u64, Result<tenure_core::event::Event, Rejection>)>,
 }
+
+/// Rows validated at once (in parallel) ahead of the importer.
+const AHEAD: usize = 65_536;
 
 impl RowSource for StripeRows<'_> {
     fn next_row(
         &mut self,
         cfg: &tenure_ingest::IngestConfig,
     ) -> Option<(u64, Result<tenure_core::event::Event, Rejection>)> {
-        let row = self.rows.get(self.next)?;
-        self.next += 1;
-        let line = self.next as u64;
-        Some((
-            line,
-            tenure_ingest::parse_json_line(&row.json, None, cfg).map_err(|e| Rejection {
-                line,
-                field: e.field,
-                reason: e.reason,
-            }),
-        ))
+        if self.ahead.is_empty() && self.next < self.rows.len() {
+            use rayon::prelude::*;
+            let end = (self.next + AHEAD).min(self.rows.len());
+            let first = self.next;
+            let batch: Vec<_> = self.rows[first..end]
+                .par_iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    let line = (first + i + 1) as u64;
+                    let r = tenure_ingest::parse_json_line(&row.json, None, cfg)
+                        .map_err(|e| Rejection { line, field: e.field, reason: e.reason });
+                    (line, r)
+                })
+                .collect();
+            self.ahead.extend(batch);
+            self.next = end;
+        }
+        self.ahead.pop_front()
     }
     fn position(&self) -> u64 {
-        self.next as u64
+        (self.next - self.ahead.len()) as u64
     }
     fn total(&self) -> Option<u64> {
         Some(self.rows.len() as u64)
@@ -195,7 +207,7 @@ pub fn import_stripe(
     }
     let rows = &converted.rows;
     let pb = crate::bar(rows.len() as u64, "storing");
-    let mut source = StripeRows { rows, next: 0 };
+    let mut source = StripeRows { rows, next: 0, ahead: Default::default() };
     let mut rejected = 0u64;
     let mut on_reject = |r: &Rejection| {
         rejected += 1;

@@ -495,6 +495,29 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
         let origin = sub_id.and_then(|s| sub_origin.get(s)).map(|o| (*o).clone());
         emit(&changes, &account, item, origin, &mut out);
     }
+    // Events (the last 30 days Stripe keeps): each as its webhook delivery would be.
+    for (origin, ev) in &ex.events {
+        match crate::webhook::map_event(ev, opts) {
+            Ok(m) if m.ignored => {
+                *out.skipped.entry("events of types Tenure does not use").or_default() += 1
+            }
+            Ok(m) => {
+                for v in m.events {
+                    out.rows.push(Row {
+                        origin: origin.clone(),
+                        id: ev.id.clone(),
+                        json: v.to_string(),
+                    });
+                }
+            }
+            Err(reason) => out.problems.push(Problem {
+                origin: origin.clone(),
+                id: Some(ev.id.clone()),
+                field: Some("data.object".into()),
+                reason,
+            }),
+        }
+    }
     // Subscriptions with items no invoice mentions: their current state since they started.
     for (origin, s) in &ex.subscriptions {
         if s.status.starts_with("incomplete") {

@@ -116,10 +116,10 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
     let mut out = Mapped::default();
     let t = ev.created;
     let kind = ev.kind.as_str();
-    let parse_err = |what: &str, e: serde_json::Error| format!("data.object is not a {what}: {e}");
+    let parse_err = |what: &str, e: serde_json::Error| format!("data.object is not {what}: {e}");
     if let Some(rest) = kind.strip_prefix("customer.subscription.") {
         let s: Subscription =
-            serde_json::from_value(obj.clone()).map_err(|e| parse_err("subscription", e))?;
+            serde_json::from_value(obj.clone()).map_err(|e| parse_err("a subscription", e))?;
         let _ = rest;
         out.events = subscription_events(&s, t, &ev.id, opts)?;
         return Ok(out);
@@ -127,7 +127,7 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
     match kind {
         "customer.created" | "customer.updated" => {
             let c: Customer =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("customer", e))?;
+                serde_json::from_value(obj.clone()).map_err(|e| parse_err("a customer", e))?;
             let mut o = Map::new();
             o.insert("type".into(), json!("account"));
             o.insert("timestamp".into(), json!(ts(t)));
@@ -146,7 +146,7 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
         }
         "invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed" => {
             let inv: Invoice =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("invoice", e))?;
+                serde_json::from_value(obj.clone()).map_err(|e| parse_err("an invoice", e))?;
             let amount = inv.total_excluding_tax.or(inv.subtotal).or(inv.total).unwrap_or(0);
             if amount > 0 {
                 let currency = inv.currency.as_deref().unwrap_or("usd");
@@ -179,7 +179,7 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
         }
         "credit_note.created" => {
             let cn: crate::objects::CreditNote =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("credit note", e))?;
+                serde_json::from_value(obj.clone()).map_err(|e| parse_err("a credit note", e))?;
             let Some(customer) = cn.customer.as_ref() else {
                 return Err("the credit note names no customer".into());
             };
@@ -203,7 +203,7 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
                 currency: String,
             }
             let c: Charge =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("charge", e))?;
+                serde_json::from_value(obj.clone()).map_err(|e| parse_err("a charge", e))?;
             let Some(customer) = c.customer else {
                 out.ignored = true;
                 return Ok(out);

@@ -656,3 +656,29 @@ sub_3,cus_3,c@example.com,price_pro,prod_app,x,usd,month,25.00,active,2024-01-01
     "#]]
     .assert_eq(&render(&c));
 }
+
+#[test]
+fn events_in_an_export_are_read_as_deliveries() {
+    let p = price("price_basic", 4900, "month", 1);
+    let s = sub(
+        "sub_1",
+        "active",
+        &[("si_1", p.clone(), 2)],
+        json!({"cancel_at_period_end": true, "current_period_end": day(3, 1)}),
+    );
+    let objs = vec![
+        json!({"id": "evt_1", "object": "event", "type": "customer.subscription.updated", "created": day(2, 20), "data": {"object": s}}),
+        json!({"id": "evt_2", "object": "event", "type": "charge.succeeded", "created": day(2, 20), "data": {"object": {"id": "ch_1"}}}),
+        json!({"id": "evt_3", "object": "event", "type": "invoice.paid", "created": day(2, 20), "data": {"object": {"id": 7}}}),
+    ];
+    let c = run(&objs, &Options::default());
+    // 2 x 49.00 from the event's instant, with the notice for the period's end.
+    assert_eq!(mrr(&c, "si_1", day(2, 21)), 9800);
+    let r = render(&c);
+    assert!(r.contains("2024-02-20T00:00:00Z sub si_1 active 98.00 USD/month x2 plan=price_basic cancel_at=2024-03-01T00:00:00Z"), "{r}");
+    assert!(r.contains("left out: 1 events of types Tenure does not use"), "{r}");
+    assert!(
+        r.contains("problem: export.jsonl:3: evt_3: data.object: data.object is not an invoice"),
+        "{r}"
+    );
+}
