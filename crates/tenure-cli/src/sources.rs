@@ -173,7 +173,6 @@ pub fn import_stripe(
         let data = std::fs::read(f).with_context(|| format!("cannot read {name}"))?;
         pb.inc(data.len() as u64);
         if data.starts_with(b"PAR1") {
-            eprintln!("{name}: rejected: a Parquet file is not a Stripe export");
             export.problems.push(tenure_stripe::Problem {
                 origin: tenure_stripe::Origin { file: name.as_str().into(), line: 0, index: None },
                 id: None,

@@ -1,4 +1,4 @@
-//! The KPI catalogue (`shared/spec/kpis.md` §1) as pure functions of a [`Ledger`], a period
+//! The KPI catalogue (`docs/kpis.md`) as pure functions of a [`Ledger`], a period
 //! and an optional cut. Rates whose denominator is zero are `None` (reported as null),
 //! never 0 or NaN. Money stays in integer minor units of the base currency.
 

@@ -205,7 +205,7 @@ fn sref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
-/// One event of the input contract (`shared/spec/events.md`), by type.
+/// One event of the input contract (`docs/events.md`), by type.
 fn event_schema() -> Value {
     let id = || sref("Id");
     let text = || json!({"type": "string", "maxLength": 10000, "pattern": TEXT_PATTERN});
@@ -332,7 +332,7 @@ fn event_schema() -> Value {
             json!({"type": "object", "title": kind.as_str(), "properties": p, "required": required})
         })
         .collect();
-    json!({"oneOf": branches, "description": "One event of the input contract (shared/spec/events.md); unknown fields are ignored"})
+    json!({"oneOf": branches, "description": "One event of the input contract (docs/events.md); unknown fields are ignored"})
 }
 
 /// A Segment message of call `call` (`None`: any, in a batch, where `type` says which).

@@ -491,7 +491,7 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
             None => item_account.get(item).cloned().unwrap_or_default(),
         };
         fs.sort_by_key(|f| (f.at, f.kind as u8));
-        let changes = item_changes(&ctx, item, sub, &fs);
+        let changes = item_changes(item, sub, &fs);
         let origin = sub_id.and_then(|s| sub_origin.get(s)).map(|o| (*o).clone());
         emit(&changes, &account, item, origin, &mut out);
     }
@@ -861,12 +861,7 @@ fn subscription_end(s: &Subscription, changes: &mut Vec<(i64, Change)>) {
 }
 
 /// The changes of one item, from its facts and its subscription.
-fn item_changes(
-    ctx: &Ctx<'_>,
-    item: &str,
-    sub: Option<&Subscription>,
-    fs: &[Fact<'_>],
-) -> Vec<(i64, Change)> {
+fn item_changes(item: &str, sub: Option<&Subscription>, fs: &[Fact<'_>]) -> Vec<(i64, Change)> {
     let mut changes: Vec<(i64, Change)> = Vec::new();
     if let Some(s) = sub
         && let (Some(t0), Some(t1)) = (s.trial_start, s.trial_end)
@@ -920,33 +915,28 @@ fn item_changes(
             }
         }
     }
-    match sub {
-        Some(s) => {
-            let current = s.items.data.iter().any(|it| it.id == item);
-            if s.ended_at.is_some() || current {
-                subscription_end(s, &mut changes);
-            } else if let Some(end) = covered_to {
-                // No longer on the subscription: it ended with its last billed period.
-                if !changes.iter().any(|(_, c)| matches!(c, Change::End(_))) {
-                    changes.push((end, Change::End(None)));
-                }
-            }
-            if s.ended_at.is_none() && s.status == "paused" {
-                // A trial that ended without a payment method.
-                let at = s.trial_end.or(covered_to).unwrap_or(s.created);
-                changes.push((at, Change::Status("paused")));
-            }
-            if s.ended_at.is_none()
-                && let Some(pc) = &s.pause_collection
-                && pc.behavior.is_some()
-                && let Some(end) = covered_to
-                && !matches!(fs.last().map(|f| f.kind), Some(FactKind::Void))
-            {
-                changes.push((end, Change::Status("paused")));
+    if let Some(s) = sub {
+        let current = s.items.data.iter().any(|it| it.id == item);
+        if s.ended_at.is_some() || current {
+            subscription_end(s, &mut changes);
+        } else if let Some(end) = covered_to {
+            // No longer on the subscription: it ended with its last billed period.
+            if !changes.iter().any(|(_, c)| matches!(c, Change::End(_))) {
+                changes.push((end, Change::End(None)));
             }
         }
-        None => {
-            let _ = ctx;
+        if s.ended_at.is_none() && s.status == "paused" {
+            // A trial that ended without a payment method.
+            let at = s.trial_end.or(covered_to).unwrap_or(s.created);
+            changes.push((at, Change::Status("paused")));
+        }
+        if s.ended_at.is_none()
+            && let Some(pc) = &s.pause_collection
+            && pc.behavior.is_some()
+            && let Some(end) = covered_to
+            && !matches!(fs.last().map(|f| f.kind), Some(FactKind::Void))
+        {
+            changes.push((end, Change::Status("paused")));
         }
     }
     changes.sort_by_key(|(t, c)| (*t, rank(c)));

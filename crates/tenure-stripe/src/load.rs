@@ -21,9 +21,10 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.index {
-            Some(i) => write!(f, "{}: data[{i}]", self.file),
-            None => write!(f, "{}:{}", self.file, self.line),
+        match (self.line, self.index) {
+            (0, Some(i)) => write!(f, "{}: data[{i}]", self.file),
+            (l, Some(i)) => write!(f, "{}:{l}: data[{i}]", self.file),
+            (l, None) => write!(f, "{}:{l}", self.file),
         }
     }
 }
