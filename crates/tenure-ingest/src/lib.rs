@@ -2,6 +2,7 @@
 //! row that cannot is reported with its line, field and reason. One bad row never fails the
 //! rest (`docs/events.md`, "Bad input").
 
+pub mod parquet;
 pub mod raw;
 pub mod validate;
 
