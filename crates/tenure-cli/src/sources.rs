@@ -25,7 +25,10 @@ pub fn open_rows(
 ) -> Result<Box<dyn RowSource>> {
     let _ = (mapping, kind);
     if parquet {
-        bail!("{}: Parquet import is not built yet", path.display())
+        if mapping.is_some() {
+            bail!("a Parquet file is read by its column names; --map reads CSV and JSON exports")
+        }
+        return Ok(Box::new(tenure_ingest::parquet::ParquetRows::open(path, kind)?));
     }
     bail!("{}: mappings are not built yet", path.display())
 }

@@ -52,6 +52,12 @@ pub enum ParquetError {
     NoType,
 }
 
+/// The parquet crate's message without its "Parquet error: " prefix (the error says so).
+fn format_error(e: impl std::fmt::Display) -> ParquetError {
+    let m = e.to_string();
+    ParquetError::Format(m.strip_prefix("Parquet error: ").unwrap_or(&m).to_string())
+}
+
 /// What a contract field holds, which decides the column types it may be read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Want {
@@ -182,8 +188,7 @@ impl ParquetRows {
     /// there is no `type` column (or a row's is empty), as for CSV.
     pub fn open(path: &Path, default_kind: Option<EventKind>) -> Result<ParquetRows, ParquetError> {
         let file = std::fs::File::open(path)?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| ParquetError::Format(e.to_string()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(format_error)?;
         let schema = builder.schema().clone();
         let mut used: Vec<(usize, &str, Target, Want)> = Vec::new();
         for (i, field) in schema.fields().iter().enumerate() {
@@ -236,12 +241,11 @@ impl ParquetRows {
             .with_batch_size(BATCH_ROWS)
             .with_projection(mask)
             .build()
-            .map_err(|e| ParquetError::Format(e.to_string()))?;
+            .map_err(format_error)?;
         let projected = reader.schema();
         let mut columns = Vec::with_capacity(used.len());
         for (_, name, target, want) in used {
-            let index =
-                projected.index_of(name).map_err(|e| ParquetError::Format(e.to_string()))?;
+            let index = projected.index_of(name).map_err(format_error)?;
             columns.push(Column { index, target, want });
         }
         Ok(ParquetRows {
@@ -585,7 +589,9 @@ impl<'b> Values<'b> {
             Values::Date32(v) => Val::Instant(i64::from(v[i]) * DAY, true),
             // Milliseconds that should be whole days: floored to the day's midnight, so a
             // date is a date whatever the writer put in the time part.
-            Values::Date64(v) => Val::Instant(v[i].div_euclid(86_400_000).saturating_mul(DAY), true),
+            Values::Date64(v) => {
+                Val::Instant(v[i].div_euclid(86_400_000).saturating_mul(DAY), true)
+            }
             Values::Dec32(v, s) => Val::Decimal(decimal_text(i128::from(v[i]).to_string(), *s)),
             Values::Dec64(v, s) => Val::Decimal(decimal_text(i128::from(v[i]).to_string(), *s)),
             Values::Dec128(v, s) => Val::Decimal(decimal_text(v[i].to_string(), *s)),
