@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real clients against a running `tenure serve` (issue 13): schemathesis over the OpenAPI
 # document with every check on (response schema conformance included), then Segment's
-# official Python SDK delivering with gzip=True and without. Builds the binary if needed,
+# official Python SDK delivering with gzip=True and without, and a Parquet file written by
+# pyarrow imported with `tenure import` (scripts/pyarrow_parquet.py). Builds the binary if needed,
 # generates and imports a small company, creates a key, starts the server on a free port,
 # and exits non-zero on any failure. Python packages go to a venv of their own
 # (target/clients-venv, or $VENV), pinned.
@@ -16,9 +17,9 @@ TENURE=${TENURE:-$ROOT/target/debug/tenure}
 if [ ! -x "$TENURE" ]; then
     cargo build --workspace --locked  # the whole workspace: a -p build resolves other features and rebuilds DataFusion
 fi
-if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -d "$VENV/lib" ] || ! "$VENV/bin/python" -c 'import segment.analytics' 2>/dev/null; then
+if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -d "$VENV/lib" ] || ! "$VENV/bin/python" -c 'import segment.analytics, pyarrow' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q 'schemathesis==4.32.5' 'segment-analytics-python==2.4.0'
+    "$VENV/bin/pip" install -q 'schemathesis==4.32.5' 'segment-analytics-python==2.4.0' 'pyarrow==26.0.1'
 fi
 
 WORK=$(mktemp -d)
@@ -60,6 +61,9 @@ status=0
 
 echo "== Segment's Python SDK"
 "$VENV/bin/python" "$ROOT/scripts/segment_sdk.py" "$BASE" "$KEY" "$TENURE" "$WORK/data" || status=1
+
+echo "== a Parquet file written by pyarrow"
+"$VENV/bin/python" "$ROOT/scripts/pyarrow_parquet.py" "$TENURE" "$WORK" || status=1
 
 if ! kill -0 "$SERVER" 2>/dev/null; then
     echo "the server died:"; tail -20 "$WORK/serve.log"; status=1
