@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real clients against a running `tenure serve` (issue 13): schemathesis over the OpenAPI
 # document with every check on (response schema conformance included), then Segment's
-# official Python SDK delivering with gzip=True and without, and Stripe's official Node
+# official Python SDK delivering with gzip=True and without, a Parquet file written by pyarrow
+# imported with `tenure import` (scripts/pyarrow_parquet.py), and Stripe's official Node
 # library signing webhook deliveries (scripts/stripe_webhook.mjs). Builds the binary if needed,
 # generates and imports a small company, creates a key, starts the server on a free port,
 # and exits non-zero on any failure. Python packages go to a venv of their own
@@ -17,9 +18,9 @@ TENURE=${TENURE:-$ROOT/target/debug/tenure}
 if [ ! -x "$TENURE" ]; then
     cargo build --workspace --locked  # the whole workspace: a -p build resolves other features and rebuilds DataFusion
 fi
-if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -d "$VENV/lib" ] || ! "$VENV/bin/python" -c 'import segment.analytics' 2>/dev/null; then
+if [ ! -x "$VENV/bin/schemathesis" ] || [ ! -d "$VENV/lib" ] || ! "$VENV/bin/python" -c 'import segment.analytics, pyarrow' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q 'schemathesis==4.32.5' 'segment-analytics-python==2.4.0'
+    "$VENV/bin/pip" install -q 'schemathesis==4.32.5' 'segment-analytics-python==2.4.0' 'pyarrow==26.0.1'
 fi
 
 NODE_DIR=${NODE_DIR:-$ROOT/target/clients-node}
@@ -68,6 +69,9 @@ status=0
 
 echo "== Segment's Python SDK"
 "$VENV/bin/python" "$ROOT/scripts/segment_sdk.py" "$BASE" "$KEY" "$TENURE" "$WORK/data" || status=1
+
+echo "== a Parquet file written by pyarrow"
+"$VENV/bin/python" "$ROOT/scripts/pyarrow_parquet.py" "$TENURE" "$WORK" || status=1
 
 echo "== Stripe's Node library signing webhook deliveries"
 STRIPE_NODE_MODULES="$NODE_DIR/node_modules" node "$ROOT/scripts/stripe_webhook.mjs" "$BASE" "$STRIPE_SECRET" "$KEY" || status=1

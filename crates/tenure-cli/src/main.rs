@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use report::OutFormat;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -56,7 +56,8 @@ enum Cmd {
         /// Event type of rows that name none (default: from the file name, e.g. subscriptions.csv)
         #[arg(long = "type", conflicts_with = "map")]
         kind: Option<String>,
-        /// What the input is (default: from the file extension: .csv, .parquet, else jsonl).
+        /// What the input is (default: Parquet for a file starting with `PAR1`, else from
+        /// the file extension: .csv, .parquet, else jsonl).
         /// `stripe`: files or folders of Stripe API objects (JSON) and Dashboard CSV exports
         #[arg(long, visible_alias = "format", value_enum)]
         from: Option<Source>,
@@ -960,14 +961,23 @@ fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> 
         let stdin = path.as_os_str() == "-";
         let name = if stdin { "stdin".to_string() } else { path.display().to_string() };
         let ext = |e: &str| !stdin && path.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
+        // A Parquet file is never read as text, whatever its name: its magic number decides.
+        let is_parquet = !stdin && starts_with_par1(path);
         let src = match from {
             Some(s) => s,
+            None if is_parquet => Source::Parquet,
             None if ext("csv") => Source::Csv,
             None if ext("parquet") => Source::Parquet,
             None => Source::Jsonl,
         };
         if stdin && src == Source::Parquet {
             bail!(usage("Parquet cannot be read from stdin: name the file"));
+        }
+        if is_parquet && matches!(src, Source::Jsonl | Source::Csv) {
+            // One line, rather than one "not valid UTF-8" rejection per binary line.
+            eprintln!("{name}: rejected: this is a Parquet file; use --from parquet");
+            total_rejected += 1;
+            continue;
         }
         let file_kind =
             kind.or_else(|| if stdin { None } else { tenure_ingest::kind_from_file_name(&name) });
@@ -1072,6 +1082,14 @@ fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> 
         eprintln!("warning: {e:#}");
     }
     Ok(if total_rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// Whether a file starts with Parquet's magic number (`PAR1`). An unreadable file is not
+/// Parquet here: opening it reports the error.
+fn starts_with_par1(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+        && &magic == b"PAR1"
 }
 
 fn gen_company(g: &GenArgs) -> Result<tenure_sim::Summary> {

@@ -59,7 +59,10 @@ pub fn open_rows(
         return open_mapped(path, m);
     }
     if parquet {
-        bail!("{}: Parquet import is not built yet", path.display())
+        if mapping.is_some() {
+            bail!("a Parquet file is read by its column names; --map reads CSV and JSON exports")
+        }
+        return Ok(Box::new(tenure_ingest::parquet::ParquetRows::open(path, kind)?));
     }
     bail!("{}: read as rows, but neither Parquet nor through a mapping", path.display())
 }

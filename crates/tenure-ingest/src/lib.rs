@@ -3,6 +3,7 @@
 //! rest (`docs/events.md`, "Bad input").
 
 pub mod mapping;
+pub mod parquet;
 pub mod raw;
 pub mod validate;
 

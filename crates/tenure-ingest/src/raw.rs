@@ -47,6 +47,10 @@ pub enum Scalar<'a> {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// A number as exact decimal text (a Parquet decimal column): never through a float.
+    Num(Cow<'a, str>),
+    /// An instant already typed (a Parquet timestamp or date column).
+    Time(tenure_core::time::Timestamp),
     /// An object or array where a scalar was expected.
     Composite(&'static str),
 }
@@ -55,8 +59,9 @@ impl Scalar<'_> {
     pub fn type_name(&self) -> &'static str {
         match self {
             Scalar::Str(_) => "a string",
-            Scalar::Int(_) | Scalar::Float(_) => "a number",
+            Scalar::Int(_) | Scalar::Float(_) | Scalar::Num(_) => "a number",
             Scalar::Bool(_) => "a boolean",
+            Scalar::Time(_) => "a timestamp",
             Scalar::Composite(k) => k,
         }
     }

@@ -132,6 +132,9 @@ impl<'a> V<'_, 'a> {
             .ok_or_else(|| FieldError::at(f, "missing required field"))
     }
     fn opt_ts(&self, f: F) -> R<Option<Timestamp>> {
+        if let Some(Scalar::Time(t)) = self.raw.get(f) {
+            return t.check_range().map(Some).map_err(|e| FieldError::at(f, e.to_string()));
+        }
         match self.opt_str(f)? {
             None => Ok(None),
             Some(s) => Timestamp::parse(s)
@@ -146,13 +149,17 @@ impl<'a> V<'_, 'a> {
         match self.raw.get(f) {
             None => Ok(None),
             Some(Scalar::Int(i)) => Ok(Some(*i as f64)),
+            // JSON has no NaN or infinity, but a Parquet float column may.
+            Some(Scalar::Float(x)) if !x.is_finite() => {
+                Err(FieldError::at(f, format!("must be a finite number, got {x}")))
+            }
             Some(Scalar::Float(x)) => Ok(Some(*x)),
             Some(Scalar::Str(s)) if s.is_empty() && self.raw.from_text => Ok(None),
-            Some(Scalar::Str(s)) if underflows(s) => Err(FieldError::at(
+            Some(Scalar::Str(s) | Scalar::Num(s)) if underflows(s) => Err(FieldError::at(
                 f,
                 format!("{s:?} is too small to be represented (it would be stored as 0)"),
             )),
-            Some(Scalar::Str(s)) => match s.trim().parse::<f64>() {
+            Some(Scalar::Str(s) | Scalar::Num(s)) => match s.trim().parse::<f64>() {
                 Ok(x) if x.is_finite() => Ok(Some(x)),
                 _ => Err(bad(&format!("{s:?}"))),
             },
@@ -188,8 +195,11 @@ impl<'a> V<'_, 'a> {
         let text: Cow<'_, str> = match self.raw.get(f) {
             None => return Ok(None),
             Some(Scalar::Str(s)) if s.is_empty() && self.raw.from_text => return Ok(None),
-            Some(Scalar::Str(s)) => Cow::Borrowed(s.as_ref()),
+            Some(Scalar::Str(s) | Scalar::Num(s)) => Cow::Borrowed(s.as_ref()),
             Some(Scalar::Int(i)) => Cow::Owned(i.to_string()),
+            Some(Scalar::Float(x)) if !x.is_finite() => {
+                return Err(FieldError::at(f, format!("must be a finite number, got {x}")));
+            }
             // Rust prints the shortest decimal that reads back as the same float, which is
             // the text the producer wrote for any amount with a sane number of digits.
             Some(Scalar::Float(x)) => {
@@ -335,7 +345,15 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
                     Scalar::Str(s) if s.is_empty() && v.raw.from_text => continue,
                     Scalar::Str(s) => AttrValue::Str(s.to_string()),
                     Scalar::Int(i) => AttrValue::Num(i.to_string()),
+                    Scalar::Float(x) if !x.is_finite() => {
+                        return Err(FieldError {
+                            field: field(),
+                            reason: format!("must be a finite number, got {x}"),
+                        });
+                    }
                     Scalar::Float(x) => AttrValue::Num(format!("{x}")),
+                    Scalar::Num(s) => AttrValue::Num(s.to_string()),
+                    Scalar::Time(t) => AttrValue::Str(t.to_string()),
                     Scalar::Bool(b) => AttrValue::Bool(*b),
                     Scalar::Composite(_) => {
                         return Err(FieldError {

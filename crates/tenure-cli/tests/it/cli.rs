@@ -951,3 +951,118 @@ severity = { from = "Priority", default = "normal", map = { "P1" = "urgent", "P2
         assert!(list.lines().any(|l| l.starts_with(&format!("{name}  "))), "{name}: {list}");
     }
 }
+
+/// Writes columns as a Parquet file (the parquet crate's writer, as a producer would).
+fn write_parquet(path: &Path, columns: Vec<(&str, Vec<Option<&str>>)>) {
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    let columns = columns
+        .into_iter()
+        .map(|(name, v)| (name, std::sync::Arc::new(StringArray::from(v)) as ArrayRef));
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// A Parquet file is imported by its `.parquet` suffix, and by its magic number whatever
+/// its name; named as text explicitly, it is refused in one line, not read as text.
+#[test]
+fn parquet_files_are_imported_by_suffix_and_by_magic_number() {
+    let t = tempfile::tempdir().unwrap();
+    let usage = t.path().join("usage.parquet");
+    write_parquet(
+        &usage,
+        vec![
+            ("account_id", vec![Some("a"), Some("a"), Some("b")]),
+            (
+                "timestamp",
+                vec![Some("2024-03-10T10:00:00Z"), Some("2024-03-10"), Some("2024-03-11")],
+            ),
+            ("user_id", vec![Some("u1"), Some("u2"), Some("u3")]),
+            ("event", vec![Some("login"), Some("login"), Some("export")]),
+            ("quantity", vec![None, Some("-1"), Some("2.5")]),
+        ],
+    );
+    // Tickets with their type in a column, in a file named as JSONL.
+    let tickets = t.path().join("tickets.jsonl");
+    write_parquet(
+        &tickets,
+        vec![
+            ("type", vec![Some("ticket"), Some("ticket")]),
+            ("timestamp", vec![Some("2024-03-01"), Some("2024-03-02")]),
+            ("account_id", vec![Some("a"), Some("b")]),
+            ("ticket_id", vec![Some("t1"), Some("t2")]),
+            ("status", vec![Some("opened"), Some("closed")]),
+        ],
+    );
+    let data = t.path().join("data");
+    let o = import(&data, &[usage.clone(), tickets.clone()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let (u, k) = (usage.display().to_string(), tickets.display().to_string());
+    assert!(err.contains(&format!("{u}:2: quantity: must not be negative, got -1\n")), "{err}");
+    assert!(err.contains(&format!("{u}: 2 stored, 0 already present, 1 rejected")), "{err}");
+    assert!(err.contains(&format!("{k}: 2 stored, 0 already present, 0 rejected")), "{err}");
+    let d = data.display().to_string();
+    let o = run(&[
+        "sql",
+        "--data",
+        &d,
+        "--format",
+        "csv",
+        "SELECT account_id, user_id, feature, quantity, ts FROM usage ORDER BY user_id",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0].starts_with("a,u1,login,1.0,2024-03-10T10:00:00"), "{out}");
+    assert!(rows[1].starts_with("b,u3,export,2.5,2024-03-11T00:00:00"), "{out}");
+    let reader = tenure_log::LogReader::open(&data.join("log")).unwrap();
+    let stored: Vec<String> = reader
+        .read_lane("ticket")
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| {
+            let e = tenure_core::codec::decode(&p).unwrap();
+            format!("{} {} {:?}", e.ts, e.account.unwrap_or_default(), e.body)
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            "2024-03-01T00:00:00Z a Ticket { ticket_id: \"t1\", status: Opened, category: None, severity: None, cost: None, csat: None }",
+            "2024-03-02T00:00:00Z b Ticket { ticket_id: \"t2\", status: Closed, category: None, severity: None, cost: None, csat: None }",
+        ]
+    );
+    // Again: nothing new.
+    let o = import(&data, std::slice::from_ref(&tickets));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 stored, 2 already present, 0 rejected"));
+    // Read as text on request: refused in one line, and nothing else is said about it.
+    let o = run(&["import", "--data", &d, "--from", "jsonl", &k]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!("{k}: rejected: this is a Parquet file; use --from parquet\n")
+    );
+    let o = run(&["import", "--data", &d, "--from", "csv", &u]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rejected: this is a Parquet file"));
+    // Text named as Parquet: the file is refused whole, the others are still imported.
+    let text = write(t.path(), "more.parquet", "{\"type\":\"usage\"}\n");
+    let milestone = write(
+        t.path(),
+        "milestones.jsonl",
+        r#"{"timestamp":"2024-03-05","account_id":"a","name":"first_value"}"#,
+    );
+    let o = import(&data, &[text.clone(), milestone]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}: rejected: not a readable Parquet file", text.display())),
+        "{err}"
+    );
+    assert!(err.contains("milestones.jsonl: 1 stored"), "{err}");
+}
