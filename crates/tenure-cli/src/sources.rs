@@ -202,8 +202,11 @@ pub fn import_stripe(
     pb.finish_and_clear();
     let objects = export.count();
     let read_secs = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
     let converted = tenure_stripe::convert(&export, opts);
     drop(export);
+    let convert_secs = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
     for p in &converted.problems {
         eprintln!("{p}");
     }
@@ -232,7 +235,7 @@ pub fn import_stripe(
     let p = &sum.progress;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "stripe: {objects} objects from {} files ({:.0} objects/s read), {} events: {} stored, {} already present, {} rejected; {} objects could not be used ({:.2} s)",
+        "stripe: {objects} objects from {} files ({:.0} objects/s read), {} events: {} stored, {} already present, {} rejected; {} objects could not be used ({:.2} s: read {read_secs:.2}, converted {convert_secs:.2}, stored {:.2})",
         files.len(),
         objects as f64 / read_secs.max(1e-9),
         rows.len(),
@@ -241,6 +244,7 @@ pub fn import_stripe(
         p.rejected,
         converted.problems.len(),
         secs,
+        t2.elapsed().as_secs_f64(),
     );
     for (what, n) in &converted.skipped {
         eprintln!("  left out: {n} {what}");

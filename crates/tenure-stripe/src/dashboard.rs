@@ -140,6 +140,7 @@ fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
         current_period_end: None,
     };
     Ok(Subscription {
+        object: None,
         id,
         customer: Id(required(r, &["Customer ID", "Customer"])?.to_string()),
         created,
@@ -170,6 +171,7 @@ fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
 
 fn customer(r: &Row<'_>) -> RowResult<Customer> {
     Ok(Customer {
+        object: None,
         id: required(r, &["id"])?.to_string(),
         created: r
             .time(&["Created (UTC)"])?
@@ -190,6 +192,7 @@ fn invoice(r: &Row<'_>) -> RowResult<Invoice> {
     let tax = r.money(&["Tax"], &currency)?;
     let total = r.money(&["Total"], &currency)?;
     Ok(Invoice {
+        object: None,
         id: required(r, &["id"])?.to_string(),
         customer: Id(required(r, &["Customer", "Customer ID"])?.to_string()),
         created,

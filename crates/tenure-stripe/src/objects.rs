@@ -59,6 +59,9 @@ pub type Metadata = BTreeMap<String, String>;
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Customer {
+    /// `customer`, `subscription`, `invoice`: checked when a file's type is guessed.
+    #[serde(default)]
+    pub object: Option<String>,
     pub id: String,
     pub created: i64,
     #[serde(default)]
@@ -180,6 +183,9 @@ pub struct PauseCollection {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Subscription {
+    /// `customer`, `subscription`, `invoice`: checked when a file's type is guessed.
+    #[serde(default)]
+    pub object: Option<String>,
     pub id: String,
     pub customer: Id,
     pub created: i64,
@@ -404,6 +410,9 @@ pub struct InvoiceParent {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Invoice {
+    /// `customer`, `subscription`, `invoice`: checked when a file's type is guessed.
+    #[serde(default)]
+    pub object: Option<String>,
     pub id: String,
     pub customer: Id,
     pub created: i64,
