@@ -7,6 +7,7 @@
 
 use crate::load::{Export, Origin, Problem};
 use crate::objects::{Customer, Invoice, Line, Price, Subscription};
+use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -350,8 +351,6 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
             }
         }
     }
-    let never_revenue =
-        |s: Option<&&Subscription>| s.is_some_and(|s| s.status.starts_with("incomplete"));
     // Lines listed on their own join their invoice.
     let mut extra: FxHashMap<&str, Vec<&Line>> = FxHashMap::default();
     for (_, l) in &ex.lines {
@@ -359,70 +358,27 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
             extra.entry(i.0.as_str()).or_default().push(l);
         }
     }
+    // Invoices, in parallel (the bulk of an export): each gives its lines' facts, its own
+    // events, and what could not be used; merged in input order.
+    let mut seen_invoices = FxHashSet::default();
+    let unique: Vec<&(Origin, Invoice)> =
+        ex.invoices.iter().filter(|(_, i)| seen_invoices.insert(i.id.as_str())).collect();
+    let per_invoice: Vec<InvoiceOut<'_>> =
+        unique.par_iter().map(|(origin, inv)| invoice_out(&ctx, &extra, origin, inv)).collect();
     let mut facts: Vec<Fact<'_>> = Vec::new();
     let mut item_account: FxHashMap<&str, String> = FxHashMap::default();
     let mut metered_items: FxHashSet<&str> = FxHashSet::default();
-    let mut seen_invoices = FxHashSet::default();
-    for (origin, inv) in &ex.invoices {
-        if !seen_invoices.insert(inv.id.as_str()) {
-            continue;
+    for o in per_invoice {
+        for f in &o.facts {
+            item_account.entry(f.item).or_insert_with(|| o.account.clone());
         }
-        let status = inv.status.as_deref().unwrap_or("draft");
-        if status == "draft" {
-            *out.skipped.entry("draft invoices").or_default() += 1;
-            continue;
+        facts.extend(o.facts);
+        out.rows.extend(o.rows);
+        out.problems.extend(o.problems);
+        metered_items.extend(o.metered);
+        for what in o.skipped {
+            *out.skipped.entry(what).or_default() += 1;
         }
-        if never_revenue(inv.subscription().and_then(|s| ctx.subs.get(s))) {
-            *out.skipped.entry("invoices of incomplete subscriptions").or_default() += 1;
-            continue;
-        }
-        let account = ctx.account(&inv.customer.0);
-        let mut lines: Vec<&Line> = inv.lines.data.iter().collect();
-        let listed: FxHashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
-        if let Some(more) = extra.get(inv.id.as_str()) {
-            lines.extend(more.iter().filter(|l| !listed.contains(l.id.as_str())));
-        }
-        if inv.lines.has_more && !extra.contains_key(inv.id.as_str()) {
-            out.problems.push(Problem {
-                origin: origin.clone(),
-                id: Some(inv.id.clone()),
-                field: Some("lines".into()),
-                reason: "only the first page of lines is in the export (has_more); export the \
-                         invoice's line items too, or its other lines are missing"
-                    .into(),
-            });
-        }
-        let failed = failure(inv);
-        for line in lines {
-            match line_fact(&ctx, inv, line, status, failed) {
-                Ok(Some(f)) => {
-                    item_account.entry(f.item).or_insert_with(|| account.clone());
-                    facts.push(f);
-                }
-                Ok(None) => {
-                    *out.skipped.entry("one-off invoice lines (not recurring)").or_default() += 1
-                }
-                Err((_, reason)) if reason == "metered" => {
-                    if let Some(i) = line.subscription_item() {
-                        metered_items.insert(i);
-                    }
-                    *out.skipped
-                        .entry("metered lines (usage-based, not MRR; see --metered-in-mrr)")
-                        .or_default() += 1
-                }
-                Err((field, reason)) => out.problems.push(Problem {
-                    origin: origin.clone(),
-                    id: Some(if line.id.is_empty() {
-                        inv.id.clone()
-                    } else {
-                        format!("{} line {}", inv.id, line.id)
-                    }),
-                    field: Some(field.into()),
-                    reason,
-                }),
-            }
-        }
-        invoice_rows(inv, origin, &account, failed, &mut out.rows);
     }
     // Credit notes: refunds.
     let invoices: FxHashMap<&str, &Invoice> =
@@ -476,24 +432,34 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
             json: Value::Object(o).to_string(),
         });
     }
-    // Each item's timeline.
+    // Each item's timeline, in parallel.
     let mut by_item: BTreeMap<&str, Vec<Fact<'_>>> = BTreeMap::new();
     for f in facts {
         by_item.entry(f.item).or_default().push(f);
     }
     let mut done_items = metered_items;
-    for (item, mut fs) in by_item {
-        done_items.insert(item);
-        let sub_id = fs.iter().find_map(|f| f.sub).or(ctx.item_sub.get(item).copied());
-        let sub = sub_id.and_then(|s| ctx.subs.get(s)).copied();
-        let account = match sub.map(|s| ctx.account(&s.customer.0)) {
-            Some(a) => a,
-            None => item_account.get(item).cloned().unwrap_or_default(),
-        };
-        fs.sort_by_key(|f| (f.at, f.kind as u8));
-        let changes = item_changes(item, sub, &fs);
-        let origin = sub_id.and_then(|s| sub_origin.get(s)).map(|o| (*o).clone());
-        emit(&changes, &account, item, origin, &mut out);
+    done_items.extend(by_item.keys().copied());
+    let items: Vec<(&str, Vec<Fact<'_>>)> = by_item.into_iter().collect();
+    let timelines: Vec<Converted> = items
+        .into_par_iter()
+        .map(|(item, mut fs)| {
+            let mut o = Converted::default();
+            let sub_id = fs.iter().find_map(|f| f.sub).or(ctx.item_sub.get(item).copied());
+            let sub = sub_id.and_then(|s| ctx.subs.get(s)).copied();
+            let account = match sub.map(|s| ctx.account(&s.customer.0)) {
+                Some(a) => a,
+                None => item_account.get(item).cloned().unwrap_or_default(),
+            };
+            fs.sort_by_key(|f| (f.at, f.kind as u8));
+            let changes = item_changes(item, sub, &fs);
+            let origin = sub_id.and_then(|s| sub_origin.get(s)).map(|o| (*o).clone());
+            emit(&changes, &account, item, origin, &mut o);
+            o
+        })
+        .collect();
+    for t in timelines {
+        out.rows.extend(t.rows);
+        out.problems.extend(t.problems);
     }
     // Events (the last 30 days Stripe keeps): each as its webhook delivery would be.
     for (origin, ev) in &ex.events {
@@ -567,6 +533,80 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
             }
         }
     }
+    out
+}
+
+/// What one invoice gives.
+#[derive(Default)]
+struct InvoiceOut<'a> {
+    account: String,
+    facts: Vec<Fact<'a>>,
+    rows: Vec<Row>,
+    problems: Vec<Problem>,
+    metered: Vec<&'a str>,
+    skipped: Vec<&'static str>,
+}
+
+fn invoice_out<'a>(
+    ctx: &Ctx<'a>,
+    extra: &FxHashMap<&str, Vec<&'a Line>>,
+    origin: &Origin,
+    inv: &'a Invoice,
+) -> InvoiceOut<'a> {
+    let mut out = InvoiceOut::default();
+    let status = inv.status.as_deref().unwrap_or("draft");
+    if status == "draft" {
+        out.skipped.push("draft invoices");
+        return out;
+    }
+    if inv
+        .subscription()
+        .and_then(|s| ctx.subs.get(s))
+        .is_some_and(|s| s.status.starts_with("incomplete"))
+    {
+        out.skipped.push("invoices of incomplete subscriptions");
+        return out;
+    }
+    out.account = ctx.account(&inv.customer.0);
+    let mut lines: Vec<&Line> = inv.lines.data.iter().collect();
+    let listed: FxHashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+    if let Some(more) = extra.get(inv.id.as_str()) {
+        lines.extend(more.iter().filter(|l| !listed.contains(l.id.as_str())));
+    }
+    if inv.lines.has_more && !extra.contains_key(inv.id.as_str()) {
+        out.problems.push(Problem {
+            origin: origin.clone(),
+            id: Some(inv.id.clone()),
+            field: Some("lines".into()),
+            reason: "only the first page of lines is in the export (has_more); export the \
+                     invoice's line items too, or its other lines are missing"
+                .into(),
+        });
+    }
+    let failed = failure(inv);
+    for line in lines {
+        match line_fact(ctx, inv, line, status, failed) {
+            Ok(Some(f)) => out.facts.push(f),
+            Ok(None) => out.skipped.push("one-off invoice lines (not recurring)"),
+            Err((_, reason)) if reason == "metered" => {
+                if let Some(i) = line.subscription_item() {
+                    out.metered.push(i);
+                }
+                out.skipped.push("metered lines (usage-based, not MRR; see --metered-in-mrr)");
+            }
+            Err((field, reason)) => out.problems.push(Problem {
+                origin: origin.clone(),
+                id: Some(if line.id.is_empty() {
+                    inv.id.clone()
+                } else {
+                    format!("{} line {}", inv.id, line.id)
+                }),
+                field: Some(field.into()),
+                reason,
+            }),
+        }
+    }
+    invoice_rows(inv, origin, &out.account, failed, &mut out.rows);
     out
 }
 

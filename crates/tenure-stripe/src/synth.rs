@@ -157,7 +157,7 @@ pub fn account_objects(
         let Some(inv) = by_period.get(&(ps, amt)) else { continue };
         let _ = amount;
         out.credit_notes.push(
-            json!({"id": format!("cn_{}", &inv[3..]), "object": "credit_note", "invoice": inv,
+            json!({"id": format!("cn_{}_{}", &inv[3..], out.credit_notes.len() + 1), "object": "credit_note", "invoice": inv,
                    "customer": cus, "created": at, "amount": amt, "total_excluding_tax": amt,
                    "currency": null, "status": "issued", "type": "post_payment"})
             .to_string(),
