@@ -365,7 +365,12 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
         ex.invoices.iter().filter(|(_, i)| seen_invoices.insert(i.id.as_str())).collect();
     let per_invoice: Vec<InvoiceOut<'_>> =
         unique.par_iter().map(|(origin, inv)| invoice_out(&ctx, &extra, origin, inv)).collect();
-    let mut facts: Vec<Fact<'_>> = Vec::new();
+    // Sized once: growing these vectors by doubling is most of the time on big exports
+    // (fresh pages, zeroed by the kernel, and copies).
+    let mut facts: Vec<Fact<'_>> =
+        Vec::with_capacity(per_invoice.iter().map(|o| o.facts.len()).sum());
+    out.rows
+        .reserve(per_invoice.iter().map(|o| o.rows.len()).sum::<usize>() * 2 + ex.customers.len());
     let mut item_account: FxHashMap<&str, String> = FxHashMap::default();
     let mut metered_items: FxHashSet<&str> = FxHashSet::default();
     for o in per_invoice {
