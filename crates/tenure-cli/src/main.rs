@@ -555,6 +555,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if files.is_empty() {
                 bail!(usage("import: name the files to import (- reads standard input)"));
             }
+            if (account_key.is_some() || metered_in_mrr) && from != Some(Source::Stripe) {
+                bail!(usage("--account-key and --metered-in-mrr apply to --from stripe"));
+            }
             let kind = match kind {
                 None => None,
                 Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
