@@ -254,3 +254,30 @@ fn a_csv_column_given_twice_is_refused() {
     let csv = "type,timestamp,account_id,attributes.x,attributes.x\naccount,2024-03-01,a,1,2\n";
     assert!(CsvEvents::new(csv.as_bytes(), None).is_err());
 }
+
+/// Ids are checked byte by byte when ASCII and by character otherwise: both paths refuse
+/// control characters, and the length limit counts characters, not bytes.
+#[test]
+fn id_checks_count_characters_and_find_every_control_character() {
+    let usage = |user: &str| {
+        let line = serde_json::json!({"type": "usage", "timestamp": "2024-03-01",
+            "account_id": "a", "event": "e", "user_id": user})
+        .to_string();
+        match parse_json_line(&line, None, &cfg()) {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.reason,
+        }
+    };
+    let control = "must not contain control characters (line breaks, tabs...)";
+    assert_eq!(usage("a\tb"), control);
+    assert_eq!(usage("a\u{7f}b"), control);
+    // NEL and other C1 controls are not ASCII.
+    assert_eq!(usage("é\u{85}"), control);
+    assert_eq!(usage("é\u{9f}"), control);
+    assert_eq!(usage("é\u{a0}"), "ok");
+    // 256 two-byte characters are 512 bytes and within the limit; 257 are not.
+    assert_eq!(usage(&"é".repeat(256)), "ok");
+    assert_eq!(usage(&"é".repeat(257)), "is 257 characters long, over the limit of 256");
+    assert_eq!(usage(&"x".repeat(257)), "is 257 characters long, over the limit of 256");
+    assert_eq!(usage(&"x".repeat(256)), "ok");
+}

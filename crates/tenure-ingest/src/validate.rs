@@ -42,10 +42,20 @@ fn id_problem(s: &str) -> Option<&'static str> {
         Some("must not be blank (only whitespace)")
     } else if s.contains('\0') {
         Some("must not contain a NUL character")
-    } else if s.chars().any(char::is_control) {
+    } else if control(s) {
         Some("must not contain control characters (line breaks, tabs...)")
     } else {
         None
+    }
+}
+
+/// Whether a string holds a control character; ASCII text (almost every id) is checked
+/// byte by byte, which is several times faster than decoding characters.
+fn control(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| b.is_ascii_control())
+    } else {
+        s.chars().any(char::is_control)
     }
 }
 
@@ -83,13 +93,14 @@ impl<'a> V<'_, 'a> {
         match self.opt_str(f)? {
             None => Ok(None),
             Some(s) => {
-                let n = s.chars().count();
-                if n == 0 {
+                if s.is_empty() {
                     return Err(FieldError::at(f, "must not be empty"));
                 }
                 if let Some(p) = id_problem(s) {
                     return Err(FieldError::at(f, p));
                 }
+                // No more characters than bytes: only a long id needs counting.
+                let n = if s.len() > MAX_ID_CHARS { s.chars().count() } else { s.len() };
                 if n > MAX_ID_CHARS {
                     return Err(FieldError::at(
                         f,

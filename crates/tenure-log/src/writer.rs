@@ -477,6 +477,14 @@ impl Log {
         self.pending_records
     }
 
+    /// Makes room in the key index for `additional` more keys. A writer that knows how
+    /// many records are coming (an import of a Parquet file's rows) spares the index its
+    /// regrowths, each of which rehashes every key held (at ten million keys, the larger
+    /// part of storing them).
+    pub fn reserve_keys(&mut self, additional: usize) {
+        self.keys.reserve(additional);
+    }
+
     /// Durable per-lane counts plus the size of the key index.
     pub fn stats(&self) -> LogStats {
         let lanes = self
