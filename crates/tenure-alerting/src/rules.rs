@@ -34,6 +34,7 @@ pub enum Kind {
     FeesDown,
     NoSurveyResponse,
     NoEngagement,
+    RenewalNotice,
 }
 
 impl Kind {
@@ -53,6 +54,7 @@ impl Kind {
         Kind::FeesDown,
         Kind::NoSurveyResponse,
         Kind::NoEngagement,
+        Kind::RenewalNotice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::FeesDown => "fees_down",
             Kind::NoSurveyResponse => "no_survey_response",
             Kind::NoEngagement => "no_engagement",
+            Kind::RenewalNotice => "renewal_notice",
         }
     }
 
@@ -99,6 +102,7 @@ impl Kind {
             | Kind::TicketSurge
             | Kind::ChurnRisk
             | Kind::RenewalLowUtilisation
+            | Kind::RenewalNotice
             | Kind::HealthRed => Severity::High,
             Kind::NoSurveyResponse | Kind::NoEngagement => Severity::Low,
             _ => Severity::Normal,
@@ -134,6 +138,7 @@ impl Kind {
             Kind::FeesDown => "Fees down on last year: review the account",
             Kind::NoSurveyResponse => "No survey answer for a long time: re-engage",
             Kind::NoEngagement => "No touchpoint for a long time: schedule one",
+            Kind::RenewalNotice => "Renewal notice deadline ahead: confirm the renewal",
         }
     }
 }
@@ -149,8 +154,11 @@ pub struct RuleConfig {
     pub severity: Option<String>,
     pub cooldown_days: Option<i64>,
     /// The window, days (usage_drop 14, ticket_surge 7, renewal_low_utilisation 90,
-    /// no_survey_response 180, no_engagement 90).
+    /// no_survey_response 180, no_engagement 90); renewal_notice: the notice period, days
+    /// before a term end by which notice must be given [60].
     pub days: Option<i64>,
+    /// renewal_notice: days before the notice deadline the alert (and its task) comes [30].
+    pub lead_days: Option<i64>,
     /// usage_drop: the fall that alerts, a fraction [0.5].
     pub drop: Option<f64>,
     /// usage_drop: the fewest events in the earlier window to judge a drop [20].
@@ -193,6 +201,7 @@ pub struct Rule {
     pub severity: Severity,
     pub cooldown_days: i64,
     pub days: i64,
+    pub lead_days: i64,
     pub drop: f64,
     pub min_events: u64,
     pub tickets: u64,
@@ -264,11 +273,16 @@ impl Rule {
             Kind::UsageDrop => 14,
             Kind::TicketSurge => 7,
             Kind::NoSurveyResponse => 180,
+            Kind::RenewalNotice => 60,
             _ => 90,
         };
         let days = c.days.unwrap_or(default_days);
         if days <= 0 {
             return Err(bad(format!("days must be positive, got {days}")));
+        }
+        let lead_days = c.lead_days.unwrap_or(30);
+        if lead_days <= 0 {
+            return Err(bad(format!("lead_days must be positive, got {lead_days}")));
         }
         let cooldown_days = c.cooldown_days.unwrap_or(kind.default_cooldown_days());
         if cooldown_days < 0 {
@@ -280,6 +294,7 @@ impl Rule {
             severity,
             cooldown_days,
             days,
+            lead_days,
             drop: frac(c.drop, 0.5, "drop")?,
             min_events: c.min_events.unwrap_or(20),
             tickets: c.tickets.unwrap_or(5),
@@ -675,6 +690,25 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
                         r.days
                     )
                 })
+            }
+            Kind::RenewalNotice => {
+                // The open term whose notice deadline (term end - notice period) comes
+                // within the lead time and has not passed.
+                a.renewals
+                    .iter()
+                    .filter(|x| x.outcome == tenure_ledger::RenewalOutcome::Open && x.opened <= now)
+                    .map(|x| (Timestamp(x.due.0 - r.days * DAY), x))
+                    .filter(|(deadline, _)| *deadline > now && *deadline <= Timestamp(now.0 + r.lead_days * DAY))
+                    .min_by_key(|(deadline, _)| *deadline)
+                    .map(|(deadline, x)| {
+                        format!(
+                            "notice for {} is due by {} ({} days' notice before the term ends on {})",
+                            x.subscription_id,
+                            deadline.date_string(),
+                            r.days,
+                            x.due.date_string()
+                        )
+                    })
             }
             Kind::NoEngagement => {
                 let last = a.cs.touchpoints.iter().filter(|x| x.0 <= now).map(|x| x.0).max();

@@ -45,8 +45,9 @@ pub struct RiskArgs {
     /// MRR at risk)
     #[arg(long, default_value_t = 0.2)]
     at_risk: f64,
-    /// What to predict when no trained model is saved (with `renewal`, only accounts with
-    /// a contract due within the horizon are listed)
+    /// What to predict: `churn` reads DATA/models/churn.json, `renewal` (a contract due
+    /// within the horizon is lost; only accounts with one are listed) reads
+    /// DATA/models/renewal.json; without a saved model one is trained with --horizon
     #[command(flatten)]
     target: TargetArgs,
     #[arg(long, value_enum, default_value = "table")]
@@ -74,7 +75,8 @@ impl TargetArgs {
 
 #[derive(Subcommand)]
 pub enum ModelCmd {
-    /// Train the churn model on the whole history; saves DATA/models/churn.json (and a
+    /// Train the churn model (or with `--outcome renewal` the renewal model) on the whole
+    /// history; saves DATA/models/churn.json or renewal.json (and a
     /// dated copy)
     Train {
         #[command(flatten)]
@@ -407,6 +409,19 @@ fn models_dir(dir: &Path) -> PathBuf {
     dir.join("models")
 }
 
+/// The saved model's name for an outcome: `churn`, or `renewal` (a lost renewal).
+fn file_stem(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Churn => "churn",
+        Outcome::RenewalLost => "renewal",
+    }
+}
+
+/// The model `tenure risk` reads for an outcome: DATA/models/churn.json or renewal.json.
+fn model_file(dir: &Path, o: Outcome) -> PathBuf {
+    models_dir(dir).join(format!("{}.json", file_stem(o)))
+}
+
 /// The most snapshots a model trains on (about 1 GB of features).
 const MAX_SNAPSHOTS: usize = 3_000_000;
 
@@ -442,19 +457,21 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
             let dir = models_dir(&d.dir);
             std::fs::create_dir_all(&dir)?;
             let stamp = d.ledger.as_of.to_string().replace([':', '-'], "");
-            let dated = dir.join(format!("churn-{}.json", &stamp[..stamp.len().min(15)]));
+            let name = file_stem(o);
+            let dated = dir.join(format!("{name}-{}.json", &stamp[..stamp.len().min(15)]));
             let text = m.to_json();
             write_atomic(&dated, &text)?;
-            write_atomic(&dir.join("churn.json"), &text)?;
+            write_atomic(&model_file(&d.dir, o), &text)?;
             let summary = json!({"model": dated.display().to_string(), "outcome": o.as_str(), "horizon_days": horizon,
                 "n_snapshots": m.n_snapshots, "n_churned": m.n_churned, "trees": m.gbm.trees.len(),
                 "first_snapshot": m.first_snapshot, "last_snapshot": m.last_snapshot});
             match format {
                 OutFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(&summary)?)),
                 _ => out(&format!(
-                    "trained on {} snapshots ({} churned within {horizon} days), {} to {}; {} trees\nsaved {} (and models/churn.json)\n",
+                    "trained on {} snapshots ({} {} within {horizon} days), {} to {}; {} trees\nsaved {} (and models/{name}.json)\n",
                     m.n_snapshots,
                     m.n_churned,
+                    if o == Outcome::Churn { "churned" } else { "lost a renewal due" },
                     m.first_snapshot,
                     m.last_snapshot,
                     m.gbm.trees.len(),
@@ -620,7 +637,7 @@ fn backtest_text(j: &Json) -> String {
     s
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     {
         use std::io::Write;
@@ -661,12 +678,23 @@ fn read_truth(path: &Path) -> Result<Truth> {
 
 pub fn risk(a: RiskArgs) -> Result<()> {
     let d = Data::load(&a.data, &a.as_of)?;
-    let saved = models_dir(&d.dir).join("churn.json");
+    let (horizon, o) = a.target.parse()?;
+    // Each outcome has its own saved model: `--outcome renewal` reads models/renewal.json.
+    let saved = model_file(&d.dir, o);
     let m = if saved.is_file() {
-        Model::from_json(&std::fs::read_to_string(&saved)?)
-            .map_err(|e| usage(format!("{}: {e}", saved.display())))?
+        let m = Model::from_json(&std::fs::read_to_string(&saved)?)
+            .map_err(|e| usage(format!("{}: {e}", saved.display())))?;
+        if m.outcome != o {
+            bail!(usage(format!(
+                "{} holds a {} model, not a {} one: run `tenure model train --outcome {}`",
+                saved.display(),
+                m.outcome.as_str(),
+                o.as_str(),
+                a.target.outcome
+            )));
+        }
+        m
     } else {
-        let (horizon, o) = a.target.parse()?;
         let m = train_all(&d, horizon, o)?;
         eprintln!(
             "no saved model: trained one on {} snapshots (`tenure model train` saves it)",
@@ -752,8 +780,12 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         }
         _ => {
             let money = |m: i64| tenure_core::money::format_minor(m, cur);
+            let what = match m.outcome {
+                Outcome::Churn => "Churn risk",
+                Outcome::RenewalLost => "Risk of a lost renewal (contracts due)",
+            };
             let mut s = format!(
-                "Churn risk within {} days at {t}: expected loss {} of {} MRR across {} accounts\n\n",
+                "{what} within {} days at {t}: expected loss {} of {} MRR across {} accounts\n\n",
                 m.horizon_days,
                 money(total_loss),
                 money(total_mrr),

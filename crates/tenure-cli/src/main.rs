@@ -4,6 +4,7 @@
 //! log is damaged (`verify` found something, or `repair` without `--yes` would change it),
 //! 5 a query hit its time or memory limit (`sql --timeout`, `--memory-limit`).
 
+mod forecast;
 mod health;
 mod report;
 mod sources;
@@ -192,6 +193,10 @@ enum Cmd {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Renewal forecast: ARR up for renewal in a period, the probability each renews, the
+    /// ARR expected back with an interval, categories and CSM overrides; `--backtest` for
+    /// past periods' forecasts against what renewed
+    Forecast(forecast::ForecastArgs),
     /// Health score of every paying account (scorecards; `--account` for the breakdown)
     Health(health::HealthArgs),
     /// Churn probability, MRR at risk, expected loss and drivers per account
@@ -810,6 +815,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Stats { cmd } => stats::run(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Health(a) => health::health(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Forecast(a) => forecast::run(a).map(|()| ExitCode::SUCCESS),
         Cmd::Key { cmd } => key(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Serve { data, listen, max_request_bytes } => {
             let cfg = config(&data)?;
@@ -1225,6 +1231,11 @@ fn demo(
     if let Some(listen) = listen {
         out("\nTraining the churn model and backtesting it:\n")?;
         health::demo_models(&dir)?;
+        out("\nForecasting renewals (this quarter, the next, and the last 8 backtested):\n")?;
+        // A small demo may have too little history: the Renewals page then says so.
+        if let Err(e) = forecast::demo(&dir) {
+            eprintln!("no renewal forecast: {e:#}");
+        }
         let mut keys = tenure_server::keys::Keys::load(&dir)?;
         let today = now().date_string();
         let (_, secret) = keys

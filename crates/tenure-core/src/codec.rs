@@ -177,6 +177,19 @@ pub fn encode_body(b: &EventBody, out: &mut Vec<u8>) {
                 put_opt_str(out, s.as_deref());
             }
         }
+        EventBody::ForecastOverride { subscription_id, category, amount, reason, author } => {
+            put_opt_str(out, subscription_id.as_deref());
+            out.push(category.index());
+            match amount {
+                Some(m) => {
+                    out.push(1);
+                    put_money(out, *m)
+                }
+                None => out.push(0),
+            }
+            put_opt_str(out, reason.as_deref());
+            put_opt_str(out, author.as_deref());
+        }
     }
 }
 
@@ -339,6 +352,13 @@ fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
             root_cause: r.opt_string()?,
             author: r.opt_string()?,
         })),
+        EventKind::ForecastOverride => EventBody::ForecastOverride {
+            subscription_id: r.opt_string()?,
+            category: en(ForecastCategory::from_index(r.u8()?))?,
+            amount: if r.u8()? == 1 { Some(r.money()?) } else { None },
+            reason: r.opt_string()?,
+            author: r.opt_string()?,
+        },
     })
 }
 

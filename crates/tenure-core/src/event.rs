@@ -51,6 +51,7 @@ str_enum!(
         Cost = "cost",
         Alert = "alert",
         Task = "task",
+        ForecastOverride = "forecast_override",
     }
 );
 
@@ -88,6 +89,10 @@ str_enum!(TaskStatus {
     Done = "done",
     Dismissed = "dismissed",
 });
+str_enum!(
+    /// How sure a renewal is: a forecast's category, and a CSM's call on it.
+    ForecastCategory { Commit = "commit", Probable = "probable", AtRisk = "at_risk" }
+);
 str_enum!(CostCategory { Retention = "retention", Acquisition = "acquisition", Service = "service" });
 
 /// A user-defined account attribute value. Numbers keep their source text so that a
@@ -246,6 +251,18 @@ pub enum EventBody {
         message: Option<String>,
     },
     Task(Box<TaskChange>),
+    /// A CSM's call on a renewal: it replaces the forecast's category and, with an amount,
+    /// the ARR expected back (0: it will not renew). Sent through the API, which sets the
+    /// author from the key.
+    ForecastOverride {
+        /// The contract (subscription line); none: every contract of the account.
+        subscription_id: Option<String>,
+        category: ForecastCategory,
+        /// The ARR expected back.
+        amount: Option<Money>,
+        reason: Option<String>,
+        author: Option<String>,
+    },
 }
 
 /// A change to a CSM task: the fields given replace the task's, a note is appended.
@@ -286,6 +303,7 @@ impl EventBody {
             EventBody::Cost { .. } => EventKind::Cost,
             EventBody::Alert { .. } => EventKind::Alert,
             EventBody::Task(_) => EventKind::Task,
+            EventBody::ForecastOverride { .. } => EventKind::ForecastOverride,
         }
     }
 }

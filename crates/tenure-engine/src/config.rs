@@ -34,6 +34,8 @@ pub struct ConfigFile {
     pub kpi: KpiSection,
     #[serde(default)]
     pub ingest: IngestSection,
+    #[serde(default)]
+    pub forecast: ForecastSection,
     /// Rates into the base currency: `[fx.EUR]` with `"2024-01-01" = "1.0825"` entries.
     #[serde(default)]
     pub fx: BTreeMap<String, BTreeMap<String, String>>,
@@ -46,6 +48,29 @@ pub struct ConfigFile {
     pub rule: Option<toml::Value>,
     pub playbook: Option<toml::Value>,
     pub notifier: Option<toml::Value>,
+}
+
+/// `[forecast]`: the renewal forecast's categories and interval.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastSection {
+    /// A renewal is `commit` from this probability on (default 0.9).
+    pub commit: Option<f64>,
+    /// ... `probable` from this one on (default 0.6), else `at_risk`.
+    pub probable: Option<f64>,
+    /// The probability a total's interval holds (default 0.8).
+    pub interval: Option<f64>,
+    /// The account attribute naming its CSM (default `csm`).
+    pub csm_attribute: Option<String>,
+}
+
+/// The forecast's settings, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForecastConfig {
+    pub commit: f64,
+    pub probable: f64,
+    pub interval: f64,
+    pub csm_attribute: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +143,7 @@ pub struct Config {
     pub max_line_bytes: usize,
     pub max_future_skew_micros: i64,
     pub csat_scale: (u8, u8),
+    pub forecast: ForecastConfig,
 }
 
 impl Config {
@@ -255,7 +281,36 @@ impl Config {
                 plans: f.plans.clone(),
             });
         }
+        let fc = &f.forecast;
+        let forecast = ForecastConfig {
+            commit: fc.commit.unwrap_or(0.9),
+            probable: fc.probable.unwrap_or(0.6),
+            interval: fc.interval.unwrap_or(0.8),
+            csm_attribute: fc.csm_attribute.clone().unwrap_or_else(|| "csm".into()),
+        };
+        if !(forecast.probable > 0.0
+            && forecast.probable < forecast.commit
+            && forecast.commit <= 1.0)
+        {
+            return Err(invalid(
+                "forecast.commit",
+                format!(
+                    "expected 0 < probable ({}) < commit ({}) <= 1",
+                    forecast.probable, forecast.commit
+                ),
+            ));
+        }
+        if !(forecast.interval > 0.0 && forecast.interval < 1.0) {
+            return Err(invalid(
+                "forecast.interval",
+                format!("{} is not in (0, 1)", forecast.interval),
+            ));
+        }
+        if forecast.csm_attribute.trim().is_empty() {
+            return Err(invalid("forecast.csm_attribute", "must not be empty"));
+        }
         Ok(Config {
+            forecast,
             revenue,
             kpi: KpiConfig {
                 gross_margin,

@@ -178,6 +178,7 @@ pub const CS_KINDS: &[EventKind] = &[
     EventKind::Invoice,
     EventKind::Alert,
     EventKind::Task,
+    EventKind::ForecastOverride,
 ];
 
 /// As [`ledger`], reading only the lanes `scope` asks for (a report that cuts by no
@@ -188,9 +189,15 @@ pub fn ledger_with(
     as_of: Timestamp,
     scope: Scope,
 ) -> Result<Ledger, EngineError> {
+    Ok(ledger_builder(data, scope)?.finish(&cfg.revenue, as_of))
+}
+
+/// The events a fold reads, collected and not yet folded: a backtest folds the same
+/// builder at several instants (`LedgerBuilder::clone`, then `finish`).
+pub fn ledger_builder(data: &Path, scope: Scope) -> Result<LedgerBuilder, EngineError> {
     let dir = log_dir(data);
     if !dir.exists() {
-        return Ok(LedgerBuilder::new().finish(&cfg.revenue, as_of));
+        return Ok(LedgerBuilder::new());
     }
     let lanes: Vec<&str> = REVENUE_KINDS
         .iter()
@@ -213,7 +220,7 @@ pub fn ledger_with(
     for b in builders {
         all.merge(b?);
     }
-    Ok(all.finish(&cfg.revenue, as_of))
+    Ok(all)
 }
 
 /// Record counts per lane.

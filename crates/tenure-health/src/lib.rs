@@ -8,6 +8,7 @@
 
 pub mod backtest;
 pub mod features;
+pub mod forecast;
 pub mod model;
 pub mod scorecard;
 pub mod state;

@@ -37,7 +37,7 @@ fields! {
     Relationship = "relationship", StrategicImportance = "strategic_importance",
     Author = "author", RequestId = "request_id", AlertId = "alert_id", Rule = "rule",
     Message = "message", TaskId = "task_id", Title = "title", Owner = "owner", Due = "due",
-    RootCause = "root_cause",
+    RootCause = "root_cause", Reason = "reason",
 }
 
 /// A JSON scalar, or the kind of a non-scalar (for the error message).

@@ -574,5 +574,27 @@ fn body(v: &V<'_, '_>, kind: EventKind) -> R<EventBody> {
             root_cause: v.opt_id(F::RootCause)?,
             author: v.opt_id(F::Author)?,
         })),
+        EventKind::ForecastOverride => {
+            let amount = v.opt_money(F::Amount)?;
+            if let Some(m) = amount
+                && m.minor < 0
+            {
+                return Err(FieldError::at(
+                    F::Amount,
+                    "must not be negative (the ARR expected back)",
+                ));
+            }
+            EventBody::ForecastOverride {
+                subscription_id: v.opt_id(F::SubscriptionId)?,
+                category: v.enum_req(
+                    F::Category,
+                    ForecastCategory::parse,
+                    ForecastCategory::expected,
+                )?,
+                amount,
+                reason: v.opt_text(F::Reason)?,
+                author: v.opt_id(F::Author)?,
+            }
+        }
     })
 }

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use tenure_core::event::{
-    ContactRole, ContactStatus, EventBody, ObjectiveStatus, RequestStatus, Sentiment, Severity,
-    SurveyKind, SurveyScore, TaskChange, TaskStatus, TicketCategory, TicketStatus,
+    ContactRole, ContactStatus, EventBody, ForecastCategory, ObjectiveStatus, RequestStatus,
+    Sentiment, Severity, SurveyKind, SurveyScore, TaskChange, TaskStatus, TicketCategory,
+    TicketStatus,
 };
 use tenure_core::time::Timestamp;
 
@@ -177,6 +178,21 @@ pub struct CsLedger {
     pub alerts: Vec<Alert>,
     /// By opening time.
     pub tasks: Vec<Task>,
+    /// The CSMs' calls on renewals (`forecast_override` events), in time order.
+    pub forecast_calls: Vec<ForecastCall>,
+}
+
+/// A CSM's call on a renewal: a category and maybe the ARR expected back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForecastCall {
+    pub ts: Timestamp,
+    /// The contract; `None` for every contract of the account.
+    pub subscription_id: Option<String>,
+    pub category: ForecastCategory,
+    /// ARR expected back, base-currency minor units.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    pub author: Option<String>,
 }
 
 impl CsLedger {
@@ -362,6 +378,16 @@ pub(crate) fn fold(
             EventBody::Task(c) => {
                 let t = tasks.entry(c.task_id.clone()).or_insert_with(|| Task::new(&c.task_id, ts));
                 t.apply(ts, *c);
+            }
+            EventBody::ForecastOverride { subscription_id, category, amount, reason, author } => {
+                cs.forecast_calls.push(ForecastCall {
+                    ts,
+                    subscription_id,
+                    category,
+                    amount: amount.map(|m| convert(m, ts)),
+                    reason,
+                    author,
+                })
             }
             _ => {}
         }

@@ -1,6 +1,8 @@
 //! tenure-report: rendering reports (KPI rows, cohort tables, renewals, NPS, the account
 //! view) as a table, JSON or CSV; the CLI prints them and the service answers with them.
 
+pub mod forecast;
+
 use serde_json::{Map, Value as Json, json};
 use tenure_core::money::Currency;
 use tenure_kpi::{CohortMetric, CohortTable, Row, Value};

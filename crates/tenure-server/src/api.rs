@@ -180,6 +180,30 @@ pub const ROUTES: &[Route] = &[
         summary: "The health scorecards in force",
         params: &[],
     },
+    Route {
+        method: "get",
+        path: "/api/v1/forecast",
+        scope: Some(Scope::Read),
+        summary: "Renewal forecast of this quarter or the next (saved by `tenure forecast --save`), with the CSMs' calls made since: totals with interval, categories, every renewal",
+        params: &[
+            ("period", "query", "The quarter, e.g. 2027-Q1 [this quarter]"),
+            ("by", "query", "month | csm | segment: totals per group"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/forecast/backtest",
+        scope: Some(Scope::Read),
+        summary: "Past quarters: the forecast made at each one's start against the ARR renewed, and the naive forecast",
+        params: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/accounts/{id}/forecast-override",
+        scope: Some(Scope::Write),
+        summary: "A CSM's call on the account's renewal (body: category commit | probable | at_risk, amount, subscription_id, reason); recorded under the key's name",
+        params: &[("id", "path", "The account id")],
+    },
 ];
 
 /// The handler of a route of [`ROUTES`].
@@ -200,6 +224,9 @@ pub fn handler(r: &Route) -> MethodRouter<AppState> {
         ("get", "/api/v1/tasks/{id}") => get(task),
         ("patch", "/api/v1/tasks/{id}") => patch(update_task),
         ("get", "/api/v1/scorecards") => get(scorecards),
+        ("get", "/api/v1/forecast") => get(forecast),
+        ("get", "/api/v1/forecast/backtest") => get(forecast_backtest),
+        ("post", "/api/v1/accounts/{id}/forecast-override") => post(forecast_override),
         (m, p) => unreachable!("no handler for {m} {p}"),
     }
 }
@@ -215,11 +242,13 @@ async fn openapi_json() -> Response {
 
 type Params = Query<HashMap<String, String>>;
 
-fn bad(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new("invalid_request", message)
 }
 
-fn live_read(s: &AppState) -> Result<std::sync::RwLockReadGuard<'_, crate::live::Live>, ApiError> {
+pub(crate) fn live_read(
+    s: &AppState,
+) -> Result<std::sync::RwLockReadGuard<'_, crate::live::Live>, ApiError> {
     s.0.core.live.read().map_err(|_| ApiError::new("internal", "the live state is unavailable"))
 }
 
@@ -762,6 +791,65 @@ async fn update_task(
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
     let (account, view) = change_task(&s, &id, &body, key.identity()).await?;
     Ok(json_response(StatusCode::OK, &task_json(&account, &view)))
+}
+
+/// `GET /api/v1/forecast`: the saved forecast of a quarter, with the calls known now.
+async fn forecast(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let by = match p.get("by").map(String::as_str) {
+        None => None,
+        Some(b) => Some(
+            tenure_health::forecast::GroupBy::parse(b)
+                .ok_or_else(|| bad(format!("by {b:?}: expected month, csm or segment")))?,
+        ),
+    };
+    blocking(move || {
+        let f = crate::forecast::quarter(&s, p.get("period").map(String::as_str))?;
+        let groups =
+            by.map(|b| tenure_health::forecast::groups(&f.items, b, f.level)).unwrap_or_default();
+        let cur = live_read(&s)?.cfg.revenue.fx.base;
+        let j = tenure_report::forecast::forecast_json(
+            &f,
+            &groups,
+            p.get("by").map(String::as_str),
+            cur,
+        );
+        Ok(json_response(StatusCode::OK, &j))
+    })
+    .await
+}
+
+/// `GET /api/v1/forecast/backtest`: the saved backtest.
+async fn forecast_backtest(State(s): State<AppState>, h: HeaderMap) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    blocking(move || match crate::forecast::saved(&s)? {
+        Some(saved) if !saved.backtest.is_null() => {
+            Ok(json_response(StatusCode::OK, &saved.backtest))
+        }
+        _ => Err(ApiError::new(
+            "not_found",
+            "no backtest saved: run `tenure forecast --save` on a data directory with past quarters",
+        )),
+    })
+    .await
+}
+
+/// `POST /api/v1/accounts/{id}/forecast-override`: a CSM's call on a renewal.
+async fn forecast_override(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let key = authorise(&s, &h, Scope::Write)?;
+    let body: Map<String, Value> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
+    let line = crate::forecast::record_call(&s, &id, &body, key.identity()).await?;
+    Ok(json_response(StatusCode::CREATED, &line))
 }
 
 async fn scorecards(State(s): State<AppState>, h: HeaderMap) -> Result<Response, ApiError> {

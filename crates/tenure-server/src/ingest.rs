@@ -124,9 +124,10 @@ pub(crate) async fn ingest(
     accept(&state, events, rejected, None).await
 }
 
-/// Why an event is not the client's to send: alerts are raised by the service and task
-/// changes made through `PATCH /api/v1/tasks/{id}` under the key's name, so a key that
-/// sends events cannot forge either. An admin key may (bringing history over from another
+/// Why an event is not the client's to send: alerts are raised by the service, task
+/// changes made through `PATCH /api/v1/tasks/{id}` and forecast overrides through
+/// `POST /api/v1/accounts/{id}/forecast-override`, both under the key's name, so a key that
+/// sends events cannot forge any of them. An admin key may (bringing history over from another
 /// tool).
 fn service_only(e: &Event, key: &Key) -> Option<&'static str> {
     if key.allows(Scope::Admin) {
@@ -138,6 +139,9 @@ fn service_only(e: &Event, key: &Key) -> Option<&'static str> {
         }
         EventBody::Task(_) => Some(
             "task changes go through PATCH /api/v1/tasks/{id} (write scope); only an admin key may send task events",
+        ),
+        EventBody::ForecastOverride { .. } => Some(
+            "forecast overrides go through POST /api/v1/accounts/{id}/forecast-override (write scope), which records the key's name; only an admin key may send them as events",
         ),
         _ => None,
     }

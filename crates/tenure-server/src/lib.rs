@@ -16,6 +16,7 @@ mod conn;
 pub mod decode;
 pub mod error;
 pub mod fallback;
+pub mod forecast;
 pub mod ingest;
 pub mod keys;
 pub mod live;
@@ -62,6 +63,8 @@ pub struct Core {
     pub kpi_cache: KpiCache,
     /// Whether the writer can write the log.
     pub storage: Arc<writer::Storage>,
+    /// The forecasts `tenure forecast --save` wrote, parsed.
+    pub forecast_cache: forecast::Cache,
 }
 
 /// KPI rows by (months, cut, end) with when and at which generation of the live state
@@ -173,6 +176,7 @@ impl AppState {
             public_url: o.config.service.public_url.clone(),
             kpi_cache: KpiCache::default(),
             storage: Arc::default(),
+            forecast_cache: forecast::Cache::default(),
         });
         let (importer, recovery) =
             Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@
 //! peer (lifelines, lifetimes, statsmodels, scikit-learn) or a published table, with the
 //! figures in the tests.
 
+pub mod bernsum;
 pub mod bgnbd;
 pub mod cox;
 pub mod eval;

@@ -157,3 +157,34 @@ pub mod wire {
         exchange(addr, raw.as_bytes())
     }
 }
+
+/// Writes DATA/models/forecast.json as `tenure forecast --save` would, with one quarter,
+/// 2026-Q3 as of 2026-06-01: Acme's contract s1 (12,000 due 2026-08-01, renews with
+/// probability 0.75, CSM `csm`, a driver `driver`) and Bolt month to month (600 at 0.5).
+/// Expected: 9,000 + 300 = 9,300; the outcomes 0, 600, 12,000 and 12,600 have probabilities
+/// 0.125, 0.125, 0.375, 0.375, so the 80% interval is 0 to 12,600.
+pub fn save_forecast(data: &Path, csm: &str, driver: &str) {
+    let method = json!({"source": "model", "examples": 120, "base_rate": 0.8});
+    let quarter = json!({
+        "as_of": "2026-06-01T00:00:00Z",
+        "period": {"start": "2026-07-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"},
+        "currency": "USD", "interval_level": 0.8,
+        "term_contracts": method, "month_to_month": method, "expansion_at_renewal": 1.0,
+        "items": [
+            {"account_id": "acme", "subscription_id": "s1", "kind": "term", "due": "2026-08-01T00:00:00Z",
+             "arr_due": 12000.0, "arr_if_renewed": 12000.0, "probability": 0.75, "source": "model",
+             "category": "probable", "csm": csm, "segment": "mid", "drivers": [driver]},
+            {"account_id": "bolt", "subscription_id": null, "kind": "month_to_month", "due": "2026-10-01T00:00:00Z",
+             "arr_due": 600.0, "arr_if_renewed": 600.0, "probability": 0.5, "source": "model",
+             "category": "at_risk", "csm": "kim", "segment": "smb", "drivers": []},
+        ],
+    });
+    let doc = json!({"made_at": "2026-06-01T00:00:00Z", "quarters": [quarter], "backtest": {
+        "currency": "USD", "interval_level": 0.8,
+        "periods": [{"period": "2026-Q1", "arr_due": 10000.0, "forecast": 8000.0, "interval": [6000.0, 10000.0],
+                     "naive_forecast": 7000.0, "actual": 9000.0, "covered": true}],
+        "summary": {"periods_with_actual": 1, "coverage": 1.0, "mape": 0.111, "naive_mape": 0.222}}});
+    let dir = data.join("models");
+    std::fs::create_dir_all(&dir).expect("the models directory");
+    std::fs::write(dir.join("forecast.json"), doc.to_string()).expect("the saved forecast");
+}

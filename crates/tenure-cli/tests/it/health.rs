@@ -254,3 +254,159 @@ fn risk_health_and_scorecards_configured_without_reimport() {
         String::from_utf8_lossy(&o.stderr).contains("scorecard \"x\": no [[scorecard.measure]]")
     );
 }
+
+/// `tenure risk --outcome renewal` reads (or trains) the renewal model, not the saved churn
+/// model, and says what it predicts; `tenure forecast` gives totals that are the sum of its
+/// renewals, groups that add up, CSM calls beside the model, a backtest and a saved file.
+#[test]
+fn renewal_risk_and_the_forecast_on_a_generated_company() {
+    let t = tempfile::tempdir().unwrap();
+    let data = company(t.path());
+    let _ = ok_json(&["model", "train", "--data", &data, "--as-of", AS_OF, "--format", "json"]);
+    let o =
+        tenure(&["risk", "--data", &data, "--as-of", AS_OF, "--outcome", "renewal", "--top", "5"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.starts_with("Risk of a lost renewal (contracts due) within 90 days"), "{text}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no saved model"));
+    let j = ok_json(&[
+        "model",
+        "train",
+        "--data",
+        &data,
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "renewal",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(j["outcome"], "renewal_lost");
+    assert!(Path::new(&data).join("models/renewal.json").is_file());
+    let churn = ok_json(&["risk", "--data", &data, "--as-of", AS_OF, "--format", "json"]);
+    let renewal = ok_json(&[
+        "risk",
+        "--data",
+        &data,
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "renewal",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        (churn["outcome"].as_str(), renewal["outcome"].as_str()),
+        (Some("churn"), Some("renewal_lost"))
+    );
+    assert!(
+        renewal["accounts_scored"].as_u64().unwrap()
+            < churn["accounts_scored"].as_u64().unwrap() / 2
+    );
+
+    // The forecast of 2025-Q1 as of its start.
+    let f = ok_json(&[
+        "forecast", "--data", &data, "--as-of", AS_OF, "--period", "2025-Q1", "--by", "csm",
+        "--format", "json",
+    ]);
+    let items = f["items"].as_array().unwrap();
+    let terms = items.iter().filter(|i| i["kind"] == "term").count();
+    assert!(terms > 50 && items.len() > terms, "{terms} of {}", items.len());
+    assert_eq!(f["term_contracts"]["source"], "model", "{}", f["term_contracts"]);
+    let sum = |k: &str| items.iter().map(|i| i[k].as_f64().unwrap()).sum::<f64>();
+    let m = &f["model"];
+    assert_eq!(m["contracts"].as_u64().unwrap() as usize, items.len());
+    assert!((sum("arr_due") - m["arr_due"].as_f64().unwrap()).abs() < 0.005);
+    // Items' expected ARR are each rounded to the cent; the total once.
+    assert!(
+        (sum("expected_arr") - m["expected_arr"].as_f64().unwrap()).abs()
+            <= 0.005 * items.len() as f64
+    );
+    let (lo, hi, e) = (
+        m["interval"][0].as_f64().unwrap(),
+        m["interval"][1].as_f64().unwrap(),
+        m["expected_arr"].as_f64().unwrap(),
+    );
+    assert!(lo < e && e < hi && hi <= m["arr_due"].as_f64().unwrap() * 1.5, "{m}");
+    for i in items {
+        let p = i["probability"].as_f64().unwrap();
+        let want = if p >= 0.9 {
+            "commit"
+        } else if p >= 0.6 {
+            "probable"
+        } else {
+            "at_risk"
+        };
+        assert_eq!(i["category"], want, "{i}");
+    }
+    let cats: f64 = ["commit", "probable", "at_risk"]
+        .iter()
+        .map(|c| m["categories"][c]["arr_due"].as_f64().unwrap())
+        .sum();
+    assert!((cats - m["arr_due"].as_f64().unwrap()).abs() < 0.01);
+    let groups = f["groups"].as_array().unwrap();
+    assert!(groups.len() > 1);
+    let g: f64 = groups.iter().map(|g| g["model"]["arr_due"].as_f64().unwrap()).sum();
+    assert!((g - m["arr_due"].as_f64().unwrap()).abs() < 0.01);
+
+    // A CSM's call, imported as an event: the model's figures stay, the called ones move.
+    let top = &items[0];
+    let (account, sub) = (top["account_id"].as_str().unwrap(), top["subscription_id"].clone());
+    let call = t.path().join("calls.jsonl");
+    std::fs::write(
+        &call,
+        serde_json::json!({"type": "forecast_override", "timestamp": "2024-12-20", "account_id": account,
+            "subscription_id": sub, "category": "at_risk", "amount": "0", "reason": "moving to a competitor"})
+        .to_string(),
+    )
+    .unwrap();
+    let o = tenure(&["import", "--data", &data, &call.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f2 = ok_json(&[
+        "forecast", "--data", &data, "--as-of", AS_OF, "--period", "2025-Q1", "--format", "json",
+    ]);
+    assert_eq!(f2["model"], f["model"]);
+    let called = f2["with_overrides"]["expected_arr"].as_f64().unwrap();
+    let want = e - top["expected_arr"].as_f64().unwrap();
+    assert!((called - want).abs() < 0.02, "{called} vs {want}");
+    let first = &f2["items"][0];
+    assert_eq!(
+        (first["override"]["category"].as_str(), first["override"]["reason"].as_str()),
+        (Some("at_risk"), Some("moving to a competitor"))
+    );
+
+    // The backtest of four past quarters, and the saved file the service shows.
+    let b = ok_json(&[
+        "forecast",
+        "--data",
+        &data,
+        "--as-of",
+        AS_OF,
+        "--backtest",
+        "--from",
+        "2024-Q1",
+        "--to",
+        "2024-Q4",
+        "--format",
+        "json",
+    ]);
+    let periods = b["periods"].as_array().unwrap();
+    assert_eq!(periods.len(), 4);
+    assert!(
+        periods.iter().all(|p| p["actual"].is_number() && p["naive_forecast"].is_number()),
+        "{b}"
+    );
+    let o = tenure(&["forecast", "--data", &data, "--as-of", AS_OF, "--save"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&data).join("models/forecast.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["quarters"].as_array().unwrap().len(), 2);
+    assert_eq!(saved["backtest"]["periods"].as_array().unwrap().len(), 8);
+    // Bad arguments are usage errors.
+    let o = tenure(&["forecast", "--data", &data, "--as-of", AS_OF, "--period", "2024-Q1"]);
+    assert_eq!(o.status.code(), Some(2), "a past period is backtested, not forecast");
+    let o = tenure(&["forecast", "--data", &data, "--backtest", "--from", "2024-02"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -67,6 +67,7 @@ const NAV: &[(&str, &str)] = &[
     ("/accounts", "Accounts"),
     ("/cohorts", "Cohorts"),
     ("/inbox", "Alerts & tasks"),
+    ("/renewals", "Renewals"),
     ("/model", "Model"),
 ];
 

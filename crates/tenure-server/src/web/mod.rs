@@ -213,6 +213,79 @@ async fn model(State(s): State<AppState>, h: HeaderMap) -> Response {
     show(s, h, pages::model).await
 }
 
+async fn renewals(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    show(s, h, move |s, sess| pages::renewals(s, sess, &p)).await
+}
+
+/// A CSM's call on a renewal from the Renewals page: stored as a `forecast_override` event
+/// under the session's key name, then back to the page.
+async fn renewal_call(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(account): UrlPath<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(sess) = session(&s, &h) else { return redirect("/login") };
+    if !csrf_ok(&sess, &f) {
+        return forbidden(&sess, "The form's token is missing or stale: reload the page.");
+    }
+    let back = f
+        .get("return")
+        // A path of this site only: browsers read `/\\host` or `/<tab>/host` as another site.
+        .filter(|r| {
+            r.starts_with("/renewals")
+                && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.?=&%~".contains(&b))
+        })
+        .cloned()
+        .unwrap_or_else(|| "/renewals".into());
+    if !s.0.keys.get().allows(&sess.key_id, Scope::Write) {
+        return forbidden(
+            &sess,
+            "Your key can read but not make calls: that needs a key with the write scope.",
+        );
+    }
+    let mut fields = serde_json::Map::new();
+    for k in ["category", "amount", "subscription_id", "reason"] {
+        if let Some(v) = f.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            fields.insert(k.into(), v.into());
+        }
+    }
+    let stored = crate::forecast::record_call(&s, &account, &fields, &sess.name).await;
+    match stored {
+        Ok(_) => {
+            // Wait (bounded) for the applier to fold it, so the page shows the call.
+            let n =
+                s.0.core.live.read().map_or(0, |l| {
+                    l.ledger.account(&account).map_or(0, |a| a.cs.forecast_calls.len())
+                });
+            for _ in 0..200 {
+                let folded = s.0.core.live.read().is_ok_and(|l| {
+                    l.ledger.account(&account).is_some_and(|a| a.cs.forecast_calls.len() > n)
+                });
+                if folded {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            redirect(&back)
+        }
+        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => html(
+            e.status,
+            html::page(
+                "Not recorded",
+                "",
+                &sess.csrf,
+                &format!(
+                    "<h1>The call was not recorded</h1><p>{}. <a href=\"{}\">Back</a></p>",
+                    html::esc(&e.message),
+                    html::esc(&back)
+                ),
+            ),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// A task change from a form: assign, comment, change status, resolve with a root cause.
 /// A 403 page saying why (`why` is our own text, not the user's).
 fn forbidden(sess: &Session, why: &str) -> Response {
@@ -307,4 +380,6 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/inbox", get(inbox))
         .route("/inbox/tasks/{id}", post(task_form))
         .route("/model", get(model))
+        .route("/renewals", get(renewals))
+        .route("/renewals/{id}/call", post(renewal_call))
 }

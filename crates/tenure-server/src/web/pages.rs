@@ -1075,3 +1075,171 @@ pub fn model(s: &AppState, sess: &Session) -> Page {
     );
     Ok(html::page("Model", "/model", &sess.csrf, &body))
 }
+
+/// Renewals: this quarter's and the next one's forecasts (saved by `tenure forecast
+/// --save`) with the CSMs' calls made since, and the past quarters' forecasts against what
+/// renewed. Each renewal has a form to make a call on it.
+pub fn renewals(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
+    use tenure_health::forecast::{Category, Kind};
+    let mut body = String::from("<h1>Renewals</h1>");
+    let saved = crate::forecast::saved(s).map_err(|e| (e.status, e.message))?;
+    let Some(saved) = saved else {
+        body.push_str("<p>No forecast yet. Run <code>tenure forecast --save</code> on the data directory (daily, say): this page shows what it saved, with the calls CSMs make here applied at once.</p>");
+        return Ok(html::page("Renewals", "/renewals", &sess.csrf, &body));
+    };
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let exp = live.cfg.revenue.fx.base.exponent();
+    let m = |minor: i64| money(minor as f64 / 10f64.powi(exp as i32));
+    let by = p.get("by").and_then(|b| tenure_health::forecast::GroupBy::parse(b));
+    let _ = write!(
+        body,
+        "<p class=\"muted\">Forecast made {} from the renewal model; calls made since are applied. Intervals hold the renewed ARR with the probability shown.</p><form class=\"filters\" method=\"get\">{}<button>Show</button></form>",
+        esc(&saved.made_at),
+        select(
+            "by",
+            p.get("by").map(String::as_str),
+            &[
+                ("", "No breakdown"),
+                ("month", "By month"),
+                ("csm", "By CSM"),
+                ("segment", "By segment")
+            ]
+        )
+    );
+    for f in &saved.quarters {
+        let f = f.clone().with_overrides(&live.ledger);
+        let label = PeriodUnit::Quarter.label(f.period.start);
+        let _ = write!(
+            body,
+            "<h2>{label}</h2><div class=\"tiles\"><div class=\"tile\"><small>ARR up for renewal</small><b>{}</b><small>{} renewals</small></div><div class=\"tile\"><small>Expected renewed ARR (model)</small><b>{}</b><small>{:.0}% interval {} – {}</small></div><div class=\"tile\"><small>With CSM calls</small><b>{}</b><small>{} – {}</small></div>",
+            m(f.model.arr_due),
+            f.model.contracts,
+            m(f.model.expected),
+            f.level * 100.0,
+            m(f.model.low),
+            m(f.model.high),
+            m(f.called.expected),
+            m(f.called.low),
+            m(f.called.high)
+        );
+        for c in Category::ALL {
+            let x = &f.called.categories[*c as usize];
+            let _ = write!(
+                body,
+                "<div class=\"tile\"><small>{}</small><b>{}</b><small>{} renewals, {} due</small></div>",
+                esc(&c.as_str().replace('_', " ")),
+                m(x.expected),
+                x.contracts,
+                m(x.arr_due)
+            );
+        }
+        body.push_str("</div>");
+        if let Some(b) = by {
+            body.push_str("<div class=\"scroll\"><table><thead><tr><th>Group</th><th class=\"num\">Renewals</th><th class=\"num\">ARR due</th><th class=\"num\">Expected</th><th class=\"num\">Interval</th><th class=\"num\">With calls</th></tr></thead><tbody>");
+            for (k, gm, gc) in tenure_health::forecast::groups(&f.items, b, f.level) {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} – {}</td><td class=\"num\">{}</td></tr>",
+                    esc(&k),
+                    gm.contracts,
+                    m(gm.arr_due),
+                    m(gm.expected),
+                    m(gm.low),
+                    m(gm.high),
+                    m(gc.expected)
+                );
+            }
+            body.push_str("</tbody></table></div>");
+        }
+        let shown = f.items.len().min(200);
+        let _ = write!(
+            body,
+            "<p class=\"muted\">{} renewals, largest ARR first{}.</p><div class=\"scroll\"><table><thead><tr><th>Account</th><th>Due</th><th class=\"num\">ARR due</th><th class=\"num\">Renews</th><th class=\"num\">Expected</th><th>Category</th><th>CSM call</th><th>Drivers</th></tr></thead><tbody>",
+            f.items.len(),
+            if shown < f.items.len() {
+                format!(" (the first {shown} shown; the API lists all)")
+            } else {
+                String::new()
+            }
+        );
+        for i in &f.items[..shown] {
+            let call = i.overridden.as_ref().map_or("–".to_string(), |o| {
+                format!(
+                    "{}{}{}{}",
+                    esc(&o.category.as_str().replace('_', " ")),
+                    o.amount.map_or(String::new(), |a| format!(", {}", m(a))),
+                    o.reason.as_deref().map_or(String::new(), |r| format!(": {}", esc(r))),
+                    o.author.as_deref().map_or(String::new(), |a| format!(" ({})", esc(a)))
+                )
+            });
+            let due = if i.kind == Kind::MonthToMonth {
+                "monthly".to_string()
+            } else {
+                i.due.date_string()
+            };
+            let _ = write!(
+                body,
+                "<tr class=\"task\"><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr><tr class=\"actions\"><td></td><td colspan=\"7\"><form class=\"inline\" method=\"post\" action=\"/renewals/{}/call\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"subscription_id\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">{}<input name=\"amount\" placeholder=\"ARR expected\" size=\"10\" inputmode=\"decimal\"><input name=\"reason\" placeholder=\"Why\" size=\"18\"><button class=\"plain\">Call it</button></form></td></tr>",
+                url(&i.account),
+                esc(&i.account),
+                due,
+                m(i.arr_due),
+                i.p * 100.0,
+                m(i.expected().round() as i64),
+                esc(&i.category.as_str().replace('_', " ")),
+                call,
+                esc(&i.drivers.join("; ")),
+                url(&i.account),
+                esc(&sess.csrf),
+                esc(i.subscription_id.as_deref().unwrap_or("")),
+                esc(&format!(
+                    "/renewals?by={}",
+                    url(p.get("by").map(String::as_str).unwrap_or(""))
+                )),
+                select(
+                    "category",
+                    None,
+                    &[("commit", "Commit"), ("probable", "Probable"), ("at_risk", "At risk")]
+                )
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    body.push_str("<h2>Past quarters: forecast against what renewed</h2>");
+    let bt = &saved.backtest;
+    match bt["periods"].as_array() {
+        None => body.push_str("<p class=\"muted\">No past quarter to test yet.</p>"),
+        Some(periods) => {
+            let num = |v: &serde_json::Value| v.as_f64().map_or("–".into(), money);
+            body.push_str("<div class=\"scroll\"><table><thead><tr><th>Quarter</th><th class=\"num\">ARR due</th><th class=\"num\">Forecast</th><th class=\"num\">Interval</th><th class=\"num\">Naive</th><th class=\"num\">Renewed</th><th>Held</th></tr></thead><tbody>");
+            for q in periods {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} – {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                    esc(q["period"].as_str().unwrap_or("")),
+                    num(&q["arr_due"]),
+                    num(&q["forecast"]),
+                    num(&q["interval"][0]),
+                    num(&q["interval"][1]),
+                    num(&q["naive_forecast"]),
+                    num(&q["actual"]),
+                    match q["covered"].as_bool() {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "–",
+                    }
+                );
+            }
+            let sm = &bt["summary"];
+            let _ = write!(
+                body,
+                "</tbody></table></div><p class=\"muted\">{} quarters with an outcome: the interval held the renewed ARR in {}; mean absolute error {} (naive, last year's renewal rates × ARR due: {}).</p>",
+                sm["periods_with_actual"].as_u64().unwrap_or(0),
+                pct(sm["coverage"].as_f64()),
+                pct1(sm["mape"].as_f64()),
+                pct1(sm["naive_mape"].as_f64())
+            );
+        }
+    }
+    Ok(html::page("Renewals", "/renewals", &sess.csrf, &body))
+}

@@ -2,6 +2,7 @@
 //! included: one link instead of one per file).
 
 mod api;
+mod forecast;
 mod input;
 mod notify;
 mod ops;

@@ -97,7 +97,7 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
     let mut b = Browser { s: s.clone(), cookie: None };
     // No session: every page sends to the login.
-    for p in ["/", "/accounts", "/accounts/acme", "/cohorts", "/inbox", "/model"] {
+    for p in ["/", "/accounts", "/accounts/acme", "/cohorts", "/inbox", "/renewals", "/model"] {
         let (st, loc, _) = b.go("GET", p, "").await;
         assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/login")), "{p}");
     }
@@ -125,6 +125,7 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
         "/accounts/acme",
         "/cohorts",
         "/inbox",
+        "/renewals",
         "/model",
         "/accounts?sort=risk&order=desc",
     ] {
@@ -170,4 +171,58 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     assert_eq!(st, StatusCode::SEE_OTHER);
     let (st, loc, _) = b.go("GET", "/", "").await;
     assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
+}
+
+/// The Renewals page: the saved forecast with user strings escaped, a call made from its form
+/// (with the token, by a key that may write) shown at once under the session's key name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_renewals_page_shows_the_forecast_and_takes_a_call() {
+    let f = tenure_testkit::Keyring::new();
+    let s = tenure_testkit::open(f.path(), "2026-06-01T12:00:00Z");
+    let (st, _) = tenure_testkit::call(
+        &s,
+        "POST",
+        "/api/v1/events",
+        Some(&f.ingest),
+        &tenure_testkit::company(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let mut b = Browser { s: s.clone(), cookie: None };
+    b.go("POST", "/login", &format!("key={}", enc(&f.write))).await;
+    let (st, _, page) = b.go("GET", "/renewals", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("tenure forecast --save"), "{page}");
+    tenure_testkit::save_forecast(f.path(), XSS, XSS);
+    let (st, _, page) = b.go("GET", "/renewals?by=csm", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(!page.contains("<script"), "{page}");
+    assert!(
+        page.contains("2026-Q3") && page.contains("9,300") && page.contains("12,600"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;script&gt;"), "the CSM and the driver, escaped");
+    assert!(page.contains("2026-Q1"), "the past quarter");
+    let csrf = csrf_of(&page);
+    let (st, _, _) = b.go("POST", "/renewals/acme/call", "category=at_risk&amount=0").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "no token");
+    let (st, loc, _) = b
+        .go(
+            "POST",
+            "/renewals/acme/call",
+            &format!("csrf={csrf}&subscription_id=s1&category=at_risk&amount=0&reason={}&return=%2Frenewals%3Fby%3Dcsm", enc(XSS)),
+        )
+        .await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/renewals?by=csm")));
+    let (_, _, page) = b.go("GET", "/renewals", "").await;
+    assert!(page.contains("at risk, 0: &lt;script&gt;") && page.contains("(sam)"), "{page}");
+    assert!(!page.contains("<script"));
+    // A read-only key sees the page but cannot make a call.
+    let mut v = Browser { s: s.clone(), cookie: None };
+    v.go("POST", "/login", &format!("key={}", enc(&f.read))).await;
+    let (_, _, vpage) = v.go("GET", "/renewals", "").await;
+    let (st, _, page) = v
+        .go("POST", "/renewals/acme/call", &format!("csrf={}&category=commit", csrf_of(&vpage)))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{page}");
 }

@@ -1,0 +1,851 @@
+//! The renewal forecast: for every contract whose term ends in a period (and every
+//! month-to-month account over it), the ARR up for renewal, the calibrated probability it
+//! renews, the ARR expected back and a category; totals with an interval taken from the
+//! distribution of the outcomes; and the backtest of forecasts made at past periods' starts.
+//!
+//! A forecast is made at the ledger's `as_of` and reads nothing after it: the models train on
+//! outcomes known by then, the features read events before it (`features`), so a forecast
+//! as of `t` is the same whether or not the events after `t` exist (test:
+//! `tests/it/forecast.rs`).
+
+use crate::backtest::{self, Snapshots};
+use crate::features::{Context, Outcome, Row};
+use crate::model::{self, Model};
+use crate::{HealthError, UsageByAccount};
+use rayon::prelude::*;
+use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
+use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder, RenewalOutcome, RevenueConfig};
+use tenure_stats::bernsum;
+
+/// How sure a renewal is (commit, probable, at risk): the event model's, since a CSM's
+/// `forecast_override` names one.
+pub use tenure_core::event::ForecastCategory as Category;
+
+/// The forecast's settings (`[forecast]` in the configuration file).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// A renewal is `commit` from this probability on, `probable` from `probable` on,
+    /// else `at_risk`.
+    pub commit: f64,
+    pub probable: f64,
+    /// The probability the interval of a total holds (0.8: the 10% and 90% quantiles).
+    pub level: f64,
+    /// The account attribute naming its CSM.
+    pub csm_key: String,
+    /// Drivers (TreeSHAP, the costly part) for at most this many contracts, the largest
+    /// expected losses first.
+    pub drivers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { commit: 0.9, probable: 0.6, level: 0.8, csm_key: "csm".into(), drivers: 200 }
+    }
+}
+
+impl Settings {
+    pub fn category(&self, p: f64) -> Category {
+        if p >= self.commit {
+            Category::Commit
+        } else if p >= self.probable {
+            Category::Probable
+        } else {
+            Category::AtRisk
+        }
+    }
+}
+
+/// A CSM's call on a renewal (a `forecast_override` event): it replaces the model's
+/// category and, when it names one, the ARR expected back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    pub account: String,
+    /// The contract (subscription line); `None`: every contract of the account.
+    pub subscription_id: Option<String>,
+    pub category: Category,
+    /// ARR expected back, base minor units.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    pub author: Option<String>,
+    pub at: Timestamp,
+}
+
+/// What comes up for renewal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A contract term ending in the period.
+    Term,
+    /// An account without a term: it "renews" by still paying at the period's end.
+    MonthToMonth,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Term => "term",
+            Kind::MonthToMonth => "month_to_month",
+        }
+    }
+}
+
+/// Where a probability came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The renewal (or churn) model.
+    Model,
+    /// The base rate of past outcomes (too little history for a model, or no features).
+    BaseRate,
+    /// Already decided by `as_of` (renewed or lost early).
+    Known,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Model => "model",
+            Source::BaseRate => "base_rate",
+            Source::Known => "known",
+        }
+    }
+}
+
+/// One renewal in the forecast.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub account: String,
+    /// The contract; `None` for a month-to-month account.
+    pub subscription_id: Option<String>,
+    pub kind: Kind,
+    /// The term end (for month-to-month: the period's end).
+    pub due: Timestamp,
+    /// ARR up for renewal, base minor units.
+    pub arr_due: i64,
+    /// ARR back if it renews (ARR due times the expansion usual at renewal).
+    pub arr_if_renewed: i64,
+    /// The probability it renews.
+    pub p: f64,
+    pub source: Source,
+    pub category: Category,
+    pub csm: Option<String>,
+    pub segment: Option<String>,
+    pub drivers: Vec<String>,
+    pub overridden: Option<Override>,
+}
+
+impl Item {
+    /// The model's expected renewed ARR.
+    pub fn expected(&self) -> f64 {
+        self.p * self.arr_if_renewed as f64
+    }
+
+    /// The outcome as the forecast with overrides counts it: (probability, amount).
+    fn called(&self) -> (f64, i64) {
+        match &self.overridden {
+            Some(Override { amount: Some(a), .. }) => (1.0, *a),
+            _ => (self.p, self.arr_if_renewed),
+        }
+    }
+
+    /// The category shown: the CSM's when overridden.
+    pub fn shown_category(&self) -> Category {
+        self.overridden.as_ref().map_or(self.category, |o| o.category)
+    }
+}
+
+/// Per category: contracts, ARR due, expected ARR.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CategoryTotal {
+    pub contracts: usize,
+    pub arr_due: i64,
+    pub expected: i64,
+}
+
+/// The sum over a set of items.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Totals {
+    pub contracts: usize,
+    pub arr_due: i64,
+    /// Expected renewed ARR, rounded to the minor unit.
+    pub expected: i64,
+    /// The central interval holding `level` of the outcome distribution.
+    pub low: i64,
+    pub high: i64,
+    /// How the distribution was computed (exact, compressed, cornish_fisher).
+    pub method: &'static str,
+    /// By category (commit, probable, at risk), in that order.
+    pub categories: [CategoryTotal; 3],
+}
+
+/// Sums items with the model's probabilities (`called = false`) or with the CSMs'
+/// overrides applied (`called = true`).
+pub fn totals(items: &[&Item], level: f64, called: bool) -> Totals {
+    let outcomes: Vec<(f64, i64)> =
+        items.iter().map(|i| if called { i.called() } else { (i.p, i.arr_if_renewed) }).collect();
+    let dist = bernsum::distribution(&outcomes).expect("probabilities in [0, 1], amounts >= 0");
+    let (low, high) = dist.interval(level);
+    let mut categories: [CategoryTotal; 3] = Default::default();
+    for (i, (p, a)) in items.iter().zip(&outcomes) {
+        let c = if called { i.shown_category() } else { i.category };
+        let t = &mut categories[c as usize];
+        t.contracts += 1;
+        t.arr_due += i.arr_due;
+        t.expected += (p * *a as f64).round() as i64;
+    }
+    Totals {
+        contracts: items.len(),
+        arr_due: items.iter().map(|i| i.arr_due).sum(),
+        expected: dist.mean.round() as i64,
+        low,
+        high,
+        method: match dist.method {
+            bernsum::Method::Exact => "exact",
+            bernsum::Method::Compressed => "compressed",
+            bernsum::Method::CornishFisher => "cornish_fisher",
+        },
+        categories,
+    }
+}
+
+/// A cut of the forecast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    Month,
+    Csm,
+    Segment,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        match s {
+            "month" => Some(GroupBy::Month),
+            "csm" | "owner" => Some(GroupBy::Csm),
+            "segment" => Some(GroupBy::Segment),
+            _ => None,
+        }
+    }
+
+    pub fn key(self, i: &Item) -> String {
+        match self {
+            // A month-to-month account is due at the period's end: its last month.
+            GroupBy::Month if i.kind == Kind::MonthToMonth => {
+                PeriodUnit::Month.label(Timestamp(i.due.0 - 1))
+            }
+            GroupBy::Month => PeriodUnit::Month.label(i.due),
+            GroupBy::Csm => i.csm.clone().unwrap_or_else(|| "(none)".into()),
+            GroupBy::Segment => i.segment.clone().unwrap_or_else(|| "(none)".into()),
+        }
+    }
+}
+
+/// Groups of items with their totals (model, called), by key.
+pub fn groups(items: &[Item], by: GroupBy, level: f64) -> Vec<(String, Totals, Totals)> {
+    let mut keyed: std::collections::BTreeMap<String, Vec<&Item>> = Default::default();
+    for i in items {
+        keyed.entry(by.key(i)).or_default().push(i);
+    }
+    keyed
+        .into_par_iter()
+        .map(|(k, v)| {
+            let (m, c) = (totals(&v, level, false), totals(&v, level, true));
+            (k, m, c)
+        })
+        .collect()
+}
+
+/// How each kind's probabilities were obtained, with the history behind them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Method {
+    pub source: Source,
+    /// Labelled snapshots (or past outcomes, for a base rate) it learned from.
+    pub examples: usize,
+    /// The base rate of renewal (or retention) among them.
+    pub base_rate: Option<f64>,
+}
+
+/// A forecast made at `as_of` for `period`.
+#[derive(Clone, Debug)]
+pub struct Forecast {
+    pub as_of: Timestamp,
+    pub period: Period,
+    pub level: f64,
+    /// Largest ARR due first.
+    pub items: Vec<Item>,
+    pub model: Totals,
+    pub called: Totals,
+    pub term: Method,
+    pub month_to_month: Method,
+    /// ARR back per ARR due among renewals won in the past (1 when history says nothing).
+    pub expansion: f64,
+    /// Month-to-month accounts: ARR at the end per ARR at the start among those that stayed,
+    /// over the four spans as long as the forecast's before `as_of` (1 without history).
+    pub month_to_month_growth: f64,
+}
+
+impl Forecast {
+    /// The forecast with the calls known to `ledger` (a later state than the forecast's, in
+    /// the service) applied again, and its totals recounted.
+    pub fn with_overrides(mut self, ledger: &Ledger) -> Forecast {
+        apply_overrides(&mut self.items, ledger);
+        let refs: Vec<&Item> = self.items.iter().collect();
+        self.called = totals(&refs, self.level, true);
+        self
+    }
+}
+
+/// At most this many snapshots for a model (about 1 GB of features).
+const MAX_SNAPSHOTS: usize = 3_000_000;
+
+/// Horizon in days from `t` to the end of `period` (at least 30, at most 400).
+fn horizon(t: Timestamp, period: Period) -> i64 {
+    ((period.end.0 - t.0 + DAY - 1) / DAY).clamp(30, 400)
+}
+
+/// Trains a model of `outcome` within `h` days on month-start snapshots whose horizon ended
+/// by the ledger's `as_of`; with too little history, the snapshots' base rate.
+fn learn(
+    ledger: &Ledger,
+    usage: &UsageByAccount,
+    ctx: &Context<'_>,
+    h: i64,
+    outcome: Outcome,
+) -> (Option<Model>, Snapshots) {
+    let t = ledger.as_of;
+    let Some(first) = ledger.accounts.iter().filter_map(|a| a.first_paid()).min() else {
+        return (None, Snapshots::default());
+    };
+    let at = backtest::months(first, Timestamp(t.0 - h * DAY));
+    let estimate = ledger.accounts.len() * at.len();
+    let per_mille = (MAX_SNAPSHOTS * 1000 / estimate.max(1)).clamp(1, 1000) as u64;
+    let keep =
+        move |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille;
+    let s = backtest::labelled(ledger, usage, &at, h, outcome, ctx, &keep);
+    let rows: Vec<&Row> = s.rows.iter().collect();
+    let m = model::train(&rows, &s.label, &s.at, h, outcome).ok();
+    (m, s)
+}
+
+/// Whether the account holds a term open at `t` (known before `t`, due at or after it).
+fn open_term(a: &AccountLedger, t: Timestamp) -> bool {
+    a.renewals.iter().any(|r| r.opened < t && r.due >= t)
+}
+
+/// ARR back per ARR due among renewals won by `t` (at least 10 of them), else 1.
+fn expansion_ratio(ledger: &Ledger) -> f64 {
+    let t = ledger.as_of;
+    let (mut due, mut back, mut n) = (0i128, 0i128, 0usize);
+    for a in &ledger.accounts {
+        for r in &a.renewals {
+            if let RenewalOutcome::Won { at, arr } = r.outcome
+                && at <= t
+                && r.arr_due > 0
+            {
+                due += i128::from(r.arr_due);
+                back += i128::from(arr);
+                n += 1;
+            }
+        }
+    }
+    if n >= 10 && due > 0 { back as f64 / due as f64 } else { 1.0 }
+}
+
+/// ARR at the end per ARR at the start of the month-to-month accounts (paying, no open
+/// term) that still paid at the end, over the four spans of `len` before the ledger's
+/// `as_of` (at least 10 of them), else 1.
+fn month_to_month_growth(ledger: &Ledger, len: i64) -> f64 {
+    let t = ledger.as_of;
+    let (mut from, mut to, mut n) = (0i128, 0i128, 0usize);
+    for k in 1..=4 {
+        let (a, b) = (Timestamp(t.0 - k * len), Timestamp(t.0 - (k - 1) * len));
+        for acc in ledger.accounts.iter().filter(|x| !open_term(x, a)) {
+            let (Some(s0), Some(s1)) = (acc.state_before(a), acc.state_before(b)) else { continue };
+            if s0.customer && s0.arr > 0 && s1.customer && s1.arr > 0 {
+                from += i128::from(s0.arr);
+                to += i128::from(s1.arr);
+                n += 1;
+            }
+        }
+    }
+    if n >= 10 && from > 0 { to as f64 / from as f64 } else { 1.0 }
+}
+
+/// The forecast for `period`, made at the ledger's `as_of` (the period must end after it),
+/// with the CSMs' calls (`forecast_override` events) known by then beside the model's.
+pub fn forecast(
+    ledger: &Ledger,
+    usage: &UsageByAccount,
+    ctx: &Context<'_>,
+    period: Period,
+    s: &Settings,
+) -> Result<Forecast, HealthError> {
+    let t = ledger.as_of;
+    if period.end <= t {
+        return Err(HealthError::Config(format!(
+            "the period ended by {t}: a forecast looks ahead (a past period is backtested)"
+        )));
+    }
+    if !(s.commit > s.probable && s.probable > 0.0 && s.commit <= 1.0) {
+        return Err(HealthError::Config(format!(
+            "thresholds: expected 0 < probable ({}) < commit ({}) <= 1",
+            s.probable, s.commit
+        )));
+    }
+    if !(s.level > 0.0 && s.level < 1.0) {
+        return Err(HealthError::Config(format!("level {}: expected within (0, 1)", s.level)));
+    }
+    let expansion = expansion_ratio(ledger);
+    let growth = month_to_month_growth(ledger, period.end.0 - t.0);
+    // What comes up: terms due in the period, known before t; accounts without a term.
+    struct Due {
+        account: u32,
+        sub: Option<String>,
+        kind: Kind,
+        due: Timestamp,
+        arr_due: i64,
+        known: Option<(f64, i64)>,
+    }
+    let mut due: Vec<Due> = Vec::new();
+    for (i, a) in ledger.accounts.iter().enumerate() {
+        let mut any = false;
+        for r in a.renewals.iter().filter(|r| r.opened < t && period.contains(r.due)) {
+            any = true;
+            let arr_if = (r.arr_due as f64 * expansion).round() as i64;
+            let known = match r.outcome {
+                RenewalOutcome::Won { at, arr } if at <= t => Some((1.0, arr)),
+                RenewalOutcome::Lost { at } if at <= t => Some((0.0, arr_if)),
+                _ => None,
+            };
+            due.push(Due {
+                account: i as u32,
+                sub: Some(r.subscription_id.clone()),
+                kind: Kind::Term,
+                due: r.due,
+                arr_due: r.arr_due,
+                known,
+            });
+        }
+        if any || open_term(a, t) {
+            continue;
+        }
+        if let Some(st) = a.state_before(t).filter(|st| st.customer && st.arr > 0) {
+            due.push(Due {
+                account: i as u32,
+                sub: None,
+                kind: Kind::MonthToMonth,
+                due: period.end,
+                arr_due: st.arr,
+                known: None,
+            });
+        }
+    }
+    let h = horizon(t, period);
+    let wants = |k: Kind| due.iter().any(|d| d.kind == k && d.known.is_none());
+    // The two models train one after the other, each in parallel inside.
+    let term = wants(Kind::Term).then(|| learn(ledger, usage, ctx, h, Outcome::RenewalLost));
+    let mtm = wants(Kind::MonthToMonth).then(|| learn(ledger, usage, ctx, h, Outcome::Churn));
+    let method = |m: &Option<(Option<Model>, Snapshots)>| -> Result<(Method, f64), HealthError> {
+        let Some((model, snaps)) = m else {
+            return Ok((Method { source: Source::Known, examples: 0, base_rate: None }, f64::NAN));
+        };
+        let n = snaps.label.len();
+        let lost = snaps.label.iter().filter(|l| **l).count();
+        if n == 0 {
+            return Err(HealthError::NotEnoughData(
+                "no past outcome to learn from: no snapshot whose horizon has ended".into(),
+            ));
+        }
+        let rate = 1.0 - lost as f64 / n as f64;
+        let source = if model.is_some() { Source::Model } else { Source::BaseRate };
+        Ok((Method { source, examples: n, base_rate: Some(rate) }, rate))
+    };
+    let (term_method, term_rate) = method(&term)?;
+    let (mtm_method, mtm_rate) = method(&mtm)?;
+    // Features at t of every account with something due, then the probabilities.
+    let rows: Vec<Option<Row>> = due
+        .par_iter()
+        .map(|d| {
+            if d.known.is_some() {
+                return None;
+            }
+            let a = &ledger.accounts[d.account as usize];
+            let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
+            crate::features::snapshot(a, u, t, ctx)
+        })
+        .collect();
+    let predict = |k: Kind, m: &Option<(Option<Model>, Snapshots)>| -> Vec<Option<f64>> {
+        let idx: Vec<usize> =
+            (0..due.len()).filter(|i| due[*i].kind == k && rows[*i].is_some()).collect();
+        let mut out = vec![None; due.len()];
+        if let Some((Some(model), _)) = m {
+            let r: Vec<&Row> = idx.iter().map(|i| rows[*i].as_ref().expect("kept")).collect();
+            for (i, p) in idx.iter().zip(model.predict(&r)) {
+                out[*i] = Some(1.0 - p);
+            }
+        }
+        out
+    };
+    let pt = predict(Kind::Term, &term);
+    let pm = predict(Kind::MonthToMonth, &mtm);
+    let mut items: Vec<Item> = due
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let a = &ledger.accounts[d.account as usize];
+            let (p, source, arr_if) = match (d.known, d.kind) {
+                (Some((p, amount)), _) => (p, Source::Known, amount),
+                (None, Kind::Term) => {
+                    let arr_if = (d.arr_due as f64 * expansion).round() as i64;
+                    match pt[i] {
+                        Some(p) => (p, Source::Model, arr_if),
+                        None => (term_rate, Source::BaseRate, arr_if),
+                    }
+                }
+                (None, Kind::MonthToMonth) => {
+                    let arr_if = (d.arr_due as f64 * growth).round() as i64;
+                    match pm[i] {
+                        Some(p) => (p, Source::Model, arr_if),
+                        None => (mtm_rate, Source::BaseRate, arr_if),
+                    }
+                }
+            };
+            let segment = rows[i]
+                .as_ref()
+                .and_then(|r| r.segment.clone())
+                .or_else(|| a.attribute_at(ctx.segment_key, t).map(|v| v.label()));
+            Item {
+                account: a.id.clone(),
+                subscription_id: d.sub.clone(),
+                kind: d.kind,
+                due: d.due,
+                arr_due: d.arr_due,
+                arr_if_renewed: arr_if,
+                p,
+                source,
+                category: s.category(p),
+                csm: a.attribute_at(&s.csm_key, t).map(|v| v.label()),
+                segment,
+                drivers: Vec::new(),
+                overridden: None,
+            }
+        })
+        .collect();
+    apply_overrides(&mut items, ledger);
+    // Drivers for the largest expected losses the model scored.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|a, b| {
+        let loss = |i: &Item| (1.0 - i.p) * i.arr_due as f64;
+        loss(&items[*b]).total_cmp(&loss(&items[*a]))
+    });
+    for k in [Kind::Term, Kind::MonthToMonth] {
+        let model = match k {
+            Kind::Term => term.as_ref().and_then(|m| m.0.as_ref()),
+            Kind::MonthToMonth => mtm.as_ref().and_then(|m| m.0.as_ref()),
+        };
+        let Some(model) = model else { continue };
+        let pick: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|i| items[*i].kind == k && items[*i].source == Source::Model)
+            .take(s.drivers)
+            .collect();
+        let r: Vec<&Row> = pick.iter().map(|i| rows[*i].as_ref().expect("scored")).collect();
+        for (i, (_, ds)) in pick.iter().zip(model.explain(&r, 3)) {
+            items[*i].drivers = ds.into_iter().map(|d| d.text).collect();
+        }
+    }
+    items.sort_by(|a, b| {
+        b.arr_due.cmp(&a.arr_due).then(a.account.cmp(&b.account)).then(a.due.cmp(&b.due))
+    });
+    let refs: Vec<&Item> = items.iter().collect();
+    let (model_totals, called) =
+        rayon::join(|| totals(&refs, s.level, false), || totals(&refs, s.level, true));
+    Ok(Forecast {
+        as_of: t,
+        period,
+        level: s.level,
+        model: model_totals,
+        called,
+        items,
+        term: term_method,
+        month_to_month: mtm_method,
+        expansion,
+        month_to_month_growth: growth,
+    })
+}
+
+/// Sets each item's override: the latest call (`forecast_override` event) in the ledger on
+/// its contract, made while its term was open (a call on the previous term does not carry
+/// over) and before it was due. The service calls it again on a saved forecast when a CSM
+/// makes a call.
+pub fn apply_overrides(items: &mut [Item], ledger: &Ledger) {
+    let t = ledger.as_of;
+    for it in items.iter_mut() {
+        let Some(a) = ledger.account(&it.account) else { continue };
+        let opened = match &it.subscription_id {
+            Some(sub) => a
+                .renewals
+                .iter()
+                .find(|r| &r.subscription_id == sub && r.due == it.due)
+                .map_or(Timestamp(i64::MIN), |r| r.opened),
+            None => Timestamp(i64::MIN),
+        };
+        it.overridden =
+            a.cs.forecast_calls
+                .iter()
+                .filter(|o| o.ts <= t && o.ts >= opened && o.ts < it.due)
+                .filter(|o| o.subscription_id.is_none() || o.subscription_id == it.subscription_id)
+                .next_back()
+                .map(|o| Override {
+                    account: it.account.clone(),
+                    subscription_id: o.subscription_id.clone(),
+                    category: o.category,
+                    amount: o.amount,
+                    reason: o.reason.clone(),
+                    author: o.author.clone(),
+                    at: o.ts,
+                });
+    }
+}
+
+/// A past period: the forecast made at its start against what happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PastPeriod {
+    pub period: Period,
+    pub contracts: usize,
+    pub arr_due: i64,
+    pub forecast: i64,
+    pub low: i64,
+    pub high: i64,
+    /// Last year's renewal rates times the ARR due.
+    pub naive: Option<i64>,
+    /// Renewed ARR; `None` while a renewal in it is undecided.
+    pub actual: Option<i64>,
+}
+
+impl PastPeriod {
+    pub fn covered(&self) -> Option<bool> {
+        self.actual.map(|a| self.low <= a && a <= self.high)
+    }
+}
+
+/// The renewed ARR of a forecast's items, from the ledger as known now.
+fn actual(now: &Ledger, items: &[Item], period: Period) -> Option<i64> {
+    let mut sum = 0i64;
+    for it in items {
+        let a = now.account(&it.account)?;
+        match (&it.subscription_id, it.kind) {
+            (Some(sub), Kind::Term) => {
+                let r = a
+                    .renewals
+                    .iter()
+                    .filter(|r| &r.subscription_id == sub && period.contains(r.due))
+                    .min_by_key(|r| (r.due.0 - it.due.0).abs())?;
+                match r.outcome {
+                    RenewalOutcome::Won { arr, .. } => sum += arr,
+                    RenewalOutcome::Lost { .. } => {}
+                    RenewalOutcome::Open => return None,
+                }
+            }
+            _ => {
+                if let Some(st) = a.state_before(period.end).filter(|s| s.customer) {
+                    sum += st.arr;
+                }
+            }
+        }
+    }
+    Some(sum)
+}
+
+/// Last year's rates, as known at the ledger's `as_of`: ARR back per ARR due among terms
+/// due in the year before, and the ARR month-to-month accounts kept over the same period a
+/// year earlier. `None` when there is no such history.
+fn naive(ledger: &Ledger, items: &[Item], period: Period) -> Option<i64> {
+    let t = ledger.as_of;
+    let year_ago = t.add_months(-12);
+    let (mut due, mut back) = (0i128, 0i128);
+    for a in &ledger.accounts {
+        for r in a.renewals.iter().filter(|r| r.due >= year_ago && r.due < t) {
+            match r.outcome {
+                RenewalOutcome::Won { at, arr } if at <= t => {
+                    due += i128::from(r.arr_due);
+                    back += i128::from(arr);
+                }
+                RenewalOutcome::Lost { at } if at <= t => due += i128::from(r.arr_due),
+                _ => {}
+            }
+        }
+    }
+    let then = Period::new(period.start.add_months(-12), period.end.add_months(-12));
+    let (mut kept_from, mut kept) = (0i128, 0i128);
+    if then.end <= t {
+        for a in ledger.accounts.iter().filter(|a| !open_term(a, then.start)) {
+            if let Some(st) = a.state_before(then.start).filter(|s| s.customer && s.arr > 0) {
+                kept_from += i128::from(st.arr);
+                kept += i128::from(
+                    a.state_before(then.end).filter(|s| s.customer).map_or(0, |s| s.arr),
+                );
+            }
+        }
+    }
+    let rate = |num: i128, den: i128| (den > 0).then(|| num as f64 / den as f64);
+    let (term_rate, mtm_rate) = (rate(back, due), rate(kept, kept_from));
+    let mut sum = 0.0;
+    for it in items {
+        let r = match it.kind {
+            Kind::Term => term_rate?,
+            Kind::MonthToMonth => mtm_rate?,
+        };
+        sum += r * it.arr_due as f64;
+    }
+    Some(sum.round() as i64)
+}
+
+/// Forecasts each of `periods` as of its start (the ledger folded at that instant from
+/// `builder`) and compares it with the renewed ARR in `now` (the ledger as known now) and
+/// with the naive forecast.
+pub fn backtest(
+    builder: &LedgerBuilder,
+    cfg: &RevenueConfig,
+    now: &Ledger,
+    usage: &UsageByAccount,
+    ctx: &Context<'_>,
+    periods: &[Period],
+    s: &Settings,
+) -> Result<Vec<PastPeriod>, HealthError> {
+    let mut out = Vec::new();
+    for p in periods {
+        let then = builder.clone().finish(cfg, p.start);
+        let f = forecast(&then, usage, ctx, *p, s)?;
+        out.push(PastPeriod {
+            period: *p,
+            contracts: f.items.len(),
+            arr_due: f.model.arr_due,
+            forecast: f.model.expected,
+            low: f.model.low,
+            high: f.model.high,
+            naive: naive(&then, &f.items, *p),
+            actual: (p.end <= now.as_of).then(|| actual(now, &f.items, *p)).flatten(),
+        });
+    }
+    Ok(out)
+}
+
+/// The backtest in a few numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accuracy {
+    /// Periods with an actual.
+    pub periods: usize,
+    /// Share of them whose interval held the actual.
+    pub coverage: Option<f64>,
+    /// Mean absolute error as a share of the actual, of the forecast and of the naive one
+    /// (over periods where both exist).
+    pub mape: Option<f64>,
+    pub naive_mape: Option<f64>,
+}
+
+pub fn accuracy(past: &[PastPeriod]) -> Accuracy {
+    let done: Vec<&PastPeriod> = past.iter().filter(|p| p.actual.is_some()).collect();
+    let covered = done.iter().filter(|p| p.covered() == Some(true)).count();
+    let both: Vec<&&PastPeriod> =
+        done.iter().filter(|p| p.naive.is_some() && p.actual.is_some_and(|a| a > 0)).collect();
+    let ape = |f: i64, a: i64| (f - a).abs() as f64 / a as f64;
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    Accuracy {
+        periods: done.len(),
+        coverage: (!done.is_empty()).then(|| covered as f64 / done.len() as f64),
+        mape: mean(both.iter().map(|p| ape(p.forecast, p.actual.unwrap_or(0))).collect()),
+        naive_mape: mean(
+            both.iter().map(|p| ape(p.naive.unwrap_or(0), p.actual.unwrap_or(0))).collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(account: &str, arr: i64, p: f64, csm: &str, due: &str) -> Item {
+        let s = Settings::default();
+        Item {
+            account: account.into(),
+            subscription_id: Some(format!("{account}-sub")),
+            kind: Kind::Term,
+            due: Timestamp::parse(due).unwrap(),
+            arr_due: arr,
+            arr_if_renewed: arr,
+            p,
+            source: Source::Model,
+            category: s.category(p),
+            csm: Some(csm.into()),
+            segment: None,
+            drivers: Vec::new(),
+            overridden: None,
+        }
+    }
+
+    /// A book of four contracts with given probabilities:
+    ///   A 120,000 at 0.95 (commit), B 60,000 at 0.7 (probable), C 30,000 at 0.4 and
+    ///   D 10,000 at 0.5 (at risk); the CSM calls D lost (amount 0, at risk).
+    /// Expected: 114,000 + 42,000 + 12,000 + 5,000 = 173,000; called: 168,000.
+    /// The 80% interval, from the 16 outcomes enumerated in Python (itertools.product):
+    /// P(sum <= 100,000) = 0.05 (A lost: 0.05 of the mass, spread below 120,000), and
+    /// P(sum <= 120,000) = 0.05 + 0.95 x 0.3 x 0.6 x 0.5 = 0.1355 >= 0.1, so the 10% quantile
+    /// is 120,000; P(sum <= 210,000) = 1 - P(A, B, C and D in) ... = 0.867 < 0.9, so the 90%
+    /// quantile is 220,000 (everything renews). Called (D certain at 0): 120,000 to
+    /// 210,000 (P(sum <= 180,000) = 0.734, the top outcome A+B+C = 0.266).
+    #[test]
+    fn a_hand_made_book_gives_exact_totals_and_interval() {
+        let mut items = vec![
+            item("A", 120_000, 0.95, "ann", "2027-01-15"),
+            item("B", 60_000, 0.7, "ann", "2027-02-10"),
+            item("C", 30_000, 0.4, "bob", "2027-02-20"),
+            item("D", 10_000, 0.5, "bob", "2027-03-31"),
+        ];
+        let cats: Vec<Category> = items.iter().map(|i| i.category).collect();
+        assert_eq!(
+            cats,
+            [Category::Commit, Category::Probable, Category::AtRisk, Category::AtRisk]
+        );
+        items[3].overridden = Some(Override {
+            account: "D".into(),
+            subscription_id: None,
+            category: Category::AtRisk,
+            amount: Some(0),
+            reason: Some("moving to a competitor".into()),
+            author: Some("bob".into()),
+            at: Timestamp::parse("2026-12-01").unwrap(),
+        });
+        let refs: Vec<&Item> = items.iter().collect();
+        let m = totals(&refs, 0.8, false);
+        assert_eq!((m.contracts, m.arr_due, m.expected), (4, 220_000, 173_000));
+        assert_eq!((m.low, m.high, m.method), (120_000, 220_000, "exact"));
+        let want = |n, arr_due, expected| CategoryTotal { contracts: n, arr_due, expected };
+        assert_eq!(
+            m.categories,
+            [want(1, 120_000, 114_000), want(1, 60_000, 42_000), want(2, 40_000, 17_000)]
+        );
+        let c = totals(&refs, 0.8, true);
+        assert_eq!((c.expected, c.low, c.high), (168_000, 120_000, 210_000));
+        assert_eq!(c.categories[2], want(2, 40_000, 12_000));
+        // By CSM and by month: each group's own distribution.
+        let by_csm = groups(&items, GroupBy::Csm, 0.8);
+        let keys: Vec<(&str, i64, i64)> =
+            by_csm.iter().map(|(k, m, c)| (k.as_str(), m.expected, c.expected)).collect();
+        assert_eq!(keys, [("ann", 156_000, 156_000), ("bob", 17_000, 12_000)]);
+        // ann: A and B; P(<= 60,000) = 0.05 x 1 = 0.05, P(<= 120,000) = 0.05 + 0.95 x 0.3
+        // = 0.335: the 10% quantile is 120,000; the 90% is 180,000 (0.665 for both).
+        assert_eq!((by_csm[0].1.low, by_csm[0].1.high), (120_000, 180_000));
+        let by_month = groups(&items, GroupBy::Month, 0.8);
+        let months: Vec<&str> = by_month.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(months, ["2027-01", "2027-02", "2027-03"]);
+        assert_eq!(by_month[1].1.expected, 54_000);
+    }
+
+    #[test]
+    fn categories_follow_the_thresholds() {
+        let s = Settings { commit: 0.8, probable: 0.5, ..Settings::default() };
+        assert_eq!(s.category(0.8), Category::Commit);
+        assert_eq!(s.category(0.79), Category::Probable);
+        assert_eq!(s.category(0.5), Category::Probable);
+        assert_eq!(s.category(0.49), Category::AtRisk);
+    }
+}

@@ -1,0 +1,77 @@
+//! The renewal forecast as the service serves it: the saved forecast with the calls CSMs
+//! make through the API applied at once, recorded under the key's name; the scopes and the
+//! fields a client may not set.
+
+use axum::http::StatusCode;
+use serde_json::json;
+use tenure_testkit::{Keyring, call, company, open, save_forecast, until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saved_forecast_is_served_and_calls_apply_at_once() {
+    let f = Keyring::new();
+    let s = open(f.path(), "2026-06-01T12:00:00Z");
+    let (st, _) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    assert_eq!(st, StatusCode::OK);
+    // Nothing saved yet: 404 saying how to save one.
+    let (st, j) = call(&s, "GET", "/api/v1/forecast", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{j}");
+    assert!(j["message"].as_str().unwrap().contains("tenure forecast --save"), "{j}");
+    save_forecast(f.path(), "sam", "usage down");
+    let (st, j) = call(&s, "GET", "/api/v1/forecast", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    // The figures worked by hand in `save_forecast`.
+    assert_eq!(j["model"]["expected_arr"], json!(9300.0));
+    assert_eq!(j["model"]["interval"], json!([0.0, 12600.0]));
+    assert_eq!(j["model"]["interval_method"], "exact");
+    assert_eq!(j["with_overrides"], j["model"]);
+    assert_eq!(j["items"].as_array().unwrap().len(), 2);
+    let (st, j) = call(&s, "GET", "/api/v1/forecast?by=csm", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::OK);
+    let keys: Vec<&str> =
+        j["groups"].as_array().unwrap().iter().map(|g| g["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["kim", "sam"]);
+    let (st, j) = call(&s, "GET", "/api/v1/forecast?period=2027-Q1", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(j["message"].as_str().unwrap().contains("2026-Q3"), "{j}");
+    let (st, _) = call(&s, "GET", "/api/v1/forecast?by=region", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, j) = call(&s, "GET", "/api/v1/forecast/backtest", Some(&f.read), "").await;
+    assert_eq!((st, j["summary"]["coverage"].as_f64()), (StatusCode::OK, Some(1.0)));
+
+    // A call: only with the write scope, never with an author, on a known account.
+    let body = json!({"category": "at_risk", "amount": "0", "subscription_id": "s1", "reason": "budget cut"}).to_string();
+    let path = "/api/v1/accounts/acme/forecast-override";
+    let (st, _) = call(&s, "POST", path, Some(&f.read), &body).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let forged = json!({"category": "commit", "author": "the ceo"}).to_string();
+    let (st, j) = call(&s, "POST", path, Some(&f.write), &forged).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{j}");
+    let (st, _) = call(&s, "POST", path, Some(&f.write), r#"{"category": "maybe"}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) =
+        call(&s, "POST", path, Some(&f.write), r#"{"category": "commit", "amount": "-5"}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) =
+        call(&s, "POST", "/api/v1/accounts/nobody/forecast-override", Some(&f.write), &body).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, j) = call(&s, "POST", path, Some(&f.write), &body).await;
+    assert_eq!(st, StatusCode::CREATED, "{j}");
+    assert_eq!(j["author"], "sam");
+    // Applied as soon as the applier folded it: Acme's 9,000 is called at 0.
+    let j = until(&s, &f.read, "/api/v1/forecast", |j| {
+        j["with_overrides"]["expected_arr"] == json!(300.0)
+    })
+    .await;
+    assert_eq!(j["model"]["expected_arr"], json!(9300.0));
+    let acme = &j["items"][0];
+    assert_eq!(acme["override"]["author"], "sam");
+    assert_eq!(acme["override"]["category"], "at_risk");
+    assert_eq!(j["with_overrides"]["categories"]["at_risk"]["contracts"], 2);
+    // Sent as an event, a call needs an admin key (the author would be the client's word).
+    let line = json!({"type": "forecast_override", "timestamp": "2026-06-01T10:00:00Z", "account_id": "acme",
+                      "category": "commit", "author": "sam"}).to_string();
+    let (st, j) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &line).await;
+    assert!(st != StatusCode::OK || j["accepted"] == 0, "{st} {j}");
+    let (st, j) = call(&s, "POST", "/api/v1/events", Some(&f.admin), &line).await;
+    assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
+}

@@ -1,0 +1,314 @@
+//! The distribution of a sum of independent weighted Bernoulli outcomes: item `i` brings
+//! `amount_i` with probability `p_i` (a contract that renews, say). Used for the interval of
+//! a forecast total: its quantiles come from the outcomes themselves, not from a normal
+//! guess.
+//!
+//! Exact while the support is small (every reachable sum with its probability), compressed
+//! beyond [`MAX_POINTS`] (neighbouring sums merged at their probability-weighted mean, which
+//! keeps the mass and the mean), and for more than [`CONVOLVE_MAX`] uncertain items the
+//! Cornish-Fisher expansion on the sum's exact first four cumulants, where the sum is
+//! already close to normal and the expansion's error is far below a contract's size.
+
+use crate::StatsError;
+
+/// Support points kept before neighbours are merged.
+pub const MAX_POINTS: usize = 4096;
+/// Uncertain items (0 < p < 1) convolved one by one; beyond, Cornish-Fisher.
+pub const CONVOLVE_MAX: usize = 50_000;
+
+/// How a [`SumDist`] was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Every reachable sum, with its probability.
+    Exact,
+    /// Convolved, with neighbouring sums merged to at most [`MAX_POINTS`].
+    Compressed,
+    /// Cornish-Fisher on the exact cumulants.
+    CornishFisher,
+}
+
+/// The distribution of `sum_i amount_i * B_i`, `B_i ~ Bernoulli(p_i)` independent.
+#[derive(Clone, Debug)]
+pub struct SumDist {
+    /// Sums with their probabilities, ascending (empty for Cornish-Fisher).
+    points: Vec<(i64, f64)>,
+    /// What every outcome brings for certain (items with p = 1).
+    certain: i64,
+    /// The mean, exactly `sum p_i amount_i` (in floating point).
+    pub mean: f64,
+    /// Cumulants 2 to 4 of the uncertain part.
+    k: [f64; 3],
+    /// The largest possible sum (every item comes in).
+    max: i64,
+    pub method: Method,
+}
+
+/// Builds the distribution of the sum of `items` (probability, amount >= 0).
+pub fn distribution(items: &[(f64, i64)]) -> Result<SumDist, StatsError> {
+    let mut certain = 0i64;
+    let mut max = 0i64;
+    let mut mean = 0.0;
+    let mut k = [0.0; 3];
+    let mut uncertain: Vec<(f64, i64)> = Vec::new();
+    for (i, &(p, a)) in items.iter().enumerate() {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(StatsError::Invalid(format!("item {i}: probability {p} is not in [0, 1]")));
+        }
+        if a < 0 {
+            return Err(StatsError::Invalid(format!("item {i}: amount {a} is negative")));
+        }
+        max = max.saturating_add(a);
+        let af = a as f64;
+        mean += p * af;
+        if p == 1.0 {
+            certain = certain.saturating_add(a);
+        } else if p > 0.0 && a > 0 {
+            let v = p * (1.0 - p);
+            k[0] += af * af * v;
+            k[1] += af.powi(3) * v * (1.0 - 2.0 * p);
+            k[2] += af.powi(4) * v * (1.0 - 6.0 * v);
+            uncertain.push((p, a));
+        }
+    }
+    if uncertain.len() > CONVOLVE_MAX {
+        return Ok(SumDist {
+            points: Vec::new(),
+            certain,
+            mean,
+            k,
+            max,
+            method: Method::CornishFisher,
+        });
+    }
+    // Largest amounts first: the support spreads early and later items fill it in.
+    uncertain.sort_by(|x, y| y.1.cmp(&x.1));
+    let mut points: Vec<(i64, f64)> = vec![(0, 1.0)];
+    let mut method = Method::Exact;
+    let mut next: Vec<(i64, f64)> = Vec::with_capacity(2 * MAX_POINTS + 2);
+    for &(p, a) in &uncertain {
+        next.clear();
+        let q = 1.0 - p;
+        // Merge "not in" (points as they are) with "in" (points shifted by a).
+        let (mut i, mut j) = (0, 0);
+        while i < points.len() || j < points.len() {
+            let left = points.get(i).map(|&(v, m)| (v, m * q));
+            let right = points.get(j).map(|&(v, m)| (v + a, m * p));
+            let (v, m) = match (left, right) {
+                (Some(l), Some(r)) if l.0 == r.0 => {
+                    i += 1;
+                    j += 1;
+                    (l.0, l.1 + r.1)
+                }
+                (Some(l), Some(r)) if l.0 < r.0 => {
+                    i += 1;
+                    l
+                }
+                (Some(l), None) => {
+                    i += 1;
+                    l
+                }
+                (_, Some(r)) => {
+                    j += 1;
+                    r
+                }
+                (None, None) => unreachable!("the loop runs while one side has points"),
+            };
+            next.push((v, m));
+        }
+        std::mem::swap(&mut points, &mut next);
+        if points.len() > MAX_POINTS {
+            points = compress(&points, MAX_POINTS / 2);
+            method = Method::Compressed;
+        }
+    }
+    Ok(SumDist { points, certain, mean, k, max, method })
+}
+
+/// Merges `points` (ascending) into at most `bins` points of equal width over the range
+/// that holds all but a negligible mass; each keeps its mass at its weighted mean.
+fn compress(points: &[(i64, f64)], bins: usize) -> Vec<(i64, f64)> {
+    const TAIL: f64 = 1e-15;
+    let total: f64 = points.iter().map(|p| p.1).sum();
+    // The far tails (under TAIL of the mass each) join the nearest point kept.
+    let mut lo = 0;
+    let mut acc = 0.0;
+    while lo + 1 < points.len() && acc + points[lo].1 < TAIL * total {
+        acc += points[lo].1;
+        lo += 1;
+    }
+    let mut hi = points.len() - 1;
+    let mut acc_hi = 0.0;
+    while hi > lo && acc_hi + points[hi].1 < TAIL * total {
+        acc_hi += points[hi].1;
+        hi -= 1;
+    }
+    let (min, max) = (points[lo].0, points[hi].0);
+    let width = ((max - min) as f64 / bins as f64).max(1.0);
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(bins + 1);
+    let mut cur: Option<(usize, f64, f64)> = None; // (bin, mass, mass x value)
+    let flush = |c: (usize, f64, f64), out: &mut Vec<(i64, f64)>| {
+        if c.1 > 0.0 {
+            let v = (c.2 / c.1).round() as i64;
+            // Bins are ascending, so their means are too; equal means merge.
+            match out.last_mut() {
+                Some(last) if last.0 >= v => last.1 += c.1,
+                _ => out.push((v, c.1)),
+            }
+        }
+    };
+    for (k, &(v, m)) in points[lo..=hi].iter().enumerate() {
+        let mut m = m;
+        if k == 0 {
+            m += acc;
+        }
+        if k == hi - lo {
+            m += acc_hi;
+        }
+        let b = (((v - min) as f64 / width) as usize).min(bins - 1);
+        match cur {
+            Some((cb, cm, cs)) if cb == b => cur = Some((cb, cm + m, cs + m * v as f64)),
+            Some(c) => {
+                flush(c, &mut out);
+                cur = Some((b, m, m * v as f64));
+            }
+            None => cur = Some((b, m, m * v as f64)),
+        }
+    }
+    if let Some(c) = cur {
+        flush(c, &mut out);
+    }
+    out
+}
+
+impl SumDist {
+    /// The smallest sum `x` with `P(sum <= x) >= q` (`q` in (0, 1)).
+    pub fn quantile(&self, q: f64) -> i64 {
+        if self.method == Method::CornishFisher {
+            let sd = self.k[0].sqrt();
+            let z = crate::special::normal_ppf(q.clamp(1e-12, 1.0 - 1e-12));
+            let (g1, g2) = if sd > 0.0 {
+                (self.k[1] / sd.powi(3), self.k[2] / sd.powi(4))
+            } else {
+                (0.0, 0.0)
+            };
+            let w = z + (z * z - 1.0) * g1 / 6.0 + (z.powi(3) - 3.0 * z) * g2 / 24.0
+                - (2.0 * z.powi(3) - 5.0 * z) * g1 * g1 / 36.0;
+            let x = (self.mean + w * sd).round() as i64;
+            return x.clamp(self.certain, self.max);
+        }
+        // Sums of floating-point masses: a cumulative probability meant to be exactly q
+        // may fall a hair short of it.
+        let mut acc = 0.0;
+        for &(v, m) in &self.points {
+            acc += m;
+            if acc >= q - 1e-12 {
+                return self.certain + v;
+            }
+        }
+        self.certain + self.points.last().map_or(0, |p| p.0)
+    }
+
+    /// The central interval holding `level` of the probability: the quantiles at
+    /// `(1 - level) / 2` and `(1 + level) / 2`.
+    pub fn interval(&self, level: f64) -> (i64, i64) {
+        (self.quantile((1.0 - level) / 2.0), self.quantile((1.0 + level) / 2.0))
+    }
+
+    /// The standard deviation of the sum.
+    pub fn sd(&self) -> f64 {
+        self.k[0].sqrt()
+    }
+
+    /// The support with its probabilities (certain part included); empty for
+    /// Cornish-Fisher.
+    pub fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.points.iter().map(|&(v, m)| (self.certain + v, m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three contracts worked by hand: 100 at 0.9, 200 at 0.5, 300 at 0.2.
+    /// Sums and probabilities (in x out):
+    ///   0: 0.1*0.5*0.8 = 0.04     100: 0.9*0.5*0.8 = 0.36   200: 0.1*0.5*0.8 = 0.04
+    ///   300: 0.9*0.5*0.8 + 0.1*0.5*0.2 = 0.37                 400: 0.9*0.5*0.2 = 0.09
+    ///   500: 0.1*0.5*0.2 = 0.01   600: 0.9*0.5*0.2 = 0.09
+    /// Cumulative: 0.04, 0.40, 0.44, 0.81, 0.90, 0.91, 1.00.
+    #[test]
+    fn three_contracts_by_hand() {
+        let d = distribution(&[(0.9, 100), (0.5, 200), (0.2, 300)]).unwrap();
+        assert_eq!(d.method, Method::Exact);
+        let pts: Vec<(i64, f64)> = d.points().collect();
+        let want = [
+            (0, 0.04),
+            (100, 0.36),
+            (200, 0.04),
+            (300, 0.37),
+            (400, 0.09),
+            (500, 0.01),
+            (600, 0.09),
+        ];
+        assert_eq!(pts.len(), want.len());
+        for ((v, m), (wv, wm)) in pts.iter().zip(want) {
+            assert_eq!(*v, wv);
+            assert!((m - wm).abs() < 1e-12, "{v}: {m} vs {wm}");
+        }
+        // Mean 90 + 100 + 60 = 250.
+        assert!((d.mean - 250.0).abs() < 1e-9);
+        // 80%: the 10% quantile is 100 (0.40 >= 0.1), the 90% quantile is 400 (0.90).
+        assert_eq!(d.interval(0.8), (100, 400));
+        assert_eq!(d.quantile(0.5), 300);
+        assert_eq!(d.quantile(0.04), 0);
+        assert_eq!(d.quantile(0.041), 100);
+    }
+
+    #[test]
+    fn certain_and_impossible_items_shift_or_vanish() {
+        let d = distribution(&[(1.0, 1000), (0.0, 5000), (0.5, 10)]).unwrap();
+        assert_eq!(d.interval(0.8), (1000, 1010));
+        assert!((d.mean - 1005.0).abs() < 1e-9);
+        let none = distribution(&[]).unwrap();
+        assert_eq!(none.interval(0.8), (0, 0));
+        assert!(distribution(&[(1.5, 1)]).is_err());
+        assert!(distribution(&[(f64::NAN, 1)]).is_err());
+        assert!(distribution(&[(0.5, -1)]).is_err());
+    }
+
+    /// 200 equal contracts of 1,000 at p = 0.3: the sum is 1,000 x Binomial(200, 0.3).
+    /// Its 10% and 90% quantiles, from the exact binomial CDF summed in Python
+    /// (`math.comb`): 52 and 68 (mean 60, sd 6.48).
+    #[test]
+    fn equal_contracts_are_a_binomial() {
+        let items = vec![(0.3, 1000); 200];
+        let d = distribution(&items).unwrap();
+        assert_eq!(d.method, Method::Exact);
+        assert_eq!(d.interval(0.8), (52_000, 68_000));
+    }
+
+    /// Many different amounts force compression; its quantiles stay within a few units of
+    /// the binned width of the exact ones, and Cornish-Fisher agrees with both.
+    #[test]
+    fn compressed_and_cornish_fisher_agree() {
+        let mut s = 12345u64;
+        let mut rnd = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let items: Vec<(f64, i64)> =
+            (0..3000).map(|_| (0.5 + 0.49 * rnd(), 1_000 + (rnd() * 99_000.0) as i64)).collect();
+        let d = distribution(&items).unwrap();
+        assert_eq!(d.method, Method::Compressed);
+        let mut cf = d.clone();
+        cf.method = Method::CornishFisher;
+        for q in [0.05, 0.1, 0.5, 0.9, 0.95] {
+            let (a, b) = (d.quantile(q) as f64, cf.quantile(q) as f64);
+            assert!((a - b).abs() < 0.05 * d.sd(), "q {q}: {a} vs {b} (sd {})", d.sd());
+        }
+        let mass: f64 = d.points().map(|p| p.1).sum();
+        assert!((mass - 1.0).abs() < 1e-9);
+        let mean: f64 = d.points().map(|(v, m)| v as f64 * m).sum();
+        assert!((mean - d.mean).abs() < 1e-6 * d.mean, "{mean} vs {}", d.mean);
+    }
+}
