@@ -129,7 +129,7 @@ pub fn run(a: ForecastArgs) -> Result<()> {
     });
     let f =
         forecast::forecast(&now, &usage_by, &ctx, period, &s).map_err(|e| usage(e.to_string()))?;
-    let groups = by.map(|b| forecast::groups(&f.items, b, s.level)).unwrap_or_default();
+    let groups = by.map(|b| forecast::groups(&f.items, b, s.level, &f.spread)).unwrap_or_default();
     out(&tenure_report::forecast::forecast(&f, &groups, a.by.as_deref(), cur, a.format, a.top))
 }
 

@@ -9,7 +9,7 @@
 //! `tests/it/forecast.rs`).
 
 use crate::backtest::{self, Snapshots};
-use crate::features::{Context, Outcome, Row};
+use crate::features::{Context, F, Outcome, Row};
 use crate::model::{self, Model};
 use crate::{HealthError, UsageByAccount};
 use rayon::prelude::*;
@@ -176,12 +176,64 @@ pub struct Totals {
     pub categories: [CategoryTotal; 3],
 }
 
+/// How the ARR of a renewal that happens spreads around its expected value: multipliers of
+/// equal weight, the fifths of past outcomes (ARR back per ARR due of renewals won, ARR kept
+/// per ARR of month-to-month accounts that stayed), scaled to average 1. `[1]` without
+/// enough history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spread {
+    pub term: Vec<f64>,
+    pub month_to_month: Vec<f64>,
+}
+
+impl Default for Spread {
+    fn default() -> Spread {
+        Spread { term: vec![1.0], month_to_month: vec![1.0] }
+    }
+}
+
+impl Spread {
+    /// The middles of the fifths of `ratios` (at least 20 of them), scaled to mean 1.
+    pub fn of(mut ratios: Vec<f64>) -> Vec<f64> {
+        ratios.retain(|r| r.is_finite() && *r >= 0.0);
+        if ratios.len() < 20 {
+            return vec![1.0];
+        }
+        ratios.sort_by(f64::total_cmp);
+        let q = |x: f64| ratios[((ratios.len() - 1) as f64 * x).round() as usize];
+        let pts: Vec<f64> = [0.1, 0.3, 0.5, 0.7, 0.9].iter().map(|x| q(*x)).collect();
+        let mean = pts.iter().sum::<f64>() / pts.len() as f64;
+        if mean > 0.0 { pts.iter().map(|p| p / mean).collect() } else { vec![1.0] }
+    }
+}
+
 /// Sums items with the model's probabilities (`called = false`) or with the CSMs'
-/// overrides applied (`called = true`).
-pub fn totals(items: &[&Item], level: f64, called: bool) -> Totals {
+/// overrides applied (`called = true`); a renewal's ARR spreads as `spread` says (a known
+/// outcome and a CSM's amount do not).
+pub fn totals(items: &[&Item], level: f64, called: bool, spread: &Spread) -> Totals {
     let outcomes: Vec<(f64, i64)> =
         items.iter().map(|i| if called { i.called() } else { (i.p, i.arr_if_renewed) }).collect();
-    let dist = bernsum::distribution(&outcomes).expect("probabilities in [0, 1], amounts >= 0");
+    let amounts: Vec<Vec<(f64, i64)>> = items
+        .iter()
+        .zip(&outcomes)
+        .map(|(i, &(p, a))| {
+            let fixed = i.source == Source::Known
+                || (called && matches!(i.overridden, Some(Override { amount: Some(_), .. })));
+            let m = match i.kind {
+                Kind::Term => &spread.term,
+                Kind::MonthToMonth => &spread.month_to_month,
+            };
+            if fixed || p == 0.0 || m.len() < 2 {
+                vec![(1.0, a)]
+            } else {
+                let w = 1.0 / m.len() as f64;
+                m.iter().map(|x| (w, (a as f64 * x).round() as i64)).collect()
+            }
+        })
+        .collect();
+    let mixed: Vec<(f64, &[(f64, i64)])> =
+        outcomes.iter().zip(&amounts).map(|(o, a)| (o.0, a.as_slice())).collect();
+    let dist = bernsum::distribution_of(&mixed).expect("probabilities in [0, 1], amounts >= 0");
     let (low, high) = dist.interval(level);
     let mut categories: [CategoryTotal; 3] = Default::default();
     for (i, (p, a)) in items.iter().zip(&outcomes) {
@@ -238,7 +290,12 @@ impl GroupBy {
 }
 
 /// Groups of items with their totals (model, called), by key.
-pub fn groups(items: &[Item], by: GroupBy, level: f64) -> Vec<(String, Totals, Totals)> {
+pub fn groups(
+    items: &[Item],
+    by: GroupBy,
+    level: f64,
+    spread: &Spread,
+) -> Vec<(String, Totals, Totals)> {
     let mut keyed: std::collections::BTreeMap<String, Vec<&Item>> = Default::default();
     for i in items {
         keyed.entry(by.key(i)).or_default().push(i);
@@ -246,7 +303,7 @@ pub fn groups(items: &[Item], by: GroupBy, level: f64) -> Vec<(String, Totals, T
     keyed
         .into_par_iter()
         .map(|(k, v)| {
-            let (m, c) = (totals(&v, level, false), totals(&v, level, true));
+            let (m, c) = (totals(&v, level, false, spread), totals(&v, level, true, spread));
             (k, m, c)
         })
         .collect()
@@ -279,6 +336,8 @@ pub struct Forecast {
     /// Month-to-month accounts: ARR at the end per ARR at the start among those that stayed,
     /// over the four spans as long as the forecast's before `as_of` (1 without history).
     pub month_to_month_growth: f64,
+    /// How a renewal's ARR spreads (in the intervals).
+    pub spread: Spread,
 }
 
 impl Forecast {
@@ -287,7 +346,7 @@ impl Forecast {
     pub fn with_overrides(mut self, ledger: &Ledger) -> Forecast {
         apply_overrides(&mut self.items, ledger);
         let refs: Vec<&Item> = self.items.iter().collect();
-        self.called = totals(&refs, self.level, true);
+        self.called = totals(&refs, self.level, true, &self.spread);
         self
     }
 }
@@ -300,28 +359,175 @@ fn horizon(t: Timestamp, period: Period) -> i64 {
     ((period.end.0 - t.0 + DAY - 1) / DAY).clamp(30, 400)
 }
 
-/// Trains a model of `outcome` within `h` days on month-start snapshots whose horizon ended
-/// by the ledger's `as_of`; with too little history, the snapshots' base rate.
-fn learn(
+/// Month starts from the first paying account to `h` days before the ledger's `as_of`, and
+/// a sampler of accounts keeping about [`MAX_SNAPSHOTS`] rows (the same accounts every
+/// run: a hash of their index).
+fn training_months(
     ledger: &Ledger,
-    usage: &UsageByAccount,
-    ctx: &Context<'_>,
     h: i64,
-    outcome: Outcome,
-) -> (Option<Model>, Snapshots) {
+) -> Option<(Vec<Timestamp>, impl Fn(usize) -> bool + Sync)> {
     let t = ledger.as_of;
-    let Some(first) = ledger.accounts.iter().filter_map(|a| a.first_paid()).min() else {
-        return (None, Snapshots::default());
-    };
+    let first = ledger.accounts.iter().filter_map(|a| a.first_paid()).min()?;
     let at = backtest::months(first, Timestamp(t.0 - h * DAY));
     let estimate = ledger.accounts.len() * at.len();
     let per_mille = (MAX_SNAPSHOTS * 1000 / estimate.max(1)).clamp(1, 1000) as u64;
     let keep =
         move |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille;
-    let s = backtest::labelled(ledger, usage, &at, h, outcome, ctx, &keep);
+    Some((at, keep))
+}
+
+/// A model whose probabilities are calibrated again per segment *in revenue*: on the
+/// snapshots it held back (the latest fifth, which its own calibration used), each segment's
+/// log-odds are shifted so that the ARR its outcomes were expected to lose equals the ARR they
+/// lost. The trees learn what signals mean risk mostly from the many small accounts, and a
+/// large account's volume of tickets or share of idle seats reads as more risk than it is:
+/// calibrated on counts, the model is right about how many renew and wrong about how much
+/// ARR, which is what a forecast totals.
+const ALL_ROWS: bool = true;
+struct Calibrated {
+    model: Model,
+    shift: Vec<(Option<String>, f64)>,
+}
+
+impl Calibrated {
+    /// `weight[i]`: the ARR at stake in snapshot `i`.
+    fn new(model: Model, s: &Snapshots, weight: &[f64]) -> Calibrated {
+        let n = s.rows.len();
+        let mut sorted = s.at.clone();
+        sorted.sort();
+        let mut cut = sorted[n * 4 / 5];
+        if cut == sorted[0] {
+            cut = sorted.iter().copied().find(|t| *t > cut).unwrap_or(cut);
+        }
+        let held: Vec<usize> = (0..n).filter(|i| s.at[*i] >= cut || ALL_ROWS).collect();
+        let rows: Vec<&Row> = held.iter().map(|i| &s.rows[*i]).collect();
+        let raw = model.gbm.predict_raw(&model::columns(&rows, &model.levels));
+        let z: Vec<f64> = raw.iter().map(|r| model.platt[0] * r + model.platt[1]).collect();
+        let mut segs: Vec<Option<String>> = rows.iter().map(|r| r.segment.clone()).collect();
+        segs.sort();
+        segs.dedup();
+        let mut shift = Vec::new();
+        for seg in segs {
+            let idx: Vec<usize> = (0..rows.len()).filter(|k| rows[*k].segment == seg).collect();
+            let lost = idx.iter().filter(|k| s.label[held[**k]]).count();
+            if idx.len() < 30 || lost < 3 || lost + 3 > idx.len() {
+                continue;
+            }
+            let w = |k: usize| weight[held[k]].max(0.0);
+            let target: f64 = idx.iter().filter(|k| s.label[held[**k]]).map(|k| w(*k)).sum();
+            let expected =
+                |d: f64| -> f64 { idx.iter().map(|k| w(*k) * model::sigmoid(z[*k] + d)).sum() };
+            // The expected loss rises with the shift: bisection on [-8, 8].
+            let (mut lo, mut hi) = (-8.0f64, 8.0f64);
+            for _ in 0..60 {
+                let mid = 0.5 * (lo + hi);
+                if expected(mid) < target { lo = mid } else { hi = mid }
+            }
+            shift.push((seg, 0.5 * (lo + hi)));
+        }
+        Calibrated { model, shift }
+    }
+
+    /// The probabilities of the outcome (a lost renewal, or churn).
+    fn predict(&self, rows: &[&Row]) -> Vec<f64> {
+        let raw = self.model.gbm.predict_raw(&model::columns(rows, &self.model.levels));
+        raw.iter()
+            .zip(rows)
+            .map(|(r, row)| {
+                let d = self.shift.iter().find(|(s, _)| *s == row.segment).map_or(0.0, |x| x.1);
+                model::sigmoid(self.model.platt[0] * r + self.model.platt[1] + d)
+            })
+            .collect()
+    }
+}
+
+/// The churn model within `h` days, for month-to-month accounts: month-start snapshots
+/// whose horizon ended by the ledger's `as_of`.
+fn learn_churn(
+    ledger: &Ledger,
+    usage: &UsageByAccount,
+    ctx: &Context<'_>,
+    h: i64,
+) -> (Option<Calibrated>, Snapshots) {
+    let Some((at, keep)) = training_months(ledger, h) else {
+        return (None, Snapshots::default());
+    };
+    let s = backtest::labelled(ledger, usage, &at, h, Outcome::Churn, ctx, &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
-    let m = model::train(&rows, &s.label, &s.at, h, outcome).ok();
-    (m, s)
+    let m = model::train(&rows, &s.label, &s.at, h, Outcome::Churn).ok();
+    let weight: Vec<f64> = s.rows.iter().map(|r| r.mrr as f64).collect();
+    (m.map(|m| Calibrated::new(m, &s, &weight)), s)
+}
+
+/// A snapshot's features for one contract: the account's, with `days_to_renewal` that of
+/// the contract (the account's own is its nearest term end).
+fn for_contract(mut row: Row, at: Timestamp, due: Timestamp) -> Row {
+    row.num[F::DAYS_TO_RENEWAL as usize] = (due.0 - at.0) as f64 / DAY as f64;
+    row
+}
+
+/// The renewal model within `h` days: one row per contract and month start, for every term
+/// known then and due within `h` days whose outcome was decided by the ledger's `as_of`,
+/// labelled lost or renewed. Per contract, not per account: an account that renews its main
+/// contract and drops an add-on is one renewal won and one lost, so a large account with many
+/// lines does not look riskier than it is.
+fn learn_renewal(
+    ledger: &Ledger,
+    usage: &UsageByAccount,
+    ctx: &Context<'_>,
+    h: i64,
+) -> (Option<Calibrated>, Snapshots) {
+    let t = ledger.as_of;
+    let Some((at, keep)) = training_months(ledger, h) else {
+        return (None, Snapshots::default());
+    };
+    let parts: Vec<Vec<(u32, Timestamp, Row, bool, f64)>> = ledger
+        .accounts
+        .par_iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(i, a)| {
+            let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
+            let mut out = Vec::new();
+            for at in &at {
+                let end = Timestamp(at.0 + h * DAY);
+                let due: Vec<(Timestamp, bool, f64)> = a
+                    .renewals
+                    .iter()
+                    .filter(|r| r.opened < *at && r.due >= *at && r.due < end)
+                    .filter_map(|r| match r.outcome {
+                        RenewalOutcome::Won { at: d, .. } if d <= t => {
+                            Some((r.due, false, r.arr_due as f64))
+                        }
+                        RenewalOutcome::Lost { at: d } if d <= t => {
+                            Some((r.due, true, r.arr_due as f64))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if due.is_empty() {
+                    continue;
+                }
+                let Some(row) = crate::features::snapshot(a, u, *at, ctx) else { continue };
+                for (d, lost, arr) in due {
+                    out.push((i as u32, *at, for_contract(row.clone(), *at, d), lost, arr));
+                }
+            }
+            out
+        })
+        .collect();
+    let mut s = Snapshots::default();
+    let mut weight = Vec::new();
+    for (i, at, row, y, w) in parts.into_iter().flatten() {
+        s.account.push(i);
+        s.at.push(at);
+        s.rows.push(row);
+        s.label.push(y);
+        weight.push(w);
+    }
+    let rows: Vec<&Row> = s.rows.iter().collect();
+    let m = model::train(&rows, &s.label, &s.at, h, Outcome::RenewalLost).ok();
+    (m.map(|m| Calibrated::new(m, &s, &weight)), s)
 }
 
 /// Whether the account holds a term open at `t` (known before `t`, due at or after it).
@@ -329,10 +535,11 @@ fn open_term(a: &AccountLedger, t: Timestamp) -> bool {
     a.renewals.iter().any(|r| r.opened < t && r.due >= t)
 }
 
-/// ARR back per ARR due among renewals won by `t` (at least 10 of them), else 1.
-fn expansion_ratio(ledger: &Ledger) -> f64 {
+/// ARR back per ARR due among renewals won by `t` (at least 10 of them), else 1; and each
+/// renewal's own ratio.
+fn expansion_ratio(ledger: &Ledger) -> (f64, Vec<f64>) {
     let t = ledger.as_of;
-    let (mut due, mut back, mut n) = (0i128, 0i128, 0usize);
+    let (mut due, mut back, mut ratios) = (0i128, 0i128, Vec::new());
     for a in &ledger.accounts {
         for r in &a.renewals {
             if let RenewalOutcome::Won { at, arr } = r.outcome
@@ -341,19 +548,21 @@ fn expansion_ratio(ledger: &Ledger) -> f64 {
             {
                 due += i128::from(r.arr_due);
                 back += i128::from(arr);
-                n += 1;
+                ratios.push(arr as f64 / r.arr_due as f64);
             }
         }
     }
-    if n >= 10 && due > 0 { back as f64 / due as f64 } else { 1.0 }
+    let mean = if ratios.len() >= 10 && due > 0 { back as f64 / due as f64 } else { 1.0 };
+    (mean, ratios)
 }
 
 /// ARR at the end per ARR at the start of the month-to-month accounts (paying, no open
 /// term) that still paid at the end, over the four spans of `len` before the ledger's
 /// `as_of` (at least 10 of them), else 1.
-fn month_to_month_growth(ledger: &Ledger, len: i64) -> f64 {
+fn month_to_month_growth(ledger: &Ledger, len: i64) -> (f64, Vec<f64>) {
     let t = ledger.as_of;
     let (mut from, mut to, mut n) = (0i128, 0i128, 0usize);
+    let mut ratios = Vec::new();
     for k in 1..=4 {
         let (a, b) = (Timestamp(t.0 - k * len), Timestamp(t.0 - (k - 1) * len));
         for acc in ledger.accounts.iter().filter(|x| !open_term(x, a)) {
@@ -362,10 +571,12 @@ fn month_to_month_growth(ledger: &Ledger, len: i64) -> f64 {
                 from += i128::from(s0.arr);
                 to += i128::from(s1.arr);
                 n += 1;
+                ratios.push(s1.arr as f64 / s0.arr as f64);
             }
         }
     }
-    if n >= 10 && from > 0 { to as f64 / from as f64 } else { 1.0 }
+    let mean = if n >= 10 && from > 0 { to as f64 / from as f64 } else { 1.0 };
+    (mean, ratios)
 }
 
 /// The forecast for `period`, made at the ledger's `as_of` (the period must end after it),
@@ -392,8 +603,9 @@ pub fn forecast(
     if !(s.level > 0.0 && s.level < 1.0) {
         return Err(HealthError::Config(format!("level {}: expected within (0, 1)", s.level)));
     }
-    let expansion = expansion_ratio(ledger);
-    let growth = month_to_month_growth(ledger, period.end.0 - t.0);
+    let (expansion, term_ratios) = expansion_ratio(ledger);
+    let (growth, mtm_ratios) = month_to_month_growth(ledger, period.end.0 - t.0);
+    let spread = Spread { term: Spread::of(term_ratios), month_to_month: Spread::of(mtm_ratios) };
     // What comes up: terms due in the period, known before t; accounts without a term.
     struct Due {
         account: u32,
@@ -440,23 +652,27 @@ pub fn forecast(
     let h = horizon(t, period);
     let wants = |k: Kind| due.iter().any(|d| d.kind == k && d.known.is_none());
     // The two models train one after the other, each in parallel inside.
-    let term = wants(Kind::Term).then(|| learn(ledger, usage, ctx, h, Outcome::RenewalLost));
-    let mtm = wants(Kind::MonthToMonth).then(|| learn(ledger, usage, ctx, h, Outcome::Churn));
-    let method = |m: &Option<(Option<Model>, Snapshots)>| -> Result<(Method, f64), HealthError> {
-        let Some((model, snaps)) = m else {
-            return Ok((Method { source: Source::Known, examples: 0, base_rate: None }, f64::NAN));
+    let term = wants(Kind::Term).then(|| learn_renewal(ledger, usage, ctx, h));
+    let mtm = wants(Kind::MonthToMonth).then(|| learn_churn(ledger, usage, ctx, h));
+    let method =
+        |m: &Option<(Option<Calibrated>, Snapshots)>| -> Result<(Method, f64), HealthError> {
+            let Some((model, snaps)) = m else {
+                return Ok((
+                    Method { source: Source::Known, examples: 0, base_rate: None },
+                    f64::NAN,
+                ));
+            };
+            let n = snaps.label.len();
+            let lost = snaps.label.iter().filter(|l| **l).count();
+            if n == 0 {
+                return Err(HealthError::NotEnoughData(
+                    "no past outcome to learn from: no snapshot whose horizon has ended".into(),
+                ));
+            }
+            let rate = 1.0 - lost as f64 / n as f64;
+            let source = if model.is_some() { Source::Model } else { Source::BaseRate };
+            Ok((Method { source, examples: n, base_rate: Some(rate) }, rate))
         };
-        let n = snaps.label.len();
-        let lost = snaps.label.iter().filter(|l| **l).count();
-        if n == 0 {
-            return Err(HealthError::NotEnoughData(
-                "no past outcome to learn from: no snapshot whose horizon has ended".into(),
-            ));
-        }
-        let rate = 1.0 - lost as f64 / n as f64;
-        let source = if model.is_some() { Source::Model } else { Source::BaseRate };
-        Ok((Method { source, examples: n, base_rate: Some(rate) }, rate))
-    };
     let (term_method, term_rate) = method(&term)?;
     let (mtm_method, mtm_rate) = method(&mtm)?;
     // Features at t of every account with something due, then the probabilities.
@@ -468,10 +684,11 @@ pub fn forecast(
             }
             let a = &ledger.accounts[d.account as usize];
             let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
-            crate::features::snapshot(a, u, t, ctx)
+            let row = crate::features::snapshot(a, u, t, ctx)?;
+            Some(if d.kind == Kind::Term { for_contract(row, t, d.due) } else { row })
         })
         .collect();
-    let predict = |k: Kind, m: &Option<(Option<Model>, Snapshots)>| -> Vec<Option<f64>> {
+    let predict = |k: Kind, m: &Option<(Option<Calibrated>, Snapshots)>| -> Vec<Option<f64>> {
         let idx: Vec<usize> =
             (0..due.len()).filter(|i| due[*i].kind == k && rows[*i].is_some()).collect();
         let mut out = vec![None; due.len()];
@@ -537,8 +754,8 @@ pub fn forecast(
     });
     for k in [Kind::Term, Kind::MonthToMonth] {
         let model = match k {
-            Kind::Term => term.as_ref().and_then(|m| m.0.as_ref()),
-            Kind::MonthToMonth => mtm.as_ref().and_then(|m| m.0.as_ref()),
+            Kind::Term => term.as_ref().and_then(|m| m.0.as_ref()).map(|c| &c.model),
+            Kind::MonthToMonth => mtm.as_ref().and_then(|m| m.0.as_ref()).map(|c| &c.model),
         };
         let Some(model) = model else { continue };
         let pick: Vec<usize> = order
@@ -556,8 +773,10 @@ pub fn forecast(
         b.arr_due.cmp(&a.arr_due).then(a.account.cmp(&b.account)).then(a.due.cmp(&b.due))
     });
     let refs: Vec<&Item> = items.iter().collect();
-    let (model_totals, called) =
-        rayon::join(|| totals(&refs, s.level, false), || totals(&refs, s.level, true));
+    let (model_totals, called) = rayon::join(
+        || totals(&refs, s.level, false, &spread),
+        || totals(&refs, s.level, true, &spread),
+    );
     Ok(Forecast {
         as_of: t,
         period,
@@ -569,6 +788,7 @@ pub fn forecast(
         month_to_month: mtm_method,
         expansion,
         month_to_month_growth: growth,
+        spread,
     })
 }
 
@@ -815,7 +1035,7 @@ mod tests {
             at: Timestamp::parse("2026-12-01").unwrap(),
         });
         let refs: Vec<&Item> = items.iter().collect();
-        let m = totals(&refs, 0.8, false);
+        let m = totals(&refs, 0.8, false, &Spread::default());
         assert_eq!((m.contracts, m.arr_due, m.expected), (4, 220_000, 173_000));
         assert_eq!((m.low, m.high, m.method), (120_000, 220_000, "exact"));
         let want = |n, arr_due, expected| CategoryTotal { contracts: n, arr_due, expected };
@@ -823,18 +1043,18 @@ mod tests {
             m.categories,
             [want(1, 120_000, 114_000), want(1, 60_000, 42_000), want(2, 40_000, 17_000)]
         );
-        let c = totals(&refs, 0.8, true);
+        let c = totals(&refs, 0.8, true, &Spread::default());
         assert_eq!((c.expected, c.low, c.high), (168_000, 120_000, 210_000));
         assert_eq!(c.categories[2], want(2, 40_000, 12_000));
         // By CSM and by month: each group's own distribution.
-        let by_csm = groups(&items, GroupBy::Csm, 0.8);
+        let by_csm = groups(&items, GroupBy::Csm, 0.8, &Spread::default());
         let keys: Vec<(&str, i64, i64)> =
             by_csm.iter().map(|(k, m, c)| (k.as_str(), m.expected, c.expected)).collect();
         assert_eq!(keys, [("ann", 156_000, 156_000), ("bob", 17_000, 12_000)]);
         // ann: A and B; P(<= 60,000) = 0.05 x 1 = 0.05, P(<= 120,000) = 0.05 + 0.95 x 0.3
         // = 0.335: the 10% quantile is 120,000; the 90% is 180,000 (0.665 for both).
         assert_eq!((by_csm[0].1.low, by_csm[0].1.high), (120_000, 180_000));
-        let by_month = groups(&items, GroupBy::Month, 0.8);
+        let by_month = groups(&items, GroupBy::Month, 0.8, &Spread::default());
         let months: Vec<&str> = by_month.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(months, ["2027-01", "2027-02", "2027-03"]);
         assert_eq!(by_month[1].1.expected, 54_000);

@@ -51,7 +51,7 @@ fn bad_input_of_the_contract_is_rejected_with_reasons() {
             1: ok usage
             2: malformed JSON: EOF while parsing a value at line 1 column 68
             3: type: missing required field
-            4: type: unknown type "purchase" (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task)
+            4: type: unknown type "purchase" (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task | forecast_override)
             5: account_id: missing required field
             6: timestamp: not an RFC 3339 timestamp or YYYY-MM-DD date: "March 1st"
             7: quantity: must not be negative, got -2

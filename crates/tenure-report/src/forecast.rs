@@ -78,6 +78,7 @@ pub fn forecast_json(
         "month_to_month": method_json(&f.month_to_month),
         "expansion_at_renewal": f.expansion,
         "month_to_month_growth": f.month_to_month_growth,
+        "amount_spread": {"term": f.spread.term, "month_to_month": f.spread.month_to_month},
         "by": by,
         "groups": gs,
         "items": f.items.iter().map(|i| item_json(i, cur)).collect::<Vec<_>>(),
@@ -374,9 +375,18 @@ pub fn forecast_from_json(j: &Json, cur: Currency) -> Option<Forecast> {
         });
     }
     let level = j["interval_level"].as_f64().filter(|l| *l > 0.0 && *l < 1.0)?;
+    let spread_of = |v: &Json| -> Option<Vec<f64>> {
+        let v: Vec<f64> = v.as_array()?.iter().map(|x| x.as_f64()).collect::<Option<_>>()?;
+        (!v.is_empty() && v.iter().all(|x| x.is_finite() && *x >= 0.0)).then_some(v)
+    };
+    let spread = tenure_health::forecast::Spread {
+        term: spread_of(&j["amount_spread"]["term"]).unwrap_or_else(|| vec![1.0]),
+        month_to_month: spread_of(&j["amount_spread"]["month_to_month"])
+            .unwrap_or_else(|| vec![1.0]),
+    };
     let refs: Vec<&Item> = items.iter().collect();
-    let model = tenure_health::forecast::totals(&refs, level, false);
-    let called = tenure_health::forecast::totals(&refs, level, true);
+    let model = tenure_health::forecast::totals(&refs, level, false, &spread);
+    let called = tenure_health::forecast::totals(&refs, level, true, &spread);
     Some(Forecast {
         as_of: ts(&j["as_of"])?,
         period: Period::new(ts(&j["period"]["start"])?, ts(&j["period"]["end"])?),
@@ -387,6 +397,7 @@ pub fn forecast_from_json(j: &Json, cur: Currency) -> Option<Forecast> {
         month_to_month: method(&j["month_to_month"])?,
         expansion: j["expansion_at_renewal"].as_f64()?,
         month_to_month_growth: j["month_to_month_growth"].as_f64().unwrap_or(1.0),
+        spread,
         items,
     })
 }

@@ -809,8 +809,9 @@ async fn forecast(
     };
     blocking(move || {
         let f = crate::forecast::quarter(&s, p.get("period").map(String::as_str))?;
-        let groups =
-            by.map(|b| tenure_health::forecast::groups(&f.items, b, f.level)).unwrap_or_default();
+        let groups = by
+            .map(|b| tenure_health::forecast::groups(&f.items, b, f.level, &f.spread))
+            .unwrap_or_default();
         let cur = live_read(&s)?.cfg.revenue.fx.base;
         let j = tenure_report::forecast::forecast_json(
             &f,

@@ -45,29 +45,51 @@ pub struct SumDist {
 
 /// Builds the distribution of the sum of `items` (probability, amount >= 0).
 pub fn distribution(items: &[(f64, i64)]) -> Result<SumDist, StatsError> {
+    let one: Vec<[(f64, i64); 1]> = items.iter().map(|&(_, a)| [(1.0, a)]).collect();
+    let mixed: Vec<(f64, &[(f64, i64)])> =
+        items.iter().zip(&one).map(|(&(p, _), o)| (p, &o[..])).collect();
+    distribution_of(&mixed)
+}
+
+/// As [`distribution`], where item `i` comes in with probability `p_i` and then brings an
+/// amount drawn from its own discrete distribution `(weight, amount)` (weights summing to 1):
+/// a renewal whose ARR may grow or shrink.
+pub fn distribution_of(items: &[(f64, &[(f64, i64)])]) -> Result<SumDist, StatsError> {
     let mut certain = 0i64;
     let mut max = 0i64;
     let mut mean = 0.0;
     let mut k = [0.0; 3];
-    let mut uncertain: Vec<(f64, i64)> = Vec::new();
-    for (i, &(p, a)) in items.iter().enumerate() {
+    let mut uncertain: Vec<(f64, &[(f64, i64)])> = Vec::new();
+    for (i, &(p, amounts)) in items.iter().enumerate() {
         if !(0.0..=1.0).contains(&p) {
             return Err(StatsError::Invalid(format!("item {i}: probability {p} is not in [0, 1]")));
         }
-        if a < 0 {
-            return Err(StatsError::Invalid(format!("item {i}: amount {a} is negative")));
+        let wsum: f64 = amounts.iter().map(|x| x.0).sum();
+        if amounts.is_empty() || amounts.iter().any(|x| !(x.0 >= 0.0)) || (wsum - 1.0).abs() > 1e-9
+        {
+            return Err(StatsError::Invalid(format!(
+                "item {i}: the amounts' weights must be non-negative and sum to 1"
+            )));
         }
-        max = max.saturating_add(a);
-        let af = a as f64;
-        mean += p * af;
-        if p == 1.0 {
-            certain = certain.saturating_add(a);
-        } else if p > 0.0 && a > 0 {
-            let v = p * (1.0 - p);
-            k[0] += af * af * v;
-            k[1] += af.powi(3) * v * (1.0 - 2.0 * p);
-            k[2] += af.powi(4) * v * (1.0 - 6.0 * v);
-            uncertain.push((p, a));
+        if let Some(a) = amounts.iter().find(|x| x.1 < 0) {
+            return Err(StatsError::Invalid(format!("item {i}: amount {} is negative", a.1)));
+        }
+        max = max.saturating_add(amounts.iter().map(|x| x.1).max().unwrap_or(0));
+        // Raw moments of the item: E[X^j] = p E[A^j].
+        let m = |j: i32| p * amounts.iter().map(|&(w, a)| w * (a as f64).powi(j)).sum::<f64>();
+        let (m1, m2, m3, m4) = (m(1), m(2), m(3), m(4));
+        mean += m1;
+        let single = amounts.len() == 1 || amounts.iter().all(|x| x.1 == amounts[0].1);
+        if p == 1.0 && single {
+            certain = certain.saturating_add(amounts[0].1);
+        } else if p > 0.0 && amounts.iter().any(|x| x.1 > 0) {
+            let c2 = m2 - m1 * m1;
+            let c3 = m3 - 3.0 * m1 * m2 + 2.0 * m1.powi(3);
+            let c4 = m4 - 4.0 * m1 * m3 + 6.0 * m1 * m1 * m2 - 3.0 * m1.powi(4);
+            k[0] += c2;
+            k[1] += c3;
+            k[2] += c4 - 3.0 * c2 * c2;
+            uncertain.push((p, amounts));
         }
     }
     if uncertain.len() > CONVOLVE_MAX {
@@ -81,47 +103,55 @@ pub fn distribution(items: &[(f64, i64)]) -> Result<SumDist, StatsError> {
         });
     }
     // Largest amounts first: the support spreads early and later items fill it in.
-    uncertain.sort_by(|x, y| y.1.cmp(&x.1));
+    uncertain.sort_by_key(|x| std::cmp::Reverse(x.1.iter().map(|a| a.1).max().unwrap_or(0)));
     let mut points: Vec<(i64, f64)> = vec![(0, 1.0)];
     let mut method = Method::Exact;
-    let mut next: Vec<(i64, f64)> = Vec::with_capacity(2 * MAX_POINTS + 2);
-    for &(p, a) in &uncertain {
-        next.clear();
-        let q = 1.0 - p;
-        // Merge "not in" (points as they are) with "in" (points shifted by a).
-        let (mut i, mut j) = (0, 0);
-        while i < points.len() || j < points.len() {
-            let left = points.get(i).map(|&(v, m)| (v, m * q));
-            let right = points.get(j).map(|&(v, m)| (v + a, m * p));
-            let (v, m) = match (left, right) {
-                (Some(l), Some(r)) if l.0 == r.0 => {
-                    i += 1;
-                    j += 1;
-                    (l.0, l.1 + r.1)
-                }
-                (Some(l), Some(r)) if l.0 < r.0 => {
-                    i += 1;
-                    l
-                }
-                (Some(l), None) => {
-                    i += 1;
-                    l
-                }
-                (_, Some(r)) => {
-                    j += 1;
-                    r
-                }
-                (None, None) => unreachable!("the loop runs while one side has points"),
-            };
-            next.push((v, m));
+    for &(p, amounts) in &uncertain {
+        // "Not in" (the points as they are), then each amount's shifted copy merged in.
+        let mut acc: Vec<(i64, f64)> = points.iter().map(|&(v, m)| (v, m * (1.0 - p))).collect();
+        for &(w, a) in amounts {
+            if w == 0.0 {
+                continue;
+            }
+            let shifted = points.iter().map(|&(v, m)| (v + a, m * p * w));
+            acc = merge(&acc, shifted);
         }
-        std::mem::swap(&mut points, &mut next);
+        points = acc;
         if points.len() > MAX_POINTS {
             points = compress(&points, MAX_POINTS / 2);
             method = Method::Compressed;
         }
     }
     Ok(SumDist { points, certain, mean, k, max, method })
+}
+
+/// Merges two ascending lists of (sum, probability), adding the probabilities of equal sums.
+fn merge(a: &[(i64, f64)], b: impl Iterator<Item = (i64, f64)>) -> Vec<(i64, f64)> {
+    let mut out = Vec::with_capacity(2 * a.len());
+    let mut b = b.peekable();
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.peek()) {
+            (Some(&x), Some(&y)) if x.0 == y.0 => {
+                out.push((x.0, x.1 + y.1));
+                i += 1;
+                b.next();
+            }
+            (Some(&x), Some(&y)) if x.0 < y.0 => {
+                out.push(x);
+                i += 1;
+            }
+            (Some(&x), None) => {
+                out.push(x);
+                i += 1;
+            }
+            (_, Some(&y)) => {
+                out.push(y);
+                b.next();
+            }
+            (None, None) => return out,
+        }
+    }
 }
 
 /// Merges `points` (ascending) into at most `bins` points of equal width over the range
@@ -262,6 +292,35 @@ mod tests {
         assert_eq!(d.quantile(0.5), 300);
         assert_eq!(d.quantile(0.04), 0);
         assert_eq!(d.quantile(0.041), 100);
+    }
+
+    /// One contract at 0.5 whose ARR, if it renews, is 90 or 110 (even odds), beside one of
+    /// 100 at 0.8: sums 0 (0.1), 90 (0.025... x), worked out:
+    ///   neither: 0.5 x 0.2 = 0.10 at 0; only B: 0.5 x 0.8 = 0.40 at 100;
+    ///   only A: 0.5 x 0.5 x 0.2 = 0.05 at 90 and 0.05 at 110;
+    ///   both: 0.5 x 0.5 x 0.8 = 0.20 at 190 and 0.20 at 210.
+    /// Cumulative: 0.10, 0.15 (90), 0.55 (100), 0.60 (110), 0.80 (190), 1.00 (210).
+    /// Mean: 0.5 x 100 + 0.8 x 100 = 130.
+    #[test]
+    fn an_uncertain_amount_spreads_the_sum() {
+        let a = [(0.5, 90), (0.5, 110)];
+        let b = [(1.0, 100)];
+        let d = distribution_of(&[(0.5, &a[..]), (0.8, &b[..])]).unwrap();
+        let pts: Vec<(i64, f64)> = d.points().collect();
+        let want = [(0, 0.10), (90, 0.05), (100, 0.40), (110, 0.05), (190, 0.20), (210, 0.20)];
+        assert_eq!(pts.len(), want.len(), "{pts:?}");
+        for ((v, m), (wv, wm)) in pts.iter().zip(want) {
+            assert_eq!(*v, wv);
+            assert!((m - wm).abs() < 1e-12, "{v}: {m} vs {wm}");
+        }
+        assert!((d.mean - 130.0).abs() < 1e-9);
+        assert_eq!(d.interval(0.8), (0, 210));
+        assert_eq!(d.quantile(0.11), 90);
+        assert_eq!(d.quantile(0.6), 110);
+        // A certain renewal whose amount is uncertain is not a constant.
+        let c = distribution_of(&[(1.0, &a[..])]).unwrap();
+        assert_eq!(c.interval(0.5), (90, 110));
+        assert!(distribution_of(&[(0.5, &[(0.7, 1)][..])]).is_err(), "weights must sum to 1");
     }
 
     #[test]

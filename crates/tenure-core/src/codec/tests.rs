@@ -121,6 +121,20 @@ pub(crate) fn samples() -> Vec<Event> {
             root_cause: Some("product_gap".into()),
             author: None,
         }))),
+        ev(EventBody::ForecastOverride {
+            subscription_id: Some("s1".into()),
+            category: ForecastCategory::AtRisk,
+            amount: Some(Money { minor: 1_200_050, currency: Currency::parse("EUR").unwrap() }),
+            reason: Some("budget cut".into()),
+            author: Some("sam".into()),
+        }),
+        ev(EventBody::ForecastOverride {
+            subscription_id: None,
+            category: ForecastCategory::Commit,
+            amount: None,
+            reason: None,
+            author: None,
+        }),
     ];
     v.push(Event {
         ts: Timestamp(-5),

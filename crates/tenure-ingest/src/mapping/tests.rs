@@ -90,7 +90,7 @@ type = "tiket"
 account_id = "Org"
 "#,
         expect![[
-            r#"my-crm.toml:2: unknown event type "tiket" (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task)"#
+            r#"my-crm.toml:2: unknown event type "tiket" (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task | forecast_override)"#
         ]],
     );
     mapping_err(
@@ -167,7 +167,7 @@ type = { from = "Object", map = { "Company" = "account", "Person" = "person" } }
 account_id = "Org"
 "#,
         expect![[
-            r#"my-crm.toml:1: unknown event type "person" in the map (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task)"#
+            r#"my-crm.toml:1: unknown event type "person" in the map (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task | forecast_override)"#
         ]],
     );
     mapping_err(

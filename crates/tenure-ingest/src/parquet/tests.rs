@@ -351,7 +351,7 @@ fn a_bad_row_names_its_row_number_and_field() {
             1: 2024-03-01T00:00:00Z a Ticket { ticket_id: "t1", status: Opened, category: None, severity: None, cost: None, csat: Some(9) }
             2: status: unknown value "lost" (expected opened | closed | reopened)
             3: timestamp: 2030-01-01T00:00:00Z is 2040.0 days in the future (beyond the allowed skew of 1 day)
-            4: type: unknown type "purchase" (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task)
+            4: type: unknown type "purchase" (expected account | contact | subscription | invoice | usage | ticket | survey_sent | survey_response | email | web_visit | touchpoint | milestone | success_objective | assessment | change_request | cost | alert | task | forecast_override)
         "#]],
     );
     // A row over the line limit, counting its text.

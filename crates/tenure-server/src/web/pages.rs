@@ -1136,7 +1136,7 @@ pub fn renewals(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
         body.push_str("</div>");
         if let Some(b) = by {
             body.push_str("<div class=\"scroll\"><table><thead><tr><th>Group</th><th class=\"num\">Renewals</th><th class=\"num\">ARR due</th><th class=\"num\">Expected</th><th class=\"num\">Interval</th><th class=\"num\">With calls</th></tr></thead><tbody>");
-            for (k, gm, gc) in tenure_health::forecast::groups(&f.items, b, f.level) {
+            for (k, gm, gc) in tenure_health::forecast::groups(&f.items, b, f.level, &f.spread) {
                 let _ = write!(
                     body,
                     "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} – {}</td><td class=\"num\">{}</td></tr>",
