@@ -850,7 +850,7 @@ async fn forecast_override(
     let body: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
     let line = crate::forecast::record_call(&s, &id, &body, key.identity()).await?;
-    Ok(json_response(StatusCode::CREATED, &line))
+    Ok(json_response(StatusCode::OK, &line))
 }
 
 async fn scorecards(State(s): State<AppState>, h: HeaderMap) -> Result<Response, ApiError> {

@@ -59,6 +59,7 @@ const PERIOD_PATTERN: &str = "^[0-9]{4}(-[Qq][1-4]|-(0[1-9]|1[0-2])(-(0[1-9]|[12
 pub fn param_type(path: &str, name: &str) -> Option<Ty> {
     Some(match (path, name) {
         ("/v1/{call}", "call") => Ty::Enum(CALLS),
+        ("/api/v1/forecast", "by") => Ty::Enum(&["month", "csm", "segment"]),
         (_, "id" | "q" | "segment" | "csm" | "account" | "rule" | "owner" | "by") => Ty::Text,
         ("/webhooks/stripe", "Stripe-Signature") => Ty::Text,
         (_, "colour") => Ty::Enum(COLOURS),
@@ -528,6 +529,20 @@ fn components() -> Value {
             "scorecards": {"type": "array", "items": {"type": "object", "properties": {"name": s("string")}}},
             "accounts_by_colour": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}}));
     m.insert("OpenApi".into(), json!({"type": "object", "required": ["openapi", "paths"]}));
+    let totals = json!({"type": "object", "required": ["contracts", "arr_due", "expected_arr", "interval", "categories"], "properties": {
+            "contracts": {"type": "integer", "minimum": 0}, "arr_due": s("number"), "expected_arr": s("number"),
+            "interval": {"type": "array", "items": s("number"), "minItems": 2, "maxItems": 2},
+            "interval_method": {"enum": ["exact", "compressed", "cornish_fisher"]}, "categories": {"type": "object"}}});
+    m.insert("Forecast".into(), json!({"type": "object", "required": ["as_of", "period", "model", "with_overrides", "items"], "properties": {
+            "as_of": s("string"), "period": {"type": "object"}, "model": totals, "with_overrides": totals,
+            "groups": {"type": "array"}, "items": {"type": "array", "items": {"type": "object", "required": ["account_id", "kind", "due", "arr_due", "probability", "category"]}}}}));
+    m.insert("ForecastBacktest".into(), json!({"type": "object", "required": ["periods", "summary"], "properties": {
+            "periods": {"type": "array"}, "summary": {"type": "object"}}}));
+    m.insert("ForecastCall".into(), json!({"type": "object", "additionalProperties": false, "required": ["category"], "properties": {
+            "category": en(tenure_core::event::ForecastCategory::ALL, tenure_core::event::ForecastCategory::as_str),
+            "amount": {"type": ["string", "number"], "description": "ARR expected back, in the base currency; not negative"},
+            "subscription_id": s("string"), "reason": s("string")}}));
+    m.insert("ForecastCallStored".into(), json!({"type": "object", "required": ["type", "account_id", "category", "author"]}));
     Value::Object(m)
 }
 
@@ -570,6 +585,9 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         ("get", "/api/v1/tasks") => ok_json(sref("TaskList")),
         ("get" | "patch", "/api/v1/tasks/{id}") => ok_json(sref("Task")),
         ("get", "/api/v1/scorecards") => ok_json(sref("Scorecards")),
+        ("get", "/api/v1/forecast") => ok_json(sref("Forecast")),
+        ("get", "/api/v1/forecast/backtest") => ok_json(sref("ForecastBacktest")),
+        ("post", "/api/v1/accounts/{id}/forecast-override") => ok_json(sref("ForecastCallStored")),
         // A new route without a documented answer: the document test names it.
         _ => json!({"description": "OK"}),
     };
@@ -589,7 +607,11 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         responses.insert("401".into(), error("No key, or an unknown or revoked one"));
         responses.insert("403".into(), error("The key lacks the scope"));
     }
-    if r.params.iter().any(|(_, at, _)| *at == "path") || r.path == "/webhooks/stripe" {
+    // A saved forecast may be missing (`tenure forecast --save` has not run).
+    if r.params.iter().any(|(_, at, _)| *at == "path")
+        || r.path == "/webhooks/stripe"
+        || r.path.starts_with("/api/v1/forecast")
+    {
         responses.insert("404".into(), error("No such resource"));
     }
     if body {
@@ -624,13 +646,14 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         ),
         ("post", Some("batch")) => Some(sref("SegmentBatch")),
         ("post", Some(c)) => Some(segment_message(Some(c))),
+        ("post", None) if r.path.ends_with("/forecast-override") => Some(sref("ForecastCall")),
         ("post", None) => Some(sref("Events")),
         ("patch", _) => Some(sref("TaskChange")),
         _ => None,
     };
     if let Some(schema) = request {
         let mut content = json!({"application/json": {"schema": schema}});
-        if call.is_none() && r.method == "post" {
+        if call.is_none() && r.method == "post" && r.path == "/api/v1/events" {
             content["application/x-ndjson"] = json!({"schema": {"type": "string", "description": "JSON lines: one event per line"}});
         }
         op["requestBody"] = json!({"required": true, "content": content,

@@ -17,7 +17,7 @@ use tenure_server::segment::{self, Mapped, SegmentConfig};
 fn the_example_configuration_is_valid() {
     let text = include_str!("../../../../config/tenure.example.toml");
     let c = ServiceConfig::parse(text).unwrap();
-    assert_eq!((c.rules.len(), c.playbooks.len(), c.notifiers.len()), (3, 1, 0));
+    assert_eq!((c.rules.len(), c.playbooks.len(), c.notifiers.len()), (4, 1, 0));
     assert_eq!(c.service.refresh_minutes, 60);
     // The notifier block, uncommented (its trailing comments kept as TOML comments).
     let (head, tail) = text.split_at(text.find("# [[notifier]]").unwrap());
