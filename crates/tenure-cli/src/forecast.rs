@@ -118,10 +118,13 @@ pub fn run(a: ForecastArgs) -> Result<()> {
             periods.push(Period::new(q, q.add_months(3)));
             q = q.add_months(3);
         }
-        let past = forecast::backtest(&builder, &cfg.revenue, &now, &usage_by, &ctx, &periods, &s)
-            .map_err(|e| usage(e.to_string()))?;
+        let (past, skipped) =
+            forecast::backtest(&builder, &cfg.revenue, &now, &usage_by, &ctx, &periods, &s)
+                .map_err(|e| usage(e.to_string()))?;
         let acc = forecast::accuracy(&past);
-        return out(&tenure_report::forecast::backtest(&past, &acc, s.level, cur, a.format));
+        return out(&tenure_report::forecast::backtest(
+            &past, &skipped, &acc, s.level, cur, a.format,
+        ));
     }
     let period = period.unwrap_or_else(|| {
         let q = PeriodUnit::Quarter.floor(t);
@@ -174,9 +177,9 @@ fn save(
     // A young company has no past quarter to test on: the page says so.
     let backtest = match forecast::backtest(builder, &cfg.revenue, now, usage_by, ctx, &periods, s)
     {
-        Ok(past) => {
+        Ok((past, skipped)) => {
             let acc = forecast::accuracy(&past);
-            tenure_report::forecast::backtest_json(&past, &acc, s.level, cur)
+            tenure_report::forecast::backtest_json(&past, &skipped, &acc, s.level, cur)
         }
         Err(e) => {
             eprintln!("no backtest: {e}");

@@ -481,7 +481,9 @@ fn learn_renewal(
     let Some((at, keep)) = training_months(ledger, h) else {
         return (None, Snapshots::default());
     };
-    let parts: Vec<Vec<(u32, Timestamp, Row, bool, f64)>> = ledger
+    // (account, month start, features, lost, ARR due) per contract.
+    type Labelled = (u32, Timestamp, Row, bool, f64);
+    let parts: Vec<Vec<Labelled>> = ledger
         .accounts
         .par_iter()
         .enumerate()
@@ -811,9 +813,12 @@ pub fn apply_overrides(items: &mut [Item], ledger: &Ledger) {
         it.overridden =
             a.cs.forecast_calls
                 .iter()
-                .filter(|o| o.ts <= t && o.ts >= opened && o.ts < it.due)
-                .filter(|o| o.subscription_id.is_none() || o.subscription_id == it.subscription_id)
-                .next_back()
+                .rfind(|o| {
+                    o.ts <= t
+                        && o.ts >= opened
+                        && o.ts < it.due
+                        && (o.subscription_id.is_none() || o.subscription_id == it.subscription_id)
+                })
                 .map(|o| Override {
                     account: it.account.clone(),
                     subscription_id: o.subscription_id.clone(),
@@ -825,6 +830,9 @@ pub fn apply_overrides(items: &mut [Item], ledger: &Ledger) {
                 });
     }
 }
+
+/// The periods forecast and compared, and those left out with why.
+pub type Backtest = (Vec<PastPeriod>, Vec<(Period, String)>);
 
 /// A past period: the forecast made at its start against what happened.
 #[derive(Clone, Debug, PartialEq)]
@@ -921,7 +929,8 @@ fn naive(ledger: &Ledger, items: &[Item], period: Period) -> Option<i64> {
 
 /// Forecasts each of `periods` as of its start (the ledger folded at that instant from
 /// `builder`) and compares it with the renewed ARR in `now` (the ledger as known now) and
-/// with the naive forecast.
+/// with the naive forecast. A period with too little history before it to learn from is
+/// left out, with the reason (the second list); it is an error only when every one is.
 pub fn backtest(
     builder: &LedgerBuilder,
     cfg: &RevenueConfig,
@@ -930,11 +939,18 @@ pub fn backtest(
     ctx: &Context<'_>,
     periods: &[Period],
     s: &Settings,
-) -> Result<Vec<PastPeriod>, HealthError> {
-    let mut out = Vec::new();
+) -> Result<Backtest, HealthError> {
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
     for p in periods {
         let then = builder.clone().finish(cfg, p.start);
-        let f = forecast(&then, usage, ctx, *p, s)?;
+        let f = match forecast(&then, usage, ctx, *p, s) {
+            Ok(f) => f,
+            Err(HealthError::NotEnoughData(why)) => {
+                skipped.push((*p, why));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         out.push(PastPeriod {
             period: *p,
             contracts: f.items.len(),
@@ -946,7 +962,13 @@ pub fn backtest(
             actual: (p.end <= now.as_of).then(|| actual(now, &f.items, *p)).flatten(),
         });
     }
-    Ok(out)
+    if out.is_empty() && !skipped.is_empty() {
+        return Err(HealthError::NotEnoughData(format!(
+            "no period could be forecast from what was known at its start: {}",
+            skipped[0].1
+        )));
+    }
+    Ok((out, skipped))
 }
 
 /// The backtest in a few numbers.

@@ -261,7 +261,9 @@ fn backtested_forecasts_cover_the_outcome_and_beat_the_naive_forecast() {
         })
         .collect();
     let s = Settings::default();
-    let past = forecast::backtest(&b, &revenue(), &full, &u, &ctx, &periods, &s).unwrap();
+    let (past, skipped) =
+        forecast::backtest(&b, &revenue(), &full, &u, &ctx, &periods, &s).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
     let acc = forecast::accuracy(&past);
     let table: Vec<String> = past
         .iter()

@@ -240,12 +240,22 @@ fn past_json(p: &PastPeriod, cur: Currency) -> Json {
     })
 }
 
+/// The periods left out of a backtest, with why.
+pub type Skipped = [(tenure_core::time::Period, String)];
+
 /// The backtest as JSON.
-pub fn backtest_json(past: &[PastPeriod], acc: &Accuracy, level: f64, cur: Currency) -> Json {
+pub fn backtest_json(
+    past: &[PastPeriod],
+    skipped: &Skipped,
+    acc: &Accuracy,
+    level: f64,
+    cur: Currency,
+) -> Json {
     json!({
         "currency": cur.to_string(),
         "interval_level": level,
         "periods": past.iter().map(|p| past_json(p, cur)).collect::<Vec<_>>(),
+        "skipped": skipped.iter().map(|(p, why)| json!({"period": PeriodUnit::Quarter.label(p.start), "reason": why})).collect::<Vec<_>>(),
         "summary": {"periods_with_actual": acc.periods, "coverage": acc.coverage,
                     "mape": acc.mape, "naive_mape": acc.naive_mape},
     })
@@ -254,6 +264,7 @@ pub fn backtest_json(past: &[PastPeriod], acc: &Accuracy, level: f64, cur: Curre
 /// Renders the backtest of past periods' forecasts.
 pub fn backtest(
     past: &[PastPeriod],
+    skipped: &Skipped,
     acc: &Accuracy,
     level: f64,
     cur: Currency,
@@ -263,7 +274,8 @@ pub fn backtest(
     let opt = |m: Option<i64>| m.map_or("n/a".into(), money);
     match format {
         OutFormat::Json => {
-            serde_json::to_string_pretty(&backtest_json(past, acc, level, cur)).unwrap_or_default()
+            serde_json::to_string_pretty(&backtest_json(past, skipped, acc, level, cur))
+                .unwrap_or_default()
                 + "\n"
         }
         OutFormat::Csv => {
@@ -309,6 +321,12 @@ pub fn backtest(
                     opt(p.naive),
                     opt(p.actual),
                     p.covered().map_or("n/a", |c| if c { "yes" } else { "no" })
+                ));
+            }
+            for (p, why) in skipped {
+                s.push_str(&format!(
+                    "{:<8} not forecast: {why}\n",
+                    PeriodUnit::Quarter.label(p.start)
                 ));
             }
             let f = |x: Option<f64>| x.map_or("n/a".into(), pct);

@@ -109,7 +109,7 @@ pub async fn record_call(
     if let Some(k) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(format!("{k}: unknown field ({})", FIELDS.join(", "))));
     }
-    if !live_read(s)?.ledger.account(account).is_some() {
+    if live_read(s)?.ledger.account(account).is_none() {
         return Err(ApiError::new("not_found", format!("no account {account:?}")));
     }
     let now = (s.0.clock)();

@@ -536,13 +536,19 @@ fn components() -> Value {
     m.insert("Forecast".into(), json!({"type": "object", "required": ["as_of", "period", "model", "with_overrides", "items"], "properties": {
             "as_of": s("string"), "period": {"type": "object"}, "model": totals, "with_overrides": totals,
             "groups": {"type": "array"}, "items": {"type": "array", "items": {"type": "object", "required": ["account_id", "kind", "due", "arr_due", "probability", "category"]}}}}));
-    m.insert("ForecastBacktest".into(), json!({"type": "object", "required": ["periods", "summary"], "properties": {
-            "periods": {"type": "array"}, "summary": {"type": "object"}}}));
+    m.insert(
+        "ForecastBacktest".into(),
+        json!({"type": "object", "required": ["periods", "summary"], "properties": {
+            "periods": {"type": "array"}, "summary": {"type": "object"}}}),
+    );
     m.insert("ForecastCall".into(), json!({"type": "object", "additionalProperties": false, "required": ["category"], "properties": {
             "category": en(tenure_core::event::ForecastCategory::ALL, tenure_core::event::ForecastCategory::as_str),
             "amount": {"type": ["string", "number"], "description": "ARR expected back, in the base currency; not negative"},
             "subscription_id": s("string"), "reason": s("string")}}));
-    m.insert("ForecastCallStored".into(), json!({"type": "object", "required": ["type", "account_id", "category", "author"]}));
+    m.insert(
+        "ForecastCallStored".into(),
+        json!({"type": "object", "required": ["type", "account_id", "category", "author"]}),
+    );
     Value::Object(m)
 }
 

@@ -65,7 +65,9 @@ pub fn distribution_of(items: &[(f64, &[(f64, i64)])]) -> Result<SumDist, StatsE
             return Err(StatsError::Invalid(format!("item {i}: probability {p} is not in [0, 1]")));
         }
         let wsum: f64 = amounts.iter().map(|x| x.0).sum();
-        if amounts.is_empty() || amounts.iter().any(|x| !(x.0 >= 0.0)) || (wsum - 1.0).abs() > 1e-9
+        if amounts.is_empty()
+            || amounts.iter().any(|x| x.0.is_nan() || x.0 < 0.0)
+            || (wsum - 1.0).abs() > 1e-9
         {
             return Err(StatsError::Invalid(format!(
                 "item {i}: the amounts' weights must be non-negative and sum to 1"
