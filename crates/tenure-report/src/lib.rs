@@ -87,11 +87,12 @@ pub fn kpis_csv(rows: &[Row], cur: Currency) -> String {
     if by {
         out += ",segment";
     }
+    // Ids may hold a churn reason's text, so header cells are quoted like any other.
     for (k, v) in &first.kpis.0 {
         if matches!(v, Value::Interval(_)) {
-            out += &format!(",{k}_low,{k}_high");
+            out += &format!(",{},{}", csv_cell(&format!("{k}_low")), csv_cell(&format!("{k}_high")));
         } else {
-            out += &format!(",{k}");
+            out += &format!(",{}", csv_cell(k));
         }
     }
     out += "\n";
@@ -412,6 +413,7 @@ pub fn account(
             "movements": a.movements.iter().map(|m| json!({
                 "at": m.ts.to_string(), "kind": m.kind.as_str(), "mrr": money_json(m.delta(), cur),
                 "upsell": money_json(m.upsell, cur), "cross_sell": money_json(m.cross_sell, cur), "involuntary": m.involuntary,
+                "cancel_reason": m.cancel_reason.as_deref(),
             })).collect::<Vec<_>>(),
             "renewals": a.renewals.iter().map(|r| {
                 let (o, arr) = outcome(&r.outcome);
@@ -460,11 +462,15 @@ pub fn account(
     out += "\nMRR movements\n";
     for m in &a.movements {
         out += &format!(
-            "  {}  {:<12} {:>12}{}\n",
+            "  {}  {:<12} {:>12}{}{}\n",
             m.ts.date_string(),
             m.kind.as_str(),
             money(m.delta()),
-            if m.involuntary { "  (involuntary)" } else { "" }
+            if m.involuntary { "  (involuntary)" } else { "" },
+            m.cancel_reason.as_deref().map_or(String::new(), |r| format!(
+                "  reason: {}",
+                r.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))
         );
     }
     if !a.renewals.is_empty() {
