@@ -374,7 +374,8 @@ impl CsAcc {
                     self.cause_tasks[c] += 1;
                     if !seen[c] {
                         seen[c] = true;
-                        self.cause_mrr[c] = self.cause_mrr[c].saturating_add(a.mrr_before(t.opened));
+                        self.cause_mrr[c] =
+                            self.cause_mrr[c].saturating_add(a.mrr_before(t.opened));
                     }
                 }
             }

@@ -219,7 +219,8 @@ impl Acc {
         self.committed_mrr_end = self.committed_mrr_end.saturating_add(cm_e);
         self.committed_arr_start = self.committed_arr_start.saturating_add(ca_s);
         self.committed_arr_end = self.committed_arr_end.saturating_add(ca_e);
-        match fx.map(|fx| (a.fx_revaluation_before(p.start, fx), a.fx_revaluation_before(p.end, fx)))
+        match fx
+            .map(|fx| (a.fx_revaluation_before(p.start, fx), a.fx_revaluation_before(p.end, fx)))
         {
             Some((Some(rs), Some(re))) => {
                 self.fx_reval_start = self.fx_reval_start.saturating_add(rs);
@@ -255,7 +256,8 @@ impl Acc {
                     } else {
                         self.churn_voluntary = self.churn_voluntary.saturating_add(m.amount);
                     }
-                    let slot = self.churn_by_reason.entry(churn_reason(m).into_owned()).or_default();
+                    let slot =
+                        self.churn_by_reason.entry(churn_reason(m).into_owned()).or_default();
                     *slot = slot.saturating_add(m.amount);
                     had_churn = true;
                     last_churn_involuntary = m.involuntary;
@@ -306,8 +308,7 @@ impl Acc {
 /// each run of whitespace made one space (so that it stays on one line of a table); without
 /// one, `unpaid` when the churn is involuntary, else `unspecified`.
 pub fn churn_reason(m: &Movement) -> Cow<'static, str> {
-    match m.cancel_reason.as_deref().map(|r| r.split_whitespace().collect::<Vec<_>>().join(" "))
-    {
+    match m.cancel_reason.as_deref().map(|r| r.split_whitespace().collect::<Vec<_>>().join(" ")) {
         Some(r) if !r.is_empty() => Cow::Owned(r),
         _ if m.involuntary => Cow::Borrowed("unpaid"),
         _ => Cow::Borrowed("unspecified"),
@@ -459,7 +460,8 @@ fn finish(
             }),
         ),
     ];
-    let borrowed = |v: Vec<(&'static str, Value)>| v.into_iter().map(|(k, v)| (Cow::Borrowed(k), v));
+    let borrowed =
+        |v: Vec<(&'static str, Value)>| v.into_iter().map(|(k, v)| (Cow::Borrowed(k), v));
     let mut kpis: Vec<(Cow<'static, str>, Value)> = borrowed(kpis).collect();
     // One id per reason of the whole report (0 where a row has none), so that every row
     // has the same columns.

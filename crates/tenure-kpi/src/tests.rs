@@ -336,7 +336,8 @@ fn committed_mrr_beside_mrr() {
     assert_eq!(get(k, "committed_arr_end"), Value::Money(84_000));
     assert_eq!(get(k, "mrr_churn"), Value::Money(5_000));
     // Recognising churn at the notice makes MRR the committed MRR: the same run says so.
-    let scheduled = RevenueConfig { churn_recognition: tenure_ledger::ChurnRecognition::Scheduled, ..rev() };
+    let scheduled =
+        RevenueConfig { churn_recognition: tenure_ledger::ChurnRecognition::Scheduled, ..rev() };
     let k = &report(&ledger_jsonl(&jsonl, &scheduled), &march, None, &cfg())[0].kpis;
     assert_eq!(get(k, "mrr_start"), Value::Money(10_000));
     assert_eq!(get(k, "committed_mrr_start"), Value::Money(10_000));
@@ -380,12 +381,11 @@ fn voluntary_and_involuntary_churn_by_reason() {
     assert_eq!(get(k, "customers_churned"), Value::Count(6));
     assert_eq!(get(k, "customers_churned_voluntary"), Value::Count(3));
     assert_eq!(get(k, "customers_churned_involuntary"), Value::Count(3));
-    let by_reason: Vec<(String, Value)> = k
-        .0
-        .iter()
-        .filter(|(id, _)| id.starts_with("mrr_churn_by_reason."))
-        .map(|(id, v)| (id.to_string(), v.clone()))
-        .collect();
+    let by_reason: Vec<(String, Value)> =
+        k.0.iter()
+            .filter(|(id, _)| id.starts_with("mrr_churn_by_reason."))
+            .map(|(id, v)| (id.to_string(), v.clone()))
+            .collect();
     // Largest first.
     assert_eq!(
         by_reason,
@@ -519,5 +519,8 @@ fn root_causes_of_resolved_tasks() {
     let only = root_causes(&l, &march, None, &cfg());
     let ids: Vec<&str> = only[0].kpis.0.iter().map(|(id, _)| id.as_ref()).collect();
     assert_eq!(ids.len(), 2 + 2 * tenure_core::event::RootCause::ALL.len());
-    assert_eq!(&ids[..3], ["tasks_resolved", "tasks_resolved_without_root_cause", "root_cause_tasks.product_gap"]);
+    assert_eq!(
+        &ids[..3],
+        ["tasks_resolved", "tasks_resolved_without_root_cause", "root_cause_tasks.product_gap"]
+    );
 }

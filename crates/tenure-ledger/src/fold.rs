@@ -71,10 +71,8 @@ fn eval(
         cancel_reason: None,
     };
     let zero = |keeps: bool| LineVal { keeps_customer: keeps, seats: 0, ..live(0) };
-    let cancelled = || LineVal {
-        cancel_reason: s.cancel_reason.as_deref().map(Arc::from),
-        ..zero(false)
-    };
+    let cancelled =
+        || LineVal { cancel_reason: s.cancel_reason.as_deref().map(Arc::from), ..zero(false) };
     match s.status {
         SubStatus::Active | SubStatus::PastDue => {
             if cfg.churn_recognition == ChurnRecognition::Scheduled && s.cancel_at.is_some() {

@@ -608,7 +608,10 @@ fn committed_mrr_leaves_out_lines_whose_end_is_known() {
     // Known only from its event on: as of 03-01 the withdrawal is not known yet, and a notice
     // whose date is after as_of still counts out.
     let l = build(script, &tenure(), "2024-03-01");
-    assert_eq!(l.accounts[0].committed_before(Timestamp::parse("2024-06-01").unwrap()), (5_000, 60_000));
+    assert_eq!(
+        l.accounts[0].committed_before(Timestamp::parse("2024-06-01").unwrap()),
+        (5_000, 60_000)
+    );
     assert_eq!(l.accounts[0].mrr_before(Timestamp::parse("2024-06-01").unwrap()), 15_000);
 }
 
@@ -719,10 +722,7 @@ fn foreign_lines_keep_their_native_and_booked_amounts() {
     assert_eq!(a.fx_revaluation_before(Timestamp::parse("2024-05-01").unwrap(), &fx), Some(4_000));
     // The closing rate of an instant is the one in force just before it: at 03-01 still 1.10.
     assert_eq!(a.fx_revaluation_before(Timestamp::parse("2024-03-01").unwrap(), &fx), Some(0));
-    assert_eq!(
-        a.fx_revaluation_before(Timestamp::parse("2024-03-02").unwrap(), &fx),
-        Some(4_000)
-    );
+    assert_eq!(a.fx_revaluation_before(Timestamp::parse("2024-03-02").unwrap(), &fx), Some(4_000));
     // No rate for the currency: undefined.
     assert_eq!(
         a.fx_revaluation_before(

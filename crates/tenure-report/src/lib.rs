@@ -90,7 +90,8 @@ pub fn kpis_csv(rows: &[Row], cur: Currency) -> String {
     // Ids may hold a churn reason's text, so header cells are quoted like any other.
     for (k, v) in &first.kpis.0 {
         if matches!(v, Value::Interval(_)) {
-            out += &format!(",{},{}", csv_cell(&format!("{k}_low")), csv_cell(&format!("{k}_high")));
+            out +=
+                &format!(",{},{}", csv_cell(&format!("{k}_low")), csv_cell(&format!("{k}_high")));
         } else {
             out += &format!(",{}", csv_cell(k));
         }

@@ -13,8 +13,8 @@ use axum::routing::MethodRouter;
 use serde_json::{Map, Value, json};
 use tenure_core::event::{
     ContactRole, ContactStatus, CostCategory, EmailAction, EventKind, InvoiceStatus, LineKind,
-    ObjectiveStatus, RequestStatus, RootCause, Section, Sentiment, Severity, SubStatus,
-    SurveyKind, TaskStatus, TicketCategory, TicketStatus,
+    ObjectiveStatus, RequestStatus, RootCause, Section, Sentiment, Severity, SubStatus, SurveyKind,
+    TaskStatus, TicketCategory, TicketStatus,
 };
 
 /// An id as the contract accepts it (docs/events.md, "Limits"): no control characters (C0,

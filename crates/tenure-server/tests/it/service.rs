@@ -88,7 +88,10 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
         (StatusCode::BAD_REQUEST, Some("invalid_request")),
         "{j}"
     );
-    assert!(j["error"]["message"].as_str().unwrap().starts_with("root_cause: unknown cause"), "{j}");
+    assert!(
+        j["error"]["message"].as_str().unwrap().starts_with("root_cause: unknown cause"),
+        "{j}"
+    );
     let (st, _) = call(&s, "PATCH", &path, None, r#"{"status": "done"}"#).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     // A change changes something.

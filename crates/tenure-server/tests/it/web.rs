@@ -148,8 +148,7 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
         .map(|o| o.split('"').next().unwrap())
         .filter(|v| !v.is_empty())
         .collect();
-    let causes: Vec<&str> =
-        tenure_core::event::RootCause::ALL.iter().map(|c| c.as_str()).collect();
+    let causes: Vec<&str> = tenure_core::event::RootCause::ALL.iter().map(|c| c.as_str()).collect();
     assert_eq!(options, causes);
     // A form without the token is refused; with it, the task is resolved.
     let i = inbox.find("/inbox/tasks/").unwrap();
