@@ -282,7 +282,7 @@ struct Walk {
     /// MRR and ARR of the lines without a pending end.
     committed_mrr: i64,
     committed_arr: i64,
-    /// Foreign-currency lines by currency: (currency, native MRR, booked base MRR).
+    /// Foreign-currency lines: (currency, native MRR, booked base MRR).
     fx: Vec<(Currency, i64, i64)>,
     /// Of the lines that lost their value at this instant, the largest: (its base MRR before,
     /// its cancel reason).
@@ -369,14 +369,10 @@ pub(crate) fn fold_account(
                 w.committed_mrr += base;
                 w.committed_arr += arr;
             }
+            // Line by line (not summed by currency), so that a line revalued at the rate
+            // it was booked at gives back exactly its booked amount.
             if v.currency != cfg.fx.base && v.native != 0 {
-                match w.fx.iter_mut().find(|(c, _, _)| *c == v.currency) {
-                    Some((_, n, b)) => {
-                        *n += v.native;
-                        *b += base;
-                    }
-                    None => w.fx.push((v.currency, v.native, *base)),
-                }
+                w.fx.push((v.currency, v.native, *base));
             }
             if v.service {
                 w.service_mrr += base;
@@ -396,7 +392,6 @@ pub(crate) fn fold_account(
                 }
             }
         }
-        w.fx.sort_unstable_by_key(|(c, _, _)| *c);
         ever_paid |= w.mrr > 0;
         w.customer = w.mrr > 0 || (kept && ever_paid);
         w.plan = best.and_then(|(_, p)| p.clone());

@@ -96,8 +96,8 @@ pub struct Step {
     /// scheduled (or, with term-end recognition, sent and waiting for the term end).
     pub committed_mrr: i64,
     pub committed_arr: i64,
-    /// The lines in other currencies than the base, by currency (ascending): (currency,
-    /// native minor units per month, base minor units at the lines' booked rates).
+    /// The lines in other currencies than the base, one entry per line with MRR: (currency,
+    /// native minor units per month, base minor units at the line's booked rate).
     pub fx: Box<[(Currency, i64, i64)]>,
 }
 
@@ -176,7 +176,7 @@ impl AccountLedger {
 
     /// What the MRR just before `t` changes by when its foreign-currency lines are valued at
     /// the closing rate of `t` (the rate in force just before it) instead of their booked
-    /// rates: per currency, the native MRR converted (rounded half away from zero) minus the
+    /// rates: per line, the native MRR converted (rounded half away from zero) minus the
     /// booked base MRR. `None` when a currency has no rate.
     pub fn fx_revaluation_before(&self, t: Timestamp, fx: &FxTable) -> Option<i64> {
         let Some(s) = self.state_before(t) else { return Some(0) };
