@@ -559,3 +559,31 @@ pub fn account(
     out += &kpis_table(std::slice::from_ref(row), cur, &["value".to_string()]);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+    use tenure_core::time::Period;
+    use tenure_kpi::Kpis;
+
+    #[test]
+    fn csv_quotes_ids_that_carry_a_churn_reason() {
+        let row = Row {
+            period: Period::parse("2026-Q3").unwrap(),
+            segment: None,
+            kpis: Kpis(vec![
+                (Cow::Borrowed("mrr_churn"), Value::Money(12_345)),
+                (
+                    Cow::Owned("mrr_churn_by_reason.too slow, \"buggy\"".into()),
+                    Value::Money(12_345),
+                ),
+            ]),
+        };
+        assert_eq!(
+            kpis_csv(&[row], Currency::USD),
+            "period_start,period_end,mrr_churn,\"mrr_churn_by_reason.too slow, \"\"buggy\"\"\"\n\
+             2026-07-01T00:00:00Z,2026-10-01T00:00:00Z,123.45,123.45\n"
+        );
+    }
+}
