@@ -101,8 +101,8 @@ enum Cmd {
         /// Report as known at this instant (default: now); later events are ignored
         #[arg(long)]
         as_of: Option<String>,
-        /// Which KPIs: all of the catalogue, the revenue ones, or the usage and adoption ones
-        /// (the last two read less of the log)
+        /// Which KPIs: all of the catalogue, the revenue ones, the usage and adoption ones, or
+        /// the tasks resolved by root cause (all but the first read less of the log)
         #[arg(long, value_enum, default_value = "all")]
         kpis: KpiSet,
     },
@@ -376,6 +376,8 @@ enum KpiSet {
     All,
     Revenue,
     Usage,
+    /// Tasks resolved by root cause, and the MRR of their accounts
+    RootCauses,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -593,7 +595,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let by = by.as_deref().map(By::parse);
             let scope = tenure_engine::Scope {
                 attributes: matches!(by, Some(By::Attribute(_))),
-                cs: kpis == KpiSet::All,
+                cs: matches!(kpis, KpiSet::All | KpiSet::RootCauses),
             };
             let ledger = tenure_engine::ledger_with(&dir, &cfg, as_of(&at)?, scope)?;
             for d in &ledger.diagnostics {
@@ -622,6 +624,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 KpiSet::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi),
+                KpiSet::RootCauses => {
+                    tenure_kpi::root_causes(&ledger, &periods, by.as_ref(), &cfg.kpi)
+                }
             };
             let cur = cfg.revenue.fx.base;
             match format {

@@ -93,6 +93,43 @@ str_enum!(
     /// How sure a renewal is: a forecast's category, and a CSM's call on it.
     ForecastCategory { Commit = "commit", Probable = "probable", AtRisk = "at_risk" }
 );
+str_enum!(
+    /// Why an account was at risk: the one taxonomy of task root causes. The API refuses a
+    /// resolution outside it, the dashboard offers exactly these, and the reports count by
+    /// them (an imported free-text cause outside the list counts as `other`).
+    RootCause {
+        ProductGap = "product_gap",
+        Performance = "performance",
+        Support = "support",
+        Price = "price",
+        LowAdoption = "low_adoption",
+        ChampionLeft = "champion_left",
+        Budget = "budget",
+        Competitor = "competitor",
+        Payment = "payment",
+        Other = "other",
+    }
+);
+
+impl RootCause {
+    /// The cause a recorded root cause counts under: the taxonomy's own spelling, or the same
+    /// words in another case or with spaces or hyphens (`"Product gap"`), else `Other`
+    /// (free text imported from another tool).
+    pub fn classify(text: &str) -> RootCause {
+        let key: String = text
+            .trim()
+            .chars()
+            .map(|c| if c == ' ' || c == '-' { '_' } else { c.to_ascii_lowercase() })
+            .collect();
+        RootCause::parse(&key).unwrap_or(RootCause::Other)
+    }
+
+    /// The label a person reads (`product gap`).
+    pub fn label(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+}
+
 str_enum!(CostCategory { Retention = "retention", Acquisition = "acquisition", Service = "service" });
 
 /// A user-defined account attribute value. Numbers keep their source text so that a
@@ -277,7 +314,8 @@ pub struct TaskChange {
     pub owner: Option<String>,
     pub due: Option<Timestamp>,
     pub note: Option<String>,
-    /// Why the account was at risk, tagged when the task is resolved.
+    /// Why the account was at risk, tagged when the task is resolved: a [`RootCause`] when
+    /// the service records it; imported history may hold any text.
     pub root_cause: Option<String>,
     pub author: Option<String>,
 }
@@ -304,6 +342,25 @@ impl EventBody {
             EventBody::Alert { .. } => EventKind::Alert,
             EventBody::Task(_) => EventKind::Task,
             EventBody::ForecastOverride { .. } => EventKind::ForecastOverride,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_causes_classify_spellings_and_free_text() {
+        assert_eq!(RootCause::classify("product_gap"), RootCause::ProductGap);
+        assert_eq!(RootCause::classify(" Product gap "), RootCause::ProductGap);
+        assert_eq!(RootCause::classify("champion-left"), RootCause::ChampionLeft);
+        assert_eq!(RootCause::classify("the CFO hates us"), RootCause::Other);
+        assert_eq!(RootCause::classify(""), RootCause::Other);
+        assert_eq!(RootCause::ProductGap.label(), "product gap");
+        // Every cause survives its own label.
+        for c in RootCause::ALL {
+            assert_eq!(RootCause::classify(&c.label()), *c);
         }
     }
 }

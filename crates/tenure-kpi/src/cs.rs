@@ -2,9 +2,10 @@
 //! §5 onboarding and value, §6 relationship): per-segment sums, then values.
 
 use crate::{KpiConfig, Value, ratio};
+use std::borrow::Cow;
 use tenure_core::event::{
-    ContactRole, InvoiceStatus, ObjectiveStatus, RequestStatus, Sentiment, SurveyKind, SurveyScore,
-    TaskStatus, TicketCategory,
+    ContactRole, InvoiceStatus, ObjectiveStatus, RequestStatus, RootCause, Sentiment, SurveyKind,
+    SurveyScore, TaskStatus, TicketCategory,
 };
 use tenure_core::time::{Period, Timestamp};
 use tenure_ledger::AccountLedger;
@@ -60,6 +61,13 @@ pub fn latest_nps(a: &AccountLedger, start: Timestamp, end: Timestamp) -> Vec<u8
 /// The rule (tenure-server's alert rules) whose tasks follow up detractor responses.
 pub const DETRACTOR_RULE: &str = "detractor";
 
+const CAUSES: usize = RootCause::ALL.len();
+
+/// Whether a KPI id is one of the root-cause ones (`tenure kpi --kpis root-causes`).
+pub fn is_root_cause_id(id: &str) -> bool {
+    id.starts_with("tasks_resolved") || id.starts_with("root_cause_")
+}
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CsAcc {
     detractor_responses: i64,
@@ -109,6 +117,12 @@ pub(crate) struct CsAcc {
     fees_12m: i64,
     fees_prior_12m: i64,
     fee_decliners: i64,
+    /// Tasks resolved done in the period: all, without a root cause, and by cause.
+    tasks_resolved: i64,
+    tasks_without_cause: i64,
+    cause_tasks: [i64; CAUSES],
+    /// Per cause, the MRR of the accounts with such a task (each account once per cause).
+    cause_mrr: [i64; CAUSES],
 }
 
 const KEY_ROLES: [ContactRole; 4] = [
@@ -173,8 +187,14 @@ impl CsAcc {
             change_requests,
             fees_12m,
             fees_prior_12m,
-            fee_decliners
+            fee_decliners,
+            tasks_resolved,
+            tasks_without_cause
         );
+        for i in 0..CAUSES {
+            self.cause_tasks[i] += o.cause_tasks[i];
+            self.cause_mrr[i] = self.cause_mrr[i].saturating_add(o.cause_mrr[i]);
+        }
         for i in 0..3 {
             self.nps[i] += o.nps[i];
             self.success[i] += o.success[i];
@@ -339,6 +359,28 @@ impl CsAcc {
             .filter(|(t, _, st)| in_p(*t) && *st == RequestStatus::Opened)
             .count() as i64;
 
+        // Root causes: tasks resolved done in the period, as known at as_of (a task reopened
+        // since is not resolved). An account's MRR counts once per cause, as it was just
+        // before the first such task opened (tasks are in opening order): the revenue at stake.
+        let mut seen = [false; CAUSES];
+        for t in
+            cs.tasks.iter().filter(|t| t.status == TaskStatus::Done && t.resolved.is_some_and(in_p))
+        {
+            self.tasks_resolved += 1;
+            match t.root_cause.as_deref() {
+                None => self.tasks_without_cause += 1,
+                Some(text) => {
+                    let c = RootCause::classify(text).index() as usize;
+                    self.cause_tasks[c] += 1;
+                    if !seen[c] {
+                        seen[c] = true;
+                        self.cause_mrr[c] =
+                            self.cause_mrr[c].saturating_add(a.mrr_before(t.opened));
+                    }
+                }
+            }
+        }
+
         // Fee trend: the twelve months before the period end against the twelve before them.
         let (y1, y2) = (e.add_months(-12), e.add_months(-24));
         let (recent, prior) = (paid_in(a, y1, e), paid_in(a, y2, y1));
@@ -439,7 +481,23 @@ impl CsAcc {
                 Rate(ratio(f(self.fees_12m - self.fees_prior_12m), f(self.fees_prior_12m))),
             ),
             ("accounts_fee_decline", Count(self.fee_decliners)),
+            ("tasks_resolved", Count(self.tasks_resolved)),
+            ("tasks_resolved_without_root_cause", Count(self.tasks_without_cause)),
         ]
+    }
+
+    /// `root_cause_tasks.CAUSE` then `root_cause_mrr.CAUSE`, for every cause of the taxonomy
+    /// in its order.
+    pub(crate) fn root_causes(&self) -> Vec<(Cow<'static, str>, Value)> {
+        let tasks = RootCause::ALL.iter().map(|c| {
+            let id = format!("root_cause_tasks.{}", c.as_str());
+            (Cow::Owned(id), Value::Count(self.cause_tasks[c.index() as usize]))
+        });
+        let mrr = RootCause::ALL.iter().map(|c| {
+            let id = format!("root_cause_mrr.{}", c.as_str());
+            (Cow::Owned(id), Value::Money(self.cause_mrr[c.index() as usize]))
+        });
+        tasks.chain(mrr).collect()
     }
 }
 

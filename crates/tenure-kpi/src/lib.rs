@@ -15,9 +15,11 @@ pub use stats::wilson;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use tenure_core::event::CostCategory;
+use tenure_core::money::FxTable;
 use tenure_core::time::Period;
-use tenure_ledger::{AccountLedger, Ledger, MovementKind, RenewalOutcome};
+use tenure_ledger::{AccountLedger, Ledger, Movement, MovementKind, RenewalOutcome};
 
 /// Settings of the catalogue that are business choices.
 #[derive(Clone, Debug)]
@@ -114,6 +116,21 @@ struct Acc {
     arr_due: i64,
     arr_won_gross: i64,
     arr_won_net: i64,
+    committed_mrr_start: i64,
+    committed_mrr_end: i64,
+    committed_arr_start: i64,
+    committed_arr_end: i64,
+    /// What MRR at start and at end gain at the closing rates over the booked ones.
+    fx_reval_start: i64,
+    fx_reval_end: i64,
+    /// A line at start or end is in a currency without a rate (or the ledger has no rates).
+    fx_undefined: bool,
+    churn_voluntary: i64,
+    churn_involuntary: i64,
+    customers_churned_voluntary: i64,
+    customers_churned_involuntary: i64,
+    /// Churned MRR by [`churn_reason`].
+    churn_by_reason: BTreeMap<String, i64>,
     cs: cs::CsAcc,
     usage: usage::UsageAcc,
 }
@@ -151,8 +168,23 @@ impl Acc {
             renewals_open,
             arr_due,
             arr_won_gross,
-            arr_won_net
+            arr_won_net,
+            committed_mrr_start,
+            committed_mrr_end,
+            committed_arr_start,
+            committed_arr_end,
+            fx_reval_start,
+            fx_reval_end,
+            churn_voluntary,
+            churn_involuntary,
+            customers_churned_voluntary,
+            customers_churned_involuntary
         );
+        self.fx_undefined |= o.fx_undefined;
+        for (r, m) in &o.churn_by_reason {
+            let slot = self.churn_by_reason.entry(r.clone()).or_default();
+            *slot = slot.saturating_add(*m);
+        }
         self.cs.add(&o.cs);
         self.usage.add(&o.usage);
     }
@@ -163,6 +195,7 @@ impl Acc {
         p: Period,
         cfg: &KpiConfig,
         usage: Option<&usage::AccountUsage>,
+        fx: Option<&FxTable>,
     ) {
         self.cs.account(a, p, cfg);
         self.usage.account(a, p, usage, &cfg.features);
@@ -181,7 +214,23 @@ impl Acc {
         self.customers_start = self.customers_start.saturating_add(cust_s as i64);
         self.customers_end = self.customers_end.saturating_add(cust_e as i64);
         self.seats_end = self.seats_end.saturating_add(e.map_or(0, |s| s.seats as i64));
+        let ((cm_s, ca_s), (cm_e, ca_e)) = (a.committed_before(p.start), a.committed_before(p.end));
+        self.committed_mrr_start = self.committed_mrr_start.saturating_add(cm_s);
+        self.committed_mrr_end = self.committed_mrr_end.saturating_add(cm_e);
+        self.committed_arr_start = self.committed_arr_start.saturating_add(ca_s);
+        self.committed_arr_end = self.committed_arr_end.saturating_add(ca_e);
+        match fx
+            .map(|fx| (a.fx_revaluation_before(p.start, fx), a.fx_revaluation_before(p.end, fx)))
+        {
+            Some((Some(rs), Some(re))) => {
+                self.fx_reval_start = self.fx_reval_start.saturating_add(rs);
+                self.fx_reval_end = self.fx_reval_end.saturating_add(re);
+            }
+            _ => self.fx_undefined = true,
+        }
         let (mut had_new, mut had_react, mut had_churn) = (false, false, false);
+        // The last churn of the period says how a customer lost by its end was lost.
+        let mut last_churn_involuntary = false;
         for m in a.movements_in(p.start, p.end) {
             match m.kind {
                 MovementKind::New => {
@@ -202,7 +251,16 @@ impl Acc {
                 }
                 MovementKind::Churn => {
                     self.churn = self.churn.saturating_add(m.amount);
+                    if m.involuntary {
+                        self.churn_involuntary = self.churn_involuntary.saturating_add(m.amount);
+                    } else {
+                        self.churn_voluntary = self.churn_voluntary.saturating_add(m.amount);
+                    }
+                    let slot =
+                        self.churn_by_reason.entry(churn_reason(m).into_owned()).or_default();
+                    *slot = slot.saturating_add(m.amount);
                     had_churn = true;
+                    last_churn_involuntary = m.involuntary;
                 }
             }
         }
@@ -212,6 +270,14 @@ impl Acc {
         // Customers at the start no longer customers at the end are lost; those that churned
         // and came back within the period are counted apart, so churn + retention = 1.
         self.customers_churned = self.customers_churned.saturating_add((cust_s && !cust_e) as i64);
+        if cust_s && !cust_e {
+            // Losing a customer within the period takes a churn movement in it.
+            if last_churn_involuntary {
+                self.customers_churned_involuntary += 1;
+            } else {
+                self.customers_churned_voluntary += 1;
+            }
+        }
         self.customers_churned_and_returned = self
             .customers_churned_and_returned
             .saturating_add((cust_s && cust_e && had_churn) as i64);
@@ -235,6 +301,17 @@ impl Acc {
                 RenewalOutcome::Open => self.renewals_open += 1,
             }
         }
+    }
+}
+
+/// The key a churn's MRR counts under in `mrr_churn_by_reason.KEY`: the cancel reason with
+/// each run of whitespace made one space (so that it stays on one line of a table); without
+/// one, `unpaid` when the churn is involuntary, else `unspecified`.
+pub fn churn_reason(m: &Movement) -> Cow<'static, str> {
+    match m.cancel_reason.as_deref().map(|r| r.split_whitespace().collect::<Vec<_>>().join(" ")) {
+        Some(r) if !r.is_empty() => Cow::Owned(r),
+        _ if m.involuntary => Cow::Borrowed("unpaid"),
+        _ => Cow::Borrowed("unspecified"),
     }
 }
 
@@ -273,6 +350,7 @@ fn finish(
     cfg: &KpiConfig,
     set: Set,
     usage: bool,
+    reasons: &[String],
 ) -> Kpis {
     let cs = set.cs;
     use Value::*;
@@ -305,17 +383,27 @@ fn finish(
         }
         None => (None, None, None, None),
     };
-    let mut kpis = vec![
+    let fx = |x: i64| MaybeMoney((!a.fx_undefined).then_some(x));
+    let kpis = vec![
         ("mrr_start", Money(a.mrr_start)),
         ("mrr_end", Money(a.mrr_end)),
         ("arr_start", Money(a.arr_start)),
         ("arr_end", Money(a.arr_end)),
+        ("committed_mrr_start", Money(a.committed_mrr_start)),
+        ("committed_mrr_end", Money(a.committed_mrr_end)),
+        ("committed_arr_start", Money(a.committed_arr_start)),
+        ("committed_arr_end", Money(a.committed_arr_end)),
         ("mrr_new", Money(a.new)),
         ("mrr_expansion", Money(a.expansion)),
         ("mrr_contraction", Money(a.contraction)),
         ("mrr_churn", Money(a.churn)),
+        ("mrr_churn_voluntary", Money(a.churn_voluntary)),
+        ("mrr_churn_involuntary", Money(a.churn_involuntary)),
         ("mrr_reactivation", Money(a.reactivation)),
         ("mrr_net_change", Money(a.mrr_end - a.mrr_start)),
+        ("mrr_fx_impact", fx(a.fx_reval_end - a.fx_reval_start)),
+        ("mrr_start_at_closing_rates", fx(a.mrr_start + a.fx_reval_start)),
+        ("mrr_end_at_closing_rates", fx(a.mrr_end + a.fx_reval_end)),
         ("recurring_revenue_rate", Rate(ratio(f(a.mrr_end), f(a.mrr_start)))),
         ("nrr", Rate(ratio(f(a.cohort_end), f(a.mrr_start)))),
         ("grr", Rate(grr)),
@@ -334,6 +422,8 @@ fn finish(
         ("customers_new", Count(a.customers_new)),
         ("customers_reactivated", Count(a.customers_reactivated)),
         ("customers_churned", Count(a.customers_churned)),
+        ("customers_churned_voluntary", Count(a.customers_churned_voluntary)),
+        ("customers_churned_involuntary", Count(a.customers_churned_involuntary)),
         ("customers_churned_and_returned", Count(a.customers_churned_and_returned)),
         ("customers_new_and_churned", Count(a.customers_new_and_churned)),
         ("contract_renewal_rate", Rate(ratio(f(a.renewals_won), f(a.renewals_due)))),
@@ -370,14 +460,24 @@ fn finish(
             }),
         ),
     ];
+    let borrowed =
+        |v: Vec<(&'static str, Value)>| v.into_iter().map(|(k, v)| (Cow::Borrowed(k), v));
+    let mut kpis: Vec<(Cow<'static, str>, Value)> = borrowed(kpis).collect();
+    // One id per reason of the whole report (0 where a row has none), so that every row
+    // has the same columns.
+    kpis.extend(reasons.iter().map(|r| {
+        (
+            Cow::Owned(format!("mrr_churn_by_reason.{r}")),
+            Money(a.churn_by_reason.get(r).copied().unwrap_or(0)),
+        )
+    }));
     if cs {
-        kpis.extend(a.cs.finish(costs.map(|c| c.2)));
+        kpis.extend(borrowed(a.cs.finish(costs.map(|c| c.2))));
+        kpis.extend(a.cs.root_causes());
     }
     if !set.revenue {
         kpis.clear();
     }
-    let mut kpis: Vec<(Cow<'static, str>, Value)> =
-        kpis.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect();
     if usage {
         kpis.extend(a.usage.finish(&cfg.features));
     }
@@ -415,6 +515,21 @@ pub fn usage_only(
     report_of(ledger, periods, by, cfg, Set { revenue: false, cs: false }, Some(usage))
 }
 
+/// The root-cause KPIs alone (`tenure kpi --kpis root-causes`): tasks resolved in each
+/// period, by cause of the taxonomy, and the MRR of their accounts.
+pub fn root_causes(
+    ledger: &Ledger,
+    periods: &[Period],
+    by: Option<&By>,
+    cfg: &KpiConfig,
+) -> Vec<Row> {
+    let mut rows = report(ledger, periods, by, cfg);
+    for r in &mut rows {
+        r.kpis.0.retain(|(k, _)| cs::is_root_cause_id(k));
+    }
+    rows
+}
+
 /// Which KPI families a report holds (usage ones come with usage figures).
 #[derive(Clone, Copy)]
 struct Set {
@@ -447,6 +562,7 @@ fn report_of(
                     *p,
                     cfg,
                     usage.and_then(|u| u.get(i)?.get(&a.id)),
+                    ledger.fx.as_ref(),
                 );
             }
             map
@@ -457,6 +573,17 @@ fn report_of(
             }
             x
         });
+    // Churn reasons of the whole report, the largest lost MRR first.
+    let mut reasons: BTreeMap<&str, i64> = BTreeMap::new();
+    for acc in merged.values() {
+        for (r, m) in &acc.churn_by_reason {
+            let slot = reasons.entry(r.as_str()).or_default();
+            *slot = slot.saturating_add(*m);
+        }
+    }
+    let mut reasons: Vec<(&str, i64)> = reasons.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let reasons: Vec<String> = reasons.into_iter().map(|(r, _)| r.to_string()).collect();
     let mut keys: Vec<(usize, Option<String>)> = merged.keys().cloned().collect();
     // Unset segment last.
     keys.sort_by(|a, b| (a.0, a.1.is_none(), &a.1).cmp(&(b.0, b.1.is_none(), &b.1)));
@@ -468,11 +595,12 @@ fn report_of(
             cost_in(ledger, CostCategory::Service, *p),
         ));
         if by.is_none() {
-            let acc = merged.get(&(i, None)).cloned().unwrap_or_default();
+            let mut acc = merged.get(&(i, None)).cloned().unwrap_or_default();
+            acc.fx_undefined |= ledger.fx.is_none();
             rows.push(Row {
                 period: *p,
                 segment: None,
-                kpis: finish(&acc, *p, costs, cfg, set, usage.is_some()),
+                kpis: finish(&acc, *p, costs, cfg, set, usage.is_some(), &reasons),
             });
             continue;
         }
@@ -480,7 +608,7 @@ fn report_of(
             rows.push(Row {
                 period: *p,
                 segment: Some(k.1.clone()),
-                kpis: finish(&merged[k], *p, None, cfg, set, usage.is_some()),
+                kpis: finish(&merged[k], *p, None, cfg, set, usage.is_some(), &reasons),
             });
         }
     }

@@ -31,7 +31,13 @@ struct LineVal {
     plan: Option<Arc<str>>,
     /// A service line (success plan, extended support) rather than a product.
     service: bool,
+    /// On a value that ends the line: it ended for want of payment.
     involuntary: bool,
+    /// The line will end: a cancellation is scheduled (`cancel_at`) or, with term-end
+    /// recognition, was sent and waits for the term to run out. Outside committed MRR.
+    pending_end: bool,
+    /// On a value that ends the line by a cancellation: its `cancel_reason`.
+    cancel_reason: Option<Arc<str>>,
 }
 
 fn line_mrr(s: &Subscription) -> i64 {
@@ -61,14 +67,18 @@ fn eval(
         product: product.clone(),
         plan: plan.clone(),
         involuntary: false,
+        pending_end: false,
+        cancel_reason: None,
     };
     let zero = |keeps: bool| LineVal { keeps_customer: keeps, seats: 0, ..live(0) };
+    let cancelled =
+        || LineVal { cancel_reason: s.cancel_reason.as_deref().map(Arc::from), ..zero(false) };
     match s.status {
         SubStatus::Active | SubStatus::PastDue => {
             if cfg.churn_recognition == ChurnRecognition::Scheduled && s.cancel_at.is_some() {
-                zero(false)
+                cancelled()
             } else {
-                live(mrr)
+                LineVal { pending_end: s.cancel_at.is_some(), ..live(mrr) }
             }
         }
         SubStatus::Paused => match cfg.pause {
@@ -76,8 +86,17 @@ fn eval(
             PauseMode::Contraction => zero(true),
             PauseMode::Churn => zero(false),
         },
-        SubStatus::Trialing | SubStatus::Canceled => zero(false),
+        SubStatus::Trialing => zero(false),
+        SubStatus::Canceled => cancelled(),
     }
+}
+
+/// Whether a line that stops here stops for want of payment (involuntary churn): it was
+/// past due, or the cancellation gives Stripe's reason `payment_failed`.
+fn payment_caused(s: &Subscription, was_past_due: bool) -> bool {
+    was_past_due
+        || s.status == SubStatus::PastDue
+        || s.cancel_reason.as_deref() == Some(crate::PAYMENT_FAILED)
 }
 
 /// Change points of one line: (ts, order, value). `order` keeps log order within a timestamp.
@@ -111,6 +130,16 @@ fn line_points(
         }
         let product = product.clone().unwrap_or_else(|| Arc::from(product_name));
         let mut val = eval(s, cfg, &product, &plan);
+        // A cancellation that takes effect now (or at the term end) records whether it was
+        // for want of payment.
+        let ends = s.status == SubStatus::Canceled
+            || (cfg.churn_recognition == ChurnRecognition::Scheduled
+                && s.cancel_at.is_some()
+                && matches!(s.status, SubStatus::Active | SubStatus::PastDue));
+        if ends {
+            val.involuntary = payment_caused(s, past_due_since.is_some());
+        }
+        let ends_involuntary = val.involuntary;
 
         // Renewals: a follow-on term (ending later than the one due, or starting at or after
         // its end) settles the open one as won; a cancellation settles it as lost.
@@ -142,7 +171,7 @@ fn line_points(
             && let (Some(lv), Some(te)) = (&live_val, live_term_end)
             && te > ts
         {
-            val = lv.clone();
+            val = LineVal { pending_end: true, ..lv.clone() };
             deferred_end = Some(te);
         }
         if live {
@@ -186,7 +215,7 @@ fn line_points(
         // Derived points that happen before the next event of the line, if known by as_of.
         let mut derived: Option<(Timestamp, bool)> = None;
         if let Some(te) = deferred_end {
-            derived = Some((te, false));
+            derived = Some((te, ends_involuntary));
         }
         if let (Some(since), Some(days)) = (past_due_since, cfg.past_due_churn_days) {
             let at = since.add_days(days as i64).max(ts);
@@ -203,7 +232,7 @@ fn line_points(
             let at = c.max(ts);
             if cfg.churn_recognition != ChurnRecognition::Scheduled {
                 if derived.is_none_or(|(d, _)| at < d) {
-                    derived = Some((at, false));
+                    derived = Some((at, payment_caused(s, false)));
                 }
             } else if at < next_ts
                 && at <= as_of
@@ -250,6 +279,14 @@ struct Walk {
     /// Products of every live line, paid or not: resuming a paused product is not a cross-sell.
     held: Vec<Arc<str>>,
     involuntary: bool,
+    /// MRR and ARR of the lines without a pending end.
+    committed_mrr: i64,
+    committed_arr: i64,
+    /// Foreign-currency lines: (currency, native MRR, booked base MRR).
+    fx: Vec<(Currency, i64, i64)>,
+    /// Of the lines that lost their value at this instant, the largest: (its base MRR before,
+    /// its cancel reason).
+    lost: Option<(i64, Option<Arc<str>>)>,
 }
 
 pub(crate) fn fold_account(
@@ -293,6 +330,7 @@ pub(crate) fn fold_account(
     while i < points.len() {
         let ts = points[i].0;
         let mut involuntary = false;
+        let mut lost: Option<(i64, Option<Arc<str>>)> = None;
         while i < points.len() && points[i].0 == ts {
             let (_, _, li, ref v) = points[i];
             let old = lines[li].take();
@@ -313,16 +351,29 @@ pub(crate) fn fold_account(
                 })
             };
             let (base, arr) = (convert(v.native), convert(v.native_arr));
-            involuntary |= v.involuntary && old.as_ref().is_some_and(|(_, b, _, _)| *b > 0);
+            let old_base = old.as_ref().map_or(0, |(_, b, _, _)| *b);
+            involuntary |= v.involuntary && old_base > 0;
+            if old_base > 0 && base == 0 && lost.as_ref().is_none_or(|(m, _)| old_base > *m) {
+                lost = Some((old_base, v.cancel_reason.clone()));
+            }
             lines[li] = Some((v.clone(), base, arr, rate_date));
             i += 1;
         }
-        let mut w = Walk { involuntary, ..Walk::default() };
+        let mut w = Walk { involuntary, lost, ..Walk::default() };
         let mut best: Option<(i64, &Option<Arc<str>>)> = None;
         let mut kept = false;
         for (v, base, arr, _) in lines.iter().flatten() {
             w.mrr += base;
             w.arr += arr;
+            if !v.pending_end {
+                w.committed_mrr += base;
+                w.committed_arr += arr;
+            }
+            // Line by line (not summed by currency), so that a line revalued at the rate
+            // it was booked at gives back exactly its booked amount.
+            if v.currency != cfg.fx.base && v.native != 0 {
+                w.fx.push((v.currency, v.native, *base));
+            }
             if v.service {
                 w.service_mrr += base;
             }
@@ -358,6 +409,7 @@ pub(crate) fn fold_account(
         let start = raw_steps[g].0;
         let mut end = g;
         let mut involuntary = raw_steps[g].1.involuntary;
+        let mut lost = raw_steps[g].1.lost.clone();
         // Groups never cross a UTC day boundary, so the MRR reported at any day (and so at
         // any period boundary) is exactly what it was at that instant.
         while end + 1 < raw_steps.len()
@@ -366,6 +418,11 @@ pub(crate) fn fold_account(
         {
             end += 1;
             involuntary |= raw_steps[end].1.involuntary;
+            if let Some((m, r)) = &raw_steps[end].1.lost
+                && lost.as_ref().is_none_or(|(best, _)| m > best)
+            {
+                lost = Some((*m, r.clone()));
+            }
         }
         let after = raw_steps[end].1.clone();
         g = end + 1;
@@ -376,6 +433,7 @@ pub(crate) fn fold_account(
             upsell: 0,
             cross_sell: 0,
             involuntary: false,
+            cancel_reason: None,
         };
         match (prev.customer, after.customer) {
             (false, true) => {
@@ -390,7 +448,13 @@ pub(crate) fn fold_account(
                 ever_customer = true;
             }
             (true, false) => {
-                movements.push(Movement { involuntary, ..mv(MovementKind::Churn, prev.mrr) });
+                // Invoices do not count here (a failed one shows as `past_due` on the line):
+                // revenue-only reports do not read them, and must agree with full ones.
+                movements.push(Movement {
+                    involuntary,
+                    cancel_reason: lost.and_then(|(_, r)| r),
+                    ..mv(MovementKind::Churn, prev.mrr)
+                });
                 last_churn = Some(start);
             }
             (true, true) if after.mrr > prev.mrr => {
@@ -419,7 +483,10 @@ pub(crate) fn fold_account(
             || after.service_mrr != prev.service_mrr
             || after.customer != prev.customer
             || after.seats != prev.seats
-            || after.plan != prev.plan;
+            || after.plan != prev.plan
+            || after.committed_mrr != prev.committed_mrr
+            || after.committed_arr != prev.committed_arr
+            || after.fx != prev.fx;
         if changed {
             steps.push(Step {
                 ts: start,
@@ -429,6 +496,9 @@ pub(crate) fn fold_account(
                 seats: after.seats,
                 customer: after.customer,
                 plan: after.plan.clone(),
+                committed_mrr: after.committed_mrr,
+                committed_arr: after.committed_arr,
+                fx: after.fx.clone().into_boxed_slice(),
             });
         }
         prev = after;

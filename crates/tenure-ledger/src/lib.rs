@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use tenure_core::event::{AttrValue, Event, EventBody, Subscription};
 use tenure_core::event::{CostCategory, InvoiceStatus};
-use tenure_core::money::Money;
+use tenure_core::money::{Currency, FxTable, Money};
 use tenure_core::time::Timestamp;
 
 /// A classified change of an account's MRR.
@@ -52,9 +52,19 @@ pub struct Movement {
     /// For expansions: the part from more of a product already held, and from a new one.
     pub upsell: i64,
     pub cross_sell: i64,
-    /// Churn forced by the past-due rule rather than chosen by the customer.
+    /// Churn (or contraction) for want of payment rather than chosen by the customer: a line
+    /// auto-churned by the past-due rule, ended while past due or with the cancel reason
+    /// [`PAYMENT_FAILED`].
     pub involuntary: bool,
+    /// For churn: the `cancel_reason` of the line that carried the most MRR among those that
+    /// stopped in this movement (`None` when it gave none).
+    pub cancel_reason: Option<Arc<str>>,
 }
+
+/// The cancel reason that marks a cancellation as for want of payment: Stripe's
+/// `cancellation_details.reason`, which the Stripe import writes as `cancel_reason` when the
+/// customer left no feedback.
+pub const PAYMENT_FAILED: &str = "payment_failed";
 
 impl Movement {
     /// The signed change of MRR.
@@ -82,6 +92,13 @@ pub struct Step {
     pub customer: bool,
     /// The plan of the account's largest line.
     pub plan: Option<Arc<str>>,
+    /// MRR and ARR of the lines with no end known: without those whose cancellation is
+    /// scheduled (or, with term-end recognition, sent and waiting for the term end).
+    pub committed_mrr: i64,
+    pub committed_arr: i64,
+    /// The lines in other currencies than the base, one entry per line with MRR: (currency,
+    /// native minor units per month, base minor units at the line's booked rate).
+    pub fx: Box<[(Currency, i64, i64)]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +167,25 @@ impl AccountLedger {
 
     pub fn customer_before(&self, t: Timestamp) -> bool {
         self.state_before(t).is_some_and(|s| s.customer)
+    }
+
+    /// Committed MRR and ARR just before `t`: MRR without the lines whose end is known then.
+    pub fn committed_before(&self, t: Timestamp) -> (i64, i64) {
+        self.state_before(t).map_or((0, 0), |s| (s.committed_mrr, s.committed_arr))
+    }
+
+    /// What the MRR just before `t` changes by when its foreign-currency lines are valued at
+    /// the closing rate of `t` (the rate in force just before it) instead of their booked
+    /// rates: per line, the native MRR converted (rounded half away from zero) minus the
+    /// booked base MRR. `None` when a currency has no rate.
+    pub fn fx_revaluation_before(&self, t: Timestamp, fx: &FxTable) -> Option<i64> {
+        let Some(s) = self.state_before(t) else { return Some(0) };
+        let closing = Timestamp(t.0.saturating_sub(1));
+        let mut total = 0i64;
+        for (cur, native, booked) in s.fx.iter() {
+            total += fx.convert(*native, *cur, closing)? - booked;
+        }
+        Some(total)
     }
 
     /// Movements with `start <= ts < end`.
@@ -225,6 +261,8 @@ pub struct Ledger {
     pub costs: Vec<CostEntry>,
     pub diagnostics: Vec<Diagnostic>,
     pub as_of: Timestamp,
+    /// The rates amounts were converted with (closing-rate figures need them); `None`: none.
+    pub fx: Option<FxTable>,
 }
 
 impl Ledger {
@@ -427,7 +465,7 @@ impl LedgerBuilder {
         }
         diagnostics.sort();
         diagnostics.dedup();
-        Ledger { accounts, costs, diagnostics, as_of }
+        Ledger { accounts, costs, diagnostics, as_of, fx: Some(cfg.fx.clone()) }
     }
 }
 

@@ -6,7 +6,7 @@ use tenure_core::event::{LineKind, SubStatus};
 use tenure_core::money::{Currency, FxTable};
 
 /// Script lines: `DATE[THH:MM] ACCOUNT sub ID key=value...` (keys: amount, status, interval
-/// in months, qty, product, plan, term_start, term_end, cancel_at, cur) or
+/// in months, qty, product, plan, term_start, term_end, cancel_at, reason, cur) or
 /// `DATE ACCOUNT attr key=value`.
 pub(crate) fn events(script: &str) -> Vec<Event> {
     let mut out = Vec::new();
@@ -50,7 +50,7 @@ pub(crate) fn events(script: &str) -> Vec<Event> {
                     status: SubStatus::parse(get("status").unwrap_or("active")).unwrap(),
                     term_start: get("term_start").map(|t| Timestamp::parse(t).unwrap()),
                     term_end: get("term_end").map(|t| Timestamp::parse(t).unwrap()),
-                    cancel_reason: None,
+                    cancel_reason: get("reason").map(str::to_string),
                     cancel_at: get("cancel_at").map(|t| Timestamp::parse(t).unwrap()),
                 }))
             }
@@ -85,16 +85,23 @@ pub(crate) fn render(l: &Ledger) -> String {
             if m.involuntary {
                 s += " involuntary";
             }
+            if let Some(r) = &m.cancel_reason {
+                s += &format!(" reason={r}");
+            }
             s += "\n";
         }
         for st in &a.steps {
             s += &format!(
-                "  = {} mrr {} seats {} customer {}\n",
+                "  = {} mrr {} seats {} customer {}",
                 st.ts,
                 money(st.mrr),
                 st.seats,
                 st.customer
             );
+            if st.committed_mrr != st.mrr {
+                s += &format!(" committed {}", money(st.committed_mrr));
+            }
+            s += "\n";
         }
         for r in &a.renewals {
             let outcome = match &r.outcome {
@@ -255,6 +262,7 @@ fn reactivation_window_and_churn_recognition() {
               2024-01-01T00:00:00Z churn 100.00
               2024-09-01T00:00:00Z new 50.00
               = 2023-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2023-10-01T00:00:00Z mrr 100.00 seats 1 customer true committed 0.00
               = 2024-01-01T00:00:00Z mrr 0.00 seats 0 customer false
               = 2024-09-01T00:00:00Z mrr 50.00 seats 1 customer true
               renewal s1 due 2024-01-01 arr 1200.00 lost 2024-01-01
@@ -286,6 +294,7 @@ fn reactivation_window_and_churn_recognition() {
               2023-01-01T00:00:00Z new 100.00
               2024-01-01T00:00:00Z churn 100.00
               = 2023-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2023-06-15T00:00:00Z mrr 100.00 seats 1 customer true committed 0.00
               = 2024-01-01T00:00:00Z mrr 0.00 seats 0 customer false
               renewal s1 due 2024-01-01 arr 1200.00 lost 2023-06-15
         "#]],
@@ -425,6 +434,7 @@ fn term_end_recognition_survives_a_repeated_cancellation() {
               2024-01-01T00:00:00Z new 100.00
               2025-01-01T00:00:00Z churn 100.00
               = 2024-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-06-15T00:00:00Z mrr 100.00 seats 1 customer true committed 0.00
               = 2025-01-01T00:00:00Z mrr 0.00 seats 0 customer false
               renewal s1 due 2025-01-01 arr 1200.00 lost 2024-06-15
         "#]],
@@ -532,4 +542,193 @@ fn folding_one_account_from_the_builder_equals_the_full_fold() {
     let all: Vec<String> = full.accounts.iter().map(|a| format!("{a:?}")).collect();
     assert_eq!(one, all);
     assert_eq!(full.account("a").unwrap().cs.departures[0].moved_to.as_deref(), Some("b"));
+}
+
+/// The committed side of each step: `= ts mrr X committed Y (arr Z)`.
+fn render_committed(l: &Ledger) -> String {
+    let mut s = String::new();
+    for a in &l.accounts {
+        s += &format!("{}\n", a.id);
+        for m in &a.movements {
+            s += &format!("  {} {} {}\n", m.ts.date_string(), m.kind.as_str(), money(m.amount));
+        }
+        for st in &a.steps {
+            s += &format!(
+                "  = {} mrr {} committed {} (arr {})\n",
+                st.ts.date_string(),
+                money(st.mrr),
+                money(st.committed_mrr),
+                money(st.committed_arr)
+            );
+        }
+    }
+    s
+}
+
+#[test]
+fn committed_mrr_leaves_out_lines_whose_end_is_known() {
+    // s1: notice given 02-10 for 04-01, withdrawn 03-05. s2: notice 03-20 for 04-15, kept.
+    let script = r#"
+        2024-01-01 a sub id=s1 amount=100 product=core
+        2024-01-01 a sub id=s2 amount=50 product=addon
+        2024-02-10 a sub id=s1 amount=100 product=core cancel_at=2024-04-01
+        2024-03-05 a sub id=s1 amount=100 product=core
+        2024-03-20 a sub id=s2 amount=50 product=addon cancel_at=2024-04-15
+        "#;
+    // At the event: MRR keeps the lines to their end; committed MRR drops at the notice and
+    // comes back when it is withdrawn.
+    expect![[r#"
+        a
+          2024-01-01 new 150.00
+          2024-04-15 contraction 50.00
+          = 2024-01-01 mrr 150.00 committed 150.00 (arr 1800.00)
+          = 2024-02-10 mrr 150.00 committed 50.00 (arr 600.00)
+          = 2024-03-05 mrr 150.00 committed 150.00 (arr 1800.00)
+          = 2024-03-20 mrr 150.00 committed 100.00 (arr 1200.00)
+          = 2024-04-15 mrr 100.00 committed 100.00 (arr 1200.00)
+    "#]]
+    .assert_eq(&render_committed(&build(script, &tenure(), "2030-01-01")));
+    // Scheduled recognition: MRR is already committed MRR.
+    expect![[r#"
+        a
+          2024-01-01 new 150.00
+          2024-02-10 contraction 100.00
+          2024-03-05 expansion 100.00
+          2024-03-20 contraction 50.00
+          = 2024-01-01 mrr 150.00 committed 150.00 (arr 1800.00)
+          = 2024-02-10 mrr 50.00 committed 50.00 (arr 600.00)
+          = 2024-03-05 mrr 150.00 committed 150.00 (arr 1800.00)
+          = 2024-03-20 mrr 100.00 committed 100.00 (arr 1200.00)
+    "#]]
+    .assert_eq(&render_committed(&build(
+        script,
+        &RevenueConfig { churn_recognition: ChurnRecognition::Scheduled, ..tenure() },
+        "2030-01-01",
+    )));
+    // Known only from its event on: as of 03-01 the withdrawal is not known yet, and a notice
+    // whose date is after as_of still counts out.
+    let l = build(script, &tenure(), "2024-03-01");
+    assert_eq!(
+        l.accounts[0].committed_before(Timestamp::parse("2024-06-01").unwrap()),
+        (5_000, 60_000)
+    );
+    assert_eq!(l.accounts[0].mrr_before(Timestamp::parse("2024-06-01").unwrap()), 15_000);
+}
+
+#[test]
+fn a_cancellation_waiting_for_the_term_end_is_not_committed() {
+    expect![[r#"
+        a
+          2023-01-01 new 100.00
+          2024-01-01 churn 100.00
+          = 2023-01-01 mrr 100.00 committed 100.00 (arr 1200.00)
+          = 2023-06-15 mrr 100.00 committed 0.00 (arr 0.00)
+          = 2024-01-01 mrr 0.00 committed 0.00 (arr 0.00)
+    "#]]
+    .assert_eq(&render_committed(&build(
+        r#"
+        2023-01-01 a sub amount=1200 interval=12 term_start=2023-01-01 term_end=2024-01-01
+        2023-06-15 a sub status=canceled
+        "#,
+        &RevenueConfig { churn_recognition: ChurnRecognition::TermEnd, ..tenure() },
+        "2030-01-01",
+    )));
+}
+
+#[test]
+fn churn_is_involuntary_when_payment_failed_and_carries_its_reason() {
+    check(
+        r#"
+        # Chosen: cancelled with a reason.
+        2024-01-01 a sub amount=100
+        2024-03-01 a sub status=canceled reason=too_expensive
+        # Cancelled while past due: involuntary, even without a reason.
+        2024-01-01 b sub amount=200
+        2024-02-01 b sub amount=200 status=past_due
+        2024-02-10 b sub status=canceled
+        # Stripe's reason for a subscription it cancelled after failed payments.
+        2024-01-01 c sub amount=300
+        2024-03-01 c sub status=canceled reason=payment_failed
+        # Notice with a reason, reached at cancel_at.
+        2024-01-01 d sub amount=400
+        2024-02-01 d sub amount=400 cancel_at=2024-03-15 reason=switched_service
+        # The past-due rule (30 days).
+        2024-01-01 e sub amount=50 status=past_due
+        # Two lines end together: the larger one's reason is the churn's.
+        2024-01-01 f sub id=f1 amount=100 product=x
+        2024-01-01 f sub id=f2 amount=300 product=y
+        2024-03-01 f sub id=f1 status=canceled reason=unused
+        2024-03-01 f sub id=f2 status=canceled reason=budget
+        "#,
+        &tenure(),
+        expect![[r#"
+            a
+              2024-01-01T00:00:00Z new 100.00
+              2024-03-01T00:00:00Z churn 100.00 reason=too_expensive
+              = 2024-01-01T00:00:00Z mrr 100.00 seats 1 customer true
+              = 2024-03-01T00:00:00Z mrr 0.00 seats 0 customer false
+            b
+              2024-01-01T00:00:00Z new 200.00
+              2024-02-10T00:00:00Z churn 200.00 involuntary
+              = 2024-01-01T00:00:00Z mrr 200.00 seats 1 customer true
+              = 2024-02-10T00:00:00Z mrr 0.00 seats 0 customer false
+            c
+              2024-01-01T00:00:00Z new 300.00
+              2024-03-01T00:00:00Z churn 300.00 involuntary reason=payment_failed
+              = 2024-01-01T00:00:00Z mrr 300.00 seats 1 customer true
+              = 2024-03-01T00:00:00Z mrr 0.00 seats 0 customer false
+            d
+              2024-01-01T00:00:00Z new 400.00
+              2024-03-15T00:00:00Z churn 400.00 reason=switched_service
+              = 2024-01-01T00:00:00Z mrr 400.00 seats 1 customer true
+              = 2024-02-01T00:00:00Z mrr 400.00 seats 1 customer true committed 0.00
+              = 2024-03-15T00:00:00Z mrr 0.00 seats 0 customer false
+            e
+              2024-01-01T00:00:00Z new 50.00
+              2024-01-31T00:00:00Z churn 50.00 involuntary
+              = 2024-01-01T00:00:00Z mrr 50.00 seats 1 customer true
+              = 2024-01-31T00:00:00Z mrr 0.00 seats 0 customer false
+            f
+              2024-01-01T00:00:00Z new 400.00
+              2024-03-01T00:00:00Z churn 400.00 reason=budget
+              = 2024-01-01T00:00:00Z mrr 400.00 seats 2 customer true
+              = 2024-03-01T00:00:00Z mrr 0.00 seats 0 customer false
+        "#]],
+    );
+}
+
+#[test]
+fn foreign_lines_keep_their_native_and_booked_amounts() {
+    let eur = Currency::parse("EUR").unwrap();
+    let mut fx = FxTable::new(Currency::USD);
+    fx.add(eur, Timestamp::parse("2024-01-01").unwrap(), "1.10").unwrap();
+    fx.add(eur, Timestamp::parse("2024-03-01").unwrap(), "1.50").unwrap();
+    let l = build(
+        r#"
+        2024-01-01 a sub id=s1 amount=100 cur=EUR
+        2024-01-01 a sub id=s2 amount=30
+        2024-04-01 a sub id=s3 amount=20 cur=EUR
+        "#,
+        &RevenueConfig { fx: fx.clone(), ..tenure() },
+        "2030-01-01",
+    );
+    let a = &l.accounts[0];
+    // s1 booked at 1.10: 110.00; s3 at 1.50: 30.00.
+    assert_eq!(&*a.steps[0].fx, &[(eur, 10_000, 11_000)]);
+    assert_eq!(&*a.steps[1].fx, &[(eur, 10_000, 11_000), (eur, 2_000, 3_000)]);
+    // Before the rate moved, valued at its booked rate: nothing to revalue.
+    assert_eq!(a.fx_revaluation_before(Timestamp::parse("2024-02-01").unwrap(), &fx), Some(0));
+    // At 1.50: 120 EUR = 180.00 against 140.00 booked.
+    assert_eq!(a.fx_revaluation_before(Timestamp::parse("2024-05-01").unwrap(), &fx), Some(4_000));
+    // The closing rate of an instant is the one in force just before it: at 03-01 still 1.10.
+    assert_eq!(a.fx_revaluation_before(Timestamp::parse("2024-03-01").unwrap(), &fx), Some(0));
+    assert_eq!(a.fx_revaluation_before(Timestamp::parse("2024-03-02").unwrap(), &fx), Some(4_000));
+    // No rate for the currency: undefined.
+    assert_eq!(
+        a.fx_revaluation_before(
+            Timestamp::parse("2024-05-01").unwrap(),
+            &FxTable::new(Currency::USD)
+        ),
+        None
+    );
 }

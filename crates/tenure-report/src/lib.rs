@@ -89,11 +89,13 @@ pub fn kpis_csv(rows: &[Row], cur: Currency) -> String {
     if by {
         out += ",segment";
     }
+    // Ids may hold a churn reason's text, so header cells are quoted like any other.
     for (k, v) in &first.kpis.0 {
         if matches!(v, Value::Interval(_)) {
-            out += &format!(",{k}_low,{k}_high");
+            out +=
+                &format!(",{},{}", csv_cell(&format!("{k}_low")), csv_cell(&format!("{k}_high")));
         } else {
-            out += &format!(",{k}");
+            out += &format!(",{}", csv_cell(k));
         }
     }
     out += "\n";
@@ -414,6 +416,7 @@ pub fn account(
             "movements": a.movements.iter().map(|m| json!({
                 "at": m.ts.to_string(), "kind": m.kind.as_str(), "mrr": money_json(m.delta(), cur),
                 "upsell": money_json(m.upsell, cur), "cross_sell": money_json(m.cross_sell, cur), "involuntary": m.involuntary,
+                "cancel_reason": m.cancel_reason.as_deref(),
             })).collect::<Vec<_>>(),
             "renewals": a.renewals.iter().map(|r| {
                 let (o, arr) = outcome(&r.outcome);
@@ -462,11 +465,15 @@ pub fn account(
     out += "\nMRR movements\n";
     for m in &a.movements {
         out += &format!(
-            "  {}  {:<12} {:>12}{}\n",
+            "  {}  {:<12} {:>12}{}{}\n",
             m.ts.date_string(),
             m.kind.as_str(),
             money(m.delta()),
-            if m.involuntary { "  (involuntary)" } else { "" }
+            if m.involuntary { "  (involuntary)" } else { "" },
+            m.cancel_reason.as_deref().map_or(String::new(), |r| format!(
+                "  reason: {}",
+                r.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))
         );
     }
     if !a.renewals.is_empty() {
@@ -553,4 +560,32 @@ pub fn account(
         &format!("\nKPIs, {}..{}\n", row.period.start.date_string(), row.period.end.date_string());
     out += &kpis_table(std::slice::from_ref(row), cur, &["value".to_string()]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+    use tenure_core::time::Period;
+    use tenure_kpi::Kpis;
+
+    #[test]
+    fn csv_quotes_ids_that_carry_a_churn_reason() {
+        let row = Row {
+            period: Period::parse("2026-Q3").unwrap(),
+            segment: None,
+            kpis: Kpis(vec![
+                (Cow::Borrowed("mrr_churn"), Value::Money(12_345)),
+                (
+                    Cow::Owned("mrr_churn_by_reason.too slow, \"buggy\"".into()),
+                    Value::Money(12_345),
+                ),
+            ]),
+        };
+        assert_eq!(
+            kpis_csv(&[row], Currency::USD),
+            "period_start,period_end,mrr_churn,\"mrr_churn_by_reason.too slow, \"\"buggy\"\"\"\n\
+             2026-07-01T00:00:00Z,2026-10-01T00:00:00Z,123.45,123.45\n"
+        );
+    }
 }

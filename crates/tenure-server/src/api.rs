@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get, patch, post};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use tenure_core::event::TaskStatus;
+use tenure_core::event::{RootCause, TaskStatus};
 use tenure_core::time::{Period, PeriodUnit, Timestamp};
 use tenure_health::features::F;
 use tenure_ledger::AccountLedger;
@@ -437,6 +437,7 @@ async fn account(
         costs: Vec::new(),
         diagnostics: Vec::new(),
         as_of: t,
+        fx: Some(live.cfg.revenue.fx.clone()),
     };
     let period = Period::new(t.add_months(-12), t);
     let rows = tenure_kpi::report(&one, &[period], None, &live.cfg.kpi);
@@ -773,6 +774,16 @@ pub(crate) async fn change_task(
     // In the same change, so that every resolution states its cause (as documented).
     if change.status == Some(TaskStatus::Done) && change.root_cause.is_none() {
         return Err(bad("resolving a task (status done) needs a root_cause"));
+    }
+    // People choose from the one taxonomy, so that the reports count causes, not spellings
+    // (imported history may hold other text; the reports count it as `other`).
+    if let Some(c) = change.root_cause.as_deref()
+        && RootCause::parse(c).is_none()
+    {
+        return Err(bad(format!(
+            "root_cause: unknown cause {c:?} (expected {})",
+            RootCause::expected()
+        )));
     }
     store(s, vec![e]).await?;
     view.apply(now, *change);

@@ -13,7 +13,7 @@ use axum::routing::MethodRouter;
 use serde_json::{Map, Value, json};
 use tenure_core::event::{
     ContactRole, ContactStatus, CostCategory, EmailAction, EventKind, InvoiceStatus, LineKind,
-    ObjectiveStatus, RequestStatus, Section, Sentiment, Severity, SubStatus, SurveyKind,
+    ObjectiveStatus, RequestStatus, RootCause, Section, Sentiment, Severity, SubStatus, SurveyKind,
     TaskStatus, TicketCategory, TicketStatus,
 };
 
@@ -469,6 +469,9 @@ fn components() -> Value {
         .iter()
         .map(|f| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}}))
         .collect();
+    // The one root-cause taxonomy (the dashboard offers the same list).
+    let mut causes: Vec<Value> = RootCause::ALL.iter().map(|c| json!(c.as_str())).collect();
+    causes.push(Value::Null);
     m.insert("TaskChange".into(), json!({"type": "object", "additionalProperties": false,
         "description": "At least one field that is not null; resolving (status done) needs a root_cause in the same change. The change is recorded under the name of the key that makes it (there is no author field)",
         "anyOf": changes,
@@ -479,7 +482,7 @@ fn components() -> Value {
             "owner": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN},
             "due": nullable(sref("Timestamp")),
             "note": {"type": ["string", "null"], "maxLength": 10000},
-            "root_cause": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN, "description": "Needed to resolve (status done)"}}}));
+            "root_cause": {"type": ["string", "null"], "enum": causes, "description": "Why the account was at risk, one of the root-cause taxonomy; needed to resolve (status done)"}}}));
     m.insert("AccountSummary".into(), json!({"type": "object", "required": ["account_id", "customer", "mrr", "open_tasks"], "properties": {
             "account_id": s("string"), "name": ns(), "segment": ns(), "csm": ns(), "customer": s("boolean"),
             "mrr": s("number"), "renewal_date": ns(), "health": health.clone(), "risk": nn(),

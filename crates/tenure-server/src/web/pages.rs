@@ -436,24 +436,14 @@ pub(crate) fn task_forms(task: &tenure_ledger::cs::Task, csrf: &str, back: &str)
             select(
                 "root_cause",
                 None,
-                &[
-                    "",
-                    "product_gap",
-                    "performance",
-                    "support",
-                    "price",
-                    "champion_left",
-                    "low_adoption",
-                    "budget",
-                    "competitor",
-                    "other"
-                ]
-                .iter()
-                .map(|c| (
-                    c.to_string(),
-                    if c.is_empty() { "Root cause…".to_string() } else { c.replace('_', " ") }
-                ))
-                .collect::<Vec<_>>()
+                // The one taxonomy the API accepts and the reports count by.
+                &std::iter::once((String::new(), "Root cause…".to_string()))
+                    .chain(
+                        tenure_core::event::RootCause::ALL
+                            .iter()
+                            .map(|c| (c.as_str().to_string(), c.label()))
+                    )
+                    .collect::<Vec<_>>()
             )
         );
     }

@@ -74,6 +74,24 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
         (StatusCode::BAD_REQUEST, Some("invalid_request")),
         "{j}"
     );
+    // A root cause is one of the taxonomy, so that the reports count causes, not spellings.
+    let (st, j) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(&f.write),
+        r#"{"status": "done", "root_cause": "they hate us"}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
+    assert!(
+        j["error"]["message"].as_str().unwrap().starts_with("root_cause: unknown cause"),
+        "{j}"
+    );
     let (st, _) = call(&s, "PATCH", &path, None, r#"{"status": "done"}"#).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     // A change changes something.
@@ -109,6 +127,8 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
     let (_, j) =
         call(&s, "GET", "/api/v1/kpis?period=2026-06-01..2026-07-01", Some(&f.read), "").await;
     assert_eq!(j[0]["kpis"]["detractor_follow_up_rate"], 1.0, "{j}");
+    assert_eq!(j[0]["kpis"]["root_cause_tasks.performance"], 1, "{j}");
+    assert_eq!(j[0]["kpis"]["tasks_resolved"], 1, "{j}");
     let (_, before) = call(&s, "GET", "/api/v1/alerts", Some(&f.read), "").await;
     let n = before["total"].as_u64().unwrap();
     assert!(n >= 3, "{before}");

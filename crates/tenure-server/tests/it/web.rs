@@ -136,6 +136,21 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     let (_, _, page) = b.go("GET", "/accounts/acme", "").await;
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the name, escaped");
     assert!(page.contains("“&lt;script&gt;"), "the survey comment, escaped");
+    // The resolve form offers exactly the root-cause taxonomy the API accepts.
+    let options: Vec<&str> = inbox
+        .split("<select name=\"root_cause\">")
+        .nth(1)
+        .unwrap()
+        .split("</select>")
+        .next()
+        .unwrap()
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| o.split('"').next().unwrap())
+        .filter(|v| !v.is_empty())
+        .collect();
+    let causes: Vec<&str> = tenure_core::event::RootCause::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(options, causes);
     // A form without the token is refused; with it, the task is resolved.
     let i = inbox.find("/inbox/tasks/").unwrap();
     let action = inbox[i..].split('"').next().unwrap().to_string();
