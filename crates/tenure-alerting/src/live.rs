@@ -41,15 +41,28 @@ pub struct Usage {
 
 /// The log's history the live state starts from: its events pushed in log order. Usage,
 /// emails and web visits are not folded into the ledger (usage comes as [`Usage`]).
-#[derive(Default)]
 pub struct History {
     builder: LedgerBuilder,
     /// Where each contact was last seen.
     contact_home: FxHashMap<String, (Timestamp, String)>,
 }
 
+impl Default for History {
+    /// The ledger keeps each movement's source events, so that the service can explain
+    /// its figures (`/api/v1/kpis/explain`).
+    fn default() -> History {
+        History { builder: LedgerBuilder::new().keep_sources(), contact_home: FxHashMap::default() }
+    }
+}
+
 impl History {
     pub fn push(&mut self, e: Event) {
+        self.push_at(e, None);
+    }
+
+    /// As [`push`](Self::push), with the event's record index in its lane (the source of a
+    /// subscription event without `message_id`).
+    pub fn push_at(&mut self, e: Event, position: Option<u64>) {
         if light(e.kind()) {
             return;
         }
@@ -59,7 +72,7 @@ impl History {
                 *slot = (e.ts, a.clone());
             }
         }
-        self.builder.push(e);
+        self.builder.push_at(e, position);
     }
 }
 
