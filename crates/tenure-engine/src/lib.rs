@@ -217,7 +217,8 @@ fn fold_lanes(
     scope: Scope,
     sources: bool,
 ) -> Result<Ledger, EngineError> {
-    let builder = || if sources { LedgerBuilder::new().keep_sources() } else { LedgerBuilder::new() };
+    let builder =
+        || if sources { LedgerBuilder::new().keep_sources() } else { LedgerBuilder::new() };
     let dir = log_dir(data);
     if !dir.exists() {
         return Ok(LedgerBuilder::new().finish(&cfg.revenue, as_of));

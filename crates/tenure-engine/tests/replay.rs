@@ -125,13 +125,13 @@ fn explain_sources_resolve_back_to_their_events() {
     let cfg = Config::defaults();
     assert_eq!(import_all(&data, &[input], &cfg), 5);
     let as_of = Timestamp::parse("2026-06-01").unwrap();
-    let l = tenure_engine::ledger_sourced(&data, &cfg, as_of, tenure_engine::Scope::REVENUE)
-        .unwrap();
+    let l =
+        tenure_engine::ledger_sourced(&data, &cfg, as_of, tenure_engine::Scope::REVENUE).unwrap();
     use tenure_ledger::SourceRef::{Log, Message};
     let got: Vec<(String, Vec<tenure_ledger::SourceRef>)> = l
         .accounts
         .iter()
-        .flat_map(|a| a.movements.iter().map(|m| (a.id.clone(), m.sources.clone())))
+        .flat_map(|a| a.movements.iter().map(|m| (a.id.clone(), m.sources.to_vec())))
         .collect();
     // The subscription lane holds the four subscription events, numbered from 0.
     assert_eq!(
@@ -167,7 +167,12 @@ fn explain_sources_resolve_back_to_their_events() {
         .collect();
     assert_eq!(
         summary,
-        ["0 m-a1 a s1 10000", "1 log:subscription:1 a s2 2000", "2 m-a2 a s1 15000", "3 log:subscription:3 b s9 700"]
+        [
+            "0 m-a1 a s1 10000",
+            "1 log:subscription:1 a s2 2000",
+            "2 m-a2 a s1 15000",
+            "3 log:subscription:3 b s9 700"
+        ]
     );
     // A reference the log does not hold is left out, not an error.
     let missing = [Message("nope".into()), Log(99)];

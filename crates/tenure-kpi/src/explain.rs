@@ -217,7 +217,7 @@ fn line_of(a: &AccountLedger, kpi: Kpi, p: Period) -> Option<Line> {
                 kind: m.kind,
                 amount: kpi.part(m)?,
                 involuntary: m.involuntary,
-                sources: m.sources.clone(),
+                sources: m.sources.to_vec(),
             })
         })
         .collect();
@@ -304,22 +304,16 @@ pub fn explain(
         Kpi::MrrEnd => Some(period.end),
         _ => None,
     };
-    Explanation {
-        kpi,
-        period,
-        selection: selection.clone(),
-        at,
-        lines,
-        segments,
-        total,
-        figure,
-    }
+    Explanation { kpi, period, selection: selection.clone(), at, lines, segments, total, figure }
 }
 
 /// Every source the explanation names, each once, in order (for reading them back).
 pub fn sources(e: &Explanation) -> Vec<SourceRef> {
-    let mut out: Vec<SourceRef> =
-        e.lines.iter().flat_map(|l| l.items.iter().flat_map(|i| i.sources.iter().cloned())).collect();
+    let mut out: Vec<SourceRef> = e
+        .lines
+        .iter()
+        .flat_map(|l| l.items.iter().flat_map(|i| i.sources.iter().cloned()))
+        .collect();
     out.sort();
     out.dedup();
     out

@@ -336,7 +336,13 @@ fn render_explanation(e: &explain::Explanation) -> String {
         s += &format!("  {} {:?} {}\n", l.account, l.segment, l.amount);
         for i in &l.items {
             let refs: Vec<String> = i.sources.iter().map(|r| r.to_string()).collect();
-            s += &format!("    {} {} {} [{}]\n", i.ts.date_string(), i.kind.as_str(), i.amount, refs.join(" "));
+            s += &format!(
+                "    {} {} {} [{}]\n",
+                i.ts.date_string(),
+                i.kind.as_str(),
+                i.amount,
+                refs.join(" ")
+            );
         }
     }
     s
@@ -392,7 +398,8 @@ fn explain_sums_to_the_figure_for_every_movement_type_and_cut() {
         let what = format!("{} {p} {sel:?}", kpi.id());
         assert_eq!(e.total, want, "lines of {what}");
         assert_eq!(e.figure, want, "catalogue of {what}");
-        let lines: i64 = e.lines.iter().map(|l| l.items.iter().map(|i| i.amount).sum::<i64>()).sum();
+        let lines: i64 =
+            e.lines.iter().map(|l| l.items.iter().map(|i| i.amount).sum::<i64>()).sum();
         assert_eq!(lines, want, "items of {what}");
     }
     expect![[r#"

@@ -392,7 +392,7 @@ pub(crate) fn fold_account(
             upsell: 0,
             cross_sell: 0,
             involuntary: false,
-            sources: Vec::new(),
+            sources: Box::default(),
         };
         match (prev.customer, after.customer) {
             (false, true) => {

@@ -55,8 +55,9 @@ pub struct Movement {
     /// Churn forced by the past-due rule rather than chosen by the customer.
     pub involuntary: bool,
     /// The subscription events whose changes this movement classifies, in log order (empty
-    /// unless the builder keeps sources: see [`LedgerBuilder::keep_sources`]).
-    pub sources: Vec<SourceRef>,
+    /// unless the builder keeps sources: see [`LedgerBuilder::keep_sources`]). A boxed slice:
+    /// 16 bytes on every movement, allocated only when there are sources.
+    pub sources: Box<[SourceRef]>,
 }
 
 /// Where a subscription event came from, so that a figure can be traced back to it: its

@@ -583,7 +583,7 @@ fn movements_name_the_events_they_classify() {
         let strip = |a: &AccountLedger| {
             a.movements
                 .iter()
-                .map(|m| Movement { sources: Vec::new(), ..m.clone() })
+                .map(|m| Movement { sources: Box::default(), ..m.clone() })
                 .collect::<Vec<_>>()
         };
         assert_eq!(strip(x), strip(y));

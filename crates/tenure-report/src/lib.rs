@@ -555,7 +555,8 @@ pub fn account(
 
 /// The source events of an explanation read back from the log, by reference: each one's
 /// record index in the subscription lane and the event.
-pub type Resolved = std::collections::HashMap<tenure_ledger::SourceRef, (u64, tenure_core::event::Event)>;
+pub type Resolved =
+    std::collections::HashMap<tenure_ledger::SourceRef, (u64, tenure_core::event::Event)>;
 
 fn source_json(r: &tenure_ledger::SourceRef, events: &Resolved) -> Json {
     let mut o = Map::new();
@@ -669,7 +670,8 @@ fn source_text(r: &tenure_ledger::SourceRef, events: &Resolved) -> String {
     let Some((position, e)) = events.get(r) else {
         return format!("{r}: not found in the log");
     };
-    let mut s = format!("{} {} {}", e.kind().as_str(), e.ts, e.message_id.as_deref().unwrap_or("-"));
+    let mut s =
+        format!("{} {} {}", e.kind().as_str(), e.ts, e.message_id.as_deref().unwrap_or("-"));
     if let tenure_core::event::EventBody::Subscription(sub) = &e.body {
         s += &format!(
             " line {} {} {}/{}m {}",

@@ -136,7 +136,11 @@ pub const ROUTES: &[Route] = &[
                 "query",
                 "Cut as /api/v1/kpis does: KEY for every segment with its subtotal, KEY=VALUE for one segment (KEY=(none): without the attribute)",
             ),
-            ("limit", "query", "At most this many accounts [1000, max 1000]; the totals are of all"),
+            (
+                "limit",
+                "query",
+                "At most this many accounts [1000, max 1000]; the totals are of all",
+            ),
             ("offset", "query", "Skip this many accounts"),
         ],
     },
@@ -563,8 +567,9 @@ pub(crate) fn explain_request(
     use tenure_kpi::explain::{Kpi, Selection};
     let kpi = match p.get("kpi") {
         None => return Err(format!("kpi: name one of {}", Kpi::expected())),
-        Some(k) => Kpi::parse(k)
-            .ok_or_else(|| format!("kpi: {k:?} cannot be explained (one of {})", Kpi::expected()))?,
+        Some(k) => Kpi::parse(k).ok_or_else(|| {
+            format!("kpi: {k:?} cannot be explained (one of {})", Kpi::expected())
+        })?,
     };
     let period = match p.get("period") {
         Some(v) => Period::parse(v).map_err(|e| format!("period: {e}"))?,
@@ -605,9 +610,8 @@ fn explain_of(s: &AppState, p: &HashMap<String, String>) -> Result<Response, Api
     let mut e = tenure_kpi::explain::explain(&live.ledger, kpi, period, &selection, &live.cfg.kpi);
     let (cur, as_of) = (live.cfg.revenue.fx.base, live.t);
     drop(live);
-    let number = |k: &str, default: usize| {
-        p.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(default)
-    };
+    let number =
+        |k: &str, default: usize| p.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(default);
     let (offset, limit) = (number("offset", 0), number("limit", 1000));
     let accounts = e.lines.len();
     // A page of the accounts; the totals stay those of all of them.

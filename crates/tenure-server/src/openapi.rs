@@ -504,6 +504,22 @@ fn components() -> Value {
             "segment": ns(),
             "kpis": {"type": "object", "additionalProperties": {"anyOf": [
                 {"type": ["number", "null"]}, {"type": "array", "items": s("number"), "minItems": 2, "maxItems": 2}]}}}}));
+    // In parts: one json! of the whole nests too deep for the macro.
+    let source = json!({"type": "object", "required": ["ref", "found"], "properties": {
+        "ref": {"type": "string", "description": "The event's message_id, else log:subscription:N (its record index in the subscription lane)"},
+        "found": s("boolean"), "position": {"type": "integer", "minimum": 0},
+        "type": s("string"), "ts": s("string"), "message_id": ns(), "subscription_id": s("string"),
+        "product": ns(), "plan": ns(), "status": en(SubStatus::ALL, SubStatus::as_str),
+        "amount": s("number"), "currency": sref("Currency"), "interval_months": s("integer"), "quantity": s("integer")}});
+    let movement = json!({"type": "object", "required": ["ts", "kind", "amount", "sources"], "properties": {
+        "ts": s("string"),
+        "kind": {"type": "string", "enum": ["new", "expansion", "contraction", "churn", "reactivation"]},
+        "amount": {"type": "number", "description": "What the movement adds to the figure (signed for mrr_net_change, mrr_start and mrr_end)"},
+        "involuntary": s("boolean"),
+        "sources": {"type": "array", "items": source}}});
+    let account = json!({"type": "object", "required": ["account", "amount", "movements"], "properties": {
+        "account": s("string"), "name": ns(), "segment": ns(), "amount": s("number"),
+        "movements": {"type": "array", "items": movement}}});
     m.insert("Explanation".into(), json!({"type": "object",
         "required": ["kpi", "period", "as_of", "currency", "at", "by", "account", "figure", "total", "balanced", "accounts_total", "accounts"],
         "properties": {
@@ -520,19 +536,7 @@ fn components() -> Value {
             "segments": {"type": "array", "description": "With by=KEY: each segment's total and figure", "items": {"type": "object", "properties": {
                 "segment": ns(), "total": s("number"), "figure": s("number")}}},
             "accounts_total": {"type": "integer", "minimum": 0},
-            "accounts": {"type": "array", "items": {"type": "object", "required": ["account", "amount", "movements"], "properties": {
-                "account": s("string"), "name": ns(), "segment": ns(), "amount": s("number"),
-                "movements": {"type": "array", "items": {"type": "object", "required": ["ts", "kind", "amount", "sources"], "properties": {
-                    "ts": s("string"),
-                    "kind": {"type": "string", "enum": ["new", "expansion", "contraction", "churn", "reactivation"]},
-                    "amount": {"type": "number", "description": "What the movement adds to the figure (signed for mrr_net_change, mrr_start and mrr_end)"},
-                    "involuntary": s("boolean"),
-                    "sources": {"type": "array", "items": {"type": "object", "required": ["ref", "found"], "properties": {
-                        "ref": {"type": "string", "description": "The event's message_id, else log:subscription:N (its record index in the subscription lane)"},
-                        "found": s("boolean"), "position": {"type": "integer", "minimum": 0},
-                        "type": s("string"), "ts": s("string"), "message_id": ns(), "subscription_id": s("string"),
-                        "product": ns(), "plan": ns(), "status": en(SubStatus::ALL, SubStatus::as_str),
-                        "amount": s("number"), "currency": sref("Currency"), "interval_months": s("integer"), "quantity": s("integer")}}}}}}}}}}}));
+            "accounts": {"type": "array", "items": account}}}));
     m.insert("KpiRows".into(), json!({"type": "array", "items": sref("KpiRow")}));
     m.insert("Cohorts".into(), json!({"type": "object", "required": ["metric", "cohorts"], "properties": {
             "metric": {"type": "string", "enum": ["logo", "revenue"]},

@@ -1113,25 +1113,49 @@ fn explain_traces_a_figure_to_its_accounts_movements_and_events() {
     // the latter named by its log position.
     let emea = json(&["--kpi", "mrr_end", "--period", "2024-Q1", "--by", "region=emea"]);
     assert_eq!(emea["total"].as_f64(), Some(450.0));
-    assert_eq!(emea["figure"].as_f64(), kpi_json(&data, "2024-Q1", &["--by", "region"])[0]["kpis"]["mrr_end"].as_f64());
-    let accounts: Vec<&Value> = emea["accounts"].as_array().unwrap().iter().map(|a| &a["account"]).collect();
+    assert_eq!(
+        emea["figure"].as_f64(),
+        kpi_json(&data, "2024-Q1", &["--by", "region"])[0]["kpis"]["mrr_end"].as_f64()
+    );
+    let accounts: Vec<&Value> =
+        emea["accounts"].as_array().unwrap().iter().map(|a| &a["account"]).collect();
     assert_eq!(accounts, ["c", "a"]);
     let a_moves = emea["accounts"][1]["movements"].as_array().unwrap();
     assert_eq!(a_moves.len(), 2);
     assert_eq!(a_moves[0]["sources"][0]["ref"], "a-start");
     let up = &a_moves[1]["sources"][0];
-    assert_eq!((&up["ref"], &up["ts"], &up["amount"]), (&Value::from("log:subscription:3"), &Value::from("2024-03-10T00:00:00Z"), &Value::from(150.0)));
+    assert_eq!(
+        (&up["ref"], &up["ts"], &up["amount"]),
+        (
+            &Value::from("log:subscription:3"),
+            &Value::from("2024-03-10T00:00:00Z"),
+            &Value::from(150.0)
+        )
+    );
 
     // CSV: one row per movement, the amounts sum to the figure.
-    let o = explain(&["--kpi", "mrr_end", "--period", "2024-Q1", "--by", "region=emea", "--format", "csv"]);
+    let o = explain(&[
+        "--kpi",
+        "mrr_end",
+        "--period",
+        "2024-Q1",
+        "--by",
+        "region=emea",
+        "--format",
+        "csv",
+    ]);
     let text = String::from_utf8(o.stdout).unwrap();
-    let sum: f64 = text.lines().skip(1).map(|l| l.split(',').nth(5).unwrap().parse::<f64>().unwrap()).sum();
+    let sum: f64 =
+        text.lines().skip(1).map(|l| l.split(',').nth(5).unwrap().parse::<f64>().unwrap()).sum();
     assert_eq!(sum, 450.0);
     // The table ends with the check.
     let o = explain(&["--kpi", "mrr_expansion", "--period", "2024-Q1", "--account", "a"]);
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("log:subscription:3: subscription 2024-03-10T00:00:00Z"), "{text}");
-    assert!(text.trim_end().ends_with("total 50.00 over 1 account = mrr_expansion 50.00"), "{text}");
+    assert!(
+        text.trim_end().ends_with("total 50.00 over 1 account = mrr_expansion 50.00"),
+        "{text}"
+    );
 
     // An unknown KPI is a usage error naming those that can be explained.
     let o = explain(&["--kpi", "nrr", "--period", "2024-03"]);

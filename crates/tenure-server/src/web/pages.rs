@@ -244,7 +244,9 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     };
     // Each bar leads to its explanation: the accounts, movements and events behind it.
     let ids = ["mrr_new", "mrr_expansion", "mrr_reactivation", "mrr_contraction", "mrr_churn"];
-    let cut = segment.as_deref().map_or(String::new(), |s| format!("&by={}", url(&format!("segment={s}"))));
+    let cut = segment
+        .as_deref()
+        .map_or(String::new(), |s| format!("&by={}", url(&format!("segment={s}"))));
     let movements = charts::stacked_linked(
         "MRR movements per month",
         &labels,
@@ -1086,7 +1088,10 @@ const EXPLAIN_ROWS: usize = 500;
 /// A source event, one line: what it was and what it set the line to.
 fn source_html(r: &tenure_ledger::SourceRef, events: &tenure_report::Resolved) -> String {
     let Some((position, e)) = events.get(r) else {
-        return format!("<div><code>{}</code> <span class=\"muted\">not in the log</span></div>", esc(&r.to_string()));
+        return format!(
+            "<div><code>{}</code> <span class=\"muted\">not in the log</span></div>",
+            esc(&r.to_string())
+        );
     };
     let mut s = format!(
         "<div><code>{}</code> {} {}",
@@ -1115,14 +1120,14 @@ fn source_html(r: &tenure_ledger::SourceRef, events: &tenure_report::Resolved) -
 /// `/explain?kpi=..&period=..[&by=..][&account=..]`: a figure, then its accounts, their
 /// movements and the subscription events behind each; the lines sum to the figure.
 pub fn explain(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
-    use tenure_kpi::explain::{IDS, Kpi};
+    use tenure_kpi::explain::IDS;
     let live = s.0.core.live.read().map_err(unavailable)?;
     let cur = live.cfg.revenue.fx.base;
     let m = |x: i64| tenure_core::money::format_minor(x, cur);
     let mut q = p.clone();
     q.entry("kpi".into()).or_insert_with(|| "mrr_churn".into());
-    let (kpi, period, selection) = crate::api::explain_request(&q, live.t)
-        .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let (kpi, period, selection) =
+        crate::api::explain_request(&q, live.t).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     let mut e = tenure_kpi::explain::explain(&live.ledger, kpi, period, &selection, &live.cfg.kpi);
     drop(live);
     let period_text = p.get("period").cloned().unwrap_or_else(|| month_label(period.start));
@@ -1193,13 +1198,22 @@ pub fn explain(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
     let shown = e.lines.len().min(EXPLAIN_ROWS);
     let more = e.lines.len() - shown;
     e.lines.truncate(shown);
-    let events = crate::api::resolve_sources(&s.0.data, &e)
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "the log could not be read".to_string()))?;
+    let events = crate::api::resolve_sources(&s.0.data, &e).map_err(|_| {
+        (StatusCode::INTERNAL_SERVER_ERROR, "the log could not be read".to_string())
+    })?;
     body.push_str("<h2>Accounts, movements and source events</h2><div class=\"scroll\"><table><thead><tr><th>Account</th><th>Movement</th><th class=\"num\">Amount</th><th>Source events</th></tr></thead><tbody>");
     for l in &e.lines {
-        let mut who = format!("<a href=\"/accounts/{}\">{}</a>", url(&l.account), esc(l.name.as_deref().unwrap_or(&l.account)));
+        let mut who = format!(
+            "<a href=\"/accounts/{}\">{}</a>",
+            url(&l.account),
+            esc(l.name.as_deref().unwrap_or(&l.account))
+        );
         if let Some(seg) = &l.segment {
-            let _ = write!(who, " <span class=\"muted\">{}</span>", esc(seg.as_deref().unwrap_or("(none)")));
+            let _ = write!(
+                who,
+                " <span class=\"muted\">{}</span>",
+                esc(seg.as_deref().unwrap_or("(none)"))
+            );
         }
         for (k, i) in l.items.iter().enumerate() {
             let sources: String = i.sources.iter().map(|r| source_html(r, &events)).collect();
@@ -1211,7 +1225,11 @@ pub fn explain(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
                 esc(i.kind.as_str()),
                 if i.involuntary { " (involuntary)" } else { "" },
                 esc(&m(i.amount)),
-                if sources.is_empty() { "<span class=\"muted\">–</span>".to_string() } else { sources }
+                if sources.is_empty() {
+                    "<span class=\"muted\">–</span>".to_string()
+                } else {
+                    sources
+                }
             );
         }
         if l.items.len() > 1 {

@@ -195,23 +195,56 @@ async fn a_figure_is_explained_by_its_accounts_movements_and_events() {
     assert_eq!((&j["balanced"], &j["accounts_total"]), (&json!(true), &json!(1)));
     let src = &j["accounts"][0]["movements"][0]["sources"][0];
     assert_eq!(j["accounts"][0]["account"], "bolt");
-    assert_eq!((&src["ref"], &src["found"], &src["position"]), (&json!("log:subscription:1"), &json!(true), &json!(1)));
+    assert_eq!(
+        (&src["ref"], &src["found"], &src["position"]),
+        (&json!("log:subscription:1"), &json!(true), &json!(1))
+    );
     assert_eq!((&src["subscription_id"], &src["amount"]), (&json!("s2"), &json!(50.0)));
     // A cut: every segment with its subtotal, or one segment.
-    let (_, j) = call(&s, "GET", "/api/v1/kpis/explain?kpi=mrr_end&period=2026-05&by=segment", Some(&f.read), "").await;
-    assert_eq!(j["segments"], json!([{"segment": "mid", "total": 1000.0, "figure": 1000.0}, {"segment": "smb", "total": 50.0, "figure": 50.0}]), "{j}");
-    let (_, j) = call(&s, "GET", "/api/v1/kpis/explain?kpi=mrr_end&period=2026-05&by=segment%3Dsmb", Some(&f.read), "").await;
+    let (_, j) = call(
+        &s,
+        "GET",
+        "/api/v1/kpis/explain?kpi=mrr_end&period=2026-05&by=segment",
+        Some(&f.read),
+        "",
+    )
+    .await;
+    assert_eq!(
+        j["segments"],
+        json!([{"segment": "mid", "total": 1000.0, "figure": 1000.0}, {"segment": "smb", "total": 50.0, "figure": 50.0}]),
+        "{j}"
+    );
+    let (_, j) = call(
+        &s,
+        "GET",
+        "/api/v1/kpis/explain?kpi=mrr_end&period=2026-05&by=segment%3Dsmb",
+        Some(&f.read),
+        "",
+    )
+    .await;
     assert_eq!((j["total"].as_f64(), j["segment"].as_str()), (Some(50.0), Some("smb")), "{j}");
     // An event that arrives while serving is named by its message id.
     let cancel = json!({"type": "subscription", "timestamp": "2026-06-01T10:00:00Z", "account_id": "acme",
                         "message_id": "evt-cancel-1", "subscription_id": "s1", "status": "canceled"});
     call(&s, "POST", "/api/v1/events", Some(&f.ingest), &cancel.to_string()).await;
-    let j = until(&s, &f.read, "/api/v1/kpis/explain?kpi=mrr_churn&period=2026-06", |j| j["total"] == 1000.0).await;
+    let j = until(&s, &f.read, "/api/v1/kpis/explain?kpi=mrr_churn&period=2026-06", |j| {
+        j["total"] == 1000.0
+    })
+    .await;
     let src = &j["accounts"][0]["movements"][0]["sources"][0];
-    assert_eq!((&src["ref"], &src["message_id"], &src["status"]), (&json!("evt-cancel-1"), &json!("evt-cancel-1"), &json!("canceled")), "{j}");
+    assert_eq!(
+        (&src["ref"], &src["message_id"], &src["status"]),
+        (&json!("evt-cancel-1"), &json!("evt-cancel-1"), &json!("canceled")),
+        "{j}"
+    );
     // What cannot be explained, and who may ask.
-    let (st, j) = call(&s, "GET", "/api/v1/kpis/explain?kpi=nrr&period=2026-05", Some(&f.read), "").await;
-    assert_eq!((st, j["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{j}");
+    let (st, j) =
+        call(&s, "GET", "/api/v1/kpis/explain?kpi=nrr&period=2026-05", Some(&f.read), "").await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
     let (st, _) = call(&s, "GET", q, Some(&f.ingest), "").await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
