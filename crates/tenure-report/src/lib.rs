@@ -668,13 +668,12 @@ pub fn explain_json(
 
 fn source_text(r: &tenure_ledger::SourceRef, events: &Resolved) -> String {
     let Some((position, e)) = events.get(r) else {
-        return format!("{r}: not found in the log");
+        return "not found in the log".into();
     };
-    let mut s =
-        format!("{} {} {}", e.kind().as_str(), e.ts, e.message_id.as_deref().unwrap_or("-"));
+    let mut s = format!("{} {}", e.kind().as_str(), e.ts);
     if let tenure_core::event::EventBody::Subscription(sub) = &e.body {
         s += &format!(
-            " line {} {} {}/{}m {}",
+            ", line {} {} {}/{}m {}",
             sub.subscription_id,
             tenure_core::money::format_minor(sub.amount.minor, sub.amount.currency),
             sub.amount.currency,
@@ -682,7 +681,12 @@ fn source_text(r: &tenure_ledger::SourceRef, events: &Resolved) -> String {
             sub.status.as_str()
         );
     }
-    s + &format!(" (log position {position})")
+    // A reference by message id gets where the event is; one by position, its message id.
+    match (r, &e.message_id) {
+        (tenure_ledger::SourceRef::Message(_), _) => s + &format!(" (log position {position})"),
+        (tenure_ledger::SourceRef::Log(_), Some(m)) => s + &format!(" (message {m})"),
+        (tenure_ledger::SourceRef::Log(_), None) => s,
+    }
 }
 
 /// An explanation as text: the figure, then each account with its movements and under
