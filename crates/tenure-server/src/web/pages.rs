@@ -1219,7 +1219,7 @@ pub fn explain(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
             let sources: String = i.sources.iter().map(|r| source_html(r, &events)).collect();
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{} {}{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{} {}{}</td><td class=\"num\">{}</td><td class=\"wrap\">{}</td></tr>",
                 if k == 0 { who.as_str() } else { "" },
                 esc(&i.ts.date_string()),
                 esc(i.kind.as_str()),
