@@ -275,6 +275,18 @@ impl Live {
     /// returns the immediate rules' firings (past their cooldown) and the accounts touched,
     /// for [`settle`](Self::settle). Alerts on single events need not wait for re-scoring.
     pub fn take(&mut self, events: &[Event], now: Timestamp) -> (Vec<Firing>, Touched) {
+        self.take_at(events, &[], now)
+    }
+
+    /// As [`take`](Self::take), with each event's record index in its log lane
+    /// (`positions[i]` for `events[i]`, when known): the source a movement names for a
+    /// subscription event without `message_id`.
+    pub fn take_at(
+        &mut self,
+        events: &[Event],
+        positions: &[u64],
+        now: Timestamp,
+    ) -> (Vec<Firing>, Touched) {
         let mut fired = Vec::new();
         let mut touched: FxHashSet<String> = FxHashSet::default();
         let mut usage_touched: FxHashSet<String> = FxHashSet::default();
@@ -282,9 +294,10 @@ impl Live {
         let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
         let mut batch = rules::Batch::default();
         self.advance(now);
-        for e in events {
+        for (i, e) in events.iter().enumerate() {
+            let position = positions.get(i).copied();
             let Some(account) = e.account.clone() else {
-                self.builder.push(e.clone());
+                self.builder.push_at(e.clone(), position);
                 continue;
             };
             let moved_from = match &e.body {
@@ -324,7 +337,7 @@ impl Live {
             // Activity does not change the ledger (but an account it names first exists).
             let light = light(e.kind());
             if !light || !self.builder.contains(&account) {
-                self.builder.push(e.clone());
+                self.builder.push_at(e.clone(), position);
                 if light {
                     touched.insert(account.clone());
                 }

@@ -237,6 +237,21 @@ async fn a_figure_is_explained_by_its_accounts_movements_and_events() {
         (&json!("evt-cancel-1"), &json!("evt-cancel-1"), &json!("canceled")),
         "{j}"
     );
+    // And one without a message id by the position it was stored at (record 3: after
+    // Acme's, Bolt's and the cancellation).
+    let upgrade = json!({"type": "subscription", "timestamp": "2026-06-01T11:00:00Z", "account_id": "bolt",
+                         "subscription_id": "s2", "amount": "80", "status": "active"});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &upgrade.to_string()).await;
+    let j = until(&s, &f.read, "/api/v1/kpis/explain?kpi=mrr_expansion&period=2026-06", |j| {
+        j["total"] == 30.0
+    })
+    .await;
+    let src = &j["accounts"][0]["movements"][0]["sources"][0];
+    assert_eq!(
+        (&src["ref"], &src["found"], &src["amount"]),
+        (&json!("log:subscription:3"), &json!(true), &json!(80.0)),
+        "{j}"
+    );
     // What cannot be explained, and who may ask.
     let (st, j) =
         call(&s, "GET", "/api/v1/kpis/explain?kpi=nrr&period=2026-05", Some(&f.read), "").await;
