@@ -41,15 +41,28 @@ pub struct Usage {
 
 /// The log's history the live state starts from: its events pushed in log order. Usage,
 /// emails and web visits are not folded into the ledger (usage comes as [`Usage`]).
-#[derive(Default)]
 pub struct History {
     builder: LedgerBuilder,
     /// Where each contact was last seen.
     contact_home: FxHashMap<String, (Timestamp, String)>,
 }
 
+impl Default for History {
+    /// The ledger keeps each movement's source events, so that the service can explain
+    /// its figures (`/api/v1/kpis/explain`).
+    fn default() -> History {
+        History { builder: LedgerBuilder::new().keep_sources(), contact_home: FxHashMap::default() }
+    }
+}
+
 impl History {
     pub fn push(&mut self, e: Event) {
+        self.push_at(e, None);
+    }
+
+    /// As [`push`](Self::push), with the event's record index in its lane (the source of a
+    /// subscription event without `message_id`).
+    pub fn push_at(&mut self, e: Event, position: Option<u64>) {
         if light(e.kind()) {
             return;
         }
@@ -59,7 +72,7 @@ impl History {
                 *slot = (e.ts, a.clone());
             }
         }
-        self.builder.push(e);
+        self.builder.push_at(e, position);
     }
 }
 
@@ -262,6 +275,18 @@ impl Live {
     /// returns the immediate rules' firings (past their cooldown) and the accounts touched,
     /// for [`settle`](Self::settle). Alerts on single events need not wait for re-scoring.
     pub fn take(&mut self, events: &[Event], now: Timestamp) -> (Vec<Firing>, Touched) {
+        self.take_at(events, &[], now)
+    }
+
+    /// As [`take`](Self::take), with each event's record index in its log lane
+    /// (`positions[i]` for `events[i]`, when known): the source a movement names for a
+    /// subscription event without `message_id`.
+    pub fn take_at(
+        &mut self,
+        events: &[Event],
+        positions: &[u64],
+        now: Timestamp,
+    ) -> (Vec<Firing>, Touched) {
         let mut fired = Vec::new();
         let mut touched: FxHashSet<String> = FxHashSet::default();
         let mut usage_touched: FxHashSet<String> = FxHashSet::default();
@@ -269,9 +294,10 @@ impl Live {
         let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
         let mut batch = rules::Batch::default();
         self.advance(now);
-        for e in events {
+        for (i, e) in events.iter().enumerate() {
+            let position = positions.get(i).copied();
             let Some(account) = e.account.clone() else {
-                self.builder.push(e.clone());
+                self.builder.push_at(e.clone(), position);
                 continue;
             };
             let moved_from = match &e.body {
@@ -311,7 +337,7 @@ impl Live {
             // Activity does not change the ledger (but an account it names first exists).
             let light = light(e.kind());
             if !light || !self.builder.contains(&account) {
-                self.builder.push(e.clone());
+                self.builder.push_at(e.clone(), position);
                 if light {
                     touched.insert(account.clone());
                 }

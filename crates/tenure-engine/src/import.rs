@@ -3,7 +3,7 @@
 
 use crate::{key, lane, log_dir, nth_key};
 use rayon::prelude::*;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -114,6 +114,18 @@ impl Importer {
         &mut self,
         batches: &[Vec<tenure_core::event::Event>],
     ) -> Result<Vec<Vec<bool>>, ImportError> {
+        let at = self.append_at(batches)?;
+        Ok(at.into_iter().map(|b| b.into_iter().map(|p| p.is_some()).collect()).collect())
+    }
+
+    /// As [`append`](Self::append), with where each stored event went: its record index in
+    /// its lane (the source a movement names for a subscription event without `message_id`).
+    pub fn append_at(
+        &mut self,
+        batches: &[Vec<tenure_core::event::Event>],
+    ) -> Result<Vec<Vec<Option<u64>>>, ImportError> {
+        // Every append ends with a commit, so each lane starts at its committed length.
+        let mut next: FxHashMap<&'static str, u64> = FxHashMap::default();
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
             let mut p = Parsed { recs: Vec::new(), buf: Vec::new(), rejections: Vec::new() };
@@ -128,10 +140,17 @@ impl Importer {
             let mut recs = p.recs.iter();
             for ok in framed {
                 let Some(&(kind, start, end, _)) = ok.then(|| recs.next()).flatten() else {
-                    stored.push(false);
+                    stored.push(None);
                     continue;
                 };
-                stored.push(self.log.append_framed(lane(kind), &p.buf[start..end])?);
+                let name = lane(kind);
+                let position = *next.entry(name).or_insert_with(|| self.log.lane_len(name));
+                if self.log.append_framed(name, &p.buf[start..end])? {
+                    next.insert(name, position + 1);
+                    stored.push(Some(position));
+                } else {
+                    stored.push(None);
+                }
             }
             out.push(stored);
         }

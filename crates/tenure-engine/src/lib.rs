@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use tenure_core::codec;
 use tenure_core::event::{Event, EventKind};
 use tenure_core::time::Timestamp;
-use tenure_ledger::{Ledger, LedgerBuilder};
+use tenure_ledger::{Ledger, LedgerBuilder, SourceRef};
 use tenure_log::{LogError, LogReader, ScanError};
 
 /// The lane (log stream) an event kind is stored in: one per kind, so that a report reads
@@ -28,19 +28,15 @@ pub fn lane(kind: EventKind) -> &'static str {
 /// importing a file twice stores each event once. Identical events without a `message_id`
 /// within one input are told apart by their order: see [`nth_key`].
 pub fn key(e: &Event, encoded: &[u8]) -> u128 {
-    use xxhash_rust::xxh3::Xxh3;
-    let mut h = Xxh3::new();
     match &e.message_id {
-        Some(m) => {
-            h.update(b"m\0");
-            h.update(m.as_bytes());
-        }
+        Some(m) => message_key(m),
         None => {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
             h.update(b"c\0");
             h.update(encoded);
+            h.digest128()
         }
     }
-    h.digest128()
 }
 
 /// The key of the `n`-th (from 0) occurrence of an event without `message_id` in one input:
@@ -97,6 +93,16 @@ pub fn replay(
     kinds: &[EventKind],
     mut f: impl FnMut(Event),
 ) -> Result<(), EngineError> {
+    replay_at(data, kinds, |e, _| f(e))
+}
+
+/// As [`replay`], with each event's record index in its lane (a [`SourceRef::Log`] for
+/// subscription events).
+pub fn replay_at(
+    data: &Path,
+    kinds: &[EventKind],
+    mut f: impl FnMut(Event, u64),
+) -> Result<(), EngineError> {
     let dir = log_dir(data);
     if !dir.exists() {
         return Ok(());
@@ -108,30 +114,32 @@ pub fn replay(
     let decoded: Vec<Result<Vec<Event>, EngineError>> =
         lanes.par_iter().map(|lane| decode_lane(&reader, lane)).collect();
     for events in decoded {
-        events?.into_iter().for_each(&mut f);
+        for (i, e) in events?.into_iter().enumerate() {
+            f(e, i as u64);
+        }
     }
     Ok(())
 }
 
 fn decode_lane(reader: &LogReader, lane: &str) -> Result<Vec<Event>, EngineError> {
     let mut out = Vec::with_capacity(usize::try_from(reader.lane_len(lane)).unwrap_or(0));
-    scan_events(reader, lane, |e| out.push(e))?;
+    scan_events(reader, lane, |_, e| out.push(e))?;
     Ok(out)
 }
 
-/// Decodes every record of a lane, in log order.
+/// Decodes every record of a lane, in log order, with its record index.
 fn scan_events(
     reader: &LogReader,
     lane: &str,
-    mut f: impl FnMut(Event),
+    mut f: impl FnMut(u64, Event),
 ) -> Result<(), EngineError> {
     reader
-        .scan(lane, |_, payload| {
+        .scan_from(lane, 0, |i, _, payload| {
             let e = codec::decode(payload).map_err(|e| EngineError::Decode {
                 lane: lane.to_string(),
                 reason: e.to_string(),
             })?;
-            f(e);
+            f(i, e);
             Ok::<(), EngineError>(())
         })
         .map_err(|e| match e {
@@ -189,15 +197,32 @@ pub fn ledger_with(
     as_of: Timestamp,
     scope: Scope,
 ) -> Result<Ledger, EngineError> {
-    Ok(ledger_builder(data, scope)?.finish(&cfg.revenue, as_of))
+    Ok(collect_lanes(data, scope, false)?.finish(&cfg.revenue, as_of))
+}
+
+/// As [`ledger_with`], each movement naming the subscription events it classifies
+/// (`Movement::sources`, which [`source_events`] reads back): for `tenure explain`.
+pub fn ledger_sourced(
+    data: &Path,
+    cfg: &Config,
+    as_of: Timestamp,
+    scope: Scope,
+) -> Result<Ledger, EngineError> {
+    Ok(collect_lanes(data, scope, true)?.finish(&cfg.revenue, as_of))
 }
 
 /// The events a fold reads, collected and not yet folded: a backtest folds the same
 /// builder at several instants (`LedgerBuilder::clone`, then `finish`).
 pub fn ledger_builder(data: &Path, scope: Scope) -> Result<LedgerBuilder, EngineError> {
+    collect_lanes(data, scope, false)
+}
+
+fn collect_lanes(data: &Path, scope: Scope, sources: bool) -> Result<LedgerBuilder, EngineError> {
+    let builder =
+        || if sources { LedgerBuilder::new().keep_sources() } else { LedgerBuilder::new() };
     let dir = log_dir(data);
     if !dir.exists() {
-        return Ok(LedgerBuilder::new());
+        return Ok(builder());
     }
     let lanes: Vec<&str> = REVENUE_KINDS
         .iter()
@@ -211,12 +236,12 @@ pub fn ledger_builder(data: &Path, scope: Scope) -> Result<LedgerBuilder, Engine
     let builders: Vec<Result<LedgerBuilder, EngineError>> = lanes
         .par_iter()
         .map(|lane| {
-            let mut b = LedgerBuilder::new();
-            scan_events(&reader, lane, |e| b.push(e))?;
+            let mut b = builder();
+            scan_events(&reader, lane, |i, e| b.push_at(e, Some(i)))?;
             Ok(b)
         })
         .collect();
-    let mut all = LedgerBuilder::new();
+    let mut all = builder();
     for b in builders {
         all.merge(b?);
     }
@@ -237,4 +262,87 @@ pub fn log_stats(data: &Path) -> Result<Vec<(String, u64)>, EngineError> {
             (l, n)
         })
         .collect())
+}
+
+/// A subscription event a movement names, read back from the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceEvent {
+    pub source: SourceRef,
+    /// Its record index in the subscription lane.
+    pub position: u64,
+    pub event: Event,
+}
+
+/// Reads the subscription events `refs` name back from the log, in one scan of the
+/// subscription lane that decodes only the records asked for (a `message_id` is found by its
+/// idempotency key, which is in the record header) and stops once every one was found.
+/// A reference the log does not hold (an event stored after the ledger was folded and then
+/// lost, or a log replaced since) is left out: the caller shows it as not found.
+pub fn source_events(data: &Path, refs: &[SourceRef]) -> Result<Vec<SourceEvent>, EngineError> {
+    use std::collections::{BTreeSet, HashMap};
+    let dir = log_dir(data);
+    if refs.is_empty() || !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let lane_name = lane(EventKind::Subscription);
+    let mut positions: BTreeSet<u64> = BTreeSet::new();
+    let mut keys: HashMap<u128, &str> = HashMap::new();
+    for r in refs {
+        match r {
+            SourceRef::Log(i) => {
+                positions.insert(*i);
+            }
+            SourceRef::Message(m) => {
+                keys.insert(message_key(m), m);
+            }
+        }
+    }
+    let reader = LogReader::open_lanes(&dir, &[lane_name])?;
+    let mut wanted = positions.len() + keys.len();
+    let mut out = Vec::with_capacity(wanted);
+    // Records before the first position asked for are skipped unread when no message id is
+    // looked for.
+    let from = if keys.is_empty() { positions.first().copied().unwrap_or(0) } else { 0 };
+    /// Why a scan ended early.
+    enum Stop {
+        /// Everything asked for was found.
+        Done,
+        Failed(EngineError),
+    }
+    let r = reader.scan_from(lane_name, from, |i, key, payload| {
+        let by_position = positions.contains(&i);
+        let by_key = keys.get(&key).copied();
+        if !by_position && by_key.is_none() {
+            return Ok(());
+        }
+        let event = codec::decode(payload).map_err(|e| {
+            Stop::Failed(EngineError::Decode { lane: lane_name.to_string(), reason: e.to_string() })
+        })?;
+        if by_position {
+            out.push(SourceEvent { source: SourceRef::Log(i), position: i, event: event.clone() });
+            wanted -= 1;
+        }
+        if let Some(m) = by_key
+            && event.message_id.as_deref() == Some(m)
+        {
+            keys.remove(&key);
+            out.push(SourceEvent { source: SourceRef::Message(m.into()), position: i, event });
+            wanted -= 1;
+        }
+        if wanted == 0 { Err(Stop::Done) } else { Ok(()) }
+    });
+    match r {
+        Ok(()) | Err(ScanError::Callback(Stop::Done)) => Ok(out),
+        Err(ScanError::Callback(Stop::Failed(e))) => Err(e),
+        Err(ScanError::Log(l)) => Err(EngineError::Log(l)),
+    }
+}
+
+/// The idempotency key of an event with this `message_id` (see [`key`]).
+fn message_key(m: &str) -> u128 {
+    use xxhash_rust::xxh3::Xxh3;
+    let mut h = Xxh3::new();
+    h.update(b"m\0");
+    h.update(m.as_bytes());
+    h.digest128()
 }

@@ -107,3 +107,77 @@ fn replay_reproduces_the_ledger_exactly() {
         );
     }
 }
+
+#[test]
+fn explain_sources_resolve_back_to_their_events() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let input = t.path().join("subs.jsonl");
+    // Two events with a message id, two without (those are named by their log position):
+    // a starts (two lines at once), grows, then b starts.
+    std::fs::write(
+        &input,
+        r#"{"type":"account","timestamp":"2026-01-01","account_id":"a","attributes":{"segment":"smb"}}
+{"type":"subscription","timestamp":"2026-01-05","account_id":"a","message_id":"m-a1","subscription_id":"s1","amount":"100","status":"active"}
+{"type":"subscription","timestamp":"2026-01-05","account_id":"a","subscription_id":"s2","product":"addon","amount":"20","status":"active"}
+{"type":"subscription","timestamp":"2026-02-10","account_id":"a","message_id":"m-a2","subscription_id":"s1","amount":"150","status":"active"}
+{"type":"subscription","timestamp":"2026-02-11","account_id":"b","subscription_id":"s9","amount":"7","status":"active"}
+"#,
+    )
+    .unwrap();
+    let cfg = Config::defaults();
+    assert_eq!(import_all(&data, &[input], &cfg), 5);
+    let as_of = Timestamp::parse("2026-06-01").unwrap();
+    let l =
+        tenure_engine::ledger_sourced(&data, &cfg, as_of, tenure_engine::Scope::REVENUE).unwrap();
+    use tenure_ledger::SourceRef::{Log, Message};
+    let got: Vec<(String, Vec<tenure_ledger::SourceRef>)> = l
+        .accounts
+        .iter()
+        .flat_map(|a| a.movements.iter().map(|m| (a.id.clone(), m.sources.to_vec())))
+        .collect();
+    // The subscription lane holds the four subscription events, numbered from 0.
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_string(), vec![Message("m-a1".into()), Log(1)]),
+            ("a".to_string(), vec![Message("m-a2".into())]),
+            ("b".to_string(), vec![Log(3)]),
+        ]
+    );
+    // Without asking, no sources; the same movements otherwise.
+    let plain = tenure_engine::ledger(&data, &cfg, as_of).unwrap();
+    assert!(plain.accounts.iter().all(|a| a.movements.iter().all(|m| m.sources.is_empty())));
+
+    let refs: Vec<tenure_ledger::SourceRef> = got.into_iter().flat_map(|(_, r)| r).collect();
+    let mut found = tenure_engine::source_events(&data, &refs).unwrap();
+    found.sort_by_key(|s| s.position);
+    let summary: Vec<String> = found
+        .iter()
+        .map(|s| {
+            let tenure_core::event::EventBody::Subscription(sub) = &s.event.body else {
+                panic!("not a subscription: {:?}", s.event)
+            };
+            format!(
+                "{} {} {} {} {}",
+                s.position,
+                s.source,
+                s.event.account.as_deref().unwrap_or("-"),
+                sub.subscription_id,
+                sub.amount.minor
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "0 m-a1 a s1 10000",
+            "1 log:subscription:1 a s2 2000",
+            "2 m-a2 a s1 15000",
+            "3 log:subscription:3 b s9 700"
+        ]
+    );
+    // A reference the log does not hold is left out, not an error.
+    let missing = [Message("nope".into()), Log(99)];
+    assert!(tenure_engine::source_events(&data, &missing).unwrap().is_empty());
+}

@@ -4,6 +4,7 @@
 
 mod cohort;
 pub mod cs;
+pub mod explain;
 mod segment;
 mod stats;
 pub mod usage;

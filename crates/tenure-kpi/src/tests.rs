@@ -198,7 +198,8 @@ proptest! {
     #[test]
     fn movements_explain_mrr_in_every_period_and_segment(h in history(), grouping in prop::bool::ANY, interval in 1u32..13) {
         let t0 = Timestamp::parse("2023-01-01").unwrap();
-        let mut b = LedgerBuilder::new();
+        let mut b = LedgerBuilder::new().keep_sources();
+        let mut position = 0;
         for (i, (seg, changes)) in h.iter().enumerate() {
             let account = format!("a{i}");
             b.push(Event {
@@ -226,7 +227,8 @@ proptest! {
                     }
                 }
                 e.ts = Timestamp(e.ts.0 + *line as i64 * 1_000_000);
-                b.push(e);
+                b.push_at(e, Some(position));
+                position += 1;
             }
         }
         let mut rc = rev();
@@ -284,6 +286,33 @@ proptest! {
             prop_assert_eq!(money(&w[0].kpis, "mrr_end"), money(&w[1].kpis, "mrr_start"));
             prop_assert_eq!(money(&w[0].kpis, "committed_mrr_end"), money(&w[1].kpis, "committed_mrr_start"));
             prop_assert_eq!(money(&w[0].kpis, "mrr_end_at_closing_rates"), money(&w[1].kpis, "mrr_start_at_closing_rates"));
+        }
+        // Every movement names the events it classifies.
+        for a in &l.accounts {
+            for m in &a.movements {
+                prop_assert!(!m.sources.is_empty(), "{} {:?} has no source", a.id, m);
+            }
+        }
+        // Explanations sum to the catalogue's figures: whole, per segment and for a segment,
+        // for a month and for the whole (multi-month) period.
+        use explain::{Kpi, Selection, explain};
+        let whole = Period::parse("2023-01..2024-03").unwrap();
+        let whole_rows = report(&l, &[whole], None, &cfg());
+        let whole_cut = report(&l, &[whole], Some(&by), &cfg());
+        for (p, rows, cut_rows) in [(periods[5], &total[5..6], cut.iter().filter(|r| r.period == periods[5]).cloned().collect::<Vec<_>>()), (whole, &whole_rows[..], whole_cut.clone())] {
+            for kpi in Kpi::ALL {
+                let e = explain(&l, kpi, p, &Selection::default(), &cfg());
+                prop_assert_eq!(e.total, money(&rows[0].kpis, kpi.id()), "{} {}", kpi.id(), p);
+                prop_assert!(e.balances());
+                let e = explain(&l, kpi, p, &Selection { by: Some(by.clone()), ..Selection::default() }, &cfg());
+                prop_assert_eq!(e.segments.len(), cut_rows.len());
+                for (s, r) in e.segments.iter().zip(&cut_rows) {
+                    prop_assert_eq!(Some(&s.segment), r.segment.as_ref());
+                    prop_assert_eq!(s.total, money(&r.kpis, kpi.id()), "{} {} {:?}", kpi.id(), p, s.segment);
+                    let one = Selection { by: Some(by.clone()), segment: Some(s.segment.clone()), account: None };
+                    prop_assert_eq!(explain(&l, kpi, p, &one, &cfg()).total, s.total);
+                }
+            }
         }
     }
 }
@@ -523,4 +552,155 @@ fn root_causes_of_resolved_tasks() {
         &ids[..3],
         ["tasks_resolved", "tasks_resolved_without_root_cause", "root_cause_tasks.product_gap"]
     );
+/// February 2024 of five accounts, one of each movement, with segments and message ids.
+fn explained_company() -> Ledger {
+    let attr = |account: &str, seg: &str| Event {
+        ts: Timestamp::parse("2023-01-01").unwrap(),
+        account: Some(account.into()),
+        message_id: None,
+        body: EventBody::Account {
+            name: Some(format!("{account} Inc")),
+            attributes: vec![("segment".into(), tenure_core::event::AttrValue::Str(seg.into()))],
+        },
+    };
+    let with_id = |mut e: Event, id: &str| {
+        e.message_id = Some(id.into());
+        e
+    };
+    let mut addon = sub("2024-02-20", "a", "a-addon", 3_000, SubStatus::Active);
+    if let EventBody::Subscription(s) = &mut addon.body {
+        s.product = Some("addon".into());
+    }
+    let ev = vec![
+        attr("a", "smb"),
+        attr("b", "ent"),
+        attr("c", "ent"),
+        attr("d", "smb"),
+        with_id(sub("2023-06-01", "e", "e", 5_000, SubStatus::Active), "e1"),
+        with_id(sub("2023-09-01", "e", "e", 0, SubStatus::Canceled), "e2"),
+        with_id(sub("2024-01-01", "a", "a", 10_000, SubStatus::Active), "a1"),
+        with_id(sub("2024-01-01", "b", "b", 20_000, SubStatus::Active), "b1"),
+        with_id(sub("2024-01-01", "d", "d", 6_000, SubStatus::Active), "d1"),
+        with_id(sub("2024-02-03", "c", "c", 8_000, SubStatus::Active), "c1"),
+        with_id(sub("2024-02-05", "a", "a", 15_000, SubStatus::Active), "a2"),
+        with_id(sub("2024-02-10", "b", "b", 0, SubStatus::Canceled), "b2"),
+        with_id(sub("2024-02-12", "d", "d", 4_000, SubStatus::Active), "d2"),
+        with_id(sub("2024-02-15", "e", "e", 7_000, SubStatus::Active), "e3"),
+        with_id(addon, "a3"),
+    ];
+    let mut b = LedgerBuilder::new().keep_sources();
+    for e in ev {
+        b.push(e);
+    }
+    b.finish(&rev(), Timestamp::parse("2030-01-01").unwrap())
+}
+
+fn render_explanation(e: &explain::Explanation) -> String {
+    let mut s = format!("{} total {} figure {}\n", e.kpi.id(), e.total, e.figure);
+    for seg in &e.segments {
+        s += &format!("  segment {:?}: {} (figure {})\n", seg.segment, seg.total, seg.figure);
+    }
+    for l in &e.lines {
+        s += &format!("  {} {:?} {}\n", l.account, l.segment, l.amount);
+        for i in &l.items {
+            let refs: Vec<String> = i.sources.iter().map(|r| r.to_string()).collect();
+            s += &format!(
+                "    {} {} {} [{}]\n",
+                i.ts.date_string(),
+                i.kind.as_str(),
+                i.amount,
+                refs.join(" ")
+            );
+        }
+    }
+    s
+}
+
+#[test]
+fn explain_sums_to_the_figure_for_every_movement_type_and_cut() {
+    use explain::{Kpi, Selection, explain};
+    let l = explained_company();
+    let feb = Period::parse("2024-02").unwrap();
+    let long = Period::parse("2023-09..2024-03").unwrap();
+    let seg = |v: Option<&str>| Selection {
+        by: Some(By::parse("segment")),
+        segment: Some(v.map(str::to_string)),
+        account: None,
+    };
+    let all = Selection::default();
+    // Hand-computed, cents: February starts at a 100 + b 200 + d 60; c is new (80), a grows
+    // by 50 of its product and 30 of a new one, d shrinks by 20, b leaves (200), e comes
+    // back (70). From September 2023: e (50) leaves first, a, b and d are new in January.
+    let cases: Vec<(Kpi, Period, Selection, i64)> = vec![
+        (Kpi::MrrStart, feb, all.clone(), 36_000),
+        (Kpi::MrrEnd, feb, all.clone(), 37_000),
+        (Kpi::New, feb, all.clone(), 8_000),
+        (Kpi::Expansion, feb, all.clone(), 8_000),
+        (Kpi::Upsell, feb, all.clone(), 5_000),
+        (Kpi::CrossSell, feb, all.clone(), 3_000),
+        (Kpi::Contraction, feb, all.clone(), 2_000),
+        (Kpi::Churn, feb, all.clone(), 20_000),
+        (Kpi::Reactivation, feb, all.clone(), 7_000),
+        (Kpi::NetChange, feb, all.clone(), 1_000),
+        (Kpi::MrrStart, feb, seg(Some("ent")), 20_000),
+        (Kpi::MrrEnd, feb, seg(Some("ent")), 8_000),
+        (Kpi::Churn, feb, seg(Some("ent")), 20_000),
+        (Kpi::Churn, feb, seg(Some("smb")), 0),
+        (Kpi::NetChange, feb, seg(Some("smb")), 6_000),
+        (Kpi::Reactivation, feb, seg(None), 7_000),
+        (Kpi::MrrStart, long, all.clone(), 5_000),
+        (Kpi::New, long, all.clone(), 44_000),
+        (Kpi::Churn, long, all.clone(), 25_000),
+        (Kpi::NetChange, long, all.clone(), 32_000),
+        (Kpi::MrrEnd, long, seg(Some("smb")), 22_000),
+        (
+            Kpi::Expansion,
+            feb,
+            Selection { account: Some("a".into()), ..Selection::default() },
+            8_000,
+        ),
+        (Kpi::Expansion, feb, Selection { account: Some("c".into()), ..Selection::default() }, 0),
+    ];
+    for (kpi, p, sel, want) in cases {
+        let e = explain(&l, kpi, p, &sel, &cfg());
+        let what = format!("{} {p} {sel:?}", kpi.id());
+        assert_eq!(e.total, want, "lines of {what}");
+        assert_eq!(e.figure, want, "catalogue of {what}");
+        let lines: i64 =
+            e.lines.iter().map(|l| l.items.iter().map(|i| i.amount).sum::<i64>()).sum();
+        assert_eq!(lines, want, "items of {what}");
+    }
+    expect![[r#"
+        mrr_end total 37000 figure 37000
+          segment Some("ent"): 8000 (figure 8000)
+          segment Some("smb"): 22000 (figure 22000)
+          segment None: 7000 (figure 7000)
+          a Some(Some("smb")) 18000
+            2024-01-01 new 10000 [a1]
+            2024-02-05 expansion 5000 [a2]
+            2024-02-20 expansion 3000 [a3]
+          c Some(Some("ent")) 8000
+            2024-02-03 new 8000 [c1]
+          e Some(None) 7000
+            2024-02-15 reactivation 7000 [e3]
+          d Some(Some("smb")) 4000
+            2024-01-01 new 6000 [d1]
+            2024-02-12 contraction -2000 [d2]
+    "#]]
+    .assert_eq(&render_explanation(&explain(
+        &l,
+        Kpi::MrrEnd,
+        feb,
+        &Selection { by: Some(By::parse("segment")), ..Selection::default() },
+        &cfg(),
+    )));
+    expect![[r#"
+        mrr_churn total 20000 figure 20000
+          b None 20000
+            2024-02-10 churn 20000 [b2]
+    "#]]
+    .assert_eq(&render_explanation(&explain(&l, Kpi::Churn, feb, &all, &cfg())));
+    assert_eq!(Kpi::ALL.map(Kpi::id), explain::IDS);
+    assert_eq!(Kpi::parse("mrr_churn"), Some(Kpi::Churn));
+    assert_eq!(Kpi::parse("nrr"), None);
 }

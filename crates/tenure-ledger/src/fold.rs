@@ -324,6 +324,9 @@ pub(crate) fn fold_account(
     // base-currency MRR and ARR, and the date whose exchange rate it is converted at.
     let mut lines: Vec<Option<(LineVal, i64, i64, Timestamp)>> = vec![None; line_count];
     let mut raw_steps: Vec<(Timestamp, Walk)> = Vec::new();
+    // (raw step, index in `raw.subs`): the events whose points changed their line's MRR or
+    // whether it keeps the customer; a movement names those of the steps it groups.
+    let mut sourced: Vec<(usize, usize)> = Vec::new();
     // Free or paused lines keep an account a customer only once it has paid.
     let mut ever_paid = false;
     let mut i = 0;
@@ -351,6 +354,12 @@ pub(crate) fn fold_account(
                 })
             };
             let (base, arr) = (convert(v.native), convert(v.native_arr));
+            if !raw.sub_sources.is_empty()
+                && old.as_ref().map_or((0, false), |(o, b, _, _)| (*b, o.keeps_customer))
+                    != (base, v.keeps_customer)
+            {
+                sourced.push((raw_steps.len(), points[i].1));
+            }
             let old_base = old.as_ref().map_or(0, |(_, b, _, _)| *b);
             involuntary |= v.involuntary && old_base > 0;
             if old_base > 0 && base == 0 && lost.as_ref().is_none_or(|(m, _)| old_base > *m) {
@@ -405,6 +414,7 @@ pub(crate) fn fold_account(
     let mut ever_customer = false;
     let mut last_churn: Option<Timestamp> = None;
     let mut g = 0;
+    let mut next_sourced = 0;
     while g < raw_steps.len() {
         let start = raw_steps[g].0;
         let mut end = g;
@@ -426,6 +436,12 @@ pub(crate) fn fold_account(
         }
         let after = raw_steps[end].1.clone();
         g = end + 1;
+        let mut orders: Vec<usize> = Vec::new();
+        while next_sourced < sourced.len() && sourced[next_sourced].0 <= end {
+            orders.push(sourced[next_sourced].1);
+            next_sourced += 1;
+        }
+        let moved = movements.len();
         let mv = |kind, amount| Movement {
             ts: start,
             kind,
@@ -434,6 +450,7 @@ pub(crate) fn fold_account(
             cross_sell: 0,
             involuntary: false,
             cancel_reason: None,
+            sources: Box::default(),
         };
         match (prev.customer, after.customer) {
             (false, true) => {
@@ -477,6 +494,14 @@ pub(crate) fn fold_account(
                 ..mv(MovementKind::Contraction, prev.mrr - after.mrr)
             }),
             _ => {}
+        }
+        if movements.len() > moved && !orders.is_empty() {
+            // In log order; an event can give two points at one instant (a cancellation
+            // effective at once).
+            orders.sort_unstable();
+            orders.dedup();
+            let m = movements.last_mut().expect("a movement was just pushed");
+            m.sources = orders.iter().filter_map(|&o| raw.sub_sources.get(o)?.clone()).collect();
         }
         let changed = after.mrr != prev.mrr
             || after.arr != prev.arr

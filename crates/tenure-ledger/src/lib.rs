@@ -59,6 +59,28 @@ pub struct Movement {
     /// For churn: the `cancel_reason` of the line that carried the most MRR among those that
     /// stopped in this movement (`None` when it gave none).
     pub cancel_reason: Option<Arc<str>>,
+    /// The subscription events whose changes this movement classifies, in log order (empty
+    /// unless the builder keeps sources: see [`LedgerBuilder::keep_sources`]). A boxed slice:
+    /// 16 bytes on every movement, allocated only when there are sources.
+    pub sources: Box<[SourceRef]>,
+}
+
+/// Where a subscription event came from, so that a figure can be traced back to it: its
+/// `message_id` when it has one (stable across re-imports), else its place in the log (the
+/// record index in the subscription lane).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceRef {
+    Message(Box<str>),
+    Log(u64),
+}
+
+impl std::fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceRef::Message(m) => write!(f, "{m}"),
+            SourceRef::Log(i) => write!(f, "log:subscription:{i}"),
+        }
+    }
 }
 
 /// The cancel reason that marks a cancellation as for want of payment: Stripe's
@@ -278,6 +300,9 @@ struct RawAccount {
     name: Option<(Timestamp, String)>,
     attributes: Vec<(Timestamp, String, AttrValue)>,
     subs: Vec<(Timestamp, Subscription)>,
+    /// Where each of `subs` came from (same index; empty when sources are not kept, and
+    /// possibly shorter than `subs` when builders with and without sources were merged).
+    sub_sources: Vec<Option<SourceRef>>,
     invoices: Vec<(Timestamp, String, Money, InvoiceStatus)>,
     cs: cs::RawCs,
 }
@@ -292,6 +317,8 @@ pub struct LedgerBuilder {
     contacts: Vec<(Timestamp, String, String)>,
     /// Indexes into `contacts` by contact (for folding one account).
     by_contact: FxHashMap<String, Vec<usize>>,
+    /// Whether subscription events keep their [`SourceRef`] (for `tenure explain`).
+    sources: bool,
 }
 
 impl LedgerBuilder {
@@ -311,10 +338,25 @@ impl LedgerBuilder {
         &mut self.raw[i]
     }
 
+    /// Keeps where each subscription event came from, so that every [`Movement`] names
+    /// its events (`sources`). Off by default: reports that do not explain a figure do not
+    /// pay for it.
+    pub fn keep_sources(mut self) -> LedgerBuilder {
+        self.sources = true;
+        self
+    }
+
     /// Takes one event. Any event naming an unknown account creates it; kinds the revenue
     /// fold does not read only do that.
     pub fn push(&mut self, e: Event) {
-        let Event { ts, account, body, .. } = e;
+        self.push_at(e, None);
+    }
+
+    /// As [`push`](Self::push), with the event's record index in its log lane, its source
+    /// when it has no `message_id` (and the builder keeps sources).
+    pub fn push_at(&mut self, e: Event, position: Option<u64>) {
+        let keep = self.sources;
+        let Event { ts, account, body, message_id } = e;
         let Some(account) = account else {
             if let EventBody::Cost { category, amount, period_start, period_end } = body {
                 self.costs.push((ts, category, amount, period_start, period_end));
@@ -335,7 +377,17 @@ impl LedgerBuilder {
                 }
                 slot.attributes.extend(attributes.into_iter().map(|(k, v)| (ts, k, v)));
             }
-            EventBody::Subscription(s) => slot.subs.push((ts, *s)),
+            EventBody::Subscription(s) => {
+                if keep {
+                    let source = match message_id {
+                        Some(m) => Some(SourceRef::Message(m.into_boxed_str())),
+                        None => position.map(SourceRef::Log),
+                    };
+                    slot.sub_sources.resize(slot.subs.len(), None);
+                    slot.sub_sources.push(source);
+                }
+                slot.subs.push((ts, *s))
+            }
             EventBody::Invoice { invoice_id, amount, status, .. } => {
                 slot.invoices.push((ts, invoice_id, amount, status))
             }
@@ -374,10 +426,15 @@ impl LedgerBuilder {
                 }
             }
             take(&mut slot.attributes, raw.attributes);
+            if !raw.sub_sources.is_empty() {
+                slot.sub_sources.resize(slot.subs.len(), None);
+                take(&mut slot.sub_sources, raw.sub_sources);
+            }
             take(&mut slot.subs, raw.subs);
             take(&mut slot.invoices, raw.invoices);
             take(&mut slot.cs.events, raw.cs.events);
         }
+        self.sources |= other.sources;
         self.costs.extend(other.costs);
         let offset = self.contacts.len();
         for (c, ix) in other.by_contact {

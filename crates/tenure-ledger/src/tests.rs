@@ -731,4 +731,58 @@ fn foreign_lines_keep_their_native_and_booked_amounts() {
         ),
         None
     );
+#[test]
+fn movements_name_the_events_they_classify() {
+    let script = r#"
+        2024-01-01T10:00 a sub id=s1 amount=100 status=trialing
+        2024-01-15T10:00 a sub id=s1 amount=100
+        2024-01-15T10:30 a sub id=s2 amount=50 product=addon
+        2024-02-10 a sub id=s1 amount=100 plan=gold
+        2024-03-01 a sub id=s1 amount=80
+        2024-04-01 a sub id=s1 status=canceled
+        2024-04-01 a sub id=s2 status=canceled
+        2024-04-01T12:00 b sub id=s9 amount=10 status=past_due
+        "#;
+    let fold = |keep: bool| {
+        let mut b = if keep { LedgerBuilder::new().keep_sources() } else { LedgerBuilder::new() };
+        for (i, mut e) in events(script).into_iter().enumerate() {
+            if i == 1 || i == 6 {
+                e.message_id = Some(format!("evt_{i}"));
+            }
+            b.push_at(e, Some(i as u64));
+        }
+        b.finish(&tenure(), Timestamp::parse("2030-01-01").unwrap())
+    };
+    let render = |l: &Ledger| {
+        let mut s = String::new();
+        for a in &l.accounts {
+            for m in &a.movements {
+                let refs: Vec<String> = m.sources.iter().map(|r| r.to_string()).collect();
+                s += &format!("{} {} {} {}\n", a.id, m.ts, m.kind.as_str(), refs.join(" "));
+            }
+        }
+        s
+    };
+    // The trial start changes no MRR, nor the plan change: neither is named. The past-due
+    // event is the source of both b's start and its later involuntary churn.
+    expect![[r#"
+        a 2024-01-15T10:00:00Z new evt_1 log:subscription:2
+        a 2024-03-01T00:00:00Z contraction log:subscription:4
+        a 2024-04-01T00:00:00Z churn log:subscription:5 evt_6
+        b 2024-04-01T12:00:00Z new log:subscription:7
+        b 2024-05-01T12:00:00Z churn log:subscription:7
+    "#]]
+    .assert_eq(&render(&fold(true)));
+    // Not kept unless asked for; the movements are the same otherwise.
+    let (with, without) = (fold(true), fold(false));
+    assert!(without.accounts.iter().all(|a| a.movements.iter().all(|m| m.sources.is_empty())));
+    for (x, y) in with.accounts.iter().zip(&without.accounts) {
+        let strip = |a: &AccountLedger| {
+            a.movements
+                .iter()
+                .map(|m| Movement { sources: Box::default(), ..m.clone() })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(x), strip(y));
+    }
 }

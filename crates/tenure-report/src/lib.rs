@@ -589,3 +589,234 @@ mod tests {
         );
     }
 }
+/// The source events of an explanation read back from the log, by reference: each one's
+/// record index in the subscription lane and the event.
+pub type Resolved =
+    std::collections::HashMap<tenure_ledger::SourceRef, (u64, tenure_core::event::Event)>;
+
+fn source_json(r: &tenure_ledger::SourceRef, events: &Resolved) -> Json {
+    let mut o = Map::new();
+    o.insert("ref".into(), json!(r.to_string()));
+    let Some((position, e)) = events.get(r) else {
+        o.insert("found".into(), json!(false));
+        return Json::Object(o);
+    };
+    o.insert("found".into(), json!(true));
+    o.insert("position".into(), json!(position));
+    o.insert("type".into(), json!(e.kind().as_str()));
+    o.insert("ts".into(), json!(e.ts.to_string()));
+    o.insert("message_id".into(), e.message_id.as_ref().map_or(Json::Null, |m| json!(m)));
+    if let tenure_core::event::EventBody::Subscription(s) = &e.body {
+        o.insert("subscription_id".into(), json!(s.subscription_id));
+        o.insert("product".into(), s.product.as_ref().map_or(Json::Null, |p| json!(p)));
+        o.insert("plan".into(), s.plan.as_ref().map_or(Json::Null, |p| json!(p)));
+        o.insert("status".into(), json!(s.status.as_str()));
+        o.insert("amount".into(), money_json(s.amount.minor, s.amount.currency));
+        o.insert("currency".into(), json!(s.amount.currency.to_string()));
+        o.insert("interval_months".into(), json!(s.interval_months));
+        o.insert("quantity".into(), json!(s.quantity));
+    }
+    Json::Object(o)
+}
+
+fn by_label(by: &tenure_kpi::By) -> String {
+    match by {
+        tenure_kpi::By::Attribute(a) => a.clone(),
+        tenure_kpi::By::Plan => "plan".into(),
+        tenure_kpi::By::TenureBand => "tenure_band".into(),
+        tenure_kpi::By::Account => "account".into(),
+    }
+}
+
+/// An explanation as JSON (the CLI's `--format json` and `GET /api/v1/kpis/explain`):
+/// money in major units of `cur`, every source with the event it names (or `found: false`).
+pub fn explain_json(
+    e: &tenure_kpi::explain::Explanation,
+    cur: Currency,
+    as_of: tenure_core::time::Timestamp,
+    events: &Resolved,
+) -> Json {
+    let seg = |s: &Option<String>| s.as_ref().map_or(Json::Null, |s| json!(s));
+    let mut o = Map::new();
+    o.insert("kpi".into(), json!(e.kpi.id()));
+    o.insert(
+        "period".into(),
+        json!({"start": e.period.start.to_string(), "end": e.period.end.to_string()}),
+    );
+    o.insert("as_of".into(), json!(as_of.to_string()));
+    o.insert("currency".into(), json!(cur.to_string()));
+    o.insert("at".into(), e.at.map_or(Json::Null, |t| json!(t.to_string())));
+    o.insert("by".into(), e.selection.by.as_ref().map_or(Json::Null, |b| json!(by_label(b))));
+    // Present only when a segment was chosen (null: the accounts without the attribute).
+    if let Some(s) = &e.selection.segment {
+        o.insert("segment".into(), seg(s));
+    }
+    o.insert("account".into(), e.selection.account.as_ref().map_or(Json::Null, |a| json!(a)));
+    o.insert("figure".into(), money_json(e.figure, cur));
+    o.insert("total".into(), money_json(e.total, cur));
+    o.insert("balanced".into(), json!(e.balances()));
+    if e.selection.by.is_some() && e.selection.segment.is_none() {
+        let segments: Vec<Json> = e
+            .segments
+            .iter()
+            .map(|s| {
+                json!({
+                    "segment": seg(&s.segment),
+                    "total": money_json(s.total, cur),
+                    "figure": money_json(s.figure, cur),
+                })
+            })
+            .collect();
+        o.insert("segments".into(), Json::Array(segments));
+    }
+    let accounts: Vec<Json> = e
+        .lines
+        .iter()
+        .map(|l| {
+            let movements: Vec<Json> = l
+                .items
+                .iter()
+                .map(|i| {
+                    json!({
+                        "ts": i.ts.to_string(),
+                        "kind": i.kind.as_str(),
+                        "amount": money_json(i.amount, cur),
+                        "involuntary": i.involuntary,
+                        "sources": i.sources.iter().map(|r| source_json(r, events)).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let mut a = Map::new();
+            a.insert("account".into(), json!(l.account));
+            a.insert("name".into(), l.name.as_ref().map_or(Json::Null, |n| json!(n)));
+            if let Some(s) = &l.segment {
+                a.insert("segment".into(), seg(s));
+            }
+            a.insert("amount".into(), money_json(l.amount, cur));
+            a.insert("movements".into(), Json::Array(movements));
+            Json::Object(a)
+        })
+        .collect();
+    o.insert("accounts_total".into(), json!(e.lines.len()));
+    o.insert("accounts".into(), Json::Array(accounts));
+    Json::Object(o)
+}
+
+fn source_text(r: &tenure_ledger::SourceRef, events: &Resolved) -> String {
+    let Some((position, e)) = events.get(r) else {
+        return "not found in the log".into();
+    };
+    let mut s = format!("{} {}", e.kind().as_str(), e.ts);
+    if let tenure_core::event::EventBody::Subscription(sub) = &e.body {
+        s += &format!(
+            ", line {} {} {}/{}m {}",
+            sub.subscription_id,
+            tenure_core::money::format_minor(sub.amount.minor, sub.amount.currency),
+            sub.amount.currency,
+            sub.interval_months,
+            sub.status.as_str()
+        );
+    }
+    // A reference by message id gets where the event is; one by position, its message id.
+    match (r, &e.message_id) {
+        (tenure_ledger::SourceRef::Message(_), _) => s + &format!(" (log position {position})"),
+        (tenure_ledger::SourceRef::Log(_), Some(m)) => s + &format!(" (message {m})"),
+        (tenure_ledger::SourceRef::Log(_), None) => s,
+    }
+}
+
+/// An explanation as text: the figure, then each account with its movements and under
+/// each movement the events it classifies; the total last.
+pub fn explain_table(
+    e: &tenure_kpi::explain::Explanation,
+    cur: Currency,
+    as_of: tenure_core::time::Timestamp,
+    events: &Resolved,
+) -> String {
+    let m = |x: i64| tenure_core::money::format_minor(x, cur);
+    let mut out = format!(
+        "{} over {}..{} in {cur}, as of {as_of}: {}\n",
+        e.kpi.id(),
+        e.period.start.date_string(),
+        e.period.end.date_string(),
+        m(e.figure)
+    );
+    if let Some(at) = e.at {
+        out += &format!("MRR just before {at}\n");
+    }
+    if let Some(b) = &e.selection.by {
+        out += &format!("cut by {}", by_label(b));
+        if let Some(s) = &e.selection.segment {
+            out += &format!(": {}", s.as_deref().unwrap_or("(none)"));
+        }
+        out += "\n";
+    }
+    if let Some(a) = &e.selection.account {
+        out += &format!("account {a}\n");
+    }
+    for s in &e.segments {
+        out += &format!("  segment {}: {}\n", s.segment.as_deref().unwrap_or("(none)"), m(s.total));
+    }
+    let width = e.lines.iter().map(|l| m(l.amount).len()).max().unwrap_or(0);
+    for l in &e.lines {
+        out += &format!("\n{:>width$}  {}", m(l.amount), l.account);
+        if let Some(n) = &l.name {
+            out += &format!(" ({n})");
+        }
+        if let Some(s) = &l.segment {
+            out += &format!(" [{}]", s.as_deref().unwrap_or("(none)"));
+        }
+        out += "\n";
+        for i in &l.items {
+            out += &format!(
+                "    {} {}{} {}\n",
+                i.ts,
+                i.kind.as_str(),
+                if i.involuntary { " (involuntary)" } else { "" },
+                m(i.amount)
+            );
+            for r in &i.sources {
+                out += &format!("      {r}: {}\n", source_text(r, events));
+            }
+        }
+    }
+    out += &format!(
+        "\ntotal {} over {} account{}",
+        m(e.total),
+        e.lines.len(),
+        if e.lines.len() == 1 { "" } else { "s" }
+    );
+    if e.balances() {
+        out += &format!(" = {} {}\n", e.kpi.id(), m(e.figure));
+    } else {
+        out += &format!(
+            " DIFFERS from {} {}: this is a bug, please report it\n",
+            e.kpi.id(),
+            m(e.figure)
+        );
+    }
+    out
+}
+
+/// An explanation as CSV: one row per movement (money in major units), so that the amount
+/// column sums to the figure; its sources space-separated.
+pub fn explain_csv(e: &tenure_kpi::explain::Explanation, cur: Currency) -> String {
+    let mut out = String::from("account,name,segment,ts,kind,amount,involuntary,sources\n");
+    for l in &e.lines {
+        for i in &l.items {
+            let sources: Vec<String> = i.sources.iter().map(|r| r.to_string()).collect();
+            out += &format!(
+                "{},{},{},{},{},{},{},{}\n",
+                csv_cell(&l.account),
+                csv_cell(l.name.as_deref().unwrap_or("")),
+                csv_cell(l.segment.as_ref().and_then(|s| s.as_deref()).unwrap_or("")),
+                i.ts,
+                i.kind.as_str(),
+                money_json(i.amount, cur),
+                i.involuntary,
+                csv_cell(&sources.join(" "))
+            );
+        }
+    }
+    out
+}

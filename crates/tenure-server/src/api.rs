@@ -120,6 +120,32 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/kpis/explain",
+        scope: Some(Scope::Read),
+        summary: "Explain a revenue figure: its accounts, their movements and the subscription events behind each, summing to the figure exactly",
+        params: &[
+            (
+                "kpi",
+                "query",
+                "mrr_start | mrr_end | mrr_new | mrr_expansion | mrr_contraction | mrr_churn | mrr_reactivation | mrr_net_change | upsell | cross_sell",
+            ),
+            ("period", "query", "START..END (dates or months) [the last whole month]"),
+            ("account", "query", "Only this account"),
+            (
+                "by",
+                "query",
+                "Cut as /api/v1/kpis does: KEY for every segment with its subtotal, KEY=VALUE for one segment (KEY=(none): without the attribute)",
+            ),
+            (
+                "limit",
+                "query",
+                "At most this many accounts [1000, max 1000]; the totals are of all",
+            ),
+            ("offset", "query", "Skip this many accounts"),
+        ],
+    },
+    Route {
+        method: "get",
         path: "/api/v1/cohorts",
         scope: Some(Scope::Read),
         summary: "Cohort retention table",
@@ -218,6 +244,7 @@ pub fn handler(r: &Route) -> MethodRouter<AppState> {
         ("get", "/api/v1/accounts") => get(accounts),
         ("get", "/api/v1/accounts/{id}") => get(account),
         ("get", "/api/v1/kpis") => get(kpis),
+        ("get", "/api/v1/kpis/explain") => get(kpis_explain),
         ("get", "/api/v1/cohorts") => get(cohorts),
         ("get", "/api/v1/alerts") => get(alerts),
         ("get", "/api/v1/tasks") => get(tasks),
@@ -548,6 +575,80 @@ fn kpis_of(s: &AppState, p: &HashMap<String, String>) -> Result<Response, ApiErr
     let text = tenure_report::kpis_json(&rows, live.cfg.revenue.fx.base, false);
     let j: Value =
         serde_json::from_str(&text).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &j))
+}
+
+async fn kpis_explain(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    blocking(move || explain_of(&s, &p)).await
+}
+
+/// What an explanation asks for, read from query parameters (the API's and the dashboard's
+/// `/explain` page's): the KPI, the period (default: the last whole month before `t`) and
+/// the selection.
+pub(crate) fn explain_request(
+    p: &HashMap<String, String>,
+    t: Timestamp,
+) -> Result<(tenure_kpi::explain::Kpi, Period, tenure_kpi::explain::Selection), String> {
+    use tenure_kpi::explain::{Kpi, Selection};
+    let kpi = match p.get("kpi") {
+        None => return Err(format!("kpi: name one of {}", Kpi::expected())),
+        Some(k) => Kpi::parse(k).ok_or_else(|| {
+            format!("kpi: {k:?} cannot be explained (one of {})", Kpi::expected())
+        })?,
+    };
+    let period = match p.get("period") {
+        Some(v) => Period::parse(v).map_err(|e| format!("period: {e}"))?,
+        None => {
+            let end = PeriodUnit::Month.floor(t);
+            Period::new(end.add_months(-1), end)
+        }
+    };
+    let (by, segment) = match p.get("by").filter(|b| !b.is_empty()) {
+        Some(b) => {
+            let (by, segment) = Selection::parse_by(b);
+            (Some(by), segment)
+        }
+        None => (None, None),
+    };
+    let account = p.get("account").filter(|a| !a.is_empty()).cloned();
+    Ok((kpi, period, Selection { by, segment, account }))
+}
+
+/// The source events an explanation names, read back from the data directory's log.
+pub(crate) fn resolve_sources(
+    data: &std::path::Path,
+    e: &tenure_kpi::explain::Explanation,
+) -> Result<tenure_report::Resolved, ApiError> {
+    let found = tenure_engine::source_events(data, &tenure_kpi::explain::sources(e))
+        .map_err(|e| ApiError::new("internal", e.to_string()))?;
+    Ok(found.into_iter().map(|s| (s.source, (s.position, s.event))).collect())
+}
+
+fn explain_of(s: &AppState, p: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let live = live_read(s)?;
+    let (kpi, period, selection) = explain_request(p, live.t).map_err(bad)?;
+    if let Some(a) = &selection.account
+        && live.ledger.account(a).is_none()
+    {
+        return Err(bad(format!("account: no account {a:?}")));
+    }
+    let mut e = tenure_kpi::explain::explain(&live.ledger, kpi, period, &selection, &live.cfg.kpi);
+    let (cur, as_of) = (live.cfg.revenue.fx.base, live.t);
+    drop(live);
+    let number =
+        |k: &str, default: usize| p.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(default);
+    let (offset, limit) = (number("offset", 0), number("limit", 1000));
+    let accounts = e.lines.len();
+    // A page of the accounts; the totals stay those of all of them.
+    e.lines = e.lines.into_iter().skip(offset).take(limit).collect();
+    let events = resolve_sources(&s.0.data, &e)?;
+    let mut j = tenure_report::explain_json(&e, cur, as_of, &events);
+    j["accounts_total"] = json!(accounts);
     Ok(json_response(StatusCode::OK, &j))
 }
 

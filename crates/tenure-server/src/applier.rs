@@ -119,6 +119,7 @@ fn apply_loop(
                     match rx.try_recv() {
                         Ok(more) => {
                             c.events.extend(more.events);
+                            c.positions.extend(more.positions);
                             c.received = c.received.min(more.received);
                         }
                         Err(_) => break,
@@ -129,7 +130,8 @@ fn apply_loop(
                 }
                 let now = (core.clock)();
                 // Immediate rules first: their alerts do not wait for the re-scoring.
-                let (fired, touched) = core.live.write().expect("live state").take(&c.events, now);
+                let (fired, touched) =
+                    core.live.write().expect("live state").take_at(&c.events, &c.positions, now);
                 raise(core, fired, now, Some(c.received), internal, &mut pending, true);
                 let fired = core.live.write().expect("live state").settle(touched, now);
                 raise(core, fired, now, None, internal, &mut pending, true);

@@ -26,7 +26,8 @@ pub fn load(
     now: Timestamp,
 ) -> Result<Live, String> {
     let mut history = History::default();
-    tenure_engine::replay(data, &ledger_kinds(), |e| history.push(e)).map_err(|e| e.to_string())?;
+    tenure_engine::replay_at(data, &ledger_kinds(), |e, i| history.push_at(e, Some(i)))
+        .map_err(|e| e.to_string())?;
     let usage = if tenure_engine::log_dir(data).exists() {
         let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
         tenure_analytics::refresh(data).map_err(|e| e.to_string())?;

@@ -60,6 +60,7 @@ pub fn param_type(path: &str, name: &str) -> Option<Ty> {
     Some(match (path, name) {
         ("/v1/{call}", "call") => Ty::Enum(CALLS),
         ("/api/v1/forecast", "by") => Ty::Enum(&["month", "csm", "segment"]),
+        (_, "kpi") => Ty::Enum(tenure_kpi::explain::IDS),
         (_, "id" | "q" | "segment" | "csm" | "account" | "rule" | "owner" | "by") => Ty::Text,
         ("/webhooks/stripe", "Stripe-Signature") => Ty::Text,
         (_, "colour") => Ty::Enum(COLOURS),
@@ -507,6 +508,39 @@ fn components() -> Value {
             "segment": ns(),
             "kpis": {"type": "object", "additionalProperties": {"anyOf": [
                 {"type": ["number", "null"]}, {"type": "array", "items": s("number"), "minItems": 2, "maxItems": 2}]}}}}));
+    // In parts: one json! of the whole nests too deep for the macro.
+    let source = json!({"type": "object", "required": ["ref", "found"], "properties": {
+        "ref": {"type": "string", "description": "The event's message_id, else log:subscription:N (its record index in the subscription lane)"},
+        "found": s("boolean"), "position": {"type": "integer", "minimum": 0},
+        "type": s("string"), "ts": s("string"), "message_id": ns(), "subscription_id": s("string"),
+        "product": ns(), "plan": ns(), "status": en(SubStatus::ALL, SubStatus::as_str),
+        "amount": s("number"), "currency": sref("Currency"), "interval_months": s("integer"), "quantity": s("integer")}});
+    let movement = json!({"type": "object", "required": ["ts", "kind", "amount", "sources"], "properties": {
+        "ts": s("string"),
+        "kind": {"type": "string", "enum": ["new", "expansion", "contraction", "churn", "reactivation"]},
+        "amount": {"type": "number", "description": "What the movement adds to the figure (signed for mrr_net_change, mrr_start and mrr_end)"},
+        "involuntary": s("boolean"),
+        "sources": {"type": "array", "items": source}}});
+    let account = json!({"type": "object", "required": ["account", "amount", "movements"], "properties": {
+        "account": s("string"), "name": ns(), "segment": ns(), "amount": s("number"),
+        "movements": {"type": "array", "items": movement}}});
+    m.insert("Explanation".into(), json!({"type": "object",
+        "required": ["kpi", "period", "as_of", "currency", "at", "by", "account", "figure", "total", "balanced", "accounts_total", "accounts"],
+        "properties": {
+            "kpi": {"type": "string", "enum": tenure_kpi::explain::IDS},
+            "period": {"type": "object", "required": ["start", "end"], "properties": {"start": s("string"), "end": s("string")}},
+            "as_of": s("string"), "currency": sref("Currency"),
+            "at": {"type": ["string", "null"], "description": "mrr_start and mrr_end: the MRR just before this instant"},
+            "by": ns(),
+            "segment": {"type": ["string", "null"], "description": "Present when one segment was asked for; null: the accounts without the attribute"},
+            "account": ns(),
+            "figure": {"type": "number", "description": "The KPI as /api/v1/kpis reports it for the same period and cut"},
+            "total": {"type": "number", "description": "The sum of the accounts' amounts (of all of them, not only this page)"},
+            "balanced": {"type": "boolean", "description": "total equals figure (and each segment's total its figure): always true unless Tenure has a bug"},
+            "segments": {"type": "array", "description": "With by=KEY: each segment's total and figure", "items": {"type": "object", "properties": {
+                "segment": ns(), "total": s("number"), "figure": s("number")}}},
+            "accounts_total": {"type": "integer", "minimum": 0},
+            "accounts": {"type": "array", "items": account}}}));
     m.insert("KpiRows".into(), json!({"type": "array", "items": sref("KpiRow")}));
     m.insert("Cohorts".into(), json!({"type": "object", "required": ["metric", "cohorts"], "properties": {
             "metric": {"type": "string", "enum": ["logo", "revenue"]},
@@ -589,6 +623,7 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         ("get", "/api/v1/accounts") => ok_json(sref("AccountList")),
         ("get", "/api/v1/accounts/{id}") => ok_json(sref("Account")),
         ("get", "/api/v1/kpis") => ok_json(sref("KpiRows")),
+        ("get", "/api/v1/kpis/explain") => ok_json(sref("Explanation")),
         ("get", "/api/v1/cohorts") => ok_json(sref("Cohorts")),
         ("get", "/api/v1/alerts") => ok_json(sref("AlertList")),
         ("get", "/api/v1/tasks") => ok_json(sref("TaskList")),

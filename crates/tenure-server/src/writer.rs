@@ -26,6 +26,8 @@ pub(crate) struct Job {
 /// Stored events on their way to the applier.
 pub struct Committed {
     pub events: Vec<Event>,
+    /// Each event's record index in its lane (the source of a subscription event).
+    pub positions: Vec<u64>,
     /// When the earliest request among them was received.
     pub received: Instant,
 }
@@ -149,22 +151,22 @@ impl Log {
         let received = jobs.iter().map(|j| j.received).min().unwrap_or_else(Instant::now);
         let batches: Vec<Vec<Event>> =
             jobs.iter_mut().map(|j| std::mem::take(&mut j.events)).collect();
-        match importer.append(&batches) {
+        match importer.append_at(&batches) {
             Ok(stored) => {
                 for (j, s) in jobs.into_iter().zip(&stored) {
                     if let Some(r) = j.reply {
-                        let _ = r.send(Ok(s.clone()));
+                        let _ = r.send(Ok(s.iter().map(Option::is_some).collect()));
                     }
                 }
                 if let Some(tx) = applied {
-                    let events: Vec<Event> = batches
+                    let (events, positions): (Vec<Event>, Vec<u64>) = batches
                         .into_iter()
                         .zip(stored)
-                        .flat_map(|(b, s)| b.into_iter().zip(s).filter(|(_, s)| *s).map(|(e, _)| e))
-                        .collect();
+                        .flat_map(|(b, s)| b.into_iter().zip(s).filter_map(|(e, p)| Some((e, p?))))
+                        .unzip();
                     // Blocks when the applier is behind: backpressure reaches the requests.
                     if !events.is_empty() {
-                        let _ = tx.send(Committed { events, received });
+                        let _ = tx.send(Committed { events, positions, received });
                     }
                 }
             }

@@ -1066,3 +1066,99 @@ fn parquet_files_are_imported_by_suffix_and_by_magic_number() {
     );
     assert!(err.contains("milestones.jsonl: 1 stored"), "{err}");
 }
+
+#[test]
+fn explain_traces_a_figure_to_its_accounts_movements_and_events() {
+    let t = tempfile::tempdir().unwrap();
+    let accounts = "account_id,timestamp,name,attributes.region\na,2024-01-01,A,emea\nb,2024-01-01,B,na\nc,2024-01-01,C,emea\n";
+    let a = write(t.path(), "accounts.csv", accounts);
+    // Subscription lane positions 0..4 in this order; three events carry a message id.
+    let lines = [
+        sub_line("2024-01-05", "a", "a", "100", "month", r#","message_id":"a-start""#),
+        sub_line("2024-01-06", "b", "b", "200", "month", ""),
+        sub_line("2024-02-10", "c", "c", "300", "month", r#","message_id":"c-start""#),
+        sub_line("2024-03-10", "a", "a", "150", "month", ""),
+        r#"{"type":"subscription","timestamp":"2024-03-20","account_id":"b","subscription_id":"b","status":"canceled","message_id":"b-end"}"#.to_string(),
+    ];
+    let s = write(t.path(), "subscriptions.jsonl", &lines.join("\n"));
+    let data = t.path().join("data");
+    assert!(import(&data, &[a, s]).status.success());
+    let d = data.display().to_string();
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["explain", "--data", &d, "--as-of", "2030-01-01"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let json = |extra: &[&str]| -> Value {
+        let mut args = extra.to_vec();
+        args.extend(["--format", "json"]);
+        let o = explain(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+
+    let churn = json(&["--kpi", "mrr_churn", "--period", "2024-03"]);
+    assert_eq!((churn["figure"].as_f64(), churn["total"].as_f64()), (Some(200.0), Some(200.0)));
+    assert_eq!(churn["balanced"], true);
+    let b = &churn["accounts"][0];
+    assert_eq!((&b["account"], &b["name"]), (&Value::from("b"), &Value::from("B")));
+    let src = &b["movements"][0]["sources"][0];
+    assert_eq!(src["ref"], "b-end");
+    assert_eq!(src["message_id"], "b-end");
+    assert_eq!(src["position"], 4);
+    assert_eq!(src["status"], "canceled");
+    assert_eq!(src["subscription_id"], "b");
+
+    // A segment's end MRR: a (150) and c (300); a's MRR built by its start and an upsell,
+    // the latter named by its log position.
+    let emea = json(&["--kpi", "mrr_end", "--period", "2024-Q1", "--by", "region=emea"]);
+    assert_eq!(emea["total"].as_f64(), Some(450.0));
+    assert_eq!(
+        emea["figure"].as_f64(),
+        kpi_json(&data, "2024-Q1", &["--by", "region"])[0]["kpis"]["mrr_end"].as_f64()
+    );
+    let accounts: Vec<&Value> =
+        emea["accounts"].as_array().unwrap().iter().map(|a| &a["account"]).collect();
+    assert_eq!(accounts, ["c", "a"]);
+    let a_moves = emea["accounts"][1]["movements"].as_array().unwrap();
+    assert_eq!(a_moves.len(), 2);
+    assert_eq!(a_moves[0]["sources"][0]["ref"], "a-start");
+    let up = &a_moves[1]["sources"][0];
+    assert_eq!(
+        (&up["ref"], &up["ts"], &up["amount"]),
+        (
+            &Value::from("log:subscription:3"),
+            &Value::from("2024-03-10T00:00:00Z"),
+            &Value::from(150.0)
+        )
+    );
+
+    // CSV: one row per movement, the amounts sum to the figure.
+    let o = explain(&[
+        "--kpi",
+        "mrr_end",
+        "--period",
+        "2024-Q1",
+        "--by",
+        "region=emea",
+        "--format",
+        "csv",
+    ]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    let sum: f64 =
+        text.lines().skip(1).map(|l| l.split(',').nth(5).unwrap().parse::<f64>().unwrap()).sum();
+    assert_eq!(sum, 450.0);
+    // The table ends with the check.
+    let o = explain(&["--kpi", "mrr_expansion", "--period", "2024-Q1", "--account", "a"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("log:subscription:3: subscription 2024-03-10T00:00:00Z"), "{text}");
+    assert!(
+        text.trim_end().ends_with("total 50.00 over 1 account = mrr_expansion 50.00"),
+        "{text}"
+    );
+
+    // An unknown KPI is a usage error naming those that can be explained.
+    let o = explain(&["--kpi", "nrr", "--period", "2024-03"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mrr_churn"));
+}

@@ -190,6 +190,18 @@ pub fn stacked(
     series: &[(&str, &str, Vec<f64>)],
     fmt: fn(f64) -> String,
 ) -> String {
+    stacked_linked(title, labels, series, fmt, |_, _| None)
+}
+
+/// As [`stacked`], each bar a link to `href(series, label)` when it gives one (an SVG `<a>`:
+/// a click-through without a script). The address is escaped here.
+pub fn stacked_linked(
+    title: &str,
+    labels: &[String],
+    series: &[(&str, &str, Vec<f64>)],
+    fmt: fn(f64) -> String,
+    href: impl Fn(usize, usize) -> Option<String>,
+) -> String {
     let n = labels.len().max(1);
     let (mut up, mut down) = (vec![0.0f64; n], vec![0.0f64; n]);
     for (_, _, v) in series {
@@ -212,7 +224,7 @@ pub fn stacked(
     let bw = (slot * 0.7).max(1.0);
     for (i, label) in labels.iter().enumerate() {
         let (mut top, mut bottom) = (0.0, 0.0);
-        for (name, colour, v) in series {
+        for (k, (name, colour, v)) in series.iter().enumerate() {
             let val = v.get(i).copied().unwrap_or(0.0);
             if val == 0.0 {
                 continue;
@@ -226,6 +238,10 @@ pub fn stacked(
                 bottom += val;
                 r
             };
+            let link = href(k, i);
+            if let Some(h) = &link {
+                let _ = write!(out, "<a href=\"{}\">", esc(h));
+            }
             let _ = write!(
                 out,
                 "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{}: {} {}</title></rect>",
@@ -236,6 +252,9 @@ pub fn stacked(
                 esc(name),
                 esc(&fmt(val))
             );
+            if link.is_some() {
+                out.push_str("</a>");
+            }
         }
     }
     let _ = write!(
@@ -352,5 +371,17 @@ mod tests {
         // Two bars, the loss under the zero line.
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("churn -50"), "{svg}");
+        assert!(!svg.contains("<a "));
+        // Linked: each bar in its own <a>, the address escaped.
+        let svg = stacked_linked(
+            "m",
+            &["jan".into(), "feb".into()],
+            &[("new", "#0a0", vec![100.0, 0.0]), ("churn", "#a00", vec![-50.0, -5.0])],
+            |v| format!("{v}"),
+            |k, i| Some(format!("/explain?kpi={k}&i={i}\"")),
+        );
+        assert_eq!(svg.matches("<a href=").count(), 3, "{svg}");
+        assert!(svg.contains("<a href=\"/explain?kpi=1&amp;i=1&quot;\"><rect"), "{svg}");
+        assert_eq!(svg.matches("</a>").count(), 3);
     }
 }

@@ -46,7 +46,7 @@ main{max-width:1200px;margin:0 auto;padding:16px}h1{font-size:22px;margin:4px 0 
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;background:var(--card)}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}th{font-weight:600;color:#374151}
-td.num,th.num{text-align:right}a{color:var(--accent)}
+td.num,th.num{text-align:right}a{color:var(--accent)}td.wrap{white-space:normal;min-width:280px}
 .chart{width:100%;height:auto}.chart .grid{stroke:var(--line)}.chart .zero{stroke:#9ca3af}.chart .ax{font-size:11px;fill:var(--muted)}
 .legend{display:flex;flex-wrap:wrap;gap:10px;font-size:12px;color:var(--muted)}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:4px;vertical-align:middle}

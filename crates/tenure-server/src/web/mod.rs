@@ -209,6 +209,10 @@ async fn inbox(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Res
     show(s, h, move |s, sess| pages::inbox(s, sess, &p)).await
 }
 
+async fn explain(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    show(s, h, move |s, sess| pages::explain(s, sess, &p)).await
+}
+
 async fn model(State(s): State<AppState>, h: HeaderMap) -> Response {
     show(s, h, pages::model).await
 }
@@ -377,6 +381,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/accounts", get(accounts))
         .route("/accounts/{id}", get(account))
         .route("/cohorts", get(cohorts))
+        .route("/explain", get(explain))
         .route("/inbox", get(inbox))
         .route("/inbox/tasks/{id}", post(task_form))
         .route("/model", get(model))

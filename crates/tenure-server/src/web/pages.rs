@@ -242,17 +242,23 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     let series = |id: &str, sign: f64| -> Vec<f64> {
         rows.iter().map(|r| sign * kpi(r, id, exp).unwrap_or(0.0)).collect()
     };
-    let movements = charts::stacked(
+    // Each bar leads to its explanation: the accounts, movements and events behind it.
+    let ids = ["mrr_new", "mrr_expansion", "mrr_reactivation", "mrr_contraction", "mrr_churn"];
+    let cut = segment
+        .as_deref()
+        .map_or(String::new(), |s| format!("&by={}", url(&format!("segment={s}"))));
+    let movements = charts::stacked_linked(
         "MRR movements per month",
         &labels,
         &[
-            ("New", "#059669", series("mrr_new", 1.0)),
-            ("Expansion", "#2563eb", series("mrr_expansion", 1.0)),
-            ("Reactivation", "#7c3aed", series("mrr_reactivation", 1.0)),
-            ("Contraction", "#d97706", series("mrr_contraction", -1.0)),
-            ("Churn", "#dc2626", series("mrr_churn", -1.0)),
+            ("New", "#059669", series(ids[0], 1.0)),
+            ("Expansion", "#2563eb", series(ids[1], 1.0)),
+            ("Reactivation", "#7c3aed", series(ids[2], 1.0)),
+            ("Contraction", "#d97706", series(ids[3], -1.0)),
+            ("Churn", "#dc2626", series(ids[4], -1.0)),
         ],
         money_short,
+        |k, i| Some(format!("/explain?kpi={}&period={}{cut}", ids[k], labels[i])),
     );
     let rate = |id: &str| -> Vec<Option<f64>> { rows.iter().map(|r| kpi(r, id, exp)).collect() };
     let nrr = charts::lines(
@@ -282,7 +288,7 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     );
     let _ = write!(
         body,
-        "<div class=\"grid2\"><div class=\"card\"><h2>MRR movements</h2>{movements}</div><div class=\"card\"><h2>NRR and GRR</h2>{nrr}</div>\
+        "<div class=\"grid2\"><div class=\"card\"><h2>MRR movements</h2>{movements}<p class=\"muted\">A bar opens the accounts, movements and events behind it.</p></div><div class=\"card\"><h2>NRR and GRR</h2>{nrr}</div>\
          <div class=\"card\"><h2>Health</h2>{health}</div><div class=\"card\"><h2>Risk by segment</h2><div class=\"scroll\"><table><thead><tr><th>Segment</th><th class=\"num\">Accounts</th><th class=\"num\">MRR</th><th class=\"num\">At risk</th><th class=\"num\">Expected MRR loss</th></tr></thead><tbody>"
     );
     for (seg, (n, mrr, loss, risky)) in &by_seg {
@@ -1232,4 +1238,177 @@ pub fn renewals(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
         }
     }
     Ok(html::page("Renewals", "/renewals", &sess.csrf, &body))
+}
+
+/// The most accounts the explanation page lists (the totals are of all of them).
+const EXPLAIN_ROWS: usize = 500;
+
+/// A source event, one line: what it was and what it set the line to.
+fn source_html(r: &tenure_ledger::SourceRef, events: &tenure_report::Resolved) -> String {
+    let Some((position, e)) = events.get(r) else {
+        return format!(
+            "<div><code>{}</code> <span class=\"muted\">not in the log</span></div>",
+            esc(&r.to_string())
+        );
+    };
+    let mut s = format!(
+        "<div><code>{}</code> {} {}",
+        esc(&r.to_string()),
+        esc(e.kind().as_str()),
+        esc(&e.ts.to_string())
+    );
+    if let tenure_core::event::EventBody::Subscription(sub) = &e.body {
+        let _ = write!(
+            s,
+            " · line {} · {} {} / {} mo · {}",
+            esc(&sub.subscription_id),
+            esc(&tenure_core::money::format_minor(sub.amount.minor, sub.amount.currency)),
+            esc(&sub.amount.currency.to_string()),
+            sub.interval_months,
+            esc(sub.status.as_str())
+        );
+    }
+    if let Some(m) = &e.message_id {
+        let _ = write!(s, " · message {}", esc(m));
+    }
+    let _ = write!(s, " <span class=\"muted\">(log position {position})</span></div>");
+    s
+}
+
+/// `/explain?kpi=..&period=..[&by=..][&account=..]`: a figure, then its accounts, their
+/// movements and the subscription events behind each; the lines sum to the figure.
+pub fn explain(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
+    use tenure_kpi::explain::IDS;
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let cur = live.cfg.revenue.fx.base;
+    let m = |x: i64| tenure_core::money::format_minor(x, cur);
+    let mut q = p.clone();
+    q.entry("kpi".into()).or_insert_with(|| "mrr_churn".into());
+    let (kpi, period, selection) =
+        crate::api::explain_request(&q, live.t).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let mut e = tenure_kpi::explain::explain(&live.ledger, kpi, period, &selection, &live.cfg.kpi);
+    drop(live);
+    let period_text = p.get("period").cloned().unwrap_or_else(|| month_label(period.start));
+    let by_text = p.get("by").cloned().unwrap_or_default();
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>Explaining {} · {}</h1><form class=\"filters\" method=\"get\">{}<input name=\"period\" value=\"{}\" aria-label=\"Period\" size=\"18\"><input type=\"hidden\" name=\"by\" value=\"{}\"><input type=\"hidden\" name=\"account\" value=\"{}\"><button>Show</button></form>",
+        esc(kpi.id()),
+        esc(&period_text),
+        select("kpi", Some(kpi.id()), &IDS.iter().map(|i| (*i, *i)).collect::<Vec<_>>()),
+        esc(&period_text),
+        esc(&by_text),
+        esc(selection.account.as_deref().unwrap_or("")),
+    );
+    let mut scope = String::new();
+    if let (Some(by), Some(seg)) = (&selection.by, &selection.segment) {
+        let key = match by {
+            By::Attribute(a) => a.clone(),
+            By::Plan => "plan".into(),
+            By::TenureBand => "tenure_band".into(),
+            By::Account => "account".into(),
+        };
+        let _ = write!(scope, " of {} {}", esc(&key), esc(seg.as_deref().unwrap_or("(none)")));
+    }
+    if let Some(a) = &selection.account {
+        let _ = write!(scope, " of account <a href=\"/accounts/{}\">{}</a>", url(a), esc(a));
+    }
+    let at = e.at.map_or(String::new(), |t| format!(" (MRR just before {})", esc(&t.to_string())));
+    let _ = write!(
+        body,
+        "<div class=\"tiles\"><div class=\"tile\"><small>{}{scope}{at}</small><b>{}</b><small class=\"muted\">in {}, {} to {}</small></div>",
+        esc(kpi.id()),
+        esc(&m(e.figure)),
+        esc(&cur.to_string()),
+        esc(&period.start.date_string()),
+        esc(&period.end.date_string())
+    );
+    let check = if e.balances() {
+        format!("<small class=\"up\">= {} exactly</small>", esc(kpi.id()))
+    } else {
+        "<small class=\"down\">differs from the figure: a bug, please report it</small>".to_string()
+    };
+    let _ = write!(
+        body,
+        "<div class=\"tile\"><small>Sum of the {} account{} below</small><b>{}</b>{check}</div></div>",
+        e.lines.len(),
+        if e.lines.len() == 1 { "" } else { "s" },
+        esc(&m(e.total))
+    );
+    if !e.segments.is_empty() {
+        body.push_str("<h2>By segment</h2><div class=\"scroll\"><table><thead><tr><th>Segment</th><th class=\"num\">Sum</th></tr></thead><tbody>");
+        let key = by_text.split('=').next().unwrap_or("");
+        for sg in &e.segments {
+            let label = sg.segment.as_deref().unwrap_or("(none)");
+            let _ = write!(
+                body,
+                "<tr><td><a href=\"/explain?kpi={}&amp;period={}&amp;by={}\">{}</a></td><td class=\"num\">{}</td></tr>",
+                url(kpi.id()),
+                url(&period_text),
+                url(&format!("{key}={label}")),
+                esc(label),
+                esc(&m(sg.total))
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    let shown = e.lines.len().min(EXPLAIN_ROWS);
+    let more = e.lines.len() - shown;
+    e.lines.truncate(shown);
+    let events = crate::api::resolve_sources(&s.0.data, &e).map_err(|_| {
+        (StatusCode::INTERNAL_SERVER_ERROR, "the log could not be read".to_string())
+    })?;
+    body.push_str("<h2>Accounts, movements and source events</h2><div class=\"scroll\"><table><thead><tr><th>Account</th><th>Movement</th><th class=\"num\">Amount</th><th>Source events</th></tr></thead><tbody>");
+    for l in &e.lines {
+        let mut who = format!(
+            "<a href=\"/accounts/{}\">{}</a>",
+            url(&l.account),
+            esc(l.name.as_deref().unwrap_or(&l.account))
+        );
+        if let Some(seg) = &l.segment {
+            let _ = write!(
+                who,
+                " <span class=\"muted\">{}</span>",
+                esc(seg.as_deref().unwrap_or("(none)"))
+            );
+        }
+        for (k, i) in l.items.iter().enumerate() {
+            let sources: String = i.sources.iter().map(|r| source_html(r, &events)).collect();
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{} {}{}</td><td class=\"num\">{}</td><td class=\"wrap\">{}</td></tr>",
+                if k == 0 { who.as_str() } else { "" },
+                esc(&i.ts.date_string()),
+                esc(i.kind.as_str()),
+                if i.involuntary { " (involuntary)" } else { "" },
+                esc(&m(i.amount)),
+                if sources.is_empty() {
+                    "<span class=\"muted\">–</span>".to_string()
+                } else {
+                    sources
+                }
+            );
+        }
+        if l.items.len() > 1 {
+            let _ = write!(
+                body,
+                "<tr><td></td><td class=\"muted\">account total</td><td class=\"num\"><b>{}</b></td><td></td></tr>",
+                esc(&m(l.amount))
+            );
+        }
+    }
+    let _ = write!(
+        body,
+        "<tr><td><b>Total</b></td><td></td><td class=\"num\"><b>{}</b></td><td></td></tr></tbody></table></div>",
+        esc(&m(e.total))
+    );
+    if more > 0 {
+        let _ = write!(
+            body,
+            "<p class=\"muted\">And {more} more account{} (the total is of all of them): <code>tenure explain</code> or <code>/api/v1/kpis/explain</code> list every one.</p>",
+            if more == 1 { "" } else { "s" }
+        );
+    }
+    Ok(html::page("Explain", "/", &sess.csrf, &body))
 }

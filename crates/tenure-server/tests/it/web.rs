@@ -97,7 +97,7 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
     let mut b = Browser { s: s.clone(), cookie: None };
     // No session: every page sends to the login.
-    for p in ["/", "/accounts", "/accounts/acme", "/cohorts", "/inbox", "/renewals", "/model"] {
+    for p in ["/", "/accounts", "/accounts/acme", "/cohorts", "/inbox", "/renewals", "/model", "/explain"] {
         let (st, loc, _) = b.go("GET", p, "").await;
         assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/login")), "{p}");
     }
@@ -128,6 +128,8 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
         "/renewals",
         "/model",
         "/accounts?sort=risk&order=desc",
+        "/explain?kpi=mrr_end&period=2026-05",
+        "/explain?kpi=mrr_new&period=2026-01&by=segment",
     ] {
         let (st, _, page) = b.go("GET", p, "").await;
         assert_eq!(st, StatusCode::OK, "{p}: {page}");
@@ -240,4 +242,108 @@ async fn the_renewals_page_shows_the_forecast_and_takes_a_call() {
         .go("POST", "/renewals/acme/call", &format!("csrf={}&category=commit", csrf_of(&vpage)))
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{page}");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_figure_is_explained_by_its_accounts_movements_and_events() {
+    use tenure_testkit::{Keyring, call, company, open, until};
+    const NOW: &str = "2026-06-01T12:00:00Z";
+    let f = Keyring::new();
+    let s = open(f.path(), NOW);
+    let (st, _) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    assert_eq!(st, StatusCode::OK);
+    // Restarted: the history is replayed from the log, each subscription event named by its
+    // position (Acme's s1 is record 0 of the subscription lane, Bolt's s2 record 1).
+    drop(s);
+    let s = open(f.path(), NOW);
+    let q = "/api/v1/kpis/explain?kpi=mrr_new&period=2026-05";
+    let (st, j) = call(&s, "GET", q, Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    let (_, k) = call(&s, "GET", "/api/v1/kpis?period=2026-05", Some(&f.read), "").await;
+    assert_eq!(j["figure"], k[0]["kpis"]["mrr_new"], "{j} {k}");
+    assert_eq!((j["figure"].as_f64(), j["total"].as_f64()), (Some(50.0), Some(50.0)));
+    assert_eq!((&j["balanced"], &j["accounts_total"]), (&json!(true), &json!(1)));
+    let src = &j["accounts"][0]["movements"][0]["sources"][0];
+    assert_eq!(j["accounts"][0]["account"], "bolt");
+    assert_eq!(
+        (&src["ref"], &src["found"], &src["position"]),
+        (&json!("log:subscription:1"), &json!(true), &json!(1))
+    );
+    assert_eq!((&src["subscription_id"], &src["amount"]), (&json!("s2"), &json!(50.0)));
+    // A cut: every segment with its subtotal, or one segment.
+    let (_, j) = call(
+        &s,
+        "GET",
+        "/api/v1/kpis/explain?kpi=mrr_end&period=2026-05&by=segment",
+        Some(&f.read),
+        "",
+    )
+    .await;
+    assert_eq!(
+        j["segments"],
+        json!([{"segment": "mid", "total": 1000.0, "figure": 1000.0}, {"segment": "smb", "total": 50.0, "figure": 50.0}]),
+        "{j}"
+    );
+    let (_, j) = call(
+        &s,
+        "GET",
+        "/api/v1/kpis/explain?kpi=mrr_end&period=2026-05&by=segment%3Dsmb",
+        Some(&f.read),
+        "",
+    )
+    .await;
+    assert_eq!((j["total"].as_f64(), j["segment"].as_str()), (Some(50.0), Some("smb")), "{j}");
+    // An event that arrives while serving is named by its message id.
+    let cancel = json!({"type": "subscription", "timestamp": "2026-06-01T10:00:00Z", "account_id": "acme",
+                        "message_id": "evt-cancel-1", "subscription_id": "s1", "status": "canceled"});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &cancel.to_string()).await;
+    let j = until(&s, &f.read, "/api/v1/kpis/explain?kpi=mrr_churn&period=2026-06", |j| {
+        j["total"] == 1000.0
+    })
+    .await;
+    let src = &j["accounts"][0]["movements"][0]["sources"][0];
+    assert_eq!(
+        (&src["ref"], &src["message_id"], &src["status"]),
+        (&json!("evt-cancel-1"), &json!("evt-cancel-1"), &json!("canceled")),
+        "{j}"
+    );
+    // And one without a message id by the position it was stored at (record 3: after
+    // Acme's, Bolt's and the cancellation).
+    let upgrade = json!({"type": "subscription", "timestamp": "2026-06-01T11:00:00Z", "account_id": "bolt",
+                         "subscription_id": "s2", "amount": "80", "status": "active"});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &upgrade.to_string()).await;
+    let j = until(&s, &f.read, "/api/v1/kpis/explain?kpi=mrr_expansion&period=2026-06", |j| {
+        j["total"] == 30.0
+    })
+    .await;
+    let src = &j["accounts"][0]["movements"][0]["sources"][0];
+    assert_eq!(
+        (&src["ref"], &src["found"], &src["amount"]),
+        (&json!("log:subscription:3"), &json!(true), &json!(80.0)),
+        "{j}"
+    );
+    // What cannot be explained, and who may ask.
+    let (st, j) =
+        call(&s, "GET", "/api/v1/kpis/explain?kpi=nrr&period=2026-05", Some(&f.read), "").await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{j}"
+    );
+    let (st, _) = call(&s, "GET", q, Some(&f.ingest), "").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // The dashboard: the movements chart's bars link to the page, which lists the events.
+    let mut b = Browser { s: s.clone(), cookie: None };
+    b.go("POST", "/login", &format!("key={}", enc(&f.read))).await;
+    let (st, _, home) = b.go("GET", "/", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(home.contains("<a href=\"/explain?kpi=mrr_new&amp;period=2026-05\"><rect"), "{home}");
+    let (st, _, page) = b.go("GET", "/explain?kpi=mrr_new&period=2026-05", "").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("log:subscription:1") && page.contains("/accounts/bolt"), "{page}");
+    assert!(page.contains("= mrr_new exactly"), "{page}");
+    let (_, _, page) = b.go("GET", "/explain?kpi=mrr_end&period=2026-05", "").await;
+    assert!(page.contains("Acme &lt;script&gt;") && !page.contains("<script"), "{page}");
+    let (st, _, _) = b.go("GET", "/explain?kpi=nrr", "").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
 }
