@@ -552,6 +552,8 @@ fn root_causes_of_resolved_tasks() {
         &ids[..3],
         ["tasks_resolved", "tasks_resolved_without_root_cause", "root_cause_tasks.product_gap"]
     );
+}
+
 /// February 2024 of five accounts, one of each movement, with segments and message ids.
 fn explained_company() -> Ledger {
     let attr = |account: &str, seg: &str| Event {

@@ -731,6 +731,8 @@ fn foreign_lines_keep_their_native_and_booked_amounts() {
         ),
         None
     );
+}
+
 #[test]
 fn movements_name_the_events_they_classify() {
     let script = r#"

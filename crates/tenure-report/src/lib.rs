@@ -562,33 +562,6 @@ pub fn account(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::borrow::Cow;
-    use tenure_core::time::Period;
-    use tenure_kpi::Kpis;
-
-    #[test]
-    fn csv_quotes_ids_that_carry_a_churn_reason() {
-        let row = Row {
-            period: Period::parse("2026-Q3").unwrap(),
-            segment: None,
-            kpis: Kpis(vec![
-                (Cow::Borrowed("mrr_churn"), Value::Money(12_345)),
-                (
-                    Cow::Owned("mrr_churn_by_reason.too slow, \"buggy\"".into()),
-                    Value::Money(12_345),
-                ),
-            ]),
-        };
-        assert_eq!(
-            kpis_csv(&[row], Currency::USD),
-            "period_start,period_end,mrr_churn,\"mrr_churn_by_reason.too slow, \"\"buggy\"\"\"\n\
-             2026-07-01T00:00:00Z,2026-10-01T00:00:00Z,123.45,123.45\n"
-        );
-    }
-}
 /// The source events of an explanation read back from the log, by reference: each one's
 /// record index in the subscription lane and the event.
 pub type Resolved =
@@ -819,4 +792,32 @@ pub fn explain_csv(e: &tenure_kpi::explain::Explanation, cur: Currency) -> Strin
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+    use tenure_core::time::Period;
+    use tenure_kpi::Kpis;
+
+    #[test]
+    fn csv_quotes_ids_that_carry_a_churn_reason() {
+        let row = Row {
+            period: Period::parse("2026-Q3").unwrap(),
+            segment: None,
+            kpis: Kpis(vec![
+                (Cow::Borrowed("mrr_churn"), Value::Money(12_345)),
+                (
+                    Cow::Owned("mrr_churn_by_reason.too slow, \"buggy\"".into()),
+                    Value::Money(12_345),
+                ),
+            ]),
+        };
+        assert_eq!(
+            kpis_csv(&[row], Currency::USD),
+            "period_start,period_end,mrr_churn,\"mrr_churn_by_reason.too slow, \"\"buggy\"\"\"\n\
+             2026-07-01T00:00:00Z,2026-10-01T00:00:00Z,123.45,123.45\n"
+        );
+    }
 }

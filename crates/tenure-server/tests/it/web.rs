@@ -97,7 +97,16 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
     let mut b = Browser { s: s.clone(), cookie: None };
     // No session: every page sends to the login.
-    for p in ["/", "/accounts", "/accounts/acme", "/cohorts", "/inbox", "/renewals", "/model", "/explain"] {
+    for p in [
+        "/",
+        "/accounts",
+        "/accounts/acme",
+        "/cohorts",
+        "/inbox",
+        "/renewals",
+        "/model",
+        "/explain",
+    ] {
         let (st, loc, _) = b.go("GET", p, "").await;
         assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/login")), "{p}");
     }
@@ -242,6 +251,7 @@ async fn the_renewals_page_shows_the_forecast_and_takes_a_call() {
         .go("POST", "/renewals/acme/call", &format!("csrf={}&category=commit", csrf_of(&vpage)))
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{page}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_figure_is_explained_by_its_accounts_movements_and_events() {
