@@ -109,6 +109,12 @@ pub async fn record_call(
     if let Some(k) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(format!("{k}: unknown field ({})", FIELDS.join(", "))));
     }
+    // An amount is a decimal string: a JSON number cannot carry every amount exactly.
+    if fields.get("amount").is_some_and(|a| !a.is_string() && !a.is_null()) {
+        return Err(bad(
+            "amount: send the ARR expected back as a decimal string, e.g. \"12000.00\"",
+        ));
+    }
     if live_read(s)?.ledger.account(account).is_none() {
         return Err(ApiError::new("not_found", format!("no account {account:?}")));
     }

@@ -81,6 +81,11 @@ pub fn param_type(path: &str, name: &str) -> Option<Ty> {
     })
 }
 
+/// Query parameters a route cannot do without.
+fn required(path: &str, name: &str) -> bool {
+    matches!((path, name), ("/api/v1/kpis/explain", "kpi"))
+}
+
 fn single_period_ok(s: &str) -> bool {
     let b = s.as_bytes();
     let d = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
@@ -580,8 +585,10 @@ fn components() -> Value {
     );
     m.insert("ForecastCall".into(), json!({"type": "object", "additionalProperties": false, "required": ["category"], "properties": {
             "category": en(tenure_core::event::ForecastCategory::ALL, tenure_core::event::ForecastCategory::as_str),
-            "amount": {"type": ["string", "number"], "description": "ARR expected back, in the base currency; not negative"},
-            "subscription_id": s("string"), "reason": s("string")}}));
+            "amount": {"type": ["string", "null"], "pattern": "^[0-9]{1,13}(\\.[0-9]{1,2})?$",
+                       "description": "ARR expected back, in the base currency: a decimal string, not negative"},
+            "subscription_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN},
+            "reason": {"type": ["string", "null"], "maxLength": 10000, "pattern": TEXT_PATTERN}}}));
     m.insert(
         "ForecastCallStored".into(),
         json!({"type": "object", "required": ["type", "account_id", "category", "author"]}),
@@ -605,7 +612,7 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         .filter(|(n, _, _)| !(call.is_some() && *n == "call"))
         .map(|(n, at, d)| {
             let ty = param_type(r.path, n).unwrap_or(Ty::Text);
-            json!({"name": n, "in": at, "required": matches!(*at, "path" | "header"), "description": d, "schema": ty.schema()})
+            json!({"name": n, "in": at, "required": matches!(*at, "path" | "header") || required(r.path, n), "description": d, "schema": ty.schema()})
         })
         .collect();
     let mut responses = Map::new();

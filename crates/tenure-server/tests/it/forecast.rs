@@ -52,6 +52,9 @@ async fn the_saved_forecast_is_served_and_calls_apply_at_once() {
         call(&s, "POST", path, Some(&f.write), r#"{"category": "commit", "amount": "-5"}"#).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) =
+        call(&s, "POST", path, Some(&f.write), r#"{"category": "commit", "amount": 5}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "an amount is a decimal string");
+    let (st, _) =
         call(&s, "POST", "/api/v1/accounts/nobody/forecast-override", Some(&f.write), &body).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, j) = call(&s, "POST", path, Some(&f.write), &body).await;
