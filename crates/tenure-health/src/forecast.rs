@@ -95,6 +95,10 @@ pub enum Source {
     Model,
     /// The base rate of past outcomes (too little history for a model, or no features).
     BaseRate,
+    /// The churn model standing in for the renewal model: no renewal decided yet to learn
+    /// from (a company younger than its contracts), so a contract renews as its account
+    /// stays.
+    ChurnModel,
     /// Already decided by `as_of` (renewed or lost early).
     Known,
 }
@@ -104,6 +108,7 @@ impl Source {
         match self {
             Source::Model => "model",
             Source::BaseRate => "base_rate",
+            Source::ChurnModel => "churn_model",
             Source::Known => "known",
         }
     }
@@ -654,8 +659,14 @@ pub fn forecast(
     let h = horizon(t, period);
     let wants = |k: Kind| due.iter().any(|d| d.kind == k && d.known.is_none());
     // The two models train one after the other, each in parallel inside.
-    let term = wants(Kind::Term).then(|| learn_renewal(ledger, usage, ctx, h));
+    let mut term = wants(Kind::Term).then(|| learn_renewal(ledger, usage, ctx, h));
     let mtm = wants(Kind::MonthToMonth).then(|| learn_churn(ledger, usage, ctx, h));
+    // No renewal decided yet to learn from (a company younger than its contracts): the
+    // churn model over the same horizon stands in, a contract renewing as its account stays.
+    let stand_in = term.as_ref().is_some_and(|(_, s)| s.label.is_empty());
+    if stand_in {
+        term = Some(learn_churn(ledger, usage, ctx, h));
+    }
     let method =
         |m: &Option<(Option<Calibrated>, Snapshots)>| -> Result<(Method, f64), HealthError> {
             let Some((model, snaps)) = m else {
@@ -675,7 +686,11 @@ pub fn forecast(
             let source = if model.is_some() { Source::Model } else { Source::BaseRate };
             Ok((Method { source, examples: n, base_rate: Some(rate) }, rate))
         };
-    let (term_method, term_rate) = method(&term)?;
+    let (mut term_method, term_rate) = method(&term)?;
+    let term_source = if stand_in { Source::ChurnModel } else { Source::Model };
+    if term_method.source == Source::Model {
+        term_method.source = term_source;
+    }
     let (mtm_method, mtm_rate) = method(&mtm)?;
     // Features at t of every account with something due, then the probabilities.
     let rows: Vec<Option<Row>> = due
@@ -714,7 +729,7 @@ pub fn forecast(
                 (None, Kind::Term) => {
                     let arr_if = (d.arr_due as f64 * expansion).round() as i64;
                     match pt[i] {
-                        Some(p) => (p, Source::Model, arr_if),
+                        Some(p) => (p, term_source, arr_if),
                         None => (term_rate, Source::BaseRate, arr_if),
                     }
                 }
@@ -763,7 +778,10 @@ pub fn forecast(
         let pick: Vec<usize> = order
             .iter()
             .copied()
-            .filter(|i| items[*i].kind == k && items[*i].source == Source::Model)
+            .filter(|i| {
+                items[*i].kind == k
+                    && matches!(items[*i].source, Source::Model | Source::ChurnModel)
+            })
             .take(s.drivers)
             .collect();
         let r: Vec<&Row> = pick.iter().map(|i| rows[*i].as_ref().expect("scored")).collect();

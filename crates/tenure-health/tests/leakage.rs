@@ -339,3 +339,22 @@ fn overrides_apply_to_the_open_term_and_the_latest_call_wins() {
     forecast::apply_overrides(&mut again, &ledger(&early, t));
     assert_eq!(again[0].overridden, None);
 }
+
+/// A company younger than its contracts has no renewal decided to learn from: the churn
+/// model over the same horizon stands in for the renewal model, and says so.
+#[test]
+fn a_young_company_forecasts_its_first_renewals_from_the_churn_model() {
+    use tenure_health::forecast::{self, Kind, Settings, Source};
+    let events = company_of(400, 12, 5);
+    let catalogue: Vec<Feature> = Vec::new();
+    let ctx = Context { catalogue: &catalogue, segment_key: "segment" };
+    let t = Timestamp::parse("2024-01-01").unwrap();
+    let period = tenure_core::time::Period::parse("2024-Q1").unwrap();
+    let l = ledger(&events, t);
+    let f = forecast::forecast(&l, &usage(&events, &catalogue), &ctx, period, &Settings::default())
+        .unwrap();
+    assert_eq!(f.term.source, Source::ChurnModel, "{:?}", f.term);
+    let terms: Vec<_> = f.items.iter().filter(|i| i.kind == Kind::Term).collect();
+    assert!(!terms.is_empty() && terms.iter().all(|i| i.source == Source::ChurnModel));
+    assert!(terms.iter().all(|i| i.p > 0.0 && i.p < 1.0));
+}

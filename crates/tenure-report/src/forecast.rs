@@ -355,6 +355,7 @@ pub fn forecast_from_json(j: &Json, cur: Currency) -> Option<Forecast> {
     let source = |s: &str| match s {
         "model" => Some(Source::Model),
         "base_rate" => Some(Source::BaseRate),
+        "churn_model" => Some(Source::ChurnModel),
         "known" => Some(Source::Known),
         _ => None,
     };
