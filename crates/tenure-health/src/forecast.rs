@@ -381,14 +381,13 @@ fn training_months(
     Some((at, keep))
 }
 
-/// A model whose probabilities are calibrated again per segment *in revenue*: on the
-/// snapshots it held back (the latest fifth, which its own calibration used), each segment's
-/// log-odds are shifted so that the ARR its outcomes were expected to lose equals the ARR they
+/// A model whose probabilities are calibrated again per segment *in revenue*: over every
+/// labelled snapshot it learned from (the held-back fifth alone is too few rows for the
+/// large-account segments), each segment's log-odds are shifted so that the ARR its outcomes were expected to lose equals the ARR they
 /// lost. The trees learn what signals mean risk mostly from the many small accounts, and a
 /// large account's volume of tickets or share of idle seats reads as more risk than it is:
 /// calibrated on counts, the model is right about how many renew and wrong about how much
 /// ARR, which is what a forecast totals.
-const ALL_ROWS: bool = true;
 struct Calibrated {
     model: Model,
     shift: Vec<(Option<String>, f64)>,
@@ -397,15 +396,7 @@ struct Calibrated {
 impl Calibrated {
     /// `weight[i]`: the ARR at stake in snapshot `i`.
     fn new(model: Model, s: &Snapshots, weight: &[f64]) -> Calibrated {
-        let n = s.rows.len();
-        let mut sorted = s.at.clone();
-        sorted.sort();
-        let mut cut = sorted[n * 4 / 5];
-        if cut == sorted[0] {
-            cut = sorted.iter().copied().find(|t| *t > cut).unwrap_or(cut);
-        }
-        let held: Vec<usize> = (0..n).filter(|i| s.at[*i] >= cut || ALL_ROWS).collect();
-        let rows: Vec<&Row> = held.iter().map(|i| &s.rows[*i]).collect();
+        let rows: Vec<&Row> = s.rows.iter().collect();
         let raw = model.gbm.predict_raw(&model::columns(&rows, &model.levels));
         let z: Vec<f64> = raw.iter().map(|r| model.platt[0] * r + model.platt[1]).collect();
         let mut segs: Vec<Option<String>> = rows.iter().map(|r| r.segment.clone()).collect();
@@ -414,12 +405,12 @@ impl Calibrated {
         let mut shift = Vec::new();
         for seg in segs {
             let idx: Vec<usize> = (0..rows.len()).filter(|k| rows[*k].segment == seg).collect();
-            let lost = idx.iter().filter(|k| s.label[held[**k]]).count();
+            let lost = idx.iter().filter(|k| s.label[**k]).count();
             if idx.len() < 30 || lost < 3 || lost + 3 > idx.len() {
                 continue;
             }
-            let w = |k: usize| weight[held[k]].max(0.0);
-            let target: f64 = idx.iter().filter(|k| s.label[held[**k]]).map(|k| w(*k)).sum();
+            let w = |k: usize| weight[k].max(0.0);
+            let target: f64 = idx.iter().filter(|k| s.label[**k]).map(|k| w(*k)).sum();
             let expected =
                 |d: f64| -> f64 { idx.iter().map(|k| w(*k) * model::sigmoid(z[*k] + d)).sum() };
             // The expected loss rises with the shift: bisection on [-8, 8].
