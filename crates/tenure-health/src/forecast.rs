@@ -129,6 +129,10 @@ pub struct Item {
     pub arr_if_renewed: i64,
     /// The probability it renews.
     pub p: f64,
+    /// The standard error of `p`'s log-odds: the uncertainty of the calibration it came from
+    /// (its segment's shift, or the base rate), shared by every item calibrated alike. 0 for
+    /// a known outcome.
+    pub se: f64,
     pub source: Source,
     pub category: Category,
     pub csm: Option<String>,
@@ -189,28 +193,44 @@ pub struct Totals {
 pub struct Spread {
     pub term: Vec<f64>,
     pub month_to_month: Vec<f64>,
+    /// The relative standard error of the mean expansion at renewal (of terms) and of the
+    /// mean growth of month-to-month accounts: how far the multipliers' common level may be
+    /// off.
+    pub term_se: f64,
+    pub month_to_month_se: f64,
 }
 
 impl Default for Spread {
     fn default() -> Spread {
-        Spread { term: vec![1.0], month_to_month: vec![1.0] }
+        Spread { term: vec![1.0], month_to_month: vec![1.0], term_se: 0.0, month_to_month_se: 0.0 }
     }
 }
 
 impl Spread {
-    /// The middles of the fifths of `ratios` (at least 20 of them), scaled to mean 1.
+    /// The means of [`SPREAD_BINS`] equal-count bins of `ratios` (at least 20 of them),
+    /// scaled to mean 1: bin means, not quantiles, so that the tails (a renewal that doubles)
+    /// keep their weight.
     pub fn of(mut ratios: Vec<f64>) -> Vec<f64> {
         ratios.retain(|r| r.is_finite() && *r >= 0.0);
         if ratios.len() < 20 {
             return vec![1.0];
         }
         ratios.sort_by(f64::total_cmp);
-        let q = |x: f64| ratios[((ratios.len() - 1) as f64 * x).round() as usize];
-        let pts: Vec<f64> = [0.1, 0.3, 0.5, 0.7, 0.9].iter().map(|x| q(*x)).collect();
+        let n = ratios.len();
+        let k = SPREAD_BINS.min(n);
+        let pts: Vec<f64> = (0..k)
+            .map(|b| {
+                let bin = &ratios[b * n / k..(b + 1) * n / k];
+                bin.iter().sum::<f64>() / bin.len() as f64
+            })
+            .collect();
         let mean = pts.iter().sum::<f64>() / pts.len() as f64;
         if mean > 0.0 { pts.iter().map(|p| p / mean).collect() } else { vec![1.0] }
     }
 }
+
+/// How many amounts a renewal's ARR spreads over.
+pub const SPREAD_BINS: usize = 10;
 
 /// Sums items with the model's probabilities (`called = false`) or with the CSMs'
 /// overrides applied (`called = true`); a renewal's ARR spreads as `spread` says (a known
@@ -218,28 +238,95 @@ impl Spread {
 pub fn totals(items: &[&Item], level: f64, called: bool, spread: &Spread) -> Totals {
     let outcomes: Vec<(f64, i64)> =
         items.iter().map(|i| if called { i.called() } else { (i.p, i.arr_if_renewed) }).collect();
-    let amounts: Vec<Vec<(f64, i64)>> = items
+    let fixed: Vec<bool> = items
         .iter()
-        .zip(&outcomes)
-        .map(|(i, &(p, a))| {
-            let fixed = i.source == Source::Known
-                || (called && matches!(i.overridden, Some(Override { amount: Some(_), .. })));
-            let m = match i.kind {
-                Kind::Term => &spread.term,
-                Kind::MonthToMonth => &spread.month_to_month,
-            };
-            if fixed || p == 0.0 || m.len() < 2 {
-                vec![(1.0, a)]
-            } else {
-                let w = 1.0 / m.len() as f64;
-                m.iter().map(|x| (w, (a as f64 * x).round() as i64)).collect()
-            }
+        .map(|i| {
+            i.source == Source::Known
+                || (called && matches!(i.overridden, Some(Override { amount: Some(_), .. })))
         })
         .collect();
-    let mixed: Vec<(f64, &[(f64, i64)])> =
-        outcomes.iter().zip(&amounts).map(|(o, a)| (o.0, a.as_slice())).collect();
-    let dist = bernsum::distribution_of(&mixed).expect("probabilities in [0, 1], amounts >= 0");
-    let (low, high) = dist.interval(level);
+    // An account's contracts share its fate: the outcomes of its uncertain ones are one
+    // draw `U`, a contract renewing when `U < p` (the most dependent coupling their own
+    // probabilities allow). An account whose contracts are treated as independent would
+    // look far more predictable than it is. Here: per account, its uncertain items.
+    let mut by_account: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+    for (k, i) in items.iter().enumerate() {
+        if !fixed[k] && outcomes[k].0 > 0.0 {
+            by_account.entry(i.account.as_str()).or_default().push(k);
+        }
+    }
+    let mut accounts: Vec<Vec<usize>> = by_account.into_values().collect();
+    accounts.sort_unstable();
+    // The outcomes summed: one entry per fixed item and per account, (probability that
+    // anything comes in, the amounts it may bring), with probabilities `ps` and each mean
+    // amount scaled by `scale` (per kind; 1 but under the mixture below).
+    let entries = |ps: &[f64], scale: [f64; 2]| -> Vec<(f64, Vec<(f64, i64)>)> {
+        let mut out: Vec<(f64, Vec<(f64, i64)>)> = (0..items.len())
+            .filter(|k| fixed[*k] || outcomes[*k].0 == 0.0)
+            .map(|k| (ps[k], vec![(1.0, outcomes[k].1)]))
+            .collect();
+        for idx in &accounts {
+            let mut idx = idx.clone();
+            idx.sort_by(|a, b| ps[*b].total_cmp(&ps[*a]));
+            let top = ps[idx[0]];
+            if top <= 0.0 {
+                out.push((0.0, vec![(1.0, 0)]));
+                continue;
+            }
+            let i0 = items[idx[0]];
+            let (m, k) = match i0.kind {
+                Kind::Term => (&spread.term, scale[0]),
+                Kind::MonthToMonth => (&spread.month_to_month, scale[1]),
+            };
+            let w = 1.0 / m.len() as f64;
+            let mut amounts = Vec::with_capacity(idx.len() * m.len());
+            let mut sum = 0.0;
+            for (j, &kk) in idx.iter().enumerate() {
+                sum += outcomes[kk].1 as f64;
+                // The first j + 1 renew and the rest do not: U in [p_(j+1), p_j).
+                let next = idx.get(j + 1).map_or(0.0, |n| ps[*n]);
+                let q = (ps[kk] - next) / top;
+                if q > 0.0 {
+                    amounts
+                        .extend(m.iter().map(|x| (q * w, (sum * x * k).round().max(0.0) as i64)));
+                }
+            }
+            // Floating point: the weights sum to 1 within a hair; make it exact.
+            let total: f64 = amounts.iter().map(|a| a.0).sum();
+            amounts.iter_mut().for_each(|a| a.0 /= total);
+            out.push((top, amounts));
+        }
+        out
+    };
+    let sum_of = |e: &[(f64, Vec<(f64, i64)>)]| -> bernsum::SumDist {
+        let mixed: Vec<(f64, &[(f64, i64)])> = e.iter().map(|(p, a)| (*p, a.as_slice())).collect();
+        bernsum::distribution_of(&mixed).expect("probabilities in [0, 1], amounts >= 0")
+    };
+    let ps: Vec<f64> = outcomes.iter().map(|o| o.0).collect();
+    let dist = sum_of(&entries(&ps, [1.0, 1.0]));
+    let (low, high) = match Shock::of(items, &outcomes, &fixed, spread) {
+        None => dist.interval(level),
+        Some(shock) => {
+            // What the forecast estimated from the company's history (the calibration of its
+            // probabilities, the mean expansion) is uncertain too, and it moves every item
+            // estimated alike together. One common standard normal `z`: each item's log-odds
+            // moved by `z * shock.logit[i]`, the mean amounts scaled by `1 + z * shock.amount`,
+            // integrated by Gauss-Hermite quadrature: a mixture of outcome distributions.
+            let parts: Vec<(f64, bernsum::SumDist)> = bernsum::NORMAL_NODES
+                .par_iter()
+                .map(|&(z, w)| {
+                    let moved: Vec<f64> = ps
+                        .iter()
+                        .zip(&shock.logit)
+                        .map(|(p, d)| moved_probability(*p, z * d))
+                        .collect();
+                    let k = shock.amount.map(|x| (1.0 + z * x).max(0.0));
+                    (w, sum_of(&entries(&moved, k)))
+                })
+                .collect();
+            bernsum::Mixture::new(parts).expect("the rule's weights sum to 1").interval(level)
+        }
+    };
     let mut categories: [CategoryTotal; 3] = Default::default();
     for (i, (p, a)) in items.iter().zip(&outcomes) {
         let c = if called { i.shown_category() } else { i.category };
@@ -261,6 +348,71 @@ pub fn totals(items: &[&Item], level: f64, called: bool, spread: &Spread) -> Tot
         },
         categories,
     }
+}
+
+/// What one standard deviation of the estimates' uncertainty does to the items: a shift of
+/// each item's log-odds, and a relative change of the mean amount per kind (term, month to
+/// month).
+struct Shock {
+    logit: Vec<f64>,
+    amount: [f64; 2],
+}
+
+impl Shock {
+    /// `None` when nothing is uncertain. Items calibrated alike (kind, segment, source) share
+    /// one shift of their log-odds, each kind one mean amount; these were estimated apart,
+    /// so their errors are independent: one common factor stands in for them all, scaled so
+    /// that the variance it gives the expected total (to first order) is the sum of theirs.
+    fn of(
+        items: &[&Item],
+        outcomes: &[(f64, i64)],
+        fixed: &[bool],
+        spread: &Spread,
+    ) -> Option<Shock> {
+        let uncertain = |k: usize| !fixed[k] && outcomes[k].0 > 0.0 && outcomes[k].0 < 1.0;
+        // (kind, segment, source) and the summed effect of its calibration's error.
+        type Group<'a> = ((Kind, Option<&'a str>, Source), f64);
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut amount_effect = [0.0f64; 2];
+        let rel = [spread.term_se, spread.month_to_month_se];
+        for (k, i) in items.iter().enumerate() {
+            let (p, a) = outcomes[k];
+            if fixed[k] || p == 0.0 {
+                continue;
+            }
+            amount_effect[i.kind as usize] += p * a as f64 * rel[i.kind as usize];
+            if !uncertain(k) || i.se.is_nan() || i.se <= 0.0 {
+                continue;
+            }
+            // d E[amount] / d (log-odds) times the standard error.
+            let effect = a as f64 * p * (1.0 - p) * i.se;
+            let key = (i.kind, i.segment.as_deref(), i.source);
+            match groups.iter_mut().find(|g| g.0 == key) {
+                Some(g) => g.1 += effect,
+                None => groups.push((key, effect)),
+            }
+        }
+        let effects = groups.iter().map(|g| g.1).chain(amount_effect);
+        let sum: f64 = effects.clone().sum();
+        if sum.is_nan() || sum <= 0.0 {
+            return None;
+        }
+        let scale = effects.map(|e| e * e).sum::<f64>().sqrt() / sum;
+        let logit = (0..items.len())
+            .map(|k| if uncertain(k) && items[k].se > 0.0 { items[k].se * scale } else { 0.0 })
+            .collect();
+        Some(Shock { logit, amount: [rel[0] * scale, rel[1] * scale] })
+    }
+}
+
+/// `p` (a probability to renew) with its log-odds moved up by `d`: the direction in which
+/// the expected total rises, as the amounts' does with `z` (one factor, every effect the
+/// same sign).
+fn moved_probability(p: f64, d: f64) -> f64 {
+    if d == 0.0 || p <= 0.0 || p >= 1.0 {
+        return p;
+    }
+    model::sigmoid((p / (1.0 - p)).ln() + d)
 }
 
 /// A cut of the forecast.
@@ -390,7 +542,10 @@ fn training_months(
 /// ARR, which is what a forecast totals.
 struct Calibrated {
     model: Model,
-    shift: Vec<(Option<String>, f64)>,
+    /// Per segment: the shift of the log-odds and its standard error.
+    shift: Vec<(Option<String>, f64, f64)>,
+    /// The standard error of the level of a segment it did not see.
+    overall: f64,
 }
 
 impl Calibrated {
@@ -403,10 +558,30 @@ impl Calibrated {
         segs.sort();
         segs.dedup();
         let mut shift = Vec::new();
+        // The shift's standard error: the sandwich of its estimating equation
+        // sum_k w_k (y_k - q_k(d)) = 0, clustered by account (an account's snapshots share
+        // its fate).
+        let se_of = |idx: &[usize], d: f64| -> f64 {
+            let mut info = 0.0;
+            let mut score: std::collections::HashMap<u32, f64> = Default::default();
+            for &k in idx {
+                let w = weight[k].max(0.0);
+                let q = model::sigmoid(z[k] + d);
+                info += w * q * (1.0 - q);
+                *score.entry(s.account[k]).or_default() +=
+                    w * (f64::from(u8::from(s.label[k])) - q);
+            }
+            let meat: f64 = score.values().map(|u| u * u).sum();
+            if info > 0.0 { meat.sqrt() / info } else { 0.0 }
+        };
         for seg in segs {
             let idx: Vec<usize> = (0..rows.len()).filter(|k| rows[*k].segment == seg).collect();
             let lost = idx.iter().filter(|k| s.label[**k]).count();
             if idx.len() < 30 || lost < 3 || lost + 3 > idx.len() {
+                // Too few outcomes to shift: the model's own level, as uncertain as these
+                // rows say.
+                let se = se_of(&idx, 0.0);
+                shift.push((seg, 0.0, se));
                 continue;
             }
             let w = |k: usize| weight[k].max(0.0);
@@ -419,19 +594,27 @@ impl Calibrated {
                 let mid = 0.5 * (lo + hi);
                 if expected(mid) < target { lo = mid } else { hi = mid }
             }
-            shift.push((seg, 0.5 * (lo + hi)));
+            let d = 0.5 * (lo + hi);
+            shift.push((seg, d, se_of(&idx, d)));
         }
-        Calibrated { model, shift }
+        let all: Vec<usize> = (0..rows.len()).collect();
+        let overall = se_of(&all, 0.0);
+        Calibrated { model, shift, overall }
     }
 
-    /// The probabilities of the outcome (a lost renewal, or churn).
-    fn predict(&self, rows: &[&Row]) -> Vec<f64> {
+    /// The probabilities of the outcome (a lost renewal, or churn), each with the standard
+    /// error of its log-odds' calibration.
+    fn predict(&self, rows: &[&Row]) -> Vec<(f64, f64)> {
         let raw = self.model.gbm.predict_raw(&model::columns(rows, &self.model.levels));
         raw.iter()
             .zip(rows)
             .map(|(r, row)| {
-                let d = self.shift.iter().find(|(s, _)| *s == row.segment).map_or(0.0, |x| x.1);
-                model::sigmoid(self.model.platt[0] * r + self.model.platt[1] + d)
+                let (d, se) = self
+                    .shift
+                    .iter()
+                    .find(|x| x.0 == row.segment)
+                    .map_or((0.0, self.overall), |x| (x.1, x.2));
+                (model::sigmoid(self.model.platt[0] * r + self.model.platt[1] + d), se)
             })
             .collect()
     }
@@ -493,11 +676,14 @@ fn learn_renewal(
                     .renewals
                     .iter()
                     .filter(|r| r.opened < *at && r.due >= *at && r.due < end)
+                    // Decided by the ledger's as_of but not yet at the snapshot: a forecast
+                    // counts an outcome known at its instant as known, so a model that also
+                    // learned from early decisions would count them twice.
                     .filter_map(|r| match r.outcome {
-                        RenewalOutcome::Won { at: d, .. } if d <= t => {
+                        RenewalOutcome::Won { at: d, .. } if d <= t && d > *at => {
                             Some((r.due, false, r.arr_due as f64))
                         }
-                        RenewalOutcome::Lost { at: d } if d <= t => {
+                        RenewalOutcome::Lost { at: d } if d <= t && d > *at => {
                             Some((r.due, true, r.arr_due as f64))
                         }
                         _ => None,
@@ -533,48 +719,55 @@ fn open_term(a: &AccountLedger, t: Timestamp) -> bool {
     a.renewals.iter().any(|r| r.opened < t && r.due >= t)
 }
 
-/// ARR back per ARR due among renewals won by `t` (at least 10 of them), else 1; and each
-/// renewal's own ratio.
-fn expansion_ratio(ledger: &Ledger) -> (f64, Vec<f64>) {
+/// The ratio `sum to / sum from` of `pairs` (from, to) when there are at least 10, else 1;
+/// each pair's own ratio; and the ratio's relative standard error (of a ratio estimator,
+/// to first order).
+fn ratio_of(pairs: &[(i64, i64)]) -> (f64, Vec<f64>, f64) {
+    let from: i128 = pairs.iter().map(|p| i128::from(p.0)).sum();
+    let to: i128 = pairs.iter().map(|p| i128::from(p.1)).sum();
+    let ratios = pairs.iter().filter(|p| p.0 > 0).map(|p| p.1 as f64 / p.0 as f64).collect();
+    if pairs.len() < 10 || from <= 0 || to <= 0 {
+        return (1.0, ratios, 0.0);
+    }
+    let r = to as f64 / from as f64;
+    let var: f64 = pairs.iter().map(|p| (p.1 as f64 - r * p.0 as f64).powi(2)).sum::<f64>()
+        / (from as f64).powi(2);
+    (r, ratios, var.sqrt() / r)
+}
+
+/// ARR back per ARR due among renewals won by `t` (at least 10 of them), else 1.
+fn expansion_ratio(ledger: &Ledger) -> (f64, Vec<f64>, f64) {
     let t = ledger.as_of;
-    let (mut due, mut back, mut ratios) = (0i128, 0i128, Vec::new());
+    let mut pairs = Vec::new();
     for a in &ledger.accounts {
         for r in &a.renewals {
             if let RenewalOutcome::Won { at, arr } = r.outcome
                 && at <= t
                 && r.arr_due > 0
             {
-                due += i128::from(r.arr_due);
-                back += i128::from(arr);
-                ratios.push(arr as f64 / r.arr_due as f64);
+                pairs.push((r.arr_due, arr));
             }
         }
     }
-    let mean = if ratios.len() >= 10 && due > 0 { back as f64 / due as f64 } else { 1.0 };
-    (mean, ratios)
+    ratio_of(&pairs)
 }
 
 /// ARR at the end per ARR at the start of the month-to-month accounts (paying, no open
 /// term) that still paid at the end, over the four spans of `len` before the ledger's
 /// `as_of` (at least 10 of them), else 1.
-fn month_to_month_growth(ledger: &Ledger, len: i64) -> (f64, Vec<f64>) {
+fn month_to_month_growth(ledger: &Ledger, len: i64) -> (f64, Vec<f64>, f64) {
     let t = ledger.as_of;
-    let (mut from, mut to, mut n) = (0i128, 0i128, 0usize);
-    let mut ratios = Vec::new();
+    let mut pairs = Vec::new();
     for k in 1..=4 {
         let (a, b) = (Timestamp(t.0 - k * len), Timestamp(t.0 - (k - 1) * len));
         for acc in ledger.accounts.iter().filter(|x| !open_term(x, a)) {
             let (Some(s0), Some(s1)) = (acc.state_before(a), acc.state_before(b)) else { continue };
             if s0.customer && s0.arr > 0 && s1.customer && s1.arr > 0 {
-                from += i128::from(s0.arr);
-                to += i128::from(s1.arr);
-                n += 1;
-                ratios.push(s1.arr as f64 / s0.arr as f64);
+                pairs.push((s0.arr, s1.arr));
             }
         }
     }
-    let mean = if n >= 10 && from > 0 { to as f64 / from as f64 } else { 1.0 };
-    (mean, ratios)
+    ratio_of(&pairs)
 }
 
 /// The forecast for `period`, made at the ledger's `as_of` (the period must end after it),
@@ -601,9 +794,14 @@ pub fn forecast(
     if !(s.level > 0.0 && s.level < 1.0) {
         return Err(HealthError::Config(format!("level {}: expected within (0, 1)", s.level)));
     }
-    let (expansion, term_ratios) = expansion_ratio(ledger);
-    let (growth, mtm_ratios) = month_to_month_growth(ledger, period.end.0 - t.0);
-    let spread = Spread { term: Spread::of(term_ratios), month_to_month: Spread::of(mtm_ratios) };
+    let (expansion, term_ratios, term_se) = expansion_ratio(ledger);
+    let (growth, mtm_ratios, mtm_se) = month_to_month_growth(ledger, period.end.0 - t.0);
+    let spread = Spread {
+        term: Spread::of(term_ratios),
+        month_to_month: Spread::of(mtm_ratios),
+        term_se,
+        month_to_month_se: mtm_se,
+    };
     // What comes up: terms due in the period, known before t; accounts without a term.
     struct Due {
         account: u32,
@@ -659,11 +857,12 @@ pub fn forecast(
         term = Some(learn_churn(ledger, usage, ctx, h));
     }
     let method =
-        |m: &Option<(Option<Calibrated>, Snapshots)>| -> Result<(Method, f64), HealthError> {
+        |m: &Option<(Option<Calibrated>, Snapshots)>| -> Result<(Method, f64, f64), HealthError> {
             let Some((model, snaps)) = m else {
                 return Ok((
                     Method { source: Source::Known, examples: 0, base_rate: None },
                     f64::NAN,
+                    0.0,
                 ));
             };
             let n = snaps.label.len();
@@ -675,14 +874,21 @@ pub fn forecast(
             }
             let rate = 1.0 - lost as f64 / n as f64;
             let source = if model.is_some() { Source::Model } else { Source::BaseRate };
-            Ok((Method { source, examples: n, base_rate: Some(rate) }, rate))
+            // The base rate's standard error on the log-odds, counting accounts (an account's
+            // snapshots are not independent outcomes).
+            let mut accounts = snaps.account.clone();
+            accounts.sort_unstable();
+            accounts.dedup();
+            let v = accounts.len() as f64 * rate * (1.0 - rate);
+            let se = if v > 0.0 { 1.0 / v.sqrt() } else { 0.0 };
+            Ok((Method { source, examples: n, base_rate: Some(rate) }, rate, se))
         };
-    let (mut term_method, term_rate) = method(&term)?;
+    let (mut term_method, term_rate, term_rate_se) = method(&term)?;
     let term_source = if stand_in { Source::ChurnModel } else { Source::Model };
     if term_method.source == Source::Model {
         term_method.source = term_source;
     }
-    let (mtm_method, mtm_rate) = method(&mtm)?;
+    let (mtm_method, mtm_rate, mtm_rate_se) = method(&mtm)?;
     // Features at t of every account with something due, then the probabilities.
     let rows: Vec<Option<Row>> = due
         .par_iter()
@@ -696,18 +902,19 @@ pub fn forecast(
             Some(if d.kind == Kind::Term { for_contract(row, t, d.due) } else { row })
         })
         .collect();
-    let predict = |k: Kind, m: &Option<(Option<Calibrated>, Snapshots)>| -> Vec<Option<f64>> {
-        let idx: Vec<usize> =
-            (0..due.len()).filter(|i| due[*i].kind == k && rows[*i].is_some()).collect();
-        let mut out = vec![None; due.len()];
-        if let Some((Some(model), _)) = m {
-            let r: Vec<&Row> = idx.iter().map(|i| rows[*i].as_ref().expect("kept")).collect();
-            for (i, p) in idx.iter().zip(model.predict(&r)) {
-                out[*i] = Some(1.0 - p);
+    let predict =
+        |k: Kind, m: &Option<(Option<Calibrated>, Snapshots)>| -> Vec<Option<(f64, f64)>> {
+            let idx: Vec<usize> =
+                (0..due.len()).filter(|i| due[*i].kind == k && rows[*i].is_some()).collect();
+            let mut out = vec![None; due.len()];
+            if let Some((Some(model), _)) = m {
+                let r: Vec<&Row> = idx.iter().map(|i| rows[*i].as_ref().expect("kept")).collect();
+                for (i, (q, se)) in idx.iter().zip(model.predict(&r)) {
+                    out[*i] = Some((1.0 - q, se));
+                }
             }
-        }
-        out
-    };
+            out
+        };
     let pt = predict(Kind::Term, &term);
     let pm = predict(Kind::MonthToMonth, &mtm);
     let mut items: Vec<Item> = due
@@ -715,20 +922,20 @@ pub fn forecast(
         .enumerate()
         .map(|(i, d)| {
             let a = &ledger.accounts[d.account as usize];
-            let (p, source, arr_if) = match (d.known, d.kind) {
-                (Some((p, amount)), _) => (p, Source::Known, amount),
+            let (p, se, source, arr_if) = match (d.known, d.kind) {
+                (Some((p, amount)), _) => (p, 0.0, Source::Known, amount),
                 (None, Kind::Term) => {
                     let arr_if = (d.arr_due as f64 * expansion).round() as i64;
                     match pt[i] {
-                        Some(p) => (p, term_source, arr_if),
-                        None => (term_rate, Source::BaseRate, arr_if),
+                        Some((p, se)) => (p, se, term_source, arr_if),
+                        None => (term_rate, term_rate_se, Source::BaseRate, arr_if),
                     }
                 }
                 (None, Kind::MonthToMonth) => {
                     let arr_if = (d.arr_due as f64 * growth).round() as i64;
                     match pm[i] {
-                        Some(p) => (p, Source::Model, arr_if),
-                        None => (mtm_rate, Source::BaseRate, arr_if),
+                        Some((p, se)) => (p, se, Source::Model, arr_if),
+                        None => (mtm_rate, mtm_rate_se, Source::BaseRate, arr_if),
                     }
                 }
             };
@@ -744,6 +951,7 @@ pub fn forecast(
                 arr_due: d.arr_due,
                 arr_if_renewed: arr_if,
                 p,
+                se,
                 source,
                 category: s.category(p),
                 csm: a.attribute_at(&s.csm_key, t).map(|v| v.label()),
@@ -1024,6 +1232,7 @@ mod tests {
             arr_due: arr,
             arr_if_renewed: arr,
             p,
+            se: 0.0,
             source: Source::Model,
             category: s.category(p),
             csm: Some(csm.into()),
@@ -1098,5 +1307,45 @@ mod tests {
         assert_eq!(s.category(0.79), Category::Probable);
         assert_eq!(s.category(0.5), Category::Probable);
         assert_eq!(s.category(0.49), Category::AtRisk);
+    }
+
+    /// Two contracts of one account share its fate: A 100 at 0.9 and B 50 at 0.6 renew as
+    /// one draw U (A when U < 0.9, B when U < 0.6): nothing with 0.1, both (150) with 0.6,
+    /// A alone (100) with 0.3. The 80% interval is [0, 150]. Held by two accounts, they are
+    /// independent: 0 with 0.04, 50 with 0.06, 100 with 0.36, 150 with 0.54; the 10%
+    /// quantile is 50.
+    #[test]
+    fn an_accounts_contracts_share_its_fate() {
+        let (a, mut b) = (
+            item("acme", 100, 0.9, "sam", "2027-01-15"),
+            item("acme", 50, 0.6, "sam", "2027-02-01"),
+        );
+        let spread = Spread::default();
+        let t = totals(&[&a, &b], 0.8, false, &spread);
+        assert_eq!((t.low, t.high, t.expected), (0, 150, 120));
+        b.account = "bolt".into();
+        let t = totals(&[&a, &b], 0.8, false, &spread);
+        assert_eq!((t.low, t.high, t.expected), (50, 150, 120));
+    }
+
+    /// The calibration's uncertainty widens the interval and leaves the expected total:
+    /// 100 contracts of 1,000 at 0.8 in 100 accounts. Certain probabilities: a binomial,
+    /// 80% interval [75, 85] contracts. With a standard error of 0.5 on their common
+    /// log-odds: P(sum <= k) = integral of Binomial(100, sigmoid(logit 0.8 + 0.5 z)) over
+    /// z ~ N(0, 1), integrated in Python with the trapezoid rule on 4,001 points over
+    /// [-8, 8] (not the quadrature used here): 10% quantile 67 (cdf 0.0985 at 66, 0.1140
+    /// at 67), 90% quantile 90 (0.8983 at 89, 0.9254 at 90).
+    #[test]
+    fn an_uncertain_calibration_widens_the_interval() {
+        let mut items: Vec<Item> =
+            (0..100).map(|k| item(&format!("a{k}"), 1000, 0.8, "sam", "2027-01-15")).collect();
+        let spread = Spread::default();
+        let refs: Vec<&Item> = items.iter().collect();
+        let t = totals(&refs, 0.8, false, &spread);
+        assert_eq!((t.low, t.high, t.expected), (75_000, 85_000, 80_000));
+        items.iter_mut().for_each(|i| i.se = 0.5);
+        let refs: Vec<&Item> = items.iter().collect();
+        let t = totals(&refs, 0.8, false, &spread);
+        assert_eq!((t.low, t.high, t.expected), (67_000, 90_000, 80_000));
     }
 }

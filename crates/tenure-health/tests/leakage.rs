@@ -238,12 +238,16 @@ fn a_forecast_as_of_t_is_the_same_without_the_events_after_t() {
 }
 
 /// The forecast on a generated company: forecasts made at the start of each past quarter
-/// (from what was known then) miss the renewed ARR by less than the naive forecast (last
-/// year's renewal rates x ARR due). Their 80% intervals held it in 5 of the 8 quarters
-/// (measured 2026-12-04: mean absolute error 2.87% against the naive 3.08%); issue 15 asks
-/// for 80% of the quarters, which the intervals (renewal outcomes and renewal amounts as
-/// independent draws) do not reach yet: the misses are quarters where the large accounts all
-/// renewed, above the model's level. The bound below guards what holds.
+/// (from what was known then), 2024-Q1 to 2026-Q4, against the renewed ARR and the naive
+/// forecast (last year's renewal rates x ARR due). Measured 2026-12-04: mean absolute error
+/// 3.74% against the naive 4.03% (the 11 quarters with a year of history before them); the
+/// 80% intervals held the actual in 9 of the 12 quarters (75%). Issue 15 asks for 80%. The
+/// intervals count the outcomes, the renewal amounts, an account's contracts moving together
+/// and the uncertainty of the calibration and of the mean expansion; the standardised
+/// errors have an RMS of about 1.17 (1 if the intervals were exact), and the forecasts run
+/// about 2% low on average, from the large enterprise renewals. An exact 80% interval holds
+/// the actual in 9 or fewer of 12 quarters 44% of the time, so 12 quarters cannot tell 75%
+/// from 80%; the bound below guards what holds.
 #[test]
 fn backtested_forecasts_cover_the_outcome_and_beat_the_naive_forecast() {
     use tenure_health::forecast::{self, Settings};
@@ -254,9 +258,9 @@ fn backtested_forecasts_cover_the_outcome_and_beat_the_naive_forecast() {
     let b = builder(&events);
     let full = b.clone().finish(&revenue(), now);
     let u = usage(&events, &catalogue);
-    let periods: Vec<tenure_core::time::Period> = (0..8)
+    let periods: Vec<tenure_core::time::Period> = (0..12)
         .map(|k| {
-            let start = Timestamp::parse("2025-01-01").unwrap().add_months(3 * k);
+            let start = Timestamp::parse("2024-01-01").unwrap().add_months(3 * k);
             tenure_core::time::Period::new(start, start.add_months(3))
         })
         .collect();
@@ -274,8 +278,8 @@ fn backtested_forecasts_cover_the_outcome_and_beat_the_naive_forecast() {
             )
         })
         .collect();
-    assert_eq!(acc.periods, 8, "{table:#?}");
-    assert!(acc.coverage.unwrap() >= 0.6, "{acc:?}\n{table:#?}");
+    assert_eq!(acc.periods, 12, "{table:#?}");
+    assert!(acc.coverage.unwrap() >= 0.75, "{acc:?}\n{table:#?}");
     assert!(acc.mape.unwrap() < acc.naive_mape.unwrap(), "{acc:?}\n{table:#?}");
 }
 
@@ -309,6 +313,7 @@ fn overrides_apply_to_the_open_term_and_the_latest_call_wins() {
         arr_due: 0,
         arr_if_renewed: 0,
         p: 0.5,
+        se: 0.0,
         source: Source::Model,
         category: Category::AtRisk,
         csm: None,

@@ -46,6 +46,7 @@ fn item_json(i: &Item, cur: Currency) -> Json {
         "arr_due": money_json(i.arr_due, cur),
         "arr_if_renewed": money_json(i.arr_if_renewed, cur),
         "probability": i.p,
+        "probability_logit_se": i.se,
         "source": i.source.as_str(),
         "expected_arr": money_json(i.expected().round() as i64, cur),
         "category": i.category.as_str(),
@@ -78,7 +79,9 @@ pub fn forecast_json(
         "month_to_month": method_json(&f.month_to_month),
         "expansion_at_renewal": f.expansion,
         "month_to_month_growth": f.month_to_month_growth,
-        "amount_spread": {"term": f.spread.term, "month_to_month": f.spread.month_to_month},
+        "amount_spread": {"term": f.spread.term, "month_to_month": f.spread.month_to_month,
+                          "term_mean_se": f.spread.term_se,
+                          "month_to_month_mean_se": f.spread.month_to_month_se},
         "by": by,
         "groups": gs,
         "items": f.items.iter().map(|i| item_json(i, cur)).collect::<Vec<_>>(),
@@ -382,6 +385,11 @@ pub fn forecast_from_json(j: &Json, cur: Currency) -> Option<Forecast> {
             arr_due: minor(&i["arr_due"])?,
             arr_if_renewed: minor(&i["arr_if_renewed"]).filter(|a| *a >= 0)?,
             p,
+            // A forecast saved before the calibration's uncertainty was kept has none.
+            se: match &i["probability_logit_se"] {
+                Json::Null => 0.0,
+                v => v.as_f64().filter(|s| s.is_finite() && *s >= 0.0)?,
+            },
             source: source(i["source"].as_str()?)?,
             category: Category::parse(i["category"].as_str()?)?,
             csm: text(&i["csm"]),
@@ -398,10 +406,19 @@ pub fn forecast_from_json(j: &Json, cur: Currency) -> Option<Forecast> {
         let v: Vec<f64> = v.as_array()?.iter().map(|x| x.as_f64()).collect::<Option<_>>()?;
         (!v.is_empty() && v.iter().all(|x| x.is_finite() && *x >= 0.0)).then_some(v)
     };
+    let se_of = |v: &Json| -> Option<f64> {
+        match v {
+            Json::Null => Some(0.0),
+            v => v.as_f64().filter(|s| s.is_finite() && *s >= 0.0),
+        }
+    };
     let spread = tenure_health::forecast::Spread {
         term: spread_of(&j["amount_spread"]["term"]).unwrap_or_else(|| vec![1.0]),
         month_to_month: spread_of(&j["amount_spread"]["month_to_month"])
             .unwrap_or_else(|| vec![1.0]),
+        // Saved before the level's uncertainty was kept: none.
+        term_se: se_of(&j["amount_spread"]["term_mean_se"])?,
+        month_to_month_se: se_of(&j["amount_spread"]["month_to_month_mean_se"])?,
     };
     let refs: Vec<&Item> = items.iter().collect();
     let model = tenure_health::forecast::totals(&refs, level, false, &spread);

@@ -258,6 +258,95 @@ impl SumDist {
     }
 }
 
+impl SumDist {
+    /// `P(sum <= x)`. For Cornish-Fisher, the probability whose quantile is `x` (found by
+    /// bisection: the expansion's quantile rises with the probability at the skews a sum
+    /// of many contracts has).
+    pub fn cdf(&self, x: i64) -> f64 {
+        if self.method == Method::CornishFisher {
+            if x < self.certain {
+                return 0.0;
+            }
+            if x >= self.max {
+                return 1.0;
+            }
+            let (mut lo, mut hi) = (0.0f64, 1.0f64);
+            for _ in 0..60 {
+                let mid = 0.5 * (lo + hi);
+                if self.quantile(mid) <= x { lo = mid } else { hi = mid }
+            }
+            return lo;
+        }
+        self.points
+            .iter()
+            .take_while(|p| self.certain + p.0 <= x)
+            .map(|p| p.1)
+            .sum::<f64>()
+            .min(1.0)
+    }
+}
+
+/// A mixture of sums: with probability `w_j` the sum is drawn from `parts[j]`. The outcome
+/// distribution when the contracts' probabilities are themselves uncertain (a calibration
+/// estimated from a few hundred past renewals): one sum per value of the common
+/// uncertainty, weighted by a quadrature rule.
+#[derive(Clone, Debug)]
+pub struct Mixture {
+    parts: Vec<(f64, SumDist)>,
+}
+
+impl Mixture {
+    /// `parts`: weights (non-negative, summing to 1) and sums.
+    pub fn new(parts: Vec<(f64, SumDist)>) -> Result<Mixture, StatsError> {
+        let total: f64 = parts.iter().map(|p| p.0).sum();
+        if parts.is_empty()
+            || parts.iter().any(|p| p.0.is_nan() || p.0 < 0.0)
+            || (total - 1.0).abs() > 1e-9
+        {
+            return Err(StatsError::Invalid(
+                "a mixture needs weights that are non-negative and sum to 1".into(),
+            ));
+        }
+        Ok(Mixture { parts })
+    }
+
+    pub fn cdf(&self, x: i64) -> f64 {
+        self.parts.iter().map(|(w, d)| w * d.cdf(x)).sum()
+    }
+
+    /// The smallest sum `x` with `P(sum <= x) >= q`: between the parts' own quantiles,
+    /// found by bisection on the sum.
+    pub fn quantile(&self, q: f64) -> i64 {
+        let qs = self.parts.iter().filter(|p| p.0 > 0.0).map(|p| p.1.quantile(q));
+        let (mut lo, mut hi) = qs.fold((i64::MAX, i64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        // Invariant: cdf(hi) >= q; the answer is in (lo - 1, hi].
+        lo -= 1;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.cdf(mid) >= q - 1e-12 { hi = mid } else { lo = mid }
+        }
+        hi
+    }
+
+    pub fn interval(&self, level: f64) -> (i64, i64) {
+        (self.quantile((1.0 - level) / 2.0), self.quantile((1.0 + level) / 2.0))
+    }
+}
+
+/// The nodes and weights of the 7-point Gauss-Hermite rule for a standard normal
+/// (probabilists' form): `E[f(Z)] ~ sum w_j f(z_j)`, exact for polynomials of degree 13.
+/// Seven, not five: on 100 contracts at 0.8 with a log-odds error of 0.5, five nodes put
+/// the 10% quantile one contract off the exact integral, seven do not.
+pub const NORMAL_NODES: [(f64, f64); 7] = [
+    (-3.750_439_717_725_742, 0.000_548_268_855_972_218),
+    (-2.366_759_410_734_541, 0.030_757_123_967_586_5),
+    (-1.154_405_394_739_968, 0.240_123_178_605_013),
+    (0.0, 16.0 / 35.0),
+    (1.154_405_394_739_968, 0.240_123_178_605_013),
+    (2.366_759_410_734_541, 0.030_757_123_967_586_5),
+    (3.750_439_717_725_742, 0.000_548_268_855_972_218),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,5 +460,50 @@ mod tests {
         assert!((mass - 1.0).abs() < 1e-9);
         let mean: f64 = d.points().map(|(v, m)| v as f64 * m).sum();
         assert!((mean - d.mean).abs() < 1e-6 * d.mean, "{mean} vs {}", d.mean);
+    }
+
+    /// Two sums worked by hand, mixed half and half: A = one contract of 100 at 0.5
+    /// (0: 0.5, 100: 0.5), B = the same at 0.9 (0: 0.1, 100: 0.9). Mixed: 0 with 0.3, 100
+    /// with 0.7. The 25% quantile is 0, the 31% quantile 100.
+    #[test]
+    fn a_mixture_by_hand() {
+        let a = distribution(&[(0.5, 100)]).unwrap();
+        let b = distribution(&[(0.9, 100)]).unwrap();
+        let m = Mixture::new(vec![(0.5, a), (0.5, b)]).unwrap();
+        assert!((m.cdf(0) - 0.3).abs() < 1e-12);
+        assert!((m.cdf(99) - 0.3).abs() < 1e-12);
+        assert!((m.cdf(100) - 1.0).abs() < 1e-12);
+        assert_eq!(m.quantile(0.25), 0);
+        assert_eq!(m.quantile(0.31), 100);
+        assert_eq!(m.interval(0.5), (0, 100));
+        let c = distribution(&[(0.5, 100)]).unwrap();
+        assert!(Mixture::new(vec![(0.7, c)]).is_err(), "weights must sum to 1");
+    }
+
+    /// The Gauss-Hermite rule integrates the standard normal's moments: E[1] = 1,
+    /// E[Z^2] = 1, E[Z^4] = 3, ..., E[Z^12] = 11!! = 10,395 (exact to degree 13).
+    #[test]
+    fn the_normal_nodes_integrate_its_moments() {
+        let m = |k: i32| NORMAL_NODES.iter().map(|(z, w)| w * z.powi(k)).sum::<f64>();
+        for (k, want) in
+            [(0, 1.0), (1, 0.0), (2, 1.0), (4, 3.0), (6, 15.0), (8, 105.0), (12, 10395.0)]
+        {
+            assert!((m(k) - want).abs() < 1e-9 * want.max(1.0), "E[Z^{k}] = {} vs {want}", m(k));
+        }
+    }
+
+    /// For Cornish-Fisher, the cdf inverts the quantile.
+    #[test]
+    fn the_cornish_fisher_cdf_inverts_its_quantile() {
+        let items: Vec<(f64, i64)> = (0..CONVOLVE_MAX + 10)
+            .map(|i| (0.3 + 0.6 * (i % 7) as f64 / 7.0, 100 + (i % 13) as i64))
+            .collect();
+        let d = distribution(&items).unwrap();
+        assert_eq!(d.method, Method::CornishFisher);
+        for q in [0.05, 0.1, 0.5, 0.9, 0.95] {
+            let x = d.quantile(q);
+            let c = d.cdf(x);
+            assert!(c >= q - 1e-6 && d.cdf(x - 200) < q, "q {q}: x {x}, cdf {c}");
+        }
     }
 }
