@@ -726,8 +726,11 @@ fn ratio_of(pairs: &[(i64, i64)]) -> (f64, Vec<f64>, f64) {
     let from: i128 = pairs.iter().map(|p| i128::from(p.0)).sum();
     let to: i128 = pairs.iter().map(|p| i128::from(p.1)).sum();
     let ratios = pairs.iter().filter(|p| p.0 > 0).map(|p| p.1 as f64 / p.0 as f64).collect();
-    if pairs.len() < 10 || from <= 0 || to <= 0 {
+    if pairs.len() < 10 || from <= 0 {
         return (1.0, ratios, 0.0);
+    }
+    if to <= 0 {
+        return (0.0, ratios, 0.0);
     }
     let r = to as f64 / from as f64;
     let var: f64 = pairs.iter().map(|p| (p.1 as f64 - r * p.0 as f64).powi(2)).sum::<f64>()
