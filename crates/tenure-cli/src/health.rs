@@ -422,26 +422,11 @@ fn model_file(dir: &Path, o: Outcome) -> PathBuf {
     models_dir(dir).join(format!("{}.json", file_stem(o)))
 }
 
-/// The most snapshots a model trains on (about 1 GB of features).
-const MAX_SNAPSHOTS: usize = 3_000_000;
-
 /// Trains on every month-start snapshot whose horizon has ended (of a sample of accounts
-/// when that is more than [`MAX_SNAPSHOTS`]).
+/// when that is more than `backtest::MAX_SNAPSHOTS`).
 fn train_all(d: &Data, horizon: i64, outcome: Outcome) -> Result<Model> {
-    let first = d
-        .ledger
-        .accounts
-        .iter()
-        .filter_map(|a| a.first_paid())
-        .min()
+    let (at, keep) = backtest::training_months(&d.ledger, horizon)
         .ok_or_else(|| usage("no paying account in the data"))?;
-    let at = backtest::months(first, Timestamp(d.ledger.as_of.0 - horizon * DAY));
-    // At most about MAX_SNAPSHOTS rows: a sample of accounts (by a hash of their index, so
-    // the same accounts every run), all their months.
-    let estimate = d.ledger.accounts.len() * at.len();
-    let per_mille = (MAX_SNAPSHOTS * 1000 / estimate.max(1)).clamp(1, 1000) as u64;
-    let keep =
-        move |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille;
     let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, outcome, &d.ctx(), &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
     tenure_health::model::train(&rows, &s.label, &s.at, horizon, outcome)

@@ -23,6 +23,26 @@ pub struct Snapshots {
     pub label: Vec<bool>,
 }
 
+/// The most snapshots a model trains on (about 1 GB of features).
+pub const MAX_SNAPSHOTS: usize = 3_000_000;
+
+/// What a model trains on at the ledger's `as_of` with a horizon of `h` days: the month
+/// starts from the first paying account to `h` days before `as_of` (their horizons have
+/// ended), and a sampler of accounts keeping about [`MAX_SNAPSHOTS`] rows (by a hash of the
+/// account's index, so the same accounts every run). `None` without a paying account.
+pub fn training_months(
+    ledger: &Ledger,
+    h: i64,
+) -> Option<(Vec<Timestamp>, impl Fn(usize) -> bool + Sync + use<>)> {
+    let first = ledger.accounts.iter().filter_map(|a| a.first_paid()).min()?;
+    let at = months(first, Timestamp(ledger.as_of.0 - h * DAY));
+    let estimate = ledger.accounts.len() * at.len();
+    let per_mille = (MAX_SNAPSHOTS * 1000 / estimate.max(1)).clamp(1, 1000) as u64;
+    let keep =
+        move |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille;
+    Some((at, keep))
+}
+
 /// Month starts from `from` to `to` inclusive.
 pub fn months(from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
     let mut out = Vec::new();

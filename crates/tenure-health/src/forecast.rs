@@ -508,29 +508,9 @@ impl Forecast {
     }
 }
 
-/// At most this many snapshots for a model (about 1 GB of features).
-const MAX_SNAPSHOTS: usize = 3_000_000;
-
 /// Horizon in days from `t` to the end of `period` (at least 30, at most 400).
 fn horizon(t: Timestamp, period: Period) -> i64 {
     ((period.end.0 - t.0 + DAY - 1) / DAY).clamp(30, 400)
-}
-
-/// Month starts from the first paying account to `h` days before the ledger's `as_of`, and
-/// a sampler of accounts keeping about [`MAX_SNAPSHOTS`] rows (the same accounts every
-/// run: a hash of their index).
-fn training_months(
-    ledger: &Ledger,
-    h: i64,
-) -> Option<(Vec<Timestamp>, impl Fn(usize) -> bool + Sync)> {
-    let t = ledger.as_of;
-    let first = ledger.accounts.iter().filter_map(|a| a.first_paid()).min()?;
-    let at = backtest::months(first, Timestamp(t.0 - h * DAY));
-    let estimate = ledger.accounts.len() * at.len();
-    let per_mille = (MAX_SNAPSHOTS * 1000 / estimate.max(1)).clamp(1, 1000) as u64;
-    let keep =
-        move |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille;
-    Some((at, keep))
 }
 
 /// A model whose probabilities are calibrated again per segment *in revenue*: over every
@@ -628,7 +608,7 @@ fn learn_churn(
     ctx: &Context<'_>,
     h: i64,
 ) -> (Option<Calibrated>, Snapshots) {
-    let Some((at, keep)) = training_months(ledger, h) else {
+    let Some((at, keep)) = backtest::training_months(ledger, h) else {
         return (None, Snapshots::default());
     };
     let s = backtest::labelled(ledger, usage, &at, h, Outcome::Churn, ctx, &keep);
@@ -657,7 +637,7 @@ fn learn_renewal(
     h: i64,
 ) -> (Option<Calibrated>, Snapshots) {
     let t = ledger.as_of;
-    let Some((at, keep)) = training_months(ledger, h) else {
+    let Some((at, keep)) = backtest::training_months(ledger, h) else {
         return (None, Snapshots::default());
     };
     // (account, month start, features, lost, ARR due) per contract.
@@ -851,16 +831,16 @@ pub fn forecast(
     let h = horizon(t, period);
     let wants = |k: Kind| due.iter().any(|d| d.kind == k && d.known.is_none());
     // The two models train one after the other, each in parallel inside.
-    let mut term = wants(Kind::Term).then(|| learn_renewal(ledger, usage, ctx, h));
-    let mtm = wants(Kind::MonthToMonth).then(|| learn_churn(ledger, usage, ctx, h));
+    let renewal = wants(Kind::Term).then(|| learn_renewal(ledger, usage, ctx, h));
     // No renewal decided yet to learn from (a company younger than its contracts): the
     // churn model over the same horizon stands in, a contract renewing as its account stays.
-    let stand_in = term.as_ref().is_some_and(|(_, s)| s.label.is_empty());
-    if stand_in {
-        term = Some(learn_churn(ledger, usage, ctx, h));
-    }
+    // It is the month-to-month accounts' model: trained once for both.
+    let stand_in = renewal.as_ref().is_some_and(|(_, s)| s.label.is_empty());
+    let churn = (wants(Kind::MonthToMonth) || stand_in).then(|| learn_churn(ledger, usage, ctx, h));
+    let term = if stand_in { churn.as_ref() } else { renewal.as_ref() };
+    let mtm = if wants(Kind::MonthToMonth) { churn.as_ref() } else { None };
     let method =
-        |m: &Option<(Option<Calibrated>, Snapshots)>| -> Result<(Method, f64, f64), HealthError> {
+        |m: Option<&(Option<Calibrated>, Snapshots)>| -> Result<(Method, f64, f64), HealthError> {
             let Some((model, snaps)) = m else {
                 return Ok((
                     Method { source: Source::Known, examples: 0, base_rate: None },
@@ -886,12 +866,12 @@ pub fn forecast(
             let se = if v > 0.0 { 1.0 / v.sqrt() } else { 0.0 };
             Ok((Method { source, examples: n, base_rate: Some(rate) }, rate, se))
         };
-    let (mut term_method, term_rate, term_rate_se) = method(&term)?;
+    let (mut term_method, term_rate, term_rate_se) = method(term)?;
     let term_source = if stand_in { Source::ChurnModel } else { Source::Model };
     if term_method.source == Source::Model {
         term_method.source = term_source;
     }
-    let (mtm_method, mtm_rate, mtm_rate_se) = method(&mtm)?;
+    let (mtm_method, mtm_rate, mtm_rate_se) = method(mtm)?;
     // Features at t of every account with something due, then the probabilities.
     let rows: Vec<Option<Row>> = due
         .par_iter()
@@ -906,7 +886,7 @@ pub fn forecast(
         })
         .collect();
     let predict =
-        |k: Kind, m: &Option<(Option<Calibrated>, Snapshots)>| -> Vec<Option<(f64, f64)>> {
+        |k: Kind, m: Option<&(Option<Calibrated>, Snapshots)>| -> Vec<Option<(f64, f64)>> {
             let idx: Vec<usize> =
                 (0..due.len()).filter(|i| due[*i].kind == k && rows[*i].is_some()).collect();
             let mut out = vec![None; due.len()];
@@ -918,8 +898,8 @@ pub fn forecast(
             }
             out
         };
-    let pt = predict(Kind::Term, &term);
-    let pm = predict(Kind::MonthToMonth, &mtm);
+    let pt = predict(Kind::Term, term);
+    let pm = predict(Kind::MonthToMonth, mtm);
     let mut items: Vec<Item> = due
         .iter()
         .enumerate()
@@ -973,8 +953,8 @@ pub fn forecast(
     });
     for k in [Kind::Term, Kind::MonthToMonth] {
         let model = match k {
-            Kind::Term => term.as_ref().and_then(|m| m.0.as_ref()).map(|c| &c.model),
-            Kind::MonthToMonth => mtm.as_ref().and_then(|m| m.0.as_ref()).map(|c| &c.model),
+            Kind::Term => term.and_then(|m| m.0.as_ref()).map(|c| &c.model),
+            Kind::MonthToMonth => mtm.and_then(|m| m.0.as_ref()).map(|c| &c.model),
         };
         let Some(model) = model else { continue };
         let pick: Vec<usize> = order

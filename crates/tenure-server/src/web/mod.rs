@@ -229,31 +229,17 @@ async fn renewal_call(
     UrlPath(account): UrlPath<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some(sess) = session(&s, &h) else { return redirect("/login") };
-    if !csrf_ok(&sess, &f) {
-        return forbidden(&sess, "The form's token is missing or stale: reload the page.");
-    }
-    let back = f
-        .get("return")
-        // A path of this site only: browsers read `/\\host` or `/<tab>/host` as another site.
-        .filter(|r| {
-            r.starts_with("/renewals")
-                && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.?=&%~".contains(&b))
-        })
-        .cloned()
-        .unwrap_or_else(|| "/renewals".into());
-    if !s.0.keys.get().allows(&sess.key_id, Scope::Write) {
-        return forbidden(
-            &sess,
-            "Your key can read but not make calls: that needs a key with the write scope.",
-        );
-    }
-    let mut fields = serde_json::Map::new();
-    for k in ["category", "amount", "subscription_id", "reason"] {
-        if let Some(v) = f.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            fields.insert(k.into(), v.into());
-        }
-    }
+    let Post { sess, back, fields } = match form_post(
+        &s,
+        &h,
+        &f,
+        ("/renewals", "/renewals"),
+        "Your key can read but not make calls: that needs a key with the write scope.",
+        &["category", "amount", "subscription_id", "reason"],
+    ) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     let stored = crate::forecast::record_call(&s, &account, &fields, &sess.name).await;
     match stored {
         Ok(_) => {
@@ -273,24 +259,20 @@ async fn renewal_call(
             }
             redirect(&back)
         }
-        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => html(
-            e.status,
-            html::page(
+        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => {
+            not_made(
+                &sess,
+                e.status,
                 "Not recorded",
-                "",
-                &sess.csrf,
-                &format!(
-                    "<h1>The call was not recorded</h1><p>{}. <a href=\"{}\">Back</a></p>",
-                    html::esc(&e.message),
-                    html::esc(&back)
-                ),
-            ),
-        ),
+                "The call was not recorded",
+                &e.message,
+                &back,
+            )
+        }
         Err(e) => e.into_response(),
     }
 }
 
-/// A task change from a form: assign, comment, change status, resolve with a root cause.
 /// A 403 page saying why (`why` is our own text, not the user's).
 fn forbidden(sess: &Session, why: &str) -> Response {
     html(
@@ -299,40 +281,97 @@ fn forbidden(sess: &Session, why: &str) -> Response {
     )
 }
 
-/// Stored as a `task` event, then back to the page the form was on.
+/// What every form that changes something checks first, in this order: the session (else
+/// the login page), the form's CSRF token, the page to go back to (`return`: a path of this
+/// site under `under`, else `home`; browsers read `/\\host` or `/<tab>/host` as another
+/// site), the write scope (checked now: the key may have changed since login; `cannot`
+/// says what the key may not do). Then the form's non-empty `names`, trimmed.
+fn form_post(
+    s: &AppState,
+    h: &HeaderMap,
+    f: &HashMap<String, String>,
+    (under, home): (&str, &str),
+    cannot: &str,
+    names: &[&str],
+) -> Result<Post, Box<Response>> {
+    let Some(sess) = session(s, h) else { return Err(Box::new(redirect("/login"))) };
+    if !csrf_ok(&sess, f) {
+        let why = "The form's token is missing or stale: reload the page.";
+        return Err(Box::new(forbidden(&sess, why)));
+    }
+    let back = f
+        .get("return")
+        .filter(|r| {
+            r.starts_with(under)
+                && r.starts_with('/')
+                && !r.starts_with("//")
+                && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.?=&%~".contains(&b))
+        })
+        .cloned()
+        .unwrap_or_else(|| home.into());
+    if !s.0.keys.get().allows(&sess.key_id, Scope::Write) {
+        return Err(Box::new(forbidden(&sess, cannot)));
+    }
+    let mut fields = serde_json::Map::new();
+    for k in names {
+        if let Some(v) = f.get(*k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            fields.insert((*k).into(), v.into());
+        }
+    }
+    Ok(Post { sess, back, fields })
+}
+
+/// A form post that passed [`form_post`]'s checks.
+struct Post {
+    sess: Session,
+    back: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The page saying a form's change was not made (`why`: the API's message), with the way
+/// back.
+fn not_made(
+    sess: &Session,
+    status: StatusCode,
+    title: &str,
+    what: &str,
+    why: &str,
+    back: &str,
+) -> Response {
+    html(
+        status,
+        html::page(
+            title,
+            "",
+            &sess.csrf,
+            &format!(
+                "<h1>{what}</h1><p>{}. <a href=\"{}\">Back</a></p>",
+                html::esc(why),
+                html::esc(back)
+            ),
+        ),
+    )
+}
+
+/// A task change from a form (assign, comment, change status, resolve with a root cause):
+/// stored as a `task` event, then back to the page the form was on.
 async fn task_form(
     State(s): State<AppState>,
     h: HeaderMap,
     UrlPath(id): UrlPath<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some(sess) = session(&s, &h) else { return redirect("/login") };
-    if !csrf_ok(&sess, &f) {
-        return forbidden(&sess, "The form's token is missing or stale: reload the page.");
-    }
-    let back = f
-        .get("return")
-        // A path of this site only: browsers read `/\\host` or `/<tab>/host` as another site.
-        .filter(|r| {
-            r.starts_with('/')
-                && !r.starts_with("//")
-                && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.?=&%~".contains(&b))
-        })
-        .cloned()
-        .unwrap_or_else(|| "/inbox".into());
-    // Changing needs the write scope, checked now (the key may have changed since login).
-    if !s.0.keys.get().allows(&sess.key_id, Scope::Write) {
-        return forbidden(
-            &sess,
-            "Your key can read but not change tasks: changing them needs a key with the write scope.",
-        );
-    }
-    let mut fields = serde_json::Map::new();
-    for k in ["status", "owner", "note", "root_cause", "due"] {
-        if let Some(v) = f.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            fields.insert(k.into(), v.into());
-        }
-    }
+    let Post { sess, back, fields } = match form_post(
+        &s,
+        &h,
+        &f,
+        ("/", "/inbox"),
+        "Your key can read but not change tasks: changing them needs a key with the write scope.",
+        &["status", "owner", "note", "root_cause", "due"],
+    ) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     match crate::api::change_task(&s, &id, &fields, &sess.name).await {
         Ok((account, view)) => {
             // The applier folds it within moments; wait for it (bounded) so that the page
@@ -348,19 +387,9 @@ async fn task_form(
             }
             redirect(&back)
         }
-        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => html(
-            e.status,
-            html::page(
-                "Not changed",
-                "",
-                &sess.csrf,
-                &format!(
-                    "<h1>The task was not changed</h1><p>{}. <a href=\"{}\">Back</a></p>",
-                    html::esc(&e.message),
-                    html::esc(&back)
-                ),
-            ),
-        ),
+        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => {
+            not_made(&sess, e.status, "Not changed", "The task was not changed", &e.message, &back)
+        }
         Err(e) => e.into_response(),
     }
 }
