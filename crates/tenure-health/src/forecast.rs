@@ -186,9 +186,9 @@ pub struct Totals {
 }
 
 /// How the ARR of a renewal that happens spreads around its expected value: multipliers of
-/// equal weight, the fifths of past outcomes (ARR back per ARR due of renewals won, ARR kept
-/// per ARR of month-to-month accounts that stayed), scaled to average 1. `[1]` without
-/// enough history.
+/// equal weight, the means of the tenths of past outcomes (ARR back per ARR due of renewals
+/// won, ARR kept per ARR of month-to-month accounts that stayed), scaled to average 1. `[1]`
+/// without enough history.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spread {
     pub term: Vec<f64>,
