@@ -119,6 +119,10 @@ pub struct Live {
     pub t: Timestamp,
     /// Bumped by every change: what was computed at the same generation is still exact.
     pub generation: u64,
+    /// Bumped when events dated before the current month are taken (an import of history,
+    /// a late event): figures of closed months computed at the same value differ from
+    /// exact ones only by what a current event reaches back to (movement grouping windows).
+    pub history_generation: u64,
     /// Immediate rules skip events older than this many days (an import of history through
     /// the API raises nothing).
     pub immediate_horizon_days: i64,
@@ -174,6 +178,7 @@ impl Live {
             model,
             t: now,
             generation: 0,
+            history_generation: 0,
             immediate_horizon_days: 7,
             rescored: FxHashMap::default(),
         };
@@ -294,6 +299,10 @@ impl Live {
         let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
         let mut batch = rules::Batch::default();
         self.advance(now);
+        let month = tenure_core::time::PeriodUnit::Month.floor(now);
+        if events.iter().any(|e| e.ts < month) {
+            self.history_generation += 1;
+        }
         for (i, e) in events.iter().enumerate() {
             let position = positions.get(i).copied();
             let Some(account) = e.account.clone() else {

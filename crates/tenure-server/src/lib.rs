@@ -67,10 +67,10 @@ pub struct Core {
     pub forecast_cache: forecast::Cache,
 }
 
-/// KPI rows by (months, cut, end) with when and at which generation of the live state
-/// they were computed.
+/// KPI rows by (months, cut, end) with when and at which generation (and history
+/// generation) of the live state they were computed.
 pub type KpiCache = std::sync::Mutex<
-    std::collections::HashMap<(i64, bool, i64), (Instant, u64, Arc<Vec<tenure_kpi::Row>>)>,
+    std::collections::HashMap<(i64, bool, i64), (Instant, (u64, u64), Arc<Vec<tenure_kpi::Row>>)>,
 >;
 
 pub struct Inner {

@@ -91,8 +91,9 @@ fn select<V: AsRef<str>, L: AsRef<str>>(
     out + "</select>"
 }
 
-/// How long the KPI rows of closed months are reused once events have come since they were
-/// computed: closed months change only with late events.
+/// How long the KPI rows of closed months are reused once events of the current month have
+/// come since they were computed (closed months change with them only through movement
+/// grouping windows); an event dated in a closed month makes them be computed again at once.
 const KPI_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The KPI rows of the `months` full months before the current one, by segment when `cut`;
@@ -106,8 +107,9 @@ pub(crate) fn monthly_kpis(
     let end = PeriodUnit::Month.floor(live.t);
     let key = (months, cut, end.0);
     if let Ok(c) = core.kpi_cache.lock()
-        && let Some((at, generation, rows)) = c.get(&key)
-        && (*generation == live.generation || at.elapsed() < KPI_TTL)
+        && let Some((at, (generation, history), rows)) = c.get(&key)
+        && (*generation == live.generation
+            || (*history == live.history_generation && at.elapsed() < KPI_TTL))
     {
         return rows.clone();
     }
@@ -116,8 +118,11 @@ pub(crate) fn monthly_kpis(
     let rows =
         std::sync::Arc::new(tenure_kpi::report(&live.ledger, &periods, by.as_ref(), &live.cfg.kpi));
     if let Ok(mut c) = core.kpi_cache.lock() {
-        c.retain(|_, (at, g, _)| *g == live.generation || at.elapsed() < KPI_TTL);
-        c.insert(key, (std::time::Instant::now(), live.generation, rows.clone()));
+        c.retain(|_, (at, g, _)| {
+            g.0 == live.generation || (g.1 == live.history_generation && at.elapsed() < KPI_TTL)
+        });
+        let g = (live.generation, live.history_generation);
+        c.insert(key, (std::time::Instant::now(), g, rows.clone()));
     }
     rows
 }
@@ -202,6 +207,13 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
         };
     let m = pair("mrr_end");
     tile(&mut body, "MRR", m.0.map_or("–".into(), money), change(m, 1.0, true, money));
+    let c = pair("committed_mrr_end");
+    tile(
+        &mut body,
+        "Committed MRR (after scheduled cancellations)",
+        c.0.map_or("–".into(), money),
+        change(c, 1.0, true, money),
+    );
     let a = pair("arr_end");
     tile(&mut body, "ARR", a.0.map_or("–".into(), money), change(a, 1.0, true, money));
     for (id, label, good_up) in [
@@ -302,10 +314,150 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
         );
     }
     body.push_str("</tbody></table></div></div></div>");
+    if let Some(r) = last {
+        body.push_str(&bridge(r, &rows, cur, &cut));
+    }
     if live.model.is_none() {
         body.push_str("<p class=\"muted\">No churn model is saved: risk here is the red health colour. Train one with <code>tenure model train</code>.</p>");
     }
     Ok(html::page("Portfolio", "/", &sess.csrf, &body))
+}
+
+/// An exact amount in minor units as major units with its decimals, grouped by thousands.
+fn amount(minor: i64, exp: u32) -> String {
+    let scale = 10i128.pow(exp);
+    let (units, frac) = (i128::from(minor).abs() / scale, i128::from(minor).abs() % scale);
+    let digits = units.to_string();
+    let mut out = String::new();
+    if minor < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if exp > 0 {
+        let _ = write!(out, ".{frac:0w$}", w = exp as usize);
+    }
+    out
+}
+
+/// The finance view of the last month shown: the MRR bridge from start to end, exact, with
+/// churn split by cause and the FX impact closing it at closing rates; committed MRR beside
+/// it; and the lost MRR by cancel reason over every month shown. Each movement links to
+/// its explanation.
+fn bridge(
+    r: &tenure_kpi::Row,
+    rows: &[&tenure_kpi::Row],
+    cur: tenure_core::money::Currency,
+    cut: &str,
+) -> String {
+    let exp = cur.exponent();
+    let money_of = |row: &tenure_kpi::Row, id: &str| match row.kpis.get(id) {
+        Some(Value::Money(m) | Value::MaybeMoney(Some(m))) => Some(*m),
+        _ => None,
+    };
+    let get = |id: &str| money_of(r, id);
+    let month = month_label(r.period.start);
+    let link = |id: &str, text: &str| {
+        format!("<a href=\"/explain?kpi={id}&amp;period={month}{}\">{}</a>", esc(cut), esc(text))
+    };
+    // At closing rates when the rates are known (the bridge then closes with the FX row);
+    // at the rates of each line's booking otherwise.
+    let fx = get("mrr_fx_impact");
+    let (start, end) = match fx {
+        Some(_) => (get("mrr_start_at_closing_rates"), get("mrr_end_at_closing_rates")),
+        None => (get("mrr_start"), get("mrr_end")),
+    };
+    let mut lines: Vec<(String, Option<i64>, &str)> = vec![
+        (format!("MRR at the start of {month}"), start, "total"),
+        (link("mrr_new", "New"), get("mrr_new"), ""),
+        (link("mrr_expansion", "Expansion"), get("mrr_expansion"), ""),
+        (link("mrr_reactivation", "Reactivation"), get("mrr_reactivation"), ""),
+        (link("mrr_contraction", "Contraction"), get("mrr_contraction").map(|x| -x), ""),
+        (
+            format!("{}, voluntary (cancelled)", link("mrr_churn", "Churn")),
+            get("mrr_churn_voluntary").map(|x| -x),
+            "",
+        ),
+        (
+            format!("{}, involuntary (payment failed)", link("mrr_churn", "Churn")),
+            get("mrr_churn_involuntary").map(|x| -x),
+            "",
+        ),
+    ];
+    if fx.is_some() {
+        lines.push(("FX impact (exchange rates moved)".into(), fx, ""));
+    }
+    lines.push((format!("MRR at the end of {month}"), end, "total"));
+    lines.push((
+        "Committed MRR at the end (after scheduled cancellations)".into(),
+        get("committed_mrr_end"),
+        "",
+    ));
+    let mut out = format!(
+        "<div class=\"grid2\"><div class=\"card\"><h2>Revenue bridge, {month} ({cur})</h2><div class=\"scroll\"><table><thead><tr><th>Movement</th><th class=\"num\">{cur}</th></tr></thead><tbody>"
+    );
+    for (label, v, class) in lines {
+        let shown = v.map_or("–".into(), |x| amount(x, exp));
+        let sign = match v {
+            Some(x) if x < 0 && class.is_empty() => " down",
+            Some(x) if x > 0 && class.is_empty() => " up",
+            _ => "",
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"{class}\"><td>{label}</td><td class=\"num{sign}\">{}</td></tr>",
+            esc(&shown)
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    if fx.is_some() {
+        out.push_str("<p class=\"muted\">At the month's closing exchange rates: start plus movements plus the FX impact equals the end.</p>");
+    } else {
+        out.push_str("<p class=\"muted\">No FX impact: an exchange rate for the month is missing, so the figures are at the rates of each line's booking.</p>");
+    }
+    out.push_str("</div>");
+    // Lost MRR by cancel reason, over the months shown.
+    let mut by_reason: BTreeMap<&str, i64> = BTreeMap::new();
+    for row in rows {
+        for (id, v) in &row.kpis.0 {
+            if let (Some(reason), Value::Money(m)) = (id.strip_prefix("mrr_churn_by_reason."), v) {
+                *by_reason.entry(reason).or_default() += m;
+            }
+        }
+    }
+    let mut reasons: Vec<(&str, i64)> = by_reason.into_iter().filter(|r| r.1 != 0).collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let total: i64 = reasons.iter().map(|r| r.1).sum();
+    let _ = write!(
+        out,
+        "<div class=\"card\"><h2>Lost MRR by cancel reason, last {} months ({cur})</h2>",
+        rows.len()
+    );
+    if reasons.is_empty() {
+        out.push_str("<p class=\"muted\">No churn in these months.</p>");
+    } else {
+        out.push_str("<div class=\"scroll\"><table><thead><tr><th>Reason</th><th class=\"num\">Lost MRR</th><th class=\"num\">Share</th></tr></thead><tbody>");
+        for (reason, m) in &reasons {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                esc(&reason.replace('_', " ")),
+                esc(&amount(*m, exp)),
+                pct(Some(*m as f64 / total as f64))
+            );
+        }
+        let _ = write!(
+            out,
+            "<tr class=\"total\"><td>All reasons</td><td class=\"num\">{}</td><td class=\"num\">100%</td></tr></tbody></table></div>",
+            esc(&amount(total, exp))
+        );
+    }
+    out.push_str("</div></div>");
+    out
 }
 
 pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {

@@ -357,3 +357,123 @@ async fn a_figure_is_explained_by_its_accounts_movements_and_events() {
     let (st, _, _) = b.go("GET", "/explain?kpi=nrr", "").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
+
+/// The portfolio's finance view: last month's MRR bridge, exact to the cent, churn split into
+/// voluntary and involuntary, committed MRR beside MRR, and lost MRR by cancel reason. The
+/// figures below are worked by hand from the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portfolio_bridges_last_months_mrr_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Keys::default();
+    let (_, read) = keys.create("sam", &[Scope::Read], "2026-01-01").unwrap();
+    let (_, ingest) = keys.create("pipe", &[Scope::Ingest], "2026-01-01").unwrap();
+    keys.save(dir.path()).unwrap();
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    let s = AppState::open(dir.path(), Options::new(clock)).unwrap();
+    let sub = |t: &str, a: &str, amount: &str, status: &str, extra: serde_json::Value| {
+        let mut v = json!({"type": "subscription", "timestamp": t, "account_id": a,
+            "subscription_id": format!("{a}-1"), "amount": amount, "status": status});
+        if let (Some(o), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(x.clone());
+        }
+        v
+    };
+    let events: String = [
+        // May starts at 100.00 + 40.00 + 30.05 = 170.05.
+        sub("2026-01-01", "acme", "100", "active", json!({})),
+        sub("2026-01-01", "bolt", "40", "active", json!({})),
+        sub("2026-01-01", "cora", "30.05", "active", json!({})),
+        // Expansion +50.50; a cancellation at the end of the term (committed MRR only).
+        sub("2026-05-10", "acme", "150.50", "active", json!({"cancel_at": "2026-09-01"})),
+        // Voluntary churn -40.00, with its reason.
+        sub("2026-05-15", "bolt", "40", "canceled", json!({"cancel_reason": "too_expensive"})),
+        // Involuntary churn -30.05: cancelled while past due.
+        sub("2026-05-03", "cora", "30.05", "past_due", json!({})),
+        sub("2026-05-20", "cora", "30.05", "canceled", json!({})),
+        // New +25.00.
+        sub("2026-05-05", "dune", "25", "active", json!({})),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect();
+    let r = Request::post("/api/v1/events")
+        .header("authorization", format!("Bearer {ingest}"))
+        .body(Body::from(events))
+        .unwrap();
+    assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
+    let mut b = Browser { s: s.clone(), cookie: None };
+    b.go("POST", "/login", &format!("key={}", enc(&read))).await;
+    // The applier folds the events in shortly after they are acknowledged. The portfolio's
+    // figures were computed at start, on no events: history arriving makes them fresh.
+    let start = Instant::now();
+    loop {
+        let (st, _, page) = b.go("GET", "/accounts?q=dune", "").await;
+        assert_eq!(st, StatusCode::OK);
+        if page.contains("/accounts/dune") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "not folded: {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, _, page) = b.go("GET", "/", "").await;
+    let bridge = page.split("Revenue bridge, 2026-05").nth(1).expect(&page);
+    let bridge = bridge.split("</table>").next().unwrap();
+    // Each line: its label (links stripped) and its figure.
+    let lines: Vec<(String, String)> = bridge
+        .split("<tr")
+        .skip(2)
+        .map(|tr| {
+            let cells: Vec<String> = tr
+                .split("<td")
+                .skip(1)
+                .map(|td| {
+                    let inner = td.split_once('>').unwrap().1.split("</td>").next().unwrap();
+                    // Drop the tags of links inside the cell.
+                    let mut text = String::new();
+                    let mut in_tag = false;
+                    for c in inner.chars() {
+                        match c {
+                            '<' => in_tag = true,
+                            '>' => in_tag = false,
+                            c if !in_tag => text.push(c),
+                            _ => {}
+                        }
+                    }
+                    text
+                })
+                .collect();
+            (cells[0].clone(), cells[1].clone())
+        })
+        .collect();
+    let want = [
+        ("MRR at the start of 2026-05", "170.05"),
+        ("New", "25.00"),
+        ("Expansion", "50.50"),
+        ("Reactivation", "0.00"),
+        ("Contraction", "0.00"),
+        ("Churn, voluntary (cancelled)", "-40.00"),
+        ("Churn, involuntary (payment failed)", "-30.05"),
+        ("FX impact (exchange rates moved)", "0.00"),
+        ("MRR at the end of 2026-05", "175.50"),
+        ("Committed MRR at the end (after scheduled cancellations)", "25.00"),
+    ];
+    let got: Vec<(&str, &str)> = lines.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(got, want);
+    // Movements open their explanation for the month.
+    assert!(bridge.contains("href=\"/explain?kpi=mrr_churn&amp;period=2026-05\""), "{bridge}");
+    // Lost MRR by reason over the months shown: the involuntary churn has no reason given.
+    let reasons = page.split("Lost MRR by cancel reason").nth(1).unwrap();
+    let reasons = reasons.split("</table>").next().unwrap();
+    let too = reasons.find("too expensive").expect(reasons);
+    let unpaid = reasons.find("unpaid").expect(reasons);
+    assert!(too < unpaid, "largest first: {reasons}");
+    assert!(
+        reasons.contains("<td class=\"num\">40.00</td><td class=\"num\">57%</td>"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("<td class=\"num\">70.05</td><td class=\"num\">100%</td>"),
+        "{reasons}"
+    );
+    assert!(page.contains("Committed MRR (after scheduled cancellations)"));
+}
