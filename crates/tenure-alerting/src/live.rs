@@ -262,6 +262,12 @@ impl Live {
         }
     }
 
+    /// The builder the ledger is folded from (a copy of it refolds the ledger at any
+    /// instant: the forecast's backtest does).
+    pub fn builder(&self) -> &LedgerBuilder {
+        &self.builder
+    }
+
     /// Usage events of an account on days `[from, to)`.
     pub fn events_between(&self, id: &str, from: i64, to: i64) -> u64 {
         self.recent.get(id).map_or(0, |d| d.range(from..to).map(|(_, x)| x.events).sum())

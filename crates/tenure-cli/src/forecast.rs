@@ -136,12 +136,6 @@ pub fn run(a: ForecastArgs) -> Result<()> {
     out(&tenure_report::forecast::forecast(&f, &groups, a.by.as_deref(), cur, a.format, a.top))
 }
 
-/// The quarters the service shows: the one holding `t` and the next.
-pub fn served_quarters(t: tenure_core::time::Timestamp) -> [Period; 2] {
-    let q = PeriodUnit::Quarter.floor(t);
-    [Period::new(q, q.add_months(3)), Period::new(q.add_months(3), q.add_months(6))]
-}
-
 /// `--save`: this quarter's and the next one's forecasts and the last 8 quarters' backtest,
 /// written atomically to DATA/models/forecast.json.
 fn save(
@@ -153,40 +147,13 @@ fn save(
     ctx: &Context<'_>,
     s: &Settings,
 ) -> Result<()> {
-    use serde_json::json;
     let cur = cfg.revenue.fx.base;
-    let t = now.as_of;
-    let mut quarters = Vec::new();
-    for p in served_quarters(t) {
-        let f = forecast::forecast(now, usage_by, ctx, p, s).map_err(|e| usage(e.to_string()))?;
-        eprintln!(
-            "{}: {} renewals, {} ARR due, {} expected",
-            PeriodUnit::Quarter.label(p.start),
-            f.items.len(),
-            tenure_core::money::format_minor(f.model.arr_due, cur),
-            tenure_core::money::format_minor(f.model.expected, cur)
-        );
-        quarters.push(tenure_report::forecast::forecast_json(&f, &[], None, cur));
+    let (doc, notes) =
+        tenure_report::forecast::saved_document(builder, &cfg.revenue, now, usage_by, ctx, s, cur)
+            .map_err(|e| usage(e.to_string()))?;
+    for n in notes {
+        eprintln!("{n}");
     }
-    let last = PeriodUnit::Quarter.floor(t).add_months(-3);
-    let periods: Vec<Period> = (0..8)
-        .rev()
-        .map(|k| last.add_months(-3 * k))
-        .map(|q| Period::new(q, q.add_months(3)))
-        .collect();
-    // A young company has no past quarter to test on: the page says so.
-    let backtest = match forecast::backtest(builder, &cfg.revenue, now, usage_by, ctx, &periods, s)
-    {
-        Ok((past, skipped)) => {
-            let acc = forecast::accuracy(&past);
-            tenure_report::forecast::backtest_json(&past, &skipped, &acc, s.level, cur)
-        }
-        Err(e) => {
-            eprintln!("no backtest: {e}");
-            serde_json::Value::Null
-        }
-    };
-    let doc = json!({"made_at": t.to_string(), "quarters": quarters, "backtest": backtest});
     let models = dir.join("models");
     std::fs::create_dir_all(&models)?;
     let path = models.join("forecast.json");

@@ -264,6 +264,59 @@ pub fn backtest_json(
     })
 }
 
+/// The quarters the service shows: the one holding `t` and the next.
+pub fn served_quarters(t: tenure_core::time::Timestamp) -> [tenure_core::time::Period; 2] {
+    use tenure_core::time::Period;
+    let q = PeriodUnit::Quarter.floor(t);
+    [Period::new(q, q.add_months(3)), Period::new(q.add_months(3), q.add_months(6))]
+}
+
+/// What DATA/models/forecast.json holds (`tenure forecast --save` writes it, and the service
+/// remakes it daily): this quarter's and the next one's forecasts and the 8 past quarters'
+/// backtest, made at `now.as_of`; with a line per quarter saying what it holds, and why
+/// there is no backtest when there is none (a young company has no past quarter to test
+/// on: the page says so).
+pub fn saved_document(
+    builder: &tenure_ledger::LedgerBuilder,
+    revenue: &tenure_ledger::RevenueConfig,
+    now: &tenure_ledger::Ledger,
+    usage: &tenure_health::UsageByAccount,
+    ctx: &tenure_health::features::Context<'_>,
+    s: &tenure_health::forecast::Settings,
+    cur: Currency,
+) -> Result<(Json, Vec<String>), tenure_health::HealthError> {
+    use tenure_health::forecast as f;
+    let t = now.as_of;
+    let mut notes = Vec::new();
+    let mut quarters = Vec::new();
+    for p in served_quarters(t) {
+        let fc = f::forecast(now, usage, ctx, p, s)?;
+        notes.push(format!(
+            "{}: {} renewals, {} ARR due, {} expected",
+            PeriodUnit::Quarter.label(p.start),
+            fc.items.len(),
+            format_minor(fc.model.arr_due, cur),
+            format_minor(fc.model.expected, cur)
+        ));
+        quarters.push(forecast_json(&fc, &[], None, cur));
+    }
+    let last = PeriodUnit::Quarter.floor(t).add_months(-3);
+    let periods: Vec<tenure_core::time::Period> = (0..8)
+        .rev()
+        .map(|k| last.add_months(-3 * k))
+        .map(|q| tenure_core::time::Period::new(q, q.add_months(3)))
+        .collect();
+    let backtest = match f::backtest(builder, revenue, now, usage, ctx, &periods, s) {
+        Ok((past, skipped)) => backtest_json(&past, &skipped, &f::accuracy(&past), s.level, cur),
+        Err(e) => {
+            notes.push(format!("no backtest: {e}"));
+            Json::Null
+        }
+    };
+    let doc = json!({"made_at": t.to_string(), "quarters": quarters, "backtest": backtest});
+    Ok((doc, notes))
+}
+
 /// Renders the backtest of past periods' forecasts.
 pub fn backtest(
     past: &[PastPeriod],

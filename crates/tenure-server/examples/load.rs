@@ -139,7 +139,7 @@ fn main() {
             // The seeded accounts have no touchpoints and thin usage: left on, these two
             // rules would alert on all 1,000 at the first batch, and that storm would queue
             // ahead of the alerts being timed in the one webhook lane.
-            "[service]\nrefresh_minutes = 600\n\n[[rule]]\nkind = \"health_red\"\nenabled = false\n\n[[rule]]\nkind = \"no_engagement\"\nenabled = false\n\n[[notifier]]\nname = \"bench\"\nkind = \"webhook\"\nurl = \"http://{hook_addr}/hook\"\nsecret = \"s\"\n"
+            "[service]\nrefresh_minutes = 600\nforecast_refresh_hours = 0\n\n[[rule]]\nkind = \"health_red\"\nenabled = false\n\n[[rule]]\nkind = \"no_engagement\"\nenabled = false\n\n[[notifier]]\nname = \"bench\"\nkind = \"webhook\"\nurl = \"http://{hook_addr}/hook\"\nsecret = \"s\"\n"
         ),
     )
     .unwrap();

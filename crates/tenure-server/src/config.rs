@@ -101,6 +101,12 @@ pub struct ServiceSection {
     /// Group Stripe customers into the account named by this metadata key, as
     /// `tenure import --from stripe --account-key` does.
     pub stripe_account_key: Option<String>,
+    /// Hours between remakes of the renewal forecast the service shows
+    /// (DATA/models/forecast.json, as `tenure forecast --save` writes it); 0 = never [24].
+    pub forecast_refresh_hours: Option<u64>,
+    /// Minutes after start before the first remake, when the saved forecast is older than
+    /// `forecast_refresh_hours` or missing (a start is busy enough) [10].
+    pub forecast_delay_minutes: Option<u64>,
 }
 
 fn default_refresh() -> u64 {
@@ -122,6 +128,8 @@ impl Default for ServiceSection {
             stripe_webhook_secret: None,
             stripe_tolerance_secs: None,
             stripe_account_key: None,
+            forecast_refresh_hours: None,
+            forecast_delay_minutes: None,
         }
     }
 }

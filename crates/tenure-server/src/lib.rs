@@ -17,6 +17,7 @@ pub mod decode;
 pub mod error;
 pub mod fallback;
 pub mod forecast;
+pub mod forecaster;
 pub mod ingest;
 pub mod keys;
 pub mod live;
@@ -79,6 +80,7 @@ pub struct Inner {
     // Dropped in this order: the writer commits what is waiting, then the applier ends.
     writer: Writer,
     _applier: applier::Applier,
+    _forecaster: forecaster::Forecaster,
     pub core: Arc<Core>,
     pub ingest: IngestConfig,
     pub limits: Limits,
@@ -224,6 +226,12 @@ impl AppState {
                 applier::supervise(&core, &applied_rx, &internal, refresh, reload, fault)
             })
         };
+        let forecaster = forecaster::start(
+            core.clone(),
+            data.to_path_buf(),
+            o.engine.clone(),
+            forecaster::Schedule::from_config(&o.config.service),
+        );
         let mut seg = segment::SegmentConfig::default();
         if let Some(t) = &o.config.service.segment_account_trait {
             seg.account_trait = t.clone();
@@ -233,6 +241,7 @@ impl AppState {
             keys,
             writer,
             _applier: applier::Applier(Some(applier)),
+            _forecaster: forecaster,
             core,
             ingest: o.ingest,
             clock: o.clock,

@@ -78,3 +78,69 @@ async fn the_saved_forecast_is_served_and_calls_apply_at_once() {
     let (st, j) = call(&s, "POST", "/api/v1/events", Some(&f.admin), &line).await;
     assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
 }
+
+/// The service remakes the saved forecast itself, from its live state, on the schedule of
+/// `[service] forecast_refresh_hours` (here at once): the Renewals page does not depend on
+/// someone running `tenure forecast --save`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_remakes_the_forecast_on_its_schedule() {
+    let f = Keyring::new();
+    // A generated company with 30 months of history: renewals enough to learn from.
+    let out = tempfile::tempdir().unwrap();
+    let cfg = tenure_sim::SimConfig {
+        accounts: 400,
+        months: 30,
+        seed: 11,
+        start: (2024, 1),
+        usage_events: None,
+        format: tenure_sim::OutputFormat::Jsonl,
+    };
+    let summary = tenure_sim::generate(&cfg, out.path(), &|_| {}).unwrap();
+    {
+        let ingest = tenure_ingest::IngestConfig::defaults(None);
+        let (mut imp, _) = tenure_engine::Importer::open(f.path(), ingest).unwrap();
+        for file in summary.files.iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")) {
+            let kind = tenure_ingest::kind_from_file_name(&file.display().to_string());
+            let input = std::fs::File::open(file).unwrap();
+            let sum = imp
+                .import(
+                    input,
+                    tenure_engine::import::Format::Jsonl,
+                    kind,
+                    &mut |r| panic!("{}: {r:?}", file.display()),
+                    &mut |_| {},
+                )
+                .unwrap();
+            assert!(sum.progress.accepted > 0, "{}", file.display());
+        }
+    }
+    let saved = f.path().join("models").join("forecast.json");
+    assert!(!saved.exists());
+    let s = tenure_testkit::open_with(f.path(), "2026-06-15T00:00:00Z", |o| {
+        o.config.service.forecast_delay_minutes = Some(0);
+    });
+    let start = std::time::Instant::now();
+    while !saved.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(300), "no forecast saved");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (st, j) = call(&s, "GET", "/api/v1/forecast", Some(&f.read), "").await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    assert_eq!(j["period"]["start"], "2026-04-01T00:00:00Z");
+    let items = j["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    // The service's figures: the sum of the contracts' expectations, inside the interval.
+    let expected = j["model"]["expected_arr"].as_f64().unwrap();
+    let sum: f64 = items.iter().map(|i| i["expected_arr"].as_f64().unwrap()).sum();
+    assert!((expected - sum).abs() < 0.01 * items.len() as f64, "{expected} vs {sum}");
+    let (low, high) =
+        (j["model"]["interval"][0].as_f64().unwrap(), j["model"]["interval"][1].as_f64().unwrap());
+    assert!(low <= expected && expected <= high, "{} {low} {high}", j["model"]);
+    let (st, j) = call(&s, "GET", "/api/v1/forecast?period=2026-Q3", Some(&f.read), "").await;
+    assert_eq!((st, &j["period"]["start"]), (StatusCode::OK, &json!("2026-07-01T00:00:00Z")));
+    // Made as of the service's clock, with the past quarters backtested.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(doc["made_at"], "2026-06-15T00:00:00Z");
+    assert!(!doc["backtest"]["periods"].as_array().unwrap().is_empty(), "{}", doc["backtest"]);
+}
