@@ -240,6 +240,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeyCmd,
     },
+    /// People who log in to the dashboard: add, change, disable; passwords and personal
+    /// API tokens (only hashes are kept)
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
     /// Run the service: the ingest API (acknowledged once durable) on --listen
     Serve {
         #[command(flatten)]
@@ -369,6 +375,82 @@ enum KeyCmd {
         #[command(flatten)]
         data: DataArgs,
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a person
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Their name, as the accounts' owner attribute (`csm`) names them
+        #[arg(long)]
+        name: String,
+        /// Their email: the login
+        #[arg(long)]
+        email: String,
+        /// admin (everything), manager (their team's books), csm (their book), viewer
+        /// (every account, read only)
+        #[arg(long)]
+        role: String,
+        /// Their team: a manager sees the books of the team's members
+        #[arg(long)]
+        team: Option<String>,
+        /// Other values of the owner attribute that mean them (repeatable)
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Read a password from the first line of standard input (at least 12 characters)
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a person's role, team or aliases
+    Set {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Their email or id
+        who: String,
+        #[arg(long)]
+        role: Option<String>,
+        /// A team (an empty value: none)
+        #[arg(long)]
+        team: Option<String>,
+        /// Replace their aliases (repeatable; an empty value: none)
+        #[arg(long)]
+        alias: Option<Vec<String>>,
+    },
+    /// Set a password, read from the first line of standard input
+    Password {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Their email or id
+        who: String,
+    },
+    /// Make a personal API token (shown once; replaces the earlier one)
+    Token {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Their email or id
+        who: String,
+    },
+    /// Disable a person: their sessions end and they cannot log in
+    Disable {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Their email or id
+        who: String,
+    },
+    /// Enable a disabled person again
+    Enable {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Their email or id
+        who: String,
+    },
+    /// List people (never passwords or tokens)
+    List {
+        #[command(flatten)]
+        data: DataArgs,
     },
 }
 
@@ -897,6 +979,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Health(a) => health::health(a).map(|()| ExitCode::SUCCESS),
         Cmd::Forecast(a) => forecast::run(a).map(|()| ExitCode::SUCCESS),
         Cmd::Key { cmd } => key(cmd).map(|()| ExitCode::SUCCESS),
+        Cmd::User { cmd } => user(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Serve { data, listen, max_request_bytes } => {
             let cfg = config(&data)?;
             let dir = data_dir(&data);
@@ -990,6 +1073,136 @@ fn key(cmd: KeyCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The first line of standard input, checked as a password.
+fn password_from_stdin() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let p = line.trim_end_matches(['\r', '\n']).to_string();
+    if let Some(why) = tenure_server::users::password_problem(&p) {
+        bail!(usage(why));
+    }
+    Ok(p)
+}
+
+fn user(cmd: UserCmd) -> Result<()> {
+    use tenure_server::keys::Keys;
+    use tenure_server::users::{Role, hash_password};
+    let role_of = |r: &str| {
+        Role::parse(r.trim())
+            .ok_or_else(|| usage(format!("--role {r:?}: admin, manager, csm or viewer")))
+    };
+    let known = |e: tenure_server::keys::KeyError| match e {
+        tenure_server::keys::KeyError::Unknown(_) | tenure_server::keys::KeyError::Invalid(_) => {
+            usage(e.to_string())
+        }
+        e => anyhow::Error::from(e),
+    };
+    match cmd {
+        UserCmd::Add { data, name, email, role, team, alias, password_stdin } => {
+            let dir = data_dir(&data);
+            let role = role_of(&role)?;
+            let password = if password_stdin { Some(password_from_stdin()?) } else { None };
+            let mut keys = Keys::load(&dir)?;
+            let u = keys
+                .add_user(&name, &email, role, team.as_deref(), &now().to_string())
+                .map_err(known)?;
+            let id = u.id.clone();
+            let entry = keys.user_mut(&id).map_err(known)?;
+            entry.aliases = alias.into_iter().filter(|a| !a.trim().is_empty()).collect();
+            if let Some(p) = password {
+                entry.password = Some(hash_password(&p).map_err(anyhow::Error::msg)?);
+            }
+            let has_password = entry.password.is_some();
+            keys.save(&dir)?;
+            eprintln!("added {} ({}, {})", u.email, role.as_str(), id);
+            if !has_password {
+                eprintln!(
+                    "no password yet: `tenure user password {} --data {}` reads one from standard input",
+                    u.email,
+                    dir.display()
+                );
+            }
+            out(&format!("{id}\n"))
+        }
+        UserCmd::Set { data, who, role, team, alias } => {
+            let dir = data_dir(&data);
+            let mut keys = Keys::load(&dir)?;
+            let role = role.as_deref().map(role_of).transpose()?;
+            let u = keys.user_mut(&who).map_err(known)?;
+            if let Some(r) = role {
+                u.role = r;
+            }
+            if let Some(t) = team {
+                u.team = Some(t.trim().to_string()).filter(|t| !t.is_empty());
+            }
+            if let Some(a) = alias {
+                u.aliases = a.into_iter().filter(|a| !a.trim().is_empty()).collect();
+            }
+            let email = u.email.clone();
+            keys.save(&dir)?;
+            eprintln!("changed {email}");
+            Ok(())
+        }
+        UserCmd::Password { data, who } => {
+            let dir = data_dir(&data);
+            let p = password_from_stdin()?;
+            let mut keys = Keys::load(&dir)?;
+            let u = keys.user_mut(&who).map_err(known)?;
+            u.password = Some(hash_password(&p).map_err(anyhow::Error::msg)?);
+            let email = u.email.clone();
+            keys.save(&dir)?;
+            eprintln!("password set for {email}");
+            Ok(())
+        }
+        UserCmd::Token { data, who } => {
+            let dir = data_dir(&data);
+            let mut keys = Keys::load(&dir)?;
+            let secret = keys.new_token(&who).map_err(known)?;
+            keys.save(&dir)?;
+            eprintln!("a personal API token for {who}, shown once; it sees what they see:");
+            out(&format!("{secret}\n"))
+        }
+        UserCmd::Disable { data, who } => set_disabled(&data, &who, true),
+        UserCmd::Enable { data, who } => set_disabled(&data, &who, false),
+        UserCmd::List { data } => {
+            let keys = Keys::load(&data_dir(&data))?;
+            let mut s = format!(
+                "{:<16} {:<24} {:<28} {:<8} {:<12} {:<9} {:<6} status\n",
+                "id", "name", "email", "role", "team", "password", "token"
+            );
+            for u in &keys.users {
+                s.push_str(&format!(
+                    "{:<16} {:<24} {:<28} {:<8} {:<12} {:<9} {:<6} {}\n",
+                    u.id,
+                    u.name,
+                    u.email,
+                    u.role.as_str(),
+                    u.team.as_deref().unwrap_or("-"),
+                    if u.password.is_some() { "set" } else { "none" },
+                    if u.token.is_some() { "yes" } else { "no" },
+                    if u.disabled { "disabled" } else { "active" }
+                ));
+            }
+            out(&s)
+        }
+    }
+}
+
+fn set_disabled(data: &DataArgs, who: &str, disabled: bool) -> Result<()> {
+    use tenure_server::keys::{KeyError, Keys};
+    let dir = data_dir(data);
+    let mut keys = Keys::load(&dir)?;
+    let u = keys.user_mut(who).map_err(|e| match e {
+        KeyError::Unknown(_) => usage(e.to_string()),
+        e => anyhow::Error::from(e),
+    })?;
+    u.disabled = disabled;
+    let email = u.email.clone();
+    keys.save(&dir)?;
+    eprintln!("{} {email}", if disabled { "disabled" } else { "enabled" });
+    Ok(())
 }
 
 pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {

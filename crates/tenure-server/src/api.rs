@@ -321,6 +321,7 @@ fn summary(live: &crate::live::Live, a: &AccountLedger) -> Value {
 pub(crate) fn select<'a>(
     live: &'a crate::live::Live,
     p: &HashMap<String, String>,
+    sees: impl Fn(&AccountLedger) -> bool,
 ) -> Result<Vec<&'a AccountLedger>, ApiError> {
     let t = live.t;
     let f = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
@@ -334,6 +335,7 @@ pub(crate) fn select<'a>(
         .ledger
         .accounts
         .iter()
+        .filter(|a| sees(a))
         .filter(|a| {
             let h = live.health.accounts.get(&a.id);
             q.as_ref().is_none_or(|q| {
@@ -413,7 +415,7 @@ async fn accounts(
     authorise(&s, &h, Scope::Read)?;
     let live = live_read(&s)?;
     let t = live.t;
-    let rows = select(&live, &p)?;
+    let rows = select(&live, &p, |_| true)?;
     let f = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let limit = match f("limit") {
         None => 50,
@@ -841,6 +843,7 @@ pub(crate) async fn change_task(
     id: &str,
     fields: &Map<String, Value>,
     author: &str,
+    who: &crate::users::Principal,
 ) -> Result<(String, Task), ApiError> {
     const FIELDS: &[&str] = &["status", "owner", "due", "note", "root_cause"];
     if fields.contains_key("author") {
@@ -856,7 +859,9 @@ pub(crate) async fn change_task(
     }
     let (account, mut view) = {
         let live = live_read(s)?;
+        // A task of an account outside the caller's book is as unknown as a missing one.
         let (a, t) = find_task(&live, id)
+            .filter(|(a, _)| s.sees(who, a, live.t))
             .ok_or_else(|| ApiError::new("not_found", format!("no task {id:?}")))?;
         (a.id.clone(), t.clone())
     };
@@ -901,7 +906,8 @@ async fn update_task(
     let key = authorise(&s, &h, Scope::Write)?;
     let body: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
-    let (account, view) = change_task(&s, &id, &body, key.identity()).await?;
+    let (account, view) =
+        change_task(&s, &id, &body, key.identity(), &crate::users::Principal::All).await?;
     Ok(json_response(StatusCode::OK, &task_json(&account, &view)))
 }
 
@@ -961,7 +967,9 @@ async fn forecast_override(
     let key = authorise(&s, &h, Scope::Write)?;
     let body: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
-    let line = crate::forecast::record_call(&s, &id, &body, key.identity()).await?;
+    let line =
+        crate::forecast::record_call(&s, &id, &body, key.identity(), &crate::users::Principal::All)
+            .await?;
     Ok(json_response(StatusCode::OK, &line))
 }
 

@@ -99,6 +99,7 @@ pub async fn record_call(
     account: &str,
     fields: &Map<String, Value>,
     author: &str,
+    who: &crate::users::Principal,
 ) -> Result<Value, ApiError> {
     const FIELDS: &[&str] = &["category", "amount", "subscription_id", "reason"];
     if fields.contains_key("author") {
@@ -115,7 +116,12 @@ pub async fn record_call(
             "amount: send the ARR expected back as a decimal string, e.g. \"12000.00\"",
         ));
     }
-    if live_read(s)?.ledger.account(account).is_none() {
+    // An account outside the caller's book is as unknown as one that does not exist.
+    let known = {
+        let live = live_read(s)?;
+        live.ledger.account(account).is_some_and(|a| s.sees(who, a, live.t))
+    };
+    if !known {
         return Err(ApiError::new("not_found", format!("no account {account:?}")));
     }
     let now = (s.0.clock)();

@@ -4,6 +4,7 @@
 //! revoke` take effect within a second, without a restart.
 
 use crate::notify::hex;
+use crate::users::{Role, User};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -72,6 +73,8 @@ pub enum KeyError {
     Unknown(String),
     #[error("no source of randomness: {0}")]
     Random(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn hash(secret: &str) -> [u8; 32] {
@@ -83,11 +86,35 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The keys of a data directory.
+/// The keys of a data directory, and the people who log in ([`crate::users`]).
 #[derive(Clone, Debug, Default)]
 pub struct Keys {
     pub keys: Vec<Key>,
+    pub users: Vec<User>,
 }
+
+/// The file: `{"keys": [...], "users": [...]}` (a bare array of keys is the older form).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum File {
+    Keys(Vec<Key>),
+    Both {
+        #[serde(default)]
+        keys: Vec<Key>,
+        #[serde(default)]
+        users: Vec<User>,
+    },
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    keys: &'a [Key],
+    users: &'a [User],
+}
+
+/// A valid argon2id hash of a random password: a login for an unknown email costs what a
+/// wrong password does, so the time does not tell which emails exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$HhOeTfyGq5uisRNRu5bHzA$p/dSRkCG4j8W2rd4AxIMDwmpBPNhD6OfZam0hGLIKoU";
 
 impl Keys {
     pub fn path(data: &Path) -> PathBuf {
@@ -98,24 +125,124 @@ impl Keys {
         let p = Keys::path(data);
         match std::fs::read_to_string(&p) {
             Ok(text) => {
-                let keys =
+                let file: File =
                     serde_json::from_str(&text).map_err(|e| KeyError::Format(p, e.to_string()))?;
-                Ok(Keys { keys })
+                Ok(match file {
+                    File::Keys(keys) => Keys { keys, users: Vec::new() },
+                    File::Both { keys, users } => Keys { keys, users },
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Keys::default()),
             Err(e) => Err(KeyError::Io(p, e)),
         }
     }
 
-    /// Writes the file whole (a temporary file renamed over it).
+    /// Writes the file whole (a temporary file, readable by its owner only, renamed over
+    /// it): password hashes are in it.
     pub fn save(&self, data: &Path) -> Result<(), KeyError> {
         let p = Keys::path(data);
         let tmp = p.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(&self.keys).expect("keys serialise");
+        let text = serde_json::to_string_pretty(&FileOut { keys: &self.keys, users: &self.users })
+            .expect("keys serialise");
         let io = |e| KeyError::Io(p.clone(), e);
         std::fs::create_dir_all(data).map_err(io)?;
-        std::fs::write(&tmp, text).map_err(io)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        {
+            use std::io::Write;
+            let mut f = o.open(&tmp).map_err(io)?;
+            f.write_all(text.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
         std::fs::rename(&tmp, &p).map_err(io)
+    }
+
+    /// Adds a person; the email is their login (unique, compared lower-case).
+    pub fn add_user(
+        &mut self,
+        name: &str,
+        email: &str,
+        role: Role,
+        team: Option<&str>,
+        created: &str,
+    ) -> Result<User, KeyError> {
+        let email = email.trim().to_lowercase();
+        if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+            return Err(KeyError::Invalid(format!("{email:?} is not an email address")));
+        }
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(KeyError::Invalid("a name of 1 to 200 bytes is needed".into()));
+        }
+        if self.users.iter().any(|u| u.email == email) {
+            return Err(KeyError::Invalid(format!("a user with the email {email} exists")));
+        }
+        let mut raw = [0u8; 6];
+        getrandom::fill(&mut raw).map_err(|e| KeyError::Random(e.to_string()))?;
+        let user = User {
+            id: format!("u_{}", hex(&raw)),
+            name: name.trim().to_string(),
+            email,
+            role,
+            team: team.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string),
+            aliases: Vec::new(),
+            password: None,
+            token: None,
+            created: created.to_string(),
+            disabled: false,
+        };
+        self.users.push(user.clone());
+        Ok(user)
+    }
+
+    /// The user with this id or email.
+    pub fn user_mut(&mut self, who: &str) -> Result<&mut User, KeyError> {
+        let w = who.trim().to_lowercase();
+        self.users
+            .iter_mut()
+            .find(|u| u.id == w || u.email == w)
+            .ok_or_else(|| KeyError::Unknown(who.to_string()))
+    }
+
+    /// The active user with this id.
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id && !u.disabled)
+    }
+
+    /// The active user whose email and password these are. Unknown emails cost one hash
+    /// check too.
+    pub fn login(&self, email: &str, password: &str) -> Option<&User> {
+        let email = email.trim().to_lowercase();
+        let u = self.users.iter().find(|u| u.email == email && !u.disabled);
+        let phc = u.and_then(|u| u.password.as_deref()).unwrap_or(DUMMY_HASH);
+        let ok = crate::users::check_password(phc, password);
+        u.filter(|u| ok && u.password.is_some())
+    }
+
+    /// A new personal API token for the user (replacing any earlier one); returns it.
+    pub fn new_token(&mut self, who: &str) -> Result<String, KeyError> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| KeyError::Random(e.to_string()))?;
+        let secret = format!("tnu_{}", hex(&raw));
+        self.user_mut(who)?.token = Some(hex(&hash(&secret)));
+        Ok(secret)
+    }
+
+    /// The active user whose personal token this is.
+    pub fn verify_token(&self, secret: &str) -> Option<&User> {
+        let h = hex(&hash(secret));
+        let mut found = None;
+        for u in &self.users {
+            if let Some(t) = &u.token
+                && same(t.as_bytes(), h.as_bytes())
+                && !u.disabled
+            {
+                found = Some(u);
+            }
+        }
+        found
     }
 
     /// Adds a key; returns it and its secret (which is not kept).
@@ -153,8 +280,13 @@ impl Keys {
 
     /// Whether the key with this id exists, is not revoked and has `scope` (a session's
     /// key checked again on each request).
+    /// A user's id counts too, with their role's scopes.
     pub fn allows(&self, id: &str, scope: Scope) -> bool {
         self.keys.iter().any(|k| k.id == id && k.allows(scope))
+            || self.user(id).is_some_and(|u| {
+                let s = u.role.scopes();
+                s.contains(&scope) || s.contains(&Scope::Admin)
+            })
     }
 
     /// The key with this secret, if any and not revoked.
@@ -275,5 +407,49 @@ impl KeyStore {
             }
         }
         c.keys.clone()
+    }
+}
+
+#[cfg(test)]
+mod user_tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_is_a_real_one_so_unknown_emails_cost_a_check() {
+        use argon2::password_hash::PasswordHash;
+        let h = PasswordHash::new(DUMMY_HASH).unwrap();
+        assert_eq!(h.algorithm.as_str(), "argon2id");
+        assert!(!crate::users::check_password(DUMMY_HASH, ""));
+    }
+
+    #[test]
+    fn users_log_in_by_email_and_password_and_tokens_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = Keys::default();
+        let u = k.add_user("Sam", " Sam@Acme.test ", Role::Csm, Some("east"), "2026-01-01").unwrap();
+        assert_eq!(u.email, "sam@acme.test");
+        assert!(k.add_user("Other", "sam@acme.test", Role::Viewer, None, "x").is_err(), "unique");
+        assert!(k.add_user("Bad", "not-an-email", Role::Viewer, None, "x").is_err());
+        assert!(k.login("sam@acme.test", "whatever password").is_none(), "no password yet");
+        k.user_mut("SAM@acme.test").unwrap().password =
+            Some(crate::users::hash_password("a long enough passphrase").unwrap());
+        let token = k.new_token("sam@acme.test").unwrap();
+        k.save(dir.path()).unwrap();
+        // Readable by its owner only: password hashes are in it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(Keys::path(dir.path())).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let k = Keys::load(dir.path()).unwrap();
+        assert_eq!(k.login("sam@acme.test", "a long enough passphrase").map(|u| &u.id), Some(&u.id));
+        assert!(k.login("sam@acme.test", "a long enough passphrase!").is_none());
+        assert_eq!(k.verify_token(&token).map(|u| &u.id), Some(&u.id));
+        assert!(k.verify_token("tnu_00").is_none());
+        assert!(k.allows(&u.id, Scope::Write) && !k.allows(&u.id, Scope::Admin));
+        // The older file, a bare array of keys, still reads.
+        std::fs::write(Keys::path(dir.path()), "[]").unwrap();
+        assert!(Keys::load(dir.path()).unwrap().users.is_empty());
     }
 }

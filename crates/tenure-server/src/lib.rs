@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod segment;
+pub mod users;
 pub mod web;
 pub mod writer;
 
@@ -88,6 +89,9 @@ pub struct Inner {
     pub segment: segment::SegmentConfig,
     pub stripe: ingest::StripeConfig,
     pub sessions: web::Sessions,
+    /// The account attribute naming its owner (`[forecast] csm_attribute`, `csm`): whose
+    /// book an account is in.
+    pub owner_key: String,
     /// Permits for requests in flight (`limits.max_requests`).
     pub(crate) requests: Arc<tokio::sync::Semaphore>,
 }
@@ -95,6 +99,27 @@ pub struct Inner {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
+
+impl AppState {
+    /// Which accounts the key or user with this id sees (a key: all).
+    pub fn principal(&self, id: &str) -> users::Principal {
+        let keys = self.0.keys.get();
+        match keys.user(id) {
+            Some(u) => users::Principal::of(u, &keys.users),
+            None => users::Principal::All,
+        }
+    }
+
+    /// Whether `a` is in the book of `p` at `t`.
+    pub fn sees(
+        &self,
+        p: &users::Principal,
+        a: &tenure_ledger::AccountLedger,
+        t: tenure_core::time::Timestamp,
+    ) -> bool {
+        p.is_all() || p.sees(api::attr(a, &self.0.owner_key, t).as_deref())
+    }
+}
 
 /// The data directory's scorecards (DATA/scorecards.toml, else the shipped ones) and saved
 /// churn model (DATA/models/churn.json), as `tenure health` and `tenure risk` read them.
@@ -259,6 +284,7 @@ impl AppState {
                 },
             },
             sessions: web::Sessions::default(),
+            owner_key: o.engine.forecast.csm_attribute.clone(),
             requests: Arc::new(tokio::sync::Semaphore::new(limits.max_requests.max(1))),
             limits,
         })))

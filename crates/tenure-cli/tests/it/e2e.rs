@@ -241,7 +241,7 @@ fn the_demo_dashboard_in_a_real_browser() {
     d.check(&shots, "01-login");
     let input = d.find("input#key");
     d.cmd("POST", &format!("/element/{input}/value"), json!({"text": key}));
-    d.click(&d.find("form button"));
+    d.click(&d.find("button#key-login"));
     let home = format!("{base}/");
     assert_eq!(d.url_when(|u| u == home), home);
     // Every page loads without console errors; every link on it answers 200.

@@ -96,8 +96,10 @@ pub fn login(error: Option<&str>) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><link rel=\"icon\" href=\"data:,\">\
 <title>Log in · Tenure</title><style>{STYLE}</style></head><body><div class=\"login\"><h1>Tenure</h1>\
-<form method=\"post\" action=\"/login\"><label for=\"key\">API key (read scope)</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-{}<button>Log in</button></form></div></body></html>",
+{}<form method=\"post\" action=\"/login\"><label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
+<label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><button id=\"password-login\">Log in</button></form>\
+<form method=\"post\" action=\"/login\"><label for=\"key\">Or an API key (read scope)</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"off\" required>\
+<button id=\"key-login\">Log in with the key</button></form></div></body></html>",
         error.map_or(String::new(), |e| format!("<p class=\"err\">{}</p>", esc(e)))
     )
 }

@@ -11,6 +11,7 @@ mod pages;
 
 use crate::AppState;
 use crate::keys::Scope;
+use crate::users::Principal;
 use axum::Form;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -23,15 +24,32 @@ use tenure_core::time::Timestamp;
 /// A logged-in user.
 #[derive(Clone, Debug)]
 pub struct Session {
+    /// The key's id, or the user's.
     pub key_id: String,
+    /// Who acts: the key's name, or the user's email (the author of what they change).
     pub name: String,
     pub csrf: String,
     pub expires: Timestamp,
+    /// The accounts they see, worked out again on every request (a role or team changed
+    /// in the keys file applies at once).
+    pub principal: Principal,
 }
 
-/// Sessions by token (in memory: a restart logs everyone out).
+/// Sessions by token (in memory: a restart logs everyone out), and the failed password
+/// logins per email.
 #[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
+pub struct Sessions(Mutex<HashMap<String, Session>>, Mutex<HashMap<String, Failures>>);
+
+/// Failed password logins of one email: after [`MAX_FAILURES`] in a row, each attempt
+/// waits until [`LOCKOUT_SECS`] after the last failure.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Failures {
+    count: u32,
+    last: i64,
+}
+
+const MAX_FAILURES: u32 = 5;
+const LOCKOUT_SECS: i64 = 15 * 60;
 
 const COOKIE: &str = "tenure_session";
 const HOURS: i64 = 12;
@@ -53,16 +71,21 @@ fn cookie_of(h: &HeaderMap) -> Option<String> {
         })
 }
 
-/// The session of a request whose key is still valid (a revoked key ends its sessions).
+/// The session of a request whose key or user is still valid (a revoked key or a disabled
+/// user ends its sessions).
 fn session(s: &AppState, h: &HeaderMap) -> Option<Session> {
     let t = cookie_of(h)?;
     let now = (s.0.clock)();
-    let mut map = s.0.sessions.0.lock().ok()?;
-    let sess = map.get(&t)?.clone();
-    if !s.0.keys.get().allows(&sess.key_id, Scope::Read) || sess.expires < now {
-        map.remove(&t);
-        return None;
-    }
+    let mut sess = {
+        let mut map = s.0.sessions.0.lock().ok()?;
+        let sess = map.get(&t)?.clone();
+        if !s.0.keys.get().allows(&sess.key_id, Scope::Read) || sess.expires < now {
+            map.remove(&t);
+            return None;
+        }
+        sess
+    };
+    sess.principal = s.principal(&sess.key_id);
     Some(sess)
 }
 
@@ -93,14 +116,73 @@ async fn login_page() -> Response {
     html(StatusCode::OK, html::login(None))
 }
 
+/// Who a password login is: the user (id, email), or the page saying why not. Five
+/// failures in a row for an email lock it for 15 minutes; the hash check runs on a
+/// blocking thread, one at a time (each costs about 19 MiB and some milliseconds).
+async fn password_login(
+    s: &AppState,
+    f: &HashMap<String, String>,
+) -> Result<(String, String), Response> {
+    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let email = f.get("email").map(|e| e.trim().to_lowercase()).unwrap_or_default();
+    let password = f.get("password").cloned().unwrap_or_default();
+    let now = (s.0.clock)().secs();
+    let refuse = |why: &str| html(StatusCode::UNAUTHORIZED, html::login(Some(why)));
+    let locked =
+        s.0.sessions
+            .1
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&email).copied())
+            .is_some_and(|f| f.count >= MAX_FAILURES && now < f.last + LOCKOUT_SECS);
+    if locked {
+        return Err(refuse("Too many failed attempts: try again in 15 minutes."));
+    }
+    if password.len() > 1024 || email.len() > 254 {
+        return Err(refuse("Unknown email or wrong password."));
+    }
+    let Ok(_permit) = CHECKS.acquire().await else {
+        return Err(refuse("The service is stopping."));
+    };
+    let keys = s.0.keys.get();
+    let (e, p) = (email.clone(), password);
+    let found = tokio::task::spawn_blocking(move || {
+        keys.login(&e, &p).map(|u| (u.id.clone(), u.email.clone()))
+    })
+    .await
+    .ok()
+    .flatten();
+    if let Ok(mut m) = s.0.sessions.1.lock() {
+        match &found {
+            Some(_) => {
+                m.remove(&email);
+            }
+            None => {
+                let f = m.entry(email).or_default();
+                f.count += 1;
+                f.last = now;
+            }
+        }
+    }
+    found.ok_or_else(|| refuse("Unknown email or wrong password."))
+}
+
 async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>) -> Response {
-    let secret = f.get("key").map(|k| k.trim()).unwrap_or("");
-    let found = s.0.keys.get().verify(secret).cloned();
-    let Some(key) = found.filter(|k| k.allows(Scope::Read)) else {
-        return html(
-            StatusCode::UNAUTHORIZED,
-            html::login(Some("Unknown or revoked key, or one without the read scope.")),
-        );
+    let (id, name) = if f.contains_key("email") {
+        match password_login(&s, &f).await {
+            Ok(who) => who,
+            Err(r) => return r,
+        }
+    } else {
+        let secret = f.get("key").map(|k| k.trim()).unwrap_or("");
+        let found = s.0.keys.get().verify(secret).cloned();
+        let Some(key) = found.filter(|k| k.allows(Scope::Read)) else {
+            return html(
+                StatusCode::UNAUTHORIZED,
+                html::login(Some("Unknown or revoked key, or one without the read scope.")),
+            );
+        };
+        (key.id.clone(), key.identity().to_string())
     };
     let t = token();
     let now = (s.0.clock)();
@@ -109,8 +191,9 @@ async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>
         m.insert(
             t.clone(),
             Session {
-                name: key.identity().to_string(),
-                key_id: key.id,
+                principal: s.principal(&id),
+                name,
+                key_id: id,
                 csrf: token(),
                 expires: Timestamp(now.0 + HOURS * 3600 * 1_000_000),
             },
@@ -240,7 +323,8 @@ async fn renewal_call(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let stored = crate::forecast::record_call(&s, &account, &fields, &sess.name).await;
+    let stored =
+        crate::forecast::record_call(&s, &account, &fields, &sess.name, &sess.principal).await;
     match stored {
         Ok(_) => {
             // Wait (bounded) for the applier to fold it, so the page shows the call.
@@ -372,7 +456,7 @@ async fn task_form(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    match crate::api::change_task(&s, &id, &fields, &sess.name).await {
+    match crate::api::change_task(&s, &id, &fields, &sess.name, &sess.principal).await {
         Ok((account, view)) => {
             // The applier folds it within moments; wait for it (bounded) so that the page
             // the user goes back to shows the change.

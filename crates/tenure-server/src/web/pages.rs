@@ -98,6 +98,43 @@ const KPI_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The KPI rows of the `months` full months before the current one, by segment when `cut`;
 /// computed once per few minutes (the portfolio's costly part at 100,000 accounts).
+/// The ledger a page computes over: the live one whole, or for someone who sees a book only,
+/// a ledger holding the book's accounts (without the company-wide costs).
+enum Book<'a> {
+    Whole(&'a tenure_ledger::Ledger),
+    Part(tenure_ledger::Ledger),
+}
+
+impl std::ops::Deref for Book<'_> {
+    type Target = tenure_ledger::Ledger;
+    fn deref(&self) -> &tenure_ledger::Ledger {
+        match self {
+            Book::Whole(l) => l,
+            Book::Part(l) => l,
+        }
+    }
+}
+
+fn ledger_of<'a>(s: &AppState, sess: &Session, live: &'a crate::live::Live) -> Book<'a> {
+    if sess.principal.is_all() {
+        return Book::Whole(&live.ledger);
+    }
+    let accounts = live
+        .ledger
+        .accounts
+        .iter()
+        .filter(|a| s.sees(&sess.principal, a, live.t))
+        .cloned()
+        .collect();
+    Book::Part(tenure_ledger::Ledger {
+        accounts,
+        costs: Vec::new(),
+        diagnostics: Vec::new(),
+        as_of: live.ledger.as_of,
+        fx: live.ledger.fx.clone(),
+    })
+}
+
 pub(crate) fn monthly_kpis(
     core: &crate::Core,
     live: &crate::live::Live,
@@ -135,7 +172,17 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     let months: i64 =
         p.get("months").and_then(|m| m.parse().ok()).filter(|m| (3..=60).contains(m)).unwrap_or(12);
     let segment = p.get("segment").filter(|v| !v.is_empty()).cloned();
-    let all = monthly_kpis(&s.0.core, &live, months, segment.is_some());
+    let book = ledger_of(s, sess, &live);
+    let all = match &book {
+        Book::Whole(_) => monthly_kpis(&s.0.core, &live, months, segment.is_some()),
+        // A book's figures: computed for the page (a book is small), not cached.
+        Book::Part(l) => {
+            let end = PeriodUnit::Month.floor(live.t);
+            let periods = Period::new(end.add_months(-months), end).split(PeriodUnit::Month);
+            let by = segment.is_some().then(|| By::Attribute("segment".into()));
+            std::sync::Arc::new(tenure_kpi::report(l, &periods, by.as_ref(), &live.cfg.kpi))
+        }
+    };
     let rows: Vec<&tenure_kpi::Row> = all
         .iter()
         .filter(|r| {
@@ -166,7 +213,7 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
     let (mut mau, mut seats) = (0f64, 0f64);
     let mut colours: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_seg: BTreeMap<String, (usize, f64, f64, usize)> = BTreeMap::new();
-    for a in live.ledger.accounts.iter().filter(|a| in_segment(a)) {
+    for a in book.accounts.iter().filter(|a| in_segment(a)) {
         let Some(h) = live.health.accounts.get(&a.id) else { continue };
         *colours.entry(h.colour).or_default() += 1;
         let mrr = h.row.mrr as f64 / 10f64.powi(exp as i32);
@@ -464,7 +511,8 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
     let live = s.0.core.live.read().map_err(unavailable)?;
     let t = live.t;
     let exp = live.cfg.revenue.fx.base.exponent();
-    let list = crate::api::select(&live, p).map_err(|e| (StatusCode::BAD_REQUEST, e.message))?;
+    let list = crate::api::select(&live, p, |a| s.sees(&sess.principal, a, t))
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.message))?;
     let limit = 100;
     let offset: usize = p.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
@@ -617,7 +665,12 @@ fn severity_of(a: &AccountLedger, task: &tenure_ledger::cs::Task) -> &'static st
 
 pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
     let live = s.0.core.live.read().map_err(unavailable)?;
-    let a = live.ledger.account(id).ok_or((StatusCode::NOT_FOUND, format!("no account {id:?}")))?;
+    // An account outside the book is as unknown as one that does not exist.
+    let a = live
+        .ledger
+        .account(id)
+        .filter(|a| s.sees(&sess.principal, a, live.t))
+        .ok_or((StatusCode::NOT_FOUND, format!("no account {id:?}")))?;
     let t = live.t;
     let cur = live.cfg.revenue.fx.base;
     let exp = cur.exponent();
@@ -902,6 +955,7 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
 
 pub fn cohorts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
     let live = s.0.core.live.read().map_err(unavailable)?;
+    let book = ledger_of(s, sess, &live);
     let unit = match p.get("unit").map(String::as_str) {
         Some("quarter") => PeriodUnit::Quarter,
         _ => PeriodUnit::Month,
@@ -926,7 +980,7 @@ pub fn cohorts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
         (tenure_kpi::CohortMetric::Logo, "Logo retention"),
         (tenure_kpi::CohortMetric::Revenue, "Revenue retention"),
     ] {
-        let table = tenure_kpi::cohorts(&live.ledger, unit, metric);
+        let table = tenure_kpi::cohorts(&book, unit, metric);
         let text = tenure_report::cohorts_json(&table, live.cfg.revenue.fx.base);
         let j: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -966,7 +1020,7 @@ pub fn cohorts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
         );
     }
     // Kaplan-Meier by group with 95% bands, on a monthly grid.
-    let life = tenure_health::survival::lifetimes(&live.ledger, &by);
+    let life = tenure_health::survival::lifetimes(&book, &by);
     let mut groups: BTreeMap<String, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
     for l in &life {
         let g = groups.entry(l.group.clone()).or_default();
@@ -1018,7 +1072,7 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
     let status = if get("status").is_empty() { "active" } else { get("status") };
     let mut owners: std::collections::BTreeSet<String> = Default::default();
     let mut rows: Vec<(&AccountLedger, &tenure_ledger::cs::Task, &'static str)> = Vec::new();
-    for a in &live.ledger.accounts {
+    for a in live.ledger.accounts.iter().filter(|a| s.sees(&sess.principal, a, live.t)) {
         for task in &a.cs.tasks {
             if let Some(o) = &task.owner {
                 owners.insert(o.clone());
@@ -1255,7 +1309,16 @@ pub fn renewals(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
         )
     );
     for f in &saved.quarters {
-        let f = f.clone().with_overrides(&live.ledger);
+        let mut f = f.clone();
+        if !sess.principal.is_all() {
+            // A book's renewals, and totals of those alone.
+            f.items.retain(|i| {
+                live.ledger.account(&i.account).is_some_and(|a| s.sees(&sess.principal, a, live.t))
+            });
+            let refs: Vec<&tenure_health::forecast::Item> = f.items.iter().collect();
+            f.model = tenure_health::forecast::totals(&refs, f.level, false, &f.spread);
+        }
+        let f = f.with_overrides(&live.ledger);
         let label = PeriodUnit::Quarter.label(f.period.start);
         let _ = write!(
             body,
@@ -1438,7 +1501,9 @@ pub fn explain(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pag
     q.entry("kpi".into()).or_insert_with(|| "mrr_churn".into());
     let (kpi, period, selection) =
         crate::api::explain_request(&q, live.t).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-    let mut e = tenure_kpi::explain::explain(&live.ledger, kpi, period, &selection, &live.cfg.kpi);
+    let book = ledger_of(s, sess, &live);
+    let mut e = tenure_kpi::explain::explain(&book, kpi, period, &selection, &live.cfg.kpi);
+    drop(book);
     drop(live);
     let period_text = p.get("period").cloned().unwrap_or_else(|| month_label(period.start));
     let by_text = p.get("by").cloned().unwrap_or_default();

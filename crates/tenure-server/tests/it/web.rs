@@ -477,3 +477,159 @@ async fn the_portfolio_bridges_last_months_mrr_exactly() {
     );
     assert!(page.contains("Committed MRR (after scheduled cancellations)"));
 }
+
+/// People log in with their email and password and see their book: a CSM the accounts
+/// whose `csm` attribute names them, a manager their team's, a viewer everything but
+/// changes nothing. Outside the book an account or a task is as unknown as a missing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_sees_its_book_and_changes_only_what_it_may() {
+    use tenure_server::users::{Role, hash_password};
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Keys::default();
+    let (_, ingest) = keys.create("pipe", &[Scope::Ingest], "2026-01-01").unwrap();
+    const PW: &str = "a long enough passphrase";
+    let mut add = |name: &str, email: &str, role: Role, team: Option<&str>| {
+        let u = keys.add_user(name, email, role, team, "2026-01-01").unwrap();
+        keys.user_mut(&u.id).unwrap().password = Some(hash_password(PW).unwrap());
+    };
+    add("Sam Lee", "sam@acme.test", Role::Csm, Some("east"));
+    add("Kim O", "kim@acme.test", Role::Csm, Some("east"));
+    add("Ana", "ana@acme.test", Role::Csm, Some("west"));
+    add("Max", "max@acme.test", Role::Manager, Some("east"));
+    add("Vic", "vic@acme.test", Role::Viewer, None);
+    keys.user_mut("kim@acme.test").unwrap().aliases = vec!["kim.o".into()];
+    keys.save(dir.path()).unwrap();
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    let s = AppState::open(dir.path(), Options::new(clock)).unwrap();
+    let account = |id: &str, csm: Option<&str>| {
+        let mut a = json!({"type": "account", "timestamp": "2026-01-01", "account_id": id, "name": format!("{id} Inc")});
+        if let Some(c) = csm {
+            a["attributes"] = json!({"csm": c});
+        }
+        [
+            a,
+            json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": id, "subscription_id": format!("{id}-s"), "amount": "100", "status": "active"}),
+            // A detractor: a task on every account.
+            json!({"type": "survey_response", "timestamp": "2026-06-01T10:00:00Z", "account_id": id, "survey": "nps", "score": 1}),
+        ]
+    };
+    let events: String = [
+        account("acme", Some("sam lee")),
+        account("bolt", Some("kim.o")),
+        account("cora", Some("Ana")),
+        account("dune", None),
+    ]
+    .iter()
+    .flatten()
+    .map(|v| v.to_string() + "\n")
+    .collect();
+    let r = Request::post("/api/v1/events")
+        .header("authorization", format!("Bearer {ingest}"))
+        .body(Body::from(events))
+        .unwrap();
+    assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
+    let login = |email: &str, password: &str| {
+        let (s, email, password) = (s.clone(), email.to_string(), password.to_string());
+        async move {
+            let mut b = Browser { s, cookie: None };
+            let (st, loc, page) = b
+                .go("POST", "/login", &format!("email={}&password={}", enc(&email), enc(&password)))
+                .await;
+            (b, st, loc, page)
+        }
+    };
+    // Every task exists once the applier has run (four accounts, four detractors).
+    let (mut vic, st, loc, _) = login("vic@acme.test", PW).await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/")));
+    let start = Instant::now();
+    loop {
+        let (_, _, page) = vic.go("GET", "/inbox", "").await;
+        if page.matches("/inbox/tasks/").count() >= 4 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no tasks: {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let listed = |page: &str| -> Vec<String> {
+        ["acme", "bolt", "cora", "dune"]
+            .into_iter()
+            .filter(|id| page.contains(&format!("href=\"/accounts/{id}\"")))
+            .map(String::from)
+            .collect()
+    };
+    let task_of = |inbox: &str, account: &str| -> Option<String> {
+        inbox.split("<tr").find(|tr| tr.contains(&format!("/accounts/{account}\""))).and_then(
+            |_| {
+                let i = inbox.find(&format!("/accounts/{account}\""))?;
+                let j = inbox[i..].find("/inbox/tasks/")? + i;
+                Some(inbox[j..].split('"').next()?.to_string())
+            },
+        )
+    };
+    // The viewer sees every account and task but changes nothing.
+    let (_, _, page) = vic.go("GET", "/accounts", "").await;
+    assert_eq!(listed(&page), ["acme", "bolt", "cora", "dune"]);
+    let (_, _, inbox) = vic.go("GET", "/inbox", "").await;
+    let acme_task = task_of(&inbox, "acme").expect(&inbox);
+    let bolt_task = task_of(&inbox, "bolt").expect(&inbox);
+    let (st, _, page) =
+        vic.go("POST", &acme_task, &format!("csrf={}&status=in_progress", csrf_of(&inbox))).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{page}");
+    // A CSM: their own book (the attribute's case and spaces do not matter).
+    let (mut sam, st, _, _) = login("SAM@acme.test", PW).await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (_, _, page) = sam.go("GET", "/accounts", "").await;
+    assert_eq!(listed(&page), ["acme"]);
+    let (st, _, _) = sam.go("GET", "/accounts/bolt", "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "outside the book: as unknown as missing");
+    let (st, _, _) = sam.go("GET", "/accounts/acme", "").await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, _, inbox) = sam.go("GET", "/inbox", "").await;
+    assert_eq!(listed(&inbox), ["acme"]);
+    let csrf = csrf_of(&inbox);
+    let (st, _, page) =
+        sam.go("POST", &bolt_task, &format!("csrf={csrf}&status=in_progress")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "another book's task: {page}");
+    let (st, loc, _) =
+        sam.go("POST", &acme_task, &format!("csrf={csrf}&status=in_progress&note=called")).await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/inbox")));
+    // The change is recorded under the person's email, not a name a client could send.
+    let (_, _, page) = sam.go("GET", "/accounts/acme", "").await;
+    assert!(page.contains("note by sam@acme.test: called"), "the author: {page}");
+    // The portfolio is the book's: one account's MRR.
+    let (_, _, page) = sam.go("GET", "/", "").await;
+    assert!(page.contains("<small>MRR</small><b>100</b>"), "{page}");
+    // A manager: the team's books (an alias counts), not another team's.
+    let (mut max, _, _, _) = login("max@acme.test", PW).await;
+    let (_, _, page) = max.go("GET", "/accounts", "").await;
+    assert_eq!(listed(&page), ["acme", "bolt"]);
+    let (_, _, page) = max.go("GET", "/", "").await;
+    assert!(page.contains("<small>MRR</small><b>200</b>"), "{page}");
+    // Wrong passwords: refused alike for unknown emails; five in a row lock the email.
+    let (_, st, _, page) = login("sam@acme.test", "not the password").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("Unknown email or wrong password"), "{page}");
+    let (_, st, _, _) = login("nobody@acme.test", PW).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    for _ in 0..4 {
+        login("ana@acme.test", "wrong wrong wrong").await;
+    }
+    let (_, st, _, _) = login("ana@acme.test", "wrong wrong wrong").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (_, st, _, page) = login("ana@acme.test", PW).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "locked even with the right password");
+    assert!(page.contains("Too many failed attempts"), "{page}");
+    // Disabling a person ends their sessions at once (the keys file is read again).
+    let mut keys = Keys::load(dir.path()).unwrap();
+    keys.user_mut("sam@acme.test").unwrap().disabled = true;
+    keys.save(dir.path()).unwrap();
+    let start = Instant::now();
+    loop {
+        let (st, loc, _) = sam.go("GET", "/accounts", "").await;
+        if (st, loc.as_deref()) == (StatusCode::SEE_OTHER, Some("/login")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "still logged in");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
