@@ -4,7 +4,7 @@
 //! OpenAPI document, so the two cannot drift apart.
 
 use crate::keys::Scope;
-use crate::{ApiError, AppState, authorise, json_response, store};
+use crate::{ApiError, AppState, authorise, authorise_book, json_response, store};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -412,10 +412,10 @@ async fn accounts(
     h: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
+    let (_, who) = authorise_book(&s, &h, Scope::Read)?;
     let live = live_read(&s)?;
     let t = live.t;
-    let rows = select(&live, &p, |_| true)?;
+    let rows = select(&live, &p, |a| s.sees(&who, a, t))?;
     let f = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let limit = match f("limit") {
         None => 50,
@@ -452,11 +452,13 @@ async fn account(
     h: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
+    let (_, who) = authorise_book(&s, &h, Scope::Read)?;
     let live = live_read(&s)?;
+    // Outside the caller's book: as unknown as a missing account.
     let a = live
         .ledger
         .account(&id)
+        .filter(|a| s.sees(&who, a, live.t))
         .ok_or_else(|| ApiError::new("not_found", format!("no account {id:?}")))?;
     let t = live.t;
     let cur = live.cfg.revenue.fx.base;
@@ -736,7 +738,7 @@ async fn alerts(
     h: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
+    let (_, who) = authorise_book(&s, &h, Scope::Read)?;
     let live = live_read(&s)?;
     let f = |k: &str| p.get(k).map(String::as_str);
     let (limit, after) = page(&p)?;
@@ -744,6 +746,7 @@ async fn alerts(
         .ledger
         .accounts
         .iter()
+        .filter(|a| s.sees(&who, a, live.t))
         .filter(|a| f("account").is_none_or(|x| a.id == x))
         .flat_map(|a| a.cs.alerts.iter().map(move |x| (a, x)))
         .filter(|(_, x)| f("rule").is_none_or(|r| x.rule == r))
@@ -776,7 +779,7 @@ async fn tasks(
     h: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
+    let (_, who) = authorise_book(&s, &h, Scope::Read)?;
     let (limit, after) = page(&p)?;
     let live = live_read(&s)?;
     let f = |k: &str| p.get(k).map(String::as_str);
@@ -790,6 +793,7 @@ async fn tasks(
         .ledger
         .accounts
         .iter()
+        .filter(|a| s.sees(&who, a, live.t))
         .filter(|a| f("account").is_none_or(|x| a.id == x))
         .flat_map(|a| a.cs.tasks.iter().map(move |t| (a, t)))
         .filter(|(_, t)| f("owner").is_none_or(|o| t.owner.as_deref() == Some(o)))
@@ -826,9 +830,10 @@ async fn task(
     h: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
+    let (_, who) = authorise_book(&s, &h, Scope::Read)?;
     let live = live_read(&s)?;
     let (a, t) = find_task(&live, &id)
+        .filter(|(a, _)| s.sees(&who, a, live.t))
         .ok_or_else(|| ApiError::new("not_found", format!("no task {id:?}")))?;
     Ok(json_response(StatusCode::OK, &task_json(&a.id, t)))
 }
@@ -903,11 +908,10 @@ async fn update_task(
     UrlPath(id): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let key = authorise(&s, &h, Scope::Write)?;
+    let (key, who) = authorise_book(&s, &h, Scope::Write)?;
     let body: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
-    let (account, view) =
-        change_task(&s, &id, &body, key.identity(), &crate::users::Principal::All).await?;
+    let (account, view) = change_task(&s, &id, &body, key.identity(), &who).await?;
     Ok(json_response(StatusCode::OK, &task_json(&account, &view)))
 }
 
@@ -917,7 +921,7 @@ async fn forecast(
     h: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    authorise(&s, &h, Scope::Read)?;
+    let (_, who) = authorise_book(&s, &h, Scope::Read)?;
     let by = match p.get("by").map(String::as_str) {
         None => None,
         Some(b) => Some(
@@ -927,10 +931,13 @@ async fn forecast(
     };
     blocking(move || {
         let f = crate::forecast::quarter(&s, p.get("period").map(String::as_str))?;
+        let (f, cur) = {
+            let live = live_read(&s)?;
+            (crate::forecast::in_book(&s, &who, &live, f), live.cfg.revenue.fx.base)
+        };
         let groups = by
             .map(|b| tenure_health::forecast::groups(&f.items, b, f.level, &f.spread))
             .unwrap_or_default();
-        let cur = live_read(&s)?.cfg.revenue.fx.base;
         let j = tenure_report::forecast::forecast_json(
             &f,
             &groups,
@@ -964,12 +971,10 @@ async fn forecast_override(
     UrlPath(id): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let key = authorise(&s, &h, Scope::Write)?;
+    let (key, who) = authorise_book(&s, &h, Scope::Write)?;
     let body: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
-    let line =
-        crate::forecast::record_call(&s, &id, &body, key.identity(), &crate::users::Principal::All)
-            .await?;
+    let line = crate::forecast::record_call(&s, &id, &body, key.identity(), &who).await?;
     Ok(json_response(StatusCode::OK, &line))
 }
 

@@ -2,6 +2,7 @@
 //! against the data directory's keys and the scope a route needs.
 
 use crate::keys::{Key, Scope};
+use crate::users::Principal;
 use crate::{ApiError, AppState, segment};
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
@@ -37,22 +38,55 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Checks the request's key has `scope`; the key is the request's identity (the author of
-/// what it changes).
+/// what it changes). A person's token passes only when it sees every account (an admin's, a
+/// viewer's): this route does not narrow its answer to a book.
 pub(crate) fn authorise(state: &AppState, h: &HeaderMap, scope: Scope) -> Result<Key, ApiError> {
+    let (key, who) = authorise_book(state, h, scope)?;
+    if !who.is_all() {
+        return Err(ApiError::new(
+            "forbidden",
+            "a CSM's or manager's token sees their book through /api/v1/accounts, /alerts, /tasks and /forecast; this route needs an API key",
+        ));
+    }
+    Ok(key)
+}
+
+/// As [`authorise`], for routes that answer with the caller's book only: a machine key
+/// sees every account; a person's token (`tnu_...`) acts as them, with their role's scopes
+/// (admin: all; manager and CSM: read and write; viewer: read) and their book. The key
+/// returned for a person carries their id and, as its name, their email (the author of
+/// what they change).
+pub(crate) fn authorise_book(
+    state: &AppState,
+    h: &HeaderMap,
+    scope: Scope,
+) -> Result<(Key, Principal), ApiError> {
     let secret = credential(h).ok_or_else(|| {
         ApiError::new("unauthorized", "an API key is needed (Authorization: Bearer KEY)")
     })?;
     let keys = state.0.keys.get();
-    let key = keys
-        .verify(&secret)
-        .ok_or_else(|| ApiError::new("unauthorized", "unknown or revoked API key"))?;
+    let (key, who) = if let Some(k) = keys.verify(&secret) {
+        (k.clone(), Principal::All)
+    } else if let Some(u) = keys.verify_token(&secret) {
+        let key = Key {
+            id: u.id.clone(),
+            name: u.email.clone(),
+            scopes: u.role.scopes().to_vec(),
+            hash: String::new(),
+            created: u.created.clone(),
+            revoked: false,
+        };
+        (key, Principal::of(u, &keys.users))
+    } else {
+        return Err(ApiError::new("unauthorized", "unknown or revoked API key"));
+    };
     if !key.allows(scope) {
         return Err(ApiError::new(
             "forbidden",
             format!("this key lacks the {scope:?} scope").to_lowercase(),
         ));
     }
-    Ok(key.clone())
+    Ok((key, who))
 }
 
 pub(crate) fn segment_key_missing() -> ApiError {

@@ -62,6 +62,24 @@ pub fn saved(s: &AppState) -> Result<Option<Arc<Saved>>, ApiError> {
     Ok(Some(saved))
 }
 
+/// The part of a forecast (with its calls applied) in a caller's book: its renewals, and
+/// totals of those alone (the interval of a book is not a share of the whole's).
+pub fn in_book(
+    s: &AppState,
+    who: &crate::users::Principal,
+    live: &crate::live::Live,
+    mut f: Forecast,
+) -> Forecast {
+    if who.is_all() {
+        return f;
+    }
+    f.items.retain(|i| live.ledger.account(&i.account).is_some_and(|a| s.sees(who, a, live.t)));
+    let refs: Vec<&tenure_health::forecast::Item> = f.items.iter().collect();
+    f.model = tenure_health::forecast::totals(&refs, f.level, false, &f.spread);
+    f.called = tenure_health::forecast::totals(&refs, f.level, true, &f.spread);
+    f
+}
+
 /// The saved forecast of the quarter labelled `period` (e.g. `2027-Q1`; `None`: the first
 /// saved) with the calls known now applied. `Err` names the quarters there are.
 pub fn quarter(s: &AppState, period: Option<&str>) -> Result<Forecast, ApiError> {

@@ -426,7 +426,8 @@ mod user_tests {
     fn users_log_in_by_email_and_password_and_tokens_name_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut k = Keys::default();
-        let u = k.add_user("Sam", " Sam@Acme.test ", Role::Csm, Some("east"), "2026-01-01").unwrap();
+        let u =
+            k.add_user("Sam", " Sam@Acme.test ", Role::Csm, Some("east"), "2026-01-01").unwrap();
         assert_eq!(u.email, "sam@acme.test");
         assert!(k.add_user("Other", "sam@acme.test", Role::Viewer, None, "x").is_err(), "unique");
         assert!(k.add_user("Bad", "not-an-email", Role::Viewer, None, "x").is_err());
@@ -443,7 +444,10 @@ mod user_tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let k = Keys::load(dir.path()).unwrap();
-        assert_eq!(k.login("sam@acme.test", "a long enough passphrase").map(|u| &u.id), Some(&u.id));
+        assert_eq!(
+            k.login("sam@acme.test", "a long enough passphrase").map(|u| &u.id),
+            Some(&u.id)
+        );
         assert!(k.login("sam@acme.test", "a long enough passphrase!").is_none());
         assert_eq!(k.verify_token(&token).map(|u| &u.id), Some(&u.id));
         assert!(k.verify_token("tnu_00").is_none());

@@ -30,7 +30,7 @@ pub mod web;
 pub mod writer;
 
 pub use applier::Fault;
-pub(crate) use auth::authorise;
+pub(crate) use auth::{authorise, authorise_book};
 pub use config::{Clock, Limits, Options, ServiceConfig, ServiceSection};
 pub(crate) use error::json_response;
 pub use error::{ApiError, ERROR_CODES};

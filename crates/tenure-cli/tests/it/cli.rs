@@ -1162,3 +1162,95 @@ fn explain_traces_a_figure_to_its_accounts_movements_and_events() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("mrr_churn"));
 }
+
+/// `tenure user`: people added with a role and a password read from standard input, listed
+/// without secrets, changed, given a token, disabled; bad input is a usage error (exit 2).
+#[test]
+fn people_are_added_listed_changed_and_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let with_stdin = |args: &[&str], input: &str| -> Output {
+        let mut c = bin()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let add = [
+        "user",
+        "add",
+        "--data",
+        &data,
+        "--name",
+        "Sam Lee",
+        "--email",
+        "Sam@Acme.test",
+        "--role",
+        "csm",
+        "--team",
+        "east",
+        "--alias",
+        "sam.lee",
+        "--password-stdin",
+    ];
+    let o = with_stdin(&add, "a long enough passphrase\n");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(id.starts_with("u_"), "{id}");
+    // The same email again, a short password, an unknown role: usage errors.
+    let o = with_stdin(&add, "a long enough passphrase\n");
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let short = [
+        "user",
+        "add",
+        "--data",
+        &data,
+        "--name",
+        "Kim",
+        "--email",
+        "kim@acme.test",
+        "--role",
+        "csm",
+        "--password-stdin",
+    ];
+    let o = with_stdin(&short, "short\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 12 characters"));
+    let o = run(&[
+        "user", "add", "--data", &data, "--name", "X", "--email", "x@a.test", "--role", "boss",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["user", "token", "--data", &data, "sam@acme.test"]);
+    assert!(o.status.success());
+    let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("tnu_") && token.len() == 68, "{token}");
+    let o = run(&["user", "set", "--data", &data, &id, "--role", "manager", "--team", "west"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["user", "disable", "--data", &data, "sam@acme.test"]);
+    assert!(o.status.success());
+    let o = run(&["user", "list", "--data", &data]);
+    let list = String::from_utf8(o.stdout).unwrap();
+    let sam = list.lines().find(|l| l.starts_with(&id)).expect(&list);
+    let cols: Vec<&str> = sam.split_whitespace().collect();
+    assert_eq!(
+        cols[cols.len() - 6..],
+        ["sam@acme.test", "manager", "west", "set", "yes", "disabled"],
+        "{list}"
+    );
+    // The file holds hashes only, and only its owner reads it.
+    let text = std::fs::read_to_string(dir.path().join("keys.json")).unwrap();
+    assert!(!text.contains("a long enough passphrase") && !text.contains(&token));
+    assert!(text.contains("$argon2id$"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("keys.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let o = run(&["user", "enable", "--data", &data, "nobody@acme.test"]);
+    assert_eq!(o.status.code(), Some(2), "an unknown person");
+}

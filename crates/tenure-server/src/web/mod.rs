@@ -1,9 +1,10 @@
 //! The web dashboard, served by the same process: portfolio, accounts, account 360,
 //! cohorts and survival, the alerts and tasks inbox, and the model's backtest. Pages are
 //! rendered on the server as HTML with SVG charts: no script, no asset fetched, nothing to
-//! build. Users log in with an API key of the `read` scope and get a session cookie
-//! (HttpOnly, SameSite=Strict); every form that changes something carries the session's
-//! CSRF token; every user string is escaped by [`html::esc`].
+//! build. People log in with their email and password (or an API key of the `read` scope)
+//! and get a session cookie (HttpOnly, SameSite=Strict); each sees their book
+//! ([`crate::users::Principal`]) on every page; every form that changes something carries
+//! the session's CSRF token; every user string is escaped by [`html::esc`].
 
 pub mod charts;
 pub mod html;

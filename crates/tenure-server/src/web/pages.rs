@@ -1309,16 +1309,8 @@ pub fn renewals(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
         )
     );
     for f in &saved.quarters {
-        let mut f = f.clone();
-        if !sess.principal.is_all() {
-            // A book's renewals, and totals of those alone.
-            f.items.retain(|i| {
-                live.ledger.account(&i.account).is_some_and(|a| s.sees(&sess.principal, a, live.t))
-            });
-            let refs: Vec<&tenure_health::forecast::Item> = f.items.iter().collect();
-            f.model = tenure_health::forecast::totals(&refs, f.level, false, &f.spread);
-        }
-        let f = f.with_overrides(&live.ledger);
+        let f = f.clone().with_overrides(&live.ledger);
+        let f = crate::forecast::in_book(s, &sess.principal, &live, f);
         let label = PeriodUnit::Quarter.label(f.period.start);
         let _ = write!(
             body,

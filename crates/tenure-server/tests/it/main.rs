@@ -6,6 +6,7 @@ mod forecast;
 mod input;
 mod notify;
 mod ops;
+mod people;
 mod recovery;
 mod service;
 mod stripe;
