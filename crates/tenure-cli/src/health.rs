@@ -42,9 +42,9 @@ pub struct RiskArgs {
     #[arg(long, default_value_t = 50)]
     top: usize,
     /// An account is at risk from this probability on (for the share of accounts and the
-    /// MRR at risk)
-    #[arg(long, default_value_t = 0.2)]
-    at_risk: f64,
+    /// MRR at risk) [`[risk] at_risk` in the configuration, 0.2: the dashboard's too]
+    #[arg(long)]
+    at_risk: Option<f64>,
     /// What to predict: `churn` reads DATA/models/churn.json, `renewal` (a contract due
     /// within the horizon is lost; only accounts with one are listed) reads
     /// DATA/models/renewal.json; without a saved model one is trained with --horizon
@@ -663,6 +663,10 @@ fn read_truth(path: &Path) -> Result<Truth> {
 
 pub fn risk(a: RiskArgs) -> Result<()> {
     let d = Data::load(&a.data, &a.as_of)?;
+    let at_risk = a.at_risk.unwrap_or(d.cfg.at_risk);
+    if !(at_risk > 0.0 && at_risk < 1.0) {
+        bail!(usage(format!("--at-risk {at_risk}: expected a probability between 0 and 1")));
+    }
     let (horizon, o) = a.target.parse()?;
     // Each outcome has its own saved model: `--outcome renewal` reads models/renewal.json.
     let saved = model_file(&d.dir, o);
@@ -734,7 +738,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
     }
     let total_mrr: i64 = list.iter().map(|r| r.mrr).sum();
     let total_loss: i64 = list.iter().map(|r| r.loss).sum();
-    let risky: Vec<&R<'_>> = list.iter().filter(|r| r.p >= a.at_risk).collect();
+    let risky: Vec<&R<'_>> = list.iter().filter(|r| r.p >= at_risk).collect();
     let mrr_at_risk: i64 = risky.iter().map(|r| r.mrr).sum();
     let share =
         if list.is_empty() { Json::Null } else { json!(risky.len() as f64 / list.len() as f64) };
@@ -758,7 +762,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
                 .collect();
             let j = json!({"as_of": t.to_string(), "outcome": m.outcome.as_str(), "horizon_days": m.horizon_days, "currency": cur.to_string(),
                 "accounts_scored": list.len(), "mrr": money_json(total_mrr, cur), "expected_loss": money_json(total_loss, cur),
-                "at_risk_threshold": a.at_risk, "accounts_at_risk": risky.len(), "share_at_risk": share,
+                "at_risk_threshold": at_risk, "accounts_at_risk": risky.len(), "share_at_risk": share,
                 "mrr_at_risk": money_json(mrr_at_risk, cur),
                 "by_segment": segs, "accounts": accounts});
             out(&format!("{}\n", serde_json::to_string_pretty(&j)?))
@@ -779,7 +783,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
             s.push_str(&format!(
                 "{} accounts at risk (probability >= {:.0}%) with {} MRR\n\n",
                 risky.len(),
-                a.at_risk * 100.0,
+                at_risk * 100.0,
                 money(mrr_at_risk)
             ));
             s.push_str(&format!(

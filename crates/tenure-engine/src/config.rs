@@ -36,6 +36,8 @@ pub struct ConfigFile {
     pub ingest: IngestSection,
     #[serde(default)]
     pub forecast: ForecastSection,
+    #[serde(default)]
+    pub risk: RiskSection,
     /// Rates into the base currency: `[fx.EUR]` with `"2024-01-01" = "1.0825"` entries.
     #[serde(default)]
     pub fx: BTreeMap<String, BTreeMap<String, String>>,
@@ -62,6 +64,14 @@ pub struct ForecastSection {
     pub interval: Option<f64>,
     /// The account attribute naming its CSM (default `csm`).
     pub csm_attribute: Option<String>,
+}
+
+/// `[risk]`: what "at risk" means, the same for `tenure risk`, the API and every page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskSection {
+    /// An account is at risk from this churn probability on (default 0.2).
+    pub at_risk: Option<f64>,
 }
 
 /// The forecast's settings, checked.
@@ -134,6 +144,10 @@ pub struct IngestSection {
     pub csat_scale: Option<[u8; 2]>,
 }
 
+/// The churn probability from which an account is at risk, unless `[risk] at_risk` says
+/// otherwise.
+pub const DEFAULT_AT_RISK: f64 = 0.2;
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -144,6 +158,8 @@ pub struct Config {
     pub max_future_skew_micros: i64,
     pub csat_scale: (u8, u8),
     pub forecast: ForecastConfig,
+    /// An account is at risk from this churn probability on (`[risk] at_risk`).
+    pub at_risk: f64,
 }
 
 impl Config {
@@ -309,7 +325,12 @@ impl Config {
         if forecast.csm_attribute.trim().is_empty() {
             return Err(invalid("forecast.csm_attribute", "must not be empty"));
         }
+        let at_risk = f.risk.at_risk.unwrap_or(DEFAULT_AT_RISK);
+        if !(at_risk > 0.0 && at_risk < 1.0) {
+            return Err(invalid("risk.at_risk", format!("{at_risk} is not in (0, 1)")));
+        }
         Ok(Config {
+            at_risk,
             forecast,
             revenue,
             kpi: KpiConfig {
@@ -363,6 +384,7 @@ mod tests {
             (c.max_line_bytes, c.max_future_skew_micros, c.csat_scale),
             (d.max_line_bytes, d.max_future_skew_micros, d.csat_scale)
         );
+        assert_eq!((c.at_risk, d.at_risk), (DEFAULT_AT_RISK, DEFAULT_AT_RISK));
         let eur = Currency::parse("EUR").unwrap();
         assert_eq!(
             c.revenue.fx.convert(100, eur, Timestamp::parse("2024-01-01").unwrap()),
@@ -403,6 +425,8 @@ mod tests {
             ("[revenue]\nchurn_recognition = \"later\"", "revenue.churn_recognition"),
             ("colour = 1", "unknown field"),
             ("version = 2", "unsupported version 2"),
+            ("[risk]\nat_risk = 1.0", "risk.at_risk: 1 is not in (0, 1)"),
+            ("[risk]\nat_risk = 0", "risk.at_risk: 0 is not in (0, 1)"),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();
             assert!(e.contains(msg), "{bad}: {e}");

@@ -92,6 +92,9 @@ pub struct Inner {
     /// The account attribute naming its owner (`[forecast] csm_attribute`, `csm`): whose
     /// book an account is in.
     pub owner_key: String,
+    /// The churn probability from which an account is at risk (`[risk] at_risk`): the
+    /// dashboard's figures use it as `tenure risk` does.
+    pub at_risk: f64,
     /// Permits for requests in flight (`limits.max_requests`).
     pub(crate) requests: Arc<tokio::sync::Semaphore>,
 }
@@ -285,6 +288,7 @@ impl AppState {
             },
             sessions: web::Sessions::default(),
             owner_key: o.engine.forecast.csm_attribute.clone(),
+            at_risk: o.engine.at_risk,
             requests: Arc::new(tokio::sync::Semaphore::new(limits.max_requests.max(1))),
             limits,
         })))

@@ -129,6 +129,18 @@ fn model_and_scorecards_are_backtested_against_the_generators_truth() {
     assert!(r["n_churned"].as_u64().unwrap() > 10 && r["auc"].as_f64().unwrap() > 0.6, "{r}");
 }
 
+/// How many accounts `tenure risk` scores at or above `p` (every account listed).
+fn accounts_at_or_above(data: &str, p: f64) -> u64 {
+    let all =
+        ok_json(&["risk", "--data", data, "--as-of", AS_OF, "--top", "0", "--format", "json"]);
+    all["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["probability"].as_f64().unwrap() >= p)
+        .count() as u64
+}
+
 #[test]
 fn risk_health_and_scorecards_configured_without_reimport() {
     let t = tempfile::tempdir().unwrap();
@@ -162,6 +174,19 @@ fn risk_health_and_scorecards_configured_without_reimport() {
     let at_risk = r["accounts_at_risk"].as_u64().unwrap();
     assert!(at_risk > 0 && at_risk < r["accounts_scored"].as_u64().unwrap(), "{r}");
     assert!(r["mrr_at_risk"].as_f64().unwrap() < r["mrr"].as_f64().unwrap());
+    assert_eq!(r["at_risk_threshold"], 0.2);
+    // One definition of "at risk": `[risk] at_risk` in the data directory's tenure.toml is
+    // `tenure risk`'s threshold (and the dashboard's); --at-risk overrides it; 1 is refused.
+    let toml = Path::new(&data).join("tenure.toml");
+    std::fs::write(&toml, "[risk]\nat_risk = 0.5\n").unwrap();
+    let r5 =
+        ok_json(&["risk", "--data", &data, "--as-of", AS_OF, "--top", "1", "--format", "json"]);
+    assert_eq!(r5["at_risk_threshold"], 0.5);
+    let above = accounts_at_or_above(&data, 0.5);
+    assert_eq!(r5["accounts_at_risk"].as_u64().unwrap(), above, "{r5}");
+    let o = tenure(&["risk", "--data", &data, "--as-of", AS_OF, "--at-risk", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_file(&toml).unwrap();
     let segs: f64 = r["by_segment"]
         .as_array()
         .unwrap()

@@ -232,7 +232,7 @@ pub fn portfolio(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> P
         if let Some(pr) = h.probability {
             at_risk.3 += mrr * pr;
             e.2 += mrr * pr;
-            if pr >= 0.5 {
+            if pr >= s.0.at_risk {
                 at_risk.0 += 1;
                 at_risk.2 += mrr;
                 e.3 += 1;
@@ -704,7 +704,17 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
     tile(&mut body, "Seats", now.map_or("–".into(), |s| s.seats.to_string()), None);
     body.push_str("</div>");
     if let Some(h) = h.filter(|h| !h.drivers.is_empty()) {
-        body.push_str("<h2>Why at risk</h2><ul>");
+        // The heading agrees with the figure: drivers of a low risk are what moves it, not
+        // why the account is at risk.
+        let risky = match h.probability {
+            Some(p) => p >= s.0.at_risk,
+            None => h.colour == "red",
+        };
+        body.push_str(if risky {
+            "<h2>Why at risk</h2><ul>"
+        } else {
+            "<h2>What moves its risk</h2><ul>"
+        });
         for d in &h.drivers {
             let _ = write!(body, "<li>{}</li>", esc(&d.text));
         }
