@@ -1,6 +1,10 @@
 //! From firings to events: each firing becomes an `alert` event and a `task` event that
 //! opens a task (from the rule's playbook) or updates the task already open for the same
 //! account and rule. Pure: the caller stores the events, counts, logs and notifies.
+//!
+//! A *digest* instead of a flood: when one evaluation (the first start, a bulk import)
+//! would open more than a cap of new tasks for one rule, that rule's new firings are
+//! recorded as alerts only, no task each; [`digests`] finds them again in the ledger.
 
 use crate::live::Live;
 use crate::rules::Firing;
@@ -19,12 +23,13 @@ pub struct Pending(FxHashMap<(String, String), String>);
 pub struct Raised {
     /// The `alert` event.
     pub alert: Event,
-    /// The `task` event: a new task, or an update of the open one.
-    pub task: Event,
+    /// The `task` event: a new task, or an update of the open one; `None` when the firing
+    /// went into a digest.
+    pub task: Option<Event>,
     /// Whether `task` opens a new task.
     pub opened: bool,
     pub alert_id: String,
-    pub task_id: String,
+    pub task_id: Option<String>,
     pub account_id: String,
     /// The account's name, when known.
     pub account_name: Option<String>,
@@ -42,12 +47,45 @@ fn short_hash(parts: &[&str]) -> String {
 /// Records each firing at `now` as an alert event and a task event (opened, or the open
 /// one updated), in the order given. Ids are derived from the account, rule, instant and
 /// message, so the same firing always gets the same ids (and a retried store deduplicates).
+/// With `cap`, a rule whose firings would open more than `cap` new tasks opens none: its
+/// new firings are alerts only (a digest).
 pub fn raise(
     live: &Live,
     fired: Vec<Firing>,
     now: Timestamp,
     pending: &mut Pending,
+    cap: Option<usize>,
 ) -> Vec<Raised> {
+    let open_task = |pending: &Pending, account: &str, rule: &str| -> Option<String> {
+        let a = live.ledger.account(account);
+        pending
+            .0
+            .get(&(account.to_string(), rule.to_string()))
+            .filter(|id| {
+                a.and_then(|a| a.cs.tasks.iter().find(|t| &&t.task_id == id))
+                    .is_none_or(|t| t.is_active())
+            })
+            .cloned()
+            .or_else(|| {
+                a?.cs
+                    .tasks
+                    .iter()
+                    .rev()
+                    .find(|t| t.rule.as_deref() == Some(rule) && t.is_active())
+                    .map(|t| t.task_id.clone())
+            })
+    };
+    // The rules that would open more than `cap` tasks at once.
+    let mut digested = rustc_hash::FxHashSet::default();
+    if let Some(cap) = cap {
+        let mut new: FxHashMap<usize, usize> = FxHashMap::default();
+        for f in &fired {
+            if open_task(pending, &f.account, &live.rules.rules[f.rule].id).is_none() {
+                *new.entry(f.rule).or_default() += 1;
+            }
+        }
+        digested.extend(new.into_iter().filter(|(_, n)| *n > cap).map(|(r, _)| r));
+    }
     let mut out = Vec::with_capacity(fired.len());
     for f in fired {
         let rule = &live.rules.rules[f.rule];
@@ -70,22 +108,22 @@ pub fn raise(
 
         let key = (f.account.clone(), rule.id.clone());
         // A task raised moments ago may not be folded yet: remember it until it is.
-        let open = pending
-            .0
-            .get(&key)
-            .filter(|id| {
-                a.and_then(|a| a.cs.tasks.iter().find(|t| &&t.task_id == id))
-                    .is_none_or(|t| t.is_active())
-            })
-            .cloned()
-            .or_else(|| {
-                a?.cs
-                    .tasks
-                    .iter()
-                    .rev()
-                    .find(|t| t.rule.as_deref() == Some(rule.id.as_str()) && t.is_active())
-                    .map(|t| t.task_id.clone())
+        let open = open_task(pending, &f.account, &rule.id);
+        if open.is_none() && digested.contains(&f.rule) {
+            out.push(Raised {
+                alert,
+                task: None,
+                opened: false,
+                alert_id,
+                task_id: None,
+                account_name: a.and_then(|a| a.name.clone()),
+                account_id: f.account,
+                rule: f.rule,
+                message: f.message,
+                owner,
             });
+            continue;
+        }
         let opened = open.is_none();
         let change = match open {
             Some(task_id) => TaskChange {
@@ -125,10 +163,10 @@ pub fn raise(
         };
         out.push(Raised {
             alert,
-            task,
+            task: Some(task),
             opened,
             alert_id,
-            task_id,
+            task_id: Some(task_id),
             account_name: a.and_then(|a| a.name.clone()),
             account_id: f.account,
             rule: f.rule,
@@ -137,4 +175,39 @@ pub fn raise(
         });
     }
     out
+}
+
+/// Alerts recorded without a task of their own (a digest): for each (rule, instant) at
+/// which more than one account was alerted and none of them got a task from it, the
+/// accounts, in id order, newest digest first. Derived from the ledger, so it survives a
+/// restart: an alert is in a digest while its account has no task of its rule opened at or
+/// after its instant, nor one it touched (an open task it updated).
+pub fn digests<'a>(
+    accounts: impl Iterator<Item = &'a tenure_ledger::AccountLedger>,
+) -> Vec<Digest> {
+    let mut by: std::collections::BTreeMap<(Timestamp, String), Vec<String>> = Default::default();
+    for a in accounts {
+        for al in &a.cs.alerts {
+            let tasked = a.cs.tasks.iter().any(|t| {
+                t.rule.as_deref() == Some(al.rule.as_str())
+                    && (t.opened >= al.ts || t.notes.iter().any(|n| n.0 == al.ts))
+            });
+            if !tasked {
+                by.entry((al.ts, al.rule.clone())).or_default().push(a.id.clone());
+            }
+        }
+    }
+    by.into_iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|((at, rule), accounts)| Digest { at, rule, accounts })
+        .rev()
+        .collect()
+}
+
+/// Alerts of one rule at one instant recorded without tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub at: Timestamp,
+    pub rule: String,
+    pub accounts: Vec<String>,
 }

@@ -112,6 +112,21 @@ impl Kind {
     /// Days before the same rule may alert again for the same account. Event rules alert on
     /// every event (their task is updated, not duplicated); a state that persists would
     /// otherwise alert on every change of the account.
+    /// Days after an account first pays during which the rule stays quiet: a new
+    /// customer's health, usage and engagement say little yet (30 for the rules that read
+    /// them, 0 for the others).
+    fn default_grace_days(self) -> i64 {
+        match self {
+            Kind::HealthRed
+            | Kind::ChurnRisk
+            | Kind::UsageDrop
+            | Kind::NoEngagement
+            | Kind::NoSurveyResponse
+            | Kind::RenewalLowUtilisation => 30,
+            _ => 0,
+        }
+    }
+
     fn default_cooldown_days(self) -> i64 {
         match self {
             Kind::UseOutsideSubscription => 7,
@@ -153,6 +168,10 @@ pub struct RuleConfig {
     pub enabled: Option<bool>,
     pub severity: Option<String>,
     pub cooldown_days: Option<i64>,
+    /// Days after an account first pays before the rule may fire for it (onboarding grace:
+    /// 30 for health_red, churn_risk, usage_drop, no_engagement, no_survey_response and
+    /// renewal_low_utilisation; 0 for the others).
+    pub grace_days: Option<i64>,
     /// The window, days (usage_drop 14, ticket_surge 7, renewal_low_utilisation 90,
     /// no_survey_response 180, no_engagement 90); renewal_notice: the notice period, days
     /// before a term end by which notice must be given [60].
@@ -200,6 +219,7 @@ pub struct Rule {
     pub kind: Kind,
     pub severity: Severity,
     pub cooldown_days: i64,
+    pub grace_days: i64,
     pub days: i64,
     pub lead_days: i64,
     pub drop: f64,
@@ -288,11 +308,16 @@ impl Rule {
         if cooldown_days < 0 {
             return Err(bad(format!("cooldown_days must not be negative, got {cooldown_days}")));
         }
+        let grace_days = c.grace_days.unwrap_or(kind.default_grace_days());
+        if grace_days < 0 {
+            return Err(bad(format!("grace_days must not be negative, got {grace_days}")));
+        }
         Ok(Rule {
             id: name.clone(),
             kind,
             severity,
             cooldown_days,
+            grace_days,
             days,
             lead_days,
             drop: frac(c.drop, 0.5, "drop")?,
@@ -610,7 +635,13 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
     // Aggregate rules watch paying customers only.
     let Some(h) = s.health else { return out };
     let today = now.day();
-    for (i, r) in rules.rules.iter().enumerate().filter(|(_, r)| !r.kind.immediate()) {
+    let first_paid = a.first_paid();
+    // Within a rule's onboarding grace, a new customer is left alone by it.
+    let settled = |r: &Rule| {
+        r.grace_days == 0 || first_paid.is_some_and(|f| now.0 - f.0 >= r.grace_days * DAY)
+    };
+    for (i, r) in rules.rules.iter().enumerate().filter(|(_, r)| !r.kind.immediate() && settled(r))
+    {
         let ago = |d: i64| Timestamp(now.0 - d * DAY);
         let message = match r.kind {
             Kind::UsageDrop => {

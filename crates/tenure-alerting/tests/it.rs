@@ -51,6 +51,7 @@ struct ServiceConfig {
 #[derive(Default, Deserialize)]
 struct ServiceSection {
     immediate_horizon_days: Option<i64>,
+    digest_above: Option<usize>,
 }
 
 struct Section {
@@ -162,9 +163,8 @@ fn text(s: &Option<String>) -> String {
 /// One raised alert and its task, as text.
 fn render(r: &tenure_alerting::Raised, live: &Live, now: Timestamp) -> String {
     let rule = &live.rules.rules[r.rule];
-    assert_eq!((r.alert.ts, r.task.ts), (now, now), "alerts and tasks are dated at the instant");
+    assert_eq!(r.alert.ts, now, "alerts are dated at the instant");
     assert_eq!(r.alert.message_id.as_deref(), Some(r.alert_id.as_str()));
-    assert_eq!(r.task.message_id, Some(format!("{}:{}", r.task_id, r.alert_id)));
     let EventBody::Alert { alert_id, rule: rule_id, severity, message } = &r.alert.body else {
         panic!("not an alert: {:?}", r.alert)
     };
@@ -175,7 +175,14 @@ fn render(r: &tenure_alerting::Raised, live: &Live, now: Timestamp) -> String {
         severity.as_str(),
         text(message)
     );
-    let EventBody::Task(t) = &r.task.body else { panic!("not a task: {:?}", r.task) };
+    let Some(task) = &r.task else {
+        assert!(r.task_id.is_none() && !r.opened);
+        return s + "  no task: in a digest\n";
+    };
+    assert_eq!(task.ts, now, "tasks are dated at the instant");
+    let task_id = r.task_id.as_deref().expect("a task's id");
+    assert_eq!(task.message_id, Some(format!("{task_id}:{}", r.alert_id)));
+    let EventBody::Task(t) = &task.body else { panic!("not a task: {task:?}") };
     assert_eq!(t.alert_id.as_deref(), Some(r.alert_id.as_str()));
     assert_eq!(t.status.is_some(), r.opened, "a new task has a status, an update none");
     s += &format!("  task {} {}", t.task_id, if r.opened { "opened" } else { "updated" });
@@ -208,12 +215,13 @@ fn record(
     now: Timestamp,
     pending: &mut Pending,
     out: &mut String,
+    cap: Option<usize>,
 ) -> Vec<Event> {
     let mut stored = Vec::new();
-    for r in raise(live, fired, now, pending) {
+    for r in raise(live, fired, now, pending, cap) {
         *out += &render(&r, live, now);
         stored.push(r.alert);
-        stored.push(r.task);
+        stored.extend(r.task);
     }
     stored
 }
@@ -228,9 +236,9 @@ fn apply(
     out: &mut String,
 ) -> Vec<Event> {
     let (fired, touched) = live.take(batch, now);
-    let mut stored = record(live, fired, now, pending, out);
+    let mut stored = record(live, fired, now, pending, out, None);
     let fired = live.settle(touched, now);
-    stored.extend(record(live, fired, now, pending, out));
+    stored.extend(record(live, fired, now, pending, out, None));
     stored
 }
 
@@ -288,11 +296,13 @@ fn run(path: &Path) -> String {
     }
     let mut pending = Pending::default();
     let mut out = String::new();
-    // The evaluation at start.
+    // Evaluations of every account are capped as the service's are (`digest_above`).
+    let cap = Some(service.service.digest_above.unwrap_or(20));
+    // The evaluation at start, capped as the service's is (`digest_above`).
     {
         let mut s = String::new();
         let fired = live.refresh(now);
-        let stored = record(&live, fired, now, &mut pending, &mut s);
+        let stored = record(&live, fired, now, &mut pending, &mut s, cap);
         finish(&mut live, &mut pending, format!("load {now}"), s, stored, now, &mut out);
     }
     for st in steps {
@@ -306,7 +316,7 @@ fn run(path: &Path) -> String {
             _ => {
                 assert!(st.body.trim().is_empty(), "refresh takes no events");
                 let fired = live.refresh(now);
-                record(&live, fired, now, &mut pending, &mut s)
+                record(&live, fired, now, &mut pending, &mut s, cap)
             }
         };
         finish(&mut live, &mut pending, format!("{} {now}", st.name), s, stored, now, &mut out);

@@ -83,6 +83,10 @@ pub(crate) fn supervise(
     }
 }
 
+/// Events applied at once from which a batch counts as a bulk import (its aggregate
+/// firings capped per rule, as at start).
+const BULK_EVENTS: usize = 5_000;
+
 /// The applier: folds committed events into the live state and raises what the rules
 /// fire; re-evaluates every account at start (nothing fires twice: the cooldowns come from
 /// the alerts in the log) and every `refresh`.
@@ -94,12 +98,16 @@ fn apply_loop(
     fault: Option<&Fault>,
 ) {
     let mut pending = tenure_alerting::Pending::default();
+    let digest_above = core.digest_above;
     let now = (core.clock)();
     let fired = core.live.write().expect("live state").refresh(now);
     // What the first evaluation finds is recorded (alerts, tasks) but not notified: on a
-    // first start that is every at-risk account at once, a flood rather than news.
+    // first start that is every at-risk account at once, a flood rather than news; and a
+    // rule that would open more than `digest_above` tasks at once opens none (a digest), at
+    // start as in every later evaluation of all accounts.
     let n = fired.len();
-    raise(core, fired, now, None, internal, &mut pending, false);
+    let cap = Some(digest_above);
+    raise(core, fired, now, None, internal, &mut pending, false, cap);
     if n > 0 {
         log(
             "info",
@@ -129,19 +137,24 @@ fn apply_loop(
                     f(&c.events);
                 }
                 let now = (core.clock)();
+                // A bulk import is a first look at those accounts, as a start is: its
+                // aggregate firings are capped per rule.
+                let bulk = (c.events.len() >= BULK_EVENTS).then_some(digest_above);
                 // Immediate rules first: their alerts do not wait for the re-scoring.
                 let (fired, touched) =
                     core.live.write().expect("live state").take_at(&c.events, &c.positions, now);
-                raise(core, fired, now, Some(c.received), internal, &mut pending, true);
+                raise(core, fired, now, Some(c.received), internal, &mut pending, true, None);
                 let fired = core.live.write().expect("live state").settle(touched, now);
-                raise(core, fired, now, None, internal, &mut pending, true);
+                raise(core, fired, now, None, internal, &mut pending, true, bulk);
                 // Keeps the portfolio's default view computed (at most every few minutes).
                 web::warm(core);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let now = (core.clock)();
+                // Capped too: a storm (every account's usage down after an outage, say)
+                // is a digest, not hundreds of tasks.
                 let fired = core.live.write().expect("live state").refresh(now);
-                raise(core, fired, now, None, internal, &mut pending, true);
+                raise(core, fired, now, None, internal, &mut pending, true, Some(digest_above));
                 web::warm(core);
                 next = Instant::now() + refresh;
             }
@@ -152,6 +165,7 @@ fn apply_loop(
 
 /// Records each firing as an alert event and a task (opened, or the open one updated),
 /// through the writer, and notifies.
+#[allow(clippy::too_many_arguments)] // the applier's own helper: each is one of its values
 fn raise(
     core: &Core,
     fired: Vec<rules::Firing>,
@@ -160,12 +174,21 @@ fn raise(
     internal: &mpsc::UnboundedSender<Vec<Event>>,
     pending: &mut tenure_alerting::Pending,
     notify: bool,
+    cap: Option<usize>,
 ) {
     if fired.is_empty() {
         return;
     }
     let live = core.live.read().expect("live state");
-    let raised = tenure_alerting::raise(&live, fired, now, pending);
+    let raised = tenure_alerting::raise(&live, fired, now, pending, cap);
+    let digested = raised.iter().filter(|r| r.task.is_none()).count();
+    if digested > 0 {
+        log(
+            "info",
+            "alerts recorded in a digest instead of a task each",
+            json!({"alerts": digested, "cap": cap}),
+        );
+    }
     let mut events = Vec::with_capacity(2 * raised.len());
     for r in raised {
         let rule = &live.rules.rules[r.rule];
@@ -188,6 +211,8 @@ fn raise(
             json!({"alert_id": r.alert_id, "account_id": r.account_id, "rule": rule.id,
                    "severity": rule.severity.as_str(), "task_id": r.task_id}),
         );
+        // A digest's alerts are not notified one by one either.
+        let notify = notify && r.task.is_some();
         if let Some(d) =
             core.dispatcher.lock().expect("dispatcher lock").as_ref().filter(|_| notify)
         {
@@ -199,7 +224,7 @@ fn raise(
                 severity: rule.severity.as_str().to_string(),
                 message: r.message,
                 owner: r.owner,
-                task_id: Some(r.task_id),
+                task_id: r.task_id,
                 ts: now.to_string(),
                 link: core
                     .public_url
@@ -208,7 +233,7 @@ fn raise(
             });
         }
         events.push(r.alert);
-        events.push(r.task);
+        events.extend(r.task);
     }
     drop(live);
     let _ = internal.send(events);

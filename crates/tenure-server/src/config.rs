@@ -107,6 +107,10 @@ pub struct ServiceSection {
     /// Minutes after start before the first remake, when the saved forecast is older than
     /// `forecast_refresh_hours` or missing (a start is busy enough) [10].
     pub forecast_delay_minutes: Option<u64>,
+    /// When the evaluation at start, or after a bulk batch of events, would open more than
+    /// this many new tasks for one rule, it opens none: those alerts go into a digest the
+    /// inbox shows [20].
+    pub digest_above: Option<usize>,
 }
 
 fn default_refresh() -> u64 {
@@ -130,6 +134,7 @@ impl Default for ServiceSection {
             stripe_account_key: None,
             forecast_refresh_hours: None,
             forecast_delay_minutes: None,
+            digest_above: None,
         }
     }
 }

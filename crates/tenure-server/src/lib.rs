@@ -67,6 +67,9 @@ pub struct Core {
     pub storage: Arc<writer::Storage>,
     /// The forecasts `tenure forecast --save` wrote, parsed.
     pub forecast_cache: forecast::Cache,
+    /// `[service] digest_above`: new tasks one rule may open in one evaluation at start or
+    /// after a bulk batch before its alerts go into a digest instead.
+    pub digest_above: usize,
 }
 
 /// KPI rows by (months, cut, end) with when and at which generation (and history
@@ -207,6 +210,7 @@ impl AppState {
             kpi_cache: KpiCache::default(),
             storage: Arc::default(),
             forecast_cache: forecast::Cache::default(),
+            digest_above: o.config.service.digest_above.unwrap_or(20),
         });
         let (importer, recovery) =
             Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;

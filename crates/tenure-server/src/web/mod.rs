@@ -293,6 +293,10 @@ async fn inbox(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Res
     show(s, h, move |s, sess| pages::inbox(s, sess, &p)).await
 }
 
+async fn digest(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    show(s, h, move |s, sess| pages::digest(s, sess, &p)).await
+}
+
 async fn explain(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
     show(s, h, move |s, sess| pages::explain(s, sess, &p)).await
 }
@@ -438,6 +442,98 @@ fn not_made(
     )
 }
 
+/// "Open a task for each" on a digest: each account of the digest in the person's book
+/// gets its alert raised again now with a task (from the rule's playbook), recorded under
+/// the person's name in the task's note. Back to the inbox.
+async fn digest_open(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let Post { sess, back, .. } = match form_post(
+        &s,
+        &h,
+        &f,
+        ("/inbox", "/inbox"),
+        "You can read but not open tasks: that needs a role or key that changes things.",
+        &[],
+    ) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let rule = f.get("rule").cloned().unwrap_or_default();
+    let Some(at) = f.get("at").and_then(|a| Timestamp::parse(a).ok()) else {
+        return not_made(
+            &sess,
+            StatusCode::BAD_REQUEST,
+            "Not opened",
+            "No task was opened",
+            "at: an instant is needed",
+            &back,
+        );
+    };
+    let now = (s.0.clock)();
+    let events = {
+        let Ok(live) = s.0.core.live.read() else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
+        let Some(index) = live.rules.rules.iter().position(|r| r.id == rule) else {
+            return not_made(
+                &sess,
+                StatusCode::NOT_FOUND,
+                "Not opened",
+                "No task was opened",
+                "no such rule",
+                &back,
+            );
+        };
+        let book = live.ledger.accounts.iter().filter(|a| s.sees(&sess.principal, a, live.t));
+        let Some(d) = tenure_alerting::raise::digests(book)
+            .into_iter()
+            .find(|d| d.rule == rule && d.at == at)
+        else {
+            return not_made(
+                &sess,
+                StatusCode::NOT_FOUND,
+                "Not opened",
+                "No task was opened",
+                "no such digest in your book",
+                &back,
+            );
+        };
+        let fired: Vec<tenure_alerting::Firing> = d
+            .accounts
+            .iter()
+            .map(|account| {
+                let was = live
+                    .ledger
+                    .account(account)
+                    .and_then(|a| a.cs.alerts.iter().find(|x| x.ts == at && x.rule == rule))
+                    .and_then(|x| x.message.clone())
+                    .unwrap_or_default();
+                tenure_alerting::Firing {
+                    rule: index,
+                    account: account.clone(),
+                    message: format!(
+                        "{was} (from the digest of {}, opened by {})",
+                        at.date_string(),
+                        sess.name
+                    ),
+                }
+            })
+            .collect();
+        let mut pending = tenure_alerting::Pending::default();
+        tenure_alerting::raise(&live, fired, now, &mut pending, None)
+            .into_iter()
+            .flat_map(|r| std::iter::once(r.alert).chain(r.task))
+            .collect::<Vec<_>>()
+    };
+    match crate::writer::store(&s, events).await {
+        Ok(_) => redirect(&back),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// A task change from a form (assign, comment, change status, resolve with a root cause):
 /// stored as a `task` event, then back to the page the form was on.
 async fn task_form(
@@ -498,6 +594,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/explain", get(explain))
         .route("/inbox", get(inbox))
         .route("/inbox/tasks/{id}", post(task_form))
+        .route("/inbox/digest", get(digest).post(digest_open))
         .route("/model", get(model))
         .route("/renewals", get(renewals))
         .route("/renewals/{id}/call", post(renewal_call))

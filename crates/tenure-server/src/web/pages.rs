@@ -1145,6 +1145,26 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
         ),
         rows.len()
     );
+    // Alerts recorded without a task each (a first start, a bulk import, a storm): one line
+    // per rule and instant, for the accounts in the book.
+    let digests = tenure_alerting::raise::digests(
+        live.ledger.accounts.iter().filter(|a| s.sees(&sess.principal, a, live.t)),
+    );
+    if !digests.is_empty() {
+        body.push_str("<div class=\"card\"><h2>Digests: alerts without a task each</h2><p class=\"muted\">When one evaluation finds more accounts for a rule than a team can take at once, Tenure records the alerts and opens no task for each. Review them here.</p><ul>");
+        for d in digests.iter().take(20) {
+            let _ = write!(
+                body,
+                "<li><a href=\"/inbox/digest?rule={}&amp;at={}\">{}: {} accounts on {}</a></li>",
+                url(&d.rule),
+                url(&d.at.to_string()),
+                esc(&d.rule),
+                d.accounts.len(),
+                d.at.date_string()
+            );
+        }
+        body.push_str("</ul></div>");
+    }
     let back = format!(
         "/inbox?owner={}&severity={}&status={}",
         url(get("owner")),
@@ -1169,6 +1189,58 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
     }
     body.push_str("</tbody></table></div>");
     Ok(html::page("Alerts and tasks", "/inbox", &sess.csrf, &body))
+}
+
+/// One digest: the accounts alerted by a rule at an instant without a task each, with
+/// their alert, and a form to open a task for each of them.
+pub fn digest(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let rule = p.get("rule").cloned().unwrap_or_default();
+    let at = p
+        .get("at")
+        .and_then(|a| Timestamp::parse(a).ok())
+        .ok_or((StatusCode::BAD_REQUEST, "at: an instant is needed".to_string()))?;
+    let d = tenure_alerting::raise::digests(
+        live.ledger.accounts.iter().filter(|a| s.sees(&sess.principal, a, live.t)),
+    )
+    .into_iter()
+    .find(|d| d.rule == rule && d.at == at)
+    .ok_or((StatusCode::NOT_FOUND, format!("no digest of {rule:?} at {at}")))?;
+    let mut body = format!(
+        "<h1>Digest: {}</h1><p class=\"muted\">{} accounts alerted on {} without a task each.</p>",
+        esc(&rule),
+        d.accounts.len(),
+        d.at.date_string()
+    );
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/inbox/digest\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"rule\" value=\"{}\"><input type=\"hidden\" name=\"at\" value=\"{}\"><button>Open a task for each of these {} accounts</button></form>",
+        esc(&sess.csrf),
+        esc(&rule),
+        esc(&d.at.to_string()),
+        d.accounts.len()
+    );
+    body.push_str("<div class=\"scroll\"><table><thead><tr><th>Account</th><th>CSM</th><th>Alert</th></tr></thead><tbody>");
+    for id in d.accounts.iter().take(500) {
+        let Some(a) = live.ledger.account(id) else { continue };
+        let msg =
+            a.cs.alerts
+                .iter()
+                .find(|x| x.ts == d.at && x.rule == rule)
+                .and_then(|x| x.message.as_deref())
+                .unwrap_or("");
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/accounts/{}\">{}</a> <small class=\"muted\">{}</small></td><td>{}</td><td>{}</td></tr>",
+            url(&a.id),
+            esc(a.name.as_deref().unwrap_or(&a.id)),
+            esc(&a.id),
+            esc(&crate::api::attr(a, &s.0.owner_key, live.t).unwrap_or_else(|| "–".into())),
+            esc(msg)
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    Ok(html::page("Digest", "/inbox", &sess.csrf, &body))
 }
 
 pub fn model(s: &AppState, sess: &Session) -> Page {

@@ -633,3 +633,80 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A first start does not flood the inbox: a rule that would open more tasks at once than
+/// `digest_above` records its alerts in a digest; the inbox shows the digest, its page lists
+/// the accounts (of the person's book), and "open a task for each" opens them, after which
+/// the digest is gone. A new customer is left alone by the health and engagement rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_records_a_digest_instead_of_a_flood_of_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Keys::default();
+    let (_, read) = keys.create("sam", &[Scope::Read, Scope::Write], "2026-01-01").unwrap();
+    keys.save(dir.path()).unwrap();
+    // Four customers since January without a touchpoint (no_engagement), one since last
+    // week (within its onboarding grace); history imported before the service starts.
+    let mut lines = String::new();
+    for id in ["acme", "bolt", "cora", "dune", "newt"] {
+        let since = if id == "newt" { "2026-05-25" } else { "2026-01-01" };
+        lines += &json!({"type": "subscription", "timestamp": since, "account_id": id,
+            "subscription_id": format!("{id}-s"), "amount": "100", "status": "active"})
+        .to_string();
+        lines.push('\n');
+    }
+    {
+        let (mut imp, _) =
+            tenure_engine::Importer::open(dir.path(), tenure_ingest::IngestConfig::defaults(None))
+                .unwrap();
+        let sum = imp
+            .import(
+                lines.as_bytes(),
+                tenure_engine::import::Format::Jsonl,
+                None,
+                &mut |r| panic!("{r:?}"),
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!(sum.progress.accepted, 5);
+    }
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    let mut o = Options::new(clock);
+    o.config.service.digest_above = Some(3);
+    let s = AppState::open(dir.path(), o).unwrap();
+    let mut b = Browser { s: s.clone(), cookie: None };
+    b.go("POST", "/login", &format!("key={}", enc(&read))).await;
+    let start = Instant::now();
+    let inbox = loop {
+        let (_, _, page) = b.go("GET", "/inbox", "").await;
+        if page.contains("Digests") {
+            break page;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no digest: {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(!inbox.contains("/inbox/tasks/"), "no task opened: {inbox}");
+    assert!(inbox.contains("no_engagement: 4 accounts on 2026-06-01"), "{inbox}");
+    let i = inbox.find("/inbox/digest?").unwrap();
+    let link = inbox[i..].split('"').next().unwrap().replace("&amp;", "&");
+    let (st, _, page) = b.go("GET", &link, "").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    for id in ["acme", "bolt", "cora", "dune"] {
+        assert!(page.contains(&format!("href=\"/accounts/{id}\"")), "{id}: {page}");
+    }
+    assert!(!page.contains("/accounts/newt"), "in its onboarding grace");
+    let csrf = csrf_of(&page);
+    let at = link.split("at=").nth(1).unwrap().to_string();
+    let (st, loc, page) =
+        b.go("POST", "/inbox/digest", &format!("csrf={csrf}&rule=no_engagement&at={at}")).await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/inbox")), "{page}");
+    let start = Instant::now();
+    loop {
+        let (_, _, page) = b.go("GET", "/inbox", "").await;
+        if page.matches("<tr class=\"task\">").count() == 4 && !page.contains("no_engagement: 4") {
+            assert!(page.contains("opened by sam"), "{page}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "tasks not opened: {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
