@@ -135,6 +135,14 @@ pub fn raise(
             },
             None => {
                 let (title, due_days, steps) = live.rules.task_template(rule);
+                // Due before the account's next renewal when that comes sooner (but not
+                // before tomorrow): work on an account about to renew cannot wait.
+                let mut due = now.add_days(due_days);
+                if let Some(r) =
+                    a.and_then(|a| a.renewals.iter().filter(|r| r.due > now).map(|r| r.due).min())
+                {
+                    due = due.min(r).max(now.add_days(1));
+                }
                 let mut note = f.message.clone();
                 for (i, s) in steps.iter().enumerate() {
                     note += &format!("\n{}. {s}", i + 1);
@@ -146,7 +154,7 @@ pub fn raise(
                     alert_id: Some(alert_id.clone()),
                     title: Some(title),
                     owner: owner.clone(),
-                    due: Some(now.add_days(due_days)),
+                    due: Some(due),
                     note: Some(note),
                     root_cause: None,
                     author: Some("tenure".into()),

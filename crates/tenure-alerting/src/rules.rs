@@ -79,6 +79,19 @@ impl Kind {
     }
 
     /// Fired by one event as it arrives (else re-evaluated on the account's state).
+    /// Whether closing its task asks why the account is at risk (a root cause from the
+    /// taxonomy): not for routine work, as scheduling a touchpoint or answering a notice
+    /// deadline, whose closing says nothing about churn.
+    pub fn asks_root_cause(self) -> bool {
+        !matches!(
+            self,
+            Kind::NoEngagement
+                | Kind::NoSurveyResponse
+                | Kind::RenewalNotice
+                | Kind::UseOutsideSubscription
+        )
+    }
+
     pub fn immediate(self) -> bool {
         matches!(
             self,
@@ -409,15 +422,29 @@ impl Rules {
     }
 
     /// The task an alert of `rule` opens: title, due in days, steps.
+    /// The title, days to the due date and steps of the task a rule's alert opens: the
+    /// playbook's, else the kind's title and a due date by severity (urgent 1 day, high 3,
+    /// normal 7, low 14).
     pub fn task_template(&self, rule: &Rule) -> (String, i64, Vec<String>) {
+        let by_severity = match rule.severity {
+            Severity::Urgent => 1,
+            Severity::High => 3,
+            Severity::Normal => 7,
+            Severity::Low => 14,
+        };
         match self.playbooks.iter().find(|p| p.rules.contains(&rule.id)) {
             Some(p) => (
                 p.title.clone().unwrap_or_else(|| rule.kind.default_title().to_string()),
-                p.due_days.unwrap_or(3),
+                p.due_days.unwrap_or(by_severity),
                 p.steps.clone(),
             ),
-            None => (rule.kind.default_title().to_string(), 3, Vec::new()),
+            None => (rule.kind.default_title().to_string(), by_severity, Vec::new()),
         }
+    }
+
+    /// The rule a task came from (by its `rule`), if it is one of these.
+    pub fn of_task(&self, rule: Option<&str>) -> Option<&Rule> {
+        self.rules.iter().find(|r| Some(r.id.as_str()) == rule)
     }
 }
 

@@ -882,8 +882,11 @@ pub(crate) async fn change_task(
     let tenure_core::event::EventBody::Task(change) = e.body.clone() else {
         unreachable!("a task line parses as a task")
     };
-    // In the same change, so that every resolution states its cause (as documented).
-    if change.status == Some(TaskStatus::Done) && change.root_cause.is_none() {
+    // In the same change, so that every resolution states its cause (as documented); not
+    // for routine tasks (scheduling a touchpoint), whose closing says nothing about churn.
+    let asks =
+        live_read(s)?.rules.of_task(view.rule.as_deref()).is_none_or(|r| r.kind.asks_root_cause());
+    if change.status == Some(TaskStatus::Done) && change.root_cause.is_none() && asks {
         return Err(bad("resolving a task (status done) needs a root_cause"));
     }
     // People choose from the one taxonomy, so that the reports count causes, not spellings

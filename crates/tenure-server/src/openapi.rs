@@ -479,7 +479,7 @@ fn components() -> Value {
     let mut causes: Vec<Value> = RootCause::ALL.iter().map(|c| json!(c.as_str())).collect();
     causes.push(Value::Null);
     m.insert("TaskChange".into(), json!({"type": "object", "additionalProperties": false,
-        "description": "At least one field that is not null; resolving (status done) needs a root_cause in the same change. The change is recorded under the name of the key that makes it (there is no author field)",
+        "description": "At least one field that is not null; resolving (status done) needs a root_cause in the same change, except for tasks of the routine rules (no_engagement, no_survey_response, renewal_notice, use_outside_subscription). The change is recorded under the name of the key (or the person's email, for a personal token) that makes it (there is no author field)",
         "anyOf": changes,
         "if": {"required": ["status"], "properties": {"status": {"const": "done"}}},
         "then": {"required": ["root_cause"], "properties": {"root_cause": {"type": "string", "minLength": 1}}},

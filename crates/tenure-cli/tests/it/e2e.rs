@@ -292,19 +292,19 @@ fn the_demo_dashboard_in_a_real_browser() {
     // Resolve the first open task from the inbox with a root cause.
     d.go(&format!("{base}/inbox"));
     let before = d
-        .script("return document.querySelectorAll('select[name=root_cause]').length")
+        .script("return document.querySelectorAll('tbody select[name=root_cause]').length")
         .as_u64()
         .unwrap();
     assert!(before > 0, "the demo raised tasks");
-    let option = d.find("select[name=root_cause] option[value=performance]");
+    let option = d.find("tbody select[name=root_cause] option[value=performance]");
     d.click(&option);
-    let form = d.script("return document.querySelector('select[name=root_cause]').form.querySelector('button').outerHTML");
+    let form = d.script("return document.querySelector('tbody select[name=root_cause]').form.querySelector('button').outerHTML");
     assert!(form.as_str().unwrap().contains("Resolve"));
-    d.script("document.querySelector('select[name=root_cause]').form.querySelector('button').click(); return 1");
+    d.script("document.querySelector('tbody select[name=root_cause]').form.querySelector('button').click(); return 1");
     let start = Instant::now();
     loop {
         let after = d
-            .script("return document.querySelectorAll('select[name=root_cause]').length")
+            .script("return document.querySelectorAll('tbody select[name=root_cause]').length")
             .as_u64()
             .unwrap_or(before);
         if after < before {

@@ -41,7 +41,7 @@ header .brand{font-weight:700;color:#fff;margin-right:8px}header form{margin-lef
 main{max-width:1200px;margin:0 auto;padding:16px}h1{font-size:22px;margin:4px 0 12px}h2{font-size:16px;margin:20px 0 8px}
 .tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
 .tile{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
-.tile b{display:block;font-size:20px}.tile small,.muted{color:var(--muted)}.up{color:var(--green)}.down{color:var(--red)}tr.total td{font-weight:600}
+.tile b{display:block;font-size:20px}.tile small,.muted{color:var(--muted)}.up{color:var(--green)}.down{color:var(--red)}tr.total td{font-weight:600}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}nav.pages{margin:12px 0}nav.pages a,nav.pages b{padding:4px 8px}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:16px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;background:var(--card)}

@@ -534,6 +534,119 @@ async fn digest_open(
     }
 }
 
+/// The inbox's bulk form: one action (assign to an owner, snooze for some days, resolve)
+/// on every selected task, each a `task` event under the person's name; tasks outside their
+/// book are skipped as unknown. Resolving a task whose rule asks for a root cause needs one.
+async fn bulk(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let tasks: Vec<String> =
+        pairs.iter().filter(|(k, _)| k == "task").map(|(_, v)| v.clone()).take(1000).collect();
+    let f: HashMap<String, String> = pairs.into_iter().filter(|(k, _)| k != "task").collect();
+    let Post { sess, back, fields } = match form_post(
+        &s,
+        &h,
+        &f,
+        ("/inbox", "/inbox"),
+        "You can read but not change tasks: that needs a role or key that changes things.",
+        &["action", "owner", "days", "root_cause"],
+    ) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let text = |k: &str| fields.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let now = (s.0.clock)();
+    let mut change = serde_json::Map::new();
+    match text("action").as_str() {
+        "assign" if !text("owner").is_empty() => {
+            change.insert("owner".into(), text("owner").into());
+        }
+        "snooze" => {
+            let Some(days) = text("days").parse::<i64>().ok().filter(|d| (1..=365).contains(d))
+            else {
+                let why = "days: snoozing needs 1 to 365 days";
+                return not_made(
+                    &sess,
+                    StatusCode::BAD_REQUEST,
+                    "Not changed",
+                    "Nothing was changed",
+                    why,
+                    &back,
+                );
+            };
+            change.insert("due".into(), now.add_days(days).to_string().into());
+            change.insert("note".into(), format!("snoozed for {days} days").into());
+        }
+        "resolve" => {
+            change.insert("status".into(), "done".into());
+        }
+        _ => {
+            let why = "choose an action (assign needs an owner)";
+            return not_made(
+                &sess,
+                StatusCode::BAD_REQUEST,
+                "Not changed",
+                "Nothing was changed",
+                why,
+                &back,
+            );
+        }
+    }
+    if tasks.is_empty() {
+        let why = "select at least one task";
+        return not_made(
+            &sess,
+            StatusCode::BAD_REQUEST,
+            "Not changed",
+            "Nothing was changed",
+            why,
+            &back,
+        );
+    }
+    let mut failed = Vec::new();
+    for id in &tasks {
+        let mut c = change.clone();
+        if c.contains_key("status") {
+            let asks = s.0.core.live.read().is_ok_and(|l| {
+                l.ledger
+                    .accounts
+                    .iter()
+                    .find_map(|a| a.cs.tasks.iter().find(|t| &t.task_id == id))
+                    .is_none_or(|t| pages::asks(&l, t))
+            });
+            if asks {
+                if text("root_cause").is_empty() {
+                    failed.push(format!("{id}: needs a root cause"));
+                    continue;
+                }
+                c.insert("root_cause".into(), text("root_cause").into());
+            }
+        }
+        if let Err(e) = crate::api::change_task(&s, id, &c, &sess.name, &sess.principal).await {
+            failed.push(format!("{id}: {}", e.message));
+        }
+    }
+    if failed.is_empty() {
+        return redirect(&back);
+    }
+    let why = format!(
+        "{} of {} tasks were not changed: {}",
+        failed.len(),
+        tasks.len(),
+        failed.iter().take(10).cloned().collect::<Vec<_>>().join("; ")
+    );
+    not_made(
+        &sess,
+        StatusCode::BAD_REQUEST,
+        "Partly changed",
+        "Some tasks were not changed",
+        &why,
+        &back,
+    )
+}
+
 /// A task change from a form (assign, comment, change status, resolve with a root cause):
 /// stored as a `task` event, then back to the page the form was on.
 async fn task_form(
@@ -595,6 +708,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/inbox", get(inbox))
         .route("/inbox/tasks/{id}", post(task_form))
         .route("/inbox/digest", get(digest).post(digest_open))
+        .route("/inbox/bulk", post(bulk))
         .route("/model", get(model))
         .route("/renewals", get(renewals))
         .route("/renewals/{id}/call", post(renewal_call))

@@ -621,39 +621,70 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
 }
 
 /// A task's forms: assign, comment, resolve with a root cause.
-pub(crate) fn task_forms(task: &tenure_ledger::cs::Task, csrf: &str, back: &str) -> String {
+/// A task's forms: assign, comment, resolve (with a root cause only when `asks`: the
+/// task's rule is about risk, not routine). Every control has an accessible name.
+pub(crate) fn task_forms(
+    task: &tenure_ledger::cs::Task,
+    csrf: &str,
+    back: &str,
+    asks: bool,
+) -> String {
     let action = format!("/inbox/tasks/{}", url(&task.task_id));
     let hidden = format!(
         "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">",
         esc(csrf),
         esc(back)
     );
+    let what = esc(task.title.as_deref().unwrap_or(&task.task_id));
     let mut out = String::new();
     let _ = write!(
         out,
-        "<form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input name=\"owner\" placeholder=\"Owner\" value=\"{}\" size=\"10\"><button class=\"plain\">Assign</button></form> \
-         <form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input name=\"note\" placeholder=\"Comment\" size=\"18\"><button class=\"plain\">Comment</button></form> ",
+        "<form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input name=\"owner\" placeholder=\"Owner\" aria-label=\"Owner of {what}\" value=\"{}\" size=\"10\"><button class=\"plain\">Assign</button></form> \
+         <form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input name=\"note\" placeholder=\"Comment\" aria-label=\"Comment on {what}\" size=\"18\"><button class=\"plain\">Comment</button></form> ",
         esc(task.owner.as_deref().unwrap_or(""))
     );
     if task.is_active() {
-        let _ = write!(
-            out,
-            "<form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input type=\"hidden\" name=\"status\" value=\"done\">{}<input name=\"note\" placeholder=\"What was done\" size=\"14\"><button>Resolve</button></form>",
-            select(
+        let cause = if asks {
+            labelled_select(
                 "root_cause",
-                None,
+                &format!("Root cause of {what}"),
                 // The one taxonomy the API accepts and the reports count by.
                 &std::iter::once((String::new(), "Root cause…".to_string()))
                     .chain(
                         tenure_core::event::RootCause::ALL
                             .iter()
-                            .map(|c| (c.as_str().to_string(), c.label()))
+                            .map(|c| (c.as_str().to_string(), c.label())),
                     )
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>(),
             )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<form class=\"inline\" method=\"post\" action=\"{action}\">{hidden}<input type=\"hidden\" name=\"status\" value=\"done\">{cause}<input name=\"note\" placeholder=\"What was done\" aria-label=\"What was done for {what}\" size=\"14\"><button>Resolve</button></form>"
         );
     }
     out
+}
+
+/// Whether closing the task asks for a root cause: its rule is about risk, not routine
+/// (a task of no rule known, imported say, asks).
+pub(crate) fn asks(live: &crate::live::Live, task: &tenure_ledger::cs::Task) -> bool {
+    live.rules.of_task(task.rule.as_deref()).is_none_or(|r| r.kind.asks_root_cause())
+}
+
+/// A select with an accessible name (the options are escaped).
+fn labelled_select<V: AsRef<str>, L: AsRef<str>>(
+    name: &str,
+    label: &str,
+    opts: &[(V, L)],
+) -> String {
+    let mut out = format!("<select name=\"{}\" aria-label=\"{label}\">", esc(name));
+    for (v, l) in opts {
+        let _ = write!(out, "<option value=\"{}\">{}</option>", esc(v.as_ref()), esc(l.as_ref()));
+    }
+    out + "</select>"
 }
 
 fn severity_of(a: &AccountLedger, task: &tenure_ledger::cs::Task) -> &'static str {
@@ -809,7 +840,7 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
                 esc(task.owner.as_deref().unwrap_or("–")),
                 task.due.map_or("–".into(), |d| d.date_string()),
                 esc(task.notes.last().map_or("", |n| n.2.as_str())),
-                task_forms(task, &sess.csrf, &back)
+                task_forms(task, &sess.csrf, &back, asks(&live, task))
             );
         }
         body.push_str("</tbody></table></div>");
@@ -1106,13 +1137,43 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
         "normal" => 2,
         _ => 3,
     };
+    // What is at stake: the account's expected MRR loss (MRR x churn probability; without
+    // a model, MRR x 1 for red health, 0.5 yellow, 0.1 green), and whether it renews within
+    // 60 days. Ranked by severity, then renewals due soon, then the stake, then due date.
+    let exp = live.cfg.revenue.fx.base.exponent();
+    let stake = |a: &AccountLedger| -> f64 {
+        let Some(h) = live.health.accounts.get(&a.id) else { return 0.0 };
+        let p = h.probability.unwrap_or(match h.colour {
+            "red" => 1.0,
+            "yellow" => 0.5,
+            "green" => 0.1,
+            _ => 0.0,
+        });
+        h.row.mrr as f64 / 10f64.powi(exp as i32) * p
+    };
+    let soon = Timestamp(live.t.0 + 60 * tenure_core::time::DAY);
+    let renewal =
+        |a: &AccountLedger| a.renewals.iter().filter(|r| r.due > live.t).map(|r| r.due).min();
+    let mut rows: Vec<_> =
+        rows.into_iter().map(|(a, t, sev)| (a, t, sev, stake(a), renewal(a))).collect();
     rows.sort_by(|a, b| {
-        (rank(a.2), a.1.due).cmp(&(rank(b.2), b.1.due)).then(a.1.task_id.cmp(&b.1.task_id))
+        let key = |r: &(&AccountLedger, &tenure_ledger::cs::Task, &str, f64, Option<Timestamp>)| {
+            (rank(r.2), r.4.is_none_or(|d| d > soon))
+        };
+        key(a)
+            .cmp(&key(b))
+            .then(b.3.total_cmp(&a.3))
+            .then(a.1.due.cmp(&b.1.due))
+            .then(a.1.task_id.cmp(&b.1.task_id))
     });
+    const PER_PAGE: usize = 50;
+    let pages = rows.len().div_ceil(PER_PAGE).max(1);
+    let page: usize =
+        p.get("page").and_then(|v| v.parse().ok()).filter(|n| (1..=pages).contains(n)).unwrap_or(1);
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>Alerts and tasks</h1><form class=\"filters\" method=\"get\">{}{}{}<button>Filter</button></form><p class=\"muted\">{} tasks</p>",
+        "<h1>Alerts and tasks</h1><form class=\"filters\" method=\"get\"><label>Owner {}</label><label>Severity {}</label><label>Status {}</label><button>Filter</button></form><p class=\"muted\">{} tasks, most at stake first: severity, renewals within 60 days, expected MRR loss</p>",
         select(
             "owner",
             Some(get("owner")),
@@ -1165,29 +1226,77 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
         }
         body.push_str("</ul></div>");
     }
-    let back = format!(
-        "/inbox?owner={}&severity={}&status={}",
+    let query = format!(
+        "owner={}&severity={}&status={}",
         url(get("owner")),
         url(get("severity")),
         url(status)
     );
-    body.push_str("<div class=\"scroll\"><table><thead><tr><th>Severity</th><th>Account</th><th>Task</th><th>Owner</th><th>Due</th><th>Status</th><th>Latest note</th></tr></thead><tbody>");
-    for (a, task, sev) in rows.iter().take(500) {
+    let back = format!("/inbox?{query}&page={page}");
+    // Bulk actions: the rows' checkboxes belong to this form (`form="bulk"`), so that each
+    // row keeps its own forms (HTML forms do not nest).
+    let _ = write!(
+        body,
+        "<form id=\"bulk\" class=\"filters\" method=\"post\" action=\"/inbox/bulk\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\"><label>With the selected tasks {}</label><label>Owner <input name=\"owner\" size=\"10\"></label><label>Days <input name=\"days\" size=\"3\" inputmode=\"numeric\"></label><label>Root cause {}</label><button>Apply</button></form>",
+        esc(&sess.csrf),
+        esc(&back),
+        select(
+            "action",
+            None,
+            &[
+                ("assign", "assign to the owner"),
+                ("snooze", "snooze for the days"),
+                ("resolve", "resolve")
+            ]
+        ),
+        select(
+            "root_cause",
+            None,
+            &std::iter::once((String::new(), "(if the rule asks)".to_string()))
+                .chain(
+                    tenure_core::event::RootCause::ALL
+                        .iter()
+                        .map(|c| (c.as_str().to_string(), c.label()))
+                )
+                .collect::<Vec<_>>()
+        )
+    );
+    let cur = live.cfg.revenue.fx.base;
+    body.push_str("<div class=\"scroll\"><table><thead><tr><th><span class=\"sr\">Select</span></th><th>Severity</th><th>Account</th><th>Task</th><th>Owner</th><th>Due</th><th class=\"num\">At stake (MRR)</th><th>Renews</th><th>Status</th><th>Latest note</th></tr></thead><tbody>");
+    for (a, task, sev, at_stake, renews) in rows.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE) {
         let _ = write!(
             body,
-            "<tr class=\"task\"><td class=\"sev-{sev}\">{sev}</td><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr><tr class=\"actions\"><td></td><td colspan=\"6\">{}</td></tr>",
+            "<tr class=\"task\"><td><input type=\"checkbox\" form=\"bulk\" name=\"task\" value=\"{}\" aria-label=\"Select {}\"></td><td class=\"sev-{sev}\">{sev}</td><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{} {}</td><td>{}</td><td>{}{}</td><td>{}</td></tr><tr class=\"actions\"><td></td><td colspan=\"9\">{}</td></tr>",
+            esc(&task.task_id),
+            esc(task.title.as_deref().unwrap_or(&task.task_id)),
             url(&a.id),
             esc(a.name.as_deref().unwrap_or(&a.id)),
             esc(task.title.as_deref().unwrap_or(&task.task_id)),
             esc(task.owner.as_deref().unwrap_or("–")),
             task.due.map_or("–".into(), |d| d.date_string()),
+            money(*at_stake),
+            cur,
+            renews.map_or("–".into(), |d| d.date_string()),
             task.status.as_str(),
             task.root_cause.as_deref().map_or(String::new(), |c| format!(" · {}", esc(c))),
             esc(task.notes.last().map_or("", |n| n.2.as_str())),
-            task_forms(task, &sess.csrf, &back)
+            task_forms(task, &sess.csrf, &back, asks(&live, task))
         );
     }
     body.push_str("</tbody></table></div>");
+    if pages > 1 {
+        body.push_str("<nav class=\"pages\" aria-label=\"Pages\">");
+        for n in 1..=pages {
+            if n == page {
+                let _ = write!(body, "<b aria-current=\"page\">{n}</b> ");
+            } else if n == 1 || n == pages || n.abs_diff(page) <= 3 {
+                let _ = write!(body, "<a href=\"/inbox?{}&amp;page={n}\">{n}</a> ", esc(&query));
+            } else if n.abs_diff(page) == 4 {
+                body.push_str("… ");
+            }
+        }
+        body.push_str("</nav>");
+    }
     Ok(html::page("Alerts and tasks", "/inbox", &sess.csrf, &body))
 }
 

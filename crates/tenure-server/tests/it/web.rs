@@ -149,7 +149,7 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     assert!(page.contains("“&lt;script&gt;"), "the survey comment, escaped");
     // The resolve form offers exactly the root-cause taxonomy the API accepts.
     let options: Vec<&str> = inbox
-        .split("<select name=\"root_cause\">")
+        .split("<select name=\"root_cause\" aria-label=")
         .nth(1)
         .unwrap()
         .split("</select>")
@@ -709,4 +709,140 @@ async fn a_first_start_records_a_digest_instead_of_a_flood_of_tasks() {
         assert!(start.elapsed() < Duration::from_secs(5), "tasks not opened: {page}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The inbox at scale: 55 accounts' tasks, 50 a page with numbered pages, most at stake
+/// first; bulk assign, snooze and resolve; a routine task closes without a root cause, a
+/// risk task only with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_ranks_pages_and_works_tasks_in_bulk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Keys::default();
+    let (_, sam) = keys.create("sam", &[Scope::Read, Scope::Write], "2026-01-01").unwrap();
+    let (_, ingest) = keys.create("pipe", &[Scope::Ingest], "2026-01-01").unwrap();
+    keys.save(dir.path()).unwrap();
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    let s = AppState::open(dir.path(), Options::new(clock)).unwrap();
+    let mut lines = String::new();
+    for i in 0..55 {
+        let id = format!("a{i:02}");
+        for v in [
+            json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": id,
+                   "subscription_id": format!("{id}-s"), "amount": format!("{}", 100 + 37 * i), "status": "active"}),
+            json!({"type": "survey_response", "timestamp": "2026-06-01T10:00:00Z", "account_id": id, "survey": "nps", "score": 2}),
+        ] {
+            lines += &(v.to_string() + "\n");
+        }
+    }
+    let r = Request::post("/api/v1/events")
+        .header("authorization", format!("Bearer {ingest}"))
+        .body(Body::from(lines))
+        .unwrap();
+    assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
+    let mut b = Browser { s: s.clone(), cookie: None };
+    b.go("POST", "/login", &format!("key={}", enc(&sam))).await;
+    // Every account's detractor task (and, health permitting, others of high severity).
+    let count = |page: &str| -> usize {
+        let i = page.find(" tasks, most at stake").unwrap();
+        page[..i].rsplit('>').next().unwrap().parse().unwrap()
+    };
+    let start = Instant::now();
+    let page1 = loop {
+        let (_, _, page) = b.go("GET", "/inbox?severity=high", "").await;
+        if count(&page) >= 55 {
+            break page;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "not all tasks: {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let n = count(&page1);
+    let pages = n.div_ceil(50);
+    let rows = |page: &str| page.matches("<tr class=\"task\">").count();
+    assert_eq!(rows(&page1), 50);
+    assert!(page1.contains("aria-current=\"page\">1</b>") && page1.contains("page=2\">2</a>"));
+    let mut all = vec![page1.clone()];
+    for k in 2..=pages {
+        let (_, _, p) = b.go("GET", &format!("/inbox?severity=high&page={k}"), "").await;
+        all.push(p);
+    }
+    assert_eq!(rows(all.last().unwrap()), n - 50 * (pages - 1));
+    // Most at stake first: within one severity and without renewals, the expected MRR
+    // loss never rises down the list, across the pages.
+    let stakes: Vec<f64> = all
+        .iter()
+        .flat_map(|p| p.split("<tr class=\"task\">").skip(1))
+        .map(|tr| {
+            let cell = tr.split("<td class=\"num\">").nth(1).unwrap();
+            cell.split(' ').next().unwrap().replace(',', "").parse::<f64>().unwrap()
+        })
+        .collect();
+    assert_eq!(stakes.len(), n);
+    assert!(stakes.windows(2).all(|w| w[0] >= w[1]), "{stakes:?}");
+    assert!(stakes[0] > stakes[n - 1], "{stakes:?}");
+    // Every control of the task rows has an accessible name.
+    let table = page1.split("<tbody>").nth(1).unwrap();
+    for tag in table.split('<').filter(|t| t.starts_with("input ") || t.starts_with("select ")) {
+        let named = tag.contains("type=\"hidden\"") || tag.contains("aria-label=");
+        assert!(named, "unlabelled: <{tag}");
+    }
+    // Bulk: three tasks assigned, snoozed, then resolved (a detractor's asks a cause).
+    let ids: Vec<String> = page1
+        .split("name=\"task\" value=\"")
+        .skip(1)
+        .take(3)
+        .map(|x| x.split('"').next().unwrap().to_string())
+        .collect();
+    let csrf = csrf_of(&page1);
+    let chosen: String = ids.iter().map(|i| format!("&task={i}")).collect();
+    let (st, loc, page) =
+        b.go("POST", "/inbox/bulk", &format!("csrf={csrf}&action=assign&owner=kim{chosen}")).await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/inbox")), "{page}");
+    let (st, _, _) =
+        b.go("POST", "/inbox/bulk", &format!("csrf={csrf}&action=snooze&days=7{chosen}")).await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (st, _, page) =
+        b.go("POST", "/inbox/bulk", &format!("csrf={csrf}&action=resolve{chosen}")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a detractor's task needs a root cause: {page}");
+    assert!(page.contains("3 of 3 tasks were not changed"), "{page}");
+    let api = |path: String| {
+        let (s, sam) = (s.clone(), sam.clone());
+        async move {
+            let r = Request::get(path)
+                .header("authorization", format!("Bearer {sam}"))
+                .body(Body::empty())
+                .unwrap();
+            let resp = app(s).oneshot(r).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        }
+    };
+    let start = Instant::now();
+    loop {
+        let t = api(format!("/api/v1/tasks/{}", ids[0])).await;
+        if t["owner"] == "kim" && t["due"] == "2026-06-08T12:00:00Z" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{t}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (st, _, _) = b
+        .go(
+            "POST",
+            "/inbox/bulk",
+            &format!("csrf={csrf}&action=resolve&root_cause=product_gap{chosen}"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    // A routine task (no touchpoint in 90 days) closes without a root cause.
+    let all = api("/api/v1/tasks?rule=no_engagement".into()).await;
+    let routine = all["tasks"][0]["task_id"].as_str().expect("a no_engagement task").to_string();
+    let r = Request::patch(format!("/api/v1/tasks/{routine}"))
+        .header("authorization", format!("Bearer {sam}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"status":"done","note":"call booked"}"#))
+        .unwrap();
+    assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
+    let (_, _, page) = b.go("GET", "/inbox?severity=low", "").await;
+    let row = page.split("<tr class=\"task\">").nth(1).unwrap();
+    assert!(!row.contains("name=\"root_cause\""), "no cause asked for routine work: {row}");
 }
