@@ -246,6 +246,22 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Who changed what: task changes and forecast calls from the log (with their author),
+    /// and changes to people and keys, oldest first
+    Audit {
+        #[command(flatten)]
+        data: DataArgs,
+        /// From this day or instant on (e.g. 2026-06-01)
+        #[arg(long)]
+        from: Option<String>,
+        /// Before this day or instant
+        #[arg(long)]
+        to: Option<String>,
+        /// table, json or csv (for a spreadsheet: cells that would read as formulas are
+        /// prefixed with ')
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+    },
     /// Run the service: the ingest API (acknowledged once durable) on --listen
     Serve {
         #[command(flatten)]
@@ -980,6 +996,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Forecast(a) => forecast::run(a).map(|()| ExitCode::SUCCESS),
         Cmd::Key { cmd } => key(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::User { cmd } => user(cmd).map(|()| ExitCode::SUCCESS),
+        Cmd::Audit { data, from, to, format } => audit(&data, from, to, format),
         Cmd::Serve { data, listen, max_request_bytes } => {
             let cfg = config(&data)?;
             let dir = data_dir(&data);
@@ -1043,6 +1060,7 @@ fn key(cmd: KeyCmd) -> Result<()> {
             let mut keys = Keys::load(&dir)?;
             let (k, secret) = keys.create(&name, &scopes, &now().to_string())?;
             keys.save(&dir)?;
+            record_change(&dir, "key.create", &k.id, format!("{name}: {}", scope.join(",")))?;
             eprintln!("created key {} ({}); the secret is shown once:", k.id, scope.join(","));
             out(&format!("{secret}\n"))
         }
@@ -1069,10 +1087,70 @@ fn key(cmd: KeyCmd) -> Result<()> {
             let mut keys = Keys::load(&dir)?;
             keys.revoke(&id).map_err(|e| usage(e.to_string()))?;
             keys.save(&dir)?;
+            record_change(&dir, "key.revoke", &id, String::new())?;
             eprintln!("revoked key {id}");
             Ok(())
         }
     }
+}
+
+/// Who acts on the command line: the operating system's user (`cli:NAME`).
+fn cli_identity() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_default();
+    if user.is_empty() { "cli".into() } else { format!("cli:{user}") }
+}
+
+/// Records a change to people or keys in DATA/audit.jsonl.
+fn record_change(dir: &Path, action: &str, target: &str, detail: String) -> Result<()> {
+    let e = tenure_engine::audit::Entry {
+        at: now().to_string(),
+        who: cli_identity(),
+        action: action.into(),
+        account: None,
+        target: Some(target.into()),
+        detail,
+    };
+    tenure_engine::audit::record(dir, &e)?;
+    Ok(())
+}
+
+fn audit(
+    data: &DataArgs,
+    from: Option<String>,
+    to: Option<String>,
+    format: OutFormat,
+) -> Result<ExitCode> {
+    let dir = existing_data_dir(data)?;
+    let when = |v: &Option<String>, flag: &str| -> Result<Option<Timestamp>> {
+        v.as_deref()
+            .map(|s| Timestamp::parse(s).map_err(|e| usage(format!("{flag} {s:?}: {e}"))))
+            .transpose()
+    };
+    let entries = tenure_engine::audit::audit(&dir, when(&from, "--from")?, when(&to, "--to")?)?;
+    match format {
+        OutFormat::Csv => out(&tenure_engine::audit::to_csv(&entries))?,
+        OutFormat::Json => out(&(serde_json::to_string_pretty(&entries)? + "\n"))?,
+        OutFormat::Table => {
+            let mut s = format!(
+                "{:<21} {:<24} {:<14} {:<12} {:<22} detail\n",
+                "at", "who", "action", "account", "target"
+            );
+            for e in &entries {
+                s += &format!(
+                    "{:<21} {:<24} {:<14} {:<12} {:<22} {}\n",
+                    e.at,
+                    e.who,
+                    e.action,
+                    e.account.as_deref().unwrap_or("-"),
+                    e.target.as_deref().unwrap_or("-"),
+                    e.detail
+                );
+            }
+            s += &format!("{} changes\n", entries.len());
+            out(&s)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The first line of standard input, checked as a password.
@@ -1116,6 +1194,8 @@ fn user(cmd: UserCmd) -> Result<()> {
             }
             let has_password = entry.password.is_some();
             keys.save(&dir)?;
+            let team = u.team.as_deref().map_or(String::new(), |t| format!(", team {t}"));
+            record_change(&dir, "user.add", &u.email, format!("role {}{team}", role.as_str()))?;
             eprintln!("added {} ({}, {})", u.email, role.as_str(), id);
             if !has_password {
                 eprintln!(
@@ -1140,8 +1220,15 @@ fn user(cmd: UserCmd) -> Result<()> {
             if let Some(a) = alias {
                 u.aliases = a.into_iter().filter(|a| !a.trim().is_empty()).collect();
             }
+            let detail = format!(
+                "role {}, team {}, aliases [{}]",
+                u.role.as_str(),
+                u.team.as_deref().unwrap_or("-"),
+                u.aliases.join(", ")
+            );
             let email = u.email.clone();
             keys.save(&dir)?;
+            record_change(&dir, "user.change", &email, detail)?;
             eprintln!("changed {email}");
             Ok(())
         }
@@ -1153,6 +1240,7 @@ fn user(cmd: UserCmd) -> Result<()> {
             u.password = Some(hash_password(&p).map_err(anyhow::Error::msg)?);
             let email = u.email.clone();
             keys.save(&dir)?;
+            record_change(&dir, "user.password", &email, String::new())?;
             eprintln!("password set for {email}");
             Ok(())
         }
@@ -1161,6 +1249,7 @@ fn user(cmd: UserCmd) -> Result<()> {
             let mut keys = Keys::load(&dir)?;
             let secret = keys.new_token(&who).map_err(known)?;
             keys.save(&dir)?;
+            record_change(&dir, "user.token", &who, String::new())?;
             eprintln!("a personal API token for {who}, shown once; it sees what they see:");
             out(&format!("{secret}\n"))
         }
@@ -1201,6 +1290,12 @@ fn set_disabled(data: &DataArgs, who: &str, disabled: bool) -> Result<()> {
     u.disabled = disabled;
     let email = u.email.clone();
     keys.save(&dir)?;
+    record_change(
+        &dir,
+        if disabled { "user.disable" } else { "user.enable" },
+        &email,
+        String::new(),
+    )?;
     eprintln!("{} {email}", if disabled { "disabled" } else { "enabled" });
     Ok(())
 }

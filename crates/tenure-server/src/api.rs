@@ -224,6 +224,16 @@ pub const ROUTES: &[Route] = &[
         params: &[],
     },
     Route {
+        method: "get",
+        path: "/api/v1/audit",
+        scope: Some(Scope::Admin),
+        summary: "Who changed what: task changes and forecast calls (with their author), changes to people and keys; oldest first",
+        params: &[
+            ("from", "query", "From the start of this period on, e.g. 2026-06 or 2026-06-01"),
+            ("to", "query", "Up to the end of this period"),
+        ],
+    },
+    Route {
         method: "post",
         path: "/api/v1/accounts/{id}/forecast-override",
         scope: Some(Scope::Write),
@@ -253,6 +263,7 @@ pub fn handler(r: &Route) -> MethodRouter<AppState> {
         ("get", "/api/v1/scorecards") => get(scorecards),
         ("get", "/api/v1/forecast") => get(forecast),
         ("get", "/api/v1/forecast/backtest") => get(forecast_backtest),
+        ("get", "/api/v1/audit") => get(audit),
         ("post", "/api/v1/accounts/{id}/forecast-override") => post(forecast_override),
         (m, p) => unreachable!("no handler for {m} {p}"),
     }
@@ -948,6 +959,31 @@ async fn forecast(
             cur,
         );
         Ok(json_response(StatusCode::OK, &j))
+    })
+    .await
+}
+
+/// `GET /api/v1/audit`: the audit log (admin keys and admins only: it names everyone).
+async fn audit(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Admin)?;
+    let when = |k: &str, end: bool| -> Result<Option<Timestamp>, ApiError> {
+        p.get(k)
+            .map(|v| {
+                Period::parse(v)
+                    .map(|x| if end { x.end } else { x.start })
+                    .map_err(|e| bad(format!("{k}: {e}")))
+            })
+            .transpose()
+    };
+    let (from, to) = (when("from", false)?, when("to", true)?);
+    blocking(move || {
+        let entries = tenure_engine::audit::audit(&s.0.data, from, to)
+            .map_err(|e| ApiError::new("internal", e.to_string()))?;
+        Ok(json_response(StatusCode::OK, &json!({ "entries": entries })))
     })
     .await
 }

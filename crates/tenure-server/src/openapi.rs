@@ -70,7 +70,7 @@ pub fn param_type(path: &str, name: &str) -> Option<Ty> {
         (_, "order") => Ty::Enum(&["asc", "desc"]),
         (_, "limit") => Ty::Int { min: 0, max: MAX_LIMIT },
         (_, "offset") => Ty::Int { min: 0, max: i64::from(u32::MAX) },
-        (_, "period") => Ty::Period,
+        (_, "period" | "from" | "to") => Ty::Period,
         (_, "every") => Ty::Enum(&["day", "week", "month", "quarter", "year"]),
         (_, "unit") => Ty::Enum(&["month", "quarter", "year"]),
         (_, "metric") => Ty::Enum(&["logo", "logos", "revenue"]),
@@ -593,6 +593,13 @@ fn components() -> Value {
         "ForecastCallStored".into(),
         json!({"type": "object", "required": ["type", "account_id", "category", "author"]}),
     );
+    m.insert(
+        "Audit".into(),
+        json!({"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array", "items": {
+            "type": "object", "required": ["at", "who", "action", "detail"], "properties": {
+                "at": s("string"), "who": s("string"), "action": s("string"),
+                "account": s("string"), "target": s("string"), "detail": s("string")}}}}}),
+    );
     Value::Object(m)
 }
 
@@ -639,6 +646,7 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         ("get", "/api/v1/forecast") => ok_json(sref("Forecast")),
         ("get", "/api/v1/forecast/backtest") => ok_json(sref("ForecastBacktest")),
         ("post", "/api/v1/accounts/{id}/forecast-override") => ok_json(sref("ForecastCallStored")),
+        ("get", "/api/v1/audit") => ok_json(sref("Audit")),
         // A new route without a documented answer: the document test names it.
         _ => json!({"description": "OK"}),
     };

@@ -1253,4 +1253,31 @@ fn people_are_added_listed_changed_and_disabled() {
     }
     let o = run(&["user", "enable", "--data", &data, "nobody@acme.test"]);
     assert_eq!(o.status.code(), Some(2), "an unknown person");
+    // Every change is in the audit log, with who made it (the operating system's user).
+    let o = bin()
+        .args(["audit", "--data", &data, "--format", "csv"])
+        .env("USER", "ops")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = String::from_utf8(o.stdout).unwrap();
+    let actions: Vec<(&str, &str)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[2], c[4])
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("user.add", "sam@acme.test"),
+            ("user.token", "sam@acme.test"),
+            ("user.change", "sam@acme.test"),
+            ("user.disable", "sam@acme.test"),
+        ],
+        "{csv}"
+    );
+    assert!(csv.lines().skip(1).all(|l| l.split(',').nth(1).is_some_and(|w| w.starts_with("cli"))));
 }

@@ -69,6 +69,7 @@ const NAV: &[(&str, &str)] = &[
     ("/inbox", "Alerts & tasks"),
     ("/renewals", "Renewals"),
     ("/model", "Model"),
+    ("/audit", "Audit"),
 ];
 
 /// A whole page. `body` is HTML already escaped; `csrf` signs the logout form.

@@ -297,6 +297,31 @@ async fn digest(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Re
     show(s, h, move |s, sess| pages::digest(s, sess, &p)).await
 }
 
+async fn audit(State(s): State<AppState>, h: HeaderMap) -> Response {
+    show(s, h, pages::audit).await
+}
+
+/// The audit log as CSV: all of it for an admin, one's own changes otherwise.
+async fn audit_csv(State(s): State<AppState>, h: HeaderMap) -> Response {
+    let Some(sess) = session(&s, &h) else { return redirect("/login") };
+    let made = tokio::task::spawn_blocking(move || pages::audit_entries(&s, &sess))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let Some(entries) = made else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the audit log could not be read")
+            .into_response();
+    };
+    let mut r = tenure_engine::audit::to_csv(&entries).into_response();
+    let hs = r.headers_mut();
+    hs.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    hs.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"tenure-audit.csv\""),
+    );
+    r
+}
+
 async fn explain(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
     show(s, h, move |s, sess| pages::explain(s, sess, &p)).await
 }
@@ -709,6 +734,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/inbox/tasks/{id}", post(task_form))
         .route("/inbox/digest", get(digest).post(digest_open))
         .route("/inbox/bulk", post(bulk))
+        .route("/audit", get(audit))
+        .route("/audit.csv", get(audit_csv))
         .route("/model", get(model))
         .route("/renewals", get(renewals))
         .route("/renewals/{id}/call", post(renewal_call))

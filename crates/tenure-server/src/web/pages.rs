@@ -1352,6 +1352,51 @@ pub fn digest(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page
     Ok(html::page("Digest", "/inbox", &sess.csrf, &body))
 }
 
+/// The audit log, newest first, with its CSV export: every change for admins, one's own
+/// changes for everyone else (the whole log names everyone).
+pub fn audit(s: &AppState, sess: &Session) -> Page {
+    let entries = audit_entries(s, sess)?;
+    let whose = if s.0.keys.get().allows(&sess.key_id, crate::keys::Scope::Admin) {
+        "changes by people"
+    } else {
+        "of your changes"
+    };
+    let mut body = format!(
+        "<h1>Audit log</h1><p class=\"muted\">{} {whose}: task changes and forecast calls (from the event log, with their author) and changes to people and keys (from the command line). Newest first; the latest 500 shown. <a href=\"/audit.csv\">Export as CSV</a></p>",
+        entries.len()
+    );
+    body.push_str("<div class=\"scroll\"><table><thead><tr><th>When</th><th>Who</th><th>What</th><th>Account</th><th>Of</th><th>Detail</th></tr></thead><tbody>");
+    for e in entries.iter().rev().take(500) {
+        let account = e.account.as_deref().map_or("–".to_string(), |a| {
+            format!("<a href=\"/accounts/{}\">{}</a>", url(a), esc(a))
+        });
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{account}</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.at),
+            esc(&e.who),
+            esc(&e.action),
+            esc(e.target.as_deref().unwrap_or("–")),
+            esc(&e.detail)
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    Ok(html::page("Audit log", "/audit", &sess.csrf, &body))
+}
+
+/// The audit entries a session may see: all for an admin, their own otherwise.
+pub(crate) fn audit_entries(
+    s: &AppState,
+    sess: &Session,
+) -> Result<Vec<tenure_engine::audit::Entry>, (StatusCode, String)> {
+    let mut entries = tenure_engine::audit::audit(&s.0.data, None, None)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if !s.0.keys.get().allows(&sess.key_id, crate::keys::Scope::Admin) {
+        entries.retain(|e| e.who == sess.name);
+    }
+    Ok(entries)
+}
+
 pub fn model(s: &AppState, sess: &Session) -> Page {
     let path = s.0.data.join("models").join("backtest.json");
     let mut body = String::from("<h1>Model</h1>");

@@ -85,6 +85,25 @@ async fn a_persons_token_sees_their_book_only() {
     };
     let j = until(&s, &adm, &format!("/api/v1/tasks/{acme_task}"), |j| on_it(j).is_some()).await;
     assert_eq!(on_it(&j).unwrap()["author"], "sam@acme.test");
+    // The audit log shows who did what, to admins only.
+    let (st, j) = call(&s, "GET", "/api/v1/audit?from=2026-06", Some(&f.admin), "").await;
+    assert_eq!(st, StatusCode::OK, "{j}");
+    let mine: Vec<&serde_json::Value> =
+        j["entries"].as_array().unwrap().iter().filter(|e| e["who"] == "sam@acme.test").collect();
+    assert_eq!(mine.len(), 1, "{j}");
+    assert_eq!(
+        (&mine[0]["action"], &mine[0]["account"], &mine[0]["target"]),
+        (&json!("task.status"), &json!("acme"), &json!(acme_task))
+    );
+    assert!(mine[0]["detail"].as_str().unwrap().contains("status in_progress; note \"on it\""));
+    let (st, j) = call(&s, "GET", "/api/v1/audit?from=2026-07", Some(&f.admin), "").await;
+    assert_eq!((st, j["entries"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    for key in [&sam, &vic, &f.read] {
+        let (st, _) = call(&s, "GET", "/api/v1/audit", Some(key), "").await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+    }
+    let (st, _) = call(&s, "GET", "/api/v1/audit", Some(&adm), "").await;
+    assert_eq!(st, StatusCode::OK, "an admin's personal token sees it");
     let (st, _) = call(
         &s,
         "POST",

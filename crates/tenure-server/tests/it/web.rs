@@ -497,6 +497,7 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
     add("Ana", "ana@acme.test", Role::Csm, Some("west"));
     add("Max", "max@acme.test", Role::Manager, Some("east"));
     add("Vic", "vic@acme.test", Role::Viewer, None);
+    add("Ada", "ada@acme.test", Role::Admin, None);
     keys.user_mut("kim@acme.test").unwrap().aliases = vec!["kim.o".into()];
     keys.save(dir.path()).unwrap();
     let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
@@ -596,6 +597,21 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
     // The change is recorded under the person's email, not a name a client could send.
     let (_, _, page) = sam.go("GET", "/accounts/acme", "").await;
     assert!(page.contains("note by sam@acme.test: called"), "the author: {page}");
+    // The audit log names who did it: everything for an admin (page and CSV), one's own
+    // changes for others.
+    let (st, _, page) = sam.go("GET", "/audit", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("1 of your changes"), "{page}");
+    let (_, _, page) = vic.go("GET", "/audit", "").await;
+    assert!(page.contains("0 of your changes") && !page.contains("sam@acme.test"), "{page}");
+    let (mut ada, _, _, _) = login("ada@acme.test", PW).await;
+    let (st, _, page) = ada.go("GET", "/audit", "").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("<td>sam@acme.test</td><td>task.status</td>"), "{page}");
+    let (st, _, csv) = ada.go("GET", "/audit.csv", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(csv.starts_with("at,who,action,account,target,detail\n"), "{csv}");
+    assert!(csv.contains(",sam@acme.test,task.status,acme,"), "{csv}");
     // The portfolio is the book's: one account's MRR.
     let (_, _, page) = sam.go("GET", "/", "").await;
     assert!(page.contains("<small>MRR</small><b>100</b>"), "{page}");
