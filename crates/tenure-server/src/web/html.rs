@@ -67,6 +67,7 @@ const NAV: &[(&str, &str)] = &[
     ("/accounts", "Accounts"),
     ("/cohorts", "Cohorts"),
     ("/inbox", "Alerts & tasks"),
+    ("/team", "Team"),
     ("/renewals", "Renewals"),
     ("/model", "Model"),
     ("/audit", "Audit"),

@@ -297,6 +297,10 @@ async fn digest(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Re
     show(s, h, move |s, sess| pages::digest(s, sess, &p)).await
 }
 
+async fn team(State(s): State<AppState>, h: HeaderMap) -> Response {
+    show(s, h, pages::team).await
+}
+
 async fn audit(State(s): State<AppState>, h: HeaderMap) -> Response {
     show(s, h, pages::audit).await
 }
@@ -734,6 +738,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/inbox/tasks/{id}", post(task_form))
         .route("/inbox/digest", get(digest).post(digest_open))
         .route("/inbox/bulk", post(bulk))
+        .route("/team", get(team))
         .route("/audit", get(audit))
         .route("/audit.csv", get(audit_csv))
         .route("/model", get(model))

@@ -510,16 +510,30 @@ fn bridge(
 pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page {
     let live = s.0.core.live.read().map_err(unavailable)?;
     let t = live.t;
-    let exp = live.cfg.revenue.fx.base.exponent();
+    let cur = live.cfg.revenue.fx.base;
+    let exp = cur.exponent();
+    // Customers only unless asked otherwise: prospects and churned accounts are not a
+    // CSM's daily list.
+    let mut p = p.clone();
+    p.entry("customer".into()).or_insert_with(|| "true".into());
+    let p = &p;
     let list = crate::api::select(&live, p, |a| s.sees(&sess.principal, a, t))
         .map_err(|e| (StatusCode::BAD_REQUEST, e.message))?;
     let limit = 100;
-    let offset: usize = p.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+    let pages = list.len().div_ceil(limit).max(1);
+    let page: usize =
+        p.get("page").and_then(|v| v.parse().ok()).filter(|n| (1..=pages).contains(n)).unwrap_or(1);
+    let offset = (page - 1) * limit;
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    // Names that more than one account shares get the id beside them.
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for a in &list {
+        *names.entry(a.name.as_deref().unwrap_or(&a.id)).or_default() += 1;
+    }
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>Accounts</h1><form class=\"filters\" method=\"get\"><input name=\"q\" placeholder=\"Search\" value=\"{}\">{}{}<input name=\"csm\" placeholder=\"CSM\" value=\"{}\"><input type=\"hidden\" name=\"sort\" value=\"{}\"><button>Filter</button></form>",
+        "<h1>Accounts</h1><form class=\"filters\" method=\"get\"><input name=\"q\" placeholder=\"Search\" aria-label=\"Search names and ids\" value=\"{}\"><label>Segment {}</label><label>Health {}</label><label>Accounts {}</label><input name=\"csm\" placeholder=\"CSM\" aria-label=\"CSM\" value=\"{}\"><input type=\"hidden\" name=\"sort\" value=\"{}\"><button>Filter</button></form>",
         esc(get("q")),
         select(
             "segment",
@@ -539,11 +553,16 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
                 ("grey", "Not scored")
             ]
         ),
+        select(
+            "customer",
+            Some(get("customer")),
+            &[("true", "Customers only"), ("false", "All accounts")]
+        ),
         esc(get("csm")),
         esc(get("sort"))
     );
     // Column headers sort; the other parameters are kept.
-    let keep: String = ["q", "segment", "colour", "csm"]
+    let keep: String = ["q", "segment", "colour", "csm", "customer"]
         .iter()
         .filter(|k| !get(k).is_empty())
         .map(|k| format!("&amp;{k}={}", url(get(k))))
@@ -571,7 +590,7 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
         th("name", "Account", false),
         th("health", "Health", true),
         th("risk", "Churn risk", true),
-        th("mrr", "MRR", true),
+        th("mrr", &format!("MRR ({cur})"), true),
         th("renewal", "Renewal", false),
         th("csm", "CSM", false),
         th("segment", "Segment", false),
@@ -583,9 +602,14 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
         let mrr = a.mrr_before(Timestamp(t.0 + 1)) as f64 / 10f64.powi(exp as i32);
         let _ = write!(
             body,
-            "<tr><td><a href=\"/accounts/{}\">{}</a></td><td class=\"num\">{} {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td><a href=\"/accounts/{}\">{}</a>{}</td><td class=\"num\">{} {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             url(&a.id),
             esc(a.name.as_deref().unwrap_or(&a.id)),
+            if names.get(a.name.as_deref().unwrap_or(&a.id)).copied().unwrap_or(0) > 1 {
+                format!(" <small class=\"muted\">{}</small>", esc(&a.id))
+            } else {
+                String::new()
+            },
             html::colour(h.map_or("grey", |h| h.colour)),
             h.and_then(|h| h.score).map_or("–".into(), |x| format!("{x:.0}")),
             pct(h.and_then(|h| h.probability)),
@@ -600,23 +624,13 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
             a.cs.tasks.iter().filter(|t| t.is_active()).count()
         );
     }
-    body.push_str("</tbody></table></div><div class=\"pager\">");
-    let base: String = ["q", "segment", "colour", "csm", "sort", "order"]
+    body.push_str("</tbody></table></div>");
+    let base: String = ["q", "segment", "colour", "csm", "customer", "sort", "order"]
         .iter()
         .filter(|k| !get(k).is_empty())
         .map(|k| format!("&amp;{k}={}", url(get(k))))
         .collect();
-    if offset > 0 {
-        let _ = write!(
-            body,
-            "<a href=\"/accounts?offset={}{base}\">← Previous</a>",
-            offset.saturating_sub(limit)
-        );
-    }
-    if offset + limit < list.len() {
-        let _ = write!(body, "<a href=\"/accounts?offset={}{base}\">Next →</a>", offset + limit);
-    }
-    body.push_str("</div>");
+    body.push_str(&pager(page, pages, &|n| format!("/accounts?page={n}{base}")));
     Ok(html::page("Accounts", "/accounts", &sess.csrf, &body))
 }
 
@@ -666,6 +680,24 @@ pub(crate) fn task_forms(
         );
     }
     out
+}
+
+/// Numbered page links (the first, the last and three either side of the current one).
+fn pager(page: usize, pages: usize, href: &dyn Fn(usize) -> String) -> String {
+    if pages <= 1 {
+        return String::new();
+    }
+    let mut out = String::from("<nav class=\"pages\" aria-label=\"Pages\">");
+    for n in 1..=pages {
+        if n == page {
+            let _ = write!(out, "<b aria-current=\"page\">{n}</b> ");
+        } else if n == 1 || n == pages || n.abs_diff(page) <= 3 {
+            let _ = write!(out, "<a href=\"{}\">{n}</a> ", href(n));
+        } else if n.abs_diff(page) == 4 {
+            out.push_str("… ");
+        }
+    }
+    out + "</nav>"
 }
 
 /// Whether closing the task asks for a root cause: its rule is about risk, not routine
@@ -1284,19 +1316,7 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
         );
     }
     body.push_str("</tbody></table></div>");
-    if pages > 1 {
-        body.push_str("<nav class=\"pages\" aria-label=\"Pages\">");
-        for n in 1..=pages {
-            if n == page {
-                let _ = write!(body, "<b aria-current=\"page\">{n}</b> ");
-            } else if n == 1 || n == pages || n.abs_diff(page) <= 3 {
-                let _ = write!(body, "<a href=\"/inbox?{}&amp;page={n}\">{n}</a> ", esc(&query));
-            } else if n.abs_diff(page) == 4 {
-                body.push_str("… ");
-            }
-        }
-        body.push_str("</nav>");
-    }
+    body.push_str(&pager(page, pages, &|n| format!("/inbox?{}&amp;page={n}", esc(&query))));
     Ok(html::page("Alerts and tasks", "/inbox", &sess.csrf, &body))
 }
 
@@ -1350,6 +1370,88 @@ pub fn digest(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page
     }
     body.push_str("</tbody></table></div>");
     Ok(html::page("Digest", "/inbox", &sess.csrf, &body))
+}
+
+/// The team view: one line per owner (the accounts' owner attribute) of the accounts in
+/// the person's book, a manager's team, everyone's for an admin: accounts, MRR, at risk,
+/// open and overdue tasks, renewals in the next 90 days.
+pub fn team(s: &AppState, sess: &Session) -> Page {
+    let live = s.0.core.live.read().map_err(unavailable)?;
+    let t = live.t;
+    let cur = live.cfg.revenue.fx.base;
+    let major = |m: i64| m as f64 / 10f64.powi(cur.exponent() as i32);
+    let horizon = Timestamp(t.0 + 90 * tenure_core::time::DAY);
+    #[derive(Default)]
+    struct Line {
+        accounts: usize,
+        mrr: f64,
+        at_risk: usize,
+        loss: f64,
+        open: usize,
+        overdue: usize,
+        renewals: usize,
+        arr_due: f64,
+    }
+    let mut by: BTreeMap<String, Line> = BTreeMap::new();
+    let now = Timestamp(t.0 + 1);
+    for a in live.ledger.accounts.iter().filter(|a| s.sees(&sess.principal, a, t)) {
+        if !a.customer_before(now) {
+            continue;
+        }
+        let owner = crate::api::attr(a, &s.0.owner_key, t).unwrap_or_else(|| "(no owner)".into());
+        let l = by.entry(owner).or_default();
+        let mrr = major(a.mrr_before(now));
+        l.accounts += 1;
+        l.mrr += mrr;
+        if let Some(h) = live.health.accounts.get(&a.id) {
+            let risky = match h.probability {
+                Some(p) => {
+                    l.loss += mrr * p;
+                    p >= s.0.at_risk
+                }
+                None => h.colour == "red",
+            };
+            l.at_risk += usize::from(risky);
+        }
+        for task in a.cs.tasks.iter().filter(|x| x.is_active()) {
+            l.open += 1;
+            l.overdue += usize::from(task.due.is_some_and(|d| d < t));
+        }
+        for r in a.renewals.iter().filter(|r| r.due > t && r.due <= horizon) {
+            l.renewals += 1;
+            l.arr_due += major(r.arr_due);
+        }
+    }
+    let mut body = format!(
+        "<h1>Team</h1><p class=\"muted\">Paying accounts by owner (the <code>{}</code> attribute){}. At risk: a churn probability of {:.0}% or more (red health without a model).</p>",
+        esc(&s.0.owner_key),
+        if sess.principal.is_all() { "" } else { ", in your book" },
+        s.0.at_risk * 100.0
+    );
+    let _ = write!(
+        body,
+        "<div class=\"scroll\"><table><thead><tr><th>Owner</th><th class=\"num\">Accounts</th><th class=\"num\">MRR ({cur})</th><th class=\"num\">At risk</th><th class=\"num\">Expected MRR loss ({cur})</th><th class=\"num\">Open tasks</th><th class=\"num\">Overdue</th><th class=\"num\">Renewals, 90 days</th><th class=\"num\">ARR due ({cur})</th></tr></thead><tbody>"
+    );
+    for (owner, l) in &by {
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/accounts?csm={}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\"><a href=\"/inbox?owner={}\">{}</a></td><td class=\"num{}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            url(owner),
+            esc(owner),
+            l.accounts,
+            money(l.mrr),
+            l.at_risk,
+            if live.model.is_some() { money(l.loss) } else { "–".into() },
+            url(owner),
+            l.open,
+            if l.overdue > 0 { " down" } else { "" },
+            l.overdue,
+            l.renewals,
+            money(l.arr_due)
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    Ok(html::page("Team", "/team", &sess.csrf, &body))
 }
 
 /// The audit log, newest first, with its CSV export: every change for admins, one's own

@@ -621,6 +621,19 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
     assert_eq!(listed(&page), ["acme", "bolt"]);
     let (_, _, page) = max.go("GET", "/", "").await;
     assert!(page.contains("<small>MRR</small><b>200</b>"), "{page}");
+    // The team view: the manager's team's owners, one line each, not another team's.
+    let (st, _, page) = max.go("GET", "/team", "").await;
+    assert_eq!(st, StatusCode::OK);
+    let owners: Vec<&str> = page
+        .split("<tr><td><a href=\"/accounts?csm=")
+        .skip(1)
+        .map(|r| r.split('>').nth(1).unwrap().split('<').next().unwrap())
+        .collect();
+    assert_eq!(owners, ["kim.o", "sam lee"], "{page}");
+    assert!(
+        page.contains("sam lee</a></td><td class=\"num\">1</td><td class=\"num\">100</td>"),
+        "{page}"
+    );
     // Wrong passwords: refused alike for unknown emails; five in a row lock the email.
     let (_, st, _, page) = login("sam@acme.test", "not the password").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
@@ -861,4 +874,51 @@ async fn the_inbox_ranks_pages_and_works_tasks_in_bulk() {
     let (_, _, page) = b.go("GET", "/inbox?severity=low", "").await;
     let row = page.split("<tr class=\"task\">").nth(1).unwrap();
     assert!(!row.contains("name=\"root_cause\""), "no cause asked for routine work: {row}");
+}
+
+/// The accounts list shows customers unless asked otherwise, and an account's id beside
+/// its name when another account has the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_customers_by_default_and_repeated_names_show_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Keys::default();
+    let (_, read) = keys.create("sam", &[Scope::Read], "2026-01-01").unwrap();
+    let (_, ingest) = keys.create("pipe", &[Scope::Ingest], "2026-01-01").unwrap();
+    keys.save(dir.path()).unwrap();
+    let clock = Arc::new(|| Timestamp::parse("2026-06-01T12:00:00Z").unwrap());
+    let s = AppState::open(dir.path(), Options::new(clock)).unwrap();
+    let events: String = [
+        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "x1", "name": "Globex"}),
+        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "x2", "name": "Globex"}),
+        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "x3", "name": "Initech"}),
+        json!({"type": "account", "timestamp": "2026-01-01", "account_id": "p1", "name": "Prospect"}),
+        json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": "x1", "subscription_id": "s1", "amount": "10", "status": "active"}),
+        json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": "x2", "subscription_id": "s2", "amount": "10", "status": "active"}),
+        json!({"type": "subscription", "timestamp": "2026-01-01", "account_id": "x3", "subscription_id": "s3", "amount": "10", "status": "active"}),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect();
+    let r = Request::post("/api/v1/events")
+        .header("authorization", format!("Bearer {ingest}"))
+        .body(Body::from(events))
+        .unwrap();
+    assert_eq!(app(s.clone()).oneshot(r).await.unwrap().status(), StatusCode::OK);
+    let mut b = Browser { s: s.clone(), cookie: None };
+    b.go("POST", "/login", &format!("key={}", enc(&read))).await;
+    let start = Instant::now();
+    let page = loop {
+        let (_, _, page) = b.go("GET", "/accounts", "").await;
+        if page.contains("3 accounts") {
+            break page;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(!page.contains("/accounts/p1"), "customers only by default");
+    assert!(page.contains("Globex</a> <small class=\"muted\">x1</small>"), "{page}");
+    assert!(page.contains("Globex</a> <small class=\"muted\">x2</small>"), "{page}");
+    assert!(page.contains("Initech</a></td>"), "a unique name goes alone: {page}");
+    let (_, _, page) = b.go("GET", "/accounts?customer=false", "").await;
+    assert!(page.contains("4 accounts") && page.contains("/accounts/p1"), "{page}");
 }
