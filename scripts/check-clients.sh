@@ -38,7 +38,7 @@ trap cleanup EXIT
 
 "$TENURE" gen --accounts 40 --months 12 --seed 13 --out "$WORK/sample" >/dev/null
 "$TENURE" import --data "$WORK/data" "$WORK/sample"/*.jsonl >/dev/null 2>&1
-KEY=$("$TENURE" key create --data "$WORK/data" --scope ingest,read,write --name clients 2>/dev/null)
+KEY=$("$TENURE" key create --data "$WORK/data" --scope ingest,read,write,admin --name clients 2>/dev/null)
 STRIPE_SECRET=whsec_check_clients_0123456789
 printf '[service]\nstripe_webhook_secret = "%s"\n' "$STRIPE_SECRET" > "$WORK/data/tenure.toml"
 "$TENURE" serve --data "$WORK/data" --listen 127.0.0.1:0 2>"$WORK/serve.log" &

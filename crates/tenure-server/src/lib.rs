@@ -123,7 +123,9 @@ impl AppState {
         a: &tenure_ledger::AccountLedger,
         t: tenure_core::time::Timestamp,
     ) -> bool {
-        p.is_all() || p.sees(api::attr(a, &self.0.owner_key, t).as_deref())
+        // As of `t` inclusive: an assignment made at this very instant counts already.
+        let now = tenure_core::time::Timestamp(t.0.saturating_add(1));
+        p.is_all() || p.sees(api::attr(a, &self.0.owner_key, now).as_deref())
     }
 }
 

@@ -1,10 +1,12 @@
 //! The dashboard in a real headless Chromium (driven through chromedriver's WebDriver API):
 //! `tenure demo` serves a generated company; the browser logs in, loads every page, clicks
 //! through to an account's 360 view, resolves a task with a root cause, and saves a
-//! screenshot of each step (target/e2e/). It fails on any browser console error and on any
-//! link that does not answer 200.
+//! screenshot of each step (target/e2e/). It fails on any browser console error, on any
+//! link that does not answer 200, and on any accessibility violation of critical or serious
+//! impact that axe-core finds on a page (WCAG 2.1 A and AA).
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+//! Needs Debian's `chromium` and `chromium-driver`, and npm for axe-core (`.ci/run` installs
+//! them).
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -138,6 +140,20 @@ impl Driver {
         self.cmd("POST", "/execute/sync", json!({"script": js, "args": []}))
     }
 
+    /// The page's accessibility violations of critical or serious impact, by axe-core
+    /// (Deque's rules engine: WCAG 2 A and AA, contrast included), injected into the page.
+    fn axe(&self, source: &str) -> Vec<Value> {
+        let js = format!(
+            "{source}\n;const done = arguments[arguments.length - 1];\
+             axe.run(document, {{runOnly: {{type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}}})\
+             .then(r => done(r.violations.filter(v => v.impact === 'critical' || v.impact === 'serious')\
+             .map(v => ({{id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map(n => n.html)}}))))\
+             .catch(e => done([{{id: 'axe-failed', help: String(e)}}]));"
+        );
+        let v = self.cmd("POST", "/execute/async", json!({"script": js, "args": []}));
+        v.as_array().cloned().unwrap_or_else(|| panic!("axe answered {v}"))
+    }
+
     fn url(&self) -> String {
         self.cmd("GET", "/url", json!({})).as_str().unwrap_or("").to_string()
     }
@@ -207,10 +223,27 @@ impl Drop for Demo {
     }
 }
 
+/// axe-core's script, from the npm registry (pinned) into target/e2e/node the first time.
+fn axe_source(dir: &std::path::Path) -> String {
+    let node = dir.join("node");
+    let file = node.join("node_modules/axe-core/axe.min.js");
+    if !file.is_file() {
+        let o = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&node)
+            .arg("axe-core@4.10.2")
+            .output()
+            .expect("npm, to install axe-core for the accessibility checks (apt install npm)");
+        assert!(o.status.success(), "npm install axe-core: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
 #[test]
 fn the_demo_dashboard_in_a_real_browser() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../e2e");
     std::fs::create_dir_all(&shots).unwrap();
+    let axe = axe_source(&shots);
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .args(["demo", "--accounts", "250", "--months", "24", "--listen", "127.0.0.1:0", "--data"])
@@ -249,14 +282,27 @@ fn the_demo_dashboard_in_a_real_browser() {
     let cookie = format!("tenure_session={}", cookie["value"].as_str().unwrap());
     let host = base.trim_start_matches("http://").to_string();
     let mut seen = std::collections::BTreeSet::new();
-    for (i, page) in
-        ["/", "/accounts", "/accounts?sort=risk", "/cohorts", "/inbox", "/model"].iter().enumerate()
+    for (i, page) in [
+        "/",
+        "/accounts",
+        "/accounts?sort=risk",
+        "/cohorts",
+        "/inbox",
+        "/model",
+        "/renewals",
+        "/team",
+        "/audit",
+    ]
+    .iter()
+    .enumerate()
     {
         d.go(&format!("{base}{page}"));
         let h1 = d.script(
             "return document.querySelector('h1') && document.querySelector('h1').textContent",
         );
         assert!(h1.as_str().is_some_and(|t| !t.is_empty()), "{page}: no heading");
+        let violations = d.axe(&axe);
+        assert!(violations.is_empty(), "{page}: accessibility: {violations:#?}");
         d.check(
             &shots,
             &format!(
@@ -288,7 +334,9 @@ fn the_demo_dashboard_in_a_real_browser() {
     assert!(at.starts_with(&account), "{at}");
     let charts = d.script("return document.querySelectorAll('svg.chart').length");
     assert!(charts.as_u64() >= Some(4), "the account view draws its charts: {charts}");
-    d.check(&shots, "08-account-360");
+    let violations = d.axe(&axe);
+    assert!(violations.is_empty(), "the account page: accessibility: {violations:#?}");
+    d.check(&shots, "11-account-360");
     // Resolve the first open task from the inbox with a root cause.
     d.go(&format!("{base}/inbox"));
     let before = d
@@ -313,15 +361,15 @@ fn the_demo_dashboard_in_a_real_browser() {
         assert!(start.elapsed() < Duration::from_secs(10), "the task was not resolved");
         std::thread::sleep(Duration::from_millis(100));
     }
-    d.check(&shots, "09-task-resolved");
+    d.check(&shots, "12-task-resolved");
     d.go(&format!("{base}/inbox?status=done"));
     let text = d.script("return document.body.textContent").as_str().unwrap().to_string();
     assert!(text.contains("performance"), "the resolved task shows its root cause");
-    d.check(&shots, "10-done-tasks");
+    d.check(&shots, "13-done-tasks");
     // A phone-sized window.
     d.cmd("POST", "/window/rect", json!({"width": 390, "height": 844}));
     d.go(&format!("{base}/accounts"));
-    d.check(&shots, "11-accounts-phone");
+    d.check(&shots, "14-accounts-phone");
     drop(d);
     drop(demo);
 }

@@ -70,9 +70,15 @@ fn nice(max: f64) -> f64 {
 }
 
 fn open(out: &mut String, title: &str) {
+    open_as(out, title, "img");
+}
+
+/// A chart whose parts are links is a group, not an image: an image has no interactive
+/// parts (WCAG: nested interactive controls are not announced).
+fn open_as(out: &mut String, title: &str, role: &str) {
     let _ = write!(
         out,
-        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"{role}\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
         esc(title)
     );
 }
@@ -219,7 +225,8 @@ pub fn stacked_linked(
     let slot = (W - LEFT - RIGHT) / n as f64;
     let x = |i: usize| LEFT + slot * (i as f64 + 0.5);
     let mut out = String::new();
-    open(&mut out, title);
+    let linked = (0..series.len()).any(|k| (0..labels.len()).any(|i| href(k, i).is_some()));
+    open_as(&mut out, title, if linked { "group" } else { "img" });
     grid(&mut out, ax, y, fmt);
     let bw = (slot * 0.7).max(1.0);
     for (i, label) in labels.iter().enumerate() {
@@ -240,7 +247,14 @@ pub fn stacked_linked(
             };
             let link = href(k, i);
             if let Some(h) = &link {
-                let _ = write!(out, "<a href=\"{}\">", esc(h));
+                let _ = write!(
+                    out,
+                    "<a href=\"{}\" aria-label=\"{}: {} {}\">",
+                    esc(h),
+                    esc(name),
+                    esc(label),
+                    esc(&fmt(val.abs()))
+                );
             }
             let _ = write!(
                 out,
@@ -316,11 +330,13 @@ pub fn heatmap(
             match c {
                 Some(v) => {
                     let a = v.clamp(0.0, 1.0);
+                    // Dark text on a blue at most 80% opaque over white: a contrast of at
+                    // least 4.9:1 (WCAG AA asks 4.5:1) at every shade; white text would fall
+                    // short from about 80% to 95% opacity.
                     let _ = write!(
                         out,
-                        "<td style=\"background:rgba(37,99,235,{:.2});color:{}\">{}</td>",
-                        0.08 + 0.85 * a,
-                        if a > 0.55 { "#fff" } else { "#111" },
+                        "<td style=\"background:rgba(37,99,235,{:.2});color:#111827\">{}</td>",
+                        0.06 + 0.74 * a,
                         esc(&fmt(*v))
                     );
                 }
@@ -371,8 +387,9 @@ mod tests {
         // Two bars, the loss under the zero line.
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("churn -50"), "{svg}");
-        assert!(!svg.contains("<a "));
-        // Linked: each bar in its own <a>, the address escaped.
+        assert!(!svg.contains("<a ") && svg.contains("role=\"img\""));
+        // Linked: each bar in its own <a> named for screen readers, the address escaped; a
+        // chart of links is a group, not an image.
         let svg = stacked_linked(
             "m",
             &["jan".into(), "feb".into()],
@@ -381,7 +398,13 @@ mod tests {
             |k, i| Some(format!("/explain?kpi={k}&i={i}\"")),
         );
         assert_eq!(svg.matches("<a href=").count(), 3, "{svg}");
-        assert!(svg.contains("<a href=\"/explain?kpi=1&amp;i=1&quot;\"><rect"), "{svg}");
+        assert!(
+            svg.contains(
+                "<a href=\"/explain?kpi=1&amp;i=1&quot;\" aria-label=\"churn: feb 5\"><rect"
+            ),
+            "{svg}"
+        );
+        assert!(svg.contains("role=\"group\""), "{svg}");
         assert_eq!(svg.matches("</a>").count(), 3);
     }
 }

@@ -33,7 +33,7 @@ pub fn url(s: &str) -> String {
 }
 
 const STYLE: &str = r#"
-:root{--fg:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#f9fafb;--card:#fff;--accent:#2563eb;--red:#dc2626;--yellow:#d97706;--green:#059669;--grey:#9ca3af}
+:root{--fg:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#f9fafb;--card:#fff;--accent:#2563eb;--red:#dc2626;--yellow:#b45309;--green:#047857;--grey:#9ca3af}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);background:var(--bg)}
 header{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:center;padding:10px 16px;background:#111827;color:#fff}
 header a{color:#d1d5db;text-decoration:none;padding:4px 6px;border-radius:4px}header a.on,header a:hover{color:#fff;background:#374151}

@@ -471,6 +471,115 @@ fn not_made(
     )
 }
 
+/// "Assign the account" on its page: a new owner, stored as an `account` event setting the
+/// owner attribute (so the log says whose book it is from then on), and recorded in the
+/// audit log under the person's name first (an `account` event has no author field).
+async fn assign_owner(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    UrlPath(account): UrlPath<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let back = format!("/accounts/{}", html::url(&account));
+    let Post { sess, fields, .. } = match form_post(
+        &s,
+        &h,
+        &f,
+        ("/accounts", "/accounts"),
+        "You can read but not assign accounts: that needs a role or key that changes things.",
+        &["owner"],
+    ) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let Some(owner) = fields.get("owner").and_then(|v| v.as_str()).map(str::to_string) else {
+        return not_made(
+            &sess,
+            StatusCode::BAD_REQUEST,
+            "Not assigned",
+            "The account was not assigned",
+            "owner: a name is needed",
+            &back,
+        );
+    };
+    let now = (s.0.clock)();
+    let before = {
+        let Ok(live) = s.0.core.live.read() else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
+        // Outside the person's book: as unknown as a missing account.
+        match live.ledger.account(&account).filter(|a| s.sees(&sess.principal, a, live.t)) {
+            Some(a) => crate::api::attr(a, &s.0.owner_key, Timestamp(live.t.0 + 1)),
+            None => {
+                return not_made(
+                    &sess,
+                    StatusCode::NOT_FOUND,
+                    "Not assigned",
+                    "The account was not assigned",
+                    &format!("no account {account:?}"),
+                    "/accounts",
+                );
+            }
+        }
+    };
+    let mut attributes = serde_json::Map::new();
+    attributes.insert(s.0.owner_key.clone(), owner.clone().into());
+    let line = serde_json::json!({"type": "account", "timestamp": now.to_string(), "account_id": account,
+        "attributes": attributes});
+    let event = match tenure_ingest::parse_json_line(&line.to_string(), None, &s.0.ingest) {
+        Ok(e) => e,
+        Err(e) => {
+            let why = format!("{}: {}", e.field.unwrap_or_default(), e.reason);
+            return not_made(
+                &sess,
+                StatusCode::BAD_REQUEST,
+                "Not assigned",
+                "The account was not assigned",
+                &why,
+                &back,
+            );
+        }
+    };
+    let entry = tenure_engine::audit::Entry {
+        at: now.to_string(),
+        who: sess.name.clone(),
+        action: "account.assign".into(),
+        account: Some(account.clone()),
+        target: None,
+        detail: format!("owner {} -> {owner}", before.as_deref().unwrap_or("(none)")),
+    };
+    let data = s.0.data.clone();
+    let recorded =
+        tokio::task::spawn_blocking(move || tenure_engine::audit::record(&data, &entry)).await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log could not be written: nothing was changed",
+        )
+            .into_response();
+    }
+    match crate::writer::store(&s, vec![event]).await {
+        Ok(_) => {
+            // Wait (bounded) for the applier to fold it, so the page shows the new owner.
+            for _ in 0..200 {
+                let folded = s.0.core.live.read().is_ok_and(|l| {
+                    l.ledger
+                        .account(&account)
+                        .and_then(|a| crate::api::attr(a, &s.0.owner_key, Timestamp(l.t.0 + 1)))
+                        .as_deref()
+                        == Some(owner.as_str())
+                });
+                if folded {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            redirect(&back)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// "Open a task for each" on a digest: each account of the digest in the person's book
 /// gets its alert raised again now with a task (from the rule's playbook), recorded under
 /// the person's name in the task's note. Back to the inbox.
@@ -739,6 +848,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/inbox/digest", get(digest).post(digest_open))
         .route("/inbox/bulk", post(bulk))
         .route("/team", get(team))
+        .route("/accounts/{id}/owner", post(assign_owner))
         .route("/audit", get(audit))
         .route("/audit.csv", get(audit_csv))
         .route("/model", get(model))

@@ -77,7 +77,8 @@ fn select<V: AsRef<str>, L: AsRef<str>>(
     current: Option<&str>,
     options: &[(V, L)],
 ) -> String {
-    let mut out = format!("<select name=\"{name}\">");
+    // An accessible name of its own (a wrapping <label> may give a better one).
+    let mut out = format!("<select name=\"{name}\" aria-label=\"{}\">", name.replace('_', " "));
     for (v, label) in options {
         let v = v.as_ref();
         let _ = write!(
@@ -743,11 +744,14 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>{}</h1><p class=\"muted\">{} · {} · CSM {}</p><div class=\"tiles\">",
+        "<h1>{}</h1><p class=\"muted\">{} · {} · CSM {}</p><form class=\"inline\" method=\"post\" action=\"/accounts/{}/owner\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input name=\"owner\" aria-label=\"New owner of the account\" placeholder=\"New owner\" size=\"14\"><button class=\"plain\">Assign the account</button></form><div class=\"tiles\">",
         esc(a.name.as_deref().unwrap_or(&a.id)),
         esc(&a.id),
         esc(&crate::api::attr(a, "segment", t).unwrap_or_else(|| "no segment".into())),
-        esc(&crate::api::attr(a, "csm", t).unwrap_or_else(|| "unassigned".into()))
+        esc(&crate::api::attr(a, &s.0.owner_key, Timestamp(t.0 + 1))
+            .unwrap_or_else(|| "unassigned".into())),
+        url(&a.id),
+        esc(&sess.csrf)
     );
     tile(&mut body, "MRR", money(major(now.map_or(0, |s| s.mrr))), None);
     tile(

@@ -347,7 +347,12 @@ async fn a_figure_is_explained_by_its_accounts_movements_and_events() {
     b.go("POST", "/login", &format!("key={}", enc(&f.read))).await;
     let (st, _, home) = b.go("GET", "/", "").await;
     assert_eq!(st, StatusCode::OK);
-    assert!(home.contains("<a href=\"/explain?kpi=mrr_new&amp;period=2026-05\"><rect"), "{home}");
+    assert!(
+        home.contains(
+            "<a href=\"/explain?kpi=mrr_new&amp;period=2026-05\" aria-label=\"New: 2026-05 "
+        ),
+        "{home}"
+    );
     let (st, _, page) = b.go("GET", "/explain?kpi=mrr_new&period=2026-05", "").await;
     assert_eq!(st, StatusCode::OK, "{page}");
     assert!(page.contains("log:subscription:1") && page.contains("/accounts/bolt"), "{page}");
@@ -648,6 +653,24 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
     let (_, st, _, page) = login("ana@acme.test", PW).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "locked even with the right password");
     assert!(page.contains("Too many failed attempts"), "{page}");
+    // Assigning an account moves it between books: sam gives acme to Kim, and from then
+    // on Kim sees it and sam does not; the audit log says who did it.
+    let (_, _, page) = sam.go("GET", "/accounts/acme", "").await;
+    let csrf = csrf_of(&page);
+    let (st, loc, page) =
+        sam.go("POST", "/accounts/acme/owner", &format!("csrf={csrf}&owner=Kim+O")).await;
+    assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/accounts/acme")), "{page}");
+    let (st, _, _) = sam.go("GET", "/accounts/acme", "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "no longer in sam's book");
+    let (mut kim, _, _, _) = login("kim@acme.test", PW).await;
+    let (st, _, page) = kim.go("GET", "/accounts/acme", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("acme Inc</h1>") && page.contains("CSM Kim O"), "the name stays: {page}");
+    let (st, _, _) =
+        sam.go("POST", "/accounts/bolt/owner", &format!("csrf={csrf}&owner=Sam+Lee")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "an account of another book cannot be taken");
+    let (_, _, csv) = ada.go("GET", "/audit.csv", "").await;
+    assert!(csv.contains(",sam@acme.test,account.assign,acme,,owner sam lee -> Kim O\n"), "{csv}");
     // Disabling a person ends their sessions at once (the keys file is read again).
     let mut keys = Keys::load(dir.path()).unwrap();
     keys.user_mut("sam@acme.test").unwrap().disabled = true;
