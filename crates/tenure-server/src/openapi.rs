@@ -36,6 +36,8 @@ pub enum Ty {
     Num { min: f64, max: f64 },
     /// A period: `2024`, `2024-Q1`, `2024-03`, `2024-03-15`, or `START..END` of those.
     Period,
+    /// One period of those, not a range (a bound: from its start, or to its end).
+    Single,
     /// A page's cursor, as `next_cursor` gave it ([`crate::api::Cursor`]).
     Cursor,
 }
@@ -50,9 +52,21 @@ pub const CALLS: &[&str] = &["track", "identify", "group", "page", "screen", "al
 /// The most rows a list answers at once.
 pub const MAX_LIMIT: i64 = 1000;
 
-/// The period grammar as a regular expression (for the document; [`period_ok`] is the
-/// same grammar in code).
-const PERIOD_PATTERN: &str = "^[0-9]{4}(-[Qq][1-4]|-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?(\\.\\.[0-9]{4}(-[Qq][1-4]|-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?)?$";
+/// One period of the grammar as a regular expression, exactly what [`Period::parse`]
+/// accepts: years 0001 to 9999, each month's own days, February 29th in leap years only (a
+/// value the document allows is never refused; [`single_period_ok`] is the same grammar in
+/// code, checked with the parser itself).
+///
+/// [`Period::parse`]: tenure_core::time::Period::parse
+const SINGLE_PERIOD: &str = "(((000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))|([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)|(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})(-[Qq][1-4]|-(0[1-9]|1[0-2]))?)";
+/// The period grammar: one period, or two joined by `..`.
+const PERIOD_PATTERN: &str = concat!(
+    "^",
+    "(((000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))|([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)|(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})(-[Qq][1-4]|-(0[1-9]|1[0-2]))?)",
+    "(\\.\\.",
+    "(((000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))|([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)|(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})(-[Qq][1-4]|-(0[1-9]|1[0-2]))?)",
+    ")?$"
+);
 
 /// The type of parameter `name` of the route at `path`. Every parameter of [`ROUTES`] has
 /// one (a test checks it): an untyped parameter is a bug.
@@ -70,7 +84,8 @@ pub fn param_type(path: &str, name: &str) -> Option<Ty> {
         (_, "order") => Ty::Enum(&["asc", "desc"]),
         (_, "limit") => Ty::Int { min: 0, max: MAX_LIMIT },
         (_, "offset") => Ty::Int { min: 0, max: i64::from(u32::MAX) },
-        (_, "period" | "from" | "to") => Ty::Period,
+        (_, "period") => Ty::Period,
+        ("/api/v1/audit", "from" | "to") => Ty::Single,
         (_, "every") => Ty::Enum(&["day", "week", "month", "quarter", "year"]),
         (_, "unit") => Ty::Enum(&["month", "quarter", "year"]),
         (_, "metric") => Ty::Enum(&["logo", "logos", "revenue"]),
@@ -87,6 +102,12 @@ fn required(path: &str, name: &str) -> bool {
 }
 
 fn single_period_ok(s: &str) -> bool {
+    // The shape first (the parser trims spaces the document does not allow), then the
+    // parser itself: days of each month, leap years, years 1 to 9999.
+    shape_ok(s) && tenure_core::time::Period::parse(s).is_ok()
+}
+
+fn shape_ok(s: &str) -> bool {
     let b = s.as_bytes();
     let d = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     let two = |i: usize| (b[i] - b'0') * 10 + (b[i + 1] - b'0');
@@ -135,6 +156,10 @@ impl Ty {
                 _ => Err(format!("{v:?} is not a number")),
             },
             Ty::Period if period_ok(v) => Ok(()),
+            Ty::Single if !v.contains("..") && single_period_ok(v) => Ok(()),
+            Ty::Single => {
+                Err(format!("{v:?} is not a period (2024, 2024-Q1, 2024-03, 2024-03-15)"))
+            }
             Ty::Period => {
                 Err(format!("{v:?} is not a period (2024, 2024-Q1, 2024-03, 2024-03-15, A..B)"))
             }
@@ -150,6 +175,7 @@ impl Ty {
             Ty::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
             Ty::Num { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
             Ty::Period => json!({"type": "string", "pattern": PERIOD_PATTERN}),
+            Ty::Single => json!({"type": "string", "pattern": format!("^{SINGLE_PERIOD}$")}),
             Ty::Cursor => json!({"type": "string", "pattern": "^[0-9a-f]{16}([0-9a-f]{2})*$",
                 "maxLength": 16 + 2 * 1024}),
         }
@@ -481,14 +507,12 @@ fn components() -> Value {
     m.insert("TaskChange".into(), json!({"type": "object", "additionalProperties": false,
         "description": "At least one field that is not null; resolving (status done) needs a root_cause in the same change, except for tasks of the routine rules (no_engagement, no_survey_response, renewal_notice, use_outside_subscription). The change is recorded under the name of the key (or the person's email, for a personal token) that makes it (there is no author field)",
         "anyOf": changes,
-        "if": {"required": ["status"], "properties": {"status": {"const": "done"}}},
-        "then": {"required": ["root_cause"], "properties": {"root_cause": {"type": "string", "minLength": 1}}},
         "properties": {
             "status": {"type": ["string", "null"], "enum": [TaskStatus::Open.as_str(), TaskStatus::InProgress.as_str(), TaskStatus::Done.as_str(), TaskStatus::Dismissed.as_str(), null]},
             "owner": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": ID_PATTERN},
             "due": nullable(sref("Timestamp")),
             "note": {"type": ["string", "null"], "maxLength": 10000},
-            "root_cause": {"type": ["string", "null"], "enum": causes, "description": "Why the account was at risk, one of the root-cause taxonomy; needed to resolve (status done)"}}}));
+            "root_cause": {"type": ["string", "null"], "enum": causes, "description": "Why the account was at risk, one of the root-cause taxonomy; needed to resolve (status done) a task of a risk rule"}}}));
     m.insert("AccountSummary".into(), json!({"type": "object", "required": ["account_id", "customer", "mrr", "open_tasks"], "properties": {
             "account_id": s("string"), "name": ns(), "segment": ns(), "csm": ns(), "customer": s("boolean"),
             "mrr": s("number"), "renewal_date": ns(), "health": health.clone(), "risk": nn(),
@@ -823,5 +847,35 @@ mod tests {
         ] {
             assert!(!period_ok(p), "{p}");
         }
+    }
+
+    /// The document's period patterns admit exactly what the server accepts, on every day
+    /// of the calendar's edge years (and impossible dates): a schema-valid bound is never
+    /// refused, a schema-invalid one never taken.
+    #[test]
+    fn the_documented_period_patterns_are_the_parsers_grammar() {
+        let single = regex::Regex::new(&format!("^{SINGLE_PERIOD}$")).unwrap();
+        let range = regex::Regex::new(PERIOD_PATTERN).unwrap();
+        let mut n = 0;
+        for y in ["0000", "0001", "0004", "0100", "0400", "1900", "2000", "2023", "2024", "9999"] {
+            let mut values = vec![y.to_string(), format!("{y}-Q0"), format!("{y}-Q4")];
+            for m in 0..=13 {
+                values.push(format!("{y}-{m:02}"));
+                for d in 0..=32 {
+                    values.push(format!("{y}-{m:02}-{d:02}"));
+                }
+            }
+            for v in values {
+                let parsed = tenure_core::time::Period::parse(&v).is_ok();
+                assert_eq!(single.is_match(&v), parsed, "{v}");
+                assert_eq!(single_period_ok(&v), parsed, "{v}");
+                assert_eq!(Ty::Single.check(&v).is_ok(), parsed, "{v}");
+                assert_eq!(range.is_match(&v), parsed, "{v}");
+                n += 1;
+            }
+        }
+        assert!(n > 4000);
+        assert!(range.is_match("2024-02-29..2025-02-28") && !range.is_match("2023-02-29..2024"));
+        assert!(Ty::Single.check("2024..2025").is_err(), "a bound is one period");
     }
 }

@@ -492,15 +492,11 @@ async fn assign_owner(
         Ok(p) => p,
         Err(r) => return *r,
     };
+    let refuse = |status: StatusCode, why: &str| {
+        not_made(&sess, status, "Not assigned", "The account was not assigned", why, &back)
+    };
     let Some(owner) = fields.get("owner").and_then(|v| v.as_str()).map(str::to_string) else {
-        return not_made(
-            &sess,
-            StatusCode::BAD_REQUEST,
-            "Not assigned",
-            "The account was not assigned",
-            "owner: a name is needed",
-            &back,
-        );
+        return refuse(StatusCode::BAD_REQUEST, "owner: a name is needed");
     };
     let now = (s.0.clock)();
     let before = {
@@ -511,12 +507,13 @@ async fn assign_owner(
         match live.ledger.account(&account).filter(|a| s.sees(&sess.principal, a, live.t)) {
             Some(a) => crate::api::attr(a, &s.0.owner_key, Timestamp(live.t.0 + 1)),
             None => {
+                let why = format!("no account {account:?}");
                 return not_made(
                     &sess,
                     StatusCode::NOT_FOUND,
                     "Not assigned",
                     "The account was not assigned",
-                    &format!("no account {account:?}"),
+                    &why,
                     "/accounts",
                 );
             }
@@ -530,14 +527,7 @@ async fn assign_owner(
         Ok(e) => e,
         Err(e) => {
             let why = format!("{}: {}", e.field.unwrap_or_default(), e.reason);
-            return not_made(
-                &sess,
-                StatusCode::BAD_REQUEST,
-                "Not assigned",
-                "The account was not assigned",
-                &why,
-                &back,
-            );
+            return refuse(StatusCode::BAD_REQUEST, &why);
         }
     };
     let entry = tenure_engine::audit::Entry {
@@ -599,16 +589,12 @@ async fn digest_open(
         Ok(p) => p,
         Err(r) => return *r,
     };
+    let refuse = |status: StatusCode, why: &str| {
+        not_made(&sess, status, "Not opened", "No task was opened", why, &back)
+    };
     let rule = f.get("rule").cloned().unwrap_or_default();
     let Some(at) = f.get("at").and_then(|a| Timestamp::parse(a).ok()) else {
-        return not_made(
-            &sess,
-            StatusCode::BAD_REQUEST,
-            "Not opened",
-            "No task was opened",
-            "at: an instant is needed",
-            &back,
-        );
+        return refuse(StatusCode::BAD_REQUEST, "at: an instant is needed");
     };
     let now = (s.0.clock)();
     let events = {
@@ -616,28 +602,14 @@ async fn digest_open(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         };
         let Some(index) = live.rules.rules.iter().position(|r| r.id == rule) else {
-            return not_made(
-                &sess,
-                StatusCode::NOT_FOUND,
-                "Not opened",
-                "No task was opened",
-                "no such rule",
-                &back,
-            );
+            return refuse(StatusCode::NOT_FOUND, "no such rule");
         };
         let book = live.ledger.accounts.iter().filter(|a| s.sees(&sess.principal, a, live.t));
         let Some(d) = tenure_alerting::raise::digests(book)
             .into_iter()
             .find(|d| d.rule == rule && d.at == at)
         else {
-            return not_made(
-                &sess,
-                StatusCode::NOT_FOUND,
-                "Not opened",
-                "No task was opened",
-                "no such digest in your book",
-                &back,
-            );
+            return refuse(StatusCode::NOT_FOUND, "no such digest in your book");
         };
         let fired: Vec<tenure_alerting::Firing> = d
             .accounts
@@ -694,6 +666,9 @@ async fn bulk(
         Ok(p) => p,
         Err(r) => return *r,
     };
+    let refuse = |status: StatusCode, why: &str| {
+        not_made(&sess, status, "Not changed", "Nothing was changed", why, &back)
+    };
     let text = |k: &str| fields.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     let now = (s.0.clock)();
     let mut change = serde_json::Map::new();
@@ -705,14 +680,7 @@ async fn bulk(
             let Some(days) = text("days").parse::<i64>().ok().filter(|d| (1..=365).contains(d))
             else {
                 let why = "days: snoozing needs 1 to 365 days";
-                return not_made(
-                    &sess,
-                    StatusCode::BAD_REQUEST,
-                    "Not changed",
-                    "Nothing was changed",
-                    why,
-                    &back,
-                );
+                return refuse(StatusCode::BAD_REQUEST, why);
             };
             change.insert("due".into(), now.add_days(days).to_string().into());
             change.insert("note".into(), format!("snoozed for {days} days").into());
@@ -722,26 +690,12 @@ async fn bulk(
         }
         _ => {
             let why = "choose an action (assign needs an owner)";
-            return not_made(
-                &sess,
-                StatusCode::BAD_REQUEST,
-                "Not changed",
-                "Nothing was changed",
-                why,
-                &back,
-            );
+            return refuse(StatusCode::BAD_REQUEST, why);
         }
     }
     if tasks.is_empty() {
         let why = "select at least one task";
-        return not_made(
-            &sess,
-            StatusCode::BAD_REQUEST,
-            "Not changed",
-            "Nothing was changed",
-            why,
-            &back,
-        );
+        return refuse(StatusCode::BAD_REQUEST, why);
     }
     let mut failed = Vec::new();
     for id in &tasks {
