@@ -898,7 +898,10 @@ pub(crate) async fn change_task(
     let asks =
         live_read(s)?.rules.of_task(view.rule.as_deref()).is_none_or(|r| r.kind.asks_root_cause());
     if change.status == Some(TaskStatus::Done) && change.root_cause.is_none() && asks {
-        return Err(bad("resolving a task (status done) needs a root_cause"));
+        return Err(ApiError::new(
+            "root_cause_required",
+            "resolving a task (status done) of a risk rule needs a root_cause",
+        ));
     }
     // People choose from the one taxonomy, so that the reports count causes, not spellings
     // (imported history may hold other text; the reports count it as `other`).

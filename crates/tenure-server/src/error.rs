@@ -40,6 +40,7 @@ pub const ERROR_CODES: &[(&str, u16)] = &[
     ("result_too_large", 400),
     ("request_timeout", 408),
     ("invalid_signature", 400),
+    ("root_cause_required", 409),
 ];
 
 impl ApiError {

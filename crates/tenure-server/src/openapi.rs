@@ -697,6 +697,12 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
     {
         responses.insert("404".into(), error("No such resource"));
     }
+    if (r.method, r.path) == ("patch", "/api/v1/tasks/{id}") {
+        responses.insert(
+            "409".into(),
+            error("`root_cause_required`: resolving a task of a risk rule needs a root_cause"),
+        );
+    }
     if body {
         responses.insert("413".into(), error("The body (decoded) is over the size limit"));
         responses.insert("415".into(), error("An unsupported Content-Encoding"));

@@ -377,7 +377,12 @@ async fn renewal_call(
             }
             redirect(&back)
         }
-        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => {
+        Err(e)
+            if matches!(
+                e.status,
+                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::CONFLICT
+            ) =>
+        {
             not_made(
                 &sess,
                 e.status,
@@ -773,7 +778,12 @@ async fn task_form(
             }
             redirect(&back)
         }
-        Err(e) if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND => {
+        Err(e)
+            if matches!(
+                e.status,
+                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::CONFLICT
+            ) =>
+        {
             not_made(&sess, e.status, "Not changed", "The task was not changed", &e.message, &back)
         }
         Err(e) => e.into_response(),

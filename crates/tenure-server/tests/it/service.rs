@@ -68,10 +68,11 @@ async fn alerts_open_tasks_that_csms_resolve_and_a_restart_raises_nothing_twice(
         "{j}"
     );
     assert!(j["error"]["message"].as_str().unwrap().starts_with("author"), "{j}");
+    // A risk rule's task asks why: the change is well formed but conflicts with the task.
     let (st, j) = call(&s, "PATCH", &path, Some(&f.write), r#"{"status": "done"}"#).await;
     assert_eq!(
         (st, j["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        (StatusCode::CONFLICT, Some("root_cause_required")),
         "{j}"
     );
     // A root cause is one of the taxonomy, so that the reports count causes, not spellings.

@@ -184,7 +184,7 @@ async fn pages_need_a_session_escape_user_text_and_forms_need_the_token() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     let csrf = csrf_of(&inbox);
     let (st, _, page) = b.go("POST", &action, &format!("csrf={csrf}&status=done")).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "resolving needs a root cause: {page}");
+    assert_eq!(st, StatusCode::CONFLICT, "resolving needs a root cause: {page}");
     let (st, loc, _) = b
         .go("POST", &action, &format!("csrf={csrf}&status=done&root_cause=performance&note={}&return=%2Finbox%3Fstatus%3Ddone", enc(XSS)))
         .await;
