@@ -135,12 +135,10 @@ pub fn raise(
             },
             None => {
                 let (title, due_days, steps) = live.rules.task_template(rule);
-                // Due before the account's next renewal when that comes sooner (but not
+                // Due before the account's next open renewal when that comes sooner (but not
                 // before tomorrow): work on an account about to renew cannot wait.
                 let mut due = now.add_days(due_days);
-                if let Some(r) =
-                    a.and_then(|a| a.renewals.iter().filter(|r| r.due > now).map(|r| r.due).min())
-                {
+                if let Some(r) = a.and_then(|a| a.next_renewal(now)) {
                     due = due.min(r).max(now.add_days(1));
                 }
                 let mut note = f.message.clone();

@@ -257,6 +257,15 @@ impl AccountLedger {
         total.round() as i64
     }
 
+    /// The due date of the account's next renewal still open at `t` (due at or after it).
+    pub fn next_renewal(&self, t: Timestamp) -> Option<Timestamp> {
+        self.renewals
+            .iter()
+            .filter(|r| r.outcome == RenewalOutcome::Open && r.due >= t)
+            .map(|r| r.due)
+            .min()
+    }
+
     /// When the account first became a paying customer.
     pub fn first_paid(&self) -> Option<Timestamp> {
         self.movements.iter().find(|m| m.kind == MovementKind::New).map(|m| m.ts)

@@ -298,14 +298,6 @@ pub(crate) fn attr(a: &AccountLedger, key: &str, t: Timestamp) -> Option<String>
     a.attribute_at(key, t).map(|v| v.label())
 }
 
-pub(crate) fn next_renewal(a: &AccountLedger, t: Timestamp) -> Option<Timestamp> {
-    a.renewals
-        .iter()
-        .filter(|r| r.outcome == tenure_ledger::RenewalOutcome::Open && r.due >= t)
-        .map(|r| r.due)
-        .min()
-}
-
 /// One account as the list shows it.
 fn summary(live: &crate::live::Live, a: &AccountLedger) -> Value {
     let t = live.t;
@@ -319,7 +311,7 @@ fn summary(live: &crate::live::Live, a: &AccountLedger) -> Value {
         "csm": attr(a, "csm", t),
         "customer": now.is_some_and(|s| s.customer),
         "mrr": money_json(now.map_or(0, |s| s.mrr), cur),
-        "renewal_date": next_renewal(a, t).map(|d| d.date_string()),
+        "renewal_date": a.next_renewal(t).map(|d| d.date_string()),
         "health": h.map(|h| json!({"score": h.score, "colour": h.colour, "scorecard": h.scorecard})),
         "risk": h.and_then(|h| h.probability),
         "licence_utilisation": h.map_or(Value::Null, |h| num(h.row.get(F::UTILISATION))),
@@ -366,7 +358,7 @@ pub(crate) fn select<'a>(
             "health" => h.and_then(|h| h.score),
             "risk" => h.and_then(|h| h.probability),
             "mrr" => Some(a.mrr_before(Timestamp(t.0 + 1)) as f64),
-            "renewal" => next_renewal(a, t).map(|d| d.0 as f64),
+            "renewal" => a.next_renewal(t).map(|d| d.0 as f64),
             "utilisation" => h.map(|h| h.row.get(F::UTILISATION)).filter(|x| x.is_finite()),
             "nps" => h.map(|h| h.row.get(F::NPS)).filter(|x| x.is_finite()),
             _ => None,

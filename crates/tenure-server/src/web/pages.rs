@@ -78,15 +78,25 @@ fn select<V: AsRef<str>, L: AsRef<str>>(
     options: &[(V, L)],
 ) -> String {
     // An accessible name of its own (a wrapping <label> may give a better one).
-    let mut out = format!("<select name=\"{name}\" aria-label=\"{}\">", name.replace('_', " "));
-    for (v, label) in options {
+    select_named(name, &name.replace('_', " "), current, options)
+}
+
+/// A select with its accessible name (`label`); every value and label is escaped.
+fn select_named<V: AsRef<str>, L: AsRef<str>>(
+    name: &str,
+    label: &str,
+    current: Option<&str>,
+    options: &[(V, L)],
+) -> String {
+    let mut out = format!("<select name=\"{}\" aria-label=\"{}\">", esc(name), esc(label));
+    for (v, l) in options {
         let v = v.as_ref();
         let _ = write!(
             out,
             "<option value=\"{}\"{}>{}</option>",
             esc(v),
             if current == Some(v) { " selected" } else { "" },
-            esc(label.as_ref())
+            esc(l.as_ref())
         );
     }
     out + "</select>"
@@ -615,7 +625,7 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
             h.and_then(|h| h.score).map_or("–".into(), |x| format!("{x:.0}")),
             pct(h.and_then(|h| h.probability)),
             money(mrr),
-            crate::api::next_renewal(a, t).map_or("–".into(), |d| d.date_string()),
+            a.next_renewal(t).map_or("–".into(), |d| d.date_string()),
             esc(&crate::api::attr(a, "csm", t).unwrap_or_default()),
             esc(&crate::api::attr(a, "segment", t).unwrap_or_default()),
             pct(h.map(|h| h.row.get(F::UTILISATION))),
@@ -660,17 +670,12 @@ pub(crate) fn task_forms(
     );
     if task.is_active() {
         let cause = if asks {
-            labelled_select(
+            select_named(
                 "root_cause",
-                &format!("Root cause of {what}"),
-                // The one taxonomy the API accepts and the reports count by.
-                &std::iter::once((String::new(), "Root cause…".to_string()))
-                    .chain(
-                        tenure_core::event::RootCause::ALL
-                            .iter()
-                            .map(|c| (c.as_str().to_string(), c.label())),
-                    )
-                    .collect::<Vec<_>>(),
+                // Raw: `select_named` escapes it (`what` is escaped already).
+                &format!("Root cause of {}", task.title.as_deref().unwrap_or(&task.task_id)),
+                None,
+                &root_causes("Root cause…"),
             )
         } else {
             String::new()
@@ -707,17 +712,14 @@ pub(crate) fn asks(live: &crate::live::Live, task: &tenure_ledger::cs::Task) -> 
     live.rules.of_task(task.rule.as_deref()).is_none_or(|r| r.kind.asks_root_cause())
 }
 
-/// A select with an accessible name (the options are escaped).
-fn labelled_select<V: AsRef<str>, L: AsRef<str>>(
-    name: &str,
-    label: &str,
-    opts: &[(V, L)],
-) -> String {
-    let mut out = format!("<select name=\"{}\" aria-label=\"{label}\">", esc(name));
-    for (v, l) in opts {
-        let _ = write!(out, "<option value=\"{}\">{}</option>", esc(v.as_ref()), esc(l.as_ref()));
-    }
-    out + "</select>"
+/// The one root-cause taxonomy the API accepts and the reports count by, after a first,
+/// empty choice saying `first`.
+fn root_causes(first: &str) -> Vec<(String, String)> {
+    std::iter::once((String::new(), first.to_string()))
+        .chain(
+            tenure_core::event::RootCause::ALL.iter().map(|c| (c.as_str().to_string(), c.label())),
+        )
+        .collect()
 }
 
 fn severity_of(a: &AccountLedger, task: &tenure_ledger::cs::Task) -> &'static str {
@@ -754,12 +756,7 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
         esc(&sess.csrf)
     );
     tile(&mut body, "MRR", money(major(now.map_or(0, |s| s.mrr))), None);
-    tile(
-        &mut body,
-        "Renewal",
-        crate::api::next_renewal(a, t).map_or("–".into(), |d| d.date_string()),
-        None,
-    );
+    tile(&mut body, "Renewal", a.next_renewal(t).map_or("–".into(), |d| d.date_string()), None);
     let _ = write!(
         body,
         "<div class=\"tile\"><small>Health</small><b>{} {}</b><small>{}</small></div>",
@@ -1188,8 +1185,7 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
         h.row.mrr as f64 / 10f64.powi(exp as i32) * p
     };
     let soon = Timestamp(live.t.0 + 60 * tenure_core::time::DAY);
-    let renewal =
-        |a: &AccountLedger| a.renewals.iter().filter(|r| r.due > live.t).map(|r| r.due).min();
+    let renewal = |a: &AccountLedger| a.next_renewal(live.t);
     let mut rows: Vec<_> =
         rows.into_iter().map(|(a, t, sev)| (a, t, sev, stake(a), renewal(a))).collect();
     rows.sort_by(|a, b| {
@@ -1285,17 +1281,7 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
                 ("resolve", "resolve")
             ]
         ),
-        select(
-            "root_cause",
-            None,
-            &std::iter::once((String::new(), "(if the rule asks)".to_string()))
-                .chain(
-                    tenure_core::event::RootCause::ALL
-                        .iter()
-                        .map(|c| (c.as_str().to_string(), c.label()))
-                )
-                .collect::<Vec<_>>()
-        )
+        select("root_cause", None, &root_causes("(if the rule asks)"))
     );
     let cur = live.cfg.revenue.fx.base;
     body.push_str("<div class=\"scroll\"><table><thead><tr><th><span class=\"sr\">Select</span></th><th>Severity</th><th>Account</th><th>Task</th><th>Owner</th><th>Due</th><th class=\"num\">At stake (MRR)</th><th>Renews</th><th>Status</th><th>Latest note</th></tr></thead><tbody>");
@@ -1421,7 +1407,9 @@ pub fn team(s: &AppState, sess: &Session) -> Page {
             l.open += 1;
             l.overdue += usize::from(task.due.is_some_and(|d| d < t));
         }
-        for r in a.renewals.iter().filter(|r| r.due > t && r.due <= horizon) {
+        // Renewals still to win (one decided early is not work).
+        let open = |r: &&tenure_ledger::Renewal| r.outcome == tenure_ledger::RenewalOutcome::Open;
+        for r in a.renewals.iter().filter(open).filter(|r| r.due >= t && r.due <= horizon) {
             l.renewals += 1;
             l.arr_due += major(r.arr_due);
         }
