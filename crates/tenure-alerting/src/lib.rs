@@ -1,5 +1,5 @@
 //! tenure-alerting: the alerting core of the service. Which events and account states raise
-//! an alert (`rules`), the live per-account state the rules read, kept up to date as
+//! an alert (`rules`, with the expression language people write rules in, `expr`), the live per-account state the rules read, kept up to date as
 //! committed events arrive (`live`), and the `alert` and `task` events a firing becomes
 //! (`raise`).
 //!
@@ -9,6 +9,7 @@
 //! history and instants always raise the same alerts and tasks, byte for byte, which the
 //! scenarios of `tests/scenarios` check.
 
+pub mod expr;
 pub mod live;
 pub mod raise;
 pub mod rules;

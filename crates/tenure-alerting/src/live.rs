@@ -212,13 +212,7 @@ impl Live {
     /// The first day the usage rules and the current month need: where the day-level
     /// usage given to [`new`](Self::new) starts.
     pub fn window_start(rules: &Rules, now: Timestamp) -> Timestamp {
-        let longest = rules
-            .rules
-            .iter()
-            .filter(|r| r.kind == rules::Kind::UsageDrop)
-            .map(|r| 2 * r.days)
-            .max()
-            .unwrap_or(0);
+        let longest = rules.rules.iter().map(|r| r.usage_days()).max().unwrap_or(0);
         month_start(now).min(Timestamp(now.0 - longest * DAY))
     }
 

@@ -4,8 +4,10 @@
 //! [`crate::raise`] turns that into alert and task events, which the service records and
 //! notifies.
 
+use crate::expr::{Expr, Term, Value};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tenure_core::event::{
     ContactRole, Event, EventBody, InvoiceStatus, Severity, SurveyScore, TicketCategory,
     TicketStatus,
@@ -35,9 +37,12 @@ pub enum Kind {
     NoSurveyResponse,
     NoEngagement,
     RenewalNotice,
+    /// A condition written in the expression language (`when`); several may be listed.
+    Expression,
 }
 
 impl Kind {
+    /// The shipped kinds, each with a default rule (not `Expression`, which has none).
     pub const ALL: &[Kind] = &[
         Kind::KeyContactLeft,
         Kind::Detractor,
@@ -75,6 +80,7 @@ impl Kind {
             Kind::NoSurveyResponse => "no_survey_response",
             Kind::NoEngagement => "no_engagement",
             Kind::RenewalNotice => "renewal_notice",
+            Kind::Expression => "expression",
         }
     }
 
@@ -135,7 +141,8 @@ impl Kind {
             | Kind::UsageDrop
             | Kind::NoEngagement
             | Kind::NoSurveyResponse
-            | Kind::RenewalLowUtilisation => 30,
+            | Kind::RenewalLowUtilisation
+            | Kind::Expression => 30,
             _ => 0,
         }
     }
@@ -167,6 +174,7 @@ impl Kind {
             Kind::NoSurveyResponse => "No survey answer for a long time: re-engage",
             Kind::NoEngagement => "No touchpoint for a long time: schedule one",
             Kind::RenewalNotice => "Renewal notice deadline ahead: confirm the renewal",
+            Kind::Expression => "A rule's condition holds: review the account",
         }
     }
 }
@@ -208,6 +216,14 @@ pub struct RuleConfig {
     /// urgent_ticket: the severities [urgent] and categories [defect] that alert.
     pub severities: Option<Vec<String>>,
     pub categories: Option<Vec<String>>,
+    /// expression: the condition (docs/api.md lists the names and functions); a rule with
+    /// `when` and no kind is an expression rule.
+    pub when: Option<String>,
+    /// The title of the task it opens [the kind's].
+    pub title: Option<String>,
+    /// Whether resolving its task asks for a root cause [true, except for the routine
+    /// kinds].
+    pub root_cause: Option<bool>,
 }
 
 /// A task template attached to rules.
@@ -244,6 +260,11 @@ pub struct Rule {
     pub roles: Vec<ContactRole>,
     pub severities: Vec<Severity>,
     pub categories: Vec<TicketCategory>,
+    /// expression: the compiled condition.
+    pub when: Option<Arc<Expr>>,
+    pub title: Option<String>,
+    /// Whether resolving its task asks for a root cause.
+    pub root_cause: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,14 +282,40 @@ impl Rule {
     }
 
     pub fn from_config(c: &RuleConfig) -> Result<Rule, RuleError> {
-        let name = c.id.clone().or(c.kind.map(|k| k.as_str().to_string())).unwrap_or_default();
+        let kind = c.kind.or(c.when.as_ref().map(|_| Kind::Expression));
+        let name = c.id.clone().or(kind.map(|k| k.as_str().to_string())).unwrap_or_default();
         let bad = |reason: String| RuleError { rule: name.clone(), reason };
-        let kind = c.kind.ok_or_else(|| {
+        let kind = kind.ok_or_else(|| {
             bad(format!(
-                "needs a kind ({})",
+                "needs a kind ({} | expression with when = \"CONDITION\")",
                 Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | ")
             ))
         })?;
+        let when = match (&c.when, kind) {
+            (Some(w), Kind::Expression) => {
+                if c.id.is_none() {
+                    return Err(bad(
+                        "an expression rule needs an id (its name in alerts and tasks)".into(),
+                    ));
+                }
+                Some(Arc::new(Expr::parse(w).map_err(|e| bad(format!("when: {e}")))?))
+            }
+            (None, Kind::Expression) => {
+                return Err(bad("an expression rule needs a condition: when = \"...\"".into()));
+            }
+            (Some(_), k) => {
+                return Err(bad(format!(
+                    "when is for expression rules (kind = \"expression\" or no kind), not {}",
+                    k.as_str()
+                )));
+            }
+            (None, _) => None,
+        };
+        if let Some(t) = &c.title
+            && (t.trim().is_empty() || t.len() > 200)
+        {
+            return Err(bad("title must be 1 to 200 characters".into()));
+        }
         fn list<T>(
             v: &Option<Vec<String>>,
             default: Vec<T>,
@@ -367,7 +414,24 @@ impl Rule {
                 TicketCategory::expected,
             )
             .map_err(bad)?,
+            when,
+            title: c.title.clone(),
+            root_cause: c.root_cause.unwrap_or(kind.asks_root_cause()),
         })
+    }
+
+    /// The title of the task its alerts open when no playbook gives one.
+    pub fn title(&self) -> &str {
+        self.title.as_deref().unwrap_or(self.kind.default_title())
+    }
+
+    /// The days of daily usage its evaluation reads (before its instant).
+    pub fn usage_days(&self) -> i64 {
+        match (self.kind, &self.when) {
+            (Kind::UsageDrop, _) => 2 * self.days,
+            (_, Some(e)) => e.usage_days(),
+            _ => 0,
+        }
     }
 }
 
@@ -434,11 +498,11 @@ impl Rules {
         };
         match self.playbooks.iter().find(|p| p.rules.contains(&rule.id)) {
             Some(p) => (
-                p.title.clone().unwrap_or_else(|| rule.kind.default_title().to_string()),
+                p.title.clone().unwrap_or_else(|| rule.title().to_string()),
                 p.due_days.unwrap_or(by_severity),
                 p.steps.clone(),
             ),
-            None => (rule.kind.default_title().to_string(), by_severity, Vec::new()),
+            None => (rule.title().to_string(), by_severity, Vec::new()),
         }
     }
 
@@ -646,6 +710,37 @@ pub fn immediate<'a>(
     out
 }
 
+/// The value of what an expression reads, for the account at `now`.
+fn term_value(t: Term, s: &AccountState<'_>, h: &AccountHealth, now: Timestamp) -> Value {
+    let a = s.ledger;
+    let today = now.day();
+    let ago = |d: i64| Timestamp(now.0 - d * DAY);
+    // (now - before) / before: exact where it can be (10 to 7 is -0.3, as `-30%` is).
+    let change =
+        |now: f64, before: f64| if before > 0.0 { (now - before) / before } else { f64::NAN };
+    // MRR as of an instant, its changes at that instant included.
+    let mrr_at = |t: Timestamp| a.mrr_before(Timestamp(t.0 + 1)) as f64;
+    Value::Num(match t {
+        Term::Feature(i) => h.row.num[i],
+        Term::Health => h.score.unwrap_or(f64::NAN),
+        Term::ChurnProbability => h.probability.unwrap_or(f64::NAN),
+        Term::Plan => return Value::Text(h.row.plan.clone()),
+        Term::Segment => return Value::Text(h.row.segment.clone()),
+        Term::Usage(d) => (s.events_between)(today - d, today) as f64,
+        Term::UsageChange(d) => change(
+            (s.events_between)(today - d, today) as f64,
+            (s.events_between)(today - 2 * d, today - d) as f64,
+        ),
+        Term::MrrChange(d) => change(mrr_at(now), mrr_at(ago(d))),
+        Term::Tickets(d) => {
+            a.cs.tickets.iter().filter(|x| x.opened >= ago(d) && x.opened <= now).count() as f64
+        }
+        Term::Touchpoints(d) => {
+            a.cs.touchpoints.iter().filter(|x| x.0 >= ago(d) && x.0 <= now).count() as f64
+        }
+    })
+}
+
 /// What aggregate rules read of one account.
 pub struct AccountState<'a> {
     pub ledger: &'a AccountLedger,
@@ -774,6 +869,11 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
                 (customer_long && last.is_none_or(|t| t < ago(r.days)))
                     .then(|| format!("no touchpoint in {} days", r.days))
             }
+            Kind::Expression => r.when.as_ref().and_then(|e| {
+                let values: Vec<Value> =
+                    e.terms.iter().map(|t| term_value(*t, s, h, now)).collect();
+                e.holds(&values).then(|| format!("{}: {}", e.source.trim(), e.describe(&values)))
+            }),
             _ => None,
         };
         if let Some(message) = message {
@@ -821,6 +921,38 @@ mod tests {
         assert!(e("kind = \"detractor\"\nseverity = \"dire\"").contains("unknown severity"));
         assert!(e("kind = \"key_contact_left\"\nroles = [\"boss\"]").contains("unknown role"));
         assert!(e("kind = \"urgent_ticket\"\ncategories = [\"bug\"]").contains("unknown category"));
+        assert_eq!(
+            e("when = \"health < 40\""),
+            "rule \"expression\": an expression rule needs an id (its name in alerts and tasks)"
+        );
+        assert_eq!(
+            e("id = \"d\"\nwhen = \"usage_chnge(60) < -30%\""),
+            "rule \"d\": when: at column 1: unknown name \"usage_chnge\" (did you mean usage_change?)"
+        );
+        assert_eq!(
+            e("kind = \"usage_drop\"\nwhen = \"true\""),
+            "rule \"usage_drop\": when is for expression rules (kind = \"expression\" or no kind), not usage_drop"
+        );
+        assert_eq!(
+            e("kind = \"expression\"\nid = \"x\""),
+            "rule \"x\": an expression rule needs a condition: when = \"...\""
+        );
+        assert_eq!(
+            e("id = \"x\"\nwhen = \"true\"\ntitle = \" \""),
+            "rule \"x\": title must be 1 to 200 characters"
+        );
+        let x = rule("id = \"d\"\nwhen = \"usage_change(90) < -30%\"\ntitle = \"Look\"").unwrap();
+        assert_eq!(
+            (x.kind, x.severity, x.grace_days, x.cooldown_days),
+            (Kind::Expression, Severity::Normal, 30, 30)
+        );
+        assert_eq!((x.title(), x.root_cause, x.usage_days()), ("Look", true, 180));
+        let routine =
+            rule("id = \"qbr\"\nwhen = \"touchpoints(90) == 0\"\nroot_cause = false").unwrap();
+        assert!(!routine.root_cause);
+        assert_eq!(routine.title(), "A rule's condition holds: review the account");
+        assert!(!Rule::default_of(Kind::NoEngagement).root_cause);
+        assert!(Rule::default_of(Kind::Detractor).root_cause);
         let r = rule("kind = \"urgent_ticket\"\nid = \"hot\"\nseverities = [\"high\"]").unwrap();
         assert_eq!((r.id.as_str(), r.severities.as_slice()), ("hot", &[Severity::High][..]));
     }

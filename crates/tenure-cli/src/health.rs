@@ -11,7 +11,7 @@ use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_engine::Config;
 use tenure_health::backtest::{self, Metrics, Truth};
 use tenure_health::features::{self, Context, DEFS, Outcome, Row};
-use tenure_health::scorecard::{Score, Scorecards};
+use tenure_health::scorecard::{Reads, Score, Scorecards};
 use tenure_health::{Model, UsageByAccount};
 use tenure_ledger::Ledger;
 
@@ -224,9 +224,10 @@ fn health_drivers(s: &Score, cards: &tenure_health::Scorecard, top: usize) -> Ve
         .filter_map(|(p, m)| {
             let score = p.score?;
             let short = p.weight * (100.0 - score);
-            let text = match p.value {
-                Some(v) => (DEFS[m.feature].describe)(v),
-                None => format!("{} unknown", m.name.replace('_', " ")),
+            let text = match (p.value, &m.reads) {
+                (Some(v), Reads::Feature(f)) => (DEFS[*f].describe)(v),
+                (Some(v), Reads::Dimension(_)) => format!("{} score {v:.0}", m.name),
+                (None, _) => format!("{} unknown", m.name.replace('_', " ")),
             };
             (score < 70.0 && short > 0.0).then_some((short, text))
         })
@@ -362,7 +363,10 @@ fn account_view(
                 .iter()
                 .zip(&card.measures)
                 .map(|(p, m)| {
-                    json!({"measure": p.measure, "feature": DEFS[m.feature].name, "value": num(p.value),
+                    json!({"measure": p.measure, "feature": match &m.reads {
+                        Reads::Feature(f) => json!(DEFS[*f].name),
+                        Reads::Dimension(_) => Json::Null,
+                    }, "value": num(p.value),
                            "score": num(p.score), "weight": p.weight, "points": p.points})
                 })
                 .collect();

@@ -311,7 +311,7 @@ pub fn backtest(
     };
     let mut scorecards = Vec::new();
     let mut learned = Vec::new();
-    for card in &cards.0 {
+    for card in cards.all() {
         scorecards.push((card.name.clone(), card_metrics(card)));
         learned.push(card.learn(&tr, &train.label).map(|l| {
             let w = l.measures.iter().map(|m| (m.name.clone(), m.weight)).collect();

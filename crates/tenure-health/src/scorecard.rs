@@ -1,6 +1,8 @@
 //! Health scorecards: measures read from features, each scaled to 0-100 by thresholds or a
 //! linear ramp, weighted (weights are normalised), with colour bands and an explicit rule
-//! for missing values. Configured in TOML; every score comes with each measure's part.
+//! for missing values. Scorecards of several dimensions (adoption, relationship, ...) roll
+//! up into one score by weights: the roll-up is itself a scorecard whose measures read the
+//! dimensions' scores. Configured in TOML; every score comes with each measure's part.
 
 use crate::HealthError;
 use crate::features::{self, Row};
@@ -35,11 +37,20 @@ pub enum Missing {
     Score(f64),
 }
 
+/// What a measure reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reads {
+    /// The numeric feature of this index.
+    Feature(usize),
+    /// A dimension's score: that of the first of these scorecards that applies (a roll-up's
+    /// measures read these).
+    Dimension(Vec<Scorecard>),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measure {
     pub name: String,
-    /// Index of the feature read (numeric features only).
-    pub feature: usize,
+    pub reads: Reads,
     pub weight: f64,
     pub scale: Scale,
     /// This measure's own missing rule, else the scorecard's.
@@ -59,6 +70,8 @@ pub struct Scorecard {
     /// Scores below `red` are red, below `yellow` yellow, the rest green.
     pub red: f64,
     pub yellow: f64,
+    /// The dimension it scores ("health" unless set); a roll-up weighs the dimensions.
+    pub dimension: String,
 }
 
 /// One measure's part of a score.
@@ -104,7 +117,17 @@ impl Scorecard {
     /// A measure's value in `row` and its 0-100 score under the missing-value rule
     /// (`None`: missing and left out).
     fn measure(&self, m: &Measure, row: &Row) -> (Option<f64>, Option<f64>) {
-        let v = row.num[m.feature];
+        let v = match &m.reads {
+            Reads::Feature(i) => row.num[*i],
+            Reads::Dimension(cards) => {
+                let tenure = row.get(features::F::TENURE);
+                cards
+                    .iter()
+                    .find(|c| c.applies_to(row.segment.as_deref(), tenure))
+                    .and_then(|c| c.score(row).value)
+                    .unwrap_or(f64::NAN)
+            }
+        };
         let value = v.is_finite().then_some(v);
         let score = match (value, m.missing.unwrap_or(self.missing)) {
             (Some(v), _) => Some(m.scale.score(v)),
@@ -180,20 +203,33 @@ impl Scorecard {
     }
 }
 
-/// The configured scorecards, in order: an account is scored by the first that applies to it
-/// in `tenure health`; backtests score every account with each.
+/// The configured scorecards, in order, and their roll-up: an account is scored by the
+/// roll-up when there is one, else by the first scorecard that applies to it; backtests
+/// score every account with each.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Scorecards(pub Vec<Scorecard>);
+pub struct Scorecards {
+    pub cards: Vec<Scorecard>,
+    /// The weighted roll-up of the dimensions (`[rollup]`), when configured.
+    pub rollup: Option<Scorecard>,
+}
 
 impl Scorecards {
-    /// The first scorecard that applies to the account of `row`.
+    /// What scores the account of `row`: the roll-up, else the first scorecard that applies.
     pub fn for_row(&self, row: &Row) -> Option<&Scorecard> {
+        if let Some(r) = &self.rollup {
+            return Some(r);
+        }
         let tenure = row.get(features::F::TENURE);
-        self.0.iter().find(|c| c.applies_to(row.segment.as_deref(), tenure))
+        self.cards.iter().find(|c| c.applies_to(row.segment.as_deref(), tenure))
     }
 
     pub fn get(&self, name: &str) -> Option<&Scorecard> {
-        self.0.iter().find(|c| c.name == name)
+        self.cards.iter().chain(&self.rollup).find(|c| c.name == name)
+    }
+
+    /// Every scorecard a backtest compares: each configured one, then the roll-up.
+    pub fn all(&self) -> impl Iterator<Item = &Scorecard> {
+        self.cards.iter().chain(&self.rollup)
     }
 
     /// Parses a TOML document of `[[scorecard]]` tables; errors name the scorecard and the
@@ -231,10 +267,7 @@ impl Scorecards {
                             features::DEFS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
                         ))
                     })?;
-                let weight = m.weight.unwrap_or(1.0);
-                if !(weight.is_finite() && weight > 0.0) {
-                    return Err(here("weight must be a positive number"));
-                }
+                let weight = positive_weight(m.weight).map_err(|e| here(&e))?;
                 let scale = match (m.points, m.linear) {
                     (Some(p), None) => {
                         if p.is_empty() || p.windows(2).any(|w| w[1][0] <= w[0][0]) {
@@ -263,7 +296,13 @@ impl Scorecards {
                     .map(|v| parse_missing(&Some(v.clone())))
                     .transpose()
                     .map_err(|e| here(&e))?;
-                measures.push(Measure { name, feature, weight, scale, missing });
+                measures.push(Measure {
+                    name,
+                    reads: Reads::Feature(feature),
+                    weight,
+                    scale,
+                    missing,
+                });
             }
             if let Some([a, b]) = c.tenure_months
                 && !(a >= 0.0 && a < b)
@@ -279,9 +318,22 @@ impl Scorecards {
                 missing,
                 red,
                 yellow,
+                dimension: c.dimension.unwrap_or_else(|| "health".into()),
             });
         }
-        Ok(Scorecards(out))
+        let rollup = match file.rollup {
+            None => {
+                if let Some(c) = out.iter().find(|c| c.dimension != out[0].dimension) {
+                    return Err(HealthError::Config(format!(
+                        "scorecard {:?}: dimension {:?} beside {:?}: scorecards of several dimensions need a [rollup] that weighs them",
+                        c.name, c.dimension, out[0].dimension
+                    )));
+                }
+                None
+            }
+            Some(r) => Some(rollup(r, &out)?),
+        };
+        Ok(Scorecards { cards: out, rollup })
     }
 
     /// The shipped scorecards: the catalogue's usage score and one from the signals the
@@ -289,6 +341,79 @@ impl Scorecards {
     pub fn default_set() -> Scorecards {
         Scorecards::parse(DEFAULT).expect("the default scorecards parse")
     }
+}
+
+fn positive_weight(w: Option<f64>) -> Result<f64, String> {
+    let weight = w.unwrap_or(1.0);
+    if weight.is_finite() && weight > 0.0 {
+        Ok(weight)
+    } else {
+        Err("weight must be a positive number".into())
+    }
+}
+
+/// The roll-up scorecard: one measure per dimension, reading its scorecards' score (0-100
+/// as it is).
+fn rollup(r: RollupDoc, cards: &[Scorecard]) -> Result<Scorecard, HealthError> {
+    let name = r.name.unwrap_or_else(|| "overall".into());
+    let at = |m: &str| HealthError::Config(format!("rollup {name:?}: {m}"));
+    if cards.iter().any(|c| c.name == name) {
+        return Err(at("has the name of a scorecard"));
+    }
+    if r.dimension.is_empty() {
+        return Err(at("no [[rollup.dimension]]"));
+    }
+    let missing = parse_missing(&r.missing).map_err(|e| at(&e))?;
+    let (red, yellow) = (r.red_below.unwrap_or(40.0), r.yellow_below.unwrap_or(70.0));
+    if !(0.0..=100.0).contains(&red) || !(red..=100.0).contains(&yellow) {
+        return Err(at("bands need 0 <= red_below <= yellow_below <= 100"));
+    }
+    let mut measures: Vec<Measure> = Vec::new();
+    for d in r.dimension {
+        let here = |e: &str| at(&format!("dimension {:?}: {e}", d.name));
+        if measures.iter().any(|m| m.name == d.name) {
+            return Err(here("listed twice"));
+        }
+        let of: Vec<Scorecard> = cards.iter().filter(|c| c.dimension == d.name).cloned().collect();
+        if of.is_empty() {
+            return Err(here("no scorecard has this dimension"));
+        }
+        let missing = d
+            .missing
+            .as_ref()
+            .map(|v| parse_missing(&Some(v.clone())))
+            .transpose()
+            .map_err(|e| here(&e))?;
+        measures.push(Measure {
+            name: d.name.clone(),
+            reads: Reads::Dimension(of),
+            weight: positive_weight(d.weight).map_err(|e| here(&e))?,
+            scale: Scale::Linear(0.0, 100.0),
+            missing,
+        });
+    }
+    if let Some(c) = cards.iter().find(|c| !measures.iter().any(|m| m.name == c.dimension)) {
+        return Err(at(&format!(
+            "scorecard {:?} has dimension {:?}, which the roll-up does not weigh",
+            c.name, c.dimension
+        )));
+    }
+    Ok(Scorecard {
+        description: r.description.unwrap_or_else(|| {
+            format!(
+                "Weighted roll-up of {}",
+                measures.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        }),
+        name,
+        segments: Vec::new(),
+        tenure_months: None,
+        measures,
+        missing,
+        red,
+        yellow,
+        dimension: "rollup".into(),
+    })
 }
 
 fn parse_missing(v: &Option<toml::Value>) -> Result<Missing, String> {
@@ -308,6 +433,27 @@ fn parse_missing(v: &Option<toml::Value>) -> Result<Missing, String> {
 struct FileDoc {
     #[serde(default)]
     scorecard: Vec<CardDoc>,
+    rollup: Option<RollupDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollupDoc {
+    name: Option<String>,
+    description: Option<String>,
+    missing: Option<toml::Value>,
+    red_below: Option<f64>,
+    yellow_below: Option<f64>,
+    #[serde(default)]
+    dimension: Vec<DimensionDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DimensionDoc {
+    name: String,
+    weight: Option<f64>,
+    missing: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +461,7 @@ struct FileDoc {
 struct CardDoc {
     name: String,
     description: Option<String>,
+    dimension: Option<String>,
     #[serde(default)]
     segments: Vec<String>,
     tenure_months: Option<[f64; 2]>,
@@ -344,6 +491,9 @@ pub const DEFAULT: &str = r#"# Health scorecards. An account is scored by the fi
 # below the feature's) or `linear` ([value scoring 0, value scoring 100]); weights are
 # normalised. `missing` is "redistribute" (leave the measure out) or a score 0-100, per
 # scorecard or per measure. Colours: below `red_below` red, below `yellow_below` yellow.
+# Several dimensions: give scorecards a `dimension` ("adoption", "relationship", ...) and
+# weigh them in a `[rollup]` with one `[[rollup.dimension]]` (name, weight, missing) each;
+# an account's score is then the roll-up of its dimensions' scores (health.md).
 
 # The catalogue's usage score: frequency, breadth and depth of usage each scored 1-10,
 # summed to 30 and normalised to 100.
@@ -509,7 +659,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let c = &cards.0[0];
+        let c = &cards.cards[0];
         // tickets 4 -> 60 (weight 3/4), NPS missing -> 20 (1/4), relationship left out.
         let s = c.score(&row(&[(F::TICKETS, 4.0)]));
         expect![[r#"
@@ -566,5 +716,124 @@ mod tests {
             err("[[scorecard]]\nname = \"a\"\nweight = 2\n").contains("unknown field `weight`")
         );
         assert!(err("").contains("no [[scorecard]]"));
+    }
+
+    const DIMENSIONS: &str = "\
+[[scorecard]]
+name = \"adoption\"
+dimension = \"adoption\"
+[[scorecard.measure]]
+feature = \"licence_utilisation\"
+linear = [0, 1]
+[[scorecard.measure]]
+feature = \"active_days\"
+linear = [0, 20]
+[[scorecard]]
+name = \"relationship-enterprise\"
+dimension = \"relationship\"
+segments = [\"enterprise\"]
+[[scorecard.measure]]
+feature = \"csm_relationship\"
+linear = [1, 5]
+[[scorecard]]
+name = \"relationship\"
+dimension = \"relationship\"
+[[scorecard.measure]]
+feature = \"nps_last\"
+linear = [0, 10]
+[[scorecard]]
+name = \"support\"
+dimension = \"support\"
+[[scorecard.measure]]
+feature = \"tickets_90d\"
+linear = [10, 0]
+[rollup]
+red_below = 50
+[[rollup.dimension]]
+name = \"adoption\"
+weight = 2
+[[rollup.dimension]]
+name = \"relationship\"
+[[rollup.dimension]]
+name = \"support\"
+missing = 100
+";
+
+    #[test]
+    fn dimensions_roll_up_by_weight() {
+        let cards = Scorecards::parse(DIMENSIONS).unwrap();
+        // Adoption: utilisation 0.6 -> 60 and 5 active days -> 25, equal weights: 42.5.
+        // Relationship (an smb account: the second relationship card): NPS 8 -> 80.
+        // Support: tickets unknown, the dimension scores nothing, so missing = 100 counts.
+        // Roll-up: (2 x 42.5 + 80 + 100) / 4 = 66.25, yellow.
+        let r = row(&[
+            (F::UTILISATION, 0.6),
+            (F::ACTIVE_DAYS, 5.0),
+            (F::NPS, 8.0),
+            (F::RELATIONSHIP, 1.0),
+        ]);
+        let card = cards.for_row(&r).unwrap();
+        assert_eq!((card.name.as_str(), card.dimension.as_str()), ("overall", "rollup"));
+        expect![[r#"
+            Some(66.25) yellow
+              adoption value=Some(42.5) score=Some(42.5) weight=0.5000 points=21.250
+              relationship value=Some(80.0) score=Some(80.0) weight=0.2500 points=20.000
+              support value=None score=Some(100.0) weight=0.2500 points=25.000
+        "#]]
+        .assert_eq(&render(&card.score(&r)));
+        // An enterprise account's relationship is the CSM's rating (1 -> 0); 8 tickets -> 20;
+        // no usage: adoption left out, its weight goes to the other two: (0 + 20) / 2 = 10.
+        let mut r = row(&[(F::NPS, 8.0), (F::RELATIONSHIP, 1.0), (F::TICKETS, 8.0)]);
+        r.segment = Some("enterprise".into());
+        expect![[r#"
+            Some(10.0) red
+              adoption value=None score=None weight=0.0000 points=0.000
+              relationship value=Some(0.0) score=Some(0.0) weight=0.5000 points=0.000
+              support value=Some(20.0) score=Some(20.0) weight=0.5000 points=10.000
+        "#]]
+        .assert_eq(&render(&cards.for_row(&r).unwrap().score(&r)));
+        assert_eq!(
+            cards.all().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["adoption", "relationship-enterprise", "relationship", "support", "overall"]
+        );
+        // Without a roll-up the shipped cards all score the one dimension, health.
+        assert!(Scorecards::default_set().rollup.is_none());
+        assert!(Scorecards::default_set().cards.iter().all(|c| c.dimension == "health"));
+    }
+
+    #[test]
+    fn roll_up_errors_name_the_dimension() {
+        let err = |t: &str| Scorecards::parse(t).unwrap_err().to_string();
+        let no_support =
+            &DIMENSIONS[..DIMENSIONS.find("[[rollup.dimension]]\nname = \"support\"").unwrap()];
+        assert_eq!(
+            err(no_support),
+            "scorecard configuration: rollup \"overall\": scorecard \"support\" has dimension \"support\", which the roll-up does not weigh"
+        );
+        let no_rollup = &DIMENSIONS[..DIMENSIONS.find("[rollup]").unwrap()];
+        assert_eq!(
+            err(no_rollup),
+            "scorecard configuration: scorecard \"relationship-enterprise\": dimension \"relationship\" beside \"adoption\": scorecards of several dimensions need a [rollup] that weighs them"
+        );
+        assert_eq!(
+            err(&format!("{DIMENSIONS}[[rollup.dimension]]\nname = \"usage\"\n")),
+            "scorecard configuration: rollup \"overall\": dimension \"usage\": no scorecard has this dimension"
+        );
+        assert_eq!(
+            err(&format!("{DIMENSIONS}[[rollup.dimension]]\nname = \"support\"\n")),
+            "scorecard configuration: rollup \"overall\": dimension \"support\": listed twice"
+        );
+        assert_eq!(
+            err(&DIMENSIONS.replace("weight = 2", "weight = -1")),
+            "scorecard configuration: rollup \"overall\": dimension \"adoption\": weight must be a positive number"
+        );
+        assert_eq!(
+            err(&DIMENSIONS.replace("[rollup]", "[rollup]\nname = \"support\"")),
+            "scorecard configuration: rollup \"support\": has the name of a scorecard"
+        );
+        assert_eq!(
+            err(&DIMENSIONS.replace("red_below = 50", "red_below = 80\nyellow_below = 60")),
+            "scorecard configuration: rollup \"overall\": bands need 0 <= red_below <= yellow_below <= 100"
+        );
     }
 }

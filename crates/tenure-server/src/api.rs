@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use tenure_core::event::{RootCause, TaskStatus};
 use tenure_core::time::{Period, PeriodUnit, Timestamp};
 use tenure_health::features::F;
+use tenure_health::scorecard::Reads;
 use tenure_ledger::AccountLedger;
 use tenure_ledger::cs::Task;
 use tenure_report::{OutFormat, money_json};
@@ -887,8 +888,7 @@ pub(crate) async fn change_task(
     };
     // In the same change, so that every resolution states its cause (as documented); not
     // for routine tasks (scheduling a touchpoint), whose closing says nothing about churn.
-    let asks =
-        live_read(s)?.rules.of_task(view.rule.as_deref()).is_none_or(|r| r.kind.asks_root_cause());
+    let asks = live_read(s)?.rules.of_task(view.rule.as_deref()).is_none_or(|r| r.root_cause);
     if change.status == Some(TaskStatus::Done) && change.root_cause.is_none() && asks {
         return Err(ApiError::new(
             "root_cause_required",
@@ -1017,16 +1017,19 @@ async fn scorecards(State(s): State<AppState>, h: HeaderMap) -> Result<Response,
     let live = live_read(&s)?;
     let cards: Vec<Value> = live
         .cards
-        .0
-        .iter()
+        .all()
         .map(|c| {
             json!({
                 "name": c.name, "description": c.description, "segments": c.segments,
                 "tenure_months": c.tenure_months.map(|(a, b)| json!([num(a), num(b)])),
-                "red": c.red, "yellow": c.yellow,
-                "measures": c.measures.iter().map(|m| json!({
-                    "name": m.name, "feature": tenure_health::features::DEFS[m.feature].name, "weight": m.weight,
-                })).collect::<Vec<_>>(),
+                "red": c.red, "yellow": c.yellow, "dimension": c.dimension,
+                "rollup": live.cards.rollup.as_ref() == Some(c),
+                "measures": c.measures.iter().map(|m| match &m.reads {
+                    Reads::Feature(f) => json!({
+                        "name": m.name, "feature": tenure_health::features::DEFS[*f].name, "weight": m.weight,
+                    }),
+                    Reads::Dimension(_) => json!({"name": m.name, "dimension": m.name, "weight": m.weight}),
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -111,6 +111,9 @@ pub struct ServiceSection {
     /// this many new tasks for one rule, it opens none: those alerts go into a digest the
     /// inbox shows [20].
     pub digest_above: Option<usize>,
+    /// The hour (UTC, 0-23) at which each person's daily digest of new and overdue tasks
+    /// goes to the notifiers that take digests [8].
+    pub daily_digest_hour: Option<u8>,
 }
 
 fn default_refresh() -> u64 {
@@ -135,6 +138,7 @@ impl Default for ServiceSection {
             forecast_refresh_hours: None,
             forecast_delay_minutes: None,
             digest_above: None,
+            daily_digest_hour: None,
         }
     }
 }
@@ -157,6 +161,11 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     pub fn parse(text: &str) -> Result<ServiceConfig, String> {
         let c: ServiceConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(h) = c.service.daily_digest_hour
+            && h > 23
+        {
+            return Err(format!("[service] daily_digest_hour = {h}: an hour of the day, 0-23"));
+        }
         rules::Rules::from_config(&c.rules, c.playbooks.clone()).map_err(|e| e.to_string())?;
         for n in &c.notifiers {
             n.validate().map_err(|e| e.to_string())?;
@@ -175,6 +184,9 @@ pub struct Options {
     /// Tests only: called with each batch before the applier applies it.
     #[doc(hidden)]
     pub fault: Option<crate::Fault>,
+    /// Between the daily digest's checks of the clock (a minute; tests shorten it).
+    #[doc(hidden)]
+    pub digest_poll: std::time::Duration,
 }
 
 impl Options {
@@ -187,6 +199,7 @@ impl Options {
             clock,
             config: ServiceConfig::default(),
             fault: None,
+            digest_poll: std::time::Duration::from_secs(60),
         }
     }
 }

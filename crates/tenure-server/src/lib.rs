@@ -13,6 +13,7 @@ mod applier;
 mod auth;
 pub mod config;
 mod conn;
+pub mod daily;
 pub mod decode;
 pub mod error;
 pub mod fallback;
@@ -80,11 +81,12 @@ pub type KpiCache = std::sync::Mutex<
 
 pub struct Inner {
     pub data: PathBuf,
-    pub keys: keys::KeyStore,
+    pub keys: Arc<keys::KeyStore>,
     // Dropped in this order: the writer commits what is waiting, then the applier ends.
     writer: Writer,
     _applier: applier::Applier,
     _forecaster: forecaster::Forecaster,
+    _daily: daily::DailyDigest,
     pub core: Arc<Core>,
     pub ingest: IngestConfig,
     pub limits: Limits,
@@ -157,14 +159,16 @@ impl AppState {
     /// live state replayed from the log, the writer and the applier. Call within a Tokio
     /// runtime when notifiers are configured.
     pub fn open(data: &Path, o: Options) -> Result<AppState, String> {
-        let keys = keys::KeyStore::open(data, |e| {
-            log(
-                "error",
-                "the keys file could not be read again: the keys in force stay",
-                json!({"error": e.to_string()}),
-            )
-        })
-        .map_err(|e| e.to_string())?;
+        let keys = Arc::new(
+            keys::KeyStore::open(data, |e| {
+                log(
+                    "error",
+                    "the keys file could not be read again: the keys in force stay",
+                    json!({"error": e.to_string()}),
+                )
+            })
+            .map_err(|e| e.to_string())?,
+        );
         let rules = rules::Rules::from_config(&o.config.rules, o.config.playbooks.clone())
             .map_err(|e| e.to_string())?;
         let (cards, model) = health_setup(data)?;
@@ -266,6 +270,16 @@ impl AppState {
             o.engine.clone(),
             forecaster::Schedule::from_config(&o.config.service),
         );
+        let daily = daily::start(
+            core.clone(),
+            daily::Setup {
+                data: data.to_path_buf(),
+                keys: keys.clone(),
+                owner_key: o.engine.forecast.csm_attribute.clone(),
+                hour: Some(o.config.service.daily_digest_hour.unwrap_or(8)),
+                poll: o.digest_poll,
+            },
+        );
         let mut seg = segment::SegmentConfig::default();
         if let Some(t) = &o.config.service.segment_account_trait {
             seg.account_trait = t.clone();
@@ -276,6 +290,7 @@ impl AppState {
             writer,
             _applier: applier::Applier(Some(applier)),
             _forecaster: forecaster,
+            _daily: daily,
             core,
             ingest: o.ingest,
             clock: o.clock,

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::future::Future;
 use std::io::Write as _;
@@ -68,6 +68,48 @@ pub struct Notification {
     pub link: Option<String>,
 }
 
+/// One person's daily digest: their new and overdue work (`crate::daily`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Digest {
+    /// The person's login (email).
+    pub person: String,
+    pub name: String,
+    pub role: String,
+    /// The day it covers, `YYYY-MM-DD`.
+    pub day: String,
+    /// Tasks opened since the previous digest (at most [`crate::daily::LISTED`]).
+    pub new: Vec<DigestTask>,
+    pub new_total: usize,
+    /// Open tasks past their due date (at most [`crate::daily::LISTED`]).
+    pub overdue: Vec<DigestTask>,
+    pub overdue_total: usize,
+    /// RFC 3339.
+    pub ts: String,
+    /// The inbox.
+    pub link: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DigestTask {
+    pub task_id: String,
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub title: Option<String>,
+    pub rule: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub due: Option<String>,
+    pub link: Option<String>,
+}
+
+/// What goes to a notifier: an alert, or a person's digest. Serialised as its content
+/// alone (a dead letter of an alert reads as it always did).
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Message {
+    Alert(Notification),
+    Digest(Digest),
+}
+
 /// What a notifier speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,6 +142,16 @@ pub struct NotifierConfig {
     /// Per attempt: connecting, sending and reading the response status.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Whether it gets alerts [true].
+    #[serde(default)]
+    pub alerts: Option<bool>,
+    /// Whether it gets the daily digests [false].
+    #[serde(default)]
+    pub digests: Option<bool>,
+    /// Whose digests it gets, by login (email) [everyone's]: a Slack webhook to one
+    /// person's channel takes theirs.
+    #[serde(default)]
+    pub people: Vec<String>,
 }
 
 fn default_max_attempts() -> u32 {
@@ -125,6 +177,9 @@ impl fmt::Debug for NotifierConfig {
             .field("backoff_ms", &self.backoff_ms)
             .field("min_severity", &self.min_severity)
             .field("timeout_ms", &self.timeout_ms)
+            .field("alerts", &self.alerts)
+            .field("digests", &self.digests)
+            .field("people", &self.people)
             .finish()
     }
 }
@@ -162,6 +217,15 @@ impl NotifierConfig {
         }
         if self.timeout_ms == 0 {
             return fail("timeout_ms must be at least 1".into());
+        }
+        if !self.alerts.unwrap_or(true) && !self.digests.unwrap_or(false) {
+            return fail("sends nothing: alerts = false and no digests = true".into());
+        }
+        if !self.people.is_empty() && !self.digests.unwrap_or(false) {
+            return fail("people chooses whose digests it gets: set digests = true".into());
+        }
+        if self.people.iter().any(|p| p.trim().is_empty()) {
+            return fail("people: an empty login".into());
         }
         Ok(())
     }
@@ -216,6 +280,16 @@ pub trait Notifier: Send + Sync {
     fn name(&self) -> &str;
     /// Pure: the same notification and time give the same request.
     fn request(&self, n: &Notification, now_unix_secs: i64) -> Request;
+    /// Pure, as [`request`](Self::request): a person's digest.
+    fn digest_request(&self, d: &Digest, now_unix_secs: i64) -> Request;
+}
+
+/// The request for either kind of message.
+pub fn render(notifier: &dyn Notifier, m: &Message, now_unix_secs: i64) -> Request {
+    match m {
+        Message::Alert(n) => notifier.request(n, now_unix_secs),
+        Message::Digest(d) => notifier.digest_request(d, now_unix_secs),
+    }
 }
 
 fn user_agent() -> String {
@@ -239,23 +313,18 @@ impl Webhook {
 }
 
 /// The webhook body: the notification's fields with a `type`, so that receivers can tell
-/// alerts from other events we may send later.
+/// alerts from digests.
 #[derive(Serialize)]
-struct WebhookBody<'a> {
+struct WebhookBody<'a, T: Serialize> {
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(flatten)]
-    notification: &'a Notification,
+    notification: &'a T,
 }
 
-impl Notifier for Webhook {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn request(&self, n: &Notification, now_unix_secs: i64) -> Request {
-        let body = serde_json::to_vec(&WebhookBody { kind: "alert", notification: n })
-            .expect("a notification serialises");
+impl Webhook {
+    /// The signed POST of a JSON body.
+    fn signed(&self, body: Vec<u8>, now_unix_secs: i64) -> Request {
         let ts = now_unix_secs.to_string();
         let mut headers = vec![
             ("Content-Type".to_string(), "application/json".to_string()),
@@ -271,6 +340,24 @@ impl Notifier for Webhook {
             headers.push((SIGNATURE_HEADER.to_string(), format!("sha256={}", hex(&mac))));
         }
         Request { url: self.url.clone(), headers, body }
+    }
+}
+
+impl Notifier for Webhook {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn request(&self, n: &Notification, now_unix_secs: i64) -> Request {
+        let body = serde_json::to_vec(&WebhookBody { kind: "alert", notification: n })
+            .expect("a notification serialises");
+        self.signed(body, now_unix_secs)
+    }
+
+    fn digest_request(&self, d: &Digest, now_unix_secs: i64) -> Request {
+        let body = serde_json::to_vec(&WebhookBody { kind: "digest", notification: d })
+            .expect("a digest serialises");
+        self.signed(body, now_unix_secs)
     }
 }
 
@@ -378,13 +465,65 @@ impl Notifier for Slack {
                 {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
             ],
         });
+        self.post(&body)
+    }
+
+    fn digest_request(&self, d: &Digest, _now_unix_secs: i64) -> Request {
+        let who = slack_escape(&d.name);
+        let text = format!(
+            "Tenure digest for {who}, {}: {} new task{}, {} overdue",
+            slack_escape(&d.day),
+            d.new_total,
+            if d.new_total == 1 { "" } else { "s" },
+            d.overdue_total
+        );
+        let list = |title: &str, tasks: &[DigestTask], total: usize| {
+            let mut out = format!("*{title}* ({total})");
+            for t in tasks {
+                let account = slack_escape(t.account_name.as_deref().unwrap_or(&t.account_id));
+                let account = match &t.link {
+                    Some(l) => format!("<{}|{account}>", slack_escape(l).replace('|', "%7C")),
+                    None => account,
+                };
+                let title = slack_escape(t.title.as_deref().unwrap_or("task"));
+                let due = t
+                    .due
+                    .as_deref()
+                    .map_or(String::new(), |d| format!(" · due {}", slack_escape(d)));
+                out.push_str(&format!("\n• {account}: {title}{due}"));
+            }
+            if total > tasks.len() {
+                out.push_str(&format!("\n… and {} more", total - tasks.len()));
+            }
+            out
+        };
+        let mut blocks = vec![
+            serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{text}*")}}),
+        ];
+        for (title, tasks, total) in
+            [("New", &d.new, d.new_total), ("Overdue", &d.overdue, d.overdue_total)]
+        {
+            if total > 0 {
+                blocks.push(serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": list(title, tasks, total)}}));
+            }
+        }
+        if let Some(link) = &d.link {
+            let url = slack_escape(link).replace('|', "%7C");
+            blocks.push(serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("<{url}|Open your inbox>")}]}));
+        }
+        self.post(&serde_json::json!({"text": text, "blocks": blocks}))
+    }
+}
+
+impl Slack {
+    fn post(&self, body: &serde_json::Value) -> Request {
         Request {
             url: self.url.clone(),
             headers: vec![
                 ("Content-Type".to_string(), "application/json".to_string()),
                 ("User-Agent".to_string(), user_agent()),
             ],
-            body: serde_json::to_vec(&body).expect("JSON values serialise"),
+            body: serde_json::to_vec(body).expect("JSON values serialise"),
         }
     }
 }
@@ -733,16 +872,20 @@ struct DeadLetter {
     notifier: String,
     attempts: u32,
     error: String,
-    notification: Notification,
+    notification: Message,
 }
 
 /// How one notifier is driven.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Policy {
     max_attempts: u32,
     backoff: Duration,
     timeout: Duration,
     min_severity: Option<Severity>,
+    alerts: bool,
+    digests: bool,
+    /// Lower-case logins; empty: everyone.
+    people: Vec<String>,
 }
 
 impl Policy {
@@ -753,22 +896,37 @@ impl Policy {
                 backoff: Duration::from_millis(c.backoff_ms),
                 timeout: Duration::from_millis(c.timeout_ms.max(1)),
                 min_severity: c.min_severity.as_deref().and_then(Severity::parse),
+                alerts: c.alerts.unwrap_or(true),
+                digests: c.digests.unwrap_or(false),
+                people: c.people.iter().map(|p| p.trim().to_lowercase()).collect(),
             },
             None => Policy {
                 max_attempts: default_max_attempts(),
                 backoff: Duration::from_millis(default_backoff_ms()),
                 timeout: Duration::from_millis(default_timeout_ms()),
                 min_severity: None,
+                alerts: true,
+                digests: false,
+                people: Vec::new(),
             },
         }
     }
 
     /// An alert of a severity we do not know is sent: missing an alert is worse than one
     /// too many.
-    fn wants(&self, n: &Notification) -> bool {
-        match (self.min_severity, Severity::parse(&n.severity)) {
-            (Some(min), Some(s)) => s >= min,
-            _ => true,
+    fn wants(&self, m: &Message) -> bool {
+        match m {
+            Message::Alert(n) => {
+                self.alerts
+                    && match (self.min_severity, Severity::parse(&n.severity)) {
+                        (Some(min), Some(s)) => s >= min,
+                        _ => true,
+                    }
+            }
+            Message::Digest(d) => {
+                self.digests
+                    && (self.people.is_empty() || self.people.contains(&d.person.to_lowercase()))
+            }
         }
     }
 
@@ -784,7 +942,7 @@ impl Policy {
 struct Lane {
     name: String,
     policy: Policy,
-    tx: mpsc::Sender<Notification>,
+    tx: mpsc::Sender<Message>,
 }
 
 /// Fans notifications out to the notifiers. Each has its own bounded queue and task, so
@@ -820,7 +978,7 @@ impl Dispatcher {
         for notifier in notifiers {
             let policy = Policy::from_config(configs.iter().find(|c| c.name == notifier.name()));
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-            lanes.push(Lane { name: notifier.name().to_string(), policy, tx });
+            lanes.push(Lane { name: notifier.name().to_string(), policy: policy.clone(), tx });
             workers.push(tokio::spawn(run_lane(
                 Worker {
                     notifier,
@@ -856,6 +1014,20 @@ impl Dispatcher {
     /// Queues a notification for every notifier that wants its severity. Never waits: a
     /// full queue sends the notification to the dead-letter file ("queue full") instead.
     pub fn send(&self, n: Notification) {
+        self.send_message(Message::Alert(n));
+    }
+
+    /// Queues a person's digest for every notifier that takes digests (and theirs).
+    pub fn send_digest(&self, d: Digest) {
+        self.send_message(Message::Digest(d));
+    }
+
+    /// Whether any notifier takes digests (else none need composing).
+    pub fn takes_digests(&self) -> bool {
+        self.lanes.iter().any(|l| l.policy.digests)
+    }
+
+    fn send_message(&self, n: Message) {
         for lane in &self.lanes {
             if !lane.policy.wants(&n) {
                 continue;
@@ -926,7 +1098,7 @@ struct Worker {
     stop: watch::Receiver<bool>,
 }
 
-async fn run_lane(mut w: Worker, mut rx: mpsc::Receiver<Notification>) {
+async fn run_lane(mut w: Worker, mut rx: mpsc::Receiver<Message>) {
     while let Some(n) = rx.recv().await {
         let outcome = if *w.stop.borrow() {
             Err((0, "shut down before delivery".to_string()))
@@ -963,13 +1135,13 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 impl Worker {
     /// Ok, or the number of attempts made and the last error.
-    async fn deliver(&mut self, n: &Notification) -> Result<(), (u32, String)> {
+    async fn deliver(&mut self, n: &Message) -> Result<(), (u32, String)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             // Rendered per attempt: a retry gets a fresh timestamp and signature, so
             // receivers with a replay window still accept it.
-            let request = self.notifier.request(n, (self.clock)());
+            let request = render(&*self.notifier, n, (self.clock)());
             let result = tokio::select! {
                 r = post(&request, self.policy.timeout) => r,
                 () = stopped(&mut self.stop) => {
@@ -1264,6 +1436,9 @@ mod tests {
             backoff: Duration::from_millis(1000),
             timeout: Duration::from_secs(1),
             min_severity: None,
+            alerts: true,
+            digests: false,
+            people: Vec::new(),
         };
         let ms = |failed, ra: Option<u64>| p.delay(failed, ra.map(Duration::from_secs)).as_millis();
         assert_eq!([ms(1, None), ms(2, None), ms(3, None)], [1000, 2000, 4000]);
@@ -1283,8 +1458,32 @@ mod tests {
             [("low", false), ("normal", false), ("high", true), ("urgent", true), ("odd", true)]
         {
             n.severity = s.into();
-            assert_eq!(p.wants(&n), wanted, "{s}");
+            assert_eq!(p.wants(&Message::Alert(n.clone())), wanted, "{s}");
         }
+        // Alerts only where alerts are wanted; digests only where digests are, and only
+        // the people's listed (whatever the case of their login).
+        p.alerts = false;
+        assert!(!p.wants(&Message::Alert(n.clone())));
+        let digest = |person: &str| {
+            Message::Digest(Digest {
+                person: person.into(),
+                name: "Sam".into(),
+                role: "csm".into(),
+                day: "2026-06-15".into(),
+                new: vec![],
+                new_total: 0,
+                overdue: vec![],
+                overdue_total: 1,
+                ts: "2026-06-15T08:00:00Z".into(),
+                link: None,
+            })
+        };
+        assert!(!p.wants(&digest("sam@acme.test")), "digests are off by default");
+        p.digests = true;
+        assert!(p.wants(&digest("sam@acme.test")));
+        p.people = vec!["sam@acme.test".into()];
+        assert!(p.wants(&digest("Sam@Acme.test")));
+        assert!(!p.wants(&digest("kim@acme.test")));
     }
 
     #[test]

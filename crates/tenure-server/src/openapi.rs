@@ -592,7 +592,7 @@ fn components() -> Value {
             "total": {"type": "integer", "minimum": 0}, "tasks": {"type": "array", "items": sref("Task")},
             "next_cursor": {"type": ["string", "null"], "description": "The next page: pass it as cursor; null on the last page"}}}));
     m.insert("Scorecards".into(), json!({"type": "object", "required": ["scorecards", "accounts_by_colour"], "properties": {
-            "scorecards": {"type": "array", "items": {"type": "object", "properties": {"name": s("string")}}},
+            "scorecards": {"type": "array", "items": {"type": "object", "properties": {"name": s("string"), "dimension": s("string"), "rollup": s("boolean")}}},
             "accounts_by_colour": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}}));
     m.insert("OpenApi".into(), json!({"type": "object", "required": ["openapi", "paths"]}));
     let totals = json!({"type": "object", "required": ["contracts", "arr_due", "expected_arr", "interval", "categories"], "properties": {

@@ -1,6 +1,8 @@
 //! The dashboard in a real headless Chromium (driven through chromedriver's WebDriver API):
 //! `tenure demo` serves a generated company; the browser logs in, loads every page, clicks
-//! through to an account's 360 view, resolves a task with a root cause, and saves a
+//! through to an account's 360 view, resolves a task with a root cause, then logs in as a
+//! CSM (their book only; tasks snoozed in bulk), their manager (the team view), a viewer
+//! (changes refused) and an admin (the audit log names who did what), and saves a
 //! screenshot of each step (target/e2e/). It fails on any browser console error, on any
 //! link that does not answer 200, and on any accessibility violation of critical or serious
 //! impact that axe-core finds on a page (WCAG 2.1 A and AA).
@@ -370,6 +372,187 @@ fn the_demo_dashboard_in_a_real_browser() {
     d.cmd("POST", "/window/rect", json!({"width": 390, "height": 844}));
     d.go(&format!("{base}/accounts"));
     d.check(&shots, "14-accounts-phone");
+    d.cmd("POST", "/window/rect", json!({"width": 1280, "height": 900}));
+    people(&d, &base, &host, &key, data.path(), &axe, &shots);
     drop(d);
     drop(demo);
+}
+
+/// A person's password in the browser test.
+const PW: &str = "correct horse battery staple";
+
+/// Adds a person with `tenure user add` while the demo runs (the service reads the keys
+/// file again within a second).
+fn add_user(data: &std::path::Path, name: &str, email: &str, role: &str, team: Option<&str>) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tenure"));
+    c.args(["user", "add", "--data"]).arg(data);
+    c.args(["--name", name, "--email", email, "--role", role, "--password-stdin"]);
+    if let Some(t) = team {
+        c.args(["--team", t]);
+    }
+    let mut child =
+        c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{PW}\n").as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "tenure user add {email}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The ids of the accounts a page links to.
+fn account_links(d: &Driver) -> Vec<String> {
+    let v = d.script("return Array.from(document.querySelectorAll('table tbody a[href^=\"/accounts/\"]')).map(a => a.getAttribute('href').slice(10))");
+    let mut ids: Vec<String> =
+        v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    ids.dedup();
+    ids
+}
+
+/// A CSM, their manager, a viewer and an admin in the browser: each sees what their role
+/// allows (pages and API), the CSM works tasks in bulk, and the audit log names them.
+fn people(
+    d: &Driver,
+    base: &str,
+    host: &str,
+    key: &str,
+    data: &std::path::Path,
+    axe: &str,
+    shots: &std::path::Path,
+) {
+    let bearer = format!("Bearer {key}");
+    let api = |path: &str| -> Value {
+        let (st, body) = http(host, "GET", path, &[("Authorization", &bearer)], "");
+        assert_eq!(st, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    // The CSM with the most open tasks, so that their inbox has work.
+    let open = api("/api/v1/tasks?status=open&limit=1000");
+    let mut by_owner: std::collections::BTreeMap<String, usize> = Default::default();
+    for t in open["tasks"].as_array().unwrap() {
+        if let Some(o) = t["owner"].as_str() {
+            *by_owner.entry(o.to_string()).or_default() += 1;
+        }
+    }
+    let (csm, tasks) = by_owner
+        .iter()
+        .max_by_key(|x| x.1)
+        .map(|(o, n)| (o.clone(), *n))
+        .expect("tasks with owners");
+    assert!(tasks >= 2, "{csm} has {tasks} open tasks");
+    let owner_of =
+        |id: &str| api(&format!("/api/v1/accounts/{id}"))["csm"].as_str().map(String::from);
+    add_user(data, &csm, "csm@demo.test", "csm", Some("north"));
+    add_user(data, "Mia Lund", "mia@demo.test", "manager", Some("north"));
+    add_user(data, "Val Stone", "val@demo.test", "viewer", None);
+    add_user(data, "Ada Admin", "ada@demo.test", "admin", None);
+    let home = format!("{base}/");
+    let login = |email: &str| {
+        d.cmd("DELETE", "/cookie", json!({}));
+        d.go(&format!("{base}/login"));
+        let start = Instant::now();
+        loop {
+            let e = d.find("input#email");
+            d.cmd("POST", &format!("/element/{e}/clear"), json!({}));
+            d.cmd("POST", &format!("/element/{e}/value"), json!({"text": email}));
+            let p = d.find("input#password");
+            d.cmd("POST", &format!("/element/{p}/value"), json!({"text": PW}));
+            d.click(&d.find("button#password-login"));
+            if d.url_when(|u| u == home || u.ends_with("/login")) == home {
+                return;
+            }
+            // The keys file is read again within a second of a change.
+            assert!(start.elapsed() < Duration::from_secs(10), "{email} cannot log in");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    // The CSM: their book only, on every page, and in bulk.
+    login("csm@demo.test");
+    for page in ["/", "/accounts", "/inbox"] {
+        d.go(&format!("{base}{page}"));
+        let violations = d.axe(axe);
+        assert!(violations.is_empty(), "{page} as a CSM: accessibility: {violations:#?}");
+    }
+    d.go(&format!("{base}/accounts"));
+    let mine = account_links(d);
+    assert!(!mine.is_empty(), "the CSM's accounts");
+    for id in &mine {
+        assert_eq!(owner_of(id).as_deref(), Some(csm.as_str()), "{id} is not in {csm}'s book");
+    }
+    let theirs = api("/api/v1/accounts?limit=1000")["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["csm"].as_str().is_some_and(|c| c != csm))
+        .map(|a| a["account_id"].as_str().unwrap().to_string())
+        .expect("an account of another CSM");
+    d.go(&format!("{base}/accounts/{theirs}"));
+    let h1 = d.script("return document.querySelector('h1').textContent");
+    assert_eq!(h1, json!("404"), "another book's account is as unknown as a missing one");
+    d.go(&format!("{base}/inbox"));
+    let listed = account_links(d);
+    assert!(listed.iter().all(|id| owner_of(id).as_deref() == Some(csm.as_str())), "{listed:?}");
+    // Snooze the first two tasks for 7 days at once.
+    let boxes = d.script("return document.querySelectorAll('input[name=task][form=bulk]').length");
+    assert!(boxes.as_u64() >= Some(2), "{boxes}");
+    d.script("const b = document.querySelectorAll('input[name=task][form=bulk]'); b[0].click(); b[1].click(); return 1");
+    d.click(&d.find("form#bulk select[name=action] option[value=snooze]"));
+    let days = d.find("form#bulk input[name=days]");
+    d.cmd("POST", &format!("/element/{days}/value"), json!({"text": "7"}));
+    d.check(shots, "15-csm-bulk");
+    d.click(&d.find("form#bulk button"));
+    // Done: back on the inbox page the form was sent from.
+    let back = d.url_when(|u| u.contains("/inbox?") && u.contains("page="));
+    assert!(back.contains("page="), "the bulk change: {back}");
+    d.check(shots, "16-csm-bulk-done");
+    // The manager: the team's books, and the team view of its owners.
+    login("mia@demo.test");
+    d.go(&format!("{base}/team"));
+    let violations = d.axe(axe);
+    assert!(violations.is_empty(), "/team as a manager: accessibility: {violations:#?}");
+    let owners = d.script("return Array.from(document.querySelectorAll('table tbody tr td:first-child')).map(td => td.textContent)");
+    assert_eq!(owners, json!([csm]), "the team's owners");
+    d.check(shots, "17-manager-team");
+    d.go(&format!("{base}/accounts"));
+    assert_eq!(account_links(d), mine, "the manager sees the team's book");
+    // The viewer: every account, and no change goes through.
+    login("val@demo.test");
+    d.go(&format!("{base}/accounts"));
+    assert!(
+        account_links(d).iter().any(|id| owner_of(id).as_deref() != Some(csm.as_str())),
+        "a viewer sees beyond one book"
+    );
+    d.go(&format!("{base}/inbox"));
+    let forms = d.script("return document.querySelectorAll('form[action^=\"/inbox\"], form[action^=\"/accounts\"]').length");
+    assert_eq!(forms, json!(0), "a viewer is offered no form");
+    let rows = d.script("return document.querySelectorAll('tr.task').length");
+    assert!(rows.as_u64() > Some(0), "a viewer sees the tasks");
+    // And a change sent anyway (the session's own token) is refused.
+    let csrf = d.script("return document.querySelector('input[name=csrf]').value");
+    let cookie = d.cmd("GET", "/cookie/tenure_session", json!({}));
+    let cookie = format!("tenure_session={}", cookie["value"].as_str().unwrap());
+    let task = open["tasks"][0]["task_id"].as_str().unwrap();
+    let form = format!("csrf={}&action=snooze&days=3&task={task}", csrf.as_str().unwrap());
+    let (st, _) = http(
+        host,
+        "POST",
+        "/inbox/bulk",
+        &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    );
+    assert_eq!(st, 403, "a viewer's change is refused");
+    // The admin: the audit log says who did what.
+    login("ada@demo.test");
+    d.go(&format!("{base}/audit"));
+    let violations = d.axe(axe);
+    assert!(violations.is_empty(), "/audit: accessibility: {violations:#?}");
+    let rows = d.script(
+        "return Array.from(document.querySelectorAll('table tbody tr')).map(tr => tr.textContent)",
+    );
+    let by_csm = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.as_str().unwrap().contains("csm@demo.test"))
+        .count();
+    assert_eq!(by_csm, 2, "the two snoozed tasks, by the CSM: {rows}");
+    assert!(!rows.to_string().contains("val@demo.test"), "the viewer changed nothing");
+    d.check(shots, "18-admin-audit");
 }

@@ -34,6 +34,9 @@ pub struct Session {
     /// The accounts they see, worked out again on every request (a role or team changed
     /// in the keys file applies at once).
     pub principal: Principal,
+    /// Whether they may change things (the write scope), worked out again on every
+    /// request: pages show forms only to those who may send them.
+    pub writes: bool,
 }
 
 /// Sessions by token (in memory: a restart logs everyone out), and the failed password
@@ -87,6 +90,7 @@ fn session(s: &AppState, h: &HeaderMap) -> Option<Session> {
         sess
     };
     sess.principal = s.principal(&sess.key_id);
+    sess.writes = s.0.keys.get().allows(&sess.key_id, Scope::Write);
     Some(sess)
 }
 
@@ -197,6 +201,7 @@ async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>
                 key_id: id,
                 csrf: token(),
                 expires: Timestamp(now.0 + HOURS * 3600 * 1_000_000),
+                writes: false,
             },
         );
     }

@@ -650,10 +650,15 @@ pub fn accounts(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
 /// task's rule is about risk, not routine). Every control has an accessible name.
 pub(crate) fn task_forms(
     task: &tenure_ledger::cs::Task,
-    csrf: &str,
+    sess: &Session,
     back: &str,
     asks: bool,
 ) -> String {
+    // Read-only people (viewers, read keys) get no forms they could not send.
+    if !sess.writes {
+        return String::new();
+    }
+    let csrf = &sess.csrf;
     let action = format!("/inbox/tasks/{}", url(&task.task_id));
     let hidden = format!(
         "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">",
@@ -709,7 +714,7 @@ fn pager(page: usize, pages: usize, href: &dyn Fn(usize) -> String) -> String {
 /// Whether closing the task asks for a root cause: its rule is about risk, not routine
 /// (a task of no rule known, imported say, asks).
 pub(crate) fn asks(live: &crate::live::Live, task: &tenure_ledger::cs::Task) -> bool {
-    live.rules.of_task(task.rule.as_deref()).is_none_or(|r| r.kind.asks_root_cause())
+    live.rules.of_task(task.rule.as_deref()).is_none_or(|r| r.root_cause)
 }
 
 /// The one root-cause taxonomy the API accepts and the reports count by, after a first,
@@ -746,14 +751,21 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>{}</h1><p class=\"muted\">{} · {} · CSM {}</p><form class=\"inline\" method=\"post\" action=\"/accounts/{}/owner\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input name=\"owner\" aria-label=\"New owner of the account\" placeholder=\"New owner\" size=\"14\"><button class=\"plain\">Assign the account</button></form><div class=\"tiles\">",
+        "<h1>{}</h1><p class=\"muted\">{} · {} · CSM {}</p>{}<div class=\"tiles\">",
         esc(a.name.as_deref().unwrap_or(&a.id)),
         esc(&a.id),
         esc(&crate::api::attr(a, "segment", t).unwrap_or_else(|| "no segment".into())),
         esc(&crate::api::attr(a, &s.0.owner_key, Timestamp(t.0 + 1))
             .unwrap_or_else(|| "unassigned".into())),
-        url(&a.id),
-        esc(&sess.csrf)
+        if sess.writes {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/accounts/{}/owner\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input name=\"owner\" aria-label=\"New owner of the account\" placeholder=\"New owner\" size=\"14\"><button class=\"plain\">Assign the account</button></form>",
+                url(&a.id),
+                esc(&sess.csrf)
+            )
+        } else {
+            String::new()
+        }
     );
     tile(&mut body, "MRR", money(major(now.map_or(0, |s| s.mrr))), None);
     tile(&mut body, "Renewal", a.next_renewal(t).map_or("–".into(), |d| d.date_string()), None);
@@ -873,7 +885,7 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
                 esc(task.owner.as_deref().unwrap_or("–")),
                 task.due.map_or("–".into(), |d| d.date_string()),
                 esc(task.notes.last().map_or("", |n| n.2.as_str())),
-                task_forms(task, &sess.csrf, &back, asks(&live, task))
+                task_forms(task, sess, &back, asks(&live, task))
             );
         }
         body.push_str("</tbody></table></div>");
@@ -1267,30 +1279,39 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
     let back = format!("/inbox?{query}&page={page}");
     // Bulk actions: the rows' checkboxes belong to this form (`form="bulk"`), so that each
     // row keeps its own forms (HTML forms do not nest).
-    let _ = write!(
-        body,
-        "<form id=\"bulk\" class=\"filters\" method=\"post\" action=\"/inbox/bulk\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\"><label>With the selected tasks {}</label><label>Owner <input name=\"owner\" size=\"10\"></label><label>Days <input name=\"days\" size=\"3\" inputmode=\"numeric\"></label><label>Root cause {}</label><button>Apply</button></form>",
-        esc(&sess.csrf),
-        esc(&back),
-        select(
-            "action",
-            None,
-            &[
-                ("assign", "assign to the owner"),
-                ("snooze", "snooze for the days"),
-                ("resolve", "resolve")
-            ]
-        ),
-        select("root_cause", None, &root_causes("(if the rule asks)"))
-    );
+    if sess.writes {
+        let _ = write!(
+            body,
+            "<form id=\"bulk\" class=\"filters\" method=\"post\" action=\"/inbox/bulk\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\"><label>With the selected tasks {}</label><label>Owner <input name=\"owner\" size=\"10\"></label><label>Days <input name=\"days\" size=\"3\" inputmode=\"numeric\"></label><label>Root cause {}</label><button>Apply</button></form>",
+            esc(&sess.csrf),
+            esc(&back),
+            select(
+                "action",
+                None,
+                &[
+                    ("assign", "assign to the owner"),
+                    ("snooze", "snooze for the days"),
+                    ("resolve", "resolve")
+                ]
+            ),
+            select("root_cause", None, &root_causes("(if the rule asks)"))
+        );
+    }
     let cur = live.cfg.revenue.fx.base;
     body.push_str("<div class=\"scroll\"><table><thead><tr><th><span class=\"sr\">Select</span></th><th>Severity</th><th>Account</th><th>Task</th><th>Owner</th><th>Due</th><th class=\"num\">At stake (MRR)</th><th>Renews</th><th>Status</th><th>Latest note</th></tr></thead><tbody>");
     for (a, task, sev, at_stake, renews) in rows.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE) {
         let _ = write!(
             body,
-            "<tr class=\"task\"><td><input type=\"checkbox\" form=\"bulk\" name=\"task\" value=\"{}\" aria-label=\"Select {}\"></td><td class=\"sev-{sev}\">{sev}</td><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{} {}</td><td>{}</td><td>{}{}</td><td>{}</td></tr><tr class=\"actions\"><td></td><td colspan=\"9\">{}</td></tr>",
-            esc(&task.task_id),
-            esc(task.title.as_deref().unwrap_or(&task.task_id)),
+            "<tr class=\"task\"><td>{}</td><td class=\"sev-{sev}\">{sev}</td><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{} {}</td><td>{}</td><td>{}{}</td><td>{}</td></tr><tr class=\"actions\"><td></td><td colspan=\"9\">{}</td></tr>",
+            if sess.writes {
+                format!(
+                    "<input type=\"checkbox\" form=\"bulk\" name=\"task\" value=\"{}\" aria-label=\"Select {}\">",
+                    esc(&task.task_id),
+                    esc(task.title.as_deref().unwrap_or(&task.task_id))
+                )
+            } else {
+                String::new()
+            },
             url(&a.id),
             esc(a.name.as_deref().unwrap_or(&a.id)),
             esc(task.title.as_deref().unwrap_or(&task.task_id)),
@@ -1302,7 +1323,7 @@ pub fn inbox(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page 
             task.status.as_str(),
             task.root_cause.as_deref().map_or(String::new(), |c| format!(" · {}", esc(c))),
             esc(task.notes.last().map_or("", |n| n.2.as_str())),
-            task_forms(task, &sess.csrf, &back, asks(&live, task))
+            task_forms(task, sess, &back, asks(&live, task))
         );
     }
     body.push_str("</tbody></table></div>");
@@ -1331,14 +1352,16 @@ pub fn digest(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Page
         d.accounts.len(),
         d.at.date_string()
     );
-    let _ = write!(
-        body,
-        "<form method=\"post\" action=\"/inbox/digest\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"rule\" value=\"{}\"><input type=\"hidden\" name=\"at\" value=\"{}\"><button>Open a task for each of these {} accounts</button></form>",
-        esc(&sess.csrf),
-        esc(&rule),
-        esc(&d.at.to_string()),
-        d.accounts.len()
-    );
+    if sess.writes {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/inbox/digest\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"rule\" value=\"{}\"><input type=\"hidden\" name=\"at\" value=\"{}\"><button>Open a task for each of these {} accounts</button></form>",
+            esc(&sess.csrf),
+            esc(&rule),
+            esc(&d.at.to_string()),
+            d.accounts.len()
+        );
+    }
     body.push_str("<div class=\"scroll\"><table><thead><tr><th>Account</th><th>CSM</th><th>Alert</th></tr></thead><tbody>");
     for id in d.accounts.iter().take(500) {
         let Some(a) = live.ledger.account(id) else { continue };
@@ -1712,7 +1735,7 @@ pub fn renewals(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
             };
             let _ = write!(
                 body,
-                "<tr class=\"task\"><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr><tr class=\"actions\"><td></td><td colspan=\"7\"><form class=\"inline\" method=\"post\" action=\"/renewals/{}/call\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"subscription_id\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">{}<input name=\"amount\" placeholder=\"ARR expected\" size=\"10\" inputmode=\"decimal\"><input name=\"reason\" placeholder=\"Why\" size=\"18\"><button class=\"plain\">Call it</button></form></td></tr>",
+                "<tr class=\"task\"><td><a href=\"/accounts/{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 url(&i.account),
                 esc(&i.account),
                 due,
@@ -1722,19 +1745,26 @@ pub fn renewals(s: &AppState, sess: &Session, p: &HashMap<String, String>) -> Pa
                 esc(&i.category.as_str().replace('_', " ")),
                 call,
                 esc(&i.drivers.join("; ")),
-                url(&i.account),
-                esc(&sess.csrf),
-                esc(i.subscription_id.as_deref().unwrap_or("")),
-                esc(&format!(
-                    "/renewals?by={}",
-                    url(p.get("by").map(String::as_str).unwrap_or(""))
-                )),
-                select(
-                    "category",
-                    None,
-                    &[("commit", "Commit"), ("probable", "Probable"), ("at_risk", "At risk")]
-                )
             );
+            // A CSM's call, for those who may change things.
+            if sess.writes {
+                let _ = write!(
+                    body,
+                    "<tr class=\"actions\"><td></td><td colspan=\"7\"><form class=\"inline\" method=\"post\" action=\"/renewals/{}/call\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"subscription_id\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">{}<input name=\"amount\" placeholder=\"ARR expected\" size=\"10\" inputmode=\"decimal\"><input name=\"reason\" placeholder=\"Why\" size=\"18\"><button class=\"plain\">Call it</button></form></td></tr>",
+                    url(&i.account),
+                    esc(&sess.csrf),
+                    esc(i.subscription_id.as_deref().unwrap_or("")),
+                    esc(&format!(
+                        "/renewals?by={}",
+                        url(p.get("by").map(String::as_str).unwrap_or(""))
+                    )),
+                    select(
+                        "category",
+                        None,
+                        &[("commit", "Commit"), ("probable", "Probable"), ("at_risk", "At risk")]
+                    )
+                );
+            }
         }
         body.push_str("</tbody></table></div>");
     }

@@ -21,25 +21,27 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// What the receiver got.
 #[derive(Debug)]
-struct Received {
-    request_line: String,
+pub(crate) struct Received {
+    pub(crate) request_line: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
 
 /// A receiver answering its n-th request with `script[n]` (the last entry repeats), and
 /// reporting each request on the channel before answering it.
-async fn receiver(script: &[(u16, &str)]) -> (String, mpsc::UnboundedReceiver<Received>) {
+pub(crate) async fn receiver(
+    script: &[(u16, &str)],
+) -> (String, mpsc::UnboundedReceiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let script: Vec<(u16, String)> = script.iter().map(|(s, b)| (*s, b.to_string())).collect();
@@ -97,7 +99,7 @@ async fn read_request(socket: &mut TcpStream) -> Option<Received> {
     Some(Received { request_line, headers, body })
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+pub(crate) async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
     tokio::time::timeout(WAIT, rx.recv()).await.expect("a request in time").expect("a request")
 }
 
@@ -122,7 +124,7 @@ fn clock() -> Clock {
     Arc::new(|| NOW)
 }
 
-fn config(name: &str, kind: NotifierKind, url: &str) -> NotifierConfig {
+pub(crate) fn config(name: &str, kind: NotifierKind, url: &str) -> NotifierConfig {
     NotifierConfig {
         name: name.into(),
         kind,
@@ -132,6 +134,9 @@ fn config(name: &str, kind: NotifierKind, url: &str) -> NotifierConfig {
         backoff_ms: 5,
         min_severity: None,
         timeout_ms: 5_000,
+        alerts: None,
+        digests: None,
+        people: Vec::new(),
     }
 }
 

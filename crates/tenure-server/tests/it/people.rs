@@ -1,6 +1,7 @@
 //! People's API tokens: a CSM's token sees their book and nothing else, through every
 //! route that answers with accounts; routes that do not narrow to a book refuse it; a
-//! viewer's reads everything and changes nothing; a disabled person's token stops.
+//! viewer's reads everything and changes nothing; a disabled person's token stops. Each
+//! person's daily digest of their new and overdue work, to the notifiers that take them.
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -145,4 +146,157 @@ async fn a_persons_token_sees_their_book_only() {
         assert!(start.elapsed() < std::time::Duration::from_secs(3), "still accepted");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Writes events to the data directory's log before the service opens.
+fn import(data: &std::path::Path, jsonl: &str) {
+    let ingest = tenure_ingest::IngestConfig::defaults(None);
+    let (mut imp, _) = tenure_engine::Importer::open(data, ingest).unwrap();
+    let sum = imp
+        .import(
+            std::io::Cursor::new(jsonl.to_string()),
+            tenure_engine::import::Format::Jsonl,
+            None,
+            &mut |r| panic!("{r:?}"),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(sum.progress.accepted > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_person_gets_a_daily_digest_of_their_new_and_overdue_work() {
+    use crate::notify::{config, next, receiver};
+    use tenure_server::notify::NotifierKind;
+    let f = Keyring::new();
+    let mut keys = Keys::load(f.path()).unwrap();
+    keys.add_user("sam", "sam@acme.test", Role::Csm, Some("east"), "2026-01-01").unwrap();
+    keys.add_user("kim", "kim@acme.test", Role::Csm, Some("east"), "2026-01-01").unwrap();
+    keys.add_user("Max", "max@acme.test", Role::Manager, Some("east"), "2026-01-01").unwrap();
+    keys.add_user("Vic", "vic@acme.test", Role::Viewer, None, "2026-01-01").unwrap();
+    keys.add_user("Lee", "lee@acme.test", Role::Csm, Some("west"), "2026-01-01").unwrap();
+    keys.save(f.path()).unwrap();
+    // acme is sam's, bolt kim's. The digest of 2026-06-15 08:00 covers tasks opened since
+    // the day before's (none was sent: the first looks back a day) and open tasks due
+    // before June 15.
+    let task = |id: &str, account: &str, at: &str, status: &str, due: &str, title: &str| {
+        json!({"type": "task", "timestamp": at, "account_id": account, "task_id": id,
+               "status": status, "due": due, "title": title, "rule": "detractor"})
+        .to_string()
+            + "\n"
+    };
+    let events = company()
+        + &task("tk_new", "acme", "2026-06-14T10:00:00Z", "open", "2026-06-20", "Call <the> CFO")
+        + &task("tk_old", "acme", "2026-06-01T10:00:00Z", "open", "2026-06-10", "Old & late")
+        + &task(
+            "tk_bolt",
+            "bolt",
+            "2026-05-02T10:00:00Z",
+            "in_progress",
+            "2026-06-12",
+            "Bolt late",
+        )
+        + &task("tk_done", "bolt", "2026-05-02T10:00:00Z", "done", "2026-06-01", "Done")
+        + &task(
+            "tk_eve",
+            "bolt",
+            "2026-06-14T07:00:00Z",
+            "open",
+            "2026-06-30",
+            "Before the window",
+        );
+    import(f.path(), &events);
+    let (hook, mut hooks) = receiver(&[(200, "ok")]).await;
+    let (slack, mut slacks) = receiver(&[(200, "ok")]).await;
+    let mut all = config("digests", NotifierKind::Webhook, &format!("{hook}/digest"));
+    (all.alerts, all.digests) = (Some(false), Some(true));
+    let mut sams = config("sam-slack", NotifierKind::Slack, &format!("{slack}/services/T/B/x"));
+    (sams.alerts, sams.digests, sams.people) =
+        (Some(false), Some(true), vec!["SAM@acme.test".into()]);
+    let open_at = |at: &'static str, hooks: Vec<tenure_server::notify::NotifierConfig>| {
+        tenure_testkit::open_with(f.path(), at, move |o| {
+            o.config.notifiers = hooks;
+            o.config.service.daily_digest_hour = Some(8);
+            o.config.service.public_url = Some("https://tenure.example".into());
+            o.digest_poll = std::time::Duration::from_millis(100);
+            // No rule opens tasks of its own here: the digest lists the imported ones.
+            o.config.rules = tenure_alerting::Kind::ALL
+                .iter()
+                .map(|k| tenure_alerting::RuleConfig {
+                    kind: Some(*k),
+                    enabled: Some(false),
+                    ..Default::default()
+                })
+                .collect();
+        })
+    };
+    let s = open_at("2026-06-15T09:00:00Z", vec![all.clone(), sams.clone()]);
+    let mut got = std::collections::BTreeMap::new();
+    for _ in 0..3 {
+        let r = next(&mut hooks).await;
+        assert_eq!(r.request_line, "POST /digest HTTP/1.1");
+        let j = r.json();
+        assert_eq!(j["type"], "digest", "{j}");
+        got.insert(j["person"].as_str().unwrap().to_string(), j);
+    }
+    let tasks = |j: &serde_json::Value, list: &str| -> Vec<String> {
+        j[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Sam: acme's new task and its overdue one; kim: bolt's overdue task (the done one is
+    // not work, the one opened at 07:00 on June 14 is before the window); Max, their
+    // manager: both books. Vic (a viewer) and Lee (nothing in the book) get none.
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["kim@acme.test", "max@acme.test", "sam@acme.test"]);
+    let sam = &got["sam@acme.test"];
+    assert_eq!(
+        (tasks(sam, "new"), tasks(sam, "overdue")),
+        (vec!["tk_new".to_string()], vec!["tk_old".to_string()])
+    );
+    assert_eq!(
+        (&sam["new_total"], &sam["overdue_total"], &sam["day"], &sam["role"]),
+        (&json!(1), &json!(1), &json!("2026-06-15"), &json!("csm"))
+    );
+    assert_eq!(sam["new"][0]["link"], "https://tenure.example/accounts/acme");
+    assert_eq!(sam["new"][0]["due"], "2026-06-20");
+    assert_eq!(sam["link"], "https://tenure.example/inbox");
+    let kim = &got["kim@acme.test"];
+    assert_eq!((tasks(kim, "new"), tasks(kim, "overdue")), (vec![], vec!["tk_bolt".to_string()]));
+    let max = &got["max@acme.test"];
+    assert_eq!(
+        (tasks(max, "new"), tasks(max, "overdue")),
+        (vec!["tk_new".to_string()], vec!["tk_old".to_string(), "tk_bolt".to_string()]),
+        "the longest overdue first"
+    );
+    // Sam's Slack channel gets sam's digest only, escaped for Slack.
+    let r = next(&mut slacks).await;
+    let j = r.json();
+    let text = j["text"].as_str().unwrap();
+    assert_eq!(text, "Tenure digest for sam, 2026-06-15: 1 new task, 1 overdue");
+    let blocks = j["blocks"].to_string();
+    assert!(
+        blocks.contains("Call &lt;the&gt; CFO") && blocks.contains("Old &amp; late"),
+        "{blocks}"
+    );
+    assert!(
+        blocks.contains("<https://tenure.example/accounts/acme|Acme &lt;script&gt;"),
+        "{blocks}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(slacks.try_recv().is_err(), "only sam's digest goes to sam's channel");
+    assert!(hooks.try_recv().is_err(), "one digest per person");
+    // A restart the same day sends nothing again; the next day's digest goes out.
+    drop(s);
+    let s = open_at("2026-06-15T11:00:00Z", vec![all.clone()]);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(hooks.try_recv().is_err(), "no second digest on June 15");
+    drop(s);
+    let _s = open_at("2026-06-16T08:30:00Z", vec![all]);
+    let r = next(&mut hooks).await;
+    let j = r.json();
+    assert_eq!(j["day"], "2026-06-16", "{j}");
+    assert_eq!(j["new_total"], 0, "nothing opened since the last digest: {j}");
 }

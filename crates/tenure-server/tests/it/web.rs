@@ -547,9 +547,10 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
     // Every task exists once the applier has run (four accounts, four detractors).
     let (mut vic, st, loc, _) = login("vic@acme.test", PW).await;
     assert_eq!((st, loc.as_deref()), (StatusCode::SEE_OTHER, Some("/")));
+    let (mut ada, _, _, _) = login("ada@acme.test", PW).await;
     let start = Instant::now();
     loop {
-        let (_, _, page) = vic.go("GET", "/inbox", "").await;
+        let (_, _, page) = ada.go("GET", "/inbox", "").await;
         if page.matches("/inbox/tasks/").count() >= 4 {
             break;
         }
@@ -572,10 +573,15 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
             },
         )
     };
-    // The viewer sees every account and task but changes nothing.
+    // The viewer sees every account and task but changes nothing, and is offered no form.
     let (_, _, page) = vic.go("GET", "/accounts", "").await;
     assert_eq!(listed(&page), ["acme", "bolt", "cora", "dune"]);
     let (_, _, inbox) = vic.go("GET", "/inbox", "").await;
+    assert_eq!(listed(&inbox), ["acme", "bolt", "cora", "dune"]);
+    assert!(!inbox.contains("method=\"post\" action=\"/inbox"), "no forms for a viewer: {inbox}");
+    let (_, _, page) = vic.go("GET", "/accounts/acme", "").await;
+    assert!(!page.contains("Assign the account") && !page.contains("Resolve"), "{page}");
+    let (_, _, inbox) = ada.go("GET", "/inbox", "").await;
     let acme_task = task_of(&inbox, "acme").expect(&inbox);
     let bolt_task = task_of(&inbox, "bolt").expect(&inbox);
     let (st, _, page) =
@@ -609,7 +615,6 @@ async fn each_role_sees_its_book_and_changes_only_what_it_may() {
     assert!(page.contains("1 of your changes"), "{page}");
     let (_, _, page) = vic.go("GET", "/audit", "").await;
     assert!(page.contains("0 of your changes") && !page.contains("sam@acme.test"), "{page}");
-    let (mut ada, _, _, _) = login("ada@acme.test", PW).await;
     let (st, _, page) = ada.go("GET", "/audit", "").await;
     assert_eq!(st, StatusCode::OK, "{page}");
     assert!(page.contains("<td>sam@acme.test</td><td>task.status</td>"), "{page}");
