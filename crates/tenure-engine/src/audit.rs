@@ -18,7 +18,8 @@ pub struct Entry {
     pub at: String,
     /// Who: a key's name, a person's email, or on the command line `cli:USER`.
     pub who: String,
-    /// What: `task.status`, `task.assign`, `task.note`, `forecast.call`, `user.add`, ...
+    /// What: `task.status`, `task.assign`, `task.due` (snoozed or rescheduled), `task.note`,
+    /// `forecast.call`, `user.add`, ...
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
@@ -76,6 +77,9 @@ pub fn audit(
                 }
                 if let Some(d) = c.due {
                     parts.push(format!("due {}", d.date_string()));
+                    if c.status.is_none() && c.owner.is_none() {
+                        action = "task.due";
+                    }
                 }
                 if let Some(r) = &c.root_cause {
                     parts.push(format!("root cause {r}"));
