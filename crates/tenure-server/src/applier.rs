@@ -39,13 +39,14 @@ pub(crate) fn supervise(
     internal: &mpsc::UnboundedSender<Vec<Event>>,
     refresh: Duration,
     reload: Reload,
+    mut watch: crate::models::Watch,
     fault: Option<Fault>,
 ) {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     let mut last = None::<Instant>;
     loop {
         let run = catch_unwind(AssertUnwindSafe(|| {
-            apply_loop(core, rx, internal, refresh, fault.as_ref())
+            apply_loop(core, rx, internal, refresh, &mut watch, fault.as_ref())
         }));
         let Err(panic) = run else { return };
         let why = panic
@@ -87,6 +88,9 @@ pub(crate) fn supervise(
 /// firings capped per rule, as at start).
 const BULK_EVENTS: usize = 5_000;
 
+/// How often the applier looks whether the model or the scorecards changed.
+const SETUP_CHECK: Duration = Duration::from_secs(2);
+
 /// The applier: folds committed events into the live state and raises what the rules
 /// fire; re-evaluates every account at start (nothing fires twice: the cooldowns come from
 /// the alerts in the log) and every `refresh`.
@@ -95,6 +99,7 @@ fn apply_loop(
     rx: &std::sync::mpsc::Receiver<Committed>,
     internal: &mpsc::UnboundedSender<Vec<Event>>,
     refresh: Duration,
+    watch: &mut crate::models::Watch,
     fault: Option<&Fault>,
 ) {
     let mut pending = tenure_alerting::Pending::default();
@@ -118,7 +123,7 @@ fn apply_loop(
     web::warm(core);
     let mut next = Instant::now() + refresh;
     loop {
-        let wait = next.saturating_duration_since(Instant::now());
+        let wait = next.saturating_duration_since(Instant::now()).min(SETUP_CHECK);
         match rx.recv_timeout(wait) {
             Ok(mut c) => {
                 // Everything already committed is applied together: re-scoring costs per
@@ -149,6 +154,7 @@ fn apply_loop(
                 // Keeps the portfolio's default view computed (at most every few minutes).
                 web::warm(core);
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < next => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let now = (core.clock)();
                 // Capped too: a storm (every account's usage down after an outage, say)
@@ -159,6 +165,48 @@ fn apply_loop(
                 next = Instant::now() + refresh;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        swap_setup(core, watch, internal, &mut pending);
+    }
+}
+
+/// Puts a changed model or scorecards in use: every account re-scored with them and the
+/// aggregate rules evaluated, capped per rule as a refresh is (a new model may put many
+/// accounts at risk at once). A setup that does not load leaves the one in force.
+fn swap_setup(
+    core: &Core,
+    watch: &mut crate::models::Watch,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    pending: &mut tenure_alerting::Pending,
+) {
+    let Some(setup) = watch.changed() else { return };
+    let now = (core.clock)();
+    match setup {
+        Ok((cards, model)) => {
+            let info = model.as_ref().map(crate::models::ModelInfo::of);
+            let fired = {
+                let mut live = core.live.write().expect("live state");
+                live.cards = cards;
+                live.model = model;
+                live.refresh(now)
+            };
+            *core.health_setup.lock().unwrap_or_else(|p| p.into_inner()) =
+                crate::models::Status { since: Some(now), model: info.clone(), error: None };
+            log(
+                "info",
+                "the model and scorecards were read again: every account is re-scored with them",
+                json!({"model": info.map(|m| m.last_snapshot)}),
+            );
+            raise(core, fired, now, None, internal, pending, true, Some(core.digest_above));
+            web::warm(core);
+        }
+        Err(e) => {
+            log(
+                "error",
+                "the model or scorecards changed but cannot be used: the ones in force stay",
+                json!({"error": e}),
+            );
+            core.health_setup.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e);
         }
     }
 }

@@ -33,6 +33,15 @@ pub fn compose(
 ) -> Vec<Digest> {
     let today = Timestamp(now.day() * DAY);
     let base = public_url.map(|u| u.trim_end_matches('/').to_string());
+    // The accounts with open work and their owners, once: people are few, accounts many.
+    let at = Timestamp(now.0 + 1);
+    let with_work: Vec<_> = live
+        .ledger
+        .accounts
+        .iter()
+        .filter(|a| a.cs.tasks.iter().any(|t| t.is_active()))
+        .map(|a| (a, crate::api::attr(a, owner_key, at)))
+        .collect();
     let mut out = Vec::new();
     for u in users.iter().filter(|u| !u.disabled) {
         let book = match u.role {
@@ -42,14 +51,8 @@ pub fn compose(
         };
         let mut new: Vec<(Timestamp, DigestTask)> = Vec::new();
         let mut overdue: Vec<(Timestamp, DigestTask)> = Vec::new();
-        for a in &live.ledger.accounts {
-            let active: Vec<_> = a.cs.tasks.iter().filter(|t| t.is_active()).collect();
-            if active.is_empty()
-                || !book.sees(crate::api::attr(a, owner_key, Timestamp(now.0 + 1)).as_deref())
-            {
-                continue;
-            }
-            for t in active {
+        for (a, _) in with_work.iter().filter(|(_, o)| book.sees(o.as_deref())) {
+            for t in a.cs.tasks.iter().filter(|t| t.is_active()) {
                 let item = || DigestTask {
                     task_id: t.task_id.clone(),
                     account_id: a.id.clone(),

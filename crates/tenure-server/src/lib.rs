@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod keys;
 pub mod live;
 pub mod metrics;
+pub mod models;
 pub mod notify;
 pub mod openapi;
 pub mod segment;
@@ -71,6 +72,8 @@ pub struct Core {
     /// `[service] digest_above`: new tasks one rule may open in one evaluation at start or
     /// after a bulk batch before its alerts go into a digest instead.
     pub digest_above: usize,
+    /// The model in use and since when (`models.rs`; the applier swaps it).
+    pub health_setup: std::sync::Mutex<models::Status>,
 }
 
 /// KPI rows by (months, cut, end) with when and at which generation (and history
@@ -131,29 +134,6 @@ impl AppState {
     }
 }
 
-/// The data directory's scorecards (DATA/scorecards.toml, else the shipped ones) and saved
-/// churn model (DATA/models/churn.json), as `tenure health` and `tenure risk` read them.
-fn health_setup(
-    data: &Path,
-) -> Result<(tenure_health::scorecard::Scorecards, Option<tenure_health::Model>), String> {
-    let p = data.join("scorecards.toml");
-    let cards = if p.is_file() {
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        tenure_health::scorecard::Scorecards::parse(&text)
-            .map_err(|e| format!("{}: {e}", p.display()))?
-    } else {
-        tenure_health::scorecard::Scorecards::default_set()
-    };
-    let m = data.join("models").join("churn.json");
-    let model = if m.is_file() {
-        let text = std::fs::read_to_string(&m).map_err(|e| format!("{}: {e}", m.display()))?;
-        Some(tenure_health::Model::from_json(&text).map_err(|e| format!("{}: {e}", m.display()))?)
-    } else {
-        None
-    };
-    Ok((cards, model))
-}
-
 impl AppState {
     /// Opens the data directory (the service is then its log's only writer): keys, the
     /// live state replayed from the log, the writer and the applier. Call within a Tokio
@@ -171,13 +151,23 @@ impl AppState {
         );
         let rules = rules::Rules::from_config(&o.config.rules, o.config.playbooks.clone())
             .map_err(|e| e.to_string())?;
-        let (cards, model) = health_setup(data)?;
+        let (cards, model) = models::load(data)?;
+        let watch = models::Watch::new(data);
+        let status = models::Status {
+            since: Some((o.clock)()),
+            model: model.as_ref().map(models::ModelInfo::of),
+            error: None,
+        };
         let now = (o.clock)();
         // The same load rebuilds the live state if the applier panics.
         let reload: applier::Reload = {
             let (data, engine) = (data.to_path_buf(), o.engine.clone());
+            // The setup as the files say now (a model may have been trained since the
+            // start), else as it was at start.
             Box::new(move |now| {
-                live::load(&data, engine.clone(), rules.clone(), cards.clone(), model.clone(), now)
+                let (cards, model) =
+                    models::load(&data).unwrap_or_else(|_| (cards.clone(), model.clone()));
+                live::load(&data, engine.clone(), rules.clone(), cards, model, now)
             })
         };
         // On a thread of its own: the columnar store runs its own runtime, which cannot
@@ -217,6 +207,7 @@ impl AppState {
             storage: Arc::default(),
             forecast_cache: forecast::Cache::default(),
             digest_above: o.config.service.digest_above.unwrap_or(20),
+            health_setup: std::sync::Mutex::new(status),
         });
         let (importer, recovery) =
             Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
@@ -261,7 +252,7 @@ impl AppState {
             let internal = writer.internal.take().expect("the applier's sender");
             let fault = o.fault.clone();
             std::thread::spawn(move || {
-                applier::supervise(&core, &applied_rx, &internal, refresh, reload, fault)
+                applier::supervise(&core, &applied_rx, &internal, refresh, reload, watch, fault)
             })
         };
         let forecaster = forecaster::start(

@@ -1517,6 +1517,41 @@ pub(crate) fn audit_entries(
 pub fn model(s: &AppState, sess: &Session) -> Page {
     let path = s.0.data.join("models").join("backtest.json");
     let mut body = String::from("<h1>Model</h1>");
+    // Which model scores the accounts now, and since when (a model saved while the service
+    // runs is in use within seconds).
+    let live = s.0.core.health_setup.lock().map(|x| x.clone()).unwrap_or_default();
+    let since = live.since.map_or("start".into(), |t| t.to_string());
+    match &live.model {
+        Some(m) => {
+            let _ = write!(
+                body,
+                "<p id=\"live-model\">In use since {}: the {} model ({} within {} days), trained on {} snapshots from {} to {} ({} {}).</p>",
+                esc(&since),
+                esc(&m.outcome),
+                esc(&m.outcome),
+                m.horizon_days,
+                m.n_snapshots,
+                esc(&m.first_snapshot),
+                esc(&m.last_snapshot),
+                m.n_churned,
+                if m.outcome == "churn" { "churned" } else { "lost" }
+            );
+        }
+        None => {
+            let _ = write!(
+                body,
+                "<p id=\"live-model\">No churn model in use (since {}): accounts have health scores but no churn probability. <code>tenure model train</code> saves one, which the service uses within seconds.</p>",
+                esc(&since)
+            );
+        }
+    }
+    if let Some(e) = &live.error {
+        let _ = write!(
+            body,
+            "<p class=\"down\" role=\"alert\">The latest model or scorecards file cannot be used, so the one above stays: {}</p>",
+            esc(e)
+        );
+    }
     let Ok(text) = std::fs::read_to_string(&path) else {
         body.push_str("<p>No backtest yet. Run <code>tenure model backtest</code>: it saves its report here.</p>");
         return Ok(html::page("Model", "/model", &sess.csrf, &body));

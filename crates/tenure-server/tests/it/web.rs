@@ -950,3 +950,72 @@ async fn accounts_are_customers_by_default_and_repeated_names_show_their_ids() {
     let (_, _, page) = b.go("GET", "/accounts?customer=false", "").await;
     assert!(page.contains("4 accounts") && page.contains("/accounts/p1"), "{page}");
 }
+
+/// A churn model file: one tree splitting on failed payments in 90 days (the alerting
+/// scenarios' fixture).
+fn model_file() -> String {
+    let scenario = include_str!("../../../tenure-alerting/tests/scenarios/churn_risk.txt");
+    let start = scenario.find("== model\n").unwrap() + "== model\n".len();
+    let end = start + scenario[start..].find("\n== ").unwrap();
+    scenario[start..end].trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_saved_while_the_service_runs_is_used_at_once() {
+    let f = tenure_testkit::Keyring::new();
+    let s = tenure_testkit::open(f.path(), "2026-06-01T12:00:00Z");
+    let (st, _) = tenure_testkit::call(
+        &s,
+        "POST",
+        "/api/v1/events",
+        Some(&f.ingest),
+        &tenure_testkit::company(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let j = tenure_testkit::until(&s, &f.read, "/api/v1/accounts/acme", |j| !j["health"].is_null())
+        .await;
+    assert!(j["risk"].is_null(), "no model yet: {j}");
+    let mut b = Browser { s: s.clone(), cookie: None };
+    b.go("POST", "/login", &format!("key={}", enc(&f.read))).await;
+    let (_, _, page) = b.go("GET", "/model", "").await;
+    assert!(page.contains("No churn model in use (since 2026-06-01T12:00:00Z)"), "{page}");
+    // `tenure model train` writes the file; the service scores with it within seconds.
+    let models = f.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("churn.json"), model_file()).unwrap();
+    let start = Instant::now();
+    let j = loop {
+        let (_, j) =
+            tenure_testkit::call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+        if j["risk"]["probability"].is_number() {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the new model is not used: {j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let p = j["risk"]["probability"].as_f64().unwrap();
+    assert!(p > 0.0 && p < 1.0, "{j}");
+    let (_, _, page) = b.go("GET", "/model", "").await;
+    assert!(
+        page.contains("In use since 2026-06-01T12:00:00Z: the churn model (churn within 90 days), trained on 100 snapshots from 2025-01-01T00:00:00Z to 2026-01-01T00:00:00Z (10 churned)."),
+        "{page}"
+    );
+    // A file that does not parse is shown, and the model in force stays.
+    std::fs::write(models.join("churn.json"), "{\"format\": 1, \"trees\": ").unwrap();
+    let start = Instant::now();
+    let page = loop {
+        let (_, _, page) = b.go("GET", "/model", "").await;
+        if page.contains("cannot be used") {
+            break page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the broken file is not reported: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("churn.json"), "{page}");
+    let (_, j) = tenure_testkit::call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    assert_eq!(j["risk"]["probability"].as_f64(), Some(p), "the model in force stays: {j}");
+}
