@@ -156,6 +156,9 @@ pub struct ServiceConfig {
     pub playbooks: Vec<rules::Playbook>,
     #[serde(default, rename = "notifier")]
     pub notifiers: Vec<notify::NotifierConfig>,
+    /// Single sign-on (`[oidc]`).
+    #[serde(default)]
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 impl ServiceConfig {

@@ -25,6 +25,7 @@ pub mod live;
 pub mod metrics;
 pub mod models;
 pub mod notify;
+pub mod oidc;
 pub mod openapi;
 pub mod segment;
 pub mod users;
@@ -103,6 +104,8 @@ pub struct Inner {
     /// The churn probability from which an account is at risk (`[risk] at_risk`): the
     /// dashboard's figures use it as `tenure risk` does.
     pub at_risk: f64,
+    /// Single sign-on, when `[oidc]` is configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
     /// Permits for requests in flight (`limits.max_requests`).
     pub(crate) requests: Arc<tokio::sync::Semaphore>,
 }
@@ -261,6 +264,13 @@ impl AppState {
             o.engine.clone(),
             forecaster::Schedule::from_config(&o.config.service),
         );
+        let oidc = match &o.config.oidc {
+            Some(c) => Some(Arc::new(
+                oidc::Oidc::new(c.clone(), o.config.service.public_url.as_deref())
+                    .map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
         let daily = daily::start(
             core.clone(),
             daily::Setup {
@@ -302,6 +312,7 @@ impl AppState {
             owner_key: o.engine.forecast.csm_attribute.clone(),
             at_risk: o.engine.at_risk,
             requests: Arc::new(tokio::sync::Semaphore::new(limits.max_requests.max(1))),
+            oidc,
             limits,
         })))
     }

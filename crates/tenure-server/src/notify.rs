@@ -709,10 +709,21 @@ fn http_request(
     target: &Target,
     request: &Request,
 ) -> Result<hyper::Request<Full<Bytes>>, DeliveryError> {
-    let mut r = hyper::Request::post(target.path.as_str())
+    any_request(target, hyper::Method::POST, &request.headers, request.body.clone())
+}
+
+fn any_request(
+    target: &Target,
+    method: hyper::Method,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Result<hyper::Request<Full<Bytes>>, DeliveryError> {
+    let mut r = hyper::Request::builder()
+        .method(method)
+        .uri(target.path.as_str())
         .header(HOST, target.authority.as_str())
         .header(CONNECTION, "close");
-    for (k, v) in &request.headers {
+    for (k, v) in headers {
         // A CR or LF would let a value inject headers; the notifiers never produce one, so
         // this only guards custom notifiers.
         if [k, v].iter().any(|s| s.contains(['\r', '\n'])) {
@@ -724,8 +735,64 @@ fn http_request(
             .map_err(|_| DeliveryError::InvalidUrl(format!("header {k:?} has an invalid value")))?;
         r = r.header(name, value);
     }
-    r.body(Full::new(Bytes::from(request.body.clone())))
+    r.body(Full::new(Bytes::from(body)))
         .map_err(|_| DeliveryError::InvalidUrl("not a valid HTTP request target".into()))
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One HTTP exchange read to the end (a body of at most `max_body` bytes), within
+/// `timeout`: what single sign-on asks of its provider (discovery, keys, tokens). Any
+/// status is an answer; errors are the connection's.
+pub async fn fetch(
+    method: hyper::Method,
+    url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Fetched, DeliveryError> {
+    let target = parse_url(url)?;
+    let http = any_request(&target, method, headers, body)?;
+    let deadline = Instant::now() + timeout;
+    tokio::time::timeout_at(deadline, async {
+        let stream = connect(&target).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_header_size(MAX_RESPONSE_HEAD)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| http_error(&e))?;
+        let mut conn = Driven { conn: Box::pin(conn), done: false };
+        let response = conn.run(sender.send_request(http)).await.map_err(|e| http_error(&e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut incoming = response.into_body();
+        let mut out = Vec::new();
+        while let Some(frame) = conn.run(incoming.frame()).await {
+            let frame = frame.map_err(|e| http_error(&e))?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > max_body {
+                    return Err(DeliveryError::BadResponse(format!(
+                        "a body over {max_body} bytes"
+                    )));
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(Fetched { status, headers, body: out })
+    })
+    .await
+    .map_err(|_| DeliveryError::Timeout(timeout.as_millis().try_into().unwrap_or(u64::MAX)))?
 }
 
 /// A client connection's own future, which does the reading and writing for the requests

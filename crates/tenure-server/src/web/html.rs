@@ -53,7 +53,7 @@ td.num,th.num{text-align:right}a{color:var(--accent)}td.wrap{white-space:normal;
 .red{background:var(--red)}.yellow{background:var(--yellow)}.green{background:var(--green)}.grey{background:var(--grey)}
 .sev-urgent,.sev-high{color:var(--red);font-weight:600}.sev-normal{color:var(--yellow)}.sev-low{color:var(--muted)}
 form.inline{display:inline-flex;flex-wrap:wrap;gap:6px;align-items:center}input,select,button,textarea{font:inherit;padding:5px 8px;border:1px solid #d1d5db;border-radius:6px;background:#fff}
-button{background:var(--accent);color:#fff;border-color:var(--accent);cursor:pointer}button.plain{background:#fff;color:var(--fg);border-color:#d1d5db}
+button,a.button{background:var(--accent);color:#fff;border-color:var(--accent);cursor:pointer}a.button{display:inline-block;padding:6px 12px;border-radius:6px;text-decoration:none}button.plain{background:#fff;color:var(--fg);border-color:#d1d5db}
 .filters{display:flex;flex-wrap:wrap;gap:8px;margin:8px 0 12px}.timeline{list-style:none;padding:0;margin:0}.timeline li{padding:6px 0;border-bottom:1px solid var(--line)}
 .timeline time{color:var(--muted);margin-right:8px;font-variant-numeric:tabular-nums}.heat td{text-align:center;font-size:12px}.heat th{font-size:12px}
 .login{max-width:380px;margin:10vh auto;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:20px}.login input{width:100%;margin:8px 0}
@@ -94,15 +94,20 @@ pub fn page(title: &str, active: &str, csrf: &str, body: &str) -> String {
 }
 
 /// The login page (no session yet).
-pub fn login(error: Option<&str>) -> String {
+pub fn login(error: Option<&str>, sso: Option<&str>) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><link rel=\"icon\" href=\"data:,\">\
 <title>Log in · Tenure</title><style>{STYLE}</style></head><body><div class=\"login\"><h1>Tenure</h1>\
-{}<form method=\"post\" action=\"/login\"><label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
+{}{}<form method=\"post\" action=\"/login\"><label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
 <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><button id=\"password-login\">Log in</button></form>\
 <form method=\"post\" action=\"/login\"><label for=\"key\">Or an API key (read scope)</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"off\" required>\
 <button id=\"key-login\">Log in with the key</button></form></div></body></html>",
-        error.map_or(String::new(), |e| format!("<p class=\"err\">{}</p>", esc(e)))
+        error.map_or(String::new(), |e| format!("<p class=\"err\">{}</p>", esc(e))),
+        // A link, not a form: the start of single sign-on is a plain navigation.
+        sso.map_or(String::new(), |l| format!(
+            "<p><a class=\"button\" id=\"sso-login\" href=\"/login/oidc\">{}</a></p>",
+            esc(l)
+        ))
     )
 }
 

@@ -10,14 +10,15 @@ pub mod charts;
 pub mod html;
 mod pages;
 
-use crate::AppState;
 use crate::keys::Scope;
 use crate::users::Principal;
+use crate::{AppState, log};
 use axum::Form;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tenure_core::time::Timestamp;
@@ -65,15 +66,22 @@ fn token() -> String {
 }
 
 fn cookie_of(h: &HeaderMap) -> Option<String> {
+    named_cookie(h, COOKIE)
+}
+
+fn named_cookie(h: &HeaderMap, name: &str) -> Option<String> {
     h.get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|c| {
             let (k, v) = c.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_string())
+            (k == name).then(|| v.to_string())
         })
 }
+
+/// The cookie binding a single sign-on to the browser that started it.
+const OIDC_COOKIE: &str = "tenure_oidc";
 
 /// The session of a request whose key or user is still valid (a revoked key or a disabled
 /// user ends its sessions).
@@ -117,8 +125,13 @@ fn html(status: StatusCode, body: String) -> Response {
     r
 }
 
-async fn login_page() -> Response {
-    html(StatusCode::OK, html::login(None))
+async fn login_page(State(s): State<AppState>) -> Response {
+    html(StatusCode::OK, login_html(&s, None))
+}
+
+/// The login page, with the single sign-on button when it is configured.
+fn login_html(s: &AppState, error: Option<&str>) -> String {
+    html::login(error, s.0.oidc.as_ref().map(|o| o.label()))
 }
 
 /// Who a password login is: the user (id, email), or the page saying why not. Five
@@ -132,7 +145,7 @@ async fn password_login(
     let email = f.get("email").map(|e| e.trim().to_lowercase()).unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let now = (s.0.clock)().secs();
-    let refuse = |why: &str| html(StatusCode::UNAUTHORIZED, html::login(Some(why)));
+    let refuse = |why: &str| html(StatusCode::UNAUTHORIZED, login_html(s, Some(why)));
     let locked =
         s.0.sessions
             .1
@@ -184,11 +197,16 @@ async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>
         let Some(key) = found.filter(|k| k.allows(Scope::Read)) else {
             return html(
                 StatusCode::UNAUTHORIZED,
-                html::login(Some("Unknown or revoked key, or one without the read scope.")),
+                login_html(&s, Some("Unknown or revoked key, or one without the read scope.")),
             );
         };
         (key.id.clone(), key.identity().to_string())
     };
+    start_session(&s, id, name, redirect("/"))
+}
+
+/// Opens a session for the key or user `id` acting as `name`: its cookie set on `r`.
+fn start_session(s: &AppState, id: String, name: String, mut r: Response) -> Response {
     let t = token();
     let now = (s.0.clock)();
     if let Ok(mut m) = s.0.sessions.0.lock() {
@@ -205,15 +223,102 @@ async fn login(State(s): State<AppState>, Form(f): Form<HashMap<String, String>>
             },
         );
     }
-    let mut r = redirect("/");
-    // Secure when the service is published over HTTPS (a reverse proxy in front).
-    let secure = s.0.core.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
     let c = format!(
         "{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         HOURS * 3600,
-        if secure { "; Secure" } else { "" }
+        secure(s)
     );
-    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c).expect("a valid cookie"));
+    r.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&c).expect("a valid cookie"));
+    r
+}
+
+/// `; Secure` when the service is published over HTTPS (a reverse proxy in front).
+fn secure(s: &AppState) -> &'static str {
+    if s.0.core.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// Single sign-on's start: to the identity provider, the state in a cookie (SameSite=Lax:
+/// the provider's answer is a navigation from its site, which a Strict cookie would miss).
+async fn oidc_start(State(s): State<AppState>, Query(p): Params) -> Response {
+    let Some(oidc) = s.0.oidc.clone() else {
+        return html(
+            StatusCode::NOT_FOUND,
+            login_html(&s, Some("Single sign-on is not configured.")),
+        );
+    };
+    match oidc.begin(p.get("login_hint").map(String::as_str)).await {
+        Ok((url, state)) => {
+            let mut r = redirect(&url);
+            let c = format!(
+                "{OIDC_COOKIE}={state}; HttpOnly; SameSite=Lax; Path=/login/oidc; Max-Age=600{}",
+                secure(&s)
+            );
+            r.headers_mut()
+                .insert(header::SET_COOKIE, HeaderValue::from_str(&c).expect("a valid cookie"));
+            r
+        }
+        Err(e) => {
+            log("error", "single sign-on could not start", json!({"error": e.to_string()}));
+            html(StatusCode::BAD_GATEWAY, login_html(&s, Some(&e.to_string())))
+        }
+    }
+}
+
+/// Single sign-on's end: the provider's answer checked, the person found among Tenure's
+/// users by their verified email, a session opened. The page then moves to the portfolio
+/// itself: a same-site navigation, which carries the Strict session cookie.
+async fn oidc_callback(State(s): State<AppState>, h: HeaderMap, Query(p): Params) -> Response {
+    let refuse = |status: StatusCode, why: &str| html(status, login_html(&s, Some(why)));
+    let Some(oidc) = s.0.oidc.clone() else {
+        return refuse(StatusCode::NOT_FOUND, "Single sign-on is not configured.");
+    };
+    if let Some(e) = p.get("error") {
+        let why = format!(
+            "The identity provider refused the sign-in: {}{}",
+            e,
+            p.get("error_description").map_or(String::new(), |d| format!(" ({d})"))
+        );
+        return refuse(StatusCode::UNAUTHORIZED, &why);
+    }
+    let (Some(state), Some(code)) = (p.get("state"), p.get("code")) else {
+        return refuse(StatusCode::BAD_REQUEST, "The identity provider's answer has no code.");
+    };
+    let cookie = named_cookie(&h, OIDC_COOKIE);
+    let email = match oidc.finish(state, cookie.as_deref(), code).await {
+        Ok(e) => e,
+        Err(e) => {
+            log("warn", "a single sign-on was refused", json!({"error": e.to_string()}));
+            let status = match e {
+                crate::oidc::OidcError::Refused(_) => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            return refuse(status, &e.to_string());
+        }
+    };
+    let keys = s.0.keys.get();
+    let Some(user) = keys.users.iter().find(|u| !u.disabled && u.email == email) else {
+        let why = format!(
+            "{email} signed in, but is not a Tenure user (or is disabled): an admin adds people with tenure user add."
+        );
+        return refuse(StatusCode::FORBIDDEN, &why);
+    };
+    let (id, name) = (user.id.clone(), user.email.clone());
+    drop(keys);
+    let page = html(
+        StatusCode::OK,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><title>Signed in · Tenure</title></head><body><p><a href=\"/\">Signed in: continue to Tenure</a></p></body></html>".into(),
+    );
+    let mut r = start_session(&s, id, name, page);
+    let gone = format!(
+        "{OIDC_COOKIE}=; HttpOnly; SameSite=Lax; Path=/login/oidc; Max-Age=0{}",
+        secure(&s)
+    );
+    r.headers_mut()
+        .append(header::SET_COOKIE, HeaderValue::from_str(&gone).expect("a valid cookie"));
     r
 }
 
@@ -807,6 +912,8 @@ pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/", get(portfolio))
         .route("/login", get(login_page).post(login))
+        .route("/login/oidc", get(oidc_start))
+        .route("/login/oidc/callback", get(oidc_callback))
         .route("/logout", post(logout))
         .route("/accounts", get(accounts))
         .route("/accounts/{id}", get(account))

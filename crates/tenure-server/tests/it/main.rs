@@ -5,6 +5,7 @@ mod api;
 mod forecast;
 mod input;
 mod notify;
+mod oidc;
 mod ops;
 mod people;
 mod recovery;
