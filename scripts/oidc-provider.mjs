@@ -1,11 +1,12 @@
 // A local OpenID provider for the single sign-on test, on the npm package oidc-provider:
 // one confidential client (tenure / tenure-secret) whose redirect URL is the second
 // argument, accounts whose id is their email, and an interaction that signs in the
-// account named by the request's login_hint and grants what it asks, without a form.
-// Usage: node oidc-provider.mjs PORT REDIRECT_URL   (prints "listening ISSUER" when up)
+// account named by the request's login_hint (else DEFAULT_ACCOUNT) and grants what it
+// asks, without a form.
+// Usage: node oidc-provider.mjs PORT REDIRECT_URL [DEFAULT_ACCOUNT]   (prints "listening ISSUER")
 import Provider from 'oidc-provider';
 
-const [port, redirect] = process.argv.slice(2);
+const [port, redirect, fallback] = process.argv.slice(2);
 const issuer = `http://127.0.0.1:${port}`;
 const provider = new Provider(issuer, {
   clients: [{
@@ -32,7 +33,7 @@ provider.use(async (ctx, next) => {
   const { prompt, params } = details;
   let result;
   if (prompt.name === 'login') {
-    result = { login: { accountId: params.login_hint || 'nobody@example.test' } };
+    result = { login: { accountId: params.login_hint || fallback || 'nobody@example.test' } };
   } else {
     const grant = new provider.Grant({ accountId: details.session.accountId, clientId: params.client_id });
     grant.addOIDCScope(params.scope);

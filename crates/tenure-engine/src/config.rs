@@ -45,11 +45,12 @@ pub struct ConfigFile {
     #[serde(default)]
     pub features: BTreeMap<String, FeatureSection>,
     /// The service's sections (`tenure serve`: `[service]`, `[[rule]]`, `[[playbook]]`,
-    /// `[[notifier]]`), read and checked by tenure-server.
+    /// `[[notifier]]`, `[oidc]`), read and checked by tenure-server.
     pub service: Option<toml::Value>,
     pub rule: Option<toml::Value>,
     pub playbook: Option<toml::Value>,
     pub notifier: Option<toml::Value>,
+    pub oidc: Option<toml::Value>,
 }
 
 /// `[forecast]`: the renewal forecast's categories and interval.

@@ -378,9 +378,95 @@ fn the_demo_dashboard_in_a_real_browser() {
     d.go(&format!("{base}/accounts"));
     d.check(&shots, "14-accounts-phone");
     d.cmd("POST", "/window/rect", json!({"width": 1280, "height": 900}));
-    people(&d, &base, &host, &key, data.path(), &axe, &shots);
-    drop(d);
+    let mine = people(&d, &base, &host, &key, data.path(), &axe, &shots);
+    // Single sign-on: the same data served with an [oidc] section, a real OpenID provider
+    // (oidc-provider) signing the CSM in.
     drop(demo);
+    sso(&d, data.path(), &axe, &shots, &mine);
+    drop(d);
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The CSM signs in through the identity provider, in the browser, and lands on their book.
+fn sso(d: &Driver, data: &std::path::Path, axe: &str, shots: &std::path::Path, mine: &[String]) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../oidc");
+    std::fs::create_dir_all(&dir).unwrap();
+    if !dir.join("node_modules/oidc-provider/package.json").is_file() {
+        let o = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("oidc-provider@9.13.3")
+            .output()
+            .expect("npm, to install oidc-provider for the single sign-on test (apt install npm)");
+        assert!(
+            o.status.success(),
+            "npm install oidc-provider: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let script = dir.join("provider.mjs");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/oidc-provider.mjs"), &script)
+        .unwrap();
+    let (op, port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut idp = Command::new("node")
+        .arg(&script)
+        .arg(op.to_string())
+        .arg(format!("{base}/login/oidc/callback"))
+        .arg("csm@demo.test")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    let mut out = BufReader::new(idp.stdout.take().unwrap());
+    let idp = Demo(idp);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening "), "the provider did not start: {line:?}");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let config = data.join("sso.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[service]\npublic_url = \"{base}\"\n[oidc]\nissuer = \"http://127.0.0.1:{op}\"\nclient_id = \"tenure\"\nclient_secret = \"tenure-secret\"\nlabel = \"Sign in with Demo SSO\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let serve = Demo(child);
+    let (mut line, mut said) = (String::new(), String::new());
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("tenure: serving") {
+        said.push_str(&line);
+        line.clear();
+    }
+    assert!(line.contains("tenure: serving"), "tenure serve did not start: {said}");
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    d.cmd("DELETE", "/cookie", json!({}));
+    d.go(&format!("{base}/login"));
+    let violations = d.axe(axe);
+    assert!(violations.is_empty(), "the login page with single sign-on: {violations:#?}");
+    d.check(shots, "19-login-sso");
+    d.click(&d.find("a#sso-login"));
+    let home = format!("{base}/");
+    assert_eq!(d.url_when(|u| u == home), home, "signed in through the provider");
+    d.go(&format!("{base}/accounts"));
+    assert_eq!(account_links(d), mine, "the CSM's book, signed in by single sign-on");
+    d.check(shots, "20-sso-book");
+    drop(serve);
+    drop(idp);
 }
 
 /// A person's password in the browser test.
@@ -421,7 +507,7 @@ fn people(
     data: &std::path::Path,
     axe: &str,
     shots: &std::path::Path,
-) {
+) -> Vec<String> {
     let bearer = format!("Bearer {key}");
     let api = |path: &str| -> Value {
         let (st, body) = http(host, "GET", path, &[("Authorization", &bearer)], "");
@@ -572,4 +658,5 @@ fn people(
     assert_eq!(by("val@demo.test"), Vec::<String>::new(), "the viewer changed nothing");
     assert_eq!(by("cli").len(), 4, "the four people added: {rows}");
     d.check(shots, "18-admin-audit");
+    mine
 }
