@@ -66,8 +66,15 @@ for P in / "/accounts" "/accounts?sort=risk" "$ACCOUNT" "/cohorts" "/inbox" "/mo
   $(printf '%-28s median %7.1f ms  worst %7.1f ms  (target < 200 ms: %s)' "$P" "$MED" "$MAX" "$VERDICT")"
 done
 RSS=$(grep VmHWM /proc/$PID/status | awk '{print int($2 / 1024)}')
+# A first day without floods (issue 16): the first evaluation opens at most digest_above
+# (20) tasks per rule; the rest are digests.
+OPENED=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^tenure_tasks_opened_total/ {print $2}')
+RULES=$(curl -s "http://127.0.0.1:$PORT/metrics" | grep -c '^tenure_alerts_total{' || true)
+CAP=$((20 * RULES))
+FLOOD=$(python3 -c "print('met' if ${OPENED:-0} <= $CAP else 'missed')")
 OUT="$OUT
-  server peak memory: $RSS MiB"
+  server peak memory: $RSS MiB
+  tasks opened by the first evaluation: ${OPENED:-0} for $RULES (rule, severity) pairs that alerted (digest_above 20 each: at most $CAP: $FLOOD)"
 echo "$OUT"
 if [ "$RECORD" = 1 ]; then
     {

@@ -150,8 +150,12 @@ fn main() {
         .unwrap();
     let pid = server.id();
     let mut err = BufReader::new(server.stderr.take().unwrap());
+    // The address is on the "tenure: serving" line, after the structured logs of the start.
     let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("tenure: serving") {
+        line.clear();
+    }
+    assert!(line.contains("tenure: serving"), "the server did not start");
     let addr = line.trim().rsplit("http://").next().unwrap().to_string();
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     eprintln!(
@@ -263,6 +267,8 @@ fn main() {
             .filter_map(|(k, t)| got.get(k).map(|g| g.duration_since(*t).as_secs_f64()))
             .collect()
     };
+    // A new connection: the seeding one has been idle past the server's keep-alive limit.
+    let mut c = BufReader::new(TcpStream::connect(&addr).unwrap());
     let (_, metrics) = request(&mut c, "GET", "/metrics", &key, "");
     let server_alert: Vec<&str> =
         metrics.lines().filter(|l| l.starts_with("tenure_event_to_alert_seconds_bucket")).collect();
