@@ -12,8 +12,9 @@
 use crate::notify::{self, DeliveryError};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, IssuerUrl,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, HttpRequest, HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, TokenResponse,
 };
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -73,6 +74,17 @@ pub enum OidcError {
     Refused(String),
 }
 
+/// The client as the provider's metadata sets it up: an authorisation URL, maybe a token
+/// and a userinfo URL.
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
 struct Pending {
     nonce: String,
     verifier: String,
@@ -83,7 +95,7 @@ struct Pending {
 pub struct Oidc {
     cfg: OidcConfig,
     secret: Option<String>,
-    redirect: String,
+    redirect: RedirectUrl,
     metadata: tokio::sync::Mutex<Option<(Instant, CoreProviderMetadata)>>,
     pending: Mutex<HashMap<String, Pending>>,
 }
@@ -129,7 +141,7 @@ impl Oidc {
                 return Err(bad("needs redirect_url, or public_url in [service]".into()));
             }
         };
-        RedirectUrl::new(redirect.clone()).map_err(|e| bad(format!("redirect_url: {e}")))?;
+        let redirect = RedirectUrl::new(redirect).map_err(|e| bad(format!("redirect_url: {e}")))?;
         let secret = cfg
             .client_secret
             .clone()
@@ -165,19 +177,21 @@ impl Oidc {
         Ok(meta)
     }
 
-    /// The sign-in's start: the provider's URL to send the browser to, and the state to
-    /// set in its cookie. `login_hint` pre-fills the provider's login.
-    pub async fn begin(&self, login_hint: Option<&str>) -> Result<(String, String), OidcError> {
+    /// The client for the provider's current metadata, with the redirect URL.
+    async fn client(&self) -> Result<Client, OidcError> {
         let meta = self.metadata().await?;
-        let client = CoreClient::from_provider_metadata(
+        Ok(CoreClient::from_provider_metadata(
             meta,
             ClientId::new(self.cfg.client_id.clone()),
             self.secret.clone().map(ClientSecret::new),
         )
-        .set_redirect_uri(
-            RedirectUrl::new(self.redirect.clone())
-                .map_err(|e| OidcError::Config(e.to_string()))?,
-        );
+        .set_redirect_uri(self.redirect.clone()))
+    }
+
+    /// The sign-in's start: the provider's URL to send the browser to, and the state to
+    /// set in its cookie. `login_hint` pre-fills the provider's login.
+    pub async fn begin(&self, login_hint: Option<&str>) -> Result<(String, String), OidcError> {
+        let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client
             .authorize_url(
@@ -239,16 +253,7 @@ impl Oidc {
             .remove(state)
             .filter(|p| p.at.elapsed() < PENDING_TTL)
             .ok_or_else(|| refused("This sign-in has expired or was used already: start again."))?;
-        let meta = self.metadata().await?;
-        let client = CoreClient::from_provider_metadata(
-            meta,
-            ClientId::new(self.cfg.client_id.clone()),
-            self.secret.clone().map(ClientSecret::new),
-        )
-        .set_redirect_uri(
-            RedirectUrl::new(self.redirect.clone())
-                .map_err(|e| OidcError::Config(e.to_string()))?,
-        );
+        let client = self.client().await?;
         let token = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Config(e.to_string()))?

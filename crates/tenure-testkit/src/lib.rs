@@ -188,3 +188,61 @@ pub fn save_forecast(data: &Path, csm: &str, driver: &str) {
     std::fs::create_dir_all(&dir).expect("the models directory");
     std::fs::write(dir.join("forecast.json"), doc.to_string()).expect("the saved forecast");
 }
+
+/// A local OpenID provider (the npm package oidc-provider, pinned, installed under `dir`
+/// the first time; scripts/oidc-provider.mjs) for the single sign-on tests: client
+/// `tenure` / `tenure-secret`, sending the browser back to `redirect`, signing in the
+/// request's `login_hint` else `default_account`. Stopped when dropped.
+pub struct OidcProvider {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts an [`OidcProvider`]; needs node and npm.
+pub fn oidc_provider(dir: &Path, redirect: &str, default_account: Option<&str>) -> OidcProvider {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    std::fs::create_dir_all(dir).unwrap();
+    if !dir.join("node_modules/oidc-provider/package.json").is_file() {
+        let o = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir)
+            .arg("oidc-provider@9.13.3")
+            .output()
+            .expect("npm, to install oidc-provider for the single sign-on tests (apt install npm)");
+        assert!(
+            o.status.success(),
+            "npm install oidc-provider: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Beside its node_modules, so that the import resolves.
+    let script = dir.join("provider.mjs");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/oidc-provider.mjs"), &script)
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(redirect)
+        .args(default_account)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let provider = OidcProvider { child, addr: format!("127.0.0.1:{port}") };
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening "), "the provider did not start: {line:?}");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    provider
+}

@@ -393,46 +393,19 @@ fn free_port() -> u16 {
 
 /// The CSM signs in through the identity provider, in the browser, and lands on their book.
 fn sso(d: &Driver, data: &std::path::Path, axe: &str, shots: &std::path::Path, mine: &[String]) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../oidc");
-    std::fs::create_dir_all(&dir).unwrap();
-    if !dir.join("node_modules/oidc-provider/package.json").is_file() {
-        let o = Command::new("npm")
-            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg("oidc-provider@9.13.3")
-            .output()
-            .expect("npm, to install oidc-provider for the single sign-on test (apt install npm)");
-        assert!(
-            o.status.success(),
-            "npm install oidc-provider: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    let script = dir.join("provider.mjs");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/oidc-provider.mjs"), &script)
-        .unwrap();
-    let (op, port) = (free_port(), free_port());
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut idp = Command::new("node")
-        .arg(&script)
-        .arg(op.to_string())
-        .arg(format!("{base}/login/oidc/callback"))
-        .arg("csm@demo.test")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    let mut out = BufReader::new(idp.stdout.take().unwrap());
-    let idp = Demo(idp);
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening "), "the provider did not start: {line:?}");
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let idp = tenure_testkit::oidc_provider(
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../oidc"),
+        &format!("{base}/login/oidc/callback"),
+        Some("csm@demo.test"),
+    );
     let config = data.join("sso.toml");
     std::fs::write(
         &config,
         format!(
-            "[service]\npublic_url = \"{base}\"\n[oidc]\nissuer = \"http://127.0.0.1:{op}\"\nclient_id = \"tenure\"\nclient_secret = \"tenure-secret\"\nlabel = \"Sign in with Demo SSO\"\n"
+            "[service]\npublic_url = \"{base}\"\n[oidc]\nissuer = \"http://{}\"\nclient_id = \"tenure\"\nclient_secret = \"tenure-secret\"\nlabel = \"Sign in with Demo SSO\"\n",
+            idp.addr
         ),
     )
     .unwrap();

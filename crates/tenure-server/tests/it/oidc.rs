@@ -7,8 +7,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use tenure_server::keys::Keys;
 use tenure_server::oidc::OidcConfig;
 use tenure_server::users::Role;
@@ -18,52 +16,10 @@ use tower::ServiceExt;
 
 const CALLBACK: &str = "http://tenure.test/login/oidc/callback";
 
-/// The provider's process, stopped when dropped.
-struct Provider(Child, String);
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Installs oidc-provider (pinned) under target/oidc the first time, and starts it.
-fn provider() -> Provider {
+/// The provider, installed under target/oidc.
+fn provider() -> tenure_testkit::OidcProvider {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../oidc");
-    std::fs::create_dir_all(&dir).unwrap();
-    if !dir.join("node_modules/oidc-provider/package.json").is_file() {
-        let o = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&dir)
-            .arg("oidc-provider@9.13.3")
-            .output()
-            .expect("npm, to install oidc-provider for the single sign-on test (apt install npm)");
-        assert!(
-            o.status.success(),
-            "npm install oidc-provider: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    // Beside its node_modules, so that the import resolves.
-    let script = dir.join("provider.mjs");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/oidc-provider.mjs"), &script)
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new("node")
-        .arg(&script)
-        .arg(port.to_string())
-        .arg(CALLBACK)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening "), "the provider did not start: {line:?}");
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Provider(child, format!("127.0.0.1:{port}"))
+    tenure_testkit::oidc_provider(&dir, CALLBACK, None)
 }
 
 /// A response's status, headers (lower-case names) and body.
@@ -128,7 +84,11 @@ async fn service_get(s: &AppState, path: &str, cookie: Option<&str>) -> Answer {
 /// Signs in as `who` at the provider: the service's start, the provider's redirects, and
 /// the callback URL the provider sends the browser to, with the state cookie the service
 /// set.
-async fn sign_in_at_provider(s: &AppState, p: &Provider, who: &str) -> (String, String) {
+async fn sign_in_at_provider(
+    s: &AppState,
+    p: &tenure_testkit::OidcProvider,
+    who: &str,
+) -> (String, String) {
     let start = service_get(s, &format!("/login/oidc?login_hint={who}"), None).await;
     assert_eq!(start.status, 303, "{}", start.body);
     let state =
@@ -141,7 +101,7 @@ async fn sign_in_at_provider(s: &AppState, p: &Provider, who: &str) -> (String, 
         "{set}"
     );
     let mut at = start.header("location").unwrap().to_string();
-    let base = format!("http://{}", p.1);
+    let base = format!("http://{}", p.addr);
     assert!(at.starts_with(&format!("{base}/auth?")), "{at}");
     assert!(
         at.contains("code_challenge_method=S256") && at.contains("nonce="),
@@ -156,7 +116,7 @@ async fn sign_in_at_provider(s: &AppState, p: &Provider, who: &str) -> (String, 
             );
         }
         let path = at.strip_prefix(&base).map(String::from).unwrap_or(at.clone());
-        let a = provider_get(&p.1, &path, &jar);
+        let a = provider_get(&p.addr, &path, &jar);
         jar.extend(a.cookies());
         assert!([302, 303].contains(&a.status), "{path}: {} {}", a.status, a.body);
         let next = a.header("location").unwrap().to_string();
@@ -174,7 +134,7 @@ async fn single_sign_on_with_a_real_openid_provider() {
     keys.add_user("Dee", "dee@acme.test", Role::Csm, None, "2026-01-01").unwrap();
     keys.user_mut("dee@acme.test").unwrap().disabled = true;
     keys.save(f.path()).unwrap();
-    let issuer = format!("http://{}", p.1);
+    let issuer = format!("http://{}", p.addr);
     let s = tenure_testkit::open_with(f.path(), "2026-06-01T12:00:00Z", |o| {
         o.config.oidc = Some(OidcConfig {
             issuer,
