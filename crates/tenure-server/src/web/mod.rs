@@ -310,7 +310,7 @@ async fn oidc_callback(State(s): State<AppState>, h: HeaderMap, Query(p): Params
     drop(keys);
     let page = html(
         StatusCode::OK,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><title>Signed in · Tenure</title></head><body><p><a href=\"/\">Signed in: continue to Tenure</a></p></body></html>".into(),
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><link rel=\"icon\" href=\"data:,\"><title>Signed in · Tenure</title></head><body><p><a href=\"/\">Signed in: continue to Tenure</a></p></body></html>".into(),
     );
     let mut r = start_session(&s, id, name, page);
     let gone = format!(
