@@ -76,13 +76,18 @@ impl TargetArgs {
 #[derive(Subcommand)]
 pub enum ModelCmd {
     /// Train the churn model (or with `--outcome renewal` the renewal model) on the whole
-    /// history; saves DATA/models/churn.json or renewal.json (and a
-    /// dated copy)
+    /// history: gradient-boosted trees, logistic regressions and each scorecard with
+    /// learned weights are compared on the latest snapshots and the best by log-loss is
+    /// saved, with the verdict, as DATA/models/churn.json or renewal.json (and a dated copy)
     Train {
         #[command(flatten)]
         data: DataArgs,
         #[command(flatten)]
         target: TargetArgs,
+        /// Scorecards compared with the other learners, with learned weights [default:
+        /// DATA/scorecards.toml when present, else the shipped ones]
+        #[arg(long)]
+        scorecards: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
         #[arg(long)]
@@ -124,6 +129,7 @@ pub fn demo_models(data: &Path) -> Result<()> {
     if let Err(e) = model(ModelCmd::Train {
         data: args(),
         target: target(),
+        scorecards: None,
         format: OutFormat::Table,
         as_of: None,
     }) {
@@ -428,21 +434,22 @@ fn model_file(dir: &Path, o: Outcome) -> PathBuf {
 
 /// Trains on every month-start snapshot whose horizon has ended (of a sample of accounts
 /// when that is more than `backtest::MAX_SNAPSHOTS`).
-fn train_all(d: &Data, horizon: i64, outcome: Outcome) -> Result<Model> {
+fn train_all(d: &Data, horizon: i64, outcome: Outcome, cards: &Scorecards) -> Result<Model> {
     let (at, keep) = backtest::training_months(&d.ledger, horizon)
         .ok_or_else(|| usage("no paying account in the data"))?;
     let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, outcome, &d.ctx(), &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
-    tenure_health::model::train(&rows, &s.label, &s.at, horizon, outcome)
+    tenure_health::model::train(&rows, &s.label, &s.at, &s.account, horizon, outcome, Some(cards))
         .map_err(|e| usage(e.to_string()))
 }
 
 pub fn model(cmd: ModelCmd) -> Result<()> {
     match cmd {
-        ModelCmd::Train { data, target, format, as_of: at } => {
+        ModelCmd::Train { data, target, scorecards: sc, format, as_of: at } => {
             let (horizon, o) = target.parse()?;
             let d = Data::load(&data, &at)?;
-            let m = train_all(&d, horizon, o)?;
+            let cards = scorecards(&d.dir, &sc)?;
+            let m = train_all(&d, horizon, o, &cards)?;
             let dir = models_dir(&d.dir);
             std::fs::create_dir_all(&dir)?;
             let stamp = d.ledger.as_of.to_string().replace([':', '-'], "");
@@ -452,18 +459,20 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
             write_atomic(&dated, &text)?;
             write_atomic(&model_file(&d.dir, o), &text)?;
             let summary = json!({"model": dated.display().to_string(), "outcome": o.as_str(), "horizon_days": horizon,
-                "n_snapshots": m.n_snapshots, "n_churned": m.n_churned, "trees": m.gbm.trees.len(),
-                "first_snapshot": m.first_snapshot, "last_snapshot": m.last_snapshot});
+                "n_snapshots": m.n_snapshots, "n_churned": m.n_churned, "trees": m.trees(),
+                "first_snapshot": m.first_snapshot, "last_snapshot": m.last_snapshot,
+                "selection": m.selection});
             match format {
                 OutFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(&summary)?)),
                 _ => out(&format!(
-                    "trained on {} snapshots ({} {} within {horizon} days), {} to {}; {} trees\nsaved {} (and models/{name}.json)\n",
+                    "trained on {} snapshots ({} {} within {horizon} days), {} to {}\n\n{}\n{}\nsaved {} (and models/{name}.json)\n",
                     m.n_snapshots,
                     m.n_churned,
                     if o == Outcome::Churn { "churned" } else { "lost a renewal due" },
                     m.first_snapshot,
                     m.last_snapshot,
-                    m.gbm.trees.len(),
+                    selection_text(&m.selection),
+                    m.selection.verdict,
                     dated.display()
                 )),
             }
@@ -518,6 +527,7 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
             o.insert("n_churned".into(), json!(r.n_churned));
             o.insert("n_train".into(), json!(r.n_train));
             o.insert("trees".into(), json!(r.trees));
+            o.insert("selection".into(), json!(r.selection));
             o.insert("oracle_auc".into(), num(r.oracle_auc));
             let share = r.oracle_auc.zip(r.model.auc).map(|(o, a)| (a - 0.5) / (o - 0.5));
             o.insert("share_of_oracle".into(), num(share));
@@ -570,6 +580,29 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
     }
 }
 
+/// The selection's comparison as a table, best first.
+fn selection_text(s: &tenure_health::model::Selection) -> String {
+    let f = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.4}"));
+    if s.candidates.is_empty() {
+        return String::new();
+    }
+    let mut o = format!(
+        "Learners fitted on {} snapshots, compared on the {} latest ({} churned):\n{:<52} {:>9} {:>8} {:>8}\n",
+        s.fit_snapshots, s.validation_snapshots, s.validation_churned, "", "log-loss", "auc", "ece"
+    );
+    for c in &s.candidates {
+        let mark = if c.name == s.chosen { "* " } else { "  " };
+        o.push_str(&format!(
+            "{mark}{:<50} {:>9.4} {:>8} {:>8}\n",
+            c.name,
+            c.log_loss,
+            f(c.auc),
+            f(c.ece)
+        ));
+    }
+    o
+}
+
 fn backtest_text(j: &Json) -> String {
     let f = |v: &Json| v.as_f64().map_or("n/a".into(), |x| format!("{x:.4}"));
     let mut s = format!(
@@ -607,6 +640,11 @@ fn backtest_text(j: &Json) -> String {
                 line(&format!("  {n}, learned weights"), &m["learned"]);
             }
         }
+    }
+    if let Some(v) = j["selection"]["verdict"].as_str() {
+        s.push_str(&format!(
+            "\nmodel = the learner chosen on the training snapshots alone: {v}\n"
+        ));
     }
     if !j["oracle_auc"].is_null() {
         s.push_str(&format!(
@@ -688,7 +726,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         }
         m
     } else {
-        let m = train_all(&d, horizon, o)?;
+        let m = train_all(&d, horizon, o, &scorecards(&d.dir, &None)?)?;
         eprintln!(
             "no saved model: trained one on {} snapshots (`tenure model train` saves it)",
             m.n_snapshots

@@ -249,7 +249,10 @@ pub struct Report {
     pub n_churned: usize,
     pub oracle_auc: Option<f64>,
     pub drivers: Option<DriverCheck>,
-    pub trees: usize,
+    /// The trees of the chosen learner, when it is trees.
+    pub trees: Option<usize>,
+    /// How the tested model was chosen (on the training snapshots alone).
+    pub selection: model::Selection,
 }
 
 /// Trains on snapshots at month starts whose horizon ended by `from` and tests on those
@@ -288,7 +291,7 @@ pub fn backtest(
     }
     let tr: Vec<&Row> = train.rows.iter().collect();
     let te: Vec<&Row> = test.rows.iter().collect();
-    let m = model::train(&tr, &train.label, &train.at, horizon_days, outcome)?;
+    let m = model::train(&tr, &train.label, &train.at, &train.account, horizon_days, outcome, Some(cards))?;
     let p = m.predict(&te);
     let baseline =
         Baseline::train(&tr, &train.label).ok().map(|b| metrics(&test.label, &b.predict(&te)));
@@ -346,6 +349,7 @@ pub fn backtest(
         n_churned: test.label.iter().filter(|v| **v).count(),
         oracle_auc,
         drivers,
-        trees: m.gbm.trees.len(),
+        trees: m.trees(),
+        selection: m.selection.clone(),
     })
 }

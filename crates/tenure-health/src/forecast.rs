@@ -532,8 +532,7 @@ impl Calibrated {
     /// `weight[i]`: the ARR at stake in snapshot `i`.
     fn new(model: Model, s: &Snapshots, weight: &[f64]) -> Calibrated {
         let rows: Vec<&Row> = s.rows.iter().collect();
-        let raw = model.gbm.predict_raw(&model::columns(&rows, &model.levels));
-        let z: Vec<f64> = raw.iter().map(|r| model.platt[0] * r + model.platt[1]).collect();
+        let z = model.log_odds(&rows);
         let mut segs: Vec<Option<String>> = rows.iter().map(|r| r.segment.clone()).collect();
         segs.sort();
         segs.dedup();
@@ -585,8 +584,8 @@ impl Calibrated {
     /// The probabilities of the outcome (a lost renewal, or churn), each with the standard
     /// error of its log-odds' calibration.
     fn predict(&self, rows: &[&Row]) -> Vec<(f64, f64)> {
-        let raw = self.model.gbm.predict_raw(&model::columns(rows, &self.model.levels));
-        raw.iter()
+        let z = self.model.log_odds(rows);
+        z.iter()
             .zip(rows)
             .map(|(r, row)| {
                 let (d, se) = self
@@ -594,7 +593,7 @@ impl Calibrated {
                     .iter()
                     .find(|x| x.0 == row.segment)
                     .map_or((0.0, self.overall), |x| (x.1, x.2));
-                (model::sigmoid(self.model.platt[0] * r + self.model.platt[1] + d), se)
+                (model::sigmoid(r + d), se)
             })
             .collect()
     }
@@ -613,7 +612,7 @@ fn learn_churn(
     };
     let s = backtest::labelled(ledger, usage, &at, h, Outcome::Churn, ctx, &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
-    let m = model::train(&rows, &s.label, &s.at, h, Outcome::Churn).ok();
+    let m = model::train(&rows, &s.label, &s.at, &s.account, h, Outcome::Churn, None).ok();
     let weight: Vec<f64> = s.rows.iter().map(|r| r.mrr as f64).collect();
     (m.map(|m| Calibrated::new(m, &s, &weight)), s)
 }
@@ -690,7 +689,7 @@ fn learn_renewal(
         weight.push(w);
     }
     let rows: Vec<&Row> = s.rows.iter().collect();
-    let m = model::train(&rows, &s.label, &s.at, h, Outcome::RenewalLost).ok();
+    let m = model::train(&rows, &s.label, &s.at, &s.account, h, Outcome::RenewalLost, None).ok();
     (m.map(|m| Calibrated::new(m, &s, &weight)), s)
 }
 

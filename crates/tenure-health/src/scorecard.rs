@@ -211,6 +211,8 @@ pub struct Scorecards {
     pub cards: Vec<Scorecard>,
     /// The weighted roll-up of the dimensions (`[rollup]`), when configured.
     pub rollup: Option<Scorecard>,
+    /// The TOML text they were read from (a model saves it with a scorecard it learned).
+    pub source: String,
 }
 
 impl Scorecards {
@@ -333,7 +335,7 @@ impl Scorecards {
             }
             Some(r) => Some(rollup(r, &out)?),
         };
-        Ok(Scorecards { cards: out, rollup })
+        Ok(Scorecards { cards: out, rollup, source: text.to_string() })
     }
 
     /// The shipped scorecards: the catalogue's usage score and one from the signals the

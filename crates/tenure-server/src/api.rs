@@ -209,6 +209,13 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/model",
+        scope: Some(Scope::Read),
+        summary: "The churn model in use and since when: the learner chosen, the learners it was compared with on the latest snapshots, and the verdict",
+        params: &[],
+    },
+    Route {
+        method: "get",
         path: "/api/v1/forecast",
         scope: Some(Scope::Read),
         summary: "Renewal forecast of this quarter or the next (saved by `tenure forecast --save`), with the CSMs' calls made since: totals with interval, categories, every renewal",
@@ -262,6 +269,7 @@ pub fn handler(r: &Route) -> MethodRouter<AppState> {
         ("get", "/api/v1/tasks/{id}") => get(task),
         ("patch", "/api/v1/tasks/{id}") => patch(update_task),
         ("get", "/api/v1/scorecards") => get(scorecards),
+        ("get", "/api/v1/model") => get(model),
         ("get", "/api/v1/forecast") => get(forecast),
         ("get", "/api/v1/forecast/backtest") => get(forecast_backtest),
         ("get", "/api/v1/audit") => get(audit),
@@ -1010,6 +1018,34 @@ async fn forecast_override(
         .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
     let line = crate::forecast::record_call(&s, &id, &body, key.identity(), &who).await?;
     Ok(json_response(StatusCode::OK, &line))
+}
+
+async fn model(State(s): State<AppState>, h: HeaderMap) -> Result<Response, ApiError> {
+    authorise(&s, &h, Scope::Read)?;
+    let live = s.0.core.health_setup.lock().map(|x| x.clone()).unwrap_or_default();
+    let model = live.model.as_ref().map(|m| {
+        json!({
+            "outcome": m.outcome, "horizon_days": m.horizon_days,
+            "first_snapshot": m.first_snapshot, "last_snapshot": m.last_snapshot,
+            "n_snapshots": m.n_snapshots, "n_churned": m.n_churned,
+            "chosen": m.selection.chosen, "verdict": m.selection.verdict, "rule": m.selection.rule,
+            "validation": {
+                "fit_snapshots": m.selection.fit_snapshots,
+                "snapshots": m.selection.validation_snapshots,
+                "churned": m.selection.validation_churned,
+                "from": (!m.selection.validation_from.is_empty()).then_some(&m.selection.validation_from),
+                "to": (!m.selection.validation_to.is_empty()).then_some(&m.selection.validation_to),
+            },
+            "candidates": m.selection.candidates.iter().map(|c| json!({
+                "name": c.name, "log_loss": num(c.log_loss), "auc": c.auc.map_or(Value::Null, num),
+                "ece": c.ece.map_or(Value::Null, num), "chosen": c.name == m.selection.chosen,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"model": model, "since": live.since.map(|t| t.to_string()), "error": live.error}),
+    ))
 }
 
 async fn scorecards(State(s): State<AppState>, h: HeaderMap) -> Result<Response, ApiError> {

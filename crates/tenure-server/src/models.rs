@@ -86,6 +86,8 @@ pub struct ModelInfo {
     pub last_snapshot: String,
     pub n_snapshots: usize,
     pub n_churned: usize,
+    /// Which learner won, against which, and why.
+    pub selection: tenure_health::model::Selection,
 }
 
 impl ModelInfo {
@@ -97,6 +99,7 @@ impl ModelInfo {
             last_snapshot: m.last_snapshot.clone(),
             n_snapshots: m.n_snapshots,
             n_churned: m.n_churned,
+            selection: m.selection.clone(),
         }
     }
 }

@@ -594,6 +594,19 @@ fn components() -> Value {
     m.insert("Scorecards".into(), json!({"type": "object", "required": ["scorecards", "accounts_by_colour"], "properties": {
             "scorecards": {"type": "array", "items": {"type": "object", "properties": {"name": s("string"), "dimension": s("string"), "rollup": s("boolean")}}},
             "accounts_by_colour": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}}));
+    let nn = || json!({"type": ["number", "null"]});
+    m.insert("Model".into(), json!({"type": "object", "required": ["model", "since", "error"], "properties": {
+            "model": {"type": ["object", "null"], "description": "null: no churn model in use", "required": ["outcome", "horizon_days", "chosen", "verdict", "candidates"], "properties": {
+                "outcome": s("string"), "horizon_days": {"type": "integer"}, "first_snapshot": s("string"), "last_snapshot": s("string"),
+                "n_snapshots": {"type": "integer", "minimum": 0}, "n_churned": {"type": "integer", "minimum": 0},
+                "chosen": s("string"), "verdict": s("string"), "rule": s("string"),
+                "validation": {"type": "object", "properties": {"fit_snapshots": {"type": "integer", "minimum": 0},
+                    "snapshots": {"type": "integer", "minimum": 0}, "churned": {"type": "integer", "minimum": 0}, "from": ns(), "to": ns()}},
+                "candidates": {"type": "array", "description": "Best (lowest log-loss on the latest snapshots) first", "items": {"type": "object",
+                    "required": ["name", "log_loss", "auc", "ece", "chosen"], "properties": {
+                    "name": s("string"), "log_loss": nn(), "auc": nn(), "ece": nn(), "chosen": s("boolean")}}}}},
+            "since": {"type": ["string", "null"], "description": "When the service began to score with this model (null: since its start)"},
+            "error": {"type": ["string", "null"], "description": "Why the latest model file could not be used, when it could not"}}}));
     m.insert("OpenApi".into(), json!({"type": "object", "required": ["openapi", "paths"]}));
     let totals = json!({"type": "object", "required": ["contracts", "arr_due", "expected_arr", "interval", "categories"], "properties": {
             "contracts": {"type": "integer", "minimum": 0}, "arr_due": s("number"), "expected_arr": s("number"),
@@ -667,6 +680,7 @@ fn operation(r: &Route, path: &str, call: Option<&str>) -> Value {
         ("get", "/api/v1/tasks") => ok_json(sref("TaskList")),
         ("get" | "patch", "/api/v1/tasks/{id}") => ok_json(sref("Task")),
         ("get", "/api/v1/scorecards") => ok_json(sref("Scorecards")),
+        ("get", "/api/v1/model") => ok_json(sref("Model")),
         ("get", "/api/v1/forecast") => ok_json(sref("Forecast")),
         ("get", "/api/v1/forecast/backtest") => ok_json(sref("ForecastBacktest")),
         ("post", "/api/v1/accounts/{id}/forecast-override") => ok_json(sref("ForecastCallStored")),
