@@ -642,9 +642,7 @@ fn backtest_text(j: &Json) -> String {
         }
     }
     if let Some(v) = j["selection"]["verdict"].as_str() {
-        s.push_str(&format!(
-            "\nmodel = the learner chosen on the training snapshots alone: {v}\n"
-        ));
+        s.push_str(&format!("\nmodel = the learner chosen on the training snapshots alone: {v}\n"));
     }
     if !j["oracle_auc"].is_null() {
         s.push_str(&format!(

@@ -282,7 +282,9 @@ enum Cmd {
         data: Option<PathBuf>,
         #[arg(long, default_value_t = 1000)]
         accounts: u64,
-        #[arg(long, default_value_t = 24)]
+        /// Months of history (36: with less, the churn model's backtest trains on under a
+        /// year of outcomes and the page mostly shows how little that teaches)
+        #[arg(long, default_value_t = 36)]
         months: u32,
         #[arg(long, default_value_t = 7)]
         seed: u64,

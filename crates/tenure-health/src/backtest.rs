@@ -291,7 +291,15 @@ pub fn backtest(
     }
     let tr: Vec<&Row> = train.rows.iter().collect();
     let te: Vec<&Row> = test.rows.iter().collect();
-    let m = model::train(&tr, &train.label, &train.at, &train.account, horizon_days, outcome, Some(cards))?;
+    let m = model::train(
+        &tr,
+        &train.label,
+        &train.at,
+        &train.account,
+        horizon_days,
+        outcome,
+        Some(cards),
+    )?;
     let p = m.predict(&te);
     let baseline =
         Baseline::train(&tr, &train.label).ok().map(|b| metrics(&test.label, &b.predict(&te)));

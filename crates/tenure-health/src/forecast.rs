@@ -612,7 +612,7 @@ fn learn_churn(
     };
     let s = backtest::labelled(ledger, usage, &at, h, Outcome::Churn, ctx, &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
-    let m = model::train(&rows, &s.label, &s.at, &s.account, h, Outcome::Churn, None).ok();
+    let m = model::train_trees(&rows, &s.label, &s.at, h, Outcome::Churn).ok();
     let weight: Vec<f64> = s.rows.iter().map(|r| r.mrr as f64).collect();
     (m.map(|m| Calibrated::new(m, &s, &weight)), s)
 }
@@ -689,7 +689,7 @@ fn learn_renewal(
         weight.push(w);
     }
     let rows: Vec<&Row> = s.rows.iter().collect();
-    let m = model::train(&rows, &s.label, &s.at, &s.account, h, Outcome::RenewalLost, None).ok();
+    let m = model::train_trees(&rows, &s.label, &s.at, h, Outcome::RenewalLost).ok();
     (m.map(|m| Calibrated::new(m, &s, &weight)), s)
 }
 

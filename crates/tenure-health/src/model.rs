@@ -49,15 +49,22 @@ pub struct Model {
 
 /// A learner, fitted.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Externally tagged: an internally tagged enum reads through a buffer that cannot turn
+// the trees' JSON map keys back into numbers.
+#[serde(rename_all = "snake_case")]
 pub enum Learner {
     /// Gradient-boosted trees; `P = σ(a × raw + b)`.
-    Trees { gbm: Gbm, platt: [f64; 2] },
+    Trees {
+        gbm: Gbm,
+        platt: [f64; 2],
+    },
     Logistic(Linear),
     Scorecard(CardFit),
     /// The mean of its members' calibrated log-odds: trees and a linear model err
     /// differently, and on small bases their average ranks and calibrates better than either.
-    Blend { members: Vec<Learner> },
+    Blend {
+        members: Vec<Learner>,
+    },
 }
 
 /// A logistic regression on the numeric features (each `sign(x) ln(1 + |x|)`, a missing
@@ -141,9 +148,7 @@ pub fn columns(rows: &[&Row], levels: &[Vec<String>; 2]) -> Vec<Column> {
     for (k, lv) in levels.iter().enumerate() {
         let code =
             |v: Option<&String>| v.and_then(|v| lv.iter().position(|l| l == v)).map(|i| i as u32);
-        cols.push(Column::Categorical(
-            rows.iter().map(|r| code(category(r, k))).collect(),
-        ));
+        cols.push(Column::Categorical(rows.iter().map(|r| code(category(r, k))).collect()));
     }
     cols
 }
@@ -256,7 +261,10 @@ fn fit_trees(
         Ok(Learner::Trees { gbm, platt: [a, b] })
     } else {
         let p = Params { rounds: 150, early_stopping: 0, ..params.clone() };
-        Ok(Learner::Trees { gbm: gbm::train(&columns(rows, levels), y, None, &p)?, platt: [1.0, 0.0] })
+        Ok(Learner::Trees {
+            gbm: gbm::train(&columns(rows, levels), y, None, &p)?,
+            platt: [1.0, 0.0],
+        })
     }
 }
 
@@ -281,7 +289,11 @@ fn folds(at: &[Timestamp], k: usize) -> Vec<(Timestamp, Timestamp)> {
         bounds.dedup();
     }
     let end = Timestamp(sorted[n - 1].0 + 1);
-    bounds.iter().enumerate().map(|(g, s)| (*s, bounds.get(g + 1).copied().unwrap_or(end))).collect()
+    bounds
+        .iter()
+        .enumerate()
+        .map(|(g, s)| (*s, bounds.get(g + 1).copied().unwrap_or(end)))
+        .collect()
 }
 
 /// The instant at which the last fifth of the rows begins (the second instant when the
@@ -290,11 +302,7 @@ fn last_fifth(at: &[Timestamp]) -> Timestamp {
     let mut sorted: Vec<Timestamp> = at.to_vec();
     sorted.sort();
     let cut = sorted[at.len() * 4 / 5];
-    if cut == sorted[0] {
-        sorted.iter().copied().find(|t| *t > cut).unwrap_or(cut)
-    } else {
-        cut
-    }
+    if cut == sorted[0] { sorted.iter().copied().find(|t| *t > cut).unwrap_or(cut) } else { cut }
 }
 
 fn both_classes(idx: &[usize], y: &[bool]) -> bool {
@@ -342,6 +350,34 @@ pub fn train(
     outcome: Outcome,
     cards: Option<&Scorecards>,
 ) -> Result<Model, HealthError> {
+    enough(rows, y)?;
+    let levels = levels_of(rows);
+    let (spec, selection) = select(rows, y, at, account, horizon_days, &levels, cards)?;
+    fit_model(rows, y, at, horizon_days, outcome, cards, &levels, spec, selection)
+}
+
+/// Trains the trees alone, without a selection (the renewal forecast's model: its
+/// backtest of twelve quarters is measured with them).
+pub fn train_trees(
+    rows: &[&Row],
+    y: &[bool],
+    at: &[Timestamp],
+    horizon_days: i64,
+    outcome: Outcome,
+) -> Result<Model, HealthError> {
+    enough(rows, y)?;
+    let levels = levels_of(rows);
+    let spec = Spec::Trees(params());
+    let chosen = spec.name();
+    let selection = Selection {
+        verdict: format!("{chosen}: the forecast's model, not compared"),
+        chosen,
+        ..Selection::default()
+    };
+    fit_model(rows, y, at, horizon_days, outcome, None, &levels, spec, selection)
+}
+
+fn enough(rows: &[&Row], y: &[bool]) -> Result<(), HealthError> {
     let n = rows.len();
     let churned = y.iter().filter(|v| **v).count();
     if n < 50 || churned < 5 || churned == n {
@@ -349,13 +385,27 @@ pub fn train(
             "{n} labelled snapshots with {churned} churns; at least 50 and 5 are needed"
         )));
     }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_model(
+    rows: &[&Row],
+    y: &[bool],
+    at: &[Timestamp],
+    horizon_days: i64,
+    outcome: Outcome,
+    cards: Option<&Scorecards>,
+    levels: &[Vec<String>; 2],
+    spec: Spec,
+    selection: Selection,
+) -> Result<Model, HealthError> {
     let mut times: Vec<Timestamp> = at.to_vec();
     times.sort();
     times.dedup();
-    let levels = levels_of(rows);
     let source = cards.map_or("", |c| c.source.as_str());
-    let (spec, selection) = select(rows, y, at, account, horizon_days, &levels, cards)?;
-    let learner = spec.fit(rows, y, at, &levels, source)?;
+    let learner = spec.fit(rows, y, at, levels, source)?;
+    let (n, churned) = (rows.len(), y.iter().filter(|v| **v).count());
     let means = (0..N)
         .map(|f| {
             let v: Vec<f64> = rows.iter().map(|r| r.num[f]).filter(|x| x.is_finite()).collect();
@@ -371,7 +421,7 @@ pub fn train(
         last_snapshot: times[times.len() - 1].to_string(),
         n_snapshots: n,
         n_churned: churned,
-        levels,
+        levels: levels.clone(),
         learner,
         selection,
     })
@@ -387,10 +437,7 @@ pub const RULE: &str = "the default (small trees and a logistic regression, aver
 /// well as either of its members (measured on generated companies of 300 to 1,000
 /// accounts).
 fn default_spec() -> Spec {
-    Spec::Blend(vec![
-        Spec::Trees(Params { num_leaves: 3, ..params() }),
-        Spec::Logistic(10.0),
-    ])
+    Spec::Blend(vec![Spec::Trees(Params { num_leaves: 3, ..params() }), Spec::Logistic(10.0)])
 }
 
 /// The fewest churned among the latest snapshots with which learners are compared; with
@@ -455,7 +502,10 @@ fn select(
             "{chosen}: too little history to compare learners ({n} snapshots, {} churned); the strongly regularised logistic model is the safest on few snapshots",
             y.iter().filter(|v| **v).count()
         );
-        return Ok((spec, Selection { rule: RULE.into(), chosen, verdict, ..Selection::default() }));
+        return Ok((
+            spec,
+            Selection { rule: RULE.into(), chosen, verdict, ..Selection::default() },
+        ));
     }
     let pick = |idx: &[usize]| -> (Vec<&Row>, Vec<bool>, Vec<Timestamp>) {
         (
@@ -490,7 +540,8 @@ fn select(
     let mut blends = Vec::new();
     for (a, pa) in predicted.iter().filter(|(s, _)| matches!(s, Spec::Trees(_))) {
         for (b, pb) in predicted.iter().filter(|(s, _)| matches!(s, Spec::Logistic(_))) {
-            let p = pa.iter().zip(pb).map(|(x, y)| sigmoid(0.5 * (logit(*x) + logit(*y)))).collect();
+            let p =
+                pa.iter().zip(pb).map(|(x, y)| sigmoid(0.5 * (logit(*x) + logit(*y)))).collect();
             blends.push((Spec::Blend(vec![a.clone(), b.clone()]), p));
         }
     }
@@ -551,7 +602,8 @@ fn select(
         .or(d)
         .unwrap_or(0);
     let (best, won) = scored[w].clone();
-    let (from, to) = (va.iter().min().expect("validation rows"), va.iter().max().expect("validation rows"));
+    let (from, to) =
+        (va.iter().min().expect("validation rows"), va.iter().max().expect("validation rows"));
     let f = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
     let on = format!(
         "on the {} latest snapshots ({} to {}, {churned} churned, in {} rolling fold{})",
@@ -561,7 +613,8 @@ fn select(
         folds.len(),
         if folds.len() == 1 { "" } else { "s" }
     );
-    let lowest = scored.iter().min_by(|a, b| a.1.log_loss.total_cmp(&b.1.log_loss)).expect("a candidate");
+    let lowest =
+        scored.iter().min_by(|a, b| a.1.log_loss.total_cmp(&b.1.log_loss)).expect("a candidate");
     let mut verdict = match d {
         Some(d) if d == w => {
             if lowest.1.name == won.name {
@@ -572,10 +625,16 @@ fn select(
                     won.name, won.log_loss, lowest.1.name, lowest.1.log_loss
                 )
             } else {
-                let (mean, se) = lead(scored.iter().position(|c| c.1.name == lowest.1.name).expect("listed"), d);
+                let (mean, se) =
+                    lead(scored.iter().position(|c| c.1.name == lowest.1.name).expect("listed"), d);
                 format!(
                     "{}, the default: log-loss {:.4} {on}; {} was lower ({:.4}) by {:.4}, within two standard errors ({:.4}), too little to trust on this history",
-                    won.name, won.log_loss, lowest.1.name, lowest.1.log_loss, mean, 2.0 * se
+                    won.name,
+                    won.log_loss,
+                    lowest.1.name,
+                    lowest.1.log_loss,
+                    mean,
+                    2.0 * se
                 )
             }
         }
@@ -583,7 +642,12 @@ fn select(
             let (mean, se) = lead(w, d);
             format!(
                 "{}: log-loss {:.4} {on}, lower than the default ({}, {:.4}) by {:.4}, more than two standard errors ({:.4})",
-                won.name, won.log_loss, scored[d].1.name, scored[d].1.log_loss, mean, 2.0 * se
+                won.name,
+                won.log_loss,
+                scored[d].1.name,
+                scored[d].1.log_loss,
+                mean,
+                2.0 * se
             )
         }
         None => format!("{}: the lowest log-loss ({:.4}) {on}", won.name, won.log_loss),
@@ -695,7 +759,12 @@ fn squash(x: f64) -> f64 {
 }
 
 impl CardFit {
-    fn fit(card: &Scorecard, source: &str, rows: &[&Row], y: &[bool]) -> Result<CardFit, HealthError> {
+    fn fit(
+        card: &Scorecard,
+        source: &str,
+        rows: &[&Row],
+        y: &[bool],
+    ) -> Result<CardFit, HealthError> {
         let learned = card.learn(rows, y).ok_or_else(|| {
             HealthError::NotEnoughData(format!("no measure of scorecard {} lowers risk", card.name))
         })?;
@@ -725,7 +794,10 @@ impl CardFit {
     fn resolve(&mut self) -> Result<(), HealthError> {
         let cards = Scorecards::parse(&self.scorecards)?;
         let mut card = cards.get(&self.name).cloned().ok_or_else(|| {
-            HealthError::Model(format!("scorecard {:?} is not in the model's scorecards", self.name))
+            HealthError::Model(format!(
+                "scorecard {:?} is not in the model's scorecards",
+                self.name
+            ))
         })?;
         if card.measures.len() != self.weights.len() {
             return Err(HealthError::Model(format!(
@@ -801,7 +873,11 @@ impl Learner {
 
     /// Per row: the probability and each candidate driver's contribution to the
     /// log-odds, as (feature index, contribution).
-    fn contributions(&self, rows: &[&Row], levels: &[Vec<String>; 2]) -> Vec<(f64, Vec<(usize, f64)>)> {
+    fn contributions(
+        &self,
+        rows: &[&Row],
+        levels: &[Vec<String>; 2],
+    ) -> Vec<(f64, Vec<(usize, f64)>)> {
         match self {
             Learner::Trees { gbm, platt } => gbm
                 .contributions(&columns(rows, levels))
@@ -850,7 +926,8 @@ impl Learner {
                 let mut out: Vec<(f64, Vec<f64>)> = vec![(0.0, vec![0.0; N + 2]); rows.len()];
                 for m in members {
                     for (o, (p, c)) in out.iter_mut().zip(m.contributions(rows, levels)) {
-                        o.0 += p.clamp(1e-12, 1.0 - 1e-12).ln() - (1.0 - p.clamp(1e-12, 1.0 - 1e-12)).ln();
+                        o.0 += p.clamp(1e-12, 1.0 - 1e-12).ln()
+                            - (1.0 - p.clamp(1e-12, 1.0 - 1e-12)).ln();
                         for (f, v) in c {
                             o.1[f] += v / k;
                         }
@@ -960,7 +1037,9 @@ impl Model {
                     means: v.means,
                     learner: Learner::Trees { gbm: v.gbm, platt: v.platt },
                     selection: Selection {
-                        verdict: format!("{chosen}: saved by an earlier version, which compared no other learner; train again to compare"),
+                        verdict: format!(
+                            "{chosen}: saved by an earlier version, which compared no other learner; train again to compare"
+                        ),
                         chosen,
                         ..Selection::default()
                     },
@@ -1014,3 +1093,209 @@ impl Baseline {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::F;
+
+    /// A deterministic stream of uniform numbers in [0, 1) (SplitMix64).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// `accounts` accounts at `months` month starts: utilisation and tickets drawn at
+    /// random, churn (within the month's horizon) with probability `truth(utilisation,
+    /// tickets)`. A snapshot's outcome is known a month after it.
+    fn base(
+        accounts: u32,
+        months: i64,
+        seed: u64,
+        truth: impl Fn(f64, f64) -> f64,
+    ) -> (Vec<Row>, Vec<bool>, Vec<Timestamp>, Vec<u32>) {
+        let mut rng = Rng(seed);
+        let start = Timestamp::parse("2024-01-01").unwrap();
+        let (mut rows, mut y, mut at, mut account) = (vec![], vec![], vec![], vec![]);
+        for m in 0..months {
+            for a in 0..accounts {
+                let mut num = [f64::NAN; N];
+                let (u, t) = (rng.next(), (rng.next() * 6.0).floor());
+                num[F::UTILISATION as usize] = u;
+                num[F::TICKETS as usize] = t;
+                num[F::MAU as usize] = (u * 40.0).round();
+                num[F::TENURE as usize] = m as f64;
+                let plan = Some(if a % 3 == 0 { "pro" } else { "basic" }.to_string());
+                rows.push(Row { num, plan, segment: None, mrr: 10_000 });
+                y.push(rng.next() < truth(u, t));
+                at.push(start.add_months(m));
+                account.push(a);
+            }
+        }
+        (rows, y, at, account)
+    }
+
+    fn linear_truth(u: f64, t: f64) -> f64 {
+        sigmoid(-2.5 - 2.0 * u + 0.4 * t)
+    }
+
+    #[test]
+    fn paired_differences_and_their_clustered_error() {
+        // Accounts a (1, 2) and b (3, 4): mean 2.5; per-account sums of deviations -2 and
+        // 2; variance (4 + 4) / 4^2 = 0.5, times g / (g - 1) = 2: 1, so the error is 1.
+        let (mean, se) = paired_lead(&[1.0, 2.0, 3.0, 4.0], &[7, 7, 9, 9]);
+        assert_eq!((mean, se), (2.5, 1.0));
+        // One account: no error can be estimated.
+        assert_eq!(paired_lead(&[1.0, 2.0], &[7, 7]).1, f64::INFINITY);
+    }
+
+    #[test]
+    fn folds_are_consecutive_instants_of_the_latest_rows() {
+        let t = |m: i64| Timestamp::parse("2024-01-01").unwrap().add_months(m);
+        // Ten instants of ten rows each.
+        let at: Vec<Timestamp> = (0..100).map(|i| t(i / 10)).collect();
+        let end = Timestamp(t(9).0 + 1);
+        // Three folds over the latest two fifths: rows 60.., 73.., 86.. begin them.
+        assert_eq!(folds(&at, 3), vec![(t(6), t(7)), (t(7), t(8)), (t(8), end)]);
+        // One fold: the latest fifth.
+        assert_eq!(folds(&at, 1), vec![(t(8), end)]);
+        // Two instants, the first holding most rows: the fold starts at the second.
+        let at: Vec<Timestamp> = (0..100).map(|i| t((i >= 95) as i64)).collect();
+        assert_eq!(folds(&at, 3), vec![(t(1), Timestamp(t(1).0 + 1))]);
+    }
+
+    /// Every kind of learner reads back from its file and predicts and explains alike.
+    #[test]
+    fn every_learner_round_trips_through_its_file() {
+        let (rows, y, at, _) = base(150, 12, 1, linear_truth);
+        let r: Vec<&Row> = rows.iter().collect();
+        let levels = levels_of(&r);
+        let cards = Scorecards::default_set();
+        let specs = [
+            Spec::Trees(params()),
+            Spec::Logistic(10.0),
+            Spec::Scorecard(cards.cards[0].clone()),
+            default_spec(),
+        ];
+        for spec in specs {
+            let selection = Selection { chosen: spec.name(), ..Selection::default() };
+            let m =
+                fit_model(&r, &y, &at, 30, Outcome::Churn, Some(&cards), &levels, spec, selection)
+                    .unwrap();
+            let back = Model::from_json(&m.to_json()).unwrap();
+            let name = &m.selection.chosen;
+            assert_eq!(back.predict(&r[..50]), m.predict(&r[..50]), "{name}");
+            assert_eq!(back.explain(&r[..50], 3), m.explain(&r[..50], 3), "{name}");
+            let p = m.predict(&r);
+            assert!(p.iter().all(|p| *p > 0.0 && *p < 1.0), "{name}");
+            // Calibrated: the mean prediction is near the churn rate it was fitted on.
+            let rate = y.iter().filter(|v| **v).count() as f64 / y.len() as f64;
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            assert!((mean - rate).abs() < 0.02, "{name}: {mean} against {rate}");
+        }
+    }
+
+    /// A linear model's drivers are coefficient x value: on a base where low utilisation
+    /// and tickets cause churn, an idle account with many tickets names both, an active
+    /// one without tickets neither.
+    #[test]
+    fn linear_drivers_are_coefficients_times_values() {
+        let (rows, y, at, _) = base(300, 12, 2, linear_truth);
+        let r: Vec<&Row> = rows.iter().collect();
+        let levels = levels_of(&r);
+        let spec = Spec::Logistic(1.0);
+        let m =
+            fit_model(&r, &y, &at, 30, Outcome::Churn, None, &levels, spec, Selection::default())
+                .unwrap();
+        let Learner::Logistic(l) = &m.learner else { panic!("a logistic model") };
+        let (u, t) = (F::UTILISATION as usize, F::TICKETS as usize);
+        assert!(l.coef[u] < 0.0 && l.coef[t] > 0.0, "{:?}", (l.coef[u], l.coef[t]));
+        let mut idle = rows[0].clone();
+        idle.num[u] = 0.05;
+        idle.num[F::MAU as usize] = 2.0;
+        idle.num[t] = 5.0;
+        let (_, ds) = m.explain(&[&idle], 3).pop().unwrap();
+        let named: Vec<&str> = ds.iter().map(|d| d.feature).collect();
+        assert!(named.contains(&"licence_utilisation") && named.contains(&"tickets_90d"), "{ds:?}");
+        let d = ds.iter().find(|d| d.feature == "tickets_90d").unwrap();
+        let expected = l.coef[t] * (squash(5.0) - l.mean[t]) / l.sd[t];
+        assert!((d.contribution - expected).abs() < 1e-12, "{} vs {expected}", d.contribution);
+        let mut busy = rows[0].clone();
+        busy.num[u] = 0.95;
+        busy.num[F::MAU as usize] = 38.0;
+        busy.num[t] = 0.0;
+        assert!(m.explain(&[&busy], 3)[0].1.is_empty());
+    }
+
+    /// Where churn needs two signals at once (an interaction no linear model or 3-leaf
+    /// tree holds), the 7-leaf trees are clearly better and replace the default; on a
+    /// small base of the same kind too few churn to tell, and the default stays.
+    #[test]
+    fn a_clear_winner_replaces_the_default_and_few_outcomes_keep_it() {
+        let both = |u: f64, t: f64| if u < 0.3 && t >= 3.0 { 0.6 } else { 0.02 };
+        let (rows, y, at, account) = base(1500, 12, 3, both);
+        let r: Vec<&Row> = rows.iter().collect();
+        let m = train(&r, &y, &at, &account, 30, Outcome::Churn, None).unwrap();
+        let s = &m.selection;
+        assert_ne!(s.chosen, default_spec().name(), "{}", s.verdict);
+        assert!(s.chosen.contains("trees"), "{}", s.verdict);
+        assert!(s.verdict.contains("more than two standard errors"), "{}", s.verdict);
+        assert_eq!(
+            s.candidates[0].log_loss,
+            s.candidates.iter().map(|c| c.log_loss).fold(f64::INFINITY, f64::min)
+        );
+        assert!(s.validation_churned >= MIN_CHURNED, "{s:?}");
+        assert!(s.candidates.iter().any(|c| c.name == default_spec().name()));
+
+        let (rows, y, at, account) = base(60, 12, 4, both);
+        let r: Vec<&Row> = rows.iter().collect();
+        let m = train(&r, &y, &at, &account, 30, Outcome::Churn, None).unwrap();
+        let s = &m.selection;
+        assert!(s.validation_churned < MIN_CHURNED, "{s:?}");
+        assert_eq!(s.chosen, default_spec().name(), "{}", s.verdict);
+        assert!(
+            s.verdict.contains("too few to tell learners apart")
+                || s.verdict.contains("the lowest log-loss"),
+            "{}",
+            s.verdict
+        );
+    }
+
+    /// A model file of format 1 (trees only) reads as trees chosen without a comparison.
+    #[test]
+    fn a_format_1_file_reads_as_trees() {
+        let (rows, y, at, _) = base(100, 10, 5, linear_truth);
+        let r: Vec<&Row> = rows.iter().collect();
+        let levels = levels_of(&r);
+        let m = fit_model(
+            &r,
+            &y,
+            &at,
+            30,
+            Outcome::Churn,
+            None,
+            &levels,
+            Spec::Trees(params()),
+            Selection::default(),
+        )
+        .unwrap();
+        let Learner::Trees { gbm, platt } = &m.learner else { panic!("trees") };
+        let v1 = serde_json::json!({
+            "format": 1, "outcome": "churn", "horizon_days": 30, "first_snapshot": m.first_snapshot,
+            "last_snapshot": m.last_snapshot, "n_snapshots": m.n_snapshots, "n_churned": m.n_churned,
+            "levels": m.levels, "gbm": gbm, "platt": platt,
+            "means": m.means.iter().map(|x| if x.is_finite() { serde_json::json!(x) } else { serde_json::json!("nan") }).collect::<Vec<_>>(),
+        });
+        let back = Model::from_json(&v1.to_string()).unwrap();
+        assert_eq!(back.predict(&r), m.predict(&r));
+        assert!(back.selection.verdict.contains("earlier version"), "{}", back.selection.verdict);
+        let bad = Model::from_json(r#"{"format": 9}"#).unwrap_err().to_string();
+        assert!(bad.contains("format 9"), "{bad}");
+    }
+}

@@ -1536,6 +1536,41 @@ pub fn model(s: &AppState, sess: &Session) -> Page {
                 m.n_churned,
                 if m.outcome == "churn" { "churned" } else { "lost" }
             );
+            let sel = &m.selection;
+            if !sel.chosen.is_empty() {
+                let _ = write!(
+                    body,
+                    "<h2>Which learner, and why</h2><p id=\"verdict\"><b>{}</b></p><p id=\"verdict-why\">{}</p>",
+                    esc(&sel.chosen),
+                    esc(&sel.verdict)
+                );
+            }
+            if !sel.candidates.is_empty() {
+                let g = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.3}"));
+                let _ = write!(
+                    body,
+                    "<div class=\"scroll\"><table id=\"learners\"><caption>Learners compared on {} snapshots of the training window ({} churned), best log-loss first</caption><thead><tr><th>Learner</th><th class=\"num\">Log-loss</th><th class=\"num\">AUC</th><th class=\"num\">Calibration error</th></tr></thead><tbody>",
+                    sel.validation_snapshots, sel.validation_churned
+                );
+                for c in &sel.candidates {
+                    let chosen = c.name == sel.chosen;
+                    let _ = write!(
+                        body,
+                        "<tr{}><td>{}{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                        if chosen { " class=\"chosen\"" } else { "" },
+                        esc(&c.name),
+                        if chosen { " <b>(in use)</b>" } else { "" },
+                        c.log_loss,
+                        g(c.auc),
+                        g(c.ece)
+                    );
+                }
+                let _ = write!(
+                    body,
+                    "</tbody></table></div><p class=\"muted\">The rule: {}.</p>",
+                    esc(&sel.rule)
+                );
+            }
         }
         None => {
             let _ = write!(
