@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Health benchmark (issue 5): a generated company of ACCOUNTS accounts (default 1,000,000)
+# Health benchmark (issues 5, 17): a generated company of ACCOUNTS accounts (default 1,000,000)
 # over MONTHS months (default 12) with USAGE usage events (default 20,000,000); the time and
 # peak memory of training the churn model (`tenure model train`), of scoring every account
 # with its probability (`tenure risk`) and with the scorecards (`tenure health`), and of the
@@ -61,10 +61,13 @@ print(f"A generated company of {int(accounts):,} accounts over {months} months (
 print("each command is a new process that folds the log and reads the monthly usage first.\n")
 print("| command | what it did | wall time | peak RSS |")
 print("|---|---|---|---|")
-print(f"| `tenure model train` | {train['n_snapshots']:,} snapshots ({train['n_churned']:,} churned), {train['trees']} trees | {m['train'][0]:.1f} s | {m['train'][1]:,} MiB |")
+sel = train['selection']
+print(f"| `tenure model train` | {train['n_snapshots']:,} snapshots ({train['n_churned']:,} churned); {len(sel['candidates'])} learners compared on {sel['validation_snapshots']:,} snapshots, chose {sel['chosen']} | {m['train'][0]:.1f} s | {m['train'][1]:,} MiB |")
 print(f"| `tenure risk --top 50` | probability and expected loss of {risk['accounts_scored']:,} accounts; drivers of 50 | {m['risk'][0]:.1f} s | {m['risk'][1]:,} MiB |")
 print(f"| `tenure health --format csv` | scorecard of {health_rows:,} accounts | {m['health'][0]:.1f} s | {m['health'][1]:,} MiB |")
-print(f"| `tenure model backtest` (3 test months) | trained on {bt['n_train']:,}, tested on {bt['n_snapshots']:,} snapshots; AUC {bt['auc']:.3f}, ECE {bt['ece']:.3f} | {m['backtest'][0]:.1f} s | {m['backtest'][1]:,} MiB |")
+best = max([("logistic baseline", bt['baseline']['auc'])] + [(f"scorecard {n}", c['auc']) for n, c in bt['scorecards'].items()]
+           + [(f"scorecard {n}, learned", c['learned']['auc']) for n, c in bt['scorecards'].items() if c.get('learned')], key=lambda x: x[1] or 0)
+print(f"| `tenure model backtest` (3 test months) | trained on {bt['n_train']:,}, tested on {bt['n_snapshots']:,} snapshots; {bt['selection']['chosen']}: AUC {bt['auc']:.3f} (best baseline: {best[0]}, {best[1]:.3f}), ECE {bt['ece']:.3f} | {m['backtest'][0]:.1f} s | {m['backtest'][1]:,} MiB |")
 PY
 )
 echo "$SECTION"

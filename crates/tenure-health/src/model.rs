@@ -67,6 +67,9 @@ pub enum Learner {
     },
 }
 
+/// The most snapshots a logistic regression is fitted on (a regular sample beyond).
+pub const LINEAR_ROWS: usize = 300_000;
+
 /// A logistic regression on the numeric features (each `sign(x) ln(1 + |x|)`, a missing
 /// value at the training mean, standardised), an indicator per numeric feature that is
 /// sometimes missing, and one per frequent plan and segment.
@@ -714,8 +717,12 @@ impl Linear {
         }
         let mut m = Linear { l2, mean, sd, missing, onehot, coef: Vec::new(), intercept: 0.0 };
         let p = m.width();
-        let x: Vec<f64> = rows.iter().flat_map(|r| m.inputs(r)).collect();
-        let fit = tenure_stats::logit::fit(&x, p, y, l2)?;
+        // A few dozen coefficients need no more than LINEAR_ROWS snapshots: beyond, every
+        // k-th (rows come account by account, so the sample spans the accounts).
+        let step = rows.len().div_ceil(LINEAR_ROWS).max(1);
+        let x: Vec<f64> = rows.iter().step_by(step).flat_map(|r| m.inputs(r)).collect();
+        let ys: Vec<bool> = y.iter().step_by(step).copied().collect();
+        let fit = tenure_stats::logit::fit(&x, p, &ys, l2)?;
         (m.coef, m.intercept) = (fit.coef, fit.intercept);
         Ok(m)
     }

@@ -18,19 +18,25 @@ fn ok_json(args: &[&str]) -> Value {
 
 /// 1,500 accounts over 2022-01 .. 2024-12, imported; the truth stays in DATA/company.
 fn company(dir: &Path) -> String {
+    generated(dir, 1500, 3, "2022-01")
+}
+
+/// A generated company of `accounts` over the 36 months from `start`, imported.
+fn generated(dir: &Path, accounts: u32, seed: u32, start: &str) -> String {
     let data = dir.display().to_string();
     let company = dir.join("company");
     let c = company.display().to_string();
+    let (n, seed) = (accounts.to_string(), seed.to_string());
     let o = tenure(&[
         "gen",
         "--accounts",
-        "1500",
+        &n,
         "--months",
         "36",
         "--seed",
-        "3",
+        &seed,
         "--start",
-        "2022-01",
+        start,
         "--out",
         &c,
     ]);
@@ -437,4 +443,49 @@ fn renewal_risk_and_the_forecast_on_a_generated_company() {
     assert_eq!(o.status.code(), Some(2), "a past period is backtested, not forecast");
     let o = tenure(&["forecast", "--data", &data, "--backtest", "--from", "2024-02"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// Issue 17: the saved model never loses to a baseline. On generated companies of 300 to
+/// 1,000 accounts (seed 7 is the demo's) the backtest of the learner the selection
+/// chooses on the training snapshots alone ranks the year that follows at least as well as
+/// the best of the logistic baseline and every scorecard, configured or with learned
+/// weights, less 0.005. Before the selection (trees alone) the 300-account company of seed
+/// 2 reached an AUC of 0.436 against its baseline's 0.686, and seed 1's 1,000 accounts
+/// 0.748 against 0.762.
+#[test]
+fn the_chosen_model_ranks_at_least_as_well_as_every_baseline() {
+    let mut table = Vec::new();
+    for (accounts, seed) in [(300, 1), (300, 2), (1000, 1), (1000, 2), (1000, 7)] {
+        let t = tempfile::tempdir().unwrap();
+        let data = generated(t.path(), accounts, seed, "2023-12");
+        let j = ok_json(&[
+            "model",
+            "backtest",
+            "--data",
+            &data,
+            "--as-of",
+            "2026-12-01T00:00:00Z",
+            "--format",
+            "json",
+        ]);
+        let auc = j["auc"].as_f64().unwrap();
+        let mut best = ("logistic baseline".to_string(), j["baseline"]["auc"].as_f64().unwrap());
+        for (name, c) in j["scorecards"].as_object().unwrap() {
+            for (what, v) in
+                [(name.clone(), &c["auc"]), (format!("{name}, learned"), &c["learned"]["auc"])]
+            {
+                if let Some(a) = v.as_f64().filter(|a| *a > best.1) {
+                    best = (what, a);
+                }
+            }
+        }
+        let chosen = j["selection"]["chosen"].as_str().unwrap().to_string();
+        assert!(!j["selection"]["verdict"].as_str().unwrap().is_empty(), "{j}");
+        table.push(format!(
+            "{accounts} accounts, seed {seed}: {chosen} {auc:.4}, best baseline {} {:.4}",
+            best.0, best.1
+        ));
+        assert!(auc >= best.1 - 0.005, "{table:#?}");
+    }
+    eprintln!("{table:#?}");
 }

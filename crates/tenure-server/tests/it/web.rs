@@ -980,6 +980,8 @@ async fn a_model_saved_while_the_service_runs_is_used_at_once() {
     b.go("POST", "/login", &format!("key={}", enc(&f.read))).await;
     let (_, _, page) = b.go("GET", "/model", "").await;
     assert!(page.contains("No churn model in use (since 2026-06-01T12:00:00Z)"), "{page}");
+    let (_, j) = tenure_testkit::call(&s, "GET", "/api/v1/model", Some(&f.read), "").await;
+    assert_eq!(j, json!({"model": null, "since": "2026-06-01T12:00:00Z", "error": null}));
     // `tenure model train` writes the file; the service scores with it within seconds.
     let models = f.path().join("models");
     std::fs::create_dir_all(&models).unwrap();
@@ -1018,4 +1020,65 @@ async fn a_model_saved_while_the_service_runs_is_used_at_once() {
     assert!(page.contains("churn.json"), "{page}");
     let (_, j) = tenure_testkit::call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     assert_eq!(j["risk"]["probability"].as_f64(), Some(p), "the model in force stays: {j}");
+    let (_, j) = tenure_testkit::call(&s, "GET", "/api/v1/model", Some(&f.read), "").await;
+    assert_eq!(j["model"]["chosen"], "gradient-boosted trees (7 leaves)", "format 1 reads as trees: {j}");
+    assert!(j["error"].as_str().unwrap().contains("churn.json"), "{j}");
+    // A model chosen by the selection (`tenure model train`): the API and the page say
+    // which learner won, against which, and why (the verdict escaped).
+    std::fs::write(models.join("churn.json"), chosen_model_file()).unwrap();
+    let start = Instant::now();
+    let j = loop {
+        let (_, j) = tenure_testkit::call(&s, "GET", "/api/v1/model", Some(&f.read), "").await;
+        if j["model"]["chosen"] == BLEND {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the chosen model is not used: {j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(j["error"].is_null(), "{j}");
+    assert_eq!(j["model"]["verdict"], VERDICT);
+    assert_eq!(j["model"]["validation"]["churned"], 3);
+    let c = &j["model"]["candidates"];
+    assert_eq!((c[0]["name"].as_str(), c[0]["chosen"].as_bool()), (Some(BLEND), Some(true)), "{j}");
+    assert_eq!((&c[1]["auc"], c[1]["chosen"].as_bool()), (&serde_json::Value::Null, Some(false)), "{j}");
+    // The blend averages the trees' log-odds with the logistic model's (-2: 0.119).
+    let (_, a) = tenure_testkit::call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    let q = a["risk"]["probability"].as_f64().unwrap();
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    let expected = 1.0 / (1.0 + (-(logit(p) - 2.0) / 2.0).exp());
+    assert!((q - expected).abs() < 1e-9, "{q} against {expected}");
+    let (_, _, page) = b.go("GET", "/model", "").await;
+    assert!(page.contains("<p id=\"verdict\"><b>blend of gradient-boosted trees (3 leaves) and logistic regression (L2 10)</b></p>"), "{page}");
+    assert!(page.contains("too few to tell &lt;learners&gt; apart"), "escaped: {page}");
+    assert!(page.contains("logistic regression (L2 10)</td><td class=\"num\">0.2500</td><td class=\"num\">–</td>"), "{page}");
+    assert!(page.contains("(in use)"), "{page}");
+}
+
+const BLEND: &str = "blend of gradient-boosted trees (3 leaves) and logistic regression (L2 10)";
+const VERDICT: &str = "blend of gradient-boosted trees (3 leaves) and logistic regression (L2 10), the default: 3 churned are too few to tell <learners> apart";
+
+/// The fixture's trees blended with a logistic model of intercept -2 and no slope, with a
+/// selection as `tenure model train` saves it.
+fn chosen_model_file() -> String {
+    let mut m: serde_json::Value = serde_json::from_str(&model_file()).unwrap();
+    let o = m.as_object_mut().unwrap();
+    let (gbm, platt) = (o.remove("gbm").unwrap(), o.remove("platt").unwrap());
+    let n = tenure_health::features::N;
+    o.insert("format".into(), json!(2));
+    o.insert(
+        "learner".into(),
+        json!({"blend": {"members": [
+            {"trees": {"gbm": gbm, "platt": platt}},
+            {"logistic": {"l2": 10.0, "mean": vec![0.0; n], "sd": vec![1.0; n], "missing": [],
+                          "onehot": [[], []], "coef": vec![0.0; n], "intercept": -2.0}}]}}),
+    );
+    o.insert(
+        "selection".into(),
+        json!({"rule": "the default unless clearly beaten", "fit_snapshots": 80, "validation_snapshots": 20,
+               "validation_churned": 3, "validation_from": "2025-10-01T00:00:00Z", "validation_to": "2026-01-01T00:00:00Z",
+               "candidates": [{"name": BLEND, "log_loss": 0.2, "auc": 0.7, "ece": 0.01},
+                              {"name": "logistic regression (L2 10)", "log_loss": 0.25, "auc": null, "ece": 0.02}],
+               "chosen": BLEND, "verdict": VERDICT}),
+    );
+    m.to_string()
 }
