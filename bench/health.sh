@@ -43,6 +43,7 @@ measure() { # NAME CMD...: wall seconds and peak RSS (MiB) of CMD in "$W/NAME.ti
 }
 : >"$W/measurements.txt"
 rm -rf "$W/data/models"
+measure train_trees "$T" model train --data "$W/data" --as-of "$AS_OF" --learner trees --format json
 measure train "$T" model train --data "$W/data" --as-of "$AS_OF" --format json
 measure risk "$T" risk --data "$W/data" --as-of "$AS_OF" --top 50 --format json
 measure health "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
@@ -62,11 +63,13 @@ print("each command is a new process that folds the log and reads the monthly us
 print("| command | what it did | wall time | peak RSS |")
 print("|---|---|---|---|")
 sel = train['selection']
+print(f"| `tenure model train --learner trees` (the trees alone, as before issue 17) | {train['n_snapshots']:,} snapshots | {m['train_trees'][0]:.1f} s | {m['train_trees'][1]:,} MiB |")
 print(f"| `tenure model train` | {train['n_snapshots']:,} snapshots ({train['n_churned']:,} churned); {len(sel['candidates'])} learners compared on {sel['validation_snapshots']:,} snapshots, chose {sel['chosen']} | {m['train'][0]:.1f} s | {m['train'][1]:,} MiB |")
 print(f"| `tenure risk --top 50` | probability and expected loss of {risk['accounts_scored']:,} accounts; drivers of 50 | {m['risk'][0]:.1f} s | {m['risk'][1]:,} MiB |")
 print(f"| `tenure health --format csv` | scorecard of {health_rows:,} accounts | {m['health'][0]:.1f} s | {m['health'][1]:,} MiB |")
 best = max([("logistic baseline", bt['baseline']['auc'])] + [(f"scorecard {n}", c['auc']) for n, c in bt['scorecards'].items()]
            + [(f"scorecard {n}, learned", c['learned']['auc']) for n, c in bt['scorecards'].items() if c.get('learned')], key=lambda x: x[1] or 0)
+print(f"| the selection's cost | `model train` / `--learner trees` | {m['train'][0] / m['train_trees'][0]:.2f}x | |")
 print(f"| `tenure model backtest` (3 test months) | trained on {bt['n_train']:,}, tested on {bt['n_snapshots']:,} snapshots; {bt['selection']['chosen']}: AUC {bt['auc']:.3f} (best baseline: {best[0]}, {best[1]:.3f}), ECE {bt['ece']:.3f} | {m['backtest'][0]:.1f} s | {m['backtest'][1]:,} MiB |")
 PY
 )

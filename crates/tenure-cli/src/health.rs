@@ -88,6 +88,10 @@ pub enum ModelCmd {
         /// DATA/scorecards.toml when present, else the shipped ones]
         #[arg(long)]
         scorecards: Option<PathBuf>,
+        /// auto: compare the learners and save the best (see docs/health.md); trees: the
+        /// gradient-boosted trees alone, without a comparison (faster on large bases)
+        #[arg(long, value_enum, default_value = "auto")]
+        learner: LearnerArg,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
         #[arg(long)]
@@ -130,6 +134,7 @@ pub fn demo_models(data: &Path) -> Result<()> {
         data: args(),
         target: target(),
         scorecards: None,
+        learner: LearnerArg::Auto,
         format: OutFormat::Table,
         as_of: None,
     }) {
@@ -434,22 +439,48 @@ fn model_file(dir: &Path, o: Outcome) -> PathBuf {
 
 /// Trains on every month-start snapshot whose horizon has ended (of a sample of accounts
 /// when that is more than `backtest::MAX_SNAPSHOTS`).
-fn train_all(d: &Data, horizon: i64, outcome: Outcome, cards: &Scorecards) -> Result<Model> {
+fn train_all(
+    d: &Data,
+    horizon: i64,
+    outcome: Outcome,
+    cards: &Scorecards,
+    learner: LearnerArg,
+) -> Result<Model> {
     let (at, keep) = backtest::training_months(&d.ledger, horizon)
         .ok_or_else(|| usage("no paying account in the data"))?;
     let s = backtest::labelled(&d.ledger, &d.usage, &at, horizon, outcome, &d.ctx(), &keep);
     let rows: Vec<&Row> = s.rows.iter().collect();
-    tenure_health::model::train(&rows, &s.label, &s.at, &s.account, horizon, outcome, Some(cards))
-        .map_err(|e| usage(e.to_string()))
+    match learner {
+        LearnerArg::Auto => tenure_health::model::train(
+            &rows,
+            &s.label,
+            &s.at,
+            &s.account,
+            horizon,
+            outcome,
+            Some(cards),
+        ),
+        LearnerArg::Trees => {
+            tenure_health::model::train_trees(&rows, &s.label, &s.at, horizon, outcome)
+        }
+    }
+    .map_err(|e| usage(e.to_string()))
+}
+
+/// Which learner `tenure model train` saves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LearnerArg {
+    Auto,
+    Trees,
 }
 
 pub fn model(cmd: ModelCmd) -> Result<()> {
     match cmd {
-        ModelCmd::Train { data, target, scorecards: sc, format, as_of: at } => {
+        ModelCmd::Train { data, target, scorecards: sc, learner, format, as_of: at } => {
             let (horizon, o) = target.parse()?;
             let d = Data::load(&data, &at)?;
             let cards = scorecards(&d.dir, &sc)?;
-            let m = train_all(&d, horizon, o, &cards)?;
+            let m = train_all(&d, horizon, o, &cards, learner)?;
             let dir = models_dir(&d.dir);
             std::fs::create_dir_all(&dir)?;
             let stamp = d.ledger.as_of.to_string().replace([':', '-'], "");
@@ -560,7 +591,10 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
                 r.drivers.as_ref().map_or(Json::Null, |c| {
                     let share =
                         |k: usize| if c.n > 0 { json!(k as f64 / c.n as f64) } else { Json::Null };
-                    json!({"n": c.n, "top1_match": share(c.top1), "top3_match": share(c.top3)})
+                    let (t1, t3) =
+                        c.trees.map_or((Json::Null, Json::Null), |(a, b)| (share(a), share(b)));
+                    json!({"n": c.n, "top1_match": share(c.top1), "top3_match": share(c.top3),
+                           "trees_top1_match": t1, "trees_top3_match": t3})
                 }),
             );
             o.insert(
@@ -658,6 +692,13 @@ fn backtest_text(j: &Json) -> String {
             f(&j["drivers"]["top1_match"]),
             f(&j["drivers"]["top3_match"])
         ));
+        if !j["drivers"]["trees_top1_match"].is_null() {
+            s.push_str(&format!(
+                "  (the trees alone: the first driver in {}, the top three in {})\n",
+                f(&j["drivers"]["trees_top1_match"]),
+                f(&j["drivers"]["trees_top3_match"])
+            ));
+        }
     }
     s
 }
@@ -724,7 +765,7 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         }
         m
     } else {
-        let m = train_all(&d, horizon, o, &scorecards(&d.dir, &None)?)?;
+        let m = train_all(&d, horizon, o, &scorecards(&d.dir, &None)?, LearnerArg::Auto)?;
         eprintln!(
             "no saved model: trained one on {} snapshots (`tenure model train` saves it)",
             m.n_snapshots
@@ -877,16 +918,61 @@ pub struct SurvivalArgs {
 pub struct ClvArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Group accounts by `plan`, `cohort` (start year) or an attribute (segment, ...)
-    #[arg(long, default_value = "plan")]
-    by: String,
-    /// Annual discount rate of future revenue
+    /// The model: `sbg` projects each group's retention (lifetime and CLTV per group);
+    /// `bgnbd` fits BG/NBD and Gamma-Gamma to every account's paid invoices (P(alive),
+    /// expected transactions and CLV per account)
+    #[arg(long, value_enum, default_value = "sbg")]
+    model: ClvModel,
+    /// sbg: group accounts by `plan`, `cohort` (start year) or an attribute (segment, ...)
+    /// [default: plan]
+    #[arg(long)]
+    by: Option<String>,
+    /// Annual discount rate of future revenue, in [0, 1) (bgnbd: compounded monthly,
+    /// (1 + rate)^(1/12) - 1 a month, as lifetimes' monthly `discount_rate`)
     #[arg(long, default_value_t = 0.10)]
     discount: f64,
+    /// bgnbd: the months over which transactions and CLV are predicted, 1 to 120 (`12` or
+    /// `12m`) [default: 12]
+    #[arg(long, value_name = "MONTHS")]
+    horizon: Option<String>,
+    /// bgnbd: how many accounts to list, highest CLV first (0 = all) [default: 20]
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// bgnbd: the unit of frequency, recency and T; the payments of one account within one
+    /// unit are one transaction [default: day]
+    #[arg(long, value_enum)]
+    period: Option<ClvPeriod>,
+    /// bgnbd: backtest on a hold-out: fit on the invoices paid before this month, predict
+    /// each account's transactions from the month's start to --as-of, and compare them
+    /// with those it made
+    #[arg(long, value_name = "YYYY-MM")]
+    holdout_from: Option<String>,
+    /// `table`, `json`, or `csv` (sbg: as the table; bgnbd: one row per account listed)
     #[arg(long, value_enum, default_value = "table")]
     format: OutFormat,
+    /// The instant the report is made at (RFC 3339 or YYYY-MM-DD): events after it are not
+    /// known [default: now]
     #[arg(long)]
     as_of: Option<String>,
+}
+
+/// The lifetime-value model of `tenure clv`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClvModel {
+    /// Shifted-beta-geometric per group on monthly retention (contractual: revenue lasts
+    /// until the account churns)
+    Sbg,
+    /// BG/NBD with Gamma-Gamma on each account's paid invoices (non-contractual: payments
+    /// come and may stop without notice)
+    Bgnbd,
+}
+
+/// The transaction period of `tenure clv --model bgnbd`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClvPeriod {
+    Day,
+    /// Weeks from Monday
+    Week,
 }
 
 pub fn survival(a: SurvivalArgs) -> Result<()> {
@@ -963,9 +1049,24 @@ pub fn clv(a: ClvArgs) -> Result<()> {
     if !(0.0..1.0).contains(&a.discount) {
         bail!(usage("--discount: an annual rate in [0, 1)"));
     }
+    match a.model {
+        ClvModel::Bgnbd => return clv_bgnbd(a),
+        ClvModel::Sbg => {
+            let only_bgnbd = [
+                ("--horizon", a.horizon.is_some()),
+                ("--top", a.top.is_some()),
+                ("--period", a.period.is_some()),
+                ("--holdout-from", a.holdout_from.is_some()),
+            ];
+            if let Some((flag, _)) = only_bgnbd.iter().find(|(_, given)| *given) {
+                bail!(usage(format!("{flag} applies to --model bgnbd only")));
+            }
+        }
+    }
+    let by = a.by.clone().unwrap_or_else(|| "plan".into());
     let d = Data::load(&a.data, &a.as_of)?;
     let cur = d.cfg.revenue.fx.base;
-    let v = tenure_health::survival::lifetime_value(&d.ledger, &a.by, a.discount)
+    let v = tenure_health::survival::lifetime_value(&d.ledger, &by, a.discount)
         .map_err(|e| usage(e.to_string()))?;
     let minor = |x: f64| x.round() as i64;
     match a.format {
@@ -980,14 +1081,14 @@ pub fn clv(a: ClvArgs) -> Result<()> {
                         "base_value": money_json(minor(g.base_value), cur)})
                 })
                 .collect();
-            let j = json!({"by": a.by, "discount": a.discount, "currency": cur.to_string(), "groups": groups});
+            let j = json!({"by": by, "discount": a.discount, "currency": cur.to_string(), "groups": groups});
             out(&format!("{}\n", serde_json::to_string_pretty(&j)?))
         }
         _ => {
             let money = |x: f64| tenure_core::money::format_minor(minor(x), cur);
             let mut s = format!(
                 "Lifetime value by {} (sBG on monthly retention, {:.0}% annual discount, {cur})\n\n",
-                a.by,
+                by,
                 a.discount * 100.0
             );
             s.push_str(&format!(
@@ -1016,6 +1117,246 @@ pub fn clv(a: ClvArgs) -> Result<()> {
                     g.del_months,
                     money(g.cltv),
                     money(g.base_value)
+                ));
+            }
+            out(&s)
+        }
+    }
+}
+
+/// A CSV field, quoted when it holds a separator, a quote or a line break.
+fn csv_text(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `12` or `12m`: months of `tenure clv --model bgnbd`'s horizon.
+fn horizon_months(s: &str) -> Result<u32> {
+    let n = s.trim().strip_suffix('m').unwrap_or(s.trim());
+    match n.parse::<u32>() {
+        Ok(m) if (1..=120).contains(&m) => Ok(m),
+        _ => {
+            bail!(usage(format!("--horizon {s:?}: a number of months from 1 to 120, as 12 or 12m")))
+        }
+    }
+}
+
+/// `tenure clv --model bgnbd`: the population parameters, the accounts of highest CLV and,
+/// with --holdout-from, the backtest by calibration frequency.
+fn clv_bgnbd(a: ClvArgs) -> Result<()> {
+    use tenure_health::bgnbd::{self, Fit, Options, Periods};
+    if a.by.is_some() {
+        bail!(usage("--by applies to --model sbg only (BG/NBD is fitted to every account)"));
+    }
+    let months = a.horizon.as_deref().map_or(Ok(12), horizon_months)?;
+    let top = a.top.unwrap_or(20);
+    let periods = match a.period.unwrap_or(ClvPeriod::Day) {
+        ClvPeriod::Day => Periods::Day,
+        ClvPeriod::Week => Periods::Week,
+    };
+    let cut = a
+        .holdout_from
+        .as_deref()
+        .map(|s| {
+            Period::parse(s).map(|p| p.start).map_err(|e| usage(format!("--holdout-from: {e}")))
+        })
+        .transpose()?;
+    // The rate of each month such that twelve of them compound to the annual rate.
+    let monthly = (1.0 + a.discount).powf(1.0 / 12.0) - 1.0;
+    let cfg = config(&a.data)?;
+    let dir = existing_data_dir(&a.data)?;
+    let t = as_of(&a.as_of)?;
+    if let Some(c) = cut.filter(|c| *c >= t) {
+        bail!(usage(format!("--holdout-from {c} is not before --as-of {t}")));
+    }
+    let ledger = tenure_engine::ledger(&dir, &cfg, t)?;
+    let cur = cfg.revenue.fx.base;
+    let o = Options { periods, horizon_months: months, monthly_discount: monthly };
+    let r = bgnbd::value(&ledger, &o).map_err(|e| usage(e.to_string()))?;
+    let h = cut
+        .map(|c| bgnbd::holdout(&ledger, c, periods).map_err(|e| usage(e.to_string())))
+        .transpose()?;
+    let unit = periods.as_str();
+    // Model figures are f64 minor units: rounded to the minor unit to be shown as money.
+    let money_j = |x: Option<f64>| x.map_or(Json::Null, |v| money_json(v.round() as i64, cur));
+    let money_s = |x: Option<f64>| {
+        x.map_or("n/a".into(), |v| tenure_core::money::format_minor(v.round() as i64, cur))
+    };
+    let shown = if top == 0 { r.accounts.len() } else { top.min(r.accounts.len()) };
+    let accounts = &r.accounts[..shown];
+    let alive: f64 = r.accounts.iter().filter_map(|v| v.scored.p_alive).sum();
+    let transactions: f64 = r.accounts.iter().filter_map(|v| v.scored.expected_transactions).sum();
+    let clv_total: f64 = r.accounts.iter().filter_map(|v| v.scored.clv).sum();
+    let undefined = r.accounts.iter().filter(|v| v.scored.clv.is_none()).count();
+    let params = |f: &Fit| {
+        let (b, g) = (&f.bgnbd, &f.gamma_gamma);
+        json!({
+            "bgnbd": {"r": num(Some(b.r)), "alpha": num(Some(b.alpha)), "a": num(Some(b.a)), "b": num(Some(b.b)),
+                      "log_likelihood": num(Some(b.log_likelihood)), "accounts": f.bgnbd_customers},
+            // v is in minor units of the base currency, as the values it was fitted to.
+            "gamma_gamma": {"p": num(Some(g.p)), "q": num(Some(g.q)), "v": num(Some(g.gamma)),
+                            "log_likelihood": num(Some(g.log_likelihood)), "accounts": f.gamma_gamma_customers},
+            "frequency_value_correlation": num(f.frequency_value_correlation),
+        })
+    };
+    match a.format {
+        OutFormat::Json => {
+            let list: Vec<Json> = accounts
+                .iter()
+                .map(|v| {
+                    let (s, p) = (&v.summary, &v.scored);
+                    json!({"account_id": s.account, "frequency": s.frequency, "recency": s.recency, "T": s.t,
+                        "monetary_value": money_j(Some(s.monetary_value())),
+                        "first_transaction": s.first.to_string(), "last_transaction": s.last.to_string(),
+                        "p_alive": num(p.p_alive), "expected_transactions": num(p.expected_transactions),
+                        "expected_value": money_j(p.expected_value), "clv": money_j(p.clv)})
+                })
+                .collect();
+            let backtest = h.as_ref().map_or(Json::Null, |h| {
+                let buckets: Vec<Json> = h
+                    .buckets
+                    .iter()
+                    .map(|b| json!({"frequency": b.label(), "accounts": b.accounts,
+                        "predicted": num(b.predicted), "actual": num(b.actual)}))
+                    .collect();
+                json!({"from": h.cut.to_string(), "to": h.end.to_string(), "holdout_periods": h.periods,
+                    "accounts": h.accounts, "parameters": params(&h.fit), "by_frequency": buckets,
+                    "predicted_total": num(Some(h.predicted_total)), "actual_total": h.actual_total,
+                    "correlation": num(h.correlation), "mean_absolute_error": num(Some(h.mean_absolute_error))})
+            });
+            let j = json!({"model": "bgnbd", "as_of": r.end.to_string(), "currency": cur.to_string(),
+                "transaction": "a paid invoice (once per invoice, not refunded, of positive amount)",
+                "period": unit, "horizon_months": months, "discount": a.discount, "monthly_discount": monthly,
+                "parameters": params(&r.fit),
+                "totals": {"accounts": r.accounts.len(), "expected_alive": num(Some(alive)),
+                           "expected_transactions": num(Some(transactions)), "clv": money_j(Some(clv_total)),
+                           "accounts_without_clv": undefined},
+                "accounts": list, "backtest": backtest});
+            out(&format!("{}\n", serde_json::to_string_pretty(&j)?))
+        }
+        OutFormat::Csv => {
+            let cell = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
+            let money_c = |x: Option<f64>| {
+                x.map_or(String::new(), |v| tenure_core::money::format_minor(v.round() as i64, cur))
+            };
+            let mut s = String::from(
+                "account_id,frequency,recency,T,monetary_value,first_transaction,last_transaction,p_alive,expected_transactions,expected_value,clv\n",
+            );
+            for v in accounts {
+                let (m, p) = (&v.summary, &v.scored);
+                s.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{},{},{}\n",
+                    csv_text(&m.account),
+                    m.frequency,
+                    m.recency,
+                    m.t,
+                    money_c(Some(m.monetary_value())),
+                    m.first,
+                    m.last,
+                    cell(p.p_alive),
+                    cell(p.expected_transactions),
+                    money_c(p.expected_value),
+                    money_c(p.clv)
+                ));
+            }
+            out(&s)
+        }
+        OutFormat::Table => {
+            let (b, g) = (&r.fit.bgnbd, &r.fit.gamma_gamma);
+            let mut s = format!(
+                "Lifetime value per account (BG/NBD and Gamma-Gamma on paid invoices) at {}, {cur}\n\
+                 A transaction is a paid invoice; an account's payments within one {unit} are one.\n\
+                 Horizon {months} months, {:.1}% annual discount ({:.3}% a month).\n\n",
+                r.end,
+                a.discount * 100.0,
+                monthly * 100.0
+            );
+            s.push_str(&format!(
+                "BG/NBD on {} accounts: r {:.4}, alpha {:.4} ({unit}s), a {:.4}, b {:.4}; log-likelihood {:.2}\n",
+                r.fit.bgnbd_customers, b.r, b.alpha, b.a, b.b, b.log_likelihood
+            ));
+            s.push_str(&format!(
+                "Gamma-Gamma on {} accounts with repeat transactions: p {:.4}, q {:.4}, v {:.4} (minor units); log-likelihood {:.2}\n",
+                r.fit.gamma_gamma_customers, g.p, g.q, g.gamma, g.log_likelihood
+            ));
+            s.push_str(&format!(
+                "Correlation of frequency and mean repeat value (Gamma-Gamma assumes none): {}\n\n",
+                fmt_opt(r.fit.frequency_value_correlation, 3)
+            ));
+            s.push_str(&format!(
+                "{} accounts, {alive:.1} expected alive; in {months} months {transactions:.1} transactions expected, worth {} discounted (CLV)\n",
+                r.accounts.len(),
+                money_s(Some(clv_total))
+            ));
+            if undefined > 0 {
+                let why = if g.q <= 1.0 {
+                    "with q <= 1 the Gamma-Gamma mean spend of an account without a repeat \
+                     transaction is infinite"
+                } else {
+                    "the model's figure is not finite"
+                };
+                s.push_str(&format!("{undefined} accounts have no CLV: {why}\n"));
+            }
+            s.push('\n');
+            s.push_str(&format!(
+                "{:<24} {:>6} {:>8} {:>6} {:>12} {:>8} {:>9} {:>12} {:>14}\n",
+                "account",
+                "freq",
+                "recency",
+                "T",
+                "mean value",
+                "P(alive)",
+                "E[tx]",
+                "E[value]",
+                "CLV"
+            ));
+            for v in accounts {
+                let (m, p) = (&v.summary, &v.scored);
+                s.push_str(&format!(
+                    "{:<24} {:>6} {:>8} {:>6} {:>12} {:>8} {:>9} {:>12} {:>14}\n",
+                    m.account,
+                    m.frequency,
+                    m.recency,
+                    m.t,
+                    money_s(Some(m.monetary_value())),
+                    p.p_alive.map_or("n/a".into(), |x| format!("{:.1}%", x * 100.0)),
+                    fmt_opt(p.expected_transactions, 2),
+                    money_s(p.expected_value),
+                    money_s(p.clv)
+                ));
+            }
+            if shown < r.accounts.len() {
+                s.push_str(&format!("... {} more (--top 0 lists all)\n", r.accounts.len() - shown));
+            }
+            if let Some(h) = &h {
+                s.push_str(&format!(
+                    "\nBacktest: fitted on the invoices before {}, {} accounts; hold-out of {} {unit}s to {}\n",
+                    h.cut, h.accounts, h.periods, h.end
+                ));
+                s.push_str(&format!(
+                    "{:>24} {:>9} {:>10} {:>10}\n",
+                    "repeat tx (calibration)", "accounts", "predicted", "actual"
+                ));
+                for k in &h.buckets {
+                    s.push_str(&format!(
+                        "{:>24} {:>9} {:>10} {:>10}\n",
+                        k.label(),
+                        k.accounts,
+                        fmt_opt(k.predicted, 2),
+                        fmt_opt(k.actual, 2)
+                    ));
+                }
+                s.push_str(&format!(
+                    "{:>24} {:>9} {:>10.1} {:>10}\n(means per account by bucket; totals over all)\ncorrelation per account {}, mean absolute error {:.2} transactions\n",
+                    "total",
+                    h.accounts,
+                    h.predicted_total,
+                    h.actual_total,
+                    fmt_opt(h.correlation, 3),
+                    h.mean_absolute_error
                 ));
             }
             out(&s)

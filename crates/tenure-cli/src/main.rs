@@ -228,7 +228,7 @@ enum Cmd {
     Risk(health::RiskArgs),
     /// Retention curves by group (Kaplan-Meier, log-rank) and Cox hazard ratios of signals
     Survival(health::SurvivalArgs),
-    /// Projected lifetime (sBG) and CLTV by plan, start cohort or segment
+    /// Projected lifetime (sBG) and CLTV by plan, start cohort or segment; with `--model bgnbd`, per-account P(alive), expected transactions and CLV from paid invoices (BG/NBD + Gamma-Gamma) with a hold-out backtest
     Clv(health::ClvArgs),
     /// Train the churn model, or backtest it against the scorecards
     Model {

@@ -232,6 +232,9 @@ pub struct DriverCheck {
     /// Those whose first driver's cause is the generator's, and whose top three include it.
     pub top1: usize,
     pub top3: usize,
+    /// The same counts for the drivers before issue 17 (the trees alone, each feature
+    /// ranked by its own contribution): what today's drivers are measured against.
+    pub trees: Option<(usize, usize)>,
 }
 
 /// A scorecard's learned weights (measure, weight) and their metrics.
@@ -339,13 +342,20 @@ pub fn backtest(
         let sick: Vec<(usize, &str)> =
             (0..te.len()).filter_map(|i| t.cause(name(i), test.at[i]).map(|c| (i, c))).collect();
         let rows: Vec<&Row> = sick.iter().map(|(i, _)| te[*i]).collect();
-        let explained = m.explain(&rows, 3);
-        let (mut top1, mut top3) = (0, 0);
-        for ((_, cause), (_, ds)) in sick.iter().zip(&explained) {
-            top1 += ds.first().is_some_and(|d| d.cause.as_str() == *cause) as usize;
-            top3 += ds.iter().any(|d| d.cause.as_str() == *cause) as usize;
-        }
-        DriverCheck { n: sick.len(), top1, top3 }
+        let count = |explained: Vec<(f64, Vec<model::Driver>)>| {
+            let (mut top1, mut top3) = (0, 0);
+            for ((_, cause), (_, ds)) in sick.iter().zip(explained) {
+                top1 += ds.first().is_some_and(|d| d.cause.as_str() == *cause) as usize;
+                top3 += ds.iter().any(|d| d.cause.as_str() == *cause) as usize;
+            }
+            (top1, top3)
+        };
+        let (top1, top3) = count(m.explain(&rows, 3));
+        // Before issue 17: the trees alone, drivers ranked feature by feature.
+        let trees = model::train_trees(&tr, &train.label, &train.at, horizon_days, outcome)
+            .ok()
+            .map(|t| count(t.explain_by_feature(&rows, 3)));
+        DriverCheck { n: sick.len(), top1, top3, trees }
     });
     Ok(Report {
         model: metrics(&test.label, &p),

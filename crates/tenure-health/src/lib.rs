@@ -7,6 +7,7 @@
 //! here reads files, the network or the clock.
 
 pub mod backtest;
+pub mod bgnbd;
 pub mod features;
 pub mod forecast;
 pub mod model;

@@ -360,7 +360,8 @@ pub fn train(
 }
 
 /// Trains the trees alone, without a selection (the renewal forecast's model: its
-/// backtest of twelve quarters is measured with them).
+/// backtest of twelve quarters is measured with them; `tenure model train --learner
+/// trees`).
 pub fn train_trees(
     rows: &[&Row],
     y: &[bool],
@@ -373,7 +374,7 @@ pub fn train_trees(
     let spec = Spec::Trees(params());
     let chosen = spec.name();
     let selection = Selection {
-        verdict: format!("{chosen}: the forecast's model, not compared"),
+        verdict: format!("{chosen}: asked for, not compared with other learners"),
         chosen,
         ..Selection::default()
     };
@@ -968,9 +969,22 @@ impl Model {
     }
 
     /// Probabilities and, for each row, up to `top` drivers that raise the risk: features a
-    /// CSM can act on, whose value is on the risky side of the training mean, largest
-    /// contribution first (contributions under 0.02 in log-odds are not named).
+    /// CSM can act on, whose value is on the risky side of the training mean (contributions
+    /// under 0.02 in log-odds are not named). Causes come in the order of their features'
+    /// summed contributions, each named by its strongest feature, then the other features
+    /// by contribution: an account losing its adoption shows it in several small signals,
+    /// which together outweigh one survey answer that every cause moves.
     pub fn explain(&self, rows: &[&Row], top: usize) -> Vec<(f64, Vec<Driver>)> {
+        self.explain_with(rows, top, true)
+    }
+
+    /// As [`Model::explain`], ranked by each feature's own contribution alone (how drivers
+    /// were ranked before causes were summed; backtests compare the two).
+    pub fn explain_by_feature(&self, rows: &[&Row], top: usize) -> Vec<(f64, Vec<Driver>)> {
+        self.explain_with(rows, top, false)
+    }
+
+    fn explain_with(&self, rows: &[&Row], top: usize, by_cause: bool) -> Vec<(f64, Vec<Driver>)> {
         self.learner
             .contributions(rows, &self.levels)
             .into_iter()
@@ -978,6 +992,22 @@ impl Model {
             .map(|((p, mut c), row)| {
                 c.retain(|(f, v)| *v > 0.02 && self.risky(*f, row));
                 c.sort_by(|a, b| b.1.total_cmp(&a.1));
+                if by_cause {
+                    let mut causes: Vec<(Cause, f64)> = Vec::new();
+                    for (f, v) in &c {
+                        match causes.iter_mut().find(|(k, _)| *k == DEFS[*f].cause) {
+                            Some(k) => k.1 += v,
+                            None => causes.push((DEFS[*f].cause, *v)),
+                        }
+                    }
+                    causes.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    let lead: Vec<(usize, f64)> = causes
+                        .iter()
+                        .filter_map(|(k, _)| c.iter().find(|(f, _)| DEFS[*f].cause == *k).copied())
+                        .collect();
+                    c.retain(|x| !lead.contains(x));
+                    c = lead.into_iter().chain(c).collect();
+                }
                 (p, c.into_iter().take(top).map(|(f, v)| driver(f, row, v)).collect())
             })
             .collect()

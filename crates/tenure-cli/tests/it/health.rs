@@ -109,9 +109,15 @@ fn model_and_scorecards_are_backtested_against_the_generators_truth() {
         assert!(!l["weights"].as_object().unwrap().is_empty());
     }
     assert!(j["baseline"]["auc"].as_f64().unwrap() > 0.6);
-    // The drivers name the generator's cause among the top three in most cases.
+    // The drivers name the generator's cause among the top three in most cases, and first
+    // more often than before issue 17 (the trees alone, each feature ranked by its own
+    // contribution): measured 0.401 first and 0.804 in the top three, against 0.372 and
+    // 0.737 before.
     let d = &j["drivers"];
-    assert!(d["n"].as_u64().unwrap() > 500 && d["top3_match"].as_f64().unwrap() > 0.5, "{d}");
+    let share = |k: &str| d[k].as_f64().unwrap_or_else(|| panic!("{k}: {d}"));
+    assert!(d["n"].as_u64().unwrap() > 500 && share("top3_match") > 0.75, "{d}");
+    assert!(share("top1_match") > share("trees_top1_match") + 0.02, "{d}");
+    assert!(share("top3_match") > share("trees_top3_match") + 0.05, "{d}");
 
     // Renewal risk: only snapshots with a contract due within the horizon, fewer of them.
     let r = ok_json(&[

@@ -1021,7 +1021,10 @@ async fn a_model_saved_while_the_service_runs_is_used_at_once() {
     let (_, j) = tenure_testkit::call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     assert_eq!(j["risk"]["probability"].as_f64(), Some(p), "the model in force stays: {j}");
     let (_, j) = tenure_testkit::call(&s, "GET", "/api/v1/model", Some(&f.read), "").await;
-    assert_eq!(j["model"]["chosen"], "gradient-boosted trees (7 leaves)", "format 1 reads as trees: {j}");
+    assert_eq!(
+        j["model"]["chosen"], "gradient-boosted trees (7 leaves)",
+        "format 1 reads as trees: {j}"
+    );
     assert!(j["error"].as_str().unwrap().contains("churn.json"), "{j}");
     // A model chosen by the selection (`tenure model train`): the API and the page say
     // which learner won, against which, and why (the verdict escaped).
@@ -1040,7 +1043,11 @@ async fn a_model_saved_while_the_service_runs_is_used_at_once() {
     assert_eq!(j["model"]["validation"]["churned"], 3);
     let c = &j["model"]["candidates"];
     assert_eq!((c[0]["name"].as_str(), c[0]["chosen"].as_bool()), (Some(BLEND), Some(true)), "{j}");
-    assert_eq!((&c[1]["auc"], c[1]["chosen"].as_bool()), (&serde_json::Value::Null, Some(false)), "{j}");
+    assert_eq!(
+        (&c[1]["auc"], c[1]["chosen"].as_bool()),
+        (&serde_json::Value::Null, Some(false)),
+        "{j}"
+    );
     // The blend averages the trees' log-odds with the logistic model's (-2: 0.119).
     let (_, a) = tenure_testkit::call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     let q = a["risk"]["probability"].as_f64().unwrap();
@@ -1050,7 +1057,12 @@ async fn a_model_saved_while_the_service_runs_is_used_at_once() {
     let (_, _, page) = b.go("GET", "/model", "").await;
     assert!(page.contains("<p id=\"verdict\"><b>blend of gradient-boosted trees (3 leaves) and logistic regression (L2 10)</b></p>"), "{page}");
     assert!(page.contains("too few to tell &lt;learners&gt; apart"), "escaped: {page}");
-    assert!(page.contains("logistic regression (L2 10)</td><td class=\"num\">0.2500</td><td class=\"num\">–</td>"), "{page}");
+    assert!(
+        page.contains(
+            "logistic regression (L2 10)</td><td class=\"num\">0.2500</td><td class=\"num\">–</td>"
+        ),
+        "{page}"
+    );
     assert!(page.contains("(in use)"), "{page}");
 }
 
