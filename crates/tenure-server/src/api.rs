@@ -522,6 +522,8 @@ async fn account(
         .map(|x| json!({"alert_id": x.alert_id, "at": x.ts.to_string(), "rule": x.rule, "severity": x.severity.as_str(), "message": x.message}))
         .collect();
     j["tasks"] = a.cs.tasks.iter().map(|x| task_json(&id, x)).collect();
+    let values = s.0.core.lifetime.lock().ok().and_then(|v| v.clone());
+    j["lifetime_value"] = crate::lifetime::json(values.as_deref(), &id, cur.exponent());
     Ok(json_response(StatusCode::OK, &j))
 }
 

@@ -1,7 +1,9 @@
 //! The forecaster thread: remakes the renewal forecast the service shows
 //! (DATA/models/forecast.json, as `tenure forecast --save` writes it) from the live state
 //! every `[service] forecast_refresh_hours`, so that the Renewals page and
-//! `/api/v1/forecast` do not go stale when nobody schedules `tenure forecast --save`.
+//! `/api/v1/forecast` do not go stale when nobody schedules `tenure forecast --save`; and,
+//! on the same schedule (first after the delay), every account's lifetime value
+//! (`lifetime.rs`), kept in memory.
 //!
 //! The live state is copied under its read lock (the ledger's builder and the usage) and
 //! the forecast computed from the copy, so the applier waits only for the copy. A panic in
@@ -84,7 +86,33 @@ fn run(
         return;
     }
     let mut last_try: Option<Instant> = None;
+    let mut last_values: Option<Instant> = None;
     loop {
+        if last_values.is_none_or(|t| t.elapsed() >= every) {
+            last_values = Some(Instant::now());
+            let made =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lifetime_values(core)));
+            match made {
+                Ok(Ok(v)) => {
+                    crate::log(
+                        "info",
+                        "lifetime values remade",
+                        json!({"accounts": v.accounts.len(), "as_of": v.made_at.to_string()}),
+                    );
+                    if let Ok(mut slot) = core.lifetime.lock() {
+                        *slot = Some(Arc::new(v));
+                    }
+                }
+                Ok(Err(e)) => crate::log(
+                    "warn",
+                    "no lifetime values: the service tries again after the refresh period",
+                    json!({"reason": e}),
+                ),
+                Err(_) => {
+                    crate::log("error", "the lifetime values' computation panicked", json!({}))
+                }
+            }
+        }
         // Due when the saved forecast is missing or older than the period, and the last
         // attempt (which may have failed: too little history) is too.
         let age = std::fs::metadata(path(data))
@@ -127,6 +155,17 @@ fn run(
             return;
         }
     }
+}
+
+/// Every account's lifetime value from a copy of the ledger, as of the service's clock.
+fn lifetime_values(core: &Core) -> Result<crate::lifetime::Values, String> {
+    let (sums, end) = {
+        let live = core.live.read().map_err(|_| "the live state is unavailable".to_string())?;
+        let end = live.t;
+        let periods = crate::lifetime::options().periods;
+        (tenure_health::bgnbd::summaries(&live.ledger, end, periods), end)
+    };
+    crate::lifetime::compute(sums, end)
 }
 
 /// The forecast document from a copy of the live state, as of the service's clock.

@@ -21,6 +21,7 @@ pub mod forecast;
 pub mod forecaster;
 pub mod ingest;
 pub mod keys;
+pub mod lifetime;
 pub mod live;
 pub mod metrics;
 pub mod models;
@@ -75,6 +76,8 @@ pub struct Core {
     pub digest_above: usize,
     /// The model in use and since when (`models.rs`; the applier swaps it).
     pub health_setup: std::sync::Mutex<models::Status>,
+    /// Each account's lifetime value, as the forecaster last made it (`lifetime.rs`).
+    pub lifetime: std::sync::Mutex<Option<Arc<lifetime::Values>>>,
 }
 
 /// KPI rows by (months, cut, end) with when and at which generation (and history
@@ -211,6 +214,7 @@ impl AppState {
             forecast_cache: forecast::Cache::default(),
             digest_above: o.config.service.digest_above.unwrap_or(20),
             health_setup: std::sync::Mutex::new(status),
+            lifetime: std::sync::Mutex::new(None),
         });
         let (importer, recovery) =
             Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;

@@ -523,6 +523,11 @@ fn components() -> Value {
             "as_of": s("string"), "total": {"type": "integer", "minimum": 0},
             "accounts": {"type": "array", "items": sref("AccountSummary")}}}),
     );
+    let nn = || json!({"type": ["number", "null"]});
+    let lifetime = json!({"type": ["object", "null"], "description": "BG/NBD + Gamma-Gamma on paid invoices, remade on the forecast's schedule (null before its first run or without a paid invoice)",
+        "properties": {"model": s("string"), "as_of": s("string"), "horizon_months": {"type": "integer"},
+            "repeat_payments": {"type": "integer", "minimum": 0}, "recency_days": s("number"), "age_days": s("number"),
+            "p_alive": nn(), "expected_payments": nn(), "expected_payment_value": nn(), "clv": nn()}});
     m.insert("Account".into(), json!({"type": "object", "required": ["account_id", "mrr", "customer", "alerts", "tasks", "kpis"], "properties": {
             "account_id": s("string"), "name": ns(), "attributes": {"type": "object", "additionalProperties": s("string")},
             "mrr": s("number"), "arr": s("number"), "customer": s("boolean"), "seats": s("integer"), "plan": ns(),
@@ -531,7 +536,8 @@ fn components() -> Value {
             "usage_trend": s("array"), "kpis": sref("KpiRow"), "as_of": s("string"),
             "health": health.clone(),
             "risk": {"type": ["object", "null"], "properties": {"probability": s("number"), "drivers": {"type": ["array", "null"]}}},
-            "alerts": {"type": "array", "items": {"type": "object"}}, "tasks": {"type": "array", "items": sref("Task")}}}));
+            "alerts": {"type": "array", "items": {"type": "object"}}, "tasks": {"type": "array", "items": sref("Task")},
+            "lifetime_value": lifetime}}));
     m.insert("KpiRow".into(), json!({"type": "object", "required": ["period", "kpis"], "properties": {
             "period": {"type": "object", "required": ["start", "end"], "properties": {"start": s("string"), "end": s("string")}},
             "segment": ns(),

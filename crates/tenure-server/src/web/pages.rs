@@ -778,6 +778,20 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
     );
     tile(&mut body, "Churn risk", pct(h.and_then(|h| h.probability)), None);
     tile(&mut body, "Seats", now.map_or("–".into(), |s| s.seats.to_string()), None);
+    // Lifetime value from the paid invoices (the forecaster's latest, when it has run).
+    let values = s.0.core.lifetime.lock().ok().and_then(|v| v.clone());
+    if let Some((v, (_, _, _, sc))) =
+        values.as_deref().and_then(|v| v.accounts.get(id).map(|x| (v, x)))
+    {
+        let _ = write!(
+            body,
+            "<div class=\"tile\" id=\"lifetime\"><small>Value, next {} months</small><b>{}</b><small>{} payments expected; {} likely still buying</small></div>",
+            v.horizon_months,
+            sc.clv.map_or("–".into(), |c| money(c / 10f64.powi(exp as i32))),
+            sc.expected_transactions.map_or("–".into(), |x| format!("{x:.1}")),
+            pct(sc.p_alive)
+        );
+    }
     body.push_str("</div>");
     if let Some(h) = h.filter(|h| !h.drivers.is_empty()) {
         // The heading agrees with the figure: drivers of a low risk are what moves it, not

@@ -143,4 +143,31 @@ async fn the_service_remakes_the_forecast_on_its_schedule() {
         serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert_eq!(doc["made_at"], "2026-06-15T00:00:00Z");
     assert!(!doc["backtest"]["periods"].as_array().unwrap().is_empty(), "{}", doc["backtest"]);
+    // On the same schedule, every account's lifetime value from its paid invoices (made
+    // just before the forecast): on the account API, as of the service's clock.
+    let (mut with_clv, mut listed) = (0, 0);
+    for id in items.iter().filter_map(|i| i["account_id"].as_str()).take(20) {
+        let (st, a) = call(&s, "GET", &format!("/api/v1/accounts/{id}"), Some(&f.read), "").await;
+        assert_eq!(st, StatusCode::OK, "{a}");
+        let v = &a["lifetime_value"];
+        if v.is_null() {
+            continue;
+        }
+        listed += 1;
+        assert_eq!(
+            (&v["model"], &v["as_of"], &v["horizon_months"]),
+            (&json!("bgnbd"), &json!("2026-06-15T00:00:00Z"), &json!(12)),
+            "{v}"
+        );
+        let p = v["p_alive"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{v}");
+        assert!(v["expected_payments"].as_f64().unwrap() >= 0.0, "{v}");
+        assert!(v["age_days"].as_f64().unwrap() >= v["recency_days"].as_f64().unwrap(), "{v}");
+        if let Some(clv) = v["clv"].as_f64() {
+            with_clv += 1;
+            // Major units: below twelve months of the account's ARR-scale payments, above 0.
+            assert!(clv > 0.0 && clv < 1e7, "{v}");
+        }
+    }
+    assert!(listed > 10 && with_clv > 0, "{listed} accounts with values, {with_clv} with a CLV");
 }
