@@ -314,15 +314,24 @@ fn both_classes(idx: &[usize], y: &[bool]) -> bool {
 }
 
 /// At most `max` of `idx`, by a hash of the row's account so that an account's snapshots
-/// stay together (`account(i)` names row `i`'s account), the same ones every run.
+/// stay together (`account(i)` names row `i`'s account), the same ones every run. The hash
+/// is not the one `backtest::training_months` samples accounts with: on a base sampled
+/// by that one every account would pass (at 1,000,000 accounts the selection fitted on
+/// 732,411 snapshots instead of 250,000).
 fn sample(idx: Vec<usize>, max: usize, account: &dyn Fn(usize) -> u64) -> Vec<usize> {
     if idx.len() <= max {
         return idx;
     }
     let per_mille = (max as u64 * 1000 / idx.len() as u64).max(1);
-    idx.into_iter()
-        .filter(|i| (account(*i).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < per_mille)
-        .collect()
+    idx.into_iter().filter(|i| spread(account(*i)) % 1000 < per_mille).collect()
+}
+
+/// A 64-bit mix (SplitMix64's finaliser) of an account's index.
+fn spread(a: u64) -> u64 {
+    let mut z = a.wrapping_add(0x632b_e59b_d9b4_e019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// What the selection compares: trees of two sizes (the small ones for small bases),
@@ -1190,6 +1199,19 @@ mod tests {
         assert_eq!((mean, se), (2.5, 1.0));
         // One account: no error can be estimated.
         assert_eq!(paired_lead(&[1.0, 2.0], &[7, 7]).1, f64::INFINITY);
+    }
+
+    /// The selection's sample is independent of the accounts `training_months` kept: on
+    /// rows of accounts that sampler kept (3 in 10), it still keeps about `max`.
+    #[test]
+    fn the_selection_samples_a_sampled_base_again() {
+        let kept = |a: u64| (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % 1000 < 300;
+        let accounts: Vec<u64> = (0..200_000u64).filter(|a| kept(*a)).collect();
+        let idx: Vec<usize> = (0..accounts.len() * 4).collect();
+        let who = |i: usize| accounts[i / 4];
+        let n = sample(idx.clone(), idx.len() / 3, &who).len();
+        let third = idx.len() / 3;
+        assert!(n > third * 9 / 10 && n < third * 11 / 10, "{n} of {} kept, {third} asked", idx.len());
     }
 
     #[test]
