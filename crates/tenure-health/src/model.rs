@@ -1211,7 +1211,11 @@ mod tests {
         let who = |i: usize| accounts[i / 4];
         let n = sample(idx.clone(), idx.len() / 3, &who).len();
         let third = idx.len() / 3;
-        assert!(n > third * 9 / 10 && n < third * 11 / 10, "{n} of {} kept, {third} asked", idx.len());
+        assert!(
+            n > third * 9 / 10 && n < third * 11 / 10,
+            "{n} of {} kept, {third} asked",
+            idx.len()
+        );
     }
 
     #[test]
