@@ -120,9 +120,15 @@ pub enum StatsCmd {
         /// Shrinkage of each tree's output
         #[arg(long, default_value_t = 0.1)]
         learning_rate: f64,
-        /// Leaves per tree (grown best-first)
+        /// Leaves per tree (grown best-first), 2 to 4096
         #[arg(long, default_value_t = 31)]
         num_leaves: usize,
+        /// The fewest rows a leaf may hold (larger: smoother trees on small tables)
+        #[arg(long, default_value_t = 20)]
+        min_data_in_leaf: usize,
+        /// L2 penalty on the leaf values (0: none, LightGBM's default)
+        #[arg(long, default_value_t = 0.0)]
+        lambda_l2: f64,
         /// Also report each feature's gain importance and mean absolute contribution to the
         /// log-odds (TreeSHAP) over the out-of-fold rows (slower on large data)
         #[arg(long)]
@@ -911,8 +917,26 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             rounds,
             learning_rate,
             num_leaves,
+            min_data_in_leaf,
+            lambda_l2,
             explain,
         } => {
+            // Settings a client controls, checked before any work: each bounded.
+            if !(1..=100_000).contains(&rounds) {
+                return Err(bad(format!("--rounds {rounds}: between 1 and 100000")));
+            }
+            if !(learning_rate > 0.0 && learning_rate <= 1.0) {
+                return Err(bad(format!("--learning-rate {learning_rate}: above 0, at most 1")));
+            }
+            if !(2..=4096).contains(&num_leaves) {
+                return Err(bad(format!("--num-leaves {num_leaves}: between 2 and 4096")));
+            }
+            if min_data_in_leaf == 0 {
+                return Err(bad("--min-data-in-leaf 0: at least 1".into()));
+            }
+            if !(lambda_l2 >= 0.0 && lambda_l2.is_finite()) {
+                return Err(bad(format!("--lambda-l2 {lambda_l2}: a number, 0 or more")));
+            }
             use tenure_stats::gbm::{Column, Params};
             let mut spec = vec![(target.as_str(), Kind::Flag)];
             spec.extend(features.iter().map(|c| (c.as_str(), Kind::Num)));
@@ -972,7 +996,14 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             if k < 2 {
                 return Err(bad("cross-validation needs at least two folds".into()));
             }
-            let params = Params { rounds, learning_rate, num_leaves, ..Params::default() };
+            let params = Params {
+                rounds,
+                learning_rate,
+                num_leaves,
+                min_data_in_leaf,
+                lambda_l2,
+                ..Params::default()
+            };
             let take = |rows: &[usize]| -> Vec<Column> {
                 cols.iter()
                     .map(|c| match c {

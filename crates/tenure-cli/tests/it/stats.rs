@@ -222,6 +222,24 @@ fn bad_input_is_named_and_never_a_panic() {
         stats(&["gbm", "--input", &r, "--target", "arrest", "--features", "age", "--folds", "1"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--folds 1"), "{err}");
+    // Tree settings out of range are named before any work.
+    for (flag, value) in [
+        ("--num-leaves", "1"),
+        ("--learning-rate", "0"),
+        ("--learning-rate=-1", ""),
+        ("--rounds", "0"),
+        ("--min-data-in-leaf", "0"),
+        ("--lambda-l2", "NaN"),
+    ] {
+        let mut args = vec!["gbm", "--input", &r, "--target", "arrest", "--features", "age", flag];
+        if !value.is_empty() {
+            args.push(value);
+        }
+        let (code, _, err) = stats(&args);
+        assert_eq!(code, Some(2), "{flag} {value}: {err}");
+        let name = flag.split('=').next().unwrap();
+        assert!(err.contains(name), "{flag} {value}: {err}");
+    }
     let h = t.path().join("const.csv");
     std::fs::write(&h, "T,E,x\n5,1,1\n6,0,1\n7,1,1\n").unwrap();
     let h = h.display().to_string();
@@ -275,6 +293,38 @@ fn gradient_boosting_reaches_lightgbm_on_two_churn_tables() {
          time_spend_company,work_accident,promotion_last_5years,department,salary",
         [0.9855276936628371, 0.08302729758831837, 0.01624559580732209],
     );
+}
+
+/// The leaf size and the penalty reach the trees: on the attrition table, whose churn
+/// comes from interactions, 2-leaf trees of at least 50 rows a leaf with an L2 penalty rank
+/// clearly worse than the defaults (both figures from the same run).
+#[test]
+fn gradient_boosting_takes_leaf_size_and_penalty() {
+    let f = data("attrition.csv");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "gbm",
+            "--input",
+            f.as_str(),
+            "--target",
+            "left",
+            "--features",
+            "satisfaction_level,last_evaluation,number_projects,average_montly_hours,time_spend_company",
+            "--fold-column",
+            "fold",
+        ];
+        a.extend_from_slice(extra);
+        stats(&a)
+    };
+    let (code, base, err) = args(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, small, err) =
+        args(&["--num-leaves", "2", "--min-data-in-leaf", "50", "--lambda-l2", "10"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (a, b) = (base["auc"].as_f64().unwrap(), small["auc"].as_f64().unwrap());
+    // Stumps cannot hold the interactions of satisfaction and hours the 31-leaf trees do.
+    assert!(b < a - 0.01, "stumps {b} against the defaults' {a}");
+    assert!(b > 0.8, "{b}");
 }
 
 #[test]
