@@ -352,8 +352,12 @@ pub struct Report {
 /// Both models fitted to every account's paid invoices before the ledger's `as_of`, and
 /// each account's predictions.
 pub fn value(ledger: &Ledger, o: &Options) -> Result<Report, HealthError> {
-    let end = ledger.as_of;
-    let sums = summaries(ledger, end, o.periods);
+    value_of(summaries(ledger, ledger.as_of, o.periods), ledger.as_of, o)
+}
+
+/// As [`value`], from the accounts' summaries as of `end` (the service takes them under
+/// its state's read lock and fits outside it).
+pub fn value_of(sums: Vec<Summary>, end: Timestamp, o: &Options) -> Result<Report, HealthError> {
     if sums.is_empty() {
         return Err(HealthError::NotEnoughData(format!(
             "no account has a paid invoice before {end}"
@@ -683,17 +687,12 @@ mod tests {
         assert!(e.to_string().contains("calibration period before 2024-01-02"), "{e}");
     }
 
-    /// splitmix64, for the simulated base (the crate has no random generator, and a test
-    /// needs no more).
+    /// SplitMix64 (`tenure_stats::splitmix64`), for the simulated base.
     struct Rng(u64);
 
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+            tenure_stats::splitmix64(&mut self.0)
         }
 
         /// Uniform on (0, 1).

@@ -145,7 +145,7 @@ pub struct Driver {
 }
 
 /// The training rows as the trees read them.
-pub fn columns(rows: &[&Row], levels: &[Vec<String>; 2]) -> Vec<Column> {
+fn columns(rows: &[&Row], levels: &[Vec<String>; 2]) -> Vec<Column> {
     let mut cols: Vec<Column> =
         (0..N).map(|f| Column::Numeric(rows.iter().map(|r| r.num[f]).collect())).collect();
     for (k, lv) in levels.iter().enumerate() {
@@ -323,15 +323,8 @@ fn sample(idx: Vec<usize>, max: usize, account: &dyn Fn(usize) -> u64) -> Vec<us
         return idx;
     }
     let per_mille = (max as u64 * 1000 / idx.len() as u64).max(1);
+    let spread = |a: u64| tenure_stats::mix64(a.wrapping_add(0x632b_e59b_d9b4_e019));
     idx.into_iter().filter(|i| spread(account(*i)) % 1000 < per_mille).collect()
-}
-
-/// A 64-bit mix (SplitMix64's finaliser) of an account's index.
-fn spread(a: u64) -> u64 {
-    let mut z = a.wrapping_add(0x632b_e59b_d9b4_e019);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What the selection compares: trees of two sizes (the small ones for small bases),
@@ -531,9 +524,10 @@ fn select(
     let n_fit = folds.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
     let source = cards.map_or("", |c| c.source.as_str());
     let mut scored: Vec<(Spec, Candidate)> = Vec::new();
+    // Each candidate's calibrated log-odds of the validation rows.
     let mut predicted: Vec<(Spec, Vec<f64>)> = Vec::new();
     'candidates: for spec in candidates(cards) {
-        let mut p = Vec::with_capacity(vy.len());
+        let mut z = Vec::with_capacity(vy.len());
         for (fit, val) in &folds {
             let (fr, fy, fa) = pick(fit);
             // A learner that cannot be fitted here (a scorecard no measure of which lowers
@@ -541,21 +535,17 @@ fn select(
             let Ok(learner) = spec.fit(&fr, &fy, &fa, levels, source) else {
                 continue 'candidates;
             };
-            p.extend(learner.predict(&pick(val).0, levels));
+            z.extend(learner.log_odds(&pick(val).0, levels));
         }
-        predicted.push((spec, p));
+        predicted.push((spec, z));
     }
-    // Each trees with each logistic regression, averaged: their predictions are at hand.
-    let logit = |p: f64| {
-        let p = p.clamp(1e-12, 1.0 - 1e-12);
-        (p / (1.0 - p)).ln()
-    };
+    // Each trees with each logistic regression, averaged as `Learner::Blend` does: their
+    // log-odds are at hand.
     let mut blends = Vec::new();
-    for (a, pa) in predicted.iter().filter(|(s, _)| matches!(s, Spec::Trees(_))) {
-        for (b, pb) in predicted.iter().filter(|(s, _)| matches!(s, Spec::Logistic(_))) {
-            let p =
-                pa.iter().zip(pb).map(|(x, y)| sigmoid(0.5 * (logit(*x) + logit(*y)))).collect();
-            blends.push((Spec::Blend(vec![a.clone(), b.clone()]), p));
+    for (a, za) in predicted.iter().filter(|(s, _)| matches!(s, Spec::Trees(_))) {
+        for (b, zb) in predicted.iter().filter(|(s, _)| matches!(s, Spec::Logistic(_))) {
+            let z = za.iter().zip(zb).map(|(x, y)| 0.5 * (x + y)).collect();
+            blends.push((Spec::Blend(vec![a.clone(), b.clone()]), z));
         }
     }
     predicted.extend(blends);
@@ -570,7 +560,8 @@ fn select(
             .collect()
     };
     let mut losses: Vec<Vec<f64>> = Vec::new();
-    for (spec, p) in predicted {
+    for (spec, z) in predicted {
+        let p: Vec<f64> = z.into_iter().map(sigmoid).collect();
         let ll = per_row(&p);
         let log_loss = ll.iter().sum::<f64>() / ll.len().max(1) as f64;
         if !log_loss.is_finite() {
@@ -888,8 +879,8 @@ impl Learner {
         self.log_odds(rows, levels).into_iter().map(sigmoid).collect()
     }
 
-    /// Per row: the probability and each candidate driver's contribution to the
-    /// log-odds, as (feature index, contribution).
+    /// Per row: the calibrated log-odds and each candidate driver's contribution to them,
+    /// as (feature index, contribution).
     fn contributions(
         &self,
         rows: &[&Row],
@@ -902,15 +893,15 @@ impl Learner {
                 .map(|c| {
                     let raw: f64 = c.iter().sum();
                     // The calibration scales the log-odds by a: contributions scale alike.
-                    let p = sigmoid(platt[0] * raw + platt[1]);
-                    (p, (0..c.len() - 1).map(|f| (f, c[f] * platt[0])).collect())
+                    let z = platt[0] * raw + platt[1];
+                    (z, (0..c.len() - 1).map(|f| (f, c[f] * platt[0])).collect())
                 })
                 .collect(),
             Learner::Logistic(m) => rows
                 .iter()
                 .map(|r| {
                     let c = (0..N).map(|f| (f, m.coef[f] * m.standard(f, r))).collect();
-                    (sigmoid(m.raw(r)), c)
+                    (m.raw(r), c)
                 })
                 .collect(),
             Learner::Scorecard(fit) => {
@@ -918,7 +909,8 @@ impl Learner {
                 rows.iter()
                     .map(|r| {
                         let s = card.score(r);
-                        let p = sigmoid(fit.platt[0] * card_risk(card, r) + fit.platt[1]);
+                        let risk = (100.0 - s.value.unwrap_or(50.0)) / 100.0;
+                        let z = fit.platt[0] * risk + fit.platt[1];
                         // Risk rises by weight × (mean score - score) / 100 over the
                         // measure's usual part.
                         let c = card
@@ -933,7 +925,7 @@ impl Learner {
                                 _ => None,
                             })
                             .collect();
-                        (p, c)
+                        (z, c)
                     })
                     .collect()
             }
@@ -942,17 +934,14 @@ impl Learner {
                 let k = members.len().max(1) as f64;
                 let mut out: Vec<(f64, Vec<f64>)> = vec![(0.0, vec![0.0; N + 2]); rows.len()];
                 for m in members {
-                    for (o, (p, c)) in out.iter_mut().zip(m.contributions(rows, levels)) {
-                        o.0 += p.clamp(1e-12, 1.0 - 1e-12).ln()
-                            - (1.0 - p.clamp(1e-12, 1.0 - 1e-12)).ln();
+                    for (o, (z, c)) in out.iter_mut().zip(m.contributions(rows, levels)) {
+                        o.0 += z / k;
                         for (f, v) in c {
                             o.1[f] += v / k;
                         }
                     }
                 }
-                out.into_iter()
-                    .map(|(z, c)| (sigmoid(z / k), c.into_iter().enumerate().collect()))
-                    .collect()
+                out.into_iter().map(|(z, c)| (z, c.into_iter().enumerate().collect())).collect()
             }
         }
     }
@@ -998,7 +987,7 @@ impl Model {
             .contributions(rows, &self.levels)
             .into_iter()
             .zip(rows)
-            .map(|((p, mut c), row)| {
+            .map(|((z, mut c), row)| {
                 c.retain(|(f, v)| *v > 0.02 && self.risky(*f, row));
                 c.sort_by(|a, b| b.1.total_cmp(&a.1));
                 if by_cause {
@@ -1017,7 +1006,7 @@ impl Model {
                     c.retain(|x| !lead.contains(x));
                     c = lead.into_iter().chain(c).collect();
                 }
-                (p, c.into_iter().take(top).map(|(f, v)| driver(f, row, v)).collect())
+                (sigmoid(z), c.into_iter().take(top).map(|(f, v)| driver(f, row, v)).collect())
             })
             .collect()
     }
@@ -1149,11 +1138,7 @@ mod tests {
 
     impl Rng {
         fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+            (tenure_stats::splitmix64(&mut self.0) >> 11) as f64 / (1u64 << 53) as f64
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use tenure_core::time::Timestamp;
-use tenure_health::bgnbd::{Options, Periods, Scored, Summary, score};
+use tenure_health::bgnbd::{Options, Periods, Scored, Summary};
 
 /// Months the values look ahead, and the annual discount rate (monthly, compounded).
 pub const HORIZON_MONTHS: u32 = 12;
@@ -30,18 +30,16 @@ pub fn options() -> Options {
 /// Every account's values from their summaries (made under the live state's read lock:
 /// a copy of the ledger would double the service's memory) as of `end`.
 pub fn compute(sums: Vec<Summary>, end: Timestamp) -> Result<Values, String> {
-    if sums.is_empty() {
-        return Err(format!("no account has a paid invoice before {end}"));
-    }
-    let rows: Vec<_> = sums.iter().map(Summary::rfm).collect();
-    let fit = tenure_health::bgnbd::fit(&rows).map_err(|e| e.to_string())?;
-    let o = options();
-    let accounts = sums
+    let r = tenure_health::bgnbd::value_of(sums, end, &options()).map_err(|e| e.to_string())?;
+    let accounts = r
+        .accounts
         .into_iter()
-        .zip(&rows)
-        .map(|(s, r)| (s.account, (r.frequency as u64, r.recency, r.t, score(&fit, r, &o))))
+        .map(|a| {
+            let f = a.summary.rfm();
+            (a.summary.account, (f.frequency as u64, f.recency, f.t, a.scored))
+        })
         .collect();
-    Ok(Values { made_at: end, horizon_months: HORIZON_MONTHS, accounts })
+    Ok(Values { made_at: r.end, horizon_months: HORIZON_MONTHS, accounts })
 }
 
 /// An account's values as the API shows them (`null` without any); money in the base

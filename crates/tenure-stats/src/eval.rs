@@ -320,13 +320,7 @@ pub fn wilson(k: u64, n: u64, alpha: f64) -> Option<[f64; 2]> {
 pub fn kfold(n: usize, k: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut next = || crate::splitmix64(&mut state);
     for i in (1..n).rev() {
         let j = (next() % (i as u64 + 1)) as usize;
         order.swap(i, j);

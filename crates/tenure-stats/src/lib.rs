@@ -36,6 +36,20 @@ pub enum StatsError {
     Singular(String),
 }
 
+/// SplitMix64 (Steele, Lea & Flood 2014): the next number of the stream whose state is
+/// `state`. Seeded shuffles, samples and test data; nothing that must be unpredictable.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    mix64(*state)
+}
+
+/// SplitMix64's finaliser: a 64-bit mix of `z` (spreads consecutive integers apart).
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Lists of floats in serialised models: JSON has no infinity or NaN, so those travel as the
 /// strings `"inf"`, `"-inf"` and `"nan"` (`#[serde(with = "tenure_stats::floats")]`).
 pub mod floats {
