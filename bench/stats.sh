@@ -46,7 +46,10 @@ timed1() { # OUT CMD...: wall seconds of one run in S (long runs)
     "$@" >"$out"
     S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
 }
-timed1 "$W/gbm.json" "$T" stats gbm --input "$W/gbm.csv" --target target --features "$FEATS" --fold-column fold
+# LightGBM's defaults given explicitly: the comparison is of one training at the same
+# settings (without them tenure chooses its own by cross-validation; bench/gbm.sh).
+timed1 "$W/gbm.json" "$T" stats gbm --input "$W/gbm.csv" --target target --features "$FEATS" --fold-column fold \
+    --rounds 100 --learning-rate 0.1 --num-leaves 31 --min-data-in-leaf 20 --lambda-l2 0
 GBM_S=$S
 
 SECTION=$("$PY" - "$W" "$KM_S" "$COX_S" "$BG_S" "$GBM_S" "$(git rev-parse --short HEAD)" "$(nproc)" <<'EOF'

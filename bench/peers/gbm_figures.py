@@ -2,8 +2,9 @@
 """Writes the two public churn tables the gradient-boosting tests use (from the pysurvival
 0.1.2 sdist on PyPI, Apache 2.0: churn.csv, and employee_attrition.csv subsampled to 6,000
 rows), each with a `fold` column (5 folds, seeded), and prints LightGBM's out-of-fold ROC AUC
-on them with the defaults tenure's `stats gbm` uses (100 rounds, learning rate 0.1, 31
-leaves, 20 rows per leaf, 255 bins; text columns categorical).
+on them with LightGBM's defaults (100 rounds, learning rate 0.1, 31 leaves, 20 rows per
+leaf, 255 bins; text columns categorical), which `tenure stats gbm` uses once any tree
+setting is given (bench/peers/gbm_tables.py has the peers of its chosen settings).
 
     python bench/peers/gbm_figures.py PYSURVIVAL_DATASETS_DIR crates/tenure-stats/tests/data
 """

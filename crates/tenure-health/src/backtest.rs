@@ -138,14 +138,7 @@ pub struct Metrics {
     pub roc: Vec<(f64, f64)>,
 }
 
-/// Expected calibration error of a calibration table.
-pub fn ece(t: &[eval::Bin]) -> Option<f64> {
-    let n: usize = t.iter().map(|b| b.n).sum();
-    (n > 0).then(|| {
-        t.iter().map(|b| b.n as f64 * (b.mean_score - b.positive_rate).abs()).sum::<f64>()
-            / n as f64
-    })
-}
+pub use eval::ece;
 
 fn roc(y: &[bool], s: &[f64]) -> Vec<(f64, f64)> {
     let (pos, neg) = (y.iter().filter(|v| **v).count(), y.iter().filter(|v| !**v).count());

@@ -332,6 +332,38 @@ pub fn kfold(n: usize, k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
+/// Fold index of each row, each class shuffled by `seed` and dealt out in turn, so that
+/// every fold holds its share of either class (as scikit-learn's `StratifiedKFold`, though
+/// not its exact assignment).
+pub fn stratified_kfold(y: &[bool], k: usize, seed: u64) -> Vec<usize> {
+    let mut fold = vec![0; y.len()];
+    let mut state = seed;
+    let mut dealt = 0usize;
+    for class in [true, false] {
+        let mut rows: Vec<usize> = (0..y.len()).filter(|i| y[*i] == class).collect();
+        for i in (1..rows.len()).rev() {
+            let j = (crate::splitmix64(&mut state) % (i as u64 + 1)) as usize;
+            rows.swap(i, j);
+        }
+        // The second class continues where the first stopped: fold sizes differ by one at most.
+        for r in rows {
+            fold[r] = dealt % k.max(1);
+            dealt += 1;
+        }
+    }
+    fold
+}
+
+/// Expected calibration error of a calibration table: the row-weighted mean distance between
+/// each bin's mean prediction and its observed rate.
+pub fn ece(t: &[Bin]) -> Option<f64> {
+    let n: usize = t.iter().map(|b| b.n).sum();
+    (n > 0).then(|| {
+        t.iter().map(|b| b.n as f64 * (b.mean_score - b.positive_rate).abs()).sum::<f64>()
+            / n as f64
+    })
+}
+
 /// A time-based split: rows before `cutoff` train, the rest validate (true = validation).
 pub fn time_split(times: &[f64], cutoff: f64) -> Vec<bool> {
     times.iter().map(|t| *t >= cutoff).collect()

@@ -13,7 +13,28 @@ pub enum Column {
     Categorical(Vec<Option<u32>>),
 }
 
-#[derive(Clone, Debug)]
+impl Column {
+    /// The rows `rows` of the column, in that order.
+    pub fn take(&self, rows: &[usize]) -> Column {
+        match self {
+            Column::Numeric(v) => Column::Numeric(rows.iter().map(|i| v[*i]).collect()),
+            Column::Categorical(v) => Column::Categorical(rows.iter().map(|i| v[*i]).collect()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Numeric(v) => v.len(),
+            Column::Categorical(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Params {
     pub rounds: usize,
     pub learning_rate: f64,
@@ -24,6 +45,19 @@ pub struct Params {
     pub max_bins: usize,
     /// Stop when the validation log-loss has not improved for this many rounds.
     pub early_stopping: usize,
+    /// Categorical features with at most this many categories split one category against
+    /// the rest; larger ones by sorting categories on their smoothed gradient ratio.
+    pub max_cat_to_onehot: usize,
+    /// Added to each category's hessian in that ratio; categories with fewer rows are left
+    /// out of the sorted split (they go right).
+    pub cat_smooth: f64,
+    /// Extra L2 penalty in the gains of sorted categorical splits.
+    pub cat_l2: f64,
+    /// The fewest rows a group of categories added to the left side must hold before the
+    /// split is considered.
+    pub min_data_per_group: usize,
+    /// The most categories on the left side of a sorted split.
+    pub max_cat_threshold: usize,
 }
 
 impl Default for Params {
@@ -38,6 +72,11 @@ impl Default for Params {
             lambda_l2: 0.0,
             max_bins: 255,
             early_stopping: 0,
+            max_cat_to_onehot: 4,
+            cat_smooth: 10.0,
+            cat_l2: 10.0,
+            min_data_per_group: 100,
+            max_cat_threshold: 32,
         }
     }
 }
@@ -358,16 +397,13 @@ fn bin_matrix(binners: &[Binner], cols: &[Column], n: usize) -> Vec<Vec<u8>> {
     binners.par_iter().zip(cols).map(|(b, c)| (0..n).map(|i| b.bin(c, i) as u8).collect()).collect()
 }
 
-fn check(cols: &[Column], y: &[bool]) -> Result<usize, StatsError> {
+pub(crate) fn check(cols: &[Column], y: &[bool]) -> Result<usize, StatsError> {
     let n = y.len();
     if n == 0 {
         return Err(StatsError::Empty("no rows".into()));
     }
     for (j, c) in cols.iter().enumerate() {
-        let len = match c {
-            Column::Numeric(v) => v.len(),
-            Column::Categorical(v) => v.len(),
-        };
+        let len = c.len();
         if len != n {
             return Err(StatsError::Shape(format!(
                 "feature {} has {len} rows, the target {n}",
@@ -605,28 +641,69 @@ fn grow(
                     }
                 }
                 Binner::Categorical { .. } => {
-                    // Categories sorted by their gradient ratio; the best prefix goes left.
-                    let mut cats: Vec<u16> =
-                        (0..hb.len() as u16).filter(|b| est(hb[*b as usize].h) > 0).collect();
-                    cats.sort_by(|a, b| {
-                        let ra = hb[*a as usize].g / (hb[*a as usize].h + lambda + 1e-12);
-                        let rb = hb[*b as usize].g / (hb[*b as usize].h + lambda + 1e-12);
-                        ra.total_cmp(&rb)
-                    });
-                    let (mut gl, mut hl) = (0.0, 0.0);
-                    for k in 0..cats.len().saturating_sub(1) {
-                        let e = hb[cats[k] as usize];
-                        gl += e.g;
-                        hl += e.h;
-                        let nl = est(hl).min(count as u32);
-                        let (g2, h2, n2) = (gs - gl, hs - hl, count as u32 - nl);
-                        if !ok(nl, hl) || !ok(n2, h2) {
-                            continue;
+                    // As LightGBM: the missing (and unseen) bin never goes left; up to
+                    // `max_cat_to_onehot` categories, one category against the rest;
+                    // beyond, categories of at least `cat_smooth` rows sorted by their
+                    // smoothed gradient ratio, and the best prefix from either end (at most
+                    // `max_cat_threshold` categories, each new group of at least
+                    // `min_data_per_group` rows) goes left, its gain with `cat_l2` added.
+                    let m = missing[f] as usize;
+                    // The missing bin counts, as LightGBM's NaN bin: three categories or fewer.
+                    if m < params.max_cat_to_onehot {
+                        for (t, e) in hb.iter().enumerate().take(m) {
+                            let n1 = est(e.h).min(count as u32);
+                            let (g2, h2, n2) = (gs - e.g, hs - e.h, count as u32 - n1);
+                            if !ok(n1, e.h) || !ok(n2, h2) {
+                                continue;
+                            }
+                            let gain =
+                                e.g * e.g / (e.h + lambda) + g2 * g2 / (h2 + lambda) - parent;
+                            consider(gain, Rule::Categorical { left: vec![t as u16] });
                         }
-                        let gain = gl * gl / (hl + lambda) + g2 * g2 / (h2 + lambda) - parent;
-                        let mut left = cats[..=k].to_vec();
-                        left.sort_unstable();
-                        consider(gain, Rule::Categorical { left });
+                    } else {
+                        // The parent's term keeps the plain penalty (as LightGBM): the
+                        // extra one makes these splits pay for their freedom.
+                        let l2 = lambda + params.cat_l2;
+                        let smooth = params.cat_smooth;
+                        let mut cats: Vec<u16> = (0..m as u16)
+                            .filter(|b| est(hb[*b as usize].h) as f64 >= smooth.max(1.0))
+                            .collect();
+                        cats.sort_by(|a, b| {
+                            let ra = hb[*a as usize].g / (hb[*a as usize].h + smooth);
+                            let rb = hb[*b as usize].g / (hb[*b as usize].h + smooth);
+                            ra.total_cmp(&rb)
+                        });
+                        let most = params.max_cat_threshold.min(cats.len().div_ceil(2)).max(1);
+                        for reverse in [false, true] {
+                            let (mut gl, mut hl, mut group) = (0.0, 0.0, 0u32);
+                            for i in 0..cats.len().min(most) {
+                                let c = if reverse { cats[cats.len() - 1 - i] } else { cats[i] };
+                                let e = hb[c as usize];
+                                gl += e.g;
+                                hl += e.h;
+                                group += est(e.h);
+                                let nl = est(hl).min(count as u32);
+                                if !ok(nl, hl) {
+                                    continue;
+                                }
+                                let (g2, h2, n2) = (gs - gl, hs - hl, count as u32 - nl);
+                                if !ok(n2, h2) || (n2 as usize) < params.min_data_per_group {
+                                    break;
+                                }
+                                if (group as usize) < params.min_data_per_group {
+                                    continue;
+                                }
+                                group = 0;
+                                let gain = gl * gl / (hl + l2) + g2 * g2 / (h2 + l2) - parent;
+                                let mut left: Vec<u16> = if reverse {
+                                    cats[cats.len() - 1 - i..].to_vec()
+                                } else {
+                                    cats[..=i].to_vec()
+                                };
+                                left.sort_unstable();
+                                consider(gain, Rule::Categorical { left });
+                            }
+                        }
                     }
                 }
             }
@@ -756,11 +833,7 @@ impl Gbm {
     /// (TreeSHAP, path-dependent), then the expected log-odds; a row's values sum to its
     /// predicted log-odds.
     pub fn contributions(&self, cols: &[Column]) -> Vec<Vec<f64>> {
-        let n = match cols.first() {
-            Some(Column::Numeric(v)) => v.len(),
-            Some(Column::Categorical(v)) => v.len(),
-            None => 0,
-        };
+        let n = cols.first().map_or(0, Column::len);
         let missing: Vec<u16> = self.binners.iter().map(|b| b.missing()).collect();
         let bins = bin_matrix(&self.binners, cols, n);
         let base = self.init + self.trees.iter().map(|t| t.expected()).sum::<f64>();
@@ -785,11 +858,7 @@ impl Gbm {
 
     /// Raw scores (log-odds) of new rows.
     pub fn predict_raw(&self, cols: &[Column]) -> Vec<f64> {
-        let n = match cols.first() {
-            Some(Column::Numeric(v)) => v.len(),
-            Some(Column::Categorical(v)) => v.len(),
-            None => 0,
-        };
+        let n = cols.first().map_or(0, Column::len);
         let missing: Vec<u16> = self.binners.iter().map(|b| b.missing()).collect();
         let bins = bin_matrix(&self.binners, cols, n);
         use rayon::prelude::*;

@@ -1,6 +1,6 @@
 //! Statistics for retention: survival (Kaplan-Meier, log-rank, Cox), lifetime value (sBG,
-//! BG/NBD, Gamma-Gamma), logistic regression, gradient-boosted trees and the evaluation of
-//! classifiers.
+//! BG/NBD, Gamma-Gamma), logistic regression, gradient-boosted trees (with settings chosen by
+//! cross-validation) and the evaluation of classifiers.
 //!
 //! Domain-free and pure: slices of numbers in, fitted models out; no IO, no clock, no
 //! randomness except from a seed given by the caller. Every estimator is checked against a
@@ -19,6 +19,7 @@ pub mod logrank;
 mod optim;
 pub mod sbg;
 pub mod special;
+pub mod tune;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StatsError {
