@@ -45,8 +45,9 @@ pub struct Params {
     pub max_bins: usize,
     /// Stop when the validation log-loss has not improved for this many rounds.
     pub early_stopping: usize,
-    /// Categorical features with at most this many categories split one category against
-    /// the rest; larger ones by sorting categories on their smoothed gradient ratio.
+    /// Categorical features whose categories, with the missing bin, number at most this
+    /// (three categories by default) split one category against the rest; larger ones by
+    /// sorting categories on their smoothed gradient ratio.
     pub max_cat_to_onehot: usize,
     /// Added to each category's hessian in that ratio; categories with fewer rows are left
     /// out of the sorted split (they go right).
@@ -384,6 +385,9 @@ struct Best {
     gain: f64,
     feature: usize,
     rule: Rule,
+    /// Penalty added to the children's own in their values (`cat_l2` after a sorted
+    /// categorical split, as LightGBM computes their outputs).
+    extra_l2: f64,
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -476,17 +480,25 @@ pub fn train(
             }
         }
         if let (Some((vb, vy)), Some(vs)) = (&vbins, &mut vscore) {
-            let loss: f64 = vs
-                .par_iter_mut()
-                .zip(vy.par_iter())
+            // Summed in fixed chunks, in order: a parallel sum's order varies from run to
+            // run, and the best round (which ends the model) must not.
+            const CHUNK: usize = 4096;
+            let sums: Vec<f64> = vs
+                .par_chunks_mut(CHUNK)
+                .zip(vy.par_chunks(CHUNK))
                 .enumerate()
-                .map(|(i, (s, yi))| {
-                    *s += tree.predict_bins(|f| vb[f][i] as u16, &missing);
-                    let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
-                    if *yi { -p.ln() } else { -(1.0 - p).ln() }
+                .map(|(c, (ss, ys))| {
+                    let mut acc = 0.0;
+                    for (k, (s, yi)) in ss.iter_mut().zip(ys).enumerate() {
+                        let i = c * CHUNK + k;
+                        *s += tree.predict_bins(|f| vb[f][i] as u16, &missing);
+                        let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
+                        acc += if *yi { -p.ln() } else { -(1.0 - p).ln() };
+                    }
+                    acc
                 })
-                .sum::<f64>()
-                / vy.len() as f64;
+                .collect();
+            let loss = sums.iter().sum::<f64>() / vy.len() as f64;
             model.validation_loss.push(loss);
             if loss < best_loss - 1e-12 {
                 best_loss = loss;
@@ -601,6 +613,8 @@ fn grow(
         best: Option<Best>,
         g: f64,
         h: f64,
+        /// The penalty in the leaf's value.
+        l2: f64,
     }
     let find = |hist: &[FeatureHist], gs: f64, hs: f64, count: usize| -> Option<Best> {
         let parent = gs * gs / (hs + lambda);
@@ -612,9 +626,9 @@ fn grow(
         for f in 0..nf {
             let hb = &hist[f][..binners[f].len()];
             let miss = hb[missing[f] as usize];
-            let mut consider = |gain: f64, rule: Rule| {
+            let mut consider = |gain: f64, rule: Rule, extra_l2: f64| {
                 if gain > 1e-12 && best.as_ref().is_none_or(|b| gain > b.gain) {
-                    best = Some(Best { gain, feature: f, rule });
+                    best = Some(Best { gain, feature: f, rule, extra_l2 });
                 }
             };
             match &binners[f] {
@@ -636,7 +650,11 @@ fn grow(
                                 continue;
                             }
                             let gain = g1 * g1 / (h1 + lambda) + g2 * g2 / (h2 + lambda) - parent;
-                            consider(gain, Rule::Numeric { threshold: t as u16, missing_left });
+                            consider(
+                                gain,
+                                Rule::Numeric { threshold: t as u16, missing_left },
+                                0.0,
+                            );
                         }
                     }
                 }
@@ -658,11 +676,12 @@ fn grow(
                             }
                             let gain =
                                 e.g * e.g / (e.h + lambda) + g2 * g2 / (h2 + lambda) - parent;
-                            consider(gain, Rule::Categorical { left: vec![t as u16] });
+                            consider(gain, Rule::Categorical { left: vec![t as u16] }, 0.0);
                         }
                     } else {
                         // The parent's term keeps the plain penalty (as LightGBM): the
-                        // extra one makes these splits pay for their freedom.
+                        // extra one makes these splits pay for their freedom; the children's
+                        // values carry it too.
                         let l2 = lambda + params.cat_l2;
                         let smooth = params.cat_smooth;
                         let mut cats: Vec<u16> = (0..m as u16)
@@ -701,7 +720,7 @@ fn grow(
                                     cats[..=i].to_vec()
                                 };
                                 left.sort_unstable();
-                                consider(gain, Rule::Categorical { left });
+                                consider(gain, Rule::Categorical { left }, params.cat_l2);
                             }
                         }
                     }
@@ -726,8 +745,16 @@ fn grow(
     let best0 = find(&h_all, g0, h0, n);
     let mut nodes = vec![Node::Leaf { value: 0.0 }];
     let mut cover = vec![n as f64];
-    let mut leaves =
-        vec![Leaf { node: 0, start: 0, end: n, hist: h_all, best: best0, g: g0, h: h0 }];
+    let mut leaves = vec![Leaf {
+        node: 0,
+        start: 0,
+        end: n,
+        hist: h_all,
+        best: best0,
+        g: g0,
+        h: h0,
+        l2: lambda,
+    }];
     while leaves.len() < params.num_leaves {
         let Some(k) = (0..leaves.len()).filter(|k| leaves[*k].best.is_some()).max_by(|a, b| {
             let (ga, gb) = (
@@ -795,6 +822,7 @@ fn grow(
         nodes.push(Node::Leaf { value: 0.0 });
         cover.push(nl as f64);
         cover.push(nr as f64);
+        let extra_l2 = best.extra_l2;
         nodes[leaf.node] =
             Node::Split { feature: best.feature, rule: best.rule, left: li, right: ri };
         let bl = find(&left_hist, gl, hl_, nl);
@@ -807,6 +835,7 @@ fn grow(
             best: bl,
             g: gl,
             h: hl_,
+            l2: lambda + extra_l2,
         });
         leaves.push(Leaf {
             node: ri,
@@ -816,11 +845,12 @@ fn grow(
             best: br,
             g: gr,
             h: hr,
+            l2: lambda + extra_l2,
         });
     }
     let mut out = Vec::with_capacity(leaves.len());
     for leaf in leaves {
-        let value = -leaf.g / (leaf.h + lambda) * params.learning_rate;
+        let value = -leaf.g / (leaf.h + leaf.l2) * params.learning_rate;
         nodes[leaf.node] = Node::Leaf { value };
         out.push((leaf.start, leaf.end, value));
         work.pool.push(leaf.hist);
@@ -896,6 +926,75 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The root split of one round of 2-leaf trees on a single categorical column.
+    fn root_split(codes: &[Option<u32>], y: &[bool]) -> (Vec<u16>, Gbm) {
+        let cols = vec![Column::Categorical(codes.to_vec())];
+        let params = Params { rounds: 1, num_leaves: 2, ..Params::default() };
+        let m = train(&cols, y, None, &params).unwrap();
+        match &m.trees[0].nodes[0] {
+            Node::Split { rule: Rule::Categorical { left }, .. } => (left.clone(), m.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Three categories and missing values: one category against the rest, the missing
+    /// bin never on the left (LightGBM's one-hot splits, `max_cat_to_onehot` 4).
+    #[test]
+    fn few_categories_split_one_against_the_rest() {
+        // Category 1 and the missing rows churn, categories 0 and 2 do not.
+        let codes: Vec<Option<u32>> =
+            (0..800).map(|i| if i % 4 == 3 { None } else { Some((i % 4) as u32) }).collect();
+        let y: Vec<bool> = codes.iter().map(|c| matches!(c, None | Some(1))).collect();
+        let (left, m) = root_split(&codes, &y);
+        let Binner::Categorical { bins, .. } = &m.binners[0] else { unreachable!() };
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left == vec![bins[&1]] || left == vec![bins[&0]] || left == vec![bins[&2]]);
+        assert!(!left.contains(&m.binners[0].missing()));
+    }
+
+    /// Six categories: the rare one (under `cat_smooth` rows) and the missing bin stay on
+    /// the right, the left holds at most half the used categories, and the children's values
+    /// carry `cat_l2` on top of the L2 penalty (as LightGBM's outputs).
+    #[test]
+    fn many_categories_split_by_their_smoothed_order() {
+        // Categories 0-2 churn 80% of the time, 3-4 10%, the rare 5 always; 200 rows each
+        // but 5 rows for category 5, and 40 missing that never churn.
+        let mut codes = Vec::new();
+        let mut y = Vec::new();
+        for c in 0..5u32 {
+            for i in 0..200 {
+                codes.push(Some(c));
+                y.push(if c < 3 { i % 5 != 0 } else { i % 10 == 0 });
+            }
+        }
+        codes.extend(std::iter::repeat_n(Some(5), 5));
+        y.extend(std::iter::repeat_n(true, 5));
+        codes.extend(std::iter::repeat_n(None, 40));
+        y.extend(std::iter::repeat_n(false, 40));
+        let (left, m) = root_split(&codes, &y);
+        let Binner::Categorical { bins, .. } = &m.binners[0] else { unreachable!() };
+        let of = |cs: &[u32]| {
+            let mut v: Vec<u16> = cs.iter().map(|c| bins[c]).collect();
+            v.sort_unstable();
+            v
+        };
+        assert!(left == of(&[0, 1, 2]) || left == of(&[3, 4]), "{left:?}");
+        // The leaf of the left rows: -G / (H + lambda_l2 + cat_l2) x the learning rate,
+        // from the first round's gradients p0 - y and hessians p0 (1 - p0).
+        let p0 = y.iter().filter(|v| **v).count() as f64 / y.len() as f64;
+        let (mut g, mut h) = (0.0, 0.0);
+        for (c, yi) in codes.iter().zip(&y) {
+            if c.is_some_and(|c| left.contains(&bins[&c])) {
+                g += p0 - f64::from(u8::from(*yi));
+                h += p0 * (1.0 - p0);
+            }
+        }
+        let want = -g / (h + 0.0 + 10.0) * 0.1;
+        let Node::Split { left: l, .. } = &m.trees[0].nodes[0] else { unreachable!() };
+        let Node::Leaf { value } = &m.trees[0].nodes[*l] else { unreachable!() };
+        assert!((value - want).abs() < 1e-12, "{value} vs {want}");
     }
 
     #[test]

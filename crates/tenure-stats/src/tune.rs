@@ -1,15 +1,16 @@
 //! Gradient-boosting settings chosen by cross-validation inside the training rows, so that
 //! one default serves 500 rows and 10 million: leaves, rows per leaf, penalty and rounds.
 //!
-//! The rule (measured on four public churn tables and nine Telco samples of 500-2,000 rows,
-//! `bench/gbm.sh`): a stratified 3-fold split of the training rows, repeated on up to three
+//! The rule (measured on the four public churn tables `bench/gbm.sh` runs and on nine more
+//! Telco samples of 500-2,000 rows): a stratified 3-fold split of the training rows, repeated on up to three
 //! shuffles; every candidate trains on two folds with early stopping on the third (learning
 //! rate 0.05, patience 50 rounds, at most 3,000); the lowest pooled log-loss on the held-out
 //! folds wins, and the model is the mean of the winner's fold models. No fixed setting does as well on every table:
 //! small tables want stumps with a penalty, tables of interactions want 15-31 leaves.
 //! Averaging the fold models rather than refitting on every row keeps small tables honest
 //! (the early-stopped round counts are noisy there). Above `max_rows` the choice is made on a
-//! stratified sample of that many rows and the winner is refitted on every row, for 1.1x its
+//! stratified sample (one of `ceil(n / max_rows)` stratified shares: between half of
+//! `max_rows` and `max_rows` rows) and the winner is refitted on every row, for 1.1x its
 //! mean round count.
 
 use crate::StatsError;
@@ -25,7 +26,7 @@ pub struct Tuning {
     /// steadier choice where rows are few.
     pub repeats: usize,
     pub seed: u64,
-    /// Above this many rows the choice is made on a sample of this many.
+    /// Above this many rows the choice is made on a stratified sample of at most this many.
     pub max_rows: usize,
 }
 
@@ -144,16 +145,10 @@ impl Tuned {
 pub fn tune(cols: &[Column], y: &[bool], t: &Tuning) -> Result<Tuned, StatsError> {
     use rayon::prelude::*;
     let n = gbm::check(cols, y)?;
-    if t.candidates.is_empty() || t.folds < 2 {
-        return Err(StatsError::Invalid("tuning needs candidates and two folds or more".into()));
-    }
-    let pos = y.iter().filter(|v| **v).count();
-    if pos.min(n - pos) < t.folds {
-        return Err(StatsError::Invalid(format!(
-            "{} of one class: too few to choose settings by {}-fold cross-validation; give them",
-            pos.min(n - pos),
-            t.folds
-        )));
+    if t.candidates.is_empty() || t.folds < 2 || t.max_rows < 2 * t.folds {
+        return Err(StatsError::Invalid(
+            "tuning needs candidates, two folds or more and room for them in max_rows".into(),
+        ));
     }
     // The rows the choice is made on: all, or a stratified sample.
     let rows: Vec<usize> = if n > t.max_rows {
@@ -163,6 +158,16 @@ pub fn tune(cols: &[Column], y: &[bool], t: &Tuning) -> Result<Tuned, StatsError
         (0..n).collect()
     };
     let ys: Vec<bool> = rows.iter().map(|i| y[*i]).collect();
+    // Every inner training and held-out fold must hold both classes.
+    let pos = ys.iter().filter(|v| **v).count();
+    if pos.min(ys.len() - pos) < t.folds {
+        return Err(StatsError::Invalid(format!(
+            "{} rows of one class: too few to choose settings by {}-fold cross-validation \
+             (fix the settings instead)",
+            pos.min(ys.len() - pos),
+            t.folds
+        )));
+    }
     let repeats = t.repeats.max(1);
     // (train, test) of every inner fold of every repeat, repeat-major.
     let mut parts: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
@@ -193,17 +198,19 @@ pub fn tune(cols: &[Column], y: &[bool], t: &Tuning) -> Result<Tuned, StatsError
         .collect::<Result<_, StatsError>>()?;
     let mut trials = Vec::new();
     let mut models: Vec<Vec<Gbm>> = Vec::new();
-    for (c, params) in t.candidates.iter().enumerate() {
+    // Fits come candidate by candidate, each over every fold of every repeat in turn.
+    let mut fits = fits.into_iter();
+    for params in &t.candidates {
         let mut loss = 0.0;
         let mut kept = Vec::new();
         for r in 0..repeats {
             let mut oof = vec![0.0; rows.len()];
-            for f in r * t.folds..(r + 1) * t.folds {
-                let (m, p) = &fits[c * parts.len() + f];
-                for (i, v) in parts[f].1.iter().zip(p) {
-                    oof[*i] = *v;
+            for (_, test) in &parts[r * t.folds..(r + 1) * t.folds] {
+                let (m, p) = fits.next().expect("one fit per candidate and fold");
+                for (i, v) in test.iter().zip(p) {
+                    oof[*i] = v;
                 }
-                kept.push(m.clone());
+                kept.push(m);
             }
             loss += crate::eval::log_loss(&ys, &oof)? / repeats as f64;
         }
@@ -214,7 +221,7 @@ pub fn tune(cols: &[Column], y: &[bool], t: &Tuning) -> Result<Tuned, StatsError
         });
         models.push(kept);
     }
-    // The first of the lowest: candidates are listed simplest first.
+    // The lowest; on an exact tie, the first listed.
     let chosen = (0..trials.len())
         .min_by(|a, b| trials[*a].log_loss.total_cmp(&trials[*b].log_loss))
         .unwrap_or(0);
