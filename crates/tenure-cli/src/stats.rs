@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value as Json, json};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tenure_stats::StatsError;
 use tenure_stats::cox::{CoxInput, Ties};
@@ -697,29 +698,28 @@ fn group_index(labels: &[String]) -> (Vec<String>, Vec<usize>) {
 
 /// A fold's model: trained with the settings given, or tuned inside the fold.
 enum Trained {
-    /// The model and its tree count.
-    Fixed(tenure_stats::gbm::Gbm, usize),
+    Fixed(tenure_stats::gbm::Gbm),
     Tuned(tenure_stats::tune::Tuned),
 }
 
 impl Trained {
     fn predict(&self, cols: &[tenure_stats::gbm::Column]) -> Vec<f64> {
         match self {
-            Trained::Fixed(m, _) => m.predict(cols),
+            Trained::Fixed(m) => m.predict(cols),
             Trained::Tuned(t) => t.predict(cols),
         }
     }
 
     fn importance(&self) -> Vec<f64> {
         match self {
-            Trained::Fixed(m, _) => m.importance.clone(),
+            Trained::Fixed(m) => m.importance.clone(),
             Trained::Tuned(t) => t.importance(),
         }
     }
 
     fn contributions(&self, cols: &[tenure_stats::gbm::Column]) -> Vec<Vec<f64>> {
         match self {
-            Trained::Fixed(m, _) => m.contributions(cols),
+            Trained::Fixed(m) => m.contributions(cols),
             Trained::Tuned(t) => t.contributions(cols),
         }
     }
@@ -1072,15 +1072,25 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let (mut gain, mut contrib) = (vec![0.0; features.len()], vec![0.0; features.len()]);
             let started = std::time::Instant::now();
             let mut training = 0.0;
+            // Choosing the settings takes a while on large tables: folds done, on a terminal.
+            let bar = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new(k as u64)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("folds [{bar:30}] {pos}/{len} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
             for f in 0..k {
                 let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| fold[*i] == f);
                 let ytr: Vec<bool> = train.iter().map(|i| y[*i]).collect();
                 let (xtr, t0) = (take(&train), std::time::Instant::now());
                 let model = if fixed {
-                    let m =
-                        tenure_stats::gbm::train(&xtr, &ytr, None, &params).map_err(stats_err)?;
-                    let trees = m.trees.len();
-                    Trained::Fixed(m, trees)
+                    Trained::Fixed(
+                        tenure_stats::gbm::train(&xtr, &ytr, None, &params).map_err(stats_err)?,
+                    )
                 } else {
                     // The inner folds' own stream, apart from the outer assignment's.
                     let inner = tenure_stats::mix64(seed ^ (f as u64 + 1));
@@ -1111,9 +1121,9 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                 let mut row =
                     json!({"fold": f, "n": test.len(), "auc": auc.map_or(Json::Null, num)});
                 match &model {
-                    Trained::Fixed(_, trees) => row["trees"] = json!(trees),
+                    Trained::Fixed(m) => row["trees"] = json!(m.trees.len()),
                     Trained::Tuned(t) => {
-                        let (p, _) = t.settings();
+                        let (p, mean_rounds) = t.settings();
                         // Every tree of the fold's model, over its averaged members.
                         row["trees"] =
                             json!(t.members.iter().map(|m| m.trees.len()).sum::<usize>());
@@ -1123,6 +1133,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                             "lambda_l2": num(p.lambda_l2),
                             "learning_rate": num(p.learning_rate),
                             "models": t.members.len(),
+                            "mean_rounds": num(mean_rounds),
                             "chosen_on_rows": t.rows,
                         });
                         row["candidates"] = t
@@ -1141,7 +1152,9 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
                     }
                 }
                 per_fold.push(row);
+                bar.inc(1);
             }
+            bar.finish_and_clear();
             let m = |r: Result<Option<f64>, StatsError>| -> Result<Json> {
                 Ok(r.map_err(stats_err)?.map_or(Json::Null, num))
             };

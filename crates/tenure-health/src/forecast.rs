@@ -542,7 +542,9 @@ impl Calibrated {
         // its fate).
         let se_of = |idx: &[usize], d: f64| -> f64 {
             let mut info = 0.0;
-            let mut score: std::collections::HashMap<u32, f64> = Default::default();
+            // Ordered by account: a hash map's order changes from one process to the next, and
+            // so would the last bits of the sum (and a bound rounded to the cent with them).
+            let mut score: std::collections::BTreeMap<u32, f64> = Default::default();
             for &k in idx {
                 let w = weight[k].max(0.0);
                 let q = model::sigmoid(z[k] + d);

@@ -459,7 +459,8 @@ fn paired_lead(diff: &[f64], account: &[u64]) -> (f64, f64) {
         return (0.0, f64::INFINITY);
     }
     let mean = diff.iter().sum::<f64>() / n;
-    let mut by: std::collections::HashMap<u64, f64> = Default::default();
+    // Ordered by account: the sum's last bits must not depend on a hash map's order.
+    let mut by: std::collections::BTreeMap<u64, f64> = Default::default();
     for (d, a) in diff.iter().zip(account) {
         *by.entry(*a).or_default() += d - mean;
     }

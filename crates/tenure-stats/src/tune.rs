@@ -2,16 +2,16 @@
 //! one default serves 500 rows and 10 million: leaves, rows per leaf, penalty and rounds.
 //!
 //! The rule (measured on the four public churn tables `bench/gbm.sh` runs and on nine more
-//! Telco samples of 500-2,000 rows): a stratified 3-fold split of the training rows, repeated on up to three
-//! shuffles; every candidate trains on two folds with early stopping on the third (learning
-//! rate 0.05, patience 50 rounds, at most 3,000); the lowest pooled log-loss on the held-out
-//! folds wins, and the model is the mean of the winner's fold models. No fixed setting does as well on every table:
-//! small tables want stumps with a penalty, tables of interactions want 15-31 leaves.
-//! Averaging the fold models rather than refitting on every row keeps small tables honest
-//! (the early-stopped round counts are noisy there). Above `max_rows` the choice is made on a
-//! stratified sample (one of `ceil(n / max_rows)` stratified shares: between half of
-//! `max_rows` and `max_rows` rows) and the winner is refitted on every row, for 1.1x its
-//! mean round count.
+//! Telco samples of 500-2,000 rows): a stratified 3-fold split of the training rows,
+//! repeated on up to three shuffles; every candidate trains on two folds with early stopping
+//! on the third (learning rate 0.05, patience 50 rounds, at most 3,000); the lowest pooled
+//! log-loss on the held-out folds wins, and the model is the mean of the winner's fold
+//! models. No fixed setting does as well on every table: small tables want stumps with a
+//! penalty, tables of interactions want 15-31 leaves. Averaging the fold models rather than
+//! refitting on every row keeps small tables honest (the early-stopped round counts are
+//! noisy there). Above `max_rows` the choice is made on a stratified sample (one of
+//! `ceil(n / max_rows)` stratified shares: between half of `max_rows` and `max_rows` rows)
+//! and the winner is refitted on every row, for 1.1x its mean round count.
 
 use crate::StatsError;
 use crate::gbm::{self, Column, Gbm, Params};
