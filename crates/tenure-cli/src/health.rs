@@ -1164,8 +1164,7 @@ fn clv_bgnbd(a: ClvArgs) -> Result<()> {
             Period::parse(s).map(|p| p.start).map_err(|e| usage(format!("--holdout-from: {e}")))
         })
         .transpose()?;
-    // The rate of each month such that twelve of them compound to the annual rate.
-    let monthly = (1.0 + a.discount).powf(1.0 / 12.0) - 1.0;
+    let monthly = tenure_health::bgnbd::monthly_discount(a.discount);
     let cfg = config(&a.data)?;
     let dir = existing_data_dir(&a.data)?;
     let t = as_of(&a.as_of)?;

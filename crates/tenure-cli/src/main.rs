@@ -1302,6 +1302,20 @@ fn set_disabled(data: &DataArgs, who: &str, disabled: bool) -> Result<()> {
     Ok(())
 }
 
+/// A bar counting `len` things (`unit`) on standard error when it is a terminal.
+pub(crate) fn count_bar(len: u64, what: &str, unit: &str) -> ProgressBar {
+    let pb =
+        if std::io::stderr().is_terminal() { ProgressBar::new(len) } else { ProgressBar::hidden() };
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb
+}
+
 pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let pb =
         if std::io::stderr().is_terminal() { ProgressBar::new(len) } else { ProgressBar::hidden() };
@@ -1516,16 +1530,7 @@ fn gen_company(g: &GenArgs) -> Result<tenure_sim::Summary> {
             GenFormat::Csv => tenure_sim::OutputFormat::Csv,
         },
     };
-    let pb = if std::io::stderr().is_terminal() {
-        ProgressBar::new(g.accounts)
-    } else {
-        ProgressBar::hidden()
-    };
-    pb.set_style(
-        ProgressStyle::with_template("generating [{bar:30}] {pos}/{len} accounts {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let pb = count_bar(g.accounts, "generating", "accounts");
     let t0 = Instant::now();
     let s = tenure_sim::generate(&cfg, &g.out, &|n| pb.set_position(n)).map_err(|e| match e {
         tenure_sim::SimError::InvalidConfig(m) => usage(m),

@@ -4,7 +4,6 @@
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value as Json, json};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tenure_stats::StatsError;
 use tenure_stats::cox::{CoxInput, Ties};
@@ -239,6 +238,18 @@ fn empty_col() -> Col {
     Col { nums: Vec::new(), flags: Vec::new(), text: Vec::new(), bad: None, text_seen: false }
 }
 
+/// An empty column of `kind` with room for `rows` values: sized once, as growing by doubling
+/// copies the values and touches fresh pages the kernel must zero.
+fn col_for(kind: Kind, rows: usize) -> Col {
+    let mut c = empty_col();
+    match kind {
+        Kind::Num => c.nums.reserve_exact(rows),
+        Kind::Flag => c.flags.reserve_exact(rows),
+        Kind::Text => c.text.reserve_exact(rows),
+    }
+    c
+}
+
 /// The position of each asked-for column in the header.
 fn locate(path: &Path, header: &[String], spec: &[(&str, Kind)]) -> Result<Vec<usize>> {
     spec.iter()
@@ -451,18 +462,7 @@ fn read_plain(path: &Path, spec: &[(&str, Kind)]) -> Result<Option<Columns>> {
     parts.sort_by_key(|(i, _)| *i);
     // Sized once: no reallocation while the blocks are joined.
     let total: usize = parts.iter().map(|(_, p)| p.rows).sum();
-    let mut cols: Vec<Col> = spec
-        .iter()
-        .map(|(_, kind)| {
-            let mut c = empty_col();
-            match kind {
-                Kind::Num => c.nums.reserve_exact(total),
-                Kind::Flag => c.flags.reserve_exact(total),
-                Kind::Text => c.text.reserve_exact(total),
-            }
-            c
-        })
-        .collect();
+    let mut cols: Vec<Col> = spec.iter().map(|(_, kind)| col_for(*kind, total)).collect();
     // The file line of each block's line 1 (the header is line 1 of the file).
     let (mut first_line, mut rows) = (2, 0);
     for (_, part) in parts {
@@ -522,22 +522,11 @@ fn count_commas(line: &[u8]) -> usize {
 /// Parses a block of whole lines (lines are counted from 1 within the block).
 fn parse_block(block: &[u8], shape: &Shape, feeds: &[Vec<usize>], spec: &[(&str, Kind)]) -> Part {
     let block = block.strip_suffix(b"\n").unwrap_or(block);
-    // Sized once from the line count (one vectorised pass): growing by doubling would copy
-    // each column and touch fresh pages the kernel must zero, most of a small read's time.
+    // Sized from the line count (one vectorised pass): the page zeroing of columns grown by
+    // doubling was most of a small read's time.
     let lines = memchr::memchr_iter(b'\n', block).count() + 1;
     let mut part = Part {
-        cols: spec
-            .iter()
-            .map(|(_, kind)| {
-                let mut c = empty_col();
-                match kind {
-                    Kind::Num => c.nums.reserve_exact(lines),
-                    Kind::Flag => c.flags.reserve_exact(lines),
-                    Kind::Text => c.text.reserve_exact(lines),
-                }
-                c
-            })
-            .collect(),
+        cols: spec.iter().map(|(_, kind)| col_for(*kind, lines)).collect(),
         rows: 0,
         lines: 0,
         ragged: None,
@@ -1073,16 +1062,7 @@ pub fn run(cmd: StatsCmd) -> Result<()> {
             let started = std::time::Instant::now();
             let mut training = 0.0;
             // Choosing the settings takes a while on large tables: folds done, on a terminal.
-            let bar = if std::io::stderr().is_terminal() {
-                indicatif::ProgressBar::new(k as u64)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("folds [{bar:30}] {pos}/{len} {elapsed}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
+            let bar = crate::count_bar(k as u64, "training", "folds");
             for f in 0..k {
                 let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| fold[*i] == f);
                 let ytr: Vec<bool> = train.iter().map(|i| y[*i]).collect();

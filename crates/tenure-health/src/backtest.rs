@@ -138,8 +138,6 @@ pub struct Metrics {
     pub roc: Vec<(f64, f64)>,
 }
 
-pub use eval::ece;
-
 fn roc(y: &[bool], s: &[f64]) -> Vec<(f64, f64)> {
     let (pos, neg) = (y.iter().filter(|v| **v).count(), y.iter().filter(|v| !**v).count());
     if pos == 0 || neg == 0 {
@@ -175,7 +173,7 @@ pub fn metrics(y: &[bool], p: &[f64]) -> Metrics {
         auc: eval::roc_auc(y, p).ok().flatten(),
         pr_auc: eval::average_precision(y, p).ok().flatten(),
         brier: eval::brier(y, p).ok(),
-        ece: ece(&calibration),
+        ece: eval::ece(&calibration),
         lift_top_decile: lift,
         calibration,
         roc: roc(y, p),

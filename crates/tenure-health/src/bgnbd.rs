@@ -297,6 +297,12 @@ pub struct Options {
     pub monthly_discount: f64,
 }
 
+/// The monthly discount rate twelve of which compound to the annual rate `annual` (as
+/// lifetimes' monthly `discount_rate`).
+pub fn monthly_discount(annual: f64) -> f64 {
+    (1.0 + annual).powf(1.0 / 12.0) - 1.0
+}
+
 /// One customer's predictions; `None` where the model leaves a figure undefined (a
 /// Gamma-Gamma with q <= 1 has no finite mean value).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -569,7 +569,7 @@ fn select(
             continue;
         }
         let auc = eval::roc_auc(&vy, &p).ok().flatten();
-        let ece = eval::calibration_table(&vy, &p, 10).ok().and_then(|t| crate::backtest::ece(&t));
+        let ece = eval::calibration_table(&vy, &p, 10).ok().and_then(|t| eval::ece(&t));
         scored.push((spec.clone(), Candidate { name: spec.name(), log_loss, auc, ece }));
         losses.push(ll);
     }

@@ -23,7 +23,7 @@ pub fn options() -> Options {
     Options {
         periods: Periods::Day,
         horizon_months: HORIZON_MONTHS,
-        monthly_discount: (1.0 + ANNUAL_DISCOUNT).powf(1.0 / 12.0) - 1.0,
+        monthly_discount: tenure_health::bgnbd::monthly_discount(ANNUAL_DISCOUNT),
     }
 }
 

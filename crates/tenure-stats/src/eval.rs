@@ -320,16 +320,20 @@ pub fn wilson(k: u64, n: u64, alpha: f64) -> Option<[f64; 2]> {
 pub fn kfold(n: usize, k: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     let mut state = seed;
-    let mut next = || crate::splitmix64(&mut state);
-    for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
+    shuffle(&mut order, &mut state);
     let mut fold = vec![0; n];
     for (pos, row) in order.into_iter().enumerate() {
         fold[row] = pos * k / n.max(1);
     }
     fold
+}
+
+/// Fisher-Yates on the splitmix64 stream whose state is `state` (which moves on).
+fn shuffle(v: &mut [usize], state: &mut u64) {
+    for i in (1..v.len()).rev() {
+        let j = (crate::splitmix64(state) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
 }
 
 /// Fold index of each row, each class shuffled by `seed` and dealt out in turn, so that
@@ -341,10 +345,7 @@ pub fn stratified_kfold(y: &[bool], k: usize, seed: u64) -> Vec<usize> {
     let mut dealt = 0usize;
     for class in [true, false] {
         let mut rows: Vec<usize> = (0..y.len()).filter(|i| y[*i] == class).collect();
-        for i in (1..rows.len()).rev() {
-            let j = (crate::splitmix64(&mut state) % (i as u64 + 1)) as usize;
-            rows.swap(i, j);
-        }
+        shuffle(&mut rows, &mut state);
         // The second class continues where the first stopped: fold sizes differ by one at most.
         for r in rows {
             fold[r] = dealt % k.max(1);

@@ -34,7 +34,7 @@ impl Column {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Params {
     pub rounds: usize,
     pub learning_rate: f64,
