@@ -68,11 +68,21 @@ const CSV_BATCH: usize = 50_000;
 
 /// A chunk of input made ready for the writer: framed log records (kind and byte range
 /// in `buf`), in input order, and the chunk's rejections.
+#[derive(Default)]
 struct Parsed {
     /// Kind, byte range, and whether the key is the content's (no `message_id`).
     recs: Vec<(EventKind, usize, usize, bool)>,
     buf: Vec<u8>,
     rejections: Vec<Rejection>,
+}
+
+impl Parsed {
+    /// Empties it, keeping its buffers' capacity for the next batch.
+    fn clear(&mut self) {
+        self.recs.clear();
+        self.buf.clear();
+        self.rejections.clear();
+    }
 }
 
 /// One block of JSONL, parsed: the writer appends it and commits.
@@ -236,9 +246,13 @@ impl Importer {
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
             let (done_tx, done_rx) = std::sync::mpsc::channel::<Progress>();
+            // Stored batches come back emptied, their buffers kept: a fresh 5 MiB buffer
+            // a batch is fresh pages for the kernel to zero (measured: a tenth of the CPU
+            // time of a Parquet import).
+            let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Parsed>();
             let writer = scope.spawn(move || -> Result<FileSummary, ImportError> {
                 let mut sum = FileSummary::default();
-                for b in rx {
+                for mut b in rx {
                     sum.progress.rejected += b.parsed.rejections.len() as u64;
                     store(log, &b.parsed, &mut sum)?;
                     log.commit()?;
@@ -246,12 +260,14 @@ impl Importer {
                     sum.progress.bytes = b.position;
                     // The receiver is gone only when framing stopped: nothing to report to.
                     let _ = done_tx.send(sum.progress.clone());
+                    b.parsed.clear();
+                    let _ = spare_tx.send(b.parsed);
                 }
                 Ok(sum)
             });
             let mut done = false;
             while !done {
-                let mut p = Parsed { recs: Vec::new(), buf: Vec::new(), rejections: Vec::new() };
+                let mut p = spare_rx.try_recv().unwrap_or_else(|_| Parsed::default());
                 let mut last = 0;
                 for _ in 0..CSV_BATCH {
                     let Some((line, row)) = rows.next_row(cfg) else {
@@ -297,9 +313,12 @@ struct Batch {
 
 /// Appends a batch's records to the log, counting what was stored and what was known.
 fn store(log: &mut Log, p: &Parsed, sum: &mut FileSummary) -> Result<(), ImportError> {
-    for &(kind, start, end, _) in &p.recs {
-        let record = &p.buf[start..end];
-        if log.append_framed(lane(kind), record)? {
+    let records: Vec<(&str, &[u8])> =
+        p.recs.iter().map(|&(kind, start, end, _)| (lane(kind), &p.buf[start..end])).collect();
+    let mut stored = Vec::with_capacity(records.len());
+    log.append_framed_batch(&records, &mut stored)?;
+    for (&(kind, ..), new) in p.recs.iter().zip(stored) {
+        if new {
             sum.progress.accepted += 1;
             *sum.by_kind.entry(kind.as_str()).or_default() += 1;
         } else {

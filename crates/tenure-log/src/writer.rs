@@ -24,6 +24,12 @@ const RETAINED_PENDING_CAPACITY: usize = 16 * 1024 * 1024;
 /// What a commit adds to a lane's segment after its records: two copies of its commit record.
 const COMMIT_BYTES: u64 = 2 * COMMIT_RECORD_LEN as u64;
 
+/// The key in the header of a framed record (at least [`RECORD_HEADER_LEN`] bytes).
+fn record_key(record: &[u8]) -> u128 {
+    let bytes = record.get(8..RECORD_HEADER_LEN).and_then(|b| b.try_into().ok());
+    u128::from_le_bytes(bytes.unwrap_or([0; 16]))
+}
+
 /// Tuning of a [`Log`] writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogOptions {
@@ -420,6 +426,7 @@ impl Log {
         };
         let key = u128::from_le_bytes(key_bytes.try_into().unwrap_or([0; 16]));
         debug_assert!(format::decode_record(record, 0).is_ok(), "a badly framed record");
+        debug_assert_eq!(key, record_key(record));
         let segment_bytes = self.opts.segment_bytes;
         match self.admit(lane, key)? {
             Some(writer) => writer.push_framed(key, record, segment_bytes),
@@ -427,6 +434,52 @@ impl Log {
         }
         self.pending_records += 1;
         Ok(true)
+    }
+
+    /// [`append_framed`](Self::append_framed) for a batch of `(lane, record)`, with the same
+    /// answers (in `stored`, one per record, replacing its contents) as one call per record
+    /// in order. The batch is checked first: a record too large or a lane name not valid
+    /// fails it before anything is appended.
+    ///
+    /// Why a batch: at tens of millions of keys the key index is far larger than the
+    /// caches, so each lookup is a miss to memory. Looked up in one tight loop, the misses
+    /// of consecutive keys overlap; interleaved with copying each record they do not
+    /// (measured on a 10 M-row import: 447 ns a record through `append_framed`).
+    pub fn append_framed_batch(
+        &mut self,
+        records: &[(&str, &[u8])],
+        stored: &mut Vec<bool>,
+    ) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        for &(lane, record) in records {
+            let len = record.len().saturating_sub(RECORD_HEADER_LEN);
+            if record.len() < RECORD_HEADER_LEN || len > MAX_PAYLOAD_LEN {
+                return Err(LogError::RecordTooLarge { len, max: MAX_PAYLOAD_LEN });
+            }
+            if !self.lanes.contains_key(lane) && !format::is_valid_lane(lane) {
+                return Err(LogError::InvalidLane(lane.to_owned()));
+            }
+            debug_assert!(format::decode_record(record, 0).is_ok(), "a badly framed record");
+        }
+        stored.clear();
+        stored.extend(records.iter().map(|(_, r)| self.keys.insert(record_key(r))));
+        let segment_bytes = self.opts.segment_bytes;
+        let mut current: Option<(&str, &mut LaneWriter)> = None;
+        for (&(lane, record), _) in records.iter().zip(stored.iter()).filter(|(_, s)| **s) {
+            if current.as_ref().is_none_or(|(name, _)| *name != lane) {
+                if !self.lanes.contains_key(lane) {
+                    self.lanes.insert(lane.to_owned(), LaneWriter::new(self.dir.join(lane)));
+                }
+                current = self.lanes.get_mut(lane).map(|w| (lane, w));
+            }
+            if let Some((_, writer)) = current.as_mut() {
+                writer.push_framed(record_key(record), record, segment_bytes);
+                self.pending_records += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Writes all pending records, and after each lane's records its commit record, and

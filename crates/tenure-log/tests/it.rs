@@ -674,6 +674,71 @@ fn framed_records_append_like_plain_ones() {
     assert_eq!(got, vec![(1, b"alpha".to_vec()), (2, b"beta".to_vec())]);
 }
 
+proptest! {
+    /// A batch appends exactly what one `append_framed` per record would: the same answers,
+    /// and the same lanes on disk, through duplicates (in the batch, and of earlier
+    /// batches), several lanes and segment rolls.
+    #[test]
+    fn a_framed_batch_appends_as_one_call_per_record(
+        batches in prop::collection::vec(
+            prop::collection::vec((0usize..3, 0u128..40, 0usize..60), 0..40),
+            1..5,
+        ),
+    ) {
+        let lanes = ["usage", "subscription", "ticket"];
+        let (one, many) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let opts = LogOptions { segment_bytes: 400 };
+        let (mut a, _) = Log::open(one.path(), opts.clone()).unwrap();
+        let (mut b, _) = Log::open(many.path(), opts).unwrap();
+        let mut stored = Vec::new();
+        for batch in &batches {
+            let mut buf = Vec::new();
+            let mut ranges = Vec::new();
+            for &(lane, key, len) in batch {
+                let at = tenure_log::begin_record(&mut buf);
+                buf.extend(std::iter::repeat_n(key as u8, len));
+                prop_assert!(tenure_log::finish_record(&mut buf, at, key));
+                ranges.push((lanes[lane], at..buf.len()));
+            }
+            let want: Vec<bool> = ranges
+                .iter()
+                .map(|(lane, r)| a.append_framed(lane, &buf[r.clone()]).unwrap())
+                .collect();
+            let records: Vec<(&str, &[u8])> =
+                ranges.iter().map(|(lane, r)| (*lane, &buf[r.clone()])).collect();
+            b.append_framed_batch(&records, &mut stored).unwrap();
+            prop_assert_eq!(&stored, &want);
+            a.commit().unwrap();
+            b.commit().unwrap();
+        }
+        drop((a, b));
+        let (ra, rb) = (LogReader::open(one.path()).unwrap(), LogReader::open(many.path()).unwrap());
+        prop_assert_eq!(ra.lanes(), rb.lanes());
+        for lane in lanes {
+            prop_assert_eq!(ra.read_lane(lane).unwrap(), rb.read_lane(lane).unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_framed_batch_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let mut buf = Vec::new();
+    let at = tenure_log::begin_record(&mut buf);
+    buf.extend_from_slice(b"fine");
+    assert!(tenure_log::finish_record(&mut buf, at, 7));
+    let good = &buf[at..];
+    let mut stored = vec![true; 3];
+    let err = log.append_framed_batch(&[("usage", good), ("../bad", good)], &mut stored);
+    assert!(matches!(err, Err(tenure_log::LogError::InvalidLane(_))), "{err:?}");
+    let err = log.append_framed_batch(&[("usage", good), ("usage", &good[..10])], &mut stored);
+    assert!(matches!(err, Err(tenure_log::LogError::RecordTooLarge { .. })), "{err:?}");
+    // Nothing of either batch was taken: the key is still new.
+    log.append_framed_batch(&[("usage", good), ("usage", good)], &mut stored).unwrap();
+    assert_eq!(stored, [true, false]);
+}
+
 #[test]
 fn a_reader_of_some_lanes_sees_only_those() {
     let dir = tempfile::tempdir().unwrap();
