@@ -111,6 +111,172 @@ fn stripe_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Whether a file is a JSON file of one object a line whose first object is an invoice.
+fn invoice_lines(path: &Path) -> bool {
+    use std::io::Read;
+    let json = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"));
+    let Ok(f) = std::fs::File::open(path) else { return false };
+    if !json {
+        return false;
+    }
+    // The first line, if it ends within 1 MiB (an invoice is a few KiB).
+    let mut head = Vec::new();
+    if f.take(1 << 20).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let Some(end) = memchr::memchr(b'\n', &head) else { return false };
+    let first = String::from_utf8_lossy(&head[..end]);
+    tenure_stripe::load::object_of(&first).as_deref() == Some("invoice")
+}
+
+/// Reads a whole export file into `export` (JSON or a Dashboard CSV export).
+fn read_whole(
+    f: &Path,
+    export: &mut tenure_stripe::Export,
+    pb: &indicatif::ProgressBar,
+) -> Result<()> {
+    let name = f.display().to_string();
+    let data = std::fs::read(f).with_context(|| format!("cannot read {name}"))?;
+    pb.inc(data.len() as u64);
+    let problem = |reason: &str| tenure_stripe::Problem {
+        origin: tenure_stripe::Origin { file: name.as_str().into(), line: 0, index: None },
+        id: None,
+        field: None,
+        reason: reason.into(),
+    };
+    if data.starts_with(b"PAR1") {
+        export.problems.push(problem("a Parquet file, not a Stripe export"));
+        return Ok(());
+    }
+    let Ok(text) = String::from_utf8(data) else {
+        export.problems.push(problem("not UTF-8 text"));
+        return Ok(());
+    };
+    if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        export.add_csv(&name, &text);
+    } else {
+        export.add_json(&name, &text);
+    }
+    Ok(())
+}
+
+/// Bytes of a file of invoices read and converted at once.
+const INVOICE_BLOCK: usize = 32 << 20;
+
+/// Converts a file of one invoice a line a block of whole lines at a time: a thread reads
+/// and parses the next block while this one converts the last. The number of objects
+/// read, or `None` if the file holds objects the invoices depend on (customers,
+/// subscriptions, prices, ...), which must then be read before any invoice.
+fn stream_invoices(
+    f: &Path,
+    conv: &mut tenure_stripe::Converter<'_>,
+    ignored: &mut std::collections::BTreeMap<String, u64>,
+    pb: &indicatif::ProgressBar,
+) -> Result<Option<usize>> {
+    let name = f.display().to_string();
+    let input = std::fs::File::open(f).with_context(|| format!("cannot open {name}"))?;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = scope.spawn(|| read_invoice_blocks(input, &name, pb, tx));
+        let mut objects = 0;
+        for part in rx {
+            let part: tenure_stripe::Export = part;
+            if part.has_context() {
+                // Dropping the receiver stops the reader at its next block.
+                return Ok(None);
+            }
+            objects += part.count();
+            let tenure_stripe::Export { invoices, events, problems, ignored: other, .. } = part;
+            for (kind, n) in other {
+                *ignored.entry(kind).or_default() += n;
+            }
+            conv.add_problems(problems);
+            conv.add_invoices(&invoices);
+            conv.add_events(events);
+        }
+        reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        Ok(Some(objects))
+    })
+}
+
+/// The reading side of [`stream_invoices`]: blocks of whole lines, parsed, in order.
+fn read_invoice_blocks(
+    mut input: std::fs::File,
+    name: &str,
+    pb: &indicatif::ProgressBar,
+    tx: std::sync::mpsc::SyncSender<tenure_stripe::Export>,
+) -> Result<()> {
+    use std::io::Read;
+    let file: std::sync::Arc<str> = name.into();
+    let mut block: Vec<u8> = Vec::with_capacity(INVOICE_BLOCK + (1 << 20));
+    let (mut line, mut eof) = (1u64, false);
+    while !eof {
+        while block.len() < INVOICE_BLOCK {
+            let old = block.len();
+            block.resize(INVOICE_BLOCK, 0);
+            match input.read(&mut block[old..]) {
+                Ok(0) => {
+                    block.truncate(old);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => block.truncate(old + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => block.truncate(old),
+                Err(e) => return Err(e).with_context(|| format!("reading {name}")),
+            }
+        }
+        // Whole lines only, unless at the end; a line longer than a block waits for more.
+        let cut =
+            if eof { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
+        if cut == 0 && !eof {
+            let old = block.len();
+            block.resize(old + INVOICE_BLOCK, 0);
+            let n = input.read(&mut block[old..]).with_context(|| format!("reading {name}"))?;
+            block.truncate(old + n);
+            eof = n == 0;
+            continue;
+        }
+        let bytes = &block[..cut];
+        let bytes =
+            if line == 1 { bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes) } else { bytes };
+        let mut part = tenure_stripe::Export::default();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => part.add_lines(&file, line, text, Some("invoice")),
+            Err(_) => {
+                // Lines that are not UTF-8 are refused one by one; the others are read.
+                let mut text = String::with_capacity(bytes.len());
+                for (i, l) in bytes.split(|&b| b == b'\n').enumerate() {
+                    match std::str::from_utf8(l) {
+                        Ok(l) => text.push_str(l),
+                        Err(_) => part.problems.push(tenure_stripe::Problem {
+                            origin: tenure_stripe::Origin {
+                                file: file.clone(),
+                                line: line + i as u64,
+                                index: None,
+                            },
+                            id: None,
+                            field: None,
+                            reason: "line is not UTF-8 text".into(),
+                        }),
+                    }
+                    text.push('\n');
+                }
+                part.add_lines(&file, line, &text, Some("invoice"));
+            }
+        }
+        line += memchr::memchr_iter(b'\n', &block[..cut]).count() as u64;
+        pb.inc(cut as u64);
+        block.drain(..cut);
+        if tx.send(part).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Converted Stripe rows as a row source: each validated as any JSONL line is; a
 /// rejection's line is the row's number, which the caller maps back to its object.
 struct StripeRows<'a> {
@@ -171,41 +337,48 @@ pub fn import_stripe(
     let mut export = tenure_stripe::Export::default();
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let pb = crate::bar(bytes, "reading the Stripe export");
+    // Files of one invoice a line (the bulk of an export) are converted a block at a time
+    // once everything else is read: memory then holds a block of invoices, not all of them.
+    let mut streamed = Vec::new();
     for f in &files {
-        let name = f.display().to_string();
-        let data = std::fs::read(f).with_context(|| format!("cannot read {name}"))?;
-        pb.inc(data.len() as u64);
-        if data.starts_with(b"PAR1") {
-            export.problems.push(tenure_stripe::Problem {
-                origin: tenure_stripe::Origin { file: name.as_str().into(), line: 0, index: None },
-                id: None,
-                field: None,
-                reason: "a Parquet file, not a Stripe export".into(),
-            });
+        if invoice_lines(f) {
+            streamed.push(f);
             continue;
         }
-        let Ok(text) = String::from_utf8(data) else {
-            export.problems.push(tenure_stripe::Problem {
-                origin: tenure_stripe::Origin { file: name.as_str().into(), line: 0, index: None },
-                id: None,
-                field: None,
-                reason: "not UTF-8 text".into(),
-            });
-            continue;
-        };
-        if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
-            export.add_csv(&name, &text);
-        } else {
-            export.add_json(&name, &text);
-        }
+        read_whole(f, &mut export, &pb)?;
     }
-    pb.finish_and_clear();
-    let objects = export.count();
-    let read_secs = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let converted = tenure_stripe::convert(&export, opts);
+    let mut objects = export.count();
+    let mut ignored = export.ignored.clone();
+    let converted = 'converted: {
+        let mut conv = tenure_stripe::Converter::new(&export, opts);
+        conv.add_invoices(&export.invoices);
+        let mut mixed = false;
+        for f in &streamed {
+            match stream_invoices(f, &mut conv, &mut ignored, &pb)? {
+                Some(n) => objects += n,
+                None => {
+                    mixed = true;
+                    break;
+                }
+            }
+        }
+        if !mixed {
+            break 'converted conv.finish();
+        }
+        // A file that began with invoices holds customers, subscriptions or prices too,
+        // which the invoices before them needed: read it whole, as any other file.
+        drop(conv);
+        pb.set_position(0);
+        for f in &streamed {
+            read_whole(f, &mut export, &pb)?;
+        }
+        objects = export.count();
+        ignored = export.ignored.clone();
+        tenure_stripe::convert(&export, opts)
+    };
     drop(export);
-    let convert_secs = t1.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let read_secs = t0.elapsed().as_secs_f64();
     let t2 = Instant::now();
     for p in &converted.problems {
         eprintln!("{p}");
@@ -235,7 +408,7 @@ pub fn import_stripe(
     let p = &sum.progress;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "stripe: {objects} objects from {} files ({:.0} objects/s read), {} events: {} stored, {} already present, {} rejected; {} objects could not be used ({:.2} s: read {read_secs:.2}, converted {convert_secs:.2}, stored {:.2})",
+        "stripe: {objects} objects from {} files ({:.0} objects/s read and converted), {} events: {} stored, {} already present, {} rejected; {} objects could not be used ({:.2} s: read and converted {read_secs:.2}, stored {:.2})",
         files.len(),
         objects as f64 / read_secs.max(1e-9),
         rows.len(),
@@ -248,6 +421,9 @@ pub fn import_stripe(
     );
     for (what, n) in &converted.skipped {
         eprintln!("  left out: {n} {what}");
+    }
+    for (kind, n) in &ignored {
+        eprintln!("  left out: {n} objects of type {kind} (not read by Tenure)");
     }
     let bad = rejected + converted.problems.len() as u64;
     Ok(if bad > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })

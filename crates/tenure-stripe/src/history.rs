@@ -9,7 +9,7 @@ use crate::load::{Export, Origin, Problem};
 use crate::objects::{Customer, Invoice, Line, Price, Subscription};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use tenure_core::money::{Currency, format_minor};
 use tenure_core::time::Timestamp;
@@ -113,43 +113,106 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn to_json(&self, at: i64, account: &str, item: &str) -> Option<Value> {
+    /// The subscription event of this state, as a contract JSON line.
+    pub(crate) fn row(&self, at: i64, account: &str, item: &str) -> Option<String> {
         let (amount, currency) = money(self.amount, &self.currency)?;
-        let mut o = Map::new();
-        o.insert("type".into(), json!("subscription"));
-        o.insert("timestamp".into(), json!(ts(at)));
-        o.insert("account_id".into(), json!(account));
-        o.insert("message_id".into(), json!(format!("stripe:{item}:{at}")));
-        o.insert("subscription_id".into(), json!(item));
+        let mut o = JsonRow::new("subscription", at, account);
+        o.str("message_id", &format!("stripe:{item}:{at}"));
+        o.str("subscription_id", item);
         if let Some(p) = &self.product {
-            o.insert("product".into(), json!(p));
+            o.str("product", p);
         }
         if let Some(p) = &self.plan {
-            o.insert("plan".into(), json!(p));
+            o.str("plan", p);
         }
-        o.insert("kind".into(), json!(if self.service { "service" } else { "product" }));
-        o.insert("quantity".into(), json!(self.quantity));
-        o.insert("amount".into(), json!(amount));
-        o.insert("currency".into(), json!(currency));
+        o.str("kind", if self.service { "service" } else { "product" });
+        o.int("quantity", self.quantity as i128);
+        o.str("amount", &amount);
+        o.str("currency", &currency);
         let interval = match self.months {
             1 => "month".to_string(),
             3 => "quarter".to_string(),
             12 => "year".to_string(),
             n => format!("{n}m"),
         };
-        o.insert("interval".into(), json!(interval));
-        o.insert("status".into(), json!(self.status));
+        o.str("interval", &interval);
+        o.str("status", self.status);
         if let Some((s, e)) = self.term {
-            o.insert("term_start".into(), json!(ts(s)));
-            o.insert("term_end".into(), json!(ts(e)));
+            o.time("term_start", s);
+            o.time("term_end", e);
         }
         if let Some(c) = self.cancel_at {
-            o.insert("cancel_at".into(), json!(ts(c)));
+            o.time("cancel_at", c);
         }
         if let Some(r) = &self.cancel_reason {
-            o.insert("cancel_reason".into(), json!(r));
+            o.str("cancel_reason", r);
         }
-        Some(Value::Object(o))
+        Some(o.finish())
+    }
+
+    /// [`row`](Self::row) as a JSON value (for webhooks, which adjust it).
+    pub(crate) fn to_json(&self, at: i64, account: &str, item: &str) -> Option<Value> {
+        serde_json::from_str(&self.row(at, account, item)?).ok()
+    }
+}
+
+/// A contract event written straight to JSON text. An export gives millions of rows:
+/// building a map of values for each, then its text, was most of the conversion's time.
+pub(crate) struct JsonRow {
+    buf: Vec<u8>,
+    /// An `attributes` object is open.
+    nested: bool,
+}
+
+impl JsonRow {
+    /// An event of `kind` at `at` for `account`.
+    pub(crate) fn new(kind: &str, at: i64, account: &str) -> JsonRow {
+        let mut o = JsonRow { buf: Vec::with_capacity(320), nested: false };
+        o.buf.push(b'{');
+        o.str("type", kind);
+        o.time("timestamp", at);
+        o.str("account_id", account);
+        o
+    }
+
+    fn key(&mut self, key: &str) {
+        if !matches!(self.buf.last(), Some(b'{')) {
+            self.buf.push(b',');
+        }
+        // Keys are Tenure's field names or a customer's metadata keys: escaped as values.
+        let _ = serde_json::to_writer(&mut self.buf, key);
+        self.buf.push(b':');
+    }
+
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        let _ = serde_json::to_writer(&mut self.buf, value);
+    }
+
+    pub(crate) fn int(&mut self, key: &str, value: i128) {
+        use std::io::Write;
+        self.key(key);
+        let _ = write!(self.buf, "{value}");
+    }
+
+    pub(crate) fn time(&mut self, key: &str, secs: i64) {
+        self.str(key, &ts(secs));
+    }
+
+    /// Opens the `attributes` object; the pairs after it go inside, until `finish`.
+    pub(crate) fn attributes(&mut self) {
+        self.key("attributes");
+        self.buf.push(b'{');
+        self.nested = true;
+    }
+
+    pub(crate) fn finish(mut self) -> String {
+        if self.nested {
+            self.buf.push(b'}');
+        }
+        self.buf.push(b'}');
+        // Only `serde_json` and ASCII wrote into it.
+        String::from_utf8(self.buf).unwrap_or_default()
     }
 }
 
@@ -200,6 +263,19 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// Remembers a discount's duration, from its coupon (expanded, or known by id).
+    fn note_discount(&mut self, d: &crate::objects::Discount) {
+        if let Some(c) = d.coupon()
+            && let Some(dur) = &c.duration
+        {
+            self.durations.insert(d.id.clone(), dur.clone());
+        } else if let Some(cid) = d.coupon_id()
+            && let Some(dur) = self.durations.get(cid).cloned()
+        {
+            self.durations.insert(d.id.clone(), dur);
+        }
+    }
+
     fn account(&self, customer: &str) -> String {
         self.accounts.get(customer).cloned().unwrap_or_else(|| customer.to_string())
     }
@@ -237,16 +313,54 @@ fn plan_of(p: &Price) -> Option<String> {
     p.nickname.clone().or_else(|| p.lookup_key.clone()).or_else(|| Some(p.id.clone()))
 }
 
-/// The facts one invoice line gives about its subscription item.
-struct Fact<'a> {
+/// The facts one invoice line gives about its subscription item. Owned: the invoices of a
+/// large export are read a block at a time and dropped once their facts are taken.
+struct Fact {
     at: i64,
     end: i64,
-    item: &'a str,
-    sub: Option<&'a str>,
+    item: Box<str>,
+    sub: Option<Box<str>>,
     kind: FactKind,
-    state: Option<State>,
+    /// Boxed: facts are moved into their item's list, and most of a fact is its state.
+    state: Option<Box<State>>,
     /// Payment failed at, recovered at (paid).
     failed: Option<(i64, Option<i64>)>,
+    /// The line's discounts, when it has any: whether each lowers MRR depends on its
+    /// duration, which an invoice read later may be the one to tell (an expanded discount),
+    /// so the state's amount is settled once every invoice is read.
+    discounted: Option<Box<Discounted>>,
+}
+
+/// A discounted line's amount, before the durations of its discounts are known.
+struct Discounted {
+    /// Discount id (when given) and amount off this line.
+    discounts: Vec<(Option<String>, i64)>,
+    /// Pre-tax amount of the line.
+    gross: i64,
+    /// For a proration: the full-period amount of the new terms, before discounts.
+    full: Option<i64>,
+    /// The factor to the interval's amount (week and day prices to a month).
+    num: i64,
+    den: i64,
+}
+
+impl Discounted {
+    /// The interval's amount after the discounts that keep applying.
+    fn amount(&self, ctx: &Ctx<'_>) -> i64 {
+        let recurring: i64 = self
+            .discounts
+            .iter()
+            .filter(|(id, _)| ctx.recurring_discount(id.as_deref()))
+            .map(|(_, a)| *a)
+            .sum();
+        let full_amount = match self.full {
+            // Discounts apply in the same proportion as on the prorated line.
+            Some(full) if self.gross > 0 => full - div_round(full, recurring, self.gross),
+            Some(full) => full,
+            None => self.gross - recurring,
+        };
+        div_round(full_amount, self.num, self.den).max(0)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,304 +374,372 @@ enum FactKind {
 /// Converts a whole export. Deterministic: the same export gives the same rows, whose
 /// `message_id`s make a second import change nothing.
 pub fn convert(ex: &Export, opts: &Options) -> Converted {
-    let mut out = Converted { problems: ex.problems.clone(), ..Converted::default() };
-    let mut ctx = Ctx {
-        opts,
-        prices: FxHashMap::default(),
-        item_price: FxHashMap::default(),
-        item_sub: FxHashMap::default(),
-        subs: FxHashMap::default(),
-        durations: FxHashMap::default(),
-        accounts: FxHashMap::default(),
-    };
-    for p in &ex.prices {
-        ctx.prices.insert(&p.id, p);
-    }
-    for c in &ex.coupons {
-        if let Some(d) = &c.duration {
-            ctx.durations.insert(c.id.clone(), d.clone());
-        }
-    }
-    let mut note_discount = |d: &crate::objects::Discount| {
-        if let Some(c) = d.coupon()
-            && let Some(dur) = &c.duration
-        {
-            ctx.durations.insert(d.id.clone(), dur.clone());
-        } else if let Some(cid) = d.coupon_id()
-            && let Some(dur) = ctx.durations.get(cid).cloned()
-        {
-            ctx.durations.insert(d.id.clone(), dur);
-        }
-    };
-    for d in &ex.discounts {
-        note_discount(d);
-    }
-    for (_, i) in &ex.invoices {
-        for d in &i.discounts {
-            if let crate::objects::DiscountRef::Discount(d) = d {
-                note_discount(d);
-            }
-        }
-    }
-    for (_, s) in &ex.subscriptions {
-        for d in &s.discounts {
-            if let crate::objects::DiscountRef::Discount(d) = d {
-                note_discount(d);
-            }
-        }
-    }
-    // Customers: accounts and their attributes.
-    let mut seen_customers = FxHashSet::default();
-    for (origin, c) in &ex.customers {
-        if !seen_customers.insert(c.id.as_str()) {
-            continue;
-        }
-        let account = account_of(c, opts);
-        ctx.accounts.insert(&c.id, account.clone());
-        if c.deleted {
-            *out.skipped.entry("deleted customers").or_default() += 1;
-            continue;
-        }
-        let mut o = Map::new();
-        o.insert("type".into(), json!("account"));
-        o.insert("timestamp".into(), json!(ts(c.created)));
-        o.insert("account_id".into(), json!(account));
-        o.insert("message_id".into(), json!(format!("stripe:{}", c.id)));
-        if let Some(n) = c.name.as_ref().or(c.description.as_ref()).filter(|n| !n.is_empty()) {
-            o.insert("name".into(), json!(n));
-        }
-        let mut attrs = Map::new();
-        attrs.insert("stripe_customer_id".into(), json!(c.id));
-        for (k, v) in &c.metadata {
-            attrs.insert(k.clone(), json!(v));
-        }
-        o.insert("attributes".into(), Value::Object(attrs));
-        out.rows.push(Row {
-            origin: origin.clone(),
-            id: c.id.clone(),
-            json: Value::Object(o).to_string(),
-        });
-    }
-    // Subscriptions and their current items.
-    let mut sub_origin: FxHashMap<&str, &Origin> = FxHashMap::default();
-    for (origin, s) in &ex.subscriptions {
-        ctx.subs.insert(&s.id, s);
-        sub_origin.insert(&s.id, origin);
-        for it in &s.items.data {
-            ctx.item_sub.insert(&it.id, &s.id);
-            if let Some(p) = it.price() {
-                ctx.item_price.insert(&it.id, p);
-                ctx.prices.entry(&p.id).or_insert(p);
-            }
-        }
-    }
-    // Lines listed on their own join their invoice.
-    let mut extra: FxHashMap<&str, Vec<&Line>> = FxHashMap::default();
-    for (_, l) in &ex.lines {
-        if let Some(i) = &l.invoice {
-            extra.entry(i.0.as_str()).or_default().push(l);
-        }
-    }
-    // Invoices, in parallel (the bulk of an export): each gives its lines' facts, its own
-    // events, and what could not be used; merged in input order.
-    let mut seen_invoices = FxHashSet::default();
-    let unique: Vec<&(Origin, Invoice)> =
-        ex.invoices.iter().filter(|(_, i)| seen_invoices.insert(i.id.as_str())).collect();
-    let per_invoice: Vec<InvoiceOut<'_>> =
-        unique.par_iter().map(|(origin, inv)| invoice_out(&ctx, &extra, origin, inv)).collect();
-    // Sized once: growing these vectors by doubling is most of the time on big exports
-    // (fresh pages, zeroed by the kernel, and copies).
-    let mut facts: Vec<Fact<'_>> =
-        Vec::with_capacity(per_invoice.iter().map(|o| o.facts.len()).sum());
-    out.rows
-        .reserve(per_invoice.iter().map(|o| o.rows.len()).sum::<usize>() * 2 + ex.customers.len());
-    let mut item_account: FxHashMap<&str, String> = FxHashMap::default();
-    let mut metered_items: FxHashSet<&str> = FxHashSet::default();
-    for o in per_invoice {
-        for f in &o.facts {
-            item_account.entry(f.item).or_insert_with(|| o.account.clone());
-        }
-        facts.extend(o.facts);
-        out.rows.extend(o.rows);
-        out.problems.extend(o.problems);
-        metered_items.extend(o.metered);
-        for what in o.skipped {
-            *out.skipped.entry(what).or_default() += 1;
-        }
-    }
-    // Credit notes: refunds.
-    let invoices: FxHashMap<&str, &Invoice> =
-        ex.invoices.iter().map(|(_, i)| (i.id.as_str(), i)).collect();
-    for (origin, cn) in &ex.credit_notes {
-        if cn.status.as_deref() == Some("void") {
-            continue;
-        }
-        let inv = invoices.get(cn.invoice.0.as_str());
-        let customer =
-            cn.customer.as_ref().map(|c| c.0.as_str()).or(inv.map(|i| i.customer.0.as_str()));
-        let Some(customer) = customer else {
-            out.problems.push(Problem {
-                origin: origin.clone(),
-                id: Some(cn.id.clone()),
-                field: Some("customer".into()),
-                reason: "no customer, and its invoice is not in the export".into(),
-            });
-            continue;
+    let mut c = Converter::new(ex, opts);
+    c.add_invoices(&ex.invoices);
+    c.finish()
+}
+
+/// An item's facts, and the account of the first invoice that billed it.
+type ItemFacts = (String, Vec<Fact>);
+
+/// What a credit note needs of its invoice: the customer, currency and billed period.
+struct Refunded {
+    customer: String,
+    currency: Option<String>,
+    period: Option<(i64, i64)>,
+}
+
+/// A conversion fed its invoices a block at a time: everything else of the export (in the
+/// [`Export`] it starts from) is read first, then the invoices, which are the bulk of any
+/// export, are converted as they are read and dropped (memory then holds one block of
+/// invoices, not the export). [`convert`] is this with the export's own invoices.
+pub struct Converter<'a> {
+    ex: &'a Export,
+    ctx: Ctx<'a>,
+    /// Lines listed on their own, by invoice.
+    extra: FxHashMap<&'a str, Vec<&'a Line>>,
+    out: Converted,
+    seen_invoices: FxHashSet<Box<str>>,
+    /// Each item's facts, and the account of the first invoice that billed it.
+    items: FxHashMap<Box<str>, ItemFacts>,
+    metered_items: FxHashSet<String>,
+    /// The invoices credit notes name, once read (the first invoice of an id).
+    refunded: FxHashMap<&'a str, Option<Refunded>>,
+    /// Events read along with the invoices.
+    events: Vec<(Origin, crate::objects::Event)>,
+}
+
+impl<'a> Converter<'a> {
+    /// Everything but the invoices: prices, coupons and discounts, customers (whose rows
+    /// come first), subscriptions and their items.
+    pub fn new(ex: &'a Export, opts: &'a Options) -> Converter<'a> {
+        let mut out = Converted { problems: ex.problems.clone(), ..Converted::default() };
+        let mut ctx = Ctx {
+            opts,
+            prices: FxHashMap::default(),
+            item_price: FxHashMap::default(),
+            item_sub: FxHashMap::default(),
+            subs: FxHashMap::default(),
+            durations: FxHashMap::default(),
+            accounts: FxHashMap::default(),
         };
-        let currency =
-            cn.currency.as_deref().or(inv.and_then(|i| i.currency.as_deref())).unwrap_or("usd");
-        let amount = cn.total_excluding_tax.or(cn.subtotal_excluding_tax).unwrap_or(cn.amount);
-        let Some((amount, currency)) = money(amount, currency) else {
-            out.problems.push(Problem {
-                origin: origin.clone(),
-                id: Some(cn.id.clone()),
-                field: Some("currency".into()),
-                reason: format!("unknown currency {currency:?}"),
-            });
-            continue;
-        };
-        let mut o = Map::new();
-        o.insert("type".into(), json!("invoice"));
-        o.insert("timestamp".into(), json!(ts(cn.created)));
-        o.insert("account_id".into(), json!(ctx.account(customer)));
-        o.insert("message_id".into(), json!(format!("stripe:{}", cn.id)));
-        o.insert("invoice_id".into(), json!(cn.invoice.0));
-        o.insert("amount".into(), json!(amount));
-        o.insert("currency".into(), json!(currency));
-        o.insert("status".into(), json!("refunded"));
-        if let Some(i) = inv
-            && let Some((s, e)) = invoice_period(i)
-        {
-            o.insert("period_start".into(), json!(ts(s)));
-            o.insert("period_end".into(), json!(ts(e)));
+        for p in &ex.prices {
+            ctx.prices.insert(&p.id, p);
         }
-        out.rows.push(Row {
-            origin: origin.clone(),
-            id: cn.id.clone(),
-            json: Value::Object(o).to_string(),
-        });
-    }
-    // Each item's timeline, in parallel.
-    let mut by_item: BTreeMap<&str, Vec<Fact<'_>>> = BTreeMap::new();
-    for f in facts {
-        by_item.entry(f.item).or_default().push(f);
-    }
-    let mut done_items = metered_items;
-    done_items.extend(by_item.keys().copied());
-    let items: Vec<(&str, Vec<Fact<'_>>)> = by_item.into_iter().collect();
-    let timelines: Vec<Converted> = items
-        .into_par_iter()
-        .map(|(item, mut fs)| {
-            let mut o = Converted::default();
-            let sub_id = fs.iter().find_map(|f| f.sub).or(ctx.item_sub.get(item).copied());
-            let sub = sub_id.and_then(|s| ctx.subs.get(s)).copied();
-            let account = match sub.map(|s| ctx.account(&s.customer.0)) {
-                Some(a) => a,
-                None => item_account.get(item).cloned().unwrap_or_default(),
-            };
-            fs.sort_by_key(|f| (f.at, f.kind as u8));
-            let changes = item_changes(item, sub, &fs);
-            let origin = sub_id.and_then(|s| sub_origin.get(s)).map(|o| (*o).clone());
-            emit(&changes, &account, item, origin, &mut o);
-            o
-        })
-        .collect();
-    for t in timelines {
-        out.rows.extend(t.rows);
-        out.problems.extend(t.problems);
-    }
-    // Events (the last 30 days Stripe keeps): each as its webhook delivery would be.
-    for (origin, ev) in &ex.events {
-        match crate::webhook::map_event(ev, opts) {
-            Ok(m) if m.ignored => {
-                *out.skipped.entry("events of types Tenure does not use").or_default() += 1
+        for c in &ex.coupons {
+            if let Some(d) = &c.duration {
+                ctx.durations.insert(c.id.clone(), d.clone());
             }
-            Ok(m) => {
-                for v in m.events {
-                    out.rows.push(Row {
-                        origin: origin.clone(),
-                        id: ev.id.clone(),
-                        json: v.to_string(),
-                    });
+        }
+        for d in &ex.discounts {
+            ctx.note_discount(d);
+        }
+        for (_, s) in &ex.subscriptions {
+            for d in &s.discounts {
+                if let crate::objects::DiscountRef::Discount(d) = d {
+                    ctx.note_discount(d);
                 }
             }
-            Err(reason) => out.problems.push(Problem {
-                origin: origin.clone(),
-                id: Some(ev.id.clone()),
-                field: Some("data.object".into()),
-                reason,
-            }),
         }
-    }
-    // Subscriptions with items no invoice mentions: their current state since they started.
-    for (origin, s) in &ex.subscriptions {
-        if s.status.starts_with("incomplete") {
-            *out.skipped.entry("incomplete subscriptions (never revenue)").or_default() += 1;
-            continue;
-        }
-        let account = ctx.account(&s.customer.0);
-        for it in &s.items.data {
-            if done_items.contains(it.id.as_str()) {
+        // Customers: accounts and their attributes.
+        let mut seen_customers = FxHashSet::default();
+        for (origin, c) in &ex.customers {
+            if !seen_customers.insert(c.id.as_str()) {
                 continue;
             }
-            let Some(p) = it.price() else {
+            let account = account_of(c, opts);
+            ctx.accounts.insert(&c.id, account.clone());
+            if c.deleted {
+                *out.skipped.entry("deleted customers").or_default() += 1;
+                continue;
+            }
+            let mut o = JsonRow::new("account", c.created, &account);
+            o.str("message_id", &format!("stripe:{}", c.id));
+            if let Some(n) = c.name.as_ref().or(c.description.as_ref()).filter(|n| !n.is_empty()) {
+                o.str("name", n);
+            }
+            o.attributes();
+            o.str("stripe_customer_id", &c.id);
+            for (k, v) in &c.metadata {
+                // A metadata key of that name would be a duplicate key in the object.
+                if k != "stripe_customer_id" {
+                    o.str(k, v);
+                }
+            }
+            out.rows.push(Row { origin: origin.clone(), id: c.id.clone(), json: o.finish() });
+        }
+        // Subscriptions and their current items.
+        for (_, s) in &ex.subscriptions {
+            ctx.subs.insert(&s.id, s);
+            for it in &s.items.data {
+                ctx.item_sub.insert(&it.id, &s.id);
+                if let Some(p) = it.price() {
+                    ctx.item_price.insert(&it.id, p);
+                    ctx.prices.entry(&p.id).or_insert(p);
+                }
+            }
+        }
+        // Lines listed on their own join their invoice.
+        let mut extra: FxHashMap<&str, Vec<&Line>> = FxHashMap::default();
+        for (_, l) in &ex.lines {
+            if let Some(i) = &l.invoice {
+                extra.entry(i.0.as_str()).or_default().push(l);
+            }
+        }
+        let refunded =
+            ex.credit_notes.iter().map(|(_, cn)| (cn.invoice.0.as_str(), None)).collect();
+        Converter {
+            ex,
+            ctx,
+            extra,
+            out,
+            seen_invoices: FxHashSet::default(),
+            items: FxHashMap::default(),
+            metered_items: FxHashSet::default(),
+            refunded,
+            events: Vec::new(),
+        }
+    }
+
+    /// Objects that could not be used, found while reading the invoices.
+    pub fn add_problems(&mut self, problems: impl IntoIterator<Item = Problem>) {
+        self.out.problems.extend(problems);
+    }
+
+    /// Stripe events read along with the invoices (converted at the end, as the export's).
+    pub fn add_events(
+        &mut self,
+        events: impl IntoIterator<Item = (Origin, crate::objects::Event)>,
+    ) {
+        self.events.extend(events);
+    }
+
+    /// Converts a block of invoices, in parallel, in their order; an id seen before (in
+    /// this block or an earlier one) is left out.
+    pub fn add_invoices(&mut self, invoices: &[(Origin, Invoice)]) {
+        for (_, i) in invoices {
+            for d in &i.discounts {
+                if let crate::objects::DiscountRef::Discount(d) = d {
+                    self.ctx.note_discount(d);
+                }
+            }
+        }
+        let seen = &mut self.seen_invoices;
+        let unique: Vec<&(Origin, Invoice)> =
+            invoices.iter().filter(|(_, i)| seen.insert(i.id.as_str().into())).collect();
+        for (_, inv) in &unique {
+            if let Some(slot @ None) = self.refunded.get_mut(inv.id.as_str()) {
+                *slot = Some(Refunded {
+                    customer: inv.customer.0.clone(),
+                    currency: inv.currency.clone(),
+                    period: invoice_period(inv),
+                });
+            }
+        }
+        let (ctx, extra) = (&self.ctx, &self.extra);
+        let per_invoice: Vec<InvoiceOut> =
+            unique.par_iter().map(|(origin, inv)| invoice_out(ctx, extra, origin, inv)).collect();
+        self.out.rows.reserve(per_invoice.iter().map(|o| o.rows.len()).sum::<usize>());
+        for o in per_invoice {
+            // Facts go straight to their item: one vector of every fact of a large export,
+            // grown by doubling, was most of the time (copies and fresh pages).
+            for f in o.facts {
+                match self.items.get_mut(&f.item) {
+                    Some((_, fs)) => fs.push(f),
+                    None => {
+                        self.items.insert(f.item.clone(), (o.account.clone(), vec![f]));
+                    }
+                }
+            }
+            self.out.rows.extend(o.rows);
+            self.out.problems.extend(o.problems);
+            self.metered_items.extend(o.metered);
+            for what in o.skipped {
+                *self.out.skipped.entry(what).or_default() += 1;
+            }
+        }
+    }
+
+    /// Credit notes, each item's timeline, events, and the subscriptions no invoice told.
+    pub fn finish(self) -> Converted {
+        let Converter { ex, ctx, mut out, items, metered_items, refunded, events, .. } = self;
+        let opts = ctx.opts;
+        // Credit notes: refunds.
+        for (origin, cn) in &ex.credit_notes {
+            if cn.status.as_deref() == Some("void") {
+                continue;
+            }
+            let inv = refunded.get(cn.invoice.0.as_str()).and_then(Option::as_ref);
+            let customer =
+                cn.customer.as_ref().map(|c| c.0.as_str()).or(inv.map(|i| i.customer.as_str()));
+            let Some(customer) = customer else {
                 out.problems.push(Problem {
                     origin: origin.clone(),
-                    id: Some(format!("{} item {}", s.id, it.id)),
-                    field: Some("items.price".into()),
-                    reason: "no price".into(),
+                    id: Some(cn.id.clone()),
+                    field: Some("customer".into()),
+                    reason: "no customer, and its invoice is not in the export".into(),
                 });
                 continue;
             };
-            match item_state(opts, p, it.quantity.unwrap_or(1), s) {
-                Ok(Some(state)) => {
-                    let mut changes = Vec::new();
-                    let start = s.start_date.unwrap_or(s.created);
-                    if let (Some(t0), Some(t1)) = (s.trial_start, s.trial_end) {
-                        changes
-                            .push((t0, Change::Set(State { status: "trialing", ..state.clone() })));
-                        changes.push((t1.max(start), Change::Set(state)));
-                    } else {
-                        changes.push((start, Change::Set(state)));
+            let currency =
+                cn.currency.as_deref().or(inv.and_then(|i| i.currency.as_deref())).unwrap_or("usd");
+            let amount = cn.total_excluding_tax.or(cn.subtotal_excluding_tax).unwrap_or(cn.amount);
+            let Some((amount, currency)) = money(amount, currency) else {
+                out.problems.push(Problem {
+                    origin: origin.clone(),
+                    id: Some(cn.id.clone()),
+                    field: Some("currency".into()),
+                    reason: format!("unknown currency {currency:?}"),
+                });
+                continue;
+            };
+            let mut o = JsonRow::new("invoice", cn.created, &ctx.account(customer));
+            o.str("message_id", &format!("stripe:{}", cn.id));
+            o.str("invoice_id", &cn.invoice.0);
+            o.str("amount", &amount);
+            o.str("currency", &currency);
+            o.str("status", "refunded");
+            if let Some((s, e)) = inv.and_then(|i| i.period) {
+                o.time("period_start", s);
+                o.time("period_end", e);
+            }
+            out.rows.push(Row { origin: origin.clone(), id: cn.id.clone(), json: o.finish() });
+        }
+        // Each item's timeline, in parallel.
+        let mut by_item: Vec<(Box<str>, ItemFacts)> = items.into_iter().collect();
+        by_item.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut sub_origin: FxHashMap<&str, &Origin> = FxHashMap::default();
+        for (origin, s) in &ex.subscriptions {
+            sub_origin.insert(&s.id, origin);
+        }
+        let mut done_items: FxHashSet<Box<str>> =
+            metered_items.into_iter().map(String::into_boxed_str).collect();
+        done_items.extend(by_item.iter().map(|(k, _)| k.clone()));
+        let timelines: Vec<Converted> = by_item
+            .into_par_iter()
+            .map(|(item, (first_account, mut fs))| {
+                let mut o = Converted::default();
+                for f in &mut fs {
+                    if let (Some(d), Some(s)) = (&f.discounted, &mut f.state) {
+                        s.amount = d.amount(&ctx);
                     }
-                    subscription_end(s, &mut changes);
-                    changes.sort_by_key(|(t, c)| (*t, rank(c)));
-                    emit(&changes, &account, &it.id, Some(origin.clone()), &mut out);
                 }
-                Ok(None) => {
-                    *out.skipped
-                        .entry("metered lines (usage-based, not MRR; see --metered-in-mrr)")
-                        .or_default() += 1
+                let sub_id: Option<Box<str>> = fs
+                    .iter()
+                    .find_map(|f| f.sub.clone())
+                    .or_else(|| ctx.item_sub.get(&*item).map(|s| (*s).into()));
+                let sub_id = sub_id.as_deref();
+                let sub = sub_id.and_then(|s| ctx.subs.get(s)).copied();
+                let account = match sub.map(|s| ctx.account(&s.customer.0)) {
+                    Some(a) => a,
+                    None => first_account,
+                };
+                fs.sort_by_key(|f| (f.at, f.kind as u8));
+                let changes = item_changes(&item, sub, &fs);
+                let origin = sub_id.and_then(|s| sub_origin.get(s)).map(|o| (*o).clone());
+                emit(&changes, &account, &item, origin, &mut o);
+                o
+            })
+            .collect();
+        for t in timelines {
+            out.rows.extend(t.rows);
+            out.problems.extend(t.problems);
+        }
+        // Events (the last 30 days Stripe keeps): each as its webhook delivery would be.
+        for (origin, ev) in ex.events.iter().chain(&events) {
+            match crate::webhook::map_event(ev, opts) {
+                Ok(m) if m.ignored => {
+                    *out.skipped.entry("events of types Tenure does not use").or_default() += 1
+                }
+                Ok(m) => {
+                    for v in m.events {
+                        out.rows.push(Row {
+                            origin: origin.clone(),
+                            id: ev.id.clone(),
+                            json: v.to_string(),
+                        });
+                    }
                 }
                 Err(reason) => out.problems.push(Problem {
                     origin: origin.clone(),
-                    id: Some(format!("{} item {}", s.id, it.id)),
-                    field: Some("items.price".into()),
+                    id: Some(ev.id.clone()),
+                    field: Some("data.object".into()),
                     reason,
                 }),
             }
         }
+        // Subscriptions with items no invoice mentions: their current state since they started.
+        for (origin, s) in &ex.subscriptions {
+            if s.status.starts_with("incomplete") {
+                *out.skipped.entry("incomplete subscriptions (never revenue)").or_default() += 1;
+                continue;
+            }
+            let account = ctx.account(&s.customer.0);
+            for it in &s.items.data {
+                if done_items.contains(it.id.as_str()) {
+                    continue;
+                }
+                let Some(p) = it.price() else {
+                    out.problems.push(Problem {
+                        origin: origin.clone(),
+                        id: Some(format!("{} item {}", s.id, it.id)),
+                        field: Some("items.price".into()),
+                        reason: "no price".into(),
+                    });
+                    continue;
+                };
+                match item_state(opts, p, it.quantity.unwrap_or(1), s) {
+                    Ok(Some(state)) => {
+                        let mut changes = Vec::new();
+                        let start = s.start_date.unwrap_or(s.created);
+                        if let (Some(t0), Some(t1)) = (s.trial_start, s.trial_end) {
+                            changes.push((
+                                t0,
+                                Change::Set(State { status: "trialing", ..state.clone() }),
+                            ));
+                            changes.push((t1.max(start), Change::Set(state)));
+                        } else {
+                            changes.push((start, Change::Set(state)));
+                        }
+                        subscription_end(s, &mut changes);
+                        changes.sort_by_key(|(t, c)| (*t, rank(c)));
+                        emit(&changes, &account, &it.id, Some(origin.clone()), &mut out);
+                    }
+                    Ok(None) => {
+                        *out.skipped
+                            .entry("metered lines (usage-based, not MRR; see --metered-in-mrr)")
+                            .or_default() += 1
+                    }
+                    Err(reason) => out.problems.push(Problem {
+                        origin: origin.clone(),
+                        id: Some(format!("{} item {}", s.id, it.id)),
+                        field: Some("items.price".into()),
+                        reason,
+                    }),
+                }
+            }
+        }
+        out
     }
-    out
 }
 
 /// What one invoice gives.
 #[derive(Default)]
-struct InvoiceOut<'a> {
+struct InvoiceOut {
     account: String,
-    facts: Vec<Fact<'a>>,
+    facts: Vec<Fact>,
     rows: Vec<Row>,
     problems: Vec<Problem>,
-    metered: Vec<&'a str>,
+    metered: Vec<String>,
     skipped: Vec<&'static str>,
 }
 
-fn invoice_out<'a>(
-    ctx: &Ctx<'a>,
-    extra: &FxHashMap<&str, Vec<&'a Line>>,
+fn invoice_out(
+    ctx: &Ctx<'_>,
+    extra: &FxHashMap<&str, Vec<&Line>>,
     origin: &Origin,
-    inv: &'a Invoice,
-) -> InvoiceOut<'a> {
+    inv: &Invoice,
+) -> InvoiceOut {
     let mut out = InvoiceOut::default();
     let status = inv.status.as_deref().unwrap_or("draft");
     if status == "draft" {
@@ -595,7 +777,7 @@ fn invoice_out<'a>(
             Ok(None) => out.skipped.push("one-off invoice lines (not recurring)"),
             Err((_, reason)) if reason == "metered" => {
                 if let Some(i) = line.subscription_item() {
-                    out.metered.push(i);
+                    out.metered.push(i.to_string());
                 }
                 out.skipped.push("metered lines (usage-based, not MRR; see --metered-in-mrr)");
             }
@@ -657,24 +839,17 @@ fn invoice_rows(
     };
     let period = invoice_period(inv);
     let mut push = |status: &str, at: i64| {
-        let mut o = Map::new();
-        o.insert("type".into(), json!("invoice"));
-        o.insert("timestamp".into(), json!(ts(at)));
-        o.insert("account_id".into(), json!(account));
-        o.insert("message_id".into(), json!(format!("stripe:{}:{status}", inv.id)));
-        o.insert("invoice_id".into(), json!(inv.id));
-        o.insert("amount".into(), json!(amount));
-        o.insert("currency".into(), json!(currency));
-        o.insert("status".into(), json!(status));
+        let mut o = JsonRow::new("invoice", at, account);
+        o.str("message_id", &format!("stripe:{}:{status}", inv.id));
+        o.str("invoice_id", &inv.id);
+        o.str("amount", &amount);
+        o.str("currency", &currency);
+        o.str("status", status);
         if let Some((s, e)) = period {
-            o.insert("period_start".into(), json!(ts(s)));
-            o.insert("period_end".into(), json!(ts(e)));
+            o.time("period_start", s);
+            o.time("period_end", e);
         }
-        rows.push(Row {
-            origin: origin.clone(),
-            id: inv.id.clone(),
-            json: Value::Object(o).to_string(),
-        });
+        rows.push(Row { origin: origin.clone(), id: inv.id.clone(), json: o.finish() });
     };
     if let Some((at, _)) = failed {
         push("failed", at);
@@ -742,13 +917,13 @@ pub(crate) fn item_state(
 type LineError = (&'static str, String);
 
 /// What one invoice line says about its subscription item; `None` for a one-off line.
-fn line_fact<'a>(
-    ctx: &Ctx<'a>,
-    inv: &'a Invoice,
-    line: &'a Line,
+fn line_fact(
+    ctx: &Ctx<'_>,
+    inv: &Invoice,
+    line: &Line,
     status: &str,
     failed: Option<(i64, Option<i64>)>,
-) -> Result<Option<Fact<'a>>, LineError> {
+) -> Result<Option<Fact>, LineError> {
     let Some(item) = line.subscription_item() else { return Ok(None) };
     let sub = line.subscription().or(inv.subscription()).or(ctx.item_sub.get(item).copied());
     let price = ctx.price_of(line, Some(item));
@@ -789,12 +964,6 @@ fn line_fact<'a>(
     }
     let qty = line.quantity.unwrap_or(1);
     let gross = pre_tax(line);
-    let recurring_discount: i64 = line
-        .discount_amounts
-        .iter()
-        .filter(|d| ctx.recurring_discount(d.discount.as_ref().map(|i| i.0.as_str())))
-        .map(|d| d.amount)
-        .sum();
     let (product, service) = match price {
         Some(p) => product_of(p),
         None => (
@@ -807,23 +976,24 @@ fn line_fact<'a>(
         ),
     };
     let plan = price.and_then(plan_of).or_else(|| line.price_id().map(str::to_string));
-    let full_amount = if proration {
+    let full = if proration {
         if gross < 0 {
             return Ok(Some(Fact {
                 at: line.period.start,
                 end: line.period.end,
-                item,
-                sub,
+                item: item.into(),
+                sub: sub.map(Into::into),
                 kind: FactKind::ProrationDown,
                 state: None,
                 failed: None,
+                discounted: None,
             }));
         }
         // The full-period price of the new terms: unit x quantity for a per-unit price,
         // else the prorated amount scaled up to a whole interval.
         let unit =
             price.filter(|p| p.billing_scheme.as_deref() != Some("tiered")).and_then(|p| p.unit());
-        let full = match unit {
+        Some(match unit {
             Some(u) => u.saturating_mul(qty as i64),
             None => {
                 let t0 = Timestamp::from_secs(line.period.start);
@@ -831,13 +1001,24 @@ fn line_fact<'a>(
                 let part = (line.period.end - line.period.start).max(1);
                 div_round(gross, whole, part)
             }
-        };
-        // Discounts apply in the same proportion as on the prorated line.
-        if gross > 0 { full - div_round(full, recurring_discount, gross) } else { full }
+        })
     } else {
-        gross - recurring_discount
+        None
     };
-    let amount = div_round(full_amount, num, den).max(0);
+    let discounted = Discounted {
+        discounts: line
+            .discount_amounts
+            .iter()
+            .map(|d| (d.discount.as_ref().map(|i| i.0.clone()), d.amount))
+            .collect(),
+        gross,
+        full,
+        num,
+        den,
+    };
+    // Without discounts the amount is known now; with them, once every invoice is read.
+    let amount = if discounted.discounts.is_empty() { discounted.amount(ctx) } else { 0 };
+    let discounted = (!discounted.discounts.is_empty()).then(|| Box::new(discounted));
     let trial = sub.and_then(|s| ctx.subs.get(s)).is_some_and(|s| {
         gross == 0
             && matches!((s.trial_start, s.trial_end), (Some(a), Some(b)) if line.period.start >= a && line.period.start < b)
@@ -870,11 +1051,12 @@ fn line_fact<'a>(
     Ok(Some(Fact {
         at: line.period.start,
         end: line.period.end,
-        item,
-        sub,
+        item: item.into(),
+        sub: sub.map(Into::into),
         kind,
-        state: Some(state),
+        state: Some(Box::new(state)),
         failed: if kind == FactKind::Cycle { failed } else { None },
+        discounted,
     }))
 }
 
@@ -906,11 +1088,11 @@ fn subscription_end(s: &Subscription, changes: &mut Vec<(i64, Change)>) {
 }
 
 /// The changes of one item, from its facts and its subscription.
-fn item_changes(item: &str, sub: Option<&Subscription>, fs: &[Fact<'_>]) -> Vec<(i64, Change)> {
+fn item_changes(item: &str, sub: Option<&Subscription>, fs: &[Fact]) -> Vec<(i64, Change)> {
     let mut changes: Vec<(i64, Change)> = Vec::new();
     if let Some(s) = sub
         && let (Some(t0), Some(t1)) = (s.trial_start, s.trial_end)
-        && let Some(first) = fs.iter().find_map(|f| f.state.as_ref())
+        && let Some(first) = fs.iter().find_map(|f| f.state.as_deref())
         && fs.first().is_some_and(|f| f.at >= t0)
     {
         // A trial whose $0 invoice is missing still starts the line.
@@ -930,7 +1112,7 @@ fn item_changes(item: &str, sub: Option<&Subscription>, fs: &[Fact<'_>]) -> Vec<
         match f.kind {
             FactKind::Cycle => {
                 if let Some(s) = &f.state {
-                    changes.push((f.at, Change::Set(s.clone())));
+                    changes.push((f.at, Change::Set(State::clone(s))));
                 }
                 if let Some((at, recovered)) = f.failed {
                     changes.push((at.max(f.at), Change::Status("past_due")));
@@ -946,7 +1128,7 @@ fn item_changes(item: &str, sub: Option<&Subscription>, fs: &[Fact<'_>]) -> Vec<
             }
             FactKind::ProrationUp => {
                 if let Some(s) = &f.state {
-                    changes.push((f.at, Change::Set(s.clone())));
+                    changes.push((f.at, Change::Set(State::clone(s))));
                 }
             }
             FactKind::ProrationDown => {
@@ -1050,12 +1232,10 @@ fn emit(
         if let Some(c) = &cur
             && last.as_ref() != Some(c)
         {
-            match c.to_json(at, account, item) {
-                Some(v) => out.rows.push(Row {
-                    origin: origin.clone(),
-                    id: item.to_string(),
-                    json: v.to_string(),
-                }),
+            match c.row(at, account, item) {
+                Some(json) => {
+                    out.rows.push(Row { origin: origin.clone(), id: item.to_string(), json })
+                }
                 None => out.problems.push(Problem {
                     origin: origin.clone(),
                     id: Some(item.to_string()),

@@ -154,30 +154,8 @@ impl Export {
         let one_per_line = body.starts_with('{')
             && serde_json::from_str::<serde::de::IgnoredAny>(first_line.trim_end()).is_ok();
         if one_per_line {
-            // Lines in parallel: the big exports (invoices) are where the time goes.
-            let lines: Vec<(usize, &str)> =
-                text.split('\n').enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
-            let hint = serde_json::from_str::<Tag<'_>>(first_line.trim_end())
-                .ok()
-                .and_then(|t| t.object.map(|o| o.into_owned()));
-            let hint = hint.as_deref();
-            let parsed: Vec<_> = lines
-                .par_iter()
-                .map(|&(i, l)| (i, parse_line(l.trim_end_matches('\r'), hint)))
-                .collect();
-            let n: usize = parsed.iter().map(|(_, p)| p.len()).sum();
-            match hint {
-                Some("invoice") => self.invoices.reserve(n),
-                Some("customer") => self.customers.reserve(n),
-                Some("subscription") => self.subscriptions.reserve(n),
-                _ => {}
-            }
-            for (i, ps) in parsed {
-                for (index, p) in ps {
-                    let origin = Origin { file: file.clone(), line: i as u64 + 1, index };
-                    self.push(origin, p);
-                }
-            }
+            let hint = object_of(first_line);
+            self.add_lines(&file, 1, text, hint.as_deref());
             return;
         }
         let value: serde_json::Value = match serde_json::from_str(text) {
@@ -224,6 +202,44 @@ impl Export {
         }
     }
 
+    /// Adds the objects of a block of whole lines (one object or list page a line), the
+    /// first being line `first_line` of `file`. `hint`: the type the file's first object
+    /// has, which most lines of an export file share (each is then parsed once).
+    pub fn add_lines(&mut self, file: &Arc<str>, first_line: u64, text: &str, hint: Option<&str>) {
+        // Lines in parallel: the big exports (invoices) are where the time goes.
+        let lines: Vec<(usize, &str)> =
+            text.split('\n').enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+        let parsed: Vec<_> = lines
+            .par_iter()
+            .map(|&(i, l)| (i, parse_line(l.trim_end_matches('\r'), hint)))
+            .collect();
+        let n: usize = parsed.iter().map(|(_, p)| p.len()).sum();
+        match hint {
+            Some("invoice") => self.invoices.reserve(n),
+            Some("customer") => self.customers.reserve(n),
+            Some("subscription") => self.subscriptions.reserve(n),
+            _ => {}
+        }
+        for (i, ps) in parsed {
+            for (index, p) in ps {
+                let origin = Origin { file: file.clone(), line: first_line + i as u64, index };
+                self.push(origin, p);
+            }
+        }
+    }
+
+    /// Whether anything but invoices, events and objects Tenure ignores was read: what
+    /// the conversion's context is made of (customers, subscriptions, prices, ...).
+    pub fn has_context(&self) -> bool {
+        !(self.customers.is_empty()
+            && self.subscriptions.is_empty()
+            && self.lines.is_empty()
+            && self.credit_notes.is_empty()
+            && self.prices.is_empty()
+            && self.discounts.is_empty()
+            && self.coupons.is_empty())
+    }
+
     fn push(&mut self, origin: Origin, p: Result<Parsed, (Option<String>, String)>) {
         match p {
             Ok(Parsed::Customer(c)) => self.customers.push((origin, c)),
@@ -252,6 +268,16 @@ impl Export {
             + self.coupons.len()
             + self.events.len()
     }
+}
+
+/// The `object` of a text's first line when that line is one whole JSON object (a file of
+/// one object per line): `invoice` for a file of invoices, say.
+pub fn object_of(first_line: &str) -> Option<String> {
+    let line = first_line.trim_start_matches('\u{feff}').trim();
+    if !line.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Tag<'_>>(line).ok().and_then(|t| t.object.map(|o| o.into_owned()))
 }
 
 type ParseResult = Result<Parsed, (Option<String>, String)>;

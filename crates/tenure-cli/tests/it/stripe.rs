@@ -182,3 +182,89 @@ fn an_export_with_unusable_objects_names_them_and_keeps_the_rest() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["kpis"]["mrr_end"], 50.0, "{v}");
 }
+
+/// Files of one invoice a line are converted a block at a time, after the other files: a
+/// line that is not UTF-8 is refused alone, and a file that begins with invoices but holds
+/// what they depend on (here the customer naming their account) is read whole instead,
+/// with the same result as the objects in their own files.
+#[test]
+fn invoice_files_read_a_block_at_a_time_keep_every_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let customer = r#"{"id":"cus_1","object":"customer","created":1704067200,"name":"Acme","metadata":{"company":"acme"}}"#;
+    let sub = r#"{"id":"sub_1","object":"subscription","customer":"cus_1","created":1704067200,"start_date":1704067200,"status":"active","items":{"data":[{"id":"si_1","quantity":2,"price":{"id":"price_1","unit_amount":2500,"currency":"usd","recurring":{"interval":"month","interval_count":1}}}]}}"#;
+    let invoice = |n: u32, start: i64| {
+        format!(
+            r#"{{"id":"in_{n}","object":"invoice","customer":"cus_1","subscription":"sub_1","created":{start},"status":"paid","currency":"usd","attempt_count":1,"total":5000,"subtotal":5000,"total_excluding_tax":5000,"status_transitions":{{"paid_at":{start}}},"lines":{{"object":"list","has_more":false,"data":[{{"id":"il_{n}","object":"line_item","amount":5000,"currency":"usd","period":{{"start":{start},"end":{}}},"quantity":2,"proration":false,"type":"subscription","subscription":"sub_1","subscription_item":"si_1","price":{{"id":"price_1","unit_amount":2500,"currency":"usd","recurring":{{"interval":"month","interval_count":1}}}}}}]}}}}"#,
+            start + 31 * 86_400
+        )
+    };
+    let (jan, feb) = (invoice(1, 1_704_067_200), invoice(2, 1_706_745_600));
+    let import = |export: &Path, data: &Path| {
+        tenure(&[
+            "import",
+            "--data",
+            &p(data),
+            "--from",
+            "stripe",
+            &p(export),
+            "--account-key",
+            "company",
+            "--no-refresh",
+        ])
+    };
+    let mrr_of = |data: &Path| {
+        let out = ok(&[
+            "kpi",
+            "--data",
+            &p(data),
+            "--period",
+            "2024-02",
+            "--kpis",
+            "revenue",
+            "--format",
+            "json",
+            "--as-of",
+            "2024-03-01",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["kpis"]["mrr_end"].clone(), v["kpis"]["customers_end"].clone())
+    };
+
+    // Each type in its own file; a line of the invoice file is not UTF-8.
+    let split = dir.path().join("split");
+    std::fs::create_dir(&split).unwrap();
+    std::fs::write(split.join("customers.jsonl"), format!("{customer}\n")).unwrap();
+    std::fs::write(split.join("subscriptions.jsonl"), format!("{sub}\n")).unwrap();
+    let mut invoices = format!("{jan}\n").into_bytes();
+    invoices.extend_from_slice(b"{\"id\":\"in_\xff\"}\n");
+    invoices.extend_from_slice(format!("{feb}\n").as_bytes());
+    std::fs::write(split.join("invoices.jsonl"), invoices).unwrap();
+    let data = dir.path().join("d1");
+    let o = import(&split, &data);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("invoices.jsonl:2: line is not UTF-8 text"), "{err}");
+    assert!(err.contains("1 objects could not be used"), "{err}");
+    // 2 x 25.00 a month, for the one account the metadata names.
+    assert_eq!(mrr_of(&data), (serde_json::json!(50.0), serde_json::json!(1)));
+
+    // One file, invoices first, then the subscription and the customer they depend on.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    std::fs::write(mixed.join("all.jsonl"), format!("{jan}\n{feb}\n{sub}\n{customer}\n")).unwrap();
+    let data2 = dir.path().join("d2");
+    let o = import(&mixed, &data2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("4 objects from 1 files"), "{err}");
+    assert_eq!(mrr_of(&data2), mrr_of(&data));
+    // The invoices are the account the customer's metadata names, not the customer id.
+    let account = |d: &Path| {
+        let out =
+            ok(&["account", "--data", &p(d), "acme", "--format", "json", "--as-of", "2024-03-01"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["mrr"].clone(), v["movements"].to_string())
+    };
+    assert_eq!(account(&data2), account(&data));
+    assert_eq!(account(&data).0, serde_json::json!(50.0));
+}

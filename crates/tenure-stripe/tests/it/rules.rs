@@ -252,6 +252,59 @@ fn recurring_discounts_lower_mrr_once_discounts_do_not() {
 }
 
 #[test]
+fn a_discount_told_by_a_later_block_of_invoices_still_applies() {
+    // Invoices converted a block at a time (as `tenure import` reads a large export): the
+    // January lines name their discounts by id only; the February invoice, in the second
+    // block, expands them with their coupons. The durations settle January's MRR too.
+    let p = price("price_pro", 10_000, "month", 1);
+    let mut l1 = line("si_1", &p, 1, 10_000, (day(1, 1), day(2, 1)), false);
+    l1["discount_amounts"] = json!([{"amount": 5000, "discount": "di_once"}]);
+    let mut l2 = line("si_2", &p, 1, 10_000, (day(1, 1), day(2, 1)), false);
+    l2["discount_amounts"] = json!([{"amount": 2000, "discount": "di_forever"}]);
+    let mut l2b = line("si_2", &p, 1, 10_000, (day(2, 1), day(3, 1)), false);
+    l2b["discount_amounts"] = json!([{"amount": 2000, "discount": "di_forever"}]);
+    let february = invoice(
+        "in_2",
+        "paid",
+        day(2, 1),
+        vec![line("si_1", &p, 1, 10_000, (day(2, 1), day(3, 1)), false), l2b],
+        json!({"discounts": [
+            {"id": "di_once", "object": "discount", "coupon": {"id": "c50", "duration": "once", "percent_off": 50.0}},
+            {"id": "di_forever", "object": "discount", "coupon": {"id": "c20", "duration": "forever", "percent_off": 20.0}}
+        ]}),
+    );
+    let context =
+        vec![sub("sub_1", "active", &[("si_1", p.clone(), 1), ("si_2", p.clone(), 1)], json!({}))];
+    let january = invoice("in_1", "paid", day(1, 1), vec![l1, l2], json!({}));
+    let whole = run(
+        &[context.clone(), vec![january.clone(), february.clone()]].concat(),
+        &Options::default(),
+    );
+
+    let text = |objs: &[Value]| -> String { objs.iter().map(|o| o.to_string() + "\n").collect() };
+    let mut ex = tenure_stripe::Export::default();
+    ex.add_json("subscriptions.jsonl", &text(&context));
+    let opts = Options::default();
+    let mut conv = tenure_stripe::Converter::new(&ex, &opts);
+    for (i, block) in [january, february].iter().enumerate() {
+        let mut part = tenure_stripe::Export::default();
+        part.add_lines(
+            &"invoices.jsonl".into(),
+            i as u64 + 1,
+            &text(std::slice::from_ref(block)),
+            Some("invoice"),
+        );
+        conv.add_invoices(&part.invoices);
+    }
+    let blocks = conv.finish();
+    // A once coupon leaves 100.00; 100.00 - 20% forever = 80.00, from January on.
+    assert_eq!(mrr(&blocks, "si_1", day(1, 10)), 10_000);
+    assert_eq!(mrr(&blocks, "si_2", day(1, 10)), 8000);
+    assert_eq!(mrr(&blocks, "si_2", day(2, 10)), 8000);
+    assert_eq!(render(&blocks), render(&whole));
+}
+
+#[test]
 fn tax_is_excluded() {
     let p = price("price_pro", 10_000, "month", 1);
     let mut newer = line_new("si_1", "price_pro", 1, 12_000, (day(1, 1), day(2, 1)), false);
