@@ -58,7 +58,7 @@ CPU=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } /Percent of CP
     END { printf "user %.1f s, sys %.1f s, CPU %s", u, s, p }' "$W/time")
 OBJECTS=$(sed -n 's/^stripe: \([0-9]*\) objects.*/\1/p' "$W/import.log")
 EVENTS=$(sed -n 's/.* \([0-9]*\) events: .*/\1/p' "$W/import.log")
-READ_RATE=$(sed -n 's/.*(\([0-9]*\) objects\/s read).*/\1/p' "$W/import.log")
+READ_RATE=$(sed -n 's/.*(\([0-9]*\) objects\/s read and converted).*/\1/p' "$W/import.log")
 RATE=$(awk -v n="$OBJECTS" -v s="$S" 'BEGIN { printf "%.0f", n / s }')
 ERATE=$(awk -v n="$EVENTS" -v s="$S" 'BEGIN { printf "%.0f", n / s }')
 TARGET=MISSED
@@ -79,7 +79,7 @@ Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cp
 |---|---|
 | export | \`tenure gen --format stripe\`, $ACCOUNTS accounts, $MONTHS months (seed 7): ${COUNTS%, }; $(awk -v b="$BYTES" 'BEGIN { printf "%.2f GiB", b / 1073741824 }') of JSON lines |
 | tenure import --from stripe (wall, \`--no-refresh\`) | $S s = $RATE objects/s (target >= 200k objects/s: $TARGET); $EVENTS events = $ERATE events/s |
-| reading and parsing alone (tenure's own figure) | $READ_RATE objects/s |
+| reading and converting, before storing (tenure's own figure) | $READ_RATE objects/s |
 | peak RSS | $RSS MiB |
 | CPU | $CPU |
 EOF
