@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tenure_core::event::EventKind;
 use tenure_engine::Importer;
-use tenure_ingest::{Rejection, RowSource};
+use tenure_ingest::RowSource;
 
 /// A mapping named on the command line (`--map`): shipped, or a file.
 pub struct Mapping(tenure_ingest::mapping::Mapping);
@@ -173,6 +173,7 @@ const INVOICE_BLOCK: usize = 32 << 20;
 fn stream_invoices(
     f: &Path,
     conv: &mut tenure_stripe::Converter<'_>,
+    framer: &mut Framer<'_>,
     ignored: &mut std::collections::BTreeMap<String, u64>,
     pb: &indicatif::ProgressBar,
 ) -> Result<Option<usize>> {
@@ -196,6 +197,7 @@ fn stream_invoices(
             conv.add_problems(problems);
             conv.add_invoices(&invoices);
             conv.add_events(events);
+            framer.add(conv.take_rows());
         }
         reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         Ok(Some(objects))
@@ -277,50 +279,6 @@ fn read_invoice_blocks(
     Ok(())
 }
 
-/// Converted Stripe rows as a row source: each validated as any JSONL line is; a
-/// rejection's line is the row's number, which the caller maps back to its object.
-struct StripeRows<'a> {
-    rows: &'a [tenure_stripe::Row],
-    next: usize,
-    /// Rows validated ahead, in parallel, handed out in order.
-    ahead: std::collections::VecDeque<(u64, Result<tenure_core::event::Event, Rejection>)>,
-}
-
-/// Rows validated at once (in parallel) ahead of the importer.
-const AHEAD: usize = 65_536;
-
-impl RowSource for StripeRows<'_> {
-    fn next_row(
-        &mut self,
-        cfg: &tenure_ingest::IngestConfig,
-    ) -> Option<(u64, Result<tenure_core::event::Event, Rejection>)> {
-        if self.ahead.is_empty() && self.next < self.rows.len() {
-            use rayon::prelude::*;
-            let end = (self.next + AHEAD).min(self.rows.len());
-            let first = self.next;
-            let batch: Vec<_> = self.rows[first..end]
-                .par_iter()
-                .enumerate()
-                .map(|(i, row)| {
-                    let line = (first + i + 1) as u64;
-                    let r = tenure_ingest::parse_json_line(&row.json, None, cfg)
-                        .map_err(|e| Rejection { line, field: e.field, reason: e.reason });
-                    (line, r)
-                })
-                .collect();
-            self.ahead.extend(batch);
-            self.next = end;
-        }
-        self.ahead.pop_front()
-    }
-    fn position(&self) -> u64 {
-        (self.next - self.ahead.len()) as u64
-    }
-    fn total(&self) -> Option<u64> {
-        Some(self.rows.len() as u64)
-    }
-}
-
 /// Converts Stripe exports (files or folders) into events and imports them: every object
 /// that cannot be used is reported with its file, line or index, id, field and reason.
 pub fn import_stripe(
@@ -347,14 +305,17 @@ pub fn import_stripe(
         }
         read_whole(f, &mut export, &pb)?;
     }
+    let cfg = importer.config().clone();
+    let mut framer = Framer::new(&cfg);
     let mut objects = export.count();
     let mut ignored = export.ignored.clone();
     let converted = 'converted: {
         let mut conv = tenure_stripe::Converter::new(&export, opts);
         conv.add_invoices(&export.invoices);
+        framer.add(conv.take_rows());
         let mut mixed = false;
         for f in &streamed {
-            match stream_invoices(f, &mut conv, &mut ignored, &pb)? {
+            match stream_invoices(f, &mut conv, &mut framer, &mut ignored, &pb)? {
                 Some(n) => objects += n,
                 None => {
                     mixed = true;
@@ -366,8 +327,10 @@ pub fn import_stripe(
             break 'converted conv.finish();
         }
         // A file that began with invoices holds customers, subscriptions or prices too,
-        // which the invoices before them needed: read it whole, as any other file.
+        // which the invoices before them needed: read it whole, as any other file. Nothing
+        // is stored yet: what was framed is dropped.
         drop(conv);
+        framer = Framer::new(&cfg);
         pb.set_position(0);
         for f in &streamed {
             read_whole(f, &mut export, &pb)?;
@@ -377,56 +340,104 @@ pub fn import_stripe(
         tenure_stripe::convert(&export, opts)
     };
     drop(export);
+    let tenure_stripe::Converted { rows, problems, skipped } = converted;
+    framer.add(rows);
     pb.finish_and_clear();
     let read_secs = t0.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    for p in &converted.problems {
+    for p in &problems {
         eprintln!("{p}");
     }
-    let rows = &converted.rows;
-    let pb = crate::bar(rows.len() as u64, "storing");
-    let mut source = StripeRows { rows, next: 0, ahead: Default::default() };
-    let mut rejected = 0u64;
-    let mut on_reject = |r: &Rejection| {
-        rejected += 1;
-        let row = &rows[(r.line - 1) as usize];
-        pb.suspend(|| match &r.field {
-            Some(f) => eprintln!("{}: {}: {f}: {}", row.origin, row.id, r.reason),
-            None => eprintln!("{}: {}: {}", row.origin, row.id, r.reason),
-        });
-    };
+    for r in &framer.rejected {
+        eprintln!("{r}");
+    }
+    let Framer { framed, rows: events, rejected, .. } = framer;
+    let pb = crate::bar(events - rejected.len() as u64, "storing");
     let mut on_commit = |p: &tenure_engine::Progress| {
         pb.set_position(p.bytes);
         if acks {
             eprintln!("acked {}", p.lines);
         }
     };
-    let sum = importer
-        .import_rows(&mut source, &mut on_reject, &mut on_commit)
-        .context("importing the Stripe export")?;
+    let sum =
+        importer.import_framed(framed, &mut on_commit).context("importing the Stripe export")?;
     pb.finish_and_clear();
     let p = &sum.progress;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "stripe: {objects} objects from {} files ({:.0} objects/s read and converted), {} events: {} stored, {} already present, {} rejected; {} objects could not be used ({:.2} s: read and converted {read_secs:.2}, stored {:.2})",
+        "stripe: {objects} objects from {} files ({:.0} objects/s read and converted), {events} events: {} stored, {} already present, {} rejected; {} objects could not be used ({:.2} s: read and converted {read_secs:.2}, stored {:.2})",
         files.len(),
         objects as f64 / read_secs.max(1e-9),
-        rows.len(),
         p.accepted,
         p.duplicates,
-        p.rejected,
-        converted.problems.len(),
+        rejected.len(),
+        problems.len(),
         secs,
         t2.elapsed().as_secs_f64(),
     );
-    for (what, n) in &converted.skipped {
+    for (what, n) in &skipped {
         eprintln!("  left out: {n} {what}");
     }
     for (kind, n) in &ignored {
         eprintln!("  left out: {n} objects of type {kind} (not read by Tenure)");
     }
-    let bad = rejected + converted.problems.len() as u64;
+    let bad = rejected.len() + problems.len();
     Ok(if bad > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// Converted Stripe rows validated (as any JSON line's fields are) and framed as log
+/// records as they come, in parallel: a large export is then held as framed records. A row
+/// that fails validation is named by the object it came from.
+struct Framer<'c> {
+    cfg: &'c tenure_ingest::IngestConfig,
+    framed: Vec<tenure_engine::Framed>,
+    /// Rows seen so far (their numbers run on across blocks).
+    rows: u64,
+    rejected: Vec<String>,
+}
+
+impl<'c> Framer<'c> {
+    fn new(cfg: &'c tenure_ingest::IngestConfig) -> Framer<'c> {
+        Framer { cfg, framed: Vec::new(), rows: 0, rejected: Vec::new() }
+    }
+
+    fn add(&mut self, rows: Vec<tenure_stripe::Row>) {
+        use rayon::prelude::*;
+        const CHUNK: usize = 4096;
+        let (first, cfg) = (self.rows, self.cfg);
+        self.rows += rows.len() as u64;
+        let parts: Vec<(tenure_engine::Framed, Vec<String>)> = rows
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let mut framed = tenure_engine::Framed::default();
+                let mut bad = Vec::new();
+                for (i, row) in chunk.iter().enumerate() {
+                    let line = first + (c * CHUNK + i) as u64 + 1;
+                    let event = match &row.event {
+                        tenure_stripe::RowEvent::Fields(f) => {
+                            tenure_ingest::validate::build(&f.raw(), None, cfg)
+                        }
+                        tenure_stripe::RowEvent::Json(j) => {
+                            tenure_ingest::parse_json_line(j, None, cfg)
+                        }
+                    };
+                    match event {
+                        Ok(e) => framed.push(line, &e),
+                        Err(e) => bad.push(match &e.field {
+                            Some(f) => format!("{}: {}: {f}: {}", row.origin, row.id, e.reason),
+                            None => format!("{}: {}: {}", row.origin, row.id, e.reason),
+                        }),
+                    }
+                }
+                (framed, bad)
+            })
+            .collect();
+        for (framed, bad) in parts {
+            self.framed.push(framed);
+            self.rejected.extend(bad);
+        }
+    }
 }
 
 /// `tenure gen --format stripe`: the generated billing history (accounts, subscriptions,

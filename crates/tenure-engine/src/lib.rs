@@ -9,7 +9,7 @@ pub mod config;
 pub mod import;
 
 pub use config::{Config, ConfigError};
-pub use import::{FileSummary, ImportError, Importer, Progress};
+pub use import::{FileSummary, Framed, ImportError, Importer, Progress};
 
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};

@@ -10,9 +10,12 @@ use crate::objects::{Customer, Invoice, Line, Price, Subscription};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use tenure_core::money::{Currency, format_minor};
+use tenure_core::time::MICROS;
 use tenure_core::time::Timestamp;
+use tenure_ingest::raw::{F, Raw, Scalar};
 
 /// How an export is read.
 #[derive(Clone, Debug, Default)]
@@ -24,12 +27,120 @@ pub struct Options {
     pub metered_in_mrr: bool,
 }
 
-/// One contract event, as a JSON line, and the object it came from.
+/// One contract event and the object it came from.
 #[derive(Clone, Debug)]
 pub struct Row {
     pub origin: Origin,
     pub id: String,
-    pub json: String,
+    pub event: RowEvent,
+}
+
+/// An event as the fields a JSON line would hold, or (events of the export mapped as
+/// webhook deliveries are) as a JSON line.
+#[derive(Clone, Debug)]
+pub enum RowEvent {
+    Fields(Fields),
+    Json(String),
+}
+
+impl Row {
+    /// The event as a contract JSON line.
+    pub fn json(&self) -> String {
+        match &self.event {
+            RowEvent::Fields(f) => f.json().to_string(),
+            RowEvent::Json(j) => j.clone(),
+        }
+    }
+}
+
+/// A contract event's fields, as a JSON line would give them to validation (strings,
+/// integers, instants): rows are validated without being written as text and read back,
+/// which was most of the time of a large import. [`Fields::raw`] is what validation reads.
+#[derive(Clone, Debug, Default)]
+pub struct Fields {
+    vals: Vec<(F, Scalar<'static>)>,
+    attributes: Option<Vec<(Cow<'static, str>, Scalar<'static>)>>,
+}
+
+impl Fields {
+    /// An event of `kind` at `at` for `account`.
+    pub(crate) fn new(kind: &'static str, at: i64, account: &str) -> Fields {
+        let mut o = Fields { vals: Vec::with_capacity(12), attributes: None };
+        o.vals.push((F::Type, Scalar::Str(Cow::Borrowed(kind))));
+        o.time(F::Timestamp, at);
+        o.str(F::AccountId, account);
+        o
+    }
+
+    pub(crate) fn str(&mut self, f: F, value: &str) {
+        self.vals.push((f, Scalar::Str(Cow::Owned(value.to_string()))));
+    }
+
+    pub(crate) fn static_str(&mut self, f: F, value: &'static str) {
+        self.vals.push((f, Scalar::Str(Cow::Borrowed(value))));
+    }
+
+    /// A whole number; beyond an `i64` as its digits, as a JSON number that large would be.
+    pub(crate) fn uint(&mut self, f: F, value: u64) {
+        let v = i64::try_from(value)
+            .map_or_else(|_| Scalar::Num(value.to_string().into()), Scalar::Int);
+        self.vals.push((f, v));
+    }
+
+    /// An instant in Unix seconds. Seconds beyond what an instant holds saturate, and
+    /// validation refuses them as out of range (never wrapped into a wrong date).
+    pub(crate) fn time(&mut self, f: F, secs: i64) {
+        self.vals.push((f, Scalar::Time(Timestamp(secs.saturating_mul(MICROS)))));
+    }
+
+    /// An attribute (`attributes.KEY`), a string.
+    pub(crate) fn attr(&mut self, key: &str, value: &str) {
+        let a = self.attributes.get_or_insert_with(Vec::new);
+        a.push((Cow::Owned(key.to_string()), Scalar::Str(Cow::Owned(value.to_string()))));
+    }
+
+    /// The fields as validation reads them (a JSON line's: `from_text` false).
+    pub fn raw(&self) -> Raw<'_> {
+        let mut raw = Raw::default();
+        for (f, v) in &self.vals {
+            raw.vals[*f as usize] = Some(borrowed(v));
+        }
+        raw.attributes = self
+            .attributes
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (Cow::Borrowed(&**k), borrowed(v))).collect());
+        raw
+    }
+
+    /// The JSON line these fields are.
+    pub fn json(&self) -> Value {
+        let value = |v: &Scalar<'_>| match v {
+            Scalar::Str(s) => Value::from(&**s),
+            Scalar::Int(i) => Value::from(*i),
+            Scalar::Num(n) => serde_json::from_str(n).unwrap_or(Value::Null),
+            Scalar::Time(t) => Value::from(t.to_string()),
+            Scalar::Float(x) => Value::from(*x),
+            Scalar::Bool(b) => Value::from(*b),
+            Scalar::Composite(_) => Value::Null,
+        };
+        let mut o = serde_json::Map::new();
+        for (f, v) in &self.vals {
+            o.insert(f.name().to_string(), value(v));
+        }
+        if let Some(a) = &self.attributes {
+            let attrs = a.iter().map(|(k, v)| (k.to_string(), value(v))).collect();
+            o.insert("attributes".into(), Value::Object(attrs));
+        }
+        Value::Object(o)
+    }
+}
+
+fn borrowed<'a>(v: &'a Scalar<'static>) -> Scalar<'a> {
+    match v {
+        Scalar::Str(s) => Scalar::Str(Cow::Borrowed(s)),
+        Scalar::Num(s) => Scalar::Num(Cow::Borrowed(s)),
+        other => other.clone(),
+    }
 }
 
 /// The events of an export, the objects that could not be used, and counts of what was
@@ -52,7 +163,9 @@ pub fn account_of(c: &Customer, opts: &Options) -> String {
 }
 
 pub(crate) fn ts(secs: i64) -> String {
-    Timestamp::from_secs(secs).to_string()
+    // Saturating: seconds beyond what an instant holds are refused as out of range by
+    // validation, never wrapped into another date.
+    Timestamp(secs.saturating_mul(MICROS)).to_string()
 }
 
 /// Stripe amounts are in the currency's smallest unit, as Tenure's are (ISO 4217), except
@@ -113,106 +226,45 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The subscription event of this state, as a contract JSON line.
-    pub(crate) fn row(&self, at: i64, account: &str, item: &str) -> Option<String> {
+    /// The subscription event of this state.
+    pub(crate) fn fields(&self, at: i64, account: &str, item: &str) -> Option<Fields> {
         let (amount, currency) = money(self.amount, &self.currency)?;
-        let mut o = JsonRow::new("subscription", at, account);
-        o.str("message_id", &format!("stripe:{item}:{at}"));
-        o.str("subscription_id", item);
+        let mut o = Fields::new("subscription", at, account);
+        o.str(F::MessageId, &format!("stripe:{item}:{at}"));
+        o.str(F::SubscriptionId, item);
         if let Some(p) = &self.product {
-            o.str("product", p);
+            o.str(F::Product, p);
         }
         if let Some(p) = &self.plan {
-            o.str("plan", p);
+            o.str(F::Plan, p);
         }
-        o.str("kind", if self.service { "service" } else { "product" });
-        o.int("quantity", self.quantity as i128);
-        o.str("amount", &amount);
-        o.str("currency", &currency);
-        let interval = match self.months {
-            1 => "month".to_string(),
-            3 => "quarter".to_string(),
-            12 => "year".to_string(),
-            n => format!("{n}m"),
-        };
-        o.str("interval", &interval);
-        o.str("status", self.status);
+        o.static_str(F::Kind, if self.service { "service" } else { "product" });
+        o.uint(F::Quantity, self.quantity);
+        o.str(F::Amount, &amount);
+        o.str(F::Currency, &currency);
+        match self.months {
+            1 => o.static_str(F::Interval, "month"),
+            3 => o.static_str(F::Interval, "quarter"),
+            12 => o.static_str(F::Interval, "year"),
+            n => o.str(F::Interval, &format!("{n}m")),
+        }
+        o.static_str(F::Status, self.status);
         if let Some((s, e)) = self.term {
-            o.time("term_start", s);
-            o.time("term_end", e);
+            o.time(F::TermStart, s);
+            o.time(F::TermEnd, e);
         }
         if let Some(c) = self.cancel_at {
-            o.time("cancel_at", c);
+            o.time(F::CancelAt, c);
         }
         if let Some(r) = &self.cancel_reason {
-            o.str("cancel_reason", r);
+            o.str(F::CancelReason, r);
         }
-        Some(o.finish())
+        Some(o)
     }
 
-    /// [`row`](Self::row) as a JSON value (for webhooks, which adjust it).
+    /// [`fields`](Self::fields) as a JSON value (for webhooks, which adjust it).
     pub(crate) fn to_json(&self, at: i64, account: &str, item: &str) -> Option<Value> {
-        serde_json::from_str(&self.row(at, account, item)?).ok()
-    }
-}
-
-/// A contract event written straight to JSON text. An export gives millions of rows:
-/// building a map of values for each, then its text, was most of the conversion's time.
-pub(crate) struct JsonRow {
-    buf: Vec<u8>,
-    /// An `attributes` object is open.
-    nested: bool,
-}
-
-impl JsonRow {
-    /// An event of `kind` at `at` for `account`.
-    pub(crate) fn new(kind: &str, at: i64, account: &str) -> JsonRow {
-        let mut o = JsonRow { buf: Vec::with_capacity(320), nested: false };
-        o.buf.push(b'{');
-        o.str("type", kind);
-        o.time("timestamp", at);
-        o.str("account_id", account);
-        o
-    }
-
-    fn key(&mut self, key: &str) {
-        if !matches!(self.buf.last(), Some(b'{')) {
-            self.buf.push(b',');
-        }
-        // Keys are Tenure's field names or a customer's metadata keys: escaped as values.
-        let _ = serde_json::to_writer(&mut self.buf, key);
-        self.buf.push(b':');
-    }
-
-    pub(crate) fn str(&mut self, key: &str, value: &str) {
-        self.key(key);
-        let _ = serde_json::to_writer(&mut self.buf, value);
-    }
-
-    pub(crate) fn int(&mut self, key: &str, value: i128) {
-        use std::io::Write;
-        self.key(key);
-        let _ = write!(self.buf, "{value}");
-    }
-
-    pub(crate) fn time(&mut self, key: &str, secs: i64) {
-        self.str(key, &ts(secs));
-    }
-
-    /// Opens the `attributes` object; the pairs after it go inside, until `finish`.
-    pub(crate) fn attributes(&mut self) {
-        self.key("attributes");
-        self.buf.push(b'{');
-        self.nested = true;
-    }
-
-    pub(crate) fn finish(mut self) -> String {
-        if self.nested {
-            self.buf.push(b'}');
-        }
-        self.buf.push(b'}');
-        // Only `serde_json` and ASCII wrote into it.
-        String::from_utf8(self.buf).unwrap_or_default()
+        self.fields(at, account, item).map(|f| f.json())
     }
 }
 
@@ -453,20 +505,20 @@ impl<'a> Converter<'a> {
                 *out.skipped.entry("deleted customers").or_default() += 1;
                 continue;
             }
-            let mut o = JsonRow::new("account", c.created, &account);
-            o.str("message_id", &format!("stripe:{}", c.id));
+            let mut o = Fields::new("account", c.created, &account);
+            o.str(F::MessageId, &format!("stripe:{}", c.id));
             if let Some(n) = c.name.as_ref().or(c.description.as_ref()).filter(|n| !n.is_empty()) {
-                o.str("name", n);
+                o.str(F::Name, n);
             }
-            o.attributes();
-            o.str("stripe_customer_id", &c.id);
+            o.attr("stripe_customer_id", &c.id);
             for (k, v) in &c.metadata {
-                // A metadata key of that name would be a duplicate key in the object.
+                // The customer id is the export's own; a metadata key of that name is not.
                 if k != "stripe_customer_id" {
-                    o.str(k, v);
+                    o.attr(k, v);
                 }
             }
-            out.rows.push(Row { origin: origin.clone(), id: c.id.clone(), json: o.finish() });
+            let event = RowEvent::Fields(o);
+            out.rows.push(Row { origin: origin.clone(), id: c.id.clone(), event });
         }
         // Subscriptions and their current items.
         for (_, s) in &ex.subscriptions {
@@ -499,6 +551,12 @@ impl<'a> Converter<'a> {
             refunded,
             events: Vec::new(),
         }
+    }
+
+    /// The events made so far (customers' at first, then each block's invoices'), taken
+    /// out: a caller that stores them as they come holds no more than a block's.
+    pub fn take_rows(&mut self) -> Vec<Row> {
+        std::mem::take(&mut self.out.rows)
     }
 
     /// Objects that could not be used, found while reading the invoices.
@@ -593,17 +651,18 @@ impl<'a> Converter<'a> {
                 });
                 continue;
             };
-            let mut o = JsonRow::new("invoice", cn.created, &ctx.account(customer));
-            o.str("message_id", &format!("stripe:{}", cn.id));
-            o.str("invoice_id", &cn.invoice.0);
-            o.str("amount", &amount);
-            o.str("currency", &currency);
-            o.str("status", "refunded");
+            let mut o = Fields::new("invoice", cn.created, &ctx.account(customer));
+            o.str(F::MessageId, &format!("stripe:{}", cn.id));
+            o.str(F::InvoiceId, &cn.invoice.0);
+            o.str(F::Amount, &amount);
+            o.str(F::Currency, &currency);
+            o.static_str(F::Status, "refunded");
             if let Some((s, e)) = inv.and_then(|i| i.period) {
-                o.time("period_start", s);
-                o.time("period_end", e);
+                o.time(F::PeriodStart, s);
+                o.time(F::PeriodEnd, e);
             }
-            out.rows.push(Row { origin: origin.clone(), id: cn.id.clone(), json: o.finish() });
+            let event = RowEvent::Fields(o);
+            out.rows.push(Row { origin: origin.clone(), id: cn.id.clone(), event });
         }
         // Each item's timeline, in parallel.
         let mut by_item: Vec<(Box<str>, ItemFacts)> = items.into_iter().collect();
@@ -656,7 +715,7 @@ impl<'a> Converter<'a> {
                         out.rows.push(Row {
                             origin: origin.clone(),
                             id: ev.id.clone(),
-                            json: v.to_string(),
+                            event: RowEvent::Json(v.to_string()),
                         });
                     }
                 }
@@ -838,18 +897,19 @@ fn invoice_rows(
         return;
     };
     let period = invoice_period(inv);
-    let mut push = |status: &str, at: i64| {
-        let mut o = JsonRow::new("invoice", at, account);
-        o.str("message_id", &format!("stripe:{}:{status}", inv.id));
-        o.str("invoice_id", &inv.id);
-        o.str("amount", &amount);
-        o.str("currency", &currency);
-        o.str("status", status);
+    let mut push = |status: &'static str, at: i64| {
+        let mut o = Fields::new("invoice", at, account);
+        o.str(F::MessageId, &format!("stripe:{}:{status}", inv.id));
+        o.str(F::InvoiceId, &inv.id);
+        o.str(F::Amount, &amount);
+        o.str(F::Currency, &currency);
+        o.static_str(F::Status, status);
         if let Some((s, e)) = period {
-            o.time("period_start", s);
-            o.time("period_end", e);
+            o.time(F::PeriodStart, s);
+            o.time(F::PeriodEnd, e);
         }
-        rows.push(Row { origin: origin.clone(), id: inv.id.clone(), json: o.finish() });
+        let event = RowEvent::Fields(o);
+        rows.push(Row { origin: origin.clone(), id: inv.id.clone(), event });
     };
     if let Some((at, _)) = failed {
         push("failed", at);
@@ -1232,10 +1292,12 @@ fn emit(
         if let Some(c) = &cur
             && last.as_ref() != Some(c)
         {
-            match c.row(at, account, item) {
-                Some(json) => {
-                    out.rows.push(Row { origin: origin.clone(), id: item.to_string(), json })
-                }
+            match c.fields(at, account, item) {
+                Some(f) => out.rows.push(Row {
+                    origin: origin.clone(),
+                    id: item.to_string(),
+                    event: RowEvent::Fields(f),
+                }),
                 None => out.problems.push(Problem {
                     origin: origin.clone(),
                     id: Some(item.to_string()),

@@ -11,5 +11,5 @@ pub mod objects;
 pub mod synth;
 pub mod webhook;
 
-pub use history::{Converted, Converter, Options, Row, convert};
+pub use history::{Converted, Converter, Fields, Options, Row, RowEvent, convert};
 pub use load::{Export, Origin, Problem};

@@ -15,12 +15,28 @@ pub fn day(m: u32, d: u32) -> i64 {
     1_704_067_200 + (days_before[(m - 1) as usize] + d as i64 - 1) * 86_400
 }
 
-/// Converts objects (each a JSON value, one per line of a file `export.jsonl`).
+/// Converts objects (each a JSON value, one per line of a file `export.jsonl`). Every row
+/// is checked to validate from its fields exactly as its JSON line does.
 pub fn run(objects: &[Value], opts: &Options) -> tenure_stripe::Converted {
     let text: String = objects.iter().map(|o| o.to_string() + "\n").collect();
     let mut ex = Export::default();
     ex.add_json("export.jsonl", &text);
-    convert(&ex, opts)
+    let c = convert(&ex, opts);
+    same_from_fields_as_from_text(&c.rows);
+    c
+}
+
+/// Rows are validated from their fields, without text: each must give the event (or the
+/// rejection) its JSON line gives.
+pub fn same_from_fields_as_from_text(rows: &[tenure_stripe::Row]) {
+    let cfg = tenure_ingest::IngestConfig::defaults(None);
+    for r in rows {
+        let text = tenure_ingest::parse_json_line(&r.json(), None, &cfg);
+        if let tenure_stripe::RowEvent::Fields(f) = &r.event {
+            let fields = tenure_ingest::validate::build(&f.raw(), None, &cfg);
+            assert_eq!(format!("{fields:?}"), format!("{text:?}"), "{}", r.json());
+        }
+    }
 }
 
 /// The converted export as text: one line per event (subscription states, invoices,
@@ -28,7 +44,7 @@ pub fn run(objects: &[Value], opts: &Options) -> tenure_stripe::Converted {
 pub fn render(c: &tenure_stripe::Converted) -> String {
     let mut out = String::new();
     for r in &c.rows {
-        let v: Value = serde_json::from_str(&r.json).expect("rows are JSON");
+        let v: Value = serde_json::from_str(&r.json()).expect("rows are JSON");
         let g = |k: &str| {
             v.get(k)
                 .and_then(|x| x.as_str().map(str::to_string).or(Some(x.to_string())))
@@ -96,7 +112,7 @@ pub fn mrr(c: &tenure_stripe::Converted, item: &str, at: i64) -> i64 {
     let at = tenure_core::time::Timestamp::from_secs(at);
     let mut best: Option<(tenure_core::time::Timestamp, Value)> = None;
     for r in &c.rows {
-        let v: Value = serde_json::from_str(&r.json).expect("rows are JSON");
+        let v: Value = serde_json::from_str(&r.json()).expect("rows are JSON");
         if v["type"] != "subscription" || v["subscription_id"] != item {
             continue;
         }
