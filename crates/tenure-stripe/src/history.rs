@@ -12,6 +12,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tenure_core::money::{Currency, format_minor};
 use tenure_core::time::MICROS;
 use tenure_core::time::Timestamp;
@@ -365,16 +366,23 @@ fn plan_of(p: &Price) -> Option<String> {
     p.nickname.clone().or_else(|| p.lookup_key.clone()).or_else(|| Some(p.id.clone()))
 }
 
+/// What one invoice line says about its subscription item, borrowed from the invoice.
+struct LineFact<'a> {
+    item: &'a str,
+    sub: Option<&'a str>,
+    fact: Fact,
+}
+
 /// The facts one invoice line gives about its subscription item. Owned: the invoices of a
-/// large export are read a block at a time and dropped once their facts are taken.
+/// large export are read a block at a time and dropped once their facts are taken; kept
+/// with their item, whose every fact is held until the end.
 struct Fact {
     at: i64,
     end: i64,
-    item: Box<str>,
-    sub: Option<Box<str>>,
     kind: FactKind,
-    /// Boxed: facts are moved into their item's list, and most of a fact is its state.
-    state: Option<Box<State>>,
+    /// Shared with the item's fact before when equal (an item billed for months at the
+    /// same terms): the states were most of the memory a large export's conversion held.
+    state: Option<Arc<State>>,
     /// Payment failed at, recovered at (paid).
     failed: Option<(i64, Option<i64>)>,
     /// The line's discounts, when it has any: whether each lowers MRR depends on its
@@ -431,8 +439,13 @@ pub fn convert(ex: &Export, opts: &Options) -> Converted {
     c.finish()
 }
 
-/// An item's facts, and the account of the first invoice that billed it.
-type ItemFacts = (String, Vec<Fact>);
+/// An item's facts, the account of the first invoice that billed it, and the first
+/// subscription its lines name.
+struct ItemFacts {
+    account: String,
+    sub: Option<Box<str>>,
+    facts: Vec<Fact>,
+}
 
 /// What a credit note needs of its invoice: the customer, currency and billed period.
 struct Refunded {
@@ -595,19 +608,29 @@ impl<'a> Converter<'a> {
             }
         }
         let (ctx, extra) = (&self.ctx, &self.extra);
-        let per_invoice: Vec<InvoiceOut> =
+        let per_invoice: Vec<InvoiceOut<'_>> =
             unique.par_iter().map(|(origin, inv)| invoice_out(ctx, extra, origin, inv)).collect();
         self.out.rows.reserve(per_invoice.iter().map(|o| o.rows.len()).sum::<usize>());
         for o in per_invoice {
             // Facts go straight to their item: one vector of every fact of a large export,
             // grown by doubling, was most of the time (copies and fresh pages).
-            for f in o.facts {
-                match self.items.get_mut(&f.item) {
-                    Some((_, fs)) => fs.push(f),
-                    None => {
-                        self.items.insert(f.item.clone(), (o.account.clone(), vec![f]));
-                    }
+            for LineFact { item, sub, mut fact } in o.facts {
+                if !self.items.contains_key(item) {
+                    let new =
+                        ItemFacts { account: o.account.clone(), sub: None, facts: Vec::new() };
+                    self.items.insert(item.into(), new);
                 }
+                let Some(entry) = self.items.get_mut(item) else { continue };
+                if entry.sub.is_none() {
+                    entry.sub = sub.map(Into::into);
+                }
+                if let (Some(s), Some(last)) =
+                    (&fact.state, entry.facts.last().and_then(|f| f.state.as_ref()))
+                    && s == last
+                {
+                    fact.state = Some(last.clone());
+                }
+                entry.facts.push(fact);
             }
             self.out.rows.extend(o.rows);
             self.out.problems.extend(o.problems);
@@ -676,18 +699,14 @@ impl<'a> Converter<'a> {
         done_items.extend(by_item.iter().map(|(k, _)| k.clone()));
         let timelines: Vec<Converted> = by_item
             .into_par_iter()
-            .map(|(item, (first_account, mut fs))| {
+            .map(|(item, ItemFacts { account: first_account, sub: first_sub, facts: mut fs })| {
                 let mut o = Converted::default();
                 for f in &mut fs {
                     if let (Some(d), Some(s)) = (&f.discounted, &mut f.state) {
-                        s.amount = d.amount(&ctx);
+                        Arc::make_mut(s).amount = d.amount(&ctx);
                     }
                 }
-                let sub_id: Option<Box<str>> = fs
-                    .iter()
-                    .find_map(|f| f.sub.clone())
-                    .or_else(|| ctx.item_sub.get(&*item).map(|s| (*s).into()));
-                let sub_id = sub_id.as_deref();
+                let sub_id = first_sub.as_deref().or(ctx.item_sub.get(&*item).copied());
                 let sub = sub_id.and_then(|s| ctx.subs.get(s)).copied();
                 let account = match sub.map(|s| ctx.account(&s.customer.0)) {
                     Some(a) => a,
@@ -784,21 +803,21 @@ impl<'a> Converter<'a> {
 
 /// What one invoice gives.
 #[derive(Default)]
-struct InvoiceOut {
+struct InvoiceOut<'a> {
     account: String,
-    facts: Vec<Fact>,
+    facts: Vec<LineFact<'a>>,
     rows: Vec<Row>,
     problems: Vec<Problem>,
     metered: Vec<String>,
     skipped: Vec<&'static str>,
 }
 
-fn invoice_out(
-    ctx: &Ctx<'_>,
-    extra: &FxHashMap<&str, Vec<&Line>>,
+fn invoice_out<'a>(
+    ctx: &Ctx<'a>,
+    extra: &FxHashMap<&str, Vec<&'a Line>>,
     origin: &Origin,
-    inv: &Invoice,
-) -> InvoiceOut {
+    inv: &'a Invoice,
+) -> InvoiceOut<'a> {
     let mut out = InvoiceOut::default();
     let status = inv.status.as_deref().unwrap_or("draft");
     if status == "draft" {
@@ -977,13 +996,13 @@ pub(crate) fn item_state(
 type LineError = (&'static str, String);
 
 /// What one invoice line says about its subscription item; `None` for a one-off line.
-fn line_fact(
-    ctx: &Ctx<'_>,
-    inv: &Invoice,
-    line: &Line,
+fn line_fact<'a>(
+    ctx: &Ctx<'a>,
+    inv: &'a Invoice,
+    line: &'a Line,
     status: &str,
     failed: Option<(i64, Option<i64>)>,
-) -> Result<Option<Fact>, LineError> {
+) -> Result<Option<LineFact<'a>>, LineError> {
     let Some(item) = line.subscription_item() else { return Ok(None) };
     let sub = line.subscription().or(inv.subscription()).or(ctx.item_sub.get(item).copied());
     let price = ctx.price_of(line, Some(item));
@@ -1038,16 +1057,15 @@ fn line_fact(
     let plan = price.and_then(plan_of).or_else(|| line.price_id().map(str::to_string));
     let full = if proration {
         if gross < 0 {
-            return Ok(Some(Fact {
+            let fact = Fact {
                 at: line.period.start,
                 end: line.period.end,
-                item: item.into(),
-                sub: sub.map(Into::into),
                 kind: FactKind::ProrationDown,
                 state: None,
                 failed: None,
                 discounted: None,
-            }));
+            };
+            return Ok(Some(LineFact { item, sub, fact }));
         }
         // The full-period price of the new terms: unit x quantity for a per-unit price,
         // else the prorated amount scaled up to a whole interval.
@@ -1108,16 +1126,15 @@ fn line_fact(
         cancel_at: None,
         cancel_reason: None,
     };
-    Ok(Some(Fact {
+    let fact = Fact {
         at: line.period.start,
         end: line.period.end,
-        item: item.into(),
-        sub: sub.map(Into::into),
         kind,
-        state: Some(Box::new(state)),
+        state: Some(Arc::new(state)),
         failed: if kind == FactKind::Cycle { failed } else { None },
         discounted,
-    }))
+    };
+    Ok(Some(LineFact { item, sub, fact }))
 }
 
 /// The end of a subscription and the notice before it.
