@@ -118,10 +118,10 @@ fn invoice_lines(path: &Path) -> bool {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"));
-    let Ok(f) = std::fs::File::open(path) else { return false };
     if !json {
         return false;
     }
+    let Ok(f) = std::fs::File::open(path) else { return false };
     // The first line, if it ends within 1 MiB (an invoice is a few KiB).
     let mut head = Vec::new();
     if f.take(1 << 20).read_to_end(&mut head).is_err() {
@@ -151,16 +151,52 @@ fn read_whole(
         export.problems.push(problem("a Parquet file, not a Stripe export"));
         return Ok(());
     }
-    let Ok(text) = String::from_utf8(data) else {
-        export.problems.push(problem("not UTF-8 text"));
-        return Ok(());
+    let csv = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let text = match String::from_utf8(data) {
+        Ok(text) => text,
+        Err(_) if csv => {
+            export.problems.push(problem("not UTF-8 text"));
+            return Ok(());
+        }
+        // As in a file read a block at a time: the lines that are not UTF-8 are refused.
+        Err(e) => utf8_lines(e.as_bytes(), &name.as_str().into(), 1, &mut export.problems),
     };
-    if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+    if csv {
         export.add_csv(&name, &text);
     } else {
         export.add_json(&name, &text);
     }
     Ok(())
+}
+
+/// The text of `bytes` with each line that is not UTF-8 left empty and refused (a problem
+/// naming its line, numbered from `first_line`); the other lines as they are.
+fn utf8_lines(
+    bytes: &[u8],
+    file: &std::sync::Arc<str>,
+    first_line: u64,
+    problems: &mut Vec<tenure_stripe::Problem>,
+) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for (i, l) in bytes.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        match std::str::from_utf8(l) {
+            Ok(l) => text.push_str(l),
+            Err(_) => problems.push(tenure_stripe::Problem {
+                origin: tenure_stripe::Origin {
+                    file: file.clone(),
+                    line: first_line + i as u64,
+                    index: None,
+                },
+                id: None,
+                field: None,
+                reason: "line is not UTF-8 text".into(),
+            }),
+        }
+    }
+    text
 }
 
 /// Bytes of a file of invoices read and converted at once.
@@ -181,7 +217,7 @@ fn stream_invoices(
     let input = std::fs::File::open(f).with_context(|| format!("cannot open {name}"))?;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let reader = scope.spawn(|| read_invoice_blocks(input, &name, pb, tx));
+        let reader = scope.spawn(|| read_invoice_blocks(input, &name, INVOICE_BLOCK, pb, tx));
         let mut objects = 0;
         for part in rx {
             let part: tenure_stripe::Export = part;
@@ -206,19 +242,19 @@ fn stream_invoices(
 
 /// The reading side of [`stream_invoices`]: blocks of whole lines, parsed, in order.
 fn read_invoice_blocks(
-    mut input: std::fs::File,
+    mut input: impl std::io::Read,
     name: &str,
+    size: usize,
     pb: &indicatif::ProgressBar,
     tx: std::sync::mpsc::SyncSender<tenure_stripe::Export>,
 ) -> Result<()> {
-    use std::io::Read;
     let file: std::sync::Arc<str> = name.into();
-    let mut block: Vec<u8> = Vec::with_capacity(INVOICE_BLOCK + (1 << 20));
+    let mut block: Vec<u8> = Vec::with_capacity(size + (1 << 20));
     let (mut line, mut eof) = (1u64, false);
     while !eof {
-        while block.len() < INVOICE_BLOCK {
+        while block.len() < size {
             let old = block.len();
-            block.resize(INVOICE_BLOCK, 0);
+            block.resize(size, 0);
             match input.read(&mut block[old..]) {
                 Ok(0) => {
                     block.truncate(old);
@@ -234,13 +270,22 @@ fn read_invoice_blocks(
         let cut =
             if eof { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
         if cut == 0 && !eof {
+            // A line longer than the block: read on until it ends (or the file does).
             let old = block.len();
-            block.resize(old + INVOICE_BLOCK, 0);
-            let n = input.read(&mut block[old..]).with_context(|| format!("reading {name}"))?;
-            block.truncate(old + n);
-            eof = n == 0;
-            continue;
+            block.resize(old + size, 0);
+            match input.read(&mut block[old..]) {
+                Ok(n) => {
+                    block.truncate(old + n);
+                    eof = n == 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => block.truncate(old),
+                Err(e) => return Err(e).with_context(|| format!("reading {name}")),
+            }
+            if !eof {
+                continue;
+            }
         }
+        let cut = if eof { block.len() } else { cut };
         let bytes = &block[..cut];
         let bytes =
             if line == 1 { bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes) } else { bytes };
@@ -248,24 +293,7 @@ fn read_invoice_blocks(
         match std::str::from_utf8(bytes) {
             Ok(text) => part.add_lines(&file, line, text, Some("invoice")),
             Err(_) => {
-                // Lines that are not UTF-8 are refused one by one; the others are read.
-                let mut text = String::with_capacity(bytes.len());
-                for (i, l) in bytes.split(|&b| b == b'\n').enumerate() {
-                    match std::str::from_utf8(l) {
-                        Ok(l) => text.push_str(l),
-                        Err(_) => part.problems.push(tenure_stripe::Problem {
-                            origin: tenure_stripe::Origin {
-                                file: file.clone(),
-                                line: line + i as u64,
-                                index: None,
-                            },
-                            id: None,
-                            field: None,
-                            reason: "line is not UTF-8 text".into(),
-                        }),
-                    }
-                    text.push('\n');
-                }
+                let text = utf8_lines(bytes, &file, line, &mut part.problems);
                 part.add_lines(&file, line, &text, Some("invoice"));
             }
         }
@@ -331,7 +359,13 @@ pub fn import_stripe(
         // is stored yet: what was framed is dropped.
         drop(conv);
         framer = Framer::new(&cfg);
-        pb.set_position(0);
+        let whole: u64 = files
+            .iter()
+            .filter(|f| !streamed.contains(f))
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        pb.set_position(whole);
         for f in &streamed {
             read_whole(f, &mut export, &pb)?;
         }
@@ -415,9 +449,7 @@ impl<'c> Framer<'c> {
                 for (i, row) in chunk.iter().enumerate() {
                     let line = first + (c * CHUNK + i) as u64 + 1;
                     let event = match &row.event {
-                        tenure_stripe::RowEvent::Fields(f) => {
-                            tenure_ingest::validate::build(&f.raw(), None, cfg)
-                        }
+                        tenure_stripe::RowEvent::Fields(f) => f.validate(cfg),
                         tenure_stripe::RowEvent::Json(j) => {
                             tenure_ingest::parse_json_line(j, None, cfg)
                         }
@@ -493,4 +525,48 @@ pub fn gen_stripe(
         tenure_stripe::synth::ACCOUNT_KEY
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line of a file of invoices reaches the conversion once, in order, with its
+    /// number, whatever the blocks: lines longer than a block, the last line without a
+    /// newline (longer than a block too), a byte-order mark, a line that is not UTF-8.
+    #[test]
+    fn blocks_of_invoice_lines_lose_nothing() {
+        let invoice = |n: usize, pad: usize| {
+            format!(
+                r#"{{"id":"in_{n}","object":"invoice","customer":"cus_1","created":1,"description":"{}"}}"#,
+                "x".repeat(pad)
+            )
+        };
+        let mut text = b"\xef\xbb\xbf".to_vec();
+        for n in 1..=40 {
+            text.extend_from_slice(invoice(n, (n * 37) % 150).as_bytes());
+            text.push(b'\n');
+        }
+        text.extend_from_slice(b"{\"id\":\"in_\xff\"}\n");
+        text.extend_from_slice(invoice(42, 300).as_bytes());
+        for size in [64, 100, 257, 1 << 20] {
+            let (tx, rx) = std::sync::mpsc::sync_channel(100);
+            let pb = indicatif::ProgressBar::hidden();
+            read_invoice_blocks(&text[..], "invoices.jsonl", size, &pb, tx).unwrap();
+            let parts: Vec<tenure_stripe::Export> = rx.into_iter().collect();
+            let ids: Vec<(u64, String)> = parts
+                .iter()
+                .flat_map(|p| p.invoices.iter().map(|(o, i)| (o.line, i.id.clone())))
+                .collect();
+            let want: Vec<(u64, String)> = (1..=40)
+                .map(|n| (n as u64, format!("in_{n}")))
+                .chain([(42, "in_42".to_string())])
+                .collect();
+            assert_eq!(ids, want, "blocks of {size} bytes");
+            let problems: Vec<String> =
+                parts.iter().flat_map(|p| p.problems.iter().map(|x| x.to_string())).collect();
+            assert_eq!(problems, ["invoices.jsonl:41: line is not UTF-8 text"], "{size}");
+            assert_eq!(pb.position(), text.len() as u64, "{size}");
+        }
+    }
 }

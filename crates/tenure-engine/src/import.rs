@@ -156,8 +156,14 @@ impl Importer {
         batches: impl IntoIterator<Item = Framed>,
         on_commit: &mut dyn FnMut(&Progress),
     ) -> Result<FileSummary, ImportError> {
-        let mut sum = FileSummary::default();
+        let batches: Vec<Framed> = batches.into_iter().collect();
+        let total: usize = batches.iter().map(Framed::len).sum();
+        // Both key sets sized once (a table of millions of keys regrown by doubling holds
+        // the old and the new one at once).
         let mut seen = FxHashSet::default();
+        seen.reserve(total.min(1 << 28));
+        self.log.reserve_keys(total.min(1 << 28));
+        let mut sum = FileSummary::default();
         let mut pending = 0;
         for mut b in batches {
             occurrences(&mut b.parsed, &mut seen);
@@ -171,9 +177,11 @@ impl Importer {
                 on_commit(&sum.progress);
             }
         }
-        self.log.commit()?;
-        sum.progress.bytes = sum.progress.accepted + sum.progress.duplicates;
-        on_commit(&sum.progress);
+        if pending > 0 {
+            self.log.commit()?;
+            sum.progress.bytes = sum.progress.accepted + sum.progress.duplicates;
+            on_commit(&sum.progress);
+        }
         Ok(sum)
     }
 
@@ -279,7 +287,7 @@ impl Importer {
         self.import_rows(&mut rows, on_reject, on_commit)
     }
 
-    /// Imports any row source (CSV, Parquet, a mapped export, converted Stripe objects):
+    /// Imports any row source (CSV, Parquet, a mapped export):
     /// rows are framed in input order and committed in batches; `Progress::bytes` is the
     /// source's own position and `Progress::lines` the last row number made durable.
     ///

@@ -439,7 +439,7 @@ impl Log {
     /// [`append_framed`](Self::append_framed) for a batch of `(lane, record)`, with the same
     /// answers (in `stored`, one per record, replacing its contents) as one call per record
     /// in order. The batch is checked first: a record too large or a lane name not valid
-    /// fails it before anything is appended.
+    /// fails it before anything is appended (and `stored` is left as it was).
     ///
     /// Why a batch: at tens of millions of keys the key index is far larger than the
     /// caches, so each lookup is a miss to memory. Looked up in one tight loop, the misses

@@ -100,6 +100,39 @@ impl Fields {
         a.push((Cow::Owned(key.to_string()), Scalar::Str(Cow::Owned(value.to_string()))));
     }
 
+    /// The event these fields make, or why not: what `tenure_ingest::parse_json_line`
+    /// gives for their JSON line, without the text. The line's length limit holds as well:
+    /// a bound on it first (keys, punctuation, and values as if every character needed a
+    /// six-character escape), the exact text only when the bound is over.
+    pub fn validate(
+        &self,
+        cfg: &tenure_ingest::IngestConfig,
+    ) -> Result<tenure_core::event::Event, tenure_ingest::FieldError> {
+        let text_len = |v: &Scalar<'_>| match v {
+            Scalar::Str(s) | Scalar::Num(s) => 6 * s.len() + 2,
+            _ => 40,
+        };
+        let bound: usize =
+            self.vals.iter().map(|(f, v)| f.name().len() + 4 + text_len(v)).sum::<usize>()
+                + self
+                    .attributes
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| k.len() + 4 + text_len(v))
+                    .sum::<usize>()
+                + 32;
+        if bound > cfg.max_line_bytes {
+            let len = self.json().to_string().len();
+            if len > cfg.max_line_bytes {
+                return Err(tenure_ingest::FieldError::row(format!(
+                    "line is {len} bytes, over the limit of {}",
+                    cfg.max_line_bytes
+                )));
+            }
+        }
+        tenure_ingest::validate::build(&self.raw(), None, cfg)
+    }
+
     /// The fields as validation reads them (a JSON line's: `from_text` false).
     pub fn raw(&self) -> Raw<'_> {
         let mut raw = Raw::default();
@@ -1074,7 +1107,7 @@ fn line_fact<'a>(
         Some(match unit {
             Some(u) => u.saturating_mul(qty as i64),
             None => {
-                let t0 = Timestamp::from_secs(line.period.start);
+                let t0 = Timestamp(line.period.start.saturating_mul(MICROS));
                 let whole = t0.add_months(months as i64).secs() - line.period.start;
                 let part = (line.period.end - line.period.start).max(1);
                 div_round(gross, whole, part)

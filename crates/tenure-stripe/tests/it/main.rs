@@ -27,14 +27,18 @@ pub fn run(objects: &[Value], opts: &Options) -> tenure_stripe::Converted {
 }
 
 /// Rows are validated from their fields, without text: each must give the event (or the
-/// rejection) its JSON line gives.
+/// rejection) its JSON line gives, with the default limits and with a line limit that some
+/// rows exceed.
 pub fn same_from_fields_as_from_text(rows: &[tenure_stripe::Row]) {
-    let cfg = tenure_ingest::IngestConfig::defaults(None);
-    for r in rows {
-        let text = tenure_ingest::parse_json_line(&r.json(), None, &cfg);
-        if let tenure_stripe::RowEvent::Fields(f) = &r.event {
-            let fields = tenure_ingest::validate::build(&f.raw(), None, &cfg);
-            assert_eq!(format!("{fields:?}"), format!("{text:?}"), "{}", r.json());
+    let mut small = tenure_ingest::IngestConfig::defaults(None);
+    small.max_line_bytes = 300;
+    for cfg in [tenure_ingest::IngestConfig::defaults(None), small] {
+        for r in rows {
+            let text = tenure_ingest::parse_json_line(&r.json(), None, &cfg);
+            if let tenure_stripe::RowEvent::Fields(f) = &r.event {
+                let fields = f.validate(&cfg);
+                assert_eq!(format!("{fields:?}"), format!("{text:?}"), "{}", r.json());
+            }
         }
     }
 }
