@@ -239,15 +239,15 @@ fn a_forecast_as_of_t_is_the_same_without_the_events_after_t() {
 
 /// The forecast on a generated company: forecasts made at the start of each past quarter
 /// (from what was known then), 2024-Q1 to 2026-Q4, against the renewed ARR and the naive
-/// forecast (last year's renewal rates x ARR due). Measured 2026-12-04: mean absolute error
-/// 3.74% against the naive 4.03% (the 11 quarters with a year of history before them); the
-/// 80% intervals held the actual in 9 of the 12 quarters (75%). Issue 15 asks for 80%. The
-/// intervals count the outcomes, the renewal amounts, an account's contracts moving together
-/// and the uncertainty of the calibration and of the mean expansion; the standardised
-/// errors have an RMS of about 1.17 (1 if the intervals were exact), and the forecasts run
-/// about 2% low on average, from the large enterprise renewals. An exact 80% interval holds
-/// the actual in 9 or fewer of 12 quarters 44% of the time, so 12 quarters cannot tell 75%
-/// from 80%; the bound below guards what holds.
+/// forecast (last year's renewal rates x ARR due). Measured 2026-12-05: mean absolute error
+/// 3.59% against the naive 4.03% (the 11 quarters with a year of history before them); the
+/// 80% intervals held the actual in 10 of the 12 quarters (83%; 2024-Q2 fell below, when one
+/// quarter of renewals was all there was to learn from, and 2026-Q4 above, every enterprise
+/// renewal won and expanded 7.7% against the usual 4%). The intervals count the outcomes,
+/// the renewal amounts, an account's contracts moving together, the uncertainty of the
+/// calibration and of the mean expansion, and how much the expansion's level varies from
+/// one quarter to the next (before that last term: 9 of 12, 75%). The test prints the
+/// table.
 #[test]
 fn backtested_forecasts_cover_the_outcome_and_beat_the_naive_forecast() {
     use tenure_health::forecast::{self, Settings};
@@ -278,8 +278,9 @@ fn backtested_forecasts_cover_the_outcome_and_beat_the_naive_forecast() {
             )
         })
         .collect();
+    eprintln!("{acc:?}\n{table:#?}");
     assert_eq!(acc.periods, 12, "{table:#?}");
-    assert!(acc.coverage.unwrap() >= 0.75, "{acc:?}\n{table:#?}");
+    assert!(acc.coverage.unwrap() >= 0.8, "{acc:?}\n{table:#?}");
     assert!(acc.mape.unwrap() < acc.naive_mape.unwrap(), "{acc:?}\n{table:#?}");
 }
 
