@@ -569,4 +569,65 @@ mod tests {
             assert_eq!(pb.position(), text.len() as u64, "{size}");
         }
     }
+
+    /// What a file of invoices gives: each invoice's line and id, in order, and the
+    /// problems (sorted: a file read whole reports the lines that are not UTF-8 before the
+    /// others, a file read a block at a time block by block).
+    fn outcome(parts: &[tenure_stripe::Export]) -> (Vec<(u64, String)>, Vec<String>) {
+        let ids = parts
+            .iter()
+            .flat_map(|p| p.invoices.iter().map(|(o, i)| (o.line, i.id.clone())))
+            .collect();
+        let mut problems: Vec<String> =
+            parts.iter().flat_map(|p| p.problems.iter().map(|x| x.to_string())).collect();
+        problems.sort();
+        (ids, problems)
+    }
+
+    proptest::proptest! {
+        /// Read a block at a time, any file that begins with an invoice gives what the same
+        /// file read whole gives: the same invoices at the same lines, the same problems.
+        #[test]
+        fn blocks_give_what_the_whole_file_gives(
+            lines in proptest::collection::vec(0u8..7, 0..40),
+            size in 16usize..600,
+            bom: bool,
+            newline_at_end: bool,
+        ) {
+            let mut text: Vec<u8> = if bom { b"\xef\xbb\xbf".to_vec() } else { Vec::new() };
+            let kinds = std::iter::once(0).chain(lines);
+            for (n, kind) in kinds.enumerate() {
+                if n > 0 {
+                    text.push(b'\n');
+                }
+                let invoice = format!(
+                    r#"{{"id":"in_{n}","object":"invoice","customer":"cus_1","created":{n}}}"#
+                );
+                match kind {
+                    0 | 1 => text.extend_from_slice(invoice.as_bytes()),
+                    2 => {}
+                    3 => text.extend_from_slice(b"   "),
+                    4 => text.extend_from_slice(format!("{invoice}\r").as_bytes()),
+                    5 => text.extend_from_slice(b"{\"id\":\"in_\xfe\"}"),
+                    _ => text.extend_from_slice(b"{not json"),
+                }
+            }
+            if newline_at_end {
+                text.push(b'\n');
+            }
+            let (tx, rx) = std::sync::mpsc::sync_channel(1000);
+            let pb = indicatif::ProgressBar::hidden();
+            read_invoice_blocks(&text[..], "f.jsonl", size, &pb, tx).unwrap();
+            let streamed: Vec<tenure_stripe::Export> = rx.into_iter().collect();
+
+            let mut whole = tenure_stripe::Export::default();
+            let body = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
+            let body = match std::str::from_utf8(body) {
+                Ok(t) => t.to_string(),
+                Err(_) => utf8_lines(body, &"f.jsonl".into(), 1, &mut whole.problems),
+            };
+            whole.add_json("f.jsonl", &body);
+            proptest::prop_assert_eq!(outcome(&streamed), outcome(std::slice::from_ref(&whole)));
+        }
+    }
 }
