@@ -92,12 +92,7 @@ fn stripe_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                     let path = e?.path();
                     if path.is_dir() {
                         stack.push(path);
-                    } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        matches!(
-                            e.to_ascii_lowercase().as_str(),
-                            "json" | "jsonl" | "ndjson" | "csv"
-                        )
-                    }) {
+                    } else if is_json(&path) || is_csv(&path) {
                         found.push(path);
                     }
                 }
@@ -111,14 +106,22 @@ fn stripe_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A `.json`, `.jsonl` or `.ndjson` file, by its name.
+fn is_json(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
+}
+
+/// A `.csv` file (a Dashboard export), by its name.
+fn is_csv(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
 /// Whether a file is a JSON file of one object a line whose first object is an invoice.
 fn invoice_lines(path: &Path) -> bool {
     use std::io::Read;
-    let json = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"));
-    if !json {
+    if !is_json(path) {
         return false;
     }
     let Ok(f) = std::fs::File::open(path) else { return false };
@@ -151,7 +154,7 @@ fn read_whole(
         export.problems.push(problem("a Parquet file, not a Stripe export"));
         return Ok(());
     }
-    let csv = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let csv = is_csv(f);
     let text = match String::from_utf8(data) {
         Ok(text) => text,
         Err(_) if csv => {
@@ -250,29 +253,12 @@ fn read_invoice_blocks(
 ) -> Result<()> {
     let file: std::sync::Arc<str> = name.into();
     let mut block: Vec<u8> = Vec::with_capacity(size + (1 << 20));
-    let (mut line, mut eof) = (1u64, false);
-    while !eof {
-        while block.len() < size {
+    let (mut line, mut eof, mut want) = (1u64, false, size);
+    loop {
+        // Fill the block to `want` bytes, or to the end of the input.
+        while block.len() < want && !eof {
             let old = block.len();
-            block.resize(size, 0);
-            match input.read(&mut block[old..]) {
-                Ok(0) => {
-                    block.truncate(old);
-                    eof = true;
-                    break;
-                }
-                Ok(n) => block.truncate(old + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => block.truncate(old),
-                Err(e) => return Err(e).with_context(|| format!("reading {name}")),
-            }
-        }
-        // Whole lines only, unless at the end; a line longer than a block waits for more.
-        let cut =
-            if eof { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
-        if cut == 0 && !eof {
-            // A line longer than the block: read on until it ends (or the file does).
-            let old = block.len();
-            block.resize(old + size, 0);
+            block.resize(want, 0);
             match input.read(&mut block[old..]) {
                 Ok(n) => {
                     block.truncate(old + n);
@@ -281,11 +267,19 @@ fn read_invoice_blocks(
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => block.truncate(old),
                 Err(e) => return Err(e).with_context(|| format!("reading {name}")),
             }
-            if !eof {
-                continue;
-            }
         }
-        let cut = if eof { block.len() } else { cut };
+        // Whole lines only, unless at the end.
+        let cut =
+            if eof { block.len() } else { memchr::memrchr(b'\n', &block).map_or(0, |i| i + 1) };
+        if cut == 0 {
+            if eof {
+                break;
+            }
+            // A line longer than the block: read on until it ends (or the file does).
+            want += size;
+            continue;
+        }
+        want = size;
         let bytes = &block[..cut];
         let bytes =
             if line == 1 { bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes) } else { bytes };

@@ -171,16 +171,12 @@ impl Importer {
             pending += b.parsed.recs.len();
             sum.progress.lines = sum.progress.lines.max(b.last_line);
             if pending >= CSV_BATCH {
-                self.log.commit()?;
+                commit_framed(&mut self.log, &mut sum, on_commit)?;
                 pending = 0;
-                sum.progress.bytes = sum.progress.accepted + sum.progress.duplicates;
-                on_commit(&sum.progress);
             }
         }
         if pending > 0 {
-            self.log.commit()?;
-            sum.progress.bytes = sum.progress.accepted + sum.progress.duplicates;
-            on_commit(&sum.progress);
+            commit_framed(&mut self.log, &mut sum, on_commit)?;
         }
         Ok(sum)
     }
@@ -317,8 +313,8 @@ impl Importer {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
             let (done_tx, done_rx) = std::sync::mpsc::channel::<Progress>();
             // Stored batches come back emptied, their buffers kept: a fresh 5 MiB buffer
-            // a batch is fresh pages for the kernel to zero (measured: a tenth of the CPU
-            // time of a Parquet import).
+            // a batch is fresh pages for the kernel to zero (the kernel's zeroing was 13% of
+            // a Parquet import's CPU time, these buffers a part of it).
             let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Parsed>();
             let writer = scope.spawn(move || -> Result<FileSummary, ImportError> {
                 let mut sum = FileSummary::default();
@@ -373,6 +369,18 @@ impl Importer {
     }
 }
 
+/// Commits what [`Importer::import_framed`] stored and reports it (records stored so far).
+fn commit_framed(
+    log: &mut Log,
+    sum: &mut FileSummary,
+    on_commit: &mut dyn FnMut(&Progress),
+) -> Result<(), ImportError> {
+    log.commit()?;
+    sum.progress.bytes = sum.progress.accepted + sum.progress.duplicates;
+    on_commit(&sum.progress);
+    Ok(())
+}
+
 /// A batch of framed rows on its way to the writer thread of [`Importer::import_rows`].
 struct Batch {
     parsed: Parsed,
@@ -409,7 +417,7 @@ fn occurrences(p: &mut Parsed, seen: &mut FxHashSet<u64>) {
             continue;
         }
         let record = &mut p.buf[start..end];
-        let first = record_key(record);
+        let first = tenure_log::record_key(record);
         let mut n = 0;
         while !seen.insert(nth_key(first, n) as u64) {
             n += 1;
@@ -418,11 +426,6 @@ fn occurrences(p: &mut Parsed, seen: &mut FxHashSet<u64>) {
             tenure_log::set_record_key(record, nth_key(first, n));
         }
     }
-}
-
-/// The key in a framed record's header.
-fn record_key(record: &[u8]) -> u128 {
-    u128::from_le_bytes(record[8..tenure_log::RECORD_HEADER_LEN].try_into().unwrap_or([0; 16]))
 }
 
 /// Frames one event as a log record at the end of the chunk buffer.

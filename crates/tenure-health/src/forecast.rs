@@ -1273,7 +1273,7 @@ mod tests {
     /// their spread to the level's uncertainty.
     #[test]
     fn the_expansion_level_is_as_uncertain_as_quarters_differ() {
-        // Ten renewals a quarter in four quarters, 100 due each; within a quarter they
+        // Ten renewals a quarter in four quarters, 10,000 due each; within a quarter they
         // expand by 2% +- 1%.
         let quarters = |levels: [i64; 4]| -> Vec<(i64, i64, i64)> {
             let mut pairs = Vec::new();

@@ -83,6 +83,13 @@ pub fn finish_record(buf: &mut Vec<u8>, start: usize, key: u128) -> bool {
 
 /// Gives a framed record (exactly one, as [`finish_record`] left it) another key, and
 /// checksums it again.
+/// The key in the header of a framed record (0 for a slice shorter than a header).
+#[inline]
+pub fn record_key(record: &[u8]) -> u128 {
+    let bytes = record.get(CRC_START..RECORD_HEADER_LEN).and_then(|b| b.try_into().ok());
+    u128::from_le_bytes(bytes.unwrap_or([0; 16]))
+}
+
 pub fn set_record_key(record: &mut [u8], key: u128) {
     if record.len() < RECORD_HEADER_LEN {
         return;

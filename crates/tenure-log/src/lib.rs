@@ -118,7 +118,7 @@ pub use check::{
 pub use error::{LogError, ScanError};
 pub use format::{
     COMMIT_RECORD_LEN, FORMAT_VERSION, LEGACY_FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC, begin_record, finish_record, set_record_key,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC, begin_record, finish_record, record_key, set_record_key,
 };
 pub use reader::LogReader;
 pub use report::{Acknowledged, RebuiltIndex, RecoveryReport, TruncatedTail};

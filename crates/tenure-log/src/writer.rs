@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::error::LogError;
 use crate::format::{
     self, COMMIT_RECORD_LEN, FORMAT_VERSION, Group, KIND_COMMIT, MAX_PAYLOAD_LEN, Mode,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, record_key,
 };
 use crate::lane::{self, IndexState, sync_dir};
 use crate::report::{Acknowledged, RebuiltIndex, RecoveryReport, TruncatedTail};
@@ -23,12 +23,6 @@ use crate::report::{Acknowledged, RebuiltIndex, RecoveryReport, TruncatedTail};
 const RETAINED_PENDING_CAPACITY: usize = 16 * 1024 * 1024;
 /// What a commit adds to a lane's segment after its records: two copies of its commit record.
 const COMMIT_BYTES: u64 = 2 * COMMIT_RECORD_LEN as u64;
-
-/// The key in the header of a framed record (at least [`RECORD_HEADER_LEN`] bytes).
-fn record_key(record: &[u8]) -> u128 {
-    let bytes = record.get(8..RECORD_HEADER_LEN).and_then(|b| b.try_into().ok());
-    u128::from_le_bytes(bytes.unwrap_or([0; 16]))
-}
 
 /// Tuning of a [`Log`] writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,13 +414,11 @@ impl Log {
     /// deduplication as [`Log::append`]; the framing is trusted, not re-verified.
     pub fn append_framed(&mut self, lane: &str, record: &[u8]) -> Result<bool, LogError> {
         let len = record.len().saturating_sub(RECORD_HEADER_LEN);
-        let (Some(key_bytes), true) = (record.get(8..RECORD_HEADER_LEN), len <= MAX_PAYLOAD_LEN)
-        else {
+        if record.len() < RECORD_HEADER_LEN || len > MAX_PAYLOAD_LEN {
             return Err(LogError::RecordTooLarge { len, max: MAX_PAYLOAD_LEN });
-        };
-        let key = u128::from_le_bytes(key_bytes.try_into().unwrap_or([0; 16]));
+        }
+        let key = record_key(record);
         debug_assert!(format::decode_record(record, 0).is_ok(), "a badly framed record");
-        debug_assert_eq!(key, record_key(record));
         let segment_bytes = self.opts.segment_bytes;
         match self.admit(lane, key)? {
             Some(writer) => writer.push_framed(key, record, segment_bytes),

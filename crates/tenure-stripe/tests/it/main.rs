@@ -18,12 +18,16 @@ pub fn day(m: u32, d: u32) -> i64 {
 /// Converts objects (each a JSON value, one per line of a file `export.jsonl`). Every row
 /// is checked to validate from its fields exactly as its JSON line does.
 pub fn run(objects: &[Value], opts: &Options) -> tenure_stripe::Converted {
-    let text: String = objects.iter().map(|o| o.to_string() + "\n").collect();
     let mut ex = Export::default();
-    ex.add_json("export.jsonl", &text);
+    ex.add_json("export.jsonl", &lines(objects));
     let c = convert(&ex, opts);
     same_from_fields_as_from_text(&c.rows);
     c
+}
+
+/// Objects as a file of one JSON object a line.
+pub fn lines(objects: &[Value]) -> String {
+    objects.iter().map(|o| o.to_string() + "\n").collect()
 }
 
 /// Rows are validated from their fields, without text: each must give the event (or the

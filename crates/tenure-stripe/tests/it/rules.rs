@@ -1,6 +1,6 @@
 //! One fixture per rule; MRR figures in the asserts are worked out by hand in comments.
 
-use crate::{day, mrr, render, run};
+use crate::{day, lines, mrr, render, run};
 use expect_test::expect;
 use serde_json::{Value, json};
 use tenure_stripe::Options;
@@ -281,9 +281,8 @@ fn a_discount_told_by_a_later_block_of_invoices_still_applies() {
         &Options::default(),
     );
 
-    let text = |objs: &[Value]| -> String { objs.iter().map(|o| o.to_string() + "\n").collect() };
     let mut ex = tenure_stripe::Export::default();
-    ex.add_json("subscriptions.jsonl", &text(&context));
+    ex.add_json("subscriptions.jsonl", &lines(&context));
     let opts = Options::default();
     let mut conv = tenure_stripe::Converter::new(&ex, &opts);
     for (i, block) in [january, february].iter().enumerate() {
@@ -291,7 +290,7 @@ fn a_discount_told_by_a_later_block_of_invoices_still_applies() {
         part.add_lines(
             &"invoices.jsonl".into(),
             i as u64 + 1,
-            &text(std::slice::from_ref(block)),
+            &lines(std::slice::from_ref(block)),
             Some("invoice"),
         );
         conv.add_invoices(&part.invoices);
