@@ -89,7 +89,7 @@ Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cp
 |---|---|
 | export | \`tenure gen --format stripe\`, $ACCOUNTS accounts, $MONTHS months (seed 7): ${COUNTS%, }; $(awk -v b="$BYTES" 'BEGIN { printf "%.2f GiB", b / 1073741824 }') of JSON lines |
 | tenure import --from stripe (wall, \`--no-refresh\`), median of $RUNS runs ($ALL s) | $S s = $RATE objects/s (target >= 200k objects/s: $TARGET); $EVENTS events = $ERATE events/s |
-| reading and converting, before storing (tenure's own figure) | $READ_RATE objects/s |
+| reading and converting (tenure's own figure: to the end of the conversion, which overlaps the store) | $READ_RATE objects/s |
 | peak RSS | $RSS MiB |
 | CPU | $CPU |
 EOF

@@ -96,6 +96,23 @@ pub struct Framed {
 }
 
 impl Framed {
+    /// Room for `records` events of `bytes` framed bytes in all: a large import's framed
+    /// records are held until stored, and buffers grown by doubling copy them and touch
+    /// fresh memory at every step.
+    pub fn with_capacity(records: usize, bytes: usize) -> Framed {
+        let parsed = Parsed {
+            recs: Vec::with_capacity(records),
+            buf: Vec::with_capacity(bytes),
+            rejections: Vec::new(),
+        };
+        Framed { parsed, last_line: 0 }
+    }
+
+    /// Bytes framed.
+    pub fn bytes(&self) -> usize {
+        self.parsed.buf.len()
+    }
+
     /// Frames one event, row `line` of the input.
     pub fn push(&mut self, line: u64, e: &tenure_core::event::Event) {
         push_event(&mut self.parsed, e);
@@ -150,19 +167,20 @@ impl Importer {
     /// Stores framed events in order, committing whenever [`CSV_BATCH`] records are
     /// pending and at the end; `Progress::lines` is the last row number made durable and
     /// `Progress::bytes` the records stored so far. Repeated content without a
-    /// `message_id` is numbered as [`Importer::import_rows`] numbers it.
+    /// `message_id` is numbered as [`Importer::import_rows`] numbers it. Batches are stored
+    /// as the iterator yields them (a caller still converting the rest can hand them over
+    /// as they come); `expected`, the number of records the caller expects, sizes the key
+    /// sets once (a table of millions of keys regrown by doubling holds the old and the
+    /// new one at once).
     pub fn import_framed(
         &mut self,
         batches: impl IntoIterator<Item = Framed>,
+        expected: usize,
         on_commit: &mut dyn FnMut(&Progress),
     ) -> Result<FileSummary, ImportError> {
-        let batches: Vec<Framed> = batches.into_iter().collect();
-        let total: usize = batches.iter().map(Framed::len).sum();
-        // Both key sets sized once (a table of millions of keys regrown by doubling holds
-        // the old and the new one at once).
         let mut seen = FxHashSet::default();
-        seen.reserve(total.min(1 << 28));
-        self.log.reserve_keys(total.min(1 << 28));
+        seen.reserve(expected.min(1 << 28));
+        self.log.reserve_keys(expected.min(1 << 28));
         let mut sum = FileSummary::default();
         let mut pending = 0;
         for mut b in batches {

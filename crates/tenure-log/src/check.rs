@@ -276,6 +276,12 @@ pub fn repair(dir: &Path, apply: bool) -> Result<RepairReport, LogError> {
         report.actions.extend(c.actions);
     }
     if apply {
+        if !report.actions.is_empty() {
+            // Records may go: their keys must not stay in the index's runs (re-importing the
+            // sources restores them). Gone, durably, before anything is cut; the next writer
+            // open rebuilds it.
+            crate::keyindex::remove(dir)?;
+        }
         for name in &lanes {
             let actions: Vec<&RepairAction> =
                 report.actions.iter().filter(|a| &a.lane == name).collect();

@@ -22,6 +22,7 @@
 //!                                              segment's first record, 20-digit zero-padded decimal
 //! <dir>/<lane>/<first-record-index>.keys       key index of a sealed segment (see below)
 //! <dir>/repair-dropped/                        what `repair` took out of the log
+//! <dir>/keys.idx/MANIFEST, <n>.run             the idempotency index's runs (see below)
 //! ```
 //!
 //! A segment is a 16-byte header followed by records and commit records, back to back:
@@ -65,6 +66,16 @@
 //! once the next segment exists, so a lane's last segment never has one: one there means
 //! the segment after it is missing.
 //!
+//! The writer holds in memory the keys of open segments and of segments sealed since its
+//! last flush; past [`LogOptions::key_memory`] of the latter they are written as a sorted
+//! run in `keys.idx/` (a Bloom filter and page fences in memory, about 1.3 bytes a key, a
+//! page of keys read per lookup the filter lets through; runs merge four at a time), and
+//! `keys.idx/MANIFEST` (replaced whole) names the runs and how many records of each lane
+//! they cover. An open reads the covered segments' key indexes to check them, not to hold
+//! their keys. A manifest missing or damaged is not trusted: the keys are read again from
+//! the segments' key indexes and flushed anew. `repair` removes `keys.idx/` when it changes
+//! anything (a key of a dropped record must not stay).
+//!
 //! # Durability protocol
 //!
 //! * A commit writes each touched lane's pending records and its commit record with one
@@ -106,6 +117,8 @@
 mod check;
 mod error;
 mod format;
+mod keyindex;
+mod keyrun;
 mod lane;
 mod reader;
 mod report;

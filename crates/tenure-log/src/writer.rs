@@ -8,13 +8,14 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::error::LogError;
 use crate::format::{
     self, COMMIT_RECORD_LEN, FORMAT_VERSION, Group, KIND_COMMIT, MAX_PAYLOAD_LEN, Mode,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, record_key,
 };
+use crate::keyindex::KeyIndex;
 use crate::lane::{self, IndexState, sync_dir};
 use crate::report::{Acknowledged, RebuiltIndex, RecoveryReport, TruncatedTail};
 
@@ -30,11 +31,15 @@ pub struct LogOptions {
     /// Roll to a new segment before a record (and the commit record after it) would make
     /// the active segment larger than this many bytes. Default 64 MiB.
     pub segment_bytes: u64,
+    /// Keys of sealed segments held in memory before they are written to the key index's
+    /// runs on disk (and dropped from memory). Default 16 M (about 400 MB): an import of
+    /// fewer keys never pays for a flush, which runs on the writer's thread.
+    pub key_memory: usize,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_bytes: 64 * 1024 * 1024 }
+        LogOptions { segment_bytes: 64 * 1024 * 1024, key_memory: 16_000_000 }
     }
 }
 
@@ -77,7 +82,7 @@ pub struct Log {
     /// Held for the writer's lifetime; the OS releases the lock on drop/exit.
     _lock: File,
     /// Keys stored or pending: the idempotency index.
-    keys: FxHashSet<u128>,
+    keys: KeyIndex,
     lanes: FxHashMap<String, LaneWriter>,
     pending_records: u64,
     poisoned: bool,
@@ -89,7 +94,7 @@ impl fmt::Debug for Log {
             .field("dir", &self.dir)
             .field("opts", &self.opts)
             .field("lanes", &self.lanes.len())
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys)
             .field("pending_records", &self.pending_records)
             .field("poisoned", &self.poisoned)
             .finish()
@@ -125,6 +130,9 @@ struct LaneWriter {
     pending: Vec<u8>,
     /// Their keys, for the key index of the segment they land in.
     pending_keys: Vec<u128>,
+    /// Segments sealed by the last commit: the lane's records up to each one's end, and how
+    /// many keys it holds (for the key index, once the commit is durable).
+    just_sealed: Vec<(u64, usize)>,
     pending_records: u64,
     splits: Vec<Split>,
     /// Size and record count the segment receiving the next append will have,
@@ -148,6 +156,7 @@ impl LaneWriter {
             segments: 0,
             pending: Vec::new(),
             pending_keys: Vec::new(),
+            just_sealed: Vec::new(),
             pending_records: 0,
             splits: Vec::new(),
             proj_seg_len: SEGMENT_HEADER_LEN as u64,
@@ -272,6 +281,7 @@ impl LaneWriter {
         if let Some(s) = sealed {
             // Best effort, unsynced: a missing or damaged index is rebuilt by the next open.
             let _ = lane::write_index(&s.path, s.len, s.crc.finalize(), &s.keys, false);
+            self.just_sealed.push((base, s.keys.len()));
         }
         Ok(())
     }
@@ -330,28 +340,33 @@ impl Log {
         let lock = lane::lock(dir, true)?;
 
         let mut report = RecoveryReport::default();
-        let mut keys = FxHashSet::default();
-        // Size the key set once from the key indexes: growing a table of 100 M keys by
-        // doubling holds the old and the new one at the same time.
-        let mut indexed = 0u64;
+        let mut keys = KeyIndex::open(dir, opts.key_memory)?;
+        let mut listed = Vec::new();
         for name in lane::list_lanes(dir)? {
-            for seg in lane::list_segments(&dir.join(&name))? {
-                if let Ok(m) = std::fs::metadata(lane::keys_path(&seg.path)) {
-                    indexed += m.len().saturating_sub(36) / 16;
-                }
-            }
+            let segments = lane::list_segments(&dir.join(&name))?;
+            listed.push((name, segments));
         }
-        keys.reserve(usize::try_from(indexed).unwrap_or(0));
+        // Where each lane's sealed segments end (segments are named by their first record).
+        let ends = listed
+            .iter()
+            .map(|(name, segs)| (name.clone(), segs.iter().skip(1).map(|s| s.base).collect()))
+            .collect();
+        if !keys.fits(&ends) {
+            keys.distrust();
+        }
         let mut lanes = FxHashMap::default();
         let mut buf = Vec::new();
-        for name in lane::list_lanes(dir)? {
-            let writer = recover_lane(dir, &name, &mut keys, &mut report, &mut buf)?;
+        for (name, segments) in listed {
+            let writer = recover_lane(dir, &name, &segments, &mut keys, &mut report, &mut buf)?;
             report.segments += writer.segments;
             report.records += writer.committed_records;
             report.bytes += writer.committed_bytes;
             lanes.insert(name, writer);
         }
         report.lanes = lanes.len();
+        // A log opened without a usable index (new, or from before the index existed) has
+        // every sealed key in memory now: into runs with them.
+        keys.settle(dir, || active_keys(&lanes))?;
         let log = Log {
             dir: dir.to_path_buf(),
             opts,
@@ -369,9 +384,10 @@ impl Log {
         &self.dir
     }
 
-    /// True if a record with this key is stored or pending.
-    pub fn contains(&self, key: u128) -> bool {
-        self.keys.contains(&key)
+    /// True if a record with this key is stored or pending. An error if the key index on
+    /// disk cannot be read.
+    pub fn contains(&self, key: u128) -> Result<bool, LogError> {
+        self.keys.contains(key)
     }
 
     /// Buffers one record for `lane`. Returns `Ok(false)` and stores nothing if
@@ -399,7 +415,7 @@ impl Log {
         if !known && !format::is_valid_lane(lane) {
             return Err(LogError::InvalidLane(lane.to_owned()));
         }
-        if !self.keys.insert(key) {
+        if !self.keys.insert(key)? {
             return Ok(None);
         }
         // Look the lane up by `&str` on the hot path; allocate its name only once.
@@ -456,7 +472,21 @@ impl Log {
             debug_assert!(format::decode_record(record, 0).is_ok(), "a badly framed record");
         }
         stored.clear();
-        stored.extend(records.iter().map(|(_, r)| self.keys.insert(record_key(r))));
+        for (_, r) in records {
+            match self.keys.insert(record_key(r)) {
+                Ok(new) => stored.push(new),
+                Err(e) => {
+                    // Nothing of the batch is appended: the keys it claimed are let go.
+                    for ((_, r), new) in records.iter().zip(stored.iter()) {
+                        if *new {
+                            self.keys.forget(record_key(r));
+                        }
+                    }
+                    stored.clear();
+                    return Err(e);
+                }
+            }
+        }
         let segment_bytes = self.opts.segment_bytes;
         let mut current: Option<(&str, &mut LaneWriter)> = None;
         for (&(lane, record), _) in records.iter().zip(stored.iter()).filter(|(_, s)| **s) {
@@ -509,6 +539,13 @@ impl Log {
             writer.sync_active()?;
         }
         self.pending_records = 0;
+        // Segments sealed by this commit are durable: their keys may go to the index's runs.
+        for (name, writer) in self.lanes.iter_mut() {
+            for (upto, keys) in writer.just_sealed.drain(..) {
+                self.keys.sealed(name, upto, keys);
+            }
+        }
+        self.keys.maybe_flush(|| active_keys(&self.lanes))?;
         Ok(stats)
     }
 
@@ -544,8 +581,14 @@ impl Log {
                 (name.clone(), stats)
             })
             .collect();
-        LogStats { lanes, keys: self.keys.len() as u64, pending_records: self.pending_records }
+        LogStats { lanes, keys: self.keys.len(), pending_records: self.pending_records }
     }
+}
+
+/// The keys of the lanes' open segments.
+fn active_keys(lanes: &FxHashMap<String, LaneWriter>) -> Vec<u128> {
+    let open = lanes.values().filter_map(|w| w.active.as_ref());
+    open.flat_map(|a| a.keys.iter().copied()).collect()
 }
 
 /// Creates the log directory; when it is new, fsyncs its parent so that the
@@ -571,32 +614,40 @@ fn fresh_header(path: &Path) -> Result<File, LogError> {
     Ok(file)
 }
 
-/// Verifies all segments of one lane, collects their keys, and cuts off the tail of the
+/// Verifies all segments of one lane (as listed at open), collects their keys, and cuts off the tail of the
 /// last segment that no commit record covers.
 fn recover_lane(
     log_dir: &Path,
     name: &str,
-    keys: &mut FxHashSet<u128>,
+    segments: &[lane::SegmentFile],
+    keys: &mut KeyIndex,
     report: &mut RecoveryReport,
     buf: &mut Vec<u8>,
 ) -> Result<LaneWriter, LogError> {
     let mut writer = LaneWriter::new(log_dir.join(name));
     writer.dir_exists = true;
-    let segments = lane::list_segments(&writer.dir)?;
     let Some((last, sealed)) = segments.split_last() else { return Ok(writer) };
     let mut seg_keys = Vec::new();
+    let covered = keys.covered(name);
     for seg in sealed {
         lane::check_base(seg, writer.committed_records)?;
         let len = std::fs::metadata(&seg.path).map_err(|e| LogError::io(&seg.path, e))?.len();
+        // A sealed segment whose keys are in the key index's runs: its key index is still
+        // read and checked (and rebuilt when damaged), its keys are not held.
+        let in_runs = writer.committed_records < covered;
         // A sealed segment (never written again) with a valid key index: its keys without
         // reading it. Readers verify its records when they read them, `verify` all of it.
         let note = match lane::read_index(&seg.path) {
             IndexState::Valid(ix) if ix.segment_len == len => {
-                keys.reserve(ix.keys.len());
-                for key in &ix.keys {
-                    if !keys.insert(*key) {
-                        report.duplicate_keys += 1;
+                if !in_runs {
+                    keys.reserve(ix.keys.len());
+                    for key in &ix.keys {
+                        if !keys.load(*key) {
+                            report.duplicate_keys += 1;
+                        }
                     }
+                    let upto = writer.committed_records + ix.keys.len() as u64;
+                    keys.sealed(name, upto, ix.keys.len());
                 }
                 writer.committed_records += ix.keys.len() as u64;
                 writer.committed_bytes += len;
@@ -614,13 +665,16 @@ fn recover_lane(
         seg_keys.clear();
         let parsed =
             lane::parse(&seg.path, buf, writer.committed_records, Mode::Sealed, |key, _| {
-                if !keys.insert(key) {
+                if !in_runs && !keys.load(key) {
                     report.duplicate_keys += 1;
                 }
                 seg_keys.push(key);
                 Ok::<(), Infallible>(())
             })
             .map_err(LogError::from)?;
+        if !in_runs {
+            keys.sealed(name, writer.committed_records + parsed.records, seg_keys.len());
+        }
         // Best effort: without an index the next open reads the segment again.
         if lane::write_index(&seg.path, len, crc32fast::hash(buf), &seg_keys, true).is_ok()
             && let Some(reason) = note
@@ -639,7 +693,7 @@ fn recover_lane(
     lane::read_segment(&last.path, None, buf)?;
     seg_keys.clear();
     let parsed = lane::parse(&last.path, buf, writer.committed_records, Mode::Last, |key, _| {
-        if !keys.insert(key) {
+        if !keys.load(key) {
             report.duplicate_keys += 1;
         }
         seg_keys.push(key);
@@ -698,9 +752,14 @@ fn recover_lane(
             // Sealed as it is; appends go to a new format-2 segment, created first so that
             // the index beside the old one never stands beside a lane's last segment.
             writer.committed_bytes += valid_len;
+            // Its records may not have reached the disk yet (a writer of format 1 may have
+            // died before its fsync): synced before its keys may go to a run.
+            let io = |e| LogError::io(&last.path, e);
+            OpenOptions::new().write(true).open(&last.path).map_err(io)?.sync_all().map_err(io)?;
             let mut stats = CommitStats::default();
             writer.create_segment(log_dir, writer.committed_records, &mut stats)?;
             lane::write_index(&last.path, valid_len, crc32fast::hash(valid), &seg_keys, true)?;
+            keys.sealed(name, writer.committed_records, seg_keys.len());
             return Ok(writer);
         }
     }

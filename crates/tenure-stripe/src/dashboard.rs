@@ -5,8 +5,8 @@
 
 use crate::load::{Export, Origin, Problem};
 use crate::objects::{
-    CancellationDetails, Customer, Id, Invoice, List, Price, Recurring, StatusTransitions,
-    Subscription, SubscriptionItem,
+    CancellationDetails, Customer, Id, Invoice, List, Metadata, Price, Recurring,
+    StatusTransitions, Str, Subscription, SubscriptionItem,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,13 +74,13 @@ impl Row<'_> {
         }
     }
 
-    fn metadata(&self) -> BTreeMap<String, String> {
+    fn metadata(&self) -> Metadata<'static> {
         let mut m = BTreeMap::new();
         for (i, c) in self.cols.iter().enumerate() {
             if let Some(k) = c.strip_suffix(" (metadata)")
                 && let Some(v) = self.rec.get(i).filter(|v| !v.trim().is_empty())
             {
-                m.insert(k.to_string(), v.to_string());
+                m.insert(owned(k), owned(v));
             }
         }
         m
@@ -98,11 +98,16 @@ impl Row<'_> {
 
 type RowResult<T> = Result<T, (String, String)>;
 
+/// A cell's text, owned (the CSV record is reused for the next row).
+fn owned(s: &str) -> Str<'static> {
+    Str::from(s.to_string())
+}
+
 fn required<'a>(r: &'a Row<'_>, names: &[&str]) -> RowResult<&'a str> {
     r.get(names).ok_or_else(|| (names[0].to_string(), "missing".to_string()))
 }
 
-fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
+fn subscription(r: &Row<'_>) -> RowResult<Subscription<'static>> {
     let id = required(r, &["id"])?.to_string();
     let currency = r.get(&["Currency"]).unwrap_or("usd").to_ascii_lowercase();
     let created = r
@@ -111,15 +116,15 @@ fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
     let interval = r.get(&["Interval"]).unwrap_or("month").to_ascii_lowercase();
     let price_id = r.get(&["Plan price ID", "Plan", "Price ID"]).unwrap_or("price").to_string();
     let price = Price {
-        id: price_id.clone(),
-        product: r.get(&["Product ID", "Product"]).map(|p| Id(p.to_string())),
-        nickname: r.get(&["Plan Nickname", "Plan"]).map(str::to_string),
+        id: owned(&price_id),
+        product: r.get(&["Product ID", "Product"]).map(|p| Id(owned(p))),
+        nickname: r.get(&["Plan Nickname", "Plan"]).map(owned),
         unit_amount: r.money(&["Amount", "Plan Amount"], &currency)?,
-        currency: Some(currency.clone()),
+        currency: Some(owned(&currency)),
         recurring: Some(Recurring {
-            interval,
+            interval: interval.into(),
             interval_count: r.get(&["Interval Count"]).and_then(|c| c.parse().ok()).unwrap_or(1),
-            usage_type: r.get(&["Usage Type"]).map(str::to_string),
+            usage_type: r.get(&["Usage Type"]).map(owned),
         }),
         ..Price::default()
     };
@@ -131,7 +136,7 @@ fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
         ),
     };
     let item = SubscriptionItem {
-        id: format!("{id}:{price_id}"),
+        id: format!("{id}:{price_id}").into(),
         price: Some(price),
         plan: None,
         quantity,
@@ -141,13 +146,13 @@ fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
     };
     Ok(Subscription {
         object: None,
-        id,
-        customer: Id(required(r, &["Customer ID", "Customer"])?.to_string()),
+        id: id.into(),
+        customer: Id(owned(required(r, &["Customer ID", "Customer"])?)),
         created,
         start_date: r.time(&["Start Date (UTC)", "Start (UTC)"])?,
-        status: r.get(&["Status"]).unwrap_or("active").to_ascii_lowercase(),
+        status: r.get(&["Status"]).unwrap_or("active").to_ascii_lowercase().into(),
         items: List { data: vec![item], has_more: false },
-        currency: Some(currency),
+        currency: Some(currency.into()),
         current_period_start: r.time(&["Current Period Start (UTC)"])?,
         current_period_end: r.time(&["Current Period End (UTC)"])?,
         cancel_at: r.time(&["Cancel At (UTC)"])?,
@@ -159,9 +164,9 @@ fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
         trial_start: r.time(&["Trial Start (UTC)"])?,
         trial_end: r.time(&["Trial End (UTC)"])?,
         cancellation_details: r.get(&["Cancellation Reason"]).map(|c| CancellationDetails {
-            reason: Some(c.to_string()),
-            feedback: r.get(&["Cancellation Feedback"]).map(str::to_string),
-            comment: r.get(&["Cancellation Comment"]).map(str::to_string),
+            reason: Some(owned(c)),
+            feedback: r.get(&["Cancellation Feedback"]).map(owned),
+            comment: r.get(&["Cancellation Comment"]).map(owned),
         }),
         pause_collection: None,
         metadata: r.metadata(),
@@ -169,22 +174,22 @@ fn subscription(r: &Row<'_>) -> RowResult<Subscription> {
     })
 }
 
-fn customer(r: &Row<'_>) -> RowResult<Customer> {
+fn customer(r: &Row<'_>) -> RowResult<Customer<'static>> {
     Ok(Customer {
         object: None,
-        id: required(r, &["id"])?.to_string(),
+        id: owned(required(r, &["id"])?),
         created: r
             .time(&["Created (UTC)"])?
             .ok_or(("Created (UTC)".to_string(), "missing".to_string()))?,
-        name: r.get(&["Name"]).map(str::to_string),
-        description: r.get(&["Description"]).map(str::to_string),
-        email: r.get(&["Email"]).map(str::to_string),
+        name: r.get(&["Name"]).map(owned),
+        description: r.get(&["Description"]).map(owned),
+        email: r.get(&["Email"]).map(owned),
         metadata: r.metadata(),
         deleted: false,
     })
 }
 
-fn invoice(r: &Row<'_>) -> RowResult<Invoice> {
+fn invoice(r: &Row<'_>) -> RowResult<Invoice<'static>> {
     let currency = r.get(&["Currency"]).unwrap_or("usd").to_ascii_lowercase();
     let created = r
         .time(&["Date (UTC)", "Created (UTC)"])?
@@ -193,11 +198,11 @@ fn invoice(r: &Row<'_>) -> RowResult<Invoice> {
     let total = r.money(&["Total"], &currency)?;
     Ok(Invoice {
         object: None,
-        id: required(r, &["id"])?.to_string(),
-        customer: Id(required(r, &["Customer", "Customer ID"])?.to_string()),
+        id: owned(required(r, &["id"])?),
+        customer: Id(owned(required(r, &["Customer", "Customer ID"])?)),
         created,
-        status: r.get(&["Status"]).map(|s| s.to_ascii_lowercase()),
-        currency: Some(currency.clone()),
+        status: r.get(&["Status"]).map(|s| s.to_ascii_lowercase().into()),
+        currency: Some(owned(&currency)),
         billing_reason: None,
         attempt_count: r.get(&["Attempt Count"]).and_then(|a| a.parse().ok()).unwrap_or(0),
         total,
@@ -215,14 +220,14 @@ fn invoice(r: &Row<'_>) -> RowResult<Invoice> {
             voided_at: r.time(&["Voided At (UTC)"])?,
             marked_uncollectible_at: r.time(&["Marked Uncollectible At (UTC)"])?,
         },
-        subscription: r.get(&["Subscription"]).map(|s| Id(s.to_string())),
+        subscription: r.get(&["Subscription"]).map(|s| Id(owned(s))),
         parent: None,
         lines: List::default(),
         discounts: Vec::new(),
     })
 }
 
-impl Export {
+impl Export<'_> {
     /// Adds one Dashboard CSV export; which one it is comes from its header.
     pub fn add_csv(&mut self, file: &str, text: &str) {
         let file: Arc<str> = Arc::from(file);

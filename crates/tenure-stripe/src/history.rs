@@ -187,13 +187,13 @@ pub struct Converted {
 }
 
 /// The account a customer belongs to: the configured metadata key, else the customer id.
-pub fn account_of(c: &Customer, opts: &Options) -> String {
+pub fn account_of(c: &Customer<'_>, opts: &Options) -> String {
     opts.account_key
         .as_ref()
-        .and_then(|k| c.metadata.get(k))
+        .and_then(|k| c.metadata.get(k.as_str()))
         .filter(|v| !v.trim().is_empty())
-        .cloned()
-        .unwrap_or_else(|| c.id.clone())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| c.id.to_string())
 }
 
 pub(crate) fn ts(secs: i64) -> String {
@@ -206,8 +206,8 @@ pub(crate) fn ts(secs: i64) -> String {
 /// ISK: Stripe keeps it two-decimal (100 = 1 króna) where ISO has no decimals.
 pub(crate) fn money(minor: i64, currency: &str) -> Option<(String, String)> {
     let c = Currency::parse(currency)?;
-    let minor = if c.to_string() == "ISK" { div_round(minor, 1, 100) } else { minor };
-    Some((format_minor(minor, c), c.to_string()))
+    let minor = if c.as_str() == "ISK" { div_round(minor, 1, 100) } else { minor };
+    Some((format_minor(minor, c), c.as_str().to_string()))
 }
 
 /// A price's interval in months, and the factor (numerator, denominator) that turns its
@@ -304,14 +304,15 @@ impl State {
 
 /// The cancel reason of a subscription: the customer's feedback when they gave one, else
 /// the comment, else Stripe's reason (`cancellation_requested`, `payment_failed`, ...).
-pub(crate) fn cancel_reason(s: &Subscription) -> Option<String> {
+pub(crate) fn cancel_reason(s: &Subscription<'_>) -> Option<String> {
     let d = s.cancellation_details.as_ref()?;
-    d.feedback
-        .clone()
-        .filter(|f| f != "other")
-        .or_else(|| d.comment.clone().filter(|c| !c.trim().is_empty()))
-        .or_else(|| d.reason.clone())
-        .or_else(|| d.feedback.clone())
+    let feedback = d.feedback.as_deref();
+    feedback
+        .filter(|f| *f != "other")
+        .or_else(|| d.comment.as_deref().filter(|c| !c.trim().is_empty()))
+        .or(d.reason.as_deref())
+        .or(feedback)
+        .map(str::to_string)
 }
 
 /// A change to one line, in time order.
@@ -339,10 +340,10 @@ fn rank(c: &Change) -> u8 {
 
 struct Ctx<'a> {
     opts: &'a Options,
-    prices: FxHashMap<&'a str, &'a Price>,
-    item_price: FxHashMap<&'a str, &'a Price>,
+    prices: FxHashMap<&'a str, &'a Price<'a>>,
+    item_price: FxHashMap<&'a str, &'a Price<'a>>,
     item_sub: FxHashMap<&'a str, &'a str>,
-    subs: FxHashMap<&'a str, &'a Subscription>,
+    subs: FxHashMap<&'a str, &'a Subscription<'a>>,
     /// Discount or coupon id -> duration (once | repeating | forever).
     durations: FxHashMap<String, String>,
     accounts: FxHashMap<&'a str, String>,
@@ -350,15 +351,15 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// Remembers a discount's duration, from its coupon (expanded, or known by id).
-    fn note_discount(&mut self, d: &crate::objects::Discount) {
+    fn note_discount(&mut self, d: &crate::objects::Discount<'_>) {
         if let Some(c) = d.coupon()
             && let Some(dur) = &c.duration
         {
-            self.durations.insert(d.id.clone(), dur.clone());
+            self.durations.insert(d.id.to_string(), dur.to_string());
         } else if let Some(cid) = d.coupon_id()
             && let Some(dur) = self.durations.get(cid).cloned()
         {
-            self.durations.insert(d.id.clone(), dur);
+            self.durations.insert(d.id.to_string(), dur);
         }
     }
 
@@ -366,7 +367,10 @@ impl<'a> Ctx<'a> {
         self.accounts.get(customer).cloned().unwrap_or_else(|| customer.to_string())
     }
 
-    fn price_of(&self, line: &'a Line, item: Option<&str>) -> Option<&'a Price> {
+    fn price_of<'b>(&'b self, line: &'b Line<'b>, item: Option<&str>) -> Option<&'b Price<'b>>
+    where
+        'a: 'b,
+    {
         if let Some(p) = line.embedded_price() {
             return Some(p);
         }
@@ -390,13 +394,14 @@ impl<'a> Ctx<'a> {
 
 /// A price's product, and whether it is a service line (price metadata `tenure_kind` =
 /// `service`).
-fn product_of(p: &Price) -> (Option<String>, bool) {
+fn product_of(p: &Price<'_>) -> (Option<String>, bool) {
     let service = p.metadata.get("tenure_kind").is_some_and(|k| k == "service");
-    (p.product.as_ref().map(|i| i.0.clone()), service)
+    (p.product.as_ref().map(|i| i.as_str().to_string()), service)
 }
 
-fn plan_of(p: &Price) -> Option<String> {
-    p.nickname.clone().or_else(|| p.lookup_key.clone()).or_else(|| Some(p.id.clone()))
+fn plan_of(p: &Price<'_>) -> Option<String> {
+    let name = p.nickname.as_deref().or(p.lookup_key.as_deref()).unwrap_or(&p.id);
+    Some(name.to_string())
 }
 
 /// What one invoice line says about its subscription item, borrowed from the invoice.
@@ -466,7 +471,7 @@ enum FactKind {
 
 /// Converts a whole export. Deterministic: the same export gives the same rows, whose
 /// `message_id`s make a second import change nothing.
-pub fn convert(ex: &Export, opts: &Options) -> Converted {
+pub fn convert(ex: &Export<'_>, opts: &Options) -> Converted {
     let mut c = Converter::new(ex, opts);
     c.add_invoices(&ex.invoices);
     c.finish()
@@ -492,10 +497,10 @@ struct Refunded {
 /// export, are converted as they are read and dropped (memory then holds one block of
 /// invoices, not the export). [`convert`] is this with the export's own invoices.
 pub struct Converter<'a> {
-    ex: &'a Export,
+    ex: &'a Export<'a>,
     ctx: Ctx<'a>,
     /// Lines listed on their own, by invoice.
-    extra: FxHashMap<&'a str, Vec<&'a Line>>,
+    extra: FxHashMap<&'a str, Vec<&'a Line<'a>>>,
     out: Converted,
     seen_invoices: FxHashSet<Box<str>>,
     /// Each item's facts, and the account of the first invoice that billed it.
@@ -510,7 +515,7 @@ pub struct Converter<'a> {
 impl<'a> Converter<'a> {
     /// Everything but the invoices: prices, coupons and discounts, customers (whose rows
     /// come first), subscriptions and their items.
-    pub fn new(ex: &'a Export, opts: &'a Options) -> Converter<'a> {
+    pub fn new(ex: &'a Export<'a>, opts: &'a Options) -> Converter<'a> {
         let mut out = Converted { problems: ex.problems.clone(), ..Converted::default() };
         let mut ctx = Ctx {
             opts,
@@ -526,7 +531,7 @@ impl<'a> Converter<'a> {
         }
         for c in &ex.coupons {
             if let Some(d) = &c.duration {
-                ctx.durations.insert(c.id.clone(), d.clone());
+                ctx.durations.insert(c.id.to_string(), d.to_string());
             }
         }
         for d in &ex.discounts {
@@ -564,7 +569,7 @@ impl<'a> Converter<'a> {
                 }
             }
             let event = RowEvent::Fields(o);
-            out.rows.push(Row { origin: origin.clone(), id: c.id.clone(), event });
+            out.rows.push(Row { origin: origin.clone(), id: c.id.to_string(), event });
         }
         // Subscriptions and their current items.
         for (_, s) in &ex.subscriptions {
@@ -578,7 +583,7 @@ impl<'a> Converter<'a> {
             }
         }
         // Lines listed on their own join their invoice.
-        let mut extra: FxHashMap<&str, Vec<&Line>> = FxHashMap::default();
+        let mut extra: FxHashMap<&str, Vec<&Line<'_>>> = FxHashMap::default();
         for (_, l) in &ex.lines {
             if let Some(i) = &l.invoice {
                 extra.entry(i.0.as_str()).or_default().push(l);
@@ -597,6 +602,17 @@ impl<'a> Converter<'a> {
             refunded,
             events: Vec::new(),
         }
+    }
+
+    /// About how many events [`finish`](Self::finish) will make (at least one per item
+    /// billed or listed, per credit note and per Stripe event): what a caller sizes its key
+    /// sets with before the conversion is done.
+    pub fn rows_to_come(&self) -> usize {
+        let listed: usize = self.ex.subscriptions.iter().map(|(_, s)| s.items.data.len()).sum();
+        self.items.len().max(listed)
+            + self.ex.credit_notes.len()
+            + self.ex.events.len()
+            + self.events.len()
     }
 
     /// The events made so far (customers' at first, then each block's invoices'), taken
@@ -620,7 +636,7 @@ impl<'a> Converter<'a> {
 
     /// Converts a block of invoices, in parallel, in their order; an id seen before (in
     /// this block or an earlier one) is left out.
-    pub fn add_invoices(&mut self, invoices: &[(Origin, Invoice)]) {
+    pub fn add_invoices(&mut self, invoices: &[(Origin, Invoice<'_>)]) {
         for (_, i) in invoices {
             for d in &i.discounts {
                 if let crate::objects::DiscountRef::Discount(d) = d {
@@ -629,13 +645,13 @@ impl<'a> Converter<'a> {
             }
         }
         let seen = &mut self.seen_invoices;
-        let unique: Vec<&(Origin, Invoice)> =
+        let unique: Vec<&(Origin, Invoice<'_>)> =
             invoices.iter().filter(|(_, i)| seen.insert(i.id.as_str().into())).collect();
         for (_, inv) in &unique {
             if let Some(slot @ None) = self.refunded.get_mut(inv.id.as_str()) {
                 *slot = Some(Refunded {
-                    customer: inv.customer.0.clone(),
-                    currency: inv.currency.clone(),
+                    customer: inv.customer.0.to_string(),
+                    currency: inv.currency.as_deref().map(str::to_string),
                     period: invoice_period(inv),
                 });
             }
@@ -689,7 +705,7 @@ impl<'a> Converter<'a> {
             let Some(customer) = customer else {
                 out.problems.push(Problem {
                     origin: origin.clone(),
-                    id: Some(cn.id.clone()),
+                    id: Some(cn.id.to_string()),
                     field: Some("customer".into()),
                     reason: "no customer, and its invoice is not in the export".into(),
                 });
@@ -701,7 +717,7 @@ impl<'a> Converter<'a> {
             let Some((amount, currency)) = money(amount, currency) else {
                 out.problems.push(Problem {
                     origin: origin.clone(),
-                    id: Some(cn.id.clone()),
+                    id: Some(cn.id.to_string()),
                     field: Some("currency".into()),
                     reason: format!("unknown currency {currency:?}"),
                 });
@@ -718,7 +734,7 @@ impl<'a> Converter<'a> {
                 o.time(F::PeriodEnd, e);
             }
             let event = RowEvent::Fields(o);
-            out.rows.push(Row { origin: origin.clone(), id: cn.id.clone(), event });
+            out.rows.push(Row { origin: origin.clone(), id: cn.id.to_string(), event });
         }
         // Each item's timeline, in parallel.
         let mut by_item: Vec<(Box<str>, ItemFacts)> = items.into_iter().collect();
@@ -766,14 +782,14 @@ impl<'a> Converter<'a> {
                     for v in m.events {
                         out.rows.push(Row {
                             origin: origin.clone(),
-                            id: ev.id.clone(),
+                            id: ev.id.to_string(),
                             event: RowEvent::Json(v.to_string()),
                         });
                     }
                 }
                 Err(reason) => out.problems.push(Problem {
                     origin: origin.clone(),
-                    id: Some(ev.id.clone()),
+                    id: Some(ev.id.to_string()),
                     field: Some("data.object".into()),
                     reason,
                 }),
@@ -847,9 +863,9 @@ struct InvoiceOut<'a> {
 
 fn invoice_out<'a>(
     ctx: &Ctx<'a>,
-    extra: &FxHashMap<&str, Vec<&'a Line>>,
+    extra: &FxHashMap<&str, Vec<&'a Line<'_>>>,
     origin: &Origin,
-    inv: &'a Invoice,
+    inv: &'a Invoice<'_>,
 ) -> InvoiceOut<'a> {
     let mut out = InvoiceOut::default();
     let status = inv.status.as_deref().unwrap_or("draft");
@@ -866,7 +882,7 @@ fn invoice_out<'a>(
         return out;
     }
     out.account = ctx.account(&inv.customer.0);
-    let mut lines: Vec<&Line> = inv.lines.data.iter().collect();
+    let mut lines: Vec<&Line<'_>> = inv.lines.data.iter().collect();
     let listed: FxHashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
     if let Some(more) = extra.get(inv.id.as_str()) {
         lines.extend(more.iter().filter(|l| !listed.contains(l.id.as_str())));
@@ -874,7 +890,7 @@ fn invoice_out<'a>(
     if inv.lines.has_more && !extra.contains_key(inv.id.as_str()) {
         out.problems.push(Problem {
             origin: origin.clone(),
-            id: Some(inv.id.clone()),
+            id: Some(inv.id.to_string()),
             field: Some("lines".into()),
             reason: "only the first page of lines is in the export (has_more); export the \
                      invoice's line items too, or its other lines are missing"
@@ -895,7 +911,7 @@ fn invoice_out<'a>(
             Err((field, reason)) => out.problems.push(Problem {
                 origin: origin.clone(),
                 id: Some(if line.id.is_empty() {
-                    inv.id.clone()
+                    inv.id.to_string()
                 } else {
                     format!("{} line {}", inv.id, line.id)
                 }),
@@ -909,7 +925,7 @@ fn invoice_out<'a>(
 }
 
 /// When an invoice's payment failed, and when it was paid after all.
-fn failure(inv: &Invoice) -> Option<(i64, Option<i64>)> {
+fn failure(inv: &Invoice<'_>) -> Option<(i64, Option<i64>)> {
     let status = inv.status.as_deref().unwrap_or("");
     let at = inv.status_transitions.finalized_at.unwrap_or(inv.created);
     let paid = inv.status_transitions.paid_at;
@@ -920,7 +936,7 @@ fn failure(inv: &Invoice) -> Option<(i64, Option<i64>)> {
     }
 }
 
-fn invoice_period(inv: &Invoice) -> Option<(i64, i64)> {
+fn invoice_period(inv: &Invoice<'_>) -> Option<(i64, i64)> {
     let s = inv.lines.data.iter().map(|l| l.period.start).min();
     let e = inv.lines.data.iter().map(|l| l.period.end).max();
     match (s, e) {
@@ -935,7 +951,7 @@ fn invoice_period(inv: &Invoice) -> Option<(i64, i64)> {
 /// An invoice's own events: paid, and failed when a payment attempt failed. $0 invoices
 /// (trials) are none.
 fn invoice_rows(
-    inv: &Invoice,
+    inv: &Invoice<'_>,
     origin: &Origin,
     account: &str,
     failed: Option<(i64, Option<i64>)>,
@@ -961,7 +977,7 @@ fn invoice_rows(
             o.time(F::PeriodEnd, e);
         }
         let event = RowEvent::Fields(o);
-        rows.push(Row { origin: origin.clone(), id: inv.id.clone(), event });
+        rows.push(Row { origin: origin.clone(), id: inv.id.to_string(), event });
     };
     if let Some((at, _)) = failed {
         push("failed", at);
@@ -974,7 +990,7 @@ fn invoice_rows(
 
 /// The line's amount before tax: Stripe's `amount` includes inclusive taxes (never the
 /// exclusive ones, which are added on top).
-fn pre_tax(line: &Line) -> i64 {
+fn pre_tax(line: &Line<'_>) -> i64 {
     if let Some(a) = line.amount_excluding_tax {
         return a;
     }
@@ -991,9 +1007,9 @@ fn pre_tax(line: &Line) -> i64 {
 /// The state a price and quantity give, or `None` for a metered price left out of MRR.
 pub(crate) fn item_state(
     opts: &Options,
-    p: &Price,
+    p: &Price<'_>,
     qty: u64,
-    s: &Subscription,
+    s: &Subscription<'_>,
 ) -> Result<Option<State>, String> {
     let Some(r) = p.recurring() else {
         return Err(format!("price {} is not recurring", p.id));
@@ -1009,7 +1025,7 @@ pub(crate) fn item_state(
             p.id
         ));
     };
-    let currency = p.currency.clone().or(s.currency.clone()).unwrap_or_else(|| "usd".into());
+    let currency = p.currency.as_deref().or(s.currency.as_deref()).unwrap_or("usd").to_string();
     let (product, service) = product_of(p);
     Ok(Some(State {
         status: "active",
@@ -1031,8 +1047,8 @@ type LineError = (&'static str, String);
 /// What one invoice line says about its subscription item; `None` for a one-off line.
 fn line_fact<'a>(
     ctx: &Ctx<'a>,
-    inv: &'a Invoice,
-    line: &'a Line,
+    inv: &'a Invoice<'_>,
+    line: &'a Line<'_>,
     status: &str,
     failed: Option<(i64, Option<i64>)>,
 ) -> Result<Option<LineFact<'a>>, LineError> {
@@ -1067,10 +1083,11 @@ fn line_fact<'a>(
     };
     let currency = line
         .currency
-        .clone()
-        .or(inv.currency.clone())
-        .or(price.and_then(|p| p.currency.clone()))
-        .unwrap_or_else(|| "usd".into());
+        .as_deref()
+        .or(inv.currency.as_deref())
+        .or(price.and_then(|p| p.currency.as_deref()))
+        .unwrap_or("usd")
+        .to_string();
     if Currency::parse(&currency).is_none() {
         return Err(("currency", format!("unknown currency {currency:?}")));
     }
@@ -1083,7 +1100,7 @@ fn line_fact<'a>(
                 .as_ref()
                 .and_then(|p| p.price_details.as_ref())
                 .and_then(|d| d.product.as_ref())
-                .map(|p| p.0.clone()),
+                .map(|p| p.as_str().to_string()),
             false,
         ),
     };
@@ -1120,7 +1137,7 @@ fn line_fact<'a>(
         discounts: line
             .discount_amounts
             .iter()
-            .map(|d| (d.discount.as_ref().map(|i| i.0.clone()), d.amount))
+            .map(|d| (d.discount.as_ref().map(|i| i.as_str().to_string()), d.amount))
             .collect(),
         gross,
         full,
@@ -1171,7 +1188,7 @@ fn line_fact<'a>(
 }
 
 /// The end of a subscription and the notice before it.
-fn subscription_end(s: &Subscription, changes: &mut Vec<(i64, Change)>) {
+fn subscription_end(s: &Subscription<'_>, changes: &mut Vec<(i64, Change)>) {
     let reason = cancel_reason(s);
     match s.ended_at {
         Some(end) => {
@@ -1198,7 +1215,7 @@ fn subscription_end(s: &Subscription, changes: &mut Vec<(i64, Change)>) {
 }
 
 /// The changes of one item, from its facts and its subscription.
-fn item_changes(item: &str, sub: Option<&Subscription>, fs: &[Fact]) -> Vec<(i64, Change)> {
+fn item_changes(item: &str, sub: Option<&Subscription<'_>>, fs: &[Fact]) -> Vec<(i64, Change)> {
     let mut changes: Vec<(i64, Change)> = Vec::new();
     if let Some(s) = sub
         && let (Some(t0), Some(t1)) = (s.trial_start, s.trial_end)

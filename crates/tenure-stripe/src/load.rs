@@ -53,17 +53,19 @@ impl fmt::Display for Problem {
 }
 
 /// Every object of an export, by type.
+/// Its objects' strings are borrowed from the text they were read from (`'a`) where they
+/// can be.
 #[derive(Debug, Default)]
-pub struct Export {
-    pub customers: Vec<(Origin, Customer)>,
-    pub subscriptions: Vec<(Origin, Subscription)>,
-    pub invoices: Vec<(Origin, Invoice)>,
+pub struct Export<'a> {
+    pub customers: Vec<(Origin, Customer<'a>)>,
+    pub subscriptions: Vec<(Origin, Subscription<'a>)>,
+    pub invoices: Vec<(Origin, Invoice<'a>)>,
     /// Invoice lines listed on their own (an invoice's `lines` has more than one page).
-    pub lines: Vec<(Origin, Line)>,
-    pub credit_notes: Vec<(Origin, CreditNote)>,
-    pub prices: Vec<Price>,
-    pub discounts: Vec<Discount>,
-    pub coupons: Vec<Coupon>,
+    pub lines: Vec<(Origin, Line<'a>)>,
+    pub credit_notes: Vec<(Origin, CreditNote<'a>)>,
+    pub prices: Vec<Price<'a>>,
+    pub discounts: Vec<Discount<'a>>,
+    pub coupons: Vec<Coupon<'a>>,
     pub events: Vec<(Origin, Event)>,
     pub problems: Vec<Problem>,
     /// Objects of types Tenure does not use (`charge`, `payment_intent`, ...), by type.
@@ -79,43 +81,72 @@ struct Tag<'a> {
 }
 
 #[allow(clippy::large_enum_variant)] // each value moves straight into its vector
-enum Parsed {
-    Customer(Customer),
-    Subscription(Subscription),
-    Invoice(Invoice),
-    Line(Line),
-    CreditNote(CreditNote),
-    Price(Price),
-    Discount(Discount),
-    Coupon(Coupon),
+enum Parsed<'a> {
+    Customer(Customer<'a>),
+    Subscription(Subscription<'a>),
+    Invoice(Invoice<'a>),
+    Line(Line<'a>),
+    CreditNote(CreditNote<'a>),
+    Price(Price<'a>),
+    Discount(Discount<'a>),
+    Coupon(Coupon<'a>),
     Event(Event),
     Ignored(String),
 }
 
+/// The object of `kind` that `$text` is, parsed by `$parse`.
+macro_rules! by_kind {
+    ($kind:expr, $parse:ident, $text:expr) => {
+        match $kind {
+            "customer" => $parse($text).map(Parsed::Customer),
+            "subscription" => $parse($text).map(Parsed::Subscription),
+            "invoice" => $parse($text).map(Parsed::Invoice),
+            "line_item" => $parse($text).map(Parsed::Line),
+            "credit_note" => $parse($text).map(Parsed::CreditNote),
+            "price" | "plan" => $parse($text).map(Parsed::Price),
+            "discount" => $parse($text).map(Parsed::Discount),
+            "coupon" => $parse($text).map(Parsed::Coupon),
+            "event" => $parse($text).map(Parsed::Event),
+            other => Ok(Parsed::Ignored(other.to_string())),
+        }
+    };
+}
+
+/// An object borrowing its strings from `text`.
 fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
-/// One object's text, typed by its `object` field.
-fn parse_object(text: &str) -> Result<Parsed, (Option<String>, String)> {
-    let tag: Tag<'_> =
-        serde_json::from_str(text).map_err(|e| (None, format!("malformed JSON: {e}")))?;
-    parse_tagged(text, tag)
+/// An object owning its strings, from an item of a list document (its strings move out of
+/// the value, uncopied).
+fn from_value<T: Deserialize<'static>>(value: serde_json::Value) -> Result<T, String> {
+    T::deserialize(value).map_err(|e| e.to_string())
+}
+
+/// One item of a list document, typed by its `object` field.
+fn parse_value(value: serde_json::Value) -> ParseResult<'static> {
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let (id, kind) = (field("id"), field("object"));
+    let Some(kind) = kind else {
+        return Err((id, "no `object` field: not a Stripe API object".into()));
+    };
+    by_kind!(kind.as_str(), from_value, value)
+        .map_err(|e| (id, format!("not a usable {kind}: {e}")))
 }
 
 /// The bulk types, parsed straight away when a file's first object says what the file
 /// holds (one pass instead of two); the `object` field confirms it.
-fn parse_hinted(text: &str, hint: &str) -> Option<Parsed> {
+fn parse_hinted<'a>(text: &'a str, hint: &str) -> Option<Parsed<'a>> {
     match hint {
-        "invoice" => serde_json::from_str::<Invoice>(text)
+        "invoice" => serde_json::from_str::<Invoice<'a>>(text)
             .ok()
             .filter(|o| o.object.as_deref() == Some("invoice"))
             .map(Parsed::Invoice),
-        "customer" => serde_json::from_str::<Customer>(text)
+        "customer" => serde_json::from_str::<Customer<'a>>(text)
             .ok()
             .filter(|o| o.object.as_deref() == Some("customer"))
             .map(Parsed::Customer),
-        "subscription" => serde_json::from_str::<Subscription>(text)
+        "subscription" => serde_json::from_str::<Subscription<'a>>(text)
             .ok()
             .filter(|o| o.object.as_deref() == Some("subscription"))
             .map(Parsed::Subscription),
@@ -123,29 +154,25 @@ fn parse_hinted(text: &str, hint: &str) -> Option<Parsed> {
     }
 }
 
-fn parse_tagged(text: &str, tag: Tag<'_>) -> Result<Parsed, (Option<String>, String)> {
+fn parse_tagged<'a>(text: &'a str, tag: Tag<'_>) -> ParseResult<'a> {
+    tagged(tag, |kind| by_kind!(kind, parse_typed, text))
+}
+
+/// The object its tag names, or why not (naming the object's id when it has one).
+fn tagged<'a>(
+    tag: Tag<'_>,
+    parse: impl FnOnce(&str) -> Result<Parsed<'a>, String>,
+) -> ParseResult<'a> {
     let id = tag.id.as_deref().map(str::to_string);
     let Some(kind) = tag.object else {
         return Err((id, "no `object` field: not a Stripe API object".into()));
     };
-    let r = match &*kind {
-        "customer" => parse_typed(text).map(Parsed::Customer),
-        "subscription" => parse_typed(text).map(Parsed::Subscription),
-        "invoice" => parse_typed(text).map(Parsed::Invoice),
-        "line_item" => parse_typed(text).map(Parsed::Line),
-        "credit_note" => parse_typed(text).map(Parsed::CreditNote),
-        "price" | "plan" => parse_typed(text).map(Parsed::Price),
-        "discount" => parse_typed(text).map(Parsed::Discount),
-        "coupon" => parse_typed(text).map(Parsed::Coupon),
-        "event" => parse_typed(text).map(Parsed::Event),
-        other => Ok(Parsed::Ignored(other.to_string())),
-    };
-    r.map_err(|e| (id, format!("not a usable {kind}: {e}")))
+    parse(&kind).map_err(|e| (id, format!("not a usable {kind}: {e}")))
 }
 
-impl Export {
+impl<'a> Export<'a> {
     /// Adds one file's objects. JSON only; CSV exports go through [`crate::dashboard`].
-    pub fn add_json(&mut self, file: &str, text: &str) {
+    pub fn add_json(&mut self, file: &str, text: &'a str) {
         let file: Arc<str> = Arc::from(file);
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let body = text.trim_start();
@@ -195,7 +222,7 @@ impl Export {
                 return;
             }
         };
-        let parsed: Vec<_> = items.par_iter().map(|v| parse_object(&v.to_string())).collect();
+        let parsed: Vec<_> = items.into_par_iter().map(parse_value).collect();
         for (i, p) in parsed.into_iter().enumerate() {
             let origin = Origin { file: file.clone(), line: 0, index: Some(i) };
             self.push(origin, p);
@@ -205,7 +232,13 @@ impl Export {
     /// Adds the objects of a block of whole lines (one object or list page a line), the
     /// first being line `first_line` of `file`. `hint`: the type the file's first object
     /// has, which most lines of an export file share (each is then parsed once).
-    pub fn add_lines(&mut self, file: &Arc<str>, first_line: u64, text: &str, hint: Option<&str>) {
+    pub fn add_lines(
+        &mut self,
+        file: &Arc<str>,
+        first_line: u64,
+        text: &'a str,
+        hint: Option<&str>,
+    ) {
         // Lines in parallel: the big exports (invoices) are where the time goes.
         let lines: Vec<(usize, &str)> =
             text.split('\n').enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
@@ -220,10 +253,17 @@ impl Export {
             Some("subscription") => self.subscriptions.reserve(n),
             _ => {}
         }
-        for (i, ps) in parsed {
-            for (index, p) in ps {
-                let origin = Origin { file: file.clone(), line: first_line + i as u64, index };
-                self.push(origin, p);
+        for (i, objects) in parsed {
+            let line = first_line + i as u64;
+            match objects {
+                LineObjects::One(p) => {
+                    self.push(Origin { file: file.clone(), line, index: None }, p)
+                }
+                LineObjects::Page(ps) => {
+                    for (index, p) in ps {
+                        self.push(Origin { file: file.clone(), line, index: Some(index) }, p);
+                    }
+                }
             }
         }
     }
@@ -240,7 +280,7 @@ impl Export {
             && self.coupons.is_empty())
     }
 
-    fn push(&mut self, origin: Origin, p: Result<Parsed, (Option<String>, String)>) {
+    fn push(&mut self, origin: Origin, p: ParseResult<'a>) {
         match p {
             Ok(Parsed::Customer(c)) => self.customers.push((origin, c)),
             Ok(Parsed::Subscription(s)) => self.subscriptions.push((origin, s)),
@@ -280,27 +320,40 @@ pub fn object_of(first_line: &str) -> Option<String> {
     serde_json::from_str::<Tag<'_>>(line).ok().and_then(|t| t.object.map(|o| o.into_owned()))
 }
 
-type ParseResult = Result<Parsed, (Option<String>, String)>;
+type ParseResult<'a> = Result<Parsed<'a>, (Option<String>, String)>;
+
+/// The objects of one line: one (nearly every line of an export), or a list page's.
+#[allow(clippy::large_enum_variant)] // the one object moves straight into its vector
+enum LineObjects<'a> {
+    One(ParseResult<'a>),
+    Page(Vec<(usize, ParseResult<'a>)>),
+}
+
+impl LineObjects<'_> {
+    fn len(&self) -> usize {
+        match self {
+            LineObjects::One(_) => 1,
+            LineObjects::Page(ps) => ps.len(),
+        }
+    }
+}
 
 /// One line: an object, or a list page (`{"object":"list","data":[...]}`) of objects.
-fn parse_line(line: &str, hint: Option<&str>) -> Vec<(Option<usize>, ParseResult)> {
+fn parse_line<'a>(line: &'a str, hint: Option<&str>) -> LineObjects<'a> {
     if let Some(p) = hint.and_then(|h| parse_hinted(line, h)) {
-        return vec![(None, Ok(p))];
+        return LineObjects::One(Ok(p));
     }
     let tag = match serde_json::from_str::<Tag<'_>>(line) {
         Ok(t) => t,
-        Err(e) => return vec![(None, Err((None, format!("malformed JSON: {e}"))))],
+        Err(e) => return LineObjects::One(Err((None, format!("malformed JSON: {e}")))),
     };
     if tag.object.as_deref() != Some("list") {
-        return vec![(None, parse_tagged(line, tag))];
+        return LineObjects::One(parse_tagged(line, tag));
     }
     match serde_json::from_str::<crate::objects::List<serde_json::Value>>(line) {
-        Ok(l) => l
-            .data
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (Some(i), parse_object(&v.to_string())))
-            .collect(),
-        Err(e) => vec![(None, Err((None, format!("malformed list: {e}"))))],
+        Ok(l) => LineObjects::Page(
+            l.data.into_iter().enumerate().map(|(i, v)| (i, parse_value(v))).collect(),
+        ),
+        Err(e) => LineObjects::One(Err((None, format!("malformed list: {e}")))),
     }
 }

@@ -5,30 +5,141 @@
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// A string of an object, borrowed from the text it was parsed from when it holds no
+/// escapes (a file of one object a line, a webhook's event: a large export's strings are
+/// then never copied) and owned otherwise (escapes, items of list documents, CSV exports).
+/// Compares, hashes and orders as the `str` it is.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl Str<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Str<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Str<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Str<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl From<String> for Str<'_> {
+    fn from(s: String) -> Self {
+        Str(Cow::Owned(s))
+    }
+}
+
+impl<'a> From<&'a str> for Str<'a> {
+    fn from(s: &'a str) -> Self {
+        Str(Cow::Borrowed(s))
+    }
+}
+
+impl serde::Serialize for Str<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Str<'a>, D::Error> {
+        d.deserialize_str(StrVisitor)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Str<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+        Ok(Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+        Ok(Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+        Ok(Str(Cow::Owned(v)))
+    }
+}
 
 /// An expandable reference: Stripe sends an id (`"cus_123"`) or, when expanded, the object;
 /// either way the id is what Tenure keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Id(pub String);
+pub struct Id<'a>(pub Str<'a>);
 
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+impl Id<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Id<'a>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Id;
+            type Value = Id<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an id or an object with an id")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
-                Ok(Id(v.to_string()))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Id<'de>, E> {
+                StrVisitor.visit_borrowed_str(v).map(Id)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Id, A::Error> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id<'de>, E> {
+                StrVisitor.visit_str(v).map(Id)
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Id<'de>, E> {
+                StrVisitor.visit_string(v).map(Id)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Id<'de>, A::Error> {
                 let mut id = None;
-                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(k) = m.next_key::<Str<'de>>()? {
                     if k == "id" {
-                        id = Some(m.next_value::<String>()?);
+                        id = Some(m.next_value::<Str<'de>>()?);
                     } else {
                         m.next_value::<de::IgnoredAny>()?;
                     }
@@ -55,36 +166,44 @@ impl<T> Default for List<T> {
     }
 }
 
-pub type Metadata = BTreeMap<String, String>;
+pub type Metadata<'a> = BTreeMap<Str<'a>, Str<'a>>;
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct Customer {
+pub struct Customer<'a> {
     /// `customer`, `subscription`, `invoice`: checked when a file's type is guessed.
     #[serde(default)]
-    pub object: Option<String>,
-    pub id: String,
+    #[serde(borrow)]
+    pub object: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub id: Str<'a>,
     pub created: i64,
     #[serde(default)]
-    pub name: Option<String>,
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
     #[serde(default)]
-    pub description: Option<String>,
+    #[serde(borrow)]
+    pub description: Option<Str<'a>>,
     #[serde(default)]
-    pub email: Option<String>,
+    #[serde(borrow)]
+    pub email: Option<Str<'a>>,
     #[serde(default)]
-    pub metadata: Metadata,
+    #[serde(borrow)]
+    pub metadata: Metadata<'a>,
     /// A deleted customer comes back as `{"id", "object", "deleted": true}`.
     #[serde(default)]
     pub deleted: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Recurring {
-    pub interval: String,
+pub struct Recurring<'a> {
+    #[serde(borrow)]
+    pub interval: Str<'a>,
     #[serde(default = "one")]
     pub interval_count: u32,
     /// `licensed` (seats) or `metered` (billed on usage).
     #[serde(default)]
-    pub usage_type: Option<String>,
+    #[serde(borrow)]
+    pub usage_type: Option<Str<'a>>,
 }
 
 fn one() -> u32 {
@@ -92,39 +211,49 @@ fn one() -> u32 {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Price {
-    pub id: String,
+pub struct Price<'a> {
+    #[serde(borrow)]
+    pub id: Str<'a>,
     #[serde(default)]
-    pub product: Option<Id>,
+    #[serde(borrow)]
+    pub product: Option<Id<'a>>,
     #[serde(default)]
-    pub nickname: Option<String>,
+    #[serde(borrow)]
+    pub nickname: Option<Str<'a>>,
     #[serde(default)]
-    pub lookup_key: Option<String>,
+    #[serde(borrow)]
+    pub lookup_key: Option<Str<'a>>,
     #[serde(default)]
     pub unit_amount: Option<i64>,
     #[serde(default)]
-    pub currency: Option<String>,
+    #[serde(borrow)]
+    pub currency: Option<Str<'a>>,
     #[serde(default)]
-    pub recurring: Option<Recurring>,
+    #[serde(borrow)]
+    pub recurring: Option<Recurring<'a>>,
     /// `per_unit` or `tiered`.
     #[serde(default)]
-    pub billing_scheme: Option<String>,
+    #[serde(borrow)]
+    pub billing_scheme: Option<Str<'a>>,
     #[serde(default)]
-    pub metadata: Metadata,
+    #[serde(borrow)]
+    pub metadata: Metadata<'a>,
     /// The older `plan` object names its interval at the top level.
     #[serde(default)]
-    pub interval: Option<String>,
+    #[serde(borrow)]
+    pub interval: Option<Str<'a>>,
     #[serde(default)]
     pub interval_count: Option<u32>,
     #[serde(default)]
-    pub usage_type: Option<String>,
+    #[serde(borrow)]
+    pub usage_type: Option<Str<'a>>,
     #[serde(default)]
     pub amount: Option<i64>,
 }
 
-impl Price {
+impl<'a> Price<'a> {
     /// The recurring terms, from `recurring` (prices) or the top level (plans).
-    pub fn recurring(&self) -> Option<Recurring> {
+    pub fn recurring(&self) -> Option<Recurring<'_>> {
         if let Some(r) = &self.recurring {
             return Some(r.clone());
         }
@@ -141,12 +270,15 @@ impl Price {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct SubscriptionItem {
-    pub id: String,
+pub struct SubscriptionItem<'a> {
+    #[serde(borrow)]
+    pub id: Str<'a>,
     #[serde(default)]
-    pub price: Option<Price>,
+    #[serde(borrow)]
+    pub price: Option<Price<'a>>,
     #[serde(default)]
-    pub plan: Option<Price>,
+    #[serde(borrow)]
+    pub plan: Option<Price<'a>>,
     #[serde(default)]
     pub quantity: Option<u64>,
     #[serde(default)]
@@ -157,45 +289,55 @@ pub struct SubscriptionItem {
     pub current_period_end: Option<i64>,
 }
 
-impl SubscriptionItem {
-    pub fn price(&self) -> Option<&Price> {
+impl<'a> SubscriptionItem<'a> {
+    pub fn price(&self) -> Option<&Price<'_>> {
         self.price.as_ref().or(self.plan.as_ref())
     }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct CancellationDetails {
+pub struct CancellationDetails<'a> {
     #[serde(default)]
-    pub reason: Option<String>,
+    #[serde(borrow)]
+    pub reason: Option<Str<'a>>,
     #[serde(default)]
-    pub feedback: Option<String>,
+    #[serde(borrow)]
+    pub feedback: Option<Str<'a>>,
     #[serde(default)]
-    pub comment: Option<String>,
+    #[serde(borrow)]
+    pub comment: Option<Str<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct PauseCollection {
+pub struct PauseCollection<'a> {
     #[serde(default)]
-    pub behavior: Option<String>,
+    #[serde(borrow)]
+    pub behavior: Option<Str<'a>>,
     #[serde(default)]
     pub resumes_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct Subscription {
+pub struct Subscription<'a> {
     /// `customer`, `subscription`, `invoice`: checked when a file's type is guessed.
     #[serde(default)]
-    pub object: Option<String>,
-    pub id: String,
-    pub customer: Id,
+    #[serde(borrow)]
+    pub object: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub id: Str<'a>,
+    #[serde(borrow)]
+    pub customer: Id<'a>,
     pub created: i64,
     #[serde(default)]
     pub start_date: Option<i64>,
-    pub status: String,
+    #[serde(borrow)]
+    pub status: Str<'a>,
     #[serde(default)]
-    pub items: List<SubscriptionItem>,
+    #[serde(borrow)]
+    pub items: List<SubscriptionItem<'a>>,
     #[serde(default)]
-    pub currency: Option<String>,
+    #[serde(borrow)]
+    pub currency: Option<Str<'a>>,
     #[serde(default)]
     pub current_period_start: Option<i64>,
     #[serde(default)]
@@ -215,13 +357,17 @@ pub struct Subscription {
     #[serde(default)]
     pub trial_end: Option<i64>,
     #[serde(default)]
-    pub cancellation_details: Option<CancellationDetails>,
+    #[serde(borrow)]
+    pub cancellation_details: Option<CancellationDetails<'a>>,
     #[serde(default)]
-    pub pause_collection: Option<PauseCollection>,
+    #[serde(borrow)]
+    pub pause_collection: Option<PauseCollection<'a>>,
     #[serde(default)]
-    pub metadata: Metadata,
+    #[serde(borrow)]
+    pub metadata: Metadata<'a>,
     #[serde(default)]
-    pub discounts: Vec<DiscountRef>,
+    #[serde(borrow)]
+    pub discounts: Vec<DiscountRef<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -231,87 +377,108 @@ pub struct Period {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct DiscountAmount {
+pub struct DiscountAmount<'a> {
     pub amount: i64,
     #[serde(default)]
-    pub discount: Option<Id>,
+    #[serde(borrow)]
+    pub discount: Option<Id<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct SubscriptionItemDetails {
+pub struct SubscriptionItemDetails<'a> {
     #[serde(default)]
-    pub subscription: Option<Id>,
+    #[serde(borrow)]
+    pub subscription: Option<Id<'a>>,
     #[serde(default)]
-    pub subscription_item: Option<Id>,
+    #[serde(borrow)]
+    pub subscription_item: Option<Id<'a>>,
     #[serde(default)]
     pub proration: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct InvoiceItemDetails {
+pub struct InvoiceItemDetails<'a> {
     #[serde(default)]
-    pub subscription: Option<Id>,
+    #[serde(borrow)]
+    pub subscription: Option<Id<'a>>,
     #[serde(default)]
     pub proration: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct LineParent {
+pub struct LineParent<'a> {
     #[serde(default, rename = "type")]
-    pub kind: Option<String>,
+    #[serde(borrow)]
+    pub kind: Option<Str<'a>>,
     #[serde(default)]
-    pub subscription_item_details: Option<SubscriptionItemDetails>,
+    #[serde(borrow)]
+    pub subscription_item_details: Option<SubscriptionItemDetails<'a>>,
     #[serde(default)]
-    pub invoice_item_details: Option<InvoiceItemDetails>,
+    #[serde(borrow)]
+    pub invoice_item_details: Option<InvoiceItemDetails<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct PriceDetails {
+pub struct PriceDetails<'a> {
     #[serde(default)]
-    pub price: Option<Id>,
+    #[serde(borrow)]
+    pub price: Option<Id<'a>>,
     #[serde(default)]
-    pub product: Option<Id>,
+    #[serde(borrow)]
+    pub product: Option<Id<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Pricing {
+pub struct Pricing<'a> {
     #[serde(default)]
-    pub price_details: Option<PriceDetails>,
+    #[serde(borrow)]
+    pub price_details: Option<PriceDetails<'a>>,
     #[serde(default)]
-    pub unit_amount_decimal: Option<String>,
+    #[serde(borrow)]
+    pub unit_amount_decimal: Option<Str<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Line {
+pub struct Line<'a> {
     #[serde(default)]
-    pub id: String,
+    #[serde(borrow)]
+    pub id: Str<'a>,
     /// Pre-tax, before discounts.
     pub amount: i64,
     #[serde(default)]
-    pub currency: Option<String>,
+    #[serde(borrow)]
+    pub currency: Option<Str<'a>>,
     pub period: Period,
     #[serde(default)]
     pub quantity: Option<u64>,
     #[serde(default)]
-    pub discount_amounts: Vec<DiscountAmount>,
+    #[serde(borrow)]
+    pub discount_amounts: Vec<DiscountAmount<'a>>,
     /// Older shape.
     #[serde(default)]
     pub proration: Option<bool>,
     #[serde(default)]
-    pub price: Option<Price>,
+    #[serde(borrow)]
+    pub price: Option<Price<'a>>,
     #[serde(default)]
-    pub plan: Option<Price>,
+    #[serde(borrow)]
+    pub plan: Option<Price<'a>>,
     #[serde(default)]
-    pub subscription: Option<Id>,
+    #[serde(borrow)]
+    pub subscription: Option<Id<'a>>,
     #[serde(default)]
-    pub subscription_item: Option<Id>,
+    #[serde(borrow)]
+    pub subscription_item: Option<Id<'a>>,
     #[serde(default, rename = "type")]
-    pub kind: Option<String>,
+    #[serde(borrow)]
+    pub kind: Option<Str<'a>>,
     /// Newer shape.
     #[serde(default)]
-    pub parent: Option<LineParent>,
+    #[serde(borrow)]
+    pub parent: Option<LineParent<'a>>,
     #[serde(default)]
-    pub pricing: Option<Pricing>,
+    #[serde(borrow)]
+    pub pricing: Option<Pricing<'a>>,
     /// Older shape: the amount without inclusive taxes, and the taxes.
     #[serde(default)]
     pub amount_excluding_tax: Option<i64>,
@@ -319,13 +486,15 @@ pub struct Line {
     pub tax_amounts: Vec<TaxAmount>,
     /// Newer shape.
     #[serde(default)]
-    pub taxes: Vec<LineTax>,
+    #[serde(borrow)]
+    pub taxes: Vec<LineTax<'a>>,
     /// Set on a line item listed on its own (`/v1/invoices/{id}/lines`).
     #[serde(default)]
-    pub invoice: Option<Id>,
+    #[serde(borrow)]
+    pub invoice: Option<Id<'a>>,
 }
 
-impl Line {
+impl<'a> Line<'a> {
     pub fn is_proration(&self) -> bool {
         if let Some(p) = self.proration {
             return p;
@@ -365,7 +534,7 @@ impl Line {
         d.price.as_ref().map(|p| p.0.as_str())
     }
 
-    pub fn embedded_price(&self) -> Option<&Price> {
+    pub fn embedded_price(&self) -> Option<&Price<'_>> {
         self.price.as_ref().or(self.plan.as_ref())
     }
 }
@@ -378,10 +547,11 @@ pub struct TaxAmount {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct LineTax {
+pub struct LineTax<'a> {
     pub amount: i64,
     #[serde(default)]
-    pub tax_behavior: Option<String>,
+    #[serde(borrow)]
+    pub tax_behavior: Option<Str<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -397,32 +567,40 @@ pub struct StatusTransitions {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct SubscriptionDetails {
+pub struct SubscriptionDetails<'a> {
     #[serde(default)]
-    pub subscription: Option<Id>,
+    #[serde(borrow)]
+    pub subscription: Option<Id<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct InvoiceParent {
+pub struct InvoiceParent<'a> {
     #[serde(default)]
-    pub subscription_details: Option<SubscriptionDetails>,
+    #[serde(borrow)]
+    pub subscription_details: Option<SubscriptionDetails<'a>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct Invoice {
+pub struct Invoice<'a> {
     /// `customer`, `subscription`, `invoice`: checked when a file's type is guessed.
     #[serde(default)]
-    pub object: Option<String>,
-    pub id: String,
-    pub customer: Id,
+    #[serde(borrow)]
+    pub object: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub id: Str<'a>,
+    #[serde(borrow)]
+    pub customer: Id<'a>,
     pub created: i64,
     /// draft | open | paid | uncollectible | void
     #[serde(default)]
-    pub status: Option<String>,
+    #[serde(borrow)]
+    pub status: Option<Str<'a>>,
     #[serde(default)]
-    pub currency: Option<String>,
+    #[serde(borrow)]
+    pub currency: Option<Str<'a>>,
     #[serde(default)]
-    pub billing_reason: Option<String>,
+    #[serde(borrow)]
+    pub billing_reason: Option<Str<'a>>,
     #[serde(default)]
     pub attempt_count: u32,
     #[serde(default)]
@@ -440,17 +618,21 @@ pub struct Invoice {
     #[serde(default)]
     pub status_transitions: StatusTransitions,
     #[serde(default)]
-    pub subscription: Option<Id>,
+    #[serde(borrow)]
+    pub subscription: Option<Id<'a>>,
     #[serde(default)]
-    pub parent: Option<InvoiceParent>,
+    #[serde(borrow)]
+    pub parent: Option<InvoiceParent<'a>>,
     #[serde(default)]
-    pub lines: List<Line>,
+    #[serde(borrow)]
+    pub lines: List<Line<'a>>,
     /// Expanded discounts tell their coupon's duration.
     #[serde(default)]
-    pub discounts: Vec<DiscountRef>,
+    #[serde(borrow)]
+    pub discounts: Vec<DiscountRef<'a>>,
 }
 
-impl Invoice {
+impl<'a> Invoice<'a> {
     pub fn subscription(&self) -> Option<&str> {
         if let Some(s) = &self.subscription {
             return Some(&s.0);
@@ -461,12 +643,15 @@ impl Invoice {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct CreditNote {
-    pub id: String,
-    pub invoice: Id,
+pub struct CreditNote<'a> {
+    #[serde(borrow)]
+    pub id: Str<'a>,
+    #[serde(borrow)]
+    pub invoice: Id<'a>,
     pub created: i64,
     #[serde(default)]
-    pub customer: Option<Id>,
+    #[serde(borrow)]
+    pub customer: Option<Id<'a>>,
     /// Credited amount including tax.
     #[serde(default)]
     pub amount: i64,
@@ -475,27 +660,31 @@ pub struct CreditNote {
     #[serde(default)]
     pub subtotal_excluding_tax: Option<i64>,
     #[serde(default)]
-    pub currency: Option<String>,
+    #[serde(borrow)]
+    pub currency: Option<Str<'a>>,
     /// issued | void
     #[serde(default)]
-    pub status: Option<String>,
+    #[serde(borrow)]
+    pub status: Option<Str<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Coupon {
+pub struct Coupon<'a> {
     #[serde(default)]
-    pub id: String,
+    #[serde(borrow)]
+    pub id: Str<'a>,
     /// once | repeating | forever
     #[serde(default)]
-    pub duration: Option<String>,
+    #[serde(borrow)]
+    pub duration: Option<Str<'a>>,
     #[serde(default)]
     pub percent_off: Option<f64>,
     #[serde(default)]
     pub amount_off: Option<i64>,
 }
 
-impl Discount {
-    pub fn coupon(&self) -> Option<&Coupon> {
+impl<'a> Discount<'a> {
+    pub fn coupon(&self) -> Option<&Coupon<'_>> {
         if let Some(c) = &self.coupon {
             return Some(c);
         }
@@ -517,36 +706,40 @@ impl Discount {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct DiscountSource {
+pub struct DiscountSource<'a> {
     #[serde(default)]
-    pub coupon: Option<CouponRef>,
+    #[serde(borrow)]
+    pub coupon: Option<CouponRef<'a>>,
 }
 
 /// A coupon as an id or an object.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
-pub enum CouponRef {
-    Id(String),
-    Coupon(Coupon),
+pub enum CouponRef<'a> {
+    Id(#[serde(borrow)] Str<'a>),
+    Coupon(#[serde(borrow)] Coupon<'a>),
 }
 
 /// A discount as an id or, expanded, the object.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
-pub enum DiscountRef {
-    Id(String),
-    Discount(Discount),
+pub enum DiscountRef<'a> {
+    Id(#[serde(borrow)] Str<'a>),
+    Discount(#[serde(borrow)] Discount<'a>),
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct Discount {
-    pub id: String,
+pub struct Discount<'a> {
+    #[serde(borrow)]
+    pub id: Str<'a>,
     /// Older shape.
     #[serde(default)]
-    pub coupon: Option<Coupon>,
+    #[serde(borrow)]
+    pub coupon: Option<Coupon<'a>>,
     /// Newer shape.
     #[serde(default)]
-    pub source: Option<DiscountSource>,
+    #[serde(borrow)]
+    pub source: Option<DiscountSource<'a>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -5,6 +5,7 @@
 use crate::history::{Options, State, cancel_reason, item_state, money, ts};
 use crate::objects::{Customer, DiscountRef, Event, Invoice, Subscription};
 use hmac::{Hmac, Mac};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
@@ -100,13 +101,12 @@ pub struct Mapped {
     pub ignored: bool,
 }
 
-fn account_in(metadata: &crate::objects::Metadata, customer: &str, opts: &Options) -> String {
+fn account_in(metadata: &crate::objects::Metadata<'_>, customer: &str, opts: &Options) -> String {
     opts.account_key
         .as_ref()
-        .and_then(|k| metadata.get(k))
+        .and_then(|k| metadata.get(k.as_str()))
         .filter(|v| !v.trim().is_empty())
-        .cloned()
-        .unwrap_or_else(|| customer.to_string())
+        .map_or_else(|| customer.to_string(), |v| v.to_string())
 }
 
 /// Maps one Stripe event. Every contract event gets the `message_id`
@@ -118,16 +118,16 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
     let kind = ev.kind.as_str();
     let parse_err = |what: &str, e: serde_json::Error| format!("data.object is not {what}: {e}");
     if let Some(rest) = kind.strip_prefix("customer.subscription.") {
-        let s: Subscription =
-            serde_json::from_value(obj.clone()).map_err(|e| parse_err("a subscription", e))?;
+        let s: Subscription<'_> =
+            Subscription::deserialize(obj).map_err(|e| parse_err("a subscription", e))?;
         let _ = rest;
         out.events = subscription_events(&s, t, &ev.id, opts)?;
         return Ok(out);
     }
     match kind {
         "customer.created" | "customer.updated" => {
-            let c: Customer =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("a customer", e))?;
+            let c: Customer<'_> =
+                Customer::deserialize(obj).map_err(|e| parse_err("a customer", e))?;
             let mut o = Map::new();
             o.insert("type".into(), json!("account"));
             o.insert("timestamp".into(), json!(ts(t)));
@@ -139,14 +139,14 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
             let mut attrs = Map::new();
             attrs.insert("stripe_customer_id".into(), json!(c.id));
             for (k, v) in &c.metadata {
-                attrs.insert(k.clone(), json!(v));
+                attrs.insert(k.to_string(), json!(v));
             }
             o.insert("attributes".into(), Value::Object(attrs));
             out.events.push(Value::Object(o));
         }
         "invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed" => {
-            let inv: Invoice =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("an invoice", e))?;
+            let inv: Invoice<'_> =
+                Invoice::deserialize(obj).map_err(|e| parse_err("an invoice", e))?;
             let amount = inv.total_excluding_tax.or(inv.subtotal).or(inv.total).unwrap_or(0);
             if amount > 0 {
                 let currency = inv.currency.as_deref().unwrap_or("usd");
@@ -178,8 +178,8 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
             }
         }
         "credit_note.created" => {
-            let cn: crate::objects::CreditNote =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("a credit note", e))?;
+            let cn = crate::objects::CreditNote::deserialize(obj)
+                .map_err(|e| parse_err("a credit note", e))?;
             let Some(customer) = cn.customer.as_ref() else {
                 return Err("the credit note names no customer".into());
             };
@@ -195,22 +195,23 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
         }
         "charge.refunded" => {
             #[derive(serde::Deserialize)]
-            struct Charge {
+            struct Charge<'a> {
                 id: String,
-                customer: Option<crate::objects::Id>,
-                invoice: Option<crate::objects::Id>,
+                #[serde(borrow)]
+                customer: Option<crate::objects::Id<'a>>,
+                #[serde(borrow)]
+                invoice: Option<crate::objects::Id<'a>>,
                 amount_refunded: i64,
                 currency: String,
             }
-            let c: Charge =
-                serde_json::from_value(obj.clone()).map_err(|e| parse_err("a charge", e))?;
+            let c = Charge::deserialize(obj).map_err(|e| parse_err("a charge", e))?;
             let Some(customer) = c.customer else {
                 out.ignored = true;
                 return Ok(out);
             };
             let (amount, currency) = money(c.amount_refunded, &c.currency)
                 .ok_or(format!("unknown currency {:?}", c.currency))?;
-            let invoice = c.invoice.map_or(c.id.clone(), |i| i.0);
+            let invoice = c.invoice.map_or(c.id.clone(), |i| i.0.to_string());
             out.events.push(json!({
                 "type": "invoice", "timestamp": ts(t), "account_id": customer.0,
                 "message_id": format!("stripe:{}:0", ev.id), "invoice_id": invoice,
@@ -224,7 +225,7 @@ pub fn map_event(ev: &Event, opts: &Options) -> Result<Mapped, String> {
 
 /// A subscription snapshot at `t`: one subscription event per item with the state it gives.
 fn subscription_events(
-    s: &Subscription,
+    s: &Subscription<'_>,
     t: i64,
     evt: &str,
     opts: &Options,
@@ -276,7 +277,7 @@ fn st_json(st: &State, at: i64, account: &str, item: &str) -> Result<Value, Stri
 
 /// The subscription's expanded discounts that keep applying: percent off (in hundredths of
 /// a percent) and amount off (minor units, taken off the first item).
-fn recurring_discount(s: &Subscription) -> (i64, i64) {
+fn recurring_discount(s: &Subscription<'_>) -> (i64, i64) {
     let mut pct = 0i64;
     let mut off = 0i64;
     for d in &s.discounts {

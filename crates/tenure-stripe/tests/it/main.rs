@@ -18,8 +18,9 @@ pub fn day(m: u32, d: u32) -> i64 {
 /// Converts objects (each a JSON value, one per line of a file `export.jsonl`). Every row
 /// is checked to validate from its fields exactly as its JSON line does.
 pub fn run(objects: &[Value], opts: &Options) -> tenure_stripe::Converted {
+    let text = lines(objects);
     let mut ex = Export::default();
-    ex.add_json("export.jsonl", &lines(objects));
+    ex.add_json("export.jsonl", &text);
     let c = convert(&ex, opts);
     same_from_fields_as_from_text(&c.rows);
     c

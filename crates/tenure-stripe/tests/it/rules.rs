@@ -281,18 +281,15 @@ fn a_discount_told_by_a_later_block_of_invoices_still_applies() {
         &Options::default(),
     );
 
+    let text = lines(&context);
     let mut ex = tenure_stripe::Export::default();
-    ex.add_json("subscriptions.jsonl", &lines(&context));
+    ex.add_json("subscriptions.jsonl", &text);
     let opts = Options::default();
     let mut conv = tenure_stripe::Converter::new(&ex, &opts);
     for (i, block) in [january, february].iter().enumerate() {
+        let text = lines(std::slice::from_ref(block));
         let mut part = tenure_stripe::Export::default();
-        part.add_lines(
-            &"invoices.jsonl".into(),
-            i as u64 + 1,
-            &lines(std::slice::from_ref(block)),
-            Some("invoice"),
-        );
+        part.add_lines(&"invoices.jsonl".into(), i as u64 + 1, &text, Some("invoice"));
         conv.add_invoices(&part.invoices);
     }
     let blocks = conv.finish();
@@ -668,12 +665,11 @@ fn list_responses_and_arrays_are_read_like_lines() {
     let p = price("price_basic", 4900, "month", 1);
     let s = sub("sub_1", "active", &[("si_1", p.clone(), 2)], json!({}));
     let list = json!({"object": "list", "data": [s.clone()], "has_more": false, "url": "/v1/subscriptions"});
+    let page = serde_json::to_string_pretty(&list).unwrap();
+    let array = serde_json::to_string_pretty(&json!([customer("cus_1", json!({}))])).unwrap();
     let mut ex = tenure_stripe::Export::default();
-    ex.add_json("page.json", &serde_json::to_string_pretty(&list).unwrap());
-    ex.add_json(
-        "array.json",
-        &serde_json::to_string_pretty(&json!([customer("cus_1", json!({}))])).unwrap(),
-    );
+    ex.add_json("page.json", &page);
+    ex.add_json("array.json", &array);
     assert_eq!((ex.subscriptions.len(), ex.customers.len()), (1, 1));
     // Without invoices, a subscription's current items count from its start: 2 x 49.00.
     let c = tenure_stripe::convert(&ex, &Options::default());
@@ -733,4 +729,47 @@ fn events_in_an_export_are_read_as_deliveries() {
         r.contains("problem: export.jsonl:3: evt_3: data.object: data.object is not an invoice"),
         "{r}"
     );
+}
+
+/// Strings are borrowed from the export's text when they hold no JSON escape and owned when
+/// they do: the same export written with escapes (`\u005f` for `_`, `\"`) converts alike.
+#[test]
+fn strings_with_escapes_convert_as_plain_ones() {
+    use std::borrow::Cow;
+    use tenure_stripe::objects::{Id, Str};
+    let plain: Str<'_> = serde_json::from_str(r#""cus_1""#).unwrap();
+    assert!(matches!(plain.0, Cow::Borrowed("cus_1")));
+    let escaped: Str<'_> = serde_json::from_str(r#""cus\u005f1""#).unwrap();
+    assert!(matches!(&escaped.0, Cow::Owned(s) if s == "cus_1"));
+    let expanded: Id<'_> =
+        serde_json::from_str(r#"{"object":"customer","id":"cus\u005f1"}"#).unwrap();
+    assert_eq!(expanded.as_str(), "cus_1");
+
+    let mut p = price("price_basic", 4900, "month", 1);
+    p["nickname"] = json!("basic \"monthly\"");
+    let objs = vec![
+        customer("cus_1", json!({"segment": "smb"})),
+        invoice(
+            "in_1",
+            "paid",
+            day(1, 1),
+            vec![line("si_1", &p, 1, 4900, (day(1, 1), day(2, 1)), false)],
+            json!({}),
+        ),
+    ];
+    let text = lines(&objs);
+    let escaped = text.replace("cus_1", "cus\\u005f1").replace("si_1", "si\\u005f1");
+    assert_ne!(text, escaped);
+    let convert = |text: &str| {
+        let mut ex = tenure_stripe::Export::default();
+        ex.add_json("export.jsonl", text);
+        render(&tenure_stripe::convert(&ex, &Options::default()))
+    };
+    expect![[r#"
+        2024-01-01T00:00:00Z account cus_1 name=cus_1 Inc attributes={"segment":"smb","stripe_customer_id":"cus_1"} [cus_1]
+        2024-01-01T00:00:00Z invoice in_1 paid 49.00 USD [cus_1]
+        2024-01-01T00:00:00Z sub si_1 active 49.00 USD/month x1 plan=basic "monthly" [cus_1]
+    "#]]
+    .assert_eq(&convert(&escaped));
+    assert_eq!(convert(&text), convert(&escaped));
 }

@@ -1,0 +1,344 @@
+//! The idempotency index: which keys the log holds. Keys of recent records are in memory;
+//! once the sealed segments' keys in memory pass a limit they are written as a sorted run
+//! on disk ([`KeyRun`]) and dropped from memory, and runs of a size are merged, so memory
+//! stays about the limit whatever the history, and an open holds only the keys no run
+//! covers (it still reads the covered segments' key indexes, to check them).
+//!
+//! `<log>/keys.idx/MANIFEST` names the runs and, for each lane, how many of its first
+//! records they cover (always whole sealed segments, always committed). It is replaced
+//! whole (written aside, synced, renamed); a run not in it is a leftover and is deleted.
+//! A manifest that is missing or damaged is not trusted: the index starts empty, every
+//! segment's keys are read again (as before runs existed) and written as a run.
+
+use crate::error::LogError;
+use crate::keyrun::{self, KeyRun};
+use rustc_hash::FxHashSet;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const MANIFEST_MAGIC: &str = "TNRKIDX1";
+/// Runs of one level merged into one of the next when there are this many.
+const FAN_IN: usize = 4;
+
+pub(crate) struct KeyIndex {
+    dir: PathBuf,
+    /// Keys not in any run: pending records', open segments', and sealed segments' since
+    /// the last flush.
+    mem: FxHashSet<u128>,
+    /// How many keys of `mem` are of sealed segments (committed): the next run's.
+    sealed: usize,
+    /// Per lane, records of sealed segments whose keys are in runs or in `sealed`.
+    sealed_upto: BTreeMap<String, u64>,
+    /// Per lane, records whose keys are in runs.
+    covered: BTreeMap<String, u64>,
+    /// Runs with their level (a flush is level 0; `FAN_IN` runs of a level merge into one
+    /// of the next).
+    runs: Vec<(u32, KeyRun)>,
+    in_runs: u64,
+    /// Sealed keys held in memory before they are flushed as a run.
+    limit: usize,
+    next_run: u64,
+    /// Files of the index directory to keep when it is settled (the runs trusted and, if
+    /// any, their manifest).
+    keep: std::collections::BTreeSet<String>,
+}
+
+impl std::fmt::Debug for KeyIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyIndex")
+            .field("in_memory", &self.mem.len())
+            .field("runs", &self.runs.len())
+            .field("in_runs", &self.in_runs)
+            .finish()
+    }
+}
+
+pub(crate) fn index_dir(log_dir: &Path) -> PathBuf {
+    log_dir.join("keys.idx")
+}
+
+/// Forgets the index (a repair changed segments): the next open rebuilds it.
+pub(crate) fn remove(log_dir: &Path) -> Result<(), LogError> {
+    let dir = index_dir(log_dir);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => crate::lane::sync_dir(log_dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io(&dir, e)),
+    }
+}
+
+impl KeyIndex {
+    /// Opens the index of the log in `log_dir` (the writer's lock held): its runs as the
+    /// manifest names them, or none (and an empty directory) when there is no valid one.
+    pub(crate) fn open(log_dir: &Path, limit: usize) -> Result<KeyIndex, LogError> {
+        let dir = index_dir(log_dir);
+        let mut index = KeyIndex {
+            dir: dir.clone(),
+            mem: FxHashSet::default(),
+            sealed: 0,
+            sealed_upto: BTreeMap::new(),
+            covered: BTreeMap::new(),
+            runs: Vec::new(),
+            in_runs: 0,
+            limit: limit.max(1),
+            next_run: 0,
+            keep: std::collections::BTreeSet::new(),
+        };
+        if !dir.is_dir() {
+            return Ok(index);
+        }
+        let path = dir.join("MANIFEST");
+        let manifest = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // Damage (not UTF-8) is distrusted below; other errors are errors.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Some(String::new()),
+            Err(e) => return Err(LogError::io(&path, e)),
+        };
+        let listed = manifest.as_deref().and_then(parse_manifest);
+        if let Some(m) = listed {
+            index.next_run = m.next_run;
+            let mut runs = Vec::new();
+            for (name, level, count) in &m.runs {
+                match KeyRun::open(&dir.join(name)) {
+                    Ok(run) if run.len() == *count => runs.push((*level, run)),
+                    // A run the manifest names is damaged or gone: trust none of them.
+                    Ok(_) | Err(LogError::Corrupt { .. }) => break,
+                    Err(LogError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if runs.len() == m.runs.len() {
+                index.keep.extend(m.runs.iter().map(|(n, ..)| n.clone()));
+                index.keep.insert("MANIFEST".into());
+                index.in_runs = runs.iter().map(|(_, r)| r.len()).sum();
+                index.runs = runs;
+                index.covered = m.covered;
+                index.sealed_upto = index.covered.clone();
+            }
+        }
+        Ok(index)
+    }
+
+    /// Forgets the runs (their coverage does not fit the log): every key is read again.
+    /// Nothing on disk changes until [`settle`](Self::settle).
+    pub(crate) fn distrust(&mut self) {
+        self.runs.clear();
+        self.in_runs = 0;
+        self.covered.clear();
+        self.sealed_upto.clear();
+        self.keep.clear();
+    }
+
+    /// Once the log is recovered (nothing on disk changes before, so that a refused open
+    /// changes nothing): the directory made, leftovers of a flush or merge cut short and
+    /// whatever was not trusted deleted, and the sealed keys flushed if they are many.
+    pub(crate) fn settle<I: IntoIterator<Item = u128>>(
+        &mut self,
+        log_dir: &Path,
+        active: impl FnOnce() -> I,
+    ) -> Result<(), LogError> {
+        let dir = &self.dir;
+        if !dir.is_dir() {
+            std::fs::create_dir(dir).map_err(|e| LogError::io(dir, e))?;
+            crate::lane::sync_dir(log_dir)?;
+        }
+        for entry in std::fs::read_dir(dir).map_err(|e| LogError::io(dir, e))? {
+            let entry = entry.map_err(|e| LogError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !self.keep.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        self.maybe_flush(active)
+    }
+
+    /// Whether the manifest's coverage fits the lanes on disk: `ends` is, per lane, where
+    /// each of its sealed segments ends (the first record of the segment after it).
+    /// Coverage that is not such a boundary (or names a lane that is gone) cannot come from
+    /// this log's history: the index is then not trusted.
+    pub(crate) fn fits(&self, sealed: &BTreeMap<String, Vec<u64>>) -> bool {
+        self.covered.iter().all(|(lane, n)| {
+            *n == 0 || sealed.get(lane).is_some_and(|ends| ends.binary_search(n).is_ok())
+        })
+    }
+
+    /// Records of `lane` whose keys are in runs (a sealed-segment boundary).
+    pub(crate) fn covered(&self, lane: &str) -> u64 {
+        self.covered.get(lane).copied().unwrap_or(0)
+    }
+
+    /// Whether the log holds `key` (stored or pending).
+    pub(crate) fn contains(&self, key: u128) -> Result<bool, LogError> {
+        Ok(self.mem.contains(&key) || self.in_runs(key)?)
+    }
+
+    /// Claims `key`: `true` if it is new (and now held), `false` if the log holds it.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: u128) -> Result<bool, LogError> {
+        // The runs first: then one probe of memory, the insert, tells the rest.
+        Ok(!self.in_runs(key)? && self.mem.insert(key))
+    }
+
+    fn in_runs(&self, key: u128) -> Result<bool, LogError> {
+        for (_, run) in &self.runs {
+            if run.contains(key)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Lets go of a key claimed by [`insert`](Self::insert) whose record was not appended.
+    pub(crate) fn forget(&mut self, key: u128) {
+        self.mem.remove(&key);
+    }
+
+    /// A key read back from a segment no run covers, at open: `false` if it was seen.
+    pub(crate) fn load(&mut self, key: u128) -> bool {
+        self.mem.insert(key)
+    }
+
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        // More than the limit would be flushed anyway: no need to size for it.
+        self.mem.reserve(additional.min(self.limit));
+    }
+
+    /// Keys held in all.
+    pub(crate) fn len(&self) -> u64 {
+        self.mem.len() as u64 + self.in_runs
+    }
+
+    /// A segment of `lane` was sealed (its records committed and synced): how many keys it
+    /// holds, and the records of the lane up to its end.
+    pub(crate) fn sealed(&mut self, lane: &str, upto: u64, keys: usize) {
+        self.sealed += keys;
+        self.sealed_upto.insert(lane.to_owned(), upto);
+    }
+
+    /// Writes the sealed keys held in memory as a run once they pass the limit (merging
+    /// runs of a level when there are [`FAN_IN`] of them), then holds in memory only the
+    /// keys `active` gives: those of the lanes' open segments. Called with nothing pending
+    /// (after a commit, or at open), when those are all the keys no run holds.
+    pub(crate) fn maybe_flush<I: IntoIterator<Item = u128>>(
+        &mut self,
+        active: impl FnOnce() -> I,
+    ) -> Result<(), LogError> {
+        if self.sealed < self.limit {
+            return Ok(());
+        }
+        // The sealed segments' keys are those of memory but the open segments' (no copy
+        // of them is kept on the way); memory is then rebuilt from the open segments'
+        // rather than emptied key by key (each removal a miss to memory).
+        let mut open = FxHashSet::default();
+        open.extend(active());
+        // Sized for what the next flush will find (grown by doubling, it rehashes each time).
+        open.reserve(self.limit.min(1 << 24));
+        let mut keys: Vec<u128> = self.mem.iter().filter(|k| !open.contains(k)).copied().collect();
+        keys.sort_unstable();
+        if let Err(e) = self.flush(&keys) {
+            if matches!(e, LogError::Corrupt { .. }) {
+                // A run did not check while merging: the next open must not trust them.
+                let _ = std::fs::remove_file(self.dir.join("MANIFEST"));
+            }
+            return Err(e);
+        }
+        self.mem = open;
+        self.sealed = 0;
+        Ok(())
+    }
+
+    fn flush(&mut self, keys: &[u128]) -> Result<(), LogError> {
+        let name = self.run_name();
+        let run = KeyRun::write(&self.dir.join(&name), keys.len() as u64, keys.iter().copied())?;
+        self.runs.push((0, run));
+        let mut retired = Vec::new();
+        while let Some(level) = (0..)
+            .take_while(|l| self.runs.iter().any(|(rl, _)| rl >= l))
+            .find(|l| self.runs.iter().filter(|(rl, _)| rl == l).count() >= FAN_IN)
+        {
+            let name = self.run_name();
+            let parts: Vec<&KeyRun> =
+                self.runs.iter().filter(|(l, _)| *l == level).map(|(_, r)| r).collect();
+            // The runs merged stay in use until the merge is done (an error keeps them).
+            let merged = keyrun::merge(&self.dir.join(&name), &parts)?;
+            let (merging, staying): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.runs).into_iter().partition(|(l, _)| *l == level);
+            self.runs = staying;
+            retired.extend(merging.into_iter().map(|(_, r)| r.path().to_path_buf()));
+            self.runs.push((level + 1, merged));
+        }
+        self.covered = self.sealed_upto.clone();
+        self.write_manifest()?;
+        for path in retired {
+            let _ = std::fs::remove_file(path);
+        }
+        self.in_runs = self.runs.iter().map(|(_, r)| r.len()).sum();
+        Ok(())
+    }
+
+    fn run_name(&mut self) -> String {
+        self.next_run += 1;
+        format!("{:012}.run", self.next_run)
+    }
+
+    fn write_manifest(&self) -> Result<(), LogError> {
+        let mut text = format!("{MANIFEST_MAGIC}\nnext {}\n", self.next_run);
+        for (level, run) in &self.runs {
+            let name = run.path().file_name().map(|n| n.to_string_lossy().into_owned());
+            text.push_str(&format!("run {} {level} {}\n", name.unwrap_or_default(), run.len()));
+        }
+        for (lane, n) in &self.covered {
+            text.push_str(&format!("lane {lane} {n}\n"));
+        }
+        text.push_str(&format!("crc {:08x}\n", crc32fast::hash(text.as_bytes())));
+        let path = self.dir.join("MANIFEST");
+        let tmp = self.dir.join("MANIFEST.tmp");
+        let io = |e| LogError::io(&tmp, e);
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
+        crate::lane::sync_dir(&self.dir)
+    }
+}
+
+struct Manifest {
+    next_run: u64,
+    runs: Vec<(String, u32, u64)>,
+    covered: BTreeMap<String, u64>,
+}
+
+fn parse_manifest(text: &str) -> Option<Manifest> {
+    let (body, last) = text.trim_end_matches('\n').rsplit_once('\n')?;
+    let crc = u32::from_str_radix(last.strip_prefix("crc ")?, 16).ok()?;
+    let body = format!("{body}\n");
+    if crc != crc32fast::hash(body.as_bytes()) {
+        return None;
+    }
+    let mut lines = body.lines();
+    if lines.next()? != MANIFEST_MAGIC {
+        return None;
+    }
+    let mut m = Manifest { next_run: 0, runs: Vec::new(), covered: BTreeMap::new() };
+    for line in lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            ["next", n] => m.next_run = n.parse().ok()?,
+            ["run", name, level, count]
+                if name.ends_with(".run") && !name.contains('/') && !name.contains('\\') =>
+            {
+                m.runs.push((name.to_string(), level.parse().ok()?, count.parse().ok()?))
+            }
+            ["lane", lane, n] if crate::format::is_valid_lane(lane) => {
+                m.covered.insert(lane.to_string(), n.parse().ok()?);
+            }
+            _ => return None,
+        }
+    }
+    Some(m)
+}
