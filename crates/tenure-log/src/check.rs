@@ -276,10 +276,14 @@ pub fn repair(dir: &Path, apply: bool) -> Result<RepairReport, LogError> {
         report.actions.extend(c.actions);
     }
     if apply {
-        if !report.actions.is_empty() {
+        let cuts = |k: RepairKind| {
+            matches!(k, RepairKind::Truncate | RepairKind::DropSegment | RepairKind::AcceptMissing)
+        };
+        if report.actions.iter().any(|a| cuts(a.kind)) {
             // Records may go: their keys must not stay in the index's runs (re-importing the
             // sources restores them). Gone, durably, before anything is cut; the next writer
-            // open rebuilds it.
+            // open rebuilds it. Lossless fixes (a key index removed, a header or commit
+            // record written again) keep every record, and so the runs.
             crate::keyindex::remove(dir)?;
         }
         for name in &lanes {
@@ -850,7 +854,11 @@ fn check_index(c: &mut LaneCheck, lane: &str, segment: &Path, buf: &[u8], w: &Wa
             }
         }
     };
-    let reason = format!("key index {why}; the next writer open rebuilds it from the segment");
+    let why = why.strip_prefix("key index ").unwrap_or(&why);
+    let reason = format!(
+        "key index {why}; `tenure repair` removes it and the next writer open writes it again \
+         from the segment"
+    );
     c.problem(lane, &path, offset, ProblemKind::Index, reason.clone());
     c.action(
         lane,

@@ -2,7 +2,9 @@
 //! once the sealed segments' keys in memory pass a limit they are written as a sorted run
 //! on disk ([`KeyRun`]) and dropped from memory, and runs of a size are merged, so memory
 //! stays about the limit whatever the history, and an open holds only the keys no run
-//! covers (it still reads the covered segments' key indexes, to check them).
+//! covers. Merges run on a thread of their own (the writer goes on with the runs merged
+//! until the merged one is written, then swaps it in after a commit), so that a merge of
+//! gigabytes never stalls a commit.
 //!
 //! `<log>/keys.idx/MANIFEST` names the runs and, for each lane, how many of its first
 //! records they cover (always whole sealed segments, always committed). It is replaced
@@ -15,6 +17,9 @@ use crate::keyrun::{self, KeyRun};
 use rustc_hash::FxHashSet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 const MANIFEST_MAGIC: &str = "TNRKIDX1";
 /// Runs of one level merged into one of the next when there are this many.
@@ -33,14 +38,24 @@ pub(crate) struct KeyIndex {
     covered: BTreeMap<String, u64>,
     /// Runs with their level (a flush is level 0; `FAN_IN` runs of a level merge into one
     /// of the next).
-    runs: Vec<(u32, KeyRun)>,
+    runs: Vec<(u32, Arc<KeyRun>)>,
     in_runs: u64,
+    /// The merge under way, if any (one at a time).
+    merging: Option<Merge>,
     /// Sealed keys held in memory before they are flushed as a run.
     limit: usize,
     next_run: u64,
     /// Files of the index directory to keep when it is settled (the runs trusted and, if
     /// any, their manifest).
     keep: std::collections::BTreeSet<String>,
+}
+
+/// A merge on its thread: the runs it merges (still in use), and where it is written.
+struct Merge {
+    level: u32,
+    parts: Vec<Arc<KeyRun>>,
+    cancel: Arc<AtomicBool>,
+    thread: JoinHandle<Result<KeyRun, LogError>>,
 }
 
 impl std::fmt::Debug for KeyIndex {
@@ -80,6 +95,7 @@ impl KeyIndex {
             covered: BTreeMap::new(),
             runs: Vec::new(),
             in_runs: 0,
+            merging: None,
             limit: limit.max(1),
             next_run: 0,
             keep: std::collections::BTreeSet::new(),
@@ -101,7 +117,7 @@ impl KeyIndex {
             let mut runs = Vec::new();
             for (name, level, count) in &m.runs {
                 match KeyRun::open(&dir.join(name)) {
-                    Ok(run) if run.len() == *count => runs.push((*level, run)),
+                    Ok(run) if run.len() == *count => runs.push((*level, Arc::new(run))),
                     // A run the manifest names is damaged or gone: trust none of them.
                     Ok(_) | Err(LogError::Corrupt { .. }) => break,
                     Err(LogError::Io { source, .. })
@@ -127,6 +143,7 @@ impl KeyIndex {
     /// Forgets the runs (their coverage does not fit the log): every key is read again.
     /// Nothing on disk changes until [`settle`](Self::settle).
     pub(crate) fn distrust(&mut self) {
+        debug_assert!(self.merging.is_none(), "distrusted after a merge began");
         self.runs.clear();
         self.in_runs = 0;
         self.covered.clear();
@@ -228,6 +245,7 @@ impl KeyIndex {
         &mut self,
         active: impl FnOnce() -> I,
     ) -> Result<(), LogError> {
+        self.reap(false)?;
         if self.sealed < self.limit {
             return Ok(());
         }
@@ -240,13 +258,7 @@ impl KeyIndex {
         open.reserve(self.limit.min(1 << 24));
         let mut keys: Vec<u128> = self.mem.iter().filter(|k| !open.contains(k)).copied().collect();
         keys.sort_unstable();
-        if let Err(e) = self.flush(&keys) {
-            if matches!(e, LogError::Corrupt { .. }) {
-                // A run did not check while merging: the next open must not trust them.
-                let _ = std::fs::remove_file(self.dir.join("MANIFEST"));
-            }
-            return Err(e);
-        }
+        self.flush(&keys)?;
         self.mem = open;
         self.sealed = 0;
         Ok(())
@@ -255,29 +267,81 @@ impl KeyIndex {
     fn flush(&mut self, keys: &[u128]) -> Result<(), LogError> {
         let name = self.run_name();
         let run = KeyRun::write(&self.dir.join(&name), keys.len() as u64, keys.iter().copied())?;
-        self.runs.push((0, run));
-        let mut retired = Vec::new();
-        while let Some(level) = (0..)
-            .take_while(|l| self.runs.iter().any(|(rl, _)| rl >= l))
-            .find(|l| self.runs.iter().filter(|(rl, _)| rl == l).count() >= FAN_IN)
-        {
-            let name = self.run_name();
-            let parts: Vec<&KeyRun> =
-                self.runs.iter().filter(|(l, _)| *l == level).map(|(_, r)| r).collect();
-            // The runs merged stay in use until the merge is done (an error keeps them).
-            let merged = keyrun::merge(&self.dir.join(&name), &parts)?;
-            let (merging, staying): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.runs).into_iter().partition(|(l, _)| *l == level);
-            self.runs = staying;
-            retired.extend(merging.into_iter().map(|(_, r)| r.path().to_path_buf()));
-            self.runs.push((level + 1, merged));
-        }
+        self.runs.push((0, Arc::new(run)));
+        self.in_runs += keys.len() as u64;
         self.covered = self.sealed_upto.clone();
         self.write_manifest()?;
-        for path in retired {
-            let _ = std::fs::remove_file(path);
+        self.start_merge();
+        Ok(())
+    }
+
+    /// Starts merging the runs of the lowest level that has [`FAN_IN`] of them, unless a
+    /// merge is under way.
+    fn start_merge(&mut self) {
+        if self.merging.is_some() {
+            return;
+        }
+        let Some(level) = (0..)
+            .take_while(|l| self.runs.iter().any(|(rl, _)| rl >= l))
+            .find(|l| self.runs.iter().filter(|(rl, _)| rl == l).count() >= FAN_IN)
+        else {
+            return;
+        };
+        let parts: Vec<Arc<KeyRun>> = self
+            .runs
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .take(FAN_IN)
+            .map(|(_, r)| Arc::clone(r))
+            .collect();
+        let name = self.run_name();
+        let path = self.dir.join(name);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (p, c) = (parts.clone(), Arc::clone(&cancel));
+        let spawned =
+            std::thread::Builder::new().name("tenure-log-keys-merge".into()).spawn(move || {
+                let refs: Vec<&KeyRun> = p.iter().map(|r| &**r).collect();
+                keyrun::merge(&path, &refs, &c)
+            });
+        // No thread to be had: the runs stay as they are (lookups probe more of them) and
+        // the next flush tries again.
+        if let Ok(thread) = spawned {
+            self.merging = Some(Merge { level, parts, cancel, thread });
+        }
+    }
+
+    /// Swaps a finished merge in (`wait`: waits for it): the merged run replaces its parts
+    /// in the manifest, then their files go, and the next merge starts. A merge that failed
+    /// leaves the runs as they were; a damaged run found while merging removes the manifest
+    /// (the next open must not trust the runs) and is an error.
+    fn reap(&mut self, wait: bool) -> Result<(), LogError> {
+        match &self.merging {
+            Some(m) if wait || m.thread.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(m) = self.merging.take() else { return Ok(()) };
+        let merged = match m.thread.join() {
+            Ok(r) => r,
+            Err(_) => Err(LogError::io(&self.dir, std::io::Error::other("the key merge panicked"))),
+        };
+        let merged = match merged {
+            Ok(run) => run,
+            Err(e) => {
+                if matches!(e, LogError::Corrupt { .. }) {
+                    let _ = std::fs::remove_file(self.dir.join("MANIFEST"));
+                }
+                return Err(e);
+            }
+        };
+        let gone = |r: &Arc<KeyRun>| m.parts.iter().any(|p| Arc::ptr_eq(p, r));
+        self.runs.retain(|(_, r)| !gone(r));
+        self.runs.push((m.level + 1, Arc::new(merged)));
+        self.write_manifest()?;
+        for part in &m.parts {
+            let _ = std::fs::remove_file(part.path());
         }
         self.in_runs = self.runs.iter().map(|(_, r)| r.len()).sum();
+        self.start_merge();
         Ok(())
     }
 
@@ -304,6 +368,17 @@ impl KeyIndex {
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
         crate::lane::sync_dir(&self.dir)
+    }
+}
+
+impl Drop for KeyIndex {
+    /// A merge under way is cancelled (its partial file is a leftover the next open
+    /// deletes); the runs it was merging stay named by the manifest.
+    fn drop(&mut self) {
+        if let Some(m) = self.merging.take() {
+            m.cancel.store(true, Ordering::Relaxed);
+            let _ = m.thread.join();
+        }
     }
 }
 
@@ -341,4 +416,83 @@ fn parse_manifest(text: &str) -> Option<Manifest> {
         }
     }
     Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> u128 {
+        (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    }
+
+    /// Flushes of ten keys each, merged four at a time on the merge thread while flushes go
+    /// on: every key stays found (during merges, after them, and after a reopen), no other
+    /// key is, and the runs merged are gone from disk once the merged one is named.
+    #[test]
+    fn merges_aside_keep_every_key() {
+        let log = tempfile::tempdir().unwrap();
+        let mut index = KeyIndex::open(log.path(), 10).unwrap();
+        index.settle(log.path(), Vec::new).unwrap();
+        let mut n = 0;
+        for flush in 0..64u64 {
+            for _ in 0..10 {
+                assert!(index.insert(key(n)).unwrap(), "key {n} taken for a duplicate");
+                n += 1;
+            }
+            index.sealed("usage", n, 10);
+            index.maybe_flush(Vec::new).unwrap();
+            for i in (0..n).step_by(7) {
+                assert!(!index.insert(key(i)).unwrap(), "key {i} lost after flush {flush}");
+            }
+        }
+        index.reap(true).unwrap();
+        while index.merging.is_some() {
+            index.reap(true).unwrap();
+        }
+        // 64 flushes of one level-0 run each: merged into one run of level 3.
+        let levels: Vec<u32> = index.runs.iter().map(|(l, _)| *l).collect();
+        assert_eq!(levels, [3], "runs after the merges: {levels:?}");
+        assert_eq!(index.len(), 640);
+        let files = std::fs::read_dir(index_dir(log.path())).unwrap().count();
+        assert_eq!(files, 2, "the manifest and one run, no merged leftovers");
+        drop(index);
+        let reopened = KeyIndex::open(log.path(), 10).unwrap();
+        assert_eq!(reopened.covered("usage"), 640);
+        for i in 0..n {
+            assert!(reopened.contains(key(i)).unwrap(), "key {i} lost by the reopen");
+        }
+        for i in n..n + 1000 {
+            assert!(!reopened.contains(key(i)).unwrap(), "key {i} found, never inserted");
+        }
+    }
+
+    /// A merge cut short by closing the index leaves the runs it was merging named and its
+    /// partial output a leftover, which the next open deletes.
+    #[test]
+    fn a_cancelled_merge_loses_nothing() {
+        let log = tempfile::tempdir().unwrap();
+        let limit = 200_000;
+        let mut index = KeyIndex::open(log.path(), limit).unwrap();
+        index.settle(log.path(), Vec::new).unwrap();
+        let mut n = 0;
+        for _ in 0..FAN_IN {
+            for _ in 0..limit {
+                index.insert(key(n)).unwrap();
+                n += 1;
+            }
+            index.sealed("usage", n, limit);
+            index.maybe_flush(Vec::new).unwrap();
+        }
+        assert!(index.merging.is_some() || index.runs.len() == 1);
+        drop(index);
+        let mut reopened = KeyIndex::open(log.path(), limit).unwrap();
+        reopened.settle(log.path(), Vec::new).unwrap();
+        let files = std::fs::read_dir(index_dir(log.path())).unwrap().count();
+        assert_eq!(files, reopened.runs.len() + 1, "leftovers beside the named runs");
+        for i in (0..n).step_by(97) {
+            assert!(reopened.contains(key(i)).unwrap(), "key {i} lost");
+        }
+        assert_eq!(reopened.len(), n);
+    }
 }

@@ -28,6 +28,7 @@ use crate::error::LogError;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const MAGIC: &[u8; 8] = b"TNRKRUN1";
 const HEADER: usize = 32;
@@ -343,15 +344,38 @@ fn write_tmp(
 
 /// Merges runs into one at `path` (a key in several is kept once), reading each run in
 /// order and writing as it goes: memory holds a page of each run.
-pub(crate) fn merge(path: &Path, runs: &[&KeyRun]) -> Result<KeyRun, LogError> {
+pub(crate) fn merge(
+    path: &Path,
+    runs: &[&KeyRun],
+    cancel: &AtomicBool,
+) -> Result<KeyRun, LogError> {
+    let cancelled = || {
+        let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "merge cancelled");
+        LogError::io(path, e)
+    };
     // The count is needed before the keys (the filter's size): a first pass counts.
-    let count = merged(runs).try_fold(0u64, |n, k| k.map(|_| n + 1))?;
+    let mut count = 0u64;
+    for k in merged(runs) {
+        k?;
+        count += 1;
+        if count.is_multiple_of(65_536) && cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
+    }
     let mut error = None;
-    let keys = merged(runs).map_while(|k| match k {
-        Ok(k) => Some(k),
-        Err(e) => {
-            error = Some(e);
-            None
+    let mut n = 0u64;
+    let keys = merged(runs).map_while(|k| {
+        n += 1;
+        if n.is_multiple_of(65_536) && cancel.load(Ordering::Relaxed) {
+            error = Some(cancelled());
+            return None;
+        }
+        match k {
+            Ok(k) => Some(k),
+            Err(e) => {
+                error = Some(e);
+                None
+            }
         }
     });
     let run = KeyRun::write(path, count, keys);
@@ -420,7 +444,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let ra = run_of(dir.path(), "a.run", &a);
             let rb = run_of(dir.path(), "b.run", &b);
-            let both = merge(&dir.path().join("ab.run"), &[&ra, &rb]).unwrap();
+            let both = merge(&dir.path().join("ab.run"), &[&ra, &rb], &AtomicBool::new(false)).unwrap();
             let union: BTreeSet<u128> = a.union(&b).copied().collect();
             prop_assert_eq!(both.len(), union.len() as u64);
             let reopened = KeyRun::open(&dir.path().join("ab.run")).unwrap();

@@ -305,13 +305,25 @@ fn parse_index(bytes: &[u8]) -> Result<KeyIndex, String> {
 /// `(segment length, record count)` from a format-2 index's checked header, reading 32
 /// bytes; `None` when there is no such index.
 pub(crate) fn read_index_header(segment: &Path) -> Option<(u64, u64)> {
-    let mut f = File::open(keys_path(segment)).ok()?;
+    read_header_of(&mut File::open(keys_path(segment)).ok()?)
+}
+
+fn read_header_of(f: &mut File) -> Option<(u64, u64)> {
     let mut h = [0u8; KEYS_HEADER_V2];
     f.read_exact(&mut h).ok()?;
     if &h[..8] != KEYS_MAGIC_V2 || crc32fast::hash(&h[..28]) != u32_at(&h, 28) {
         return None;
     }
     Some((u64_at(&h, 8), u64_at(&h, 16)))
+}
+
+/// [`read_index_header`], when the index file is also as long as its count makes it (a cut
+/// index is caught without reading its keys).
+pub(crate) fn read_index_summary(segment: &Path) -> Option<(u64, u64)> {
+    let mut f = File::open(keys_path(segment)).ok()?;
+    let (segment_len, count) = read_header_of(&mut f)?;
+    let expected = count.checked_mul(16)?.checked_add(KEYS_HEADER_V2 as u64 + 4)?;
+    (f.metadata().ok()?.len() == expected).then_some((segment_len, count))
 }
 
 /// Writes a sealed segment's key index aside and renames it into place, so that it appears

@@ -69,11 +69,12 @@
 //! The writer holds in memory the keys of open segments and of segments sealed since its
 //! last flush; past [`LogOptions::key_memory`] of the latter they are written as a sorted
 //! run in `keys.idx/` (a Bloom filter and page fences in memory, about 1.3 bytes a key, a
-//! page of keys read per lookup the filter lets through; runs merge four at a time), and
-//! `keys.idx/MANIFEST` (replaced whole) names the runs and how many records of each lane
-//! they cover. An open reads the covered segments' key indexes to check them, not to hold
-//! their keys. A manifest missing or damaged is not trusted: the keys are read again from
-//! the segments' key indexes and flushed anew. `repair` removes `keys.idx/` when it changes
+//! page of keys read per lookup the filter lets through; runs merge four at a time, on a
+//! thread of their own), and `keys.idx/MANIFEST` (replaced whole) names the runs and how
+//! many records of each lane they cover. An open reads only the header of a covered
+//! segment's key index (its length and count, checksummed), so it takes the same time at
+//! any history; `verify` checks the rest. A manifest missing or damaged is not trusted: the
+//! keys are read again from the segments' key indexes and flushed anew. `repair` removes `keys.idx/` when it changes
 //! anything (a key of a dropped record must not stay).
 //!
 //! # Durability protocol
