@@ -9,8 +9,8 @@
 #  - the chunk's `tenure import --no-refresh` (the log alone): rows/s, peak RSS (the writer's
 #    memory, which must stay flat: its key index holds recent keys and ~1.3 bytes a key of
 #    filters, not every key);
-#  - a one-event import into the same log, a whole process: the writer's open (which must
-#    take the same time whatever the history) plus one commit;
+#  - a one-event import into the same log, a whole process: the writer's open (which reads
+#    the key runs' filters, about 1.3 bytes a key, not the keys) plus one commit;
 #  - the same chunk's rows again (a re-import: every key is looked up, none is stored);
 #    only for the first, middle and last chunks (it costs as much as the import);
 #  - the log's and the key index's bytes on disk.

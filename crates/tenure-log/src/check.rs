@@ -188,7 +188,11 @@ enum Op {
     Append(Vec<u8>),
     /// Move the file (and its key index) aside.
     Move,
+    /// Remove a key index that fails its own checks (the writer never used what it holds).
     RemoveIndex,
+    /// Remove a key index that checks but disagrees with its segment: the keys it gave may
+    /// be in the idempotency index's runs.
+    RemoveStaleIndex,
     Nothing,
 }
 
@@ -276,14 +280,27 @@ pub fn repair(dir: &Path, apply: bool) -> Result<RepairReport, LogError> {
         report.actions.extend(c.actions);
     }
     if apply {
-        let cuts = |k: RepairKind| {
-            matches!(k, RepairKind::Truncate | RepairKind::DropSegment | RepairKind::AcceptMissing)
+        // The idempotency index's runs hold the keys of each lane's first `covered` records.
+        // An action that may take out records (or keys) among those makes them untrue: the
+        // index goes, durably, before anything is cut, and the next writer open rebuilds it
+        // (re-importing the sources then restores what was cut). Lossless fixes (a header or
+        // commit record written again, a commit added, a key index that fails its own
+        // checks removed), and cuts past the covered records (a torn tail of a lane's open
+        // segment, the usual repair), keep the runs.
+        let covered = crate::keyindex::coverage(dir);
+        let untrue = |a: &RepairAction| {
+            let lossless = matches!(
+                a.kind,
+                RepairKind::RewriteHeader | RepairKind::RewriteCommitCopy | RepairKind::AddCommit
+            ) || a.op == Op::RemoveIndex;
+            let base = a.path.file_stem().and_then(|s| s.to_str()?.parse::<u64>().ok());
+            !lossless
+                && match (&covered, base) {
+                    (Some(c), Some(base)) => base < c.get(&a.lane).copied().unwrap_or(0),
+                    _ => true,
+                }
         };
-        if report.actions.iter().any(|a| cuts(a.kind)) {
-            // Records may go: their keys must not stay in the index's runs (re-importing the
-            // sources restores them). Gone, durably, before anything is cut; the next writer
-            // open rebuilds it. Lossless fixes (a key index removed, a header or commit
-            // record written again) keep every record, and so the runs.
+        if report.actions.iter().any(untrue) {
             crate::keyindex::remove(dir)?;
         }
         for name in &lanes {
@@ -819,9 +836,13 @@ fn check_lane(dir: &Path, name: &str, online: bool) -> Result<LaneCheck, LogErro
 /// Checks a sealed segment's key index against the segment.
 fn check_index(c: &mut LaneCheck, lane: &str, segment: &Path, buf: &[u8], w: &Walk) {
     let path = lane::keys_path(segment);
+    let mut op = Op::RemoveStaleIndex;
     let (offset, why) = match lane::read_index(segment) {
         IndexState::Missing => return,
-        IndexState::Invalid(why) => (0, why),
+        IndexState::Invalid(why) => {
+            op = Op::RemoveIndex;
+            (0, why)
+        }
         IndexState::Valid(ix) => {
             c.indexes += 1;
             let mut keys = Vec::with_capacity(ix.keys.len());
@@ -867,7 +888,7 @@ fn check_index(c: &mut LaneCheck, lane: &str, segment: &Path, buf: &[u8], w: &Wa
         RepairKind::RemoveIndex,
         (0, 0, 0, false),
         format!("remove the {reason}"),
-        Op::RemoveIndex,
+        op,
     );
 }
 
@@ -913,7 +934,7 @@ fn apply_lane(dir: &Path, name: &str, actions: &[&RepairAction]) -> Result<(), L
                 }
                 lane::sync_dir(&dropped)?;
             }
-            Op::RemoveIndex => match std::fs::remove_file(path) {
+            Op::RemoveIndex | Op::RemoveStaleIndex => match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io(e)),

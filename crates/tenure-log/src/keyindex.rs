@@ -9,8 +9,9 @@
 //! `<log>/keys.idx/MANIFEST` names the runs and, for each lane, how many of its first
 //! records they cover (always whole sealed segments, always committed). It is replaced
 //! whole (written aside, synced, renamed); a run not in it is a leftover and is deleted.
-//! A manifest that is missing or damaged is not trusted: the index starts empty, every
-//! segment's keys are read again (as before runs existed) and written as a run.
+//! A manifest that is missing or damaged is not trusted: the index starts empty, and every
+//! segment's keys are read again from its key index, once all lanes are recovered, and
+//! written to runs as they pass the limit (a rebuild holds no more than the limit either).
 
 use crate::error::LogError;
 use crate::keyrun::{self, KeyRun};
@@ -42,6 +43,8 @@ pub(crate) struct KeyIndex {
     in_runs: u64,
     /// The merge under way, if any (one at a time).
     merging: Option<Merge>,
+    /// Why the last merge failed (its runs stay as they were).
+    merge_error: Option<String>,
     /// Sealed keys held in memory before they are flushed as a run.
     limit: usize,
     next_run: u64,
@@ -50,7 +53,7 @@ pub(crate) struct KeyIndex {
     keep: std::collections::BTreeSet<String>,
 }
 
-/// A merge on its thread: the runs it merges (still in use), and where it is written.
+/// A merge on its thread: the level of the runs it merges, and those runs (still in use).
 struct Merge {
     level: u32,
     parts: Vec<Arc<KeyRun>>,
@@ -82,6 +85,12 @@ pub(crate) fn remove(log_dir: &Path) -> Result<(), LogError> {
     }
 }
 
+/// What the manifest says the runs cover (records per lane), if there is a valid one.
+pub(crate) fn coverage(log_dir: &Path) -> Option<BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string(index_dir(log_dir).join("MANIFEST")).ok()?;
+    parse_manifest(&text).map(|m| m.covered)
+}
+
 impl KeyIndex {
     /// Opens the index of the log in `log_dir` (the writer's lock held): its runs as the
     /// manifest names them, or none (and an empty directory) when there is no valid one.
@@ -96,6 +105,7 @@ impl KeyIndex {
             runs: Vec::new(),
             in_runs: 0,
             merging: None,
+            merge_error: None,
             limit: limit.max(1),
             next_run: 0,
             keep: std::collections::BTreeSet::new(),
@@ -152,13 +162,9 @@ impl KeyIndex {
     }
 
     /// Once the log is recovered (nothing on disk changes before, so that a refused open
-    /// changes nothing): the directory made, leftovers of a flush or merge cut short and
-    /// whatever was not trusted deleted, and the sealed keys flushed if they are many.
-    pub(crate) fn settle<I: IntoIterator<Item = u128>>(
-        &mut self,
-        log_dir: &Path,
-        active: impl FnOnce() -> I,
-    ) -> Result<(), LogError> {
+    /// changes nothing): the directory made, and leftovers of a flush or merge cut short and
+    /// whatever was not trusted deleted.
+    pub(crate) fn settle(&mut self, log_dir: &Path) -> Result<(), LogError> {
         let dir = &self.dir;
         if !dir.is_dir() {
             std::fs::create_dir(dir).map_err(|e| LogError::io(dir, e))?;
@@ -171,7 +177,7 @@ impl KeyIndex {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        self.maybe_flush(active)
+        Ok(())
     }
 
     /// Whether the manifest's coverage fits the lanes on disk: `ends` is, per lane, where
@@ -225,6 +231,11 @@ impl KeyIndex {
         self.mem.reserve(additional.min(self.limit));
     }
 
+    /// Keys held in memory.
+    pub(crate) fn in_memory(&self) -> u64 {
+        self.mem.len() as u64
+    }
+
     /// Keys held in all.
     pub(crate) fn len(&self) -> u64 {
         self.mem.len() as u64 + self.in_runs
@@ -237,8 +248,9 @@ impl KeyIndex {
         self.sealed_upto.insert(lane.to_owned(), upto);
     }
 
-    /// Writes the sealed keys held in memory as a run once they pass the limit (merging
-    /// runs of a level when there are [`FAN_IN`] of them), then holds in memory only the
+    /// Swaps in a finished merge, then writes the sealed keys held in memory as a run once
+    /// they pass the limit (starting a merge of a level's runs when there are [`FAN_IN`]
+    /// of them), then holds in memory only the
     /// keys `active` gives: those of the lanes' open segments. Called with nothing pending
     /// (after a commit, or at open), when those are all the keys no run holds.
     pub(crate) fn maybe_flush<I: IntoIterator<Item = u128>>(
@@ -270,14 +282,15 @@ impl KeyIndex {
         self.runs.push((0, Arc::new(run)));
         self.in_runs += keys.len() as u64;
         self.covered = self.sealed_upto.clone();
-        self.write_manifest()?;
+        // The merge's name is taken before the manifest is written, so that the manifest's
+        // `next` is past it and no later run can take it, whatever happens to this process.
         self.start_merge();
-        Ok(())
+        self.write_manifest()
     }
 
     /// Starts merging the runs of the lowest level that has [`FAN_IN`] of them, unless a
-    /// merge is under way.
-    fn start_merge(&mut self) {
+    /// merge is under way (also at open: merges a closed writer cancelled start again).
+    pub(crate) fn start_merge(&mut self) {
         if self.merging.is_some() {
             return;
         }
@@ -312,9 +325,11 @@ impl KeyIndex {
 
     /// Swaps a finished merge in (`wait`: waits for it): the merged run replaces its parts
     /// in the manifest, then their files go, and the next merge starts. A merge that failed
-    /// leaves the runs as they were; a damaged run found while merging removes the manifest
-    /// (the next open must not trust the runs) and is an error.
-    fn reap(&mut self, wait: bool) -> Result<(), LogError> {
+    /// leaves the runs as they were (lookups still answer right, probing more runs): the
+    /// failure is kept for [`merge_error`](Self::merge_error) and the next flush tries again.
+    /// A damaged run found while merging is an error, and the manifest is removed so that
+    /// the next open does not trust the runs.
+    pub(crate) fn reap(&mut self, wait: bool) -> Result<(), LogError> {
         match &self.merging {
             Some(m) if wait || m.thread.is_finished() => {}
             _ => return Ok(()),
@@ -326,23 +341,31 @@ impl KeyIndex {
         };
         let merged = match merged {
             Ok(run) => run,
-            Err(e) => {
-                if matches!(e, LogError::Corrupt { .. }) {
-                    let _ = std::fs::remove_file(self.dir.join("MANIFEST"));
-                }
+            Err(e @ LogError::Corrupt { .. }) => {
+                let _ = std::fs::remove_file(self.dir.join("MANIFEST"));
                 return Err(e);
             }
+            Err(e) => {
+                self.merge_error = Some(e.to_string());
+                return Ok(());
+            }
         };
+        self.merge_error = None;
         let gone = |r: &Arc<KeyRun>| m.parts.iter().any(|p| Arc::ptr_eq(p, r));
         self.runs.retain(|(_, r)| !gone(r));
         self.runs.push((m.level + 1, Arc::new(merged)));
+        self.in_runs = self.runs.iter().map(|(_, r)| r.len()).sum();
+        self.start_merge();
         self.write_manifest()?;
         for part in &m.parts {
             let _ = std::fs::remove_file(part.path());
         }
-        self.in_runs = self.runs.iter().map(|(_, r)| r.len()).sum();
-        self.start_merge();
         Ok(())
+    }
+
+    /// Why the last merge of runs failed, if it did (cleared by one that succeeds).
+    pub(crate) fn merge_error(&self) -> Option<&str> {
+        self.merge_error.as_deref()
     }
 
     fn run_name(&mut self) -> String {
@@ -372,9 +395,16 @@ impl KeyIndex {
 }
 
 impl Drop for KeyIndex {
-    /// A merge under way is cancelled (its partial file is a leftover the next open
-    /// deletes); the runs it was merging stay named by the manifest.
+    /// A finished merge is swapped in; one under way is cancelled (its partial file is a
+    /// leftover the next open deletes; the runs it was merging stay named by the manifest,
+    /// and the next open starts it again). The log's lock is released only after this.
     fn drop(&mut self) {
+        if let Some(m) = &self.merging {
+            m.cancel.store(true, Ordering::Relaxed);
+        }
+        // Best effort: what fails is left as it was, for the next open.
+        let _ = self.reap(true);
+        // A swap starts the next merge: not now.
         if let Some(m) = self.merging.take() {
             m.cancel.store(true, Ordering::Relaxed);
             let _ = m.thread.join();
@@ -433,7 +463,7 @@ mod tests {
     fn merges_aside_keep_every_key() {
         let log = tempfile::tempdir().unwrap();
         let mut index = KeyIndex::open(log.path(), 10).unwrap();
-        index.settle(log.path(), Vec::new).unwrap();
+        index.settle(log.path()).unwrap();
         let mut n = 0;
         for flush in 0..64u64 {
             for _ in 0..10 {
@@ -474,7 +504,7 @@ mod tests {
         let log = tempfile::tempdir().unwrap();
         let limit = 200_000;
         let mut index = KeyIndex::open(log.path(), limit).unwrap();
-        index.settle(log.path(), Vec::new).unwrap();
+        index.settle(log.path()).unwrap();
         let mut n = 0;
         for _ in 0..FAN_IN {
             for _ in 0..limit {
@@ -487,7 +517,7 @@ mod tests {
         assert!(index.merging.is_some() || index.runs.len() == 1);
         drop(index);
         let mut reopened = KeyIndex::open(log.path(), limit).unwrap();
-        reopened.settle(log.path(), Vec::new).unwrap();
+        reopened.settle(log.path()).unwrap();
         let files = std::fs::read_dir(index_dir(log.path())).unwrap().count();
         assert_eq!(files, reopened.runs.len() + 1, "leftovers beside the named runs");
         for i in (0..n).step_by(97) {

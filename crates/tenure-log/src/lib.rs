@@ -71,11 +71,14 @@
 //! run in `keys.idx/` (a Bloom filter and page fences in memory, about 1.3 bytes a key, a
 //! page of keys read per lookup the filter lets through; runs merge four at a time, on a
 //! thread of their own), and `keys.idx/MANIFEST` (replaced whole) names the runs and how
-//! many records of each lane they cover. An open reads only the header of a covered
-//! segment's key index (its length and count, checksummed), so it takes the same time at
-//! any history; `verify` checks the rest. A manifest missing or damaged is not trusted: the
-//! keys are read again from the segments' key indexes and flushed anew. `repair` removes `keys.idx/` when it changes
-//! anything (a key of a dropped record must not stay).
+//! many records of each lane they cover. An open reads the runs' filters and fences, and
+//! of a covered segment's key index only its header (its length and count, checksummed)
+//! and its length, not its keys: about 1.3 bytes a key of history against 16 before;
+//! `verify` checks the rest. A manifest missing or damaged is not trusted: the keys are
+//! read again from the segments' key indexes and flushed anew, in runs of the limit as
+//! they are read, so a rebuild's memory is bounded too. `repair` removes `keys.idx/` when
+//! it may take out records (or keys) the runs cover: a key of a dropped record must not
+//! stay.
 //!
 //! # Durability protocol
 //!

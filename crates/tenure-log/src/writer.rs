@@ -60,6 +60,11 @@ pub struct LogStats {
     pub lanes: BTreeMap<String, LaneStats>,
     /// Distinct keys stored or pending.
     pub keys: u64,
+    /// Of those, the keys held in memory (the rest are in the key index's runs on disk).
+    pub keys_in_memory: u64,
+    /// Why the key index's last merge of runs failed, if it did: lookups still answer
+    /// right (the runs stay as they were), and the next flush tries again.
+    pub key_merge_error: Option<String>,
     /// Records appended but not yet committed.
     pub pending_records: u64,
 }
@@ -79,13 +84,15 @@ pub struct LaneStats {
 pub struct Log {
     dir: PathBuf,
     opts: LogOptions,
-    /// Held for the writer's lifetime; the OS releases the lock on drop/exit.
-    _lock: File,
     /// Keys stored or pending: the idempotency index.
     keys: KeyIndex,
     lanes: FxHashMap<String, LaneWriter>,
     pending_records: u64,
     poisoned: bool,
+    /// Held for the writer's lifetime; the OS releases the lock on drop/exit. Declared
+    /// last, so dropped last: after the key index has stopped its merge thread, which
+    /// writes in the log's directory.
+    _lock: File,
 }
 
 impl fmt::Debug for Log {
@@ -331,8 +338,10 @@ impl LaneWriter {
 impl Log {
     /// Opens or creates the log in `dir` (creating the directory), takes the writer lock,
     /// verifies every record of the segments still open for writing (and of sealed segments
-    /// without a valid key index, writing one), cuts off tails that no commit record covers
-    /// (never acknowledged), and rebuilds the set of stored keys. What it did is in the
+    /// without a valid key index, writing one; of a sealed segment whose keys the key
+    /// index's runs hold, only its key index's header is read), cuts off tails that no
+    /// commit record covers (never acknowledged), and opens the key index (the runs named
+    /// by its manifest, plus the keys no run covers). What it did is in the
     /// [`RecoveryReport`]; damage to anything that may have been acknowledged is refused with
     /// [`LogError::Corrupt`].
     pub fn open(dir: &Path, opts: LogOptions) -> Result<(Log, RecoveryReport), LogError> {
@@ -356,25 +365,71 @@ impl Log {
         }
         let mut lanes = FxHashMap::default();
         let mut buf = Vec::new();
+        let mut uncovered = Vec::new();
         for (name, segments) in listed {
-            let writer = recover_lane(dir, &name, &segments, &mut keys, &mut report, &mut buf)?;
+            let writer = recover_lane(
+                dir,
+                &name,
+                &segments,
+                &mut keys,
+                &mut report,
+                &mut buf,
+                &mut uncovered,
+            )?;
             report.segments += writer.segments;
             report.records += writer.committed_records;
             report.bytes += writer.committed_bytes;
             lanes.insert(name, writer);
         }
         report.lanes = lanes.len();
-        // A log opened without a usable index (new, or from before the index existed) has
-        // every sealed key in memory now: into runs with them.
-        keys.settle(dir, || active_keys(&lanes))?;
+        // Every lane is recovered (nothing was refused): the keys of sealed segments no run
+        // covers go into the index now, flushed to runs as they pass the limit, so that
+        // memory stays bounded even when the whole index is rebuilt (a log from before the
+        // index, or after a repair).
+        keys.settle(dir)?;
+        for i in 0..uncovered.len() {
+            let seg = &mut uncovered[i];
+            let (seg_keys, held) = match std::mem::replace(&mut seg.keys, Deferred::Done) {
+                Deferred::Index => match lane::read_index(&seg.path) {
+                    IndexState::Valid(ix) => (ix.keys, false),
+                    _ => {
+                        let why = "key index changed while the log was opened";
+                        return Err(LogError::corrupt(&lane::keys_path(&seg.path), 0, why));
+                    }
+                },
+                Deferred::Parsed(k) => (k, false),
+                Deferred::Held(k) => (k, true),
+                Deferred::Done => (Vec::new(), true),
+            };
+            if !held {
+                for key in &seg_keys {
+                    if !keys.insert(*key)? {
+                        report.duplicate_keys += 1;
+                    }
+                }
+            }
+            keys.sealed(&seg.lane, seg.upto, seg_keys.len());
+            let later = &uncovered[i + 1..];
+            keys.maybe_flush(|| {
+                // Keys in memory that are not yet counted as sealed: the open segments', and
+                // those of upgraded segments still to come.
+                let held = later.iter().flat_map(|u| match &u.keys {
+                    Deferred::Held(k) => k.as_slice(),
+                    _ => &[],
+                });
+                active_keys(&lanes).into_iter().chain(held.copied()).collect::<Vec<_>>()
+            })?;
+        }
+        keys.maybe_flush(|| active_keys(&lanes))?;
+        keys.start_merge();
         let log = Log {
             dir: dir.to_path_buf(),
             opts,
-            _lock: lock,
             keys,
             lanes,
             pending_records: 0,
             poisoned: false,
+            _lock: lock,
         };
         Ok((log, report))
     }
@@ -581,8 +636,36 @@ impl Log {
                 (name.clone(), stats)
             })
             .collect();
-        LogStats { lanes, keys: self.keys.len(), pending_records: self.pending_records }
+        LogStats {
+            lanes,
+            keys: self.keys.len(),
+            keys_in_memory: self.keys.in_memory(),
+            key_merge_error: self.keys.merge_error().map(str::to_owned),
+            pending_records: self.pending_records,
+        }
     }
+}
+
+/// A sealed segment whose keys no run holds, found while the lanes are recovered: its keys
+/// go into the index once every lane is recovered.
+struct Uncovered {
+    lane: String,
+    path: PathBuf,
+    /// Records of the lane up to its end.
+    upto: u64,
+    keys: Deferred,
+}
+
+/// Where the keys of an [`Uncovered`] segment are.
+enum Deferred {
+    /// In its key index (checked while recovering), read again.
+    Index,
+    /// Read from the segment (its key index could not be written).
+    Parsed(Vec<u128>),
+    /// An upgraded format-1 segment, recovered as an open one: its keys are in memory
+    /// already, and must not go to a run before the lane's earlier segments are counted.
+    Held(Vec<u128>),
+    Done,
 }
 
 /// The keys of the lanes' open segments.
@@ -623,6 +706,7 @@ fn recover_lane(
     keys: &mut KeyIndex,
     report: &mut RecoveryReport,
     buf: &mut Vec<u8>,
+    uncovered: &mut Vec<Uncovered>,
 ) -> Result<LaneWriter, LogError> {
     let mut writer = LaneWriter::new(log_dir.join(name));
     writer.dir_exists = true;
@@ -633,10 +717,9 @@ fn recover_lane(
         lane::check_base(seg, writer.committed_records)?;
         let len = std::fs::metadata(&seg.path).map_err(|e| LogError::io(&seg.path, e))?.len();
         // A sealed segment whose keys are in the key index's runs: the header of its key
-        // index (checksummed: the segment's length and record count) and the index's length
-        // are all an open reads,
-        // so that opening takes the same time at any history. Its keys are checked by
-        // `verify`, and read again only if the runs are lost.
+        // index (checksummed: the segment's length and record count) and the index's
+        // length are all an open reads of it, so that opening does not read the history's
+        // keys. Its keys are checked by `verify`, and read again only if the runs are lost.
         let in_runs = writer.committed_records < covered;
         if in_runs
             && let Some((indexed_len, count)) = lane::read_index_summary(&seg.path)
@@ -653,14 +736,14 @@ fn recover_lane(
         let note = match lane::read_index(&seg.path) {
             IndexState::Valid(ix) if ix.segment_len == len => {
                 if !in_runs {
-                    keys.reserve(ix.keys.len());
-                    for key in &ix.keys {
-                        if !keys.load(*key) {
-                            report.duplicate_keys += 1;
-                        }
-                    }
                     let upto = writer.committed_records + ix.keys.len() as u64;
-                    keys.sealed(name, upto, ix.keys.len());
+                    let path = seg.path.clone();
+                    uncovered.push(Uncovered {
+                        lane: name.into(),
+                        path,
+                        upto,
+                        keys: Deferred::Index,
+                    });
                 }
                 writer.committed_records += ix.keys.len() as u64;
                 writer.committed_bytes += len;
@@ -678,21 +761,28 @@ fn recover_lane(
         seg_keys.clear();
         let parsed =
             lane::parse(&seg.path, buf, writer.committed_records, Mode::Sealed, |key, _| {
-                if !in_runs && !keys.load(key) {
-                    report.duplicate_keys += 1;
-                }
                 seg_keys.push(key);
                 Ok::<(), Infallible>(())
             })
             .map_err(LogError::from)?;
-        if !in_runs {
-            keys.sealed(name, writer.committed_records + parsed.records, seg_keys.len());
-        }
         // Best effort: without an index the next open reads the segment again.
-        if lane::write_index(&seg.path, len, crc32fast::hash(buf), &seg_keys, true).is_ok()
+        let indexed = lane::write_index(&seg.path, len, crc32fast::hash(buf), &seg_keys, true);
+        if indexed.is_ok()
             && let Some(reason) = note
         {
             report.rebuilt_indexes.push(RebuiltIndex { path: lane::keys_path(&seg.path), reason });
+        }
+        if !in_runs {
+            uncovered.push(Uncovered {
+                lane: name.into(),
+                path: seg.path.clone(),
+                upto: writer.committed_records + parsed.records,
+                keys: if indexed.is_ok() {
+                    Deferred::Index
+                } else {
+                    Deferred::Parsed(std::mem::take(&mut seg_keys))
+                },
+            });
         }
         writer.committed_records += parsed.records;
         writer.committed_bytes += len;
@@ -772,7 +862,14 @@ fn recover_lane(
             let mut stats = CommitStats::default();
             writer.create_segment(log_dir, writer.committed_records, &mut stats)?;
             lane::write_index(&last.path, valid_len, crc32fast::hash(valid), &seg_keys, true)?;
-            keys.sealed(name, writer.committed_records, seg_keys.len());
+            // Its keys are in memory already (loaded as an open segment's): counted as sealed
+            // in their turn, after the lane's earlier segments.
+            uncovered.push(Uncovered {
+                lane: name.into(),
+                path: last.path.clone(),
+                upto: writer.committed_records,
+                keys: Deferred::Held(std::mem::take(&mut seg_keys)),
+            });
             return Ok(writer);
         }
     }

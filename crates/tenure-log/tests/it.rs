@@ -1077,3 +1077,51 @@ fn a_damaged_key_index_is_rebuilt_never_trusted() {
     let records = LogReader::open(dir.path()).unwrap().read_lane("usage").unwrap();
     assert_eq!(records.len(), keys.len());
 }
+
+/// An index rebuilt from scratch (a log written before runs existed, or after `repair`)
+/// goes to runs as it is read: the open holds no more keys in memory than its limit and the
+/// open segments', not the whole history; every key is still found, and nothing is reported
+/// as a duplicate.
+#[test]
+fn a_rebuilt_key_index_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<u128> =
+        (1..=3000u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+    let big = LogOptions { segment_bytes: 400, key_memory: 1_000_000 };
+    {
+        let (mut log, _) = Log::open(dir.path(), big).unwrap();
+        for (i, chunk) in keys.chunks(25).enumerate() {
+            let lane = if i % 3 == 0 { "tickets" } else { "usage" };
+            for k in chunk {
+                assert!(log.append(lane, *k, b"payload").unwrap());
+            }
+            log.commit().unwrap();
+        }
+        assert_eq!(log.stats().keys_in_memory, keys.len() as u64, "all in memory at 1 M");
+    }
+    std::fs::remove_dir_all(dir.path().join("keys.idx")).unwrap();
+    let limit = 40;
+    let (mut log, report) =
+        Log::open(dir.path(), LogOptions { segment_bytes: 400, key_memory: limit }).unwrap();
+    assert_eq!(report.duplicate_keys, 0, "{report:?}");
+    let stats = log.stats();
+    assert_eq!(stats.keys, keys.len() as u64);
+    // The open segments' keys (at most a segment's worth per lane) plus fewer than `limit`
+    // sealed ones.
+    let per_segment = 400 / 16;
+    assert!(
+        stats.keys_in_memory < (limit + 2 * per_segment) as u64,
+        "{} keys in memory after the rebuild",
+        stats.keys_in_memory
+    );
+    for k in &keys {
+        assert!(log.contains(*k).unwrap(), "key {k} forgotten by the rebuild");
+        assert!(!log.append("usage", *k, b"again").unwrap());
+    }
+    assert!(!log.contains(7).unwrap());
+    log.commit().unwrap();
+    drop(log);
+    let (log, report) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(report.duplicate_keys, 0);
+    assert_eq!(log.stats().keys, keys.len() as u64);
+}

@@ -321,12 +321,19 @@ fn run(base: &Path, all: &Records, case: &Case, damage: &dyn Fn(&Path)) {
     assert_eq!(done.actions, dry.actions, "{name}: the repair did something else than it said");
     let v = tenure_log::verify(&dir).unwrap();
     assert!(v.is_clean(), "{name}: after repair verify found {:#?}\nrepair: {done:#?}", v.problems);
-    let (_, report) =
+    let (log, report) =
         Log::open(&dir, LogOptions { segment_bytes: SEGMENT_BYTES, key_memory: KEY_MEMORY })
             .unwrap();
     assert!(report.truncated.is_empty(), "{name}: after repair the writer dropped {report:?}");
     let records = LogReader::open(&dir).unwrap().read_lane("usage").unwrap();
     assert_eq!(records[..], all[..records.len()], "{name}: after repair the lane is not a prefix");
+    // The key index after a repair (kept or rebuilt) holds exactly the records kept: a
+    // dropped record's key would drop its re-import silently.
+    for (i, (k, _)) in all.iter().enumerate() {
+        let held = log.contains(*k).unwrap();
+        assert_eq!(held, i < records.len(), "{name}: after repair, key of record {i} held: {held}");
+    }
+    drop(log);
     let lost = acked.len().saturating_sub(records.len()) as u64;
     if done.acknowledged_lost() == 0 && !done.actions.iter().any(|a| a.uncounted) {
         assert_eq!(
