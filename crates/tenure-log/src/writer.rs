@@ -394,7 +394,7 @@ impl Log {
                     IndexState::Valid(ix) => (ix.keys, false),
                     _ => {
                         let why = "key index changed while the log was opened";
-                        return Err(LogError::corrupt(&lane::keys_path(&seg.path), 0, why));
+                        return Err(LogError::corrupt(lane::keys_path(&seg.path), 0, why));
                     }
                 },
                 Deferred::Parsed(k) => (k, false),
