@@ -15,7 +15,7 @@ mod tables;
 mod usage;
 
 pub use sql::{Query, QueryError, SqlLimits, SqlTable, export_parquet, run_sql};
-pub use store::{RefreshStats, refresh};
+pub use store::{RefreshStats, refresh, refresh_batched};
 pub use tables::ledger_tables;
 pub use usage::{DayRow, usage_days, usage_monthly, usage_stats};
 

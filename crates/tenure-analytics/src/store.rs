@@ -224,7 +224,20 @@ fn with_day_and_month(batch: &RecordBatch) -> Result<RecordBatch, AnalyticsError
 const COMPACT_AT: usize = 8;
 
 /// Brings the columnar tables up to date with the log. Cheap when nothing is new.
+///
+/// The tail of each lane is read once, in order, and decoded in batches of [`BATCH`]
+/// records on this thread, while a second thread writes the batch before (its Parquet
+/// files, its daily rollup, then the watermark): decoding and writing overlap, and no
+/// record is read twice.
 pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
+    refresh_batched(data, BATCH)
+}
+
+/// [`refresh`] with `batch` records per batch (a batch's memory is bounded; a refresh cut
+/// short resumes after the last whole batch). Tests use small batches to make one refresh
+/// write many.
+pub fn refresh_batched(data: &Path, batch: u64) -> Result<RefreshStats, AnalyticsError> {
+    let batch = batch.max(1);
     let mut stats = RefreshStats::default();
     let log = data.join("log");
     if !log.exists() {
@@ -239,7 +252,7 @@ pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
     for (table, lane) in TABLES {
         let dir = columnar_dir(data).join(table);
         let total = reader.lane_len(lane);
-        let mut mark = read_watermark(&dir)?;
+        let mark = read_watermark(&dir)?;
         remove_orphans(&dir, mark)?;
         if *table == "usage" {
             remove_orphans(&daily, mark)?;
@@ -250,25 +263,24 @@ pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
             if *table == "usage" {
                 std::fs::create_dir_all(&daily).map_err(io(&daily))?;
             }
-        }
-        while mark < total {
-            let to = (mark + BATCH).min(total);
-            let months = read_batch(&reader, table, lane, mark, to)?;
-            for (month, b) in months {
-                let batch = b.finish(table)?;
-                let name = format!("{month}.{mark}-{to}.parquet");
-                write_parquet(&dir.join(&name), &batch)?;
-                stats.files += 1;
-                *stats.events.entry(table.to_string()).or_default() += batch.num_rows() as u64;
-                if *table == "usage" {
-                    let rolled = rt.block_on(rollup(batch))?;
-                    write_parquet(&daily.join(&name), &rolled)?;
-                    stats.files += 1;
-                }
-                touched.insert(month);
-            }
-            write_watermark(&dir, to)?;
-            mark = to;
+            let rollups = (*table == "usage").then_some(daily.as_path());
+            let written = std::thread::scope(|s| {
+                // A rendezvous: one batch is decoded while the one before is written.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(0);
+                let writer = s.spawn(|| write_batches(table, &dir, rollups, &rt, rx));
+                let decoded =
+                    decode_tail(&reader, table, lane, mark, batch, |d| tx.send(d).is_ok());
+                drop(tx);
+                // The writer's error first: it is why a hand-over failed.
+                let written = writer.join().map_err(|_| {
+                    AnalyticsError::Decode("the thread writing Parquet panicked".into())
+                })??;
+                decoded?;
+                Ok::<_, AnalyticsError>(written)
+            })?;
+            stats.files += written.files;
+            *stats.events.entry(table.to_string()).or_default() += written.events;
+            touched = written.months;
         }
         rt.block_on(compact(&dir, &touched, None))?;
         if *table == "usage" {
@@ -277,6 +289,51 @@ pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
         }
     }
     Ok(stats)
+}
+
+/// Records `[from, to)` of a lane, decoded into per-month column builders.
+struct Decoded {
+    from: u64,
+    to: u64,
+    months: BTreeMap<String, Builders>,
+}
+
+/// What the writing thread wrote.
+#[derive(Default)]
+struct Written {
+    files: u64,
+    events: u64,
+    months: std::collections::BTreeSet<String>,
+}
+
+/// Writes each batch as it comes: a Parquet file per month (and its daily rollup into
+/// `rollups`), then the watermark past it, so that a refresh cut short resumes after the
+/// last batch written whole.
+fn write_batches(
+    table: &str,
+    dir: &Path,
+    rollups: Option<&Path>,
+    rt: &tokio::runtime::Runtime,
+    batches: std::sync::mpsc::Receiver<Decoded>,
+) -> Result<Written, AnalyticsError> {
+    let mut w = Written::default();
+    for d in batches {
+        for (month, b) in d.months {
+            let batch = b.finish(table)?;
+            let name = format!("{month}.{}-{}.parquet", d.from, d.to);
+            write_parquet(&dir.join(&name), &batch)?;
+            w.files += 1;
+            w.events += batch.num_rows() as u64;
+            if let Some(daily) = rollups {
+                let rolled = rt.block_on(rollup(batch))?;
+                write_parquet(&daily.join(&name), &rolled)?;
+                w.files += 1;
+            }
+            w.months.insert(month);
+        }
+        write_watermark(dir, d.to)?;
+    }
+    Ok(w)
 }
 
 /// Merges the files of a compacted `usage_daily` month: rows of the same account, day,
@@ -390,21 +447,30 @@ async fn rollup(batch: RecordBatch) -> Result<RecordBatch, AnalyticsError> {
     Ok(datafusion::arrow::compute::concat_batches(&schema, &out)?)
 }
 
-/// Decodes records `[from, to)` of a lane into per-month column builders.
-fn read_batch(
+/// Why a scan of the tail stopped early.
+enum Stop {
+    /// The writing thread is gone (its error says why).
+    Writer,
+    Failed(AnalyticsError),
+}
+
+/// Decodes the lane's records from `from` to its end, in order, handing each `batch` of
+/// them (and the rest) to `hand` as per-month column builders; stops when `hand` returns
+/// false.
+fn decode_tail(
     reader: &LogReader,
     table: &str,
     lane: &str,
     from: u64,
-    to: u64,
-) -> Result<BTreeMap<String, Builders>, AnalyticsError> {
+    batch: u64,
+    mut hand: impl FnMut(Decoded) -> bool,
+) -> Result<(), AnalyticsError> {
     let texts = schema(table).fields().len() - 2 - (table == "usage") as usize;
+    let mut start = from;
     let mut months: BTreeMap<String, Builders> = BTreeMap::new();
     let result = reader.scan_from(lane, from, |i, _, payload| {
-        if i >= to {
-            return Ok(());
-        }
-        let e = codec::decode(payload).map_err(|e| AnalyticsError::Decode(e.to_string()))?;
+        let e = codec::decode(payload)
+            .map_err(|e| Stop::Failed(AnalyticsError::Decode(e.to_string())))?;
         let (y, m, _) = e.ts.ymd();
         let b = months.entry(format!("{y:04}-{m:02}")).or_insert_with(|| Builders::new(texts));
         b.account.append_value(e.account.as_deref().unwrap_or(""));
@@ -427,19 +493,32 @@ fn read_batch(
                 b.text[2].append_value(action.as_str());
             }
             _ => {
-                return Err(AnalyticsError::Decode(format!(
+                return Err(Stop::Failed(AnalyticsError::Decode(format!(
                     "a {} event in the {lane} lane",
                     e.body.kind().as_str()
-                )));
+                ))));
+            }
+        }
+        if i + 1 - start == batch {
+            let batch = Decoded { from: start, to: i + 1, months: std::mem::take(&mut months) };
+            start = i + 1;
+            if !hand(batch) {
+                return Err(Stop::Writer);
             }
         }
         Ok(())
     });
-    result.map_err(|e| match e {
-        tenure_log::ScanError::Log(l) => AnalyticsError::Log(l),
-        tenure_log::ScanError::Callback(c) => c,
-    })?;
-    Ok(months)
+    match result {
+        Ok(()) => {}
+        Err(tenure_log::ScanError::Log(l)) => return Err(AnalyticsError::Log(l)),
+        Err(tenure_log::ScanError::Callback(Stop::Failed(e))) => return Err(e),
+        Err(tenure_log::ScanError::Callback(Stop::Writer)) => return Ok(()),
+    }
+    let end = reader.lane_len(lane);
+    if start < end {
+        hand(Decoded { from: start, to: end, months });
+    }
+    Ok(())
 }
 
 /// The Parquet files of a table, for registering it.

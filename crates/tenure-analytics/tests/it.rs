@@ -2,7 +2,7 @@
 //! queried by read-only SQL, and the usage figures of the KPIs.
 
 use std::path::Path;
-use tenure_analytics::{QueryError, refresh, run_sql, usage_stats};
+use tenure_analytics::{QueryError, refresh, refresh_batched, run_sql, usage_stats};
 use tenure_core::codec;
 use tenure_core::event::{Event, EventBody};
 use tenure_core::time::{Period, Timestamp};
@@ -105,6 +105,44 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     assert!(!dir.join("2024-03.0-4.parquet").exists());
     let q = "SELECT account_id, user_id, feature, CAST(sum(events) AS BIGINT) AS n FROM usage_daily GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
     assert_eq!(sql(one.path(), q), sql(many.path(), q));
+    // One refresh of the whole log in batches of three records (decoded while the batch
+    // before is written): the same files as one refresh per three records would write.
+    let batched = tempfile::tempdir().unwrap();
+    append(batched.path(), &events());
+    let s = refresh_batched(batched.path(), 3).unwrap();
+    assert_eq!(s.events.get("usage"), Some(&35));
+    let mut names: Vec<String> = std::fs::read_dir(batched.path().join("columnar/usage"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".parquet") && !n.starts_with("2024-03"))
+        .collect();
+    names.sort();
+    // January's and February's events, one file per batch they fall in.
+    let expected_names = {
+        let mut v: Vec<String> = events()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.ts.to_string().starts_with("2024-03"))
+            .map(|(i, e)| {
+                let b = i as u64 / 3;
+                let to = ((b + 1) * 3).min(35);
+                format!("{}.{}-{to}.parquet", &e.ts.to_string()[..7], b * 3)
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(names, expected_names);
+    assert_eq!(sql(batched.path(), q), sql(one.path(), q));
+    assert_eq!(
+        sql(batched.path(), "SELECT count(*) AS n FROM usage"),
+        sql(one.path(), "SELECT count(*) AS n FROM usage")
+    );
+    assert_eq!(
+        std::fs::read_to_string(batched.path().join("columnar/usage/WATERMARK")).unwrap().trim(),
+        "35"
+    );
     assert_eq!(
         sql(one.path(), "SELECT count(*) AS n FROM usage"),
         sql(many.path(), "SELECT count(*) AS n FROM usage")

@@ -193,6 +193,8 @@ enum Op {
     /// Remove a key index that checks but disagrees with its segment: the keys it gave may
     /// be in the idempotency index's runs.
     RemoveStaleIndex,
+    /// Remove the idempotency index's runs (`keys.idx/`): one of them is damaged.
+    RemoveKeyIndex,
     Nothing,
 }
 
@@ -256,6 +258,18 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, LogError> {
         report.indexes += c.indexes;
         report.problems.extend(c.problems);
     }
+    // A running writer merges runs and removes the merged ones: not judged then.
+    if let Some((path, offset, why)) =
+        (!writer_running).then(|| crate::keyindex::check_runs(dir)).flatten()
+    {
+        report.problems.push(Problem {
+            lane: String::new(),
+            path,
+            offset,
+            kind: ProblemKind::Index,
+            reason: format!("{why}; `tenure repair` removes the key index (keys.idx) and the next writer open rebuilds it"),
+        });
+    }
     Ok(report)
 }
 
@@ -279,6 +293,22 @@ pub fn repair(dir: &Path, apply: bool) -> Result<RepairReport, LogError> {
         lanes.push(name);
         report.actions.extend(c.actions);
     }
+    if let Some((path, offset, why)) = crate::keyindex::check_runs(dir) {
+        report.actions.push(RepairAction {
+            lane: String::new(),
+            path,
+            offset,
+            kind: RepairKind::RemoveIndex,
+            bytes: 0,
+            records: 0,
+            acknowledged: 0,
+            uncounted: false,
+            reason: format!(
+                "remove the key index (keys.idx), which the next writer open rebuilds: {why}"
+            ),
+            op: Op::RemoveKeyIndex,
+        });
+    }
     if apply {
         // The idempotency index's runs hold the keys of each lane's first `covered` records.
         // An action that may take out records (or keys) among those makes them untrue: the
@@ -293,6 +323,9 @@ pub fn repair(dir: &Path, apply: bool) -> Result<RepairReport, LogError> {
                 a.kind,
                 RepairKind::RewriteHeader | RepairKind::RewriteCommitCopy | RepairKind::AddCommit
             ) || a.op == Op::RemoveIndex;
+            if a.op == Op::RemoveKeyIndex {
+                return true;
+            }
             let base = a.path.file_stem().and_then(|s| s.to_str()?.parse::<u64>().ok());
             !lossless
                 && match (&covered, base) {
@@ -934,6 +967,8 @@ fn apply_lane(dir: &Path, name: &str, actions: &[&RepairAction]) -> Result<(), L
                 }
                 lane::sync_dir(&dropped)?;
             }
+            // Done before any lane's actions, by `repair` itself.
+            Op::RemoveKeyIndex => {}
             Op::RemoveIndex | Op::RemoveStaleIndex => match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

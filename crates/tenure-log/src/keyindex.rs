@@ -45,6 +45,8 @@ pub(crate) struct KeyIndex {
     merging: Option<Merge>,
     /// Why the last merge failed (its runs stay as they were).
     merge_error: Option<String>,
+    /// Keys of sealed segments that open segments hold too, for the next run.
+    also_sealed: Vec<u128>,
     /// Sealed keys held in memory before they are flushed as a run.
     limit: usize,
     next_run: u64,
@@ -91,6 +93,37 @@ pub(crate) fn coverage(log_dir: &Path) -> Option<BTreeMap<String, u64>> {
     parse_manifest(&text).map(|m| m.covered)
 }
 
+/// The first damage in the runs a valid manifest names (every page of keys read and
+/// checked): the run, the offset and why. A missing or damaged manifest is no damage: the
+/// writer does not trust it and rebuilds the index.
+pub(crate) fn check_runs(log_dir: &Path) -> Option<(PathBuf, u64, String)> {
+    let dir = index_dir(log_dir);
+    let text = std::fs::read_to_string(dir.join("MANIFEST")).ok()?;
+    let manifest = parse_manifest(&text)?;
+    for (name, _, count) in &manifest.runs {
+        let path = dir.join(name);
+        let run = match KeyRun::open(&path) {
+            Ok(run) => run,
+            Err(LogError::Corrupt { path, offset, reason }) => return Some((path, offset, reason)),
+            Err(e) => return Some((path, 0, e.to_string())),
+        };
+        if run.len() != *count {
+            let why = format!("the manifest names {count} keys, the run holds {}", run.len());
+            return Some((path, 0, why));
+        }
+        for key in run.keys() {
+            match key {
+                Ok(_) => {}
+                Err(LogError::Corrupt { path, offset, reason }) => {
+                    return Some((path, offset, reason));
+                }
+                Err(e) => return Some((path, 0, e.to_string())),
+            }
+        }
+    }
+    None
+}
+
 impl KeyIndex {
     /// Opens the index of the log in `log_dir` (the writer's lock held): its runs as the
     /// manifest names them, or none (and an empty directory) when there is no valid one.
@@ -106,6 +139,7 @@ impl KeyIndex {
             in_runs: 0,
             merging: None,
             merge_error: None,
+            also_sealed: Vec::new(),
             limit: limit.max(1),
             next_run: 0,
             keep: std::collections::BTreeSet::new(),
@@ -226,6 +260,19 @@ impl KeyIndex {
         self.mem.insert(key)
     }
 
+    /// A key of a sealed segment no run covers, at open, after the open segments' keys:
+    /// `false` if it was seen. A key an open segment holds too (a duplicate a log of an
+    /// earlier version may hold) still goes to the next run, which the flush, leaving out
+    /// the open segments' keys, would otherwise miss: the run then covers the sealed
+    /// segment whatever becomes of the open one.
+    pub(crate) fn load_sealed(&mut self, key: u128) -> bool {
+        let new = self.mem.insert(key);
+        if !new {
+            self.also_sealed.push(key);
+        }
+        new
+    }
+
     pub(crate) fn reserve(&mut self, additional: usize) {
         // More than the limit would be flushed anyway: no need to size for it.
         self.mem.reserve(additional.min(self.limit));
@@ -269,7 +316,9 @@ impl KeyIndex {
         // Sized for what the next flush will find (grown by doubling, it rehashes each time).
         open.reserve(self.limit.min(1 << 24));
         let mut keys: Vec<u128> = self.mem.iter().filter(|k| !open.contains(k)).copied().collect();
+        keys.append(&mut self.also_sealed);
         keys.sort_unstable();
+        keys.dedup();
         self.flush(&keys)?;
         self.mem = open;
         self.sealed = 0;

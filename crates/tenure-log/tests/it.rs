@@ -1064,14 +1064,21 @@ fn a_damaged_key_index_is_rebuilt_never_trusted() {
     holds_all(&log);
     drop(log);
     // A damaged page of keys: the run opens (its filter and tables check), the lookup that
-    // reads the page fails, naming the run; without keys.idx the next open rebuilds it.
+    // reads the page fails, naming the run; verify finds it, repair removes keys.idx, and
+    // the next open rebuilds it.
     let run = runs()[0].clone();
     flip(&run, 40);
     let (mut log, _) = Log::open(dir.path(), opts.clone()).unwrap();
     let errors = keys.iter().filter(|k| log.append("usage", **k, b"again").is_err()).count();
     assert!(errors > 0, "a damaged page was read without an error");
     drop(log);
-    std::fs::remove_dir_all(&idx).unwrap();
+    let v = tenure_log::verify(dir.path()).unwrap();
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    assert_eq!((v.problems[0].path.as_path(), v.problems[0].offset), (run.as_path(), 32));
+    let done = tenure_log::repair(dir.path(), true).unwrap();
+    assert_eq!(done.actions.len(), 1, "{done:?}");
+    assert!(!idx.exists(), "repair left the damaged key index");
+    assert!(tenure_log::verify(dir.path()).unwrap().is_clean());
     let (log, _) = Log::open(dir.path(), opts).unwrap();
     holds_all(&log);
     let records = LogReader::open(dir.path()).unwrap().read_lane("usage").unwrap();
