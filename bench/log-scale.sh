@@ -96,19 +96,19 @@ for i in $(seq 0 $((CHUNKS - 1))); do
             break
         fi
     fi
-    FILE="$W/chunk.parquet"
+    FILE="$W/usage.parquet"
     say "chunk $((i + 1)) of $CHUNKS: writing $ROWS rows"
     chunk "$i" "$FILE"
     say "importing chunk $((i + 1))"
-    measure import "$T" import --no-refresh --data "$D" "$FILE"
+    measure import "$T" import --no-refresh --type usage --data "$D" "$FILE"
     IMP_S=$M_S IMP_RSS=$M_RSS
-    STORED=$(sed -n 's/.*chunk\.parquet: \([0-9]*\) stored.*/\1/p' "$W/import.log")
+    STORED=$(sed -n 's/.*usage\.parquet: \([0-9]*\) stored.*/\1/p' "$W/import.log")
     [ "$STORED" = "$ROWS" ] || { cat "$W/import.log" >&2; say "stored $STORED of $ROWS rows"; exit 1; }
     TOTAL=$((TOTAL + ROWS))
     REIMPORT="-"
     if [ "$i" -eq 0 ] || [ "$i" -eq $((CHUNKS / 2)) ] || [ "$i" -eq $((CHUNKS - 1)) ]; then
-        measure again "$T" import --no-refresh --data "$D" "$FILE"
-        grep -q "chunk\.parquet: 0 stored" "$W/again.log" ||
+        measure again "$T" import --no-refresh --type usage --data "$D" "$FILE"
+        grep -q "usage\.parquet: 0 stored" "$W/again.log" ||
             { cat "$W/again.log" >&2; say "a re-import stored rows"; exit 1; }
         REIMPORT="$M_S s = $(awk -v n="$ROWS" -v s="$M_S" 'BEGIN { printf "%.2f", n / s / 1e6 }') M rows/s, $M_RSS MiB"
     fi

@@ -25,6 +25,9 @@ use std::thread::JoinHandle;
 const MANIFEST_MAGIC: &str = "TNRKIDX1";
 /// Runs of one level merged into one of the next when there are this many.
 const FAN_IN: usize = 4;
+/// Lookups after an open before the runs' filters are loaded: below it, a page read per
+/// run and key costs less than loading 1.25 bytes a key of history.
+const LOAD_FILTERS_AFTER: u32 = 1024;
 
 pub(crate) struct KeyIndex {
     dir: PathBuf,
@@ -47,6 +50,11 @@ pub(crate) struct KeyIndex {
     merge_error: Option<String>,
     /// Keys of sealed segments that open segments hold too, for the next run.
     also_sealed: Vec<u128>,
+    /// Tells the thread loading the runs' filters after an open to stop (the index closed).
+    stop_loading: Arc<AtomicBool>,
+    /// Runs opened from disk whose filters are not loading yet, and the lookups so far.
+    unloaded: Vec<Arc<KeyRun>>,
+    lookups: u32,
     /// Sealed keys held in memory before they are flushed as a run.
     limit: usize,
     next_run: u64,
@@ -111,6 +119,12 @@ pub(crate) fn check_runs(log_dir: &Path) -> Option<(PathBuf, u64, String)> {
             let why = format!("the manifest names {count} keys, the run holds {}", run.len());
             return Some((path, 0, why));
         }
+        if let Err(e) = run.load_filter() {
+            return Some(match e {
+                LogError::Corrupt { path, offset, reason } => (path, offset, reason),
+                e => (path, 0, e.to_string()),
+            });
+        }
         for key in run.keys() {
             match key {
                 Ok(_) => {}
@@ -140,6 +154,9 @@ impl KeyIndex {
             merging: None,
             merge_error: None,
             also_sealed: Vec::new(),
+            stop_loading: Arc::new(AtomicBool::new(false)),
+            unloaded: Vec::new(),
+            lookups: 0,
             limit: limit.max(1),
             next_run: 0,
             keep: std::collections::BTreeSet::new(),
@@ -173,6 +190,9 @@ impl KeyIndex {
                 }
             }
             if runs.len() == m.runs.len() {
+                // Their filters (about 1.25 bytes a key) load once the writer has looked up
+                // enough keys to need them (a one-event import never does).
+                index.unloaded = runs.iter().map(|(_, r)| Arc::clone(r)).collect();
                 index.keep.extend(m.runs.iter().map(|(n, ..)| n.clone()));
                 index.keep.insert("MANIFEST".into());
                 index.in_runs = runs.iter().map(|(_, r)| r.len()).sum();
@@ -189,6 +209,7 @@ impl KeyIndex {
     pub(crate) fn distrust(&mut self) {
         debug_assert!(self.merging.is_none(), "distrusted after a merge began");
         self.runs.clear();
+        self.unloaded.clear();
         self.in_runs = 0;
         self.covered.clear();
         self.sealed_upto.clear();
@@ -234,9 +255,36 @@ impl KeyIndex {
         Ok(self.mem.contains(&key) || self.in_runs(key)?)
     }
 
+    /// Loads the filters of the runs opened from disk on a thread of their own (lookups
+    /// read a page per run until each is in), once [`LOAD_FILTERS_AFTER`] lookups show
+    /// they are worth it.
+    fn count_lookup(&mut self) {
+        self.lookups += 1;
+        if self.lookups < LOAD_FILTERS_AFTER {
+            return;
+        }
+        let loading = std::mem::take(&mut self.unloaded);
+        let stop = Arc::clone(&self.stop_loading);
+        let spawned =
+            std::thread::Builder::new().name("tenure-log-keys-filters".into()).spawn(move || {
+                for run in loading {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // A damaged filter stays out: lookups read pages, and `verify` says.
+                    let _ = run.load_filter();
+                }
+            });
+        // No thread to be had: lookups go on reading pages.
+        drop(spawned);
+    }
+
     /// Claims `key`: `true` if it is new (and now held), `false` if the log holds it.
     #[inline]
     pub(crate) fn insert(&mut self, key: u128) -> Result<bool, LogError> {
+        if !self.unloaded.is_empty() {
+            self.count_lookup();
+        }
         // The runs first: then one probe of memory, the insert, tells the rest.
         Ok(!self.in_runs(key)? && self.mem.insert(key))
     }
@@ -448,6 +496,8 @@ impl Drop for KeyIndex {
     /// leftover the next open deletes; the runs it was merging stay named by the manifest,
     /// and the next open starts it again). The log's lock is released only after this.
     fn drop(&mut self) {
+        // The filter loader only reads: it is told to stop, not waited for.
+        self.stop_loading.store(true, Ordering::Relaxed);
         if let Some(m) = &self.merging {
             m.cancel.store(true, Ordering::Relaxed);
         }

@@ -71,10 +71,11 @@
 //! run in `keys.idx/` (a Bloom filter and page fences in memory, about 1.3 bytes a key, a
 //! page of keys read per lookup the filter lets through; runs merge four at a time, on a
 //! thread of their own), and `keys.idx/MANIFEST` (replaced whole) names the runs and how
-//! many records of each lane they cover. An open reads the runs' filters and fences, and
-//! of a covered segment's key index only its header (its length and count, checksummed)
-//! and its length, not its keys: about 1.3 bytes a key of history against 16 before;
-//! `verify` checks the rest. A manifest missing or damaged is not trusted: the keys are
+//! many records of each lane they cover. An open reads the runs' fences and page checksums
+//! (about 0.08 bytes a key of history; their filters load on a thread of their own, and
+//! until then a lookup reads a page), and of a covered segment's key index only its
+//! header (its length and count, checksummed) and its length, not its keys; `verify`
+//! checks the rest. A manifest missing or damaged is not trusted: the keys are
 //! read again from the segments' key indexes and flushed anew, in runs of the limit as
 //! they are read, so a rebuild's memory is bounded too. `repair` removes `keys.idx/` when
 //! it may take out records (or keys) the runs cover: a key of a dropped record must not
