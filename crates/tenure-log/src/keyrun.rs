@@ -11,8 +11,9 @@
 //! ```text
 //! 0    b"TNRKRUN2"
 //! 8    count: u64            keys
-//! 16   blocks: u64           64-byte filter blocks
-//! 24   crc32 of bytes 0..24, then 4 zero bytes
+//! 16   blocks: u64           64-byte filter blocks (at least 10 bits a key; a merge sizes
+//!                            them for its inputs' keys, some of which may be one)
+//! 24   crc32 of bytes 0..24, then 4 zero bytes (written last: the count is known then)
 //! 32   keys: count x u128, strictly ascending, in pages of 256 (the last one short)
 //! ..   filter: blocks x 64 bytes, then its crc32
 //! ..   fences: the first key of each page (u128)
@@ -30,7 +31,7 @@
 
 use crate::error::LogError;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -113,15 +114,15 @@ fn u128_at(b: &[u8], at: usize) -> u128 {
 }
 
 impl KeyRun {
-    /// Writes `keys` (strictly ascending; `count` of them) as a run at `path`: to a
-    /// temporary file, synced, then renamed into place.
+    /// Writes `keys` (strictly ascending; at most `most` of them, which sizes the filter)
+    /// as a run at `path`: to a temporary file, synced, then renamed into place.
     pub(crate) fn write(
         path: &Path,
-        count: u64,
+        most: u64,
         keys: impl IntoIterator<Item = u128>,
     ) -> Result<KeyRun, LogError> {
         let tmp = path.with_extension("run.tmp");
-        let result = write_tmp(&tmp, path, count, keys);
+        let result = write_tmp(&tmp, path, most, keys);
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -163,7 +164,8 @@ impl KeyRun {
             let tables = pages.checked_mul(20)?.checked_add(4)?;
             Some((keys, filter, tables))
         })();
-        let Some((keys, filter, tables)) = sizes.filter(|_| blocks == filter_blocks(count)) else {
+        // A merge sizes its filter for the keys of its inputs, which may hold some twice.
+        let Some((keys, filter, tables)) = sizes.filter(|_| blocks >= filter_blocks(count)) else {
             return Err(bad(8, "impossible sizes"));
         };
         let tables_at = (HEADER as u64).checked_add(keys).and_then(|n| n.checked_add(filter));
@@ -309,22 +311,18 @@ impl Iterator for Keys<'_> {
 fn write_tmp(
     tmp: &Path,
     path: &Path,
-    count: u64,
+    most: u64,
     keys: impl IntoIterator<Item = u128>,
 ) -> Result<Vec<u64>, LogError> {
     let io = |e| LogError::io(tmp, e);
-    let blocks = filter_blocks(count);
+    let blocks = filter_blocks(most);
     let words = usize::try_from(blocks * 8)
         .map_err(|_| LogError::corrupt(path, 0, "key run too large for this machine"))?;
     let mut filter = vec![0u64; words];
     let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(io)?);
-    let mut header = [0u8; HEADER];
-    header[..8].copy_from_slice(MAGIC);
-    header[8..16].copy_from_slice(&count.to_le_bytes());
-    header[16..24].copy_from_slice(&blocks.to_le_bytes());
-    let crc = crc32fast::hash(&header[..24]);
-    header[24..28].copy_from_slice(&crc.to_le_bytes());
-    out.write_all(&header).map_err(io)?;
+    // The header, which needs the count, is written last, over these zeros (a file cut
+    // short before it is not a run).
+    out.write_all(&[0u8; HEADER]).map_err(io)?;
     let (mut fences, mut crcs) = (Vec::new(), Vec::new());
     let mut page = crc32fast::Hasher::new();
     let (mut n, mut last) = (0u64, None::<u128>);
@@ -351,9 +349,14 @@ fn write_tmp(
     if n > 0 {
         crcs.push(page.finalize());
     }
-    if n != count {
-        return Err(LogError::corrupt(path, 0, format!("{n} keys written, {count} announced")));
+    if n > most {
+        return Err(LogError::corrupt(
+            path,
+            0,
+            format!("{n} keys written, at most {most} announced"),
+        ));
     }
+    let count = n;
     let mut bits = Vec::with_capacity(filter.len() * 8 + 4);
     for w in &filter {
         bits.extend_from_slice(&w.to_le_bytes());
@@ -371,7 +374,15 @@ fn write_tmp(
     let crc = crc32fast::hash(&tail);
     tail.extend_from_slice(&crc.to_le_bytes());
     out.write_all(&tail).map_err(io)?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..16].copy_from_slice(&count.to_le_bytes());
+    header[16..24].copy_from_slice(&blocks.to_le_bytes());
+    let crc = crc32fast::hash(&header[..24]);
+    header[24..28].copy_from_slice(&crc.to_le_bytes());
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(&header).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(filter)
 }
@@ -387,15 +398,9 @@ pub(crate) fn merge(
         let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "merge cancelled");
         LogError::io(path, e)
     };
-    // The count is needed before the keys (the filter's size): a first pass counts.
-    let mut count = 0u64;
-    for k in merged(runs) {
-        k?;
-        count += 1;
-        if count.is_multiple_of(65_536) && cancel.load(Ordering::Relaxed) {
-            return Err(cancelled());
-        }
-    }
+    // One pass: the filter is sized for the inputs' keys (a key in several is counted in
+    // each: a filter a little larger than needed), the header written with the count last.
+    let most = runs.iter().map(|r| r.len()).sum();
     let mut error = None;
     let mut n = 0u64;
     let keys = merged(runs).map_while(|k| {
@@ -412,7 +417,7 @@ pub(crate) fn merge(
             }
         }
     });
-    let run = KeyRun::write(path, count, keys);
+    let run = KeyRun::write(path, most, keys);
     if let Some(e) = error {
         let _ = std::fs::remove_file(path);
         return Err(e);
