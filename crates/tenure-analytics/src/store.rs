@@ -179,7 +179,8 @@ const USAGE_DAILY: &str = "SELECT account_id, day, user_id, feature, \
 const FORMAT: &str = "2";
 
 /// The derived tables, removed when the layout changes.
-const DERIVED: &[&str] = &["usage", "usage_daily", "usage_features", "web_visits", "emails"];
+const DERIVED: &[&str] =
+    &["usage", "usage_daily", "usage_features", "usage_accounts", "web_visits", "emails"];
 
 /// Removes a columnar store of another layout (under the exclusive lock), so that the
 /// refresh that follows rebuilds it from the log.
@@ -398,11 +399,21 @@ async fn write_frame(df: DataFrame, out: &Path) -> Result<(), AnalyticsError> {
 
 /// The monthly feature rollup, `usage_features`: per account, month and feature the first
 /// and last day of use and the events, so that "used since" and whole-month event counts
-/// never scan the daily rows of past months. A month's file is rebuilt from its
-/// `usage_daily` files whenever they changed (its name carries the end of their range).
+/// never scan the daily rows of past months; and `usage_accounts`, per account and month
+/// the distinct users and days. A month's files are rebuilt from its `usage_daily` files
+/// whenever they changed (their names carry the range of records those hold).
 async fn monthly_features(data: &Path) -> Result<(), AnalyticsError> {
+    for (table, plan) in [("usage_features", FEATURES), ("usage_accounts", ACCOUNTS)] {
+        monthly_rollup(data, table, plan).await?;
+    }
+    Ok(())
+}
+
+/// Rebuilds `table`'s file of each month whose `usage_daily` files changed (through `plan`
+/// over table `t`, the month's daily rows), and removes files of months gone.
+async fn monthly_rollup(data: &Path, table: &str, plan: &str) -> Result<(), AnalyticsError> {
     let daily = listing(&columnar_dir(data).join("usage_daily"));
-    let dir = columnar_dir(data).join("usage_features");
+    let dir = columnar_dir(data).join(table);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let existing = listing(&dir);
     let mut months: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -413,10 +424,7 @@ async fn monthly_features(data: &Path) -> Result<(), AnalyticsError> {
         std::fs::remove_file(&f.3).map_err(io(&f.3))?;
     }
     for (month, paths) in months {
-        let (from, to) = daily
-            .iter()
-            .filter(|f| f.0 == month)
-            .fold((u64::MAX, 0), |(a, b), f| (a.min(f.1), b.max(f.2)));
+        let (from, to) = month_range(&daily, month);
         let current = |f: &&(String, u64, u64, PathBuf)| f.0 == month && (f.1, f.2) == (from, to);
         if existing.iter().any(|f| current(&f)) {
             continue;
@@ -424,7 +432,7 @@ async fn monthly_features(data: &Path) -> Result<(), AnalyticsError> {
         let ctx = writer_session();
         let df = ctx.read_parquet(paths, ParquetReadOptions::default()).await?;
         ctx.register_table("t", df.into_view())?;
-        let df = ctx.sql(FEATURES).await?;
+        let df = ctx.sql(plan).await?;
         write_frame(df, &dir.join(format!("{month}.{from}-{to}.parquet"))).await?;
         for f in existing.iter().filter(|f| f.0 == month && !current(f)) {
             std::fs::remove_file(&f.3).map_err(io(&f.3))?;
@@ -432,6 +440,41 @@ async fn monthly_features(data: &Path) -> Result<(), AnalyticsError> {
     }
     Ok(())
 }
+
+/// The record range of a month's `usage_daily` files: what its monthly rollups are named by.
+fn month_range(daily: &[(String, u64, u64, PathBuf)], month: &str) -> (u64, u64) {
+    daily.iter().filter(|f| f.0 == month).fold((u64::MAX, 0), |(a, b), f| (a.min(f.1), b.max(f.2)))
+}
+
+/// For each month (`YYYY-MM`) whose rollups in `usage_features` and `usage_accounts` are
+/// both current (named by the range of the month's `usage_daily` files), the two files.
+/// A month missing from this map is computed from `usage_daily` instead: a rollup is
+/// never trusted unless it matches the daily rows it was made from.
+pub(crate) fn current_rollups(data: &Path) -> BTreeMap<String, (PathBuf, PathBuf)> {
+    let dir = columnar_dir(data);
+    let daily = listing(&dir.join("usage_daily"));
+    let features = listing(&dir.join("usage_features"));
+    let accounts = listing(&dir.join("usage_accounts"));
+    let mut out = BTreeMap::new();
+    let months: std::collections::BTreeSet<&str> = daily.iter().map(|f| f.0.as_str()).collect();
+    for month in months {
+        let range = month_range(&daily, month);
+        let find = |files: &[(String, u64, u64, PathBuf)]| {
+            files.iter().find(|f| f.0 == month && (f.1, f.2) == range).map(|f| f.3.clone())
+        };
+        if let (Some(f), Some(a)) = (find(&features), find(&accounts)) {
+            out.insert(month.to_string(), (f, a));
+        }
+    }
+    out
+}
+
+/// Per account and month: distinct users and days, which a month's events alone cannot
+/// give (`usage_monthly` reads complete months from here).
+const ACCOUNTS: &str = "SELECT account_id, month, \
+     CAST(count(DISTINCT user_id) AS BIGINT) AS users, \
+     CAST(count(DISTINCT day) AS BIGINT) AS days \
+     FROM t GROUP BY account_id, month";
 
 const FEATURES: &str = "SELECT account_id, month, feature, \
      min(day) AS first_day, max(day) AS last_day, CAST(sum(events) AS BIGINT) AS events \

@@ -5,6 +5,7 @@ use crate::{AnalyticsError, runtime};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::execution::options::ParquetReadOptions;
 use rustc_hash::FxHashMap;
 use std::path::Path;
 use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
@@ -249,14 +250,31 @@ pub fn usage_monthly(
             let a = a.as_primitive::<TimestampMicrosecondType>();
             Ok((0..a.len()).map(|i| a.value(i)).collect())
         };
-        // Events, features and the last day per feature and month.
-        let q = format!(
-            "SELECT account_id, month AS m, feature, CAST(sum(events) AS BIGINT), \
-             max(day) FROM usage_daily WHERE day < {end} GROUP BY 1, 2, 3"
-        );
-        for b in ctx.sql(&q).await?.collect().await? {
-            let (ids, feats) = (strings(&b, 0)?, strings(&b, 2)?);
-            let (months, events, last) = (micros(&b, 1)?, ints(&b, 3)?, micros(&b, 4)?);
+        // Months wholly before `as_of` whose rollups match their daily rows are read from
+        // the rollups (a row per account, month and feature; per account and month); the
+        // rest (the month of `as_of`, a month whose rollup is missing or stale) from
+        // `usage_daily`.
+        let cut = PeriodUnit::Month.floor(as_of);
+        let mut rolled = Vec::new();
+        let (mut feature_files, mut account_files) = (Vec::new(), Vec::new());
+        for (month, (f, a)) in crate::store::current_rollups(data) {
+            let Ok(start) = Timestamp::parse(&format!("{month}-01")) else { continue };
+            if start < cut {
+                // As integers (microseconds): a timestamp literal goes through nanoseconds,
+                // which end in 1677 and 2262.
+                rolled.push(start.0.to_string());
+                feature_files.push(f.display().to_string());
+                account_files.push(a.display().to_string());
+            }
+        }
+        let not_rolled = if rolled.is_empty() {
+            String::new()
+        } else {
+            format!(" AND CAST(month AS BIGINT) NOT IN ({})", rolled.join(", "))
+        };
+        let mut add_features = |b: &RecordBatch| -> Result<(), AnalyticsError> {
+            let (ids, feats) = (strings(b, 0)?, strings(b, 2)?);
+            let (months, events, last) = (micros(b, 1)?, ints(b, 3)?, micros(b, 4)?);
             for (i, id) in ids.into_iter().enumerate() {
                 let u = map.entry(id).or_default().entry(months[i]).or_insert_with(|| UsageMonth {
                     month: Timestamp(months[i]),
@@ -266,21 +284,51 @@ pub fn usage_monthly(
                 u.features |= bit.get(feats[i].as_str()).copied().unwrap_or(0);
                 u.last_day = u.last_day.max(Timestamp(last[i]));
             }
+            Ok(())
+        };
+        if !feature_files.is_empty() {
+            let df = ctx.read_parquet(feature_files, ParquetReadOptions::default()).await?;
+            ctx.register_table("rolled_features", df.into_view())?;
+            let q = "SELECT account_id, month, feature, events, last_day FROM rolled_features";
+            for b in ctx.sql(q).await?.collect().await? {
+                add_features(&b)?;
+            }
+        }
+        // Events, features and the last day per feature and month.
+        let q = format!(
+            "SELECT account_id, month AS m, feature, CAST(sum(events) AS BIGINT), \
+             max(day) FROM usage_daily WHERE day < {end}{not_rolled} GROUP BY 1, 2, 3"
+        );
+        for b in ctx.sql(&q).await?.collect().await? {
+            add_features(&b)?;
+        }
+        let mut set = |b: &RecordBatch, what: &str, col: usize| -> Result<(), AnalyticsError> {
+            let (ids, months, n) = (strings(b, 0)?, micros(b, 1)?, ints(b, col)?);
+            for (i, id) in ids.into_iter().enumerate() {
+                if let Some(u) = map.get_mut(&id).and_then(|m| m.get_mut(&months[i])) {
+                    if what == "users" { u.users = n[i] } else { u.days = n[i] }
+                }
+            }
+            Ok(())
+        };
+        if !account_files.is_empty() {
+            let df = ctx.read_parquet(account_files, ParquetReadOptions::default()).await?;
+            ctx.register_table("rolled_accounts", df.into_view())?;
+            let q = "SELECT account_id, month, users, days FROM rolled_accounts";
+            for b in ctx.sql(q).await?.collect().await? {
+                set(&b, "users", 2)?;
+                set(&b, "days", 3)?;
+            }
         }
         // Distinct users and days per month: plain groupings first (no distinct counts).
         for (what, col) in [("users", "user_id"), ("days", "day")] {
             let q = format!(
                 "SELECT account_id, m, count(*) FROM (SELECT account_id, \
-                 month AS m, {col} FROM usage_daily WHERE day < {end} \
+                 month AS m, {col} FROM usage_daily WHERE day < {end}{not_rolled} \
                  GROUP BY 1, 2, 3) GROUP BY 1, 2"
             );
             for b in ctx.sql(&q).await?.collect().await? {
-                let (ids, months, n) = (strings(&b, 0)?, micros(&b, 1)?, ints(&b, 2)?);
-                for (i, id) in ids.into_iter().enumerate() {
-                    if let Some(u) = map.get_mut(&id).and_then(|m| m.get_mut(&months[i])) {
-                        if what == "users" { u.users = n[i] } else { u.days = n[i] }
-                    }
-                }
+                set(&b, what, 2)?;
             }
         }
         Ok(map.into_iter().map(|(k, v)| (k, v.into_values().collect())).collect())

@@ -1,11 +1,14 @@
 //! The columnar store: built from the log incrementally, the same whatever the batches,
 //! queried by read-only SQL, and the usage figures of the KPIs.
 
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
-use tenure_analytics::{QueryError, refresh, refresh_batched, run_sql, usage_stats};
+use tenure_analytics::{QueryError, refresh, refresh_batched, run_sql, usage_monthly, usage_stats};
 use tenure_core::codec;
 use tenure_core::event::{Event, EventBody};
 use tenure_core::time::{Period, Timestamp};
+use tenure_kpi::usage::UsageMonth;
 use tenure_log::{Log, LogOptions};
 
 fn usage(ts: &str, account: &str, user: &str, feature: &str) -> Event {
@@ -422,4 +425,89 @@ fn concurrent_refreshes_write_each_event_once() {
     assert!(sql(t.path(), "SELECT count(*) AS n FROM usage").contains("| 35 |"));
     let q = "SELECT CAST(sum(events) AS BIGINT) AS n FROM usage_daily";
     assert!(sql(t.path(), q).contains("| 35 |"), "{}", sql(t.path(), q));
+}
+
+/// Copies a directory tree (a data directory, for comparisons).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// `usage_monthly` reads months wholly before `as_of` from the monthly rollups
+/// (`usage_features`, `usage_accounts`) and the rest from the daily rows: the same figures
+/// as from the daily rows alone, at any `as_of`; a rollup that does not match its daily
+/// rows (missing, or named for another range) is not read.
+#[test]
+fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
+    let mut all = events();
+    all.push(usage("2024-01-31T23:00:00Z", "b", "u4", "reports"));
+    all.push(usage("2024-02-01T00:00:00Z", "b", "u3", "reports"));
+    let rolled = tempfile::tempdir().unwrap();
+    for chunk in all.chunks(5) {
+        append(rolled.path(), chunk);
+        refresh(rolled.path()).unwrap();
+    }
+    let accounts = rolled.path().join("columnar/usage_accounts");
+    let months: Vec<String> = {
+        let mut v: Vec<String> = std::fs::read_dir(&accounts)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(months.len(), 3, "one usage_accounts file per month: {months:?}");
+    // The same data without the account rollups: every month from the daily rows.
+    let daily = tempfile::tempdir().unwrap();
+    copy_tree(rolled.path(), daily.path());
+    std::fs::remove_dir_all(daily.path().join("columnar/usage_accounts")).unwrap();
+    let features: Vec<String> =
+        ["reports", "exports", "dashboards"].iter().map(|s| s.to_string()).collect();
+    let sorted = |m: FxHashMap<String, Vec<UsageMonth>>| m.into_iter().collect::<BTreeMap<_, _>>();
+    for at in [
+        "2024-01-05T00:00:00Z",
+        "2024-02-01T00:00:00Z",
+        "2024-02-20T09:00:00Z",
+        "2024-03-15T12:00:00Z",
+        "2024-04-01T00:00:00Z",
+        "2030-01-01T00:00:00Z",
+    ] {
+        let t = Timestamp::parse(at).unwrap();
+        let a = sorted(usage_monthly(rolled.path(), &features, t).unwrap());
+        let b = sorted(usage_monthly(daily.path(), &features, t).unwrap());
+        assert_eq!(a, b, "as of {at}");
+    }
+    // March's figures worked by hand: a's u1 on 31 days and u2 on the 30th.
+    let t = Timestamp::parse("2024-04-01T00:00:00Z").unwrap();
+    let a = sorted(usage_monthly(rolled.path(), &features, t).unwrap());
+    let march = a["a"].iter().find(|m| m.month == Timestamp::parse("2024-03-01").unwrap()).unwrap();
+    assert_eq!((march.events, march.users, march.days), (33, 2, 31));
+    // The rollups are read: February's file holding January's figures (under February's
+    // name) changes February's users and days...
+    let tampered = tempfile::tempdir().unwrap();
+    copy_tree(rolled.path(), tampered.path());
+    let dir = tampered.path().join("columnar/usage_accounts");
+    std::fs::copy(dir.join(&months[0]), dir.join(&months[1])).unwrap();
+    let c = sorted(usage_monthly(tampered.path(), &features, t).unwrap());
+    assert_ne!(c, a, "February's account rollup was not read");
+    // ...and one named for another range of records is not: renamed, it is stale.
+    let stale = tempfile::tempdir().unwrap();
+    copy_tree(rolled.path(), stale.path());
+    let dir = stale.path().join("columnar/usage_accounts");
+    std::fs::copy(dir.join(&months[0]), dir.join("2024-02.0-1.parquet")).unwrap();
+    std::fs::remove_file(dir.join(&months[1])).unwrap();
+    let d = sorted(usage_monthly(stale.path(), &features, t).unwrap());
+    assert_eq!(d, a);
+    // The next refresh writes the stale month's rollup again.
+    refresh(stale.path()).unwrap();
+    assert!(dir.join(&months[1]).exists());
+    assert!(!dir.join("2024-02.0-1.parquet").exists());
 }
