@@ -5,7 +5,9 @@
 //! lanes not yet materialized (a watermark per lane) and writes it as Parquet files, one per
 //! month of event time per refresh, with the per-account, per-day, per-user rollup of the
 //! same batch beside it (`usage_daily`); a month with many files is compacted, and each
-//! changed month's per-account, per-feature rollup (`usage_features`) rebuilt. Rollups are
+//! changed month's per-account, per-feature rollup (`usage_features`) and per-account
+//! rollup of distinct users and days (`usage_accounts`, internal: not a SQL table) rebuilt,
+//! named by the range of daily rows they were made from. Rollups are
 //! DataFusion plans (SQL), so the same plans can run on a cluster later. Everything under
 //! `columnar/` can be deleted and rebuilt.
 

@@ -427,6 +427,11 @@ async fn monthly_rollup(data: &Path, table: &str, plan: &str) -> Result<(), Anal
         let (from, to) = month_range(&daily, month);
         let current = |f: &&(String, u64, u64, PathBuf)| f.0 == month && (f.1, f.2) == (from, to);
         if existing.iter().any(|f| current(&f)) {
+            // A crash between writing the current file and removing the one it replaced
+            // leaves both: the old one goes now (a table read whole would count it twice).
+            for f in existing.iter().filter(|f| f.0 == month && !current(f)) {
+                std::fs::remove_file(&f.3).map_err(io(&f.3))?;
+            }
             continue;
         }
         let ctx = writer_session();

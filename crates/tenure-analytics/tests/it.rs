@@ -510,4 +510,22 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
     refresh(stale.path()).unwrap();
     assert!(dir.join(&months[1]).exists());
     assert!(!dir.join("2024-02.0-1.parquet").exists());
+    // A crash after a month's new rollup was written and before the old one was removed
+    // leaves both: the next refresh removes the old one (`usage_features` is read whole by
+    // SQL, which would count that month twice).
+    let features_dir = stale.path().join("columnar/usage_features");
+    let current: Vec<String> = std::fs::read_dir(&features_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("2024-01."))
+        .collect();
+    assert_eq!(current.len(), 1);
+    let q = "SELECT CAST(sum(events) AS BIGINT) AS n FROM usage_features";
+    let before = sql(stale.path(), q);
+    std::fs::copy(features_dir.join(&current[0]), features_dir.join("2024-01.0-1.parquet"))
+        .unwrap();
+    assert_ne!(sql(stale.path(), q), before, "the leftover is read by SQL");
+    refresh(stale.path()).unwrap();
+    assert!(!features_dir.join("2024-01.0-1.parquet").exists());
+    assert_eq!(sql(stale.path(), q), before);
 }
