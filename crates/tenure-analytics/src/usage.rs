@@ -228,6 +228,22 @@ pub fn usage_stats(
     })
 }
 
+/// The rows `query` selects from table `rolled`, the Parquet `files` of a monthly rollup
+/// (none when there are no files).
+async fn rolled_rows(
+    ctx: &datafusion::prelude::SessionContext,
+    files: Vec<String>,
+    query: &str,
+) -> Result<Vec<RecordBatch>, AnalyticsError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let df = ctx.read_parquet(files, ParquetReadOptions::default()).await?;
+    ctx.deregister_table("rolled")?;
+    ctx.register_table("rolled", df.into_view())?;
+    Ok(ctx.sql(query).await?.collect().await?)
+}
+
 /// Every account's usage per calendar month before `as_of` (months in order): events,
 /// distinct users and days, the features used as bits of their index in `features` (at most
 /// 64; other features are counted in events only) and the last active day.
@@ -286,13 +302,9 @@ pub fn usage_monthly(
             }
             Ok(())
         };
-        if !feature_files.is_empty() {
-            let df = ctx.read_parquet(feature_files, ParquetReadOptions::default()).await?;
-            ctx.register_table("rolled_features", df.into_view())?;
-            let q = "SELECT account_id, month, feature, events, last_day FROM rolled_features";
-            for b in ctx.sql(q).await?.collect().await? {
-                add_features(&b)?;
-            }
+        let q = "SELECT account_id, month, feature, events, last_day FROM rolled";
+        for b in rolled_rows(&ctx, feature_files, q).await? {
+            add_features(&b)?;
         }
         // Events, features and the last day per feature and month.
         let q = format!(
@@ -302,33 +314,32 @@ pub fn usage_monthly(
         for b in ctx.sql(&q).await?.collect().await? {
             add_features(&b)?;
         }
-        let mut set = |b: &RecordBatch, what: &str, col: usize| -> Result<(), AnalyticsError> {
+        type Field = fn(&mut UsageMonth) -> &mut u64;
+        let users: Field = |u| &mut u.users;
+        let days: Field = |u| &mut u.days;
+        let mut set = |b: &RecordBatch, field: Field, col: usize| -> Result<(), AnalyticsError> {
             let (ids, months, n) = (strings(b, 0)?, micros(b, 1)?, ints(b, col)?);
             for (i, id) in ids.into_iter().enumerate() {
                 if let Some(u) = map.get_mut(&id).and_then(|m| m.get_mut(&months[i])) {
-                    if what == "users" { u.users = n[i] } else { u.days = n[i] }
+                    *field(u) = n[i];
                 }
             }
             Ok(())
         };
-        if !account_files.is_empty() {
-            let df = ctx.read_parquet(account_files, ParquetReadOptions::default()).await?;
-            ctx.register_table("rolled_accounts", df.into_view())?;
-            let q = "SELECT account_id, month, users, days FROM rolled_accounts";
-            for b in ctx.sql(q).await?.collect().await? {
-                set(&b, "users", 2)?;
-                set(&b, "days", 3)?;
-            }
+        let q = "SELECT account_id, month, users, days FROM rolled";
+        for b in rolled_rows(&ctx, account_files, q).await? {
+            set(&b, users, 2)?;
+            set(&b, days, 3)?;
         }
         // Distinct users and days per month: plain groupings first (no distinct counts).
-        for (what, col) in [("users", "user_id"), ("days", "day")] {
+        for (field, col) in [(users, "user_id"), (days, "day")] {
             let q = format!(
                 "SELECT account_id, m, count(*) FROM (SELECT account_id, \
                  month AS m, {col} FROM usage_daily WHERE day < {end}{not_rolled} \
                  GROUP BY 1, 2, 3) GROUP BY 1, 2"
             );
             for b in ctx.sql(&q).await?.collect().await? {
-                set(&b, what, 2)?;
+                set(&b, field, 2)?;
             }
         }
         Ok(map.into_iter().map(|(k, v)| (k, v.into_values().collect())).collect())

@@ -108,34 +108,23 @@ pub(crate) fn check_runs(log_dir: &Path) -> Option<(PathBuf, u64, String)> {
     let dir = index_dir(log_dir);
     let text = std::fs::read_to_string(dir.join("MANIFEST")).ok()?;
     let manifest = parse_manifest(&text)?;
-    for (name, _, count) in &manifest.runs {
-        let path = dir.join(name);
-        let run = match KeyRun::open(&path) {
-            Ok(run) => run,
-            Err(LogError::Corrupt { path, offset, reason }) => return Some((path, offset, reason)),
-            Err(e) => return Some((path, 0, e.to_string())),
-        };
-        if run.len() != *count {
+    let check = |path: &Path, count: u64| -> Result<(), LogError> {
+        let run = KeyRun::open(path)?;
+        if run.len() != count {
             let why = format!("the manifest names {count} keys, the run holds {}", run.len());
-            return Some((path, 0, why));
+            return Err(LogError::corrupt(path, 0, why));
         }
-        if let Err(e) = run.load_filter() {
-            return Some(match e {
-                LogError::Corrupt { path, offset, reason } => (path, offset, reason),
-                e => (path, 0, e.to_string()),
-            });
+        run.load_filter()?;
+        run.keys().try_for_each(|k| k.map(drop))
+    };
+    manifest.runs.iter().find_map(|(name, _, count)| {
+        let path = dir.join(name);
+        match check(&path, *count) {
+            Ok(()) => None,
+            Err(LogError::Corrupt { path, offset, reason }) => Some((path, offset, reason)),
+            Err(e) => Some((path, 0, e.to_string())),
         }
-        for key in run.keys() {
-            match key {
-                Ok(_) => {}
-                Err(LogError::Corrupt { path, offset, reason }) => {
-                    return Some((path, offset, reason));
-                }
-                Err(e) => return Some((path, 0, e.to_string())),
-            }
-        }
-    }
-    None
+    })
 }
 
 impl KeyIndex {
