@@ -7,15 +7,20 @@
 //! same batch beside it (`usage_daily`); a month with many files is compacted, and each
 //! changed month's per-account, per-feature rollup (`usage_features`) and per-account
 //! rollup of distinct users and days (`usage_accounts`, internal: not a SQL table) rebuilt,
-//! named by the range of daily rows they were made from. Rollups are
-//! DataFusion plans (SQL), so the same plans can run on a cluster later. Everything under
-//! `columnar/` can be deleted and rebuilt.
+//! named by the range of daily rows they were made from. Rollups and usage figures are
+//! DataFusion plans (SQL), which run in this process or, configured, on an Apache DataFusion
+//! Ballista cluster over the same Parquet files ([`Engine`], [`run_scheduler`],
+//! [`run_executor`]). Everything under `columnar/` can be deleted and rebuilt.
 
+mod cluster;
+mod engine;
 mod sql;
 mod store;
 mod tables;
 mod usage;
 
+pub use cluster::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
+pub use engine::Engine;
 pub use sql::{Query, QueryError, SqlLimits, SqlTable, export_parquet, run_sql};
 pub use store::{RefreshStats, refresh, refresh_batched};
 pub use tables::ledger_tables;
@@ -39,6 +44,9 @@ pub enum AnalyticsError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("writing Parquet: {0}")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    /// A Ballista node failed, or a plan failed on the cluster.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// The columnar directory of a data directory.

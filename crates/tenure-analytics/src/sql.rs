@@ -1,13 +1,16 @@
 //! Read-only SQL over the columnar tables and the ledger's tables.
 
+use crate::engine::{Engine, Scratch};
 use crate::store::{TABLES, table_dir};
 use crate::{AnalyticsError, runtime};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::options::ParquetReadOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use std::path::Path;
 use std::sync::Arc;
@@ -68,20 +71,23 @@ impl From<DataFusionError> for QueryError {
     }
 }
 
-/// A session with every table registered: the columnar tables (only those materialised)
-/// and the caller's.
+/// A session on `engine` with every table registered: the columnar tables (only those
+/// materialised) and the caller's. The scratch directory, when there is one, holds the
+/// caller's tables for a cluster and must outlive the session's queries.
 pub(crate) async fn session(
     data: &Path,
+    engine: &Engine,
     extra: Vec<SqlTable>,
-) -> Result<SessionContext, AnalyticsError> {
-    session_with(data, extra, SessionContext::new()).await
+) -> Result<(SessionContext, Option<Scratch>), AnalyticsError> {
+    session_with(data, engine, extra, engine.default_session()?).await
 }
 
 async fn session_with(
     data: &Path,
+    engine: &Engine,
     extra: Vec<SqlTable>,
     ctx: SessionContext,
-) -> Result<SessionContext, AnalyticsError> {
+) -> Result<(SessionContext, Option<Scratch>), AnalyticsError> {
     for name in TABLES.iter().map(|(t, _)| *t).chain(["usage_daily", "usage_features"]) {
         let dir = table_dir(data, name);
         let has_files = std::fs::read_dir(&dir)
@@ -98,17 +104,38 @@ async fn session_with(
                 "usage_features" => crate::store::features_schema(),
                 _ => crate::store::schema(name),
             };
-            ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+            ctx.register_table(name, Arc::new(EmptyTable::new(schema)))?;
         }
     }
+    let mut scratch = None;
     for t in extra {
         let schema = t.batch.schema();
-        ctx.register_table(
-            t.name.as_str(),
-            Arc::new(MemTable::try_new(schema, vec![vec![t.batch]])?),
-        )?;
+        match engine {
+            Engine::Embedded => {
+                let table = MemTable::try_new(schema, vec![vec![t.batch]])?;
+                ctx.register_table(t.name.as_str(), Arc::new(table))?;
+            }
+            Engine::Cluster { .. } => {
+                // A plan sent to a cluster names files, not memory: the table goes to a file
+                // the executors can read.
+                if scratch.is_none() {
+                    scratch = Some(Scratch::new(data)?);
+                }
+                let dir = scratch.as_ref().map(|s| s.dir.join(&t.name)).unwrap_or_default();
+                std::fs::create_dir_all(&dir)
+                    .map_err(|source| AnalyticsError::Io { path: dir.clone(), source })?;
+                let path = dir.join("0.parquet");
+                let file = std::fs::File::create(&path)
+                    .map_err(|source| AnalyticsError::Io { path: path.clone(), source })?;
+                let mut w = ArrowWriter::try_new(file, schema, None)?;
+                w.write(&t.batch)?;
+                w.close()?;
+                let path = format!("{}/", dir.display());
+                ctx.register_parquet(t.name.as_str(), &path, ParquetReadOptions::default()).await?;
+            }
+        }
     }
-    Ok(ctx)
+    Ok((ctx, scratch))
 }
 
 /// Runs one read-only statement within `limits`: DDL (which could read files anywhere), DML
@@ -116,6 +143,7 @@ async fn session_with(
 /// nothing else.
 pub fn run_sql(
     data: &Path,
+    engine: &Engine,
     extra: Vec<SqlTable>,
     sql: &str,
     limits: SqlLimits,
@@ -127,9 +155,9 @@ pub fn run_sql(
         env = env.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
     }
     let env = env.build_arc().map_err(AnalyticsError::from)?;
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), env);
+    let ctx = engine.session(SessionConfig::new(), env)?;
     let run = async {
-        let ctx = session_with(data, extra, ctx).await?;
+        let (ctx, _scratch) = session_with(data, engine, extra, ctx).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -150,6 +178,7 @@ pub fn run_sql(
         (Err(QueryError::Memory { detail, .. }), Some(limit)) => {
             Err(QueryError::Memory { limit, detail })
         }
+        (Err(QueryError::Internal(e)), _) => Err(QueryError::Internal(engine.explain(e))),
         (out, _) => out,
     }
 }
@@ -158,6 +187,7 @@ pub fn run_sql(
 /// and returns (name, rows) per table.
 pub fn export_parquet(
     data: &Path,
+    engine: &Engine,
     extra: Vec<SqlTable>,
     out: &Path,
 ) -> Result<Vec<(String, u64)>, AnalyticsError> {
@@ -172,25 +202,15 @@ pub fn export_parquet(
     let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let ctx = session(data, extra).await?;
+        let (ctx, _scratch) = session(data, engine, extra).await?;
         let mut written = Vec::new();
         for name in names {
             let path = out.join(format!("{name}.parquet"));
             let df = ctx.table(name.as_str()).await?;
-            let options =
-                datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true);
-            let done = df.write_parquet(&path.display().to_string(), options, None).await?;
-            let rows = done
-                .first()
-                .and_then(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                        .map(|a| a.value(0))
-                })
-                .unwrap_or(0);
+            let rows = engine.write_parquet(df, &path).await?;
             written.push((name, rows));
         }
         Ok(written)
     })
+    .map_err(|e| engine.explain(e))
 }

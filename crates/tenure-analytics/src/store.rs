@@ -1,5 +1,6 @@
 //! Materialising the high-volume lanes of the log as Parquet, incrementally, with rollups.
 
+use crate::engine::{Engine, scratch_root};
 use crate::{AnalyticsError, columnar_dir, runtime};
 use datafusion::arrow::array::{
     ArrayRef, AsArray, Float64Builder, StringBuilder, TimestampMicrosecondArray,
@@ -8,7 +9,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::execution::options::ParquetReadOptions;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -226,18 +226,28 @@ const COMPACT_AT: usize = 8;
 
 /// Brings the columnar tables up to date with the log. Cheap when nothing is new.
 ///
-/// The tail of each lane is read once, in order, and decoded in batches of [`BATCH`]
+/// Compactions and monthly rollups run on `engine`; the rollup of each new batch runs
+/// here, where the batch is (it is the size of one batch, and a cluster cannot be sent
+/// memory). The tail of each lane is read once, in order, and decoded in batches of [`BATCH`]
 /// records on this thread, while a second thread writes the batch before (its Parquet
 /// files, its daily rollup, then the watermark): decoding and writing overlap, and no
 /// record is read twice.
-pub fn refresh(data: &Path) -> Result<RefreshStats, AnalyticsError> {
-    refresh_batched(data, BATCH)
+pub fn refresh(data: &Path, engine: &Engine) -> Result<RefreshStats, AnalyticsError> {
+    refresh_batched(data, engine, BATCH)
 }
 
 /// [`refresh`] with `batch` records per batch (a batch's memory is bounded; a refresh cut
 /// short resumes after the last whole batch). Tests use small batches to make one refresh
 /// write many.
-pub fn refresh_batched(data: &Path, batch: u64) -> Result<RefreshStats, AnalyticsError> {
+pub fn refresh_batched(
+    data: &Path,
+    engine: &Engine,
+    batch: u64,
+) -> Result<RefreshStats, AnalyticsError> {
+    refresh_on(data, engine, batch).map_err(|e| engine.explain(e))
+}
+
+fn refresh_on(data: &Path, engine: &Engine, batch: u64) -> Result<RefreshStats, AnalyticsError> {
     let batch = batch.max(1);
     let mut stats = RefreshStats::default();
     let log = data.join("log");
@@ -246,6 +256,12 @@ pub fn refresh_batched(data: &Path, batch: u64) -> Result<RefreshStats, Analytic
     }
     let _lock = crate::lock(data, true)?;
     check_format(data)?;
+    // Tables a query wrote for a cluster: no query runs now (they hold the lock shared), so
+    // any left are a dead process's.
+    let scratch = scratch_root(data);
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
+    }
     let lanes: Vec<&str> = TABLES.iter().map(|(_, l)| *l).collect();
     let reader = LogReader::open_lanes(&log, &lanes)?;
     let rt = runtime()?;
@@ -283,10 +299,10 @@ pub fn refresh_batched(data: &Path, batch: u64) -> Result<RefreshStats, Analytic
             *stats.events.entry(table.to_string()).or_default() += written.events;
             touched = written.months;
         }
-        rt.block_on(compact(&dir, &touched, None))?;
+        rt.block_on(compact(engine, &dir, &touched, None))?;
         if *table == "usage" {
-            rt.block_on(compact(&daily, &touched, Some(COMPACT_DAILY)))?;
-            rt.block_on(monthly_features(data))?;
+            rt.block_on(compact(engine, &daily, &touched, Some(COMPACT_DAILY)))?;
+            rt.block_on(monthly_features(data, engine))?;
         }
     }
     Ok(stats)
@@ -348,6 +364,7 @@ const COMPACT_DAILY: &str = "SELECT account_id, day, user_id, feature, \
 /// refreshes there were. The output is written before the inputs are removed; a crash in
 /// between leaves inputs that [`remove_orphans`] recognises.
 async fn compact(
+    engine: &Engine,
     dir: &Path,
     touched: &std::collections::BTreeSet<String>,
     plan: Option<&str>,
@@ -362,7 +379,7 @@ async fn compact(
         let (from, to) = (inputs[0].1, inputs.iter().map(|f| f.2).max().unwrap_or(0));
         let paths: Vec<String> = inputs.iter().map(|f| f.3.display().to_string()).collect();
         let out = dir.join(format!("{month}.{from}-{to}.parquet"));
-        let ctx = writer_session();
+        let ctx = writer_session(engine)?;
         let df = ctx.read_parquet(paths, ParquetReadOptions::default()).await?;
         let df = match plan {
             Some(q) => {
@@ -371,7 +388,7 @@ async fn compact(
             }
             None => df,
         };
-        write_frame(df, &out).await?;
+        write_frame(engine, df, &out).await?;
         for f in inputs {
             std::fs::remove_file(&f.3).map_err(io(&f.3))?;
         }
@@ -381,17 +398,16 @@ async fn compact(
 
 /// A session for plans whose results are written back: strings stay `Utf8` (not the view
 /// type Parquet reads default to), so that every file of a table has one schema.
-fn writer_session() -> SessionContext {
+fn writer_session(engine: &Engine) -> Result<SessionContext, AnalyticsError> {
     let mut cfg = datafusion::prelude::SessionConfig::new();
     cfg.options_mut().execution.parquet.schema_force_view_types = false;
-    SessionContext::new_with_config(cfg)
+    engine.session(cfg, Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default()))
 }
 
 /// Writes a query result as one Parquet file: aside, synced, renamed.
-async fn write_frame(df: DataFrame, out: &Path) -> Result<(), AnalyticsError> {
+async fn write_frame(engine: &Engine, df: DataFrame, out: &Path) -> Result<(), AnalyticsError> {
     let tmp = out.with_extension("parquet.tmp");
-    let options = DataFrameWriteOptions::new().with_single_file_output(true);
-    df.write_parquet(&tmp.display().to_string(), options, None).await?;
+    engine.write_parquet(df, &tmp).await?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, out).map_err(io(out))?;
     Ok(())
@@ -402,16 +418,21 @@ async fn write_frame(df: DataFrame, out: &Path) -> Result<(), AnalyticsError> {
 /// never scan the daily rows of past months; and `usage_accounts`, per account and month
 /// the distinct users and days. A month's files are rebuilt from its `usage_daily` files
 /// whenever they changed (their names carry the range of records those hold).
-async fn monthly_features(data: &Path) -> Result<(), AnalyticsError> {
+async fn monthly_features(data: &Path, engine: &Engine) -> Result<(), AnalyticsError> {
     for (table, plan) in [("usage_features", FEATURES), ("usage_accounts", ACCOUNTS)] {
-        monthly_rollup(data, table, plan).await?;
+        monthly_rollup(data, engine, table, plan).await?;
     }
     Ok(())
 }
 
 /// Rebuilds `table`'s file of each month whose `usage_daily` files changed (through `plan`
 /// over table `t`, the month's daily rows), and removes files of months gone.
-async fn monthly_rollup(data: &Path, table: &str, plan: &str) -> Result<(), AnalyticsError> {
+async fn monthly_rollup(
+    data: &Path,
+    engine: &Engine,
+    table: &str,
+    plan: &str,
+) -> Result<(), AnalyticsError> {
     let daily = listing(&columnar_dir(data).join("usage_daily"));
     let dir = columnar_dir(data).join(table);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -434,11 +455,11 @@ async fn monthly_rollup(data: &Path, table: &str, plan: &str) -> Result<(), Anal
             }
             continue;
         }
-        let ctx = writer_session();
+        let ctx = writer_session(engine)?;
         let df = ctx.read_parquet(paths, ParquetReadOptions::default()).await?;
         ctx.register_table("t", df.into_view())?;
         let df = ctx.sql(plan).await?;
-        write_frame(df, &dir.join(format!("{month}.{from}-{to}.parquet"))).await?;
+        write_frame(engine, df, &dir.join(format!("{month}.{from}-{to}.parquet"))).await?;
         for f in existing.iter().filter(|f| f.0 == month && !current(f)) {
             std::fs::remove_file(&f.3).map_err(io(&f.3))?;
         }

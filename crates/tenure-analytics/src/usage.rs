@@ -1,7 +1,7 @@
 //! Per-account usage figures for report periods, as DataFusion queries over `usage_daily`.
 
 use crate::sql::session;
-use crate::{AnalyticsError, runtime};
+use crate::{AnalyticsError, Engine, runtime};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
@@ -75,6 +75,7 @@ fn span(a: Timestamp, b: Timestamp, only: &str) -> String {
 /// period and the one before, features ever used, emails and web visits.
 pub fn usage_stats(
     data: &Path,
+    engine: &Engine,
     periods: &[Period],
     advanced: &[String],
     as_of: Timestamp,
@@ -83,7 +84,7 @@ pub fn usage_stats(
     let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let ctx = session(data, Vec::new()).await?;
+        let (ctx, _scratch) = session(data, engine, Vec::new()).await?;
         let adv = if advanced.is_empty() {
             "NULL".to_string()
         } else {
@@ -226,6 +227,7 @@ pub fn usage_stats(
         }
         Ok(out)
     })
+    .map_err(|e| engine.explain(e))
 }
 
 /// The rows `query` selects from table `rolled`, the Parquet `files` of a monthly rollup
@@ -249,13 +251,14 @@ async fn rolled_rows(
 /// 64; other features are counted in events only) and the last active day.
 pub fn usage_monthly(
     data: &Path,
+    engine: &Engine,
     features: &[String],
     as_of: Timestamp,
 ) -> Result<FxHashMap<String, Vec<UsageMonth>>, AnalyticsError> {
     let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let ctx = session(data, Vec::new()).await?;
+        let (ctx, _scratch) = session(data, engine, Vec::new()).await?;
         let bit: FxHashMap<&str, u64> =
             features.iter().take(64).enumerate().map(|(i, f)| (f.as_str(), 1u64 << i)).collect();
         let end = lit(as_of);
@@ -344,6 +347,7 @@ pub fn usage_monthly(
         }
         Ok(map.into_iter().map(|(k, v)| (k, v.into_values().collect())).collect())
     })
+    .map_err(|e| engine.explain(e))
 }
 
 /// One account's usage on one day by one user: (account, day number since the epoch,
@@ -354,13 +358,14 @@ pub type DayRow = (String, i64, String, String, u64);
 /// update the current month's figures exactly as new events arrive.
 pub fn usage_days(
     data: &Path,
+    engine: &Engine,
     since: Timestamp,
     as_of: Timestamp,
 ) -> Result<Vec<DayRow>, AnalyticsError> {
     let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let ctx = session(data, Vec::new()).await?;
+        let (ctx, _scratch) = session(data, engine, Vec::new()).await?;
         let q = format!(
             "SELECT account_id, day, user_id, feature, CAST(sum(events) AS BIGINT) FROM usage_daily \
              WHERE day >= {} AND day < {} GROUP BY 1, 2, 3, 4",
@@ -378,4 +383,5 @@ pub fn usage_days(
         }
         Ok(out)
     })
+    .map_err(|e| engine.explain(e))
 }

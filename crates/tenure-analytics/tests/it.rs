@@ -4,7 +4,12 @@
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tenure_analytics::{QueryError, refresh, refresh_batched, run_sql, usage_monthly, usage_stats};
+use tenure_analytics::{
+    Engine, QueryError, refresh, refresh_batched, run_sql, usage_monthly, usage_stats,
+};
+
+/// Tests run the embedded engine; the cluster is checked against it end to end (tenure-cli).
+const HERE: &Engine = &Engine::Embedded;
 use tenure_core::codec;
 use tenure_core::event::{Event, EventBody};
 use tenure_core::time::{Period, Timestamp};
@@ -66,7 +71,7 @@ fn events() -> Vec<Event> {
 }
 
 fn sql(data: &Path, q: &str) -> String {
-    let r = run_sql(data, Vec::new(), q, Default::default()).unwrap();
+    let r = run_sql(data, HERE, Vec::new(), q, Default::default()).unwrap();
     tenure_analytics::arrow::util::pretty::pretty_format_batches(&r.batches).unwrap().to_string()
 }
 
@@ -74,14 +79,14 @@ fn sql(data: &Path, q: &str) -> String {
 fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     let one = tempfile::tempdir().unwrap();
     append(one.path(), &events());
-    let s = refresh(one.path()).unwrap();
+    let s = refresh(one.path(), HERE).unwrap();
     assert_eq!(s.events.get("usage"), Some(&35));
-    assert_eq!(refresh(one.path()).unwrap().files, 0, "nothing new, nothing written");
+    assert_eq!(refresh(one.path(), HERE).unwrap().files, 0, "nothing new, nothing written");
 
     let many = tempfile::tempdir().unwrap();
     for chunk in events().chunks(4) {
         append(many.path(), chunk);
-        refresh(many.path()).unwrap();
+        refresh(many.path(), HERE).unwrap();
     }
     // Nine refreshes: March's first eight files were compacted into one, the ninth added one.
     let files = |table: &str, month: &str| {
@@ -104,7 +109,7 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
         .find(|n| n.starts_with("2024-03.0-"))
         .unwrap();
     std::fs::copy(dir.join(&merged), dir.join("2024-03.0-4.parquet")).unwrap();
-    refresh(many.path()).unwrap();
+    refresh(many.path(), HERE).unwrap();
     assert!(!dir.join("2024-03.0-4.parquet").exists());
     let q = "SELECT account_id, user_id, feature, CAST(sum(events) AS BIGINT) AS n FROM usage_daily GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
     assert_eq!(sql(one.path(), q), sql(many.path(), q));
@@ -112,7 +117,7 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     // before is written): the same files as one refresh per three records would write.
     let batched = tempfile::tempdir().unwrap();
     append(batched.path(), &events());
-    let s = refresh_batched(batched.path(), 3).unwrap();
+    let s = refresh_batched(batched.path(), HERE, 3).unwrap();
     assert_eq!(s.events.get("usage"), Some(&35));
     let mut names: Vec<String> = std::fs::read_dir(batched.path().join("columnar/usage"))
         .unwrap()
@@ -153,8 +158,10 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
 
     let periods = [Period::parse("2024-03").unwrap(), Period::parse("2024-01").unwrap()];
     let as_of = Timestamp::parse("2030-01-01").unwrap();
-    let u1 = usage_stats(one.path(), &periods, &["reports".to_string()], as_of, None).unwrap();
-    let u2 = usage_stats(many.path(), &periods, &["reports".to_string()], as_of, None).unwrap();
+    let u1 =
+        usage_stats(one.path(), HERE, &periods, &["reports".to_string()], as_of, None).unwrap();
+    let u2 =
+        usage_stats(many.path(), HERE, &periods, &["reports".to_string()], as_of, None).unwrap();
     assert_eq!(u1, u2);
     // March: 30 days before Apr 1 = Mar 2..31. a: u1 on 30 days, u2 on Mar 30 -> MAU 2,
     // user-days 31; in the 7 days (Mar 25..31) both; u1 used reports (advanced).
@@ -167,7 +174,7 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     // The trend: Jan 31..Feb 29 (the 30 days before March) had u2 only.
     assert_eq!(a.mau_prev, 1);
     // One account alone gives that account's figures.
-    let only = usage_stats(one.path(), &periods, &[], as_of, Some("a")).unwrap();
+    let only = usage_stats(one.path(), HERE, &periods, &[], as_of, Some("a")).unwrap();
     assert_eq!((only[0].len(), only[0]["a"].mau), (1, 2));
     // January: b's u3 on Jan 10.
     assert_eq!(u1[1]["b"].mau, 1);
@@ -176,7 +183,7 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     // files are written again, not twice.
     let wm = one.path().join("columnar/usage/WATERMARK");
     std::fs::write(&wm, "0").unwrap();
-    refresh(one.path()).unwrap();
+    refresh(one.path(), HERE).unwrap();
     assert_eq!(
         sql(one.path(), "SELECT count(*) AS n FROM usage"),
         sql(many.path(), "SELECT count(*) AS n FROM usage")
@@ -194,7 +201,7 @@ fn events_outside_nanosecond_timestamps_do_not_break_the_store() {
     v.push(usage("1600-01-01T10:00:00Z", "old", "u9", "reports"));
     v.push(usage("2300-06-15T10:00:00Z", "new", "u9", "reports"));
     append(dir.path(), &v);
-    let s = refresh(dir.path()).expect("the refresh succeeds");
+    let s = refresh(dir.path(), HERE).expect("the refresh succeeds");
     assert_eq!(s.events.get("usage"), Some(&37));
     let q = "SELECT account_id, CAST(month AS VARCHAR) AS month, CAST(day AS VARCHAR) AS day, \
              CAST(sum(events) AS BIGINT) AS n FROM usage_daily WHERE account_id IN ('old', 'new') \
@@ -209,14 +216,18 @@ fn events_outside_nanosecond_timestamps_do_not_break_the_store() {
         "{out}"
     );
     // The monthly figures the health model reads, and the KPI figures, still come out.
-    let monthly =
-        tenure_analytics::usage_monthly(dir.path(), &[], Timestamp::parse("2199-01-01").unwrap())
-            .unwrap();
+    let monthly = tenure_analytics::usage_monthly(
+        dir.path(),
+        HERE,
+        &[],
+        Timestamp::parse("2199-01-01").unwrap(),
+    )
+    .unwrap();
     assert_eq!(monthly["old"][0].month, Timestamp::parse("1600-01-01").unwrap());
     assert_eq!(monthly["a"].len(), 2, "February and March");
     let periods = [Period::parse("2024-03").unwrap()];
     let as_of = Timestamp::parse("2030-01-01").unwrap();
-    let u = usage_stats(dir.path(), &periods, &[], as_of, None).unwrap();
+    let u = usage_stats(dir.path(), HERE, &periods, &[], as_of, None).unwrap();
     assert_eq!(u[0]["a"].mau, 2);
 }
 
@@ -226,22 +237,22 @@ fn events_outside_nanosecond_timestamps_do_not_break_the_store() {
 fn a_store_of_another_layout_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     append(dir.path(), &events());
-    refresh(dir.path()).unwrap();
+    refresh(dir.path(), HERE).unwrap();
     let q = "SELECT account_id, CAST(sum(events) AS BIGINT) AS n FROM usage_daily GROUP BY 1 ORDER BY 1";
     let before = sql(dir.path(), q);
     std::fs::write(dir.path().join("columnar/FORMAT"), "1").unwrap();
-    let s = refresh(dir.path()).unwrap();
+    let s = refresh(dir.path(), HERE).unwrap();
     assert_eq!(s.events.get("usage"), Some(&35), "everything materialised again");
     assert_eq!(sql(dir.path(), q), before);
     assert_eq!(std::fs::read_to_string(dir.path().join("columnar/FORMAT")).unwrap(), "2");
-    assert_eq!(refresh(dir.path()).unwrap().files, 0);
+    assert_eq!(refresh(dir.path(), HERE).unwrap().files, 0);
 }
 
 #[test]
 fn sql_is_read_only_and_errors_are_clear() {
     let t = tempfile::tempdir().unwrap();
     append(t.path(), &events());
-    refresh(t.path()).unwrap();
+    refresh(t.path(), HERE).unwrap();
     for bad in [
         "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
         "COPY usage TO '/tmp/out.csv'",
@@ -254,7 +265,7 @@ fn sql_is_read_only_and_errors_are_clear() {
         "SELECT * FROM '/etc/passwd'",
         "SELECT * FROM 'columnar/usage/WATERMARK'",
     ] {
-        match run_sql(t.path(), Vec::new(), bad, Default::default()) {
+        match run_sql(t.path(), HERE, Vec::new(), bad, Default::default()) {
             Err(QueryError::Invalid(m)) => assert!(!m.is_empty(), "{bad}"),
             other => panic!("{bad}: {other:?}"),
         }
@@ -323,9 +334,10 @@ fn email_rates_and_visits_worked_by_hand() {
             visit("2024-03-06T11:00:00Z", "b", "other"),
         ],
     );
-    refresh(t.path()).unwrap();
+    refresh(t.path(), HERE).unwrap();
     let as_of = Timestamp::parse("2030-01-01").unwrap();
-    let u = usage_stats(t.path(), &[Period::parse("2024-03").unwrap()], &[], as_of, None).unwrap();
+    let u = usage_stats(t.path(), HERE, &[Period::parse("2024-03").unwrap()], &[], as_of, None)
+        .unwrap();
     let a = &u[0]["a"];
     // Sent in March: 3 emails; opened by the end of March: c1 spring, c2 spring; clicked both.
     assert_eq!((a.emails_sent, a.emails_opened, a.emails_clicked), (3, 2, 2));
@@ -375,20 +387,20 @@ proptest::proptest! {
         let as_of = Timestamp::parse("2030-01-01").unwrap();
         let one = tempfile::tempdir().unwrap();
         append_lanes(one.path(), &events);
-        refresh(one.path()).unwrap();
+        refresh(one.path(), HERE).unwrap();
         let many = tempfile::tempdir().unwrap();
         let mut rest: &[Event] = &events;
         let mut i = 0;
         while !rest.is_empty() {
             let n = cuts[i % cuts.len()].min(rest.len());
             append_lanes_from(many.path(), &rest[..n], events.len() - rest.len());
-            refresh(many.path()).unwrap();
+            refresh(many.path(), HERE).unwrap();
             rest = &rest[n..];
             i += 1;
         }
         let adv = ["y".to_string()];
-        let u1 = usage_stats(one.path(), &periods, &adv, as_of, None).unwrap();
-        let u2 = usage_stats(many.path(), &periods, &adv, as_of, None).unwrap();
+        let u1 = usage_stats(one.path(), HERE, &periods, &adv, as_of, None).unwrap();
+        let u2 = usage_stats(many.path(), HERE, &periods, &adv, as_of, None).unwrap();
         proptest::prop_assert_eq!(u1, u2);
         for t in ["usage", "emails", "web_visits"] {
             let q = format!("SELECT count(*) AS n FROM {t}");
@@ -419,7 +431,7 @@ fn concurrent_refreshes_write_each_event_once() {
     append(t.path(), &events());
     std::thread::scope(|s| {
         for _ in 0..4 {
-            s.spawn(|| refresh(t.path()).unwrap());
+            s.spawn(|| refresh(t.path(), HERE).unwrap());
         }
     });
     assert!(sql(t.path(), "SELECT count(*) AS n FROM usage").contains("| 35 |"));
@@ -453,7 +465,7 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
     let rolled = tempfile::tempdir().unwrap();
     for chunk in all.chunks(5) {
         append(rolled.path(), chunk);
-        refresh(rolled.path()).unwrap();
+        refresh(rolled.path(), HERE).unwrap();
     }
     let accounts = rolled.path().join("columnar/usage_accounts");
     let months: Vec<String> = {
@@ -481,13 +493,13 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
         "2030-01-01T00:00:00Z",
     ] {
         let t = Timestamp::parse(at).unwrap();
-        let a = sorted(usage_monthly(rolled.path(), &features, t).unwrap());
-        let b = sorted(usage_monthly(daily.path(), &features, t).unwrap());
+        let a = sorted(usage_monthly(rolled.path(), HERE, &features, t).unwrap());
+        let b = sorted(usage_monthly(daily.path(), HERE, &features, t).unwrap());
         assert_eq!(a, b, "as of {at}");
     }
     // March's figures worked by hand: a's u1 on 31 days and u2 on the 30th.
     let t = Timestamp::parse("2024-04-01T00:00:00Z").unwrap();
-    let a = sorted(usage_monthly(rolled.path(), &features, t).unwrap());
+    let a = sorted(usage_monthly(rolled.path(), HERE, &features, t).unwrap());
     let march = a["a"].iter().find(|m| m.month == Timestamp::parse("2024-03-01").unwrap()).unwrap();
     assert_eq!((march.events, march.users, march.days), (33, 2, 31));
     // The rollups are read: February's file holding January's figures (under February's
@@ -496,7 +508,7 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
     copy_tree(rolled.path(), tampered.path());
     let dir = tampered.path().join("columnar/usage_accounts");
     std::fs::copy(dir.join(&months[0]), dir.join(&months[1])).unwrap();
-    let c = sorted(usage_monthly(tampered.path(), &features, t).unwrap());
+    let c = sorted(usage_monthly(tampered.path(), HERE, &features, t).unwrap());
     assert_ne!(c, a, "February's account rollup was not read");
     // ...and one named for another range of records is not: renamed, it is stale.
     let stale = tempfile::tempdir().unwrap();
@@ -504,10 +516,10 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
     let dir = stale.path().join("columnar/usage_accounts");
     std::fs::copy(dir.join(&months[0]), dir.join("2024-02.0-1.parquet")).unwrap();
     std::fs::remove_file(dir.join(&months[1])).unwrap();
-    let d = sorted(usage_monthly(stale.path(), &features, t).unwrap());
+    let d = sorted(usage_monthly(stale.path(), HERE, &features, t).unwrap());
     assert_eq!(d, a);
     // The next refresh writes the stale month's rollup again.
-    refresh(stale.path()).unwrap();
+    refresh(stale.path(), HERE).unwrap();
     assert!(dir.join(&months[1]).exists());
     assert!(!dir.join("2024-02.0-1.parquet").exists());
     // A crash after a month's new rollup was written and before the old one was removed
@@ -525,7 +537,7 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
     std::fs::copy(features_dir.join(&current[0]), features_dir.join("2024-01.0-1.parquet"))
         .unwrap();
     assert_ne!(sql(stale.path(), q), before, "the leftover is read by SQL");
-    refresh(stale.path()).unwrap();
+    refresh(stale.path(), HERE).unwrap();
     assert!(!features_dir.join("2024-01.0-1.parquet").exists());
     assert_eq!(sql(stale.path(), q), before);
 }

@@ -86,11 +86,12 @@ pub fn run(a: ForecastArgs) -> Result<()> {
         Some(p) => Some(Period::parse(p).map_err(|e| usage(format!("--period: {e}")))?),
         None => None,
     };
-    refresh_columnar(&dir)?;
+    refresh_columnar(&dir, &cfg)?;
     let builder = tenure_engine::ledger_builder(&dir, tenure_engine::Scope::ALL)?;
     let now = builder.clone().finish(&cfg.revenue, t);
     let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
-    let usage_by: UsageByAccount = tenure_analytics::usage_monthly(&dir, &names, t)?;
+    let usage_by: UsageByAccount =
+        tenure_analytics::usage_monthly(&dir, &crate::engine(&cfg), &names, t)?;
     let ctx = Context { catalogue: &cfg.kpi.features, segment_key: "segment" };
     let cur = cfg.revenue.fx.base;
     if a.save {

@@ -194,10 +194,11 @@ impl Data {
         let cfg = config(d)?;
         let dir = existing_data_dir(d)?;
         let as_of = as_of(at)?;
-        refresh_columnar(&dir)?;
+        refresh_columnar(&dir, &cfg)?;
         let ledger = tenure_engine::ledger(&dir, &cfg, as_of)?;
         let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
-        let usage = tenure_analytics::usage_monthly(&dir, &names, ledger.as_of)?;
+        let usage =
+            tenure_analytics::usage_monthly(&dir, &crate::engine(&cfg), &names, ledger.as_of)?;
         Ok(Data { dir, cfg, ledger, usage })
     }
 

@@ -272,6 +272,14 @@ enum Cmd {
         #[arg(long, default_value_t = 8 << 20)]
         max_request_bytes: usize,
     },
+    /// Run a node of an Apache DataFusion Ballista cluster for the columnar side (usage
+    /// rollups, usage figures, `tenure sql`): point `[cluster] scheduler = "df://HOST:PORT"`
+    /// at its scheduler. Executors must see the data directory at the same path as the
+    /// commands that use them (docs/scale.md)
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
     /// Generate a synthetic SaaS company (every event type) with its ground truth
     Gen(GenArgs),
     /// Generate a sample company, import it, train the churn model, print its portfolio
@@ -326,6 +334,49 @@ enum Cmd {
         yes: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: CheckFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// The scheduler: plans jobs and hands their tasks to executors (runs until Ctrl-C or
+    /// SIGTERM; its state is in memory)
+    Scheduler {
+        /// Address to listen on (gRPC, for clients and executors)
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+        /// The host name executors and clients reach it by
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+    },
+    /// An executor: runs tasks, reading the Parquet files its scheduler's jobs name (runs
+    /// until Ctrl-C or SIGTERM)
+    Executor {
+        /// The scheduler, df://HOST:PORT
+        #[arg(long, default_value = "df://localhost:50050")]
+        scheduler: String,
+        /// Address its services listen on
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_host: String,
+        /// The host name the scheduler and clients reach it by [default: --bind-host]
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Arrow Flight port: results and shuffles are fetched from here
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port: the scheduler hands out tasks here
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks run at once [default: one a core]
+        #[arg(long, default_value_t = 0)]
+        cores: usize,
+        /// Where shuffle files go [default: a temporary directory]
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Memory its tasks share, e.g. 4GiB; operators spill to disk at it [default: most of
+        /// the machine's]
+        #[arg(long, value_parser = parse_bytes)]
+        memory: Option<u64>,
     },
 }
 
@@ -607,10 +658,18 @@ fn advanced(cfg: &Config) -> Vec<String> {
     cfg.kpi.features.iter().filter(|f| f.advanced).map(|f| f.name.clone()).collect()
 }
 
+/// Where the columnar plans run: on the configured Ballista cluster, else in this process.
+fn engine(cfg: &Config) -> tenure_analytics::Engine {
+    match &cfg.cluster {
+        Some(s) => tenure_analytics::Engine::Cluster { host: s.host.clone(), port: s.port },
+        None => tenure_analytics::Engine::Embedded,
+    }
+}
+
 /// Brings the columnar store up to date before a report that reads it. A failure stops the
 /// report: its usage figures would silently leave out every event not yet materialised.
-fn refresh_columnar(dir: &Path) -> Result<()> {
-    let s = tenure_analytics::refresh(dir).context(
+fn refresh_columnar(dir: &Path, cfg: &Config) -> Result<()> {
+    let s = tenure_analytics::refresh(dir, &engine(cfg)).context(
         "the columnar store (usage, web visits, emails) could not be brought up to date, so \
          usage figures would be incomplete",
     )?;
@@ -728,9 +787,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let rows = match kpis {
                 KpiSet::All | KpiSet::Usage => {
-                    refresh_columnar(&dir)?;
+                    refresh_columnar(&dir, &cfg)?;
                     let usage = tenure_analytics::usage_stats(
                         &dir,
+                        &engine(&cfg),
                         &periods,
                         &advanced(&cfg),
                         ledger.as_of,
@@ -886,7 +946,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // by account so that company-level costs stay out.
             let account = ledger.accounts.swap_remove(i);
             ledger.accounts = vec![account];
-            refresh_columnar(&dir)?;
+            refresh_columnar(&dir, &cfg)?;
             // The usage trend: the twelve months up to the period end, then the period.
             let month_end = PeriodUnit::Month.floor(Timestamp(p.end.0 - 1));
             let month_end = PeriodUnit::Month.advance(month_end, 1);
@@ -897,6 +957,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             periods.push(p);
             let usage = tenure_analytics::usage_stats(
                 &dir,
+                &engine(&cfg),
                 &periods,
                 &advanced(&cfg),
                 ledger.as_of,
@@ -930,14 +991,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Sql { data, query, format, as_of: at, timeout, memory_limit } => {
             let dir = existing_data_dir(&data)?;
             let cfg = config(&data)?;
-            refresh_columnar(&dir)?;
+            refresh_columnar(&dir, &cfg)?;
             let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
             let limits = tenure_analytics::SqlLimits {
                 timeout: Some(timeout).filter(|t| !t.is_zero()),
                 memory: Some(usize::try_from(memory_limit).unwrap_or(usize::MAX))
                     .filter(|m| *m > 0),
             };
-            let q = match tenure_analytics::run_sql(&dir, tables, &query, limits) {
+            let q = match tenure_analytics::run_sql(&dir, &engine(&cfg), tables, &query, limits) {
                 Ok(q) => q,
                 Err(tenure_analytics::QueryError::Invalid(m)) => bail!(usage(format!("SQL: {m}"))),
                 Err(e @ tenure_analytics::QueryError::Timeout(_)) => {
@@ -954,9 +1015,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Export { data, format: ExportFormat::Parquet, out: to, as_of: at } => {
             let dir = existing_data_dir(&data)?;
             let cfg = config(&data)?;
-            refresh_columnar(&dir)?;
+            refresh_columnar(&dir, &cfg)?;
             let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
-            for (name, rows) in tenure_analytics::export_parquet(&dir, tables, &to)? {
+            for (name, rows) in tenure_analytics::export_parquet(&dir, &engine(&cfg), tables, &to)?
+            {
                 eprintln!(
                     "{:<18} {rows:>12} rows -> {}",
                     name,
@@ -999,6 +1061,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Key { cmd } => key(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::User { cmd } => user(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Audit { data, from, to, format } => audit(&data, from, to, format),
+        Cmd::Cluster { cmd: ClusterCmd::Scheduler { bind, external_host } } => {
+            eprintln!("Ballista scheduler listening on {bind} (Ctrl-C stops)");
+            let o = tenure_analytics::SchedulerOptions { bind, external_host };
+            tenure_analytics::run_scheduler(o)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cluster {
+            cmd:
+                ClusterCmd::Executor {
+                    scheduler,
+                    bind_host,
+                    external_host,
+                    port,
+                    grpc_port,
+                    cores,
+                    work_dir,
+                    memory,
+                },
+        } => {
+            let s = tenure_engine::Scheduler::parse(&scheduler)
+                .map_err(|e| usage(format!("--scheduler: {e}")))?;
+            eprintln!(
+                "Ballista executor on {bind_host}:{port} (gRPC {grpc_port}), scheduler {}:{} \
+                 (Ctrl-C stops)",
+                s.host, s.port
+            );
+            let o = tenure_analytics::ExecutorOptions {
+                scheduler_host: s.host,
+                scheduler_port: s.port,
+                bind_host,
+                external_host,
+                port,
+                grpc_port,
+                cores,
+                work_dir,
+                memory,
+            };
+            tenure_analytics::run_executor(o)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Serve { data, listen, max_request_bytes } => {
             let cfg = config(&data)?;
             let dir = data_dir(&data);
@@ -1362,7 +1464,7 @@ fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> 
     if from == Some(Source::Stripe) {
         let code = sources::import_stripe(&mut importer, files, &how.stripe, acks)?;
         drop(importer);
-        if refresh && let Err(e) = refresh_columnar(data) {
+        if refresh && let Err(e) = refresh_columnar(data, cfg) {
             eprintln!("warning: {e:#}");
         }
         return Ok(code);
@@ -1491,7 +1593,7 @@ fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> 
     drop(importer);
     // The import itself is stored and acknowledged: a failed refresh is reported, and the
     // next report tries again (and stops if it still fails).
-    if refresh && let Err(e) = refresh_columnar(data) {
+    if refresh && let Err(e) = refresh_columnar(data, cfg) {
         eprintln!("warning: {e:#}");
     }
     Ok(if total_rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
@@ -1611,8 +1713,14 @@ fn demo(
     ))?;
     // The whole catalogue, usage and adoption included (the import refreshed the columnar
     // store).
-    let usage =
-        tenure_analytics::usage_stats(&dir, &[period], &advanced(&cfg), ledger.as_of, None)?;
+    let usage = tenure_analytics::usage_stats(
+        &dir,
+        &engine(&cfg),
+        &[period],
+        &advanced(&cfg),
+        ledger.as_of,
+        None,
+    )?;
     let rows = tenure_kpi::report_with_usage(&ledger, &[period], None, &cfg.kpi, &usage);
     out(&report::kpis_table(&rows, cur, std::slice::from_ref(&label)))?;
     out("\nBy segment:\n")?;

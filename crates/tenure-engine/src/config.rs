@@ -38,6 +38,8 @@ pub struct ConfigFile {
     pub forecast: ForecastSection,
     #[serde(default)]
     pub risk: RiskSection,
+    #[serde(default)]
+    pub cluster: ClusterSection,
     /// Rates into the base currency: `[fx.EUR]` with `"2024-01-01" = "1.0825"` entries.
     #[serde(default)]
     pub fx: BTreeMap<String, BTreeMap<String, String>>,
@@ -73,6 +75,55 @@ pub struct ForecastSection {
 pub struct RiskSection {
     /// An account is at risk from this churn probability on (default 0.2).
     pub at_risk: Option<f64>,
+}
+
+/// `[cluster]`: where the columnar side (usage rollups, usage figures, `tenure sql`) runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// An Apache DataFusion Ballista scheduler, `df://HOST:PORT` (port 50050 if left out);
+    /// absent, the plans run in this process.
+    pub scheduler: Option<String>,
+}
+
+/// A Ballista scheduler's address, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scheduler {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Scheduler {
+    /// Ballista's default scheduler port.
+    pub const DEFAULT_PORT: u16 = 50050;
+
+    /// Reads `df://HOST[:PORT]` (an IPv6 host in brackets).
+    pub fn parse(s: &str) -> Result<Scheduler, String> {
+        let rest = s
+            .strip_prefix("df://")
+            .ok_or_else(|| format!("{s:?} is not a df://HOST:PORT address"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && (!h.starts_with('[') || h.ends_with(']')) => {
+                let port = p
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{p:?} is not a port number (1-65535)"))?;
+                (h, port)
+            }
+            _ => (rest, Scheduler::DEFAULT_PORT),
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let ok = !bare.is_empty()
+            && bare.len() <= 253
+            && (host.starts_with('[') || !bare.contains(':'))
+            && bare.chars().all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c));
+        if !ok {
+            return Err(format!("{host:?} is not a host name or address"));
+        }
+        Ok(Scheduler { host: host.to_string(), port })
+    }
 }
 
 /// The forecast's settings, checked.
@@ -161,6 +212,8 @@ pub struct Config {
     pub forecast: ForecastConfig,
     /// An account is at risk from this churn probability on (`[risk] at_risk`).
     pub at_risk: f64,
+    /// The Ballista cluster the columnar plans run on (`[cluster] scheduler`), if any.
+    pub cluster: Option<Scheduler>,
 }
 
 impl Config {
@@ -330,8 +383,13 @@ impl Config {
         if !(at_risk > 0.0 && at_risk < 1.0) {
             return Err(invalid("risk.at_risk", format!("{at_risk} is not in (0, 1)")));
         }
+        let cluster = match &f.cluster.scheduler {
+            None => None,
+            Some(s) => Some(Scheduler::parse(s).map_err(|e| invalid("cluster.scheduler", e))?),
+        };
         Ok(Config {
             at_risk,
+            cluster,
             forecast,
             revenue,
             kpi: KpiConfig {
@@ -413,6 +471,7 @@ mod tests {
         assert_eq!(c.revenue.fx.base.as_str(), "EUR");
         assert_eq!(c.default_currency.as_str(), "EUR");
         assert_eq!(c.revenue.past_due_churn_days, Some(45));
+        assert_eq!(c.cluster, None);
         assert!(!c.revenue.free_is_churn);
         assert_eq!(
             c.revenue.fx.convert(10_000, Currency::USD, Timestamp::parse("2024-06-01").unwrap()),
@@ -428,9 +487,32 @@ mod tests {
             ("version = 2", "unsupported version 2"),
             ("[risk]\nat_risk = 1.0", "risk.at_risk: 1 is not in (0, 1)"),
             ("[risk]\nat_risk = 0", "risk.at_risk: 0 is not in (0, 1)"),
+            (
+                "[cluster]\nscheduler = \"http://h:1\"",
+                "cluster.scheduler: \"http://h:1\" is not a df://",
+            ),
+            ("[cluster]\nscheduler = \"df://h:0\"", "cluster.scheduler: \"0\" is not a port"),
+            ("[cluster]\nscheduler = \"df://h:70000\"", "is not a port"),
+            ("[cluster]\nscheduler = \"df://:50050\"", "is not a host"),
+            ("[cluster]\nscheduler = \"df://a b:1\"", "is not a host"),
+            ("[cluster]\nscheduler = \"df://::1\"", "is not a host"),
+            ("[cluster]\nnodes = 3", "unknown field"),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();
             assert!(e.contains(msg), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn reads_a_scheduler_address() {
+        let at = |s: &str| {
+            let c = Config::parse(&format!("[cluster]\nscheduler = {s:?}")).unwrap();
+            c.cluster.map(|s| (s.host, s.port)).unwrap()
+        };
+        assert_eq!(at("df://localhost:50051"), ("localhost".into(), 50051));
+        assert_eq!(at("df://10.0.0.5"), ("10.0.0.5".into(), 50050));
+        assert_eq!(at("df://sched.internal:7/"), ("sched.internal".into(), 7));
+        assert_eq!(at("df://[::1]:9000"), ("[::1]".into(), 9000));
+        assert_eq!(at("df://[::1]"), ("[::1]".into(), 50050));
     }
 }

@@ -30,11 +30,15 @@ pub fn load(
         .map_err(|e| e.to_string())?;
     let usage = if tenure_engine::log_dir(data).exists() {
         let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
-        tenure_analytics::refresh(data).map_err(|e| e.to_string())?;
+        let engine = match &cfg.cluster {
+            Some(s) => tenure_analytics::Engine::Cluster { host: s.host.clone(), port: s.port },
+            None => tenure_analytics::Engine::Embedded,
+        };
+        tenure_analytics::refresh(data, &engine).map_err(|e| e.to_string())?;
         Usage {
-            monthly: tenure_analytics::usage_monthly(data, &names, now)
+            monthly: tenure_analytics::usage_monthly(data, &engine, &names, now)
                 .map_err(|e| e.to_string())?,
-            days: tenure_analytics::usage_days(data, Live::window_start(&rules, now), now)
+            days: tenure_analytics::usage_days(data, &engine, Live::window_start(&rules, now), now)
                 .map_err(|e| e.to_string())?,
         }
     } else {

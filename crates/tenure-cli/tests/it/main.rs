@@ -2,6 +2,7 @@
 //! one link instead of one per file). They run the real binary on real files.
 
 mod cli;
+mod cluster;
 mod clv;
 mod e2e;
 mod health;

@@ -1,0 +1,124 @@
+//! A Ballista scheduler or executor run by this binary (`tenure cluster`): a cluster built
+//! from the same DataFusion as the embedded engine, so both plan and compute alike.
+
+use crate::AnalyticsError;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A scheduler's settings.
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// The address it listens on (gRPC, for clients and executors).
+    pub bind: SocketAddr,
+    /// The host name executors and clients reach it by.
+    pub external_host: String,
+}
+
+/// An executor's settings.
+#[derive(Clone, Debug)]
+pub struct ExecutorOptions {
+    pub scheduler_host: String,
+    pub scheduler_port: u16,
+    /// The address its services listen on.
+    pub bind_host: String,
+    /// The host name the scheduler and clients reach it by (default: `bind_host`).
+    pub external_host: Option<String>,
+    /// Arrow Flight port: clients and other executors fetch results from here.
+    pub port: u16,
+    /// gRPC port: the scheduler hands out tasks here.
+    pub grpc_port: u16,
+    /// Tasks run at once (0: one a core).
+    pub cores: usize,
+    /// Where shuffle files go (default: a temporary directory).
+    pub work_dir: Option<PathBuf>,
+    /// The memory its tasks share, in bytes (default: most of the machine's).
+    pub memory: Option<u64>,
+}
+
+fn cluster_error(e: impl std::fmt::Display) -> AnalyticsError {
+    AnalyticsError::Cluster(format!("Ballista: {e}"))
+}
+
+/// A runtime like Ballista's own binaries use: plans recurse deeply, so threads get a
+/// large stack.
+fn runtime() -> Result<tokio::runtime::Runtime, AnalyticsError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 * 1024 * 1024)
+        .build()
+        .map_err(|source| AnalyticsError::Io { path: PathBuf::from("<tokio runtime>"), source })
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs a scheduler until Ctrl-C or SIGTERM (or until it fails). Its state (jobs, executors)
+/// is in memory: a restarted scheduler starts empty and executors register again.
+pub fn run_scheduler(o: SchedulerOptions) -> Result<(), AnalyticsError> {
+    let config = SchedulerConfig {
+        bind_host: o.bind.ip().to_string(),
+        bind_port: o.bind.port(),
+        external_host: o.external_host,
+        ..SchedulerConfig::default()
+    };
+    let config = Arc::new(config);
+    runtime()?.block_on(async {
+        let cluster = BallistaCluster::new_from_config(&config).await.map_err(cluster_error)?;
+        tokio::select! {
+            r = start_server(cluster, o.bind, config) => r.map_err(cluster_error),
+            _ = stop_signal() => Ok(()),
+        }
+    })
+}
+
+/// Runs an executor until Ctrl-C or SIGTERM, or until its scheduler tells it to stop.
+pub fn run_executor(o: ExecutorOptions) -> Result<(), AnalyticsError> {
+    let config = ExecutorProcessConfig {
+        scheduler_host: o.scheduler_host,
+        scheduler_port: o.scheduler_port,
+        bind_host: o.bind_host,
+        external_host: o.external_host,
+        port: o.port,
+        grpc_port: o.grpc_port,
+        vcores: if o.cores == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            o.cores
+        },
+        work_dir: o.work_dir.map(|d| d.display().to_string()),
+        memory_pool_size: o.memory,
+        ..ExecutorProcessConfig::default()
+    };
+    runtime()?.block_on(async {
+        // The executor stops itself on Ctrl-C; SIGTERM is ours to turn into a stop.
+        tokio::select! {
+            r = start_executor_process(Arc::new(config)) => r.map_err(cluster_error),
+            _ = stop_signal() => Ok(()),
+        }
+    })
+}
