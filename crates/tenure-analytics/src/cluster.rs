@@ -26,7 +26,8 @@ pub struct ExecutorOptions {
     pub scheduler_port: u16,
     /// The address its services listen on.
     pub bind_host: String,
-    /// The host name the scheduler and clients reach it by (default: `bind_host`).
+    /// The host name the scheduler and clients reach it by (default: the address it
+    /// connects to the scheduler from).
     pub external_host: Option<String>,
     /// Arrow Flight port: clients and other executors fetch results from here.
     pub port: u16,

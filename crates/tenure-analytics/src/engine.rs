@@ -3,11 +3,15 @@
 //!
 //! Both engines get the same logical plans (the SQL of [`crate::usage`], the rollups of
 //! [`crate::store`], a user's `tenure sql`): only the session that plans and runs them
-//! differs. A cluster's executors must see the data directory at the same absolute path (a
-//! shared file system), since table paths travel inside the plans.
+//! differs. A cluster's scheduler and executors must see the data directory at the same
+//! absolute path (a shared file system), since file paths travel inside the plans.
 
 use crate::AnalyticsError;
-use ballista_core::extension::SessionStateExt;
+use ballista_core::config::BALLISTA_CLIENT_PULL;
+use ballista_core::execution_plans::DistributedQueryExec;
+use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+use ballista_core::serde::protobuf::CancelJobParams;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::execution::SessionStateBuilder;
@@ -15,7 +19,9 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion_proto::protobuf::LogicalPlanNode;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +76,39 @@ impl Engine {
             }
             (_, e) => e,
         }
+    }
+
+    /// `config` for a query that may be cancelled ([`Engine::cancel`]): on a cluster, the
+    /// client learns its job's id as soon as the job is queued (Ballista's "pull" tracking;
+    /// by default the id comes with the first status, once the job is planned).
+    pub(crate) fn cancellable(&self, config: SessionConfig) -> SessionConfig {
+        match self {
+            Engine::Embedded => config,
+            Engine::Cluster { .. } => {
+                let mut config = config.upgrade_for_ballista();
+                // The key is Ballista's own, registered by the upgrade: setting it cannot fail.
+                let _ = config.options_mut().set(BALLISTA_CLIENT_PULL, "true");
+                config
+            }
+        }
+    }
+
+    /// Asks the cluster to stop the job of `plan`, a query whose result no one waits for
+    /// any more (Ballista runs a job to its end otherwise). Best effort: the job may have
+    /// ended, or the scheduler be gone; and an executor aborts a running task only when it
+    /// next waits (on input, say), so a task that only computes runs to its end.
+    pub(crate) async fn cancel(&self, plan: &Arc<dyn ExecutionPlan>) {
+        let Engine::Cluster { host, port } = self else { return };
+        let Some(job) =
+            plan.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>().and_then(|d| d.job_id())
+        else {
+            return;
+        };
+        let cancel = async {
+            let mut c = SchedulerGrpcClient::connect(format!("http://{host}:{port}")).await.ok()?;
+            c.cancel_job(CancelJobParams { job_id: job.as_str().to_owned() }).await.ok()
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), cancel).await;
     }
 
     /// A session with the default settings.
@@ -138,7 +177,13 @@ pub(crate) fn scratch_root(data: &Path) -> PathBuf {
 impl Scratch {
     pub(crate) fn new(data: &Path) -> Result<Scratch, AnalyticsError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        // Unique across processes and runs (a container's process is often pid 1 every
+        // time), so no cache of file statistics keyed by path ever sees an old table.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name =
+            format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let dir = std::path::absolute(scratch_root(data).join(name))
             .map_err(|source| AnalyticsError::Io { path: data.to_path_buf(), source })?;
         std::fs::create_dir_all(&dir)

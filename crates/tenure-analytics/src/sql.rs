@@ -9,7 +9,7 @@ use datafusion::datasource::empty::EmptyTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::options::ParquetReadOptions;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use std::path::Path;
@@ -89,15 +89,24 @@ async fn session_with(
     ctx: SessionContext,
 ) -> Result<(SessionContext, Option<Scratch>), AnalyticsError> {
     for name in TABLES.iter().map(|(t, _)| *t).chain(["usage_daily", "usage_features"]) {
-        let dir = table_dir(data, name);
-        let has_files = std::fs::read_dir(&dir)
-            .map(|mut d| {
-                d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet")))
-            })
-            .unwrap_or(false);
-        if has_files {
-            let path = format!("{}/", dir.display());
-            ctx.register_parquet(name, &path, ParquetReadOptions::default()).await?;
+        // The files seen now, under the lock, by name: a plan that runs elsewhere (a
+        // cluster's scheduler and executors) reads exactly these, and fails loudly if it
+        // cannot, where a directory it cannot see would read as empty.
+        let dir = std::path::absolute(table_dir(data, name))
+            .map_err(|source| AnalyticsError::Io { path: data.to_path_buf(), source })?;
+        let mut files: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(d) => d
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+                .map(|p| p.display().to_string())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(AnalyticsError::Io { path: dir, source }),
+        };
+        files.sort();
+        if !files.is_empty() {
+            let df = ctx.read_parquet(files, ParquetReadOptions::default()).await?;
+            ctx.register_table(name, df.into_view())?;
         } else {
             let schema = match name {
                 "usage_daily" => crate::store::daily_schema(),
@@ -121,17 +130,16 @@ async fn session_with(
                 if scratch.is_none() {
                     scratch = Some(Scratch::new(data)?);
                 }
-                let dir = scratch.as_ref().map(|s| s.dir.join(&t.name)).unwrap_or_default();
-                std::fs::create_dir_all(&dir)
-                    .map_err(|source| AnalyticsError::Io { path: dir.clone(), source })?;
-                let path = dir.join("0.parquet");
+                let dir = scratch.as_ref().map(|s| s.dir.clone()).unwrap_or_default();
+                let path = dir.join(format!("{}.parquet", t.name));
                 let file = std::fs::File::create(&path)
                     .map_err(|source| AnalyticsError::Io { path: path.clone(), source })?;
                 let mut w = ArrowWriter::try_new(file, schema, None)?;
                 w.write(&t.batch)?;
                 w.close()?;
-                let path = format!("{}/", dir.display());
-                ctx.register_parquet(t.name.as_str(), &path, ParquetReadOptions::default()).await?;
+                let path = path.display().to_string();
+                let df = ctx.read_parquet(path, ParquetReadOptions::default()).await?;
+                ctx.register_table(t.name.as_str(), df.into_view())?;
             }
         }
     }
@@ -155,7 +163,8 @@ pub fn run_sql(
         env = env.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
     }
     let env = env.build_arc().map_err(AnalyticsError::from)?;
-    let ctx = engine.session(SessionConfig::new(), env)?;
+    let ctx = engine.session(engine.cancellable(SessionConfig::new()), env)?;
+    let running = std::sync::Mutex::new(None);
     let run = async {
         let (ctx, _scratch) = session_with(data, engine, extra, ctx).await?;
         let options = SQLOptions::new()
@@ -163,11 +172,24 @@ pub fn run_sql(
             .with_allow_dml(false)
             .with_allow_statements(false);
         let df = ctx.sql_with_options(sql, options).await?;
-        Ok(Query { batches: df.collect().await? })
+        let task = df.task_ctx();
+        let plan = df.create_physical_plan().await?;
+        *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&plan));
+        Ok(Query { batches: datafusion::physical_plan::collect(plan, Arc::new(task)).await? })
     };
     let out = rt.block_on(async {
         match limits.timeout {
-            Some(t) => tokio::time::timeout(t, run).await.unwrap_or(Err(QueryError::Timeout(t))),
+            Some(t) => match tokio::time::timeout(t, run).await {
+                Ok(out) => out,
+                Err(_) => {
+                    // On a cluster the job would run on: it is stopped there too.
+                    let plan = running.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(plan) = plan {
+                        engine.cancel(&plan).await;
+                    }
+                    Err(QueryError::Timeout(t))
+                }
+            },
             None => run.await,
         }
     });
@@ -202,7 +224,12 @@ pub fn export_parquet(
     let _lock = crate::lock(data, false)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let (ctx, _scratch) = session(data, engine, extra).await?;
+        // Strings as `Utf8`, not the view type Parquet reads default to: what a cluster
+        // reads them as too, and what every Parquet reader knows.
+        let mut config = SessionConfig::new();
+        config.options_mut().execution.parquet.schema_force_view_types = false;
+        let ctx = engine.session(config, Arc::new(RuntimeEnv::default()))?;
+        let (ctx, _scratch) = session_with(data, engine, extra, ctx).await?;
         let mut written = Vec::new();
         for name in names {
             let path = out.join(format!("{name}.parquet"));

@@ -244,10 +244,6 @@ pub fn refresh_batched(
     engine: &Engine,
     batch: u64,
 ) -> Result<RefreshStats, AnalyticsError> {
-    refresh_on(data, engine, batch).map_err(|e| engine.explain(e))
-}
-
-fn refresh_on(data: &Path, engine: &Engine, batch: u64) -> Result<RefreshStats, AnalyticsError> {
     let batch = batch.max(1);
     let mut stats = RefreshStats::default();
     let log = data.join("log");
@@ -299,10 +295,13 @@ fn refresh_on(data: &Path, engine: &Engine, batch: u64) -> Result<RefreshStats, 
             *stats.events.entry(table.to_string()).or_default() += written.events;
             touched = written.months;
         }
-        rt.block_on(compact(engine, &dir, &touched, None))?;
+        // What runs on the engine says so when it fails (a batch's rollup runs here).
+        let on_engine = |e| engine.explain(e);
+        rt.block_on(compact(engine, &dir, &touched, None)).map_err(on_engine)?;
         if *table == "usage" {
-            rt.block_on(compact(engine, &daily, &touched, Some(COMPACT_DAILY)))?;
-            rt.block_on(monthly_features(data, engine))?;
+            rt.block_on(compact(engine, &daily, &touched, Some(COMPACT_DAILY)))
+                .map_err(on_engine)?;
+            rt.block_on(monthly_features(data, engine)).map_err(on_engine)?;
         }
     }
     Ok(stats)
@@ -407,7 +406,12 @@ fn writer_session(engine: &Engine) -> Result<SessionContext, AnalyticsError> {
 /// Writes a query result as one Parquet file: aside, synced, renamed.
 async fn write_frame(engine: &Engine, df: DataFrame, out: &Path) -> Result<(), AnalyticsError> {
     let tmp = out.with_extension("parquet.tmp");
-    engine.write_parquet(df, &tmp).await?;
+    if let Err(e) = engine.write_parquet(df, &tmp).await {
+        // A file cut short is never read (not `.parquet`), but would stay until the same
+        // name is written again.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, out).map_err(io(out))?;
     Ok(())

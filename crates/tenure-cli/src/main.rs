@@ -274,8 +274,8 @@ enum Cmd {
     },
     /// Run a node of an Apache DataFusion Ballista cluster for the columnar side (usage
     /// rollups, usage figures, `tenure sql`): point `[cluster] scheduler = "df://HOST:PORT"`
-    /// at its scheduler. Executors must see the data directory at the same path as the
-    /// commands that use them (docs/scale.md)
+    /// at its scheduler. The scheduler and executors must see the data directory at the same
+    /// path as the commands that use them (docs/scale.md)
     Cluster {
         #[command(subcommand)]
         cmd: ClusterCmd,
@@ -358,7 +358,8 @@ enum ClusterCmd {
         /// Address its services listen on
         #[arg(long, default_value = "127.0.0.1")]
         bind_host: String,
-        /// The host name the scheduler and clients reach it by [default: --bind-host]
+        /// The host name the scheduler and clients reach it by [default: the address it
+        /// connects to the scheduler from]
         #[arg(long)]
         external_host: Option<String>,
         /// Arrow Flight port: results and shuffles are fetched from here

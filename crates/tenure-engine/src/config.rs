@@ -114,11 +114,17 @@ impl Scheduler {
             }
             _ => (rest, Scheduler::DEFAULT_PORT),
         };
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let ok = !bare.is_empty()
-            && bare.len() <= 253
-            && (host.starts_with('[') || !bare.contains(':'))
-            && bare.chars().all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c));
+        let ok = match host.strip_prefix('[') {
+            // An IPv6 address, in brackets as in a URL.
+            Some(v6) => {
+                v6.strip_suffix(']').is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+            }
+            None => {
+                !host.is_empty()
+                    && host.len() <= 253
+                    && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+            }
+        };
         if !ok {
             return Err(format!("{host:?} is not a host name or address"));
         }
@@ -496,6 +502,9 @@ mod tests {
             ("[cluster]\nscheduler = \"df://:50050\"", "is not a host"),
             ("[cluster]\nscheduler = \"df://a b:1\"", "is not a host"),
             ("[cluster]\nscheduler = \"df://::1\"", "is not a host"),
+            ("[cluster]\nscheduler = \"df://[::1\"", "is not a host"),
+            ("[cluster]\nscheduler = \"df://[abc]:1\"", "is not a host"),
+            ("[cluster]\nscheduler = \"df://h]:1\"", "is not a host"),
             ("[cluster]\nnodes = 3", "unknown field"),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();

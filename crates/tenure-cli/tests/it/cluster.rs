@@ -163,22 +163,32 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
     let mut args = vec!["import", "--data", &c, "--config", &cluster];
     args.extend(others.iter().map(String::as_str));
     ok(&args);
+    // Where each import's records end in the usage lane.
+    let mut ends = Vec::new();
     for part in split_by_account(&usage, 9, t.path()) {
-        ok(&["import", "--data", &c, "--config", &cluster, &part]);
+        let o = tenure(&["import", "--data", &c, "--config", &cluster, &part]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let said = String::from_utf8_lossy(&o.stderr).to_string();
+        let stored: u64 = said
+            .split(" stored")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count stored in: {said}"));
+        ends.push(ends.last().copied().unwrap_or(0) + stored);
     }
+    // A month compacted on the cluster has a file whose records span more than one import.
     let daily = Path::new(&c).join("columnar/usage_daily");
-    let months_compacted = std::fs::read_dir(&daily)
+    let compacted = std::fs::read_dir(&daily)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".parquet"))
-        .filter(|n| {
-            // A compacted month's one file spans records of several imports.
-            let range = n.split('.').nth(1).unwrap_or("");
-            let (a, b) = range.split_once('-').unwrap_or(("0", "0"));
-            b.parse::<u64>().unwrap_or(0) - a.parse::<u64>().unwrap_or(0) > 20_000
+        .filter_map(|n| {
+            let (a, b) = n.strip_suffix(".parquet")?.split('.').nth(1)?.split_once('-')?;
+            Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
         })
+        .filter(|(a, b)| ends.iter().any(|e| a < e && e < b))
         .count();
-    assert!(months_compacted > 0, "no month of usage_daily was compacted on the cluster");
+    assert!(compacted > 0, "no month of usage_daily was compacted on the cluster ({ends:?})");
 
     // Every usage KPI, the usage trend of one account, and health (which reads the monthly
     // usage) the same on the cluster as embedded, on data whose rollups were built either way.
@@ -250,6 +260,12 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
         assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{q}: no rows");
         assert_eq!(sql(&c, &cluster, q), here, "{q}");
     }
+    // Both executors ran tasks: each keeps a directory per job it worked on (until the
+    // scheduler has it removed, 5 minutes after the job).
+    for w in &work {
+        let jobs = std::fs::read_dir(w).map(|d| d.count()).unwrap_or(0);
+        assert!(jobs > 0, "{} ran no task", w.display());
+    }
     // Tables written for the cluster are gone once the query is.
     let scratch = Path::new(&c).join("columnar/scratch");
     let left = std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0);
@@ -272,11 +288,10 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
     };
     assert_eq!(lake("lake-c", &c, &cluster), lake("lake-e", &e, &local), "export");
 
-    // Both executors ran tasks (each keeps a directory per job it worked on).
-    for w in &work {
-        let jobs = std::fs::read_dir(w).map(|d| d.count()).unwrap_or(0);
-        assert!(jobs > 0, "{} ran no task", w.display());
-    }
+    // A query past its time limit stops with exit 5 (and its job is cancelled on the cluster).
+    let slow = "SELECT count(*) FROM usage a, usage b WHERE a.quantity + b.quantity < 0";
+    let o = tenure(&["sql", "--data", &c, "--config", &cluster, "--timeout", "2s", slow]);
+    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Without its scheduler, a clustered command fails and says so: never a silent fallback
     // to this process.
