@@ -4,7 +4,7 @@
 use crate::AnalyticsError;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::start_server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +17,11 @@ pub struct SchedulerOptions {
     pub bind: SocketAddr,
     /// The host name executors and clients reach it by.
     pub external_host: String,
+    /// Hand a stage's tasks to executors in turn, one each, rather than filling each
+    /// executor's free slots first (Ballista's default).
+    pub round_robin: bool,
+    /// Log what each job does, not only warnings and errors.
+    pub verbose: bool,
 }
 
 /// An executor's settings.
@@ -39,6 +44,8 @@ pub struct ExecutorOptions {
     pub work_dir: Option<PathBuf>,
     /// The memory its tasks share, in bytes (default: most of the machine's).
     pub memory: Option<u64>,
+    /// Log what each task does, not only warnings and errors.
+    pub verbose: bool,
 }
 
 fn cluster_error(e: impl std::fmt::Display) -> AnalyticsError {
@@ -53,6 +60,33 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnalyticsError> {
         .thread_stack_size(32 * 1024 * 1024)
         .build()
         .map_err(|source| AnalyticsError::Io { path: PathBuf::from("<tokio runtime>"), source })
+}
+
+/// Ballista's log records, to standard error: a node's only output.
+struct Stderr(log::LevelFilter);
+
+impl log::Log for Stderr {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.0
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{} {}: {}", r.level(), r.target(), r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Sends Ballista's log to standard error: warnings and errors, and with `verbose` what each
+/// job and task does.
+fn log_to_stderr(verbose: bool) {
+    let level = if verbose { log::LevelFilter::Info } else { log::LevelFilter::Warn };
+    // Once a process: the logger lives as long as it.
+    if log::set_logger(Box::leak(Box::new(Stderr(level)))).is_ok() {
+        log::set_max_level(level);
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM.
@@ -81,10 +115,16 @@ async fn stop_signal() {
 /// Runs a scheduler until Ctrl-C or SIGTERM (or until it fails). Its state (jobs, executors)
 /// is in memory: a restarted scheduler starts empty and executors register again.
 pub fn run_scheduler(o: SchedulerOptions) -> Result<(), AnalyticsError> {
+    log_to_stderr(o.verbose);
     let config = SchedulerConfig {
         bind_host: o.bind.ip().to_string(),
         bind_port: o.bind.port(),
         external_host: o.external_host,
+        task_distribution: if o.round_robin {
+            TaskDistributionPolicy::RoundRobin
+        } else {
+            TaskDistributionPolicy::Bias
+        },
         ..SchedulerConfig::default()
     };
     let config = Arc::new(config);
@@ -99,6 +139,7 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), AnalyticsError> {
 
 /// Runs an executor until Ctrl-C or SIGTERM, or until its scheduler tells it to stop.
 pub fn run_executor(o: ExecutorOptions) -> Result<(), AnalyticsError> {
+    log_to_stderr(o.verbose);
     let config = ExecutorProcessConfig {
         scheduler_host: o.scheduler_host,
         scheduler_port: o.scheduler_port,

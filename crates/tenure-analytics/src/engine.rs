@@ -32,8 +32,9 @@ pub enum Engine {
     /// In this process (the default).
     #[default]
     Embedded,
-    /// On the Ballista cluster of this scheduler (`[cluster] scheduler = "df://HOST:PORT"`).
-    Cluster { host: String, port: u16 },
+    /// On the Ballista cluster of this scheduler (`[cluster] scheduler = "df://HOST:PORT"`),
+    /// with plans' data split into `partitions` (the cluster's cores, not this machine's).
+    Cluster { host: String, port: u16, partitions: usize },
 }
 
 impl Engine {
@@ -46,10 +47,10 @@ impl Engine {
     ) -> Result<SessionContext, AnalyticsError> {
         match self {
             Engine::Embedded => Ok(SessionContext::new_with_config_rt(config, runtime)),
-            Engine::Cluster { host, port } => {
+            Engine::Cluster { host, port, partitions } => {
                 let state = SessionStateBuilder::new()
                     .with_default_features()
-                    .with_config(config)
+                    .with_config(config.with_target_partitions(*partitions))
                     .with_runtime_env(runtime)
                     .build()
                     .upgrade_for_ballista(format!("http://{host}:{port}"))?;
@@ -62,7 +63,7 @@ impl Engine {
     /// the scheduler (and its innermost cause once, not the chain of wrappers).
     pub(crate) fn explain(&self, e: AnalyticsError) -> AnalyticsError {
         match (self, e) {
-            (Engine::Cluster { host, port }, AnalyticsError::DataFusion(d)) => {
+            (Engine::Cluster { host, port, .. }, AnalyticsError::DataFusion(d)) => {
                 let root = d.find_root().to_string();
                 let hint = if root.contains("tonic::transport") {
                     " (is `tenure cluster scheduler` running there, with executors this \
@@ -98,7 +99,7 @@ impl Engine {
     /// ended, or the scheduler be gone; and an executor aborts a running task only when it
     /// next waits (on input, say), so a task that only computes runs to its end.
     pub(crate) async fn cancel(&self, plan: &Arc<dyn ExecutionPlan>) {
-        let Engine::Cluster { host, port } = self else { return };
+        let Engine::Cluster { host, port, .. } = self else { return };
         let Some(job) =
             plan.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>().and_then(|d| d.job_id())
         else {

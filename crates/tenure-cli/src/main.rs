@@ -348,6 +348,13 @@ enum ClusterCmd {
         /// The host name executors and clients reach it by
         #[arg(long, default_value = "localhost")]
         external_host: String,
+        /// How a stage's tasks go to executors: bias fills each executor's free slots first,
+        /// round-robin gives them one each in turn
+        #[arg(long, value_enum, default_value = "bias")]
+        task_distribution: TaskDistribution,
+        /// Log each job's progress to standard error, not only warnings and errors
+        #[arg(long)]
+        verbose: bool,
     },
     /// An executor: runs tasks, reading the Parquet files its scheduler's jobs name (runs
     /// until Ctrl-C or SIGTERM)
@@ -378,7 +385,16 @@ enum ClusterCmd {
         /// the machine's]
         #[arg(long, value_parser = parse_bytes)]
         memory: Option<u64>,
+        /// Log each task's progress to standard error, not only warnings and errors
+        #[arg(long)]
+        verbose: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TaskDistribution {
+    Bias,
+    RoundRobin,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -662,7 +678,11 @@ fn advanced(cfg: &Config) -> Vec<String> {
 /// Where the columnar plans run: on the configured Ballista cluster, else in this process.
 fn engine(cfg: &Config) -> tenure_analytics::Engine {
     match &cfg.cluster {
-        Some(s) => tenure_analytics::Engine::Cluster { host: s.host.clone(), port: s.port },
+        Some(c) => tenure_analytics::Engine::Cluster {
+            host: c.scheduler.host.clone(),
+            port: c.scheduler.port,
+            partitions: c.partitions,
+        },
         None => tenure_analytics::Engine::Embedded,
     }
 }
@@ -1062,9 +1082,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Key { cmd } => key(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::User { cmd } => user(cmd).map(|()| ExitCode::SUCCESS),
         Cmd::Audit { data, from, to, format } => audit(&data, from, to, format),
-        Cmd::Cluster { cmd: ClusterCmd::Scheduler { bind, external_host } } => {
+        Cmd::Cluster {
+            cmd: ClusterCmd::Scheduler { bind, external_host, task_distribution, verbose },
+        } => {
             eprintln!("Ballista scheduler listening on {bind} (Ctrl-C stops)");
-            let o = tenure_analytics::SchedulerOptions { bind, external_host };
+            let round_robin = task_distribution == TaskDistribution::RoundRobin;
+            let o =
+                tenure_analytics::SchedulerOptions { bind, external_host, round_robin, verbose };
             tenure_analytics::run_scheduler(o)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -1079,6 +1103,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     cores,
                     work_dir,
                     memory,
+                    verbose,
                 },
         } => {
             let s = tenure_engine::Scheduler::parse(&scheduler)
@@ -1098,6 +1123,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cores,
                 work_dir,
                 memory,
+                verbose,
             };
             tenure_analytics::run_executor(o)?;
             Ok(ExitCode::SUCCESS)

@@ -84,6 +84,16 @@ pub struct ClusterSection {
     /// An Apache DataFusion Ballista scheduler, `df://HOST:PORT` (port 50050 if left out);
     /// absent, the plans run in this process.
     pub scheduler: Option<String>,
+    /// Partitions a plan's data is split into on the cluster (default 16, Ballista's):
+    /// about the cluster's cores, so every executor has a share.
+    pub partitions: Option<u32>,
+}
+
+/// The cluster's settings, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub scheduler: Scheduler,
+    pub partitions: usize,
 }
 
 /// A Ballista scheduler's address, checked.
@@ -218,8 +228,8 @@ pub struct Config {
     pub forecast: ForecastConfig,
     /// An account is at risk from this churn probability on (`[risk] at_risk`).
     pub at_risk: f64,
-    /// The Ballista cluster the columnar plans run on (`[cluster] scheduler`), if any.
-    pub cluster: Option<Scheduler>,
+    /// The Ballista cluster the columnar plans run on (`[cluster]`), if any.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -389,9 +399,16 @@ impl Config {
         if !(at_risk > 0.0 && at_risk < 1.0) {
             return Err(invalid("risk.at_risk", format!("{at_risk} is not in (0, 1)")));
         }
+        let partitions = f.cluster.partitions.unwrap_or(16);
+        if !(1..=4096).contains(&partitions) {
+            return Err(invalid("cluster.partitions", format!("{partitions} is not in 1..=4096")));
+        }
         let cluster = match &f.cluster.scheduler {
             None => None,
-            Some(s) => Some(Scheduler::parse(s).map_err(|e| invalid("cluster.scheduler", e))?),
+            Some(s) => Some(ClusterConfig {
+                scheduler: Scheduler::parse(s).map_err(|e| invalid("cluster.scheduler", e))?,
+                partitions: partitions as usize,
+            }),
         };
         Ok(Config {
             at_risk,
@@ -506,6 +523,7 @@ mod tests {
             ("[cluster]\nscheduler = \"df://[abc]:1\"", "is not a host"),
             ("[cluster]\nscheduler = \"df://h]:1\"", "is not a host"),
             ("[cluster]\nnodes = 3", "unknown field"),
+            ("[cluster]\npartitions = 0", "cluster.partitions: 0 is not in 1..=4096"),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();
             assert!(e.contains(msg), "{bad}: {e}");
@@ -516,12 +534,14 @@ mod tests {
     fn reads_a_scheduler_address() {
         let at = |s: &str| {
             let c = Config::parse(&format!("[cluster]\nscheduler = {s:?}")).unwrap();
-            c.cluster.map(|s| (s.host, s.port)).unwrap()
+            c.cluster.map(|c| (c.scheduler.host, c.scheduler.port, c.partitions)).unwrap()
         };
-        assert_eq!(at("df://localhost:50051"), ("localhost".into(), 50051));
-        assert_eq!(at("df://10.0.0.5"), ("10.0.0.5".into(), 50050));
-        assert_eq!(at("df://sched.internal:7/"), ("sched.internal".into(), 7));
-        assert_eq!(at("df://[::1]:9000"), ("[::1]".into(), 9000));
-        assert_eq!(at("df://[::1]"), ("[::1]".into(), 50050));
+        assert_eq!(at("df://localhost:50051"), ("localhost".into(), 50051, 16));
+        assert_eq!(at("df://10.0.0.5"), ("10.0.0.5".into(), 50050, 16));
+        assert_eq!(at("df://sched.internal:7/"), ("sched.internal".into(), 7, 16));
+        assert_eq!(at("df://[::1]:9000"), ("[::1]".into(), 9000, 16));
+        assert_eq!(at("df://[::1]"), ("[::1]".into(), 50050, 16));
+        let c = Config::parse("[cluster]\nscheduler = \"df://h\"\npartitions = 64").unwrap();
+        assert_eq!(c.cluster.map(|c| c.partitions), Some(64));
     }
 }

@@ -8,7 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod import;
 
-pub use config::{Config, ConfigError, Scheduler};
+pub use config::{ClusterConfig, Config, ConfigError, Scheduler};
 pub use import::{FileSummary, Framed, ImportError, Importer, Progress};
 
 use rayon::prelude::*;

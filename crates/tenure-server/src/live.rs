@@ -31,7 +31,11 @@ pub fn load(
     let usage = if tenure_engine::log_dir(data).exists() {
         let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
         let engine = match &cfg.cluster {
-            Some(s) => tenure_analytics::Engine::Cluster { host: s.host.clone(), port: s.port },
+            Some(c) => tenure_analytics::Engine::Cluster {
+                host: c.scheduler.host.clone(),
+                port: c.scheduler.port,
+                partitions: c.partitions,
+            },
             None => tenure_analytics::Engine::Embedded,
         };
         tenure_analytics::refresh(data, &engine).map_err(|e| e.to_string())?;

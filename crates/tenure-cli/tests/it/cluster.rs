@@ -19,31 +19,47 @@ fn ok(args: &[&str]) -> Vec<u8> {
     o.stdout
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `n` distinct free ports on 127.0.0.1 (held together while chosen, so no two are the same).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<_> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
-/// The cluster's processes, stopped when the test ends however it ends.
-struct Nodes(Vec<Child>);
+/// The cluster's processes (and their logs), stopped when the test ends however it ends.
+struct Nodes(Vec<(Child, PathBuf)>);
+
+impl Nodes {
+    /// Fails the test, with its log, if a node has stopped.
+    fn check(&mut self) {
+        for (c, log) in &mut self.0 {
+            if let Ok(Some(status)) = c.try_wait() {
+                let said = std::fs::read_to_string(&*log).unwrap_or_default();
+                panic!("a cluster node stopped ({status}): {said}");
+            }
+        }
+    }
+}
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        for (c, _) in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 }
 
-fn node(args: &[String], log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tenure"))
+fn node(args: &[String], log: PathBuf) -> (Child, PathBuf) {
+    let file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("cluster")
         .args(args)
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(file)
         .spawn()
-        .unwrap()
+        .unwrap();
+    (child, log)
 }
 
 /// A generated company's JSONL files: (usage.jsonl, the others).
@@ -99,12 +115,20 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
     let (usage, others) = company(t.path());
 
     // The cluster: a scheduler and two executors, each with its own shuffle directory.
-    let sched = free_port();
+    let ports = free_ports(5);
+    let sched = ports[0];
     let at = format!("df://127.0.0.1:{sched}");
     let mut nodes = Nodes(Vec::new());
     nodes.0.push(node(
-        &["scheduler".into(), "--bind".into(), format!("127.0.0.1:{sched}")],
-        &t.path().join("scheduler.log"),
+        &[
+            "scheduler".into(),
+            "--bind".into(),
+            format!("127.0.0.1:{sched}"),
+            // Every stage spread over both executors: shuffles cross processes.
+            "--task-distribution".into(),
+            "round-robin".into(),
+        ],
+        t.path().join("scheduler.log"),
     ));
     let mut work = Vec::new();
     for i in 0..2 {
@@ -116,15 +140,15 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
                 "--scheduler".into(),
                 at.clone(),
                 "--port".into(),
-                free_port().to_string(),
+                ports[1 + 2 * i].to_string(),
                 "--grpc-port".into(),
-                free_port().to_string(),
+                ports[2 + 2 * i].to_string(),
                 "--cores".into(),
                 "2".into(),
                 "--work-dir".into(),
                 w.display().to_string(),
             ],
-            &t.path().join(format!("executor-{i}.log")),
+            t.path().join(format!("executor-{i}.log")),
         ));
         work.push(w);
     }
@@ -142,18 +166,21 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
     args.push(&usage_s);
     ok(&args);
 
-    // Clustered: the cluster answers once an executor has registered.
+    // Clustered: the cluster is ready once both executors have registered, which shows as
+    // both running tasks of a query of many partitions (each keeps a directory per job).
     let c = t.path().join("clustered").display().to_string();
+    let ran_tasks = |w: &PathBuf| std::fs::read_dir(w).map(|d| d.count()).unwrap_or(0) > 0;
     let started = Instant::now();
+    let spread = "SELECT feature, count(*) AS n FROM usage_daily GROUP BY 1";
     loop {
-        let o =
-            tenure(&["sql", "--data", &e, "--config", &cluster, "--timeout", "20s", "SELECT 1"]);
-        if o.status.success() {
+        let o = tenure(&["sql", "--data", &e, "--config", &cluster, "--timeout", "20s", spread]);
+        if o.status.success() && work.iter().all(ran_tasks) {
             break;
         }
+        nodes.check();
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the cluster did not answer within a minute: {}",
+            started.elapsed() < Duration::from_secs(90),
+            "the cluster's two executors did not both run tasks within 90 s: {}",
             String::from_utf8_lossy(&o.stderr)
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -259,12 +286,6 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
         let rows: Value = serde_json::from_slice(&here).unwrap();
         assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{q}: no rows");
         assert_eq!(sql(&c, &cluster, q), here, "{q}");
-    }
-    // Both executors ran tasks: each keeps a directory per job it worked on (until the
-    // scheduler has it removed, 5 minutes after the job).
-    for w in &work {
-        let jobs = std::fs::read_dir(w).map(|d| d.count()).unwrap_or(0);
-        assert!(jobs > 0, "{} ran no task", w.display());
     }
     // Tables written for the cluster are gone once the query is.
     let scratch = Path::new(&c).join("columnar/scratch");
