@@ -38,10 +38,11 @@ pub struct ExecutorOptions {
     pub port: u16,
     /// gRPC port: the scheduler hands out tasks here.
     pub grpc_port: u16,
-    /// Tasks run at once (0: one a core).
+    /// Partitions it computes at once, the slots the scheduler fills (0: one a core).
     pub cores: usize,
-    /// Where shuffle files go (default: a temporary directory).
-    pub work_dir: Option<PathBuf>,
+    /// Where shuffle files go: each job's are removed when the scheduler asks (5 minutes
+    /// after the job), and any older than a day every hour whatever happened.
+    pub work_dir: PathBuf,
     /// The memory its tasks share, in bytes (default: most of the machine's).
     pub memory: Option<u64>,
     /// Log what each task does, not only warnings and errors.
@@ -72,7 +73,10 @@ impl log::Log for Stderr {
 
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!("{} {}: {}", r.level(), r.target(), r.args());
+            use std::io::Write;
+            // A closed stderr loses the line, never stops the node.
+            let _ =
+                writeln!(std::io::stderr().lock(), "{} {}: {}", r.level(), r.target(), r.args());
         }
     }
 
@@ -137,7 +141,8 @@ pub fn run_scheduler(o: SchedulerOptions) -> Result<(), AnalyticsError> {
     })
 }
 
-/// Runs an executor until Ctrl-C or SIGTERM, or until its scheduler tells it to stop.
+/// Runs an executor until Ctrl-C or SIGTERM (after its running tasks), or until its
+/// scheduler tells it to stop.
 pub fn run_executor(o: ExecutorOptions) -> Result<(), AnalyticsError> {
     log_to_stderr(o.verbose);
     let config = ExecutorProcessConfig {
@@ -152,15 +157,17 @@ pub fn run_executor(o: ExecutorOptions) -> Result<(), AnalyticsError> {
         } else {
             o.cores
         },
-        work_dir: o.work_dir.map(|d| d.display().to_string()),
+        work_dir: Some(o.work_dir.display().to_string()),
         memory_pool_size: o.memory,
+        // Jobs' shuffle files are removed when the scheduler asks; a request lost (a
+        // scheduler restarted, an executor unreachable) must not fill the disk.
+        job_data_ttl_seconds: 24 * 3600,
+        job_data_clean_up_interval_seconds: 3600,
         ..ExecutorProcessConfig::default()
     };
-    runtime()?.block_on(async {
-        // The executor stops itself on Ctrl-C; SIGTERM is ours to turn into a stop.
-        tokio::select! {
-            r = start_executor_process(Arc::new(config)) => r.map_err(cluster_error),
-            _ = stop_signal() => Ok(()),
-        }
-    })
+    std::fs::create_dir_all(&o.work_dir)
+        .map_err(|source| AnalyticsError::Io { path: o.work_dir.clone(), source })?;
+    // The executor stops itself on Ctrl-C and SIGTERM, telling the scheduler and letting
+    // running tasks finish first.
+    runtime()?.block_on(start_executor_process(Arc::new(config))).map_err(cluster_error)
 }

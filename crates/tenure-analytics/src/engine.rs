@@ -180,11 +180,17 @@ impl Scratch {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // Unique across processes and runs (a container's process is often pid 1 every
         // time), so no cache of file statistics keyed by path ever sees an old table.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name =
-            format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| AnalyticsError::Io {
+            path: PathBuf::from("<random>"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let name = format!(
+            "{}-{:016x}-{}",
+            std::process::id(),
+            u64::from_le_bytes(random),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = std::path::absolute(scratch_root(data).join(name))
             .map_err(|source| AnalyticsError::Io { path: data.to_path_buf(), source })?;
         std::fs::create_dir_all(&dir)

@@ -349,7 +349,8 @@ enum ClusterCmd {
         #[arg(long, default_value = "localhost")]
         external_host: String,
         /// How a stage's tasks go to executors: bias fills each executor's free slots first,
-        /// round-robin gives them one each in turn
+        /// round-robin hands tasks to executors in turn (a task takes up to an executor's
+        /// free slots' worth of partitions)
         #[arg(long, value_enum, default_value = "bias")]
         task_distribution: TaskDistribution,
         /// Log each job's progress to standard error, not only warnings and errors
@@ -375,10 +376,11 @@ enum ClusterCmd {
         /// gRPC port: the scheduler hands out tasks here
         #[arg(long, default_value_t = 50052)]
         grpc_port: u16,
-        /// Tasks run at once [default: one a core]
-        #[arg(long, default_value_t = 0)]
+        /// Partitions it computes at once: the slots the scheduler fills [default: one a core]
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
         cores: usize,
-        /// Where shuffle files go [default: a temporary directory]
+        /// Where shuffle files go (kept until the scheduler asks, at most a day); size it for
+        /// the largest stage's output [default: TMPDIR/tenure-executor-PORT]
         #[arg(long)]
         work_dir: Option<PathBuf>,
         /// Memory its tasks share, e.g. 4GiB; operators spill to disk at it [default: most of
@@ -1113,6 +1115,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                  (Ctrl-C stops)",
                 s.host, s.port
             );
+            let work_dir = work_dir
+                .unwrap_or_else(|| std::env::temp_dir().join(format!("tenure-executor-{port}")));
             let o = tenure_analytics::ExecutorOptions {
                 scheduler_host: s.host,
                 scheduler_port: s.port,

@@ -404,6 +404,9 @@ impl Config {
             return Err(invalid("cluster.partitions", format!("{partitions} is not in 1..=4096")));
         }
         let cluster = match &f.cluster.scheduler {
+            None if f.cluster.partitions.is_some() => {
+                return Err(invalid("cluster.partitions", "needs cluster.scheduler"));
+            }
             None => None,
             Some(s) => Some(ClusterConfig {
                 scheduler: Scheduler::parse(s).map_err(|e| invalid("cluster.scheduler", e))?,
@@ -524,6 +527,7 @@ mod tests {
             ("[cluster]\nscheduler = \"df://h]:1\"", "is not a host"),
             ("[cluster]\nnodes = 3", "unknown field"),
             ("[cluster]\npartitions = 0", "cluster.partitions: 0 is not in 1..=4096"),
+            ("[cluster]\npartitions = 4", "cluster.partitions: needs cluster.scheduler"),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();
             assert!(e.contains(msg), "{bad}: {e}");

@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 fn tenure(args: &[&str]) -> Output {
@@ -26,8 +28,9 @@ fn free_ports(n: usize) -> Vec<u16> {
     held.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
-/// The cluster's processes (and their logs), stopped when the test ends however it ends.
-struct Nodes(Vec<(Child, PathBuf)>);
+/// The cluster's processes (and their logs), stopped when the test ends however it ends;
+/// `done` tells the watchdog they are gone (their ids may be reused).
+struct Nodes(Vec<(Child, PathBuf)>, Arc<AtomicBool>);
 
 impl Nodes {
     /// Fails the test, with its log, if a node has stopped.
@@ -43,6 +46,7 @@ impl Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
+        self.1.store(true, Ordering::SeqCst);
         for (c, _) in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
@@ -118,13 +122,13 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
     let ports = free_ports(5);
     let sched = ports[0];
     let at = format!("df://127.0.0.1:{sched}");
-    let mut nodes = Nodes(Vec::new());
+    let mut nodes = Nodes(Vec::new(), Arc::new(AtomicBool::new(false)));
     nodes.0.push(node(
         &[
             "scheduler".into(),
             "--bind".into(),
             format!("127.0.0.1:{sched}"),
-            // Every stage spread over both executors: shuffles cross processes.
+            // Tasks to both executors in turn: shuffles cross processes.
             "--task-distribution".into(),
             "round-robin".into(),
         ],
@@ -152,8 +156,19 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
         ));
         work.push(w);
     }
+    // A job stalled on the cluster must fail the test, not hang CI: past ten minutes the
+    // nodes are killed, and every clustered command still waiting fails.
+    let pids: Vec<String> = nodes.0.iter().map(|(c, _)| c.id().to_string()).collect();
+    let done = Arc::clone(&nodes.1);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(600));
+        if !done.load(Ordering::SeqCst) {
+            let _ = Command::new("kill").arg("-9").args(&pids).status();
+        }
+    });
     let cluster = t.path().join("cluster.toml");
-    std::fs::write(&cluster, format!("[cluster]\nscheduler = \"{at}\"\n")).unwrap();
+    // Four partitions: the cluster's cores (two executors of two).
+    std::fs::write(&cluster, format!("[cluster]\nscheduler = \"{at}\"\npartitions = 4\n")).unwrap();
     let local = t.path().join("local.toml");
     std::fs::write(&local, "").unwrap();
     let (cluster, local) = (cluster.display().to_string(), local.display().to_string());
@@ -178,11 +193,18 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
             break;
         }
         nodes.check();
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the cluster's two executors did not both run tasks within 90 s: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        if started.elapsed() > Duration::from_secs(90) {
+            let logs: Vec<String> = nodes
+                .0
+                .iter()
+                .map(|(_, log)| std::fs::read_to_string(log).unwrap_or_default())
+                .collect();
+            panic!(
+                "the cluster's two executors did not both run tasks within 90 s: {}\n{}",
+                String::from_utf8_lossy(&o.stderr),
+                logs.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
     // The same events, usage in nine imports: each refresh's compactions and monthly
@@ -309,7 +331,7 @@ fn a_ballista_cluster_gives_the_embedded_figures() {
     };
     assert_eq!(lake("lake-c", &c, &cluster), lake("lake-e", &e, &local), "export");
 
-    // A query past its time limit stops with exit 5 (and its job is cancelled on the cluster).
+    // A query past its time limit stops with exit 5.
     let slow = "SELECT count(*) FROM usage a, usage b WHERE a.quantity + b.quantity < 0";
     let o = tenure(&["sql", "--data", &c, "--config", &cluster, "--timeout", "2s", slow]);
     assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
