@@ -359,38 +359,41 @@ enum ClusterCmd {
     },
     /// An executor: runs tasks, reading the Parquet files its scheduler's jobs name (runs
     /// until Ctrl-C or SIGTERM)
-    Executor {
-        /// The scheduler, df://HOST:PORT
-        #[arg(long, default_value = "df://localhost:50050")]
-        scheduler: String,
-        /// Address its services listen on
-        #[arg(long, default_value = "127.0.0.1")]
-        bind_host: String,
-        /// The host name the scheduler and clients reach it by [default: the address it
-        /// connects to the scheduler from]
-        #[arg(long)]
-        external_host: Option<String>,
-        /// Arrow Flight port: results and shuffles are fetched from here
-        #[arg(long, default_value_t = 50051)]
-        port: u16,
-        /// gRPC port: the scheduler hands out tasks here
-        #[arg(long, default_value_t = 50052)]
-        grpc_port: u16,
-        /// Partitions it computes at once: the slots the scheduler fills [default: one a core]
-        #[arg(long, default_value_t = 0, hide_default_value = true)]
-        cores: usize,
-        /// Where shuffle files go (kept until the scheduler asks, at most a day); size it for
-        /// the largest stage's output [default: TMPDIR/tenure-executor-PORT]
-        #[arg(long)]
-        work_dir: Option<PathBuf>,
-        /// Memory its tasks share, e.g. 4GiB; operators spill to disk at it [default: most of
-        /// the machine's]
-        #[arg(long, value_parser = parse_bytes)]
-        memory: Option<u64>,
-        /// Log each task's progress to standard error, not only warnings and errors
-        #[arg(long)]
-        verbose: bool,
-    },
+    Executor(ExecutorArgs),
+}
+
+#[derive(Args)]
+struct ExecutorArgs {
+    /// The scheduler, df://HOST:PORT
+    #[arg(long, default_value = "df://localhost:50050")]
+    scheduler: String,
+    /// Address its services listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_host: String,
+    /// The host name the scheduler and clients reach it by [default: the address it
+    /// connects to the scheduler from]
+    #[arg(long)]
+    external_host: Option<String>,
+    /// Arrow Flight port: results and shuffles are fetched from here
+    #[arg(long, default_value_t = 50051)]
+    port: u16,
+    /// gRPC port: the scheduler hands out tasks here
+    #[arg(long, default_value_t = 50052)]
+    grpc_port: u16,
+    /// Partitions it computes at once: the slots the scheduler fills [default: one a core]
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    cores: usize,
+    /// Where shuffle files go (kept until the scheduler asks, at most a day); size it for
+    /// the largest stage's output [default: TMPDIR/tenure-executor-PORT]
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Memory its tasks share, e.g. 4GiB; operators spill to disk at it [default: most of
+    /// the machine's]
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// Log each task's progress to standard error, not only warnings and errors
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1094,40 +1097,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tenure_analytics::run_scheduler(o)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Cluster {
-            cmd:
-                ClusterCmd::Executor {
-                    scheduler,
-                    bind_host,
-                    external_host,
-                    port,
-                    grpc_port,
-                    cores,
-                    work_dir,
-                    memory,
-                    verbose,
-                },
-        } => {
-            let s = tenure_engine::Scheduler::parse(&scheduler)
+        Cmd::Cluster { cmd: ClusterCmd::Executor(a) } => {
+            let s = tenure_engine::Scheduler::parse(&a.scheduler)
                 .map_err(|e| usage(format!("--scheduler: {e}")))?;
+            let (bind_host, port, grpc_port) = (a.bind_host, a.port, a.grpc_port);
             eprintln!(
                 "Ballista executor on {bind_host}:{port} (gRPC {grpc_port}), scheduler {}:{} \
                  (Ctrl-C stops)",
                 s.host, s.port
             );
-            let work_dir = work_dir
+            let work_dir = a
+                .work_dir
                 .unwrap_or_else(|| std::env::temp_dir().join(format!("tenure-executor-{port}")));
             let o = tenure_analytics::ExecutorOptions {
                 scheduler_host: s.host,
                 scheduler_port: s.port,
                 bind_host,
-                external_host,
+                external_host: a.external_host,
                 port,
                 grpc_port,
-                cores,
+                cores: a.cores,
                 work_dir,
-                memory,
-                verbose,
+                memory: a.memory,
+                verbose: a.verbose,
             };
             tenure_analytics::run_executor(o)?;
             Ok(ExitCode::SUCCESS)
