@@ -159,6 +159,9 @@ pub fn run_executor(o: ExecutorOptions) -> Result<(), AnalyticsError> {
         },
         work_dir: Some(o.work_dir.display().to_string()),
         memory_pool_size: o.memory,
+        // Started before its scheduler (a machine's boot, a test), an executor retries every
+        // half second until the scheduler answers, rather than exiting at once.
+        scheduler_connect_timeout_seconds: 60,
         // Jobs' shuffle files are removed when the scheduler asks; a request lost (a
         // scheduler restarted, an executor unreachable) must not fill the disk.
         job_data_ttl_seconds: 24 * 3600,
