@@ -5,15 +5,20 @@ use crate::report::{OutFormat, money_json};
 use crate::{DataArgs, as_of, config, existing_data_dir, out, refresh_columnar, usage};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
+use rayon::prelude::*;
 use serde_json::{Map, Value as Json, json};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use tenure_core::event::EventKind;
 use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_engine::Config;
 use tenure_health::backtest::{self, Metrics, Truth};
+use tenure_health::checkpoint::{self, Checkpoint, CheckpointError};
 use tenure_health::features::{self, Context, DEFS, Outcome, Row};
 use tenure_health::scorecard::{Reads, Score, Scorecards};
-use tenure_health::{Model, UsageByAccount};
-use tenure_ledger::Ledger;
+use tenure_health::{Model, UsageByAccount, UsageMonth};
+use tenure_ledger::{AccountLedger, Ledger};
 
 #[derive(Args)]
 pub struct HealthArgs {
@@ -32,6 +37,18 @@ pub struct HealthArgs {
     format: OutFormat,
     #[arg(long)]
     as_of: Option<String>,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// Where the accounts come from.
+#[derive(Args)]
+pub struct StateArgs {
+    /// Fold the whole log afresh instead of reading the health state checkpoint
+    /// (DATA/state/health.state, rebuilt whenever new events or settings make it stale);
+    /// the figures are the same
+    #[arg(long)]
+    replay: bool,
 }
 
 #[derive(Args)]
@@ -54,6 +71,8 @@ pub struct RiskArgs {
     format: OutFormat,
     #[arg(long)]
     as_of: Option<String>,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 /// What a model predicts, and over how long.
@@ -207,6 +226,194 @@ impl Data {
     }
 }
 
+/// Every account as the health features read it at `t`: from a fold of the log at `t`, or
+/// from the state checkpoint (`tenure_health::checkpoint`), which gives the same features.
+struct Accounts {
+    dir: PathBuf,
+    cfg: Config,
+    t: Timestamp,
+    from: Source,
+}
+
+enum Source {
+    Replay { ledger: Ledger, usage: UsageByAccount },
+    State(Checkpoint<StateBytes>),
+}
+
+/// A checkpoint's bytes: its file (read a chunk at a time), or the memory it was just
+/// made in when it could not be saved.
+enum StateBytes {
+    File(std::fs::File, u64),
+    Memory(Vec<u8>),
+}
+
+impl checkpoint::Source for StateBytes {
+    fn size(&self) -> u64 {
+        match self {
+            StateBytes::File(_, n) => *n,
+            StateBytes::Memory(b) => b.len() as u64,
+        }
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match self {
+            StateBytes::File(f, _) => std::os::unix::fs::FileExt::read_exact_at(f, buf, offset),
+            StateBytes::Memory(b) => b.read_at(offset, buf),
+        }
+    }
+}
+
+/// The checkpoint's file under DATA/state/.
+const HEALTH_STATE: &str = "health.state";
+
+/// How long after the later of `as_of` and now a checkpoint answers (the derived instants,
+/// term ends and the like, are folded that far).
+const STATE_AHEAD: i64 = 92 * DAY;
+
+impl Accounts {
+    fn load(d: &DataArgs, at: &Option<String>, s: &StateArgs) -> Result<Accounts> {
+        if s.replay {
+            return Ok(Accounts::replay(Data::load(d, at)?));
+        }
+        let cfg = config(d)?;
+        let dir = existing_data_dir(d)?;
+        let t = as_of(at)?;
+        refresh_columnar(&dir, &cfg)?;
+        let c = checkpoint(&dir, &cfg, t)?;
+        Ok(Accounts { dir, cfg, t, from: Source::State(c) })
+    }
+
+    fn replay(d: Data) -> Accounts {
+        let t = d.ledger.as_of;
+        Accounts {
+            dir: d.dir,
+            cfg: d.cfg,
+            t,
+            from: Source::Replay { ledger: d.ledger, usage: d.usage },
+        }
+    }
+
+    fn ctx(&self) -> Context<'_> {
+        Context { catalogue: &self.cfg.kpi.features, segment_key: SEGMENT_KEY }
+    }
+
+    /// `f` of every account (and its monthly usage), in parallel; the results in the
+    /// ledger's order.
+    fn map<T: Send>(
+        &self,
+        f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
+    ) -> Result<Vec<T>> {
+        match &self.from {
+            Source::Replay { ledger, usage } => Ok(ledger
+                .accounts
+                .par_iter()
+                .filter_map(|a| f(a, usage.get(&a.id).map_or(&[][..], |v| v.as_slice())))
+                .collect()),
+            Source::State(c) => match c.map_at(self.t, &f) {
+                Ok(v) => Ok(v),
+                // Damage past the header shows only when its chunk is read.
+                Err(e) => Ok(self.refold(e)?.map_at(self.t, &f)?),
+            },
+        }
+    }
+
+    /// A checkpoint found damaged while reading it, folded again.
+    fn refold(&self, e: CheckpointError) -> Result<Checkpoint<StateBytes>> {
+        let path = tenure_engine::state::dir(&self.dir).join(HEALTH_STATE);
+        eprintln!("health state: {}: {e}; folding the log again", path.display());
+        build(&self.dir, &self.cfg, self.t, state_key(&self.dir, &self.cfg)?)
+    }
+
+    fn find(&self, id: &str) -> Result<Option<(AccountLedger, Vec<UsageMonth>)>> {
+        match &self.from {
+            Source::Replay { ledger, usage } => Ok(ledger
+                .account(id)
+                .map(|a| (a.clone(), usage.get(id).cloned().unwrap_or_default()))),
+            Source::State(c) => match c.find_at(id, self.t) {
+                Ok(v) => Ok(v),
+                Err(e) => Ok(self.refold(e)?.find_at(id, self.t)?),
+            },
+        }
+    }
+}
+
+/// The attribute whose value is an account's segment.
+const SEGMENT_KEY: &str = "segment";
+
+/// What a health state checkpoint is folded from: the lanes of the ledger and the usage
+/// (their fingerprints), the settings the fold and the usage figures read, and this
+/// binary (a new build may fold differently).
+fn state_key(dir: &Path, cfg: &Config) -> Result<Vec<u8>> {
+    let kinds: Vec<EventKind> = tenure_engine::REVENUE_KINDS
+        .iter()
+        .chain(tenure_engine::CS_KINDS)
+        // Alerts, tasks and forecast calls are in the fold but no feature reads them: a
+        // service raising alerts does not make the checkpoint stale.
+        .filter(|k| !matches!(k, EventKind::Alert | EventKind::Task | EventKind::ForecastOverride))
+        .chain([&EventKind::Usage])
+        .copied()
+        .collect();
+    let mut key = tenure_engine::state::position(dir, &kinds)?;
+    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
+    let build = exe.map(|m| (m.len(), m.modified().ok()));
+    let settings = format!(
+        "{}|{build:?}|{SEGMENT_KEY}|{:?}|{:?}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.revenue,
+        cfg.kpi.features
+    );
+    key.extend_from_slice(&tenure_engine::state::digest(&settings));
+    Ok(key)
+}
+
+/// The health state checkpoint for `t`: the saved one when it is current (same log, same
+/// settings, undamaged) and reaches `t`; else one folded now (at the later of `t` and now,
+/// plus [`STATE_AHEAD`]) and saved for the next command.
+fn checkpoint(dir: &Path, cfg: &Config, t: Timestamp) -> Result<Checkpoint<StateBytes>> {
+    let key = state_key(dir, cfg)?;
+    let path = tenure_engine::state::dir(dir).join(HEALTH_STATE);
+    let path = path.display();
+    let saved = match tenure_engine::state::open(dir, HEALTH_STATE)? {
+        Some(f) => {
+            let n = f.metadata()?.len();
+            Some(StateBytes::File(f, n))
+        }
+        None => None,
+    };
+    match saved {
+        None => eprintln!(
+            "health state: folding the log into {path} (later commands read it until new events arrive)"
+        ),
+        Some(bytes) => match Checkpoint::open(bytes, &key) {
+            Ok(c) if t <= c.valid_until() => return Ok(c),
+            Ok(c) => eprintln!(
+                "health state: {path} answers up to {}; folding the log again for {t}",
+                c.valid_until()
+            ),
+            Err(CheckpointError::Key) => eprintln!(
+                "health state: new events or settings since {path} was made; folding the log again"
+            ),
+            Err(e) => eprintln!("health state: {path}: {e}; folding the log again"),
+        },
+    }
+    build(dir, cfg, t, key)
+}
+
+/// Folds the log into a health state checkpoint for `t` and saves it.
+fn build(dir: &Path, cfg: &Config, t: Timestamp, key: Vec<u8>) -> Result<Checkpoint<StateBytes>> {
+    let until = Timestamp(t.max(crate::now()).0.saturating_add(STATE_AHEAD));
+    let ledger = tenure_engine::ledger(dir, cfg, until)?;
+    let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
+    let usage = tenure_analytics::usage_monthly(dir, &crate::engine(cfg), &names, until)?;
+    let bytes = checkpoint::encode(&key, &ledger, &usage, SEGMENT_KEY, until);
+    drop((ledger, usage));
+    if let Err(e) = tenure_engine::state::write(dir, HEALTH_STATE, &bytes) {
+        eprintln!("health state: {e}; answering without saving the checkpoint");
+    }
+    Checkpoint::open(StateBytes::Memory(bytes), &key)
+        .context("the health state checkpoint just made does not read back")
+}
+
 fn scorecards(dir: &Path, file: &Option<PathBuf>) -> Result<Scorecards> {
     let path = file.clone().or_else(|| Some(dir.join("scorecards.toml")).filter(|p| p.is_file()));
     match path {
@@ -252,16 +459,15 @@ pub fn health(a: HealthArgs) -> Result<()> {
     if a.print_default_scorecards {
         return out(tenure_health::scorecard::DEFAULT);
     }
-    let d = Data::load(&a.data, &a.as_of)?;
+    let d = Accounts::load(&a.data, &a.as_of, &a.state)?;
     let cards = scorecards(&d.dir, &a.scorecards)?;
     let ctx = d.ctx();
-    let t = d.ledger.as_of;
+    let t = d.t;
     if let Some(id) = &a.account {
-        let Some(acc) = d.ledger.account(id) else {
+        let Some((acc, u)) = d.find(id)? else {
             bail!(usage(format!("no account {id:?} in the data")))
         };
-        let u = d.usage.get(id).map_or(&[][..], |v| v.as_slice());
-        let Some(row) = features::snapshot(acc, u, t, &ctx) else {
+        let Some(row) = features::snapshot(&acc, &u, t, &ctx) else {
             bail!(usage(format!("{id} is not a paying customer at {t}")));
         };
         let Some(card) = cards.for_row(&row) else {
@@ -274,40 +480,37 @@ pub fn health(a: HealthArgs) -> Result<()> {
         let history: Vec<(Timestamp, Option<f64>)> = (0..12)
             .rev()
             .map(|k| last.add_months(-k))
-            .map(|m| (m, features::snapshot(acc, u, m, &ctx).and_then(|r| card.score(&r).value)))
+            .map(|m| (m, features::snapshot(&acc, &u, m, &ctx).and_then(|r| card.score(&r).value)))
             .collect();
         return out(&account_view(id, card, &s, &history, a.format));
     }
-    let now = backtest::current(&d.ledger, &d.usage, t, &ctx);
     let then_t = t.add_months(-3);
-    // (account, scorecard, score, change over 3 months, drivers)
-    type Line<'a> = (String, &'a str, Score, Option<f64>, Vec<String>);
-    let mut rows: Vec<Line<'_>> = Vec::new();
-    for (i, row) in now.account.iter().zip(&now.rows) {
-        let acc = &d.ledger.accounts[*i as usize];
-        let Some(card) = cards.for_row(row) else { continue };
-        let s = card.score(row);
-        let u = d.usage.get(&acc.id).map_or(&[][..], |v| v.as_slice());
+    // (account, scorecard, score, colour, change over 3 months, drivers)
+    type Line<'a> = (String, &'a str, Option<f64>, &'static str, Option<f64>, Vec<String>);
+    let mut rows: Vec<Line<'_>> = d.map(|acc, u| {
+        let row = features::snapshot(acc, u, t, &ctx)?;
+        let card = cards.for_row(&row)?;
+        let s = card.score(&row);
         let before = features::snapshot(acc, u, then_t, &ctx).and_then(|r| card.score(&r).value);
         let trend = s.value.zip(before).map(|(a, b)| a - b);
         let drivers = health_drivers(&s, card, 3);
-        rows.push((acc.id.clone(), card.name.as_str(), s, trend, drivers));
-    }
-    rows.sort_by(|a, b| {
-        a.2.value.unwrap_or(f64::MAX).total_cmp(&b.2.value.unwrap_or(f64::MAX)).then(a.0.cmp(&b.0))
+        Some((acc.id.clone(), card.name.as_str(), s.value, s.colour, trend, drivers))
+    })?;
+    rows.par_sort_unstable_by(|a, b| {
+        a.2.unwrap_or(f64::MAX).total_cmp(&b.2.unwrap_or(f64::MAX)).then(a.0.cmp(&b.0))
     });
     match a.format {
         OutFormat::Json => {
             let list: Vec<Json> = rows
                 .iter()
-                .map(|(id, card, s, trend, drivers)| {
-                    json!({"account_id": id, "scorecard": card, "score": num(s.value), "colour": s.colour,
+                .map(|(id, card, score, colour, trend, drivers)| {
+                    json!({"account_id": id, "scorecard": card, "score": num(*score), "colour": colour,
                            "trend_3m": num(*trend), "drivers": drivers})
                 })
                 .collect();
             let mut count = Map::new();
             for c in ["red", "yellow", "green", "grey"] {
-                count.insert(c.into(), json!(rows.iter().filter(|r| r.2.colour == c).count()));
+                count.insert(c.into(), json!(rows.iter().filter(|r| r.3 == c).count()));
             }
             out(&format!(
                 "{}\n",
@@ -317,40 +520,66 @@ pub fn health(a: HealthArgs) -> Result<()> {
             ))
         }
         OutFormat::Csv => {
-            let mut s = String::from("account_id,scorecard,score,colour,trend_3m,drivers\n");
-            for (id, card, sc, trend, drivers) in &rows {
-                s.push_str(&format!(
-                    "{},{},{},{},{},\"{}\"\n",
+            let head = "account_id,scorecard,score,colour,trend_3m,drivers\n".to_string();
+            out_lines(head, &rows, |s, (id, card, score, colour, trend, drivers)| {
+                writeln!(
+                    s,
+                    "{},{},{},{},{},\"{}\"",
                     csv_field(id),
                     card,
-                    fmt_opt(sc.value, 1),
-                    sc.colour,
+                    fmt_opt(*score, 1),
+                    colour,
                     fmt_opt(*trend, 1),
                     drivers.join("; ").replace('"', "\"\"")
-                ));
-            }
-            out(&s)
+                )
+            })
         }
         OutFormat::Table => {
-            let mut s = format!("Health at {t} ({} paying accounts, worst first)\n\n", rows.len());
-            s.push_str(&format!(
+            let mut head =
+                format!("Health at {t} ({} paying accounts, worst first)\n\n", rows.len());
+            head.push_str(&format!(
                 "{:<24} {:<10} {:>6} {:<7} {:>7}  drivers\n",
                 "account", "scorecard", "score", "colour", "trend"
             ));
-            for (id, card, sc, trend, drivers) in &rows {
-                s.push_str(&format!(
-                    "{:<24} {:<10} {:>6} {:<7} {:>7}  {}\n",
+            out_lines(head, &rows, |s, (id, card, score, colour, trend, drivers)| {
+                writeln!(
+                    s,
+                    "{:<24} {:<10} {:>6} {:<7} {:>7}  {}",
                     id,
                     card,
-                    fmt_opt(sc.value, 1),
-                    sc.colour,
+                    fmt_opt(*score, 1),
+                    colour,
                     trend.map_or("n/a".into(), |v| format!("{v:+.1}")),
                     drivers.join("; ")
-                ));
-            }
-            out(&s)
+                )
+            })
         }
     }
+}
+
+/// Writes `head`, then a line (or more) per row, the rows rendered in parallel blocks.
+fn out_lines<T: Sync>(
+    head: String,
+    rows: &[T],
+    line: impl Fn(&mut String, &T) -> std::fmt::Result + Sync,
+) -> Result<()> {
+    let blocks: Vec<String> = rows
+        .par_chunks(4096)
+        .map(|c| {
+            let mut s = String::with_capacity(c.len() * 96);
+            for r in c {
+                line(&mut s, r).expect("writing to a String");
+            }
+            s
+        })
+        .collect();
+    let mut o = std::io::stdout().lock();
+    o.write_all(head.as_bytes())?;
+    for b in blocks {
+        o.write_all(b.as_bytes())?;
+    }
+    o.flush()?;
+    Ok(())
 }
 
 fn csv_field(s: &str) -> String {
@@ -744,47 +973,49 @@ fn read_truth(path: &Path) -> Result<Truth> {
 }
 
 pub fn risk(a: RiskArgs) -> Result<()> {
-    let d = Data::load(&a.data, &a.as_of)?;
-    let at_risk = a.at_risk.unwrap_or(d.cfg.at_risk);
-    if !(at_risk > 0.0 && at_risk < 1.0) {
-        bail!(usage(format!("--at-risk {at_risk}: expected a probability between 0 and 1")));
-    }
     let (horizon, o) = a.target.parse()?;
     // Each outcome has its own saved model: `--outcome renewal` reads models/renewal.json.
-    let saved = model_file(&d.dir, o);
-    let m = if saved.is_file() {
-        let m = Model::from_json(&std::fs::read_to_string(&saved)?)
-            .map_err(|e| usage(format!("{}: {e}", saved.display())))?;
-        if m.outcome != o {
-            bail!(usage(format!(
-                "{} holds a {} model, not a {} one: run `tenure model train --outcome {}`",
-                saved.display(),
-                m.outcome.as_str(),
-                o.as_str(),
-                a.target.outcome
-            )));
-        }
-        m
+    // Without one, a model is trained on the whole history: the log is folded anyway.
+    let saved = model_file(&existing_data_dir(&a.data)?, o);
+    let d = if saved.is_file() {
+        Accounts::load(&a.data, &a.as_of, &a.state)?
     } else {
+        let d = Data::load(&a.data, &a.as_of)?;
         let m = train_all(&d, horizon, o, &scorecards(&d.dir, &None)?, LearnerArg::Auto)?;
         eprintln!(
             "no saved model: trained one on {} snapshots (`tenure model train` saves it)",
             m.n_snapshots
         );
-        m
+        return risk_with(&a, Accounts::replay(d), m);
     };
-    let t = d.ledger.as_of;
-    let mut now = backtest::current(&d.ledger, &d.usage, t, &d.ctx());
+    let m = Model::from_json(&std::fs::read_to_string(&saved)?)
+        .map_err(|e| usage(format!("{}: {e}", saved.display())))?;
+    if m.outcome != o {
+        bail!(usage(format!(
+            "{} holds a {} model, not a {} one: run `tenure model train --outcome {}`",
+            saved.display(),
+            m.outcome.as_str(),
+            o.as_str(),
+            a.target.outcome
+        )));
+    }
+    risk_with(&a, d, m)
+}
+
+fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
+    let at_risk = a.at_risk.unwrap_or(d.cfg.at_risk);
+    if !(at_risk > 0.0 && at_risk < 1.0) {
+        bail!(usage(format!("--at-risk {at_risk}: expected a probability between 0 and 1")));
+    }
+    let t = d.t;
+    let ctx = d.ctx();
+    let mut now: Vec<(String, Row)> =
+        d.map(|acc, u| features::snapshot(acc, u, t, &ctx).map(|r| (acc.id.clone(), r)))?;
     if m.outcome == Outcome::RenewalLost {
         // A renewal model speaks of contracts due within its horizon only.
-        let due = |r: &Row| r.get(features::F::DAYS_TO_RENEWAL) < m.horizon_days as f64;
-        let keep: Vec<bool> = now.rows.iter().map(due).collect();
-        let mut k = keep.iter();
-        now.rows.retain(|_| *k.next().expect("one flag per row"));
-        let mut k = keep.iter();
-        now.account.retain(|_| *k.next().expect("one flag per row"));
+        now.retain(|(_, r)| r.get(features::F::DAYS_TO_RENEWAL) < m.horizon_days as f64);
     }
-    let rows: Vec<&Row> = now.rows.iter().collect();
+    let rows: Vec<&Row> = now.iter().map(|(_, r)| r).collect();
     let probability = m.predict(&rows);
     let cur = d.cfg.revenue.fx.base;
     struct R<'a> {
@@ -797,12 +1028,10 @@ pub fn risk(a: RiskArgs) -> Result<()> {
         row: &'a Row,
     }
     let mut list: Vec<R<'_>> = now
-        .account
         .iter()
-        .zip(&now.rows)
         .zip(probability)
-        .map(|((i, row), p)| R {
-            id: d.ledger.accounts[*i as usize].id.as_str(),
+        .map(|((id, row), p)| R {
+            id: id.as_str(),
             segment: row.segment.as_deref(),
             p,
             mrr: row.mrr,

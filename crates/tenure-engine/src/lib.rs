@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod config;
 pub mod import;
+pub mod state;
 
 pub use config::{ClusterConfig, Config, ConfigError, Scheduler};
 pub use import::{FileSummary, Framed, ImportError, Importer, Progress};
@@ -59,6 +60,8 @@ pub enum EngineError {
     Log(#[from] LogError),
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Config { path: PathBuf, source: ConfigError },
     #[error(

@@ -8,6 +8,7 @@
 
 pub mod backtest;
 pub mod bgnbd;
+pub mod checkpoint;
 pub mod features;
 pub mod forecast;
 pub mod model;

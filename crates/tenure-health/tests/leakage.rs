@@ -364,3 +364,99 @@ fn a_young_company_forecasts_its_first_renewals_from_the_churn_model() {
     assert!(!terms.is_empty() && terms.iter().all(|i| i.source == Source::ChurnModel));
     assert!(terms.iter().all(|i| i.p > 0.0 && i.p < 1.0));
 }
+
+/// The state checkpoint (the ledger folded once, long after, reduced to what the features
+/// read) gives every account the features of a fold at `t` itself, bit for bit: inside a
+/// month, at a month start and after the last event. One account's only segment value is
+/// set after the first instant: a fold there does not know it, and neither may the
+/// checkpoint (the segment's fallback to its earliest value would).
+#[test]
+fn the_checkpoint_gives_the_features_of_a_fold_at_t() {
+    use tenure_health::checkpoint::{self, Checkpoint, CheckpointError};
+    let mut events = company();
+    let first = Timestamp::parse("2024-06-17T13:45:00Z").unwrap();
+    let no_usage = Context { catalogue: &[], segment_key: "segment" };
+    let before = ledger(&events, first);
+    let late = before
+        .accounts
+        .iter()
+        .find(|a| features::snapshot(a, &[], first, &no_usage).is_some_and(|r| r.segment.is_some()))
+        .unwrap()
+        .id
+        .clone();
+    let mut seen_late = false;
+    for e in events.iter_mut().filter(|e| e.account.as_deref() == Some(&late)) {
+        if matches!(e.body, EventBody::Account { .. }) {
+            e.ts = Timestamp(first.0 + 86_400_000_000);
+        }
+    }
+    // A paying account's champion turns up under another account before `first`: a move.
+    let paying: Vec<&str> = before
+        .accounts
+        .iter()
+        .filter(|a| features::snapshot(a, &[], first, &no_usage).is_some())
+        .map(|a| a.id.as_str())
+        .collect();
+    let champion = events
+        .iter()
+        .find(|e| {
+            matches!(
+                &e.body,
+                EventBody::Contact { role: Some(tenure_core::event::ContactRole::Champion), .. }
+            ) && e.account.as_deref().is_some_and(|a| paying.contains(&a) && a != late)
+        })
+        .unwrap();
+    let (left, mut moved) = (champion.account.clone().unwrap(), champion.clone());
+    moved.account = Some(paying.iter().find(|a| **a != left).unwrap().to_string());
+    moved.ts = Timestamp(first.0 - 10 * 86_400_000_000);
+    moved.message_id = None;
+    events.push(moved);
+    events.sort_by_key(|e| e.ts);
+    let catalogue: Vec<Feature> = ["dashboards", "reports", "automations", "api"]
+        .iter()
+        .map(|n| Feature {
+            name: n.to_string(),
+            advanced: false,
+            released: None,
+            plans: Vec::new(),
+        })
+        .collect();
+    let ctx = Context { catalogue: &catalogue, segment_key: "segment" };
+    let moves =
+        |l: &Ledger| l.account(&left).unwrap().cs.departures.iter().any(|d| d.moved_to.is_some());
+    assert!(moves(&ledger(&events, first)), "the move is not seen as one");
+    let until = Timestamp::parse("2025-06-01").unwrap();
+    let all_usage = usage(&events, &catalogue);
+    let bytes = checkpoint::encode(b"key", &ledger(&events, until), &all_usage, "segment", until);
+    let c = Checkpoint::open(bytes.clone(), b"key").unwrap();
+    assert_eq!(Checkpoint::open(bytes, b"other").err(), Some(CheckpointError::Key));
+    let per_account = c.size() / c.len() as u64;
+    assert!(per_account < 1024, "{per_account} bytes an account");
+    for t in ["2024-06-17T13:45:00Z", "2024-09-01T00:00:00Z", "2025-03-05T00:00:00Z"] {
+        let t = Timestamp::parse(t).unwrap();
+        let fold = ledger(&events, t);
+        let ours =
+            c.map_at(t, |a, u| Some((a.id.clone(), features::snapshot(a, u, t, &ctx)))).unwrap();
+        assert_eq!(ours.len(), fold.accounts.len());
+        let mut rows = 0;
+        for ((id, got), a) in ours.iter().zip(&fold.accounts) {
+            assert_eq!(id, &a.id);
+            let u = all_usage.get(id).cloned().unwrap_or_default();
+            let want = features::snapshot(a, &u, t, &ctx);
+            let (Some(got), Some(want)) = (got, &want) else {
+                assert_eq!(got.is_some(), want.is_some(), "{id} at {t}");
+                continue;
+            };
+            rows += 1;
+            let bits = |r: &tenure_health::Row| r.num.map(f64::to_bits);
+            assert_eq!(bits(got), bits(want), "{id} at {t}");
+            assert_eq!((&got.plan, &got.segment, got.mrr), (&want.plan, &want.segment, want.mrr));
+            if *id == late && t == first {
+                assert_eq!(got.segment, None, "a segment set after {t}");
+                seen_late = true;
+            }
+        }
+        assert!(rows > 150, "{rows} snapshots at {t}");
+    }
+    assert!(seen_late);
+}

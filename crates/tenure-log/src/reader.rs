@@ -237,3 +237,21 @@ fn snapshot_last(file: SegmentFile, buf: &mut Vec<u8>) -> Result<LastSegment, Lo
     let parsed = lane::judge(&file.path, buf, file.base, Mode::Last)?;
     Ok(LastSegment { file, valid_len: parsed.valid_end as u64, records: parsed.records })
 }
+
+/// What identifies the content of `lane` in the log at `dir` without reading it: the
+/// number of its segments, and the base, length and modification time (nanoseconds) of
+/// the last one. Records are only ever appended to the last segment, and a repair cuts or
+/// removes segments, so equal values mean the same records; a writer's tail not yet
+/// committed counts too (a state folded before its commit is only folded once more).
+/// A missing lane is all zeros.
+pub fn lane_fingerprint(dir: &Path, lane: &str) -> Result<[u64; 4], LogError> {
+    let segments = lane::list_segments(&dir.join(lane))?;
+    let Some(last) = segments.last() else { return Ok([0; 4]) };
+    let meta = std::fs::metadata(&last.path).map_err(|e| LogError::io(&last.path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    Ok([segments.len() as u64, last.base, meta.len(), mtime])
+}

@@ -495,3 +495,116 @@ fn the_chosen_model_ranks_at_least_as_well_as_every_baseline() {
     }
     eprintln!("{table:#?}");
 }
+
+/// Fails naming the first line where a checkpoint's answer and a replay's differ.
+fn differ(fast: &str, slow: &str, args: &[&str]) {
+    if let Some((i, (a, b))) = fast.lines().zip(slow.lines()).enumerate().find(|(_, (a, b))| a != b)
+    {
+        panic!("{args:?}, line {}: checkpoint {a:?}, replay {b:?}", i + 1);
+    }
+    assert_eq!(fast.lines().count(), slow.lines().count(), "{args:?}: line counts differ");
+}
+
+/// `tenure health` and `tenure risk` read the health state checkpoint (DATA/state/) and give
+/// byte for byte what a fold of the whole log gives (`--replay`), at instants inside a
+/// month, at a month start and after the last event; the checkpoint is read, not folded
+/// again, until new events, other settings or damage make it unusable, and each of those is
+/// noticed and said.
+#[test]
+fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
+    let t = tempfile::tempdir().unwrap();
+    let data = generated(t.path(), 500, 7, "2022-01");
+    let state = t.path().join("state").join("health.state");
+    let run = |args: &[&str]| -> (String, String) {
+        let o = tenure(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+    };
+    run(&["model", "train", "--data", &data, "--as-of", AS_OF, "--learner", "trees"]);
+    // Every listing, through the checkpoint and through a replay; returns the stderr of the
+    // checkpoint's runs.
+    let same = |as_of: &str| -> String {
+        let mut said = String::new();
+        let health = ["health", "--data", &data, "--as-of", as_of, "--format", "csv"];
+        let risk = ["risk", "--data", &data, "--as-of", as_of, "--top", "0", "--format", "json"];
+        for args in [&health[..], &risk[..]] {
+            let (fast, err) = run(args);
+            let (slow, _) = run(&[args, &["--replay"]].concat());
+            differ(&fast, &slow, args);
+            assert!(fast.lines().count() > 100, "{args:?}: {fast}");
+            said.push_str(&err);
+        }
+        // One account's page: its worst-scored account has the most history to differ in.
+        let (csv, _) = run(&health);
+        let id = csv.lines().nth(1).unwrap().split(',').next().unwrap().to_string();
+        let one =
+            ["health", "--data", &data, "--as-of", as_of, "--account", &id, "--format", "json"];
+        let (fast, err) = run(&one);
+        differ(&fast, &run(&[&one[..], &["--replay"]].concat()).0, &one);
+        said + &err
+    };
+    let said = same("2024-06-17T13:45:00Z");
+    assert_eq!(said.matches("folding the log").count(), 1, "built once, then read: {said}");
+    assert!(state.is_file());
+    let made = std::fs::read(&state).unwrap();
+    for as_of in ["2024-11-01T00:00:00Z", AS_OF, "2025-02-10T08:00:00Z"] {
+        let said = same(as_of);
+        assert!(!said.contains("folding"), "{as_of}: the checkpoint was not read: {said}");
+    }
+    assert_eq!(std::fs::read(&state).unwrap(), made, "reading changed the checkpoint");
+
+    // New events: a ticket and an NPS answer of the worst account, after the old ones, and
+    // a paying account's champion turning up under that account (a move).
+    let (csv, _) = run(&["health", "--data", &data, "--as-of", AS_OF, "--format", "csv"]);
+    let ids: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let id = ids[0].to_string();
+    let contacts =
+        std::fs::read_to_string(t.path().join("company").join("contacts.jsonl")).unwrap();
+    let champion = contacts
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|c| {
+            c["role"] == "champion"
+                && c["account_id"] != id.as_str()
+                && ids.contains(&c["account_id"].as_str().unwrap())
+        })
+        .unwrap();
+    let more = t.path().join("more.jsonl");
+    std::fs::write(
+        &more,
+        format!(
+            "{{\"type\":\"ticket\",\"timestamp\":\"2024-12-20T10:00:00Z\",\"account_id\":\"{id}\",\"ticket_id\":\"t-late\",\"status\":\"opened\",\"category\":\"defect\",\"severity\":\"urgent\"}}\n\
+             {{\"type\":\"survey_response\",\"timestamp\":\"2024-12-21T10:00:00Z\",\"account_id\":\"{id}\",\"survey\":\"nps\",\"score\":0}}\n\
+             {{\"type\":\"contact\",\"timestamp\":\"2024-12-15T10:00:00Z\",\"account_id\":\"{id}\",\"contact_id\":{},\"role\":\"champion\",\"status\":\"active\"}}\n",
+            champion["contact_id"]
+        ),
+    )
+    .unwrap();
+    run(&["import", "--data", &data, &more.display().to_string()]);
+    let said = same(AS_OF);
+    assert!(said.contains("new events or settings"), "{said}");
+    assert_eq!(said.matches("folding the log").count(), 1, "{said}");
+    assert_ne!(std::fs::read(&state).unwrap(), made, "not folded again");
+
+    // Damage anywhere is found, said, and repaired by folding again.
+    let mut bytes = std::fs::read(&state).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&state, &bytes).unwrap();
+    let said = same(AS_OF);
+    assert!(said.contains("damaged"), "{said}");
+    std::fs::write(&state, &bytes[..mid]).unwrap();
+    assert!(same(AS_OF).contains("damaged"));
+
+    // Other settings: the revenue rules change the fold, so the checkpoint is refolded.
+    std::fs::write(
+        t.path().join("tenure.toml"),
+        "version = 1\n[revenue]\npast_due_churn_days = 3\n",
+    )
+    .unwrap();
+    let said = same(AS_OF);
+    assert!(said.contains("new events or settings"), "{said}");
+    // A later instant than the checkpoint reaches: folded again for it.
+    let said = same("2027-06-01T00:00:00Z");
+    assert!(said.contains("answers up to"), "{said}");
+}
