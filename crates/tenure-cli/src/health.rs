@@ -278,8 +278,11 @@ impl Accounts {
         let cfg = config(d)?;
         let dir = existing_data_dir(d)?;
         let t = as_of(at)?;
+        // The position first: an import between it and the refresh makes the checkpoint
+        // older than its key says (folded once more), never newer.
+        let key = state_key(&dir, &cfg)?;
         refresh_columnar(&dir, &cfg)?;
-        let c = checkpoint(&dir, &cfg, t)?;
+        let c = checkpoint(&dir, &cfg, t, key)?;
         Ok(Accounts { dir, cfg, t, from: Source::State(c) })
     }
 
@@ -303,17 +306,23 @@ impl Accounts {
         &self,
         f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
     ) -> Result<Vec<T>> {
-        match &self.from {
-            Source::Replay { ledger, usage } => Ok(ledger
-                .accounts
-                .par_iter()
-                .filter_map(|a| f(a, usage.get(&a.id).map_or(&[][..], |v| v.as_slice())))
-                .collect()),
-            Source::State(c) => match c.map_at(self.t, &f) {
-                Ok(v) => Ok(v),
-                // Damage past the header shows only when its chunk is read.
-                Err(e) => Ok(self.refold(e)?.map_at(self.t, &f)?),
-            },
+        let c = match &self.from {
+            Source::Replay { ledger, usage } => return Ok(each(ledger, usage, &f)),
+            Source::State(c) => c,
+        };
+        let found = match c.map_at(self.t, &f) {
+            // Damage past the header shows only when its chunk is read.
+            Err(e) if !matches!(e, CheckpointError::Rewritten(_)) => {
+                self.refold(e)?.map_at(self.t, &f)
+            }
+            found => found,
+        };
+        match found {
+            Err(CheckpointError::Rewritten(id)) => {
+                let (ledger, usage) = self.fold_at(&id)?;
+                Ok(each(&ledger, &usage, &f))
+            }
+            found => Ok(found?),
         }
     }
 
@@ -324,17 +333,37 @@ impl Accounts {
         build(&self.dir, &self.cfg, self.t, state_key(&self.dir, &self.cfg)?)
     }
 
-    fn find(&self, id: &str) -> Result<Option<(AccountLedger, Vec<UsageMonth>)>> {
-        match &self.from {
-            Source::Replay { ledger, usage } => Ok(ledger
-                .account(id)
-                .map(|a| (a.clone(), usage.get(id).cloned().unwrap_or_default()))),
-            Source::State(c) => match c.find_at(id, self.t) {
-                Ok(v) => Ok(v),
-                Err(e) => Ok(self.refold(e)?.find_at(id, self.t)?),
-            },
-        }
+    /// The ledger and usage folded at `t` itself, for when the checkpoint's fold grouped an
+    /// account's changes across `t` (rare: changes within the grouping window on both sides).
+    fn fold_at(&self, id: &str) -> Result<(Ledger, UsageByAccount)> {
+        let t = self.t;
+        eprintln!(
+            "health state: {id} has changes grouped across {t}, which only a fold at {t} \
+             answers; folding the log"
+        );
+        let ledger = tenure_engine::ledger(&self.dir, &self.cfg, t)?;
+        let names: Vec<String> = self.cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
+        let engine = crate::engine(&self.cfg);
+        Ok((ledger, tenure_analytics::usage_monthly(&self.dir, &engine, &names, t)?))
     }
+
+    fn find(&self, id: &str) -> Result<Option<(AccountLedger, Vec<UsageMonth>)>> {
+        let found = self.map(|a, u| (a.id == id).then(|| (a.clone(), u.to_vec())))?;
+        Ok(found.into_iter().next())
+    }
+}
+
+/// `f` of every account of a fold, in parallel; the results in the ledger's order.
+fn each<T: Send>(
+    ledger: &Ledger,
+    usage: &UsageByAccount,
+    f: &(impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync),
+) -> Vec<T> {
+    ledger
+        .accounts
+        .par_iter()
+        .filter_map(|a| f(a, usage.get(&a.id).map_or(&[][..], |v| v.as_slice())))
+        .collect()
 }
 
 /// The attribute whose value is an account's segment.
@@ -369,16 +398,25 @@ fn state_key(dir: &Path, cfg: &Config) -> Result<Vec<u8>> {
 /// The health state checkpoint for `t`: the saved one when it is current (same log, same
 /// settings, undamaged) and reaches `t`; else one folded now (at the later of `t` and now,
 /// plus [`STATE_AHEAD`]) and saved for the next command.
-fn checkpoint(dir: &Path, cfg: &Config, t: Timestamp) -> Result<Checkpoint<StateBytes>> {
-    let key = state_key(dir, cfg)?;
+fn checkpoint(
+    dir: &Path,
+    cfg: &Config,
+    t: Timestamp,
+    key: Vec<u8>,
+) -> Result<Checkpoint<StateBytes>> {
     let path = tenure_engine::state::dir(dir).join(HEALTH_STATE);
     let path = path.display();
-    let saved = match tenure_engine::state::open(dir, HEALTH_STATE)? {
-        Some(f) => {
-            let n = f.metadata()?.len();
-            Some(StateBytes::File(f, n))
+    // A file that cannot be read is folded again, as a damaged one is.
+    let saved =
+        tenure_engine::state::open(dir, HEALTH_STATE).map_err(anyhow::Error::from).and_then(|f| {
+            Ok(f.map(|f| f.metadata().map(|m| StateBytes::File(f, m.len()))).transpose()?)
+        });
+    let saved = match saved {
+        Ok(saved) => saved,
+        Err(e) => {
+            eprintln!("health state: {e:#}; folding the log again");
+            return build(dir, cfg, t, key);
         }
-        None => None,
     };
     match saved {
         None => eprintln!(
@@ -974,6 +1012,9 @@ fn read_truth(path: &Path) -> Result<Truth> {
 
 pub fn risk(a: RiskArgs) -> Result<()> {
     let (horizon, o) = a.target.parse()?;
+    if let Some(p) = a.at_risk {
+        at_risk_ok(p)?;
+    }
     // Each outcome has its own saved model: `--outcome renewal` reads models/renewal.json.
     // Without one, a model is trained on the whole history: the log is folded anyway.
     let saved = model_file(&existing_data_dir(&a.data)?, o);
@@ -1002,11 +1043,15 @@ pub fn risk(a: RiskArgs) -> Result<()> {
     risk_with(&a, d, m)
 }
 
-fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
-    let at_risk = a.at_risk.unwrap_or(d.cfg.at_risk);
-    if !(at_risk > 0.0 && at_risk < 1.0) {
-        bail!(usage(format!("--at-risk {at_risk}: expected a probability between 0 and 1")));
+fn at_risk_ok(p: f64) -> Result<f64> {
+    if !(p > 0.0 && p < 1.0) {
+        bail!(usage(format!("--at-risk {p}: expected a probability between 0 and 1")));
     }
+    Ok(p)
+}
+
+fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
+    let at_risk = at_risk_ok(a.at_risk.unwrap_or(d.cfg.at_risk))?;
     let t = d.t;
     let ctx = d.ctx();
     let mut now: Vec<(String, Row)> =

@@ -35,7 +35,7 @@ use crate::{UsageByAccount, UsageMonth};
 
 const MAGIC: &[u8; 8] = b"TNRSTATE";
 /// The layout of this file; a change of layout or of what is kept changes it.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 /// Accounts per chunk: the unit of parallel encoding, reading and decoding.
 const CHUNK: usize = 4096;
 /// Magic, format, the header's CRC32 and its length.
@@ -54,6 +54,10 @@ pub enum CheckpointError {
     Damaged(&'static str),
     #[error("checkpoint unreadable: {0}")]
     Io(String),
+    /// The fold behind the checkpoint rewrote this account's past before the instant asked
+    /// for (`AccountLedger::rewrites`): only a fold at that instant answers for it.
+    #[error("account {0} has a change spanning the instant asked for")]
+    Rewritten(String),
 }
 
 /// Where a checkpoint's bytes are read from: memory, or a file the caller opened (read a
@@ -158,6 +162,16 @@ pub fn encode(
         out.extend_from_slice(&b);
     }
     out
+}
+
+/// An instant read back, within the years 1 to 9999 (as every instant an event can hold),
+/// so that no difference of two overflows.
+fn stamp(v: i64) -> R<Timestamp> {
+    const LIMIT: i64 = 320_000_000_000_000_000; // about 10,000 years in microseconds
+    if v.unsigned_abs() > LIMIT as u64 {
+        return Err(CheckpointError::Damaged("instant out of range"));
+    }
+    Ok(Timestamp(v))
 }
 
 fn io(e: std::io::Error) -> CheckpointError {
@@ -274,6 +288,9 @@ impl<S: Source> Checkpoint<S> {
                     let mut out = Vec::with_capacity(n);
                     for _ in 0..n {
                         r.account(a, u, &self.strings, &self.segment_key)?;
+                        if a.rewrites.iter().any(|(from, to)| *from < as_of && as_of <= *to) {
+                            return Err(CheckpointError::Rewritten(a.id.clone()));
+                        }
                         a.attributes.retain(|(ts, ..)| *ts <= as_of);
                         out.extend(f(a, u));
                     }
@@ -291,16 +308,6 @@ impl<S: Source> Checkpoint<S> {
         }
         Ok(all)
     }
-
-    /// One account as [`Checkpoint::map_at`] gives it, by id.
-    pub fn find_at(
-        &self,
-        id: &str,
-        as_of: Timestamp,
-    ) -> Result<Option<(AccountLedger, Vec<UsageMonth>)>, CheckpointError> {
-        let found = self.map_at(as_of, |a, u| (a.id == id).then(|| (a.clone(), u.to_vec())))?;
-        Ok(found.into_iter().next())
-    }
 }
 
 fn account(
@@ -311,6 +318,12 @@ fn account(
     index: &FxHashMap<AttrValue, u64>,
 ) {
     put_str(out, &a.id);
+    let mut w = Times::default();
+    put(out, a.rewrites.len() as u64);
+    for (from, to) in &a.rewrites {
+        w.put(out, *from);
+        put_i(out, to.0 - from.0);
+    }
     let mut w = Times::default();
     put(out, a.steps.len() as u64);
     for s in &a.steps {
@@ -514,9 +527,15 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes(n)?).map_err(|_| CheckpointError::Damaged("UTF-8"))
     }
 
+    /// The next instant of a list, after `prev` (the one before it).
     fn ts(&mut self, prev: &mut i64) -> R<Timestamp> {
-        *prev = prev.wrapping_add(self.i()?);
+        *prev = stamp(prev.wrapping_add(self.i()?))?.0;
         Ok(Timestamp(*prev))
+    }
+
+    /// An instant written as its distance from `base`.
+    fn after(&mut self, base: Timestamp) -> R<Timestamp> {
+        stamp(base.0.wrapping_add(self.i()?))
     }
 
     fn small<T>(&mut self, from: impl Fn(u8) -> Option<T>) -> R<Option<T>> {
@@ -540,7 +559,7 @@ impl<'a> Reader<'a> {
     ) -> R<Option<(Timestamp, T)>> {
         match self.small(from)? {
             None => Ok(None),
-            Some(v) => Ok(Some((Timestamp(opened.0.wrapping_add(self.i()?)), v))),
+            Some(v) => Ok(Some((self.after(opened)?, v))),
         }
     }
 
@@ -556,6 +575,13 @@ impl<'a> Reader<'a> {
             |i: u64| strings.get(i as usize).ok_or(CheckpointError::Damaged("string index"));
         a.id.clear();
         a.id.push_str(self.str()?);
+        a.rewrites.clear();
+        let mut t = 0;
+        for _ in 0..self.len()? {
+            let from = self.ts(&mut t)?;
+            let to = self.after(from)?;
+            a.rewrites.push((from, to));
+        }
         a.steps.clear();
         a.movements.clear();
         a.invoices.clear();
@@ -629,12 +655,13 @@ impl<'a> Reader<'a> {
         let mut t = 0;
         for _ in 0..self.len()? {
             let given = self.ts(&mut t)?;
-            a.cancellations_scheduled.push((given, Timestamp(given.0.wrapping_add(self.i()?))));
+            let at = self.after(given)?;
+            a.cancellations_scheduled.push((given, at));
         }
         let mut t = 0;
         for _ in 0..self.len()? {
             let opened = self.ts(&mut t)?;
-            let due = Timestamp(opened.0.wrapping_add(self.i()?));
+            let due = self.after(opened)?;
             a.renewals.push(Renewal {
                 subscription_id: String::new(),
                 opened,
@@ -734,7 +761,7 @@ impl<'a> Reader<'a> {
         for _ in 0..self.len()? {
             let month = self.ts(&mut t)?;
             let (events, users, days, features) = (self.u()?, self.u()?, self.u()?, self.u()?);
-            let last_day = Timestamp(month.0.wrapping_add(self.i()?));
+            let last_day = self.after(month)?;
             usage.push(UsageMonth { month, events, users, days, features, last_day });
         }
         Ok(())

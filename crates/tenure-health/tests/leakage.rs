@@ -460,3 +460,57 @@ fn the_checkpoint_gives_the_features_of_a_fold_at_t() {
     }
     assert!(seen_late);
 }
+
+/// A group of changes within the grouping window around `t` is one step in a later fold
+/// (at its first instant, with the values after the last), but only its first part in a fold
+/// at `t`: the ledger says so (`rewrites`), and the checkpoint refuses to answer for that
+/// account at `t` rather than give the later fold's past.
+#[test]
+fn a_change_group_across_t_is_not_answered_from_the_checkpoint() {
+    use tenure_health::checkpoint::{self, Checkpoint, CheckpointError};
+    let mut events = company();
+    let t = Timestamp::parse("2024-06-17T13:45:00Z").unwrap();
+    let before = ledger(&events, t);
+    let no_usage = Context { catalogue: &[], segment_key: "segment" };
+    let paying: Vec<&str> = before
+        .accounts
+        .iter()
+        .filter(|a| features::snapshot(a, &[], t, &no_usage).is_some())
+        .map(|a| a.id.as_str())
+        .collect();
+    // A paying account's line: seats up 10 minutes before t and again 10 minutes after.
+    let last = events
+        .iter()
+        .filter(|e| e.ts < t && matches!(e.body, EventBody::Subscription(_)))
+        .filter(|e| e.account.as_deref().is_some_and(|a| paying.contains(&a)))
+        .last()
+        .unwrap()
+        .clone();
+    let id = last.account.clone().unwrap();
+    for (minutes, more) in [(-10, 1), (10, 2)] {
+        let mut e = last.clone();
+        e.ts = Timestamp(t.0 + minutes * 60_000_000);
+        e.message_id = None;
+        if let EventBody::Subscription(s) = &mut e.body {
+            s.quantity += more;
+        }
+        events.push(e);
+    }
+    events.sort_by_key(|e| e.ts);
+    let until = Timestamp::parse("2025-06-01").unwrap();
+    let later = ledger(&events, until);
+    let spans = &later.account(&id).unwrap().rewrites;
+    assert!(spans.iter().any(|(a, b)| *a < t && t <= *b), "{spans:?}");
+    // The fold at t sees the first change only; the later fold's step before t has both.
+    let seats =
+        |l: &Ledger| l.account(&id).unwrap().state_before(Timestamp(t.0 + 1)).unwrap().seats;
+    assert_ne!(seats(&ledger(&events, t)), seats(&later), "the group changes nothing");
+    let catalogue: Vec<Feature> = Vec::new();
+    let bytes = checkpoint::encode(b"k", &later, &usage(&events, &catalogue), "segment", until);
+    let c = Checkpoint::open(bytes, b"k").unwrap();
+    assert_eq!(c.map_at(t, |_, _| Some(())).err(), Some(CheckpointError::Rewritten(id)));
+    // Before the group and after it, the checkpoint answers.
+    for at in [Timestamp(t.0 - 3_600_000_000), Timestamp(t.0 + 3_600_000_000)] {
+        assert!(c.map_at(at, |_, _| Some(())).is_ok(), "{at}");
+    }
+}

@@ -106,6 +106,7 @@ fn line_points(
     as_of: Timestamp,
     renewals: &mut Vec<Renewal>,
     scheduled: &mut Vec<(Timestamp, Timestamp)>,
+    rewrites: &mut Vec<(Timestamp, Timestamp)>,
 ) -> Vec<(Timestamp, usize, LineVal)> {
     let mut out: Vec<(Timestamp, usize, LineVal)> = Vec::new();
     let mut past_due_since: Option<Timestamp> = None;
@@ -191,7 +192,11 @@ fn line_points(
             let arr_due = line_arr(s);
             match open_term {
                 Some((due, idx)) => {
-                    // The same term, or an amendment that moved its end earlier.
+                    // The same term, or an amendment that moved its end earlier (which a
+                    // fold at an instant between the opening and the amendment does not see).
+                    if te < due {
+                        rewrites.push((renewals[idx].opened, ts));
+                    }
                     renewals[idx].due = due.min(te);
                     renewals[idx].arr_due = arr_due;
                     open_term = Some((due.min(te), idx));
@@ -226,8 +231,11 @@ fn line_points(
         if let Some(c) = s.cancel_at
             && matches!(s.status, SubStatus::Active | SubStatus::PastDue)
         {
-            if !scheduled.iter().any(|x| x.1 == c) {
-                scheduled.push((ts, c));
+            // One entry per effective instant, with the earliest notice: whichever line a
+            // fold reads first, a notice given later never hides one given before.
+            match scheduled.iter_mut().find(|x| x.1 == c) {
+                Some(x) => x.0 = x.0.min(ts),
+                None => scheduled.push((ts, c)),
             }
             let at = c.max(ts);
             if cfg.churn_recognition != ChurnRecognition::Scheduled {
@@ -309,11 +317,14 @@ pub(crate) fn fold_account(
 
     let mut renewals = Vec::new();
     let mut scheduled = Vec::new();
+    let mut rewrites = Vec::new();
     // (ts, order, line index, value)
     let mut points: Vec<(Timestamp, usize, usize, LineVal)> = Vec::new();
     let mut line_count = 0;
     for line in subs.chunk_by(|a, b| a.2.subscription_id == b.2.subscription_id) {
-        for (ts, order, v) in line_points(line, cfg, as_of, &mut renewals, &mut scheduled) {
+        for (ts, order, v) in
+            line_points(line, cfg, as_of, &mut renewals, &mut scheduled, &mut rewrites)
+        {
             points.push((ts, order, line_count, v));
         }
         line_count += 1;
@@ -433,6 +444,10 @@ pub(crate) fn fold_account(
             {
                 lost = Some((*m, r.clone()));
             }
+        }
+        if raw_steps[end].0 > start {
+            // A fold at an instant inside the group holds only its first part.
+            rewrites.push((start, raw_steps[end].0));
         }
         let after = raw_steps[end].1.clone();
         g = end + 1;
@@ -583,6 +598,7 @@ pub(crate) fn fold_account(
             cancellations_scheduled: scheduled,
             first_subscription,
             cs,
+            rewrites,
         },
         diags,
     )

@@ -174,6 +174,12 @@ pub struct AccountLedger {
     pub first_subscription: Option<Timestamp>,
     /// Contacts, surveys, tickets, touchpoints, milestones, objectives, assessments.
     pub cs: CsLedger,
+    /// Spans `(a, b)` of instants at which a fold sees another past before them than this
+    /// one does: a group of changes from `a` to `b` (a fold at an instant inside holds only
+    /// its first part), or a renewal opened at `a` whose due date an amendment at `b` moved
+    /// earlier. Empty for nearly every account; whoever answers for an instant `t` with
+    /// `a < t <= b` from this fold must fold at `t` instead (`tenure_health::checkpoint`).
+    pub rewrites: Vec<(Timestamp, Timestamp)>,
 }
 
 impl AccountLedger {

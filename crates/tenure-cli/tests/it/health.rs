@@ -607,4 +607,27 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
     // A later instant than the checkpoint reaches: folded again for it.
     let said = same("2027-06-01T00:00:00Z");
     assert!(said.contains("answers up to"), "{said}");
+
+    // A paying account's line changes ten minutes before an instant and again ten minutes
+    // after: one group for the checkpoint's fold, only its first part for a fold at that
+    // instant. The checkpoint does not answer there; a fold at the instant does.
+    let at = "2024-12-18T13:45:00Z";
+    let subs =
+        std::fs::read_to_string(t.path().join("company").join("subscriptions.jsonl")).unwrap();
+    let mut line: Value = subs
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|s| s["account_id"] == id.as_str() && s["status"] == "active")
+        .last()
+        .unwrap();
+    let mut two = String::new();
+    for (ts, more) in [("2024-12-18T13:35:00Z", 1), ("2024-12-18T13:55:00Z", 2)] {
+        line["timestamp"] = Value::from(ts);
+        line["quantity"] = Value::from(line["quantity"].as_u64().unwrap() + more);
+        two.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(&more, two).unwrap();
+    run(&["import", "--data", &data, &more.display().to_string()]);
+    let said = same(at);
+    assert!(said.contains("grouped across"), "{said}");
 }
