@@ -482,8 +482,7 @@ fn a_change_group_across_t_is_not_answered_from_the_checkpoint() {
     let last = events
         .iter()
         .filter(|e| e.ts < t && matches!(e.body, EventBody::Subscription(_)))
-        .filter(|e| e.account.as_deref().is_some_and(|a| paying.contains(&a)))
-        .last()
+        .rfind(|e| e.account.as_deref().is_some_and(|a| paying.contains(&a)))
         .unwrap()
         .clone();
     let id = last.account.clone().unwrap();

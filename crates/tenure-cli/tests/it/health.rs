@@ -617,8 +617,7 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
     let mut line: Value = subs
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|s| s["account_id"] == id.as_str() && s["status"] == "active")
-        .last()
+        .rfind(|s| s["account_id"] == id.as_str() && s["status"] == "active")
         .unwrap();
     let mut two = String::new();
     for (ts, more) in [("2024-12-18T13:35:00Z", 1), ("2024-12-18T13:55:00Z", 2)] {
