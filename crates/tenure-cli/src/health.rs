@@ -278,10 +278,10 @@ impl Accounts {
         let cfg = config(d)?;
         let dir = existing_data_dir(d)?;
         let t = as_of(at)?;
-        // The position first: an import between it and the refresh makes the checkpoint
-        // older than its key says (folded once more), never newer.
+        // The position first: an import between it and the refresh (before a fold) makes
+        // the checkpoint older than its key says (folded once more), never newer. A current
+        // checkpoint holds the usage of its key's usage lane: no refresh is needed to read it.
         let key = state_key(&dir, &cfg)?;
-        refresh_columnar(&dir, &cfg)?;
         let c = checkpoint(&dir, &cfg, t, key)?;
         Ok(Accounts { dir, cfg, t, from: Source::State(c) })
     }
@@ -306,21 +306,35 @@ impl Accounts {
         &self,
         f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
     ) -> Result<Vec<T>> {
+        let parts = self.map_chunks(f)?;
+        let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for p in parts {
+            all.extend(p);
+        }
+        Ok(all)
+    }
+
+    /// As [`Accounts::map`], the results in blocks of accounts (in order), not copied once
+    /// more into one vector.
+    fn map_chunks<T: Send>(
+        &self,
+        f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
+    ) -> Result<Vec<Vec<T>>> {
         let c = match &self.from {
-            Source::Replay { ledger, usage } => return Ok(each(ledger, usage, &f)),
+            Source::Replay { ledger, usage } => return Ok(vec![each(ledger, usage, &f)]),
             Source::State(c) => c,
         };
-        let found = match c.map_at(self.t, &f) {
+        let found = match c.map_chunks_at(self.t, &f) {
             // Damage past the header shows only when its chunk is read.
             Err(e) if !matches!(e, CheckpointError::Rewritten(_)) => {
-                self.refold(e)?.map_at(self.t, &f)
+                self.refold(e)?.map_chunks_at(self.t, &f)
             }
             found => found,
         };
         match found {
             Err(CheckpointError::Rewritten(id)) => {
                 let (ledger, usage) = self.fold_at(&id)?;
-                Ok(each(&ledger, &usage, &f))
+                Ok(vec![each(&ledger, &usage, &f)])
             }
             found => Ok(found?),
         }
@@ -341,6 +355,7 @@ impl Accounts {
             "health state: {id} has changes grouped across {t}, which only a fold at {t} \
              answers; folding the log"
         );
+        refresh_columnar(&self.dir, &self.cfg)?;
         let ledger = tenure_engine::ledger(&self.dir, &self.cfg, t)?;
         let names: Vec<String> = self.cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
         let engine = crate::engine(&self.cfg);
@@ -437,8 +452,10 @@ fn checkpoint(
     build(dir, cfg, t, key)
 }
 
-/// Folds the log into a health state checkpoint for `t` and saves it.
+/// Folds the log into a health state checkpoint for `t` (the columnar store brought up to
+/// date first) and saves it.
 fn build(dir: &Path, cfg: &Config, t: Timestamp, key: Vec<u8>) -> Result<Checkpoint<StateBytes>> {
+    refresh_columnar(dir, cfg)?;
     let until = Timestamp(t.max(crate::now()).0.saturating_add(STATE_AHEAD));
     let ledger = tenure_engine::ledger(dir, cfg, until)?;
     let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
@@ -1054,8 +1071,9 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
     let at_risk = at_risk_ok(a.at_risk.unwrap_or(d.cfg.at_risk))?;
     let t = d.t;
     let ctx = d.ctx();
-    let mut now: Vec<(String, Row)> =
-        d.map(|acc, u| features::snapshot(acc, u, t, &ctx).map(|r| (acc.id.clone(), r)))?;
+    let chunks: Vec<Vec<(String, Row)>> =
+        d.map_chunks(|acc, u| features::snapshot(acc, u, t, &ctx).map(|r| (acc.id.clone(), r)))?;
+    let mut now: Vec<&(String, Row)> = chunks.iter().flatten().collect();
     if m.outcome == Outcome::RenewalLost {
         // A renewal model speaks of contracts due within its horizon only.
         now.retain(|(_, r)| r.get(features::F::DAYS_TO_RENEWAL) < m.horizon_days as f64);
@@ -1085,7 +1103,7 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
             row,
         })
         .collect();
-    list.sort_by(|a, b| b.loss.cmp(&a.loss).then(a.id.cmp(b.id)));
+    list.par_sort_unstable_by(|a, b| b.loss.cmp(&a.loss).then(a.id.cmp(b.id)));
     // Drivers (TreeSHAP, the costly part) only for the accounts listed.
     let shown = if a.top == 0 { list.len() } else { a.top.min(list.len()) };
     let top_rows: Vec<&Row> = list[..shown].iter().map(|r| r.row).collect();

@@ -270,6 +270,21 @@ impl<S: Source> Checkpoint<S> {
         as_of: Timestamp,
         f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
     ) -> Result<Vec<T>, CheckpointError> {
+        let parts = self.map_chunks_at(as_of, f)?;
+        let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for p in parts {
+            all.extend(p);
+        }
+        Ok(all)
+    }
+
+    /// As [`Checkpoint::map_at`], the results left in one vector per chunk of accounts (in
+    /// order): large results are not copied once more into one vector.
+    pub fn map_chunks_at<T: Send>(
+        &self,
+        as_of: Timestamp,
+        f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
+    ) -> Result<Vec<Vec<T>>, CheckpointError> {
         assert!(as_of <= self.valid_until, "{as_of} is past the checkpoint's {}", self.valid_until);
         // Each thread reuses one buffer and one account (their vectors keep their capacity).
         let parts: Vec<Result<Vec<T>, CheckpointError>> = (0..self.chunks.len())
@@ -285,7 +300,7 @@ impl<S: Source> Checkpoint<S> {
                     }
                     let mut r = Reader { b: buf.as_slice(), at: 0 };
                     let n = CHUNK.min(self.accounts - c * CHUNK);
-                    let mut out = Vec::with_capacity(n);
+                    let mut out = Vec::new();
                     for _ in 0..n {
                         r.account(a, u, &self.strings, &self.segment_key)?;
                         if a.rewrites.iter().any(|(from, to)| *from < as_of && as_of <= *to) {
@@ -297,16 +312,12 @@ impl<S: Source> Checkpoint<S> {
                     if r.at != r.b.len() {
                         return Err(CheckpointError::Damaged("chunk length"));
                     }
+                    out.shrink_to_fit();
                     Ok(out)
                 },
             )
             .collect();
-        let mut all =
-            Vec::with_capacity(parts.iter().map(|p| p.as_ref().map_or(0, Vec::len)).sum());
-        for p in parts {
-            all.extend(p?);
-        }
-        Ok(all)
+        parts.into_iter().collect()
     }
 }
 

@@ -951,12 +951,21 @@ impl Learner {
 impl Model {
     /// Calibrated churn probabilities.
     pub fn predict(&self, rows: &[&Row]) -> Vec<f64> {
-        self.learner.predict(rows, &self.levels)
+        self.in_blocks(rows, |b| self.learner.predict(b, &self.levels))
     }
 
     /// Calibrated log-odds of the outcome.
     pub fn log_odds(&self, rows: &[&Row]) -> Vec<f64> {
-        self.learner.log_odds(rows, &self.levels)
+        self.in_blocks(rows, |b| self.learner.log_odds(b, &self.levels))
+    }
+
+    /// `f` over blocks of rows, in parallel: a row's figure depends on that row alone, and
+    /// the columns a block needs are reused memory, where a million rows' columns at once
+    /// would be fresh pages the kernel zeroes first.
+    fn in_blocks(&self, rows: &[&Row], f: impl Fn(&[&Row]) -> Vec<f64> + Sync) -> Vec<f64> {
+        use rayon::prelude::*;
+        let parts: Vec<Vec<f64>> = rows.par_chunks(8192).map(&f).collect();
+        parts.concat()
     }
 
     /// The chosen learner's trees, when it is trees.

@@ -206,6 +206,75 @@ pub struct Tree {
     cover: Vec<f64>,
 }
 
+/// A tree's numeric splits in 16 bytes a node, for prediction: the same path as
+/// [`Tree::predict_bins`] (categorical splits are taken there), with fewer loads a step.
+struct Flat(Vec<FlatNode>);
+
+#[derive(Clone, Copy)]
+struct FlatNode {
+    feature: u16,
+    threshold: u16,
+    missing: u16,
+    /// Bit 0: the missing bin goes left; bit 1: a categorical split; bit 2: a leaf.
+    flags: u8,
+    left: u32,
+    right: u32,
+}
+
+impl Flat {
+    fn new(t: &Tree, missing: &[u16]) -> Flat {
+        Flat(
+            t.nodes
+                .iter()
+                .map(|n| match n {
+                    Node::Leaf { .. } => FlatNode {
+                        feature: 0,
+                        threshold: 0,
+                        missing: 0,
+                        flags: 4,
+                        left: 0,
+                        right: 0,
+                    },
+                    Node::Split { feature, rule, left, right } => {
+                        let (threshold, flags) = match rule {
+                            Rule::Numeric { threshold, missing_left } => {
+                                (*threshold, u8::from(*missing_left))
+                            }
+                            Rule::Categorical { .. } => (0, 2),
+                        };
+                        FlatNode {
+                            feature: u16::try_from(*feature).expect("under 65,536 features"),
+                            threshold,
+                            missing: missing[*feature],
+                            flags,
+                            left: *left as u32,
+                            right: *right as u32,
+                        }
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn predict(&self, t: &Tree, row: &[u16], missing: &[u16]) -> f64 {
+        let mut k = 0;
+        loop {
+            let n = self.0[k];
+            if n.flags & 4 != 0 {
+                let Node::Leaf { value } = t.nodes[k] else { unreachable!("a leaf") };
+                return value;
+            }
+            let go_left = if n.flags & 2 != 0 {
+                t.goes_left(k, row[n.feature as usize], missing).is_some_and(|g| g.3)
+            } else {
+                let b = row[n.feature as usize];
+                if b == n.missing { n.flags & 1 != 0 } else { b <= n.threshold }
+            };
+            k = if go_left { n.left } else { n.right } as usize;
+        }
+    }
+}
+
 impl Tree {
     fn goes_left(&self, k: usize, b: u16, missing: &[u16]) -> Option<(usize, usize, usize, bool)> {
         match &self.nodes[k] {
@@ -892,17 +961,31 @@ impl Gbm {
         let missing: Vec<u16> = self.binners.iter().map(|b| b.missing()).collect();
         let bins = bin_matrix(&self.binners, cols, n);
         use rayon::prelude::*;
-        (0..n)
-            .into_par_iter()
-            .map(|i| {
-                self.init
-                    + self
-                        .trees
-                        .iter()
-                        .map(|t| t.predict_bins(|f| bins[f][i] as u16, &missing))
-                        .sum::<f64>()
-            })
-            .collect()
+        // Blocks of rows, each laid out row by row, and every tree over a block before the
+        // next tree: a block's bins stay in cache while the trees walk them. The sums are
+        // the same as row by row (each row's trees added in order from 0, then `init`).
+        const BLOCK: usize = 2048;
+        let width = bins.len();
+        let flat: Vec<Flat> = self.trees.iter().map(|t| Flat::new(t, &missing)).collect();
+        let mut out = vec![0.0; n];
+        out.par_chunks_mut(BLOCK).enumerate().for_each(|(c, block)| {
+            let lo = c * BLOCK;
+            let mut rows = vec![0u16; block.len() * width];
+            for (f, col) in bins.iter().enumerate() {
+                for (j, b) in col[lo..lo + block.len()].iter().enumerate() {
+                    rows[j * width + f] = u16::from(*b);
+                }
+            }
+            for (t, f) in self.trees.iter().zip(&flat) {
+                for (o, row) in block.iter_mut().zip(rows.chunks_exact(width.max(1))) {
+                    *o += f.predict(t, row, &missing);
+                }
+            }
+            for o in block.iter_mut() {
+                *o += self.init;
+            }
+        });
+        out
     }
 }
 
