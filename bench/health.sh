@@ -42,11 +42,17 @@ measure() { # NAME CMD...: wall seconds and peak RSS (MiB) of CMD in "$W/NAME.ti
     say "$name: ${S} s, $((KB / 1024)) MiB"
 }
 : >"$W/measurements.txt"
-rm -rf "$W/data/models"
+rm -rf "$W/data/models" "$W/data/state"
 measure train_trees "$T" model train --data "$W/data" --as-of "$AS_OF" --learner trees --format json
 measure train "$T" model train --data "$W/data" --as-of "$AS_OF" --format json
+# The first health command folds the log and writes the health state checkpoint; the
+# others read it (docs/health.md); --replay folds afresh, as every run did before it.
+measure state_build "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
 measure risk "$T" risk --data "$W/data" --as-of "$AS_OF" --top 50 --format json
 measure health "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
+measure health_replay "$T" health --data "$W/data" --as-of "$AS_OF" --format csv --replay
+cmp "$W/health.out" "$W/health_replay.out" || { say "health from the checkpoint differs from a replay"; exit 1; }
+stat -c %s "$W/data/state/health.state" >"$W/state.bytes"
 measure backtest "$T" model backtest --data "$W/data" --as-of "$AS_OF" --from 2026-05 --to 2026-07 --format json
 SECTION=$(python3 - "$W" "$ACCOUNTS" "$MONTHS" "$EVENTS" "$(git rev-parse --short HEAD)" "$(nproc)" <<'PY'
 import json, sys, datetime
@@ -59,14 +65,17 @@ health_rows = sum(1 for _ in open(f"{w}/health.out")) - 1
 print(f"\n## Health benchmark, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC\n")
 print(f"Command: `bash bench/health.sh {accounts} {months}`. {cores} cores; tenure at commit {commit}.")
 print(f"A generated company of {int(accounts):,} accounts over {months} months ({events} events imported);")
-print("each command is a new process that folds the log and reads the monthly usage first.\n")
+print("each command is a new process; `model train`, `backtest` and `--replay` fold the log and read the monthly usage first.\n")
 print("| command | what it did | wall time | peak RSS |")
 print("|---|---|---|---|")
 sel = train['selection']
 print(f"| `tenure model train --learner trees` (the trees alone, as before issue 17) | {train['n_snapshots']:,} snapshots | {m['train_trees'][0]:.1f} s | {m['train_trees'][1]:,} MiB |")
 print(f"| `tenure model train` | {train['n_snapshots']:,} snapshots ({train['n_churned']:,} churned); {len(sel['candidates'])} learners compared on {sel['validation_snapshots']:,} snapshots, chose {sel['chosen']} | {m['train'][0]:.1f} s | {m['train'][1]:,} MiB |")
-print(f"| `tenure risk --top 50` | probability and expected loss of {risk['accounts_scored']:,} accounts; drivers of 50 | {m['risk'][0]:.1f} s | {m['risk'][1]:,} MiB |")
-print(f"| `tenure health --format csv` | scorecard of {health_rows:,} accounts | {m['health'][0]:.1f} s | {m['health'][1]:,} MiB |")
+print(f"| `tenure risk --top 50` (from the checkpoint) | probability and expected loss of {risk['accounts_scored']:,} accounts; drivers of 50 | {m['risk'][0]:.2f} s | {m['risk'][1]:,} MiB |")
+state = int(open(f"{w}/state.bytes").read())
+print(f"| `tenure health` (first run: folds the log, writes the health state checkpoint) | {state / 1e6:,.0f} MB, {state / int(accounts):,.0f} bytes an account | {m['state_build'][0]:.1f} s | {m['state_build'][1]:,} MiB |")
+print(f"| `tenure health --format csv` (from the checkpoint) | scorecard of {health_rows:,} accounts | {m['health'][0]:.2f} s | {m['health'][1]:,} MiB |")
+print(f"| `tenure health --format csv --replay` (folds the log) | the same bytes | {m['health_replay'][0]:.1f} s | {m['health_replay'][1]:,} MiB |")
 best = max([("logistic baseline", bt['baseline']['auc'])] + [(f"scorecard {n}", c['auc']) for n, c in bt['scorecards'].items()]
            + [(f"scorecard {n}, learned", c['learned']['auc']) for n, c in bt['scorecards'].items() if c.get('learned')], key=lambda x: x[1] or 0)
 print(f"| the selection's cost | `model train` / `--learner trees` | {m['train'][0] / m['train_trees'][0]:.2f}x | |")
