@@ -55,6 +55,7 @@ pub fn open(data: &Path, name: &str) -> Result<Option<std::fs::File>, EngineErro
 pub fn write(data: &Path, name: &str, bytes: &[u8]) -> Result<(), EngineError> {
     let d = dir(data);
     std::fs::create_dir_all(&d).map_err(|source| EngineError::Write { path: d.clone(), source })?;
+    remove_stale(&d, name);
     let tmp = d.join(format!(".{name}.{}.tmp", std::process::id()));
     let path = d.join(name);
     let result = (|| {
@@ -67,4 +68,55 @@ pub fn write(data: &Path, name: &str, bytes: &[u8]) -> Result<(), EngineError> {
         let _ = std::fs::remove_file(&tmp);
         EngineError::Write { path, source }
     })
+}
+
+/// Temporary files of writers that died before their rename (killed during a fold, say):
+/// removed once an hour old. A live writer's is younger: it is written after its fold.
+fn remove_stale(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if old && file.starts_with(&prefix) && file.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_replaces_the_file_and_removes_only_stale_temporary_files() {
+        let data = tempfile::tempdir().unwrap();
+        write(data.path(), "x.state", b"one").unwrap();
+        let d = dir(data.path());
+        let stale = d.join(".x.state.12345.tmp");
+        let young = d.join(".x.state.12346.tmp");
+        let other = d.join(".y.state.12345.tmp");
+        let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for p in [&stale, &young, &other] {
+            let f = std::fs::File::create(p).unwrap();
+            if *p != young {
+                f.set_modified(hours_ago).unwrap();
+            }
+        }
+        write(data.path(), "x.state", b"two").unwrap();
+        assert_eq!(std::fs::read(d.join("x.state")).unwrap(), b"two");
+        assert!(!stale.exists(), "a dead writer's file stays");
+        assert!(young.exists() && other.exists(), "a live writer's or another state's went");
+        let mut f = open(data.path(), "x.state").unwrap().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text).unwrap();
+        assert_eq!(text, "two");
+        assert!(open(data.path(), "none").unwrap().is_none());
+    }
 }
