@@ -2,21 +2,24 @@
 //! features read, with its monthly usage, in a compact binary form (bytes in, bytes out).
 //!
 //! `tenure health` and `tenure risk` read a checkpoint instead of folding the whole log:
-//! the ledger is folded once at an instant `valid_until` after the requested `as_of`, each
-//! account is reduced to the fields [`crate::features::snapshot`] reads (steps' MRR, seats,
-//! customer flag and plan; movements' kinds; failed invoices; scheduled cancellations;
-//! renewals' dates; the segment attribute; tickets' first category and severity; survey
-//! answers; touchpoints' sentiment; contacts' roles, departures and moves to another
-//! account; assessments; change requests' dates) and written here. Features at any `t <= valid_until` then equal those of
-//! a fold at `t` (the fold never lets an event after `t` change what a feature reads before
-//! it: `tests/leakage.rs`), once [`Checkpoint::map_at`] drops the attribute values set after
-//! `t` (an account's segment falls back to its earliest value, which a fold at `t` does not
-//! know yet).
+//! the ledger is folded once at an instant `valid_until` after the requested `as_of`, and
+//! each account is reduced to the fields [`crate::features::snapshot`] reads (steps' MRR,
+//! seats, customer flag and plan; movements' kinds; failed invoices; scheduled
+//! cancellations; renewals' dates; the segment attribute; tickets' first category and
+//! severity; survey answers; touchpoints' sentiment; contacts' roles, departures and moves
+//! to another account; assessments; change requests' dates) and written here.
 //!
-//! What is dropped is gone: a decoded account is not for display (contacts are numbered,
-//! texts, amounts and the account a contact moved to are empty). The caller keys a checkpoint by what it was folded from
-//! (the log's lane fingerprints, the configuration); a checkpoint whose key, format,
-//! length or CRC differ is refused, never trusted.
+//! Features at any `t <= valid_until` then equal those of a fold at `t` (`tests/leakage.rs`
+//! checks every feature, bit for bit), with two provisions in [`Checkpoint::map_at`]: the
+//! attribute values set after `t` are dropped (a segment falls back to its earliest value,
+//! which a fold at `t` does not know yet), and an account whose fold rewrote its past
+//! around `t` (`AccountLedger::rewrites`: a change group across `t`, a due date amended
+//! later) is refused with [`CheckpointError::Rewritten`], for the caller to fold at `t`.
+//!
+//! What is dropped is gone: a decoded account is not for display (contacts are numbered;
+//! texts, amounts and the account a contact moved to are empty). The caller keys a
+//! checkpoint by what it was folded from (the log's lane fingerprints, the settings); a
+//! checkpoint whose key, format, length or CRCs differ is refused, never trusted.
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
