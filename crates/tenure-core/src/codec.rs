@@ -362,7 +362,9 @@ fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
     })
 }
 
-fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as a LEB128 varint (also the encoding of other compact formats, such as the
+/// health state checkpoint).
+pub fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -370,11 +372,13 @@ fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_i64(out: &mut Vec<u8>, v: i64) {
+/// Appends `v` zigzag-encoded as a varint: small magnitudes of either sign take few bytes.
+pub fn put_i64(out: &mut Vec<u8>, v: i64) {
     put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+/// Appends a varint length, then the UTF-8 bytes.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_u64(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }

@@ -24,6 +24,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
+use tenure_core::codec::{put_i64 as put_i, put_str, put_u64 as put};
 use tenure_core::event::{
     AttrValue, ContactRole, ContactStatus, InvoiceStatus, RequestStatus, Sentiment, Severity,
     SurveyKind, SurveyScore, TicketCategory,
@@ -460,23 +461,6 @@ impl Times {
     }
 }
 
-fn put(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_i(out: &mut Vec<u8>, v: i64) {
-    put(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
 fn put_opt(out: &mut Vec<u8>, v: Option<(i64, u8)>) {
     match v {
         None => out.push(0),
@@ -704,16 +688,9 @@ impl<'a> Reader<'a> {
             let category_first = self.first(opened, TicketCategory::from_index)?;
             let severity_first = self.first(opened, Severity::from_index)?;
             cs.tickets.push(Ticket {
-                ticket_id: String::new(),
-                opened,
-                closed: None,
-                reopened: 0,
-                category: None,
-                severity: None,
-                cost: None,
-                csat: None,
                 category_first,
                 severity_first,
+                ..Ticket::opened(String::new(), opened)
             });
         }
         let mut t = 0;

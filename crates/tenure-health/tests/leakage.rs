@@ -38,6 +38,19 @@ fn company_of(accounts: u64, months: u32, seed: u64) -> Vec<Event> {
     events
 }
 
+/// A feature catalogue of four features in every plan.
+fn catalogue() -> Vec<Feature> {
+    ["dashboards", "reports", "automations", "api"]
+        .iter()
+        .map(|n| Feature {
+            name: n.to_string(),
+            advanced: false,
+            released: None,
+            plans: Vec::new(),
+        })
+        .collect()
+}
+
 fn ledger(events: &[Event], as_of: Timestamp) -> Ledger {
     builder(events).finish(&revenue(), as_of)
 }
@@ -98,15 +111,7 @@ fn usage(events: &[Event], catalogue: &[Feature]) -> UsageByAccount {
 fn features_at_t_see_nothing_of_the_events_after_t() {
     let events = company();
     let end = Timestamp::parse("2025-02-01").unwrap();
-    let catalogue: Vec<Feature> = ["dashboards", "reports", "automations", "api"]
-        .iter()
-        .map(|n| Feature {
-            name: n.to_string(),
-            advanced: false,
-            released: None,
-            plans: Vec::new(),
-        })
-        .collect();
+    let catalogue = catalogue();
     let ctx = Context { catalogue: &catalogue, segment_key: "segment" };
     let full = ledger(&events, end);
     let full_usage = usage(&events, &catalogue);
@@ -412,15 +417,7 @@ fn the_checkpoint_gives_the_features_of_a_fold_at_t() {
     moved.message_id = None;
     events.push(moved);
     events.sort_by_key(|e| e.ts);
-    let catalogue: Vec<Feature> = ["dashboards", "reports", "automations", "api"]
-        .iter()
-        .map(|n| Feature {
-            name: n.to_string(),
-            advanced: false,
-            released: None,
-            plans: Vec::new(),
-        })
-        .collect();
+    let catalogue = catalogue();
     let ctx = Context { catalogue: &catalogue, segment_key: "segment" };
     let moves =
         |l: &Ledger| l.account(&left).unwrap().cs.departures.iter().any(|d| d.moved_to.is_some());

@@ -71,6 +71,24 @@ pub struct Ticket {
     pub severity_first: Option<(Timestamp, Severity)>,
 }
 
+impl Ticket {
+    /// A ticket just opened at `opened`, nothing else known yet.
+    pub fn opened(ticket_id: String, opened: Timestamp) -> Ticket {
+        Ticket {
+            ticket_id,
+            opened,
+            closed: None,
+            reopened: 0,
+            category: None,
+            severity: None,
+            cost: None,
+            csat: None,
+            category_first: None,
+            severity_first: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Objective {
     pub objective_id: String,
@@ -316,18 +334,9 @@ pub(crate) fn fold(
                 cs.responses.push(Response { ts, survey, contact_id, score, comment })
             }
             EventBody::Ticket { ticket_id, status, category, severity, cost, csat } => {
-                let t = tickets.entry(ticket_id.clone()).or_insert_with(|| Ticket {
-                    ticket_id,
-                    opened: ts,
-                    closed: None,
-                    reopened: 0,
-                    category: None,
-                    severity: None,
-                    cost: None,
-                    csat: None,
-                    category_first: None,
-                    severity_first: None,
-                });
+                let t = tickets
+                    .entry(ticket_id.clone())
+                    .or_insert_with(|| Ticket::opened(ticket_id, ts));
                 match status {
                     TicketStatus::Closed => t.closed = Some(ts),
                     TicketStatus::Reopened => {
