@@ -788,3 +788,47 @@ fn movements_name_the_events_they_classify() {
         assert_eq!(strip(x), strip(y));
     }
 }
+
+/// Two lines ending at the same instant: the notice given first counts, whichever line the
+/// fold reads first (here the line that sorts first gave its notice later), so a fold made
+/// after both notices says what a fold between them says of that instant.
+#[test]
+fn a_scheduled_cancellation_keeps_its_earliest_notice() {
+    let script = "
+        2024-01-01 a sub id=s1 amount=100 product=core
+        2024-01-01 a sub id=s2 amount=50 product=addon
+        2024-03-20 a sub id=s1 amount=100 product=core cancel_at=2024-06-01
+        2024-02-10 a sub id=s2 amount=50 product=addon cancel_at=2024-06-01";
+    let at = |s: &str| Timestamp::parse(s).unwrap();
+    let later = build(script, &tenure(), "2024-05-01");
+    assert_eq!(
+        later.accounts[0].cancellations_scheduled,
+        vec![(at("2024-02-10"), at("2024-06-01"))]
+    );
+    let between = build(script, &tenure(), "2024-03-01");
+    assert_eq!(
+        between.accounts[0].cancellations_scheduled,
+        later.accounts[0].cancellations_scheduled
+    );
+}
+
+/// A group of changes within the grouping window is named as a span a fold inside it would
+/// see otherwise; a renewal's due date moved earlier by an amendment likewise.
+#[test]
+fn rewrites_name_groups_and_amended_due_dates() {
+    let l = build(
+        "2024-01-01 a sub id=s1 amount=100 interval=12 term_start=2024-01-01 term_end=2025-01-01
+         2024-03-01T10:00 a sub id=s1 amount=100 interval=12 term_start=2024-01-01 term_end=2024-12-01
+         2024-03-01T10:30 a sub id=s1 amount=120 interval=12 term_start=2024-01-01 term_end=2024-12-01",
+        &tenure(),
+        "2024-06-01",
+    );
+    let at = |s: &str| Timestamp::parse(s).unwrap();
+    assert_eq!(
+        l.accounts[0].rewrites,
+        vec![
+            (at("2024-01-01"), at("2024-03-01T10:00:00Z")),
+            (at("2024-03-01T10:00:00Z"), at("2024-03-01T10:30:00Z"))
+        ]
+    );
+}
