@@ -172,6 +172,10 @@ enum Cmd {
         format: OutFormat,
         #[arg(long)]
         as_of: Option<String>,
+        /// Fold the whole log rather than read the account's events through the account
+        /// index (DATA/state/accounts.idx): the same page, slower on a large log
+        #[arg(long)]
+        replay: bool,
     },
     /// Read-only SQL over the data: usage, usage_daily, web_visits, emails, accounts,
     /// subscriptions, mrr_movements, renewals, contacts, survey_responses, tickets, ...
@@ -953,7 +957,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out(&report::nps(&rows[0], m.as_ref(), format))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Account { data, id, period, format, as_of: at } => {
+        Cmd::Account { data, id, period, format, as_of: at, replay } => {
             let cfg = config(&data)?;
             let as_of = as_of(&at)?;
             let p = match &period {
@@ -964,14 +968,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             let dir = existing_data_dir(&data)?;
-            let mut ledger = tenure_engine::ledger(&dir, &cfg, as_of)?;
-            let Some(i) = ledger.accounts.iter().position(|a| a.id == id) else {
-                bail!(usage(format!("no account {id:?} in the data")));
-            };
             // The account's own KPIs: the catalogue over a ledger of that account alone, cut
             // by account so that company-level costs stay out.
-            let account = ledger.accounts.swap_remove(i);
-            ledger.accounts = vec![account];
+            let ledger = if replay {
+                let mut ledger = tenure_engine::ledger(&dir, &cfg, as_of)?;
+                ledger.accounts.retain(|a| a.id == id);
+                ledger
+            } else {
+                let started = std::time::Instant::now();
+                let (ledger, refresh) =
+                    tenure_engine::accounts::account_ledger(&dir, &cfg, as_of, &id)?;
+                if let tenure_engine::accounts::Refresh::Built(why) = refresh {
+                    eprintln!(
+                        "note: indexed the log's accounts ({why}) in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                ledger.unwrap_or_default()
+            };
+            if ledger.accounts.is_empty() {
+                bail!(usage(format!("no account {id:?} in the data")));
+            }
             refresh_columnar(&dir, &cfg)?;
             // The usage trend: the twelve months up to the period end, then the period.
             let month_end = PeriodUnit::Month.floor(Timestamp(p.end.0 - 1));

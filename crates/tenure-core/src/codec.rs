@@ -203,6 +203,24 @@ pub fn peek(buf: &[u8]) -> R<(EventKind, Timestamp, Option<&str>)> {
     Ok((kind, ts, account))
 }
 
+/// The `contact_id` of a contact record (`None` for other kinds), without decoding the rest.
+pub fn peek_contact(buf: &[u8]) -> R<Option<&str>> {
+    let mut r = Reader { buf, pos: 0 };
+    let kind = EventKind::from_index(r.u8()?).ok_or(CodecError::Invalid("event kind"))?;
+    if kind != EventKind::Contact {
+        return Ok(None);
+    }
+    let flags = r.u8()?;
+    r.i64()?;
+    if flags & 1 != 0 {
+        r.str()?;
+    }
+    if flags & 2 != 0 {
+        r.str()?;
+    }
+    r.str().map(Some)
+}
+
 pub fn decode(buf: &[u8]) -> R<Event> {
     let mut r = Reader { buf, pos: 0 };
     let kind = EventKind::from_index(r.u8()?).ok_or(CodecError::Invalid("event kind"))?;
@@ -413,6 +431,29 @@ fn put_opt_ts(out: &mut Vec<u8>, t: Option<Timestamp>) {
 fn put_money(out: &mut Vec<u8>, m: Money) {
     put_i64(out, m.minor);
     out.extend_from_slice(&m.currency.bytes());
+}
+
+/// Reads what [`put_u64`] and [`put_str`] write, for other compact formats built on them
+/// (the account index, say).
+pub struct Cursor<'a>(Reader<'a>);
+
+impl<'a> Cursor<'a> {
+    pub fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor(Reader { buf, pos: 0 })
+    }
+    pub fn u64(&mut self) -> R<u64> {
+        self.0.u64()
+    }
+    pub fn str(&mut self) -> R<&'a str> {
+        self.0.str()
+    }
+    pub fn bytes(&mut self, n: usize) -> R<&'a [u8]> {
+        self.0.take(n)
+    }
+    /// Whether every byte has been read.
+    pub fn is_done(&self) -> bool {
+        self.0.pos == self.0.buf.len()
+    }
 }
 
 struct Reader<'a> {

@@ -4,6 +4,7 @@
 //! Layout of a data directory: `log/` (the event log, the truth) and an optional
 //! `tenure.toml`. Everything else is derived and can be rebuilt by replay.
 
+pub mod accounts;
 pub mod audit;
 pub mod config;
 pub mod import;

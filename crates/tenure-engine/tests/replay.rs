@@ -181,3 +181,119 @@ fn explain_sources_resolve_back_to_their_events() {
     let missing = [Message("nope".into()), Log(99)];
     assert!(tenure_engine::source_events(&data, &missing).unwrap().is_empty());
 }
+
+fn import_text(data: &Path, cfg: &Config, text: &str) {
+    let (mut imp, _) = Importer::open(data, cfg.ingest(None)).unwrap();
+    imp.import(text.as_bytes(), Format::Jsonl, None, &mut |r| panic!("{r}"), &mut |_| {}).unwrap();
+}
+
+/// Every account of the whole fold, folded alone through the account index: the same
+/// account (every field), and the same costs. Returns how the index answered, per call.
+fn check_index(
+    data: &Path,
+    cfg: &Config,
+    as_of: Timestamp,
+) -> Vec<tenure_engine::accounts::Refresh> {
+    let full = tenure_engine::ledger(data, cfg, as_of).unwrap();
+    let mut refreshes = Vec::new();
+    for a in &full.accounts {
+        let (one, refresh) =
+            tenure_engine::accounts::account_ledger(data, cfg, as_of, &a.id).unwrap();
+        let one = one.unwrap_or_else(|| panic!("{} not found through the index", a.id));
+        assert_eq!(one.accounts.len(), 1);
+        assert_eq!(format!("{:#?}", one.accounts[0]), format!("{a:#?}"), "account {}", a.id);
+        assert_eq!(format!("{:?}", one.costs), format!("{:?}", full.costs));
+        refreshes.push(refresh);
+    }
+    let (none, _) =
+        tenure_engine::accounts::account_ledger(data, cfg, as_of, "acc-nobody").unwrap();
+    assert!(none.is_none());
+    refreshes
+}
+
+#[test]
+fn one_account_through_the_account_index_equals_the_whole_fold() {
+    use tenure_engine::accounts::Refresh;
+    let t = tempfile::tempdir().unwrap();
+    let files = company(&t.path().join("company"));
+    let cfg = Config::defaults();
+    let data = t.path().join("data");
+    import_all(&data, &files, &cfg);
+    let as_of = Timestamp::parse("2024-03-01").unwrap();
+    let r = check_index(&data, &cfg, as_of);
+    assert_eq!(r[0], Refresh::Built("first use"));
+    assert!(r[1..].iter().all(|r| *r == Refresh::Current), "{r:?}");
+    assert_eq!(
+        check_index(&data, &cfg, Timestamp::parse("2025-01-01").unwrap())[0],
+        Refresh::Current
+    );
+
+    // New events: the champion of acc-000001 turns up under acc-000002 (a move the index
+    // must find across accounts), and once more under acc-000001 before either, dated
+    // earlier than events already stored; a new account; a ticket.
+    import_text(
+        &data,
+        &cfg,
+        concat!(
+            r#"{"type":"contact","timestamp":"2024-02-01T00:00:00Z","account_id":"acc-000002","contact_id":"c-000001-1","role":"champion","status":"active"}"#,
+            "\n",
+            r#"{"type":"contact","timestamp":"2022-12-01T00:00:00Z","account_id":"acc-000003","contact_id":"c-000001-1","status":"active"}"#,
+            "\n",
+            r#"{"type":"subscription","timestamp":"2024-01-10T00:00:00Z","account_id":"acc-new","subscription_id":"s-new","kind":"product","quantity":1,"amount":"50.00","currency":"USD","interval":"month","status":"active"}"#,
+            "\n",
+            r#"{"type":"ticket","timestamp":"2024-02-02T00:00:00Z","account_id":"acc-000003","ticket_id":"t-new","status":"opened","category":"defect","severity":"high"}"#,
+            "\n",
+        ),
+    );
+    let full = tenure_engine::ledger(&data, &cfg, as_of).unwrap();
+    let moved = |id: &str| {
+        full.accounts
+            .iter()
+            .find(|a| a.id == id)
+            .unwrap()
+            .cs
+            .departures
+            .iter()
+            .any(|d| d.contact_id == "c-000001-1" && d.moved_to.is_some())
+    };
+    assert!(moved("acc-000001") && moved("acc-000003"), "the new contact events are moves");
+    let r = check_index(&data, &cfg, as_of);
+    assert_eq!(r[0], Refresh::Extended);
+    assert!(r[1..].iter().all(|r| *r == Refresh::Current), "{r:?}");
+
+    // More: the tail is extended again (its postings kept, the new ones added).
+    import_text(
+        &data,
+        &cfg,
+        concat!(
+            r#"{"type":"contact","timestamp":"2024-02-20T00:00:00Z","account_id":"acc-new","contact_id":"c-000001-1","status":"active"}"#,
+            "\n",
+        ),
+    );
+    assert_eq!(check_index(&data, &cfg, as_of)[0], Refresh::Extended);
+
+    // A damaged base is not trusted: indexed again.
+    let base = data.join("state/accounts.idx");
+    let mut bytes = std::fs::read(&base).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&base, &bytes).unwrap();
+    assert_eq!(check_index(&data, &cfg, as_of)[0], Refresh::Built("damaged: block checksum"));
+
+    // An index of another log (the same company, then another contact event) does not
+    // fit: its last contact record is not this log's.
+    let other = t.path().join("other");
+    import_all(&other, &files, &cfg);
+    import_text(
+        &other,
+        &cfg,
+        concat!(
+            r#"{"type":"contact","timestamp":"2024-02-21T00:00:00Z","account_id":"acc-other","contact_id":"c-other","status":"active"}"#,
+            "\n",
+        ),
+    );
+    tenure_engine::accounts::account_ledger(&other, &cfg, as_of, "acc-000001").unwrap();
+    std::fs::copy(other.join("state/accounts.idx"), &base).unwrap();
+    std::fs::remove_file(data.join("state/accounts.tail")).ok();
+    assert_eq!(check_index(&data, &cfg, as_of)[0], Refresh::Built("the log changed"));
+}

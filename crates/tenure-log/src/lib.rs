@@ -138,6 +138,6 @@ pub use format::{
     COMMIT_RECORD_LEN, FORMAT_VERSION, LEGACY_FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC, begin_record, finish_record, record_key, set_record_key,
 };
-pub use reader::{LogReader, lane_fingerprint};
+pub use reader::{Located, LogReader, lane_fingerprint};
 pub use report::{Acknowledged, RebuiltIndex, RecoveryReport, TruncatedTail};
 pub use writer::{CommitStats, LaneStats, Log, LogOptions, LogStats};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::error::{LogError, ScanError};
-use crate::format::Mode;
+use crate::format::{MAX_PAYLOAD_LEN, Mode, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::lane::{self, SegmentFile};
 
 /// Read-only view of the log as of [`LogReader::open`].
@@ -135,6 +135,18 @@ impl LogReader {
         from: u64,
         mut f: impl FnMut(u64, u128, &[u8]) -> Result<(), E>,
     ) -> Result<(), ScanError<E>> {
+        self.scan_located(lane, from, |i, _, key, payload| f(i, key, payload))
+    }
+
+    /// As [`scan_from`](Self::scan_from), with each record's [`Located`] position as well:
+    /// an index of positions lets [`read_located`](Self::read_located) read those records
+    /// again without scanning the lane.
+    pub fn scan_located<E>(
+        &self,
+        lane: &str,
+        from: u64,
+        mut f: impl FnMut(u64, Located, u128, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ScanError<E>> {
         let Some(snapshot) = self.lanes.get(lane) else { return Ok(()) };
         let mut buf = Vec::new();
         let mut next_base = 0;
@@ -152,8 +164,13 @@ impl LogReader {
             }
             lane::read_listed_segment(path, None, &mut buf)?;
             let mut index = seg.file.base;
+            let start = buf.as_ptr() as usize;
             let parsed = lane::parse(path, &buf, seg.file.base, Mode::Sealed, |key, payload| {
-                let r = if index >= from { f(index, key, payload) } else { Ok(()) };
+                let r = if index >= from {
+                    f(index, Located::at(i, start, payload), key, payload)
+                } else {
+                    Ok(())
+                };
                 index += 1;
                 r
             })?;
@@ -178,8 +195,14 @@ impl LogReader {
         // The snapshot's prefix was fully valid at open, so nothing in it may
         // be treated as a torn tail now.
         let mut index = last.file.base;
+        let start = buf.as_ptr() as usize;
+        let ordinal = snapshot.sealed.len();
         let parsed = lane::parse(path, &buf, last.file.base, Mode::Sealed, |key, payload| {
-            let r = if index >= from { f(index, key, payload) } else { Ok(()) };
+            let r = if index >= from {
+                f(index, Located::at(ordinal, start, payload), key, payload)
+            } else {
+                Ok(())
+            };
             index += 1;
             r
         })?;
@@ -187,6 +210,71 @@ impl LogReader {
             let reason =
                 format!("segment holds {} records, expected {}", parsed.records, last.records);
             return Err(LogError::corrupt(path, last.valid_len, reason).into());
+        }
+        Ok(())
+    }
+
+    /// Calls `f(position, key, payload)` for the record at each of `positions` (as a
+    /// located scan of this lane gave them), verifying each record's checksum. A position
+    /// past the snapshot, or where no whole record starts, is [`LogError::Corrupt`]: an index
+    /// of positions that no longer fits the lane (a repair cut it) is detected, not trusted.
+    /// Reads are positioned reads of the segment files, in the order given.
+    pub fn read_located<E>(
+        &self,
+        lane: &str,
+        positions: &[Located],
+        mut f: impl FnMut(Located, u128, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ScanError<E>> {
+        use std::os::unix::fs::FileExt;
+        let snapshot = self.lanes.get(lane);
+        let mut open: Option<(u32, std::fs::File, u64, &Path)> = None;
+        let mut buf = Vec::new();
+        for &at in positions {
+            let ordinal = at.segment();
+            let offset = at.offset();
+            if open.as_ref().is_none_or(|o| o.0 != ordinal) {
+                let (file, limit) = match snapshot {
+                    Some(s) if (ordinal as usize) < s.sealed.len() => {
+                        (&s.sealed[ordinal as usize].file, None)
+                    }
+                    Some(s) if ordinal as usize == s.sealed.len() && s.last.is_some() => {
+                        let last = s.last.as_ref().expect("checked");
+                        (&last.file, Some(last.valid_len))
+                    }
+                    _ => {
+                        let path = self.dir.join(lane);
+                        let reason = format!("no segment {ordinal} in the lane (a stale index?)");
+                        return Err(LogError::corrupt(&path, offset, reason).into());
+                    }
+                };
+                let path = file.path.as_path();
+                let handle = std::fs::File::open(path).map_err(|e| LogError::io(path, e))?;
+                let len = match limit {
+                    Some(l) => l,
+                    None => handle.metadata().map_err(|e| LogError::io(path, e))?.len(),
+                };
+                open = Some((ordinal, handle, len, path));
+            }
+            let (_, handle, len, path) = open.as_ref().expect("opened above");
+            let fault =
+                |reason: String| -> ScanError<E> { LogError::corrupt(path, offset, reason).into() };
+            let header_end = offset + RECORD_HEADER_LEN as u64;
+            if offset < SEGMENT_HEADER_LEN as u64 || header_end > *len {
+                return Err(fault("a record position past the snapshot (a stale index?)".into()));
+            }
+            buf.resize(RECORD_HEADER_LEN, 0);
+            handle.read_exact_at(&mut buf, offset).map_err(|e| LogError::io(path, e))?;
+            let declared = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as u64;
+            if declared > MAX_PAYLOAD_LEN as u64 || header_end + declared > *len {
+                return Err(fault("no record at this position (a stale index?)".into()));
+            }
+            buf.resize(RECORD_HEADER_LEN + declared as usize, 0);
+            handle
+                .read_exact_at(&mut buf[RECORD_HEADER_LEN..], header_end)
+                .map_err(|e| LogError::io(path, e))?;
+            let (key, payload, _) = crate::format::decode_record(&buf, 0)
+                .map_err(|r| fault(format!("no record at this position: {r}")))?;
+            f(at, key, payload).map_err(ScanError::Callback)?;
         }
         Ok(())
     }
@@ -199,6 +287,36 @@ impl LogReader {
             Ok::<(), Infallible>(())
         })?;
         Ok(out)
+    }
+}
+
+/// Where a record is in its lane: the ordinal of its segment (from 0, in the lane's order)
+/// and its byte offset there, packed in a `u64` (`segment << 40 | offset`) for indexes.
+/// Segments are only ever appended to a lane; a repair that cuts one changes what a
+/// position holds, which [`LogReader::read_located`]'s checks catch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Located(pub u64);
+
+impl Located {
+    const OFFSET_BITS: u32 = 40;
+
+    pub fn new(segment: u32, offset: u64) -> Located {
+        debug_assert!(offset < 1 << Self::OFFSET_BITS);
+        Located(((segment as u64) << Self::OFFSET_BITS) | offset)
+    }
+
+    /// The position of `payload`, a slice of the segment buffer starting at address `start`.
+    fn at(segment: usize, start: usize, payload: &[u8]) -> Located {
+        let offset = payload.as_ptr() as usize - start - RECORD_HEADER_LEN;
+        Located::new(segment as u32, offset as u64)
+    }
+
+    pub fn segment(self) -> u32 {
+        (self.0 >> Self::OFFSET_BITS) as u32
+    }
+
+    pub fn offset(self) -> u64 {
+        self.0 & ((1 << Self::OFFSET_BITS) - 1)
     }
 }
 
