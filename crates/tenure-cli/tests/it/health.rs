@@ -630,3 +630,72 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
     let said = same(at);
     assert!(said.contains("grouped across"), "{said}");
 }
+
+/// `tenure account` reads one account's events through the account index (DATA/state/)
+/// and prints byte for byte the page a fold of the whole log prints (`--replay`): before
+/// and after new events (a champion moving between accounts among them), in both formats.
+#[test]
+fn account_page_through_the_account_index_equals_a_replay() {
+    let t = tempfile::tempdir().unwrap();
+    let data = generated(t.path(), 300, 9, "2022-01");
+    let run = |args: &[&str]| -> (String, String) {
+        let o = tenure(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+    };
+    let contacts =
+        std::fs::read_to_string(t.path().join("company").join("contacts.jsonl")).unwrap();
+    let contacts: Vec<Value> = contacts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let champion = contacts.iter().find(|c| c["role"] == "champion").unwrap();
+    let (from, contact) =
+        (champion["account_id"].as_str().unwrap(), champion["contact_id"].as_str().unwrap());
+    let to = contacts.iter().map(|c| c["account_id"].as_str().unwrap()).find(|a| *a != from);
+    let to = to.unwrap();
+    let mut ids: Vec<&str> = contacts.iter().map(|c| c["account_id"].as_str().unwrap()).collect();
+    ids.dedup();
+    let mut ids: Vec<String> = ids.into_iter().step_by(97).map(str::to_string).collect();
+    ids.extend([from.to_string(), to.to_string()]);
+    let pages = |said: &mut String| {
+        let mut pages = vec![(from, "2023-06-17T13:45:00Z", "table"), (from, AS_OF, "table")];
+        pages.extend(ids.iter().map(|id| (id.as_str(), AS_OF, "json")));
+        for (id, as_of, format) in pages {
+            let args = ["account", "--data", &data, id, "--as-of", as_of, "--format", format];
+            let (fast, err) = run(&args);
+            let (slow, _) = run(&[&args[..], &["--replay"]].concat());
+            differ(&fast, &slow, &args);
+            assert!(fast.contains(id), "{args:?}: {fast}");
+            said.push_str(&err);
+        }
+    };
+    let mut said = String::new();
+    pages(&mut said);
+    assert_eq!(said.matches("indexed the log's accounts (first use)").count(), 1, "{said}");
+    assert!(t.path().join("state").join("accounts.idx").is_file());
+
+    let more = t.path().join("more.jsonl");
+    std::fs::write(
+        &more,
+        format!(
+            concat!(
+                r#"{{"type":"contact","timestamp":"2024-03-01T00:00:00Z","account_id":"{to}","contact_id":"{contact}","role":"champion","status":"active"}}"#,
+                "\n",
+                r#"{{"type":"ticket","timestamp":"2024-03-02T00:00:00Z","account_id":"{from}","ticket_id":"t-more","status":"opened","category":"defect","severity":"urgent"}}"#,
+                "\n"
+            ),
+            to = to,
+            contact = contact,
+            from = from
+        ),
+    )
+    .unwrap();
+    run(&["import", "--data", &data, &more.display().to_string()]);
+    let (page, _) = run(&["account", "--data", &data, from, "--as-of", AS_OF, "--format", "json"]);
+    let page: Value = serde_json::from_str(&page).unwrap();
+    assert!(page.to_string().contains(to), "the move is on the page: {page}");
+    let mut said = String::new();
+    pages(&mut said);
+    assert!(!said.contains("indexed"), "extended from the log's tail, not built again: {said}");
+    assert!(t.path().join("state").join("accounts.tail").is_file());
+    let o = tenure(&["account", "--data", &data, "no-such-account"]);
+    assert_eq!(o.status.code(), Some(2));
+}
