@@ -53,6 +53,14 @@ measure health "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
 measure health_replay "$T" health --data "$W/data" --as-of "$AS_OF" --format csv --replay
 cmp "$W/health.out" "$W/health_replay.out" || { say "health from the checkpoint differs from a replay"; exit 1; }
 stat -c %s "$W/data/state/health.state" >"$W/state.bytes"
+# One account's page: the first run indexes the log's accounts (DATA/state/accounts.idx),
+# the next reads the account's events through the index; --replay folds the whole log.
+ACC=acc-000123
+measure account_first "$T" account --data "$W/data" "$ACC" --as-of "$AS_OF"
+measure account "$T" account --data "$W/data" "$ACC" --as-of "$AS_OF"
+measure account_replay "$T" account --data "$W/data" "$ACC" --as-of "$AS_OF" --replay
+cmp "$W/account.out" "$W/account_replay.out" || { say "the account page through the index differs from a replay"; exit 1; }
+stat -c %s "$W/data/state/accounts.idx" >"$W/index.bytes"
 measure backtest "$T" model backtest --data "$W/data" --as-of "$AS_OF" --from 2026-05 --to 2026-07 --format json
 SECTION=$(python3 - "$W" "$ACCOUNTS" "$MONTHS" "$EVENTS" "$(git rev-parse --short HEAD)" "$(nproc)" <<'PY'
 import json, sys, datetime
@@ -76,6 +84,10 @@ state = int(open(f"{w}/state.bytes").read())
 print(f"| `tenure health` (first run: folds the log, writes the health state checkpoint) | {state / 1e6:,.0f} MB, {state / int(accounts):,.0f} bytes an account | {m['state_build'][0]:.1f} s | {m['state_build'][1]:,} MiB |")
 print(f"| `tenure health --format csv` (from the checkpoint) | scorecard of {health_rows:,} accounts | {m['health'][0]:.2f} s | {m['health'][1]:,} MiB |")
 print(f"| `tenure health --format csv --replay` (folds the log) | the same bytes | {m['health_replay'][0]:.1f} s | {m['health_replay'][1]:,} MiB |")
+index = int(open(f"{w}/index.bytes").read())
+print(f"| `tenure account ID` (first run: indexes the log's accounts) | {index / 1e6:,.0f} MB, {index / int(accounts):,.0f} bytes an account | {m['account_first'][0]:.1f} s | {m['account_first'][1]:,} MiB |")
+print(f"| `tenure account ID` (through the account index) | the page of one account | {m['account'][0]:.2f} s | {m['account'][1]:,} MiB |")
+print(f"| `tenure account ID --replay` (folds the log) | the same bytes | {m['account_replay'][0]:.1f} s | {m['account_replay'][1]:,} MiB |")
 best = max([("logistic baseline", bt['baseline']['auc'])] + [(f"scorecard {n}", c['auc']) for n, c in bt['scorecards'].items()]
            + [(f"scorecard {n}, learned", c['learned']['auc']) for n, c in bt['scorecards'].items() if c.get('learned')], key=lambda x: x[1] or 0)
 print(f"| the selection's cost | `model train` / `--learner trees` | {m['train'][0] / m['train_trees'][0]:.2f}x | |")

@@ -31,9 +31,9 @@ use rustc_hash::FxHashMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use tenure_core::codec::{self, Cursor, put_str, put_u64};
-use tenure_core::event::{Event, EventKind};
+use tenure_core::event::{Event, EventBody, EventKind};
 use tenure_core::time::Timestamp;
-use tenure_ledger::{Ledger, LedgerBuilder};
+use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder};
 use tenure_log::{Located, LogError, LogReader, ScanError};
 
 use crate::{CS_KINDS, Config, EngineError, REVENUE_KINDS, lane, log_dir, state};
@@ -668,113 +668,266 @@ fn fold_indexed(
     as_of: Timestamp,
     id: &str,
 ) -> Result<Result<Option<Ledger>, Stale>, EngineError> {
-    let lanes = indexed_lanes();
-    let mut postings = match index.get(ACCOUNTS, id.as_bytes()) {
-        Ok(p) => p,
-        Err(u) => return Ok(Err(u.into())),
+    let events = match gather(index, reader, &[id])? {
+        Ok(mut per) => per.pop().expect("one account asked for"),
+        Err(stale) => return Ok(Err(stale)),
     };
-    if postings.is_empty() {
+    if events.is_empty() {
         return Ok(Ok(None));
     }
-    postings.sort_unstable();
-    let mut events: Vec<(Posting, Event)> = Vec::with_capacity(postings.len());
-    match read(reader, &lanes, &postings, &mut events, |e| e.account.as_deref() == Some(id))? {
-        Ok(()) => {}
-        Err(stale) => return Ok(Err(stale)),
-    }
-    // The contacts' other sightings: every contact event naming one of this account's
-    // contacts, wherever it was seen.
-    let mut mine: Vec<&str> = events
-        .iter()
-        .filter_map(|(_, e)| match &e.body {
-            tenure_core::event::EventBody::Contact { contact_id, .. } => Some(contact_id.as_str()),
-            _ => None,
-        })
-        .collect();
-    mine.sort_unstable();
-    mine.dedup();
-    let mut keys: Vec<[u8; 8]> = mine.iter().map(|c| contact_key(c)).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut others: Vec<Posting> = Vec::new();
-    for k in &keys {
-        let ps = match index.get(CONTACTS, k) {
-            Ok(p) => p,
-            Err(u) => return Ok(Err(u.into())),
-        };
-        others.extend(ps.into_iter().filter(|p| postings.binary_search(p).is_err()));
-    }
-    others.sort_unstable();
-    others.dedup();
-    let mut sightings = Vec::with_capacity(others.len());
-    let in_keys = |e: &Event| match &e.body {
-        tenure_core::event::EventBody::Contact { contact_id, .. } => {
-            keys.binary_search(&contact_key(contact_id)).is_ok()
-        }
-        _ => false,
-    };
-    match read(reader, &lanes, &others, &mut sightings, in_keys)? {
-        Ok(()) => {}
-        Err(stale) => return Ok(Err(stale)),
-    }
-    events.extend(sightings);
-    events.sort_by_key(|(p, _)| *p);
-    // Lane by lane in the fold's order (costs, which name no account, read whole), each
-    // lane in log order: the builder holds this account's events as a whole fold's would.
+    // Costs name no account: read whole (a few records), and kept apart by the fold.
     let mut b = LedgerBuilder::new();
-    let mut events = events.into_iter().peekable();
-    for l in fold_lanes() {
-        if l == lane(EventKind::Cost) {
-            reader
-                .scan(l, |_, payload| {
-                    let e = codec::decode(payload).map_err(|e| EngineError::Decode {
-                        lane: l.to_string(),
-                        reason: e.to_string(),
-                    })?;
-                    b.push(e);
-                    Ok::<(), EngineError>(())
-                })
-                .map_err(scan_error)?;
-            continue;
-        }
-        let ix = lanes.iter().position(|x| *x == l).expect("indexed");
-        while let Some((_, e)) = events.next_if(|(p, _)| posting_lane(*p) == ix) {
+    let l = lane(EventKind::Cost);
+    reader
+        .scan(l, |_, payload| {
+            let e = codec::decode(payload)
+                .map_err(|e| EngineError::Decode { lane: l.to_string(), reason: e.to_string() })?;
             b.push(e);
-        }
+            Ok::<(), EngineError>(())
+        })
+        .map_err(scan_error)?;
+    for e in events {
+        b.push(e);
     }
     let mut ledger = b.finish(&cfg.revenue, as_of);
     ledger.accounts.retain(|a| a.id == id);
     Ok(Ok(Some(ledger)))
 }
 
-/// Reads and decodes the records at `postings` (sorted), each of which must pass `belongs`.
+/// Each of `ids`' events as a fold of the whole log holds them: its own, and every contact
+/// event (of any account) naming one of its contacts; lane by lane in the fold's order,
+/// each lane in log order. Empty for an account no event names.
+fn gather(
+    index: &AccountIndex,
+    reader: &LogReader,
+    ids: &[&str],
+) -> Result<Result<Vec<Vec<Event>>, Stale>, EngineError> {
+    let lanes = indexed_lanes();
+    let mut own: Vec<Vec<Posting>> = Vec::with_capacity(ids.len());
+    for id in ids {
+        match index.get(ACCOUNTS, id.as_bytes()) {
+            Ok(mut p) => {
+                p.sort_unstable();
+                own.push(p);
+            }
+            Err(u) => return Ok(Err(u.into())),
+        }
+    }
+    // Each posting is read once, however many accounts want it.
+    let mut wanted: Vec<Posting> = own.iter().flatten().copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let first = match read(reader, &lanes, &wanted)? {
+        Ok(events) => events,
+        Err(stale) => return Ok(Err(stale)),
+    };
+    for (ps, id) in own.iter().zip(ids) {
+        for p in ps {
+            let (_, e) = &first[wanted.binary_search(p).expect("read above")];
+            if e.account.as_deref() != Some(*id) {
+                return Ok(Err(NOT_INDEXED));
+            }
+        }
+    }
+    // The contacts' sightings.
+    let contacts_of = |ps: &[Posting]| -> Vec<[u8; 8]> {
+        let mut keys: Vec<[u8; 8]> = ps
+            .iter()
+            .filter_map(|p| match &first[wanted.binary_search(p).expect("read above")].1.body {
+                EventBody::Contact { contact_id, .. } => Some(contact_key(contact_id)),
+                _ => None,
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    };
+    let keys: Vec<Vec<[u8; 8]>> = own.iter().map(|ps| contacts_of(ps)).collect();
+    let mut all_keys: Vec<[u8; 8]> = keys.iter().flatten().copied().collect();
+    all_keys.sort_unstable();
+    all_keys.dedup();
+    let mut sightings: Vec<Vec<Posting>> = Vec::with_capacity(all_keys.len());
+    for k in &all_keys {
+        match index.get(CONTACTS, k) {
+            Ok(mut p) => {
+                p.sort_unstable();
+                sightings.push(p);
+            }
+            Err(u) => return Ok(Err(u.into())),
+        }
+    }
+    let mut more: Vec<Posting> =
+        sightings.iter().flatten().copied().filter(|p| wanted.binary_search(p).is_err()).collect();
+    more.sort_unstable();
+    more.dedup();
+    let second = match read(reader, &lanes, &more)? {
+        Ok(events) => events,
+        Err(stale) => return Ok(Err(stale)),
+    };
+    for (_, e) in &second {
+        let named = match &e.body {
+            EventBody::Contact { contact_id, .. } => {
+                all_keys.binary_search(&contact_key(contact_id)).is_ok()
+            }
+            _ => false,
+        };
+        if !named {
+            return Ok(Err(NOT_INDEXED));
+        }
+    }
+    let event = |p: &Posting| -> &Event {
+        match wanted.binary_search(p) {
+            Ok(i) => &first[i].1,
+            Err(_) => &second[more.binary_search(p).expect("read above")].1,
+        }
+    };
+    let per: Vec<Vec<Event>> = own
+        .par_iter()
+        .zip(&keys)
+        .map(|(ps, keys)| {
+            let mut mine: Vec<Posting> = ps.clone();
+            for k in keys {
+                let i = all_keys.binary_search(k).expect("collected above");
+                mine.extend(&sightings[i]);
+            }
+            // Postings sort by lane (numbered in the fold's order), then log order.
+            mine.sort_unstable();
+            mine.dedup();
+            mine.iter().map(|p| event(p).clone()).collect()
+        })
+        .collect();
+    Ok(Ok(per))
+}
+
+/// Records read back through the index with their postings, or why the index is refused.
+type Read = Result<Result<Vec<(Posting, Event)>, Stale>, EngineError>;
+
+/// Reads and decodes the records at `postings` (sorted): in parallel by lane, each lane's
+/// in log order.
 fn read(
     reader: &LogReader,
     lanes: &[&str],
     postings: &[Posting],
-    out: &mut Vec<(Posting, Event)>,
-    belongs: impl Fn(&Event) -> bool,
-) -> Result<Result<(), Stale>, EngineError> {
-    for run in postings.chunk_by(|a, b| posting_lane(*a) == posting_lane(*b)) {
-        let ix = posting_lane(run[0]);
-        let Some(l) = lanes.get(ix) else { return Ok(Err(NOT_INDEXED)) };
-        let at: Vec<Located> = run.iter().map(|p| posting_at(*p)).collect();
-        let result = reader.read_located(l, &at, |at, _, payload| {
-            let Ok(e) = codec::decode(payload) else { return Err(NOT_INDEXED) };
-            if !belongs(&e) {
-                return Err(NOT_INDEXED);
+) -> Result<Result<Vec<(Posting, Event)>, Stale>, EngineError> {
+    let runs: Vec<&[Posting]> =
+        postings.chunk_by(|a, b| posting_lane(*a) == posting_lane(*b)).collect();
+    let parts: Vec<Read> = runs
+        .par_iter()
+        .map(|run| {
+            let ix = posting_lane(run[0]);
+            let Some(l) = lanes.get(ix) else { return Ok(Err(NOT_INDEXED)) };
+            let at: Vec<Located> = run.iter().map(|p| posting_at(*p)).collect();
+            let mut out = Vec::with_capacity(run.len());
+            let result = reader.read_located(l, &at, |at, _, payload| {
+                let Ok(e) = codec::decode(payload) else { return Err(NOT_INDEXED) };
+                out.push((posting(ix, at), e));
+                Ok(())
+            });
+            match result {
+                Ok(()) => Ok(Ok(out)),
+                Err(ScanError::Callback(stale)) => Ok(Err(stale)),
+                Err(ScanError::Log(LogError::Corrupt { .. })) => Ok(Err(NOT_INDEXED)),
+                Err(ScanError::Log(e)) => Err(e.into()),
             }
-            out.push((posting(ix, at), e));
-            Ok(())
-        });
-        match result {
-            Ok(()) => {}
-            Err(ScanError::Callback(stale)) => return Ok(Err(stale)),
-            Err(ScanError::Log(LogError::Corrupt { .. })) => return Ok(Err(NOT_INDEXED)),
-            Err(ScanError::Log(e)) => return Err(e.into()),
+        })
+        .collect();
+    let mut all = Vec::with_capacity(postings.len());
+    for p in parts {
+        match p? {
+            Ok(events) => all.extend(events),
+            Err(stale) => return Ok(Err(stale)),
         }
     }
-    Ok(Ok(()))
+    Ok(Ok(all))
+}
+
+/// The accounts whose fold the records of the indexed lanes from `from` on (by lane name;
+/// a lane not named is read from its start) change: those the records name, and those that
+/// sighted a contact a contact record among them sights (a move changes the account left).
+pub fn touched(
+    index: &AccountIndex,
+    reader: &LogReader,
+    from: &[(&str, u64)],
+) -> Result<Vec<String>, EngineError> {
+    let lanes = indexed_lanes();
+    type Named = (Vec<String>, Vec<[u8; 8]>);
+    let parts: Vec<Result<Named, EngineError>> = lanes
+        .par_iter()
+        .map(|l| {
+            let start = from.iter().find(|(n, _)| n == l).map_or(0, |(_, f)| *f);
+            let (mut ids, mut keys) = (Vec::new(), Vec::new());
+            let bad = |e: codec::CodecError| EngineError::Decode {
+                lane: l.to_string(),
+                reason: e.to_string(),
+            };
+            reader
+                .scan_from(l, start, |_, _, payload| {
+                    if let (_, _, Some(a)) = codec::peek(payload).map_err(bad)?
+                        && ids.last().is_none_or(|last: &String| last != a)
+                    {
+                        ids.push(a.to_string());
+                    }
+                    if let Some(c) = codec::peek_contact(payload).map_err(bad)? {
+                        keys.push(contact_key(c));
+                    }
+                    Ok::<(), EngineError>(())
+                })
+                .map_err(scan_error)?;
+            Ok((ids, keys))
+        })
+        .collect();
+    let (mut ids, mut keys) = (Vec::new(), Vec::new());
+    for p in parts {
+        let (i, k) = p?;
+        ids.extend(i);
+        keys.extend(k);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut sightings = Vec::new();
+    for k in &keys {
+        sightings.extend(index.get(CONTACTS, k).map_err(|_| damaged_index())?);
+    }
+    sightings.sort_unstable();
+    sightings.dedup();
+    match read(reader, &lanes, &sightings)? {
+        Ok(events) => ids.extend(events.into_iter().filter_map(|(_, e)| e.account)),
+        Err(_) => return Err(damaged_index()),
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+fn damaged_index() -> EngineError {
+    EngineError::Decode {
+        lane: "(account index)".into(),
+        reason: "the index does not fit the log; it is rebuilt on its next use".into(),
+    }
+}
+
+/// `ids`' ledgers (each as a fold of the whole log at `as_of` gives it), from the account
+/// index, in the order given; an account no event names is left out.
+pub fn fold_many(
+    index: &AccountIndex,
+    reader: &LogReader,
+    cfg: &Config,
+    as_of: Timestamp,
+    ids: &[&str],
+) -> Result<Vec<AccountLedger>, EngineError> {
+    let per = gather(index, reader, ids)?.map_err(|_| damaged_index())?;
+    Ok(per
+        .into_par_iter()
+        .zip(ids)
+        .filter(|(events, _)| !events.is_empty())
+        .map(|(events, id)| {
+            let mut b = LedgerBuilder::new();
+            for e in events {
+                b.push(e);
+            }
+            b.fold_one(id, &cfg.revenue, as_of).expect("the account's own events are here").0
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -208,6 +208,14 @@ fn check_index(
     let (none, _) =
         tenure_engine::accounts::account_ledger(data, cfg, as_of, "acc-nobody").unwrap();
     assert!(none.is_none());
+    // Many at once, as a checkpoint brought forward folds them.
+    let reader = tenure_log::LogReader::open(&tenure_engine::log_dir(data)).unwrap();
+    let (index, _) = tenure_engine::accounts::AccountIndex::current(data, &reader).unwrap();
+    let mut ids: Vec<&str> = full.accounts.iter().map(|a| a.id.as_str()).rev().collect();
+    ids.insert(3, "acc-nobody");
+    let many = tenure_engine::accounts::fold_many(&index, &reader, cfg, as_of, &ids).unwrap();
+    let want: Vec<&tenure_ledger::AccountLedger> = full.accounts.iter().rev().collect();
+    assert_eq!(format!("{many:#?}"), format!("{want:#?}"));
     refreshes
 }
 
@@ -228,6 +236,10 @@ fn one_account_through_the_account_index_equals_the_whole_fold() {
         Refresh::Current
     );
 
+    let before: Vec<(String, u64)> = {
+        let reader = tenure_log::LogReader::open(&tenure_engine::log_dir(&data)).unwrap();
+        reader.lanes().into_iter().map(|l| (l.clone(), reader.lane_len(&l))).collect()
+    };
     // New events: the champion of acc-000001 turns up under acc-000002 (a move the index
     // must find across accounts), and once more under acc-000001 before either, dated
     // earlier than events already stored; a new account; a ticket.
@@ -259,6 +271,13 @@ fn one_account_through_the_account_index_equals_the_whole_fold() {
     assert!(moved("acc-000001") && moved("acc-000003"), "the new contact events are moves");
     let r = check_index(&data, &cfg, as_of);
     assert_eq!(r[0], Refresh::Extended);
+    // What the new records change: the accounts they name, and every account that sighted
+    // the contact they sight.
+    let reader = tenure_log::LogReader::open(&tenure_engine::log_dir(&data)).unwrap();
+    let (index, _) = tenure_engine::accounts::AccountIndex::current(&data, &reader).unwrap();
+    let from: Vec<(&str, u64)> = before.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    let touched = tenure_engine::accounts::touched(&index, &reader, &from).unwrap();
+    assert_eq!(touched, ["acc-000001", "acc-000002", "acc-000003", "acc-new"]);
     assert!(r[1..].iter().all(|r| *r == Refresh::Current), "{r:?}");
 
     // More: the tail is extended again (its postings kept, the new ones added).
