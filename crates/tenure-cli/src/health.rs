@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use tenure_core::event::EventKind;
 use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_engine::Config;
+use tenure_engine::state::Marks;
 use tenure_health::backtest::{self, Metrics, Truth};
 use tenure_health::checkpoint::{self, Checkpoint, CheckpointError};
 use tenure_health::features::{self, Context, DEFS, Outcome, Row};
@@ -278,11 +279,9 @@ impl Accounts {
         let cfg = config(d)?;
         let dir = existing_data_dir(d)?;
         let t = as_of(at)?;
-        // The position first: an import between it and the refresh (before a fold) makes
-        // the checkpoint older than its key says (folded once more), never newer. A current
-        // checkpoint holds the usage of its key's usage lane: no refresh is needed to read it.
-        let key = state_key(&dir, &cfg)?;
-        let c = checkpoint(&dir, &cfg, t, key)?;
+        // A current checkpoint holds the usage of its marks' usage lane: no refresh is
+        // needed to read it.
+        let c = checkpoint(&dir, &cfg, t, state_key(&cfg))?;
         Ok(Accounts { dir, cfg, t, from: Source::State(c) })
     }
 
@@ -344,7 +343,7 @@ impl Accounts {
     fn refold(&self, e: CheckpointError) -> Result<Checkpoint<StateBytes>> {
         let path = tenure_engine::state::dir(&self.dir).join(HEALTH_STATE);
         eprintln!("health state: {}: {e}; folding the log again", path.display());
-        build(&self.dir, &self.cfg, self.t, state_key(&self.dir, &self.cfg)?)
+        build(&self.dir, &self.cfg, self.t, state_key(&self.cfg))
     }
 
     /// The ledger and usage folded at `t` itself, for when the checkpoint's fold grouped an
@@ -384,11 +383,10 @@ fn each<T: Send>(
 /// The attribute whose value is an account's segment.
 const SEGMENT_KEY: &str = "segment";
 
-/// What a health state checkpoint is folded from: the lanes of the ledger and the usage
-/// (their fingerprints), the settings the fold and the usage figures read, and this
-/// binary (a new build may fold differently).
-fn state_key(dir: &Path, cfg: &Config) -> Result<Vec<u8>> {
-    let kinds: Vec<EventKind> = tenure_engine::REVENUE_KINDS
+/// The lanes a health state checkpoint is folded from, as its marks note them: the
+/// ledger's and the usage.
+fn state_kinds() -> Vec<EventKind> {
+    tenure_engine::REVENUE_KINDS
         .iter()
         .chain(tenure_engine::CS_KINDS)
         // Alerts, tasks and forecast calls are in the fold but no feature reads them: a
@@ -396,8 +394,14 @@ fn state_key(dir: &Path, cfg: &Config) -> Result<Vec<u8>> {
         .filter(|k| !matches!(k, EventKind::Alert | EventKind::Task | EventKind::ForecastOverride))
         .chain([&EventKind::Usage])
         .copied()
-        .collect();
-    let mut key = tenure_engine::state::position(dir, &kinds)?;
+        .collect()
+}
+
+/// What a health state checkpoint must have been folded with: the settings the fold and
+/// the usage figures read, and this binary (a new build may fold differently). Where the
+/// log stood is noted apart (`state::Marks`): a checkpoint of an older log is brought
+/// forward.
+fn state_key(cfg: &Config) -> Vec<u8> {
     let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
     let build = exe.map(|m| (m.len(), m.modified().ok()));
     let settings = format!(
@@ -406,8 +410,7 @@ fn state_key(dir: &Path, cfg: &Config) -> Result<Vec<u8>> {
         cfg.revenue,
         cfg.kpi.features
     );
-    key.extend_from_slice(&tenure_engine::state::digest(&settings));
-    Ok(key)
+    tenure_engine::state::digest(&settings).to_vec()
 }
 
 /// The health state checkpoint for `t`: the saved one when it is current (same log, same
@@ -438,13 +441,22 @@ fn checkpoint(
             "health state: folding the log into {path} (later commands read it until new events arrive)"
         ),
         Some(bytes) => match Checkpoint::open(bytes, &key) {
-            Ok(c) if t <= c.valid_until() => return Ok(c),
+            Ok(c) if t <= c.valid_until() => match Marks::decode(c.position()) {
+                Some(m) if m.current(dir)? => return Ok(c),
+                Some(m) => match forward(dir, cfg, &key, &c, &m) {
+                    Ok(Some(c)) => return Ok(c),
+                    Ok(None) => {}
+                    Err(e) => eprintln!("health state: {e:#}; folding the log again"),
+                },
+                None => eprintln!("health state: {path}: damaged marks; folding the log again"),
+            },
             Ok(c) => eprintln!(
                 "health state: {path} answers up to {}; folding the log again for {t}",
                 c.valid_until()
             ),
             Err(CheckpointError::Key) => eprintln!(
-                "health state: new events or settings since {path} was made; folding the log again"
+                "health state: other settings or another build of tenure since {path} was made; \
+                 folding the log again"
             ),
             Err(e) => eprintln!("health state: {path}: {e}; folding the log again"),
         },
@@ -455,18 +467,94 @@ fn checkpoint(
 /// Folds the log into a health state checkpoint for `t` (the columnar store brought up to
 /// date first) and saves it.
 fn build(dir: &Path, cfg: &Config, t: Timestamp, key: Vec<u8>) -> Result<Checkpoint<StateBytes>> {
+    let marks = Marks::take(dir, &state_kinds())?;
     refresh_columnar(dir, cfg)?;
     let until = Timestamp(t.max(crate::now()).0.saturating_add(STATE_AHEAD));
     let ledger = tenure_engine::ledger(dir, cfg, until)?;
     let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
     let usage = tenure_analytics::usage_monthly(dir, &crate::engine(cfg), &names, until)?;
-    let bytes = checkpoint::encode(&key, &ledger, &usage, SEGMENT_KEY, until);
+    let bytes = checkpoint::encode(&key, &marks.encode(), &ledger, &usage, SEGMENT_KEY, until);
     drop((ledger, usage));
     if let Err(e) = tenure_engine::state::write(dir, HEALTH_STATE, &bytes) {
         eprintln!("health state: {e}; answering without saving the checkpoint");
     }
     Checkpoint::open(StateBytes::Memory(bytes), &key)
         .context("the health state checkpoint just made does not read back")
+}
+
+/// The checkpoint `c`, made when the log stood at `marks`, brought forward over the
+/// records since: the accounts they change folded again (from the account index, at the
+/// checkpoint's instant), everyone's usage read again if usage arrived, the rest kept.
+/// `None` (said why) when folding the whole log is the better course: a lane rewritten,
+/// or many accounts changed.
+fn forward(
+    dir: &Path,
+    cfg: &Config,
+    key: &[u8],
+    c: &Checkpoint<StateBytes>,
+    marks: &Marks,
+) -> Result<Option<Checkpoint<StateBytes>>> {
+    let started = std::time::Instant::now();
+    let path = tenure_engine::state::dir(dir).join(HEALTH_STATE);
+    let now = Marks::take(dir, &state_kinds())?;
+    let log = tenure_engine::log_dir(dir);
+    let mut lanes: Vec<&str> = tenure_engine::REVENUE_KINDS
+        .iter()
+        .chain(tenure_engine::CS_KINDS)
+        .map(|k| tenure_engine::lane(*k))
+        .collect();
+    let usage_lane = tenure_engine::lane(EventKind::Usage);
+    lanes.push(usage_lane);
+    let reader = tenure_log::LogReader::open_lanes(&log, &lanes)?;
+    let Some(from) = marks.tail(&reader) else {
+        eprintln!(
+            "health state: the log no longer holds what {} was folded from; folding it again",
+            path.display()
+        );
+        return Ok(None);
+    };
+    let (index, _) = tenure_engine::accounts::AccountIndex::current(dir, &reader)?;
+    let ledger_from: Vec<(&str, u64)> =
+        from.iter().filter(|(l, _)| l != usage_lane).map(|(l, n)| (l.as_str(), *n)).collect();
+    let touched = tenure_engine::accounts::touched(&index, &reader, &ledger_from)?;
+    // Folding an account alone reads its records one by one: past a quarter of the
+    // accounts, one fold of the whole log is faster.
+    if touched.len() > c.len() / 4 + 64 {
+        eprintln!(
+            "health state: new events for {} of {} accounts; folding the log again",
+            touched.len(),
+            c.len()
+        );
+        return Ok(None);
+    }
+    let until = c.valid_until();
+    let usage_from = from.iter().find(|(l, _)| l == usage_lane).map_or(0, |(_, n)| *n);
+    let usage = if reader.lane_len(usage_lane) > usage_from {
+        refresh_columnar(dir, cfg)?;
+        let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
+        Some(tenure_analytics::usage_monthly(dir, &crate::engine(cfg), &names, until)?)
+    } else {
+        None
+    };
+    let ids: Vec<&str> = touched.iter().map(String::as_str).collect();
+    let replace = tenure_engine::accounts::fold_many(&index, &reader, cfg, until, &ids)?;
+    let bytes = c.forward(key, &now.encode(), &replace, usage.as_ref())?;
+    if let Err(e) = tenure_engine::state::write(dir, HEALTH_STATE, &bytes) {
+        eprintln!("health state: {e}; answering without saving the checkpoint");
+    }
+    eprintln!(
+        "health state: brought {} forward over the log's new records ({} account{} folded \
+         again{}) in {:.1} s",
+        path.display(),
+        replace.len(),
+        if replace.len() == 1 { "" } else { "s" },
+        if usage.is_some() { ", usage read again" } else { "" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Some(
+        Checkpoint::open(StateBytes::Memory(bytes), key)
+            .context("the health state checkpoint just brought forward does not read back")?,
+    ))
 }
 
 fn scorecards(dir: &Path, file: &Option<PathBuf>) -> Result<Scorecards> {

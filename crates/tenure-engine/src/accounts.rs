@@ -842,7 +842,7 @@ fn read(
 }
 
 /// The accounts whose fold the records of the indexed lanes from `from` on (by lane name;
-/// a lane not named is read from its start) change: those the records name, and those that
+/// a lane not named is not read) change: those the records name, and those that
 /// sighted a contact a contact record among them sights (a move changes the account left).
 pub fn touched(
     index: &AccountIndex,
@@ -854,8 +854,10 @@ pub fn touched(
     let parts: Vec<Result<Named, EngineError>> = lanes
         .par_iter()
         .map(|l| {
-            let start = from.iter().find(|(n, _)| n == l).map_or(0, |(_, f)| *f);
             let (mut ids, mut keys) = (Vec::new(), Vec::new());
+            let Some(start) = from.iter().find(|(n, _)| n == l).map(|(_, f)| *f) else {
+                return Ok((ids, keys));
+            };
             let bad = |e: codec::CodecError| EngineError::Decode {
                 lane: l.to_string(),
                 reason: e.to_string(),

@@ -9,6 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tenure_core::event::EventKind;
 
+use tenure_core::codec::{Cursor, put_str, put_u64};
+use tenure_log::{LogReader, ScanError};
+
 use crate::{EngineError, lane, log_dir};
 
 /// The state directory of a data directory.
@@ -16,23 +19,128 @@ pub fn dir(data: &Path) -> PathBuf {
     data.join("state")
 }
 
-/// What identifies the content of `kinds`' lanes now, from the files' metadata alone
-/// (`tenure_log::lane_fingerprint`, in the order given): equal positions mean the same
-/// records, so a state folded from them is current. Take it before reading the lanes: a
-/// state labelled with an older position than it holds is only folded once more, never
-/// trusted when stale.
-pub fn position(data: &Path, kinds: &[EventKind]) -> Result<Vec<u8>, EngineError> {
-    let mut out = Vec::with_capacity(kinds.len() * 48);
-    let dir = log_dir(data);
-    for k in kinds {
-        let l = lane(*k);
-        out.extend_from_slice(l.as_bytes());
-        out.push(0);
-        for v in tenure_log::lane_fingerprint(&dir, l)? {
-            out.extend_from_slice(&v.to_le_bytes());
+/// Where some lanes stood when a state was folded from them: per lane, its files'
+/// fingerprint (`tenure_log::lane_fingerprint`), its record count, and the key and
+/// position of its last record. A state noted with its marks is current while the
+/// fingerprints are; after that, [`Marks::tail`] says where the new records start, so the
+/// state can be brought forward with them rather than folded again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marks(Vec<LaneMark>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LaneMark {
+    lane: String,
+    fingerprint: [u64; 4],
+    records: u64,
+    /// The last record's key and position (zero when the lane is empty).
+    last_key: u128,
+    last_at: u64,
+}
+
+impl Marks {
+    /// The lanes of `kinds` now. Take them before reading the lanes for a fold: a state
+    /// noted older than it is is brought forward over records it holds (folded once more),
+    /// never newer.
+    pub fn take(data: &Path, kinds: &[EventKind]) -> Result<Marks, EngineError> {
+        let dir = log_dir(data);
+        let lanes: Vec<&str> = kinds.iter().map(|k| lane(*k)).collect();
+        let mut prints = Vec::with_capacity(lanes.len());
+        for l in &lanes {
+            prints.push(tenure_log::lane_fingerprint(&dir, l)?);
         }
+        let reader = match dir.exists() {
+            true => Some(LogReader::open_lanes(&dir, &lanes)?),
+            false => None,
+        };
+        let mut marks = Vec::with_capacity(lanes.len());
+        for (l, fingerprint) in lanes.iter().zip(prints) {
+            let records = reader.as_ref().map_or(0, |r| r.lane_len(l));
+            let (mut last_key, mut last_at) = (0, 0);
+            if let (Some(r), true) = (&reader, records > 0) {
+                r.scan_located(l, records - 1, |_, at, key, _| {
+                    (last_key, last_at) = (key, at.0);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .map_err(|e| match e {
+                    ScanError::Log(l) => EngineError::Log(l),
+                    ScanError::Callback(never) => match never {},
+                })?;
+            }
+            marks.push(LaneMark { lane: l.to_string(), fingerprint, records, last_key, last_at });
+        }
+        Ok(Marks(marks))
     }
-    Ok(out)
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_u64(&mut out, self.0.len() as u64);
+        for m in &self.0 {
+            put_str(&mut out, &m.lane);
+            for v in m.fingerprint {
+                put_u64(&mut out, v);
+            }
+            put_u64(&mut out, m.records);
+            put_u64(&mut out, m.last_key as u64);
+            put_u64(&mut out, (m.last_key >> 64) as u64);
+            put_u64(&mut out, m.last_at);
+        }
+        out
+    }
+
+    /// Marks as [`Marks::encode`] wrote them; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Marks> {
+        let mut c = Cursor::new(bytes);
+        let n = c.u64().ok()?;
+        let mut marks = Vec::new();
+        for _ in 0..n.min(256) {
+            let lane = c.str().ok()?.to_string();
+            let mut fingerprint = [0u64; 4];
+            for v in &mut fingerprint {
+                *v = c.u64().ok()?;
+            }
+            let records = c.u64().ok()?;
+            let last_key = c.u64().ok()? as u128 | (c.u64().ok()? as u128) << 64;
+            let last_at = c.u64().ok()?;
+            marks.push(LaneMark { lane, fingerprint, records, last_key, last_at });
+        }
+        (c.is_done() && marks.len() as u64 == n).then_some(Marks(marks))
+    }
+
+    /// Whether the lanes' files are as noted (from their metadata alone).
+    pub fn current(&self, data: &Path) -> Result<bool, EngineError> {
+        let dir = log_dir(data);
+        for m in &self.0 {
+            if tenure_log::lane_fingerprint(&dir, &m.lane)? != m.fingerprint {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Where each noted lane's new records start in `reader`'s snapshot, when the lanes
+    /// still hold what was noted (none holds fewer records, and each one's last noted record
+    /// is still there with its key); `None` when one does not (a repair cut it).
+    pub fn tail(&self, reader: &LogReader) -> Option<Vec<(String, u64)>> {
+        let mut out = Vec::with_capacity(self.0.len());
+        for m in &self.0 {
+            if reader.lane_len(&m.lane) < m.records {
+                return None;
+            }
+            if m.records > 0 {
+                let mut key = None;
+                let at = [tenure_log::Located(m.last_at)];
+                let read = reader.read_located(&m.lane, &at, |_, k, _| {
+                    key = Some(k);
+                    Ok::<(), ()>(())
+                });
+                if read.is_err() || key != Some(m.last_key) {
+                    return None;
+                }
+            }
+            out.push((m.lane.clone(), m.records));
+        }
+        Some(out)
+    }
 }
 
 /// A 128-bit digest of `text` (a configuration's settings, say) for a state's key.

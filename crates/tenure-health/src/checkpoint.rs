@@ -39,7 +39,7 @@ use crate::{UsageByAccount, UsageMonth};
 
 const MAGIC: &[u8; 8] = b"TNRSTATE";
 /// The layout of this file; a change of layout or of what is kept changes it.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 /// Accounts per chunk: the unit of parallel encoding, reading and decoding.
 const CHUNK: usize = 4096;
 /// Magic, format, the header's CRC32 and its length.
@@ -91,6 +91,7 @@ impl Source for Vec<u8> {
 /// per chunk) and decoded on demand.
 pub struct Checkpoint<S> {
     src: S,
+    position: Vec<u8>,
     valid_until: Timestamp,
     segment_key: String,
     accounts: usize,
@@ -99,28 +100,42 @@ pub struct Checkpoint<S> {
     chunks: Vec<(u64, usize, u32)>,
 }
 
-/// Encodes `ledger`'s accounts (folded at `valid_until`) and their monthly usage.
-pub fn encode(
-    key: &[u8],
-    ledger: &Ledger,
-    usage: &UsageByAccount,
-    segment_key: &str,
-    valid_until: Timestamp,
-) -> Vec<u8> {
-    // Plans and segment values are few: one table for the file, indexes in the records.
-    let mut strings: Vec<AttrValue> = Vec::new();
-    let mut index: FxHashMap<AttrValue, u64> = FxHashMap::default();
-    for a in &ledger.accounts {
+/// Plans and segment values are few: one table for the file, indexes in the records.
+#[derive(Default)]
+struct Strings {
+    list: Vec<AttrValue>,
+    index: FxHashMap<AttrValue, u64>,
+}
+
+impl Strings {
+    fn add(&mut self, a: &AccountLedger, segment_key: &str) {
         let plans =
             a.steps.iter().filter_map(|s| s.plan.as_deref().map(|p| AttrValue::Str(p.into())));
         let segs =
             a.attributes.iter().filter(|(_, k, _)| k == segment_key).map(|(_, _, v)| v.clone());
         for v in plans.chain(segs) {
-            if !index.contains_key(&v) {
-                index.insert(v.clone(), strings.len() as u64);
-                strings.push(v);
+            if !self.index.contains_key(&v) {
+                self.index.insert(v.clone(), self.list.len() as u64);
+                self.list.push(v);
             }
         }
+    }
+}
+
+/// Encodes `ledger`'s accounts (folded at `valid_until`) and their monthly usage. `key`
+/// must match for [`Checkpoint::open`] to read it; `position` is the caller's note of where
+/// the log stood (read back by [`Checkpoint::position`], for bringing it forward).
+pub fn encode(
+    key: &[u8],
+    position: &[u8],
+    ledger: &Ledger,
+    usage: &UsageByAccount,
+    segment_key: &str,
+    valid_until: Timestamp,
+) -> Vec<u8> {
+    let mut strings = Strings::default();
+    for a in &ledger.accounts {
+        strings.add(a, segment_key);
     }
     let bodies: Vec<Vec<u8>> = ledger
         .accounts
@@ -129,19 +144,36 @@ pub fn encode(
             let mut out = Vec::with_capacity(chunk.len() * 256);
             for a in chunk {
                 let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
-                account(&mut out, a, u, segment_key, &index);
+                account(&mut out, a, u, segment_key, &strings.index);
             }
             out
         })
         .collect();
+    let head = Head { key, position, valid_until, segment_key, accounts: ledger.accounts.len() };
+    assemble(&head, &strings.list, bodies)
+}
+
+/// What a checkpoint's header holds besides its tables.
+struct Head<'a> {
+    key: &'a [u8],
+    position: &'a [u8],
+    valid_until: Timestamp,
+    segment_key: &'a str,
+    accounts: usize,
+}
+
+/// The file: prefix, header (with the chunks' lengths and CRCs), chunks.
+fn assemble(head: &Head<'_>, strings: &[AttrValue], bodies: Vec<Vec<u8>>) -> Vec<u8> {
     let mut h = Vec::new();
-    put(&mut h, key.len() as u64);
-    h.extend_from_slice(key);
-    put_i(&mut h, valid_until.0);
-    put_str(&mut h, segment_key);
-    put(&mut h, ledger.accounts.len() as u64);
+    put(&mut h, head.key.len() as u64);
+    h.extend_from_slice(head.key);
+    put(&mut h, head.position.len() as u64);
+    h.extend_from_slice(head.position);
+    put_i(&mut h, head.valid_until.0);
+    put_str(&mut h, head.segment_key);
+    put(&mut h, head.accounts as u64);
     put(&mut h, strings.len() as u64);
-    for s in &strings {
+    for s in strings {
         let (tag, text) = match s {
             AttrValue::Str(s) => (0, s.as_str()),
             AttrValue::Num(s) => (1, s.as_str()),
@@ -212,6 +244,8 @@ impl<S: Source> Checkpoint<S> {
         if r.bytes(n)? != key {
             return Err(CheckpointError::Key);
         }
+        let n = r.len()?;
+        let position = r.bytes(n)?.to_vec();
         let valid_until = Timestamp(r.i()?);
         let segment_key = r.str()?.to_string();
         let accounts = usize::try_from(r.u()?).map_err(|_| CheckpointError::Damaged("accounts"))?;
@@ -244,7 +278,137 @@ impl<S: Source> Checkpoint<S> {
         if at != src.size() || r.at != h.len() {
             return Err(CheckpointError::Damaged("length"));
         }
-        Ok(Checkpoint { src, valid_until, segment_key, accounts, strings, chunks })
+        Ok(Checkpoint { src, position, valid_until, segment_key, accounts, strings, chunks })
+    }
+
+    /// Where the log stood when the accounts were folded, as the caller noted it.
+    pub fn position(&self) -> &[u8] {
+        &self.position
+    }
+
+    /// The bytes of this checkpoint brought forward: each of `replace` (accounts folded at
+    /// [`Checkpoint::valid_until`], sorted by id, as [`encode`] takes them) takes the place
+    /// of the account of the same id, or joins the others in id order; `usage`, when given,
+    /// is every account's monthly usage now, else each keeps its own. The result is keyed
+    /// `key`, noted at `position`, and holds what [`encode`] of the same fold would hold.
+    pub fn forward(
+        &self,
+        key: &[u8],
+        position: &[u8],
+        replace: &[AccountLedger],
+        usage: Option<&UsageByAccount>,
+    ) -> Result<Vec<u8>, CheckpointError> {
+        debug_assert!(replace.windows(2).all(|w| w[0].id < w[1].id), "replace is sorted");
+        let mut strings = Strings::default();
+        for (i, v) in self.strings.iter().enumerate() {
+            strings.index.insert(v.clone(), i as u64);
+        }
+        strings.list = self.strings.clone();
+        for a in replace {
+            strings.add(a, &self.segment_key);
+        }
+        let replaced: rustc_hash::FxHashSet<&str> = replace.iter().map(|a| a.id.as_str()).collect();
+        // The others, a chunk at a time in parallel: their bytes as they are (their string
+        // indexes stay: the table only grew), or with their usage encoded anew.
+        struct Kept {
+            bytes: Vec<u8>,
+            ids: Vec<(String, usize)>,
+            old_usage: Vec<(String, Vec<UsageMonth>)>,
+        }
+        let parts: Vec<Result<Kept, CheckpointError>> = (0..self.chunks.len())
+            .into_par_iter()
+            .map(|c| {
+                let (offset, len, crc) = self.chunks[c];
+                let mut buf = vec![0u8; len];
+                self.src.read_at(offset, &mut buf).map_err(io)?;
+                if crc32fast::hash(&buf) != crc {
+                    return Err(CheckpointError::Damaged("chunk CRC mismatch"));
+                }
+                let mut r = Reader { b: buf.as_slice(), at: 0 };
+                let (mut a, mut u) = (AccountLedger::default(), Vec::new());
+                let mut kept =
+                    Kept { bytes: Vec::with_capacity(len), ids: Vec::new(), old_usage: Vec::new() };
+                for _ in 0..CHUNK.min(self.accounts - c * CHUNK) {
+                    let start = r.at;
+                    r.account_ledger(&mut a, &self.strings, &self.segment_key)?;
+                    let usage_at = r.at;
+                    r.usage(&mut u)?;
+                    if replaced.contains(a.id.as_str()) {
+                        kept.old_usage.push((a.id.clone(), u.clone()));
+                        continue;
+                    }
+                    match usage {
+                        None => kept.bytes.extend_from_slice(&buf[start..r.at]),
+                        Some(m) => {
+                            kept.bytes.extend_from_slice(&buf[start..usage_at]);
+                            let now = m.get(&a.id).map_or(&[][..], |v| v.as_slice());
+                            usage_part(&mut kept.bytes, now);
+                        }
+                    }
+                    kept.ids.push((a.id.clone(), kept.bytes.len()));
+                }
+                if r.at != r.b.len() {
+                    return Err(CheckpointError::Damaged("chunk length"));
+                }
+                Ok(kept)
+            })
+            .collect();
+        let parts: Vec<Kept> = parts.into_iter().collect::<Result<_, _>>()?;
+        let old_usage: FxHashMap<&str, &[UsageMonth]> = parts
+            .iter()
+            .flat_map(|k| k.old_usage.iter().map(|(id, u)| (id.as_str(), u.as_slice())))
+            .collect();
+        let new: Vec<Vec<u8>> = replace
+            .par_iter()
+            .map(|a| {
+                let u = match usage {
+                    Some(m) => m.get(&a.id).map_or(&[][..], |v| v.as_slice()),
+                    None => old_usage.get(a.id.as_str()).copied().unwrap_or(&[]),
+                };
+                let mut out = Vec::with_capacity(256);
+                account(&mut out, a, u, &self.segment_key, &strings.index);
+                out
+            })
+            .collect();
+        // Both in id order: merged into chunks of CHUNK accounts.
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        let mut body = Vec::new();
+        let mut in_body = 0;
+        let mut accounts = 0;
+        let mut push = |bytes: &[u8], body: &mut Vec<u8>, in_body: &mut usize| {
+            body.extend_from_slice(bytes);
+            *in_body += 1;
+            accounts += 1;
+            if *in_body == CHUNK {
+                bodies.push(std::mem::take(body));
+                *in_body = 0;
+            }
+        };
+        let mut fresh = replace.iter().zip(&new).peekable();
+        for k in &parts {
+            let mut start = 0;
+            for (id, end) in &k.ids {
+                while let Some((_, b)) = fresh.next_if(|(a, _)| a.id < *id) {
+                    push(b, &mut body, &mut in_body);
+                }
+                push(&k.bytes[start..*end], &mut body, &mut in_body);
+                start = *end;
+            }
+        }
+        for (_, b) in fresh {
+            push(b, &mut body, &mut in_body);
+        }
+        if in_body > 0 {
+            bodies.push(body);
+        }
+        let head = Head {
+            key,
+            position,
+            valid_until: self.valid_until,
+            segment_key: &self.segment_key,
+            accounts,
+        };
+        Ok(assemble(&head, &strings.list, bodies))
     }
 
     /// The latest `as_of` this checkpoint answers for.
@@ -438,6 +602,11 @@ fn account(
     for (ts, ..) in &cs.change_requests {
         w.put(out, *ts);
     }
+    usage_part(out, usage);
+}
+
+/// The last part of an account's record: its monthly usage.
+fn usage_part(out: &mut Vec<u8>, usage: &[UsageMonth]) {
     let mut w = Times::default();
     put(out, usage.len() as u64);
     for u in usage {
@@ -569,6 +738,17 @@ impl<'a> Reader<'a> {
         strings: &[AttrValue],
         segment_key: &str,
     ) -> R<()> {
+        self.account_ledger(a, strings, segment_key)?;
+        self.usage(usage)
+    }
+
+    /// An account's record up to its usage.
+    fn account_ledger(
+        &mut self,
+        a: &mut AccountLedger,
+        strings: &[AttrValue],
+        segment_key: &str,
+    ) -> R<()> {
         let string =
             |i: u64| strings.get(i as usize).ok_or(CheckpointError::Damaged("string index"));
         a.id.clear();
@@ -586,7 +766,6 @@ impl<'a> Reader<'a> {
         a.cancellations_scheduled.clear();
         a.renewals.clear();
         a.attributes.clear();
-        usage.clear();
         let mut plans: FxHashMap<u64, Arc<str>> = FxHashMap::default();
         let mut t = 0;
         for _ in 0..self.len()? {
@@ -748,6 +927,12 @@ impl<'a> Reader<'a> {
             let ts = self.ts(&mut t)?;
             cs.change_requests.push((ts, String::new(), RequestStatus::Opened));
         }
+        Ok(())
+    }
+
+    /// The last part of an account's record: its monthly usage.
+    fn usage(&mut self, usage: &mut Vec<UsageMonth>) -> R<()> {
+        usage.clear();
         let mut t = 0;
         for _ in 0..self.len()? {
             let month = self.ts(&mut t)?;
@@ -838,10 +1023,76 @@ mod tests {
         b[12..16].copy_from_slice(&crc);
     }
 
+    /// Every account as a checkpoint gives it to the features, and its usage.
+    fn read_back(bytes: Vec<u8>, key: &[u8], until: Timestamp) -> Vec<String> {
+        let c = Checkpoint::open(bytes, key).unwrap();
+        c.map_at(until, |a, u| Some(format!("{a:?} {u:?}"))).unwrap()
+    }
+
+    /// A checkpoint brought forward with some accounts folded again (three new ones, two
+    /// changed) reads as a checkpoint encoded from the new fold: with each account's usage
+    /// kept, or with everyone's usage replaced.
+    #[test]
+    fn brought_forward_reads_as_the_new_fold_encoded() {
+        let (ledger, usage, until) = small();
+        let n = ledger.accounts.len();
+        let (new, changed) = ([1, 5, n - 1], [2, 7]);
+        let mut old = Ledger::default();
+        for (i, a) in ledger.accounts.iter().enumerate() {
+            let mut a = a.clone();
+            if changed.contains(&i) {
+                // As an earlier fold had it: fewer steps and tickets, another segment.
+                a.steps.truncate(1);
+                a.cs.tickets.clear();
+                a.attributes.push((until, "segment".into(), AttrValue::Str("zz-old".into())));
+            }
+            if !new.contains(&i) {
+                old.accounts.push(a);
+            }
+        }
+        let mut old_usage = usage.clone();
+        let some = ledger.accounts[0].id.clone();
+        old_usage.insert(
+            some,
+            vec![UsageMonth { month: until, last_day: until, events: 9, ..UsageMonth::default() }],
+        );
+        let c = Checkpoint::open(encode(b"k", b"p1", &old, &old_usage, "segment", until), b"k")
+            .unwrap();
+        assert_eq!(c.position(), b"p1");
+        let replace: Vec<AccountLedger> = ledger
+            .accounts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| new.contains(i) || changed.contains(i))
+            .map(|(_, a)| a.clone())
+            .collect();
+        // Usage kept: the new accounts had none.
+        let kept: UsageByAccount = old_usage
+            .iter()
+            .filter(|(id, _)| old.accounts.iter().any(|a| &a.id == *id))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let fwd = c.forward(b"k2", b"p2", &replace, None).unwrap();
+        assert_eq!(Checkpoint::open(fwd.clone(), b"k").err(), Some(CheckpointError::Key));
+        assert_eq!(Checkpoint::open(fwd.clone(), b"k2").unwrap().position(), b"p2");
+        let want = encode(b"k2", b"p2", &ledger, &kept, "segment", until);
+        let got = read_back(fwd, b"k2", until);
+        assert_eq!(got.len(), n);
+        assert_eq!(got, read_back(want, b"k2", until));
+        assert_ne!(got, read_back(encode(b"k", b"", &old, &kept, "segment", until), b"k", until));
+        // Everyone's usage replaced.
+        let fwd = c.forward(b"k2", b"p2", &replace, Some(&usage)).unwrap();
+        let want = encode(b"k2", b"p2", &ledger, &usage, "segment", until);
+        assert_eq!(read_back(fwd, b"k2", until), read_back(want, b"k2", until));
+        // Nothing to replace and the usage unchanged: the same accounts, byte for byte.
+        let same = c.forward(b"k", b"p1", &[], None).unwrap();
+        assert_eq!(same, encode(b"k", b"p1", &old, &old_usage, "segment", until));
+    }
+
     #[test]
     fn accounts_read_back_with_what_the_features_read() {
         let (ledger, usage, until) = small();
-        let bytes = encode(b"k", &ledger, &usage, "segment", until);
+        let bytes = encode(b"k", b"", &ledger, &usage, "segment", until);
         let c = Checkpoint::open(bytes, b"k").unwrap();
         assert_eq!(c.len(), ledger.accounts.len());
         let back = c.map_at(until, |a, u| Some((a.clone(), u.to_vec()))).unwrap();
@@ -881,7 +1132,7 @@ mod tests {
     #[test]
     fn a_damaged_checkpoint_is_refused_without_a_panic() {
         let (ledger, usage, until) = small();
-        let bytes = encode(b"k", &ledger, &usage, "segment", until);
+        let bytes = encode(b"k", b"", &ledger, &usage, "segment", until);
         let decode = |b: Vec<u8>| {
             let c = Checkpoint::open(b, b"k")?;
             // (`map_at` past the checkpoint's reach is a caller's error, and panics.)

@@ -424,7 +424,8 @@ fn the_checkpoint_gives_the_features_of_a_fold_at_t() {
     assert!(moves(&ledger(&events, first)), "the move is not seen as one");
     let until = Timestamp::parse("2025-06-01").unwrap();
     let all_usage = usage(&events, &catalogue);
-    let bytes = checkpoint::encode(b"key", &ledger(&events, until), &all_usage, "segment", until);
+    let bytes =
+        checkpoint::encode(b"key", b"", &ledger(&events, until), &all_usage, "segment", until);
     let c = Checkpoint::open(bytes.clone(), b"key").unwrap();
     assert_eq!(Checkpoint::open(bytes, b"other").err(), Some(CheckpointError::Key));
     let per_account = c.size() / c.len() as u64;
@@ -502,7 +503,8 @@ fn a_change_group_across_t_is_not_answered_from_the_checkpoint() {
         |l: &Ledger| l.account(&id).unwrap().state_before(Timestamp(t.0 + 1)).unwrap().seats;
     assert_ne!(seats(&ledger(&events, t)), seats(&later), "the group changes nothing");
     let catalogue: Vec<Feature> = Vec::new();
-    let bytes = checkpoint::encode(b"k", &later, &usage(&events, &catalogue), "segment", until);
+    let bytes =
+        checkpoint::encode(b"k", b"", &later, &usage(&events, &catalogue), "segment", until);
     let c = Checkpoint::open(bytes, b"k").unwrap();
     assert_eq!(c.map_at(t, |_, _| Some(())).err(), Some(CheckpointError::Rewritten(id)));
     // Before the group and after it, the checkpoint answers.
