@@ -61,6 +61,21 @@ measure account "$T" account --data "$W/data" "$ACC" --as-of "$AS_OF"
 measure account_replay "$T" account --data "$W/data" "$ACC" --as-of "$AS_OF" --replay
 cmp "$W/account.out" "$W/account_replay.out" || { say "the account page through the index differs from a replay"; exit 1; }
 stat -c %s "$W/data/state/accounts.idx" >"$W/index.bytes"
+# A day's new events (bench/tail.py, new ids each run, so the log grows by them): 5,000
+# tickets and NPS answers and 500 contacts' moves, then 200,000 usage events (1% of the
+# usage). The checkpoint is brought forward over each; the second output is checked
+# against a replay.
+RUN=$(date +%s)
+python3 bench/tail.py "$ACCOUNTS" 5000 500 0 "$RUN-cs" 2026-10-20 >"$W/tail-cs.jsonl"
+"$T" import --data "$W/data" "$W/tail-cs.jsonl" 2>"$W/tail-cs.log"
+measure forward_cs "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
+python3 bench/tail.py "$ACCOUNTS" 0 0 200000 "$RUN-usage" 2026-10-21 >"$W/tail-usage.jsonl"
+"$T" import --data "$W/data" "$W/tail-usage.jsonl" 2>"$W/tail-usage.log"
+measure forward_usage "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
+measure forward_replay "$T" health --data "$W/data" --as-of "$AS_OF" --format csv --replay
+cmp "$W/forward_usage.out" "$W/forward_replay.out" || { say "the checkpoint brought forward differs from a replay"; exit 1; }
+grep -o "[0-9]* accounts* folded again[^)]*" "$W/forward_cs.err" >"$W/forward_cs.said"
+grep -o "[0-9]* accounts* folded again[^)]*" "$W/forward_usage.err" >"$W/forward_usage.said"
 measure backtest "$T" model backtest --data "$W/data" --as-of "$AS_OF" --from 2026-05 --to 2026-07 --format json
 SECTION=$(python3 - "$W" "$ACCOUNTS" "$MONTHS" "$EVENTS" "$(git rev-parse --short HEAD)" "$(nproc)" <<'PY'
 import json, sys, datetime
@@ -88,6 +103,10 @@ index = int(open(f"{w}/index.bytes").read())
 print(f"| `tenure account ID` (first run: indexes the log's accounts) | {index / 1e6:,.0f} MB, {index / int(accounts):,.0f} bytes an account | {m['account_first'][0]:.1f} s | {m['account_first'][1]:,} MiB |")
 print(f"| `tenure account ID` (through the account index) | the page of one account | {m['account'][0]:.2f} s | {m['account'][1]:,} MiB |")
 print(f"| `tenure account ID --replay` (folds the log) | the same bytes | {m['account_replay'][0]:.1f} s | {m['account_replay'][1]:,} MiB |")
+said = {k: open(f"{w}/forward_{k}.said").read().strip() for k in ("cs", "usage")}
+print(f"| `tenure health` after 10,500 new CS events (brought forward: {said['cs']}) | the scorecard of every account | {m['forward_cs'][0]:.1f} s | {m['forward_cs'][1]:,} MiB |")
+print(f"| `tenure health` after 200,000 new usage events (brought forward: {said['usage']}) | the same bytes as the replay below | {m['forward_usage'][0]:.1f} s | {m['forward_usage'][1]:,} MiB |")
+print(f"| `tenure health --replay` after both | | {m['forward_replay'][0]:.1f} s | {m['forward_replay'][1]:,} MiB |")
 best = max([("logistic baseline", bt['baseline']['auc'])] + [(f"scorecard {n}", c['auc']) for n, c in bt['scorecards'].items()]
            + [(f"scorecard {n}, learned", c['learned']['auc']) for n, c in bt['scorecards'].items() if c.get('learned')], key=lambda x: x[1] or 0)
 print(f"| the selection's cost | `model train` / `--learner trees` | {m['train'][0] / m['train_trees'][0]:.2f}x | |")
