@@ -513,10 +513,19 @@ fn forward(
         );
         return Ok(None);
     };
-    let (index, _) = tenure_engine::accounts::AccountIndex::current(dir, &reader)?;
+    use tenure_engine::EngineError::StaleIndex;
+    use tenure_engine::accounts::{AccountIndex, fold_many, touched};
+    let (mut index, _) = AccountIndex::current(dir, &reader)?;
     let ledger_from: Vec<(&str, u64)> =
         from.iter().filter(|(l, _)| l != usage_lane).map(|(l, n)| (l.as_str(), *n)).collect();
-    let touched = tenure_engine::accounts::touched(&index, &reader, &ledger_from)?;
+    // An index that does not fit the log is built again, once.
+    let touched = match touched(&index, &reader, &ledger_from) {
+        Err(StaleIndex(why)) => {
+            index = AccountIndex::rebuild(dir, &reader, why)?;
+            touched(&index, &reader, &ledger_from)?
+        }
+        t => t?,
+    };
     // Folding an account alone reads its records one by one: past a quarter of the
     // accounts, one fold of the whole log is faster.
     if touched.len() > c.len() / 4 + 64 {
@@ -529,16 +538,28 @@ fn forward(
     }
     let until = c.valid_until();
     let usage_from = from.iter().find(|(l, _)| l == usage_lane).map_or(0, |(_, n)| *n);
-    let usage = if reader.lane_len(usage_lane) > usage_from {
+    let read_usage = || -> Result<UsageByAccount> {
         refresh_columnar(dir, cfg)?;
         let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
-        Some(tenure_analytics::usage_monthly(dir, &crate::engine(cfg), &names, until)?)
-    } else {
-        None
+        Ok(tenure_analytics::usage_monthly(dir, &crate::engine(cfg), &names, until)?)
     };
+    let mut usage =
+        if reader.lane_len(usage_lane) > usage_from { Some(read_usage()?) } else { None };
     let ids: Vec<&str> = touched.iter().map(String::as_str).collect();
-    let replace = tenure_engine::accounts::fold_many(&index, &reader, cfg, until, &ids)?;
-    let bytes = c.forward(key, &now.encode(), &replace, usage.as_ref())?;
+    let replace = match fold_many(&index, &reader, cfg, until, &ids) {
+        Err(StaleIndex(why)) => {
+            index = AccountIndex::rebuild(dir, &reader, why)?;
+            fold_many(&index, &reader, cfg, until, &ids)?
+        }
+        r => r?,
+    };
+    let (mut bytes, joined) = c.forward(key, &now.encode(), &replace, usage.as_ref())?;
+    if joined > 0 && usage.is_none() {
+        // New accounts may have had usage before their first ledger event: the checkpoint
+        // held none for them.
+        usage = Some(read_usage()?);
+        bytes = c.forward(key, &now.encode(), &replace, usage.as_ref())?.0;
+    }
     if let Err(e) = tenure_engine::state::write(dir, HEALTH_STATE, &bytes) {
         eprintln!("health state: {e}; answering without saving the checkpoint");
     }

@@ -41,7 +41,7 @@ use crate::{CS_KINDS, Config, EngineError, REVENUE_KINDS, lane, log_dir, state};
 const BASE: &str = "accounts.idx";
 const TAIL: &str = "accounts.tail";
 const MAGIC: [u8; 8] = *b"TNRAIX01";
-const FORMAT: u64 = 1;
+const FORMAT: u64 = 2;
 /// Entries per block: a lookup reads one block of each table it consults.
 const BLOCK: usize = 512;
 const HEADER_LEN: usize = 32;
@@ -51,14 +51,10 @@ fn fold_lanes() -> Vec<&'static str> {
     REVENUE_KINDS.iter().chain(CS_KINDS).map(|k| lane(*k)).collect()
 }
 
-/// The lanes indexed: those of [`fold_lanes`] whose events name an account (not cost).
+/// The lanes indexed: those of [`fold_lanes`], in its order (of the cost lane, the records
+/// that name an account; the company's costs are read whole).
 fn indexed_lanes() -> Vec<&'static str> {
-    REVENUE_KINDS
-        .iter()
-        .chain(CS_KINDS)
-        .filter(|k| **k != EventKind::Cost)
-        .map(|k| lane(*k))
-        .collect()
+    fold_lanes()
 }
 
 /// A posting: the lane's number in [`indexed_lanes`] (8 bits) over a [`Located`] position
@@ -138,6 +134,14 @@ fn scan(reader: &LogReader, from: &[u64]) -> Result<Scanned, EngineError> {
             };
             reader
                 .scan_located(name, from[ix], |i, at, key, payload| {
+                    if at.segment() >= 1 << 16 {
+                        return Err(EngineError::Decode {
+                            lane: name.to_string(),
+                            reason: "more than 65,536 segments: past what the account index \
+                                     can place"
+                                .into(),
+                        });
+                    }
                     let p = posting(ix, at);
                     if let (_, _, Some(account)) = codec::peek(payload).map_err(bad)? {
                         let id = match local.get(account) {
@@ -326,9 +330,44 @@ struct Fence {
     crc: u32,
 }
 
+/// An index file's bytes: the file (blocks read on demand), or the bytes this process
+/// just wrote (another process may replace the file meanwhile: what is answered from is
+/// what was checked).
+enum Bytes {
+    File(std::fs::File),
+    Memory(Vec<u8>),
+}
+
+impl Bytes {
+    fn size(&self) -> Result<u64, Unusable> {
+        match self {
+            Bytes::File(f) => Ok(f.metadata().map_err(Unusable::Io)?.len()),
+            Bytes::Memory(b) => Ok(b.len() as u64),
+        }
+    }
+
+    /// A read past the end is damage (a file cut short), not an IO error.
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<(), Unusable> {
+        let short = || Unusable::Damaged("damaged: shorter than it says");
+        match self {
+            Bytes::File(f) => f.read_exact_at(buf, at).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => short(),
+                _ => Unusable::Io(e),
+            }),
+            Bytes::Memory(b) => {
+                let start = usize::try_from(at).map_err(|_| short())?;
+                let end = start.checked_add(buf.len()).ok_or_else(short)?;
+                let Some(part) = b.get(start..end) else { return Err(short()) };
+                buf.copy_from_slice(part);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// An index file, open: its marks and block fences in memory, blocks read on demand.
 struct IndexFile {
-    file: std::fs::File,
+    file: Bytes,
     postings: u64,
     marks: Vec<Mark>,
     tables: [Vec<Fence>; 2],
@@ -338,21 +377,21 @@ const ACCOUNTS: usize = 0;
 const CONTACTS: usize = 1;
 
 impl IndexFile {
-    fn open(file: std::fs::File) -> Result<IndexFile, Unusable> {
+    fn open(file: Bytes) -> Result<IndexFile, Unusable> {
         let mut head = [0u8; HEADER_LEN];
-        file.read_exact_at(&mut head, 0).map_err(Unusable::Io)?;
+        file.read_exact_at(&mut head, 0)?;
         let u64_at = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
         if head[..8] != MAGIC || crc32fast::hash(&head[..28]) != u32_at(28) {
             return Err(Unusable::Damaged("damaged: header"));
         }
         let (at, len) = (u64_at(8), u64_at(16));
-        let size = file.metadata().map_err(Unusable::Io)?.len();
+        let size = file.size()?;
         if at.checked_add(len) != Some(size) {
             return Err(Unusable::Damaged("damaged: length"));
         }
         let mut footer = vec![0u8; len as usize];
-        file.read_exact_at(&mut footer, at).map_err(Unusable::Io)?;
+        file.read_exact_at(&mut footer, at)?;
         if crc32fast::hash(&footer) != u32_at(24) {
             return Err(Unusable::Damaged("damaged: footer checksum"));
         }
@@ -410,7 +449,7 @@ impl IndexFile {
 
     fn block(&self, f: &Fence) -> Result<Vec<u8>, Unusable> {
         let mut b = vec![0u8; f.len as usize];
-        self.file.read_exact_at(&mut b, f.at).map_err(Unusable::Io)?;
+        self.file.read_exact_at(&mut b, f.at)?;
         if crc32fast::hash(&b) != f.crc {
             return Err(Unusable::Damaged("damaged: block checksum"));
         }
@@ -552,20 +591,30 @@ impl AccountIndex {
                 m.from = old.from;
             }
         }
-        state::write(data, TAIL, &encode(&s))?;
-        let tail = open_file(data, TAIL)?.ok();
-        Ok((AccountIndex { base, tail }, Refresh::Extended))
+        let bytes = encode(&s);
+        state::write(data, TAIL, &bytes)?;
+        let tail = IndexFile::open(Bytes::Memory(bytes)).map_err(|_| written_unreadable())?;
+        Ok((AccountIndex { base, tail: Some(tail) }, Refresh::Extended))
+    }
+
+    /// The index built again from the whole log, for the reason given (a caller found it
+    /// does not fit: [`EngineError::StaleIndex`]).
+    pub fn rebuild(
+        data: &Path,
+        reader: &LogReader,
+        why: &'static str,
+    ) -> Result<AccountIndex, EngineError> {
+        Ok(Self::current_or_rebuilt(data, reader, Some(why))?.0)
     }
 
     fn build(data: &Path, reader: &LogReader) -> Result<AccountIndex, EngineError> {
         let lanes = indexed_lanes();
         let s = scan(reader, &vec![0; lanes.len()])?;
-        state::write(data, BASE, &encode(&s))?;
+        let bytes = encode(&s);
+        drop(s);
+        state::write(data, BASE, &bytes)?;
         let _ = std::fs::remove_file(state::dir(data).join(TAIL));
-        let base = open_file(data, BASE)?.map_err(|why| EngineError::Io {
-            path: state::dir(data).join(BASE),
-            source: std::io::Error::other(format!("written a moment ago, now {why}")),
-        })?;
+        let base = IndexFile::open(Bytes::Memory(bytes)).map_err(|_| written_unreadable())?;
         Ok(AccountIndex { base, tail: None })
     }
 
@@ -578,10 +627,17 @@ impl AccountIndex {
     }
 }
 
+fn written_unreadable() -> EngineError {
+    EngineError::Decode {
+        lane: "(account index)".into(),
+        reason: "an index just encoded does not read back".into(),
+    }
+}
+
 /// An index file, or why there is none to use (absent, damaged).
 fn open_file(data: &Path, name: &str) -> Result<Result<IndexFile, &'static str>, EngineError> {
     let Some(file) = state::open(data, name)? else { return Ok(Err("first use")) };
-    match IndexFile::open(file) {
+    match IndexFile::open(Bytes::File(file)) {
         Ok(f) => Ok(Ok(f)),
         Err(Unusable::Damaged(why)) => Ok(Err(why)),
         Err(Unusable::Io(source)) => {
@@ -675,14 +731,17 @@ fn fold_indexed(
     if events.is_empty() {
         return Ok(Ok(None));
     }
-    // Costs name no account: read whole (a few records), and kept apart by the fold.
+    // The company's costs (naming no account) are read whole (a few records) and kept apart
+    // by the fold; those naming this account came with its events.
     let mut b = LedgerBuilder::new();
     let l = lane(EventKind::Cost);
     reader
         .scan(l, |_, payload| {
             let e = codec::decode(payload)
                 .map_err(|e| EngineError::Decode { lane: l.to_string(), reason: e.to_string() })?;
-            b.push(e);
+            if e.account.is_none() {
+                b.push(e);
+            }
             Ok::<(), EngineError>(())
         })
         .map_err(scan_error)?;
@@ -888,24 +947,31 @@ pub fn touched(
     keys.dedup();
     let mut sightings = Vec::new();
     for k in &keys {
-        sightings.extend(index.get(CONTACTS, k).map_err(|_| damaged_index())?);
+        let ps = index.get(CONTACTS, k).map_err(|u| stale(u.into()))?;
+        sightings.extend(ps);
     }
     sightings.sort_unstable();
     sightings.dedup();
-    match read(reader, &lanes, &sightings)? {
-        Ok(events) => ids.extend(events.into_iter().filter_map(|(_, e)| e.account)),
-        Err(_) => return Err(damaged_index()),
+    let events = read(reader, &lanes, &sightings)?.map_err(stale)?;
+    for (_, e) in events {
+        let named = match &e.body {
+            EventBody::Contact { contact_id, .. } => {
+                keys.binary_search(&contact_key(contact_id)).is_ok()
+            }
+            _ => false,
+        };
+        if !named {
+            return Err(stale(NOT_INDEXED));
+        }
+        ids.extend(e.account);
     }
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
 }
 
-fn damaged_index() -> EngineError {
-    EngineError::Decode {
-        lane: "(account index)".into(),
-        reason: "the index does not fit the log; it is rebuilt on its next use".into(),
-    }
+fn stale(s: Stale) -> EngineError {
+    EngineError::StaleIndex(s.0)
 }
 
 /// `ids`' ledgers (each as a fold of the whole log at `as_of` gives it), from the account
@@ -917,7 +983,7 @@ pub fn fold_many(
     as_of: Timestamp,
     ids: &[&str],
 ) -> Result<Vec<AccountLedger>, EngineError> {
-    let per = gather(index, reader, ids)?.map_err(|_| damaged_index())?;
+    let per = gather(index, reader, ids)?.map_err(stale)?;
     Ok(per
         .into_par_iter()
         .zip(ids)
@@ -961,7 +1027,7 @@ mod tests {
         let a = format!("{:#?}", a.unwrap().accounts);
         // Swap the two accounts' postings, keeping the marks: the file still fits the log.
         let file = state::open(data, BASE).unwrap().unwrap();
-        let index = IndexFile::open(file).unwrap();
+        let index = IndexFile::open(Bytes::File(file)).unwrap();
         let [mut accounts, contacts] = index.read_all().unwrap();
         assert_eq!(accounts.len(), 2);
         let (pa, pb) = (accounts[0].1.clone(), accounts[1].1.clone());

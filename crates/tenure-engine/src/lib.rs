@@ -69,6 +69,10 @@ pub enum EngineError {
         "a log record in lane {lane} does not decode ({reason}); this is a bug or a damaged log, please report it"
     )]
     Decode { lane: String, reason: String },
+    /// The account index (`accounts`) does not fit the log: rebuild it
+    /// (`AccountIndex::rebuild`) and ask again.
+    #[error("the account index does not fit the log ({0})")]
+    StaleIndex(&'static str),
 }
 
 pub fn log_dir(data: &Path) -> PathBuf {

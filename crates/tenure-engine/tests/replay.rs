@@ -255,6 +255,8 @@ fn one_account_through_the_account_index_equals_the_whole_fold() {
             "\n",
             r#"{"type":"ticket","timestamp":"2024-02-02T00:00:00Z","account_id":"acc-000003","ticket_id":"t-new","status":"opened","category":"defect","severity":"high"}"#,
             "\n",
+            r#"{"type":"cost","timestamp":"2024-02-01T00:00:00Z","account_id":"acc-costonly","category":"retention","amount":"120.00","currency":"USD","period_start":"2024-02-01T00:00:00Z","period_end":"2024-03-01T00:00:00Z"}"#,
+            "\n",
         ),
     );
     let full = tenure_engine::ledger(&data, &cfg, as_of).unwrap();
@@ -277,7 +279,8 @@ fn one_account_through_the_account_index_equals_the_whole_fold() {
     let (index, _) = tenure_engine::accounts::AccountIndex::current(&data, &reader).unwrap();
     let from: Vec<(&str, u64)> = before.iter().map(|(l, n)| (l.as_str(), *n)).collect();
     let touched = tenure_engine::accounts::touched(&index, &reader, &from).unwrap();
-    assert_eq!(touched, ["acc-000001", "acc-000002", "acc-000003", "acc-new"]);
+    assert_eq!(touched, ["acc-000001", "acc-000002", "acc-000003", "acc-costonly", "acc-new"]);
+    assert!(full.accounts.iter().any(|a| a.id == "acc-costonly"), "a cost naming an account");
     assert!(r[1..].iter().all(|r| *r == Refresh::Current), "{r:?}");
 
     // More: the tail is extended again (its postings kept, the new ones added).
@@ -298,6 +301,10 @@ fn one_account_through_the_account_index_equals_the_whole_fold() {
     bytes[mid] ^= 0x40;
     std::fs::write(&base, &bytes).unwrap();
     assert_eq!(check_index(&data, &cfg, as_of)[0], Refresh::Built("damaged: block checksum"));
+
+    // A file cut short (a crash before its rename was synced) is damage: indexed again.
+    std::fs::write(&base, b"TNRAIX").unwrap();
+    assert_eq!(check_index(&data, &cfg, as_of)[0], Refresh::Built("damaged: shorter than it says"));
 
     // An index of another log (the same company, then another contact event) does not
     // fit: its last contact record is not this log's.

@@ -290,14 +290,17 @@ impl<S: Source> Checkpoint<S> {
     /// [`Checkpoint::valid_until`], sorted by id, as [`encode`] takes them) takes the place
     /// of the account of the same id, or joins the others in id order; `usage`, when given,
     /// is every account's monthly usage now, else each keeps its own. The result is keyed
-    /// `key`, noted at `position`, and holds what [`encode`] of the same fold would hold.
+    /// `key`, noted at `position`, and holds what [`encode`] of the same fold would hold,
+    /// but for this: without `usage`, an account that joins has none (a checkpoint holds
+    /// no usage for an account not in its fold). So also returned: how many joined (give
+    /// `usage` when any did).
     pub fn forward(
         &self,
         key: &[u8],
         position: &[u8],
         replace: &[AccountLedger],
         usage: Option<&UsageByAccount>,
-    ) -> Result<Vec<u8>, CheckpointError> {
+    ) -> Result<(Vec<u8>, usize), CheckpointError> {
         debug_assert!(replace.windows(2).all(|w| w[0].id < w[1].id), "replace is sorted");
         let mut strings = Strings::default();
         for (i, v) in self.strings.iter().enumerate() {
@@ -354,6 +357,7 @@ impl<S: Source> Checkpoint<S> {
             })
             .collect();
         let parts: Vec<Kept> = parts.into_iter().collect::<Result<_, _>>()?;
+        let joined = replace.len() - parts.iter().map(|k| k.old_usage.len()).sum::<usize>();
         let old_usage: FxHashMap<&str, &[UsageMonth]> = parts
             .iter()
             .flat_map(|k| k.old_usage.iter().map(|(id, u)| (id.as_str(), u.as_slice())))
@@ -408,7 +412,7 @@ impl<S: Source> Checkpoint<S> {
             segment_key: &self.segment_key,
             accounts,
         };
-        Ok(assemble(&head, &strings.list, bodies))
+        Ok((assemble(&head, &strings.list, bodies), joined))
     }
 
     /// The latest `as_of` this checkpoint answers for.
@@ -1072,7 +1076,8 @@ mod tests {
             .filter(|(id, _)| old.accounts.iter().any(|a| &a.id == *id))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let fwd = c.forward(b"k2", b"p2", &replace, None).unwrap();
+        let (fwd, joined) = c.forward(b"k2", b"p2", &replace, None).unwrap();
+        assert_eq!(joined, new.len());
         assert_eq!(Checkpoint::open(fwd.clone(), b"k").err(), Some(CheckpointError::Key));
         assert_eq!(Checkpoint::open(fwd.clone(), b"k2").unwrap().position(), b"p2");
         let want = encode(b"k2", b"p2", &ledger, &kept, "segment", until);
@@ -1081,11 +1086,12 @@ mod tests {
         assert_eq!(got, read_back(want, b"k2", until));
         assert_ne!(got, read_back(encode(b"k", b"", &old, &kept, "segment", until), b"k", until));
         // Everyone's usage replaced.
-        let fwd = c.forward(b"k2", b"p2", &replace, Some(&usage)).unwrap();
+        let (fwd, _) = c.forward(b"k2", b"p2", &replace, Some(&usage)).unwrap();
         let want = encode(b"k2", b"p2", &ledger, &usage, "segment", until);
         assert_eq!(read_back(fwd, b"k2", until), read_back(want, b"k2", until));
         // Nothing to replace and the usage unchanged: the same accounts, byte for byte.
-        let same = c.forward(b"k", b"p1", &[], None).unwrap();
+        let (same, joined) = c.forward(b"k", b"p1", &[], None).unwrap();
+        assert_eq!(joined, 0);
         assert_eq!(same, encode(b"k", b"p1", &old, &old_usage, "segment", until));
     }
 

@@ -273,6 +273,11 @@ impl Flat {
             .collect();
         let (mut depth, mut stack) = (0, vec![(0usize, 0usize)]);
         while let Some((k, d)) = stack.pop() {
+            // A path longer than the tree has nodes is a cycle (a damaged model): walked no
+            // further here, as the row walk would never end either.
+            if d > nodes.len() {
+                break;
+            }
             depth = depth.max(d);
             let n = nodes[k];
             if n.flags & 4 == 0 {

@@ -607,6 +607,17 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
     assert!(!said.contains("folding the log"), "{said}");
     let (csv, _) = run(&["health", "--data", &data, "--as-of", AS_OF, "--format", "csv"]);
     assert!(csv.contains("acc-0001234-new"), "{csv}");
+    // An account whose usage came first (it is in no fold then), and its first contract
+    // later, with no new usage: its earlier usage is read for it when it joins.
+    let usage_first = "{\"type\":\"usage\",\"timestamp\":\"2024-11-22T10:00:00Z\",\"account_id\":\"acc-0001235-usage-first\",\"user_id\":\"u-1\",\"event\":\"export\",\"feature\":\"reports\"}\n";
+    std::fs::write(&more, usage_first).unwrap();
+    run(&["import", "--data", &data, &more.display().to_string()]);
+    assert!(same(AS_OF).contains("(0 accounts folded again, usage read again)"));
+    let contract = "{\"type\":\"subscription\",\"timestamp\":\"2024-12-02T10:00:00Z\",\"account_id\":\"acc-0001235-usage-first\",\"subscription_id\":\"s-uf\",\"kind\":\"product\",\"quantity\":2,\"amount\":\"40.00\",\"currency\":\"USD\",\"interval\":\"month\",\"status\":\"active\"}\n";
+    std::fs::write(&more, contract).unwrap();
+    run(&["import", "--data", &data, &more.display().to_string()]);
+    let said = same(AS_OF);
+    assert!(said.contains("(1 account folded again, usage read again)"), "{said}");
 
     // Damage anywhere is found, said, and repaired by folding again.
     let mut bytes = std::fs::read(&state).unwrap();
