@@ -1,7 +1,9 @@
 //! The account index (`DATA/state/accounts.idx`, and `accounts.tail` for what the log
 //! gained since): where each account's events are in the log, so that one account is
 //! folded alone, exactly as a fold of the whole log folds it, from a few dozen positioned
-//! reads instead of a scan of every lane (`tenure account`).
+//! reads instead of a scan of every lane (`tenure account`); and so that folded state can
+//! be brought forward over new records by folding again only the accounts they change
+//! ([`touched`], [`fold_many`]: the health state checkpoint).
 //!
 //! What one account's fold reads beyond its own events is the contact events of other
 //! accounts naming one of its contacts (a contact seen later under another account has
@@ -16,7 +18,7 @@
 //! any mismatch rebuilds the index rather than answering from it.
 //!
 //! Layout of a file: `MAGIC`, then the footer's offset and length (u64 LE each), a CRC-32
-//! of the footer and a CRC-32 of these first 24 bytes (u32 LE each); then blocks of up to
+//! of the footer, and a CRC-32 of the 28 bytes before it (u32 LE each); then blocks of up to
 //! [`BLOCK`] entries; then the footer. The footer (varints, `tenure_core::codec`): the
 //! format, the number of postings, per lane its name, the first and last record covered
 //! (`from`, `to`), the key (two u64 halves) and position of record `to - 1`; then the two
