@@ -38,7 +38,7 @@ use tenure_core::time::Timestamp;
 use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder};
 use tenure_log::{Located, LogError, LogReader, ScanError};
 
-use crate::{CS_KINDS, Config, EngineError, REVENUE_KINDS, lane, log_dir, state};
+use crate::{CS_KINDS, Config, EngineError, REVENUE_KINDS, lane, log_dir, scan_error, state};
 
 const BASE: &str = "accounts.idx";
 const TAIL: &str = "accounts.tail";
@@ -232,11 +232,17 @@ fn scan(reader: &LogReader, from: &[u64]) -> Result<Scanned, EngineError> {
     Ok(Scanned { marks, accounts, contacts: ctable })
 }
 
-fn scan_error(e: ScanError<EngineError>) -> EngineError {
-    match e {
-        ScanError::Log(l) => EngineError::Log(l),
-        ScanError::Callback(c) => c,
+/// The contact a contact event sights.
+fn contact_of(e: &Event) -> Option<&str> {
+    match &e.body {
+        EventBody::Contact { contact_id, .. } => Some(contact_id),
+        _ => None,
     }
+}
+
+/// Whether `e` sights a contact whose key is among `keys` (sorted).
+fn sights_one_of(e: &Event, keys: &[[u8; 8]]) -> bool {
+    contact_of(e).is_some_and(|c| keys.binary_search(&contact_key(c)).is_ok())
 }
 
 fn encode_postings(out: &mut Vec<u8>, ps: &[Posting]) {
@@ -660,15 +666,8 @@ fn fits(f: &IndexFile, reader: &LogReader, lanes: &[&str], after: Option<&IndexF
         if m.lane != *l || m.from != from || m.to < m.from || m.to > reader.lane_len(l) {
             return false;
         }
-        if m.to > 0 {
-            let mut key = None;
-            let read = reader.read_located(l, &[Located(m.last_at)], |_, k, _| {
-                key = Some(k);
-                Ok::<(), ()>(())
-            });
-            if read.is_err() || key != Some(m.last_key) {
-                return false;
-            }
+        if m.to > 0 && reader.key_at(l, Located(m.last_at)) != Some(m.last_key) {
+            return false;
         }
     }
     true
@@ -736,17 +735,11 @@ fn fold_indexed(
     // The company's costs (naming no account) are read whole (a few records) and kept apart
     // by the fold; those naming this account came with its events.
     let mut b = LedgerBuilder::new();
-    let l = lane(EventKind::Cost);
-    reader
-        .scan(l, |_, payload| {
-            let e = codec::decode(payload)
-                .map_err(|e| EngineError::Decode { lane: l.to_string(), reason: e.to_string() })?;
-            if e.account.is_none() {
-                b.push(e);
-            }
-            Ok::<(), EngineError>(())
-        })
-        .map_err(scan_error)?;
+    crate::scan_events(reader, lane(EventKind::Cost), |_, e| {
+        if e.account.is_none() {
+            b.push(e);
+        }
+    })?;
     for e in events {
         b.push(e);
     }
@@ -794,10 +787,8 @@ fn gather(
     let contacts_of = |ps: &[Posting]| -> Vec<[u8; 8]> {
         let mut keys: Vec<[u8; 8]> = ps
             .iter()
-            .filter_map(|p| match &first[wanted.binary_search(p).expect("read above")].1.body {
-                EventBody::Contact { contact_id, .. } => Some(contact_key(contact_id)),
-                _ => None,
-            })
+            .filter_map(|p| contact_of(&first[wanted.binary_search(p).expect("read above")].1))
+            .map(contact_key)
             .collect();
         keys.sort_unstable();
         keys.dedup();
@@ -825,16 +816,8 @@ fn gather(
         Ok(events) => events,
         Err(stale) => return Ok(Err(stale)),
     };
-    for (_, e) in &second {
-        let named = match &e.body {
-            EventBody::Contact { contact_id, .. } => {
-                all_keys.binary_search(&contact_key(contact_id)).is_ok()
-            }
-            _ => false,
-        };
-        if !named {
-            return Ok(Err(NOT_INDEXED));
-        }
+    if !second.iter().all(|(_, e)| sights_one_of(e, &all_keys)) {
+        return Ok(Err(NOT_INDEXED));
     }
     let event = |p: &Posting| -> &Event {
         match wanted.binary_search(p) {
@@ -956,13 +939,7 @@ pub fn touched(
     sightings.dedup();
     let events = read(reader, &lanes, &sightings)?.map_err(stale)?;
     for (_, e) in events {
-        let named = match &e.body {
-            EventBody::Contact { contact_id, .. } => {
-                keys.binary_search(&contact_key(contact_id)).is_ok()
-            }
-            _ => false,
-        };
-        if !named {
+        if !sights_one_of(&e, &keys) {
             return Err(stale(NOT_INDEXED));
         }
         ids.extend(e.account);

@@ -151,10 +151,15 @@ fn scan_events(
             f(i, e);
             Ok::<(), EngineError>(())
         })
-        .map_err(|e| match e {
-            ScanError::Log(l) => EngineError::Log(l),
-            ScanError::Callback(c) => c,
-        })
+        .map_err(scan_error)
+}
+
+/// A scan's error as the engine's: the log's, or the callback's own.
+fn scan_error(e: ScanError<EngineError>) -> EngineError {
+    match e {
+        ScanError::Log(l) => EngineError::Log(l),
+        ScanError::Callback(c) => c,
+    }
 }
 
 /// The kinds the revenue ledger reads. Invoices are not among them: no revenue KPI reads

@@ -126,16 +126,10 @@ impl Marks {
             if reader.lane_len(&m.lane) < m.records {
                 return None;
             }
-            if m.records > 0 {
-                let mut key = None;
-                let at = [tenure_log::Located(m.last_at)];
-                let read = reader.read_located(&m.lane, &at, |_, k, _| {
-                    key = Some(k);
-                    Ok::<(), ()>(())
-                });
-                if read.is_err() || key != Some(m.last_key) {
-                    return None;
-                }
+            if m.records > 0
+                && reader.key_at(&m.lane, tenure_log::Located(m.last_at)) != Some(m.last_key)
+            {
+                return None;
             }
             out.push((m.lane.clone(), m.records));
         }

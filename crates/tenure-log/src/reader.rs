@@ -279,6 +279,17 @@ impl LogReader {
         Ok(())
     }
 
+    /// The key of the record at `at` in `lane`, if a whole, valid record starts there: a
+    /// state that noted its last record's key and position checks it is still there.
+    pub fn key_at(&self, lane: &str, at: Located) -> Option<u128> {
+        let mut key = None;
+        let read = self.read_located(lane, &[at], |_, k, _| {
+            key = Some(k);
+            Ok::<(), Infallible>(())
+        });
+        read.ok().and(key)
+    }
+
     /// Convenience: every record of `lane` as owned `(key, payload)` pairs.
     pub fn read_lane(&self, lane: &str) -> Result<Vec<(u128, Vec<u8>)>, LogError> {
         let mut out = Vec::with_capacity(usize::try_from(self.lane_len(lane)).unwrap_or(0));
