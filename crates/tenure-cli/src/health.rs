@@ -496,7 +496,9 @@ fn forward(
 ) -> Result<Option<Checkpoint<StateBytes>>> {
     let started = std::time::Instant::now();
     let path = tenure_engine::state::dir(dir).join(HEALTH_STATE);
-    let now = Marks::take(dir, &state_kinds())?;
+    // The new marks' fingerprints before the reader opens (a state noted older than it is
+    // is only brought forward once more); their record counts from the same reader.
+    let begun = Marks::begin(dir, &state_kinds())?;
     let log = tenure_engine::log_dir(dir);
     let mut lanes: Vec<&str> = tenure_engine::REVENUE_KINDS
         .iter()
@@ -506,6 +508,7 @@ fn forward(
     let usage_lane = tenure_engine::lane(EventKind::Usage);
     lanes.push(usage_lane);
     let reader = tenure_log::LogReader::open_lanes(&log, &lanes)?;
+    let now = begun.finish(Some(&reader))?;
     let Some(from) = marks.tail(&reader) else {
         eprintln!(
             "health state: the log no longer holds what {} was folded from; folding it again",

@@ -42,33 +42,26 @@ impl Marks {
     /// noted older than it is is brought forward over records it holds (folded once more),
     /// never newer.
     pub fn take(data: &Path, kinds: &[EventKind]) -> Result<Marks, EngineError> {
+        let begun = Marks::begin(data, kinds)?;
         let dir = log_dir(data);
+        if !dir.exists() {
+            return begun.finish(None);
+        }
         let lanes: Vec<&str> = kinds.iter().map(|k| lane(*k)).collect();
-        let mut prints = Vec::with_capacity(lanes.len());
-        for l in &lanes {
-            prints.push(tenure_log::lane_fingerprint(&dir, l)?);
+        begun.finish(Some(&LogReader::open_lanes(&dir, &lanes)?))
+    }
+
+    /// The first half of [`Marks::take`], for a caller that reads the lanes anyway: the
+    /// lanes' fingerprints now; then open the reader (holding every lane of `kinds`) and
+    /// [`finish`](BegunMarks::finish) with it, so that the lanes' last segments are read
+    /// once.
+    pub fn begin(data: &Path, kinds: &[EventKind]) -> Result<BegunMarks, EngineError> {
+        let dir = log_dir(data);
+        let mut prints = Vec::with_capacity(kinds.len());
+        for k in kinds {
+            prints.push((lane(*k), tenure_log::lane_fingerprint(&dir, lane(*k))?));
         }
-        let reader = match dir.exists() {
-            true => Some(LogReader::open_lanes(&dir, &lanes)?),
-            false => None,
-        };
-        let mut marks = Vec::with_capacity(lanes.len());
-        for (l, fingerprint) in lanes.iter().zip(prints) {
-            let records = reader.as_ref().map_or(0, |r| r.lane_len(l));
-            let (mut last_key, mut last_at) = (0, 0);
-            if let (Some(r), true) = (&reader, records > 0) {
-                r.scan_located(l, records - 1, |_, at, key, _| {
-                    (last_key, last_at) = (key, at.0);
-                    Ok::<(), std::convert::Infallible>(())
-                })
-                .map_err(|e| match e {
-                    ScanError::Log(l) => EngineError::Log(l),
-                    ScanError::Callback(never) => match never {},
-                })?;
-            }
-            marks.push(LaneMark { lane: l.to_string(), fingerprint, records, last_key, last_at });
-        }
-        Ok(Marks(marks))
+        Ok(BegunMarks(prints))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -134,6 +127,32 @@ impl Marks {
             out.push((m.lane.clone(), m.records));
         }
         Some(out)
+    }
+}
+
+/// Marks whose fingerprints are taken, to be completed from a reader opened after them.
+pub struct BegunMarks(Vec<(&'static str, [u64; 4])>);
+
+impl BegunMarks {
+    /// The marks, each lane's record count and last record from `reader` (none: no log).
+    pub fn finish(self, reader: Option<&LogReader>) -> Result<Marks, EngineError> {
+        let mut marks = Vec::with_capacity(self.0.len());
+        for (l, fingerprint) in self.0 {
+            let records = reader.map_or(0, |r| r.lane_len(l));
+            let (mut last_key, mut last_at) = (0, 0);
+            if let (Some(r), true) = (reader, records > 0) {
+                r.scan_located(l, records - 1, |_, at, key, _| {
+                    (last_key, last_at) = (key, at.0);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .map_err(|e| match e {
+                    ScanError::Log(l) => EngineError::Log(l),
+                    ScanError::Callback(never) => match never {},
+                })?;
+            }
+            marks.push(LaneMark { lane: l.to_string(), fingerprint, records, last_key, last_at });
+        }
+        Ok(Marks(marks))
     }
 }
 
