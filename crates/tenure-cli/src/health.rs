@@ -556,6 +556,7 @@ fn forward(
         }
         r => r?,
     };
+    let replace: Vec<AccountLedger> = replace.into_iter().map(|(a, _)| a).collect();
     let (mut bytes, joined) = c.forward(key, &now.encode(), &replace, usage.as_ref())?;
     if joined > 0 && usage.is_none() {
         // New accounts may have had usage before their first ledger event: the checkpoint

@@ -105,6 +105,11 @@ enum Cmd {
         /// the tasks resolved by root cause (all but the first read less of the log)
         #[arg(long, value_enum, default_value = "all")]
         kpis: KpiSet,
+        /// Fold the whole log afresh instead of reading the ledger checkpoint
+        /// (DATA/state/ledger.state, brought forward over new events and to later instants);
+        /// the figures are the same
+        #[arg(long)]
+        replay: bool,
     },
     /// Explain a revenue figure: the accounts, movements and source events behind it,
     /// summing to it exactly
@@ -645,6 +650,15 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
 }
 
+/// What a ledger checkpoint must have been folded with: the revenue settings and this
+/// binary (a new build may fold differently). Where the log stood is noted apart.
+fn ledger_key(cfg: &Config) -> Vec<u8> {
+    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
+    let build = exe.map(|m| (m.len(), m.modified().ok()));
+    let settings = format!("{}|{build:?}|{:?}", env!("CARGO_PKG_VERSION"), cfg.revenue);
+    tenure_engine::state::digest(&settings).to_vec()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -794,7 +808,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ImportHow { kind, from, map: map.as_deref(), stripe, acks, refresh: !no_refresh };
             import(&data_dir(&data), &cfg, &files, &how)
         }
-        Cmd::Kpi { data, period, every, by, format, as_of: at, kpis } => {
+        Cmd::Kpi { data, period, every, by, format, as_of: at, kpis, replay } => {
             let p = Period::parse(&period).map_err(|e| usage(format!("--period: {e}")))?;
             let periods = match &every {
                 None => vec![p],
@@ -807,41 +821,88 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = config(&data)?;
             let dir = existing_data_dir(&data)?;
             let by = by.as_deref().map(By::parse);
-            let scope = tenure_engine::Scope {
-                attributes: matches!(by, Some(By::Attribute(_))),
-                cs: matches!(kpis, KpiSet::All | KpiSet::RootCauses),
+            let at = as_of(&at)?;
+            let family = match kpis {
+                KpiSet::All => tenure_kpi::Family::All,
+                KpiSet::Revenue => tenure_kpi::Family::Revenue,
+                KpiSet::Usage => tenure_kpi::Family::Usage,
+                KpiSet::RootCauses => tenure_kpi::Family::RootCauses,
             };
-            let ledger = tenure_engine::ledger_with(&dir, &cfg, as_of(&at)?, scope)?;
-            for d in &ledger.diagnostics {
-                eprintln!("warning: {}", d.0);
-            }
-            let rows = match kpis {
-                KpiSet::All | KpiSet::Usage => {
-                    refresh_columnar(&dir, &cfg)?;
-                    let usage = tenure_analytics::usage_stats(
-                        &dir,
-                        &engine(&cfg),
-                        &periods,
-                        &advanced(&cfg),
-                        ledger.as_of,
-                        None,
-                    )?;
-                    if kpis == KpiSet::All {
-                        tenure_kpi::report_with_usage(
-                            &ledger,
-                            &periods,
-                            by.as_ref(),
-                            &cfg.kpi,
-                            &usage,
-                        )
-                    } else {
-                        tenure_kpi::usage_only(&ledger, &periods, by.as_ref(), &cfg.kpi, &usage)
+            let usage_of = |as_of: Timestamp| -> Result<Option<Vec<_>>> {
+                if !matches!(kpis, KpiSet::All | KpiSet::Usage) {
+                    return Ok(None);
+                }
+                refresh_columnar(&dir, &cfg)?;
+                let engine = engine(&cfg);
+                let u = tenure_analytics::usage_stats(
+                    &dir,
+                    &engine,
+                    &periods,
+                    &advanced(&cfg),
+                    as_of,
+                    None,
+                )?;
+                Ok(Some(u))
+            };
+            let (rows, as_of) = if replay {
+                let scope = tenure_engine::Scope {
+                    attributes: matches!(by, Some(By::Attribute(_))),
+                    cs: matches!(kpis, KpiSet::All | KpiSet::RootCauses),
+                };
+                let ledger = tenure_engine::ledger_with(&dir, &cfg, at, scope)?;
+                for d in &ledger.diagnostics {
+                    eprintln!("warning: {}", d.0);
+                }
+                let usage = usage_of(ledger.as_of)?;
+                let rows = match (kpis, &usage) {
+                    (KpiSet::All, Some(u)) => {
+                        tenure_kpi::report_with_usage(&ledger, &periods, by.as_ref(), &cfg.kpi, u)
                     }
+                    (KpiSet::Usage, Some(u)) => {
+                        tenure_kpi::usage_only(&ledger, &periods, by.as_ref(), &cfg.kpi, u)
+                    }
+                    (KpiSet::Revenue, _) => {
+                        tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi)
+                    }
+                    _ => tenure_kpi::root_causes(&ledger, &periods, by.as_ref(), &cfg.kpi),
+                };
+                (rows, ledger.as_of)
+            } else {
+                use tenure_engine::{EngineError, ledger_state};
+                let key = ledger_key(&cfg);
+                let mut st = ledger_state::open(&dir, &cfg, at, &key)?;
+                if let Some(said) = &st.said {
+                    eprintln!("{said}");
                 }
-                KpiSet::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), &cfg.kpi),
-                KpiSet::RootCauses => {
-                    tenure_kpi::root_causes(&ledger, &periods, by.as_ref(), &cfg.kpi)
+                let usage = usage_of(st.as_of)?;
+                let mut tally = tenure_kpi::Tally::new(
+                    family,
+                    &periods,
+                    by.as_ref(),
+                    &cfg.kpi,
+                    usage.as_deref(),
+                    Some(&cfg.revenue.fx),
+                );
+                // Damage past the header shows only when its chunk is read.
+                let parts = match st.map_chunks(|a| tally.part(a)) {
+                    Err(EngineError::State(why)) => {
+                        st = ledger_state::refold(&dir, &cfg, at, &key, &why)?;
+                        eprintln!("{}", st.said.as_deref().unwrap_or_default());
+                        st.map_chunks(|a| tally.part(a))?
+                    }
+                    parts => parts?,
+                };
+                for d in &st.diagnostics {
+                    eprintln!("warning: {}", d.0);
                 }
+                for part in parts {
+                    tally.add(part);
+                }
+                let mut rows = tally.rows(&st.costs);
+                if kpis == KpiSet::RootCauses {
+                    tenure_kpi::root_causes_only(&mut rows);
+                }
+                (rows, st.as_of)
             };
             let cur = cfg.revenue.fx.base;
             match format {
@@ -867,7 +928,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             }
                         })
                         .collect();
-                    out(&format!("{} in {cur}, as of {}\n", period, ledger.as_of))?;
+                    out(&format!("{} in {cur}, as of {}\n", period, as_of))?;
                     out(&report::kpis_table(&rows, cur, &labels))?;
                 }
             }

@@ -35,7 +35,7 @@ use std::path::Path;
 use tenure_core::codec::{self, Cursor, put_str, put_u64};
 use tenure_core::event::{Event, EventBody, EventKind};
 use tenure_core::time::Timestamp;
-use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder};
+use tenure_ledger::{AccountLedger, Diagnostic, Ledger, LedgerBuilder};
 use tenure_log::{Located, LogError, LogReader, ScanError};
 
 use crate::{CS_KINDS, Config, EngineError, REVENUE_KINDS, lane, log_dir, scan_error, state};
@@ -953,15 +953,16 @@ fn stale(s: Stale) -> EngineError {
     EngineError::StaleIndex(s.0)
 }
 
-/// `ids`' ledgers (each as a fold of the whole log at `as_of` gives it), from the account
-/// index, in the order given; an account no event names is left out.
+/// `ids`' ledgers (each as a fold of the whole log at `as_of` gives it), with the
+/// diagnostics of their folds, from the account index, in the order given; an account no
+/// event names is left out.
 pub fn fold_many(
     index: &AccountIndex,
     reader: &LogReader,
     cfg: &Config,
     as_of: Timestamp,
     ids: &[&str],
-) -> Result<Vec<AccountLedger>, EngineError> {
+) -> Result<Vec<(AccountLedger, Vec<Diagnostic>)>, EngineError> {
     let per = gather(index, reader, ids)?.map_err(stale)?;
     Ok(per
         .into_par_iter()
@@ -972,7 +973,7 @@ pub fn fold_many(
             for e in events {
                 b.push(e);
             }
-            b.fold_one(id, &cfg.revenue, as_of).expect("the account's own events are here").0
+            b.fold_one(id, &cfg.revenue, as_of).expect("the account's own events are here")
         })
         .collect())
 }

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod config;
 pub mod import;
+pub mod ledger_state;
 pub mod state;
 
 pub use config::{ClusterConfig, Config, ConfigError, Scheduler};
@@ -73,6 +74,9 @@ pub enum EngineError {
     /// (`AccountIndex::rebuild`) and ask again.
     #[error("the account index does not fit the log ({0})")]
     StaleIndex(&'static str),
+    /// Derived state under `DATA/state/` found damaged while reading it.
+    #[error("{0}")]
+    State(String),
 }
 
 pub fn log_dir(data: &Path) -> PathBuf {

@@ -214,6 +214,7 @@ fn check_index(
     let mut ids: Vec<&str> = full.accounts.iter().map(|a| a.id.as_str()).rev().collect();
     ids.insert(3, "acc-nobody");
     let many = tenure_engine::accounts::fold_many(&index, &reader, cfg, as_of, &ids).unwrap();
+    let many: Vec<_> = many.into_iter().map(|(a, _)| a).collect();
     let want: Vec<&tenure_ledger::AccountLedger> = full.accounts.iter().rev().collect();
     assert_eq!(format!("{many:#?}"), format!("{want:#?}"));
     refreshes

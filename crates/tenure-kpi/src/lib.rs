@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use tenure_core::event::CostCategory;
 use tenure_core::money::FxTable;
 use tenure_core::time::Period;
-use tenure_ledger::{AccountLedger, Ledger, Movement, MovementKind, RenewalOutcome};
+use tenure_ledger::{AccountLedger, CostEntry, Ledger, Movement, MovementKind, RenewalOutcome};
 
 /// Settings of the catalogue that are business choices.
 #[derive(Clone, Debug)]
@@ -321,9 +321,8 @@ pub(crate) fn ratio(num: f64, den: f64) -> Option<f64> {
 }
 
 /// Costs of a category falling in the period, pro rata by overlap.
-fn cost_in(ledger: &Ledger, category: CostCategory, p: Period) -> i64 {
-    ledger
-        .costs
+fn cost_in(costs: &[CostEntry], category: CostCategory, p: Period) -> i64 {
+    costs
         .iter()
         .filter(|c| c.category == category)
         .map(|c| {
@@ -525,9 +524,7 @@ pub fn root_causes(
     cfg: &KpiConfig,
 ) -> Vec<Row> {
     let mut rows = report(ledger, periods, by, cfg);
-    for r in &mut rows {
-        r.kpis.0.retain(|(k, _)| cs::is_root_cause_id(k));
-    }
+    root_causes_only(&mut rows);
     rows
 }
 
@@ -551,69 +548,153 @@ fn report_of(
     set: Set,
     usage: Option<&[FxHashMap<String, usage::AccountUsage>]>,
 ) -> Vec<Row> {
-    type Map = FxHashMap<(usize, Option<String>), Acc>;
-    let merged: Map = ledger
+    let mut t =
+        Tally { periods, by, cfg, set, usage, fx: ledger.fx.as_ref(), merged: Map::default() };
+    let part = ledger
         .accounts
         .par_iter()
-        .fold(Map::default, |mut map, a| {
-            for (i, p) in periods.iter().enumerate() {
-                let key = by.map(|b| b.segment(a, *p)).unwrap_or(None);
-                map.entry((i, key)).or_default().account(
-                    a,
-                    *p,
-                    cfg,
-                    usage.and_then(|u| u.get(i)?.get(&a.id)),
-                    ledger.fx.as_ref(),
-                );
-            }
-            map
-        })
-        .reduce(Map::default, |mut x, y| {
-            for (k, v) in y {
-                x.entry(k).or_default().add(&v);
-            }
-            x
-        });
-    // Churn reasons of the whole report, the largest lost MRR first.
-    let mut reasons: BTreeMap<&str, i64> = BTreeMap::new();
-    for acc in merged.values() {
-        for (r, m) in &acc.churn_by_reason {
-            let slot = reasons.entry(r.as_str()).or_default();
-            *slot = slot.saturating_add(*m);
+        .fold(Part::default, |part, a| t.account(part, a))
+        .reduce(Part::default, Part::merge);
+    t.add(part);
+    t.rows(&ledger.costs)
+}
+
+/// Which KPI families a report holds, as `tenure kpi --kpis` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// The whole catalogue: revenue, customer success and, given usage figures, usage.
+    All,
+    Revenue,
+    /// Usage and adoption (customers, seats and plans from the revenue side).
+    Usage,
+    RootCauses,
+}
+
+type Map = FxHashMap<(usize, Option<String>), Acc>;
+
+/// The sums of a [`Tally`] over some accounts: merged in any order and grouping.
+#[derive(Default)]
+pub struct Part(Map);
+
+impl Part {
+    pub fn merge(mut self, other: Part) -> Part {
+        for (k, v) in other.0 {
+            self.0.entry(k).or_default().add(&v);
         }
+        self
     }
-    let mut reasons: Vec<(&str, i64)> = reasons.into_iter().collect();
-    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let reasons: Vec<String> = reasons.into_iter().map(|(r, _)| r.to_string()).collect();
-    let mut keys: Vec<(usize, Option<String>)> = merged.keys().cloned().collect();
-    // Unset segment last.
-    keys.sort_by(|a, b| (a.0, a.1.is_none(), &a.1).cmp(&(b.0, b.1.is_none(), &b.1)));
-    let mut rows = Vec::new();
-    for (i, p) in periods.iter().enumerate() {
-        let costs = Some((
-            cost_in(ledger, CostCategory::Retention, *p),
-            cost_in(ledger, CostCategory::Acquisition, *p),
-            cost_in(ledger, CostCategory::Service, *p),
-        ));
-        if by.is_none() {
-            let mut acc = merged.get(&(i, None)).cloned().unwrap_or_default();
-            acc.fx_undefined |= ledger.fx.is_none();
-            rows.push(Row {
-                period: *p,
-                segment: None,
-                kpis: finish(&acc, *p, costs, cfg, set, usage.is_some(), &reasons),
-            });
-            continue;
-        }
-        for k in keys.iter().filter(|k| k.0 == i) {
-            rows.push(Row {
-                period: *p,
-                segment: Some(k.1.clone()),
-                kpis: finish(&merged[k], *p, None, cfg, set, usage.is_some(), &reasons),
-            });
-        }
+}
+
+/// A report summed account by account, for accounts that are not held in one [`Ledger`]
+/// (read a chunk at a time from `tenure_ledger::checkpoint`): [`Tally::part`] of each
+/// group of accounts (in parallel, any order), [`Tally::add`] of each part, then
+/// [`Tally::rows`], as [`report`] and its kin give them for a ledger of the same accounts.
+pub struct Tally<'a> {
+    periods: &'a [Period],
+    by: Option<&'a By>,
+    cfg: &'a KpiConfig,
+    set: Set,
+    usage: Option<&'a [FxHashMap<String, usage::AccountUsage>]>,
+    /// The rates amounts were converted with (`Ledger::fx`).
+    fx: Option<&'a FxTable>,
+    merged: Map,
+}
+
+impl<'a> Tally<'a> {
+    /// `usage` (per period, as [`report_with_usage`] takes it) is read by `All` and
+    /// `Usage`; `Usage` needs it.
+    pub fn new(
+        family: Family,
+        periods: &'a [Period],
+        by: Option<&'a By>,
+        cfg: &'a KpiConfig,
+        usage: Option<&'a [FxHashMap<String, usage::AccountUsage>]>,
+        fx: Option<&'a FxTable>,
+    ) -> Tally<'a> {
+        let (set, usage) = match family {
+            Family::All | Family::RootCauses => (Set { revenue: true, cs: true }, usage),
+            Family::Revenue => (Set { revenue: true, cs: false }, None),
+            Family::Usage => (Set { revenue: false, cs: false }, usage),
+        };
+        let usage = if family == Family::RootCauses { None } else { usage };
+        Tally { periods, by, cfg, set, usage, fx, merged: Map::default() }
     }
-    rows
+
+    /// The sums over `accounts`.
+    pub fn part(&self, accounts: &[AccountLedger]) -> Part {
+        accounts.iter().fold(Part::default(), |part, a| self.account(part, a))
+    }
+
+    fn account(&self, mut part: Part, a: &AccountLedger) -> Part {
+        for (i, p) in self.periods.iter().enumerate() {
+            let key = self.by.map(|b| b.segment(a, *p)).unwrap_or(None);
+            part.0.entry((i, key)).or_default().account(
+                a,
+                *p,
+                self.cfg,
+                self.usage.and_then(|u| u.get(i)?.get(&a.id)),
+                self.fx,
+            );
+        }
+        part
+    }
+
+    pub fn add(&mut self, part: Part) {
+        let merged = std::mem::take(&mut self.merged);
+        self.merged = Part(merged).merge(part).0;
+    }
+
+    /// The report's rows, with the company-level `costs` (`Ledger::costs`).
+    pub fn rows(self, costs: &[CostEntry]) -> Vec<Row> {
+        let Tally { periods, by, cfg, set, usage, fx, merged } = self;
+        // Churn reasons of the whole report, the largest lost MRR first.
+        let mut reasons: BTreeMap<&str, i64> = BTreeMap::new();
+        for acc in merged.values() {
+            for (r, m) in &acc.churn_by_reason {
+                let slot = reasons.entry(r.as_str()).or_default();
+                *slot = slot.saturating_add(*m);
+            }
+        }
+        let mut reasons: Vec<(&str, i64)> = reasons.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let reasons: Vec<String> = reasons.into_iter().map(|(r, _)| r.to_string()).collect();
+        let mut keys: Vec<(usize, Option<String>)> = merged.keys().cloned().collect();
+        // Unset segment last.
+        keys.sort_by(|a, b| (a.0, a.1.is_none(), &a.1).cmp(&(b.0, b.1.is_none(), &b.1)));
+        let mut rows = Vec::new();
+        for (i, p) in periods.iter().enumerate() {
+            let costs = Some((
+                cost_in(costs, CostCategory::Retention, *p),
+                cost_in(costs, CostCategory::Acquisition, *p),
+                cost_in(costs, CostCategory::Service, *p),
+            ));
+            if by.is_none() {
+                let mut acc = merged.get(&(i, None)).cloned().unwrap_or_default();
+                acc.fx_undefined |= fx.is_none();
+                rows.push(Row {
+                    period: *p,
+                    segment: None,
+                    kpis: finish(&acc, *p, costs, cfg, set, usage.is_some(), &reasons),
+                });
+                continue;
+            }
+            for k in keys.iter().filter(|k| k.0 == i) {
+                rows.push(Row {
+                    period: *p,
+                    segment: Some(k.1.clone()),
+                    kpis: finish(&merged[k], *p, None, cfg, set, usage.is_some(), &reasons),
+                });
+            }
+        }
+        rows
+    }
+}
+
+/// Keeps only the root-cause KPIs of `rows` (`tenure kpi --kpis root-causes`).
+pub fn root_causes_only(rows: &mut [Row]) {
+    for r in rows {
+        r.kpis.0.retain(|(k, _)| cs::is_root_cause_id(k));
+    }
 }
 
 #[cfg(test)]

@@ -107,6 +107,7 @@ fn line_points(
     renewals: &mut Vec<Renewal>,
     scheduled: &mut Vec<(Timestamp, Timestamp)>,
     rewrites: &mut Vec<(Timestamp, Timestamp)>,
+    horizon: &mut Timestamp,
 ) -> Vec<(Timestamp, usize, LineVal)> {
     let mut out: Vec<(Timestamp, usize, LineVal)> = Vec::new();
     let mut past_due_since: Option<Timestamp> = None;
@@ -242,6 +243,9 @@ fn line_points(
                 if derived.is_none_or(|(d, _)| at < d) {
                     derived = Some((at, payment_caused(s, false)));
                 }
+            } else if at < next_ts && at > as_of {
+                // A fold at `at` or later settles the open term here.
+                *horizon = (*horizon).min(at);
             } else if at < next_ts
                 && at <= as_of
                 && let Some((_, idx)) = open_term.take()
@@ -249,6 +253,13 @@ fn line_points(
                 // Revenue left at the notice; the contract itself ends when the notice runs out.
                 renewals[idx].outcome = RenewalOutcome::Lost { at };
             }
+        }
+        if let Some((at, _)) = derived
+            && at < next_ts
+            && at > as_of
+        {
+            // Not known yet: a fold at `at` or later has this change.
+            *horizon = (*horizon).min(at);
         }
         if let Some((at, involuntary)) = derived
             && at < next_ts
@@ -304,6 +315,22 @@ pub(crate) fn fold_account(
     moves: &[(Timestamp, String, String)],
 ) -> (AccountLedger, Vec<Diagnostic>) {
     let mut diags = Vec::new();
+    // The earliest instant after `as_of` at which a fold sees more: an event dated later,
+    // or a change derived from the events (a scheduled cancellation taking effect, say).
+    let mut horizon = Timestamp::MAX;
+    {
+        let mut later = |ts: Timestamp| {
+            if ts > as_of {
+                horizon = horizon.min(ts);
+            }
+        };
+        raw.subs.iter().for_each(|(ts, _)| later(*ts));
+        raw.invoices.iter().for_each(|(ts, ..)| later(*ts));
+        raw.attributes.iter().for_each(|(ts, ..)| later(*ts));
+        raw.name.iter().for_each(|(ts, _)| later(*ts));
+        raw.cs.events.iter().for_each(|(ts, _)| later(*ts));
+        moves.iter().for_each(|(ts, ..)| later(*ts));
+    }
     let mut subs: Vec<(Timestamp, usize, &Subscription)> = raw
         .subs
         .iter()
@@ -322,9 +349,15 @@ pub(crate) fn fold_account(
     let mut points: Vec<(Timestamp, usize, usize, LineVal)> = Vec::new();
     let mut line_count = 0;
     for line in subs.chunk_by(|a, b| a.2.subscription_id == b.2.subscription_id) {
-        for (ts, order, v) in
-            line_points(line, cfg, as_of, &mut renewals, &mut scheduled, &mut rewrites)
-        {
+        for (ts, order, v) in line_points(
+            line,
+            cfg,
+            as_of,
+            &mut renewals,
+            &mut scheduled,
+            &mut rewrites,
+            &mut horizon,
+        ) {
             points.push((ts, order, line_count, v));
         }
         line_count += 1;
@@ -599,6 +632,7 @@ pub(crate) fn fold_account(
             first_subscription,
             cs,
             rewrites,
+            changes_at: (horizon != Timestamp::MAX).then_some(horizon),
         },
         diags,
     )

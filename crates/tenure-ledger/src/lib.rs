@@ -5,6 +5,7 @@
 //! business's [`RevenueConfig`] and an explicit `as_of`; events after `as_of` are not known.
 //! No IO, no clock.
 
+pub mod checkpoint;
 pub mod config;
 pub mod cs;
 mod fold;
@@ -180,6 +181,12 @@ pub struct AccountLedger {
     /// earlier. Empty for nearly every account; whoever answers for an instant `t` with
     /// `a < t <= b` from this fold must fold at `t` instead (`tenure_health::checkpoint`).
     pub rewrites: Vec<(Timestamp, Timestamp)>,
+    /// The earliest instant after the fold's `as_of` at which a fold of the same events
+    /// sees more of this account: an event dated later, or a change the events imply (a
+    /// scheduled cancellation or a term end taking effect, an unpaid line churning). A fold
+    /// at any instant from `as_of` until then gives this same account; `None`: no such
+    /// instant (`tenure_ledger::checkpoint` keeps a fold until it).
+    pub changes_at: Option<Timestamp>,
 }
 
 impl AccountLedger {

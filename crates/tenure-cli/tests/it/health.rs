@@ -732,3 +732,117 @@ fn account_page_through_the_account_index_equals_a_replay() {
     let o = tenure(&["account", "--data", &data, "no-such-account"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `tenure kpi` reads the ledger checkpoint (DATA/state/ledger.state) and gives byte for
+/// byte what a fold of the whole log gives (`--replay`): for every family of KPIs, cut and
+/// in series; at later instants (the accounts whose fold changes by then folded again),
+/// after new events (brought forward), at an earlier instant (a fold, the checkpoint kept),
+/// and after damage or other settings (folded again, said why).
+#[test]
+fn kpi_from_the_ledger_checkpoint_equals_a_replay() {
+    let t = tempfile::tempdir().unwrap();
+    let data = generated(t.path(), 400, 5, "2022-01");
+    let state = t.path().join("state").join("ledger.state");
+    let run = |args: &[&str]| -> (String, String) {
+        let o = tenure(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+    };
+    // Every report below, through the checkpoint and through a replay; returns the stderr
+    // of the checkpoint's runs.
+    let same = |as_of: &str| -> String {
+        let mut said = String::new();
+        let reports: [&[&str]; 6] = [
+            &["--period", "2024-Q4"],
+            &["--period", "2024", "--every", "month", "--kpis", "revenue"],
+            &["--period", "2024-Q3", "--by", "segment"],
+            &["--period", "2024-07..2025-01", "--by", "plan", "--kpis", "usage"],
+            &["--period", "2024", "--every", "quarter", "--kpis", "root-causes"],
+            &["--period", "2025-Q1"],
+        ];
+        for r in reports {
+            let args =
+                [&["kpi", "--data", &data, "--as-of", as_of, "--format", "json"], r].concat();
+            let (fast, err) = run(&args);
+            let (slow, _) = run(&[&args[..], &["--replay"]].concat());
+            differ(&fast, &slow, &args);
+            assert!(fast.contains("\"period\"") && fast.len() > 300, "{args:?}: {fast}");
+            said.push_str(&err);
+        }
+        said
+    };
+    let said = same(AS_OF);
+    assert_eq!(said.matches("folding the log").count(), 1, "built once, then read: {said}");
+    let made = std::fs::read(&state).unwrap();
+    // Later instants, after the last event: read as they are.
+    for as_of in ["2025-02-10T08:00:00Z", "2025-07-01T00:00:00Z"] {
+        let said = same(as_of);
+        assert!(!said.contains("ledger state"), "{as_of}: {said}");
+    }
+    assert_eq!(std::fs::read(&state).unwrap(), made, "reading changed the checkpoint");
+    // An earlier instant is folded, and the checkpoint kept for the later ones.
+    let said = same("2024-06-17T13:45:00Z");
+    assert!(said.contains("after 2024-06-17T13:45:00Z; folding the log"), "{said}");
+    assert_eq!(std::fs::read(&state).unwrap(), made);
+
+    // New events: a ticket and a detractor's answer, a new account with its contract, and
+    // a champion turning up under another account (a move changes the account left).
+    let contacts =
+        std::fs::read_to_string(t.path().join("company").join("contacts.jsonl")).unwrap();
+    let champion = contacts
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|c| c["role"] == "champion")
+        .unwrap();
+    let from = champion["account_id"].as_str().unwrap();
+    let id = contacts
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|c| c["account_id"].as_str().unwrap().to_string())
+        .find(|a| a != from)
+        .unwrap();
+    let more = t.path().join("more.jsonl");
+    std::fs::write(
+        &more,
+        format!(
+            "{{\"type\":\"ticket\",\"timestamp\":\"2024-12-20T10:00:00Z\",\"account_id\":\"{id}\",\"ticket_id\":\"t-late\",\"status\":\"opened\",\"category\":\"defect\",\"severity\":\"urgent\"}}\n\
+             {{\"type\":\"survey_response\",\"timestamp\":\"2024-12-21T10:00:00Z\",\"account_id\":\"{id}\",\"survey\":\"nps\",\"score\":0}}\n\
+             {{\"type\":\"contact\",\"timestamp\":\"2024-12-15T10:00:00Z\",\"account_id\":\"{id}\",\"contact_id\":{},\"role\":\"champion\",\"status\":\"active\"}}\n\
+             {{\"type\":\"account\",\"timestamp\":\"2024-12-01T10:00:00Z\",\"account_id\":\"acc-0001234-new\",\"name\":\"Newco\",\"attributes\":{{\"segment\":\"a-brand-new-segment\"}}}}\n\
+             {{\"type\":\"subscription\",\"timestamp\":\"2024-12-01T10:00:00Z\",\"account_id\":\"acc-0001234-new\",\"subscription_id\":\"s-new\",\"kind\":\"product\",\"plan\":\"a-brand-new-plan\",\"quantity\":3,\"amount\":\"90.00\",\"currency\":\"USD\",\"interval\":\"month\",\"status\":\"active\",\"cancel_at\":\"2025-03-01T00:00:00Z\"}}\n",
+            champion["contact_id"]
+        ),
+    )
+    .unwrap();
+    run(&["import", "--data", &data, &more.display().to_string()]);
+    let said = same("2025-02-10T08:00:00Z");
+    assert!(said.contains("(3 named by new events"), "{said}");
+    assert!(said.contains("brought forward"), "{said}");
+    assert!(!said.contains("folding the log"), "{said}");
+    let (q1, _) = run(&["kpi", "--data", &data, "--period", "2025-Q1", "--format", "json"]);
+    assert!(q1.contains("\"customers_churned\""), "{q1}");
+    // The new account's scheduled cancellation takes effect on 2025-03-01: a later instant
+    // folds it again.
+    let made = std::fs::read(&state).unwrap();
+    let said = same("2025-03-02T00:00:00Z");
+    assert!(!said.contains("folding the log"), "{said}");
+    assert!(said.contains("(0 named by new events, 1 changing by 2025-03-02"), "{said}");
+    assert_eq!(std::fs::read(&state).unwrap(), made, "a few changes are not saved");
+
+    // Damage anywhere is found, said, and repaired by folding again.
+    let mut bytes = std::fs::read(&state).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&state, &bytes).unwrap();
+    let said = same("2025-03-02T00:00:00Z");
+    assert!(said.contains("damaged"), "{said}");
+    std::fs::write(&state, &bytes[..mid]).unwrap();
+    assert!(same("2025-03-02T00:00:00Z").contains("damaged"));
+    // Other settings: the revenue rules change the fold, so the checkpoint is refolded.
+    std::fs::write(
+        t.path().join("tenure.toml"),
+        "version = 1\n[revenue]\npast_due_churn_days = 3\n",
+    )
+    .unwrap();
+    assert!(same("2025-03-02T00:00:00Z").contains("other settings"));
+}

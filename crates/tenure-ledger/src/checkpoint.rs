@@ -1,0 +1,1062 @@
+//! The ledger checkpoint: every account's fold at an instant, whole (bytes in, bytes out),
+//! so that `tenure kpi` reads the accounts instead of folding the log.
+//!
+//! A fold at `as_of` holds for every instant until each account's
+//! [`AccountLedger::changes_at`]: a reader asking for a later instant `t` folds again only
+//! the accounts whose `changes_at` is at or before `t` (and those new events name) and
+//! reads the rest from here ([`LedgerCheckpoint::forward`] writes the result back).
+//!
+//! Nothing is dropped: a decoded account equals the account encoded, but for
+//! `Movement::sources` (kept only by folds for `tenure explain`, which does not read a
+//! checkpoint). Company-level costs are not kept: they are few, and the caller reads them
+//! from their lane. The file is in chunks of accounts, each with its own string table and
+//! CRC; a checkpoint whose key, format, length or CRCs differ is refused, never trusted.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use tenure_core::codec::{put_i64 as put_i, put_str, put_u64 as put};
+use tenure_core::event::{
+    AttrValue, ContactRole, ContactStatus, ForecastCategory, InvoiceStatus, ObjectiveStatus,
+    RequestStatus, Sentiment, Severity, SurveyKind, SurveyScore, TaskStatus, TicketCategory,
+};
+use tenure_core::money::Currency;
+use tenure_core::time::Timestamp;
+
+use crate::cs::{
+    Alert, ContactChange, CsLedger, Departure, ForecastCall, Objective, Response, Task, Ticket,
+};
+use crate::{
+    AccountLedger, Diagnostic, Invoice, Movement, MovementKind, Renewal, RenewalOutcome, SourceRef,
+    Step,
+};
+
+const MAGIC: &[u8; 8] = b"TNRLEDGR";
+/// The layout of this file; a change of layout or of what is kept changes it.
+pub const FORMAT: u32 = 1;
+/// Accounts per chunk: the unit of parallel encoding, reading and decoding.
+const CHUNK: usize = 2048;
+/// Magic, format, the header's CRC32 and its length.
+const PREFIX: usize = 24;
+
+/// Why a checkpoint cannot be used (the caller folds the log again).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CheckpointError {
+    #[error("not a ledger checkpoint (bad magic)")]
+    Magic,
+    #[error("checkpoint format {0}, this build reads {FORMAT}")]
+    Format(u32),
+    #[error("checkpoint made from other settings or by another build (key differs)")]
+    Key,
+    #[error("checkpoint damaged: {0}")]
+    Damaged(&'static str),
+    #[error("checkpoint unreadable: {0}")]
+    Io(String),
+}
+
+type R<T> = Result<T, CheckpointError>;
+
+/// Where a checkpoint's bytes are read from: memory, or a file the caller opened (read a
+/// chunk at a time by the threads that decode it, so that a large checkpoint is never held
+/// whole).
+pub trait Source: Sync {
+    /// Bytes in all.
+    fn size(&self) -> u64;
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+impl Source for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = usize::try_from(offset).ok().filter(|s| *s <= self.len());
+        let end = start.and_then(|s| s.checked_add(buf.len())).filter(|e| *e <= self.len());
+        match (start, end) {
+            (Some(s), Some(e)) => {
+                buf.copy_from_slice(&self[s..e]);
+                Ok(())
+            }
+            _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+/// One chunk's place in the file: offset, length, CRC32, accounts, and the earliest
+/// `changes_at` of its accounts (`i64::MAX`: none).
+#[derive(Clone, Copy, Debug)]
+struct ChunkRef {
+    offset: u64,
+    len: usize,
+    crc: u32,
+    accounts: usize,
+    changes_at: i64,
+}
+
+/// A checkpoint whose header was read and checked; its accounts are read, checked (a CRC
+/// per chunk) and decoded on demand.
+pub struct LedgerCheckpoint<S> {
+    src: S,
+    position: Vec<u8>,
+    as_of: Timestamp,
+    accounts: usize,
+    diagnostics: Vec<Diagnostic>,
+    chunks: Vec<ChunkRef>,
+}
+
+/// Encodes `accounts` (folded at `as_of`, sorted by id) with the fold's `diagnostics`.
+/// `key` must match for [`LedgerCheckpoint::open`] to read it; `position` is the caller's
+/// note of where the log stood (read back by [`LedgerCheckpoint::position`]).
+pub fn encode(
+    key: &[u8],
+    position: &[u8],
+    as_of: Timestamp,
+    accounts: &[AccountLedger],
+    diagnostics: &[Diagnostic],
+) -> Vec<u8> {
+    let chunks: Vec<(Vec<u8>, usize, i64)> = accounts
+        .par_chunks(CHUNK)
+        .map(|c| {
+            let refs: Vec<&AccountLedger> = c.iter().collect();
+            encode_chunk(&refs)
+        })
+        .collect();
+    assemble(key, position, as_of, diagnostics, chunks)
+}
+
+/// A chunk's bytes (string table, then accounts), its account count and earliest
+/// `changes_at`.
+fn encode_chunk(accounts: &[&AccountLedger]) -> (Vec<u8>, usize, i64) {
+    let mut w = Writer::default();
+    let mut body = Vec::with_capacity(accounts.len() * 512);
+    for a in accounts {
+        w.account(&mut body, a);
+    }
+    let mut out = Vec::with_capacity(body.len() + w.table_bytes + 16);
+    put(&mut out, w.list.len() as u64);
+    for s in &w.list {
+        put_str(&mut out, s);
+    }
+    out.extend_from_slice(&body);
+    let changes_at = accounts.iter().filter_map(|a| a.changes_at).map(|t| t.0).min();
+    (out, accounts.len(), changes_at.unwrap_or(i64::MAX))
+}
+
+fn assemble(
+    key: &[u8],
+    position: &[u8],
+    as_of: Timestamp,
+    diagnostics: &[Diagnostic],
+    chunks: Vec<(Vec<u8>, usize, i64)>,
+) -> Vec<u8> {
+    let mut h = Vec::new();
+    put(&mut h, key.len() as u64);
+    h.extend_from_slice(key);
+    put(&mut h, position.len() as u64);
+    h.extend_from_slice(position);
+    put_i(&mut h, as_of.0);
+    put(&mut h, diagnostics.len() as u64);
+    for d in diagnostics {
+        put_str(&mut h, &d.0);
+    }
+    put(&mut h, chunks.len() as u64);
+    for (b, n, changes_at) in &chunks {
+        put(&mut h, b.len() as u64);
+        h.extend_from_slice(&crc32fast::hash(b).to_le_bytes());
+        put(&mut h, *n as u64);
+        put_i(&mut h, *changes_at);
+    }
+    let body: usize = chunks.iter().map(|c| c.0.len()).sum();
+    let mut out = Vec::with_capacity(PREFIX + h.len() + body);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&h).to_le_bytes());
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    for (b, ..) in chunks {
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+fn io(e: std::io::Error) -> CheckpointError {
+    CheckpointError::Io(e.to_string())
+}
+
+impl<S: Source> LedgerCheckpoint<S> {
+    /// Reads and checks the header of the checkpoint in `src` (magic, format, CRC, key, the
+    /// chunks' lengths against the source's).
+    pub fn open(src: S, key: &[u8]) -> Result<LedgerCheckpoint<S>, CheckpointError> {
+        let mut prefix = [0u8; PREFIX];
+        if src.size() < PREFIX as u64 {
+            return Err(CheckpointError::Magic);
+        }
+        src.read_at(0, &mut prefix).map_err(io)?;
+        if &prefix[..8] != MAGIC {
+            return Err(CheckpointError::Magic);
+        }
+        let word = |i: usize| u32::from_le_bytes(prefix[i..i + 4].try_into().expect("4 bytes"));
+        if word(8) != FORMAT {
+            return Err(CheckpointError::Format(word(8)));
+        }
+        let len = u64::from_le_bytes(prefix[16..24].try_into().expect("8 bytes"));
+        if len > src.size() - PREFIX as u64 {
+            return Err(CheckpointError::Damaged("header length"));
+        }
+        let mut h = vec![0u8; len as usize];
+        src.read_at(PREFIX as u64, &mut h).map_err(io)?;
+        if crc32fast::hash(&h) != word(12) {
+            return Err(CheckpointError::Damaged("header CRC mismatch"));
+        }
+        let mut r = Reader::new(&h, &[]);
+        let n = r.len()?;
+        if r.bytes(n)? != key {
+            return Err(CheckpointError::Key);
+        }
+        let n = r.len()?;
+        let position = r.bytes(n)?.to_vec();
+        let as_of = stamp(r.i()?)?;
+        let n = r.len()?;
+        let mut diagnostics = Vec::with_capacity(n);
+        for _ in 0..n {
+            diagnostics.push(Diagnostic(r.raw_str()?.to_string()));
+        }
+        let n = r.len()?;
+        let mut chunks = Vec::with_capacity(n);
+        let mut at = PREFIX as u64 + len;
+        let mut accounts = 0usize;
+        for _ in 0..n {
+            let l = r.u()?;
+            let crc = u32::from_le_bytes(r.bytes(4)?.try_into().expect("4 bytes"));
+            let count = usize::try_from(r.u()?).map_err(|_| CheckpointError::Damaged("count"))?;
+            let changes_at = r.i()?;
+            let end = at.checked_add(l).filter(|e| *e <= src.size());
+            let end = end.ok_or(CheckpointError::Damaged("chunk length"))?;
+            chunks.push(ChunkRef { offset: at, len: l as usize, crc, accounts: count, changes_at });
+            accounts = accounts.checked_add(count).ok_or(CheckpointError::Damaged("count"))?;
+            at = end;
+        }
+        if at != src.size() || r.at != h.len() {
+            return Err(CheckpointError::Damaged("length"));
+        }
+        Ok(LedgerCheckpoint { src, position, as_of, accounts, diagnostics, chunks })
+    }
+
+    /// Where the log stood when the accounts were folded, as the caller noted it.
+    pub fn position(&self) -> &[u8] {
+        &self.position
+    }
+
+    /// The instant the accounts were folded at.
+    pub fn as_of(&self) -> Timestamp {
+        self.as_of
+    }
+
+    /// Accounts held.
+    pub fn len(&self) -> usize {
+        self.accounts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts == 0
+    }
+
+    /// Bytes of the whole checkpoint.
+    pub fn size(&self) -> u64 {
+        self.src.size()
+    }
+
+    /// The diagnostics of the fold (a missing exchange rate, say), sorted.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// The ids of the accounts whose fold changes by `t` (`changes_at <= t`), sorted: only
+    /// the chunks that hold one are read.
+    pub fn changing_by(&self, t: Timestamp) -> Result<Vec<String>, CheckpointError> {
+        let parts: Vec<R<Vec<String>>> = (0..self.chunks.len())
+            .into_par_iter()
+            .filter(|c| self.chunks[*c].changes_at <= t.0)
+            .map(|c| {
+                let mut out = Vec::new();
+                self.decode(c, |a| {
+                    if a.changes_at.is_some_and(|at| at <= t) {
+                        out.push(a.id.clone());
+                    }
+                })?;
+                Ok(out)
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for p in parts {
+            ids.extend(p?);
+        }
+        Ok(ids)
+    }
+
+    /// `f` of each chunk's accounts (in id order within a chunk), the chunks decoded in
+    /// parallel; the results in chunk order. Accounts named in `skip` (sorted) are left
+    /// out.
+    pub fn map_chunks<T: Send>(
+        &self,
+        skip: &[String],
+        f: impl Fn(&[AccountLedger]) -> T + Sync,
+    ) -> Result<Vec<T>, CheckpointError> {
+        let parts: Vec<R<T>> = (0..self.chunks.len())
+            .into_par_iter()
+            .map(|c| {
+                let mut accounts = Vec::with_capacity(self.chunks[c].accounts);
+                self.decode(c, |a| {
+                    if skip.binary_search(&a.id).is_err() {
+                        accounts.push(std::mem::take(a));
+                    }
+                })?;
+                Ok(f(&accounts))
+            })
+            .collect();
+        parts.into_iter().collect()
+    }
+
+    /// Reads, checks and decodes chunk `c`, calling `f` on each account in turn.
+    fn decode(&self, c: usize, mut f: impl FnMut(&mut AccountLedger)) -> R<()> {
+        let chunk = self.chunks[c];
+        let mut buf = vec![0u8; chunk.len];
+        self.src.read_at(chunk.offset, &mut buf).map_err(io)?;
+        if crc32fast::hash(&buf) != chunk.crc {
+            return Err(CheckpointError::Damaged("chunk CRC mismatch"));
+        }
+        let mut r = Reader::new(&buf, &[]);
+        let n = r.len()?;
+        let mut table: Vec<Arc<str>> = Vec::with_capacity(n);
+        for _ in 0..n {
+            table.push(Arc::from(r.raw_str()?));
+        }
+        let mut r = Reader::new(&buf[r.at..], &table);
+        for _ in 0..chunk.accounts {
+            let mut a = r.account()?;
+            f(&mut a);
+        }
+        if r.at != r.b.len() {
+            return Err(CheckpointError::Damaged("chunk length"));
+        }
+        Ok(())
+    }
+
+    /// The bytes of this checkpoint brought forward to `as_of`: each of `replace` (accounts
+    /// folded at `as_of`, sorted by id) takes the place of the account of the same id, or
+    /// joins the others in id order; every other account must hold at `as_of` (its
+    /// `changes_at` later: the caller refolds the others). `diagnostics` are the
+    /// replacements' fold's, added to the checkpoint's. The result is keyed `key` and noted
+    /// at `position`.
+    pub fn forward(
+        &self,
+        key: &[u8],
+        position: &[u8],
+        as_of: Timestamp,
+        replace: &[AccountLedger],
+        diagnostics: &[Diagnostic],
+    ) -> Result<Vec<u8>, CheckpointError> {
+        debug_assert!(replace.windows(2).all(|w| w[0].id < w[1].id), "replace is sorted");
+        let ids: Vec<String> = replace.iter().map(|a| a.id.clone()).collect();
+        // Decoded and encoded again a chunk at a time: chunks' string tables are their own.
+        let kept: Vec<Vec<AccountLedger>> = self.map_chunks(&ids, |a| a.to_vec())?;
+        let mut merged: Vec<&AccountLedger> = Vec::with_capacity(self.accounts + replace.len());
+        let mut fresh = replace.iter().peekable();
+        for a in kept.iter().flatten() {
+            debug_assert!(a.changes_at.is_none_or(|t| t > as_of), "{} changes by then", a.id);
+            while let Some(r) = fresh.next_if(|r| r.id < a.id) {
+                merged.push(r);
+            }
+            merged.push(a);
+        }
+        merged.extend(fresh);
+        let chunks: Vec<(Vec<u8>, usize, i64)> =
+            merged.par_chunks(CHUNK).map(encode_chunk).collect();
+        let mut all = self.diagnostics.clone();
+        all.extend_from_slice(diagnostics);
+        all.sort();
+        all.dedup();
+        Ok(assemble(key, position, as_of, &all, chunks))
+    }
+}
+
+/// An instant read back, within the years 1 to 9999 (as every instant an event can hold),
+/// so that no difference of two overflows.
+fn stamp(v: i64) -> R<Timestamp> {
+    const LIMIT: i64 = 320_000_000_000_000_000; // about 10,000 years in microseconds
+    if v.unsigned_abs() > LIMIT as u64 {
+        return Err(CheckpointError::Damaged("instant out of range"));
+    }
+    Ok(Timestamp(v))
+}
+
+/// Encodes accounts: strings as indexes into the chunk's table, instants as differences
+/// from the one written before.
+#[derive(Default)]
+struct Writer {
+    index: FxHashMap<Arc<str>, u64>,
+    list: Vec<Arc<str>>,
+    table_bytes: usize,
+    prev: i64,
+}
+
+impl Writer {
+    fn s(&mut self, out: &mut Vec<u8>, s: &str) {
+        let i = match self.index.get(s) {
+            Some(i) => *i,
+            None => {
+                let i = self.list.len() as u64;
+                let a: Arc<str> = Arc::from(s);
+                self.table_bytes += s.len() + 2;
+                self.index.insert(a.clone(), i);
+                self.list.push(a);
+                i
+            }
+        };
+        put(out, i);
+    }
+
+    fn os(&mut self, out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            None => out.push(0),
+            Some(s) => {
+                out.push(1);
+                self.s(out, s);
+            }
+        }
+    }
+
+    fn ts(&mut self, out: &mut Vec<u8>, t: Timestamp) {
+        put_i(out, t.0.wrapping_sub(self.prev));
+        self.prev = t.0;
+    }
+
+    fn ots(&mut self, out: &mut Vec<u8>, t: Option<Timestamp>) {
+        match t {
+            None => out.push(0),
+            Some(t) => {
+                out.push(1);
+                self.ts(out, t);
+            }
+        }
+    }
+
+    fn oi(out: &mut Vec<u8>, v: Option<i64>) {
+        match v {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                put_i(out, v);
+            }
+        }
+    }
+
+    /// A small enum's index, plus one (0: none).
+    fn oe(out: &mut Vec<u8>, v: Option<u8>) {
+        out.push(v.map_or(0, |v| v + 1));
+    }
+
+    fn attr(&mut self, out: &mut Vec<u8>, v: &AttrValue) {
+        match v {
+            AttrValue::Str(s) => {
+                out.push(0);
+                self.s(out, s);
+            }
+            AttrValue::Num(s) => {
+                out.push(1);
+                self.s(out, s);
+            }
+            AttrValue::Bool(b) => out.push(2 + u8::from(*b)),
+        }
+    }
+
+    fn account(&mut self, out: &mut Vec<u8>, a: &AccountLedger) {
+        self.prev = 0;
+        self.s(out, &a.id);
+        self.os(out, a.name.as_deref());
+        put(out, a.attributes.len() as u64);
+        for (t, k, v) in &a.attributes {
+            self.ts(out, *t);
+            self.s(out, k);
+            self.attr(out, v);
+        }
+        put(out, a.steps.len() as u64);
+        for s in &a.steps {
+            self.ts(out, s.ts);
+            put_i(out, s.mrr);
+            put_i(out, s.arr);
+            put_i(out, s.service_mrr);
+            put(out, s.seats);
+            out.push(u8::from(s.customer));
+            self.os(out, s.plan.as_deref());
+            put_i(out, s.committed_mrr);
+            put_i(out, s.committed_arr);
+            put(out, s.fx.len() as u64);
+            for (c, native, base) in s.fx.iter() {
+                out.extend_from_slice(c.as_str().as_bytes());
+                put_i(out, *native);
+                put_i(out, *base);
+            }
+        }
+        put(out, a.movements.len() as u64);
+        for m in &a.movements {
+            self.ts(out, m.ts);
+            out.push(movement_kind_index(m.kind));
+            put_i(out, m.amount);
+            put_i(out, m.upsell);
+            put_i(out, m.cross_sell);
+            out.push(u8::from(m.involuntary));
+            self.os(out, m.cancel_reason.as_deref());
+            put(out, m.sources.len() as u64);
+            for s in m.sources.iter() {
+                match s {
+                    SourceRef::Message(id) => {
+                        out.push(0);
+                        self.s(out, id);
+                    }
+                    SourceRef::Log(i) => {
+                        out.push(1);
+                        put(out, *i);
+                    }
+                }
+            }
+        }
+        put(out, a.renewals.len() as u64);
+        for r in &a.renewals {
+            self.s(out, &r.subscription_id);
+            self.ts(out, r.opened);
+            self.ts(out, r.due);
+            put_i(out, r.arr_due);
+            match r.outcome {
+                RenewalOutcome::Open => out.push(0),
+                RenewalOutcome::Won { at, arr } => {
+                    out.push(1);
+                    self.ts(out, at);
+                    put_i(out, arr);
+                }
+                RenewalOutcome::Lost { at } => {
+                    out.push(2);
+                    self.ts(out, at);
+                }
+            }
+        }
+        put(out, a.invoices.len() as u64);
+        for i in &a.invoices {
+            self.ts(out, i.ts);
+            self.s(out, &i.invoice_id);
+            put_i(out, i.amount);
+            out.push(i.status.index());
+        }
+        put(out, a.cancellations_scheduled.len() as u64);
+        for (given, at) in &a.cancellations_scheduled {
+            self.ts(out, *given);
+            self.ts(out, *at);
+        }
+        self.ots(out, a.first_subscription);
+        self.cs(out, &a.cs);
+        put(out, a.rewrites.len() as u64);
+        for (from, to) in &a.rewrites {
+            self.ts(out, *from);
+            self.ts(out, *to);
+        }
+        self.ots(out, a.changes_at);
+    }
+
+    fn cs(&mut self, out: &mut Vec<u8>, cs: &CsLedger) {
+        put(out, cs.contact_changes.len() as u64);
+        for c in &cs.contact_changes {
+            self.ts(out, c.ts);
+            self.s(out, &c.contact_id);
+            Self::oe(out, c.role.map(ContactRole::index));
+            Self::oe(out, c.status.map(ContactStatus::index));
+            self.os(out, c.email.as_deref());
+            self.os(out, c.name.as_deref());
+        }
+        put(out, cs.departures.len() as u64);
+        for d in &cs.departures {
+            self.ts(out, d.ts);
+            self.s(out, &d.contact_id);
+            Self::oe(out, d.role.map(ContactRole::index));
+            self.os(out, d.moved_to.as_deref());
+        }
+        put(out, cs.surveys_sent.len() as u64);
+        for (t, kind, contact) in &cs.surveys_sent {
+            self.ts(out, *t);
+            out.push(kind.index());
+            self.os(out, contact.as_deref());
+        }
+        put(out, cs.responses.len() as u64);
+        for r in &cs.responses {
+            self.ts(out, r.ts);
+            out.push(r.survey.index());
+            self.os(out, r.contact_id.as_deref());
+            match r.score {
+                SurveyScore::Nps(x) => out.extend_from_slice(&[0, x]),
+                SurveyScore::Csat(x) => out.extend_from_slice(&[1, x]),
+                SurveyScore::Success(s) => out.extend_from_slice(&[2, s.index()]),
+            }
+            self.os(out, r.comment.as_deref());
+        }
+        put(out, cs.tickets.len() as u64);
+        for t in &cs.tickets {
+            self.s(out, &t.ticket_id);
+            self.ts(out, t.opened);
+            self.ots(out, t.closed);
+            put(out, u64::from(t.reopened));
+            Self::oe(out, t.category.map(TicketCategory::index));
+            Self::oe(out, t.severity.map(Severity::index));
+            Self::oi(out, t.cost);
+            Self::oi(out, t.csat.map(i64::from));
+            self.ots(out, t.category_first.map(|x| x.0));
+            Self::oe(out, t.category_first.map(|x| x.1.index()));
+            self.ots(out, t.severity_first.map(|x| x.0));
+            Self::oe(out, t.severity_first.map(|x| x.1.index()));
+        }
+        put(out, cs.touchpoints.len() as u64);
+        for (t, kind, sentiment) in &cs.touchpoints {
+            self.ts(out, *t);
+            self.s(out, kind);
+            Self::oe(out, sentiment.map(Sentiment::index));
+        }
+        put(out, cs.milestones.len() as u64);
+        for (t, name) in &cs.milestones {
+            self.ts(out, *t);
+            self.s(out, name);
+        }
+        put(out, cs.objectives.len() as u64);
+        for o in &cs.objectives {
+            self.s(out, &o.objective_id);
+            self.ts(out, o.created);
+            out.push(o.status.index());
+            self.ts(out, o.status_at);
+            Self::oi(out, o.value);
+        }
+        put(out, cs.assessments.len() as u64);
+        for (t, rel, imp) in &cs.assessments {
+            self.ts(out, *t);
+            Self::oi(out, rel.map(i64::from));
+            Self::oi(out, imp.map(i64::from));
+        }
+        put(out, cs.change_requests.len() as u64);
+        for (t, id, status) in &cs.change_requests {
+            self.ts(out, *t);
+            self.s(out, id);
+            out.push(status.index());
+        }
+        put(out, cs.alerts.len() as u64);
+        for a in &cs.alerts {
+            self.ts(out, a.ts);
+            self.s(out, &a.alert_id);
+            self.s(out, &a.rule);
+            out.push(a.severity.index());
+            self.os(out, a.message.as_deref());
+        }
+        put(out, cs.tasks.len() as u64);
+        for t in &cs.tasks {
+            self.s(out, &t.task_id);
+            self.ts(out, t.opened);
+            self.os(out, t.rule.as_deref());
+            self.os(out, t.alert_id.as_deref());
+            self.os(out, t.title.as_deref());
+            self.os(out, t.owner.as_deref());
+            self.ots(out, t.due);
+            out.push(t.status.index());
+            self.ts(out, t.status_at);
+            self.ots(out, t.resolved);
+            self.os(out, t.root_cause.as_deref());
+            put(out, t.notes.len() as u64);
+            for (at, author, note) in &t.notes {
+                self.ts(out, *at);
+                self.os(out, author.as_deref());
+                self.s(out, note);
+            }
+            put(out, u64::from(t.alerts));
+        }
+        put(out, cs.forecast_calls.len() as u64);
+        for f in &cs.forecast_calls {
+            self.ts(out, f.ts);
+            self.os(out, f.subscription_id.as_deref());
+            out.push(f.category.index());
+            Self::oi(out, f.amount);
+            self.os(out, f.reason.as_deref());
+            self.os(out, f.author.as_deref());
+        }
+    }
+}
+
+fn movement_kind_index(k: MovementKind) -> u8 {
+    match k {
+        MovementKind::New => 0,
+        MovementKind::Expansion => 1,
+        MovementKind::Contraction => 2,
+        MovementKind::Churn => 3,
+        MovementKind::Reactivation => 4,
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+    table: &'a [Arc<str>],
+    prev: i64,
+}
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8], table: &'a [Arc<str>]) -> Reader<'a> {
+        Reader { b, at: 0, table, prev: 0 }
+    }
+
+    fn byte(&mut self) -> R<u8> {
+        let v = *self.b.get(self.at).ok_or(CheckpointError::Damaged("truncated"))?;
+        self.at += 1;
+        Ok(v)
+    }
+
+    fn u(&mut self) -> R<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(CheckpointError::Damaged("varint"))
+    }
+
+    fn i(&mut self) -> R<i64> {
+        let v = self.u()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn bool(&mut self) -> R<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(CheckpointError::Damaged("flag")),
+        }
+    }
+
+    /// A count or length, which cannot exceed the bytes left (every item takes a byte).
+    fn len(&mut self) -> R<usize> {
+        let v = self.u()?;
+        usize::try_from(v)
+            .ok()
+            .filter(|v| *v <= self.b.len().saturating_sub(self.at))
+            .ok_or(CheckpointError::Damaged("length"))
+    }
+
+    fn bytes(&mut self, n: usize) -> R<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.b.len());
+        let end = end.ok_or(CheckpointError::Damaged("truncated"))?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    /// A string written in place (tables, the header).
+    fn raw_str(&mut self) -> R<&'a str> {
+        let n = self.len()?;
+        std::str::from_utf8(self.bytes(n)?).map_err(|_| CheckpointError::Damaged("UTF-8"))
+    }
+
+    /// A string of the chunk's table.
+    fn arc(&mut self) -> R<Arc<str>> {
+        let i = self.u()?;
+        let table = self.table;
+        let s = usize::try_from(i).ok().and_then(|i| table.get(i));
+        s.cloned().ok_or(CheckpointError::Damaged("string index"))
+    }
+
+    fn s(&mut self) -> R<String> {
+        Ok(self.arc()?.to_string())
+    }
+
+    fn flag(&mut self) -> R<bool> {
+        self.bool()
+    }
+
+    fn os(&mut self) -> R<Option<String>> {
+        Ok(if self.flag()? { Some(self.s()?) } else { None })
+    }
+
+    fn oarc(&mut self) -> R<Option<Arc<str>>> {
+        Ok(if self.flag()? { Some(self.arc()?) } else { None })
+    }
+
+    fn ts(&mut self) -> R<Timestamp> {
+        let t = stamp(self.prev.wrapping_add(self.i()?))?;
+        self.prev = t.0;
+        Ok(t)
+    }
+
+    fn ots(&mut self) -> R<Option<Timestamp>> {
+        Ok(if self.flag()? { Some(self.ts()?) } else { None })
+    }
+
+    fn oi(&mut self) -> R<Option<i64>> {
+        Ok(if self.flag()? { Some(self.i()?) } else { None })
+    }
+
+    fn ou8(&mut self) -> R<Option<u8>> {
+        match self.oi()? {
+            None => Ok(None),
+            Some(v) => u8::try_from(v).map(Some).map_err(|_| CheckpointError::Damaged("byte")),
+        }
+    }
+
+    fn e<T>(&mut self, from: impl Fn(u8) -> Option<T>) -> R<T> {
+        from(self.byte()?).ok_or(CheckpointError::Damaged("enum"))
+    }
+
+    fn oe<T>(&mut self, from: impl Fn(u8) -> Option<T>) -> R<Option<T>> {
+        match self.byte()? {
+            0 => Ok(None),
+            v => from(v - 1).map(Some).ok_or(CheckpointError::Damaged("enum")),
+        }
+    }
+
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> R<T>) -> R<Vec<T>> {
+        let n = self.len()?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(item(self)?);
+        }
+        Ok(v)
+    }
+
+    fn attr(&mut self) -> R<AttrValue> {
+        Ok(match self.byte()? {
+            0 => AttrValue::Str(self.s()?),
+            1 => AttrValue::Num(self.s()?),
+            2 => AttrValue::Bool(false),
+            3 => AttrValue::Bool(true),
+            _ => return Err(CheckpointError::Damaged("attribute")),
+        })
+    }
+
+    fn account(&mut self) -> R<AccountLedger> {
+        self.prev = 0;
+        let id = self.s()?;
+        let name = self.os()?;
+        let attributes = self.list(|r| Ok((r.ts()?, r.s()?, r.attr()?)))?;
+        let steps = self.list(|r| {
+            Ok(Step {
+                ts: r.ts()?,
+                mrr: r.i()?,
+                arr: r.i()?,
+                service_mrr: r.i()?,
+                seats: r.u()?,
+                customer: r.bool()?,
+                plan: r.oarc()?,
+                committed_mrr: r.i()?,
+                committed_arr: r.i()?,
+                fx: r
+                    .list(|r| {
+                        let c = std::str::from_utf8(r.bytes(3)?).ok().and_then(Currency::parse);
+                        let c = c.ok_or(CheckpointError::Damaged("currency"))?;
+                        Ok((c, r.i()?, r.i()?))
+                    })?
+                    .into_boxed_slice(),
+            })
+        })?;
+        let movements = self.list(|r| {
+            Ok(Movement {
+                ts: r.ts()?,
+                kind: r.e(|k| {
+                    [
+                        MovementKind::New,
+                        MovementKind::Expansion,
+                        MovementKind::Contraction,
+                        MovementKind::Churn,
+                        MovementKind::Reactivation,
+                    ]
+                    .get(k as usize)
+                    .copied()
+                })?,
+                amount: r.i()?,
+                upsell: r.i()?,
+                cross_sell: r.i()?,
+                involuntary: r.bool()?,
+                cancel_reason: r.oarc()?,
+                sources: r
+                    .list(|r| match r.byte()? {
+                        0 => Ok(SourceRef::Message(r.arc()?.as_ref().into())),
+                        1 => Ok(SourceRef::Log(r.u()?)),
+                        _ => Err(CheckpointError::Damaged("source")),
+                    })?
+                    .into_boxed_slice(),
+            })
+        })?;
+        let renewals = self.list(|r| {
+            Ok(Renewal {
+                subscription_id: r.s()?,
+                opened: r.ts()?,
+                due: r.ts()?,
+                arr_due: r.i()?,
+                outcome: match r.byte()? {
+                    0 => RenewalOutcome::Open,
+                    1 => RenewalOutcome::Won { at: r.ts()?, arr: r.i()? },
+                    2 => RenewalOutcome::Lost { at: r.ts()? },
+                    _ => return Err(CheckpointError::Damaged("outcome")),
+                },
+            })
+        })?;
+        let invoices = self.list(|r| {
+            Ok(Invoice {
+                ts: r.ts()?,
+                invoice_id: r.s()?,
+                amount: r.i()?,
+                status: r.e(InvoiceStatus::from_index)?,
+            })
+        })?;
+        let cancellations_scheduled = self.list(|r| Ok((r.ts()?, r.ts()?)))?;
+        let first_subscription = self.ots()?;
+        let cs = self.cs()?;
+        let rewrites = self.list(|r| Ok((r.ts()?, r.ts()?)))?;
+        let changes_at = self.ots()?;
+        Ok(AccountLedger {
+            id,
+            name,
+            attributes,
+            steps,
+            movements,
+            renewals,
+            invoices,
+            cancellations_scheduled,
+            first_subscription,
+            cs,
+            rewrites,
+            changes_at,
+        })
+    }
+
+    fn cs(&mut self) -> R<CsLedger> {
+        let contact_changes = self.list(|r| {
+            Ok(ContactChange {
+                ts: r.ts()?,
+                contact_id: r.s()?,
+                role: r.oe(ContactRole::from_index)?,
+                status: r.oe(ContactStatus::from_index)?,
+                email: r.os()?,
+                name: r.os()?,
+            })
+        })?;
+        let departures = self.list(|r| {
+            Ok(Departure {
+                ts: r.ts()?,
+                contact_id: r.s()?,
+                role: r.oe(ContactRole::from_index)?,
+                moved_to: r.os()?,
+            })
+        })?;
+        let surveys_sent = self.list(|r| Ok((r.ts()?, r.e(SurveyKind::from_index)?, r.os()?)))?;
+        let responses = self.list(|r| {
+            Ok(Response {
+                ts: r.ts()?,
+                survey: r.e(SurveyKind::from_index)?,
+                contact_id: r.os()?,
+                score: match r.byte()? {
+                    0 => SurveyScore::Nps(r.byte()?),
+                    1 => SurveyScore::Csat(r.byte()?),
+                    2 => SurveyScore::Success(r.e(Sentiment::from_index)?),
+                    _ => return Err(CheckpointError::Damaged("score")),
+                },
+                comment: r.os()?,
+            })
+        })?;
+        let tickets = self.list(|r| {
+            let ticket_id = r.s()?;
+            let opened = r.ts()?;
+            let closed = r.ots()?;
+            let reopened =
+                u32::try_from(r.u()?).map_err(|_| CheckpointError::Damaged("reopened"))?;
+            let category = r.oe(TicketCategory::from_index)?;
+            let severity = r.oe(Severity::from_index)?;
+            let cost = r.oi()?;
+            let csat = r.ou8()?;
+            let cat_at = r.ots()?;
+            let cat = r.oe(TicketCategory::from_index)?;
+            let sev_at = r.ots()?;
+            let sev = r.oe(Severity::from_index)?;
+            Ok(Ticket {
+                ticket_id,
+                opened,
+                closed,
+                reopened,
+                category,
+                severity,
+                cost,
+                csat,
+                category_first: cat_at.zip(cat),
+                severity_first: sev_at.zip(sev),
+            })
+        })?;
+        let touchpoints = self.list(|r| Ok((r.ts()?, r.s()?, r.oe(Sentiment::from_index)?)))?;
+        let milestones = self.list(|r| Ok((r.ts()?, r.s()?)))?;
+        let objectives = self.list(|r| {
+            Ok(Objective {
+                objective_id: r.s()?,
+                created: r.ts()?,
+                status: r.e(ObjectiveStatus::from_index)?,
+                status_at: r.ts()?,
+                value: r.oi()?,
+            })
+        })?;
+        let assessments = self.list(|r| Ok((r.ts()?, r.ou8()?, r.ou8()?)))?;
+        let change_requests =
+            self.list(|r| Ok((r.ts()?, r.s()?, r.e(RequestStatus::from_index)?)))?;
+        let alerts = self.list(|r| {
+            Ok(Alert {
+                ts: r.ts()?,
+                alert_id: r.s()?,
+                rule: r.s()?,
+                severity: r.e(Severity::from_index)?,
+                message: r.os()?,
+            })
+        })?;
+        let tasks = self.list(|r| {
+            Ok(Task {
+                task_id: r.s()?,
+                opened: r.ts()?,
+                rule: r.os()?,
+                alert_id: r.os()?,
+                title: r.os()?,
+                owner: r.os()?,
+                due: r.ots()?,
+                status: r.e(TaskStatus::from_index)?,
+                status_at: r.ts()?,
+                resolved: r.ots()?,
+                root_cause: r.os()?,
+                notes: r.list(|r| Ok((r.ts()?, r.os()?, r.s()?)))?,
+                alerts: u32::try_from(r.u()?).map_err(|_| CheckpointError::Damaged("alerts"))?,
+            })
+        })?;
+        let forecast_calls = self.list(|r| {
+            Ok(ForecastCall {
+                ts: r.ts()?,
+                subscription_id: r.os()?,
+                category: r.e(ForecastCategory::from_index)?,
+                amount: r.oi()?,
+                reason: r.os()?,
+                author: r.os()?,
+            })
+        })?;
+        Ok(CsLedger {
+            contact_changes,
+            departures,
+            surveys_sent,
+            responses,
+            tickets,
+            touchpoints,
+            milestones,
+            objectives,
+            assessments,
+            change_requests,
+            alerts,
+            tasks,
+            forecast_calls,
+        })
+    }
+}
