@@ -324,3 +324,104 @@ fn one_account_through_the_account_index_equals_the_whole_fold() {
     std::fs::remove_file(data.join("state/accounts.tail")).ok();
     assert_eq!(check_index(&data, &cfg, as_of)[0], Refresh::Built("the log changed"));
 }
+
+/// The ledger checkpoint (`tenure_ledger::checkpoint`) gives back every account as folded,
+/// and a fold holds until the account's `changes_at`: a fold at any later instant before
+/// it gives the same account, under every rule that derives changes from the events
+/// (cancellations at the event, at the term end or when scheduled; unpaid lines churning).
+#[test]
+fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
+    use tenure_ledger::ChurnRecognition;
+    use tenure_ledger::checkpoint::{self, CheckpointError, LedgerCheckpoint, encode};
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let files = company(&t.path().join("company"));
+    import_all(&data, &files, &Config::defaults());
+    let builder = tenure_engine::ledger_builder(&data, tenure_engine::Scope::ALL).unwrap();
+    let hour = 3_600_000_000;
+    let (mut held, mut changed) = (0, 0);
+    // Instants inside and after the history, and an hour after lines went unpaid, were
+    // cancelled or had a cancellation scheduled: a change derived from them is ahead.
+    let mut instants: Vec<Timestamp> =
+        ["2023-09-14T12:00:00Z", "2024-05-31T23:00:00Z", "2024-07-15T00:00:00Z"]
+            .iter()
+            .map(|t| Timestamp::parse(t).unwrap())
+            .collect();
+    let subs = files.iter().find(|f| f.ends_with("subscriptions.jsonl")).unwrap();
+    let subs = std::fs::read_to_string(subs).unwrap();
+    for marker in ["\"past_due\"", "\"canceled\"", "\"cancel_at\""] {
+        for line in subs.lines().filter(|l| l.contains(marker)).step_by(7).take(3) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let ts = Timestamp::parse(v["timestamp"].as_str().unwrap()).unwrap();
+            instants.push(Timestamp(ts.0 + hour));
+        }
+    }
+    assert!(instants.len() >= 10, "{instants:?}");
+    for (recognition, past_due) in [
+        (ChurnRecognition::AtEvent, None),
+        (ChurnRecognition::TermEnd, Some(10)),
+        (ChurnRecognition::Scheduled, Some(3)),
+    ] {
+        let mut cfg = Config::defaults();
+        cfg.revenue.churn_recognition = recognition;
+        cfg.revenue.past_due_churn_days = past_due;
+        for as_of in &instants {
+            let as_of = *as_of;
+            let ledger = builder.clone().finish(&cfg.revenue, as_of);
+            // Whole through the checkpoint's bytes.
+            let bytes = encode(b"key", b"marks", as_of, &ledger.accounts, &ledger.diagnostics);
+            let c = LedgerCheckpoint::open(bytes.clone(), b"key").unwrap();
+            assert_eq!(
+                (c.len(), c.as_of(), c.position()),
+                (ledger.accounts.len(), as_of, &b"marks"[..])
+            );
+            assert_eq!(c.diagnostics(), &ledger.diagnostics[..]);
+            let back: Vec<_> = c.map_chunks(&[], |a| a.to_vec()).unwrap().concat();
+            let kept: Vec<_> = ledger.accounts.iter().map(checkpoint::kept).collect();
+            assert_eq!(format!("{back:#?}"), format!("{kept:#?}"));
+            // What is dropped, the KPIs do not read: every report is the same.
+            let periods = Period::parse("2023-01..2024-08").unwrap().split(PeriodUnit::Quarter);
+            for by in [None, Some("segment"), Some("plan")] {
+                let by = by.map(tenure_kpi::By::parse);
+                let kpi = &cfg.kpi;
+                let mut t = tenure_kpi::Tally::new(
+                    tenure_kpi::Family::All,
+                    &periods,
+                    by.as_ref(),
+                    kpi,
+                    None,
+                    Some(&cfg.revenue.fx),
+                );
+                for p in c.map_chunks(&[], |a| t.part(a)).unwrap() {
+                    t.add(p);
+                }
+                let full = tenure_kpi::report(&ledger, &periods, by.as_ref(), kpi);
+                assert_eq!(format!("{:?}", t.rows(&ledger.costs)), format!("{full:?}"));
+            }
+            assert!(matches!(LedgerCheckpoint::open(bytes, b"other"), Err(CheckpointError::Key)));
+            // Held until it changes.
+            for later in [1, 24, 24 * 10, 24 * 45] {
+                let at = Timestamp(as_of.0 + later * hour);
+                let then = builder.clone().finish(&cfg.revenue, at);
+                let expired = c.changing_by(at).unwrap();
+                for a in &ledger.accounts {
+                    assert!(a.changes_at.is_none_or(|c| c > as_of), "{}", a.id);
+                    if a.changes_at.is_some_and(|c| c <= at) {
+                        assert!(expired.contains(&a.id));
+                        changed += 1;
+                        continue;
+                    }
+                    assert!(!expired.contains(&a.id));
+                    let b = then.account(&a.id).unwrap();
+                    assert_eq!(
+                        format!("{b:#?}"),
+                        format!("{a:#?}"),
+                        "{recognition:?} {as_of} -> {at}"
+                    );
+                    held += 1;
+                }
+            }
+        }
+    }
+    assert!(held > 1000 && changed > 1000, "held {held}, changed {changed}");
+}

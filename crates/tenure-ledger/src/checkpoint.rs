@@ -6,10 +6,12 @@
 //! the accounts whose `changes_at` is at or before `t` (and those new events name) and
 //! reads the rest from here ([`LedgerCheckpoint::forward`] writes the result back).
 //!
-//! Nothing is dropped: a decoded account equals the account encoded, but for
-//! `Movement::sources` (kept only by folds for `tenure explain`, which does not read a
-//! checkpoint). Company-level costs are not kept: they are few, and the caller reads them
-//! from their lane. The file is in chunks of accounts, each with its own string table and
+//! What the KPIs do not read is dropped ([`kept`] says what a decoded account holds): the
+//! account's name, invoices' and tickets' ids, contacts' emails and names, comments, the
+//! ids of objectives and change requests, touchpoints' kinds, the renewals' subscriptions,
+//! alerts, forecast calls, tasks' titles, owners and notes, and movements' sources. A
+//! decoded account is for the KPIs, not for display. Company-level costs are not kept:
+//! they are few, and the caller reads them from their lane. The file is in chunks of accounts, each with its own string table and
 //! CRC; a checkpoint whose key, format, length or CRCs differ is refused, never trusted.
 
 use rayon::prelude::*;
@@ -17,23 +19,20 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use tenure_core::codec::{put_i64 as put_i, put_str, put_u64 as put};
 use tenure_core::event::{
-    AttrValue, ContactRole, ContactStatus, ForecastCategory, InvoiceStatus, ObjectiveStatus,
-    RequestStatus, Sentiment, Severity, SurveyKind, SurveyScore, TaskStatus, TicketCategory,
+    AttrValue, ContactRole, ContactStatus, InvoiceStatus, ObjectiveStatus, RequestStatus,
+    Sentiment, Severity, SurveyKind, SurveyScore, TaskStatus, TicketCategory,
 };
 use tenure_core::money::Currency;
 use tenure_core::time::Timestamp;
 
-use crate::cs::{
-    Alert, ContactChange, CsLedger, Departure, ForecastCall, Objective, Response, Task, Ticket,
-};
+use crate::cs::{ContactChange, CsLedger, Departure, Objective, Response, Task, Ticket};
 use crate::{
-    AccountLedger, Diagnostic, Invoice, Movement, MovementKind, Renewal, RenewalOutcome, SourceRef,
-    Step,
+    AccountLedger, Diagnostic, Invoice, Movement, MovementKind, Renewal, RenewalOutcome, Step,
 };
 
 const MAGIC: &[u8; 8] = b"TNRLEDGR";
 /// The layout of this file; a change of layout or of what is kept changes it.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// Accounts per chunk: the unit of parallel encoding, reading and decoding.
 const CHUNK: usize = 2048;
 /// Magic, format, the header's CRC32 and its length.
@@ -474,7 +473,6 @@ impl Writer {
     fn account(&mut self, out: &mut Vec<u8>, a: &AccountLedger) {
         self.prev = 0;
         self.s(out, &a.id);
-        self.os(out, a.name.as_deref());
         put(out, a.attributes.len() as u64);
         for (t, k, v) in &a.attributes {
             self.ts(out, *t);
@@ -508,23 +506,9 @@ impl Writer {
             put_i(out, m.cross_sell);
             out.push(u8::from(m.involuntary));
             self.os(out, m.cancel_reason.as_deref());
-            put(out, m.sources.len() as u64);
-            for s in m.sources.iter() {
-                match s {
-                    SourceRef::Message(id) => {
-                        out.push(0);
-                        self.s(out, id);
-                    }
-                    SourceRef::Log(i) => {
-                        out.push(1);
-                        put(out, *i);
-                    }
-                }
-            }
         }
         put(out, a.renewals.len() as u64);
         for r in &a.renewals {
-            self.s(out, &r.subscription_id);
             self.ts(out, r.opened);
             self.ts(out, r.due);
             put_i(out, r.arr_due);
@@ -544,7 +528,6 @@ impl Writer {
         put(out, a.invoices.len() as u64);
         for i in &a.invoices {
             self.ts(out, i.ts);
-            self.s(out, &i.invoice_id);
             put_i(out, i.amount);
             out.push(i.status.index());
         }
@@ -570,8 +553,6 @@ impl Writer {
             self.s(out, &c.contact_id);
             Self::oe(out, c.role.map(ContactRole::index));
             Self::oe(out, c.status.map(ContactStatus::index));
-            self.os(out, c.email.as_deref());
-            self.os(out, c.name.as_deref());
         }
         put(out, cs.departures.len() as u64);
         for d in &cs.departures {
@@ -581,10 +562,9 @@ impl Writer {
             self.os(out, d.moved_to.as_deref());
         }
         put(out, cs.surveys_sent.len() as u64);
-        for (t, kind, contact) in &cs.surveys_sent {
+        for (t, kind, _) in &cs.surveys_sent {
             self.ts(out, *t);
             out.push(kind.index());
-            self.os(out, contact.as_deref());
         }
         put(out, cs.responses.len() as u64);
         for r in &cs.responses {
@@ -596,11 +576,9 @@ impl Writer {
                 SurveyScore::Csat(x) => out.extend_from_slice(&[1, x]),
                 SurveyScore::Success(s) => out.extend_from_slice(&[2, s.index()]),
             }
-            self.os(out, r.comment.as_deref());
         }
         put(out, cs.tickets.len() as u64);
         for t in &cs.tickets {
-            self.s(out, &t.ticket_id);
             self.ts(out, t.opened);
             self.ots(out, t.closed);
             put(out, u64::from(t.reopened));
@@ -614,9 +592,8 @@ impl Writer {
             Self::oe(out, t.severity_first.map(|x| x.1.index()));
         }
         put(out, cs.touchpoints.len() as u64);
-        for (t, kind, sentiment) in &cs.touchpoints {
+        for (t, _, sentiment) in &cs.touchpoints {
             self.ts(out, *t);
-            self.s(out, kind);
             Self::oe(out, sentiment.map(Sentiment::index));
         }
         put(out, cs.milestones.len() as u64);
@@ -626,7 +603,6 @@ impl Writer {
         }
         put(out, cs.objectives.len() as u64);
         for o in &cs.objectives {
-            self.s(out, &o.objective_id);
             self.ts(out, o.created);
             out.push(o.status.index());
             self.ts(out, o.status_at);
@@ -639,50 +615,52 @@ impl Writer {
             Self::oi(out, imp.map(i64::from));
         }
         put(out, cs.change_requests.len() as u64);
-        for (t, id, status) in &cs.change_requests {
+        for (t, _, status) in &cs.change_requests {
             self.ts(out, *t);
-            self.s(out, id);
             out.push(status.index());
-        }
-        put(out, cs.alerts.len() as u64);
-        for a in &cs.alerts {
-            self.ts(out, a.ts);
-            self.s(out, &a.alert_id);
-            self.s(out, &a.rule);
-            out.push(a.severity.index());
-            self.os(out, a.message.as_deref());
         }
         put(out, cs.tasks.len() as u64);
         for t in &cs.tasks {
             self.s(out, &t.task_id);
             self.ts(out, t.opened);
             self.os(out, t.rule.as_deref());
-            self.os(out, t.alert_id.as_deref());
-            self.os(out, t.title.as_deref());
-            self.os(out, t.owner.as_deref());
             self.ots(out, t.due);
             out.push(t.status.index());
             self.ts(out, t.status_at);
             self.ots(out, t.resolved);
             self.os(out, t.root_cause.as_deref());
-            put(out, t.notes.len() as u64);
-            for (at, author, note) in &t.notes {
-                self.ts(out, *at);
-                self.os(out, author.as_deref());
-                self.s(out, note);
-            }
-            put(out, u64::from(t.alerts));
-        }
-        put(out, cs.forecast_calls.len() as u64);
-        for f in &cs.forecast_calls {
-            self.ts(out, f.ts);
-            self.os(out, f.subscription_id.as_deref());
-            out.push(f.category.index());
-            Self::oi(out, f.amount);
-            self.os(out, f.reason.as_deref());
-            self.os(out, f.author.as_deref());
         }
     }
+}
+
+/// `a` as the checkpoint gives it back: without what the KPIs do not read (see the
+/// module's documentation).
+pub fn kept(a: &AccountLedger) -> AccountLedger {
+    let mut a = a.clone();
+    a.name = None;
+    for m in &mut a.movements {
+        m.sources = Box::default();
+    }
+    a.renewals.iter_mut().for_each(|r| r.subscription_id.clear());
+    a.invoices.iter_mut().for_each(|i| i.invoice_id.clear());
+    let cs = &mut a.cs;
+    for c in &mut cs.contact_changes {
+        (c.email, c.name) = (None, None);
+    }
+    cs.surveys_sent.iter_mut().for_each(|s| s.2 = None);
+    cs.responses.iter_mut().for_each(|r| r.comment = None);
+    cs.tickets.iter_mut().for_each(|t| t.ticket_id.clear());
+    cs.touchpoints.iter_mut().for_each(|t| t.1.clear());
+    cs.objectives.iter_mut().for_each(|o| o.objective_id.clear());
+    cs.change_requests.iter_mut().for_each(|c| c.1.clear());
+    cs.alerts.clear();
+    cs.forecast_calls.clear();
+    for t in &mut cs.tasks {
+        (t.alert_id, t.title, t.owner) = (None, None, None);
+        t.notes.clear();
+        t.alerts = 0;
+    }
+    a
 }
 
 fn movement_kind_index(k: MovementKind) -> u8 {
@@ -770,7 +748,10 @@ impl<'a> Reader<'a> {
     }
 
     fn s(&mut self) -> R<String> {
-        Ok(self.arc()?.to_string())
+        let i = self.u()?;
+        let table = self.table;
+        let s = usize::try_from(i).ok().and_then(|i| table.get(i));
+        Ok(s.ok_or(CheckpointError::Damaged("string index"))?.to_string())
     }
 
     fn flag(&mut self) -> R<bool> {
@@ -839,7 +820,6 @@ impl<'a> Reader<'a> {
     fn account(&mut self) -> R<AccountLedger> {
         self.prev = 0;
         let id = self.s()?;
-        let name = self.os()?;
         let attributes = self.list(|r| Ok((r.ts()?, r.s()?, r.attr()?)))?;
         let steps = self.list(|r| {
             Ok(Step {
@@ -880,18 +860,12 @@ impl<'a> Reader<'a> {
                 cross_sell: r.i()?,
                 involuntary: r.bool()?,
                 cancel_reason: r.oarc()?,
-                sources: r
-                    .list(|r| match r.byte()? {
-                        0 => Ok(SourceRef::Message(r.arc()?.as_ref().into())),
-                        1 => Ok(SourceRef::Log(r.u()?)),
-                        _ => Err(CheckpointError::Damaged("source")),
-                    })?
-                    .into_boxed_slice(),
+                sources: Box::default(),
             })
         })?;
         let renewals = self.list(|r| {
             Ok(Renewal {
-                subscription_id: r.s()?,
+                subscription_id: String::new(),
                 opened: r.ts()?,
                 due: r.ts()?,
                 arr_due: r.i()?,
@@ -906,7 +880,7 @@ impl<'a> Reader<'a> {
         let invoices = self.list(|r| {
             Ok(Invoice {
                 ts: r.ts()?,
-                invoice_id: r.s()?,
+                invoice_id: String::new(),
                 amount: r.i()?,
                 status: r.e(InvoiceStatus::from_index)?,
             })
@@ -918,7 +892,7 @@ impl<'a> Reader<'a> {
         let changes_at = self.ots()?;
         Ok(AccountLedger {
             id,
-            name,
+            name: None,
             attributes,
             steps,
             movements,
@@ -939,8 +913,8 @@ impl<'a> Reader<'a> {
                 contact_id: r.s()?,
                 role: r.oe(ContactRole::from_index)?,
                 status: r.oe(ContactStatus::from_index)?,
-                email: r.os()?,
-                name: r.os()?,
+                email: None,
+                name: None,
             })
         })?;
         let departures = self.list(|r| {
@@ -951,7 +925,7 @@ impl<'a> Reader<'a> {
                 moved_to: r.os()?,
             })
         })?;
-        let surveys_sent = self.list(|r| Ok((r.ts()?, r.e(SurveyKind::from_index)?, r.os()?)))?;
+        let surveys_sent = self.list(|r| Ok((r.ts()?, r.e(SurveyKind::from_index)?, None)))?;
         let responses = self.list(|r| {
             Ok(Response {
                 ts: r.ts()?,
@@ -963,11 +937,10 @@ impl<'a> Reader<'a> {
                     2 => SurveyScore::Success(r.e(Sentiment::from_index)?),
                     _ => return Err(CheckpointError::Damaged("score")),
                 },
-                comment: r.os()?,
+                comment: None,
             })
         })?;
         let tickets = self.list(|r| {
-            let ticket_id = r.s()?;
             let opened = r.ts()?;
             let closed = r.ots()?;
             let reopened =
@@ -981,7 +954,7 @@ impl<'a> Reader<'a> {
             let sev_at = r.ots()?;
             let sev = r.oe(Severity::from_index)?;
             Ok(Ticket {
-                ticket_id,
+                ticket_id: String::new(),
                 opened,
                 closed,
                 reopened,
@@ -993,11 +966,12 @@ impl<'a> Reader<'a> {
                 severity_first: sev_at.zip(sev),
             })
         })?;
-        let touchpoints = self.list(|r| Ok((r.ts()?, r.s()?, r.oe(Sentiment::from_index)?)))?;
+        let touchpoints =
+            self.list(|r| Ok((r.ts()?, String::new(), r.oe(Sentiment::from_index)?)))?;
         let milestones = self.list(|r| Ok((r.ts()?, r.s()?)))?;
         let objectives = self.list(|r| {
             Ok(Objective {
-                objective_id: r.s()?,
+                objective_id: String::new(),
                 created: r.ts()?,
                 status: r.e(ObjectiveStatus::from_index)?,
                 status_at: r.ts()?,
@@ -1006,41 +980,22 @@ impl<'a> Reader<'a> {
         })?;
         let assessments = self.list(|r| Ok((r.ts()?, r.ou8()?, r.ou8()?)))?;
         let change_requests =
-            self.list(|r| Ok((r.ts()?, r.s()?, r.e(RequestStatus::from_index)?)))?;
-        let alerts = self.list(|r| {
-            Ok(Alert {
-                ts: r.ts()?,
-                alert_id: r.s()?,
-                rule: r.s()?,
-                severity: r.e(Severity::from_index)?,
-                message: r.os()?,
-            })
-        })?;
+            self.list(|r| Ok((r.ts()?, String::new(), r.e(RequestStatus::from_index)?)))?;
         let tasks = self.list(|r| {
             Ok(Task {
                 task_id: r.s()?,
                 opened: r.ts()?,
                 rule: r.os()?,
-                alert_id: r.os()?,
-                title: r.os()?,
-                owner: r.os()?,
+                alert_id: None,
+                title: None,
+                owner: None,
                 due: r.ots()?,
                 status: r.e(TaskStatus::from_index)?,
                 status_at: r.ts()?,
                 resolved: r.ots()?,
                 root_cause: r.os()?,
-                notes: r.list(|r| Ok((r.ts()?, r.os()?, r.s()?)))?,
-                alerts: u32::try_from(r.u()?).map_err(|_| CheckpointError::Damaged("alerts"))?,
-            })
-        })?;
-        let forecast_calls = self.list(|r| {
-            Ok(ForecastCall {
-                ts: r.ts()?,
-                subscription_id: r.os()?,
-                category: r.e(ForecastCategory::from_index)?,
-                amount: r.oi()?,
-                reason: r.os()?,
-                author: r.os()?,
+                notes: Vec::new(),
+                alerts: 0,
             })
         })?;
         Ok(CsLedger {
@@ -1054,9 +1009,9 @@ impl<'a> Reader<'a> {
             objectives,
             assessments,
             change_requests,
-            alerts,
+            alerts: Vec::new(),
             tasks,
-            forecast_calls,
+            forecast_calls: Vec::new(),
         })
     }
 }

@@ -832,3 +832,65 @@ fn rewrites_name_groups_and_amended_due_dates() {
         ]
     );
 }
+
+/// `changes_at` is the first instant after `as_of` at which a fold sees more: the next
+/// event, or a change derived from the events before it (an unpaid line churning, a
+/// cancellation scheduled or sent mid-term taking effect). A fold just before it gives the
+/// same account; a fold at it does not.
+#[test]
+fn changes_at_is_the_next_instant_a_fold_sees_more() {
+    let at = |s: &str| Timestamp::parse(s).unwrap();
+    let script = "2024-01-01 a sub id=s1 amount=100
+         2024-03-01 a sub id=s1 amount=100 status=past_due
+         2024-01-01 b sub id=s2 amount=50
+         2024-03-05 b sub id=s2 amount=50 cancel_at=2024-04-20
+         2024-01-01 c sub id=s3 amount=1200 interval=12 term_start=2024-01-01 term_end=2025-01-01
+         2024-02-10 c sub id=s3 amount=1200 interval=12 term_start=2024-01-01 term_end=2025-01-01 status=canceled
+         2024-01-01 d sub id=s4 amount=70
+         2024-05-02 d sub id=s4 amount=90";
+    let past_due = RevenueConfig { past_due_churn_days: Some(30), ..tenure() };
+    let never = RevenueConfig { past_due_churn_days: None, ..tenure() };
+    let term_end = RevenueConfig { churn_recognition: ChurnRecognition::TermEnd, ..never.clone() };
+    let scheduled =
+        RevenueConfig { churn_recognition: ChurnRecognition::Scheduled, ..never.clone() };
+    for (cfg, as_of, want) in [
+        // The unpaid line churns 30 days after it fell due; the notice takes effect at its
+        // date; the next event of d.
+        (&past_due, "2024-03-10", ["2024-03-31", "2024-04-20", "", "2024-05-02"]),
+        (&past_due, "2024-04-01", ["", "2024-04-20", "", "2024-05-02"]),
+        (&never, "2024-03-10", ["", "2024-04-20", "", "2024-05-02"]),
+        // At the term end, the cancelled annual line churns at its term's end.
+        (&term_end, "2024-03-10", ["", "2024-04-20", "2025-01-01", "2024-05-02"]),
+        (&term_end, "2024-01-15", ["2024-03-01", "2024-03-05", "2024-02-10", "2024-05-02"]),
+        // When scheduled, the MRR leaves at the notice; a renewal would be lost at its date.
+        (&scheduled, "2024-03-10", ["", "2024-04-20", "", "2024-05-02"]),
+    ] {
+        let l = build(script, cfg, as_of);
+        let got: Vec<String> = l
+            .accounts
+            .iter()
+            .map(|a| a.changes_at.map_or(String::new(), |t| t.to_string()[..10].to_string()))
+            .collect();
+        assert_eq!(got, want, "{as_of} {:?} {:?}", cfg.churn_recognition, cfg.past_due_churn_days);
+        // Just before it, the same account; at it, more.
+        for a in &l.accounts {
+            let Some(next) = a.changes_at else { continue };
+            let before = build(script, cfg, &Timestamp(next.0 - 1).to_string());
+            let b = before.account(&a.id).unwrap();
+            assert_eq!(format!("{b:?}"), format!("{a:?}"), "{} before {next}", a.id);
+            // At a derived change, the MRR moves (an event may change nothing the steps show).
+            if [at("2024-03-31"), at("2024-04-20"), at("2025-01-01")].contains(&next)
+                && cfg.churn_recognition != ChurnRecognition::Scheduled
+            {
+                let then = build(script, cfg, &next.to_string());
+                let b = then.account(&a.id).unwrap();
+                assert_ne!(
+                    format!("{:?}", b.steps),
+                    format!("{:?}", a.steps),
+                    "{} at {next}",
+                    a.id
+                );
+            }
+        }
+    }
+}
