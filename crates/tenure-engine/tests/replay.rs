@@ -376,26 +376,36 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
                 (ledger.accounts.len(), as_of, &b"marks"[..])
             );
             assert_eq!(c.diagnostics(), &ledger.diagnostics[..]);
-            let back: Vec<_> = c.map_chunks(&[], |a| a.to_vec()).unwrap().concat();
+            let back: Vec<_> = c.map_chunks(&[], true, |a| a.to_vec()).unwrap().concat();
             let kept: Vec<_> = ledger.accounts.iter().map(checkpoint::kept).collect();
             assert_eq!(format!("{back:#?}"), format!("{kept:#?}"));
             // What is dropped, the KPIs do not read: every report is the same.
             let periods = Period::parse("2023-01..2024-08").unwrap().split(PeriodUnit::Quarter);
-            for by in [None, Some("segment"), Some("plan")] {
+            use tenure_kpi::Family;
+            for (by, family) in [
+                (None, Family::All),
+                (Some("segment"), Family::All),
+                (Some("plan"), Family::All),
+                (None, Family::Revenue),
+                (Some("segment"), Family::Revenue),
+            ] {
                 let by = by.map(tenure_kpi::By::parse);
                 let kpi = &cfg.kpi;
                 let mut t = tenure_kpi::Tally::new(
-                    tenure_kpi::Family::All,
+                    family,
                     &periods,
                     by.as_ref(),
                     kpi,
                     None,
                     Some(&cfg.revenue.fx),
                 );
-                for p in c.map_chunks(&[], |a| t.part(a)).unwrap() {
+                for p in c.map_chunks(&[], t.reads_cs(), |a| t.part(a)).unwrap() {
                     t.add(p);
                 }
-                let full = tenure_kpi::report(&ledger, &periods, by.as_ref(), kpi);
+                let full = match family {
+                    Family::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), kpi),
+                    _ => tenure_kpi::report(&ledger, &periods, by.as_ref(), kpi),
+                };
                 assert_eq!(format!("{:?}", t.rows(&ledger.costs)), format!("{full:?}"));
             }
             assert!(matches!(LedgerCheckpoint::open(bytes, b"other"), Err(CheckpointError::Key)));

@@ -197,8 +197,11 @@ impl Acc {
         cfg: &KpiConfig,
         usage: Option<&usage::AccountUsage>,
         fx: Option<&FxTable>,
+        cs: bool,
     ) {
-        self.cs.account(a, p, cfg);
+        if cs {
+            self.cs.account(a, p, cfg);
+        }
         self.usage.account(a, p, usage, &cfg.features);
         let s = a.state_before(p.start);
         let e = a.state_before(p.end);
@@ -620,6 +623,12 @@ impl<'a> Tally<'a> {
         Tally { periods, by, cfg, set, usage, fx, merged: Map::default() }
     }
 
+    /// Whether the report reads the accounts' CS side and invoices (a checkpoint's reader
+    /// may leave them out otherwise).
+    pub fn reads_cs(&self) -> bool {
+        self.set.cs
+    }
+
     /// The sums over `accounts`.
     pub fn part(&self, accounts: &[AccountLedger]) -> Part {
         accounts.iter().fold(Part::default(), |part, a| self.account(part, a))
@@ -634,6 +643,7 @@ impl<'a> Tally<'a> {
                 self.cfg,
                 self.usage.and_then(|u| u.get(i)?.get(&a.id)),
                 self.fx,
+                self.set.cs,
             );
         }
         part

@@ -32,7 +32,7 @@ use crate::{
 
 const MAGIC: &[u8; 8] = b"TNRLEDGR";
 /// The layout of this file; a change of layout or of what is kept changes it.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// Accounts per chunk: the unit of parallel encoding, reading and decoding.
 const CHUNK: usize = 2048;
 /// Magic, format, the header's CRC32 and its length.
@@ -279,7 +279,7 @@ impl<S: Source> LedgerCheckpoint<S> {
             .filter(|c| self.chunks[*c].changes_at <= t.0)
             .map(|c| {
                 let mut out = Vec::new();
-                self.decode(c, |a| {
+                self.decode(c, false, |a| {
                     if a.changes_at.is_some_and(|at| at <= t) {
                         out.push(a.id.clone());
                     }
@@ -296,17 +296,18 @@ impl<S: Source> LedgerCheckpoint<S> {
 
     /// `f` of each chunk's accounts (in id order within a chunk), the chunks decoded in
     /// parallel; the results in chunk order. Accounts named in `skip` (sorted) are left
-    /// out.
+    /// out; without `cs`, accounts come without their invoices and CS side.
     pub fn map_chunks<T: Send>(
         &self,
         skip: &[String],
+        cs: bool,
         f: impl Fn(&[AccountLedger]) -> T + Sync,
     ) -> Result<Vec<T>, CheckpointError> {
         let parts: Vec<R<T>> = (0..self.chunks.len())
             .into_par_iter()
             .map(|c| {
                 let mut accounts = Vec::with_capacity(self.chunks[c].accounts);
-                self.decode(c, |a| {
+                self.decode(c, cs, |a| {
                     if skip.binary_search(&a.id).is_err() {
                         accounts.push(std::mem::take(a));
                     }
@@ -317,8 +318,9 @@ impl<S: Source> LedgerCheckpoint<S> {
         parts.into_iter().collect()
     }
 
-    /// Reads, checks and decodes chunk `c`, calling `f` on each account in turn.
-    fn decode(&self, c: usize, mut f: impl FnMut(&mut AccountLedger)) -> R<()> {
+    /// Reads, checks and decodes chunk `c` (the CS side and invoices when `cs`), calling
+    /// `f` on each account in turn.
+    fn decode(&self, c: usize, cs: bool, mut f: impl FnMut(&mut AccountLedger)) -> R<()> {
         let chunk = self.chunks[c];
         let mut buf = vec![0u8; chunk.len];
         self.src.read_at(chunk.offset, &mut buf).map_err(io)?;
@@ -332,6 +334,7 @@ impl<S: Source> LedgerCheckpoint<S> {
             table.push(Arc::from(r.raw_str()?));
         }
         let mut r = Reader::new(&buf[r.at..], &table);
+        r.cs = cs;
         for _ in 0..chunk.accounts {
             let mut a = r.account()?;
             f(&mut a);
@@ -359,7 +362,7 @@ impl<S: Source> LedgerCheckpoint<S> {
         debug_assert!(replace.windows(2).all(|w| w[0].id < w[1].id), "replace is sorted");
         let ids: Vec<String> = replace.iter().map(|a| a.id.clone()).collect();
         // Decoded and encoded again a chunk at a time: chunks' string tables are their own.
-        let kept: Vec<Vec<AccountLedger>> = self.map_chunks(&ids, |a| a.to_vec())?;
+        let kept: Vec<Vec<AccountLedger>> = self.map_chunks(&ids, true, |a| a.to_vec())?;
         let mut merged: Vec<&AccountLedger> = Vec::with_capacity(self.accounts + replace.len());
         let mut fresh = replace.iter().peekable();
         for a in kept.iter().flatten() {
@@ -525,25 +528,30 @@ impl Writer {
                 }
             }
         }
-        put(out, a.invoices.len() as u64);
-        for i in &a.invoices {
-            self.ts(out, i.ts);
-            put_i(out, i.amount);
-            out.push(i.status.index());
-        }
         put(out, a.cancellations_scheduled.len() as u64);
         for (given, at) in &a.cancellations_scheduled {
             self.ts(out, *given);
             self.ts(out, *at);
         }
         self.ots(out, a.first_subscription);
-        self.cs(out, &a.cs);
         put(out, a.rewrites.len() as u64);
         for (from, to) in &a.rewrites {
             self.ts(out, *from);
             self.ts(out, *to);
         }
         self.ots(out, a.changes_at);
+        // Invoices and the CS side last, behind their length: a reader of the revenue alone
+        // skips them. Their instants follow on from `changes_at`'s or the last one before.
+        let mut side = Vec::with_capacity(256);
+        put(&mut side, a.invoices.len() as u64);
+        for i in &a.invoices {
+            self.ts(&mut side, i.ts);
+            put_i(&mut side, i.amount);
+            side.push(i.status.index());
+        }
+        self.cs(&mut side, &a.cs);
+        put(out, side.len() as u64);
+        out.extend_from_slice(&side);
     }
 
     fn cs(&mut self, out: &mut Vec<u8>, cs: &CsLedger) {
@@ -678,11 +686,13 @@ struct Reader<'a> {
     at: usize,
     table: &'a [Arc<str>],
     prev: i64,
+    /// Whether to decode the invoices and the CS side (else left empty).
+    cs: bool,
 }
 
 impl<'a> Reader<'a> {
     fn new(b: &'a [u8], table: &'a [Arc<str>]) -> Reader<'a> {
-        Reader { b, at: 0, table, prev: 0 }
+        Reader { b, at: 0, table, prev: 0, cs: true }
     }
 
     fn byte(&mut self) -> R<u8> {
@@ -877,19 +887,29 @@ impl<'a> Reader<'a> {
                 },
             })
         })?;
-        let invoices = self.list(|r| {
-            Ok(Invoice {
-                ts: r.ts()?,
-                invoice_id: String::new(),
-                amount: r.i()?,
-                status: r.e(InvoiceStatus::from_index)?,
-            })
-        })?;
         let cancellations_scheduled = self.list(|r| Ok((r.ts()?, r.ts()?)))?;
         let first_subscription = self.ots()?;
-        let cs = self.cs()?;
         let rewrites = self.list(|r| Ok((r.ts()?, r.ts()?)))?;
         let changes_at = self.ots()?;
+        let side = self.len()?;
+        let (mut invoices, mut cs) = (Vec::new(), CsLedger::default());
+        if self.cs {
+            let end = self.at + side;
+            invoices = self.list(|r| {
+                Ok(Invoice {
+                    ts: r.ts()?,
+                    invoice_id: String::new(),
+                    amount: r.i()?,
+                    status: r.e(InvoiceStatus::from_index)?,
+                })
+            })?;
+            cs = self.cs()?;
+            if self.at != end {
+                return Err(CheckpointError::Damaged("CS length"));
+            }
+        } else {
+            self.bytes(side)?;
+        }
         Ok(AccountLedger {
             id,
             name: None,
