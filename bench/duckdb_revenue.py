@@ -323,6 +323,10 @@ def cmd_report(a):
         ("import peak RSS", mib(m["import_rss_kb"])),
         ("import CPU", m["import_cpu"]),
         ("log on disk", f"{f(m['log_bytes']) / 2**30:.2f} GiB"),
+        ("tenure kpi, first run (folds the log into the ledger checkpoint)",
+         f"{f(m['kpi_first_s']):.3f} s, peak RSS {mib(m['kpi_first_rss_kb'])}; checkpoint "
+         f"{int(m['state_bytes']) / 2**20:.1f} MiB, "
+         f"{int(m['state_bytes']) / int(m['accounts']):.0f} bytes an account"),
         ("tenure kpi, 12-month series (aligned rules)",
          f"{kpi_s:.3f} s (median of {m['repeat']}), peak RSS {mib(m['kpi_series_rss_kb'])}"),
         ("tenure kpi, one quarter (aligned rules)",
