@@ -32,7 +32,7 @@ use crate::{
 
 const MAGIC: &[u8; 8] = b"TNRLEDGR";
 /// The layout of this file; a change of layout or of what is kept changes it.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 /// Accounts per chunk: the unit of parallel encoding, reading and decoding.
 const CHUNK: usize = 2048;
 /// Magic, format, the header's CRC32 and its length.
@@ -82,16 +82,20 @@ impl Source for Vec<u8> {
     }
 }
 
-/// One chunk's place in the file: offset, length, CRC32, accounts, and the earliest
-/// `changes_at` of its accounts (`i64::MAX`: none).
-#[derive(Clone, Copy, Debug)]
+/// One chunk's place in the file: offset, length, CRC32, accounts, the earliest
+/// `changes_at` of its accounts (`i64::MAX`: none), and its first account's id.
+#[derive(Clone, Debug)]
 struct ChunkRef {
     offset: u64,
     len: usize,
     crc: u32,
     accounts: usize,
     changes_at: i64,
+    first: String,
 }
+
+/// A chunk encoded: its bytes, account count, earliest `changes_at` and first id.
+type Encoded = (Vec<u8>, usize, i64, String);
 
 /// A checkpoint whose header was read and checked; its accounts are read, checked (a CRC
 /// per chunk) and decoded on demand.
@@ -114,7 +118,7 @@ pub fn encode(
     accounts: &[AccountLedger],
     diagnostics: &[Diagnostic],
 ) -> Vec<u8> {
-    let chunks: Vec<(Vec<u8>, usize, i64)> = accounts
+    let chunks: Vec<Encoded> = accounts
         .par_chunks(CHUNK)
         .map(|c| {
             let refs: Vec<&AccountLedger> = c.iter().collect();
@@ -124,9 +128,9 @@ pub fn encode(
     assemble(key, position, as_of, diagnostics, chunks)
 }
 
-/// A chunk's bytes (string table, then accounts), its account count and earliest
-/// `changes_at`.
-fn encode_chunk(accounts: &[&AccountLedger]) -> (Vec<u8>, usize, i64) {
+/// A chunk's bytes (string table, then accounts), its account count, earliest
+/// `changes_at` and first id.
+fn encode_chunk(accounts: &[&AccountLedger]) -> Encoded {
     let mut w = Writer::default();
     let mut body = Vec::with_capacity(accounts.len() * 512);
     for a in accounts {
@@ -139,7 +143,8 @@ fn encode_chunk(accounts: &[&AccountLedger]) -> (Vec<u8>, usize, i64) {
     }
     out.extend_from_slice(&body);
     let changes_at = accounts.iter().filter_map(|a| a.changes_at).map(|t| t.0).min();
-    (out, accounts.len(), changes_at.unwrap_or(i64::MAX))
+    let first = accounts.first().map_or(String::new(), |a| a.id.clone());
+    (out, accounts.len(), changes_at.unwrap_or(i64::MAX), first)
 }
 
 fn assemble(
@@ -147,7 +152,7 @@ fn assemble(
     position: &[u8],
     as_of: Timestamp,
     diagnostics: &[Diagnostic],
-    chunks: Vec<(Vec<u8>, usize, i64)>,
+    chunks: Vec<Encoded>,
 ) -> Vec<u8> {
     let mut h = Vec::new();
     put(&mut h, key.len() as u64);
@@ -160,11 +165,12 @@ fn assemble(
         put_str(&mut h, &d.0);
     }
     put(&mut h, chunks.len() as u64);
-    for (b, n, changes_at) in &chunks {
+    for (b, n, changes_at, first) in &chunks {
         put(&mut h, b.len() as u64);
         h.extend_from_slice(&crc32fast::hash(b).to_le_bytes());
         put(&mut h, *n as u64);
         put_i(&mut h, *changes_at);
+        put_str(&mut h, first);
     }
     let body: usize = chunks.iter().map(|c| c.0.len()).sum();
     let mut out = Vec::with_capacity(PREFIX + h.len() + body);
@@ -230,9 +236,11 @@ impl<S: Source> LedgerCheckpoint<S> {
             let crc = u32::from_le_bytes(r.bytes(4)?.try_into().expect("4 bytes"));
             let count = usize::try_from(r.u()?).map_err(|_| CheckpointError::Damaged("count"))?;
             let changes_at = r.i()?;
+            let first = r.raw_str()?.to_string();
             let end = at.checked_add(l).filter(|e| *e <= src.size());
             let end = end.ok_or(CheckpointError::Damaged("chunk length"))?;
-            chunks.push(ChunkRef { offset: at, len: l as usize, crc, accounts: count, changes_at });
+            let (offset, len) = (at, l as usize);
+            chunks.push(ChunkRef { offset, len, crc, accounts: count, changes_at, first });
             accounts = accounts.checked_add(count).ok_or(CheckpointError::Damaged("count"))?;
             at = end;
         }
@@ -321,7 +329,7 @@ impl<S: Source> LedgerCheckpoint<S> {
     /// Reads, checks and decodes chunk `c` (the CS side and invoices when `cs`), calling
     /// `f` on each account in turn.
     fn decode(&self, c: usize, cs: bool, mut f: impl FnMut(&mut AccountLedger)) -> R<()> {
-        let chunk = self.chunks[c];
+        let chunk = &self.chunks[c];
         let mut buf = vec![0u8; chunk.len];
         self.src.read_at(chunk.offset, &mut buf).map_err(io)?;
         if crc32fast::hash(&buf) != chunk.crc {
@@ -360,21 +368,46 @@ impl<S: Source> LedgerCheckpoint<S> {
         diagnostics: &[Diagnostic],
     ) -> Result<Vec<u8>, CheckpointError> {
         debug_assert!(replace.windows(2).all(|w| w[0].id < w[1].id), "replace is sorted");
-        let ids: Vec<String> = replace.iter().map(|a| a.id.clone()).collect();
-        // Decoded and encoded again a chunk at a time: chunks' string tables are their own.
-        let kept: Vec<Vec<AccountLedger>> = self.map_chunks(&ids, true, |a| a.to_vec())?;
-        let mut merged: Vec<&AccountLedger> = Vec::with_capacity(self.accounts + replace.len());
-        let mut fresh = replace.iter().peekable();
-        for a in kept.iter().flatten() {
-            debug_assert!(a.changes_at.is_none_or(|t| t > as_of), "{} changes by then", a.id);
-            while let Some(r) = fresh.next_if(|r| r.id < a.id) {
-                merged.push(r);
-            }
-            merged.push(a);
+        let replaced = |id: &str| replace.binary_search_by(|r| r.id.as_str().cmp(id)).is_ok();
+        // A chunk at a time (in parallel): its accounts decoded, those replaced left out, the
+        // replacements whose ids fall before the next chunk's first merged in, encoded again
+        // (chunks' string tables are their own). Only a chunk's accounts are held at once.
+        let n = self.chunks.len();
+        let bound = |c: usize| match c {
+            0 => 0,
+            c if c == n => replace.len(),
+            c => replace.partition_point(|r| r.id < self.chunks[c].first),
+        };
+        let parts: Vec<R<Vec<Encoded>>> = (0..n)
+            .into_par_iter()
+            .map(|c| {
+                let mut kept = Vec::with_capacity(self.chunks[c].accounts);
+                self.decode(c, true, |a| {
+                    if !replaced(&a.id) {
+                        debug_assert!(a.changes_at.is_none_or(|t| t > as_of), "{}", a.id);
+                        kept.push(std::mem::take(a));
+                    }
+                })?;
+                let mut fresh = replace[bound(c)..bound(c + 1)].iter().peekable();
+                let mut merged: Vec<&AccountLedger> = Vec::with_capacity(kept.len());
+                for a in &kept {
+                    while let Some(r) = fresh.next_if(|r| r.id < a.id) {
+                        merged.push(r);
+                    }
+                    merged.push(a);
+                }
+                merged.extend(fresh);
+                Ok(merged.chunks(CHUNK).map(encode_chunk).collect())
+            })
+            .collect();
+        let mut chunks = Vec::new();
+        for p in parts {
+            chunks.extend(p?);
         }
-        merged.extend(fresh);
-        let chunks: Vec<(Vec<u8>, usize, i64)> =
-            merged.par_chunks(CHUNK).map(encode_chunk).collect();
+        if n == 0 {
+            let all: Vec<&AccountLedger> = replace.iter().collect();
+            chunks = all.par_chunks(CHUNK).map(encode_chunk).collect();
+        }
         let mut all = self.diagnostics.clone();
         all.extend_from_slice(diagnostics);
         all.sort();
@@ -1033,5 +1066,97 @@ impl<'a> Reader<'a> {
             tasks,
             forecast_calls: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(id: &str, mrr: i64, changes_at: Option<i64>) -> AccountLedger {
+        let step = |ts: i64| Step {
+            ts: Timestamp(ts),
+            mrr,
+            arr: mrr * 12,
+            service_mrr: 0,
+            seats: 1,
+            customer: mrr > 0,
+            plan: Some(Arc::from("pro")),
+            committed_mrr: mrr,
+            committed_arr: mrr * 12,
+            fx: Box::default(),
+        };
+        AccountLedger {
+            id: id.to_string(),
+            steps: vec![step(1_000), step(2_000)],
+            changes_at: changes_at.map(Timestamp),
+            ..AccountLedger::default()
+        }
+    }
+
+    /// Bringing a checkpoint of several chunks forward puts each replacement in its place
+    /// and each new account in id order (before the first chunk, between chunks, after the
+    /// last), whole chunks replaced included; the result reads as the merged list encoded.
+    #[test]
+    fn brought_forward_reads_as_the_merged_accounts() {
+        let ids = |r: std::ops::Range<usize>| r.map(|i| format!("acc-{:05}", i * 2 + 1));
+        let old: Vec<AccountLedger> = ids(0..5000)
+            .enumerate()
+            .map(|(i, id)| account(&id, 100, Some(i as i64 + 10)))
+            .collect();
+        let bytes = encode(b"k", b"p", Timestamp(5), &old, &[Diagnostic("old".into())]);
+        let c = LedgerCheckpoint::open(bytes, b"k").unwrap();
+        assert_eq!((c.len(), c.chunks.len()), (5000, 3));
+        assert_eq!(c.changing_by(Timestamp(12)).unwrap(), ["acc-00001", "acc-00003", "acc-00005"]);
+        // Replaced: the first, one in each chunk, all of the second chunk's first 2,048; new:
+        // before all, between (even ids), after all.
+        let mut replace: Vec<AccountLedger> = Vec::new();
+        replace.push(account("acc", 7, None));
+        replace.extend(ids(0..1).map(|id| account(&id, 1, None)));
+        replace.extend(["acc-00000", "acc-04096", "acc-05000"].map(|id| account(id, 2, None)));
+        replace.extend(ids(2048..4096).map(|id| account(&id, 3, None)));
+        replace.extend(ids(4999..5000).map(|id| account(&id, 4, None)));
+        replace.push(account("zzz", 5, Some(99)));
+        replace.sort_by(|a, b| a.id.cmp(&b.id));
+        let bytes =
+            c.forward(b"k2", b"p2", Timestamp(8), &replace, &[Diagnostic("new".into())]).unwrap();
+        let f = LedgerCheckpoint::open(bytes, b"k2").unwrap();
+        let mut want: Vec<AccountLedger> = old
+            .into_iter()
+            .filter(|a| replace.binary_search_by(|r| r.id.cmp(&a.id)).is_err())
+            .chain(replace.iter().cloned())
+            .collect();
+        want.sort_by(|a, b| a.id.cmp(&b.id));
+        let got: Vec<AccountLedger> = f.map_chunks(&[], true, |a| a.to_vec()).unwrap().concat();
+        assert_eq!(format!("{got:?}"), format!("{want:?}"));
+        assert_eq!((f.len(), f.as_of(), f.position()), (want.len(), Timestamp(8), &b"p2"[..]));
+        assert_eq!(f.diagnostics(), [Diagnostic("new".into()), Diagnostic("old".into())]);
+        assert!(f.chunks.windows(2).all(|w| w[0].first < w[1].first));
+        // Skipped accounts are left out; without the CS side, accounts come without it.
+        let skip = ["acc-00000".to_string(), "zzz".to_string()];
+        let n: usize = f.map_chunks(&skip, false, |a| a.len()).unwrap().iter().sum();
+        assert_eq!(n, want.len() - 2);
+    }
+
+    /// Damage to a chunk is found when it is read; to the header, when it is opened.
+    #[test]
+    fn damage_is_found() {
+        let old: Vec<AccountLedger> =
+            (0..3000).map(|i| account(&format!("a{i:05}"), 100, None)).collect();
+        let bytes = encode(b"k", b"p", Timestamp(5), &old, &[]);
+        let mut bad = bytes.clone();
+        let at = bad.len() - 10;
+        bad[at] ^= 1;
+        let c = LedgerCheckpoint::open(bad, b"k").unwrap();
+        assert_eq!(
+            c.map_chunks(&[], true, |a| a.len()).err(),
+            Some(CheckpointError::Damaged("chunk CRC mismatch"))
+        );
+        let mut bad = bytes.clone();
+        bad[30] ^= 1;
+        assert!(matches!(LedgerCheckpoint::open(bad, b"k"), Err(CheckpointError::Damaged(_))));
+        let cut = bytes[..bytes.len() - 1].to_vec();
+        assert!(matches!(LedgerCheckpoint::open(cut, b"k"), Err(CheckpointError::Damaged(_))));
+        assert!(matches!(LedgerCheckpoint::open(bytes, b"x"), Err(CheckpointError::Key)));
     }
 }
