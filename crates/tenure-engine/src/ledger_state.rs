@@ -109,15 +109,7 @@ pub fn open(
 ) -> Result<LedgerState, EngineError> {
     let path = state::dir(data).join(FILE);
     let path = path.display();
-    let saved = state::open(data, FILE)
-        .and_then(|f| {
-            f.map(|f| match f.metadata() {
-                Ok(m) => Ok(Bytes::File(f, m.len())),
-                Err(source) => Err(EngineError::Io { path: state::dir(data).join(FILE), source }),
-            })
-            .transpose()
-        })
-        .map_err(|e| e.to_string());
+    let saved = opened(data).map_err(|e| e.to_string());
     let why = match saved {
         Err(e) => format!("{e}; folding the log again"),
         Ok(None) => format!(
@@ -170,16 +162,53 @@ fn build(
     let started = std::time::Instant::now();
     let marks = Marks::take(data, &kinds())?;
     let ledger = crate::ledger_with(data, cfg, as_of, Scope::ALL)?;
-    let bytes =
-        checkpoint::encode(key, &marks.encode(), as_of, &ledger.accounts, &ledger.diagnostics);
+    let marks = marks.encode();
+    let image = checkpoint::encode(key, &marks, as_of, &ledger.accounts, &ledger.diagnostics);
     drop(ledger);
     let mut said = format!("ledger state: {why}");
-    if let Err(e) = save.then(|| state::write(data, FILE, &bytes)).transpose() {
-        said.push_str(&format!("; {e}: answering without saving it"));
-    }
+    let c = keep(data, key, image, (as_of, &marks), save, &mut said)?;
     said.push_str(&format!(" ({:.1} s)", started.elapsed().as_secs_f64()));
-    let c = LedgerCheckpoint::open(Bytes::Memory(bytes), key).map_err(damaged)?;
     finish(data, cfg, c, Vec::new(), as_of, Some(said))
+}
+
+/// Saves `image` (made at `expect`'s instant and marks) as the checkpoint (when `save`)
+/// and opens it: from its file, or from memory when it was not saved (the reason added to
+/// `said`).
+fn keep(
+    data: &Path,
+    key: &[u8],
+    image: checkpoint::Image,
+    expect: (Timestamp, &[u8]),
+    save: bool,
+    said: &mut String,
+) -> Result<LedgerCheckpoint<Bytes>, EngineError> {
+    let saved = match save.then(|| state::write_parts(data, FILE, &image.parts())) {
+        Some(Ok(())) => opened(data),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    };
+    let bytes = match saved {
+        Ok(Some(b)) => b,
+        Ok(None) => Bytes::Memory(image.to_bytes()),
+        Err(e) => {
+            said.push_str(&format!("; {e}: answering without saving it"));
+            Bytes::Memory(image.to_bytes())
+        }
+    };
+    // Another command may have replaced the file since: then this one's is read from memory.
+    match LedgerCheckpoint::open(bytes, key) {
+        Ok(c) if c.as_of() == expect.0 && c.position() == expect.1 => Ok(c),
+        _ => LedgerCheckpoint::open(Bytes::Memory(image.to_bytes()), key).map_err(damaged),
+    }
+}
+
+/// The checkpoint's file, opened; `None` when there is none.
+fn opened(data: &Path) -> Result<Option<Bytes>, EngineError> {
+    let Some(f) = state::open(data, FILE)? else { return Ok(None) };
+    match f.metadata() {
+        Ok(m) => Ok(Some(Bytes::File(f, m.len()))),
+        Err(source) => Err(EngineError::Io { path: state::dir(data).join(FILE), source }),
+    }
 }
 
 /// The state from `c` and the accounts folded again, with the costs at `as_of`.
@@ -300,15 +329,14 @@ fn forward(
     );
     if new_records || changing > SAVE_PAST {
         let now = now.expect("marks taken with the reader");
-        let bytes = match c.forward(key, &now.encode(), as_of, &refolded, &diagnostics) {
+        let marks = now.encode();
+        let image = match c.forward(key, &marks, as_of, &refolded, &diagnostics) {
             Ok(b) => b,
             Err(e) => return Ok(Err(format!("{path}: {e}; folding the log again"))),
         };
-        match state::write(data, FILE, &bytes) {
-            Ok(()) => said.push_str(&format!(", {path} brought forward")),
-            Err(e) => said.push_str(&format!("; {e}: answering without saving it")),
-        }
-        let c = LedgerCheckpoint::open(Bytes::Memory(bytes), key).map_err(damaged)?;
+        drop(c);
+        said.push_str(&format!(", {path} brought forward"));
+        let c = keep(data, key, image, (as_of, &marks), true, &mut said)?;
         said.push_str(&format!(" ({:.1} s)", started.elapsed().as_secs_f64()));
         return Ok(Ok(finish(data, cfg, c, Vec::new(), as_of, Some(said))?));
     }

@@ -174,6 +174,11 @@ pub fn open(data: &Path, name: &str) -> Result<Option<std::fs::File>, EngineErro
 /// Replaces `DATA/state/NAME` with `bytes` atomically: a reader sees the old file or the
 /// new one, never a part (a temporary file of this process, synced, then renamed).
 pub fn write(data: &Path, name: &str, bytes: &[u8]) -> Result<(), EngineError> {
+    write_parts(data, name, &[bytes])
+}
+
+/// As [`write`], the file's bytes given in pieces (written in order).
+pub fn write_parts(data: &Path, name: &str, parts: &[&[u8]]) -> Result<(), EngineError> {
     let d = dir(data);
     std::fs::create_dir_all(&d).map_err(|source| EngineError::Write { path: d.clone(), source })?;
     remove_stale(&d, name);
@@ -181,7 +186,9 @@ pub fn write(data: &Path, name: &str, bytes: &[u8]) -> Result<(), EngineError> {
     let path = d.join(name);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        for p in parts {
+            f.write_all(p)?;
+        }
         f.sync_all()?;
         std::fs::rename(&tmp, &path)
     })();

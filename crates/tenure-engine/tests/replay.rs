@@ -369,7 +369,8 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
             let as_of = *as_of;
             let ledger = builder.clone().finish(&cfg.revenue, as_of);
             // Whole through the checkpoint's bytes.
-            let bytes = encode(b"key", b"marks", as_of, &ledger.accounts, &ledger.diagnostics);
+            let bytes =
+                encode(b"key", b"marks", as_of, &ledger.accounts, &ledger.diagnostics).to_bytes();
             let c = LedgerCheckpoint::open(bytes.clone(), b"key").unwrap();
             assert_eq!(
                 (c.len(), c.as_of(), c.position()),

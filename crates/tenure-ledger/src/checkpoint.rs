@@ -117,7 +117,7 @@ pub fn encode(
     as_of: Timestamp,
     accounts: &[AccountLedger],
     diagnostics: &[Diagnostic],
-) -> Vec<u8> {
+) -> Image {
     let chunks: Vec<Encoded> = accounts
         .par_chunks(CHUNK)
         .map(|c| {
@@ -153,7 +153,7 @@ fn assemble(
     as_of: Timestamp,
     diagnostics: &[Diagnostic],
     chunks: Vec<Encoded>,
-) -> Vec<u8> {
+) -> Image {
     let mut h = Vec::new();
     put(&mut h, key.len() as u64);
     h.extend_from_slice(key);
@@ -172,17 +172,32 @@ fn assemble(
         put_i(&mut h, *changes_at);
         put_str(&mut h, first);
     }
-    let body: usize = chunks.iter().map(|c| c.0.len()).sum();
-    let mut out = Vec::with_capacity(PREFIX + h.len() + body);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&h).to_le_bytes());
-    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    out.extend_from_slice(&h);
-    for (b, ..) in chunks {
-        out.extend_from_slice(&b);
+    let mut head = Vec::with_capacity(PREFIX + h.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&FORMAT.to_le_bytes());
+    head.extend_from_slice(&crc32fast::hash(&h).to_le_bytes());
+    head.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    head.extend_from_slice(&h);
+    Image { head, chunks: chunks.into_iter().map(|c| c.0).collect() }
+}
+
+/// A checkpoint's bytes as encoded: the header, then the chunks, in pieces, so that a
+/// caller writes them to a file without first copying them into one buffer.
+pub struct Image {
+    head: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Image {
+    /// The file's bytes, in order.
+    pub fn parts(&self) -> Vec<&[u8]> {
+        std::iter::once(self.head.as_slice()).chain(self.chunks.iter().map(Vec::as_slice)).collect()
     }
-    out
+
+    /// The file's bytes in one buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
 }
 
 fn io(e: std::io::Error) -> CheckpointError {
@@ -366,7 +381,7 @@ impl<S: Source> LedgerCheckpoint<S> {
         as_of: Timestamp,
         replace: &[AccountLedger],
         diagnostics: &[Diagnostic],
-    ) -> Result<Vec<u8>, CheckpointError> {
+    ) -> Result<Image, CheckpointError> {
         debug_assert!(replace.windows(2).all(|w| w[0].id < w[1].id), "replace is sorted");
         let replaced = |id: &str| replace.binary_search_by(|r| r.id.as_str().cmp(id)).is_ok();
         // A chunk at a time (in parallel): its accounts decoded, those replaced left out, the
@@ -1104,7 +1119,7 @@ mod tests {
             .enumerate()
             .map(|(i, id)| account(&id, 100, Some(i as i64 + 10)))
             .collect();
-        let bytes = encode(b"k", b"p", Timestamp(5), &old, &[Diagnostic("old".into())]);
+        let bytes = encode(b"k", b"p", Timestamp(5), &old, &[Diagnostic("old".into())]).to_bytes();
         let c = LedgerCheckpoint::open(bytes, b"k").unwrap();
         assert_eq!((c.len(), c.chunks.len()), (5000, 3));
         assert_eq!(c.changing_by(Timestamp(12)).unwrap(), ["acc-00001", "acc-00003", "acc-00005"]);
@@ -1120,6 +1135,7 @@ mod tests {
         replace.sort_by(|a, b| a.id.cmp(&b.id));
         let bytes =
             c.forward(b"k2", b"p2", Timestamp(8), &replace, &[Diagnostic("new".into())]).unwrap();
+        let bytes = bytes.to_bytes();
         let f = LedgerCheckpoint::open(bytes, b"k2").unwrap();
         let mut want: Vec<AccountLedger> = old
             .into_iter()
@@ -1143,7 +1159,7 @@ mod tests {
     fn damage_is_found() {
         let old: Vec<AccountLedger> =
             (0..3000).map(|i| account(&format!("a{i:05}"), 100, None)).collect();
-        let bytes = encode(b"k", b"p", Timestamp(5), &old, &[]);
+        let bytes = encode(b"k", b"p", Timestamp(5), &old, &[]).to_bytes();
         let mut bad = bytes.clone();
         let at = bad.len() - 10;
         bad[at] ^= 1;
