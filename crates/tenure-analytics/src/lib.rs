@@ -21,7 +21,7 @@ mod usage;
 
 pub use cluster::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
 pub use engine::Engine;
-pub use sql::{Query, QueryError, SqlLimits, SqlTable, export_parquet, run_sql};
+pub use sql::{Query, QueryError, SqlLimits, SqlTable, export_parquet, run_sql, tables_read};
 pub use store::{RefreshStats, refresh, refresh_batched};
 pub use tables::ledger_tables;
 pub use usage::{DayRow, usage_days, usage_monthly, usage_stats};

@@ -149,6 +149,18 @@ async fn session_with(
 /// Runs one read-only statement within `limits`: DDL (which could read files anywhere), DML
 /// and `SET`-style statements are refused, so SQL sees the data directory's tables and
 /// nothing else.
+/// The names of the tables `sql` reads, as the engine resolves them (common table
+/// expressions aside), so that a caller computes only the tables a query needs; `None`
+/// when it does not parse (running it says why).
+pub fn tables_read(sql: &str) -> Option<Vec<String>> {
+    let ctx = SessionContext::new();
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect).ok()?;
+    let refs = state.resolve_table_references(&statement).ok()?;
+    Some(refs.iter().map(|r| r.table().to_string()).collect())
+}
+
 pub fn run_sql(
     data: &Path,
     engine: &Engine,

@@ -1096,7 +1096,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let dir = existing_data_dir(&data)?;
             let cfg = config(&data)?;
             refresh_columnar(&dir, &cfg)?;
-            let tables = ledger_tables(&dir, &cfg, as_of(&at)?)?;
+            // The ledger's tables take a fold of the log: made only for a query that reads one.
+            let base = cfg.revenue.fx.base;
+            let ledger_names: Vec<String> =
+                tenure_analytics::ledger_tables(&tenure_ledger::Ledger::default(), base, &[])?
+                    .into_iter()
+                    .map(|t| t.name)
+                    .collect();
+            let reads_ledger = tenure_analytics::tables_read(&query)
+                .is_some_and(|t| t.iter().any(|n| ledger_names.contains(n)));
+            let at = as_of(&at)?;
+            let tables = if reads_ledger { ledger_tables(&dir, &cfg, at)? } else { Vec::new() };
             let limits = tenure_analytics::SqlLimits {
                 timeout: Some(timeout).filter(|t| !t.is_zero()),
                 memory: Some(usize::try_from(memory_limit).unwrap_or(usize::MAX))

@@ -149,3 +149,39 @@ fn damage_is_refused_found_by_verify_and_repaired_only_on_request() {
     assert!(import(&data, &more).status.success());
     assert_eq!(status_count(&data), 60);
 }
+
+/// `tenure sql` folds the ledger only for a query that reads one of its tables: with the
+/// subscription lane damaged, a query of the usage still answers, and one of `accounts`
+/// is refused, naming the damaged file.
+#[test]
+fn sql_folds_the_ledger_only_for_its_tables() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let d = data.display().to_string();
+    let file = t.path().join("events.jsonl");
+    let sub = r#"{"type":"subscription","timestamp":"2024-02-01T00:00:00Z","account_id":"a1","subscription_id":"s1","kind":"product","quantity":1,"amount":"50.00","currency":"USD","interval":"month","status":"active"}"#;
+    std::fs::write(&file, format!("{}\n{sub}\n", usage_lines(0, 20))).unwrap();
+    assert!(import(&data, &file).status.success());
+    let q = |sql: &str| tenure(&["sql", "--data", &d, "--format", "csv", sql]);
+    let o = q("SELECT count(*) AS n FROM accounts");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "n\n1\n");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(data.join("log").join("subscription"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let seg = segs.pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Inside the record: its subscription id.
+    let at = bytes.windows(2).position(|w| w == b"s1").unwrap();
+    bytes[at] ^= 0x5a;
+    std::fs::write(&seg, &bytes).unwrap();
+    let o = q("WITH accounts AS (SELECT 1 AS x) SELECT count(*) AS n FROM usage");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "n\n20\n");
+    let o = q("SELECT u.account_id FROM usage u JOIN accounts a ON a.account_id = u.account_id");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains(&seg.display().to_string()), "{}", text(&o.stderr));
+}
