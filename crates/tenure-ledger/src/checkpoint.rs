@@ -1,5 +1,6 @@
-//! The ledger checkpoint: every account's fold at an instant, whole (bytes in, bytes out),
-//! so that `tenure kpi` reads the accounts instead of folding the log.
+//! The ledger checkpoint: every account's fold at an instant, with what the KPIs read
+//! (bytes in, bytes out), so that `tenure kpi` reads the accounts instead of folding the
+//! log.
 //!
 //! A fold at `as_of` holds for every instant until each account's
 //! [`AccountLedger::changes_at`]: a reader asking for a later instant `t` folds again only
@@ -11,8 +12,11 @@
 //! ids of objectives and change requests, touchpoints' kinds, the renewals' subscriptions,
 //! alerts, forecast calls, tasks' titles, owners and notes, and movements' sources. A
 //! decoded account is for the KPIs, not for display. Company-level costs are not kept:
-//! they are few, and the caller reads them from their lane. The file is in chunks of accounts, each with its own string table and
-//! CRC; a checkpoint whose key, format, length or CRCs differ is refused, never trusted.
+//! they are few, and the caller reads them from their lane.
+//!
+//! The file is in chunks of accounts, each with its own string table and CRC; the header
+//! lists each chunk's length, CRC, account count, earliest `changes_at` and first id. A
+//! checkpoint whose key, format, length or CRCs differ is refused, never trusted.
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
