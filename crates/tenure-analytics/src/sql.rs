@@ -146,9 +146,6 @@ async fn session_with(
     Ok((ctx, scratch))
 }
 
-/// Runs one read-only statement within `limits`: DDL (which could read files anywhere), DML
-/// and `SET`-style statements are refused, so SQL sees the data directory's tables and
-/// nothing else.
 /// The names of the tables `sql` reads, as the engine resolves them (common table
 /// expressions aside), so that a caller computes only the tables a query needs; `None`
 /// when it does not parse (running it says why).
@@ -161,6 +158,9 @@ pub fn tables_read(sql: &str) -> Option<Vec<String>> {
     Some(refs.iter().map(|r| r.table().to_string()).collect())
 }
 
+/// Runs one read-only statement within `limits`: DDL (which could read files anywhere), DML
+/// and `SET`-style statements are refused, so SQL sees the data directory's tables and
+/// nothing else.
 pub fn run_sql(
     data: &Path,
     engine: &Engine,

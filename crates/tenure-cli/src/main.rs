@@ -102,7 +102,7 @@ enum Cmd {
         #[arg(long)]
         as_of: Option<String>,
         /// Which KPIs: all of the catalogue, the revenue ones, the usage and adoption ones, or
-        /// the tasks resolved by root cause (all but the first read less of the log)
+        /// the tasks resolved by root cause
         #[arg(long, value_enum, default_value = "all")]
         kpis: KpiSet,
         /// Fold the whole log afresh instead of reading the ledger checkpoint
@@ -845,11 +845,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(Some(u))
             };
             let (rows, as_of) = if replay {
-                let scope = tenure_engine::Scope {
-                    attributes: matches!(by, Some(By::Attribute(_))),
-                    cs: matches!(kpis, KpiSet::All | KpiSet::RootCauses),
-                };
-                let ledger = tenure_engine::ledger_with(&dir, &cfg, at, scope)?;
+                // Every lane, as the checkpoint holds them: an account known only from its
+                // attributes or its tickets is one account of the report either way.
+                let ledger = tenure_engine::ledger_with(&dir, &cfg, at, tenure_engine::Scope::ALL)?;
                 for d in &ledger.diagnostics {
                     eprintln!("warning: {}", d.0);
                 }
@@ -870,7 +868,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 use tenure_engine::{EngineError, ledger_state};
                 let key = ledger_key(&cfg);
-                let mut st = ledger_state::open(&dir, &cfg, at, &key)?;
+                let mut st = ledger_state::open(&dir, &cfg, at, crate::now(), &key)?;
                 if let Some(said) = &st.said {
                     eprintln!("{said}");
                 }

@@ -100,11 +100,14 @@ fn damaged(e: CheckpointError) -> EngineError {
 
 /// The ledger at `as_of` from the checkpoint, brought forward or made first when needed
 /// (and saved for the next command). `key` names what the checkpoint must have been
-/// folded with (the settings, the build): another key folds the log again.
+/// folded with (the settings, the build): another key folds the log again. `now` is the
+/// wall clock's instant: a checkpoint made for a later one than it is replaced by a fold
+/// at an earlier `as_of` (most commands ask for now), any other is kept.
 pub fn open(
     data: &Path,
     cfg: &Config,
     as_of: Timestamp,
+    now: Timestamp,
     key: &[u8],
 ) -> Result<LedgerState, EngineError> {
     let path = state::dir(data).join(FILE);
@@ -117,9 +120,11 @@ pub fn open(
         ),
         Ok(Some(bytes)) => match LedgerCheckpoint::open(bytes, key) {
             Ok(c) if as_of < c.as_of() => {
-                // Kept for the later instants most commands ask for.
+                // Kept for the later instants most commands ask for, unless it is ahead of
+                // them all.
                 let why = format!("{path} holds {}, after {as_of}; folding the log", c.as_of());
-                return build(data, cfg, as_of, key, why, false);
+                let save = c.as_of() > now;
+                return build(data, cfg, as_of, key, why, save);
             }
             Ok(c) => match Marks::decode(c.position()) {
                 Some(m) => match forward(data, cfg, key, c, &m, as_of)? {
@@ -168,7 +173,7 @@ fn build(
     let mut said = format!("ledger state: {why}");
     let c = keep(data, key, image, (as_of, &marks), save, &mut said)?;
     said.push_str(&format!(" ({:.1} s)", started.elapsed().as_secs_f64()));
-    finish(data, cfg, c, Vec::new(), as_of, Some(said))
+    finish(data, cfg, c, Default::default(), as_of, Some(said))
 }
 
 /// Saves `image` (made at `expect`'s instant and marks) as the checkpoint (when `save`)
@@ -211,17 +216,19 @@ fn opened(data: &Path) -> Result<Option<Bytes>, EngineError> {
     }
 }
 
-/// The state from `c` and the accounts folded again, with the costs at `as_of`.
+/// The state from `c` and the accounts folded again (with their folds' `diagnostics`),
+/// with the costs at `as_of`.
 fn finish(
     data: &Path,
     cfg: &Config,
     checkpoint: LedgerCheckpoint<Bytes>,
-    refolded: Vec<AccountLedger>,
+    (refolded, folded_diagnostics): (Vec<AccountLedger>, Vec<Diagnostic>),
     as_of: Timestamp,
     said: Option<String>,
 ) -> Result<LedgerState, EngineError> {
     let (costs, mut diagnostics) = costs(data, cfg, as_of)?;
     diagnostics.extend_from_slice(checkpoint.diagnostics());
+    diagnostics.extend(folded_diagnostics);
     diagnostics.sort();
     diagnostics.dedup();
     let skip = refolded.iter().map(|a| a.id.clone()).collect();
@@ -318,7 +325,7 @@ fn forward(
         }
     }
     if refolded.is_empty() && !new_records {
-        return Ok(Ok(finish(data, cfg, c, refolded, as_of, None)?));
+        return Ok(Ok(finish(data, cfg, c, Default::default(), as_of, None)?));
     }
     let mut said = format!(
         "ledger state: {} account{} folded again ({} named by new events, {} changing by {as_of})",
@@ -328,8 +335,13 @@ fn forward(
         changing
     );
     if new_records || changing > SAVE_PAST {
-        let now = now.expect("marks taken with the reader");
-        let marks = now.encode();
+        // The new marks only when the records since the old ones were read: records that
+        // arrived after `marks.current` said there were none are left for the next command.
+        let marks = if new_records {
+            now.expect("marks taken with the reader").encode()
+        } else {
+            marks.encode()
+        };
         let image = match c.forward(key, &marks, as_of, &refolded, &diagnostics) {
             Ok(b) => b,
             Err(e) => return Ok(Err(format!("{path}: {e}; folding the log again"))),
@@ -338,10 +350,10 @@ fn forward(
         said.push_str(&format!(", {path} brought forward"));
         let c = keep(data, key, image, (as_of, &marks), true, &mut said)?;
         said.push_str(&format!(" ({:.1} s)", started.elapsed().as_secs_f64()));
-        return Ok(Ok(finish(data, cfg, c, Vec::new(), as_of, Some(said))?));
+        return Ok(Ok(finish(data, cfg, c, (Vec::new(), diagnostics), as_of, Some(said))?));
     }
     said.push_str(&format!(" ({:.1} s)", started.elapsed().as_secs_f64()));
-    Ok(Ok(finish(data, cfg, c, refolded, as_of, Some(said))?))
+    Ok(Ok(finish(data, cfg, c, (refolded, diagnostics), as_of, Some(said))?))
 }
 
 /// Company-level costs (events of the cost lane naming no account) as a fold at `as_of`

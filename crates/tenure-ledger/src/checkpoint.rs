@@ -146,7 +146,11 @@ fn encode_chunk(accounts: &[&AccountLedger]) -> Encoded {
         put_str(&mut out, s);
     }
     out.extend_from_slice(&body);
-    let changes_at = accounts.iter().filter_map(|a| a.changes_at).map(|t| t.0).min();
+    let changes_at = accounts
+        .iter()
+        .filter_map(|a| a.changes_at.filter(|t| stamp(t.0).is_ok()))
+        .map(|t| t.0)
+        .min();
     let first = accounts.first().map_or(String::new(), |a| a.id.clone());
     (out, accounts.len(), changes_at.unwrap_or(i64::MAX), first)
 }
@@ -225,7 +229,9 @@ impl<S: Source> LedgerCheckpoint<S> {
             return Err(CheckpointError::Format(word(8)));
         }
         let len = u64::from_le_bytes(prefix[16..24].try_into().expect("8 bytes"));
-        if len > src.size() - PREFIX as u64 {
+        // The header lists chunks (tens of bytes each), never the accounts: a length past
+        // this is damage, not a header to read whole.
+        if len > src.size() - PREFIX as u64 || len > 1 << 28 {
             return Err(CheckpointError::Damaged("header length"));
         }
         let mut h = vec![0u8; len as usize];
@@ -591,7 +597,9 @@ impl Writer {
             self.ts(out, *from);
             self.ts(out, *to);
         }
-        self.ots(out, a.changes_at);
+        // An instant past what can be read back (a huge `past_due_churn_days`, say) never
+        // comes: none.
+        self.ots(out, a.changes_at.filter(|t| stamp(t.0).is_ok()));
         // Invoices and the CS side last, behind their length: a reader of the revenue alone
         // skips them. Their instants follow on from `changes_at`'s or the last one before.
         let mut side = Vec::with_capacity(256);
