@@ -809,31 +809,31 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes(n)?).map_err(|_| CheckpointError::Damaged("UTF-8"))
     }
 
-    /// A string of the chunk's table.
-    fn arc(&mut self) -> R<Arc<str>> {
+    /// A string of the chunk's table, borrowed (an owned copy costs an allocation, a shared
+    /// one an atomic count).
+    fn entry(&mut self) -> R<&'a Arc<str>> {
         let i = self.u()?;
         let table = self.table;
-        let s = usize::try_from(i).ok().and_then(|i| table.get(i));
-        s.cloned().ok_or(CheckpointError::Damaged("string index"))
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| table.get(i))
+            .ok_or(CheckpointError::Damaged("string index"))
+    }
+
+    fn arc(&mut self) -> R<Arc<str>> {
+        Ok(self.entry()?.clone())
     }
 
     fn s(&mut self) -> R<String> {
-        let i = self.u()?;
-        let table = self.table;
-        let s = usize::try_from(i).ok().and_then(|i| table.get(i));
-        Ok(s.ok_or(CheckpointError::Damaged("string index"))?.to_string())
-    }
-
-    fn flag(&mut self) -> R<bool> {
-        self.bool()
+        Ok(self.entry()?.to_string())
     }
 
     fn os(&mut self) -> R<Option<String>> {
-        Ok(if self.flag()? { Some(self.s()?) } else { None })
+        Ok(if self.bool()? { Some(self.s()?) } else { None })
     }
 
     fn oarc(&mut self) -> R<Option<Arc<str>>> {
-        Ok(if self.flag()? { Some(self.arc()?) } else { None })
+        Ok(if self.bool()? { Some(self.arc()?) } else { None })
     }
 
     fn ts(&mut self) -> R<Timestamp> {
@@ -843,11 +843,11 @@ impl<'a> Reader<'a> {
     }
 
     fn ots(&mut self) -> R<Option<Timestamp>> {
-        Ok(if self.flag()? { Some(self.ts()?) } else { None })
+        Ok(if self.bool()? { Some(self.ts()?) } else { None })
     }
 
     fn oi(&mut self) -> R<Option<i64>> {
-        Ok(if self.flag()? { Some(self.i()?) } else { None })
+        Ok(if self.bool()? { Some(self.i()?) } else { None })
     }
 
     fn ou8(&mut self) -> R<Option<u8>> {
