@@ -14,6 +14,7 @@
 
 mod cluster;
 mod engine;
+mod figures;
 mod sql;
 mod store;
 mod tables;
@@ -21,6 +22,7 @@ mod usage;
 
 pub use cluster::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
 pub use engine::Engine;
+pub use figures::{FiguresRun, usage_figures};
 pub use sql::{Query, QueryError, SqlLimits, SqlTable, export_parquet, run_sql, tables_read};
 pub use store::{RefreshStats, refresh, refresh_batched};
 pub use tables::ledger_tables;

@@ -176,7 +176,7 @@ const USAGE_DAILY: &str = "SELECT account_id, day, user_id, feature, \
 
 /// The version of the columnar layout: a store written by another one is rebuilt from the
 /// log (it is derived), never read. 2: `usage_daily` has a `month` column.
-const FORMAT: &str = "2";
+pub(crate) const FORMAT: &str = "2";
 
 /// The derived tables, removed when the layout changes.
 const DERIVED: &[&str] =

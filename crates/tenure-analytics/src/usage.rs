@@ -8,6 +8,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicro
 use datafusion::execution::options::ParquetReadOptions;
 use rustc_hash::FxHashMap;
 use std::path::Path;
+use std::sync::Arc;
 use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_kpi::usage::{AccountUsage, Usage, UsageMonth};
 
@@ -70,6 +71,12 @@ fn span(a: Timestamp, b: Timestamp, only: &str) -> String {
     )
 }
 
+/// Where a period's usage figures stop: its end, or just after `as_of` for a period still
+/// running.
+pub(crate) fn effective_end(p: Period, as_of: Timestamp) -> Timestamp {
+    p.end.min(Timestamp(as_of.0.saturating_add(1)))
+}
+
 /// The usage of every account (or of `account` alone) for each period: windows of 30 and 7
 /// days before the period end (and before `as_of`) and 30 days before its start, events in the
 /// period and the one before, features ever used, emails and web visits.
@@ -82,6 +89,37 @@ pub fn usage_stats(
     account: Option<&str>,
 ) -> Result<Usage, AnalyticsError> {
     let _lock = crate::lock(data, false)?;
+    compute(data, engine, periods, advanced, as_of, account)
+}
+
+/// A feature name shared by every account that uses it.
+fn interned(
+    names: &mut FxHashMap<Box<str>, Arc<str>>,
+    batch: &RecordBatch,
+    col: usize,
+) -> Result<Vec<Arc<str>>, AnalyticsError> {
+    let a = cast(batch.column(col), &DataType::Utf8)?;
+    let a = a.as_string::<i32>();
+    Ok((0..a.len())
+        .map(|i| {
+            let s = a.value(i);
+            match names.get(s) {
+                Some(n) => n.clone(),
+                None => names.entry(s.into()).or_insert_with(|| Arc::from(s)).clone(),
+            }
+        })
+        .collect())
+}
+
+/// [`usage_stats`] under a lock the caller holds.
+pub(crate) fn compute(
+    data: &Path,
+    engine: &Engine,
+    periods: &[Period],
+    advanced: &[String],
+    as_of: Timestamp,
+    account: Option<&str>,
+) -> Result<Usage, AnalyticsError> {
     let rt = runtime()?;
     rt.block_on(async {
         let (ctx, _scratch) = session(data, engine, Vec::new()).await?;
@@ -92,8 +130,9 @@ pub fn usage_stats(
         };
         let only = account.map_or(String::new(), |a| format!(" AND account_id = {}", quote(a)));
         let mut out = Vec::with_capacity(periods.len());
+        let mut names = FxHashMap::default();
         for p in periods {
-            let end = p.end.min(Timestamp(as_of.0.saturating_add(1)));
+            let end = effective_end(*p, as_of);
             let (w30, w7) = (Timestamp(end.0 - 30 * DAY), Timestamp(end.0 - 7 * DAY));
             let len = p.end.0 - p.start.0;
             let prev = Timestamp(p.start.0 - len);
@@ -130,7 +169,7 @@ pub fn usage_stats(
                 end = lit(end),
             );
             for b in ctx.sql(&features).await?.collect().await? {
-                let (ids, feats) = (strings(&b, 0)?, strings(&b, 1)?);
+                let (ids, feats) = (strings(&b, 0)?, interned(&mut names, &b, 1)?);
                 for (id, feat) in ids.into_iter().zip(feats) {
                     map.entry(id).or_default().features.push(feat);
                 }
@@ -158,7 +197,7 @@ pub fn usage_stats(
                 span(Timestamp::MIN, end, &only),
             );
             for b in ctx.sql(&ever).await?.collect().await? {
-                let (ids, feats) = (strings(&b, 0)?, strings(&b, 1)?);
+                let (ids, feats) = (strings(&b, 0)?, interned(&mut names, &b, 1)?);
                 let last = cast(b.column(2), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
                 let last = last.as_primitive::<TimestampMicrosecondType>();
                 for (i, (id, feat)) in ids.into_iter().zip(feats).enumerate() {

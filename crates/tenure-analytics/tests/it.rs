@@ -167,7 +167,10 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     // user-days 31; in the 7 days (Mar 25..31) both; u1 used reports (advanced).
     let a = &u1[0]["a"];
     assert_eq!((a.mau, a.wau, a.user_days, a.advanced_users), (2, 2, 31, 1));
-    assert_eq!(a.features, ["dashboards", "exports", "reports"]);
+    assert_eq!(
+        a.features.iter().map(|f| &**f).collect::<Vec<_>>(),
+        ["dashboards", "exports", "reports"]
+    );
     // Events in March 33, in February 1.
     assert_eq!((a.events, a.events_prev), (33, 1));
     assert!(!u1[0].contains_key("b") || u1[0]["b"].mau == 0);
@@ -540,4 +543,92 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
     refresh(stale.path(), HERE).unwrap();
     assert!(!features_dir.join("2024-01.0-1.parquet").exists());
     assert_eq!(sql(stale.path(), q), before);
+}
+
+/// Saved usage figures: a closed period is read back as computed, stays read while only
+/// later months receive events, is computed again after a late event in a month it reads
+/// (usage, email or visit), and a damaged entry is never trusted.
+#[test]
+fn saved_usage_figures_hold_until_a_month_they_read_changes() {
+    use tenure_analytics::usage_figures;
+    let t = tempfile::tempdir().unwrap();
+    let mut all = events();
+    all.push(email("2024-03-01T10:00:00Z", "a", "c1", "spring", "sent"));
+    all.push(visit("2024-03-04T10:00:00Z", "a", "docs"));
+    append_lanes(t.path(), &all);
+    refresh(t.path(), HERE).unwrap();
+    let adv = ["reports".to_string()];
+    // March is closed; April is running at `as_of`.
+    let periods = [Period::parse("2024-03").unwrap(), Period::parse("2024-04").unwrap()];
+    let as_of = Timestamp::parse("2024-04-15T12:00:00Z").unwrap();
+    let fresh = || usage_stats(t.path(), HERE, &periods, &adv, as_of, None).unwrap();
+    let figures = || usage_figures(t.path(), HERE, &periods, &adv, as_of).unwrap();
+    let runs = |r: &tenure_analytics::FiguresRun| (r.read, r.computed, r.damaged.len());
+
+    let (first, run) = figures();
+    assert_eq!(runs(&run), (0, 2, 0));
+    assert_eq!(first, fresh());
+    assert_eq!(first[0]["a"].mau, 2);
+    let (second, run) = figures();
+    assert_eq!(runs(&run), (1, 1, 0), "March read, April computed");
+    assert_eq!(second, first);
+    let entries = |dir: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.join("columnar/figures"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    assert_eq!(entries(t.path()).len(), 1, "only the closed period is saved");
+
+    // Events of April leave March's entry alone (and show in April).
+    append_lanes(t.path(), &[usage("2024-04-02T10:00:00Z", "b", "u9", "dashboards")]);
+    refresh(t.path(), HERE).unwrap();
+    let (u, run) = figures();
+    assert_eq!(runs(&run), (1, 1, 0));
+    assert_eq!(u, fresh());
+    assert_eq!(u[1]["b"].mau, 1);
+
+    // A late event of March, another of February (read by "features ever" and the trend),
+    // a late email and a late visit: each makes March computed again, equal to a fresh run.
+    type Field = fn(&tenure_kpi::usage::AccountUsage) -> u64;
+    let late: [(Event, Field, u64); 4] = [
+        (usage("2024-03-20T10:00:00Z", "b", "u8", "reports"), |u| u.mau, 1),
+        (usage("2024-02-25T10:00:00Z", "b", "u7", "reports"), |u| u.mau_prev, 1),
+        (email("2024-03-09T10:00:00Z", "b", "c9", "spring", "sent"), |u| u.emails_sent, 1),
+        (visit("2024-03-09T10:00:00Z", "b", "website"), |u| u.website_visits, 1),
+    ];
+    for (e, field, want) in late {
+        append_lanes(t.path(), std::slice::from_ref(&e));
+        refresh(t.path(), HERE).unwrap();
+        let (u, run) = figures();
+        assert_eq!(runs(&run), (0, 2, 0), "{e:?}");
+        assert_eq!(u, fresh());
+        assert_eq!(field(&u[0]["b"]), want, "{e:?}");
+        assert_eq!(runs(&figures().1), (1, 1, 0));
+    }
+
+    // Damage: a flipped byte, a cut file, another file's bytes. Each is said and computed.
+    let entry = entries(t.path()).remove(0);
+    let good = std::fs::read(&entry).unwrap();
+    let mut flipped = good.clone();
+    let at = flipped.len() - 3;
+    flipped[at] ^= 0x10;
+    for (bytes, why) in [
+        (flipped, "checksum mismatch"),
+        (good[..good.len() / 2].to_vec(), "cut short"),
+        (b"PAR1 not an entry".to_vec(), "not a usage figures file"),
+    ] {
+        std::fs::write(&entry, bytes).unwrap();
+        let (u, run) = figures();
+        assert_eq!(runs(&run), (0, 2, 1), "{why}");
+        assert!(run.damaged[0].contains(why), "{:?}", run.damaged);
+        assert_eq!(u, fresh());
+        assert_eq!(std::fs::read(&entry).unwrap(), good, "written again, the same bytes");
+    }
+
+    // Other advanced features: another entry.
+    let (u, run) = usage_figures(t.path(), HERE, &periods, &[], as_of).unwrap();
+    assert_eq!(runs(&run), (0, 2, 0));
+    assert_eq!(u, usage_stats(t.path(), HERE, &periods, &[], as_of, None).unwrap());
+    assert_eq!(entries(t.path()).len(), 2);
 }

@@ -106,8 +106,9 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "all")]
         kpis: KpiSet,
         /// Fold the whole log afresh instead of reading the ledger checkpoint
-        /// (DATA/state/ledger.state, brought forward over new events and to later instants);
-        /// the figures are the same
+        /// (DATA/state/ledger.state, brought forward over new events and to later instants),
+        /// and compute the usage figures of closed periods instead of reading those saved
+        /// (DATA/columnar/figures); the figures are the same
         #[arg(long)]
         replay: bool,
     },
@@ -834,14 +835,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 refresh_columnar(&dir, &cfg)?;
                 let engine = engine(&cfg);
-                let u = tenure_analytics::usage_stats(
+                if replay {
+                    let u = tenure_analytics::usage_stats(
+                        &dir,
+                        &engine,
+                        &periods,
+                        &advanced(&cfg),
+                        as_of,
+                        None,
+                    )?;
+                    return Ok(Some(u));
+                }
+                // Closed periods whose months' files are unchanged are read, not computed.
+                let (u, run) = tenure_analytics::usage_figures(
                     &dir,
                     &engine,
                     &periods,
                     &advanced(&cfg),
                     as_of,
-                    None,
                 )?;
+                for d in &run.damaged {
+                    eprintln!("note: saved usage figures {d}; computed again");
+                }
                 Ok(Some(u))
             };
             let (rows, as_of) = if replay {

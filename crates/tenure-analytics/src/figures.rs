@@ -1,0 +1,342 @@
+//! Saved usage figures of closed periods (`columnar/figures/`): a report of a period that
+//! has ended reads each account's figures from here instead of running the usage queries
+//! again, for as long as the columnar files of the months it reads are the same.
+//!
+//! An entry is named by the period and the advanced features, and holds the exact list of
+//! Parquet files (their names carry the records they hold) of every month before the
+//! period's end in the tables the figures are computed from. A late event in one of those
+//! months, a compaction or a rebuilt rollup changes that list, and the entry is computed
+//! again; events of later months leave it alone. A period still running at `as_of` is always
+//! computed: its window moves with `as_of`. A damaged or foreign entry is never trusted.
+
+use crate::usage::{compute, effective_end};
+use crate::{AnalyticsError, Engine, columnar_dir};
+use rustc_hash::FxHashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tenure_core::codec::{Cursor, put_i64, put_str, put_u64};
+use tenure_core::time::{Period, Timestamp};
+use tenure_kpi::usage::{AccountUsage, Usage};
+
+const MAGIC: &[u8; 8] = b"TNRUSGFG";
+/// The layout of an entry; another one is computed again.
+const FORMAT: u32 = 1;
+/// Tables whose files the figures are computed from.
+const TABLES: &[&str] = &["usage_daily", "usage_features", "emails", "web_visits"];
+/// Entries kept; the least recently written go first.
+const KEEP: usize = 48;
+/// A key longer than this is not an entry's (a damaged length).
+const MAX_KEY: usize = 1 << 24;
+
+/// What [`usage_figures`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FiguresRun {
+    /// Periods read from saved entries.
+    pub read: usize,
+    /// Periods computed (and saved when closed).
+    pub computed: usize,
+    /// Entries found damaged, with why (they were computed again).
+    pub damaged: Vec<String>,
+}
+
+/// [`crate::usage_stats`] of every account, reading the periods closed by `as_of` from saved
+/// entries when the files they were computed from are unchanged, and saving those computed.
+/// The figures are the same as `usage_stats`'s.
+pub fn usage_figures(
+    data: &Path,
+    engine: &Engine,
+    periods: &[Period],
+    advanced: &[String],
+    as_of: Timestamp,
+) -> Result<(Usage, FiguresRun), AnalyticsError> {
+    let _lock = crate::lock(data, false)?;
+    let dir = columnar_dir(data).join("figures");
+    let mut run = FiguresRun::default();
+    let mut out: Vec<Option<FxHashMap<String, AccountUsage>>> = vec![None; periods.len()];
+    let mut keys: Vec<Option<(PathBuf, String)>> = vec![None; periods.len()];
+    for (i, p) in periods.iter().enumerate() {
+        if effective_end(*p, as_of) != p.end {
+            continue;
+        }
+        let (path, key) = entry(data, &dir, *p, advanced);
+        match read(&path, &key) {
+            Ok(Some(m)) => {
+                out[i] = Some(m);
+                run.read += 1;
+                continue;
+            }
+            Ok(None) => {}
+            Err(why) => run.damaged.push(format!("{}: {why}", path.display())),
+        }
+        keys[i] = Some((path, key));
+    }
+    let missing: Vec<usize> = (0..periods.len()).filter(|&i| out[i].is_none()).collect();
+    if !missing.is_empty() {
+        let todo: Vec<Period> = missing.iter().map(|&i| periods[i]).collect();
+        let computed = compute(data, engine, &todo, advanced, as_of, None)?;
+        run.computed = missing.len();
+        for (i, m) in missing.into_iter().zip(computed) {
+            if let Some((path, key)) = &keys[i] {
+                save(&dir, path, key, &m)?;
+            }
+            out[i] = Some(m);
+        }
+        prune(&dir);
+    }
+    Ok((out.into_iter().map(Option::unwrap_or_default).collect(), run))
+}
+
+/// The entry of period `p`: its file and the key it must hold to be read.
+fn entry(data: &Path, dir: &Path, p: Period, advanced: &[String]) -> (PathBuf, String) {
+    let mut key = format!(
+        "tenure usage figures {FORMAT}\nstore {}\nperiod {} {}\nadvanced",
+        crate::store::FORMAT,
+        p.start,
+        p.end
+    );
+    for a in advanced {
+        key.push(' ');
+        key.push_str(&a.len().to_string());
+        key.push(':');
+        key.push_str(a);
+    }
+    // The name depends on the period and features only: a later entry of the same period
+    // replaces the earlier one.
+    let name = format!("{:08x}", crc32fast::hash(key.as_bytes()));
+    for t in TABLES {
+        key.push_str(&format!("\n{t}"));
+        for f in files_before(&crate::store::table_dir(data, t), p.end) {
+            key.push(' ');
+            key.push_str(&f);
+        }
+    }
+    (dir.join(format!("{name}.figures")), key)
+}
+
+/// The names of a table's Parquet files of months that start before `end`, sorted (a name
+/// whose month does not read counts: it may hold anything).
+fn files_before(dir: &Path, end: Timestamp) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .filter(|n| {
+            let month = n.split('.').next().unwrap_or_default();
+            Timestamp::parse(&format!("{month}-01")).map_or(true, |start| start < end)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AnalyticsError + '_ {
+    move |source| AnalyticsError::Io { path: path.to_path_buf(), source }
+}
+
+/// An entry's figures if it holds `key`; `Ok(None)` when there is none or it was made from
+/// other files (or by another layout); `Err` with why when it is damaged.
+fn read(path: &Path, key: &str) -> Result<Option<FxHashMap<String, AccountUsage>>, String> {
+    let buf = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let head = |at: usize| -> Result<u32, String> {
+        buf.get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+            .ok_or_else(|| "cut short".to_string())
+    };
+    if buf.get(..8) != Some(MAGIC.as_slice()) {
+        return Err("not a usage figures file".into());
+    }
+    if head(8)? != FORMAT {
+        return Ok(None);
+    }
+    let len = head(12)? as usize;
+    if len > MAX_KEY {
+        return Err("key length out of range".into());
+    }
+    let body_at = 16 + len + 4;
+    let stored = buf.get(16..16 + len).ok_or("cut short")?;
+    if stored != key.as_bytes() {
+        return Ok(None);
+    }
+    let crc = head(16 + len)?;
+    let body = buf.get(body_at..).ok_or("cut short")?;
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    decode(body).map(Some).map_err(|e| format!("does not decode ({e})"))
+}
+
+/// Writes an entry aside, then renames it over the old one: a reader sees one or the other.
+fn save(
+    dir: &Path,
+    path: &Path,
+    key: &str,
+    m: &FxHashMap<String, AccountUsage>,
+) -> Result<(), AnalyticsError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let body = encode(m);
+    let mut buf = Vec::with_capacity(body.len() + key.len() + 20);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&FORMAT.to_le_bytes());
+    buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    buf.extend_from_slice(&body);
+    // Two reports may save the same entry at once: each writes its own file aside.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &buf).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}
+
+/// Keeps the [`KEEP`] newest entries (a cache: losing one costs a computation, never a
+/// figure).
+fn prune(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".figures"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() <= KEEP {
+        return;
+    }
+    files.sort();
+    for (_, p) in &files[..files.len() - KEEP] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// The counts of an account's figures, in the order they are written.
+fn counts(u: &AccountUsage) -> [u64; 12] {
+    [
+        u.mau,
+        u.wau,
+        u.user_days,
+        u.advanced_users,
+        u.events,
+        u.events_prev,
+        u.mau_prev,
+        u.emails_sent,
+        u.emails_opened,
+        u.emails_clicked,
+        u.docs_visits,
+        u.website_visits,
+    ]
+}
+
+/// Features as indexes into a table written first; accounts sorted by id (the same figures
+/// give the same bytes).
+fn encode(m: &FxHashMap<String, AccountUsage>) -> Vec<u8> {
+    fn index<'a>(s: &'a str, names: &mut FxHashMap<&'a str, u64>, table: &mut Vec<&'a str>) -> u64 {
+        *names.entry(s).or_insert_with(|| {
+            table.push(s);
+            table.len() as u64 - 1
+        })
+    }
+    let (mut names, mut table) = (FxHashMap::default(), Vec::new());
+    let mut ids: Vec<&String> = m.keys().collect();
+    ids.sort();
+    let mut accounts = Vec::new();
+    put_u64(&mut accounts, ids.len() as u64);
+    for id in ids {
+        let u = &m[id];
+        put_str(&mut accounts, id);
+        for c in counts(u) {
+            put_u64(&mut accounts, c);
+        }
+        put_u64(&mut accounts, u.features.len() as u64);
+        for f in &u.features {
+            put_u64(&mut accounts, index(f, &mut names, &mut table));
+        }
+        put_u64(&mut accounts, u.features_ever.len() as u64);
+        for (f, last) in &u.features_ever {
+            put_u64(&mut accounts, index(f, &mut names, &mut table));
+            put_i64(&mut accounts, last.0);
+        }
+    }
+    let mut out = Vec::with_capacity(accounts.len() + 64);
+    put_u64(&mut out, table.len() as u64);
+    for s in &table {
+        put_str(&mut out, s);
+    }
+    out.extend_from_slice(&accounts);
+    out
+}
+
+fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
+    let mut c = Cursor::new(body);
+    let e = |e: tenure_core::codec::CodecError| e.to_string();
+    // Every count is bounded by the bytes left: a damaged length cannot allocate much.
+    let bounded = |n: u64| -> Result<usize, String> {
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= body.len())
+            .ok_or_else(|| "count out of range".into())
+    };
+    let n = bounded(c.u64().map_err(e)?)?;
+    let table: Vec<Arc<str>> =
+        (0..n).map(|_| c.str().map(Arc::from).map_err(e)).collect::<Result<_, _>>()?;
+    let name = |i: u64| {
+        table.get(i as usize).cloned().ok_or_else(|| "feature index out of range".to_string())
+    };
+    let n = bounded(c.u64().map_err(e)?)?;
+    let mut m = FxHashMap::with_capacity_and_hasher(n, Default::default());
+    for _ in 0..n {
+        let id = c.str().map_err(e)?.to_string();
+        let mut v = [0u64; 12];
+        for x in &mut v {
+            *x = c.u64().map_err(e)?;
+        }
+        let k = bounded(c.u64().map_err(e)?)?;
+        let features = (0..k).map(|_| name(c.u64().map_err(e)?)).collect::<Result<_, _>>()?;
+        let k = bounded(c.u64().map_err(e)?)?;
+        let mut features_ever = Vec::with_capacity(k);
+        for _ in 0..k {
+            let f = name(c.u64().map_err(e)?)?;
+            let z = c.u64().map_err(e)?;
+            features_ever.push((f, Timestamp(((z >> 1) as i64) ^ -((z & 1) as i64))));
+        }
+        let [
+            mau,
+            wau,
+            user_days,
+            advanced_users,
+            events,
+            events_prev,
+            mau_prev,
+            emails_sent,
+            emails_opened,
+            emails_clicked,
+            docs_visits,
+            website_visits,
+        ] = v;
+        let u = AccountUsage {
+            mau,
+            wau,
+            user_days,
+            advanced_users,
+            features,
+            features_ever,
+            events,
+            events_prev,
+            mau_prev,
+            emails_sent,
+            emails_opened,
+            emails_clicked,
+            docs_visits,
+            website_visits,
+        };
+        if m.insert(id, u).is_some() {
+            return Err("an account twice".into());
+        }
+    }
+    if !c.is_done() {
+        return Err("bytes past the last account".into());
+    }
+    Ok(m)
+}
