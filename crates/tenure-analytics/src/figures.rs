@@ -20,7 +20,7 @@ use tenure_kpi::usage::{AccountUsage, Usage};
 
 const MAGIC: &[u8; 8] = b"TNRUSGFG";
 /// The layout of an entry; another one is computed again.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Tables whose files the figures are computed from.
 const TABLES: &[&str] = &["usage_daily", "usage_features", "emails", "web_visits"];
 /// Entries kept; the least recently written go first.
@@ -229,8 +229,12 @@ fn counts(u: &AccountUsage) -> [u64; 12] {
     ]
 }
 
-/// Features as indexes into a table written first; accounts sorted by id (the same figures
-/// give the same bytes).
+/// Accounts per section of an entry: sections decode in parallel.
+const SECTION: usize = 1 << 16;
+
+/// Features as indexes into a table written first, then sections of accounts (a directory
+/// of their counts and lengths first), accounts sorted by id: the same figures give the
+/// same bytes.
 fn encode(m: &FxHashMap<String, AccountUsage>) -> Vec<u8> {
     fn index<'a>(s: &'a str, names: &mut FxHashMap<&'a str, u64>, table: &mut Vec<&'a str>) -> u64 {
         *names.entry(s).or_insert_with(|| {
@@ -241,37 +245,48 @@ fn encode(m: &FxHashMap<String, AccountUsage>) -> Vec<u8> {
     let (mut names, mut table) = (FxHashMap::default(), Vec::new());
     let mut ids: Vec<&String> = m.keys().collect();
     ids.sort();
-    let mut accounts = Vec::new();
-    put_u64(&mut accounts, ids.len() as u64);
-    for id in ids {
-        let u = &m[id];
-        put_str(&mut accounts, id);
-        for c in counts(u) {
-            put_u64(&mut accounts, c);
+    let mut sections = Vec::new();
+    for ids in ids.chunks(SECTION) {
+        let mut out = Vec::new();
+        for id in ids {
+            let u = &m[*id];
+            put_str(&mut out, id);
+            for c in counts(u) {
+                put_u64(&mut out, c);
+            }
+            put_u64(&mut out, u.features.len() as u64);
+            for f in &u.features {
+                put_u64(&mut out, index(f, &mut names, &mut table));
+            }
+            put_u64(&mut out, u.features_ever.len() as u64);
+            for (f, last) in &u.features_ever {
+                put_u64(&mut out, index(f, &mut names, &mut table));
+                put_i64(&mut out, last.0);
+            }
         }
-        put_u64(&mut accounts, u.features.len() as u64);
-        for f in &u.features {
-            put_u64(&mut accounts, index(f, &mut names, &mut table));
-        }
-        put_u64(&mut accounts, u.features_ever.len() as u64);
-        for (f, last) in &u.features_ever {
-            put_u64(&mut accounts, index(f, &mut names, &mut table));
-            put_i64(&mut accounts, last.0);
-        }
+        sections.push((ids.len(), out));
     }
-    let mut out = Vec::with_capacity(accounts.len() + 64);
+    let mut out = Vec::with_capacity(sections.iter().map(|s| s.1.len()).sum::<usize>() + 1024);
     put_u64(&mut out, table.len() as u64);
     for s in &table {
         put_str(&mut out, s);
     }
-    out.extend_from_slice(&accounts);
+    put_u64(&mut out, sections.len() as u64);
+    for (n, bytes) in &sections {
+        put_u64(&mut out, *n as u64);
+        put_u64(&mut out, bytes.len() as u64);
+    }
+    for (_, bytes) in &sections {
+        out.extend_from_slice(bytes);
+    }
     out
 }
 
 fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
+    use rayon::prelude::*;
     let mut c = Cursor::new(body);
     let e = |e: tenure_core::codec::CodecError| e.to_string();
-    // Every count is bounded by the bytes left: a damaged length cannot allocate much.
+    // Every count is bounded by the bytes: a damaged length cannot allocate much.
     let bounded = |n: u64| -> Result<usize, String> {
         usize::try_from(n)
             .ok()
@@ -281,11 +296,53 @@ fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
     let n = bounded(c.u64().map_err(e)?)?;
     let table: Vec<Arc<str>> =
         (0..n).map(|_| c.str().map(Arc::from).map_err(e)).collect::<Result<_, _>>()?;
+    let n = bounded(c.u64().map_err(e)?)?;
+    let mut directory = Vec::with_capacity(n);
+    for _ in 0..n {
+        directory.push((bounded(c.u64().map_err(e)?)?, bounded(c.u64().map_err(e)?)?));
+    }
+    let mut slices = Vec::with_capacity(n);
+    for (accounts, len) in directory {
+        slices.push((accounts, c.bytes(len).map_err(e)?));
+    }
+    if !c.is_done() {
+        return Err("bytes past the last section".into());
+    }
+    let sections: Vec<Vec<(String, AccountUsage)>> = slices
+        .into_par_iter()
+        .map(|(n, bytes)| section(&table, n, bytes))
+        .collect::<Result<_, _>>()?;
+    let total = sections.iter().map(Vec::len).sum();
+    let mut m = FxHashMap::with_capacity_and_hasher(total, Default::default());
+    for (id, u) in sections.into_iter().flatten() {
+        if m.insert(id, u).is_some() {
+            return Err("an account twice".into());
+        }
+    }
+    Ok(m)
+}
+
+/// The `n` accounts of one section.
+fn section(
+    table: &[Arc<str>],
+    n: usize,
+    bytes: &[u8],
+) -> Result<Vec<(String, AccountUsage)>, String> {
+    let mut c = Cursor::new(bytes);
+    let e = |e: tenure_core::codec::CodecError| e.to_string();
+    let bounded = |n: u64| -> Result<usize, String> {
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= bytes.len())
+            .ok_or_else(|| "count out of range".into())
+    };
     let name = |i: u64| {
         table.get(i as usize).cloned().ok_or_else(|| "feature index out of range".to_string())
     };
-    let n = bounded(c.u64().map_err(e)?)?;
-    let mut m = FxHashMap::with_capacity_and_hasher(n, Default::default());
+    if n > bytes.len() {
+        return Err("count out of range".into());
+    }
+    let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let id = c.str().map_err(e)?.to_string();
         let mut v = [0u64; 12];
@@ -315,28 +372,28 @@ fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
             docs_visits,
             website_visits,
         ] = v;
-        let u = AccountUsage {
-            mau,
-            wau,
-            user_days,
-            advanced_users,
-            features,
-            features_ever,
-            events,
-            events_prev,
-            mau_prev,
-            emails_sent,
-            emails_opened,
-            emails_clicked,
-            docs_visits,
-            website_visits,
-        };
-        if m.insert(id, u).is_some() {
-            return Err("an account twice".into());
-        }
+        out.push((
+            id,
+            AccountUsage {
+                mau,
+                wau,
+                user_days,
+                advanced_users,
+                features,
+                features_ever,
+                events,
+                events_prev,
+                mau_prev,
+                emails_sent,
+                emails_opened,
+                emails_clicked,
+                docs_visits,
+                website_visits,
+            },
+        ));
     }
     if !c.is_done() {
-        return Err("bytes past the last account".into());
+        return Err("bytes past the section's last account".into());
     }
-    Ok(m)
+    Ok(out)
 }

@@ -310,9 +310,9 @@ impl<S: Source> LedgerCheckpoint<S> {
         let parts: Vec<R<Vec<String>>> = (0..self.chunks.len())
             .into_par_iter()
             .filter(|c| self.chunks[*c].changes_at <= t.0)
-            .map(|c| {
+            .map_init(Vec::new, |buf, c| {
                 let mut out = Vec::new();
-                self.decode(c, false, |a| {
+                self.decode(c, false, buf, |a| {
                     if a.changes_at.is_some_and(|at| at <= t) {
                         out.push(a.id.clone());
                     }
@@ -338,9 +338,9 @@ impl<S: Source> LedgerCheckpoint<S> {
     ) -> Result<Vec<T>, CheckpointError> {
         let parts: Vec<R<T>> = (0..self.chunks.len())
             .into_par_iter()
-            .map(|c| {
+            .map_init(Vec::new, |buf, c| {
                 let mut accounts = Vec::with_capacity(self.chunks[c].accounts);
-                self.decode(c, cs, |a| {
+                self.decode(c, cs, buf, |a| {
                     if skip.binary_search(&a.id).is_err() {
                         accounts.push(std::mem::take(a));
                     }
@@ -352,15 +352,23 @@ impl<S: Source> LedgerCheckpoint<S> {
     }
 
     /// Reads, checks and decodes chunk `c` (the CS side and invoices when `cs`), calling
-    /// `f` on each account in turn.
-    fn decode(&self, c: usize, cs: bool, mut f: impl FnMut(&mut AccountLedger)) -> R<()> {
+    /// `f` on each account in turn. `buf` is reused from chunk to chunk: fresh memory for
+    /// each would be zeroed by the kernel again.
+    fn decode(
+        &self,
+        c: usize,
+        cs: bool,
+        buf: &mut Vec<u8>,
+        mut f: impl FnMut(&mut AccountLedger),
+    ) -> R<()> {
         let chunk = &self.chunks[c];
-        let mut buf = vec![0u8; chunk.len];
-        self.src.read_at(chunk.offset, &mut buf).map_err(io)?;
-        if crc32fast::hash(&buf) != chunk.crc {
+        buf.resize(chunk.len, 0);
+        let buf = &mut buf[..chunk.len];
+        self.src.read_at(chunk.offset, buf).map_err(io)?;
+        if crc32fast::hash(buf) != chunk.crc {
             return Err(CheckpointError::Damaged("chunk CRC mismatch"));
         }
-        let mut r = Reader::new(&buf, &[]);
+        let mut r = Reader::new(buf, &[]);
         let n = r.len()?;
         let mut table: Vec<Arc<str>> = Vec::with_capacity(n);
         for _ in 0..n {
@@ -405,9 +413,9 @@ impl<S: Source> LedgerCheckpoint<S> {
         };
         let parts: Vec<R<Vec<Encoded>>> = (0..n)
             .into_par_iter()
-            .map(|c| {
+            .map_init(Vec::new, |buf, c| {
                 let mut kept = Vec::with_capacity(self.chunks[c].accounts);
-                self.decode(c, true, |a| {
+                self.decode(c, true, buf, |a| {
                     if !replaced(&a.id) {
                         debug_assert!(a.changes_at.is_none_or(|t| t > as_of), "{}", a.id);
                         kept.push(std::mem::take(a));
