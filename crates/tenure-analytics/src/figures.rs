@@ -2,7 +2,8 @@
 //! has ended reads each account's figures from here instead of running the usage queries
 //! again, for as long as the columnar files of the months it reads are the same.
 //!
-//! An entry is named by the period and the advanced features, and holds the exact list of
+//! An entry is named by the period and the advanced features, and holds the build of
+//! `tenure` that computed it (another may compute differently) and the exact list of
 //! Parquet files (their names carry the records they hold) of every month before the
 //! period's end in the tables the figures are computed from. A late event in one of those
 //! months, a compaction or a rebuilt rollup changes that list, and the entry is computed
@@ -23,7 +24,8 @@ const MAGIC: &[u8; 8] = b"TNRUSGFG";
 const FORMAT: u32 = 2;
 /// Tables whose files the figures are computed from.
 const TABLES: &[&str] = &["usage_daily", "usage_features", "emails", "web_visits"];
-/// Entries kept; the least recently written go first.
+/// Entries kept; the least recently used go first. A report of more than half as many
+/// closed periods computes them each time rather than turn the cache over.
 const KEEP: usize = 48;
 /// A key longer than this is not an entry's (a damaged length).
 const MAX_KEY: usize = 1 << 24;
@@ -37,17 +39,22 @@ pub struct FiguresRun {
     pub computed: usize,
     /// Entries found damaged, with why (they were computed again).
     pub damaged: Vec<String>,
+    /// Entries that could not be saved, with why (the report is whole; the next one
+    /// computes them again).
+    pub unsaved: Vec<String>,
 }
 
 /// [`crate::usage_stats`] of every account, reading the periods closed by `as_of` from saved
 /// entries when the files they were computed from are unchanged, and saving those computed.
-/// The figures are the same as `usage_stats`'s.
+/// The figures are the same as `usage_stats`'s. `build` names the code that computes them
+/// (the caller's binary): an entry of another build is computed again.
 pub fn usage_figures(
     data: &Path,
     engine: &Engine,
     periods: &[Period],
     advanced: &[String],
     as_of: Timestamp,
+    build: &str,
 ) -> Result<(Usage, FiguresRun), AnalyticsError> {
     let _lock = crate::lock(data, false)?;
     let dir = columnar_dir(data).join("figures");
@@ -58,7 +65,7 @@ pub fn usage_figures(
         if effective_end(*p, as_of) != p.end {
             continue;
         }
-        let (path, key) = entry(data, &dir, *p, advanced);
+        let (path, key) = entry(data, &dir, *p, advanced, build);
         match read(&path, &key) {
             Ok(Some(m)) => {
                 out[i] = Some(m);
@@ -75,9 +82,12 @@ pub fn usage_figures(
         let todo: Vec<Period> = missing.iter().map(|&i| periods[i]).collect();
         let computed = compute(data, engine, &todo, advanced, as_of, None)?;
         run.computed = missing.len();
+        let saving = keys.iter().flatten().count() <= KEEP / 2;
         for (i, m) in missing.into_iter().zip(computed) {
-            if let Some((path, key)) = &keys[i] {
-                save(&dir, path, key, &m)?;
+            if let (Some((path, key)), true) = (&keys[i], saving)
+                && let Err(e) = save(&dir, path, key, &m)
+            {
+                run.unsaved.push(e.to_string());
             }
             out[i] = Some(m);
         }
@@ -87,7 +97,13 @@ pub fn usage_figures(
 }
 
 /// The entry of period `p`: its file and the key it must hold to be read.
-fn entry(data: &Path, dir: &Path, p: Period, advanced: &[String]) -> (PathBuf, String) {
+fn entry(
+    data: &Path,
+    dir: &Path,
+    p: Period,
+    advanced: &[String],
+    build: &str,
+) -> (PathBuf, String) {
     let mut key = format!(
         "tenure usage figures {FORMAT}\nstore {}\nperiod {} {}\nadvanced",
         crate::store::FORMAT,
@@ -103,6 +119,8 @@ fn entry(data: &Path, dir: &Path, p: Period, advanced: &[String]) -> (PathBuf, S
     // The name depends on the period and features only: a later entry of the same period
     // replaces the earlier one.
     let name = format!("{:08x}", crc32fast::hash(key.as_bytes()));
+    key.push_str("\nbuild ");
+    key.push_str(build);
     for t in TABLES {
         key.push_str(&format!("\n{t}"));
         for f in files_before(&crate::store::table_dir(data, t), p.end) {
@@ -135,39 +153,54 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AnalyticsError + '_ {
 }
 
 /// An entry's figures if it holds `key`; `Ok(None)` when there is none or it was made from
-/// other files (or by another layout); `Err` with why when it is damaged.
+/// other files (or by another layout or build); `Err` with why when it is damaged. The
+/// header and key are read first: an entry of other files is not read whole.
 fn read(path: &Path, key: &str) -> Result<Option<FxHashMap<String, AccountUsage>>, String> {
-    let buf = match std::fs::read(path) {
-        Ok(b) => b,
+    use std::io::Read;
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let head = |at: usize| -> Result<u32, String> {
-        buf.get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
-            .ok_or_else(|| "cut short".to_string())
+    let short = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "cut short".to_string(),
+        _ => e.to_string(),
     };
-    if buf.get(..8) != Some(MAGIC.as_slice()) {
+    let mut head = [0u8; 16];
+    f.read_exact(&mut head).map_err(short)?;
+    let word = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    if &head[..8] != MAGIC {
         return Err("not a usage figures file".into());
     }
-    if head(8)? != FORMAT {
+    if word(8) != FORMAT {
         return Ok(None);
     }
-    let len = head(12)? as usize;
+    let len = word(12) as usize;
     if len > MAX_KEY {
         return Err("key length out of range".into());
     }
-    let body_at = 16 + len + 4;
-    let stored = buf.get(16..16 + len).ok_or("cut short")?;
+    if len != key.len() {
+        return Ok(None);
+    }
+    let mut stored = vec![0u8; len];
+    f.read_exact(&mut stored).map_err(short)?;
     if stored != key.as_bytes() {
         return Ok(None);
     }
-    let crc = head(16 + len)?;
-    let body = buf.get(body_at..).ok_or("cut short")?;
-    if crc32fast::hash(body) != crc {
+    let mut crc = [0u8; 4];
+    f.read_exact(&mut crc).map_err(short)?;
+    let mut body = Vec::new();
+    f.read_to_end(&mut body).map_err(|e| e.to_string())?;
+    if crc32fast::hash(&body) != u32::from_le_bytes(crc) {
         return Err("checksum mismatch".into());
     }
-    decode(body).map(Some).map_err(|e| format!("does not decode ({e})"))
+    let m = decode(&body).map_err(|e| format!("does not decode ({e})"))?;
+    // Read entries are the last to go when the folder is pruned.
+    let _ = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    Ok(Some(m))
 }
 
 /// Writes an entry aside, then renames it over the old one: a reader sees one or the other.
@@ -186,22 +219,35 @@ fn save(
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     buf.extend_from_slice(&body);
-    // Two reports may save the same entry at once: each writes its own file aside.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &buf).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    Ok(())
+    // Two reports (or two threads) may save the same entry at once: each writes its own
+    // file aside.
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+    let written = std::fs::write(&tmp, &buf)
+        .map_err(io(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io(path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
-/// Keeps the [`KEEP`] newest entries (a cache: losing one costs a computation, never a
-/// figure).
+/// Keeps the [`KEEP`] entries last used (a cache: losing one costs a computation, never a
+/// figure), and removes files left aside by a save cut short an hour or more ago.
 fn prune(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".figures"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let Some(modified) = e.metadata().ok().and_then(|m| m.modified().ok()) else { continue };
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".figures") {
+            files.push((modified, e.path()));
+        } else if name.contains(".tmp") && modified < hour_ago {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     if files.len() <= KEEP {
         return;
     }
@@ -294,10 +340,12 @@ fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
             .ok_or_else(|| "count out of range".into())
     };
     let n = bounded(c.u64().map_err(e)?)?;
+    // Each name takes a byte at least: a long table cannot come from a short body.
     let table: Vec<Arc<str>> =
         (0..n).map(|_| c.str().map(Arc::from).map_err(e)).collect::<Result<_, _>>()?;
+    // A section takes two bytes of the directory at least.
     let n = bounded(c.u64().map_err(e)?)?;
-    let mut directory = Vec::with_capacity(n);
+    let mut directory = Vec::with_capacity(n.min(body.len() / 2));
     for _ in 0..n {
         directory.push((bounded(c.u64().map_err(e)?)?, bounded(c.u64().map_err(e)?)?));
     }
@@ -312,7 +360,7 @@ fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
         .into_par_iter()
         .map(|(n, bytes)| section(&table, n, bytes))
         .collect::<Result<_, _>>()?;
-    let total = sections.iter().map(Vec::len).sum();
+    let total: usize = sections.iter().map(Vec::len).sum();
     let mut m = FxHashMap::with_capacity_and_hasher(total, Default::default());
     for (id, u) in sections.into_iter().flatten() {
         if m.insert(id, u).is_some() {
@@ -339,7 +387,9 @@ fn section(
     let name = |i: u64| {
         table.get(i as usize).cloned().ok_or_else(|| "feature index out of range".to_string())
     };
-    if n > bytes.len() {
+    // An account takes 15 bytes at least (its id's length, 12 counts, two list lengths):
+    // a damaged count cannot reserve more than the bytes could hold.
+    if n > bytes.len() / 15 {
         return Err("count out of range".into());
     }
     let mut out = Vec::with_capacity(n);
@@ -349,10 +399,14 @@ fn section(
         for x in &mut v {
             *x = c.u64().map_err(e)?;
         }
+        // Lists grow as they are read (no reservation from a count the bytes may not hold).
         let k = bounded(c.u64().map_err(e)?)?;
-        let features = (0..k).map(|_| name(c.u64().map_err(e)?)).collect::<Result<_, _>>()?;
+        let mut features = Vec::new();
+        for _ in 0..k {
+            features.push(name(c.u64().map_err(e)?)?);
+        }
         let k = bounded(c.u64().map_err(e)?)?;
-        let mut features_ever = Vec::with_capacity(k);
+        let mut features_ever = Vec::new();
         for _ in 0..k {
             let f = name(c.u64().map_err(e)?)?;
             let z = c.u64().map_err(e)?;
@@ -396,4 +450,91 @@ fn section(
         return Err("bytes past the section's last account".into());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(i: u64, names: &[Arc<str>]) -> AccountUsage {
+        AccountUsage {
+            mau: i % 7,
+            wau: i % 5,
+            user_days: i * 3,
+            advanced_users: i % 2,
+            features: names.iter().take((i % 4) as usize).cloned().collect(),
+            features_ever: names
+                .iter()
+                .take((i % 5) as usize)
+                .map(|n| (n.clone(), Timestamp(i as i64 * -1_000_003)))
+                .collect(),
+            events: i << 40,
+            events_prev: u64::MAX - i,
+            mau_prev: 1,
+            emails_sent: 2,
+            emails_opened: 1,
+            emails_clicked: 0,
+            docs_visits: i,
+            website_visits: 9,
+        }
+    }
+
+    /// More accounts than a section holds: every figure comes back, whatever its size or
+    /// sign, with the same bytes for the same figures.
+    #[test]
+    fn entries_decode_to_the_figures_encoded() {
+        let names: Vec<Arc<str>> = ["reports", "exports", "api", "ünïcode"].map(Arc::from).to_vec();
+        let m: FxHashMap<String, AccountUsage> = (0..SECTION as u64 * 2 + 17)
+            .map(|i| (format!("acc-{i:07}"), account(i, &names)))
+            .collect();
+        let bytes = encode(&m);
+        assert_eq!(decode(&bytes).unwrap(), m);
+        let mut pairs: Vec<(String, AccountUsage)> = m.clone().into_iter().collect();
+        pairs.reverse();
+        let again: FxHashMap<String, AccountUsage> = pairs.into_iter().collect();
+        assert_eq!(encode(&again), bytes);
+        assert_eq!(decode(&encode(&FxHashMap::default())).unwrap(), FxHashMap::default());
+    }
+
+    /// Bodies a damaged or hostile file may hold are refused, never trusted: huge counts,
+    /// indexes past the table, an account twice, bytes left over.
+    #[test]
+    fn damaged_bodies_are_refused() {
+        let mut huge = Vec::new();
+        put_u64(&mut huge, u64::MAX);
+        assert!(decode(&huge).unwrap_err().contains("out of range"));
+        // One section claiming a million accounts in a few bytes.
+        let mut many = Vec::new();
+        put_u64(&mut many, 0);
+        put_u64(&mut many, 1);
+        put_u64(&mut many, 1_000_000);
+        put_u64(&mut many, 20);
+        many.extend([0u8; 20]);
+        assert!(decode(&many).unwrap_err().contains("out of range"));
+        let one = |feature: u64, twice: bool, extra: bool| {
+            let mut acc = Vec::new();
+            for _ in 0..1 + twice as usize {
+                put_str(&mut acc, "a");
+                acc.extend([0u8; 12]);
+                put_u64(&mut acc, 1);
+                put_u64(&mut acc, feature);
+                put_u64(&mut acc, 0);
+            }
+            if extra {
+                acc.push(0);
+            }
+            let mut out = Vec::new();
+            put_u64(&mut out, 1);
+            put_str(&mut out, "reports");
+            put_u64(&mut out, 1);
+            put_u64(&mut out, 1 + twice as u64);
+            put_u64(&mut out, acc.len() as u64);
+            out.extend(acc);
+            decode(&out)
+        };
+        assert_eq!(one(0, false, false).unwrap()["a"].features[0].as_ref(), "reports");
+        assert!(one(1, false, false).unwrap_err().contains("index out of range"));
+        assert!(one(0, true, false).unwrap_err().contains("twice"));
+        assert!(one(0, false, true).unwrap_err().contains("bytes past"));
+    }
 }

@@ -562,7 +562,7 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
     let periods = [Period::parse("2024-03").unwrap(), Period::parse("2024-04").unwrap()];
     let as_of = Timestamp::parse("2024-04-15T12:00:00Z").unwrap();
     let fresh = || usage_stats(t.path(), HERE, &periods, &adv, as_of, None).unwrap();
-    let figures = || usage_figures(t.path(), HERE, &periods, &adv, as_of).unwrap();
+    let figures = || usage_figures(t.path(), HERE, &periods, &adv, as_of, "build 1").unwrap();
     let runs = |r: &tenure_analytics::FiguresRun| (r.read, r.computed, r.damaged.len());
 
     let (first, run) = figures();
@@ -607,7 +607,8 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
         assert_eq!(runs(&figures().1), (1, 1, 0));
     }
 
-    // Damage: a flipped byte, a cut file, another file's bytes. Each is said and computed.
+    // Damage: a flipped byte, a file cut in its body or in its key, another file's bytes.
+    // Each is said and computed.
     let entry = entries(t.path()).remove(0);
     let good = std::fs::read(&entry).unwrap();
     let mut flipped = good.clone();
@@ -615,7 +616,8 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
     flipped[at] ^= 0x10;
     for (bytes, why) in [
         (flipped, "checksum mismatch"),
-        (good[..good.len() / 2].to_vec(), "cut short"),
+        (good[..good.len() - 5].to_vec(), "checksum mismatch"),
+        (good[..20].to_vec(), "cut short"),
         (b"PAR1 not an entry".to_vec(), "not a usage figures file"),
     ] {
         std::fs::write(&entry, bytes).unwrap();
@@ -626,9 +628,34 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
         assert_eq!(std::fs::read(&entry).unwrap(), good, "written again, the same bytes");
     }
 
-    // Other advanced features: another entry.
-    let (u, run) = usage_figures(t.path(), HERE, &periods, &[], as_of).unwrap();
+    // Another build computes again (and replaces the entry); other advanced features make
+    // another entry.
+    let (u, run) = usage_figures(t.path(), HERE, &periods, &adv, as_of, "build 2").unwrap();
+    assert_eq!(runs(&run), (0, 2, 0));
+    assert_eq!(u, fresh());
+    assert_eq!(runs(&figures().1), (0, 2, 0), "build 1 again: computed");
+    let (u, run) = usage_figures(t.path(), HERE, &periods, &[], as_of, "build 1").unwrap();
     assert_eq!(runs(&run), (0, 2, 0));
     assert_eq!(u, usage_stats(t.path(), HERE, &periods, &[], as_of, None).unwrap());
     assert_eq!(entries(t.path()).len(), 2);
+
+    // A report of more closed periods than half the cache holds computes them, saving none.
+    let months: Vec<Period> = (0..30)
+        .map(|k| {
+            let start = Timestamp::parse("2022-01-01").unwrap().add_months(k);
+            Period::new(start, start.add_months(1))
+        })
+        .collect();
+    let (u, run) = usage_figures(t.path(), HERE, &months, &adv, as_of, "build 1").unwrap();
+    assert_eq!((run.read, run.computed, run.unsaved.len()), (1, 29, 0), "March is read");
+    assert_eq!(u, usage_stats(t.path(), HERE, &months, &adv, as_of, None).unwrap());
+    assert_eq!(entries(t.path()).len(), 2);
+
+    // A folder that cannot be written: the report is whole, the failure said.
+    let figures_dir = t.path().join("columnar/figures");
+    std::fs::remove_dir_all(&figures_dir).unwrap();
+    std::fs::write(&figures_dir, "a file where the folder was").unwrap();
+    let (u, run) = usage_figures(t.path(), HERE, &periods, &adv, as_of, "build 1").unwrap();
+    assert_eq!((run.read, run.computed, run.unsaved.len()), (0, 2, 1), "{run:?}");
+    assert_eq!(u, fresh());
 }

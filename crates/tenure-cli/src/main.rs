@@ -654,10 +654,16 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 /// What a ledger checkpoint must have been folded with: the revenue settings and this
 /// binary (a new build may fold differently). Where the log stood is noted apart.
 fn ledger_key(cfg: &Config) -> Vec<u8> {
-    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
-    let build = exe.map(|m| (m.len(), m.modified().ok()));
-    let settings = format!("{}|{build:?}|{:?}", env!("CARGO_PKG_VERSION"), cfg.revenue);
+    let settings = format!("{}|{:?}", build(), cfg.revenue);
     tenure_engine::state::digest(&settings).to_vec()
+}
+
+/// This binary, as far as saved state is concerned: its version, size and time (a new
+/// build may compute differently, so what an earlier one saved is made again).
+fn build() -> String {
+    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
+    let stamp = exe.map(|m| (m.len(), m.modified().ok()));
+    format!("{}|{stamp:?}", env!("CARGO_PKG_VERSION"))
 }
 
 fn main() -> ExitCode {
@@ -853,9 +859,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     &periods,
                     &advanced(&cfg),
                     as_of,
+                    &build(),
                 )?;
                 for d in &run.damaged {
                     eprintln!("note: saved usage figures {d}; computed again");
+                }
+                for u in &run.unsaved {
+                    eprintln!(
+                        "note: usage figures not saved ({u}); the next report computes them again"
+                    );
                 }
                 Ok(Some(u))
             };
