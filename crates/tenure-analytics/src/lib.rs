@@ -26,7 +26,7 @@ pub use figures::{FiguresRun, usage_figures};
 pub use sql::{Query, QueryError, SqlLimits, SqlTable, export_parquet, run_sql, tables_read};
 pub use store::{RefreshStats, refresh, refresh_batched};
 pub use tables::ledger_tables;
-pub use usage::{DayRow, usage_days, usage_monthly, usage_stats};
+pub use usage::{DayRow, usage_days, usage_monthly, usage_monthly_since, usage_stats};
 
 /// Arrow, as the query engine builds it, for callers that render results.
 pub use datafusion::arrow;

@@ -294,7 +294,23 @@ pub fn usage_monthly(
     features: &[String],
     as_of: Timestamp,
 ) -> Result<FxHashMap<String, Vec<UsageMonth>>, AnalyticsError> {
+    usage_monthly_since(data, engine, features, Timestamp::MIN, as_of)
+}
+
+/// [`usage_monthly`] of the months from the one holding `since` on: what a state that holds
+/// the earlier months reads when only later ones received events.
+pub fn usage_monthly_since(
+    data: &Path,
+    engine: &Engine,
+    features: &[String],
+    since: Timestamp,
+    as_of: Timestamp,
+) -> Result<FxHashMap<String, Vec<UsageMonth>>, AnalyticsError> {
     let _lock = crate::lock(data, false)?;
+    // Instants before year 1 (an old log may hold some) read every month: the month start
+    // of the earliest ones is not a `Timestamp`.
+    const YEAR_1: Timestamp = Timestamp(-62_135_596_800_000_000);
+    let since = if since < YEAR_1 { Timestamp::MIN } else { PeriodUnit::Month.floor(since) };
     let rt = runtime()?;
     rt.block_on(async {
         let (ctx, _scratch) = session(data, engine, Vec::new()).await?;
@@ -317,7 +333,7 @@ pub fn usage_monthly(
         let (mut feature_files, mut account_files) = (Vec::new(), Vec::new());
         for (month, (f, a)) in crate::store::current_rollups(data) {
             let Ok(start) = Timestamp::parse(&format!("{month}-01")) else { continue };
-            if start < cut {
+            if since <= start && start < cut {
                 // As integers (microseconds): a timestamp literal goes through nanoseconds,
                 // which end in 1677 and 2262.
                 rolled.push(start.0.to_string());
@@ -325,11 +341,14 @@ pub fn usage_monthly(
                 account_files.push(a.display().to_string());
             }
         }
-        let not_rolled = if rolled.is_empty() {
+        let mut not_rolled = if rolled.is_empty() {
             String::new()
         } else {
             format!(" AND CAST(month AS BIGINT) NOT IN ({})", rolled.join(", "))
         };
+        if since > Timestamp::MIN {
+            not_rolled.push_str(&format!(" AND CAST(month AS BIGINT) >= {}", since.0));
+        }
         let mut add_features = |b: &RecordBatch| -> Result<(), AnalyticsError> {
             let (ids, feats) = (strings(b, 0)?, strings(b, 2)?);
             let (months, events, last) = (micros(b, 1)?, ints(b, 3)?, micros(b, 4)?);

@@ -499,6 +499,27 @@ fn monthly_usage_from_rollups_is_the_daily_rows_figures() {
         let a = sorted(usage_monthly(rolled.path(), HERE, &features, t).unwrap());
         let b = sorted(usage_monthly(daily.path(), HERE, &features, t).unwrap());
         assert_eq!(a, b, "as of {at}");
+        // From a month on: the same months, the earlier ones left out (`since` inside a
+        // month reads that whole month).
+        for since in
+            ["2024-01-01", "2024-02-01", "2024-02-15T10:00:00Z", "2024-03-01", "2024-05-01"]
+        {
+            let from = Timestamp::parse(since).unwrap();
+            let month = tenure_core::time::PeriodUnit::Month.floor(from);
+            let want: BTreeMap<String, Vec<UsageMonth>> = a
+                .iter()
+                .map(|(id, v)| {
+                    (id.clone(), v.iter().filter(|m| m.month >= month).cloned().collect())
+                })
+                .filter(|(_, v): &(String, Vec<UsageMonth>)| !v.is_empty())
+                .collect();
+            for dir in [rolled.path(), daily.path()] {
+                let got = sorted(
+                    tenure_analytics::usage_monthly_since(dir, HERE, &features, from, t).unwrap(),
+                );
+                assert_eq!(got, want, "as of {at}, since {since}");
+            }
+        }
     }
     // March's figures worked by hand: a's u1 on 31 days and u2 on the 30th.
     let t = Timestamp::parse("2024-04-01T00:00:00Z").unwrap();

@@ -15,7 +15,7 @@ use tenure_core::time::{DAY, Period, PeriodUnit, Timestamp};
 use tenure_engine::Config;
 use tenure_engine::state::Marks;
 use tenure_health::backtest::{self, Metrics, Truth};
-use tenure_health::checkpoint::{self, Checkpoint, CheckpointError};
+use tenure_health::checkpoint::{self, Checkpoint, CheckpointError, UsageNow};
 use tenure_health::features::{self, Context, DEFS, Outcome, Row};
 use tenure_health::scorecard::{Reads, Score, Scorecards};
 use tenure_health::{Model, UsageByAccount, UsageMonth};
@@ -484,7 +484,8 @@ fn build(dir: &Path, cfg: &Config, t: Timestamp, key: Vec<u8>) -> Result<Checkpo
 
 /// The checkpoint `c`, made when the log stood at `marks`, brought forward over the
 /// records since: the accounts they change folded again (from the account index, at the
-/// checkpoint's instant), everyone's usage read again if usage arrived, the rest kept.
+/// checkpoint's instant); if usage arrived, everyone's usage of the months from the
+/// earliest new event's on read again (the earlier months kept); the rest kept.
 /// `None` (said why) when folding the whole log is the better course: a lane rewritten,
 /// or many accounts changed.
 fn forward(
@@ -541,13 +542,27 @@ fn forward(
     }
     let until = c.valid_until();
     let usage_from = from.iter().find(|(l, _)| l == usage_lane).map_or(0, |(_, n)| *n);
-    let read_usage = || -> Result<UsageByAccount> {
+    // Usage from this month on is read again (`None`: all of it).
+    let read_usage = |since: Option<Timestamp>| -> Result<UsageByAccount> {
         refresh_columnar(dir, cfg)?;
         let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
-        Ok(tenure_analytics::usage_monthly(dir, &crate::engine(cfg), &names, until)?)
+        let since = since.unwrap_or(Timestamp::MIN);
+        Ok(tenure_analytics::usage_monthly_since(dir, &crate::engine(cfg), &names, since, until)?)
     };
-    let mut usage =
-        if reader.lane_len(usage_lane) > usage_from { Some(read_usage()?) } else { None };
+    let mut usage: Option<(Option<Timestamp>, UsageByAccount)> =
+        if reader.lane_len(usage_lane) > usage_from {
+            let since = first_month(&reader, usage_lane, usage_from)?;
+            Some((since, read_usage(since)?))
+        } else {
+            None
+        };
+    fn usage_now(u: &Option<(Option<Timestamp>, UsageByAccount)>) -> UsageNow<'_> {
+        match u {
+            None => UsageNow::Kept,
+            Some((None, all)) => UsageNow::All(all),
+            Some((Some(month), usage)) => UsageNow::Since { month: *month, usage },
+        }
+    }
     let ids: Vec<&str> = touched.iter().map(String::as_str).collect();
     let replace = match fold_many(&index, &reader, cfg, until, &ids) {
         Err(StaleIndex(why)) => {
@@ -557,12 +572,12 @@ fn forward(
         r => r?,
     };
     let replace: Vec<AccountLedger> = replace.into_iter().map(|(a, _)| a).collect();
-    let (mut bytes, joined) = c.forward(key, &now.encode(), &replace, usage.as_ref())?;
-    if joined > 0 && usage.is_none() {
-        // New accounts may have had usage before their first ledger event: the checkpoint
-        // held none for them.
-        usage = Some(read_usage()?);
-        bytes = c.forward(key, &now.encode(), &replace, usage.as_ref())?.0;
+    let (mut bytes, joined) = c.forward(key, &now.encode(), &replace, usage_now(&usage))?;
+    if joined > 0 && !matches!(usage, Some((None, _))) {
+        // New accounts may have had usage before their first ledger event (and before the
+        // earliest new usage): the checkpoint held none for them.
+        usage = Some((None, read_usage(None)?));
+        bytes = c.forward(key, &now.encode(), &replace, usage_now(&usage))?.0;
     }
     if let Err(e) = tenure_engine::state::write(dir, HEALTH_STATE, &bytes) {
         eprintln!("health state: {e}; answering without saving the checkpoint");
@@ -573,13 +588,37 @@ fn forward(
         path.display(),
         replace.len(),
         if replace.len() == 1 { "" } else { "s" },
-        if usage.is_some() { ", usage read again" } else { "" },
+        match &usage {
+            None => String::new(),
+            Some((None, _)) => ", all usage read again".to_string(),
+            Some((Some(m), _)) =>
+                format!(", usage from {} on read again", PeriodUnit::Month.label(*m)),
+        },
         started.elapsed().as_secs_f64()
     );
     Ok(Some(
         Checkpoint::open(StateBytes::Memory(bytes), key)
             .context("the health state checkpoint just brought forward does not read back")?,
     ))
+}
+
+/// The month of the earliest usage event of `lane` from record `from` on: the usage of
+/// earlier months is as it was. `None` when that month has no start a `Timestamp` holds
+/// (an event before year 1 in an old log): then all usage is read again.
+fn first_month(reader: &tenure_log::LogReader, lane: &str, from: u64) -> Result<Option<Timestamp>> {
+    let mut first = Timestamp::MAX;
+    reader
+        .scan_from(lane, from, |_, _, payload| {
+            let (_, ts, _) = tenure_core::codec::peek(payload).map_err(|e| e.to_string())?;
+            first = first.min(ts);
+            Ok::<(), String>(())
+        })
+        .map_err(|e| match e {
+            tenure_log::ScanError::Log(l) => anyhow::Error::from(l),
+            tenure_log::ScanError::Callback(why) => anyhow::anyhow!("a usage record: {why}"),
+        })?;
+    const YEAR_1: Timestamp = Timestamp(-62_135_596_800_000_000);
+    Ok((first >= YEAR_1).then(|| PeriodUnit::Month.floor(first)))
 }
 
 fn scorecards(dir: &Path, file: &Option<PathBuf>) -> Result<Scorecards> {

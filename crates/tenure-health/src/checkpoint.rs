@@ -37,6 +37,38 @@ use tenure_ledger::{
 
 use crate::{UsageByAccount, UsageMonth};
 
+/// The monthly usage of each account in a checkpoint brought forward
+/// ([`Checkpoint::forward`]).
+#[derive(Clone, Copy, Debug)]
+pub enum UsageNow<'a> {
+    /// Each account keeps its own; one that joins has none.
+    Kept,
+    /// Every account's usage now (an account the map does not name has none).
+    All(&'a UsageByAccount),
+    /// Each account's months before `month` kept, and from `month` on those `usage` gives
+    /// (none for an account it does not name): exact when no usage of an earlier month
+    /// arrived. One that joins has only the later months.
+    Since { month: Timestamp, usage: &'a UsageByAccount },
+}
+
+impl UsageNow<'_> {
+    /// Account `id`'s months, given those it had.
+    fn of<'b>(&'b self, id: &str, old: &'b [UsageMonth]) -> std::borrow::Cow<'b, [UsageMonth]> {
+        use std::borrow::Cow;
+        let now = |m: &'b UsageByAccount| m.get(id).map_or(&[][..], |v| v.as_slice());
+        match *self {
+            UsageNow::Kept => Cow::Borrowed(old),
+            UsageNow::All(m) => Cow::Borrowed(now(m)),
+            UsageNow::Since { month, usage } => {
+                let mut v: Vec<UsageMonth> =
+                    old.iter().filter(|u| u.month < month).cloned().collect();
+                v.extend(now(usage).iter().filter(|u| u.month >= month).cloned());
+                Cow::Owned(v)
+            }
+        }
+    }
+}
+
 const MAGIC: &[u8; 8] = b"TNRSTATE";
 /// The layout of this file; a change of layout or of what is kept changes it.
 pub const FORMAT: u32 = 5;
@@ -288,18 +320,18 @@ impl<S: Source> Checkpoint<S> {
 
     /// The bytes of this checkpoint brought forward: each of `replace` (accounts folded at
     /// [`Checkpoint::valid_until`], sorted by id, as [`encode`] takes them) takes the place
-    /// of the account of the same id, or joins the others in id order; `usage`, when given,
-    /// is every account's monthly usage now, else each keeps its own. The result is keyed
-    /// `key`, noted at `position`, and holds what [`encode`] of the same fold would hold,
-    /// but for this: without `usage`, an account that joins has none (a checkpoint holds
-    /// no usage for an account not in its fold). So also returned: how many joined (give
-    /// `usage` when any did).
+    /// of the account of the same id, or joins the others in id order; each account's
+    /// monthly usage is as `usage` says. The result is keyed `key`, noted at `position`, and
+    /// holds what [`encode`] of the same fold would hold, but for this: unless `usage` is
+    /// [`UsageNow::All`], an account that joins has none of its earlier usage (a checkpoint
+    /// holds no usage for an account not in its fold). So also returned: how many joined
+    /// (give all usage when any did).
     pub fn forward(
         &self,
         key: &[u8],
         position: &[u8],
         replace: &[AccountLedger],
-        usage: Option<&UsageByAccount>,
+        usage: UsageNow<'_>,
     ) -> Result<(Vec<u8>, usize), CheckpointError> {
         debug_assert!(replace.windows(2).all(|w| w[0].id < w[1].id), "replace is sorted");
         let mut strings = Strings::default();
@@ -341,11 +373,10 @@ impl<S: Source> Checkpoint<S> {
                         continue;
                     }
                     match usage {
-                        None => kept.bytes.extend_from_slice(&buf[start..r.at]),
-                        Some(m) => {
+                        UsageNow::Kept => kept.bytes.extend_from_slice(&buf[start..r.at]),
+                        _ => {
                             kept.bytes.extend_from_slice(&buf[start..usage_at]);
-                            let now = m.get(&a.id).map_or(&[][..], |v| v.as_slice());
-                            usage_part(&mut kept.bytes, now);
+                            usage_part(&mut kept.bytes, &usage.of(&a.id, &u));
                         }
                     }
                     kept.ids.push((a.id.clone(), kept.bytes.len()));
@@ -365,12 +396,9 @@ impl<S: Source> Checkpoint<S> {
         let new: Vec<Vec<u8>> = replace
             .par_iter()
             .map(|a| {
-                let u = match usage {
-                    Some(m) => m.get(&a.id).map_or(&[][..], |v| v.as_slice()),
-                    None => old_usage.get(a.id.as_str()).copied().unwrap_or(&[]),
-                };
+                let old = old_usage.get(a.id.as_str()).copied().unwrap_or(&[]);
                 let mut out = Vec::with_capacity(256);
-                account(&mut out, a, u, &self.segment_key, &strings.index);
+                account(&mut out, a, &usage.of(&a.id, old), &self.segment_key, &strings.index);
                 out
             })
             .collect();
@@ -1060,6 +1088,9 @@ mod tests {
             some,
             vec![UsageMonth { month: until, last_day: until, events: 9, ..UsageMonth::default() }],
         );
+        // And another account's earliest month as an earlier read had it.
+        let other = old_usage.get_mut(&ledger.accounts[3].id).unwrap();
+        other[0].events += 100;
         let c = Checkpoint::open(encode(b"k", b"p1", &old, &old_usage, "segment", until), b"k")
             .unwrap();
         assert_eq!(c.position(), b"p1");
@@ -1076,7 +1107,7 @@ mod tests {
             .filter(|(id, _)| old.accounts.iter().any(|a| &a.id == *id))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let (fwd, joined) = c.forward(b"k2", b"p2", &replace, None).unwrap();
+        let (fwd, joined) = c.forward(b"k2", b"p2", &replace, UsageNow::Kept).unwrap();
         assert_eq!(joined, new.len());
         assert_eq!(Checkpoint::open(fwd.clone(), b"k").err(), Some(CheckpointError::Key));
         assert_eq!(Checkpoint::open(fwd.clone(), b"k2").unwrap().position(), b"p2");
@@ -1086,11 +1117,39 @@ mod tests {
         assert_eq!(got, read_back(want, b"k2", until));
         assert_ne!(got, read_back(encode(b"k", b"", &old, &kept, "segment", until), b"k", until));
         // Everyone's usage replaced.
-        let (fwd, _) = c.forward(b"k2", b"p2", &replace, Some(&usage)).unwrap();
+        let (fwd, _) = c.forward(b"k2", b"p2", &replace, UsageNow::All(&usage)).unwrap();
         let want = encode(b"k2", b"p2", &ledger, &usage, "segment", until);
         assert_eq!(read_back(fwd, b"k2", until), read_back(want, b"k2", until));
+        // The months from one on replaced, the earlier kept: as `encode` of that usage.
+        for month in [Timestamp::parse("2024-03-01").unwrap(), until, Timestamp(until.0 + 1)] {
+            let (fwd, _) = c
+                .forward(b"k2", b"p2", &replace, UsageNow::Since { month, usage: &usage })
+                .unwrap();
+            let mixed: UsageByAccount = ledger
+                .accounts
+                .iter()
+                .map(|a| {
+                    let was = old_usage
+                        .get(&a.id)
+                        .filter(|_| !new.iter().any(|&i| ledger.accounts[i].id == a.id));
+                    let mut v: Vec<UsageMonth> =
+                        was.into_iter().flatten().filter(|u| u.month < month).cloned().collect();
+                    v.extend(
+                        usage
+                            .get(&a.id)
+                            .into_iter()
+                            .flatten()
+                            .filter(|u| u.month >= month)
+                            .cloned(),
+                    );
+                    (a.id.clone(), v)
+                })
+                .collect();
+            let want = encode(b"k2", b"p2", &ledger, &mixed, "segment", until);
+            assert_eq!(read_back(fwd, b"k2", until), read_back(want, b"k2", until), "{month}");
+        }
         // Nothing to replace and the usage unchanged: the same accounts, byte for byte.
-        let (same, joined) = c.forward(b"k", b"p1", &[], None).unwrap();
+        let (same, joined) = c.forward(b"k", b"p1", &[], UsageNow::Kept).unwrap();
         assert_eq!(joined, 0);
         assert_eq!(same, encode(b"k", b"p1", &old, &old_usage, "segment", until));
     }

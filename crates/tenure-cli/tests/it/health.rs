@@ -590,7 +590,8 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
     );
     assert!(!said.contains("folding the log"), "{said}");
     assert_ne!(std::fs::read(&state).unwrap(), made, "not brought forward");
-    // A new account (which joins the others in id order) and usage (read again for all).
+    // A new account (which joins the others in id order) and usage (all of it read again:
+    // the new account may have used the product before its first contract).
     std::fs::write(
         &more,
         format!(
@@ -603,7 +604,7 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
     .unwrap();
     run(&["import", "--data", &data, &more.display().to_string()]);
     let said = same(AS_OF);
-    assert!(said.contains("(1 account folded again, usage read again)"), "{said}");
+    assert!(said.contains("(1 account folded again, all usage read again)"), "{said}");
     assert!(!said.contains("folding the log"), "{said}");
     let (csv, _) = run(&["health", "--data", &data, "--as-of", AS_OF, "--format", "csv"]);
     assert!(csv.contains("acc-0001234-new"), "{csv}");
@@ -612,12 +613,29 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
     let usage_first = "{\"type\":\"usage\",\"timestamp\":\"2024-11-22T10:00:00Z\",\"account_id\":\"acc-0001235-usage-first\",\"user_id\":\"u-1\",\"event\":\"export\",\"feature\":\"reports\"}\n";
     std::fs::write(&more, usage_first).unwrap();
     run(&["import", "--data", &data, &more.display().to_string()]);
-    assert!(same(AS_OF).contains("(0 accounts folded again, usage read again)"));
+    let said = same(AS_OF);
+    assert!(said.contains("(0 accounts folded again, usage from 2024-11 on read again)"), "{said}");
     let contract = "{\"type\":\"subscription\",\"timestamp\":\"2024-12-02T10:00:00Z\",\"account_id\":\"acc-0001235-usage-first\",\"subscription_id\":\"s-uf\",\"kind\":\"product\",\"quantity\":2,\"amount\":\"40.00\",\"currency\":\"USD\",\"interval\":\"month\",\"status\":\"active\"}\n";
     std::fs::write(&more, contract).unwrap();
     run(&["import", "--data", &data, &more.display().to_string()]);
     let said = same(AS_OF);
-    assert!(said.contains("(1 account folded again, usage read again)"), "{said}");
+    assert!(said.contains("(1 account folded again, all usage read again)"), "{said}");
+    // Usage only: this month's, then a late event of a month long past (its user new, so
+    // that month's users change): only the months from the earliest new event's on are
+    // read again, the rest kept, and the listings equal a replay's.
+    for (ts, month) in [("2024-12-23T09:00:00Z", "2024-12"), ("2024-03-05T09:00:00Z", "2024-03")] {
+        std::fs::write(
+            &more,
+            format!(
+                "{{\"type\":\"usage\",\"timestamp\":\"{ts}\",\"account_id\":\"{id}\",\"user_id\":\"u-late-{month}\",\"event\":\"export\",\"feature\":\"reports\"}}\n"
+            ),
+        )
+        .unwrap();
+        run(&["import", "--data", &data, &more.display().to_string()]);
+        let said = same(AS_OF);
+        let want = format!("(0 accounts folded again, usage from {month} on read again)");
+        assert!(said.contains(&want), "{said}");
+    }
 
     // Damage anywhere is found, said, and repaired by folding again.
     let mut bytes = std::fs::read(&state).unwrap();
