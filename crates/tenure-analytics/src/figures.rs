@@ -7,12 +7,16 @@
 //! Parquet files (their names carry the records they hold) of every month before the
 //! period's end in the tables the figures are computed from. A late event in one of those
 //! months, a compaction or a rebuilt rollup changes that list, and the entry is computed
-//! again; events of later months leave it alone. A period still running at `as_of` is always
-//! computed: its window moves with `as_of`. A damaged or foreign entry is never trusted.
+//! again; events of later months leave it alone. Computed again for the accounts that
+//! changed only, when it can tell which: the files it listed are all still there (no month
+//! was compacted), and the new ones (of events that arrived late) name few accounts. A
+//! period still running at `as_of` is always computed: its window moves with `as_of`. A
+//! damaged or foreign entry is never trusted.
 
-use crate::usage::{compute, effective_end};
+use crate::usage::{Only, accounts_in, compute, effective_end};
 use crate::{AnalyticsError, Engine, columnar_dir};
 use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenure_core::codec::{Cursor, put_i64, put_str, put_u64};
@@ -37,6 +41,10 @@ pub struct FiguresRun {
     pub read: usize,
     /// Periods computed (and saved when closed).
     pub computed: usize,
+    /// Periods whose saved figures were computed again for the accounts of late events
+    /// only, and how many accounts that was.
+    pub updated: usize,
+    pub accounts_updated: usize,
     /// Entries found damaged, with why (they were computed again).
     pub damaged: Vec<String>,
     /// Entries that could not be saved, with why (the report is whole; the next one
@@ -60,75 +68,145 @@ pub fn usage_figures(
     let dir = columnar_dir(data).join("figures");
     let mut run = FiguresRun::default();
     let mut out: Vec<Option<FxHashMap<String, AccountUsage>>> = vec![None; periods.len()];
-    let mut keys: Vec<Option<(PathBuf, String)>> = vec![None; periods.len()];
+    let mut entries: Vec<Option<Entry>> = (0..periods.len()).map(|_| None).collect();
+    let closed = periods.iter().filter(|p| effective_end(**p, as_of) == p.end).count();
+    // Saving more than half the entries kept would turn the folder over at each report.
+    let saving = closed <= KEEP / 2;
+    let saved = |e: &Entry, m: &FxHashMap<String, AccountUsage>, run: &mut FiguresRun| {
+        if saving && let Err(e) = save(&dir, &e.path, &e.key(), m) {
+            run.unsaved.push(e.to_string());
+        }
+    };
     for (i, p) in periods.iter().enumerate() {
         if effective_end(*p, as_of) != p.end {
             continue;
         }
-        let (path, key) = entry(data, &dir, *p, advanced, build);
-        match read(&path, &key) {
-            Ok(Some(m)) => {
+        let e = entry(data, &dir, *p, advanced, build);
+        match read(&e.path, &e.head, &e.files) {
+            Ok(Found::Current(m)) => {
                 out[i] = Some(m);
                 run.read += 1;
                 continue;
             }
-            Ok(None) => {}
-            Err(why) => run.damaged.push(format!("{}: {why}", path.display())),
+            Ok(Found::Stale { files, mut figures }) => {
+                // Few accounts with late events: those alone computed again.
+                if let Some(ids) = late_accounts(data, &files, &e.files)
+                    && ids.len() <= figures.len() / 4 + 64
+                {
+                    if !ids.is_empty() {
+                        let fresh =
+                            compute(data, engine, &[*p], advanced, as_of, Only::Accounts(&ids))?;
+                        for id in &ids {
+                            figures.remove(id);
+                        }
+                        figures.extend(fresh.into_iter().flatten());
+                    }
+                    run.updated += 1;
+                    run.accounts_updated += ids.len();
+                    saved(&e, &figures, &mut run);
+                    out[i] = Some(figures);
+                    continue;
+                }
+            }
+            Ok(Found::None) => {}
+            Err(why) => run.damaged.push(format!("{}: {why}", e.path.display())),
         }
-        keys[i] = Some((path, key));
+        entries[i] = Some(e);
     }
     let missing: Vec<usize> = (0..periods.len()).filter(|&i| out[i].is_none()).collect();
     if !missing.is_empty() {
         let todo: Vec<Period> = missing.iter().map(|&i| periods[i]).collect();
-        let computed = compute(data, engine, &todo, advanced, as_of, None)?;
+        let computed = compute(data, engine, &todo, advanced, as_of, Only::All)?;
         run.computed = missing.len();
-        let saving = keys.iter().flatten().count() <= KEEP / 2;
         for (i, m) in missing.into_iter().zip(computed) {
-            if let (Some((path, key)), true) = (&keys[i], saving)
-                && let Err(e) = save(&dir, path, key, &m)
-            {
-                run.unsaved.push(e.to_string());
+            if let Some(e) = &entries[i] {
+                saved(e, &m, &mut run);
             }
             out[i] = Some(m);
         }
+    }
+    if run.computed + run.updated > 0 {
         prune(&dir);
     }
     Ok((out.into_iter().map(Option::unwrap_or_default).collect(), run))
 }
 
-/// The entry of period `p`: its file and the key it must hold to be read.
-fn entry(
-    data: &Path,
-    dir: &Path,
-    p: Period,
-    advanced: &[String],
-    build: &str,
-) -> (PathBuf, String) {
-    let mut key = format!(
+/// A period's entry: its file, and the key it must hold to be read: the `head` (what
+/// computes the figures) then the `files` they are computed from.
+struct Entry {
+    path: PathBuf,
+    head: String,
+    files: String,
+}
+
+impl Entry {
+    fn key(&self) -> String {
+        format!("{}{}", self.head, self.files)
+    }
+}
+
+/// The entry of period `p`.
+fn entry(data: &Path, dir: &Path, p: Period, advanced: &[String], build: &str) -> Entry {
+    let mut head = format!(
         "tenure usage figures {FORMAT}\nstore {}\nperiod {} {}\nadvanced",
         crate::store::FORMAT,
         p.start,
         p.end
     );
     for a in advanced {
-        key.push(' ');
-        key.push_str(&a.len().to_string());
-        key.push(':');
-        key.push_str(a);
+        head.push(' ');
+        head.push_str(&a.len().to_string());
+        head.push(':');
+        head.push_str(a);
     }
     // The name depends on the period and features only: a later entry of the same period
     // replaces the earlier one.
-    let name = format!("{:08x}", crc32fast::hash(key.as_bytes()));
-    key.push_str("\nbuild ");
-    key.push_str(build);
+    let name = format!("{:08x}", crc32fast::hash(head.as_bytes()));
+    head.push_str("\nbuild ");
+    head.push_str(build);
+    let mut files = String::new();
     for t in TABLES {
-        key.push_str(&format!("\n{t}"));
+        files.push_str(&format!("\n{t}"));
         for f in files_before(&crate::store::table_dir(data, t), p.end) {
-            key.push(' ');
-            key.push_str(&f);
+            files.push(' ');
+            files.push_str(&f);
         }
     }
-    (dir.join(format!("{name}.figures")), key)
+    Entry { path: dir.join(format!("{name}.figures")), head, files }
+}
+
+/// Each table's file names in the `files` part of a key.
+fn listed(files: &str) -> BTreeMap<&str, BTreeSet<&str>> {
+    let mut out = BTreeMap::new();
+    for line in files.split('\n').filter(|l| !l.is_empty()) {
+        let mut words = line.split(' ');
+        let table = words.next().unwrap_or_default();
+        out.insert(table, words.collect());
+    }
+    out
+}
+
+/// The accounts whose figures may differ from those an entry computed from the files
+/// `old` lists, now that they are `new`: those of the event files not listed before (a
+/// month's `usage_features` follows its `usage_daily`). `None` when that cannot be told: a
+/// file listed before is gone (a month compacted, the store rebuilt), or a new one does
+/// not read.
+fn late_accounts(data: &Path, old: &str, new: &str) -> Option<Vec<String>> {
+    let (old, new) = (listed(old), listed(new));
+    let mut added = Vec::new();
+    for t in ["usage_daily", "emails", "web_visits"] {
+        let none = BTreeSet::new();
+        let (was, now) = (old.get(t).unwrap_or(&none), new.get(t).unwrap_or(&none));
+        if !was.is_subset(now) {
+            return None;
+        }
+        let dir = crate::store::table_dir(data, t);
+        added.extend(now.difference(was).map(|f| dir.join(f).display().to_string()));
+    }
+    if added.is_empty() {
+        return Some(Vec::new());
+    }
+    accounts_in(&added).ok()
 }
 
 /// The names of a table's Parquet files of months that start before `end`, sorted (a name
@@ -152,41 +230,54 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AnalyticsError + '_ {
     move |source| AnalyticsError::Io { path: path.to_path_buf(), source }
 }
 
-/// An entry's figures if it holds `key`; `Ok(None)` when there is none or it was made from
-/// other files (or by another layout or build); `Err` with why when it is damaged. The
-/// header and key are read first: an entry of other files is not read whole.
-fn read(path: &Path, key: &str) -> Result<Option<FxHashMap<String, AccountUsage>>, String> {
+/// What an entry's file holds.
+enum Found {
+    /// Nothing this build would read (no file, another layout, period or build).
+    None,
+    /// The figures, computed from the files listed now.
+    Current(FxHashMap<String, AccountUsage>),
+    /// The figures this build computed for the period from the files `files` lists.
+    Stale { files: String, figures: FxHashMap<String, AccountUsage> },
+}
+
+/// The entry at `path` for a key of `head` and `files`; `Err` with why when it is damaged.
+/// The header and key are read first: an entry of another period or build is not read
+/// whole.
+fn read(path: &Path, head: &str, files: &str) -> Result<Found, String> {
     use std::io::Read;
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::None),
         Err(e) => return Err(e.to_string()),
     };
     let short = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => "cut short".to_string(),
         _ => e.to_string(),
     };
-    let mut head = [0u8; 16];
-    f.read_exact(&mut head).map_err(short)?;
-    let word = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    if &head[..8] != MAGIC {
+    let mut header = [0u8; 16];
+    f.read_exact(&mut header).map_err(short)?;
+    let word = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    if &header[..8] != MAGIC {
         return Err("not a usage figures file".into());
     }
     if word(8) != FORMAT {
-        return Ok(None);
+        return Ok(Found::None);
     }
     let len = word(12) as usize;
     if len > MAX_KEY {
         return Err("key length out of range".into());
     }
-    if len != key.len() {
-        return Ok(None);
+    if len < head.len() {
+        return Ok(Found::None);
     }
     let mut stored = vec![0u8; len];
     f.read_exact(&mut stored).map_err(short)?;
-    if stored != key.as_bytes() {
-        return Ok(None);
-    }
+    let Some(rest) = stored.strip_prefix(head.as_bytes()) else { return Ok(Found::None) };
+    let Ok(stored_files) = std::str::from_utf8(rest) else { return Ok(Found::None) };
+    let current = stored_files == files;
+    let stored_files = stored_files.to_string();
     let mut crc = [0u8; 4];
     f.read_exact(&mut crc).map_err(short)?;
     let mut body = Vec::new();
@@ -194,13 +285,16 @@ fn read(path: &Path, key: &str) -> Result<Option<FxHashMap<String, AccountUsage>
     if crc32fast::hash(&body) != u32::from_le_bytes(crc) {
         return Err("checksum mismatch".into());
     }
-    let m = decode(&body).map_err(|e| format!("does not decode ({e})"))?;
+    let figures = decode(&body).map_err(|e| format!("does not decode ({e})"))?;
+    if !current {
+        return Ok(Found::Stale { files: stored_files, figures });
+    }
     // Read entries are the last to go when the folder is pruned.
     let _ = std::fs::File::options()
         .write(true)
         .open(path)
         .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-    Ok(Some(m))
+    Ok(Found::Current(figures))
 }
 
 /// Writes an entry aside, then renames it over the old one: a reader sees one or the other.

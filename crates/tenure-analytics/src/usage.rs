@@ -71,6 +71,23 @@ fn span(a: Timestamp, b: Timestamp, only: &str) -> String {
     )
 }
 
+/// The distinct accounts of some Parquet files of the columnar store (read here: they are
+/// few and small, the files of events that arrived late).
+pub(crate) fn accounts_in(files: &[String]) -> Result<Vec<String>, AnalyticsError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let df = ctx.read_parquet(files.to_vec(), ParquetReadOptions::default()).await?;
+        ctx.register_table("late", df.into_view())?;
+        let mut out = Vec::new();
+        for b in ctx.sql("SELECT DISTINCT account_id FROM late").await?.collect().await? {
+            out.extend(strings(&b, 0)?);
+        }
+        out.sort();
+        Ok(out)
+    })
+}
+
 /// Where a period's usage figures stop: its end, or just after `as_of` for a period still
 /// running.
 pub(crate) fn effective_end(p: Period, as_of: Timestamp) -> Timestamp {
@@ -89,7 +106,17 @@ pub fn usage_stats(
     account: Option<&str>,
 ) -> Result<Usage, AnalyticsError> {
     let _lock = crate::lock(data, false)?;
-    compute(data, engine, periods, advanced, as_of, account)
+    let only = account.map_or(Only::All, Only::Account);
+    compute(data, engine, periods, advanced, as_of, only)
+}
+
+/// Which accounts [`compute`] computes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Only<'a> {
+    All,
+    Account(&'a str),
+    /// These (as a table the queries join with: the list may be long).
+    Accounts(&'a [String]),
 }
 
 /// A feature name shared by every account that uses it.
@@ -118,17 +145,30 @@ pub(crate) fn compute(
     periods: &[Period],
     advanced: &[String],
     as_of: Timestamp,
-    account: Option<&str>,
+    accounts: Only<'_>,
 ) -> Result<Usage, AnalyticsError> {
     let rt = runtime()?;
     rt.block_on(async {
-        let (ctx, _scratch) = session(data, engine, Vec::new()).await?;
+        let mut extra = Vec::new();
+        let only = match accounts {
+            Only::All => String::new(),
+            Only::Account(a) => format!(" AND account_id = {}", quote(a)),
+            Only::Accounts(ids) => {
+                let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+                    datafusion::arrow::datatypes::Field::new("account_id", DataType::Utf8, false),
+                ]));
+                let ids = datafusion::arrow::array::StringArray::from_iter_values(ids);
+                let batch = RecordBatch::try_new(schema, vec![Arc::new(ids)])?;
+                extra.push(crate::SqlTable { name: "only_accounts".into(), batch });
+                " AND account_id IN (SELECT account_id FROM only_accounts)".to_string()
+            }
+        };
+        let (ctx, _scratch) = session(data, engine, extra).await?;
         let adv = if advanced.is_empty() {
             "NULL".to_string()
         } else {
             advanced.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ")
         };
-        let only = account.map_or(String::new(), |a| format!(" AND account_id = {}", quote(a)));
         let mut out = Vec::with_capacity(periods.len());
         let mut names = FxHashMap::default();
         for p in periods {

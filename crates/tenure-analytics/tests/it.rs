@@ -584,14 +584,14 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
     let as_of = Timestamp::parse("2024-04-15T12:00:00Z").unwrap();
     let fresh = || usage_stats(t.path(), HERE, &periods, &adv, as_of, None).unwrap();
     let figures = || usage_figures(t.path(), HERE, &periods, &adv, as_of, "build 1").unwrap();
-    let runs = |r: &tenure_analytics::FiguresRun| (r.read, r.computed, r.damaged.len());
+    let runs = |r: &tenure_analytics::FiguresRun| (r.read, r.computed, r.updated, r.damaged.len());
 
     let (first, run) = figures();
-    assert_eq!(runs(&run), (0, 2, 0));
+    assert_eq!(runs(&run), (0, 2, 0, 0));
     assert_eq!(first, fresh());
     assert_eq!(first[0]["a"].mau, 2);
     let (second, run) = figures();
-    assert_eq!(runs(&run), (1, 1, 0), "March read, April computed");
+    assert_eq!(runs(&run), (1, 1, 0, 0), "March read, April computed");
     assert_eq!(second, first);
     let entries = |dir: &Path| -> Vec<std::path::PathBuf> {
         std::fs::read_dir(dir.join("columnar/figures"))
@@ -605,12 +605,13 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
     append_lanes(t.path(), &[usage("2024-04-02T10:00:00Z", "b", "u9", "dashboards")]);
     refresh(t.path(), HERE).unwrap();
     let (u, run) = figures();
-    assert_eq!(runs(&run), (1, 1, 0));
+    assert_eq!(runs(&run), (1, 1, 0, 0));
     assert_eq!(u, fresh());
     assert_eq!(u[1]["b"].mau, 1);
 
     // A late event of March, another of February (read by "features ever" and the trend),
-    // a late email and a late visit: each makes March computed again, equal to a fresh run.
+    // a late email and a late visit: each makes March computed again for the account it
+    // names (its new file lists no other), equal to a fresh run.
     type Field = fn(&tenure_kpi::usage::AccountUsage) -> u64;
     let late: [(Event, Field, u64); 4] = [
         (usage("2024-03-20T10:00:00Z", "b", "u8", "reports"), |u| u.mau, 1),
@@ -622,11 +623,34 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
         append_lanes(t.path(), std::slice::from_ref(&e));
         refresh(t.path(), HERE).unwrap();
         let (u, run) = figures();
-        assert_eq!(runs(&run), (0, 2, 0), "{e:?}");
+        assert_eq!((runs(&run), run.accounts_updated), ((0, 1, 1, 0), 1), "{e:?}");
         assert_eq!(u, fresh());
         assert_eq!(field(&u[0]["b"]), want, "{e:?}");
-        assert_eq!(runs(&figures().1), (1, 1, 0));
+        assert_eq!(runs(&figures().1), (1, 1, 0, 0));
     }
+    // Late events of March until the month is compacted (its files merged into one): the
+    // files listed before are gone, so March is computed whole; until then, for a alone.
+    let march = || {
+        std::fs::read_dir(t.path().join("columnar/usage_daily"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("2024-03"))
+            .count()
+    };
+    let mut compacted = false;
+    for k in 0..10 {
+        let e = usage(&format!("2024-03-2{k}T12:00:00Z"), "a", &format!("late-{k}"), "api");
+        append_lanes(t.path(), &[e]);
+        refresh(t.path(), HERE).unwrap();
+        let (u, run) = figures();
+        assert_eq!(u, fresh());
+        if march() == 1 {
+            assert_eq!(runs(&run), (0, 2, 0, 0), "compacted: computed whole");
+            compacted = true;
+            break;
+        }
+        assert_eq!((runs(&run), run.accounts_updated), ((0, 1, 1, 0), 1), "late event {k}");
+    }
+    assert!(compacted, "March was never compacted");
 
     // Damage: a flipped byte, a file cut in its body or in its key, another file's bytes.
     // Each is said and computed.
@@ -643,7 +667,7 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
     ] {
         std::fs::write(&entry, bytes).unwrap();
         let (u, run) = figures();
-        assert_eq!(runs(&run), (0, 2, 1), "{why}");
+        assert_eq!(runs(&run), (0, 2, 0, 1), "{why}");
         assert!(run.damaged[0].contains(why), "{:?}", run.damaged);
         assert_eq!(u, fresh());
         assert_eq!(std::fs::read(&entry).unwrap(), good, "written again, the same bytes");
@@ -652,11 +676,11 @@ fn saved_usage_figures_hold_until_a_month_they_read_changes() {
     // Another build computes again (and replaces the entry); other advanced features make
     // another entry.
     let (u, run) = usage_figures(t.path(), HERE, &periods, &adv, as_of, "build 2").unwrap();
-    assert_eq!(runs(&run), (0, 2, 0));
+    assert_eq!(runs(&run), (0, 2, 0, 0));
     assert_eq!(u, fresh());
-    assert_eq!(runs(&figures().1), (0, 2, 0), "build 1 again: computed");
+    assert_eq!(runs(&figures().1), (0, 2, 0, 0), "build 1 again: computed");
     let (u, run) = usage_figures(t.path(), HERE, &periods, &[], as_of, "build 1").unwrap();
-    assert_eq!(runs(&run), (0, 2, 0));
+    assert_eq!(runs(&run), (0, 2, 0, 0));
     assert_eq!(u, usage_stats(t.path(), HERE, &periods, &[], as_of, None).unwrap());
     assert_eq!(entries(t.path()).len(), 2);
 
