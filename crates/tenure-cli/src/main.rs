@@ -852,7 +852,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     )?;
                     return Ok(Some(u));
                 }
-                // Closed periods whose months' files are unchanged are read, not computed.
+                // Closed periods are read as saved (their late events' accounts computed again).
                 let (u, run) = tenure_analytics::usage_figures(
                     &dir,
                     &engine,
