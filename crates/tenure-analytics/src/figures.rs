@@ -426,17 +426,17 @@ fn encode(m: &FxHashMap<String, AccountUsage>) -> Vec<u8> {
     out
 }
 
+/// A count read from `bytes`, refused past their length: a damaged count cannot allocate
+/// much.
+fn bounded(n: u64, bytes: &[u8]) -> Result<usize, String> {
+    usize::try_from(n).ok().filter(|&n| n <= bytes.len()).ok_or_else(|| "count out of range".into())
+}
+
 fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
     use rayon::prelude::*;
     let mut c = Cursor::new(body);
     let e = |e: tenure_core::codec::CodecError| e.to_string();
-    // Every count is bounded by the bytes: a damaged length cannot allocate much.
-    let bounded = |n: u64| -> Result<usize, String> {
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= body.len())
-            .ok_or_else(|| "count out of range".into())
-    };
+    let bounded = |n: u64| bounded(n, body);
     let n = bounded(c.u64().map_err(e)?)?;
     // Each name takes a byte at least: a long table cannot come from a short body.
     let table: Vec<Arc<str>> =
@@ -447,7 +447,7 @@ fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
     for _ in 0..n {
         directory.push((bounded(c.u64().map_err(e)?)?, bounded(c.u64().map_err(e)?)?));
     }
-    let mut slices = Vec::with_capacity(n);
+    let mut slices = Vec::with_capacity(directory.len());
     for (accounts, len) in directory {
         slices.push((accounts, c.bytes(len).map_err(e)?));
     }
@@ -476,12 +476,7 @@ fn section(
 ) -> Result<Vec<(String, AccountUsage)>, String> {
     let mut c = Cursor::new(bytes);
     let e = |e: tenure_core::codec::CodecError| e.to_string();
-    let bounded = |n: u64| -> Result<usize, String> {
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= bytes.len())
-            .ok_or_else(|| "count out of range".into())
-    };
+    let bounded = |n: u64| bounded(n, bytes);
     let name = |i: u64| {
         table.get(i as usize).cloned().ok_or_else(|| "feature index out of range".to_string())
     };

@@ -402,14 +402,8 @@ fn state_kinds() -> Vec<EventKind> {
 /// log stood is noted apart (`state::Marks`): a checkpoint of an older log is brought
 /// forward.
 fn state_key(cfg: &Config) -> Vec<u8> {
-    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
-    let build = exe.map(|m| (m.len(), m.modified().ok()));
-    let settings = format!(
-        "{}|{build:?}|{SEGMENT_KEY}|{:?}|{:?}",
-        env!("CARGO_PKG_VERSION"),
-        cfg.revenue,
-        cfg.kpi.features
-    );
+    let settings =
+        format!("{}|{SEGMENT_KEY}|{:?}|{:?}", crate::build(), cfg.revenue, cfg.kpi.features);
     tenure_engine::state::digest(&settings).to_vec()
 }
 
