@@ -164,7 +164,7 @@ impl Live {
             .collect();
         let Usage { monthly: mut usage, days: rows } = usage;
         let mut live = Live {
-            ledger: builder.clone().finish(&cfg.revenue, now),
+            ledger: builder.fold_all(&cfg.revenue, now),
             builder,
             usage: UsageByAccount::default(),
             recent: FxHashMap::default(),
@@ -443,7 +443,9 @@ impl Live {
     /// to renewal).
     pub fn refresh(&mut self, now: Timestamp) -> Vec<Firing> {
         self.advance(now);
-        self.ledger = self.builder.clone().finish(&self.cfg.revenue, now);
+        // The old fold goes first: both at once would hold every account twice.
+        self.ledger = Ledger::default();
+        self.ledger = self.builder.fold_all(&self.cfg.revenue, now);
         let ids: Vec<String> = self.recent.keys().cloned().collect();
         for id in ids {
             self.refresh_month(&id);

@@ -88,7 +88,7 @@ pub fn run(a: ForecastArgs) -> Result<()> {
     };
     refresh_columnar(&dir, &cfg)?;
     let builder = tenure_engine::ledger_builder(&dir, tenure_engine::Scope::ALL)?;
-    let now = builder.clone().finish(&cfg.revenue, t);
+    let now = builder.fold_all(&cfg.revenue, t);
     let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
     let usage_by: UsageByAccount =
         tenure_analytics::usage_monthly(&dir, &crate::engine(&cfg), &names, t)?;

@@ -909,11 +909,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Some(&cfg.revenue.fx),
                 );
                 // Damage past the header shows only when its chunk is read.
-                let parts = match st.map_chunks(tally.reads_cs(), |a| tally.part(a)) {
+                let parts = match st.map_chunks(tally.wants(), |a| tally.part(a)) {
                     Err(EngineError::State(why)) => {
                         st = ledger_state::refold(&dir, &cfg, at, &key, &why)?;
                         eprintln!("{}", st.said.as_deref().unwrap_or_default());
-                        st.map_chunks(tally.reads_cs(), |a| tally.part(a))?
+                        st.map_chunks(tally.wants(), |a| tally.part(a))?
                     }
                     parts => parts?,
                 };

@@ -80,13 +80,13 @@ impl LedgerState {
 
     /// `f` of every account, in groups (a chunk of the checkpoint at a time, decoded in
     /// parallel, then the accounts folded again): the results in no particular order.
-    /// Without `cs`, the checkpoint's accounts come without their invoices and CS side.
+    /// The checkpoint's accounts come without the parts `want` leaves out.
     pub fn map_chunks<T: Send>(
         &self,
-        cs: bool,
+        want: checkpoint::Want,
         f: impl Fn(&[AccountLedger]) -> T + Sync,
     ) -> Result<Vec<T>, EngineError> {
-        let mut out = self.checkpoint.map_chunks(&self.skip, cs, &f).map_err(damaged)?;
+        let mut out = self.checkpoint.map_chunks(&self.skip, want, &f).map_err(damaged)?;
         if !self.refolded.is_empty() {
             out.push(f(&self.refolded));
         }

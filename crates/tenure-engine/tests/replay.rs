@@ -377,7 +377,10 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
                 (ledger.accounts.len(), as_of, &b"marks"[..])
             );
             assert_eq!(c.diagnostics(), &ledger.diagnostics[..]);
-            let back: Vec<_> = c.map_chunks(&[], true, |a| a.to_vec()).unwrap().concat();
+            let back: Vec<_> = c
+                .map_chunks(&[], tenure_ledger::checkpoint::Want::ALL, |a| a.to_vec())
+                .unwrap()
+                .concat();
             let kept: Vec<_> = ledger.accounts.iter().map(checkpoint::kept).collect();
             assert_eq!(format!("{back:#?}"), format!("{kept:#?}"));
             // What is dropped, the KPIs do not read: every report is the same.
@@ -400,7 +403,7 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
                     None,
                     Some(&cfg.revenue.fx),
                 );
-                for p in c.map_chunks(&[], t.reads_cs(), |a| t.part(a)).unwrap() {
+                for p in c.map_chunks(&[], t.wants(), |a| t.part(a)).unwrap() {
                     t.add(p);
                 }
                 let full = match family {

@@ -1189,7 +1189,7 @@ pub fn backtest(
 ) -> Result<Backtest, HealthError> {
     let (mut out, mut skipped) = (Vec::new(), Vec::new());
     for p in periods {
-        let then = builder.clone().finish(cfg, p.start);
+        let then = builder.fold_all(cfg, p.start);
         let f = match forecast(&then, usage, ctx, *p, s) {
             Ok(f) => f,
             Err(HealthError::NotEnoughData(why)) => {

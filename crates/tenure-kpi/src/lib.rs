@@ -623,10 +623,13 @@ impl<'a> Tally<'a> {
         Tally { periods, by, cfg, set, usage, fx, merged: Map::default() }
     }
 
-    /// Whether the report reads the accounts' CS side and invoices (a checkpoint's reader
-    /// may leave them out otherwise).
-    pub fn reads_cs(&self) -> bool {
-        self.set.cs
+    /// What the report reads of each account: the CS side and invoices for the CS KPIs,
+    /// the attributes for a cut by attribute (a checkpoint's reader leaves out the rest).
+    pub fn wants(&self) -> tenure_ledger::checkpoint::Want {
+        tenure_ledger::checkpoint::Want {
+            cs: self.set.cs,
+            attributes: matches!(self.by, Some(By::Attribute(_))),
+        }
     }
 
     /// The sums over `accounts`.

@@ -312,7 +312,7 @@ impl<S: Source> LedgerCheckpoint<S> {
             .filter(|c| self.chunks[*c].changes_at <= t.0)
             .map_init(Vec::new, |buf, c| {
                 let mut out = Vec::new();
-                self.decode(c, false, buf, |a| {
+                self.decode(c, Want { cs: false, attributes: false }, buf, |a| {
                     if a.changes_at.is_some_and(|at| at <= t) {
                         out.push(a.id.clone());
                     }
@@ -329,18 +329,18 @@ impl<S: Source> LedgerCheckpoint<S> {
 
     /// `f` of each chunk's accounts (in id order within a chunk), the chunks decoded in
     /// parallel; the results in chunk order. Accounts named in `skip` (sorted) are left
-    /// out; without `cs`, accounts come without their invoices and CS side.
+    /// out; the parts `want` leaves out come empty.
     pub fn map_chunks<T: Send>(
         &self,
         skip: &[String],
-        cs: bool,
+        want: Want,
         f: impl Fn(&[AccountLedger]) -> T + Sync,
     ) -> Result<Vec<T>, CheckpointError> {
         let parts: Vec<R<T>> = (0..self.chunks.len())
             .into_par_iter()
             .map_init(Vec::new, |buf, c| {
                 let mut accounts = Vec::with_capacity(self.chunks[c].accounts);
-                self.decode(c, cs, buf, |a| {
+                self.decode(c, want, buf, |a| {
                     if skip.binary_search(&a.id).is_err() {
                         accounts.push(std::mem::take(a));
                     }
@@ -351,13 +351,13 @@ impl<S: Source> LedgerCheckpoint<S> {
         parts.into_iter().collect()
     }
 
-    /// Reads, checks and decodes chunk `c` (the CS side and invoices when `cs`), calling
-    /// `f` on each account in turn. `buf` is reused from chunk to chunk: fresh memory for
+    /// Reads, checks and decodes chunk `c` (the parts `want` names), calling `f` on each
+    /// account in turn. `buf` is reused from chunk to chunk: fresh memory for
     /// each would be zeroed by the kernel again.
     fn decode(
         &self,
         c: usize,
-        cs: bool,
+        want: Want,
         buf: &mut Vec<u8>,
         mut f: impl FnMut(&mut AccountLedger),
     ) -> R<()> {
@@ -375,7 +375,7 @@ impl<S: Source> LedgerCheckpoint<S> {
             table.push(Arc::from(r.raw_str()?));
         }
         let mut r = Reader::new(&buf[r.at..], &table);
-        r.cs = cs;
+        r.want = want;
         for _ in 0..chunk.accounts {
             let mut a = r.account()?;
             f(&mut a);
@@ -415,7 +415,7 @@ impl<S: Source> LedgerCheckpoint<S> {
             .into_par_iter()
             .map_init(Vec::new, |buf, c| {
                 let mut kept = Vec::with_capacity(self.chunks[c].accounts);
-                self.decode(c, true, buf, |a| {
+                self.decode(c, Want::ALL, buf, |a| {
                     if !replaced(&a.id) {
                         debug_assert!(a.changes_at.is_none_or(|t| t > as_of), "{}", a.id);
                         kept.push(std::mem::take(a));
@@ -754,13 +754,27 @@ struct Reader<'a> {
     at: usize,
     table: &'a [Arc<str>],
     prev: i64,
-    /// Whether to decode the invoices and the CS side (else left empty).
-    cs: bool,
+    /// The parts decoded (the others left empty).
+    want: Want,
+}
+
+/// The parts of each account a reader of the checkpoint decodes; those it leaves out come
+/// empty (a report that reads only the revenue side does not pay for the rest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Want {
+    /// The invoices and the CS side.
+    pub cs: bool,
+    /// The attributes (read by cuts by attribute).
+    pub attributes: bool,
+}
+
+impl Want {
+    pub const ALL: Want = Want { cs: true, attributes: true };
 }
 
 impl<'a> Reader<'a> {
     fn new(b: &'a [u8], table: &'a [Arc<str>]) -> Reader<'a> {
-        Reader { b, at: 0, table, prev: 0, cs: true }
+        Reader { b, at: 0, table, prev: 0, want: Want::ALL }
     }
 
     fn byte(&mut self) -> R<u8> {
@@ -898,7 +912,23 @@ impl<'a> Reader<'a> {
     fn account(&mut self) -> R<AccountLedger> {
         self.prev = 0;
         let id = self.s()?;
-        let attributes = self.list(|r| Ok((r.ts()?, r.s()?, r.attr()?)))?;
+        let attributes = if self.want.attributes {
+            self.list(|r| Ok((r.ts()?, r.s()?, r.attr()?)))?
+        } else {
+            // Walked, not kept: the times are deltas from one to the next.
+            for _ in 0..self.len()? {
+                self.ts()?;
+                self.entry()?;
+                match self.byte()? {
+                    0 | 1 => {
+                        self.entry()?;
+                    }
+                    2 | 3 => {}
+                    _ => return Err(CheckpointError::Damaged("attribute")),
+                }
+            }
+            Vec::new()
+        };
         let steps = self.list(|r| {
             Ok(Step {
                 ts: r.ts()?,
@@ -961,7 +991,7 @@ impl<'a> Reader<'a> {
         let changes_at = self.ots()?;
         let side = self.len()?;
         let (mut invoices, mut cs) = (Vec::new(), CsLedger::default());
-        if self.cs {
+        if self.want.cs {
             let end = self.at + side;
             invoices = self.list(|r| {
                 Ok(Invoice {
@@ -1123,6 +1153,11 @@ mod tests {
         };
         AccountLedger {
             id: id.to_string(),
+            // Dated between the steps: a reader that skips them must keep the times' deltas.
+            attributes: vec![
+                (Timestamp(1_500), "segment".into(), AttrValue::Str(format!("s-{id}"))),
+                (Timestamp(1_700), "trial".into(), AttrValue::Bool(true)),
+            ],
             steps: vec![step(1_000), step(2_000)],
             changes_at: changes_at.map(Timestamp),
             ..AccountLedger::default()
@@ -1163,15 +1198,28 @@ mod tests {
             .chain(replace.iter().cloned())
             .collect();
         want.sort_by(|a, b| a.id.cmp(&b.id));
-        let got: Vec<AccountLedger> = f.map_chunks(&[], true, |a| a.to_vec()).unwrap().concat();
+        let got: Vec<AccountLedger> =
+            f.map_chunks(&[], Want::ALL, |a| a.to_vec()).unwrap().concat();
         assert_eq!(format!("{got:?}"), format!("{want:?}"));
         assert_eq!((f.len(), f.as_of(), f.position()), (want.len(), Timestamp(8), &b"p2"[..]));
         assert_eq!(f.diagnostics(), [Diagnostic("new".into()), Diagnostic("old".into())]);
         assert!(f.chunks.windows(2).all(|w| w[0].first < w[1].first));
         // Skipped accounts are left out; without the CS side, accounts come without it.
         let skip = ["acc-00000".to_string(), "zzz".to_string()];
-        let n: usize = f.map_chunks(&skip, false, |a| a.len()).unwrap().iter().sum();
+        let n: usize = f
+            .map_chunks(&skip, Want { cs: false, attributes: true }, |a| a.len())
+            .unwrap()
+            .iter()
+            .sum();
         assert_eq!(n, want.len() - 2);
+        // Without the attributes, accounts come without them, and otherwise whole.
+        let no_attributes = Want { cs: true, attributes: false };
+        let bare: Vec<AccountLedger> =
+            f.map_chunks(&[], no_attributes, |a| a.to_vec()).unwrap().concat();
+        for a in &mut want {
+            a.attributes.clear();
+        }
+        assert_eq!(format!("{bare:?}"), format!("{want:?}"));
     }
 
     /// Damage to a chunk is found when it is read; to the header, when it is opened.
@@ -1185,7 +1233,7 @@ mod tests {
         bad[at] ^= 1;
         let c = LedgerCheckpoint::open(bad, b"k").unwrap();
         assert_eq!(
-            c.map_chunks(&[], true, |a| a.len()).err(),
+            c.map_chunks(&[], Want::ALL, |a| a.len()).err(),
             Some(CheckpointError::Damaged("chunk CRC mismatch"))
         );
         let mut bad = bytes.clone();

@@ -333,8 +333,10 @@ struct RawAccount {
 #[derive(Clone, Debug, Default)]
 pub struct LedgerBuilder {
     index: FxHashMap<String, usize>,
-    raw: Vec<RawAccount>,
-    costs: Vec<(Timestamp, CostCategory, Money, Timestamp, Timestamp)>,
+    /// Shared, so that a copy of the builder (a forecast's, taken under the service's
+    /// lock) copies pointers; an account pushed to afterwards is copied alone.
+    raw: Vec<Arc<RawAccount>>,
+    costs: Vec<RawCost>,
     /// Every (ts, contact, account) a contact event names, to find contacts who moved.
     contacts: Vec<(Timestamp, String, String)>,
     /// Indexes into `contacts` by contact (for folding one account).
@@ -352,12 +354,12 @@ impl LedgerBuilder {
         let i = match self.index.get(id) {
             Some(i) => *i,
             None => {
-                self.raw.push(RawAccount { id: id.to_string(), ..RawAccount::default() });
+                self.raw.push(Arc::new(RawAccount { id: id.to_string(), ..RawAccount::default() }));
                 self.index.insert(id.to_string(), self.raw.len() - 1);
                 self.raw.len() - 1
             }
         };
-        &mut self.raw[i]
+        Arc::make_mut(&mut self.raw[i])
     }
 
     /// Keeps where each subscription event came from, so that every [`Movement`] names
@@ -432,6 +434,7 @@ impl LedgerBuilder {
     /// as one builder fed with every lane, which lets lanes be read in parallel.
     pub fn merge(&mut self, other: LedgerBuilder) {
         for raw in other.raw {
+            let raw = Arc::unwrap_or_clone(raw);
             let slot = self.slot(&raw.id);
             if let Some((ts, name)) = raw.name
                 && slot.name.as_ref().is_none_or(|(t, _)| *t <= ts)
@@ -509,43 +512,80 @@ impl LedgerBuilder {
             .filter(|(from, ..)| from == id)
             .map(|(_, ts, c, to)| (ts, c, to))
             .collect();
-        Some(fold::fold_account(raw.clone(), cfg, as_of, &moves))
+        Some(fold::fold_account(RawAccount::clone(raw), cfg, as_of, &moves))
     }
 
     /// Folds every account (in parallel) as known at `as_of`.
     pub fn finish(self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
-        let mut moves: FxHashMap<String, Vec<(Timestamp, String, String)>> = FxHashMap::default();
-        for (from, ts, contact, to) in cs::contact_moves(self.contacts) {
-            moves.entry(from).or_default().push((ts, contact, to));
-        }
-        let mut results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
+        let moves = moves_by_account(self.contacts);
+        let results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
             .raw
             .into_par_iter()
             .map(|raw| {
                 let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
-                fold::fold_account(raw, cfg, as_of, m)
+                fold::fold_account(Arc::unwrap_or_clone(raw), cfg, as_of, m)
             })
             .collect();
-        results.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        let mut diagnostics: Vec<Diagnostic> =
-            results.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
-        let accounts = results.into_iter().map(|(a, _)| a).collect();
-        let mut costs = Vec::new();
-        for (ts, category, amount, start, end) in self.costs {
-            if ts > as_of {
-                continue;
-            }
-            let converted =
-                cfg.fx.convert(amount.minor, amount.currency, start).unwrap_or_else(|| {
-                    diagnostics.push(fold::missing_rate(amount.currency, &cfg.fx));
-                    amount.minor
-                });
-            costs.push(CostEntry { category, amount: converted, start, end });
-        }
-        diagnostics.sort();
-        diagnostics.dedup();
-        Ledger { accounts, costs, diagnostics, as_of, fx: Some(cfg.fx.clone()) }
+        assemble(results, &self.costs, cfg, as_of)
     }
+
+    /// Folds every account as [`finish`](Self::finish) does, leaving the builder as it
+    /// was: one account's inputs are copied at a time, where `self.clone().finish(..)`
+    /// would hold a second copy of every account's at once (a live service and a
+    /// forecast's backtests fold the same builder at several instants).
+    pub fn fold_all(&self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
+        let moves = moves_by_account(self.contacts.clone());
+        let results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
+            .raw
+            .par_iter()
+            .map(|raw| {
+                let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
+                fold::fold_account(RawAccount::clone(raw), cfg, as_of, m)
+            })
+            .collect();
+        assemble(results, &self.costs, cfg, as_of)
+    }
+}
+
+/// Each account's contacts seen later under another account.
+fn moves_by_account(
+    contacts: Vec<(Timestamp, String, String)>,
+) -> FxHashMap<String, Vec<(Timestamp, String, String)>> {
+    let mut moves: FxHashMap<String, Vec<(Timestamp, String, String)>> = FxHashMap::default();
+    for (from, ts, contact, to) in cs::contact_moves(contacts) {
+        moves.entry(from).or_default().push((ts, contact, to));
+    }
+    moves
+}
+
+type RawCost = (Timestamp, CostCategory, Money, Timestamp, Timestamp);
+
+/// The ledger of the accounts' folds: sorted by id, with the company's costs known at
+/// `as_of` converted, and every diagnostic once.
+fn assemble(
+    mut results: Vec<(AccountLedger, Vec<Diagnostic>)>,
+    raw_costs: &[RawCost],
+    cfg: &RevenueConfig,
+    as_of: Timestamp,
+) -> Ledger {
+    results.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let mut diagnostics: Vec<Diagnostic> =
+        results.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
+    let accounts = results.into_iter().map(|(a, _)| a).collect();
+    let mut costs = Vec::new();
+    for &(ts, category, amount, start, end) in raw_costs {
+        if ts > as_of {
+            continue;
+        }
+        let converted = cfg.fx.convert(amount.minor, amount.currency, start).unwrap_or_else(|| {
+            diagnostics.push(fold::missing_rate(amount.currency, &cfg.fx));
+            amount.minor
+        });
+        costs.push(CostEntry { category, amount: converted, start, end });
+    }
+    diagnostics.sort();
+    diagnostics.dedup();
+    Ledger { accounts, costs, diagnostics, as_of, fx: Some(cfg.fx.clone()) }
 }
 
 #[cfg(test)]

@@ -538,7 +538,17 @@ fn folding_one_account_from_the_builder_equals_the_full_fold() {
     let one: Vec<String> =
         ids.iter().map(|id| format!("{:?}", b.fold_one(id, &cfg, as_of).unwrap().0)).collect();
     assert!(b.fold_one("nobody", &cfg, as_of).is_none());
+    // A copy shares the accounts until one is pushed to: the original stays as it was.
+    let mut copy = b.clone();
+    copy.push(events("2024-07-01 a sub id=a1 amount=400").remove(0));
+    let moved = format!("{:?}", copy.fold_one("a", &cfg, as_of).unwrap().0);
+    assert_ne!(moved, one[0], "the copy folds its new event");
+    assert_eq!(format!("{:?}", b.fold_one("a", &cfg, as_of).unwrap().0), one[0]);
+    // Folding in place gives what consuming the builder gives, and leaves it whole.
+    let in_place = format!("{:?}", b.fold_all(&cfg, as_of));
+    assert_eq!(format!("{:?}", b.fold_all(&cfg, as_of)), in_place);
     let full = b.finish(&cfg, as_of);
+    assert_eq!(format!("{full:?}"), in_place);
     let all: Vec<String> = full.accounts.iter().map(|a| format!("{a:?}")).collect();
     assert_eq!(one, all);
     assert_eq!(full.account("a").unwrap().cs.departures[0].moved_to.as_deref(), Some("b"));

@@ -5,8 +5,9 @@
 //! on the same schedule (first after the delay), every account's lifetime value
 //! (`lifetime.rs`), kept in memory.
 //!
-//! The live state is copied under its read lock (the ledger's builder and the usage) and
-//! the forecast computed from the copy, so the applier waits only for the copy. A panic in
+//! The live state is copied under its read lock (the ledger's builder, whose accounts are
+//! shared rather than copied, and the usage) and the forecast computed from the copy, so
+//! the applier waits only for the copy. A panic in
 //! the computation is logged and the thread goes on; it stops when the service does.
 
 use crate::Core;
@@ -178,7 +179,7 @@ fn remake(
         let live = core.live.read().map_err(|_| "the live state is unavailable".to_string())?;
         (live.builder().clone(), live.usage.clone())
     };
-    let now = builder.clone().finish(&engine.revenue, t);
+    let now = builder.fold_all(&engine.revenue, t);
     let ctx = Context { catalogue: &engine.kpi.features, segment_key: "segment" };
     let f = &engine.forecast;
     let s = tenure_health::forecast::Settings {
