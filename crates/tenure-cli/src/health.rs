@@ -2,7 +2,7 @@
 //! model's backtest over a data directory (the computing is tenure-health's; this is IO).
 
 use crate::report::{OutFormat, money_json};
-use crate::{DataArgs, as_of, config, existing_data_dir, out, refresh_columnar, usage};
+use crate::{DataArgs, as_of, config, existing_data_dir, leave, out, refresh_columnar, usage};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use rayon::prelude::*;
@@ -700,7 +700,7 @@ pub fn health(a: HealthArgs) -> Result<()> {
     rows.par_sort_unstable_by(|a, b| {
         a.2.unwrap_or(f64::MAX).total_cmp(&b.2.unwrap_or(f64::MAX)).then(a.0.cmp(&b.0))
     });
-    match a.format {
+    let written = match a.format {
         OutFormat::Json => {
             let list: Vec<Json> = rows
                 .iter()
@@ -755,7 +755,10 @@ pub fn health(a: HealthArgs) -> Result<()> {
                 )
             })
         }
-    }
+    };
+    leave(rows);
+    leave(d);
+    written
 }
 
 /// Writes `head`, then a line (or more) per row, the rows rendered in parallel blocks.
@@ -1269,7 +1272,7 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
         e.1 += r.mrr;
         e.2 += r.loss;
     }
-    match a.format {
+    let written = match a.format {
         OutFormat::Json => {
             let accounts: Vec<Json> = list[..shown]
                 .iter()
@@ -1330,7 +1333,11 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
             }
             out(&s)
         }
-    }
+    };
+    leave(list);
+    leave(chunks);
+    leave(d);
+    written
 }
 
 #[derive(Args)]
