@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenure_core::codec::{Cursor, put_i64, put_str, put_u64};
 use tenure_core::time::{Period, Timestamp};
-use tenure_kpi::usage::{AccountUsage, Usage};
+use tenure_kpi::usage::{AccountUsage, Usage, UsageTable};
 
 const MAGIC: &[u8; 8] = b"TNRUSGFG";
 /// The layout of an entry; another one is computed again.
@@ -67,12 +67,12 @@ pub fn usage_figures(
     let _lock = crate::lock(data, false)?;
     let dir = columnar_dir(data).join("figures");
     let mut run = FiguresRun::default();
-    let mut out: Vec<Option<FxHashMap<String, AccountUsage>>> = vec![None; periods.len()];
+    let mut out: Vec<Option<UsageTable>> = vec![None; periods.len()];
     let mut entries: Vec<Option<Entry>> = (0..periods.len()).map(|_| None).collect();
     let closed = periods.iter().filter(|p| effective_end(**p, as_of) == p.end).count();
     // Saving more than half the entries kept would turn the folder over at each report.
     let saving = closed <= KEEP / 2;
-    let saved = |e: &Entry, m: &FxHashMap<String, AccountUsage>, run: &mut FiguresRun| {
+    let saved = |e: &Entry, m: &UsageTable, run: &mut FiguresRun| {
         if saving && let Err(e) = save(&dir, &e.path, &e.key(), m) {
             run.unsaved.push(e.to_string());
         }
@@ -100,10 +100,8 @@ pub fn usage_figures(
                     if !ids.is_empty() {
                         let fresh =
                             compute(data, engine, &[*p], advanced, as_of, Only::Accounts(&ids))?;
-                        for id in &ids {
-                            figures.remove(id);
-                        }
-                        figures.extend(fresh.into_iter().flatten());
+                        let fresh = fresh.into_iter().next().unwrap_or_default();
+                        figures.replace(&ids, fresh);
                     }
                     run.updated += 1;
                     run.accounts_updated += ids.len();
@@ -239,9 +237,9 @@ enum Found {
     /// Nothing this build would read (no file, another layout, period or build).
     None,
     /// The figures, computed from the files listed now.
-    Current(FxHashMap<String, AccountUsage>),
+    Current(UsageTable),
     /// The figures this build computed for the period from the files `files` lists.
-    Stale { files: String, figures: FxHashMap<String, AccountUsage> },
+    Stale { files: String, figures: UsageTable },
 }
 
 /// The entry at `path` for a key of `head` and `files`; `Err` with why when it is damaged.
@@ -302,12 +300,7 @@ fn read(path: &Path, head: &str, files: &str) -> Result<Found, String> {
 }
 
 /// Writes an entry aside, then renames it over the old one: a reader sees one or the other.
-fn save(
-    dir: &Path,
-    path: &Path,
-    key: &str,
-    m: &FxHashMap<String, AccountUsage>,
-) -> Result<(), AnalyticsError> {
+fn save(dir: &Path, path: &Path, key: &str, m: &UsageTable) -> Result<(), AnalyticsError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let body = encode(m);
     let mut buf = Vec::with_capacity(body.len() + key.len() + 20);
@@ -379,7 +372,7 @@ const SECTION: usize = 1 << 16;
 /// Features as indexes into a table written first, then sections of accounts (a directory
 /// of their counts and lengths first), accounts sorted by id: the same figures give the
 /// same bytes.
-fn encode(m: &FxHashMap<String, AccountUsage>) -> Vec<u8> {
+fn encode(m: &UsageTable) -> Vec<u8> {
     fn index<'a>(s: &'a str, names: &mut FxHashMap<&'a str, u64>, table: &mut Vec<&'a str>) -> u64 {
         *names.entry(s).or_insert_with(|| {
             table.push(s);
@@ -387,13 +380,11 @@ fn encode(m: &FxHashMap<String, AccountUsage>) -> Vec<u8> {
         })
     }
     let (mut names, mut table) = (FxHashMap::default(), Vec::new());
-    let mut ids: Vec<&String> = m.keys().collect();
-    ids.sort();
+    let rows: Vec<&(String, AccountUsage)> = m.iter().collect();
     let mut sections = Vec::new();
-    for ids in ids.chunks(SECTION) {
+    for rows in rows.chunks(SECTION) {
         let mut out = Vec::new();
-        for id in ids {
-            let u = &m[*id];
+        for (id, u) in rows.iter().copied() {
             put_str(&mut out, id);
             for c in counts(u) {
                 put_u64(&mut out, c);
@@ -408,7 +399,7 @@ fn encode(m: &FxHashMap<String, AccountUsage>) -> Vec<u8> {
                 put_i64(&mut out, last.0);
             }
         }
-        sections.push((ids.len(), out));
+        sections.push((rows.len(), out));
     }
     let mut out = Vec::with_capacity(sections.iter().map(|s| s.1.len()).sum::<usize>() + 1024);
     put_u64(&mut out, table.len() as u64);
@@ -432,7 +423,7 @@ fn bounded(n: u64, bytes: &[u8]) -> Result<usize, String> {
     usize::try_from(n).ok().filter(|&n| n <= bytes.len()).ok_or_else(|| "count out of range".into())
 }
 
-fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
+fn decode(body: &[u8]) -> Result<UsageTable, String> {
     use rayon::prelude::*;
     let mut c = Cursor::new(body);
     let e = |e: tenure_core::codec::CodecError| e.to_string();
@@ -458,14 +449,8 @@ fn decode(body: &[u8]) -> Result<FxHashMap<String, AccountUsage>, String> {
         .into_par_iter()
         .map(|(n, bytes)| section(&table, n, bytes))
         .collect::<Result<_, _>>()?;
-    let total: usize = sections.iter().map(Vec::len).sum();
-    let mut m = FxHashMap::with_capacity_and_hasher(total, Default::default());
-    for (id, u) in sections.into_iter().flatten() {
-        if m.insert(id, u).is_some() {
-            return Err("an account twice".into());
-        }
-    }
-    Ok(m)
+    // Written in id order: any other order is damage (an account twice among them).
+    UsageTable::from_parts(sections).ok_or_else(|| "accounts out of order or twice".into())
 }
 
 /// The `n` accounts of one section.
@@ -577,16 +562,19 @@ mod tests {
     #[test]
     fn entries_decode_to_the_figures_encoded() {
         let names: Vec<Arc<str>> = ["reports", "exports", "api", "ünïcode"].map(Arc::from).to_vec();
-        let m: FxHashMap<String, AccountUsage> = (0..SECTION as u64 * 2 + 17)
+        let m: UsageTable = (0..SECTION as u64 * 2 + 17)
             .map(|i| (format!("acc-{i:07}"), account(i, &names)))
             .collect();
         let bytes = encode(&m);
-        assert_eq!(decode(&bytes).unwrap(), m);
-        let mut pairs: Vec<(String, AccountUsage)> = m.clone().into_iter().collect();
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.len(), m.len());
+        assert_eq!(back["acc-0131088"], account(131_088, &names), "in the third section");
+        let mut pairs: Vec<(String, AccountUsage)> = m.iter().cloned().collect();
         pairs.reverse();
-        let again: FxHashMap<String, AccountUsage> = pairs.into_iter().collect();
+        let again: UsageTable = pairs.into_iter().collect();
         assert_eq!(encode(&again), bytes);
-        assert_eq!(decode(&encode(&FxHashMap::default())).unwrap(), FxHashMap::default());
+        assert_eq!(decode(&encode(&UsageTable::default())).unwrap(), UsageTable::default());
     }
 
     /// Bodies a damaged or hostile file may hold are refused, never trusted: huge counts,
@@ -604,10 +592,10 @@ mod tests {
         put_u64(&mut many, 20);
         many.extend([0u8; 20]);
         assert!(decode(&many).unwrap_err().contains("out of range"));
-        let one = |feature: u64, twice: bool, extra: bool| {
+        let two = |first: &str, second: Option<&str>, feature: u64, extra: bool| {
             let mut acc = Vec::new();
-            for _ in 0..1 + twice as usize {
-                put_str(&mut acc, "a");
+            for id in std::iter::once(first).chain(second) {
+                put_str(&mut acc, id);
                 acc.extend([0u8; 12]);
                 put_u64(&mut acc, 1);
                 put_u64(&mut acc, feature);
@@ -620,14 +608,16 @@ mod tests {
             put_u64(&mut out, 1);
             put_str(&mut out, "reports");
             put_u64(&mut out, 1);
-            put_u64(&mut out, 1 + twice as u64);
+            put_u64(&mut out, 1 + second.is_some() as u64);
             put_u64(&mut out, acc.len() as u64);
             out.extend(acc);
             decode(&out)
         };
-        assert_eq!(one(0, false, false).unwrap()["a"].features[0].as_ref(), "reports");
-        assert!(one(1, false, false).unwrap_err().contains("index out of range"));
-        assert!(one(0, true, false).unwrap_err().contains("twice"));
-        assert!(one(0, false, true).unwrap_err().contains("bytes past"));
+        assert_eq!(two("a", None, 0, false).unwrap()["a"].features[0].as_ref(), "reports");
+        assert_eq!(two("a", Some("b"), 0, false).unwrap().len(), 2);
+        assert!(two("a", None, 1, false).unwrap_err().contains("index out of range"));
+        assert!(two("a", Some("a"), 0, false).unwrap_err().contains("twice"));
+        assert!(two("b", Some("a"), 0, false).unwrap_err().contains("out of order"));
+        assert!(two("a", None, 0, true).unwrap_err().contains("bytes past"));
     }
 }

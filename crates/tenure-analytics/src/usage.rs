@@ -302,7 +302,7 @@ pub(crate) fn compute(
                 u.features.sort();
                 u.features_ever.sort();
             }
-            out.push(map);
+            out.push(map.into());
         }
         Ok(out)
     })

@@ -502,7 +502,7 @@ pub fn report_with_usage(
     periods: &[Period],
     by: Option<&By>,
     cfg: &KpiConfig,
-    usage: &[FxHashMap<String, usage::AccountUsage>],
+    usage: &[usage::UsageTable],
 ) -> Vec<Row> {
     report_of(ledger, periods, by, cfg, Set { revenue: true, cs: true }, Some(usage))
 }
@@ -513,7 +513,7 @@ pub fn usage_only(
     periods: &[Period],
     by: Option<&By>,
     cfg: &KpiConfig,
-    usage: &[FxHashMap<String, usage::AccountUsage>],
+    usage: &[usage::UsageTable],
 ) -> Vec<Row> {
     report_of(ledger, periods, by, cfg, Set { revenue: false, cs: false }, Some(usage))
 }
@@ -549,14 +549,14 @@ fn report_of(
     by: Option<&By>,
     cfg: &KpiConfig,
     set: Set,
-    usage: Option<&[FxHashMap<String, usage::AccountUsage>]>,
+    usage: Option<&[usage::UsageTable]>,
 ) -> Vec<Row> {
     let mut t =
         Tally { periods, by, cfg, set, usage, fx: ledger.fx.as_ref(), merged: Map::default() };
     let part = ledger
         .accounts
         .par_iter()
-        .fold(Part::default, |part, a| t.account(part, a))
+        .fold(Part::default, |part, a| t.account(part, a, None))
         .reduce(Part::default, Part::merge);
     t.add(part);
     t.rows(&ledger.costs)
@@ -597,7 +597,7 @@ pub struct Tally<'a> {
     by: Option<&'a By>,
     cfg: &'a KpiConfig,
     set: Set,
-    usage: Option<&'a [FxHashMap<String, usage::AccountUsage>]>,
+    usage: Option<&'a [usage::UsageTable]>,
     /// The rates amounts were converted with (`Ledger::fx`).
     fx: Option<&'a FxTable>,
     merged: Map,
@@ -611,7 +611,7 @@ impl<'a> Tally<'a> {
         periods: &'a [Period],
         by: Option<&'a By>,
         cfg: &'a KpiConfig,
-        usage: Option<&'a [FxHashMap<String, usage::AccountUsage>]>,
+        usage: Option<&'a [usage::UsageTable]>,
         fx: Option<&'a FxTable>,
     ) -> Tally<'a> {
         let (set, usage) = match family {
@@ -632,19 +632,30 @@ impl<'a> Tally<'a> {
         }
     }
 
-    /// The sums over `accounts`.
+    /// The sums over `accounts` (in id order, as a checkpoint's chunk holds them, the
+    /// usage is found walking beside them; any order gives the same sums).
     pub fn part(&self, accounts: &[AccountLedger]) -> Part {
-        accounts.iter().fold(Part::default(), |part, a| self.account(part, a))
+        let mut at = vec![0; self.periods.len()];
+        accounts.iter().fold(Part::default(), |part, a| self.account(part, a, Some(&mut at)))
     }
 
-    fn account(&self, mut part: Part, a: &AccountLedger) -> Part {
+    /// Adds account `a`; `at` holds where each period's usage was last found (for
+    /// [`usage::UsageTable::find`]), `None` to look each up afresh.
+    fn account(&self, mut part: Part, a: &AccountLedger, mut at: Option<&mut Vec<usize>>) -> Part {
         for (i, p) in self.periods.iter().enumerate() {
             let key = self.by.map(|b| b.segment(a, *p)).unwrap_or(None);
+            let usage = self.usage.and_then(|u| {
+                let table = u.get(i)?;
+                match at.as_deref_mut() {
+                    Some(at) => table.find(&a.id, &mut at[i]),
+                    None => table.get(&a.id),
+                }
+            });
             part.0.entry((i, key)).or_default().account(
                 a,
                 *p,
                 self.cfg,
-                self.usage.and_then(|u| u.get(i)?.get(&a.id)),
+                usage,
                 self.fx,
                 self.set.cs,
             );

@@ -2,6 +2,7 @@
 //! for each period; this module only combines them with the ledger (seats, plans, customers).
 
 use crate::{Value, ratio};
+use rayon::slice::ParallelSliceMut;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,8 +40,168 @@ pub struct AccountUsage {
     pub website_visits: u64,
 }
 
-/// Usage per account id, one map per period of a report.
-pub type Usage = Vec<FxHashMap<String, AccountUsage>>;
+/// Usage per account id, one table per period of a report.
+pub type Usage = Vec<UsageTable>;
+
+/// One period's usage per account, sorted by account id: a report walks it in id order
+/// beside the ledger's accounts ([`UsageTable::find`]). Held in parts (each sorted, the
+/// parts in order) so that a saved table decodes part by part in parallel, with neither a
+/// hash table of every account nor one copy of them all to build.
+#[derive(Clone, Default)]
+pub struct UsageTable {
+    parts: Vec<Vec<(String, AccountUsage)>>,
+    /// The index of each part's first row.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl UsageTable {
+    /// From parts, each sorted by id with each id once, every id of a part before the
+    /// next part's; `None` otherwise.
+    pub fn from_parts(parts: Vec<Vec<(String, AccountUsage)>>) -> Option<UsageTable> {
+        let parts: Vec<_> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let sorted = parts.iter().all(|p| p.windows(2).all(|w| w[0].0 < w[1].0))
+            && parts.windows(2).all(|w| w[0][w[0].len() - 1].0 < w[1][0].0);
+        if !sorted {
+            return None;
+        }
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut len = 0;
+        for p in &parts {
+            starts.push(len);
+            len += p.len();
+        }
+        Some(UsageTable { parts, starts, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The rows, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &(String, AccountUsage)> {
+        self.parts.iter().flatten()
+    }
+
+    /// Row `i` (below `len`).
+    fn row(&self, i: usize) -> &(String, AccountUsage) {
+        let p = self.starts.partition_point(|s| *s <= i) - 1;
+        &self.parts[p][i - self.starts[p]]
+    }
+
+    /// Where `id` is, or would go.
+    fn position(&self, id: &str) -> usize {
+        // The first part whose last id is not below `id` holds it, if any does.
+        let p = self.parts.partition_point(|part| part[part.len() - 1].0.as_str() < id);
+        match self.parts.get(p) {
+            Some(part) => self.starts[p] + part.partition_point(|(k, _)| k.as_str() < id),
+            None => self.len,
+        }
+    }
+
+    fn at(&self, i: usize, id: &str) -> Option<&AccountUsage> {
+        (i < self.len).then(|| self.row(i)).filter(|(k, _)| k == id).map(|(_, u)| u)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&AccountUsage> {
+        self.at(self.position(id), id)
+    }
+
+    /// [`get`](Self::get) for a reader asking in id order: `at` is where the last answer
+    /// was looked for (start at 0); the next id is looked for from there, nearest first.
+    pub fn find(&self, id: &str, at: &mut usize) -> Option<&AccountUsage> {
+        let from = *at;
+        let i = if from < self.len && self.row(from).0.as_str() <= id {
+            // Galloping: the id asked for next is most often on the next row.
+            let (mut lo, mut step) = (from, 1);
+            while from + step < self.len && self.row(from + step).0.as_str() < id {
+                lo = from + step;
+                step *= 2;
+            }
+            // Row `lo` is below `id` (or is `from`); the answer is past it, within `step`.
+            let mut hi = (from + step).min(self.len);
+            let mut lo = if self.row(lo).0.as_str() < id { lo + 1 } else { lo };
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if self.row(mid).0.as_str() < id {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        } else {
+            self.position(id)
+        };
+        *at = i;
+        self.at(i, id)
+    }
+
+    /// The rows of `ids` (sorted) taken out, and `fresh`'s put in: a late event's accounts
+    /// computed again.
+    pub fn replace(&mut self, ids: &[String], fresh: UsageTable) {
+        let mut rows: Vec<(String, AccountUsage)> = std::mem::take(&mut self.parts)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| ids.binary_search(k).is_err() && fresh.get(k).is_none())
+            .collect();
+        rows.extend(fresh.parts.into_iter().flatten());
+        rows.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        *self = UsageTable::from_parts(vec![rows]).expect("sorted, each id once");
+    }
+}
+
+impl PartialEq for UsageTable {
+    /// The same rows, however they are split into parts.
+    fn eq(&self, other: &UsageTable) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for UsageTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter().map(|(k, v)| (k, v))).finish()
+    }
+}
+
+impl FromIterator<(String, AccountUsage)> for UsageTable {
+    /// Sorted by id; of rows with the same id, the last is kept.
+    fn from_iter<I: IntoIterator<Item = (String, AccountUsage)>>(rows: I) -> UsageTable {
+        let mut rows: Vec<(String, AccountUsage)> = rows.into_iter().collect();
+        rows.par_sort_by(|a, b| a.0.cmp(&b.0));
+        // The sort is stable: of equal ids, the last pushed is the last of its run.
+        let mut out: Vec<(String, AccountUsage)> = Vec::with_capacity(rows.len());
+        for r in rows {
+            match out.last_mut() {
+                Some(last) if last.0 == r.0 => *last = r,
+                _ => out.push(r),
+            }
+        }
+        UsageTable::from_parts(vec![out]).expect("sorted, each id once")
+    }
+}
+
+impl From<FxHashMap<String, AccountUsage>> for UsageTable {
+    fn from(m: FxHashMap<String, AccountUsage>) -> UsageTable {
+        // A map's keys are distinct: no run of equal ids to keep the last of.
+        let mut rows: Vec<(String, AccountUsage)> = m.into_iter().collect();
+        rows.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        UsageTable::from_parts(vec![rows]).expect("sorted, each id once")
+    }
+}
+
+impl std::ops::Index<&str> for UsageTable {
+    type Output = AccountUsage;
+
+    /// The account's usage; panics when it has none (as a map's index does).
+    fn index(&self, id: &str) -> &AccountUsage {
+        self.get(id).unwrap_or_else(|| panic!("no usage for account {id:?}"))
+    }
+}
 
 /// One account's usage in one calendar month (computed by `tenure-analytics`): the input of
 /// point-in-time health features, which read only the months before a snapshot.
@@ -234,5 +395,100 @@ impl UsageAcc {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(mau: u64) -> AccountUsage {
+        AccountUsage { mau, ..AccountUsage::default() }
+    }
+
+    /// Even ids a00000..a00398 in parts of 1, 7, 50 and the rest: the odd ids are missing.
+    fn table() -> UsageTable {
+        let rows: Vec<(String, AccountUsage)> =
+            (0..200).map(|i| (format!("a{:05}", 2 * i), usage(i))).collect();
+        let mut parts = Vec::new();
+        let mut rest = rows.as_slice();
+        for n in [1, 7, 50] {
+            parts.push(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        parts.push(rest.to_vec());
+        UsageTable::from_parts(parts).unwrap()
+    }
+
+    /// Walking in id order, backwards, in a scrambled order, or skipping ahead: `find`
+    /// answers as `get` does, and `get` finds every row and no missing id.
+    #[test]
+    fn find_answers_as_get_in_any_order() {
+        let t = table();
+        assert_eq!(t.len(), 200);
+        for i in 0..400u64 {
+            let id = format!("a{i:05}");
+            assert_eq!(t.get(&id).map(|u| u.mau), (i % 2 == 0).then_some(i / 2), "{id}");
+        }
+        for id in ["", "a", "b", "a00399", "a00400", "a9"] {
+            assert!(t.get(id).is_none(), "{id}");
+        }
+        let in_order: Vec<u64> = (0..400).collect();
+        let backwards: Vec<u64> = (0..400).rev().collect();
+        let mut x = 7u64;
+        let scrambled: Vec<u64> = (0..600)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 33) % 420
+            })
+            .collect();
+        let sparse: Vec<u64> = (0..400).step_by(37).collect();
+        for order in [in_order, backwards, scrambled, sparse] {
+            let mut at = 0;
+            for i in order {
+                let id = format!("a{i:05}");
+                assert_eq!(t.find(&id, &mut at), t.get(&id), "{id} from {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn tables_are_built_sorted_and_refuse_disorder() {
+        let rows = |ids: &[&str]| -> Vec<(String, AccountUsage)> {
+            ids.iter().enumerate().map(|(i, id)| (id.to_string(), usage(i as u64))).collect()
+        };
+        assert!(UsageTable::from_parts(vec![rows(&["a", "b"]), rows(&["c"])]).is_some());
+        assert!(UsageTable::from_parts(vec![rows(&["b", "a"])]).is_none());
+        assert!(UsageTable::from_parts(vec![rows(&["a", "a"])]).is_none());
+        assert!(UsageTable::from_parts(vec![rows(&["a", "c"]), rows(&["b"])]).is_none());
+        assert!(UsageTable::from_parts(vec![rows(&["a"]), vec![], rows(&["a"])]).is_none());
+        // Of two rows with the same id, the last is kept.
+        let t: UsageTable = rows(&["b", "a", "b"]).into_iter().collect();
+        assert_eq!(
+            t.iter().map(|(k, u)| (k.as_str(), u.mau)).collect::<Vec<_>>(),
+            [("a", 1), ("b", 2)]
+        );
+        // Equal whatever the parts.
+        let one: UsageTable = table().iter().cloned().collect();
+        assert_eq!(one, table());
+    }
+
+    /// A late event's accounts: their rows replaced, new ones put in order, those with no
+    /// usage any more taken out.
+    #[test]
+    fn replacing_rows_keeps_the_order() {
+        let mut t = table();
+        let fresh: UsageTable = [("a00001", 1000), ("a00004", 1004)]
+            .map(|(k, m)| (k.to_string(), usage(m)))
+            .into_iter()
+            .collect();
+        let ids: Vec<String> = ["a00001", "a00002", "a00004"].map(String::from).to_vec();
+        t.replace(&ids, fresh);
+        assert_eq!(t.len(), 200);
+        assert_eq!(t["a00001"].mau, 1000);
+        assert!(t.get("a00002").is_none(), "no usage any more");
+        assert_eq!(t["a00004"].mau, 1004);
+        assert_eq!(t["a00006"].mau, 3);
+        assert!(t.iter().map(|(k, _)| k).is_sorted());
     }
 }

@@ -82,8 +82,13 @@ fn usage_kpis_match_the_hand_worked_values() {
         ],
         ..KpiConfig::defaults()
     };
-    let rows =
-        report_with_usage(&ledger, &[Period::parse("2024-03").unwrap()], None, &kcfg, &[usage]);
+    let rows = report_with_usage(
+        &ledger,
+        &[Period::parse("2024-03").unwrap()],
+        None,
+        &kcfg,
+        &[usage.into()],
+    );
     let k = &rows[0].kpis;
     let num = |id: &str| match k.get(id) {
         Some(Value::Number(Some(x)) | Value::Rate(Some(x))) => *x,
