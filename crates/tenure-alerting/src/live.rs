@@ -443,8 +443,6 @@ impl Live {
     /// to renewal).
     pub fn refresh(&mut self, now: Timestamp) -> Vec<Firing> {
         self.advance(now);
-        // The old fold goes first: both at once would hold every account twice.
-        self.ledger = Ledger::default();
         self.ledger = self.builder.fold_all(&self.cfg.revenue, now);
         let ids: Vec<String> = self.recent.keys().cloned().collect();
         for id in ids {

@@ -423,9 +423,10 @@ pub(crate) fn fold(
 /// Contacts that show up under a second account have left the first: (account left, when,
 /// contact, account joined), from `(ts, contact, account)` sightings in any order.
 pub(crate) fn contact_moves(
-    mut sightings: Vec<(Timestamp, String, String)>,
+    sightings: &[(Timestamp, String, String)],
 ) -> Vec<(String, Timestamp, String, String)> {
     // By contact, then time; the sort is stable, so log order breaks ties.
+    let mut sightings: Vec<&(Timestamp, String, String)> = sightings.iter().collect();
     sightings.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
     let mut out = Vec::new();
     for group in sightings.chunk_by(|a, b| a.1 == b.1) {

@@ -334,7 +334,8 @@ struct RawAccount {
 pub struct LedgerBuilder {
     index: FxHashMap<String, usize>,
     /// Shared, so that a copy of the builder (a forecast's, taken under the service's
-    /// lock) copies pointers; an account pushed to afterwards is copied alone.
+    /// lock) copies pointers to the accounts' events rather than the events; an account
+    /// pushed to afterwards is copied alone. The ids and contact sightings are copied.
     raw: Vec<Arc<RawAccount>>,
     costs: Vec<RawCost>,
     /// Every (ts, contact, account) a contact event names, to find contacts who moved.
@@ -507,7 +508,7 @@ impl LedgerBuilder {
         at.sort_unstable();
         let sightings: Vec<(Timestamp, String, String)> =
             at.into_iter().map(|i| self.contacts[i].clone()).collect();
-        let moves: Vec<(Timestamp, String, String)> = cs::contact_moves(sightings)
+        let moves: Vec<(Timestamp, String, String)> = cs::contact_moves(&sightings)
             .into_iter()
             .filter(|(from, ..)| from == id)
             .map(|(_, ts, c, to)| (ts, c, to))
@@ -517,7 +518,7 @@ impl LedgerBuilder {
 
     /// Folds every account (in parallel) as known at `as_of`.
     pub fn finish(self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
-        let moves = moves_by_account(self.contacts);
+        let moves = moves_by_account(&self.contacts);
         let results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
             .raw
             .into_par_iter()
@@ -530,11 +531,11 @@ impl LedgerBuilder {
     }
 
     /// Folds every account as [`finish`](Self::finish) does, leaving the builder as it
-    /// was: one account's inputs are copied at a time, where `self.clone().finish(..)`
-    /// would hold a second copy of every account's at once (a live service and a
-    /// forecast's backtests fold the same builder at several instants).
+    /// was: each account's inputs are copied as it is folded (one per thread at a time),
+    /// where `self.clone().finish(..)` would copy every account's first (a live service
+    /// and a forecast's backtests fold the same builder at several instants).
     pub fn fold_all(&self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
-        let moves = moves_by_account(self.contacts.clone());
+        let moves = moves_by_account(&self.contacts);
         let results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
             .raw
             .par_iter()
@@ -549,7 +550,7 @@ impl LedgerBuilder {
 
 /// Each account's contacts seen later under another account.
 fn moves_by_account(
-    contacts: Vec<(Timestamp, String, String)>,
+    contacts: &[(Timestamp, String, String)],
 ) -> FxHashMap<String, Vec<(Timestamp, String, String)>> {
     let mut moves: FxHashMap<String, Vec<(Timestamp, String, String)>> = FxHashMap::default();
     for (from, ts, contact, to) in cs::contact_moves(contacts) {

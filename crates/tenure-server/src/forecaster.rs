@@ -5,8 +5,8 @@
 //! on the same schedule (first after the delay), every account's lifetime value
 //! (`lifetime.rs`), kept in memory.
 //!
-//! The live state is copied under its read lock (the ledger's builder, whose accounts are
-//! shared rather than copied, and the usage) and the forecast computed from the copy, so
+//! The live state is copied under its read lock (the ledger's builder, whose accounts'
+//! events are shared rather than copied, and the usage) and the forecast computed from the copy, so
 //! the applier waits only for the copy. A panic in
 //! the computation is logged and the thread goes on; it stops when the service does.
 
