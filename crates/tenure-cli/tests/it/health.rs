@@ -182,6 +182,12 @@ fn risk_health_and_scorecards_configured_without_reimport() {
         last = loss;
         assert!(a["drivers"].as_array().unwrap().iter().all(Value::is_string));
     }
+    // The five listed are the first five of every account listed, in the same order.
+    let all =
+        ok_json(&["risk", "--data", &data, "--as-of", AS_OF, "--top", "0", "--format", "json"]);
+    assert_eq!(accounts[..], all["accounts"].as_array().unwrap()[..5]);
+    assert!(all["accounts"].as_array().unwrap().len() > 20, "{all}");
+    assert_eq!((&r["mrr"], &r["expected_loss"]), (&all["mrr"], &all["expected_loss"]));
     // At risk: probability 20% or more (the default); their MRR is part of the total.
     let at_risk = r["accounts_at_risk"].as_u64().unwrap();
     assert!(at_risk > 0 && at_risk < r["accounts_scored"].as_u64().unwrap(), "{r}");
