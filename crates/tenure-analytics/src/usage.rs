@@ -347,10 +347,8 @@ pub fn usage_monthly_since(
     as_of: Timestamp,
 ) -> Result<FxHashMap<String, Vec<UsageMonth>>, AnalyticsError> {
     let _lock = crate::lock(data, false)?;
-    // Instants before year 1 (an old log may hold some) read every month: the month start
-    // of the earliest ones is not a `Timestamp`.
-    const YEAR_1: Timestamp = Timestamp(-62_135_596_800_000_000);
-    let since = if since < YEAR_1 { Timestamp::MIN } else { PeriodUnit::Month.floor(since) };
+    // Instants before year 1 read every month.
+    let since = PeriodUnit::Month.checked_floor(since).unwrap_or(Timestamp::MIN);
     let rt = runtime()?;
     rt.block_on(async {
         let (ctx, _scratch) = session(data, engine, Vec::new()).await?;

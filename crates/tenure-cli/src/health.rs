@@ -611,8 +611,7 @@ fn first_month(reader: &tenure_log::LogReader, lane: &str, from: u64) -> Result<
             tenure_log::ScanError::Log(l) => anyhow::Error::from(l),
             tenure_log::ScanError::Callback(why) => anyhow::anyhow!("a usage record: {why}"),
         })?;
-    const YEAR_1: Timestamp = Timestamp(-62_135_596_800_000_000);
-    Ok((first >= YEAR_1).then(|| PeriodUnit::Month.floor(first)))
+    Ok(PeriodUnit::Month.checked_floor(first))
 }
 
 fn scorecards(dir: &Path, file: &Option<PathBuf>) -> Result<Scorecards> {

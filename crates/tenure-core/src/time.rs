@@ -267,6 +267,13 @@ impl PeriodUnit {
         Timestamp(d * DAY)
     }
 
+    /// [`floor`](Self::floor), or `None` for an instant before year 1 (an old log may hold
+    /// some): the unit start of the earliest instants is not a `Timestamp`.
+    pub fn checked_floor(self, t: Timestamp) -> Option<Timestamp> {
+        const YEAR_1: Timestamp = Timestamp(-62_135_596_800_000_000);
+        (t >= YEAR_1).then(|| self.floor(t))
+    }
+
     /// `t` moved forward by `n` units.
     pub fn advance(self, t: Timestamp, n: i64) -> Timestamp {
         match self {

@@ -66,6 +66,15 @@ fn periods() {
         PeriodUnit::Week.floor(Timestamp::parse("2024-03-06T10:00:00Z").unwrap()).date_string(),
         "2024-03-04"
     );
+    // Before year 1 a unit start is not asked for: none, down to the earliest instant.
+    let year_1 = Timestamp::from_ymd(1, 1, 1).unwrap();
+    let later = Timestamp(year_1.0 + 40 * DAY + 5);
+    assert_eq!(PeriodUnit::Month.checked_floor(later), Some(Timestamp(year_1.0 + 31 * DAY)));
+    assert_eq!(PeriodUnit::Month.checked_floor(year_1), Some(year_1));
+    assert_eq!(PeriodUnit::Month.checked_floor(Timestamp(year_1.0 - 1)), None);
+    assert_eq!(PeriodUnit::Year.checked_floor(Timestamp::MIN), None);
+    let t = Timestamp::parse("2024-03-06T10:00:00Z").unwrap();
+    assert_eq!(PeriodUnit::Quarter.checked_floor(t), Some(PeriodUnit::Quarter.floor(t)));
 }
 
 proptest! {
