@@ -352,8 +352,8 @@ impl<S: Source> LedgerCheckpoint<S> {
     }
 
     /// Reads, checks and decodes chunk `c` (the parts `want` names), calling `f` on each
-    /// account in turn. `buf` is reused from chunk to chunk: fresh memory for
-    /// each would be zeroed by the kernel again.
+    /// account in turn. `buf` is reused from chunk to chunk, one per thread (at 1 M
+    /// accounts this measured neither a gain nor a cost against a buffer per chunk).
     fn decode(
         &self,
         c: usize,
