@@ -52,7 +52,6 @@ pub struct UsageTable {
     parts: Vec<Vec<(String, AccountUsage)>>,
     /// The index of each part's first row.
     starts: Vec<usize>,
-    len: usize,
 }
 
 impl UsageTable {
@@ -71,15 +70,18 @@ impl UsageTable {
             starts.push(len);
             len += p.len();
         }
-        Some(UsageTable { parts, starts, len })
+        Some(UsageTable { parts, starts })
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        match (self.starts.last(), self.parts.last()) {
+            (Some(start), Some(part)) => start + part.len(),
+            _ => 0,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.parts.is_empty()
     }
 
     /// The rows, in id order.
@@ -99,12 +101,12 @@ impl UsageTable {
         let p = self.parts.partition_point(|part| part[part.len() - 1].0.as_str() < id);
         match self.parts.get(p) {
             Some(part) => self.starts[p] + part.partition_point(|(k, _)| k.as_str() < id),
-            None => self.len,
+            None => self.len(),
         }
     }
 
     fn at(&self, i: usize, id: &str) -> Option<&AccountUsage> {
-        (i < self.len).then(|| self.row(i)).filter(|(k, _)| k == id).map(|(_, u)| u)
+        (i < self.len()).then(|| self.row(i)).filter(|(k, _)| k == id).map(|(_, u)| u)
     }
 
     pub fn get(&self, id: &str) -> Option<&AccountUsage> {
@@ -115,15 +117,16 @@ impl UsageTable {
     /// was looked for (start at 0); the next id is looked for from there, nearest first.
     pub fn find(&self, id: &str, at: &mut usize) -> Option<&AccountUsage> {
         let from = *at;
-        let i = if from < self.len && self.row(from).0.as_str() <= id {
+        let len = self.len();
+        let i = if from < len && self.row(from).0.as_str() <= id {
             // Galloping: the id asked for next is most often on the next row.
             let (mut lo, mut step) = (from, 1);
-            while from + step < self.len && self.row(from + step).0.as_str() < id {
+            while from + step < len && self.row(from + step).0.as_str() < id {
                 lo = from + step;
                 step *= 2;
             }
             // Row `lo` is below `id` (or is `from`); the answer is past it, within `step`.
-            let mut hi = (from + step).min(self.len);
+            let mut hi = (from + step).min(len);
             let mut lo = if self.row(lo).0.as_str() < id { lo + 1 } else { lo };
             while lo < hi {
                 let mid = (lo + hi) / 2;
@@ -158,7 +161,7 @@ impl UsageTable {
 impl PartialEq for UsageTable {
     /// The same rows, however they are split into parts.
     fn eq(&self, other: &UsageTable) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
