@@ -15,6 +15,7 @@
 mod cluster;
 mod engine;
 mod figures;
+mod rollup;
 mod sql;
 mod store;
 mod tables;

@@ -3,13 +3,10 @@
 use crate::engine::{Engine, scratch_root};
 use crate::{AnalyticsError, columnar_dir, runtime};
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, Float64Builder, StringBuilder, TimestampMicrosecondArray,
-    TimestampMicrosecondBuilder,
+    ArrayRef, Float64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
 use datafusion::execution::options::ParquetReadOptions;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
@@ -19,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenure_core::codec;
 use tenure_core::event::EventBody;
-use tenure_core::time::{PeriodUnit, Timestamp};
 use tenure_log::LogReader;
 
 /// The high-volume tables: name (= lane of the same event type) and columns.
@@ -166,14 +162,6 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), AnalyticsError>
     Ok(())
 }
 
-/// The per-account, per-day, per-user, per-feature rollup of a usage batch, as a DataFusion
-/// plan (distinct users over any window are counted from it, so it keeps the user). `day`
-/// and `month` are computed by [`with_day_and_month`], not with `date_trunc`: DataFusion
-/// truncates through nanosecond timestamps, which end in 1677 and 2262.
-const USAGE_DAILY: &str = "SELECT account_id, day, user_id, feature, \
-     count(*) AS events, sum(quantity) AS quantity, month \
-     FROM batch GROUP BY account_id, day, user_id, feature, month";
-
 /// The version of the columnar layout: a store written by another one is rebuilt from the
 /// log (it is derived), never read. 2: `usage_daily` has a `month` column.
 pub(crate) const FORMAT: &str = "2";
@@ -200,25 +188,6 @@ fn check_format(data: &Path) -> Result<(), AnalyticsError> {
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     std::fs::write(&path, FORMAT).map_err(io(&path))?;
     Ok(())
-}
-
-/// The day and month (UTC, as instants) of every `ts` in our own calendar code: exact for
-/// every instant a `Timestamp` holds.
-fn with_day_and_month(batch: &RecordBatch) -> Result<RecordBatch, AnalyticsError> {
-    let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
-    let floor = |unit: PeriodUnit| -> ArrayRef {
-        let v: TimestampMicrosecondArray =
-            ts.iter().map(|t| t.map(|t| unit.floor(Timestamp(t)).0)).collect();
-        Arc::new(v.with_timezone("UTC"))
-    };
-    let mut fields: Vec<Field> =
-        batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("day", ts_type(), false));
-    fields.push(Field::new("month", ts_type(), false));
-    let mut cols = batch.columns().to_vec();
-    cols.push(floor(PeriodUnit::Day));
-    cols.push(floor(PeriodUnit::Month));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
 /// A month with this many files (one per refresh batch) is compacted into one.
@@ -280,7 +249,7 @@ pub fn refresh_batched(
             let written = std::thread::scope(|s| {
                 // A rendezvous: one batch is decoded while the one before is written.
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(0);
-                let writer = s.spawn(|| write_batches(table, &dir, rollups, &rt, rx));
+                let writer = s.spawn(|| write_batches(table, &dir, rollups, rx));
                 let decoded =
                     decode_tail(&reader, table, lane, mark, batch, |d| tx.send(d).is_ok());
                 drop(tx);
@@ -329,22 +298,33 @@ fn write_batches(
     table: &str,
     dir: &Path,
     rollups: Option<&Path>,
-    rt: &tokio::runtime::Runtime,
     batches: std::sync::mpsc::Receiver<Decoded>,
 ) -> Result<Written, AnalyticsError> {
+    use rayon::prelude::*;
     let mut w = Written::default();
     for d in batches {
-        for (month, b) in d.months {
-            let batch = b.finish(table)?;
-            let name = format!("{month}.{}-{}.parquet", d.from, d.to);
-            write_parquet(&dir.join(&name), &batch)?;
-            w.files += 1;
-            w.events += batch.num_rows() as u64;
-            if let Some(daily) = rollups {
-                let rolled = rt.block_on(rollup(batch))?;
-                write_parquet(&daily.join(&name), &rolled)?;
-                w.files += 1;
-            }
+        // A batch's months, and each month's two files, are written in parallel: the
+        // thread decoding the next batch leaves a core idle for part of the time.
+        let months: Vec<(String, Builders)> = d.months.into_iter().collect();
+        let written: Vec<(String, u64, u64)> = months
+            .into_par_iter()
+            .map(|(month, b)| -> Result<_, AnalyticsError> {
+                let batch = b.finish(table)?;
+                let name = format!("{month}.{}-{}.parquet", d.from, d.to);
+                let daily = || -> Result<u64, AnalyticsError> {
+                    let Some(daily) = rollups else { return Ok(0) };
+                    let rolled = crate::rollup::daily(&batch, daily_schema())?;
+                    write_parquet(&daily.join(&name), &rolled)?;
+                    Ok(1)
+                };
+                let (raw, daily) = rayon::join(|| write_parquet(&dir.join(&name), &batch), daily);
+                raw?;
+                Ok((month, 1 + daily?, batch.num_rows() as u64))
+            })
+            .collect::<Result<_, _>>()?;
+        for (month, files, events) in written {
+            w.files += files;
+            w.events += events;
             w.months.insert(month);
         }
         write_watermark(dir, d.to)?;
@@ -423,10 +403,61 @@ async fn write_frame(engine: &Engine, df: DataFrame, out: &Path) -> Result<(), A
 /// the distinct users and days. A month's files are rebuilt from its `usage_daily` files
 /// whenever they changed (their names carry the range of records those hold).
 async fn monthly_features(data: &Path, engine: &Engine) -> Result<(), AnalyticsError> {
+    if matches!(engine, Engine::Embedded) {
+        return monthly_here(data);
+    }
     for (table, plan) in [("usage_features", FEATURES), ("usage_accounts", ACCOUNTS)] {
         monthly_rollup(data, engine, table, plan).await?;
     }
     Ok(())
+}
+
+/// [`monthly_features`] in this process: each month whose rollups are not both current has
+/// its daily rows read once for both (`rollup::monthly`, the rows of [`FEATURES`] and
+/// [`ACCOUNTS`]), the months in parallel; as [`monthly_rollup`], a table's file is written
+/// before the one it replaces is removed.
+fn monthly_here(data: &Path) -> Result<(), AnalyticsError> {
+    use rayon::prelude::*;
+    let daily = listing(&columnar_dir(data).join("usage_daily"));
+    let mut months: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
+    for (m, _, _, p) in &daily {
+        months.entry(m.as_str()).or_default().push(p.clone());
+    }
+    let mut tables = Vec::new();
+    for table in ["usage_features", "usage_accounts"] {
+        let dir = columnar_dir(data).join(table);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let existing = listing(&dir);
+        for f in existing.iter().filter(|f| !months.contains_key(f.0.as_str())) {
+            std::fs::remove_file(&f.3).map_err(io(&f.3))?;
+        }
+        tables.push((dir, existing));
+    }
+    months.into_par_iter().try_for_each(|(month, paths)| {
+        let (from, to) = month_range(&daily, month);
+        let current = |f: &(String, u64, u64, PathBuf)| f.0 == month && (f.1, f.2) == (from, to);
+        let stale: Vec<bool> =
+            tables.iter().map(|(_, existing)| !existing.iter().any(current)).collect();
+        if stale.contains(&true) {
+            let (features, accounts) =
+                crate::rollup::monthly(&paths, features_schema(), accounts_schema())?;
+            for ((dir, _), (rows, stale)) in
+                tables.iter().zip([features, accounts].iter().zip(&stale))
+            {
+                if *stale {
+                    write_parquet(&dir.join(format!("{month}.{from}-{to}.parquet")), rows)?;
+                }
+            }
+        }
+        // A crash between writing the current file and removing the one it replaced
+        // leaves both: the old one goes now (a table read whole would count it twice).
+        for (_, existing) in &tables {
+            for f in existing.iter().filter(|f| f.0 == month && !current(f)) {
+                std::fs::remove_file(&f.3).map_err(io(&f.3))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Rebuilds `table`'s file of each month whose `usage_daily` files changed (through `plan`
@@ -503,26 +534,16 @@ pub(crate) fn current_rollups(data: &Path) -> BTreeMap<String, (PathBuf, PathBuf
 /// give (`usage_monthly` reads complete months from here). Plain groupings, not
 /// `count(DISTINCT ...)`: the engine keeps a set per group for those, which took 8 GiB and
 /// 9 s for one month of a million accounts where this takes under 1 GiB and 1 s.
-const ACCOUNTS: &str = "SELECT account_id, month, count(u) AS users, count(d) AS days FROM \
+pub(crate) const ACCOUNTS: &str = "SELECT account_id, month, count(u) AS users, count(d) AS days FROM \
      (SELECT account_id, month, 1 AS u, CAST(NULL AS BIGINT) AS d \
       FROM t GROUP BY account_id, month, user_id \
       UNION ALL SELECT account_id, month, CAST(NULL AS BIGINT) AS u, 1 AS d \
       FROM t GROUP BY account_id, month, day) \
      GROUP BY account_id, month";
 
-const FEATURES: &str = "SELECT account_id, month, feature, \
+pub(crate) const FEATURES: &str = "SELECT account_id, month, feature, \
      min(day) AS first_day, max(day) AS last_day, CAST(sum(events) AS BIGINT) AS events \
      FROM t GROUP BY account_id, month, feature";
-
-async fn rollup(batch: RecordBatch) -> Result<RecordBatch, AnalyticsError> {
-    let ctx = SessionContext::new();
-    let batch = with_day_and_month(&batch)?;
-    let schema = batch.schema();
-    ctx.register_table("batch", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
-    let out = ctx.sql(USAGE_DAILY).await?.collect().await?;
-    let schema = out.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
-    Ok(datafusion::arrow::compute::concat_batches(&schema, &out)?)
-}
 
 /// Why a scan of the tail stopped early.
 enum Stop {
@@ -544,12 +565,23 @@ fn decode_tail(
 ) -> Result<(), AnalyticsError> {
     let texts = schema(table).fields().len() - 2 - (table == "usage") as usize;
     let mut start = from;
-    let mut months: BTreeMap<String, Builders> = BTreeMap::new();
+    let mut months: BTreeMap<(i64, u32), Builders> = BTreeMap::new();
+    // The month of the last record and where it starts and ends: a lane's records are
+    // mostly in time order, and the calendar is worked out again only at a change.
+    let mut last = ((0, 0), 0, 0);
+    let named = |months: BTreeMap<(i64, u32), Builders>| {
+        months.into_iter().map(|((y, m), b)| (format!("{y:04}-{m:02}"), b)).collect()
+    };
     let result = reader.scan_from(lane, from, |i, _, payload| {
         let e = codec::decode(payload)
             .map_err(|e| Stop::Failed(AnalyticsError::Decode(e.to_string())))?;
-        let (y, m, _) = e.ts.ymd();
-        let b = months.entry(format!("{y:04}-{m:02}")).or_insert_with(|| Builders::new(texts));
+        if !(last.1..last.2).contains(&e.ts.0) {
+            let (y, m, _) = e.ts.ymd();
+            // Where the month's bounds are no instants: worked out every time.
+            let (from, to) = crate::rollup::month_bounds(e.ts.0).unwrap_or((0, 0));
+            last = ((y, m), from, to);
+        }
+        let b = months.entry(last.0).or_insert_with(|| Builders::new(texts));
         b.account.append_value(e.account.as_deref().unwrap_or(""));
         b.ts.append_value(e.ts.0);
         match e.body {
@@ -577,7 +609,8 @@ fn decode_tail(
             }
         }
         if i + 1 - start == batch {
-            let batch = Decoded { from: start, to: i + 1, months: std::mem::take(&mut months) };
+            let batch =
+                Decoded { from: start, to: i + 1, months: named(std::mem::take(&mut months)) };
             start = i + 1;
             if !hand(batch) {
                 return Err(Stop::Writer);
@@ -593,7 +626,7 @@ fn decode_tail(
     }
     let end = reader.lane_len(lane);
     if start < end {
-        hand(Decoded { from: start, to: end, months });
+        hand(Decoded { from: start, to: end, months: named(months) });
     }
     Ok(())
 }
@@ -613,6 +646,16 @@ pub(crate) fn daily_schema() -> SchemaRef {
         Field::new("events", DataType::Int64, false),
         Field::new("quantity", DataType::Float64, true),
         Field::new("month", ts_type(), false),
+    ]))
+}
+
+/// The schema of `usage_accounts` (what [`ACCOUNTS`] produces).
+pub(crate) fn accounts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("month", ts_type(), false),
+        Field::new("users", DataType::Int64, false),
+        Field::new("days", DataType::Int64, false),
     ]))
 }
 
