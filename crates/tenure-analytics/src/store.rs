@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenure_core::codec;
 use tenure_core::event::EventBody;
+use tenure_core::time::Timestamp;
 use tenure_log::LogReader;
 
 /// The high-volume tables: name (= lane of the same event type) and columns.
@@ -552,6 +553,74 @@ enum Stop {
     Failed(AnalyticsError),
 }
 
+/// The month of each record and where it starts and ends: a lane's records are mostly in
+/// time order, so the calendar is worked out again only at a change of month.
+type LastMonth = ((i64, u32), i64, i64);
+
+/// The column builders of `ts`'s month.
+fn builders<'m>(
+    months: &'m mut BTreeMap<(i64, u32), Builders>,
+    last: &mut LastMonth,
+    ts: Timestamp,
+    texts: usize,
+) -> &'m mut Builders {
+    if !(last.1..last.2).contains(&ts.0) {
+        let (y, m, _) = ts.ymd();
+        // Where the month's bounds are no instants: worked out every time.
+        let (from, to) = crate::rollup::month_bounds(ts.0).unwrap_or((0, 0));
+        *last = ((y, m), from, to);
+    }
+    months.entry(last.0).or_insert_with(|| Builders::new(texts))
+}
+
+/// Decodes one record of `table`'s lane into its month's column builders.
+fn append(
+    table: &str,
+    lane: &str,
+    payload: &[u8],
+    months: &mut BTreeMap<(i64, u32), Builders>,
+    last: &mut LastMonth,
+    texts: usize,
+) -> Result<(), Stop> {
+    let failed = |e: codec::CodecError| Stop::Failed(AnalyticsError::Decode(e.to_string()));
+    // Usage, the largest lane by far, is read borrowing its strings.
+    if table == "usage"
+        && let Ok(u) = codec::decode_usage(payload)
+    {
+        let b = builders(months, last, u.ts, texts);
+        b.account.append_value(u.account.unwrap_or(""));
+        b.ts.append_value(u.ts.0);
+        b.text[0].append_value(u.user_id);
+        b.text[1].append_value(u.event);
+        b.text[2].append_value(u.feature.unwrap_or(u.event));
+        b.quantity.append_value(u.quantity);
+        return Ok(());
+    }
+    let e = codec::decode(payload).map_err(failed)?;
+    let b = builders(months, last, e.ts, texts);
+    match e.body {
+        EventBody::WebVisit { contact_id, section, page } if table == "web_visits" => {
+            b.text[0].append_option(contact_id.as_deref());
+            b.text[1].append_value(section.as_str());
+            b.text[2].append_option(page.as_deref());
+        }
+        EventBody::Email { contact_id, campaign, action } if table == "emails" => {
+            b.text[0].append_option(contact_id.as_deref());
+            b.text[1].append_option(campaign.as_deref());
+            b.text[2].append_value(action.as_str());
+        }
+        body => {
+            return Err(Stop::Failed(AnalyticsError::Decode(format!(
+                "a {} event in the {lane} lane",
+                body.kind().as_str()
+            ))));
+        }
+    }
+    b.account.append_value(e.account.as_deref().unwrap_or(""));
+    b.ts.append_value(e.ts.0);
+    Ok(())
+}
+
 /// Decodes the lane's records from `from` to its end, in order, handing each `batch` of
 /// them (and the rest) to `hand` as per-month column builders; stops when `hand` returns
 /// false.
@@ -566,48 +635,12 @@ fn decode_tail(
     let texts = schema(table).fields().len() - 2 - (table == "usage") as usize;
     let mut start = from;
     let mut months: BTreeMap<(i64, u32), Builders> = BTreeMap::new();
-    // The month of the last record and where it starts and ends: a lane's records are
-    // mostly in time order, and the calendar is worked out again only at a change.
-    let mut last = ((0, 0), 0, 0);
+    let mut last: LastMonth = ((0, 0), 0, 0);
     let named = |months: BTreeMap<(i64, u32), Builders>| {
         months.into_iter().map(|((y, m), b)| (format!("{y:04}-{m:02}"), b)).collect()
     };
     let result = reader.scan_from(lane, from, |i, _, payload| {
-        let e = codec::decode(payload)
-            .map_err(|e| Stop::Failed(AnalyticsError::Decode(e.to_string())))?;
-        if !(last.1..last.2).contains(&e.ts.0) {
-            let (y, m, _) = e.ts.ymd();
-            // Where the month's bounds are no instants: worked out every time.
-            let (from, to) = crate::rollup::month_bounds(e.ts.0).unwrap_or((0, 0));
-            last = ((y, m), from, to);
-        }
-        let b = months.entry(last.0).or_insert_with(|| Builders::new(texts));
-        b.account.append_value(e.account.as_deref().unwrap_or(""));
-        b.ts.append_value(e.ts.0);
-        match e.body {
-            EventBody::Usage { user_id, event, feature, quantity } => {
-                b.text[0].append_value(&user_id);
-                b.text[2].append_value(feature.as_deref().unwrap_or(&event));
-                b.text[1].append_value(&event);
-                b.quantity.append_value(quantity);
-            }
-            EventBody::WebVisit { contact_id, section, page } => {
-                b.text[0].append_option(contact_id.as_deref());
-                b.text[1].append_value(section.as_str());
-                b.text[2].append_option(page.as_deref());
-            }
-            EventBody::Email { contact_id, campaign, action } => {
-                b.text[0].append_option(contact_id.as_deref());
-                b.text[1].append_option(campaign.as_deref());
-                b.text[2].append_value(action.as_str());
-            }
-            _ => {
-                return Err(Stop::Failed(AnalyticsError::Decode(format!(
-                    "a {} event in the {lane} lane",
-                    e.body.kind().as_str()
-                ))));
-            }
-        }
+        append(table, lane, payload, &mut months, &mut last, texts)?;
         if i + 1 - start == batch {
             let batch =
                 Decoded { from: start, to: i + 1, months: named(std::mem::take(&mut months)) };
@@ -636,7 +669,7 @@ pub(crate) fn table_dir(data: &Path, table: &str) -> PathBuf {
     columnar_dir(data).join(table)
 }
 
-/// The schema of `usage_daily` (what [`USAGE_DAILY`] produces), for an empty table.
+/// The schema of `usage_daily` (what `rollup::daily` produces), for an empty table.
 pub(crate) fn daily_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("account_id", DataType::Utf8, false),

@@ -221,6 +221,42 @@ pub fn peek_contact(buf: &[u8]) -> R<Option<&str>> {
     r.str().map(Some)
 }
 
+/// A usage record's fields, borrowed from the record: what a scan of the usage lane reads
+/// without allocating per event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UsageRef<'a> {
+    pub ts: Timestamp,
+    pub account: Option<&'a str>,
+    pub user_id: &'a str,
+    pub event: &'a str,
+    pub feature: Option<&'a str>,
+    pub quantity: f64,
+}
+
+/// Decodes a usage record as [`decode`] does (an error for any other kind, or whatever
+/// [`decode`] refuses), borrowing its strings.
+pub fn decode_usage(buf: &[u8]) -> R<UsageRef<'_>> {
+    let mut r = Reader { buf, pos: 0 };
+    let kind = EventKind::from_index(r.u8()?).ok_or(CodecError::Invalid("event kind"))?;
+    if kind != EventKind::Usage {
+        return Err(CodecError::Invalid("not a usage record"));
+    }
+    let flags = r.u8()?;
+    let ts = Timestamp(r.i64()?);
+    let account = if flags & 1 != 0 { Some(r.str()?) } else { None };
+    if flags & 2 != 0 {
+        r.str()?;
+    }
+    let user_id = r.str()?;
+    let event = r.str()?;
+    let feature = r.opt_str()?;
+    let quantity = f64::from_le_bytes(r.take(8)?.try_into().map_err(|_| CodecError::Truncated)?);
+    if r.pos != buf.len() {
+        return Err(CodecError::Invalid("trailing bytes"));
+    }
+    Ok(UsageRef { ts, account, user_id, event, feature, quantity })
+}
+
 pub fn decode(buf: &[u8]) -> R<Event> {
     let mut r = Reader { buf, pos: 0 };
     let kind = EventKind::from_index(r.u8()?).ok_or(CodecError::Invalid("event kind"))?;
@@ -494,12 +530,15 @@ impl<'a> Reader<'a> {
         self.str().map(str::to_string)
     }
     fn opt_string(&mut self) -> R<Option<String>> {
+        Ok(self.opt_str()?.map(str::to_string))
+    }
+    fn opt_str(&mut self) -> R<Option<&'a str>> {
         let n = self.u64()? as usize;
         if n == 0 {
             return Ok(None);
         }
         let s = std::str::from_utf8(self.take(n - 1)?).map_err(|_| CodecError::Invalid("utf-8"))?;
-        Ok(Some(s.to_string()))
+        Ok(Some(s))
     }
     fn opt_enum(&mut self) -> R<Option<u8>> {
         Ok(if self.u8()? == 0 { None } else { Some(self.u8()?) })

@@ -159,6 +159,7 @@ fn every_kind_round_trips() {
         let mut buf = Vec::new();
         encode(&e, &mut buf);
         assert_eq!(decode(&buf).unwrap(), e);
+        assert_eq!(decode_usage(&buf).is_ok(), e.kind() == EventKind::Usage, "{e:?}");
         let (kind, ts, account) = peek(&buf).unwrap();
         assert_eq!((kind, ts, account), (e.kind(), e.ts, e.account.as_deref()));
     }
@@ -172,23 +173,37 @@ proptest! {
         encode(e, &mut buf);
         if cut < buf.len() {
             prop_assert!(decode(&buf[..cut]).is_err());
+            prop_assert!(decode_usage(&buf[..cut]).is_err());
         }
         let mut damaged = buf.clone();
         let f = flip % damaged.len();
         damaged[f] ^= 1 << bit;
-        let _ = decode(&damaged); // must not panic
+        // Neither panics, and the borrowed decoder refuses what the other refuses.
+        if decode(&damaged).is_err() {
+            prop_assert!(decode_usage(&damaged).is_err());
+        }
     }
 
     #[test]
-    fn usage_round_trips(user in ".{0,20}", event in "[a-z_]{1,12}", q in 0.0f64..1e9, ts in any::<i64>(), mid in proptest::option::of(".{1,30}")) {
+    fn usage_round_trips(user in ".{0,20}", event in "[a-z_]{1,12}", q in 0.0f64..1e9, ts in any::<i64>(), mid in proptest::option::of(".{1,30}"), account in proptest::option::of(".{0,12}"), feature in proptest::option::of(".{0,12}")) {
         let e = Event {
             ts: Timestamp(ts),
-            account: Some("a".into()),
+            account,
             message_id: mid,
-            body: EventBody::Usage { user_id: user, event, feature: Some("f".into()), quantity: q },
+            body: EventBody::Usage { user_id: user, event, feature, quantity: q },
         };
         let mut buf = Vec::new();
         encode(&e, &mut buf);
-        prop_assert_eq!(decode(&buf).unwrap(), e);
+        prop_assert_eq!(decode(&buf).unwrap(), e.clone());
+        let EventBody::Usage { user_id, event, feature, quantity } = &e.body else { unreachable!() };
+        let borrowed = UsageRef {
+            ts: e.ts,
+            account: e.account.as_deref(),
+            user_id,
+            event,
+            feature: feature.as_deref(),
+            quantity: *quantity,
+        };
+        prop_assert_eq!(decode_usage(&buf).unwrap(), borrowed);
     }
 }
