@@ -15,12 +15,15 @@
 #    only for the first, middle and last chunks (it costs as much as the import);
 #  - the log's and the key index's bytes on disk.
 # Stops early, saying so, when the disk would keep less than 8 GiB free. Environment:
-# RECORD=0 skips appending to BENCHMARKS.md. Works in bench-data/log-scale/ (gitignored).
+# RECORD=0 skips appending to BENCHMARKS.md; REFRESH=1 imports each chunk as users do, with
+# the default columnar refresh (Parquet tables and rollups beside the log), and adds the
+# columnar store's bytes. Works in bench-data/log-scale/ (gitignored).
 set -euo pipefail
 
 CHUNKS=${1:-20}
 ROWS=${2:-50000000}
 RECORD=${RECORD:-1}
+REFRESH=${REFRESH:-0}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -89,7 +92,7 @@ TOTAL=0
 for i in $(seq 0 $((CHUNKS - 1))); do
     FREE=$(df -B1 --output=avail "$W" | tail -1)
     if [ "$i" -gt 0 ]; then
-        NEED=$(awk -v l="$LOG_BYTES" -v n="$TOTAL" -v r="$ROWS" 'BEGIN { printf "%.0f", l / n * r * 1.2 + 8 * 2^30 }')
+        NEED=$(awk -v l="$DATA_BYTES" -v n="$TOTAL" -v r="$ROWS" 'BEGIN { printf "%.0f", l / n * r * 1.2 + 8 * 2^30 }')
         if [ "$FREE" -lt "$NEED" ]; then
             STOPPED="Stopped after $i chunks: $(awk -v f="$FREE" 'BEGIN { printf "%.1f", f / 2^30 }') GiB free, another chunk needs about $(awk -v f="$NEED" 'BEGIN { printf "%.1f", f / 2^30 }') GiB with the margin."
             say "$STOPPED"
@@ -100,7 +103,11 @@ for i in $(seq 0 $((CHUNKS - 1))); do
     say "chunk $((i + 1)) of $CHUNKS: writing $ROWS rows"
     chunk "$i" "$FILE"
     say "importing chunk $((i + 1))"
-    measure import "$T" import --no-refresh --type usage --data "$D" "$FILE"
+    if [ "$REFRESH" = 1 ]; then
+        measure import "$T" import --type usage --data "$D" "$FILE"
+    else
+        measure import "$T" import --no-refresh --type usage --data "$D" "$FILE"
+    fi
     IMP_S=$M_S IMP_RSS=$M_RSS
     STORED=$(sed -n 's/.*usage\.parquet: \([0-9]*\) stored.*/\1/p' "$W/import.log")
     [ "$STORED" = "$ROWS" ] || { cat "$W/import.log" >&2; say "stored $STORED of $ROWS rows"; exit 1; }
@@ -118,13 +125,17 @@ for i in $(seq 0 $((CHUNKS - 1))); do
     measure one "$T" import --no-refresh --data "$D" "$W/one.jsonl"
     ONE_S=$M_S ONE_RSS=$M_RSS
     LOG_BYTES=$(du -sb "$D/log" | cut -f1)
+    DATA_BYTES=$(du -sb "$D" | cut -f1)
+    COL_BYTES=$(du -sb "$D/columnar" 2>/dev/null | cut -f1 || echo 0)
     KEYS_BYTES=$(du -sb "$D/log/keys.idx" 2>/dev/null | cut -f1 || echo 0)
     RUNS=$(find "$D/log/keys.idx" -name '*.run' 2>/dev/null | wc -l)
-    LINE="| $TOTAL | $IMP_S s = $(awk -v n="$ROWS" -v s="$IMP_S" 'BEGIN { printf "%.2f", n / s / 1e6 }') M rows/s | $IMP_RSS MiB | $REIMPORT | $ONE_S s, $ONE_RSS MiB | $(awk -v b="$LOG_BYTES" 'BEGIN { printf "%.1f GiB", b / 2^30 }') | $(awk -v b="$KEYS_BYTES" 'BEGIN { printf "%.2f GiB", b / 2^30 }') in $RUNS runs |"
+    LINE="| $TOTAL | $IMP_S s = $(awk -v n="$ROWS" -v s="$IMP_S" 'BEGIN { printf "%.2f", n / s / 1e6 }') M rows/s | $IMP_RSS MiB | $REIMPORT | $ONE_S s, $ONE_RSS MiB | $(awk -v b="$LOG_BYTES" 'BEGIN { printf "%.1f GiB", b / 2^30 }') | $(awk -v b="$KEYS_BYTES" 'BEGIN { printf "%.2f GiB", b / 2^30 }') in $RUNS runs | $(awk -v b="$COL_BYTES" 'BEGIN { printf "%.1f GiB", b / 2^30 }') |"
     echo "$LINE" >>"$ROWS_OUT"
     say "$LINE"
 done
 
+IMPORTED="\`tenure import --no-refresh\` (the log alone)"
+[ "$REFRESH" = 1 ] && IMPORTED="\`tenure import\` with its default columnar refresh (REFRESH=1)"
 DIRTY=""
 [ -z "$(git status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ] || DIRTY=" (with uncommitted changes)"
 SECTION=$(
@@ -136,10 +147,10 @@ Command: \`bash bench/log-scale.sh $CHUNKS $ROWS\`
 
 Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory; $(rustc --version); tenure at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$DIRTY.
 Chunks of $ROWS usage rows (Parquet from DuckDB, distinct), each imported with
-\`tenure import --no-refresh\` into the same data directory. ${STOPPED}
+$IMPORTED into the same data directory. ${STOPPED}
 
-| events in the log | chunk import | its peak RSS | the chunk again (every key found) | one-event import (open + commit) | log on disk | key index on disk |
-|---|---|---|---|---|---|---|
+| events in the log | chunk import | its peak RSS | the chunk again (every key found) | one-event import (open + commit) | log on disk | key index on disk | columnar store on disk |
+|---|---|---|---|---|---|---|---|
 $(cat "$ROWS_OUT")
 EOF
 )

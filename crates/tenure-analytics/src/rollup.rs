@@ -8,10 +8,10 @@
 
 use crate::AnalyticsError;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take};
 use datafusion::arrow::datatypes::{
     DataType, Float64Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
@@ -219,26 +219,79 @@ fn monthly_part<'a>(views: &[View<'a>], rows: &[(u32, u32)]) -> PartRows<'a> {
     (accounts, features)
 }
 
+/// Daily rows a month's rollups hold at once (about 75 bytes each in memory: 1.2 GB): a
+/// larger month is read once for each slice of its accounts.
+const ROWS_PER_PASS: u64 = 16 << 20;
+
+/// The slice of the accounts, of `passes`, that `account` is in: from other bits of its
+/// hash than its part's.
+fn slice(account: &str, passes: u64) -> u64 {
+    ((FxBuildHasher.hash_one(account) & 0xffff_ffff) * passes) >> 32
+}
+
 /// The `usage_features` and `usage_accounts` rows of the `usage_daily` rows in `files`:
 /// those of the `store::FEATURES` and `store::ACCOUNTS` plans, the parts grouped in
-/// parallel. A month's daily rows are held while they are grouped.
+/// parallel. A month's daily rows are held while they are grouped, at most about
+/// [`ROWS_PER_PASS`] at a time.
 pub(crate) fn monthly(
     files: &[PathBuf],
     features: SchemaRef,
     accounts: SchemaRef,
 ) -> Result<(RecordBatch, RecordBatch), AnalyticsError> {
-    use rayon::prelude::*;
-    let mut batches = Vec::new();
-    for path in files {
+    monthly_in_passes(files, features, accounts, ROWS_PER_PASS)
+}
+
+fn monthly_in_passes(
+    files: &[PathBuf],
+    features: SchemaRef,
+    accounts: SchemaRef,
+    rows_per_pass: u64,
+) -> Result<(RecordBatch, RecordBatch), AnalyticsError> {
+    let open = |path: &PathBuf| -> Result<_, AnalyticsError> {
         let file = std::fs::File::open(path)
             .map_err(|source| AnalyticsError::Io { path: path.clone(), source })?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-        let wanted = ["account_id", "day", "user_id", "feature", "events", "month"];
-        let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
-        for b in builder.with_projection(mask).with_batch_size(64 * 1024).build()? {
-            batches.push(Daily::new(&b?)?);
-        }
+        Ok(ParquetRecordBatchReaderBuilder::try_new(file)?)
+    };
+    let mut total = 0u64;
+    for path in files {
+        total += open(path)?.metadata().file_metadata().num_rows().max(0) as u64;
     }
+    let passes = total.div_ceil(rows_per_pass.max(1)).max(1);
+    let (mut f, mut a) = (Vec::new(), Vec::new());
+    for pass in 0..passes {
+        let mut batches = Vec::new();
+        for path in files {
+            let builder = open(path)?;
+            let wanted = ["account_id", "day", "user_id", "feature", "events", "month"];
+            let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
+            for b in builder.with_projection(mask).with_batch_size(64 * 1024).build()? {
+                let mut b = b?;
+                if passes > 1 {
+                    let ids = column(&b, "account_id", &DataType::Utf8)?;
+                    let ids = ids.as_string::<i32>();
+                    let keep: BooleanArray = ids
+                        .iter()
+                        .map(|id| Some(slice(id.unwrap_or(""), passes) == pass))
+                        .collect();
+                    b = filter_record_batch(&b, &keep)?;
+                }
+                batches.push(Daily::new(&b)?);
+            }
+        }
+        let (features, accounts) = group_month(&batches, features.clone(), accounts.clone())?;
+        f.push(features);
+        a.push(accounts);
+    }
+    Ok((concat_batches(&features, &f)?, concat_batches(&accounts, &a)?))
+}
+
+/// [`monthly`] of daily rows held in memory.
+fn group_month(
+    batches: &[Daily],
+    features: SchemaRef,
+    accounts: SchemaRef,
+) -> Result<(RecordBatch, RecordBatch), AnalyticsError> {
+    use rayon::prelude::*;
     let views: Vec<View<'_>> = batches.iter().map(Daily::view).collect();
     let total: usize = views.iter().map(|v| v.day.len()).sum();
     let mut parts: Vec<Vec<(u32, u32)>> =
@@ -467,9 +520,10 @@ mod tests {
         }
 
         /// [`monthly`] over a month's `usage_daily` files gives the rows of [`FEATURES`]
-        /// and [`ACCOUNTS`] over the same files, however the rows are cut into files.
+        /// and [`ACCOUNTS`] over the same files, however the rows are cut into files and
+        /// however many passes over them it takes.
         #[test]
-        fn monthly_gives_the_plans_rows(r in arb_rows(), cut in 0usize..200) {
+        fn monthly_gives_the_plans_rows(r in arb_rows(), cut in 0usize..200, per_pass in 1u64..300) {
             let rows_of = owned(&r);
             let dir = tempfile::tempdir().unwrap();
             let cut = cut.min(rows_of.len());
@@ -483,7 +537,9 @@ mod tests {
                 w.close().unwrap();
                 files.push(path);
             }
-            let (features, accounts) = monthly(&files, features_schema(), accounts_schema()).unwrap();
+            // Rows held at a time: from one (a pass per row) to all of them.
+            let (features, accounts) =
+                monthly_in_passes(&files, features_schema(), accounts_schema(), per_pass).unwrap();
             prop_assert_eq!(features.schema(), features_schema());
             prop_assert_eq!(accounts.schema(), accounts_schema());
             let by_plan = |sql: &str| -> Vec<RecordBatch> {
