@@ -1,10 +1,10 @@
 //! The usage rollups of a refresh in this process, computed here rather than planned: a
 //! batch's daily rollup (`usage_daily`) and a month's feature and account rollups
 //! (`usage_features`, `usage_accounts`). Each gives the rows its SQL plan in `store` gives
-//! (the tests hold them to the plans, run by DataFusion), for a fraction of the CPU: a
-//! key is hashed once, as borrowed strings or small integers, where a generic grouping
-//! hashes, compares and copies every string column of every row (measured: the plans were
-//! 60% of a 10 M-event refresh's CPU time).
+//! (the tests hold them to the plans, run by DataFusion), for less CPU: a key is hashed
+//! once, as borrowed strings, in tables sized to the caches, and a month's daily rows are
+//! read once for both of its rollups (measured on 10 M usage events: the import with its
+//! refresh took 10.0-10.3 s of user time instead of 13.2-13.8 s, with the changes beside).
 
 use crate::AnalyticsError;
 use datafusion::arrow::array::{
@@ -46,8 +46,9 @@ fn month_of(t: i64, cache: &mut (i64, i64)) -> i64 {
 
 /// Rows are grouped part by part, a part being the rows of the accounts whose hash falls
 /// in it: a part's hash tables fit in the processor's caches, where one table over all rows
-/// (a million groups) misses them on nearly every row (measured: 500 ns a row, against
-/// 100 ns in parts). Every key holds the account, so no group spans two parts.
+/// (a million groups) misses them on nearly every row (measured on a month's rollups: 500
+/// ns a row, against under 200 ns in parts, reading the files included). Every key holds
+/// the account, so no group spans two parts.
 const PARTS: usize = 64;
 
 fn part(account: &str) -> usize {
@@ -56,7 +57,8 @@ fn part(account: &str) -> usize {
 
 /// A batch of the `usage` table (`account_id`, `ts`, `user_id`, `event`, `feature`,
 /// `quantity`, none null) rolled up per account, day, user and feature: the rows of the
-/// `store::USAGE_DAILY` plan, part by part in the order their groups first appear.
+/// SQL plan it replaced (`tests::USAGE_DAILY`), part by part in the order their groups
+/// first appear.
 pub(crate) fn daily(batch: &RecordBatch, schema: SchemaRef) -> Result<RecordBatch, AnalyticsError> {
     let account = batch.column(0).as_string::<i32>();
     let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
