@@ -7,10 +7,12 @@
 //! same batch beside it (`usage_daily`); a month with many files is compacted, and each
 //! changed month's per-account, per-feature rollup (`usage_features`) and per-account
 //! rollup of distinct users and days (`usage_accounts`, internal: not a SQL table) rebuilt,
-//! named by the range of daily rows they were made from. Rollups and usage figures are
-//! DataFusion plans (SQL), which run in this process or, configured, on an Apache DataFusion
-//! Ballista cluster over the same Parquet files ([`Engine`], [`run_scheduler`],
-//! [`run_executor`]). Everything under `columnar/` can be deleted and rebuilt.
+//! named by the range of daily rows they were made from. The rollups are computed in this
+//! process without a plan (`rollup`); compactions and usage figures are DataFusion plans
+//! (SQL), which run in this process or, configured, on an Apache DataFusion Ballista
+//! cluster over the same Parquet files ([`Engine`], [`run_scheduler`], [`run_executor`]),
+//! where a month's rollups run as plans too. Everything under `columnar/` can be deleted
+//! and rebuilt.
 
 mod cluster;
 mod engine;

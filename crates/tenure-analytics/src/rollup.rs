@@ -221,9 +221,34 @@ fn monthly_part<'a>(views: &[View<'a>], rows: &[(u32, u32)]) -> PartRows<'a> {
     (accounts, features)
 }
 
-/// Daily rows a month's rollups hold at once (about 75 bytes each in memory: 1.2 GB): a
-/// larger month is read once for each slice of its accounts.
-const ROWS_PER_PASS: u64 = 16 << 20;
+/// Daily rows the monthly rollups of a refresh hold at once (about 75 bytes each in
+/// memory: 1.2 GB): a larger month is read once for each slice of its accounts.
+pub(crate) const ROWS_PER_PASS: u64 = 16 << 20;
+
+/// How a month's rollups share the machine.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Share {
+    /// Alone: its parts grouped on every thread, up to [`ROWS_PER_PASS`] rows held.
+    Alone,
+    /// Beside other months, one on each of the threads: on the calling thread (which so
+    /// never waits on, nor picks up, another month's work), up to this many rows held.
+    Beside(u64),
+}
+
+/// The daily rows in `files`, from their footers.
+pub(crate) fn rows(files: &[PathBuf]) -> Result<u64, AnalyticsError> {
+    let mut total = 0u64;
+    for path in files {
+        total += open(path)?.metadata().file_metadata().num_rows().max(0) as u64;
+    }
+    Ok(total)
+}
+
+fn open(path: &PathBuf) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, AnalyticsError> {
+    let file = std::fs::File::open(path)
+        .map_err(|source| AnalyticsError::Io { path: path.clone(), source })?;
+    Ok(ParquetRecordBatchReaderBuilder::try_new(file)?)
+}
 
 /// The slice of the accounts, of `passes`, that `account` is in: from other bits of its
 /// hash than its part's.
@@ -232,33 +257,20 @@ fn slice(account: &str, passes: u64) -> u64 {
 }
 
 /// The `usage_features` and `usage_accounts` rows of the `usage_daily` rows in `files`:
-/// those of the `store::FEATURES` and `store::ACCOUNTS` plans, the parts grouped in
-/// parallel. A month's daily rows are held while they are grouped, at most about
-/// [`ROWS_PER_PASS`] at a time.
+/// those of the `store::FEATURES` and `store::ACCOUNTS` plans. A month's daily rows are
+/// held while they are grouped, at most as many at a time as `share` says.
 pub(crate) fn monthly(
     files: &[PathBuf],
     features: SchemaRef,
     accounts: SchemaRef,
+    share: Share,
 ) -> Result<(RecordBatch, RecordBatch), AnalyticsError> {
-    monthly_in_passes(files, features, accounts, ROWS_PER_PASS)
-}
-
-fn monthly_in_passes(
-    files: &[PathBuf],
-    features: SchemaRef,
-    accounts: SchemaRef,
-    rows_per_pass: u64,
-) -> Result<(RecordBatch, RecordBatch), AnalyticsError> {
-    let open = |path: &PathBuf| -> Result<_, AnalyticsError> {
-        let file = std::fs::File::open(path)
-            .map_err(|source| AnalyticsError::Io { path: path.clone(), source })?;
-        Ok(ParquetRecordBatchReaderBuilder::try_new(file)?)
+    let rows_per_pass = match share {
+        Share::Alone => ROWS_PER_PASS,
+        Share::Beside(n) => n,
     };
-    let mut total = 0u64;
-    for path in files {
-        total += open(path)?.metadata().file_metadata().num_rows().max(0) as u64;
-    }
-    let passes = total.div_ceil(rows_per_pass.max(1)).max(1);
+    let parallel = matches!(share, Share::Alone);
+    let passes = rows(files)?.div_ceil(rows_per_pass.max(1)).max(1);
     let (mut f, mut a) = (Vec::new(), Vec::new());
     for pass in 0..passes {
         let mut batches = Vec::new();
@@ -280,18 +292,20 @@ fn monthly_in_passes(
                 batches.push(Daily::new(&b)?);
             }
         }
-        let (features, accounts) = group_month(&batches, features.clone(), accounts.clone())?;
+        let (features, accounts) =
+            group_month(&batches, features.clone(), accounts.clone(), parallel)?;
         f.push(features);
         a.push(accounts);
     }
     Ok((concat_batches(&features, &f)?, concat_batches(&accounts, &a)?))
 }
 
-/// [`monthly`] of daily rows held in memory.
+/// [`monthly`] of daily rows held in memory, the parts on every thread if `parallel`.
 fn group_month(
     batches: &[Daily],
     features: SchemaRef,
     accounts: SchemaRef,
+    parallel: bool,
 ) -> Result<(RecordBatch, RecordBatch), AnalyticsError> {
     use rayon::prelude::*;
     let views: Vec<View<'_>> = batches.iter().map(Daily::view).collect();
@@ -303,7 +317,11 @@ fn group_month(
             parts[part(v.account.value(i))].push((b as u32, i as u32));
         }
     }
-    let done: Vec<PartRows<'_>> = parts.par_iter().map(|rows| monthly_part(&views, rows)).collect();
+    let done: Vec<PartRows<'_>> = if parallel {
+        parts.par_iter().map(|rows| monthly_part(&views, rows)).collect()
+    } else {
+        parts.iter().map(|rows| monthly_part(&views, rows)).collect()
+    };
     // Collected: string arrays are built from iterators of known length.
     let a: Vec<_> = done.iter().flat_map(|d| &d.0).collect();
     let a = a.iter();
@@ -455,6 +473,56 @@ mod tests {
         assert_eq!(month_bounds(i64::MIN), None);
     }
 
+    /// Daily files written with other string types and nullable columns (as a compaction
+    /// by DataFusion may write them) give the same rollups.
+    #[test]
+    fn daily_files_of_other_string_types_roll_up_the_same() {
+        use datafusion::arrow::datatypes::Field;
+        let rows = owned(&[(0, t("2024-03-01"), 0, 0, 1.0), (1, t("2024-03-02"), 1, 2, 2.0)]);
+        let d = daily(&as_batch(&rows), daily_schema()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, b: &RecordBatch| {
+            let path = dir.path().join(name);
+            let f = std::fs::File::create(&path).unwrap();
+            let mut w =
+                datafusion::parquet::arrow::ArrowWriter::try_new(f, b.schema(), None).unwrap();
+            w.write(b).unwrap();
+            w.close().unwrap();
+            path
+        };
+        let plain = write("plain.parquet", &d);
+        for to in [DataType::LargeUtf8, DataType::Utf8View] {
+            let (mut fields, mut cols) = (Vec::new(), Vec::new());
+            for (f, c) in d.schema().fields().iter().zip(d.columns()) {
+                let ty = if f.data_type() == &DataType::Utf8 {
+                    to.clone()
+                } else {
+                    f.data_type().clone()
+                };
+                fields.push(Field::new(f.name(), ty.clone(), true));
+                cols.push(cast(c, &ty).unwrap());
+            }
+            let other = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+            let other = write("other.parquet", &other);
+            let got =
+                monthly(&[other], features_schema(), accounts_schema(), Share::Alone).unwrap();
+            let want = monthly(
+                std::slice::from_ref(&plain),
+                features_schema(),
+                accounts_schema(),
+                Share::Alone,
+            )
+            .unwrap();
+            assert_eq!(rows_of(&got.0), rows_of(&want.0), "{to}");
+            assert_eq!(rows_of(&got.1), rows_of(&want.1), "{to}");
+            assert_eq!(got.0.num_rows(), 2);
+        }
+    }
+
+    fn rows_of(b: &RecordBatch) -> Vec<String> {
+        rows(std::slice::from_ref(b))
+    }
+
     /// Usage rows of a few accounts, users and features over days that cross months,
     /// the epoch and the ends of the calendar; quantities whose sums are exact in any
     /// order.
@@ -525,7 +593,7 @@ mod tests {
         /// and [`ACCOUNTS`] over the same files, however the rows are cut into files and
         /// however many passes over them it takes.
         #[test]
-        fn monthly_gives_the_plans_rows(r in arb_rows(), cut in 0usize..200, per_pass in 1u64..300) {
+        fn monthly_gives_the_plans_rows(r in arb_rows(), cut in 0usize..200, per_pass in 0u64..300) {
             let rows_of = owned(&r);
             let dir = tempfile::tempdir().unwrap();
             let cut = cut.min(rows_of.len());
@@ -539,9 +607,10 @@ mod tests {
                 w.close().unwrap();
                 files.push(path);
             }
-            // Rows held at a time: from one (a pass per row) to all of them.
+            // Rows held at a time: from one (a pass per row) to all of them, or alone.
+            let share = if per_pass == 0 { Share::Alone } else { Share::Beside(per_pass) };
             let (features, accounts) =
-                monthly_in_passes(&files, features_schema(), accounts_schema(), per_pass).unwrap();
+                monthly(&files, features_schema(), accounts_schema(), share).unwrap();
             prop_assert_eq!(features.schema(), features_schema());
             prop_assert_eq!(accounts.schema(), accounts_schema());
             let by_plan = |sql: &str| -> Vec<RecordBatch> {

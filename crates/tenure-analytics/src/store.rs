@@ -196,9 +196,9 @@ const COMPACT_AT: usize = 8;
 
 /// Brings the columnar tables up to date with the log. Cheap when nothing is new.
 ///
-/// Compactions and monthly rollups run on `engine`; the rollup of each new batch runs
-/// here, where the batch is (it is the size of one batch, and a cluster cannot be sent
-/// memory). The tail of each lane is read once, in order, and decoded in batches of [`BATCH`]
+/// Compactions run on `engine`, and so do a month's rollups on a cluster (in this process
+/// they are computed by `rollup`); the rollup of each new batch runs here, where the batch
+/// is (it is the size of one batch, and a cluster cannot be sent memory). The tail of each lane is read once, in order, and decoded in batches of [`BATCH`]
 /// records on this thread, while a second thread writes the batch before (its Parquet
 /// files, its daily rollup, then the watermark): decoding and writing overlap, and no
 /// record is read twice.
@@ -415,9 +415,13 @@ async fn monthly_features(data: &Path, engine: &Engine) -> Result<(), AnalyticsE
 
 /// [`monthly_features`] in this process: each month whose rollups are not both current has
 /// its daily rows read once for both (`rollup::monthly`, the rows of [`FEATURES`] and
-/// [`ACCOUNTS`]), the months in parallel; as [`monthly_rollup`], a table's file is written
-/// before the one it replaces is removed.
+/// [`ACCOUNTS`]). Months of up to their share of `rollup::ROWS_PER_PASS` rows run one on
+/// each thread, larger ones alone on every thread, so that the rows held stay within it.
+/// As in [`monthly_rollup`], a table's file is written before the one it replaces is
+/// removed, and that one is removed before the next table is written: a refresh stopped
+/// anywhere leaves no month counted twice.
 fn monthly_here(data: &Path) -> Result<(), AnalyticsError> {
+    use crate::rollup::{ROWS_PER_PASS, Share};
     use rayon::prelude::*;
     let daily = listing(&columnar_dir(data).join("usage_daily"));
     let mut months: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
@@ -434,31 +438,43 @@ fn monthly_here(data: &Path) -> Result<(), AnalyticsError> {
         }
         tables.push((dir, existing));
     }
-    months.into_par_iter().try_for_each(|(month, paths)| {
+    let month = |month: &str, paths: &[PathBuf], share: Share| -> Result<(), AnalyticsError> {
         let (from, to) = month_range(&daily, month);
         let current = |f: &(String, u64, u64, PathBuf)| f.0 == month && (f.1, f.2) == (from, to);
         let stale: Vec<bool> =
             tables.iter().map(|(_, existing)| !existing.iter().any(current)).collect();
-        if stale.contains(&true) {
-            let (features, accounts) =
-                crate::rollup::monthly(&paths, features_schema(), accounts_schema())?;
-            for ((dir, _), (rows, stale)) in
-                tables.iter().zip([features, accounts].iter().zip(&stale))
+        let rolled = if stale.contains(&true) {
+            let (f, a) =
+                crate::rollup::monthly(paths, features_schema(), accounts_schema(), share)?;
+            Some([f, a])
+        } else {
+            None
+        };
+        for (i, (dir, existing)) in tables.iter().enumerate() {
+            if let Some(rolled) = &rolled
+                && stale[i]
             {
-                if *stale {
-                    write_parquet(&dir.join(format!("{month}.{from}-{to}.parquet")), rows)?;
-                }
+                write_parquet(&dir.join(format!("{month}.{from}-{to}.parquet")), &rolled[i])?;
             }
-        }
-        // A crash between writing the current file and removing the one it replaced
-        // leaves both: the old one goes now (a table read whole would count it twice).
-        for (_, existing) in &tables {
+            // A crash between writing the current file and removing the one it replaced
+            // leaves both: the old one goes now (a table read whole would count it twice).
             for f in existing.iter().filter(|f| f.0 == month && !current(f)) {
                 std::fs::remove_file(&f.3).map_err(io(&f.3))?;
             }
         }
         Ok(())
-    })
+    };
+    let share = ROWS_PER_PASS / rayon::current_num_threads().max(1) as u64;
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    for (m, paths) in &months {
+        if crate::rollup::rows(paths)? <= share {
+            small.push((m, paths))
+        } else {
+            large.push((m, paths))
+        }
+    }
+    small.into_par_iter().try_for_each(|(m, paths)| month(m, paths, Share::Beside(share)))?;
+    large.into_iter().try_for_each(|(m, paths)| month(m, paths, Share::Alone))
 }
 
 /// Rebuilds `table`'s file of each month whose `usage_daily` files changed (through `plan`

@@ -178,9 +178,19 @@ proptest! {
         let mut damaged = buf.clone();
         let f = flip % damaged.len();
         damaged[f] ^= 1 << bit;
-        // Neither panics, and the borrowed decoder refuses what the other refuses.
-        if decode(&damaged).is_err() {
-            prop_assert!(decode_usage(&damaged).is_err());
+        // Neither panics, the borrowed decoder refuses what the other refuses, and what it
+        // takes the other takes, with the same fields.
+        match (decode(&damaged), decode_usage(&damaged)) {
+            (Err(_), u) => prop_assert!(u.is_err()),
+            (Ok(e), Ok(u)) => {
+                let EventBody::Usage { user_id, event, feature, quantity } = &e.body else {
+                    return Err(TestCaseError::fail(format!("{e:?} read as usage")));
+                };
+                prop_assert_eq!((u.ts, u.account, u.user_id, u.event), (e.ts, e.account.as_deref(), user_id.as_str(), event.as_str()));
+                prop_assert_eq!(u.feature, feature.as_deref());
+                prop_assert_eq!(u.quantity.to_bits(), quantity.to_bits());
+            }
+            (Ok(_), Err(_)) => {}
         }
     }
 
