@@ -198,10 +198,11 @@ const COMPACT_AT: usize = 8;
 ///
 /// Compactions run on `engine`, and so do a month's rollups on a cluster (in this process
 /// they are computed by `rollup`); the rollup of each new batch runs here, where the batch
-/// is (it is the size of one batch, and a cluster cannot be sent memory). The tail of each lane is read once, in order, and decoded in batches of [`BATCH`]
-/// records on this thread, while a second thread writes the batch before (its Parquet
-/// files, its daily rollup, then the watermark): decoding and writing overlap, and no
-/// record is read twice.
+/// is (it is the size of one batch, and a cluster cannot be sent memory). The tail of each
+/// lane is read once, in order, and decoded in batches of [`BATCH`] records on this thread,
+/// while a second thread writes the batch before (its Parquet files and daily rollups, in
+/// parallel, then the watermark): decoding and writing overlap, and no record is read
+/// twice.
 pub fn refresh(data: &Path, engine: &Engine) -> Result<RefreshStats, AnalyticsError> {
     refresh_batched(data, engine, BATCH)
 }
