@@ -251,6 +251,42 @@ fn a_store_of_another_layout_is_rebuilt() {
     assert_eq!(refresh(dir.path(), HERE).unwrap().files, 0);
 }
 
+/// The files of `table` for `month`.
+fn month_files(data: &Path, table: &str, month: &str) -> Vec<String> {
+    let dir = data.join("columnar").join(table);
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(month) && n.ends_with(".parquet"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A refresh stopped between a month's two monthly rollups (here the second cannot be
+/// written) leaves the month counted once in the first, and the next refresh completes it.
+#[test]
+fn a_refresh_stopped_between_a_months_rollups_counts_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    append(dir.path(), &events());
+    refresh(dir.path(), HERE).unwrap();
+    // One more event in March: the month's rollups are made again from records 0 to 36.
+    append(dir.path(), &[usage("2024-03-15T12:00:00Z", "a", "u9", "reports")]);
+    // `usage_accounts`' new file cannot be written: a directory holds its temporary name.
+    let blocked = dir.path().join("columnar/usage_accounts/2024-03.0-36.parquet.tmp");
+    std::fs::create_dir_all(&blocked).unwrap();
+    assert!(refresh(dir.path(), HERE).is_err());
+    assert_eq!(month_files(dir.path(), "usage_features", "2024-03"), ["2024-03.0-36.parquet"]);
+    // a used "reports" on the 15 even days of March, and once more.
+    let q = "SELECT account_id, feature, CAST(sum(events) AS BIGINT) AS n FROM usage_features \
+             WHERE account_id = 'a' AND feature = 'reports' GROUP BY 1, 2";
+    assert!(sql(dir.path(), q).contains("| a          | reports | 16 |"), "{}", sql(dir.path(), q));
+    std::fs::remove_dir(&blocked).unwrap();
+    refresh(dir.path(), HERE).unwrap();
+    assert_eq!(month_files(dir.path(), "usage_accounts", "2024-03"), ["2024-03.0-36.parquet"]);
+    assert_eq!(month_files(dir.path(), "usage_features", "2024-03"), ["2024-03.0-36.parquet"]);
+}
+
 #[test]
 fn sql_is_read_only_and_errors_are_clear() {
     let t = tempfile::tempdir().unwrap();
