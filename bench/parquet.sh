@@ -89,34 +89,35 @@ measure() {
     [ "$M_RC" -eq 0 ] || { say "$name failed ($M_RC)"; exit 1; }
 }
 
-# --- 4. Import the Parquet file into a fresh data directory, RUNS times: the median run ------
+# median NAME CMD...: CMD run RUNS times, each into a fresh data directory: the median run's
+# wall seconds, peak RSS and CPU in MED_S, MED_RSS, MED_CPU, every run's seconds in MED_ALL
 # (this machine's run-to-run spread is wide: the same import took 3.7 to 5.8 s in a row)
-ALL=""
-for run in $(seq "$RUNS"); do
-    rm -rf "$W/data"
-    say "tenure import --no-refresh $FILE (run $run of $RUNS)"
-    measure parquet "$T" import --no-refresh --data "$W/data" "$FILE"
-    echo "$M_S $M_RSS $M_CPU" >>"$W/runs.$$"
-    ALL="$ALL${ALL:+, }$M_S"
-done
-read -r PQ_S PQ_RSS PQ_CPU <<<"$(sort -n "$W/runs.$$" | sed -n "$(((RUNS + 1) / 2))p")"
-rm -f "$W/runs.$$"
+median() {
+    local name=$1
+    shift
+    MED_ALL=""
+    for run in $(seq "$RUNS"); do
+        rm -rf "$W/data"
+        say "$name: $* (run $run of $RUNS)"
+        measure "$name" "$@"
+        echo "$M_S $M_RSS $M_CPU" >>"$W/runs.$$"
+        MED_ALL="$MED_ALL${MED_ALL:+, }$M_S"
+    done
+    read -r MED_S MED_RSS MED_CPU <<<"$(sort -n "$W/runs.$$" | sed -n "$(((RUNS + 1) / 2))p")"
+    rm -f "$W/runs.$$"
+}
+
+# --- 4. Import the Parquet file into a fresh data directory, RUNS times: the median run ------
+median parquet "$T" import --no-refresh --data "$W/data" "$FILE"
+PQ_S=$MED_S PQ_RSS=$MED_RSS PQ_CPU=$MED_CPU ALL=$MED_ALL
 PQ_RATE=$(awk -v n="$ROWS" -v s="$PQ_S" 'BEGIN { printf "%.2f", n / s / 1e6 }')
 PQ_STORED=$(sed -n 's/.*usage\.parquet: \([0-9]*\) stored.*/\1/p' "$W/parquet.log")
 [ "$PQ_STORED" = "$ROWS" ] || { say "stored $PQ_STORED of $ROWS rows"; exit 1; }
 
 # --- 4b. The same import as users run it: with the default columnar refresh (Parquet tables,
 # the daily and monthly rollups), RUNS times: the median run (issue 18: >= 1 M events/s) ---
-ALL_R=""
-for run in $(seq "$RUNS"); do
-    rm -rf "$W/data"
-    say "tenure import $FILE, default refresh (run $run of $RUNS)"
-    measure refresh "$T" import --data "$W/data" "$FILE"
-    echo "$M_S $M_RSS $M_CPU" >>"$W/runs.$$"
-    ALL_R="$ALL_R${ALL_R:+, }$M_S"
-done
-read -r RF_S RF_RSS RF_CPU <<<"$(sort -n "$W/runs.$$" | sed -n "$(((RUNS + 1) / 2))p")"
-rm -f "$W/runs.$$"
+median refresh "$T" import --data "$W/data" "$FILE"
+RF_S=$MED_S RF_RSS=$MED_RSS RF_CPU=$MED_CPU ALL_R=$MED_ALL
 RF_RATE=$(awk -v n="$ROWS" -v s="$RF_S" 'BEGIN { printf "%.2f", n / s / 1e6 }')
 grep -q "columnar store: $ROWS new events materialised" "$W/refresh.log" ||
     { say "the refresh did not materialise $ROWS events"; exit 1; }

@@ -256,11 +256,13 @@ fn slice(account: &str, passes: u64) -> u64 {
     ((FxBuildHasher.hash_one(account) & 0xffff_ffff) * passes) >> 32
 }
 
-/// The `usage_features` and `usage_accounts` rows of the `usage_daily` rows in `files`:
+/// The `usage_features` and `usage_accounts` rows of the `usage_daily` rows in `files`
+/// (`rows` of them, as [`rows`] counts them):
 /// those of the `store::FEATURES` and `store::ACCOUNTS` plans. A month's daily rows are
 /// held while they are grouped, at most as many at a time as `share` says.
 pub(crate) fn monthly(
     files: &[PathBuf],
+    rows: u64,
     features: SchemaRef,
     accounts: SchemaRef,
     share: Share,
@@ -270,7 +272,7 @@ pub(crate) fn monthly(
         Share::Beside(n) => n,
     };
     let parallel = matches!(share, Share::Alone);
-    let passes = rows(files)?.div_ceil(rows_per_pass.max(1)).max(1);
+    let passes = rows.div_ceil(rows_per_pass.max(1)).max(1);
     let (mut f, mut a) = (Vec::new(), Vec::new());
     for pass in 0..passes {
         let mut batches = Vec::new();
@@ -504,10 +506,18 @@ mod tests {
             }
             let other = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
             let other = write("other.parquet", &other);
-            let got =
-                monthly(&[other], features_schema(), accounts_schema(), Share::Alone).unwrap();
+            let other = [other];
+            let got = monthly(
+                &other,
+                super::rows(&other).unwrap(),
+                features_schema(),
+                accounts_schema(),
+                Share::Alone,
+            )
+            .unwrap();
             let want = monthly(
                 std::slice::from_ref(&plain),
+                2,
                 features_schema(),
                 accounts_schema(),
                 Share::Alone,
@@ -610,7 +620,8 @@ mod tests {
             // Rows held at a time: from one (a pass per row) to all of them, or alone.
             let share = if per_pass == 0 { Share::Alone } else { Share::Beside(per_pass) };
             let (features, accounts) =
-                monthly(&files, features_schema(), accounts_schema(), share).unwrap();
+                monthly(&files, super::rows(&files).unwrap(), features_schema(), accounts_schema(), share)
+                    .unwrap();
             prop_assert_eq!(features.schema(), features_schema());
             prop_assert_eq!(accounts.schema(), accounts_schema());
             let by_plan = |sql: &str| -> Vec<RecordBatch> {

@@ -439,14 +439,19 @@ fn monthly_here(data: &Path) -> Result<(), AnalyticsError> {
         }
         tables.push((dir, existing));
     }
-    let month = |month: &str, paths: &[PathBuf], share: Share| -> Result<(), AnalyticsError> {
+    // Whether each table's file of the month is missing (named by another range, or none).
+    let stale = |month: &str| -> Vec<bool> {
         let (from, to) = month_range(&daily, month);
         let current = |f: &(String, u64, u64, PathBuf)| f.0 == month && (f.1, f.2) == (from, to);
-        let stale: Vec<bool> =
-            tables.iter().map(|(_, existing)| !existing.iter().any(current)).collect();
+        tables.iter().map(|(_, existing)| !existing.iter().any(current)).collect()
+    };
+    let month = |month: &str, paths: &[PathBuf], rows: u64, share: Share| {
+        let (from, to) = month_range(&daily, month);
+        let current = |f: &(String, u64, u64, PathBuf)| f.0 == month && (f.1, f.2) == (from, to);
+        let stale = stale(month);
         let rolled = if stale.contains(&true) {
             let (f, a) =
-                crate::rollup::monthly(paths, features_schema(), accounts_schema(), share)?;
+                crate::rollup::monthly(paths, rows, features_schema(), accounts_schema(), share)?;
             Some([f, a])
         } else {
             None
@@ -463,19 +468,17 @@ fn monthly_here(data: &Path) -> Result<(), AnalyticsError> {
                 std::fs::remove_file(&f.3).map_err(io(&f.3))?;
             }
         }
-        Ok(())
+        Ok::<(), AnalyticsError>(())
     };
     let share = ROWS_PER_PASS / rayon::current_num_threads().max(1) as u64;
     let (mut small, mut large) = (Vec::new(), Vec::new());
     for (m, paths) in &months {
-        if crate::rollup::rows(paths)? <= share {
-            small.push((m, paths))
-        } else {
-            large.push((m, paths))
-        }
+        // Only a month to roll up again has its files' footers read for its size.
+        let rows = if stale(m).contains(&true) { crate::rollup::rows(paths)? } else { 0 };
+        if rows <= share { small.push((m, paths, rows)) } else { large.push((m, paths, rows)) }
     }
-    small.into_par_iter().try_for_each(|(m, paths)| month(m, paths, Share::Beside(share)))?;
-    large.into_iter().try_for_each(|(m, paths)| month(m, paths, Share::Alone))
+    small.into_par_iter().try_for_each(|(m, p, rows)| month(m, p, rows, Share::Beside(share)))?;
+    large.into_iter().try_for_each(|(m, p, rows)| month(m, p, rows, Share::Alone))
 }
 
 /// Rebuilds `table`'s file of each month whose `usage_daily` files changed (through `plan`
