@@ -82,7 +82,7 @@ pub(crate) async fn session(
     session_with(data, engine, extra, engine.default_session()?).await
 }
 
-async fn session_with(
+pub(crate) async fn session_with(
     data: &Path,
     engine: &Engine,
     extra: Vec<SqlTable>,

@@ -319,21 +319,34 @@ impl Accounts {
         &self,
         f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
     ) -> Result<Vec<Vec<T>>> {
+        self.map_blocks(f, |mut block| {
+            block.shrink_to_fit();
+            block
+        })
+    }
+
+    /// As [`Accounts::map_chunks`], each block's results given to `g` on the thread that
+    /// made them (`Checkpoint::map_blocks_at`); `g`'s results in order.
+    fn map_blocks<T: Send, U: Send>(
+        &self,
+        f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
+        g: impl Fn(Vec<T>) -> U + Sync,
+    ) -> Result<Vec<U>> {
         let c = match &self.from {
-            Source::Replay { ledger, usage } => return Ok(vec![each(ledger, usage, &f)]),
+            Source::Replay { ledger, usage } => return Ok(blocks(each(ledger, usage, &f), &g)),
             Source::State(c) => c,
         };
-        let found = match c.map_chunks_at(self.t, &f) {
+        let found = match c.map_blocks_at(self.t, &f, &g) {
             // Damage past the header shows only when its chunk is read.
             Err(e) if !matches!(e, CheckpointError::Rewritten(_)) => {
-                self.refold(e)?.map_chunks_at(self.t, &f)
+                self.refold(e)?.map_blocks_at(self.t, &f, &g)
             }
             found => found,
         };
         match found {
             Err(CheckpointError::Rewritten(id)) => {
                 let (ledger, usage) = self.fold_at(&id)?;
-                Ok(vec![each(&ledger, &usage, &f)])
+                Ok(blocks(each(&ledger, &usage, &f), &g))
             }
             found => Ok(found?),
         }
@@ -378,6 +391,21 @@ fn each<T: Send>(
         .par_iter()
         .filter_map(|a| f(a, usage.get(&a.id).map_or(&[][..], |v| v.as_slice())))
         .collect()
+}
+
+/// `g` of `all` a block of 4,096 at a time (as a checkpoint's chunks), in parallel; the
+/// results in order.
+fn blocks<T: Send, U: Send>(all: Vec<T>, g: &(impl Fn(Vec<T>) -> U + Sync)) -> Vec<U> {
+    let mut parts = Vec::with_capacity(all.len().div_ceil(4096));
+    let mut rest = all.into_iter();
+    loop {
+        let part: Vec<T> = rest.by_ref().take(4096).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    parts.into_par_iter().map(g).collect()
 }
 
 /// The attribute whose value is an account's segment.
@@ -636,23 +664,32 @@ fn fmt_opt(x: Option<f64>, digits: usize) -> String {
 
 /// The measures pulling a score down most (their shortfall from 100, weighted), in words.
 fn health_drivers(s: &Score, cards: &tenure_health::Scorecard, top: usize) -> Vec<String> {
-    let mut parts: Vec<(f64, String)> = s
+    let mut parts: Vec<(f64, usize)> = s
         .parts
         .iter()
         .zip(&cards.measures)
-        .filter_map(|(p, m)| {
+        .enumerate()
+        .filter_map(|(i, (p, _))| {
             let score = p.score?;
             let short = p.weight * (100.0 - score);
-            let text = match (p.value, &m.reads) {
+            (score < 70.0 && short > 0.0).then_some((short, i))
+        })
+        .collect();
+    // Stable: equal shortfalls keep the scorecard's order. Only the drivers shown are put
+    // in words (a million accounts' every measure would be formatted otherwise).
+    parts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    parts
+        .into_iter()
+        .take(top)
+        .map(|(_, i)| {
+            let (p, m) = (&s.parts[i], &cards.measures[i]);
+            match (p.value, &m.reads) {
                 (Some(v), Reads::Feature(f)) => (DEFS[*f].describe)(v),
                 (Some(v), Reads::Dimension(_)) => format!("{} score {v:.0}", m.name),
                 (None, _) => format!("{} unknown", m.name.replace('_', " ")),
-            };
-            (score < 70.0 && short > 0.0).then_some((short, text))
+            }
         })
-        .collect();
-    parts.sort_by(|a, b| b.0.total_cmp(&a.0));
-    parts.into_iter().take(top).map(|(_, t)| t).collect()
+        .collect()
 }
 
 pub fn health(a: HealthArgs) -> Result<()> {
@@ -687,7 +724,7 @@ pub fn health(a: HealthArgs) -> Result<()> {
     let then_t = t.add_months(-3);
     // (account, scorecard, score, colour, change over 3 months, drivers)
     type Line<'a> = (String, &'a str, Option<f64>, &'static str, Option<f64>, Vec<String>);
-    let mut rows: Vec<Line<'_>> = d.map(|acc, u| {
+    let blocks: Vec<Vec<Line<'_>>> = d.map_chunks(|acc, u| {
         let row = features::snapshot(acc, u, t, &ctx)?;
         let card = cards.for_row(&row)?;
         let s = card.score(&row);
@@ -696,6 +733,9 @@ pub fn health(a: HealthArgs) -> Result<()> {
         let drivers = health_drivers(&s, card, 3);
         Some((acc.id.clone(), card.name.as_str(), s.value, s.colour, trend, drivers))
     })?;
+    // The rows stay in their blocks: one vector of them all would be a single thread
+    // copying them into fresh memory.
+    let mut rows: Vec<&Line<'_>> = blocks.iter().flatten().collect();
     rows.par_sort_unstable_by(|a, b| {
         a.2.unwrap_or(f64::MAX).total_cmp(&b.2.unwrap_or(f64::MAX)).then(a.0.cmp(&b.0))
     });
@@ -756,6 +796,7 @@ pub fn health(a: HealthArgs) -> Result<()> {
         }
     };
     leave(rows);
+    leave(blocks);
     leave(d);
     written
 }
@@ -766,20 +807,25 @@ fn out_lines<T: Sync>(
     rows: &[T],
     line: impl Fn(&mut String, &T) -> std::fmt::Result + Sync,
 ) -> Result<()> {
-    let blocks: Vec<String> = rows
-        .par_chunks(4096)
-        .map(|c| {
-            let mut s = String::with_capacity(c.len() * 96);
-            for r in c {
-                line(&mut s, r).expect("writing to a String");
-            }
-            s
-        })
-        .collect();
     let mut o = std::io::stdout().lock();
     o.write_all(head.as_bytes())?;
-    for b in blocks {
-        o.write_all(b.as_bytes())?;
+    // A window of blocks at a time: the text of a million rows is never held at once, and
+    // a window's memory is reused by the next rather than fresh pages each time.
+    let mut blocks: Vec<String> = Vec::new();
+    for window in rows.chunks(4096 * 32) {
+        window
+            .par_chunks(4096)
+            .map(|c| {
+                let mut s = String::with_capacity(c.len() * 96);
+                for r in c {
+                    line(&mut s, r).expect("writing to a String");
+                }
+                s
+            })
+            .collect_into_vec(&mut blocks);
+        for b in &blocks {
+            o.write_all(b.as_bytes())?;
+        }
     }
     o.flush()?;
     Ok(())
@@ -1219,72 +1265,95 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
     let at_risk = at_risk_ok(a.at_risk.unwrap_or(d.cfg.at_risk))?;
     let t = d.t;
     let ctx = d.ctx();
-    let chunks: Vec<Vec<(String, Row)>> =
-        d.map_chunks(|acc, u| features::snapshot(acc, u, t, &ctx).map(|r| (acc.id.clone(), r)))?;
-    let mut now: Vec<&(String, Row)> = chunks.iter().flatten().collect();
-    if m.outcome == Outcome::RenewalLost {
-        // A renewal model speaks of contracts due within its horizon only.
-        now.retain(|(_, r)| r.get(features::F::DAYS_TO_RENEWAL) < m.horizon_days as f64);
-    }
-    let rows: Vec<&Row> = now.iter().map(|(_, r)| r).collect();
-    let probability = m.predict(&rows);
+    let listed = if a.top == 0 { usize::MAX } else { a.top };
+    // Each block of accounts is scored on the thread that read it, while its rows are in
+    // the caches. A block keeps its accounts' figures, its segments' sums, and the rows of
+    // its own largest losses: whichever accounts are listed are among those, and only
+    // listed accounts need a row (for their drivers). A million rows are never held.
+    let blocks: Vec<Block> = d.map_blocks(
+        |acc, u| features::snapshot(acc, u, t, &ctx).map(|r| (acc.id.clone(), r)),
+        |mut rows| {
+            if m.outcome == Outcome::RenewalLost {
+                // A renewal model speaks of contracts due within its horizon only.
+                rows.retain(|(_, r)| r.get(features::F::DAYS_TO_RENEWAL) < m.horizon_days as f64);
+            }
+            let probability = m.predict(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>());
+            let mut by = SegmentSums::new();
+            let mut scored: Vec<Scored> = rows
+                .iter_mut()
+                .zip(probability)
+                .map(|((id, row), p)| {
+                    let loss = (row.mrr as f64 * p).round() as i64;
+                    let seg = row.segment.as_deref().unwrap_or("(none)");
+                    match by.get_mut(seg) {
+                        Some(e) => *e = (e.0 + 1, e.1 + row.mrr, e.2 + loss),
+                        None => drop(by.insert(seg.to_string(), (1, row.mrr, loss))),
+                    }
+                    Scored { id: std::mem::take(id), p, mrr: row.mrr, loss, row: None }
+                })
+                .collect();
+            let mut keep = vec![true; scored.len()];
+            if listed < scored.len() {
+                let mut order: Vec<usize> = (0..scored.len()).collect();
+                order.select_nth_unstable_by(listed, |&i, &j| worse(&scored[i], &scored[j]));
+                keep.fill(false);
+                for &i in &order[..listed] {
+                    keep[i] = true;
+                }
+            }
+            for ((x, (_, row)), k) in scored.iter_mut().zip(rows).zip(keep) {
+                if k {
+                    x.row = Some(Box::new(row));
+                }
+            }
+            Block { scored, by }
+        },
+    )?;
     let cur = d.cfg.revenue.fx.base;
-    struct R<'a> {
-        id: &'a str,
-        segment: Option<&'a str>,
-        p: f64,
-        mrr: i64,
-        loss: i64,
-        drivers: Vec<String>,
-        row: &'a Row,
-    }
-    let mut list: Vec<R<'_>> = now
-        .par_iter()
-        .zip(probability.par_iter())
-        .map(|((id, row), &p)| R {
-            id: id.as_str(),
-            segment: row.segment.as_deref(),
-            p,
-            mrr: row.mrr,
-            loss: (row.mrr as f64 * p).round() as i64,
-            drivers: Vec::new(),
-            row,
-        })
-        .collect();
-    let order = |a: &R<'_>, b: &R<'_>| b.loss.cmp(&a.loss).then(a.id.cmp(b.id));
-    let shown = if a.top == 0 { list.len() } else { a.top.min(list.len()) };
+    let mut list: Vec<&Scored> = blocks.iter().flat_map(|b| &b.scored).collect();
+    let shown = listed.min(list.len());
     // Only the accounts listed need their order (what follows of the others are sums): the
     // largest losses are picked out, then sorted, rather than a million sorted.
     if shown < list.len() {
-        list.select_nth_unstable_by(shown, order);
-        list[..shown].sort_unstable_by(order);
+        list.select_nth_unstable_by(shown, |a, b| worse(a, b));
+        list[..shown].sort_unstable_by(|a, b| worse(a, b));
     } else {
-        list.par_sort_unstable_by(order);
+        list.par_sort_unstable_by(|a, b| worse(a, b));
     }
+    let top_rows: Vec<&Row> = list[..shown]
+        .iter()
+        .map(|r| r.row.as_deref().expect("a block keeps the rows of its largest losses"))
+        .collect();
     // Drivers (TreeSHAP, the costly part) only for the accounts listed.
-    let top_rows: Vec<&Row> = list[..shown].iter().map(|r| r.row).collect();
-    for (r, (_, ds)) in list.iter_mut().zip(m.explain(&top_rows, 3)) {
-        r.drivers = ds.into_iter().map(|d| d.text).collect();
-    }
-    let total_mrr: i64 = list.iter().map(|r| r.mrr).sum();
-    let total_loss: i64 = list.iter().map(|r| r.loss).sum();
-    let risky: Vec<&R<'_>> = list.iter().filter(|r| r.p >= at_risk).collect();
-    let mrr_at_risk: i64 = risky.iter().map(|r| r.mrr).sum();
-    let share =
-        if list.is_empty() { Json::Null } else { json!(risky.len() as f64 / list.len() as f64) };
-    let mut by: std::collections::BTreeMap<&str, (usize, i64, i64)> = Default::default();
-    for r in &list {
-        let e = by.entry(r.segment.unwrap_or("(none)")).or_default();
-        e.0 += 1;
-        e.1 += r.mrr;
-        e.2 += r.loss;
+    let drivers: Vec<Vec<String>> = m
+        .explain(&top_rows, 3)
+        .into_iter()
+        .map(|(_, ds)| ds.into_iter().map(|d| d.text).collect())
+        .collect();
+    let (total_mrr, total_loss, risky, mrr_at_risk) = list
+        .par_iter()
+        .map(|r| {
+            let at = r.p >= at_risk;
+            (r.mrr, r.loss, usize::from(at), if at { r.mrr } else { 0 })
+        })
+        .reduce(|| (0, 0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3));
+    let share = if list.is_empty() { Json::Null } else { json!(risky as f64 / list.len() as f64) };
+    let mut by = SegmentSums::new();
+    for b in &blocks {
+        for (seg, (n, mrr, loss)) in &b.by {
+            let e = by.entry(seg.clone()).or_default();
+            e.0 += n;
+            e.1 += mrr;
+            e.2 += loss;
+        }
     }
     let written = match a.format {
         OutFormat::Json => {
             let accounts: Vec<Json> = list[..shown]
                 .iter()
-                .map(|r| json!({"account_id": r.id, "segment": r.segment, "probability": r.p,
-                    "mrr": money_json(r.mrr, cur), "expected_loss": money_json(r.loss, cur), "drivers": r.drivers}))
+                .zip(top_rows.iter().zip(&drivers))
+                .map(|(r, (row, drivers))| json!({"account_id": r.id, "segment": row.segment, "probability": r.p,
+                    "mrr": money_json(r.mrr, cur), "expected_loss": money_json(r.loss, cur), "drivers": drivers}))
                 .collect();
             let segs: Vec<Json> = by
                 .iter()
@@ -1292,7 +1361,7 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
                 .collect();
             let j = json!({"as_of": t.to_string(), "outcome": m.outcome.as_str(), "horizon_days": m.horizon_days, "currency": cur.to_string(),
                 "accounts_scored": list.len(), "mrr": money_json(total_mrr, cur), "expected_loss": money_json(total_loss, cur),
-                "at_risk_threshold": at_risk, "accounts_at_risk": risky.len(), "share_at_risk": share,
+                "at_risk_threshold": at_risk, "accounts_at_risk": risky, "share_at_risk": share,
                 "mrr_at_risk": money_json(mrr_at_risk, cur),
                 "by_segment": segs, "accounts": accounts});
             out(&format!("{}\n", serde_json::to_string_pretty(&j)?))
@@ -1312,7 +1381,7 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
             );
             s.push_str(&format!(
                 "{} accounts at risk (probability >= {:.0}%) with {} MRR\n\n",
-                risky.len(),
+                risky,
                 at_risk * 100.0,
                 money(mrr_at_risk)
             ));
@@ -1320,14 +1389,14 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
                 "{:<24} {:>7} {:>12} {:>12}  drivers\n",
                 "account", "risk", "MRR", "exp. loss"
             ));
-            for r in &list[..shown] {
+            for (r, drivers) in list[..shown].iter().zip(&drivers) {
                 s.push_str(&format!(
                     "{:<24} {:>6.1}% {:>12} {:>12}  {}\n",
                     r.id,
                     r.p * 100.0,
                     money(r.mrr),
                     money(r.loss),
-                    if r.drivers.is_empty() { "-".into() } else { r.drivers.join("; ") }
+                    if drivers.is_empty() { "-".into() } else { drivers.join("; ") }
                 ));
             }
             s.push_str("\nBy segment:\n");
@@ -1342,9 +1411,33 @@ fn risk_with(a: &RiskArgs, d: Accounts, m: Model) -> Result<()> {
         }
     };
     leave(list);
-    leave(chunks);
+    leave(blocks);
     leave(d);
     written
+}
+
+/// One account's churn figures in `tenure risk`, with its features' row when it may be
+/// listed.
+struct Scored {
+    id: String,
+    p: f64,
+    mrr: i64,
+    loss: i64,
+    row: Option<Box<Row>>,
+}
+
+/// Accounts, MRR and expected loss per segment.
+type SegmentSums = std::collections::BTreeMap<String, (usize, i64, i64)>;
+
+/// What `tenure risk` keeps of a block of accounts.
+struct Block {
+    scored: Vec<Scored>,
+    by: SegmentSums,
+}
+
+/// The listing order of `tenure risk`: the larger expected loss first, then by id.
+fn worse(a: &Scored, b: &Scored) -> std::cmp::Ordering {
+    b.loss.cmp(&a.loss).then(a.id.cmp(&b.id))
 }
 
 #[derive(Args)]

@@ -485,9 +485,25 @@ impl<S: Source> Checkpoint<S> {
         as_of: Timestamp,
         f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
     ) -> Result<Vec<Vec<T>>, CheckpointError> {
+        self.map_blocks_at(as_of, f, |mut out| {
+            out.shrink_to_fit();
+            out
+        })
+    }
+
+    /// As [`Checkpoint::map_chunks_at`], each chunk's results then given to `g` on the same
+    /// thread, while they are in its caches; `g`'s results in account order. What `g` keeps
+    /// of a chunk is all that is held of it: a million accounts' large rows need never be
+    /// in memory at once.
+    pub fn map_blocks_at<T: Send, U: Send>(
+        &self,
+        as_of: Timestamp,
+        f: impl Fn(&AccountLedger, &[UsageMonth]) -> Option<T> + Sync,
+        g: impl Fn(Vec<T>) -> U + Sync,
+    ) -> Result<Vec<U>, CheckpointError> {
         assert!(as_of <= self.valid_until, "{as_of} is past the checkpoint's {}", self.valid_until);
         // Each thread reuses one buffer and one account (their vectors keep their capacity).
-        let parts: Vec<Result<Vec<T>, CheckpointError>> = (0..self.chunks.len())
+        let parts: Vec<Result<U, CheckpointError>> = (0..self.chunks.len())
             .into_par_iter()
             .map_init(
                 || (Vec::new(), AccountLedger::default(), Vec::new()),
@@ -512,8 +528,7 @@ impl<S: Source> Checkpoint<S> {
                     if r.at != r.b.len() {
                         return Err(CheckpointError::Damaged("chunk length"));
                     }
-                    out.shrink_to_fit();
-                    Ok(out)
+                    Ok(g(out))
                 },
             )
             .collect();

@@ -540,6 +540,18 @@ fn health_and_risk_from_the_state_checkpoint_equal_a_replay() {
             assert!(fast.lines().count() > 100, "{args:?}: {fast}");
             said.push_str(&err);
         }
+        // `--top 7` lists the head of the whole listing (each block of accounts keeps the
+        // rows of its own largest losses only), with the same totals.
+        let all: Value = serde_json::from_str(&run(&risk).0).unwrap();
+        for replay in [&[][..], &["--replay"][..]] {
+            let top = ["risk", "--data", &data, "--as-of", as_of, "--top", "7", "--format", "json"];
+            let mut top: Value =
+                serde_json::from_str(&run(&[&top[..], replay].concat()).0).unwrap();
+            let head = &all["accounts"].as_array().unwrap()[..7];
+            assert_eq!(top["accounts"].as_array().unwrap(), head, "{as_of} {replay:?}");
+            top["accounts"] = all["accounts"].clone();
+            assert_eq!(top, all, "{as_of} {replay:?}");
+        }
         // One account's page: its worst-scored account has the most history to differ in.
         let (csv, _) = run(&health);
         let id = csv.lines().nth(1).unwrap().split(',').next().unwrap().to_string();
