@@ -920,14 +920,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Some(&cfg.revenue.fx),
                 );
                 // Damage past the header shows only when its chunk is read.
-                let parts = match st.map_chunks(tally.wants(), |a| tally.part(a)) {
+                // Each account is added as it is decoded (no chunk of accounts is held).
+                let fold = |st: &ledger_state::LedgerState| {
+                    st.fold_chunks(tally.wants(), || tally.start(), |g, a| tally.step(g, a))
+                };
+                let groups = match fold(&st) {
                     Err(EngineError::State(why)) => {
                         st = ledger_state::refold(&dir, &cfg, at, &key, &why)?;
                         eprintln!("{}", st.said.as_deref().unwrap_or_default());
-                        st.map_chunks(tally.wants(), |a| tally.part(a))?
+                        fold(&st)?
                     }
-                    parts => parts?,
+                    groups => groups?,
                 };
+                let parts: Vec<tenure_kpi::Part> = groups.into_iter().map(|g| g.part()).collect();
                 for d in &st.diagnostics {
                     eprintln!("warning: {}", d.0);
                 }

@@ -92,6 +92,27 @@ impl LedgerState {
         }
         Ok(out)
     }
+
+    /// As [`map_chunks`](Self::map_chunks), each account folded into its group's `init()`
+    /// with `step` as it is decoded (`LedgerCheckpoint::fold_chunks`: no group of accounts
+    /// is held).
+    pub fn fold_chunks<T: Send>(
+        &self,
+        want: checkpoint::Want,
+        init: impl Fn() -> T + Sync,
+        step: impl Fn(&mut T, &AccountLedger) + Sync,
+    ) -> Result<Vec<T>, EngineError> {
+        let mut out =
+            self.checkpoint.fold_chunks(&self.skip, want, &init, &step).map_err(damaged)?;
+        if !self.refolded.is_empty() {
+            let mut t = init();
+            for a in &self.refolded {
+                step(&mut t, a);
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
 }
 
 fn damaged(e: CheckpointError) -> EngineError {

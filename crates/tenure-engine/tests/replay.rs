@@ -6,7 +6,7 @@ use tenure_core::event::EventKind;
 use tenure_core::time::{Period, PeriodUnit, Timestamp};
 use tenure_engine::import::Format;
 use tenure_engine::{CS_KINDS, Config, Importer, REVENUE_KINDS};
-use tenure_ledger::LedgerBuilder;
+use tenure_ledger::{AccountLedger, LedgerBuilder};
 
 fn company(dir: &Path) -> Vec<PathBuf> {
     let cfg = tenure_sim::SimConfig {
@@ -383,6 +383,18 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
                 .concat();
             let kept: Vec<_> = ledger.accounts.iter().map(checkpoint::kept).collect();
             assert_eq!(format!("{back:#?}"), format!("{kept:#?}"));
+            // Decoded one after another into the same account (its vectors reused): each
+            // whole, with nothing of the account before.
+            let folded: Vec<_> = c
+                .fold_chunks(
+                    &[],
+                    tenure_ledger::checkpoint::Want::ALL,
+                    Vec::new,
+                    |v: &mut Vec<AccountLedger>, a| v.push(a.clone()),
+                )
+                .unwrap()
+                .concat();
+            assert_eq!(format!("{folded:#?}"), format!("{kept:#?}"));
             // What is dropped, the KPIs do not read: every report is the same.
             let periods = Period::parse("2023-01..2024-08").unwrap().split(PeriodUnit::Quarter);
             use tenure_kpi::Family;
@@ -395,21 +407,31 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
             ] {
                 let by = by.map(tenure_kpi::By::parse);
                 let kpi = &cfg.kpi;
-                let mut t = tenure_kpi::Tally::new(
-                    family,
-                    &periods,
-                    by.as_ref(),
-                    kpi,
-                    None,
-                    Some(&cfg.revenue.fx),
-                );
-                for p in c.map_chunks(&[], t.wants(), |a| t.part(a)).unwrap() {
-                    t.add(p);
-                }
+                let tally = || {
+                    tenure_kpi::Tally::new(
+                        family,
+                        &periods,
+                        by.as_ref(),
+                        kpi,
+                        None,
+                        Some(&cfg.revenue.fx),
+                    )
+                };
                 let full = match family {
                     Family::Revenue => tenure_kpi::revenue(&ledger, &periods, by.as_ref(), kpi),
                     _ => tenure_kpi::report(&ledger, &periods, by.as_ref(), kpi),
                 };
+                // A chunk's accounts at once, and one at a time as they are decoded.
+                let mut t = tally();
+                for p in c.map_chunks(&[], t.wants(), |a| t.part(a)).unwrap() {
+                    t.add(p);
+                }
+                assert_eq!(format!("{:?}", t.rows(&ledger.costs)), format!("{full:?}"));
+                let mut t = tally();
+                let groups = c.fold_chunks(&[], t.wants(), || t.start(), |g, a| t.step(g, a));
+                for g in groups.unwrap() {
+                    t.add(g.part());
+                }
                 assert_eq!(format!("{:?}", t.rows(&ledger.costs)), format!("{full:?}"));
             }
             assert!(matches!(LedgerCheckpoint::open(bytes, b"other"), Err(CheckpointError::Key)));

@@ -579,6 +579,19 @@ type Map = FxHashMap<(usize, Option<String>), Acc>;
 #[derive(Default)]
 pub struct Part(Map);
 
+/// The sums of a group of accounts being added one at a time ([`Tally::start`]).
+pub struct Group {
+    part: Part,
+    /// Where each period's usage was last found.
+    at: Vec<usize>,
+}
+
+impl Group {
+    pub fn part(self) -> Part {
+        self.part
+    }
+}
+
 impl Part {
     pub fn merge(mut self, other: Part) -> Part {
         for (k, v) in other.0 {
@@ -637,6 +650,17 @@ impl<'a> Tally<'a> {
     pub fn part(&self, accounts: &[AccountLedger]) -> Part {
         let mut at = vec![0; self.periods.len()];
         accounts.iter().fold(Part::default(), |part, a| self.account(part, a, Some(&mut at)))
+    }
+
+    /// A group's sums, begun: [`step`](Self::step) adds its accounts (in id order, as
+    /// [`part`](Self::part) takes them) one at a time, [`Group::part`] ends it.
+    pub fn start(&self) -> Group {
+        Group { part: Part::default(), at: vec![0; self.periods.len()] }
+    }
+
+    pub fn step(&self, g: &mut Group, a: &AccountLedger) {
+        let part = std::mem::take(&mut g.part);
+        g.part = self.account(part, a, Some(&mut g.at));
     }
 
     /// Adds account `a`; `at` holds where each period's usage was last found (for
