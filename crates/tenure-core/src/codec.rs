@@ -271,6 +271,16 @@ pub fn decode(buf: &[u8]) -> R<Event> {
     Ok(Event { ts, account, message_id, body })
 }
 
+/// A body written by [`encode_body`], given its kind.
+pub fn decode_body_of(kind: EventKind, buf: &[u8]) -> R<EventBody> {
+    let mut r = Reader { buf, pos: 0 };
+    let body = decode_body(kind, &mut r)?;
+    if r.pos != buf.len() {
+        return Err(CodecError::Invalid("trailing bytes"));
+    }
+    Ok(body)
+}
+
 fn decode_body(kind: EventKind, r: &mut Reader<'_>) -> R<EventBody> {
     fn en<T>(v: Option<T>) -> R<T> {
         v.ok_or(CodecError::Invalid("enum value"))

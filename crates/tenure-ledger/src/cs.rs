@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 use tenure_core::event::{
-    ContactRole, ContactStatus, EventBody, ForecastCategory, ObjectiveStatus, RequestStatus,
-    Sentiment, Severity, SurveyKind, SurveyScore, TaskChange, TaskStatus, TicketCategory,
-    TicketStatus,
+    ContactRole, ContactStatus, EventBody, EventKind, ForecastCategory, ObjectiveStatus,
+    RequestStatus, Sentiment, Severity, SurveyKind, SurveyScore, TaskChange, TaskStatus,
+    TicketCategory, TicketStatus,
 };
 use tenure_core::time::Timestamp;
 
@@ -280,10 +280,55 @@ impl CsLedger {
     }
 }
 
-/// CS events of one account in log order, before folding.
+/// CS events of one account in log order, before folding. Each body is kept encoded
+/// (`codec::encode_body`) in one buffer, a few times smaller than the bodies with their
+/// strings: a fold of a million accounts holds tens of millions of them until it folds.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RawCs {
-    pub(crate) events: Vec<(Timestamp, EventBody)>,
+    /// (time, kind, end of the body in `bytes`), in log order.
+    events: Vec<(Timestamp, EventKind, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl RawCs {
+    pub(crate) fn push(&mut self, ts: Timestamp, body: &EventBody) {
+        tenure_core::codec::encode_body(body, &mut self.bytes);
+        self.events.push((ts, body.kind(), self.bytes.len()));
+    }
+
+    /// Takes `other`'s events, after ours.
+    pub(crate) fn append(&mut self, other: RawCs) {
+        if self.events.is_empty() {
+            *self = other;
+            return;
+        }
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.events.extend(other.events.into_iter().map(|(ts, k, end)| (ts, k, base + end)));
+    }
+
+    pub(crate) fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        self.events.iter().map(|e| e.0)
+    }
+
+    /// The contact ids its contact events name, in log order.
+    pub(crate) fn contacts(&self) -> Vec<String> {
+        (0..self.events.len())
+            .filter(|&i| self.events[i].1 == EventKind::Contact)
+            .filter_map(|i| match self.body(i) {
+                EventBody::Contact { contact_id, .. } => Some(contact_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Event `i`'s body, decoded.
+    fn body(&self, i: usize) -> EventBody {
+        let start = if i == 0 { 0 } else { self.events[i - 1].2 };
+        let (_, kind, end) = self.events[i];
+        tenure_core::codec::decode_body_of(kind, &self.bytes[start..end])
+            .expect("a body the builder encoded decodes")
+    }
 }
 
 /// Folds one account's CS events known at `as_of`. `convert` turns money into base minor
@@ -294,10 +339,11 @@ pub(crate) fn fold(
     mut convert: impl FnMut(tenure_core::money::Money, Timestamp) -> i64,
     moves: &[(Timestamp, String, String)],
 ) -> CsLedger {
-    let mut events: Vec<(Timestamp, EventBody)> =
-        raw.events.into_iter().filter(|(ts, _)| *ts <= as_of).collect();
+    let mut order: Vec<usize> =
+        (0..raw.events.len()).filter(|&i| raw.events[i].0 <= as_of).collect();
     // Stable: log order breaks ties.
-    events.sort_by_key(|(ts, _)| *ts);
+    order.sort_by_key(|&i| raw.events[i].0);
+    let events = order.into_iter().map(|i| (raw.events[i].0, raw.body(i)));
     let mut cs = CsLedger::default();
     let mut tickets: BTreeMap<String, Ticket> = BTreeMap::new();
     let mut objectives: BTreeMap<String, Objective> = BTreeMap::new();

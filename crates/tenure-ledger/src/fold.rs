@@ -328,7 +328,7 @@ pub(crate) fn fold_account(
         raw.invoices.iter().for_each(|(ts, ..)| later(*ts));
         raw.attributes.iter().for_each(|(ts, ..)| later(*ts));
         raw.name.iter().for_each(|(ts, _)| later(*ts));
-        raw.cs.events.iter().for_each(|(ts, _)| later(*ts));
+        raw.cs.times().for_each(&mut later);
         moves.iter().for_each(|(ts, ..)| later(*ts));
     }
     let mut subs: Vec<(Timestamp, usize, &Subscription)> = raw

@@ -418,7 +418,7 @@ impl LedgerBuilder {
             }
             // High-volume activity is not folded here (the columnar store reads it).
             EventBody::Usage { .. } | EventBody::Email { .. } | EventBody::WebVisit { .. } => {}
-            other => slot.cs.events.push((ts, other)),
+            other => slot.cs.push(ts, &other),
         }
         if let Some(contact) = sighting {
             self.by_contact.entry(contact.clone()).or_default().push(self.contacts.len());
@@ -458,7 +458,7 @@ impl LedgerBuilder {
             }
             take(&mut slot.subs, raw.subs);
             take(&mut slot.invoices, raw.invoices);
-            take(&mut slot.cs.events, raw.cs.events);
+            slot.cs.append(raw.cs);
         }
         self.sources |= other.sources;
         self.costs.extend(other.costs);
@@ -489,15 +489,8 @@ impl LedgerBuilder {
     ) -> Option<(AccountLedger, Vec<Diagnostic>)> {
         let raw = &self.raw[*self.index.get(id)?];
         // This account's contacts, wherever they were seen: those seen later elsewhere moved.
-        let mut mine: Vec<&str> = raw
-            .cs
-            .events
-            .iter()
-            .filter_map(|(_, b)| match b {
-                EventBody::Contact { contact_id, .. } => Some(contact_id.as_str()),
-                _ => None,
-            })
-            .collect();
+        let contacts = raw.cs.contacts();
+        let mut mine: Vec<&str> = contacts.iter().map(String::as_str).collect();
         mine.sort_unstable();
         mine.dedup();
         let mut at: Vec<usize> = mine

@@ -162,6 +162,12 @@ fn every_kind_round_trips() {
         assert_eq!(decode_usage(&buf).is_ok(), e.kind() == EventKind::Usage, "{e:?}");
         let (kind, ts, account) = peek(&buf).unwrap();
         assert_eq!((kind, ts, account), (e.kind(), e.ts, e.account.as_deref()));
+        // The body alone (how a fold's builder keeps it), and not as another kind's.
+        let mut body = Vec::new();
+        encode_body(&e.body, &mut body);
+        assert_eq!(decode_body_of(e.kind(), &body).unwrap(), e.body);
+        body.push(0);
+        assert!(decode_body_of(e.kind(), &body).is_err(), "{e:?}: trailing bytes");
     }
 }
 
