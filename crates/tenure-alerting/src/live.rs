@@ -6,6 +6,7 @@
 //! Pure: the caller reads the disk and the clock and passes what they gave.
 
 use crate::rules::{self, AccountState, Firing, Rules};
+use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use tenure_core::event::{Event, EventBody, EventKind};
@@ -16,7 +17,7 @@ use tenure_health::state::HealthState;
 use tenure_health::{Model, UsageByAccount};
 use tenure_kpi::KpiConfig;
 use tenure_kpi::usage::UsageMonth;
-use tenure_ledger::{Ledger, LedgerBuilder, RevenueConfig};
+use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder, RevenueConfig};
 
 /// The engine's settings the live state folds and scores with (of the configuration file).
 #[derive(Clone, Debug)]
@@ -382,8 +383,14 @@ impl Live {
         let mut ids: Vec<&str> = touched.iter().chain(&quiet).map(String::as_str).collect();
         ids.sort_unstable();
         ids.dedup();
-        for id in &ids {
-            if let Some((a, _)) = self.builder.fold_one(id, &self.cfg.revenue, now) {
+        // Folded in parallel, a block at a time (an import, or the alerts of a start, may
+        // name most accounts: their new folds are not all held at once).
+        for block in ids.chunks(4096) {
+            let (builder, cfg) = (&self.builder, &self.cfg.revenue);
+            let folded: Vec<Option<AccountLedger>> =
+                block.par_iter().map(|id| builder.fold_one(id, cfg, now).map(|(a, _)| a)).collect();
+            for (id, a) in block.iter().zip(folded) {
+                let Some(a) = a else { continue };
                 match self.ledger.accounts.binary_search_by(|x| x.id.as_str().cmp(id)) {
                     Ok(i) => self.ledger.accounts[i] = a,
                     Err(i) => self.ledger.accounts.insert(i, a),

@@ -93,9 +93,17 @@ impl HealthState {
         model: Option<&Model>,
     ) -> Vec<String> {
         let mut changed = Vec::new();
-        for id in touched {
+        // Computed in parallel, a block at a time; taken in order.
+        let t = self.t;
+        let computed = touched.chunks(4096).flat_map(|block| {
+            let new: Vec<_> = block
+                .par_iter()
+                .map(|id| ledger.account(id).and_then(|a| compute(a, usage, t, ctx, cards, model)))
+                .collect();
+            block.iter().zip(new)
+        });
+        for (id, new) in computed {
             self.recomputed += 1;
-            let new = ledger.account(id).and_then(|a| compute(a, usage, self.t, ctx, cards, model));
             let differs = match (self.accounts.get(*id), &new) {
                 (Some(o), Some(n)) => {
                     o.score != n.score || o.colour != n.colour || o.probability != n.probability
