@@ -450,7 +450,8 @@ impl Live {
     /// to renewal).
     pub fn refresh(&mut self, now: Timestamp) -> Vec<Firing> {
         self.advance(now);
-        self.ledger = self.builder.fold_all(&self.cfg.revenue, now);
+        // In place: a million accounts' ledger is not held twice.
+        self.builder.refold(&mut self.ledger, &self.cfg.revenue, now);
         let ids: Vec<String> = self.recent.keys().cloned().collect();
         for id in ids {
             self.refresh_month(&id);

@@ -539,6 +539,37 @@ impl LedgerBuilder {
             .collect();
         assemble(results, &self.costs, cfg, as_of)
     }
+
+    /// Makes `ledger` what [`fold_all`](Self::fold_all) gives at `as_of`, in place when it
+    /// is a fold of this builder's accounts (at any instant): a block of accounts is folded
+    /// at a time, in parallel, and written over the old, so that two ledgers are never
+    /// held at once (a live service's daily refresh at a million accounts). Each account
+    /// is the old fold or the new one until the end. Otherwise it is folded anew.
+    pub fn refold(&self, ledger: &mut Ledger, cfg: &RevenueConfig, as_of: Timestamp) {
+        let same = ledger.accounts.len() == self.raw.len()
+            && ledger.accounts.iter().all(|a| self.index.contains_key(&a.id));
+        if !same {
+            *ledger = self.fold_all(cfg, as_of);
+            return;
+        }
+        let moves = moves_by_account(&self.contacts);
+        let mut diagnostics = Vec::new();
+        for block in ledger.accounts.chunks_mut(4096) {
+            let found: Vec<Vec<Diagnostic>> = block
+                .par_iter_mut()
+                .map(|a| {
+                    let raw = &self.raw[self.index[&a.id]];
+                    let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
+                    let (folded, d) = fold::fold_account(RawAccount::clone(raw), cfg, as_of, m);
+                    *a = folded;
+                    d
+                })
+                .collect();
+            diagnostics.extend(found.into_iter().flatten());
+        }
+        let accounts = std::mem::take(&mut ledger.accounts);
+        *ledger = finish(accounts, diagnostics, &self.costs, cfg, as_of);
+    }
 }
 
 /// Each account's contacts seen later under another account.
@@ -563,9 +594,21 @@ fn assemble(
     as_of: Timestamp,
 ) -> Ledger {
     results.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-    let mut diagnostics: Vec<Diagnostic> =
+    let diagnostics: Vec<Diagnostic> =
         results.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
     let accounts = results.into_iter().map(|(a, _)| a).collect();
+    finish(accounts, diagnostics, raw_costs, cfg, as_of)
+}
+
+/// The ledger of `accounts` (folded, sorted by id) and their `diagnostics`: with the
+/// company's costs known at `as_of` converted, and every diagnostic once.
+fn finish(
+    accounts: Vec<AccountLedger>,
+    mut diagnostics: Vec<Diagnostic>,
+    raw_costs: &[RawCost],
+    cfg: &RevenueConfig,
+    as_of: Timestamp,
+) -> Ledger {
     let mut costs = Vec::new();
     for &(ts, category, amount, start, end) in raw_costs {
         if ts > as_of {

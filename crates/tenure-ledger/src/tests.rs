@@ -547,6 +547,16 @@ fn folding_one_account_from_the_builder_equals_the_full_fold() {
     // Folding in place gives what consuming the builder gives, and leaves it whole.
     let in_place = format!("{:?}", b.fold_all(&cfg, as_of));
     assert_eq!(format!("{:?}", b.fold_all(&cfg, as_of)), in_place);
+    // A ledger folded at another instant, folded again over itself: the same.
+    for at in [Timestamp(as_of.0 - 400 * tenure_core::time::DAY), as_of] {
+        let mut ledger = b.fold_all(&cfg, at);
+        b.refold(&mut ledger, &cfg, as_of);
+        assert_eq!(format!("{ledger:?}"), in_place, "from {at}");
+    }
+    // A ledger of other accounts is folded anew.
+    let mut other = Ledger::default();
+    b.refold(&mut other, &cfg, as_of);
+    assert_eq!(format!("{other:?}"), in_place);
     let full = b.finish(&cfg, as_of);
     assert_eq!(format!("{full:?}"), in_place);
     let all: Vec<String> = full.accounts.iter().map(|a| format!("{a:?}")).collect();
