@@ -144,22 +144,47 @@ fn interned(
 /// The tables [`compute`]'s queries read.
 const READ: [&str; 4] = ["usage_daily", "usage_features", "emails", "web_visits"];
 
+/// The earliest instants [`compute`]'s queries read of `usage_daily` (the start of the month
+/// of the earliest day: whole months before it come from `usage_features`) and of
+/// `web_visits`; `None` for no bound (the periods reach before year 1). The emails'
+/// opens are read whatever their age.
+fn reads_since(periods: &[Period], as_of: Timestamp) -> Option<(Timestamp, Timestamp)> {
+    let ago = |t: Timestamp, d: i64| Timestamp(t.0.saturating_sub(d));
+    let daily = periods
+        .iter()
+        .map(|p| {
+            let end = effective_end(*p, as_of);
+            let prev = ago(p.start, p.end.0.saturating_sub(p.start.0));
+            prev.min(ago(end, 30 * DAY)).min(ago(p.start.min(end), 30 * DAY))
+        })
+        .min()?;
+    let visits = periods.iter().map(|p| p.start).min()?;
+    Some((PeriodUnit::Month.checked_floor(daily)?, visits))
+}
+
 /// A session whose tables [`compute`] reads hold `account`'s rows alone, each read from its
-/// files once (the account column decoded first, the others only where it matches): the
-/// report of one account (an account page's thirteen periods, several queries each) then
-/// reads no file again. Embedded only: a cluster's plans name files, not this memory.
+/// files once (the account column decoded first, the others only where it matches), the
+/// daily usage and the visits from `since` on ([`reads_since`]): the report of one account
+/// (an account page's thirteen periods, several queries each) then reads no file again.
+/// Embedded only: a cluster's plans name files, not this memory.
 async fn one_account(
     data: &Path,
     engine: &Engine,
     account: &str,
+    since: Option<(Timestamp, Timestamp)>,
 ) -> Result<(SessionContext, Option<crate::engine::Scratch>), AnalyticsError> {
     let mut config = SessionConfig::new();
     config.options_mut().execution.parquet.pushdown_filters = true;
     let ctx = engine.session(config, Arc::new(RuntimeEnv::default()))?;
     let (ctx, scratch) = crate::sql::session_with(data, engine, Vec::new(), ctx).await?;
     for t in READ {
-        let df =
-            ctx.sql(&format!("SELECT * FROM {t} WHERE account_id = {}", quote(account))).await?;
+        let from = match (t, since) {
+            ("usage_daily", Some((day, _))) => format!(" AND day >= {}", lit(day)),
+            ("web_visits", Some((_, ts))) => format!(" AND ts >= {}", lit(ts)),
+            _ => String::new(),
+        };
+        let q = format!("SELECT * FROM {t} WHERE account_id = {}{from}", quote(account));
+        let df = ctx.sql(&q).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let rows = df.collect().await?;
         ctx.deregister_table(t)?;
@@ -194,7 +219,9 @@ pub(crate) fn compute(
             }
         };
         let (ctx, _scratch) = match (accounts, engine) {
-            (Only::Account(a), Engine::Embedded) => one_account(data, engine, a).await?,
+            (Only::Account(a), Engine::Embedded) => {
+                one_account(data, engine, a, reads_since(periods, as_of)).await?
+            }
             _ => session(data, engine, extra).await?,
         };
         let adv = if advanced.is_empty() {

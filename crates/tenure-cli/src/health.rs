@@ -393,8 +393,8 @@ fn each<T: Send>(
         .collect()
 }
 
-/// `g` of `all` a block of 4,096 at a time (as a checkpoint's chunks), in parallel; the
-/// results in order.
+/// `g` of `all` a block of 4,096 results at a time (about as a checkpoint's chunks), in
+/// parallel; the results in order.
 fn blocks<T: Send, U: Send>(all: Vec<T>, g: &(impl Fn(Vec<T>) -> U + Sync)) -> Vec<U> {
     let mut parts = Vec::with_capacity(all.len().div_ceil(4096));
     let mut rest = all.into_iter();
@@ -810,7 +810,7 @@ fn out_lines<T: Sync>(
     let mut o = std::io::stdout().lock();
     o.write_all(head.as_bytes())?;
     // A window of blocks at a time: the text of a million rows is never held at once, and
-    // a window's memory is reused by the next rather than fresh pages each time.
+    // the next window's text takes the memory the last one freed rather than fresh pages.
     let mut blocks: Vec<String> = Vec::new();
     for window in rows.chunks(4096 * 32) {
         window

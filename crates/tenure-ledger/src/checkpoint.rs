@@ -353,8 +353,8 @@ impl<S: Source> LedgerCheckpoint<S> {
 
     /// As [`map_chunks`](Self::map_chunks), folding each account into the chunk's `init()`
     /// with `step` as it is decoded: a thread decodes every account into the same
-    /// [`AccountLedger`], whose vectors keep their capacity from one account to the next,
-    /// so no chunk of accounts is held, nor allocated and freed account by account.
+    /// [`AccountLedger`], whose vectors keep their capacity from one account to the next
+    /// (their items' strings are still allocated), so no chunk of accounts is held.
     pub fn fold_chunks<T: Send>(
         &self,
         skip: &[String],
