@@ -78,24 +78,11 @@ impl LedgerState {
         self.checkpoint.size()
     }
 
-    /// `f` of every account, in groups (a chunk of the checkpoint at a time, decoded in
-    /// parallel, then the accounts folded again): the results in no particular order.
-    /// The checkpoint's accounts come without the parts `want` leaves out.
-    pub fn map_chunks<T: Send>(
-        &self,
-        want: checkpoint::Want,
-        f: impl Fn(&[AccountLedger]) -> T + Sync,
-    ) -> Result<Vec<T>, EngineError> {
-        let mut out = self.checkpoint.map_chunks(&self.skip, want, &f).map_err(damaged)?;
-        if !self.refolded.is_empty() {
-            out.push(f(&self.refolded));
-        }
-        Ok(out)
-    }
-
-    /// As [`map_chunks`](Self::map_chunks), each account folded into its group's `init()`
-    /// with `step` as it is decoded (`LedgerCheckpoint::fold_chunks`: no group of accounts
-    /// is held).
+    /// Every account folded into its group's `init()` with `step` as it is decoded, the
+    /// groups a chunk of the checkpoint each (decoded in parallel,
+    /// `LedgerCheckpoint::fold_chunks`: no group of accounts is held), then one of the
+    /// accounts folded again: the results in no particular order. The checkpoint's
+    /// accounts come without the parts `want` leaves out.
     pub fn fold_chunks<T: Send>(
         &self,
         want: checkpoint::Want,
@@ -165,7 +152,7 @@ pub fn open(
 
 /// The ledger at `as_of` from a fold of the whole log, saved as the checkpoint: for a
 /// checkpoint found damaged while reading it (`EngineError::State` from
-/// [`LedgerState::map_chunks`]), said why.
+/// [`LedgerState::fold_chunks`]), said why.
 pub fn refold(
     data: &Path,
     cfg: &Config,

@@ -648,8 +648,11 @@ impl<'a> Tally<'a> {
     /// The sums over `accounts` (in id order, as a checkpoint's chunk holds them, the
     /// usage is found walking beside them; any order gives the same sums).
     pub fn part(&self, accounts: &[AccountLedger]) -> Part {
-        let mut at = vec![0; self.periods.len()];
-        accounts.iter().fold(Part::default(), |part, a| self.account(part, a, Some(&mut at)))
+        let mut g = self.start();
+        for a in accounts {
+            self.step(&mut g, a);
+        }
+        g.part()
     }
 
     /// A group's sums, begun: [`step`](Self::step) adds its accounts (in id order, as
