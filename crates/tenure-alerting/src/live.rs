@@ -428,6 +428,7 @@ impl Live {
             ledger: a,
             health: self.health.accounts.get(id),
             events_between: &between,
+            model: self.model.as_ref(),
         };
         rules::aggregate(&self.rules, &state, now)
     }
@@ -457,8 +458,20 @@ impl Live {
             self.refresh_month(&id);
         }
         self.health = self.build_health(now);
-        let ids: Vec<String> = self.ledger.accounts.iter().map(|a| a.id.clone()).collect();
-        let fired = ids.iter().flat_map(|id| self.aggregate_for(id, now)).collect();
+        self.evaluate()
+    }
+
+    /// Evaluates the aggregate rules on every account as the state stands, at its instant
+    /// ([`t`](Self::t)): what a start evaluates, the state having just been folded and
+    /// scored at that instant. Returns the firings past their cooldown.
+    pub fn evaluate(&mut self) -> Vec<Firing> {
+        let now = self.t;
+        let fired: Vec<Firing> = self
+            .ledger
+            .accounts
+            .par_iter()
+            .flat_map_iter(|a| self.aggregate_for(&a.id, now))
+            .collect();
         self.pass_cooldown(fired, now)
     }
 

@@ -748,6 +748,9 @@ pub struct AccountState<'a> {
     pub health: Option<&'a AccountHealth>,
     /// Usage events on days `[from, to)` (day numbers since the epoch).
     pub events_between: &'a dyn Fn(i64, i64) -> u64,
+    /// The churn model that gave the health its probability (its drivers are explained
+    /// when a rule names them).
+    pub model: Option<&'a tenure_health::Model>,
 }
 
 /// The aggregate rules the account's state at `now` meets.
@@ -795,7 +798,8 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
                 )
             }),
             Kind::ChurnRisk => h.probability.filter(|p| *p >= r.probability).map(|p| {
-                let why: Vec<&str> = h.drivers.iter().map(|d| d.text.as_str()).collect();
+                let drivers = h.drivers(s.model, 3);
+                let why: Vec<&str> = drivers.iter().map(|d| d.text.as_str()).collect();
                 format!(
                     "churn probability {:.0}%{}",
                     p * 100.0,

@@ -1,6 +1,6 @@
 //! The health of every account at one instant, kept up to date as events arrive: after
 //! new events, only the accounts they touched are recomputed (their features, score, churn
-//! probability and drivers); the rest are left as they were. This is what the service, its
+//! probability; their drivers are explained when asked); the rest are left as they were. This is what the service, its
 //! alerts and the dashboard read.
 
 use crate::UsageByAccount;
@@ -20,7 +20,19 @@ pub struct AccountHealth {
     pub score: Option<f64>,
     pub colour: &'static str,
     pub probability: Option<f64>,
-    pub drivers: Vec<Driver>,
+}
+
+impl AccountHealth {
+    /// Up to `top` drivers of the account's churn probability under `model`, the model that
+    /// gave [`probability`](Self::probability) (none without one). Explained when asked:
+    /// explaining a model costs a hundred times its prediction, and only the accounts shown
+    /// or alerted on need it.
+    pub fn drivers(&self, model: Option<&Model>, top: usize) -> Vec<Driver> {
+        match model.filter(|_| self.probability.is_some()) {
+            Some(m) => m.explain(&[&self.row], top).pop().map(|x| x.1).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// Every paying account's health at `t`.
@@ -31,34 +43,43 @@ pub struct HealthState {
     pub recomputed: usize,
 }
 
+/// The health of `accounts` at `t` (`None`: not a paying customer), computed in parallel;
+/// the model predicts their rows together.
 fn compute(
-    a: &AccountLedger,
+    accounts: &[&AccountLedger],
     usage: &UsageByAccount,
     t: Timestamp,
     ctx: &Context<'_>,
     cards: &Scorecards,
     model: Option<&Model>,
-) -> Option<AccountHealth> {
-    let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
-    let row = features::snapshot(a, u, t, ctx)?;
-    let card = cards.for_row(&row);
-    let score = card.map(|c| c.score(&row));
-    let (probability, drivers) = match model {
-        Some(m) => {
-            let (p, d) = m.explain(&[&row], 3).pop().expect("one row in, one out");
-            (Some(p), d)
+) -> Vec<Option<AccountHealth>> {
+    let mut out: Vec<Option<AccountHealth>> = accounts
+        .par_iter()
+        .map(|a| {
+            let u = usage.get(&a.id).map_or(&[][..], |v| v.as_slice());
+            let row = features::snapshot(a, u, t, ctx)?;
+            let card = cards.for_row(&row);
+            let score = card.map(|c| c.score(&row));
+            Some(AccountHealth {
+                scorecard: card.map(|c| c.name.clone()),
+                score: score.as_ref().and_then(|s| s.value),
+                colour: score.as_ref().map_or("grey", |s| s.colour),
+                probability: None,
+                row,
+            })
+        })
+        .collect();
+    if let Some(m) = model {
+        let p = m.predict(&out.iter().flatten().map(|h| &h.row).collect::<Vec<_>>());
+        for (h, p) in out.iter_mut().flatten().zip(p) {
+            h.probability = Some(p);
         }
-        None => (None, Vec::new()),
-    };
-    Some(AccountHealth {
-        scorecard: card.map(|c| c.name.clone()),
-        score: score.as_ref().and_then(|s| s.value),
-        colour: score.as_ref().map_or("grey", |s| s.colour),
-        probability,
-        drivers,
-        row,
-    })
+    }
+    out
 }
+
+/// Accounts computed together: their rows are held, and predicted, a block at a time.
+const BLOCK: usize = 4096;
 
 impl HealthState {
     /// Computes every account (in parallel).
@@ -70,11 +91,17 @@ impl HealthState {
         cards: &Scorecards,
         model: Option<&Model>,
     ) -> HealthState {
-        let accounts = ledger
-            .accounts
-            .par_iter()
-            .filter_map(|a| compute(a, usage, t, ctx, cards, model).map(|h| (a.id.clone(), h)))
-            .collect();
+        let mut accounts = FxHashMap::default();
+        accounts.reserve(ledger.accounts.len());
+        for block in ledger.accounts.chunks(BLOCK) {
+            let refs: Vec<&AccountLedger> = block.iter().collect();
+            let computed = compute(&refs, usage, t, ctx, cards, model);
+            for (a, h) in block.iter().zip(computed) {
+                if let Some(h) = h {
+                    accounts.insert(a.id.clone(), h);
+                }
+            }
+        }
         HealthState { t, accounts, recomputed: 0 }
     }
 
@@ -95,11 +122,20 @@ impl HealthState {
         let mut changed = Vec::new();
         // Computed in parallel, a block at a time; taken in order.
         let t = self.t;
-        let computed = touched.chunks(4096).flat_map(|block| {
-            let new: Vec<_> = block
-                .par_iter()
-                .map(|id| ledger.account(id).and_then(|a| compute(a, usage, t, ctx, cards, model)))
-                .collect();
+        let computed = touched.chunks(BLOCK).flat_map(|block| {
+            let found: Vec<Option<&AccountLedger>> =
+                block.iter().map(|id| ledger.account(id)).collect();
+            let mut new = compute(
+                &found.iter().flatten().copied().collect::<Vec<_>>(),
+                usage,
+                t,
+                ctx,
+                cards,
+                model,
+            )
+            .into_iter();
+            let new: Vec<Option<AccountHealth>> =
+                found.iter().map(|a| a.and_then(|_| new.next().flatten())).collect();
             block.iter().zip(new)
         });
         for (id, new) in computed {

@@ -511,7 +511,7 @@ async fn account(
     j["risk"] = hl.and_then(|h| h.probability).map_or(Value::Null, |p| {
         json!({
             "probability": p,
-            "drivers": hl.map(|h| h.drivers.iter().map(|d| json!({"feature": d.feature, "text": d.text, "contribution": d.contribution})).collect::<Vec<_>>()),
+            "drivers": hl.map(|h| h.drivers(live.model.as_ref(), 3).iter().map(|d| json!({"feature": d.feature, "text": d.text, "contribution": d.contribution})).collect::<Vec<_>>()),
         })
     });
     j["alerts"] = a

@@ -104,8 +104,12 @@ fn apply_loop(
 ) {
     let mut pending = tenure_alerting::Pending::default();
     let digest_above = core.digest_above;
-    let now = (core.clock)();
-    let fired = core.live.write().expect("live state").refresh(now);
+    // The state was folded and scored when it was loaded: the start evaluates the rules at
+    // that instant rather than fold and score everything again (the next refresh moves it).
+    let (fired, now) = {
+        let mut live = core.live.write().expect("live state");
+        (live.evaluate(), live.t)
+    };
     // What the first evaluation finds is recorded (alerts, tasks) but not notified: on a
     // first start that is every at-risk account at once, a flood rather than news; and a
     // rule that would open more than `digest_above` tasks at once opens none (a digest), at

@@ -793,7 +793,8 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
         );
     }
     body.push_str("</div>");
-    if let Some(h) = h.filter(|h| !h.drivers.is_empty()) {
+    let drivers = h.map(|h| h.drivers(live.model.as_ref(), 3)).unwrap_or_default();
+    if let Some(h) = h.filter(|_| !drivers.is_empty()) {
         // The heading agrees with the figure: drivers of a low risk are what moves it, not
         // why the account is at risk.
         let risky = match h.probability {
@@ -805,7 +806,7 @@ pub fn account(s: &AppState, sess: &Session, id: &str) -> Page {
         } else {
             "<h2>What moves its risk</h2><ul>"
         });
-        for d in &h.drivers {
+        for d in &drivers {
             let _ = write!(body, "<li>{}</li>", esc(&d.text));
         }
         body.push_str("</ul>");

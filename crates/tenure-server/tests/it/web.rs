@@ -1004,6 +1004,35 @@ async fn a_model_saved_while_the_service_runs_is_used_at_once() {
     };
     let p = j["risk"]["probability"].as_f64().unwrap();
     assert!(p > 0.0 && p < 1.0, "{j}");
+    assert_eq!(j["risk"]["drivers"], json!([]), "no failed payment, nothing drives it: {j}");
+    // A failed payment: the one tree's +2 leaf (88%), explained by its SHAP value,
+    // 2 - (90 x -1 + 10 x 2) / 100 = 2.7, on the page and over the API (as the alerting
+    // scenario churn_risk.txt works out).
+    let failed = json!({"type": "invoice", "timestamp": "2026-05-01", "account_id": "bolt",
+                        "invoice_id": "i-failed", "amount": "50", "status": "failed"});
+    let (st, _) =
+        tenure_testkit::call(&s, "POST", "/api/v1/events", Some(&f.ingest), &format!("{failed}\n"))
+            .await;
+    assert_eq!(st, StatusCode::OK);
+    let j = tenure_testkit::until(&s, &f.read, "/api/v1/accounts/bolt", |j| {
+        j["risk"]["probability"].as_f64().is_some_and(|p| p > 0.5)
+    })
+    .await;
+    let expected = 1.0 / (1.0 + (-2f64).exp());
+    assert!((j["risk"]["probability"].as_f64().unwrap() - expected).abs() < 1e-12, "{j}");
+    let d = &j["risk"]["drivers"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{j}");
+    assert_eq!(
+        (&d[0]["feature"], &d[0]["text"]),
+        (&json!("failed_payments_90d"), &json!("1 failed payment in 90 days")),
+        "{j}"
+    );
+    assert!((d[0]["contribution"].as_f64().unwrap() - 2.7).abs() < 1e-9, "{j}");
+    let (_, _, page) = b.go("GET", "/accounts/bolt", "").await;
+    assert!(
+        page.contains("<h2>Why at risk</h2><ul><li>1 failed payment in 90 days</li></ul>"),
+        "{page}"
+    );
     let (_, _, page) = b.go("GET", "/model", "").await;
     assert!(
         page.contains("In use since 2026-06-01T12:00:00Z: the churn model (churn within 90 days), trained on 100 snapshots from 2025-01-01T00:00:00Z to 2026-01-01T00:00:00Z (10 churned)."),
