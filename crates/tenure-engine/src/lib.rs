@@ -122,22 +122,71 @@ pub fn replay_at(
     }
     let lanes: Vec<&str> = kinds.iter().map(|k| lane(*k)).collect();
     let reader = LogReader::open_lanes(&dir, &lanes)?;
-    // Lanes decode independently, so they decode in parallel; `f` still sees them one
-    // after the other, each in log order.
-    let decoded: Vec<Result<Vec<Event>, EngineError>> =
-        lanes.par_iter().map(|lane| decode_lane(&reader, lane)).collect();
-    for events in decoded {
-        for (i, e) in events?.into_iter().enumerate() {
-            f(e, i as u64);
+    // Records are decoded on a thread of their own, a batch at a time, while `f` takes the
+    // batch before: a few batches are held, not every event of the log at once (tens of
+    // gigabytes of fresh memory for a service's start at a million accounts).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<(u64, Event)>, EngineError>>(4);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for lane in &lanes {
+                let mut batch = Vec::with_capacity(REPLAY_BATCH);
+                let scanned = scan_events_until(&reader, lane, |i, e| {
+                    batch.push((i, e));
+                    if batch.len() == REPLAY_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH));
+                        // The taker stopped (it panicked): so does the decoding.
+                        return tx.send(Ok(full)).is_ok();
+                    }
+                    true
+                });
+                let sent = match scanned {
+                    Ok(true) => tx.send(Ok(batch)).is_ok(),
+                    Ok(false) => false,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        false
+                    }
+                };
+                if !sent {
+                    return;
+                }
+            }
+        });
+        for batch in rx {
+            for (i, e) in batch? {
+                f(e, i);
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-fn decode_lane(reader: &LogReader, lane: &str) -> Result<Vec<Event>, EngineError> {
-    let mut out = Vec::with_capacity(usize::try_from(reader.lane_len(lane)).unwrap_or(0));
-    scan_events(reader, lane, |_, e| out.push(e))?;
-    Ok(out)
+/// Events decoded at a time by [`replay_at`].
+const REPLAY_BATCH: usize = 16_384;
+
+/// Decodes the records of a lane, in log order, with their record indexes, while `f` says
+/// to go on; `Ok(false)` when it said to stop.
+fn scan_events_until(
+    reader: &LogReader,
+    lane: &str,
+    mut f: impl FnMut(u64, Event) -> bool,
+) -> Result<bool, EngineError> {
+    let mut stopped = false;
+    let scanned = reader.scan_from(lane, 0, |i, _, payload| {
+        let e = codec::decode(payload)
+            .map_err(|e| EngineError::Decode { lane: lane.to_string(), reason: e.to_string() })?;
+        if f(i, e) {
+            Ok(())
+        } else {
+            stopped = true;
+            Err(EngineError::Decode { lane: lane.to_string(), reason: "stopped".into() })
+        }
+    });
+    match scanned {
+        Ok(()) => Ok(true),
+        Err(_) if stopped => Ok(false),
+        Err(e) => Err(scan_error(e)),
+    }
 }
 
 /// Decodes every record of a lane, in log order, with its record index.

@@ -461,3 +461,49 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
     }
     assert!(held > 1000 && changed > 1000, "held {held}, changed {changed}");
 }
+
+/// `replay_at` gives each lane whole, in the order of the kinds asked for, each in log
+/// order with its record index: the usage lane here (20,000 events) spans more than one of
+/// the batches its decoding thread hands over.
+#[test]
+fn replay_gives_each_lane_in_log_order_across_batches() {
+    let t = tempfile::tempdir().unwrap();
+    let files = company(&t.path().join("company"));
+    let cfg = Config::defaults();
+    let data = t.path().join("data");
+    import_all(&data, &files, &cfg);
+    // What each lane holds, in import order: the files' events of its kind.
+    let ingest = cfg.ingest(None);
+    let mut expected: Vec<Vec<tenure_core::event::Event>> = vec![Vec::new(), Vec::new()];
+    let kinds = [EventKind::Usage, EventKind::Account];
+    for f in &files {
+        let (ok, bad) = tenure_ingest::parse_jsonl_block(
+            &std::fs::read_to_string(f).unwrap(),
+            1,
+            None,
+            &ingest,
+        );
+        assert!(bad.is_empty());
+        for (_, e) in ok {
+            if let Some(k) = kinds.iter().position(|k| *k == e.kind()) {
+                expected[k].push(e);
+            }
+        }
+    }
+    assert!(expected[0].len() > 16_384 && !expected[1].is_empty(), "{}", expected[0].len());
+    let mut got: Vec<Vec<(u64, tenure_core::event::Event)>> = vec![Vec::new(), Vec::new()];
+    let mut lane = 0;
+    tenure_engine::replay_at(&data, &kinds, |e, i| {
+        if e.kind() != kinds[lane] {
+            lane += 1;
+        }
+        got[lane].push((i, e));
+    })
+    .unwrap();
+    for (k, (got, expected)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(got.len(), expected.len(), "{:?}", kinds[k]);
+        for (n, ((i, e), x)) in got.iter().zip(expected).enumerate() {
+            assert_eq!((*i, e), (n as u64, x), "{:?} record {n}", kinds[k]);
+        }
+    }
+}
