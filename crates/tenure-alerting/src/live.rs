@@ -17,7 +17,7 @@ use tenure_health::state::HealthState;
 use tenure_health::{Model, UsageByAccount};
 use tenure_kpi::KpiConfig;
 use tenure_kpi::usage::UsageMonth;
-use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder, RevenueConfig};
+use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder, Refold, RevenueConfig};
 
 /// The engine's settings the live state folds and scores with (of the configuration file).
 #[derive(Clone, Debug)]
@@ -130,6 +130,18 @@ pub struct Live {
     /// When each account was last re-scored.
     rescored: FxHashMap<String, Timestamp>,
 }
+
+/// A refresh in progress ([`Live::refresh_start`]).
+pub struct Refreshing {
+    refold: Option<Refold>,
+    /// The first account (of the ledger, in order) not yet refreshed.
+    next: usize,
+    now: Timestamp,
+}
+
+/// Accounts refreshed at a step: tens of milliseconds' work at a million accounts, so
+/// that requests wait little.
+const REFRESH_BLOCK: usize = 4096;
 
 /// How often an account with only new usage is re-scored, microseconds (a minute).
 const RESCORE_USAGE_EVERY: i64 = 60_000_000;
@@ -448,17 +460,79 @@ impl Live {
 
     /// Re-folds and re-scores every account at `now` and evaluates the aggregate rules on
     /// all of them (features move with time even without events: days since last use, days
-    /// to renewal).
+    /// to renewal). [`refresh_start`](Self::refresh_start) and its steps, at once.
     pub fn refresh(&mut self, now: Timestamp) -> Vec<Firing> {
+        let mut r = self.refresh_start(now);
+        let mut fired = Vec::new();
+        while let Some(f) = self.refresh_step(&mut r) {
+            fired.extend(f);
+        }
+        fired
+    }
+
+    /// Starts a refresh at `now`, to be done a block of accounts at a time by
+    /// [`refresh_step`](Self::refresh_step): the service lets requests in between its
+    /// blocks (a refresh of a million accounts takes seconds). Until the last step, an
+    /// account not yet reached keeps its fold and health of the instant before.
+    pub fn refresh_start(&mut self, now: Timestamp) -> Refreshing {
         self.advance(now);
-        // In place: a million accounts' ledger is not held twice.
-        self.builder.refold(&mut self.ledger, &self.cfg.revenue, now);
-        let ids: Vec<String> = self.recent.keys().cloned().collect();
-        for id in ids {
+        let refold = self.builder.refold_start(&self.ledger, now);
+        if refold.is_none() {
+            // Not a fold of the builder's accounts (never, as events are taken): anew.
+            self.ledger = self.builder.fold_all(&self.cfg.revenue, now);
+        }
+        // Usage of accounts the ledger does not know: their months move too.
+        let unknown: Vec<String> =
+            self.recent.keys().filter(|id| self.ledger.account(id).is_none()).cloned().collect();
+        for id in unknown {
             self.refresh_month(&id);
         }
-        self.health = self.build_health(now);
-        self.evaluate()
+        self.health.t = now;
+        Refreshing { refold, next: 0, now }
+    }
+
+    /// Refreshes the next block of accounts (folded again, their current month's usage
+    /// rewritten, re-scored, the aggregate rules evaluated) and returns the firings past
+    /// their cooldown; `None` once every account is done (the ledger's costs and
+    /// diagnostics then brought to the refresh's instant).
+    pub fn refresh_step(&mut self, r: &mut Refreshing) -> Option<Vec<Firing>> {
+        let now = r.now;
+        let len = self.ledger.accounts.len();
+        if r.next >= len {
+            if let Some(f) = r.refold.take() {
+                self.builder.refold_finish(&mut self.ledger, f, &self.cfg.revenue);
+            }
+            self.health.recomputed = 0;
+            self.generation += 1;
+            return None;
+        }
+        let range = r.next..(r.next + REFRESH_BLOCK).min(len);
+        r.next = range.end;
+        if let Some(f) = &mut r.refold {
+            self.builder.refold_block(
+                &mut self.ledger.accounts[range.clone()],
+                f,
+                &self.cfg.revenue,
+            );
+        }
+        let ids: Vec<String> = self.ledger.accounts[range].iter().map(|a| a.id.clone()).collect();
+        for id in &ids {
+            self.refresh_month(id);
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let ctx = Context { catalogue: &self.cfg.kpi.features, segment_key: "segment" };
+        self.health.update(
+            &self.ledger,
+            &self.usage,
+            &refs,
+            &ctx,
+            &self.cards,
+            self.model.as_ref(),
+        );
+        let fired: Vec<Firing> =
+            refs.par_iter().flat_map_iter(|id| self.aggregate_for(id, now)).collect();
+        self.generation += 1;
+        Some(self.pass_cooldown(fired, now))
     }
 
     /// Evaluates the aggregate rules on every account as the state stands, at its instant

@@ -546,30 +546,59 @@ impl LedgerBuilder {
     /// held at once (a live service's daily refresh at a million accounts). Each account
     /// is the old fold or the new one until the end. Otherwise it is folded anew.
     pub fn refold(&self, ledger: &mut Ledger, cfg: &RevenueConfig, as_of: Timestamp) {
-        let same = ledger.accounts.len() == self.raw.len()
-            && ledger.accounts.iter().all(|a| self.index.contains_key(&a.id));
-        if !same {
+        let Some(mut r) = self.refold_start(ledger, as_of) else {
             *ledger = self.fold_all(cfg, as_of);
             return;
-        }
-        let moves = moves_by_account(&self.contacts);
-        let mut diagnostics = Vec::new();
+        };
         for block in ledger.accounts.chunks_mut(4096) {
-            let found: Vec<Vec<Diagnostic>> = block
-                .par_iter_mut()
-                .map(|a| {
-                    let raw = &self.raw[self.index[&a.id]];
-                    let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
-                    let (folded, d) = fold::fold_account(RawAccount::clone(raw), cfg, as_of, m);
-                    *a = folded;
-                    d
-                })
-                .collect();
-            diagnostics.extend(found.into_iter().flatten());
+            self.refold_block(block, &mut r, cfg);
         }
-        let accounts = std::mem::take(&mut ledger.accounts);
-        *ledger = finish(accounts, diagnostics, &self.costs, cfg, as_of);
+        self.refold_finish(ledger, r, cfg);
     }
+
+    /// The start of [`refold`](Self::refold) done a step at a time (a live service answers
+    /// between its blocks): `None` when `ledger` is not a fold of this builder's accounts
+    /// (fold it anew); otherwise fold its accounts with [`refold_block`](Self::refold_block),
+    /// every one once, then [`refold_finish`](Self::refold_finish).
+    pub fn refold_start(&self, ledger: &Ledger, as_of: Timestamp) -> Option<Refold> {
+        let same = ledger.accounts.len() == self.raw.len()
+            && ledger.accounts.iter().all(|a| self.index.contains_key(&a.id));
+        same.then(|| Refold {
+            moves: moves_by_account(&self.contacts),
+            diagnostics: Vec::new(),
+            as_of,
+        })
+    }
+
+    /// Folds `block` (accounts of the ledger given to [`refold_start`](Self::refold_start))
+    /// again at the refold's instant, in parallel, in place.
+    pub fn refold_block(&self, block: &mut [AccountLedger], r: &mut Refold, cfg: &RevenueConfig) {
+        let (moves, as_of) = (&r.moves, r.as_of);
+        let found: Vec<Vec<Diagnostic>> = block
+            .par_iter_mut()
+            .map(|a| {
+                let raw = &self.raw[self.index[&a.id]];
+                let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
+                let (folded, d) = fold::fold_account(RawAccount::clone(raw), cfg, as_of, m);
+                *a = folded;
+                d
+            })
+            .collect();
+        r.diagnostics.extend(found.into_iter().flatten());
+    }
+
+    /// Ends a refold: the company's costs and the diagnostics at its instant.
+    pub fn refold_finish(&self, ledger: &mut Ledger, r: Refold, cfg: &RevenueConfig) {
+        let accounts = std::mem::take(&mut ledger.accounts);
+        *ledger = finish(accounts, r.diagnostics, &self.costs, cfg, r.as_of);
+    }
+}
+
+/// A refold in progress ([`LedgerBuilder::refold_start`]).
+pub struct Refold {
+    moves: FxHashMap<String, Vec<(Timestamp, String, String)>>,
+    diagnostics: Vec<Diagnostic>,
+    as_of: Timestamp,
 }
 
 /// Each account's contacts seen later under another account.

@@ -163,7 +163,7 @@ fn apply_loop(
                 let now = (core.clock)();
                 // Capped too: a storm (every account's usage down after an outage, say)
                 // is a digest, not hundreds of tasks.
-                let fired = core.live.write().expect("live state").refresh(now);
+                let fired = refresh_in_blocks(core, now, None);
                 raise(core, fired, now, None, internal, &mut pending, true, Some(digest_above));
                 web::warm(core);
                 next = Instant::now() + refresh;
@@ -172,6 +172,29 @@ fn apply_loop(
         }
         swap_setup(core, watch, internal, &mut pending);
     }
+}
+
+/// Refreshes the live state at `now` (with a new model and scorecards, when given), a
+/// block of accounts at a time, the state's lock taken for each block: requests are
+/// answered between blocks rather than wait for every account.
+fn refresh_in_blocks(
+    core: &Core,
+    now: Timestamp,
+    setup: Option<(tenure_health::scorecard::Scorecards, Option<tenure_health::Model>)>,
+) -> Vec<rules::Firing> {
+    let mut r = {
+        let mut live = core.live.write().expect("live state");
+        if let Some((cards, model)) = setup {
+            live.cards = cards;
+            live.model = model;
+        }
+        live.refresh_start(now)
+    };
+    let mut fired = Vec::new();
+    while let Some(f) = core.live.write().expect("live state").refresh_step(&mut r) {
+        fired.extend(f);
+    }
+    fired
 }
 
 /// Puts a changed model or scorecards in use: every account re-scored with them and the
@@ -188,12 +211,7 @@ fn swap_setup(
     match setup {
         Ok((cards, model)) => {
             let info = model.as_ref().map(crate::models::ModelInfo::of);
-            let fired = {
-                let mut live = core.live.write().expect("live state");
-                live.cards = cards;
-                live.model = model;
-                live.refresh(now)
-            };
+            let fired = refresh_in_blocks(core, now, Some((cards, model)));
             *core.health_setup.lock().unwrap_or_else(|p| p.into_inner()) =
                 crate::models::Status { since: Some(now), model: info.clone(), error: None };
             log(
