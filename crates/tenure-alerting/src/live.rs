@@ -131,6 +131,13 @@ pub struct Live {
     rescored: FxHashMap<String, Timestamp>,
 }
 
+/// What a refresh starts from ([`Live::refresh_plan`]).
+pub struct RefreshPlan {
+    refold: Option<Refold>,
+    unknown: Vec<String>,
+    now: Timestamp,
+}
+
 /// A refresh in progress ([`Live::refresh_start`]).
 pub struct Refreshing {
     refold: Option<Refold>,
@@ -475,15 +482,35 @@ impl Live {
     /// blocks (a refresh of a million accounts takes seconds). Until the last step, an
     /// account not yet reached keeps its fold and health of the instant before.
     pub fn refresh_start(&mut self, now: Timestamp) -> Refreshing {
+        let plan = self.refresh_plan(now);
+        self.refresh_start_with(plan)
+    }
+
+    /// What [`refresh_start`](Self::refresh_start) works out without changing the state
+    /// (a second's work at a million accounts: the service does it under a read lock).
+    pub fn refresh_plan(&self, now: Timestamp) -> RefreshPlan {
+        RefreshPlan {
+            refold: self.builder.refold_start(&self.ledger, now),
+            // Usage of accounts the ledger does not know: their months move too.
+            unknown: self
+                .recent
+                .keys()
+                .filter(|id| self.ledger.account(id).is_none())
+                .cloned()
+                .collect(),
+            now,
+        }
+    }
+
+    /// [`refresh_start`](Self::refresh_start) with its plan, made of this state as it
+    /// stands (nothing applied since).
+    pub fn refresh_start_with(&mut self, plan: RefreshPlan) -> Refreshing {
+        let RefreshPlan { refold, unknown, now } = plan;
         self.advance(now);
-        let refold = self.builder.refold_start(&self.ledger, now);
         if refold.is_none() {
             // Not a fold of the builder's accounts (never, as events are taken): anew.
             self.ledger = self.builder.fold_all(&self.cfg.revenue, now);
         }
-        // Usage of accounts the ledger does not know: their months move too.
-        let unknown: Vec<String> =
-            self.recent.keys().filter(|id| self.ledger.account(id).is_none()).cloned().collect();
         for id in unknown {
             self.refresh_month(&id);
         }

@@ -182,13 +182,16 @@ fn refresh_in_blocks(
     now: Timestamp,
     setup: Option<(tenure_health::scorecard::Scorecards, Option<tenure_health::Model>)>,
 ) -> Vec<rules::Firing> {
+    // Worked out under a read lock: the applier is the state's only writer, so nothing
+    // changes it before the write lock below.
+    let plan = core.live.read().expect("live state").refresh_plan(now);
     let mut r = {
         let mut live = core.live.write().expect("live state");
         if let Some((cards, model)) = setup {
             live.cards = cards;
             live.model = model;
         }
-        live.refresh_start(now)
+        live.refresh_start_with(plan)
     };
     let mut fired = Vec::new();
     while let Some(f) = core.live.write().expect("live state").refresh_step(&mut r) {
