@@ -136,6 +136,8 @@ pub struct RefreshPlan {
     refold: Option<Refold>,
     unknown: Vec<String>,
     now: Timestamp,
+    /// The state's generation it was made at.
+    generation: u64,
 }
 
 /// A refresh in progress ([`Live::refresh_start`]).
@@ -443,11 +445,13 @@ impl Live {
     fn aggregate_for(&self, id: &str, now: Timestamp) -> Vec<Firing> {
         let Some(a) = self.ledger.account(id) else { return Vec::new() };
         let between = |from: i64, to: i64| self.events_between(id, from, to);
+        let cooling = |i: usize| self.cooling(id, i, now);
         let state = AccountState {
             ledger: a,
             health: self.health.accounts.get(id),
             events_between: &between,
             model: self.model.as_ref(),
+            cooling: &cooling,
         };
         rules::aggregate(&self.rules, &state, now)
     }
@@ -480,7 +484,8 @@ impl Live {
     /// Starts a refresh at `now`, to be done a block of accounts at a time by
     /// [`refresh_step`](Self::refresh_step): the service lets requests in between its
     /// blocks (a refresh of a million accounts takes seconds). Until the last step, an
-    /// account not yet reached keeps its fold and health of the instant before.
+    /// account not yet reached keeps its fold and health of the instant before (with a
+    /// new model, its probability of the old one, explained by the new).
     pub fn refresh_start(&mut self, now: Timestamp) -> Refreshing {
         let plan = self.refresh_plan(now);
         self.refresh_start_with(plan)
@@ -499,13 +504,16 @@ impl Live {
                 .cloned()
                 .collect(),
             now,
+            generation: self.generation,
         }
     }
 
-    /// [`refresh_start`](Self::refresh_start) with its plan, made of this state as it
-    /// stands (nothing applied since).
+    /// [`refresh_start`](Self::refresh_start) with its plan (made again if the state
+    /// changed since it was made).
     pub fn refresh_start_with(&mut self, plan: RefreshPlan) -> Refreshing {
-        let RefreshPlan { refold, unknown, now } = plan;
+        let plan =
+            if plan.generation == self.generation { plan } else { self.refresh_plan(plan.now) };
+        let RefreshPlan { refold, unknown, now, generation: _ } = plan;
         self.advance(now);
         if refold.is_none() {
             // Not a fold of the builder's accounts (never, as events are taken): anew.
@@ -531,6 +539,9 @@ impl Live {
             }
             self.health.recomputed = 0;
             self.generation += 1;
+            // Figures of closed months computed while the refresh ran (accounts of two
+            // instants, the ledger's costs of the one before) are not kept.
+            self.history_generation += 1;
             return None;
         }
         let range = r.next..(r.next + REFRESH_BLOCK).min(len);
@@ -576,16 +587,22 @@ impl Live {
         self.pass_cooldown(fired, now)
     }
 
+    /// Whether rule `rule` alerted `account` within its cooldown before `now`.
+    fn cooling(&self, account: &str, rule: usize, now: Timestamp) -> bool {
+        let rule = &self.rules.rules[rule];
+        rule.cooldown_days > 0
+            && self
+                .last_alert
+                .get(&(account.to_string(), rule.id.clone()))
+                .is_some_and(|t| now.0 - t.0 < rule.cooldown_days * DAY)
+    }
+
     /// Keeps the firings whose (account, rule) is out of its cooldown, and remembers them.
     fn pass_cooldown(&mut self, fired: Vec<Firing>, now: Timestamp) -> Vec<Firing> {
         let mut out = Vec::new();
         for f in fired {
-            let rule = &self.rules.rules[f.rule];
-            let key = (f.account.clone(), rule.id.clone());
-            let cooling = self
-                .last_alert
-                .get(&key)
-                .is_some_and(|t| rule.cooldown_days > 0 && now.0 - t.0 < rule.cooldown_days * DAY);
+            let cooling = self.cooling(&f.account, f.rule, now);
+            let key = (f.account.clone(), self.rules.rules[f.rule].id.clone());
             if !cooling {
                 self.last_alert.insert(key, now);
                 out.push(f);

@@ -751,6 +751,9 @@ pub struct AccountState<'a> {
     /// The churn model that gave the health its probability (its drivers are explained
     /// when a rule names them).
     pub model: Option<&'a tenure_health::Model>,
+    /// Whether rule `i` is within its cooldown for this account (its firing would be
+    /// dropped): a rule whose message is costly (the model's drivers) is not worked out.
+    pub cooling: &'a dyn Fn(usize) -> bool,
 }
 
 /// The aggregate rules the account's state at `now` meets.
@@ -797,15 +800,21 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
                     h.scorecard.as_deref().map_or(String::new(), |c| format!(" on scorecard {c}"))
                 )
             }),
-            Kind::ChurnRisk => h.probability.filter(|p| *p >= r.probability).map(|p| {
-                let drivers = h.drivers(s.model, 3);
-                let why: Vec<&str> = drivers.iter().map(|d| d.text.as_str()).collect();
-                format!(
-                    "churn probability {:.0}%{}",
-                    p * 100.0,
-                    if why.is_empty() { String::new() } else { format!(": {}", why.join("; ")) }
-                )
-            }),
+            Kind::ChurnRisk => {
+                h.probability.filter(|p| *p >= r.probability && !(s.cooling)(i)).map(|p| {
+                    let drivers = h.drivers(s.model, 3);
+                    let why: Vec<&str> = drivers.iter().map(|d| d.text.as_str()).collect();
+                    format!(
+                        "churn probability {:.0}%{}",
+                        p * 100.0,
+                        if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", why.join("; "))
+                        }
+                    )
+                })
+            }
             Kind::RenewalLowUtilisation => {
                 let days = h.row.get(F::DAYS_TO_RENEWAL);
                 let u = h.row.get(F::UTILISATION);

@@ -1,7 +1,7 @@
 //! The health of every account at one instant, kept up to date as events arrive: after
-//! new events, only the accounts they touched are recomputed (their features, score, churn
-//! probability; their drivers are explained when asked); the rest are left as they were. This is what the service, its
-//! alerts and the dashboard read.
+//! new events, only the accounts they touched are recomputed (their features, score and
+//! churn probability; drivers are explained when asked); the rest are left as they were.
+//! This is what the service, its alerts and the dashboard read.
 
 use crate::UsageByAccount;
 use crate::features::{self, Context, Row};
@@ -109,7 +109,8 @@ impl HealthState {
     /// no longer paying leaves the state) and returns those whose score, colour or
     /// probability changed. Every other account keeps its entry: at the same instant an
     /// account's features depend on its own events only (a contact who turns up under
-    /// another account touches both accounts). A new instant needs a rebuild.
+    /// another account touches both accounts). At a new instant (`t` moved), every
+    /// account needs recomputing: a rebuild, or updates that together name them all.
     pub fn update(
         &mut self,
         ledger: &Ledger,

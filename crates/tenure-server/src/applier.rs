@@ -44,10 +44,12 @@ pub(crate) fn supervise(
 ) {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     let mut last = None::<Instant>;
+    let mut first = true;
     loop {
         let run = catch_unwind(AssertUnwindSafe(|| {
-            apply_loop(core, rx, internal, refresh, &mut watch, fault.as_ref())
+            apply_loop(core, rx, internal, refresh, &mut watch, fault.as_ref(), first)
         }));
+        first = false;
         let Err(panic) = run else { return };
         let why = panic
             .downcast_ref::<&str>()
@@ -92,8 +94,9 @@ const BULK_EVENTS: usize = 5_000;
 const SETUP_CHECK: Duration = Duration::from_secs(2);
 
 /// The applier: folds committed events into the live state and raises what the rules
-/// fire; re-evaluates every account at start (nothing fires twice: the cooldowns come from
-/// the alerts in the log) and every `refresh`.
+/// fire; re-evaluates every account at start (`first`; after a panic, refreshes it:
+/// nothing fires twice, the cooldowns come from the alerts in the log) and every
+/// `refresh`.
 fn apply_loop(
     core: &Core,
     rx: &std::sync::mpsc::Receiver<Committed>,
@@ -101,14 +104,20 @@ fn apply_loop(
     refresh: Duration,
     watch: &mut crate::models::Watch,
     fault: Option<&Fault>,
+    first: bool,
 ) {
     let mut pending = tenure_alerting::Pending::default();
     let digest_above = core.digest_above;
-    // The state was folded and scored when it was loaded: the start evaluates the rules at
-    // that instant rather than fold and score everything again (the next refresh moves it).
-    let (fired, now) = {
+    // At start the state was just folded and scored: the rules are evaluated at that
+    // instant rather than everything folded and scored again (the next refresh moves it).
+    // After a panic the state may be half-changed (when it could not be rebuilt): it is
+    // refreshed whole.
+    let (fired, now) = if first {
         let mut live = core.live.write().expect("live state");
         (live.evaluate(), live.t)
+    } else {
+        let now = (core.clock)();
+        (refresh_in_blocks(core, now, None), now)
     };
     // What the first evaluation finds is recorded (alerts, tasks) but not notified: on a
     // first start that is every at-risk account at once, a flood rather than news; and a
@@ -196,6 +205,9 @@ fn refresh_in_blocks(
     let mut fired = Vec::new();
     while let Some(f) = core.live.write().expect("live state").refresh_step(&mut r) {
         fired.extend(f);
+        // The lock just released is left to the requests waiting for it: taken again at
+        // once, it would mostly go to this thread again.
+        std::thread::sleep(Duration::from_micros(500));
     }
     fired
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Service start and refresh at scale (issue 18): `tenure serve` on the data of
+# bench/health.sh (run it first; 1,000,000 accounts by default). Polls an account's page
+# over the API every POLL seconds (0.3) from the start: reports when the service first
+# answers, the load's phases from its log ("live state loaded"), peak resident memory and,
+# over HOLD seconds (150) with `refresh_minutes = 1`, the slowest answer while it refreshes
+# every account. RUNS starts (3). Prints the figures; BENCHMARKS.md is written by hand.
+# Each start and refresh records its alerts in the log: later runs replay a little more.
+set -euo pipefail
+RUNS=${RUNS:-3}
+POLL=${POLL:-0.3}
+HOLD=${HOLD:-150}
+ACCOUNT=${ACCOUNT:-acc-000123}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+W=bench-data/health
+[ -d "$W/data/log" ] || { echo "run bench/health.sh first" >&2; exit 2; }
+cargo build --release --workspace --bin tenure
+T="$ROOT/target/release/tenure"
+say() { echo "[bench] $*" >&2; }
+KEY=$("$T" key create --data "$W/data" --scope read --name serve-start-bench | tail -1)
+KEY_ID=$("$T" key list --data "$W/data" | awk '/serve-start-bench/ && /active/ { print $1 }' | tail -1)
+CONF=$(mktemp)
+printf '[service]\nrefresh_minutes = 1\n' >"$CONF"
+PORT=18089
+PID=""
+cleanup() {
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+    [ -n "$KEY_ID" ] && "$T" key revoke --data "$W/data" "$KEY_ID" >/dev/null 2>&1 || true
+    rm -f "$CONF"
+}
+trap cleanup EXIT
+# A start that has not answered within this many seconds failed.
+DEADLINE=${DEADLINE:-600}
+start() { # RUN: one start, then HOLD seconds of answers
+    local run=$1 t0 pid el code secs rss peak=0 first="" slowest=0
+    t0=$(date +%s.%N)
+    "$T" serve --data "$W/data" --config "$CONF" --listen "127.0.0.1:$PORT" >/dev/null 2>"$W/serve-start.$run.err" &
+    pid=$!
+    PID=$pid
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep "$POLL"
+        el=$(echo "$(date +%s.%N) - $t0" | bc)
+        read -r code secs < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -m 10 \
+            -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/api/v1/accounts/$ACCOUNT" || true)
+        rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ "$rss" -gt "$peak" ] && peak=$rss
+        if [ "$code" = 200 ]; then
+            [ -z "$first" ] && first=$el
+            # After the first answer: the slowest answer (the refresh runs meanwhile).
+            [ "$(echo "$secs > $slowest" | bc)" = 1 ] && [ "$(echo "$el - $first > 1" | bc)" = 1 ] && slowest=$secs
+        elif [ -n "$first" ]; then
+            slowest="timeout($code)"
+        fi
+        if [ -n "$first" ] && [ "$(echo "$el - $first > $HOLD" | bc)" = 1 ]; then break; fi
+        if [ -z "$first" ] && [ "$(echo "$el > $DEADLINE" | bc)" = 1 ]; then
+            say "start $run: no answer after $DEADLINE s (see $W/serve-start.$run.err)"
+            break
+        fi
+    done
+    kill -INT "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    PID=""
+    local phases
+    phases=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
+    say "start $run: first answer after ${first:-never} s; $phases; slowest answer during refreshes ${slowest} s; peak ${peak} MiB"
+}
+for run in $(seq 1 "$RUNS"); do
+    start "$run"
+done
