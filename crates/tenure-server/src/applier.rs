@@ -205,9 +205,6 @@ fn refresh_in_blocks(
     let mut fired = Vec::new();
     while let Some(f) = core.live.write().expect("live state").refresh_step(&mut r) {
         fired.extend(f);
-        // The lock just released is left to the requests waiting for it: taken again at
-        // once, it would mostly go to this thread again.
-        std::thread::sleep(Duration::from_micros(500));
     }
     fired
 }
