@@ -375,6 +375,14 @@ impl Accounts {
     }
 
     fn find(&self, id: &str) -> Result<Option<(AccountLedger, Vec<UsageMonth>)>> {
+        // From the checkpoint, only the chunk that holds the account is read. When that
+        // does not answer (no such account, damage, a fold rewritten around t), every
+        // account is looked at as the reports do, which also sees to damage and rewrites.
+        if let Source::State(c) = &self.from
+            && let Ok(Some(found)) = c.find_at(self.t, id, |a, u| (a.clone(), u.to_vec()))
+        {
+            return Ok(Some(found));
+        }
         let found = self.map(|a, u| (a.id == id).then(|| (a.clone(), u.to_vec())))?;
         Ok(found.into_iter().next())
     }

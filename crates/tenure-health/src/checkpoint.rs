@@ -508,32 +508,116 @@ impl<S: Source> Checkpoint<S> {
             .map_init(
                 || (Vec::new(), AccountLedger::default(), Vec::new()),
                 |(buf, a, u), c| {
-                    let (offset, len, crc) = self.chunks[c];
-                    buf.resize(len, 0);
-                    self.src.read_at(offset, buf).map_err(io)?;
-                    if crc32fast::hash(buf) != crc {
-                        return Err(CheckpointError::Damaged("chunk CRC mismatch"));
-                    }
-                    let mut r = Reader { b: buf.as_slice(), at: 0 };
-                    let n = CHUNK.min(self.accounts - c * CHUNK);
                     let mut out = Vec::new();
-                    for _ in 0..n {
-                        r.account(a, u, &self.strings, &self.segment_key)?;
-                        if a.rewrites.iter().any(|(from, to)| *from < as_of && as_of <= *to) {
-                            return Err(CheckpointError::Rewritten(a.id.clone()));
-                        }
-                        a.attributes.retain(|(ts, ..)| *ts <= as_of);
+                    self.each_in_chunk(c, buf, a, u, |a, u| {
+                        at_instant(a, as_of)?;
                         out.extend(f(a, u));
-                    }
-                    if r.at != r.b.len() {
-                        return Err(CheckpointError::Damaged("chunk length"));
-                    }
+                        Ok(())
+                    })?;
                     Ok(g(out))
                 },
             )
             .collect();
         parts.into_iter().collect()
     }
+
+    /// Calls `f` on account `id` as [`Checkpoint::map_at`] would, reading only the chunk
+    /// that holds it (found by the chunks' first ids, in id order). `Ok(None)` when that
+    /// chunk does not hold it: the account is not in the checkpoint, or a chunk's first id
+    /// is damaged (only the chunk read is checked; [`Checkpoint::map_at`] checks them all).
+    pub fn find_at<T>(
+        &self,
+        as_of: Timestamp,
+        id: &str,
+        f: impl FnOnce(&AccountLedger, &[UsageMonth]) -> T,
+    ) -> Result<Option<T>, CheckpointError> {
+        assert!(as_of <= self.valid_until, "{as_of} is past the checkpoint's {}", self.valid_until);
+        let mut buf = Vec::new();
+        let mut first_at_most = Ok(());
+        // The number of chunks whose first account's id is not after `id`.
+        let after = partition_point(self.chunks.len(), |c| match self.first_id(c, &mut buf) {
+            Ok(first) => first.as_str() <= id,
+            Err(e) => {
+                first_at_most = Err(e);
+                false
+            }
+        });
+        first_at_most?;
+        let Some(c) = after.checked_sub(1) else { return Ok(None) };
+        let (mut a, mut u, mut f, mut found) =
+            (AccountLedger::default(), Vec::new(), Some(f), None);
+        self.each_in_chunk(c, &mut buf, &mut a, &mut u, |a, u| {
+            if a.id == id {
+                at_instant(a, as_of)?;
+                found = f.take().map(|f| f(a, u));
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// The id of chunk `c`'s first account (the first field of its first record).
+    fn first_id(&self, c: usize, buf: &mut Vec<u8>) -> Result<String, CheckpointError> {
+        let (offset, len, _) = self.chunks[c];
+        // Ids are short: a prefix holds one, else the whole chunk is read.
+        for want in [len.min(1024), len] {
+            buf.resize(want, 0);
+            self.src.read_at(offset, buf).map_err(io)?;
+            if let Ok(id) = (Reader { b: buf.as_slice(), at: 0 }).str() {
+                return Ok(id.to_string());
+            }
+        }
+        Err(CheckpointError::Damaged("a chunk's first id"))
+    }
+
+    /// Calls `visit` on each account of chunk `c` as decoded (its CRC checked first), in
+    /// order, reusing `buf`, `a` and `u`.
+    fn each_in_chunk(
+        &self,
+        c: usize,
+        buf: &mut Vec<u8>,
+        a: &mut AccountLedger,
+        u: &mut Vec<UsageMonth>,
+        mut visit: impl FnMut(&mut AccountLedger, &[UsageMonth]) -> Result<(), CheckpointError>,
+    ) -> Result<(), CheckpointError> {
+        let (offset, len, crc) = self.chunks[c];
+        buf.resize(len, 0);
+        self.src.read_at(offset, buf).map_err(io)?;
+        if crc32fast::hash(buf) != crc {
+            return Err(CheckpointError::Damaged("chunk CRC mismatch"));
+        }
+        let mut r = Reader { b: buf.as_slice(), at: 0 };
+        let n = CHUNK.min(self.accounts - c * CHUNK);
+        for _ in 0..n {
+            r.account(a, u, &self.strings, &self.segment_key)?;
+            visit(a, u)?;
+        }
+        if r.at != r.b.len() {
+            return Err(CheckpointError::Damaged("chunk length"));
+        }
+        Ok(())
+    }
+}
+
+/// Account `a` (as decoded) as a fold at `as_of` gives it: the attribute values set later
+/// dropped; refused when its fold rewrote its past around `as_of`.
+fn at_instant(a: &mut AccountLedger, as_of: Timestamp) -> Result<(), CheckpointError> {
+    if a.rewrites.iter().any(|(from, to)| *from < as_of && as_of <= *to) {
+        return Err(CheckpointError::Rewritten(a.id.clone()));
+    }
+    a.attributes.retain(|(ts, ..)| *ts <= as_of);
+    Ok(())
+}
+
+/// The first of `0..n` for which `pred` is false, `pred` being true up to some point and
+/// false after it.
+fn partition_point(n: usize, mut pred: impl FnMut(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) { lo = mid + 1 } else { hi = mid }
+    }
+    lo
 }
 
 fn account(
@@ -1205,6 +1289,45 @@ mod tests {
             assert_eq!(u, usage.get(&a.id).map_or(&[][..], |v| v.as_slice()));
         }
         assert!(tickets > 10, "{tickets} tickets");
+    }
+
+    /// One account read from its chunk alone is the account every account's reading gives
+    /// (the first and last of each chunk, and others); an id before the first, between
+    /// two, or after the last is not found. Three chunks: the small company's accounts
+    /// copied under 800 prefixes.
+    #[test]
+    fn one_account_is_found_in_its_chunk() {
+        let (mut ledger, usage, until) = small();
+        let small = std::mem::take(&mut ledger.accounts);
+        let mut more = UsageByAccount::default();
+        for k in 0..800 {
+            for a in &small {
+                let id = format!("p{k:03}-{}", a.id);
+                if let Some(u) = usage.get(&a.id) {
+                    more.insert(id.clone(), u.clone());
+                }
+                ledger.accounts.push(AccountLedger { id, ..a.clone() });
+            }
+        }
+        ledger.accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        let n = ledger.accounts.len();
+        assert!(n > 2 * CHUNK, "{n} accounts");
+        let c =
+            Checkpoint::open(encode(b"k", b"", &ledger, &more, "segment", until), b"k").unwrap();
+        let all = c.map_at(until, |a, u| Some((a.id.clone(), format!("{a:?} {u:?}")))).unwrap();
+        let picks = (0..n).filter(|i| i % 997 == 0 || i % CHUNK == 0 || i % CHUNK == CHUNK - 1);
+        let mut checked = 0;
+        for i in picks.chain([n - 1]) {
+            let (id, want) = &all[i];
+            let got = c.find_at(until, id, |a, u| format!("{a:?} {u:?}")).unwrap();
+            assert_eq!(got.as_ref(), Some(want), "{id}");
+            checked += 1;
+        }
+        assert!(checked > 10);
+        let between = format!("{}!", all[CHUNK].0);
+        for id in ["", "p", between.as_str(), "q"] {
+            assert!(c.find_at(until, id, |a, _| a.id.clone()).unwrap().is_none(), "{id:?}");
+        }
     }
 
     /// A damaged checkpoint is refused, or decodes to something, but never panics: every
