@@ -171,21 +171,22 @@ fn scan_events_until(
     lane: &str,
     mut f: impl FnMut(u64, Event) -> bool,
 ) -> Result<bool, EngineError> {
-    let mut stopped = false;
+    /// Why a scan ended early.
+    enum Halt {
+        Stopped,
+        Failed(EngineError),
+    }
     let scanned = reader.scan_from(lane, 0, |i, _, payload| {
-        let e = codec::decode(payload)
-            .map_err(|e| EngineError::Decode { lane: lane.to_string(), reason: e.to_string() })?;
-        if f(i, e) {
-            Ok(())
-        } else {
-            stopped = true;
-            Err(EngineError::Decode { lane: lane.to_string(), reason: "stopped".into() })
-        }
+        let e = codec::decode(payload).map_err(|e| {
+            Halt::Failed(EngineError::Decode { lane: lane.to_string(), reason: e.to_string() })
+        })?;
+        if f(i, e) { Ok(()) } else { Err(Halt::Stopped) }
     });
     match scanned {
         Ok(()) => Ok(true),
-        Err(_) if stopped => Ok(false),
-        Err(e) => Err(scan_error(e)),
+        Err(ScanError::Callback(Halt::Stopped)) => Ok(false),
+        Err(ScanError::Callback(Halt::Failed(e))) => Err(e),
+        Err(ScanError::Log(l)) => Err(EngineError::Log(l)),
     }
 }
 
@@ -195,16 +196,11 @@ fn scan_events(
     lane: &str,
     mut f: impl FnMut(u64, Event),
 ) -> Result<(), EngineError> {
-    reader
-        .scan_from(lane, 0, |i, _, payload| {
-            let e = codec::decode(payload).map_err(|e| EngineError::Decode {
-                lane: lane.to_string(),
-                reason: e.to_string(),
-            })?;
-            f(i, e);
-            Ok::<(), EngineError>(())
-        })
-        .map_err(scan_error)
+    scan_events_until(reader, lane, |i, e| {
+        f(i, e);
+        true
+    })
+    .map(|_| ())
 }
 
 /// A scan's error as the engine's: the log's, or the callback's own.

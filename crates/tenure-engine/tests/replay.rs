@@ -21,6 +21,15 @@ fn company(dir: &Path) -> Vec<PathBuf> {
     s.files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "jsonl")).collect()
 }
 
+/// The generated company imported into `DIR/data` with the default settings: its files
+/// and the data directory.
+fn imported_company(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
+    let files = company(&dir.join("company"));
+    let data = dir.join("data");
+    import_all(&data, &files, &Config::defaults());
+    (files, data)
+}
+
 fn import_all(data: &Path, files: &[PathBuf], cfg: &Config) -> u64 {
     let (mut imp, _) = Importer::open(data, cfg.ingest(None)).unwrap();
     let mut stored = 0;
@@ -224,10 +233,8 @@ fn check_index(
 fn one_account_through_the_account_index_equals_the_whole_fold() {
     use tenure_engine::accounts::Refresh;
     let t = tempfile::tempdir().unwrap();
-    let files = company(&t.path().join("company"));
+    let (files, data) = imported_company(t.path());
     let cfg = Config::defaults();
-    let data = t.path().join("data");
-    import_all(&data, &files, &cfg);
     let as_of = Timestamp::parse("2024-03-01").unwrap();
     let r = check_index(&data, &cfg, as_of);
     assert_eq!(r[0], Refresh::Built("first use"));
@@ -334,9 +341,7 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
     use tenure_ledger::ChurnRecognition;
     use tenure_ledger::checkpoint::{self, CheckpointError, LedgerCheckpoint, encode};
     let t = tempfile::tempdir().unwrap();
-    let data = t.path().join("data");
-    let files = company(&t.path().join("company"));
-    import_all(&data, &files, &Config::defaults());
+    let (files, data) = imported_company(t.path());
     let builder = tenure_engine::ledger_builder(&data, tenure_engine::Scope::ALL).unwrap();
     let hour = 3_600_000_000;
     let (mut held, mut changed) = (0, 0);
@@ -468,10 +473,8 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
 #[test]
 fn replay_gives_each_lane_in_log_order_across_batches() {
     let t = tempfile::tempdir().unwrap();
-    let files = company(&t.path().join("company"));
+    let (files, data) = imported_company(t.path());
     let cfg = Config::defaults();
-    let data = t.path().join("data");
-    import_all(&data, &files, &cfg);
     // What each lane holds, in import order: the files' events of its kind.
     let ingest = cfg.ingest(None);
     let mut expected: Vec<Vec<tenure_core::event::Event>> = vec![Vec::new(), Vec::new()];

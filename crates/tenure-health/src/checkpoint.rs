@@ -535,7 +535,8 @@ impl<S: Source> Checkpoint<S> {
         let mut buf = Vec::new();
         let mut first_at_most = Ok(());
         // The number of chunks whose first account's id is not after `id`.
-        let after = partition_point(self.chunks.len(), |c| match self.first_id(c, &mut buf) {
+        let chunks: Vec<usize> = (0..self.chunks.len()).collect();
+        let after = chunks.partition_point(|c| match self.first_id(*c, &mut buf) {
             Ok(first) => first.as_str() <= id,
             Err(e) => {
                 first_at_most = Err(e);
@@ -607,17 +608,6 @@ fn at_instant(a: &mut AccountLedger, as_of: Timestamp) -> Result<(), CheckpointE
     }
     a.attributes.retain(|(ts, ..)| *ts <= as_of);
     Ok(())
-}
-
-/// The first of `0..n` for which `pred` is false, `pred` being true up to some point and
-/// false after it.
-fn partition_point(n: usize, mut pred: impl FnMut(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if pred(mid) { lo = mid + 1 } else { hi = mid }
-    }
-    lo
 }
 
 fn account(
