@@ -19,6 +19,9 @@ use tenure_kpi::KpiConfig;
 use tenure_kpi::usage::UsageMonth;
 use tenure_ledger::{AccountLedger, Ledger, LedgerBuilder, Refold, RevenueConfig};
 
+mod snapshot;
+pub use snapshot::{FORMAT as SNAPSHOT_FORMAT, Snapshot, SnapshotError};
+
 /// The engine's settings the live state folds and scores with (of the configuration file).
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -46,13 +49,19 @@ pub struct History {
     builder: LedgerBuilder,
     /// Where each contact was last seen.
     contact_home: FxHashMap<String, (Timestamp, String)>,
+    /// When each (account, rule) last alerted, of the alerts pushed.
+    last_alert: FxHashMap<(String, String), Timestamp>,
 }
 
 impl Default for History {
     /// The ledger keeps each movement's source events, so that the service can explain
     /// its figures (`/api/v1/kpis/explain`).
     fn default() -> History {
-        History { builder: LedgerBuilder::new().keep_sources(), contact_home: FxHashMap::default() }
+        History {
+            builder: LedgerBuilder::new().keep_sources(),
+            contact_home: FxHashMap::default(),
+            last_alert: FxHashMap::default(),
+        }
     }
 }
 
@@ -73,6 +82,10 @@ impl History {
                 *slot = (e.ts, a.clone());
             }
         }
+        if let (EventBody::Alert { rule, .. }, Some(a)) = (&e.body, &e.account) {
+            let slot = self.last_alert.entry((a.clone(), rule.clone())).or_insert(e.ts);
+            *slot = (*slot).max(e.ts);
+        }
         self.builder.push_at(e, position);
     }
 }
@@ -83,7 +96,7 @@ fn light(k: EventKind) -> bool {
 }
 
 /// One account's usage on one day.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Day {
     events: u64,
     users: FxHashSet<u64>,
@@ -129,6 +142,9 @@ pub struct Live {
     pub immediate_horizon_days: i64,
     /// When each account was last re-scored.
     rescored: FxHashMap<String, Timestamp>,
+    /// Whether the builder holds the history (not while a state read from a snapshot
+    /// waits for it: [`warming`](Self::warming)).
+    installed: bool,
 }
 
 /// What a refresh starts from ([`Live::refresh_plan`]).
@@ -175,35 +191,12 @@ impl Live {
         usage: Usage,
         now: Timestamp,
     ) -> Live {
-        let History { builder, contact_home } = history;
-        let feature_bits = cfg
-            .kpi
-            .features
-            .iter()
-            .take(64)
-            .enumerate()
-            .map(|(i, f)| (f.name.clone(), 1u64 << i))
-            .collect();
+        let History { builder, contact_home, last_alert: _ } = history;
         let Usage { monthly: mut usage, days: rows } = usage;
-        let mut live = Live {
-            ledger: builder.fold_all(&cfg.revenue, now),
-            builder,
-            usage: UsageByAccount::default(),
-            recent: FxHashMap::default(),
-            health: HealthState { t: now, accounts: FxHashMap::default(), recomputed: 0 },
-            last_alert: FxHashMap::default(),
-            contact_home,
-            feature_bits,
-            cfg,
-            rules,
-            cards,
-            model,
-            t: now,
-            generation: 0,
-            history_generation: 0,
-            immediate_horizon_days: 7,
-            rescored: FxHashMap::default(),
-        };
+        let ledger = builder.fold_all(&cfg.revenue, now);
+        let mut live = Live::empty(builder, cfg, rules, cards, model, now);
+        live.ledger = ledger;
+        live.contact_home = contact_home;
         for (account, day, user, feature, n) in rows {
             let bit = live.bit(&feature);
             let d = live.recent.entry(account).or_default().entry(day).or_default();
@@ -221,14 +214,81 @@ impl Live {
         for id in ids {
             live.refresh_month(&id);
         }
-        for a in &live.ledger.accounts {
+        live.remember_alerts();
+        live.health = live.build_health(now);
+        live
+    }
+
+    /// A state of no account at `now`, folding with `builder`.
+    fn empty(
+        builder: LedgerBuilder,
+        cfg: Settings,
+        rules: Rules,
+        cards: Scorecards,
+        model: Option<Model>,
+        now: Timestamp,
+    ) -> Live {
+        let feature_bits = cfg
+            .kpi
+            .features
+            .iter()
+            .take(64)
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), 1u64 << i))
+            .collect();
+        Live {
+            ledger: Ledger { as_of: now, fx: Some(cfg.revenue.fx.clone()), ..Ledger::default() },
+            builder,
+            usage: UsageByAccount::default(),
+            recent: FxHashMap::default(),
+            health: HealthState { t: now, accounts: FxHashMap::default(), recomputed: 0 },
+            last_alert: FxHashMap::default(),
+            contact_home: FxHashMap::default(),
+            feature_bits,
+            cfg,
+            rules,
+            cards,
+            model,
+            t: now,
+            generation: 0,
+            history_generation: 0,
+            immediate_horizon_days: 7,
+            rescored: FxHashMap::default(),
+            installed: true,
+        }
+    }
+
+    /// The rules' memory from the alerts in the ledger: when each (account, rule) last
+    /// alerted.
+    fn remember_alerts(&mut self) {
+        for a in &self.ledger.accounts {
             for al in &a.cs.alerts {
-                let slot = live.last_alert.entry((a.id.clone(), al.rule.clone())).or_insert(al.ts);
+                let slot = self.last_alert.entry((a.id.clone(), al.rule.clone())).or_insert(al.ts);
                 *slot = (*slot).max(al.ts);
             }
         }
-        live.health = live.build_health(now);
-        live
+    }
+
+    /// Whether the state, read from a snapshot, still waits for its history
+    /// ([`install`](Self::install)): it answers, but takes no event and refreshes nothing.
+    pub fn warming(&self) -> bool {
+        !self.installed
+    }
+
+    /// Gives a state read from a snapshot its history: the log replayed up to where the
+    /// snapshot was made (the state is its fold). Each account keeps its fold and health
+    /// until the next refresh, which folds them from it; the rules' memory takes the
+    /// history's alerts too (those recorded after the state last took events, as the
+    /// service stopped).
+    pub fn install(&mut self, history: History) {
+        let History { builder, contact_home, last_alert } = history;
+        self.builder = builder;
+        self.contact_home = contact_home;
+        for (k, t) in last_alert {
+            let slot = self.last_alert.entry(k).or_insert(t);
+            *slot = (*slot).max(t);
+        }
+        self.installed = true;
     }
 
     /// The first day the usage rules and the current month need: where the day-level

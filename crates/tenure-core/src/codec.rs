@@ -500,6 +500,10 @@ impl<'a> Cursor<'a> {
     pub fn is_done(&self) -> bool {
         self.0.pos == self.0.buf.len()
     }
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.0.buf.len() - self.0.pos
+    }
 }
 
 struct Reader<'a> {

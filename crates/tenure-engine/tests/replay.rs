@@ -400,6 +400,20 @@ fn the_ledger_checkpoint_holds_each_account_until_it_changes() {
                 .unwrap()
                 .concat();
             assert_eq!(format!("{folded:#?}"), format!("{kept:#?}"));
+            // A full checkpoint gives back every account whole.
+            let full = tenure_ledger::checkpoint::encode_full(
+                b"key",
+                b"marks",
+                as_of,
+                &ledger.accounts,
+                &ledger.diagnostics,
+            );
+            let c = LedgerCheckpoint::open(full.to_bytes(), b"key").unwrap();
+            let whole: Vec<_> = c
+                .map_chunks(&[], tenure_ledger::checkpoint::Want::FULL, |a| a.to_vec())
+                .unwrap()
+                .concat();
+            assert_eq!(format!("{whole:#?}"), format!("{:#?}", ledger.accounts));
             // What is dropped, the KPIs do not read: every report is the same.
             let periods = Period::parse("2023-01..2024-08").unwrap().split(PeriodUnit::Quarter);
             use tenure_kpi::Family;

@@ -642,6 +642,7 @@ impl<'a> Tally<'a> {
         tenure_ledger::checkpoint::Want {
             cs: self.set.cs,
             attributes: matches!(self.by, Some(By::Attribute(_))),
+            display: false,
         }
     }
 

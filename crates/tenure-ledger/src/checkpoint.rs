@@ -14,6 +14,10 @@
 //! decoded account is for the KPIs, not for display. Company-level costs are not kept:
 //! they are few, and the caller reads them from their lane.
 //!
+//! A *full* checkpoint ([`encode_full`]) keeps all of that too, in a part of each account
+//! of its own that readers of the KPIs' parts skip: the service's live state is saved in
+//! one (`tenure_alerting::snapshot`), and its pages show everything.
+//!
 //! The file is in chunks of accounts, each with its own string table and CRC; the header
 //! lists each chunk's length, CRC, account count, earliest `changes_at` and first id. A
 //! checkpoint whose key, format, length or CRCs differ is refused, never trusted.
@@ -23,20 +27,23 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use tenure_core::codec::{put_i64 as put_i, put_str, put_u64 as put};
 use tenure_core::event::{
-    AttrValue, ContactRole, ContactStatus, InvoiceStatus, ObjectiveStatus, RequestStatus,
-    Sentiment, Severity, SurveyKind, SurveyScore, TaskStatus, TicketCategory,
+    AttrValue, ContactRole, ContactStatus, ForecastCategory, InvoiceStatus, ObjectiveStatus,
+    RequestStatus, Sentiment, Severity, SurveyKind, SurveyScore, TaskStatus, TicketCategory,
 };
 use tenure_core::money::Currency;
 use tenure_core::time::Timestamp;
 
-use crate::cs::{ContactChange, CsLedger, Departure, Objective, Response, Task, Ticket};
+use crate::cs::{
+    Alert, ContactChange, CsLedger, Departure, ForecastCall, Objective, Response, Task, Ticket,
+};
 use crate::{
-    AccountLedger, Diagnostic, Invoice, Movement, MovementKind, Renewal, RenewalOutcome, Step,
+    AccountLedger, Diagnostic, Invoice, Movement, MovementKind, Renewal, RenewalOutcome, SourceRef,
+    Step,
 };
 
 const MAGIC: &[u8; 8] = b"TNRLEDGR";
 /// The layout of this file; a change of layout or of what is kept changes it.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 /// Accounts per chunk: the unit of parallel encoding, reading and decoding.
 const CHUNK: usize = 2048;
 /// Magic, format, the header's CRC32 and its length.
@@ -55,6 +62,8 @@ pub enum CheckpointError {
     Damaged(&'static str),
     #[error("checkpoint unreadable: {0}")]
     Io(String),
+    #[error("the checkpoint keeps only what the KPIs read; every part was asked for")]
+    NotFull,
 }
 
 type R<T> = Result<T, CheckpointError>;
@@ -110,6 +119,8 @@ pub struct LedgerCheckpoint<S> {
     accounts: usize,
     diagnostics: Vec<Diagnostic>,
     chunks: Vec<ChunkRef>,
+    /// Whether every part of each account is kept ([`encode_full`]).
+    full: bool,
 }
 
 /// Encodes `accounts` (folded at `as_of`, sorted by id) with the fold's `diagnostics`.
@@ -122,20 +133,43 @@ pub fn encode(
     accounts: &[AccountLedger],
     diagnostics: &[Diagnostic],
 ) -> Image {
+    encode_detail(key, position, as_of, accounts, diagnostics, false)
+}
+
+/// As [`encode`], keeping every part of each account: read back with [`Want::FULL`], an
+/// account is the one encoded, field for field.
+pub fn encode_full(
+    key: &[u8],
+    position: &[u8],
+    as_of: Timestamp,
+    accounts: &[AccountLedger],
+    diagnostics: &[Diagnostic],
+) -> Image {
+    encode_detail(key, position, as_of, accounts, diagnostics, true)
+}
+
+fn encode_detail(
+    key: &[u8],
+    position: &[u8],
+    as_of: Timestamp,
+    accounts: &[AccountLedger],
+    diagnostics: &[Diagnostic],
+    full: bool,
+) -> Image {
     let chunks: Vec<Encoded> = accounts
         .par_chunks(CHUNK)
         .map(|c| {
             let refs: Vec<&AccountLedger> = c.iter().collect();
-            encode_chunk(&refs)
+            encode_chunk(&refs, full)
         })
         .collect();
-    assemble(key, position, as_of, diagnostics, chunks)
+    assemble(key, position, as_of, diagnostics, chunks, full)
 }
 
 /// A chunk's bytes (string table, then accounts), its account count, earliest
 /// `changes_at` and first id.
-fn encode_chunk(accounts: &[&AccountLedger]) -> Encoded {
-    let mut w = Writer::default();
+fn encode_chunk(accounts: &[&AccountLedger], full: bool) -> Encoded {
+    let mut w = Writer { full, ..Writer::default() };
     let mut body = Vec::with_capacity(accounts.len() * 512);
     for a in accounts {
         w.account(&mut body, a);
@@ -161,8 +195,10 @@ fn assemble(
     as_of: Timestamp,
     diagnostics: &[Diagnostic],
     chunks: Vec<Encoded>,
+    full: bool,
 ) -> Image {
     let mut h = Vec::new();
+    h.push(u8::from(full));
     put(&mut h, key.len() as u64);
     h.extend_from_slice(key);
     put(&mut h, position.len() as u64);
@@ -240,6 +276,7 @@ impl<S: Source> LedgerCheckpoint<S> {
             return Err(CheckpointError::Damaged("header CRC mismatch"));
         }
         let mut r = Reader::new(&h, &[]);
+        let full = r.bool()?;
         let n = r.len()?;
         if r.bytes(n)? != key {
             return Err(CheckpointError::Key);
@@ -272,7 +309,12 @@ impl<S: Source> LedgerCheckpoint<S> {
         if at != src.size() || r.at != h.len() {
             return Err(CheckpointError::Damaged("length"));
         }
-        Ok(LedgerCheckpoint { src, position, as_of, accounts, diagnostics, chunks })
+        Ok(LedgerCheckpoint { src, position, as_of, accounts, diagnostics, chunks, full })
+    }
+
+    /// Whether every part of each account is kept ([`encode_full`]).
+    pub fn full(&self) -> bool {
+        self.full
     }
 
     /// Where the log stood when the accounts were folded, as the caller noted it.
@@ -312,7 +354,7 @@ impl<S: Source> LedgerCheckpoint<S> {
             .filter(|c| self.chunks[*c].changes_at <= t.0)
             .map_init(Vec::new, |buf, c| {
                 let mut out = Vec::new();
-                self.decode(c, Want { cs: false, attributes: false }, buf, |a| {
+                self.decode(c, Want { cs: false, attributes: false, display: false }, buf, |a| {
                     if a.changes_at.is_some_and(|at| at <= t) {
                         out.push(a.id.clone());
                     }
@@ -403,6 +445,9 @@ impl<S: Source> LedgerCheckpoint<S> {
         a: &mut AccountLedger,
         mut f: impl FnMut(&mut AccountLedger),
     ) -> R<()> {
+        if want.display && !self.full {
+            return Err(CheckpointError::NotFull);
+        }
         let chunk = &self.chunks[c];
         buf.resize(chunk.len, 0);
         let buf = &mut buf[..chunk.len];
@@ -472,7 +517,7 @@ impl<S: Source> LedgerCheckpoint<S> {
                     merged.push(a);
                 }
                 merged.extend(fresh);
-                Ok(merged.chunks(CHUNK).map(encode_chunk).collect())
+                Ok(merged.chunks(CHUNK).map(|c| encode_chunk(c, false)).collect())
             })
             .collect();
         let mut chunks = Vec::new();
@@ -481,13 +526,13 @@ impl<S: Source> LedgerCheckpoint<S> {
         }
         if n == 0 {
             let all: Vec<&AccountLedger> = replace.iter().collect();
-            chunks = all.par_chunks(CHUNK).map(encode_chunk).collect();
+            chunks = all.par_chunks(CHUNK).map(|c| encode_chunk(c, false)).collect();
         }
         let mut all = self.diagnostics.clone();
         all.extend_from_slice(diagnostics);
         all.sort();
         all.dedup();
-        Ok(assemble(key, position, as_of, &all, chunks))
+        Ok(assemble(key, position, as_of, &all, chunks, false))
     }
 }
 
@@ -509,6 +554,8 @@ struct Writer {
     list: Vec<Arc<str>>,
     table_bytes: usize,
     prev: i64,
+    /// Whether each account's display part is written ([`encode_full`]).
+    full: bool,
 }
 
 impl Writer {
@@ -662,6 +709,94 @@ impl Writer {
         self.cs(&mut side, &a.cs);
         put(out, side.len() as u64);
         out.extend_from_slice(&side);
+        // What only the pages show, last and behind its length (empty unless full): the
+        // KPIs' readers skip it.
+        side.clear();
+        if self.full {
+            self.display(&mut side, a);
+        }
+        put(out, side.len() as u64);
+        out.extend_from_slice(&side);
+    }
+
+    /// The parts [`kept`] drops, in the order of the lists they complete. Its instants
+    /// start from zero, so that a reader that skipped the CS side reads them alike.
+    fn display(&mut self, out: &mut Vec<u8>, a: &AccountLedger) {
+        self.prev = 0;
+        self.os(out, a.name.as_deref());
+        for m in &a.movements {
+            put(out, m.sources.len() as u64);
+            for s in &m.sources {
+                match s {
+                    SourceRef::Message(m) => {
+                        out.push(0);
+                        self.s(out, m);
+                    }
+                    SourceRef::Log(i) => {
+                        out.push(1);
+                        put(out, *i);
+                    }
+                }
+            }
+        }
+        for r in &a.renewals {
+            self.s(out, &r.subscription_id);
+        }
+        for i in &a.invoices {
+            self.s(out, &i.invoice_id);
+        }
+        let cs = &a.cs;
+        for c in &cs.contact_changes {
+            self.os(out, c.email.as_deref());
+            self.os(out, c.name.as_deref());
+        }
+        for (_, _, s) in &cs.surveys_sent {
+            self.os(out, s.as_deref());
+        }
+        for r in &cs.responses {
+            self.os(out, r.comment.as_deref());
+        }
+        for t in &cs.tickets {
+            self.s(out, &t.ticket_id);
+        }
+        for (_, kind, _) in &cs.touchpoints {
+            self.s(out, kind);
+        }
+        for o in &cs.objectives {
+            self.s(out, &o.objective_id);
+        }
+        for (_, id, _) in &cs.change_requests {
+            self.s(out, id);
+        }
+        put(out, cs.alerts.len() as u64);
+        for al in &cs.alerts {
+            self.ts(out, al.ts);
+            self.s(out, &al.alert_id);
+            self.s(out, &al.rule);
+            out.push(al.severity.index());
+            self.os(out, al.message.as_deref());
+        }
+        put(out, cs.forecast_calls.len() as u64);
+        for f in &cs.forecast_calls {
+            self.ts(out, f.ts);
+            self.os(out, f.subscription_id.as_deref());
+            out.push(f.category.index());
+            Self::oi(out, f.amount);
+            self.os(out, f.reason.as_deref());
+            self.os(out, f.author.as_deref());
+        }
+        for t in &cs.tasks {
+            self.os(out, t.alert_id.as_deref());
+            self.os(out, t.title.as_deref());
+            self.os(out, t.owner.as_deref());
+            put(out, t.notes.len() as u64);
+            for (ts, author, note) in &t.notes {
+                self.ts(out, *ts);
+                self.os(out, author.as_deref());
+                self.s(out, note);
+            }
+            put(out, u64::from(t.alerts));
+        }
     }
 
     fn cs(&mut self, out: &mut Vec<u8>, cs: &CsLedger) {
@@ -808,10 +943,15 @@ pub struct Want {
     pub cs: bool,
     /// The attributes (read by cuts by attribute).
     pub attributes: bool,
+    /// What only the pages show (a full checkpoint's; with the CS side).
+    pub display: bool,
 }
 
 impl Want {
-    pub const ALL: Want = Want { cs: true, attributes: true };
+    /// Every part the KPIs read.
+    pub const ALL: Want = Want { cs: true, attributes: true, display: false };
+    /// Every part of a full checkpoint's accounts.
+    pub const FULL: Want = Want { cs: true, attributes: true, display: true };
 }
 
 impl<'a> Reader<'a> {
@@ -1080,6 +1220,86 @@ impl<'a> Reader<'a> {
             invoices.clear();
             *cs = CsLedger::default();
         }
+        let shown = self.len()?;
+        if self.want.display && self.want.cs {
+            let end = self.at + shown;
+            self.prev = 0;
+            *name = self.os()?;
+            for m in movements.iter_mut() {
+                m.sources = self
+                    .list(|r| match r.byte()? {
+                        0 => Ok(SourceRef::Message(Box::from(&**r.entry()?))),
+                        1 => Ok(SourceRef::Log(r.u()?)),
+                        _ => Err(CheckpointError::Damaged("source")),
+                    })?
+                    .into_boxed_slice();
+            }
+            for r in renewals.iter_mut() {
+                r.subscription_id = self.s()?;
+            }
+            for i in invoices.iter_mut() {
+                i.invoice_id = self.s()?;
+            }
+            self.display_into(cs)?;
+            if self.at != end {
+                return Err(CheckpointError::Damaged("display length"));
+            }
+        } else {
+            self.bytes(shown)?;
+        }
+        Ok(())
+    }
+
+    /// The CS side's display part (see [`Writer::display`]), into the lists `cs_into` read.
+    fn display_into(&mut self, cs: &mut CsLedger) -> R<()> {
+        for c in cs.contact_changes.iter_mut() {
+            c.email = self.os()?;
+            c.name = self.os()?;
+        }
+        for s in cs.surveys_sent.iter_mut() {
+            s.2 = self.os()?;
+        }
+        for r in cs.responses.iter_mut() {
+            r.comment = self.os()?;
+        }
+        for t in cs.tickets.iter_mut() {
+            t.ticket_id = self.s()?;
+        }
+        for t in cs.touchpoints.iter_mut() {
+            t.1 = self.s()?;
+        }
+        for o in cs.objectives.iter_mut() {
+            o.objective_id = self.s()?;
+        }
+        for c in cs.change_requests.iter_mut() {
+            c.1 = self.s()?;
+        }
+        self.list_into(&mut cs.alerts, |r| {
+            Ok(Alert {
+                ts: r.ts()?,
+                alert_id: r.s()?,
+                rule: r.s()?,
+                severity: r.e(Severity::from_index)?,
+                message: r.os()?,
+            })
+        })?;
+        self.list_into(&mut cs.forecast_calls, |r| {
+            Ok(ForecastCall {
+                ts: r.ts()?,
+                subscription_id: r.os()?,
+                category: r.e(ForecastCategory::from_index)?,
+                amount: r.oi()?,
+                reason: r.os()?,
+                author: r.os()?,
+            })
+        })?;
+        for t in cs.tasks.iter_mut() {
+            t.alert_id = self.os()?;
+            t.title = self.os()?;
+            t.owner = self.os()?;
+            t.notes = self.list(|r| Ok((r.ts()?, r.os()?, r.s()?)))?;
+            t.alerts = u32::try_from(self.u()?).map_err(|_| CheckpointError::Damaged("alerts"))?;
+        }
         Ok(())
     }
 
@@ -1273,13 +1493,13 @@ mod tests {
         // Skipped accounts are left out; without the CS side, accounts come without it.
         let skip = ["acc-00000".to_string(), "zzz".to_string()];
         let n: usize = f
-            .map_chunks(&skip, Want { cs: false, attributes: true }, |a| a.len())
+            .map_chunks(&skip, Want { cs: false, attributes: true, display: false }, |a| a.len())
             .unwrap()
             .iter()
             .sum();
         assert_eq!(n, want.len() - 2);
         // Without the attributes, accounts come without them, and otherwise whole.
-        let no_attributes = Want { cs: true, attributes: false };
+        let no_attributes = Want { cs: true, attributes: false, display: false };
         let bare: Vec<AccountLedger> =
             f.map_chunks(&[], no_attributes, |a| a.to_vec()).unwrap().concat();
         for a in &mut want {
@@ -1308,5 +1528,125 @@ mod tests {
         let cut = bytes[..bytes.len() - 1].to_vec();
         assert!(matches!(LedgerCheckpoint::open(cut, b"k"), Err(CheckpointError::Damaged(_))));
         assert!(matches!(LedgerCheckpoint::open(bytes, b"x"), Err(CheckpointError::Key)));
+    }
+
+    /// A full checkpoint gives back every part of an account, each list of the display part
+    /// with something in it (a field the codec forgot would differ); its reader of the KPIs'
+    /// parts gets what [`kept`] keeps; a checkpoint of those parts alone refuses a reader
+    /// of every part.
+    #[test]
+    fn a_full_checkpoint_gives_back_every_part() {
+        let t = Timestamp;
+        let mut a = account("acc-1", 100, Some(9_000));
+        a.name = Some("Acme \u{e9}".into());
+        a.movements = vec![Movement {
+            ts: t(1_000),
+            kind: MovementKind::New,
+            amount: 100,
+            upsell: 0,
+            cross_sell: 0,
+            involuntary: false,
+            cancel_reason: None,
+            sources: vec![SourceRef::Message("m-1".into()), SourceRef::Log(42)].into(),
+        }];
+        a.renewals = vec![Renewal {
+            subscription_id: "sub-1".into(),
+            opened: t(1_000),
+            due: t(5_000),
+            arr_due: 1_200,
+            outcome: RenewalOutcome::Open,
+        }];
+        a.invoices = vec![Invoice {
+            ts: t(1_100),
+            invoice_id: "in-1".into(),
+            amount: 100,
+            status: InvoiceStatus::from_index(0).unwrap(),
+        }];
+        let cs = &mut a.cs;
+        cs.contact_changes = vec![ContactChange {
+            ts: t(1_200),
+            contact_id: "c-1".into(),
+            role: None,
+            status: None,
+            email: Some("ann@example.com".into()),
+            name: Some("Ann".into()),
+        }];
+        cs.surveys_sent = vec![(t(1_300), SurveyKind::from_index(0).unwrap(), Some("s-1".into()))];
+        cs.responses = vec![Response {
+            ts: t(1_400),
+            survey: SurveyKind::from_index(0).unwrap(),
+            contact_id: Some("c-1".into()),
+            score: SurveyScore::Nps(9),
+            comment: Some("great".into()),
+        }];
+        cs.tickets = vec![Ticket {
+            ticket_id: "t-1".into(),
+            opened: t(1_500),
+            closed: None,
+            reopened: 0,
+            category: None,
+            severity: None,
+            cost: None,
+            csat: None,
+            category_first: None,
+            severity_first: None,
+        }];
+        cs.touchpoints = vec![(t(1_600), "qbr".into(), None)];
+        cs.objectives = vec![Objective {
+            objective_id: "o-1".into(),
+            created: t(1_700),
+            status: ObjectiveStatus::from_index(0).unwrap(),
+            status_at: t(1_700),
+            value: Some(5),
+        }];
+        cs.change_requests = vec![(t(1_800), "cr-1".into(), RequestStatus::from_index(0).unwrap())];
+        cs.alerts = vec![Alert {
+            ts: t(1_900),
+            alert_id: "al-1".into(),
+            rule: "churn_risk".into(),
+            severity: Severity::from_index(1).unwrap(),
+            message: Some("at risk".into()),
+        }];
+        cs.forecast_calls = vec![ForecastCall {
+            ts: t(2_100),
+            subscription_id: Some("sub-1".into()),
+            category: ForecastCategory::AtRisk,
+            amount: Some(600),
+            reason: Some("budget".into()),
+            author: Some("bea".into()),
+        }];
+        let mut task = Task::new("task-1", t(1_950));
+        (task.alert_id, task.title, task.owner) =
+            (Some("al-1".into()), Some("Call them".into()), Some("bea".into()));
+        task.notes = vec![(t(1_990), Some("bea".into()), "left a message".into())];
+        task.alerts = 2;
+        cs.tasks = vec![task];
+        let accounts = vec![account("acc-0", 5, None), a, account("acc-2", 7, None)];
+        let full = encode_full(b"k", b"p", t(5), &accounts, &[]).to_bytes();
+        let c = LedgerCheckpoint::open(full, b"k").unwrap();
+        assert!(c.full());
+        let back: Vec<AccountLedger> =
+            c.map_chunks(&[], Want::FULL, |a| a.to_vec()).unwrap().concat();
+        assert_eq!(format!("{back:#?}"), format!("{accounts:#?}"));
+        let kept_all: Vec<AccountLedger> = accounts.iter().map(kept).collect();
+        assert_ne!(format!("{kept_all:?}"), format!("{accounts:?}"), "the display part is tested");
+        let reduced: Vec<AccountLedger> =
+            c.map_chunks(&[], Want::ALL, |a| a.to_vec()).unwrap().concat();
+        assert_eq!(format!("{reduced:#?}"), format!("{kept_all:#?}"));
+        // Reused decoding (every field written, the display part's included).
+        let folded: Vec<AccountLedger> = c
+            .fold_chunks(&[], Want::FULL, Vec::new, |v: &mut Vec<AccountLedger>, a| {
+                v.push(a.clone())
+            })
+            .unwrap()
+            .concat();
+        assert_eq!(format!("{folded:#?}"), format!("{accounts:#?}"));
+        let part = encode(b"k", b"p", t(5), &accounts, &[]).to_bytes();
+        let c = LedgerCheckpoint::open(part, b"k").unwrap();
+        assert!(!c.full());
+        assert_eq!(
+            c.map_chunks(&[], Want::FULL, |a| a.len()).err(),
+            Some(CheckpointError::NotFull)
+        );
     }
 }
