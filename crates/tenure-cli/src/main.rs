@@ -658,12 +658,9 @@ fn ledger_key(cfg: &Config) -> Vec<u8> {
     tenure_engine::state::digest(&settings).to_vec()
 }
 
-/// This binary, as far as saved state is concerned: its version, size and time (a new
-/// build may compute differently, so what an earlier one saved is made again).
+/// This binary, as far as saved state is concerned (`tenure_engine::state::build`).
 fn build() -> String {
-    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
-    let stamp = exe.map(|m| (m.len(), m.modified().ok()));
-    format!("{}|{stamp:?}", env!("CARGO_PKG_VERSION"))
+    tenure_engine::state::build()
 }
 
 fn main() -> ExitCode {

@@ -114,6 +114,27 @@ pub fn replay(
 pub fn replay_at(
     data: &Path,
     kinds: &[EventKind],
+    f: impl FnMut(Event, u64),
+) -> Result<(), EngineError> {
+    replay_bounded(data, kinds, None, f)
+}
+
+/// As [`replay_at`], each lane's records before the count `until` gives it (a lane it does
+/// not name: none): the log as it stood when the counts were taken
+/// ([`state::Marks::tail`]), while a writer appends to it.
+pub fn replay_until(
+    data: &Path,
+    kinds: &[EventKind],
+    until: &[(String, u64)],
+    f: impl FnMut(Event, u64),
+) -> Result<(), EngineError> {
+    replay_bounded(data, kinds, Some(until), f)
+}
+
+fn replay_bounded(
+    data: &Path,
+    kinds: &[EventKind],
+    until: Option<&[(String, u64)]>,
     mut f: impl FnMut(Event, u64),
 ) -> Result<(), EngineError> {
     let dir = log_dir(data);
@@ -129,8 +150,14 @@ pub fn replay_at(
     std::thread::scope(|s| {
         s.spawn(move || {
             for lane in &lanes {
+                let limit = until.map(|u| u.iter().find(|x| x.0 == *lane).map_or(0, |x| x.1));
+                let mut reached = false;
                 let mut batch = Vec::with_capacity(REPLAY_BATCH);
                 let scanned = scan_events_until(&reader, lane, |i, e| {
+                    if limit.is_some_and(|n| i >= n) {
+                        reached = true;
+                        return false;
+                    }
                     batch.push((i, e));
                     if batch.len() == REPLAY_BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH));
@@ -141,6 +168,7 @@ pub fn replay_at(
                 });
                 let sent = match scanned {
                     Ok(true) => tx.send(Ok(batch)).is_ok(),
+                    Ok(false) if reached => tx.send(Ok(batch)).is_ok(),
                     Ok(false) => false,
                     Err(e) => {
                         let _ = tx.send(Err(e));

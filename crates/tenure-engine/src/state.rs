@@ -110,6 +110,12 @@ impl Marks {
         Ok(true)
     }
 
+    /// [`tail`](Self::tail) in the log of `data` as it stands.
+    pub fn tail_now(&self, data: &Path) -> Result<Option<Vec<(String, u64)>>, EngineError> {
+        let lanes: Vec<&str> = self.0.iter().map(|m| m.lane.as_str()).collect();
+        Ok(self.tail(&LogReader::open_lanes(&log_dir(data), &lanes)?))
+    }
+
     /// Where each noted lane's new records start in `reader`'s snapshot, when the lanes
     /// still hold what was noted (none holds fewer records, and each one's last noted record
     /// is still there with its key); `None` when one does not (a repair cut it).
@@ -156,9 +162,22 @@ impl BegunMarks {
     }
 }
 
+/// This binary, as far as saved state is concerned: its version, size and time (a new
+/// build may compute differently, so what an earlier one saved is made again).
+pub fn build() -> String {
+    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
+    let stamp = exe.map(|m| (m.len(), m.modified().ok()));
+    format!("{}|{stamp:?}", env!("CARGO_PKG_VERSION"))
+}
+
 /// A 128-bit digest of `text` (a configuration's settings, say) for a state's key.
 pub fn digest(text: &str) -> [u8; 16] {
-    xxhash_rust::xxh3::xxh3_128(text.as_bytes()).to_le_bytes()
+    digest_bytes(text.as_bytes())
+}
+
+/// As [`digest`], of bytes (a file's, say).
+pub fn digest_bytes(bytes: &[u8]) -> [u8; 16] {
+    xxhash_rust::xxh3::xxh3_128(bytes).to_le_bytes()
 }
 
 /// `DATA/state/NAME` opened for reading, or `None` when there is no such file.

@@ -523,4 +523,24 @@ fn replay_gives_each_lane_in_log_order_across_batches() {
             assert_eq!((*i, e), (n as u64, x), "{:?} record {n}", kinds[k]);
         }
     }
+    // Bounded: each lane's first records, as counted (across a batch's end for usage); a
+    // lane not named gives none.
+    let until = [("usage".to_string(), 20_000), ("account".to_string(), 3)];
+    let mut bounded: Vec<(u64, tenure_core::event::Event)> = Vec::new();
+    tenure_engine::replay_until(&data, &kinds, &until, |e, i| bounded.push((i, e))).unwrap();
+    let want: Vec<_> = expected[0]
+        .iter()
+        .take(20_000)
+        .enumerate()
+        .chain(expected[1].iter().take(3).enumerate())
+        .map(|(i, e)| (i as u64, e.clone()))
+        .collect();
+    assert!(bounded == want, "{} events bounded, {} wanted", bounded.len(), want.len());
+    let mut none = 0;
+    tenure_engine::replay_until(&data, &kinds, &until[1..], |e, _| {
+        assert_eq!(e.kind(), EventKind::Account);
+        none += 1;
+    })
+    .unwrap();
+    assert_eq!(none, 3);
 }

@@ -29,10 +29,18 @@ pub(crate) type Reload =
 /// bug in the folds).
 pub type Fault = std::sync::Arc<dyn Fn(&[Event]) + Send + Sync>;
 
+/// A start from a saved state (`snapshot.rs`): its history is the log of `data` up to
+/// each lane's record count in `until`, where it was saved.
+pub(crate) struct Warm {
+    pub data: std::path::PathBuf,
+    pub until: Vec<(String, u64)>,
+}
+
 /// Runs the applier and restarts it when it panics: the panic is logged and counted, the
 /// live state rebuilt from the log (the truth; the batch that was being applied is in it),
 /// and the applier goes on with the next batch. Restarts are at least a second apart, so a
 /// panic on every batch cannot spin. Ends when the writer closes the channel.
+#[allow(clippy::too_many_arguments)] // the applier's setup, each given once
 pub(crate) fn supervise(
     core: &Core,
     rx: &std::sync::mpsc::Receiver<Committed>,
@@ -41,13 +49,15 @@ pub(crate) fn supervise(
     reload: Reload,
     mut watch: crate::models::Watch,
     fault: Option<Fault>,
+    mut warm: Option<Warm>,
 ) {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     let mut last = None::<Instant>;
     let mut first = true;
     loop {
+        let warm = warm.take();
         let run = catch_unwind(AssertUnwindSafe(|| {
-            apply_loop(core, rx, internal, refresh, &mut watch, fault.as_ref(), first)
+            apply_loop(core, rx, internal, refresh, &mut watch, fault.as_ref(), first, warm)
         }));
         first = false;
         let Err(panic) = run else { return };
@@ -96,7 +106,9 @@ const SETUP_CHECK: Duration = Duration::from_secs(2);
 /// The applier: folds committed events into the live state and raises what the rules
 /// fire; re-evaluates every account at start (`first`; after a panic, refreshes it:
 /// nothing fires twice, the cooldowns come from the alerts in the log) and every
-/// `refresh`.
+/// `refresh`. A start from a saved state (`warm`) first replays its history, keeping the
+/// batches committed meanwhile, then refreshes every account and takes them.
+#[allow(clippy::too_many_arguments)] // the applier's own setup
 fn apply_loop(
     core: &Core,
     rx: &std::sync::mpsc::Receiver<Committed>,
@@ -105,14 +117,22 @@ fn apply_loop(
     watch: &mut crate::models::Watch,
     fault: Option<&Fault>,
     first: bool,
+    warm: Option<Warm>,
 ) {
     let mut pending = tenure_alerting::Pending::default();
     let digest_above = core.digest_above;
+    let mut queued = Vec::new();
     // At start the state was just folded and scored: the rules are evaluated at that
     // instant rather than everything folded and scored again (the next refresh moves it).
+    // A saved state is refreshed once its history is in (it was folded when it was saved).
     // After a panic the state may be half-changed (when it could not be rebuilt): it is
     // refreshed whole.
-    let (fired, now) = if first {
+    let (fired, now) = if let Some(w) = warm.filter(|_| first) {
+        let Some(history) = replay_history(&w, rx, &mut queued) else { return };
+        core.live.write().expect("live state").install(history);
+        let now = (core.clock)();
+        (refresh_in_blocks(core, now, None), now)
+    } else if first {
         let mut live = core.live.write().expect("live state");
         (live.evaluate(), live.t)
     } else {
@@ -134,6 +154,14 @@ fn apply_loop(
         );
     }
     web::warm(core);
+    // Batches committed while a saved state's history was replayed, in order.
+    let mut queued = queued.into_iter();
+    if let Some(mut c) = queued.next() {
+        for more in queued {
+            merge(&mut c, more);
+        }
+        take(core, c, internal, &mut pending, fault);
+    }
     let mut next = Instant::now() + refresh;
     loop {
         let wait = next.saturating_duration_since(Instant::now()).min(SETUP_CHECK);
@@ -143,29 +171,11 @@ fn apply_loop(
                 // account touched, not per event, so a backlog is caught up in one step.
                 while c.events.len() < 1_000_000 {
                     match rx.try_recv() {
-                        Ok(more) => {
-                            c.events.extend(more.events);
-                            c.positions.extend(more.positions);
-                            c.received = c.received.min(more.received);
-                        }
+                        Ok(more) => merge(&mut c, more),
                         Err(_) => break,
                     }
                 }
-                if let Some(f) = fault {
-                    f(&c.events);
-                }
-                let now = (core.clock)();
-                // A bulk import is a first look at those accounts, as a start is: its
-                // aggregate firings are capped per rule.
-                let bulk = (c.events.len() >= BULK_EVENTS).then_some(digest_above);
-                // Immediate rules first: their alerts do not wait for the re-scoring.
-                let (fired, touched) =
-                    core.live.write().expect("live state").take_at(&c.events, &c.positions, now);
-                raise(core, fired, now, Some(c.received), internal, &mut pending, true, None);
-                let fired = core.live.write().expect("live state").settle(touched, now);
-                raise(core, fired, now, None, internal, &mut pending, true, bulk);
-                // Keeps the portfolio's default view computed (at most every few minutes).
-                web::warm(core);
+                take(core, c, internal, &mut pending, fault);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < next => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -180,6 +190,84 @@ fn apply_loop(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         swap_setup(core, watch, internal, &mut pending);
+    }
+}
+
+/// Appends batch `more` to `c`.
+fn merge(c: &mut Committed, more: Committed) {
+    c.events.extend(more.events);
+    c.positions.extend(more.positions);
+    c.received = c.received.min(more.received);
+}
+
+/// Applies committed events: the immediate rules' alerts raised first, then the accounts
+/// re-folded and re-scored and the aggregate rules' alerts raised.
+fn take(
+    core: &Core,
+    c: Committed,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    pending: &mut tenure_alerting::Pending,
+    fault: Option<&Fault>,
+) {
+    if let Some(f) = fault {
+        f(&c.events);
+    }
+    let now = (core.clock)();
+    // A bulk import is a first look at those accounts, as a start is: its aggregate
+    // firings are capped per rule.
+    let bulk = (c.events.len() >= BULK_EVENTS).then_some(core.digest_above);
+    // Immediate rules first: their alerts do not wait for the re-scoring.
+    let (fired, touched) =
+        core.live.write().expect("live state").take_at(&c.events, &c.positions, now);
+    raise(core, fired, now, Some(c.received), internal, pending, true, None);
+    let fired = core.live.write().expect("live state").settle(touched, now);
+    raise(core, fired, now, None, internal, pending, true, bulk);
+    // Keeps the portfolio's default view computed (at most every few minutes).
+    web::warm(core);
+}
+
+/// The history of a saved state (`warm`), replayed from the log on a thread of its own
+/// while the batches committed meanwhile are kept in `queued` (the writer is never held
+/// up by the replay). `None` when the service stops first.
+fn replay_history(
+    warm: &Warm,
+    rx: &std::sync::mpsc::Receiver<Committed>,
+    queued: &mut Vec<Committed>,
+) -> Option<live::History> {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let started = Instant::now();
+    let (tx, done) = std::sync::mpsc::channel();
+    let (data, until) = (warm.data.clone(), warm.until.clone());
+    std::thread::spawn(move || {
+        let mut history = live::History::default();
+        let replayed = tenure_engine::replay_until(&data, &live::ledger_kinds(), &until, |e, i| {
+            history.push_at(e, Some(i))
+        });
+        let _ = tx.send(replayed.map(|()| history).map_err(|e| e.to_string()));
+    });
+    let replayed = loop {
+        match done.try_recv() {
+            Ok(r) => break r,
+            Err(TryRecvError::Disconnected) => break Err("the replay panicked".to_string()),
+            Err(TryRecvError::Empty) => {}
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(c) => queued.push(c),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    };
+    match replayed {
+        Ok(h) => {
+            log(
+                "info",
+                "the saved state's history replayed: every account is refreshed from it",
+                json!({"secs": started.elapsed().as_secs_f64(), "batches_waiting": queued.len()}),
+            );
+            Some(h)
+        }
+        // The supervisor rebuilds the state from the log, and the batches are in it.
+        Err(e) => panic!("replaying the saved state's history: {e}"),
     }
 }
 

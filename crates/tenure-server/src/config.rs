@@ -114,6 +114,9 @@ pub struct ServiceSection {
     /// The hour (UTC, 0-23) at which each person's daily digest of new and overdue tasks
     /// goes to the notifiers that take digests [8].
     pub daily_digest_hour: Option<u8>,
+    /// Whether the live state is saved when the service stops (DATA/state/live.state), so
+    /// that the next start reads it instead of replaying the log [true].
+    pub save_state: Option<bool>,
 }
 
 fn default_refresh() -> u64 {
@@ -139,6 +142,7 @@ impl Default for ServiceSection {
             forecast_delay_minutes: None,
             digest_above: None,
             daily_digest_hour: None,
+            save_state: None,
         }
     }
 }

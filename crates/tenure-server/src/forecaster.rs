@@ -89,6 +89,14 @@ fn run(
     let mut last_try: Option<Instant> = None;
     let mut last_values: Option<Instant> = None;
     loop {
+        // A state read from its snapshot has no history until the applier replays it: the
+        // forecast's backtests fold that history.
+        if core.live.read().is_ok_and(|l| l.warming()) {
+            if stopping(rx, Duration::from_secs(1)) {
+                return;
+            }
+            continue;
+        }
         if last_values.is_none_or(|t| t.elapsed() >= every) {
             last_values = Some(Instant::now());
             let made =

@@ -29,6 +29,7 @@ pub mod notify;
 pub mod oidc;
 pub mod openapi;
 pub mod segment;
+pub mod snapshot;
 pub mod users;
 pub mod web;
 pub mod writer;
@@ -78,6 +79,8 @@ pub struct Core {
     pub health_setup: std::sync::Mutex<models::Status>,
     /// Each account's lifetime value, as the forecaster last made it (`lifetime.rs`).
     pub lifetime: std::sync::Mutex<Option<Arc<lifetime::Values>>>,
+    /// Whether the start read the state saved at the last stop (`snapshot.rs`).
+    pub from_snapshot: bool,
 }
 
 /// KPI rows by (months, cut, end) with when and at which generation (and history
@@ -92,6 +95,8 @@ pub struct Inner {
     // Dropped in this order: the writer commits what is waiting, then the applier ends.
     writer: Writer,
     _applier: applier::Applier,
+    /// Saves the live state once the writer and the applier have stopped.
+    _save: SaveOnStop,
     _forecaster: forecaster::Forecaster,
     _daily: daily::DailyDigest,
     pub core: Arc<Core>,
@@ -165,6 +170,17 @@ impl AppState {
             error: None,
         };
         let now = (o.clock)();
+        // The state saved at the last stop, when it is the log's as it stands: the service
+        // answers from it at once, and replays the log's history behind it (the applier).
+        let key = snapshot::key(data, &o);
+        let save = o.config.service.save_state.unwrap_or(true);
+        let settings =
+            live::Settings { revenue: o.engine.revenue.clone(), kpi: o.engine.kpi.clone() };
+        let saved = if save {
+            snapshot::load(data, &key, settings, rules.clone(), cards.clone(), model.clone())
+        } else {
+            None
+        };
         // The same load rebuilds the live state if the applier panics.
         let reload: applier::Reload = {
             let (data, engine) = (data.to_path_buf(), o.engine.clone());
@@ -176,16 +192,19 @@ impl AppState {
                 live::load(&data, engine.clone(), rules.clone(), cards, model, now)
             })
         };
-        // On a thread of its own: the columnar store runs its own runtime, which cannot
-        // start inside the caller's.
-        let (reload, live) = std::thread::scope(|sc| {
-            sc.spawn(move || {
-                let live = reload(now);
-                (reload, live)
-            })
-            .join()
-            .map_err(|_| "loading the live state panicked".to_string())
-        })?;
+        let (reload, live, warm) = match saved {
+            Some(s) => (reload, Ok(s.live), Some(s.until)),
+            // On a thread of its own: the columnar store runs its own runtime, which cannot
+            // start inside the caller's.
+            None => std::thread::scope(|sc| {
+                sc.spawn(move || {
+                    let live = reload(now);
+                    (reload, live, None)
+                })
+                .join()
+                .map_err(|_| "loading the live state panicked".to_string())
+            })?,
+        };
         let mut live = live?;
         if let Some(d) = o.config.service.immediate_horizon_days {
             live.immediate_horizon_days = d.max(0);
@@ -215,6 +234,7 @@ impl AppState {
             digest_above: o.config.service.digest_above.unwrap_or(20),
             health_setup: std::sync::Mutex::new(status),
             lifetime: std::sync::Mutex::new(None),
+            from_snapshot: warm.is_some(),
         });
         let (importer, recovery) =
             Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
@@ -258,8 +278,18 @@ impl AppState {
             let core = core.clone();
             let internal = writer.internal.take().expect("the applier's sender");
             let fault = o.fault.clone();
+            let warm = warm.map(|until| applier::Warm { data: data.to_path_buf(), until });
             std::thread::spawn(move || {
-                applier::supervise(&core, &applied_rx, &internal, refresh, reload, watch, fault)
+                applier::supervise(
+                    &core,
+                    &applied_rx,
+                    &internal,
+                    refresh,
+                    reload,
+                    watch,
+                    fault,
+                    warm,
+                )
             })
         };
         let forecaster = forecaster::start(
@@ -294,6 +324,7 @@ impl AppState {
             keys,
             writer,
             _applier: applier::Applier(Some(applier)),
+            _save: SaveOnStop { core: core.clone(), data: data.to_path_buf(), key, save },
             _forecaster: forecaster,
             _daily: daily,
             core,
@@ -319,6 +350,31 @@ impl AppState {
             oidc,
             limits,
         })))
+    }
+}
+
+/// Saves the live state when dropped (after the writer and the applier: see [`Inner`]).
+struct SaveOnStop {
+    core: Arc<Core>,
+    data: PathBuf,
+    key: Vec<u8>,
+    save: bool,
+}
+
+impl Drop for SaveOnStop {
+    fn drop(&mut self) {
+        if !self.save {
+            return;
+        }
+        // A state a panic left half-changed is not saved (the next start replays the log).
+        match self.core.live.read() {
+            Ok(live) => snapshot::save(&self.data, &live, &self.key),
+            Err(_) => log(
+                "warn",
+                "the live state is not saved: the applier panicked while changing it",
+                json!({}),
+            ),
+        }
     }
 }
 
@@ -363,13 +419,14 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
         }
     }
     let log_bytes = size(&tenure_engine::log_dir(&state.0.data)) as f64;
-    let (accounts, open_tasks) = match state.0.core.live.read() {
+    let (accounts, open_tasks, warming) = match state.0.core.live.read() {
         Ok(l) => (
             l.ledger.accounts.len() as f64,
             l.ledger.accounts.iter().flat_map(|a| &a.cs.tasks).filter(|t| t.is_active()).count()
                 as f64,
+            if l.warming() { 1.0 } else { 0.0 },
         ),
-        Err(_) => (f64::NAN, f64::NAN),
+        Err(_) => (f64::NAN, f64::NAN, f64::NAN),
     };
     let storage = &state.0.core.storage;
     let mut extra = vec![
@@ -385,6 +442,16 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
             storage.failures.load(Relaxed) as f64,
         ),
         ("tenure_accounts", "Accounts known.", accounts),
+        (
+            "tenure_started_from_snapshot",
+            "1 when the service started from the live state saved at its last stop.",
+            if state.0.core.from_snapshot { 1.0 } else { 0.0 },
+        ),
+        (
+            "tenure_live_warming",
+            "1 while a start from the saved state replays the log's history behind it (events are stored, and taken once it is in).",
+            warming,
+        ),
         ("tenure_tasks_open", "Tasks open or in progress.", open_tasks),
     ];
     let stats = state.0.core.dispatcher.lock().ok().and_then(|d| d.as_ref().map(|d| d.stats()));

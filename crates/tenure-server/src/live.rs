@@ -12,7 +12,7 @@ use tenure_health::Model;
 use tenure_health::scorecard::Scorecards;
 
 /// The kinds the live ledger folds (usage is kept by day instead).
-fn ledger_kinds() -> Vec<EventKind> {
+pub(crate) fn ledger_kinds() -> Vec<EventKind> {
     tenure_engine::REVENUE_KINDS.iter().chain(tenure_engine::CS_KINDS).copied().collect()
 }
 

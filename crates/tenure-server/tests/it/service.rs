@@ -411,3 +411,74 @@ async fn immediate_rules_see_the_earlier_events_of_their_batch() {
     assert!(rules.contains(&"key_contact_left"), "{j}");
     assert!(rules.contains(&"promoter_dropped"), "{j}");
 }
+
+/// The metric `name`'s value in the exposition.
+async fn metric(s: &AppState, name: &str) -> f64 {
+    let (_, m) = call(s, "GET", "/metrics", None, "").await;
+    let m = m.as_str().unwrap().to_string();
+    let line =
+        m.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{m}"));
+    line[name.len() + 1..].parse().unwrap()
+}
+
+/// A stop saves the live state and the next start reads it (`/metrics` says which): the
+/// same answers as before the stop, events taken once its history is in, and a stop after
+/// them saves them too. Once the log changed while the service was down (an import), the
+/// saved state is not the log's: the start replays the log, and shows the import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reads_the_state_saved_at_the_stop_unless_the_log_changed() {
+    let f = fixture();
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "nothing saved yet");
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    until(&s, &f.read, "/api/v1/alerts?account=acme", |j| j["total"].as_u64() >= Some(1)).await;
+    let paths = [
+        "/api/v1/accounts",
+        "/api/v1/accounts/acme",
+        "/api/v1/accounts/bolt",
+        "/api/v1/alerts",
+        "/api/v1/tasks",
+        "/api/v1/kpis?period=2026-01-01..2026-07-01&every=month",
+    ];
+    let mut before = Vec::new();
+    for p in paths {
+        before.push(call(&s, "GET", p, Some(&f.read), "").await);
+    }
+    drop(s);
+    let state = f.path().join("state");
+    assert!(state.join("live.state").is_file() && state.join("live-ledger.state").is_file());
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
+    for (p, b) in paths.iter().zip(&before) {
+        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, b, "{p}");
+    }
+    // Events are stored at once, and taken once the history is in.
+    let nps = json!({"type": "survey_response", "timestamp": "2026-06-01T11:00:00Z", "account_id": "acme",
+                     "survey": "nps", "contact_id": "c1", "score": 3, "comment": "too slow"});
+    let (st, _) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &nps.to_string()).await;
+    assert_eq!(st, StatusCode::OK);
+    until(&s, &f.read, "/api/v1/tasks?account=acme&rule=detractor", |j| j["total"] == 1).await;
+    assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
+    for (p, b) in paths.iter().zip(&before) {
+        let changed = !p.ends_with("bolt");
+        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await != b, changed, "{p}");
+    }
+    let tasks = call(&s, "GET", "/api/v1/tasks", Some(&f.read), "").await;
+    drop(s);
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
+    assert_eq!(call(&s, "GET", "/api/v1/tasks", Some(&f.read), "").await, tasks);
+    drop(s);
+    // An import while the service is down.
+    let cfg = tenure_ingest::IngestConfig::defaults(None);
+    let line = r#"{"type":"account","timestamp":"2026-05-30","account_id":"cora","name":"Cora"}"#;
+    let e = tenure_ingest::parse_json_line(line, None, &cfg).unwrap();
+    let (mut imp, _) = tenure_engine::Importer::open(f.path(), cfg).unwrap();
+    imp.append(&[vec![e]]).unwrap();
+    drop(imp);
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "the log changed");
+    let (st, j) = call(&s, "GET", "/api/v1/accounts/cora", Some(&f.read), "").await;
+    assert_eq!((st, j["name"].as_str()), (StatusCode::OK, Some("Cora")), "{j}");
+    assert_eq!(call(&s, "GET", "/api/v1/tasks", Some(&f.read), "").await, tasks);
+}

@@ -1,0 +1,187 @@
+//! The live state saved when the service stops (`DATA/state/live.state` and
+//! `live-ledger.state`), and read back at the next start instead of replaying the log:
+//! the service then answers within seconds, while the history each account is folded from
+//! is replayed behind it (the applier's first work, `applier.rs`).
+//!
+//! A snapshot is used only when it is exactly the state of the log as it stands: made by
+//! this binary, with these settings, rules, scorecards and model, and with every lane of
+//! the log as it was when it was made (its files' fingerprints). Anything else (an import
+//! while the service was down, a crash after events were taken, an upgrade, a new model)
+//! falls back to the replay, and is logged with its reason. Stopping while the history is
+//! still being replayed saves nothing (the state has not taken the events since).
+
+use std::path::Path;
+use std::time::Instant;
+use tenure_alerting::live::{Live, Settings};
+use tenure_alerting::rules::Rules;
+use tenure_core::codec::{Cursor, put_u64};
+use tenure_core::event::EventKind;
+use tenure_engine::state::{self, Marks};
+use tenure_health::Model;
+use tenure_health::scorecard::Scorecards;
+use tenure_ledger::checkpoint::{LedgerCheckpoint, Source};
+
+/// The state's file under `DATA/state/`: its key, where the log stood, the rest of the
+/// state (`tenure_alerting::live::Snapshot`).
+pub const FILE: &str = "live.state";
+/// Its ledger, a full checkpoint (read a chunk at a time).
+pub const LEDGER_FILE: &str = "live-ledger.state";
+
+/// What a snapshot must have been made with: this binary, the engine's settings, the rules
+/// and playbooks, and the scorecards' and model's files as they are.
+pub fn key(data: &Path, o: &crate::Options) -> Vec<u8> {
+    let file = |name: &str| {
+        let bytes = std::fs::read(data.join(name)).unwrap_or_default();
+        xxhash(&bytes)
+    };
+    let text = format!(
+        "{}|{:?}|{:?}|{:?}|{:x}|{:x}",
+        state::build(),
+        o.engine,
+        o.config.rules,
+        o.config.playbooks,
+        file("scorecards.toml"),
+        file("models/churn.json"),
+    );
+    state::digest(&text).to_vec()
+}
+
+fn xxhash(b: &[u8]) -> u128 {
+    u128::from_le_bytes(state::digest_bytes(b))
+}
+
+/// Every lane: the live state reads usage, emails and visits as well as the ledger's.
+fn lanes() -> &'static [EventKind] {
+    EventKind::ALL
+}
+
+/// Saves `live` (a state that is the fold of the whole log as it stands: the writer and
+/// the applier have stopped) under `key`. Logs what it did.
+pub fn save(data: &Path, live: &Live, key: &[u8]) {
+    if live.warming() {
+        crate::log(
+            "info",
+            "the live state is not saved: it stopped before taking its history",
+            serde_json::json!({}),
+        );
+        return;
+    }
+    let started = Instant::now();
+    let saved = (|| -> Result<u64, String> {
+        let marks = Marks::take(data, lanes()).map_err(|e| e.to_string())?.encode();
+        let snap = live.snapshot(key, &marks);
+        let mut head = Vec::new();
+        put_u64(&mut head, key.len() as u64);
+        head.extend_from_slice(key);
+        put_u64(&mut head, marks.len() as u64);
+        head.extend_from_slice(&marks);
+        let ledger = snap.ledger.parts();
+        state::write_parts(data, LEDGER_FILE, &ledger).map_err(|e| e.to_string())?;
+        state::write_parts(data, FILE, &[&head, &snap.rest]).map_err(|e| e.to_string())?;
+        Ok(ledger.iter().map(|p| p.len() as u64).sum::<u64>()
+            + (head.len() + snap.rest.len()) as u64)
+    })();
+    match saved {
+        Ok(bytes) => crate::log(
+            "info",
+            "live state saved: the next start reads it",
+            serde_json::json!({"accounts": live.ledger.accounts.len(), "bytes": bytes,
+                   "secs": started.elapsed().as_secs_f64()}),
+        ),
+        Err(e) => crate::log(
+            "error",
+            "the live state could not be saved: the next start replays the log",
+            serde_json::json!({"error": e}),
+        ),
+    }
+}
+
+/// A state read back, and each lane's record count when it was saved (its history is
+/// the log up to them).
+pub struct Loaded {
+    pub live: Live,
+    pub until: Vec<(String, u64)>,
+}
+
+/// The saved state, when there is one made with `key` of the log as it stands; `None`
+/// (with the reason logged) for anything else.
+pub fn load(
+    data: &Path,
+    key: &[u8],
+    cfg: Settings,
+    rules: Rules,
+    cards: Scorecards,
+    model: Option<Model>,
+) -> Option<Loaded> {
+    let started = Instant::now();
+    let read = (|| -> Result<Option<Loaded>, String> {
+        let Some(rest) = std::fs::read(state::dir(data).join(FILE)).map(Some).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound { Ok(None) } else { Err(e.to_string()) }
+        })?
+        else {
+            return Ok(None);
+        };
+        let mut c = Cursor::new(&rest);
+        let damaged = |_| "the file is damaged".to_string();
+        let n = c.u64().map_err(damaged)? as usize;
+        if c.bytes(n).map_err(damaged)? != key {
+            return Err("made by another build, or with other settings, rules or model".into());
+        }
+        let n = c.u64().map_err(damaged)? as usize;
+        let position = c.bytes(n).map_err(damaged)?;
+        let marks = Marks::decode(position).ok_or("the file is damaged")?;
+        if !marks.current(data).map_err(|e| e.to_string())? {
+            return Err("the log changed since it was saved".into());
+        }
+        let until = marks
+            .tail_now(data)
+            .map_err(|e| e.to_string())?
+            .ok_or("the log changed since it was saved")?;
+        let body = &rest[rest.len() - c.remaining()..];
+        let file = state::open(data, LEDGER_FILE)
+            .map_err(|e| e.to_string())?
+            .ok_or("its ledger's file is missing")?;
+        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        let ledger = LedgerCheckpoint::open(File(file, size), key)
+            .map_err(|e| format!("its ledger: {e}"))?;
+        if ledger.position() != position {
+            return Err("its ledger was saved at another time".into());
+        }
+        let live = Live::from_snapshot(&ledger, body, cfg, rules, cards, model)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(Loaded { live, until }))
+    })();
+    match read {
+        Ok(Some(l)) => {
+            crate::log(
+                "info",
+                "live state read from its snapshot: the log's history is replayed behind it",
+                serde_json::json!({"accounts": l.live.ledger.accounts.len(),
+                       "as_of": l.live.t.to_string(), "secs": started.elapsed().as_secs_f64()}),
+            );
+            Some(l)
+        }
+        Ok(None) => None,
+        Err(why) => {
+            crate::log(
+                "info",
+                "the saved live state is not used: the log is replayed",
+                serde_json::json!({"reason": why}),
+            );
+            None
+        }
+    }
+}
+
+/// A file read at offsets (a chunk of the ledger at a time).
+struct File(std::fs::File, u64);
+
+impl Source for File {
+    fn size(&self) -> u64 {
+        self.1
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+}
