@@ -4,7 +4,11 @@
 # over the API every POLL seconds (0.3) from the start: reports when the service first
 # answers, the load's phases from its log ("live state loaded"), peak resident memory and,
 # over HOLD seconds (150) with `refresh_minutes = 1`, the slowest answer while it refreshes
-# every account. RUNS starts (3). Prints the figures; BENCHMARKS.md is written by hand.
+# every account. RUNS starts (3). Each run is stopped with SIGINT: the service saves its
+# live state (DATA/state/live.state), which the next start reads unless the log changed;
+# the stop's time, the saved bytes and the peak while saving are reported too. FRESH=1
+# removes the saved state first, so that the first run replays the log. Prints the
+# figures; BENCHMARKS.md is written by hand.
 # Each start and refresh records its alerts in the log: later runs replay a little more.
 set -euo pipefail
 RUNS=${RUNS:-3}
@@ -16,6 +20,7 @@ cd "$ROOT"
 W=bench-data/health
 [ -d "$W/data/log" ] || { echo "run bench/health.sh first" >&2; exit 2; }
 cargo build --release --workspace --bin tenure
+[ "${FRESH:-0}" = 1 ] && rm -f "$W/data/state/live.state" "$W/data/state/live-ledger.state"
 T="$ROOT/target/release/tenure"
 say() { echo "[bench] $*" >&2; }
 KEY=$("$T" key create --data "$W/data" --scope read --name serve-start-bench | tail -1)
@@ -58,12 +63,21 @@ start() { # RUN: one start, then HOLD seconds of answers
             break
         fi
     done
+    local stop0 stopped stop_peak=0
+    stop0=$(date +%s.%N)
     kill -INT "$pid" 2>/dev/null || true
+    # The stop saves the live state: its time and peak memory.
+    while kill -0 "$pid" 2>/dev/null; do
+        rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ "${rss:-0}" -gt "$stop_peak" ] && stop_peak=$rss
+        sleep 0.2
+    done
     wait "$pid" || true
+    stopped=$(echo "$(date +%s.%N) - $stop0" | bc)
     PID=""
     local phases
-    phases=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
-    say "start $run: first answer after ${first:-never} s; $phases; slowest answer during refreshes ${slowest} s; peak ${peak} MiB"
+    phases=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*\|"msg":"live state read from its snapshot[^"]*","secs":[0-9.]*\|"msg":"the saved state.s history replayed[^"]*","secs":[0-9.]*\|"bytes":[0-9]*\|"msg":"live state saved[^"]*","secs":[0-9.]*' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
+    say "start $run: first answer after ${first:-never} s; $phases; slowest answer during refreshes ${slowest} s; peak ${peak} MiB; stop ${stopped} s, peak while stopping ${stop_peak} MiB"
 }
 for run in $(seq 1 "$RUNS"); do
     start "$run"

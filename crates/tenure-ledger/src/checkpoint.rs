@@ -393,6 +393,29 @@ impl<S: Source> LedgerCheckpoint<S> {
         parts.into_iter().collect()
     }
 
+    /// Every account (the parts `want` names), in id order, decoded in parallel: each
+    /// decoded once, into the memory it is kept in.
+    pub fn accounts(&self, want: Want) -> Result<Vec<AccountLedger>, CheckpointError> {
+        let parts = self.map_chunks_owned(want)?;
+        let mut all = Vec::with_capacity(self.accounts);
+        for p in parts {
+            all.extend(p);
+        }
+        Ok(all)
+    }
+
+    fn map_chunks_owned(&self, want: Want) -> Result<Vec<Vec<AccountLedger>>, CheckpointError> {
+        let parts: Vec<R<Vec<AccountLedger>>> = (0..self.chunks.len())
+            .into_par_iter()
+            .map_init(Vec::new, |buf, c| {
+                let mut accounts = Vec::with_capacity(self.chunks[c].accounts);
+                self.decode(c, want, buf, |a| accounts.push(std::mem::take(a)))?;
+                Ok(accounts)
+            })
+            .collect();
+        parts.into_iter().collect()
+    }
+
     /// As [`map_chunks`](Self::map_chunks), folding each account into the chunk's `init()`
     /// with `step` as it is decoded: a thread decodes every account into the same
     /// [`AccountLedger`], whose vectors keep their capacity from one account to the next
@@ -1628,6 +1651,8 @@ mod tests {
         let back: Vec<AccountLedger> =
             c.map_chunks(&[], Want::FULL, |a| a.to_vec()).unwrap().concat();
         assert_eq!(format!("{back:#?}"), format!("{accounts:#?}"));
+        let owned = c.accounts(Want::FULL).unwrap();
+        assert_eq!(format!("{owned:#?}"), format!("{accounts:#?}"));
         let kept_all: Vec<AccountLedger> = accounts.iter().map(kept).collect();
         assert_ne!(format!("{kept_all:?}"), format!("{accounts:?}"), "the display part is tested");
         let reduced: Vec<AccountLedger> =

@@ -172,14 +172,44 @@ impl AppState {
         let now = (o.clock)();
         // The state saved at the last stop, when it is the log's as it stands: the service
         // answers from it at once, and replays the log's history behind it (the applier).
-        let key = snapshot::key(data, &o);
+        let settings_text = snapshot::settings(&o);
+        let key = snapshot::key(data, &settings_text);
         let save = o.config.service.save_state.unwrap_or(true);
         let settings =
             live::Settings { revenue: o.engine.revenue.clone(), kpi: o.engine.kpi.clone() };
-        let saved = if save {
-            snapshot::load(data, &key, settings, rules.clone(), cards.clone(), model.clone())
-        } else {
-            None
+        let found = if save { snapshot::check(data, &key) } else { None };
+        // A state found is read while the log opens (its open reads the idempotency
+        // index: seconds at a hundred million events). One whose log needed recovery is
+        // not used: the recovery changed the log it was saved from.
+        let (saved, opened) = match found {
+            None => (None, None),
+            Some(found) => {
+                let (saved, opened) = std::thread::scope(|sc| {
+                    let opened = sc.spawn(|| Importer::open(data, o.ingest.clone()));
+                    let saved = snapshot::read(
+                        data,
+                        found,
+                        settings,
+                        rules.clone(),
+                        cards.clone(),
+                        model.clone(),
+                    );
+                    (saved, opened.join())
+                });
+                let opened = opened
+                    .map_err(|_| "opening the event log panicked".to_string())?
+                    .map_err(|e| e.to_string())?;
+                let clean = opened.1.is_clean();
+                if saved.is_some() && !clean {
+                    log(
+                        "info",
+                        "the saved live state is not used: the log's recovery changed it",
+                        json!({}),
+                    );
+                }
+                let saved = saved.filter(|_| clean);
+                (saved, Some(opened))
+            }
         };
         // The same load rebuilds the live state if the applier panics.
         let reload: applier::Reload = {
@@ -236,8 +266,10 @@ impl AppState {
             lifetime: std::sync::Mutex::new(None),
             from_snapshot: warm.is_some(),
         });
-        let (importer, recovery) =
-            Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?;
+        let (importer, recovery) = match opened {
+            Some(o) => o,
+            None => Importer::open(data, o.ingest.clone()).map_err(|e| e.to_string())?,
+        };
         // What the log's recovery did (tails no commit covered cut off, indexes rebuilt) is
         // logged and counted, never discarded.
         core.metrics.log_recovered(recovery.dropped_bytes(), recovery.dropped_records());
@@ -324,7 +356,12 @@ impl AppState {
             keys,
             writer,
             _applier: applier::Applier(Some(applier)),
-            _save: SaveOnStop { core: core.clone(), data: data.to_path_buf(), key, save },
+            _save: SaveOnStop {
+                core: core.clone(),
+                data: data.to_path_buf(),
+                settings: settings_text,
+                save,
+            },
             _forecaster: forecaster,
             _daily: daily,
             core,
@@ -357,7 +394,8 @@ impl AppState {
 struct SaveOnStop {
     core: Arc<Core>,
     data: PathBuf,
-    key: Vec<u8>,
+    /// The options' part of the key (`snapshot::settings`).
+    settings: String,
     save: bool,
 }
 
@@ -366,9 +404,21 @@ impl Drop for SaveOnStop {
         if !self.save {
             return;
         }
+        // Scored with a setup other than the files' (they changed and did not load): the
+        // key would not say what the state was scored with.
+        let setup = self.core.health_setup.lock().map(|s| s.error.clone()).unwrap_or(None);
+        if let Some(e) = setup {
+            log(
+                "info",
+                "the live state is not saved: the model or scorecards in force are not the files'",
+                json!({"error": e}),
+            );
+            return;
+        }
+        let key = snapshot::key(&self.data, &self.settings);
         // A state a panic left half-changed is not saved (the next start replays the log).
         match self.core.live.read() {
-            Ok(live) => snapshot::save(&self.data, &live, &self.key),
+            Ok(live) => snapshot::save(&self.data, &live, &key),
             Err(_) => log(
                 "warn",
                 "the live state is not saved: the applier panicked while changing it",

@@ -27,22 +27,21 @@ pub const FILE: &str = "live.state";
 /// Its ledger, a full checkpoint (read a chunk at a time).
 pub const LEDGER_FILE: &str = "live-ledger.state";
 
-/// What a snapshot must have been made with: this binary, the engine's settings, the rules
-/// and playbooks, and the scorecards' and model's files as they are.
-pub fn key(data: &Path, o: &crate::Options) -> Vec<u8> {
+/// What a snapshot must have been made with, of the options: this binary, the engine's
+/// settings, the rules and playbooks.
+pub fn settings(o: &crate::Options) -> String {
+    format!("{}|{:?}|{:?}|{:?}", state::build(), o.engine, o.config.rules, o.config.playbooks)
+}
+
+/// The key of a snapshot made with `settings` ([`settings`]) and the scorecards' and
+/// model's files as they are now (the applier reads them again when they change: a state
+/// is saved with the key of the files it was scored with).
+pub fn key(data: &Path, settings: &str) -> Vec<u8> {
     let file = |name: &str| {
         let bytes = std::fs::read(data.join(name)).unwrap_or_default();
         xxhash(&bytes)
     };
-    let text = format!(
-        "{}|{:?}|{:?}|{:?}|{:x}|{:x}",
-        state::build(),
-        o.engine,
-        o.config.rules,
-        o.config.playbooks,
-        file("scorecards.toml"),
-        file("models/churn.json"),
-    );
+    let text = format!("{settings}|{:x}|{:x}", file("scorecards.toml"), file("models/churn.json"));
     state::digest(&text).to_vec()
 }
 
@@ -96,6 +95,17 @@ pub fn save(data: &Path, live: &Live, key: &[u8]) {
     }
 }
 
+/// A saved state found to be the log's as it stands ([`check`]), not yet read.
+pub struct Found {
+    /// The rest of the state (after the key and the position).
+    rest: Vec<u8>,
+    at: usize,
+    position: Vec<u8>,
+    key: Vec<u8>,
+    until: Vec<(String, u64)>,
+    started: Instant,
+}
+
 /// A state read back, and each lane's record count when it was saved (its history is
 /// the log up to them).
 pub struct Loaded {
@@ -103,18 +113,12 @@ pub struct Loaded {
     pub until: Vec<(String, u64)>,
 }
 
-/// The saved state, when there is one made with `key` of the log as it stands; `None`
-/// (with the reason logged) for anything else.
-pub fn load(
-    data: &Path,
-    key: &[u8],
-    cfg: Settings,
-    rules: Rules,
-    cards: Scorecards,
-    model: Option<Model>,
-) -> Option<Loaded> {
+/// The saved state when there is one made with `key` of the log as it stands (its files
+/// alone checked: cheap); `None` (with the reason logged) for anything else. Check it
+/// before the log is opened for writing: an open may change the log (a torn tail cut).
+pub fn check(data: &Path, key: &[u8]) -> Option<Found> {
     let started = Instant::now();
-    let read = (|| -> Result<Option<Loaded>, String> {
+    let found = (|| -> Result<Option<Found>, String> {
         let Some(rest) = std::fs::read(state::dir(data).join(FILE)).map(Some).or_else(|e| {
             if e.kind() == std::io::ErrorKind::NotFound { Ok(None) } else { Err(e.to_string()) }
         })?
@@ -128,8 +132,8 @@ pub fn load(
             return Err("made by another build, or with other settings, rules or model".into());
         }
         let n = c.u64().map_err(damaged)? as usize;
-        let position = c.bytes(n).map_err(damaged)?;
-        let marks = Marks::decode(position).ok_or("the file is damaged")?;
+        let position = c.bytes(n).map_err(damaged)?.to_vec();
+        let marks = Marks::decode(&position).ok_or("the file is damaged")?;
         if !marks.current(data).map_err(|e| e.to_string())? {
             return Err("the log changed since it was saved".into());
         }
@@ -137,37 +141,59 @@ pub fn load(
             .tail_now(data)
             .map_err(|e| e.to_string())?
             .ok_or("the log changed since it was saved")?;
-        let body = &rest[rest.len() - c.remaining()..];
+        let at = rest.len() - c.remaining();
+        Ok(Some(Found { rest, at, position, key: key.to_vec(), until, started }))
+    })();
+    found.unwrap_or_else(|why| {
+        not_used(&why);
+        None
+    })
+}
+
+fn not_used(why: &str) {
+    crate::log(
+        "info",
+        "the saved live state is not used: the log is replayed",
+        serde_json::json!({"reason": why}),
+    );
+}
+
+/// The state `found` holds, read with the settings, rules and scoring it was keyed by;
+/// `None` (with the reason logged) when it cannot be read.
+pub fn read(
+    data: &Path,
+    found: Found,
+    cfg: Settings,
+    rules: Rules,
+    cards: Scorecards,
+    model: Option<Model>,
+) -> Option<Loaded> {
+    let Found { rest, at, position, key, until, started } = found;
+    let read = (|| -> Result<Live, String> {
         let file = state::open(data, LEDGER_FILE)
             .map_err(|e| e.to_string())?
             .ok_or("its ledger's file is missing")?;
         let size = file.metadata().map_err(|e| e.to_string())?.len();
-        let ledger = LedgerCheckpoint::open(File(file, size), key)
+        let ledger = LedgerCheckpoint::open(File(file, size), &key)
             .map_err(|e| format!("its ledger: {e}"))?;
         if ledger.position() != position {
             return Err("its ledger was saved at another time".into());
         }
-        let live = Live::from_snapshot(&ledger, body, cfg, rules, cards, model)
-            .map_err(|e| e.to_string())?;
-        Ok(Some(Loaded { live, until }))
+        Live::from_snapshot(&ledger, &rest[at..], cfg, rules, cards, model)
+            .map_err(|e| e.to_string())
     })();
     match read {
-        Ok(Some(l)) => {
+        Ok(live) => {
             crate::log(
                 "info",
                 "live state read from its snapshot: the log's history is replayed behind it",
-                serde_json::json!({"accounts": l.live.ledger.accounts.len(),
-                       "as_of": l.live.t.to_string(), "secs": started.elapsed().as_secs_f64()}),
+                serde_json::json!({"accounts": live.ledger.accounts.len(),
+                       "as_of": live.t.to_string(), "secs": started.elapsed().as_secs_f64()}),
             );
-            Some(l)
+            Some(Loaded { live, until })
         }
-        Ok(None) => None,
         Err(why) => {
-            crate::log(
-                "info",
-                "the saved live state is not used: the log is replayed",
-                serde_json::json!({"reason": why}),
-            );
+            not_used(&why);
             None
         }
     }

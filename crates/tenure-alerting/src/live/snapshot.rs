@@ -163,11 +163,8 @@ impl Live {
             return Err(SnapshotError::Damaged("CRC mismatch"));
         }
         // The ledger's accounts are decoded (in parallel) while the rest is.
-        let (accounts, rest) = rayon::join(
-            || ledger.map_chunks(&[], Want::FULL, |a| a.to_vec()),
-            || decode_rest(body),
-        );
-        let accounts: Vec<_> = accounts?.into_iter().flatten().collect();
+        let (accounts, rest) = rayon::join(|| ledger.accounts(Want::FULL), || decode_rest(body));
+        let accounts = accounts?;
         if accounts.windows(2).any(|w| w[0].id >= w[1].id) {
             return Err(SnapshotError::Damaged("accounts out of order"));
         }
