@@ -70,3 +70,100 @@ fn acknowledged_events_survive_kill_9_of_the_server() {
         status.lines().filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).sum();
     assert!(stored >= acked, "{stored} stored, {acked} acknowledged:\n{status}");
 }
+
+/// A running `tenure serve` on `data`: its address, and its log lines up to "serving".
+fn start(bin: &str, data: &str) -> (std::process::Child, String, Vec<String>) {
+    let mut server = Command::new(bin)
+        .args(["serve", "--data", data, "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "stopped before serving: {lines:?}");
+        let serving = line.contains("serving");
+        lines.push(line);
+        if serving {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let addr = lines.last().unwrap().trim().rsplit("http://").next().unwrap().to_string();
+    (server, addr, lines)
+}
+
+/// `GET path` with `key`: the answer's body.
+fn get(addr: &str, key: &str, path: &str) -> String {
+    let raw = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    );
+    let r = tenure_testkit::wire::exchange(addr, raw.as_bytes()).unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
+    r.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// `n` tickets of account `a7` from `from` on, acknowledged.
+fn tickets(addr: &str, key: &str, from: usize, n: usize) {
+    let body: Vec<String> = (from..from + n)
+        .map(|i| format!(r#"{{"type":"ticket","timestamp":"2026-01-01T00:00:00Z","account_id":"a7","ticket_id":"t-{i}","status":"opened"}}"#))
+        .collect();
+    let r = tenure_testkit::wire::post_events(addr, key, &body.join("\n")).unwrap();
+    assert!(r.starts_with("HTTP/1.1 200") && r.contains(&format!("\"accepted\":{n}")), "{r}");
+}
+
+/// Waits until account `a7`'s page shows `n` tickets; its body.
+fn until_tickets(addr: &str, key: &str, n: usize) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let body = get(addr, key, "/api/v1/accounts/a7");
+        if body.matches("\"ticket_id\"").count() == n {
+            return body;
+        }
+        assert!(start.elapsed().as_secs() < 30, "{n} tickets wanted: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Stopped with SIGTERM, the service saves its live state and the next start reads it,
+/// answering as before; killed (`kill -9`) after taking more events, it saves nothing, and
+/// the next start replays the log (the saved state is no longer the log's), losing nothing.
+#[test]
+fn a_restart_after_sigterm_reads_the_saved_state_and_after_kill_9_replays_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let bin = env!("CARGO_BIN_EXE_tenure");
+    let key = |scope: &str| {
+        let o = Command::new(bin)
+            .args(["key", "create", "--data", &data, "--scope", scope])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let (ingest, read) = (key("ingest"), key("read"));
+    let (mut server, addr, first) = start(bin, &data);
+    assert!(!first.iter().any(|l| l.contains("from its snapshot")), "{first:?}");
+    tickets(&addr, &ingest, 0, 30);
+    let before = until_tickets(&addr, &read, 30);
+    let status = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(server.wait().unwrap().success(), "a stop exits 0");
+    assert!(dir.path().join("state/live.state").is_file());
+    let (mut server, addr, lines) = start(bin, &data);
+    assert!(lines.iter().any(|l| l.contains("live state read from its snapshot")), "{lines:?}");
+    assert_eq!(get(&addr, &read, "/api/v1/accounts/a7"), before);
+    tickets(&addr, &ingest, 30, 20);
+    until_tickets(&addr, &read, 50);
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    let (mut server, addr, lines) = start(bin, &data);
+    assert!(
+        lines.iter().any(|l| l.contains("not used") && l.contains("the log changed")),
+        "{lines:?}"
+    );
+    until_tickets(&addr, &read, 50);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
