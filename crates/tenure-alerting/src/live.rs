@@ -279,8 +279,26 @@ impl Live {
     /// snapshot was made (the state is its fold). Each account keeps its fold and health
     /// until the next refresh, which folds them from it; the rules' memory takes the
     /// history's alerts too (those recorded after the state last took events, as the
-    /// service stopped).
-    pub fn install(&mut self, history: History) {
+    /// service stopped). `closed`, when given, is every account's usage of the months
+    /// before `now`'s as the columnar store gives them now: it replaces the state's (a
+    /// running state only ever rewrites its current month, so usage dated in an earlier
+    /// month since it started is read there); the current month stays the state's, from
+    /// its days.
+    pub fn install(&mut self, history: History, closed: Option<(UsageByAccount, Timestamp)>) {
+        if let Some((mut closed, now)) = closed {
+            let m = month_start(now);
+            for months in closed.values_mut() {
+                months.retain(|u| u.month < m);
+            }
+            for (id, months) in &self.usage {
+                let current = months.iter().filter(|u| u.month >= m).cloned();
+                let mut current = current.peekable();
+                if current.peek().is_some() {
+                    closed.entry(id.clone()).or_default().extend(current);
+                }
+            }
+            self.usage = closed;
+        }
         let History { builder, contact_home, last_alert } = history;
         self.builder = builder;
         self.contact_home = contact_home;

@@ -596,7 +596,7 @@ fn a_state_read_from_its_snapshot_answers_and_refreshes_as_the_one_saved() {
             message: None,
         },
     };
-    back.install(log(&[later.clone(), vec![alert]].concat()));
+    back.install(log(&[later.clone(), vec![alert]].concat()), None);
     assert!(!back.warming());
     let fired = back.refresh(t2);
     let mut want = expected.clone();
@@ -625,4 +625,36 @@ fn a_state_read_from_its_snapshot_answers_and_refreshes_as_the_one_saved() {
     }
     assert_eq!(recorded, 1);
     assert_eq!(format!("{accounts:?}"), format!("{:?}", saved.ledger.accounts));
+    // Given the closed months' usage as the columnar store has them now (a late event in
+    // May for acc-00000, May's usage for an account the state had none for), the state
+    // takes them, and keeps its own current month.
+    let mut again = read(&snap.rest).unwrap();
+    let may = instant("2026-05-01T00:00:00Z");
+    let mut closed: UsageByAccount = saved.usage.clone();
+    closed.get_mut("acc-00000").unwrap().iter_mut().find(|u| u.month == may).unwrap().events += 5;
+    closed.insert(
+        "acc-00001".into(),
+        vec![UsageMonth { month: may, events: 3, ..UsageMonth::default() }],
+    );
+    // What the store gives of the current month is not taken.
+    let june = instant("2026-06-01T00:00:00Z");
+    closed.get_mut("acc-00002").unwrap().retain(|u| u.month < june);
+    closed.get_mut("acc-00002").unwrap().push(UsageMonth {
+        month: june,
+        events: 99,
+        ..UsageMonth::default()
+    });
+    let before = again.usage.clone();
+    again.install(log(&later), Some((closed, t2)));
+    let events = |l: &Live, id: &str, m: Timestamp| {
+        l.usage.get(id).and_then(|v| v.iter().find(|u| u.month == m)).map(|u| u.events)
+    };
+    let was = |id: &str, m: Timestamp| {
+        before.get(id).and_then(|v| v.iter().find(|u| u.month == m)).map(|u| u.events)
+    };
+    assert_eq!(events(&again, "acc-00000", may), was("acc-00000", may).map(|e| e + 5));
+    assert_eq!(events(&again, "acc-00001", may), Some(3));
+    assert_eq!(events(&again, "acc-00002", june), was("acc-00002", june));
+    assert!(was("acc-00002", june).is_some_and(|e| e != 99), "the current month is tested");
+    assert_eq!(events(&again, "acc-00004", june), was("acc-00004", june));
 }

@@ -301,6 +301,11 @@ impl<S: Source> LedgerCheckpoint<S> {
             let first = r.raw_str()?.to_string();
             let end = at.checked_add(l).filter(|e| *e <= src.size());
             let end = end.ok_or(CheckpointError::Damaged("chunk length"))?;
+            // Every account takes a byte at least: a count past its chunk's bytes is damage
+            // (and would be an allocation past what the file can hold).
+            if count as u64 > l {
+                return Err(CheckpointError::Damaged("count"));
+            }
             let (offset, len) = (at, l as usize);
             chunks.push(ChunkRef { offset, len, crc, accounts: count, changes_at, first });
             accounts = accounts.checked_add(count).ok_or(CheckpointError::Damaged("count"))?;

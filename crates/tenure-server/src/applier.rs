@@ -34,6 +34,10 @@ pub type Fault = std::sync::Arc<dyn Fn(&[Event]) + Send + Sync>;
 pub(crate) struct Warm {
     pub data: std::path::PathBuf,
     pub until: Vec<(String, u64)>,
+    /// The engine's settings (the columnar store's, for the closed months' usage).
+    pub engine: tenure_engine::Config,
+    /// A test's hook, called before the replay.
+    pub gate: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// Runs the applier and restarts it when it panics: the panic is logged and counted, the
@@ -76,23 +80,49 @@ pub(crate) fn supervise(
             std::thread::sleep(Duration::from_secs(1) - t.elapsed());
         }
         last = Some(Instant::now());
-        let now = (core.clock)();
-        let rebuilt = catch_unwind(AssertUnwindSafe(|| reload(now)))
-            .unwrap_or_else(|_| Err("rebuilding panicked too".into()));
-        let mut state = core.live.write().unwrap_or_else(|p| p.into_inner());
-        match rebuilt {
-            Ok(mut l) => {
-                l.immediate_horizon_days = state.immediate_horizon_days;
-                *state = l;
+        loop {
+            let now = (core.clock)();
+            let rebuilt = catch_unwind(AssertUnwindSafe(|| reload(now)))
+                .unwrap_or_else(|_| Err("rebuilding panicked too".into()));
+            let mut state = core.live.write().unwrap_or_else(|p| p.into_inner());
+            let warming = state.warming();
+            match rebuilt {
+                Ok(mut l) => {
+                    l.immediate_horizon_days = state.immediate_horizon_days;
+                    *state = l;
+                }
+                Err(e) => {
+                    // Not saved at the stop: it may be what the panic left.
+                    core.tainted.store(true, Relaxed);
+                    log(
+                        "error",
+                        if warming {
+                            "the live state could not be rebuilt, and has no history to take events with: tried again in 10 s"
+                        } else {
+                            "the live state could not be rebuilt: the applier goes on with it as it was"
+                        },
+                        json!({"error": e}),
+                    );
+                }
             }
-            Err(e) => log(
-                "error",
-                "the live state could not be rebuilt: the applier goes on with it as it was",
-                json!({"error": e}),
-            ),
+            let again = state.warming();
+            drop(state);
+            core.live.clear_poison();
+            // A state read from its snapshot, its history not in, cannot take events (it
+            // has none to fold them with): rebuilt until it can be.
+            if !again {
+                break;
+            }
+            // Meanwhile batches are let through (the rebuild reads them from the log), and a
+            // stop stops it.
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+            }
         }
-        drop(state);
-        core.live.clear_poison();
     }
 }
 
@@ -128,8 +158,9 @@ fn apply_loop(
     // After a panic the state may be half-changed (when it could not be rebuilt): it is
     // refreshed whole.
     let (fired, now) = if let Some(w) = warm.filter(|_| first) {
-        let Some(history) = replay_history(&w, rx, &mut queued) else { return };
-        core.live.write().expect("live state").install(history);
+        let now = (core.clock)();
+        let Some((history, closed)) = replay_history(&w, now, rx, &mut queued) else { return };
+        core.live.write().expect("live state").install(history, closed.map(|c| (c, now)));
         let now = (core.clock)();
         (refresh_in_blocks(core, now, None), now)
     } else if first {
@@ -154,11 +185,15 @@ fn apply_loop(
         );
     }
     web::warm(core);
-    // Batches committed while a saved state's history was replayed, in order.
+    // Batches committed while a saved state's history was replayed, in order, together up
+    // to a million events at a time (as a backlog is taken below).
     let mut queued = queued.into_iter();
-    if let Some(mut c) = queued.next() {
-        for more in queued {
-            merge(&mut c, more);
+    while let Some(mut c) = queued.next() {
+        while c.events.len() < 1_000_000 {
+            match queued.next() {
+                Some(more) => merge(&mut c, more),
+                None => break,
+            }
         }
         take(core, c, internal, &mut pending, fault);
     }
@@ -228,22 +263,47 @@ fn take(
 
 /// The history of a saved state (`warm`), replayed from the log on a thread of its own
 /// while the batches committed meanwhile are kept in `queued` (the writer is never held
-/// up by the replay). `None` when the service stops first.
+/// up by the replay), with the closed months' usage before `now`'s read from the columnar
+/// store beside it (`None` when it cannot be: the saved months stay). `None` when the
+/// service stops first.
+type Closed = Option<tenure_health::UsageByAccount>;
 fn replay_history(
     warm: &Warm,
+    now: tenure_core::time::Timestamp,
     rx: &std::sync::mpsc::Receiver<Committed>,
     queued: &mut Vec<Committed>,
-) -> Option<live::History> {
+) -> Option<(live::History, Closed)> {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let started = Instant::now();
     let (tx, done) = std::sync::mpsc::channel();
-    let (data, until) = (warm.data.clone(), warm.until.clone());
+    let (data, until, engine) = (warm.data.clone(), warm.until.clone(), warm.engine.clone());
+    let gate = warm.gate.clone();
     std::thread::spawn(move || {
-        let mut history = live::History::default();
-        let replayed = tenure_engine::replay_until(&data, &live::ledger_kinds(), &until, |e, i| {
-            history.push_at(e, Some(i))
+        if let Some(g) = gate {
+            g();
+        }
+        let replayed = std::thread::scope(|s| {
+            let closed = s.spawn(|| live::load_monthly(&data, &engine, now));
+            let mut history = live::History::default();
+            let replayed =
+                tenure_engine::replay_until(&data, &live::ledger_kinds(), &until, |e, i| {
+                    history.push_at(e, Some(i))
+                });
+            let closed = match closed.join() {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(e)) => {
+                    log(
+                        "error",
+                        "the closed months' usage could not be read: the saved ones stay",
+                        json!({"error": e}),
+                    );
+                    None
+                }
+                Err(_) => None,
+            };
+            replayed.map(|()| (history, closed)).map_err(|e| e.to_string())
         });
-        let _ = tx.send(replayed.map(|()| history).map_err(|e| e.to_string()));
+        let _ = tx.send(replayed);
     });
     let replayed = loop {
         match done.try_recv() {

@@ -194,6 +194,10 @@ pub struct Options {
     /// Between the daily digest's checks of the clock (a minute; tests shorten it).
     #[doc(hidden)]
     pub digest_poll: std::time::Duration,
+    /// Tests only: called on the thread that replays a saved state's history, before it
+    /// does (a test holds it there to send events while the state is warming).
+    #[doc(hidden)]
+    pub history_gate: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Options {
@@ -207,6 +211,7 @@ impl Options {
             config: ServiceConfig::default(),
             fault: None,
             digest_poll: std::time::Duration::from_secs(60),
+            history_gate: None,
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct Core {
     pub lifetime: std::sync::Mutex<Option<Arc<lifetime::Values>>>,
     /// Whether the start read the state saved at the last stop (`snapshot.rs`).
     pub from_snapshot: bool,
+    /// Set when the applier panicked and the state could not be rebuilt: it is not saved.
+    pub tainted: std::sync::atomic::AtomicBool,
 }
 
 /// KPI rows by (months, cut, end) with when and at which generation (and history
@@ -95,8 +97,6 @@ pub struct Inner {
     // Dropped in this order: the writer commits what is waiting, then the applier ends.
     writer: Writer,
     _applier: applier::Applier,
-    /// Saves the live state once the writer and the applier have stopped.
-    _save: SaveOnStop,
     _forecaster: forecaster::Forecaster,
     _daily: daily::DailyDigest,
     pub core: Arc<Core>,
@@ -207,7 +207,7 @@ impl AppState {
                         json!({}),
                     );
                 }
-                let saved = saved.filter(|_| clean);
+                let saved = saved.filter(|s| clean && s.still_current(data));
                 (saved, Some(opened))
             }
         };
@@ -265,6 +265,7 @@ impl AppState {
             health_setup: std::sync::Mutex::new(status),
             lifetime: std::sync::Mutex::new(None),
             from_snapshot: warm.is_some(),
+            tainted: Default::default(),
         });
         let (importer, recovery) = match opened {
             Some(o) => o,
@@ -304,13 +305,29 @@ impl AppState {
             core.storage.clone(),
             limits.queue,
             Some(applied_tx),
+            // The live state is saved last: the applier has taken every batch, and the log
+            // is still locked (no import can append before its marks are taken).
+            Some(Box::new({
+                let stop = SaveOnStop {
+                    core: core.clone(),
+                    data: data.to_path_buf(),
+                    settings: settings_text,
+                    save,
+                };
+                move |stored| stop.run(stored)
+            })),
         );
         let refresh = Duration::from_secs(o.config.service.refresh_minutes.max(1) * 60);
         let applier = {
             let core = core.clone();
             let internal = writer.internal.take().expect("the applier's sender");
             let fault = o.fault.clone();
-            let warm = warm.map(|until| applier::Warm { data: data.to_path_buf(), until });
+            let warm = warm.map(|until| applier::Warm {
+                data: data.to_path_buf(),
+                until,
+                engine: o.engine.clone(),
+                gate: o.history_gate.clone(),
+            });
             std::thread::spawn(move || {
                 applier::supervise(
                     &core,
@@ -356,12 +373,6 @@ impl AppState {
             keys,
             writer,
             _applier: applier::Applier(Some(applier)),
-            _save: SaveOnStop {
-                core: core.clone(),
-                data: data.to_path_buf(),
-                settings: settings_text,
-                save,
-            },
             _forecaster: forecaster,
             _daily: daily,
             core,
@@ -390,7 +401,7 @@ impl AppState {
     }
 }
 
-/// Saves the live state when dropped (after the writer and the applier: see [`Inner`]).
+/// Saves the live state at the writer's end (`Writer::start`'s `at_end`).
 struct SaveOnStop {
     core: Arc<Core>,
     data: PathBuf,
@@ -399,9 +410,22 @@ struct SaveOnStop {
     save: bool,
 }
 
-impl Drop for SaveOnStop {
-    fn drop(&mut self) {
+impl SaveOnStop {
+    /// Saves unless the state may differ from the log's fold: alerts it raised that were
+    /// not stored, a commit that failed (its records may be in the log, never taken), a
+    /// rebuild after a panic that failed (the state is what the panic left).
+    fn run(self, stored: bool) {
         if !self.save {
+            return;
+        }
+        let failures = self.core.storage.failures.load(Relaxed);
+        let tainted = self.core.tainted.load(Relaxed);
+        if !stored || failures > 0 || tainted {
+            log(
+                "warn",
+                "the live state is not saved: it may differ from the log (the next start replays it)",
+                json!({"all_stored": stored, "failed_commits": failures, "failed_rebuild": tainted}),
+            );
             return;
         }
         // Scored with a setup other than the files' (they changed and did not load): the

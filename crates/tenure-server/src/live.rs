@@ -55,20 +55,37 @@ fn load_usage(data: &Path, cfg: &Config, rules: &Rules, now: Timestamp) -> Resul
     if !tenure_engine::log_dir(data).exists() {
         return Ok(Usage::default());
     }
-    let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
-    let engine = match &cfg.cluster {
+    let engine = engine(cfg);
+    Ok(Usage {
+        monthly: load_monthly(data, cfg, now)?,
+        days: tenure_analytics::usage_days(data, &engine, Live::window_start(rules, now), now)
+            .map_err(|e| e.to_string())?,
+    })
+}
+
+fn engine(cfg: &Config) -> tenure_analytics::Engine {
+    match &cfg.cluster {
         Some(c) => tenure_analytics::Engine::Cluster {
             host: c.scheduler.host.clone(),
             port: c.scheduler.port,
             partitions: c.partitions,
         },
         None => tenure_analytics::Engine::Embedded,
-    };
+    }
+}
+
+/// Every account's usage per calendar month before `now`'s, the columnar store refreshed
+/// first.
+pub(crate) fn load_monthly(
+    data: &Path,
+    cfg: &Config,
+    now: Timestamp,
+) -> Result<tenure_health::UsageByAccount, String> {
+    if !tenure_engine::log_dir(data).exists() {
+        return Ok(Default::default());
+    }
+    let engine = engine(cfg);
+    let names: Vec<String> = cfg.kpi.features.iter().map(|f| f.name.clone()).collect();
     tenure_analytics::refresh(data, &engine).map_err(|e| e.to_string())?;
-    Ok(Usage {
-        monthly: tenure_analytics::usage_monthly(data, &engine, &names, now)
-            .map_err(|e| e.to_string())?,
-        days: tenure_analytics::usage_days(data, &engine, Live::window_start(rules, now), now)
-            .map_err(|e| e.to_string())?,
-    })
+    tenure_analytics::usage_monthly(data, &engine, &names, now).map_err(|e| e.to_string())
 }

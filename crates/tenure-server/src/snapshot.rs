@@ -54,8 +54,11 @@ fn lanes() -> &'static [EventKind] {
     EventKind::ALL
 }
 
-/// Saves `live` (a state that is the fold of the whole log as it stands: the writer and
-/// the applier have stopped) under `key`. Logs what it did.
+/// Saves `live` under `key`, noted at the log as it stands: the applier has stopped,
+/// having taken every committed batch; the writer, still holding the log, has committed
+/// what the applier raised meanwhile. Those last alerts and tasks are in the log but not in
+/// the state: the next start's history brings them in (the rules' memory takes them at
+/// once, the accounts' folds at the refresh that follows). Logs what it did.
 pub fn save(data: &Path, live: &Live, key: &[u8]) {
     if live.warming() {
         crate::log(
@@ -97,6 +100,7 @@ pub fn save(data: &Path, live: &Live, key: &[u8]) {
 
 /// A saved state found to be the log's as it stands ([`check`]), not yet read.
 pub struct Found {
+    marks: Marks,
     /// The rest of the state (after the key and the position).
     rest: Vec<u8>,
     at: usize,
@@ -111,6 +115,21 @@ pub struct Found {
 pub struct Loaded {
     pub live: Live,
     pub until: Vec<(String, u64)>,
+    marks: Marks,
+}
+
+impl Loaded {
+    /// Whether the log is still as the state was saved from, checked once the log is open
+    /// for writing (its lock held: nothing else can append since): an import may have
+    /// appended between [`check`] and the open.
+    pub fn still_current(&self, data: &Path) -> bool {
+        let same = self.marks.current(data).unwrap_or(false)
+            && self.marks.tail_now(data).ok().flatten().as_ref() == Some(&self.until);
+        if !same {
+            not_used("the log changed while the service started");
+        }
+        same
+    }
 }
 
 /// The saved state when there is one made with `key` of the log as it stands (its files
@@ -142,7 +161,7 @@ pub fn check(data: &Path, key: &[u8]) -> Option<Found> {
             .map_err(|e| e.to_string())?
             .ok_or("the log changed since it was saved")?;
         let at = rest.len() - c.remaining();
-        Ok(Some(Found { rest, at, position, key: key.to_vec(), until, started }))
+        Ok(Some(Found { marks, rest, at, position, key: key.to_vec(), until, started }))
     })();
     found.unwrap_or_else(|why| {
         not_used(&why);
@@ -168,7 +187,7 @@ pub fn read(
     cards: Scorecards,
     model: Option<Model>,
 ) -> Option<Loaded> {
-    let Found { rest, at, position, key, until, started } = found;
+    let Found { marks, rest, at, position, key, until, started } = found;
     let read = (|| -> Result<Live, String> {
         let file = state::open(data, LEDGER_FILE)
             .map_err(|e| e.to_string())?
@@ -190,7 +209,7 @@ pub fn read(
                 serde_json::json!({"accounts": live.ledger.accounts.len(),
                        "as_of": live.t.to_string(), "secs": started.elapsed().as_secs_f64()}),
             );
-            Some(Loaded { live, until })
+            Some(Loaded { live, until, marks })
         }
         Err(why) => {
             not_used(&why);

@@ -213,7 +213,9 @@ impl Log {
 impl Writer {
     /// Starts the writer; stored events go on to `applied` when given. It ends when every
     /// request sender is gone, after its last commit. After a failed commit it reopens the
-    /// log with `reopen` once a probe write in `data` succeeds.
+    /// log with `reopen` once a probe write in `data` succeeds. `at_end` runs last, while
+    /// the log is still open (nothing else can append to it), told whether everything the
+    /// service raised was stored.
     pub fn start(
         importer: Importer,
         reopen: Reopen,
@@ -221,6 +223,7 @@ impl Writer {
         storage: Arc<Storage>,
         queue: usize,
         applied: Option<std::sync::mpsc::SyncSender<Committed>>,
+        at_end: Option<Box<dyn FnOnce(bool) + Send>>,
     ) -> Writer {
         let (tx, mut rx) = mpsc::channel::<Job>(queue);
         let (internal, mut internal_rx) = mpsc::unbounded_channel::<Vec<Event>>();
@@ -295,6 +298,9 @@ impl Writer {
                         "alerts and tasks raised while the log could not be written were not stored",
                         json!({"events": log.held.iter().map(Vec::len).sum::<usize>()}),
                     );
+                }
+                if let Some(f) = at_end {
+                    f(log.held.is_empty() && log.importer.is_some());
                 }
             });
         });

@@ -482,3 +482,62 @@ async fn a_restart_reads_the_state_saved_at_the_stop_unless_the_log_changed() {
     assert_eq!((st, j["name"].as_str()), (StatusCode::OK, Some("Cora")), "{j}");
     assert_eq!(call(&s, "GET", "/api/v1/tasks", Some(&f.read), "").await, tasks);
 }
+
+/// While a state read from its snapshot waits for its history, it answers as saved and
+/// events sent are stored and acknowledged; once the history is in, each is taken exactly
+/// once (a ticket counted once, a detractor's task opened once) after the events stored
+/// before the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_while_the_history_is_replayed_are_taken_once_after_it() {
+    let f = fixture();
+    let s = open(&f);
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    until(&s, &f.read, "/api/v1/alerts?account=acme", |j| j["total"].as_u64() >= Some(1)).await;
+    let (_, saved) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    drop(s);
+    // The history's replay held until the events are in.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let gate: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
+    });
+    let s = tenure_testkit::open_with(f.path(), "2026-06-01T12:00:00Z", |o| {
+        o.history_gate = Some(gate);
+    });
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
+    let events = [
+        json!({"type": "ticket", "timestamp": "2026-06-01T10:00:00Z", "account_id": "acme",
+               "ticket_id": "t-warm", "status": "opened"}),
+        json!({"type": "survey_response", "timestamp": "2026-06-01T11:00:00Z", "account_id": "acme",
+               "survey": "nps", "contact_id": "c1", "score": 2}),
+    ];
+    for e in &events {
+        let (st, j) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &e.to_string()).await;
+        assert_eq!((st, j["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{j}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(metric(&s, "tenure_live_warming").await, 1.0, "the replay is held");
+    let (_, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    assert_eq!(j, saved, "answers as saved while warming");
+    release.send(()).unwrap();
+    let j =
+        until(&s, &f.read, "/api/v1/tasks?account=acme&rule=detractor", |j| j["total"] == 1).await;
+    assert_eq!(j["tasks"][0]["alerts"], 1, "{j}");
+    assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
+    let (_, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    let tickets = j.to_string().matches("t-warm").count();
+    assert_eq!(tickets, 1, "the ticket is taken once: {j}");
+    // And counted once in the month's figures.
+    let june = "/api/v1/kpis?period=2026-06-01..2026-07-01";
+    let (_, k) = call(&s, "GET", june, Some(&f.read), "").await;
+    assert_eq!(k[0]["kpis"]["nps_responses"], 1, "{k}");
+    assert_eq!(k[0]["kpis"]["tickets"], 1, "{k}");
+    // Taken from the log on the next start too, once.
+    drop(s);
+    let s = open(&f);
+    let (_, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    assert_eq!(j.to_string().matches("t-warm").count(), 1, "{j}");
+    let (_, j) =
+        call(&s, "GET", "/api/v1/tasks?account=acme&rule=detractor", Some(&f.read), "").await;
+    assert_eq!(j["total"], 1, "{j}");
+}
