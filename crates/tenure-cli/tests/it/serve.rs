@@ -71,8 +71,18 @@ fn acknowledged_events_survive_kill_9_of_the_server() {
     assert!(stored >= acked, "{stored} stored, {acked} acknowledged:\n{status}");
 }
 
+/// A `tenure serve` process, killed when dropped (a failing test leaves none behind).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running `tenure serve` on `data`: its address, and its log lines up to "serving".
-fn start(bin: &str, data: &str) -> (std::process::Child, String, Vec<String>) {
+fn start(bin: &str, data: &str) -> (Server, String, Vec<String>) {
     let mut server = Command::new(bin)
         .args(["serve", "--data", data, "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
@@ -91,17 +101,23 @@ fn start(bin: &str, data: &str) -> (std::process::Child, String, Vec<String>) {
     }
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     let addr = lines.last().unwrap().trim().rsplit("http://").next().unwrap().to_string();
-    (server, addr, lines)
+    (Server(server), addr, lines)
 }
 
-/// `GET path` with `key`: the answer's body.
-fn get(addr: &str, key: &str, path: &str) -> String {
+/// `GET path` with `key`: whether it answered 200, and the answer's body.
+fn try_get(addr: &str, key: &str, path: &str) -> (bool, String) {
     let raw = format!(
         "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
     );
     let r = tenure_testkit::wire::exchange(addr, raw.as_bytes()).unwrap();
-    assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
-    r.split_once("\r\n\r\n").unwrap().1.to_string()
+    (r.starts_with("HTTP/1.1 200"), r.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+/// `GET path` with `key`: the answer's body (a 200).
+fn get(addr: &str, key: &str, path: &str) -> String {
+    let (ok, body) = try_get(addr, key, path);
+    assert!(ok, "{path}: {body}");
+    body
 }
 
 /// `n` tickets of account `a7` from `from` on, acknowledged.
@@ -117,8 +133,9 @@ fn tickets(addr: &str, key: &str, from: usize, n: usize) {
 fn until_tickets(addr: &str, key: &str, n: usize) -> String {
     let start = std::time::Instant::now();
     loop {
-        let body = get(addr, key, "/api/v1/accounts/a7");
-        if body.matches("\"ticket_id\"").count() == n {
+        // Not found until the applier has taken the account's first events.
+        let (ok, body) = try_get(addr, key, "/api/v1/accounts/a7");
+        if ok && body.matches("\"ticket_id\"").count() == n {
             return body;
         }
         assert!(start.elapsed().as_secs() < 30, "{n} tickets wanted: {body}");
@@ -147,23 +164,21 @@ fn a_restart_after_sigterm_reads_the_saved_state_and_after_kill_9_replays_the_lo
     assert!(!first.iter().any(|l| l.contains("from its snapshot")), "{first:?}");
     tickets(&addr, &ingest, 0, 30);
     let before = until_tickets(&addr, &read, 30);
-    let status = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(status.success());
-    assert!(server.wait().unwrap().success(), "a stop exits 0");
+    assert!(server.0.wait().unwrap().success(), "a stop exits 0");
     assert!(dir.path().join("state/live.state").is_file());
-    let (mut server, addr, lines) = start(bin, &data);
+    let (server, addr, lines) = start(bin, &data);
     assert!(lines.iter().any(|l| l.contains("live state read from its snapshot")), "{lines:?}");
     assert_eq!(get(&addr, &read, "/api/v1/accounts/a7"), before);
     tickets(&addr, &ingest, 30, 20);
     until_tickets(&addr, &read, 50);
-    server.kill().unwrap(); // SIGKILL
-    server.wait().unwrap();
-    let (mut server, addr, lines) = start(bin, &data);
+    drop(server); // SIGKILL
+    let (server, addr, lines) = start(bin, &data);
     assert!(
         lines.iter().any(|l| l.contains("not used") && l.contains("the log changed")),
         "{lines:?}"
     );
     until_tickets(&addr, &read, 50);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 }
