@@ -198,17 +198,35 @@ pub fn write(data: &Path, name: &str, bytes: &[u8]) -> Result<(), EngineError> {
 
 /// As [`write`], the file's bytes given in pieces (written in order).
 pub fn write_parts(data: &Path, name: &str, parts: &[&[u8]]) -> Result<(), EngineError> {
+    write_with(data, name, |f| {
+        for p in parts {
+            f.write_all(p)?;
+        }
+        Ok(())
+    })
+}
+
+/// A file of this process beside `DATA/state/NAME`, for a writer's scratch (`tag` tells
+/// two apart): removed as a dead writer's once an hour old, as [`write`]'s are.
+pub fn scratch(data: &Path, name: &str, tag: &str) -> PathBuf {
+    dir(data).join(format!(".{name}.{tag}.{}.tmp", std::process::id()))
+}
+
+/// As [`write`], the file's bytes written by `f`.
+pub fn write_with(
+    data: &Path,
+    name: &str,
+    f: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), EngineError> {
     let d = dir(data);
     std::fs::create_dir_all(&d).map_err(|source| EngineError::Write { path: d.clone(), source })?;
     remove_stale(&d, name);
     let tmp = d.join(format!(".{name}.{}.tmp", std::process::id()));
     let path = d.join(name);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        for p in parts {
-            f.write_all(p)?;
-        }
-        f.sync_all()?;
+        let mut file = std::fs::File::create(&tmp)?;
+        f(&mut file)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, &path)
     })();
     result.map_err(|source| {

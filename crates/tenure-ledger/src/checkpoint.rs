@@ -197,6 +197,59 @@ fn assemble(
     chunks: Vec<Encoded>,
     full: bool,
 ) -> Image {
+    let refs: Vec<Listed> = chunks.iter().map(listed).collect();
+    let head = header(key, position, as_of, diagnostics, &refs, full);
+    Image { head, chunks: chunks.into_iter().map(|c| c.0).collect() }
+}
+
+/// What the header lists of a chunk: its length, CRC32, account count, earliest
+/// `changes_at` and first id.
+type Listed = (usize, u32, usize, i64, String);
+
+fn listed(c: &Encoded) -> Listed {
+    (c.0.len(), crc32fast::hash(&c.0), c.1, c.2, c.3.clone())
+}
+
+/// As [`encode_full`], the chunks handed to `out` in order as they are encoded (a batch
+/// of them at a time, in parallel) rather than held: returns the header, which goes
+/// before them in the file (the caller writes the chunks aside, then the header and
+/// them). An error of `out` stops the encoding and is returned.
+pub fn encode_full_to(
+    key: &[u8],
+    position: &[u8],
+    as_of: Timestamp,
+    accounts: &[AccountLedger],
+    diagnostics: &[Diagnostic],
+    out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<Vec<u8>> {
+    /// Chunks encoded at once: 65,536 accounts.
+    const BATCH: usize = 32;
+    let mut refs = Vec::with_capacity(accounts.len().div_ceil(CHUNK));
+    for batch in accounts.chunks(CHUNK * BATCH) {
+        let chunks: Vec<Encoded> = batch
+            .par_chunks(CHUNK)
+            .map(|c| {
+                let refs: Vec<&AccountLedger> = c.iter().collect();
+                encode_chunk(&refs, true)
+            })
+            .collect();
+        for c in &chunks {
+            out(&c.0)?;
+            refs.push(listed(c));
+        }
+    }
+    Ok(header(key, position, as_of, diagnostics, &refs, true))
+}
+
+/// The file's header: magic, format, CRC and length, then what it lists.
+fn header(
+    key: &[u8],
+    position: &[u8],
+    as_of: Timestamp,
+    diagnostics: &[Diagnostic],
+    chunks: &[Listed],
+    full: bool,
+) -> Vec<u8> {
     let mut h = Vec::new();
     h.push(u8::from(full));
     put(&mut h, key.len() as u64);
@@ -209,9 +262,9 @@ fn assemble(
         put_str(&mut h, &d.0);
     }
     put(&mut h, chunks.len() as u64);
-    for (b, n, changes_at, first) in &chunks {
-        put(&mut h, b.len() as u64);
-        h.extend_from_slice(&crc32fast::hash(b).to_le_bytes());
+    for (len, crc, n, changes_at, first) in chunks {
+        put(&mut h, *len as u64);
+        h.extend_from_slice(&crc.to_le_bytes());
         put(&mut h, *n as u64);
         put_i(&mut h, *changes_at);
         put_str(&mut h, first);
@@ -222,7 +275,7 @@ fn assemble(
     head.extend_from_slice(&crc32fast::hash(&h).to_le_bytes());
     head.extend_from_slice(&(h.len() as u64).to_le_bytes());
     head.extend_from_slice(&h);
-    Image { head, chunks: chunks.into_iter().map(|c| c.0).collect() }
+    head
 }
 
 /// A checkpoint's bytes as encoded: the header, then the chunks, in pieces, so that a
@@ -1658,6 +1711,22 @@ mod tests {
         assert_eq!(format!("{back:#?}"), format!("{accounts:#?}"));
         let owned = c.accounts(Want::FULL).unwrap();
         assert_eq!(format!("{owned:#?}"), format!("{accounts:#?}"));
+        // Streamed, the same bytes: the header, then the chunks as handed out.
+        let mut many: Vec<AccountLedger> =
+            (0..70_000).map(|i| account(&format!("b{i:06}"), i, None)).collect();
+        many.extend(accounts.iter().cloned());
+        let whole = encode_full(b"k", b"p", t(5), &many, &[Diagnostic("d".into())]).to_bytes();
+        let mut body = Vec::new();
+        let head = encode_full_to(b"k", b"p", t(5), &many, &[Diagnostic("d".into())], &mut |b| {
+            body.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert!(whole == [head, body].concat(), "streamed differs from whole");
+        let failing = encode_full_to(b"k", b"p", t(5), &many, &[], &mut |_| {
+            Err(std::io::ErrorKind::StorageFull.into())
+        });
+        assert_eq!(failing.unwrap_err().kind(), std::io::ErrorKind::StorageFull);
         let kept_all: Vec<AccountLedger> = accounts.iter().map(kept).collect();
         assert_ne!(format!("{kept_all:?}"), format!("{accounts:?}"), "the display part is tested");
         let reduced: Vec<AccountLedger> =

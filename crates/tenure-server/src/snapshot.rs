@@ -10,6 +10,7 @@
 //! falls back to the replay, and is logged with its reason. Stopping while the history is
 //! still being replayed saves nothing (the state has not taken the events since).
 
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 use tenure_alerting::live::{Live, Settings};
@@ -71,17 +72,40 @@ pub fn save(data: &Path, live: &Live, key: &[u8]) {
     let started = Instant::now();
     let saved = (|| -> Result<u64, String> {
         let marks = Marks::take(data, lanes()).map_err(|e| e.to_string())?.encode();
-        let snap = live.snapshot(key, &marks);
+        // The ledger's chunks go to a scratch file as they are encoded (not held in
+        // memory), then after its header into the file.
+        std::fs::create_dir_all(state::dir(data)).map_err(|e| e.to_string())?;
+        let scratch = state::scratch(data, LEDGER_FILE, "chunks");
+        let written = (|| -> std::io::Result<(Vec<u8>, Vec<u8>, u64)> {
+            let mut chunks = std::io::BufWriter::new(std::fs::File::create(&scratch)?);
+            let mut n = 0u64;
+            let (ledger_head, rest) = live.snapshot_to(key, &marks, &mut |b| {
+                n += b.len() as u64;
+                chunks.write_all(b)
+            })?;
+            chunks.flush()?;
+            Ok((ledger_head, rest, n))
+        })();
+        let (ledger_head, rest, n) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_file(&scratch);
+                return Err(e.to_string());
+            }
+        };
+        let copied = state::write_with(data, LEDGER_FILE, |f| {
+            f.write_all(&ledger_head)?;
+            std::io::copy(&mut std::fs::File::open(&scratch)?, f).map(|_| ())
+        });
+        let _ = std::fs::remove_file(&scratch);
+        copied.map_err(|e| e.to_string())?;
         let mut head = Vec::new();
         put_u64(&mut head, key.len() as u64);
         head.extend_from_slice(key);
         put_u64(&mut head, marks.len() as u64);
         head.extend_from_slice(&marks);
-        let ledger = snap.ledger.parts();
-        state::write_parts(data, LEDGER_FILE, &ledger).map_err(|e| e.to_string())?;
-        state::write_parts(data, FILE, &[&head, &snap.rest]).map_err(|e| e.to_string())?;
-        Ok(ledger.iter().map(|p| p.len() as u64).sum::<u64>()
-            + (head.len() + snap.rest.len()) as u64)
+        state::write_parts(data, FILE, &[&head, &rest]).map_err(|e| e.to_string())?;
+        Ok(ledger_head.len() as u64 + n + (head.len() + rest.len()) as u64)
     })();
     match saved {
         Ok(bytes) => crate::log(

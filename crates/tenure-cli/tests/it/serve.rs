@@ -168,6 +168,12 @@ fn a_restart_after_sigterm_reads_the_saved_state_and_after_kill_9_replays_the_lo
     assert!(status.success());
     assert!(server.0.wait().unwrap().success(), "a stop exits 0");
     assert!(dir.path().join("state/live.state").is_file());
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "scratch files left: {left:?}");
     let (server, addr, lines) = start(bin, &data);
     assert!(lines.iter().any(|l| l.contains("live state read from its snapshot")), "{lines:?}");
     assert_eq!(get(&addr, &read, "/api/v1/accounts/a7"), before);
