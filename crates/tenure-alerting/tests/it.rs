@@ -394,6 +394,26 @@ fn every_kind_has_a_scenario() {
     }
 }
 
+/// JSON lines of `n` paying accounts `acc-00000`...: each with a CSM, a subscription from
+/// 2025-06 (a third cancelled in June 2026) and, for half, a login in May 2026; `more`
+/// adds an account's own lines (`i`, its id, the lines).
+fn leaving_company(n: usize, more: impl Fn(usize, &str, &mut Vec<String>)) -> Vec<String> {
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let a = format!("acc-{i:05}");
+        lines.push(format!(r#"{{"type":"account","timestamp":"2025-01-01","account_id":"{a}","attributes":{{"csm":"c{}"}}}}"#, i % 7));
+        lines.push(format!(r#"{{"type":"subscription","timestamp":"2025-06-01","account_id":"{a}","subscription_id":"s{i}","amount":"{}","status":"active"}}"#, 100 + i % 50));
+        if i % 3 == 0 {
+            lines.push(format!(r#"{{"type":"subscription","timestamp":"2026-06-{:02}","account_id":"{a}","subscription_id":"s{i}","amount":"{}","status":"canceled"}}"#, 11 + i % 13, 100 + i % 50));
+        }
+        if i % 2 == 0 {
+            lines.push(format!(r#"{{"type":"usage","timestamp":"2026-05-{:02}T09:00:00Z","account_id":"{a}","user_id":"u{i}","event":"login"}}"#, 1 + i % 28));
+        }
+        more(i, &a, &mut lines);
+    }
+    lines
+}
+
 /// A refresh, done a block of accounts at a time, leaves the state a fresh start at its
 /// instant would have (ledger, health, usage rules) and raises what that start's
 /// evaluation raises; an account not yet reached keeps the fold of the instant before.
@@ -401,22 +421,12 @@ fn every_kind_has_a_scenario() {
 #[test]
 fn a_refresh_in_blocks_equals_a_fresh_start() {
     let (t1, t2) = (instant("2026-06-10T00:00:00Z"), instant("2026-06-25T00:00:00Z"));
-    let mut lines = Vec::new();
-    for i in 0..5000 {
-        let a = format!("acc-{i:05}");
-        lines.push(format!(r#"{{"type":"account","timestamp":"2025-01-01","account_id":"{a}","attributes":{{"csm":"c{}"}}}}"#, i % 7));
-        lines.push(format!(r#"{{"type":"subscription","timestamp":"2025-06-01","account_id":"{a}","subscription_id":"s{i}","amount":"{}","status":"active"}}"#, 100 + i % 50));
-        // Known at t2, not at t1: a third of the accounts leave, some pay late.
-        if i % 3 == 0 {
-            lines.push(format!(r#"{{"type":"subscription","timestamp":"2026-06-{:02}","account_id":"{a}","subscription_id":"s{i}","amount":"{}","status":"canceled"}}"#, 11 + i % 13, 100 + i % 50));
-        }
+    // Known at t2, not at t1: a third of the accounts leave, some pay late.
+    let mut lines = leaving_company(5000, |i, a, lines| {
         if i % 5 == 0 {
             lines.push(format!(r#"{{"type":"invoice","timestamp":"2026-06-{:02}","account_id":"{a}","invoice_id":"i{i}","amount":"100","status":"failed"}}"#, 12 + i % 10));
         }
-        if i % 2 == 0 {
-            lines.push(format!(r#"{{"type":"usage","timestamp":"2026-05-{:02}T09:00:00Z","account_id":"{a}","user_id":"u{i}","event":"login"}}"#, 1 + i % 28));
-        }
-    }
+    });
     // A cost known at t2 only: the ledger's own part, brought forward at the end.
     lines.push(r#"{"type":"cost","timestamp":"2026-06-15","category":"service","amount":"1000.00","period_start":"2026-06-01","period_end":"2026-07-01"}"#.into());
     let history = events(&lines.join("\n"), None);
@@ -490,22 +500,15 @@ fn a_state_read_from_its_snapshot_answers_and_refreshes_as_the_one_saved() {
         instant("2026-06-10T00:00:00Z"),
         instant("2026-06-25T00:00:00Z"),
     );
-    let mut lines = Vec::new();
-    for i in 0..3000 {
-        let a = format!("acc-{i:05}");
-        lines.push(format!(r#"{{"type":"account","timestamp":"2025-01-01","account_id":"{a}","name":"Account {i}","attributes":{{"csm":"c{}"}}}}"#, i % 7));
-        lines.push(format!(r#"{{"type":"subscription","timestamp":"2025-06-01","account_id":"{a}","subscription_id":"s{i}","amount":"{}","status":"active"}}"#, 100 + i % 50));
-        if i % 3 == 0 {
-            lines.push(format!(r#"{{"type":"subscription","timestamp":"2026-06-{:02}","account_id":"{a}","subscription_id":"s{i}","amount":"{}","status":"canceled"}}"#, 11 + i % 13, 100 + i % 50));
-        }
+    let lines = leaving_company(3000, |i, a, lines| {
+        lines.push(format!(r#"{{"type":"account","timestamp":"2025-01-02","account_id":"{a}","name":"Account {i}"}}"#));
         if i % 5 == 0 {
             lines.push(format!(r#"{{"type":"invoice","timestamp":"2026-06-{:02}","account_id":"{a}","invoice_id":"i{i}","amount":"100","status":"failed"}}"#, 1 + i % 8));
         }
         if i % 2 == 0 {
-            lines.push(format!(r#"{{"type":"usage","timestamp":"2026-05-{:02}T09:00:00Z","account_id":"{a}","user_id":"u{i}","event":"login"}}"#, 1 + i % 28));
             lines.push(format!(r#"{{"type":"usage","timestamp":"2026-06-{:02}T09:00:00Z","account_id":"{a}","user_id":"u{i}","event":"login"}}"#, 1 + i % 8));
         }
-    }
+    });
     // Taken by the running state after its start (so not only a fresh fold is saved).
     let later = events(
         r#"{"type":"ticket","timestamp":"2026-06-09T12:00:00Z","account_id":"acc-00004","ticket_id":"t1","status":"opened"}

@@ -1660,18 +1660,7 @@ mod tests {
             score: SurveyScore::Nps(9),
             comment: Some("great".into()),
         }];
-        cs.tickets = vec![Ticket {
-            ticket_id: "t-1".into(),
-            opened: t(1_500),
-            closed: None,
-            reopened: 0,
-            category: None,
-            severity: None,
-            cost: None,
-            csat: None,
-            category_first: None,
-            severity_first: None,
-        }];
+        cs.tickets = vec![Ticket::opened("t-1".into(), t(1_500))];
         cs.touchpoints = vec![(t(1_600), "qbr".into(), None)];
         cs.objectives = vec![Objective {
             objective_id: "o-1".into(),
