@@ -197,13 +197,7 @@ impl Live {
         let mut live = Live::empty(builder, cfg, rules, cards, model, now);
         live.ledger = ledger;
         live.contact_home = contact_home;
-        for (account, day, user, feature, n) in rows {
-            let bit = live.bit(&feature);
-            let d = live.recent.entry(account).or_default().entry(day).or_default();
-            d.events += n;
-            d.users.insert(hash(&user));
-            d.features |= bit;
-        }
+        live.add_days(rows);
         // The current month comes from the day-level rows (so that it can grow exactly).
         let m = month_start(now);
         for months in usage.values_mut() {
@@ -283,8 +277,17 @@ impl Live {
     /// before `now`'s as the columnar store gives them now: it replaces the state's (a
     /// running state only ever rewrites its current month, so usage dated in an earlier
     /// month since it started is read there); the current month stays the state's, from
-    /// its days.
-    pub fn install(&mut self, history: History, closed: Option<(UsageByAccount, Timestamp)>) {
+    /// its days. `days`, when given, are the day-level rows from
+    /// [`window_start`](Self::window_start) as the columnar store gives them now: they
+    /// replace the state's days (the history reaches past where the state was saved, and
+    /// its activity is read there); the refresh that follows rewrites the current month
+    /// from them.
+    pub fn install(
+        &mut self,
+        history: History,
+        closed: Option<(UsageByAccount, Timestamp)>,
+        days: Option<Vec<DayRow>>,
+    ) {
         if let Some((mut closed, now)) = closed {
             let m = month_start(now);
             for months in closed.values_mut() {
@@ -299,6 +302,10 @@ impl Live {
             }
             self.usage = closed;
         }
+        if let Some(rows) = days {
+            self.recent.clear();
+            self.add_days(rows);
+        }
         let History { builder, contact_home, last_alert } = history;
         self.builder = builder;
         self.contact_home = contact_home;
@@ -306,7 +313,32 @@ impl Live {
             let slot = self.last_alert.entry(k).or_insert(t);
             *slot = (*slot).max(t);
         }
+        self.match_accounts();
         self.installed = true;
+    }
+
+    /// Makes the ledger's accounts the builder's, so that the refresh after
+    /// [`install`](Self::install) refolds them a block at a time (a ledger of other
+    /// accounts is folded anew, whole, under one lock): the history's accounts the state
+    /// lacks (new in records after it was saved) are folded at its instant; accounts the
+    /// history does not name (first seen through activity, which it does not keep) leave,
+    /// as after a start that replays the log.
+    fn match_accounts(&mut self) {
+        let builder = &self.builder;
+        self.ledger.accounts.retain(|a| builder.contains(&a.id));
+        self.health.accounts.retain(|id, _| builder.contains(id));
+        let ledger = &self.ledger;
+        let missing: Vec<&str> =
+            builder.account_ids().filter(|id| ledger.account(id).is_none()).collect();
+        let (cfg, t) = (&self.cfg.revenue, self.t);
+        let folded: Vec<AccountLedger> = missing
+            .par_iter()
+            .filter_map(|id| builder.fold_one(id, cfg, t).map(|(a, _)| a))
+            .collect();
+        if !folded.is_empty() {
+            self.ledger.accounts.extend(folded);
+            self.ledger.accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        }
     }
 
     /// The first day the usage rules and the current month need: where the day-level
@@ -314,6 +346,17 @@ impl Live {
     pub fn window_start(rules: &Rules, now: Timestamp) -> Timestamp {
         let longest = rules.rules.iter().map(|r| r.usage_days()).max().unwrap_or(0);
         month_start(now).min(Timestamp(now.0 - longest * DAY))
+    }
+
+    /// Adds day-level usage rows to the recent days.
+    fn add_days(&mut self, rows: Vec<DayRow>) {
+        for (account, day, user, feature, n) in rows {
+            let bit = self.bit(&feature);
+            let d = self.recent.entry(account).or_default().entry(day).or_default();
+            d.events += n;
+            d.users.insert(hash(&user));
+            d.features |= bit;
+        }
     }
 
     fn bit(&self, feature: &str) -> u64 {

@@ -116,6 +116,21 @@ impl Marks {
         Ok(self.tail(&LogReader::open_lanes(&log_dir(data), &lanes)?))
     }
 
+    /// The lanes' record counts as noted (where the records taken since start).
+    pub fn counts(&self) -> Vec<(String, u64)> {
+        self.0.iter().map(|m| (m.lane.clone(), m.records)).collect()
+    }
+
+    /// Each noted lane's record count in the log of `data` as it stands, when the lanes
+    /// still hold what was noted ([`tail`](Self::tail)); `None` when one does not.
+    pub fn ends_now(&self, data: &Path) -> Result<Option<Vec<(String, u64)>>, EngineError> {
+        let lanes: Vec<&str> = self.0.iter().map(|m| m.lane.as_str()).collect();
+        let reader = LogReader::open_lanes(&log_dir(data), &lanes)?;
+        Ok(self.tail(&reader).map(|from| {
+            from.into_iter().map(|(lane, _)| (lane.clone(), reader.lane_len(&lane))).collect()
+        }))
+    }
+
     /// Where each noted lane's new records start in `reader`'s snapshot, when the lanes
     /// still hold what was noted (none holds fewer records, and each one's last noted record
     /// is still there with its key); `None` when one does not (a repair cut it).

@@ -30,10 +30,14 @@ pub(crate) type Reload =
 pub type Fault = std::sync::Arc<dyn Fn(&[Event]) + Send + Sync>;
 
 /// A start from a saved state (`snapshot.rs`): its history is the log of `data` up to
-/// each lane's record count in `until`, where it was saved.
+/// each lane's record count in `until`, the log's end at the start (the records after
+/// where it was saved, its tail, folded in by the refresh that installs it).
 pub(crate) struct Warm {
     pub data: std::path::PathBuf,
     pub until: Vec<(String, u64)>,
+    /// Whether the tail holds usage, emails or visits: the recent days are then read
+    /// from the columnar store, as a replay start does, rather than kept as saved.
+    pub activity: bool,
     /// The engine's settings (the columnar store's, for the closed months' usage).
     pub engine: tenure_engine::Config,
     /// A test's hook, called before the replay.
@@ -159,8 +163,11 @@ fn apply_loop(
     // refreshed whole.
     let (fired, now) = if let Some(w) = warm.filter(|_| first) {
         let now = (core.clock)();
-        let Some((history, closed)) = replay_history(&w, now, rx, &mut queued) else { return };
-        core.live.write().expect("live state").install(history, closed.map(|c| (c, now)));
+        let window = live::Live::window_start(&core.live.read().expect("live state").rules, now);
+        let Some((history, closed, days)) = replay_history(&w, now, window, rx, &mut queued) else {
+            return;
+        };
+        core.live.write().expect("live state").install(history, closed.map(|c| (c, now)), days);
         let now = (core.clock)();
         (refresh_in_blocks(core, now, None), now)
     } else if first {
@@ -264,44 +271,63 @@ fn take(
 /// The history of a saved state (`warm`), replayed from the log on a thread of its own
 /// while the batches committed meanwhile are kept in `queued` (the writer is never held
 /// up by the replay), with the closed months' usage before `now`'s read from the columnar
-/// store beside it (`None` when it cannot be: the saved months stay). `None` when the
-/// service stops first.
+/// store beside it (`None` when it cannot be: the saved months stay), and when the tail
+/// holds activity, the days from `window` to `now` (`None` when it does not: the saved
+/// days stay). `None` when the service stops first.
 type Closed = Option<tenure_health::UsageByAccount>;
+type Days = Option<Vec<live::DayRow>>;
 fn replay_history(
     warm: &Warm,
     now: tenure_core::time::Timestamp,
+    window: tenure_core::time::Timestamp,
     rx: &std::sync::mpsc::Receiver<Committed>,
     queued: &mut Vec<Committed>,
-) -> Option<(live::History, Closed)> {
+) -> Option<(live::History, Closed, Days)> {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let started = Instant::now();
     let (tx, done) = std::sync::mpsc::channel();
     let (data, until, engine) = (warm.data.clone(), warm.until.clone(), warm.engine.clone());
+    let activity = warm.activity;
     let gate = warm.gate.clone();
     std::thread::spawn(move || {
         if let Some(g) = gate {
             g();
         }
         let replayed = std::thread::scope(|s| {
-            let closed = s.spawn(|| live::load_monthly(&data, &engine, now));
+            // The days after the months: the months' read refreshes the columnar store.
+            let closed = s.spawn(|| {
+                let closed = live::load_monthly(&data, &engine, now)?;
+                let days = if activity {
+                    Some(live::load_days(&data, &engine, window, now)?)
+                } else {
+                    None
+                };
+                Ok::<_, String>((closed, days))
+            });
             let mut history = live::History::default();
             let replayed =
                 tenure_engine::replay_until(&data, &live::ledger_kinds(), &until, |e, i| {
                     history.push_at(e, Some(i))
                 });
             let closed = match closed.join() {
-                Ok(Ok(c)) => Some(c),
+                Ok(Ok(c)) => Ok((Some(c.0), c.1)),
+                // The days are the tail's activity: without them the state would not be
+                // the log's (the supervisor then replays it, as a start without a saved
+                // state would).
+                Ok(Err(e)) if activity => Err(format!("reading the usage: {e}")),
                 Ok(Err(e)) => {
                     log(
                         "error",
                         "the closed months' usage could not be read: the saved ones stay",
                         json!({"error": e}),
                     );
-                    None
+                    Ok((None, None))
                 }
-                Err(_) => None,
+                Err(_) if activity => Err("reading the usage panicked".to_string()),
+                Err(_) => Ok((None, None)),
             };
-            replayed.map(|()| (history, closed)).map_err(|e| e.to_string())
+            let (closed, days) = closed?;
+            replayed.map(|()| (history, closed, days)).map_err(|e| e.to_string())
         });
         let _ = tx.send(replayed);
     });

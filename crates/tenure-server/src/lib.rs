@@ -170,8 +170,9 @@ impl AppState {
             error: None,
         };
         let now = (o.clock)();
-        // The state saved at the last stop, when it is the log's as it stands: the service
-        // answers from it at once, and replays the log's history behind it (the applier).
+        // The state saved at the last stop, when the log still holds what it was saved
+        // from: the service answers from it at once, and replays the log's history behind
+        // it (the applier), to the log's end (records appended since are folded in then).
         let settings_text = snapshot::settings(&o);
         let key = snapshot::key(data, &settings_text);
         let save = o.config.service.save_state.unwrap_or(true);
@@ -207,7 +208,7 @@ impl AppState {
                         json!({}),
                     );
                 }
-                let saved = saved.filter(|s| clean && s.still_current(data));
+                let saved = saved.filter(|_| clean).and_then(|s| s.history(data).map(|t| (s, t)));
                 (saved, Some(opened))
             }
         };
@@ -223,7 +224,7 @@ impl AppState {
             })
         };
         let (reload, live, warm) = match saved {
-            Some(s) => (reload, Ok(s.live), Some(s.until)),
+            Some((s, tail)) => (reload, Ok(s.live), Some(tail)),
             // On a thread of its own: the columnar store runs its own runtime, which cannot
             // start inside the caller's.
             None => std::thread::scope(|sc| {
@@ -322,9 +323,10 @@ impl AppState {
             let core = core.clone();
             let internal = writer.internal.take().expect("the applier's sender");
             let fault = o.fault.clone();
-            let warm = warm.map(|until| applier::Warm {
+            let warm = warm.map(|tail| applier::Warm {
                 data: data.to_path_buf(),
-                until,
+                until: tail.until,
+                activity: tail.activity,
                 engine: o.engine.clone(),
                 gate: o.history_gate.clone(),
             });

@@ -55,12 +55,22 @@ fn load_usage(data: &Path, cfg: &Config, rules: &Rules, now: Timestamp) -> Resul
     if !tenure_engine::log_dir(data).exists() {
         return Ok(Usage::default());
     }
-    let engine = engine(cfg);
-    Ok(Usage {
-        monthly: load_monthly(data, cfg, now)?,
-        days: tenure_analytics::usage_days(data, &engine, Live::window_start(rules, now), now)
-            .map_err(|e| e.to_string())?,
-    })
+    let monthly = load_monthly(data, cfg, now)?;
+    Ok(Usage { monthly, days: load_days(data, cfg, Live::window_start(rules, now), now)? })
+}
+
+/// The day-level usage rows from `from` to `now`, of the columnar store as it stands
+/// ([`load_monthly`] refreshes it).
+pub(crate) fn load_days(
+    data: &Path,
+    cfg: &Config,
+    from: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<DayRow>, String> {
+    if !tenure_engine::log_dir(data).exists() {
+        return Ok(Vec::new());
+    }
+    tenure_analytics::usage_days(data, &engine(cfg), from, now).map_err(|e| e.to_string())
 }
 
 fn engine(cfg: &Config) -> tenure_analytics::Engine {

@@ -3,12 +3,15 @@
 //! the service then answers within seconds, while the history each account is folded from
 //! is replayed behind it (the applier's first work, `applier.rs`).
 //!
-//! A snapshot is used only when it is exactly the state of the log as it stands: made by
-//! this binary, with these settings, rules, scorecards and model, and with every lane of
-//! the log as it was when it was made (its files' fingerprints). Anything else (an import
-//! while the service was down, a crash after events were taken, an upgrade, a new model)
-//! falls back to the replay, and is logged with its reason. Stopping while the history is
-//! still being replayed saves nothing (the state has not taken the events since).
+//! A snapshot is used when it was made by this binary, with these settings, rules,
+//! scorecards and model, and every lane of the log still holds what it held when it was
+//! made. Records appended since (an import while the service was down, events taken after
+//! the save before a crash) are its tail: the history is then replayed to the log's end,
+//! and the refresh that installs it folds them in, as a replay start would (the answers
+//! meanwhile are the saved state's). Anything else (a log cut by a repair, an upgrade, a
+//! new model) falls back to the replay, and is logged with its reason. Stopping while the
+//! history is still being replayed saves nothing (the state has not taken the events
+//! since).
 
 use std::io::Write;
 use std::path::Path;
@@ -122,7 +125,8 @@ pub fn save(data: &Path, live: &Live, key: &[u8]) {
     }
 }
 
-/// A saved state found to be the log's as it stands ([`check`]), not yet read.
+/// A saved state found to be of the log as it stands, or of a part of it ([`check`]), not
+/// yet read.
 pub struct Found {
     marks: Marks,
     /// The rest of the state (after the key and the position).
@@ -130,35 +134,62 @@ pub struct Found {
     at: usize,
     position: Vec<u8>,
     key: Vec<u8>,
-    until: Vec<(String, u64)>,
     started: Instant,
 }
 
-/// A state read back, and each lane's record count when it was saved (its history is
-/// the log up to them).
+/// A state read back, and where the log stood when it was saved.
 pub struct Loaded {
     pub live: Live,
-    pub until: Vec<(String, u64)>,
     marks: Marks,
 }
 
+/// Where a saved state's history ends, and what its tail holds ([`Loaded::history`]).
+pub struct Tail {
+    /// Each lane's record count at the start: the history is the log up to them.
+    pub until: Vec<(String, u64)>,
+    /// Records appended since the state was saved.
+    pub records: u64,
+    /// Whether usage, emails or visits are among them (the recent days are then read
+    /// again from the columnar store).
+    pub activity: bool,
+}
+
 impl Loaded {
-    /// Whether the log is still as the state was saved from, checked once the log is open
-    /// for writing (its lock held: nothing else can append since): an import may have
-    /// appended between [`check`] and the open.
-    pub fn still_current(&self, data: &Path) -> bool {
-        let same = self.marks.current(data).unwrap_or(false)
-            && self.marks.tail_now(data).ok().flatten().as_ref() == Some(&self.until);
-        if !same {
+    /// Where the state's history ends: the log as it stands, checked once the log is open
+    /// for writing (its lock held: nothing else appends until the service takes events),
+    /// and what was appended since the state was saved. `None` (logged) when the log no
+    /// longer holds what the state was saved from: a repair cut it since [`check`].
+    pub fn history(&self, data: &Path) -> Option<Tail> {
+        let Some(until) = self.marks.ends_now(data).ok().flatten() else {
             not_used("the log changed while the service started");
+            return None;
+        };
+        let saved = self.marks.counts();
+        let mut records = 0;
+        let mut activity = false;
+        for ((lane, end), (_, was)) in until.iter().zip(&saved) {
+            let new = end.saturating_sub(*was);
+            records += new;
+            activity |= new > 0 && ACTIVITY.iter().any(|k| tenure_engine::lane(*k) == lane);
         }
-        same
+        if records > 0 {
+            crate::log(
+                "info",
+                "the saved live state is behind the log: its history is replayed to the log's end and every account refreshed from it",
+                serde_json::json!({"records_since": records}),
+            );
+        }
+        Some(Tail { until, records, activity })
     }
 }
 
-/// The saved state when there is one made with `key` of the log as it stands (its files
-/// alone checked: cheap); `None` (with the reason logged) for anything else. Check it
-/// before the log is opened for writing: an open may change the log (a torn tail cut).
+/// The lanes the live state keeps by day rather than in its ledger.
+const ACTIVITY: &[EventKind] = &[EventKind::Usage, EventKind::Email, EventKind::WebVisit];
+
+/// The saved state when there is one made with `key`, of the log as it stands or of a part
+/// of it (its files alone checked: cheap); `None` (with the reason logged) for anything
+/// else. Check it before the log is opened for writing: an open may change the log (a
+/// torn tail cut).
 pub fn check(data: &Path, key: &[u8]) -> Option<Found> {
     let started = Instant::now();
     let found = (|| -> Result<Option<Found>, String> {
@@ -177,15 +208,11 @@ pub fn check(data: &Path, key: &[u8]) -> Option<Found> {
         let n = c.u64().map_err(damaged)? as usize;
         let position = c.bytes(n).map_err(damaged)?.to_vec();
         let marks = Marks::decode(&position).ok_or("the file is damaged")?;
-        if !marks.current(data).map_err(|e| e.to_string())? {
-            return Err("the log changed since it was saved".into());
+        if marks.tail_now(data).map_err(|e| e.to_string())?.is_none() {
+            return Err("the log no longer holds what it was saved from".into());
         }
-        let until = marks
-            .tail_now(data)
-            .map_err(|e| e.to_string())?
-            .ok_or("the log changed since it was saved")?;
         let at = rest.len() - c.remaining();
-        Ok(Some(Found { marks, rest, at, position, key: key.to_vec(), until, started }))
+        Ok(Some(Found { marks, rest, at, position, key: key.to_vec(), started }))
     })();
     found.unwrap_or_else(|why| {
         not_used(&why);
@@ -211,7 +238,7 @@ pub fn read(
     cards: Scorecards,
     model: Option<Model>,
 ) -> Option<Loaded> {
-    let Found { marks, rest, at, position, key, until, started } = found;
+    let Found { marks, rest, at, position, key, started } = found;
     let read = (|| -> Result<Live, String> {
         let file = state::open(data, LEDGER_FILE)
             .map_err(|e| e.to_string())?
@@ -233,7 +260,7 @@ pub fn read(
                 serde_json::json!({"accounts": live.ledger.accounts.len(),
                        "as_of": live.t.to_string(), "secs": started.elapsed().as_secs_f64()}),
             );
-            Some(Loaded { live, until, marks })
+            Some(Loaded { live, marks })
         }
         Err(why) => {
             not_used(&why);
