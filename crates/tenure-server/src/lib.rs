@@ -174,11 +174,11 @@ impl AppState {
         // from: the service answers from it at once, and replays the log's history behind
         // it (the applier), to the log's end (records appended since are folded in then).
         let settings_text = snapshot::settings(&o);
-        let key = snapshot::key(data, &settings_text);
+        let (key, setup) = (snapshot::key(), snapshot::setup(data, &settings_text));
         let save = o.config.service.save_state.unwrap_or(true);
         let settings =
             live::Settings { revenue: o.engine.revenue.clone(), kpi: o.engine.kpi.clone() };
-        let found = if save { snapshot::check(data, &key) } else { None };
+        let found = if save { snapshot::check(data, &key, &setup) } else { None };
         // A state found is read while the log opens (its open reads the idempotency
         // index: seconds at a hundred million events). One whose log needed recovery is
         // not used: the recovery changed the log it was saved from.
@@ -407,7 +407,7 @@ impl AppState {
 struct SaveOnStop {
     core: Arc<Core>,
     data: PathBuf,
-    /// The options' part of the key (`snapshot::settings`).
+    /// The options' part of the setup (`snapshot::settings`).
     settings: String,
     save: bool,
 }
@@ -431,7 +431,7 @@ impl SaveOnStop {
             return;
         }
         // Scored with a setup other than the files' (they changed and did not load): the
-        // key would not say what the state was scored with.
+        // setup would not say what the state was scored with.
         let setup = self.core.health_setup.lock().map(|s| s.error.clone()).unwrap_or(None);
         if let Some(e) = setup {
             log(
@@ -441,10 +441,10 @@ impl SaveOnStop {
             );
             return;
         }
-        let key = snapshot::key(&self.data, &self.settings);
+        let setup = snapshot::setup(&self.data, &self.settings);
         // A state a panic left half-changed is not saved (the next start replays the log).
         match self.core.live.read() {
-            Ok(live) => snapshot::save(&self.data, &live, &key),
+            Ok(live) => snapshot::save(&self.data, &live, &snapshot::key(), &setup),
             Err(_) => log(
                 "warn",
                 "the live state is not saved: the applier panicked while changing it",

@@ -25,22 +25,31 @@ use tenure_health::Model;
 use tenure_health::scorecard::Scorecards;
 use tenure_ledger::checkpoint::{LedgerCheckpoint, Source};
 
-/// The state's file under `DATA/state/`: its key, where the log stood, the rest of the
-/// state (`tenure_alerting::live::Snapshot`).
+/// The state's file under `DATA/state/`: its key, its setup, where the log stood, the rest
+/// of the state (`tenure_alerting::live::Snapshot`).
 pub const FILE: &str = "live.state";
 /// Its ledger, a full checkpoint (read a chunk at a time).
 pub const LEDGER_FILE: &str = "live-ledger.state";
 
-/// What a snapshot must have been made with, of the options: this binary, the engine's
-/// settings, the rules and playbooks.
-pub fn settings(o: &crate::Options) -> String {
-    format!("{}|{:?}|{:?}|{:?}", state::build(), o.engine, o.config.rules, o.config.playbooks)
+/// What a snapshot must have been made by to be read at all: this binary (another may
+/// encode or compute differently).
+pub fn key() -> Vec<u8> {
+    state::digest(&format!("live state|{}", state::build())).to_vec()
 }
 
-/// The key of a snapshot made with `settings` ([`settings`]) and the scorecards' and
-/// model's files as they are now (the applier reads them again when they change: a state
-/// is saved with the key of the files it was scored with).
-pub fn key(data: &Path, settings: &str) -> Vec<u8> {
+/// The options' part of a state's setup ([`setup`]): the engine's settings, the rules and
+/// playbooks.
+pub fn settings(o: &crate::Options) -> String {
+    format!("{:?}|{:?}|{:?}", o.engine, o.config.rules, o.config.playbooks)
+}
+
+/// What a state was folded and scored with: `settings` ([`settings`]) and the scorecards'
+/// and model's files as they are now (the applier reads them again when they change: a
+/// state is saved with the setup of the files it was scored with). A state of another
+/// setup is read all the same, and everything it computed is computed again once its
+/// history is in (the refresh that installs it folds and scores every account, the
+/// days and months are read from the columnar store again): it answers only meanwhile.
+pub fn setup(data: &Path, settings: &str) -> Vec<u8> {
     let file = |name: &str| {
         let bytes = std::fs::read(data.join(name)).unwrap_or_default();
         xxhash(&bytes)
@@ -58,12 +67,12 @@ fn lanes() -> &'static [EventKind] {
     EventKind::ALL
 }
 
-/// Saves `live` under `key`, noted at the log as it stands: the applier has stopped,
+/// Saves `live` under `key` with its `setup`, noted at the log as it stands: the applier has stopped,
 /// having taken every committed batch; the writer, still holding the log, has committed
 /// what the applier raised meanwhile. Those last alerts and tasks are in the log but not in
 /// the state: the next start's history brings them in (the rules' memory takes them at
 /// once, the accounts' folds at the refresh that follows). Logs what it did.
-pub fn save(data: &Path, live: &Live, key: &[u8]) {
+pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8]) {
     if live.warming() {
         crate::log(
             "info",
@@ -105,6 +114,8 @@ pub fn save(data: &Path, live: &Live, key: &[u8]) {
         let mut head = Vec::new();
         put_u64(&mut head, key.len() as u64);
         head.extend_from_slice(key);
+        put_u64(&mut head, setup.len() as u64);
+        head.extend_from_slice(setup);
         put_u64(&mut head, marks.len() as u64);
         head.extend_from_slice(&marks);
         state::write_parts(data, FILE, &[&head, &rest]).map_err(|e| e.to_string())?;
@@ -134,6 +145,8 @@ pub struct Found {
     at: usize,
     position: Vec<u8>,
     key: Vec<u8>,
+    /// Whether it was folded and scored with the setup in force.
+    same_setup: bool,
     started: Instant,
 }
 
@@ -141,6 +154,7 @@ pub struct Found {
 pub struct Loaded {
     pub live: Live,
     marks: Marks,
+    same_setup: bool,
 }
 
 /// Where a saved state's history ends, and what its tail holds ([`Loaded::history`]).
@@ -149,8 +163,8 @@ pub struct Tail {
     pub until: Vec<(String, u64)>,
     /// Records appended since the state was saved.
     pub records: u64,
-    /// Whether usage, emails or visits are among them (the recent days are then read
-    /// again from the columnar store).
+    /// Whether usage, emails or visits are among them, or the state was made with
+    /// another setup: the recent days are then read again from the columnar store.
     pub activity: bool,
 }
 
@@ -179,7 +193,7 @@ impl Loaded {
                 serde_json::json!({"records_since": records}),
             );
         }
-        Some(Tail { until, records, activity })
+        Some(Tail { until, records, activity: activity || !self.same_setup })
     }
 }
 
@@ -188,9 +202,9 @@ const ACTIVITY: &[EventKind] = &[EventKind::Usage, EventKind::Email, EventKind::
 
 /// The saved state when there is one made with `key`, of the log as it stands or of a part
 /// of it (its files alone checked: cheap); `None` (with the reason logged) for anything
-/// else. Check it before the log is opened for writing: an open may change the log (a
-/// torn tail cut).
-pub fn check(data: &Path, key: &[u8]) -> Option<Found> {
+/// else. Made with another `setup`, it is read all the same ([`setup`]). Check it before
+/// the log is opened for writing: an open may change the log (a torn tail cut).
+pub fn check(data: &Path, key: &[u8], setup: &[u8]) -> Option<Found> {
     let started = Instant::now();
     let found = (|| -> Result<Option<Found>, String> {
         let Some(rest) = std::fs::read(state::dir(data).join(FILE)).map(Some).or_else(|e| {
@@ -203,7 +217,16 @@ pub fn check(data: &Path, key: &[u8]) -> Option<Found> {
         let damaged = |_| "the file is damaged".to_string();
         let n = c.u64().map_err(damaged)? as usize;
         if c.bytes(n).map_err(damaged)? != key {
-            return Err("made by another build, or with other settings, rules or model".into());
+            return Err("made by another build".into());
+        }
+        let n = c.u64().map_err(damaged)? as usize;
+        let same_setup = c.bytes(n).map_err(damaged)? == setup;
+        if !same_setup {
+            crate::log(
+                "info",
+                "the saved live state was made with other settings, rules, scorecards or model: it answers until its history is in, then every account is folded and scored again",
+                serde_json::json!({}),
+            );
         }
         let n = c.u64().map_err(damaged)? as usize;
         let position = c.bytes(n).map_err(damaged)?.to_vec();
@@ -212,7 +235,7 @@ pub fn check(data: &Path, key: &[u8]) -> Option<Found> {
             return Err("the log no longer holds what it was saved from".into());
         }
         let at = rest.len() - c.remaining();
-        Ok(Some(Found { marks, rest, at, position, key: key.to_vec(), started }))
+        Ok(Some(Found { marks, rest, at, position, key: key.to_vec(), same_setup, started }))
     })();
     found.unwrap_or_else(|why| {
         not_used(&why);
@@ -228,7 +251,7 @@ fn not_used(why: &str) {
     );
 }
 
-/// The state `found` holds, read with the settings, rules and scoring it was keyed by;
+/// The state `found` holds, read with the settings, rules and scoring in force;
 /// `None` (with the reason logged) when it cannot be read.
 pub fn read(
     data: &Path,
@@ -238,7 +261,7 @@ pub fn read(
     cards: Scorecards,
     model: Option<Model>,
 ) -> Option<Loaded> {
-    let Found { marks, rest, at, position, key, started } = found;
+    let Found { marks, rest, at, position, key, same_setup, started } = found;
     let read = (|| -> Result<Live, String> {
         let file = state::open(data, LEDGER_FILE)
             .map_err(|e| e.to_string())?
@@ -260,7 +283,7 @@ pub fn read(
                 serde_json::json!({"accounts": live.ledger.accounts.len(),
                        "as_of": live.t.to_string(), "secs": started.elapsed().as_secs_f64()}),
             );
-            Some(Loaded { live, marks })
+            Some(Loaded { live, marks, same_setup })
         }
         Err(why) => {
             not_used(&why);

@@ -505,6 +505,42 @@ async fn a_restart_reads_the_state_saved_at_the_stop_and_brings_it_over_an_impor
     }
 }
 
+/// A state saved with other scorecards (a new file while the service was down) is read all
+/// the same: it answers as saved until its history is in, then every account is scored
+/// with the scorecards in force, as a start that replays the log scores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_saved_with_other_scorecards_is_scored_again_once_its_history_is_in() {
+    let f = fixture();
+    let s = open(&f);
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    until(&s, &f.read, "/api/v1/alerts?account=acme", |j| j["total"].as_u64() >= Some(1)).await;
+    let (_, saved) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    assert_ne!(saved["health"]["scorecard"], "tickets", "{saved}");
+    drop(s);
+    std::fs::write(
+        f.path().join("scorecards.toml"),
+        "[[scorecard]]\nname = \"tickets\"\n[[scorecard.measure]]\nfeature = \"tickets_90d\"\nlinear = [5, 0]\n",
+    )
+    .unwrap();
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
+    let acme = "/api/v1/accounts/acme";
+    until(&s, &f.read, acme, |j| j["health"]["scorecard"] == "tickets").await;
+    assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
+    let paths = ["/api/v1/accounts", acme, "/api/v1/accounts/bolt", "/api/v1/alerts"];
+    let mut warm = Vec::new();
+    for p in paths {
+        warm.push(call(&s, "GET", p, Some(&f.read), "").await);
+    }
+    drop(s);
+    std::fs::remove_dir_all(f.path().join("state")).unwrap();
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
+    for (p, w) in paths.iter().zip(&warm) {
+        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, w, "{p}");
+    }
+}
+
 /// While a state read from its snapshot waits for its history, it answers as saved and
 /// events sent are stored and acknowledged; once the history is in, each is taken exactly
 /// once (a ticket counted once, a detractor's task opened once) after the events stored
