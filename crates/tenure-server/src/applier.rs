@@ -44,6 +44,13 @@ pub(crate) struct Warm {
     pub gate: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
+/// Saves while running: every `saver.every`, the applier asks the writer for the log's
+/// marks (`ask`), and saves the state once it has taken the batches committed before them.
+pub(crate) struct Saving {
+    pub saver: crate::Saver,
+    pub ask: mpsc::UnboundedSender<()>,
+}
+
 /// Runs the applier and restarts it when it panics: the panic is logged and counted, the
 /// live state rebuilt from the log (the truth; the batch that was being applied is in it),
 /// and the applier goes on with the next batch. Restarts are at least a second apart, so a
@@ -58,6 +65,7 @@ pub(crate) fn supervise(
     mut watch: crate::models::Watch,
     fault: Option<Fault>,
     mut warm: Option<Warm>,
+    saving: &Saving,
 ) {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     let mut last = None::<Instant>;
@@ -65,7 +73,7 @@ pub(crate) fn supervise(
     loop {
         let warm = warm.take();
         let run = catch_unwind(AssertUnwindSafe(|| {
-            apply_loop(core, rx, internal, refresh, &mut watch, fault.as_ref(), first, warm)
+            apply_loop(core, rx, internal, refresh, &mut watch, fault.as_ref(), first, warm, saving)
         }));
         first = false;
         let Err(panic) = run else { return };
@@ -152,6 +160,7 @@ fn apply_loop(
     fault: Option<&Fault>,
     first: bool,
     warm: Option<Warm>,
+    saving: &Saving,
 ) {
     let mut pending = tenure_alerting::Pending::default();
     let digest_above = core.digest_above;
@@ -193,8 +202,9 @@ fn apply_loop(
     }
     web::warm(core);
     // Batches committed while a saved state's history was replayed, in order, together up
-    // to a million events at a time (as a backlog is taken below).
-    let mut queued = queued.into_iter();
+    // to a million events at a time (as a backlog is taken below). Marks among them were
+    // asked for before a panic: a save is asked for again.
+    let mut queued = queued.into_iter().filter(|c| c.marks.is_none());
     while let Some(mut c) = queued.next() {
         while c.events.len() < 1_000_000 {
             match queued.next() {
@@ -205,19 +215,37 @@ fn apply_loop(
         take(core, c, internal, &mut pending, fault);
     }
     let mut next = Instant::now() + refresh;
+    // When to save next, and when the writer was asked for its marks (asked again if they
+    // do not come: a writer that cannot write sends none).
+    let mut save_at = saving.saver.every.map(|e| Instant::now() + e);
+    let mut asked = None::<Instant>;
     loop {
-        let wait = next.saturating_duration_since(Instant::now()).min(SETUP_CHECK);
+        if let (Some(at), Some(every)) = (save_at, saving.saver.every) {
+            let due = Instant::now() >= at && asked.is_none_or(|t| t.elapsed() >= every);
+            if due && core.live.read().is_ok_and(|l| l.warming()) {
+                save_at = Some(Instant::now() + every);
+            } else if due {
+                let _ = saving.ask.send(());
+                asked = Some(Instant::now());
+            }
+        }
+        let mut wait = next.saturating_duration_since(Instant::now()).min(SETUP_CHECK);
+        if let (Some(at), None) = (save_at, asked) {
+            wait = wait.min(at.saturating_duration_since(Instant::now()));
+        }
         match rx.recv_timeout(wait) {
-            Ok(mut c) => {
+            Ok(c) => {
                 // Everything already committed is applied together: re-scoring costs per
                 // account touched, not per event, so a backlog is caught up in one step.
-                while c.events.len() < 1_000_000 {
-                    match rx.try_recv() {
-                        Ok(more) => merge(&mut c, more),
-                        Err(_) => break,
-                    }
+                let (c, marks) = gather(c, rx);
+                if !c.events.is_empty() {
+                    take(core, c, internal, &mut pending, fault);
                 }
-                take(core, c, internal, &mut pending, fault);
+                if let Some(m) = marks {
+                    saving.saver.running(m);
+                    save_at = saving.saver.every.map(|e| Instant::now() + e);
+                    asked = None;
+                }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < next => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -233,6 +261,30 @@ fn apply_loop(
         }
         swap_setup(core, watch, internal, &mut pending);
     }
+}
+
+/// `first` and the batches committed after it already waiting, together up to a million
+/// events, up to marks the writer sent (returned apart: the state is at them once the
+/// batches before are taken).
+fn gather(
+    mut first: Committed,
+    rx: &std::sync::mpsc::Receiver<Committed>,
+) -> (Committed, Option<tenure_engine::state::Marks>) {
+    if let Some(m) = first.marks.take() {
+        return (first, Some(m));
+    }
+    while first.events.len() < 1_000_000 {
+        match rx.try_recv() {
+            Ok(mut more) => {
+                if let Some(m) = more.marks.take() {
+                    return (first, Some(m));
+                }
+                merge(&mut first, more);
+            }
+            Err(_) => break,
+        }
+    }
+    (first, None)
 }
 
 /// Appends batch `more` to `c`.

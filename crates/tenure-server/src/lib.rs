@@ -299,6 +299,16 @@ impl AppState {
                 Ok(importer)
             })
         };
+        let saver = Saver {
+            core: core.clone(),
+            data: data.to_path_buf(),
+            settings: settings_text,
+            save,
+            every: o.save_every.or(match o.config.service.save_state_minutes.unwrap_or(60) {
+                0 => None,
+                m => Some(Duration::from_secs(m.saturating_mul(60))),
+            }),
+        };
         let mut writer = Writer::start(
             importer,
             reopen,
@@ -309,19 +319,18 @@ impl AppState {
             // The live state is saved last: the applier has taken every batch, and the log
             // is still locked (no import can append before its marks are taken).
             Some(Box::new({
-                let stop = SaveOnStop {
-                    core: core.clone(),
-                    data: data.to_path_buf(),
-                    settings: settings_text,
-                    save,
-                };
-                move |stored| stop.run(stored)
+                let stop = saver.clone();
+                move |stored| stop.at_stop(stored)
             })),
         );
         let refresh = Duration::from_secs(o.config.service.refresh_minutes.max(1) * 60);
         let applier = {
             let core = core.clone();
             let internal = writer.internal.take().expect("the applier's sender");
+            let saving = applier::Saving {
+                saver,
+                ask: writer.marks.take().expect("the applier's marks sender"),
+            };
             let fault = o.fault.clone();
             let warm = warm.map(|tail| applier::Warm {
                 data: data.to_path_buf(),
@@ -340,6 +349,7 @@ impl AppState {
                     watch,
                     fault,
                     warm,
+                    &saving,
                 )
             })
         };
@@ -403,32 +413,58 @@ impl AppState {
     }
 }
 
-/// Saves the live state at the writer's end (`Writer::start`'s `at_end`).
-struct SaveOnStop {
+/// Saves the live state: at the writer's end (`Writer::start`'s `at_end`), and while
+/// running, every `[service] save_state_minutes`, from the applier (`applier.rs`).
+#[derive(Clone)]
+pub(crate) struct Saver {
     core: Arc<Core>,
     data: PathBuf,
     /// The options' part of the setup (`snapshot::settings`).
     settings: String,
     save: bool,
+    /// How often while running (`None`: only at the stop).
+    pub(crate) every: Option<Duration>,
 }
 
-impl SaveOnStop {
-    /// Saves unless the state may differ from the log's fold: alerts it raised that were
-    /// not stored, a commit that failed (its records may be in the log, never taken), a
-    /// rebuild after a panic that failed (the state is what the panic left).
-    fn run(self, stored: bool) {
+impl Saver {
+    /// Saves at the stop, unless alerts the service raised were not `stored`, or
+    /// [`usable`](Self::usable) says not to.
+    fn at_stop(self, stored: bool) {
         if !self.save {
             return;
         }
+        if !stored {
+            log(
+                "warn",
+                "the live state is not saved: alerts it raised were not stored (the next start replays the log)",
+                json!({}),
+            );
+            return;
+        }
+        self.run(None);
+    }
+
+    /// Saves the state as it stands, noted at `marks` (the applier has taken every batch
+    /// before them and none after).
+    pub(crate) fn running(&self, marks: tenure_engine::state::Marks) {
+        if self.save && self.run(Some(marks)) {
+            self.core.metrics.state_saves.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Saves unless the state may differ from the log's fold: a commit that failed (its
+    /// records may be in the log, never taken), a rebuild after a panic that failed (the
+    /// state is what the panic left), a setup in force that is not the files'.
+    fn run(&self, marks: Option<tenure_engine::state::Marks>) -> bool {
         let failures = self.core.storage.failures.load(Relaxed);
         let tainted = self.core.tainted.load(Relaxed);
-        if !stored || failures > 0 || tainted {
+        if failures > 0 || tainted {
             log(
                 "warn",
                 "the live state is not saved: it may differ from the log (the next start replays it)",
-                json!({"all_stored": stored, "failed_commits": failures, "failed_rebuild": tainted}),
+                json!({"failed_commits": failures, "failed_rebuild": tainted}),
             );
-            return;
+            return false;
         }
         // Scored with a setup other than the files' (they changed and did not load): the
         // setup would not say what the state was scored with.
@@ -439,17 +475,20 @@ impl SaveOnStop {
                 "the live state is not saved: the model or scorecards in force are not the files'",
                 json!({"error": e}),
             );
-            return;
+            return false;
         }
         let setup = snapshot::setup(&self.data, &self.settings);
         // A state a panic left half-changed is not saved (the next start replays the log).
         match self.core.live.read() {
-            Ok(live) => snapshot::save(&self.data, &live, &snapshot::key(), &setup),
-            Err(_) => log(
-                "warn",
-                "the live state is not saved: the applier panicked while changing it",
-                json!({}),
-            ),
+            Ok(live) => snapshot::save(&self.data, &live, &snapshot::key(), &setup, marks),
+            Err(_) => {
+                log(
+                    "warn",
+                    "the live state is not saved: the applier panicked while changing it",
+                    json!({}),
+                );
+                false
+            }
         }
     }
 }

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub overloaded: AtomicU64,
     /// Panics of the applier (each logged; the applier was restarted from the log).
     pub applier_panics: AtomicU64,
+    /// Saves of the live state while running (`[service] save_state_minutes`).
+    pub state_saves: AtomicU64,
 }
 
 impl Metrics {
@@ -158,6 +160,12 @@ impl Metrics {
             "tenure_applier_panics_total",
             "Panics of the applier; each is logged and the live state rebuilt from the log.",
             self.applier_panics.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tenure_state_saves_total",
+            "Saves of the live state while running (save_state_minutes); the stop's is not counted.",
+            self.state_saves.load(Relaxed),
         );
         let _ = writeln!(
             out,

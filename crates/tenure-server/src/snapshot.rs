@@ -67,23 +67,31 @@ fn lanes() -> &'static [EventKind] {
     EventKind::ALL
 }
 
-/// Saves `live` under `key` with its `setup`, noted at the log as it stands: the applier has stopped,
-/// having taken every committed batch; the writer, still holding the log, has committed
-/// what the applier raised meanwhile. Those last alerts and tasks are in the log but not in
-/// the state: the next start's history brings them in (the rules' memory takes them at
-/// once, the accounts' folds at the refresh that follows). Logs what it did.
-pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8]) {
+/// Saves `live` under `key` with its `setup`, noted at `marks`: where the log stood when
+/// the state had taken every record before them and none after (a save while running:
+/// the writer's marks, taken between two commits, reached the applier after the batches
+/// committed before them). `None` at the stop: the log as it stands, the applier having
+/// stopped after taking every committed batch and the writer, still holding the log,
+/// having committed what the applier raised meanwhile. Those last alerts and tasks are in
+/// the log but not in the state: the next start's history brings them in (the rules'
+/// memory takes them at once, the accounts' folds at the refresh that follows). Logs what
+/// it did, and returns whether it saved.
+pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Marks>) -> bool {
     if live.warming() {
         crate::log(
             "info",
-            "the live state is not saved: it stopped before taking its history",
+            "the live state is not saved: its history is not in yet",
             serde_json::json!({}),
         );
-        return;
+        return false;
     }
     let started = Instant::now();
     let saved = (|| -> Result<u64, String> {
-        let marks = Marks::take(data, lanes()).map_err(|e| e.to_string())?.encode();
+        let marks = match marks {
+            Some(m) => m,
+            None => Marks::take(data, lanes()).map_err(|e| e.to_string())?,
+        }
+        .encode();
         // The ledger's chunks go to a scratch file as they are encoded (not held in
         // memory), then after its header into the file.
         std::fs::create_dir_all(state::dir(data)).map_err(|e| e.to_string())?;
@@ -122,17 +130,23 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8]) {
         Ok(ledger_head.len() as u64 + n + (head.len() + rest.len()) as u64)
     })();
     match saved {
-        Ok(bytes) => crate::log(
-            "info",
-            "live state saved: the next start reads it",
-            serde_json::json!({"accounts": live.ledger.accounts.len(), "bytes": bytes,
-                   "secs": started.elapsed().as_secs_f64()}),
-        ),
-        Err(e) => crate::log(
-            "error",
-            "the live state could not be saved: the next start replays the log",
-            serde_json::json!({"error": e}),
-        ),
+        Ok(bytes) => {
+            crate::log(
+                "info",
+                "live state saved: the next start reads it",
+                serde_json::json!({"accounts": live.ledger.accounts.len(), "bytes": bytes,
+                       "secs": started.elapsed().as_secs_f64()}),
+            );
+            true
+        }
+        Err(e) => {
+            crate::log(
+                "error",
+                "the live state could not be saved: the next start reads the one saved before, if any, or replays the log",
+                serde_json::json!({"error": e}),
+            );
+            false
+        }
     }
 }
 

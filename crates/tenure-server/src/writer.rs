@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tenure_core::event::Event;
+use tenure_core::event::{Event, EventKind};
 use tenure_engine::Importer;
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,6 +30,11 @@ pub struct Committed {
     pub positions: Vec<u64>,
     /// When the earliest request among them was received.
     pub received: Instant,
+    /// Instead of events (none then): where every lane of the log stood when the applier
+    /// asked (`Writer::marks`), after the batches sent before it. The applier's state,
+    /// once it has taken those, is the log's fold up to these marks: what a save while
+    /// running notes.
+    pub marks: Option<tenure_engine::state::Marks>,
 }
 
 /// Whether the log can be written: false from a failed commit (a full disk, say) until a
@@ -90,6 +95,9 @@ pub struct Writer {
     pub(crate) tx: mpsc::Sender<Job>,
     /// For the applier (taken at start): the writer ends once every clone is gone.
     pub(crate) internal: Option<mpsc::UnboundedSender<Vec<Event>>>,
+    /// For the applier (taken at start): asks for the log's marks between two commits,
+    /// sent to it after the batches committed before ([`Committed::marks`]).
+    pub(crate) marks: Option<mpsc::UnboundedSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -166,7 +174,7 @@ impl Log {
                         .unzip();
                     // Blocks when the applier is behind: backpressure reaches the requests.
                     if !events.is_empty() {
-                        let _ = tx.send(Committed { events, positions, received });
+                        let _ = tx.send(Committed { events, positions, received, marks: None });
                     }
                 }
             }
@@ -227,6 +235,8 @@ impl Writer {
     ) -> Writer {
         let (tx, mut rx) = mpsc::channel::<Job>(queue);
         let (internal, mut internal_rx) = mpsc::unbounded_channel::<Vec<Event>>();
+        let (marks, mut marks_rx) = mpsc::unbounded_channel::<()>();
+        let data = data.to_path_buf();
         let mut log = Log {
             importer: Some(importer),
             reopen,
@@ -245,17 +255,18 @@ impl Writer {
                     let next = async {
                         tokio::select! {
                             biased;
-                            Some(events) = internal_rx.recv() => Some(Job { events, reply: None, received: Instant::now() }),
-                            j = rx.recv() => j,
+                            Some(events) = internal_rx.recv() => Some(Some(Job { events, reply: None, received: Instant::now() })),
+                            Some(()) = marks_rx.recv() => Some(None),
+                            j = rx.recv() => j.map(Some),
                         }
                     };
                     let first = if log.importer.is_some() {
-                        next.await
+                        next.await.map(|j| j.ok_or(()))
                     } else {
                         // Unable to write: check again every so often, also without traffic
                         // (so that /healthz turns ready by itself once space is back).
                         match tokio::time::timeout(PROBE_EVERY, next).await {
-                            Ok(j) => j,
+                            Ok(j) => j.map(|j| j.ok_or(())),
                             Err(_) => {
                                 log.recover();
                                 if log.importer.is_some() && !log.held.is_empty() {
@@ -265,7 +276,31 @@ impl Writer {
                             }
                         }
                     };
-                    let Some(first) = first else { break };
+                    let first = match first {
+                        None => break,
+                        Some(Ok(job)) => job,
+                        // Between two commits: every batch committed so far is sent.
+                        Some(Err(())) => {
+                            if let (Some(tx), Some(_)) = (applied.as_ref(), log.importer.as_ref()) {
+                                match tenure_engine::state::Marks::take(&data, EventKind::ALL) {
+                                    Ok(m) => {
+                                        let _ = tx.send(Committed {
+                                            events: Vec::new(),
+                                            positions: Vec::new(),
+                                            received: Instant::now(),
+                                            marks: Some(m),
+                                        });
+                                    }
+                                    Err(e) => crate::log(
+                                        "error",
+                                        "the log's marks could not be taken: the live state is not saved",
+                                        json!({"error": e.to_string()}),
+                                    ),
+                                }
+                            }
+                            continue;
+                        }
+                    };
                     // Group commit: every request already waiting joins this commit.
                     let mut jobs = vec![first];
                     let mut n = jobs[0].events.len();
@@ -304,7 +339,7 @@ impl Writer {
                 }
             });
         });
-        Writer { tx, internal: Some(internal), thread: Some(thread) }
+        Writer { tx, internal: Some(internal), marks: Some(marks), thread: Some(thread) }
     }
 }
 
@@ -314,6 +349,7 @@ impl Drop for Writer {
         let (tx, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.tx, tx));
         self.internal = None;
+        self.marks = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -541,6 +541,69 @@ async fn a_state_saved_with_other_scorecards_is_scored_again_once_its_history_is
     }
 }
 
+/// While running, the live state is saved every so often (`save_state_minutes`), noted
+/// where the log stood when it had taken every batch before: after a crash (the stop's
+/// save lost), the next start reads that save, answers as it was when saved while its
+/// history is replayed, then takes what came after it, as a replay of the log would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_saved_while_running_is_read_after_a_crash_and_brought_forward() {
+    let f = fixture();
+    let every = |o: &mut tenure_server::Options| o.save_every = Some(Duration::from_millis(100));
+    let s = tenure_testkit::open_with(f.path(), "2026-06-01T12:00:00Z", every);
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    until(&s, &f.read, "/api/v1/alerts?account=acme", |j| j["total"].as_u64() >= Some(1)).await;
+    // Two saves after the events were taken: the second holds them.
+    let acme = "/api/v1/accounts/acme";
+    let (_, at_save) = call(&s, "GET", acme, Some(&f.read), "").await;
+    let saves = metric(&s, "tenure_state_saves_total").await;
+    let started = std::time::Instant::now();
+    while metric(&s, "tenure_state_saves_total").await < saves + 2.0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no save while running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let state = f.path().join("state");
+    let copy = f.path().join("saved-while-running");
+    std::fs::create_dir(&copy).unwrap();
+    for name in ["live.state", "live-ledger.state"] {
+        std::fs::copy(state.join(name), copy.join(name)).unwrap();
+    }
+    let late = json!({"type": "ticket", "timestamp": "2026-06-01T11:00:00Z", "account_id": "acme",
+                      "ticket_id": "t-late", "status": "opened"});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &late.to_string()).await;
+    until(&s, &f.read, acme, |j| j.to_string().contains("t-late")).await;
+    drop(s);
+    // The crash: the stop's save lost, the one made while running left.
+    for name in ["live.state", "live-ledger.state"] {
+        std::fs::copy(copy.join(name), state.join(name)).unwrap();
+    }
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let gate: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
+    });
+    let s = tenure_testkit::open_with(f.path(), "2026-06-01T12:00:00Z", |o| {
+        o.history_gate = Some(gate);
+    });
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
+    assert_eq!(metric(&s, "tenure_live_warming").await, 1.0, "the replay is held");
+    let (_, warming) = call(&s, "GET", acme, Some(&f.read), "").await;
+    assert_eq!(warming, at_save, "answers as it was saved while running");
+    release.send(()).unwrap();
+    until(&s, &f.read, acme, |j| j.to_string().contains("t-late")).await;
+    let paths = ["/api/v1/accounts", acme, "/api/v1/alerts", "/api/v1/tasks"];
+    let mut forward = Vec::new();
+    for p in paths {
+        forward.push(call(&s, "GET", p, Some(&f.read), "").await);
+    }
+    drop(s);
+    std::fs::remove_dir_all(&state).unwrap();
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
+    for (p, w) in paths.iter().zip(&forward) {
+        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, w, "{p}");
+    }
+}
+
 /// While a state read from its snapshot waits for its history, it answers as saved and
 /// events sent are stored and acknowledged; once the history is in, each is taken exactly
 /// once (a ticket counted once, a detractor's task opened once) after the events stored
