@@ -411,7 +411,10 @@ fn replay_history(
 
 /// Refreshes the live state at `now` (with a new model and scorecards, when given), a
 /// block of accounts at a time, the state's lock taken for each block: requests are
-/// answered between blocks rather than wait for every account.
+/// answered between blocks rather than wait for every account. A stop ends it at the next
+/// block: the accounts not reached keep their fold and health of the instant before (each
+/// account's is still a fold of the log; the next refresh, or the next start's, reaches
+/// them), and a stop then waits for a block, not for every account.
 fn refresh_in_blocks(
     core: &Core,
     now: Timestamp,
@@ -431,6 +434,10 @@ fn refresh_in_blocks(
     let mut fired = Vec::new();
     while let Some(f) = core.live.write().expect("live state").refresh_step(&mut r) {
         fired.extend(f);
+        if core.stopping.load(Relaxed) {
+            log("info", "the refresh in progress is left for the stop", json!({}));
+            break;
+        }
     }
     fired
 }

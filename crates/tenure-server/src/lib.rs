@@ -83,6 +83,9 @@ pub struct Core {
     pub from_snapshot: bool,
     /// Set when the applier panicked and the state could not be rebuilt: it is not saved.
     pub tainted: std::sync::atomic::AtomicBool,
+    /// Set when the service stops: a refresh in progress ends at its next block, so that
+    /// the stop (and its save) does not wait for every account.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 /// KPI rows by (months, cut, end) with when and at which generation (and history
@@ -121,6 +124,14 @@ pub struct Inner {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
+
+impl Drop for Inner {
+    /// Before the fields (the writer, then the applier) are dropped: the applier then
+    /// leaves a refresh in progress at its next block.
+    fn drop(&mut self) {
+        self.core.stopping.store(true, Relaxed);
+    }
+}
 
 impl AppState {
     /// Which accounts the key or user with this id sees (a key: all).
@@ -267,6 +278,7 @@ impl AppState {
             lifetime: std::sync::Mutex::new(None),
             from_snapshot: warm.is_some(),
             tainted: Default::default(),
+            stopping: Default::default(),
         });
         let (importer, recovery) = match opened {
             Some(o) => o,
