@@ -7,8 +7,11 @@
 # every account. RUNS starts (3). Each run is stopped with SIGINT: the service saves its
 # live state (DATA/state/live.state), which the next start reads unless the log changed;
 # the stop's time, the saved bytes and the peak while saving are reported too. FRESH=1
-# removes the saved state first, so that the first run replays the log. Prints the
-# figures; BENCHMARKS.md is written by hand.
+# removes the saved state first, so that the first run replays the log.
+# SAVE_MINUTES=N saves the live state while running every N minutes (the saves' times are
+# reported). INGEST=N posts N tickets over the API after the first answer, and STOP=KILL
+# stops with SIGKILL instead (a crash: the next start brings the state saved before forward
+# over the log's tail). Prints the figures; BENCHMARKS.md is written by hand.
 # Each start and refresh records its alerts in the log: later runs replay a little more.
 set -euo pipefail
 RUNS=${RUNS:-3}
@@ -25,13 +28,19 @@ T="$ROOT/target/release/tenure"
 say() { echo "[bench] $*" >&2; }
 KEY=$("$T" key create --data "$W/data" --scope read --name serve-start-bench | tail -1)
 KEY_ID=$("$T" key list --data "$W/data" | awk '/serve-start-bench/ && /active/ { print $1 }' | tail -1)
+INGEST_KEY=""
+if [ "${INGEST:-0}" -gt 0 ]; then
+    INGEST_KEY=$("$T" key create --data "$W/data" --scope ingest --name serve-start-bench | tail -1)
+fi
 CONF=$(mktemp)
-printf '[service]\nrefresh_minutes = 1\n' >"$CONF"
+printf '[service]\nrefresh_minutes = 1\nsave_state_minutes = %s\n' "${SAVE_MINUTES:-0}" >"$CONF"
 PORT=18089
 PID=""
 cleanup() {
     [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
-    [ -n "$KEY_ID" ] && "$T" key revoke --data "$W/data" "$KEY_ID" >/dev/null 2>&1 || true
+    for id in $("$T" key list --data "$W/data" | awk '/serve-start-bench/ && /active/ { print $1 }'); do
+        "$T" key revoke --data "$W/data" "$id" >/dev/null 2>&1 || true
+    done
     rm -f "$CONF"
 }
 trap cleanup EXIT
@@ -51,6 +60,18 @@ start() { # RUN: one start, then HOLD seconds of answers
         rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || echo 0)
         [ "$rss" -gt "$peak" ] && peak=$rss
         if [ "$code" = 200 ]; then
+            if [ -z "$first" ] && [ "${INGEST:-0}" -gt 0 ]; then
+                # Tickets for the first INGEST accounts, 500 a request.
+                for ((i = 0; i < INGEST; i += 500)); do
+                    for ((j = i; j < i + 500 && j < INGEST; j++)); do
+                        printf '{"type":"ticket","timestamp":"%s","account_id":"acc-%06d","ticket_id":"bench-%s-%d","status":"opened"}\n' \
+                            "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$j" "$run" "$j"
+                    done | curl -s -o /dev/null -m 60 -H "Authorization: Bearer $INGEST_KEY" \
+                        -H 'Content-Type: application/x-ndjson' --data-binary @- \
+                        "http://127.0.0.1:$PORT/api/v1/events"
+                done
+                say "start $run: $INGEST tickets posted"
+            fi
             [ -z "$first" ] && first=$el
             # After the first answer: the slowest answer (the refresh runs meanwhile).
             [ "$(echo "$secs > $slowest" | bc)" = 1 ] && [ "$(echo "$el - $first > 1" | bc)" = 1 ] && slowest=$secs
@@ -65,7 +86,7 @@ start() { # RUN: one start, then HOLD seconds of answers
     done
     local stop0 stopped stop_peak=0
     stop0=$(date +%s.%N)
-    kill -INT "$pid" 2>/dev/null || true
+    if [ "${STOP:-INT}" = KILL ]; then kill -KILL "$pid" 2>/dev/null || true; else kill -INT "$pid" 2>/dev/null || true; fi
     # The stop saves the live state: its time and peak memory.
     while kill -0 "$pid" 2>/dev/null; do
         rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || echo 0)
@@ -76,7 +97,7 @@ start() { # RUN: one start, then HOLD seconds of answers
     stopped=$(echo "$(date +%s.%N) - $stop0" | bc)
     PID=""
     local phases
-    phases=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*\|"msg":"live state read from its snapshot[^"]*","secs":[0-9.]*\|"msg":"the saved state.s history replayed[^"]*","secs":[0-9.]*\|"bytes":[0-9]*\|"msg":"live state saved[^"]*","secs":[0-9.]*' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
+    phases=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*\|"msg":"live state read from its snapshot[^"]*","secs":[0-9.]*\|"msg":"the saved state.s history replayed[^"]*","secs":[0-9.]*\|"bytes":[0-9]*\|"msg":"live state saved[^"]*","secs":[0-9.]*\|"records_since":[0-9]*\|"msg":"the refresh in progress is left[^"]*"' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
     say "start $run: first answer after ${first:-never} s; $phases; slowest answer during refreshes ${slowest} s; peak ${peak} MiB; stop ${stopped} s, peak while stopping ${stop_peak} MiB"
 }
 for run in $(seq 1 "$RUNS"); do

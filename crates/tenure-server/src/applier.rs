@@ -320,6 +320,9 @@ fn take(
     web::warm(core);
 }
 
+/// Events kept at most while a saved state's history is replayed (about a gigabyte).
+const WARMING_EVENTS: usize = 4_000_000;
+
 /// The history of a saved state (`warm`), replayed from the log on a thread of its own
 /// while the batches committed meanwhile are kept in `queued` (the writer is never held
 /// up by the replay), with the closed months' usage before `now`'s read from the columnar
@@ -383,14 +386,24 @@ fn replay_history(
         });
         let _ = tx.send(replayed);
     });
+    let mut held = 0;
     let replayed = loop {
         match done.try_recv() {
             Ok(r) => break r,
             Err(TryRecvError::Disconnected) => break Err("the replay panicked".to_string()),
             Err(TryRecvError::Empty) => {}
         }
+        if held >= WARMING_EVENTS {
+            // Enough kept: the writer now waits on the applier's channel (and requests on
+            // the writer) until the history is in, rather than memory filling.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(c) => queued.push(c),
+            Ok(c) => {
+                held += c.events.len();
+                queued.push(c);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return None,
         }
