@@ -11,7 +11,8 @@
 # SAVE_MINUTES=N saves the live state while running every N minutes (the saves' times are
 # reported). INGEST=N posts N tickets over the API after the first answer, and STOP=KILL
 # stops with SIGKILL instead (a crash: the next start brings the state saved before forward
-# over the log's tail). Prints the figures; BENCHMARKS.md is written by hand.
+# over the log's tail). CONF_EXTRA adds to the configuration. Prints the figures;
+# BENCHMARKS.md is written by hand.
 # Each start and refresh records its alerts in the log: later runs replay a little more.
 set -euo pipefail
 RUNS=${RUNS:-3}
@@ -34,6 +35,9 @@ if [ "${INGEST:-0}" -gt 0 ]; then
 fi
 CONF=$(mktemp)
 printf '[service]\nrefresh_minutes = 1\nsave_state_minutes = %s\n' "${SAVE_MINUTES:-0}" >"$CONF"
+# CONF_EXTRA: more of the configuration (a rule changed, say: the saved state was made
+# with another setup, and the start reads the recent days from the columnar store again).
+printf '%b' "${CONF_EXTRA:-}" >>"$CONF"
 PORT=18089
 PID=""
 cleanup() {

@@ -902,6 +902,10 @@ async fn task_form(
 
 /// Computes what the portfolio's default view needs ahead of the first visit.
 pub fn warm(core: &crate::Core) {
+    // Nobody will look at it: the stop (and its save) does not wait for it.
+    if core.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     if let Ok(live) = core.live.read() {
         pages::monthly_kpis(core, &live, 12, false);
     }
