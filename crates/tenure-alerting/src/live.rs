@@ -348,8 +348,26 @@ impl Live {
         month_start(now).min(Timestamp(now.0 - longest * DAY))
     }
 
-    /// Adds day-level usage rows to the recent days.
-    fn add_days(&mut self, rows: Vec<DayRow>) {
+    /// Adds `e` to `account`'s recent days when it is usage; whether it was.
+    fn add_day(&mut self, account: &str, e: &Event) -> bool {
+        let EventBody::Usage { user_id, event, feature, .. } = &e.body else { return false };
+        let bit = self.bit(feature.as_deref().unwrap_or(event));
+        let days = match self.recent.get_mut(account) {
+            Some(d) => d,
+            None => self.recent.entry(account.to_string()).or_default(),
+        };
+        let d = days.entry(e.ts.day()).or_default();
+        d.events += 1;
+        d.users.insert(hash(user_id));
+        d.features |= bit;
+        true
+    }
+
+    /// Adds day-level usage rows to the recent days: also the usage a state read from its
+    /// snapshot had not taken (its tail in the log), with its history at
+    /// [`install`](Self::install); the refresh that follows rewrites the current month
+    /// from the days.
+    pub fn add_days(&mut self, rows: Vec<DayRow>) {
         for (account, day, user, feature, n) in rows {
             let bit = self.bit(&feature);
             let d = self.recent.entry(account).or_default().entry(day).or_default();
@@ -477,13 +495,7 @@ impl Live {
             if let Some(from) = moved_from {
                 touched.insert(from);
             }
-            if let EventBody::Usage { user_id, event, feature, .. } = &e.body {
-                let bit = self.bit(feature.as_deref().unwrap_or(event));
-                let d =
-                    self.recent.entry(account.clone()).or_default().entry(e.ts.day()).or_default();
-                d.events += 1;
-                d.users.insert(hash(user_id));
-                d.features |= bit;
+            if self.add_day(&account, e) {
                 usage_touched.insert(account.clone());
             }
             // Activity does not change the ledger (but an account it names first exists).

@@ -116,7 +116,7 @@ pub fn replay_at(
     kinds: &[EventKind],
     f: impl FnMut(Event, u64),
 ) -> Result<(), EngineError> {
-    replay_bounded(data, kinds, None, f)
+    replay_bounded(data, kinds, None, None, f)
 }
 
 /// As [`replay_at`], each lane's records before the count `until` gives it (a lane it does
@@ -128,12 +128,25 @@ pub fn replay_until(
     until: &[(String, u64)],
     f: impl FnMut(Event, u64),
 ) -> Result<(), EngineError> {
-    replay_bounded(data, kinds, Some(until), f)
+    replay_bounded(data, kinds, None, Some(until), f)
+}
+
+/// As [`replay_until`], from each lane's record count in `from` (0 for a lane not named):
+/// the records appended between two points of the log (a saved state's tail).
+pub fn replay_between(
+    data: &Path,
+    kinds: &[EventKind],
+    from: &[(String, u64)],
+    until: &[(String, u64)],
+    f: impl FnMut(Event, u64),
+) -> Result<(), EngineError> {
+    replay_bounded(data, kinds, Some(from), Some(until), f)
 }
 
 fn replay_bounded(
     data: &Path,
     kinds: &[EventKind],
+    from: Option<&[(String, u64)]>,
     until: Option<&[(String, u64)]>,
     mut f: impl FnMut(Event, u64),
 ) -> Result<(), EngineError> {
@@ -151,9 +164,13 @@ fn replay_bounded(
         s.spawn(move || {
             for lane in &lanes {
                 let limit = until.map(|u| u.iter().find(|x| x.0 == *lane).map_or(0, |x| x.1));
+                let start = from.and_then(|u| u.iter().find(|x| x.0 == *lane)).map_or(0, |x| x.1);
+                if limit.is_some_and(|n| start >= n) {
+                    continue;
+                }
                 let mut reached = false;
                 let mut batch = Vec::with_capacity(REPLAY_BATCH);
-                let scanned = scan_events_until(&reader, lane, |i, e| {
+                let scanned = scan_events_until(&reader, lane, start, |i, e| {
                     if limit.is_some_and(|n| i >= n) {
                         reached = true;
                         return false;
@@ -197,6 +214,7 @@ const REPLAY_BATCH: usize = 16_384;
 fn scan_events_until(
     reader: &LogReader,
     lane: &str,
+    from: u64,
     mut f: impl FnMut(u64, Event) -> bool,
 ) -> Result<bool, EngineError> {
     /// Why a scan ended early.
@@ -204,7 +222,7 @@ fn scan_events_until(
         Stopped,
         Failed(EngineError),
     }
-    let scanned = reader.scan_from(lane, 0, |i, _, payload| {
+    let scanned = reader.scan_from(lane, from, |i, _, payload| {
         let e = codec::decode(payload).map_err(|e| {
             Halt::Failed(EngineError::Decode { lane: lane.to_string(), reason: e.to_string() })
         })?;
@@ -224,7 +242,7 @@ fn scan_events(
     lane: &str,
     mut f: impl FnMut(u64, Event),
 ) -> Result<(), EngineError> {
-    scan_events_until(reader, lane, |i, e| {
+    scan_events_until(reader, lane, 0, |i, e| {
         f(i, e);
         true
     })

@@ -6,7 +6,7 @@ use crate::{Committed, Core, live, log, notify, rules, web};
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tenure_core::event::Event;
+use tenure_core::event::{Event, EventBody, EventKind};
 use tenure_core::time::Timestamp;
 use tokio::sync::mpsc;
 
@@ -35,9 +35,13 @@ pub type Fault = std::sync::Arc<dyn Fn(&[Event]) + Send + Sync>;
 pub(crate) struct Warm {
     pub data: std::path::PathBuf,
     pub until: Vec<(String, u64)>,
-    /// Whether the tail holds usage, emails or visits: the recent days are then read
-    /// from the columnar store, as a replay start does, rather than kept as saved.
-    pub activity: bool,
+    /// Where the state was saved: its tail is the log from there to `until`.
+    pub from: Vec<(String, u64)>,
+    /// Whether the tail holds usage: added to the state's recent days from the log.
+    pub usage: bool,
+    /// The closed months' usage and the recent days, read from the columnar store before
+    /// the service took events, for a state saved with another setup (its days replaced).
+    pub read: Option<(tenure_health::UsageByAccount, Vec<live::DayRow>)>,
     /// The engine's settings (the columnar store's, for the closed months' usage).
     pub engine: tenure_engine::Config,
     /// A test's hook, called before the replay.
@@ -102,6 +106,8 @@ pub(crate) fn supervise(
                 Ok(mut l) => {
                     l.immediate_horizon_days = state.immediate_horizon_days;
                     *state = l;
+                    // A fold of the log again, whatever an earlier failure left.
+                    core.tainted.store(false, Relaxed);
                 }
                 Err(e) => {
                     // Not saved at the stop: it may be what the panic left.
@@ -172,11 +178,18 @@ fn apply_loop(
     // refreshed whole.
     let (fired, now) = if let Some(w) = warm.filter(|_| first) {
         let now = (core.clock)();
-        let window = live::Live::window_start(&core.live.read().expect("live state").rules, now);
-        let Some((history, closed, days)) = replay_history(&w, now, window, rx, &mut queued) else {
+        let Some((history, closed, tail)) = replay_history(w, now, core, rx, &mut queued) else {
             return;
         };
-        core.live.write().expect("live state").install(history, closed.map(|c| (c, now)), days);
+        let mut live = core.live.write().expect("live state");
+        match closed {
+            Read::Again(closed, days) => live.install(history, Some((closed, now)), Some(days)),
+            Read::Closed(closed) => {
+                live.install(history, closed.map(|c| (c, now)), None);
+                live.add_days(tail);
+            }
+        }
+        drop(live);
         let now = (core.clock)();
         (refresh_in_blocks(core, now, None), now)
     } else if first {
@@ -320,69 +333,80 @@ fn take(
     web::warm(core);
 }
 
+/// The usage the warming state takes with its history: read again from the columnar store
+/// before the start (a state of another setup), or the closed months read beside the
+/// history (`None` when they could not be: the saved months stay).
+enum Read {
+    Again(tenure_health::UsageByAccount, Vec<live::DayRow>),
+    Closed(Option<tenure_health::UsageByAccount>),
+}
+
 /// Events kept at most while a saved state's history is replayed (about a gigabyte).
 const WARMING_EVENTS: usize = 4_000_000;
 
 /// The history of a saved state (`warm`), replayed from the log on a thread of its own
-/// while the batches committed meanwhile are kept in `queued` (the writer is never held
-/// up by the replay), with the closed months' usage before `now`'s read from the columnar
-/// store beside it (`None` when it cannot be: the saved months stay), and when the tail
-/// holds activity, the days from `window` to `now` (`None` when it does not: the saved
-/// days stay). `None` when the service stops first.
-type Closed = Option<tenure_health::UsageByAccount>;
-type Days = Option<Vec<live::DayRow>>;
+/// while the batches committed meanwhile are kept in `queued` (up to [`WARMING_EVENTS`]:
+/// the writer then waits), with the closed months' usage before `now`'s read from the
+/// columnar store beside it (`None` when it cannot be: the saved months stay) unless it
+/// was read before the start, and the usage of the state's tail as day rows (taken from
+/// the log between where it was saved and where the history ends: exactly what the state
+/// lacks, not what the applier will take from its channel). `None` when the service stops
+/// first.
 fn replay_history(
-    warm: &Warm,
+    warm: Warm,
     now: tenure_core::time::Timestamp,
-    window: tenure_core::time::Timestamp,
+    core: &Core,
     rx: &std::sync::mpsc::Receiver<Committed>,
     queued: &mut Vec<Committed>,
-) -> Option<(live::History, Closed, Days)> {
+) -> Option<(live::History, Read, Vec<live::DayRow>)> {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let started = Instant::now();
     let (tx, done) = std::sync::mpsc::channel();
-    let (data, until, engine) = (warm.data.clone(), warm.until.clone(), warm.engine.clone());
-    let activity = warm.activity;
-    let gate = warm.gate.clone();
+    let Warm { data, until, from, usage, read, engine, gate } = warm;
+    // Days read again include the tail's usage already.
+    let scan = usage && read.is_none();
     std::thread::spawn(move || {
         if let Some(g) = gate {
             g();
         }
         let replayed = std::thread::scope(|s| {
-            // The days after the months: the months' read refreshes the columnar store.
-            let closed = s.spawn(|| {
-                let closed = live::load_monthly(&data, &engine, now)?;
-                let days = if activity {
-                    Some(live::load_days(&data, &engine, window, now)?)
-                } else {
-                    None
-                };
-                Ok::<_, String>((closed, days))
+            let closed = s.spawn(|| match read {
+                Some((closed, days)) => Read::Again(closed, days),
+                None => Read::Closed(
+                    live::load_monthly(&data, &engine, now)
+                        .inspect_err(|e| {
+                            log(
+                                "error",
+                                "the closed months' usage could not be read: the saved ones stay",
+                                json!({"error": e}),
+                            )
+                        })
+                        .ok(),
+                ),
             });
             let mut history = live::History::default();
             let replayed =
                 tenure_engine::replay_until(&data, &live::ledger_kinds(), &until, |e, i| {
                     history.push_at(e, Some(i))
                 });
-            let closed = match closed.join() {
-                Ok(Ok(c)) => Ok((Some(c.0), c.1)),
-                // The days are the tail's activity: without them the state would not be
-                // the log's (the supervisor then replays it, as a start without a saved
-                // state would).
-                Ok(Err(e)) if activity => Err(format!("reading the usage: {e}")),
-                Ok(Err(e)) => {
-                    log(
-                        "error",
-                        "the closed months' usage could not be read: the saved ones stay",
-                        json!({"error": e}),
-                    );
-                    Ok((None, None))
-                }
-                Err(_) if activity => Err("reading the usage panicked".to_string()),
-                Err(_) => Ok((None, None)),
+            // The tail's usage, as the columnar store's daily rows would give it.
+            let mut rows = std::collections::HashMap::<(String, i64, String, String), u64>::new();
+            let tail = if scan {
+                tenure_engine::replay_between(&data, &[EventKind::Usage], &from, &until, |e, _| {
+                    if let (Some(a), EventBody::Usage { user_id, event, feature, .. }) =
+                        (e.account, e.body)
+                    {
+                        let f = feature.unwrap_or(event);
+                        *rows.entry((a, e.ts.day(), user_id, f)).or_default() += 1;
+                    }
+                })
+            } else {
+                Ok(())
             };
-            let (closed, days) = closed?;
-            replayed.map(|()| (history, closed, days)).map_err(|e| e.to_string())
+            let closed = closed.join().unwrap_or(Read::Closed(None));
+            let rows: Vec<live::DayRow> =
+                rows.into_iter().map(|((a, d, u, f), n)| (a, d, u, f, n)).collect();
+            replayed.and(tail).map(|()| (history, closed, rows)).map_err(|e| e.to_string())
         });
         let _ = tx.send(replayed);
     });
@@ -395,7 +419,11 @@ fn replay_history(
         }
         if held >= WARMING_EVENTS {
             // Enough kept: the writer now waits on the applier's channel (and requests on
-            // the writer) until the history is in, rather than memory filling.
+            // the writer) until the history is in, rather than memory filling. A stop
+            // cannot close the channel then: it is watched here.
+            if core.stopping.load(Relaxed) {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }

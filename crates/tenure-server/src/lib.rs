@@ -217,15 +217,41 @@ impl AppState {
                 let opened = opened
                     .map_err(|_| "opening the event log panicked".to_string())?
                     .map_err(|e| e.to_string())?;
-                let clean = opened.1.is_clean();
-                if saved.is_some() && !clean {
-                    log(
-                        "info",
-                        "the saved live state is not used: the log's recovery changed it",
-                        json!({}),
-                    );
-                }
-                let saved = saved.filter(|_| clean).and_then(|s| s.history(data).map(|t| (s, t)));
+                // A recovery may have cut a torn tail (records never committed, so never in
+                // the state): the log is checked again to hold what the state was saved from.
+                let saved = saved.and_then(|s| s.history(data).map(|t| (s, t)));
+                // Saved with another setup: its days are read again from the columnar store
+                // now, before the service takes events (read later, the store would hold
+                // events the applier also takes from its channel).
+                let saved = match saved {
+                    Some((s, t)) if !t.same_setup => {
+                        let window = live::Live::window_start(&rules, now);
+                        let read = std::thread::scope(|sc| {
+                            sc.spawn(|| {
+                                let closed = live::load_monthly(data, &o.engine, now)?;
+                                Ok::<_, String>((
+                                    closed,
+                                    live::load_days(data, &o.engine, window, now)?,
+                                ))
+                            })
+                            .join()
+                            .unwrap_or_else(|_| Err("reading the usage panicked".into()))
+                        });
+                        match read {
+                            Ok(read) => Some((s, t, Some(read))),
+                            Err(e) => {
+                                log(
+                                    "error",
+                                    "the saved live state is not used: its usage could not be read again",
+                                    json!({"error": e}),
+                                );
+                                None
+                            }
+                        }
+                    }
+                    Some((s, t)) => Some((s, t, None)),
+                    None => None,
+                };
                 (saved, Some(opened))
             }
         };
@@ -241,7 +267,7 @@ impl AppState {
             })
         };
         let (reload, live, warm) = match saved {
-            Some((s, tail)) => (reload, Ok(s.live), Some(tail)),
+            Some((s, tail, read)) => (reload, Ok(s.live), Some((tail, read))),
             // On a thread of its own: the columnar store runs its own runtime, which cannot
             // start inside the caller's.
             None => std::thread::scope(|sc| {
@@ -327,10 +353,14 @@ impl AppState {
             data: data.to_path_buf(),
             settings: settings_text,
             save,
-            every: o.save_every.or(match o.config.service.save_state_minutes.unwrap_or(60) {
-                0 => None,
-                m => Some(Duration::from_secs(m.saturating_mul(60))),
-            }),
+            // At most a year apart (an instant that far ahead is still representable).
+            every: o
+                .save_every
+                .or(match o.config.service.save_state_minutes.unwrap_or(60) {
+                    0 => None,
+                    m => Some(Duration::from_secs(m.min(525_600) * 60)),
+                })
+                .filter(|_| save),
         };
         let mut writer = Writer::start(
             importer,
@@ -355,10 +385,12 @@ impl AppState {
                 ask: writer.marks.take().expect("the applier's marks sender"),
             };
             let fault = o.fault.clone();
-            let warm = warm.map(|tail| applier::Warm {
+            let warm = warm.map(|(tail, read)| applier::Warm {
                 data: data.to_path_buf(),
                 until: tail.until,
-                activity: tail.activity,
+                from: tail.from,
+                usage: tail.usage,
+                read,
                 engine: o.engine.clone(),
                 gate: o.history_gate.clone(),
             });
@@ -470,6 +502,10 @@ impl Saver {
     /// Saves the state as it stands, noted at `marks` (the applier has taken every batch
     /// before them and none after).
     pub(crate) fn running(&self, marks: tenure_engine::state::Marks) {
+        // A stop saves anyway, once every batch is taken.
+        if self.core.stopping.load(Relaxed) {
+            return;
+        }
         if self.save && self.run(Some(marks)) {
             self.core.metrics.state_saves.fetch_add(1, Relaxed);
         }

@@ -175,11 +175,17 @@ pub struct Loaded {
 pub struct Tail {
     /// Each lane's record count at the start: the history is the log up to them.
     pub until: Vec<(String, u64)>,
+    /// Each lane's record count when the state was saved: its tail is the log from them
+    /// to `until`.
+    pub from: Vec<(String, u64)>,
     /// Records appended since the state was saved.
     pub records: u64,
-    /// Whether usage, emails or visits are among them, or the state was made with
-    /// another setup: the recent days are then read again from the columnar store.
-    pub activity: bool,
+    /// Whether usage is among them (added to the state's recent days from the log).
+    pub usage: bool,
+    /// Whether the state was made with the settings, rules, scorecards and model in force
+    /// (otherwise its recent days are read again from the columnar store, before the
+    /// service takes events).
+    pub same_setup: bool,
 }
 
 impl Loaded {
@@ -192,13 +198,13 @@ impl Loaded {
             not_used("the log changed while the service started");
             return None;
         };
-        let saved = self.marks.counts();
+        let from = self.marks.counts();
         let mut records = 0;
-        let mut activity = false;
-        for ((lane, end), (_, was)) in until.iter().zip(&saved) {
+        let mut usage = false;
+        for ((lane, end), (_, was)) in until.iter().zip(&from) {
             let new = end.saturating_sub(*was);
             records += new;
-            activity |= new > 0 && ACTIVITY.iter().any(|k| tenure_engine::lane(*k) == lane);
+            usage |= new > 0 && tenure_engine::lane(EventKind::Usage) == lane;
         }
         if records > 0 {
             crate::log(
@@ -207,12 +213,9 @@ impl Loaded {
                 serde_json::json!({"records_since": records}),
             );
         }
-        Some(Tail { until, records, activity: activity || !self.same_setup })
+        Some(Tail { until, from, records, usage, same_setup: self.same_setup })
     }
 }
-
-/// The lanes the live state keeps by day rather than in its ledger.
-const ACTIVITY: &[EventKind] = &[EventKind::Usage, EventKind::Email, EventKind::WebVisit];
 
 /// The saved state when there is one made with `key`, of the log as it stands or of a part
 /// of it (its files alone checked: cheap); `None` (with the reason logged) for anything

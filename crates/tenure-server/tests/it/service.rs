@@ -616,6 +616,12 @@ async fn events_sent_while_the_history_is_replayed_are_taken_once_after_it() {
     until(&s, &f.read, "/api/v1/alerts?account=acme", |j| j["total"].as_u64() >= Some(1)).await;
     let (_, saved) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     drop(s);
+    // Usage imported while the service is down: the saved state's tail.
+    let cfg = tenure_ingest::IngestConfig::defaults(None);
+    let line = r#"{"type":"usage","timestamp":"2026-06-01T08:00:00Z","account_id":"acme","user_id":"u8","event":"login"}"#;
+    let (mut imp, _) = tenure_engine::Importer::open(f.path(), cfg.clone()).unwrap();
+    imp.append(&[vec![tenure_ingest::parse_json_line(line, None, &cfg).unwrap()]]).unwrap();
+    drop(imp);
     // The history's replay held until the events are in.
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = std::sync::Mutex::new(held);
@@ -631,6 +637,8 @@ async fn events_sent_while_the_history_is_replayed_are_taken_once_after_it() {
                "ticket_id": "t-warm", "status": "opened"}),
         json!({"type": "survey_response", "timestamp": "2026-06-01T11:00:00Z", "account_id": "acme",
                "survey": "nps", "contact_id": "c1", "score": 2}),
+        json!({"type": "usage", "timestamp": "2026-06-01T11:30:00Z", "account_id": "acme",
+               "user_id": "u9", "event": "login"}),
     ];
     for e in &events {
         let (st, j) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &e.to_string()).await;
@@ -653,8 +661,20 @@ async fn events_sent_while_the_history_is_replayed_are_taken_once_after_it() {
     let (_, k) = call(&s, "GET", june, Some(&f.read), "").await;
     assert_eq!(k[0]["kpis"]["nps_responses"], 1, "{k}");
     assert_eq!(k[0]["kpis"]["tickets"], 1, "{k}");
-    // Taken from the log on the next start too, once.
+    // The usage of the tail and the one sent while warming, each counted once: as a start
+    // that replays the log counts them.
+    let (_, warmed) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     drop(s);
+    let kept = f.path().join("kept-state");
+    std::fs::rename(f.path().join("state"), &kept).unwrap();
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
+    let (_, replayed) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
+    assert_eq!(warmed, replayed);
+    drop(s);
+    std::fs::remove_dir_all(f.path().join("state")).unwrap();
+    std::fs::rename(&kept, f.path().join("state")).unwrap();
+    // Taken from the log on the next start too, once.
     let s = open(&f);
     let (_, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     assert_eq!(j.to_string().matches("t-warm").count(), 1, "{j}");
