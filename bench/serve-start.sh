@@ -24,7 +24,7 @@ cd "$ROOT"
 W=bench-data/health
 [ -d "$W/data/log" ] || { echo "run bench/health.sh first" >&2; exit 2; }
 cargo build --release --workspace --bin tenure
-[ "${FRESH:-0}" = 1 ] && rm -f "$W/data/state/live.state" "$W/data/state/live-ledger.state"
+[ "${FRESH:-0}" = 1 ] && rm -f "$W/data/state/live.state" "$W/data/state"/live-ledger.*state
 T="$ROOT/target/release/tenure"
 say() { echo "[bench] $*" >&2; }
 KEY=$("$T" key create --data "$W/data" --scope read --name serve-start-bench | tail -1)

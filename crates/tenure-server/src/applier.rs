@@ -215,9 +215,9 @@ fn apply_loop(
     }
     web::warm(core);
     // Batches committed while a saved state's history was replayed, in order, together up
-    // to a million events at a time (as a backlog is taken below). Marks among them were
-    // asked for before a panic: a save is asked for again.
-    let mut queued = queued.into_iter().filter(|c| c.marks.is_none());
+    // to a million events at a time (as a backlog is taken below). No marks are among
+    // them: none are asked for while warming.
+    let mut queued = queued.into_iter();
     while let Some(mut c) = queued.next() {
         while c.events.len() < 1_000_000 {
             match queued.next() {

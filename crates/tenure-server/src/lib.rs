@@ -618,7 +618,7 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
         ("tenure_accounts", "Accounts known.", accounts),
         (
             "tenure_started_from_snapshot",
-            "1 when the service started from the live state saved at its last stop.",
+            "1 when the service started from the live state saved before (at its last stop or while running).",
             if state.0.core.from_snapshot { 1.0 } else { 0.0 },
         ),
         (

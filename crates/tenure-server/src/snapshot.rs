@@ -1,17 +1,19 @@
-//! The live state saved when the service stops (`DATA/state/live.state` and
-//! `live-ledger.state`), and read back at the next start instead of replaying the log:
+//! The live state saved when the service stops and while it runs (`DATA/state/live.state`
+//! and its ledger's file), and read back at the next start instead of replaying the log:
 //! the service then answers within seconds, while the history each account is folded from
 //! is replayed behind it (the applier's first work, `applier.rs`).
 //!
-//! A snapshot is used when it was made by this binary, with these settings, rules,
-//! scorecards and model, and every lane of the log still holds what it held when it was
-//! made. Records appended since (an import while the service was down, events taken after
-//! the save before a crash) are its tail: the history is then replayed to the log's end,
-//! and the refresh that installs it folds them in, as a replay start would (the answers
-//! meanwhile are the saved state's). Anything else (a log cut by a repair, an upgrade, a
-//! new model) falls back to the replay, and is logged with its reason. Stopping while the
-//! history is still being replayed saves nothing (the state has not taken the events
-//! since).
+//! A snapshot is used when it was made by this binary and every lane of the log still
+//! holds what it held when it was made. Records appended since (an import while the
+//! service was down, events taken after the save before a crash) are its tail: the
+//! history is then replayed to the log's end, the tail's usage added to the recent days,
+//! and the refresh that installs the history folds the rest in, as a replay start would
+//! (the answers meanwhile are the saved state's). A snapshot made with other settings,
+//! rules, scorecards or model is used too: its days are read again from the columnar
+//! store, and that refresh folds and scores everything with the setup in force. Anything
+//! else (a log cut by a repair, another build) falls back to the replay, and is logged
+//! with its reason. Stopping while the history is still being replayed saves nothing (the
+//! state has not taken the events since).
 
 use std::io::Write;
 use std::path::Path;
@@ -25,11 +27,22 @@ use tenure_health::Model;
 use tenure_health::scorecard::Scorecards;
 use tenure_ledger::checkpoint::{LedgerCheckpoint, Source};
 
-/// The state's file under `DATA/state/`: its key, its setup, where the log stood, the rest
-/// of the state (`tenure_alerting::live::Snapshot`).
+/// The state's file under `DATA/state/`: its key, its setup, where the log stood, its
+/// ledger's file, the rest of the state (`tenure_alerting::live::Snapshot`).
 pub const FILE: &str = "live.state";
-/// Its ledger, a full checkpoint (read a chunk at a time).
-pub const LEDGER_FILE: &str = "live-ledger.state";
+/// Its ledger, a full checkpoint (read a chunk at a time), in a file of its own each save
+/// (`live-ledger.TAG.state`, named in [`FILE`]): the rename of [`FILE`] is the one step
+/// that replaces a saved state, so that a crash or a full disk mid-save leaves the one
+/// saved before whole. The others are removed after a save.
+const LEDGER_PREFIX: &str = "live-ledger.";
+const LEDGER_SUFFIX: &str = ".state";
+
+/// Whether `name` is a ledger file's name a save gives.
+fn ledger_name(name: &str) -> bool {
+    name.strip_prefix(LEDGER_PREFIX)
+        .and_then(|n| n.strip_suffix(LEDGER_SUFFIX))
+        .is_some_and(|tag| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// What a snapshot must have been made by to be read at all: this binary (another may
 /// encode or compute differently).
@@ -95,7 +108,15 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
         // The ledger's chunks go to a scratch file as they are encoded (not held in
         // memory), then after its header into the file.
         std::fs::create_dir_all(state::dir(data)).map_err(|e| e.to_string())?;
-        let scratch = state::scratch(data, LEDGER_FILE, "chunks");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tag = state::digest_bytes(&[marks.as_slice(), &nanos.to_le_bytes()].concat());
+        let ledger_file = format!(
+            "{LEDGER_PREFIX}{:016x}{LEDGER_SUFFIX}",
+            u64::from_le_bytes(tag[..8].try_into().expect("8 bytes"))
+        );
+        let scratch = state::scratch(data, &ledger_file, "chunks");
         let written = (|| -> std::io::Result<(Vec<u8>, Vec<u8>, u64)> {
             let mut chunks = std::io::BufWriter::new(std::fs::File::create(&scratch)?);
             let mut n = 0u64;
@@ -113,7 +134,7 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
                 return Err(e.to_string());
             }
         };
-        let copied = state::write_with(data, LEDGER_FILE, |f| {
+        let copied = state::write_with(data, &ledger_file, |f| {
             f.write_all(&ledger_head)?;
             std::io::copy(&mut std::fs::File::open(&scratch)?, f).map(|_| ())
         });
@@ -126,7 +147,25 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
         head.extend_from_slice(setup);
         put_u64(&mut head, marks.len() as u64);
         head.extend_from_slice(&marks);
-        state::write_parts(data, FILE, &[&head, &rest]).map_err(|e| e.to_string())?;
+        put_u64(&mut head, ledger_file.len() as u64);
+        head.extend_from_slice(ledger_file.as_bytes());
+        if let Err(e) = state::write_parts(data, FILE, &[&head, &rest]) {
+            let _ = std::fs::remove_file(state::dir(data).join(&ledger_file));
+            return Err(e.to_string());
+        }
+        // The states saved before are replaced: their ledgers go, and the scratch files of
+        // a save a crash cut short (the service is the data directory's only saver).
+        if let Ok(dir) = std::fs::read_dir(state::dir(data)) {
+            for f in dir.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let dead = name.starts_with(".live-ledger.") && name.ends_with(".tmp");
+                if dead
+                    || name != ledger_file && (ledger_name(&name) || name == "live-ledger.state")
+                {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
         Ok(ledger_head.len() as u64 + n + (head.len() + rest.len()) as u64)
     })();
     match saved {
@@ -159,6 +198,8 @@ pub struct Found {
     at: usize,
     position: Vec<u8>,
     key: Vec<u8>,
+    /// Its ledger's file under `DATA/state/`.
+    ledger_file: String,
     /// Whether it was folded and scored with the setup in force.
     same_setup: bool,
     started: Instant,
@@ -248,11 +289,26 @@ pub fn check(data: &Path, key: &[u8], setup: &[u8]) -> Option<Found> {
         let n = c.u64().map_err(damaged)? as usize;
         let position = c.bytes(n).map_err(damaged)?.to_vec();
         let marks = Marks::decode(&position).ok_or("the file is damaged")?;
+        let n = c.u64().map_err(damaged)? as usize;
+        let ledger_file = std::str::from_utf8(c.bytes(n).map_err(damaged)?)
+            .ok()
+            .filter(|n| ledger_name(n))
+            .ok_or("the file is damaged")?
+            .to_string();
         if marks.tail_now(data).map_err(|e| e.to_string())?.is_none() {
             return Err("the log no longer holds what it was saved from".into());
         }
         let at = rest.len() - c.remaining();
-        Ok(Some(Found { marks, rest, at, position, key: key.to_vec(), same_setup, started }))
+        Ok(Some(Found {
+            marks,
+            rest,
+            at,
+            position,
+            key: key.to_vec(),
+            ledger_file,
+            same_setup,
+            started,
+        }))
     })();
     found.unwrap_or_else(|why| {
         not_used(&why);
@@ -278,11 +334,11 @@ pub fn read(
     cards: Scorecards,
     model: Option<Model>,
 ) -> Option<Loaded> {
-    let Found { marks, rest, at, position, key, same_setup, started } = found;
+    let Found { marks, rest, at, position, key, ledger_file, same_setup, started } = found;
     // The check's part of the time (its file read), apart from the decoding's.
     let checked = started.elapsed().as_secs_f64();
     let read = (|| -> Result<Live, String> {
-        let file = state::open(data, LEDGER_FILE)
+        let file = state::open(data, &ledger_file)
             .map_err(|e| e.to_string())?
             .ok_or("its ledger's file is missing")?;
         let size = file.metadata().map_err(|e| e.to_string())?.len();
