@@ -623,6 +623,68 @@ async fn a_state_saved_while_running_is_read_after_a_crash_and_brought_forward()
     }
 }
 
+/// Saves while events keep arriving are noted exactly where the state is: usage sent one
+/// event a request while the state is saved every few milliseconds; a save taken midway,
+/// read after a "crash" and brought forward over its tail, counts each event once, as a
+/// replay of the log does (marks ahead of the state would miss some, behind it count some
+/// twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_while_events_arrive_are_noted_where_the_state_is() {
+    let f = fixture();
+    let every = |o: &mut tenure_server::Options| o.save_every = Some(Duration::from_millis(5));
+    let s = tenure_testkit::open_with(f.path(), "2026-06-01T12:00:00Z", every);
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &company()).await;
+    until(&s, &f.read, "/api/v1/alerts?account=acme", |j| j["total"].as_u64() >= Some(1)).await;
+    let state = f.path().join("state");
+    // A saved pair as it stands (a save may replace it while it is read: read again).
+    let pair = || loop {
+        let head = std::fs::read(state.join("live.state")).unwrap();
+        let at = head.windows(12).position(|w| w == b"live-ledger.").unwrap();
+        let name = String::from_utf8(head[at..at + 34].to_vec()).unwrap();
+        if let Ok(ledger) = std::fs::read(state.join(&name)) {
+            return (head, name, ledger);
+        }
+    };
+    let mut midway = None;
+    for i in 0..120 {
+        let e = json!({"type": "usage", "timestamp": format!("2026-06-01T{:02}:{:02}:00Z", i / 60, i % 60),
+                       "account_id": if i % 3 == 0 { "bolt" } else { "acme" },
+                       "user_id": format!("u{}", i % 7), "event": "login"});
+        let (st, _) = call(&s, "POST", "/api/v1/events", Some(&f.ingest), &e.to_string()).await;
+        assert_eq!(st, StatusCode::OK);
+        if i == 60 {
+            midway = Some(pair());
+        }
+    }
+    assert!(metric(&s, "tenure_state_saves_total").await >= 3.0, "saves while events came");
+    let (head, name, ledger) = midway.unwrap();
+    drop(s);
+    for n in ledgers(&state) {
+        std::fs::remove_file(state.join(n)).unwrap();
+    }
+    std::fs::write(state.join("live.state"), head).unwrap();
+    std::fs::write(state.join(&name), ledger).unwrap();
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
+    let started = std::time::Instant::now();
+    while metric(&s, "tenure_live_warming").await > 0.0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "still warming");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let paths = ["/api/v1/accounts", "/api/v1/accounts/acme", "/api/v1/accounts/bolt"];
+    let mut forward = Vec::new();
+    for p in paths {
+        forward.push(call(&s, "GET", p, Some(&f.read), "").await);
+    }
+    drop(s);
+    std::fs::remove_dir_all(&state).unwrap();
+    let s = open(&f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
+    for (p, w) in paths.iter().zip(&forward) {
+        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, w, "{p}");
+    }
+}
+
 /// While a state read from its snapshot waits for its history, it answers as saved and
 /// events sent are stored and acknowledged; once the history is in, each is taken exactly
 /// once (a ticket counted once, a detractor's task opened once) after the events stored
