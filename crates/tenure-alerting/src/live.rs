@@ -279,9 +279,10 @@ impl Live {
     /// month since it started is read there); the current month stays the state's, from
     /// its days. `days`, when given, are the day-level rows from
     /// [`window_start`](Self::window_start) as the columnar store gives them now: they
-    /// replace the state's days (the history reaches past where the state was saved, and
-    /// its activity is read there); the refresh that follows rewrites the current month
-    /// from them.
+    /// replace the state's days (saved with other rules or features, those may be of too
+    /// short a window, or name features by other bits); the refresh that follows rewrites
+    /// the current month from them. Usage the state had not taken, when its days are kept,
+    /// comes with [`add_days`](Self::add_days).
     pub fn install(
         &mut self,
         history: History,

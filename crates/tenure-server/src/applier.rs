@@ -254,7 +254,9 @@ fn apply_loop(
                 if !c.events.is_empty() {
                     take(core, c, internal, &mut pending, fault);
                 }
-                if let Some(m) = marks {
+                // Marks not asked for by this run of the loop were asked before a panic:
+                // the state rebuilt since may hold more than they say.
+                if let Some(m) = marks.filter(|_| asked.is_some()) {
                     saving.saver.running(m);
                     save_at = saving.saver.every.map(|e| Instant::now() + e);
                     asked = None;

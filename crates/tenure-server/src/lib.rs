@@ -181,8 +181,8 @@ impl AppState {
             error: None,
         };
         let now = (o.clock)();
-        // The state saved at the last stop, when the log still holds what it was saved
-        // from: the service answers from it at once, and replays the log's history behind
+        // The state saved last (at a stop or while running), when the log still holds what
+        // it was saved from: the service answers from it at once, and replays the log's history behind
         // it (the applier), to the log's end (records appended since are folded in then).
         let settings_text = snapshot::settings(&o);
         let (key, setup) = (snapshot::key(), snapshot::setup(data, &settings_text));
@@ -191,8 +191,7 @@ impl AppState {
             live::Settings { revenue: o.engine.revenue.clone(), kpi: o.engine.kpi.clone() };
         let found = if save { snapshot::check(data, &key, &setup) } else { None };
         // A state found is read while the log opens (its open reads the idempotency
-        // index: seconds at a hundred million events). One whose log needed recovery is
-        // not used: the recovery changed the log it was saved from.
+        // index: seconds at a hundred million events).
         let mut open_secs = None;
         let (saved, opened) = match found {
             None => (None, None),
@@ -482,8 +481,8 @@ pub(crate) struct Saver {
 }
 
 impl Saver {
-    /// Saves at the stop, unless alerts the service raised were not `stored`, or
-    /// [`usable`](Self::usable) says not to.
+    /// Saves at the stop, unless alerts the service raised were not `stored`, or the
+    /// state may differ from the log ([`run`](Self::run)).
     fn at_stop(self, stored: bool) {
         if !self.save {
             return;
@@ -491,7 +490,7 @@ impl Saver {
         if !stored {
             log(
                 "warn",
-                "the live state is not saved: alerts it raised were not stored (the next start replays the log)",
+                "the live state is not saved: alerts it raised were not stored (the next start reads the one saved before, if any, or replays the log)",
                 json!({}),
             );
             return;
@@ -520,7 +519,7 @@ impl Saver {
         if failures > 0 || tainted {
             log(
                 "warn",
-                "the live state is not saved: it may differ from the log (the next start replays it)",
+                "the live state is not saved: it may differ from the log (the next start reads the one saved before, if any, or replays the log)",
                 json!({"failed_commits": failures, "failed_rebuild": tainted}),
             );
             return false;
