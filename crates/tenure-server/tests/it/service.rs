@@ -413,6 +413,23 @@ async fn immediate_rules_see_the_earlier_events_of_their_batch() {
 }
 
 /// The metric `name`'s value in the exposition.
+/// What `s` answers on `paths`, asserted equal to what a start that replays the log
+/// answers (the saved state removed first); the answers.
+async fn equals_a_replay(f: &Fixture, s: AppState, paths: &[&str]) -> Vec<(StatusCode, Value)> {
+    let mut answers = Vec::new();
+    for p in paths {
+        answers.push(call(&s, "GET", p, Some(&f.read), "").await);
+    }
+    drop(s);
+    std::fs::remove_dir_all(f.path().join("state")).unwrap();
+    let s = open(f);
+    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
+    for (p, a) in paths.iter().zip(&answers) {
+        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, a, "{p}");
+    }
+    answers
+}
+
 /// The saved ledgers' files in a state directory.
 fn ledgers(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -506,19 +523,9 @@ async fn a_restart_reads_the_state_saved_at_the_stop_and_brings_it_over_an_impor
     assert_eq!(j["name"], "Cora");
     assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
     let paths = [paths.as_slice(), &["/api/v1/accounts/cora"]].concat();
-    let mut forward = Vec::new();
-    for p in &paths {
-        forward.push(call(&s, "GET", p, Some(&f.read), "").await);
-    }
+    let forward = equals_a_replay(&f, s, &paths).await;
     assert!(forward[2].1.to_string().contains("t-down"), "{:?}", forward[2]);
     assert_ne!(forward[1], before[1], "acme's usage is in");
-    drop(s);
-    std::fs::remove_dir_all(&state).unwrap();
-    let s = open(&f);
-    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
-    for (p, b) in paths.iter().zip(&forward) {
-        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, b, "{p}");
-    }
 }
 
 /// A state saved with other scorecards (a new file while the service was down) is read all
@@ -544,17 +551,7 @@ async fn a_state_saved_with_other_scorecards_is_scored_again_once_its_history_is
     until(&s, &f.read, acme, |j| j["health"]["scorecard"] == "tickets").await;
     assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
     let paths = ["/api/v1/accounts", acme, "/api/v1/accounts/bolt", "/api/v1/alerts"];
-    let mut warm = Vec::new();
-    for p in paths {
-        warm.push(call(&s, "GET", p, Some(&f.read), "").await);
-    }
-    drop(s);
-    std::fs::remove_dir_all(f.path().join("state")).unwrap();
-    let s = open(&f);
-    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
-    for (p, w) in paths.iter().zip(&warm) {
-        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, w, "{p}");
-    }
+    equals_a_replay(&f, s, &paths).await;
 }
 
 /// While running, the live state is saved every so often (`save_state_minutes`), noted
@@ -610,17 +607,7 @@ async fn a_state_saved_while_running_is_read_after_a_crash_and_brought_forward()
     release.send(()).unwrap();
     until(&s, &f.read, acme, |j| j.to_string().contains("t-late")).await;
     let paths = ["/api/v1/accounts", acme, "/api/v1/alerts", "/api/v1/tasks"];
-    let mut forward = Vec::new();
-    for p in paths {
-        forward.push(call(&s, "GET", p, Some(&f.read), "").await);
-    }
-    drop(s);
-    std::fs::remove_dir_all(&state).unwrap();
-    let s = open(&f);
-    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
-    for (p, w) in paths.iter().zip(&forward) {
-        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, w, "{p}");
-    }
+    equals_a_replay(&f, s, &paths).await;
 }
 
 /// Saves while events keep arriving are noted exactly where the state is: usage sent one
@@ -672,17 +659,7 @@ async fn saves_while_events_arrive_are_noted_where_the_state_is() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let paths = ["/api/v1/accounts", "/api/v1/accounts/acme", "/api/v1/accounts/bolt"];
-    let mut forward = Vec::new();
-    for p in paths {
-        forward.push(call(&s, "GET", p, Some(&f.read), "").await);
-    }
-    drop(s);
-    std::fs::remove_dir_all(&state).unwrap();
-    let s = open(&f);
-    assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
-    for (p, w) in paths.iter().zip(&forward) {
-        assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, w, "{p}");
-    }
+    equals_a_replay(&f, s, &paths).await;
 }
 
 /// While a state read from its snapshot waits for its history, it answers as saved and
