@@ -670,7 +670,28 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), conn::read_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), conn::in_flight))
         .layer(axum::middleware::from_fn(fallback::error_bodies))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), warming_header))
         .with_state(state)
+}
+
+/// While a start from a saved state replays its history, every answer says so, with the
+/// instant its figures are of: `Tenure-Warming: <as of>` (a client can tell an answer of
+/// the saved state from one of the log as it stands).
+async fn warming_header(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    // Not waited for: the state is locked only to take its history in.
+    let as_of = match state.0.core.live.try_read() {
+        Ok(l) if l.warming() => Some(l.t.to_string()),
+        _ => None,
+    };
+    if let Some(v) = as_of.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
+        resp.headers_mut().insert("tenure-warming", v);
+    }
+    resp
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.

@@ -706,11 +706,26 @@ async fn events_sent_while_the_history_is_replayed_are_taken_once_after_it() {
     assert_eq!(metric(&s, "tenure_live_warming").await, 1.0, "the replay is held");
     let (_, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     assert_eq!(j, saved, "answers as saved while warming");
+    // And says so, with the instant of its figures; not once the history is in (below).
+    let warming = |s: &AppState| {
+        let r = axum::http::Request::get("/api/v1/accounts/acme")
+            .header("authorization", format!("Bearer {}", f.read))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let app = tenure_server::app(s.clone());
+        async move {
+            let resp = tower::ServiceExt::oneshot(app, r).await.unwrap();
+            resp.headers().get("tenure-warming").map(|v| v.to_str().unwrap().to_string())
+        }
+    };
+    let as_of = warming(&s).await.expect("a Tenure-Warming header");
+    assert!(as_of.starts_with("2026-06-01T12:00:00"), "{as_of}");
     release.send(()).unwrap();
     let j =
         until(&s, &f.read, "/api/v1/tasks?account=acme&rule=detractor", |j| j["total"] == 1).await;
     assert_eq!(j["tasks"][0]["alerts"], 1, "{j}");
     assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
+    assert_eq!(warming(&s).await, None);
     let (_, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     let tickets = j.to_string().matches("t-warm").count();
     assert_eq!(tickets, 1, "the ticket is taken once: {j}");
