@@ -676,7 +676,8 @@ pub fn app(state: AppState) -> Router {
 
 /// While a start from a saved state replays its history, every answer says so, with the
 /// instant its figures are of: `Tenure-Warming: <as of>` (a client can tell an answer of
-/// the saved state from one of the log as it stands).
+/// the saved state from one of the log as it stands), and a dashboard page with a line
+/// above its content.
 async fn warming_header(
     State(state): State<AppState>,
     req: axum::extract::Request,
@@ -685,13 +686,36 @@ async fn warming_header(
     let mut resp = next.run(req).await;
     // Not waited for: the state is locked only to take its history in.
     let as_of = match state.0.core.live.try_read() {
-        Ok(l) if l.warming() => Some(l.t.to_string()),
+        Ok(l) if l.warming() => Some(l.t),
         _ => None,
     };
-    if let Some(v) = as_of.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
+    let Some(t) = as_of else { return resp };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&t.to_string()) {
         resp.headers_mut().insert("tenure-warming", v);
     }
-    resp
+    let html = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/html"));
+    if !html {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()) else {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the page could not be read")
+            .into_response();
+    };
+    let page = String::from_utf8_lossy(&bytes).replacen(
+        "<main>",
+        &format!(
+            "<main><p role=\"status\" id=\"warming\">Starting up: these figures are as of {} UTC; they catch up with the events since within a minute or so.</p>",
+            t.to_string().get(..16).unwrap_or_default().replace('T', " ")
+        ),
+        1,
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(page))
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.

@@ -720,12 +720,39 @@ async fn events_sent_while_the_history_is_replayed_are_taken_once_after_it() {
     };
     let as_of = warming(&s).await.expect("a Tenure-Warming header");
     assert!(as_of.starts_with("2026-06-01T12:00:00"), "{as_of}");
+    // A dashboard page says so above its content.
+    let page = |s: &AppState| {
+        let app = tenure_server::app(s.clone());
+        let login = axum::http::Request::post("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(format!("key={}", f.read)))
+            .unwrap();
+        async move {
+            let resp = tower::ServiceExt::oneshot(app.clone(), login).await.unwrap();
+            let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+            let cookie = cookie.split(';').next().unwrap().to_string();
+            let r = axum::http::Request::get("/accounts/acme")
+                .header("cookie", cookie)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = tower::ServiceExt::oneshot(app, r).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+            String::from_utf8(body.to_bytes().to_vec()).unwrap()
+        }
+    };
+    let html = page(&s).await;
+    assert!(
+        html.contains("<main><p role=\"status\" id=\"warming\">Starting up: these figures are as of 2026-06-01 12:00 UTC"),
+        "{html}"
+    );
     release.send(()).unwrap();
     let j =
         until(&s, &f.read, "/api/v1/tasks?account=acme&rule=detractor", |j| j["total"] == 1).await;
     assert_eq!(j["tasks"][0]["alerts"], 1, "{j}");
     assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
     assert_eq!(warming(&s).await, None);
+    assert!(!page(&s).await.contains("id=\"warming\""));
     let (_, j) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     let tickets = j.to_string().matches("t-warm").count();
     assert_eq!(tickets, 1, "the ticket is taken once: {j}");
