@@ -156,14 +156,18 @@ fn encode_detail(
     diagnostics: &[Diagnostic],
     full: bool,
 ) -> Image {
-    let chunks: Vec<Encoded> = accounts
+    assemble(key, position, as_of, diagnostics, encode_chunks(accounts, full), full)
+}
+
+/// `accounts` encoded a chunk at a time, the chunks in parallel.
+fn encode_chunks(accounts: &[AccountLedger], full: bool) -> Vec<Encoded> {
+    accounts
         .par_chunks(CHUNK)
         .map(|c| {
             let refs: Vec<&AccountLedger> = c.iter().collect();
             encode_chunk(&refs, full)
         })
-        .collect();
-    assemble(key, position, as_of, diagnostics, chunks, full)
+        .collect()
 }
 
 /// A chunk's bytes (string table, then accounts), its account count, earliest
@@ -226,14 +230,7 @@ pub fn encode_full_to(
     const BATCH: usize = 32;
     let mut refs = Vec::with_capacity(accounts.len().div_ceil(CHUNK));
     for batch in accounts.chunks(CHUNK * BATCH) {
-        let chunks: Vec<Encoded> = batch
-            .par_chunks(CHUNK)
-            .map(|c| {
-                let refs: Vec<&AccountLedger> = c.iter().collect();
-                encode_chunk(&refs, true)
-            })
-            .collect();
-        for c in &chunks {
+        for c in &encode_chunks(batch, true) {
             out(&c.0)?;
             refs.push(listed(c));
         }

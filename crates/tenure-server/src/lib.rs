@@ -505,7 +505,8 @@ impl Saver {
         if self.core.stopping.load(Relaxed) {
             return;
         }
-        if self.save && self.run(Some(marks)) {
+        // (Never asked for when saving is off: `every` is `None` then.)
+        if self.run(Some(marks)) {
             self.core.metrics.state_saves.fetch_add(1, Relaxed);
         }
     }
