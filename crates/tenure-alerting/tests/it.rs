@@ -698,3 +698,153 @@ fn a_state_read_from_its_snapshot_answers_and_refreshes_as_the_one_saved() {
     let _ = kept.refresh(t2);
     assert!(render(&kept).1 != render(&fresh).1, "the days are tested");
 }
+
+/// A state saved by an earlier build is read by this one as it was saved (the service's
+/// upgrade reads the state the build before saved). `tests/data/live-state/FORMATS/` holds
+/// a state encoded once, by the first build of those formats (the ledger checkpoint's and
+/// the rest's), and never rewritten: a state of `events.jsonl` with its alerts and tasks,
+/// rules' memory, health, predictions, monthly and recent usage, and its text (`state.txt`,
+/// every value as that build wrote it down). This build decodes it to that text and encodes
+/// it again to the very same bytes, so every byte is read as that build meant it.
+/// A change of either layout fails here until the format it changes is bumped
+/// (`tenure_ledger::checkpoint::FORMAT`, `live::SNAPSHOT_FORMAT`), and a service upgraded
+/// across it replays its log once rather than misreading its state. Then
+/// `TENURE_NEW_SAVED_STATE=1` writes the new formats' directory (the older ones may go).
+#[test]
+fn a_state_saved_by_an_earlier_build_is_read_as_it_was_saved() {
+    use tenure_ledger::checkpoint::{self, LedgerCheckpoint};
+    const KEY: &[u8] = b"live state";
+    const POSITION: &[u8] = b"lanes";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/live-state");
+    let formats =
+        format!("ledger-{}-live-{}", checkpoint::FORMAT, tenure_alerting::live::SNAPSHOT_FORMAT);
+    let dir = root.join(&formats);
+    let mut engine = tenure_engine::Config::defaults();
+    // Features catalogued, so that the usage's feature sets are not all empty.
+    engine.kpi.features = ["dashboards", "export", "automations", "custom_fields", "api"]
+        .map(|name| tenure_kpi::usage::Feature {
+            name: name.into(),
+            advanced: false,
+            released: None,
+            plans: Vec::new(),
+        })
+        .into();
+    let rules = Rules::from_config(&[], Vec::new()).unwrap();
+    let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
+    let scenario = include_str!("scenarios/churn_risk.txt");
+    let from = scenario.find("== model\n").unwrap() + "== model\n".len();
+    let model = &scenario[from..from + scenario[from..].find("\n== ").unwrap()];
+    let model = || Some(Model::from_json(model).unwrap());
+    // The state: the company's history folded and scored on 2026-06-20, evaluated, and
+    // what that raised taken back (the ledger's alerts and tasks, the rules' memory).
+    let state = || {
+        let t0 = instant("2026-06-20T00:00:00Z");
+        let history = events(&std::fs::read_to_string(root.join("events.jsonl")).unwrap(), None);
+        let features: Vec<String> = engine.kpi.features.iter().map(|f| f.name.clone()).collect();
+        let mut log = History::default();
+        for e in &history {
+            log.push(e.clone());
+        }
+        let used = usage(&history, &features, Live::window_start(&rules, t0), t0);
+        let mut live = Live::new(
+            log,
+            settings.clone(),
+            rules.clone(),
+            Scorecards::default_set(),
+            model(),
+            used,
+            t0,
+        );
+        let fired = live.evaluate();
+        let stored = record(&live, fired, t0, &mut Pending::default(), &mut String::new(), None);
+        assert!(!stored.is_empty(), "alerts and tasks are in the state");
+        let _ = live.apply(&stored, Timestamp(t0.0 + DAY));
+        live
+    };
+    let read = |ledger: Vec<u8>, rest: &[u8]| {
+        let ledger = LedgerCheckpoint::open(ledger, KEY).map_err(|e| e.to_string())?;
+        Live::from_snapshot(
+            &ledger,
+            rest,
+            settings.clone(),
+            rules.clone(),
+            Scorecards::default_set(),
+            model(),
+        )
+        .map_err(|e| e.to_string())
+    };
+    // This build reads its own state back as it was, and to the same bytes.
+    let made = state();
+    let own = made.snapshot(KEY, POSITION);
+    let back = read(own.ledger.to_bytes(), &own.rest).unwrap();
+    assert!(back.saved_text() == made.saved_text(), "the state reads back as it was");
+    let again = back.snapshot(KEY, POSITION);
+    assert!(again.ledger.to_bytes() == own.ledger.to_bytes(), "the ledger encodes again alike");
+    assert!(again.rest == own.rest, "the rest encodes again alike");
+    if !dir.exists() && std::env::var_os("TENURE_NEW_SAVED_STATE").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ledger.bin"), own.ledger.to_bytes()).unwrap();
+        std::fs::write(dir.join("rest.bin"), &own.rest).unwrap();
+        std::fs::write(dir.join("state.txt"), made.saved_text()).unwrap();
+    }
+    let file = |name: &str| {
+        std::fs::read(dir.join(name)).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}. No state saved in this build's formats ({formats}): if a format was \
+                 bumped, write one with TENURE_NEW_SAVED_STATE=1 and commit it",
+                dir.join(name).display()
+            )
+        })
+    };
+    let (ledger, rest) = (file("ledger.bin"), file("rest.bin"));
+    let back = read(ledger.clone(), &rest).unwrap_or_else(|e| {
+        panic!(
+            "the state saved by the first build of formats {formats} no longer reads ({e}): \
+             its layout changed; bump the format of the part that changed"
+        )
+    });
+    // Read as that build saved it: its every value as it wrote them down then (a reviewed
+    // file: `UPDATE_EXPECT=1` rewrites it when only their text changed, a field renamed).
+    expect_file![dir.join("state.txt")].assert_eq(&back.saved_text());
+    let again = back.snapshot(KEY, POSITION);
+    assert!(
+        again.ledger.to_bytes() == ledger,
+        "the ledger saved in {formats} reads as something else: its layout changed; bump \
+         tenure_ledger::checkpoint::FORMAT"
+    );
+    assert!(
+        again.rest == rest,
+        "the rest of the state saved in {formats} reads as something else: its layout \
+         changed; bump tenure_alerting::live::SNAPSHOT_FORMAT"
+    );
+    // What the saved state holds, so that every part's layout is tested.
+    let cs = |f: &dyn Fn(&tenure_ledger::AccountLedger) -> usize| {
+        back.ledger.accounts.iter().map(f).sum::<usize>()
+    };
+    assert!(back.ledger.accounts.len() == 12 && !back.ledger.costs.is_empty());
+    for (what, n) in [
+        ("attributes", cs(&|a| a.attributes.len())),
+        ("steps", cs(&|a| a.steps.len())),
+        ("movements", cs(&|a| a.movements.len())),
+        ("invoices", cs(&|a| a.invoices.len())),
+        ("contacts", cs(&|a| a.cs.contact_changes.len())),
+        ("surveys sent", cs(&|a| a.cs.surveys_sent.len())),
+        ("survey responses", cs(&|a| a.cs.responses.len())),
+        ("tickets", cs(&|a| a.cs.tickets.len())),
+        ("touchpoints", cs(&|a| a.cs.touchpoints.len())),
+        ("milestones", cs(&|a| a.cs.milestones.len())),
+        ("objectives", cs(&|a| a.cs.objectives.len())),
+        ("assessments", cs(&|a| a.cs.assessments.len())),
+        ("change requests", cs(&|a| a.cs.change_requests.len())),
+        ("alerts", cs(&|a| a.cs.alerts.len())),
+        ("tasks", cs(&|a| a.cs.tasks.len())),
+    ] {
+        assert!(n > 0, "no {what} in the saved state");
+    }
+    assert!(back.usage.values().map(Vec::len).sum::<usize>() > 20, "monthly usage");
+    let t = back.t.day();
+    let recent: u64 =
+        back.ledger.accounts.iter().map(|a| back.events_between(&a.id, t - 60, t + 1)).sum();
+    assert!(recent > 10, "recent days");
+    assert!(back.health.accounts.values().all(|h| h.probability.is_some() && h.score.is_some()));
+}

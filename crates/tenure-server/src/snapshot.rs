@@ -3,17 +3,18 @@
 //! the service then answers within seconds, while the history each account is folded from
 //! is replayed behind it (the applier's first work, `applier.rs`).
 //!
-//! A snapshot is used when it was made by this binary and every lane of the log still
-//! holds what it held when it was made. Records appended since (an import while the
+//! A snapshot is used when this build reads its format ([`key`]) and every lane of the log
+//! still holds what it held when it was made. Records appended since (an import while the
 //! service was down, events taken after the save before a crash) are its tail: the
 //! history is then replayed to the log's end, the tail's usage added to the recent days,
 //! and the refresh that installs the history folds the rest in, as a replay start would
-//! (the answers meanwhile are the saved state's). A snapshot made with other settings,
-//! rules, scorecards or model is used too: its days are read again from the columnar
-//! store, and that refresh folds and scores everything with the setup in force. Anything
-//! else (a log cut by a repair, another build) falls back to the replay, and is logged
-//! with its reason. Stopping while the history is still being replayed saves nothing (the
-//! state has not taken the events since).
+//! (the answers meanwhile are the saved state's). A snapshot made by another build (an
+//! upgrade) or with other settings, rules, scorecards or model is used too: its days are
+//! read again from the columnar store, and that refresh folds and scores everything with
+//! the build and setup in force. Anything else (a log cut by a repair, another format, a
+//! state that cannot be decoded) falls back to the replay, and is logged with its reason.
+//! Stopping while the history is still being replayed saves nothing (the state has not
+//! taken the events since).
 
 use std::io::Write;
 use std::path::Path;
@@ -44,10 +45,20 @@ fn ledger_name(name: &str) -> bool {
         .is_some_and(|tag| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// What a snapshot must have been made by to be read at all: this binary (another may
-/// encode or compute differently).
+/// What a snapshot must have been encoded as to be read at all: the formats of the ledger's
+/// checkpoint and of the rest of the state. A build that encodes them as an earlier one did
+/// reads its state (an upgrade answers within seconds, as a restart does); a change of either
+/// layout changes its `FORMAT` (the alerting crate's test of a state saved by an earlier
+/// build fails until it does), and the state saved before is then refused and the log
+/// replayed. The build itself is part of the [`setup`]: another build's state answers
+/// only until its history is in, then everything is computed again by this one.
 pub fn key() -> Vec<u8> {
-    state::digest(&format!("live state|{}", state::build())).to_vec()
+    let formats = format!(
+        "live state|ledger {}|live {}",
+        tenure_ledger::checkpoint::FORMAT,
+        tenure_alerting::live::SNAPSHOT_FORMAT
+    );
+    state::digest(&formats).to_vec()
 }
 
 /// The options' part of a state's setup ([`setup`]): the engine's settings, the rules and
@@ -56,7 +67,8 @@ pub fn settings(o: &crate::Options) -> String {
     format!("{:?}|{:?}|{:?}", o.engine, o.config.rules, o.config.playbooks)
 }
 
-/// What a state was folded and scored with: `settings` ([`settings`]) and the scorecards'
+/// What a state was folded and scored with: this build (which may fold, score and alert
+/// differently from the one that saved it), `settings` ([`settings`]) and the scorecards'
 /// and model's files as they are now (the applier reads them again when they change: a
 /// state is saved with the setup of the files it was scored with). A state of another
 /// setup is read all the same, and everything it computed is computed again once its
@@ -67,7 +79,12 @@ pub fn setup(data: &Path, settings: &str) -> Vec<u8> {
         let bytes = std::fs::read(data.join(name)).unwrap_or_default();
         xxhash(&bytes)
     };
-    let text = format!("{settings}|{:x}|{:x}", file("scorecards.toml"), file("models/churn.json"));
+    let text = format!(
+        "{}|{settings}|{:x}|{:x}",
+        state::build(),
+        file("scorecards.toml"),
+        file("models/churn.json")
+    );
     state::digest(&text).to_vec()
 }
 
@@ -275,14 +292,14 @@ pub fn check(data: &Path, key: &[u8], setup: &[u8]) -> Option<Found> {
         let damaged = |_| "the file is damaged".to_string();
         let n = c.u64().map_err(damaged)? as usize;
         if c.bytes(n).map_err(damaged)? != key {
-            return Err("made by another build".into());
+            return Err("encoded in a format this build does not read".into());
         }
         let n = c.u64().map_err(damaged)? as usize;
         let same_setup = c.bytes(n).map_err(damaged)? == setup;
         if !same_setup {
             crate::log(
                 "info",
-                "the saved live state was made with other settings, rules, scorecards or model: it answers until its history is in, then every account is folded and scored again",
+                "the saved live state was made by another build or with other settings, rules, scorecards or model: it answers until its history is in, then every account is folded and scored again",
                 serde_json::json!({}),
             );
         }
@@ -337,19 +354,23 @@ pub fn read(
     let Found { marks, rest, at, position, key, ledger_file, same_setup, started } = found;
     // The check's part of the time (its file read), apart from the decoding's.
     let checked = started.elapsed().as_secs_f64();
-    let read = (|| -> Result<Live, String> {
-        let file = state::open(data, &ledger_file)
-            .map_err(|e| e.to_string())?
-            .ok_or("its ledger's file is missing")?;
-        let size = file.metadata().map_err(|e| e.to_string())?.len();
-        let ledger = LedgerCheckpoint::open(File(file, size), &key)
-            .map_err(|e| format!("its ledger: {e}"))?;
-        if ledger.position() != position {
-            return Err("its ledger was saved at another time".into());
-        }
-        Live::from_snapshot(&ledger, &rest[at..], cfg, rules, cards, model)
-            .map_err(|e| e.to_string())
-    })();
+    // A decoder that panics on what an earlier build wrote (a layout changed without its
+    // format) costs this start its saved state, never the start itself.
+    let read =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Live, String> {
+            let file = state::open(data, &ledger_file)
+                .map_err(|e| e.to_string())?
+                .ok_or("its ledger's file is missing")?;
+            let size = file.metadata().map_err(|e| e.to_string())?.len();
+            let ledger = LedgerCheckpoint::open(File(file, size), &key)
+                .map_err(|e| format!("its ledger: {e}"))?;
+            if ledger.position() != position {
+                return Err("its ledger was saved at another time".into());
+            }
+            Live::from_snapshot(&ledger, &rest[at..], cfg, rules, cards, model)
+                .map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|_| Err("decoding it panicked".into()));
     match read {
         Ok(live) => {
             crate::log(

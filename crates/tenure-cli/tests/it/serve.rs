@@ -146,9 +146,11 @@ fn until_tickets(addr: &str, key: &str, n: usize) -> String {
 /// Stopped with SIGTERM, the service saves its live state and the next start reads it,
 /// answering as before; killed (`kill -9`) after taking more events, it saves nothing, and
 /// the next start reads the state saved before and brings it forward over the events
-/// taken since (its tail in the log), losing nothing.
+/// taken since (its tail in the log), losing nothing. Another build (an upgrade) reads the
+/// state the last one saved.
 #[test]
-fn a_restart_after_sigterm_reads_the_saved_state_and_after_kill_9_brings_it_forward() {
+fn a_restart_after_sigterm_reads_the_saved_state_after_kill_9_brings_it_forward_and_an_upgrade_reads_it()
+ {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
     let bin = env!("CARGO_BIN_EXE_tenure");
@@ -187,6 +189,21 @@ fn a_restart_after_sigterm_reads_the_saved_state_and_after_kill_9_brings_it_forw
     let behind: serde_json::Value = serde_json::from_str(behind).unwrap();
     // The 20 tickets, and whatever the service raised for them.
     assert!(behind["records_since"].as_u64() >= Some(20), "{behind}");
-    until_tickets(&addr, &read, 50);
+    let warm = until_tickets(&addr, &read, 50);
+    // An upgrade: the state saved at this stop is read by another build (a copy of the
+    // binary, another file), which answers from it at once, then computes everything
+    // again itself.
+    let mut server = server;
+    let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(server.0.wait().unwrap().success(), "a stop exits 0");
+    let other = dir.path().join("tenure-next");
+    std::fs::copy(bin, &other).unwrap();
+    let (server, addr, lines) = start(&other.display().to_string(), &data);
+    assert!(lines.iter().any(|l| l.contains("live state read from its snapshot")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("made by another build")), "{lines:?}");
+    assert_eq!(get(&addr, &read, "/api/v1/accounts/a7"), warm);
+    tickets(&addr, &ingest, 50, 5);
+    until_tickets(&addr, &read, 55);
     drop(server);
 }
