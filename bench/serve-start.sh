@@ -11,7 +11,8 @@
 # SAVE_MINUTES=N saves the live state while running every N minutes (the saves' times are
 # reported). INGEST=N posts N tickets over the API after the first answer, and STOP=KILL
 # stops with SIGKILL instead (a crash: the next start brings the state saved before forward
-# over the log's tail). CONF_EXTRA adds to the configuration. Prints the figures;
+# over the log's tail). CONF_EXTRA adds to the configuration. UPGRADE=1 touches the binary
+# before each start (another build reads the state the last one saved). Prints the figures;
 # BENCHMARKS.md is written by hand.
 # Each start and refresh records its alerts in the log: later runs replay a little more.
 set -euo pipefail
@@ -105,5 +106,8 @@ start() { # RUN: one start, then HOLD seconds of answers
     say "start $run: first answer after ${first:-never} s; $phases; slowest answer during refreshes ${slowest} s; peak ${peak} MiB; stop ${stopped} s, peak while stopping ${stop_peak} MiB"
 }
 for run in $(seq 1 "$RUNS"); do
+    # UPGRADE=1: the binary touched before each start, so that each reads the state saved
+    # by "another build" (the build is the binary's size and time), as after an upgrade.
+    [ "${UPGRADE:-0}" = 1 ] && touch "$T"
     start "$run"
 done

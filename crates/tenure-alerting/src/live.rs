@@ -280,8 +280,9 @@ impl Live {
     /// its days. `days`, when given, are the day-level rows from
     /// [`window_start`](Self::window_start) as the columnar store gives them now: they
     /// replace the state's days (saved with other rules or features, those may be of too
-    /// short a window, or name features by other bits); the refresh that follows rewrites
-    /// the current month from them. Usage the state had not taken, when its days are kept,
+    /// short a window, or name features by other bits; saved by another build, counted
+    /// otherwise), and its current month goes with them: the refresh that follows makes
+    /// it again from them (an account without days then has none, as after a replay). Usage the state had not taken, when its days are kept,
     /// comes with [`add_days`](Self::add_days).
     pub fn install(
         &mut self,
@@ -294,7 +295,8 @@ impl Live {
             for months in closed.values_mut() {
                 months.retain(|u| u.month < m);
             }
-            for (id, months) in &self.usage {
+            let kept = if days.is_some() { None } else { Some(&self.usage) };
+            for (id, months) in kept.into_iter().flatten() {
                 let current = months.iter().filter(|u| u.month >= m).cloned();
                 let mut current = current.peekable();
                 if current.peek().is_some() {

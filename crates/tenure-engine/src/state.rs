@@ -177,12 +177,35 @@ impl BegunMarks {
     }
 }
 
-/// This binary, as far as saved state is concerned: its version, size and time (a new
-/// build may compute differently, so what an earlier one saved is made again).
+/// This binary, as far as saved state is concerned: its version, and its file's size,
+/// modification and change times (a new build may compute differently, so what an earlier
+/// one saved is made again; the change time, which no copy or archive keeps, tells apart
+/// builds whose times were set alike, as reproducible builds set them). Taken once per
+/// process: a binary replaced while it runs is still this one's. When the file cannot be
+/// read, a value no other process has (nothing saved under it is taken for this build's).
 pub fn build() -> String {
-    let exe = std::env::current_exe().and_then(std::fs::metadata).ok();
-    let stamp = exe.map(|m| (m.len(), m.modified().ok()));
-    format!("{}|{stamp:?}", env!("CARGO_PKG_VERSION"))
+    static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILD
+        .get_or_init(|| {
+            use std::os::unix::fs::MetadataExt;
+            let version = env!("CARGO_PKG_VERSION");
+            match std::env::current_exe().and_then(std::fs::metadata) {
+                Ok(m) => format!(
+                    "{version}|{}|{:?}|{}.{}",
+                    m.len(),
+                    m.modified().ok(),
+                    m.ctime(),
+                    m.ctime_nsec()
+                ),
+                Err(_) => {
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos());
+                    format!("{version}|unknown|{}|{nanos}", std::process::id())
+                }
+            }
+        })
+        .clone()
 }
 
 /// A 128-bit digest of `text` (a configuration's settings, say) for a state's key.

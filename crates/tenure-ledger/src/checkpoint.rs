@@ -43,8 +43,9 @@ use crate::{
 
 const MAGIC: &[u8; 8] = b"TNRLEDGR";
 /// The layout of this file; a change of layout or of what is kept changes it. The service's
-/// saved state is read by later builds of the same format (`tenure-alerting`'s test
-/// `a_state_saved_by_an_earlier_build_is_read_as_it_was_saved` fails until it changes).
+/// saved state is read by later builds of the same format: bump it with any change of
+/// layout (`tenure-alerting`'s test `a_state_saved_by_an_earlier_build_is_read_as_it_was_saved`
+/// fails until it is, for what its saved state holds).
 pub const FORMAT: u32 = 5;
 /// Accounts per chunk: the unit of parallel encoding, reading and decoding.
 const CHUNK: usize = 2048;

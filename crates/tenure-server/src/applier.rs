@@ -227,6 +227,7 @@ fn apply_loop(
         }
         take(core, c, internal, &mut pending, fault);
     }
+    core.started.store(true, std::sync::atomic::Ordering::Release);
     let mut next = Instant::now() + refresh;
     // When to save next, and when the writer was asked for its marks (asked again if they
     // do not come: a writer that cannot write sends none).

@@ -155,6 +155,12 @@ fn run(core: &Core, setup: &Setup, hour: u8, rx: &Receiver<()>) {
         if !matches!(rx.recv_timeout(setup.poll), Err(RecvTimeoutError::Timeout)) {
             return;
         }
+        // Not before the applier's work at start is done: a state read from its snapshot
+        // lacks what its tail in the log holds (tasks opened before a crash or by an import
+        // while the service was down) until its history is in and every account refreshed.
+        if !core.started.load(std::sync::atomic::Ordering::Acquire) {
+            continue;
+        }
         let now = (core.clock)();
         let due = due_at(now, hour);
         if last.is_some_and(|l| l >= due) {

@@ -49,8 +49,8 @@ fn ledger_name(name: &str) -> bool {
 /// checkpoint and of the rest of the state. A build that encodes them as an earlier one did
 /// reads its state (an upgrade answers within seconds, as a restart does); a change of either
 /// layout changes its `FORMAT` (the alerting crate's test of a state saved by an earlier
-/// build fails until it does), and the state saved before is then refused and the log
-/// replayed. The build itself is part of the [`setup`]: another build's state answers
+/// build fails until it does, for what that state holds), and the state saved before is
+/// then refused and the log replayed. The build itself is part of the [`setup`]: another build's state answers
 /// only until its history is in, then everything is computed again by this one.
 pub fn key() -> Vec<u8> {
     let formats = format!(
@@ -222,6 +222,14 @@ pub struct Found {
     started: Instant,
 }
 
+impl Found {
+    /// Whether it was made by this build with the setup in force ([`setup`]): otherwise
+    /// its usage is read again from the columnar store before the service takes events.
+    pub fn same_setup(&self) -> bool {
+        self.same_setup
+    }
+}
+
 /// A state read back, and where the log stood when it was saved.
 pub struct Loaded {
     pub live: Live,
@@ -240,9 +248,9 @@ pub struct Tail {
     pub records: u64,
     /// Whether usage is among them (added to the state's recent days from the log).
     pub usage: bool,
-    /// Whether the state was made with the settings, rules, scorecards and model in force
-    /// (otherwise its recent days are read again from the columnar store, before the
-    /// service takes events).
+    /// Whether the state was made by this build with the settings, rules, scorecards and
+    /// model in force (otherwise its recent days are read again from the columnar store,
+    /// before the service takes events).
     pub same_setup: bool,
 }
 
@@ -292,7 +300,7 @@ pub fn check(data: &Path, key: &[u8], setup: &[u8]) -> Option<Found> {
         let damaged = |_| "the file is damaged".to_string();
         let n = c.u64().map_err(damaged)? as usize;
         if c.bytes(n).map_err(damaged)? != key {
-            return Err("encoded in a format this build does not read".into());
+            return Err("saved in a format this build does not read (or by a build older than the formats' keys)".into());
         }
         let n = c.u64().map_err(damaged)? as usize;
         let same_setup = c.bytes(n).map_err(damaged)? == setup;
@@ -355,7 +363,8 @@ pub fn read(
     // The check's part of the time (its file read), apart from the decoding's.
     let checked = started.elapsed().as_secs_f64();
     // A decoder that panics on what an earlier build wrote (a layout changed without its
-    // format) costs this start its saved state, never the start itself.
+    // format) costs this start its saved state, not the start (an abort, such as a failed
+    // allocation, is not caught).
     let read =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Live, String> {
             let file = state::open(data, &ledger_file)
@@ -370,7 +379,14 @@ pub fn read(
             Live::from_snapshot(&ledger, &rest[at..], cfg, rules, cards, model)
                 .map_err(|e| e.to_string())
         }))
-        .unwrap_or_else(|_| Err("decoding it panicked".into()));
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(format!("decoding it panicked: {why}"))
+        });
     match read {
         Ok(live) => {
             crate::log(

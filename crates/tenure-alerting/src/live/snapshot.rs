@@ -29,7 +29,7 @@ use crate::rules::Rules;
 const MAGIC: &[u8; 8] = b"TNRLIVE\0";
 /// The layout of the rest; a change of layout changes it. States are read by later builds
 /// of the same format (the test `a_state_saved_by_an_earlier_build_is_read_as_it_was_saved`
-/// fails until it changes).
+/// fails until it is bumped, for what its saved state holds).
 pub const FORMAT: u32 = 1;
 /// Entries of a section encoded, and decoded, together (in parallel).
 const BLOCK: usize = 16_384;
@@ -176,14 +176,17 @@ impl Live {
         blocks(&mut body, &recent, |out, (id, days)| {
             put_str(out, id);
             put_u64(out, days.len() as u64);
+            // One buffer for the account's days (not one allocation a day).
+            let mut users: Vec<u64> = Vec::new();
             for (day, d) in days.iter() {
                 put_i64(out, *day);
                 put_u64(out, d.events);
                 put_u64(out, d.features);
-                let mut users: Vec<u64> = d.users.iter().copied().collect();
+                users.clear();
+                users.extend(d.users.iter().copied());
                 users.sort_unstable();
                 put_u64(out, users.len() as u64);
-                for u in users {
+                for u in &users {
                     out.extend_from_slice(&u.to_le_bytes());
                 }
             }

@@ -197,7 +197,9 @@ fn a_restart_after_sigterm_reads_the_saved_state_after_kill_9_brings_it_forward_
     let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     assert!(server.0.wait().unwrap().success(), "a stop exits 0");
-    let other = dir.path().join("tenure-next");
+    // Under the target directory: a temporary directory may not allow running programs.
+    let next = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let other = next.path().join("tenure");
     std::fs::copy(bin, &other).unwrap();
     let (server, addr, lines) = start(&other.display().to_string(), &data);
     assert!(lines.iter().any(|l| l.contains("live state read from its snapshot")), "{lines:?}");

@@ -300,3 +300,68 @@ async fn each_person_gets_a_daily_digest_of_their_new_and_overdue_work() {
     assert_eq!(j["day"], "2026-06-16", "{j}");
     assert_eq!(j["new_total"], 0, "nothing opened since the last digest: {j}");
 }
+
+/// A start from a saved state sends a digest due then only once the state's history is in
+/// and every account refreshed from it: a task imported while the service was down (the
+/// state's tail, which the saved state lacks) is in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_due_at_a_start_from_a_saved_state_waits_for_its_history() {
+    use crate::notify::{config, next, receiver};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tenure_server::notify::{NotifierConfig, NotifierKind};
+    let f = Keyring::new();
+    let mut keys = Keys::load(f.path()).unwrap();
+    keys.add_user("sam", "sam@acme.test", Role::Csm, Some("east"), "2026-01-01").unwrap();
+    keys.save(f.path()).unwrap();
+    let task = |id: &str, at: &str| {
+        json!({"type": "task", "timestamp": at, "account_id": "acme", "task_id": id,
+               "status": "open", "due": "2026-06-20", "title": id, "rule": "detractor"})
+        .to_string()
+            + "\n"
+    };
+    import(f.path(), &(company() + &task("tk_new", "2026-06-14T10:00:00Z")));
+    let open_at =
+        |at: &str, hooks: Vec<NotifierConfig>, gate: Option<Arc<dyn Fn() + Send + Sync>>| {
+            tenure_testkit::open_with(f.path(), at, move |o| {
+                o.config.notifiers = hooks;
+                o.config.service.daily_digest_hour = Some(8);
+                o.digest_poll = Duration::from_millis(50);
+                o.history_gate = gate;
+                o.config.rules = tenure_alerting::Kind::ALL
+                    .iter()
+                    .map(|k| tenure_alerting::RuleConfig {
+                        kind: Some(*k),
+                        enabled: Some(false),
+                        ..Default::default()
+                    })
+                    .collect();
+            })
+        };
+    // Saved at the stop, before the digest hour and without a notifier: nothing sent.
+    drop(open_at("2026-06-15T07:00:00Z", Vec::new(), None));
+    assert!(f.path().join("state/live.state").is_file());
+    import(f.path(), &task("tk_tail", "2026-06-15T06:00:00Z"));
+    let (hook, mut hooks) = receiver(&[(200, "ok")]).await;
+    let mut all = config("digests", NotifierKind::Webhook, &format!("{hook}/digest"));
+    (all.alerts, all.digests) = (Some(false), Some(true));
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let gate: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
+    });
+    let s = open_at("2026-06-15T09:00:00Z", vec![all], Some(gate));
+    let (_, m) = call(&s, "GET", "/metrics", None, "").await;
+    assert!(m.as_str().unwrap().contains("\ntenure_started_from_snapshot 1\n"), "{m}");
+    // The digest of June 15, 08:00 is due; while the history is held, none goes.
+    let early = tokio::time::timeout(Duration::from_millis(600), hooks.recv()).await;
+    assert!(early.is_err(), "a digest was sent from the saved state: {early:?}");
+    release.send(()).unwrap();
+    let j = next(&mut hooks).await.json();
+    assert_eq!(j["person"], "sam@acme.test", "{j}");
+    let mut new: Vec<&str> =
+        j["new"].as_array().unwrap().iter().map(|t| t["task_id"].as_str().unwrap()).collect();
+    new.sort_unstable();
+    assert_eq!(new, ["tk_new", "tk_tail"], "{j}");
+    drop(s);
+}
