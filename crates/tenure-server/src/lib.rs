@@ -200,28 +200,12 @@ impl AppState {
         let (saved, opened) = match found {
             None => (None, None),
             Some(found) => {
-                // Made by another build or with another setup: its usage (the closed months
-                // and the recent days) is read again from the columnar store, beside the
-                // decoding, once the log is open (the store then has every committed
-                // record's usage), and before the service takes events (read later, the
-                // store would hold events the applier also takes from its channel).
-                let again = !found.same_setup();
-                let window = live::Live::window_start(&rules, now);
-                let (saved, opened, usage) = std::thread::scope(|sc| {
+                let (saved, opened) = std::thread::scope(|sc| {
                     let opened = sc.spawn(|| {
                         let started = std::time::Instant::now();
                         let opened = Importer::open(data, o.ingest.clone());
                         open_secs = Some(started.elapsed().as_secs_f64());
-                        let usage = (again && opened.is_ok()).then(|| {
-                            let read = std::panic::AssertUnwindSafe(|| {
-                                let closed = live::load_monthly(data, &o.engine, now)?;
-                                let days = live::load_days(data, &o.engine, window, now)?;
-                                Ok::<_, String>((closed, days))
-                            });
-                            std::panic::catch_unwind(read)
-                                .unwrap_or_else(|_| Err("reading the usage panicked".into()))
-                        });
-                        (opened, usage)
+                        opened
                     });
                     let saved = snapshot::read(
                         data,
@@ -231,10 +215,7 @@ impl AppState {
                         cards.clone(),
                         model.clone(),
                     );
-                    match opened.join() {
-                        Ok((opened, usage)) => (saved, Ok(opened), usage),
-                        Err(_) => (saved, Err(()), None),
-                    }
+                    (saved, opened.join())
                 });
                 let opened = opened
                     .map_err(|_| "opening the event log panicked".to_string())?
@@ -242,22 +223,38 @@ impl AppState {
                 // A recovery may have cut a torn tail (records never committed, so never in
                 // the state): the log is checked again to hold what the state was saved from.
                 let saved = saved.and_then(|s| s.history(data).map(|t| (s, t)));
-                let saved = match (saved, usage) {
-                    (Some((s, t)), _) if t.same_setup => Some((s, t, None)),
-                    (Some((s, t)), Some(Ok(read))) => Some((s, t, Some(read))),
-                    (Some(_), read) => {
-                        let e = match read {
-                            Some(Err(e)) => e,
-                            _ => "it was not read".into(),
-                        };
-                        log(
-                            "error",
-                            "the saved live state is not used: its usage could not be read again",
-                            json!({"error": e}),
-                        );
-                        None
+                // Saved with another setup: its days are read again from the columnar store
+                // now, before the service takes events (read later, the store would hold
+                // events the applier also takes from its channel). Not beside the decoding:
+                // both take the two cores, and together took longer (BENCHMARKS.md).
+                let saved = match saved {
+                    Some((s, t)) if !t.same_setup => {
+                        let window = live::Live::window_start(&rules, now);
+                        let read = std::thread::scope(|sc| {
+                            sc.spawn(|| {
+                                let closed = live::load_monthly(data, &o.engine, now)?;
+                                Ok::<_, String>((
+                                    closed,
+                                    live::load_days(data, &o.engine, window, now)?,
+                                ))
+                            })
+                            .join()
+                            .unwrap_or_else(|_| Err("reading the usage panicked".into()))
+                        });
+                        match read {
+                            Ok(read) => Some((s, t, Some(read))),
+                            Err(e) => {
+                                log(
+                                    "error",
+                                    "the saved live state is not used: its usage could not be read again",
+                                    json!({"error": e}),
+                                );
+                                None
+                            }
+                        }
                     }
-                    (None, _) => None,
+                    Some((s, t)) => Some((s, t, None)),
+                    None => None,
                 };
                 (saved, Some(opened))
             }

@@ -8,11 +8,12 @@
 //! service was down, events taken after the save before a crash) are its tail: the
 //! history is then replayed to the log's end, the tail's usage added to the recent days,
 //! and the refresh that installs the history folds the rest in, as a replay start would
-//! (the answers meanwhile are the saved state's). A snapshot made by another build (an
-//! upgrade) or with other settings, rules, scorecards or model is used too: its days are
-//! read again from the columnar store, and that refresh folds and scores everything with
-//! the build and setup in force. Anything else (a log cut by a repair, another format, a
-//! state that cannot be decoded) falls back to the replay, and is logged with its reason.
+//! (the answers meanwhile are the saved state's). That refresh folds and scores every
+//! account again, so a snapshot made by another build (an upgrade) is used as this
+//! build's would be; one made with other settings, rules, scorecards or model is used too,
+//! its days read again from the columnar store first. Anything else (a log cut by a
+//! repair, another format, a state that cannot be decoded) falls back to the replay, and
+//! is logged with its reason.
 //! Stopping while the history is still being replayed saves nothing (the state has not
 //! taken the events since).
 
@@ -45,16 +46,20 @@ fn ledger_name(name: &str) -> bool {
         .is_some_and(|tag| tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// What a snapshot must have been encoded as to be read at all: the formats of the ledger's
-/// checkpoint and of the rest of the state. A build that encodes them as an earlier one did
-/// reads its state (an upgrade answers within seconds, as a restart does); a change of either
-/// layout changes its `FORMAT` (the alerting crate's test of a state saved by an earlier
-/// build fails until it does, for what that state holds), and the state saved before is
-/// then refused and the log replayed. The build itself is part of the [`setup`]: another build's state answers
-/// only until its history is in, then everything is computed again by this one.
+/// The layout of [`FILE`]'s own header (key, setup, build, marks, ledger file).
+const CONTAINER: u32 = 2;
+
+/// What a snapshot must have been encoded as to be read at all: the formats of its file,
+/// of the ledger's checkpoint and of the rest of the state. A build that encodes them as an
+/// earlier one did reads its state (an upgrade answers within seconds, as a restart does);
+/// a change of either layout changes its `FORMAT` (the alerting crate's test of a state
+/// saved by an earlier build fails until it does, for what that state holds), and the
+/// state saved before is then refused and the log replayed. The build that saved it is
+/// noted, not matched: whichever build saved it, a state answers only until its history
+/// is in, then every account is folded and scored again by this one.
 pub fn key() -> Vec<u8> {
     let formats = format!(
-        "live state|ledger {}|live {}",
+        "live state|container {CONTAINER}|ledger {}|live {}",
         tenure_ledger::checkpoint::FORMAT,
         tenure_alerting::live::SNAPSHOT_FORMAT
     );
@@ -67,8 +72,7 @@ pub fn settings(o: &crate::Options) -> String {
     format!("{:?}|{:?}|{:?}", o.engine, o.config.rules, o.config.playbooks)
 }
 
-/// What a state was folded and scored with: this build (which may fold, score and alert
-/// differently from the one that saved it), `settings` ([`settings`]) and the scorecards'
+/// What a state was folded and scored with: `settings` ([`settings`]) and the scorecards'
 /// and model's files as they are now (the applier reads them again when they change: a
 /// state is saved with the setup of the files it was scored with). A state of another
 /// setup is read all the same, and everything it computed is computed again once its
@@ -79,12 +83,7 @@ pub fn setup(data: &Path, settings: &str) -> Vec<u8> {
         let bytes = std::fs::read(data.join(name)).unwrap_or_default();
         xxhash(&bytes)
     };
-    let text = format!(
-        "{}|{settings}|{:x}|{:x}",
-        state::build(),
-        file("scorecards.toml"),
-        file("models/churn.json")
-    );
+    let text = format!("{settings}|{:x}|{:x}", file("scorecards.toml"), file("models/churn.json"));
     state::digest(&text).to_vec()
 }
 
@@ -162,6 +161,9 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
         head.extend_from_slice(key);
         put_u64(&mut head, setup.len() as u64);
         head.extend_from_slice(setup);
+        let build = state::digest(&state::build());
+        put_u64(&mut head, build.len() as u64);
+        head.extend_from_slice(&build);
         put_u64(&mut head, marks.len() as u64);
         head.extend_from_slice(&marks);
         put_u64(&mut head, ledger_file.len() as u64);
@@ -222,14 +224,6 @@ pub struct Found {
     started: Instant,
 }
 
-impl Found {
-    /// Whether it was made by this build with the setup in force ([`setup`]): otherwise
-    /// its usage is read again from the columnar store before the service takes events.
-    pub fn same_setup(&self) -> bool {
-        self.same_setup
-    }
-}
-
 /// A state read back, and where the log stood when it was saved.
 pub struct Loaded {
     pub live: Live,
@@ -248,9 +242,9 @@ pub struct Tail {
     pub records: u64,
     /// Whether usage is among them (added to the state's recent days from the log).
     pub usage: bool,
-    /// Whether the state was made by this build with the settings, rules, scorecards and
-    /// model in force (otherwise its recent days are read again from the columnar store,
-    /// before the service takes events).
+    /// Whether the state was made with the settings, rules, scorecards and model in force
+    /// (otherwise its recent days are read again from the columnar store, before the
+    /// service takes events).
     pub same_setup: bool,
 }
 
@@ -300,14 +294,22 @@ pub fn check(data: &Path, key: &[u8], setup: &[u8]) -> Option<Found> {
         let damaged = |_| "the file is damaged".to_string();
         let n = c.u64().map_err(damaged)? as usize;
         if c.bytes(n).map_err(damaged)? != key {
-            return Err("saved in a format this build does not read (or by a build older than the formats' keys)".into());
+            return Err("saved in a format this build does not read".into());
         }
         let n = c.u64().map_err(damaged)? as usize;
         let same_setup = c.bytes(n).map_err(damaged)? == setup;
         if !same_setup {
             crate::log(
                 "info",
-                "the saved live state was made by another build or with other settings, rules, scorecards or model: it answers until its history is in, then every account is folded and scored again",
+                "the saved live state was made with other settings, rules, scorecards or model: it answers until its history is in, then every account is folded and scored again, its usage read again first",
+                serde_json::json!({}),
+            );
+        }
+        let n = c.u64().map_err(damaged)? as usize;
+        if c.bytes(n).map_err(damaged)? != state::digest(&state::build()) {
+            crate::log(
+                "info",
+                "the saved live state was made by another build: it answers until its history is in, then every account is folded and scored again by this one",
                 serde_json::json!({}),
             );
         }
