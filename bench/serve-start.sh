@@ -107,7 +107,7 @@ start() { # RUN: one start, then HOLD seconds of answers
 }
 for run in $(seq 1 "$RUNS"); do
     # UPGRADE=1: the binary touched before each start, so that each reads the state saved
-    # by "another build" (the build is the binary's size and time), as after an upgrade.
+    # by "another build" (the build is the binary's size and times), as after an upgrade.
     [ "${UPGRADE:-0}" = 1 ] && touch "$T"
     start "$run"
 done

@@ -171,6 +171,11 @@ const REFRESH_BLOCK: usize = 4096;
 /// How often an account with only new usage is re-scored, microseconds (a minute).
 const RESCORE_USAGE_EVERY: i64 = 60_000_000;
 
+/// How the recent days count usage: each user by [`hash`], each feature by its bit (the
+/// catalogue's order), a day by its UTC date. A change of any bumps it, so that a state
+/// saved before has its days read again rather than kept ([`Live::days_setup`]).
+pub const DAYS_FORMAT: u32 = 1;
+
 fn hash(s: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(s.as_bytes())
 }
@@ -280,8 +285,8 @@ impl Live {
     /// its days. `days`, when given, are the day-level rows from
     /// [`window_start`](Self::window_start) as the columnar store gives them now: they
     /// replace the state's days (saved with other rules or features, those may be of too
-    /// short a window, or name features by other bits; saved by another build, counted
-    /// otherwise), and its current month goes with them: the refresh that follows makes
+    /// short a window, or name features by other bits; saved by a build that counts them
+    /// otherwise, [`DAYS_FORMAT`]), and its current month goes with them: the refresh that follows makes
     /// it again from them (an account without days then has none, as after a replay). Usage the state had not taken, when its days are kept,
     /// comes with [`add_days`](Self::add_days).
     pub fn install(
@@ -342,6 +347,14 @@ impl Live {
             self.ledger.accounts.extend(folded);
             self.ledger.accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         }
+    }
+
+    /// What a state's recent days are, for a saved state's setup: how they are counted
+    /// ([`DAYS_FORMAT`]) and how many days the rules read. A state saved by another build
+    /// keeps its days when these agree; otherwise they are read again.
+    pub fn days_setup(rules: &Rules) -> String {
+        let longest = rules.rules.iter().map(|r| r.usage_days()).max().unwrap_or(0);
+        format!("days {DAYS_FORMAT} window {longest}")
     }
 
     /// The first day the usage rules and the current month need: where the day-level

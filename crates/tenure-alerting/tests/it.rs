@@ -692,12 +692,27 @@ fn a_state_read_from_its_snapshot_answers_and_refreshes_as_the_one_saved() {
         render(&forward) == render(&fresh),
         "brought forward over its tail, the state differs from a fresh start"
     );
+    // Saved by a build that folded and scored otherwise (an upgrade): once its history is
+    // in, the refresh folds and scores every account again, as this build does.
+    let mut odd = read(&snap.rest).unwrap();
+    for a in &mut odd.ledger.accounts {
+        a.steps.clear();
+        a.cs.tickets.clear();
+    }
+    odd.ledger.costs.clear();
+    for h in odd.health.accounts.values_mut() {
+        (h.score, h.probability, h.colour) = (Some(0.5), Some(0.5), "grey");
+    }
+    assert!(render(&odd) != render(&fresh));
+    odd.install(log(&all), Some((used.monthly.clone(), t2)), Some(used.days.clone()));
+    let _ = odd.refresh(t2);
+    assert!(render(&odd) == render(&fresh), "an earlier build's folds or scores are left");
     // Without the store's days, the tail's usage would be missing.
     let mut kept = read(&snap.rest).unwrap();
     kept.install(log(&all), Some((used.monthly, t2)), None);
     let _ = kept.refresh(t2);
     assert!(render(&kept).1 != render(&fresh).1, "the days are tested");
-    // Its days read again (saved by another build, or with other rules): its current month
+    // Its days read again (saved with other rules, or days counted otherwise): its current month
     // goes with them. An account the store has no days of this month for has no usage in
     // it once refreshed, as after a replay, whatever the saved state counted.
     let used = usage(&whole, &features, Live::window_start(&rules, t2), t2);

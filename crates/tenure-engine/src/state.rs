@@ -189,7 +189,10 @@ pub fn build() -> String {
         .get_or_init(|| {
             use std::os::unix::fs::MetadataExt;
             let version = env!("CARGO_PKG_VERSION");
-            match std::env::current_exe().and_then(std::fs::metadata) {
+            // `/proc/self/exe` is this process's file even when it was replaced since.
+            let exe = std::fs::metadata("/proc/self/exe")
+                .or_else(|_| std::env::current_exe().and_then(std::fs::metadata));
+            match exe {
                 Ok(m) => format!(
                     "{version}|{}|{:?}|{}.{}",
                     m.len(),

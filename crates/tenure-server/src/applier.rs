@@ -406,7 +406,14 @@ fn replay_history(
             } else {
                 Ok(())
             };
-            let closed = closed.join().unwrap_or(Read::Closed(None));
+            let closed = closed.join().unwrap_or_else(|_| {
+                log(
+                    "error",
+                    "reading the closed months' usage panicked: the saved state's are kept",
+                    json!({}),
+                );
+                Read::Closed(None)
+            });
             let rows: Vec<live::DayRow> =
                 rows.into_iter().map(|((a, d, u, f), n)| (a, d, u, f, n)).collect();
             replayed.and(tail).map(|()| (history, closed, rows)).map_err(|e| e.to_string())

@@ -89,10 +89,14 @@ fn run(
     let mut last_try: Option<Instant> = None;
     let mut last_values: Option<Instant> = None;
     loop {
-        // A state read from its snapshot has no history until the applier replays it: the
-        // forecast's backtests fold that history.
-        if core.live.read().is_ok_and(|l| l.warming()) {
-            if stopping(rx, Duration::from_secs(1)) {
+        // A state read from its snapshot has no history until the applier replays it (the
+        // forecast's backtests fold that history), and its folds are the saved ones until
+        // the refresh that follows (the lifetime values read them): the applier's work at
+        // start done, then.
+        if !core.started.load(std::sync::atomic::Ordering::Acquire)
+            || core.live.read().is_ok_and(|l| l.warming())
+        {
+            if stopping(rx, Duration::from_millis(100)) {
                 return;
             }
             continue;

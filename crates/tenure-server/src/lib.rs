@@ -188,7 +188,7 @@ impl AppState {
         // The state saved last (at a stop or while running), when the log still holds what
         // it was saved from: the service answers from it at once, and replays the log's history behind
         // it (the applier), to the log's end (records appended since are folded in then).
-        let settings_text = snapshot::settings(&o);
+        let settings_text = snapshot::settings(&o, &rules);
         let (key, setup) = (snapshot::key(), snapshot::setup(data, &settings_text));
         let save = o.config.service.save_state.unwrap_or(true);
         let settings =

@@ -29,8 +29,8 @@ use tenure_health::Model;
 use tenure_health::scorecard::Scorecards;
 use tenure_ledger::checkpoint::{LedgerCheckpoint, Source};
 
-/// The state's file under `DATA/state/`: its key, its setup, where the log stood, its
-/// ledger's file, the rest of the state (`tenure_alerting::live::Snapshot`).
+/// The state's file under `DATA/state/`: its key, its setup, the build that saved it, where
+/// the log stood, its ledger's file, the rest of the state (`tenure_alerting::live::Snapshot`).
 pub const FILE: &str = "live.state";
 /// Its ledger, a full checkpoint (read a chunk at a time), in a file of its own each save
 /// (`live-ledger.TAG.state`, named in [`FILE`]): the rename of [`FILE`] is the one step
@@ -67,9 +67,15 @@ pub fn key() -> Vec<u8> {
 }
 
 /// The options' part of a state's setup ([`setup`]): the engine's settings, the rules and
-/// playbooks.
-pub fn settings(o: &crate::Options) -> String {
-    format!("{:?}|{:?}|{:?}", o.engine, o.config.rules, o.config.playbooks)
+/// playbooks, and what the recent days are (`Live::days_setup`).
+pub fn settings(o: &crate::Options, rules: &Rules) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{}",
+        o.engine,
+        o.config.rules,
+        o.config.playbooks,
+        Live::days_setup(rules)
+    )
 }
 
 /// What a state was folded and scored with: `settings` ([`settings`]) and the scorecards'
