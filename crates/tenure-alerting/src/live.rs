@@ -286,9 +286,10 @@ impl Live {
     /// [`window_start`](Self::window_start) as the columnar store gives them now: they
     /// replace the state's days (saved with other rules or features, those may be of too
     /// short a window, or name features by other bits; saved by a build that counts them
-    /// otherwise, [`DAYS_FORMAT`]), and its current month goes with them: the refresh that follows makes
-    /// it again from them (an account without days then has none, as after a replay). Usage the state had not taken, when its days are kept,
-    /// comes with [`add_days`](Self::add_days).
+    /// otherwise, [`DAYS_FORMAT`]), and its current month goes with them: the refresh
+    /// that follows makes it again from them (an account without days then has none, as
+    /// after a replay). Usage the state had not taken, when its days are kept, comes with
+    /// [`add_days`](Self::add_days).
     pub fn install(
         &mut self,
         history: History,
@@ -764,8 +765,8 @@ impl Live {
 #[cfg(test)]
 mod tests {
     /// A saved state's days hold their users as these hashes, and a state saved by an
-    /// earlier build keeps its days: a change of the function needs a new
-    /// `SNAPSHOT_FORMAT` (else the users of those days would count twice). The values are
+    /// earlier build keeps its days: a change of the function needs a new `DAYS_FORMAT`
+    /// (else the users of those days would count twice). The values are
     /// the reference implementation's (XXH3_64bits of the xxHash C library, through
     /// python-xxhash 3; the first is its published value for no input).
     #[test]

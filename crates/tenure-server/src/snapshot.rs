@@ -13,9 +13,8 @@
 //! build's would be; one made with other settings, rules, scorecards or model is used too,
 //! its days read again from the columnar store first. Anything else (a log cut by a
 //! repair, another format, a state that cannot be decoded) falls back to the replay, and
-//! is logged with its reason.
-//! Stopping while the history is still being replayed saves nothing (the state has not
-//! taken the events since).
+//! is logged with its reason. Stopping while the history is still being replayed saves
+//! nothing (the state has not taken the events since).
 
 use std::io::Write;
 use std::path::Path;
