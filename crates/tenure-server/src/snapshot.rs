@@ -120,6 +120,9 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
         return false;
     }
     let started = Instant::now();
+    // When the state was encoded (the ledger's chunks written aside), and when the
+    // ledger's file was written and synced: the save's phases, logged.
+    let (mut encoded, mut ledger_written) = (None, None);
     let saved = (|| -> Result<u64, String> {
         let marks = match marks {
             Some(m) => m,
@@ -148,6 +151,7 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
             chunks.flush()?;
             Ok((ledger_head, rest, n))
         })();
+        encoded = Some(started.elapsed().as_secs_f64());
         let (ledger_head, rest, n) = match written {
             Ok(w) => w,
             Err(e) => {
@@ -161,6 +165,7 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
         });
         let _ = std::fs::remove_file(&scratch);
         copied.map_err(|e| e.to_string())?;
+        ledger_written = Some(started.elapsed().as_secs_f64());
         let mut head = Vec::new();
         put_u64(&mut head, key.len() as u64);
         head.extend_from_slice(key);
@@ -198,7 +203,8 @@ pub fn save(data: &Path, live: &Live, key: &[u8], setup: &[u8], marks: Option<Ma
                 "info",
                 "live state saved: the next start reads it",
                 serde_json::json!({"accounts": live.ledger.accounts.len(), "bytes": bytes,
-                       "secs": started.elapsed().as_secs_f64()}),
+                       "secs": started.elapsed().as_secs_f64(), "encoded_secs": encoded,
+                       "ledger_written_secs": ledger_written}),
             );
             true
         }
