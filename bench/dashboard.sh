@@ -14,7 +14,7 @@ RECORD=${RECORD:-1}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 W=bench-data/dashboard
-cargo build --release -p tenure-cli
+cargo build --release --workspace --bin tenure
 T="$ROOT/target/release/tenure"
 say() { echo "[bench] $*" >&2; }
 if [ ! -f "$W/data/.ready-$ACCOUNTS-$MONTHS-$USAGE" ]; then

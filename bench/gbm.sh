@@ -15,7 +15,7 @@ mkdir -p "$W"
 [ -x bench-data/venv/bin/python ] || python3 -m venv bench-data/venv
 PY=bench-data/venv/bin/python
 "$PY" -c 'import lightgbm, sklearn, pandas' 2>/dev/null || bench-data/venv/bin/pip install --quiet lightgbm scikit-learn pandas
-cargo build --release -p tenure-cli
+cargo build --release --workspace --bin tenure
 T="$ROOT/target/release/tenure"
 say() { echo "[bench] $*" >&2; }
 

@@ -13,7 +13,7 @@ RECORD=${RECORD:-1}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 W=bench-data/health
-cargo build --release -p tenure-cli
+cargo build --release --workspace --bin tenure
 T="$ROOT/target/release/tenure"
 say() { echo "[bench] $*" >&2; }
 # History 2025-11 .. 2026-10 for 12 months; the figures are as of 2026-11-01.

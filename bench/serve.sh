@@ -14,8 +14,8 @@ SECONDS_MAX=${4:-120}
 RECORD=${RECORD:-1}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-cargo build --release -p tenure-cli
-cargo build --release -p tenure-server --example load
+cargo build --release --workspace --bin tenure
+cargo build --release --workspace --example load
 # The sustained maximum (senders wait only for acknowledgements), then latency at the
 # target rate of 100,000 events/s (latency at saturation is queueing, not the service).
 MAX=$("$ROOT/target/release/examples/load" "$ROOT/target/release/tenure" "$EVENTS" "$BATCH" "$CONNECTIONS" "$SECONDS_MAX" 0)

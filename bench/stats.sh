@@ -12,7 +12,7 @@ mkdir -p "$W"
 [ -x bench-data/venv/bin/python ] || python3 -m venv bench-data/venv
 PY=bench-data/venv/bin/python
 "$PY" -c 'import lifelines, lifetimes, lightgbm, sklearn' 2>/dev/null || bench-data/venv/bin/pip install --quiet lifelines lifetimes lightgbm scikit-learn
-cargo build --release -p tenure-cli
+cargo build --release --workspace --bin tenure
 T="$ROOT/target/release/tenure"
 say() { echo "[bench] $*" >&2; }
 

@@ -33,8 +33,8 @@ if ! command -v /usr/bin/time >/dev/null 2>&1; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq time
 fi
 
-say "cargo build --release -p tenure-cli"
-cargo build --release -p tenure-cli
+say "cargo build --release --workspace --bin tenure"
+cargo build --release --workspace --bin tenure
 T="$ROOT/target/release/tenure"
 
 # measure NAME OUT CMD...: wall seconds in M_S, peak RSS (KiB) in M_RSS; stderr to W/NAME.err
