@@ -25,6 +25,10 @@ use std::thread::JoinHandle;
 const MANIFEST_MAGIC: &str = "TNRKIDX1";
 /// Runs of one level merged into one of the next when there are this many.
 const FAN_IN: usize = 4;
+/// Sealed keys in memory a writer's close writes as a run ([`KeyIndex::flush_at_close`]),
+/// at most (a sixteenth of the limit when that is less): the next open reads at most about
+/// this many from the segments' key indexes.
+const CLOSE_FLUSH: usize = 1 << 20;
 /// Lookups after an open before the runs' filters are loaded: below it, a page read per
 /// run and key costs less than loading 1.25 bytes a key of history.
 const LOAD_FILTERS_AFTER: u32 = 1024;
@@ -360,6 +364,21 @@ impl KeyIndex {
         self.mem = open;
         self.sealed = 0;
         Ok(())
+    }
+
+    /// As [`maybe_flush`](Self::maybe_flush), as the writer closes, with a lower limit
+    /// ([`CLOSE_FLUSH`]): the sealed keys held in memory are written as a run once they
+    /// pass it, so that the next open does not read them again from the segments' key
+    /// indexes (up to the limit: seconds for a small import into a large log).
+    pub(crate) fn flush_at_close<I: IntoIterator<Item = u128>>(
+        &mut self,
+        active: impl FnOnce() -> I,
+    ) -> Result<(), LogError> {
+        let limit = self.limit;
+        self.limit = (limit / 16).clamp(1, CLOSE_FLUSH);
+        let flushed = self.maybe_flush(active);
+        self.limit = limit;
+        flushed
     }
 
     fn flush(&mut self, keys: &[u128]) -> Result<(), LogError> {

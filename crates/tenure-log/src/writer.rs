@@ -95,6 +95,19 @@ pub struct Log {
     _lock: File,
 }
 
+impl Drop for Log {
+    /// The sealed keys held in memory go to a run when there are enough of them
+    /// ([`KeyIndex::flush_at_close`]), so that the next open is quick. Only with nothing
+    /// pending and nothing failed (what is in memory is then what the log holds). Best
+    /// effort: what fails is left for the next open, which reads those keys again.
+    fn drop(&mut self) {
+        if self.pending_records == 0 && !self.poisoned {
+            let lanes = &self.lanes;
+            let _ = self.keys.flush_at_close(|| active_keys(lanes));
+        }
+    }
+}
+
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Log")

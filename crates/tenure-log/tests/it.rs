@@ -1132,3 +1132,44 @@ fn a_rebuilt_key_index_keeps_memory_bounded() {
     assert_eq!(report.duplicate_keys, 0);
     assert_eq!(log.stats().keys, keys.len() as u64);
 }
+
+/// A writer's close writes the sealed keys it holds in memory as a run once they pass a
+/// sixteenth of its limit (at most about a million), so that the next open does not read
+/// them again from the segments: it holds the open segments' keys and no sealed ones, and
+/// every key is still found.
+#[test]
+fn a_close_writes_the_sealed_keys_as_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<u128> =
+        (1..=1000u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+    // 25 keys a segment; a limit of 1,600 keys: none flushed while writing, 100 at a close.
+    let opts = LogOptions { segment_bytes: 400, key_memory: 1600 };
+    let (mut log, _) = Log::open(dir.path(), opts.clone()).unwrap();
+    for chunk in keys.chunks(25) {
+        for k in chunk {
+            assert!(log.append("usage", *k, b"payload").unwrap());
+        }
+        log.commit().unwrap();
+    }
+    assert_eq!(log.stats().keys_in_memory, keys.len() as u64, "nothing flushed while writing");
+    drop(log);
+    let (mut log, report) = Log::open(dir.path(), opts.clone()).unwrap();
+    assert_eq!(report.duplicate_keys, 0, "{report:?}");
+    let stats = log.stats();
+    assert_eq!(stats.keys, keys.len() as u64);
+    assert!(stats.keys_in_memory <= 25, "{} keys in memory after the open", stats.keys_in_memory);
+    for k in &keys {
+        assert!(log.contains(*k).unwrap(), "key {k} lost");
+        assert!(!log.append("usage", *k, b"again").unwrap());
+    }
+    assert!(!log.contains(7).unwrap());
+    // Below the threshold, a close writes no run.
+    for i in 0..50u128 {
+        assert!(log.append("usage", 7 + i * 0x1_0000_0000_0000_0001, b"more").unwrap());
+    }
+    log.commit().unwrap();
+    drop(log);
+    let (log, _) = Log::open(dir.path(), opts).unwrap();
+    assert!(log.stats().keys_in_memory >= 50, "{:?}", log.stats());
+    assert_eq!(log.stats().keys, keys.len() as u64 + 50);
+}
