@@ -301,12 +301,14 @@ impl Live {
             for months in closed.values_mut() {
                 months.retain(|u| u.month < m);
             }
-            let kept = if days.is_some() { None } else { Some(&self.usage) };
-            for (id, months) in kept.into_iter().flatten() {
-                let current = months.iter().filter(|u| u.month >= m).cloned();
-                let mut current = current.peekable();
-                if current.peek().is_some() {
-                    closed.entry(id.clone()).or_default().extend(current);
+            // The current month is kept with the days it was made from.
+            if days.is_none() {
+                for (id, months) in &self.usage {
+                    let current = months.iter().filter(|u| u.month >= m).cloned();
+                    let mut current = current.peekable();
+                    if current.peek().is_some() {
+                        closed.entry(id.clone()).or_default().extend(current);
+                    }
                 }
             }
             self.usage = closed;

@@ -394,6 +394,13 @@ fn every_kind_has_a_scenario() {
     }
 }
 
+/// The churn_risk scenario's model (a failed payment in 90 days: 88%).
+fn churn_risk_model() -> Model {
+    let scenario = include_str!("scenarios/churn_risk.txt");
+    let from = scenario.find("== model\n").unwrap() + "== model\n".len();
+    Model::from_json(&scenario[from..from + scenario[from..].find("\n== ").unwrap()]).unwrap()
+}
+
 /// JSON lines of `n` paying accounts `acc-00000`...: each with a CSM, a subscription from
 /// 2025-06 (a third cancelled in June 2026) and, for half, a login in May 2026; `more`
 /// adds an account's own lines (`i`, its id, the lines).
@@ -433,11 +440,8 @@ fn a_refresh_in_blocks_equals_a_fresh_start() {
     let engine = tenure_engine::Config::defaults();
     let rules = Rules::from_config(&[], Vec::new()).unwrap();
     let features: Vec<String> = engine.kpi.features.iter().map(|f| f.name.clone()).collect();
-    // The churn_risk scenario's model (a failed payment in 90 days: 88%), so that the
-    // refresh predicts and its churn_risk alerts name their drivers.
-    let scenario = include_str!("scenarios/churn_risk.txt");
-    let from = scenario.find("== model\n").unwrap() + "== model\n".len();
-    let model = &scenario[from..from + scenario[from..].find("\n== ").unwrap()];
+    // The churn_risk scenario's model, so that the refresh predicts and its churn_risk
+    // alerts name their drivers.
     let start = |now: Timestamp| {
         let mut log = History::default();
         for e in &history {
@@ -445,7 +449,7 @@ fn a_refresh_in_blocks_equals_a_fresh_start() {
         }
         let used = usage(&history, &features, Live::window_start(&rules, now), now);
         let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
-        let model = Some(Model::from_json(model).unwrap());
+        let model = Some(churn_risk_model());
         Live::new(log, settings, rules.clone(), Scorecards::default_set(), model, used, now)
     };
     let render = |l: &Live| {
@@ -519,11 +523,8 @@ fn a_state_read_from_its_snapshot_answers_and_refreshes_as_the_one_saved() {
     let engine = tenure_engine::Config::defaults();
     let rules = Rules::from_config(&[], Vec::new()).unwrap();
     let features: Vec<String> = engine.kpi.features.iter().map(|f| f.name.clone()).collect();
-    let scenario = include_str!("scenarios/churn_risk.txt");
-    let from = scenario.find("== model\n").unwrap() + "== model\n".len();
-    let model = &scenario[from..from + scenario[from..].find("\n== ").unwrap()];
     let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
-    let model = || Some(Model::from_json(model).unwrap());
+    let model = || Some(churn_risk_model());
     let log = |extra: &[Event]| {
         let mut log = History::default();
         for e in history.iter().chain(extra) {
@@ -757,10 +758,7 @@ fn a_state_saved_by_an_earlier_build_is_read_as_it_was_saved() {
         .into();
     let rules = Rules::from_config(&[], Vec::new()).unwrap();
     let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
-    let scenario = include_str!("scenarios/churn_risk.txt");
-    let from = scenario.find("== model\n").unwrap() + "== model\n".len();
-    let model = &scenario[from..from + scenario[from..].find("\n== ").unwrap()];
-    let model = || Some(Model::from_json(model).unwrap());
+    let model = || Some(churn_risk_model());
     // The state: the company's history folded and scored on 2026-06-20, evaluated, and
     // what that raised taken back (the ledger's alerts and tasks, the rules' memory).
     let state = || {

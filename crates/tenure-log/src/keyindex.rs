@@ -345,8 +345,17 @@ impl KeyIndex {
         &mut self,
         active: impl FnOnce() -> I,
     ) -> Result<(), LogError> {
+        self.flush_over(self.limit, active)
+    }
+
+    /// As [`maybe_flush`](Self::maybe_flush), once the sealed keys pass `over`.
+    fn flush_over<I: IntoIterator<Item = u128>>(
+        &mut self,
+        over: usize,
+        active: impl FnOnce() -> I,
+    ) -> Result<(), LogError> {
         self.reap(false)?;
-        if self.sealed < self.limit {
+        if self.sealed < over {
             return Ok(());
         }
         // The sealed segments' keys are those of memory but the open segments' (no copy
@@ -374,11 +383,7 @@ impl KeyIndex {
         &mut self,
         active: impl FnOnce() -> I,
     ) -> Result<(), LogError> {
-        let limit = self.limit;
-        self.limit = (limit / 16).clamp(1, CLOSE_FLUSH);
-        let flushed = self.maybe_flush(active);
-        self.limit = limit;
-        flushed
+        self.flush_over((self.limit / 16).clamp(1, CLOSE_FLUSH), active)
     }
 
     fn flush(&mut self, keys: &[u128]) -> Result<(), LogError> {

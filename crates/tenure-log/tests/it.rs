@@ -1019,8 +1019,7 @@ fn verify_beside_a_running_writer_leaves_its_tail_alone_and_repair_waits_for_it(
 fn a_damaged_key_index_is_rebuilt_never_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let opts = LogOptions { segment_bytes: 300, key_memory: 5 };
-    let keys: Vec<u128> =
-        (1..=200u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+    let keys = spread_keys(200);
     {
         let (mut log, _) = Log::open(dir.path(), opts.clone()).unwrap();
         for chunk in keys.chunks(10) {
@@ -1092,8 +1091,7 @@ fn a_damaged_key_index_is_rebuilt_never_trusted() {
 #[test]
 fn a_rebuilt_key_index_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<u128> =
-        (1..=3000u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+    let keys = spread_keys(3000);
     let big = LogOptions { segment_bytes: 400, key_memory: 1_000_000 };
     {
         let (mut log, _) = Log::open(dir.path(), big).unwrap();
@@ -1140,8 +1138,7 @@ fn a_rebuilt_key_index_keeps_memory_bounded() {
 #[test]
 fn a_close_writes_the_sealed_keys_as_a_run() {
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<u128> =
-        (1..=1000u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+    let keys = spread_keys(1000);
     // 25 keys a segment; a limit of 1,600 keys: none flushed while writing, 100 at a close.
     let opts = LogOptions { segment_bytes: 400, key_memory: 1600 };
     let (mut log, _) = Log::open(dir.path(), opts.clone()).unwrap();
@@ -1172,4 +1169,9 @@ fn a_close_writes_the_sealed_keys_as_a_run() {
     let (log, _) = Log::open(dir.path(), opts).unwrap();
     assert!(log.stats().keys_in_memory >= 50, "{:?}", log.stats());
     assert_eq!(log.stats().keys, keys.len() as u64 + 50);
+}
+
+/// Keys `1..=n` spread over the key space (as hashes are).
+fn spread_keys(n: u128) -> Vec<u128> {
+    (1..=n).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect()
 }

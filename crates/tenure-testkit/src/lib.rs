@@ -71,6 +71,18 @@ pub fn open_with(data: &Path, at: &str, f: impl FnOnce(&mut Options)) -> AppStat
     AppState::open(data, o).expect("the service opens")
 }
 
+/// A gate for `Options::history_gate`: a start from a saved state holds its history's
+/// replay (so the service stays warming) until the sender sends, or for 30 s at most.
+pub fn history_gate() -> (std::sync::mpsc::Sender<()>, Arc<dyn Fn() + Send + Sync>) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let gate: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ =
+            held.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(Duration::from_secs(30));
+    });
+    (release, gate)
+}
+
 /// One request to the router in memory: the status and the body (JSON, or the text as a
 /// JSON string when it is not JSON).
 pub async fn call(

@@ -164,6 +164,18 @@ fn import(data: &std::path::Path, jsonl: &str) {
     assert!(sum.progress.accepted > 0);
 }
 
+/// Every kind of rule disabled.
+fn no_rules() -> Vec<tenure_alerting::RuleConfig> {
+    tenure_alerting::Kind::ALL
+        .iter()
+        .map(|k| tenure_alerting::RuleConfig {
+            kind: Some(*k),
+            enabled: Some(false),
+            ..Default::default()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_person_gets_a_daily_digest_of_their_new_and_overdue_work() {
     use crate::notify::{config, next, receiver};
@@ -220,14 +232,7 @@ async fn each_person_gets_a_daily_digest_of_their_new_and_overdue_work() {
             o.config.service.public_url = Some("https://tenure.example".into());
             o.digest_poll = std::time::Duration::from_millis(100);
             // No rule opens tasks of its own here: the digest lists the imported ones.
-            o.config.rules = tenure_alerting::Kind::ALL
-                .iter()
-                .map(|k| tenure_alerting::RuleConfig {
-                    kind: Some(*k),
-                    enabled: Some(false),
-                    ..Default::default()
-                })
-                .collect();
+            o.config.rules = no_rules();
         })
     };
     let s = open_at("2026-06-15T09:00:00Z", vec![all.clone(), sams.clone()]);
@@ -328,14 +333,7 @@ async fn a_digest_due_at_a_start_from_a_saved_state_waits_for_its_history() {
                 o.config.service.daily_digest_hour = Some(8);
                 o.digest_poll = Duration::from_millis(50);
                 o.history_gate = gate;
-                o.config.rules = tenure_alerting::Kind::ALL
-                    .iter()
-                    .map(|k| tenure_alerting::RuleConfig {
-                        kind: Some(*k),
-                        enabled: Some(false),
-                        ..Default::default()
-                    })
-                    .collect();
+                o.config.rules = no_rules();
             })
         };
     // Saved at the stop, before the digest hour and without a notifier: nothing sent.
@@ -345,11 +343,7 @@ async fn a_digest_due_at_a_start_from_a_saved_state_waits_for_its_history() {
     let (hook, mut hooks) = receiver(&[(200, "ok")]).await;
     let mut all = config("digests", NotifierKind::Webhook, &format!("{hook}/digest"));
     (all.alerts, all.digests) = (Some(false), Some(true));
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let held = std::sync::Mutex::new(held);
-    let gate: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
-    });
+    let (release, gate) = tenure_testkit::history_gate();
     let s = open_at("2026-06-15T09:00:00Z", vec![all], Some(gate));
     let (_, m) = call(&s, "GET", "/metrics", None, "").await;
     assert!(m.as_str().unwrap().contains("\ntenure_started_from_snapshot 1\n"), "{m}");

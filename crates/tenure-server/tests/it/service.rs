@@ -444,11 +444,7 @@ async fn send_company(f: &Fixture, s: &AppState) {
 /// A start whose history's replay (from a saved state) waits until the sender sends, or
 /// 30 s pass.
 fn open_held(f: &Fixture) -> (std::sync::mpsc::Sender<()>, AppState) {
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let held = std::sync::Mutex::new(held);
-    let gate: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
-    });
+    let (release, gate) = tenure_testkit::history_gate();
     let s = tenure_testkit::open_with(f.path(), "2026-06-01T12:00:00Z", |o| {
         o.history_gate = Some(gate);
     });
@@ -470,6 +466,19 @@ async fn metric(s: &AppState, name: &str) -> f64 {
     let line =
         m.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{m}"));
     line[name.len() + 1..].parse().unwrap()
+}
+
+/// Polls `/metrics` until `name`'s value satisfies `done`, for at most 30 s.
+async fn until_metric(s: &AppState, name: &str, done: impl Fn(f64) -> bool) {
+    let started = std::time::Instant::now();
+    loop {
+        let n = metric(s, name).await;
+        if done(n) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{name} is still {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A stop saves the live state and the next start reads it (`/metrics` says which): the
@@ -592,11 +601,7 @@ async fn a_state_saved_while_running_is_read_after_a_crash_and_brought_forward()
     let acme = "/api/v1/accounts/acme";
     let (_, at_save) = call(&s, "GET", acme, Some(&f.read), "").await;
     let saves = metric(&s, "tenure_state_saves_total").await;
-    let started = std::time::Instant::now();
-    while metric(&s, "tenure_state_saves_total").await < saves + 2.0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no save while running");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_metric(&s, "tenure_state_saves_total", |n| n >= saves + 2.0).await;
     let state = f.path().join("state");
     let copy = f.path().join("saved-while-running");
     std::fs::create_dir(&copy).unwrap();
@@ -667,11 +672,7 @@ async fn saves_while_events_arrive_are_noted_where_the_state_is() {
     std::fs::write(state.join(&name), ledger).unwrap();
     let s = open(&f);
     assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
-    let started = std::time::Instant::now();
-    while metric(&s, "tenure_live_warming").await > 0.0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "still warming");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_metric(&s, "tenure_live_warming", |n| n == 0.0).await;
     let paths = ["/api/v1/accounts", "/api/v1/accounts/acme", "/api/v1/accounts/bolt"];
     equals_a_replay(&f, s, &paths).await;
 }
