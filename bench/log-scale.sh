@@ -17,13 +17,17 @@
 # Stops early, saying so, when the disk would keep less than 8 GiB free. Environment:
 # RECORD=0 skips appending to BENCHMARKS.md; REFRESH=1 imports each chunk as users do, with
 # the default columnar refresh (Parquet tables and rollups beside the log), and adds the
-# columnar store's bytes. Works in bench-data/log-scale/ (gitignored).
+# columnar store's bytes. PER_ROW=K gives each user K events in a row (the same account,
+# feature and day: one daily row of the columnar store for K events; default 1, every event
+# a daily row of its own, the refresh's worst case). Works in bench-data/log-scale/
+# (gitignored).
 set -euo pipefail
 
 CHUNKS=${1:-20}
 ROWS=${2:-50000000}
 RECORD=${RECORD:-1}
 REFRESH=${REFRESH:-0}
+PER_ROW=${PER_ROW:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -66,20 +70,21 @@ measure() {
 }
 
 chunk() { # chunk I FILE: rows I*ROWS .. (I+1)*ROWS
-    "$PY" - "$1" "$ROWS" "$2" <<'EOF'
+    "$PY" - "$1" "$ROWS" "$2" "$PER_ROW" <<'EOF'
 import sys, duckdb
-i, rows, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+i, rows, out, k = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+# m: the user's run of k events (50 ms apart, so on one day but at a run's day boundary).
 duckdb.sql(f"""
 COPY (
-  SELECT 'acc-' || lpad((n % 1000000)::VARCHAR, 7, '0') AS account_id,
+  SELECT 'acc-' || lpad((m % 1000000)::VARCHAR, 7, '0') AS account_id,
          TIMESTAMPTZ '2023-01-01 00:00:00+00' + to_microseconds(n * 50000) AS timestamp,
-         'user-' || (n % 10000000)::VARCHAR AS user_id,
+         'user-' || (m % 10000000)::VARCHAR AS user_id,
          ['login', 'view_report', 'export', 'share', 'comment', 'upload', 'search',
-          'invite', 'api_call', 'dashboard', 'alert', 'settings'][1 + (n * 7) % 12] AS event,
+          'invite', 'api_call', 'dashboard', 'alert', 'settings'][1 + (m * 7) % 12] AS event,
          ['core', 'reports', 'exports', 'collab', 'collab', 'files', 'search',
-          'admin', 'api', 'dashboards', 'alerts', 'admin'][1 + (n * 7) % 12] AS feature,
+          'admin', 'api', 'dashboards', 'alerts', 'admin'][1 + (m * 7) % 12] AS feature,
          (1 + n % 5)::DOUBLE AS quantity
-  FROM range({i * rows}, {(i + 1) * rows}) t(n)
+  FROM (SELECT n, n // {k} AS m FROM range({i * rows}, {(i + 1) * rows}) t(n))
 ) TO '{out}' (FORMAT parquet)
 """)
 EOF
@@ -143,10 +148,10 @@ SECTION=$(
 
 ## Log growth benchmark, $(date -u '+%Y-%m-%d %H:%M') UTC
 
-Command: \`bash bench/log-scale.sh $CHUNKS $ROWS\`
+Command: \`REFRESH=$REFRESH PER_ROW=$PER_ROW bash bench/log-scale.sh $CHUNKS $ROWS\`
 
 Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory; $(rustc --version); tenure at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$DIRTY.
-Chunks of $ROWS usage rows (Parquet from DuckDB, distinct), each imported with
+Chunks of $ROWS usage rows (Parquet from DuckDB, distinct; $PER_ROW event(s) of a user in a row, one daily row), each imported with
 $IMPORTED into the same data directory. ${STOPPED}
 
 | events in the log | chunk import | its peak RSS | the chunk again (every key found) | one-event import (open + commit) | log on disk | key index on disk | columnar store on disk |

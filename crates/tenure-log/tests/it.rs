@@ -686,17 +686,21 @@ fn framed_records_append_like_plain_ones() {
 proptest! {
     /// A batch appends exactly what one `append_framed` per record would: the same answers,
     /// and the same lanes on disk, through duplicates (in the batch, and of earlier
-    /// batches), several lanes and segment rolls.
+    /// batches), several lanes and segment rolls; with a key memory of 1 or 3 keys, through
+    /// keys held in runs on disk, whose filters the batch probes for all its keys at once
+    /// (the keys spread over the filters' blocks and bits, as hashes are).
     #[test]
     fn a_framed_batch_appends_as_one_call_per_record(
         batches in prop::collection::vec(
             prop::collection::vec((0usize..3, 0u128..40, 0usize..60), 0..40),
-            1..5,
+            1..6,
         ),
+        key_memory in prop_oneof![Just(1usize), Just(3), Just(4_000_000)],
     ) {
         let lanes = ["usage", "subscription", "ticket"];
         let (one, many) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let opts = LogOptions { segment_bytes: 400, ..LogOptions::default() };
+        let opts = LogOptions { segment_bytes: 400, key_memory };
+        let spread = |k: u128| k.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
         let (mut a, _) = Log::open(one.path(), opts.clone()).unwrap();
         let (mut b, _) = Log::open(many.path(), opts).unwrap();
         let mut stored = Vec::new();
@@ -706,7 +710,7 @@ proptest! {
             for &(lane, key, len) in batch {
                 let at = tenure_log::begin_record(&mut buf);
                 buf.extend(std::iter::repeat_n(key as u8, len));
-                prop_assert!(tenure_log::finish_record(&mut buf, at, key));
+                prop_assert!(tenure_log::finish_record(&mut buf, at, spread(key)));
                 ranges.push((lanes[lane], at..buf.len()));
             }
             let want: Vec<bool> = ranges
