@@ -14,7 +14,6 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tenure_core::codec;
 use tenure_core::event::EventBody;
 use tenure_core::time::Timestamp;
@@ -216,47 +215,7 @@ pub fn refresh_batched(
     engine: &Engine,
     batch: u64,
 ) -> Result<RefreshStats, AnalyticsError> {
-    materialise(data, Some(engine), batch.max(1))
-}
-
-/// Materialises the log's new records in whole batches of [`BATCH`] while `done` is not set,
-/// on the caller's thread: an import runs it beside its writer, so that decoding the new
-/// records and writing them as Parquet overlap the import, and the refresh after it is left
-/// with its last partial batch, the compactions and the monthly rollups. Records of a batch
-/// not yet whole wait for the next pass (a pass every 50 ms while none is). Stops after
-/// the pass under way once `done` is set.
-pub fn follow(data: &Path, done: &AtomicBool) -> Result<RefreshStats, AnalyticsError> {
-    follow_batched(data, done, BATCH)
-}
-
-/// [`follow`] with `batch` records per batch (tests use small ones).
-pub fn follow_batched(
-    data: &Path,
-    done: &AtomicBool,
-    batch: u64,
-) -> Result<RefreshStats, AnalyticsError> {
-    let mut stats = RefreshStats::default();
-    while !done.load(Ordering::Acquire) {
-        let s = materialise(data, None, batch.max(1))?;
-        if s.files == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        stats.files += s.files;
-        for (table, n) in s.events {
-            *stats.events.entry(table).or_default() += n;
-        }
-    }
-    Ok(stats)
-}
-
-/// The log's new records materialised in batches of `batch`: with an `engine`, all of them,
-/// then the compactions and the monthly rollups ([`refresh_batched`]); without, whole
-/// batches only, nothing else ([`follow`]).
-fn materialise(
-    data: &Path,
-    engine: Option<&Engine>,
-    batch: u64,
-) -> Result<RefreshStats, AnalyticsError> {
+    let batch = batch.max(1);
     let mut stats = RefreshStats::default();
     let log = data.join("log");
     if !log.exists() {
@@ -276,16 +235,13 @@ fn materialise(
     let daily = columnar_dir(data).join("usage_daily");
     for (table, lane) in TABLES {
         let dir = columnar_dir(data).join(table);
+        let total = reader.lane_len(lane);
         let mark = read_watermark(&dir)?;
         remove_orphans(&dir, mark)?;
         if *table == "usage" {
             remove_orphans(&daily, mark)?;
         }
-        let total = match engine {
-            Some(_) => reader.lane_len(lane),
-            // Following: up to the last whole batch.
-            None => mark + reader.lane_len(lane).saturating_sub(mark) / batch * batch,
-        };
+        let mut touched = std::collections::BTreeSet::new();
         if mark < total {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             if *table == "usage" {
@@ -297,7 +253,7 @@ fn materialise(
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(0);
                 let writer = s.spawn(|| write_batches(table, &dir, rollups, rx));
                 let decoded =
-                    decode_tail(&reader, table, lane, mark, total, batch, |d| tx.send(d).is_ok());
+                    decode_tail(&reader, table, lane, mark, batch, |d| tx.send(d).is_ok());
                 drop(tx);
                 // The writer's error first: it is why a hand-over failed.
                 let written = writer.join().map_err(|_| {
@@ -308,13 +264,14 @@ fn materialise(
             })?;
             stats.files += written.files;
             *stats.events.entry(table.to_string()).or_default() += written.events;
+            touched = written.months;
         }
-        let Some(engine) = engine else { continue };
         // What runs on the engine says so when it fails (a batch's rollup runs here).
         let on_engine = |e| engine.explain(e);
-        rt.block_on(compact(engine, &dir, None)).map_err(on_engine)?;
+        rt.block_on(compact(engine, &dir, &touched, None)).map_err(on_engine)?;
         if *table == "usage" {
-            rt.block_on(compact(engine, &daily, Some(COMPACT_DAILY))).map_err(on_engine)?;
+            rt.block_on(compact(engine, &daily, &touched, Some(COMPACT_DAILY)))
+                .map_err(on_engine)?;
             rt.block_on(monthly_features(data, engine)).map_err(on_engine)?;
         }
     }
@@ -333,6 +290,7 @@ struct Decoded {
 struct Written {
     files: u64,
     events: u64,
+    months: std::collections::BTreeSet<String>,
 }
 
 /// Writes each batch as it comes: a Parquet file per month (and its daily rollup into
@@ -350,7 +308,7 @@ fn write_batches(
         // A batch's months, and each month's two files, are written in parallel: the
         // thread decoding the next batch leaves a core idle for part of the time.
         let months: Vec<(String, Builders)> = d.months.into_iter().collect();
-        let written: Vec<(u64, u64)> = months
+        let written: Vec<(String, u64, u64)> = months
             .into_par_iter()
             .map(|(month, b)| -> Result<_, AnalyticsError> {
                 let batch = b.finish(table)?;
@@ -363,12 +321,13 @@ fn write_batches(
                 };
                 let (raw, daily) = rayon::join(|| write_parquet(&dir.join(&name), &batch), daily);
                 raw?;
-                Ok((1 + daily?, batch.num_rows() as u64))
+                Ok((month, 1 + daily?, batch.num_rows() as u64))
             })
             .collect::<Result<_, _>>()?;
-        for (files, events) in written {
+        for (month, files, events) in written {
             w.files += files;
             w.events += events;
+            w.months.insert(month);
         }
         write_watermark(dir, d.to)?;
     }
@@ -381,16 +340,18 @@ const COMPACT_DAILY: &str = "SELECT account_id, day, user_id, feature, \
      CAST(sum(events) AS BIGINT) AS events, sum(quantity) AS quantity, month \
      FROM t GROUP BY account_id, day, user_id, feature, month";
 
-/// Rewrites each month that has [`COMPACT_AT`] files or more as one file (through `plan`
-/// over table `t`, else as is), so that the file count stays small however many refreshes
-/// there were. Every month is looked at, not only those this refresh wrote: [`follow`]
-/// writes files that no compaction follows, and a compaction that failed is tried again.
-/// The output is written before the inputs are removed; a crash in between leaves inputs
-/// that [`remove_orphans`] recognises.
-async fn compact(engine: &Engine, dir: &Path, plan: Option<&str>) -> Result<(), AnalyticsError> {
+/// Rewrites each touched month that has [`COMPACT_AT`] files or more as one file (through
+/// `plan` over table `t`, else as is), so that the file count stays small however many
+/// refreshes there were. The output is written before the inputs are removed; a crash in
+/// between leaves inputs that [`remove_orphans`] recognises.
+async fn compact(
+    engine: &Engine,
+    dir: &Path,
+    touched: &std::collections::BTreeSet<String>,
+    plan: Option<&str>,
+) -> Result<(), AnalyticsError> {
     let files = listing(dir);
-    let months: std::collections::BTreeSet<&String> = files.iter().map(|f| &f.0).collect();
-    for month in months {
+    for month in touched {
         let inputs: Vec<&(String, u64, u64, PathBuf)> =
             files.iter().filter(|f| &f.0 == month).collect();
         if inputs.len() < COMPACT_AT {
@@ -610,8 +571,6 @@ enum Stop {
     /// The writing thread is gone (its error says why).
     Writer,
     Failed(AnalyticsError),
-    /// The last record asked for is read.
-    End,
 }
 
 /// The month of each record and where it starts and ends: a lane's records are mostly in
@@ -690,7 +649,6 @@ fn decode_tail(
     table: &str,
     lane: &str,
     from: u64,
-    to: u64,
     batch: u64,
     mut hand: impl FnMut(Decoded) -> bool,
 ) -> Result<(), AnalyticsError> {
@@ -702,9 +660,6 @@ fn decode_tail(
         months.into_iter().map(|((y, m), b)| (format!("{y:04}-{m:02}"), b)).collect()
     };
     let result = reader.scan_from(lane, from, |i, _, payload| {
-        if i >= to {
-            return Err(Stop::End);
-        }
         append(table, lane, payload, &mut months, &mut last, texts)?;
         if i + 1 - start == batch {
             let batch =
@@ -717,13 +672,14 @@ fn decode_tail(
         Ok(())
     });
     match result {
-        Ok(()) | Err(tenure_log::ScanError::Callback(Stop::End)) => {}
+        Ok(()) => {}
         Err(tenure_log::ScanError::Log(l)) => return Err(AnalyticsError::Log(l)),
         Err(tenure_log::ScanError::Callback(Stop::Failed(e))) => return Err(e),
         Err(tenure_log::ScanError::Callback(Stop::Writer)) => return Ok(()),
     }
-    if start < to {
-        hand(Decoded { from: start, to, months: named(months) });
+    let end = reader.lane_len(lane);
+    if start < end {
+        hand(Decoded { from: start, to: end, months: named(months) });
     }
     Ok(())
 }

@@ -5,8 +5,7 @@ use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::path::Path;
 use tenure_analytics::{
-    Engine, QueryError, follow_batched, refresh, refresh_batched, run_sql, usage_monthly,
-    usage_stats,
+    Engine, QueryError, refresh, refresh_batched, run_sql, usage_monthly, usage_stats,
 };
 
 /// Tests run the embedded engine; the cluster is checked against it end to end (tenure-cli).
@@ -74,90 +73,6 @@ fn events() -> Vec<Event> {
 fn sql(data: &Path, q: &str) -> String {
     let r = run_sql(data, HERE, Vec::new(), q, Default::default()).unwrap();
     tenure_analytics::arrow::util::pretty::pretty_format_batches(&r.batches).unwrap().to_string()
-}
-
-/// The files of a table's folder, sorted (none when there is no folder).
-fn files_of(data: &Path, table: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(data.join("columnar").join(table)) else { return Vec::new() };
-    let mut v: Vec<String> =
-        dir.map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
-    v.sort();
-    v
-}
-
-/// A store that followed the log while events were appended (`follow`: whole batches only,
-/// as an import's follower takes them), then refreshed, is the one a refresh of the whole
-/// log in batches of the same size makes: the same files (the months' compactions
-/// included, March's though the refresh after the follower wrote none of its rows) and the
-/// same rows.
-#[test]
-fn a_store_that_followed_the_log_is_the_one_a_refresh_makes() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let batch = 2;
-    let once = tempfile::tempdir().unwrap();
-    append(once.path(), &events());
-    refresh_batched(once.path(), HERE, batch).unwrap();
-
-    let followed = tempfile::tempdir().unwrap();
-    let mark = || {
-        std::fs::read_to_string(followed.path().join("columnar/usage/WATERMARK"))
-            .map(|s| s.trim().parse::<u64>().unwrap())
-            .unwrap_or(0)
-    };
-    let done = AtomicBool::new(false);
-    let mut marks = Vec::new();
-    let stats = std::thread::scope(|s| {
-        let follower = s.spawn(|| follow_batched(followed.path(), &done, batch));
-        for chunk in events().chunks(4) {
-            append(followed.path(), chunk);
-            std::thread::sleep(std::time::Duration::from_millis(80));
-            marks.push(mark());
-        }
-        // The last whole batch (34 of 35 records) is taken before the follower stops.
-        let t = std::time::Instant::now();
-        while mark() < 34 && t.elapsed() < std::time::Duration::from_secs(20) {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        done.store(true, Ordering::Release);
-        follower.join().unwrap().unwrap()
-    });
-    // It followed the appends (not all at the end), a whole batch at a time.
-    assert!(marks.iter().any(|&m| m > 0 && m < 34), "watermarks after each append: {marks:?}");
-    assert!(marks.iter().all(|m| m % batch == 0), "{marks:?}");
-    assert_eq!(stats.events.get("usage"), Some(&34));
-    assert!(!files_of(followed.path(), "usage_features").iter().any(|f| f.ends_with(".parquet")));
-    let rest = refresh_batched(followed.path(), HERE, batch).unwrap();
-    // The last record, January's.
-    assert_eq!(rest.events.get("usage"), Some(&1));
-    for table in ["usage", "usage_daily", "usage_features", "usage_accounts"] {
-        assert_eq!(files_of(followed.path(), table), files_of(once.path(), table), "{table}");
-    }
-    // March's seventeen files, all the follower's, were compacted into one.
-    assert_eq!(
-        files_of(once.path(), "usage").iter().filter(|f| f.starts_with("2024-03")).count(),
-        1
-    );
-    // Every row of each table, in any order.
-    let rows = |data: &Path, table: &str| {
-        let text = sql(data, &format!("SELECT * FROM {table}"));
-        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-        lines.sort();
-        lines
-    };
-    for table in ["usage", "usage_daily", "usage_features"] {
-        let want = rows(once.path(), table);
-        assert!(want.len() > 4, "{table}: {want:?}");
-        assert_eq!(rows(followed.path(), table), want, "{table}");
-    }
-    // `usage_accounts` is no SQL table: the monthly usage the health features read from it.
-    let features: Vec<String> = ["reports", "exports"].iter().map(|s| s.to_string()).collect();
-    let at = Timestamp::parse("2030-01-01").unwrap();
-    let monthly = |data: &Path| {
-        usage_monthly(data, HERE, &features, at).unwrap().into_iter().collect::<BTreeMap<_, _>>()
-    };
-    let want = monthly(once.path());
-    assert_eq!(want.len(), 2);
-    assert_eq!(monthly(followed.path()), want);
 }
 
 #[test]

@@ -717,17 +717,12 @@ fn engine(cfg: &Config) -> tenure_analytics::Engine {
 /// Brings the columnar store up to date before a report that reads it. A failure stops the
 /// report: its usage figures would silently leave out every event not yet materialised.
 fn refresh_columnar(dir: &Path, cfg: &Config) -> Result<()> {
-    refresh_columnar_after(dir, cfg, 0)
-}
-
-/// [`refresh_columnar`] after `followed` events were materialised while an import ran.
-fn refresh_columnar_after(dir: &Path, cfg: &Config, followed: u64) -> Result<()> {
     let s = tenure_analytics::refresh(dir, &engine(cfg)).context(
         "the columnar store (usage, web visits, emails) could not be brought up to date, so \
          usage figures would be incomplete",
     )?;
-    let n: u64 = s.events.values().sum::<u64>() + followed;
-    if n > 0 {
+    if s.files > 0 {
+        let n: u64 = s.events.values().sum();
         eprintln!("columnar store: {n} new events materialised");
     }
     Ok(())
@@ -1629,8 +1624,6 @@ fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> 
     let mut total_rejected = 0;
     let started = Instant::now();
     let mut total_events = 0;
-    // The columnar store follows the import, a batch at a time, on the other core.
-    let follower = refresh.then(|| Follower::start(data));
     for path in files {
         let stdin = path.as_os_str() == "-";
         let name = if stdin { "stdin".to_string() } else { path.display().to_string() };
@@ -1752,55 +1745,10 @@ fn import(data: &Path, cfg: &Config, files: &[PathBuf], how: &ImportHow<'_>) -> 
     drop(importer);
     // The import itself is stored and acknowledged: a failed refresh is reported, and the
     // next report tries again (and stops if it still fails).
-    let followed = follower.map(Follower::finish).unwrap_or_default();
-    if refresh && let Err(e) = refresh_columnar_after(data, cfg, followed) {
+    if refresh && let Err(e) = refresh_columnar(data, cfg) {
         eprintln!("warning: {e:#}");
     }
     Ok(if total_rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
-}
-
-/// The columnar store brought up to date while an import runs
-/// ([`tenure_analytics::follow`] on a thread of its own), until [`finish`](Self::finish)
-/// or drop (an import that stopped early).
-struct Follower {
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<
-        std::thread::JoinHandle<
-            Result<tenure_analytics::RefreshStats, tenure_analytics::AnalyticsError>,
-        >,
-    >,
-}
-
-impl Follower {
-    fn start(data: &Path) -> Follower {
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (data, stop) = (data.to_path_buf(), std::sync::Arc::clone(&done));
-        let thread = std::thread::Builder::new()
-            .name("tenure-columnar-follow".into())
-            .spawn(move || tenure_analytics::follow(&data, &stop))
-            .ok();
-        Follower { done, thread }
-    }
-
-    /// Stops following after the pass under way: the events it materialised. A failure is
-    /// left to the refresh after the import, which takes what the follower left and
-    /// reports why it cannot.
-    fn finish(mut self) -> u64 {
-        self.done.store(true, std::sync::atomic::Ordering::Release);
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(Ok(s))) => s.events.values().sum(),
-            _ => 0,
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.done.store(true, std::sync::atomic::Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Whether a file starts with Parquet's magic number (`PAR1`). An unreadable file is not
