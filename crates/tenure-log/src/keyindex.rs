@@ -345,13 +345,15 @@ impl KeyIndex {
         &mut self,
         active: impl FnOnce() -> I,
     ) -> Result<(), LogError> {
-        self.flush_over(self.limit, active)
+        self.flush_over(self.limit, true, active)
     }
 
-    /// As [`maybe_flush`](Self::maybe_flush), once the sealed keys pass `over`.
+    /// As [`maybe_flush`](Self::maybe_flush), once the sealed keys pass `over`; the run it
+    /// writes starts a merge only if `merge`.
     fn flush_over<I: IntoIterator<Item = u128>>(
         &mut self,
         over: usize,
+        merge: bool,
         active: impl FnOnce() -> I,
     ) -> Result<(), LogError> {
         self.reap(false)?;
@@ -369,7 +371,7 @@ impl KeyIndex {
         keys.append(&mut self.also_sealed);
         keys.sort_unstable();
         keys.dedup();
-        self.flush(&keys)?;
+        self.flush(&keys, merge)?;
         self.mem = open;
         self.sealed = 0;
         Ok(())
@@ -378,15 +380,16 @@ impl KeyIndex {
     /// As [`maybe_flush`](Self::maybe_flush), as the writer closes, with a lower limit
     /// ([`CLOSE_FLUSH`]): the sealed keys held in memory are written as a run once they
     /// pass it, so that the next open does not read them again from the segments' key
-    /// indexes (up to the limit: seconds for a small import into a large log).
+    /// indexes (up to the limit: seconds for a small import into a large log). The run
+    /// starts no merge, which the close would cancel at once: the next open starts it.
     pub(crate) fn flush_at_close<I: IntoIterator<Item = u128>>(
         &mut self,
         active: impl FnOnce() -> I,
     ) -> Result<(), LogError> {
-        self.flush_over((self.limit / 16).clamp(1, CLOSE_FLUSH), active)
+        self.flush_over((self.limit / 16).clamp(1, CLOSE_FLUSH), false, active)
     }
 
-    fn flush(&mut self, keys: &[u128]) -> Result<(), LogError> {
+    fn flush(&mut self, keys: &[u128], merge: bool) -> Result<(), LogError> {
         let name = self.run_name();
         let run = KeyRun::write(&self.dir.join(&name), keys.len() as u64, keys.iter().copied())?;
         self.runs.push((0, Arc::new(run)));
@@ -394,7 +397,9 @@ impl KeyIndex {
         self.covered = self.sealed_upto.clone();
         // The merge's name is taken before the manifest is written, so that the manifest's
         // `next` is past it and no later run can take it, whatever happens to this process.
-        self.start_merge();
+        if merge {
+            self.start_merge();
+        }
         self.write_manifest()
     }
 
@@ -607,6 +612,47 @@ mod tests {
         for i in n..n + 1000 {
             assert!(!reopened.contains(key(i)).unwrap(), "key {i} found, never inserted");
         }
+    }
+
+    /// A close's flush starts no merge (the close would cancel it at once, and the work be
+    /// done again): the next open starts it, and every key stays found.
+    #[test]
+    fn a_close_flush_leaves_the_merge_to_the_next_open() {
+        let log = tempfile::tempdir().unwrap();
+        // A close flushes past a sixteenth of the limit: 2 keys.
+        let limit = 32;
+        let mut index = KeyIndex::open(log.path(), limit).unwrap();
+        index.settle(log.path()).unwrap();
+        let mut n = 0;
+        let mut seal = |index: &mut KeyIndex, count: usize| {
+            for _ in 0..count {
+                assert!(index.insert(key(n)).unwrap());
+                n += 1;
+            }
+            index.sealed("usage", n, count);
+        };
+        for _ in 0..FAN_IN - 1 {
+            seal(&mut index, limit);
+            index.maybe_flush(Vec::new).unwrap();
+        }
+        assert_eq!((index.runs.len(), index.merging.is_none()), (FAN_IN - 1, true));
+        seal(&mut index, 10);
+        index.flush_at_close(Vec::new).unwrap();
+        assert_eq!(index.runs.len(), FAN_IN, "the close wrote its run");
+        assert!(index.merging.is_none(), "and started no merge");
+        drop(index);
+        let mut reopened = KeyIndex::open(log.path(), limit).unwrap();
+        reopened.settle(log.path()).unwrap();
+        // As the writer's open does.
+        reopened.start_merge();
+        assert!(reopened.merging.is_some(), "the open starts the merge");
+        reopened.reap(true).unwrap();
+        assert_eq!(reopened.runs.len(), 1);
+        let n = (FAN_IN - 1) as u64 * limit as u64 + 10;
+        for i in 0..n {
+            assert!(reopened.contains(key(i)).unwrap(), "key {i} lost");
+        }
+        assert!(!reopened.contains(key(n)).unwrap());
     }
 
     /// A merge cut short by closing the index leaves the runs it was merging named and its
