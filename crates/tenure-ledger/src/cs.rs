@@ -285,15 +285,18 @@ impl CsLedger {
 /// strings: a fold of a million accounts holds tens of millions of them until it folds.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RawCs {
-    /// (time, kind, end of the body in `bytes`), in log order.
-    events: Vec<(Timestamp, EventKind, usize)>,
+    /// (time, length of the body in `bytes`, kind), in log order: 16 bytes an event, where
+    /// the body's end as a `usize` took 24 (a body is one log record's, far below 4 GiB).
+    events: Vec<(Timestamp, u32, EventKind)>,
     bytes: Vec<u8>,
 }
 
 impl RawCs {
     pub(crate) fn push(&mut self, ts: Timestamp, body: &EventBody) {
+        let start = self.bytes.len();
         tenure_core::codec::encode_body(body, &mut self.bytes);
-        self.events.push((ts, body.kind(), self.bytes.len()));
+        let len = u32::try_from(self.bytes.len() - start).expect("a body of one log record");
+        self.events.push((ts, len, body.kind()));
     }
 
     /// Takes `other`'s events, after ours.
@@ -302,31 +305,43 @@ impl RawCs {
             *self = other;
             return;
         }
-        let base = self.bytes.len();
         self.bytes.extend_from_slice(&other.bytes);
-        self.events.extend(other.events.into_iter().map(|(ts, k, end)| (ts, k, base + end)));
+        self.events.extend(other.events);
     }
 
     pub(crate) fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
         self.events.iter().map(|e| e.0)
     }
 
+    /// Where each event's body starts in `bytes`.
+    fn starts(&self) -> Vec<usize> {
+        let mut at = 0;
+        self.events
+            .iter()
+            .map(|e| {
+                let start = at;
+                at += e.1 as usize;
+                start
+            })
+            .collect()
+    }
+
     /// The contact ids its contact events name, in log order.
     pub(crate) fn contacts(&self) -> Vec<String> {
+        let starts = self.starts();
         (0..self.events.len())
-            .filter(|&i| self.events[i].1 == EventKind::Contact)
-            .filter_map(|i| match self.body(i) {
+            .filter(|&i| self.events[i].2 == EventKind::Contact)
+            .filter_map(|i| match self.body(i, starts[i]) {
                 EventBody::Contact { contact_id, .. } => Some(contact_id),
                 _ => None,
             })
             .collect()
     }
 
-    /// Event `i`'s body, decoded.
-    fn body(&self, i: usize) -> EventBody {
-        let start = if i == 0 { 0 } else { self.events[i - 1].2 };
-        let (_, kind, end) = self.events[i];
-        tenure_core::codec::decode_body_of(kind, &self.bytes[start..end])
+    /// Event `i`'s body (starting at `start` in `bytes`), decoded.
+    fn body(&self, i: usize, start: usize) -> EventBody {
+        let (_, len, kind) = self.events[i];
+        tenure_core::codec::decode_body_of(kind, &self.bytes[start..start + len as usize])
             .expect("a body the builder encoded decodes")
     }
 }
@@ -339,11 +354,12 @@ pub(crate) fn fold(
     mut convert: impl FnMut(tenure_core::money::Money, Timestamp) -> i64,
     moves: &[(Timestamp, String, String)],
 ) -> CsLedger {
+    let starts = raw.starts();
     let mut order: Vec<usize> =
         (0..raw.events.len()).filter(|&i| raw.events[i].0 <= as_of).collect();
     // Stable: log order breaks ties.
     order.sort_by_key(|&i| raw.events[i].0);
-    let events = order.into_iter().map(|i| (raw.events[i].0, raw.body(i)));
+    let events = order.into_iter().map(|i| (raw.events[i].0, raw.body(i, starts[i])));
     let mut cs = CsLedger::default();
     let mut tickets: BTreeMap<String, Ticket> = BTreeMap::new();
     let mut objectives: BTreeMap<String, Objective> = BTreeMap::new();
