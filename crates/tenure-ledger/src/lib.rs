@@ -338,10 +338,14 @@ pub struct LedgerBuilder {
     /// pushed to afterwards is copied alone. The ids and contact sightings are copied.
     raw: Vec<Arc<RawAccount>>,
     costs: Vec<RawCost>,
-    /// Every (ts, contact, account) a contact event names, to find contacts who moved.
-    contacts: Vec<(Timestamp, String, String)>,
-    /// Indexes into `contacts` by contact (for folding one account).
-    by_contact: FxHashMap<String, Vec<usize>>,
+    /// Every (ts, contact, account) a contact event names, to find contacts who moved: the
+    /// contact by its index in `contact_ids`, the account by its index in `raw` (16 bytes
+    /// a sighting, where the two ids took about 120).
+    contacts: Vec<(Timestamp, u32, u32)>,
+    /// Each contact's index in `contact_ids`, and its sightings (indexes into `contacts`,
+    /// for folding one account).
+    by_contact: FxHashMap<Arc<str>, (u32, Vec<u32>)>,
+    contact_ids: Vec<Arc<str>>,
     /// Whether subscription events keep their [`SourceRef`] (for `tenure explain`).
     sources: bool,
 }
@@ -352,15 +356,83 @@ impl LedgerBuilder {
     }
 
     fn slot(&mut self, id: &str) -> &mut RawAccount {
-        let i = match self.index.get(id) {
+        let i = self.slot_index(id);
+        Arc::make_mut(&mut self.raw[i])
+    }
+
+    /// The index in `raw` of the account `id`, created if new.
+    fn slot_index(&mut self, id: &str) -> usize {
+        match self.index.get(id) {
             Some(i) => *i,
             None => {
                 self.raw.push(Arc::new(RawAccount { id: id.to_string(), ..RawAccount::default() }));
                 self.index.insert(id.to_string(), self.raw.len() - 1);
                 self.raw.len() - 1
             }
-        };
-        Arc::make_mut(&mut self.raw[i])
+        }
+    }
+
+    /// Notes that `contact` was seen at `ts` under the account at `account` in `raw`.
+    fn sighting(&mut self, ts: Timestamp, contact: &str, account: u32) {
+        let at = u32::try_from(self.contacts.len()).expect("fewer than 4 G contact events");
+        match self.by_contact.get_mut(contact) {
+            Some((c, seen)) => {
+                seen.push(at);
+                self.contacts.push((ts, *c, account));
+            }
+            None => {
+                let c = u32::try_from(self.contact_ids.len()).expect("fewer than 4 G contacts");
+                let id: Arc<str> = Arc::from(contact);
+                self.contact_ids.push(Arc::clone(&id));
+                self.by_contact.insert(id, (c, vec![at]));
+                self.contacts.push((ts, c, account));
+            }
+        }
+    }
+
+    /// Each account's contacts seen later under another account, as
+    /// [`cs::contact_moves`] finds them (by contact id, then time), from the sightings'
+    /// indexes: ids are written out only for the moves.
+    fn moves_by_account(&self) -> FxHashMap<String, Vec<(Timestamp, String, String)>> {
+        let mut order: Vec<u32> = (0..self.contacts.len() as u32).collect();
+        // Stable: log order breaks ties.
+        order.sort_by_key(|&i| {
+            let (ts, c, _) = self.contacts[i as usize];
+            (c, ts)
+        });
+        let mut moves: FxHashMap<String, Vec<(Timestamp, String, String)>> = FxHashMap::default();
+        let contact = |i: &u32| self.contacts[*i as usize].1;
+        for group in order.chunk_by(|a, b| contact(a) == contact(b)) {
+            let mut current: Option<u32> = None;
+            for &i in group {
+                let (ts, c, a) = self.contacts[i as usize];
+                if let Some(prev) = current
+                    && prev != a
+                {
+                    moves.entry(self.raw[prev as usize].id.clone()).or_default().push((
+                        ts,
+                        self.contact_ids[c as usize].to_string(),
+                        self.raw[a as usize].id.clone(),
+                    ));
+                }
+                current = Some(a);
+            }
+        }
+        // In the order of the contacts' ids, as `cs::contact_moves` gives them.
+        for list in moves.values_mut() {
+            list.sort_by(|x, y| x.1.cmp(&y.1));
+        }
+        moves
+    }
+
+    /// The sightings at indexes `at` of `contacts`, with their ids.
+    fn sightings(&self, at: impl IntoIterator<Item = u32>) -> Vec<(Timestamp, String, String)> {
+        at.into_iter()
+            .map(|i| {
+                let (ts, c, a) = self.contacts[i as usize];
+                (ts, self.contact_ids[c as usize].to_string(), self.raw[a as usize].id.clone())
+            })
+            .collect()
     }
 
     /// Keeps where each subscription event came from, so that every [`Movement`] names
@@ -392,7 +464,8 @@ impl LedgerBuilder {
             EventBody::Contact { contact_id, .. } => Some(contact_id.clone()),
             _ => None,
         };
-        let slot = self.slot(&account);
+        let account_ix = self.slot_index(&account);
+        let slot = Arc::make_mut(&mut self.raw[account_ix]);
         match body {
             EventBody::Account { name, attributes } => {
                 if let Some(n) = name
@@ -421,8 +494,7 @@ impl LedgerBuilder {
             other => slot.cs.push(ts, &other),
         }
         if let Some(contact) = sighting {
-            self.by_contact.entry(contact.clone()).or_default().push(self.contacts.len());
-            self.contacts.push((ts, contact, account));
+            self.sighting(ts, &contact, account_ix as u32);
         }
     }
 
@@ -434,6 +506,8 @@ impl LedgerBuilder {
     /// Builders fed from different lanes (one per event kind) merge into the same result
     /// as one builder fed with every lane, which lets lanes be read in parallel.
     pub fn merge(&mut self, other: LedgerBuilder) {
+        // `other`'s accounts by their index there, for its sightings.
+        let ids: Vec<String> = other.raw.iter().map(|r| r.id.clone()).collect();
         for raw in other.raw {
             let raw = Arc::unwrap_or_clone(raw);
             let slot = self.slot(&raw.id);
@@ -462,11 +536,11 @@ impl LedgerBuilder {
         }
         self.sources |= other.sources;
         self.costs.extend(other.costs);
-        let offset = self.contacts.len();
-        for (c, ix) in other.by_contact {
-            self.by_contact.entry(c).or_default().extend(ix.into_iter().map(|i| i + offset));
+        // `other`'s sightings after ours, in its order, named again by our indexes.
+        for (ts, c, a) in other.contacts {
+            let account = self.index[&ids[a as usize]] as u32;
+            self.sighting(ts, &other.contact_ids[c as usize], account);
         }
-        self.contacts.extend(other.contacts);
     }
 
     /// Whether an event has named the account.
@@ -493,14 +567,14 @@ impl LedgerBuilder {
         let mut mine: Vec<&str> = contacts.iter().map(String::as_str).collect();
         mine.sort_unstable();
         mine.dedup();
-        let mut at: Vec<usize> = mine
+        let mut at: Vec<u32> = mine
             .iter()
-            .flat_map(|c| self.by_contact.get(*c).into_iter().flatten().copied())
+            .flat_map(|c| self.by_contact.get(*c).into_iter().flat_map(|(_, seen)| seen))
+            .copied()
             .collect();
         // In arrival order, as the full fold sees them.
         at.sort_unstable();
-        let sightings: Vec<(Timestamp, String, String)> =
-            at.into_iter().map(|i| self.contacts[i].clone()).collect();
+        let sightings = self.sightings(at);
         let moves: Vec<(Timestamp, String, String)> = cs::contact_moves(&sightings)
             .into_iter()
             .filter(|(from, ..)| from == id)
@@ -511,7 +585,7 @@ impl LedgerBuilder {
 
     /// Folds every account (in parallel) as known at `as_of`.
     pub fn finish(self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
-        let moves = moves_by_account(&self.contacts);
+        let moves = self.moves_by_account();
         let results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
             .raw
             .into_par_iter()
@@ -528,7 +602,7 @@ impl LedgerBuilder {
     /// where `self.clone().finish(..)` would copy every account's first (a live service
     /// and a forecast's backtests fold the same builder at several instants).
     pub fn fold_all(&self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
-        let moves = moves_by_account(&self.contacts);
+        let moves = self.moves_by_account();
         let results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
             .raw
             .par_iter()
@@ -563,11 +637,7 @@ impl LedgerBuilder {
     pub fn refold_start(&self, ledger: &Ledger, as_of: Timestamp) -> Option<Refold> {
         let same = ledger.accounts.len() == self.raw.len()
             && ledger.accounts.iter().all(|a| self.index.contains_key(&a.id));
-        same.then(|| Refold {
-            moves: moves_by_account(&self.contacts),
-            diagnostics: Vec::new(),
-            as_of,
-        })
+        same.then(|| Refold { moves: self.moves_by_account(), diagnostics: Vec::new(), as_of })
     }
 
     /// Folds `block` (accounts of the ledger given to [`refold_start`](Self::refold_start))
@@ -599,17 +669,6 @@ pub struct Refold {
     moves: FxHashMap<String, Vec<(Timestamp, String, String)>>,
     diagnostics: Vec<Diagnostic>,
     as_of: Timestamp,
-}
-
-/// Each account's contacts seen later under another account.
-fn moves_by_account(
-    contacts: &[(Timestamp, String, String)],
-) -> FxHashMap<String, Vec<(Timestamp, String, String)>> {
-    let mut moves: FxHashMap<String, Vec<(Timestamp, String, String)>> = FxHashMap::default();
-    for (from, ts, contact, to) in cs::contact_moves(contacts) {
-        moves.entry(from).or_default().push((ts, contact, to));
-    }
-    moves
 }
 
 type RawCost = (Timestamp, CostCategory, Money, Timestamp, Timestamp);

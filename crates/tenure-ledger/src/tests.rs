@@ -528,12 +528,31 @@ fn folding_one_account_from_the_builder_equals_the_full_fold() {
     evs.push(contact("2024-05-01", "b", "c1", None, None));
     evs.push(contact("2024-01-05", "b", "c2", Some(ContactRole::Admin), None));
     evs.push(contact("2024-06-01", "b", "c2", None, Some(ContactStatus::Left)));
+    // c0 goes a -> b -> a: two moves, the first at the same instant as c1's; seen after c1,
+    // its id sorts before c1's (moves at one instant are in the order of the ids).
+    evs.push(contact("2024-02-01", "a", "c0", Some(ContactRole::Admin), None));
+    evs.push(contact("2024-05-01", "b", "c0", None, None));
+    evs.push(contact("2024-08-01", "a", "c0", None, None));
     let cfg = tenure();
     let as_of = Timestamp::parse("2024-12-01").unwrap();
+    // Builders fed a lane each (contacts apart, b's contacts first), merged.
+    let (people, rest): (Vec<Event>, Vec<Event>) =
+        evs.iter().cloned().partition(|e| matches!(e.body, EventBody::Contact { .. }));
+    let mut merged = LedgerBuilder::new();
+    for e in rest {
+        merged.push(e);
+    }
+    let mut lane = LedgerBuilder::new();
+    lane.push(contact("2024-01-01", "c", "c9", None, None));
+    for e in people {
+        lane.push(e);
+    }
+    merged.merge(lane);
     let mut b = LedgerBuilder::new();
     for e in evs {
         b.push(e);
     }
+    b.push(contact("2024-01-01", "c", "c9", None, None));
     let ids: Vec<String> = b.account_ids().map(str::to_string).collect();
     let one: Vec<String> =
         ids.iter().map(|id| format!("{:?}", b.fold_one(id, &cfg, as_of).unwrap().0)).collect();
@@ -561,7 +580,16 @@ fn folding_one_account_from_the_builder_equals_the_full_fold() {
     assert_eq!(format!("{full:?}"), in_place);
     let all: Vec<String> = full.accounts.iter().map(|a| format!("{a:?}")).collect();
     assert_eq!(one, all);
-    assert_eq!(full.account("a").unwrap().cs.departures[0].moved_to.as_deref(), Some("b"));
+    let moved: Vec<(&str, Option<&str>)> = full
+        .accounts
+        .iter()
+        .flat_map(|a| {
+            a.cs.departures.iter().map(|d| (d.contact_id.as_str(), d.moved_to.as_deref()))
+        })
+        .collect();
+    assert_eq!(moved, [("c0", Some("b")), ("c1", Some("b")), ("c2", None), ("c0", Some("a"))]);
+    let merged = merged.finish(&cfg, as_of);
+    assert_eq!(format!("{:?}", merged.accounts), format!("{:?}", full.accounts));
 }
 
 /// The committed side of each step: `= ts mrr X committed Y (arr Z)`.
