@@ -324,15 +324,15 @@ pub(crate) fn fold_account(
                 horizon = horizon.min(ts);
             }
         };
-        raw.subs.iter().for_each(|(ts, _)| later(*ts));
+        raw.subs.times().for_each(&mut later);
         raw.invoices.iter().for_each(|(ts, ..)| later(*ts));
         raw.attributes.iter().for_each(|(ts, ..)| later(*ts));
         raw.name.iter().for_each(|(ts, _)| later(*ts));
         raw.cs.times().for_each(&mut later);
         moves.iter().for_each(|(ts, ..)| later(*ts));
     }
-    let mut subs: Vec<(Timestamp, usize, &Subscription)> = raw
-        .subs
+    let decoded = raw.subs.decode();
+    let mut subs: Vec<(Timestamp, usize, &Subscription)> = decoded
         .iter()
         .enumerate()
         .filter(|(_, (ts, _))| *ts <= as_of)

@@ -315,13 +315,70 @@ impl Ledger {
     }
 }
 
+/// An account's subscription events in log order, each kept encoded
+/// (`codec::encode_body`) in one buffer: a builder holds every one of them (a live service
+/// at a million accounts, millions), and decoded they took several times the bytes with
+/// their strings. Decoded when the account is folded.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RawSubs {
+    /// (time, length of the body in `bytes`), in log order.
+    events: Vec<(Timestamp, u32)>,
+    bytes: Vec<u8>,
+}
+
+impl RawSubs {
+    fn push(&mut self, ts: Timestamp, s: Box<Subscription>) {
+        let start = self.bytes.len();
+        tenure_core::codec::encode_body(&EventBody::Subscription(s), &mut self.bytes);
+        let len = u32::try_from(self.bytes.len() - start).expect("a body of one log record");
+        self.events.push((ts, len));
+    }
+
+    /// Takes `other`'s events, after ours.
+    fn append(&mut self, other: RawSubs) {
+        if self.events.is_empty() {
+            *self = other;
+            return;
+        }
+        self.bytes.extend_from_slice(&other.bytes);
+        self.events.extend(other.events);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub(crate) fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        self.events.iter().map(|e| e.0)
+    }
+
+    /// Every event, decoded, in log order.
+    pub(crate) fn decode(&self) -> Vec<(Timestamp, Subscription)> {
+        let mut at = 0;
+        self.events
+            .iter()
+            .map(|&(ts, len)| {
+                let bytes = &self.bytes[at..at + len as usize];
+                at += len as usize;
+                match tenure_core::codec::decode_body_of(
+                    tenure_core::event::EventKind::Subscription,
+                    bytes,
+                ) {
+                    Ok(EventBody::Subscription(s)) => (ts, *s),
+                    other => unreachable!("a subscription the builder encoded: {other:?}"),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Raw per-account inputs in log order.
 #[derive(Clone, Debug, Default)]
 struct RawAccount {
     id: String,
     name: Option<(Timestamp, String)>,
     attributes: Vec<(Timestamp, String, AttrValue)>,
-    subs: Vec<(Timestamp, Subscription)>,
+    subs: RawSubs,
     /// Where each of `subs` came from (same index; empty when sources are not kept, and
     /// possibly shorter than `subs` when builders with and without sources were merged).
     sub_sources: Vec<Option<SourceRef>>,
@@ -484,7 +541,7 @@ impl LedgerBuilder {
                     slot.sub_sources.resize(slot.subs.len(), None);
                     slot.sub_sources.push(source);
                 }
-                slot.subs.push((ts, *s))
+                slot.subs.push(ts, s)
             }
             EventBody::Invoice { invoice_id, amount, status, .. } => {
                 slot.invoices.push((ts, invoice_id, amount, status))
@@ -530,7 +587,7 @@ impl LedgerBuilder {
                 slot.sub_sources.resize(slot.subs.len(), None);
                 take(&mut slot.sub_sources, raw.sub_sources);
             }
-            take(&mut slot.subs, raw.subs);
+            slot.subs.append(raw.subs);
             take(&mut slot.invoices, raw.invoices);
             slot.cs.append(raw.cs);
         }
