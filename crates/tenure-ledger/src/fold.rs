@@ -325,13 +325,13 @@ pub(crate) fn fold_account(
             }
         };
         raw.subs.times().for_each(&mut later);
-        raw.invoices.iter().for_each(|(ts, ..)| later(*ts));
-        raw.attributes.iter().for_each(|(ts, ..)| later(*ts));
+        raw.invoices.times().for_each(&mut later);
+        raw.attributes.times().for_each(&mut later);
         raw.name.iter().for_each(|(ts, _)| later(*ts));
         raw.cs.times().for_each(&mut later);
         moves.iter().for_each(|(ts, ..)| later(*ts));
     }
-    let decoded = raw.subs.decode();
+    let decoded = raw.subs.subscriptions();
     let mut subs: Vec<(Timestamp, usize, &Subscription)> = decoded
         .iter()
         .enumerate()
@@ -595,18 +595,32 @@ pub(crate) fn fold_account(
     }
     renewals.sort_by(|a, b| (a.due, &a.subscription_id).cmp(&(b.due, &b.subscription_id)));
 
-    let mut attributes = raw.attributes;
-    attributes.retain(|(ts, _, _)| *ts <= as_of);
+    let mut attributes: Vec<(Timestamp, String, AttrValue)> = raw
+        .attributes
+        .decode(EventKind::Account)
+        .filter(|(ts, _)| *ts <= as_of)
+        .flat_map(|(ts, body)| {
+            match body {
+                EventBody::Account { attributes, .. } => attributes,
+                _ => Vec::new(),
+            }
+            .into_iter()
+            .map(move |(k, v)| (ts, k, v))
+        })
+        .collect();
     attributes.sort_by_key(|(ts, _, _)| *ts);
     let mut invoices: Vec<Invoice> = raw
         .invoices
-        .into_iter()
-        .filter(|(ts, ..)| *ts <= as_of)
-        .map(|(ts, invoice_id, amount, status)| Invoice {
-            ts,
-            invoice_id,
-            amount: cfg.fx.convert(amount.minor, amount.currency, ts).unwrap_or(amount.minor),
-            status,
+        .decode(EventKind::Invoice)
+        .filter(|(ts, _)| *ts <= as_of)
+        .filter_map(|(ts, body)| match body {
+            EventBody::Invoice { invoice_id, amount, status, .. } => Some(Invoice {
+                ts,
+                invoice_id,
+                amount: cfg.fx.convert(amount.minor, amount.currency, ts).unwrap_or(amount.minor),
+                status,
+            }),
+            _ => None,
         })
         .collect();
     invoices.sort_by_key(|i| i.ts);

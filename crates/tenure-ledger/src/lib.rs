@@ -16,7 +16,7 @@ pub use cs::CsLedger;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
-use tenure_core::event::{AttrValue, Event, EventBody, Subscription};
+use tenure_core::event::{AttrValue, Event, EventBody, EventKind, Subscription};
 use tenure_core::event::{CostCategory, InvoiceStatus};
 use tenure_core::money::{Currency, FxTable, Money};
 use tenure_core::time::Timestamp;
@@ -315,27 +315,28 @@ impl Ledger {
     }
 }
 
-/// An account's subscription events in log order, each kept encoded
+/// Events of one kind of an account in log order, each body kept encoded
 /// (`codec::encode_body`) in one buffer: a builder holds every one of them (a live service
-/// at a million accounts, millions), and decoded they took several times the bytes with
-/// their strings. Decoded when the account is folded.
+/// at a million accounts, millions of subscription, invoice and account events), and
+/// decoded they took several times the bytes with their strings. Decoded when the account
+/// is folded.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RawSubs {
+pub(crate) struct Bodies {
     /// (time, length of the body in `bytes`), in log order.
     events: Vec<(Timestamp, u32)>,
     bytes: Vec<u8>,
 }
 
-impl RawSubs {
-    fn push(&mut self, ts: Timestamp, s: Box<Subscription>) {
+impl Bodies {
+    fn push(&mut self, ts: Timestamp, body: &EventBody) {
         let start = self.bytes.len();
-        tenure_core::codec::encode_body(&EventBody::Subscription(s), &mut self.bytes);
+        tenure_core::codec::encode_body(body, &mut self.bytes);
         let len = u32::try_from(self.bytes.len() - start).expect("a body of one log record");
         self.events.push((ts, len));
     }
 
     /// Takes `other`'s events, after ours.
-    fn append(&mut self, other: RawSubs) {
+    fn append(&mut self, other: Bodies) {
         if self.events.is_empty() {
             *self = other;
             return;
@@ -352,21 +353,27 @@ impl RawSubs {
         self.events.iter().map(|e| e.0)
     }
 
-    /// Every event, decoded, in log order.
-    pub(crate) fn decode(&self) -> Vec<(Timestamp, Subscription)> {
+    /// Every event, decoded (each was a body of `kind`), in log order.
+    pub(crate) fn decode(
+        &self,
+        kind: EventKind,
+    ) -> impl Iterator<Item = (Timestamp, EventBody)> + '_ {
         let mut at = 0;
-        self.events
-            .iter()
-            .map(|&(ts, len)| {
-                let bytes = &self.bytes[at..at + len as usize];
-                at += len as usize;
-                match tenure_core::codec::decode_body_of(
-                    tenure_core::event::EventKind::Subscription,
-                    bytes,
-                ) {
-                    Ok(EventBody::Subscription(s)) => (ts, *s),
-                    other => unreachable!("a subscription the builder encoded: {other:?}"),
-                }
+        self.events.iter().map(move |&(ts, len)| {
+            let bytes = &self.bytes[at..at + len as usize];
+            at += len as usize;
+            let body = tenure_core::codec::decode_body_of(kind, bytes)
+                .expect("a body the builder encoded decodes");
+            (ts, body)
+        })
+    }
+
+    /// The subscription events, decoded.
+    pub(crate) fn subscriptions(&self) -> Vec<(Timestamp, Subscription)> {
+        self.decode(EventKind::Subscription)
+            .filter_map(|(ts, body)| match body {
+                EventBody::Subscription(s) => Some((ts, *s)),
+                _ => None,
             })
             .collect()
     }
@@ -377,12 +384,13 @@ impl RawSubs {
 struct RawAccount {
     id: String,
     name: Option<(Timestamp, String)>,
-    attributes: Vec<(Timestamp, String, AttrValue)>,
-    subs: RawSubs,
+    /// `account` events' attributes (their names are in `name`).
+    attributes: Bodies,
+    subs: Bodies,
     /// Where each of `subs` came from (same index; empty when sources are not kept, and
     /// possibly shorter than `subs` when builders with and without sources were merged).
     sub_sources: Vec<Option<SourceRef>>,
-    invoices: Vec<(Timestamp, String, Money, InvoiceStatus)>,
+    invoices: Bodies,
     cs: cs::RawCs,
 }
 
@@ -530,7 +538,9 @@ impl LedgerBuilder {
                 {
                     slot.name = Some((ts, n));
                 }
-                slot.attributes.extend(attributes.into_iter().map(|(k, v)| (ts, k, v)));
+                if !attributes.is_empty() {
+                    slot.attributes.push(ts, &EventBody::Account { name: None, attributes });
+                }
             }
             EventBody::Subscription(s) => {
                 if keep {
@@ -541,11 +551,9 @@ impl LedgerBuilder {
                     slot.sub_sources.resize(slot.subs.len(), None);
                     slot.sub_sources.push(source);
                 }
-                slot.subs.push(ts, s)
+                slot.subs.push(ts, &EventBody::Subscription(s))
             }
-            EventBody::Invoice { invoice_id, amount, status, .. } => {
-                slot.invoices.push((ts, invoice_id, amount, status))
-            }
+            invoice @ EventBody::Invoice { .. } => slot.invoices.push(ts, &invoice),
             // High-volume activity is not folded here (the columnar store reads it).
             EventBody::Usage { .. } | EventBody::Email { .. } | EventBody::WebVisit { .. } => {}
             other => slot.cs.push(ts, &other),
@@ -582,13 +590,13 @@ impl LedgerBuilder {
                     into.extend(from);
                 }
             }
-            take(&mut slot.attributes, raw.attributes);
+            slot.attributes.append(raw.attributes);
             if !raw.sub_sources.is_empty() {
                 slot.sub_sources.resize(slot.subs.len(), None);
                 take(&mut slot.sub_sources, raw.sub_sources);
             }
             slot.subs.append(raw.subs);
-            take(&mut slot.invoices, raw.invoices);
+            slot.invoices.append(raw.invoices);
             slot.cs.append(raw.cs);
         }
         self.sources |= other.sources;
