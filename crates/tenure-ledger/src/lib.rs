@@ -559,7 +559,8 @@ impl LedgerBuilder {
             other => slot.cs.push(ts, &other),
         }
         if let Some(contact) = sighting {
-            self.sighting(ts, &contact, account_ix as u32);
+            let account = u32::try_from(account_ix).expect("fewer than 4 G accounts");
+            self.sighting(ts, &contact, account);
         }
     }
 
@@ -603,7 +604,8 @@ impl LedgerBuilder {
         self.costs.extend(other.costs);
         // `other`'s sightings after ours, in its order, named again by our indexes.
         for (ts, c, a) in other.contacts {
-            let account = self.index[&ids[a as usize]] as u32;
+            let account =
+                u32::try_from(self.index[&ids[a as usize]]).expect("fewer than 4 G accounts");
             self.sighting(ts, &other.contact_ids[c as usize], account);
         }
     }

@@ -349,14 +349,14 @@ impl KeyIndex {
     }
 
     /// As [`maybe_flush`](Self::maybe_flush), once the sealed keys pass `over`; the run it
-    /// writes starts a merge only if `merge`.
+    /// writes, or a finished merge it swaps in, starts the next merge only if `merge`.
     fn flush_over<I: IntoIterator<Item = u128>>(
         &mut self,
         over: usize,
         merge: bool,
         active: impl FnOnce() -> I,
     ) -> Result<(), LogError> {
-        self.reap(false)?;
+        self.reap(false, merge)?;
         if self.sealed < over {
             return Ok(());
         }
@@ -439,12 +439,13 @@ impl KeyIndex {
     }
 
     /// Swaps a finished merge in (`wait`: waits for it): the merged run replaces its parts
-    /// in the manifest, then their files go, and the next merge starts. A merge that failed
-    /// leaves the runs as they were (lookups still answer right, probing more runs): the
-    /// failure is kept for [`merge_error`](Self::merge_error) and the next flush tries again.
-    /// A damaged run found while merging is an error, and the manifest is removed so that
-    /// the next open does not trust the runs.
-    pub(crate) fn reap(&mut self, wait: bool) -> Result<(), LogError> {
+    /// in the manifest, then their files go, and the next merge starts if `next` (not as the
+    /// index closes: it would be cancelled at once, its work done again at the next open). A
+    /// merge that failed leaves the runs as they were (lookups still answer right, probing
+    /// more runs): the failure is kept for [`merge_error`](Self::merge_error) and the next
+    /// flush tries again. A damaged run found while merging is an error, and the manifest
+    /// is removed so that the next open does not trust the runs.
+    pub(crate) fn reap(&mut self, wait: bool, next: bool) -> Result<(), LogError> {
         match &self.merging {
             Some(m) if wait || m.thread.is_finished() => {}
             _ => return Ok(()),
@@ -470,7 +471,9 @@ impl KeyIndex {
         self.runs.retain(|(_, r)| !gone(r));
         self.runs.push((m.level + 1, Arc::new(merged)));
         self.in_runs = self.runs.iter().map(|(_, r)| r.len()).sum();
-        self.start_merge();
+        if next {
+            self.start_merge();
+        }
         self.write_manifest()?;
         for part in &m.parts {
             let _ = std::fs::remove_file(part.path());
@@ -519,13 +522,9 @@ impl Drop for KeyIndex {
         if let Some(m) = &self.merging {
             m.cancel.store(true, Ordering::Relaxed);
         }
-        // Best effort: what fails is left as it was, for the next open.
-        let _ = self.reap(true);
-        // A swap starts the next merge: not now.
-        if let Some(m) = self.merging.take() {
-            m.cancel.store(true, Ordering::Relaxed);
-            let _ = m.thread.join();
-        }
+        // Best effort: what fails is left as it was, for the next open (which starts the
+        // next merge).
+        let _ = self.reap(true, false);
     }
 }
 
@@ -593,9 +592,9 @@ mod tests {
                 assert!(!index.insert(key(i)).unwrap(), "key {i} lost after flush {flush}");
             }
         }
-        index.reap(true).unwrap();
+        index.reap(true, true).unwrap();
         while index.merging.is_some() {
-            index.reap(true).unwrap();
+            index.reap(true, true).unwrap();
         }
         // 64 flushes of one level-0 run each: merged into one run of level 3.
         let levels: Vec<u32> = index.runs.iter().map(|(l, _)| *l).collect();
@@ -646,7 +645,7 @@ mod tests {
         // As the writer's open does.
         reopened.start_merge();
         assert!(reopened.merging.is_some(), "the open starts the merge");
-        reopened.reap(true).unwrap();
+        reopened.reap(true, true).unwrap();
         assert_eq!(reopened.runs.len(), 1);
         let n = (FAN_IN - 1) as u64 * limit as u64 + 10;
         for i in 0..n {
