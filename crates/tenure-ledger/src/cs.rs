@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 use tenure_core::event::{
-    ContactRole, ContactStatus, EventBody, EventKind, ForecastCategory, ObjectiveStatus,
-    RequestStatus, Sentiment, Severity, SurveyKind, SurveyScore, TaskChange, TaskStatus,
-    TicketCategory, TicketStatus,
+    ContactRole, ContactStatus, EventBody, ForecastCategory, ObjectiveStatus, RequestStatus,
+    Sentiment, Severity, SurveyKind, SurveyScore, TaskChange, TaskStatus, TicketCategory,
+    TicketStatus,
 };
 use tenure_core::time::Timestamp;
 
@@ -280,86 +280,19 @@ impl CsLedger {
     }
 }
 
-/// CS events of one account in log order, before folding. Each body is kept encoded
-/// (`codec::encode_body`) in one buffer, a few times smaller than the bodies with their
-/// strings: a fold of a million accounts holds tens of millions of them until it folds.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct RawCs {
-    /// (time, length of the body in `bytes`, kind), in log order: 16 bytes an event, where
-    /// the body's end as a `usize` took 24 (a body is one log record's, far below 4 GiB).
-    events: Vec<(Timestamp, u32, EventKind)>,
-    bytes: Vec<u8>,
-}
-
-impl RawCs {
-    pub(crate) fn push(&mut self, ts: Timestamp, body: &EventBody) {
-        let start = self.bytes.len();
-        tenure_core::codec::encode_body(body, &mut self.bytes);
-        let len = u32::try_from(self.bytes.len() - start).expect("a body of one log record");
-        self.events.push((ts, len, body.kind()));
-    }
-
-    /// Takes `other`'s events, after ours.
-    pub(crate) fn append(&mut self, other: RawCs) {
-        if self.events.is_empty() {
-            *self = other;
-            return;
-        }
-        self.bytes.extend_from_slice(&other.bytes);
-        self.events.extend(other.events);
-    }
-
-    pub(crate) fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
-        self.events.iter().map(|e| e.0)
-    }
-
-    /// Where each event's body starts in `bytes`.
-    fn starts(&self) -> Vec<usize> {
-        let mut at = 0;
-        self.events
-            .iter()
-            .map(|e| {
-                let start = at;
-                at += e.1 as usize;
-                start
-            })
-            .collect()
-    }
-
-    /// The contact ids its contact events name, in log order.
-    pub(crate) fn contacts(&self) -> Vec<String> {
-        let starts = self.starts();
-        (0..self.events.len())
-            .filter(|&i| self.events[i].2 == EventKind::Contact)
-            .filter_map(|i| match self.body(i, starts[i]) {
-                EventBody::Contact { contact_id, .. } => Some(contact_id),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Event `i`'s body (starting at `start` in `bytes`), decoded.
-    fn body(&self, i: usize, start: usize) -> EventBody {
-        let (_, len, kind) = self.events[i];
-        tenure_core::codec::decode_body_of(kind, &self.bytes[start..start + len as usize])
-            .expect("a body the builder encoded decodes")
-    }
-}
-
 /// Folds one account's CS events known at `as_of`. `convert` turns money into base minor
 /// units; `moves` are this account's contacts seen later under other accounts.
 pub(crate) fn fold(
-    raw: RawCs,
+    raw: &crate::bodies::Bodies,
     as_of: Timestamp,
     mut convert: impl FnMut(tenure_core::money::Money, Timestamp) -> i64,
     moves: &[(Timestamp, String, String)],
 ) -> CsLedger {
-    let starts = raw.starts();
-    let mut order: Vec<usize> =
-        (0..raw.events.len()).filter(|&i| raw.events[i].0 <= as_of).collect();
+    let mut known: Vec<_> = raw.encoded().filter(|(ts, ..)| *ts <= as_of).collect();
     // Stable: log order breaks ties.
-    order.sort_by_key(|&i| raw.events[i].0);
-    let events = order.into_iter().map(|i| (raw.events[i].0, raw.body(i, starts[i])));
+    known.sort_by_key(|(ts, ..)| *ts);
+    let events =
+        known.into_iter().map(|(ts, kind, bytes)| (ts, crate::bodies::decode(kind, bytes)));
     let mut cs = CsLedger::default();
     let mut tickets: BTreeMap<String, Ticket> = BTreeMap::new();
     let mut objectives: BTreeMap<String, Objective> = BTreeMap::new();
@@ -480,27 +413,4 @@ pub(crate) fn fold(
     cs.tasks = tasks.into_values().collect();
     cs.tasks.sort_by_key(|t| t.opened);
     cs
-}
-
-/// Contacts that show up under a second account have left the first: (account left, when,
-/// contact, account joined), from `(ts, contact, account)` sightings in any order.
-pub(crate) fn contact_moves(
-    sightings: &[(Timestamp, String, String)],
-) -> Vec<(String, Timestamp, String, String)> {
-    // By contact, then time; the sort is stable, so log order breaks ties.
-    let mut sightings: Vec<&(Timestamp, String, String)> = sightings.iter().collect();
-    sightings.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
-    let mut out = Vec::new();
-    for group in sightings.chunk_by(|a, b| a.1 == b.1) {
-        let mut current: Option<&str> = None;
-        for (ts, contact, account) in group {
-            if let Some(prev) = current
-                && prev != account
-            {
-                out.push((prev.to_string(), *ts, contact.clone(), account.clone()));
-            }
-            current = Some(account);
-        }
-    }
-    out
 }

@@ -597,7 +597,7 @@ pub(crate) fn fold_account(
 
     let mut attributes: Vec<(Timestamp, String, AttrValue)> = raw
         .attributes
-        .decode(EventKind::Account)
+        .decode()
         .filter(|(ts, _)| *ts <= as_of)
         .flat_map(|(ts, body)| {
             match body {
@@ -611,7 +611,7 @@ pub(crate) fn fold_account(
     attributes.sort_by_key(|(ts, _, _)| *ts);
     let mut invoices: Vec<Invoice> = raw
         .invoices
-        .decode(EventKind::Invoice)
+        .decode()
         .filter(|(ts, _)| *ts <= as_of)
         .filter_map(|(ts, body)| match body {
             EventBody::Invoice { invoice_id, amount, status, .. } => Some(Invoice {
@@ -628,7 +628,7 @@ pub(crate) fn fold_account(
     let name = raw.name.filter(|(ts, _)| *ts <= as_of).map(|(_, n)| n);
     let first_subscription = subs.iter().map(|s| s.0).min();
     let cs = crate::cs::fold(
-        raw.cs,
+        &raw.cs,
         as_of,
         |m, ts| cfg.fx.convert(m.minor, m.currency, ts).unwrap_or(m.minor),
         moves,

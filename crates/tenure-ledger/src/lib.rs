@@ -5,6 +5,7 @@
 //! business's [`RevenueConfig`] and an explicit `as_of`; events after `as_of` are not known.
 //! No IO, no clock.
 
+mod bodies;
 pub mod checkpoint;
 pub mod config;
 pub mod cs;
@@ -13,10 +14,11 @@ mod fold;
 pub use config::{ChurnRecognition, PauseMode, Preset, RevenueConfig};
 pub use cs::CsLedger;
 
+use bodies::Bodies;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
-use tenure_core::event::{AttrValue, Event, EventBody, EventKind, Subscription};
+use tenure_core::event::{AttrValue, Event, EventBody, Subscription};
 use tenure_core::event::{CostCategory, InvoiceStatus};
 use tenure_core::money::{Currency, FxTable, Money};
 use tenure_core::time::Timestamp;
@@ -315,70 +317,6 @@ impl Ledger {
     }
 }
 
-/// Events of one kind of an account in log order, each body kept encoded
-/// (`codec::encode_body`) in one buffer: a builder holds every one of them (a live service
-/// at a million accounts, millions of subscription, invoice and account events), and
-/// decoded they took several times the bytes with their strings. Decoded when the account
-/// is folded.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Bodies {
-    /// (time, length of the body in `bytes`), in log order.
-    events: Vec<(Timestamp, u32)>,
-    bytes: Vec<u8>,
-}
-
-impl Bodies {
-    fn push(&mut self, ts: Timestamp, body: &EventBody) {
-        let start = self.bytes.len();
-        tenure_core::codec::encode_body(body, &mut self.bytes);
-        let len = u32::try_from(self.bytes.len() - start).expect("a body of one log record");
-        self.events.push((ts, len));
-    }
-
-    /// Takes `other`'s events, after ours.
-    fn append(&mut self, other: Bodies) {
-        if self.events.is_empty() {
-            *self = other;
-            return;
-        }
-        self.bytes.extend_from_slice(&other.bytes);
-        self.events.extend(other.events);
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    pub(crate) fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
-        self.events.iter().map(|e| e.0)
-    }
-
-    /// Every event, decoded (each was a body of `kind`), in log order.
-    pub(crate) fn decode(
-        &self,
-        kind: EventKind,
-    ) -> impl Iterator<Item = (Timestamp, EventBody)> + '_ {
-        let mut at = 0;
-        self.events.iter().map(move |&(ts, len)| {
-            let bytes = &self.bytes[at..at + len as usize];
-            at += len as usize;
-            let body = tenure_core::codec::decode_body_of(kind, bytes)
-                .expect("a body the builder encoded decodes");
-            (ts, body)
-        })
-    }
-
-    /// The subscription events, decoded.
-    pub(crate) fn subscriptions(&self) -> Vec<(Timestamp, Subscription)> {
-        self.decode(EventKind::Subscription)
-            .filter_map(|(ts, body)| match body {
-                EventBody::Subscription(s) => Some((ts, *s)),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 /// Raw per-account inputs in log order.
 #[derive(Clone, Debug, Default)]
 struct RawAccount {
@@ -391,7 +329,8 @@ struct RawAccount {
     /// possibly shorter than `subs` when builders with and without sources were merged).
     sub_sources: Vec<Option<SourceRef>>,
     invoices: Bodies,
-    cs: cs::RawCs,
+    /// The customer-success events, folded by `cs::fold`.
+    cs: Bodies,
 }
 
 /// Collects events (any order of arrival; log order breaks timestamp ties) for a fold.
@@ -455,15 +394,23 @@ impl LedgerBuilder {
         }
     }
 
-    /// Each account's contacts seen later under another account, as
-    /// [`cs::contact_moves`] finds them (by contact id, then time), from the sightings'
-    /// indexes: ids are written out only for the moves.
+    /// Each account's contacts seen later under another account, in every sighting.
     fn moves_by_account(&self) -> FxHashMap<String, Vec<(Timestamp, String, String)>> {
-        let mut order: Vec<u32> = (0..self.contacts.len() as u32).collect();
-        // Stable: log order breaks ties.
+        self.moves_among(0..self.contacts.len() as u32)
+    }
+
+    /// Contacts seen under a second account have left the first: from the sightings at
+    /// `at` (indexes into `contacts`, any order), each account's moves (when, contact,
+    /// account joined), in the order of the contacts' ids, then time, then arrival. Ids are
+    /// written out only for the moves.
+    fn moves_among(
+        &self,
+        at: impl IntoIterator<Item = u32>,
+    ) -> FxHashMap<String, Vec<(Timestamp, String, String)>> {
+        let mut order: Vec<u32> = at.into_iter().collect();
         order.sort_by_key(|&i| {
             let (ts, c, _) = self.contacts[i as usize];
-            (c, ts)
+            (c, ts, i)
         });
         let mut moves: FxHashMap<String, Vec<(Timestamp, String, String)>> = FxHashMap::default();
         let contact = |i: &u32| self.contacts[*i as usize].1;
@@ -483,21 +430,11 @@ impl LedgerBuilder {
                 current = Some(a);
             }
         }
-        // In the order of the contacts' ids, as `cs::contact_moves` gives them.
+        // Grouped by the contacts' indexes (first seen first): by their ids instead.
         for list in moves.values_mut() {
             list.sort_by(|x, y| x.1.cmp(&y.1));
         }
         moves
-    }
-
-    /// The sightings at indexes `at` of `contacts`, with their ids.
-    fn sightings(&self, at: impl IntoIterator<Item = u32>) -> Vec<(Timestamp, String, String)> {
-        at.into_iter()
-            .map(|i| {
-                let (ts, c, a) = self.contacts[i as usize];
-                (ts, self.contact_ids[c as usize].to_string(), self.raw[a as usize].id.clone())
-            })
-            .collect()
     }
 
     /// Keeps where each subscription event came from, so that every [`Movement`] names
@@ -634,19 +571,11 @@ impl LedgerBuilder {
         let mut mine: Vec<&str> = contacts.iter().map(String::as_str).collect();
         mine.sort_unstable();
         mine.dedup();
-        let mut at: Vec<u32> = mine
+        let at = mine
             .iter()
             .flat_map(|c| self.by_contact.get(*c).into_iter().flat_map(|(_, seen)| seen))
-            .copied()
-            .collect();
-        // In arrival order, as the full fold sees them.
-        at.sort_unstable();
-        let sightings = self.sightings(at);
-        let moves: Vec<(Timestamp, String, String)> = cs::contact_moves(&sightings)
-            .into_iter()
-            .filter(|(from, ..)| from == id)
-            .map(|(_, ts, c, to)| (ts, c, to))
-            .collect();
+            .copied();
+        let moves = self.moves_among(at).remove(id).unwrap_or_default();
         Some(fold::fold_account(RawAccount::clone(raw), cfg, as_of, &moves))
     }
 

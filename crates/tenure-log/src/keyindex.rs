@@ -572,21 +572,32 @@ mod tests {
         (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
     }
 
+    /// An index of `limit` keys in memory on an empty log directory.
+    fn fresh(log: &Path, limit: usize) -> KeyIndex {
+        let mut index = KeyIndex::open(log, limit).unwrap();
+        index.settle(log).unwrap();
+        index
+    }
+
+    /// Claims keys `n..n + count` (each new), seals them, and moves `n` past them.
+    fn seal(index: &mut KeyIndex, n: &mut u64, count: usize) {
+        for _ in 0..count {
+            assert!(index.insert(key(*n)).unwrap(), "key {n} taken for a duplicate");
+            *n += 1;
+        }
+        index.sealed("usage", *n, count);
+    }
+
     /// Flushes of ten keys each, merged four at a time on the merge thread while flushes go
     /// on: every key stays found (during merges, after them, and after a reopen), no other
     /// key is, and the runs merged are gone from disk once the merged one is named.
     #[test]
     fn merges_aside_keep_every_key() {
         let log = tempfile::tempdir().unwrap();
-        let mut index = KeyIndex::open(log.path(), 10).unwrap();
-        index.settle(log.path()).unwrap();
+        let mut index = fresh(log.path(), 10);
         let mut n = 0;
         for flush in 0..64u64 {
-            for _ in 0..10 {
-                assert!(index.insert(key(n)).unwrap(), "key {n} taken for a duplicate");
-                n += 1;
-            }
-            index.sealed("usage", n, 10);
+            seal(&mut index, &mut n, 10);
             index.maybe_flush(Vec::new).unwrap();
             for i in (0..n).step_by(7) {
                 assert!(!index.insert(key(i)).unwrap(), "key {i} lost after flush {flush}");
@@ -620,22 +631,14 @@ mod tests {
         let log = tempfile::tempdir().unwrap();
         // A close flushes past a sixteenth of the limit: 2 keys.
         let limit = 32;
-        let mut index = KeyIndex::open(log.path(), limit).unwrap();
-        index.settle(log.path()).unwrap();
+        let mut index = fresh(log.path(), limit);
         let mut n = 0;
-        let mut seal = |index: &mut KeyIndex, count: usize| {
-            for _ in 0..count {
-                assert!(index.insert(key(n)).unwrap());
-                n += 1;
-            }
-            index.sealed("usage", n, count);
-        };
         for _ in 0..FAN_IN - 1 {
-            seal(&mut index, limit);
+            seal(&mut index, &mut n, limit);
             index.maybe_flush(Vec::new).unwrap();
         }
         assert_eq!((index.runs.len(), index.merging.is_none()), (FAN_IN - 1, true));
-        seal(&mut index, 10);
+        seal(&mut index, &mut n, 10);
         index.flush_at_close(Vec::new).unwrap();
         assert_eq!(index.runs.len(), FAN_IN, "the close wrote its run");
         assert!(index.merging.is_none(), "and started no merge");
@@ -647,7 +650,6 @@ mod tests {
         assert!(reopened.merging.is_some(), "the open starts the merge");
         reopened.reap(true, true).unwrap();
         assert_eq!(reopened.runs.len(), 1);
-        let n = (FAN_IN - 1) as u64 * limit as u64 + 10;
         for i in 0..n {
             assert!(reopened.contains(key(i)).unwrap(), "key {i} lost");
         }
@@ -660,15 +662,10 @@ mod tests {
     fn a_cancelled_merge_loses_nothing() {
         let log = tempfile::tempdir().unwrap();
         let limit = 200_000;
-        let mut index = KeyIndex::open(log.path(), limit).unwrap();
-        index.settle(log.path()).unwrap();
+        let mut index = fresh(log.path(), limit);
         let mut n = 0;
         for _ in 0..FAN_IN {
-            for _ in 0..limit {
-                index.insert(key(n)).unwrap();
-                n += 1;
-            }
-            index.sealed("usage", n, limit);
+            seal(&mut index, &mut n, limit);
             index.maybe_flush(Vec::new).unwrap();
         }
         assert!(index.merging.is_some() || index.runs.len() == 1);
