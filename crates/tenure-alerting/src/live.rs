@@ -47,8 +47,6 @@ pub struct Usage {
 /// emails and web visits are not folded into the ledger (usage comes as [`Usage`]).
 pub struct History {
     builder: LedgerBuilder,
-    /// Where each contact was last seen.
-    contact_home: FxHashMap<String, (Timestamp, String)>,
     /// When each (account, rule) last alerted, of the alerts pushed.
     last_alert: FxHashMap<(String, String), Timestamp>,
 }
@@ -57,11 +55,7 @@ impl Default for History {
     /// The ledger keeps each movement's source events, so that the service can explain
     /// its figures (`/api/v1/kpis/explain`).
     fn default() -> History {
-        History {
-            builder: LedgerBuilder::new().keep_sources(),
-            contact_home: FxHashMap::default(),
-            last_alert: FxHashMap::default(),
-        }
+        History { builder: LedgerBuilder::new().keep_sources(), last_alert: FxHashMap::default() }
     }
 }
 
@@ -75,12 +69,6 @@ impl History {
     pub fn push_at(&mut self, e: Event, position: Option<u64>) {
         if light(e.kind()) {
             return;
-        }
-        if let (EventBody::Contact { contact_id, .. }, Some(a)) = (&e.body, &e.account) {
-            let slot = self.contact_home.entry(contact_id.clone()).or_insert((e.ts, a.clone()));
-            if e.ts >= slot.0 {
-                *slot = (e.ts, a.clone());
-            }
         }
         if let (EventBody::Alert { rule, .. }, Some(a)) = (&e.body, &e.account) {
             let slot = self.last_alert.entry((a.clone(), rule.clone())).or_insert(e.ts);
@@ -127,8 +115,6 @@ pub struct Live {
     pub health: HealthState,
     /// When each (account, rule) last alerted.
     last_alert: FxHashMap<(String, String), Timestamp>,
-    /// Where each contact was last seen (a contact seen elsewhere has moved).
-    contact_home: FxHashMap<String, (Timestamp, String)>,
     feature_bits: FxHashMap<String, u64>,
     pub t: Timestamp,
     /// Bumped by every change: what was computed at the same generation is still exact.
@@ -156,6 +142,29 @@ pub struct RefreshPlan {
     generation: u64,
 }
 
+/// A saved state's history made ready to install ([`Live::prepare_install`]).
+pub struct Installing {
+    usage: Option<UsageByAccount>,
+    recent: Option<FxHashMap<String, BTreeMap<i64, Day>>>,
+    builder: LedgerBuilder,
+    last_alert: FxHashMap<(String, String), Timestamp>,
+    /// Accounts the history does not name.
+    leave: FxHashSet<String>,
+    /// The history's accounts the state lacks, folded, by id.
+    folded: Vec<AccountLedger>,
+}
+
+/// What [`Live::finish_install`] replaced: dropped after the state's lock is released.
+#[expect(dead_code, reason = "held only to be dropped later")]
+pub struct Replaced {
+    usage: Option<UsageByAccount>,
+    recent: Option<FxHashMap<String, BTreeMap<i64, Day>>>,
+    builder: LedgerBuilder,
+    last_alert: FxHashMap<(String, String), Timestamp>,
+    accounts: Vec<AccountLedger>,
+    health: Vec<tenure_health::state::AccountHealth>,
+}
+
 /// A refresh in progress ([`Live::refresh_start`]).
 pub struct Refreshing {
     refold: Option<Refold>,
@@ -164,8 +173,8 @@ pub struct Refreshing {
     now: Timestamp,
 }
 
-/// Accounts refreshed at a step: tens of milliseconds' work at a million accounts, so
-/// that requests wait little.
+/// Accounts refreshed at a step: 60-160 ms of work at a million accounts (measured on two
+/// cores), so that requests wait little.
 const REFRESH_BLOCK: usize = 4096;
 
 /// How often an account with only new usage is re-scored, microseconds (a minute).
@@ -196,12 +205,11 @@ impl Live {
         usage: Usage,
         now: Timestamp,
     ) -> Live {
-        let History { builder, contact_home, last_alert: _ } = history;
+        let History { builder, last_alert: _ } = history;
         let Usage { monthly: mut usage, days: rows } = usage;
         let ledger = builder.fold_all(&cfg.revenue, now);
         let mut live = Live::empty(builder, cfg, rules, cards, model, now);
         live.ledger = ledger;
-        live.contact_home = contact_home;
         live.add_days(rows);
         // The current month comes from the day-level rows (so that it can grow exactly).
         let m = month_start(now);
@@ -242,7 +250,6 @@ impl Live {
             recent: FxHashMap::default(),
             health: HealthState { t: now, accounts: FxHashMap::default(), recomputed: 0 },
             last_alert: FxHashMap::default(),
-            contact_home: FxHashMap::default(),
             feature_bits,
             cfg,
             rules,
@@ -296,7 +303,22 @@ impl Live {
         closed: Option<(UsageByAccount, Timestamp)>,
         days: Option<Vec<DayRow>>,
     ) {
-        if let Some((mut closed, now)) = closed {
+        let ready = self.prepare_install(history, closed, days);
+        drop(self.finish_install(ready));
+    }
+
+    /// The work of [`install`](Self::install) that reads the state without changing it
+    /// (trimming the closed months, folding the accounts new since the save, building the
+    /// days): the service does it under a read lock, so that the write lock of
+    /// [`finish_install`](Self::finish_install) only swaps. Nothing may change the state
+    /// in between.
+    pub fn prepare_install(
+        &self,
+        history: History,
+        closed: Option<(UsageByAccount, Timestamp)>,
+        days: Option<Vec<DayRow>>,
+    ) -> Installing {
+        let usage = closed.map(|(mut closed, now)| {
             let m = month_start(now);
             for months in closed.values_mut() {
                 months.retain(|u| u.month < m);
@@ -311,45 +333,86 @@ impl Live {
                     }
                 }
             }
-            self.usage = closed;
-        }
-        if let Some(rows) = days {
-            self.recent.clear();
-            self.add_days(rows);
-        }
-        let History { builder, contact_home, last_alert } = history;
-        self.builder = builder;
-        self.contact_home = contact_home;
-        for (k, t) in last_alert {
-            let slot = self.last_alert.entry(k).or_insert(t);
+            closed
+        });
+        let recent = days.map(|rows| {
+            let mut recent = FxHashMap::default();
+            for row in rows {
+                self.add_day_row(&mut recent, row);
+            }
+            recent
+        });
+        let History { builder, last_alert: alerted } = history;
+        let mut last_alert = self.last_alert.clone();
+        for (k, t) in alerted {
+            let slot = last_alert.entry(k).or_insert(t);
             *slot = (*slot).max(t);
         }
-        self.match_accounts();
-        self.installed = true;
-    }
-
-    /// Makes the ledger's accounts the builder's, so that the refresh after
-    /// [`install`](Self::install) refolds them a block at a time (a ledger of other
-    /// accounts is folded anew, whole, under one lock): the history's accounts the state
-    /// lacks (new in records after it was saved) are folded at its instant; accounts the
-    /// history does not name (first seen through activity, which it does not keep) leave,
-    /// as after a start that replays the log.
-    fn match_accounts(&mut self) {
-        let builder = &self.builder;
-        self.ledger.accounts.retain(|a| builder.contains(&a.id));
-        self.health.accounts.retain(|id, _| builder.contains(id));
+        // The ledger's accounts made the builder's: the history's accounts the state lacks
+        // (new in records after it was saved) are folded at its instant; accounts the
+        // history does not name (first seen through activity, which it does not keep)
+        // leave, as after a start that replays the log.
+        let leave: FxHashSet<String> = self
+            .ledger
+            .accounts
+            .iter()
+            .map(|a| &a.id)
+            .chain(self.health.accounts.keys())
+            .filter(|id| !builder.contains(id))
+            .cloned()
+            .collect();
         let ledger = &self.ledger;
         let missing: Vec<&str> =
             builder.account_ids().filter(|id| ledger.account(id).is_none()).collect();
         let (cfg, t) = (&self.cfg.revenue, self.t);
-        let folded: Vec<AccountLedger> = missing
+        let mut folded: Vec<AccountLedger> = missing
             .par_iter()
             .filter_map(|id| builder.fold_one(id, cfg, t).map(|(a, _)| a))
             .collect();
-        if !folded.is_empty() {
-            self.ledger.accounts.extend(folded);
-            self.ledger.accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        folded.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Installing { usage, recent, builder, last_alert, leave, folded }
+    }
+
+    /// Installs what [`prepare_install`](Self::prepare_install) made ready, and returns what
+    /// it replaced: the caller drops that after releasing the state's lock (at a million
+    /// accounts, freeing the maps takes longer than swapping them).
+    pub fn finish_install(&mut self, ready: Installing) -> Replaced {
+        let Installing { usage, recent, builder, last_alert, leave, folded } = ready;
+        let mut old = Replaced {
+            usage: usage.map(|u| std::mem::replace(&mut self.usage, u)),
+            recent: recent.map(|r| std::mem::replace(&mut self.recent, r)),
+            builder: std::mem::replace(&mut self.builder, builder),
+            last_alert: std::mem::replace(&mut self.last_alert, last_alert),
+            accounts: Vec::new(),
+            health: Vec::new(),
+        };
+        if !leave.is_empty() {
+            let (stay, gone) = std::mem::take(&mut self.ledger.accounts)
+                .into_iter()
+                .partition(|a| !leave.contains(&a.id));
+            self.ledger.accounts = stay;
+            old.accounts = gone;
+            for id in &leave {
+                if let Some(h) = self.health.accounts.remove(id) {
+                    old.health.push(h);
+                }
+            }
         }
+        if !folded.is_empty() {
+            // Both sorted by id, neither naming an account the other does: merged.
+            let accounts = std::mem::take(&mut self.ledger.accounts);
+            let mut merged = Vec::with_capacity(accounts.len() + folded.len());
+            let (mut a, mut b) = (accounts.into_iter().peekable(), folded.into_iter().peekable());
+            while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+                let next = if x.id < y.id { a.next() } else { b.next() };
+                merged.extend(next);
+            }
+            merged.extend(a);
+            merged.extend(b);
+            self.ledger.accounts = merged;
+        }
+        self.installed = true;
+        old
     }
 
     /// What a state's recent days are, for a saved state's setup: how they are counted
@@ -387,13 +450,20 @@ impl Live {
     /// [`install`](Self::install); the refresh that follows rewrites the current month
     /// from the days.
     pub fn add_days(&mut self, rows: Vec<DayRow>) {
-        for (account, day, user, feature, n) in rows {
-            let bit = self.bit(&feature);
-            let d = self.recent.entry(account).or_default().entry(day).or_default();
-            d.events += n;
-            d.users.insert(hash(&user));
-            d.features |= bit;
+        let mut recent = std::mem::take(&mut self.recent);
+        for row in rows {
+            self.add_day_row(&mut recent, row);
         }
+        self.recent = recent;
+    }
+
+    /// Adds one day-level row to `recent`.
+    fn add_day_row(&self, recent: &mut FxHashMap<String, BTreeMap<i64, Day>>, row: DayRow) {
+        let (account, day, user, feature, n) = row;
+        let d = recent.entry(account).or_default().entry(day).or_default();
+        d.events += n;
+        d.users.insert(hash(&user));
+        d.features |= self.bit(&feature);
     }
 
     fn bit(&self, feature: &str) -> u64 {
@@ -489,14 +559,14 @@ impl Live {
                 self.builder.push_at(e.clone(), position);
                 continue;
             };
+            // Where the contact was last seen, before this event (pushed below): a contact
+            // seen elsewhere has moved.
             let moved_from = match &e.body {
-                EventBody::Contact { contact_id, .. } => {
-                    let prev = self.contact_home.get(contact_id).cloned();
-                    if prev.as_ref().is_none_or(|(ts, _)| e.ts >= *ts) {
-                        self.contact_home.insert(contact_id.clone(), (e.ts, account.clone()));
-                    }
-                    prev.filter(|(ts, a)| *a != account && e.ts >= *ts).map(|(_, a)| a)
-                }
+                EventBody::Contact { contact_id, .. } => self
+                    .builder
+                    .last_seen(contact_id)
+                    .filter(|(ts, a)| *a != account && e.ts >= *ts)
+                    .map(|(_, a)| a.to_string()),
                 _ => None,
             };
             let ledger = &self.ledger;

@@ -309,7 +309,7 @@ struct Walk {
 }
 
 pub(crate) fn fold_account(
-    raw: RawAccount,
+    raw: &RawAccount,
     cfg: &RevenueConfig,
     as_of: Timestamp,
     moves: &[(Timestamp, String, String)],
@@ -625,7 +625,7 @@ pub(crate) fn fold_account(
         .collect();
     invoices.sort_by_key(|i| i.ts);
     scheduled.sort();
-    let name = raw.name.filter(|(ts, _)| *ts <= as_of).map(|(_, n)| n);
+    let name = raw.name.as_ref().filter(|(ts, _)| *ts <= as_of).map(|(_, n)| n.clone());
     let first_subscription = subs.iter().map(|s| s.0).min();
     let cs = crate::cs::fold(
         &raw.cs,
@@ -635,7 +635,7 @@ pub(crate) fn fold_account(
     );
     (
         AccountLedger {
-            id: raw.id,
+            id: raw.id.clone(),
             name,
             attributes,
             steps,

@@ -394,6 +394,20 @@ impl LedgerBuilder {
         }
     }
 
+    /// Where `contact` was last seen: the account of its latest sighting (of two at one
+    /// instant, the one pushed last), and when.
+    pub fn last_seen(&self, contact: &str) -> Option<(Timestamp, &str)> {
+        let (_, seen) = self.by_contact.get(contact)?;
+        let mut last: Option<(Timestamp, u32)> = None;
+        for &i in seen {
+            let (ts, _, a) = self.contacts[i as usize];
+            if last.is_none_or(|(t, _)| ts >= t) {
+                last = Some((ts, a));
+            }
+        }
+        last.map(|(ts, a)| (ts, self.raw[a as usize].id.as_str()))
+    }
+
     /// Each account's contacts seen later under another account, in every sighting.
     fn moves_by_account(&self) -> FxHashMap<String, Vec<(Timestamp, String, String)>> {
         self.moves_among(0..self.contacts.len() as u32)
@@ -576,7 +590,7 @@ impl LedgerBuilder {
             .flat_map(|c| self.by_contact.get(*c).into_iter().flat_map(|(_, seen)| seen))
             .copied();
         let moves = self.moves_among(at).remove(id).unwrap_or_default();
-        Some(fold::fold_account(RawAccount::clone(raw), cfg, as_of, &moves))
+        Some(fold::fold_account(raw, cfg, as_of, &moves))
     }
 
     /// Folds every account (in parallel) as known at `as_of`.
@@ -587,16 +601,15 @@ impl LedgerBuilder {
             .into_par_iter()
             .map(|raw| {
                 let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
-                fold::fold_account(Arc::unwrap_or_clone(raw), cfg, as_of, m)
+                fold::fold_account(&raw, cfg, as_of, m)
             })
             .collect();
         assemble(results, &self.costs, cfg, as_of)
     }
 
     /// Folds every account as [`finish`](Self::finish) does, leaving the builder as it
-    /// was: each account's inputs are copied as it is folded (one per thread at a time),
-    /// where `self.clone().finish(..)` would copy every account's first (a live service
-    /// and a forecast's backtests fold the same builder at several instants).
+    /// was: each account is folded from its inputs where they are, not copied (a live
+    /// service and a forecast's backtests fold the same builder at several instants).
     pub fn fold_all(&self, cfg: &RevenueConfig, as_of: Timestamp) -> Ledger {
         let moves = self.moves_by_account();
         let results: Vec<(AccountLedger, Vec<Diagnostic>)> = self
@@ -604,7 +617,7 @@ impl LedgerBuilder {
             .par_iter()
             .map(|raw| {
                 let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
-                fold::fold_account(RawAccount::clone(raw), cfg, as_of, m)
+                fold::fold_account(raw, cfg, as_of, m)
             })
             .collect();
         assemble(results, &self.costs, cfg, as_of)
@@ -645,7 +658,7 @@ impl LedgerBuilder {
             .map(|a| {
                 let raw = &self.raw[self.index[&a.id]];
                 let m = moves.get(&raw.id).map_or(&[][..], Vec::as_slice);
-                let (folded, d) = fold::fold_account(RawAccount::clone(raw), cfg, as_of, m);
+                let (folded, d) = fold::fold_account(raw, cfg, as_of, m);
                 *a = folded;
                 d
             })

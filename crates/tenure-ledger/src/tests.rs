@@ -592,6 +592,43 @@ fn folding_one_account_from_the_builder_equals_the_full_fold() {
     assert_eq!(format!("{:?}", merged.accounts), format!("{:?}", full.accounts));
 }
 
+#[test]
+fn where_a_contact_was_last_seen() {
+    let contact = |ts: &str, acct: &str, id: &str| Event {
+        ts: Timestamp::parse(ts).unwrap(),
+        account: Some(acct.into()),
+        message_id: None,
+        body: EventBody::Contact {
+            contact_id: id.into(),
+            email: None,
+            name: None,
+            role: None,
+            status: None,
+        },
+    };
+    let seen = |b: &LedgerBuilder, id: &str| {
+        b.last_seen(id).map(|(ts, a)| format!("{} {a}", ts.date_string()))
+    };
+    let mut b = LedgerBuilder::new();
+    // c1: a, then b; a sighting under a dated before b's, arriving late, does not move it.
+    b.push(contact("2024-01-05", "a", "c1"));
+    b.push(contact("2024-05-01", "b", "c1"));
+    b.push(contact("2024-03-01", "a", "c1"));
+    // c2: two sightings at one instant, the one pushed last wins.
+    b.push(contact("2024-06-01", "a", "c2"));
+    b.push(contact("2024-06-01", "c", "c2"));
+    assert_eq!(seen(&b, "c1").as_deref(), Some("2024-05-01 b"));
+    assert_eq!(seen(&b, "c2").as_deref(), Some("2024-06-01 c"));
+    assert_eq!(seen(&b, "c3"), None);
+    // A builder merged in (its own contact and account indexes) is seen through too.
+    let mut lane = LedgerBuilder::new();
+    lane.push(contact("2024-07-01", "d", "c3"));
+    lane.push(contact("2024-07-01", "d", "c1"));
+    b.merge(lane);
+    assert_eq!(seen(&b, "c1").as_deref(), Some("2024-07-01 d"));
+    assert_eq!(seen(&b, "c3").as_deref(), Some("2024-07-01 d"));
+}
+
 /// The committed side of each step: `= ts mrr X committed Y (arr Z)`.
 fn render_committed(l: &Ledger) -> String {
     let mut s = String::new();

@@ -181,19 +181,23 @@ fn apply_loop(
         let Some((history, closed, tail)) = replay_history(w, now, core, rx, &mut queued) else {
             return;
         };
-        let mut live = core.live.write().expect("live state");
-        match closed {
-            Read::Again(closed, days) => live.install(history, Some((closed, now)), Some(days)),
-            Read::Closed(closed) => {
-                live.install(history, closed.map(|c| (c, now)), None);
-                live.add_days(tail);
-            }
-        }
+        // Made ready under a read lock (the applier is the state's only writer), swapped in
+        // under the write lock, and what it replaced freed after: requests wait only for
+        // the swap.
+        let (closed, days, tail) = match closed {
+            Read::Again(closed, days) => (Some((closed, now)), Some(days), Vec::new()),
+            Read::Closed(closed) => (closed.map(|c| (c, now)), None, tail),
+        };
+        let ready = core.live.read().expect("live state").prepare_install(history, closed, days);
+        let mut live = write(core, "install");
+        let replaced = live.finish_install(ready);
+        live.add_days(tail);
         drop(live);
+        drop(replaced);
         let now = (core.clock)();
         (refresh_in_blocks(core, now, None), now)
     } else if first {
-        let mut live = core.live.write().expect("live state");
+        let mut live = write(core, "evaluate");
         (live.evaluate(), live.t)
     } else {
         let now = (core.clock)();
@@ -310,6 +314,49 @@ fn merge(c: &mut Committed, more: Committed) {
     c.received = c.received.min(more.received);
 }
 
+/// The live state's write lock, timed: each hold is observed in
+/// `tenure_live_lock_seconds` (requests for the state wait for it), and one of half a
+/// second or more is logged with what held it.
+struct Held<'a> {
+    guard: std::sync::RwLockWriteGuard<'a, live::Live>,
+    core: &'a Core,
+    what: &'static str,
+    since: Instant,
+}
+
+/// Takes the live state's write lock for `what`.
+fn write<'a>(core: &'a Core, what: &'static str) -> Held<'a> {
+    let guard = core.live.write().expect("live state");
+    Held { guard, core, what, since: Instant::now() }
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = live::Live;
+    fn deref(&self) -> &live::Live {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut live::Live {
+        &mut self.guard
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let held = self.since.elapsed();
+        self.core.metrics.live_lock.observe(held);
+        if held >= Duration::from_millis(500) {
+            log(
+                "info",
+                "the live state was locked for half a second or more: requests for it waited",
+                json!({"for": self.what, "seconds": held.as_secs_f64()}),
+            );
+        }
+    }
+}
+
 /// Applies committed events: the immediate rules' alerts raised first, then the accounts
 /// re-folded and re-scored and the aggregate rules' alerts raised.
 fn take(
@@ -327,10 +374,9 @@ fn take(
     // firings are capped per rule.
     let bulk = (c.events.len() >= BULK_EVENTS).then_some(core.digest_above);
     // Immediate rules first: their alerts do not wait for the re-scoring.
-    let (fired, touched) =
-        core.live.write().expect("live state").take_at(&c.events, &c.positions, now);
+    let (fired, touched) = write(core, "take").take_at(&c.events, &c.positions, now);
     raise(core, fired, now, Some(c.received), internal, pending, true, None);
-    let fired = core.live.write().expect("live state").settle(touched, now);
+    let fired = write(core, "settle").settle(touched, now);
     raise(core, fired, now, None, internal, pending, true, bulk);
     // Keeps the portfolio's default view computed (at most every few minutes).
     web::warm(core);
@@ -475,7 +521,7 @@ fn refresh_in_blocks(
     // changes it before the write lock below.
     let plan = core.live.read().expect("live state").refresh_plan(now);
     let mut r = {
-        let mut live = core.live.write().expect("live state");
+        let mut live = write(core, "refresh start");
         if let Some((cards, model)) = setup {
             live.cards = cards;
             live.model = model;
@@ -483,12 +529,14 @@ fn refresh_in_blocks(
         live.refresh_start_with(plan)
     };
     let mut fired = Vec::new();
-    while let Some(f) = core.live.write().expect("live state").refresh_step(&mut r) {
+    while let Some(f) = write(core, "refresh").refresh_step(&mut r) {
         fired.extend(f);
         if core.stopping.load(Relaxed) {
             log("info", "the refresh in progress is left for the stop", json!({}));
             break;
         }
+        // The requests that waited for the block go first.
+        core.live.let_readers_in(Duration::from_millis(20));
     }
     fired
 }

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod keys;
 pub mod lifetime;
 pub mod live;
+pub mod lock;
 pub mod metrics;
 pub mod models;
 pub mod notify;
@@ -51,8 +52,8 @@ use axum::response::{IntoResponse, Response};
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tenure_core::time::Timestamp;
 use tenure_engine::Importer;
@@ -60,7 +61,7 @@ use tenure_ingest::IngestConfig;
 
 /// What the applier shares with the handlers.
 pub struct Core {
-    pub live: RwLock<live::Live>,
+    pub live: lock::LiveLock<live::Live>,
     pub metrics: metrics::Metrics,
     /// Taken at shutdown, to let queued notifications go out.
     pub dispatcher: std::sync::Mutex<Option<notify::Dispatcher>>,
@@ -301,7 +302,7 @@ impl AppState {
             )
         };
         let core = Arc::new(Core {
-            live: RwLock::new(live),
+            live: lock::LiveLock::new(live),
             metrics: metrics::Metrics::default(),
             dispatcher: std::sync::Mutex::new(dispatcher),
             clock: o.clock.clone(),

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub ingest_latency: Histogram,
     /// Event received to alert raised.
     pub alert_latency: Histogram,
+    /// Holds of the live state's write lock by the applier.
+    pub live_lock: Histogram,
     /// Alerts raised, by (rule, severity).
     pub alerts: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     pub tasks_opened: AtomicU64,
@@ -183,6 +185,11 @@ impl Metrics {
             &mut out,
             "tenure_event_to_alert_seconds",
             "Event received to alert raised.",
+        );
+        self.live_lock.render(
+            &mut out,
+            "tenure_live_lock_seconds",
+            "Holds of the live state's write lock (taking events, refreshing); requests for the state wait for them.",
         );
         for (name, help, v) in extra {
             let kind = if name.ends_with("_total") { "counter" } else { "gauge" };

@@ -524,6 +524,9 @@ async fn a_restart_reads_the_state_saved_at_the_stop_and_brings_it_over_an_impor
     assert_eq!(st, StatusCode::OK);
     until(&s, &f.read, "/api/v1/tasks?account=acme&rule=detractor", |j| j["total"] == 1).await;
     assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
+    // The history's install, the refresh's steps and the event's take each held the
+    // state's write lock, and were timed.
+    assert!(metric(&s, "tenure_live_lock_seconds_count").await >= 3.0);
     for (p, b) in paths.iter().zip(&before) {
         let changed = !p.ends_with("bolt");
         assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await != b, changed, "{p}");
