@@ -142,12 +142,33 @@ pub struct RefreshPlan {
     generation: u64,
 }
 
-/// A saved state's history made ready to install ([`Live::prepare_install`]).
-pub struct Installing {
+/// The parts of the state an install replaces whole: the usage and days when given anew,
+/// the builder, the rules' memory.
+struct Parts {
     usage: Option<UsageByAccount>,
     recent: Option<FxHashMap<String, BTreeMap<i64, Day>>>,
     builder: LedgerBuilder,
     last_alert: FxHashMap<(String, String), Timestamp>,
+}
+
+impl Parts {
+    /// Exchanges these with `live`'s (the usage and days only when given): afterwards they
+    /// hold what `live` had.
+    fn swap(&mut self, live: &mut Live) {
+        if let Some(u) = &mut self.usage {
+            std::mem::swap(u, &mut live.usage);
+        }
+        if let Some(r) = &mut self.recent {
+            std::mem::swap(r, &mut live.recent);
+        }
+        std::mem::swap(&mut self.builder, &mut live.builder);
+        std::mem::swap(&mut self.last_alert, &mut live.last_alert);
+    }
+}
+
+/// A saved state's history made ready to install ([`Live::prepare_install`]).
+pub struct Installing {
+    parts: Parts,
     /// Accounts the history does not name.
     leave: FxHashSet<String>,
     /// The history's accounts the state lacks, folded, by id.
@@ -157,10 +178,7 @@ pub struct Installing {
 /// What [`Live::finish_install`] replaced: dropped after the state's lock is released.
 #[expect(dead_code, reason = "held only to be dropped later")]
 pub struct Replaced {
-    usage: Option<UsageByAccount>,
-    recent: Option<FxHashMap<String, BTreeMap<i64, Day>>>,
-    builder: LedgerBuilder,
-    last_alert: FxHashMap<(String, String), Timestamp>,
+    parts: Parts,
     accounts: Vec<AccountLedger>,
     health: Vec<tenure_health::state::AccountHealth>,
 }
@@ -370,22 +388,16 @@ impl Live {
             .filter_map(|id| builder.fold_one(id, cfg, t).map(|(a, _)| a))
             .collect();
         folded.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        Installing { usage, recent, builder, last_alert, leave, folded }
+        Installing { parts: Parts { usage, recent, builder, last_alert }, leave, folded }
     }
 
     /// Installs what [`prepare_install`](Self::prepare_install) made ready, and returns what
     /// it replaced: the caller drops that after releasing the state's lock (at a million
     /// accounts, freeing the maps takes longer than swapping them).
     pub fn finish_install(&mut self, ready: Installing) -> Replaced {
-        let Installing { usage, recent, builder, last_alert, leave, folded } = ready;
-        let mut old = Replaced {
-            usage: usage.map(|u| std::mem::replace(&mut self.usage, u)),
-            recent: recent.map(|r| std::mem::replace(&mut self.recent, r)),
-            builder: std::mem::replace(&mut self.builder, builder),
-            last_alert: std::mem::replace(&mut self.last_alert, last_alert),
-            accounts: Vec::new(),
-            health: Vec::new(),
-        };
+        let Installing { mut parts, leave, folded } = ready;
+        parts.swap(self);
+        let mut old = Replaced { parts, accounts: Vec::new(), health: Vec::new() };
         if !leave.is_empty() {
             let (stay, gone) = std::mem::take(&mut self.ledger.accounts)
                 .into_iter()
