@@ -14,6 +14,6 @@ pub mod live;
 pub mod raise;
 pub mod rules;
 
-pub use live::{DayRow, History, Live, Settings, Touched, Usage};
+pub use live::{DayRow, History, Live, Settings, Settling, Touched, Usage};
 pub use raise::{Pending, Raised, raise};
 pub use rules::{Firing, Kind, Playbook, Rule, RuleConfig, RuleError, Rules};

@@ -195,6 +195,39 @@ pub struct Refreshing {
 /// cores), so that requests wait little.
 const REFRESH_BLOCK: usize = 4096;
 
+/// A settle in progress ([`Live::settle_start`]): the accounts to re-score, in order, a
+/// block at a time.
+pub struct Settling {
+    scored: Vec<String>,
+    /// Of those, the ones whose events changed (folded again)...
+    fold: FxHashSet<String>,
+    /// ...those whose current month's usage is rewritten...
+    due: FxHashSet<String>,
+    /// ...and those the aggregate rules are evaluated on.
+    evaluate: FxHashSet<String>,
+    next: usize,
+    block: usize,
+    now: Timestamp,
+}
+
+impl Settling {
+    /// The same work in blocks of `block` accounts (tests settle one account at a time,
+    /// to check that blocks change nothing).
+    pub fn in_blocks_of(mut self, block: usize) -> Settling {
+        self.block = block.max(1);
+        self
+    }
+
+    /// Accounts to re-score in all.
+    pub fn len(&self) -> usize {
+        self.scored.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scored.is_empty()
+    }
+}
+
 /// How often an account with only new usage is re-scored, microseconds (a minute).
 const RESCORE_USAGE_EVERY: i64 = 60_000_000;
 
@@ -619,61 +652,90 @@ impl Live {
 
     /// The second half of [`apply`](Self::apply): re-folds and re-scores the touched
     /// accounts and returns the aggregate rules' firings past their cooldown.
+    /// [`settle_start`](Self::settle_start) and its steps, at once.
     pub fn settle(&mut self, touched: Touched, now: Timestamp) -> Vec<Firing> {
-        let Touched { all: touched, usage: usage_touched, quiet } = touched;
+        let mut s = self.settle_start(touched, now);
         let mut fired = Vec::new();
+        while let Some(f) = self.settle_step(&mut s) {
+            fired.extend(f);
+        }
+        fired
+    }
+
+    /// What [`settle`](Self::settle) will do, worked out without changing the state: the
+    /// accounts to re-score, in order, and of those the ones to fold again, to have their
+    /// month's usage rewritten and to evaluate. [`settle_step`](Self::settle_step) then
+    /// does them a block at a time, so that the service lets requests in between (a bulk
+    /// import may touch most accounts: seconds of work at a million).
+    pub fn settle_start(&self, touched: Touched, now: Timestamp) -> Settling {
+        let Touched { all: touched, usage: usage_touched, quiet } = touched;
         // Accounts with new usage only are re-scored at most once a minute: a stream of
         // usage would otherwise re-score its accounts on every batch.
-        let due: Vec<String> = usage_touched
-            .iter()
+        let due: FxHashSet<String> = usage_touched
+            .into_iter()
             .filter(|id| {
-                touched.contains(*id)
-                    || self.rescored.get(*id).is_none_or(|t| now.0 - t.0 >= RESCORE_USAGE_EVERY)
+                touched.contains(id)
+                    || self.rescored.get(id).is_none_or(|t| now.0 - t.0 >= RESCORE_USAGE_EVERY)
             })
-            .cloned()
             .collect();
-        for id in &due {
-            self.refresh_month(id);
-        }
-        let mut ids: Vec<&str> = touched.iter().chain(&quiet).map(String::as_str).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        // Folded in parallel, a block at a time (an import, or the alerts of a start, may
-        // name most accounts: their new folds are not all held at once).
-        for block in ids.chunks(4096) {
-            let (builder, cfg) = (&self.builder, &self.cfg.revenue);
-            let folded: Vec<Option<AccountLedger>> =
-                block.par_iter().map(|id| builder.fold_one(id, cfg, now).map(|(a, _)| a)).collect();
-            for (id, a) in block.iter().zip(folded) {
-                let Some(a) = a else { continue };
-                match self.ledger.accounts.binary_search_by(|x| x.id.as_str().cmp(id)) {
-                    Ok(i) => self.ledger.accounts[i] = a,
-                    Err(i) => self.ledger.accounts.insert(i, a),
-                }
-            }
-        }
-        let mut scored: Vec<&str> =
-            ids.iter().copied().chain(due.iter().map(String::as_str)).collect();
+        let evaluate: FxHashSet<String> = touched.iter().chain(&due).cloned().collect();
+        let mut fold: Vec<String> = touched.into_iter().chain(quiet).collect();
+        fold.sort_unstable();
+        fold.dedup();
+        let mut scored: Vec<String> = fold.iter().chain(&due).cloned().collect();
         scored.sort_unstable();
         scored.dedup();
-        for id in &scored {
-            self.rescored.insert(id.to_string(), now);
-        }
+        let fold = fold.into_iter().collect();
+        Settling { scored, fold, due, evaluate, next: 0, block: REFRESH_BLOCK, now }
+    }
+
+    /// Settles the next block of accounts (their month's usage rewritten, folded again in
+    /// parallel, re-scored, the aggregate rules evaluated on those touched) and returns the
+    /// firings past their cooldown; `None` once every account is done. Until its step, an
+    /// account keeps the fold and health it had before the events were taken.
+    pub fn settle_step(&mut self, s: &mut Settling) -> Option<Vec<Firing>> {
+        let now = s.now;
+        // Scored at the batch's instant, even when it touched no account.
         self.health.t = now;
+        if s.next >= s.scored.len() {
+            return None;
+        }
+        let range = s.next..(s.next + s.block.max(1)).min(s.scored.len());
+        s.next = range.end;
+        let block = &s.scored[range];
+        for id in block.iter().filter(|id| s.due.contains(*id)) {
+            self.refresh_month(id);
+        }
+        let refold: Vec<&str> =
+            block.iter().filter(|id| s.fold.contains(*id)).map(String::as_str).collect();
+        let (builder, cfg) = (&self.builder, &self.cfg.revenue);
+        let folded: Vec<Option<AccountLedger>> =
+            refold.par_iter().map(|id| builder.fold_one(id, cfg, now).map(|(a, _)| a)).collect();
+        for (id, a) in refold.iter().zip(folded) {
+            let Some(a) = a else { continue };
+            match self.ledger.accounts.binary_search_by(|x| x.id.as_str().cmp(id)) {
+                Ok(i) => self.ledger.accounts[i] = a,
+                Err(i) => self.ledger.accounts.insert(i, a),
+            }
+        }
+        for id in block {
+            self.rescored.insert(id.clone(), now);
+        }
+        let refs: Vec<&str> = block.iter().map(String::as_str).collect();
         let ctx = Context { catalogue: &self.cfg.kpi.features, segment_key: "segment" };
         self.health.update(
             &self.ledger,
             &self.usage,
-            &scored,
+            &refs,
             &ctx,
             &self.cards,
             self.model.as_ref(),
         );
-        let evaluate: FxHashSet<&str> = touched.iter().chain(&due).map(String::as_str).collect();
-        for id in scored.iter().filter(|id| evaluate.contains(**id)) {
+        let mut fired = Vec::new();
+        for id in refs.iter().filter(|id| s.evaluate.contains(**id)) {
             fired.extend(self.aggregate_for(id, now));
         }
-        self.pass_cooldown(fired, now)
+        Some(self.pass_cooldown(fired, now))
     }
 
     fn aggregate_for(&self, id: &str, now: Timestamp) -> Vec<Firing> {

@@ -237,7 +237,13 @@ fn apply(
 ) -> Vec<Event> {
     let (fired, touched) = live.take(batch, now);
     let mut stored = record(live, fired, now, pending, out, None);
-    let fired = live.settle(touched, now);
+    // One account a step, as the service settles a bulk import a block at a time: the
+    // scenarios' outputs do not depend on the blocks.
+    let mut s = live.settle_start(touched, now).in_blocks_of(1);
+    let mut fired = Vec::new();
+    while let Some(f) = live.settle_step(&mut s) {
+        fired.extend(f);
+    }
     stored.extend(record(live, fired, now, pending, out, None));
     stored
 }
@@ -419,6 +425,79 @@ fn leaving_company(n: usize, more: impl Fn(usize, &str, &mut Vec<String>)) -> Ve
         more(i, &a, &mut lines);
     }
     lines
+}
+
+/// A batch that touches many accounts (a bulk import), settled a block of accounts at a time
+/// as the service does, leaves the state and raises what settling it at once does; an
+/// account not yet reached keeps its fold of before the batch.
+#[test]
+fn a_settle_in_blocks_equals_one_at_once() {
+    let (t1, t2) = (instant("2026-06-10T00:00:00Z"), instant("2026-06-12T00:00:00Z"));
+    let history = events(&leaving_company(600, |_, _, _| {}).join("\n"), None);
+    // Tickets for half the accounts, usage for a third, failed payments for a seventh.
+    let mut batch = Vec::new();
+    for i in 0..600 {
+        let a = format!("acc-{i:05}");
+        if i % 2 == 0 {
+            batch.push(format!(r#"{{"type":"ticket","timestamp":"2026-06-11T09:00:00Z","account_id":"{a}","ticket_id":"t{i}","status":"opened"}}"#));
+        }
+        if i % 3 == 0 {
+            batch.push(format!(r#"{{"type":"usage","timestamp":"2026-06-11T10:00:00Z","account_id":"{a}","user_id":"v{i}","event":"login"}}"#));
+        }
+        if i % 7 == 0 {
+            batch.push(format!(r#"{{"type":"invoice","timestamp":"2026-06-11T11:00:00Z","account_id":"{a}","invoice_id":"b{i}","amount":"100","status":"failed"}}"#));
+        }
+    }
+    let batch = events(&batch.join("\n"), None);
+    let engine = tenure_engine::Config::defaults();
+    let rules = Rules::from_config(&[], Vec::new()).unwrap();
+    let features: Vec<String> = engine.kpi.features.iter().map(|f| f.name.clone()).collect();
+    let start = || {
+        let mut log = History::default();
+        for e in &history {
+            log.push(e.clone());
+        }
+        let used = usage(&history, &features, Live::window_start(&rules, t1), t1);
+        let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
+        let model = Some(churn_risk_model());
+        Live::new(log, settings, rules.clone(), Scorecards::default_set(), model, used, t1)
+    };
+    let render = |l: &Live| {
+        let mut health: Vec<String> =
+            l.health.accounts.iter().map(|(id, h)| format!("{id} {h:?}")).collect();
+        health.sort();
+        let mut usage: Vec<String> = l.usage.iter().map(|(id, m)| format!("{id} {m:?}")).collect();
+        usage.sort();
+        (format!("{:?}\n{:?}", l.ledger.accounts, l.ledger.diagnostics), health, usage)
+    };
+    let mut once = start();
+    let (_, touched) = once.take(&batch, t2);
+    let taken = render(&once);
+    let expected_fired = once.settle(touched, t2);
+    let expected = render(&once);
+    assert_ne!(taken, expected, "settling changes the folds, health and usage");
+    assert!(
+        expected_fired.iter().any(|f| f.message.contains("failed payment")),
+        "the aggregate rules fire: {expected_fired:?}"
+    );
+    let mut live = start();
+    let (_, touched) = live.take(&batch, t2);
+    let mut s = live.settle_start(touched, t2).in_blocks_of(7);
+    let accounts = s.len();
+    // The first block settled, a later account not yet: it keeps its fold of before.
+    let mut fired = live.settle_step(&mut s).expect("a first block");
+    let fold = |l: &Live| format!("{:?}", l.ledger.account("acc-00598").unwrap());
+    assert_eq!(fold(&live), fold(&start()));
+    assert_ne!(fold(&live), fold(&once));
+    let mut steps = 1;
+    while let Some(f) = live.settle_step(&mut s) {
+        fired.extend(f);
+        steps += 1;
+    }
+    assert!(accounts >= 300, "{accounts} accounts settled");
+    assert_eq!(steps, accounts.div_ceil(7));
+    assert!(render(&live) == expected, "the state settled in blocks differs");
+    assert_eq!(fired, expected_fired);
 }
 
 /// A refresh, done a block of accounts at a time, leaves the state a fresh start at its

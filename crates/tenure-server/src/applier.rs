@@ -376,10 +376,25 @@ fn take(
     // Immediate rules first: their alerts do not wait for the re-scoring.
     let (fired, touched) = write(core, "take").take_at(&c.events, &c.positions, now);
     raise(core, fired, now, Some(c.received), internal, pending, true, None);
-    let fired = write(core, "settle").settle(touched, now);
+    let fired = settle_in_blocks(core, touched, now);
     raise(core, fired, now, None, internal, pending, true, bulk);
     // Keeps the portfolio's default view computed (at most every few minutes).
     web::warm(core);
+}
+
+/// Re-folds and re-scores the accounts a batch touched a block at a time, the state's lock
+/// taken for each block, and lets the requests that waited in between: a bulk import may
+/// touch most accounts, seconds of work at a million, which requests would otherwise wait
+/// for whole (as for [`refresh_in_blocks`]).
+fn settle_in_blocks(core: &Core, touched: live::Touched, now: Timestamp) -> Vec<rules::Firing> {
+    // Worked out under a read lock: the applier is the state's only writer.
+    let mut s = core.live.read().expect("live state").settle_start(touched, now);
+    let mut fired = Vec::new();
+    while let Some(f) = write(core, "settle").settle_step(&mut s) {
+        fired.extend(f);
+        core.live.let_readers_in(Duration::from_millis(20));
+    }
+    fired
 }
 
 /// The usage the warming state takes with its history: read again from the columnar store
