@@ -32,8 +32,8 @@ pub struct LogOptions {
     /// the active segment larger than this many bytes. Default 64 MiB.
     pub segment_bytes: u64,
     /// Keys of sealed segments held in memory before they are written to the key index's
-    /// runs on disk (and dropped from memory). Default 16 M (a table of about 550 MB): an import of
-    /// fewer keys never pays for a flush, which runs on the writer's thread.
+    /// runs on disk (and dropped from memory). Default 16 M (a table of about 550 MB): an
+    /// import of fewer keys never pays for a flush, which runs on the writer's thread.
     pub key_memory: usize,
 }
 
