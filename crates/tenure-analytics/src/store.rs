@@ -391,10 +391,14 @@ async fn compact(
     Ok(())
 }
 
+/// Row groups a compaction keeps by copying them, at most (else it writes the month again).
+const MAX_ROW_GROUPS: usize = 256;
+
 /// Writes Parquet files of one layout as one file at `out` (aside, synced, renamed) by
 /// copying their row groups' bytes in order, with their statistics and page indexes: no
 /// row is decoded. `Ok(false)`, and nothing written, when the files' schemas or Arrow
-/// types differ (a file written by an earlier build's layout).
+/// types differ (a file written by an earlier build's layout) or they hold more than
+/// [`MAX_ROW_GROUPS`] row groups.
 fn concat(inputs: &[&PathBuf], out: &Path) -> Result<bool, AnalyticsError> {
     use datafusion::parquet::column::writer::ColumnCloseResult;
     use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
@@ -408,6 +412,11 @@ fn concat(inputs: &[&PathBuf], out: &Path) -> Result<bool, AnalyticsError> {
         files.push((f, meta));
     }
     let Some((_, first)) = files.first() else { return Ok(false) };
+    // Small batches (a service refreshing every few minutes) would pile up small row groups
+    // month after month: past this many, the month is written again in large ones.
+    if files.iter().map(|(_, m)| m.num_row_groups()).sum::<usize>() > MAX_ROW_GROUPS {
+        return Ok(false);
+    }
     let layout = |m: &datafusion::parquet::file::metadata::ParquetMetaData| {
         let f = m.file_metadata();
         (f.schema().clone(), f.key_value_metadata().cloned())

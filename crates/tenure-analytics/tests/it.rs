@@ -203,6 +203,34 @@ fn usage_figures_are_the_same_for_one_batch_or_many_and_after_a_restart() {
     );
 }
 
+/// A month compacted from many small files (a refresh every few events) is written again
+/// in large row groups, not kept as hundreds of small ones; its rows are all there.
+#[test]
+fn many_small_files_are_compacted_into_large_row_groups() {
+    let d = tempfile::tempdir().unwrap();
+    let evs: Vec<Event> = (0..300)
+        .map(|i| {
+            let ts = format!("2024-03-01T{:02}:{:02}:{:02}Z", i / 3600, (i / 60) % 60, i % 60);
+            usage(&ts, "a", &format!("u{i}"), "reports")
+        })
+        .collect();
+    append(d.path(), &evs);
+    refresh_batched(d.path(), HERE, 1).unwrap();
+    let dir = d.path().join("columnar/usage");
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let f = std::fs::File::open(&files[0]).unwrap();
+    let meta = datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&f)
+        .unwrap();
+    assert_eq!((meta.num_row_groups(), meta.file_metadata().num_rows()), (1, 300));
+    assert!(sql(d.path(), "SELECT count(*) AS n FROM usage").contains("| 300 |"));
+}
+
 /// Issue 13, defect 1: a usage event before 1677-09-22 (or after 2262) in the log made every
 /// refresh fail (`date_trunc` through nanosecond timestamps), and with it `tenure serve`'s
 /// start and every usage report. Validation now refuses such events, but a log written by an
