@@ -427,6 +427,22 @@ fn leaving_company(n: usize, more: impl Fn(usize, &str, &mut Vec<String>)) -> Ve
     lines
 }
 
+/// A live state started at `now` from `history`, with the default settings and rules and the
+/// churn_risk scenario's model (so that refreshes predict and churn_risk alerts name their
+/// drivers).
+fn started(history: &[Event], now: Timestamp) -> Live {
+    let engine = tenure_engine::Config::defaults();
+    let rules = Rules::from_config(&[], Vec::new()).unwrap();
+    let features: Vec<String> = engine.kpi.features.iter().map(|f| f.name.clone()).collect();
+    let mut log = History::default();
+    for e in history {
+        log.push(e.clone());
+    }
+    let used = usage(history, &features, Live::window_start(&rules, now), now);
+    let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
+    Live::new(log, settings, rules, Scorecards::default_set(), Some(churn_risk_model()), used, now)
+}
+
 /// A batch that touches many accounts (a bulk import), settled a block of accounts at a time
 /// as the service does, leaves the state and raises what settling it at once does; an
 /// account not yet reached keeps its fold of before the batch.
@@ -449,19 +465,7 @@ fn a_settle_in_blocks_equals_one_at_once() {
         }
     }
     let batch = events(&batch.join("\n"), None);
-    let engine = tenure_engine::Config::defaults();
-    let rules = Rules::from_config(&[], Vec::new()).unwrap();
-    let features: Vec<String> = engine.kpi.features.iter().map(|f| f.name.clone()).collect();
-    let start = || {
-        let mut log = History::default();
-        for e in &history {
-            log.push(e.clone());
-        }
-        let used = usage(&history, &features, Live::window_start(&rules, t1), t1);
-        let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
-        let model = Some(churn_risk_model());
-        Live::new(log, settings, rules.clone(), Scorecards::default_set(), model, used, t1)
-    };
+    let start = || started(&history, t1);
     let render = |l: &Live| {
         let mut health: Vec<String> =
             l.health.accounts.iter().map(|(id, h)| format!("{id} {h:?}")).collect();
@@ -516,21 +520,7 @@ fn a_refresh_in_blocks_equals_a_fresh_start() {
     // A cost known at t2 only: the ledger's own part, brought forward at the end.
     lines.push(r#"{"type":"cost","timestamp":"2026-06-15","category":"service","amount":"1000.00","period_start":"2026-06-01","period_end":"2026-07-01"}"#.into());
     let history = events(&lines.join("\n"), None);
-    let engine = tenure_engine::Config::defaults();
-    let rules = Rules::from_config(&[], Vec::new()).unwrap();
-    let features: Vec<String> = engine.kpi.features.iter().map(|f| f.name.clone()).collect();
-    // The churn_risk scenario's model, so that the refresh predicts and its churn_risk
-    // alerts name their drivers.
-    let start = |now: Timestamp| {
-        let mut log = History::default();
-        for e in &history {
-            log.push(e.clone());
-        }
-        let used = usage(&history, &features, Live::window_start(&rules, now), now);
-        let settings = Settings { revenue: engine.revenue.clone(), kpi: engine.kpi.clone() };
-        let model = Some(churn_risk_model());
-        Live::new(log, settings, rules.clone(), Scorecards::default_set(), model, used, now)
-    };
+    let start = |now: Timestamp| started(&history, now);
     let render = |l: &Live| {
         let mut health: Vec<String> =
             l.health.accounts.iter().map(|(id, h)| format!("{id} {h:?}")).collect();
