@@ -544,3 +544,94 @@ fn replay_gives_each_lane_in_log_order_across_batches() {
     .unwrap();
     assert_eq!(none, 3);
 }
+
+/// The ledger state brought forward over new events keeps the accounts folded again in a
+/// delta beside the checkpoint (the checkpoint's bytes untouched), grows the delta over
+/// later events, merges it into the checkpoint once it holds more than it may, and passes
+/// over a damaged delta or one of another checkpoint: every account read from it equals
+/// the account of a fold of the whole log at every step.
+#[test]
+fn the_ledger_state_keeps_refolded_accounts_in_a_delta() {
+    use tenure_engine::ledger_state::{self, DELTA, FILE, LedgerState};
+    use tenure_ledger::checkpoint::{Want, kept};
+    let t = tempfile::tempdir().unwrap();
+    let (_, data) = imported_company(t.path());
+    let cfg = Config::defaults();
+    let now = Timestamp::parse("2026-12-07").unwrap();
+    let as_of = Timestamp::parse("2024-07-01").unwrap();
+    let state = data.join("state");
+    let read = |p: &str| std::fs::read(state.join(p)).ok();
+    let accounts = |st: &LedgerState| -> Vec<AccountLedger> {
+        let mut v: Vec<AccountLedger> = st
+            .fold_chunks(Want::ALL, Vec::new, |v: &mut Vec<AccountLedger>, a| v.push(kept(a)))
+            .unwrap()
+            .concat();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    };
+    let check = |st: &LedgerState, at: Timestamp| {
+        let whole = tenure_engine::ledger(&data, &cfg, at).unwrap();
+        let want: Vec<AccountLedger> = whole.accounts.iter().map(kept).collect();
+        assert_eq!(format!("{:#?}", accounts(st)), format!("{want:#?}"), "at {at}");
+    };
+    let open = |at: Timestamp, most: Option<usize>| -> LedgerState {
+        let st = ledger_state::open_with(&data, &cfg, at, now, b"key", most).unwrap();
+        check(&st, at);
+        st
+    };
+    let said = |st: &LedgerState| st.said.clone().unwrap_or_default();
+    let st = open(as_of, Some(100));
+    assert!(said(&st).contains("folding the log into"), "{}", said(&st));
+    let base = read(FILE).unwrap();
+    let ids: Vec<String> = accounts(&st).iter().map(|a| a.id.clone()).collect();
+    let ticket = |i: usize, n: usize| {
+        format!(
+            "{{\"type\":\"ticket\",\"timestamp\":\"2024-06-20T10:00:00Z\",\"account_id\":\"{}\",\"ticket_id\":\"t-delta-{n}\",\"status\":\"opened\",\"category\":\"defect\",\"severity\":\"urgent\"}}\n",
+            ids[i]
+        )
+    };
+    // A ticket for three accounts and a new account with its contract.
+    let text = [ticket(3, 0), ticket(40, 1), ticket(77, 2)].concat()
+        + "{\"type\":\"subscription\",\"timestamp\":\"2024-06-01T10:00:00Z\",\"account_id\":\"acc-delta-new\",\"subscription_id\":\"s-delta\",\"kind\":\"product\",\"plan\":\"pro\",\"quantity\":3,\"amount\":\"90.00\",\"currency\":\"USD\",\"interval\":\"month\",\"status\":\"active\"}\n";
+    import_text(&data, &cfg, &text);
+    let st = open(as_of, Some(100));
+    assert!(said(&st).contains("4 accounts saved beside"), "{}", said(&st));
+    assert_eq!(read(FILE).unwrap(), base, "the checkpoint is not rewritten");
+    let first = read(DELTA).expect("a delta");
+    // Read as it is while nothing changes.
+    let st = open(as_of, Some(100));
+    assert!(st.said.is_none(), "{}", said(&st));
+    // Later events: the delta holds both days' accounts.
+    import_text(&data, &cfg, &[ticket(3, 3), ticket(120, 4)].concat());
+    let st = open(as_of, Some(100));
+    assert!(said(&st).contains("2 accounts folded again (2 named"), "{}", said(&st));
+    assert!(said(&st).contains("5 accounts saved beside"), "{}", said(&st));
+    assert_eq!(read(FILE).unwrap(), base);
+    // At later instants: the accounts whose fold changes by then, the delta's included,
+    // folded again.
+    for at in ["2024-08-15T00:00:00Z", "2025-03-01T00:00:00Z"] {
+        open(Timestamp::parse(at).unwrap(), Some(100));
+    }
+    // A damaged delta is passed over, said, and replaced at the next save.
+    let good = read(DELTA).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x10;
+    std::fs::write(state.join(DELTA), &bad).unwrap();
+    import_text(&data, &cfg, &ticket(5, 5));
+    let st = open(as_of, Some(100));
+    assert!(said(&st).contains(&format!("{DELTA}: checkpoint damaged")), "{}", said(&st));
+    assert!(said(&st).contains("6 accounts folded again (6 named"), "{}", said(&st));
+    assert_ne!(read(DELTA).unwrap(), bad);
+    // Past what a delta may hold, it is merged into the checkpoint and removed.
+    import_text(&data, &cfg, &ticket(9, 6));
+    let st = open(as_of, Some(3));
+    assert!(said(&st).contains("brought forward"), "{}", said(&st));
+    assert!(read(DELTA).is_none());
+    assert_ne!(read(FILE).unwrap(), base);
+    // The delta of the checkpoint replaced is passed over without a word.
+    std::fs::write(state.join(DELTA), &first).unwrap();
+    let st = open(as_of, Some(100));
+    assert!(st.said.is_none(), "{}", said(&st));
+    open(Timestamp::parse("2024-09-01T00:00:00Z").unwrap(), Some(100));
+}
