@@ -435,24 +435,60 @@ impl IndexFile {
         Ok(IndexFile { file, postings, marks, tables })
     }
 
-    /// The postings of `key` in `table`, if it has any.
-    fn get(&self, table: usize, key: &[u8]) -> Result<Vec<Posting>, Unusable> {
+    /// The postings of each of `keys` (sorted, no key twice) in `table`, empty for a key
+    /// it does not hold: each block holding one is read and checked once, the blocks in
+    /// parallel, and only the wanted entries' postings decoded. (A day's accounts fall in
+    /// most blocks of a large index: looked up one at a time, a block of 512 accounts was
+    /// read and half decoded for each, 1.4 s of a forward over 6,000 accounts at
+    /// 1,000,000.)
+    fn get_many(&self, table: usize, keys: &[&[u8]]) -> Result<Vec<Vec<Posting>>, Unusable> {
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys sorted, unique");
         let fences = &self.tables[table];
-        let i = fences.partition_point(|f| f.first.as_slice() <= key);
-        if i == 0 {
-            return Ok(Vec::new());
-        }
-        let block = self.block(&fences[i - 1])?;
-        let mut c = Cursor::new(&block);
-        for _ in 0..c.u64()? {
-            let k = c.u64()? as usize;
-            let found = c.bytes(k)? == key;
-            let ps = decode_postings(&mut c)?;
-            if found {
-                return Ok(ps);
+        // The keys that fall in each block: (block, first key, end of its keys).
+        let mut groups: Vec<(usize, usize, usize)> = Vec::new();
+        for (j, key) in keys.iter().enumerate() {
+            let i = fences.partition_point(|f| f.first.as_slice() <= *key);
+            if i == 0 {
+                continue;
+            }
+            match groups.last_mut() {
+                Some(g) if g.0 == i - 1 => g.2 = j + 1,
+                _ => groups.push((i - 1, j, j + 1)),
             }
         }
-        Ok(Vec::new())
+        let found: Vec<Vec<(usize, Vec<Posting>)>> = groups
+            .par_iter()
+            .map(|&(b, from, to)| {
+                let block = self.block(&fences[b])?;
+                let mut c = Cursor::new(&block);
+                let mut out = Vec::new();
+                let mut next = from;
+                for _ in 0..c.u64()? {
+                    let k = c.u64()? as usize;
+                    let key = c.bytes(k)?;
+                    while next < to && keys[next] < key {
+                        next += 1;
+                    }
+                    if next < to && keys[next] == key {
+                        out.push((next, decode_postings(&mut c)?));
+                        next += 1;
+                    } else {
+                        skip_postings(&mut c)?;
+                    }
+                    if next == to {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .collect::<Result<_, Unusable>>()?;
+        let mut all = vec![Vec::new(); keys.len()];
+        for f in found {
+            for (j, ps) in f {
+                all[j] = ps;
+            }
+        }
+        Ok(all)
     }
 
     fn block(&self, f: &Fence) -> Result<Vec<u8>, Unusable> {
@@ -480,6 +516,17 @@ impl IndexFile {
         }
         Ok(out)
     }
+}
+
+/// Moves `c` past an entry's postings without keeping them.
+fn skip_postings(c: &mut Cursor<'_>) -> Result<(), Unusable> {
+    for _ in 0..c.u64()? {
+        c.u64()?;
+        for _ in 0..c.u64()? {
+            c.u64()?;
+        }
+    }
+    Ok(())
 }
 
 fn decode_postings(c: &mut Cursor<'_>) -> Result<Vec<Posting>, Unusable> {
@@ -626,12 +673,16 @@ impl AccountIndex {
         Ok(AccountIndex { base, tail: None })
     }
 
-    fn get(&self, table: usize, key: &[u8]) -> Result<Vec<Posting>, Unusable> {
-        let mut ps = self.base.get(table, key)?;
+    /// The postings of each of `keys` (sorted, no key twice) in `table`, the base's then
+    /// the tail's.
+    fn get_many(&self, table: usize, keys: &[&[u8]]) -> Result<Vec<Vec<Posting>>, Unusable> {
+        let mut all = self.base.get_many(table, keys)?;
         if let Some(t) = &self.tail {
-            ps.extend(t.get(table, key)?);
+            for (ps, more) in all.iter_mut().zip(t.get_many(table, keys)?) {
+                ps.extend(more);
+            }
         }
-        Ok(ps)
+        Ok(all)
     }
 }
 
@@ -757,16 +808,21 @@ fn gather(
     ids: &[&str],
 ) -> Result<Result<Vec<Vec<Event>>, Stale>, EngineError> {
     let lanes = indexed_lanes();
-    let mut own: Vec<Vec<Posting>> = Vec::with_capacity(ids.len());
-    for id in ids {
-        match index.get(ACCOUNTS, id.as_bytes()) {
-            Ok(mut p) => {
-                p.sort_unstable();
-                own.push(p);
-            }
-            Err(u) => return Ok(Err(u.into())),
-        }
-    }
+    let mut keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let postings = match index.get_many(ACCOUNTS, &keys) {
+        Ok(p) => p,
+        Err(u) => return Ok(Err(u.into())),
+    };
+    let own: Vec<Vec<Posting>> = ids
+        .iter()
+        .map(|id| {
+            let mut p = postings[keys.binary_search(&id.as_bytes()).expect("listed")].clone();
+            p.sort_unstable();
+            p
+        })
+        .collect();
     // Each posting is read once, however many accounts want it.
     let mut wanted: Vec<Posting> = own.iter().flatten().copied().collect();
     wanted.sort_unstable();
@@ -798,15 +854,13 @@ fn gather(
     let mut all_keys: Vec<[u8; 8]> = keys.iter().flatten().copied().collect();
     all_keys.sort_unstable();
     all_keys.dedup();
-    let mut sightings: Vec<Vec<Posting>> = Vec::with_capacity(all_keys.len());
-    for k in &all_keys {
-        match index.get(CONTACTS, k) {
-            Ok(mut p) => {
-                p.sort_unstable();
-                sightings.push(p);
-            }
-            Err(u) => return Ok(Err(u.into())),
-        }
+    let contact_keys: Vec<&[u8]> = all_keys.iter().map(|k| k.as_slice()).collect();
+    let mut sightings = match index.get_many(CONTACTS, &contact_keys) {
+        Ok(s) => s,
+        Err(u) => return Ok(Err(u.into())),
+    };
+    for p in &mut sightings {
+        p.sort_unstable();
     }
     let mut more: Vec<Posting> =
         sightings.iter().flatten().copied().filter(|p| wanted.binary_search(p).is_err()).collect();
@@ -930,11 +984,9 @@ pub fn touched(
     }
     keys.sort_unstable();
     keys.dedup();
-    let mut sightings = Vec::new();
-    for k in &keys {
-        let ps = index.get(CONTACTS, k).map_err(|u| stale(u.into()))?;
-        sightings.extend(ps);
-    }
+    let contact_keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    let found = index.get_many(CONTACTS, &contact_keys).map_err(|u| stale(u.into()))?;
+    let mut sightings: Vec<Posting> = found.into_iter().flatten().collect();
     sightings.sort_unstable();
     sightings.dedup();
     let events = read(reader, &lanes, &sightings)?.map_err(stale)?;
@@ -981,6 +1033,41 @@ pub fn fold_many(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys looked up many at once (some absent, before the first, past the last, several
+    /// to a block and blocks skipped) get exactly their own postings, across blocks.
+    #[test]
+    fn many_keys_get_their_own_postings_across_blocks() {
+        let key = |i: usize| format!("acc-{i:06}").into_bytes();
+        // Every third key is held, with postings of its own in two lanes.
+        let held = |i: usize| i % 3 == 0;
+        let postings = |i: usize| -> Vec<Posting> {
+            (0..i % 5 + 1).map(|n| posting(n % 2, Located((i * 10 + n) as u64 + 1))).collect()
+        };
+        let table: Table =
+            (0..BLOCK * 9).filter(|i| held(*i)).map(|i| (key(i), postings(i))).collect();
+        let s = Scanned { marks: Vec::new(), accounts: table, contacts: Vec::new() };
+        let f = IndexFile::open(Bytes::Memory(encode(&s))).unwrap();
+        assert!(f.tables[ACCOUNTS].len() > 2, "more than two blocks");
+        let wanted: Vec<usize> = (0..BLOCK * 9 + 3)
+            .filter(|i| {
+                i % 7 == 0 || i % 11 == 1 || (BLOCK * 2..BLOCK * 4).contains(i) && i % 2 == 0
+            })
+            .filter(|i| !(BLOCK * 5..BLOCK * 7).contains(i))
+            .collect();
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|i| key(*i)).collect();
+        let mut refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        refs.insert(0, b"a");
+        refs.push(b"zzz");
+        let got = f.get_many(ACCOUNTS, &refs).unwrap();
+        assert_eq!(got.len(), refs.len());
+        assert!(got[0].is_empty() && got[got.len() - 1].is_empty());
+        for (n, i) in wanted.iter().enumerate() {
+            let want = if held(*i) { postings(*i) } else { Vec::new() };
+            assert_eq!(got[n + 1], want, "key {i}");
+        }
+        assert!(f.get_many(ACCOUNTS, &[]).unwrap().is_empty());
+    }
     use crate::import::Format;
     use crate::{Config, Importer};
 
