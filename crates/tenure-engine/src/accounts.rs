@@ -1040,7 +1040,7 @@ mod tests {
     fn many_keys_get_their_own_postings_across_blocks() {
         let key = |i: usize| format!("acc-{i:06}").into_bytes();
         // Every third key is held, with postings of its own in two lanes.
-        let held = |i: usize| i % 3 == 0;
+        let held = |i: usize| i.is_multiple_of(3);
         let postings = |i: usize| -> Vec<Posting> {
             (0..i % 5 + 1).map(|n| posting(n % 2, Located((i * 10 + n) as u64 + 1))).collect()
         };

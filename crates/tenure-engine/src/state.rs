@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tenure_core::event::EventKind;
 
 use tenure_core::codec::{Cursor, put_str, put_u64};
-use tenure_log::{LogReader, ScanError};
+use tenure_log::LogReader;
 
 use crate::{EngineError, lane, log_dir};
 
@@ -161,15 +161,10 @@ impl BegunMarks {
         for (l, fingerprint) in self.0 {
             let records = reader.map_or(0, |r| r.lane_len(l));
             let (mut last_key, mut last_at) = (0, 0);
-            if let (Some(r), true) = (reader, records > 0) {
-                r.scan_located(l, records - 1, |_, at, key, _| {
-                    (last_key, last_at) = (key, at.0);
-                    Ok::<(), std::convert::Infallible>(())
-                })
-                .map_err(|e| match e {
-                    ScanError::Log(l) => EngineError::Log(l),
-                    ScanError::Callback(never) => match never {},
-                })?;
+            if let Some(r) = reader
+                && let Some((key, at)) = r.last_record(l)?
+            {
+                (last_key, last_at) = (key, at.0);
             }
             marks.push(LaneMark { lane: l.to_string(), fingerprint, records, last_key, last_at });
         }

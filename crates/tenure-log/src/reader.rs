@@ -46,7 +46,14 @@ struct LastSegment {
     /// Bytes of the snapshot (header included) at open; 0 if the header was torn.
     valid_len: u64,
     records: u64,
+    /// The key and offset of its last record in the snapshot, if it holds one.
+    last: Option<(u128, u64)>,
 }
+
+/// Bytes [`LogReader::read_located`] reads at a record: the record and what follows it,
+/// which holds the next records asked for when they are near (a page: reading more costs
+/// more copying than the reads it saves, for records spread over a large log).
+const READ_WINDOW: u64 = 4096;
 
 impl LogReader {
     /// Snapshots the log in `dir`, which must exist.
@@ -106,6 +113,29 @@ impl LogReader {
     /// Number of records of `lane` in the snapshot (0 for a missing lane).
     pub fn lane_len(&self, lane: &str) -> u64 {
         self.lanes.get(lane).map_or(0, |l| l.records)
+    }
+
+    /// The key and position of the last record of `lane` in the snapshot; `None` when the
+    /// lane has none. Known from the snapshot's reading of the lane's last segment, unless
+    /// that one holds no record yet (then the segment before it is read).
+    pub fn last_record(&self, lane: &str) -> Result<Option<(u128, Located)>, LogError> {
+        let Some(snapshot) = self.lanes.get(lane) else { return Ok(None) };
+        if let Some((key, offset)) = snapshot.last.as_ref().and_then(|l| l.last) {
+            return Ok(Some((key, Located::new(snapshot.sealed.len() as u32, offset))));
+        }
+        if snapshot.records == 0 {
+            return Ok(None);
+        }
+        let mut last = None;
+        let scanned = self.scan_located(lane, snapshot.records - 1, |_, at, key, _| {
+            last = Some((key, at));
+            Ok::<(), Infallible>(())
+        });
+        match scanned {
+            Ok(()) => Ok(last),
+            Err(ScanError::Log(e)) => Err(e),
+            Err(ScanError::Callback(never)) => match never {},
+        }
     }
 
     /// Calls `f(key, payload)` for every record of `lane` in the snapshot, in
@@ -228,11 +258,16 @@ impl LogReader {
         use std::os::unix::fs::FileExt;
         let snapshot = self.lanes.get(lane);
         let mut open: Option<(u32, std::fs::File, u64, &Path)> = None;
-        let mut buf = Vec::new();
+        // A window of the open segment, read at `window_at`: a record is read with the
+        // bytes after it, in one read (its header and payload were two), and the records
+        // that follow within the window are taken from it.
+        let mut window: Vec<u8> = Vec::new();
+        let mut window_at = 0u64;
         for &at in positions {
             let ordinal = at.segment();
             let offset = at.offset();
             if open.as_ref().is_none_or(|o| o.0 != ordinal) {
+                window.clear();
                 let (file, limit) = match snapshot {
                     Some(s) if (ordinal as usize) < s.sealed.len() => {
                         (&s.sealed[ordinal as usize].file, None)
@@ -262,17 +297,28 @@ impl LogReader {
             if offset < SEGMENT_HEADER_LEN as u64 || header_end > *len {
                 return Err(fault("a record position past the snapshot (a stale index?)".into()));
             }
-            buf.resize(RECORD_HEADER_LEN, 0);
-            handle.read_exact_at(&mut buf, offset).map_err(|e| LogError::io(path, e))?;
-            let declared = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as u64;
+            let read = |window: &mut Vec<u8>, bytes: u64| {
+                window.resize(bytes as usize, 0);
+                handle.read_exact_at(window, offset).map_err(|e| LogError::io(path, e))
+            };
+            if offset < window_at || header_end > window_at + window.len() as u64 {
+                read(&mut window, READ_WINDOW.min(*len - offset))?;
+                window_at = offset;
+            }
+            let mut from = (offset - window_at) as usize;
+            let h = &window[from..from + 4];
+            let declared = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as u64;
             if declared > MAX_PAYLOAD_LEN as u64 || header_end + declared > *len {
                 return Err(fault("no record at this position (a stale index?)".into()));
             }
-            buf.resize(RECORD_HEADER_LEN + declared as usize, 0);
-            handle
-                .read_exact_at(&mut buf[RECORD_HEADER_LEN..], header_end)
-                .map_err(|e| LogError::io(path, e))?;
-            let (key, payload, _) = crate::format::decode_record(&buf, 0)
+            let end = from + RECORD_HEADER_LEN + declared as usize;
+            if end > window.len() {
+                read(&mut window, RECORD_HEADER_LEN as u64 + declared)?;
+                window_at = offset;
+                from = 0;
+            }
+            let record = &window[from..from + RECORD_HEADER_LEN + declared as usize];
+            let (key, payload, _) = crate::format::decode_record(record, 0)
                 .map_err(|r| fault(format!("no record at this position: {r}")))?;
             f(at, key, payload).map_err(ScanError::Callback)?;
         }
@@ -364,7 +410,19 @@ fn sealed_records(seg: &Sealed, buf: &mut Vec<u8>) -> Result<u64, LogError> {
 fn snapshot_last(file: SegmentFile, buf: &mut Vec<u8>) -> Result<LastSegment, LogError> {
     lane::read_listed_segment(&file.path, None, buf)?;
     let parsed = lane::judge(&file.path, buf, file.base, Mode::Last)?;
-    Ok(LastSegment { file, valid_len: parsed.valid_end as u64, records: parsed.records })
+    // The last record kept, found by its header alone (judged just above): what a state's
+    // marks note, which would otherwise read the segment again.
+    let mut last = None;
+    if parsed.records > 0 {
+        let start = buf.as_ptr() as usize;
+        let walked =
+            crate::format::for_each_record(buf, parsed.valid_end, parsed.version, |k, p| {
+                last = Some((k, (p.as_ptr() as usize - start - RECORD_HEADER_LEN) as u64));
+                Ok::<(), Infallible>(())
+            });
+        let Ok(_) = walked;
+    }
+    Ok(LastSegment { file, valid_len: parsed.valid_end as u64, records: parsed.records, last })
 }
 
 /// What identifies the content of `lane` in the log at `dir` without reading it: the
