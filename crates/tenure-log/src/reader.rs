@@ -76,26 +76,37 @@ impl LogReader {
             );
             return Err(LogError::io(dir, err));
         }
-        let mut lanes = BTreeMap::new();
-        let mut buf = Vec::new();
-        for name in lane::list_lanes(dir)? {
-            if only.is_some_and(|only| !only.contains(&name.as_str())) {
-                continue;
-            }
-            let mut segments = lane::list_checked(&dir.join(&name))?;
-            let last = match segments.pop() {
-                Some(file) => Some(snapshot_last(file, &mut buf)?),
-                None => None,
-            };
-            if let Some(first) = segments.first().or(last.as_ref().map(|l| &l.file)) {
-                lane::check_base(first, 0)?;
-            }
-            let records = last.as_ref().map_or(0, |l| l.file.base + l.records);
-            let sealed = segments
-                .into_iter()
-                .map(|file| Sealed { file, records: OnceLock::new() })
+        let names: Vec<String> = lane::list_lanes(dir)?
+            .into_iter()
+            .filter(|name| only.is_none_or(|only| only.contains(&name.as_str())))
+            .collect();
+        // Each lane's last segment is read and judged whole: on a thread per core, the
+        // lanes taken in turn (a report's dozen lanes' tails are hundreds of megabytes).
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = workers.min(names.len()).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let take = || next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut snapshots: Vec<(usize, Result<LaneSnapshot, LogError>)> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let (mut buf, mut out) = (Vec::new(), Vec::new());
+                        loop {
+                            let i = take();
+                            let Some(name) = names.get(i) else { break };
+                            out.push((i, snapshot_lane(&dir.join(name), &mut buf)));
+                        }
+                        out
+                    })
+                })
                 .collect();
-            lanes.insert(name, LaneSnapshot { sealed, last, records });
+            threads.into_iter().flat_map(|t| t.join().expect("a lane's snapshot")).collect()
+        });
+        // The first lane's error in name order, as when they were read one after another.
+        snapshots.sort_by_key(|(i, _)| *i);
+        let mut lanes = BTreeMap::new();
+        for ((_, snapshot), name) in snapshots.into_iter().zip(names) {
+            lanes.insert(name, snapshot?);
         }
         Ok(LogReader { dir: dir.to_path_buf(), lanes })
     }
@@ -407,6 +418,22 @@ fn sealed_records(seg: &Sealed, buf: &mut Vec<u8>) -> Result<u64, LogError> {
 }
 
 /// Verifies a lane's last segment as it is now and records the prefix a snapshot holds.
+/// The snapshot of the lane in `dir`: its segments listed, its last one judged.
+fn snapshot_lane(dir: &Path, buf: &mut Vec<u8>) -> Result<LaneSnapshot, LogError> {
+    let mut segments = lane::list_checked(dir)?;
+    let last = match segments.pop() {
+        Some(file) => Some(snapshot_last(file, buf)?),
+        None => None,
+    };
+    if let Some(first) = segments.first().or(last.as_ref().map(|l| &l.file)) {
+        lane::check_base(first, 0)?;
+    }
+    let records = last.as_ref().map_or(0, |l| l.file.base + l.records);
+    let sealed =
+        segments.into_iter().map(|file| Sealed { file, records: OnceLock::new() }).collect();
+    Ok(LaneSnapshot { sealed, last, records })
+}
+
 fn snapshot_last(file: SegmentFile, buf: &mut Vec<u8>) -> Result<LastSegment, LogError> {
     lane::read_listed_segment(&file.path, None, buf)?;
     let parsed = lane::judge(&file.path, buf, file.base, Mode::Last)?;
