@@ -2,9 +2,10 @@
 # Health benchmark (issues 5, 17): a generated company of ACCOUNTS accounts (default 1,000,000)
 # over MONTHS months (default 12) with USAGE usage events (default 20,000,000); the time and
 # peak memory of training the churn model (`tenure model train`), of scoring every account
-# with its probability (`tenure risk`) and with the scorecards (`tenure health`), and of the
-# backtest. The generation and import are set-up, not measured. RECORD=0 leaves
-# BENCHMARKS.md alone.
+# with its probability (`tenure risk`) and with the scorecards (`tenure health`), of a
+# quarter's revenue KPIs (`tenure kpi`), of an account's page, of each of them brought
+# forward over a day's new events, and of the backtest. The generation and import are
+# set-up, not measured. RECORD=0 leaves BENCHMARKS.md alone.
 set -euo pipefail
 ACCOUNTS=${1:-1000000}
 MONTHS=${2:-12}
@@ -61,6 +62,12 @@ measure account "$T" account --data "$W/data" "$ACC" --as-of "$AS_OF"
 measure account_replay "$T" account --data "$W/data" "$ACC" --as-of "$AS_OF" --replay
 cmp "$W/account.out" "$W/account_replay.out" || { say "the account page through the index differs from a replay"; exit 1; }
 stat -c %s "$W/data/state/accounts.idx" >"$W/index.bytes"
+# A quarter's revenue KPIs: the first run folds the log into the ledger checkpoint
+# (DATA/state/ledger.state, docs/kpis.md), the next reads it.
+KPI=(kpi --data "$W/data" --kpis revenue --period 2026-Q3 --as-of "$AS_OF" --format json)
+measure kpi_first "$T" "${KPI[@]}"
+stat -c %s "$W/data/state/ledger.state" >"$W/ledger.bytes"
+measure kpi "$T" "${KPI[@]}"
 # A day's new events (bench/tail.py, new ids each run, so the log grows by them): 5,000
 # tickets and NPS answers and 500 contacts' moves, then 200,000 usage events (1% of the
 # usage). The checkpoint is brought forward over each; the second output is checked
@@ -68,12 +75,17 @@ stat -c %s "$W/data/state/accounts.idx" >"$W/index.bytes"
 RUN=$(date +%s)
 python3 bench/tail.py "$ACCOUNTS" 5000 500 0 "$RUN-cs" 2026-10-20 >"$W/tail-cs.jsonl"
 "$T" import --data "$W/data" "$W/tail-cs.jsonl" 2>"$W/tail-cs.log"
+measure forward_kpi "$T" "${KPI[@]}"
 measure forward_cs "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
 python3 bench/tail.py "$ACCOUNTS" 0 0 200000 "$RUN-usage" 2026-10-21 >"$W/tail-usage.jsonl"
 "$T" import --data "$W/data" "$W/tail-usage.jsonl" 2>"$W/tail-usage.log"
 measure forward_usage "$T" health --data "$W/data" --as-of "$AS_OF" --format csv
 measure forward_replay "$T" health --data "$W/data" --as-of "$AS_OF" --format csv --replay
 cmp "$W/forward_usage.out" "$W/forward_replay.out" || { say "the checkpoint brought forward differs from a replay"; exit 1; }
+measure kpi_after "$T" "${KPI[@]}"
+measure kpi_replay "$T" "${KPI[@]}" --replay
+cmp "$W/kpi_after.out" "$W/kpi_replay.out" || { say "the ledger state brought forward differs from a replay"; exit 1; }
+grep "ledger state:" "$W/forward_kpi.err" | sed 's/^ledger state: //; s/ ([0-9.]* s)$//; s| beside .*| beside the checkpoint|' >"$W/forward_kpi.said"
 grep -o "[0-9]* accounts* folded again[^)]*" "$W/forward_cs.err" >"$W/forward_cs.said"
 grep -o "[0-9]* accounts* folded again[^)]*" "$W/forward_usage.err" >"$W/forward_usage.said"
 measure backtest "$T" model backtest --data "$W/data" --as-of "$AS_OF" --from 2026-05 --to 2026-07 --format json
@@ -107,6 +119,13 @@ said = {k: open(f"{w}/forward_{k}.said").read().strip() for k in ("cs", "usage")
 print(f"| `tenure health` after 10,500 new CS events (brought forward: {said['cs']}) | the scorecard of every account | {m['forward_cs'][0]:.1f} s | {m['forward_cs'][1]:,} MiB |")
 print(f"| `tenure health` after 200,000 new usage events (brought forward: {said['usage']}) | the same bytes as the replay below | {m['forward_usage'][0]:.1f} s | {m['forward_usage'][1]:,} MiB |")
 print(f"| `tenure health --replay` after both | | {m['forward_replay'][0]:.1f} s | {m['forward_replay'][1]:,} MiB |")
+ledger = int(open(f"{w}/ledger.bytes").read())
+said_kpi = open(f"{w}/forward_kpi.said").read().strip()
+print(f"| `tenure kpi --kpis revenue --period 2026-Q3` (first run: folds the log, writes the ledger checkpoint) | {ledger / 1e6:,.0f} MB, {ledger / int(accounts):,.0f} bytes an account | {m['kpi_first'][0]:.1f} s | {m['kpi_first'][1]:,} MiB |")
+print(f"| the same (from the checkpoint) | a quarter's revenue KPIs | {m['kpi'][0]:.2f} s | {m['kpi'][1]:,} MiB |")
+print(f"| the same after the 10,500 new CS events (brought forward: {said_kpi}) | | {m['forward_kpi'][0]:.2f} s | {m['forward_kpi'][1]:,} MiB |")
+print(f"| the same after both (from the checkpoint and its delta) | the same bytes as the replay below | {m['kpi_after'][0]:.2f} s | {m['kpi_after'][1]:,} MiB |")
+print(f"| the same `--replay` after both | | {m['kpi_replay'][0]:.1f} s | {m['kpi_replay'][1]:,} MiB |")
 best = max([("logistic baseline", bt['baseline']['auc'])] + [(f"scorecard {n}", c['auc']) for n, c in bt['scorecards'].items()]
            + [(f"scorecard {n}, learned", c['learned']['auc']) for n, c in bt['scorecards'].items() if c.get('learned')], key=lambda x: x[1] or 0)
 print(f"| the selection's cost | `model train` / `--learner trees` | {m['train'][0] / m['train_trees'][0]:.2f}x | |")

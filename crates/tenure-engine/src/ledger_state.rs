@@ -8,8 +8,8 @@
 //! checkpoint of those accounts alone, naming the base it applies to), rather than by
 //! writing every account again: a day's events touch a few thousand accounts spread over
 //! nearly every chunk, and rewriting the base for them took 4.9 s of 7.5 s at 1,000,000
-//! accounts. The delta is merged into the base once it holds more than [`DELTA_SHARE`] of
-//! its accounts.
+//! accounts. The delta is merged into the base once it holds more than the base's
+//! accounts over [`DELTA_SHARE`], plus [`DELTA_LEAST`].
 
 use std::path::Path;
 use tenure_core::event::EventKind;
@@ -28,10 +28,10 @@ pub const FILE: &str = "ledger.state";
 /// The accounts folded again since the checkpoint was written, beside it.
 pub const DELTA: &str = "ledger.delta";
 
-/// The delta is merged into the checkpoint once it holds more accounts than this share of
-/// the checkpoint's, plus [`DELTA_LEAST`]: rewriting a delta costs what rewriting the same
-/// number of the checkpoint's accounts does, so it stays a small part of a rewrite of the
-/// whole.
+/// The delta is merged into the checkpoint once it holds more accounts than the
+/// checkpoint's over this, plus [`DELTA_LEAST`]: rewriting a delta costs what rewriting the
+/// same number of the checkpoint's accounts does, so it stays a small part of a rewrite of
+/// the whole.
 pub const DELTA_SHARE: usize = 16;
 /// Accounts a delta may hold whatever the checkpoint's size (a small base is rewritten
 /// whole in milliseconds; a delta is still worth its file there, and is tested there).

@@ -417,7 +417,6 @@ fn sealed_records(seg: &Sealed, buf: &mut Vec<u8>) -> Result<u64, LogError> {
     Ok(records)
 }
 
-/// Verifies a lane's last segment as it is now and records the prefix a snapshot holds.
 /// The snapshot of the lane in `dir`: its segments listed, its last one judged.
 fn snapshot_lane(dir: &Path, buf: &mut Vec<u8>) -> Result<LaneSnapshot, LogError> {
     let mut segments = lane::list_checked(dir)?;
@@ -434,6 +433,7 @@ fn snapshot_lane(dir: &Path, buf: &mut Vec<u8>) -> Result<LaneSnapshot, LogError
     Ok(LaneSnapshot { sealed, last, records })
 }
 
+/// Verifies a lane's last segment as it is now and records the prefix a snapshot holds.
 fn snapshot_last(file: SegmentFile, buf: &mut Vec<u8>) -> Result<LastSegment, LogError> {
     lane::read_listed_segment(&file.path, None, buf)?;
     let parsed = lane::judge(&file.path, buf, file.base, Mode::Last)?;
