@@ -523,26 +523,20 @@ fn forward(
             diagnostics.extend(d);
         }
     }
-    let said_note = |said: &mut String| {
-        if let Some(n) = &note {
-            said.push_str(&format!("; {n}, passed over"));
-        }
-    };
     if refolded.is_empty() && !new_records {
-        let mut said = None;
-        if let Some(n) = &note {
-            said = Some(format!("ledger state: {n}, passed over"));
-        }
+        let said = note.map(|n| format!("ledger state: {n}, passed over"));
         return Ok(Ok(finish(data, cfg, c, delta, delta_ids, Default::default(), as_of, said)?));
     }
     let mut said = format!(
         "ledger state: {} account{} folded again ({} named by new events, {} changing by {as_of})",
         refolded.len(),
-        if refolded.len() == 1 { "" } else { "s" },
+        plural(refolded.len()),
         named_count,
         changing
     );
-    said_note(&mut said);
+    if let Some(n) = &note {
+        said.push_str(&format!("; {n}, passed over"));
+    }
     if save && (new_records || changing > SAVE_PAST) {
         // The new marks only when the records since the old ones were read: records that
         // arrived after `marks.current` said there were none are left for the next command.
