@@ -440,7 +440,7 @@ impl IndexFile {
     /// parallel, and only the wanted entries' postings decoded. (A day's accounts fall in
     /// most blocks of a large index: looked up one at a time, a block of 512 accounts was
     /// read and half decoded for each: a forward over 6,000 accounts at 1,000,000 took
-    /// 4.0 s that way, 1.7 s this way; BENCHMARKS.md.)
+    /// 4.0-5.3 s that way, 1.7 s this way; BENCHMARKS.md.)
     fn get_many(&self, table: usize, keys: &[&[u8]]) -> Result<Vec<Vec<Posting>>, Unusable> {
         debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys sorted, unique");
         let fences = &self.tables[table];

@@ -89,11 +89,6 @@ fn kinds() -> Vec<EventKind> {
 }
 
 impl LedgerState {
-    /// Bytes of the checkpoint file and of its delta.
-    pub fn size(&self) -> u64 {
-        self.checkpoint.size() + self.delta.as_ref().map_or(0, |d| d.size())
-    }
-
     /// Every account folded into its group's `init()` with `step` as it is decoded, the
     /// groups a chunk of the checkpoint or of its delta each (decoded in parallel,
     /// `LedgerCheckpoint::fold_chunks`: no group of accounts is held), then one of the

@@ -51,8 +51,9 @@ struct LastSegment {
 }
 
 /// Bytes [`LogReader::read_located`] reads at a record: the record and what follows it,
-/// which holds the next records asked for when they are near (a page: reading more costs
-/// more copying than the reads it saves, for records spread over a large log).
+/// which holds the next records asked for when they are near. A page, chosen rather than
+/// measured against other sizes: records asked for through the account index are mostly
+/// far apart, so a larger window would mostly copy bytes no one reads.
 const READ_WINDOW: u64 = 4096;
 
 impl LogReader {
@@ -85,23 +86,24 @@ impl LogReader {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = workers.min(names.len()).max(1);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let take = || next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut snapshots: Vec<(usize, Result<LaneSnapshot, LogError>)> = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..workers)
-                .map(|_| {
-                    s.spawn(|| {
-                        let (mut buf, mut out) = (Vec::new(), Vec::new());
-                        loop {
-                            let i = take();
-                            let Some(name) = names.get(i) else { break };
-                            out.push((i, snapshot_lane(&dir.join(name), &mut buf)));
-                        }
-                        out
-                    })
-                })
-                .collect();
-            threads.into_iter().flat_map(|t| t.join().expect("a lane's snapshot")).collect()
-        });
+        let work = || {
+            let (mut buf, mut out) = (Vec::new(), Vec::new());
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                out.push((i, snapshot_lane(&dir.join(name), &mut buf)));
+            }
+            out
+        };
+        // One lane (or one core): read here, no thread started.
+        let mut snapshots: Vec<(usize, Result<LaneSnapshot, LogError>)> = if workers == 1 {
+            work()
+        } else {
+            std::thread::scope(|s| {
+                let threads: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
+                threads.into_iter().flat_map(|t| t.join().expect("a lane's snapshot")).collect()
+            })
+        };
         // The first lane's error in name order, as when they were read one after another.
         snapshots.sort_by_key(|(i, _)| *i);
         let mut lanes = BTreeMap::new();
