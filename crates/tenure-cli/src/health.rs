@@ -730,35 +730,60 @@ pub fn health(a: HealthArgs) -> Result<()> {
         return out(&account_view(id, card, &s, &history, a.format));
     }
     let then_t = t.add_months(-3);
-    // (account, scorecard, score, colour, change over 3 months, drivers)
-    type Line<'a> = (String, &'a str, Option<f64>, &'static str, Option<f64>, Vec<String>);
-    let blocks: Vec<Vec<Line<'_>>> = d.map_chunks(|acc, u| {
+    // Each account's line (or JSON object) is made on the thread that scored it, while its
+    // figures are in the caches: one allocation a row, where keeping the figures and the
+    // drivers' texts for a second pass took five and fresh memory for all of them.
+    let format = a.format;
+    let blocks: Vec<Vec<Listed>> = d.map_chunks(|acc, u| {
         let row = features::snapshot(acc, u, t, &ctx)?;
         let card = cards.for_row(&row)?;
         let s = card.score(&row);
         let before = features::snapshot(acc, u, then_t, &ctx).and_then(|r| card.score(&r).value);
         let trend = s.value.zip(before).map(|(a, b)| a - b);
         let drivers = health_drivers(&s, card, 3);
-        Some((acc.id.clone(), card.name.as_str(), s.value, s.colour, trend, drivers))
+        let (id, score, colour) = (acc.id.as_str(), s.value, s.colour);
+        let out = match format {
+            OutFormat::Json => Rendered::Json(json!({"account_id": id, "scorecard": card.name,
+                "score": num(score), "colour": colour, "trend_3m": num(trend), "drivers": drivers})),
+            OutFormat::Csv => {
+                let mut l = String::with_capacity(96);
+                let (score, trend) = (Tenths(score, false), Tenths(trend, false));
+                let _ = write!(l, "{},{},{score},{colour},{trend},\"", csv_field(id), card.name);
+                for (i, d) in drivers.iter().enumerate() {
+                    l.push_str(if i == 0 { "" } else { "; " });
+                    l.push_str(&d.replace('"', "\"\""));
+                }
+                l.push_str("\"\n");
+                Rendered::Line(l)
+            }
+            OutFormat::Table => {
+                let mut l = String::with_capacity(96);
+                let (score, trend) = (Tenths(score, false), Tenths(trend, true));
+                let _ = write!(l, "{id:<24} {:<10} {score:>6} {colour:<7} {trend:>7}  ", card.name);
+                l.push_str(&drivers.join("; "));
+                l.push('\n');
+                Rendered::Line(l)
+            }
+        };
+        Some(Listed { score, colour, out })
     })?;
     // The rows stay in their blocks: one vector of them all would be a single thread
-    // copying them into fresh memory.
-    let mut rows: Vec<&Line<'_>> = blocks.iter().flatten().collect();
-    rows.par_sort_unstable_by(|a, b| {
-        a.2.unwrap_or(f64::MAX).total_cmp(&b.2.unwrap_or(f64::MAX)).then(a.0.cmp(&b.0))
-    });
+    // copying them into fresh memory. They come in id order (as the accounts are held), so
+    // a stable sort by score alone lists equal scores by id, without comparing ids.
+    let mut rows: Vec<&Listed> = blocks.iter().flatten().collect();
+    rows.par_sort_by(|a, b| a.score.unwrap_or(f64::MAX).total_cmp(&b.score.unwrap_or(f64::MAX)));
     let written = match a.format {
         OutFormat::Json => {
-            let list: Vec<Json> = rows
+            let list: Vec<&Json> = rows
                 .iter()
-                .map(|(id, card, score, colour, trend, drivers)| {
-                    json!({"account_id": id, "scorecard": card, "score": num(*score), "colour": colour,
-                           "trend_3m": num(*trend), "drivers": drivers})
+                .map(|r| match &r.out {
+                    Rendered::Json(j) => j,
+                    Rendered::Line(_) => unreachable!("JSON rows"),
                 })
                 .collect();
             let mut count = Map::new();
             for c in ["red", "yellow", "green", "grey"] {
-                count.insert(c.into(), json!(rows.iter().filter(|r| r.3 == c).count()));
+                count.insert(c.into(), json!(rows.iter().filter(|r| r.colour == c).count()));
             }
             out(&format!(
                 "{}\n",
@@ -768,19 +793,7 @@ pub fn health(a: HealthArgs) -> Result<()> {
             ))
         }
         OutFormat::Csv => {
-            let head = "account_id,scorecard,score,colour,trend_3m,drivers\n".to_string();
-            out_lines(head, &rows, |s, (id, card, score, colour, trend, drivers)| {
-                writeln!(
-                    s,
-                    "{},{},{},{},{},\"{}\"",
-                    csv_field(id),
-                    card,
-                    fmt_opt(*score, 1),
-                    colour,
-                    fmt_opt(*trend, 1),
-                    drivers.join("; ").replace('"', "\"\"")
-                )
-            })
+            out_rendered("account_id,scorecard,score,colour,trend_3m,drivers\n".to_string(), &rows)
         }
         OutFormat::Table => {
             let mut head =
@@ -789,18 +802,7 @@ pub fn health(a: HealthArgs) -> Result<()> {
                 "{:<24} {:<10} {:>6} {:<7} {:>7}  drivers\n",
                 "account", "scorecard", "score", "colour", "trend"
             ));
-            out_lines(head, &rows, |s, (id, card, score, colour, trend, drivers)| {
-                writeln!(
-                    s,
-                    "{:<24} {:<10} {:>6} {:<7} {:>7}  {}",
-                    id,
-                    card,
-                    fmt_opt(*score, 1),
-                    colour,
-                    trend.map_or("n/a".into(), |v| format!("{v:+.1}")),
-                    drivers.join("; ")
-                )
-            })
+            out_rendered(head, &rows)
         }
     };
     leave(rows);
@@ -809,34 +811,67 @@ pub fn health(a: HealthArgs) -> Result<()> {
     written
 }
 
-/// Writes `head`, then a line (or more) per row, the rows rendered in parallel blocks.
-fn out_lines<T: Sync>(
-    head: String,
-    rows: &[T],
-    line: impl Fn(&mut String, &T) -> std::fmt::Result + Sync,
-) -> Result<()> {
-    let mut o = std::io::stdout().lock();
+/// An account's row of `tenure health`: what it is listed by, and its text.
+struct Listed {
+    score: Option<f64>,
+    colour: &'static str,
+    out: Rendered,
+}
+
+/// A row as its format writes it: a line of text, or an object of the JSON document.
+enum Rendered {
+    Line(String),
+    Json(Json),
+}
+
+/// Writes `head`, then each row's line, through one buffer.
+fn out_rendered(head: String, rows: &[&Listed]) -> Result<()> {
+    let mut o = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     o.write_all(head.as_bytes())?;
-    // A window of blocks at a time: the text of a million rows is never held at once, and
-    // the next window's text takes the memory the last one freed rather than fresh pages.
-    let mut blocks: Vec<String> = Vec::new();
-    for window in rows.chunks(4096 * 32) {
-        window
-            .par_chunks(4096)
-            .map(|c| {
-                let mut s = String::with_capacity(c.len() * 96);
-                for r in c {
-                    line(&mut s, r).expect("writing to a String");
-                }
-                s
-            })
-            .collect_into_vec(&mut blocks);
-        for b in &blocks {
-            o.write_all(b.as_bytes())?;
+    for r in rows {
+        if let Rendered::Line(l) = &r.out {
+            o.write_all(l.as_bytes())?;
         }
     }
     o.flush()?;
     Ok(())
+}
+
+/// A figure as `{:.1}` writes it (`{:+.1}` when `plus`), `n/a` when there is none or it is
+/// not finite; padded as the format asks. The common case is written from the figure's
+/// tenths as an integer: the general float formatter costs more than scoring an account.
+struct Tenths(Option<f64>, bool);
+
+impl std::fmt::Display for Tenths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(v) = self.0.filter(|v| v.is_finite()) else { return f.pad("n/a") };
+        let y = v * 10.0;
+        let r = y.round();
+        // `y` is within an ulp of the exact tenfold (under 0.002 below 1e13): unless it is
+        // within 0.01 of a half, both round to the same integer. Near a half, and for a
+        // negative figure that rounds to zero (written "-0.0"), the general formatter.
+        if y.abs() < 1e13 && (y - r).abs() < 0.49 && !(r == 0.0 && v.is_sign_negative()) {
+            let n = r as i64;
+            // Digits from the right: tenths, the point, the units and up, the sign.
+            let (mut buf, mut i, mut a) = ([0u8; 24], 24, n.unsigned_abs());
+            for k in 0.. {
+                i -= 1;
+                buf[i] = if k == 1 { b'.' } else { b'0' + (a % 10) as u8 };
+                if k != 1 {
+                    a /= 10;
+                }
+                if k >= 2 && a == 0 {
+                    break;
+                }
+            }
+            if n < 0 || self.1 {
+                i -= 1;
+                buf[i] = if n < 0 { b'-' } else { b'+' };
+            }
+            return f.pad(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
+        }
+        f.pad(&if self.1 { format!("{v:+.1}") } else { format!("{v:.1}") })
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -1913,6 +1948,42 @@ fn clv_bgnbd(a: ClvArgs) -> Result<()> {
                 ));
             }
             out(&s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tenths;
+
+    /// Tenths writes what the general formatter writes, padding included: figures of every
+    /// size and sign, halves exact in binary (0.25) and not (0.35), and negatives rounding
+    /// to zero.
+    #[test]
+    fn tenths_write_as_the_general_formatter() {
+        let mut seed = 7u64;
+        let mut next = || (tenure_stats::splitmix64(&mut seed) >> 11) as f64 / (1u64 << 53) as f64;
+        let mut figures =
+            vec![0.0, -0.0, 0.05, 0.25, 0.35, -0.25, -0.04, -0.05, 99.95, 1e12 + 0.05];
+        figures.extend([1e13, 1e300, -1e15 - 0.5, f64::MIN_POSITIVE, 4.5e-17]);
+        for _ in 0..200_000 {
+            let (u, k) = (next(), next());
+            figures.push((u - 0.5) * 200.0);
+            // Whole hundredths and halves of tenths, where rounding is closest to a tie.
+            figures.push(((u - 0.5) * 2e6).round() / 100.0);
+            figures.push(((u - 0.5) * 2e5).round() / 10.0 + 0.05);
+            figures.push((u - 0.5) * 10f64.powf(k * 30.0 - 10.0));
+        }
+        for v in figures {
+            assert_eq!(Tenths(Some(v), false).to_string(), format!("{v:.1}"), "{v:e}");
+            assert_eq!(Tenths(Some(v), true).to_string(), format!("{v:+.1}"), "{v:e}");
+            assert_eq!(
+                format!("{:>9}", Tenths(Some(v), true)),
+                format!("{:>9}", format!("{v:+.1}"))
+            );
+        }
+        for v in [None, Some(f64::NAN), Some(f64::INFINITY), Some(f64::NEG_INFINITY)] {
+            assert_eq!(format!("{:>6}", Tenths(v, true)), "   n/a");
         }
     }
 }

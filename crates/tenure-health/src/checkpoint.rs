@@ -361,11 +361,12 @@ impl<S: Source> Checkpoint<S> {
                 }
                 let mut r = Reader { b: buf.as_slice(), at: 0 };
                 let (mut a, mut u) = (AccountLedger::default(), Vec::new());
+                let mut d = Decoder::new(&self.strings, &self.segment_key);
                 let mut kept =
                     Kept { bytes: Vec::with_capacity(len), ids: Vec::new(), old_usage: Vec::new() };
                 for _ in 0..CHUNK.min(self.accounts - c * CHUNK) {
                     let start = r.at;
-                    r.account_ledger(&mut a, &self.strings, &self.segment_key)?;
+                    r.account_ledger(&mut a, &mut d)?;
                     let usage_at = r.at;
                     r.usage(&mut u)?;
                     if replaced.contains(a.id.as_str()) {
@@ -508,7 +509,10 @@ impl<S: Source> Checkpoint<S> {
             .map_init(
                 || (Vec::new(), AccountLedger::default(), Vec::new()),
                 |(buf, a, u), c| {
-                    let mut out = Vec::new();
+                    // Sized once: grown by doubling, a chunk's results were copied and
+                    // their memory freed and taken afresh (pages the kernel zeroes) a
+                    // dozen times.
+                    let mut out = Vec::with_capacity(CHUNK.min(self.accounts - c * CHUNK));
                     self.each_in_chunk(c, buf, a, u, |a, u| {
                         at_instant(a, as_of)?;
                         out.extend(f(a, u));
@@ -588,9 +592,10 @@ impl<S: Source> Checkpoint<S> {
             return Err(CheckpointError::Damaged("chunk CRC mismatch"));
         }
         let mut r = Reader { b: buf.as_slice(), at: 0 };
+        let mut d = Decoder::new(&self.strings, &self.segment_key);
         let n = CHUNK.min(self.accounts - c * CHUNK);
         for _ in 0..n {
-            r.account(a, u, &self.strings, &self.segment_key)?;
+            r.account(a, u, &mut d)?;
             visit(a, u)?;
         }
         if r.at != r.b.len() {
@@ -761,6 +766,30 @@ fn put_opt(out: &mut Vec<u8>, v: Option<(i64, u8)>) {
     }
 }
 
+/// What decoding a chunk's accounts reuses: the file's string table, each plan's name
+/// made once (an `Arc` a step was an allocation each), and the strings the last account's
+/// lists let go (a contact's number, the segment's key).
+struct Decoder<'c> {
+    strings: &'c [AttrValue],
+    segment_key: &'c str,
+    plans: FxHashMap<u64, Arc<str>>,
+    spare: Vec<String>,
+}
+
+impl<'c> Decoder<'c> {
+    fn new(strings: &'c [AttrValue], segment_key: &'c str) -> Decoder<'c> {
+        Decoder { strings, segment_key, plans: FxHashMap::default(), spare: Vec::new() }
+    }
+
+    /// `v` in decimal, in a spare string when there is one.
+    fn number(&mut self, v: u64) -> String {
+        let mut s = self.spare.pop().unwrap_or_default();
+        s.clear();
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{v}"));
+        s
+    }
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
@@ -856,20 +885,15 @@ impl<'a> Reader<'a> {
         &mut self,
         a: &mut AccountLedger,
         usage: &mut Vec<UsageMonth>,
-        strings: &[AttrValue],
-        segment_key: &str,
+        d: &mut Decoder<'_>,
     ) -> R<()> {
-        self.account_ledger(a, strings, segment_key)?;
+        self.account_ledger(a, d)?;
         self.usage(usage)
     }
 
     /// An account's record up to its usage.
-    fn account_ledger(
-        &mut self,
-        a: &mut AccountLedger,
-        strings: &[AttrValue],
-        segment_key: &str,
-    ) -> R<()> {
+    fn account_ledger(&mut self, a: &mut AccountLedger, d: &mut Decoder<'_>) -> R<()> {
+        let strings = d.strings;
         let string =
             |i: u64| strings.get(i as usize).ok_or(CheckpointError::Damaged("string index"));
         a.id.clear();
@@ -886,8 +910,7 @@ impl<'a> Reader<'a> {
         a.invoices.clear();
         a.cancellations_scheduled.clear();
         a.renewals.clear();
-        a.attributes.clear();
-        let mut plans: FxHashMap<u64, Arc<str>> = FxHashMap::default();
+        d.spare.extend(a.attributes.drain(..).map(|(_, key, _)| key));
         let mut t = 0;
         for _ in 0..self.len()? {
             let ts = self.ts(&mut t)?;
@@ -896,11 +919,11 @@ impl<'a> Reader<'a> {
             let v = self.u()?;
             let plan = match v >> 1 {
                 0 => None,
-                p => Some(match plans.get(&p) {
+                p => Some(match d.plans.get(&p) {
                     Some(s) => s.clone(),
                     None => {
                         let s: Arc<str> = string(p - 1)?.label().into();
-                        plans.insert(p, s.clone());
+                        d.plans.insert(p, s.clone());
                         s
                     }
                 }),
@@ -972,14 +995,17 @@ impl<'a> Reader<'a> {
         for _ in 0..self.len()? {
             let ts = self.ts(&mut t)?;
             let v = string(self.u()?)?.clone();
-            a.attributes.push((ts, segment_key.to_string(), v));
+            let mut key = d.spare.pop().unwrap_or_default();
+            key.clear();
+            key.push_str(d.segment_key);
+            a.attributes.push((ts, key, v));
         }
         let cs = &mut a.cs;
         cs.tickets.clear();
         cs.responses.clear();
         cs.touchpoints.clear();
-        cs.contact_changes.clear();
-        cs.departures.clear();
+        d.spare.extend(cs.contact_changes.drain(..).map(|c| c.contact_id));
+        d.spare.extend(cs.departures.drain(..).map(|c| c.contact_id));
         cs.assessments.clear();
         cs.change_requests.clear();
         let mut t = 0;
@@ -1017,7 +1043,7 @@ impl<'a> Reader<'a> {
         let mut t = 0;
         for _ in 0..self.len()? {
             let ts = self.ts(&mut t)?;
-            let contact_id = self.u()?.to_string();
+            let contact_id = d.number(self.u()?);
             let role = self.small(ContactRole::from_index)?;
             let status = self.small(ContactStatus::from_index)?;
             cs.contact_changes.push(ContactChange {
@@ -1032,7 +1058,7 @@ impl<'a> Reader<'a> {
         let mut t = 0;
         for _ in 0..self.len()? {
             let ts = self.ts(&mut t)?;
-            let contact_id = self.u()?.to_string();
+            let contact_id = d.number(self.u()?);
             let role = self.small(ContactRole::from_index)?;
             cs.departures.push(Departure { ts, contact_id, role, moved_to: Some(String::new()) });
         }

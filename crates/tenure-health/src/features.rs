@@ -337,12 +337,12 @@ pub fn snapshot(
         touch.iter().filter(|(_, _, s)| *s == Some(Sentiment::Negative)).count() as f64,
     );
     // Relationship.
-    let contacts = cs.contacts_before(t);
+    let contacts = cs.contacts_seen_before(t);
     let has = |r: ContactRole| contacts.iter().any(|c| c.active && c.role == Some(r));
     set(F::CHAMPION, has(ContactRole::Champion) as u8 as f64);
     let key = [ContactRole::Champion, ContactRole::DecisionMaker, ContactRole::ExecutiveSponsor];
     set(F::COVERAGE, key.iter().filter(|r| has(**r)).count() as f64 / 3.0);
-    let left = |c: &tenure_ledger::cs::Contact| c.left_at.filter(|l| *l < t);
+    let left = |c: &tenure_ledger::cs::ContactSeen<'_>| c.left_at.filter(|l| *l < t);
     if let Some(l) =
         contacts.iter().filter(|c| c.role == Some(ContactRole::Champion)).filter_map(left).max()
     {

@@ -33,6 +33,18 @@ pub struct Contact {
     pub left_at: Option<Timestamp>,
 }
 
+/// A contact as [`CsLedger::contacts_seen_before`] gives it: a [`Contact`] whose texts
+/// are the ledger's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContactSeen<'a> {
+    pub contact_id: &'a str,
+    pub role: Option<ContactRole>,
+    pub active: bool,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub left_at: Option<Timestamp>,
+}
+
 /// A contact leaving the account: status `left`, or showing up under another account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Departure {
@@ -216,46 +228,70 @@ pub struct ForecastCall {
 impl CsLedger {
     /// The contacts as known just before `t`.
     pub fn contacts_before(&self, t: Timestamp) -> Vec<Contact> {
-        let mut map: BTreeMap<&str, Contact> = BTreeMap::new();
-        for c in self.contact_changes.iter().take_while(|c| c.ts < t) {
-            let e = map.entry(&c.contact_id).or_insert_with(|| Contact {
-                contact_id: c.contact_id.clone(),
+        self.contacts_seen_before(t)
+            .into_iter()
+            .map(|c| Contact {
+                contact_id: c.contact_id.to_string(),
+                role: c.role,
+                active: c.active,
+                email: c.email.map(str::to_string),
+                name: c.name.map(str::to_string),
+                left_at: c.left_at,
+            })
+            .collect()
+    }
+
+    /// As [`CsLedger::contacts_before`], the texts borrowed from the ledger: no allocation
+    /// but the list's (the health features read every account's contacts twice).
+    pub fn contacts_seen_before(&self, t: Timestamp) -> Vec<ContactSeen<'_>> {
+        let changes = &self.contact_changes;
+        let n = changes.iter().position(|c| c.ts >= t).unwrap_or(changes.len());
+        // The changes by contact, each contact's in the order they came (a stable sort).
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&i, &j| changes[i].contact_id.cmp(&changes[j].contact_id));
+        let mut out: Vec<ContactSeen<'_>> = Vec::new();
+        for group in order.chunk_by(|&i, &j| changes[i].contact_id == changes[j].contact_id) {
+            let mut e = ContactSeen {
+                contact_id: &changes[group[0]].contact_id,
                 role: None,
                 active: true,
                 email: None,
                 name: None,
                 left_at: None,
-            });
-            if c.role.is_some() {
-                e.role = c.role;
-            }
-            if c.email.is_some() {
-                e.email.clone_from(&c.email);
-            }
-            if c.name.is_some() {
-                e.name.clone_from(&c.name);
-            }
-            match c.status {
-                Some(ContactStatus::Left) if e.active => {
-                    e.active = false;
-                    e.left_at = Some(c.ts);
+            };
+            for c in group.iter().map(|&i| &changes[i]) {
+                if c.role.is_some() {
+                    e.role = c.role;
                 }
-                Some(ContactStatus::Active) => {
-                    e.active = true;
-                    e.left_at = None;
+                if c.email.is_some() {
+                    e.email = c.email.as_deref();
                 }
-                _ => {}
+                if c.name.is_some() {
+                    e.name = c.name.as_deref();
+                }
+                match c.status {
+                    Some(ContactStatus::Left) if e.active => {
+                        e.active = false;
+                        e.left_at = Some(c.ts);
+                    }
+                    Some(ContactStatus::Active) => {
+                        e.active = true;
+                        e.left_at = None;
+                    }
+                    _ => {}
+                }
             }
+            out.push(e);
         }
         for d in self.departures.iter().filter(|d| d.moved_to.is_some() && d.ts < t) {
-            if let Some(e) = map.get_mut(d.contact_id.as_str())
-                && e.active
+            if let Ok(i) = out.binary_search_by(|c| c.contact_id.cmp(d.contact_id.as_str()))
+                && out[i].active
             {
-                e.active = false;
-                e.left_at = Some(d.ts);
+                out[i].active = false;
+                out[i].left_at = Some(d.ts);
             }
         }
-        map.into_values().collect()
+        out
     }
 
     /// Whether an active contact with this role exists just before `t`.
@@ -413,4 +449,99 @@ pub(crate) fn fold(
     cs.tasks = tasks.into_values().collect();
     cs.tasks.sort_by_key(|t| t.opened);
     cs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contacts as a map by id folded them before the borrowed fold: each change in
+    /// turn, then the moves away in turn.
+    fn by_map(cs: &CsLedger, t: Timestamp) -> Vec<Contact> {
+        let mut map: BTreeMap<&str, Contact> = BTreeMap::new();
+        for c in cs.contact_changes.iter().take_while(|c| c.ts < t) {
+            let e = map.entry(&c.contact_id).or_insert_with(|| Contact {
+                contact_id: c.contact_id.clone(),
+                role: None,
+                active: true,
+                email: None,
+                name: None,
+                left_at: None,
+            });
+            if c.role.is_some() {
+                e.role = c.role;
+            }
+            if c.email.is_some() {
+                e.email.clone_from(&c.email);
+            }
+            if c.name.is_some() {
+                e.name.clone_from(&c.name);
+            }
+            match c.status {
+                Some(ContactStatus::Left) if e.active => {
+                    e.active = false;
+                    e.left_at = Some(c.ts);
+                }
+                Some(ContactStatus::Active) => {
+                    e.active = true;
+                    e.left_at = None;
+                }
+                _ => {}
+            }
+        }
+        for d in cs.departures.iter().filter(|d| d.moved_to.is_some() && d.ts < t) {
+            if let Some(e) = map.get_mut(d.contact_id.as_str())
+                && e.active
+            {
+                e.active = false;
+                e.left_at = Some(d.ts);
+            }
+        }
+        map.into_values().collect()
+    }
+
+    /// Random histories of a few contacts (ids that sort apart from their first sighting,
+    /// roles, leaving and coming back, emails and names, moves away, some of contacts never
+    /// seen): the contacts at every instant are those of the map's fold.
+    #[test]
+    fn contacts_seen_are_the_maps_fold() {
+        let mut seed = 11u64;
+        let mut next = |n: u64| {
+            // A linear congruential stream (Knuth's MMIX constants): what is drawn matters
+            // little, that it is the same every run does.
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let roles = [None, Some(ContactRole::Champion), Some(ContactRole::Admin)];
+        let statuses = [None, Some(ContactStatus::Active), Some(ContactStatus::Left)];
+        for _ in 0..2000 {
+            let mut cs = CsLedger::default();
+            let mut ts = 0;
+            for _ in 0..next(12) {
+                ts += next(3) as i64;
+                cs.contact_changes.push(ContactChange {
+                    ts: Timestamp(ts),
+                    contact_id: format!("c{}", 9 - next(5)),
+                    role: roles[next(3) as usize],
+                    status: statuses[next(3) as usize],
+                    email: (next(2) == 0).then(|| format!("e{}", next(9))),
+                    name: (next(3) == 0).then(|| format!("n{}", next(9))),
+                });
+            }
+            let mut ts = 0;
+            for _ in 0..next(4) {
+                ts += next(6) as i64;
+                cs.departures.push(Departure {
+                    ts: Timestamp(ts),
+                    contact_id: format!("c{}", 9 - next(6)),
+                    role: None,
+                    moved_to: (next(3) != 0).then(|| "elsewhere".to_string()),
+                });
+            }
+            for t in 0..40 {
+                let t = Timestamp(t);
+                assert_eq!(cs.contacts_before(t), by_map(&cs, t), "{cs:?} at {t}");
+            }
+        }
+    }
 }
