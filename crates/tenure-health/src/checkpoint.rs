@@ -767,8 +767,8 @@ fn put_opt(out: &mut Vec<u8>, v: Option<(i64, u8)>) {
 }
 
 /// What decoding a chunk's accounts reuses: the file's string table, each plan's name
-/// made once (an `Arc` a step was an allocation each), and the strings the last account's
-/// lists let go (a contact's number, the segment's key).
+/// made once a chunk (it was once an account: an allocation each), and the strings the
+/// last account's lists let go (a contact's number, the segment's key).
 struct Decoder<'c> {
     strings: &'c [AttrValue],
     segment_key: &'c str,
