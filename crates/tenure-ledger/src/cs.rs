@@ -241,8 +241,9 @@ impl CsLedger {
             .collect()
     }
 
-    /// As [`CsLedger::contacts_before`], the texts borrowed from the ledger: no allocation
-    /// but the list's (the health features read every account's contacts twice).
+    /// As [`CsLedger::contacts_before`], the texts borrowed from the ledger: two
+    /// allocations (the changes' order and the list) where the map of copies took one a
+    /// contact and more (the health features read every account's contacts twice).
     pub fn contacts_seen_before(&self, t: Timestamp) -> Vec<ContactSeen<'_>> {
         let changes = &self.contact_changes;
         let n = changes.iter().position(|c| c.ts >= t).unwrap_or(changes.len());
