@@ -172,12 +172,14 @@ impl BegunMarks {
     }
 }
 
-/// This binary, as far as saved state is concerned: its version, and its file's size,
-/// modification and change times (a new build may compute differently, so what an earlier
-/// one saved is made again; the change time, which no copy or archive keeps, tells apart
-/// builds whose times were set alike, as reproducible builds set them). Taken once per
-/// process: a binary replaced while it runs is still this one's. When the file cannot be
-/// read, a value no other process has (nothing saved under it is taken for this build's).
+/// This binary, as far as saved state is concerned: its version and its GNU build id (the
+/// linker's hash of what it linked), so a copy, a link or a package of the same build reads
+/// what it saved, and a new build, which may compute differently, makes it again. A binary
+/// without a build id is known by its file's size, modification and change times instead
+/// (the change time, which no copy or archive keeps, tells apart builds whose times were
+/// set alike; touching the file's inode then costs one fold). Taken once per process: a
+/// binary replaced while it runs is still this one's. When the file cannot be read, a
+/// value no other process has (nothing saved under it is taken for this build's).
 pub fn build() -> String {
     static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILD
@@ -185,9 +187,17 @@ pub fn build() -> String {
             use std::os::unix::fs::MetadataExt;
             let version = env!("CARGO_PKG_VERSION");
             // `/proc/self/exe` is this process's file even when it was replaced since.
-            let exe = std::fs::metadata("/proc/self/exe")
-                .or_else(|_| std::env::current_exe().and_then(std::fs::metadata));
-            match exe {
+            let exe = Path::new("/proc/self/exe");
+            let exe = if exe.exists() {
+                exe.to_path_buf()
+            } else {
+                std::env::current_exe().unwrap_or_default()
+            };
+            if let Some(id) = build_id(&exe) {
+                let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                return format!("{version}|build-id|{hex}");
+            }
+            match std::fs::metadata(&exe) {
                 Ok(m) => format!(
                     "{version}|{}|{:?}|{}.{}",
                     m.len(),
@@ -204,6 +214,27 @@ pub fn build() -> String {
             }
         })
         .clone()
+}
+
+/// The GNU build id of the 64-bit ELF file at `path` (the note `ld --build-id` writes, as
+/// its program headers place it: a few hundred bytes read, whatever the file's size), or
+/// `None` (another format, no such note, unreadable).
+pub fn build_id(path: &Path) -> Option<Vec<u8>> {
+    use object::elf;
+    use object::read::ReadCache;
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let data = ReadCache::new(std::fs::File::open(path).ok()?);
+    let header = elf::FileHeader64::<object::Endianness>::parse(&data).ok()?;
+    let endian = header.endian().ok()?;
+    for segment in header.program_headers(endian, &data).ok()? {
+        let Ok(Some(mut notes)) = segment.notes(endian, &data) else { continue };
+        while let Ok(Some(note)) = notes.next() {
+            if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
+                return Some(note.desc().to_vec()).filter(|id| !id.is_empty());
+            }
+        }
+    }
+    None
 }
 
 /// A 128-bit digest of `text` (a configuration's settings, say) for a state's key.
@@ -294,6 +325,50 @@ fn remove_stale(dir: &Path, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The build id as binutils' `readelf -n` prints it ("Build ID: 0a1b..."), the
+    /// reference for [`build_id`].
+    fn readelf_build_id(path: &Path) -> Option<String> {
+        let out = std::process::Command::new("readelf")
+            .arg("-n")
+            .arg(path)
+            .output()
+            .expect("readelf (binutils) runs: it checks the build id read here");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+    }
+
+    #[test]
+    fn the_build_id_is_the_one_readelf_reads_and_changes_with_the_note() {
+        let exe = std::env::current_exe().unwrap();
+        let hex = |id: Vec<u8>| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let id = build_id(&exe).expect("this test binary has a GNU build id");
+        let reference = readelf_build_id(&exe).expect("readelf finds a build id");
+        assert_eq!(hex(id.clone()), reference);
+        assert!(build().ends_with(&format!("|build-id|{reference}")), "{}", build());
+        // A copy whose note says otherwise is another build.
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = std::fs::read(&exe).unwrap();
+        let mut note = vec![4, 0, 0, 0];
+        note.extend((id.len() as u32).to_le_bytes());
+        note.extend([3, 0, 0, 0, b'G', b'N', b'U', 0]);
+        note.extend(&id);
+        let at = bytes.windows(note.len()).position(|w| w == note).expect("the note's bytes");
+        bytes[at + 16] ^= 0xff;
+        let other = dir.path().join("other");
+        std::fs::write(&other, &bytes).unwrap();
+        let other_id = build_id(&other).expect("still a build id");
+        assert_ne!(other_id, id);
+        assert_eq!(hex(other_id), readelf_build_id(&other).unwrap());
+        // Not ELF, cut short, empty: none.
+        for (name, content) in
+            [("text", &b"#!/bin/sh\n"[..]), ("cut", &bytes[..40]), ("empty", &[][..])]
+        {
+            std::fs::write(dir.path().join(name), content).unwrap();
+            assert_eq!(build_id(&dir.path().join(name)), None, "{name}");
+        }
+        assert_eq!(build_id(&dir.path().join("missing")), None);
+    }
 
     #[test]
     fn a_write_replaces_the_file_and_removes_only_stale_temporary_files() {

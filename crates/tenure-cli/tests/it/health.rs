@@ -511,6 +511,42 @@ fn differ(fast: &str, slow: &str, args: &[&str]) {
     assert_eq!(fast.lines().count(), slow.lines().count(), "{args:?}: line counts differ");
 }
 
+/// Saved state is kept by the binary's build id: a hard link or a copy of the same build (a
+/// package, an image, a backup's restore) reads what it saved, where keying by the file's
+/// times made each of them fold the log again; a build whose id differs folds again.
+#[test]
+fn saved_state_is_read_by_a_link_or_a_copy_of_the_same_build() {
+    let t = tempfile::tempdir().unwrap();
+    let data = generated(t.path(), 80, 3, "2022-01");
+    // Under the target directory: a temporary directory may not allow running programs.
+    let bins = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_tenure"));
+    let (linked, copied, other) =
+        (bins.path().join("linked"), bins.path().join("copied"), bins.path().join("other"));
+    std::fs::hard_link(bin, &linked).unwrap();
+    std::fs::copy(bin, &copied).unwrap();
+    crate::other_build(bin, &other);
+    let said = |bin: &Path, args: &[&str]| -> String {
+        let o = Command::new(bin).args(args).args(["--data", &data]).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stderr).unwrap()
+    };
+    let health = ["health", "--as-of", AS_OF, "--format", "csv"];
+    let kpi = ["kpi", "--period", "2024-12", "--as-of", AS_OF];
+    assert!(said(bin, &health).contains("folding the log into"));
+    said(bin, &kpi);
+    for b in [bin, &linked, &copied] {
+        for args in [&health[..], &kpi[..]] {
+            let s = said(b, args);
+            assert!(!s.contains("folding"), "{}: {args:?}: {s}", b.display());
+        }
+    }
+    for args in [&health[..], &kpi[..]] {
+        let s = said(&other, args);
+        assert!(s.contains("another build of tenure since"), "{args:?}: {s}");
+    }
+}
+
 /// `tenure health` and `tenure risk` read the health state checkpoint (DATA/state/) and give
 /// byte for byte what a fold of the whole log gives (`--replay`), at instants inside a
 /// month, at a month start and after the last event; the checkpoint is read, not folded

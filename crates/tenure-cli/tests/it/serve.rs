@@ -191,8 +191,8 @@ fn a_restart_after_sigterm_reads_the_saved_state_after_kill_9_brings_it_forward_
     assert!(behind["records_since"].as_u64() >= Some(20), "{behind}");
     let warm = until_tickets(&addr, &read, 50);
     // An upgrade: the state saved at this stop is read by another build (a copy of the
-    // binary, another file), which answers from it at once, then computes everything
-    // again itself.
+    // binary with another build id), which answers from it at once, then computes
+    // everything again itself.
     let mut server = server;
     let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -200,7 +200,7 @@ fn a_restart_after_sigterm_reads_the_saved_state_after_kill_9_brings_it_forward_
     // Under the target directory: a temporary directory may not allow running programs.
     let next = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let other = next.path().join("tenure");
-    std::fs::copy(bin, &other).unwrap();
+    crate::other_build(std::path::Path::new(bin), &other);
     let (server, addr, lines) = start(&other.display().to_string(), &data);
     assert!(lines.iter().any(|l| l.contains("live state read from its snapshot")), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("made by another build")), "{lines:?}");
