@@ -11,8 +11,9 @@
 # SAVE_MINUTES=N saves the live state while running every N minutes (the saves' times are
 # reported). INGEST=N posts N tickets over the API after the first answer, and STOP=KILL
 # stops with SIGKILL instead (a crash: the next start brings the state saved before forward
-# over the log's tail). CONF_EXTRA adds to the configuration. UPGRADE=1 touches the binary
-# before each start (another build reads the state the last one saved). Prints the figures;
+# over the log's tail). CONF_EXTRA adds to the configuration. UPGRADE=1 starts each run
+# by a copy of the binary with another build id (another build reads the state the last one
+# saved). Prints the figures;
 # BENCHMARKS.md is written by hand.
 # Each start and refresh records its alerts in the log: later runs replay a little more.
 set -euo pipefail
@@ -105,9 +106,29 @@ start() { # RUN: one start, then HOLD seconds of answers
     phases=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*\|"msg":"live state read from its snapshot[^"]*","secs":[0-9.]*\|"msg":"the saved state.s history replayed[^"]*","secs":[0-9.]*\|"bytes":[0-9]*\|"msg":"live state saved[^"]*","secs":[0-9.]*\|"records_since":[0-9]*\|"msg":"the refresh in progress is left[^"]*"' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
     say "start $run: first answer after ${first:-never} s; $phases; slowest answer during refreshes ${slowest} s; peak ${peak} MiB; stop ${stopped} s, peak while stopping ${stop_peak} MiB"
 }
+# UPGRADE=1: each start by a copy of the binary whose GNU build id (what saved state is kept
+# by) differs from the last one's, so that each reads the state saved by "another build", as
+# after an upgrade.
+BUILD=$T
+another_build() {
+    python3 - "$BUILD" "$W/tenure-upgrade" "$1" <<'PY'
+import re, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+b = bytearray(open(src, "rb").read())
+# The note: name size 4, a description's size, type 3 (NT_GNU_BUILD_ID), "GNU\0", the id.
+m = re.search(rb"\x04\x00\x00\x00....\x03\x00\x00\x00GNU\x00", b, re.S)
+if not m:
+    sys.exit("no GNU build id in " + src)
+b[m.end()] = (b[m.end()] + n) % 256
+open(dst, "wb").write(b)
+PY
+    chmod +x "$W/tenure-upgrade"
+}
 for run in $(seq 1 "$RUNS"); do
-    # UPGRADE=1: the binary touched before each start, so that each reads the state saved
-    # by "another build" (the build is the binary's size and times), as after an upgrade.
-    [ "${UPGRADE:-0}" = 1 ] && touch "$T"
+    if [ "${UPGRADE:-0}" = 1 ]; then
+        another_build "$run"
+        T="$ROOT/$W/tenure-upgrade"
+    fi
     start "$run"
 done
+rm -f "$W/tenure-upgrade"
