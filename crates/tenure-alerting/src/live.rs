@@ -617,13 +617,10 @@ impl Live {
             let ledger = &self.ledger;
             let lookup = |id: &str| ledger.account(id);
             if e.ts >= horizon {
-                fired.extend(rules::immediate(
-                    &self.rules,
-                    e,
-                    &lookup,
-                    moved_from.as_deref(),
-                    &batch,
-                ));
+                let source = position.map(|p| format!("{}:{p}", e.kind().as_str()));
+                let fires =
+                    rules::immediate(&self.rules, e, &lookup, moved_from.as_deref(), &batch);
+                fired.extend(fires.into_iter().map(|f| Firing { source: source.clone(), ..f }));
             }
             batch.note(e);
             if let Some(from) = moved_from {
@@ -648,6 +645,41 @@ impl Live {
         }
         let fired = self.pass_cooldown(fired, now);
         (fired, Touched { all: touched, usage: usage_touched, quiet })
+    }
+
+    /// The immediate rules' firings (past their cooldown) on records the state has not
+    /// taken, each with its record index in its lane, evaluated against the state as it
+    /// stands (the earlier ones of `events` as a batch's): a saved state's tail, the records
+    /// appended after it was saved (an import while the service was down, events taken
+    /// after the save before a crash), which its history's replay folds in later. Nothing
+    /// is folded here. A contact seen under another account counts as a move only where the
+    /// state knows the contact's sightings (a state read from a snapshot does not until its
+    /// history is in).
+    pub fn fire_on_tail(&mut self, events: &[(Event, u64)], now: Timestamp) -> Vec<Firing> {
+        let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
+        let mut batch = rules::Batch::default();
+        let mut fired = Vec::new();
+        for (e, i) in events {
+            let Some(account) = e.account.as_deref() else { continue };
+            if e.ts >= horizon {
+                let moved_from = match &e.body {
+                    EventBody::Contact { contact_id, .. } => self
+                        .builder
+                        .last_seen(contact_id)
+                        .filter(|(ts, a)| *a != account && e.ts >= *ts)
+                        .map(|(_, a)| a.to_string()),
+                    _ => None,
+                };
+                let ledger = &self.ledger;
+                let lookup = |id: &str| ledger.account(id);
+                let source = Some(format!("{}:{i}", e.kind().as_str()));
+                let fires =
+                    rules::immediate(&self.rules, e, &lookup, moved_from.as_deref(), &batch);
+                fired.extend(fires.into_iter().map(|f| Firing { source: source.clone(), ..f }));
+            }
+            batch.note(e);
+        }
+        self.pass_cooldown(fired, now)
     }
 
     /// The second half of [`apply`](Self::apply): re-folds and re-scores the touched

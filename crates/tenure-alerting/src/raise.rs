@@ -46,7 +46,9 @@ fn short_hash(parts: &[&str]) -> String {
 
 /// Records each firing at `now` as an alert event and a task event (opened, or the open
 /// one updated), in the order given. Ids are derived from the account, rule, instant and
-/// message, so the same firing always gets the same ids (and a retried store deduplicates).
+/// message, or, for a firing of a record ([`Firing::source`]), from the account, rule and
+/// record: so the same firing always gets the same ids, and a store that already holds
+/// them (a retry, a record evaluated again after a crash) keeps the first.
 /// With `cap`, a rule whose firings would open more than `cap` new tasks opens none: its
 /// new firings are alerts only (a digest).
 pub fn raise(
@@ -89,8 +91,10 @@ pub fn raise(
     let mut out = Vec::with_capacity(fired.len());
     for f in fired {
         let rule = &live.rules.rules[f.rule];
-        let stamp = now.0.to_string();
-        let id = short_hash(&[&f.account, &rule.id, &stamp, &f.message]);
+        let id = match &f.source {
+            Some(record) => short_hash(&[&f.account, &rule.id, "record", record]),
+            None => short_hash(&[&f.account, &rule.id, &now.0.to_string(), &f.message]),
+        };
         let alert_id = format!("al_{id}");
         let alert = Event {
             ts: now,

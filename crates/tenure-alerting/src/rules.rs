@@ -518,6 +518,10 @@ pub struct Firing {
     pub rule: usize,
     pub account: String,
     pub message: String,
+    /// The record that fired an immediate rule, as `KIND:INDEX` (its lane and its index
+    /// there), when known: its alert's id is then the record's, not the instant's, so the
+    /// record alerts once however often it is evaluated (again after a crash, say).
+    pub source: Option<String>,
 }
 
 fn role_of(a: Option<&AccountLedger>, contact: &str, t: Timestamp) -> Option<ContactRole> {
@@ -576,8 +580,12 @@ pub fn immediate<'a>(
     let before = ledger(account);
     let mut out = Vec::new();
     for (i, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.kind.immediate()) {
-        let fire =
-            |acct: &str, message: String| Firing { rule: i, account: acct.to_string(), message };
+        let fire = |acct: &str, message: String| Firing {
+            rule: i,
+            account: acct.to_string(),
+            message,
+            source: None,
+        };
         match (&e.body, r.kind) {
             (EventBody::Contact { contact_id, role, status, .. }, Kind::KeyContactLeft) => {
                 if *status == Some(tenure_core::event::ContactStatus::Left) {
@@ -890,7 +898,7 @@ pub fn aggregate(rules: &Rules, s: &AccountState<'_>, now: Timestamp) -> Vec<Fir
             _ => None,
         };
         if let Some(message) = message {
-            out.push(Firing { rule: i, account: a.id.clone(), message });
+            out.push(Firing { rule: i, account: a.id.clone(), message, source: None });
         }
     }
     out

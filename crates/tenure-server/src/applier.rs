@@ -178,6 +178,7 @@ fn apply_loop(
     // refreshed whole.
     let (fired, now) = if let Some(w) = warm.filter(|_| first) {
         let now = (core.clock)();
+        fire_on_tail(core, &w, now, internal, &mut pending);
         let Some((history, closed, tail)) = replay_history(w, now, core, rx, &mut queued) else {
             return;
         };
@@ -403,6 +404,63 @@ fn settle_in_blocks(core: &Core, touched: live::Touched, now: Timestamp) -> Vec<
 enum Read {
     Again(tenure_health::UsageByAccount, Vec<live::DayRow>),
     Closed(Option<tenure_health::UsageByAccount>),
+}
+
+/// Records that a saved state has not taken and whose accounts it will fold later, read a
+/// block at a time.
+const TAIL_BLOCK: usize = 100_000;
+
+/// The immediate rules on a saved state's tail (the records appended after it was saved:
+/// an import while the service was down, events taken after the save before a crash), each
+/// record against the saved state, before its history is replayed; what they fire is raised
+/// and notified as a batch's is, each rule capped at `digest_above` new tasks (a digest
+/// beyond). A record already alerted before a crash gets the same alert id again, which the
+/// log keeps once. Records older than the immediate horizon fire nothing, as in a batch.
+fn fire_on_tail(
+    core: &Core,
+    w: &Warm,
+    now: Timestamp,
+    internal: &mpsc::UnboundedSender<Vec<Event>>,
+    pending: &mut tenure_alerting::Pending,
+) {
+    let horizon = {
+        let days = core.live.read().expect("live state").immediate_horizon_days;
+        Timestamp(now.0.saturating_sub(days.saturating_mul(tenure_core::time::DAY)))
+    };
+    let mut kinds = live::ledger_kinds();
+    kinds.push(EventKind::Usage);
+    let (mut block, mut fired, mut records) = (Vec::new(), Vec::new(), 0u64);
+    let mut evaluate = |block: &mut Vec<(Event, u64)>| {
+        if !block.is_empty() {
+            fired.extend(write(core, "tail").fire_on_tail(block, now));
+            block.clear();
+        }
+    };
+    let read = tenure_engine::replay_between(&w.data, &kinds, &w.from, &w.until, |e, i| {
+        records += 1;
+        if e.ts >= horizon {
+            block.push((e, i));
+            if block.len() == TAIL_BLOCK {
+                evaluate(&mut block);
+            }
+        }
+    });
+    evaluate(&mut block);
+    if let Err(e) = read {
+        log(
+            "error",
+            "the saved state's tail could not be read: the immediate rules did not see it",
+            json!({"error": e.to_string()}),
+        );
+    }
+    if records > 0 {
+        log(
+            "info",
+            "the immediate rules evaluated the saved state's tail",
+            json!({"records": records, "alerts": fired.len()}),
+        );
+    }
+    raise(core, fired, now, None, internal, pending, true, Some(core.digest_above));
 }
 
 /// Events kept at most while a saved state's history is replayed (about a gigabyte).

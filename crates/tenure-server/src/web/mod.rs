@@ -744,6 +744,7 @@ async fn digest_open(
                         at.date_string(),
                         sess.name
                     ),
+                    source: None,
                 }
             })
             .collect();

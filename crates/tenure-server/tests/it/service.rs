@@ -416,13 +416,23 @@ async fn immediate_rules_see_the_earlier_events_of_their_batch() {
 /// What `s` answers on `paths`, asserted equal to what a start that replays the log
 /// answers (the saved state removed first); the answers.
 async fn equals_a_replay(f: &Fixture, s: AppState, paths: &[&str]) -> Vec<(StatusCode, Value)> {
+    equals_a_replay_at(f, s, paths, "2026-06-01T12:00:00Z").await
+}
+
+/// As [`equals_a_replay`], the replay started with its clock at `at` (as `s`'s was).
+async fn equals_a_replay_at(
+    f: &Fixture,
+    s: AppState,
+    paths: &[&str],
+    at: &str,
+) -> Vec<(StatusCode, Value)> {
     let mut answers = Vec::new();
     for p in paths {
         answers.push(call(&s, "GET", p, Some(&f.read), "").await);
     }
     drop(s);
     std::fs::remove_dir_all(f.path().join("state")).unwrap();
-    let s = open(f);
+    let s = tenure_testkit::open(f.path(), at);
     assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 0.0, "replayed");
     for (p, a) in paths.iter().zip(&answers) {
         assert_eq!(&call(&s, "GET", p, Some(&f.read), "").await, a, "{p}");
@@ -444,8 +454,13 @@ async fn send_company(f: &Fixture, s: &AppState) {
 /// A start whose history's replay (from a saved state) waits until the sender sends, or
 /// 30 s pass.
 fn open_held(f: &Fixture) -> (std::sync::mpsc::Sender<()>, AppState) {
+    open_held_at(f, "2026-06-01T12:00:00Z")
+}
+
+/// As [`open_held`], its clock at `at`.
+fn open_held_at(f: &Fixture, at: &str) -> (std::sync::mpsc::Sender<()>, AppState) {
     let (release, gate) = tenure_testkit::history_gate();
-    let s = tenure_testkit::open_with(f.path(), "2026-06-01T12:00:00Z", |o| {
+    let s = tenure_testkit::open_with(f.path(), at, |o| {
         o.history_gate = Some(gate);
     });
     (release, s)
@@ -540,13 +555,14 @@ async fn a_restart_reads_the_state_saved_at_the_stop_and_brings_it_over_an_impor
     assert_eq!(call(&s, "GET", "/api/v1/tasks", Some(&f.read), "").await, tasks);
     let (_, acme_before) = call(&s, "GET", "/api/v1/accounts/acme", Some(&f.read), "").await;
     drop(s);
-    // An import while the service is down (a new account, a ticket, usage): the saved
-    // state is still used, the import its tail, folded in once the history is replayed to
-    // the log's end. The answers are then a replay's of the whole log.
+    // An import while the service is down (a new account, an urgent ticket, usage): the
+    // saved state is still used, the import its tail, folded in once the history is
+    // replayed to the log's end. The immediate rules see the tail at the start: the urgent
+    // ticket is alerted, its task opened. The answers are then a replay's of the whole log.
     let cfg = tenure_ingest::IngestConfig::defaults(None);
     let import = [
         r#"{"type":"account","timestamp":"2026-05-30","account_id":"cora","name":"Cora"}"#,
-        r#"{"type":"ticket","timestamp":"2026-05-31T10:00:00Z","account_id":"bolt","ticket_id":"t-down","status":"opened"}"#,
+        r#"{"type":"ticket","timestamp":"2026-05-31T10:00:00Z","account_id":"bolt","ticket_id":"t-down","status":"opened","severity":"urgent"}"#,
         r#"{"type":"usage","timestamp":"2026-06-01T09:00:00Z","account_id":"acme","user_id":"u7","event":"login"}"#,
     ];
     let import: Vec<_> =
@@ -559,6 +575,12 @@ async fn a_restart_reads_the_state_saved_at_the_stop_and_brings_it_over_an_impor
     let j = until(&s, &f.read, "/api/v1/accounts/cora", |j| j["name"] == "Cora").await;
     assert_eq!(j["name"], "Cora");
     assert_eq!(metric(&s, "tenure_live_warming").await, 0.0);
+    let urgent = "/api/v1/alerts?account=bolt&rule=urgent_ticket";
+    let j = until(&s, &f.read, urgent, |j| j["total"].as_u64() >= Some(1)).await;
+    assert_eq!(j["total"], 1, "{j}");
+    let tasks = "/api/v1/tasks?account=bolt&rule=urgent_ticket";
+    let j = until(&s, &f.read, tasks, |j| j["total"].as_u64() >= Some(1)).await;
+    assert_eq!(j["total"], 1, "{j}");
     let paths = [paths.as_slice(), &["/api/v1/accounts/cora"]].concat();
     let forward = equals_a_replay(&f, s, &paths).await;
     assert!(forward[2].1.to_string().contains("t-down"), "{:?}", forward[2]);
@@ -611,10 +633,15 @@ async fn a_state_saved_while_running_is_read_after_a_crash_and_brought_forward()
     for name in ledgers(&state).iter().map(String::as_str).chain(["live.state"]) {
         std::fs::copy(state.join(name), copy.join(name)).unwrap();
     }
+    // An urgent ticket after the save, alerted before the crash: the next start evaluates
+    // it again (its record is in the saved state's tail) and alerts it under the same id,
+    // which the log keeps once.
     let late = json!({"type": "ticket", "timestamp": "2026-06-01T11:00:00Z", "account_id": "acme",
-                      "ticket_id": "t-late", "status": "opened"});
+                      "ticket_id": "t-late", "status": "opened", "severity": "urgent"});
     call(&s, "POST", "/api/v1/events", Some(&f.ingest), &late.to_string()).await;
     until(&s, &f.read, acme, |j| j.to_string().contains("t-late")).await;
+    let urgent = "/api/v1/alerts?account=acme&rule=urgent_ticket";
+    let alerted = until(&s, &f.read, urgent, |j| j["total"] == 1).await;
     drop(s);
     // The crash: the stop's save lost, the one made while running left.
     for name in ledgers(&state) {
@@ -623,15 +650,29 @@ async fn a_state_saved_while_running_is_read_after_a_crash_and_brought_forward()
     for name in ledgers(&copy).iter().map(String::as_str).chain(["live.state"]) {
         std::fs::copy(copy.join(name), state.join(name)).unwrap();
     }
-    let (release, s) = open_held(&f);
+    // Ten minutes later: an alert keyed by the instant would be another alert.
+    let restart = "2026-06-01T12:10:00Z";
+    let (release, s) = open_held_at(&f, restart);
     assert_eq!(metric(&s, "tenure_started_from_snapshot").await, 1.0);
     assert_eq!(metric(&s, "tenure_live_warming").await, 1.0, "the replay is held");
     let (_, warming) = call(&s, "GET", acme, Some(&f.read), "").await;
     assert_eq!(warming, at_save, "answers as it was saved while running");
     release.send(()).unwrap();
     until(&s, &f.read, acme, |j| j.to_string().contains("t-late")).await;
+    until_metric(&s, "tenure_live_warming", |n| n == 0.0).await;
+    // Whatever the start raised went to the log before this event: once it is taken, so
+    // is any alert raised twice.
+    let after = json!({"type": "ticket", "timestamp": "2026-06-01T11:30:00Z", "account_id": "bolt",
+                       "ticket_id": "t-after", "status": "opened"});
+    call(&s, "POST", "/api/v1/events", Some(&f.ingest), &after.to_string()).await;
+    until(&s, &f.read, "/api/v1/accounts/bolt", |j| j.to_string().contains("t-after")).await;
+    let (_, again) = call(&s, "GET", urgent, Some(&f.read), "").await;
+    assert_eq!(again, alerted, "the urgent ticket alerted once");
+    let (_, tasks) =
+        call(&s, "GET", "/api/v1/tasks?account=acme&rule=urgent_ticket", Some(&f.read), "").await;
+    assert_eq!(tasks["total"], 1, "{tasks}");
     let paths = ["/api/v1/accounts", acme, "/api/v1/alerts", "/api/v1/tasks"];
-    equals_a_replay(&f, s, &paths).await;
+    equals_a_replay_at(&f, s, &paths, restart).await;
 }
 
 /// Saves while events keep arriving are noted exactly where the state is: usage sent one
