@@ -13,7 +13,10 @@
 # stops with SIGKILL instead (a crash: the next start brings the state saved before forward
 # over the log's tail). CONF_EXTRA adds to the configuration. UPGRADE=1 starts each run
 # by a copy of the binary with another build id (another build reads the state the last one
-# saved). Prints the figures;
+# saved). IMPORT=COMMAND imports what COMMAND prints (`{run}` in it replaced by a
+# new tag each time: `python3 bench/tail.py 1000000 5000 500 0 {run} $(date -u +%F)`) while
+# the service is down, before each start after the first: the saved state's tail, which the
+# start's immediate rules evaluate. Prints the figures;
 # BENCHMARKS.md is written by hand.
 # Each start and refresh records its alerts in the log: later runs replay a little more.
 set -euo pipefail
@@ -103,7 +106,8 @@ start() { # RUN: one start, then HOLD seconds of answers
     stopped=$(echo "$(date +%s.%N) - $stop0" | bc)
     PID=""
     local phases
-    phases=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*\|"msg":"live state read from its snapshot[^"]*","secs":[0-9.]*\|"msg":"the saved state.s history replayed[^"]*","secs":[0-9.]*\|"bytes":[0-9]*\|"msg":"live state saved[^"]*","secs":[0-9.]*\|"records_since":[0-9]*\|"msg":"the refresh in progress is left[^"]*"' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
+    phases=$(grep -o '"msg":"the immediate rules evaluated the saved state.s tail"[^}]*' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
+    phases+=$(grep -o '"fold_and_score_secs":[0-9.]*\|"read_secs":[0-9.]*\|"msg":"live state read from its snapshot[^"]*","secs":[0-9.]*\|"msg":"the saved state.s history replayed[^"]*","secs":[0-9.]*\|"bytes":[0-9]*\|"msg":"live state saved[^"]*","secs":[0-9.]*\|"records_since":[0-9]*\|"msg":"the refresh in progress is left[^"]*"' "$W/serve-start.$run.err" | tr '\n' ' ' || true)
     say "start $run: first answer after ${first:-never} s; $phases; slowest answer during refreshes ${slowest} s; peak ${peak} MiB; stop ${stopped} s, peak while stopping ${stop_peak} MiB"
 }
 # UPGRADE=1: each start by a copy of the binary whose GNU build id (what saved state is kept
@@ -125,6 +129,11 @@ PY
     chmod +x "$W/tenure-upgrade"
 }
 for run in $(seq 1 "$RUNS"); do
+    if [ -n "${IMPORT:-}" ] && [ "$run" -gt 1 ]; then
+        # `{run}` made unique, so that each import's records are new.
+        ${IMPORT//\{run\}/B$(date +%s)R$run} >"$W/serve-start.import.jsonl"
+        "$T" import --data "$W/data" "$W/serve-start.import.jsonl" >&2
+    fi
     if [ "${UPGRADE:-0}" = 1 ]; then
         another_build "$run"
         T="$ROOT/$W/tenure-upgrade"

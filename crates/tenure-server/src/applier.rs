@@ -423,6 +423,7 @@ fn fire_on_tail(
     internal: &mpsc::UnboundedSender<Vec<Event>>,
     pending: &mut tenure_alerting::Pending,
 ) {
+    let started = Instant::now();
     let horizon = {
         let days = core.live.read().expect("live state").immediate_horizon_days;
         Timestamp(now.0.saturating_sub(days.saturating_mul(tenure_core::time::DAY)))
@@ -457,7 +458,8 @@ fn fire_on_tail(
         log(
             "info",
             "the immediate rules evaluated the saved state's tail",
-            json!({"records": records, "alerts": fired.len()}),
+            json!({"records": records, "alerts": fired.len(),
+                   "secs": started.elapsed().as_secs_f64()}),
         );
     }
     raise(core, fired, now, None, internal, pending, true, Some(core.digest_above));
