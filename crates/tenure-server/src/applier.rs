@@ -458,7 +458,7 @@ fn fire_on_tail(
         log(
             "info",
             "the immediate rules evaluated the saved state's tail",
-            json!({"records": records, "alerts": fired.len(),
+            json!({"records": records, "fired": fired.len(),
                    "secs": started.elapsed().as_secs_f64()}),
         );
     }
