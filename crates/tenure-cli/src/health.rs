@@ -242,10 +242,10 @@ enum Source {
 }
 
 /// A checkpoint's bytes: its file (read a chunk at a time), or the memory it was just
-/// made in when it could not be saved.
+/// made in (and is saved from meanwhile: [`saving`]).
 enum StateBytes {
     File(std::fs::File, u64),
-    Memory(Vec<u8>),
+    Memory(std::sync::Arc<Vec<u8>>),
 }
 
 impl checkpoint::Source for StateBytes {
@@ -259,9 +259,46 @@ impl checkpoint::Source for StateBytes {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         match self {
             StateBytes::File(f, _) => std::os::unix::fs::FileExt::read_exact_at(f, buf, offset),
-            StateBytes::Memory(b) => b.read_at(offset, buf),
+            StateBytes::Memory(b) => checkpoint::Source::read_at(&**b, offset, buf),
         }
     }
+}
+
+/// Checkpoints being saved on threads of their own ([`saving`]); the process waits for
+/// them before it ends ([`wait_for_saves`], from `main`).
+static SAVES: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits for the checkpoints being saved: the process ends once each file is in place or
+/// its failure is said.
+pub(crate) fn wait_for_saves() {
+    let saves = std::mem::take(&mut *SAVES.lock().unwrap_or_else(|p| p.into_inner()));
+    for h in saves {
+        let _ = h.join();
+    }
+}
+
+/// `bytes`, a checkpoint just made, to answer from while a thread of its own saves them as
+/// DATA/state/[`HEALTH_STATE`]: writing and syncing hundreds of megabytes (about a second
+/// at a million accounts) overlaps the answer instead of preceding it.
+fn saving(dir: &Path, bytes: Vec<u8>) -> StateBytes {
+    let bytes = std::sync::Arc::new(bytes);
+    let save = |d: PathBuf, b: std::sync::Arc<Vec<u8>>| {
+        move || {
+            if let Err(e) = tenure_engine::state::write(&d, HEALTH_STATE, &b) {
+                eprintln!("health state: {e}; the checkpoint was not saved (this answer is whole)");
+            }
+        }
+    };
+    let thread = std::thread::Builder::new()
+        .name("health-state-save".into())
+        .spawn(save(dir.to_path_buf(), std::sync::Arc::clone(&bytes)));
+    match thread {
+        Ok(h) => SAVES.lock().unwrap_or_else(|p| p.into_inner()).push(h),
+        // No thread to be had: saved before answering.
+        Err(_) => save(dir.to_path_buf(), std::sync::Arc::clone(&bytes))(),
+    }
+    StateBytes::Memory(bytes)
 }
 
 /// The checkpoint's file under DATA/state/.
@@ -505,10 +542,7 @@ fn build(dir: &Path, cfg: &Config, t: Timestamp, key: Vec<u8>) -> Result<Checkpo
     let usage = tenure_analytics::usage_monthly(dir, &crate::engine(cfg), &names, until)?;
     let bytes = checkpoint::encode(&key, &marks.encode(), &ledger, &usage, SEGMENT_KEY, until);
     drop((ledger, usage));
-    if let Err(e) = tenure_engine::state::write(dir, HEALTH_STATE, &bytes) {
-        eprintln!("health state: {e}; answering without saving the checkpoint");
-    }
-    Checkpoint::open(StateBytes::Memory(bytes), &key)
+    Checkpoint::open(saving(dir, bytes), &key)
         .context("the health state checkpoint just made does not read back")
 }
 
@@ -609,9 +643,6 @@ fn forward(
         usage = Some((None, read_usage(None)?));
         bytes = c.forward(key, &now.encode(), &replace, usage_now(&usage))?.0;
     }
-    if let Err(e) = tenure_engine::state::write(dir, HEALTH_STATE, &bytes) {
-        eprintln!("health state: {e}; answering without saving the checkpoint");
-    }
     eprintln!(
         "health state: brought {} forward over the log's new records ({} account{} folded \
          again{}) in {:.1} s",
@@ -627,7 +658,7 @@ fn forward(
         started.elapsed().as_secs_f64()
     );
     Ok(Some(
-        Checkpoint::open(StateBytes::Memory(bytes), key)
+        Checkpoint::open(saving(dir, bytes), key)
             .context("the health state checkpoint just brought forward does not read back")?,
     ))
 }
@@ -1954,7 +1985,22 @@ fn clv_bgnbd(a: ClvArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Tenths;
+    use super::{HEALTH_STATE, Tenths, checkpoint, saving, wait_for_saves};
+
+    /// A checkpoint answered from while it is saved is whole on disk once the saves are
+    /// waited for (as `main` waits before the process ends), and reads as it was given.
+    #[test]
+    fn a_checkpoint_saved_meanwhile_is_in_place_once_saves_are_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+        let src = saving(dir.path(), bytes.clone());
+        let mut head = [0u8; 16];
+        checkpoint::Source::read_at(&src, 1000, &mut head).unwrap();
+        assert_eq!(head[..], bytes[1000..1016]);
+        wait_for_saves();
+        let path = tenure_engine::state::dir(dir.path()).join(HEALTH_STATE);
+        assert_eq!(std::fs::read(path).unwrap(), bytes);
+    }
 
     /// Tenths writes what the general formatter writes, padding included: figures of every
     /// size and sign, halves exact in binary (0.25) and not (0.35), and negatives rounding

@@ -665,7 +665,10 @@ fn build() -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    // A checkpoint saved while the command answered is in place before the process ends.
+    health::wait_for_saves();
+    match result {
         Ok(code) => code,
         Err(e) => {
             if let Some(io) = e.downcast_ref::<std::io::Error>()
