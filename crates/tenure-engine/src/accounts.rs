@@ -900,35 +900,62 @@ fn gather(
 /// Records read back through the index with their postings, or why the index is refused.
 type Read = Result<Result<Vec<(Posting, Event)>, Stale>, EngineError>;
 
-/// Reads and decodes the records at `postings` (sorted): in parallel by lane, each lane's
-/// in log order.
+/// Postings a task of [`read`] reads, at most (a part of one lane's): a day's few thousand
+/// accounts make hundreds of parts.
+const READ_PART: usize = 256;
+
+/// Tasks of [`read`] at once, each a read in flight: more than the cores, since a read
+/// the page cache does not hold waits on the disk (which serves many reads together) and
+/// one it holds costs a copy.
+const READS_IN_FLIGHT: usize = 16;
+
+/// Reads and decodes the records at `postings` (sorted), in their order: in parts of
+/// [`READ_PART`] of a lane's, [`READS_IN_FLIGHT`] at once.
 fn read(
     reader: &LogReader,
     lanes: &[&str],
     postings: &[Posting],
 ) -> Result<Result<Vec<(Posting, Event)>, Stale>, EngineError> {
-    let runs: Vec<&[Posting]> =
-        postings.chunk_by(|a, b| posting_lane(*a) == posting_lane(*b)).collect();
-    let parts: Vec<Read> = runs
-        .par_iter()
-        .map(|run| {
-            let ix = posting_lane(run[0]);
-            let Some(l) = lanes.get(ix) else { return Ok(Err(NOT_INDEXED)) };
-            let at: Vec<Located> = run.iter().map(|p| posting_at(*p)).collect();
-            let mut out = Vec::with_capacity(run.len());
-            let result = reader.read_located(l, &at, |at, _, payload| {
-                let Ok(e) = codec::decode(payload) else { return Err(NOT_INDEXED) };
-                out.push((posting(ix, at), e));
-                Ok(())
-            });
-            match result {
-                Ok(()) => Ok(Ok(out)),
-                Err(ScanError::Callback(stale)) => Ok(Err(stale)),
-                Err(ScanError::Log(LogError::Corrupt { .. })) => Ok(Err(NOT_INDEXED)),
-                Err(ScanError::Log(e)) => Err(e.into()),
-            }
-        })
+    // Each lane's postings (in log order) in parts read side by side: where the page cache
+    // does not hold the log, each read waits on the disk, which serves many at once.
+    let runs: Vec<&[Posting]> = postings
+        .chunk_by(|a, b| posting_lane(*a) == posting_lane(*b))
+        .flat_map(|run| run.chunks(READ_PART))
         .collect();
+    let read_all = || -> Vec<Read> {
+        runs.par_iter()
+            .map(|run| {
+                let ix = posting_lane(run[0]);
+                let Some(l) = lanes.get(ix) else { return Ok(Err(NOT_INDEXED)) };
+                let at: Vec<Located> = run.iter().map(|p| posting_at(*p)).collect();
+                let mut out = Vec::with_capacity(run.len());
+                let result = reader.read_located(l, &at, |at, _, payload| {
+                    let Ok(e) = codec::decode(payload) else { return Err(NOT_INDEXED) };
+                    out.push((posting(ix, at), e));
+                    Ok(())
+                });
+                match result {
+                    Ok(()) => Ok(Ok(out)),
+                    Err(ScanError::Callback(stale)) => Ok(Err(stale)),
+                    Err(ScanError::Log(LogError::Corrupt { .. })) => Ok(Err(NOT_INDEXED)),
+                    Err(ScanError::Log(e)) => Err(e.into()),
+                }
+            })
+            .collect()
+    };
+    let pool = (runs.len() > 1)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(READS_IN_FLIGHT)
+                .thread_name(|i| format!("account-read-{i}"))
+                .build()
+                .ok()
+        })
+        .flatten();
+    let parts = match &pool {
+        Some(p) => p.install(read_all),
+        None => read_all(),
+    };
     let mut all = Vec::with_capacity(postings.len());
     for p in parts {
         match p? {
