@@ -591,7 +591,7 @@ impl Live {
         let mut touched: FxHashSet<String> = FxHashSet::default();
         let mut usage_touched: FxHashSet<String> = FxHashSet::default();
         let mut quiet: FxHashSet<String> = FxHashSet::default();
-        let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
+        let horizon = self.immediate_horizon(now);
         let mut batch = rules::Batch::default();
         self.advance(now);
         let month = tenure_core::time::PeriodUnit::Month.floor(now);
@@ -604,23 +604,10 @@ impl Live {
                 self.builder.push_at(e.clone(), position);
                 continue;
             };
-            // Where the contact was last seen, before this event (pushed below): a contact
-            // seen elsewhere has moved.
-            let moved_from = match &e.body {
-                EventBody::Contact { contact_id, .. } => self
-                    .builder
-                    .last_seen(contact_id)
-                    .filter(|(ts, a)| *a != account && e.ts >= *ts)
-                    .map(|(_, a)| a.to_string()),
-                _ => None,
-            };
-            let ledger = &self.ledger;
-            let lookup = |id: &str| ledger.account(id);
+            // Before this event is pushed (below).
+            let moved_from = self.moved_from(e, &account);
             if e.ts >= horizon {
-                let source = position.map(|p| format!("{}:{p}", e.kind().as_str()));
-                let fires =
-                    rules::immediate(&self.rules, e, &lookup, moved_from.as_deref(), &batch);
-                fired.extend(fires.into_iter().map(|f| Firing { source: source.clone(), ..f }));
+                fired.extend(self.immediate(e, position, moved_from.as_deref(), &batch));
             }
             batch.note(e);
             if let Some(from) = moved_from {
@@ -656,30 +643,50 @@ impl Live {
     /// state knows the contact's sightings (a state read from a snapshot does not until its
     /// history is in).
     pub fn fire_on_tail(&mut self, events: &[(Event, u64)], now: Timestamp) -> Vec<Firing> {
-        let horizon = Timestamp(now.0 - self.immediate_horizon_days * DAY);
+        let horizon = self.immediate_horizon(now);
         let mut batch = rules::Batch::default();
         let mut fired = Vec::new();
         for (e, i) in events {
             let Some(account) = e.account.as_deref() else { continue };
             if e.ts >= horizon {
-                let moved_from = match &e.body {
-                    EventBody::Contact { contact_id, .. } => self
-                        .builder
-                        .last_seen(contact_id)
-                        .filter(|(ts, a)| *a != account && e.ts >= *ts)
-                        .map(|(_, a)| a.to_string()),
-                    _ => None,
-                };
-                let ledger = &self.ledger;
-                let lookup = |id: &str| ledger.account(id);
-                let source = Some(format!("{}:{i}", e.kind().as_str()));
-                let fires =
-                    rules::immediate(&self.rules, e, &lookup, moved_from.as_deref(), &batch);
-                fired.extend(fires.into_iter().map(|f| Firing { source: source.clone(), ..f }));
+                let moved_from = self.moved_from(e, account);
+                fired.extend(self.immediate(e, Some(*i), moved_from.as_deref(), &batch));
             }
             batch.note(e);
         }
         self.pass_cooldown(fired, now)
+    }
+
+    /// The earliest instant of an event immediate rules see at `now`
+    /// (`immediate_horizon_days` before it).
+    pub fn immediate_horizon(&self, now: Timestamp) -> Timestamp {
+        Timestamp(now.0.saturating_sub(self.immediate_horizon_days.saturating_mul(DAY)))
+    }
+
+    /// The account a contact event's contact was last seen under, when another one and
+    /// not later than the event: the contact has moved from it.
+    fn moved_from(&self, e: &Event, account: &str) -> Option<String> {
+        let EventBody::Contact { contact_id, .. } = &e.body else { return None };
+        self.builder
+            .last_seen(contact_id)
+            .filter(|(ts, a)| *a != account && e.ts >= *ts)
+            .map(|(_, a)| a.to_string())
+    }
+
+    /// The immediate rules `e` fires against the state and the batch's earlier events,
+    /// each naming `e`'s record (its lane and `position` there) when known.
+    fn immediate(
+        &self,
+        e: &Event,
+        position: Option<u64>,
+        moved_from: Option<&str>,
+        batch: &rules::Batch,
+    ) -> Vec<Firing> {
+        let ledger = &self.ledger;
+        let lookup = |id: &str| ledger.account(id);
+        let source = position.map(|p| format!("{}:{p}", e.kind().as_str()));
+        let fires = rules::immediate(&self.rules, e, &lookup, moved_from, batch);
+        fires.into_iter().map(|f| Firing { source: source.clone(), ..f }).collect()
     }
 
     /// The second half of [`apply`](Self::apply): re-folds and re-scores the touched

@@ -424,10 +424,7 @@ fn fire_on_tail(
     pending: &mut tenure_alerting::Pending,
 ) {
     let started = Instant::now();
-    let horizon = {
-        let days = core.live.read().expect("live state").immediate_horizon_days;
-        Timestamp(now.0.saturating_sub(days.saturating_mul(tenure_core::time::DAY)))
-    };
+    let horizon = core.live.read().expect("live state").immediate_horizon(now);
     let mut kinds = live::ledger_kinds();
     kinds.push(EventKind::Usage);
     let (mut block, mut fired, mut records) = (Vec::new(), Vec::new(), 0u64);
